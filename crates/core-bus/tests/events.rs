@@ -14,7 +14,8 @@ fn subscribe_unsubscribe_join_and_new_topic_are_announced() {
     let mut m = bus.mailbox(origin());
     let pattern = Pattern::parse("orders.*").unwrap();
     let id = m.subscribe(pattern.clone()).unwrap();
-    m.join_group(&topic("jobs"), Credit::AutoAck, GroupPolicy::QUEUE).unwrap();
+    m.join_group(&topic("jobs"), Credit::AutoAck, GroupPolicy::QUEUE)
+        .unwrap();
     bus.publish(envelope("orders.eu", "1"));
     bus.publish(envelope("orders.eu", "2"));
     m.unsubscribe(id);
@@ -22,10 +23,19 @@ fn subscribe_unsubscribe_join_and_new_topic_are_announced() {
     assert_eq!(
         seen,
         vec![
-            BusEvent::Subscribed { pattern: pattern.clone(), group: false },
-            BusEvent::Subscribed { pattern: Pattern::parse("jobs").unwrap(), group: true },
+            BusEvent::Subscribed {
+                pattern: pattern.clone(),
+                group: false
+            },
+            BusEvent::Subscribed {
+                pattern: Pattern::parse("jobs").unwrap(),
+                group: true
+            },
             BusEvent::NewTopic(topic("orders.eu")),
-            BusEvent::Unsubscribed { pattern, group: false },
+            BusEvent::Unsubscribed {
+                pattern,
+                group: false
+            },
         ]
     );
 }
