@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -25,6 +26,26 @@ impl SubscriptionId {
         use std::sync::atomic::{AtomicU64, Ordering};
         static NEXT: AtomicU64 = AtomicU64::new(1);
         SubscriptionId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Hashes subscription ids (unique counters) with one multiplication; receive checks every delivery's id.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
 
@@ -193,7 +214,7 @@ enum Membership {
 pub struct Mailbox {
     shared: Arc<MailboxShared>,
     bus: Arc<BusInner>,
-    memberships: HashMap<SubscriptionId, Membership>,
+    memberships: HashMap<SubscriptionId, Membership, BuildHasherDefault<IdHasher>>,
     id: u64,
 }
 
@@ -219,7 +240,7 @@ impl Mailbox {
         Mailbox {
             shared,
             bus,
-            memberships: HashMap::new(),
+            memberships: HashMap::default(),
             id,
         }
     }
