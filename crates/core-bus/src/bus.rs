@@ -37,6 +37,23 @@ pub struct PublishOutcome {
     pub position: Option<Position>,
 }
 
+/// Which deliveries one routing performs.
+#[derive(Debug, Clone, Copy)]
+enum Scope {
+    All,
+    Fanout,
+    Group,
+}
+
+/// Which part of a remote node's publish this node performs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterDelivery {
+    /// Deliver to this node's fanout subscribers (and record history).
+    Fanout,
+    /// Deliver to one member of this node's anycast group on the topic.
+    Group,
+}
+
 /// Per-topic numbers for the admin API.
 #[derive(Debug, Clone, Serialize)]
 pub struct TopicStats {
@@ -129,19 +146,34 @@ impl Bus {
         self.inner.group(topic, default_policy);
     }
 
-    /// Publishes a locally received envelope.
+    /// Publishes a locally received envelope. With a cluster backend that owns anycast groups, group delivery
+    /// happens on whichever node the backend picks, so only fanout is done here.
     pub fn publish(&self, envelope: Envelope) -> PublishOutcome {
         self.inner.metrics.message_in(envelope.origin.protocol);
-        let (outcome, envelope) = self.inner.route(envelope);
-        if let Some(cluster) = self.inner.cluster.load().as_ref() {
+        let cluster = self.inner.cluster.load();
+        let scope = match cluster.as_ref() {
+            Some(cluster) if cluster.owns_groups() => Scope::Fanout,
+            _ => Scope::All,
+        };
+        let (outcome, envelope) = self.inner.route(envelope, scope);
+        if let Some(cluster) = cluster.as_ref() {
             cluster.forward(&envelope);
         }
         outcome
     }
 
-    /// Delivers an envelope that another node published; it is not forwarded again.
-    pub fn publish_from_cluster(&self, envelope: Envelope) -> PublishOutcome {
-        self.inner.route(envelope).0
+    /// Delivers an envelope that another node published, to this node's fanout subscribers or to its anycast
+    /// group; it is not forwarded again.
+    pub fn publish_from_cluster(
+        &self,
+        envelope: Envelope,
+        delivery: ClusterDelivery,
+    ) -> PublishOutcome {
+        let scope = match delivery {
+            ClusterDelivery::Fanout => Scope::Fanout,
+            ClusterDelivery::Group => Scope::Group,
+        };
+        self.inner.route(envelope, scope).0
     }
 
     /// Interest and topic notifications.
@@ -205,7 +237,7 @@ impl Bus {
 }
 
 impl BusInner {
-    fn route(&self, mut envelope: Envelope) -> (PublishOutcome, Arc<Envelope>) {
+    fn route(&self, mut envelope: Envelope, scope: Scope) -> (PublishOutcome, Arc<Envelope>) {
         if self
             .events_wanted
             .load(std::sync::atomic::Ordering::Relaxed)
@@ -214,22 +246,26 @@ impl BusInner {
             self.known_topics.insert(envelope.topic.clone(), ());
             let _ = self.events.send(BusEvent::NewTopic(envelope.topic.clone()));
         }
-        match self.history(&envelope.topic) {
+        let history = match scope {
+            Scope::Group => None,
+            Scope::All | Scope::Fanout => self.history(&envelope.topic),
+        };
+        match history {
             Some(history) => {
                 let mut state = history.lock();
                 state.sequence(&mut envelope);
                 let envelope = Arc::new(envelope);
                 state.append(envelope.clone());
-                (self.dispatch(&envelope), envelope)
+                (self.dispatch(&envelope, scope), envelope)
             }
             None => {
                 let envelope = Arc::new(envelope);
-                (self.dispatch(&envelope), envelope)
+                (self.dispatch(&envelope, scope), envelope)
             }
         }
     }
 
-    fn dispatch(&self, envelope: &Arc<Envelope>) -> PublishOutcome {
+    fn dispatch(&self, envelope: &Arc<Envelope>, scope: Scope) -> PublishOutcome {
         let mut outcome = PublishOutcome {
             position: envelope.position,
             ..PublishOutcome::default()
@@ -237,20 +273,28 @@ impl BusInner {
         let index = self.index.load();
         let route = index.exact.get(&envelope.topic);
         let size = envelope.size();
-        index.for_each_fanout(&envelope.topic, route, |target| {
-            match target
-                .mailbox
-                .push_fanout(envelope, size, target.subscription)
-            {
-                Pushed::Queued => outcome.delivered += 1,
-                Pushed::Dropped(reason) => {
-                    outcome.dropped += 1;
-                    record_drop(reason, target.mailbox.owner.protocol);
+        let fanout = !matches!(scope, Scope::Group);
+        let group = if matches!(scope, Scope::Fanout) {
+            None
+        } else {
+            route.and_then(|r| r.group.as_ref())
+        };
+        if fanout {
+            index.for_each_fanout(&envelope.topic, route, |target| {
+                match target
+                    .mailbox
+                    .push_fanout(envelope, size, target.subscription)
+                {
+                    Pushed::Queued => outcome.delivered += 1,
+                    Pushed::Dropped(reason) => {
+                        outcome.dropped += 1;
+                        record_drop(reason, target.mailbox.owner.protocol);
+                    }
+                    Pushed::Closed => {}
                 }
-                Pushed::Closed => {}
-            }
-        });
-        if let Some(group) = route.and_then(|r| r.group.as_ref()) {
+            });
+        }
+        if let Some(group) = group {
             match group.offer(envelope.clone()) {
                 Offered::Dispatched => outcome.delivered += 1,
                 Offered::Retained { evicted, full } => {

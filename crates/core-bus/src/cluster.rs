@@ -28,6 +28,10 @@ pub trait ClusterBackend: Send + Sync + 'static {
     fn forward(&self, envelope: &Arc<Envelope>);
     /// Local interest changed.
     fn interest(&self, event: &BusEvent);
+    /// True while the backend delivers anycast group messages cluster-wide (it picks the node); the publishing
+    /// node then does only its local fanout. False falls back to local group delivery (for example while the
+    /// cluster link is down).
+    fn owns_groups(&self) -> bool;
     fn state(&self) -> ClusterState;
 }
 
@@ -39,6 +43,10 @@ impl ClusterBackend for SingleNode {
     fn forward(&self, _envelope: &Arc<Envelope>) {}
 
     fn interest(&self, _event: &BusEvent) {}
+
+    fn owns_groups(&self) -> bool {
+        false
+    }
 
     fn state(&self) -> ClusterState {
         ClusterState::Standalone

@@ -17,7 +17,7 @@ pub mod names;
 mod topic;
 
 pub use anycast::{AckHandle, Backpressure, Credit, GroupStats};
-pub use bus::{Bus, PublishOutcome, TopicStats};
+pub use bus::{Bus, ClusterDelivery, PublishOutcome, TopicStats};
 pub use envelope::{ConnectionId, Envelope, Headers, MessageId, Origin, Position, Protocol};
 pub use mailbox::{Closed, Delivery, Mailbox, MailboxOptions, SubscribeError, SubscriptionId};
 pub use topic::{escape_token_into, unescape_token, Pattern, Segment, Topic, TopicError};

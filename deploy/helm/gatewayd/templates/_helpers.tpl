@@ -1,0 +1,38 @@
+{{- define "gatewayd.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "gatewayd.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "gatewayd.labels" -}}
+app.kubernetes.io/name: {{ include "gatewayd.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "gatewayd.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "gatewayd.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "gatewayd.tlsSecret" -}}
+{{- if .Values.tls.existingSecret -}}{{ .Values.tls.existingSecret }}{{- else -}}{{ include "gatewayd.fullname" . }}-tls{{- end -}}
+{{- end -}}
+
+{{/* Refuse a split bus: several pods without a shared cluster backend. */}}
+{{- define "gatewayd.validate" -}}
+{{- if and (or (gt (int .Values.replicaCount) 1) .Values.autoscaling.enabled) (ne .Values.cluster.backend "nats") -}}
+{{- fail "replicaCount > 1 or autoscaling.enabled needs cluster.backend = \"nats\"; otherwise every pod has its own bus and messages do not cross pods" -}}
+{{- end -}}
+{{- if and (eq .Values.cluster.backend "nats") (empty .Values.cluster.nats.urls) -}}
+{{- fail "cluster.backend = \"nats\" needs cluster.nats.urls" -}}
+{{- end -}}
+{{- end -}}
