@@ -19,7 +19,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new("proto");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut files = Vec::new();
-    proto_files(root, &mut files)?;
+    if root.is_dir() {
+        proto_files(root, &mut files)?;
+    }
     files.sort();
     if files.is_empty() {
         return Ok(());

@@ -31,7 +31,9 @@ impl ClusterBackend for Shared {
         self.0.owns_groups
     }
     fn state(&self) -> ClusterState {
-        ClusterState::Connected { detail: "test".into() }
+        ClusterState::Connected {
+            detail: "test".into(),
+        }
     }
 }
 
@@ -54,17 +56,33 @@ fn local_publishes_and_interest_reach_the_backend_and_remote_ones_are_not_forwar
 #[test]
 fn a_backend_that_owns_groups_takes_group_delivery_away_from_the_publishing_node() {
     let bus = bus();
-    let recorder = Arc::new(Recorder { owns_groups: true, ..Recorder::default() });
+    let recorder = Arc::new(Recorder {
+        owns_groups: true,
+        ..Recorder::default()
+    });
     bus.set_cluster(Box::new(Shared(recorder.clone())));
     let mut member = bus.mailbox(origin());
-    member.join_group(&topic("q"), Credit::AutoAck, GroupPolicy::QUEUE).unwrap();
+    member
+        .join_group(&topic("q"), Credit::AutoAck, GroupPolicy::QUEUE)
+        .unwrap();
     let mut fan = bus.mailbox(origin());
     fan.subscribe(Pattern::parse("q").unwrap()).unwrap();
     bus.publish(envelope("q", "1"));
-    assert!(drain(&mut member).is_empty(), "group delivery is the backend's job");
+    assert!(
+        drain(&mut member).is_empty(),
+        "group delivery is the backend's job"
+    );
     assert_eq!(payloads(&drain(&mut fan)), ["1"]);
     bus.publish_from_cluster(envelope("q", "2"), ClusterDelivery::Group);
     assert_eq!(payloads(&drain(&mut member)), ["2"]);
-    assert!(drain(&mut fan).is_empty(), "a group delivery from the cluster is not fanned out again");
-    assert_eq!(bus.cluster_state(), ClusterState::Connected { detail: "test".into() });
+    assert!(
+        drain(&mut fan).is_empty(),
+        "a group delivery from the cluster is not fanned out again"
+    );
+    assert_eq!(
+        bus.cluster_state(),
+        ClusterState::Connected {
+            detail: "test".into()
+        }
+    );
 }

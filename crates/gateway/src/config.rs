@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use core_bus::config::BusConfig;
+
+use crate::cluster::ClusterConfig;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
@@ -75,20 +77,6 @@ impl Default for ShutdownConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ClusterBackendKind {
-    /// The embedded single-node bus; no external service.
-    #[default]
-    Single,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct ClusterConfig {
-    pub backend: ClusterBackendKind,
-}
-
 /// A configuration problem, naming the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -122,6 +110,7 @@ impl Config {
 
     /// Checks what serde cannot: files that must exist and cross-field rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.cluster.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 }

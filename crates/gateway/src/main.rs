@@ -2,6 +2,7 @@
 //! gracefully on SIGINT/SIGTERM.
 
 mod admin;
+mod cluster;
 mod config;
 mod listeners;
 mod shutdown;
@@ -94,6 +95,7 @@ fn main() -> ExitCode {
 async fn run(config: Config) -> anyhow::Result<()> {
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
     let bus = Bus::new(config.bus.clone());
+    cluster::start(&config.cluster, &bus).await?;
     let shutdown = CancellationToken::new();
     let connections = ConnectionRegistry::default();
     let services = Services {

@@ -1,0 +1,94 @@
+//! Cluster mode: the `[cluster]` config section and the NATS backend that lets several gatewayd nodes share one
+//! bus. The default is the embedded single-node bus with no external service.
+
+mod nats;
+mod subjects;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+
+use core_bus::Bus;
+use serde::{Deserialize, Serialize};
+
+pub use nats::NatsCluster;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterBackendKind {
+    /// The embedded single-node bus; no external service.
+    #[default]
+    Single,
+    /// Nodes exchange envelopes through a NATS server.
+    Nats,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub backend: ClusterBackendKind,
+    /// NATS server URLs, e.g. `["nats://127.0.0.1:4222"]`.
+    pub urls: Vec<String>,
+    /// Every subject gatewayd uses starts with this token.
+    pub subject_prefix: String,
+    /// NATS credentials file (`.creds`), optional.
+    pub credentials_file: Option<PathBuf>,
+    /// Require TLS to the NATS server.
+    pub require_tls: bool,
+    /// Envelopes waiting to be forwarded; when full, forwarding drops and counts.
+    pub forward_queue: usize,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            backend: ClusterBackendKind::Single,
+            urls: vec!["nats://127.0.0.1:4222".into()],
+            subject_prefix: "gatewayd".into(),
+            credentials_file: None,
+            require_tls: false,
+            forward_queue: 65_536,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Config problems serde cannot see, naming the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.backend == ClusterBackendKind::Nats && self.urls.is_empty() {
+            return Err(
+                "cluster.urls: at least one NATS URL is needed with backend = \"nats\"".into(),
+            );
+        }
+        for url in &self.urls {
+            url.parse::<async_nats::ServerAddr>()
+                .map_err(|e| format!("cluster.urls: {url:?}: {e}"))?;
+        }
+        if self.subject_prefix.is_empty() || self.subject_prefix.contains(['.', '*', '>', ' ']) {
+            return Err(
+                "cluster.subject_prefix: one NATS token without '.', '*', '>' or spaces".into(),
+            );
+        }
+        if let Some(path) = &self.credentials_file {
+            if !path.is_file() {
+                return Err(format!(
+                    "cluster.credentials_file: {} does not exist",
+                    path.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Attaches the configured backend to `bus`.
+pub async fn start(config: &ClusterConfig, bus: &Bus) -> anyhow::Result<()> {
+    match config.backend {
+        ClusterBackendKind::Single => Ok(()),
+        ClusterBackendKind::Nats => {
+            let backend = NatsCluster::connect(config, bus.clone()).await?;
+            bus.set_cluster(Box::new(backend));
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! The NATS cluster backend. Every local publish goes to the subject of its topic once. A node subscribes plainly to
+//! the subjects of its local fanout patterns (interest-based: nothing else reaches it) and, in the queue group
+//! `<prefix>-groups`, to the exact subjects of its local anycast groups, so NATS delivers each message to every
+//! interested node's fanout subscribers and to exactly one node's group. Envelopes travel in the versioned binary
+//! encoding of `docs/envelope.md`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_nats::{Client, ConnectOptions, Event, HeaderMap, ServerAddr};
+use core_bus::cluster::{ClusterBackend, ClusterState};
+use core_bus::events::BusEvent;
+use core_bus::metrics::{record_drop, DropReason};
+use core_bus::{Bus, ClusterDelivery, Envelope, MessageId};
+use futures::StreamExt;
+use metrics::{counter, gauge};
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::subjects::{pattern_subjects, topic_subject};
+use super::ClusterConfig;
+
+const NODE_HEADER: &str = "Gatewayd-Node";
+const FORWARDED: &str = "gatewayd_cluster_forwarded_total";
+const RECEIVED: &str = "gatewayd_cluster_received_total";
+const FAILED: &str = "gatewayd_cluster_failed_total";
+const CONNECTED: &str = "gatewayd_cluster_connected";
+
+/// Ids of recently received envelopes: overlapping plain subscriptions deliver the same message more than once.
+struct Recent {
+    seen: HashSet<MessageId>,
+    order: VecDeque<MessageId>,
+}
+
+impl Recent {
+    const CAPACITY: usize = 8_192;
+
+    fn first_time(&mut self, id: MessageId) -> bool {
+        if !self.seen.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > Self::CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+/// One NATS subscription shared by every local subscription that needs it.
+struct Shared {
+    count: usize,
+    reader: JoinHandle<()>,
+}
+
+struct Link {
+    client: Client,
+    bus: Bus,
+    node: String,
+    prefix: String,
+    queue_group: String,
+    recent: Mutex<Recent>,
+}
+
+pub struct NatsCluster {
+    node: String,
+    forward: mpsc::Sender<Arc<Envelope>>,
+    interest: mpsc::UnboundedSender<BusEvent>,
+    connected: Arc<AtomicBool>,
+    detail: Arc<Mutex<String>>,
+}
+
+impl NatsCluster {
+    /// Starts connecting (in the background, with back-off, forever) and returns at once: a node without NATS
+    /// keeps serving local traffic.
+    pub async fn connect(config: &ClusterConfig, bus: Bus) -> anyhow::Result<NatsCluster> {
+        let node = format!("{:016x}", rand::random::<u64>());
+        let connected = Arc::new(AtomicBool::new(false));
+        let detail = Arc::new(Mutex::new("connecting".to_owned()));
+        let urls: Vec<ServerAddr> = config
+            .urls
+            .iter()
+            .map(|u| u.parse())
+            .collect::<Result<_, _>>()?;
+        let mut options = ConnectOptions::new()
+            .name(format!("gatewayd-{node}"))
+            .retry_on_initial_connect()
+            .require_tls(config.require_tls)
+            .event_callback({
+                let (connected, detail) = (connected.clone(), detail.clone());
+                move |event| {
+                    let (connected, detail) = (connected.clone(), detail.clone());
+                    async move { on_event(event, &connected, &detail) }
+                }
+            });
+        if let Some(path) = &config.credentials_file {
+            options = options.credentials_file(path).await?;
+        }
+        let client = options.connect(urls).await?;
+        gauge!(CONNECTED).set(0.0);
+        let link = Arc::new(Link {
+            client,
+            bus,
+            node: node.clone(),
+            prefix: config.subject_prefix.clone(),
+            queue_group: format!("{}-groups", config.subject_prefix),
+            recent: Mutex::new(Recent {
+                seen: HashSet::new(),
+                order: VecDeque::new(),
+            }),
+        });
+        let (forward, forward_rx) = mpsc::channel(config.forward_queue.max(1));
+        let (interest, interest_rx) = mpsc::unbounded_channel();
+        tokio::spawn(forward_loop(link.clone(), forward_rx));
+        tokio::spawn(interest_loop(link, interest_rx));
+        tracing::info!(%node, urls = ?config.urls, "cluster: NATS backend started");
+        Ok(NatsCluster {
+            node,
+            forward,
+            interest,
+            connected,
+            detail,
+        })
+    }
+}
+
+fn on_event(event: Event, connected: &AtomicBool, detail: &Mutex<String>) {
+    match event {
+        Event::Connected => {
+            connected.store(true, Ordering::Release);
+            gauge!(CONNECTED).set(1.0);
+            *detail.lock() = "connected".into();
+            tracing::info!("cluster: connected to NATS");
+        }
+        Event::Disconnected => {
+            connected.store(false, Ordering::Release);
+            gauge!(CONNECTED).set(0.0);
+            *detail.lock() = "disconnected; reconnecting".into();
+            tracing::warn!("cluster: lost NATS; serving local traffic, reconnecting");
+        }
+        other => tracing::info!(event = %other, "cluster: NATS event"),
+    }
+}
+
+impl ClusterBackend for NatsCluster {
+    fn forward(&self, envelope: &Arc<Envelope>) {
+        if self.forward.try_send(envelope.clone()).is_err() {
+            counter!(FAILED, "reason" => "queue_full").increment(1);
+            record_drop(DropReason::ClusterForward, envelope.origin.protocol);
+        }
+    }
+
+    fn interest(&self, event: &BusEvent) {
+        if !matches!(event, BusEvent::NewTopic(_)) {
+            let _ = self.interest.send(event.clone());
+        }
+    }
+
+    fn owns_groups(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    fn state(&self) -> ClusterState {
+        let detail = format!("node {}: {}", self.node, self.detail.lock());
+        if self.connected.load(Ordering::Acquire) {
+            ClusterState::Connected { detail }
+        } else {
+            ClusterState::Disconnected { detail }
+        }
+    }
+}
+
+async fn forward_loop(link: Arc<Link>, mut queue: mpsc::Receiver<Arc<Envelope>>) {
+    while let Some(envelope) = queue.recv().await {
+        let bytes = core_bus::encoding::encode(&envelope);
+        let max = link.client.server_info().max_payload;
+        if max > 0 && bytes.len() > max {
+            tracing::warn!(
+                topic = %envelope.topic,
+                size = bytes.len(),
+                max_payload = max,
+                "cluster: envelope larger than the NATS server's max_payload is not forwarded (raise max_payload in nats-server.conf)"
+            );
+            counter!(FAILED, "reason" => "too_large").increment(1);
+            record_drop(DropReason::ClusterForward, envelope.origin.protocol);
+            continue;
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(NODE_HEADER, link.node.as_str());
+        let subject = topic_subject(&link.prefix, &envelope.topic);
+        match link
+            .client
+            .publish_with_headers(subject, headers, bytes)
+            .await
+        {
+            Ok(()) => counter!(FORWARDED).increment(1),
+            Err(error) => {
+                tracing::debug!(%error, "cluster: publish failed");
+                counter!(FAILED, "reason" => "publish").increment(1);
+                record_drop(DropReason::ClusterForward, envelope.origin.protocol);
+            }
+        }
+    }
+}
+
+async fn interest_loop(link: Arc<Link>, mut events: mpsc::UnboundedReceiver<BusEvent>) {
+    let mut subscriptions: HashMap<(String, bool), Shared> = HashMap::new();
+    while let Some(event) = events.recv().await {
+        let (pattern, group, added) = match event {
+            BusEvent::Subscribed { pattern, group } => (pattern, group, true),
+            BusEvent::Unsubscribed { pattern, group } => (pattern, group, false),
+            BusEvent::NewTopic(_) => continue,
+        };
+        for subject in pattern_subjects(&link.prefix, &pattern) {
+            let key = (subject.clone(), group);
+            if added {
+                if let Some(shared) = subscriptions.get_mut(&key) {
+                    shared.count += 1;
+                    continue;
+                }
+                match subscribe(&link, &subject, group).await {
+                    Ok(reader) => {
+                        subscriptions.insert(key, Shared { count: 1, reader });
+                    }
+                    Err(error) => {
+                        counter!(FAILED, "reason" => "subscribe").increment(1);
+                        tracing::warn!(%subject, %error, "cluster: NATS subscribe failed");
+                    }
+                }
+            } else if let Some(shared) = subscriptions.get_mut(&key) {
+                shared.count -= 1;
+                if shared.count == 0 {
+                    if let Some(shared) = subscriptions.remove(&key) {
+                        shared.reader.abort();
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn subscribe(link: &Arc<Link>, subject: &str, group: bool) -> anyhow::Result<JoinHandle<()>> {
+    let mut subscriber = if group {
+        link.client
+            .queue_subscribe(subject.to_owned(), link.queue_group.clone())
+            .await?
+    } else {
+        link.client.subscribe(subject.to_owned()).await?
+    };
+    let link = link.clone();
+    Ok(tokio::spawn(async move {
+        while let Some(message) = subscriber.next().await {
+            let from_self = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(NODE_HEADER))
+                .is_some_and(|node| node.as_str() == link.node);
+            // This node already did its own fanout; its group deliveries do come back through NATS.
+            if from_self && !group {
+                continue;
+            }
+            let envelope = match core_bus::encoding::decode(message.payload) {
+                Ok(envelope) => envelope,
+                Err(error) => {
+                    counter!(FAILED, "reason" => "decode").increment(1);
+                    tracing::warn!(%error, "cluster: undecodable envelope");
+                    continue;
+                }
+            };
+            if !group && !link.recent.lock().first_time(envelope.id) {
+                continue;
+            }
+            counter!(RECEIVED).increment(1);
+            let delivery = if group {
+                ClusterDelivery::Group
+            } else {
+                ClusterDelivery::Fanout
+            };
+            link.bus.publish_from_cluster(envelope, delivery);
+        }
+    }))
+}

@@ -1,0 +1,218 @@
+//! The NATS backend against a real `nats-server` on 127.0.0.1: cross-node fanout, anycast exactly once across
+//! nodes, and a NATS restart in the middle.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use core_bus::cluster::ClusterState;
+use core_bus::config::GroupPolicy;
+use core_bus::{Bus, ConnectionId, Credit, Envelope, Mailbox, Origin, Pattern, Protocol, Topic};
+
+use super::{ClusterBackendKind, ClusterConfig};
+
+struct NatsServer {
+    child: Child,
+    port: u16,
+}
+
+impl NatsServer {
+    /// Starts nats-server on `port` (0 = any) and returns once it accepts clients.
+    fn start(port: u16) -> NatsServer {
+        let port_arg = if port == 0 {
+            "-1".to_owned()
+        } else {
+            port.to_string()
+        };
+        let mut child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port_arg])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nats-server (Debian package nats-server) is installed");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let port = loop {
+            let line = lines
+                .next()
+                .expect("nats-server exited early")
+                .expect("read log");
+            if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
+                break rest
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.trim().parse().ok())
+                    .expect("port in log");
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        NatsServer { child, port }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn config(port: u16) -> ClusterConfig {
+    ClusterConfig {
+        backend: ClusterBackendKind::Nats,
+        urls: vec![format!("nats://127.0.0.1:{port}")],
+        ..ClusterConfig::default()
+    }
+}
+
+async fn node(port: u16) -> Bus {
+    let bus = Bus::new(Default::default());
+    super::start(&config(port), &bus)
+        .await
+        .expect("cluster start");
+    bus
+}
+
+fn origin() -> Origin {
+    Origin {
+        protocol: Protocol::Internal,
+        connection: ConnectionId::next(),
+    }
+}
+
+fn publish(bus: &Bus, topic: &str, payload: String) {
+    bus.publish(Envelope::new(
+        Topic::parse(topic).unwrap(),
+        payload,
+        origin(),
+    ));
+}
+
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn connected(bus: &Bus) -> bool {
+    matches!(bus.cluster_state(), ClusterState::Connected { .. })
+}
+
+/// Publishes probes on `topic` from `from` until `to` receives one, so later assertions do not race the NATS
+/// subscription; returns the probes received.
+async fn await_route(from: &Bus, topic: &str, to: &mut Mailbox) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        publish(from, topic, "probe".into());
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(50), to.recv()).await {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no route from node to node on {topic}"
+        );
+    }
+    let mut rest = Vec::new();
+    while let Ok(Ok(_)) =
+        tokio::time::timeout(Duration::from_millis(100), to.recv_batch(&mut rest, 1024)).await
+    {
+        rest.clear();
+    }
+}
+
+async fn receive_all(mailbox: &mut Mailbox, quiet: Duration) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut batch = Vec::new();
+    while let Ok(Ok(_)) = tokio::time::timeout(quiet, mailbox.recv_batch(&mut batch, 1024)).await {
+        out.extend(
+            batch
+                .drain(..)
+                .map(|d| String::from_utf8_lossy(&d.envelope.payload).into_owned()),
+        );
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_and_anycast_cross_nodes_and_survive_a_nats_restart() {
+    let mut server = NatsServer::start(0);
+    let port = server.port;
+    let (a, b) = (node(port).await, node(port).await);
+    until("both nodes connected", || connected(&a) && connected(&b)).await;
+
+    // Fanout: a wildcard subscriber on B gets what A publishes, once.
+    let mut on_b = b.mailbox(origin());
+    on_b.subscribe(Pattern::parse("orders.*").unwrap()).unwrap();
+    on_b.subscribe(Pattern::parse("orders.#").unwrap()).unwrap();
+    await_route(&a, "orders.probe", &mut on_b).await;
+    for i in 0..50 {
+        publish(&a, "orders.eu", format!("o{i}"));
+    }
+    let got = receive_all(&mut on_b, Duration::from_millis(300)).await;
+    // Two matching subscriptions on B: two deliveries per message, each message crossing NATS once.
+    assert_eq!(got.len(), 100, "{got:?}");
+
+    // Anycast: one member per node; every message reaches exactly one of them.
+    let mut member_a = a.mailbox(origin());
+    let mut member_b = b.mailbox(origin());
+    let jobs = Topic::parse("jobs").unwrap();
+    member_a
+        .join_group(&jobs, Credit::AutoAck, GroupPolicy::QUEUE)
+        .unwrap();
+    member_b
+        .join_group(&jobs, Credit::AutoAck, GroupPolicy::QUEUE)
+        .unwrap();
+    let mut probe_watch = b.mailbox(origin());
+    probe_watch
+        .subscribe(Pattern::parse("jobs").unwrap())
+        .unwrap();
+    await_route(&a, "jobs", &mut probe_watch).await;
+    // Drain probes that reached the group members.
+    receive_all(&mut member_a, Duration::from_millis(200)).await;
+    receive_all(&mut member_b, Duration::from_millis(200)).await;
+    for i in 0..200 {
+        publish(&a, "jobs", format!("j{i}"));
+    }
+    let (got_a, got_b) = tokio::join!(
+        receive_all(&mut member_a, Duration::from_millis(500)),
+        receive_all(&mut member_b, Duration::from_millis(500))
+    );
+    let mut all: Vec<String> = got_a.iter().chain(got_b.iter()).cloned().collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(
+        got_a.len() + got_b.len(),
+        200,
+        "exactly once: a={} b={}",
+        got_a.len(),
+        got_b.len()
+    );
+    assert_eq!(all.len(), 200);
+    assert!(
+        !got_a.is_empty() && !got_b.is_empty(),
+        "NATS spread the group over both nodes"
+    );
+
+    // NATS goes away: both nodes notice, keep serving local traffic (groups fall back to local delivery).
+    server.stop();
+    until("nodes notice the outage", || {
+        !connected(&a) && !connected(&b)
+    })
+    .await;
+    publish(&a, "jobs", "local".into());
+    assert_eq!(
+        receive_all(&mut member_a, Duration::from_millis(200)).await,
+        ["local"]
+    );
+
+    // NATS comes back on the same port: traffic crosses nodes again.
+    let _server = NatsServer::start(port);
+    until("nodes reconnect", || connected(&a) && connected(&b)).await;
+    await_route(&a, "orders.back", &mut on_b).await;
+}
