@@ -1,0 +1,25 @@
+//! Goomerang: protobuf `Frame`s over WebSocket binary messages (`go.eloylp.dev/goomerang`).
+//!
+//! This module owns the pure, IO-free half of the adapter:
+//! - [`proto`]: the generated `goomerang.protocol` messages;
+//! - [`codec`]: one binary WebSocket message ⇄ a [`Command`], and the frames gatewayd sends;
+//! - [`headers`]: `Frame.headers` with protobuf map semantics, in wire order;
+//! - [`limits`]: the size limits, checked before anything is decoded;
+//! - [`mapping`]: how commands and deliveries translate to and from the bus (reserved topics, headers,
+//!   the wrapper kind for foreign payloads);
+//! - [`close`]: the close-handshake policy (always close code 1000).
+
+pub mod close;
+pub mod codec;
+pub mod headers;
+pub mod limits;
+pub mod mapping;
+pub mod proto;
+
+pub use close::{CloseFrame, CloseHandshake, CloseReason, PeerClose};
+pub use codec::{
+    decode, encode_command, encode_delivery, encode_sync_reply, Command, DecodeError, Delivery,
+};
+pub use headers::FrameHeaders;
+pub use limits::{LimitExceeded, Limits};
+pub use mapping::WrapperKind;
