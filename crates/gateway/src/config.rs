@@ -18,6 +18,7 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub bus: BusConfig,
     pub cluster: ClusterConfig,
+    pub goomerang: protocols::goomerang::GoomerangConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -122,6 +123,7 @@ impl Config {
 
     /// Checks what serde cannot: files that must exist and cross-field rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.goomerang.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 }

@@ -81,6 +81,7 @@ pub enum DecodeError {
     UnknownCommand { kind: String },
     #[error("sync request without uuid")]
     SyncWithoutUuid,
+    /// The topic is in gatewayd's internal `$` namespace.
     #[error("topic {topic:?} is reserved")]
     ReservedTopic { topic: String },
 }
@@ -558,7 +559,7 @@ mod tests {
 
     #[test]
     fn reserved_topics_are_refused() {
-        for topic in ["$goomerang/broadcast", "$goomerang/rpc/a.B"] {
+        for topic in ["$goomerang.broadcast", "$rpc.goomerang.a%2EB", "$inbox.1.x"] {
             let command = Command::Unsubscribe {
                 topic: topic.into(),
             };

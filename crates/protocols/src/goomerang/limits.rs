@@ -6,12 +6,14 @@
 //! entry costs far more memory decoded than its two bytes on the wire). Where the bytes stop being
 //! valid protobuf it stops and lets prost report the error: prost cannot decode past that point either.
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::close::CloseReason;
 
-/// Size limits applied to every client message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Size limits applied to every client message (config section `[goomerang.frame_limits]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Largest WebSocket message (one `Frame`), in bytes.
     pub max_message_size: usize,

@@ -1,41 +1,61 @@
-//! How Goomerang messages meet the bus (reference §8), as pure functions over header lists.
+//! How Goomerang messages meet the bus (reference §8), as pure functions over topics, header lists and
+//! envelopes.
 //!
-//! Towards the bus, a message keeps its protobuf bytes verbatim and names its type in the
-//! [`KIND_HEADER`] header. Towards a Goomerang client, a bus message that carries that header is
-//! delivered as its own kind; any other (foreign) body is wrapped in a `BytesValue`-shaped message
-//! (field 1 = the body) of the configured [`WrapperKind`], and its `content-type` travels as a header.
-//! Bus headers are an ordered list of `(name, value bytes)`; Goomerang headers are UTF-8 strings.
+//! Towards the bus, a message keeps its protobuf bytes verbatim, names its type in the [`KIND_HEADER`]
+//! header and has content type [`PROTOBUF_CONTENT_TYPE`]. Towards a Goomerang client, a bus message that
+//! carries that header is delivered as its own kind; any other (foreign) body is wrapped in a
+//! `BytesValue`-shaped message (field 1 = the body) of the configured [`WrapperKind`], and its content
+//! type travels as a `content-type` header. Bus headers are an ordered list of `(name, value bytes)`;
+//! Goomerang headers are UTF-8 strings.
+//!
+//! Goomerang topic names become canonical topics split on `.` ([`topic`]). The internal topics it uses
+//! are [`broadcast_topic`] (`$goomerang.broadcast`) and [`rpc_topic`] (`$rpc.goomerang.<kind>`); names
+//! in the internal `$` namespace are refused from clients ([`is_reserved_topic`]).
 
 use bytes::Bytes;
+use core_bus::{names, Envelope, Headers, Origin, Topic};
 use prost::Message;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::codec::Delivery;
 use super::headers::FrameHeaders;
 
-/// Topics with this prefix belong to gatewayd; Goomerang clients may not name them.
-pub const RESERVED_TOPIC_PREFIX: &str = "$goomerang/";
-/// The bus topic broadcasts go to; every Goomerang connection is subscribed to it implicitly.
-pub const BROADCAST_TOPIC: &str = "$goomerang/broadcast";
-/// Prefix of the bus topics a sync-request bridge publishes to, followed by the request kind.
-pub const RPC_TOPIC_PREFIX: &str = "$goomerang/rpc/";
+/// First character of gatewayd's internal topic names (inboxes, RPC requests, broadcast).
+pub const RESERVED_TOPIC_PREFIX: &str = "$";
+/// The tokens of the bus topic broadcasts go to; every Goomerang connection is subscribed to it implicitly.
+pub const BROADCAST_TOKENS: [&str; 2] = ["$goomerang", "broadcast"];
+/// The protocol token of the RPC topics sync requests are bridged to: `$rpc.goomerang.<kind>`.
+pub const RPC_PROTOCOL: &str = "goomerang";
 /// The prefix the client puts on user header keys of publish and broadcast commands.
 pub const USER_HEADER_PREFIX: &str = "message-";
 /// Bus header naming the protobuf full name of a Goomerang body.
 pub const KIND_HEADER: &str = "goomerang-kind";
-/// Bus header with the body's media type.
+/// Bus header with the body's media type (used when the envelope itself has none).
 pub const CONTENT_TYPE_HEADER: &str = "content-type";
 /// The media type of bodies that came from a Goomerang client.
 pub const PROTOBUF_CONTENT_TYPE: &str = "application/x-protobuf";
 
-/// Whether `topic` is gatewayd-internal.
-pub fn is_reserved_topic(topic: &str) -> bool {
-    topic.starts_with(RESERVED_TOPIC_PREFIX)
+/// Whether a client's topic name is in gatewayd's internal `$` namespace. Clients may not subscribe,
+/// unsubscribe or publish there: broadcast and sync requests have their own commands.
+pub fn is_reserved_topic(name: &str) -> bool {
+    name.starts_with(RESERVED_TOPIC_PREFIX)
 }
 
-/// The bus topic a sync request of `kind` is bridged to.
-pub fn rpc_topic(kind: &str) -> String {
-    format!("{RPC_TOPIC_PREFIX}{kind}")
+/// The canonical topic of a client's topic name: the name split on `.`, every other character literal.
+pub fn topic(name: &str) -> Topic {
+    Topic::from_dotted(name.as_bytes())
+}
+
+/// The bus topic of broadcasts, `$goomerang.broadcast`.
+pub fn broadcast_topic() -> Topic {
+    Topic::from_tokens(BROADCAST_TOKENS)
+}
+
+/// The bus topic a sync request of `kind` is bridged to: `$rpc.goomerang.<kind>`, the kind as one token
+/// (its dots escaped).
+pub fn rpc_topic(kind: &str) -> Topic {
+    names::rpc_topic(RPC_PROTOCOL, [kind])
 }
 
 /// The user headers of a publish or broadcast command: keys with the `message-` prefix, prefix
@@ -54,18 +74,47 @@ pub fn command_headers(user: &FrameHeaders) -> FrameHeaders {
         .collect()
 }
 
-/// Bus headers for a Goomerang message of `kind` with `user` headers: [`KIND_HEADER`], then
-/// `content-type: application/x-protobuf`, then the user headers except those two names.
+/// Bus headers for a Goomerang message of `kind` with `user` headers: [`KIND_HEADER`], then the user
+/// headers except [`KIND_HEADER`] and [`CONTENT_TYPE_HEADER`] (the content type is the envelope's own).
 pub fn to_bus_headers(kind: &str, user: &FrameHeaders) -> Vec<(String, Bytes)> {
-    let reserved = [
-        (KIND_HEADER, kind),
-        (CONTENT_TYPE_HEADER, PROTOBUF_CONTENT_TYPE),
-    ];
-    reserved
-        .into_iter()
+    std::iter::once((KIND_HEADER, kind))
         .chain(user.iter().filter(|(key, _)| !is_reserved_header(key)))
         .map(|(key, value)| (key.to_owned(), Bytes::copy_from_slice(value.as_bytes())))
         .collect()
+}
+
+/// The bus envelope for a Goomerang message of `kind` with `user` headers, published on `topic`: the body
+/// verbatim, [`to_bus_headers`], content type [`PROTOBUF_CONTENT_TYPE`].
+pub fn to_envelope(
+    topic: Topic,
+    kind: &str,
+    body: Bytes,
+    user: &FrameHeaders,
+    origin: Origin,
+) -> Envelope {
+    let mut envelope = Envelope::new(topic, body, origin);
+    envelope.headers = to_bus_headers(kind, user).into_iter().collect::<Headers>();
+    envelope.content_type = Some(PROTOBUF_CONTENT_TYPE.to_owned());
+    envelope
+}
+
+/// What a Goomerang client receives for `envelope`: [`delivery_from_bus`] with the envelope's content
+/// type standing in for a missing `content-type` header.
+pub fn delivery_from_envelope(envelope: &Envelope, wrapper: &WrapperKind) -> Delivery {
+    let mut headers: Vec<(String, Bytes)> = Vec::with_capacity(envelope.headers.len() + 1);
+    if let Some(content_type) = &envelope.content_type {
+        headers.push((
+            CONTENT_TYPE_HEADER.to_owned(),
+            Bytes::copy_from_slice(content_type.as_bytes()),
+        ));
+    }
+    headers.extend(
+        envelope
+            .headers
+            .iter()
+            .map(|(name, value)| (name.to_owned(), value.clone())),
+    );
+    delivery_from_bus(envelope.payload.clone(), &headers, wrapper)
 }
 
 /// What a Goomerang client receives for a bus message with `body` and `headers`.
@@ -118,8 +167,9 @@ fn is_reserved_header(name: &str) -> bool {
 }
 
 /// The kind foreign bodies are delivered as. Its message must have the shape of
-/// `google.protobuf.BytesValue`: the body in field 1 as bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `google.protobuf.BytesValue`: the body in field 1 as bytes. In config it is the full name as a string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct WrapperKind(String);
 
 /// A configured wrapper kind is not a protobuf full name (`pkg.Name`, no leading dot, no type URL).
@@ -154,6 +204,20 @@ impl WrapperKind {
     }
 }
 
+impl TryFrom<String> for WrapperKind {
+    type Error = InvalidKind;
+
+    fn try_from(kind: String) -> Result<Self, InvalidKind> {
+        Self::new(kind)
+    }
+}
+
+impl From<WrapperKind> for String {
+    fn from(kind: WrapperKind) -> String {
+        kind.0
+    }
+}
+
 impl Default for WrapperKind {
     fn default() -> Self {
         Self(Self::BYTES_VALUE.to_owned())
@@ -181,12 +245,20 @@ mod tests {
     }
 
     #[test]
-    fn reserved_topics() {
-        assert!(is_reserved_topic(BROADCAST_TOPIC));
-        assert!(is_reserved_topic(&rpc_topic("a.B")));
-        assert_eq!(rpc_topic("a.B"), "$goomerang/rpc/a.B");
-        assert!(!is_reserved_topic("goomerang/broadcast"));
-        assert!(!is_reserved_topic("$goomerang"));
+    fn reserved_and_internal_topics() {
+        assert_eq!(broadcast_topic().as_str(), "$goomerang.broadcast");
+        assert_eq!(rpc_topic("a.B").as_str(), "$rpc.goomerang.a%2EB");
+        for internal in [broadcast_topic(), rpc_topic("a.B")] {
+            assert!(internal.is_internal());
+            let name = internal.to_dotted().unwrap();
+            assert!(is_reserved_topic(&name), "{name}");
+        }
+        assert!(is_reserved_topic("$inbox.1.x"));
+        assert!(!is_reserved_topic("goomerang.broadcast"));
+        assert!(!is_reserved_topic("news$"));
+        assert_eq!(topic("orders.eu").as_str(), "orders.eu");
+        assert_eq!(topic("a b.*").as_str(), "a%20b.%2A");
+        assert_eq!(topic("").as_str(), "%_");
     }
 
     #[test]
@@ -203,7 +275,7 @@ mod tests {
     }
 
     #[test]
-    fn publish_to_bus_headers() {
+    fn publish_to_bus_headers_and_envelope() {
         let user = frame_headers(&[
             ("trace", "1"),
             ("content-type", "text/plain"),
@@ -211,11 +283,53 @@ mod tests {
         ]);
         assert_eq!(
             to_bus_headers("a.B", &user),
-            bus(&[
-                ("goomerang-kind", b"a.B"),
-                ("content-type", b"application/x-protobuf"),
-                ("trace", b"1"),
-            ])
+            bus(&[("goomerang-kind", b"a.B"), ("trace", b"1")])
+        );
+        let origin = Origin {
+            protocol: core_bus::Protocol::Goomerang,
+            connection: core_bus::ConnectionId(7),
+        };
+        let envelope = to_envelope(
+            topic("news"),
+            "a.B",
+            Bytes::from_static(b"\x0a\x02hi"),
+            &user,
+            origin,
+        );
+        assert_eq!(envelope.topic.as_str(), "news");
+        assert_eq!(&envelope.payload[..], b"\x0a\x02hi");
+        assert_eq!(
+            envelope.content_type.as_deref(),
+            Some("application/x-protobuf")
+        );
+        assert_eq!(envelope.headers.get_str("goomerang-kind"), Some("a.B"));
+        assert_eq!(envelope.headers.len(), 2);
+        assert_eq!(
+            delivery_from_envelope(&envelope, &WrapperKind::default()),
+            Delivery {
+                kind: "a.B".into(),
+                payload: Bytes::from_static(b"\x0a\x02hi"),
+                headers: frame_headers(&[("trace", "1")]),
+            }
+        );
+    }
+
+    #[test]
+    fn foreign_envelope_content_type_becomes_a_header() {
+        let origin = Origin {
+            protocol: core_bus::Protocol::Stomp,
+            connection: core_bus::ConnectionId(1),
+        };
+        let mut envelope = Envelope::new(topic("news"), Bytes::from_static(b"{}"), origin);
+        envelope.content_type = Some("application/json".into());
+        envelope.headers.push("content-type", "text/plain");
+        envelope.headers.push("x", "1");
+        let delivery = delivery_from_envelope(&envelope, &WrapperKind::default());
+        assert_eq!(delivery.kind, "google.protobuf.BytesValue");
+        assert_eq!(&delivery.payload[..], b"\x0a\x02{}");
+        assert_eq!(
+            delivery.headers,
+            frame_headers(&[("content-type", "application/json"), ("x", "1")])
         );
     }
 
