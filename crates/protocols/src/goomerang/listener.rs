@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use core_bus::metrics::{record_drop, DropReason};
 use core_bus::{Closed, Delivery, Origin, Protocol};
 use futures::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -287,7 +287,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 // tungstenite has queued the echo (the client's own code, 1000 for every Go client);
                 // flushing sends it, and dropping the socket afterwards closes TCP as the client expects.
                 if let PeerClose::EchoThenCloseTcp(_) = self.handshake.on_peer_close() {
+                    // tungstenite writes the echo into the write buffer and reports the connection
+                    // closed without flushing the socket, so flush the buffer underneath too.
                     let _ = self.ws.flush().await;
+                    let _ = self.ws.get_mut().flush().await;
                 }
                 Step::Done
             }
