@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use core_bus::config::BusConfig;
 use core_bus::{Bus, ConnectionId, Envelope, Mailbox, Origin, Pattern, Protocol, Topic};
+use proptest::prelude::*;
 use prost::Message;
 use protocols::auth::{Allowed, Identity};
 use protocols::goomerang::mapping::{command_headers, rpc_topic};
@@ -456,4 +457,37 @@ fn garbage_and_unknown_kinds_are_dropped() {
     }
     subscribe(&mut client, "still.alive");
     assert_eq!(client.subscription_count(), 1);
+}
+
+proptest! {
+    /// Random and mutated client messages never panic the session, and it keeps working afterwards.
+    #[test]
+    fn random_and_mutated_messages_never_panic(
+        random in proptest::collection::vec(any::<u8>(), 0..256),
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+    ) {
+        let bus = Bus::new(BusConfig::default());
+        let mut client = session(&bus);
+        let _ = client.on_message(Bytes::from(random));
+        let mut publish = encode_command(
+            &Command::Publish {
+                topic: "t".into(),
+                kind: KIND.into(),
+                message: message_v1("x"),
+                headers: command_headers(&headers(&[("a", "b")])),
+            },
+            now(),
+        )
+        .to_vec();
+        for (at, xor) in flips {
+            let len = publish.len();
+            publish[at % len] ^= xor;
+        }
+        let _ = client.on_message(Bytes::from(publish));
+        let _ = frames(&mut client);
+        subscribe(&mut client, "after");
+        publish(&mut client, "after", "ok", &[]);
+        let frames = frames(&mut client);
+        prop_assert_eq!(frames.last().map(|f| f.payload.clone()), Some(message_v1("ok")));
+    }
 }
