@@ -469,7 +469,7 @@ proptest! {
         let bus = Bus::new(BusConfig::default());
         let mut client = session(&bus);
         let _ = client.on_message(Bytes::from(random));
-        let mut publish = encode_command(
+        let mut mutated = encode_command(
             &Command::Publish {
                 topic: "t".into(),
                 kind: KIND.into(),
@@ -480,10 +480,10 @@ proptest! {
         )
         .to_vec();
         for (at, xor) in flips {
-            let len = publish.len();
-            publish[at % len] ^= xor;
+            let len = mutated.len();
+            mutated[at % len] ^= xor;
         }
-        let _ = client.on_message(Bytes::from(publish));
+        let _ = client.on_message(Bytes::from(mutated));
         let _ = frames(&mut client);
         subscribe(&mut client, "after");
         publish(&mut client, "after", "ok", &[]);
