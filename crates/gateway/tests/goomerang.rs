@@ -303,6 +303,81 @@ fn shutdown_closes_connections_with_1000() {
 }
 
 #[test]
+fn tls_listener_serves_wss() {
+    use futures::{SinkExt, StreamExt};
+    use prost::Message as _;
+    use protocols::goomerang::proto::Frame;
+
+    let dir = tempfile::tempdir().unwrap();
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+    let (gateway, addr, rt) = start(&format!(
+        "[goomerang.tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    ));
+    let listeners = gateway.get_json("/api/listeners");
+    assert_eq!(listeners[0]["transport"], "wss", "{listeners}");
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(generated.cert.der().clone()).unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake");
+        let (mut ws, _) = tokio_tungstenite::client_async("wss://localhost/wss", stream)
+            .await
+            .expect("upgrade over TLS");
+        let now = std::time::SystemTime::now();
+        for command in [
+            protocols::goomerang::Command::Subscribe {
+                topic: "secure".into(),
+            },
+            protocols::goomerang::Command::Publish {
+                topic: "secure".into(),
+                kind: KIND.into(),
+                message: message_v1("tls"),
+                headers: Default::default(),
+            },
+        ] {
+            let bytes = protocols::goomerang::encode_command(&command, now);
+            ws.send(Message::Binary(bytes)).await.unwrap();
+        }
+        let received = tokio::time::timeout(goomerang_client::TIMEOUT, ws.next())
+            .await
+            .expect("a delivery")
+            .expect("open")
+            .expect("message");
+        let Message::Binary(bytes) = received else {
+            panic!("expected a binary message, got {received:?}");
+        };
+        assert_eq!(Frame::decode(bytes).unwrap().payload, message_v1("tls"));
+    });
+}
+
+#[test]
+fn check_config_refuses_goomerang_credentials() {
+    let (ok, output) = check_config("[goomerang.auth]\nrequired = true\n");
+    assert!(!ok);
+    assert!(output.contains("goomerang.auth"), "{output}");
+    let (ok, output) = check_config("[goomerang]\nwrapper_kind = \"not a name\"\n");
+    assert!(!ok);
+    assert!(output.contains("wrapper_kind"), "{output}");
+}
+
+#[test]
 fn python_websockets_client_interoperates() {
     let (gateway, addr, _rt) = start("");
     let script = repo_root().join("crates/gateway/tests/python/test_goomerang.py");
