@@ -302,9 +302,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         if let Err(Closed::SlowConsumer) = received {
             return Step::Close(CloseReason::SlowConsumer);
         }
+        let now = SystemTime::now();
         let write = async {
             for delivery in self.batch.drain(..) {
-                if let Some(frame) = self.session.on_delivery(delivery, SystemTime::now()) {
+                if let Some(frame) = self.session.on_delivery(delivery, now) {
                     self.ws.feed(Message::Binary(frame)).await?;
                 }
             }
