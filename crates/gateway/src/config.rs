@@ -20,6 +20,7 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub bus: BusConfig,
     pub cluster: ClusterConfig,
+    pub goomerang: protocols::goomerang::GoomerangConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,6 +112,7 @@ impl Config {
     /// Checks what serde cannot: files that must exist and cross-field rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.cluster.validate().map_err(ConfigError::Invalid)?;
+        self.goomerang.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 }

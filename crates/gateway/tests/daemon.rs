@@ -10,7 +10,10 @@ use support::*;
 /// The example config with every bound address moved to an ephemeral loopback port through environment
 /// overrides, which also proves the overrides work.
 fn example_config_env() -> Vec<(&'static str, &'static str)> {
-    vec![("GATEWAYD_ADMIN__ADDRESS", "127.0.0.1:0")]
+    vec![
+        ("GATEWAYD_ADMIN__ADDRESS", "127.0.0.1:0"),
+        ("GATEWAYD_GOOMERANG__ADDRESS", "127.0.0.1:0"),
+    ]
 }
 
 #[test]

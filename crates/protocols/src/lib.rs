@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod connections;
+pub mod goomerang;
 pub mod limits;
 pub mod tls;
 pub mod ws;

@@ -1,0 +1,390 @@
+//! Goomerang over real sockets against the gatewayd binary: the parity checklist of the reference (§9) —
+//! pub/sub, unsubscribe, fragmented messages, broadcast, pings, the close handshake, dropped input with its
+//! metrics, ACL refusals, size limits, shutdown — and an independent Python client.
+
+mod support;
+
+#[path = "support/goomerang_client.rs"]
+mod goomerang_client;
+#[path = "support/python.rs"]
+mod python;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use goomerang_client::{headers, message_v1, GoomerangClient, Received};
+use support::*;
+use tokio::runtime::Runtime;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+const KIND: &str = "goomerang.example.MessageV1";
+const LISTENER: &str = "goomerang.ws";
+
+/// gatewayd with the Goomerang listener on an ephemeral port plus `extra` config, its address, and a runtime
+/// for the clients (blocking admin calls happen outside `block_on`).
+fn start(extra: &str) -> (Gatewayd, SocketAddr, Runtime) {
+    let config = format!(
+        "{}[goomerang]\nenabled = true\naddress = \"127.0.0.1:0\"\n{extra}",
+        base_config()
+    );
+    let gateway = Gatewayd::start(&config);
+    let addr = gateway.listener(LISTENER);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    (gateway, addr, runtime)
+}
+
+fn subscribers(topics: &serde_json::Value, topic: &str) -> u64 {
+    topics
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["topic"] == topic)
+        .filter_map(|t| t["fanout_subscribers"].as_u64())
+        .sum()
+}
+
+fn wait_subscribers(gateway: &Gatewayd, topic: &str, count: u64) {
+    gateway.wait_for("/api/topics", &format!("{count} on {topic}"), |topics| {
+        subscribers(topics, topic) == count
+    });
+}
+
+fn drops(gateway: &Gatewayd, reason: &str) -> f64 {
+    gateway.metric(
+        "gatewayd_drops_total",
+        &[("reason", reason), ("protocol", "goomerang")],
+    )
+}
+
+#[test]
+fn subscribe_publish_receive_and_unsubscribe() {
+    let (gateway, addr, rt) = start("");
+    let (mut alice, mut bob) = rt.block_on(async {
+        let mut alice = GoomerangClient::connect(addr).await;
+        let mut bob = GoomerangClient::connect(addr).await;
+        alice.subscribe("news.eu").await;
+        bob.subscribe("news.eu").await;
+        bob.subscribe("marker").await;
+        (alice, bob)
+    });
+    wait_subscribers(&gateway, "news.eu", 2);
+    wait_subscribers(&gateway, "marker", 1);
+    let connections = gateway.get_json("/api/connections");
+    let ours: Vec<_> = connections
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["protocol"] == "goomerang")
+        .collect();
+    assert_eq!(ours.len(), 2, "{connections}");
+    assert!(ours.iter().all(|c| c["identity"] == "anonymous"));
+
+    rt.block_on(async {
+        alice
+            .publish("news.eu", KIND, message_v1("hi"), &[("a", "b")])
+            .await;
+        // The publisher receives its own message, like every subscriber.
+        for client in [&mut alice, &mut bob] {
+            let frame = client.recv_frame().await;
+            assert_eq!(frame.kind, KIND);
+            assert_eq!(frame.payload, message_v1("hi"));
+            assert_eq!(frame.payload_size, 4);
+            assert_eq!(headers(&frame), [("a".to_owned(), "b".to_owned())]);
+            assert!(frame.uuid.is_empty() && !frame.is_sync);
+            assert!(frame.creation.is_some());
+        }
+        bob.unsubscribe("news.eu").await;
+    });
+    wait_subscribers(&gateway, "news.eu", 1);
+    rt.block_on(async {
+        alice
+            .publish("news.eu", KIND, message_v1("after"), &[])
+            .await;
+        alice.publish("marker", KIND, message_v1("mark"), &[]).await;
+        assert_eq!(alice.recv_frame().await.payload, message_v1("after"));
+        // Bob's next frame is the marker: the message published before it never reached him.
+        assert_eq!(bob.recv_frame().await.payload, message_v1("mark"));
+    });
+}
+
+#[test]
+fn large_message_in_continuation_frames_is_reassembled() {
+    let (gateway, addr, rt) = start("");
+    let mut subscriber = rt.block_on(async {
+        let mut subscriber = GoomerangClient::connect(addr).await;
+        subscriber.subscribe("big").await;
+        subscriber
+    });
+    wait_subscribers(&gateway, "big", 1);
+    rt.block_on(async {
+        let mut publisher = GoomerangClient::connect(addr).await;
+        let text = "0123456789".repeat(1000);
+        let frame = protocols::goomerang::encode_command(
+            &protocols::goomerang::Command::Publish {
+                topic: "big".into(),
+                kind: KIND.into(),
+                message: message_v1(&text),
+                headers: Default::default(),
+            },
+            std::time::SystemTime::now(),
+        );
+        assert!(frame.len() > 8192);
+        // Gorilla's 4096-byte write buffer: a binary frame and continuation frames.
+        publisher.send_fragmented(&frame, 4096).await;
+        let received = subscriber.recv_frame().await;
+        assert_eq!(received.payload, message_v1(&text));
+        assert_eq!(received.payload_size, 10_003);
+    });
+}
+
+#[test]
+fn broadcast_reaches_three_clients_including_the_sender() {
+    let (gateway, addr, rt) = start("");
+    let mut clients = rt.block_on(async {
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            clients.push(GoomerangClient::connect(addr).await);
+        }
+        clients
+    });
+    wait_subscribers(&gateway, "$goomerang.broadcast", 3);
+    rt.block_on(async {
+        clients[0].broadcast(KIND, message_v1("everyone")).await;
+        for client in &mut clients {
+            let frame = client.recv_frame().await;
+            assert_eq!(frame.kind, KIND);
+            assert_eq!(frame.payload, message_v1("everyone"));
+        }
+    });
+}
+
+#[test]
+fn client_close_is_echoed_with_1000_then_tcp_closes() {
+    let (gateway, addr, rt) = start("");
+    let client = rt.block_on(GoomerangClient::connect(addr));
+    gateway.wait_for("/api/connections", "the connection", |c| {
+        c.as_array().is_some_and(|all| all.len() == 1)
+    });
+    let echo = rt
+        .block_on(client.close())
+        .expect("close frame with a code");
+    // `88 02 03 e8`: code 1000, empty reason.
+    assert_eq!(echo.code, CloseCode::Normal);
+    assert!(echo.reason.is_empty());
+    gateway.wait_for("/api/connections", "the connection to go", |c| {
+        c.as_array().is_some_and(|all| all.is_empty())
+    });
+}
+
+#[test]
+fn pings_are_answered_with_the_same_payload() {
+    let (_gateway, addr, rt) = start("");
+    rt.block_on(async {
+        let mut client = GoomerangClient::connect(addr).await;
+        client.ping(b"ping").await;
+        match client.recv_message().await {
+            Message::Pong(payload) => assert_eq!(&payload[..], b"ping"),
+            other => panic!("expected a pong, got {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn garbage_unknown_kinds_and_text_are_dropped_and_counted() {
+    let (gateway, addr, rt) = start("");
+    let malformed = drops(&gateway, "malformed");
+    let unroutable = drops(&gateway, "unroutable");
+    let mut client = rt.block_on(async {
+        let mut client = GoomerangClient::connect(addr).await;
+        client.send_raw(&b"\xff\xff\xff\xff"[..]).await;
+        client.send_text("not a frame").await;
+        // A direct send of a kind nobody handles.
+        client
+            .send(&protocols::goomerang::Command::Send {
+                kind: "acme.Unknown".into(),
+                payload: message_v1("x"),
+                headers: Default::default(),
+            })
+            .await;
+        client.subscribe("alive").await;
+        client
+    });
+    wait_subscribers(&gateway, "alive", 1);
+    assert!(drops(&gateway, "malformed") >= malformed + 2.0);
+    assert!(drops(&gateway, "unroutable") > unroutable);
+    rt.block_on(async {
+        client.publish("alive", KIND, message_v1("yes"), &[]).await;
+        assert_eq!(client.recv_frame().await.payload, message_v1("yes"));
+    });
+}
+
+#[test]
+fn acl_refusals_are_dropped_and_counted() {
+    let (gateway, addr, rt) = start(
+        "[goomerang.auth.anonymous]\nname = \"goomer\"\npublish = [\"open.#\"]\nsubscribe = [\"open.#\"]\n",
+    );
+    let denied = drops(&gateway, "acl_denied");
+    let mut client = rt.block_on(async {
+        let mut client = GoomerangClient::connect(addr).await;
+        client.subscribe("closed").await;
+        client.subscribe("open.a").await;
+        client
+    });
+    wait_subscribers(&gateway, "open.a", 1);
+    assert_eq!(subscribers(&gateway.get_json("/api/topics"), "closed"), 0);
+    assert!(drops(&gateway, "acl_denied") >= denied + 1.0);
+    let connections = gateway.get_json("/api/connections");
+    assert_eq!(connections[0]["identity"], "goomer", "{connections}");
+    rt.block_on(async {
+        client.publish("secret", KIND, message_v1("no"), &[]).await;
+        client.broadcast(KIND, message_v1("no")).await;
+        client.publish("open.a", KIND, message_v1("yes"), &[]).await;
+        // Neither the refused publish nor the refused broadcast came back.
+        assert_eq!(client.recv_frame().await.payload, message_v1("yes"));
+    });
+    assert!(drops(&gateway, "acl_denied") >= denied + 3.0);
+}
+
+#[test]
+fn oversized_message_gets_close_1000_message_too_big() {
+    let (_gateway, addr, rt) = start("[goomerang.frame_limits]\nmax_message_size = 1024\n");
+    rt.block_on(async {
+        let mut client = GoomerangClient::connect(addr).await;
+        client
+            .publish("t", KIND, message_v1(&"x".repeat(2000)), &[])
+            .await;
+        match client.receive().await {
+            Received::Close(Some(close)) => {
+                assert_eq!(close.code, CloseCode::Normal);
+                assert_eq!(close.reason.as_str(), "message too big");
+            }
+            other => panic!("expected close 1000, got {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn upgrades_on_ws_and_wss_paths_only() {
+    let (_gateway, addr, rt) = start("");
+    rt.block_on(async {
+        assert!(GoomerangClient::connect_path(addr, "/ws?x=1").await.is_ok());
+        assert!(GoomerangClient::connect_path(addr, "/wss").await.is_ok());
+        for path in ["/", "/ws/", "/WS"] {
+            assert!(
+                GoomerangClient::connect_path(addr, path).await.is_err(),
+                "{path}"
+            );
+        }
+    });
+}
+
+#[test]
+fn shutdown_closes_connections_with_1000() {
+    let (gateway, addr, rt) = start("");
+    let mut client = rt.block_on(GoomerangClient::connect(addr));
+    gateway.wait_for("/api/connections", "the connection", |c| {
+        c.as_array().is_some_and(|all| all.len() == 1)
+    });
+    let closed = rt.spawn(async move { client.receive().await });
+    let status = gateway.terminate(Duration::from_secs(8));
+    assert_eq!(status.code(), Some(0));
+    match rt.block_on(closed).unwrap() {
+        Received::Close(Some(close)) => {
+            assert_eq!(close.code, CloseCode::Normal);
+            assert_eq!(close.reason.as_str(), "server shutting down");
+        }
+        other => panic!("expected close 1000, got {other:?}"),
+    }
+}
+
+#[test]
+fn tls_listener_serves_wss() {
+    use futures::{SinkExt, StreamExt};
+    use prost::Message as _;
+    use protocols::goomerang::proto::Frame;
+
+    let dir = tempfile::tempdir().unwrap();
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+    let (gateway, addr, rt) = start(&format!(
+        "[goomerang.tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    ));
+    let listeners = gateway.get_json("/api/listeners");
+    assert_eq!(listeners[0]["transport"], "wss", "{listeners}");
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(generated.cert.der().clone()).unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake");
+        let (mut ws, _) = tokio_tungstenite::client_async("wss://localhost/wss", stream)
+            .await
+            .expect("upgrade over TLS");
+        let now = std::time::SystemTime::now();
+        for command in [
+            protocols::goomerang::Command::Subscribe {
+                topic: "secure".into(),
+            },
+            protocols::goomerang::Command::Publish {
+                topic: "secure".into(),
+                kind: KIND.into(),
+                message: message_v1("tls"),
+                headers: Default::default(),
+            },
+        ] {
+            let bytes = protocols::goomerang::encode_command(&command, now);
+            ws.send(Message::Binary(bytes)).await.unwrap();
+        }
+        let received = tokio::time::timeout(goomerang_client::TIMEOUT, ws.next())
+            .await
+            .expect("a delivery")
+            .expect("open")
+            .expect("message");
+        let Message::Binary(bytes) = received else {
+            panic!("expected a binary message, got {received:?}");
+        };
+        assert_eq!(Frame::decode(bytes).unwrap().payload, message_v1("tls"));
+    });
+}
+
+#[test]
+fn check_config_refuses_goomerang_credentials() {
+    let (ok, output) = check_config("[goomerang.auth]\nrequired = true\n");
+    assert!(!ok);
+    assert!(output.contains("goomerang.auth"), "{output}");
+    let (ok, output) = check_config("[goomerang]\nwrapper_kind = \"not a name\"\n");
+    assert!(!ok);
+    assert!(output.contains("wrapper_kind"), "{output}");
+}
+
+#[test]
+fn python_websockets_client_interoperates() {
+    let (gateway, addr, _rt) = start("");
+    python::pytest(
+        "test_goomerang.py",
+        &[
+            ("GOOMERANG_ADDR", addr.to_string()),
+            ("GATEWAYD_ADMIN", gateway.url("")),
+        ],
+    );
+}

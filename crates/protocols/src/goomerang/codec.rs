@@ -1,0 +1,787 @@
+//! One binary WebSocket message ⇄ Goomerang frames (reference §2, §3).
+//!
+//! The WebSocket layer already delimits and reassembles messages, so every call sees one whole `Frame`.
+//! [`decode`] checks the [`Limits`] first, then resolves `Frame.kind` by full protobuf name into a
+//! [`Command`]. Every [`DecodeError`] means "drop this frame and keep reading" (upstream answers nothing
+//! either), except those whose [`DecodeError::close_reason`] is `Some`.
+//!
+//! The encoders build what gatewayd sends: plain deliveries and sync replies. [`encode_command`] builds
+//! what a client sends, for test clients and round trips. Nothing here reads a clock: the caller passes
+//! the `creation` time.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use prost::Message;
+use thiserror::Error;
+
+use super::close::CloseReason;
+use super::headers::FrameHeaders;
+use super::limits::{LimitExceeded, Limits};
+use super::mapping::is_reserved_topic;
+use super::proto::{
+    BroadcastCmd, Frame, PublishCmd, SubscribeCmd, UnsubscribeCmd, BROADCAST_CMD, PACKAGE_PREFIX,
+    PUBLISH_CMD, SUBSCRIBE_CMD, UNSUBSCRIBE_CMD,
+};
+
+/// What a client asked for with one frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `SubscribeCmd`: deliver messages published to `topic` to this connection.
+    Subscribe { topic: String },
+    /// `UnsubscribeCmd`: stop delivering `topic`.
+    Unsubscribe { topic: String },
+    /// `PublishCmd`: deliver `message` (the protobuf encoding of a `kind`) to the subscribers of `topic`.
+    /// `headers` are the frame's headers as sent: user headers carry the `message-` prefix
+    /// (see [`mapping::user_headers`](super::mapping::user_headers)).
+    Publish {
+        topic: String,
+        kind: String,
+        message: Bytes,
+        headers: FrameHeaders,
+    },
+    /// `BroadcastCmd`: deliver `message` to every connected client; `headers` as for `Publish`.
+    Broadcast {
+        kind: String,
+        message: Bytes,
+        headers: FrameHeaders,
+    },
+    /// A direct send of any other kind, meant for a server-side handler; headers are the user's own.
+    Send {
+        kind: String,
+        payload: Bytes,
+        headers: FrameHeaders,
+    },
+    /// A sync request: like `Send`, but the client waits for one reply carrying the same `uuid`.
+    SendSync {
+        uuid: String,
+        kind: String,
+        payload: Bytes,
+        headers: FrameHeaders,
+    },
+}
+
+/// Why a client frame is not a [`Command`].
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DecodeError {
+    #[error(transparent)]
+    Limit(#[from] LimitExceeded),
+    #[error("protocol decoding err: {0}")]
+    Frame(prost::DecodeError),
+    #[error("bad {kind} payload: {source}")]
+    CommandPayload {
+        kind: &'static str,
+        source: prost::DecodeError,
+    },
+    #[error("frame without kind")]
+    MissingKind,
+    #[error("{command} without message kind")]
+    MissingMessageKind { command: &'static str },
+    #[error("unknown built-in command {kind}")]
+    UnknownCommand { kind: String },
+    #[error("sync request without uuid")]
+    SyncWithoutUuid,
+    /// The topic is in gatewayd's internal `$` namespace.
+    #[error("topic {topic:?} is reserved")]
+    ReservedTopic { topic: String },
+}
+
+impl DecodeError {
+    /// The close gatewayd initiates for this error; `None` means drop the frame and keep reading.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        match self {
+            Self::Limit(limit) => limit.close_reason(),
+            Self::Frame(_)
+            | Self::CommandPayload { .. }
+            | Self::MissingKind
+            | Self::MissingMessageKind { .. }
+            | Self::UnknownCommand { .. }
+            | Self::SyncWithoutUuid
+            | Self::ReservedTopic { .. } => None,
+        }
+    }
+}
+
+/// Decodes one binary WebSocket message from a client.
+///
+/// Bytes fields of the result share `message`'s buffer.
+pub fn decode(message: Bytes, limits: &Limits) -> Result<Command, DecodeError> {
+    limits.check_frame(&message)?;
+    let frame = Frame::decode(message).map_err(DecodeError::Frame)?;
+    let headers = FrameHeaders::from_entries(frame.headers);
+    match frame.kind.as_str() {
+        SUBSCRIBE_CMD => {
+            let cmd: SubscribeCmd = command_payload(SUBSCRIBE_CMD, frame.payload)?;
+            Ok(Command::Subscribe {
+                topic: checked_topic(cmd.topic, limits)?,
+            })
+        }
+        UNSUBSCRIBE_CMD => {
+            let cmd: UnsubscribeCmd = command_payload(UNSUBSCRIBE_CMD, frame.payload)?;
+            Ok(Command::Unsubscribe {
+                topic: checked_topic(cmd.topic, limits)?,
+            })
+        }
+        PUBLISH_CMD => {
+            let cmd: PublishCmd = command_payload(PUBLISH_CMD, frame.payload)?;
+            Ok(Command::Publish {
+                topic: checked_topic(cmd.topic, limits)?,
+                kind: message_kind(PUBLISH_CMD, cmd.kind, limits)?,
+                message: cmd.message,
+                headers,
+            })
+        }
+        BROADCAST_CMD => {
+            let cmd: BroadcastCmd = command_payload(BROADCAST_CMD, frame.payload)?;
+            Ok(Command::Broadcast {
+                kind: message_kind(BROADCAST_CMD, cmd.kind, limits)?,
+                message: cmd.message,
+                headers,
+            })
+        }
+        "" => Err(DecodeError::MissingKind),
+        kind if kind.starts_with(PACKAGE_PREFIX) => {
+            Err(DecodeError::UnknownCommand { kind: frame.kind })
+        }
+        _ if frame.is_sync && frame.uuid.is_empty() => Err(DecodeError::SyncWithoutUuid),
+        _ if frame.is_sync => Ok(Command::SendSync {
+            uuid: frame.uuid,
+            kind: frame.kind,
+            payload: frame.payload,
+            headers,
+        }),
+        _ => Ok(Command::Send {
+            kind: frame.kind,
+            payload: frame.payload,
+            headers,
+        }),
+    }
+}
+
+fn command_payload<M: Message + Default>(
+    kind: &'static str,
+    payload: Bytes,
+) -> Result<M, DecodeError> {
+    M::decode(payload).map_err(|source| DecodeError::CommandPayload { kind, source })
+}
+
+fn checked_topic(topic: String, limits: &Limits) -> Result<String, DecodeError> {
+    limits.check_topic(&topic)?;
+    if is_reserved_topic(&topic) {
+        return Err(DecodeError::ReservedTopic { topic });
+    }
+    Ok(topic)
+}
+
+fn message_kind(
+    command: &'static str,
+    kind: String,
+    limits: &Limits,
+) -> Result<String, DecodeError> {
+    limits.check_kind(&kind)?;
+    if kind.is_empty() {
+        return Err(DecodeError::MissingMessageKind { command });
+    }
+    Ok(kind)
+}
+
+/// A message for one client, as it will see it: the message's full name, its protobuf encoding, and
+/// plain (unprefixed) headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub kind: String,
+    pub payload: Bytes,
+    pub headers: FrameHeaders,
+}
+
+/// Encodes a delivery to a subscriber or broadcast receiver (§3.3): no uuid, not sync.
+pub fn encode_delivery(delivery: &Delivery, creation: SystemTime) -> Bytes {
+    encode_frame(
+        "",
+        false,
+        &delivery.kind,
+        delivery.payload.clone(),
+        &delivery.headers,
+        creation,
+    )
+}
+
+/// Encodes the one reply to a sync request (§3.5): the request's `uuid`, `is_sync` set, and the reply
+/// message's own kind.
+pub fn encode_sync_reply(uuid: &str, reply: &Delivery, creation: SystemTime) -> Bytes {
+    encode_frame(
+        uuid,
+        true,
+        &reply.kind,
+        reply.payload.clone(),
+        &reply.headers,
+        creation,
+    )
+}
+
+/// Encodes `command` the way the Go client does: the inverse of [`decode`].
+pub fn encode_command(command: &Command, creation: SystemTime) -> Bytes {
+    let none = FrameHeaders::new();
+    let (uuid, kind, payload, headers) = match command {
+        Command::Subscribe { topic } => {
+            let cmd = SubscribeCmd {
+                topic: topic.clone(),
+            };
+            ("", SUBSCRIBE_CMD, Bytes::from(cmd.encode_to_vec()), &none)
+        }
+        Command::Unsubscribe { topic } => {
+            let cmd = UnsubscribeCmd {
+                topic: topic.clone(),
+            };
+            ("", UNSUBSCRIBE_CMD, Bytes::from(cmd.encode_to_vec()), &none)
+        }
+        Command::Publish {
+            topic,
+            kind,
+            message,
+            headers,
+        } => {
+            let cmd = PublishCmd {
+                topic: topic.clone(),
+                kind: kind.clone(),
+                message: message.clone(),
+            };
+            ("", PUBLISH_CMD, Bytes::from(cmd.encode_to_vec()), headers)
+        }
+        Command::Broadcast {
+            kind,
+            message,
+            headers,
+        } => {
+            let cmd = BroadcastCmd {
+                kind: kind.clone(),
+                message: message.clone(),
+            };
+            ("", BROADCAST_CMD, Bytes::from(cmd.encode_to_vec()), headers)
+        }
+        Command::Send {
+            kind,
+            payload,
+            headers,
+        } => ("", kind.as_str(), payload.clone(), headers),
+        Command::SendSync {
+            uuid,
+            kind,
+            payload,
+            headers,
+        } => (uuid.as_str(), kind.as_str(), payload.clone(), headers),
+    };
+    let is_sync = matches!(command, Command::SendSync { .. });
+    encode_frame(uuid, is_sync, kind, payload, headers, creation)
+}
+
+fn encode_frame(
+    uuid: &str,
+    is_sync: bool,
+    kind: &str,
+    payload: Bytes,
+    headers: &FrameHeaders,
+    creation: SystemTime,
+) -> Bytes {
+    let frame = Frame {
+        uuid: uuid.to_owned(),
+        kind: kind.to_owned(),
+        payload_size: i64::try_from(payload.len()).unwrap_or(i64::MAX),
+        is_sync,
+        creation: Some(creation.into()),
+        headers: headers.to_entries(),
+        payload,
+    };
+    Bytes::from(frame.encode_to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Hex digits to bytes; whitespace is ignored.
+    fn hex(text: &str) -> Vec<u8> {
+        let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        digits
+            .chunks(2)
+            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
+            .collect()
+    }
+
+    fn text(s: &str) -> String {
+        s.bytes().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// §7's `creation`: 1700000000 s + 500000000 ns.
+    fn ts_time() -> SystemTime {
+        UNIX_EPOCH + Duration::new(1_700_000_000, 500_000_000)
+    }
+    const TS: &str = "2a 0c 08 80 e2 cf aa 06 10 80 ca b5 ee 01";
+    const UUID: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
+
+    fn decode_default(bytes: &[u8]) -> Result<Command, DecodeError> {
+        decode(Bytes::copy_from_slice(bytes), &Limits::default())
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> FrameHeaders {
+        pairs.iter().copied().collect()
+    }
+
+    #[test]
+    fn example_a_subscribe() {
+        let wire = hex(&format!(
+            "12 1f {} 18 06 {TS} 3a 06 0a 04 6e 65 77 73",
+            text(SUBSCRIBE_CMD)
+        ));
+        assert_eq!(wire.len(), 57);
+        let command = Command::Subscribe {
+            topic: "news".into(),
+        };
+        assert_eq!(decode_default(&wire), Ok(command.clone()));
+        assert_eq!(encode_command(&command, ts_time()), wire);
+    }
+
+    #[test]
+    fn example_a_unsubscribe_and_empty_topic() {
+        let wire = hex(&format!(
+            "12 21 {} 18 06 {TS} 3a 06 0a 04 6e 65 77 73",
+            text(UNSUBSCRIBE_CMD)
+        ));
+        assert_eq!(wire.len(), 59);
+        let command = Command::Unsubscribe {
+            topic: "news".into(),
+        };
+        assert_eq!(decode_default(&wire), Ok(command.clone()));
+        assert_eq!(encode_command(&command, ts_time()), wire);
+
+        let wire = hex(&format!("12 1f {} {TS}", text(SUBSCRIBE_CMD)));
+        assert_eq!(wire.len(), 47);
+        let command = Command::Subscribe { topic: "".into() };
+        assert_eq!(decode_default(&wire), Ok(command.clone()));
+        assert_eq!(encode_command(&command, ts_time()), wire);
+    }
+
+    fn message_v1(s: &str) -> Bytes {
+        // goomerang.example.MessageV1 { message(1) = s }
+        let mut bytes = vec![0x0a, s.len() as u8];
+        bytes.extend_from_slice(s.as_bytes());
+        Bytes::from(bytes)
+    }
+
+    #[test]
+    fn example_b_publish() {
+        let wire = hex(&format!(
+            "12 1d {} 18 29 {TS} 32 0e 0a 09 {} 12 01 62 3a 29 0a 04 {} 12 1b {} 1a 04 0a 02 68 69",
+            text(PUBLISH_CMD),
+            text("message-a"),
+            text("news"),
+            text("goomerang.example.MessageV1"),
+        ));
+        assert_eq!(wire.len(), 106);
+        let command = Command::Publish {
+            topic: "news".into(),
+            kind: "goomerang.example.MessageV1".into(),
+            message: message_v1("hi"),
+            headers: headers(&[("message-a", "b")]),
+        };
+        assert_eq!(decode_default(&wire), Ok(command.clone()));
+        assert_eq!(encode_command(&command, ts_time()), wire);
+    }
+
+    #[test]
+    fn example_c_delivery_and_broadcast() {
+        let delivery = Delivery {
+            kind: "goomerang.example.MessageV1".into(),
+            payload: message_v1("hi"),
+            headers: headers(&[("a", "b")]),
+        };
+        let wire = hex(&format!(
+            "12 1b {} 18 04 {TS} 32 06 0a 01 61 12 01 62 3a 04 0a 02 68 69",
+            text("goomerang.example.MessageV1")
+        ));
+        assert_eq!(wire.len(), 59);
+        assert_eq!(encode_delivery(&delivery, ts_time()), wire);
+
+        let wire = hex(&format!(
+            "12 1f {} 18 23 {TS} 3a 23 12 1b {} 1a 04 0a 02 68 69",
+            text(BROADCAST_CMD),
+            text("goomerang.example.MessageV1")
+        ));
+        assert_eq!(wire.len(), 86);
+        let command = Command::Broadcast {
+            kind: "goomerang.example.MessageV1".into(),
+            message: message_v1("hi"),
+            headers: FrameHeaders::new(),
+        };
+        assert_eq!(decode_default(&wire), Ok(command.clone()));
+        assert_eq!(encode_command(&command, ts_time()), wire);
+    }
+
+    #[test]
+    fn example_d_sync_request_and_reply() {
+        let request = hex(&format!(
+            "0a 24 {} 12 1b {} 18 06 20 01 {TS} 3a 06 0a 04 70 69 6e 67",
+            text(UUID),
+            text("goomerang.example.MessageV1")
+        ));
+        assert_eq!(request.len(), 93);
+        let command = Command::SendSync {
+            uuid: UUID.into(),
+            kind: "goomerang.example.MessageV1".into(),
+            payload: message_v1("ping"),
+            headers: FrameHeaders::new(),
+        };
+        assert_eq!(decode_default(&request), Ok(command.clone()));
+        assert_eq!(encode_command(&command, ts_time()), request);
+
+        let reply = Delivery {
+            kind: "goomerang.example.ReplyV1".into(),
+            payload: message_v1("pong"),
+            headers: FrameHeaders::new(),
+        };
+        let wire = hex(&format!(
+            "0a 24 {} 12 19 {} 18 06 20 01 {TS} 3a 06 0a 04 70 6f 6e 67",
+            text(UUID),
+            text("goomerang.example.ReplyV1")
+        ));
+        assert_eq!(wire.len(), 91);
+        assert_eq!(encode_sync_reply(UUID, &reply, ts_time()), wire);
+    }
+
+    #[test]
+    fn direct_send_keeps_headers_verbatim() {
+        let command = Command::Send {
+            kind: "goomerang.example.MessageV1".into(),
+            payload: message_v1("x"),
+            headers: headers(&[("trace", "1")]),
+        };
+        assert_eq!(
+            decode_default(&encode_command(&command, ts_time())),
+            Ok(command)
+        );
+    }
+
+    /// A frame with the given fields, encoded by prost.
+    fn raw_frame(kind: &str, payload: &[u8], uuid: &str, is_sync: bool) -> Vec<u8> {
+        Frame {
+            uuid: uuid.into(),
+            kind: kind.into(),
+            is_sync,
+            payload: Bytes::copy_from_slice(payload),
+            ..Frame::default()
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn general_protobuf_reader() {
+        // Fields out of order, an unknown field (15, varint), a non-minimal payloadSize, no creation,
+        // a repeated header key (last value wins).
+        let wire = hex(&format!(
+            "3a 0b 0a 04 6e 65 77 73 12 03 61 2e 42 78 07 32 06 0a 01 6b 12 01 31 18 86 80 00 12 1d {} 32 06 0a 01 6b 12 01 32",
+            text(PUBLISH_CMD)
+        ));
+        assert_eq!(
+            decode_default(&wire),
+            Ok(Command::Publish {
+                topic: "news".into(),
+                kind: "a.B".into(),
+                message: Bytes::new(),
+                headers: headers(&[("k", "2")]),
+            })
+        );
+    }
+
+    #[test]
+    fn kinds_that_are_dropped() {
+        assert_eq!(
+            decode_default(&raw_frame("", b"", "", false)),
+            Err(DecodeError::MissingKind)
+        );
+        assert_eq!(
+            decode_default(&raw_frame("goomerang.protocol.Frame", b"", "", false)),
+            Err(DecodeError::UnknownCommand {
+                kind: "goomerang.protocol.Frame".into()
+            })
+        );
+        assert_eq!(
+            decode_default(&raw_frame("a.B", b"", "", true)),
+            Err(DecodeError::SyncWithoutUuid)
+        );
+        let no_kind = BroadcastCmd {
+            kind: String::new(),
+            message: Bytes::from_static(b"x"),
+        };
+        assert_eq!(
+            decode_default(&raw_frame(
+                BROADCAST_CMD,
+                &no_kind.encode_to_vec(),
+                "",
+                false
+            )),
+            Err(DecodeError::MissingMessageKind {
+                command: BROADCAST_CMD
+            })
+        );
+        // A sync flag on a command is ignored, as upstream does.
+        let sub = SubscribeCmd { topic: "t".into() }.encode_to_vec();
+        assert_eq!(
+            decode_default(&raw_frame(SUBSCRIBE_CMD, &sub, "u", true)),
+            Ok(Command::Subscribe { topic: "t".into() })
+        );
+    }
+
+    #[test]
+    fn malformed_frames_and_payloads() {
+        assert!(matches!(
+            decode_default(b"\x0a\x05ab"),
+            Err(DecodeError::Frame(_))
+        ));
+        // Invalid UTF-8 in a string field is rejected, as Go's proto3 decoder does.
+        assert!(matches!(
+            decode_default(b"\x12\x02\xff\xfe"),
+            Err(DecodeError::Frame(_))
+        ));
+        let err = decode_default(&raw_frame(PUBLISH_CMD, b"\x0a\x09short", "", false)).unwrap_err();
+        assert!(matches!(
+            err,
+            DecodeError::CommandPayload {
+                kind: PUBLISH_CMD,
+                ..
+            }
+        ));
+        assert_eq!(err.close_reason(), None);
+    }
+
+    #[test]
+    fn reserved_topics_are_refused() {
+        for topic in ["$goomerang.broadcast", "$rpc.goomerang.a%2EB", "$inbox.1.x"] {
+            let command = Command::Unsubscribe {
+                topic: topic.into(),
+            };
+            assert_eq!(
+                decode_default(&encode_command(&command, ts_time())),
+                Err(DecodeError::ReservedTopic {
+                    topic: topic.into()
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let limits = Limits {
+            max_message_size: 200,
+            max_topic_len: 4,
+            // The frame's own kind, `goomerang.protocol.PublishCmd`, is 29 bytes.
+            max_kind_len: 32,
+            max_headers: 1,
+        };
+        let publish = |topic: &str, kind: &str, headers: FrameHeaders| {
+            encode_command(
+                &Command::Publish {
+                    topic: topic.into(),
+                    kind: kind.into(),
+                    message: Bytes::new(),
+                    headers,
+                },
+                ts_time(),
+            )
+        };
+        let ok = publish("news", "a.B", headers(&[("message-a", "b")]));
+        assert!(decode(ok, &limits).is_ok());
+        assert_eq!(
+            decode(publish("news!", "a.B", FrameHeaders::new()), &limits),
+            Err(LimitExceeded::TopicTooLong { len: 5, limit: 4 }.into())
+        );
+        let long_kind = format!("a.{}", "B".repeat(31));
+        assert_eq!(
+            decode(publish("news", &long_kind, FrameHeaders::new()), &limits),
+            Err(LimitExceeded::KindTooLong { len: 33, limit: 32 }.into())
+        );
+        let two = headers(&[("message-a", "b"), ("message-c", "d")]);
+        assert_eq!(
+            decode(publish("news", "a.B", two), &limits),
+            Err(LimitExceeded::TooManyHeaders { limit: 1 }.into())
+        );
+        let big = encode_command(
+            &Command::Send {
+                kind: "a.B".into(),
+                payload: Bytes::from(vec![0; 200]),
+                headers: FrameHeaders::new(),
+            },
+            ts_time(),
+        );
+        let err = decode(big, &limits).unwrap_err();
+        assert!(matches!(
+            err,
+            DecodeError::Limit(LimitExceeded::MessageTooBig { limit: 200, .. })
+        ));
+        assert_eq!(err.close_reason(), Some(CloseReason::MessageTooBig));
+    }
+
+    #[test]
+    fn decoded_bytes_share_the_message_buffer() {
+        let wire = encode_command(
+            &Command::Send {
+                kind: "a.B".into(),
+                payload: Bytes::from_static(b"payload"),
+                headers: FrameHeaders::new(),
+            },
+            ts_time(),
+        );
+        let range = wire.as_ptr_range();
+        let Ok(Command::Send { payload, .. }) = decode(wire.clone(), &Limits::default()) else {
+            panic!("expected a send");
+        };
+        assert!(range.contains(&payload.as_ptr()));
+    }
+
+    fn topic() -> impl Strategy<Value = String> {
+        "[^$]{0,12}"
+    }
+
+    fn kind() -> impl Strategy<Value = String> {
+        "[a-z]{1,6}(\\.[A-Za-z0-9_]{1,6}){0,3}"
+            .prop_filter("built-in package", |k| !k.starts_with(PACKAGE_PREFIX))
+    }
+
+    fn frame_headers() -> impl Strategy<Value = FrameHeaders> {
+        proptest::collection::vec((".{0,6}", ".{0,6}"), 0..5)
+            .prop_map(|pairs| pairs.into_iter().collect())
+    }
+
+    fn bytes() -> impl Strategy<Value = Bytes> {
+        proptest::collection::vec(any::<u8>(), 0..40).prop_map(Bytes::from)
+    }
+
+    fn command() -> impl Strategy<Value = Command> {
+        prop_oneof![
+            topic().prop_map(|topic| Command::Subscribe { topic }),
+            topic().prop_map(|topic| Command::Unsubscribe { topic }),
+            (topic(), kind(), bytes(), frame_headers()).prop_map(
+                |(topic, kind, message, headers)| Command::Publish {
+                    topic,
+                    kind,
+                    message,
+                    headers
+                }
+            ),
+            (kind(), bytes(), frame_headers()).prop_map(|(kind, message, headers)| {
+                Command::Broadcast {
+                    kind,
+                    message,
+                    headers,
+                }
+            }),
+            (kind(), bytes(), frame_headers()).prop_map(|(kind, payload, headers)| {
+                Command::Send {
+                    kind,
+                    payload,
+                    headers,
+                }
+            }),
+            ("[0-9a-f-]{1,36}", kind(), bytes(), frame_headers()).prop_map(
+                |(uuid, kind, payload, headers)| Command::SendSync {
+                    uuid,
+                    kind,
+                    payload,
+                    headers,
+                }
+            ),
+        ]
+    }
+
+    fn creation() -> impl Strategy<Value = SystemTime> {
+        (0u64..4_000_000_000, 0u32..1_000_000_000)
+            .prop_map(|(secs, nanos)| UNIX_EPOCH + Duration::new(secs, nanos))
+    }
+
+    fn any_frame() -> impl Strategy<Value = Frame> {
+        (
+            ".{0,8}",
+            ".{0,12}",
+            any::<i64>(),
+            any::<bool>(),
+            proptest::option::of((any::<i64>(), any::<i32>())),
+            proptest::collection::vec((".{0,4}", ".{0,4}"), 0..4),
+            bytes(),
+        )
+            .prop_map(
+                |(uuid, kind, payload_size, is_sync, creation, headers, payload)| Frame {
+                    uuid,
+                    kind,
+                    payload_size,
+                    is_sync,
+                    creation: creation
+                        .map(|(seconds, nanos)| prost_types::Timestamp { seconds, nanos }),
+                    headers: headers
+                        .into_iter()
+                        .map(|(key, value)| super::super::proto::HeaderEntry { key, value })
+                        .collect(),
+                    payload,
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn command_round_trip(command in command(), creation in creation()) {
+            let wire = encode_command(&command, creation);
+            prop_assert_eq!(decode(wire, &Limits::default()), Ok(command));
+        }
+
+        #[test]
+        fn frame_round_trip(frame in any_frame()) {
+            let wire = frame.encode_to_vec();
+            prop_assert_eq!(Frame::decode(wire.as_slice()), Ok(frame));
+        }
+
+        #[test]
+        fn delivery_round_trip(
+            kind in kind(), payload in bytes(), headers in frame_headers(),
+            uuid in proptest::option::of("[0-9a-f-]{1,36}"), creation in creation(),
+        ) {
+            let delivery = Delivery { kind, payload, headers };
+            let wire = match &uuid {
+                Some(uuid) => encode_sync_reply(uuid, &delivery, creation),
+                None => encode_delivery(&delivery, creation),
+            };
+            let frame = Frame::decode(wire).unwrap();
+            prop_assert_eq!(frame.uuid, uuid.clone().unwrap_or_default());
+            prop_assert_eq!(frame.is_sync, uuid.is_some());
+            prop_assert_eq!(frame.payload_size, delivery.payload.len() as i64);
+            prop_assert_eq!(frame.creation, Some(creation.into()));
+            prop_assert_eq!(frame.kind, delivery.kind);
+            prop_assert_eq!(frame.payload, delivery.payload);
+            prop_assert_eq!(FrameHeaders::from_entries(frame.headers), delivery.headers);
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode(Bytes::from(bytes), &Limits::default());
+        }
+
+        #[test]
+        fn mutated_frames_never_panic(
+            command in command(),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut wire = encode_command(&command, ts_time()).to_vec();
+            for (at, byte) in edits {
+                let i = at.index(wire.len());
+                wire[i] = byte;
+            }
+            let small = Limits { max_message_size: 96, max_topic_len: 4, max_kind_len: 8, max_headers: 2 };
+            let _ = decode(Bytes::from(wire.clone()), &Limits::default());
+            let _ = decode(Bytes::from(wire.clone()), &small);
+            wire.truncate(cut.index(wire.len() + 1));
+            let _ = decode(Bytes::from(wire), &Limits::default());
+        }
+    }
+}

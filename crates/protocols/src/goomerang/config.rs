@@ -1,0 +1,145 @@
+//! The `[goomerang]` config section: where the WebSocket listener binds, its limits, the wrapper kind of
+//! foreign messages, and the identity (with its ACLs) every connection gets, since Goomerang carries no
+//! credentials.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::limits::Limits;
+use super::mapping::WrapperKind;
+use crate::auth::AuthConfig;
+use crate::limits::ListenerLimits;
+use crate::tls::TlsConfig;
+
+/// The `[goomerang]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GoomerangConfig {
+    /// Start the listener (off unless configured, so tests and other listeners never collide on its port).
+    pub enabled: bool,
+    /// Where the WebSocket listener binds; clients dial `ws://<address>/ws` (or `wss://…/wss` with TLS).
+    pub address: SocketAddr,
+    /// Serve WebSocket over TLS (`wss://`).
+    pub tls: Option<TlsConfig>,
+    /// Connections and subscriptions per connection.
+    pub limits: ListenerLimits,
+    /// Size limits of client frames and of deliveries (`[goomerang.frame_limits]`).
+    pub frame_limits: Limits,
+    /// The kind foreign (non-Goomerang) messages are delivered as; its message must be shaped like
+    /// `google.protobuf.BytesValue`.
+    pub wrapper_kind: WrapperKind,
+    /// Only `auth.anonymous` applies: it is the identity, and the ACLs, of every connection.
+    pub auth: AuthConfig,
+}
+
+impl Default for GoomerangConfig {
+    fn default() -> Self {
+        GoomerangConfig {
+            enabled: false,
+            address: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            tls: None,
+            limits: ListenerLimits::default(),
+            frame_limits: Limits::default(),
+            wrapper_kind: WrapperKind::default(),
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+impl GoomerangConfig {
+    /// Checks what serde cannot; the error names the key under `goomerang.`.
+    pub fn validate(&self) -> Result<(), String> {
+        let auth = &self.auth;
+        if auth.required || !auth.tokens.is_empty() || auth.jwt.is_some() {
+            return Err(
+                "goomerang.auth: Goomerang clients carry no credentials; only \
+                        `auth.anonymous` (the identity of every connection) may be set"
+                    .into(),
+            );
+        }
+        if self.frame_limits.max_message_size == 0 {
+            return Err("goomerang.frame_limits.max_message_size: must be at least 1".into());
+        }
+        if let Some(tls) = &self.tls {
+            match (&tls.cert_file, &tls.key_file) {
+                (Some(cert), Some(key)) => {
+                    for (name, path) in [("cert_file", cert), ("key_file", key)] {
+                        std::fs::metadata(path)
+                            .map_err(|e| format!("goomerang.tls.{name} {}: {e}", path.display()))?;
+                    }
+                }
+                (None, None) if tls.self_signed => {}
+                _ => {
+                    return Err(
+                        "goomerang.tls: set cert_file and key_file, or self_signed = true".into(),
+                    )
+                }
+            }
+            if let Some(ca) = &tls.client_ca_file {
+                std::fs::metadata(ca)
+                    .map_err(|e| format!("goomerang.tls.client_ca_file {}: {e}", ca.display()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_a_full_section() {
+        let config: GoomerangConfig = toml::from_str("").unwrap();
+        assert_eq!(config, GoomerangConfig::default());
+        assert!(!config.enabled);
+        assert_eq!(config.address.to_string(), "0.0.0.0:8080");
+        assert_eq!(config.wrapper_kind.as_str(), "google.protobuf.BytesValue");
+        config.validate().unwrap();
+
+        let config: GoomerangConfig = toml::from_str(
+            r#"
+            enabled = true
+            address = "127.0.0.1:0"
+            wrapper_kind = "gatewayd.v1.Blob"
+            [limits]
+            max_connections = 3
+            [frame_limits]
+            max_message_size = 1000
+            [auth.anonymous]
+            name = "goomerang"
+            publish = ["news.#"]
+            "#,
+        )
+        .unwrap();
+        assert!(config.enabled);
+        assert_eq!(config.wrapper_kind.as_str(), "gatewayd.v1.Blob");
+        assert_eq!(config.limits.max_connections, 3);
+        assert_eq!(config.frame_limits.max_message_size, 1000);
+        assert_eq!(config.frame_limits.max_headers, 64);
+        assert_eq!(config.auth.anonymous.name, "goomerang");
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_sections_are_refused() {
+        for text in [
+            "port = 1",
+            "wrapper_kind = \"type.googleapis.com/x.Y\"",
+            "[frame_limits]\nmax_size = 1",
+        ] {
+            assert!(toml::from_str::<GoomerangConfig>(text).is_err(), "{text}");
+        }
+        for text in [
+            "[auth]\nrequired = true",
+            "[frame_limits]\nmax_message_size = 0",
+            "[tls]\ncert_file = \"/nonexistent/cert.pem\"\nkey_file = \"/nonexistent/key.pem\"",
+            "[tls]\ncert_file = \"/nonexistent/cert.pem\"",
+        ] {
+            let config: GoomerangConfig = toml::from_str(text).unwrap();
+            let error = config.validate().unwrap_err();
+            assert!(error.starts_with("goomerang."), "{error}");
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! The Goomerang WebSocket listener `goomerang.ws`: TCP (optionally TLS), the shared WebSocket upgrade on
+//! `/ws` and `/wss`, and one task per connection that feeds binary messages to its [`Session`] in order
+//! and writes the session's deliveries back, a batch per flush.
+//!
+//! Text messages are ignored (and counted as malformed), pings are answered by tungstenite, and every close
+//! gatewayd starts uses code 1000 (reference §1.5): a client close is echoed and then gatewayd closes TCP;
+//! on shutdown, a message over the size limit or a slow consumer, gatewayd sends close 1000 with a reason and
+//! waits at most [`ECHO_TIMEOUT`](super::close::ECHO_TIMEOUT) for the echo.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context as _;
+use core_bus::metrics::{record_drop, DropReason};
+use core_bus::{Closed, Delivery, Origin, Protocol};
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame as WsCloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+
+use super::close::{CloseHandshake, CloseReason, PeerClose};
+use super::config::GoomerangConfig;
+use super::session::{Inbound, Session, SessionSettings};
+use crate::auth::{Authenticator, Identity};
+use crate::ws::{self, WsAcceptOptions};
+use crate::{tls, ConnectionGuard, RunningListener, Services};
+
+/// The listener's name in `/api/listeners` and the connection registry.
+pub const LISTENER_NAME: &str = "goomerang.ws";
+/// Upgrade paths: the Go client dials `/ws` without TLS and `/wss` with it; both are served on either.
+pub const PATHS: [&str; 2] = ["/ws", "/wss"];
+/// Longest time from TCP accept to a finished WebSocket upgrade (TLS included).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest time one batch of deliveries may take to write before the connection is dropped.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+const READ_BUFFER_BYTES: usize = 4 << 10;
+/// Deliveries are written into this buffer and reach the socket on flush, once per batch.
+const WRITE_BUFFER_BYTES: usize = 8 << 10;
+const BATCH: usize = 64;
+
+/// What every connection of the listener shares.
+struct Shared {
+    services: Services,
+    identity: Identity,
+    settings: SessionSettings,
+    ws: WsAcceptOptions,
+    max_connections: usize,
+    tls: Option<TlsAcceptor>,
+}
+
+/// Binds the listener if `config.enabled`, and serves until [`Services::shutdown`] is cancelled.
+pub async fn start(
+    config: &GoomerangConfig,
+    services: &Services,
+) -> anyhow::Result<Vec<RunningListener>> {
+    if !config.enabled {
+        return Ok(Vec::new());
+    }
+    config.validate().map_err(anyhow::Error::msg)?;
+    let identity = Authenticator::new(config.auth.clone())
+        .context("goomerang.auth")?
+        .anonymous()
+        .clone();
+    let tls = match &config.tls {
+        Some(tls) => Some(TlsAcceptor::from(
+            tls::server_config(tls, &[b"http/1.1"]).context("goomerang.tls")?,
+        )),
+        None => None,
+    };
+    let listener = TcpListener::bind(config.address)
+        .await
+        .with_context(|| format!("goomerang: cannot bind {}", config.address))?;
+    let local_addr = listener.local_addr()?;
+    let transport = if tls.is_some() { "wss" } else { "ws" };
+    let shared = Arc::new(Shared {
+        services: services.clone(),
+        identity,
+        settings: SessionSettings {
+            limits: config.frame_limits.clone(),
+            wrapper_kind: config.wrapper_kind.clone(),
+            max_subscriptions: config.limits.max_subscriptions_per_connection,
+        },
+        ws: WsAcceptOptions {
+            paths: PATHS.iter().map(|path| (*path).to_owned()).collect(),
+            max_message_bytes: config.frame_limits.max_message_size,
+            read_buffer_bytes: READ_BUFFER_BYTES,
+        },
+        max_connections: config.limits.max_connections,
+        tls,
+    });
+    let task = tokio::spawn(accept_loop(listener, shared));
+    Ok(vec![RunningListener {
+        name: LISTENER_NAME.to_owned(),
+        protocol: Protocol::Goomerang,
+        transport,
+        local_addr,
+        task,
+        reload: None,
+    }])
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut connections = JoinSet::new();
+    let shutdown = shared.services.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            // Reap finished connections so the set only holds live ones.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    connections.spawn(connection(stream, peer, shared.clone()));
+                }
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "goomerang: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let guard = match shared.services.connections.register(
+        Protocol::Goomerang,
+        LISTENER_NAME,
+        peer,
+        shared.max_connections,
+    ) {
+        Ok(guard) => guard,
+        Err(error) => {
+            tracing::warn!(%peer, %error, "goomerang: connection refused");
+            return;
+        }
+    };
+    // Small frames matter more than throughput here; coalescing happens in the write buffer.
+    let _ = stream.set_nodelay(true);
+    let shutdown = shared.services.shutdown.clone();
+    match &shared.tls {
+        None => upgrade(stream, peer, guard, &shared).await,
+        Some(acceptor) => {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => accepted,
+            };
+            match accepted {
+                Ok(Ok(stream)) => upgrade(stream, peer, guard, &shared).await,
+                Ok(Err(error)) => tracing::debug!(%peer, %error, "goomerang: TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "goomerang: TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+async fn upgrade<S>(stream: S, peer: SocketAddr, guard: ConnectionGuard, shared: &Shared)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let shutdown = shared.services.shutdown.clone();
+    let stream = BufWriter::with_capacity(WRITE_BUFFER_BYTES, stream);
+    let accepted = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, ws::accept(stream, &shared.ws, |_| None)) => accepted,
+    };
+    let ws = match accepted {
+        Ok(Ok((ws, _))) => ws,
+        Ok(Err(error)) => {
+            tracing::debug!(%peer, %error, "goomerang: upgrade failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "goomerang: upgrade timed out");
+            return;
+        }
+    };
+    let origin = Origin {
+        protocol: Protocol::Goomerang,
+        connection: guard.id(),
+    };
+    guard.set_identity(&shared.identity.name);
+    let session = match Session::new(
+        &shared.services.bus,
+        origin,
+        shared.identity.clone(),
+        shared.settings.clone(),
+    ) {
+        Ok(session) => session,
+        Err(error) => {
+            tracing::warn!(%peer, %error, "goomerang: cannot set up the session");
+            return;
+        }
+    };
+    tracing::debug!(%peer, connection = %guard.id(), "goomerang: connected");
+    Connection {
+        ws,
+        session,
+        guard,
+        shutdown,
+        batch: Vec::with_capacity(BATCH),
+        handshake: CloseHandshake::new(),
+    }
+    .run()
+    .await;
+    tracing::debug!(%peer, "goomerang: disconnected");
+}
+
+/// What the connection loop does next.
+enum Step {
+    Continue,
+    /// gatewayd closes the connection with code 1000 for this reason.
+    Close(CloseReason),
+    /// The connection is over (peer gone, close handshake done, or IO failed): drop the socket.
+    Done,
+}
+
+struct Connection<S> {
+    ws: WebSocketStream<S>,
+    session: Session,
+    guard: ConnectionGuard,
+    shutdown: CancellationToken,
+    batch: Vec<Delivery>,
+    handshake: CloseHandshake,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    async fn run(mut self) {
+        let reason = loop {
+            let step = tokio::select! {
+                _ = self.shutdown.cancelled() => Step::Close(CloseReason::Shutdown),
+                message = self.ws.next() => self.on_client(message).await,
+                received = self.session.mailbox().recv_batch(&mut self.batch, BATCH) => {
+                    self.on_deliveries(received).await
+                }
+            };
+            match step {
+                Step::Continue => {}
+                Step::Close(reason) => break reason,
+                Step::Done => return,
+            }
+        };
+        self.close(reason).await;
+    }
+
+    async fn on_client(&mut self, message: Option<Result<Message, WsError>>) -> Step {
+        let message = match message {
+            None => return Step::Done,
+            Some(Ok(message)) => message,
+            Some(Err(WsError::Capacity(error))) => {
+                tracing::debug!(%error, "goomerang: closing the connection");
+                return Step::Close(CloseReason::MessageTooBig);
+            }
+            Some(Err(error)) => {
+                tracing::debug!(%error, "goomerang: read failed");
+                return Step::Done;
+            }
+        };
+        match message {
+            Message::Binary(bytes) => {
+                let inbound = self.session.on_message(bytes);
+                self.guard
+                    .set_subscriptions(self.session.subscription_count());
+                match inbound {
+                    Inbound::Continue => Step::Continue,
+                    Inbound::Close(reason) => Step::Close(reason),
+                    Inbound::Wait(backpressure) => tokio::select! {
+                        _ = self.shutdown.cancelled() => Step::Close(CloseReason::Shutdown),
+                        _ = backpressure.ready() => Step::Continue,
+                    },
+                }
+            }
+            Message::Text(_) => {
+                tracing::debug!("goomerang: text message ignored");
+                record_drop(DropReason::Malformed, Protocol::Goomerang);
+                Step::Continue
+            }
+            Message::Close(_) => {
+                // tungstenite has queued the echo (the client's own code, 1000 for every Go client);
+                // flushing sends it, and dropping the socket afterwards closes TCP as the client expects.
+                if let PeerClose::EchoThenCloseTcp(_) = self.handshake.on_peer_close() {
+                    // tungstenite writes the echo into the write buffer and reports the connection
+                    // closed without flushing the socket, so flush the buffer underneath too.
+                    let _ = self.ws.flush().await;
+                    let _ = self.ws.get_mut().flush().await;
+                }
+                Step::Done
+            }
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Step::Continue,
+        }
+    }
+
+    async fn on_deliveries(&mut self, received: Result<usize, Closed>) -> Step {
+        if let Err(Closed::SlowConsumer) = received {
+            return Step::Close(CloseReason::SlowConsumer);
+        }
+        let now = SystemTime::now();
+        let write = async {
+            for delivery in self.batch.drain(..) {
+                if let Some(frame) = self.session.on_delivery(delivery, now) {
+                    self.ws.feed(Message::Binary(frame)).await?;
+                }
+            }
+            self.ws.flush().await
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+            Ok(Ok(())) => Step::Continue,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "goomerang: write failed");
+                Step::Done
+            }
+            Err(_) => {
+                tracing::debug!("goomerang: write timed out");
+                Step::Done
+            }
+        }
+    }
+
+    /// Sends close 1000 with `reason`, then reads until the client's echo (or its deadline) and drops
+    /// the socket.
+    async fn close(mut self, reason: CloseReason) {
+        let Some(frame) = self.handshake.initiate(reason, Instant::now()) else {
+            return;
+        };
+        let close = WsCloseFrame {
+            code: CloseCode::from(frame.code()),
+            reason: frame.reason().into(),
+        };
+        if self.ws.send(Message::Close(Some(close))).await.is_err() {
+            return;
+        }
+        let Some(deadline) = self.handshake.deadline() else {
+            return;
+        };
+        loop {
+            let read = tokio::time::timeout_at(deadline.into(), self.ws.next()).await;
+            match read {
+                Ok(Some(Ok(Message::Close(_)))) => {
+                    self.handshake.on_peer_close();
+                    return;
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(_)) | None) => return,
+                Err(_) => {
+                    self.handshake.on_timeout(Instant::now());
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,448 @@
+//! How Goomerang messages meet the bus (reference §8), as pure functions over topics, header lists and
+//! envelopes.
+//!
+//! Towards the bus, a message keeps its protobuf bytes verbatim, names its type in the [`KIND_HEADER`]
+//! header and has content type [`PROTOBUF_CONTENT_TYPE`]. Towards a Goomerang client, a bus message that
+//! carries that header is delivered as its own kind; any other (foreign) body is wrapped in a
+//! `BytesValue`-shaped message (field 1 = the body) of the configured [`WrapperKind`], and its content
+//! type travels as a `content-type` header. Bus headers are an ordered list of `(name, value bytes)`;
+//! Goomerang headers are UTF-8 strings.
+//!
+//! Goomerang topic names become canonical topics split on `.` ([`topic`]). The internal topics it uses
+//! are [`broadcast_topic`] (`$goomerang.broadcast`) and [`rpc_topic`] (`$rpc.goomerang.<kind>`); names
+//! in the internal `$` namespace are refused from clients ([`is_reserved_topic`]).
+
+use bytes::Bytes;
+use core_bus::{names, Envelope, Headers, Origin, Topic};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::codec::Delivery;
+use super::headers::FrameHeaders;
+
+/// First character of gatewayd's internal topic names (inboxes, RPC requests, broadcast).
+pub const RESERVED_TOPIC_PREFIX: &str = "$";
+/// The tokens of the bus topic broadcasts go to; every Goomerang connection is subscribed to it implicitly.
+pub const BROADCAST_TOKENS: [&str; 2] = ["$goomerang", "broadcast"];
+/// The protocol token of the RPC topics sync requests are bridged to: `$rpc.goomerang.<kind>`.
+pub const RPC_PROTOCOL: &str = "goomerang";
+/// The prefix the client puts on user header keys of publish and broadcast commands.
+pub const USER_HEADER_PREFIX: &str = "message-";
+/// Bus header naming the protobuf full name of a Goomerang body.
+pub const KIND_HEADER: &str = "goomerang-kind";
+/// Bus header with the body's media type (used when the envelope itself has none).
+pub const CONTENT_TYPE_HEADER: &str = "content-type";
+/// The media type of bodies that came from a Goomerang client.
+pub const PROTOBUF_CONTENT_TYPE: &str = "application/x-protobuf";
+
+/// Whether a client's topic name is in gatewayd's internal `$` namespace. Clients may not subscribe,
+/// unsubscribe or publish there: broadcast and sync requests have their own commands.
+pub fn is_reserved_topic(name: &str) -> bool {
+    name.starts_with(RESERVED_TOPIC_PREFIX)
+}
+
+/// The canonical topic of a client's topic name: the name split on `.`, every other character literal.
+pub fn topic(name: &str) -> Topic {
+    Topic::from_dotted(name.as_bytes())
+}
+
+/// The bus topic of broadcasts, `$goomerang.broadcast`.
+pub fn broadcast_topic() -> Topic {
+    Topic::from_tokens(BROADCAST_TOKENS)
+}
+
+/// The bus topic a sync request of `kind` is bridged to: `$rpc.goomerang.<kind>`, the kind as one token
+/// (its dots escaped).
+pub fn rpc_topic(kind: &str) -> Topic {
+    names::rpc_topic(RPC_PROTOCOL, [kind])
+}
+
+/// The user headers of a publish or broadcast command: keys with the `message-` prefix, prefix
+/// removed; every other header is dropped, as upstream does.
+pub fn user_headers(command_headers: &FrameHeaders) -> FrameHeaders {
+    command_headers
+        .iter()
+        .filter_map(|(key, value)| key.strip_prefix(USER_HEADER_PREFIX).map(|key| (key, value)))
+        .collect()
+}
+
+/// The headers of a publish or broadcast command carrying `user` headers, as the Go client builds them.
+pub fn command_headers(user: &FrameHeaders) -> FrameHeaders {
+    user.iter()
+        .map(|(key, value)| (format!("{USER_HEADER_PREFIX}{key}"), value))
+        .collect()
+}
+
+/// Bus headers for a Goomerang message of `kind` with `user` headers: [`KIND_HEADER`], then the user
+/// headers except [`KIND_HEADER`] and [`CONTENT_TYPE_HEADER`] (the content type is the envelope's own).
+pub fn to_bus_headers(kind: &str, user: &FrameHeaders) -> Vec<(String, Bytes)> {
+    std::iter::once((KIND_HEADER, kind))
+        .chain(user.iter().filter(|(key, _)| !is_reserved_header(key)))
+        .map(|(key, value)| (key.to_owned(), Bytes::copy_from_slice(value.as_bytes())))
+        .collect()
+}
+
+/// The bus envelope for a Goomerang message of `kind` with `user` headers, published on `topic`: the body
+/// verbatim, [`to_bus_headers`], content type [`PROTOBUF_CONTENT_TYPE`].
+pub fn to_envelope(
+    topic: Topic,
+    kind: &str,
+    body: Bytes,
+    user: &FrameHeaders,
+    origin: Origin,
+) -> Envelope {
+    let mut envelope = Envelope::new(topic, body, origin);
+    envelope.headers = to_bus_headers(kind, user).into_iter().collect::<Headers>();
+    envelope.content_type = Some(PROTOBUF_CONTENT_TYPE.to_owned());
+    envelope
+}
+
+/// What a Goomerang client receives for `envelope`: [`delivery_from_bus`] with the envelope's content
+/// type standing in for a missing `content-type` header.
+pub fn delivery_from_envelope(envelope: &Envelope, wrapper: &WrapperKind) -> Delivery {
+    let mut headers: Vec<(String, Bytes)> = Vec::with_capacity(envelope.headers.len() + 1);
+    if let Some(content_type) = &envelope.content_type {
+        headers.push((
+            CONTENT_TYPE_HEADER.to_owned(),
+            Bytes::copy_from_slice(content_type.as_bytes()),
+        ));
+    }
+    headers.extend(
+        envelope
+            .headers
+            .iter()
+            .map(|(name, value)| (name.to_owned(), value.clone())),
+    );
+    delivery_from_bus(envelope.payload.clone(), &headers, wrapper)
+}
+
+/// What a Goomerang client receives for a bus message with `body` and `headers`.
+///
+/// With a [`KIND_HEADER`] the body passes through as that kind; without one it is wrapped as
+/// `wrapper` and the bus `content-type`, if any, is kept. The other headers follow in order; a
+/// repeated name keeps its first value, and a header whose name or value is not UTF-8 is left out
+/// (a protobuf string must be UTF-8).
+pub fn delivery_from_bus(
+    body: Bytes,
+    headers: &[(String, Bytes)],
+    wrapper: &WrapperKind,
+) -> Delivery {
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .and_then(|(_, value)| std::str::from_utf8(value).ok())
+    };
+    let mut out = FrameHeaders::new();
+    let (kind, payload) = match header(KIND_HEADER).filter(|kind| !kind.is_empty()) {
+        Some(kind) => (kind.to_owned(), body),
+        None => {
+            if let Some(content_type) = header(CONTENT_TYPE_HEADER) {
+                out.insert(CONTENT_TYPE_HEADER, content_type);
+            }
+            (
+                wrapper.as_str().to_owned(),
+                Bytes::from(body.encode_to_vec()),
+            )
+        }
+    };
+    for (name, value) in headers {
+        if is_reserved_header(name) || out.get(name).is_some() {
+            continue;
+        }
+        if let Ok(value) = std::str::from_utf8(value) {
+            out.insert(name.as_str(), value);
+        }
+    }
+    Delivery {
+        kind,
+        payload,
+        headers: out,
+    }
+}
+
+fn is_reserved_header(name: &str) -> bool {
+    name == KIND_HEADER || name == CONTENT_TYPE_HEADER
+}
+
+/// The kind foreign bodies are delivered as. Its message must have the shape of
+/// `google.protobuf.BytesValue`: the body in field 1 as bytes. In config it is the full name as a string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct WrapperKind(String);
+
+/// A configured wrapper kind is not a protobuf full name (`pkg.Name`, no leading dot, no type URL).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0:?} is not a protobuf message full name")]
+pub struct InvalidKind(pub String);
+
+impl WrapperKind {
+    /// The reference's default, which every Go client can register (`wrapperspb.BytesValue`).
+    pub const BYTES_VALUE: &'static str = "google.protobuf.BytesValue";
+
+    /// A wrapper kind from configuration.
+    pub fn new(kind: impl Into<String>) -> Result<Self, InvalidKind> {
+        let kind = kind.into();
+        let valid = kind.split('.').all(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+        if valid {
+            Ok(Self(kind))
+        } else {
+            Err(InvalidKind(kind))
+        }
+    }
+
+    /// The full name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for WrapperKind {
+    type Error = InvalidKind;
+
+    fn try_from(kind: String) -> Result<Self, InvalidKind> {
+        Self::new(kind)
+    }
+}
+
+impl From<WrapperKind> for String {
+    fn from(kind: WrapperKind) -> String {
+        kind.0
+    }
+}
+
+impl Default for WrapperKind {
+    fn default() -> Self {
+        Self(Self::BYTES_VALUE.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use proptest::prelude::*;
+
+    use super::super::codec::encode_delivery;
+    use super::*;
+
+    fn bus(pairs: &[(&str, &[u8])]) -> Vec<(String, Bytes)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Bytes::copy_from_slice(v)))
+            .collect()
+    }
+
+    fn frame_headers(pairs: &[(&str, &str)]) -> FrameHeaders {
+        pairs.iter().copied().collect()
+    }
+
+    #[test]
+    fn reserved_and_internal_topics() {
+        assert_eq!(broadcast_topic().as_str(), "$goomerang.broadcast");
+        assert_eq!(rpc_topic("a.B").as_str(), "$rpc.goomerang.a%2EB");
+        for internal in [broadcast_topic(), rpc_topic("a.B")] {
+            assert!(internal.is_internal());
+            let name = internal.to_dotted().unwrap();
+            assert!(is_reserved_topic(&name), "{name}");
+        }
+        assert!(is_reserved_topic("$inbox.1.x"));
+        assert!(!is_reserved_topic("goomerang.broadcast"));
+        assert!(!is_reserved_topic("news$"));
+        assert_eq!(topic("orders.eu").as_str(), "orders.eu");
+        assert_eq!(topic("a b.*").as_str(), "a%20b.%2A");
+        assert_eq!(topic("").as_str(), "%_");
+    }
+
+    #[test]
+    fn prefix_is_stripped_and_unprefixed_headers_dropped() {
+        let sent = frame_headers(&[
+            ("message-a", "b"),
+            ("x", "y"),
+            ("message-", "e"),
+            ("Message-c", "d"),
+        ]);
+        assert_eq!(user_headers(&sent), frame_headers(&[("a", "b"), ("", "e")]));
+        let user = frame_headers(&[("a", "b"), ("", "e")]);
+        assert_eq!(user_headers(&command_headers(&user)), user);
+    }
+
+    #[test]
+    fn publish_to_bus_headers_and_envelope() {
+        let user = frame_headers(&[
+            ("trace", "1"),
+            ("content-type", "text/plain"),
+            ("goomerang-kind", "x"),
+        ]);
+        assert_eq!(
+            to_bus_headers("a.B", &user),
+            bus(&[("goomerang-kind", b"a.B"), ("trace", b"1")])
+        );
+        let origin = Origin {
+            protocol: core_bus::Protocol::Goomerang,
+            connection: core_bus::ConnectionId(7),
+        };
+        let envelope = to_envelope(
+            topic("news"),
+            "a.B",
+            Bytes::from_static(b"\x0a\x02hi"),
+            &user,
+            origin,
+        );
+        assert_eq!(envelope.topic.as_str(), "news");
+        assert_eq!(&envelope.payload[..], b"\x0a\x02hi");
+        assert_eq!(
+            envelope.content_type.as_deref(),
+            Some("application/x-protobuf")
+        );
+        assert_eq!(envelope.headers.get_str("goomerang-kind"), Some("a.B"));
+        assert_eq!(envelope.headers.len(), 2);
+        assert_eq!(
+            delivery_from_envelope(&envelope, &WrapperKind::default()),
+            Delivery {
+                kind: "a.B".into(),
+                payload: Bytes::from_static(b"\x0a\x02hi"),
+                headers: frame_headers(&[("trace", "1")]),
+            }
+        );
+    }
+
+    #[test]
+    fn foreign_envelope_content_type_becomes_a_header() {
+        let origin = Origin {
+            protocol: core_bus::Protocol::Stomp,
+            connection: core_bus::ConnectionId(1),
+        };
+        let mut envelope = Envelope::new(topic("news"), Bytes::from_static(b"{}"), origin);
+        envelope.content_type = Some("application/json".into());
+        envelope.headers.push("content-type", "text/plain");
+        envelope.headers.push("x", "1");
+        let delivery = delivery_from_envelope(&envelope, &WrapperKind::default());
+        assert_eq!(delivery.kind, "google.protobuf.BytesValue");
+        assert_eq!(&delivery.payload[..], b"\x0a\x02{}");
+        assert_eq!(
+            delivery.headers,
+            frame_headers(&[("content-type", "application/json"), ("x", "1")])
+        );
+    }
+
+    #[test]
+    fn goomerang_bodies_pass_through() {
+        let delivery = delivery_from_bus(
+            Bytes::from_static(b"\x0a\x02hi"),
+            &bus(&[
+                ("goomerang-kind", b"a.B"),
+                ("content-type", b"application/x-protobuf"),
+                ("trace", b"1"),
+                ("trace", b"2"),
+                ("bin", b"\xff"),
+            ]),
+            &WrapperKind::default(),
+        );
+        assert_eq!(
+            delivery,
+            Delivery {
+                kind: "a.B".into(),
+                payload: Bytes::from_static(b"\x0a\x02hi"),
+                headers: frame_headers(&[("trace", "1")]),
+            }
+        );
+    }
+
+    #[test]
+    fn foreign_bodies_are_wrapped() {
+        // Reference §7 (e): JSON `{}` with `content-type: application/json`, 84 bytes.
+        let delivery = delivery_from_bus(
+            Bytes::from_static(b"{}"),
+            &bus(&[("content-type", b"application/json")]),
+            &WrapperKind::default(),
+        );
+        let creation = UNIX_EPOCH + Duration::new(1_700_000_000, 500_000_000);
+        let mut expected = vec![0x12, 0x1a];
+        expected.extend_from_slice(b"google.protobuf.BytesValue");
+        expected.extend_from_slice(&[0x18, 0x04]);
+        expected.extend_from_slice(&[
+            0x2a, 0x0c, 0x08, 0x80, 0xe2, 0xcf, 0xaa, 0x06, 0x10, 0x80, 0xca, 0xb5, 0xee, 0x01,
+        ]);
+        expected.extend_from_slice(&[0x32, 0x20, 0x0a, 0x0c]);
+        expected.extend_from_slice(b"content-type");
+        expected.extend_from_slice(&[0x12, 0x10]);
+        expected.extend_from_slice(b"application/json");
+        expected.extend_from_slice(&[0x3a, 0x04, 0x0a, 0x02, b'{', b'}']);
+        assert_eq!(expected.len(), 84);
+        assert_eq!(encode_delivery(&delivery, creation), expected);
+    }
+
+    #[test]
+    fn empty_or_binary_kind_header_means_foreign() {
+        let wrapper = WrapperKind::new("acme.Blob").unwrap();
+        for kind in [&b""[..], b"\xff"] {
+            let delivery = delivery_from_bus(
+                Bytes::new(),
+                &bus(&[("goomerang-kind", kind), ("h", b"v")]),
+                &wrapper,
+            );
+            // An empty body gives an empty BytesValue payload.
+            assert_eq!(
+                delivery,
+                Delivery {
+                    kind: "acme.Blob".into(),
+                    payload: Bytes::new(),
+                    headers: frame_headers(&[("h", "v")]),
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn wrapper_kind_validation() {
+        assert_eq!(
+            WrapperKind::default().as_str(),
+            "google.protobuf.BytesValue"
+        );
+        assert!(WrapperKind::new("gatewayd.v1.Envelope").is_ok());
+        assert!(WrapperKind::new("Blob").is_ok());
+        for bad in [
+            "",
+            ".a.B",
+            "a..B",
+            "a.B.",
+            "type.googleapis.com/a.B",
+            "1a.B",
+            "a-b.C",
+        ] {
+            assert_eq!(WrapperKind::new(bad), Err(InvalidKind(bad.into())), "{bad}");
+        }
+    }
+
+    proptest! {
+        /// Goomerang → bus → Goomerang keeps kind, bytes and the user headers (minus the two reserved names).
+        #[test]
+        fn goomerang_round_trip_through_the_bus(
+            kind in "[a-z]{1,6}(\\.[A-Z][a-z]{0,6}){1,2}",
+            body in proptest::collection::vec(any::<u8>(), 0..32),
+            user in proptest::collection::vec((".{0,8}", ".{0,4}"), 0..6),
+        ) {
+            let user: FrameHeaders = user.into_iter().collect();
+            let sent = command_headers(&user);
+            let bus_headers = to_bus_headers(&kind, &user_headers(&sent));
+            let delivery = delivery_from_bus(Bytes::from(body.clone()), &bus_headers, &WrapperKind::default());
+            let expected: FrameHeaders = user.iter().filter(|(k, _)| !is_reserved_header(k)).collect();
+            prop_assert_eq!(delivery, Delivery { kind, payload: Bytes::from(body), headers: expected });
+        }
+
+        /// A foreign body comes back out of the wrapper unchanged.
+        #[test]
+        fn wrapped_bodies_decode_as_bytes_value(body in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let delivery = delivery_from_bus(Bytes::from(body.clone()), &[], &WrapperKind::default());
+            prop_assert_eq!(Bytes::decode(delivery.payload).unwrap(), Bytes::from(body));
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! One Goomerang connection's state over the bus: its topic subscriptions, the implicit broadcast
+//! subscription, the inbox that receives sync replies, and the sync requests still waiting for one.
+//!
+//! The session does no IO and reads no clock: the listener hands it each binary WebSocket message
+//! ([`Session::on_message`]) and each bus delivery ([`Session::on_delivery`], with the time to stamp
+//! on the frame), and writes what comes back. Goomerang has no error frame and no ack (reference §3),
+//! so every refused or undeliverable message is dropped, logged and counted in `gatewayd_drops_total`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use core_bus::metrics::{record_drop, DropReason};
+use core_bus::{
+    Backpressure, Bus, Delivery, Mailbox, Origin, Pattern, Protocol, SubscribeError,
+    SubscriptionId, Topic,
+};
+
+use super::close::CloseReason;
+use super::codec::{decode, encode_delivery, encode_sync_reply, Command, DecodeError};
+use super::headers::FrameHeaders;
+use super::limits::Limits;
+use super::mapping::{
+    broadcast_topic, delivery_from_envelope, rpc_topic, to_envelope, topic, user_headers,
+    WrapperKind,
+};
+use crate::auth::Identity;
+
+/// Name of the inbox sync replies come back to: `$inbox.<connection>.goomerang-sync`.
+const REPLY_INBOX: &[u8] = b"goomerang-sync";
+/// Most sync requests one connection may have waiting for a reply; past it the oldest is forgotten
+/// (its client-side `SendSync` has long timed out in any realistic setup).
+pub const MAX_PENDING_SYNC: usize = 1024;
+
+/// What every session of one listener shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSettings {
+    /// Limits of client frames, and of the frames delivered to the client.
+    pub limits: Limits,
+    /// The kind foreign messages are delivered as.
+    pub wrapper_kind: WrapperKind,
+    /// Most topic subscriptions per connection (the implicit broadcast one not counted).
+    pub max_subscriptions: usize,
+}
+
+/// What the listener does after a client message.
+#[derive(Debug)]
+pub enum Inbound {
+    /// Keep reading.
+    Continue,
+    /// The publish went to a group over its bound: wait on it before reading more.
+    Wait(Backpressure),
+    /// Close the connection (always with code 1000) for this reason.
+    Close(CloseReason),
+}
+
+/// One connection's bus state.
+pub struct Session {
+    bus: Bus,
+    mailbox: Mailbox,
+    identity: Identity,
+    settings: SessionSettings,
+    topics: HashMap<Topic, SubscriptionId>,
+    inbox: Topic,
+    inbox_subscription: SubscriptionId,
+    pending: PendingSync,
+}
+
+impl Session {
+    /// A session for the connection `origin`, subscribed to the broadcast topic and to its reply inbox.
+    pub fn new(
+        bus: &Bus,
+        origin: Origin,
+        identity: Identity,
+        settings: SessionSettings,
+    ) -> Result<Session, SubscribeError> {
+        let mut mailbox = bus.mailbox(origin);
+        mailbox.subscribe(Pattern::exact(&broadcast_topic()))?;
+        let inbox = mailbox.inbox(REPLY_INBOX);
+        let inbox_subscription = mailbox.subscribe(Pattern::exact(&inbox))?;
+        Ok(Session {
+            bus: bus.clone(),
+            mailbox,
+            identity,
+            settings,
+            topics: HashMap::new(),
+            inbox,
+            inbox_subscription,
+            pending: PendingSync::default(),
+        })
+    }
+
+    /// The mailbox to receive deliveries from; hand each one to [`Session::on_delivery`].
+    pub fn mailbox(&mut self) -> &mut Mailbox {
+        &mut self.mailbox
+    }
+
+    /// Number of topic subscriptions (the implicit broadcast one not counted).
+    pub fn subscription_count(&self) -> usize {
+        self.topics.len()
+    }
+
+    /// Handles one binary WebSocket message from the client.
+    pub fn on_message(&mut self, message: Bytes) -> Inbound {
+        match decode(message, &self.settings.limits) {
+            Ok(command) => self.on_command(command),
+            Err(error) => {
+                if let Some(reason) = error.close_reason() {
+                    tracing::debug!(%error, "goomerang: closing the connection");
+                    return Inbound::Close(reason);
+                }
+                let reason = match &error {
+                    DecodeError::Limit(_) => DropReason::TooLarge,
+                    DecodeError::ReservedTopic { .. } => DropReason::AclDenied,
+                    _ => DropReason::Malformed,
+                };
+                drop_frame(reason, &error);
+                Inbound::Continue
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) -> Inbound {
+        match command {
+            Command::Subscribe { topic: name } => self.subscribe(&name),
+            Command::Unsubscribe { topic: name } => self.unsubscribe(&name),
+            Command::Publish {
+                topic: name,
+                kind,
+                message,
+                headers,
+            } => {
+                let target = topic(&name);
+                return self.publish(target, &kind, message, &user_headers(&headers), None);
+            }
+            Command::Broadcast {
+                kind,
+                message,
+                headers,
+            } => {
+                return self.publish(
+                    broadcast_topic(),
+                    &kind,
+                    message,
+                    &user_headers(&headers),
+                    None,
+                );
+            }
+            Command::Send { kind, .. } => {
+                drop_frame(
+                    DropReason::Unroutable,
+                    &format_args!("direct send of {kind}: gatewayd has no handlers"),
+                );
+            }
+            Command::SendSync {
+                uuid,
+                kind,
+                payload,
+                headers,
+            } => return self.send_sync(uuid, &kind, payload, &headers),
+        }
+        Inbound::Continue
+    }
+
+    fn subscribe(&mut self, name: &str) {
+        let target = topic(name);
+        if self.topics.contains_key(&target) {
+            return;
+        }
+        let pattern = Pattern::exact(&target);
+        if !self.identity.may_subscribe(&pattern) {
+            return drop_frame(
+                DropReason::AclDenied,
+                &format_args!("{} may not subscribe to {name:?}", self.identity.name),
+            );
+        }
+        if self.topics.len() >= self.settings.max_subscriptions {
+            return drop_frame(
+                DropReason::AclDenied,
+                &format_args!(
+                    "subscription to {name:?} over the limit of {}",
+                    self.settings.max_subscriptions
+                ),
+            );
+        }
+        match self.mailbox.subscribe(pattern) {
+            Ok(id) => {
+                self.topics.insert(target, id);
+            }
+            Err(error) => drop_frame(DropReason::AclDenied, &error),
+        }
+    }
+
+    fn unsubscribe(&mut self, name: &str) {
+        if let Some(id) = self.topics.remove(&topic(name)) {
+            self.mailbox.unsubscribe(id);
+        }
+    }
+
+    fn publish(
+        &mut self,
+        target: Topic,
+        kind: &str,
+        body: Bytes,
+        headers: &FrameHeaders,
+        request: Option<String>,
+    ) -> Inbound {
+        if !self.identity.may_publish(&target) {
+            drop_frame(
+                DropReason::AclDenied,
+                &format_args!("{} may not publish to {target}", self.identity.name),
+            );
+            return Inbound::Continue;
+        }
+        let mut envelope = to_envelope(target, kind, body, headers, self.mailbox.owner());
+        if let Some(uuid) = &request {
+            envelope.reply_to = Some(self.inbox.clone());
+            envelope.correlation_id = Some(uuid.clone());
+        }
+        let outcome = self.bus.publish(envelope);
+        if let Some(uuid) = request {
+            if outcome.delivered == 0 && outcome.retained == 0 {
+                drop_frame(
+                    DropReason::Unroutable,
+                    &format_args!("sync request {uuid} of {kind}: no responder"),
+                );
+            } else {
+                self.pending.insert(uuid);
+            }
+        }
+        match outcome.backpressure {
+            Some(backpressure) => Inbound::Wait(backpressure),
+            None => Inbound::Continue,
+        }
+    }
+
+    fn send_sync(
+        &mut self,
+        uuid: String,
+        kind: &str,
+        payload: Bytes,
+        headers: &FrameHeaders,
+    ) -> Inbound {
+        if self.pending.contains(&uuid) {
+            drop_frame(
+                DropReason::Malformed,
+                &format_args!("sync request {uuid} is already waiting for its reply"),
+            );
+            return Inbound::Continue;
+        }
+        self.publish(rpc_topic(kind), kind, payload, headers, Some(uuid))
+    }
+
+    /// The frame to send to the client for `delivery`, stamped with `now`; `None` if it is not sent
+    /// (a reply nobody waits for, or too large for the client: both counted).
+    pub fn on_delivery(&mut self, delivery: Delivery, now: SystemTime) -> Option<Bytes> {
+        if let Some(ack) = delivery.ack {
+            ack.ack();
+        }
+        let envelope = &delivery.envelope;
+        let limit = self.settings.limits.max_message_size;
+        if envelope.payload.len() > limit {
+            drop_frame(
+                DropReason::TooLarge,
+                &format_args!(
+                    "delivery of {} bytes over the limit of {limit}",
+                    envelope.payload.len()
+                ),
+            );
+            return None;
+        }
+        let message = delivery_from_envelope(envelope, &self.settings.wrapper_kind);
+        let frame = if delivery.subscription == self.inbox_subscription {
+            let uuid = envelope
+                .correlation_id
+                .as_deref()
+                .filter(|uuid| self.pending.remove(uuid));
+            let Some(uuid) = uuid else {
+                drop_frame(
+                    DropReason::Unroutable,
+                    &format_args!(
+                        "reply {:?} matches no waiting sync request",
+                        envelope.correlation_id
+                    ),
+                );
+                return None;
+            };
+            encode_sync_reply(uuid, &message, now)
+        } else {
+            encode_delivery(&message, now)
+        };
+        if frame.len() > limit {
+            drop_frame(
+                DropReason::TooLarge,
+                &format_args!(
+                    "delivery frame of {} bytes over the limit of {limit}",
+                    frame.len()
+                ),
+            );
+            return None;
+        }
+        Some(frame)
+    }
+}
+
+fn drop_frame(reason: DropReason, why: &dyn std::fmt::Display) {
+    tracing::debug!(reason = reason.as_str(), "goomerang: dropped: {why}");
+    record_drop(reason, Protocol::Goomerang);
+}
+
+/// The uuids of sync requests still waiting for their one reply, oldest first.
+#[derive(Debug, Default)]
+struct PendingSync {
+    order: VecDeque<String>,
+    waiting: HashSet<String>,
+}
+
+impl PendingSync {
+    fn contains(&self, uuid: &str) -> bool {
+        self.waiting.contains(uuid)
+    }
+
+    fn insert(&mut self, uuid: String) {
+        while self.waiting.len() >= MAX_PENDING_SYNC {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            self.waiting.remove(&oldest);
+        }
+        self.waiting.insert(uuid.clone());
+        self.order.push_back(uuid);
+    }
+
+    /// Removes `uuid`; `true` if it was waiting.
+    fn remove(&mut self, uuid: &str) -> bool {
+        if !self.waiting.remove(uuid) {
+            return false;
+        }
+        self.order.retain(|waiting| waiting != uuid);
+        true
+    }
+}

@@ -1,0 +1,154 @@
+//! Replays the upstream Goomerang transcript (`fixtures/wire/goomerang/goomerang-sub-pub.jsonl`) through
+//! the codec: client messages decode to the expected commands, the deliveries gatewayd builds for them
+//! match the reference server's frames field by field (timestamps aside), and close frames get the echo
+//! the reference server sent.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use prost::Message;
+use protocols::goomerang::mapping::{delivery_from_bus, to_bus_headers, user_headers};
+use protocols::goomerang::proto::Frame;
+use protocols::goomerang::{
+    decode, encode_delivery, CloseHandshake, Command, FrameHeaders, Limits, PeerClose, WrapperKind,
+};
+use serde_json::Value;
+
+fn shared_dir() -> PathBuf {
+    match std::env::var_os("GATEWAYD_SHARED_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
+    }
+}
+
+/// One WebSocket message of the transcript.
+struct WsMessage {
+    conn: u64,
+    client_to_server: bool,
+    opcode: u64,
+    payload: Vec<u8>,
+}
+
+fn hex(text: &str) -> Vec<u8> {
+    let pairs = text.as_bytes().chunks_exact(2);
+    assert!(pairs.remainder().is_empty(), "odd hex length");
+    pairs
+        .map(|pair| {
+            let pair = std::str::from_utf8(pair).expect("ASCII hex");
+            u8::from_str_radix(pair, 16).expect("hex digit")
+        })
+        .collect()
+}
+
+fn transcript() -> Vec<WsMessage> {
+    let path = shared_dir().join("fixtures/wire/goomerang/goomerang-sub-pub.jsonl");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("{}: {err} (set GATEWAYD_SHARED_DIR)", path.display()));
+    text.lines()
+        .skip(1)
+        .map(|line| serde_json::from_str::<Value>(line).expect("JSON line"))
+        .filter_map(|line| {
+            let opcode = line.get("ws_opcode")?.as_u64()?;
+            Some(WsMessage {
+                conn: line["conn"].as_u64().expect("conn"),
+                client_to_server: line["dir"] == "c2s",
+                opcode,
+                payload: hex(line["payload_hex"].as_str().expect("payload_hex")),
+            })
+        })
+        .collect()
+}
+
+fn binary(messages: &[WsMessage], conn: u64, client_to_server: bool) -> Vec<&[u8]> {
+    messages
+        .iter()
+        .filter(|m| m.conn == conn && m.client_to_server == client_to_server && m.opcode == 2)
+        .map(|m| m.payload.as_slice())
+        .collect()
+}
+
+const STRING_VALUE: &str = "google.protobuf.StringValue";
+/// `StringValue("hello-goom")`.
+const HELLO: &[u8] = b"\x0a\x0ahello-goom";
+
+#[test]
+fn client_messages_decode_to_commands() {
+    let messages = transcript();
+    let decode_all = |conn| -> Vec<Command> {
+        binary(&messages, conn, true)
+            .into_iter()
+            .map(|payload| decode(Bytes::copy_from_slice(payload), &Limits::default()).unwrap())
+            .collect()
+    };
+    assert_eq!(
+        decode_all(1),
+        [Command::Subscribe {
+            topic: "demo".into()
+        }]
+    );
+    let publish = Command::Publish {
+        topic: "demo".into(),
+        kind: STRING_VALUE.into(),
+        message: Bytes::from_static(HELLO),
+        headers: FrameHeaders::new(),
+    };
+    assert_eq!(decode_all(2), [publish.clone(), publish]);
+}
+
+/// A frame with its `creation` checked present and then cleared, for comparison.
+fn without_creation(bytes: &[u8]) -> Frame {
+    let mut frame = Frame::decode(bytes).expect("frame");
+    assert!(frame.creation.is_some(), "creation missing");
+    frame.creation = None;
+    frame
+}
+
+#[test]
+fn deliveries_match_the_reference_server() {
+    let messages = transcript();
+    let built: Vec<Frame> = binary(&messages, 2, true)
+        .into_iter()
+        .map(|payload| {
+            let Ok(Command::Publish {
+                kind,
+                message,
+                headers,
+                ..
+            }) = decode(Bytes::copy_from_slice(payload), &Limits::default())
+            else {
+                panic!("expected a publish");
+            };
+            let bus_headers = to_bus_headers(&kind, &user_headers(&headers));
+            let delivery = delivery_from_bus(message, &bus_headers, &WrapperKind::default());
+            without_creation(&encode_delivery(&delivery, SystemTime::now()))
+        })
+        .collect();
+    let received: Vec<Frame> = binary(&messages, 1, false)
+        .into_iter()
+        .map(without_creation)
+        .collect();
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[0].kind, STRING_VALUE);
+    assert_eq!(received[0].payload_size, 12);
+    assert_eq!(built, received);
+}
+
+#[test]
+fn client_closes_get_the_reference_echo() {
+    let messages = transcript();
+    for conn in [1, 2] {
+        let close = |client_to_server| {
+            messages
+                .iter()
+                .find(|m| m.conn == conn && m.client_to_server == client_to_server && m.opcode == 8)
+                .map(|m| m.payload.clone())
+                .expect("close frame")
+        };
+        assert_eq!(close(true), [0x03, 0xe8]);
+        let PeerClose::EchoThenCloseTcp(echo) = CloseHandshake::new().on_peer_close() else {
+            panic!("expected an echo");
+        };
+        assert_eq!(echo.payload(), close(false));
+    }
+}
