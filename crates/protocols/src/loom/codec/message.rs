@@ -103,17 +103,17 @@ impl MessageDecoder {
     }
 
     fn decode_header(&mut self, src: &mut BytesMut) -> Result<Option<MessageEvent>, FrameError> {
-        let Some((key, declared_size, msg_id, len)) = scan_header(src, self.max_key_bytes)? else {
+        let Some(layout) = scan_header(src, self.max_key_bytes)? else {
             return Ok(None);
         };
         // Copied (≤ max_key_bytes) so a queued message does not pin the receive buffer.
-        let key = Bytes::copy_from_slice(src.get(key).unwrap_or_default());
-        src.advance(len);
+        let key = Bytes::copy_from_slice(src.get(layout.key).unwrap_or_default());
+        src.advance(layout.len);
         self.state = State::Body;
         Ok(Some(MessageEvent::Start(MessageHeader {
             key,
-            declared_size,
-            msg_id,
+            declared_size: layout.declared_size,
+            msg_id: layout.msg_id,
         })))
     }
 
@@ -141,11 +141,15 @@ impl MessageDecoder {
     }
 }
 
-/// Finds a complete header: (key range, declared size, msg id, header length).
-fn scan_header(
-    buf: &[u8],
-    max_key: usize,
-) -> Result<Option<(Range<usize>, u64, u64, usize)>, FrameError> {
+/// Where a complete header sits in the buffer.
+struct HeaderLayout {
+    key: Range<usize>,
+    declared_size: u64,
+    msg_id: u64,
+    len: usize,
+}
+
+fn scan_header(buf: &[u8], max_key: usize) -> Result<Option<HeaderLayout>, FrameError> {
     let mut c = Cursor::new(buf);
     let Some(key_len) = c.uvarint()? else {
         return Ok(None);
@@ -166,7 +170,12 @@ fn scan_header(
     let Some(msg_id) = c.uvarint()? else {
         return Ok(None);
     };
-    Ok(Some((key, declared_size, msg_id, c.pos())))
+    Ok(Some(HeaderLayout {
+        key,
+        declared_size,
+        msg_id,
+        len: c.pos(),
+    }))
 }
 
 #[cfg(test)]
