@@ -93,5 +93,53 @@ fn anycast(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fanout, anycast);
+/// Peers measured in the same run, so results can be reported as ratios: tokio's broadcast channel and one
+/// bounded tokio mpsc queue per subscriber, 16 subscribers, same batch shape.
+fn peers(c: &mut Criterion) {
+    let mut group = c.benchmark_group("peers");
+    let subscribers = 16;
+    let template = Envelope::new(
+        Topic::parse("bench.t").unwrap(),
+        &b"0123456789abcdef"[..],
+        origin(),
+    );
+    group.throughput(Throughput::Elements((BATCH * subscribers) as u64));
+
+    let (sender, _) = tokio::sync::broadcast::channel::<std::sync::Arc<Envelope>>(BATCH * 2);
+    let mut receivers: Vec<_> = (0..subscribers).map(|_| sender.subscribe()).collect();
+    group.bench_function(BenchmarkId::new("tokio-broadcast", subscribers), |b| {
+        b.iter(|| {
+            for _ in 0..BATCH {
+                let _ = sender.send(std::sync::Arc::new(template.clone()));
+            }
+            for r in receivers.iter_mut() {
+                while r.try_recv().is_ok() {}
+            }
+        })
+    });
+
+    let queues: Vec<_> = (0..subscribers)
+        .map(|_| tokio::sync::mpsc::channel::<std::sync::Arc<Envelope>>(BATCH * 2))
+        .collect();
+    let (senders, mut receivers): (Vec<_>, Vec<_>) = queues.into_iter().unzip();
+    group.bench_function(
+        BenchmarkId::new("tokio-mpsc-per-subscriber", subscribers),
+        |b| {
+            b.iter(|| {
+                for _ in 0..BATCH {
+                    let message = std::sync::Arc::new(template.clone());
+                    for s in &senders {
+                        let _ = s.try_send(message.clone());
+                    }
+                }
+                for r in receivers.iter_mut() {
+                    while r.try_recv().is_ok() {}
+                }
+            })
+        },
+    );
+    group.finish();
+}
+
+criterion_group!(benches, fanout, anycast, peers);
 criterion_main!(benches);

@@ -52,6 +52,8 @@ pub(crate) struct BusInner {
     pub(crate) metrics: BusMetrics,
     histories: DashMap<Topic, Option<Arc<TopicHistory>>>,
     events: broadcast::Sender<BusEvent>,
+    /// Set once anybody asked for events; until then publishes skip the new-topic bookkeeping.
+    events_wanted: std::sync::atomic::AtomicBool,
     known_topics: DashMap<Topic, ()>,
     mailboxes: DashMap<u64, Weak<MailboxShared>>,
     next_mailbox: std::sync::atomic::AtomicU64,
@@ -75,6 +77,7 @@ impl Bus {
                 metrics: BusMetrics::new(),
                 histories: DashMap::new(),
                 events,
+                events_wanted: std::sync::atomic::AtomicBool::new(false),
                 known_topics: DashMap::new(),
                 mailboxes: DashMap::new(),
                 next_mailbox: std::sync::atomic::AtomicU64::new(1),
@@ -143,6 +146,9 @@ impl Bus {
 
     /// Interest and topic notifications.
     pub fn events(&self) -> broadcast::Receiver<BusEvent> {
+        self.inner
+            .events_wanted
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.inner.events.subscribe()
     }
 
@@ -200,7 +206,11 @@ impl Bus {
 
 impl BusInner {
     fn route(&self, mut envelope: Envelope) -> (PublishOutcome, Arc<Envelope>) {
-        if self.events.receiver_count() > 0 && !self.known_topics.contains_key(&envelope.topic) {
+        if self
+            .events_wanted
+            .load(std::sync::atomic::Ordering::Relaxed)
+            && !self.known_topics.contains_key(&envelope.topic)
+        {
             self.known_topics.insert(envelope.topic.clone(), ());
             let _ = self.events.send(BusEvent::NewTopic(envelope.topic.clone()));
         }
@@ -226,8 +236,12 @@ impl BusInner {
         };
         let index = self.index.load();
         let route = index.exact.get(&envelope.topic);
+        let size = envelope.size();
         index.for_each_fanout(&envelope.topic, route, |target| {
-            match target.mailbox.push_fanout(envelope, target.subscription) {
+            match target
+                .mailbox
+                .push_fanout(envelope, size, target.subscription)
+            {
                 Pushed::Queued => outcome.delivered += 1,
                 Pushed::Dropped(reason) => {
                     outcome.dropped += 1;
@@ -396,7 +410,10 @@ impl BusInner {
         if let Some(cluster) = self.cluster.load().as_ref() {
             cluster.interest(&event);
         }
-        if self.events.receiver_count() > 0 {
+        if self
+            .events_wanted
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
             let _ = self.events.send(event);
         }
     }

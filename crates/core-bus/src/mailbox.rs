@@ -67,6 +67,8 @@ pub struct MailboxOptions {
 /// A queued delivery; only fanout deliveries count against the queue limits.
 struct Queued {
     delivery: Delivery,
+    /// Bytes charged to the queue limits; zero for group deliveries.
+    fanout_bytes: usize,
     fanout: bool,
 }
 
@@ -96,9 +98,9 @@ impl MailboxShared {
     pub(crate) fn push_fanout(
         &self,
         envelope: &Arc<Envelope>,
+        size: usize,
         subscription: SubscriptionId,
     ) -> Pushed {
-        let size = envelope.size();
         let limits = self.options.limits;
         let mut queue = self.queue.lock();
         if queue.closed.is_some() {
@@ -126,7 +128,7 @@ impl MailboxShared {
                         };
                         if let Some(evicted) = queue.items.remove(oldest) {
                             queue.fanout_len -= 1;
-                            queue.fanout_bytes -= evicted.delivery.envelope.size();
+                            queue.fanout_bytes -= evicted.fanout_bytes;
                             crate::metrics::record_drop(
                                 DropReason::QueueFullDropOldest,
                                 self.owner.protocol,
@@ -147,6 +149,7 @@ impl MailboxShared {
         };
         queue.items.push_back(Queued {
             delivery,
+            fanout_bytes: size,
             fanout: true,
         });
         drop(queue);
@@ -165,6 +168,7 @@ impl MailboxShared {
         let was_empty = queue.items.is_empty();
         queue.items.push_back(Queued {
             delivery,
+            fanout_bytes: 0,
             fanout: false,
         });
         drop(queue);
@@ -358,12 +362,17 @@ impl Mailbox {
         }
         let mut added = 0;
         while added < max {
-            let Some(Queued { delivery, fanout }) = queue.items.pop_front() else {
+            let Some(Queued {
+                delivery,
+                fanout_bytes,
+                fanout,
+            }) = queue.items.pop_front()
+            else {
                 break;
             };
             if fanout {
                 queue.fanout_len -= 1;
-                queue.fanout_bytes -= delivery.envelope.size();
+                queue.fanout_bytes -= fanout_bytes;
             }
             if self.memberships.contains_key(&delivery.subscription) {
                 out.push(delivery);
