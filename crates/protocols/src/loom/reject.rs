@@ -20,8 +20,14 @@ pub const QUIC_REJECTED: u32 = 0x01;
 /// QUIC application error code in STOP_SENDING when a stream breaks Loom framing after its hello.
 pub const QUIC_PROTOCOL_ERROR: u32 = 0x02;
 
+/// Application close code when gatewayd shuts down a raw-QUIC connection (0 = normal close, what clients send).
+pub const QUIC_SHUTDOWN: u32 = 0x00;
 /// ALPN of Loom over raw QUIC (Loom-go ≥ v1.0.1, Loom-net).
 pub const ALPN: &[u8] = b"loom/1";
+/// ALPN Loom-go v1.0.0 offered; upstream refuses it at the TLS stage, gatewayd accepts it (§7 question 4).
+pub const ALPN_LEGACY: &[u8] = b"loom";
+/// ALPN of Loom over HTTP/3.
+pub const ALPN_H3: &[u8] = b"h3";
 /// The only HTTP/3 endpoint.
 pub const H3_PATH: &str = "/stream";
 
@@ -32,6 +38,8 @@ pub const H3_OK: u16 = 200;
 pub const H3_BAD_REQUEST: u16 = 400;
 /// Authorization denied.
 pub const H3_UNAUTHORIZED: u16 = 401;
+/// A consumer over the connection's `max_subscriptions_per_connection` (a gatewayd limit, not upstream's).
+pub const H3_TOO_MANY_REQUESTS: u16 = 429;
 /// Any path other than [`H3_PATH`] (Go's mux default).
 pub const H3_NOT_FOUND: u16 = 404;
 /// [`H3_PATH`] with a method other than POST.
@@ -61,6 +69,9 @@ pub enum Rejection {
     Unauthorized,
     #[error(transparent)]
     Protocol(#[from] FrameError),
+    /// The connection already has `max_subscriptions_per_connection` consumer streams.
+    #[error("too many consumer streams on this connection")]
+    TooManyConsumers,
 }
 
 impl Rejection {
@@ -69,13 +80,14 @@ impl Rejection {
         match self {
             Self::Hello(_) | Self::Protocol(_) => H3_BAD_REQUEST,
             Self::Unauthorized => H3_UNAUTHORIZED,
+            Self::TooManyConsumers => H3_TOO_MANY_REQUESTS,
         }
     }
 
     /// QUIC application error code for STOP_SENDING (sent together with a zero-byte FIN of our half).
     pub const fn quic_code(&self) -> u32 {
         match self {
-            Self::Hello(_) | Self::Unauthorized => QUIC_REJECTED,
+            Self::Hello(_) | Self::Unauthorized | Self::TooManyConsumers => QUIC_REJECTED,
             Self::Protocol(_) => QUIC_PROTOCOL_ERROR,
         }
     }
@@ -111,6 +123,7 @@ mod tests {
             ),
             (Rejection::Hello(HelloError::Truncated), 400, QUIC_REJECTED),
             (Rejection::Unauthorized, 401, QUIC_REJECTED),
+            (Rejection::TooManyConsumers, 429, QUIC_REJECTED),
             (
                 Rejection::Protocol(FrameError::EmptyKey),
                 400,
