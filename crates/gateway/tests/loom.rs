@@ -376,7 +376,9 @@ fn shutdown_closes_connections_with_an_application_code() {
 
 #[test]
 fn aioquic_producer_and_consumer() {
-    let (gateway, addr, _rt) = start("");
+    let (gateway, addr, _rt) = start(
+        "[loom.auth]\nrequired = true\n[[loom.auth.tokens]]\ntoken = \"t\"\nidentity = { name = \"vectors\" }\n",
+    );
     python::pytest(
         "test_loom.py",
         &[
