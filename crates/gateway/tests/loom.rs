@@ -47,11 +47,17 @@ fn start(extra: &str) -> (Gatewayd, SocketAddr, Runtime) {
 }
 
 fn wait_members(gateway: &Gatewayd, topic: &str, n: u64) {
-    gateway.wait_for("/api/topics", &format!("{n} consumers on {topic}"), |topics| {
-        topics.as_array().into_iter().flatten().any(|t| {
-            t["topic"] == topic && t["group"]["members"].as_u64() == Some(n)
-        })
-    });
+    gateway.wait_for(
+        "/api/topics",
+        &format!("{n} consumers on {topic}"),
+        |topics| {
+            topics
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|t| t["topic"] == topic && t["group"]["members"].as_u64() == Some(n))
+        },
+    );
 }
 
 async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
@@ -72,7 +78,12 @@ async fn acking_consumers(
     for index in 0..n {
         let client = Client::connect(addr, transport).await;
         let mut stream = client
-            .open(&hello(CONSUMER, format!("c{index}").as_bytes(), room.as_bytes(), b""))
+            .open(&hello(
+                CONSUMER,
+                format!("c{index}").as_bytes(),
+                room.as_bytes(),
+                b"",
+            ))
             .await;
         let tx = tx.clone();
         tokio::spawn(async move {
@@ -123,12 +134,21 @@ fn keyed_messages_are_delivered_once_with_key_affinity(transport: Transport) {
     let expected: BTreeSet<Vec<u8>> = (0..N).map(|i| format!("body-{i}").into_bytes()).collect();
     assert_eq!(bodies, expected, "every message exactly once");
     let ids: BTreeSet<u64> = got.iter().map(|(_, m)| m.id).collect();
-    assert_eq!(ids, (1..=N as u64).collect(), "server-assigned per-room ids from 1");
+    assert_eq!(
+        ids,
+        (1..=N as u64).collect(),
+        "server-assigned per-room ids from 1"
+    );
     let mut owner: HashMap<Vec<u8>, usize> = HashMap::new();
     for (consumer, msg) in &got {
         assert_eq!(msg.declared_size, msg.body.len() as u64);
         let first = *owner.entry(msg.key.clone()).or_insert(*consumer);
-        assert_eq!(first, *consumer, "key {:?} moved", String::from_utf8_lossy(&msg.key));
+        assert_eq!(
+            first,
+            *consumer,
+            "key {:?} moved",
+            String::from_utf8_lossy(&msg.key)
+        );
     }
     let used: BTreeSet<usize> = owner.values().copied().collect();
     assert!(used.len() > 1, "15 keys all hashed to one of 3 consumers");
@@ -152,7 +172,9 @@ fn acks_gate_delivery(transport: Transport) {
     wait_members(&gateway, &room, 1);
     rt.block_on(async {
         let producer = Client::connect(addr, transport).await;
-        let mut stream = producer.open(&hello(PRODUCER, b"p", room.as_bytes(), b"")).await;
+        let mut stream = producer
+            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
+            .await;
         for i in 1..=3 {
             stream
                 .write(&message(b"k", format!("m{i}").as_bytes(), 64))
@@ -160,18 +182,33 @@ fn acks_gate_delivery(transport: Transport) {
                 .unwrap();
         }
         stream.finish().await;
-        let first = within("first message", consumer.next()).await.unwrap().unwrap();
+        let first = within("first message", consumer.next())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((first.id, first.body.as_slice()), (1, &b"m1"[..]));
-        assert!(timeout(QUIET, consumer.next()).await.is_err(), "second message before the ack");
+        assert!(
+            timeout(QUIET, consumer.next()).await.is_err(),
+            "second message before the ack"
+        );
         // An ack for another id and a frame of another type release nothing.
         consumer.write(&ack(7)).await.unwrap();
         consumer.write(&[0x02, 0x01]).await.unwrap();
-        assert!(timeout(QUIET, consumer.next()).await.is_err(), "released by a wrong ack");
+        assert!(
+            timeout(QUIET, consumer.next()).await.is_err(),
+            "released by a wrong ack"
+        );
         consumer.write(&ack(1)).await.unwrap();
-        let second = within("second message", consumer.next()).await.unwrap().unwrap();
+        let second = within("second message", consumer.next())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((second.id, second.body.as_slice()), (2, &b"m2"[..]));
         consumer.write(&ack(2)).await.unwrap();
-        let third = within("third message", consumer.next()).await.unwrap().unwrap();
+        let third = within("third message", consumer.next())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(third.id, 3);
     });
 }
@@ -192,7 +229,10 @@ const AUTH: &str = "[loom.auth]\nrequired = true\n[[loom.auth.tokens]]\ntoken = 
 /// Raw QUIC refusal: a zero-byte FIN on the server's half and STOP_SENDING with `code` on ours.
 async fn assert_quic_refused(client: &Client, first: &[u8], code: u64) {
     let mut stream = client.open(first).await;
-    assert_eq!(within("refusal FIN", stream.read_to_end()).await, Ok(Vec::new()));
+    assert_eq!(
+        within("refusal FIN", stream.read_to_end()).await,
+        Ok(Vec::new())
+    );
     assert_eq!(within("STOP_SENDING", stream.stopped()).await, Some(code));
 }
 
@@ -214,7 +254,12 @@ fn auth_denial() {
             (CONSUMER, "no.r", "good"),
         ] {
             let started = Instant::now();
-            assert_quic_refused(&quic, &hello(role, b"x", room.as_bytes(), token.as_bytes()), 1).await;
+            assert_quic_refused(
+                &quic,
+                &hello(role, b"x", room.as_bytes(), token.as_bytes()),
+                1,
+            )
+            .await;
             if role == CONSUMER {
                 assert!(started.elapsed() >= Duration::from_millis(REJECT_DELAY_MS));
             }
@@ -233,7 +278,10 @@ fn auth_denial() {
     rt.block_on(async {
         let h3 = Client::connect(addr, Transport::H3).await;
         let mut producer = h3.open(&hello(PRODUCER, b"p", b"ok.r", b"good")).await;
-        producer.write(&message(b"k", b"allowed", 64)).await.unwrap();
+        producer
+            .write(&message(b"k", b"allowed", 64))
+            .await
+            .unwrap();
         producer.finish().await;
         assert_eq!(within("status", producer.status()).await, Some(200));
         let msg = within("delivery", consumer.next()).await.unwrap().unwrap();
@@ -266,7 +314,10 @@ fn bad_hellos_are_refused() {
         for first in &bad {
             let mut stream = quic.open(first).await;
             stream.finish().await;
-            assert_eq!(within("refusal FIN", stream.read_to_end()).await, Ok(Vec::new()));
+            assert_eq!(
+                within("refusal FIN", stream.read_to_end()).await,
+                Ok(Vec::new())
+            );
         }
         for first in &bad[..5] {
             assert_quic_refused(&quic, first, 1).await;
@@ -283,7 +334,10 @@ fn bad_hellos_are_refused() {
         let (_endpoint, legacy) = connect_alpn(addr, b"loom").await;
         let (mut send, mut recv) = legacy.open_bi().await.unwrap();
         send.write_all(b"XOOM").await.unwrap();
-        assert_eq!(within("legacy FIN", recv.read_to_end(16)).await.unwrap(), Vec::<u8>::new());
+        assert_eq!(
+            within("legacy FIN", recv.read_to_end(16)).await.unwrap(),
+            Vec::<u8>::new()
+        );
     });
 }
 
@@ -313,7 +367,9 @@ fn oversized_fields_and_messages() {
         first.extend_from_slice(&message(b"k", b"cut", 64)[..5]);
         assert_eq!(h3_status(&h3, "POST", "/stream", &first).await, Some(400));
         // Over max_message_bytes: dropped whole, the stream goes on.
-        let mut producer = quic.open(&hello(PRODUCER, b"p", room.as_bytes(), b"")).await;
+        let mut producer = quic
+            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
+            .await;
         let body = vec![7u8; (1 << 20) + 1];
         producer.write(&message(b"k", &body, 65536)).await.unwrap();
         producer.write(&message(b"k", b"small", 64)).await.unwrap();
@@ -321,7 +377,12 @@ fn oversized_fields_and_messages() {
         let msg = within("delivery", consumer.next()).await.unwrap().unwrap();
         assert_eq!((msg.id, msg.body.as_slice()), (1, &b"small"[..]));
     });
-    assert!(gateway.metric("gatewayd_drops_total", &[("reason", "too_large"), ("protocol", "loom")]) >= 1.0);
+    assert!(
+        gateway.metric(
+            "gatewayd_drops_total",
+            &[("reason", "too_large"), ("protocol", "loom")]
+        ) >= 1.0
+    );
 }
 
 fn large_message_streams_in_chunks(transport: Transport) {
@@ -333,13 +394,18 @@ fn large_message_streams_in_chunks(transport: Transport) {
     let body: Vec<u8> = (0..(5u32 << 20) + 12345).map(|i| (i % 251) as u8).collect();
     rt.block_on(async {
         let producer = Client::connect(addr, transport).await;
-        let mut stream = producer.open(&hello(PRODUCER, b"p", room.as_bytes(), b"")).await;
+        let mut stream = producer
+            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
+            .await;
         let bytes = message(b"big", &body, 40_000);
         for part in bytes.chunks(100_000) {
             within("producer write", stream.write(part)).await.unwrap();
         }
         stream.finish().await;
-        let msg = within("large delivery", consumer.next()).await.unwrap().unwrap();
+        let msg = within("large delivery", consumer.next())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(msg.key, b"big");
         assert_eq!(msg.declared_size, body.len() as u64);
         assert!(msg.largest_chunk <= 65536);

@@ -253,7 +253,7 @@ impl Client {
                 }
                 let (send, recv) = stream.split();
                 Stream {
-                    send: Half::H3(send),
+                    send: Half::H3(Box::new(send)),
                     recv: RecvHalf::H3(recv),
                     buf: Vec::new(),
                     status: None,
@@ -265,7 +265,7 @@ impl Client {
 
 enum Half {
     Quic(quinn::SendStream),
-    H3(H3Send),
+    H3(Box<H3Send>),
 }
 
 enum RecvHalf {
@@ -361,7 +361,10 @@ impl Stream {
                 return if self.buf.is_empty() {
                     Ok(None)
                 } else {
-                    Err(format!("stream ended inside a message ({} bytes)", self.buf.len()))
+                    Err(format!(
+                        "stream ended inside a message ({} bytes)",
+                        self.buf.len()
+                    ))
                 };
             }
         }
