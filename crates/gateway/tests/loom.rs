@@ -223,6 +223,62 @@ fn h3_acks_gate_delivery() {
     acks_gate_delivery(Transport::H3);
 }
 
+fn group_stat(gateway: &Gatewayd, topic: &str, stat: &str) -> u64 {
+    let topics = gateway.get_json("/api/topics");
+    topics
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["topic"] == topic)
+        .and_then(|t| t["group"][stat].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn full_room_stops_reading_the_producer() {
+    let (gateway, addr, rt) = start(
+        "[[bus.groups]]\ntopics = \"bp.>\"\nno_member = \"discard\"\noverflow = \"block\"\n\
+         max_messages = 2\nmax_bytes = 67108864\n",
+    );
+    let room = "bp.r";
+    let client = rt.block_on(Client::connect(addr, Transport::Quic));
+    let mut consumer = rt.block_on(client.open(&hello(CONSUMER, b"c", room.as_bytes(), b"")));
+    wait_members(&gateway, room, 1);
+    const N: usize = 40;
+    let producer = rt.block_on(async {
+        let producer = Client::connect(addr, Transport::Quic).await;
+        let mut stream = producer
+            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
+            .await;
+        tokio::spawn(async move {
+            for i in 0..N {
+                let body = format!("m{i}").into_bytes();
+                if stream.write(&message(b"k", &body, 64)).await.is_err() {
+                    break;
+                }
+            }
+            stream.finish().await;
+            stream.stopped().await
+        });
+        producer
+    });
+    // One message in flight, the room's buffer full (two plus the one that filled it), the rest unread.
+    gateway.wait_for("/api/topics", "a full room", |_| {
+        group_stat(&gateway, room, "retained") >= 2
+    });
+    std::thread::sleep(QUIET);
+    assert_eq!(group_stat(&gateway, room, "unacked"), 1);
+    assert!(group_stat(&gateway, room, "retained") <= 3);
+    rt.block_on(async {
+        for i in 0..N {
+            let msg = within("delivery", consumer.next()).await.unwrap().unwrap();
+            assert_eq!(msg.body, format!("m{i}").into_bytes(), "order of one key");
+            consumer.write(&ack(msg.id)).await.unwrap();
+        }
+    });
+    drop(producer);
+}
+
 const AUTH: &str = "[loom.auth]\nrequired = true\n[[loom.auth.tokens]]\ntoken = \"good\"\n\
     identity = { name = \"svc\", publish = [\"ok.>\"], subscribe = [\"ok.>\"] }\n";
 
