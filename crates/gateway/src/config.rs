@@ -21,6 +21,7 @@ pub struct Config {
     pub bus: BusConfig,
     pub cluster: ClusterConfig,
     pub goomerang: protocols::goomerang::GoomerangConfig,
+    pub loom: protocols::loom::LoomConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,5 +11,6 @@ pub async fn start_all(
 ) -> anyhow::Result<Vec<RunningListener>> {
     let mut running = Vec::new();
     running.extend(protocols::goomerang::start(&config.goomerang, services).await?);
+    running.extend(protocols::loom::start(&config.loom, services).await?);
     Ok(running)
 }

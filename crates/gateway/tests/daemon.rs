@@ -13,6 +13,7 @@ fn example_config_env() -> Vec<(&'static str, &'static str)> {
     vec![
         ("GATEWAYD_ADMIN__ADDRESS", "127.0.0.1:0"),
         ("GATEWAYD_GOOMERANG__ADDRESS", "127.0.0.1:0"),
+        ("GATEWAYD_LOOM__ADDRESS", "127.0.0.1:0"),
     ]
 }
 

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod connections;
 pub mod goomerang;
 pub mod limits;
+pub mod loom;
 pub mod tls;
 pub mod ws;
 

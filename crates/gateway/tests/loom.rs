@@ -1,0 +1,511 @@
+//! Loom over real QUIC and HTTP/3 sockets against the gatewayd binary: keyed load balancing with exactly-once
+//! delivery, stop-and-wait acks, auth and hello refusals, framing limits, multi-MiB messages, shutdown, and an
+//! independent aioquic client.
+
+mod support;
+
+#[path = "support/loom_client.rs"]
+mod loom_client;
+#[path = "support/python.rs"]
+mod python;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use loom_client::*;
+use support::*;
+use tokio::runtime::Runtime;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(20);
+/// How long a test watches for something that must not happen.
+const QUIET: Duration = Duration::from_millis(300);
+const REJECT_DELAY_MS: u64 = 200;
+
+fn config(extra: &str) -> String {
+    format!(
+        "{}[loom]\nenabled = true\naddress = \"127.0.0.1:0\"\nreject_delay_ms = {REJECT_DELAY_MS}\n{extra}",
+        base_config()
+    )
+}
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn start(extra: &str) -> (Gatewayd, SocketAddr, Runtime) {
+    let gateway = Gatewayd::start(&config(extra));
+    let addr = gateway.listener("loom.quic");
+    let addr = SocketAddr::from(([127, 0, 0, 1], addr.port()));
+    (gateway, addr, runtime())
+}
+
+fn wait_members(gateway: &Gatewayd, topic: &str, n: u64) {
+    gateway.wait_for(
+        "/api/topics",
+        &format!("{n} consumers on {topic}"),
+        |topics| {
+            topics
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|t| t["topic"] == topic && t["group"]["members"].as_u64() == Some(n))
+        },
+    );
+}
+
+async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    timeout(WAIT, future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+/// Consumers that ack every message and report (consumer index, message).
+async fn acking_consumers(
+    addr: SocketAddr,
+    transport: Transport,
+    room: &str,
+    n: usize,
+) -> (Vec<Client>, mpsc::UnboundedReceiver<(usize, Msg)>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut clients = Vec::new();
+    for index in 0..n {
+        let client = Client::connect(addr, transport).await;
+        let mut stream = client
+            .open(&hello(
+                CONSUMER,
+                format!("c{index}").as_bytes(),
+                room.as_bytes(),
+                b"",
+            ))
+            .await;
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(msg)) = stream.next().await {
+                if stream.write(&ack(msg.id)).await.is_err() || tx.send((index, msg)).is_err() {
+                    break;
+                }
+            }
+        });
+        clients.push(client);
+    }
+    (clients, rx)
+}
+
+fn keyed_messages_are_delivered_once_with_key_affinity(transport: Transport) {
+    let (gateway, addr, rt) = start("");
+    let room = format!("orders.{transport:?}");
+    let (_consumers, mut delivered) = rt.block_on(acking_consumers(addr, transport, &room, 3));
+    wait_members(&gateway, &room, 3);
+    const N: usize = 90;
+    let got = rt.block_on(async {
+        let producer = Client::connect(addr, transport).await;
+        let mut stream = producer
+            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
+            .await;
+        for i in 0..N {
+            let key = format!("key-{}", i % 15);
+            stream
+                .write(&message(key.as_bytes(), format!("body-{i}").as_bytes(), 3))
+                .await
+                .unwrap();
+        }
+        stream.finish().await;
+        if transport == Transport::H3 {
+            assert_eq!(within("producer status", stream.status()).await, Some(200));
+        }
+        let mut got = Vec::new();
+        while got.len() < N {
+            got.push(within("deliveries", delivered.recv()).await.unwrap());
+        }
+        assert!(
+            timeout(QUIET, delivered.recv()).await.is_err(),
+            "a message was delivered twice"
+        );
+        got
+    });
+    let bodies: BTreeSet<Vec<u8>> = got.iter().map(|(_, m)| m.body.clone()).collect();
+    let expected: BTreeSet<Vec<u8>> = (0..N).map(|i| format!("body-{i}").into_bytes()).collect();
+    assert_eq!(bodies, expected, "every message exactly once");
+    let ids: BTreeSet<u64> = got.iter().map(|(_, m)| m.id).collect();
+    assert_eq!(
+        ids,
+        (1..=N as u64).collect(),
+        "server-assigned per-room ids from 1"
+    );
+    let mut owner: HashMap<Vec<u8>, usize> = HashMap::new();
+    for (consumer, msg) in &got {
+        assert_eq!(msg.declared_size, msg.body.len() as u64);
+        let first = *owner.entry(msg.key.clone()).or_insert(*consumer);
+        assert_eq!(
+            first,
+            *consumer,
+            "key {:?} moved",
+            String::from_utf8_lossy(&msg.key)
+        );
+    }
+    let used: BTreeSet<usize> = owner.values().copied().collect();
+    assert!(used.len() > 1, "15 keys all hashed to one of 3 consumers");
+}
+
+#[test]
+fn quic_keyed_messages_are_delivered_once_with_key_affinity() {
+    keyed_messages_are_delivered_once_with_key_affinity(Transport::Quic);
+}
+
+#[test]
+fn h3_keyed_messages_are_delivered_once_with_key_affinity() {
+    keyed_messages_are_delivered_once_with_key_affinity(Transport::H3);
+}
+
+fn acks_gate_delivery(transport: Transport) {
+    let (gateway, addr, rt) = start("");
+    let room = format!("gate.{transport:?}");
+    let client = rt.block_on(Client::connect(addr, transport));
+    let mut consumer = rt.block_on(client.open(&hello(CONSUMER, b"c", room.as_bytes(), b"")));
+    wait_members(&gateway, &room, 1);
+    rt.block_on(async {
+        let producer = Client::connect(addr, transport).await;
+        let mut stream = producer
+            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
+            .await;
+        for i in 1..=3 {
+            stream
+                .write(&message(b"k", format!("m{i}").as_bytes(), 64))
+                .await
+                .unwrap();
+        }
+        stream.finish().await;
+        let first = within("first message", consumer.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((first.id, first.body.as_slice()), (1, &b"m1"[..]));
+        assert!(
+            timeout(QUIET, consumer.next()).await.is_err(),
+            "second message before the ack"
+        );
+        // An ack for another id and a frame of another type release nothing.
+        consumer.write(&ack(7)).await.unwrap();
+        consumer.write(&[0x02, 0x01]).await.unwrap();
+        assert!(
+            timeout(QUIET, consumer.next()).await.is_err(),
+            "released by a wrong ack"
+        );
+        consumer.write(&ack(1)).await.unwrap();
+        let second = within("second message", consumer.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((second.id, second.body.as_slice()), (2, &b"m2"[..]));
+        consumer.write(&ack(2)).await.unwrap();
+        let third = within("third message", consumer.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(third.id, 3);
+    });
+}
+
+#[test]
+fn quic_acks_gate_delivery() {
+    acks_gate_delivery(Transport::Quic);
+}
+
+#[test]
+fn h3_acks_gate_delivery() {
+    acks_gate_delivery(Transport::H3);
+}
+
+fn group_stat(gateway: &Gatewayd, topic: &str, stat: &str) -> u64 {
+    let topics = gateway.get_json("/api/topics");
+    topics
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["topic"] == topic)
+        .and_then(|t| t["group"][stat].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn full_room_stops_reading_the_producer() {
+    let (gateway, addr, rt) = start(
+        "[[bus.groups]]\ntopics = \"bp.>\"\nno_member = \"discard\"\noverflow = \"block\"\n\
+         max_messages = 2\nmax_bytes = 67108864\n",
+    );
+    let room = "bp.r";
+    let client = rt.block_on(Client::connect(addr, Transport::Quic));
+    let mut consumer = rt.block_on(client.open(&hello(CONSUMER, b"c", room.as_bytes(), b"")));
+    wait_members(&gateway, room, 1);
+    const N: usize = 40;
+    let producer = rt.block_on(async {
+        let producer = Client::connect(addr, Transport::Quic).await;
+        let mut stream = producer
+            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
+            .await;
+        tokio::spawn(async move {
+            for i in 0..N {
+                let body = format!("m{i}").into_bytes();
+                if stream.write(&message(b"k", &body, 64)).await.is_err() {
+                    break;
+                }
+            }
+            stream.finish().await;
+            stream.stopped().await
+        });
+        producer
+    });
+    // One message in flight, the room's buffer full (two plus the one that filled it), the rest unread.
+    gateway.wait_for("/api/topics", "a full room", |_| {
+        group_stat(&gateway, room, "retained") >= 2
+    });
+    std::thread::sleep(QUIET);
+    assert_eq!(group_stat(&gateway, room, "unacked"), 1);
+    assert!(group_stat(&gateway, room, "retained") <= 3);
+    rt.block_on(async {
+        for i in 0..N {
+            let msg = within("delivery", consumer.next()).await.unwrap().unwrap();
+            assert_eq!(msg.body, format!("m{i}").into_bytes(), "order of one key");
+            consumer.write(&ack(msg.id)).await.unwrap();
+        }
+    });
+    drop(producer);
+}
+
+const AUTH: &str = "[loom.auth]\nrequired = true\n[[loom.auth.tokens]]\ntoken = \"good\"\n\
+    identity = { name = \"svc\", publish = [\"ok.>\"], subscribe = [\"ok.>\"] }\n";
+
+/// Raw QUIC refusal: a zero-byte FIN on the server's half and STOP_SENDING with `code` on ours.
+async fn assert_quic_refused(client: &Client, first: &[u8], code: u64) {
+    let mut stream = client.open(first).await;
+    assert_eq!(
+        within("refusal FIN", stream.read_to_end()).await,
+        Ok(Vec::new())
+    );
+    assert_eq!(within("STOP_SENDING", stream.stopped()).await, Some(code));
+}
+
+async fn h3_status(client: &Client, method: &str, path: &str, body: &[u8]) -> Option<u16> {
+    let mut stream = client.request(method, path, body).await;
+    stream.finish().await;
+    within("h3 status", stream.status()).await
+}
+
+#[test]
+fn auth_denial() {
+    let (gateway, addr, rt) = start(AUTH);
+    let good = rt.block_on(async {
+        let quic = Client::connect(addr, Transport::Quic).await;
+        for (role, room, token) in [
+            (PRODUCER, "ok.r", "bad"),
+            (PRODUCER, "ok.r", ""),
+            (PRODUCER, "no.r", "good"),
+            (CONSUMER, "no.r", "good"),
+        ] {
+            let started = Instant::now();
+            assert_quic_refused(
+                &quic,
+                &hello(role, b"x", room.as_bytes(), token.as_bytes()),
+                1,
+            )
+            .await;
+            if role == CONSUMER {
+                assert!(started.elapsed() >= Duration::from_millis(REJECT_DELAY_MS));
+            }
+        }
+        let h3 = Client::connect(addr, Transport::H3).await;
+        for (role, room, token) in [(PRODUCER, "ok.r", "bad"), (CONSUMER, "ok.r", "")] {
+            let hello = hello(role, b"x", room.as_bytes(), token.as_bytes());
+            assert_eq!(h3_status(&h3, "POST", "/stream", &hello).await, Some(401));
+        }
+        // The same connection still serves an authorized consumer.
+        let good = quic.open(&hello(CONSUMER, b"c", b"ok.r", b"good")).await;
+        (quic, good)
+    });
+    wait_members(&gateway, "ok.r", 1);
+    let (_quic, mut consumer) = good;
+    rt.block_on(async {
+        let h3 = Client::connect(addr, Transport::H3).await;
+        let mut producer = h3.open(&hello(PRODUCER, b"p", b"ok.r", b"good")).await;
+        producer
+            .write(&message(b"k", b"allowed", 64))
+            .await
+            .unwrap();
+        producer.finish().await;
+        assert_eq!(within("status", producer.status()).await, Some(200));
+        let msg = within("delivery", consumer.next()).await.unwrap().unwrap();
+        assert_eq!(msg.body, b"allowed");
+    });
+    let identities: Vec<String> = gateway
+        .get_json("/api/connections")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["identity"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(identities.iter().any(|i| i == "svc"), "{identities:?}");
+}
+
+#[test]
+fn bad_hellos_are_refused() {
+    let (_gateway, addr, rt) = start("");
+    let long_name = vec![b'n'; 129];
+    let bad: Vec<Vec<u8>> = vec![
+        b"XOOM\x04P\x00\x00\x00".to_vec(),
+        b"LOOM\x03P\x00\x00\x00".to_vec(),
+        b"LOOM\x04X\x00\x00\x00".to_vec(),
+        hello(PRODUCER, &long_name, b"r", b""),
+        hello(CONSUMER, b"c", &[b'r'; 129], b""),
+        b"LOOM\x04C\x01".to_vec(),
+    ];
+    rt.block_on(async {
+        let quic = Client::connect(addr, Transport::Quic).await;
+        for first in &bad {
+            let mut stream = quic.open(first).await;
+            stream.finish().await;
+            assert_eq!(
+                within("refusal FIN", stream.read_to_end()).await,
+                Ok(Vec::new())
+            );
+        }
+        for first in &bad[..5] {
+            assert_quic_refused(&quic, first, 1).await;
+        }
+        let h3 = Client::connect(addr, Transport::H3).await;
+        for first in &bad {
+            assert_eq!(h3_status(&h3, "POST", "/stream", first).await, Some(400));
+        }
+        let hello = hello(CONSUMER, b"c", b"r", b"");
+        assert_eq!(h3_status(&h3, "GET", "/stream", &[]).await, Some(405));
+        assert_eq!(h3_status(&h3, "PUT", "/stream", &hello).await, Some(405));
+        assert_eq!(h3_status(&h3, "POST", "/other", &hello).await, Some(404));
+        // Legacy ALPN `loom` (Loom-go v1.0.0) is served too.
+        let (_endpoint, legacy) = connect_alpn(addr, b"loom").await;
+        let (mut send, mut recv) = legacy.open_bi().await.unwrap();
+        send.write_all(b"XOOM").await.unwrap();
+        assert_eq!(
+            within("legacy FIN", recv.read_to_end(16)).await.unwrap(),
+            Vec::<u8>::new()
+        );
+    });
+}
+
+#[test]
+fn oversized_fields_and_messages() {
+    let (gateway, addr, rt) = start("[loom.limits]\nmax_message_bytes = 1048576\n");
+    let room = "big.r";
+    let client = rt.block_on(Client::connect(addr, Transport::Quic));
+    let mut consumer = rt.block_on(client.open(&hello(CONSUMER, b"c", room.as_bytes(), b"")));
+    wait_members(&gateway, room, 1);
+    let long_key = message(&[b'k'; 257], b"x", 64);
+    let mut long_chunk = vec![0x01, b'k', 0x00, 0x00];
+    uvarint(65537, &mut long_chunk);
+    long_chunk.extend(vec![0u8; 65537]);
+    long_chunk.push(0);
+    rt.block_on(async {
+        let quic = Client::connect(addr, Transport::Quic).await;
+        let h3 = Client::connect(addr, Transport::H3).await;
+        for bad in [&long_key, &long_chunk] {
+            let mut first = hello(PRODUCER, b"p", room.as_bytes(), b"");
+            first.extend_from_slice(bad);
+            assert_quic_refused(&quic, &first, 2).await;
+            assert_eq!(h3_status(&h3, "POST", "/stream", &first).await, Some(400));
+        }
+        // A stream that ends inside a message is a protocol error too (never a truncated delivery).
+        let mut first = hello(PRODUCER, b"p", room.as_bytes(), b"");
+        first.extend_from_slice(&message(b"k", b"cut", 64)[..5]);
+        assert_eq!(h3_status(&h3, "POST", "/stream", &first).await, Some(400));
+        // Over max_message_bytes: dropped whole, the stream goes on.
+        let mut producer = quic
+            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
+            .await;
+        let body = vec![7u8; (1 << 20) + 1];
+        producer.write(&message(b"k", &body, 65536)).await.unwrap();
+        producer.write(&message(b"k", b"small", 64)).await.unwrap();
+        producer.finish().await;
+        let msg = within("delivery", consumer.next()).await.unwrap().unwrap();
+        assert_eq!((msg.id, msg.body.as_slice()), (1, &b"small"[..]));
+    });
+    assert!(
+        gateway.metric(
+            "gatewayd_drops_total",
+            &[("reason", "too_large"), ("protocol", "loom")]
+        ) >= 1.0
+    );
+}
+
+fn large_message_streams_in_chunks(transport: Transport) {
+    let (gateway, addr, rt) = start("");
+    let room = format!("large.{transport:?}");
+    let client = rt.block_on(Client::connect(addr, transport));
+    let mut consumer = rt.block_on(client.open(&hello(CONSUMER, b"c", room.as_bytes(), b"")));
+    wait_members(&gateway, &room, 1);
+    let body: Vec<u8> = (0..(5u32 << 20) + 12345).map(|i| (i % 251) as u8).collect();
+    rt.block_on(async {
+        let producer = Client::connect(addr, transport).await;
+        let mut stream = producer
+            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
+            .await;
+        let bytes = message(b"big", &body, 40_000);
+        for part in bytes.chunks(100_000) {
+            within("producer write", stream.write(part)).await.unwrap();
+        }
+        stream.finish().await;
+        let msg = within("large delivery", consumer.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(msg.key, b"big");
+        assert_eq!(msg.declared_size, body.len() as u64);
+        assert!(msg.largest_chunk <= 65536);
+        assert!(msg.body == body, "body differs");
+    });
+}
+
+#[test]
+fn quic_large_message_streams_in_chunks() {
+    large_message_streams_in_chunks(Transport::Quic);
+}
+
+#[test]
+fn h3_large_message_streams_in_chunks() {
+    large_message_streams_in_chunks(Transport::H3);
+}
+
+#[test]
+fn shutdown_closes_connections_with_an_application_code() {
+    let (gateway, addr, rt) = start("");
+    let client = rt.block_on(Client::connect(addr, Transport::Quic));
+    let _consumer = rt.block_on(client.open(&hello(CONSUMER, b"c", b"bye", b"")));
+    wait_members(&gateway, "bye", 1);
+    let status = gateway.terminate(Duration::from_secs(6));
+    assert_eq!(status.code(), Some(0));
+    let closed = rt.block_on(within("close", client.conn.closed()));
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(u64::from(close.error_code), 0);
+        }
+        other => panic!("expected an application close, got {other:?}"),
+    }
+}
+
+#[test]
+fn aioquic_producer_and_consumer() {
+    let (gateway, addr, _rt) = start(
+        "[loom.auth]\nrequired = true\n[[loom.auth.tokens]]\ntoken = \"t\"\nidentity = { name = \"vectors\" }\n",
+    );
+    python::pytest(
+        "test_loom.py",
+        &[
+            ("GATEWAYD_LOOM", addr.to_string()),
+            ("GATEWAYD_ADMIN", gateway.admin.to_string()),
+        ],
+    );
+}

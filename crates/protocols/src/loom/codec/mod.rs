@@ -1,0 +1,17 @@
+//! Loom framing after the hello (reference §3): messages (key, declared size, msg id, chunks, EOM) in both
+//! directions and the consumer's ack frames.
+//!
+//! - [`message`]: incremental decoder turning a message stream into [`MessageEvent`]s.
+//! - [`assemble`]: builds whole bodies from those events, dropping whole messages over the size limit.
+//! - [`ack`]: the consumer→server frames.
+//! - [`delivery`]: the server→consumer message encoder.
+
+pub mod ack;
+pub mod assemble;
+pub mod delivery;
+pub mod message;
+
+pub use ack::ConsumerFrame;
+pub use assemble::{Assembled, DropReason, DroppedMessage, MessageAssembler, ProducedMessage};
+pub use delivery::Delivery;
+pub use message::{FrameError, MessageDecoder, MessageEvent, MessageHeader};

@@ -1,0 +1,221 @@
+//! The life of one Loom stream, the same over raw QUIC and HTTP/3: read the hello, admit it, then run the
+//! producer (bytes → bus, honouring backpressure) or the consumer (bus → bytes, one message in flight until its
+//! ack). The transports implement [`Inbound`]/[`Outbound`] and turn the [`Outcome`] into their own goodbye.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use core_bus::config::GroupPolicy;
+use core_bus::metrics::{record_drop, DropReason};
+use core_bus::{Credit, Origin, Protocol, Topic};
+
+use super::hello::Role;
+use super::limits::Limits;
+use super::reject::Rejection;
+use super::session::{self, Admitted, ConsumerSession, MsgIds, Produced, ProducerSession};
+use crate::auth::Authenticator;
+use crate::{ConnectionGuard, Services};
+
+/// The transport failed under the stream (reset, connection closed).
+#[derive(Debug)]
+pub(super) struct Gone;
+
+/// The client→server half of a stream.
+pub(super) trait Inbound: Send {
+    /// Appends the next bytes that arrive to `buf`; `Ok(false)` once the client finished its half.
+    fn read_more(&mut self, buf: &mut BytesMut) -> impl Future<Output = Result<bool, Gone>> + Send;
+}
+
+/// The server→client half of a stream.
+pub(super) trait Outbound: Send {
+    /// Writes `segments` in order.
+    fn write(&mut self, segments: Vec<Bytes>) -> impl Future<Output = Result<(), Gone>> + Send;
+}
+
+/// How a stream ended.
+#[derive(Debug)]
+pub(super) enum Outcome {
+    /// The client finished its half at a message boundary.
+    Clean,
+    /// Refused (hello, auth, limit) or cut off (framing error).
+    Rejected(Rejection),
+    /// The transport went away.
+    Gone,
+}
+
+/// What every stream of one listener shares.
+pub(super) struct Shared {
+    pub services: Services,
+    pub auth: Authenticator,
+    pub limits: Limits,
+    pub max_consumers: usize,
+    pub topic_prefix: Option<Topic>,
+    pub ids: Arc<MsgIds>,
+    pub reject_delay: Duration,
+}
+
+/// What every stream of one QUIC connection shares.
+pub(super) struct Conn {
+    pub guard: ConnectionGuard,
+    pub consumers: AtomicUsize,
+}
+
+impl Conn {
+    pub fn new(guard: ConnectionGuard) -> Self {
+        Conn {
+            guard,
+            consumers: AtomicUsize::new(0),
+        }
+    }
+
+    fn origin(&self) -> Origin {
+        Origin {
+            protocol: Protocol::Loom,
+            connection: self.guard.id(),
+        }
+    }
+}
+
+/// One counted consumer stream of a connection.
+struct ConsumerSlot<'a>(&'a Conn);
+
+impl<'a> ConsumerSlot<'a> {
+    fn take(conn: &'a Conn, max: usize) -> Option<Self> {
+        let taken = conn
+            .consumers
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        conn.guard.set_subscriptions(taken + 1);
+        Some(ConsumerSlot(conn))
+    }
+}
+
+impl Drop for ConsumerSlot<'_> {
+    fn drop(&mut self) {
+        let before = self.0.consumers.fetch_sub(1, Ordering::AcqRel);
+        self.0.guard.set_subscriptions(before.saturating_sub(1));
+    }
+}
+
+/// Reads and admits the hello. Refused consumers are answered only after the reject delay, which slows down
+/// clients that reconnect in a tight loop.
+pub(super) async fn open<I: Inbound>(
+    input: &mut I,
+    buf: &mut BytesMut,
+    shared: &Shared,
+    conn: &Conn,
+) -> Result<Admitted, Outcome> {
+    let hello = loop {
+        match session::read_hello(buf, &shared.limits) {
+            Ok(Some(hello)) => break hello,
+            Ok(None) => {}
+            Err(rejection) => return Err(Outcome::Rejected(rejection)),
+        }
+        match input.read_more(buf).await {
+            Ok(true) => {}
+            Ok(false) => match session::finish_hello(buf, &shared.limits) {
+                Ok(hello) => break hello,
+                Err(rejection) => return Err(Outcome::Rejected(rejection)),
+            },
+            Err(Gone) => return Err(Outcome::Gone),
+        }
+    };
+    match session::admit(&hello, &shared.auth, shared.topic_prefix.as_ref()) {
+        Ok(admitted) => {
+            conn.guard.set_identity(&admitted.identity.name);
+            tracing::debug!(?hello, topic = %admitted.topic, "loom stream admitted");
+            Ok(admitted)
+        }
+        Err(rejection) => {
+            tracing::debug!(?hello, %rejection, "loom stream refused");
+            if hello.role == Role::Consumer {
+                tokio::time::sleep(shared.reject_delay).await;
+            }
+            Err(Outcome::Rejected(rejection))
+        }
+    }
+}
+
+/// Publishes every message of a producer stream; after a publish that reports backpressure, reads nothing more
+/// until the room has space again, so QUIC flow control pushes back on the producer.
+pub(super) async fn produce<I: Inbound>(
+    input: &mut I,
+    buf: &mut BytesMut,
+    topic: Topic,
+    shared: &Shared,
+    conn: &Conn,
+) -> Outcome {
+    let mut session = ProducerSession::new(topic, conn.origin(), &shared.limits);
+    let mut eof = false;
+    loop {
+        match session.next(buf, eof) {
+            Err(rejection) => return Outcome::Rejected(rejection),
+            Ok(Some(Produced::Publish(envelope))) => {
+                let outcome = shared.services.bus.publish(envelope);
+                if let Some(backpressure) = outcome.backpressure {
+                    backpressure.ready().await;
+                }
+            }
+            Ok(Some(Produced::Dropped(dropped))) => {
+                tracing::debug!(?dropped, "loom message over max_message_bytes dropped");
+                record_drop(DropReason::TooLarge, Protocol::Loom);
+            }
+            Ok(None) if eof => return Outcome::Clean,
+            Ok(None) => match input.read_more(buf).await {
+                Ok(more) => eof = !more,
+                Err(Gone) => return Outcome::Gone,
+            },
+        }
+    }
+}
+
+/// Joins the room's anycast group with a window of one and feeds the consumer, one message per ack. Ends when
+/// the client finishes its half (clean), sends a corrupt frame (rejected) or goes away; leaving the group hands
+/// an unacked message to another consumer.
+pub(super) async fn consume<I: Inbound, O: Outbound>(
+    input: &mut I,
+    buf: &mut BytesMut,
+    output: &mut O,
+    topic: Topic,
+    shared: &Shared,
+    conn: &Conn,
+) -> Outcome {
+    let Some(_slot) = ConsumerSlot::take(conn, shared.max_consumers) else {
+        tokio::time::sleep(shared.reject_delay).await;
+        return Outcome::Rejected(Rejection::TooManyConsumers);
+    };
+    let mut mailbox = shared.services.bus.mailbox(conn.origin());
+    if mailbox
+        .join_group(&topic, Credit::Window(1), GroupPolicy::ROOM)
+        .is_err()
+    {
+        return Outcome::Rejected(Rejection::Unauthorized);
+    }
+    let mut session = ConsumerSession::new(topic, shared.ids.clone());
+    loop {
+        if let Err(rejection) = session.read_frames(buf) {
+            return Outcome::Rejected(rejection);
+        }
+        tokio::select! {
+            read = input.read_more(buf) => match read {
+                Ok(true) => {}
+                Ok(false) => return Outcome::Clean,
+                Err(Gone) => return Outcome::Gone,
+            },
+            delivery = mailbox.recv(), if session.ready() => {
+                let Ok(delivery) = delivery else {
+                    return Outcome::Gone;
+                };
+                let message = session.deliver(delivery);
+                if output.write(message.segments()).await.is_err() {
+                    return Outcome::Gone;
+                }
+            }
+        }
+    }
+}

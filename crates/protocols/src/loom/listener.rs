@@ -1,0 +1,130 @@
+//! The Loom UDP endpoint: one quinn endpoint offering `loom/1`, `loom` and `h3`, one task per connection
+//! dispatched on the negotiated ALPN, every connection registered in the connection registry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use core_bus::Protocol;
+use quinn::crypto::rustls::{HandshakeData, QuicServerConfig};
+use quinn::{IdleTimeout, VarInt};
+use tokio::task::JoinSet;
+
+use super::config::{LoomConfig, QuicConfig};
+use super::driver::{Conn, Shared};
+use super::reject::{ALPN, ALPN_H3, ALPN_LEGACY, QUIC_REJECTED};
+use super::session::MsgIds;
+use super::{listener_h3, listener_quic};
+use crate::auth::Authenticator;
+use crate::{tls, RunningListener, Services};
+
+/// Listener name in the admin API.
+pub const LISTENER: &str = "loom.quic";
+
+/// How long shutdown waits for closed connections to be acknowledged by their peers.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// Binds the Loom endpoint if `config.enabled`.
+pub async fn start(
+    config: &LoomConfig,
+    services: &Services,
+) -> anyhow::Result<Vec<RunningListener>> {
+    if !config.enabled {
+        return Ok(Vec::new());
+    }
+    let tls = tls::server_config(&config.tls, &[ALPN, ALPN_LEGACY, ALPN_H3]).context("loom.tls")?;
+    let crypto = QuicServerConfig::try_from(tls).context("loom.tls: no TLS 1.3 for QUIC")?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    server.transport_config(Arc::new(transport(&config.quic)?));
+    let endpoint = quinn::Endpoint::server(server, config.address)
+        .with_context(|| format!("loom.address {}", config.address))?;
+    let local_addr = endpoint.local_addr()?;
+    let auth = Authenticator::new(config.auth.clone()).context("loom.auth")?;
+    let limits = config.limits;
+    let shared = Arc::new(Shared {
+        services: services.clone(),
+        auth,
+        limits: limits.codec(),
+        max_consumers: limits.max_subscriptions_per_connection,
+        topic_prefix: config.topic_prefix.clone(),
+        ids: Arc::new(MsgIds::default()),
+        reject_delay: config.reject_delay(),
+    });
+    let task = tokio::spawn(accept(endpoint, shared, limits.max_connections));
+    Ok(vec![RunningListener {
+        name: LISTENER.to_owned(),
+        protocol: Protocol::Loom,
+        transport: "quic",
+        local_addr,
+        task,
+        reload: None,
+    }])
+}
+
+fn transport(quic: &QuicConfig) -> anyhow::Result<quinn::TransportConfig> {
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(
+        (quic.keep_alive_secs > 0).then(|| Duration::from_secs(quic.keep_alive_secs)),
+    );
+    let idle = match quic.idle_timeout_secs {
+        0 => None,
+        secs => Some(
+            IdleTimeout::try_from(Duration::from_secs(secs))
+                .context("loom.quic.idle_timeout_secs")?,
+        ),
+    };
+    transport.max_idle_timeout(idle);
+    transport.max_concurrent_bidi_streams(VarInt::from_u32(quic.max_concurrent_bidi_streams));
+    transport.stream_receive_window(VarInt::from_u32(quic.stream_receive_window));
+    transport.receive_window(VarInt::from_u32(quic.receive_window));
+    Ok(transport)
+}
+
+async fn accept(endpoint: quinn::Endpoint, shared: Arc<Shared>, max_connections: usize) {
+    let shutdown = shared.services.shutdown.clone();
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            incoming = endpoint.accept() => {
+                let Some(incoming) = incoming else { break };
+                let peer = incoming.remote_address();
+                match shared.services.connections.register(Protocol::Loom, LISTENER, peer, max_connections) {
+                    Ok(guard) => {
+                        connections.spawn(connection(incoming, Conn::new(guard), shared.clone()));
+                    }
+                    Err(full) => {
+                        tracing::warn!(%peer, %full, "loom connection refused");
+                        incoming.refuse();
+                    }
+                }
+            }
+        }
+    }
+    while connections.join_next().await.is_some() {}
+    let _ = tokio::time::timeout(DRAIN, endpoint.wait_idle()).await;
+}
+
+async fn connection(incoming: quinn::Incoming, conn: Conn, shared: Arc<Shared>) {
+    let shutdown = shared.services.shutdown.clone();
+    let quic = tokio::select! {
+        () = shutdown.cancelled() => return,
+        connecting = incoming => match connecting {
+            Ok(quic) => quic,
+            Err(error) => {
+                tracing::debug!(%error, "loom handshake failed");
+                return;
+            }
+        },
+    };
+    let alpn = quic
+        .handshake_data()
+        .and_then(|data| data.downcast::<HandshakeData>().ok())
+        .and_then(|data| data.protocol);
+    match alpn.as_deref() {
+        Some(ALPN_H3) => listener_h3::serve(quic, Arc::new(conn), shared).await,
+        Some(ALPN | ALPN_LEGACY) => listener_quic::serve(quic, Arc::new(conn), shared).await,
+        _ => quic.close(VarInt::from_u32(QUIC_REJECTED), b"no ALPN"),
+    }
+}

@@ -1,0 +1,413 @@
+//! Loom stream sessions, without IO: the hello decides role, identity and room topic; a producer session turns
+//! stream bytes into bus envelopes; a consumer session turns bus deliveries into Loom messages with per-room
+//! server-assigned ids and keeps the one in-flight message's ack handle (stop-and-wait, reference §4.4).
+//!
+//! Both transports (raw QUIC streams and HTTP/3 request bodies) drive these the same way; only how a refusal
+//! looks differs (see [`super::reject`]).
+//!
+//! How Loom messages look on the bus: topic = the room (`.` separates tokens) under the optional prefix,
+//! payload = the body, `key` = the Loom key, no content type, no headers. The producer's `name` and msg id are
+//! not carried. Other protocols see the key as their affinity key (STOMP `JMSXGroupID`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use core_bus::{AckHandle, Envelope, Origin, Pattern, Topic};
+use parking_lot::Mutex;
+
+use super::codec::{
+    Assembled, ConsumerFrame, Delivery, DroppedMessage, FrameError, MessageAssembler,
+};
+use super::hello::{Hello, Role};
+use super::key::ConsumerKey;
+use super::limits::Limits;
+use super::reject::Rejection;
+use crate::auth::{Authenticator, Credentials, Identity};
+
+/// A stream whose hello was accepted.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    pub role: Role,
+    /// The room's bus topic.
+    pub topic: Topic,
+    pub identity: Identity,
+}
+
+/// Reads the hello from the front of `src`: `Ok(None)` until it is complete.
+pub fn read_hello(src: &mut BytesMut, limits: &Limits) -> Result<Option<Hello>, Rejection> {
+    Ok(Hello::decode(src, limits)?)
+}
+
+/// The hello once the client finished its half: a partial hello is a rejection.
+pub fn finish_hello(src: &mut BytesMut, limits: &Limits) -> Result<Hello, Rejection> {
+    Ok(Hello::decode_eof(src, limits)?)
+}
+
+/// The bus topic of a room: the routing room (empty → `default`) split on `.`, under `prefix` when set.
+pub fn room_topic(hello: &Hello, prefix: Option<&Topic>) -> Topic {
+    let tokens = hello.routing_room().split(|&b| b == b'.');
+    match prefix {
+        Some(prefix) => prefix.child(tokens),
+        None => Topic::from_tokens(tokens),
+    }
+}
+
+/// Authenticates the hello's token and checks the identity's ACL on the room topic. Rooms that would name an
+/// internal (`$`) topic are refused: Loom clients must not reach inboxes or RPC topics.
+pub fn admit(
+    hello: &Hello,
+    auth: &Authenticator,
+    prefix: Option<&Topic>,
+) -> Result<Admitted, Rejection> {
+    let secret = std::str::from_utf8(&hello.token).map_err(|_| Rejection::Unauthorized)?;
+    let identity = auth
+        .authenticate(Credentials {
+            login: None,
+            secret: Some(secret),
+        })
+        .map_err(|_| Rejection::Unauthorized)?;
+    let topic = room_topic(hello, prefix);
+    let allowed = !topic.is_internal()
+        && match hello.role {
+            Role::Producer => identity.may_publish(&topic),
+            Role::Consumer => identity.may_subscribe(&Pattern::exact(&topic)),
+        };
+    if !allowed {
+        return Err(Rejection::Unauthorized);
+    }
+    Ok(Admitted {
+        role: hello.role,
+        topic,
+        identity,
+    })
+}
+
+/// Per-room msg id counters of one listener. Ids start at 1 and are never reused; like upstream rooms, a
+/// counter lives as long as the process.
+#[derive(Debug, Default)]
+pub struct MsgIds {
+    rooms: Mutex<HashMap<Topic, u64>>,
+}
+
+impl MsgIds {
+    pub fn next(&self, room: &Topic) -> u64 {
+        let mut rooms = self.rooms.lock();
+        let counter = rooms.entry(room.clone()).or_insert(0);
+        *counter = counter.saturating_add(1);
+        *counter
+    }
+}
+
+/// What a producer stream yielded.
+#[derive(Debug)]
+pub enum Produced {
+    /// Publish this, then wait for the outcome's backpressure before asking for more.
+    Publish(Envelope),
+    /// A message over `max_message_bytes`, read to its end and dropped whole.
+    Dropped(DroppedMessage),
+}
+
+/// A producer stream after its hello.
+#[derive(Debug)]
+pub struct ProducerSession {
+    topic: Topic,
+    origin: Origin,
+    assembler: MessageAssembler,
+}
+
+impl ProducerSession {
+    pub fn new(topic: Topic, origin: Origin, limits: &Limits) -> Self {
+        ProducerSession {
+            topic,
+            origin,
+            assembler: MessageAssembler::new(limits),
+        }
+    }
+
+    /// The next message from `src`. `Ok(None)`: more bytes are needed, or, when `eof`, the stream ended cleanly
+    /// at a message boundary. A stream ending inside a message is a protocol error (the partial message is lost).
+    pub fn next(&mut self, src: &mut BytesMut, eof: bool) -> Result<Option<Produced>, Rejection> {
+        let assembled = if eof {
+            self.assembler.decode_eof(src)
+        } else {
+            self.assembler.decode(src)
+        };
+        Ok(assembled.map_err(Rejection::from)?.map(|a| match a {
+            Assembled::Message(message) => {
+                let mut envelope = Envelope::new(self.topic.clone(), message.body, self.origin);
+                envelope.key = Some(message.key);
+                Produced::Publish(envelope)
+            }
+            Assembled::Dropped(dropped) => Produced::Dropped(dropped),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct InFlight {
+    msg_id: u64,
+    ack: Option<AckHandle>,
+}
+
+/// A consumer stream after its hello: at most one message in flight until the consumer acks its id.
+#[derive(Debug)]
+pub struct ConsumerSession {
+    topic: Topic,
+    ids: Arc<MsgIds>,
+    in_flight: Option<InFlight>,
+}
+
+impl ConsumerSession {
+    pub fn new(topic: Topic, ids: Arc<MsgIds>) -> Self {
+        ConsumerSession {
+            topic,
+            ids,
+            in_flight: None,
+        }
+    }
+
+    /// Whether the consumer may get its next message.
+    pub fn ready(&self) -> bool {
+        self.in_flight.is_none()
+    }
+
+    /// Turns a bus delivery into the Loom message to write, assigning the room's next msg id. Keys of messages
+    /// from other protocols are derived (empty → the msg id in decimal, over 256 bytes → SHA-256 hex).
+    pub fn deliver(&mut self, delivery: core_bus::Delivery) -> Delivery {
+        let msg_id = self.ids.next(&self.topic);
+        let envelope = delivery.envelope;
+        let key = envelope.key.clone().unwrap_or_default();
+        self.in_flight = Some(InFlight {
+            msg_id,
+            ack: delivery.ack,
+        });
+        Delivery {
+            key: ConsumerKey::derive(&key, msg_id),
+            declared_size: envelope.payload.len() as u64,
+            msg_id,
+            body: envelope.payload.clone(),
+        }
+    }
+
+    /// Decodes every complete frame in `src`; an ack for the in-flight id settles it. Acks for other ids and
+    /// frames of other types are ignored, as upstream does.
+    pub fn read_frames(&mut self, src: &mut BytesMut) -> Result<(), Rejection> {
+        while let Some(frame) = ConsumerFrame::decode(src).map_err(FrameError::from)? {
+            if let ConsumerFrame::Ack { msg_id } = frame {
+                if self.in_flight.as_ref().is_some_and(|f| f.msg_id == msg_id) {
+                    if let Some(ack) = self.in_flight.take().and_then(|f| f.ack) {
+                        ack.ack();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{Allowed, AuthConfig, StaticToken};
+    use bytes::Bytes;
+    use core_bus::config::{BusConfig, GroupPolicy};
+    use core_bus::{Bus, ConnectionId, Credit, Protocol};
+
+    fn hello(role: Role, room: &str, token: &str) -> Hello {
+        Hello {
+            role,
+            name: Bytes::from_static(b"n"),
+            room: Bytes::copy_from_slice(room.as_bytes()),
+            token: Bytes::copy_from_slice(token.as_bytes()),
+        }
+    }
+
+    fn auth() -> Authenticator {
+        let identity = |name: &str, publish: &str, subscribe: &str| Identity {
+            name: name.into(),
+            publish: Allowed::Patterns(vec![Pattern::parse(publish).unwrap()]),
+            subscribe: Allowed::Patterns(vec![Pattern::parse(subscribe).unwrap()]),
+        };
+        Authenticator::new(AuthConfig {
+            required: true,
+            tokens: vec![
+                StaticToken {
+                    login: None,
+                    token: "p".into(),
+                    identity: identity("producer", "orders.>", "none"),
+                },
+                StaticToken {
+                    login: None,
+                    token: "c".into(),
+                    identity: identity("consumer", "none", "orders.>"),
+                },
+            ],
+            ..AuthConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn origin() -> Origin {
+        Origin {
+            protocol: Protocol::Loom,
+            connection: ConnectionId(1),
+        }
+    }
+
+    #[test]
+    fn room_topics() {
+        let prefix = Topic::parse("loom").unwrap();
+        let h = hello(Role::Producer, "orders.eu", "");
+        assert_eq!(room_topic(&h, None).as_str(), "orders.eu");
+        assert_eq!(room_topic(&h, Some(&prefix)).as_str(), "loom.orders.eu");
+        assert_eq!(
+            room_topic(&hello(Role::Producer, "", ""), None).as_str(),
+            "default"
+        );
+        let odd = Hello {
+            room: Bytes::from_static(b"a b\xff"),
+            ..h
+        };
+        assert_eq!(room_topic(&odd, None).as_str(), "a%20b%FF");
+    }
+
+    #[test]
+    fn admission_checks_token_role_and_room() {
+        let auth = auth();
+        let ok = admit(&hello(Role::Producer, "orders.eu", "p"), &auth, None).unwrap();
+        assert_eq!((ok.role, ok.topic.as_str()), (Role::Producer, "orders.eu"));
+        assert_eq!(ok.identity.name, "producer");
+        assert!(admit(&hello(Role::Consumer, "orders.eu", "c"), &auth, None).is_ok());
+        for (role, room, token) in [
+            (Role::Producer, "orders.eu", ""),
+            (Role::Producer, "orders.eu", "wrong"),
+            (Role::Consumer, "orders.eu", "p"),
+            (Role::Producer, "orders.eu", "c"),
+            (Role::Producer, "other", "p"),
+        ] {
+            assert_eq!(
+                admit(&hello(role, room, token), &auth, None).unwrap_err(),
+                Rejection::Unauthorized,
+                "{role:?} {room} {token}"
+            );
+        }
+        let bad_utf8 = Hello {
+            token: Bytes::from_static(b"\xff"),
+            ..hello(Role::Producer, "orders.eu", "")
+        };
+        assert_eq!(
+            admit(&bad_utf8, &auth, None).unwrap_err(),
+            Rejection::Unauthorized
+        );
+    }
+
+    #[test]
+    fn internal_rooms_are_refused_even_when_open() {
+        let open = Authenticator::open();
+        let h = hello(Role::Producer, "$inbox.1.x", "");
+        assert_eq!(admit(&h, &open, None).unwrap_err(), Rejection::Unauthorized);
+        let prefix = Topic::parse("loom").unwrap();
+        assert!(admit(&h, &open, Some(&prefix)).is_ok());
+    }
+
+    #[test]
+    fn read_hello_needs_more_then_refuses_truncation() {
+        let mut bytes = Vec::new();
+        hello(Role::Consumer, "r", "").encode(&mut bytes);
+        let mut src = BytesMut::from(&bytes[..5]);
+        assert_eq!(read_hello(&mut src, &Limits::default()), Ok(None));
+        assert!(finish_hello(&mut src, &Limits::default()).is_err());
+        let mut src = BytesMut::from(&bytes[..]);
+        assert!(finish_hello(&mut src, &Limits::default()).is_ok());
+    }
+
+    #[test]
+    fn msg_ids_are_per_room_from_one() {
+        let ids = MsgIds::default();
+        let (a, b) = (Topic::parse("a").unwrap(), Topic::parse("b").unwrap());
+        assert_eq!((ids.next(&a), ids.next(&a), ids.next(&b)), (1, 2, 1));
+    }
+
+    #[test]
+    fn producer_session_publishes_keyed_envelopes_and_drops_whole() {
+        let limits = Limits {
+            max_message_bytes: 4,
+            ..Limits::default()
+        };
+        let mut session = ProducerSession::new(Topic::parse("r").unwrap(), origin(), &limits);
+        // §6 message (key k, declared 5 → over the limit of 4), then key k, body "hi", msg id 9.
+        let mut src = BytesMut::from(
+            &[
+                0x01, 0x6b, 0x05, 0x07, 0x05, b'h', b'e', b'l', b'l', b'o', 0x00, 0x01, 0x6b, 0x00,
+                0x09, 0x02, b'h', b'i', 0x00, 0x01,
+            ][..],
+        );
+        assert!(matches!(
+            session.next(&mut src, false),
+            Ok(Some(Produced::Dropped(_)))
+        ));
+        let Ok(Some(Produced::Publish(envelope))) = session.next(&mut src, false) else {
+            panic!("expected a message");
+        };
+        assert_eq!(envelope.topic.as_str(), "r");
+        assert_eq!(&envelope.payload[..], b"hi");
+        assert_eq!(envelope.key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(envelope.content_type, None);
+        assert!(envelope.headers.is_empty());
+        assert!(matches!(session.next(&mut src, false), Ok(None)));
+        assert_eq!(
+            session.next(&mut src, true).unwrap_err(),
+            Rejection::Protocol(FrameError::Truncated)
+        );
+        let mut empty_key = BytesMut::from(&[0x00][..]);
+        assert_eq!(
+            session.next(&mut empty_key, false).unwrap_err(),
+            Rejection::Protocol(FrameError::EmptyKey)
+        );
+    }
+
+    #[test]
+    fn consumer_session_is_stop_and_wait() {
+        let bus = Bus::new(BusConfig::default());
+        let topic = Topic::parse("room").unwrap();
+        let mut mailbox = bus.mailbox(origin());
+        mailbox
+            .join_group(&topic, Credit::Window(1), GroupPolicy::ROOM)
+            .unwrap();
+        for body in ["one", "two"] {
+            bus.publish(Envelope::new(topic.clone(), body, origin()));
+        }
+        let ids = Arc::new(MsgIds::default());
+        let mut session = ConsumerSession::new(topic.clone(), ids.clone());
+        let mut got = Vec::new();
+        assert_eq!(mailbox.try_recv_batch(&mut got, 8), Ok(1));
+        let first = session.deliver(got.remove(0));
+        assert_eq!((first.msg_id, &first.body[..]), (1, &b"one"[..]));
+        // Key-less bus message → key is the msg id in decimal.
+        assert_eq!(first.key.as_bytes(), b"1");
+        assert!(!session.ready());
+        assert_eq!(mailbox.try_recv_batch(&mut got, 8), Ok(0));
+
+        // Unknown frame types and other ids change nothing.
+        let mut frames = BytesMut::from(&[0x02, 0x01, 0x01, 0x63, 0x01][..]);
+        session.read_frames(&mut frames).unwrap();
+        assert_eq!(&frames[..], &[0x01]);
+        assert!(!session.ready());
+        assert_eq!(mailbox.try_recv_batch(&mut got, 8), Ok(0));
+
+        frames.extend_from_slice(&[0x01]);
+        session.read_frames(&mut frames).unwrap();
+        assert!(session.ready());
+        assert_eq!(mailbox.try_recv_batch(&mut got, 8), Ok(1));
+        let second = session.deliver(got.remove(0));
+        assert_eq!((second.msg_id, &second.body[..]), (2, &b"two"[..]));
+        assert_eq!(ids.next(&topic), 3);
+
+        let mut corrupt = BytesMut::from(&[0xff; 11][..]);
+        assert!(matches!(
+            session.read_frames(&mut corrupt),
+            Err(Rejection::Protocol(FrameError::Varint(_)))
+        ));
+    }
+}
