@@ -25,11 +25,8 @@ use bytes::{Bytes, BytesMut};
 use super::addr::{Addr, HostId};
 use super::handshake;
 use super::op::{self, Op, OpError, Opcode, MAX_PAYLOAD};
-use super::stream::{Recv, Stream, StreamId, WindowExceeded};
-
-/// Ports come from a counter that starts here, like AstraNet's; the first port handed out is `PORT_BASE + 1`
-/// (16 777 217), which the service takes, as a Go server's named `Bind` does.
-pub const PORT_BASE: u32 = 1 << 24;
+use super::ports::{PortCounter, SERVICE_PORT};
+use super::stream::{Opened, Recv, Stream, StreamId, WindowExceeded};
 
 /// The advertised service name (`chanserv` by default; include any `WithEnv` suffix the clients use).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,8 +63,10 @@ pub struct LinkConfig {
     /// gatewayd's node id: sent in HANDSHAKE and used as the host of every address it announces. Pick a random
     /// non-zero value below 2^63, as AstraNet does, and keep it for the process.
     pub host: HostId,
-    /// Name advertised with SERVICE.
+    /// Name advertised with SERVICE (on [`SERVICE_PORT`]).
     pub service: ServiceName,
+    /// The node's port counter: give every link a clone of the same one.
+    pub ports: PortCounter,
     /// Wait for the peer's HANDSHAKE (upstream: 10 s).
     pub handshake_timeout: Duration,
     /// Close when no op has arrived for this long (upstream: 100 s).
@@ -87,6 +86,7 @@ impl LinkConfig {
         LinkConfig {
             host,
             service: ServiceName::default(),
+            ports: PortCounter::new(),
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(100),
             keepalive: Duration::from_secs(5),
@@ -104,7 +104,8 @@ pub enum Event {
     Connected { peer: HostId, raddr: String },
     /// A DIAL reached a bound `port` and SYN has been queued. The stream turns writable on the peer's ACK.
     Accepted { stream: StreamId, port: u32 },
-    /// The stream has bytes or its end to [`Link::recv`].
+    /// The stream has bytes or its end to [`Link::recv`]. Edge-triggered: call `recv` until it answers
+    /// [`Recv::Pending`] or [`Recv::Finished`]; the next `Readable` comes only for input after that.
     Readable { stream: StreamId },
     /// The stream has send credit again (it just opened, or a REWIND ended a stall).
     Writable { stream: StreamId },
@@ -150,7 +151,7 @@ pub enum StreamError {
 /// Why [`Link::bind_once`] failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum BindError {
-    #[error("the link's port counter is exhausted")]
+    #[error("the node's port counter is exhausted")]
     PortsExhausted,
     #[error("the link is closed")]
     LinkClosed,
@@ -196,9 +197,6 @@ pub struct Link {
     config: LinkConfig,
     state: State,
     peer: Option<HostId>,
-    service_port: u32,
-    /// Last port handed out.
-    last_port: u32,
     next_stream: u64,
     handshake_deadline: Option<Instant>,
     last_rx: Instant,
@@ -220,14 +218,11 @@ impl Link {
     /// A link for a new connection; queues gatewayd's HANDSHAKE. `peer_addr` is the peer's TCP address, reported
     /// back to it in the handshake.
     pub fn new(config: LinkConfig, peer_addr: Option<SocketAddr>, now: Instant) -> Link {
-        let service_port = PORT_BASE + 1;
         let mut link = Link {
             handshake_deadline: now.checked_add(config.handshake_timeout),
             config,
             state: State::Handshaking,
             peer: None,
-            service_port,
-            last_port: service_port,
             next_stream: 0,
             last_rx: now,
             last_tx: now,
@@ -236,7 +231,7 @@ impl Link {
             tx: BytesMut::new(),
             streams: HashMap::new(),
             by_key: HashMap::new(),
-            binds: HashMap::from([(service_port, Bind::Service)]),
+            binds: HashMap::from([(SERVICE_PORT, Bind::Service)]),
             rewinds: BTreeSet::new(),
             events: VecDeque::new(),
             stats: LinkStats::default(),
@@ -259,7 +254,7 @@ impl Link {
 
     /// The advertised service's address.
     pub fn service_addr(&self) -> Addr {
-        Addr::new(self.config.host, self.service_port)
+        Addr::new(self.config.host, SERVICE_PORT)
     }
 
     /// The peer's node id, once its HANDSHAKE has arrived.
@@ -426,11 +421,7 @@ impl Link {
         if self.is_closed() {
             return Err(BindError::LinkClosed);
         }
-        let port = self
-            .last_port
-            .checked_add(1)
-            .ok_or(BindError::PortsExhausted)?;
-        self.last_port = port;
+        let port = self.config.ports.next().ok_or(BindError::PortsExhausted)?;
         self.binds.insert(
             port,
             Bind::Once {
@@ -442,7 +433,7 @@ impl Link {
 
     /// Drops a [`Link::bind_once`] port that has not been dialed yet. Returns whether it was bound.
     pub fn unbind(&mut self, port: u32) -> bool {
-        if port == self.service_port {
+        if port == SERVICE_PORT {
             return false;
         }
         self.binds.remove(&port).is_some()
@@ -494,8 +485,9 @@ impl Link {
         Ok(n)
     }
 
-    /// Closes our side of the stream: FIN2 is queued after the data already sent, and the stream is forgotten
-    /// `linger` later. Unread received bytes are credited back. Finishing twice is a no-op.
+    /// Closes our side of the stream: FIN2 is queued after the data already sent (or right after SYN_ACK if the
+    /// peer has not ACKed yet), and the stream is forgotten `linger` later. Unread received bytes are credited
+    /// back. Finishing twice is a no-op.
     pub fn finish(&mut self, stream: StreamId, now: Instant) -> Result<(), StreamError> {
         if self.is_closed() {
             return Err(StreamError::LinkClosed);
@@ -644,10 +636,17 @@ impl Link {
         let Some(s) = self.streams.get_mut(&stream) else {
             return;
         };
-        if s.on_ack() {
-            let (dst, src) = (s.remote, Addr::new(host, s.local_port));
-            self.queue_empty(Opcode::SynAck, dst, src);
-            self.events.push_back(Event::Writable { stream });
+        let (dst, src) = (s.remote, Addr::new(host, s.local_port));
+        match s.on_ack() {
+            Opened::No => {}
+            Opened::Writable => {
+                self.queue_empty(Opcode::SynAck, dst, src);
+                self.events.push_back(Event::Writable { stream });
+            }
+            Opened::Finished => {
+                self.queue_empty(Opcode::SynAck, dst, src);
+                self.queue_empty(Opcode::Fin2, dst, src);
+            }
         }
     }
 
@@ -738,3 +737,6 @@ impl Link {
 fn due(deadline: Option<Instant>, now: Instant) -> bool {
     deadline.is_some_and(|d| d <= now)
 }
+
+#[cfg(test)]
+mod tests;

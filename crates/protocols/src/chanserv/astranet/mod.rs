@@ -5,12 +5,14 @@ pub mod addr;
 mod handshake;
 pub mod link;
 pub mod op;
+pub mod ports;
 mod stream;
 
 pub use addr::{Addr, HostId};
 pub use link::{
     BindError, CloseReason, Event, InvalidServiceName, Link, LinkConfig, LinkStats, ServiceName,
-    StreamError, PORT_BASE,
+    StreamError,
 };
 pub use op::{Op, OpError, Opcode};
+pub use ports::{PortCounter, PORT_BASE, SERVICE_PORT};
 pub use stream::{Recv, StreamId, WINDOW};

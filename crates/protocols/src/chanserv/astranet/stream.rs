@@ -32,8 +32,9 @@ pub enum Recv {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SendState {
-    /// SYN sent, the peer's ACK not yet seen: nothing may be written.
-    AwaitingAck,
+    /// SYN sent, the peer's ACK not yet seen: nothing may be written. `finish`: the owner already closed, so FIN2
+    /// follows SYN_ACK.
+    AwaitingAck { finish: bool },
     /// Writable; `credit` bytes may be sent before the peer's next REWIND.
     Open { credit: u32 },
     /// FIN2 queued; nothing more may be written.
@@ -58,6 +59,17 @@ pub(super) struct Stream {
     forget_at: Option<Instant>,
 }
 
+/// What the peer's ACK did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Opened {
+    /// Nothing: not awaited (repeated ACK, aborted stream).
+    No,
+    /// SYN_ACK is due and the stream is writable.
+    Writable,
+    /// SYN_ACK is due, then the FIN2 the owner asked for before the ACK.
+    Finished,
+}
+
 /// The peer sent more than its window allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct WindowExceeded;
@@ -67,7 +79,7 @@ impl Stream {
         Stream {
             remote,
             local_port,
-            send: SendState::AwaitingAck,
+            send: SendState::AwaitingAck { finish: false },
             chunks: VecDeque::new(),
             buffered: 0,
             rewind_due: 0,
@@ -85,13 +97,20 @@ impl Stream {
         self.forget_at
     }
 
-    /// The peer's ACK: returns true if it opened the stream (SYN_ACK is then due).
-    pub fn on_ack(&mut self) -> bool {
-        if self.send != SendState::AwaitingAck || self.aborted {
-            return false;
+    /// The peer's ACK: what is now due.
+    pub fn on_ack(&mut self) -> Opened {
+        match self.send {
+            SendState::AwaitingAck { .. } if self.aborted => Opened::No,
+            SendState::AwaitingAck { finish: false } => {
+                self.send = SendState::Open { credit: WINDOW };
+                Opened::Writable
+            }
+            SendState::AwaitingAck { finish: true } => {
+                self.send = SendState::Finished;
+                Opened::Finished
+            }
+            SendState::Open { .. } | SendState::Finished => Opened::No,
         }
-        self.send = SendState::Open { credit: WINDOW };
-        true
     }
 
     /// A non-empty DATA payload. `Ok(true)` if the stream went from nothing to read to something to read.
@@ -107,7 +126,7 @@ impl Stream {
         if outstanding > WINDOW {
             return Err(WindowExceeded);
         }
-        if self.send == SendState::Finished {
+        if self.is_finished() {
             // We closed: nobody will read this. Credit it straight back so the peer is not stalled.
             self.rewind_due += len;
             return Ok(false);
@@ -118,13 +137,14 @@ impl Stream {
         Ok(was_empty)
     }
 
-    /// The peer's FIN2: returns true if the owner should be told (it may now read the end of the stream).
+    /// The peer's FIN2: returns true if the owner should be told. It need not be when data is still buffered: the
+    /// owner was told about that and reads the end after it.
     pub fn on_fin(&mut self) -> bool {
         if self.fin_received || self.aborted {
             return false;
         }
         self.fin_received = true;
-        true
+        self.chunks.is_empty()
     }
 
     /// The peer's REWIND(n): returns true if the stream went from no credit to some.
@@ -140,13 +160,17 @@ impl Stream {
         }
     }
 
-    /// Drops everything and stops both directions after a flow-control violation. Returns true if FIN2 is now due.
+    /// Drops everything and stops both directions after a flow-control violation. Returns true if FIN2 is now due
+    /// (always, unless it was already sent).
     pub fn abort(&mut self, forget_at: Option<Instant>) -> bool {
         self.aborted = true;
         self.chunks.clear();
         self.buffered = 0;
         self.rewind_due = 0;
-        self.finish(forget_at)
+        let fin_due = self.send != SendState::Finished;
+        self.send = SendState::Finished;
+        self.forget_at = forget_at;
+        fin_due
     }
 
     pub fn recv(&mut self) -> Recv {
@@ -172,12 +196,16 @@ impl Stream {
     pub fn send_capacity(&self) -> u32 {
         match self.send {
             SendState::Open { credit } => credit,
-            SendState::AwaitingAck | SendState::Finished => 0,
+            SendState::AwaitingAck { .. } | SendState::Finished => 0,
         }
     }
 
+    /// Whether the owner has closed our side.
     pub fn is_finished(&self) -> bool {
-        self.send == SendState::Finished
+        matches!(
+            self.send,
+            SendState::Finished | SendState::AwaitingAck { finish: true }
+        )
     }
 
     /// Takes `n` (≤ [`Stream::send_capacity`]) bytes of credit for a DATA op.
@@ -187,18 +215,26 @@ impl Stream {
         }
     }
 
-    /// Closes our side. Returns true if FIN2 is now due (false if it was already sent).
+    /// Closes our side. Returns true if FIN2 is due now; false if it was already sent, or if the stream is not open
+    /// yet (FIN2 then follows the SYN_ACK, see [`Stream::on_ack`]).
     pub fn finish(&mut self, forget_at: Option<Instant>) -> bool {
-        if self.send == SendState::Finished {
-            return false;
-        }
-        self.send = SendState::Finished;
+        let fin_now = match self.send {
+            SendState::Finished | SendState::AwaitingAck { finish: true } => return false,
+            SendState::AwaitingAck { finish: false } => {
+                self.send = SendState::AwaitingAck { finish: true };
+                false
+            }
+            SendState::Open { .. } => {
+                self.send = SendState::Finished;
+                true
+            }
+        };
         self.forget_at = forget_at;
         // Whatever is still buffered will not be read: credit it back.
         self.rewind_due = self.rewind_due.saturating_add(self.buffered);
         self.chunks.clear();
         self.buffered = 0;
-        true
+        fin_now
     }
 }
 
@@ -215,15 +251,29 @@ mod tests {
     fn opens_on_ack_only_once() {
         let mut s = stream();
         assert_eq!(s.send_capacity(), 0);
-        assert!(s.on_ack());
+        assert_eq!(s.on_ack(), Opened::Writable);
         assert_eq!(s.send_capacity(), WINDOW);
-        assert!(!s.on_ack());
+        assert_eq!(s.on_ack(), Opened::No);
+    }
+
+    #[test]
+    fn finish_before_ack_is_deferred_to_the_ack() {
+        let mut s = stream();
+        assert!(!s.finish(None), "no FIN2 before SYN_ACK");
+        assert!(s.is_finished());
+        assert!(!s.finish(None));
+        assert_eq!(s.on_ack(), Opened::Finished);
+        assert_eq!(s.send_capacity(), 0);
+        assert_eq!(s.on_ack(), Opened::No);
+        let mut s = stream();
+        assert!(s.abort(None), "an abort sends FIN2 even before the ACK");
+        assert_eq!(s.on_ack(), Opened::No);
     }
 
     #[test]
     fn send_credit_comes_back_with_rewind_capped_at_one_window() {
         let mut s = stream();
-        s.on_ack();
+        assert_eq!(s.on_ack(), Opened::Writable);
         s.consume_credit(WINDOW);
         assert_eq!(s.send_capacity(), 0);
         assert!(s.on_rewind(10));
@@ -250,11 +300,16 @@ mod tests {
     fn fin_is_seen_after_buffered_data() {
         let mut s = stream();
         s.on_data(Bytes::from_static(b"ab")).unwrap();
-        assert!(s.on_fin());
+        assert!(
+            !s.on_fin(),
+            "the owner already knows there is something to read"
+        );
         assert!(!s.on_fin());
         assert_eq!(s.on_data(Bytes::from_static(b"late")), Ok(false));
         assert_eq!(s.recv(), Recv::Data(Bytes::from_static(b"ab")));
         assert_eq!(s.recv(), Recv::Finished);
+        let mut s = stream();
+        assert!(s.on_fin(), "nothing buffered: the end itself is news");
     }
 
     #[test]
