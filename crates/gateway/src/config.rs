@@ -18,6 +18,7 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub bus: BusConfig,
     pub cluster: ClusterConfig,
+    pub chanserv: protocols::chanserv::ChanservConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -122,6 +123,9 @@ impl Config {
 
     /// Checks what serde cannot: files that must exist and cross-field rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.chanserv
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(())
     }
 }

@@ -8,8 +8,10 @@
 //! - a publish, when the body starts with `PUB `: `PUB <topic>\n<payload>` (payload = every byte after the first
 //!   `\n`, binary allowed).
 //!
-//! A publish is answered with one source whose header is [`PublishReply`] (`ok offset=<n>` or `err <reason>`).
-//! Topic names stay strings here; mapping them onto bus topics is the session's job.
+//! A publish is answered with one source whose header is [`PublishReply`] (`ok offset=<n>`, `ok` or `err <reason>`).
+//! A subscribe that cannot be served is answered the same way with an `err` source; an empty body gets no source
+//! at all (the master just closes, reference §5). Topic names stay strings here; mapping them onto bus topics is
+//! the session's job.
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -47,8 +49,8 @@ pub struct Publish {
     pub payload: Bytes,
 }
 
-/// Why a body is not a request. The session answers by closing the master without sources (subscribe) or with an
-/// `err` source header (publish).
+/// Why a body is not a request. The session answers [`RequestError::Empty`] by closing the master without sources,
+/// anything else with an `err` source header.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
     #[error("empty request: no selector")]
@@ -207,8 +209,8 @@ fn valid_pattern(pattern: &str) -> Option<String> {
 /// The source header answering a publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PublishReply {
-    /// `ok offset=<n>`
-    Ok { offset: u64 },
+    /// `ok offset=<n>` when the topic keeps history (the message's offset), else `ok`.
+    Ok { offset: Option<u64> },
     /// `err <reason>`; line breaks and control characters in the reason are written as spaces.
     Err { reason: String },
 }
@@ -216,7 +218,10 @@ pub enum PublishReply {
 impl PublishReply {
     pub fn encode(&self) -> Bytes {
         match self {
-            PublishReply::Ok { offset } => Bytes::from(format!("ok offset={offset}")),
+            PublishReply::Ok {
+                offset: Some(offset),
+            } => Bytes::from(format!("ok offset={offset}")),
+            PublishReply::Ok { offset: None } => Bytes::from_static(b"ok"),
             PublishReply::Err { reason } => {
                 let reason: String = reason
                     .chars()
@@ -230,9 +235,14 @@ impl PublishReply {
     /// Reads a reply header (what a client of gatewayd's publish sees).
     pub fn parse(header: &[u8]) -> Option<PublishReply> {
         let text = std::str::from_utf8(header).ok()?;
+        if text == "ok" {
+            return Some(PublishReply::Ok { offset: None });
+        }
         if let Some(offset) = text.strip_prefix("ok offset=") {
             return match parse_from(offset)? {
-                StartFrom::Offset(offset) => Some(PublishReply::Ok { offset }),
+                StartFrom::Offset(offset) => Some(PublishReply::Ok {
+                    offset: Some(offset),
+                }),
                 StartFrom::Latest => None,
             };
         }
@@ -409,7 +419,7 @@ mod tests {
     #[test]
     fn publish_reply_texts() {
         assert_eq!(
-            &PublishReply::Ok { offset: 17 }.encode()[..],
+            &PublishReply::Ok { offset: Some(17) }.encode()[..],
             b"ok offset=17"
         );
         assert_eq!(
@@ -421,10 +431,14 @@ mod tests {
         );
         assert_eq!(
             PublishReply::parse(b"ok offset=17"),
-            Some(PublishReply::Ok { offset: 17 })
+            Some(PublishReply::Ok { offset: Some(17) })
         );
         assert_eq!(PublishReply::parse(b"ok offset=latest"), None);
-        assert_eq!(PublishReply::parse(b"ok"), None);
+        assert_eq!(
+            PublishReply::parse(b"ok"),
+            Some(PublishReply::Ok { offset: None })
+        );
+        assert_eq!(PublishReply::parse(b"okay"), None);
         assert_eq!(
             PublishReply::parse(b"err denied"),
             Some(PublishReply::Err {
@@ -461,7 +475,7 @@ mod tests {
 
         #[test]
         fn publish_reply_round_trip(offset in any::<u64>(), reason in "[^\\p{Cc}]{0,40}") {
-            for reply in [PublishReply::Ok { offset }, PublishReply::Err { reason: reason.clone() }] {
+            for reply in [PublishReply::Ok { offset: Some(offset) }, PublishReply::Ok { offset: None }, PublishReply::Err { reason: reason.clone() }] {
                 prop_assert_eq!(PublishReply::parse(&reply.encode()), Some(reply));
             }
         }
