@@ -637,3 +637,6 @@ impl std::fmt::Debug for Session {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests;
