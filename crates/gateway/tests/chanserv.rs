@@ -3,9 +3,9 @@
 //! another, compressed and plain frames, the stream window as back-pressure, keepalive, half-close, and bad input
 //! that must hurt only the stream or connection it came on.
 
-mod support;
 #[path = "support/chanserv_client.rs"]
 mod chanserv_client;
+mod support;
 
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -45,12 +45,20 @@ fn handshake_and_service_lookup() {
     assert_ne!(client.server, 0, "gatewayd sends its node id in HANDSHAKE");
     assert!(client.server < 1 << 63);
     let raddr: serde_json::Value = serde_json::from_str(&client.raddr).unwrap();
-    assert!(raddr["RAddr"].as_str().unwrap().starts_with("127.0.0.1:"), "{raddr}");
-    assert_eq!(client.service, Some(("chanserv.prod".to_owned(), (1 << 24) + 1)));
+    assert!(
+        raddr["RAddr"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{raddr}"
+    );
+    assert_eq!(
+        client.service,
+        Some(("chanserv.prod".to_owned(), (1 << 24) + 1))
+    );
     assert_eq!(&client.seen[..2], &[HANDSHAKE, SERVICE]);
     gateway.wait_for("/api/connections", "the connection listed", |all| {
-        all.as_array()
-            .is_some_and(|l| l.iter().any(|c| c["protocol"] == "chanserv" && c["listener"] == "chanserv.tcp"))
+        all.as_array().is_some_and(|l| {
+            l.iter()
+                .any(|c| c["protocol"] == "chanserv" && c["listener"] == "chanserv.tcp")
+        })
     });
 }
 
@@ -69,14 +77,22 @@ fn subscribe_and_publish_between_two_clients() {
     assert_eq!(writer.publish("orders.eu", b"first"), "ok");
     assert_eq!(writer.publish("orders.us", b"second"), "ok");
     assert_eq!(writer.publish("orders.eu", b""), "ok");
-    assert_eq!(writer.publish("orders.eu", b"lz4!not compressed, just looks like it"), "ok");
+    assert_eq!(
+        writer.publish("orders.eu", b"lz4!not compressed, just looks like it"),
+        "ok"
+    );
     assert_eq!(writer.publish("metrics.cpu", b"42"), "ok");
 
     assert_eq!(reader.read_item(eu).unwrap(), b"first");
     assert_eq!(reader.read_item(eu).unwrap(), b"");
-    assert_eq!(reader.read_item(eu).unwrap(), b"lz4!not compressed, just looks like it");
+    assert_eq!(
+        reader.read_item(eu).unwrap(),
+        b"lz4!not compressed, just looks like it"
+    );
     assert_eq!(reader.read_item(us).unwrap(), b"second");
-    let (header, cpu) = reader.next_source(wild).expect("a source for the new topic");
+    let (header, cpu) = reader
+        .next_source(wild)
+        .expect("a source for the new topic");
     assert_eq!(header, "topic=metrics.cpu\n");
     let cpu = reader.open(cpu);
     assert_eq!(reader.read_item(cpu).unwrap(), b"42");
@@ -132,9 +148,16 @@ fn window_exhaustion_pauses_delivery_and_rewind_resumes_it() {
     );
     reader.release_rewind(channel);
     for n in 0..count {
-        assert_eq!(reader.read_item(channel).unwrap(), vec![n as u8; 2000], "item {n}");
+        assert_eq!(
+            reader.read_item(channel).unwrap(),
+            vec![n as u8; 2000],
+            "item {n}"
+        );
     }
-    assert_eq!(gateway.metric("gatewayd_drops_total", &[("protocol", "chanserv")]), 0.0);
+    assert_eq!(
+        gateway.metric("gatewayd_drops_total", &[("protocol", "chanserv")]),
+        0.0
+    );
 }
 
 #[test]
@@ -162,7 +185,11 @@ fn half_close_of_a_channel_and_of_the_master() {
     writer.publish("b", b"still flowing");
     assert_eq!(reader.read_item(b).unwrap(), b"still flowing");
     reader.close(master);
-    assert_eq!(reader.read_frame(b), None, "closing the master ends every source");
+    assert_eq!(
+        reader.read_frame(b),
+        None,
+        "closing the master ends every source"
+    );
     assert_eq!(reader.read_frame(master), None);
     wait_subscriptions(&gateway, 0);
 }
@@ -196,10 +223,18 @@ fn unknown_opcodes_and_dials_to_unknown_ports_are_dropped() {
     let mut witness = Witness::new(&gateway, addr);
     let mut client = Client::connect(addr);
     let server = client.server;
-    client.send(&Op::new(0x55, (server, 7), (client.host, 9), b"what is this"));
+    client.send(&Op::new(
+        0x55,
+        (server, 7),
+        (client.host, 9),
+        b"what is this",
+    ));
     let lost = client.dial((server, 4242));
     client.idle(Duration::from_millis(300));
-    assert!(!client.streams[&lost].syn, "no SYN for a DIAL to an unbound port");
+    assert!(
+        !client.streams[&lost].syn,
+        "no SYN for a DIAL to an unbound port"
+    );
     assert!(!client.closed);
     let (_, sources) = client.subscribe("same.connection", 1);
     wait_subscriptions(&gateway, 2);
@@ -215,8 +250,14 @@ fn ops_before_the_handshake_are_dropped() {
     client.until("gatewayd's HANDSHAKE", |c| c.server != 0);
     let early = client.dial((client.server, (1 << 24) + 1));
     client.idle(Duration::from_millis(200));
-    assert!(!client.streams[&early].syn, "a DIAL before HANDSHAKE is dropped");
-    assert!(client.service.is_none(), "no SERVICE before the peer's HANDSHAKE");
+    assert!(
+        !client.streams[&early].syn,
+        "a DIAL before HANDSHAKE is dropped"
+    );
+    assert!(
+        client.service.is_none(),
+        "no SERVICE before the peer's HANDSHAKE"
+    );
     client.handshake();
     client.until("SERVICE", |c| c.service.is_some());
     let (_, sources) = client.subscribe("late", 1);
@@ -281,5 +322,8 @@ fn shutdown_closes_streams_then_connections() {
     let status = gateway.terminate(Duration::from_secs(8));
     assert_eq!(status.code(), Some(0));
     client.wait_closed();
-    assert!(client.streams[&master].fin && client.streams[&sources[0].1].fin, "FIN2 on every stream first");
+    assert!(
+        client.streams[&master].fin && client.streams[&sources[0].1].fin,
+        "FIN2 on every stream first"
+    );
 }

@@ -119,14 +119,12 @@ pub fn decode_item(frame: &[u8]) -> Vec<u8> {
 pub fn lz4_block_decode(src: &[u8], size: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(size);
     let mut i = 0;
-    let extend = |i: &mut usize, mut n: usize| {
-        loop {
-            let b = src[*i];
-            *i += 1;
-            n += b as usize;
-            if b != 255 {
-                return n;
-            }
+    let extend = |i: &mut usize, mut n: usize| loop {
+        let b = src[*i];
+        *i += 1;
+        n += b as usize;
+        if b != 255 {
+            return n;
         }
     };
     loop {
@@ -275,9 +273,7 @@ impl Client {
                 self.server = op.src_host;
                 self.raddr = String::from_utf8_lossy(&op.payload).into_owned();
             }
-            SERVICE => {
-                self.service = Some((String::from_utf8(op.payload).unwrap(), op.src_port))
-            }
+            SERVICE => self.service = Some((String::from_utf8(op.payload).unwrap(), op.src_port)),
             PING => {
                 self.pings += 1;
                 self.send(&Op::new(PONG, (0, 0), (0, 0), &[]));
@@ -339,7 +335,10 @@ impl Client {
     pub fn wait_closed(&mut self) {
         let deadline = Instant::now() + WAIT;
         while !self.closed {
-            assert!(Instant::now() < deadline, "server did not close the connection");
+            assert!(
+                Instant::now() < deadline,
+                "server did not close the connection"
+            );
             self.pump();
         }
     }
@@ -414,7 +413,9 @@ impl Client {
     /// The next source announced on a master: (header, address); `None` when the master closes.
     pub fn next_source(&mut self, master: u32) -> Option<(String, (u64, u32))> {
         let header = self.read_frame(master)?;
-        let addr = self.read_frame(master).expect("address frame after a header");
+        let addr = self
+            .read_frame(master)
+            .expect("address frame after a header");
         let addr = String::from_utf8(addr).unwrap();
         Some((String::from_utf8(header).unwrap(), parse_addr(&addr)))
     }
@@ -431,7 +432,12 @@ impl Client {
         let n = std::mem::take(&mut s.unrewound);
         let remote = s.remote;
         if n > 0 {
-            self.send(&Op::new(REWIND, remote, (self.host, port), &n.to_be_bytes()));
+            self.send(&Op::new(
+                REWIND,
+                remote,
+                (self.host, port),
+                &n.to_be_bytes(),
+            ));
         }
     }
 
@@ -442,8 +448,15 @@ impl Client {
         let master = self.post(&body);
         let (header, addr) = self.next_source(master).expect("publish answer");
         let channel = self.open(addr);
-        assert_eq!(self.read_frame(channel), None, "the answer's channel is empty");
-        assert!(self.next_source(master).is_none(), "one answer, then the master closes");
+        assert_eq!(
+            self.read_frame(channel),
+            None,
+            "the answer's channel is empty"
+        );
+        assert!(
+            self.next_source(master).is_none(),
+            "one answer, then the master closes"
+        );
         self.close(master);
         self.close(channel);
         header
