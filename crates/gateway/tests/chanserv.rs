@@ -249,6 +249,7 @@ fn ops_before_the_handshake_are_dropped() {
     let mut client = Client::connect_raw(addr, 0x0123_4567_89AB_CDEF);
     client.until("gatewayd's HANDSHAKE", |c| c.server != 0);
     let early = client.dial((client.server, (1 << 24) + 1));
+    client.write_frame(early, b"PUB early\nnot published");
     client.idle(Duration::from_millis(200));
     assert!(
         !client.streams[&early].syn,

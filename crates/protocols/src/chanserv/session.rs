@@ -192,7 +192,8 @@ impl Session {
 
     /// Takes deliveries from the mailbox of every request whose sources have room; `Ready` once some were
     /// handled (transmit afterwards), `Pending` with the task's waker registered on those mailboxes otherwise.
-    /// A request whose sources are full is not polled: its deliveries stay in the bus until a REWIND makes room.
+    /// A request whose sources are full takes nothing: its deliveries stay in the bus until a REWIND makes room
+    /// (a slow-consumer disconnect by the bus ends the request).
     pub fn poll_deliveries(&mut self, cx: &mut Context<'_>, now: Instant) -> Poll<()> {
         let mut progressed = false;
         let mut batch: Vec<Delivery> = Vec::new();
@@ -201,10 +202,9 @@ impl Session {
             let Some(request) = self.requests.get_mut(&id) else {
                 continue;
             };
-            if !request.wants_deliveries() {
-                continue;
-            }
-            let received = pin!(request.mailbox().recv_batch(&mut batch, BATCH)).poll(cx);
+            // A request whose sources are full takes nothing, but still learns that the bus closed its mailbox.
+            let max = if request.wants_deliveries() { BATCH } else { 0 };
+            let received = pin!(request.mailbox().recv_batch(&mut batch, max)).poll(cx);
             match received {
                 Poll::Pending => {}
                 Poll::Ready(Ok(_)) => {

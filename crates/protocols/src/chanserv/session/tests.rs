@@ -6,7 +6,7 @@ use std::task::Context;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use core_bus::config::{BusConfig, HistoryPolicy, HistoryRule};
+use core_bus::config::{BusConfig, HistoryPolicy, HistoryRule, QueueLimits, SlowConsumerPolicy};
 use core_bus::{ConnectionId, Envelope, Origin, Pattern, Protocol, Topic};
 
 use super::*;
@@ -526,4 +526,37 @@ fn shutdown_closes_every_stream() {
     h.session.shutdown(h.now);
     h.pump();
     assert!(h.finished(master) && h.finished(channel));
+}
+
+#[test]
+fn a_subscriber_too_slow_for_the_bus_queue_loses_only_that_request() {
+    let bus = Bus::new(BusConfig {
+        subscriber_queue: QueueLimits {
+            max_messages: 10,
+            max_bytes: 1 << 20,
+        },
+        slow_consumer: SlowConsumerPolicy::Disconnect,
+        ..BusConfig::default()
+    });
+    let mut h = Harness::new(bus, SessionConfig::default(), Identity::trusted("t"));
+    let slow = h.post(b"slow");
+    let (_, port) = h.source(slow).unwrap();
+    let slow_channel = h.dial(port);
+    let other = h.post(b"other");
+    let (_, port) = h.source(other).unwrap();
+    let other_channel = h.dial(port);
+    h.rewind = false;
+    // 200 KiB: one window reaches the client, one more waits in the source, 10 fit the bus queue, the rest
+    // overflows it.
+    for _ in 0..200 {
+        h.publish("slow", &[1; 1024]);
+    }
+    assert!(
+        h.finished(slow),
+        "the bus disconnected the request: its master closes"
+    );
+    assert!(h.streams[&slow_channel].fin);
+    h.publish("other", b"unaffected");
+    assert_eq!(h.items(other_channel), vec![Bytes::from("unaffected")]);
+    assert_eq!(h.session.subscription_count(), 1);
 }
