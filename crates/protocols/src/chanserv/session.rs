@@ -79,12 +79,7 @@ enum Bound {
 #[derive(Debug)]
 enum Role {
     Master(Master),
-    Source {
-        request: RequestId,
-        topic: Topic,
-    },
-    /// An [`Bound::Empty`] channel, finished on accept.
-    Empty,
+    Source { request: RequestId, topic: Topic },
 }
 
 #[derive(Debug)]
@@ -286,10 +281,8 @@ impl Session {
                     _ => self.finish(stream, now),
                 }
             }
-            Some(Bound::Empty) | None => {
-                self.roles.insert(stream, Role::Empty);
-                self.finish(stream, now);
-            }
+            // An answer's channel carries nothing: FIN2 right after the open.
+            Some(Bound::Empty) | None => self.finish(stream, now),
         }
     }
 
@@ -368,7 +361,7 @@ impl Session {
                 }
                 self.finish(stream, now);
             }
-            // An answered master, an empty channel, or a stream already finished.
+            // An answered master, or a stream already finished.
             _ => self.finish(stream, now),
         }
     }
@@ -614,7 +607,7 @@ impl Session {
                 }
                 false
             }
-            Some(Role::Empty) | None => false,
+            None => false,
         };
         if done {
             self.finish(stream, now);

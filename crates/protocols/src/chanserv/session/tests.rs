@@ -560,3 +560,120 @@ fn a_subscriber_too_slow_for_the_bus_queue_loses_only_that_request() {
     assert_eq!(h.items(other_channel), vec![Bytes::from("unaffected")]);
     assert_eq!(h.session.subscription_count(), 1);
 }
+
+mod random {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Request bodies worth trying: valid ones and near misses.
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(b"a\nb.*\nc.#".to_vec()),
+            Just(b"PUB a\nx".to_vec()),
+            Just(b"a;from=1".to_vec()),
+            Just(b"{\"topics\":[\"a\"]}".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..40),
+        ]
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Dial the service, or (by index) one of the ports gatewayd announced, or anything.
+        Dial(u8),
+        Request(u8, Vec<u8>),
+        Raw(u8, Vec<u8>),
+        Fin(u8),
+        Rewind(u8, u32),
+        Publish(u8),
+        Wait(u16),
+        Garbage(Vec<u8>),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            any::<u8>().prop_map(Step::Dial),
+            (any::<u8>(), body()).prop_map(|(s, b)| Step::Request(s, b)),
+            (any::<u8>(), proptest::collection::vec(any::<u8>(), 0..24))
+                .prop_map(|(s, b)| Step::Raw(s, b)),
+            any::<u8>().prop_map(Step::Fin),
+            (any::<u8>(), any::<u32>()).prop_map(|(s, n)| Step::Rewind(s, n)),
+            any::<u8>().prop_map(Step::Publish),
+            any::<u16>().prop_map(Step::Wait),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(Step::Garbage),
+        ]
+    }
+
+    fn nth_port(h: &Harness, n: u8) -> Option<u32> {
+        let mut ports: Vec<u32> = h.streams.keys().copied().collect();
+        ports.sort_unstable();
+        ports.get(n as usize % ports.len().max(1)).copied()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn random_client_behaviour_never_panics(steps in proptest::collection::vec(step(), 0..40)) {
+            let mut h = Harness::default();
+            let mut announced: Vec<u32> = Vec::new();
+            for step in steps {
+                match step {
+                    Step::Dial(n) => {
+                        let target = match announced.get(n as usize % (announced.len() + 1)) {
+                            Some(&port) => port,
+                            None => SERVICE_PORT,
+                        };
+                        h.dial(target);
+                    }
+                    Step::Request(n, body) => {
+                        if let Some(port) = nth_port(&h, n) {
+                            h.write_frame(port, &body);
+                        }
+                    }
+                    Step::Raw(n, bytes) => {
+                        if let Some(port) = nth_port(&h, n) {
+                            let gw = Addr::new(GW, h.streams[&port].gw_port);
+                            h.send(&[Op::new(Opcode::Data, gw, Addr::new(CL, port), Bytes::from(bytes)).unwrap()]);
+                        }
+                    }
+                    Step::Fin(n) => {
+                        if let Some(port) = nth_port(&h, n) {
+                            h.close(port);
+                        }
+                    }
+                    Step::Rewind(n, credit) => {
+                        if let Some(port) = nth_port(&h, n) {
+                            let gw = Addr::new(GW, h.streams[&port].gw_port);
+                            h.send(&[Op::with_u32(Opcode::Rewind, gw, Addr::new(CL, port), credit)]);
+                        }
+                    }
+                    Step::Publish(n) => h.publish(["a", "b.x", "c.y.z"][n as usize % 3], &[n; 100]),
+                    Step::Wait(ms) => {
+                        h.now += Duration::from_millis(u64::from(ms) * 10);
+                        h.session.handle_timeout(h.now);
+                        h.pump();
+                    }
+                    Step::Garbage(bytes) => {
+                        h.session.handle_input(&bytes, h.now);
+                        h.pump();
+                    }
+                }
+                // Collect the ports of announced sources from every master-looking stream.
+                let ports: Vec<u32> = h.streams.keys().copied().collect();
+                for port in ports {
+                    let mut buf = h.streams[&port].rx.clone();
+                    let decoder = FrameDecoder::new(PEER_FRAME_LIMIT);
+                    while let Ok(Some(frame)) = decoder.decode(&mut buf) {
+                        if let Some((_, p)) = std::str::from_utf8(&frame).ok().and_then(|t| t.split_once(':')) {
+                            if let Ok(p) = p.parse::<u32>() {
+                                if !announced.contains(&p) {
+                                    announced.push(p);
+                                }
+                            }
+                        }
+                    }
+                }
+                prop_assert!(h.session.subscription_count() <= 3 * 40);
+            }
+        }
+    }
+}
