@@ -13,6 +13,7 @@ use super::*;
 use crate::auth::Allowed;
 use crate::chanserv::astranet::{op, Addr, HostId, Op, Opcode, WINDOW};
 use crate::chanserv::frame::{decode_item, FrameDecoder, PEER_FRAME_LIMIT};
+use crate::chanserv::subscription::HIGH_WATER;
 
 const GW: HostId = HostId(0x547C_9609_6AF7_F642);
 const CL: HostId = HostId(0x1122_3344_5566_7788);
@@ -345,6 +346,13 @@ fn the_window_pauses_delivery_and_rewind_resumes_it_without_loss() {
         "exactly one window sent without REWIND"
     );
     // The rest waits: at most one window plus one batch in the source, the remainder in the bus mailbox.
+    let topic = Topic::from_dotted(b"big");
+    let request = h.session.requests.values_mut().next().unwrap();
+    let queued = request.source_mut(&topic).unwrap().outbox.len();
+    assert!(
+        (HIGH_WATER..HIGH_WATER + BATCH * 1008).contains(&queued),
+        "{queued} bytes queued in the source"
+    );
     h.rewind = true;
     let gw = Addr::new(GW, port);
     h.send(&[Op::with_u32(
