@@ -22,6 +22,7 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub goomerang: protocols::goomerang::GoomerangConfig,
     pub loom: protocols::loom::LoomConfig,
+    pub chanserv: protocols::chanserv::ChanservConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,6 +115,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.cluster.validate().map_err(ConfigError::Invalid)?;
         self.goomerang.validate().map_err(ConfigError::Invalid)?;
+        self.chanserv
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(())
     }
 }

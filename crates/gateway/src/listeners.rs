@@ -12,5 +12,8 @@ pub async fn start_all(
     let mut running = Vec::new();
     running.extend(protocols::goomerang::start(&config.goomerang, services).await?);
     running.extend(protocols::loom::start(&config.loom, services).await?);
+    if config.chanserv.enabled {
+        running.push(protocols::chanserv::listener::start(&config.chanserv, services).await?);
+    }
     Ok(running)
 }

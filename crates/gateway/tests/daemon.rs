@@ -14,6 +14,7 @@ fn example_config_env() -> Vec<(&'static str, &'static str)> {
         ("GATEWAYD_ADMIN__ADDRESS", "127.0.0.1:0"),
         ("GATEWAYD_GOOMERANG__ADDRESS", "127.0.0.1:0"),
         ("GATEWAYD_LOOM__ADDRESS", "127.0.0.1:0"),
+        ("GATEWAYD_CHANSERV__ADDRESS", "127.0.0.1:0"),
     ]
 }
 

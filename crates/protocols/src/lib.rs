@@ -5,6 +5,7 @@
 //! drains, and closes connections with the protocol's own goodbye.
 
 pub mod auth;
+pub mod chanserv;
 pub mod connections;
 pub mod goomerang;
 pub mod limits;

@@ -1,0 +1,742 @@
+//! One AstraNet link (one TCP connection) with gatewayd as the *server* peer: a sans-IO state machine in the style
+//! of quinn-proto. It owns no socket and no clock: bytes and `Instant`s go in through [`Link::handle_input`],
+//! [`Link::handle_eof`] and [`Link::handle_timeout`]; bytes to write come out of [`Link::poll_transmit`], things the
+//! owner must act on out of [`Link::poll_event`], and the next wake-up time out of [`Link::poll_timeout`].
+//!
+//! What it does (reference §2, checklist §6):
+//! - sends HANDSHAKE at once and expects the peer's within `handshake_timeout`; ops before it are dropped; a
+//!   HANDSHAKE that is not JSON closes the link;
+//! - after the peer's HANDSHAKE, advertises the service (SERVICE, own id, service port); never sends FOLLOW;
+//! - accepts DIALs to bound ports (SYN → peer's ACK → SYN_ACK); a DIAL to any other port is dropped, as upstream does;
+//! - keeps the stream table keyed by (peer host, peer port, own port), with 64 KiB windows both ways and REWIND
+//!   credit for what the owner has read; FIN2 both ways; closed streams are forgotten after `linger`;
+//! - answers PING with PONG, sends PING when nothing was sent for `keepalive`, closes after `idle_timeout` without
+//!   an inbound op or when an op stays incomplete for `stall_timeout`.
+//!
+//! Bad input never panics. A fault confined to one stream (a peer overrunning its window) aborts only that stream;
+//! only a fault in the op framing itself (oversized length, truncated op, bad handshake) ends the link.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::addr::{Addr, HostId};
+use super::handshake;
+use super::op::{self, Op, OpError, Opcode, MAX_PAYLOAD};
+use super::ports::{PortCounter, SERVICE_PORT};
+use super::stream::{Opened, Recv, Stream, StreamId, WindowExceeded};
+
+/// The advertised service name (`chanserv` by default; include any `WithEnv` suffix the clients use).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceName(String);
+
+/// A service name that cannot be advertised.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a service name must be 1..={MAX_PAYLOAD} bytes, got {0}")]
+pub struct InvalidServiceName(pub usize);
+
+impl ServiceName {
+    pub fn new(name: impl Into<String>) -> Result<ServiceName, InvalidServiceName> {
+        let name = name.into();
+        if name.is_empty() || name.len() > MAX_PAYLOAD as usize {
+            return Err(InvalidServiceName(name.len()));
+        }
+        Ok(ServiceName(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for ServiceName {
+    fn default() -> Self {
+        ServiceName("chanserv".to_owned())
+    }
+}
+
+/// Per-link settings. [`LinkConfig::new`] gives upstream's timings.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// gatewayd's node id: sent in HANDSHAKE and used as the host of every address it announces. Pick a random
+    /// non-zero value below 2^63, as AstraNet does, and keep it for the process.
+    pub host: HostId,
+    /// Name advertised with SERVICE (on [`SERVICE_PORT`]).
+    pub service: ServiceName,
+    /// The node's port counter: give every link a clone of the same one.
+    pub ports: PortCounter,
+    /// Wait for the peer's HANDSHAKE (upstream: 10 s).
+    pub handshake_timeout: Duration,
+    /// Close when no op has arrived for this long (upstream: 100 s).
+    pub idle_timeout: Duration,
+    /// Send PING when nothing has been sent for this long (upstream: 5 s).
+    pub keepalive: Duration,
+    /// Close when a partly received op has not completed for this long (upstream's "FREEZE": 10 s).
+    pub stall_timeout: Duration,
+    /// How long a stream stays in the table after our FIN2 (upstream `TCP_CLOSE_WND`: 10 s).
+    pub linger: Duration,
+    /// Most streams one link may hold; DIALs beyond it are dropped.
+    pub max_streams: usize,
+}
+
+impl LinkConfig {
+    pub fn new(host: HostId) -> LinkConfig {
+        LinkConfig {
+            host,
+            service: ServiceName::default(),
+            ports: PortCounter::new(),
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(100),
+            keepalive: Duration::from_secs(5),
+            stall_timeout: Duration::from_secs(10),
+            linger: Duration::from_secs(10),
+            max_streams: 4096,
+        }
+    }
+}
+
+/// Something the link's owner must act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The peer's HANDSHAKE arrived and SERVICE has been queued. `raddr` is gatewayd's address as the peer sees it.
+    Connected { peer: HostId, raddr: String },
+    /// A DIAL reached a bound `port` and SYN has been queued. The stream turns writable on the peer's ACK.
+    Accepted { stream: StreamId, port: u32 },
+    /// The stream has bytes or its end to [`Link::recv`]. Edge-triggered: call `recv` until it answers
+    /// [`Recv::Pending`] or [`Recv::Finished`]; the next `Readable` comes only for input after that.
+    Readable { stream: StreamId },
+    /// The stream has send credit again (it just opened, or a REWIND ended a stall).
+    Writable { stream: StreamId },
+    /// The peer sent more than its window on this stream: its data was dropped and FIN2 queued; the stream only
+    /// answers [`StreamError::Aborted`] from now on. Other streams are unaffected.
+    Aborted { stream: StreamId },
+    /// A [`Link::bind_once`] port was not dialed before its deadline and is gone.
+    BindExpired { port: u32 },
+    /// The link is over: drop the connection. Nothing more comes out of the link.
+    Closed(CloseReason),
+}
+
+/// Why a link ended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CloseReason {
+    #[error("no HANDSHAKE from the peer in time")]
+    HandshakeTimeout,
+    #[error("HANDSHAKE payload is not the expected JSON: {0}")]
+    BadHandshake(String),
+    #[error("no op received for the idle timeout")]
+    IdleTimeout,
+    #[error("an op stayed incomplete for the stall timeout")]
+    Stalled,
+    #[error(transparent)]
+    Op(#[from] OpError),
+    #[error("the peer closed the connection")]
+    PeerClosed,
+}
+
+/// Why a stream call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    #[error("no such stream on this link")]
+    UnknownStream,
+    #[error("the stream was finished by us")]
+    Finished,
+    #[error("the stream was aborted: the peer overran its window")]
+    Aborted,
+    #[error("the link is closed")]
+    LinkClosed,
+}
+
+/// Why [`Link::bind_once`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BindError {
+    #[error("the node's port counter is exhausted")]
+    PortsExhausted,
+    #[error("the link is closed")]
+    LinkClosed,
+}
+
+/// Counters of input the link dropped, for logs and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// Ops that arrived before the peer's HANDSHAKE.
+    pub before_handshake: u64,
+    /// Ops with an opcode AstraNet does not register.
+    pub unknown_opcodes: u64,
+    /// DIALs to a port nothing is bound on.
+    pub unknown_port_dials: u64,
+    /// DIALs dropped because the link holds `max_streams` streams.
+    pub refused_dials: u64,
+    /// Stream ops for no stream of ours (not addressed to us, unknown 4-tuple, repeated DIAL, REWIND without a u32).
+    pub stray_ops: u64,
+    /// Control ops gatewayd does not act on (SERVICE, FOLLOW, DISCOVER, RESET, WND_SIZE, SYN, a second HANDSHAKE, …).
+    pub ignored_ops: u64,
+    /// Streams aborted for overrunning their window.
+    pub aborted_streams: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Handshaking,
+    Connected,
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bind {
+    /// The advertised service: accepts any number of DIALs.
+    Service,
+    /// Accepts one DIAL, until the deadline.
+    Once { deadline: Instant },
+}
+
+/// One AstraNet link, gatewayd side. See the module doc.
+#[derive(Debug)]
+pub struct Link {
+    config: LinkConfig,
+    state: State,
+    peer: Option<HostId>,
+    next_stream: u64,
+    handshake_deadline: Option<Instant>,
+    last_rx: Instant,
+    last_tx: Instant,
+    /// Since when `rx` has held an incomplete op.
+    partial_since: Option<Instant>,
+    rx: BytesMut,
+    tx: BytesMut,
+    streams: HashMap<StreamId, Stream>,
+    by_key: HashMap<(Addr, u32), StreamId>,
+    binds: HashMap<u32, Bind>,
+    /// Streams that may owe the peer a REWIND.
+    rewinds: BTreeSet<StreamId>,
+    events: VecDeque<Event>,
+    stats: LinkStats,
+}
+
+impl Link {
+    /// A link for a new connection; queues gatewayd's HANDSHAKE. `peer_addr` is the peer's TCP address, reported
+    /// back to it in the handshake.
+    pub fn new(config: LinkConfig, peer_addr: Option<SocketAddr>, now: Instant) -> Link {
+        let mut link = Link {
+            handshake_deadline: now.checked_add(config.handshake_timeout),
+            config,
+            state: State::Handshaking,
+            peer: None,
+            next_stream: 0,
+            last_rx: now,
+            last_tx: now,
+            partial_since: None,
+            rx: BytesMut::new(),
+            tx: BytesMut::new(),
+            streams: HashMap::new(),
+            by_key: HashMap::new(),
+            binds: HashMap::from([(SERVICE_PORT, Bind::Service)]),
+            rewinds: BTreeSet::new(),
+            events: VecDeque::new(),
+            stats: LinkStats::default(),
+        };
+        let raddr = peer_addr.map(|a| a.to_string()).unwrap_or_default();
+        let hello = Op::new(
+            Opcode::Handshake,
+            Addr::default(),
+            Addr::new(link.config.host, 0),
+            handshake::encode(&raddr),
+        );
+        link.queue(hello);
+        link
+    }
+
+    /// gatewayd's node id on this link.
+    pub fn host(&self) -> HostId {
+        self.config.host
+    }
+
+    /// The advertised service's address.
+    pub fn service_addr(&self) -> Addr {
+        Addr::new(self.config.host, SERVICE_PORT)
+    }
+
+    /// The peer's node id, once its HANDSHAKE has arrived.
+    pub fn peer(&self) -> Option<HostId> {
+        self.peer
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    pub fn stats(&self) -> &LinkStats {
+        &self.stats
+    }
+
+    /// Bytes read from the connection.
+    pub fn handle_input(&mut self, data: &[u8], now: Instant) {
+        if self.is_closed() {
+            return;
+        }
+        self.rx.extend_from_slice(data);
+        let mut progressed = false;
+        loop {
+            match op::decode(&mut self.rx) {
+                Ok(Some(op)) => {
+                    progressed = true;
+                    self.last_rx = now;
+                    self.on_op(op, now);
+                    if self.is_closed() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(OpError::UnknownOpcode { cmd, len }) => {
+                    progressed = true;
+                    self.last_rx = now;
+                    self.stats.unknown_opcodes += 1;
+                    tracing::debug!(cmd, len, "astranet: dropping op with unknown opcode");
+                }
+                Err(e) => return self.close(CloseReason::Op(e)),
+            }
+        }
+        self.partial_since = match (self.rx.is_empty(), progressed, self.partial_since) {
+            (true, _, _) => None,
+            (false, false, Some(since)) => Some(since),
+            (false, _, _) => Some(now),
+        };
+    }
+
+    /// The connection's read side ended.
+    pub fn handle_eof(&mut self) {
+        if self.is_closed() {
+            return;
+        }
+        let reason = match op::decode_eof(&mut self.rx) {
+            Err(e) if e.is_fatal() => CloseReason::Op(e),
+            _ => CloseReason::PeerClosed,
+        };
+        self.close(reason);
+    }
+
+    /// Runs the timers that are due at `now` (call at or after [`Link::poll_timeout`]).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.is_closed() {
+            return;
+        }
+        if self.state == State::Handshaking && due(self.handshake_deadline, now) {
+            return self.close(CloseReason::HandshakeTimeout);
+        }
+        if due(self.last_rx.checked_add(self.config.idle_timeout), now) {
+            return self.close(CloseReason::IdleTimeout);
+        }
+        if due(self.stall_deadline(), now) {
+            return self.close(CloseReason::Stalled);
+        }
+        if self.state == State::Connected && due(self.keepalive_deadline(), now) {
+            self.queue_empty(Opcode::Ping, Addr::default(), Addr::default());
+            self.last_tx = now;
+        }
+        let forgotten: Vec<StreamId> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| due(s.forget_at(), now))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in forgotten {
+            if let Some(s) = self.streams.remove(&id) {
+                self.by_key.remove(&(s.remote, s.local_port));
+                self.rewinds.remove(&id);
+            }
+        }
+        let mut expired: Vec<u32> = self
+            .binds
+            .iter()
+            .filter(|(_, b)| matches!(b, Bind::Once { deadline } if *deadline <= now))
+            .map(|(&port, _)| port)
+            .collect();
+        expired.sort_unstable();
+        for port in expired {
+            self.binds.remove(&port);
+            self.events.push_back(Event::BindExpired { port });
+        }
+    }
+
+    /// When [`Link::handle_timeout`] must next run; `None` once closed.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.is_closed() {
+            return None;
+        }
+        let handshake = match self.state {
+            State::Handshaking => self.handshake_deadline,
+            State::Connected | State::Closed => None,
+        };
+        let keepalive = match self.state {
+            State::Connected => self.keepalive_deadline(),
+            State::Handshaking | State::Closed => None,
+        };
+        let forget = self.streams.values().filter_map(Stream::forget_at);
+        let binds = self.binds.values().filter_map(|b| match b {
+            Bind::Once { deadline } => Some(*deadline),
+            Bind::Service => None,
+        });
+        [
+            handshake,
+            self.last_rx.checked_add(self.config.idle_timeout),
+            self.stall_deadline(),
+            keepalive,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(forget)
+        .chain(binds)
+        .min()
+    }
+
+    /// Bytes to write to the connection, in order; `None` when there is nothing to send.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Bytes> {
+        if self.is_closed() {
+            return None;
+        }
+        for id in std::mem::take(&mut self.rewinds) {
+            let Some(s) = self.streams.get_mut(&id) else {
+                continue;
+            };
+            if let Some(n) = s.take_rewind() {
+                let local = Addr::new(self.config.host, s.local_port);
+                Op::with_u32(Opcode::Rewind, s.remote, local, n).encode(&mut self.tx);
+            }
+        }
+        if self.tx.is_empty() {
+            return None;
+        }
+        self.last_tx = now;
+        Some(self.tx.split().freeze())
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Binds a fresh port that accepts exactly one DIAL until `accept_deadline` (a chanserv source's frame channel,
+    /// §3.3). Returns the address to announce; [`Event::Accepted`] or [`Event::BindExpired`] follows.
+    pub fn bind_once(&mut self, accept_deadline: Instant) -> Result<Addr, BindError> {
+        if self.is_closed() {
+            return Err(BindError::LinkClosed);
+        }
+        let port = self.config.ports.next().ok_or(BindError::PortsExhausted)?;
+        self.binds.insert(
+            port,
+            Bind::Once {
+                deadline: accept_deadline,
+            },
+        );
+        Ok(Addr::new(self.config.host, port))
+    }
+
+    /// Drops a [`Link::bind_once`] port that has not been dialed yet. Returns whether it was bound.
+    pub fn unbind(&mut self, port: u32) -> bool {
+        if port == SERVICE_PORT {
+            return false;
+        }
+        self.binds.remove(&port).is_some()
+    }
+
+    /// Takes the next received chunk of a stream. Bytes returned here are credited back to the peer (REWIND) with
+    /// the next transmit.
+    pub fn recv(&mut self, stream: StreamId) -> Result<Recv, StreamError> {
+        let s = self.stream_mut(stream)?;
+        let recv = s.recv();
+        if matches!(recv, Recv::Data(_)) {
+            self.rewinds.insert(stream);
+        }
+        Ok(recv)
+    }
+
+    /// How many bytes [`Link::send`] would take now.
+    pub fn send_capacity(&self, stream: StreamId) -> Result<usize, StreamError> {
+        if self.is_closed() {
+            return Err(StreamError::LinkClosed);
+        }
+        let s = self
+            .streams
+            .get(&stream)
+            .ok_or(StreamError::UnknownStream)?;
+        if s.is_aborted() {
+            return Err(StreamError::Aborted);
+        }
+        Ok(s.send_capacity() as usize)
+    }
+
+    /// Queues as much of `data` as the stream's credit allows, as one DATA op, and returns how many bytes that was
+    /// (0 before the peer's ACK or while the window is used up: wait for [`Event::Writable`]).
+    pub fn send(&mut self, stream: StreamId, data: &[u8]) -> Result<usize, StreamError> {
+        let host = self.config.host;
+        let s = self.stream_mut(stream)?;
+        if s.is_finished() {
+            return Err(StreamError::Finished);
+        }
+        // Credit never exceeds one window, so `n` always fits a DATA op.
+        let n = data.len().min(s.send_capacity() as usize);
+        if n == 0 {
+            return Ok(0);
+        }
+        s.consume_credit(n as u32);
+        let (dst, src) = (s.remote, Addr::new(host, s.local_port));
+        let payload = Bytes::copy_from_slice(data.get(..n).unwrap_or_default());
+        self.queue(Op::new(Opcode::Data, dst, src, payload));
+        Ok(n)
+    }
+
+    /// Closes our side of the stream: FIN2 is queued after the data already sent (or right after SYN_ACK if the
+    /// peer has not ACKed yet), and the stream is forgotten `linger` later. Unread received bytes are credited
+    /// back. Finishing twice is a no-op.
+    pub fn finish(&mut self, stream: StreamId, now: Instant) -> Result<(), StreamError> {
+        if self.is_closed() {
+            return Err(StreamError::LinkClosed);
+        }
+        let host = self.config.host;
+        let forget_at = now.checked_add(self.config.linger);
+        let s = self
+            .streams
+            .get_mut(&stream)
+            .ok_or(StreamError::UnknownStream)?;
+        if s.finish(forget_at) {
+            let (dst, src) = (s.remote, Addr::new(host, s.local_port));
+            self.rewinds.insert(stream);
+            self.queue_empty(Opcode::Fin2, dst, src);
+        }
+        Ok(())
+    }
+
+    fn stream_mut(&mut self, stream: StreamId) -> Result<&mut Stream, StreamError> {
+        if self.is_closed() {
+            return Err(StreamError::LinkClosed);
+        }
+        let s = self
+            .streams
+            .get_mut(&stream)
+            .ok_or(StreamError::UnknownStream)?;
+        if s.is_aborted() {
+            return Err(StreamError::Aborted);
+        }
+        Ok(s)
+    }
+
+    fn on_op(&mut self, op: Op, now: Instant) {
+        match self.state {
+            State::Handshaking if op.opcode == Opcode::Handshake => self.on_handshake(op),
+            State::Handshaking => {
+                self.stats.before_handshake += 1;
+                tracing::debug!(opcode = ?op.opcode, "astranet: dropping op received before the handshake");
+            }
+            State::Connected => self.on_connected_op(op, now),
+            State::Closed => {}
+        }
+    }
+
+    fn on_handshake(&mut self, op: Op) {
+        let raddr = match handshake::decode(op.payload()) {
+            Ok(raddr) => raddr,
+            Err(e) => return self.close(CloseReason::BadHandshake(e.to_string())),
+        };
+        let peer = op.src.host;
+        self.state = State::Connected;
+        self.peer = Some(peer);
+        let name = Bytes::copy_from_slice(self.config.service.as_str().as_bytes());
+        let service = Op::new(Opcode::Service, Addr::default(), self.service_addr(), name);
+        self.queue(service);
+        self.events.push_back(Event::Connected { peer, raddr });
+    }
+
+    fn on_connected_op(&mut self, op: Op, now: Instant) {
+        match op.opcode {
+            Opcode::Ping => self.queue_empty(Opcode::Pong, Addr::default(), Addr::default()),
+            Opcode::Dial => self.on_dial(op),
+            Opcode::Ack => {
+                if let Some(stream) = self.lookup(&op) {
+                    self.on_ack(stream);
+                }
+            }
+            Opcode::Data => {
+                if let Some(stream) = self.lookup(&op) {
+                    self.on_data(stream, op.into_payload(), now);
+                }
+            }
+            Opcode::Rewind => {
+                if let Some(stream) = self.lookup(&op) {
+                    self.on_rewind(stream, op.payload_u32());
+                }
+            }
+            Opcode::Fin2 => {
+                if let Some(stream) = self.lookup(&op) {
+                    self.on_fin(stream);
+                }
+            }
+            Opcode::Pong => {}
+            Opcode::Handshake
+            | Opcode::Syn
+            | Opcode::SynAck
+            | Opcode::Fin1
+            | Opcode::Err
+            | Opcode::ForceClosed
+            | Opcode::WndSize
+            | Opcode::Service
+            | Opcode::NoService
+            | Opcode::Follow
+            | Opcode::Discover
+            | Opcode::Reset => {
+                self.stats.ignored_ops += 1;
+                tracing::trace!(opcode = ?op.opcode, "astranet: ignoring control op");
+            }
+        }
+    }
+
+    fn on_dial(&mut self, op: Op) {
+        let port = op.dst.port;
+        if op.dst.host != self.config.host || self.by_key.contains_key(&(op.src, port)) {
+            self.stats.stray_ops += 1;
+            return;
+        }
+        match self.binds.get(&port) {
+            None => {
+                self.stats.unknown_port_dials += 1;
+                tracing::debug!(port, from = %op.src, "astranet: dropping DIAL to an unbound port");
+                return;
+            }
+            Some(_) if self.streams.len() >= self.config.max_streams => {
+                self.stats.refused_dials += 1;
+                tracing::debug!(port, from = %op.src, "astranet: dropping DIAL, stream table full");
+                return;
+            }
+            Some(Bind::Service) => {}
+            Some(Bind::Once { .. }) => {
+                self.binds.remove(&port);
+            }
+        }
+        let stream = StreamId(self.next_stream);
+        self.next_stream += 1;
+        self.streams.insert(stream, Stream::new(op.src, port));
+        self.by_key.insert((op.src, port), stream);
+        self.queue_empty(Opcode::Syn, op.src, Addr::new(self.config.host, port));
+        self.events.push_back(Event::Accepted { stream, port });
+    }
+
+    /// The stream a stream op (ACK, DATA, REWIND, FIN2) belongs to: addressed to us, from a known 4-tuple.
+    fn lookup(&mut self, op: &Op) -> Option<StreamId> {
+        let found = match self.by_key.get(&(op.src, op.dst.port)) {
+            Some(&stream) if op.dst.host == self.config.host => Some(stream),
+            _ => None,
+        };
+        if found.is_none() {
+            self.stats.stray_ops += 1;
+        }
+        found
+    }
+
+    fn on_ack(&mut self, stream: StreamId) {
+        let host = self.config.host;
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        let (dst, src) = (s.remote, Addr::new(host, s.local_port));
+        match s.on_ack() {
+            Opened::No => {}
+            Opened::Writable => {
+                self.queue_empty(Opcode::SynAck, dst, src);
+                self.events.push_back(Event::Writable { stream });
+            }
+            Opened::Finished => {
+                self.queue_empty(Opcode::SynAck, dst, src);
+                self.queue_empty(Opcode::Fin2, dst, src);
+            }
+        }
+    }
+
+    fn on_data(&mut self, stream: StreamId, data: Bytes, now: Instant) {
+        let host = self.config.host;
+        let forget_at = now.checked_add(self.config.linger);
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        if data.is_empty() {
+            return;
+        }
+        match s.on_data(data) {
+            Ok(true) => self.events.push_back(Event::Readable { stream }),
+            // Data after our FIN2 is credited straight back.
+            Ok(false) => {
+                self.rewinds.insert(stream);
+            }
+            Err(WindowExceeded) => {
+                let (dst, src) = (s.remote, Addr::new(host, s.local_port));
+                let fin_due = s.abort(forget_at);
+                self.stats.aborted_streams += 1;
+                tracing::debug!(peer = %dst, port = src.port, "astranet: peer overran its window, aborting stream");
+                if fin_due {
+                    self.queue_empty(Opcode::Fin2, dst, src);
+                }
+                self.events.push_back(Event::Aborted { stream });
+            }
+        }
+    }
+
+    fn on_rewind(&mut self, stream: StreamId, credit: Option<u32>) {
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        let Some(n) = credit else {
+            self.stats.stray_ops += 1;
+            return;
+        };
+        if s.on_rewind(n) {
+            self.events.push_back(Event::Writable { stream });
+        }
+    }
+
+    fn on_fin(&mut self, stream: StreamId) {
+        if self.streams.get_mut(&stream).is_some_and(Stream::on_fin) {
+            self.events.push_back(Event::Readable { stream });
+        }
+    }
+
+    fn queue(&mut self, op: Result<Op, OpError>) {
+        match op {
+            Ok(op) => op.encode(&mut self.tx),
+            // Only payloads the link sized itself get here (handshake JSON, service name, DATA within the window).
+            Err(e) => {
+                tracing::error!(error = %e, "astranet: internal op over the size limit not sent")
+            }
+        }
+    }
+
+    fn queue_empty(&mut self, opcode: Opcode, dst: Addr, src: Addr) {
+        Op::empty(opcode, dst, src).encode(&mut self.tx);
+    }
+
+    fn keepalive_deadline(&self) -> Option<Instant> {
+        self.last_tx.checked_add(self.config.keepalive)
+    }
+
+    fn stall_deadline(&self) -> Option<Instant> {
+        self.partial_since
+            .and_then(|since| since.checked_add(self.config.stall_timeout))
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        tracing::debug!(%reason, "astranet: link closed");
+        self.state = State::Closed;
+        self.rx = BytesMut::new();
+        self.tx = BytesMut::new();
+        self.streams.clear();
+        self.by_key.clear();
+        self.binds.clear();
+        self.rewinds.clear();
+        self.events.push_back(Event::Closed(reason));
+    }
+}
+
+/// Whether an optional deadline has passed (`None` never does).
+fn due(deadline: Option<Instant>, now: Instant) -> bool {
+    deadline.is_some_and(|d| d <= now)
+}
+
+#[cfg(test)]
+mod tests;

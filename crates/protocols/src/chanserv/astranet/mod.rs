@@ -1,0 +1,18 @@
+//! AstraNet, the stream multiplexer chanserv runs on (reference §2): the op codec ([`op`]), node ids and addresses
+//! ([`addr`]), and the per-connection state machine with its stream table ([`Link`]).
+
+pub mod addr;
+mod handshake;
+pub mod link;
+pub mod op;
+pub mod ports;
+mod stream;
+
+pub use addr::{Addr, HostId};
+pub use link::{
+    BindError, CloseReason, Event, InvalidServiceName, Link, LinkConfig, LinkStats, ServiceName,
+    StreamError,
+};
+pub use op::{Op, OpError, Opcode};
+pub use ports::{PortCounter, PORT_BASE, SERVICE_PORT};
+pub use stream::{Recv, StreamId, WINDOW};

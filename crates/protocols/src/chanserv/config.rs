@@ -1,0 +1,139 @@
+//! The `[chanserv]` config section: the TCP listener gatewayd runs AstraNet on, the advertised service name, frame
+//! compression and limits, and the identity whose ACL applies to every chanserv client (chanserv carries no
+//! credentials).
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::astranet::ServiceName;
+use super::frame::{Compression, DEFAULT_FRAME_LIMIT, PEER_FRAME_LIMIT};
+use crate::auth::AuthConfig;
+use crate::limits::ListenerLimits;
+
+/// `[chanserv]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChanservConfig {
+    pub enabled: bool,
+    /// TCP address of the AstraNet listener (no TLS: AstraNet has none).
+    pub address: SocketAddr,
+    /// Name advertised with SERVICE, what Go clients pass to `LookupAndPost` (include any `WithEnv` suffix).
+    pub service_name: String,
+    /// `lz4`: compress frame-channel items when that makes them shorter (upstream `ServerUseCompression`).
+    pub compression: CompressionSetting,
+    /// Largest request body read from a master stream, `PUB` payloads included (at most 100 MiB).
+    pub max_frame_bytes: u64,
+    /// Most sources one subscribe request announces; one more source then reports the cap.
+    pub max_sources_per_request: usize,
+    pub limits: ListenerLimits,
+    /// Only `anonymous` applies: chanserv clients carry no credentials, so every client acts as that identity.
+    pub auth: AuthConfig,
+}
+
+impl Default for ChanservConfig {
+    fn default() -> Self {
+        ChanservConfig {
+            enabled: false,
+            address: SocketAddr::from(([0, 0, 0, 0], 5555)),
+            service_name: ServiceName::default().as_str().to_owned(),
+            compression: CompressionSetting::None,
+            max_frame_bytes: DEFAULT_FRAME_LIMIT,
+            max_sources_per_request: 256,
+            limits: ListenerLimits::default(),
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+/// `compression = "none" | "lz4"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompressionSetting {
+    #[default]
+    None,
+    Lz4,
+}
+
+impl From<CompressionSetting> for Compression {
+    fn from(setting: CompressionSetting) -> Compression {
+        match setting {
+            CompressionSetting::None => Compression::Off,
+            CompressionSetting::Lz4 => Compression::Lz4,
+        }
+    }
+}
+
+/// A `[chanserv]` value that cannot be used, naming the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("chanserv.service_name: {0}")]
+    ServiceName(String),
+    #[error("chanserv.max_frame_bytes: must be 1..={PEER_FRAME_LIMIT}, got {0}")]
+    FrameLimit(u64),
+    #[error("chanserv.max_sources_per_request: must be at least 1")]
+    NoSources,
+}
+
+impl ChanservConfig {
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.service()?;
+        if self.max_frame_bytes == 0 || self.max_frame_bytes > PEER_FRAME_LIMIT {
+            return Err(ConfigError::FrameLimit(self.max_frame_bytes));
+        }
+        if self.max_sources_per_request == 0 {
+            return Err(ConfigError::NoSources);
+        }
+        Ok(())
+    }
+
+    /// The advertised service name.
+    pub fn service(&self) -> Result<ServiceName, ConfigError> {
+        ServiceName::new(self.service_name.clone())
+            .map_err(|e| ConfigError::ServiceName(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_unknown_keys_are_refused() {
+        let config: ChanservConfig =
+            toml::from_str("enabled = true\ncompression = \"lz4\"\n").unwrap();
+        assert!(config.enabled);
+        assert_eq!(config.address.port(), 5555);
+        assert_eq!(config.service_name, "chanserv");
+        assert_eq!(Compression::from(config.compression), Compression::Lz4);
+        assert_eq!(config.validate(), Ok(()));
+        assert!(toml::from_str::<ChanservConfig>("tls = true\n").is_err());
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let bad = ChanservConfig {
+            service_name: String::new(),
+            ..ChanservConfig::default()
+        };
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("chanserv.service_name"));
+        let bad = ChanservConfig {
+            max_frame_bytes: PEER_FRAME_LIMIT + 1,
+            ..ChanservConfig::default()
+        };
+        assert_eq!(
+            bad.validate(),
+            Err(ConfigError::FrameLimit(PEER_FRAME_LIMIT + 1))
+        );
+        let bad = ChanservConfig {
+            max_sources_per_request: 0,
+            ..ChanservConfig::default()
+        };
+        assert_eq!(bad.validate(), Err(ConfigError::NoSources));
+    }
+}

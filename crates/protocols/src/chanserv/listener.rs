@@ -1,0 +1,201 @@
+//! The chanserv TCP listener (`chanserv.tcp`): accepts connections and runs one tokio task per connection that
+//! drives a [`Session`] — socket bytes in, timers from [`Session::poll_timeout`], bus deliveries while the
+//! sources have room, and everything the session has to send written as one coalesced buffer per turn.
+//!
+//! The process gets one random AstraNet host id and one port counter, shared by every connection, like one Go
+//! AstraNet node. On shutdown the listener stops accepting and every connection closes its streams (FIN2) before
+//! its socket.
+
+use std::future::{poll_fn, Future};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use bytes::BytesMut;
+use core_bus::{Origin, Protocol};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+use super::astranet::{HostId, LinkConfig, PortCounter};
+use super::config::ChanservConfig;
+use super::session::{Session, SessionConfig};
+use crate::auth::{Authenticator, Identity};
+use crate::{ConnectionGuard, RunningListener, Services};
+
+/// Config path of the listener.
+pub const LISTENER_NAME: &str = "chanserv.tcp";
+
+/// What every connection of the listener shares.
+struct Shared {
+    link: LinkConfig,
+    session: SessionConfig,
+    identity: Identity,
+    max_connections: usize,
+}
+
+/// Binds `config.address` and starts accepting.
+pub async fn start(
+    config: &ChanservConfig,
+    services: &Services,
+) -> anyhow::Result<RunningListener> {
+    config.validate()?;
+    let auth = Authenticator::new(config.auth.clone()).context("chanserv.auth")?;
+    let mut link = LinkConfig::new(random_host());
+    link.service = config.service()?;
+    link.ports = PortCounter::new();
+    let shared = Arc::new(Shared {
+        link,
+        session: SessionConfig {
+            compression: config.compression.into(),
+            frame_limit: config.max_frame_bytes,
+            max_sources_per_request: config.max_sources_per_request,
+            max_subscriptions: config.limits.max_subscriptions_per_connection,
+            ..SessionConfig::default()
+        },
+        identity: auth.anonymous().clone(),
+        max_connections: config.limits.max_connections,
+    });
+    let listener = TcpListener::bind(config.address)
+        .await
+        .with_context(|| format!("chanserv.address {}", config.address))?;
+    let local_addr = listener.local_addr()?;
+    tracing::info!(
+        address = %local_addr,
+        host = %shared.link.host,
+        service = shared.link.service.as_str(),
+        "chanserv listener bound"
+    );
+    let task = tokio::spawn(accept_loop(listener, shared, services.clone()));
+    Ok(RunningListener {
+        name: LISTENER_NAME.to_owned(),
+        protocol: Protocol::Chanserv,
+        transport: "tcp",
+        local_addr,
+        task,
+        reload: None,
+    })
+}
+
+/// A random non-zero node id below 2^63, as AstraNet draws them.
+fn random_host() -> HostId {
+    loop {
+        let id = rand::random::<u64>() >> 1;
+        if id != 0 {
+            return HostId(id);
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, services: Services) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = services.shutdown.cancelled() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => {
+                    let registered = services.connections.register(
+                        Protocol::Chanserv,
+                        LISTENER_NAME,
+                        peer,
+                        shared.max_connections,
+                    );
+                    match registered {
+                        Ok(guard) => {
+                            connections.spawn(serve(socket, peer, guard, shared.clone(), services.clone()));
+                        }
+                        Err(e) => tracing::warn!(%peer, error = %e, "chanserv: connection refused"),
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "chanserv: accept failed"),
+            },
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+/// Drives one connection until the link closes, the peer goes away, or the daemon shuts down.
+async fn serve(
+    socket: TcpStream,
+    peer: SocketAddr,
+    guard: ConnectionGuard,
+    shared: Arc<Shared>,
+    services: Services,
+) {
+    let _ = socket.set_nodelay(true);
+    guard.set_identity(&shared.identity.name);
+    let origin = Origin {
+        protocol: Protocol::Chanserv,
+        connection: guard.id(),
+    };
+    let mut session = Session::new(
+        shared.link.clone(),
+        shared.session.clone(),
+        services.bus.clone(),
+        origin,
+        shared.identity.clone(),
+        Some(peer),
+        Instant::now(),
+    );
+    let (mut reader, mut writer) = socket.into_split();
+    let mut input = BytesMut::with_capacity(64 * 1024);
+    let mut blocked: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
+    loop {
+        if let Some(bytes) = session.poll_transmit(Instant::now()) {
+            if let Err(e) = writer.write_all(&bytes).await {
+                tracing::debug!(%peer, error = %e, "chanserv: write failed");
+                break;
+            }
+        }
+        guard.set_subscriptions(session.subscription_count());
+        if session.is_closed() {
+            break;
+        }
+        if let Some(backpressure) = session.take_backpressure() {
+            blocked = Some(Box::pin(backpressure.ready()));
+        }
+        let wake = session.poll_timeout().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            _ = services.shutdown.cancelled() => {
+                session.shutdown(Instant::now());
+                if let Some(bytes) = session.poll_transmit(Instant::now()) {
+                    let _ = writer.write_all(&bytes).await;
+                }
+                let _ = writer.shutdown().await;
+                break;
+            }
+            read = reader.read_buf(&mut input), if blocked.is_none() => match read {
+                Ok(0) => session.handle_eof(Instant::now()),
+                Ok(_) => {
+                    session.handle_input(&input, Instant::now());
+                    input.clear();
+                }
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "chanserv: read failed");
+                    session.handle_eof(Instant::now());
+                }
+            },
+            _ = async {
+                if let Some(ready) = blocked.as_mut() {
+                    ready.await;
+                }
+            }, if blocked.is_some() => {
+                blocked = None;
+            }
+            _ = sleep_until(wake), if wake.is_some() => session.handle_timeout(Instant::now()),
+            _ = poll_fn(|cx| session.poll_deliveries(cx, Instant::now())) => {}
+        }
+    }
+    tracing::debug!(%peer, stats = ?session.link().stats(), "chanserv: connection closed");
+}
+
+async fn sleep_until(wake: Option<tokio::time::Instant>) {
+    match wake {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

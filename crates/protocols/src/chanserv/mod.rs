@@ -1,0 +1,23 @@
+//! chanserv over AstraNet: gatewayd as a chanserv server that unchanged Go clients (`LookupAndPost`) can use.
+//!
+//! - [`astranet`]: the multiplexer (op codec, link state machine, stream table, flow control).
+//! - [`frame`]: chanserv's u64-LE length-prefixed frames, lz4 compressed frames, source announcements.
+//! - [`channel`]: the request reader of a master stream and the outbox that feeds frames into a stream's credit.
+//! - [`selector`]: gatewayd's request-body grammar (subscribe selectors, `PUB`, ack/err source headers).
+//! - [`subscription`]: a subscribe request mapped onto the bus: selectors → patterns, one source per topic.
+//! - [`session`]: one connection's state machine (link + chanserv server + bus), no sockets and no clock.
+//! - [`listener`]: the TCP listener and the tokio task per connection that drives a session.
+//! - [`config`]: the `[chanserv]` config section.
+//!
+//! Everything but the listener is pure: no sockets, no clock of its own.
+
+pub mod astranet;
+pub mod channel;
+pub mod config;
+pub mod frame;
+pub mod listener;
+pub mod selector;
+pub mod session;
+pub mod subscription;
+
+pub use config::ChanservConfig;
