@@ -3,12 +3,12 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use core_bus::{Bus, Protocol};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -16,6 +16,8 @@ use parking_lot::RwLock;
 use protocols::ConnectionRegistry;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+
+use crate::reload::Reloader;
 
 /// One bound listener as `/api/listeners` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -34,6 +36,8 @@ pub struct AdminState {
     pub listeners: Arc<RwLock<Vec<ListenerInfo>>>,
     pub ready: Arc<AtomicBool>,
     pub prometheus: PrometheusHandle,
+    /// Set once the listeners are up.
+    pub reloader: Arc<OnceLock<Arc<Reloader>>>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -45,6 +49,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/connections", get(connections))
         .route("/api/topics", get(topics))
         .route("/api/cluster", get(cluster))
+        .route("/api/reload", post(reload))
         .with_state(state)
 }
 
@@ -75,6 +80,19 @@ async fn topics(State(state): State<AdminState>) -> impl IntoResponse {
 
 async fn cluster(State(state): State<AdminState>) -> impl IntoResponse {
     Json(state.bus.cluster_state())
+}
+
+async fn reload(State(state): State<AdminState>) -> axum::response::Response {
+    match state.reloader.get() {
+        Some(reloader) => {
+            let reloader = reloader.clone();
+            match tokio::task::spawn_blocking(move || reloader.reload()).await {
+                Ok(report) => Json(report).into_response(),
+                Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            }
+        }
+        None => (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response(),
+    }
 }
 
 /// Binds the admin listener and serves until `shutdown`.

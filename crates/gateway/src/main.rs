@@ -5,6 +5,7 @@ mod admin;
 mod cluster;
 mod config;
 mod listeners;
+mod reload;
 mod shutdown;
 
 use std::path::PathBuf;
@@ -39,16 +40,23 @@ enum Command {
     CheckConfig { file: PathBuf },
 }
 
-fn init_tracing(config: &Config, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+/// Installs the tracing subscriber and returns the function that changes its level at runtime.
+fn init_tracing(config: &Config, format: LogFormat) -> reload::SetLogLevel {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => registry.with(fmt).init(),
+        LogFormat::Json => registry.with(fmt.json()).init(),
     }
+    Box::new(move |level: &str| {
+        let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    })
 }
 
 fn main() -> ExitCode {
@@ -72,7 +80,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    init_tracing(&config, cli.log_format.unwrap_or(config.log.format));
+    let set_log_level = init_tracing(&config, cli.log_format.unwrap_or(config.log.format));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -83,7 +91,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, cli.config, set_log_level)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -92,7 +100,11 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(
+    config: Config,
+    path: Option<PathBuf>,
+    set_log_level: reload::SetLogLevel,
+) -> anyhow::Result<()> {
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
     let bus = Bus::new(config.bus.clone());
     cluster::start(&config.cluster, &bus).await?;
@@ -110,6 +122,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         listeners: Default::default(),
         ready: ready.clone(),
         prometheus,
+        reloader: Default::default(),
     };
     let admin_token = CancellationToken::new();
     let (admin_address, admin_task) =
@@ -118,9 +131,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let running = listeners::start_all(&config, &services).await?;
     let mut tasks = Vec::with_capacity(running.len());
+    let mut reloads = Vec::with_capacity(running.len());
     {
         let mut infos = state.listeners.write();
         for listener in running {
+            reloads.push((listener.name.clone(), listener.reload));
             tracing::info!(name = %listener.name, address = %listener.local_addr, "listener bound");
             infos.push(admin::ListenerInfo {
                 name: listener.name,
@@ -131,10 +146,25 @@ async fn run(config: Config) -> anyhow::Result<()> {
             tasks.push(listener.task);
         }
     }
+    let reloader = Arc::new(reload::Reloader::new(
+        path,
+        config.clone(),
+        set_log_level,
+        reloads,
+    ));
+    let _ = state.reloader.set(reloader.clone());
     ready.store(true, Ordering::Release);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "gatewayd ready");
 
-    let signal = shutdown::signal().await?;
+    let mut signals = shutdown::Signals::new()?;
+    let signal = loop {
+        match signals.next().await {
+            shutdown::Signal::Reload => {
+                reloader.reload();
+            }
+            shutdown::Signal::Stop(name) => break name,
+        }
+    };
     tracing::info!(signal, "shutting down");
     ready.store(false, Ordering::Release);
     let timeout = Duration::from_secs(config.shutdown.drain_timeout_secs);

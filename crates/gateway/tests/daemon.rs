@@ -51,3 +51,58 @@ fn check_config_names_the_bad_key() {
     assert!(!ok);
     assert!(output.contains("listen"), "{output}");
 }
+
+#[test]
+fn reload_applies_the_log_level_and_reports_what_needs_a_restart() {
+    let gateway = Gatewayd::start(&base_config());
+    let changed = format!(
+        "{}[log]\nlevel = \"debug\"\n[goomerang]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
+        base_config()
+    );
+    std::fs::write(&gateway.config_path, changed).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gatewayctl"))
+        .args(["--admin", &gateway.url(""), "reload"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        report["applied"],
+        serde_json::json!(["log.level"]),
+        "{report}"
+    );
+    assert_eq!(
+        report["restart_needed"],
+        serde_json::json!(["goomerang"]),
+        "{report}"
+    );
+    assert!(report["error"].is_null(), "{report}");
+
+    std::fs::write(&gateway.config_path, "[log]\nlevel = 5\n").unwrap();
+    let report = reqwest::blocking::Client::new()
+        .post(gateway.url("/api/reload"))
+        .send()
+        .unwrap();
+    let report: serde_json::Value = report.json().unwrap();
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("log.level"),
+        "{report}"
+    );
+
+    // SIGHUP goes through the same path and the daemon keeps serving.
+    let pid = gateway.pid().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(gateway.get("/readyz").0, 200);
+    assert_eq!(gateway.terminate(Duration::from_secs(6)).code(), Some(0));
+}

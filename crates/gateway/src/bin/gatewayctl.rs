@@ -28,18 +28,22 @@ enum Command {
     Topics,
     /// Lists bound listeners.
     Listeners,
+    /// Re-reads gatewayd's configuration file and applies what can change at runtime (like SIGHUP).
+    Reload,
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let path = match cli.command {
-        Command::Conns => "/api/connections",
-        Command::Topics => "/api/topics",
-        Command::Listeners => "/api/listeners",
+    let base = cli.admin.trim_end_matches('/');
+    let client = reqwest::Client::new();
+    let request = match cli.command {
+        Command::Conns => client.get(format!("{base}/api/connections")),
+        Command::Topics => client.get(format!("{base}/api/topics")),
+        Command::Listeners => client.get(format!("{base}/api/listeners")),
+        Command::Reload => client.post(format!("{base}/api/reload")),
     };
-    let url = format!("{}{path}", cli.admin.trim_end_matches('/'));
-    let body: serde_json::Value = reqwest::get(&url).await?.error_for_status()?.json().await?;
+    let body: serde_json::Value = request.send().await?.error_for_status()?.json().await?;
     println!("{}", serde_json::to_string_pretty(&body)?);
     Ok(())
 }

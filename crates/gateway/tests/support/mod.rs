@@ -83,6 +83,10 @@ impl Gatewayd {
         Gatewayd::start_with_env(config, &[])
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.admin, path)
     }
