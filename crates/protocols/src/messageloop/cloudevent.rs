@@ -111,10 +111,10 @@ pub fn from_binary(
             "specversion" => &mut spec_version,
             "type" => &mut event_type,
             _ => {
-                if !attributes.contains_key(&attribute) {
-                    let attr = typed_attribute(&attribute, text, value);
-                    attributes.insert(attribute, CloudEventAttributeValue { attr: Some(attr) });
-                }
+                let attr = typed_attribute(&attribute, text, value);
+                attributes
+                    .entry(attribute)
+                    .or_insert(CloudEventAttributeValue { attr: Some(attr) });
                 continue;
             }
         };

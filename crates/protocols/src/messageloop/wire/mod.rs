@@ -24,9 +24,9 @@ pub use g2::G2Wire;
 pub trait Wire {
     const GENERATION: Generation;
     /// Client → server envelope (`InboundMessage`).
-    type Inbound: ProtoJson + Send + 'static;
+    type Inbound: ProtoJson + Clone + PartialEq + std::fmt::Debug + Send + 'static;
     /// Server → client envelope (`OutboundMessage`).
-    type Outbound: ProtoJson + Send + 'static;
+    type Outbound: ProtoJson + Clone + PartialEq + std::fmt::Debug + Send + 'static;
 
     /// Reads a decoded envelope.
     fn inbound(message: Self::Inbound) -> Result<Inbound, DecodeError>;
