@@ -315,6 +315,22 @@ mod tests {
     }
 
     #[test]
+    fn deeply_nested_payloads_fail_cleanly_on_a_worker_sized_stack() {
+        let depth = 120;
+        let nested = format!("{}1{}", r#"{"a":"#.repeat(depth), "}".repeat(depth));
+        let frame =
+            format!(r#"{{"id":"1","publish":{{"channel":"c","payload":{{"json":{nested}}}}}}}"#);
+        let worker = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || {
+                let mut codec = WsCodec::new(Encoding::Json, GenerationSetting::Auto);
+                codec.decode(frame.as_bytes())
+            });
+        let decoded = worker.unwrap().join().expect("no stack overflow");
+        assert!(matches!(decoded, Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
     fn merging_tolerates_odd_shapes() {
         let mut g1 = json!({"publication":{"messages":[{"id":"a"}, 3]}});
         let g0 = json!({"publication":{"messages":[{"payload":{"source":"s"}}, {"payload":{}}]}});
