@@ -5,6 +5,7 @@
 //! ([`message`]) with conversions from and to each generation ([`wire`]), the per-connection WebSocket
 //! codec ([`codec`]), error and disconnect codes ([`codes`]) and the CloudEvents mapping ([`cloudevent`]).
 
+pub mod channel;
 pub mod cloudevent;
 pub mod codec;
 pub mod codes;
@@ -12,6 +13,8 @@ pub mod generation;
 pub mod json;
 pub mod message;
 pub mod pb;
+pub mod presence;
+pub mod session;
 pub mod subprotocol;
 pub mod wire;
 
