@@ -18,6 +18,7 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub bus: BusConfig,
     pub cluster: ClusterConfig,
+    pub messageloop: protocols::messageloop::Config,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

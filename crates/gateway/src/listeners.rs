@@ -6,8 +6,10 @@ use crate::config::Config;
 
 /// Starts the listeners `config` enables, in a fixed order.
 pub async fn start_all(
-    _config: &Config,
-    _services: &Services,
+    config: &Config,
+    services: &Services,
 ) -> anyhow::Result<Vec<RunningListener>> {
-    Ok(Vec::new())
+    let mut running = Vec::new();
+    running.extend(protocols::messageloop::start(&config.messageloop, services).await?);
+    Ok(running)
 }

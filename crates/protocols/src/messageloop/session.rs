@@ -345,6 +345,11 @@ impl Session {
         });
     }
 
+    /// Ends the session from outside (server shutdown, slow consumer).
+    pub fn close_with(&mut self, code: DisconnectCode) {
+        self.close(code);
+    }
+
     fn close(&mut self, code: DisconnectCode) {
         if self.disconnect.is_none() {
             self.disconnect = Some(code);
