@@ -261,6 +261,28 @@ fn g1_json_acks_offsets_and_epoch() {
     assert_eq!(message["offset"], "1");
     assert_eq!(message["payload"]["text"], "one");
     assert_eq!(message.get("position"), None);
+    let epoch = ws.subscribe("s2", &["hist.g1"])["subscribe_ack"]["epoch"].clone();
+
+    // G1 recovery rides in the ack: publications plus recover_results.
+    for (cursor_epoch, recovered) in [(epoch.clone(), true), (json!("999"), false)] {
+        let mut late = Ws::connect(addr, JSON);
+        late.handshake("1.0.0", "");
+        late.send(
+            json!({"id": "r", "subscribe": {"subscriptions": [{"channel": "hist.g1",
+            "recover": true, "offset": "0", "epoch": cursor_epoch}]}}),
+        );
+        let ack = late.recv_kind("subscribe_ack");
+        let ack = &ack["subscribe_ack"];
+        assert_eq!(
+            ack["publications"][0]["messages"][0]["payload"]["text"], "one",
+            "{ack}"
+        );
+        let result = &ack["recover_results"][0];
+        assert_eq!(result["channel"], "hist.g1");
+        assert_eq!(result["offset"], "1");
+        assert_eq!(result.get("recovered").is_some(), recovered, "{result}");
+        assert_eq!(result.get("truncated").is_some(), !recovered, "{result}");
+    }
 }
 
 #[test]

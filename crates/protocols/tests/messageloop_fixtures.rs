@@ -199,6 +199,8 @@ impl ScriptedServer {
                         stream_epoch: Self::EPOCH.into(),
                         presence,
                         error: None,
+                        replayed: Vec::new(),
+                        recover_results: Vec::new(),
                     })),
                 )]
             }

@@ -261,6 +261,10 @@ pub struct SubscribeAck {
     pub presence: Vec<PresenceSnapshot>,
     /// Only with [`RecoverState::Failed`].
     pub error: Option<Error>,
+    /// Recovery carried inside the ack (G1: `publications`, `recover_results`). G2 streams replays and
+    /// RecoverComplete after the ack instead and leaves these empty.
+    pub replayed: Vec<Message>,
+    pub recover_results: Vec<RecoverComplete>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -427,7 +427,20 @@ impl Session {
             after.clear();
             return;
         }
-        if let Some(ack) = ack {
+        if let Some(mut ack) = ack {
+            if self.generation != Some(Generation::G2) {
+                if let OutboundBody::SubscribeAck(body) = &mut ack.body {
+                    for outbound in after.drain(..) {
+                        match outbound.body {
+                            OutboundBody::Publication(messages) => body.replayed.extend(messages),
+                            OutboundBody::RecoverComplete(result) => {
+                                body.recover_results.push(result)
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
             after.insert(0, ack);
         }
     }
@@ -476,6 +489,8 @@ impl Session {
             stream_epoch,
             presence,
             error: None,
+            replayed: Vec::new(),
+            recover_results: Vec::new(),
         };
         let ack = Outbound {
             id: id.to_owned(),

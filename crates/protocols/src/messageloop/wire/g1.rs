@@ -5,7 +5,8 @@
 use crate::messageloop::generation::Generation;
 use crate::messageloop::message::{
     Connect, Inbound, InboundBody, Message, Outbound, OutboundBody, Position, PresenceInfo,
-    PresenceSnapshot, Publish, RpcRequest, Subscription, SurveyReply, SurveyRequest,
+    PresenceSnapshot, Publish, RecoverComplete, RpcRequest, Subscription, SurveyReply,
+    SurveyRequest,
 };
 use crate::messageloop::pb::messageloop::client::v1 as pb;
 use crate::messageloop::pb::messageloop::shared::v1 as shared;
@@ -108,9 +109,16 @@ impl Wire for G1Wire {
             }),
             OutboundBody::SubscribeAck(ack) => Envelope::SubscribeAck(pb::SubscribeAck {
                 subscriptions: subscriptions_out(&ack.subscriptions),
+                publications: ack
+                    .replayed
+                    .iter()
+                    .map(|message| pb::Publication {
+                        messages: vec![message_out(message)],
+                    })
+                    .collect(),
+                recover_results: ack.recover_results.iter().map(recover_result_out).collect(),
                 epoch: ack.stream_epoch.clone(),
                 presence: ack.presence.iter().map(snapshot_out).collect(),
-                ..pb::SubscribeAck::default()
             }),
             OutboundBody::UnsubscribeAck(subscriptions) => {
                 Envelope::UnsubscribeAck(pb::UnsubscribeAck {
@@ -216,6 +224,18 @@ fn message_out(message: &Message) -> pb::Message {
         offset: message.position.offset.unwrap_or(0),
         payload: payload_out(&message.payload),
         metadata: metadata_out(&message.headers),
+    }
+}
+
+/// G1's result of one recovering subscription: `recovered` only when nothing is missing.
+fn recover_result_out(result: &RecoverComplete) -> pb::RecoverResult {
+    pb::RecoverResult {
+        channel: result.channel.clone(),
+        recovered: !result.truncated && !result.gap && result.error.is_none(),
+        truncated: result.truncated,
+        offset: result.position.offset.unwrap_or(0),
+        epoch: result.position.stream_epoch.clone(),
+        error: result.error.as_ref().map(error_out),
     }
 }
 
