@@ -164,6 +164,17 @@ fn auth_failures_close_with_3500() {
 }
 
 #[test]
+fn shutdown_closes_with_3503() {
+    let (gateway, addr, _) = start("");
+    let mut ws = Ws::connect(addr, JSON);
+    ws.handshake("2.0.0", "");
+    let status = gateway.terminate(std::time::Duration::from_secs(8));
+    assert_eq!(status.code(), Some(0));
+    let (code, reason, _) = ws.expect_close();
+    assert_eq!((code, reason.as_str()), (3503, "force disconnect"));
+}
+
+#[test]
 fn idle_connections_get_3511() {
     let (_gateway, addr, _) = start("[messageloop.heartbeat]\nidle_timeout_secs = 1\n");
     let mut ws = Ws::connect(addr, JSON);

@@ -364,6 +364,21 @@ fn presence_snapshots_and_join_leave_events() {
     };
     assert_eq!(join.action, PresenceAction::Join);
     assert_eq!(join.info.session_id, bob.session_id());
+    let again = Subscription {
+        recover: true,
+        ..Subscription::channel("room")
+    };
+    send(
+        &mut bob,
+        "s2",
+        InboundBody::Subscribe(vec![again]),
+        world.at(1),
+    );
+    bob.take_outbox();
+    assert!(
+        pump(&mut alice, world.at(1)).is_empty(),
+        "re-subscribing is no leave/join"
+    );
     drop(bob);
     let events = pump(&mut alice, world.at(2));
     let OutboundBody::PresenceEvent(leave) = &events[0].body else {

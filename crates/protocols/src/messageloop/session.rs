@@ -31,6 +31,8 @@ use crate::auth::{AuthError, Authenticator, Credentials, Identity};
 pub const RPC_PROTOCOL: &str = "messageloop";
 /// Most messages replayed for one recovering subscription (upstream cap).
 pub const MAX_RECOVER: usize = 1000;
+/// Most RPCs of one connection waiting for their reply; more get RATE_LIMITED.
+pub const MAX_PENDING_RPCS: usize = 1000;
 
 /// The time of one event, read by the caller.
 #[derive(Debug, Clone, Copy)]
@@ -544,8 +546,14 @@ impl Session {
             }
             return Ok(outcome);
         }
+        // Re-subscribing to recover keeps a tracked member present: no leave/join pair for the others.
+        let was_tracked = self
+            .subscriptions
+            .get(&entry.channel)
+            .is_some_and(|s| s.presence.is_some());
+        let stays_tracked = was_tracked && exact.is_some() && !entry.ephemeral;
         if existing {
-            self.drop_subscription(&entry.channel, false);
+            self.drop_subscription(&entry.channel, !stays_tracked);
         }
         let id_on_bus = match (&exact, entry.recover) {
             (Some(topic), true) => {
@@ -583,7 +591,7 @@ impl Session {
             self.routes
                 .insert(presence_id, Route::Presence(entry.channel.clone()));
             tracked = Some(presence_id);
-            if self.context.presence.join(&entry.channel, info.clone()) {
+            if self.context.presence.join(&entry.channel, info.clone()) && !stays_tracked {
                 self.announce(&entry.channel, PresenceAction::Join, &info);
             }
             outcome.presence = Some(self.context.presence.snapshot(&entry.channel));
@@ -851,6 +859,10 @@ impl Session {
     fn rpc(&mut self, id: String, request: RpcRequest, now: Now) {
         if request.channel.is_empty() {
             let error = Error::new(ErrorCode::BadRequest, "channel is required");
+            return self.reply(id, now, OutboundBody::Error(error));
+        }
+        if self.rpcs.len() >= MAX_PENDING_RPCS {
+            let error = Error::new(ErrorCode::RateLimited, "too many RPCs waiting for a reply");
             return self.reply(id, now, OutboundBody::Error(error));
         }
         let inbox = match &self.inbox {

@@ -287,6 +287,7 @@ async fn run<W: Wire>(
 {
     let shutdown = shared.services.shutdown.clone();
     let mut batch = Vec::with_capacity(BATCH);
+    let mut identified = false;
     loop {
         for outbound in session.take_outbox() {
             let Ok(message) = W::outbound(&outbound) else {
@@ -303,8 +304,11 @@ async fn run<W: Wire>(
         if session.disconnect().is_some() {
             return;
         }
-        if let Some(identity) = session.identity() {
-            guard.set_identity(&identity.name);
+        if !identified {
+            if let Some(identity) = session.identity() {
+                guard.set_identity(&identity.name);
+                identified = true;
+            }
         }
         guard.set_subscriptions(session.subscription_count());
         if let Some(backpressure) = session.take_backpressure() {

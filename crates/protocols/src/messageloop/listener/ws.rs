@@ -142,6 +142,7 @@ where
     let shutdown = shared.services.shutdown.clone();
     let max = shared.options.max_message_bytes;
     let mut batch = Vec::with_capacity(BATCH);
+    let mut identified = false;
     loop {
         if write_outbox(&mut ws, &codec, &mut session, max)
             .await
@@ -153,8 +154,11 @@ where
             close(&mut ws, code.ws_close_code(), code.reason()).await;
             return;
         }
-        if let Some(identity) = session.identity() {
-            guard.set_identity(&identity.name);
+        if !identified {
+            if let Some(identity) = session.identity() {
+                guard.set_identity(&identity.name);
+                identified = true;
+            }
         }
         guard.set_subscriptions(session.subscription_count());
         if let Some(backpressure) = session.take_backpressure() {
