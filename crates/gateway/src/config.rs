@@ -123,6 +123,7 @@ impl Config {
 
     /// Checks what serde cannot: files that must exist and cross-field rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.messageloop.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 }

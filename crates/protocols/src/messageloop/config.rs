@@ -53,6 +53,26 @@ impl Config {
     pub fn rpc_timeout(&self) -> Duration {
         Duration::from_secs(self.rpc_timeout_secs)
     }
+
+    /// Checks what serde cannot: the TLS files of enabled listeners and the auth settings. Errors name the
+    /// key under `messageloop.`.
+    pub fn validate(&self) -> Result<(), String> {
+        crate::auth::Authenticator::new(self.auth.clone())
+            .map_err(|error| format!("messageloop.{error}"))?;
+        for (name, enabled, tls, alpn) in [
+            ("ws", self.ws.enabled, &self.ws.tls, b"http/1.1".as_slice()),
+            ("grpc", self.grpc.enabled, &self.grpc.tls, b"h2".as_slice()),
+        ] {
+            if let (true, Some(tls)) = (enabled, tls) {
+                crate::tls::server_config(tls, &[alpn])
+                    .map_err(|error| format!("messageloop.{name}.{error}"))?;
+            }
+        }
+        if self.limits.max_message_size == 0 {
+            return Err("messageloop.limits.max_message_size: must be at least 1".to_owned());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,5 +190,18 @@ mod tests {
         assert_eq!(config.rpc_timeout(), Duration::from_secs(30));
         assert!(toml::from_str::<Config>("[ws]\nport = 1\n").is_err());
         assert!(toml::from_str::<Config>("generation = \"g3\"\n").is_err());
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let missing: Config = toml::from_str(
+            "[grpc]\nenabled = true\ntls = { cert_file = \"/nonexistent.pem\", key_file = \"/nonexistent.key\" }\n",
+        )
+        .unwrap();
+        let error = missing.validate().unwrap_err();
+        assert!(error.starts_with("messageloop.grpc.tls"), "{error}");
+        let jwt: Config = toml::from_str("[auth.jwt]\nalgorithm = \"HS256\"\n").unwrap();
+        assert!(jwt.validate().unwrap_err().contains("messageloop.auth.jwt"));
     }
 }
