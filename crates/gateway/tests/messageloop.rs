@@ -164,6 +164,20 @@ fn auth_failures_close_with_3500() {
 }
 
 #[test]
+fn websocket_over_tls() {
+    let gateway = Gatewayd::start(&format!(
+        "{}[messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\ntls = {{ self_signed = true }}\n",
+        base_config()
+    ));
+    let listeners = gateway.get_json("/api/listeners");
+    assert_eq!(listeners[0]["transport"], "wss", "{listeners}");
+    let mut ws = Ws::connect_tls(gateway.listener("messageloop.ws"), JSON);
+    ws.handshake("2.0.0", "");
+    ws.send(json!({"id": "p", "ping": {}}));
+    assert_eq!(ws.recv_kind("pong")["id"], "p");
+}
+
+#[test]
 fn shutdown_closes_with_3503() {
     let (gateway, addr, _) = start("");
     let mut ws = Ws::connect(addr, JSON);

@@ -4,14 +4,15 @@
 //! client whose plumbing reuses the generated tonic stubs.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::stream::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::{self, Message, WebSocket};
 
 /// How long a test waits for one frame.
@@ -26,9 +27,13 @@ pub enum Received {
     Closed(u16, String),
 }
 
+/// A byte stream under the WebSocket: plain TCP or TLS.
+pub trait Io: Read + Write + Send {}
+impl<T: Read + Write + Send> Io for T {}
+
 /// A blocking WebSocket connection to `messageloop.ws`.
 pub struct Ws {
-    socket: WebSocket<MaybeTlsStream<TcpStream>>,
+    socket: WebSocket<Box<dyn Io>>,
     /// The subprotocol the server chose.
     pub subprotocol: Option<String>,
 }
@@ -36,17 +41,35 @@ pub struct Ws {
 impl Ws {
     /// Opens `ws://addr/ws`, offering `subprotocols` (comma-joined) when non-empty.
     pub fn connect(addr: SocketAddr, subprotocols: &[&str]) -> Ws {
-        let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+        let tcp = TcpStream::connect(addr).expect("tcp connect");
+        tcp.set_read_timeout(Some(WAIT)).unwrap();
+        Ws::handshake_over(Box::new(tcp), &format!("ws://{addr}/ws"), subprotocols)
+    }
+
+    /// Opens `wss://addr/ws` trusting any server certificate (the test server's is self-signed).
+    pub fn connect_tls(addr: SocketAddr, subprotocols: &[&str]) -> Ws {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = rustls::ClientConfig::builder()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate))
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let tcp = TcpStream::connect(addr).expect("tcp connect");
+        tcp.set_read_timeout(Some(WAIT)).unwrap();
+        let tls = rustls::StreamOwned::new(connection, tcp);
+        Ws::handshake_over(Box::new(tls), &format!("wss://{addr}/ws"), subprotocols)
+    }
+
+    fn handshake_over(stream: Box<dyn Io>, url: &str, subprotocols: &[&str]) -> Ws {
+        let mut request = url.into_client_request().unwrap();
         if !subprotocols.is_empty() {
             request.headers_mut().insert(
                 "sec-websocket-protocol",
                 HeaderValue::from_str(&subprotocols.join(", ")).unwrap(),
             );
         }
-        let (socket, response) = tungstenite::connect(request).expect("websocket connect");
-        if let MaybeTlsStream::Plain(stream) = socket.get_ref() {
-            stream.set_read_timeout(Some(WAIT)).unwrap();
-        }
+        let (socket, response) = tungstenite::client(request, stream).expect("websocket handshake");
         let subprotocol = response
             .headers()
             .get("sec-websocket-protocol")
@@ -147,6 +170,47 @@ impl Ws {
     pub fn close(mut self) {
         let _ = self.socket.close(None);
         let _ = self.socket.flush();
+    }
+}
+
+/// Accepts every server certificate (tests only).
+#[derive(Debug)]
+struct AnyCertificate;
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &rustls::pki_types::CertificateDer<'_>,
+        _dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _message: &[u8],
+        _cert: &rustls::pki_types::CertificateDer<'_>,
+        _dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
