@@ -286,11 +286,7 @@ impl Session {
         }
         match body {
             InboundBody::Connect(_) => self.close(DisconnectCode::BadRequest),
-            InboundBody::Subscribe(entries) => {
-                let mut after = Vec::new();
-                self.subscribe(&id, entries, now, &mut after);
-                self.outbox.extend(after);
-            }
+            InboundBody::Subscribe(entries) => self.subscribe(&id, entries, now),
             InboundBody::Unsubscribe(entries) => self.unsubscribe(id, entries, now),
             InboundBody::Publish(publish) => self.publish(id, publish, now),
             InboundBody::Rpc(request) => self.rpc(id, request, now),
@@ -417,34 +413,26 @@ impl Session {
         self.outbox.extend(after);
     }
 
-    fn subscribe(
-        &mut self,
-        id: &str,
-        entries: Vec<Subscription>,
-        now: Now,
-        after: &mut Vec<Outbound>,
-    ) {
-        let ack = self.subscribe_entries(id, entries, now, after);
-        if self.disconnect.is_some() {
-            after.clear();
+    /// Subscribe: per-entry errors, then the ack, then recovery. G2 streams the recovery after the ack;
+    /// the older generations get it inside the ack.
+    fn subscribe(&mut self, id: &str, entries: Vec<Subscription>, now: Now) {
+        let mut after = Vec::new();
+        let Some(mut ack) = self.subscribe_entries(id, entries, now, &mut after) else {
             return;
-        }
-        if let Some(mut ack) = ack {
-            if self.generation != Some(Generation::G2) {
-                if let OutboundBody::SubscribeAck(body) = &mut ack.body {
-                    for outbound in after.drain(..) {
-                        match outbound.body {
-                            OutboundBody::Publication(messages) => body.replayed.extend(messages),
-                            OutboundBody::RecoverComplete(result) => {
-                                body.recover_results.push(result)
-                            }
-                            _ => {}
-                        }
+        };
+        if self.generation != Some(Generation::G2) {
+            if let OutboundBody::SubscribeAck(body) = &mut ack.body {
+                for outbound in after.drain(..) {
+                    match outbound.body {
+                        OutboundBody::Publication(messages) => body.replayed.extend(messages),
+                        OutboundBody::RecoverComplete(result) => body.recover_results.push(result),
+                        _ => {}
                     }
                 }
             }
-            after.insert(0, ack);
         }
+        self.outbox.push(ack);
+        self.outbox.extend(after);
     }
 
     /// Subscribes each entry; errors go straight to the outbox, what follows the ack (replays,
@@ -586,8 +574,15 @@ impl Session {
         self.routes.insert(id_on_bus, Route::Channel);
         let mut tracked = None;
         if exact.is_some() && !entry.ephemeral {
-            let presence_id =
-                self.bus_subscribe(Pattern::exact(&channel::presence_topic(&entry.channel)))?;
+            let presence_topic = channel::presence_topic(&entry.channel);
+            let presence_id = match self.bus_subscribe(Pattern::exact(&presence_topic)) {
+                Ok(presence_id) => presence_id,
+                Err(failure) => {
+                    self.mailbox.unsubscribe(id_on_bus);
+                    self.routes.remove(&id_on_bus);
+                    return Err(failure);
+                }
+            };
             self.routes
                 .insert(presence_id, Route::Presence(entry.channel.clone()));
             tracked = Some(presence_id);
