@@ -23,6 +23,7 @@ pub struct Config {
     pub goomerang: protocols::goomerang::GoomerangConfig,
     pub loom: protocols::loom::LoomConfig,
     pub chanserv: protocols::chanserv::ChanservConfig,
+    pub messageloop: protocols::messageloop::Config,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,6 +119,7 @@ impl Config {
         self.chanserv
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.messageloop.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 }

@@ -15,5 +15,6 @@ pub async fn start_all(
     if config.chanserv.enabled {
         running.push(protocols::chanserv::listener::start(&config.chanserv, services).await?);
     }
+    running.extend(protocols::messageloop::start(&config.messageloop, services).await?);
     Ok(running)
 }

@@ -15,6 +15,8 @@ fn example_config_env() -> Vec<(&'static str, &'static str)> {
         ("GATEWAYD_GOOMERANG__ADDRESS", "127.0.0.1:0"),
         ("GATEWAYD_LOOM__ADDRESS", "127.0.0.1:0"),
         ("GATEWAYD_CHANSERV__ADDRESS", "127.0.0.1:0"),
+        ("GATEWAYD_MESSAGELOOP__WS__ADDRESS", "127.0.0.1:0"),
+        ("GATEWAYD_MESSAGELOOP__GRPC__ADDRESS", "127.0.0.1:0"),
     ]
 }
 

@@ -10,6 +10,7 @@ pub mod connections;
 pub mod goomerang;
 pub mod limits;
 pub mod loom;
+pub mod messageloop;
 pub mod tls;
 pub mod ws;
 

@@ -1,0 +1,453 @@
+//! Test clients for MessageLoop, written from the wire reference (`shared/protocols/messageloop.md`) rather
+//! than from gatewayd's code: a blocking WebSocket client that speaks protojson as `serde_json` values, the
+//! same client with protobuf frames using this file's own prost message definitions (G2 subset), and a gRPC
+//! client whose plumbing reuses the generated tonic stubs.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message, WebSocket};
+
+/// How long a test waits for one frame.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// What a read returned.
+#[derive(Debug)]
+pub enum Received {
+    Text(String),
+    Binary(Vec<u8>),
+    /// Close status and reason.
+    Closed(u16, String),
+}
+
+/// A byte stream under the WebSocket: plain TCP or TLS.
+pub trait Io: Read + Write + Send {}
+impl<T: Read + Write + Send> Io for T {}
+
+/// A blocking WebSocket connection to `messageloop.ws`.
+pub struct Ws {
+    socket: WebSocket<Box<dyn Io>>,
+    /// The subprotocol the server chose.
+    pub subprotocol: Option<String>,
+}
+
+impl Ws {
+    /// Opens `ws://addr/ws`, offering `subprotocols` (comma-joined) when non-empty.
+    pub fn connect(addr: SocketAddr, subprotocols: &[&str]) -> Ws {
+        let tcp = TcpStream::connect(addr).expect("tcp connect");
+        tcp.set_read_timeout(Some(WAIT)).unwrap();
+        Ws::handshake_over(Box::new(tcp), &format!("ws://{addr}/ws"), subprotocols)
+    }
+
+    /// Opens `wss://addr/ws` trusting any server certificate (the test server's is self-signed).
+    pub fn connect_tls(addr: SocketAddr, subprotocols: &[&str]) -> Ws {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = rustls::ClientConfig::builder()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate))
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let tcp = TcpStream::connect(addr).expect("tcp connect");
+        tcp.set_read_timeout(Some(WAIT)).unwrap();
+        let tls = rustls::StreamOwned::new(connection, tcp);
+        Ws::handshake_over(Box::new(tls), &format!("wss://{addr}/ws"), subprotocols)
+    }
+
+    fn handshake_over(stream: Box<dyn Io>, url: &str, subprotocols: &[&str]) -> Ws {
+        let mut request = url.into_client_request().unwrap();
+        if !subprotocols.is_empty() {
+            request.headers_mut().insert(
+                "sec-websocket-protocol",
+                HeaderValue::from_str(&subprotocols.join(", ")).unwrap(),
+            );
+        }
+        let (socket, response) = tungstenite::client(request, stream).expect("websocket handshake");
+        let subprotocol = response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ws {
+            socket,
+            subprotocol,
+        }
+    }
+
+    pub fn send_text(&mut self, text: &str) {
+        self.socket.send(Message::text(text)).expect("send text");
+    }
+
+    pub fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.socket
+            .send(Message::binary(bytes))
+            .expect("send binary");
+    }
+
+    /// Sends one JSON envelope as a text frame.
+    pub fn send(&mut self, envelope: Value) {
+        self.send_text(&envelope.to_string());
+    }
+
+    /// The next data frame or the close.
+    pub fn read(&mut self) -> Received {
+        loop {
+            match self.socket.read() {
+                Ok(Message::Text(text)) => return Received::Text(text.to_string()),
+                Ok(Message::Binary(bytes)) => return Received::Binary(bytes.to_vec()),
+                Ok(Message::Close(frame)) => {
+                    let (code, reason) = frame.map_or((1005, String::new()), |f: CloseFrame| {
+                        (u16::from(f.code), f.reason.to_string())
+                    });
+                    return Received::Closed(code, reason);
+                }
+                Ok(_) => continue,
+                Err(error) => panic!("websocket read: {error}"),
+            }
+        }
+    }
+
+    /// The next JSON envelope (a text frame).
+    pub fn recv(&mut self) -> Value {
+        match self.read() {
+            Received::Text(text) => serde_json::from_str(&text).expect("json envelope"),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    /// Reads JSON envelopes until one has key `kind`, skipping others (presence frames and the like).
+    pub fn recv_kind(&mut self, kind: &str) -> Value {
+        for _ in 0..50 {
+            let envelope = self.recv();
+            if envelope.get(kind).is_some() {
+                return envelope;
+            }
+        }
+        panic!("no {kind} envelope");
+    }
+
+    /// Reads until the close frame and returns its status and reason, with the text frames before it.
+    pub fn expect_close(&mut self) -> (u16, String, Vec<Value>) {
+        let mut before = Vec::new();
+        loop {
+            match self.read() {
+                Received::Closed(code, reason) => return (code, reason, before),
+                Received::Text(text) => before.push(serde_json::from_str(&text).unwrap()),
+                Received::Binary(_) => {}
+            }
+        }
+    }
+
+    /// Connect (G2 JSON unless `version` says otherwise) and wait for Connected.
+    pub fn handshake(&mut self, version: &str, token: &str) -> Value {
+        self.send(serde_json::json!({
+            "id": "c1",
+            "connect": {"client_id": "rust-test", "client_type": "sdk", "version": version, "token": token}
+        }));
+        let connected = self.recv_kind("connected");
+        assert_eq!(connected["id"], "c1");
+        connected
+    }
+
+    pub fn subscribe(&mut self, id: &str, channels: &[&str]) -> Value {
+        let subscriptions: Vec<Value> = channels
+            .iter()
+            .map(|c| serde_json::json!({"channel": c}))
+            .collect();
+        self.send(serde_json::json!({"id": id, "subscribe": {"subscriptions": subscriptions}}));
+        let ack = self.recv_kind("subscribe_ack");
+        assert_eq!(ack["id"], id);
+        ack
+    }
+
+    pub fn close(mut self) {
+        let _ = self.socket.close(None);
+        let _ = self.socket.flush();
+    }
+}
+
+/// Accepts every server certificate (tests only).
+#[derive(Debug)]
+struct AnyCertificate;
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &rustls::pki_types::CertificateDer<'_>,
+        _dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _message: &[u8],
+        _cert: &rustls::pki_types::CertificateDer<'_>,
+        _dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// G2 protobuf messages (reference §2.2/§2.3), the subset the tests use.
+pub mod g2 {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct InboundMessage {
+        #[prost(string, tag = "1")]
+        pub id: String,
+        #[prost(message, optional, tag = "3")]
+        pub connect: Option<Connect>,
+        #[prost(message, optional, tag = "4")]
+        pub subscribe: Option<Subscribe>,
+        #[prost(message, optional, tag = "6")]
+        pub publish: Option<Publish>,
+        #[prost(message, optional, tag = "11")]
+        pub ping: Option<Empty>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Empty {}
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Connect {
+        #[prost(string, tag = "1")]
+        pub client_id: String,
+        #[prost(string, tag = "2")]
+        pub client_type: String,
+        #[prost(string, tag = "3")]
+        pub token: String,
+        #[prost(string, tag = "4")]
+        pub version: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Subscription {
+        #[prost(string, tag = "1")]
+        pub channel: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Subscribe {
+        #[prost(message, repeated, tag = "1")]
+        pub subscriptions: Vec<Subscription>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Payload {
+        #[prost(string, tag = "1")]
+        pub content_type: String,
+        #[prost(bytes = "vec", optional, tag = "3")]
+        pub binary: Option<Vec<u8>>,
+        #[prost(string, optional, tag = "4")]
+        pub text: Option<String>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Publish {
+        #[prost(string, tag = "1")]
+        pub channel: String,
+        #[prost(message, optional, tag = "2")]
+        pub payload: Option<Payload>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct OutboundMessage {
+        #[prost(string, tag = "1")]
+        pub id: String,
+        #[prost(uint64, tag = "2")]
+        pub time: u64,
+        #[prost(message, optional, tag = "3")]
+        pub error: Option<Error>,
+        #[prost(message, optional, tag = "4")]
+        pub connected: Option<Connected>,
+        #[prost(message, optional, tag = "5")]
+        pub subscribe_ack: Option<Empty>,
+        #[prost(message, optional, tag = "7")]
+        pub publish_ack: Option<PublishAck>,
+        #[prost(message, optional, tag = "8")]
+        pub publication: Option<Publication>,
+        #[prost(message, optional, tag = "15")]
+        pub presence: Option<Empty>,
+        #[prost(message, optional, tag = "18")]
+        pub pong: Option<Empty>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Error {
+        #[prost(string, tag = "1")]
+        pub code: String,
+        #[prost(string, tag = "2")]
+        pub r#type: String,
+        #[prost(string, tag = "3")]
+        pub message: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Connected {
+        #[prost(string, tag = "1")]
+        pub session_id: String,
+        #[prost(string, tag = "4")]
+        pub stream_epoch: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Position {
+        #[prost(string, tag = "1")]
+        pub stream_epoch: String,
+        #[prost(uint64, optional, tag = "2")]
+        pub offset: Option<u64>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PublishAck {
+        #[prost(string, tag = "1")]
+        pub id: String,
+        #[prost(message, optional, tag = "2")]
+        pub position: Option<Position>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Message {
+        #[prost(string, tag = "1")]
+        pub id: String,
+        #[prost(string, tag = "2")]
+        pub channel: String,
+        #[prost(message, optional, tag = "3")]
+        pub position: Option<Position>,
+        #[prost(message, optional, tag = "4")]
+        pub payload: Option<Payload>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Publication {
+        #[prost(message, repeated, tag = "1")]
+        pub messages: Vec<Message>,
+    }
+}
+
+impl Ws {
+    pub fn send_proto(&mut self, message: &g2::InboundMessage) {
+        self.send_binary(prost::Message::encode_to_vec(message));
+    }
+
+    /// The next protobuf envelope (a binary frame).
+    pub fn recv_proto(&mut self) -> g2::OutboundMessage {
+        match self.read() {
+            Received::Binary(bytes) => {
+                <g2::OutboundMessage as prost::Message>::decode(bytes.as_slice()).expect("protobuf")
+            }
+            other => panic!("expected a binary frame, got {other:?}"),
+        }
+    }
+}
+
+/// gRPC plumbing: a bidi stream on one generation's service.
+pub mod grpc {
+    use std::net::SocketAddr;
+
+    use tokio::sync::mpsc;
+    use tonic::Streaming;
+
+    pub use protocols::messageloop::pb::messageloop::client::v1 as g1;
+    pub use protocols::messageloop::pb::messageloop::client::v2 as g2;
+    pub use protocols::messageloop::pb::messageloop::v1 as g0;
+
+    /// One open stream.
+    pub struct Stream<In, Out> {
+        pub tx: mpsc::Sender<In>,
+        pub rx: Streaming<Out>,
+    }
+
+    impl<In, Out> Stream<In, Out> {
+        pub async fn send(&self, message: In) {
+            self.tx.send(message).await.expect("stream open");
+        }
+
+        /// The next message; `None` when the stream ended with status OK.
+        pub async fn next(&mut self) -> Option<Out> {
+            tokio::time::timeout(super::WAIT, self.rx.message())
+                .await
+                .expect("grpc message in time")
+                .expect("grpc status OK")
+        }
+    }
+
+    fn channel_stream<T: Send + 'static>() -> (
+        mpsc::Sender<T>,
+        impl futures::Stream<Item = T> + Send + 'static,
+    ) {
+        let (tx, rx) = mpsc::channel(16);
+        let stream =
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+        (tx, stream)
+    }
+
+    pub async fn open_g2(addr: SocketAddr) -> Stream<g2::InboundMessage, g2::OutboundMessage> {
+        let mut client = g2::message_loop_service_client::MessageLoopServiceClient::connect(
+            format!("http://{addr}"),
+        )
+        .await
+        .expect("grpc connect");
+        let (tx, outbound) = channel_stream();
+        let rx = client
+            .message_loop(outbound)
+            .await
+            .expect("open stream")
+            .into_inner();
+        Stream { tx, rx }
+    }
+
+    pub async fn open_g1(addr: SocketAddr) -> Stream<g1::InboundMessage, g1::OutboundMessage> {
+        let mut client = g1::message_loop_service_client::MessageLoopServiceClient::connect(
+            format!("http://{addr}"),
+        )
+        .await
+        .expect("grpc connect");
+        let (tx, outbound) = channel_stream();
+        let rx = client
+            .message_loop(outbound)
+            .await
+            .expect("open stream")
+            .into_inner();
+        Stream { tx, rx }
+    }
+
+    pub async fn open_g0(addr: SocketAddr) -> Stream<g0::InboundMessage, g0::OutboundMessage> {
+        let mut client =
+            g0::messaging_service_client::MessagingServiceClient::connect(format!("http://{addr}"))
+                .await
+                .expect("grpc connect");
+        let (tx, outbound) = channel_stream();
+        let rx = client
+            .message_loop(outbound)
+            .await
+            .expect("open stream")
+            .into_inner();
+        Stream { tx, rx }
+    }
+}

@@ -1,0 +1,343 @@
+//! The per-connection WebSocket codec: one WS message ↔ one envelope, in the negotiated encoding (JSON
+//! text frames or protobuf binary frames) and the connection's wire generation, detected from the first
+//! decodable message unless the listener fixes it.
+//!
+//! A JSON Connect from a G0 or a G1 SDK looks the same. Such a connection stays "G0 or G1" until a
+//! message with a generation-specific shape arrives; meanwhile inbound messages are read with the G1
+//! schema (which accepts G0's connect/subscribe/ping shapes) and outbound ones are written as G1 JSON,
+//! with each delivered message's payload object also carrying the G0 CloudEvent keys. The key sets do
+//! not overlap and both SDKs ignore unknown keys, so either client reads its own.
+
+use bytes::Bytes;
+use prost::Message as _;
+use serde_json::Value;
+
+use super::generation::{
+    detect_json, detect_protobuf, legacy_shape, Detected, Encoding, Generation, GenerationSetting,
+};
+use super::json::{self, JsonError};
+use super::message::{Inbound, Outbound, OutboundBody};
+use super::wire::{DecodeError, G0Wire, G1Wire, G2Wire, Unrepresentable, Wire};
+
+/// One WebSocket data message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// Opcode 1 (JSON encoding).
+    Text(String),
+    /// Opcode 2 (protobuf encoding).
+    Binary(Bytes),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// The client's generation has no such message; leave it out.
+    #[error(transparent)]
+    Unrepresentable(#[from] Unrepresentable),
+    /// The message could not be rendered (for example a JSON payload nested too deeply).
+    #[error(transparent)]
+    Json(#[from] JsonError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Undetected,
+    Known(Generation),
+    /// JSON only: a G0 or a G1 client, not yet told apart.
+    G0OrG1,
+}
+
+/// Encoding and generation state of one WebSocket connection.
+#[derive(Debug, Clone)]
+pub struct WsCodec {
+    encoding: Encoding,
+    state: State,
+}
+
+macro_rules! by_generation {
+    ($generation:expr, $function:ident($($arg:expr),*)) => {
+        match $generation {
+            Generation::G0 => $function::<G0Wire>($($arg),*),
+            Generation::G1 => $function::<G1Wire>($($arg),*),
+            Generation::G2 => $function::<G2Wire>($($arg),*),
+        }
+    };
+}
+
+impl WsCodec {
+    pub fn new(encoding: Encoding, setting: GenerationSetting) -> Self {
+        let state = match setting {
+            GenerationSetting::Auto => State::Undetected,
+            GenerationSetting::Fixed(generation) => State::Known(generation),
+        };
+        WsCodec { encoding, state }
+    }
+
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// The connection's generation once known. `None` before the first decodable message, and for a JSON
+    /// connection still undecided between G0 and G1 (see [`WsCodec::is_g0_or_g1`]).
+    pub fn generation(&self) -> Option<Generation> {
+        match self.state {
+            State::Known(generation) => Some(generation),
+            State::Undetected | State::G0OrG1 => None,
+        }
+    }
+
+    /// Whether a JSON connection is known to be G0 or G1 but not which (the session applies the rules
+    /// both share: no G2 version gate).
+    pub fn is_g0_or_g1(&self) -> bool {
+        self.state == State::G0OrG1
+    }
+
+    /// Decodes one received WS message (whatever its opcode, as upstream). The generation is settled by
+    /// the first message that decodes; a malformed message settles nothing.
+    pub fn decode(&mut self, frame: &[u8]) -> Result<Inbound, DecodeError> {
+        let (decoded, next) = match self.encoding {
+            Encoding::Protobuf => {
+                let generation = match self.state {
+                    State::Known(generation) => generation,
+                    State::Undetected | State::G0OrG1 => detect_protobuf(frame),
+                };
+                let decoded = by_generation!(generation, decode_protobuf(frame));
+                (decoded, State::Known(generation))
+            }
+            Encoding::Json => {
+                let value: Value = serde_json::from_slice(frame).map_err(malformed)?;
+                let next = match self.state {
+                    State::Known(generation) => State::Known(generation),
+                    State::Undetected => match detect_json(&value) {
+                        Detected::Known(generation) => State::Known(generation),
+                        Detected::G0OrG1 => State::G0OrG1,
+                    },
+                    State::G0OrG1 => legacy_shape(&value).map_or(State::G0OrG1, State::Known),
+                };
+                let generation = match next {
+                    State::Known(generation) => generation,
+                    State::Undetected | State::G0OrG1 => Generation::G1,
+                };
+                (by_generation!(generation, decode_json(value)), next)
+            }
+        };
+        if !matches!(decoded, Err(DecodeError::Malformed(_))) {
+            self.state = next;
+        }
+        decoded
+    }
+
+    /// Encodes one envelope for this connection. Before the generation is known it is written as G2.
+    pub fn encode(&self, message: &Outbound) -> Result<Frame, EncodeError> {
+        let generation = match self.state {
+            State::Known(generation) => generation,
+            State::Undetected => Generation::G2,
+            State::G0OrG1 => return Ok(Frame::Text(encode_g0_or_g1(message)?.to_string())),
+        };
+        match self.encoding {
+            Encoding::Protobuf => by_generation!(generation, encode_protobuf(message)),
+            Encoding::Json => Ok(Frame::Text(
+                by_generation!(generation, encode_json(message))?.to_string(),
+            )),
+        }
+    }
+}
+
+fn malformed(error: impl std::fmt::Display) -> DecodeError {
+    DecodeError::Malformed(error.to_string())
+}
+
+fn decode_protobuf<W: Wire>(frame: &[u8]) -> Result<Inbound, DecodeError> {
+    W::inbound(W::Inbound::decode(frame).map_err(malformed)?)
+}
+
+fn decode_json<W: Wire>(value: Value) -> Result<Inbound, DecodeError> {
+    W::inbound(json::from_value::<W::Inbound>(value).map_err(malformed)?)
+}
+
+fn encode_protobuf<W: Wire>(message: &Outbound) -> Result<Frame, EncodeError> {
+    Ok(Frame::Binary(Bytes::from(
+        W::outbound(message)?.encode_to_vec(),
+    )))
+}
+
+fn encode_json<W: Wire>(message: &Outbound) -> Result<Value, EncodeError> {
+    Ok(json::to_value(&W::outbound(message)?)?)
+}
+
+fn encode_g0_or_g1(message: &Outbound) -> Result<Value, EncodeError> {
+    let mut rendered = encode_json::<G1Wire>(message)?;
+    if matches!(message.body, OutboundBody::Publication(_)) {
+        let events = encode_json::<G0Wire>(message)?;
+        merge_event_keys(&mut rendered, &events);
+    }
+    Ok(rendered)
+}
+
+/// Adds each G0 delivered event's keys to the matching G1 message payload object.
+fn merge_event_keys(g1: &mut Value, g0: &Value) {
+    let (Some(messages), Some(events)) = (
+        g1.pointer_mut("/publication/messages")
+            .and_then(Value::as_array_mut),
+        g0.pointer("/publication/messages")
+            .and_then(Value::as_array),
+    ) else {
+        return;
+    };
+    for (message, event) in messages.iter_mut().zip(events) {
+        let (Some(message), Some(event)) = (
+            message.as_object_mut(),
+            event.get("payload").and_then(Value::as_object),
+        ) else {
+            continue;
+        };
+        let payload = message
+            .entry("payload")
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if let Some(payload) = payload.as_object_mut() {
+            for (key, value) in event {
+                payload.entry(key.clone()).or_insert_with(|| value.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messageloop::message::{InboundBody, Message, Payload, Position, Subscription};
+    use serde_json::json;
+
+    fn auto(encoding: Encoding) -> WsCodec {
+        WsCodec::new(encoding, GenerationSetting::Auto)
+    }
+
+    fn delivery() -> Outbound {
+        Outbound {
+            id: "u".into(),
+            time_ms: 5,
+            body: OutboundBody::Publication(vec![Message {
+                id: "demo-1".into(),
+                channel: "demo".into(),
+                position: Position {
+                    stream_epoch: "e".into(),
+                    offset: Some(1),
+                },
+                payload: Payload::text("text/plain", "hi"),
+                headers: Vec::new(),
+                replay: false,
+            }]),
+        }
+    }
+
+    fn text(frame: Frame) -> Value {
+        match frame {
+            Frame::Text(text) => serde_json::from_str(&text).unwrap(),
+            Frame::Binary(_) => panic!("expected a text frame"),
+        }
+    }
+
+    #[test]
+    fn json_g0_or_g1_settles_on_a_shaped_message() {
+        let mut codec = auto(Encoding::Json);
+        let connect = codec
+            .decode(br#"{"id":"1","connect":{"client_type":"sdk","version":"1.0.0"}}"#)
+            .unwrap();
+        assert!(matches!(connect.body, InboundBody::Connect(_)));
+        assert!(codec.is_g0_or_g1());
+        assert_eq!(codec.generation(), None);
+        let subscribe =
+            codec.decode(br#"{"id":"2","subscribe":{"subscriptions":[{"channel":"demo"}]}}"#);
+        assert_eq!(
+            subscribe.unwrap().body,
+            InboundBody::Subscribe(vec![Subscription::channel("demo")])
+        );
+        assert!(codec.is_g0_or_g1());
+        let delivered = text(codec.encode(&delivery()).unwrap());
+        let payload = &delivered["publication"]["messages"][0]["payload"];
+        assert_eq!(payload["text"], "hi");
+        assert_eq!(payload["content_type"], "text/plain");
+        assert_eq!(payload["source"], "demo");
+        assert_eq!(payload["binary_data"], "aGk=");
+        assert_eq!(delivered["publication"]["messages"][0]["offset"], "1");
+        codec
+            .decode(br#"{"id":"3","publish":{"channel":"demo","payload":{"text":"x"}}}"#)
+            .unwrap();
+        assert_eq!(codec.generation(), Some(Generation::G1));
+        let delivered = text(codec.encode(&delivery()).unwrap());
+        assert!(delivered["publication"]["messages"][0]["payload"]
+            .get("source")
+            .is_none());
+    }
+
+    #[test]
+    fn malformed_frames_settle_nothing() {
+        let mut codec = auto(Encoding::Json);
+        assert!(matches!(
+            codec.decode(b"{nope"),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            codec.decode(br#"{"time":"x"}"#),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert_eq!(codec.generation(), None);
+        assert_eq!(
+            codec.decode(br#"{"id":"7"}"#),
+            Err(DecodeError::Empty { id: "7".into() })
+        );
+        assert_eq!(codec.generation(), Some(Generation::G2));
+    }
+
+    #[test]
+    fn fixed_generation_skips_detection() {
+        let mut codec = WsCodec::new(Encoding::Json, GenerationSetting::Fixed(Generation::G2));
+        let decoded = codec
+            .decode(br#"{"id":"1","connect":{"version":"1.0.0"}}"#)
+            .unwrap();
+        assert!(matches!(decoded.body, InboundBody::Connect(ref c) if c.version == "1.0.0"));
+        assert_eq!(codec.generation(), Some(Generation::G2));
+    }
+
+    #[test]
+    fn unrepresentable_messages_are_reported() {
+        let mut codec = WsCodec::new(Encoding::Protobuf, GenerationSetting::Fixed(Generation::G0));
+        let ping = Outbound {
+            id: "x".into(),
+            time_ms: 0,
+            body: OutboundBody::Ping,
+        };
+        assert!(matches!(
+            codec.encode(&ping),
+            Err(EncodeError::Unrepresentable(_))
+        ));
+        codec = auto(Encoding::Protobuf);
+        assert!(matches!(codec.encode(&ping), Ok(Frame::Binary(_))));
+    }
+
+    #[test]
+    fn deeply_nested_payloads_fail_cleanly_on_a_worker_sized_stack() {
+        let depth = 120;
+        let nested = format!("{}1{}", r#"{"a":"#.repeat(depth), "}".repeat(depth));
+        let frame =
+            format!(r#"{{"id":"1","publish":{{"channel":"c","payload":{{"json":{nested}}}}}}}"#);
+        let worker = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || {
+                let mut codec = WsCodec::new(Encoding::Json, GenerationSetting::Auto);
+                codec.decode(frame.as_bytes())
+            });
+        let decoded = worker.unwrap().join().expect("no stack overflow");
+        assert!(matches!(decoded, Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn merging_tolerates_odd_shapes() {
+        let mut g1 = json!({"publication":{"messages":[{"id":"a"}, 3]}});
+        let g0 = json!({"publication":{"messages":[{"payload":{"source":"s"}}, {"payload":{}}]}});
+        merge_event_keys(&mut g1, &g0);
+        assert_eq!(
+            g1,
+            json!({"publication":{"messages":[{"id":"a","payload":{"source":"s"}}, 3]}})
+        );
+    }
+}

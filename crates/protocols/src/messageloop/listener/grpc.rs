@@ -1,0 +1,352 @@
+//! `messageloop.grpc`: the bidi `MessageLoop` method of each generation's service
+//! (`/messageloop.client.v2.MessageLoopService/MessageLoop`, `…client.v1…`, `/messageloop.v1.MessagingService/…`)
+//! on one HTTP/2 listener, cleartext (h2c) or TLS. One stream is one session; a disconnect is sent as a
+//! `DISCONNECT_ERROR` envelope carrying the code, after which the stream ends with status OK.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use anyhow::Context as _;
+use core_bus::metrics::{record_drop, DropReason};
+use core_bus::Protocol;
+use futures::Stream;
+use prost::Message as _;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::messageloop::codes::DisconnectCode;
+use crate::messageloop::config::Config;
+use crate::messageloop::message::{Error, Outbound, OutboundBody};
+use crate::messageloop::pb::messageloop::client::{v1 as g1, v2 as g2};
+use crate::messageloop::pb::messageloop::v1 as g0;
+use crate::messageloop::session::{uuid4, Now, Session, SessionContext};
+use crate::messageloop::wire::{DecodeError, G0Wire, G1Wire, G2Wire, Wire};
+use crate::{RunningListener, Services};
+
+pub const NAME: &str = "messageloop.grpc";
+/// Deliveries taken from the mailbox per batch.
+const BATCH: usize = 64;
+/// Outbound envelopes buffered per stream.
+const LANE: usize = 256;
+
+struct Shared {
+    context: SessionContext,
+    services: Services,
+    max_connections: usize,
+    max_message_size: usize,
+}
+
+/// The service of all three generations; tonic routes by path.
+#[derive(Clone)]
+struct MessageLoop(Arc<Shared>);
+
+type OutStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl g2::message_loop_service_server::MessageLoopService for MessageLoop {
+    type MessageLoopStream = OutStream<g2::OutboundMessage>;
+
+    async fn message_loop(
+        &self,
+        request: Request<Streaming<g2::InboundMessage>>,
+    ) -> Result<Response<Self::MessageLoopStream>, Status> {
+        open::<G2Wire>(&self.0, request)
+    }
+}
+
+#[tonic::async_trait]
+impl g1::message_loop_service_server::MessageLoopService for MessageLoop {
+    type MessageLoopStream = OutStream<g1::OutboundMessage>;
+
+    async fn message_loop(
+        &self,
+        request: Request<Streaming<g1::InboundMessage>>,
+    ) -> Result<Response<Self::MessageLoopStream>, Status> {
+        open::<G1Wire>(&self.0, request)
+    }
+}
+
+#[tonic::async_trait]
+impl g0::messaging_service_server::MessagingService for MessageLoop {
+    type MessageLoopStream = OutStream<g0::OutboundMessage>;
+
+    async fn message_loop(
+        &self,
+        request: Request<Streaming<g0::InboundMessage>>,
+    ) -> Result<Response<Self::MessageLoopStream>, Status> {
+        open::<G0Wire>(&self.0, request)
+    }
+}
+
+pub async fn start(
+    config: &Config,
+    services: &Services,
+    context: SessionContext,
+) -> anyhow::Result<RunningListener> {
+    let tls = match &config.grpc.tls {
+        Some(tls) => Some(tokio_rustls::TlsAcceptor::from(
+            crate::tls::server_config(tls, &[b"h2"]).context("messageloop.grpc.tls")?,
+        )),
+        None => None,
+    };
+    let listener = TcpListener::bind(config.grpc.address)
+        .await
+        .with_context(|| format!("messageloop.grpc.address {}", config.grpc.address))?;
+    let local_addr = listener.local_addr()?;
+    let max = config.limits.max_message_size;
+    let service = MessageLoop(Arc::new(Shared {
+        context,
+        services: services.clone(),
+        max_connections: config.limits.max_connections,
+        max_message_size: max,
+    }));
+    let router = tonic::transport::Server::builder()
+        .add_service(
+            g2::message_loop_service_server::MessageLoopServiceServer::new(service.clone())
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            g1::message_loop_service_server::MessageLoopServiceServer::new(service.clone())
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            g0::messaging_service_server::MessagingServiceServer::new(service)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        );
+    let shutdown = services.shutdown.clone();
+    let incoming = incoming(listener, tls);
+    let task = tokio::spawn(async move {
+        if let Err(error) = router
+            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+            .await
+        {
+            tracing::warn!(%error, listener = NAME, "grpc server ended");
+        }
+    });
+    Ok(RunningListener {
+        name: NAME.to_owned(),
+        protocol: Protocol::MessageLoop,
+        transport: "grpc",
+        local_addr,
+        task,
+        reload: None,
+    })
+}
+
+/// Accepted connections, TLS-wrapped when configured (handshakes run in the accept loop's stream, each
+/// bounded by a timeout).
+fn incoming(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> impl Stream<Item = Result<Conn, std::io::Error>> {
+    futures::stream::unfold((listener, tls), |(listener, tls)| async move {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => return Some((Err(error), (listener, tls))),
+            };
+            let _ = stream.set_nodelay(true);
+            let info = TcpConnectInfo {
+                local_addr: stream.local_addr().ok(),
+                remote_addr: Some(peer),
+            };
+            let io = match &tls {
+                None => Io::Plain(stream),
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        acceptor.accept(stream),
+                    );
+                    match handshake.await {
+                        Ok(Ok(stream)) => Io::Tls(Box::new(stream)),
+                        _ => continue,
+                    }
+                }
+            };
+            return Some((Ok(Conn { io, info }), (listener, tls)));
+        }
+    })
+}
+
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+/// One accepted connection with its addresses for `Request::remote_addr`.
+struct Conn {
+    io: Io,
+    info: TcpConnectInfo,
+}
+
+impl Connected for Conn {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.info.clone()
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match &mut self.get_mut().io {
+            Io::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match &mut self.get_mut().io {
+            Io::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match &mut self.get_mut().io {
+            Io::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match &mut self.get_mut().io {
+            Io::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Registers the stream's connection and starts its session task.
+fn open<W: Wire>(
+    shared: &Arc<Shared>,
+    request: Request<Streaming<W::Inbound>>,
+) -> Result<Response<OutStream<W::Outbound>>, Status>
+where
+    W::Outbound: prost::Message,
+{
+    let peer = request
+        .remote_addr()
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let guard = shared
+        .services
+        .connections
+        .register(Protocol::MessageLoop, NAME, peer, shared.max_connections)
+        .map_err(|full| Status::resource_exhausted(full.to_string()))?;
+    let (tx, rx) = mpsc::channel(LANE);
+    let shared = shared.clone();
+    let inbound = request.into_inner();
+    tokio::spawn(async move {
+        let mut session = Session::new(shared.context.clone(), guard.id(), Now::current());
+        session.set_generation(Some(W::GENERATION));
+        run::<W>(&shared, &mut session, inbound, &tx, &guard).await;
+        if let Some(code) = session.disconnect() {
+            let notice = Outbound {
+                id: uuid4(),
+                time_ms: Now::current().unix_ms,
+                body: OutboundBody::Error(Error::disconnect(code)),
+            };
+            if let Ok(message) = W::outbound(&notice) {
+                let _ = tx.send(Ok(message)).await;
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|message| (message, rx))
+    });
+    Ok(Response::new(Box::pin(stream)))
+}
+
+/// The session loop of one stream; returns when the session or the client ends it.
+async fn run<W: Wire>(
+    shared: &Shared,
+    session: &mut Session,
+    mut inbound: Streaming<W::Inbound>,
+    tx: &mpsc::Sender<Result<W::Outbound, Status>>,
+    guard: &crate::ConnectionGuard,
+) where
+    W::Outbound: prost::Message,
+{
+    let shutdown = shared.services.shutdown.clone();
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut identified = false;
+    loop {
+        for outbound in session.take_outbox() {
+            let Ok(message) = W::outbound(&outbound) else {
+                continue;
+            };
+            if message.encoded_len() > shared.max_message_size {
+                record_drop(DropReason::TooLarge, Protocol::MessageLoop);
+                continue;
+            }
+            if tx.send(Ok(message)).await.is_err() {
+                return;
+            }
+        }
+        if session.disconnect().is_some() {
+            return;
+        }
+        if !identified {
+            if let Some(identity) = session.identity() {
+                guard.set_identity(&identity.name);
+                identified = true;
+            }
+        }
+        guard.set_subscriptions(session.subscription_count());
+        if let Some(backpressure) = session.take_backpressure() {
+            backpressure.ready().await;
+        }
+        let deadline = session.next_deadline();
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                session.close_with(DisconnectCode::ForceDisconnect);
+                return;
+            }
+            _ = tx.closed() => return,
+            message = inbound.message() => {
+                let now = Now::current();
+                match message {
+                    Ok(Some(message)) => match W::inbound(message) {
+                        Ok(message) => session.on_inbound(message, now),
+                        Err(DecodeError::Malformed(_)) => session.on_undecodable(now),
+                        Err(DecodeError::Empty { .. }) => session.on_empty(now),
+                    },
+                    Ok(None) => return,
+                    Err(status) => {
+                        tracing::debug!(%status, listener = NAME, "stream ended with an error");
+                        return;
+                    }
+                }
+            }
+            received = session.mailbox().recv_batch(&mut batch, BATCH) => match received {
+                Ok(_) => session.on_deliveries(batch.drain(..), Now::current()),
+                Err(_) => session.close_with(DisconnectCode::SlowConsumer),
+            },
+            _ = sleep_until(deadline), if deadline.is_some() => session.tick(Now::current()),
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(deadline.into()).await;
+    }
+}

@@ -1,0 +1,41 @@
+//! The MessageLoop listeners: WebSocket (`messageloop.ws`) and gRPC (`messageloop.grpc`), both thin IO glue
+//! around one [`Session`](super::session::Session) per connection or stream. They share the authenticator,
+//! the presence table and the session settings.
+
+mod grpc;
+mod ws;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use super::config::Config;
+use super::presence::PresenceTable;
+use super::session::{uuid4, SessionContext, SessionSettings};
+use crate::auth::Authenticator;
+use crate::{RunningListener, Services};
+
+/// Starts the listeners `config` enables.
+pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Vec<RunningListener>> {
+    let authenticator =
+        Arc::new(Authenticator::new(config.auth.clone()).context("messageloop.auth")?);
+    let context = SessionContext {
+        bus: services.bus.clone(),
+        authenticator,
+        presence: PresenceTable::default(),
+        settings: Arc::new(SessionSettings {
+            max_subscriptions: config.limits.max_subscriptions_per_connection,
+            idle_timeout: config.heartbeat.idle_timeout(),
+            rpc_timeout: config.rpc_timeout(),
+            epoch: uuid4(),
+        }),
+    };
+    let mut running = Vec::new();
+    if config.ws.enabled {
+        running.push(ws::start(config, services, context.clone()).await?);
+    }
+    if config.grpc.enabled {
+        running.push(grpc::start(config, services, context).await?);
+    }
+    Ok(running)
+}

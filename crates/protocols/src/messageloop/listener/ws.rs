@@ -1,0 +1,266 @@
+//! `messageloop.ws`: accepts WebSocket connections (optionally over TLS) with the shared accept helper,
+//! negotiates the subprotocol, and runs one session per connection: JSON in text frames, protobuf in binary
+//! frames, deliveries drained in batches and written with one flush, disconnects as close frames whose
+//! status is the MessageLoop code.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use core_bus::metrics::{record_drop, DropReason};
+use core_bus::Protocol;
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, BufWriter};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::task::TaskTracker;
+
+use crate::messageloop::codec::{EncodeError, Frame, WsCodec};
+use crate::messageloop::codes::DisconnectCode;
+use crate::messageloop::config::Config;
+use crate::messageloop::generation::GenerationSetting;
+use crate::messageloop::session::{Now, Session, SessionContext};
+use crate::messageloop::subprotocol::negotiate;
+use crate::messageloop::wire::DecodeError;
+use crate::ws::{accept, WsAcceptOptions};
+use crate::{ConnectionGuard, RunningListener, Services};
+
+pub const NAME: &str = "messageloop.ws";
+/// Deliveries taken from the mailbox per write batch.
+const BATCH: usize = 64;
+
+struct Shared {
+    context: SessionContext,
+    options: WsAcceptOptions,
+    setting: GenerationSetting,
+    max_connections: usize,
+    services: Services,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+pub async fn start(
+    config: &Config,
+    services: &Services,
+    context: SessionContext,
+) -> anyhow::Result<RunningListener> {
+    let tls = match &config.ws.tls {
+        Some(tls) => Some(tokio_rustls::TlsAcceptor::from(
+            crate::tls::server_config(tls, &[b"http/1.1"]).context("messageloop.ws.tls")?,
+        )),
+        None => None,
+    };
+    let listener = TcpListener::bind(config.ws.address)
+        .await
+        .with_context(|| format!("messageloop.ws.address {}", config.ws.address))?;
+    let local_addr = listener.local_addr()?;
+    let shared = Arc::new(Shared {
+        context,
+        options: WsAcceptOptions {
+            paths: vec![config.ws.path.clone()],
+            max_message_bytes: config.limits.max_message_size,
+            ..WsAcceptOptions::default()
+        },
+        setting: config.generation_setting(),
+        max_connections: config.limits.max_connections,
+        services: services.clone(),
+        tls,
+    });
+    let transport = if shared.tls.is_some() { "wss" } else { "ws" };
+    let task = tokio::spawn(accept_loop(listener, shared));
+    Ok(RunningListener {
+        name: NAME.to_owned(),
+        protocol: Protocol::MessageLoop,
+        transport,
+        local_addr,
+        task,
+        reload: None,
+    })
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let tracker = TaskTracker::new();
+    let shutdown = shared.services.shutdown.clone();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, listener = NAME, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(guard) = shared.services.connections.register(
+            Protocol::MessageLoop,
+            NAME,
+            peer,
+            shared.max_connections,
+        ) else {
+            tracing::debug!(%peer, listener = NAME, "connection limit reached");
+            continue;
+        };
+        let shared = shared.clone();
+        tracker.spawn(async move {
+            let stream = BufWriter::with_capacity(4096, stream);
+            match &shared.tls {
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(stream) => serve(stream, peer, guard, &shared).await,
+                    Err(error) => tracing::debug!(%peer, %error, "tls handshake failed"),
+                },
+                None => serve(stream, peer, guard, &shared).await,
+            }
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+async fn serve<S>(stream: S, peer: SocketAddr, guard: ConnectionGuard, shared: &Shared)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let setting = shared.setting;
+    let (mut ws, accepted) = match accept(stream, &shared.options, |offered| {
+        negotiate(offered.iter().map(String::as_str), setting).subprotocol
+    })
+    .await
+    {
+        Ok(upgraded) => upgraded,
+        Err(error) => {
+            tracing::debug!(%peer, %error, "websocket upgrade failed");
+            return;
+        }
+    };
+    let encoding = negotiate(accepted.offered.iter().map(String::as_str), setting).encoding;
+    let mut codec = WsCodec::new(encoding, setting);
+    let mut session = Session::new(shared.context.clone(), guard.id(), Now::current());
+    let shutdown = shared.services.shutdown.clone();
+    let max = shared.options.max_message_bytes;
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut identified = false;
+    loop {
+        if write_outbox(&mut ws, &codec, &mut session, max)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        if let Some(code) = session.disconnect() {
+            close(&mut ws, code.ws_close_code(), code.reason()).await;
+            return;
+        }
+        if !identified {
+            if let Some(identity) = session.identity() {
+                guard.set_identity(&identity.name);
+                identified = true;
+            }
+        }
+        guard.set_subscriptions(session.subscription_count());
+        if let Some(backpressure) = session.take_backpressure() {
+            backpressure.ready().await;
+        }
+        let deadline = session.next_deadline();
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                let code = DisconnectCode::ForceDisconnect;
+                close(&mut ws, code.ws_close_code(), code.reason()).await;
+                return;
+            }
+            message = ws.next() => match message {
+                Some(Ok(WsMessage::Text(text))) => on_frame(&mut codec, &mut session, text.as_bytes()),
+                Some(Ok(WsMessage::Binary(bytes))) => on_frame(&mut codec, &mut session, &bytes),
+                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
+                Some(Ok(WsMessage::Close(_))) | None => return,
+                Some(Err(WsError::Capacity(error))) => {
+                    tracing::debug!(%peer, %error, "frame over the size limit");
+                    record_drop(DropReason::TooLarge, Protocol::MessageLoop);
+                    close(&mut ws, u16::from(CloseCode::Size), "message too big").await;
+                    return;
+                }
+                Some(Err(_)) => return,
+            },
+            received = session.mailbox().recv_batch(&mut batch, BATCH) => match received {
+                Ok(_) => session.on_deliveries(batch.drain(..), Now::current()),
+                Err(_) => {
+                    let code = DisconnectCode::SlowConsumer;
+                    close(&mut ws, code.ws_close_code(), code.reason()).await;
+                    return;
+                }
+            },
+            _ = sleep_until(deadline), if deadline.is_some() => session.tick(Now::current()),
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(deadline.into()).await;
+    }
+}
+
+fn on_frame(codec: &mut WsCodec, session: &mut Session, frame: &[u8]) {
+    let now = Now::current();
+    match codec.decode(frame) {
+        Ok(inbound) => {
+            session.set_generation(codec.generation());
+            session.on_inbound(inbound, now);
+        }
+        Err(DecodeError::Malformed(_)) => session.on_undecodable(now),
+        Err(DecodeError::Empty { .. }) => session.on_empty(now),
+    }
+}
+
+/// Writes everything the session queued and flushes once. Envelopes over the size cap or without a form
+/// in the client's generation are left out.
+async fn write_outbox<S>(
+    ws: &mut WebSocketStream<S>,
+    codec: &WsCodec,
+    session: &mut Session,
+    max: usize,
+) -> Result<(), WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let outbox = session.take_outbox();
+    if outbox.is_empty() {
+        return Ok(());
+    }
+    for outbound in &outbox {
+        let message = match codec.encode(outbound) {
+            Ok(Frame::Text(text)) if text.len() <= max => WsMessage::text(text),
+            Ok(Frame::Binary(bytes)) if bytes.len() <= max => WsMessage::binary(bytes),
+            Ok(_) => {
+                record_drop(DropReason::TooLarge, Protocol::MessageLoop);
+                continue;
+            }
+            Err(EncodeError::Unrepresentable(_)) => continue,
+            Err(EncodeError::Json(_)) => {
+                record_drop(DropReason::Unroutable, Protocol::MessageLoop);
+                continue;
+            }
+        };
+        ws.feed(message).await?;
+    }
+    ws.flush().await
+}
+
+async fn close<S>(ws: &mut WebSocketStream<S>, code: u16, reason: &str)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.to_owned().into(),
+    };
+    let _ = ws.close(Some(frame)).await;
+    // Wait (briefly) for the client's close so the frame is not cut off by a reset.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}

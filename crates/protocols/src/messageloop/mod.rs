@@ -1,0 +1,32 @@
+//! MessageLoop client protocol (reference `shared/protocols/messageloop.md`), bus-independent part: the
+//! three wire generations (G0 = upstream v0.1.1 with CloudEvents, G1 = v0.2.0, G2 = HEAD) as protobuf
+//! types and tonic services ([`pb`]), their JSON encoding ([`json`]), generation detection
+//! ([`generation`]), WebSocket subprotocol negotiation ([`subprotocol`]), generation-neutral messages
+//! ([`message`]) with conversions from and to each generation ([`wire`]), the per-connection WebSocket
+//! codec ([`codec`]), error and disconnect codes ([`codes`]) and the CloudEvents mapping ([`cloudevent`]).
+
+pub mod channel;
+pub mod cloudevent;
+pub mod codec;
+pub mod codes;
+pub mod config;
+pub mod generation;
+pub mod json;
+pub mod listener;
+pub mod message;
+pub mod pb;
+pub mod presence;
+pub mod session;
+pub mod subprotocol;
+pub mod wire;
+
+/// Default cap on one envelope, both directions (`server.limits.max_message_size`).
+pub const MAX_MESSAGE_SIZE: usize = 65_536;
+
+pub use codec::{EncodeError, Frame, WsCodec};
+pub use codes::{DisconnectCode, ErrorCode};
+pub use config::Config;
+pub use generation::{Encoding, Generation, GenerationSetting};
+pub use listener::start;
+pub use message::{Inbound, InboundBody, Outbound, OutboundBody};
+pub use wire::{DecodeError, G0Wire, G1Wire, G2Wire, Unrepresentable, Wire};

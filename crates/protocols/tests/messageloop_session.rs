@@ -1,0 +1,520 @@
+//! The MessageLoop session driven against an in-process bus: Connect rules, auth codes, version gate,
+//! subscriptions (wildcards, dedupe, cap), publish/ack/delivery, history recovery, presence, RPC with the
+//! test acting as responder, idle disconnect, and messages from other protocols.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use core_bus::config::{BusConfig, HistoryPolicy, HistoryRule};
+use core_bus::{Bus, ConnectionId, Envelope, Origin, Pattern, Protocol, Topic};
+use protocols::auth::{AuthConfig, Authenticator, Identity, StaticToken};
+use protocols::messageloop::message::{
+    Connect, Inbound, InboundBody, Outbound, OutboundBody, Payload, PayloadData, Position,
+    PresenceAction, Publish, RecoverState, RpcRequest, Subscription,
+};
+use protocols::messageloop::presence::PresenceTable;
+use protocols::messageloop::session::{Now, Session, SessionContext, SessionSettings};
+use protocols::messageloop::{DisconnectCode, Generation};
+
+struct World {
+    bus: Bus,
+    context: SessionContext,
+    start: Instant,
+}
+
+impl World {
+    fn new(required: bool) -> World {
+        let bus = Bus::new(BusConfig {
+            history: vec![HistoryRule {
+                topics: Pattern::parse("hist.#").unwrap(),
+                policy: HistoryPolicy {
+                    max_messages: 100,
+                    max_bytes: 1 << 20,
+                    ttl: Duration::ZERO,
+                },
+            }],
+            ..BusConfig::default()
+        });
+        let auth = AuthConfig {
+            required,
+            tokens: vec![StaticToken {
+                login: None,
+                token: "good".into(),
+                identity: Identity::trusted("alice"),
+            }],
+            ..AuthConfig::default()
+        };
+        let context = SessionContext {
+            bus: bus.clone(),
+            authenticator: Arc::new(Authenticator::new(auth).unwrap()),
+            presence: PresenceTable::default(),
+            settings: Arc::new(SessionSettings {
+                max_subscriptions: 3,
+                idle_timeout: Some(Duration::from_secs(300)),
+                rpc_timeout: Duration::from_secs(30),
+                epoch: "epoch-1".into(),
+            }),
+        };
+        World {
+            bus,
+            context,
+            start: Instant::now(),
+        }
+    }
+
+    fn at(&self, secs: u64) -> Now {
+        Now {
+            at: self.start + Duration::from_secs(secs),
+            unix_ms: 1_000 + secs * 1_000,
+        }
+    }
+
+    fn session(&self, generation: Generation) -> Session {
+        let mut session = Session::new(self.context.clone(), ConnectionId::next(), self.at(0));
+        session.set_generation(Some(generation));
+        session
+    }
+
+    fn connected(&self, generation: Generation) -> Session {
+        let mut session = self.session(generation);
+        send(&mut session, "c", connect("2.0.0", ""), self.at(0));
+        let out = session.take_outbox();
+        assert!(matches!(
+            out.last().unwrap().body,
+            OutboundBody::Connected(_)
+        ));
+        session
+    }
+}
+
+fn connect(version: &str, token: &str) -> InboundBody {
+    InboundBody::Connect(Connect {
+        client_id: "client".into(),
+        version: version.into(),
+        token: token.into(),
+        ..Connect::default()
+    })
+}
+
+fn send(session: &mut Session, id: &str, body: InboundBody, now: Now) {
+    session.on_inbound(
+        Inbound {
+            id: id.into(),
+            body,
+        },
+        now,
+    );
+}
+
+fn publish(channel: &str, text: &str) -> InboundBody {
+    InboundBody::Publish(Publish {
+        channel: channel.into(),
+        payload: Payload::text("text/plain", text),
+        ..Publish::default()
+    })
+}
+
+fn subscribe(channels: &[&str]) -> InboundBody {
+    InboundBody::Subscribe(channels.iter().map(|c| Subscription::channel(*c)).collect())
+}
+
+/// Moves every queued delivery into the session and returns its outbox.
+fn pump(session: &mut Session, now: Now) -> Vec<Outbound> {
+    let mut deliveries = Vec::new();
+    session
+        .mailbox()
+        .try_recv_batch(&mut deliveries, 1000)
+        .unwrap();
+    session.on_deliveries(deliveries, now);
+    session.take_outbox()
+}
+
+fn error_code(out: &Outbound) -> Option<&str> {
+    match &out.body {
+        OutboundBody::Error(error) => Some(error.code.as_str()),
+        _ => None,
+    }
+}
+
+#[test]
+fn connect_must_come_first_and_only_once() {
+    let world = World::new(false);
+    let mut session = world.session(Generation::G2);
+    send(&mut session, "1", InboundBody::Ping, world.at(0));
+    assert_eq!(session.disconnect(), Some(DisconnectCode::InvalidToken));
+    assert!(session.take_outbox().is_empty());
+
+    let mut session = world.connected(Generation::G2);
+    send(&mut session, "2", InboundBody::Ping, world.at(1));
+    let out = session.take_outbox();
+    assert_eq!(out[0].id, "2");
+    assert_eq!(out[0].body, OutboundBody::Pong);
+    send(&mut session, "3", connect("2.0.0", ""), world.at(1));
+    assert_eq!(session.disconnect(), Some(DisconnectCode::BadRequest));
+
+    let mut session = world.connected(Generation::G2);
+    session.on_undecodable(world.at(1));
+    assert_eq!(error_code(&session.take_outbox()[0]), Some("BAD_REQUEST"));
+    assert_eq!(session.disconnect(), None);
+    session.on_empty(world.at(1));
+    assert_eq!(session.disconnect(), Some(DisconnectCode::BadRequest));
+}
+
+#[test]
+fn auth_and_version_failures() {
+    let world = World::new(true);
+    for (token, code) in [("", "AUTH_REQUIRED"), ("bad", "AUTH_ERROR")] {
+        let mut session = world.session(Generation::G1);
+        send(&mut session, "c", connect("1.0.0", token), world.at(0));
+        let out = session.take_outbox();
+        assert_eq!((out[0].id.as_str(), error_code(&out[0])), ("c", Some(code)));
+        assert_eq!(session.disconnect(), Some(DisconnectCode::InvalidToken));
+    }
+    let mut session = world.session(Generation::G2);
+    send(&mut session, "c", connect("1.0.0", "good"), world.at(0));
+    assert_eq!(
+        error_code(&session.take_outbox()[0]),
+        Some("VERSION_UNSUPPORTED")
+    );
+    assert_eq!(
+        session.disconnect(),
+        Some(DisconnectCode::UnsupportedVersion)
+    );
+    let mut session = world.session(Generation::G2);
+    send(&mut session, "c", connect("2.1.0", "good"), world.at(0));
+    assert!(matches!(
+        session.take_outbox()[0].body,
+        OutboundBody::Connected(_)
+    ));
+    assert_eq!(session.identity().unwrap().name, "alice");
+}
+
+#[test]
+fn connect_subscriptions_come_before_connected_with_errors_first() {
+    let world = World::new(false);
+    let mut session = world.session(Generation::G2);
+    let mut body = connect("2.0.0", "");
+    if let InboundBody::Connect(connect) = &mut body {
+        connect.subscriptions = vec![Subscription::channel("a.b"), Subscription::channel("*.x")];
+    }
+    send(&mut session, "c", body, world.at(0));
+    let out = session.take_outbox();
+    assert_eq!(error_code(&out[0]), Some("PATTERN_NOT_ROUTABLE"));
+    assert_eq!(out[0].id, "c");
+    let OutboundBody::Connected(connected) = &out[1].body else {
+        panic!("{out:?}")
+    };
+    assert_eq!(connected.subscriptions, ["a.b"]);
+    assert!(matches!(out[2].body, OutboundBody::Presence(_)));
+}
+
+#[test]
+fn publish_reaches_every_subscriber_once_including_the_publisher() {
+    let world = World::new(false);
+    let mut alice = world.connected(Generation::G2);
+    let mut bob = world.connected(Generation::G2);
+    send(
+        &mut alice,
+        "s",
+        subscribe(&["chat.room", "chat.*", "chat.**"]),
+        world.at(1),
+    );
+    let ack = alice.take_outbox();
+    let OutboundBody::SubscribeAck(ack) = &ack[0].body else {
+        panic!("{ack:?}")
+    };
+    assert_eq!(ack.subscriptions.len(), 3);
+    assert_eq!(ack.recover, RecoverState::None);
+    send(&mut bob, "p", publish("chat.room", "hi"), world.at(1));
+    let out = bob.take_outbox();
+    let OutboundBody::PublishAck(ack) = &out[0].body else {
+        panic!("{out:?}")
+    };
+    assert_eq!(ack.id, "p");
+    assert_eq!(ack.position.offset, None);
+    let delivered = pump(&mut alice, world.at(1));
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    let OutboundBody::Publication(messages) = &delivered[0].body else {
+        panic!("{delivered:?}")
+    };
+    assert_eq!(messages[0].channel, "chat.room");
+    assert_eq!(messages[0].payload, Payload::text("text/plain", "hi"));
+    assert_eq!(messages[0].position.offset, Some(0));
+
+    send(&mut alice, "p2", publish("chat.other", "own"), world.at(2));
+    let own = pump(&mut alice, world.at(2));
+    assert!(matches!(own[0].body, OutboundBody::PublishAck(_)));
+    assert!(matches!(own[1].body, OutboundBody::Publication(_)));
+    assert_eq!(own.len(), 2);
+
+    send(&mut bob, "w", publish("chat.*", "x"), world.at(2));
+    assert_eq!(error_code(&bob.take_outbox()[0]), Some("BAD_REQUEST"));
+}
+
+#[test]
+fn subscription_cap_disconnects_with_3505() {
+    let world = World::new(false);
+    let mut session = world.connected(Generation::G2);
+    send(&mut session, "s", subscribe(&["a", "b", "c"]), world.at(1));
+    send(&mut session, "s2", subscribe(&["a"]), world.at(1));
+    assert_eq!(session.disconnect(), None);
+    send(&mut session, "s3", subscribe(&["d"]), world.at(1));
+    assert_eq!(session.disconnect(), Some(DisconnectCode::ChannelLimit));
+}
+
+#[test]
+fn recovery_replays_history_after_the_cursor() {
+    let world = World::new(false);
+    let mut publisher = world.connected(Generation::G2);
+    let mut epoch = String::new();
+    for (i, text) in ["one", "two", "three"].iter().enumerate() {
+        send(&mut publisher, "p", publish("hist.a", text), world.at(1));
+        let OutboundBody::PublishAck(ack) = &publisher.take_outbox()[0].body else {
+            panic!()
+        };
+        assert_eq!(ack.position.offset, Some(i as u64 + 1));
+        epoch = ack.position.stream_epoch.clone();
+    }
+    let mut reader = world.connected(Generation::G2);
+    let entry = Subscription {
+        recover: true,
+        cursor: Some(Position {
+            stream_epoch: epoch.clone(),
+            offset: Some(1),
+        }),
+        ephemeral: true,
+        ..Subscription::channel("hist.a")
+    };
+    send(
+        &mut reader,
+        "r",
+        InboundBody::Subscribe(vec![entry]),
+        world.at(2),
+    );
+    let out = reader.take_outbox();
+    let OutboundBody::SubscribeAck(ack) = &out[0].body else {
+        panic!("{out:?}")
+    };
+    assert_eq!(ack.recover, RecoverState::Pending);
+    assert_eq!(ack.stream_epoch, epoch);
+    let replayed: Vec<String> = out[1..3]
+        .iter()
+        .map(|o| match &o.body {
+            OutboundBody::Publication(m) => {
+                assert!(m[0].replay);
+                assert_eq!(o.id, "r");
+                m[0].id.clone()
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(replayed, ["hist.a-2", "hist.a-3"]);
+    let OutboundBody::RecoverComplete(done) = &out[3].body else {
+        panic!("{out:?}")
+    };
+    assert_eq!(done.position.offset, Some(3));
+    assert!(!done.truncated);
+
+    let mut stale = world.connected(Generation::G2);
+    let entry = Subscription {
+        recover: true,
+        cursor: Some(Position {
+            stream_epoch: "12345".into(),
+            offset: Some(1),
+        }),
+        ..Subscription::channel("hist.a")
+    };
+    send(
+        &mut stale,
+        "r",
+        InboundBody::Subscribe(vec![entry]),
+        world.at(2),
+    );
+    let out = stale.take_outbox();
+    let OutboundBody::RecoverComplete(done) = &out.last().unwrap().body else {
+        panic!("{out:?}")
+    };
+    assert!(
+        done.truncated,
+        "another epoch cannot be recovered completely"
+    );
+}
+
+#[test]
+fn presence_snapshots_and_join_leave_events() {
+    let world = World::new(false);
+    let mut alice = world.connected(Generation::G2);
+    send(&mut alice, "s", subscribe(&["room"]), world.at(1));
+    let out = alice.take_outbox();
+    let OutboundBody::SubscribeAck(ack) = &out[0].body else {
+        panic!()
+    };
+    assert_eq!(ack.presence[0].occupancy, 1);
+    let mut bob = world.connected(Generation::G2);
+    send(&mut bob, "s", subscribe(&["room"]), world.at(1));
+    let OutboundBody::SubscribeAck(ack) = &bob.take_outbox()[0].body else {
+        panic!()
+    };
+    assert_eq!(ack.presence[0].occupancy, 2);
+    assert!(pump(&mut bob, world.at(1)).is_empty(), "no own join");
+    let events = pump(&mut alice, world.at(1));
+    let OutboundBody::PresenceEvent(join) = &events[0].body else {
+        panic!("{events:?}")
+    };
+    assert_eq!(join.action, PresenceAction::Join);
+    assert_eq!(join.info.session_id, bob.session_id());
+    let again = Subscription {
+        recover: true,
+        ..Subscription::channel("room")
+    };
+    send(
+        &mut bob,
+        "s2",
+        InboundBody::Subscribe(vec![again]),
+        world.at(1),
+    );
+    bob.take_outbox();
+    assert!(
+        pump(&mut alice, world.at(1)).is_empty(),
+        "re-subscribing is no leave/join"
+    );
+    drop(bob);
+    let events = pump(&mut alice, world.at(2));
+    let OutboundBody::PresenceEvent(leave) = &events[0].body else {
+        panic!("{events:?}")
+    };
+    assert_eq!(leave.action, PresenceAction::Leave);
+    send(
+        &mut alice,
+        "q",
+        InboundBody::PresenceQuery {
+            channel: "room".into(),
+        },
+        world.at(2),
+    );
+    let OutboundBody::Presence(snapshot) = &alice.take_outbox()[0].body else {
+        panic!()
+    };
+    assert_eq!(snapshot.occupancy, 1);
+}
+
+#[test]
+fn rpc_is_answered_by_a_bus_responder() {
+    let world = World::new(false);
+    let mut responder = world.bus.mailbox(Origin {
+        protocol: Protocol::Internal,
+        connection: ConnectionId::next(),
+    });
+    let topic = core_bus::names::rpc_topic("messageloop", ["svc.math", "double"]);
+    responder.subscribe(Pattern::exact(&topic)).unwrap();
+    let mut session = world.connected(Generation::G2);
+    let request = InboundBody::Rpc(RpcRequest {
+        channel: "svc.math".into(),
+        method: "double".into(),
+        payload: Payload::text("text/plain", "21"),
+        ..RpcRequest::default()
+    });
+    send(&mut session, "rpc-1", request, world.at(1));
+    assert!(session.take_outbox().is_empty());
+    let mut got = Vec::new();
+    responder.try_recv_batch(&mut got, 10).unwrap();
+    let request = &got[0].envelope;
+    assert_eq!(request.payload, Bytes::from_static(b"21"));
+    let mut reply = Envelope::new(
+        request.reply_to.clone().unwrap(),
+        Bytes::from_static(br#"{"answer":42}"#),
+        responder.owner(),
+    );
+    reply.content_type = Some("application/json".into());
+    reply.correlation_id = request.correlation_id.clone();
+    world.bus.publish(reply);
+    let out = pump(&mut session, world.at(2));
+    let OutboundBody::RpcReply(reply) = &out[0].body else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        (out[0].id.as_str(), reply.request_id.as_str()),
+        ("rpc-1", "rpc-1")
+    );
+    assert!(matches!(&reply.payload.data, Some(PayloadData::Json(o)) if o["answer"] == 42));
+
+    let request = InboundBody::Rpc(RpcRequest {
+        channel: "svc.math".into(),
+        method: "double".into(),
+        ..RpcRequest::default()
+    });
+    send(&mut session, "rpc-2", request, world.at(3));
+    assert_eq!(
+        session.next_deadline(),
+        Some(world.at(3).at + Duration::from_secs(30))
+    );
+    session.tick(world.at(40));
+    let out = session.take_outbox();
+    assert_eq!(
+        (out[0].id.as_str(), error_code(&out[0])),
+        ("rpc-2", Some("RPC_TIMEOUT"))
+    );
+
+    let nobody = InboundBody::Rpc(RpcRequest {
+        channel: "svc.none".into(),
+        method: "x".into(),
+        ..RpcRequest::default()
+    });
+    send(&mut session, "rpc-3", nobody, world.at(41));
+    assert_eq!(error_code(&session.take_outbox()[0]), Some("NO_PROXY"));
+}
+
+#[test]
+fn idle_sessions_are_disconnected() {
+    let world = World::new(false);
+    let mut session = world.connected(Generation::G2);
+    send(&mut session, "p", InboundBody::Ping, world.at(200));
+    session.tick(world.at(400));
+    assert_eq!(session.disconnect(), None);
+    session.tick(world.at(500));
+    assert_eq!(session.disconnect(), Some(DisconnectCode::IdleTimeout));
+    let mut waiting = world.session(Generation::G2);
+    waiting.tick(world.at(300));
+    assert_eq!(waiting.disconnect(), Some(DisconnectCode::IdleTimeout));
+}
+
+#[test]
+fn messages_from_other_protocols_become_publications() {
+    let world = World::new(false);
+    let mut session = world.connected(Generation::G1);
+    send(&mut session, "s", subscribe(&["orders.**"]), world.at(1));
+    session.take_outbox();
+    let origin = Origin {
+        protocol: Protocol::Stomp,
+        connection: ConnectionId::next(),
+    };
+    let mut json = Envelope::new(
+        Topic::from_dotted(b"orders.eu"),
+        Bytes::from_static(br#"{"n":1}"#),
+        origin,
+    );
+    json.content_type = Some("application/json".into());
+    json.headers.push("priority", "high");
+    world.bus.publish(json);
+    world.bus.publish(Envelope::new(
+        Topic::from_dotted(b"orders"),
+        Bytes::from_static(b"\x00\x01"),
+        origin,
+    ));
+    let out = pump(&mut session, world.at(2));
+    let messages: Vec<_> = out
+        .iter()
+        .map(|o| match &o.body {
+            OutboundBody::Publication(m) => m[0].clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(matches!(&messages[0].payload.data, Some(PayloadData::Json(o)) if o["n"] == 1));
+    assert_eq!(messages[0].headers[0].0, "priority");
+    assert_eq!(messages[1].channel, "orders");
+    assert!(matches!(
+        messages[1].payload.data,
+        Some(PayloadData::Binary(_))
+    ));
+}
