@@ -305,9 +305,7 @@ async fn read_frame(reader: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<Fr
 fn parse(buf: &mut BytesMut) -> Result<Option<Frame>, ClientError> {
     let skip = buf.iter().take_while(|b| **b == b'\n' || **b == b'\r').count();
     buf.advance(skip);
-    let Some(head_end) = find(buf, b"\n\n").map(|at| (at, at + 2)).or_else(|| {
-        find(buf, b"\r\n\r\n").map(|at| (at, at + 4))
-    }) else {
+    let Some(head_end) = head_end(buf) else {
         if buf.len() > MAX_FRAME {
             return Err(ClientError::Protocol("frame header too long".into()));
         }
@@ -364,8 +362,18 @@ fn parse(buf: &mut BytesMut) -> Result<Option<Frame>, ClientError> {
     }))
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+/// Where the header block ends (before its blank line) and where the body starts.
+fn head_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let mut at = 0;
+    while let Some(offset) = buf.get(at..)?.iter().position(|b| *b == b'\n') {
+        let eol = at + offset;
+        match buf.get(eol + 1..) {
+            Some([b'\n', ..]) => return Some((eol, eol + 2)),
+            Some([b'\r', b'\n', ..]) => return Some((eol, eol + 3)),
+            _ => at = eol + 1,
+        }
+    }
+    None
 }
 
 fn unescape(text: &str) -> Result<String, ClientError> {
