@@ -116,6 +116,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.cluster.validate().map_err(ConfigError::Invalid)?;
         self.goomerang.validate().map_err(ConfigError::Invalid)?;
+        self.loom.validate().map_err(ConfigError::Invalid)?;
         self.chanserv
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;

@@ -45,6 +45,17 @@ fn check_config_accepts_the_example() {
 }
 
 #[test]
+fn check_config_names_a_missing_certificate_file() {
+    let (ok, output) =
+        check_config("[loom]\nenabled = true\n[loom.tls]\nself_signed = false\ncert_file = \"/nonexistent/cert.pem\"\nkey_file = \"/nonexistent/key.pem\"\n");
+    assert!(!ok);
+    assert!(output.contains("loom.tls.cert_file"), "{output}");
+    let (ok, output) = check_config("[messageloop.ws]\nenabled = true\ntls = { cert_file = \"/nope.pem\", key_file = \"/nope.key\" }\n");
+    assert!(!ok);
+    assert!(output.contains("messageloop.ws.tls.cert_file"), "{output}");
+}
+
+#[test]
 fn check_config_names_the_bad_key() {
     let (ok, output) = check_config("[shutdown]\ndrain_timeout_secs = \"later\"\n");
     assert!(!ok);
