@@ -9,8 +9,9 @@
 //!   `Ok(None)` the buffer never holds more than the frame cap, a `content-length` beyond the
 //!   body or frame cap fails at once, and the decoder's own allocations are bounded by the
 //!   header line and count caps. It never reserves buffer space from a wire length.
-//! * The outcome does not depend on how the bytes were split into reads: each error is the
-//!   one whose first offending byte comes first in the stream.
+//! * The outcome, errors included, does not depend on how the bytes were split into reads:
+//!   every check fires at a fixed byte offset (header escapes are checked once the frame is
+//!   complete), and the earliest one wins.
 //! * After an error the decoder is fused: every later call returns the same error. The session
 //!   sends ERROR (see [`super::error::StompError`]) and closes.
 //!
@@ -255,7 +256,10 @@ impl Decoder {
             None => {
                 // A NUL at offset `o` is acceptable while `o < cap` and the body stays within
                 // its cap; the first byte past both bounds decides which limit broke.
-                let body_bound = body.start.saturating_add(self.limits.max_body_size + 1);
+                let body_bound = body
+                    .start
+                    .saturating_add(self.limits.max_body_size)
+                    .saturating_add(1);
                 let bound = cap.min(body_bound);
                 let window_end = buf.len().min(bound);
                 let from = p.scan.min(window_end);
