@@ -187,6 +187,10 @@ mod tests {
         .unwrap();
         assert_eq!(value(&frame, "message"), Some(&b"Version mismatch"[..]));
         assert_eq!(value(&frame, "version"), Some(&b"1.0,1.1,1.2"[..]));
+        assert_eq!(
+            &frame.body[..],
+            b"no common version in accept-version \"2.0\"; supported: 1.0,1.1,1.2\n"
+        );
     }
 
     #[test]

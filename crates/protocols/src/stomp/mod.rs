@@ -3,7 +3,7 @@
 //! * [`frame`]: frames, commands, ordered headers, versions.
 //! * [`parser`] / [`writer`]: the incremental decoder and the encoder (with [`limits`] and
 //!   the per-version header escaping).
-//! * [`negotiate`]: version and heart-beat negotiation, CONNECTED.
+//! * [`negotiate`](mod@negotiate): version and heart-beat negotiation, CONNECTED.
 //! * [`error`]: every failure of reference §6 and its ERROR frame.
 //! * [`destination`]: destination strings.
 //! * [`ack`] / [`transaction`]: per-connection ack and transaction bookkeeping.

@@ -380,15 +380,18 @@ impl Decoder {
         let trim = self.version == Some(Version::V1_0);
         let mut headers = Vec::with_capacity(p.lines.len());
         for line in &p.lines {
-            let mut value = &raw[line.colon + 1..line.end];
+            let mut value_start = line.colon + 1;
             if trim {
-                value = trim_leading_blanks(value);
+                value_start += raw[value_start..line.end]
+                    .iter()
+                    .take_while(|b| is_blank(b))
+                    .count();
             }
             let name = escaping
                 .unescape(raw.slice(line.start..line.colon))
                 .map_err(|_| DecodeError::InvalidEscape)?;
             let value = escaping
-                .unescape(raw.slice_ref(value))
+                .unescape(raw.slice(value_start..line.end))
                 .map_err(|_| DecodeError::InvalidEscape)?;
             headers.push(Header { name, value });
         }
@@ -624,10 +627,17 @@ mod tests {
 
     #[test]
     fn version_1_0_trims_leading_blanks_and_splits_at_first_colon() {
-        let f = one(Some(Version::V1_0), b"SEND\nlogin: \tguest \nx-h:a:b\n\n\0");
+        let f = one(
+            Some(Version::V1_0),
+            b"SEND\nlogin: \tguest \nx-h:a:b\nblank:  \n\n\0",
+        );
         assert_eq!(
             headers(&f),
-            [(&b"login"[..], &b"guest "[..]), (b"x-h", b"a:b")]
+            [
+                (&b"login"[..], &b"guest "[..]),
+                (b"x-h", b"a:b"),
+                (b"blank", b"")
+            ]
         );
         let f = one(Some(Version::V1_2), b"SEND\nlogin: guest\n\n\0");
         assert_eq!(&f.header("login").unwrap()[..], b" guest");
