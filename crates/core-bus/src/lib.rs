@@ -1,1 +1,23 @@
-//! placeholder
+//! gatewayd's core bus: one protocol-neutral [`Envelope`], canonical [`Topic`]s with wildcard [`Pattern`]s, and a
+//! [`Bus`] that delivers every publish to all matching fanout subscribers and one member of the topic's anycast
+//! group. Adapters talk to it only through [`Bus`] and [`Mailbox`]; it knows nothing about wire formats.
+
+mod anycast;
+mod bus;
+pub mod cluster;
+pub mod config;
+pub mod encoding;
+mod envelope;
+pub mod events;
+pub mod history;
+mod index;
+mod mailbox;
+pub mod metrics;
+pub mod names;
+mod topic;
+
+pub use anycast::{AckHandle, Backpressure, Credit, GroupStats};
+pub use bus::{Bus, PublishOutcome, TopicStats};
+pub use envelope::{ConnectionId, Envelope, Headers, MessageId, Origin, Position, Protocol};
+pub use mailbox::{Closed, Delivery, Mailbox, MailboxOptions, SubscribeError, SubscriptionId};
+pub use topic::{escape_token_into, unescape_token, Pattern, Segment, Topic, TopicError};

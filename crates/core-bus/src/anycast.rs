@@ -1,0 +1,414 @@
+//! Anycast groups: each message goes to exactly one member that has credit, round-robin or by a stable
+//! (rendezvous) hash of the envelope key; unacked messages are requeued on nack or leave; a bounded retention buffer
+//! holds messages no member can take yet.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::config::{GroupOverflow, GroupPolicy, NoMemberPolicy};
+use crate::envelope::Envelope;
+use crate::mailbox::{Delivery, MailboxShared, SubscriptionId};
+use crate::metrics::{record_drop, DropReason};
+use crate::topic::Topic;
+
+/// How many unacked messages a member can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credit {
+    /// No limit, and messages are settled as soon as they are handed over (STOMP `ack:auto`).
+    AutoAck,
+    /// At most this many unacked messages (STOMP prefetch, Loom stop-and-wait = 1). Zero pauses the member.
+    Window(u32),
+}
+
+/// Identifies a member within its group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MemberId(u64);
+
+/// What a group did with an offered message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Offered {
+    Dispatched,
+    /// Kept for later; `evicted` older messages were dropped to make room, and `full` says the buffer is past its
+    /// bound under the `block` policy, so the publisher should wait for room.
+    Retained {
+        evicted: usize,
+        full: bool,
+    },
+    Dropped(DropReason),
+}
+
+#[derive(Clone)]
+struct Pending {
+    envelope: Arc<Envelope>,
+    redelivered: bool,
+}
+
+struct Member {
+    id: MemberId,
+    mailbox: Arc<MailboxShared>,
+    subscription: SubscriptionId,
+    credit: Credit,
+    unacked: HashMap<u64, Pending>,
+    closed: bool,
+}
+
+impl Member {
+    fn has_credit(&self) -> bool {
+        !self.closed
+            && match self.credit {
+                Credit::AutoAck => true,
+                Credit::Window(n) => self.unacked.len() < n as usize,
+            }
+    }
+}
+
+#[derive(Default)]
+struct GroupState {
+    members: Vec<Member>,
+    round_robin: usize,
+    backlog: VecDeque<Pending>,
+    backlog_bytes: usize,
+    next_tag: u64,
+}
+
+/// One anycast group, on one exact topic.
+pub struct Group {
+    topic: Topic,
+    policy: GroupPolicy,
+    state: Mutex<GroupState>,
+    room: Notify,
+}
+
+/// Settles one group delivery. Dropping it without settling leaves the message unacked until the member leaves.
+#[derive(Debug)]
+pub struct AckHandle {
+    group: Arc<Group>,
+    member: MemberId,
+    tag: u64,
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group").field("topic", &self.topic).finish()
+    }
+}
+
+impl AckHandle {
+    /// The message was processed.
+    pub fn ack(self) {
+        self.group.settle(self.member, self.tag, None);
+    }
+
+    /// The message was not processed: requeue it (marked redelivered) or drop it.
+    pub fn nack(self, requeue: bool) {
+        self.group.settle(self.member, self.tag, Some(requeue));
+    }
+}
+
+/// Lets a publisher wait until a full group has room again (the `block` overflow policy).
+#[derive(Debug, Clone)]
+pub struct Backpressure {
+    group: Arc<Group>,
+}
+
+impl Backpressure {
+    pub async fn ready(self) {
+        loop {
+            let mut notified = pin!(self.group.room.notified());
+            notified.as_mut().enable();
+            if !self.group.is_full() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Per-group numbers for the admin API.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GroupStats {
+    pub members: usize,
+    pub ready_members: usize,
+    pub retained: usize,
+    pub unacked: usize,
+}
+
+fn rendezvous_weight(key: &[u8], member: MemberId) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    member.0.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl Group {
+    pub(crate) fn new(topic: Topic, policy: GroupPolicy) -> Group {
+        Group {
+            topic,
+            policy,
+            state: Mutex::new(GroupState::default()),
+            room: Notify::new(),
+        }
+    }
+
+    pub fn topic(&self) -> &Topic {
+        &self.topic
+    }
+
+    pub(crate) fn join(
+        self: &Arc<Self>,
+        mailbox: Arc<MailboxShared>,
+        subscription: SubscriptionId,
+        credit: Credit,
+    ) -> MemberId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let id = MemberId(NEXT.fetch_add(1, Ordering::Relaxed));
+        let mut state = self.state.lock();
+        state.members.push(Member {
+            id,
+            mailbox,
+            subscription,
+            credit,
+            unacked: HashMap::new(),
+            closed: false,
+        });
+        self.drain(&mut state);
+        id
+    }
+
+    pub(crate) fn leave(self: &Arc<Self>, member: MemberId) {
+        let mut state = self.state.lock();
+        let Some(index) = state.members.iter().position(|m| m.id == member) else {
+            return;
+        };
+        let gone = state.members.remove(index);
+        let mut unacked: Vec<(u64, Pending)> = gone.unacked.into_iter().collect();
+        unacked.sort_by_key(|(tag, _)| *tag);
+        for (_, mut pending) in unacked.into_iter().rev() {
+            pending.redelivered = true;
+            state.backlog_bytes += pending.envelope.size();
+            state.backlog.push_front(pending);
+        }
+        self.drain(&mut state);
+    }
+
+    pub(crate) fn set_credit(self: &Arc<Self>, member: MemberId, credit: Credit) {
+        let mut state = self.state.lock();
+        if let Some(m) = state.members.iter_mut().find(|m| m.id == member) {
+            m.credit = credit;
+        }
+        self.drain(&mut state);
+    }
+
+    fn settle(self: &Arc<Self>, member: MemberId, tag: u64, nack: Option<bool>) {
+        let mut state = self.state.lock();
+        let Some(m) = state.members.iter_mut().find(|m| m.id == member) else {
+            return;
+        };
+        let Some(mut pending) = m.unacked.remove(&tag) else {
+            return;
+        };
+        match nack {
+            Some(true) => {
+                pending.redelivered = true;
+                state.backlog_bytes += pending.envelope.size();
+                state.backlog.push_front(pending);
+            }
+            Some(false) => record_drop(DropReason::Rejected, pending.envelope.origin.protocol),
+            None => {}
+        }
+        self.drain(&mut state);
+    }
+
+    /// Offers a new message to the group.
+    pub(crate) fn offer(self: &Arc<Self>, envelope: Arc<Envelope>) -> Offered {
+        let mut state = self.state.lock();
+        if state.members.is_empty() && self.policy.no_member == NoMemberPolicy::Discard {
+            record_drop(DropReason::NoGroupMember, envelope.origin.protocol);
+            return Offered::Dropped(DropReason::NoGroupMember);
+        }
+        let mut pending = Pending {
+            envelope,
+            redelivered: false,
+        };
+        while let Some(target) = Self::target(&mut state, &pending.envelope) {
+            match self.deliver(&mut state, target, pending) {
+                Ok(()) => return Offered::Dispatched,
+                Err(returned) => pending = returned,
+            }
+        }
+        self.retain(&mut state, pending)
+    }
+
+    fn retain(&self, state: &mut GroupState, pending: Pending) -> Offered {
+        let size = pending.envelope.size();
+        let full = |s: &GroupState| {
+            s.backlog.len() >= self.policy.max_messages
+                || s.backlog_bytes + size > self.policy.max_bytes
+        };
+        if full(state) {
+            match self.policy.overflow {
+                GroupOverflow::DropNewest => {
+                    record_drop(
+                        DropReason::GroupFullDropNewest,
+                        pending.envelope.origin.protocol,
+                    );
+                    return Offered::Dropped(DropReason::GroupFullDropNewest);
+                }
+                GroupOverflow::DropOldest => {
+                    let mut evicted = 0;
+                    while full(state) {
+                        let Some(oldest) = state.backlog.pop_front() else {
+                            break;
+                        };
+                        state.backlog_bytes -= oldest.envelope.size();
+                        record_drop(
+                            DropReason::GroupFullDropOldest,
+                            oldest.envelope.origin.protocol,
+                        );
+                        evicted += 1;
+                    }
+                    state.backlog_bytes += size;
+                    state.backlog.push_back(pending);
+                    return Offered::Retained {
+                        evicted,
+                        full: false,
+                    };
+                }
+                GroupOverflow::Block => {
+                    state.backlog_bytes += size;
+                    state.backlog.push_back(pending);
+                    return Offered::Retained {
+                        evicted: 0,
+                        full: true,
+                    };
+                }
+            }
+        }
+        state.backlog_bytes += size;
+        state.backlog.push_back(pending);
+        Offered::Retained {
+            evicted: 0,
+            full: false,
+        }
+    }
+
+    /// The member that should get `envelope` now, if any: the key's rendezvous member when it has credit, or the
+    /// next member with credit round-robin for messages without key.
+    fn target(state: &mut GroupState, envelope: &Envelope) -> Option<usize> {
+        match &envelope.key {
+            Some(key) => {
+                let live = state.members.iter().enumerate().filter(|(_, m)| !m.closed);
+                let (index, member) = live.max_by_key(|(_, m)| rendezvous_weight(key, m.id))?;
+                member.has_credit().then_some(index)
+            }
+            None => {
+                let n = state.members.len();
+                let start = state.round_robin;
+                let index = (0..n)
+                    .map(|i| (start + i) % n)
+                    .find(|&i| state.members[i].has_credit())?;
+                state.round_robin = (index + 1) % n.max(1);
+                Some(index)
+            }
+        }
+    }
+
+    fn deliver(
+        self: &Arc<Self>,
+        state: &mut GroupState,
+        index: usize,
+        pending: Pending,
+    ) -> Result<(), Pending> {
+        let tag = state.next_tag;
+        state.next_tag += 1;
+        let member = &mut state.members[index];
+        let ack = match member.credit {
+            Credit::AutoAck => None,
+            Credit::Window(_) => Some(AckHandle {
+                group: self.clone(),
+                member: member.id,
+                tag,
+            }),
+        };
+        let delivery = Delivery {
+            envelope: pending.envelope.clone(),
+            subscription: member.subscription,
+            ack,
+            redelivered: pending.redelivered,
+        };
+        match member.mailbox.push_group(delivery) {
+            Ok(()) => {
+                if matches!(member.credit, Credit::Window(_)) {
+                    member.unacked.insert(tag, pending);
+                }
+                Ok(())
+            }
+            Err(_) => {
+                member.closed = true;
+                Err(pending)
+            }
+        }
+    }
+
+    /// Hands retained messages to members that have credit, in order, then wakes blocked publishers.
+    fn drain(self: &Arc<Self>, state: &mut GroupState) {
+        let mut i = 0;
+        while i < state.backlog.len() && state.members.iter().any(Member::has_credit) {
+            let envelope = state.backlog[i].envelope.clone();
+            match Self::target(state, &envelope) {
+                Some(target) => {
+                    let Some(pending) = state.backlog.remove(i) else {
+                        break;
+                    };
+                    state.backlog_bytes -= pending.envelope.size();
+                    if let Err(pending) = self.deliver(state, target, pending) {
+                        state.backlog_bytes += pending.envelope.size();
+                        state.backlog.insert(i, pending);
+                    }
+                }
+                None => i += 1,
+            }
+        }
+        if state.backlog.len() < self.policy.max_messages
+            && state.backlog_bytes < self.policy.max_bytes
+        {
+            self.room.notify_waiters();
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        let state = self.state.lock();
+        state.backlog.len() >= self.policy.max_messages
+            || state.backlog_bytes >= self.policy.max_bytes
+    }
+
+    pub(crate) fn backpressure(self: &Arc<Self>) -> Backpressure {
+        Backpressure {
+            group: self.clone(),
+        }
+    }
+
+    /// A group with no member, nothing retained and the discard policy can be forgotten.
+    pub(crate) fn is_idle(&self) -> bool {
+        let state = self.state.lock();
+        state.members.is_empty()
+            && state.backlog.is_empty()
+            && self.policy.no_member == NoMemberPolicy::Discard
+    }
+
+    pub fn stats(&self) -> GroupStats {
+        let state = self.state.lock();
+        GroupStats {
+            members: state.members.len(),
+            ready_members: state.members.iter().filter(|m| m.has_credit()).count(),
+            retained: state.backlog.len(),
+            unacked: state.members.iter().map(|m| m.unacked.len()).sum(),
+        }
+    }
+}

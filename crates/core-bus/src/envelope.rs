@@ -1,0 +1,237 @@
+//! The one message type every protocol converts to and from.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::topic::Topic;
+
+/// Which adapter a message or connection belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Stomp,
+    MessageLoop,
+    Goomerang,
+    Loom,
+    Chanserv,
+    /// Messages made by gatewayd itself (admin API, `gatewayctl`, cluster peers).
+    Internal,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 6] = [
+        Protocol::Stomp,
+        Protocol::MessageLoop,
+        Protocol::Goomerang,
+        Protocol::Loom,
+        Protocol::Chanserv,
+        Protocol::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Stomp => "stomp",
+            Protocol::MessageLoop => "messageloop",
+            Protocol::Goomerang => "goomerang",
+            Protocol::Loom => "loom",
+            Protocol::Chanserv => "chanserv",
+            Protocol::Internal => "internal",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    pub(crate) fn from_index(index: u8) -> Option<Protocol> {
+        Protocol::ALL.get(usize::from(index)).copied()
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A process-unique connection number, allocated with [`ConnectionId::next`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ConnectionId(pub u64);
+
+impl ConnectionId {
+    pub fn next() -> ConnectionId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        ConnectionId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Where a message entered gatewayd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Origin {
+    pub protocol: Protocol,
+    pub connection: ConnectionId,
+}
+
+/// A cluster-unique message id: a random per-process prefix and a counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(pub u128);
+
+impl MessageId {
+    pub fn next() -> MessageId {
+        static PREFIX: OnceLock<u64> = OnceLock::new();
+        static COUNTER: AtomicU64 = AtomicU64::new(1);
+        let prefix = *PREFIX.get_or_init(rand::random::<u64>);
+        MessageId(u128::from(prefix) << 64 | u128::from(COUNTER.fetch_add(1, Ordering::Relaxed)))
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+/// A message's place in a topic with history: `offset` is dense (1, 2, 3, …) within `epoch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct Position {
+    pub epoch: u64,
+    pub offset: u64,
+}
+
+/// Ordered user headers: names are text, values are bytes, duplicates are kept and the first one wins on lookup.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(Vec<(String, Bytes)>);
+
+impl Headers {
+    pub fn new() -> Headers {
+        Headers(Vec::new())
+    }
+
+    pub fn push(&mut self, name: impl Into<String>, value: impl Into<Bytes>) {
+        self.0.push((name.into(), value.into()));
+    }
+
+    /// The first value of `name` (names compare exactly).
+    pub fn get(&self, name: &str) -> Option<&Bytes> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// The first value of `name` if it is UTF-8.
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Bytes)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Total bytes of names and values, for size limits.
+    pub fn byte_len(&self) -> usize {
+        self.0.iter().map(|(n, v)| n.len() + v.len()).sum()
+    }
+}
+
+impl<N: Into<String>, V: Into<Bytes>> FromIterator<(N, V)> for Headers {
+    fn from_iter<I: IntoIterator<Item = (N, V)>>(iter: I) -> Self {
+        Headers(
+            iter.into_iter()
+                .map(|(n, v)| (n.into(), v.into()))
+                .collect(),
+        )
+    }
+}
+
+/// One message on the bus. Fan-out shares it behind an `Arc`; the payload is never copied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    pub topic: Topic,
+    pub payload: Bytes,
+    pub headers: Headers,
+    pub content_type: Option<String>,
+    /// Partitioning / affinity key (STOMP `JMSXGroupID`, Loom key).
+    pub key: Option<Bytes>,
+    pub reply_to: Option<Topic>,
+    pub correlation_id: Option<String>,
+    /// W3C trace context `traceparent` value.
+    pub traceparent: Option<String>,
+    pub origin: Origin,
+    pub id: MessageId,
+    /// Milliseconds since the Unix epoch when the message entered gatewayd.
+    pub timestamp_ms: u64,
+    /// Set by the bus when the topic keeps history.
+    pub position: Option<Position>,
+}
+
+impl Envelope {
+    /// A new envelope with a fresh id and the current time; fill the optional fields directly.
+    pub fn new(topic: Topic, payload: impl Into<Bytes>, origin: Origin) -> Envelope {
+        Envelope {
+            topic,
+            payload: payload.into(),
+            headers: Headers::new(),
+            content_type: None,
+            key: None,
+            reply_to: None,
+            correlation_id: None,
+            traceparent: None,
+            origin,
+            id: MessageId::next(),
+            timestamp_ms: now_ms(),
+            position: None,
+        }
+    }
+
+    /// Approximate memory charged to queues for this message.
+    pub fn size(&self) -> usize {
+        self.payload.len() + self.headers.byte_len() + self.topic.as_str().len() + 64
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_keep_order_and_first_wins() {
+        let mut h = Headers::new();
+        h.push("a", "1");
+        h.push("b", "2");
+        h.push("a", "3");
+        assert_eq!(h.get_str("a"), Some("1"));
+        let names: Vec<_> = h.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["a", "b", "a"]);
+    }
+
+    #[test]
+    fn message_ids_are_unique() {
+        let a = MessageId::next();
+        let b = MessageId::next();
+        assert_ne!(a, b);
+        assert_eq!(a.0 >> 64, b.0 >> 64);
+    }
+}

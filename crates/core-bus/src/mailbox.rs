@@ -1,0 +1,412 @@
+//! A subscriber: one bounded queue that receives deliveries for all of a connection's subscriptions and group
+//! memberships, with the slow-consumer policy applied when a fanout delivery finds it full.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::task::AtomicWaker;
+use parking_lot::Mutex;
+
+use crate::anycast::{AckHandle, Credit, Group, MemberId};
+use crate::bus::BusInner;
+use crate::config::{QueueLimits, SlowConsumerPolicy};
+use crate::envelope::{Envelope, Origin};
+use crate::metrics::DropReason;
+use crate::topic::{Pattern, Segment, Topic};
+
+/// Identifies one subscription or group membership, unique in the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubscriptionId(pub u64);
+
+impl SubscriptionId {
+    pub(crate) fn next() -> SubscriptionId {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        SubscriptionId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// One message handed to a subscriber.
+#[derive(Debug)]
+pub struct Delivery {
+    pub envelope: Arc<Envelope>,
+    pub subscription: SubscriptionId,
+    /// Present for group deliveries that must be settled (acked or nacked).
+    pub ack: Option<AckHandle>,
+    /// The message was delivered before and requeued (nack, member leave or disconnect).
+    pub redelivered: bool,
+}
+
+/// Why a mailbox stopped receiving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Closed {
+    #[error("slow consumer: the subscriber queue was full")]
+    SlowConsumer,
+}
+
+/// Why a subscription was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubscribeError {
+    #[error("inbox {0} belongs to another connection")]
+    NotInboxOwner(Topic),
+    #[error("internal topics can only be subscribed by exact name")]
+    InternalWildcard,
+    #[error("anycast groups need an exact topic")]
+    GroupPattern,
+}
+
+/// Options of one mailbox; [`MailboxOptions::from`] a bus config gives the defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct MailboxOptions {
+    pub limits: QueueLimits,
+    pub policy: SlowConsumerPolicy,
+}
+
+/// A queued delivery; only fanout deliveries count against the queue limits.
+struct Queued {
+    delivery: Delivery,
+    /// Bytes charged to the queue limits; zero for group deliveries.
+    fanout_bytes: usize,
+    fanout: bool,
+}
+
+struct QueueState {
+    items: VecDeque<Queued>,
+    fanout_bytes: usize,
+    fanout_len: usize,
+    closed: Option<Closed>,
+}
+
+/// The part of a mailbox the bus holds in its index.
+pub(crate) struct MailboxShared {
+    pub(crate) owner: Origin,
+    options: MailboxOptions,
+    queue: Mutex<QueueState>,
+    waker: AtomicWaker,
+}
+
+/// What one push did.
+pub(crate) enum Pushed {
+    Queued,
+    Dropped(DropReason),
+    Closed,
+}
+
+impl MailboxShared {
+    pub(crate) fn push_fanout(
+        &self,
+        envelope: &Arc<Envelope>,
+        size: usize,
+        subscription: SubscriptionId,
+    ) -> Pushed {
+        let limits = self.options.limits;
+        let mut queue = self.queue.lock();
+        if queue.closed.is_some() {
+            return Pushed::Closed;
+        }
+        if queue.fanout_len >= limits.max_messages || queue.fanout_bytes + size > limits.max_bytes {
+            match self.options.policy {
+                SlowConsumerPolicy::Disconnect => {
+                    queue.closed = Some(Closed::SlowConsumer);
+                    queue.items.clear();
+                    drop(queue);
+                    self.waker.wake();
+                    return Pushed::Dropped(DropReason::SlowConsumerDisconnect);
+                }
+                SlowConsumerPolicy::DropNewest => {
+                    return Pushed::Dropped(DropReason::QueueFullDropNewest)
+                }
+                SlowConsumerPolicy::DropOldest => {
+                    while queue.fanout_len > 0
+                        && (queue.fanout_len >= limits.max_messages
+                            || queue.fanout_bytes + size > limits.max_bytes)
+                    {
+                        let Some(oldest) = queue.items.iter().position(|q| q.fanout) else {
+                            break;
+                        };
+                        if let Some(evicted) = queue.items.remove(oldest) {
+                            queue.fanout_len -= 1;
+                            queue.fanout_bytes -= evicted.fanout_bytes;
+                            crate::metrics::record_drop(
+                                DropReason::QueueFullDropOldest,
+                                self.owner.protocol,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let was_empty = queue.items.is_empty();
+        queue.fanout_len += 1;
+        queue.fanout_bytes += size;
+        let delivery = Delivery {
+            envelope: envelope.clone(),
+            subscription,
+            ack: None,
+            redelivered: false,
+        };
+        queue.items.push_back(Queued {
+            delivery,
+            fanout_bytes: size,
+            fanout: true,
+        });
+        drop(queue);
+        if was_empty {
+            self.waker.wake();
+        }
+        Pushed::Queued
+    }
+
+    /// Group deliveries are bounded by the member's credit, not by the queue limits.
+    pub(crate) fn push_group(&self, delivery: Delivery) -> Result<(), Delivery> {
+        let mut queue = self.queue.lock();
+        if queue.closed.is_some() {
+            return Err(delivery);
+        }
+        let was_empty = queue.items.is_empty();
+        queue.items.push_back(Queued {
+            delivery,
+            fanout_bytes: 0,
+            fanout: false,
+        });
+        drop(queue);
+        if was_empty {
+            self.waker.wake();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn depth(&self) -> usize {
+        self.queue.lock().items.len()
+    }
+}
+
+enum Membership {
+    Fanout(Pattern),
+    Member { group: Arc<Group>, member: MemberId },
+}
+
+/// A connection's handle on the bus: subscribe, join groups, receive deliveries. Dropping it removes every
+/// subscription and leaves every group (unacked group messages are requeued as redelivered).
+pub struct Mailbox {
+    shared: Arc<MailboxShared>,
+    bus: Arc<BusInner>,
+    memberships: HashMap<SubscriptionId, Membership>,
+    id: u64,
+}
+
+impl Mailbox {
+    pub(crate) fn new(
+        bus: Arc<BusInner>,
+        owner: Origin,
+        options: MailboxOptions,
+        id: u64,
+    ) -> Mailbox {
+        let shared = Arc::new(MailboxShared {
+            owner,
+            options,
+            queue: Mutex::new(QueueState {
+                items: VecDeque::new(),
+                fanout_bytes: 0,
+                fanout_len: 0,
+                closed: None,
+            }),
+            waker: AtomicWaker::new(),
+        });
+        bus.register_mailbox(id, &shared);
+        Mailbox {
+            shared,
+            bus,
+            memberships: HashMap::new(),
+            id,
+        }
+    }
+
+    pub fn owner(&self) -> Origin {
+        self.shared.owner
+    }
+
+    /// This connection's private inbox topic `$inbox.<connection>.<name>`; only this mailbox may subscribe to it.
+    pub fn inbox(&self, name: &[u8]) -> Topic {
+        crate::names::inbox(self.shared.owner.connection, name)
+    }
+
+    /// Subscribes to a pattern (fanout). Messages published after this returns are delivered.
+    pub fn subscribe(&mut self, pattern: Pattern) -> Result<SubscriptionId, SubscribeError> {
+        self.check_internal(&pattern)?;
+        let id = SubscriptionId::next();
+        self.bus.add_fanout(&pattern, self.shared.clone(), id);
+        self.memberships.insert(id, Membership::Fanout(pattern));
+        Ok(id)
+    }
+
+    /// Subscribes to a topic with history and returns, atomically with the subscription, the retained messages
+    /// after `after` (no gap and no duplicate between the two). `None` means the topic keeps no history.
+    pub fn subscribe_with_history(
+        &mut self,
+        topic: &Topic,
+        after: crate::history::Since,
+    ) -> Result<(SubscriptionId, Option<crate::history::Recovery>), SubscribeError> {
+        let pattern = Pattern::exact(topic);
+        self.check_internal(&pattern)?;
+        let id = SubscriptionId::next();
+        let recovery = self
+            .bus
+            .add_fanout_with_history(topic, self.shared.clone(), id, after);
+        self.memberships.insert(id, Membership::Fanout(pattern));
+        Ok((id, recovery))
+    }
+
+    /// Joins the anycast group on `topic` with `credit`; the group is created with `default_policy` unless a
+    /// configured rule for the topic applies.
+    pub fn join_group(
+        &mut self,
+        topic: &Topic,
+        credit: Credit,
+        default_policy: crate::config::GroupPolicy,
+    ) -> Result<SubscriptionId, SubscribeError> {
+        self.check_internal(&Pattern::exact(topic))?;
+        let id = SubscriptionId::next();
+        let group = self.bus.group(topic, default_policy);
+        let member = group.join(self.shared.clone(), id, credit);
+        self.bus.emit_interest(&Pattern::exact(topic), true, true);
+        self.memberships
+            .insert(id, Membership::Member { group, member });
+        Ok(id)
+    }
+
+    /// Changes the credit of a group membership (for example a new STOMP prefetch window).
+    pub fn set_credit(&self, id: SubscriptionId, credit: Credit) {
+        if let Some(Membership::Member { group, member }) = self.memberships.get(&id) {
+            group.set_credit(*member, credit);
+        }
+    }
+
+    /// Ends a subscription or membership. No message published after this returns is delivered for it, and
+    /// deliveries still queued for it are discarded on receive (group messages are requeued by the group).
+    pub fn unsubscribe(&mut self, id: SubscriptionId) -> bool {
+        match self.memberships.remove(&id) {
+            Some(membership) => {
+                self.end(id, membership);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn end(&self, id: SubscriptionId, membership: Membership) {
+        match membership {
+            Membership::Fanout(pattern) => self.bus.remove_fanout(&pattern, id),
+            Membership::Member { group, member } => {
+                group.leave(member);
+                self.bus
+                    .emit_interest(&Pattern::exact(group.topic()), true, false);
+                self.bus.collect_group(&group);
+            }
+        }
+    }
+
+    pub fn subscription_count(&self) -> usize {
+        self.memberships.len()
+    }
+
+    fn check_internal(&self, pattern: &Pattern) -> Result<(), SubscribeError> {
+        let Some(first) = pattern.segments().first() else {
+            return Ok(());
+        };
+        let Segment::Literal(first) = first else {
+            return Ok(());
+        };
+        if !first.starts_with('$') {
+            return Ok(());
+        }
+        let Some(topic) = pattern.as_topic() else {
+            return Err(SubscribeError::InternalWildcard);
+        };
+        if &**first == crate::names::INBOX_TOKEN {
+            let owner = self.shared.owner.connection.0.to_string();
+            if topic.tokens().nth(1) != Some(owner.as_str()) {
+                return Err(SubscribeError::NotInboxOwner(topic));
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for at least one delivery and moves up to `max` of them into `out`. Returns how many were added.
+    pub async fn recv_batch(
+        &mut self,
+        out: &mut Vec<Delivery>,
+        max: usize,
+    ) -> Result<usize, Closed> {
+        poll_fn(|cx| self.poll_batch(cx, out, max)).await
+    }
+
+    /// Waits for one delivery.
+    pub async fn recv(&mut self) -> Result<Delivery, Closed> {
+        let mut one = Vec::with_capacity(1);
+        loop {
+            self.recv_batch(&mut one, 1).await?;
+            if let Some(delivery) = one.pop() {
+                return Ok(delivery);
+            }
+        }
+    }
+
+    /// Moves up to `max` ready deliveries into `out` without waiting.
+    pub fn try_recv_batch(&mut self, out: &mut Vec<Delivery>, max: usize) -> Result<usize, Closed> {
+        let mut queue = self.shared.queue.lock();
+        if let Some(closed) = queue.closed {
+            return Err(closed);
+        }
+        let mut added = 0;
+        while added < max {
+            let Some(Queued {
+                delivery,
+                fanout_bytes,
+                fanout,
+            }) = queue.items.pop_front()
+            else {
+                break;
+            };
+            if fanout {
+                queue.fanout_len -= 1;
+                queue.fanout_bytes -= fanout_bytes;
+            }
+            if self.memberships.contains_key(&delivery.subscription) {
+                out.push(delivery);
+                added += 1;
+            }
+        }
+        drop(queue);
+        if added > 0 {
+            self.bus
+                .metrics
+                .messages_out(self.shared.owner.protocol, added as u64);
+        }
+        Ok(added)
+    }
+
+    fn poll_batch(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut Vec<Delivery>,
+        max: usize,
+    ) -> Poll<Result<usize, Closed>> {
+        self.shared.waker.register(cx.waker());
+        match self.try_recv_batch(out, max) {
+            Ok(0) => Poll::Pending,
+            other => Poll::Ready(other),
+        }
+    }
+}
+
+impl Drop for Mailbox {
+    fn drop(&mut self) {
+        for (id, membership) in std::mem::take(&mut self.memberships) {
+            self.end(id, membership);
+        }
+        self.bus.unregister_mailbox(self.id);
+    }
+}

@@ -1,0 +1,108 @@
+//! Metric names and the counters the bus updates. Handles are resolved once, so the publish path does no lookups.
+//!
+//! Exported names (Prometheus): `gatewayd_messages_in_total{protocol}`, `gatewayd_messages_out_total{protocol}`,
+//! `gatewayd_drops_total{reason,protocol}`, and gauges `gatewayd_subscriptions`, `gatewayd_groups`,
+//! `gatewayd_retained_messages`, `gatewayd_queue_depth` refreshed by [`crate::Bus::refresh_gauges`].
+
+use metrics::{counter, gauge, Counter};
+use serde::Serialize;
+
+use crate::envelope::Protocol;
+
+pub const MESSAGES_IN: &str = "gatewayd_messages_in_total";
+pub const MESSAGES_OUT: &str = "gatewayd_messages_out_total";
+pub const DROPS: &str = "gatewayd_drops_total";
+pub const SUBSCRIPTIONS: &str = "gatewayd_subscriptions";
+pub const GROUPS: &str = "gatewayd_groups";
+pub const RETAINED: &str = "gatewayd_retained_messages";
+pub const QUEUE_DEPTH: &str = "gatewayd_queue_depth";
+
+/// Why a message was not delivered to someone. Every drop is counted under one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropReason {
+    /// A fanout subscriber's queue was full and its policy disconnected it.
+    SlowConsumerDisconnect,
+    /// A fanout subscriber's queue was full; the oldest queued message was dropped.
+    QueueFullDropOldest,
+    /// A fanout subscriber's queue was full; the new message was dropped.
+    QueueFullDropNewest,
+    /// An anycast group's retention buffer was full; the oldest retained message was dropped.
+    GroupFullDropOldest,
+    /// An anycast group's retention buffer was full; the new message was dropped.
+    GroupFullDropNewest,
+    /// A consumer rejected a group message without requeue (STOMP NACK on a settled-once message).
+    Rejected,
+    /// An anycast group with the `discard` policy had no member to take the message.
+    NoGroupMember,
+    /// The message exceeds a limit of the receiving protocol.
+    TooLarge,
+    /// The identity's ACL refused the operation (protocols with no error frame).
+    AclDenied,
+    /// The protocol cannot carry the message (for example no handler or a name it cannot express).
+    Unroutable,
+    /// A frame was malformed and the protocol has no error frame to answer with.
+    Malformed,
+    /// Forwarding to the cluster failed.
+    ClusterForward,
+}
+
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::SlowConsumerDisconnect => "slow_consumer_disconnect",
+            DropReason::QueueFullDropOldest => "queue_full_drop_oldest",
+            DropReason::QueueFullDropNewest => "queue_full_drop_newest",
+            DropReason::GroupFullDropOldest => "group_full_drop_oldest",
+            DropReason::GroupFullDropNewest => "group_full_drop_newest",
+            DropReason::Rejected => "rejected",
+            DropReason::NoGroupMember => "no_group_member",
+            DropReason::TooLarge => "too_large",
+            DropReason::AclDenied => "acl_denied",
+            DropReason::Unroutable => "unroutable",
+            DropReason::Malformed => "malformed",
+            DropReason::ClusterForward => "cluster_forward",
+        }
+    }
+}
+
+/// Counts one drop. Adapters call this for drops they decide themselves (ACL, size, malformed input).
+pub fn record_drop(reason: DropReason, protocol: Protocol) {
+    counter!(DROPS, "reason" => reason.as_str(), "protocol" => protocol.as_str()).increment(1);
+}
+
+/// Pre-resolved per-protocol counters.
+pub(crate) struct BusMetrics {
+    messages_in: Vec<Counter>,
+    messages_out: Vec<Counter>,
+}
+
+impl BusMetrics {
+    pub(crate) fn new() -> BusMetrics {
+        BusMetrics {
+            messages_in: Protocol::ALL
+                .iter()
+                .map(|p| counter!(MESSAGES_IN, "protocol" => p.as_str()))
+                .collect(),
+            messages_out: Protocol::ALL
+                .iter()
+                .map(|p| counter!(MESSAGES_OUT, "protocol" => p.as_str()))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn message_in(&self, protocol: Protocol) {
+        self.messages_in[protocol.index()].increment(1);
+    }
+
+    pub(crate) fn messages_out(&self, protocol: Protocol, n: u64) {
+        self.messages_out[protocol.index()].increment(n);
+    }
+}
+
+pub(crate) fn set_gauges(subscriptions: usize, groups: usize, retained: usize, queue_depth: usize) {
+    gauge!(SUBSCRIPTIONS).set(subscriptions as f64);
+    gauge!(GROUPS).set(groups as f64);
+    gauge!(RETAINED).set(retained as f64);
+    gauge!(QUEUE_DEPTH).set(queue_depth as f64);
+}

@@ -1,0 +1,145 @@
+//! Translation between each protocol's names and canonical topics, and the names of gatewayd's internal topics.
+//! The full table is in `docs/topics.md`.
+
+use crate::envelope::ConnectionId;
+use crate::topic::{escape_token_into, Pattern, Topic, TopicError};
+
+/// First token of private inboxes: `$inbox.<connection>.<name>`.
+pub const INBOX_TOKEN: &str = "$inbox";
+/// First token of RPC request topics: `$rpc.<protocol>.<name tokens…>`.
+pub const RPC_TOKEN: &str = "$rpc";
+
+/// The wildcard syntax of a protocol's subscription names. Names are split on `.` in every protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WildcardSyntax {
+    /// No wildcards: every character is literal (Goomerang topics, Loom rooms, SEND destinations).
+    Literal,
+    /// AMQP / RabbitMQ topic patterns: a whole token `*` is one token, `#` zero or more (STOMP `/topic/`).
+    Amqp,
+    /// NATS: `*` one token, a final `>` one or more.
+    Nats,
+    /// MessageLoop channels: `*` one token, a final `**` zero or more.
+    MessageLoop,
+}
+
+/// Translates a protocol's subscription name into a canonical pattern.
+pub fn pattern_from_name(name: &str, syntax: WildcardSyntax) -> Result<Pattern, TopicError> {
+    let tokens: Vec<&str> = name.split('.').collect();
+    let last = tokens.len() - 1;
+    let mut text = String::with_capacity(name.len());
+    for (i, token) in tokens.into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        let wildcard = match (syntax, token) {
+            (WildcardSyntax::Amqp | WildcardSyntax::Nats | WildcardSyntax::MessageLoop, "*") => {
+                Some("*")
+            }
+            (WildcardSyntax::Amqp, "#") => Some("#"),
+            (WildcardSyntax::Nats, ">") if i == last => Some(">"),
+            (WildcardSyntax::MessageLoop, "**") if i == last => Some("#"),
+            _ => None,
+        };
+        match wildcard {
+            Some(w) => text.push_str(w),
+            None => escape_token_into(token.as_bytes(), &mut text),
+        }
+    }
+    Pattern::parse(&text)
+}
+
+/// Renders a canonical pattern in a protocol's syntax; `None` if that syntax cannot express it.
+pub fn pattern_to_name(pattern: &Pattern, syntax: WildcardSyntax) -> Option<String> {
+    use crate::topic::{unescape_token, Segment};
+    let segments = pattern.segments();
+    let last = segments.len() - 1;
+    let mut parts = Vec::with_capacity(segments.len());
+    for (i, segment) in segments.iter().enumerate() {
+        parts.push(match (segment, syntax) {
+            (Segment::Literal(token), _) => String::from_utf8(unescape_token(token).ok()?).ok()?,
+            (Segment::Star, WildcardSyntax::Literal) => return None,
+            (Segment::Star, _) => "*".to_owned(),
+            (Segment::Hash, WildcardSyntax::Amqp) => "#".to_owned(),
+            (Segment::Hash, WildcardSyntax::MessageLoop) if i == last => "**".to_owned(),
+            (Segment::Gt, WildcardSyntax::Nats) => ">".to_owned(),
+            _ => return None,
+        });
+    }
+    Some(parts.join("."))
+}
+
+/// The private inbox `$inbox.<connection>.<name>` of a connection.
+pub fn inbox(connection: ConnectionId, name: &[u8]) -> Topic {
+    Topic::from_tokens([
+        INBOX_TOKEN.as_bytes(),
+        connection.0.to_string().as_bytes(),
+        name,
+    ])
+}
+
+/// An RPC request topic: `$rpc.<protocol>.<parts…>`, each part one token (dots inside a part are escaped).
+pub fn rpc_topic<T: AsRef<[u8]>>(protocol: &str, parts: impl IntoIterator<Item = T>) -> Topic {
+    Topic::from_tokens([RPC_TOKEN.as_bytes(), protocol.as_bytes()]).child(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_wildcards_translate() {
+        assert_eq!(
+            pattern_from_name("a.*.#", WildcardSyntax::Amqp)
+                .unwrap()
+                .as_str(),
+            "a.*.#"
+        );
+        assert_eq!(
+            pattern_from_name("a.#", WildcardSyntax::Nats)
+                .unwrap()
+                .as_str(),
+            "a.%23"
+        );
+        assert_eq!(
+            pattern_from_name("a.>", WildcardSyntax::Nats)
+                .unwrap()
+                .as_str(),
+            "a.>"
+        );
+        assert_eq!(
+            pattern_from_name("chat.**", WildcardSyntax::MessageLoop)
+                .unwrap()
+                .as_str(),
+            "chat.#"
+        );
+        assert_eq!(
+            pattern_from_name("a*b.*", WildcardSyntax::Literal)
+                .unwrap()
+                .as_str(),
+            "a%2Ab.%2A"
+        );
+    }
+
+    #[test]
+    fn names_round_trip_per_syntax() {
+        for (name, syntax) in [
+            ("orders.*.eu", WildcardSyntax::Amqp),
+            ("orders.#", WildcardSyntax::Amqp),
+            ("orders.>", WildcardSyntax::Nats),
+            ("chat.**", WildcardSyntax::MessageLoop),
+            ("room with spaces.x", WildcardSyntax::Literal),
+        ] {
+            let pattern = pattern_from_name(name, syntax).unwrap();
+            assert_eq!(pattern_to_name(&pattern, syntax).as_deref(), Some(name));
+        }
+    }
+
+    #[test]
+    fn internal_names() {
+        assert_eq!(inbox(ConnectionId(5), b"r.1").as_str(), "$inbox.5.r%2E1");
+        assert_eq!(
+            rpc_topic("messageloop", ["chat.room", "echo"]).as_str(),
+            "$rpc.messageloop.chat%2Eroom.echo"
+        );
+    }
+}

@@ -1,0 +1,47 @@
+//! Helpers shared by the bus integration tests.
+#![allow(dead_code)]
+
+use core_bus::{Bus, ConnectionId, Delivery, Envelope, Mailbox, Origin, Protocol, Topic};
+
+pub fn origin() -> Origin {
+    Origin {
+        protocol: Protocol::Internal,
+        connection: ConnectionId::next(),
+    }
+}
+
+pub fn topic(text: &str) -> Topic {
+    Topic::parse(text).expect("valid topic")
+}
+
+pub fn envelope(topic_text: &str, payload: &str) -> Envelope {
+    Envelope::new(topic(topic_text), payload.to_owned(), origin())
+}
+
+pub fn keyed(topic_text: &str, payload: &str, key: &str) -> Envelope {
+    let mut env = envelope(topic_text, payload);
+    env.key = Some(key.to_owned().into());
+    env
+}
+
+/// Everything ready in the mailbox right now.
+pub fn drain(mailbox: &mut Mailbox) -> Vec<Delivery> {
+    let mut out = Vec::new();
+    while mailbox
+        .try_recv_batch(&mut out, 1024)
+        .expect("mailbox open")
+        > 0
+    {}
+    out
+}
+
+pub fn payloads(deliveries: &[Delivery]) -> Vec<String> {
+    deliveries
+        .iter()
+        .map(|d| String::from_utf8_lossy(&d.envelope.payload).into_owned())
+        .collect()
+}
+
+pub fn bus() -> Bus {
+    Bus::new(Default::default())
+}

@@ -1,0 +1,98 @@
+//! The admin HTTP listener: `/livez`, `/readyz`, `/metrics`, and the JSON API (`/api/listeners`,
+//! `/api/connections`, `/api/topics`, `/api/cluster`) that operators and tests poll.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use core_bus::{Bus, Protocol};
+use metrics_exporter_prometheus::PrometheusHandle;
+use parking_lot::RwLock;
+use protocols::ConnectionRegistry;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+/// One bound listener as `/api/listeners` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListenerInfo {
+    pub name: String,
+    pub protocol: Protocol,
+    pub transport: &'static str,
+    pub address: SocketAddr,
+}
+
+/// What the admin handlers read.
+#[derive(Clone)]
+pub struct AdminState {
+    pub bus: Bus,
+    pub connections: ConnectionRegistry,
+    pub listeners: Arc<RwLock<Vec<ListenerInfo>>>,
+    pub ready: Arc<AtomicBool>,
+    pub prometheus: PrometheusHandle,
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/listeners", get(listeners))
+        .route("/api/connections", get(connections))
+        .route("/api/topics", get(topics))
+        .route("/api/cluster", get(cluster))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
+    if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting")
+    }
+}
+
+async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
+    state.bus.refresh_gauges();
+    state.prometheus.render()
+}
+
+async fn listeners(State(state): State<AdminState>) -> impl IntoResponse {
+    Json(state.listeners.read().clone())
+}
+
+async fn connections(State(state): State<AdminState>) -> impl IntoResponse {
+    Json(state.connections.list())
+}
+
+async fn topics(State(state): State<AdminState>) -> impl IntoResponse {
+    Json(state.bus.topics())
+}
+
+async fn cluster(State(state): State<AdminState>) -> impl IntoResponse {
+    Json(state.bus.cluster_state())
+}
+
+/// Binds the admin listener and serves until `shutdown`.
+pub async fn serve(
+    address: SocketAddr,
+    state: AdminState,
+    shutdown: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    let local = listener.local_addr()?;
+    let app = router(state);
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "admin listener failed");
+        }
+    });
+    Ok((local, task))
+}

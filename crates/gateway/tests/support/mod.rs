@@ -1,0 +1,207 @@
+//! Runs a real `gatewayd` process for over-the-socket tests: writes its config, finds the admin address in its
+//! JSON log, polls `/readyz`, looks listeners up in `/api/listeners`, and stops it with SIGTERM.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const GATEWAYD: &str = env!("CARGO_BIN_EXE_gatewayd");
+
+pub struct Gatewayd {
+    child: Child,
+    pub admin: SocketAddr,
+    _dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+}
+
+/// Config text that binds the admin listener on an ephemeral loopback port.
+pub fn base_config() -> String {
+    "[admin]\naddress = \"127.0.0.1:0\"\n[shutdown]\ndrain_timeout_secs = 5\n".to_owned()
+}
+
+impl Gatewayd {
+    /// Starts gatewayd with `config` (TOML text) and `env` overrides, and waits until it is ready.
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Gatewayd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_path = dir.path().join("gatewayd.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let mut command = Command::new(GATEWAYD);
+        command
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--log-format")
+            .arg("json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawn gatewayd");
+        let stderr = child.stderr.take().expect("stderr");
+        let (found, admin) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("GATEWAYD_TEST_LOG").is_some() {
+                    eprintln!("gatewayd: {line}");
+                }
+                if sent {
+                    continue;
+                }
+                let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                if value["fields"]["message"] == "admin listener bound" {
+                    if let Some(address) = value["fields"]["address"]
+                        .as_str()
+                        .and_then(|a| a.parse().ok())
+                    {
+                        let _ = found.send(address);
+                        sent = true;
+                    }
+                }
+            }
+        });
+        let admin: SocketAddr = admin
+            .recv_timeout(Duration::from_secs(30))
+            .expect("gatewayd logged its admin address");
+        let gateway = Gatewayd {
+            child,
+            admin,
+            _dir: dir,
+            config_path,
+        };
+        gateway.wait_ready();
+        gateway
+    }
+
+    pub fn start(config: &str) -> Gatewayd {
+        Gatewayd::start_with_env(config, &[])
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    /// GET on the admin API; returns status and body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let response = reqwest::blocking::get(self.url(path)).expect("admin request");
+        let status = response.status().as_u16();
+        (status, response.text().expect("admin body"))
+    }
+
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = self.get(path);
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).expect("json")
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(response) = reqwest::blocking::get(self.url("/readyz")) {
+                if response.status().is_success() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "gatewayd did not become ready");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The bound address of listener `name` (such as `stomp.tcp`).
+    pub fn listener(&self, name: &str) -> SocketAddr {
+        let listeners = self.get_json("/api/listeners");
+        let entry = listeners
+            .as_array()
+            .and_then(|all| all.iter().find(|l| l["name"] == name))
+            .unwrap_or_else(|| panic!("listener {name} not in {listeners}"));
+        entry["address"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .expect("listener address")
+    }
+
+    /// Polls `check` on the admin JSON at `path` until it holds (instead of sleeping).
+    pub fn wait_for(&self, path: &str, what: &str, check: impl Fn(&serde_json::Value) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if check(&self.get_json(path)) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The value of a Prometheus counter or gauge with all of `labels`, summed over other labels.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let (_, text) = self.get("/metrics");
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| {
+                let (key, value) = line.rsplit_once(' ')?;
+                let metric = key.split('{').next()?;
+                (metric == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| key.contains(&format!("{k}=\"{v}\""))))
+                .then(|| value.parse::<f64>().ok())?
+            })
+            .sum()
+    }
+
+    /// Sends SIGTERM and waits for the exit status, at most `within`.
+    pub fn terminate(mut self, within: Duration) -> ExitStatus {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gatewayd did not exit within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Gatewayd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `gatewayd check-config` on `text`; returns success and combined output.
+pub fn check_config(text: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("check.toml");
+    std::fs::write(&path, text).expect("write");
+    let output = Command::new(GATEWAYD)
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .expect("run check-config");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}

@@ -1,0 +1,168 @@
+//! The registry of live connections the admin API lists, with per-listener connection limits.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use core_bus::{ConnectionId, Protocol};
+use dashmap::DashMap;
+use serde::Serialize;
+
+/// What the admin API shows about one connection.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionInfo {
+    pub id: ConnectionId,
+    pub protocol: Protocol,
+    pub listener: String,
+    pub peer: String,
+    pub identity: String,
+    pub since_ms: u64,
+    pub subscriptions: usize,
+}
+
+struct Entry {
+    info: ConnectionInfo,
+    subscriptions: Arc<AtomicUsize>,
+}
+
+/// All live connections of the process.
+#[derive(Clone, Default)]
+pub struct ConnectionRegistry {
+    entries: Arc<DashMap<ConnectionId, Entry>>,
+    per_listener: Arc<DashMap<String, usize>>,
+}
+
+/// Refused because the listener is at its connection limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("listener at its limit of {0} connections")]
+pub struct AtCapacity(pub usize);
+
+/// Keeps a connection registered; dropping it unregisters.
+pub struct ConnectionGuard {
+    registry: ConnectionRegistry,
+    id: ConnectionId,
+    listener: String,
+    subscriptions: Arc<AtomicUsize>,
+}
+
+impl ConnectionRegistry {
+    /// Registers a new connection on `listener`, unless that listener already has `max` connections.
+    pub fn register(
+        &self,
+        protocol: Protocol,
+        listener: &str,
+        peer: SocketAddr,
+        max: usize,
+    ) -> Result<ConnectionGuard, AtCapacity> {
+        {
+            let mut count = self.per_listener.entry(listener.to_owned()).or_insert(0);
+            if *count >= max {
+                return Err(AtCapacity(max));
+            }
+            *count += 1;
+        }
+        let id = ConnectionId::next();
+        let subscriptions = Arc::new(AtomicUsize::new(0));
+        let since_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let info = ConnectionInfo {
+            id,
+            protocol,
+            listener: listener.to_owned(),
+            peer: peer.to_string(),
+            identity: String::new(),
+            since_ms,
+            subscriptions: 0,
+        };
+        self.entries.insert(
+            id,
+            Entry {
+                info,
+                subscriptions: subscriptions.clone(),
+            },
+        );
+        Ok(ConnectionGuard {
+            registry: self.clone(),
+            id,
+            listener: listener.to_owned(),
+            subscriptions,
+        })
+    }
+
+    pub fn list(&self) -> Vec<ConnectionInfo> {
+        let mut all: Vec<ConnectionInfo> = self
+            .entries
+            .iter()
+            .map(|e| ConnectionInfo {
+                subscriptions: e.subscriptions.load(Ordering::Relaxed),
+                ..e.info.clone()
+            })
+            .collect();
+        all.sort_by_key(|c| c.id);
+        all
+    }
+
+    pub fn count(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+impl ConnectionGuard {
+    pub fn id(&self) -> ConnectionId {
+        self.id
+    }
+
+    /// Records who the connection authenticated as.
+    pub fn set_identity(&self, identity: &str) {
+        if let Some(mut entry) = self.registry.entries.get_mut(&self.id) {
+            entry.info.identity = identity.to_owned();
+        }
+    }
+
+    /// Records the connection's current number of subscriptions.
+    pub fn set_subscriptions(&self, n: usize) {
+        self.subscriptions.store(n, Ordering::Relaxed);
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.registry.entries.remove(&self.id);
+        if let Some(mut count) = self.registry.per_listener.get_mut(&self.listener) {
+            *count = count.saturating_sub(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_and_unregister() {
+        let registry = ConnectionRegistry::default();
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let a = registry
+            .register(Protocol::Stomp, "stomp.tcp", peer, 1)
+            .unwrap();
+        assert_eq!(
+            registry
+                .register(Protocol::Stomp, "stomp.tcp", peer, 1)
+                .err(),
+            Some(AtCapacity(1))
+        );
+        a.set_identity("alice");
+        a.set_subscriptions(3);
+        let listed = registry.list();
+        assert_eq!(
+            (listed[0].identity.as_str(), listed[0].subscriptions),
+            ("alice", 3)
+        );
+        drop(a);
+        assert_eq!(registry.count(), 0);
+        assert!(registry
+            .register(Protocol::Stomp, "stomp.tcp", peer, 1)
+            .is_ok());
+    }
+}

@@ -1,0 +1,116 @@
+//! The WebSocket accept helper every WebSocket listener uses: path check, subprotocol choice, size limits and a
+//! small read buffer so idle connections stay cheap.
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::WebSocketStream;
+
+/// What a listener accepts.
+#[derive(Debug, Clone)]
+pub struct WsAcceptOptions {
+    /// Accepted request paths (exact match, query string ignored).
+    pub paths: Vec<String>,
+    /// Largest message and frame accepted from the client.
+    pub max_message_bytes: usize,
+    /// Read buffer per connection.
+    pub read_buffer_bytes: usize,
+}
+
+impl Default for WsAcceptOptions {
+    fn default() -> Self {
+        WsAcceptOptions {
+            paths: vec!["/ws".into()],
+            max_message_bytes: 64 << 10,
+            read_buffer_bytes: 4 << 10,
+        }
+    }
+}
+
+/// The result of a successful upgrade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub path: String,
+    /// The subprotocol the server chose, if any.
+    pub subprotocol: Option<String>,
+    /// Every subprotocol the client offered, in its order.
+    pub offered: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WsAcceptError {
+    #[error("websocket handshake: {0}")]
+    Handshake(#[from] tokio_tungstenite::tungstenite::Error),
+}
+
+/// The tungstenite config for `options`.
+pub fn websocket_config(options: &WsAcceptOptions) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(options.read_buffer_bytes)
+        .write_buffer_size(0)
+        .max_message_size(Some(options.max_message_bytes))
+        .max_frame_size(Some(options.max_message_bytes))
+}
+
+fn reject(status: StatusCode) -> ErrorResponse {
+    let mut response = ErrorResponse::new(None);
+    *response.status_mut() = status;
+    response
+}
+
+/// Performs the HTTP upgrade. `choose` picks a subprotocol from those the client offered (or none); a request
+/// for another path gets 404.
+pub async fn accept<S>(
+    stream: S,
+    options: &WsAcceptOptions,
+    choose: impl FnOnce(&[String]) -> Option<String> + Unpin,
+) -> Result<(WebSocketStream<S>, Accepted), WsAcceptError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut accepted = None;
+    // The callback's signature is tungstenite's; its error type is the HTTP response it sends.
+    #[allow(clippy::result_large_err)]
+    let callback = |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
+        let path = request.uri().path().to_owned();
+        if !options.paths.contains(&path) {
+            return Err(reject(StatusCode::NOT_FOUND));
+        }
+        let offered: Vec<String> = request
+            .headers()
+            .get_all("sec-websocket-protocol")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+            .collect();
+        let subprotocol = choose(&offered);
+        if let Some(chosen) = &subprotocol {
+            let value =
+                HeaderValue::from_str(chosen).map_err(|_| reject(StatusCode::BAD_REQUEST))?;
+            response
+                .headers_mut()
+                .insert("sec-websocket-protocol", value);
+        }
+        accepted = Some(Accepted {
+            path,
+            subprotocol,
+            offered,
+        });
+        Ok(response)
+    };
+    let ws = tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        callback,
+        Some(websocket_config(options)),
+    )
+    .await?;
+    let accepted = accepted.unwrap_or(Accepted {
+        path: String::new(),
+        subprotocol: None,
+        offered: Vec::new(),
+    });
+    Ok((ws, accepted))
+}
