@@ -18,6 +18,7 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub bus: BusConfig,
     pub cluster: ClusterConfig,
+    pub stomp: protocols::stomp::Config,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -122,8 +123,42 @@ impl Config {
 
     /// Checks what serde cannot: files that must exist and cross-field rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.stomp.tls.enabled {
+            check_tls_files("stomp.tls.tls", &self.stomp.tls.tls)?;
+        }
         Ok(())
     }
+}
+
+/// The certificate, key and client CA files of an enabled TLS listener must exist; errors name the key
+/// (`<prefix>.cert_file`).
+fn check_tls_files(prefix: &str, tls: &protocols::tls::TlsConfig) -> Result<(), ConfigError> {
+    let files = [
+        ("cert_file", &tls.cert_file),
+        ("key_file", &tls.key_file),
+        ("client_ca_file", &tls.client_ca_file),
+    ];
+    for (key, path) in files {
+        if let Some(path) = path {
+            if !path.is_file() {
+                return Err(ConfigError::Invalid(format!(
+                    "{prefix}.{key}: {} does not exist or is not a file",
+                    path.display()
+                )));
+            }
+        }
+    }
+    if tls.cert_file.is_some() != tls.key_file.is_some() {
+        return Err(ConfigError::Invalid(format!(
+            "{prefix}: set both cert_file and key_file"
+        )));
+    }
+    if tls.cert_file.is_none() && !tls.self_signed {
+        return Err(ConfigError::Invalid(format!(
+            "{prefix}: set cert_file and key_file, or self_signed = true"
+        )));
+    }
+    Ok(())
 }
 
 /// Every figment error on its own line, with the full key path.

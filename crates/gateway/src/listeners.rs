@@ -6,8 +6,10 @@ use crate::config::Config;
 
 /// Starts the listeners `config` enables, in a fixed order.
 pub async fn start_all(
-    _config: &Config,
-    _services: &Services,
+    config: &Config,
+    services: &Services,
 ) -> anyhow::Result<Vec<RunningListener>> {
-    Ok(Vec::new())
+    let mut listeners = Vec::new();
+    listeners.extend(protocols::stomp::start(&config.stomp, services).await?);
+    Ok(listeners)
 }

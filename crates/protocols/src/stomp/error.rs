@@ -76,6 +76,18 @@ pub enum StompError {
     /// The client does not drain its socket and its outbound queue passed the hard limit.
     #[error("the client does not read its messages fast enough")]
     SlowConsumer,
+    /// SUBSCRIBE past the listener's `max_subscriptions_per_connection`.
+    #[error("this connection already has {max} subscriptions (the limit)")]
+    TooManySubscriptions { max: usize },
+    /// The identity's ACL does not allow publishing to or subscribing on this destination.
+    #[error("{operation} on {destination:?} is not allowed for this login")]
+    Forbidden {
+        operation: &'static str,
+        destination: String,
+    },
+    /// The daemon is shutting down.
+    #[error("the server is shutting down")]
+    ShuttingDown,
     /// No CONNECT in time: closed without ERROR.
     #[error("no CONNECT within the login timeout")]
     LoginTimeout,
@@ -117,6 +129,9 @@ impl StompError {
             | StompError::UnknownTransaction { .. }
             | StompError::TransactionLimit { .. } => "Bad transaction",
             StompError::SlowConsumer => "Slow consumer",
+            StompError::TooManySubscriptions { .. } => "Too many subscriptions",
+            StompError::Forbidden { .. } => "Access refused",
+            StompError::ShuttingDown => "server shutting down",
             StompError::LoginTimeout | StompError::HeartBeatTimeout => return None,
         };
         Some(Cow::Borrowed(text))

@@ -3,8 +3,9 @@
 
 use std::fmt;
 
-/// Caps on what one inbound frame may hold. Sizes are in bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Caps on what one inbound frame may hold. Sizes are in bytes. The `[stomp.limits]` config section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Whole frame, command line through the NUL, once CONNECTED was sent.
     pub max_frame_size: usize,

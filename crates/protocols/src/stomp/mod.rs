@@ -1,4 +1,4 @@
-//! STOMP 1.0/1.1/1.2 broker adapter: the pure, bus-independent part.
+//! STOMP 1.0/1.1/1.2 broker adapter.
 //!
 //! * [`frame`]: frames, commands, ordered headers, versions.
 //! * [`parser`] / [`writer`]: the incremental decoder and the encoder (with [`limits`] and
@@ -7,20 +7,32 @@
 //! * [`error`]: every failure of reference §6 and its ERROR frame.
 //! * [`destination`]: destination strings.
 //! * [`ack`] / [`transaction`]: per-connection ack and transaction bookkeeping.
+//! * [`bridge`]: SEND → bus envelope → MESSAGE.
+//! * [`session`]: one connection's state machine over the bus (sans-IO).
+//! * `connection` / `listener`: the tokio glue for `stomp.tcp`, `stomp.tls` and `stomp.ws`,
+//!   configured by [`config`].
 //!
 //! The reference is `shared/protocols/stomp.md`; section numbers in comments point into it.
 
 pub mod ack;
+pub mod bridge;
+pub mod config;
+mod connection;
 pub mod destination;
 pub mod error;
 mod escape;
 pub mod frame;
 pub mod limits;
+mod listener;
 pub mod negotiate;
 pub mod parser;
+pub mod session;
 pub mod transaction;
 pub mod writer;
 
+pub use config::Config;
+pub use listener::start;
+pub use session::{Flow, Session, Settings};
 pub use ack::{ack_id, AckMode, AckTable, ClientAck, Settled};
 pub use destination::Destination;
 pub use error::StompError;

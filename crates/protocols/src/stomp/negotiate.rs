@@ -55,8 +55,9 @@ impl HeartBeat {
     }
 }
 
-/// gatewayd's side of heart-beat negotiation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// gatewayd's side of heart-beat negotiation; the `[stomp.heart_beat]` config section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct HeartBeatPolicy {
     /// Floor for both server periods, in ms.
     pub min_interval_ms: u32,

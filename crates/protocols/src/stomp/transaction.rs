@@ -33,7 +33,9 @@ impl fmt::Display for TxLimit {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The `[stomp.transactions]` config section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TxLimits {
     pub max_transactions: usize,
     pub max_frames: usize,
