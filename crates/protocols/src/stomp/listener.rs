@@ -47,6 +47,8 @@ struct Shared {
 /// Starts the enabled STOMP listeners.
 pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Vec<RunningListener>> {
     let auth = Arc::new(Authenticator::new(config.auth.clone()).context("stomp.auth")?);
+    let ignore_credentials =
+        !config.auth.required && config.auth.tokens.is_empty() && config.auth.jwt.is_none();
     let settings = |limits: &ListenerLimits| {
         Arc::new(Settings {
             limits: config.limits,
@@ -56,6 +58,7 @@ pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Vec<R
             default_prefetch: config.default_prefetch,
             max_subscriptions: limits.max_subscriptions_per_connection,
             auth: auth.clone(),
+            ignore_credentials,
             server: format!("gatewayd/{}", env!("CARGO_PKG_VERSION")),
         })
     };

@@ -39,6 +39,9 @@ pub struct Settings {
     pub default_prefetch: u32,
     pub max_subscriptions: usize,
     pub auth: Arc<Authenticator>,
+    /// No tokens, no JWT and credentials not required: `login`/`passcode` are ignored and every
+    /// client gets the anonymous identity (clients such as stomp.py always send guest/guest).
+    pub ignore_credentials: bool,
     /// The CONNECTED `server` header.
     pub server: String,
 }
@@ -174,16 +177,18 @@ impl Session {
 
     fn connect(&mut self, frame: &Frame) -> Result<(), StompError> {
         let connect = negotiate(frame, &self.settings.heart_beat)?;
-        let identity = self
-            .settings
-            .auth
-            .authenticate(Credentials {
+        let auth = &self.settings.auth;
+        let identity = if self.settings.ignore_credentials {
+            auth.anonymous().clone()
+        } else {
+            auth.authenticate(Credentials {
                 login: connect.login.as_deref(),
                 secret: connect.passcode.as_deref(),
             })
             .map_err(|_| StompError::AccessRefused {
                 login: connect.login.clone().unwrap_or_default(),
-            })?;
+            })?
+        };
         self.decoder.set_version(connect.version);
         let session_id = format!("gatewayd-{}", self.origin.connection);
         self.out.push(connected_frame(
