@@ -76,9 +76,11 @@ fn wait_fanout(gateway: &Gatewayd, topic: &str, subscribers: u64) {
 }
 
 fn wait_members(gateway: &Gatewayd, topic: &str, members: u64) {
-    gateway.wait_for("/api/topics", &format!("{members} members of {topic}"), |v| {
-        topic_entry(v, topic).is_some_and(|t| t["group"]["members"].as_u64() == Some(members))
-    });
+    gateway.wait_for(
+        "/api/topics",
+        &format!("{members} members of {topic}"),
+        |v| topic_entry(v, topic).is_some_and(|t| t["group"]["members"].as_u64() == Some(members)),
+    );
 }
 
 fn message(peer: &mut Peer) -> Frame {
@@ -228,7 +230,11 @@ fn binary_bodies_with_nul_arrive_intact() {
     wait_fanout(&gateway, "bin", 1);
     let body = [0u8, 1, 2, 0, 0xff, 0xfe, b'\n', 0];
     let mut sender = Peer::connect(address);
-    sender.send(&Frame::new("SEND").header("destination", "/topic/bin").body(&body));
+    sender.send(
+        &Frame::new("SEND")
+            .header("destination", "/topic/bin")
+            .body(&body),
+    );
     let m = message(&mut consumer);
     assert_eq!(m.body, body);
     assert_eq!(m.get("content-length"), Some("8"));
@@ -236,7 +242,8 @@ fn binary_bodies_with_nul_arrive_intact() {
 
 #[test]
 fn a_stalled_subscriber_does_not_stall_others_and_is_dropped_as_slow() {
-    let config = config() + "[bus]\nsubscriber_queue = { max_messages = 100000, max_bytes = 1048576 }\n";
+    let config =
+        config() + "[bus]\nsubscriber_queue = { max_messages = 100000, max_bytes = 1048576 }\n";
     let gateway = Gatewayd::start(&config);
     let address = gateway.listener("stomp.tcp");
     let mut stalled = Peer::connect(address);
@@ -247,7 +254,11 @@ fn a_stalled_subscriber_does_not_stall_others_and_is_dropped_as_slow() {
     let mut sender = Peer::connect(address);
     let body = vec![b'x'; 16 << 10];
     for _ in 0..2000 {
-        sender.send(&Frame::new("SEND").header("destination", "/topic/flood").body(&body));
+        sender.send(
+            &Frame::new("SEND")
+                .header("destination", "/topic/flood")
+                .body(&body),
+        );
         assert_eq!(message(&mut reader).body.len(), body.len());
     }
     let last = loop {
@@ -269,18 +280,29 @@ fn heart_beats_flow_and_a_silent_client_is_closed() {
     let mut listener = Peer::open(address);
     listener.send_raw(&raw_frame(
         "CONNECT",
-        &[("accept-version", "1.2"), ("host", "h"), ("heart-beat", "0,100")],
+        &[
+            ("accept-version", "1.2"),
+            ("host", "h"),
+            ("heart-beat", "0,100"),
+        ],
         b"",
     ));
     let connected = listener.expect_frame(WAIT);
     assert_eq!(connected.get("heart-beat"), Some("100,0"));
-    assert_eq!(listener.receive(Duration::from_millis(700)), Received::Nothing);
+    assert_eq!(
+        listener.receive(Duration::from_millis(700)),
+        Received::Nothing
+    );
     assert!(listener.heart_beats >= 3, "{} beats", listener.heart_beats);
 
     let mut silent = Peer::open(address);
     silent.send_raw(&raw_frame(
         "CONNECT",
-        &[("accept-version", "1.2"), ("host", "h"), ("heart-beat", "100,0")],
+        &[
+            ("accept-version", "1.2"),
+            ("host", "h"),
+            ("heart-beat", "100,0"),
+        ],
         b"",
     ));
     assert_eq!(silent.expect_frame(WAIT).get("heart-beat"), Some("0,100"));
@@ -335,7 +357,8 @@ fn connect_frame(version: &str, login: &str, passcode: &str) -> Vec<u8> {
 
 fn bad_cases() -> Vec<Bad> {
     let send = |headers: &[(&str, &str)]| raw_frame("SEND", headers, b"x");
-    let many_headers: Vec<(String, String)> = (0..101).map(|i| (format!("h{i}"), "v".into())).collect();
+    let many_headers: Vec<(String, String)> =
+        (0..101).map(|i| (format!("h{i}"), "v".into())).collect();
     let many: Vec<(&str, &str)> = many_headers
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
@@ -348,54 +371,208 @@ fn bad_cases() -> Vec<Bad> {
         error,
     };
     vec![
-        case("frame before CONNECT", None, send(&[("destination", "/topic/a")]), Some("Must CONNECT first")),
-        case("unknown command", Some("1.2"), b"BOGUS\n\n\0".to_vec(), Some("Bad command")),
-        case("lower-case command", Some("1.2"), b"send\ndestination:/topic/a\n\n\0".to_vec(), Some("Bad command")),
-        case("server command from the client", Some("1.2"), raw_frame("MESSAGE", &[], b""), Some("Bad command")),
-        case("second CONNECT", Some("1.2"), connect_frame("1.2", "guest", "guest"), Some("Already connected")),
-        case("no common version", None, connect_frame("2.0", "guest", "guest"), Some("Version mismatch")),
-        case("bad credentials", None, connect_frame("1.2", "guest", "wrong"), Some("Bad CONNECT")),
+        case(
+            "frame before CONNECT",
+            None,
+            send(&[("destination", "/topic/a")]),
+            Some("Must CONNECT first"),
+        ),
+        case(
+            "unknown command",
+            Some("1.2"),
+            b"BOGUS\n\n\0".to_vec(),
+            Some("Bad command"),
+        ),
+        case(
+            "lower-case command",
+            Some("1.2"),
+            b"send\ndestination:/topic/a\n\n\0".to_vec(),
+            Some("Bad command"),
+        ),
+        case(
+            "server command from the client",
+            Some("1.2"),
+            raw_frame("MESSAGE", &[], b""),
+            Some("Bad command"),
+        ),
+        case(
+            "second CONNECT",
+            Some("1.2"),
+            connect_frame("1.2", "guest", "guest"),
+            Some("Already connected"),
+        ),
+        case(
+            "no common version",
+            None,
+            connect_frame("2.0", "guest", "guest"),
+            Some("Version mismatch"),
+        ),
+        case(
+            "bad credentials",
+            None,
+            connect_frame("1.2", "guest", "wrong"),
+            Some("Bad CONNECT"),
+        ),
         case(
             "malformed heart-beat",
             None,
-            raw_frame("CONNECT", &[("accept-version", "1.2"), ("heart-beat", "soon")], b""),
+            raw_frame(
+                "CONNECT",
+                &[("accept-version", "1.2"), ("heart-beat", "soon")],
+                b"",
+            ),
             Some("Invalid heart-beat"),
         ),
-        case("negative content-length", Some("1.2"), b"SEND\ndestination:/topic/a\ncontent-length:-1\n\nx\0".to_vec(), Some("Invalid content-length")),
-        case("non-numeric content-length", Some("1.2"), b"SEND\ndestination:/topic/a\ncontent-length:ten\n\nx\0".to_vec(), Some("Invalid content-length")),
-        case("content-length beyond the body cap", Some("1.2"), b"SEND\ndestination:/topic/a\ncontent-length:99999999999\n\n".to_vec(), Some("Body too large")),
-        case("no NUL after the content-length body", Some("1.2"), b"SEND\ndestination:/topic/a\ncontent-length:1\n\nxy\0".to_vec(), Some("Missing NUL after body")),
-        case("too many headers", Some("1.2"), raw_frame("SEND", &many, b""), Some("Too many headers")),
-        case("header line too long", Some("1.2"), send(&[("destination", "/topic/a"), ("x", &long_value)]), Some("Header too long")),
-        case("no NUL before the pre-CONNECT frame cap", None, [b"CONNECT\nx:".as_slice(), &vec![b'a'; 70_000]].concat(), Some("Frame too large")),
-        case("invalid escape in 1.2", Some("1.2"), b"SEND\ndestination:/topic/a\nx:\\t\n\nx\0".to_vec(), Some("Invalid escape")),
-        case("CR without LF", Some("1.2"), b"SEND\rdestination:/topic/a\n\nx\0".to_vec(), Some("Malformed frame")),
-        case("header without colon", Some("1.2"), b"SEND\ndestination\n\nx\0".to_vec(), Some("Invalid header")),
-        case("empty header name", Some("1.2"), b"SEND\n:v\n\nx\0".to_vec(), Some("Invalid header")),
-        case("SEND without destination", Some("1.2"), send(&[("x", "y")]), Some("Missing destination")),
-        case("SUBSCRIBE without id in 1.1", Some("1.1"), raw_frame("SUBSCRIBE", &[("destination", "/topic/a")], b""), Some("Missing id")),
-        case("unknown destination prefix", Some("1.2"), send(&[("destination", "/bogus/a")]), Some("Unknown destination")),
+        case(
+            "negative content-length",
+            Some("1.2"),
+            b"SEND\ndestination:/topic/a\ncontent-length:-1\n\nx\0".to_vec(),
+            Some("Invalid content-length"),
+        ),
+        case(
+            "non-numeric content-length",
+            Some("1.2"),
+            b"SEND\ndestination:/topic/a\ncontent-length:ten\n\nx\0".to_vec(),
+            Some("Invalid content-length"),
+        ),
+        case(
+            "content-length beyond the body cap",
+            Some("1.2"),
+            b"SEND\ndestination:/topic/a\ncontent-length:99999999999\n\n".to_vec(),
+            Some("Body too large"),
+        ),
+        case(
+            "no NUL after the content-length body",
+            Some("1.2"),
+            b"SEND\ndestination:/topic/a\ncontent-length:1\n\nxy\0".to_vec(),
+            Some("Missing NUL after body"),
+        ),
+        case(
+            "too many headers",
+            Some("1.2"),
+            raw_frame("SEND", &many, b""),
+            Some("Too many headers"),
+        ),
+        case(
+            "header line too long",
+            Some("1.2"),
+            send(&[("destination", "/topic/a"), ("x", &long_value)]),
+            Some("Header too long"),
+        ),
+        case(
+            "no NUL before the pre-CONNECT frame cap",
+            None,
+            [b"CONNECT\nx:".as_slice(), &vec![b'a'; 70_000]].concat(),
+            Some("Frame too large"),
+        ),
+        case(
+            "invalid escape in 1.2",
+            Some("1.2"),
+            b"SEND\ndestination:/topic/a\nx:\\t\n\nx\0".to_vec(),
+            Some("Invalid escape"),
+        ),
+        case(
+            "CR without LF",
+            Some("1.2"),
+            b"SEND\rdestination:/topic/a\n\nx\0".to_vec(),
+            Some("Malformed frame"),
+        ),
+        case(
+            "header without colon",
+            Some("1.2"),
+            b"SEND\ndestination\n\nx\0".to_vec(),
+            Some("Invalid header"),
+        ),
+        case(
+            "empty header name",
+            Some("1.2"),
+            b"SEND\n:v\n\nx\0".to_vec(),
+            Some("Invalid header"),
+        ),
+        case(
+            "SEND without destination",
+            Some("1.2"),
+            send(&[("x", "y")]),
+            Some("Missing destination"),
+        ),
+        case(
+            "SUBSCRIBE without id in 1.1",
+            Some("1.1"),
+            raw_frame("SUBSCRIBE", &[("destination", "/topic/a")], b""),
+            Some("Missing id"),
+        ),
+        case(
+            "unknown destination prefix",
+            Some("1.2"),
+            send(&[("destination", "/bogus/a")]),
+            Some("Unknown destination"),
+        ),
         case(
             "duplicate subscription id",
             Some("1.2"),
             [
-                raw_frame("SUBSCRIBE", &[("destination", "/topic/a"), ("id", "1")], b""),
-                raw_frame("SUBSCRIBE", &[("destination", "/topic/b"), ("id", "1")], b""),
+                raw_frame(
+                    "SUBSCRIBE",
+                    &[("destination", "/topic/a"), ("id", "1")],
+                    b"",
+                ),
+                raw_frame(
+                    "SUBSCRIBE",
+                    &[("destination", "/topic/b"), ("id", "1")],
+                    b"",
+                ),
             ]
             .concat(),
             Some("Duplicated subscription identifier"),
         ),
-        case("selector", Some("1.2"), raw_frame("SUBSCRIBE", &[("destination", "/topic/a"), ("id", "1"), ("selector", "a = 1")], b""), Some("Selector not supported")),
-        case("ACK of an id never issued", Some("1.2"), raw_frame("ACK", &[("id", "nope")], b""), Some("Message not found")),
+        case(
+            "selector",
+            Some("1.2"),
+            raw_frame(
+                "SUBSCRIBE",
+                &[
+                    ("destination", "/topic/a"),
+                    ("id", "1"),
+                    ("selector", "a = 1"),
+                ],
+                b"",
+            ),
+            Some("Selector not supported"),
+        ),
+        case(
+            "ACK of an id never issued",
+            Some("1.2"),
+            raw_frame("ACK", &[("id", "nope")], b""),
+            Some("Message not found"),
+        ),
         case(
             "duplicate BEGIN",
             Some("1.2"),
-            [raw_frame("BEGIN", &[("transaction", "t")], b""), raw_frame("BEGIN", &[("transaction", "t")], b"")].concat(),
+            [
+                raw_frame("BEGIN", &[("transaction", "t")], b""),
+                raw_frame("BEGIN", &[("transaction", "t")], b""),
+            ]
+            .concat(),
             Some("Bad transaction"),
         ),
-        case("COMMIT of an unknown transaction", Some("1.2"), raw_frame("COMMIT", &[("transaction", "t")], b""), Some("Bad transaction")),
-        case("SEND the ACL refuses", Some("limited"), send(&[("destination", "/topic/secret")]), Some("Access refused")),
-        case("TLS ClientHello on the plaintext port", None, vec![0x16, 0x03, 0x01, 0x00, 0x10], None),
+        case(
+            "COMMIT of an unknown transaction",
+            Some("1.2"),
+            raw_frame("COMMIT", &[("transaction", "t")], b""),
+            Some("Bad transaction"),
+        ),
+        case(
+            "SEND the ACL refuses",
+            Some("limited"),
+            send(&[("destination", "/topic/secret")]),
+            Some("Access refused"),
+        ),
+        case(
+            "TLS ClientHello on the plaintext port",
+            None,
+            vec![0x16, 0x03, 0x01, 0x00, 0x10],
+            None,
+        ),
     ]
 }
 
@@ -435,7 +612,12 @@ fn bad_input_gets_error_and_close_and_leaves_others_working() {
             None => peer.expect_closed(WAIT),
         }
         bystander.send(&frames::send_string("/topic/bystander", case.name));
-        assert_eq!(message(&mut bystander).body, case.name.as_bytes(), "after {}", case.name);
+        assert_eq!(
+            message(&mut bystander).body,
+            case.name.as_bytes(),
+            "after {}",
+            case.name
+        );
     }
 }
 
@@ -445,10 +627,17 @@ fn receipts_unknown_unsubscribe_and_disconnect() {
     let mut peer = Peer::open(gateway.listener("stomp.tcp"));
     peer.send_raw(&connect_frame("1.2", "guest", "guest"));
     assert_eq!(peer.expect_frame(WAIT).command, "CONNECTED");
-    peer.send_raw(&raw_frame("UNSUBSCRIBE", &[("id", "never"), ("receipt", "r1")], b""));
+    peer.send_raw(&raw_frame(
+        "UNSUBSCRIBE",
+        &[("id", "never"), ("receipt", "r1")],
+        b"",
+    ));
     let receipt = peer.expect_frame(WAIT);
     assert_eq!(receipt.command, "RECEIPT");
-    assert_eq!(receipt.headers, vec![("receipt-id".to_owned(), "r1".to_owned())]);
+    assert_eq!(
+        receipt.headers,
+        vec![("receipt-id".to_owned(), "r1".to_owned())]
+    );
     assert!(receipt.body.is_empty());
     peer.send_raw(&raw_frame("DISCONNECT", &[("receipt", "bye")], b""));
     assert_eq!(peer.expect_frame(WAIT).get("receipt-id"), Some("bye"));
@@ -462,7 +651,10 @@ fn stomp_py_clients_over_tcp_and_tls() {
         "test_stomp.py",
         &[
             ("STOMP_ADDRESS", gateway.listener("stomp.tcp").to_string()),
-            ("STOMP_TLS_ADDRESS", gateway.listener("stomp.tls").to_string()),
+            (
+                "STOMP_TLS_ADDRESS",
+                gateway.listener("stomp.tls").to_string(),
+            ),
             ("GATEWAYD_ADMIN", gateway.admin.to_string()),
         ],
     );
@@ -474,7 +666,10 @@ fn stompjs_over_websocket() {
     node::run(
         "test_stomp.cjs",
         &[
-            ("STOMP_WS_URL", format!("ws://{}/ws", gateway.listener("stomp.ws"))),
+            (
+                "STOMP_WS_URL",
+                format!("ws://{}/ws", gateway.listener("stomp.ws")),
+            ),
             ("GATEWAYD_ADMIN", gateway.admin.to_string()),
         ],
     );

@@ -38,7 +38,11 @@ pub fn modules() -> PathBuf {
         .arg(&dir)
         .status()
         .expect("run npm (install Node.js 20+)");
-    assert!(status.success(), "npm install into {} failed", dir.display());
+    assert!(
+        status.success(),
+        "npm install into {} failed",
+        dir.display()
+    );
     std::fs::write(&stamp, wanted).expect("write stamp");
     dir
 }
@@ -48,7 +52,9 @@ pub fn modules() -> PathBuf {
 pub fn run(script: &str, env: &[(&str, String)]) {
     let modules = modules().join("node_modules");
     let mut command = Command::new("node");
-    command.arg(node_dir().join(script)).env("NODE_PATH", &modules);
+    command
+        .arg(node_dir().join(script))
+        .env("NODE_PATH", &modules);
     for (key, value) in env {
         command.env(key, value);
     }
@@ -59,5 +65,8 @@ pub fn run(script: &str, env: &[(&str, String)]) {
         output.status.success(),
         "node {script} failed:\n{stdout}\n{stderr}"
     );
-    assert!(stdout.contains("passed"), "node {script} ran no test:\n{stdout}");
+    assert!(
+        stdout.contains("passed"),
+        "node {script} ran no test:\n{stdout}"
+    );
 }

@@ -238,9 +238,6 @@ impl Peer {
         let body = self.buf[body_start..body_end].to_vec();
         self.buf.drain(..next);
         self.after_frame = true;
-        Some(Frame {
-            body,
-            ..frame_head
-        })
+        Some(Frame { body, ..frame_head })
     }
 }

@@ -134,7 +134,9 @@ pub fn message_frame(delivered: Delivered<'_>, envelope: &Envelope) -> Frame {
         frame.headers.push(header::REDELIVERED, "true");
     }
     if let Some(content_type) = &envelope.content_type {
-        frame.headers.push(header::CONTENT_TYPE, content_type.clone());
+        frame
+            .headers
+            .push(header::CONTENT_TYPE, content_type.clone());
     }
     frame.headers.push(header::CONTENT_LENGTH, "");
     if let Some(key) = &envelope.key {

@@ -30,18 +30,18 @@ pub mod session;
 pub mod transaction;
 pub mod writer;
 
-pub use config::Config;
-pub use listener::start;
-pub use session::{Flow, Session, Settings};
 pub use ack::{ack_id, AckMode, AckTable, ClientAck, Settled};
+pub use config::Config;
 pub use destination::Destination;
 pub use error::StompError;
 pub use frame::{Command, Frame, Header, Headers, Version};
 pub use limits::{Limit, Limits};
+pub use listener::start;
 pub use negotiate::{
     connected_frame, negotiate, negotiate_heart_beat, negotiate_version, Connect, HeartBeat,
     HeartBeatPlan, HeartBeatPolicy,
 };
 pub use parser::{DecodeError, Decoded, Decoder};
+pub use session::{Flow, Session, Settings};
 pub use transaction::{Transactions, TxLimit, TxLimits};
 pub use writer::{encode, encode_heart_beat, Written};
