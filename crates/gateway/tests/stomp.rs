@@ -274,6 +274,48 @@ fn a_stalled_subscriber_does_not_stall_others_and_is_dropped_as_slow() {
 }
 
 #[test]
+fn a_full_blocking_queue_stops_reading_from_its_producer() {
+    let config = config()
+        + "[[bus.groups]]\ntopics = \"slowq\"\nno_member = \"retain\"\noverflow = \"block\"\n\
+           max_messages = 2\nmax_bytes = 1048576\n";
+    let gateway = Gatewayd::start(&config);
+    let address = gateway.listener("stomp.tcp");
+    let mut producer = Peer::open(address);
+    producer.send_raw(&connect_frame("1.2", "guest", "guest"));
+    assert_eq!(producer.expect_frame(WAIT).command, "CONNECTED");
+    let sends: Vec<u8> = (1..=5)
+        .flat_map(|i| {
+            let receipt = format!("r{i}");
+            let body = format!("m{i}");
+            raw_frame(
+                "SEND",
+                &[("destination", "/queue/slowq"), ("receipt", &receipt)],
+                body.as_bytes(),
+            )
+        })
+        .collect();
+    producer.send_raw(&sends);
+    for i in 1..=3 {
+        let receipt = producer.expect_frame(WAIT);
+        assert_eq!(receipt.get("receipt-id"), Some(format!("r{i}").as_str()));
+    }
+    assert_eq!(
+        producer.receive(QUIET),
+        Received::Nothing,
+        "the producer is paused"
+    );
+    let mut consumer = Peer::connect(address);
+    consumer.send(&frames::subscribe("/queue/slowq", "auto", "c"));
+    for i in 4..=5 {
+        let receipt = producer.expect_frame(WAIT);
+        assert_eq!(receipt.get("receipt-id"), Some(format!("r{i}").as_str()));
+    }
+    for i in 1..=5 {
+        assert_eq!(message(&mut consumer).body, format!("m{i}").as_bytes());
+    }
+}
+
+#[test]
 fn heart_beats_flow_and_a_silent_client_is_closed() {
     let gateway = start();
     let address = gateway.listener("stomp.tcp");

@@ -7,8 +7,8 @@
 use std::io;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use core_bus::{Closed, Delivery, Mailbox};
+use bytes::{Bytes, BytesMut};
+use core_bus::{Backpressure, Closed, Delivery, Mailbox};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, timeout, Instant};
@@ -113,8 +113,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for WsTransport<S> {
             let data = match self.ws.next().await {
                 None | Some(Ok(Message::Close(_))) => return Ok(0),
                 Some(Err(e)) => return Err(io::Error::other(e)),
-                Some(Ok(Message::Text(text))) => text.as_bytes().to_vec(),
-                Some(Ok(Message::Binary(data))) => data.to_vec(),
+                Some(Ok(Message::Text(text))) => Bytes::from(text),
+                Some(Ok(Message::Binary(data))) => data,
                 Some(Ok(_)) => continue,
             };
             if !data.is_empty() {
@@ -172,6 +172,13 @@ async fn next_batch(
     }
 }
 
+async fn room(wait: Option<Backpressure>) {
+    match wait {
+        Some(wait) => wait.ready().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn at(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => sleep_until(deadline).await,
@@ -194,6 +201,9 @@ pub(crate) async fn run<T: Transport>(
     let mut batch = Vec::with_capacity(timing.write_batch);
     let mut flow = Flow::Continue;
     let mut identified = false;
+    // Set while a full group under the `block` policy holds back the producer: deliveries and heart-beats
+    // go on, reading stops.
+    let mut paused: Option<Backpressure> = None;
     loop {
         let frames = session.take_output();
         if !frames.is_empty() {
@@ -217,23 +227,27 @@ pub(crate) async fn run<T: Transport>(
         if flow == Flow::Close {
             break;
         }
-        if let Some(wait) = session.take_backpressure() {
-            tokio::select! {
-                () = wait.ready() => flow = session.receive(&mut buf),
-                () = shutdown.cancelled() => flow = session.shutdown(),
-            }
-            continue;
+        if paused.is_none() {
+            paused = session.take_backpressure();
         }
         let plan = session.heart_beat();
         let beat_at = plan.send_every.map(|period| last_write + period);
-        let dead_at = if session.is_connected() {
+        // While paused we do not read, so the client's silence proves nothing.
+        let dead_at = if paused.is_some() {
+            None
+        } else if session.is_connected() {
             plan.receive_timeout.map(|grace| last_read + grace)
         } else {
             Some(started + timing.login_timeout)
         };
         tokio::select! {
             () = shutdown.cancelled() => flow = session.shutdown(),
-            read = transport.read(&mut buf) => match read {
+            () = room(paused.clone()), if paused.is_some() => {
+                paused = None;
+                last_read = Instant::now();
+                flow = session.receive(&mut buf);
+            }
+            read = transport.read(&mut buf), if paused.is_none() => match read {
                 Ok(n) if n > 0 => {
                     last_read = Instant::now();
                     flow = session.receive(&mut buf);
