@@ -992,4 +992,95 @@ mod tests {
         assert_eq!(value(&message, "reply-to"), Some("/topic/answers"));
         assert_eq!(value(&message, "ack"), None);
     }
+
+    fn arbitrary_frame() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let command = prop::sample::select(vec![
+            "CONNECT",
+            "STOMP",
+            "SEND",
+            "SUBSCRIBE",
+            "UNSUBSCRIBE",
+            "ACK",
+            "NACK",
+            "BEGIN",
+            "COMMIT",
+            "ABORT",
+            "DISCONNECT",
+            "MESSAGE",
+        ]);
+        let name = prop::sample::select(vec![
+            "destination",
+            "id",
+            "ack",
+            "transaction",
+            "receipt",
+            "reply-to",
+            "message-id",
+            "prefetch-count",
+            "selector",
+            "accept-version",
+            "heart-beat",
+            "JMSXGroupID",
+        ]);
+        let value = prop::sample::select(vec![
+            "/topic/a",
+            "/topic/a.#",
+            "/queue/q",
+            "/temp-queue/t",
+            "/reply-queue/1.x",
+            "/reply-queue/%",
+            "/bogus",
+            "client",
+            "client-individual",
+            "auto",
+            "1",
+            "2",
+            "1-0",
+            "1-1",
+            "tx",
+            "-1",
+            "1.0,1.2",
+            "10,10",
+            "",
+            "$inbox.1.x",
+        ]);
+        let headers = prop::collection::vec((name, value), 0..5);
+        let body = prop::collection::vec(any::<u8>(), 0..8);
+        (command, headers, body).prop_map(|(command, headers, body)| {
+            let mut out = format!("{command}\n").into_bytes();
+            for (n, v) in headers {
+                out.extend_from_slice(format!("{n}:{v}\n").as_bytes());
+            }
+            out.extend_from_slice(format!("content-length:{}\n\n", body.len()).as_bytes());
+            out.extend_from_slice(&body);
+            out.push(0);
+            out
+        })
+    }
+
+    proptest::proptest! {
+        /// Any sequence of frames, valid or not, from two connections sharing a bus never panics
+        /// the sessions, and a closed session stays closed.
+        #[test]
+        fn random_frame_sequences_never_panic(
+            frames in proptest::collection::vec((proptest::bool::ANY, arbitrary_frame()), 1..24),
+        ) {
+            let bus = Bus::new(BusConfig::default());
+            let settings = settings(|s| s.max_subscriptions = 3);
+            let mut sessions = [connected(&bus, &settings, "1.2"), connected(&bus, &settings, "1.0")];
+            let mut closed = [false, false];
+            for (which, frame) in frames {
+                let i = usize::from(which);
+                let flow = feed(&mut sessions[i], &frame);
+                if closed[i] {
+                    proptest::prop_assert_eq!(flow, Flow::Close);
+                }
+                closed[i] |= flow == Flow::Close;
+                for session in &mut sessions {
+                    pump(session);
+                }
+            }
+        }
+    }
 }
