@@ -352,6 +352,29 @@ fn heart_beats_flow_and_a_silent_client_is_closed() {
 }
 
 #[test]
+fn connections_are_registered_and_capped() {
+    let config = config().replace(
+        "[stomp.tcp]\nenabled = true\n",
+        "[stomp.tcp]\nenabled = true\nlimits = { max_connections = 1 }\n",
+    );
+    let gateway = Gatewayd::start(&config);
+    let address = gateway.listener("stomp.tcp");
+    let mut first = Peer::connect(address);
+    first.send(&frames::subscribe("/topic/a", "auto", "1"));
+    gateway.wait_for("/api/connections", "the registered connection", |v| {
+        v.as_array().is_some_and(|all| {
+            all.iter().any(|c| {
+                c["listener"] == "stomp.tcp" && c["identity"] == "guest" && c["subscriptions"] == 1
+            })
+        })
+    });
+    let mut second = Peer::open(address);
+    second.expect_closed(WAIT);
+    first.send(&frames::send_string("/topic/a", "still here"));
+    assert_eq!(message(&mut first).body, b"still here");
+}
+
+#[test]
 fn graceful_shutdown_says_goodbye() {
     let gateway = start();
     let mut peer = Peer::connect(gateway.listener("stomp.tcp"));
