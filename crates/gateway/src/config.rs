@@ -24,6 +24,7 @@ pub struct Config {
     pub loom: protocols::loom::LoomConfig,
     pub chanserv: protocols::chanserv::ChanservConfig,
     pub messageloop: protocols::messageloop::Config,
+    pub stomp: protocols::stomp::Config,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,6 +122,11 @@ impl Config {
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.messageloop.validate().map_err(ConfigError::Invalid)?;
+        if self.stomp.tls.enabled {
+            let tls = &self.stomp.tls.tls;
+            tls.check_files()
+                .map_err(|e| ConfigError::Invalid(format!("stomp.tls.{e}")))?;
+        }
         Ok(())
     }
 }

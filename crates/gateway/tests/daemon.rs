@@ -17,6 +17,9 @@ fn example_config_env() -> Vec<(&'static str, &'static str)> {
         ("GATEWAYD_CHANSERV__ADDRESS", "127.0.0.1:0"),
         ("GATEWAYD_MESSAGELOOP__WS__ADDRESS", "127.0.0.1:0"),
         ("GATEWAYD_MESSAGELOOP__GRPC__ADDRESS", "127.0.0.1:0"),
+        ("GATEWAYD_STOMP__TCP__ADDRESS", "127.0.0.1:0"),
+        ("GATEWAYD_STOMP__TLS__ADDRESS", "127.0.0.1:0"),
+        ("GATEWAYD_STOMP__WS__ADDRESS", "127.0.0.1:0"),
     ]
 }
 
