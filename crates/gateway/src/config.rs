@@ -24,6 +24,7 @@ pub struct Config {
     pub loom: protocols::loom::LoomConfig,
     pub chanserv: protocols::chanserv::ChanservConfig,
     pub messageloop: protocols::messageloop::Config,
+    pub stomp: protocols::stomp::Config,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,10 +117,16 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.cluster.validate().map_err(ConfigError::Invalid)?;
         self.goomerang.validate().map_err(ConfigError::Invalid)?;
+        self.loom.validate().map_err(ConfigError::Invalid)?;
         self.chanserv
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.messageloop.validate().map_err(ConfigError::Invalid)?;
+        if self.stomp.tls.enabled {
+            let tls = &self.stomp.tls.tls;
+            tls.check_files()
+                .map_err(|e| ConfigError::Invalid(format!("stomp.tls.{e}")))?;
+        }
         Ok(())
     }
 }

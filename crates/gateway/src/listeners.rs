@@ -10,6 +10,7 @@ pub async fn start_all(
     services: &Services,
 ) -> anyhow::Result<Vec<RunningListener>> {
     let mut running = Vec::new();
+    running.extend(protocols::stomp::start(&config.stomp, services).await?);
     running.extend(protocols::goomerang::start(&config.goomerang, services).await?);
     running.extend(protocols::loom::start(&config.loom, services).await?);
     if config.chanserv.enabled {

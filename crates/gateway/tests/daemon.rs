@@ -17,6 +17,9 @@ fn example_config_env() -> Vec<(&'static str, &'static str)> {
         ("GATEWAYD_CHANSERV__ADDRESS", "127.0.0.1:0"),
         ("GATEWAYD_MESSAGELOOP__WS__ADDRESS", "127.0.0.1:0"),
         ("GATEWAYD_MESSAGELOOP__GRPC__ADDRESS", "127.0.0.1:0"),
+        ("GATEWAYD_STOMP__TCP__ADDRESS", "127.0.0.1:0"),
+        ("GATEWAYD_STOMP__TLS__ADDRESS", "127.0.0.1:0"),
+        ("GATEWAYD_STOMP__WS__ADDRESS", "127.0.0.1:0"),
     ]
 }
 
@@ -42,6 +45,17 @@ fn check_config_accepts_the_example() {
     let example = std::fs::read_to_string(repo_root().join("config/gatewayd.toml")).unwrap();
     let (ok, output) = check_config(&example);
     assert!(ok, "{output}");
+}
+
+#[test]
+fn check_config_names_a_missing_certificate_file() {
+    let (ok, output) =
+        check_config("[loom]\nenabled = true\n[loom.tls]\nself_signed = false\ncert_file = \"/nonexistent/cert.pem\"\nkey_file = \"/nonexistent/key.pem\"\n");
+    assert!(!ok);
+    assert!(output.contains("loom.tls.cert_file"), "{output}");
+    let (ok, output) = check_config("[messageloop.ws]\nenabled = true\ntls = { cert_file = \"/nope.pem\", key_file = \"/nope.key\" }\n");
+    assert!(!ok);
+    assert!(output.contains("messageloop.ws.tls.cert_file"), "{output}");
 }
 
 #[test]

@@ -11,6 +11,7 @@ pub mod goomerang;
 pub mod limits;
 pub mod loom;
 pub mod messageloop;
+pub mod stomp;
 pub mod tls;
 pub mod ws;
 

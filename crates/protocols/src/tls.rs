@@ -45,6 +45,34 @@ pub enum TlsError {
     Verifier(String),
 }
 
+impl TlsConfig {
+    /// Checks the settings without loading anything: a certificate source is configured and every named file
+    /// exists. Errors name the key relative to the `tls` section (`tls.cert_file ...`); callers prefix their
+    /// section (`stomp.tls.`).
+    pub fn check_files(&self) -> Result<(), TlsError> {
+        match (&self.cert_file, &self.key_file) {
+            (Some(_), Some(_)) => {}
+            (None, None) if self.self_signed => {}
+            _ => return Err(TlsError::NoCertificate),
+        }
+        let files = [
+            ("cert_file", &self.cert_file),
+            ("key_file", &self.key_file),
+            ("client_ca_file", &self.client_ca_file),
+        ];
+        for (key, path) in files {
+            if let Some(path) = path {
+                std::fs::metadata(path).map_err(|source| TlsError::File {
+                    key,
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Installs the ring crypto provider once per process (rustls needs one chosen explicitly).
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();

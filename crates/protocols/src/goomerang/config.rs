@@ -62,24 +62,8 @@ impl GoomerangConfig {
             return Err("goomerang.frame_limits.max_message_size: must be at least 1".into());
         }
         if let Some(tls) = &self.tls {
-            match (&tls.cert_file, &tls.key_file) {
-                (Some(cert), Some(key)) => {
-                    for (name, path) in [("cert_file", cert), ("key_file", key)] {
-                        std::fs::metadata(path)
-                            .map_err(|e| format!("goomerang.tls.{name} {}: {e}", path.display()))?;
-                    }
-                }
-                (None, None) if tls.self_signed => {}
-                _ => {
-                    return Err(
-                        "goomerang.tls: set cert_file and key_file, or self_signed = true".into(),
-                    )
-                }
-            }
-            if let Some(ca) = &tls.client_ca_file {
-                std::fs::metadata(ca)
-                    .map_err(|e| format!("goomerang.tls.client_ca_file {}: {e}", ca.display()))?;
-            }
+            tls.check_files()
+                .map_err(|error| format!("goomerang.{error}"))?;
         }
         Ok(())
     }

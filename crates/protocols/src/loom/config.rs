@@ -56,6 +56,18 @@ impl Default for LoomConfig {
 }
 
 impl LoomConfig {
+    /// Checks what serde cannot; errors name the key under `loom.`.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.enabled {
+            self.tls
+                .check_files()
+                .map_err(|error| format!("loom.{error}"))?;
+        }
+        crate::auth::Authenticator::new(self.auth.clone())
+            .map_err(|error| format!("loom.{error}"))?;
+        Ok(())
+    }
+
     pub fn reject_delay(&self) -> Duration {
         Duration::from_millis(self.reject_delay_ms)
     }

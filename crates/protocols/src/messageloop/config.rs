@@ -59,12 +59,12 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         crate::auth::Authenticator::new(self.auth.clone())
             .map_err(|error| format!("messageloop.{error}"))?;
-        for (name, enabled, tls, alpn) in [
-            ("ws", self.ws.enabled, &self.ws.tls, b"http/1.1".as_slice()),
-            ("grpc", self.grpc.enabled, &self.grpc.tls, b"h2".as_slice()),
+        for (name, enabled, tls) in [
+            ("ws", self.ws.enabled, &self.ws.tls),
+            ("grpc", self.grpc.enabled, &self.grpc.tls),
         ] {
             if let (true, Some(tls)) = (enabled, tls) {
-                crate::tls::server_config(tls, &[alpn])
+                tls.check_files()
                     .map_err(|error| format!("messageloop.{name}.{error}"))?;
             }
         }

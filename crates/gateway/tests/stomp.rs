@@ -1,0 +1,741 @@
+//! STOMP over real sockets against the gatewayd binary: the seed Go peer's cases (reference §4.4) with
+//! a client that has its wire habits, the bad inputs of §6, heart-beats, slow consumers, shutdown,
+//! config checks, and the stomp.py (TCP, TLS) and @stomp/stompjs (WebSocket) interop suites.
+
+mod support;
+
+#[path = "support/node.rs"]
+mod node;
+#[path = "support/python.rs"]
+mod python;
+#[path = "support/stomp_client.rs"]
+mod stomp_client;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use stomp_client::{frames, Frame, Peer, Received};
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(5);
+const QUIET: Duration = Duration::from_millis(300);
+
+/// All three STOMP listeners on ephemeral ports, fast heart-beat floors, and two logins: `guest`
+/// (everything) and `limited` (may only publish to `allowed.#`).
+fn config() -> String {
+    base_config()
+        + r#"
+[stomp.heart_beat]
+min_interval_ms = 100
+grace_factor = 2
+
+[stomp.auth]
+required = false
+
+[[stomp.auth.tokens]]
+login = "guest"
+token = "guest"
+identity = { name = "guest" }
+
+[[stomp.auth.tokens]]
+login = "limited"
+token = "secret"
+identity = { name = "limited", publish = ["allowed.#"] }
+
+[stomp.tcp]
+enabled = true
+address = "127.0.0.1:0"
+
+[stomp.tls]
+enabled = true
+address = "127.0.0.1:0"
+tls = { self_signed = true }
+
+[stomp.ws]
+enabled = true
+address = "127.0.0.1:0"
+"#
+}
+
+fn start() -> Gatewayd {
+    Gatewayd::start(&config())
+}
+
+fn topic_entry<'a>(topics: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    topics
+        .as_array()
+        .and_then(|all| all.iter().find(|t| t["topic"] == name))
+}
+
+fn wait_fanout(gateway: &Gatewayd, topic: &str, subscribers: u64) {
+    gateway.wait_for("/api/topics", &format!("{subscribers} on {topic}"), |v| {
+        topic_entry(v, topic).map_or(subscribers == 0, |t| {
+            t["fanout_subscribers"].as_u64() == Some(subscribers)
+        })
+    });
+}
+
+fn wait_members(gateway: &Gatewayd, topic: &str, members: u64) {
+    gateway.wait_for(
+        "/api/topics",
+        &format!("{members} members of {topic}"),
+        |v| topic_entry(v, topic).is_some_and(|t| t["group"]["members"].as_u64() == Some(members)),
+    );
+}
+
+fn message(peer: &mut Peer) -> Frame {
+    let frame = peer.expect_frame(WAIT);
+    assert_eq!(frame.command, "MESSAGE", "{frame:?}");
+    frame
+}
+
+fn raw_frame(command: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!("{command}\n").into_bytes();
+    for (name, value) in headers {
+        out.extend_from_slice(format!("{name}:{value}\n").as_bytes());
+    }
+    out.push(b'\n');
+    out.extend_from_slice(body);
+    out.push(0);
+    out
+}
+
+#[test]
+fn seed_connect_is_a_1_0_session_without_heart_beats() {
+    let gateway = start();
+    let mut peer = Peer::open(gateway.listener("stomp.tcp"));
+    peer.send(&frames::connect("guest", "guest"));
+    let connected = peer.expect_frame(WAIT);
+    assert_eq!(connected.command, "CONNECTED");
+    assert!(!connected.get("session").unwrap_or_default().is_empty());
+    assert_eq!(connected.get("version"), Some("1.0"));
+    assert_eq!(connected.get("heart-beat"), Some("0,0"));
+    assert_eq!(peer.receive(QUIET), Received::Nothing);
+    assert_eq!(peer.heart_beats, 0);
+}
+
+#[test]
+fn seed_topic_fan_out_keeps_user_headers() {
+    let gateway = start();
+    let address = gateway.listener("stomp.tcp");
+    let mut a = Peer::connect(address);
+    let mut b = Peer::connect(address);
+    a.send(&frames::subscribe("/topic/t", "auto", "s1"));
+    b.send(&frames::subscribe("/topic/t", "auto", "s1"));
+    wait_fanout(&gateway, "t", 2);
+    let mut sender = Peer::connect(address);
+    sender.send(&frames::send_string("/topic/t", "hello").header("x-note", "a:b:c"));
+    for peer in [&mut a, &mut b] {
+        let m = message(peer);
+        assert_eq!(m.get("destination"), Some("/topic/t"));
+        assert!(!m.get("message-id").unwrap_or_default().is_empty());
+        assert_eq!(m.get("subscription"), Some("s1"));
+        assert_eq!(m.get("x-note"), Some("a:b:c"));
+        assert_eq!(m.body, b"hello");
+    }
+}
+
+#[test]
+fn seed_queue_balances_each_message_to_exactly_one_consumer() {
+    let gateway = start();
+    let address = gateway.listener("stomp.tcp");
+    let mut a = Peer::connect(address);
+    let mut b = Peer::connect(address);
+    a.send(&frames::subscribe("/queue/q", "auto", "c"));
+    b.send(&frames::subscribe("/queue/q", "auto", "c"));
+    wait_members(&gateway, "q", 2);
+    let mut sender = Peer::connect(address);
+    for i in 0..100 {
+        sender.send(&frames::send_string("/queue/q", &format!("m{i}")));
+    }
+    let mut seen = Vec::new();
+    let mut counts = [0usize; 2];
+    for (i, peer) in [&mut a, &mut b].into_iter().enumerate() {
+        while let Received::Frame(m) = peer.receive(QUIET) {
+            assert_eq!(m.get("destination"), Some("/queue/q"));
+            seen.push(String::from_utf8(m.body).unwrap());
+            counts[i] += 1;
+        }
+    }
+    let unique: HashSet<_> = seen.iter().cloned().collect();
+    assert_eq!(seen.len(), 100, "no duplicates and none lost");
+    assert_eq!(unique.len(), 100);
+    assert!(counts[0] > 0 && counts[1] > 0, "{counts:?}");
+}
+
+#[test]
+fn seed_unsubscribe_by_destination_stops_delivery() {
+    let gateway = start();
+    let address = gateway.listener("stomp.tcp");
+    let mut a = Peer::connect(address);
+    a.send(&frames::subscribe("/topic/t", "auto", "s1"));
+    wait_fanout(&gateway, "t", 1);
+    a.send(&frames::unsubscribe("/topic/t", ""));
+    wait_fanout(&gateway, "t", 0);
+    let mut sender = Peer::connect(address);
+    sender.send(&frames::send_string("/topic/t", "late"));
+    assert_eq!(a.receive(QUIET), Received::Nothing);
+}
+
+#[test]
+fn seed_unacked_message_is_redelivered_after_abrupt_close() {
+    let gateway = start();
+    let address = gateway.listener("stomp.tcp");
+    let mut first = Peer::connect(address);
+    first.send(&frames::subscribe("/queue/r", "client", "c1"));
+    wait_members(&gateway, "r", 1);
+    let mut sender = Peer::connect(address);
+    sender.send(&frames::send_string("/queue/r", "work"));
+    let m = message(&mut first);
+    assert_eq!(m.get("redelivered"), None);
+    first.shutdown();
+    wait_members(&gateway, "r", 0);
+    let mut second = Peer::connect(address);
+    second.send(&frames::subscribe("/queue/r", "client", "c2"));
+    let again = message(&mut second);
+    assert_eq!(again.body, b"work");
+    assert_eq!(again.get("redelivered"), Some("true"));
+    let id = again.get("message-id").unwrap().to_owned();
+    second.send(&Frame::new("ACK").header("message-id", &id));
+    gateway.wait_for("/api/topics", "the ack", |v| {
+        topic_entry(v, "r").is_some_and(|t| t["group"]["unacked"] == 0)
+    });
+}
+
+#[test]
+fn seed_errors_are_answered_and_close() {
+    let gateway = start();
+    let address = gateway.listener("stomp.tcp");
+    let mut early = Peer::open(address);
+    early.send(&frames::send_string("/topic/t", "too early"));
+    let error = early.expect_frame(WAIT);
+    assert_eq!(error.command, "ERROR");
+    assert_eq!(error.get("message"), Some("Must CONNECT first"));
+    early.expect_closed(WAIT);
+
+    let mut bogus = Peer::connect(address);
+    bogus.send(&Frame::new("BOGUS"));
+    let error = bogus.expect_frame(WAIT);
+    assert_eq!(error.command, "ERROR");
+    assert_eq!(error.get("message"), Some("Bad command"));
+    bogus.expect_closed(WAIT);
+}
+
+#[test]
+fn binary_bodies_with_nul_arrive_intact() {
+    let gateway = start();
+    let address = gateway.listener("stomp.tcp");
+    let mut consumer = Peer::connect(address);
+    consumer.send(&frames::subscribe("/topic/bin", "auto", "b"));
+    wait_fanout(&gateway, "bin", 1);
+    let body = [0u8, 1, 2, 0, 0xff, 0xfe, b'\n', 0];
+    let mut sender = Peer::connect(address);
+    sender.send(
+        &Frame::new("SEND")
+            .header("destination", "/topic/bin")
+            .body(&body),
+    );
+    let m = message(&mut consumer);
+    assert_eq!(m.body, body);
+    assert_eq!(m.get("content-length"), Some("8"));
+}
+
+#[test]
+fn a_stalled_subscriber_does_not_stall_others_and_is_dropped_as_slow() {
+    let config =
+        config() + "[bus]\nsubscriber_queue = { max_messages = 100000, max_bytes = 1048576 }\n";
+    let gateway = Gatewayd::start(&config);
+    let address = gateway.listener("stomp.tcp");
+    let mut stalled = Peer::connect(address);
+    stalled.send(&frames::subscribe("/topic/flood", "auto", "s"));
+    let mut reader = Peer::connect(address);
+    reader.send(&frames::subscribe("/topic/flood", "auto", "r"));
+    wait_fanout(&gateway, "flood", 2);
+    let mut sender = Peer::connect(address);
+    let body = vec![b'x'; 16 << 10];
+    for _ in 0..2000 {
+        sender.send(
+            &Frame::new("SEND")
+                .header("destination", "/topic/flood")
+                .body(&body),
+        );
+        assert_eq!(message(&mut reader).body.len(), body.len());
+    }
+    let last = loop {
+        match stalled.receive(WAIT) {
+            Received::Frame(frame) if frame.command == "MESSAGE" => continue,
+            Received::Frame(frame) => break frame,
+            other => panic!("the stalled subscriber got {other:?}"),
+        }
+    };
+    assert_eq!(last.command, "ERROR");
+    assert_eq!(last.get("message"), Some("Slow consumer"));
+    stalled.expect_closed(WAIT);
+}
+
+#[test]
+fn a_full_blocking_queue_stops_reading_from_its_producer() {
+    let config = config()
+        + "[[bus.groups]]\ntopics = \"slowq\"\nno_member = \"retain\"\noverflow = \"block\"\n\
+           max_messages = 2\nmax_bytes = 1048576\n";
+    let gateway = Gatewayd::start(&config);
+    let address = gateway.listener("stomp.tcp");
+    let mut producer = Peer::open(address);
+    producer.send_raw(&connect_frame("1.2", "guest", "guest"));
+    assert_eq!(producer.expect_frame(WAIT).command, "CONNECTED");
+    let sends: Vec<u8> = (1..=5)
+        .flat_map(|i| {
+            let receipt = format!("r{i}");
+            let body = format!("m{i}");
+            raw_frame(
+                "SEND",
+                &[("destination", "/queue/slowq"), ("receipt", &receipt)],
+                body.as_bytes(),
+            )
+        })
+        .collect();
+    producer.send_raw(&sends);
+    for i in 1..=3 {
+        let receipt = producer.expect_frame(WAIT);
+        assert_eq!(receipt.get("receipt-id"), Some(format!("r{i}").as_str()));
+    }
+    assert_eq!(
+        producer.receive(QUIET),
+        Received::Nothing,
+        "the producer is paused"
+    );
+    let mut consumer = Peer::connect(address);
+    consumer.send(&frames::subscribe("/queue/slowq", "auto", "c"));
+    for i in 4..=5 {
+        let receipt = producer.expect_frame(WAIT);
+        assert_eq!(receipt.get("receipt-id"), Some(format!("r{i}").as_str()));
+    }
+    for i in 1..=5 {
+        assert_eq!(message(&mut consumer).body, format!("m{i}").as_bytes());
+    }
+}
+
+#[test]
+fn heart_beats_flow_and_a_silent_client_is_closed() {
+    let gateway = start();
+    let address = gateway.listener("stomp.tcp");
+    let mut listener = Peer::open(address);
+    listener.send_raw(&raw_frame(
+        "CONNECT",
+        &[
+            ("accept-version", "1.2"),
+            ("host", "h"),
+            ("heart-beat", "0,100"),
+        ],
+        b"",
+    ));
+    let connected = listener.expect_frame(WAIT);
+    assert_eq!(connected.get("heart-beat"), Some("100,0"));
+    assert_eq!(
+        listener.receive(Duration::from_millis(700)),
+        Received::Nothing
+    );
+    assert!(listener.heart_beats >= 3, "{} beats", listener.heart_beats);
+
+    let mut silent = Peer::open(address);
+    silent.send_raw(&raw_frame(
+        "CONNECT",
+        &[
+            ("accept-version", "1.2"),
+            ("host", "h"),
+            ("heart-beat", "100,0"),
+        ],
+        b"",
+    ));
+    assert_eq!(silent.expect_frame(WAIT).get("heart-beat"), Some("0,100"));
+    silent.expect_closed(Duration::from_secs(3));
+}
+
+#[test]
+fn connections_are_registered_and_capped() {
+    let config = config().replace(
+        "[stomp.tcp]\nenabled = true\n",
+        "[stomp.tcp]\nenabled = true\nlimits = { max_connections = 1 }\n",
+    );
+    let gateway = Gatewayd::start(&config);
+    let address = gateway.listener("stomp.tcp");
+    let mut first = Peer::connect(address);
+    first.send(&frames::subscribe("/topic/a", "auto", "1"));
+    gateway.wait_for("/api/connections", "the registered connection", |v| {
+        v.as_array().is_some_and(|all| {
+            all.iter().any(|c| {
+                c["listener"] == "stomp.tcp" && c["identity"] == "guest" && c["subscriptions"] == 1
+            })
+        })
+    });
+    let mut second = Peer::open(address);
+    second.expect_closed(WAIT);
+    first.send(&frames::send_string("/topic/a", "still here"));
+    assert_eq!(message(&mut first).body, b"still here");
+}
+
+#[test]
+fn graceful_shutdown_says_goodbye() {
+    let gateway = start();
+    let mut peer = Peer::connect(gateway.listener("stomp.tcp"));
+    let status = gateway.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    let error = peer.expect_frame(WAIT);
+    assert_eq!(error.command, "ERROR");
+    assert_eq!(error.get("message"), Some("server shutting down"));
+    peer.expect_closed(WAIT);
+}
+
+#[test]
+fn check_config_names_a_missing_tls_certificate() {
+    let text = base_config()
+        + "[stomp.tls]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+           tls = { cert_file = \"/nonexistent/cert.pem\", key_file = \"/nonexistent/key.pem\" }\n";
+    let (ok, output) = check_config(&text);
+    assert!(!ok, "{output}");
+    assert!(output.contains("stomp.tls.tls.cert_file"), "{output}");
+    let (ok, output) = check_config(&config());
+    assert!(ok, "{output}");
+}
+
+/// One case of reference §6: what to send after an optional CONNECT, and the ERROR `message` expected
+/// (`None` = closed without ERROR).
+struct Bad {
+    name: &'static str,
+    connect: Option<&'static str>,
+    input: Vec<u8>,
+    error: Option<&'static str>,
+}
+
+fn connect_frame(version: &str, login: &str, passcode: &str) -> Vec<u8> {
+    raw_frame(
+        "CONNECT",
+        &[
+            ("accept-version", version),
+            ("host", "h"),
+            ("login", login),
+            ("passcode", passcode),
+        ],
+        b"",
+    )
+}
+
+fn bad_cases() -> Vec<Bad> {
+    let send = |headers: &[(&str, &str)]| raw_frame("SEND", headers, b"x");
+    let many_headers: Vec<(String, String)> =
+        (0..101).map(|i| (format!("h{i}"), "v".into())).collect();
+    let many: Vec<(&str, &str)> = many_headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let long_value = "v".repeat(100 * 1024 + 1);
+    let case = |name, connect, input, error| Bad {
+        name,
+        connect,
+        input,
+        error,
+    };
+    vec![
+        case(
+            "frame before CONNECT",
+            None,
+            send(&[("destination", "/topic/a")]),
+            Some("Must CONNECT first"),
+        ),
+        case(
+            "unknown command",
+            Some("1.2"),
+            b"BOGUS\n\n\0".to_vec(),
+            Some("Bad command"),
+        ),
+        case(
+            "lower-case command",
+            Some("1.2"),
+            b"send\ndestination:/topic/a\n\n\0".to_vec(),
+            Some("Bad command"),
+        ),
+        case(
+            "server command from the client",
+            Some("1.2"),
+            raw_frame("MESSAGE", &[], b""),
+            Some("Bad command"),
+        ),
+        case(
+            "second CONNECT",
+            Some("1.2"),
+            connect_frame("1.2", "guest", "guest"),
+            Some("Already connected"),
+        ),
+        case(
+            "no common version",
+            None,
+            connect_frame("2.0", "guest", "guest"),
+            Some("Version mismatch"),
+        ),
+        case(
+            "bad credentials",
+            None,
+            connect_frame("1.2", "guest", "wrong"),
+            Some("Bad CONNECT"),
+        ),
+        case(
+            "malformed heart-beat",
+            None,
+            raw_frame(
+                "CONNECT",
+                &[("accept-version", "1.2"), ("heart-beat", "soon")],
+                b"",
+            ),
+            Some("Invalid heart-beat"),
+        ),
+        case(
+            "negative content-length",
+            Some("1.2"),
+            b"SEND\ndestination:/topic/a\ncontent-length:-1\n\nx\0".to_vec(),
+            Some("Invalid content-length"),
+        ),
+        case(
+            "non-numeric content-length",
+            Some("1.2"),
+            b"SEND\ndestination:/topic/a\ncontent-length:ten\n\nx\0".to_vec(),
+            Some("Invalid content-length"),
+        ),
+        case(
+            "content-length beyond the body cap",
+            Some("1.2"),
+            b"SEND\ndestination:/topic/a\ncontent-length:99999999999\n\n".to_vec(),
+            Some("Body too large"),
+        ),
+        case(
+            "no NUL after the content-length body",
+            Some("1.2"),
+            b"SEND\ndestination:/topic/a\ncontent-length:1\n\nxy\0".to_vec(),
+            Some("Missing NUL after body"),
+        ),
+        case(
+            "too many headers",
+            Some("1.2"),
+            raw_frame("SEND", &many, b""),
+            Some("Too many headers"),
+        ),
+        case(
+            "header line too long",
+            Some("1.2"),
+            send(&[("destination", "/topic/a"), ("x", &long_value)]),
+            Some("Header too long"),
+        ),
+        case(
+            "no NUL before the pre-CONNECT frame cap",
+            None,
+            [b"CONNECT\nx:".as_slice(), &vec![b'a'; 70_000]].concat(),
+            Some("Frame too large"),
+        ),
+        case(
+            "invalid escape in 1.2",
+            Some("1.2"),
+            b"SEND\ndestination:/topic/a\nx:\\t\n\nx\0".to_vec(),
+            Some("Invalid escape"),
+        ),
+        case(
+            "CR without LF",
+            Some("1.2"),
+            b"SEND\rdestination:/topic/a\n\nx\0".to_vec(),
+            Some("Malformed frame"),
+        ),
+        case(
+            "header without colon",
+            Some("1.2"),
+            b"SEND\ndestination\n\nx\0".to_vec(),
+            Some("Invalid header"),
+        ),
+        case(
+            "empty header name",
+            Some("1.2"),
+            b"SEND\n:v\n\nx\0".to_vec(),
+            Some("Invalid header"),
+        ),
+        case(
+            "SEND without destination",
+            Some("1.2"),
+            send(&[("x", "y")]),
+            Some("Missing destination"),
+        ),
+        case(
+            "SUBSCRIBE without id in 1.1",
+            Some("1.1"),
+            raw_frame("SUBSCRIBE", &[("destination", "/topic/a")], b""),
+            Some("Missing id"),
+        ),
+        case(
+            "unknown destination prefix",
+            Some("1.2"),
+            send(&[("destination", "/bogus/a")]),
+            Some("Unknown destination"),
+        ),
+        case(
+            "duplicate subscription id",
+            Some("1.2"),
+            [
+                raw_frame(
+                    "SUBSCRIBE",
+                    &[("destination", "/topic/a"), ("id", "1")],
+                    b"",
+                ),
+                raw_frame(
+                    "SUBSCRIBE",
+                    &[("destination", "/topic/b"), ("id", "1")],
+                    b"",
+                ),
+            ]
+            .concat(),
+            Some("Duplicated subscription identifier"),
+        ),
+        case(
+            "selector",
+            Some("1.2"),
+            raw_frame(
+                "SUBSCRIBE",
+                &[
+                    ("destination", "/topic/a"),
+                    ("id", "1"),
+                    ("selector", "a = 1"),
+                ],
+                b"",
+            ),
+            Some("Selector not supported"),
+        ),
+        case(
+            "ACK of an id never issued",
+            Some("1.2"),
+            raw_frame("ACK", &[("id", "nope")], b""),
+            Some("Message not found"),
+        ),
+        case(
+            "duplicate BEGIN",
+            Some("1.2"),
+            [
+                raw_frame("BEGIN", &[("transaction", "t")], b""),
+                raw_frame("BEGIN", &[("transaction", "t")], b""),
+            ]
+            .concat(),
+            Some("Bad transaction"),
+        ),
+        case(
+            "COMMIT of an unknown transaction",
+            Some("1.2"),
+            raw_frame("COMMIT", &[("transaction", "t")], b""),
+            Some("Bad transaction"),
+        ),
+        case(
+            "SEND the ACL refuses",
+            Some("limited"),
+            send(&[("destination", "/topic/secret")]),
+            Some("Access refused"),
+        ),
+        case(
+            "TLS ClientHello on the plaintext port",
+            None,
+            vec![0x16, 0x03, 0x01, 0x00, 0x10],
+            None,
+        ),
+    ]
+}
+
+#[test]
+fn bad_input_gets_error_and_close_and_leaves_others_working() {
+    let gateway = start();
+    let address = gateway.listener("stomp.tcp");
+    let mut bystander = Peer::connect(address);
+    bystander.send(&frames::subscribe("/topic/bystander", "auto", "b"));
+    wait_fanout(&gateway, "bystander", 1);
+    for case in bad_cases() {
+        let mut peer = Peer::open(address);
+        match case.connect {
+            None => {}
+            Some("limited") => peer.send_raw(&connect_frame("1.2", "limited", "secret")),
+            Some(version) => peer.send_raw(&connect_frame(version, "guest", "guest")),
+        }
+        if case.connect.is_some() {
+            let connected = peer.expect_frame(WAIT);
+            assert_eq!(connected.command, "CONNECTED", "{}", case.name);
+        }
+        // The server may close before it read everything; what it read decides the answer.
+        let _ = peer.try_send_raw(&case.input);
+        match case.error {
+            Some(expected) => {
+                let error = match peer.receive(WAIT) {
+                    Received::Frame(frame) => frame,
+                    other => panic!("{}: expected ERROR, got {other:?}", case.name),
+                };
+                assert_eq!(error.command, "ERROR", "{}", case.name);
+                assert_eq!(error.get("message"), Some(expected), "{}", case.name);
+                if expected == "Version mismatch" {
+                    assert_eq!(error.get("version"), Some("1.0,1.1,1.2"));
+                }
+                peer.expect_closed(WAIT);
+            }
+            None => peer.expect_closed(WAIT),
+        }
+        bystander.send(&frames::send_string("/topic/bystander", case.name));
+        assert_eq!(
+            message(&mut bystander).body,
+            case.name.as_bytes(),
+            "after {}",
+            case.name
+        );
+    }
+}
+
+#[test]
+fn receipts_unknown_unsubscribe_and_disconnect() {
+    let gateway = start();
+    let mut peer = Peer::open(gateway.listener("stomp.tcp"));
+    peer.send_raw(&connect_frame("1.2", "guest", "guest"));
+    assert_eq!(peer.expect_frame(WAIT).command, "CONNECTED");
+    peer.send_raw(&raw_frame(
+        "UNSUBSCRIBE",
+        &[("id", "never"), ("receipt", "r1")],
+        b"",
+    ));
+    let receipt = peer.expect_frame(WAIT);
+    assert_eq!(receipt.command, "RECEIPT");
+    assert_eq!(
+        receipt.headers,
+        vec![("receipt-id".to_owned(), "r1".to_owned())]
+    );
+    assert!(receipt.body.is_empty());
+    peer.send_raw(&raw_frame("DISCONNECT", &[("receipt", "bye")], b""));
+    assert_eq!(peer.expect_frame(WAIT).get("receipt-id"), Some("bye"));
+    peer.expect_closed(WAIT);
+}
+
+#[test]
+fn stomp_py_clients_over_tcp_and_tls() {
+    let gateway = start();
+    python::pytest(
+        "test_stomp.py",
+        &[
+            ("STOMP_ADDRESS", gateway.listener("stomp.tcp").to_string()),
+            (
+                "STOMP_TLS_ADDRESS",
+                gateway.listener("stomp.tls").to_string(),
+            ),
+            ("GATEWAYD_ADMIN", gateway.admin.to_string()),
+        ],
+    );
+}
+
+#[test]
+fn stompjs_over_websocket() {
+    let gateway = start();
+    node::run(
+        "test_stomp.cjs",
+        &[
+            (
+                "STOMP_WS_URL",
+                format!("ws://{}/ws", gateway.listener("stomp.ws")),
+            ),
+            ("GATEWAYD_ADMIN", gateway.admin.to_string()),
+        ],
+    );
+}

@@ -1,0 +1,254 @@
+//! How a STOMP message looks on the bus and back (reference §3.3): SEND → [`Envelope`] and
+//! [`Envelope`] → MESSAGE.
+//!
+//! | STOMP header | envelope |
+//! |---|---|
+//! | body, `content-type` | payload, content type |
+//! | `JMSXGroupID` | key (anycast affinity, Loom key) |
+//! | `reply-to` (resolved by the session) | reply-to topic; an inbox comes back as `/reply-queue/<opaque>`, another topic as `/topic/<name>` |
+//! | `correlation-id`, `traceparent` | correlation id, trace context |
+//! | `message-id`, `subscription`, `ack`, `redelivered` | stripped on SEND: the server owns them |
+//! | `destination`, `transaction`, `receipt`, `content-length` | consumed by the session |
+//! | anything else | user headers, in order |
+//!
+//! A user header value that is not UTF-8 (possible when another protocol published it) is
+//! written to MESSAGE as [`BASE64_MARKER`] followed by its standard base64.
+
+use base64::Engine;
+use bytes::{BufMut, Bytes, BytesMut};
+use core_bus::names::INBOX_TOKEN;
+use core_bus::{Envelope, Origin, Topic};
+
+use super::frame::{header, Command, Frame};
+
+/// Prefix of a MESSAGE header value that carries non-UTF-8 bytes as base64.
+pub const BASE64_MARKER: &str = "base64:";
+/// The STOMP header mapped to the envelope key.
+pub const GROUP_ID: &str = "JMSXGroupID";
+pub const CORRELATION_ID: &str = "correlation-id";
+pub const TRACEPARENT: &str = "traceparent";
+/// NACK header choosing between requeue (default) and drop (RabbitMQ).
+pub const REQUEUE: &str = "requeue";
+/// SUBSCRIBE headers giving a `/queue/` prefetch window (RabbitMQ, ActiveMQ).
+pub const PREFETCH_HEADERS: [&str; 2] = ["prefetch-count", "activemq.prefetchSize"];
+
+const REPLY_QUEUE: &str = "/reply-queue/";
+const TOPIC: &str = "/topic/";
+
+/// SEND headers that never become user headers.
+const NOT_USER_HEADERS: [&str; 13] = [
+    header::DESTINATION,
+    header::TRANSACTION,
+    header::RECEIPT,
+    header::CONTENT_LENGTH,
+    header::CONTENT_TYPE,
+    header::MESSAGE_ID,
+    header::SUBSCRIPTION,
+    header::ACK,
+    header::REDELIVERED,
+    header::REPLY_TO,
+    GROUP_ID,
+    CORRELATION_ID,
+    TRACEPARENT,
+];
+
+/// The envelope for a SEND to `topic`. `reply_to` is the resolved `reply-to` header; when the
+/// session could not resolve it, the raw header travels as a user header.
+pub fn envelope_from_send(
+    frame: &Frame,
+    topic: Topic,
+    reply_to: Option<Topic>,
+    origin: Origin,
+) -> Envelope {
+    let mut envelope = Envelope::new(topic, frame.body.clone(), origin);
+    let text = |name: &str| {
+        frame
+            .header(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::to_owned)
+    };
+    envelope.content_type = text(header::CONTENT_TYPE);
+    envelope.correlation_id = text(CORRELATION_ID);
+    envelope.traceparent = text(TRACEPARENT);
+    envelope.key = frame.header(GROUP_ID).cloned();
+    let keep_reply_to = reply_to.is_none();
+    envelope.reply_to = reply_to;
+    for h in &frame.headers {
+        let name = String::from_utf8_lossy(&h.name);
+        let consumed = NOT_USER_HEADERS.contains(&name.as_ref());
+        if consumed && !(keep_reply_to && name == header::REPLY_TO) {
+            continue;
+        }
+        envelope.headers.push(name.into_owned(), h.value.clone());
+    }
+    envelope
+}
+
+/// The `/reply-queue/` address of an inbox topic, or `None` if `topic` is not an inbox.
+pub fn reply_queue_of(topic: &Topic) -> Option<String> {
+    let rest = topic
+        .as_str()
+        .strip_prefix(INBOX_TOKEN)?
+        .strip_prefix('.')?;
+    Some(format!("{REPLY_QUEUE}{rest}"))
+}
+
+/// The inbox topic a `/reply-queue/<opaque>` name stands for.
+pub fn inbox_of_reply_queue(opaque: &str) -> Option<Topic> {
+    let topic = Topic::parse(&format!("{INBOX_TOKEN}.{opaque}")).ok()?;
+    (topic.tokens().count() >= 3).then_some(topic)
+}
+
+/// `prefix` followed by the topic's dotted name.
+pub fn named(prefix: &str, topic: &Topic) -> Bytes {
+    let dotted = topic.to_dotted_bytes();
+    let mut value = BytesMut::with_capacity(prefix.len() + dotted.len());
+    value.put_slice(prefix.as_bytes());
+    value.put_slice(&dotted);
+    value.freeze()
+}
+
+/// The server-owned headers of one MESSAGE.
+#[derive(Debug, Clone)]
+pub struct Delivered<'a> {
+    pub subscription: &'a str,
+    pub destination: Bytes,
+    pub message_id: &'a str,
+    /// Write `ack:<message-id>` (1.2 client and client-individual subscriptions).
+    pub ack: bool,
+    pub redelivered: bool,
+}
+
+/// The MESSAGE frame for `envelope`.
+pub fn message_frame(delivered: Delivered<'_>, envelope: &Envelope) -> Frame {
+    let mut frame = Frame::new(Command::Message)
+        .with_header(header::SUBSCRIPTION, delivered.subscription.to_owned())
+        .with_header(header::DESTINATION, delivered.destination)
+        .with_header(header::MESSAGE_ID, delivered.message_id.to_owned());
+    if delivered.ack {
+        frame
+            .headers
+            .push(header::ACK, delivered.message_id.to_owned());
+    }
+    if delivered.redelivered {
+        frame.headers.push(header::REDELIVERED, "true");
+    }
+    if let Some(content_type) = &envelope.content_type {
+        frame
+            .headers
+            .push(header::CONTENT_TYPE, content_type.clone());
+    }
+    frame.headers.push(header::CONTENT_LENGTH, "");
+    if let Some(key) = &envelope.key {
+        frame.headers.push(GROUP_ID, key.clone());
+    }
+    if let Some(reply_to) = &envelope.reply_to {
+        let address = match reply_queue_of(reply_to) {
+            Some(reply_queue) => Bytes::from(reply_queue),
+            None => named(TOPIC, reply_to),
+        };
+        frame.headers.push(header::REPLY_TO, address);
+    }
+    if let Some(correlation_id) = &envelope.correlation_id {
+        frame.headers.push(CORRELATION_ID, correlation_id.clone());
+    }
+    if let Some(traceparent) = &envelope.traceparent {
+        frame.headers.push(TRACEPARENT, traceparent.clone());
+    }
+    for (name, value) in envelope.headers.iter() {
+        let value = match std::str::from_utf8(value) {
+            Ok(_) => value.clone(),
+            Err(_) => {
+                let encoded = base64::engine::general_purpose::STANDARD.encode(value);
+                Bytes::from(format!("{BASE64_MARKER}{encoded}"))
+            }
+        };
+        frame.headers.push(name.to_owned(), value);
+    }
+    frame.with_body(envelope.payload.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core_bus::{ConnectionId, Protocol};
+
+    fn origin() -> Origin {
+        Origin {
+            protocol: Protocol::Stomp,
+            connection: ConnectionId(7),
+        }
+    }
+
+    #[test]
+    fn send_headers_map_onto_the_envelope() {
+        let frame = Frame::new(Command::Send)
+            .with_header("destination", "/queue/a")
+            .with_header("message-id", "forged")
+            .with_header("content-type", "text/plain")
+            .with_header("JMSXGroupID", "g1")
+            .with_header("correlation-id", "c-9")
+            .with_header("x-user", "a:b")
+            .with_header("reply-to", "/odd/place")
+            .with_body(&b"hi\0there"[..]);
+        let topic = Topic::from_dotted(b"a");
+        let e = envelope_from_send(&frame, topic.clone(), None, origin());
+        assert_eq!(e.topic, topic);
+        assert_eq!(&e.payload[..], b"hi\0there");
+        assert_eq!(e.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(e.key.as_deref(), Some(&b"g1"[..]));
+        assert_eq!(e.correlation_id.as_deref(), Some("c-9"));
+        let names: Vec<_> = e.headers.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["x-user", "reply-to"]);
+        let resolved = envelope_from_send(&frame, topic, Some(Topic::from_dotted(b"r")), origin());
+        assert_eq!(resolved.headers.len(), 1);
+        assert_eq!(resolved.reply_to, Some(Topic::from_dotted(b"r")));
+    }
+
+    #[test]
+    fn inbox_reply_queue_round_trip() {
+        let inbox = core_bus::names::inbox(ConnectionId(5), b"r.1");
+        let address = reply_queue_of(&inbox).unwrap();
+        assert_eq!(address, "/reply-queue/5.r%2E1");
+        let opaque = address.strip_prefix(REPLY_QUEUE).unwrap();
+        assert_eq!(inbox_of_reply_queue(opaque), Some(inbox));
+        assert_eq!(reply_queue_of(&Topic::from_dotted(b"orders")), None);
+        assert_eq!(inbox_of_reply_queue("5"), None);
+    }
+
+    #[test]
+    fn message_frame_carries_everything() {
+        let mut e = Envelope::new(Topic::from_dotted(b"a.b"), &b"body"[..], origin());
+        e.content_type = Some("application/json".into());
+        e.key = Some(Bytes::from_static(b"k"));
+        e.reply_to = Some(core_bus::names::inbox(ConnectionId(3), b"x"));
+        e.correlation_id = Some("c".into());
+        e.headers.push("plain", &b"v"[..]);
+        e.headers.push("raw", &b"\xff\x00"[..]);
+        let frame = message_frame(
+            Delivered {
+                subscription: "s1",
+                destination: named("/topic/", &e.topic),
+                message_id: "m-1",
+                ack: true,
+                redelivered: true,
+            },
+            &e,
+        );
+        let get = |n: &str| frame.header(n).map(|v| v.to_vec());
+        assert_eq!(get("subscription"), Some(b"s1".to_vec()));
+        assert_eq!(get("destination"), Some(b"/topic/a.b".to_vec()));
+        assert_eq!(get("ack"), Some(b"m-1".to_vec()));
+        assert_eq!(get("redelivered"), Some(b"true".to_vec()));
+        assert_eq!(get("JMSXGroupID"), Some(b"k".to_vec()));
+        assert_eq!(get("reply-to"), Some(b"/reply-queue/3.x".to_vec()));
+        assert_eq!(get("correlation-id"), Some(b"c".to_vec()));
+        assert_eq!(get("plain"), Some(b"v".to_vec()));
+        assert_eq!(get("raw"), Some(b"base64:/wA=".to_vec()));
+        let mut wire = BytesMut::new();
+        let _ = super::super::encode(&frame, super::super::Version::V1_2, &mut wire);
+        assert!(wire
+            .windows(b"content-length:4\n".len())
+            .any(|w| w == b"content-length:4\n"));
+    }
+}

@@ -1,0 +1,132 @@
+//! The `[stomp]` config section: settings every STOMP listener shares (frame limits, transaction caps,
+//! heart-beats, destinations, auth) and one sub-section per transport (`[stomp.tcp]`, `[stomp.tls]`,
+//! `[stomp.ws]`).
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::limits::Limits;
+use super::negotiate::HeartBeatPolicy;
+use super::transaction::TxLimits;
+use crate::auth::AuthConfig;
+use crate::limits::ListenerLimits;
+use crate::tls::TlsConfig;
+
+/// What SUBSCRIBE and SEND do with a destination whose prefix gatewayd does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnknownDestination {
+    /// ERROR "Unknown destination" and close (RabbitMQ).
+    #[default]
+    Error,
+    /// Treat the whole string as a topic name (the seed broker and ActiveMQ).
+    Topic,
+}
+
+/// The whole `[stomp]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub limits: Limits,
+    pub transactions: TxLimits,
+    pub heart_beat: HeartBeatPolicy,
+    pub unknown_destination: UnknownDestination,
+    /// Window of a `/queue/` subscription in a client ack mode when SUBSCRIBE names no
+    /// `prefetch-count` / `activemq.prefetchSize`.
+    pub default_prefetch: u32,
+    /// Close a connection that has not sent CONNECT within this many seconds.
+    pub login_timeout_secs: u64,
+    /// Close a connection whose socket does not take our bytes within this many seconds.
+    pub write_timeout_secs: u64,
+    /// Deliveries taken from the bus and written with one write.
+    pub write_batch: usize,
+    pub auth: AuthConfig,
+    pub tcp: TcpConfig,
+    pub tls: TlsListenerConfig,
+    pub ws: WsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            limits: Limits::DEFAULT,
+            transactions: TxLimits::default(),
+            heart_beat: HeartBeatPolicy::default(),
+            unknown_destination: UnknownDestination::Error,
+            default_prefetch: 100,
+            login_timeout_secs: 10,
+            write_timeout_secs: 30,
+            write_batch: 64,
+            auth: AuthConfig::default(),
+            tcp: TcpConfig::default(),
+            tls: TlsListenerConfig::default(),
+            ws: WsConfig::default(),
+        }
+    }
+}
+
+/// `[stomp.tcp]`: plain STOMP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TcpConfig {
+    pub enabled: bool,
+    pub address: SocketAddr,
+    pub limits: ListenerLimits,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            enabled: false,
+            address: SocketAddr::from(([0, 0, 0, 0], 61613)),
+            limits: ListenerLimits::default(),
+        }
+    }
+}
+
+/// `[stomp.tls]`: STOMP over TLS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsListenerConfig {
+    pub enabled: bool,
+    pub address: SocketAddr,
+    pub limits: ListenerLimits,
+    pub tls: TlsConfig,
+}
+
+impl Default for TlsListenerConfig {
+    fn default() -> Self {
+        TlsListenerConfig {
+            enabled: false,
+            address: SocketAddr::from(([0, 0, 0, 0], 61614)),
+            limits: ListenerLimits::default(),
+            tls: TlsConfig::default(),
+        }
+    }
+}
+
+/// `[stomp.ws]`: STOMP over WebSocket (subprotocols `v10.stomp`, `v11.stomp`, `v12.stomp`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WsConfig {
+    pub enabled: bool,
+    pub address: SocketAddr,
+    /// Request path of the upgrade.
+    pub path: String,
+    /// Largest WebSocket message accepted (a STOMP frame may span several).
+    pub max_message_bytes: usize,
+    pub limits: ListenerLimits,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            enabled: false,
+            address: SocketAddr::from(([0, 0, 0, 0], 15674)),
+            path: "/ws".into(),
+            max_message_bytes: 1 << 20,
+            limits: ListenerLimits::default(),
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! The tokio loop of one STOMP connection: reads bytes into the [`Session`], drains the mailbox in
+//! batches, writes everything queued with one write, keeps the negotiated heart-beats and the
+//! login timeout, and closes with the §2.6 procedure (flush, shut the write side, drain input for
+//! up to a second). [`Transport`] hides whether frames travel on a byte stream or as WebSocket
+//! messages.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use core_bus::{Backpressure, Closed, Delivery, Mailbox};
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{sleep_until, timeout, Instant};
+use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+
+use super::frame::{Frame, Version};
+use super::session::{Flow, Session};
+use super::writer::encode;
+use crate::ConnectionGuard;
+
+/// How long a closing connection waits for the peer to finish.
+const LINGER: Duration = Duration::from_secs(1);
+/// Read size on byte streams.
+const READ_CHUNK: usize = 16 << 10;
+
+/// Moves STOMP bytes: a byte stream (TCP, TLS) or WebSocket messages.
+pub(crate) trait Transport {
+    /// Appends received bytes to `buf`; `Ok(0)` at the end of input.
+    async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize>;
+    /// Writes the frames, encoded for `version`, and flushes once.
+    async fn send(&mut self, frames: &[Frame], version: Version) -> io::Result<()>;
+    async fn heart_beat(&mut self) -> io::Result<()>;
+    /// Flushes, ends the write side, and waits briefly for the peer to close.
+    async fn close(self);
+}
+
+fn encode_logged(frame: &Frame, version: Version, out: &mut BytesMut) {
+    let written = encode(frame, version, out);
+    if written.dropped_headers > 0 {
+        tracing::debug!(
+            dropped = written.dropped_headers,
+            command = %frame.command,
+            "stomp: headers the session version cannot carry were left out"
+        );
+    }
+}
+
+/// STOMP on a byte stream.
+pub(crate) struct StreamTransport<S> {
+    stream: S,
+    out: BytesMut,
+}
+
+impl<S> StreamTransport<S> {
+    pub(crate) fn new(stream: S) -> Self {
+        StreamTransport {
+            stream,
+            out: BytesMut::new(),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Transport for StreamTransport<S> {
+    async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        buf.reserve(READ_CHUNK);
+        self.stream.read_buf(buf).await
+    }
+
+    async fn send(&mut self, frames: &[Frame], version: Version) -> io::Result<()> {
+        self.out.clear();
+        for frame in frames {
+            encode_logged(frame, version, &mut self.out);
+        }
+        self.stream.write_all(&self.out).await?;
+        self.stream.flush().await
+    }
+
+    async fn heart_beat(&mut self) -> io::Result<()> {
+        self.stream.write_all(b"\n").await?;
+        self.stream.flush().await
+    }
+
+    async fn close(mut self) {
+        let _ = timeout(LINGER, async {
+            let _ = self.stream.shutdown().await;
+            let mut sink = [0u8; 4096];
+            while matches!(self.stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    }
+}
+
+/// STOMP over WebSocket: each outbound frame is one message (text when it is UTF-8, binary
+/// otherwise); inbound messages are concatenated, so frames may span messages and a message
+/// may hold several frames.
+pub(crate) struct WsTransport<S> {
+    ws: WebSocketStream<S>,
+}
+
+impl<S> WsTransport<S> {
+    pub(crate) fn new(ws: WebSocketStream<S>) -> Self {
+        WsTransport { ws }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Transport for WsTransport<S> {
+    async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        loop {
+            let data = match self.ws.next().await {
+                None | Some(Ok(Message::Close(_))) => return Ok(0),
+                Some(Err(e)) => return Err(io::Error::other(e)),
+                Some(Ok(Message::Text(text))) => Bytes::from(text),
+                Some(Ok(Message::Binary(data))) => data,
+                Some(Ok(_)) => continue,
+            };
+            if !data.is_empty() {
+                buf.extend_from_slice(&data);
+                return Ok(data.len());
+            }
+        }
+    }
+
+    async fn send(&mut self, frames: &[Frame], version: Version) -> io::Result<()> {
+        for frame in frames {
+            let mut out = BytesMut::new();
+            encode_logged(frame, version, &mut out);
+            let message = match Utf8Bytes::try_from(out.clone()) {
+                Ok(text) => Message::Text(text),
+                Err(_) => Message::Binary(out.freeze()),
+            };
+            self.ws.feed(message).await.map_err(io::Error::other)?;
+        }
+        self.ws.flush().await.map_err(io::Error::other)
+    }
+
+    async fn heart_beat(&mut self) -> io::Result<()> {
+        self.ws
+            .send(Message::Text(Utf8Bytes::from_static("\n")))
+            .await
+            .map_err(io::Error::other)
+    }
+
+    async fn close(mut self) {
+        let _ = timeout(LINGER, async {
+            let _ = self.ws.close(None).await;
+            while let Some(Ok(_)) = self.ws.next().await {}
+        })
+        .await;
+    }
+}
+
+/// Timers of one connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    pub login_timeout: Duration,
+    pub write_timeout: Duration,
+    pub write_batch: usize,
+}
+
+async fn next_batch(
+    mailbox: Option<&mut Mailbox>,
+    batch: &mut Vec<Delivery>,
+    max: usize,
+) -> Result<usize, Closed> {
+    match mailbox {
+        Some(mailbox) => mailbox.recv_batch(batch, max).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn room(wait: Option<Backpressure>) {
+    match wait {
+        Some(wait) => wait.ready().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn at(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs one connection until it closes.
+pub(crate) async fn run<T: Transport>(
+    mut transport: T,
+    mut session: Session,
+    guard: ConnectionGuard,
+    shutdown: CancellationToken,
+    timing: Timing,
+) {
+    let started = Instant::now();
+    let mut last_read = started;
+    let mut last_write = started;
+    let mut buf = BytesMut::new();
+    let mut batch = Vec::with_capacity(timing.write_batch);
+    let mut flow = Flow::Continue;
+    let mut identified = false;
+    // Set while a full group under the `block` policy holds back the producer: deliveries and heart-beats
+    // go on, reading stops.
+    let mut paused: Option<Backpressure> = None;
+    loop {
+        let frames = session.take_output();
+        if !frames.is_empty() {
+            match timeout(
+                timing.write_timeout,
+                transport.send(&frames, session.version()),
+            )
+            .await
+            {
+                Ok(Ok(())) => last_write = Instant::now(),
+                _ => return,
+            }
+        }
+        if !identified {
+            if let Some(identity) = session.identity() {
+                guard.set_identity(&identity.name);
+                identified = true;
+            }
+        }
+        guard.set_subscriptions(session.subscription_count());
+        if flow == Flow::Close {
+            break;
+        }
+        if paused.is_none() {
+            paused = session.take_backpressure();
+        }
+        let plan = session.heart_beat();
+        let beat_at = plan.send_every.map(|period| last_write + period);
+        // While paused we do not read, so the client's silence proves nothing.
+        let dead_at = if paused.is_some() {
+            None
+        } else if session.is_connected() {
+            plan.receive_timeout.map(|grace| last_read + grace)
+        } else {
+            Some(started + timing.login_timeout)
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => flow = session.shutdown(),
+            () = room(paused.clone()), if paused.is_some() => {
+                paused = None;
+                last_read = Instant::now();
+                flow = session.receive(&mut buf);
+            }
+            read = transport.read(&mut buf), if paused.is_none() => match read {
+                Ok(n) if n > 0 => {
+                    last_read = Instant::now();
+                    flow = session.receive(&mut buf);
+                }
+                _ => return,
+            },
+            received = next_batch(session.mailbox_mut(), &mut batch, timing.write_batch) => {
+                match received {
+                    Ok(_) => {
+                        for delivery in batch.drain(..) {
+                            session.deliver(delivery);
+                        }
+                    }
+                    Err(closed) => flow = session.mailbox_closed(closed),
+                }
+            }
+            () = at(beat_at) => {
+                match timeout(timing.write_timeout, transport.heart_beat()).await {
+                    Ok(Ok(())) => last_write = Instant::now(),
+                    _ => return,
+                }
+            }
+            () = at(dead_at) => {
+                tracing::debug!(connected = session.is_connected(), "stomp: peer silent, closing");
+                return;
+            }
+        }
+    }
+    drop(session);
+    transport.close().await;
+}

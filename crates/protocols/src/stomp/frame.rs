@@ -1,0 +1,427 @@
+//! STOMP frames as values: the [`Command`], the ordered [`Headers`] (duplicates kept, first
+//! wins on lookup), the body, and the protocol [`Version`] a session speaks.
+//!
+//! Header names and values are kept as bytes: STOMP allows any octets in them, and a
+//! non-UTF-8 header must survive a STOMP-to-STOMP hop unchanged (reference §6). Use
+//! [`Frame::header_str`] / [`Frame::require_header`] where the session needs text.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use super::error::StompError;
+
+/// Header names the adapter itself reads or writes.
+pub mod header {
+    pub const ACCEPT_VERSION: &str = "accept-version";
+    pub const ACK: &str = "ack";
+    pub const CONTENT_LENGTH: &str = "content-length";
+    pub const CONTENT_TYPE: &str = "content-type";
+    pub const DESTINATION: &str = "destination";
+    pub const HEART_BEAT: &str = "heart-beat";
+    pub const HOST: &str = "host";
+    pub const ID: &str = "id";
+    pub const LOGIN: &str = "login";
+    pub const MESSAGE: &str = "message";
+    pub const MESSAGE_ID: &str = "message-id";
+    pub const PASSCODE: &str = "passcode";
+    pub const RECEIPT: &str = "receipt";
+    pub const RECEIPT_ID: &str = "receipt-id";
+    pub const REDELIVERED: &str = "redelivered";
+    pub const REPLY_TO: &str = "reply-to";
+    pub const SELECTOR: &str = "selector";
+    pub const SERVER: &str = "server";
+    pub const SESSION: &str = "session";
+    pub const SUBSCRIPTION: &str = "subscription";
+    pub const TRANSACTION: &str = "transaction";
+    pub const VERSION: &str = "version";
+}
+
+/// A STOMP protocol version. Ordered, so the highest common version is a `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Version {
+    V1_0,
+    V1_1,
+    V1_2,
+}
+
+impl Version {
+    /// Every version gatewayd speaks, lowest first.
+    pub const ALL: [Version; 3] = [Version::V1_0, Version::V1_1, Version::V1_2];
+
+    /// The version as written in `accept-version` / `version` headers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::V1_0 => "1.0",
+            Version::V1_1 => "1.1",
+            Version::V1_2 => "1.2",
+        }
+    }
+
+    /// Parse one `accept-version` entry (`"1.0"`, `"1.1"`, `"1.2"`).
+    pub fn from_bytes(s: &[u8]) -> Option<Version> {
+        match s {
+            b"1.0" => Some(Version::V1_0),
+            b"1.1" => Some(Version::V1_1),
+            b"1.2" => Some(Version::V1_2),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Every command of STOMP 1.0–1.2, client and server side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Command {
+    // Client frames.
+    Connect,
+    Stomp,
+    Send,
+    Subscribe,
+    Unsubscribe,
+    Ack,
+    Nack,
+    Begin,
+    Commit,
+    Abort,
+    Disconnect,
+    // Server frames.
+    Connected,
+    Message,
+    Receipt,
+    Error,
+}
+
+impl Command {
+    /// Every command, client commands first.
+    pub const ALL: [Command; 15] = [
+        Command::Connect,
+        Command::Stomp,
+        Command::Send,
+        Command::Subscribe,
+        Command::Unsubscribe,
+        Command::Ack,
+        Command::Nack,
+        Command::Begin,
+        Command::Commit,
+        Command::Abort,
+        Command::Disconnect,
+        Command::Connected,
+        Command::Message,
+        Command::Receipt,
+        Command::Error,
+    ];
+
+    /// The command as written on the wire (commands are case-sensitive).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Connect => "CONNECT",
+            Command::Stomp => "STOMP",
+            Command::Send => "SEND",
+            Command::Subscribe => "SUBSCRIBE",
+            Command::Unsubscribe => "UNSUBSCRIBE",
+            Command::Ack => "ACK",
+            Command::Nack => "NACK",
+            Command::Begin => "BEGIN",
+            Command::Commit => "COMMIT",
+            Command::Abort => "ABORT",
+            Command::Disconnect => "DISCONNECT",
+            Command::Connected => "CONNECTED",
+            Command::Message => "MESSAGE",
+            Command::Receipt => "RECEIPT",
+            Command::Error => "ERROR",
+        }
+    }
+
+    /// The command spelled exactly `s`, if any.
+    pub fn from_bytes(s: &[u8]) -> Option<Command> {
+        Command::ALL
+            .into_iter()
+            .find(|c| c.as_str().as_bytes() == s)
+    }
+
+    /// A frame a client may send (CONNECT … DISCONNECT).
+    pub fn is_client(self) -> bool {
+        !self.is_server()
+    }
+
+    /// A frame only a server sends (CONNECTED, MESSAGE, RECEIPT, ERROR).
+    pub fn is_server(self) -> bool {
+        matches!(
+            self,
+            Command::Connected | Command::Message | Command::Receipt | Command::Error
+        )
+    }
+
+    /// CONNECT, STOMP and CONNECTED: their headers are never escaped, in any version.
+    pub fn is_connect(self) -> bool {
+        matches!(self, Command::Connect | Command::Stomp | Command::Connected)
+    }
+
+    /// SEND, MESSAGE and ERROR: the only frames that may carry a body.
+    pub fn allows_body(self) -> bool {
+        matches!(self, Command::Send | Command::Message | Command::Error)
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One `name:value` header, unescaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: Bytes,
+    pub value: Bytes,
+}
+
+/// Headers in wire order. Repeated names are kept; lookups return the first one, which is
+/// the one that counts (STOMP 1.1/1.2 "Repeated Header Entries").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(Vec<Header>);
+
+impl Headers {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Append a header (after any existing one of the same name, so it does not win).
+    pub fn push(&mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) {
+        self.0.push(Header {
+            name: name.into(),
+            value: value.into(),
+        });
+    }
+
+    /// The value of the first header called `name`.
+    pub fn get(&self, name: &str) -> Option<&Bytes> {
+        self.0
+            .iter()
+            .find(|h| h.name == name.as_bytes())
+            .map(|h| &h.value)
+    }
+
+    /// Every value of the headers called `name`, in wire order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Bytes> + 'a {
+        self.0
+            .iter()
+            .filter(move |h| h.name == name.as_bytes())
+            .map(|h| &h.value)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Remove every header called `name`; returns how many were removed.
+    pub fn remove(&mut self, name: &str) -> usize {
+        let before = self.0.len();
+        self.0.retain(|h| h.name != name.as_bytes());
+        before - self.0.len()
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Header> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'a> IntoIterator for &'a Headers {
+    type Item = &'a Header;
+    type IntoIter = std::slice::Iter<'a, Header>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl From<Vec<Header>> for Headers {
+    fn from(headers: Vec<Header>) -> Self {
+        Headers(headers)
+    }
+}
+
+/// One STOMP frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub command: Command,
+    pub headers: Headers,
+    pub body: Bytes,
+}
+
+impl Frame {
+    /// A frame with no headers and no body.
+    pub fn new(command: Command) -> Self {
+        Frame {
+            command,
+            headers: Headers::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// Builder form of [`Headers::push`].
+    pub fn with_header(mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
+        self.headers.push(name, value);
+        self
+    }
+
+    pub fn with_body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// A RECEIPT for the `receipt` header value of a processed frame: `receipt-id` and nothing
+    /// else (stompest compares the whole frame, stompit wants an empty body).
+    pub fn receipt(receipt_id: Bytes) -> Self {
+        Frame::new(Command::Receipt).with_header(header::RECEIPT_ID, receipt_id)
+    }
+
+    /// The first value of header `name`, as bytes.
+    pub fn header(&self, name: &str) -> Option<&Bytes> {
+        self.headers.get(name)
+    }
+
+    /// The client's `receipt` header: the `receipt-id` for a RECEIPT, or for the ERROR this
+    /// frame caused.
+    pub fn receipt_request(&self) -> Option<&Bytes> {
+        self.header(header::RECEIPT)
+    }
+
+    /// The first value of header `name` as text; an error naming the header if it is not UTF-8.
+    pub fn header_str(&self, name: &'static str) -> Result<Option<&str>, StompError> {
+        match self.header(name) {
+            None => Ok(None),
+            Some(value) => {
+                std::str::from_utf8(value)
+                    .map(Some)
+                    .map_err(|_| StompError::InvalidHeader {
+                        command: self.command,
+                        header: name,
+                        reason: "not UTF-8",
+                    })
+            }
+        }
+    }
+
+    /// Like [`Frame::header_str`], but a missing header is an error too.
+    pub fn require_header(&self, name: &'static str) -> Result<&str, StompError> {
+        self.header_str(name)?.ok_or(StompError::MissingHeader {
+            command: self.command,
+            header: name,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_names_round_trip_and_are_case_sensitive() {
+        for command in Command::ALL {
+            assert_eq!(
+                Command::from_bytes(command.as_str().as_bytes()),
+                Some(command)
+            );
+        }
+        assert_eq!(Command::from_bytes(b"send"), None);
+        assert_eq!(Command::from_bytes(b"SEND "), None);
+        assert_eq!(Command::from_bytes(b""), None);
+    }
+
+    #[test]
+    fn command_classes() {
+        assert!(Command::Send.is_client() && !Command::Send.is_server());
+        assert!(Command::Message.is_server() && !Command::Message.is_client());
+        let bodies: Vec<_> = Command::ALL
+            .into_iter()
+            .filter(|c| c.allows_body())
+            .collect();
+        assert_eq!(bodies, [Command::Send, Command::Message, Command::Error]);
+        let raw: Vec<_> = Command::ALL
+            .into_iter()
+            .filter(|c| c.is_connect())
+            .collect();
+        assert_eq!(raw, [Command::Connect, Command::Stomp, Command::Connected]);
+    }
+
+    #[test]
+    fn versions_order_and_parse() {
+        assert!(Version::V1_0 < Version::V1_1 && Version::V1_1 < Version::V1_2);
+        for v in Version::ALL {
+            assert_eq!(Version::from_bytes(v.as_str().as_bytes()), Some(v));
+        }
+        assert_eq!(Version::from_bytes(b"1.3"), None);
+        assert_eq!(Version::V1_2.to_string(), "1.2");
+    }
+
+    #[test]
+    fn first_header_wins_and_duplicates_are_kept() {
+        let frame = Frame::new(Command::Send)
+            .with_header("a", "1")
+            .with_header("b", "2")
+            .with_header("a", "3");
+        assert_eq!(frame.header("a").map(|v| &v[..]), Some(&b"1"[..]));
+        let all: Vec<_> = frame.headers.get_all("a").map(|v| &v[..]).collect();
+        assert_eq!(all, [&b"1"[..], &b"3"[..]]);
+        assert_eq!(frame.headers.len(), 3);
+        assert!(frame.header("c").is_none());
+    }
+
+    #[test]
+    fn remove_drops_every_copy() {
+        let mut headers = Headers::new();
+        headers.push("ack", "x");
+        headers.push("keep", "y");
+        headers.push("ack", "z");
+        assert_eq!(headers.remove("ack"), 2);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains("keep"));
+    }
+
+    #[test]
+    fn header_str_and_require_header() {
+        let frame = Frame::new(Command::Send)
+            .with_header("destination", "/queue/a")
+            .with_header("bad", Bytes::from_static(b"\xff"));
+        assert_eq!(frame.require_header("destination"), Ok("/queue/a"));
+        assert_eq!(frame.header_str("missing"), Ok(None));
+        assert_eq!(
+            frame.require_header("missing"),
+            Err(StompError::MissingHeader {
+                command: Command::Send,
+                header: "missing"
+            })
+        );
+        assert!(matches!(
+            frame.header_str("bad"),
+            Err(StompError::InvalidHeader { header: "bad", .. })
+        ));
+    }
+
+    #[test]
+    fn receipt_frame_has_only_receipt_id() {
+        let frame = Frame::receipt(Bytes::from_static(b"r-1"));
+        assert_eq!(frame.command, Command::Receipt);
+        assert_eq!(frame.headers.len(), 1);
+        assert_eq!(
+            frame.header("receipt-id").map(|v| &v[..]),
+            Some(&b"r-1"[..])
+        );
+        assert!(frame.body.is_empty());
+    }
+}

@@ -1,0 +1,47 @@
+//! STOMP 1.0/1.1/1.2 broker adapter.
+//!
+//! * [`frame`]: frames, commands, ordered headers, versions.
+//! * [`parser`] / [`writer`]: the incremental decoder and the encoder (with [`limits`] and
+//!   the per-version header escaping).
+//! * [`negotiate`](mod@negotiate): version and heart-beat negotiation, CONNECTED.
+//! * [`error`]: every failure of reference §6 and its ERROR frame.
+//! * [`destination`]: destination strings.
+//! * [`ack`] / [`transaction`]: per-connection ack and transaction bookkeeping.
+//! * [`bridge`]: SEND → bus envelope → MESSAGE.
+//! * [`session`]: one connection's state machine over the bus (sans-IO).
+//! * `connection` / `listener`: the tokio glue for `stomp.tcp`, `stomp.tls` and `stomp.ws`,
+//!   configured by [`config`].
+//!
+//! The reference is `shared/protocols/stomp.md`; section numbers in comments point into it.
+
+pub mod ack;
+pub mod bridge;
+pub mod config;
+mod connection;
+pub mod destination;
+pub mod error;
+mod escape;
+pub mod frame;
+pub mod limits;
+mod listener;
+pub mod negotiate;
+pub mod parser;
+pub mod session;
+pub mod transaction;
+pub mod writer;
+
+pub use ack::{ack_id, AckMode, AckTable, ClientAck, Settled};
+pub use config::Config;
+pub use destination::Destination;
+pub use error::StompError;
+pub use frame::{Command, Frame, Header, Headers, Version};
+pub use limits::{Limit, Limits};
+pub use listener::start;
+pub use negotiate::{
+    connected_frame, negotiate, negotiate_heart_beat, negotiate_version, Connect, HeartBeat,
+    HeartBeatPlan, HeartBeatPolicy,
+};
+pub use parser::{DecodeError, Decoded, Decoder};
+pub use session::{Flow, Session, Settings};
+pub use transaction::{Transactions, TxLimit, TxLimits};
+pub use writer::{encode, encode_heart_beat, Written};

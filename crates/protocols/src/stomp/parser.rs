@@ -1,0 +1,798 @@
+//! The incremental, sans-IO STOMP frame decoder.
+//!
+//! Feed it the connection's read buffer: [`Decoder::decode`] removes one complete frame (or one
+//! heart-beat EOL) from the front and returns it, returns `Ok(None)` while the next frame is still
+//! incomplete, and an error when the input breaks the grammar or a [`Limits`] cap.
+//!
+//! Guarantees the listener can build on:
+//! * Limits are checked before anything is buffered on their behalf: while `decode` returns
+//!   `Ok(None)` the buffer never holds more than the frame cap, a `content-length` beyond the
+//!   body or frame cap fails at once, and the decoder's own allocations are bounded by the
+//!   header line and count caps. It never reserves buffer space from a wire length.
+//! * The outcome, errors included, does not depend on how the bytes were split into reads:
+//!   every check fires at a fixed byte offset (header escapes are checked once the frame is
+//!   complete), and the earliest one wins.
+//! * After an error the decoder is fused: every later call returns the same error. The session
+//!   sends ERROR (see [`super::error::StompError`]) and closes.
+//!
+//! Wire rules (reference §1.1, §1.2, §6): EOL is LF or CR LF in every version; LF, CR LF and NUL
+//! between frames are heart-beats; a CR not followed by LF is fatal. `content-length` bodies
+//! may hold NULs and must be followed by a NUL. Headers are unescaped per the version set with
+//! [`Decoder::set_version`] (none before that, and never for CONNECT/STOMP/CONNECTED); in 1.0
+//! leading spaces and tabs of values are trimmed.
+
+use bytes::{Buf, BytesMut};
+
+use super::escape::Escaping;
+use super::frame::{header, Command, Frame, Header, Headers, Version};
+use super::limits::{Limit, Limits};
+
+/// What one call to [`Decoder::decode`] produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded {
+    Frame(Frame),
+    /// One EOL (LF or CR LF) or stray NUL between frames: proof the peer is alive.
+    HeartBeat,
+}
+
+/// Why the input cannot be decoded. Every variant is fatal for the connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{limit} (limit {max})")]
+    LimitExceeded { limit: Limit, max: usize },
+    /// Not a STOMP command (commands are upper case). Holds the line up to the first byte
+    /// that ruled it out.
+    #[error("unknown command {0:?}")]
+    UnknownCommand(String),
+    /// A frame started with 0x16, the first byte of a TLS ClientHello.
+    #[error("TLS handshake on a plaintext STOMP port")]
+    TlsHandshake,
+    #[error("invalid content-length {0:?}")]
+    InvalidContentLength(String),
+    #[error("the octet after the content-length body is not NUL")]
+    MissingNul,
+    #[error("header line without ':'")]
+    HeaderWithoutColon,
+    #[error("empty header name")]
+    EmptyHeaderName,
+    #[error("invalid escape sequence in a header")]
+    InvalidEscape,
+    #[error("CR not followed by LF")]
+    BareCr,
+}
+
+/// Decodes a stream of client (or server) frames. One per connection.
+#[derive(Debug)]
+pub struct Decoder {
+    limits: Limits,
+    version: Option<Version>,
+    partial: Option<Partial>,
+    failed: Option<DecodeError>,
+}
+
+/// A frame whose command line has been read. Offsets index the caller's buffer, whose
+/// front is the first byte of the command.
+#[derive(Debug)]
+struct Partial {
+    command: Command,
+    lines: Vec<Line>,
+    /// Start of the header line being read, or of the body once `body` is set.
+    pos: usize,
+    /// Next byte to examine; everything between `pos` and `scan` has passed the checks.
+    scan: usize,
+    body: Option<Body>,
+}
+
+/// A complete header line: `name` is `start..colon`, the value `colon + 1..end`.
+#[derive(Debug, Clone, Copy)]
+struct Line {
+    start: usize,
+    colon: usize,
+    end: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Body {
+    start: usize,
+    /// From `content-length`; `None` = the body ends at the first NUL.
+    length: Option<usize>,
+}
+
+/// Bytes of a rejected value quoted back in an error.
+const QUOTE_MAX: usize = 64;
+
+impl Decoder {
+    pub fn new(limits: Limits) -> Self {
+        Decoder {
+            limits,
+            version: None,
+            partial: None,
+            failed: None,
+        }
+    }
+
+    /// Switch to the negotiated version. Call it once CONNECTED is sent, before decoding
+    /// the next frame: it turns on the version's header unescaping and replaces the
+    /// pre-CONNECT frame cap with the full one.
+    pub fn set_version(&mut self, version: Version) {
+        self.version = Some(version);
+    }
+
+    pub fn version(&self) -> Option<Version> {
+        self.version
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Remove and return the next frame or heart-beat at the front of `buf`.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, DecodeError> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        let result = self.step(buf);
+        if let Err(error) = &result {
+            self.partial = None;
+            self.failed = Some(error.clone());
+        }
+        result
+    }
+
+    fn frame_cap(&self) -> usize {
+        match self.version {
+            None => self.limits.max_pre_connect_frame_size,
+            Some(_) => self.limits.max_frame_size,
+        }
+    }
+
+    fn step(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, DecodeError> {
+        let mut partial = match self.partial.take() {
+            Some(partial) => partial,
+            None => {
+                match buf.first() {
+                    None => return Ok(None),
+                    Some(b'\n' | b'\0') => {
+                        buf.advance(1);
+                        return Ok(Some(Decoded::HeartBeat));
+                    }
+                    Some(b'\r') => {
+                        return match buf.get(1) {
+                            None => Ok(None),
+                            Some(b'\n') => {
+                                buf.advance(2);
+                                Ok(Some(Decoded::HeartBeat))
+                            }
+                            Some(_) => Err(DecodeError::BareCr),
+                        };
+                    }
+                    Some(0x16) => return Err(DecodeError::TlsHandshake),
+                    Some(_) => {}
+                }
+                match self.command_line(buf)? {
+                    Some(partial) => partial,
+                    None => return Ok(None),
+                }
+            }
+        };
+        match self.advance(&mut partial, buf)? {
+            Some(nul) => Ok(Some(Decoded::Frame(self.finish(partial, buf, nul)?))),
+            None => {
+                self.partial = Some(partial);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Read the command line at the front of `buf`. Only a prefix of some command is
+    /// accepted, so this never looks at more than a dozen bytes.
+    fn command_line(&self, buf: &[u8]) -> Result<Option<Partial>, DecodeError> {
+        let cap = self.frame_cap();
+        let mut offset = 0;
+        loop {
+            let Some(&byte) = buf.get(offset) else {
+                return Ok(None);
+            };
+            if offset >= cap {
+                return Err(too_large(Limit::FrameSize, cap));
+            }
+            let next = match byte {
+                b'\n' => offset + 1,
+                b'\r' => match buf.get(offset + 1) {
+                    None => return Ok(None),
+                    Some(_) if offset + 1 >= cap => return Err(too_large(Limit::FrameSize, cap)),
+                    Some(b'\n') => offset + 2,
+                    Some(_) => return Err(DecodeError::BareCr),
+                },
+                _ => {
+                    let text = &buf[..=offset];
+                    if !Command::ALL
+                        .iter()
+                        .any(|c| c.as_str().as_bytes().starts_with(text))
+                    {
+                        return Err(DecodeError::UnknownCommand(quote(text)));
+                    }
+                    if offset >= self.limits.max_command_line {
+                        return Err(too_large(Limit::CommandLine, self.limits.max_command_line));
+                    }
+                    offset += 1;
+                    continue;
+                }
+            };
+            let text = &buf[..offset];
+            let command = Command::from_bytes(text)
+                .ok_or_else(|| DecodeError::UnknownCommand(quote(text)))?;
+            return Ok(Some(Partial {
+                command,
+                lines: Vec::new(),
+                pos: next,
+                scan: next,
+                body: None,
+            }));
+        }
+    }
+
+    /// Examine the bytes that arrived since the last call. Returns the offset of the NUL
+    /// ending the frame once it is complete.
+    fn advance(&self, p: &mut Partial, buf: &[u8]) -> Result<Option<usize>, DecodeError> {
+        let body = match p.body {
+            Some(body) => body,
+            None => match self.headers(p, buf)? {
+                Some(body) => body,
+                None => return Ok(None),
+            },
+        };
+        let cap = self.frame_cap();
+        match body.length {
+            Some(length) => {
+                // Bounds were checked when the length was read: start + length < cap.
+                let nul = body.start + length;
+                match buf.get(nul) {
+                    None => Ok(None),
+                    Some(0) => Ok(Some(nul)),
+                    Some(_) => Err(DecodeError::MissingNul),
+                }
+            }
+            None => {
+                // A NUL at offset `o` is acceptable while `o < cap` and the body stays within
+                // its cap; the first byte past both bounds decides which limit broke.
+                let body_bound = body
+                    .start
+                    .saturating_add(self.limits.max_body_size)
+                    .saturating_add(1);
+                let bound = cap.min(body_bound);
+                let window_end = buf.len().min(bound);
+                let from = p.scan.min(window_end);
+                if let Some(i) = buf[from..window_end].iter().position(|&b| b == 0) {
+                    return Ok(Some(from + i));
+                }
+                p.scan = window_end;
+                if buf.len() <= bound {
+                    Ok(None)
+                } else if cap <= body_bound {
+                    Err(too_large(Limit::FrameSize, cap))
+                } else {
+                    Err(too_large(Limit::BodySize, self.limits.max_body_size))
+                }
+            }
+        }
+    }
+
+    /// Read header lines up to the blank line. Returns where the body starts once it is seen.
+    fn headers(&self, p: &mut Partial, buf: &[u8]) -> Result<Option<Body>, DecodeError> {
+        let cap = self.frame_cap();
+        let max_line = self.limits.max_header_line;
+        loop {
+            let (line_end, next) = loop {
+                let offset = p.scan;
+                let Some(&byte) = buf.get(offset) else {
+                    return Ok(None);
+                };
+                if offset >= cap {
+                    return Err(too_large(Limit::FrameSize, cap));
+                }
+                match byte {
+                    b'\n' => break (offset, offset + 1),
+                    b'\r' => match buf.get(offset + 1) {
+                        None => return Ok(None),
+                        Some(_) if offset + 1 >= cap => {
+                            return Err(too_large(Limit::FrameSize, cap))
+                        }
+                        Some(b'\n') => break (offset, offset + 2),
+                        Some(_) => return Err(DecodeError::BareCr),
+                    },
+                    _ => {
+                        if offset - p.pos >= max_line {
+                            return Err(too_large(Limit::HeaderLine, max_line));
+                        }
+                        p.scan += 1;
+                    }
+                }
+            };
+            let start = p.pos;
+            p.pos = next;
+            p.scan = next;
+            if line_end == start {
+                let body = Body {
+                    start: next,
+                    length: self.content_length(p, buf, next)?,
+                };
+                p.body = Some(body);
+                return Ok(Some(body));
+            }
+            let colon = buf[start..line_end]
+                .iter()
+                .position(|&b| b == b':')
+                .ok_or(DecodeError::HeaderWithoutColon)?;
+            if colon == 0 {
+                return Err(DecodeError::EmptyHeaderName);
+            }
+            if p.lines.len() >= self.limits.max_headers {
+                return Err(too_large(Limit::HeaderCount, self.limits.max_headers));
+            }
+            p.lines.push(Line {
+                start,
+                colon: start + colon,
+                end: line_end,
+            });
+        }
+    }
+
+    /// The first `content-length` header, validated against the caps before any body byte
+    /// is awaited.
+    fn content_length(
+        &self,
+        p: &Partial,
+        buf: &[u8],
+        body_start: usize,
+    ) -> Result<Option<usize>, DecodeError> {
+        let name = header::CONTENT_LENGTH.as_bytes();
+        let Some(line) = p.lines.iter().find(|l| &buf[l.start..l.colon] == name) else {
+            return Ok(None);
+        };
+        let raw = &buf[line.colon + 1..line.end];
+        let digits = trim_blanks(raw);
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return Err(DecodeError::InvalidContentLength(quote(raw)));
+        }
+        let length = digits.iter().try_fold(0usize, |n, &d| {
+            n.checked_mul(10)?.checked_add(usize::from(d - b'0'))
+        });
+        let max_body = self.limits.max_body_size;
+        let length = match length {
+            Some(length) if length <= max_body => length,
+            _ => return Err(too_large(Limit::BodySize, max_body)),
+        };
+        let cap = self.frame_cap();
+        match body_start.checked_add(length) {
+            Some(nul) if nul < cap => Ok(Some(length)),
+            _ => Err(too_large(Limit::FrameSize, cap)),
+        }
+    }
+
+    /// Cut the complete frame off the front of `buf` and build it.
+    fn finish(&self, p: Partial, buf: &mut BytesMut, nul: usize) -> Result<Frame, DecodeError> {
+        let raw = buf.split_to(nul + 1).freeze();
+        let escaping = match self.version {
+            None => Escaping::Raw,
+            Some(version) => Escaping::for_frame(p.command, version),
+        };
+        let trim = self.version == Some(Version::V1_0);
+        let mut headers = Vec::with_capacity(p.lines.len());
+        for line in &p.lines {
+            let mut value_start = line.colon + 1;
+            if trim {
+                value_start += raw[value_start..line.end]
+                    .iter()
+                    .take_while(|b| is_blank(b))
+                    .count();
+            }
+            let name = escaping
+                .unescape(raw.slice(line.start..line.colon))
+                .map_err(|_| DecodeError::InvalidEscape)?;
+            let value = escaping
+                .unescape(raw.slice(value_start..line.end))
+                .map_err(|_| DecodeError::InvalidEscape)?;
+            headers.push(Header { name, value });
+        }
+        let body_start = p.body.map_or(nul, |b| b.start);
+        Ok(Frame {
+            command: p.command,
+            headers: Headers::from(headers),
+            body: raw.slice(body_start..nul),
+        })
+    }
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::new(Limits::DEFAULT)
+    }
+}
+
+fn too_large(limit: Limit, max: usize) -> DecodeError {
+    DecodeError::LimitExceeded { limit, max }
+}
+
+fn quote(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(QUOTE_MAX)]).into_owned()
+}
+
+fn is_blank(b: &u8) -> bool {
+    matches!(b, b' ' | b'\t')
+}
+
+fn trim_leading_blanks(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|b| !is_blank(b)).unwrap_or(s.len());
+    &s[start..]
+}
+
+fn trim_blanks(s: &[u8]) -> &[u8] {
+    let s = trim_leading_blanks(s);
+    let end = s.iter().rposition(|b| !is_blank(b)).map_or(0, |i| i + 1);
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoder(version: Option<Version>) -> Decoder {
+        let mut d = Decoder::default();
+        if let Some(v) = version {
+            d.set_version(v);
+        }
+        d
+    }
+
+    /// Decode everything in `input`, returning frames, the heart-beat count and the error.
+    fn run(d: &mut Decoder, input: &[u8]) -> (Vec<Frame>, usize, Option<DecodeError>, BytesMut) {
+        let mut buf = BytesMut::from(input);
+        let mut frames = Vec::new();
+        let mut beats = 0;
+        loop {
+            match d.decode(&mut buf) {
+                Ok(Some(Decoded::Frame(f))) => frames.push(f),
+                Ok(Some(Decoded::HeartBeat)) => beats += 1,
+                Ok(None) => return (frames, beats, None, buf),
+                Err(e) => return (frames, beats, Some(e), buf),
+            }
+        }
+    }
+
+    fn one(version: Option<Version>, input: &[u8]) -> Frame {
+        let (mut frames, _, error, rest) = run(&mut decoder(version), input);
+        assert_eq!(error, None);
+        assert!(rest.is_empty(), "left over: {rest:?}");
+        assert_eq!(frames.len(), 1);
+        frames.remove(0)
+    }
+
+    fn error(version: Option<Version>, input: &[u8]) -> DecodeError {
+        run(&mut decoder(version), input)
+            .2
+            .expect("expected an error")
+    }
+
+    fn headers(frame: &Frame) -> Vec<(&[u8], &[u8])> {
+        frame
+            .headers
+            .iter()
+            .map(|h| (&h.name[..], &h.value[..]))
+            .collect()
+    }
+
+    #[test]
+    fn decodes_a_simple_frame() {
+        let f = one(None, b"CONNECT\naccept-version:1.2\nhost:/\n\n\0");
+        assert_eq!(f.command, Command::Connect);
+        assert_eq!(
+            headers(&f),
+            [(&b"accept-version"[..], &b"1.2"[..]), (b"host", b"/")]
+        );
+        assert!(f.body.is_empty());
+    }
+
+    #[test]
+    fn crlf_line_endings() {
+        let f = one(Some(Version::V1_2), b"SEND\r\ndestination:/q/a\r\n\r\nhi\0");
+        assert_eq!(headers(&f), [(&b"destination"[..], &b"/q/a"[..])]);
+        assert_eq!(&f.body[..], b"hi");
+    }
+
+    #[test]
+    fn heart_beats_between_frames() {
+        let (frames, beats, error, _) = run(
+            &mut decoder(Some(Version::V1_2)),
+            b"\n\r\n\0DISCONNECT\n\n\0\n\n",
+        );
+        assert_eq!(error, None);
+        assert_eq!(frames.len(), 1);
+        assert_eq!(beats, 5);
+    }
+
+    #[test]
+    fn bare_cr_is_fatal() {
+        assert_eq!(error(None, b"\rX"), DecodeError::BareCr);
+        assert_eq!(error(None, b"SEND\rX"), DecodeError::BareCr);
+        assert_eq!(error(None, b"SEND\na:b\rc\n\n\0"), DecodeError::BareCr);
+    }
+
+    #[test]
+    fn content_length_body_may_hold_nuls() {
+        let f = one(
+            Some(Version::V1_2),
+            b"SEND\ncontent-length:5\ndestination:/q\n\na\0b\0c\0",
+        );
+        assert_eq!(&f.body[..], b"a\0b\0c");
+    }
+
+    #[test]
+    fn content_length_must_be_followed_by_nul() {
+        assert_eq!(
+            error(Some(Version::V1_2), b"SEND\ncontent-length:2\n\nabc\0"),
+            DecodeError::MissingNul
+        );
+    }
+
+    #[test]
+    fn content_length_is_validated_before_the_body_arrives() {
+        let v = Some(Version::V1_2);
+        for bad in [&b"-1"[..], b"", b"abc", b"1 2", b"+5", b"0x10"] {
+            let mut input = b"SEND\ncontent-length:".to_vec();
+            input.extend_from_slice(bad);
+            input.extend_from_slice(b"\n\n");
+            assert!(
+                matches!(error(v, &input), DecodeError::InvalidContentLength(_)),
+                "{bad:?}"
+            );
+        }
+        // Too big for the body cap, for usize, and for the frame cap: fails with no body.
+        for big in [&b"4194305"[..], b"99999999999999999999999999"] {
+            let mut input = b"SEND\ncontent-length:".to_vec();
+            input.extend_from_slice(big);
+            input.extend_from_slice(b"\n\n");
+            assert_eq!(
+                error(v, &input),
+                DecodeError::LimitExceeded {
+                    limit: Limit::BodySize,
+                    max: Limits::DEFAULT.max_body_size
+                }
+            );
+        }
+        assert_eq!(
+            error(v, b"SEND\ncontent-length:4194304\n\n"),
+            DecodeError::LimitExceeded {
+                limit: Limit::FrameSize,
+                max: Limits::DEFAULT.max_frame_size
+            }
+        );
+        // Blanks around the number are tolerated.
+        let f = one(v, b"SEND\ncontent-length: 2 \n\nab\0");
+        assert_eq!(&f.body[..], b"ab");
+    }
+
+    #[test]
+    fn first_content_length_wins() {
+        let f = one(
+            Some(Version::V1_2),
+            b"SEND\ncontent-length:1\ncontent-length:5\n\na\0",
+        );
+        assert_eq!(&f.body[..], b"a");
+        assert_eq!(f.headers.len(), 2);
+    }
+
+    #[test]
+    fn repeated_headers_are_kept_in_order() {
+        let f = one(Some(Version::V1_2), b"MESSAGE\nfoo:World\nfoo:Hello\n\n\0");
+        assert_eq!(&f.header("foo").unwrap()[..], b"World");
+        assert_eq!(f.headers.len(), 2);
+    }
+
+    #[test]
+    fn escaping_per_version() {
+        let input = b"SEND\na\\cb:x\\ny\\\\z\\rw\n\n\0";
+        let raw = one(Some(Version::V1_0), input);
+        assert_eq!(headers(&raw), [(&b"a\\cb"[..], &b"x\\ny\\\\z\\rw"[..])]);
+        let v11 = one(Some(Version::V1_1), input);
+        assert_eq!(headers(&v11), [(&b"a:b"[..], &b"x\ny\\z\rw"[..])]);
+        let v12 = one(Some(Version::V1_2), input);
+        assert_eq!(headers(&v12), [(&b"a:b"[..], &b"x\ny\\z\rw"[..])]);
+        // Before negotiation nothing is unescaped.
+        let none = one(None, input);
+        assert_eq!(headers(&none), headers(&raw));
+    }
+
+    #[test]
+    fn connect_frames_are_never_unescaped() {
+        let f = one(Some(Version::V1_2), b"STOMP\nlogin:a\\tb\n\n\0");
+        assert_eq!(&f.header("login").unwrap()[..], b"a\\tb");
+        let f = one(Some(Version::V1_2), b"CONNECTED\nserver:x\\c\n\n\0");
+        assert_eq!(&f.header("server").unwrap()[..], b"x\\c");
+    }
+
+    #[test]
+    fn unknown_escape_is_fatal_after_1_0() {
+        for v in [Version::V1_1, Version::V1_2] {
+            assert_eq!(
+                error(Some(v), b"SEND\na:b\\t\n\n\0"),
+                DecodeError::InvalidEscape
+            );
+            assert_eq!(
+                error(Some(v), b"SEND\na:b\\\n\n\0"),
+                DecodeError::InvalidEscape
+            );
+        }
+    }
+
+    #[test]
+    fn version_1_0_trims_leading_blanks_and_splits_at_first_colon() {
+        let f = one(
+            Some(Version::V1_0),
+            b"SEND\nlogin: \tguest \nx-h:a:b\nblank:  \n\n\0",
+        );
+        assert_eq!(
+            headers(&f),
+            [
+                (&b"login"[..], &b"guest "[..]),
+                (b"x-h", b"a:b"),
+                (b"blank", b"")
+            ]
+        );
+        let f = one(Some(Version::V1_2), b"SEND\nlogin: guest\n\n\0");
+        assert_eq!(&f.header("login").unwrap()[..], b" guest");
+    }
+
+    #[test]
+    fn malformed_header_lines() {
+        assert_eq!(
+            error(None, b"SEND\nnocolon\n\n\0"),
+            DecodeError::HeaderWithoutColon
+        );
+        assert_eq!(
+            error(None, b"SEND\n:value\n\n\0"),
+            DecodeError::EmptyHeaderName
+        );
+        // An empty value is fine.
+        let f = one(None, b"SEND\nname:\n\n\0");
+        assert_eq!(&f.header("name").unwrap()[..], b"");
+    }
+
+    #[test]
+    fn unknown_commands_fail_fast() {
+        assert_eq!(
+            error(None, b"send\n\n\0"),
+            DecodeError::UnknownCommand("s".into())
+        );
+        assert_eq!(
+            error(None, b"GET / HTTP/1.1\r\n"),
+            DecodeError::UnknownCommand("G".into())
+        );
+        assert_eq!(
+            error(None, b"SENDX"),
+            DecodeError::UnknownCommand("SENDX".into())
+        );
+        assert_eq!(
+            error(None, b"SEN\n\n\0"),
+            DecodeError::UnknownCommand("SEN".into())
+        );
+        assert_eq!(error(None, b"\x16\x03\x01"), DecodeError::TlsHandshake);
+        // A valid prefix waits for more.
+        let (_, _, e, rest) = run(&mut decoder(None), b"UNSUBSCRI");
+        assert_eq!(e, None);
+        assert_eq!(&rest[..], b"UNSUBSCRI");
+    }
+
+    #[test]
+    fn limits_name_the_limit() {
+        let limits = Limits {
+            max_frame_size: 32,
+            max_pre_connect_frame_size: 32,
+            max_body_size: 8,
+            max_headers: 2,
+            max_header_line: 16,
+            max_command_line: 4,
+        };
+        let decode = |input: &[u8]| {
+            let mut d = Decoder::new(limits);
+            d.set_version(Version::V1_2);
+            run(&mut d, input)
+        };
+        let check = |input: &[u8], limit: Limit, max: usize| {
+            assert_eq!(
+                decode(input).2,
+                Some(DecodeError::LimitExceeded { limit, max }),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        };
+        check(b"SUBSCRIBE\n\n\0", Limit::CommandLine, 4);
+        check(b"SEND\na:1\nb:2\nc:3\n\n\0", Limit::HeaderCount, 2);
+        check(b"SEND\nabcdefgh:ijklmnopq\n\n\0", Limit::HeaderLine, 16);
+        check(b"SEND\n\n123456789\0", Limit::BodySize, 8);
+        check(b"SEND\ncontent-length:9\n\n", Limit::BodySize, 8);
+        check(
+            b"SEND\nabcdefgh:1\nbbbbbbbb:2\n\n1234\0",
+            Limit::FrameSize,
+            32,
+        );
+        check(b"SEND\ncontent-length:8\nb:2\n\n", Limit::FrameSize, 32);
+        // Exactly at every cap is fine: 16-byte line, 2 headers, 8-byte body, 32-byte frame.
+        let (frames, _, e, _) = decode(b"SEND\nabcdefgh:1234567\n\n12345678\0");
+        assert_eq!(e, None);
+        assert_eq!(frames.len(), 1);
+        let (frames, _, e, _) = decode(b"SEND\ncontent-length:3\n\n1\x002\0");
+        assert_eq!(e, None);
+        assert_eq!(frames.len(), 1);
+        let (frames, _, e, _) = decode(b"SEND\nabcdefgh:1\nbbbbbbbb:2\n\n123\0");
+        assert_eq!(e, None);
+        assert_eq!(frames.len(), 1);
+    }
+
+    #[test]
+    fn frame_without_nul_stops_at_the_frame_cap() {
+        let mut d = Decoder::default();
+        let mut buf = BytesMut::from(&b"SEND\n\n"[..]);
+        buf.extend_from_slice(&vec![b'x'; Limits::DEFAULT.max_pre_connect_frame_size - 6]);
+        assert_eq!(d.decode(&mut buf), Ok(None));
+        buf.extend_from_slice(b"x");
+        assert_eq!(
+            d.decode(&mut buf),
+            Err(DecodeError::LimitExceeded {
+                limit: Limit::FrameSize,
+                max: Limits::DEFAULT.max_pre_connect_frame_size
+            })
+        );
+    }
+
+    #[test]
+    fn pre_connect_cap_applies_until_version_is_set() {
+        let body = vec![b'x'; 70 * 1024];
+        let mut input = format!("SEND\ncontent-length:{}\n\n", body.len()).into_bytes();
+        input.extend_from_slice(&body);
+        input.push(0);
+        assert!(matches!(
+            error(None, &input),
+            DecodeError::LimitExceeded {
+                limit: Limit::FrameSize,
+                ..
+            }
+        ));
+        assert_eq!(one(Some(Version::V1_2), &input).body.len(), body.len());
+    }
+
+    #[test]
+    fn errors_are_sticky() {
+        let mut d = Decoder::default();
+        let mut buf = BytesMut::from(&b"BOGUS\n\n\0"[..]);
+        let first = d.decode(&mut buf);
+        assert!(first.is_err());
+        let mut fresh = BytesMut::from(&b"SEND\n\n\0"[..]);
+        assert_eq!(d.decode(&mut fresh), first);
+    }
+
+    #[test]
+    fn partial_input_waits_and_keeps_the_next_frame() {
+        let mut d = Decoder::default();
+        let mut buf = BytesMut::from(&b"CONNECT\nlogin:guest\n"[..]);
+        assert_eq!(d.decode(&mut buf), Ok(None));
+        buf.extend_from_slice(b"\n\0SUBSCRIBE\nid:1\n\n\0SE");
+        let Ok(Some(Decoded::Frame(f))) = d.decode(&mut buf) else {
+            panic!("no CONNECT");
+        };
+        assert_eq!(f.command, Command::Connect);
+        d.set_version(Version::V1_2);
+        let Ok(Some(Decoded::Frame(f))) = d.decode(&mut buf) else {
+            panic!("no SUBSCRIBE");
+        };
+        assert_eq!(f.command, Command::Subscribe);
+        assert_eq!(d.decode(&mut buf), Ok(None));
+        assert_eq!(&buf[..], b"SE");
+    }
+
+    #[test]
+    fn body_without_content_length_on_any_frame_is_kept() {
+        let f = one(Some(Version::V1_2), b"SUBSCRIBE\nid:1\n\nstray\0");
+        assert_eq!(&f.body[..], b"stray");
+    }
+}

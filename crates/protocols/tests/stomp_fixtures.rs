@@ -1,0 +1,242 @@
+//! Replays the byte-exact STOMP transcripts of `shared/fixtures/wire/stomp/` through the
+//! decoder: the raw chunks of each connection and direction must decode to exactly the frames
+//! the transcript lists (command, headers in wire order with duplicates, body), whether the
+//! bytes come in the recorded chunks or one at a time. The session's version switch is
+//! reproduced: after CONNECT/STOMP (client side) or CONNECTED (server side) the decoder gets
+//! the negotiated version.
+//!
+//! Run from a worktree with `GATEWAYD_SHARED_DIR=/work/shared`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use bytes::BytesMut;
+use protocols::stomp::{
+    negotiate, Command, Decoded, Decoder, Frame, HeartBeatPolicy, Limits, Version,
+};
+use serde_json::Value;
+
+fn shared_dir() -> PathBuf {
+    match std::env::var_os("GATEWAYD_SHARED_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
+    }
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    s.as_bytes()
+        .chunks(2)
+        .map(|pair| {
+            let digits = std::str::from_utf8(pair).expect("ASCII hex");
+            assert_eq!(digits.len(), 2, "odd hex length");
+            u8::from_str_radix(digits, 16).expect("hex digit")
+        })
+        .collect()
+}
+
+/// A frame as the transcript lists it.
+#[derive(Debug, PartialEq, Eq)]
+struct Listed {
+    command: String,
+    headers: Vec<(Vec<u8>, Vec<u8>)>,
+    body: Vec<u8>,
+}
+
+impl From<&Frame> for Listed {
+    fn from(f: &Frame) -> Self {
+        Listed {
+            command: f.command.as_str().to_owned(),
+            headers: f
+                .headers
+                .iter()
+                .map(|h| (h.name.to_vec(), h.value.to_vec()))
+                .collect(),
+            body: f.body.to_vec(),
+        }
+    }
+}
+
+/// One direction of one connection.
+#[derive(Default)]
+struct Stream {
+    chunks: Vec<Vec<u8>>,
+    frames: Vec<Listed>,
+}
+
+fn load(path: &PathBuf) -> BTreeMap<(u64, String), Stream> {
+    let text = std::fs::read_to_string(path).expect("read transcript");
+    let mut streams: BTreeMap<(u64, String), Stream> = BTreeMap::new();
+    for line in text.lines().skip(1) {
+        let v: Value = serde_json::from_str(line).expect("JSON line");
+        let (Some(conn), Some(dir)) = (v["conn"].as_u64(), v["dir"].as_str()) else {
+            continue;
+        };
+        let stream = streams.entry((conn, dir.to_owned())).or_default();
+        if let Some(h) = v["hex"].as_str() {
+            stream.chunks.push(hex(h));
+        } else if let Some(command) = v["stomp_command"].as_str() {
+            let headers = v["stomp_headers"]
+                .as_array()
+                .expect("stomp_headers")
+                .iter()
+                .map(|pair| {
+                    let s = |i: usize| pair[i].as_str().expect("header string").as_bytes().to_vec();
+                    (s(0), s(1))
+                })
+                .collect();
+            let body = match (v["body_text"].as_str(), v["body_hex"].as_str()) {
+                (Some(t), _) => t.as_bytes().to_vec(),
+                (None, Some(h)) => hex(h),
+                (None, None) => panic!("frame without body in {}", path.display()),
+            };
+            stream.frames.push(Listed {
+                command: command.to_owned(),
+                headers,
+                body,
+            });
+        }
+    }
+    streams
+}
+
+/// Decode `chunks` in order, switching versions like the session would. Returns the frames
+/// and the number of heart-beats.
+fn replay(chunks: &[Vec<u8>], client_side: bool) -> (Vec<Frame>, usize) {
+    let mut decoder = Decoder::new(Limits::default());
+    let mut buf = BytesMut::new();
+    let mut frames = Vec::new();
+    let mut beats = 0;
+    for chunk in chunks {
+        buf.extend_from_slice(chunk);
+        while let Some(decoded) = decoder.decode(&mut buf).expect("transcript decodes") {
+            let Decoded::Frame(frame) = decoded else {
+                beats += 1;
+                continue;
+            };
+            match frame.command {
+                Command::Connect | Command::Stomp if client_side => {
+                    let connect = negotiate(&frame, &HeartBeatPolicy::default())
+                        .expect("transcript CONNECT negotiates");
+                    decoder.set_version(connect.version);
+                }
+                Command::Connected if !client_side => {
+                    let version = frame
+                        .header("version")
+                        .map(|v| Version::from_bytes(v).expect("known version"))
+                        .unwrap_or(Version::V1_0);
+                    decoder.set_version(version);
+                }
+                _ => {}
+            }
+            frames.push(frame);
+        }
+    }
+    assert!(buf.is_empty(), "undecoded bytes left: {buf:?}");
+    (frames, beats)
+}
+
+fn transcripts() -> Vec<PathBuf> {
+    let dir = shared_dir().join("fixtures/wire/stomp");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e} (set GATEWAYD_SHARED_DIR)", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_transcript_decodes_to_its_listed_frames() {
+    let files = transcripts();
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for expected in [
+        "stomp-goclient-refstomp.jsonl",
+        "stomp10-rabbitmq.jsonl",
+        "stomp11-rabbitmq.jsonl",
+        "stomp12-rabbitmq.jsonl",
+        "stomp12-rabbitmq-errors.jsonl",
+        "stomp12-rabbitmq-heartbeat.jsonl",
+    ] {
+        assert!(names.iter().any(|n| n == expected), "missing {expected}");
+    }
+    for path in &files {
+        let streams = load(path);
+        let c2s_frames: usize = streams
+            .iter()
+            .filter(|((_, dir), _)| dir == "c2s")
+            .map(|(_, s)| s.frames.len())
+            .sum();
+        assert!(c2s_frames > 0, "{}: no client frames", path.display());
+        for ((conn, dir), stream) in &streams {
+            let client_side = dir == "c2s";
+            let (frames, _) = replay(&stream.chunks, client_side);
+            let decoded: Vec<Listed> = frames.iter().map(Listed::from).collect();
+            assert_eq!(
+                decoded,
+                stream.frames,
+                "{} conn {conn} {dir}",
+                path.display()
+            );
+            // The same bytes one at a time.
+            let bytes: Vec<Vec<u8>> = stream
+                .chunks
+                .concat()
+                .into_iter()
+                .map(|b| vec![b])
+                .collect();
+            let (frames, _) = replay(&bytes, client_side);
+            let decoded: Vec<Listed> = frames.iter().map(Listed::from).collect();
+            assert_eq!(
+                decoded,
+                stream.frames,
+                "{} conn {conn} {dir} bytewise",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn seed_peer_connects_as_1_0_without_accept_version() {
+    let path = transcripts()
+        .into_iter()
+        .find(|p| p.ends_with("stomp-goclient-refstomp.jsonl"))
+        .expect("seed transcript");
+    let streams = load(&path);
+    let (frames, beats) = replay(&streams[&(1, "c2s".to_owned())].chunks, true);
+    assert_eq!(frames[0].command, Command::Connect);
+    assert!(frames[0].header("accept-version").is_none());
+    let connect = negotiate(&frames[0], &HeartBeatPolicy::default()).unwrap();
+    assert_eq!(connect.version, Version::V1_0);
+    assert_eq!(connect.login.as_deref(), Some("guest"));
+    assert_eq!(beats, 0, "the seed writes a bare NUL, no EOL");
+    // The publisher's first SEND was split right after its command line.
+    let (frames, _) = replay(&streams[&(2, "c2s".to_owned())].chunks, true);
+    let sends: Vec<_> = frames
+        .iter()
+        .filter(|f| f.command == Command::Send)
+        .collect();
+    assert_eq!(sends.len(), 2);
+    assert!(sends.iter().all(|f| &f.body[..] == b"hello-stomp"));
+}
+
+#[test]
+fn heart_beat_transcript_counts_client_beats() {
+    let path = transcripts()
+        .into_iter()
+        .find(|p| p.ends_with("stomp12-rabbitmq-heartbeat.jsonl"))
+        .expect("heart-beat transcript");
+    let streams = load(&path);
+    let (frames, beats) = replay(&streams[&(1, "c2s".to_owned())].chunks, true);
+    let connect = negotiate(&frames[0], &HeartBeatPolicy::default()).unwrap();
+    assert_eq!(connect.version, Version::V1_2);
+    assert_eq!(connect.heart_beat.server.header_value(), "1000,1000");
+    assert_eq!(beats, 3, "stomp.py sent three LF heart-beats");
+    // RabbitMQ: six LF beats plus the LF after each of its two frames.
+    let (_, beats) = replay(&streams[&(1, "s2c".to_owned())].chunks, false);
+    assert_eq!(beats, 8);
+}
