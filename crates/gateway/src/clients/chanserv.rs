@@ -16,7 +16,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{resolve, ClientError, Inbox, InboxSender, Incoming, Message, Outgoing, HANDSHAKE_TIMEOUT};
+use super::{
+    resolve, ClientError, Inbox, InboxSender, Incoming, Message, Outgoing, HANDSHAKE_TIMEOUT,
+};
 
 /// Largest frame accepted from the server.
 const FRAME_LIMIT: u64 = 64 << 20;
@@ -43,15 +45,19 @@ impl ChanservClient {
     pub async fn connect(address: &str) -> Result<ChanservClient, ClientError> {
         let tcp = TcpStream::connect(resolve(address).await?).await?;
         tcp.set_nodelay(true)?;
-        let host = HostId(u64::from(std::process::id()) << 24 | u64::from(rand::random::<u32>() >> 8) | 1);
+        let host =
+            HostId(u64::from(std::process::id()) << 24 | u64::from(rand::random::<u32>() >> 8) | 1);
         let mut link = Link::new(tcp, host);
         let hello = format!("{{\"RAddr\":\"{}\"}}", link.tcp.peer_addr()?);
-        link.send(Op::new(
-            Opcode::Handshake,
-            Addr::default(),
-            Addr::new(host, 0),
-            Bytes::from(hello),
-        ).map_err(|e| ClientError::Protocol(e.to_string()))?);
+        link.send(
+            Op::new(
+                Opcode::Handshake,
+                Addr::default(),
+                Addr::new(host, 0),
+                Bytes::from(hello),
+            )
+            .map_err(|e| ClientError::Protocol(e.to_string()))?,
+        );
         link.write().await?;
         tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
             while link.service.is_none() {
@@ -176,7 +182,9 @@ impl Link {
             return Err(ClientError::Closed);
         }
         let mut out = Vec::new();
-        while let Some(op) = decode_op(&mut self.rx).map_err(|e| ClientError::Protocol(e.to_string()))? {
+        while let Some(op) =
+            decode_op(&mut self.rx).map_err(|e| ClientError::Protocol(e.to_string()))?
+        {
             self.handle(op, &mut out)?;
         }
         self.write().await?;
@@ -254,8 +262,12 @@ impl Link {
                 self.send(Op::empty(Opcode::Ack, remote, me));
                 if let Some(body) = request {
                     let mut framed = BytesMut::with_capacity(body.len() + 8);
-                    frame::encode(&body, &mut framed).map_err(|e| ClientError::Protocol(e.to_string()))?;
-                    self.send(Op::new(Opcode::Data, remote, me, framed.freeze()).map_err(|e| ClientError::Protocol(e.to_string()))?);
+                    frame::encode(&body, &mut framed)
+                        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                    self.send(
+                        Op::new(Opcode::Data, remote, me, framed.freeze())
+                            .map_err(|e| ClientError::Protocol(e.to_string()))?,
+                    );
                 }
                 if discard {
                     self.close(op.dst.port);
@@ -288,7 +300,11 @@ impl Link {
 
     fn close(&mut self, port: u32) {
         if let Some(stream) = self.streams.remove(&port) {
-            self.send(Op::empty(Opcode::Fin2, stream.remote, Addr::new(self.host, port)));
+            self.send(Op::empty(
+                Opcode::Fin2,
+                stream.remote,
+                Addr::new(self.host, port),
+            ));
         }
     }
 

@@ -12,12 +12,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use protocols::loom::{ConsumerFrame, ConsumerKey, Delivery, Hello, Limits, MessageDecoder, MessageEvent, Role};
+use protocols::loom::{
+    ConsumerFrame, ConsumerKey, Delivery, Hello, Limits, MessageDecoder, MessageEvent, Role,
+};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-use super::{resolve, ClientError, Inbox, InboxSender, Incoming, Message, Outgoing, HANDSHAKE_TIMEOUT};
+use super::{
+    resolve, ClientError, Inbox, InboxSender, Incoming, Message, Outgoing, HANDSHAKE_TIMEOUT,
+};
 
 /// Buffered producer bytes that trigger a write before [`LoomClient::flush`].
 const WRITE_HIGH_WATER: usize = 64 << 10;
@@ -34,6 +38,8 @@ pub struct LoomClient {
 
 struct Producer {
     stream: quinn::SendStream,
+    /// Ends (FIN) once gatewayd has read the whole producer stream.
+    done: quinn::RecvStream,
     out: BytesMut,
 }
 
@@ -76,7 +82,11 @@ impl LoomClient {
         })
     }
 
-    async fn open(&self, role: Role, room: &str) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
+    async fn open(
+        &self,
+        role: Role,
+        room: &str,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
         let (mut send, recv) = self.connection.open_bi().await.map_err(quic_error)?;
         let hello = Hello {
             role,
@@ -92,18 +102,21 @@ impl LoomClient {
 
     pub async fn publish(&mut self, message: &Outgoing) -> Result<(), ClientError> {
         let key = match &message.key {
-            Some(key) => ConsumerKey::new(key.clone()).map_err(|e| ClientError::Protocol(e.to_string()))?,
+            Some(key) => {
+                ConsumerKey::new(key.clone()).map_err(|e| ClientError::Protocol(e.to_string()))?
+            }
             None => {
                 self.next_key += 1;
                 ConsumerKey::derive(&Bytes::new(), self.next_key)
             }
         };
         if !self.producers.contains_key(&message.topic) {
-            let (stream, _recv) = self.open(Role::Producer, &message.topic).await?;
+            let (stream, done) = self.open(Role::Producer, &message.topic).await?;
             self.producers.insert(
                 message.topic.clone(),
                 Producer {
                     stream,
+                    done,
                     out: BytesMut::new(),
                 },
             );
@@ -120,7 +133,11 @@ impl LoomClient {
         .encode(&mut producer.out);
         if producer.out.len() >= WRITE_HIGH_WATER {
             let bytes = producer.out.split().freeze();
-            producer.stream.write_chunk(bytes).await.map_err(quic_error)?;
+            producer
+                .stream
+                .write_chunk(bytes)
+                .await
+                .map_err(quic_error)?;
         }
         Ok(())
     }
@@ -129,7 +146,11 @@ impl LoomClient {
         for producer in self.producers.values_mut() {
             if !producer.out.is_empty() {
                 let bytes = producer.out.split().freeze();
-                producer.stream.write_chunk(bytes).await.map_err(quic_error)?;
+                producer
+                    .stream
+                    .write_chunk(bytes)
+                    .await
+                    .map_err(quic_error)?;
             }
         }
         Ok(())
@@ -151,12 +172,21 @@ impl LoomClient {
         self.inbox.next_message().await
     }
 
-    /// Finishes the producer streams (their messages are delivered) and closes the connection.
+    /// Finishes the producer streams, waits until gatewayd has read each of them to the end (it answers with
+    /// FIN; closing before that would discard what it has not read yet), and closes the connection.
     pub async fn close(mut self) -> Result<(), ClientError> {
         self.flush().await?;
         for producer in self.producers.values_mut() {
-            let _ = producer.stream.finish();
-            let _ = producer.stream.stopped().await;
+            producer.stream.finish().map_err(quic_error)?;
+        }
+        for producer in self.producers.values_mut() {
+            while producer
+                .done
+                .read_chunk(64 << 10, true)
+                .await
+                .map_err(quic_error)?
+                .is_some()
+            {}
         }
         self.connection.close(0u32.into(), b"bye");
         self.endpoint.wait_idle().await;
@@ -165,9 +195,16 @@ impl LoomClient {
 }
 
 /// Reads one consumer stream: each whole message goes to the inbox, then is acknowledged.
-async fn consume(room: String, mut send: quinn::SendStream, mut recv: quinn::RecvStream, tx: InboxSender) {
+async fn consume(
+    room: String,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    tx: InboxSender,
+) {
     let result = consume_inner(&room, &mut send, &mut recv, &tx).await;
-    let _ = tx.send(Err(result.err().unwrap_or(ClientError::Closed))).await;
+    let _ = tx
+        .send(Err(result.err().unwrap_or(ClientError::Closed)))
+        .await;
 }
 
 async fn consume_inner(
@@ -187,7 +224,9 @@ async fn consume_inner(
             .map_err(|e| ClientError::Protocol(e.to_string()))?
         {
             match event {
-                MessageEvent::Start(header) => current = Some((header.key, header.msg_id, BytesMut::new())),
+                MessageEvent::Start(header) => {
+                    current = Some((header.key, header.msg_id, BytesMut::new()))
+                }
                 MessageEvent::Chunk(chunk) => {
                     if let Some((_, _, body)) = current.as_mut() {
                         if body.len() + chunk.len() > limits.max_message_bytes as usize {
@@ -245,7 +284,12 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -254,7 +298,12 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -106,7 +106,8 @@ impl MessageLoopClient {
     }
 
     pub async fn next_message(&mut self) -> Result<Message, ClientError> {
-        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
         loop {
             tokio::select! {
                 message = self.inbox.next_message() => return message,
@@ -127,7 +128,9 @@ impl MessageLoopClient {
         timeout: Duration,
     ) -> Result<Message, ClientError> {
         let (channel, method) = target.rsplit_once('.').ok_or_else(|| {
-            ClientError::Address(format!("{target} (MessageLoop requests go to <channel>.<method>)"))
+            ClientError::Address(format!(
+                "{target} (MessageLoop requests go to <channel>.<method>)"
+            ))
         })?;
         let id = self
             .send(In::RpcRequest(pb::RpcRequest {
@@ -190,13 +193,7 @@ fn to_incoming(message: pb::OutboundMessage) -> Vec<Incoming> {
         Some(Out::Publication(publication)) => publication
             .messages
             .into_iter()
-            .map(|m| {
-                Incoming::Message(received(
-                    Some(m.channel),
-                    m.payload,
-                    m.metadata,
-                ))
-            })
+            .map(|m| Incoming::Message(received(Some(m.channel), m.payload, m.metadata)))
             .collect(),
         Some(Out::RpcReply(reply)) => match reply.error {
             Some(error) => vec![Incoming::Refused(error_text(&error))],

@@ -169,7 +169,10 @@ pub enum ClientError {
 pub enum Incoming {
     Message(Message),
     /// The reply to request `correlation` (its id in the protocol's terms).
-    Reply { correlation: String, message: Message },
+    Reply {
+        correlation: String,
+        message: Message,
+    },
     /// The server confirmed the request with this id (a STOMP RECEIPT, a MessageLoop subscribe ack).
     Confirmed(String),
     /// The server refused something; the text is its explanation.
@@ -267,7 +270,9 @@ impl Client {
                 Client::Goomerang(goomerang::GoomerangClient::connect(address).await?)
             }
             Protocol::Loom => Client::Loom(loom::LoomClient::connect(address).await?),
-            Protocol::Chanserv => Client::Chanserv(chanserv::ChanservClient::connect(address).await?),
+            Protocol::Chanserv => {
+                Client::Chanserv(chanserv::ChanservClient::connect(address).await?)
+            }
         })
     }
 

@@ -101,7 +101,12 @@ impl StompClient {
         if let Some(key) = &key {
             headers.push(("JMSXGroupID", key));
         }
-        headers.extend(message.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        headers.extend(
+            message
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
         encode(&mut self.out, "SEND", &headers, &message.payload);
         if self.out.len() >= WRITE_HIGH_WATER {
             self.flush().await?;
@@ -303,7 +308,10 @@ async fn read_frame(reader: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<Fr
 
 /// One frame from the front of `buf` (heart-beat EOLs skipped), or `None` until it is complete.
 fn parse(buf: &mut BytesMut) -> Result<Option<Frame>, ClientError> {
-    let skip = buf.iter().take_while(|b| **b == b'\n' || **b == b'\r').count();
+    let skip = buf
+        .iter()
+        .take_while(|b| **b == b'\n' || **b == b'\r')
+        .count();
     buf.advance(skip);
     let Some(head_end) = head_end(buf) else {
         if buf.len() > MAX_FRAME {
@@ -465,7 +473,8 @@ mod tests {
 
     #[test]
     fn heart_beats_and_frames_without_content_length() {
-        let mut buf = BytesMut::from(&b"\n\r\nRECEIPT\r\nreceipt-id:r-1\r\n\r\n\0MESSAGE\n\nbody\0"[..]);
+        let mut buf =
+            BytesMut::from(&b"\n\r\nRECEIPT\r\nreceipt-id:r-1\r\n\r\n\0MESSAGE\n\nbody\0"[..]);
         let receipt = parse(&mut buf).unwrap().unwrap();
         assert_eq!(receipt.header("receipt-id"), Some("r-1"));
         let message = parse(&mut buf).unwrap().unwrap();

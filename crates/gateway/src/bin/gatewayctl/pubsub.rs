@@ -103,7 +103,9 @@ fn payload(given: Option<String>) -> anyhow::Result<Bytes> {
 }
 
 async fn connect(admin: &Admin, target: &Target) -> anyhow::Result<Client> {
-    let address = admin.address(target.protocol, target.address.as_deref()).await;
+    let address = admin
+        .address(target.protocol, target.address.as_deref())
+        .await;
     Client::connect(target.protocol, &address)
         .await
         .with_context(|| format!("{} at {address}", target.protocol))

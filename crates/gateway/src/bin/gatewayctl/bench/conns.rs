@@ -84,7 +84,9 @@ pub async fn run(admin: &Admin, args: ConnsArgs) -> anyhow::Result<()> {
     let after = rss(admin, args.pid).await?;
     let result = ConnsResult {
         protocol: args.protocol.to_string(),
-        transport: if args.ws || matches!(args.protocol, Protocol::MessageLoop | Protocol::Goomerang) {
+        transport: if args.ws
+            || matches!(args.protocol, Protocol::MessageLoop | Protocol::Goomerang)
+        {
             "websocket"
         } else if args.protocol == Protocol::Loom {
             "quic"
@@ -127,7 +129,9 @@ async fn dial(protocol: Protocol, ws: bool, address: &str) -> anyhow::Result<Idl
     if ws && protocol == Protocol::Stomp {
         return Ok(Idle::StompWs(Box::new(stomp_ws(address).await?)));
     }
-    Ok(Idle::Client(Box::new(Client::connect(protocol, address).await?)))
+    Ok(Idle::Client(Box::new(
+        Client::connect(protocol, address).await?,
+    )))
 }
 
 /// STOMP over WebSocket: upgrade offering `v12.stomp`, CONNECT, wait for CONNECTED.
@@ -135,9 +139,10 @@ async fn stomp_ws(address: &str) -> anyhow::Result<StompWs> {
     let addr = gateway::clients::resolve(address).await?;
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let mut request = format!("ws://{address}/ws").into_client_request()?;
-    request
-        .headers_mut()
-        .insert("sec-websocket-protocol", HeaderValue::from_static("v12.stomp"));
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static("v12.stomp"),
+    );
     let (mut ws, _) = tokio_tungstenite::client_async(request, tcp).await?;
     ws.send(WsMessage::text(
         "CONNECT\naccept-version:1.2\nhost:/\nheart-beat:0,0\n\n\0",

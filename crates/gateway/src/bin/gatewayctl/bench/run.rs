@@ -70,7 +70,11 @@ pub async fn run(
     let mut sub_tasks = Vec::with_capacity(shape.subscribers);
     for _ in 0..shape.subscribers {
         let subscriber = subscribers.subscriber(&shape.topic).await?;
-        sub_tasks.push(tokio::spawn(receive(subscriber, shared.clone(), stop.clone())));
+        sub_tasks.push(tokio::spawn(receive(
+            subscriber,
+            shared.clone(),
+            stop.clone(),
+        )));
     }
     let mut conns = Vec::with_capacity(shape.publishers);
     for _ in 0..shape.publishers {
@@ -206,7 +210,9 @@ impl Publish {
             let payload = stats::stamp(self.size, due_ns, self.index, false);
             self.publisher.publish(&self.topic, payload).await?;
             self.shared.sent.fetch_add(1, Ordering::Relaxed);
-            i = i.checked_add(1).context("too many messages for one publisher")?;
+            i = i
+                .checked_add(1)
+                .context("too many messages for one publisher")?;
         }
     }
 

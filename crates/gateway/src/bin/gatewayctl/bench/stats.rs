@@ -161,8 +161,20 @@ impl Ratio {
 pub fn print_table(runs: &[RunResult], ratio: Option<&Ratio>) {
     println!(
         "{:<10} {:>5}→{:<11} {:>4}x{:<4} {:>6} {:>12} {:>12} {:>10} {:>8} {:>9} {:>9} {:>9} {:>9}",
-        "server", "pub", "sub", "P", "S", "bytes", "out msg/s", "in msg/s", "lost", "loss%", "p50 µs",
-        "p90 µs", "p99 µs", "p99.9 µs"
+        "server",
+        "pub",
+        "sub",
+        "P",
+        "S",
+        "bytes",
+        "out msg/s",
+        "in msg/s",
+        "lost",
+        "loss%",
+        "p50 µs",
+        "p90 µs",
+        "p99 µs",
+        "p99.9 µs"
     );
     for run in runs {
         println!(
