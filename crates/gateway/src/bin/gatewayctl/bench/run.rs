@@ -219,7 +219,7 @@ impl Publish {
     async fn all_out(&mut self) -> anyhow::Result<()> {
         let mut sent: u64 = 0;
         loop {
-            if sent % CLOCK_EVERY == 0 && Instant::now() >= self.deadline {
+            if sent.is_multiple_of(CLOCK_EVERY) && Instant::now() >= self.deadline {
                 return Ok(());
             }
             let payload = stats::stamp(self.size, self.shared.now_ns(), self.index, false);
