@@ -331,6 +331,17 @@ impl Client {
         }
     }
 
+    /// The received messages as a stream, which ends after the first error (a closed connection included).
+    pub fn into_messages(self) -> impl futures::Stream<Item = Result<Message, ClientError>> {
+        futures::stream::unfold(Some(self), |client| async move {
+            let mut client = client?;
+            match client.next_message().await {
+                Ok(message) => Some((Ok(message), Some(client))),
+                Err(error) => Some((Err(error), None)),
+            }
+        })
+    }
+
     /// Sends a request and waits for its reply. `target` is the STOMP destination or topic, the
     /// MessageLoop `channel.method`, or the Goomerang message kind.
     pub async fn request(

@@ -7,7 +7,8 @@ use anyhow::{bail, Context as _};
 use base64::Engine as _;
 use bytes::Bytes;
 use clap::Args;
-use gateway::clients::{Client, Message, Outgoing, Protocol};
+use futures::StreamExt as _;
+use gateway::clients::{Client, ClientError, Message, Outgoing, Protocol};
 
 use crate::admin::Admin;
 
@@ -130,9 +131,11 @@ pub async fn publish(admin: &Admin, args: PubArgs) -> anyhow::Result<()> {
 pub async fn subscribe(admin: &Admin, args: SubArgs) -> anyhow::Result<()> {
     let mut client = connect(admin, &args.target).await?;
     client.subscribe(&args.topic).await?;
+    let messages = client.into_messages();
+    let mut messages = std::pin::pin!(messages);
     let mut seen = 0;
     while args.count.is_none_or(|count| seen < count) {
-        let message = client.next_message().await?;
+        let message = messages.next().await.ok_or(ClientError::Closed)??;
         print_message(&message, args.json);
         seen += 1;
     }

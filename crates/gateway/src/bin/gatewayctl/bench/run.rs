@@ -43,6 +43,8 @@ struct Shared {
     ready: AtomicUsize,
     /// Nanoseconds after `epoch` of the latest data message received.
     last_received_ns: AtomicU64,
+    /// Nanoseconds after `epoch` when the last publisher had written its last message.
+    sending_done_ns: AtomicU64,
     errors: Mutex<Vec<String>>,
 }
 
@@ -64,6 +66,7 @@ pub async fn run(
         received: AtomicU64::new(0),
         ready: AtomicUsize::new(0),
         last_received_ns: AtomicU64::new(0),
+        sending_done_ns: AtomicU64::new(0),
         errors: Mutex::new(Vec::new()),
     });
     let stop = CancellationToken::new();
@@ -109,7 +112,12 @@ pub async fn run(
         task.await.context("publisher task")??;
     }
     let sent = shared.sent.load(Ordering::Relaxed);
-    let send_elapsed = start.elapsed();
+    let send_elapsed = Duration::from_nanos(
+        shared
+            .sending_done_ns
+            .load(Ordering::Relaxed)
+            .saturating_sub(start_ns),
+    );
     let expected = match (shape.subscribers, subscribers.is_fanout()) {
         (0, _) => 0,
         (m, true) => sent * m as u64,
@@ -188,6 +196,9 @@ impl Publish {
             None => self.all_out().await?,
         }
         self.publisher.flush().await?;
+        self.shared
+            .sending_done_ns
+            .fetch_max(self.shared.now_ns(), Ordering::Relaxed);
         self.publisher.close().await
     }
 
