@@ -117,14 +117,24 @@ fn expected_meta(
         Proto::Stomp => {
             meta.extend(c.content_type.clone().map(|v| ("content-type".into(), v)));
             meta.extend(c.key.clone().map(|v| ("JMSXGroupID".into(), v)));
-            meta.extend(c.correlation_id.clone().map(|v| ("correlation-id".into(), v)));
+            meta.extend(
+                c.correlation_id
+                    .clone()
+                    .map(|v| ("correlation-id".into(), v)),
+            );
             meta.extend(headers);
         }
         Proto::MessageLoop => {
             meta.extend(c.content_type.clone().map(|v| ("content-type".into(), v)));
-            let text = c.content_type.as_deref().is_some_and(|t| t.starts_with("text/"))
+            let text = c
+                .content_type
+                .as_deref()
+                .is_some_and(|t| t.starts_with("text/"))
                 && std::str::from_utf8(body).is_ok();
-            meta.insert("payload".into(), if text { "text" } else { "binary" }.into());
+            meta.insert(
+                "payload".into(),
+                if text { "text" } else { "binary" }.into(),
+            );
             meta.extend(headers);
         }
         Proto::Goomerang => {
@@ -136,7 +146,10 @@ fn expected_meta(
         }
         Proto::Loom => {
             let id = got.meta.get("loom-id").cloned().unwrap_or_default();
-            meta.insert("loom-key".into(), c.key.clone().unwrap_or_else(|| id.clone()));
+            meta.insert(
+                "loom-key".into(),
+                c.key.clone().unwrap_or_else(|| id.clone()),
+            );
             meta.insert("loom-id".into(), id);
         }
         Proto::Chanserv => {}
@@ -237,7 +250,9 @@ fn every_pair_delivers_byte_exact_bodies_and_mapped_metadata() {
                 }
             }
             assert!(
-                subscriber.try_recv(&rt, Duration::from_millis(50)).is_none(),
+                subscriber
+                    .try_recv(&rt, Duration::from_millis(50))
+                    .is_none(),
                 "{publisher} → {to}: an extra message"
             );
         }

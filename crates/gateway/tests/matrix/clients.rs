@@ -166,7 +166,10 @@ pub const BYTES_VALUE: &str = "google.protobuf.BytesValue";
 /// One publishing client.
 pub enum Pub {
     Stomp(Peer),
-    MessageLoop(grpc::Stream<grpc::g2::InboundMessage, grpc::g2::OutboundMessage>, u64),
+    MessageLoop(
+        grpc::Stream<grpc::g2::InboundMessage, grpc::g2::OutboundMessage>,
+        u64,
+    ),
     Goomerang(GoomerangClient),
     /// A connection and its open producer streams by room.
     Loom(loom_client::Client, BTreeMap<String, loom_client::Stream>),
@@ -180,7 +183,9 @@ impl Pub {
             Proto::MessageLoop => {
                 Pub::MessageLoop(rt.block_on(messageloop_connect(addrs.messageloop_grpc)), 0)
             }
-            Proto::Goomerang => Pub::Goomerang(rt.block_on(GoomerangClient::connect(addrs.goomerang))),
+            Proto::Goomerang => {
+                Pub::Goomerang(rt.block_on(GoomerangClient::connect(addrs.goomerang)))
+            }
             Proto::Loom => Pub::Loom(
                 rt.block_on(loom_client::Client::connect(
                     addrs.loom,
@@ -270,7 +275,11 @@ impl Pub {
                 let stream = streams.get_mut(topic).expect("producer stream");
                 let key = message.key.as_deref().unwrap_or("matrix");
                 stream
-                    .write(&loom_client::message(key.as_bytes(), &message.payload, 16 * 1024))
+                    .write(&loom_client::message(
+                        key.as_bytes(),
+                        &message.payload,
+                        16 * 1024,
+                    ))
                     .await
                     .expect("loom write");
             }),
@@ -300,7 +309,11 @@ impl Pub {
 
 /// `PUB <topic>\n<payload>` on a fresh request, written in DATA ops of at most 32 KiB (AstraNet's op payload
 /// limit is 64 KiB, so a large PUB must be split, as the Go client's stream writes are). Returns the answer.
-pub fn chanserv_publish(client: &mut chanserv_client::Client, topic: &str, payload: &[u8]) -> String {
+pub fn chanserv_publish(
+    client: &mut chanserv_client::Client,
+    topic: &str,
+    payload: &[u8],
+) -> String {
     let mut body = format!("PUB {topic}\n").into_bytes();
     body.extend_from_slice(payload);
     let (_, service_port) = client.service.clone().expect("SERVICE seen");
@@ -311,8 +324,15 @@ pub fn chanserv_publish(client: &mut chanserv_client::Client, topic: &str, paylo
     }
     let (header, addr) = client.next_source(master).expect("publish answer");
     let channel = client.open(addr);
-    assert_eq!(client.read_frame(channel), None, "the answer's channel is empty");
-    assert!(client.next_source(master).is_none(), "one answer, then the master closes");
+    assert_eq!(
+        client.read_frame(channel),
+        None,
+        "the answer's channel is empty"
+    );
+    assert!(
+        client.next_source(master).is_none(),
+        "one answer, then the master closes"
+    );
     client.close(master);
     client.close(channel);
     header
@@ -362,7 +382,10 @@ pub enum Sub {
     ),
     Goomerang(GoomerangClient),
     /// The consumer's deliveries, acked by a task as they arrive.
-    Loom(loom_client::Client, mpsc::UnboundedReceiver<loom_client::Msg>),
+    Loom(
+        loom_client::Client,
+        mpsc::UnboundedReceiver<loom_client::Msg>,
+    ),
     /// The client and the source channel of the topic.
     Chanserv(chanserv_client::Client, u32),
 }
@@ -476,9 +499,8 @@ impl Sub {
             },
             Sub::MessageLoop(stream, queue) => {
                 while queue.is_empty() {
-                    let next = rt.block_on(async {
-                        tokio::time::timeout(wait, stream.rx.message()).await
-                    });
+                    let next = rt
+                        .block_on(async { tokio::time::timeout(wait, stream.rx.message()).await });
                     let Ok(next) = next else { return None };
                     let out = next.expect("grpc status OK").expect("stream open");
                     if let Some(MlOut::Publication(publication)) = out.envelope {
@@ -511,7 +533,10 @@ impl Sub {
                 let msg = tokio::time::timeout(wait, rx.recv()).await.ok()??;
                 assert_eq!(msg.declared_size, msg.body.len() as u64);
                 let mut meta = BTreeMap::new();
-                meta.insert("loom-key".to_owned(), String::from_utf8_lossy(&msg.key).into_owned());
+                meta.insert(
+                    "loom-key".to_owned(),
+                    String::from_utf8_lossy(&msg.key).into_owned(),
+                );
                 meta.insert("loom-id".to_owned(), msg.id.to_string());
                 Some(Got {
                     body: msg.body,
