@@ -383,3 +383,25 @@ fn stomp_queue_and_loom_room_share_one_group_with_key_affinity() {
     stomp_producer.finish(&rt);
     loom_producer.finish(&rt);
 }
+
+/// Third-party clients on some legs: stomp.py (STOMP over TCP) and `websockets` (MessageLoop JSON over
+/// WebSocket, STOMP frames over STOMP's WebSocket listener), `tests/python/test_matrix.py`.
+#[test]
+fn python_clients_cross_protocol() {
+    let gateway = Gatewayd::start(&config(""));
+    python::pytest(
+        "test_matrix.py",
+        &[
+            ("STOMP_ADDRESS", gateway.listener("stomp.tcp").to_string()),
+            (
+                "STOMP_WS",
+                format!("ws://{}/ws", gateway.listener("stomp.ws")),
+            ),
+            (
+                "MESSAGELOOP_WS",
+                format!("ws://{}/ws", gateway.listener("messageloop.ws")),
+            ),
+            ("GATEWAYD_ADMIN", gateway.admin.to_string()),
+        ],
+    );
+}
