@@ -186,7 +186,7 @@ fn cell(publisher: Proto, subscriber: Proto, got: &Got) -> String {
         }
         Proto::Chanserv => {}
     }
-    if subscriber == Proto::Goomerang && got.meta.get("goomerang-kind").is_some() {
+    if subscriber == Proto::Goomerang && got.meta.contains_key("goomerang-kind") {
         fields.push("kind");
     }
     if seen("x-trace") {
