@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Lints and renders the Helm chart with default and full values, checks that a split bus is refused, and validates
-# the rendered manifests against the Kubernetes schemas. Needs `helm` and the `kubernetes-validate` Python package
+# Lints and renders the Helm chart with default and full values, checks that a split bus is refused, validates
+# the rendered manifests against the Kubernetes schemas and, with GATEWAYD=<binary>, checks the generated
+# gatewayd.toml with `gatewayd check-config`. Needs `helm` and the `kubernetes-validate` Python package
 # (.ci/run installs both).
 set -euo pipefail
 chart="$(cd "$(dirname "$0")/gatewayd" && pwd)"
@@ -26,4 +27,9 @@ keep = [d for d in docs if "kind: ServiceMonitor" not in d]
 open(sys.argv[2], "w").write("\n---".join(keep))
 PY
 kubernetes-validate --strict --kubernetes-version 1.30 --quiet "$out/full-builtin.yaml"
+# The gatewayd.toml the chart generates must be accepted by gatewayd itself (when a binary is given).
+if [ -n "${GATEWAYD:-}" ]; then
+  helm template test "$chart" | sed -n '/gatewayd.toml: |/,/^---/p' | sed '1d;$d' | sed 's/^    //' > "$out/gatewayd.toml"
+  "$GATEWAYD" check-config "$out/gatewayd.toml"
+fi
 echo "helm chart: lint, render, refusal and schema checks passed"

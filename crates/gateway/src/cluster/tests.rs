@@ -1,8 +1,6 @@
 //! The NATS backend against a real `nats-server` on 127.0.0.1: cross-node fanout, anycast exactly once across
 //! nodes, and a NATS restart in the middle.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use core_bus::cluster::ClusterState;
@@ -11,55 +9,10 @@ use core_bus::{Bus, ConnectionId, Credit, Envelope, Mailbox, Origin, Pattern, Pr
 
 use super::{ClusterBackendKind, ClusterConfig};
 
-struct NatsServer {
-    child: Child,
-    port: u16,
-}
+#[path = "../../tests/support/nats.rs"]
+mod nats;
 
-impl NatsServer {
-    /// Starts nats-server on `port` (0 = any) and returns once it accepts clients.
-    fn start(port: u16) -> NatsServer {
-        let port_arg = if port == 0 {
-            "-1".to_owned()
-        } else {
-            port.to_string()
-        };
-        let mut child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port_arg])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("nats-server (Debian package nats-server) is installed");
-        let stderr = child.stderr.take().expect("stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        let port = loop {
-            let line = lines
-                .next()
-                .expect("nats-server exited early")
-                .expect("read log");
-            if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
-                break rest
-                    .rsplit(':')
-                    .next()
-                    .and_then(|p| p.trim().parse().ok())
-                    .expect("port in log");
-            }
-        };
-        std::thread::spawn(move || lines.for_each(drop));
-        NatsServer { child, port }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use nats::NatsServer;
 
 fn config(port: u16) -> ClusterConfig {
     ClusterConfig {

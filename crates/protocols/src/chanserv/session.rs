@@ -515,7 +515,12 @@ impl Session {
             }
             Routed::TooLarge(e) => {
                 record_drop(DropReason::TooLarge, Protocol::Chanserv);
-                tracing::debug!(error = %e, "chanserv: message too large for a frame");
+                tracing::debug!(
+                    error = %e,
+                    topic = %delivery.envelope.topic,
+                    from = %delivery.envelope.origin.protocol,
+                    "chanserv: message too large for a frame, not delivered"
+                );
             }
         }
     }

@@ -263,8 +263,10 @@ impl Session {
             drop_frame(
                 DropReason::TooLarge,
                 &format_args!(
-                    "delivery of {} bytes over the limit of {limit}",
-                    envelope.payload.len()
+                    "delivery of {} bytes on {} from {} over the limit of {limit}",
+                    envelope.payload.len(),
+                    envelope.topic,
+                    envelope.origin.protocol
                 ),
             );
             return None;
@@ -293,8 +295,10 @@ impl Session {
             drop_frame(
                 DropReason::TooLarge,
                 &format_args!(
-                    "delivery frame of {} bytes over the limit of {limit}",
-                    frame.len()
+                    "delivery frame of {} bytes on {} from {} over the limit of {limit}",
+                    frame.len(),
+                    envelope.topic,
+                    envelope.origin.protocol
                 ),
             );
             return None;

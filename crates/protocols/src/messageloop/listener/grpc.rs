@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use anyhow::Context as _;
-use core_bus::metrics::{record_drop, DropReason};
 use core_bus::Protocol;
 use futures::Stream;
 use prost::Message as _;
@@ -294,7 +293,12 @@ async fn run<W: Wire>(
                 continue;
             };
             if message.encoded_len() > shared.max_message_size {
-                record_drop(DropReason::TooLarge, Protocol::MessageLoop);
+                super::drop_too_large(
+                    "messageloop.grpc",
+                    &outbound,
+                    message.encoded_len(),
+                    shared.max_message_size,
+                );
                 continue;
             }
             if tx.send(Ok(message)).await.is_err() {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use super::config::Config;
+use super::message::{Outbound, OutboundBody};
 use super::presence::PresenceTable;
 use super::session::{uuid4, SessionContext, SessionSettings};
 use crate::auth::Authenticator;
@@ -38,4 +39,26 @@ pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Vec<R
         running.push(grpc::start(config, services, context).await?);
     }
     Ok(running)
+}
+
+/// Counts and logs an envelope left out because its encoding is over `limits.max_message_size`, naming the
+/// receiving listener and, for deliveries, the channels and the publisher's message ids.
+fn drop_too_large(listener: &str, outbound: &Outbound, size: usize, max: usize) {
+    core_bus::metrics::record_drop(
+        core_bus::metrics::DropReason::TooLarge,
+        core_bus::Protocol::MessageLoop,
+    );
+    let channels: Vec<&str> = match &outbound.body {
+        OutboundBody::Publication(messages) => {
+            messages.iter().map(|m| m.channel.as_str()).collect()
+        }
+        _ => Vec::new(),
+    };
+    tracing::debug!(
+        listener,
+        size,
+        max,
+        ?channels,
+        "messageloop: envelope over max_message_size not delivered"
+    );
 }

@@ -234,8 +234,12 @@ where
         let message = match codec.encode(outbound) {
             Ok(Frame::Text(text)) if text.len() <= max => WsMessage::text(text),
             Ok(Frame::Binary(bytes)) if bytes.len() <= max => WsMessage::binary(bytes),
-            Ok(_) => {
-                record_drop(DropReason::TooLarge, Protocol::MessageLoop);
+            Ok(Frame::Text(text)) => {
+                super::drop_too_large("messageloop.ws", outbound, text.len(), max);
+                continue;
+            }
+            Ok(Frame::Binary(bytes)) => {
+                super::drop_too_large("messageloop.ws", outbound, bytes.len(), max);
                 continue;
             }
             Err(EncodeError::Unrepresentable(_)) => continue,

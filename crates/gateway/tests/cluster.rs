@@ -1,0 +1,199 @@
+//! Cluster mode end to end: two gatewayd nodes and a real nats-server on 127.0.0.1. Cross-node fanout
+//! STOMP→MessageLoop and Loom→Goomerang, a STOMP `/queue/` consumed on both nodes exactly once, a NATS restart
+//! in the middle, and a node killed without affecting the other.
+
+mod support;
+
+#[path = "support/goomerang_client.rs"]
+mod goomerang_client;
+#[path = "support/loom_client.rs"]
+mod loom_client;
+#[path = "support/messageloop_client.rs"]
+mod messageloop_client;
+#[path = "support/nats.rs"]
+mod nats;
+#[path = "support/stomp_client.rs"]
+mod stomp_client;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use goomerang_client::GoomerangClient;
+use loom_client::{hello, message, Client as LoomClient, Transport, PRODUCER};
+use messageloop_client::Ws;
+use nats::NatsServer;
+use prost::Message as _;
+use stomp_client::{frames, Frame, Peer, Received};
+use support::*;
+
+fn node(nats: &NatsServer) -> Gatewayd {
+    let config = format!(
+        "{}[cluster]\nbackend = \"nats\"\nurls = [\"{}\"]\n\
+         [stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+         [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+         [goomerang]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+         [loom]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
+        base_config(),
+        nats.url()
+    );
+    let gateway = Gatewayd::start(&config);
+    wait_cluster(&gateway, "connected");
+    gateway
+}
+
+fn wait_cluster(gateway: &Gatewayd, state: &str) {
+    gateway.wait_for("/api/cluster", &format!("cluster {state}"), |c| {
+        c["state"] == state
+    });
+}
+
+fn stomp_send(peer: &mut Peer, destination: &str, body: &str) {
+    peer.send(&frames::send_string(destination, body));
+}
+
+fn stomp_bodies(peer: &mut Peer, quiet: Duration) -> Vec<String> {
+    let mut bodies = Vec::new();
+    while let Received::Frame(frame) = peer.receive(quiet) {
+        assert_eq!(frame.command, "MESSAGE", "{frame:?}");
+        if let Some(ack) = frame
+            .get("ack")
+            .or(frame.get("message-id"))
+            .map(str::to_owned)
+        {
+            peer.send(
+                &Frame::new("ACK")
+                    .header("id", &ack)
+                    .header("message-id", &ack),
+            );
+        }
+        bodies.push(String::from_utf8_lossy(&frame.body).into_owned());
+    }
+    bodies
+}
+
+#[test]
+fn stomp_publishes_reach_messageloop_on_another_node() {
+    let nats = NatsServer::start(0);
+    let (a, b) = (node(&nats), node(&nats));
+    let mut subscriber = Ws::connect(b.listener("messageloop.ws"), &["messageloop+json"]);
+    subscriber.handshake("2.0.0", "");
+    subscriber.subscribe("s1", &["news.eu"]);
+    nats.wait_subscribed("gatewayd.news.eu", 1);
+    let mut publisher = Peer::connect(a.listener("stomp.tcp"));
+    stomp_send(&mut publisher, "/topic/news.eu", "across nodes");
+    let publication = subscriber.recv_kind("publication");
+    let message = &publication["publication"]["messages"][0];
+    assert_eq!(message["channel"], "news.eu", "{publication}");
+    let payload = &message["payload"];
+    let text = payload["text"].as_str().map(str::to_owned).or_else(|| {
+        payload["binary"].as_str().map(|b| {
+            use base64::Engine as _;
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b).unwrap()).unwrap()
+        })
+    });
+    assert_eq!(text.as_deref(), Some("across nodes"), "{publication}");
+    assert_eq!(a.metric("gatewayd_cluster_forwarded_total", &[]), 1.0);
+}
+
+#[test]
+fn loom_producers_reach_goomerang_on_another_node() {
+    let nats = NatsServer::start(0);
+    let (a, b) = (node(&nats), node(&nats));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let goomerang = b.listener("goomerang.ws");
+    let mut subscriber = rt.block_on(async {
+        let mut client = GoomerangClient::connect(goomerang).await;
+        client.subscribe("sensors.t1").await;
+        client
+    });
+    nats.wait_subscribed("gatewayd.sensors.t1", 1);
+    let loom = a.listener("loom.quic");
+    let (frame, _producer) = rt.block_on(async {
+        let producer = LoomClient::connect(loom, Transport::Quic).await;
+        let mut stream = producer
+            .open(&hello(PRODUCER, b"p", b"sensors.t1", b""))
+            .await;
+        stream
+            .write(&message(b"device-7", b"21.5\0C", 4))
+            .await
+            .unwrap();
+        (subscriber.recv_frame().await, producer)
+    });
+    assert_eq!(frame.kind, "google.protobuf.BytesValue");
+    assert_eq!(
+        Vec::<u8>::decode(frame.payload.as_ref()).unwrap(),
+        b"21.5\0C"
+    );
+}
+
+#[test]
+fn queue_messages_are_consumed_exactly_once_across_nodes_and_survive_a_nats_restart() {
+    let mut nats = NatsServer::start(0);
+    let (a, b) = (node(&nats), node(&nats));
+    let mut consumer_a = Peer::connect(a.listener("stomp.tcp"));
+    let mut consumer_b = Peer::connect(b.listener("stomp.tcp"));
+    for consumer in [&mut consumer_a, &mut consumer_b] {
+        consumer.send(&frames::subscribe("/queue/jobs", "auto", "s1"));
+    }
+    nats.wait_subscribed("gatewayd.jobs", 2);
+    let mut producer = Peer::connect(a.listener("stomp.tcp"));
+    for i in 0..60 {
+        stomp_send(&mut producer, "/queue/jobs", &format!("job-{i}"));
+    }
+    let got_a = stomp_bodies(&mut consumer_a, Duration::from_millis(700));
+    let got_b = stomp_bodies(&mut consumer_b, Duration::from_millis(300));
+    let unique: HashSet<&String> = got_a.iter().chain(&got_b).collect();
+    assert_eq!(got_a.len() + got_b.len(), 60, "a={got_a:?} b={got_b:?}");
+    assert_eq!(unique.len(), 60);
+    assert!(
+        !got_a.is_empty() && !got_b.is_empty(),
+        "NATS spreads the group over both nodes"
+    );
+
+    // NATS goes away: nodes report it, stay ready and keep serving local traffic.
+    let port = nats.port;
+    nats.stop();
+    wait_cluster(&a, "disconnected");
+    wait_cluster(&b, "disconnected");
+    assert_eq!(a.get("/readyz").0, 200);
+    stomp_send(&mut producer, "/queue/jobs", "local");
+    assert_eq!(
+        stomp_bodies(&mut consumer_a, Duration::from_millis(500)),
+        ["local"]
+    );
+
+    // NATS is back on the same port: nodes reconnect and traffic crosses again.
+    let nats = NatsServer::start(port);
+    wait_cluster(&a, "connected");
+    wait_cluster(&b, "connected");
+    nats.wait_subscribed("gatewayd.jobs", 2);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut crossed = false;
+    while !crossed {
+        assert!(
+            Instant::now() < deadline,
+            "no message crossed after the restart"
+        );
+        stomp_send(&mut producer, "/queue/jobs", "after-restart");
+        crossed = !stomp_bodies(&mut consumer_b, Duration::from_millis(200)).is_empty();
+        stomp_bodies(&mut consumer_a, Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_killed_node_does_not_affect_the_other() {
+    let nats = NatsServer::start(0);
+    let a = node(&nats);
+    let b = node(&nats);
+    let mut subscriber = Peer::connect(a.listener("stomp.tcp"));
+    subscriber.send(&frames::subscribe("/topic/alive", "auto", "s1"));
+    nats.wait_subscribed("gatewayd.alive", 1);
+    drop(b);
+    let mut publisher = Peer::connect(a.listener("stomp.tcp"));
+    stomp_send(&mut publisher, "/topic/alive", "still here");
+    assert_eq!(
+        stomp_bodies(&mut subscriber, Duration::from_millis(500)),
+        ["still here"]
+    );
+    assert_eq!(a.get_json("/api/cluster")["state"], "connected");
+}

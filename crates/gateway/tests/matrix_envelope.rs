@@ -1,0 +1,280 @@
+//! The envelope the core bus sees does not depend on the listener: the five adapters run in-process on one
+//! `core_bus::Bus` held by the test, a `Mailbox` on the bus captures what each listener published, and an
+//! equivalent message sent through different listeners (STOMP over TCP and WebSocket, MessageLoop over gRPC,
+//! Goomerang, Loom, chanserv) yields the same topic, payload, content type, key and user headers. Origin, id and
+//! timestamp differ by design.
+
+#[path = "support/chanserv_client.rs"]
+mod chanserv_client;
+#[path = "support/goomerang_client.rs"]
+mod goomerang_client;
+#[path = "support/loom_client.rs"]
+mod loom_client;
+#[path = "matrix/clients.rs"]
+mod matrix_clients;
+#[path = "support/messageloop_client.rs"]
+mod messageloop_client;
+#[path = "support/stomp_client.rs"]
+mod stomp_client;
+#[path = "matrix/stomp_ws.rs"]
+mod stomp_ws;
+// The client wrappers name the daemon harness; this test runs no daemon.
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use core_bus::{Bus, ConnectionId, Envelope, Mailbox, Origin, Pattern, Protocol, Topic};
+use matrix_clients::*;
+use protocols::connections::ConnectionRegistry;
+use protocols::{RunningListener, Services};
+use stomp_client::{Frame, Peer};
+use stomp_ws::StompWs;
+use tokio::runtime::Runtime;
+use tokio_util::sync::CancellationToken;
+
+/// What must not depend on the listener.
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    topic: Topic,
+    payload: Bytes,
+    content_type: Option<String>,
+    key: Option<Bytes>,
+    headers: Vec<(String, Bytes)>,
+}
+
+impl Seen {
+    fn of(envelope: &Envelope) -> Seen {
+        Seen {
+            topic: envelope.topic.clone(),
+            payload: envelope.payload.clone(),
+            content_type: envelope.content_type.clone(),
+            key: envelope.key.clone(),
+            headers: envelope
+                .headers
+                .iter()
+                .map(|(n, v)| (n.to_owned(), v.clone()))
+                .collect(),
+        }
+    }
+}
+
+struct InProcess {
+    rt: Runtime,
+    listeners: Vec<RunningListener>,
+    shutdown: CancellationToken,
+    capture: Mailbox,
+}
+
+impl InProcess {
+    fn start() -> InProcess {
+        let rt = runtime();
+        let bus = Bus::new(core_bus::config::BusConfig::default());
+        let shutdown = CancellationToken::new();
+        let services = Services {
+            bus: bus.clone(),
+            connections: ConnectionRegistry::default(),
+            shutdown: shutdown.clone(),
+        };
+        let mut capture = bus.mailbox(Origin {
+            protocol: Protocol::Internal,
+            connection: ConnectionId::next(),
+        });
+        capture
+            .subscribe(Pattern::parse("envelope.>").expect("pattern"))
+            .expect("capture subscription");
+        let listen = "enabled = true\naddress = \"127.0.0.1:0\"\n";
+        let listeners = rt.block_on(async {
+            let stomp: protocols::stomp::Config =
+                toml::from_str(&format!("[tcp]\n{listen}[ws]\n{listen}")).expect("stomp");
+            let messageloop: protocols::messageloop::Config =
+                toml::from_str(&format!("[ws]\n{listen}[grpc]\n{listen}")).expect("messageloop");
+            let goomerang: protocols::goomerang::GoomerangConfig =
+                toml::from_str(listen).expect("goomerang");
+            let loom: protocols::loom::LoomConfig = toml::from_str(listen).expect("loom");
+            let chanserv: protocols::chanserv::ChanservConfig =
+                toml::from_str(listen).expect("chanserv");
+            let mut all = Vec::new();
+            all.extend(
+                protocols::stomp::start(&stomp, &services)
+                    .await
+                    .expect("stomp"),
+            );
+            all.extend(
+                protocols::messageloop::start(&messageloop, &services)
+                    .await
+                    .expect("messageloop"),
+            );
+            all.extend(
+                protocols::goomerang::start(&goomerang, &services)
+                    .await
+                    .expect("goomerang"),
+            );
+            all.extend(
+                protocols::loom::start(&loom, &services)
+                    .await
+                    .expect("loom"),
+            );
+            all.push(
+                protocols::chanserv::listener::start(&chanserv, &services)
+                    .await
+                    .expect("chanserv"),
+            );
+            all
+        });
+        InProcess {
+            rt,
+            listeners,
+            shutdown,
+            capture,
+        }
+    }
+
+    fn addr(&self, name: &str) -> SocketAddr {
+        let addr = self
+            .listeners
+            .iter()
+            .find(|l| l.name == name)
+            .unwrap_or_else(|| panic!("listener {name}"))
+            .local_addr;
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    }
+
+    fn addrs(&self) -> Addrs {
+        Addrs {
+            stomp: self.addr("stomp.tcp"),
+            stomp_ws: self.addr("stomp.ws"),
+            messageloop_ws: self.addr("messageloop.ws"),
+            messageloop_grpc: self.addr("messageloop.grpc"),
+            goomerang: self.addr("goomerang.ws"),
+            loom: self.addr("loom.quic"),
+            chanserv: self.addr("chanserv.tcp"),
+        }
+    }
+
+    /// The next envelope published on the bus under `envelope.>`.
+    fn next(&mut self) -> Arc<Envelope> {
+        let capture = &mut self.capture;
+        self.rt.block_on(async {
+            tokio::time::timeout(WAIT, capture.recv())
+                .await
+                .expect("an envelope in time")
+                .expect("bus open")
+                .envelope
+        })
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+const TOPIC: &str = "envelope.same";
+const BODY: &[u8] = b"\x00same bytes\xff\x00";
+
+fn stomp_send(headers: &[(&str, &str)]) -> Frame {
+    let mut frame = Frame::new("SEND")
+        .header("destination", &format!("/topic/{TOPIC}"))
+        .body(BODY);
+    for (name, value) in headers {
+        frame = frame.header(name, value);
+    }
+    frame
+}
+
+#[test]
+fn equivalent_messages_make_the_same_envelope_on_every_listener() {
+    let mut gateway = InProcess::start();
+    let addrs = gateway.addrs();
+
+    // 1. What STOMP and MessageLoop both express: a content type and user headers.
+    let headers = [
+        ("content-type", "application/octet-stream"),
+        ("x-one", "1"),
+        ("x-two", "2"),
+    ];
+    let mut stomp = Peer::connect(addrs.stomp);
+    stomp.send(&stomp_send(&headers));
+    let via_stomp = Seen::of(&gateway.next());
+    let mut stomp_ws = StompWs::connect(addrs.stomp_ws);
+    stomp_ws.send(&stomp_send(&headers));
+    let via_stomp_ws = Seen::of(&gateway.next());
+    let mut ml = Pub::connect(Proto::MessageLoop, &addrs, &gateway.rt);
+    ml.publish(
+        TOPIC,
+        &Outgoing {
+            payload: BODY.to_vec(),
+            content_type: Some("application/octet-stream".into()),
+            headers: vec![("x-one".into(), "1".into()), ("x-two".into(), "2".into())],
+            ..Outgoing::default()
+        },
+        &gateway.rt,
+    );
+    let via_messageloop = Seen::of(&gateway.next());
+    assert_eq!(via_stomp.topic, Topic::from_dotted(TOPIC.as_bytes()));
+    assert_eq!(via_stomp.payload, BODY);
+    assert_eq!(
+        via_stomp.content_type.as_deref(),
+        Some("application/octet-stream")
+    );
+    assert_eq!(via_stomp.headers.len(), 2, "{via_stomp:?}");
+    assert_eq!(via_stomp_ws, via_stomp, "STOMP over WebSocket");
+    assert_eq!(via_messageloop, via_stomp, "MessageLoop over gRPC");
+
+    // 2. A Goomerang message, and the same message written by hand over STOMP.
+    let mut goomerang = Pub::connect(Proto::Goomerang, &addrs, &gateway.rt);
+    goomerang.publish(
+        TOPIC,
+        &Outgoing {
+            payload: BODY.to_vec(),
+            headers: vec![("x-one".into(), "1".into())],
+            ..Outgoing::default()
+        },
+        &gateway.rt,
+    );
+    let via_goomerang = Seen::of(&gateway.next());
+    stomp.send(&stomp_send(&[
+        ("content-type", "application/x-protobuf"),
+        ("goomerang-kind", GOOMERANG_KIND),
+        ("x-one", "1"),
+    ]));
+    let as_goomerang_via_stomp = Seen::of(&gateway.next());
+    assert_eq!(
+        via_goomerang.content_type.as_deref(),
+        Some("application/x-protobuf")
+    );
+    assert_eq!(as_goomerang_via_stomp, via_goomerang, "Goomerang ≡ STOMP");
+
+    // 3. A keyed Loom message, and STOMP with JMSXGroupID.
+    let mut loom = Pub::connect(Proto::Loom, &addrs, &gateway.rt);
+    loom.publish(
+        TOPIC,
+        &Outgoing {
+            payload: BODY.to_vec(),
+            key: Some("key-9".into()),
+            ..Outgoing::default()
+        },
+        &gateway.rt,
+    );
+    let via_loom = Seen::of(&gateway.next());
+    stomp.send(&stomp_send(&[("JMSXGroupID", "key-9")]));
+    let keyed_via_stomp = Seen::of(&gateway.next());
+    assert_eq!(via_loom.key.as_deref(), Some(&b"key-9"[..]));
+    assert_eq!(keyed_via_stomp, via_loom, "Loom ≡ STOMP");
+
+    // 4. A bare chanserv PUB, and a bare STOMP SEND.
+    let mut chanserv = chanserv_client::Client::connect(addrs.chanserv);
+    let answer = chanserv_publish(&mut chanserv, TOPIC, BODY);
+    assert!(answer.starts_with("ok"), "{answer}");
+    let via_chanserv = Seen::of(&gateway.next());
+    stomp.send(&stomp_send(&[]));
+    let bare_via_stomp = Seen::of(&gateway.next());
+    assert_eq!(via_chanserv.content_type, None);
+    assert_eq!(via_chanserv.key, None);
+    assert!(via_chanserv.headers.is_empty());
+    assert_eq!(bare_via_stomp, via_chanserv, "chanserv ≡ STOMP");
+    loom.finish(&gateway.rt);
+}

@@ -1,0 +1,108 @@
+//! A real `nats-server` (Debian package) on 127.0.0.1 for cluster tests, with its monitoring port so tests can
+//! poll which subjects are subscribed instead of sleeping.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct NatsServer {
+    child: Child,
+    pub port: u16,
+    pub monitor: u16,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl NatsServer {
+    /// Starts nats-server on `port` (0 = any free port) and returns once it accepts clients.
+    pub fn start(port: u16) -> NatsServer {
+        let port = if port == 0 { free_port() } else { port };
+        let monitor = free_port();
+        let mut child = Command::new("nats-server")
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-m",
+                &monitor.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nats-server (Debian package nats-server) is installed");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        loop {
+            let line = lines
+                .next()
+                .expect("nats-server exited early")
+                .expect("read log");
+            if line.contains("Server is ready") {
+                break;
+            }
+        }
+        std::thread::spawn(move || lines.for_each(drop));
+        NatsServer {
+            child,
+            port,
+            monitor,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// How many client subscriptions on `subject` the server has (from `/connz?subs=1`).
+    pub fn subscriptions(&self, subject: &str) -> usize {
+        let url = format!("http://127.0.0.1:{}/connz?subs=1", self.monitor);
+        let Ok(response) = reqwest::blocking::get(url) else {
+            return 0;
+        };
+        let Ok(body) = response.json::<serde_json::Value>() else {
+            return 0;
+        };
+        body["connections"]
+            .as_array()
+            .map(|connections| {
+                connections
+                    .iter()
+                    .filter_map(|c| c["subscriptions_list"].as_array())
+                    .flatten()
+                    .filter(|s| s.as_str() == Some(subject))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Polls until `subject` has at least `n` subscriptions.
+    pub fn wait_subscribed(&self, subject: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.subscriptions(subject) < n {
+            assert!(
+                Instant::now() < deadline,
+                "nats: {subject} never got {n} subscriptions"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,64 @@
+//! Connect: version gate, authentication, the subscriptions carried in Connect, then Connected.
+
+use super::*;
+
+impl Session {
+    pub(super) fn connect(&mut self, id: String, connect: Connect, now: Now) {
+        if self.generation == Some(Generation::G2) && !check_g2_version(&connect.version) {
+            let error = Error::new(
+                ErrorCode::VersionUnsupported,
+                format!("unsupported protocol version {:?}", connect.version),
+            );
+            self.reply(id, now, OutboundBody::Error(error));
+            self.close(DisconnectCode::UnsupportedVersion);
+            return;
+        }
+        let credentials = Credentials {
+            login: Some(connect.client_id.as_str()),
+            secret: Some(connect.token.as_str()),
+        };
+        let identity = match self.context.authenticator.authenticate(credentials) {
+            Ok(identity) => identity,
+            Err(error) => {
+                let (code, message) = match error {
+                    AuthError::Missing => (
+                        ErrorCode::AuthRequired,
+                        "authentication required".to_owned(),
+                    ),
+                    other => (ErrorCode::AuthError, other.to_string()),
+                };
+                self.reply(id, now, OutboundBody::Error(Error::new(code, message)));
+                self.close(DisconnectCode::InvalidToken);
+                return;
+            }
+        };
+        let info = PresenceInfo {
+            session_id: self.session_id.clone(),
+            user_id: identity.name.clone(),
+            client_id: connect.client_id.clone(),
+            connected_at_ms: i64::try_from(now.unix_ms).unwrap_or(i64::MAX),
+        };
+        self.state = State::Connected { identity, info };
+        let mut after = Vec::new();
+        let mut snapshots = Vec::new();
+        if !connect.subscriptions.is_empty() {
+            let ack = self.subscribe_entries(&id, connect.subscriptions, now, &mut after);
+            match ack.map(|ack| ack.body) {
+                Some(OutboundBody::SubscribeAck(ack)) => snapshots = ack.presence,
+                _ => return,
+            }
+        }
+        let connected = Connected {
+            session_id: self.session_id.clone(),
+            subscriptions: self.subscriptions.keys().cloned().collect(),
+            resumed: false,
+            stream_epoch: self.context.settings.epoch.clone(),
+            accepted_caps: connect.caps,
+        };
+        self.reply(id.clone(), now, OutboundBody::Connected(connected));
+        for snapshot in snapshots {
+            self.reply(id.clone(), now, OutboundBody::Presence(snapshot));
+        }
+        self.outbox.extend(after);
+    }
+}

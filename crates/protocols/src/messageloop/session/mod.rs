@@ -1,0 +1,421 @@
+//! The generation-neutral MessageLoop session (reference §3): Connect first, authentication, subscriptions
+//! on the bus, publish and delivery, history recovery, presence, RPC over the bus, heartbeat and idle
+//! disconnect. It is driven by the listener with decoded [`Inbound`] messages, bus [`Delivery`]s and timer
+//! ticks, each stamped with a [`Now`]; it reads no clock and does no IO. What it wants written is collected
+//! in an outbox the listener drains; a set [`Session::disconnect`] code ends the connection after that.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use core_bus::history::Since;
+use core_bus::{
+    names, Backpressure, Bus, ConnectionId, Delivery, Envelope, Mailbox, MessageId, Origin,
+    Pattern, Protocol, SubscriptionId, Topic,
+};
+
+use super::channel;
+use super::cloudevent::is_json_content_type;
+use super::codes::{DisconnectCode, ErrorCode};
+use super::generation::{check_g2_version, Generation};
+use super::message::{
+    Connect, Connected, Error, GapReason, Inbound, InboundBody, Message, Outbound, OutboundBody,
+    Payload, PayloadData, Position, PresenceAction, PresenceInfo, PresenceSnapshot, Publish,
+    PublishAck, RecoverComplete, RecoverState, RpcReply, RpcRequest, SubscribeAck, Subscription,
+};
+use super::presence::{self, PresenceTable};
+use crate::auth::{AuthError, Authenticator, Credentials, Identity};
+
+mod connect;
+mod presence_ops;
+mod publish;
+mod rpc;
+mod subscribe;
+
+/// The protocol name in RPC topics: `$rpc.messageloop.<channel>.<method>`.
+pub const RPC_PROTOCOL: &str = "messageloop";
+/// Most messages replayed for one recovering subscription (upstream cap).
+pub const MAX_RECOVER: usize = 1000;
+/// Most RPCs of one connection waiting for their reply; more get RATE_LIMITED.
+pub const MAX_PENDING_RPCS: usize = 1000;
+
+/// The time of one event, read by the caller.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub at: Instant,
+    /// Unix milliseconds, for `OutboundMessage.time` and presence `connected_at`.
+    pub unix_ms: u64,
+}
+
+impl Now {
+    /// The current time.
+    pub fn current() -> Now {
+        Now {
+            at: Instant::now(),
+            unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+}
+
+/// Per-listener session settings.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// More subscriptions than this disconnect with 3505.
+    pub max_subscriptions: usize,
+    /// No inbound frame for this long disconnects with 3511; `None` = off.
+    pub idle_timeout: Option<Duration>,
+    /// How long an RPC waits for its first reply.
+    pub rpc_timeout: Duration,
+    /// `stream_epoch` for channels without history (one per listener start).
+    pub epoch: String,
+}
+
+/// What a session shares with the rest of the process.
+#[derive(Clone)]
+pub struct SessionContext {
+    pub bus: Bus,
+    pub authenticator: Arc<Authenticator>,
+    pub presence: PresenceTable,
+    pub settings: Arc<SessionSettings>,
+}
+
+/// What a bus subscription of this session is for.
+#[derive(Debug, Clone)]
+enum Route {
+    /// A client subscription.
+    Channel,
+    /// Presence events of an exact channel.
+    Presence(String),
+    /// RPC replies.
+    Inbox,
+}
+
+#[derive(Debug)]
+struct ChannelSubscription {
+    id: SubscriptionId,
+    /// Presence-tracked (exact, not ephemeral): the id of the presence-event subscription.
+    presence: Option<SubscriptionId>,
+}
+
+#[derive(Debug)]
+struct PendingRpc {
+    request_id: String,
+    deadline: Instant,
+}
+
+enum State {
+    /// Waiting for Connect.
+    Connecting,
+    Connected {
+        identity: Identity,
+        info: PresenceInfo,
+    },
+}
+
+/// One MessageLoop connection's state.
+pub struct Session {
+    context: SessionContext,
+    mailbox: Mailbox,
+    session_id: String,
+    generation: Option<Generation>,
+    state: State,
+    subscriptions: BTreeMap<String, ChannelSubscription>,
+    routes: HashMap<SubscriptionId, Route>,
+    inbox: Option<Topic>,
+    rpcs: HashMap<String, PendingRpc>,
+    next_rpc: u64,
+    last_activity: Instant,
+    last_delivery: Option<MessageId>,
+    outbox: Vec<Outbound>,
+    disconnect: Option<DisconnectCode>,
+    backpressure: Option<Backpressure>,
+}
+
+/// A fresh random UUIDv4 string.
+pub fn uuid4() -> String {
+    let mut bytes: [u8; 16] = rand::random();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+impl Session {
+    /// A session for `connection`, in the state "waiting for Connect"; the idle timer starts at `now`.
+    pub fn new(context: SessionContext, connection: ConnectionId, now: Now) -> Session {
+        let mailbox = context.bus.mailbox(Origin {
+            protocol: Protocol::MessageLoop,
+            connection,
+        });
+        Session {
+            context,
+            mailbox,
+            session_id: uuid4(),
+            generation: None,
+            state: State::Connecting,
+            subscriptions: BTreeMap::new(),
+            routes: HashMap::new(),
+            inbox: None,
+            rpcs: HashMap::new(),
+            next_rpc: 1,
+            last_activity: now.at,
+            last_delivery: None,
+            outbox: Vec::new(),
+            disconnect: None,
+            backpressure: None,
+        }
+    }
+
+    /// The bus endpoint; the listener waits on it for deliveries.
+    pub fn mailbox(&mut self) -> &mut Mailbox {
+        &mut self.mailbox
+    }
+
+    /// Sets the client's wire generation as far as known (`None`: a JSON client that is G0 or G1). G2 gates
+    /// Connect on the version and requires routable wildcards; G0 has no wildcards.
+    pub fn set_generation(&mut self, generation: Option<Generation>) {
+        self.generation = generation;
+    }
+
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    /// The authenticated identity once connected.
+    pub fn identity(&self) -> Option<&Identity> {
+        match &self.state {
+            State::Connected { identity, .. } => Some(identity),
+            State::Connecting => None,
+        }
+    }
+
+    /// Number of client subscriptions.
+    pub fn subscription_count(&self) -> usize {
+        self.subscriptions.len()
+    }
+
+    /// Set once the connection must end: write the outbox, then close with this code.
+    pub fn disconnect(&self) -> Option<DisconnectCode> {
+        self.disconnect
+    }
+
+    /// Takes what should be written, in order.
+    pub fn take_outbox(&mut self) -> Vec<Outbound> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Backpressure from the last publish: wait on it before reading more from this client.
+    pub fn take_backpressure(&mut self) -> Option<Backpressure> {
+        self.backpressure.take()
+    }
+
+    /// When [`Session::tick`] next has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let idle = self
+            .context
+            .settings
+            .idle_timeout
+            .map(|timeout| self.last_activity + timeout);
+        let rpc = self.rpcs.values().map(|rpc| rpc.deadline).min();
+        match (idle, rpc) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Fires due timers: idle disconnect (3511) and RPC timeouts.
+    pub fn tick(&mut self, now: Now) {
+        if self.disconnect.is_some() {
+            return;
+        }
+        if let Some(timeout) = self.context.settings.idle_timeout {
+            if now.at >= self.last_activity + timeout {
+                self.close(DisconnectCode::IdleTimeout);
+                return;
+            }
+        }
+        let expired: Vec<String> = self
+            .rpcs
+            .iter()
+            .filter(|(_, rpc)| rpc.deadline <= now.at)
+            .map(|(correlation, _)| correlation.clone())
+            .collect();
+        for correlation in expired {
+            if let Some(rpc) = self.rpcs.remove(&correlation) {
+                let error = Error::new(ErrorCode::RpcTimeout, "rpc timeout");
+                self.reply(rpc.request_id, now, OutboundBody::Error(error));
+            }
+        }
+    }
+
+    /// A frame that could not be decoded: BAD_REQUEST under a fresh id; the connection stays. It still
+    /// counts as activity.
+    pub fn on_undecodable(&mut self, now: Now) {
+        self.last_activity = now.at;
+        if self.disconnect.is_none() {
+            self.reply(uuid4(), now, OutboundBody::Error(Error::undecodable()));
+        }
+    }
+
+    /// A well-formed envelope with no known message in it: 3500 before Connect, 3501 after.
+    pub fn on_empty(&mut self, now: Now) {
+        self.last_activity = now.at;
+        match self.state {
+            State::Connecting => self.close(DisconnectCode::InvalidToken),
+            State::Connected { .. } => self.close(DisconnectCode::BadRequest),
+        }
+    }
+
+    /// Handles one decoded client message.
+    pub fn on_inbound(&mut self, inbound: Inbound, now: Now) {
+        if self.disconnect.is_some() {
+            return;
+        }
+        self.last_activity = now.at;
+        let Inbound { id, body } = inbound;
+        if matches!(self.state, State::Connecting) {
+            match body {
+                InboundBody::Connect(connect) => self.connect(id, connect, now),
+                _ => self.close(DisconnectCode::InvalidToken),
+            }
+            return;
+        }
+        match body {
+            InboundBody::Connect(_) => self.close(DisconnectCode::BadRequest),
+            InboundBody::Subscribe(entries) => self.subscribe(&id, entries, now),
+            InboundBody::Unsubscribe(entries) => self.unsubscribe(id, entries, now),
+            InboundBody::Publish(publish) => self.publish(id, publish, now),
+            InboundBody::Rpc(request) => self.rpc(id, request, now),
+            InboundBody::SubRefresh(_) => self.reply(id, now, OutboundBody::SubRefreshAck),
+            InboundBody::SurveyRequest(_) => {
+                let error = Error::new(ErrorCode::SurveyDisabled, "survey is not available");
+                self.reply(id, now, OutboundBody::Error(error));
+            }
+            InboundBody::SurveyReply(_) | InboundBody::Pong => {}
+            InboundBody::Ping => self.reply(id, now, OutboundBody::Pong),
+            InboundBody::PresenceQuery { channel } => self.presence_query(id, &channel, now),
+        }
+    }
+
+    /// Handles deliveries from the mailbox, in order.
+    pub fn on_deliveries(&mut self, deliveries: impl IntoIterator<Item = Delivery>, now: Now) {
+        for delivery in deliveries {
+            if let Some(ack) = delivery.ack {
+                ack.ack();
+            }
+            if self.disconnect.is_some() {
+                continue;
+            }
+            match self.routes.get(&delivery.subscription).cloned() {
+                Some(Route::Channel) => {
+                    if self.last_delivery == Some(delivery.envelope.id) {
+                        continue;
+                    }
+                    self.last_delivery = Some(delivery.envelope.id);
+                    let message = self.message_from(&delivery.envelope, false);
+                    self.reply(uuid4(), now, OutboundBody::Publication(vec![message]));
+                }
+                Some(Route::Presence(channel)) => {
+                    if delivery.envelope.origin.connection == self.mailbox.owner().connection {
+                        continue;
+                    }
+                    if let Some(event) =
+                        presence::event_from_headers(&channel, &delivery.envelope.headers)
+                    {
+                        self.reply(uuid4(), now, OutboundBody::PresenceEvent(event));
+                    }
+                }
+                Some(Route::Inbox) => self.rpc_reply(&delivery.envelope, now),
+                None => {}
+            }
+        }
+    }
+
+    fn reply(&mut self, id: String, now: Now, body: OutboundBody) {
+        self.outbox.push(Outbound {
+            id,
+            time_ms: now.unix_ms,
+            body,
+        });
+    }
+
+    /// Ends the session from outside (server shutdown, slow consumer).
+    pub fn close_with(&mut self, code: DisconnectCode) {
+        self.close(code);
+    }
+
+    fn close(&mut self, code: DisconnectCode) {
+        if self.disconnect.is_none() {
+            self.disconnect = Some(code);
+        }
+    }
+}
+
+impl Drop for Session {
+    /// Leaves every presence channel (with leave events) when the connection ends.
+    fn drop(&mut self) {
+        let channels: Vec<String> = self.subscriptions.keys().cloned().collect();
+        for channel in channels {
+            self.drop_subscription(&channel, true);
+        }
+    }
+}
+
+/// Payload from bus data: a JSON object under a JSON content type becomes `json`, UTF-8 under `text/*`
+/// becomes `text`, everything else `binary`.
+pub fn payload_from(content_type: Option<&str>, data: &Bytes) -> Payload {
+    let content_type = content_type.unwrap_or("");
+    if is_json_content_type(content_type) {
+        if let Ok(serde_json::Value::Object(object)) =
+            serde_json::from_slice::<serde_json::Value>(data)
+        {
+            return Payload::json(content_type, object);
+        }
+    }
+    let essence = content_type.trim().to_ascii_lowercase();
+    if essence.starts_with("text/") {
+        if let Ok(text) = std::str::from_utf8(data) {
+            return Payload::text(content_type, text);
+        }
+    }
+    Payload::binary(content_type, data.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_variants_follow_the_content_type() {
+        let json = payload_from(Some("application/json"), &Bytes::from_static(br#"{"a":1}"#));
+        assert!(matches!(json.data, Some(PayloadData::Json(_))));
+        let array = payload_from(Some("application/json"), &Bytes::from_static(b"[1]"));
+        assert!(matches!(array.data, Some(PayloadData::Binary(_))));
+        let text = payload_from(
+            Some("text/plain; charset=utf-8"),
+            &Bytes::from_static(b"hi"),
+        );
+        assert_eq!(text.data, Some(PayloadData::Text("hi".into())));
+        let binary = payload_from(None, &Bytes::from_static(b"\xff"));
+        assert_eq!(binary.content_type, "");
+        assert!(matches!(binary.data, Some(PayloadData::Binary(_))));
+    }
+
+    #[test]
+    fn uuids_look_like_v4() {
+        let id = uuid4();
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert_ne!(id, uuid4());
+    }
+}

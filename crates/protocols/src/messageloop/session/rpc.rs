@@ -1,0 +1,82 @@
+//! RPC over the bus: the request on the RPC topic, the first reply from the connection's inbox, timeouts.
+
+use super::*;
+
+impl Session {
+    pub(super) fn rpc(&mut self, id: String, request: RpcRequest, now: Now) {
+        if request.channel.is_empty() {
+            let error = Error::new(ErrorCode::BadRequest, "channel is required");
+            return self.reply(id, now, OutboundBody::Error(error));
+        }
+        if self.rpcs.len() >= MAX_PENDING_RPCS {
+            let error = Error::new(ErrorCode::RateLimited, "too many RPCs waiting for a reply");
+            return self.reply(id, now, OutboundBody::Error(error));
+        }
+        let inbox = match &self.inbox {
+            Some(inbox) => inbox.clone(),
+            None => {
+                let inbox = self.mailbox.inbox(b"rpc");
+                match self.mailbox.subscribe(Pattern::exact(&inbox)) {
+                    Ok(bus_id) => {
+                        self.routes.insert(bus_id, Route::Inbox);
+                        self.inbox = Some(inbox.clone());
+                        inbox
+                    }
+                    Err(error) => {
+                        let error = Error::new(ErrorCode::InternalError, error.to_string());
+                        return self.reply(id, now, OutboundBody::Error(error));
+                    }
+                }
+            }
+        };
+        let topic = names::rpc_topic(
+            RPC_PROTOCOL,
+            [request.channel.as_bytes(), request.method.as_bytes()],
+        );
+        let correlation = format!("{}-{}", self.session_id, self.next_rpc);
+        self.next_rpc += 1;
+        let mut envelope = self.envelope(topic, &request.payload, &request.headers);
+        envelope.timestamp_ms = now.unix_ms;
+        envelope.reply_to = Some(inbox);
+        envelope.correlation_id = Some(correlation.clone());
+        let outcome = self.context.bus.publish(envelope);
+        if outcome.delivered == 0 {
+            let error = Error::new(
+                ErrorCode::NoProxy,
+                format!(
+                    "no handler for rpc {:?} on {:?}",
+                    request.method, request.channel
+                ),
+            );
+            return self.reply(id, now, OutboundBody::Error(error));
+        }
+        self.rpcs.insert(
+            correlation,
+            PendingRpc {
+                request_id: id,
+                deadline: now.at + self.context.settings.rpc_timeout,
+            },
+        );
+    }
+
+    pub(super) fn rpc_reply(&mut self, envelope: &Envelope, now: Now) {
+        let Some(rpc) = envelope
+            .correlation_id
+            .as_ref()
+            .and_then(|correlation| self.rpcs.remove(correlation))
+        else {
+            return;
+        };
+        let reply = RpcReply {
+            request_id: rpc.request_id.clone(),
+            payload: payload_from(envelope.content_type.as_deref(), &envelope.payload),
+            headers: envelope
+                .headers
+                .iter()
+                .map(|(name, value)| (name.to_owned(), value.clone()))
+                .collect(),
+            error: None,
+        };
+        self.reply(rpc.request_id, now, OutboundBody::RpcReply(reply));
+    }
+}

@@ -1,0 +1,356 @@
+//! Subscribe and unsubscribe: channel rules, the bus subscription, history recovery and the acks.
+
+use super::*;
+
+impl Session {
+    /// Subscribe: per-entry errors, then the ack, then recovery. G2 streams the recovery after the ack;
+    /// the older generations get it inside the ack.
+    pub(super) fn subscribe(&mut self, id: &str, entries: Vec<Subscription>, now: Now) {
+        let mut after = Vec::new();
+        let Some(mut ack) = self.subscribe_entries(id, entries, now, &mut after) else {
+            return;
+        };
+        if self.generation != Some(Generation::G2) {
+            if let OutboundBody::SubscribeAck(body) = &mut ack.body {
+                for outbound in after.drain(..) {
+                    match outbound.body {
+                        OutboundBody::Publication(messages) => body.replayed.extend(messages),
+                        OutboundBody::RecoverComplete(result) => body.recover_results.push(result),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        self.outbox.push(ack);
+        self.outbox.extend(after);
+    }
+
+    /// Subscribes each entry; errors go straight to the outbox, what follows the ack (replays,
+    /// RecoverComplete) into `after`. Returns the ack (`None` after a disconnect) for the caller to place.
+    pub(super) fn subscribe_entries(
+        &mut self,
+        id: &str,
+        entries: Vec<Subscription>,
+        now: Now,
+        after: &mut Vec<Outbound>,
+    ) -> Option<Outbound> {
+        let mut accepted = Vec::new();
+        let mut presence = Vec::new();
+        let mut recovering = false;
+        let mut stream_epoch = self.context.settings.epoch.clone();
+        for entry in entries {
+            match self.subscribe_one(id, &entry, now, after) {
+                Ok(outcome) => {
+                    if let Some(snapshot) = outcome.presence {
+                        presence.push(snapshot);
+                    }
+                    if let Some(epoch) = outcome.epoch {
+                        stream_epoch = epoch;
+                    }
+                    recovering |= entry.recover;
+                    accepted.push(entry);
+                }
+                Err(SubscribeFailure::Refused(error)) => {
+                    self.reply(id.to_owned(), now, OutboundBody::Error(error));
+                }
+                Err(SubscribeFailure::Limit) => {
+                    self.close(DisconnectCode::ChannelLimit);
+                    return None;
+                }
+            }
+        }
+        let ack = SubscribeAck {
+            subscriptions: accepted,
+            recover: if recovering {
+                RecoverState::Pending
+            } else {
+                RecoverState::None
+            },
+            stream_epoch,
+            presence,
+            error: None,
+            replayed: Vec::new(),
+            recover_results: Vec::new(),
+        };
+        let ack = Outbound {
+            id: id.to_owned(),
+            time_ms: now.unix_ms,
+            body: OutboundBody::SubscribeAck(ack),
+        };
+        Some(ack)
+    }
+
+    pub(super) fn subscribe_one(
+        &mut self,
+        id: &str,
+        entry: &Subscription,
+        now: Now,
+        after: &mut Vec<Outbound>,
+    ) -> Result<Subscribed, SubscribeFailure> {
+        let pattern = channel::subscribe_pattern(&entry.channel, self.generation)
+            .map_err(SubscribeFailure::Refused)?;
+        let State::Connected { identity, info } = &self.state else {
+            return Err(SubscribeFailure::Refused(Error::new(
+                ErrorCode::BadRequest,
+                "not connected",
+            )));
+        };
+        if !identity.may_subscribe(&pattern) {
+            return Err(SubscribeFailure::Refused(Error::new(
+                ErrorCode::PermissionDenied,
+                format!("subscribe to {:?} denied", entry.channel),
+            )));
+        }
+        let info = info.clone();
+        let existing = self.subscriptions.contains_key(&entry.channel);
+        if !existing && self.subscriptions.len() >= self.context.settings.max_subscriptions {
+            return Err(SubscribeFailure::Limit);
+        }
+        let exact = pattern.as_topic();
+        let mut outcome = Subscribed {
+            presence: None,
+            epoch: None,
+        };
+        if existing && !entry.recover {
+            if let Some(topic) = &exact {
+                outcome.epoch = self.history_epoch(topic);
+            }
+            if self
+                .subscriptions
+                .get(&entry.channel)
+                .is_some_and(|s| s.presence.is_some())
+            {
+                outcome.presence = Some(self.context.presence.snapshot(&entry.channel));
+            }
+            return Ok(outcome);
+        }
+        // Re-subscribing to recover keeps a tracked member present: no leave/join pair for the others.
+        let was_tracked = self
+            .subscriptions
+            .get(&entry.channel)
+            .is_some_and(|s| s.presence.is_some());
+        let stays_tracked = was_tracked && exact.is_some() && !entry.ephemeral;
+        if existing {
+            self.drop_subscription(&entry.channel, !stays_tracked);
+        }
+        let id_on_bus = match (&exact, entry.recover) {
+            (Some(topic), true) => {
+                let (bus_id, recovered) = self.recover(id, entry, topic, now, after)?;
+                outcome.epoch = recovered;
+                bus_id
+            }
+            (None, true) => {
+                let bus_id = self.bus_subscribe(pattern)?;
+                let error = Error::new(
+                    ErrorCode::RecoverSkipped,
+                    "wildcard subscriptions do not recover",
+                );
+                after.push(self.recover_complete(
+                    id,
+                    &entry.channel,
+                    Position::default(),
+                    GapReason::None,
+                    Some(error),
+                    now,
+                ));
+                bus_id
+            }
+            (Some(topic), false) => {
+                outcome.epoch = self.history_epoch(topic);
+                self.bus_subscribe(pattern)?
+            }
+            (None, false) => self.bus_subscribe(pattern)?,
+        };
+        self.routes.insert(id_on_bus, Route::Channel);
+        let mut tracked = None;
+        if exact.is_some() && !entry.ephemeral {
+            let presence_topic = channel::presence_topic(&entry.channel);
+            let presence_id = match self.bus_subscribe(Pattern::exact(&presence_topic)) {
+                Ok(presence_id) => presence_id,
+                Err(failure) => {
+                    self.mailbox.unsubscribe(id_on_bus);
+                    self.routes.remove(&id_on_bus);
+                    return Err(failure);
+                }
+            };
+            self.routes
+                .insert(presence_id, Route::Presence(entry.channel.clone()));
+            tracked = Some(presence_id);
+            if self.context.presence.join(&entry.channel, info.clone()) && !stays_tracked {
+                self.announce(&entry.channel, PresenceAction::Join, &info);
+            }
+            outcome.presence = Some(self.context.presence.snapshot(&entry.channel));
+        }
+        self.subscriptions.insert(
+            entry.channel.clone(),
+            ChannelSubscription {
+                id: id_on_bus,
+                presence: tracked,
+            },
+        );
+        Ok(outcome)
+    }
+
+    pub(super) fn bus_subscribe(
+        &mut self,
+        pattern: Pattern,
+    ) -> Result<SubscriptionId, SubscribeFailure> {
+        self.mailbox.subscribe(pattern).map_err(|error| {
+            SubscribeFailure::Refused(Error::new(ErrorCode::PermissionDenied, error.to_string()))
+        })
+    }
+
+    pub(super) fn history_epoch(&self, topic: &Topic) -> Option<String> {
+        self.context
+            .bus
+            .history_top(topic)
+            .map(|top| top.epoch.to_string())
+    }
+
+    /// Subscribes with history and queues the replay and its RecoverComplete into `after`. Returns the
+    /// subscription and the topic's epoch when it keeps history.
+    pub(super) fn recover(
+        &mut self,
+        id: &str,
+        entry: &Subscription,
+        topic: &Topic,
+        now: Now,
+        after: &mut Vec<Outbound>,
+    ) -> Result<(SubscriptionId, Option<String>), SubscribeFailure> {
+        let cursor = entry.cursor.as_ref().and_then(|cursor| {
+            let offset = cursor.offset?;
+            let epoch = cursor.stream_epoch.parse::<u64>().ok()?;
+            Some(core_bus::Position { epoch, offset })
+        });
+        let since = match (entry.fresh, cursor) {
+            (true, _) => Some(Since::Beginning),
+            (false, Some(position)) => Some(Since::After(position)),
+            (false, None) => None,
+        };
+        let Some(since) = since else {
+            let bus_id = self.bus_subscribe(Pattern::exact(topic))?;
+            let error = Error::new(ErrorCode::RecoverSkipped, "no cursor to recover from");
+            let epoch = self.history_epoch(topic);
+            let position = Position {
+                stream_epoch: epoch.clone().unwrap_or_default(),
+                offset: None,
+            };
+            after.push(self.recover_complete(
+                id,
+                &entry.channel,
+                position,
+                GapReason::None,
+                Some(error),
+                now,
+            ));
+            return Ok((bus_id, epoch));
+        };
+        let (bus_id, recovery) =
+            self.mailbox
+                .subscribe_with_history(topic, since)
+                .map_err(|error| {
+                    SubscribeFailure::Refused(Error::new(
+                        ErrorCode::PermissionDenied,
+                        error.to_string(),
+                    ))
+                })?;
+        let Some(recovery) = recovery else {
+            let error = Error::new(ErrorCode::RecoverSkipped, "channel keeps no history");
+            after.push(self.recover_complete(
+                id,
+                &entry.channel,
+                Position::default(),
+                GapReason::None,
+                Some(error),
+                now,
+            ));
+            return Ok((bus_id, None));
+        };
+        let epoch = recovery.top.epoch.to_string();
+        let skip = recovery.messages.len().saturating_sub(MAX_RECOVER);
+        let truncated = !recovery.complete || skip > 0;
+        for envelope in recovery.messages.iter().skip(skip) {
+            let message = self.message_from(envelope, true);
+            after.push(Outbound {
+                id: id.to_owned(),
+                time_ms: now.unix_ms,
+                body: OutboundBody::Publication(vec![message]),
+            });
+        }
+        let position = Position {
+            stream_epoch: epoch.clone(),
+            offset: Some(recovery.top.offset),
+        };
+        let reason = if truncated {
+            GapReason::HeadTrimmed
+        } else {
+            GapReason::None
+        };
+        let mut complete = self.recover_complete(id, &entry.channel, position, reason, None, now);
+        if let OutboundBody::RecoverComplete(body) = &mut complete.body {
+            body.truncated = truncated;
+            body.gap = truncated;
+        }
+        after.push(complete);
+        Ok((bus_id, Some(epoch)))
+    }
+
+    pub(super) fn recover_complete(
+        &self,
+        id: &str,
+        channel: &str,
+        position: Position,
+        gap_reason: GapReason,
+        error: Option<Error>,
+        now: Now,
+    ) -> Outbound {
+        Outbound {
+            id: id.to_owned(),
+            time_ms: now.unix_ms,
+            body: OutboundBody::RecoverComplete(RecoverComplete {
+                channel: channel.to_owned(),
+                position,
+                truncated: false,
+                gap: false,
+                gap_reason,
+                error,
+            }),
+        }
+    }
+
+    /// Ends one client subscription; `announce` sends the presence leave.
+    pub(super) fn drop_subscription(&mut self, channel: &str, announce: bool) -> bool {
+        let Some(subscription) = self.subscriptions.remove(channel) else {
+            return false;
+        };
+        self.mailbox.unsubscribe(subscription.id);
+        self.routes.remove(&subscription.id);
+        if let Some(presence_id) = subscription.presence {
+            self.mailbox.unsubscribe(presence_id);
+            self.routes.remove(&presence_id);
+            if let Some(info) = self.context.presence.leave(channel, &self.session_id) {
+                if announce {
+                    self.announce(channel, PresenceAction::Leave, &info);
+                }
+            }
+        }
+        true
+    }
+
+    pub(super) fn unsubscribe(&mut self, id: String, entries: Vec<Subscription>, now: Now) {
+        for entry in &entries {
+            self.drop_subscription(&entry.channel, true);
+        }
+        self.reply(id, now, OutboundBody::UnsubscribeAck(entries));
+    }
+}
+
+pub(super) struct Subscribed {
+    pub(super) presence: Option<PresenceSnapshot>,
+    pub(super) epoch: Option<String>,
+}
+
+pub(super) enum SubscribeFailure {
+    Refused(Error),
+    Limit,
+}
