@@ -16,6 +16,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::config::Config;
 use super::connection::{self, StreamTransport, Timing, WsTransport};
+use super::forwarder::Durables;
 use super::session::{Session, Settings};
 use crate::auth::Authenticator;
 use crate::limits::ListenerLimits;
@@ -49,6 +50,7 @@ pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Vec<R
     let auth = Arc::new(Authenticator::new(config.auth.clone()).context("stomp.auth")?);
     let ignore_credentials =
         !config.auth.required && config.auth.tokens.is_empty() && config.auth.jwt.is_none();
+    let durables = Durables::new(services.shutdown.clone());
     let settings = |limits: &ListenerLimits| {
         Arc::new(Settings {
             limits: config.limits,
@@ -60,6 +62,7 @@ pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Vec<R
             auth: auth.clone(),
             ignore_credentials,
             server: format!("gatewayd/{}", env!("CARGO_PKG_VERSION")),
+            durables: durables.clone(),
         })
     };
     let timing = Timing {

@@ -6,6 +6,7 @@
 //! * [`negotiate`](mod@negotiate): version and heart-beat negotiation, CONNECTED.
 //! * [`error`]: every failure of reference §6 and its ERROR frame.
 //! * [`destination`]: destination strings.
+//! * [`durable`] / [`forwarder`]: durable topic subscriptions and the tasks feeding their queues.
 //! * [`ack`] / [`transaction`]: per-connection ack and transaction bookkeeping.
 //! * [`bridge`]: SEND → bus envelope → MESSAGE.
 //! * [`session`]: one connection's state machine over the bus (sans-IO).
@@ -19,8 +20,10 @@ pub mod bridge;
 pub mod config;
 mod connection;
 pub mod destination;
+pub mod durable;
 pub mod error;
 mod escape;
+pub mod forwarder;
 pub mod frame;
 pub mod limits;
 mod listener;
@@ -34,6 +37,7 @@ pub use ack::{ack_id, AckMode, AckTable, ClientAck, Settled};
 pub use config::Config;
 pub use destination::Destination;
 pub use error::StompError;
+pub use forwarder::Durables;
 pub use frame::{Command, Frame, Header, Headers, Version};
 pub use limits::{Limit, Limits};
 pub use listener::start;
