@@ -709,6 +709,83 @@ fn receipts_unknown_unsubscribe_and_disconnect() {
     peer.expect_closed(WAIT);
 }
 
+fn retained(gateway: &Gatewayd, topic: &str, kept: u64) {
+    gateway.wait_for("/api/topics", &format!("{kept} kept on {topic}"), |v| {
+        topic_entry(v, topic).is_some_and(|t| t["group"]["retained"].as_u64() == Some(kept))
+    });
+}
+
+/// The ActiveMQ form: `client-id` on CONNECT and `activemq.subscriptionName` on SUBSCRIBE name
+/// the queue `$durable.<client-id>.<name>`, fed from a topic pattern while the client is away.
+#[test]
+fn durable_subscription_keeps_messages_for_its_client_id() {
+    let gateway = start();
+    let address = gateway.listener("stomp.tcp");
+    let queue = "$durable.rs-app.audit";
+    let connect = || {
+        let mut peer = Peer::open(address);
+        peer.send(&frames::connect("guest", "guest").header("client-id", "rs-app"));
+        assert_eq!(peer.expect_frame(WAIT).command, "CONNECTED");
+        peer
+    };
+    let subscribe = frames::subscribe("/topic/rs.*", "client", "a")
+        .header("activemq.subscriptionName", "audit");
+    let mut first = connect();
+    first.send(&subscribe);
+    wait_members(&gateway, queue, 1);
+    let mut sender = Peer::connect(address);
+    sender.send(&frames::send_string("/topic/rs.one", "1"));
+    let m = message(&mut first);
+    assert_eq!(m.body, b"1");
+    assert_eq!(m.get("destination"), Some("/topic/rs.one"));
+    assert_eq!(m.get("x-gatewayd-source-topic"), None);
+    first.shutdown();
+    wait_members(&gateway, queue, 0);
+    sender.send(&frames::send_string("/topic/rs.two", "2"));
+    sender.send(&frames::send_string("/topic/elsewhere", "x"));
+    retained(&gateway, queue, 2);
+
+    let mut back = connect();
+    back.send(&subscribe);
+    let again = message(&mut back);
+    assert_eq!(again.body, b"1");
+    assert_eq!(again.get("redelivered"), Some("true"));
+    let kept = message(&mut back);
+    assert_eq!(kept.body, b"2");
+    assert_eq!(kept.get("destination"), Some("/topic/rs.two"));
+    assert_eq!(back.receive(QUIET), Received::Nothing);
+    let id = kept.get("message-id").unwrap().to_owned();
+    back.send(&Frame::new("ACK").header("message-id", &id));
+    gateway.wait_for("/api/topics", "the cumulative ack", |v| {
+        topic_entry(v, queue).is_some_and(|t| t["group"]["unacked"] == 0)
+    });
+
+    let mut anonymous = Peer::connect(address);
+    anonymous.send(&subscribe);
+    let error = anonymous.expect_frame(WAIT);
+    assert_eq!(error.command, "ERROR");
+    assert_eq!(error.get("message"), Some("Invalid header"));
+
+    back.send(
+        &Frame::new("UNSUBSCRIBE")
+            .header("id", "a")
+            .header("activemq.subscriptionName", "audit")
+            .header("receipt", "gone"),
+    );
+    assert_eq!(back.expect_frame(WAIT).get("receipt-id"), Some("gone"));
+    sender.send(&frames::send_string("/topic/rs.three", "3").header("receipt", "sent"));
+    assert_eq!(sender.expect_frame(WAIT).get("receipt-id"), Some("sent"));
+    back.send(&subscribe);
+    wait_members(&gateway, queue, 1);
+    assert_eq!(
+        back.receive(QUIET),
+        Received::Nothing,
+        "deleted with its messages"
+    );
+    sender.send(&frames::send_string("/topic/rs.four", "4"));
+    assert_eq!(message(&mut back).body, b"4");
+}
+
 #[test]
 fn stomp_py_clients_over_tcp_and_tls() {
     let gateway = start();
