@@ -1,6 +1,7 @@
 //! STOMP over real sockets against the gatewayd binary: the seed Go peer's cases (reference §4.4) with
 //! a client that has its wire habits, the bad inputs of §6, heart-beats, slow consumers, shutdown,
-//! config checks, and the stomp.py (TCP, TLS) and @stomp/stompjs (WebSocket) interop suites.
+//! config checks, durable subscriptions, and the stomp.py (TCP, TLS), @stomp/stompjs (WebSocket) and stompit
+//! (TCP) interop suites.
 
 mod support;
 
@@ -812,6 +813,18 @@ fn stompjs_over_websocket() {
                 "STOMP_WS_URL",
                 format!("ws://{}/ws", gateway.listener("stomp.ws")),
             ),
+            ("GATEWAYD_ADMIN", gateway.admin.to_string()),
+        ],
+    );
+}
+
+#[test]
+fn stompit_over_tcp() {
+    let gateway = start();
+    node::run(
+        "test_stompit.cjs",
+        &[
+            ("STOMP_ADDRESS", gateway.listener("stomp.tcp").to_string()),
             ("GATEWAYD_ADMIN", gateway.admin.to_string()),
         ],
     );
