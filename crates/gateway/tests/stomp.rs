@@ -829,3 +829,69 @@ fn stompit_over_tcp() {
         ],
     );
 }
+
+fn reload_config(token: &str) -> String {
+    base_config()
+        + &format!(
+            r#"
+[stomp.auth]
+required = true
+
+[[stomp.auth.tokens]]
+login = "app"
+token = "{token}"
+identity = {{ name = "app" }}
+
+[stomp.tcp]
+enabled = true
+address = "127.0.0.1:0"
+"#
+        )
+}
+
+/// A reload swaps the `[stomp]` settings for new connections (here the static token) and leaves the
+/// connections already open alone.
+#[test]
+fn reload_applies_new_tokens_to_new_connections_only() {
+    let gateway = Gatewayd::start(&reload_config("token-a"));
+    let address = gateway.listener("stomp.tcp");
+    let login = |passcode: &str| {
+        let mut peer = Peer::open(address);
+        peer.send(&frames::connect("app", passcode));
+        let answer = peer.expect_frame(WAIT);
+        (peer, answer)
+    };
+    let (mut old, answer) = login("token-a");
+    assert_eq!(answer.command, "CONNECTED");
+    old.send(&frames::subscribe("/topic/reload.t", "auto", "s"));
+    wait_fanout(&gateway, "reload.t", 1);
+
+    std::fs::write(&gateway.config_path, reload_config("token-b")).unwrap();
+    let report: serde_json::Value = reqwest::blocking::Client::new()
+        .post(gateway.url("/api/reload"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(report["error"].is_null(), "{report}");
+    assert_eq!(
+        report["applied"],
+        serde_json::json!(["stomp.tcp"]),
+        "{report}"
+    );
+    assert_eq!(report["restart_needed"], serde_json::json!([]), "{report}");
+
+    old.send(&frames::send_string("/topic/reload.t", "still here").header("receipt", "r"));
+    let mut frames_seen = vec![old.expect_frame(WAIT), old.expect_frame(WAIT)];
+    frames_seen.sort_by(|a, b| a.command.cmp(&b.command));
+    assert_eq!(frames_seen[0].command, "MESSAGE");
+    assert_eq!(frames_seen[0].body, b"still here");
+    assert_eq!(frames_seen[1].get("receipt-id"), Some("r"));
+
+    let (mut refused, answer) = login("token-a");
+    assert_eq!(answer.command, "ERROR");
+    assert_eq!(answer.get("message"), Some("Bad CONNECT"));
+    refused.expect_closed(WAIT);
+    let (_accepted, answer) = login("token-b");
+    assert_eq!(answer.command, "CONNECTED");
+}

@@ -11,7 +11,7 @@
 //! * [`bridge`]: SEND → bus envelope → MESSAGE.
 //! * [`session`]: one connection's state machine over the bus (sans-IO).
 //! * `connection` / `listener`: the tokio glue for `stomp.tcp`, `stomp.tls` and `stomp.ws`,
-//!   configured by [`config`].
+//!   configured by [`config`]; `reload`: hot reload of `[stomp]` for new connections.
 //!
 //! The reference is `shared/protocols/stomp.md`; section numbers in comments point into it.
 
@@ -29,6 +29,7 @@ pub mod limits;
 mod listener;
 pub mod negotiate;
 pub mod parser;
+mod reload;
 pub mod session;
 pub mod transaction;
 pub mod writer;
