@@ -882,7 +882,7 @@ fn reload_applies_new_tokens_to_new_connections_only() {
     assert_eq!(report["restart_needed"], serde_json::json!([]), "{report}");
 
     old.send(&frames::send_string("/topic/reload.t", "still here").header("receipt", "r"));
-    let mut frames_seen = vec![old.expect_frame(WAIT), old.expect_frame(WAIT)];
+    let mut frames_seen = [old.expect_frame(WAIT), old.expect_frame(WAIT)];
     frames_seen.sort_by(|a, b| a.command.cmp(&b.command));
     assert_eq!(frames_seen[0].command, "MESSAGE");
     assert_eq!(frames_seen[0].body, b"still here");
