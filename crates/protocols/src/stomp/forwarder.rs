@@ -32,6 +32,15 @@ struct Feed {
     stop: CancellationToken,
 }
 
+/// Why [`Durables::feed`] made no queue.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FeedError {
+    #[error(transparent)]
+    Subscribe(#[from] SubscribeError),
+    #[error("{max} durable queues exist already")]
+    Full { max: usize },
+}
+
 /// The durable queues of all STOMP listeners; clones share them.
 #[derive(Clone)]
 pub struct Durables {
@@ -49,9 +58,15 @@ impl Durables {
     }
 
     /// Makes sure `queue` exists and is fed from `source` from now on. A queue fed from another
-    /// pattern is deleted first (the JMS rule for a durable subscription that changes topic).
-    /// Must run inside a tokio runtime.
-    pub fn feed(&self, bus: &Bus, queue: &Topic, source: Pattern) -> Result<(), SubscribeError> {
+    /// pattern is deleted first (the JMS rule for a durable subscription that changes topic). No new
+    /// queue is made once there are `max`. Must run inside a tokio runtime.
+    pub fn feed(
+        &self,
+        bus: &Bus,
+        queue: &Topic,
+        source: Pattern,
+        max: usize,
+    ) -> Result<(), FeedError> {
         let mut feeds = self.feeds.lock();
         match feeds.get(queue) {
             Some(feed) if feed.source == source => return Ok(()),
@@ -60,6 +75,7 @@ impl Durables {
                     stop_and_purge(bus, queue, old);
                 }
             }
+            None if feeds.len() >= max => return Err(FeedError::Full { max }),
             None => {}
         }
         let mut mailbox = bus.mailbox_with(
@@ -207,9 +223,14 @@ mod tests {
         let durables = Durables::new(CancellationToken::new());
         let queue = super::super::durable::queue("c1", "news");
         let source = Pattern::parse("news.#").unwrap();
-        durables.feed(&bus, &queue, source.clone()).unwrap();
-        durables.feed(&bus, &queue, source).unwrap();
+        durables.feed(&bus, &queue, source.clone(), 1).unwrap();
+        durables.feed(&bus, &queue, source.clone(), 1).unwrap();
         assert_eq!(durables.len(), 1, "feeding twice keeps one forwarder");
+        let other = super::super::durable::queue("c1", "more");
+        assert_eq!(
+            durables.feed(&bus, &other, source, 1),
+            Err(FeedError::Full { max: 1 })
+        );
         publish(&bus, "news.a", b"1");
         publish(&bus, "other", b"x");
         publish(&bus, "news.b.c", b"2");
@@ -244,12 +265,12 @@ mod tests {
         let durables = Durables::new(CancellationToken::new());
         let queue = super::super::durable::queue("c1", "sub");
         durables
-            .feed(&bus, &queue, Pattern::parse("a").unwrap())
+            .feed(&bus, &queue, Pattern::parse("a").unwrap(), 1)
             .unwrap();
         publish(&bus, "a", b"1");
         assert!(retained(&bus, &queue, 1).await);
         durables
-            .feed(&bus, &queue, Pattern::parse("b").unwrap())
+            .feed(&bus, &queue, Pattern::parse("b").unwrap(), 1)
             .unwrap();
         assert!(retained(&bus, &queue, 0).await);
         publish(&bus, "a", b"2");

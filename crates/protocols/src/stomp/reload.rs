@@ -96,6 +96,7 @@ pub(crate) fn build(
                 ignore_credentials,
                 server: format!("gatewayd/{}", env!("CARGO_PKG_VERSION")),
                 durables: durables.clone(),
+                max_durable_subscriptions: config.max_durable_subscriptions,
             });
             let live = Live {
                 settings,

@@ -24,7 +24,7 @@ use super::config::UnknownDestination;
 use super::destination::Destination;
 use super::durable::{self, Request};
 use super::error::StompError;
-use super::forwarder::{Durables, SOURCE_TOPIC};
+use super::forwarder::{Durables, FeedError, SOURCE_TOPIC};
 use super::frame::{header, Command, Frame, Version};
 use super::limits::Limits;
 use super::negotiate::{connected_frame, negotiate, HeartBeatPlan, HeartBeatPolicy};
@@ -48,6 +48,8 @@ pub struct Settings {
     pub server: String,
     /// Durable subscription queues, shared by every STOMP listener.
     pub durables: Durables,
+    /// Durable queues gatewayd keeps at most (all listeners together).
+    pub max_durable_subscriptions: usize,
 }
 
 /// What the listener does next.
@@ -568,10 +570,16 @@ impl Connected {
                 match durable::request(frame) {
                     Some(request) => {
                         let queue = self.durable_queue(request, explicit_id, &n)?;
+                        let max = self.settings.max_durable_subscriptions;
                         self.settings
                             .durables
-                            .feed(&self.bus, &queue, pattern)
-                            .map_err(|e| refused(name, e))?;
+                            .feed(&self.bus, &queue, pattern, max)
+                            .map_err(|e| match e {
+                                FeedError::Subscribe(e) => refused(name, e),
+                                FeedError::Full { max } => {
+                                    StompError::TooManyDurableSubscriptions { max }
+                                }
+                            })?;
                         let id = self
                             .mailbox
                             .join_group(&queue, credit, GroupPolicy::QUEUE)
@@ -765,6 +773,7 @@ mod tests {
             ignore_credentials: true,
             server: "gatewayd/test".into(),
             durables: Durables::new(tokio_util::sync::CancellationToken::new()),
+            max_durable_subscriptions: 4,
         };
         change(&mut settings);
         Arc::new(settings)
@@ -1167,6 +1176,38 @@ mod tests {
             b"UNSUBSCRIBE\nid:1\ndurable-subscription-name:s\n\n\0",
         );
         assert!(settings.durables.is_empty());
+    }
+
+    #[tokio::test]
+    async fn durable_subscriptions_are_capped_over_all_connections() {
+        let bus = Bus::new(BusConfig::default());
+        let settings = settings(|s| s.max_durable_subscriptions = 1);
+        let mut a = connected(&bus, &settings, "1.2");
+        let flow = feed(
+            &mut a,
+            b"SUBSCRIBE\nid:d\ndestination:/topic/a\npersistent:true\n\n\0",
+        );
+        assert_eq!(flow, Flow::Continue);
+        let mut b = connected(&bus, &settings, "1.2");
+        let flow = feed(
+            &mut b,
+            b"SUBSCRIBE\nid:d\ndestination:/topic/b\ndurable:true\n\n\0",
+        );
+        assert_eq!(flow, Flow::Close);
+        assert_eq!(
+            error_message(&b.take_output()),
+            Some("Too many durable subscriptions")
+        );
+        let mut again = connected(&bus, &settings, "1.2");
+        let flow = feed(
+            &mut again,
+            b"SUBSCRIBE\nid:d\ndestination:/topic/a\npersistent:true\n\n\0",
+        );
+        assert_eq!(
+            flow,
+            Flow::Continue,
+            "the existing queue can still be joined"
+        );
     }
 
     fn arbitrary_frame() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
