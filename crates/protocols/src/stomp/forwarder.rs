@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use core_bus::config::{GroupPolicy, SlowConsumerPolicy};
 use core_bus::{
     Bus, ConnectionId, Credit, Envelope, Mailbox, MailboxOptions, MessageId, Origin, Pattern,
@@ -141,10 +142,19 @@ fn stop_and_purge(bus: &Bus, queue: &Topic, feed: Feed) {
     }
 }
 
+/// The envelope for `queue`: [`SOURCE_TOPIC`] first, and any such header a publisher set left out.
 fn copy(envelope: &Envelope, queue: &Topic) -> Envelope {
     let mut copy = envelope.clone();
-    copy.headers
-        .push(SOURCE_TOPIC, envelope.topic.as_str().to_owned());
+    let source = Bytes::from(envelope.topic.as_str().to_owned());
+    copy.headers = std::iter::once((SOURCE_TOPIC, source))
+        .chain(
+            envelope
+                .headers
+                .iter()
+                .filter(|(name, _)| *name != SOURCE_TOPIC)
+                .map(|(name, value)| (name, value.clone())),
+        )
+        .collect();
     copy.topic = queue.clone();
     copy.id = MessageId::next();
     copy.position = None;
@@ -194,11 +204,10 @@ mod tests {
     use core_bus::config::BusConfig;
 
     fn publish(bus: &Bus, topic: &str, body: &'static [u8]) {
-        bus.publish(Envelope::new(
-            Topic::from_dotted(topic.as_bytes()),
-            body,
-            origin(),
-        ));
+        let mut envelope = Envelope::new(Topic::from_dotted(topic.as_bytes()), body, origin());
+        envelope.headers.push(SOURCE_TOPIC, "forged");
+        envelope.headers.push("kept", "yes");
+        bus.publish(envelope);
     }
 
     async fn retained(bus: &Bus, queue: &Topic, want: usize) -> bool {
@@ -247,6 +256,12 @@ mod tests {
             first.envelope.headers.get_str(SOURCE_TOPIC),
             Some(Topic::from_dotted(b"news.a").as_str())
         );
+        assert_eq!(
+            first.envelope.headers.len(),
+            2,
+            "a forged source is left out"
+        );
+        assert_eq!(first.envelope.headers.get_str("kept"), Some("yes"));
         drop(consumer);
 
         durables.delete(&bus, &queue);
