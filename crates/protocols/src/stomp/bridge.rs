@@ -19,6 +19,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use core_bus::names::INBOX_TOKEN;
 use core_bus::{Envelope, Origin, Topic};
 
+use super::forwarder::SOURCE_TOPIC;
 use super::frame::{header, Command, Frame};
 
 /// Prefix of a MESSAGE header value that carries non-UTF-8 bytes as base64.
@@ -156,6 +157,9 @@ pub fn message_frame(delivered: Delivered<'_>, envelope: &Envelope) -> Frame {
         frame.headers.push(TRACEPARENT, traceparent.clone());
     }
     for (name, value) in envelope.headers.iter() {
+        if name == SOURCE_TOPIC {
+            continue;
+        }
         let value = match std::str::from_utf8(value) {
             Ok(_) => value.clone(),
             Err(_) => {
