@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use core_bus::config::GroupPolicy;
-use core_bus::names::{pattern_from_name, WildcardSyntax};
+use core_bus::names::{self, pattern_from_name, WildcardSyntax};
 use core_bus::{
     AckHandle, Backpressure, Bus, Closed, Credit, Delivery, Mailbox, Origin, Pattern,
     SubscribeError, SubscriptionId, Topic,
@@ -420,9 +420,11 @@ impl Connected {
     fn send(&mut self, frame: &Frame) -> Result<Option<Backpressure>, StompError> {
         let name = frame.require_header(header::DESTINATION)?;
         let topic = match Destination::parse(name)? {
-            Destination::Topic(n) => self.publishable(name, Topic::from_dotted(n.as_bytes()))?,
+            Destination::Topic(n) => {
+                self.publishable(name, names::topic_from_name(n.as_bytes()))?
+            }
             Destination::Queue(n) => {
-                let topic = self.publishable(name, Topic::from_dotted(n.as_bytes()))?;
+                let topic = self.publishable(name, names::topic_from_name(n.as_bytes()))?;
                 self.bus.declare_group(&topic, GroupPolicy::QUEUE);
                 topic
             }
@@ -434,7 +436,7 @@ impl Connected {
                     return Err(StompError::UnknownDestination { destination: raw })
                 }
                 UnknownDestination::Topic => {
-                    self.publishable(name, Topic::from_dotted(raw.as_bytes()))?
+                    self.publishable(name, names::topic_from_name(raw.as_bytes()))?
                 }
             },
         };
@@ -471,7 +473,7 @@ impl Connected {
                 Some(inbox)
             }
             Ok(Destination::Topic(name) | Destination::Queue(name)) => {
-                Some(Topic::from_dotted(name.as_bytes()))
+                Some(names::topic_from_name(name.as_bytes()))
             }
             Ok(Destination::ReplyQueue(opaque)) => bridge::inbox_of_reply_queue(&opaque),
             Ok(Destination::Unknown(_)) | Err(_) => None,
@@ -596,7 +598,7 @@ impl Connected {
                 }
             }
             Destination::Queue(n) => {
-                let topic = Topic::from_dotted(n.as_bytes());
+                let topic = names::topic_from_name(n.as_bytes());
                 may(&Pattern::exact(&topic))?;
                 let id = self
                     .mailbox
@@ -620,7 +622,7 @@ impl Connected {
                     return Err(StompError::UnknownDestination { destination: raw })
                 }
                 UnknownDestination::Topic => {
-                    let pattern = Pattern::exact(&Topic::from_dotted(raw.as_bytes()));
+                    let pattern = Pattern::exact(&names::topic_from_name(raw.as_bytes()));
                     may(&pattern)?;
                     let id = self
                         .mailbox
@@ -730,7 +732,7 @@ impl Connected {
             Kind::Topic => bridge::named("/topic/", topic),
             Kind::Queue => bridge::named("/queue/", topic),
             Kind::AsSubscribed => Bytes::from(subscription.destination.clone()),
-            Kind::Bare => Bytes::from(topic.to_dotted_bytes()),
+            Kind::Bare => Bytes::from(names::topic_to_name(topic)),
             Kind::Durable => match delivery
                 .envelope
                 .headers
