@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::anycast::{Backpressure, Group, GroupStats, Offered};
-use crate::cluster::{ClusterBackend, ClusterState};
+use crate::cluster::{ClusterBackend, ClusterState, Sequencing};
 use crate::config::{BusConfig, GroupPolicy};
 use crate::envelope::{Envelope, Origin, Position};
 use crate::events::BusEvent;
@@ -43,6 +43,17 @@ enum Scope {
     All,
     Fanout,
     Group,
+}
+
+/// How one routing treats the history of the envelope's topic.
+#[derive(Debug, Clone, Copy)]
+enum Record {
+    /// The bus assigns the next position (topics with history).
+    Sequence,
+    /// The cluster's log could not number it: deliver without recording.
+    Skip,
+    /// The envelope carries a position from the cluster's log; `floor` as in [`Bus::publish_sequenced`].
+    Preset { floor: u64 },
 }
 
 /// Which part of a remote node's publish this node performs.
@@ -148,18 +159,49 @@ impl Bus {
 
     /// Publishes a locally received envelope. With a cluster backend that owns anycast groups, group delivery
     /// happens on whichever node the backend picks, so only fanout is done here.
+    /// On a topic the backend sequences, nothing is delivered here: the message comes back through
+    /// [`Bus::publish_sequenced`], and the outcome has no position yet.
     pub fn publish(&self, envelope: Envelope) -> PublishOutcome {
         self.inner.metrics.message_in(envelope.origin.protocol);
         let cluster = self.inner.cluster.load();
-        let scope = match cluster.as_ref() {
-            Some(cluster) if cluster.owns_groups() => Scope::Fanout,
-            _ => Scope::All,
+        let Some(cluster) = cluster.as_ref() else {
+            return self.inner.route(envelope, Scope::All, Record::Sequence).0;
         };
-        let (outcome, envelope) = self.inner.route(envelope, scope);
-        if let Some(cluster) = cluster.as_ref() {
-            cluster.forward(&envelope);
-        }
+        let owns_groups = cluster.owns_groups();
+        let scope = if owns_groups {
+            Scope::Fanout
+        } else {
+            Scope::All
+        };
+        let record = match self.inner.history(&envelope.topic) {
+            None => Record::Sequence,
+            Some(_) => match cluster.sequencing(&envelope.topic) {
+                Sequencing::Local => Record::Sequence,
+                Sequencing::Unavailable => Record::Skip,
+                Sequencing::Cluster => {
+                    let envelope = Arc::new(envelope);
+                    cluster.forward(&envelope);
+                    if owns_groups {
+                        return PublishOutcome::default();
+                    }
+                    return self.inner.dispatch(&envelope, Scope::Group);
+                }
+            },
+        };
+        let (outcome, envelope) = self.inner.route(envelope, scope, record);
+        cluster.forward(&envelope);
         outcome
+    }
+
+    /// Delivers an envelope whose position (`envelope.position`, required) the cluster's log assigned, to this
+    /// node's fanout subscribers, and records it in the topic's history. A position already recorded is not
+    /// delivered again; a new epoch restarts the history. `floor`: messages of the topic at or below this offset
+    /// that this node never received may have existed and are gone (the log's first offset minus one when this
+    /// node started reading it). Without a position or history for the topic this is a plain remote fanout.
+    pub fn publish_sequenced(&self, envelope: Envelope, floor: u64) -> PublishOutcome {
+        self.inner
+            .route(envelope, Scope::Fanout, Record::Preset { floor })
+            .0
     }
 
     /// Delivers an envelope that another node published, to this node's fanout subscribers or to its anycast
@@ -173,7 +215,7 @@ impl Bus {
             ClusterDelivery::Fanout => Scope::Fanout,
             ClusterDelivery::Group => Scope::Group,
         };
-        self.inner.route(envelope, scope).0
+        self.inner.route(envelope, scope, Record::Sequence).0
     }
 
     /// Interest and topic notifications.
@@ -237,7 +279,12 @@ impl Bus {
 }
 
 impl BusInner {
-    fn route(&self, mut envelope: Envelope, scope: Scope) -> (PublishOutcome, Arc<Envelope>) {
+    fn route(
+        &self,
+        mut envelope: Envelope,
+        scope: Scope,
+        record: Record,
+    ) -> (PublishOutcome, Arc<Envelope>) {
         if self
             .events_wanted
             .load(std::sync::atomic::Ordering::Relaxed)
@@ -246,19 +293,28 @@ impl BusInner {
             self.known_topics.insert(envelope.topic.clone(), ());
             let _ = self.events.send(BusEvent::NewTopic(envelope.topic.clone()));
         }
-        let history = match scope {
-            Scope::Group => None,
-            Scope::All | Scope::Fanout => self.history(&envelope.topic),
+        let history = match (scope, record) {
+            (Scope::Group, _) | (_, Record::Skip) => None,
+            (Scope::All | Scope::Fanout, _) => self.history(&envelope.topic),
         };
-        match history {
-            Some(history) => {
+        match (history, record, envelope.position) {
+            (Some(history), Record::Sequence, _) => {
                 let mut state = history.lock();
                 state.sequence(&mut envelope);
                 let envelope = Arc::new(envelope);
                 state.append(envelope.clone());
                 (self.dispatch(&envelope, scope), envelope)
             }
-            None => {
+            (Some(history), Record::Preset { floor }, Some(position)) => {
+                let mut state = history.lock();
+                let envelope = Arc::new(envelope);
+                if !state.adopt(position, floor) {
+                    return (PublishOutcome::default(), envelope);
+                }
+                state.append(envelope.clone());
+                (self.dispatch(&envelope, scope), envelope)
+            }
+            _ => {
                 let envelope = Arc::new(envelope);
                 (self.dispatch(&envelope, scope), envelope)
             }
