@@ -1,6 +1,7 @@
 //! Cluster mode: the `[cluster]` config section and the NATS backend that lets several gatewayd nodes share one
 //! bus. The default is the embedded single-node bus with no external service.
 
+mod jetstream;
 mod nats;
 mod subjects;
 #[cfg(test)]
@@ -23,6 +24,17 @@ pub enum ClusterBackendKind {
     Nats,
 }
 
+/// Where MessageLoop/chanserv history lives in cluster mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HistoryMode {
+    /// Each node keeps and numbers its own history.
+    #[default]
+    Local,
+    /// One JetStream stream per `[[bus.history]]` rule numbers history topics for the whole cluster.
+    Jetstream,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
@@ -37,6 +49,8 @@ pub struct ClusterConfig {
     pub require_tls: bool,
     /// Envelopes waiting to be forwarded; when full, forwarding drops and counts.
     pub forward_queue: usize,
+    /// `local` (per node) or `jetstream` (cluster-wide offsets; needs JetStream on the NATS server).
+    pub history: HistoryMode,
 }
 
 impl Default for ClusterConfig {
@@ -48,6 +62,7 @@ impl Default for ClusterConfig {
             credentials_file: None,
             require_tls: false,
             forward_queue: 65_536,
+            history: HistoryMode::Local,
         }
     }
 }
