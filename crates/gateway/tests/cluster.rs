@@ -1,6 +1,7 @@
 //! Cluster mode end to end: two gatewayd nodes and a real nats-server on 127.0.0.1. Cross-node fanout
 //! STOMP→MessageLoop and Loom→Goomerang, a STOMP `/queue/` consumed on both nodes exactly once, a NATS restart
-//! in the middle, and a node killed without affecting the other.
+//! in the middle, a node killed without affecting the other, and MessageLoop history recovered on another node
+//! with `cluster.history = "jetstream"`.
 
 mod support;
 
@@ -23,6 +24,7 @@ use loom_client::{hello, message, Client as LoomClient, Transport, PRODUCER};
 use messageloop_client::Ws;
 use nats::NatsServer;
 use prost::Message as _;
+use serde_json::{json, Value};
 use stomp_client::{frames, Frame, Peer, Received};
 use support::*;
 
@@ -196,4 +198,129 @@ fn a_killed_node_does_not_affect_the_other() {
         ["still here"]
     );
     assert_eq!(a.get_json("/api/cluster")["state"], "connected");
+}
+
+/// A node with MessageLoop and JetStream-backed history on `hist.#`, ready once its stream is.
+fn jetstream_node(nats: &NatsServer) -> Gatewayd {
+    let config = format!(
+        "{}[cluster]\nbackend = \"nats\"\nurls = [\"{}\"]\nhistory = \"jetstream\"\n\
+         [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+         [[bus.history]]\ntopics = \"hist.#\"\nmax_messages = 100\nmax_bytes = 1048576\nttl = 0\n",
+        base_config(),
+        nats.url()
+    );
+    let gateway = Gatewayd::start(&config);
+    gateway.wait_for("/api/cluster", "history stream ready", |c| {
+        c["state"] == "connected"
+            && c["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("1/1 streams ready"))
+    });
+    gateway
+}
+
+fn ml_client(gateway: &Gatewayd) -> Ws {
+    let mut ws = Ws::connect(gateway.listener("messageloop.ws"), &["messageloop+json"]);
+    ws.handshake("2.0.0", "");
+    ws
+}
+
+fn ml_publish(ws: &mut Ws, id: &str, channel: &str, n: u64) -> Value {
+    ws.send(json!({"id": id, "publish": {"channel": channel,
+        "payload": {"content_type": "application/json", "json": {"n": n}}}}));
+    ws.recv_kind("publish_ack")["publish_ack"]["position"].clone()
+}
+
+/// (stream epoch, offset, payload n, replay) of the next publication.
+fn ml_publication(ws: &mut Ws) -> (String, u64, u64, bool) {
+    let frame = ws.recv_kind("publication");
+    let message = &frame["publication"]["messages"][0];
+    (
+        message["position"]["stream_epoch"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        message["position"]["offset"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap(),
+        message["payload"]["json"]["n"].as_u64().unwrap(),
+        message["replay"] == true,
+    )
+}
+
+#[test]
+fn messageloop_history_recovers_on_another_node_with_the_same_offsets() {
+    let nats = NatsServer::start_jetstream(0);
+    let (a, b) = (jetstream_node(&nats), jetstream_node(&nats));
+    let mut watcher = ml_client(&b);
+    watcher.subscribe("w", &["hist.room"]);
+    let mut client = ml_client(&a);
+    client.subscribe("s", &["hist.room"]);
+
+    // hist.room and hist.other share the rule's stream: hist.room's offsets are increasing, not dense.
+    let mut epoch = String::new();
+    for n in 1..=5 {
+        let ack = ml_publish(&mut client, &format!("p{n}"), "hist.room", n);
+        assert_eq!(
+            ack.get("offset"),
+            None,
+            "assigned by JetStream after the ack"
+        );
+        epoch = ack["stream_epoch"].as_str().unwrap().to_owned();
+        ml_publish(&mut client, &format!("o{n}"), "hist.other", n);
+    }
+    let on_a: Vec<_> = (0..5).map(|_| ml_publication(&mut client)).collect();
+    let offsets: Vec<u64> = on_a.iter().map(|p| p.1).collect();
+    assert_eq!(offsets, [1, 3, 5, 7, 9], "{on_a:?}");
+    assert!(on_a.iter().all(|p| p.0 == epoch && !p.3), "{on_a:?}");
+    assert_eq!(
+        on_a.iter().map(|p| p.2).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    // Node B delivered the same messages at the same positions.
+    let on_b: Vec<_> = (0..5).map(|_| ml_publication(&mut watcher)).collect();
+    assert_eq!(on_a, on_b);
+
+    // The client read up to the second message on A, then reconnects to B and recovers from there.
+    client.close();
+    let mut again = ml_client(&b);
+    again.send(
+        json!({"id": "r", "subscribe": {"subscriptions": [{"channel": "hist.room",
+        "recover": true, "cursor": {"stream_epoch": epoch, "offset": "3"}}]}}),
+    );
+    let ack = again.recv_kind("subscribe_ack");
+    assert_eq!(ack["subscribe_ack"]["recover"], "RECOVER_STATE_PENDING");
+    let mut replayed = Vec::new();
+    loop {
+        let frame = again.recv();
+        if let Some(complete) = frame.get("recover_complete") {
+            assert_eq!(complete["position"]["offset"], "9", "{frame}");
+            assert_eq!(complete["position"]["stream_epoch"], epoch.as_str());
+            assert_ne!(complete["gap"], true, "{frame}");
+            break;
+        }
+        if let Some(message) = frame["publication"]["messages"].get(0) {
+            assert_eq!(message["replay"], true);
+            replayed.push((
+                message["position"]["offset"].as_str().unwrap().to_owned(),
+                message["payload"]["json"]["n"].as_u64().unwrap(),
+            ));
+        }
+    }
+    assert_eq!(
+        replayed,
+        [
+            ("5".to_owned(), 3),
+            ("7".to_owned(), 4),
+            ("9".to_owned(), 5)
+        ]
+    );
+
+    // Live traffic published on A continues on B right after the recovered offset, once.
+    let mut publisher = ml_client(&a);
+    ml_publish(&mut publisher, "p6", "hist.room", 6);
+    assert_eq!(ml_publication(&mut again), (epoch.clone(), 11, 6, false));
+    assert_eq!(ml_publication(&mut watcher), (epoch, 11, 6, false));
 }
