@@ -15,7 +15,7 @@ use crate::cluster::{ClusterBackend, ClusterState, Sequencing};
 use crate::config::{BusConfig, GroupPolicy};
 use crate::envelope::{Envelope, Origin, Position};
 use crate::events::BusEvent;
-use crate::history::{Recovery, Since, TopicHistory};
+use crate::history::{HistoryState, Recovery, Since, TopicHistory};
 use crate::index::{FanoutTarget, Index};
 use crate::mailbox::{Mailbox, MailboxOptions, MailboxShared, Pushed, SubscriptionId};
 use crate::metrics::{record_drop, BusMetrics};
@@ -175,10 +175,12 @@ impl Bus {
         };
         let record = match self.inner.history(&envelope.topic) {
             None => Record::Sequence,
-            Some(_) => match cluster.sequencing(&envelope.topic) {
+            Some(history) => match cluster.sequencing(&envelope.topic) {
                 Sequencing::Local => Record::Sequence,
                 Sequencing::Unavailable => Record::Skip,
-                Sequencing::Cluster => {
+                Sequencing::Cluster { epoch } => {
+                    // Acks and recoveries on this node name the log's epoch before its first message is back.
+                    history.lock().enter_epoch(epoch);
                     let envelope = Arc::new(envelope);
                     cluster.forward(&envelope);
                     if owns_groups {
@@ -228,7 +230,11 @@ impl Bus {
 
     /// The current position of a topic with history.
     pub fn history_top(&self, topic: &Topic) -> Option<Position> {
-        self.inner.history(topic).map(|h| h.lock().top())
+        self.inner.history(topic).map(|h| {
+            let mut state = h.lock();
+            self.inner.follow_cluster_epoch(topic, &mut state);
+            state.top()
+        })
     }
 
     /// Topics with subscribers or groups, for the admin API.
@@ -385,6 +391,15 @@ impl BusInner {
             .clone()
     }
 
+    /// A topic the cluster's log numbers takes the log's epoch even before its first message reaches this node.
+    fn follow_cluster_epoch(&self, topic: &Topic, state: &mut HistoryState) {
+        if let Some(cluster) = self.cluster.load().as_ref() {
+            if let Sequencing::Cluster { epoch } = cluster.sequencing(topic) {
+                state.enter_epoch(epoch);
+            }
+        }
+    }
+
     fn update(&self, change: impl FnOnce(&Index) -> Index) {
         let _writer = self.writer.lock();
         let next = change(&self.index.load());
@@ -420,6 +435,7 @@ impl BusInner {
         let recovery = match self.history(topic) {
             Some(history) => {
                 let mut state = history.lock();
+                self.follow_cluster_epoch(topic, &mut state);
                 self.update(|index| {
                     index.with_fanout(
                         &pattern,

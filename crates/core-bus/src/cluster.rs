@@ -15,7 +15,10 @@ pub enum Sequencing {
     Local,
     /// The backend's log: a local publish only goes to [`ClusterBackend::forward`]; every node, the publishing
     /// one included, gets it back with its position through [`crate::Bus::publish_sequenced`].
-    Cluster,
+    Cluster {
+        /// The log's epoch: the epoch of every position it assigns.
+        epoch: u64,
+    },
     /// The backend's log, which is unreachable: the message is delivered on this node only, without a position
     /// and without being recorded.
     Unavailable,

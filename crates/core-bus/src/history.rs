@@ -81,10 +81,7 @@ impl HistoryState {
     /// empty history. `floor`: offsets up to it that this node never saw may exist and are gone.
     pub(crate) fn adopt(&mut self, position: Position, floor: u64) -> bool {
         if position.epoch != self.epoch {
-            self.epoch = position.epoch;
-            self.entries.clear();
-            self.bytes = 0;
-            self.lost_through = 0;
+            self.enter_epoch(position.epoch);
         } else if position.offset < self.next_offset {
             return false;
         }
@@ -93,6 +90,17 @@ impl HistoryState {
             .max(floor.min(position.offset.saturating_sub(1)));
         self.next_offset = position.offset + 1;
         true
+    }
+
+    /// Switches to the cluster log's epoch (known before its first message reaches this node), starting empty.
+    pub(crate) fn enter_epoch(&mut self, epoch: u64) {
+        if epoch != self.epoch {
+            self.epoch = epoch;
+            self.next_offset = 1;
+            self.entries.clear();
+            self.bytes = 0;
+            self.lost_through = 0;
+        }
     }
 
     pub(crate) fn append(&mut self, envelope: Arc<Envelope>) {

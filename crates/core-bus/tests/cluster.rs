@@ -135,7 +135,7 @@ fn offsets(deliveries: &[core_bus::Delivery]) -> Vec<u64> {
 #[test]
 fn a_sequencing_backend_numbers_history_topics_and_the_bus_delivers_what_comes_back() {
     let bus = history_bus(100);
-    let recorder = sequencing_backend(&bus, Sequencing::Cluster);
+    let recorder = sequencing_backend(&bus, Sequencing::Cluster { epoch: 9 });
     let mut m = bus.mailbox(origin());
     m.subscribe(Pattern::parse("h.x").unwrap()).unwrap();
     m.subscribe(Pattern::parse("plain").unwrap()).unwrap();
@@ -143,6 +143,14 @@ fn a_sequencing_backend_numbers_history_topics_and_the_bus_delivers_what_comes_b
     let outcome = bus.publish(envelope("h.x", "a"));
     assert_eq!(outcome.position, None, "the log has not numbered it yet");
     assert!(drain(&mut m).is_empty(), "delivered only once sequenced");
+    assert_eq!(
+        bus.history_top(&topic("h.x")),
+        Some(Position {
+            epoch: 9,
+            offset: 0
+        }),
+        "the log's epoch is known before its first message is back"
+    );
     assert_eq!(recorder.forwarded.lock().len(), 1);
     bus.publish(envelope("plain", "p"));
     assert_eq!(
@@ -195,7 +203,7 @@ fn a_sequencing_backend_numbers_history_topics_and_the_bus_delivers_what_comes_b
 #[test]
 fn sparse_offsets_judge_completeness_by_what_was_evicted_and_by_the_floor() {
     let bus = history_bus(2);
-    sequencing_backend(&bus, Sequencing::Cluster);
+    sequencing_backend(&bus, Sequencing::Cluster { epoch: 1 });
     // The node started reading the log at offset 5: anything of this topic up to 4 may be gone.
     for offset in [6, 10, 15] {
         bus.publish_sequenced(at(1, offset, &offset.to_string()), 4);
@@ -222,13 +230,14 @@ fn sparse_offsets_judge_completeness_by_what_was_evicted_and_by_the_floor() {
     );
 
     let fresh = history_bus(10);
-    sequencing_backend(&fresh, Sequencing::Cluster);
+    let log = sequencing_backend(&fresh, Sequencing::Cluster { epoch: 1 });
     fresh.publish_sequenced(at(1, 20, "x"), 4);
     let mut n = fresh.mailbox(origin());
     assert!(!recover(&mut n, 3).complete, "below the floor");
     assert!(recover(&mut n, 4).complete);
 
     // The log was recreated: a new epoch starts an empty history.
+    *log.sequencing.lock() = Some(Sequencing::Cluster { epoch: 2 });
     fresh.publish_sequenced(at(2, 1, "new"), 0);
     let renewed = n
         .subscribe_with_history(&topic("h.x"), Since::Beginning)

@@ -225,15 +225,29 @@ fn ml_client(gateway: &Gatewayd) -> Ws {
     ws
 }
 
-fn ml_publish(ws: &mut Ws, id: &str, channel: &str, n: u64) -> Value {
+fn ml_publish(ws: &mut Ws, id: &str, channel: &str, n: u64) {
     ws.send(json!({"id": id, "publish": {"channel": channel,
         "payload": {"content_type": "application/json", "json": {"n": n}}}}));
-    ws.recv_kind("publish_ack")["publish_ack"]["position"].clone()
 }
 
-/// (stream epoch, offset, payload n, replay) of the next publication.
-fn ml_publication(ws: &mut Ws) -> (String, u64, u64, bool) {
-    let frame = ws.recv_kind("publication");
+type Publication = (String, u64, u64, bool);
+
+/// Reads until `acks` publish acks and `publications` publications arrived, in whatever order.
+fn ml_read(ws: &mut Ws, acks: usize, publications: usize) -> (Vec<Value>, Vec<Publication>) {
+    let (mut got_acks, mut got_publications) = (Vec::new(), Vec::new());
+    while got_acks.len() < acks || got_publications.len() < publications {
+        let frame = ws.recv();
+        if let Some(ack) = frame.get("publish_ack") {
+            got_acks.push(ack["position"].clone());
+        } else if frame.get("publication").is_some() {
+            got_publications.push(publication(&frame));
+        }
+    }
+    (got_acks, got_publications)
+}
+
+/// (stream epoch, offset, payload n, replay) of a publication frame.
+fn publication(frame: &Value) -> Publication {
     let message = &frame["publication"]["messages"][0];
     (
         message["position"]["stream_epoch"]
@@ -260,18 +274,20 @@ fn messageloop_history_recovers_on_another_node_with_the_same_offsets() {
     client.subscribe("s", &["hist.room"]);
 
     // hist.room and hist.other share the rule's stream: hist.room's offsets are increasing, not dense.
-    let mut epoch = String::new();
     for n in 1..=5 {
-        let ack = ml_publish(&mut client, &format!("p{n}"), "hist.room", n);
+        ml_publish(&mut client, &format!("p{n}"), "hist.room", n);
+        ml_publish(&mut client, &format!("o{n}"), "hist.other", n);
+    }
+    let (acks, on_a) = ml_read(&mut client, 10, 5);
+    let epoch = acks[0]["stream_epoch"].as_str().unwrap().to_owned();
+    for ack in &acks {
         assert_eq!(
             ack.get("offset"),
             None,
             "assigned by JetStream after the ack"
         );
-        epoch = ack["stream_epoch"].as_str().unwrap().to_owned();
-        ml_publish(&mut client, &format!("o{n}"), "hist.other", n);
+        assert_eq!(ack["stream_epoch"], epoch.as_str(), "the stream's epoch");
     }
-    let on_a: Vec<_> = (0..5).map(|_| ml_publication(&mut client)).collect();
     let offsets: Vec<u64> = on_a.iter().map(|p| p.1).collect();
     assert_eq!(offsets, [1, 3, 5, 7, 9], "{on_a:?}");
     assert!(on_a.iter().all(|p| p.0 == epoch && !p.3), "{on_a:?}");
@@ -280,8 +296,7 @@ fn messageloop_history_recovers_on_another_node_with_the_same_offsets() {
         [1, 2, 3, 4, 5]
     );
     // Node B delivered the same messages at the same positions.
-    let on_b: Vec<_> = (0..5).map(|_| ml_publication(&mut watcher)).collect();
-    assert_eq!(on_a, on_b);
+    assert_eq!(ml_read(&mut watcher, 0, 5).1, on_a);
 
     // The client read up to the second message on A, then reconnects to B and recovers from there.
     client.close();
@@ -321,6 +336,7 @@ fn messageloop_history_recovers_on_another_node_with_the_same_offsets() {
     // Live traffic published on A continues on B right after the recovered offset, once.
     let mut publisher = ml_client(&a);
     ml_publish(&mut publisher, "p6", "hist.room", 6);
-    assert_eq!(ml_publication(&mut again), (epoch.clone(), 11, 6, false));
-    assert_eq!(ml_publication(&mut watcher), (epoch, 11, 6, false));
+    let live = (epoch, 11, 6, false);
+    assert_eq!(ml_read(&mut again, 0, 1).1, [live.clone()]);
+    assert_eq!(ml_read(&mut watcher, 0, 1).1, [live]);
 }

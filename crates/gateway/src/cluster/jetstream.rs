@@ -31,7 +31,12 @@ pub(super) struct HistoryStream {
 
 impl HistoryStream {
     pub(super) fn is_ready(&self) -> bool {
-        self.epoch.load(Ordering::Acquire) != 0
+        self.epoch().is_some()
+    }
+
+    /// The stream's epoch once the stream exists.
+    pub(super) fn epoch(&self) -> Option<u64> {
+        Some(self.epoch.load(Ordering::Acquire)).filter(|&e| e != 0)
     }
 
     fn config(&self) -> stream::Config {

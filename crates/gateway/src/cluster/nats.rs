@@ -200,9 +200,10 @@ impl ClusterBackend for NatsCluster {
         };
         match history.stream(topic) {
             None => Sequencing::Local,
-            Some(stream) if stream.is_ready() && self.connected.load(Ordering::Acquire) => {
-                Sequencing::Cluster
-            }
+            Some(stream) if self.connected.load(Ordering::Acquire) => match stream.epoch() {
+                Some(epoch) => Sequencing::Cluster { epoch },
+                None => Sequencing::Unavailable,
+            },
             Some(_) => Sequencing::Unavailable,
         }
     }
