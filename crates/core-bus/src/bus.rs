@@ -19,6 +19,7 @@ use crate::history::{HistoryState, Recovery, Since, TopicHistory};
 use crate::index::{FanoutTarget, Index};
 use crate::mailbox::{Mailbox, MailboxOptions, MailboxShared, Pushed, SubscriptionId};
 use crate::metrics::{record_drop, BusMetrics};
+use crate::presence::{PresenceChange, RemotePresence};
 use crate::topic::{Pattern, Topic};
 
 /// What one publish did.
@@ -86,6 +87,7 @@ pub(crate) struct BusInner {
     mailboxes: DashMap<u64, Weak<MailboxShared>>,
     next_mailbox: std::sync::atomic::AtomicU64,
     cluster: ArcSwapOption<Box<dyn ClusterBackend>>,
+    remote_presence: RemotePresence,
 }
 
 /// A handle on the bus; clones share it.
@@ -110,6 +112,7 @@ impl Bus {
                 mailboxes: DashMap::new(),
                 next_mailbox: std::sync::atomic::AtomicU64::new(1),
                 cluster: ArcSwapOption::empty(),
+                remote_presence: RemotePresence::default(),
             }),
         }
     }
@@ -218,6 +221,23 @@ impl Bus {
             ClusterDelivery::Group => Scope::Group,
         };
         self.inner.route(envelope, scope, Record::Sequence).0
+    }
+
+    /// Reports a presence change of this node to the cluster backend (nothing happens on a single node).
+    pub fn share_presence(&self, change: PresenceChange) {
+        if let Some(cluster) = self.inner.cluster.load().as_ref() {
+            cluster.presence(&change);
+        }
+    }
+
+    /// A presence change another node reported (the backend calls this; a leave for an unknown member is a no-op).
+    pub fn presence_from_cluster(&self, change: PresenceChange) {
+        self.inner.remote_presence.apply(change);
+    }
+
+    /// Members of `topic` on other nodes, by member id, with the data their node shared.
+    pub fn remote_presence(&self, topic: &Topic) -> Vec<(String, bytes::Bytes)> {
+        self.inner.remote_presence.members(topic)
     }
 
     /// Interest and topic notifications.

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::envelope::Envelope;
 use crate::events::BusEvent;
+use crate::presence::PresenceChange;
 use crate::topic::Topic;
 
 /// Who numbers a topic with history.
@@ -50,6 +51,8 @@ pub trait ClusterBackend: Send + Sync + 'static {
     /// cluster link is down).
     fn owns_groups(&self) -> bool;
     fn state(&self) -> ClusterState;
+    /// A member joined or left a topic on this node ([`crate::Bus::share_presence`]).
+    fn presence(&self, _change: &PresenceChange) {}
     /// Who numbers `topic`; asked only for topics with history.
     fn sequencing(&self, _topic: &Topic) -> Sequencing {
         Sequencing::Local
