@@ -1,7 +1,7 @@
 //! Cluster mode end to end: two gatewayd nodes and a real nats-server on 127.0.0.1. Cross-node fanout
 //! STOMP→MessageLoop and Loom→Goomerang, a STOMP `/queue/` consumed on both nodes exactly once, a NATS restart
 //! in the middle, a node killed without affecting the other, and MessageLoop history recovered on another node
-//! with `cluster.history = "jetstream"`.
+//! with `cluster.history = "jetstream"`, and MessageLoop presence across nodes with `cluster.presence = "kv"`.
 
 mod support;
 
@@ -200,10 +200,10 @@ fn a_killed_node_does_not_affect_the_other() {
     assert_eq!(a.get_json("/api/cluster")["state"], "connected");
 }
 
-/// A node with MessageLoop and JetStream-backed history on `hist.#`, ready once its stream is.
+/// A node with MessageLoop, JetStream-backed history on `hist.#` and KV presence, ready once its stream is.
 fn jetstream_node(nats: &NatsServer) -> Gatewayd {
     let config = format!(
-        "{}[cluster]\nbackend = \"nats\"\nurls = [\"{}\"]\nhistory = \"jetstream\"\n\
+        "{}[cluster]\nbackend = \"nats\"\nurls = [\"{}\"]\nhistory = \"jetstream\"\npresence = \"kv\"\n\
          [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
          [[bus.history]]\ntopics = \"hist.#\"\nmax_messages = 100\nmax_bytes = 1048576\nttl = 0\n",
         base_config(),
@@ -339,4 +339,52 @@ fn messageloop_history_recovers_on_another_node_with_the_same_offsets() {
     let live = (epoch, 11, 6, false);
     assert_eq!(ml_read(&mut again, 0, 1).1, [live.clone()]);
     assert_eq!(ml_read(&mut watcher, 0, 1).1, [live]);
+}
+
+fn occupancy(ws: &mut Ws, channel: &str) -> Value {
+    ws.send(json!({"id": "q", "presence_query": {"channel": channel}}));
+    ws.recv_kind("presence")["presence"].clone()
+}
+
+#[test]
+fn messageloop_presence_is_cluster_wide() {
+    let nats = NatsServer::start_jetstream(0);
+    let (a, b) = (jetstream_node(&nats), jetstream_node(&nats));
+    let mut alice = ml_client(&a);
+    alice.subscribe("s", &["lobby"]);
+    let mut bob = ml_client(&b);
+    bob.subscribe("s", &["lobby"]);
+
+    // Alice's membership reaches node B through the KV bucket (a put and a watch away).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let presence = occupancy(&mut bob, "lobby");
+        if presence["occupancy"] == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B never saw A's member: {presence}"
+        );
+    }
+    // Subscribe-time snapshots on B include A's member too.
+    let mut carol = ml_client(&b);
+    let ack = carol.subscribe("s", &["lobby"]);
+    let snapshot = &ack["subscribe_ack"]["presence"][0];
+    assert_eq!(snapshot["occupancy"], 3, "{ack}");
+    assert_eq!(snapshot["clients"].as_array().unwrap().len(), 3, "{ack}");
+    // And A sees B's members: the join events crossed, and the query agrees.
+    let join = alice.recv_kind("presence_event");
+    assert_eq!(join["presence_event"]["action"], "join");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while occupancy(&mut alice, "lobby")["occupancy"] != 3 {
+        assert!(Instant::now() < deadline, "A never saw B's members");
+    }
+
+    // A leave is removed everywhere at once (the key is deleted).
+    carol.close();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while occupancy(&mut alice, "lobby")["occupancy"] != 2 {
+        assert!(Instant::now() < deadline, "A never saw the leave");
+    }
 }

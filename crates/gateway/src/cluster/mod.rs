@@ -3,6 +3,7 @@
 
 mod jetstream;
 mod nats;
+mod presence;
 mod subjects;
 #[cfg(test)]
 mod tests;
@@ -35,6 +36,17 @@ pub enum HistoryMode {
     Jetstream,
 }
 
+/// Where presence (MessageLoop members of a channel) lives in cluster mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PresenceMode {
+    /// Each node knows only its own members.
+    #[default]
+    Local,
+    /// Members are shared through a NATS KV bucket (needs JetStream on the NATS server).
+    Kv,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
@@ -51,6 +63,8 @@ pub struct ClusterConfig {
     pub forward_queue: usize,
     /// `local` (per node) or `jetstream` (cluster-wide offsets; needs JetStream on the NATS server).
     pub history: HistoryMode,
+    /// `local` (per node) or `kv` (cluster-wide, through NATS KV).
+    pub presence: PresenceMode,
 }
 
 impl Default for ClusterConfig {
@@ -63,6 +77,7 @@ impl Default for ClusterConfig {
             require_tls: false,
             forward_queue: 65_536,
             history: HistoryMode::Local,
+            presence: PresenceMode::Local,
         }
     }
 }

@@ -13,6 +13,7 @@ use async_nats::{Client, ConnectOptions, Event, HeaderMap, ServerAddr};
 use core_bus::cluster::{ClusterBackend, ClusterState, Sequencing};
 use core_bus::events::BusEvent;
 use core_bus::metrics::{record_drop, DropReason};
+use core_bus::presence::PresenceChange;
 use core_bus::{Bus, ClusterDelivery, Envelope, MessageId, Topic};
 use futures::StreamExt;
 use metrics::{counter, gauge};
@@ -22,7 +23,7 @@ use tokio::task::JoinHandle;
 
 use super::jetstream::{follow, HistoryStreams};
 use super::subjects::{pattern_subjects, topic_subject};
-use super::{ClusterConfig, HistoryMode};
+use super::{ClusterConfig, HistoryMode, PresenceMode};
 
 const NODE_HEADER: &str = "Gatewayd-Node";
 const FORWARDED: &str = "gatewayd_cluster_forwarded_total";
@@ -65,8 +66,8 @@ pub(super) struct Link {
     /// Set with `history = "jetstream"`.
     history: Option<Arc<HistoryStreams>>,
     pub(super) bus: Bus,
-    node: String,
-    prefix: String,
+    pub(super) node: String,
+    pub(super) prefix: String,
     queue_group: String,
     recent: Mutex<Recent>,
 }
@@ -83,6 +84,8 @@ impl Link {
 pub struct NatsCluster {
     node: String,
     history: Option<Arc<HistoryStreams>>,
+    /// Set with `presence = "kv"`.
+    presence: Option<mpsc::UnboundedSender<PresenceChange>>,
     forward: mpsc::Sender<Arc<Envelope>>,
     interest: mpsc::UnboundedSender<BusEvent>,
     connected: Arc<AtomicBool>,
@@ -145,11 +148,16 @@ impl NatsCluster {
                 tokio::spawn(follow(link.clone(), streams.clone(), index));
             }
         }
+        let presence = match config.presence {
+            PresenceMode::Local => None,
+            PresenceMode::Kv => Some(super::presence::start(link.clone())),
+        };
         tokio::spawn(interest_loop(link, interest_rx));
         tracing::info!(%node, urls = ?config.urls, "cluster: NATS backend started");
         Ok(NatsCluster {
             node,
             history,
+            presence,
             forward,
             interest,
             connected,
@@ -192,6 +200,12 @@ impl ClusterBackend for NatsCluster {
 
     fn owns_groups(&self) -> bool {
         self.connected.load(Ordering::Acquire)
+    }
+
+    fn presence(&self, change: &PresenceChange) {
+        if let Some(presence) = &self.presence {
+            let _ = presence.send(change.clone());
+        }
     }
 
     fn sequencing(&self, topic: &Topic) -> Sequencing {
