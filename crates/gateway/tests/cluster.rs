@@ -336,9 +336,9 @@ fn messageloop_history_recovers_on_another_node_with_the_same_offsets() {
     // Live traffic published on A continues on B right after the recovered offset, once.
     let mut publisher = ml_client(&a);
     ml_publish(&mut publisher, "p6", "hist.room", 6);
-    let live = (epoch, 11, 6, false);
-    assert_eq!(ml_read(&mut again, 0, 1).1, [live.clone()]);
-    assert_eq!(ml_read(&mut watcher, 0, 1).1, [live]);
+    let live = vec![(epoch, 11, 6, false)];
+    assert_eq!(ml_read(&mut again, 0, 1).1, live);
+    assert_eq!(ml_read(&mut watcher, 0, 1).1, live);
 }
 
 fn occupancy(ws: &mut Ws, channel: &str) -> Value {
