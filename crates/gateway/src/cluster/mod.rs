@@ -90,6 +90,14 @@ impl ClusterConfig {
                 "cluster.urls: at least one NATS URL is needed with backend = \"nats\"".into(),
             );
         }
+        if self.backend == ClusterBackendKind::Single {
+            if self.history != HistoryMode::Local {
+                return Err("cluster.history: \"jetstream\" needs backend = \"nats\"".into());
+            }
+            if self.presence != PresenceMode::Local {
+                return Err("cluster.presence: \"kv\" needs backend = \"nats\"".into());
+            }
+        }
         for url in &self.urls {
             url.parse::<async_nats::ServerAddr>()
                 .map_err(|e| format!("cluster.urls: {url:?}: {e}"))?;
