@@ -388,3 +388,55 @@ fn messageloop_presence_is_cluster_wide() {
         assert!(Instant::now() < deadline, "A never saw the leave");
     }
 }
+
+#[test]
+fn messageloop_history_and_presence_continue_after_a_nats_restart() {
+    let nats = NatsServer::start_jetstream(0);
+    let (a, b) = (jetstream_node(&nats), jetstream_node(&nats));
+    let mut watcher = ml_client(&b);
+    watcher.subscribe("w", &["hist.room"]);
+    let mut publisher = ml_client(&a);
+    ml_publish(&mut publisher, "p1", "hist.room", 1);
+    let before = ml_read(&mut watcher, 0, 1).1;
+    let epoch = before[0].0.clone();
+    assert_eq!(before, [(epoch.clone(), 1, 1, false)]);
+
+    // NATS restarts with its store: the stream, its epoch and its sequence survive.
+    let mut nats = nats;
+    nats.stop();
+    wait_cluster(&a, "disconnected");
+    wait_cluster(&b, "disconnected");
+    let nats = nats.restart();
+    for node in [&a, &b] {
+        node.wait_for("/api/cluster", "reconnected", |c| {
+            c["state"] == "connected"
+                && c["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("1/1 streams ready"))
+        });
+    }
+    ml_publish(&mut publisher, "p2", "hist.room", 2);
+    assert_eq!(
+        ml_read(&mut watcher, 0, 1).1,
+        [(epoch.clone(), 2, 2, false)]
+    );
+    let mut late = ml_client(&b);
+    late.send(
+        json!({"id": "r", "subscribe": {"subscriptions": [{"channel": "hist.room",
+        "recover": true, "cursor": {"stream_epoch": epoch, "offset": "0"}}]}}),
+    );
+    let replayed = ml_read(&mut late, 0, 2).1;
+    assert_eq!(replayed, [(epoch.clone(), 1, 1, true), (epoch, 2, 2, true)]);
+
+    // Presence is shared again after the restart: a member joining on A is listed on B.
+    let mut dave = ml_client(&a);
+    dave.subscribe("s", &["lounge"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while occupancy(&mut late, "lounge")["occupancy"] != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "B never saw A's member after the restart"
+        );
+    }
+    drop(nats);
+}

@@ -127,7 +127,8 @@ pub(super) async fn follow(link: Arc<Link>, streams: Arc<HistoryStreams>, index:
 }
 
 /// Creates or updates the stream, then reads it from `resume` (the next sequence wanted; from the start when
-/// `None` or when the stream is new) until the consumer fails.
+/// `None` or when the stream is new) until the consumer fails or the NATS connection is made again (a restarted
+/// server has forgotten the consumer, and the ordered consumer would notice only after missed heartbeats).
 async fn follow_once(
     link: &Link,
     streams: &HistoryStreams,
@@ -137,6 +138,8 @@ async fn follow_once(
     let Some(stream) = streams.streams.get(index) else {
         return Ok(());
     };
+    let mut connections = link.connections.clone();
+    connections.mark_unchanged();
     let info = link
         .jetstream
         .create_or_update_stream(stream.config())
@@ -167,7 +170,17 @@ async fn follow_once(
         .await?;
     let mut messages = consumer.messages().await?;
     let mut first = true;
-    while let Some(message) = messages.next().await {
+    loop {
+        let message = tokio::select! {
+            message = messages.next() => message,
+            changed = connections.changed() => match changed {
+                Ok(()) => return Ok(()),
+                Err(_) => None,
+            },
+        };
+        let Some(message) = message else {
+            return Ok(());
+        };
         let message = message?;
         let sequence = message
             .info()
@@ -201,7 +214,6 @@ async fn follow_once(
         counter!(RECEIVED).increment(1);
         link.bus.publish_sequenced(envelope, floor);
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use core_bus::{Bus, ClusterDelivery, Envelope, MessageId, Topic};
 use futures::StreamExt;
 use metrics::{counter, gauge};
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::jetstream::{follow, HistoryStreams};
@@ -62,6 +62,8 @@ struct Shared {
 
 pub(super) struct Link {
     client: Client,
+    /// Counts (re)connections to NATS: JetStream consumers are recreated after each.
+    pub(super) connections: watch::Receiver<u64>,
     pub(super) jetstream: async_nats::jetstream::Context,
     /// Set with `history = "jetstream"`.
     history: Option<Arc<HistoryStreams>>,
@@ -98,6 +100,7 @@ impl NatsCluster {
     pub async fn connect(config: &ClusterConfig, bus: Bus) -> anyhow::Result<NatsCluster> {
         let node = format!("{:016x}", rand::random::<u64>());
         let connected = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(watch::Sender::new(0_u64));
         let detail = Arc::new(Mutex::new("connecting".to_owned()));
         let urls: Vec<ServerAddr> = config
             .urls
@@ -110,9 +113,11 @@ impl NatsCluster {
             .require_tls(config.require_tls)
             .event_callback({
                 let (connected, detail) = (connected.clone(), detail.clone());
+                let connections = connections.clone();
                 move |event| {
                     let (connected, detail) = (connected.clone(), detail.clone());
-                    async move { on_event(event, &connected, &detail) }
+                    let connections = connections.clone();
+                    async move { on_event(event, &connected, &detail, &connections) }
                 }
             });
         if let Some(path) = &config.credentials_file {
@@ -128,6 +133,7 @@ impl NatsCluster {
             ))),
         };
         let link = Arc::new(Link {
+            connections: connections.subscribe(),
             jetstream: async_nats::jetstream::new(client.clone()),
             history: history.clone(),
             client,
@@ -166,9 +172,15 @@ impl NatsCluster {
     }
 }
 
-fn on_event(event: Event, connected: &AtomicBool, detail: &Mutex<String>) {
+fn on_event(
+    event: Event,
+    connected: &AtomicBool,
+    detail: &Mutex<String>,
+    connections: &watch::Sender<u64>,
+) {
     match event {
         Event::Connected => {
+            connections.send_modify(|n| *n += 1);
             connected.store(true, Ordering::Release);
             gauge!(CONNECTED).set(1.0);
             *detail.lock() = "connected".into();

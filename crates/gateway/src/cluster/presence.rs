@@ -3,7 +3,8 @@
 //! whole bucket, reporting other nodes' members to its bus ([`Bus::presence_from_cluster`]). A leave deletes the
 //! key at once. Each node rewrites its keys every [`REFRESH`]; a member whose key was not rewritten for [`STALE`]
 //! is dropped by the others, so the members of a node that died disappear within [`STALE`] (without leave
-//! events), and the bucket's `max_age` removes their keys from the server.
+//! events), and the bucket's `max_age` removes their keys from the server. After a NATS reconnect the bucket is
+//! opened again, this node's keys rewritten and the watch restarted.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -43,8 +44,17 @@ async fn run(link: Arc<Link>, mut changes: mpsc::UnboundedReceiver<PresenceChang
     let mut watcher: Option<JoinHandle<()>> = None;
     let mut refreshed = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut connections = link.connections.clone();
     loop {
         tokio::select! {
+            // After a reconnect the server may have lost the bucket and has lost the watch's consumer: open the
+            // bucket again (rewriting this node's keys) and restart the watch.
+            Ok(()) = connections.changed() => {
+                store = None;
+                if let Some(watcher) = watcher.take() {
+                    watcher.abort();
+                }
+            }
             change = changes.recv() => {
                 let Some(change) = change else { return };
                 let key = key(&link.node, &change.topic, &change.member);

@@ -75,6 +75,13 @@ impl NatsServer {
         }
     }
 
+    /// Stops the server and starts it again on the same port, with the same JetStream store.
+    pub fn restart(mut self) -> NatsServer {
+        self.stop();
+        let store = self._store.take();
+        NatsServer::launch(self.port, store)
+    }
+
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
