@@ -22,8 +22,8 @@ use tokio::task::JoinHandle;
 
 use super::nats::{Link, FAILED};
 
-pub(super) const REFRESH: Duration = Duration::from_secs(10);
-pub(super) const STALE: Duration = Duration::from_secs(35);
+const REFRESH: Duration = Duration::from_secs(10);
+const STALE: Duration = Duration::from_secs(35);
 const MAX_AGE: Duration = Duration::from_secs(60);
 
 /// Other nodes' members: key → when it was last written.
