@@ -23,7 +23,7 @@ pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Vec<R
     let context = SessionContext {
         bus: services.bus.clone(),
         authenticator,
-        presence: PresenceTable::default(),
+        presence: PresenceTable::shared(services.bus.clone()),
         settings: Arc::new(SessionSettings {
             max_subscriptions: config.limits.max_subscriptions_per_connection,
             idle_timeout: config.heartbeat.idle_timeout(),
