@@ -715,6 +715,40 @@ fn reload_applies_new_tokens_to_new_connections_and_keeps_open_ones() {
         identities == ["alice", "bob"]
     });
 
+    // gRPC streams opened after the reload see the new tokens too.
+    let grpc_addr = gateway.listener("messageloop.grpc");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use grpc::g2::inbound_message::Envelope as In;
+        use grpc::g2::outbound_message::Envelope as Out;
+        for (token, connected) in [("good", false), ("fresh", true)] {
+            let mut stream = grpc::open_g2(grpc_addr).await;
+            stream
+                .send(grpc::g2::InboundMessage {
+                    id: "c".into(),
+                    time: 0,
+                    envelope: Some(In::Connect(grpc::g2::Connect {
+                        version: "2.0.0".into(),
+                        token: token.into(),
+                        ..Default::default()
+                    })),
+                })
+                .await;
+            let first = stream.next().await.unwrap().envelope;
+            if connected {
+                assert!(matches!(first, Some(Out::Connected(_))), "{first:?}");
+            } else {
+                assert!(
+                    matches!(first, Some(Out::Error(ref e)) if e.code == "AUTH_ERROR"),
+                    "{first:?}"
+                );
+            }
+        }
+    });
+
     let report = reload("127.0.0.1:1");
     assert_eq!(
         report["restart_needed"],
