@@ -1,10 +1,10 @@
 //! The MessageLoop listeners: WebSocket (`messageloop.ws`) and gRPC (`messageloop.grpc`), both thin IO glue
-//! around one [`Session`](super::session::Session) per connection or stream. They share the authenticator,
-//! the presence table and the session settings.
+//! around one [`Session`](super::session::Session) per connection or stream. They share the presence table and
+//! the stream epoch.
 //!
-//! Each listener keeps its [`Settings`] in an `ArcSwap` that a connection (WebSocket) or stream (gRPC) reads
-//! when it starts; reload swaps in settings built from the new section (auth, ACLs, limits, heartbeat, RPC
-//! timeout, generation), keeping the presence table and the stream epoch. Open sessions keep theirs.
+//! Each listener keeps its [`Settings`] (authenticator, session settings, limits, generation) in an `ArcSwap`
+//! that a connection (WebSocket) or stream (gRPC) reads when it starts; reload swaps in settings built from the
+//! new section, keeping the presence table and the stream epoch. Open sessions keep theirs.
 
 mod grpc;
 mod ws;
