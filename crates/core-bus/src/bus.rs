@@ -11,14 +11,15 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::anycast::{Backpressure, Group, GroupStats, Offered};
-use crate::cluster::{ClusterBackend, ClusterState};
+use crate::cluster::{ClusterBackend, ClusterState, Sequencing};
 use crate::config::{BusConfig, GroupPolicy};
 use crate::envelope::{Envelope, Origin, Position};
 use crate::events::BusEvent;
-use crate::history::{Recovery, Since, TopicHistory};
+use crate::history::{HistoryState, Recovery, Since, TopicHistory};
 use crate::index::{FanoutTarget, Index};
 use crate::mailbox::{Mailbox, MailboxOptions, MailboxShared, Pushed, SubscriptionId};
 use crate::metrics::{record_drop, BusMetrics};
+use crate::presence::{PresenceChange, RemotePresence};
 use crate::topic::{Pattern, Topic};
 
 /// What one publish did.
@@ -43,6 +44,17 @@ enum Scope {
     All,
     Fanout,
     Group,
+}
+
+/// How one routing treats the history of the envelope's topic.
+#[derive(Debug, Clone, Copy)]
+enum Record {
+    /// The bus assigns the next position (topics with history).
+    Sequence,
+    /// The cluster's log could not number it: deliver without recording.
+    Skip,
+    /// The envelope carries a position from the cluster's log; `floor` as in [`Bus::publish_sequenced`].
+    Preset { floor: u64 },
 }
 
 /// Which part of a remote node's publish this node performs.
@@ -75,6 +87,7 @@ pub(crate) struct BusInner {
     mailboxes: DashMap<u64, Weak<MailboxShared>>,
     next_mailbox: std::sync::atomic::AtomicU64,
     cluster: ArcSwapOption<Box<dyn ClusterBackend>>,
+    remote_presence: RemotePresence,
 }
 
 /// A handle on the bus; clones share it.
@@ -99,6 +112,7 @@ impl Bus {
                 mailboxes: DashMap::new(),
                 next_mailbox: std::sync::atomic::AtomicU64::new(1),
                 cluster: ArcSwapOption::empty(),
+                remote_presence: RemotePresence::default(),
             }),
         }
     }
@@ -148,18 +162,51 @@ impl Bus {
 
     /// Publishes a locally received envelope. With a cluster backend that owns anycast groups, group delivery
     /// happens on whichever node the backend picks, so only fanout is done here.
+    /// On a topic the backend sequences, nothing is delivered here: the message comes back through
+    /// [`Bus::publish_sequenced`], and the outcome has no position yet.
     pub fn publish(&self, envelope: Envelope) -> PublishOutcome {
         self.inner.metrics.message_in(envelope.origin.protocol);
         let cluster = self.inner.cluster.load();
-        let scope = match cluster.as_ref() {
-            Some(cluster) if cluster.owns_groups() => Scope::Fanout,
-            _ => Scope::All,
+        let Some(cluster) = cluster.as_ref() else {
+            return self.inner.route(envelope, Scope::All, Record::Sequence).0;
         };
-        let (outcome, envelope) = self.inner.route(envelope, scope);
-        if let Some(cluster) = cluster.as_ref() {
-            cluster.forward(&envelope);
-        }
+        let owns_groups = cluster.owns_groups();
+        let scope = if owns_groups {
+            Scope::Fanout
+        } else {
+            Scope::All
+        };
+        let record = match self.inner.history(&envelope.topic) {
+            None => Record::Sequence,
+            Some(history) => match cluster.sequencing(&envelope.topic) {
+                Sequencing::Local => Record::Sequence,
+                Sequencing::Unavailable => Record::Skip,
+                Sequencing::Cluster { epoch } => {
+                    // Acks and recoveries on this node name the log's epoch before its first message is back.
+                    history.lock().enter_epoch(epoch);
+                    let envelope = Arc::new(envelope);
+                    cluster.forward(&envelope);
+                    if owns_groups {
+                        return PublishOutcome::default();
+                    }
+                    return self.inner.dispatch(&envelope, Scope::Group);
+                }
+            },
+        };
+        let (outcome, envelope) = self.inner.route(envelope, scope, record);
+        cluster.forward(&envelope);
         outcome
+    }
+
+    /// Delivers an envelope whose position (`envelope.position`, required) the cluster's log assigned, to this
+    /// node's fanout subscribers, and records it in the topic's history. A position already recorded is not
+    /// delivered again; a new epoch restarts the history. `floor`: messages of the topic at or below this offset
+    /// that this node never received may have existed and are gone (the log's first offset minus one when this
+    /// node started reading it). Without a position or history for the topic this is a plain remote fanout.
+    pub fn publish_sequenced(&self, envelope: Envelope, floor: u64) -> PublishOutcome {
+        self.inner
+            .route(envelope, Scope::Fanout, Record::Preset { floor })
+            .0
     }
 
     /// Delivers an envelope that another node published, to this node's fanout subscribers or to its anycast
@@ -173,7 +220,24 @@ impl Bus {
             ClusterDelivery::Fanout => Scope::Fanout,
             ClusterDelivery::Group => Scope::Group,
         };
-        self.inner.route(envelope, scope).0
+        self.inner.route(envelope, scope, Record::Sequence).0
+    }
+
+    /// Reports a presence change of this node to the cluster backend (nothing happens on a single node).
+    pub fn share_presence(&self, change: PresenceChange) {
+        if let Some(cluster) = self.inner.cluster.load().as_ref() {
+            cluster.presence(&change);
+        }
+    }
+
+    /// A presence change another node reported (the backend calls this; a leave for an unknown member is a no-op).
+    pub fn presence_from_cluster(&self, change: PresenceChange) {
+        self.inner.remote_presence.apply(change);
+    }
+
+    /// Members of `topic` on other nodes, by member id, with the data their node shared.
+    pub fn remote_presence(&self, topic: &Topic) -> Vec<(String, bytes::Bytes)> {
+        self.inner.remote_presence.members(topic)
     }
 
     /// Interest and topic notifications.
@@ -186,7 +250,11 @@ impl Bus {
 
     /// The current position of a topic with history.
     pub fn history_top(&self, topic: &Topic) -> Option<Position> {
-        self.inner.history(topic).map(|h| h.lock().top())
+        self.inner.history(topic).map(|h| {
+            let mut state = h.lock();
+            self.inner.follow_cluster_epoch(topic, &mut state);
+            state.top()
+        })
     }
 
     /// Topics with subscribers or groups, for the admin API.
@@ -237,7 +305,12 @@ impl Bus {
 }
 
 impl BusInner {
-    fn route(&self, mut envelope: Envelope, scope: Scope) -> (PublishOutcome, Arc<Envelope>) {
+    fn route(
+        &self,
+        mut envelope: Envelope,
+        scope: Scope,
+        record: Record,
+    ) -> (PublishOutcome, Arc<Envelope>) {
         if self
             .events_wanted
             .load(std::sync::atomic::Ordering::Relaxed)
@@ -246,19 +319,28 @@ impl BusInner {
             self.known_topics.insert(envelope.topic.clone(), ());
             let _ = self.events.send(BusEvent::NewTopic(envelope.topic.clone()));
         }
-        let history = match scope {
-            Scope::Group => None,
-            Scope::All | Scope::Fanout => self.history(&envelope.topic),
+        let history = match (scope, record) {
+            (Scope::Group, _) | (_, Record::Skip) => None,
+            (Scope::All | Scope::Fanout, _) => self.history(&envelope.topic),
         };
-        match history {
-            Some(history) => {
+        match (history, record, envelope.position) {
+            (Some(history), Record::Sequence, _) => {
                 let mut state = history.lock();
                 state.sequence(&mut envelope);
                 let envelope = Arc::new(envelope);
                 state.append(envelope.clone());
                 (self.dispatch(&envelope, scope), envelope)
             }
-            None => {
+            (Some(history), Record::Preset { floor }, Some(position)) => {
+                let mut state = history.lock();
+                let envelope = Arc::new(envelope);
+                if !state.adopt(position, floor) {
+                    return (PublishOutcome::default(), envelope);
+                }
+                state.append(envelope.clone());
+                (self.dispatch(&envelope, scope), envelope)
+            }
+            _ => {
                 let envelope = Arc::new(envelope);
                 (self.dispatch(&envelope, scope), envelope)
             }
@@ -329,6 +411,15 @@ impl BusInner {
             .clone()
     }
 
+    /// A topic the cluster's log numbers takes the log's epoch even before its first message reaches this node.
+    fn follow_cluster_epoch(&self, topic: &Topic, state: &mut HistoryState) {
+        if let Some(cluster) = self.cluster.load().as_ref() {
+            if let Sequencing::Cluster { epoch } = cluster.sequencing(topic) {
+                state.enter_epoch(epoch);
+            }
+        }
+    }
+
     fn update(&self, change: impl FnOnce(&Index) -> Index) {
         let _writer = self.writer.lock();
         let next = change(&self.index.load());
@@ -364,6 +455,7 @@ impl BusInner {
         let recovery = match self.history(topic) {
             Some(history) => {
                 let mut state = history.lock();
+                self.follow_cluster_epoch(topic, &mut state);
                 self.update(|index| {
                     index.with_fanout(
                         &pattern,

@@ -6,6 +6,24 @@ use serde::Serialize;
 
 use crate::envelope::Envelope;
 use crate::events::BusEvent;
+use crate::presence::PresenceChange;
+use crate::topic::Topic;
+
+/// Who numbers a topic with history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sequencing {
+    /// The bus: dense offsets in a per-process epoch.
+    Local,
+    /// The backend's log: a local publish only goes to [`ClusterBackend::forward`]; every node, the publishing
+    /// one included, gets it back with its position through [`crate::Bus::publish_sequenced`].
+    Cluster {
+        /// The log's epoch: the epoch of every position it assigns.
+        epoch: u64,
+    },
+    /// The backend's log, which is unreachable: the message is delivered on this node only, without a position
+    /// and without being recorded.
+    Unavailable,
+}
 
 /// What the admin API and metrics say about the cluster link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -33,6 +51,12 @@ pub trait ClusterBackend: Send + Sync + 'static {
     /// cluster link is down).
     fn owns_groups(&self) -> bool;
     fn state(&self) -> ClusterState;
+    /// A member joined or left a topic on this node ([`crate::Bus::share_presence`]).
+    fn presence(&self, _change: &PresenceChange) {}
+    /// Who numbers `topic`; asked only for topics with history.
+    fn sequencing(&self, _topic: &Topic) -> Sequencing {
+        Sequencing::Local
+    }
 }
 
 /// The embedded single-node bus.

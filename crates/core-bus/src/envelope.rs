@@ -102,7 +102,8 @@ impl fmt::Display for MessageId {
     }
 }
 
-/// A message's place in a topic with history: `offset` is dense (1, 2, 3, …) within `epoch`.
+/// A message's place in a topic with history: `offset` increases within `epoch` — dense (1, 2, 3, …) when the bus
+/// numbers the topic, the log's sequence when a cluster backend does ([`crate::cluster::Sequencing`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct Position {
     pub epoch: u64,

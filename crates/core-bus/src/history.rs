@@ -1,5 +1,7 @@
-//! Per-topic sequencer and bounded history for topics configured with history: dense offsets within an epoch,
-//! so a reconnecting client can recover what it missed.
+//! Per-topic sequencer and bounded history for topics configured with history, so a reconnecting client can
+//! recover what it missed. The bus numbers a topic itself (dense offsets 1, 2, 3, … within a random epoch), or a
+//! cluster backend's log numbers it (offsets increasing but not dense per topic, within the log's epoch); either
+//! way completeness is judged by the offset of the newest message that is gone, never by assuming density.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -32,6 +34,8 @@ pub struct Recovery {
 pub(crate) struct HistoryState {
     epoch: u64,
     next_offset: u64,
+    /// Offset of the newest message of this topic that is no longer retained (0: nothing lost).
+    lost_through: u64,
     entries: VecDeque<Arc<Envelope>>,
     bytes: usize,
     policy: HistoryPolicy,
@@ -48,6 +52,7 @@ impl TopicHistory {
             state: Mutex::new(HistoryState {
                 epoch: rand::random::<u64>() >> 1,
                 next_offset: 1,
+                lost_through: 0,
                 entries: VecDeque::new(),
                 bytes: 0,
                 policy,
@@ -71,6 +76,33 @@ impl HistoryState {
         self.next_offset += 1;
     }
 
+    /// Takes a position a cluster log assigned. Returns false for a message already recorded (same epoch, offset
+    /// not above the newest one): it must not be delivered again. A new epoch (the log was recreated) starts an
+    /// empty history. `floor`: offsets up to it that this node never saw may exist and are gone.
+    pub(crate) fn adopt(&mut self, position: Position, floor: u64) -> bool {
+        if position.epoch != self.epoch {
+            self.enter_epoch(position.epoch);
+        } else if position.offset < self.next_offset {
+            return false;
+        }
+        self.lost_through = self
+            .lost_through
+            .max(floor.min(position.offset.saturating_sub(1)));
+        self.next_offset = position.offset + 1;
+        true
+    }
+
+    /// Switches to the cluster log's epoch (known before its first message reaches this node), starting empty.
+    pub(crate) fn enter_epoch(&mut self, epoch: u64) {
+        if epoch != self.epoch {
+            self.epoch = epoch;
+            self.next_offset = 1;
+            self.entries.clear();
+            self.bytes = 0;
+            self.lost_through = 0;
+        }
+    }
+
     pub(crate) fn append(&mut self, envelope: Arc<Envelope>) {
         self.bytes += envelope.size();
         self.entries.push_back(envelope);
@@ -89,6 +121,9 @@ impl HistoryState {
                 break;
             }
             self.bytes -= oldest.size();
+            if let Some(position) = oldest.position {
+                self.lost_through = position.offset;
+            }
             self.entries.pop_front();
         }
     }
@@ -103,15 +138,10 @@ impl HistoryState {
     pub(crate) fn recover(&mut self, since: Since) -> Recovery {
         self.evict(now_ms());
         let top = self.top();
-        let oldest = self
-            .entries
-            .front()
-            .and_then(|e| e.position)
-            .map_or(self.next_offset, |p| p.offset);
         let (first_wanted, complete) = match since {
-            Since::Beginning => (1, oldest == 1),
+            Since::Beginning => (1, self.lost_through == 0),
             Since::After(p) if p.epoch != self.epoch => (1, false),
-            Since::After(p) => (p.offset + 1, oldest <= p.offset + 1),
+            Since::After(p) => (p.offset + 1, self.lost_through <= p.offset),
         };
         let messages = self
             .entries

@@ -14,6 +14,7 @@ mod index;
 mod mailbox;
 pub mod metrics;
 pub mod names;
+pub mod presence;
 mod topic;
 
 pub use anycast::{AckHandle, Backpressure, Credit, GroupStats};

@@ -22,8 +22,38 @@ pub enum WildcardSyntax {
     MessageLoop,
 }
 
-/// Translates a protocol's subscription name into a canonical pattern.
+/// Translates a protocol's topic name into a canonical topic. Internal names (first character `$`) are written in
+/// canonical form in every protocol, so a name gatewayd printed (an RPC request topic, an inbox) is used as is,
+/// escapes included; other names are split on `.` with every other character literal.
+pub fn topic_from_name(name: &[u8]) -> Topic {
+    if name.first() == Some(&b'$') {
+        if let Some(topic) = std::str::from_utf8(name)
+            .ok()
+            .and_then(|text| Topic::parse(text).ok())
+        {
+            return topic;
+        }
+    }
+    Topic::from_dotted(name)
+}
+
+/// The inverse of [`topic_from_name`]: internal topics in canonical form, others as their dotted name.
+pub fn topic_to_name(topic: &Topic) -> Vec<u8> {
+    if topic.is_internal() {
+        topic.as_str().as_bytes().to_vec()
+    } else {
+        topic.to_dotted_bytes()
+    }
+}
+
+/// Translates a protocol's subscription name into a canonical pattern. Internal names (first character `$`) are
+/// canonical text, as in [`topic_from_name`].
 pub fn pattern_from_name(name: &str, syntax: WildcardSyntax) -> Result<Pattern, TopicError> {
+    if name.starts_with('$') {
+        if let Ok(pattern) = Pattern::parse(name) {
+            return Ok(pattern);
+        }
+    }
     let tokens: Vec<&str> = name.split('.').collect();
     let last = tokens.len() - 1;
     let mut text = String::with_capacity(name.len());
@@ -132,6 +162,20 @@ mod tests {
             let pattern = pattern_from_name(name, syntax).unwrap();
             assert_eq!(pattern_to_name(&pattern, syntax).as_deref(), Some(name));
         }
+    }
+
+    #[test]
+    fn internal_names_are_canonical_in_every_protocol() {
+        let rpc = rpc_topic("goomerang", ["pkg.Msg"]);
+        let printed = String::from_utf8(topic_to_name(&rpc)).unwrap();
+        assert_eq!(printed, "$rpc.goomerang.pkg%2EMsg");
+        assert_eq!(topic_from_name(printed.as_bytes()), rpc);
+        assert_eq!(
+            pattern_from_name(&printed, WildcardSyntax::Amqp).unwrap(),
+            Pattern::exact(&rpc)
+        );
+        let plain = Topic::from_dotted(b"100%.x");
+        assert_eq!(topic_from_name(&topic_to_name(&plain)), plain);
     }
 
     #[test]

@@ -5,10 +5,13 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use core_bus::cluster::{ClusterBackend, ClusterState};
-use core_bus::config::GroupPolicy;
+use std::time::Duration;
+
+use core_bus::cluster::{ClusterBackend, ClusterState, Sequencing};
+use core_bus::config::{BusConfig, GroupPolicy, HistoryPolicy, HistoryRule};
 use core_bus::events::BusEvent;
-use core_bus::{ClusterDelivery, Credit, Envelope, Pattern};
+use core_bus::history::Since;
+use core_bus::{Bus, ClusterDelivery, Credit, Envelope, Pattern, Position};
 use parking_lot::Mutex;
 
 #[derive(Default)]
@@ -16,6 +19,8 @@ struct Recorder {
     forwarded: Mutex<Vec<Arc<Envelope>>>,
     interest: Mutex<Vec<BusEvent>>,
     owns_groups: bool,
+    /// `None`: the bus numbers history topics itself.
+    sequencing: Mutex<Option<Sequencing>>,
 }
 
 struct Shared(Arc<Recorder>);
@@ -34,6 +39,9 @@ impl ClusterBackend for Shared {
         ClusterState::Connected {
             detail: "test".into(),
         }
+    }
+    fn sequencing(&self, _topic: &core_bus::Topic) -> Sequencing {
+        self.0.sequencing.lock().unwrap_or(Sequencing::Local)
     }
 }
 
@@ -85,4 +93,182 @@ fn a_backend_that_owns_groups_takes_group_delivery_away_from_the_publishing_node
             detail: "test".into()
         }
     );
+}
+
+fn history_bus(max_messages: usize) -> Bus {
+    Bus::new(BusConfig {
+        history: vec![HistoryRule {
+            topics: Pattern::parse("h.#").unwrap(),
+            policy: HistoryPolicy {
+                max_messages,
+                max_bytes: 1 << 20,
+                ttl: Duration::ZERO,
+            },
+        }],
+        ..BusConfig::default()
+    })
+}
+
+fn sequencing_backend(bus: &Bus, sequencing: Sequencing) -> Arc<Recorder> {
+    let recorder = Arc::new(Recorder {
+        owns_groups: true,
+        sequencing: Mutex::new(Some(sequencing)),
+        ..Recorder::default()
+    });
+    bus.set_cluster(Box::new(Shared(recorder.clone())));
+    recorder
+}
+
+fn at(epoch: u64, offset: u64, payload: &str) -> Envelope {
+    let mut env = envelope("h.x", payload);
+    env.position = Some(Position { epoch, offset });
+    env
+}
+
+fn offsets(deliveries: &[core_bus::Delivery]) -> Vec<u64> {
+    deliveries
+        .iter()
+        .map(|d| d.envelope.position.unwrap().offset)
+        .collect()
+}
+
+#[test]
+fn a_sequencing_backend_numbers_history_topics_and_the_bus_delivers_what_comes_back() {
+    let bus = history_bus(100);
+    let recorder = sequencing_backend(&bus, Sequencing::Cluster { epoch: 9 });
+    let mut m = bus.mailbox(origin());
+    m.subscribe(Pattern::parse("h.x").unwrap()).unwrap();
+    m.subscribe(Pattern::parse("plain").unwrap()).unwrap();
+
+    let outcome = bus.publish(envelope("h.x", "a"));
+    assert_eq!(outcome.position, None, "the log has not numbered it yet");
+    assert!(drain(&mut m).is_empty(), "delivered only once sequenced");
+    assert_eq!(
+        bus.history_top(&topic("h.x")),
+        Some(Position {
+            epoch: 9,
+            offset: 0
+        }),
+        "the log's epoch is known before its first message is back"
+    );
+    assert_eq!(recorder.forwarded.lock().len(), 1);
+    bus.publish(envelope("plain", "p"));
+    assert_eq!(
+        payloads(&drain(&mut m)),
+        ["p"],
+        "topics without history are untouched"
+    );
+
+    // Offsets from the log: increasing, not dense for this topic; a repeat is not delivered twice.
+    for (offset, payload) in [(3, "a"), (7, "b"), (7, "b-again"), (5, "old"), (12, "c")] {
+        bus.publish_sequenced(at(9, offset, payload), 0);
+    }
+    let got = drain(&mut m);
+    assert_eq!(payloads(&got), ["a", "b", "c"]);
+    assert_eq!(offsets(&got), [3, 7, 12]);
+    assert_eq!(
+        bus.history_top(&topic("h.x")),
+        Some(Position {
+            epoch: 9,
+            offset: 12
+        })
+    );
+
+    let mut late = bus.mailbox(origin());
+    let (_, recovery) = late
+        .subscribe_with_history(
+            &topic("h.x"),
+            Since::After(Position {
+                epoch: 9,
+                offset: 3,
+            }),
+        )
+        .unwrap();
+    let recovery = recovery.unwrap();
+    assert!(recovery.complete);
+    assert_eq!(
+        recovery
+            .messages
+            .iter()
+            .map(|e| e.position.unwrap().offset)
+            .collect::<Vec<_>>(),
+        [7, 12]
+    );
+    let (_, from_start) = late
+        .subscribe_with_history(&topic("h.y"), Since::Beginning)
+        .unwrap();
+    assert!(from_start.unwrap().complete);
+}
+
+#[test]
+fn sparse_offsets_judge_completeness_by_what_was_evicted_and_by_the_floor() {
+    let bus = history_bus(2);
+    sequencing_backend(&bus, Sequencing::Cluster { epoch: 1 });
+    // The node started reading the log at offset 5: anything of this topic up to 4 may be gone.
+    for offset in [6, 10, 15] {
+        bus.publish_sequenced(at(1, offset, &offset.to_string()), 4);
+    }
+    let mut m = bus.mailbox(origin());
+    let recover = |m: &mut core_bus::Mailbox, offset| {
+        m.subscribe_with_history(&topic("h.x"), Since::After(Position { epoch: 1, offset }))
+            .unwrap()
+            .1
+            .unwrap()
+    };
+    // 6 was evicted by the count bound (2 kept).
+    let gone = recover(&mut m, 4);
+    assert!(!gone.complete);
+    let after_evicted = recover(&mut m, 6);
+    assert!(after_evicted.complete);
+    assert_eq!(payloads_of(&after_evicted.messages), ["10", "15"]);
+    assert!(
+        !m.subscribe_with_history(&topic("h.x"), Since::Beginning)
+            .unwrap()
+            .1
+            .unwrap()
+            .complete
+    );
+
+    let fresh = history_bus(10);
+    let log = sequencing_backend(&fresh, Sequencing::Cluster { epoch: 1 });
+    fresh.publish_sequenced(at(1, 20, "x"), 4);
+    let mut n = fresh.mailbox(origin());
+    assert!(!recover(&mut n, 3).complete, "below the floor");
+    assert!(recover(&mut n, 4).complete);
+
+    // The log was recreated: a new epoch starts an empty history.
+    *log.sequencing.lock() = Some(Sequencing::Cluster { epoch: 2 });
+    fresh.publish_sequenced(at(2, 1, "new"), 0);
+    let renewed = n
+        .subscribe_with_history(&topic("h.x"), Since::Beginning)
+        .unwrap()
+        .1
+        .unwrap();
+    assert!(renewed.complete);
+    assert_eq!(payloads_of(&renewed.messages), ["new"]);
+}
+
+fn payloads_of(envelopes: &[Arc<Envelope>]) -> Vec<String> {
+    envelopes
+        .iter()
+        .map(|e| String::from_utf8_lossy(&e.payload).into_owned())
+        .collect()
+}
+
+#[test]
+fn while_the_log_is_unavailable_history_topics_are_delivered_locally_without_positions() {
+    let bus = history_bus(10);
+    let recorder = sequencing_backend(&bus, Sequencing::Unavailable);
+    let mut m = bus.mailbox(origin());
+    m.subscribe(Pattern::parse("h.x").unwrap()).unwrap();
+    let outcome = bus.publish(envelope("h.x", "local"));
+    assert_eq!(outcome.position, None);
+    let got = drain(&mut m);
+    assert_eq!(payloads(&got), ["local"]);
+    assert_eq!(got[0].envelope.position, None);
+    let (_, recovery) = m
+        .subscribe_with_history(&topic("h.x"), Since::Beginning)
+        .unwrap();
+    assert!(recovery.unwrap().messages.is_empty(), "not recorded");
+    assert_eq!(recorder.forwarded.lock().len(), 1);
 }

@@ -14,23 +14,31 @@ use core_bus::{Bus, Pattern};
 
 type Published = Arc<parking_lot::Mutex<HashSet<u64>>>;
 
-/// Two publishers numbering their messages; `published` holds the numbers whose publish call has returned.
+/// Two publishers numbering their messages; `published` holds the numbers whose publish call has returned. They
+/// take numbers only below `limit`, so the test decides how many messages each phase produces and a subscriber
+/// queue never fills up however the threads are scheduled.
 fn spawn_publishers(
     bus: &Bus,
     stop: &Arc<AtomicBool>,
     counter: &Arc<AtomicU64>,
+    limit: &Arc<AtomicU64>,
     published: &Published,
 ) -> Vec<std::thread::JoinHandle<()>> {
     (0..2)
         .map(|_| {
-            let (bus, stop, counter, published) = (
+            let (bus, stop, counter, limit, published) = (
                 bus.clone(),
                 stop.clone(),
                 counter.clone(),
+                limit.clone(),
                 published.clone(),
             );
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
+                    if counter.load(Ordering::SeqCst) >= limit.load(Ordering::SeqCst) {
+                        std::thread::yield_now();
+                        continue;
+                    }
                     let n = counter.fetch_add(1, Ordering::SeqCst);
                     bus.publish(envelope("t", &n.to_string()));
                     published.lock().insert(n);
@@ -45,19 +53,26 @@ fn subscribe_and_unsubscribe_take_effect_when_they_return() {
     let bus = bus();
     let stop = Arc::new(AtomicBool::new(false));
     let counter = Arc::new(AtomicU64::new(0));
+    let limit = Arc::new(AtomicU64::new(0));
     let published = Published::default();
-    let publishers = spawn_publishers(&bus, &stop, &counter, &published);
-    let wait_until = |target: u64| {
+    let publishers = spawn_publishers(&bus, &stop, &counter, &limit, &published);
+    // Lets the publishers take `n` more numbers and waits until they have.
+    let publish_more = |n: u64| {
+        let target = counter.load(Ordering::SeqCst) + n;
+        limit.store(target, Ordering::SeqCst);
         while counter.load(Ordering::SeqCst) < target {
-            std::hint::spin_loop();
+            std::thread::yield_now();
         }
     };
+    // Publishers keep going while (un)subscribe runs, with a bounded number of messages in flight.
+    let run_during = || limit.store(counter.load(Ordering::SeqCst) + 100, Ordering::SeqCst);
     for _ in 0..50 {
+        run_during();
         let mut m = bus.mailbox(origin());
         let id = m.subscribe(Pattern::parse("t").unwrap()).unwrap();
         // Numbers taken after subscribe returned are published after it returned: all must arrive.
         let subscribed_at = counter.load(Ordering::SeqCst);
-        wait_until(subscribed_at + 200);
+        publish_more(200);
         let done: Vec<u64> = published
             .lock()
             .iter()
@@ -73,9 +88,10 @@ fn subscribe_and_unsubscribe_take_effect_when_they_return() {
             missing, 0,
             "messages published after subscribe returned were lost"
         );
+        run_during();
         m.unsubscribe(id);
         let unsubscribed_at = counter.load(Ordering::SeqCst);
-        wait_until(unsubscribed_at + 200);
+        publish_more(200);
         let late: Vec<u64> = payloads(&drain(&mut m))
             .iter()
             .map(|p| p.parse().unwrap())

@@ -328,3 +328,64 @@ fn shutdown_closes_streams_then_connections() {
         "FIN2 on every stream first"
     );
 }
+
+#[test]
+fn reload_gives_new_connections_the_new_acl_and_keeps_open_ones() {
+    let (gateway, addr) =
+        start("[chanserv.auth.anonymous]\nname = \"before\"\npublish = [\"open.>\"]\n");
+    let mut open = Client::connect(addr);
+    assert_eq!(open.publish("open.a", b"1"), "ok");
+
+    let reload = |address: &str| -> serde_json::Value {
+        let config = format!(
+            "{}[chanserv]\nenabled = true\naddress = \"{address}\"\n\
+             [chanserv.auth.anonymous]\nname = \"after\"\npublish = [\"other.>\"]\n",
+            base_config()
+        );
+        std::fs::write(&gateway.config_path, config).unwrap();
+        reqwest::blocking::Client::new()
+            .post(gateway.url("/api/reload"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let report = reload("127.0.0.1:0");
+    assert_eq!(
+        report["applied"],
+        serde_json::json!(["chanserv.tcp"]),
+        "{report}"
+    );
+    assert_eq!(report["restart_needed"], serde_json::json!([]), "{report}");
+    assert!(report["error"].is_null(), "{report}");
+
+    let mut new = Client::connect(addr);
+    assert_eq!(
+        new.publish("open.a", b"2"),
+        "err not allowed to publish to open.a"
+    );
+    assert_eq!(new.publish("other.a", b"3"), "ok");
+    // The connection opened before the reload is still up, under the identity it started with.
+    assert_eq!(open.publish("open.a", b"4"), "ok");
+    let connections = gateway.get_json("/api/connections");
+    let mut identities: Vec<_> = connections
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["identity"].as_str())
+        .collect();
+    identities.sort_unstable();
+    assert_eq!(identities, ["after", "before"], "{connections}");
+
+    let report = reload("127.0.0.1:1");
+    assert_eq!(
+        report["applied"],
+        serde_json::json!(["chanserv.tcp"]),
+        "{report}"
+    );
+    assert_eq!(
+        report["restart_needed"],
+        serde_json::json!(["chanserv.address"]),
+        "{report}"
+    );
+}

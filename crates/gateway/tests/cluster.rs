@@ -1,6 +1,7 @@
 //! Cluster mode end to end: two gatewayd nodes and a real nats-server on 127.0.0.1. Cross-node fanout
 //! STOMP→MessageLoop and Loom→Goomerang, a STOMP `/queue/` consumed on both nodes exactly once, a NATS restart
-//! in the middle, and a node killed without affecting the other.
+//! in the middle, a node killed without affecting the other, and MessageLoop history recovered on another node
+//! with `cluster.history = "jetstream"`, and MessageLoop presence across nodes with `cluster.presence = "kv"`.
 
 mod support;
 
@@ -23,6 +24,7 @@ use loom_client::{hello, message, Client as LoomClient, Transport, PRODUCER};
 use messageloop_client::Ws;
 use nats::NatsServer;
 use prost::Message as _;
+use serde_json::{json, Value};
 use stomp_client::{frames, Frame, Peer, Received};
 use support::*;
 
@@ -196,4 +198,245 @@ fn a_killed_node_does_not_affect_the_other() {
         ["still here"]
     );
     assert_eq!(a.get_json("/api/cluster")["state"], "connected");
+}
+
+/// A node with MessageLoop, JetStream-backed history on `hist.#` and KV presence, ready once its stream is.
+fn jetstream_node(nats: &NatsServer) -> Gatewayd {
+    let config = format!(
+        "{}[cluster]\nbackend = \"nats\"\nurls = [\"{}\"]\nhistory = \"jetstream\"\npresence = \"kv\"\n\
+         [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+         [[bus.history]]\ntopics = \"hist.#\"\nmax_messages = 100\nmax_bytes = 1048576\nttl = 0\n",
+        base_config(),
+        nats.url()
+    );
+    let gateway = Gatewayd::start(&config);
+    gateway.wait_for("/api/cluster", "history stream ready", |c| {
+        c["state"] == "connected"
+            && c["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("1/1 streams ready"))
+    });
+    gateway
+}
+
+fn ml_client(gateway: &Gatewayd) -> Ws {
+    let mut ws = Ws::connect(gateway.listener("messageloop.ws"), &["messageloop+json"]);
+    ws.handshake("2.0.0", "");
+    ws
+}
+
+fn ml_publish(ws: &mut Ws, id: &str, channel: &str, n: u64) {
+    ws.send(json!({"id": id, "publish": {"channel": channel,
+        "payload": {"content_type": "application/json", "json": {"n": n}}}}));
+}
+
+type Publication = (String, u64, u64, bool);
+
+/// Reads until `acks` publish acks and `publications` publications arrived, in whatever order.
+fn ml_read(ws: &mut Ws, acks: usize, publications: usize) -> (Vec<Value>, Vec<Publication>) {
+    let (mut got_acks, mut got_publications) = (Vec::new(), Vec::new());
+    while got_acks.len() < acks || got_publications.len() < publications {
+        let frame = ws.recv();
+        if let Some(ack) = frame.get("publish_ack") {
+            got_acks.push(ack["position"].clone());
+        } else if frame.get("publication").is_some() {
+            got_publications.push(publication(&frame));
+        }
+    }
+    (got_acks, got_publications)
+}
+
+/// (stream epoch, offset, payload n, replay) of a publication frame.
+fn publication(frame: &Value) -> Publication {
+    let message = &frame["publication"]["messages"][0];
+    (
+        message["position"]["stream_epoch"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        message["position"]["offset"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap(),
+        message["payload"]["json"]["n"].as_u64().unwrap(),
+        message["replay"] == true,
+    )
+}
+
+#[test]
+fn messageloop_history_recovers_on_another_node_with_the_same_offsets() {
+    let nats = NatsServer::start_jetstream(0);
+    let (a, b) = (jetstream_node(&nats), jetstream_node(&nats));
+    let mut watcher = ml_client(&b);
+    watcher.subscribe("w", &["hist.room"]);
+    let mut client = ml_client(&a);
+    client.subscribe("s", &["hist.room"]);
+
+    // hist.room and hist.other share the rule's stream: hist.room's offsets are increasing, not dense.
+    for n in 1..=5 {
+        ml_publish(&mut client, &format!("p{n}"), "hist.room", n);
+        ml_publish(&mut client, &format!("o{n}"), "hist.other", n);
+    }
+    let (acks, on_a) = ml_read(&mut client, 10, 5);
+    let epoch = acks[0]["stream_epoch"].as_str().unwrap().to_owned();
+    for ack in &acks {
+        assert_eq!(
+            ack.get("offset"),
+            None,
+            "assigned by JetStream after the ack"
+        );
+        assert_eq!(ack["stream_epoch"], epoch.as_str(), "the stream's epoch");
+    }
+    let offsets: Vec<u64> = on_a.iter().map(|p| p.1).collect();
+    assert_eq!(offsets, [1, 3, 5, 7, 9], "{on_a:?}");
+    assert!(on_a.iter().all(|p| p.0 == epoch && !p.3), "{on_a:?}");
+    assert_eq!(
+        on_a.iter().map(|p| p.2).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    // Node B delivered the same messages at the same positions.
+    assert_eq!(ml_read(&mut watcher, 0, 5).1, on_a);
+
+    // The client read up to the second message on A, then reconnects to B and recovers from there.
+    client.close();
+    let mut again = ml_client(&b);
+    again.send(
+        json!({"id": "r", "subscribe": {"subscriptions": [{"channel": "hist.room",
+        "recover": true, "cursor": {"stream_epoch": epoch, "offset": "3"}}]}}),
+    );
+    let ack = again.recv_kind("subscribe_ack");
+    assert_eq!(ack["subscribe_ack"]["recover"], "RECOVER_STATE_PENDING");
+    let mut replayed = Vec::new();
+    loop {
+        let frame = again.recv();
+        if let Some(complete) = frame.get("recover_complete") {
+            assert_eq!(complete["position"]["offset"], "9", "{frame}");
+            assert_eq!(complete["position"]["stream_epoch"], epoch.as_str());
+            assert_ne!(complete["gap"], true, "{frame}");
+            break;
+        }
+        if let Some(message) = frame["publication"]["messages"].get(0) {
+            assert_eq!(message["replay"], true);
+            replayed.push((
+                message["position"]["offset"].as_str().unwrap().to_owned(),
+                message["payload"]["json"]["n"].as_u64().unwrap(),
+            ));
+        }
+    }
+    assert_eq!(
+        replayed,
+        [
+            ("5".to_owned(), 3),
+            ("7".to_owned(), 4),
+            ("9".to_owned(), 5)
+        ]
+    );
+
+    // Live traffic published on A continues on B right after the recovered offset, once.
+    let mut publisher = ml_client(&a);
+    ml_publish(&mut publisher, "p6", "hist.room", 6);
+    let live = vec![(epoch, 11, 6, false)];
+    assert_eq!(ml_read(&mut again, 0, 1).1, live);
+    assert_eq!(ml_read(&mut watcher, 0, 1).1, live);
+}
+
+fn occupancy(ws: &mut Ws, channel: &str) -> Value {
+    ws.send(json!({"id": "q", "presence_query": {"channel": channel}}));
+    ws.recv_kind("presence")["presence"].clone()
+}
+
+#[test]
+fn messageloop_presence_is_cluster_wide() {
+    let nats = NatsServer::start_jetstream(0);
+    let (a, b) = (jetstream_node(&nats), jetstream_node(&nats));
+    let mut alice = ml_client(&a);
+    alice.subscribe("s", &["lobby"]);
+    let mut bob = ml_client(&b);
+    bob.subscribe("s", &["lobby"]);
+
+    // Alice's membership reaches node B through the KV bucket (a put and a watch away).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let presence = occupancy(&mut bob, "lobby");
+        if presence["occupancy"] == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B never saw A's member: {presence}"
+        );
+    }
+    // Subscribe-time snapshots on B include A's member too.
+    let mut carol = ml_client(&b);
+    let ack = carol.subscribe("s", &["lobby"]);
+    let snapshot = &ack["subscribe_ack"]["presence"][0];
+    assert_eq!(snapshot["occupancy"], 3, "{ack}");
+    assert_eq!(snapshot["clients"].as_array().unwrap().len(), 3, "{ack}");
+    // And A sees B's members: the join events crossed, and the query agrees.
+    let join = alice.recv_kind("presence_event");
+    assert_eq!(join["presence_event"]["action"], "join");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while occupancy(&mut alice, "lobby")["occupancy"] != 3 {
+        assert!(Instant::now() < deadline, "A never saw B's members");
+    }
+
+    // A leave is removed everywhere at once (the key is deleted).
+    carol.close();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while occupancy(&mut alice, "lobby")["occupancy"] != 2 {
+        assert!(Instant::now() < deadline, "A never saw the leave");
+    }
+}
+
+#[test]
+fn messageloop_history_and_presence_continue_after_a_nats_restart() {
+    let nats = NatsServer::start_jetstream(0);
+    let (a, b) = (jetstream_node(&nats), jetstream_node(&nats));
+    let mut watcher = ml_client(&b);
+    watcher.subscribe("w", &["hist.room"]);
+    let mut publisher = ml_client(&a);
+    ml_publish(&mut publisher, "p1", "hist.room", 1);
+    let before = ml_read(&mut watcher, 0, 1).1;
+    let epoch = before[0].0.clone();
+    assert_eq!(before, [(epoch.clone(), 1, 1, false)]);
+
+    // NATS restarts with its store: the stream, its epoch and its sequence survive.
+    let mut nats = nats;
+    nats.stop();
+    wait_cluster(&a, "disconnected");
+    wait_cluster(&b, "disconnected");
+    let nats = nats.restart();
+    for node in [&a, &b] {
+        node.wait_for("/api/cluster", "reconnected", |c| {
+            c["state"] == "connected"
+                && c["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("1/1 streams ready"))
+        });
+    }
+    ml_publish(&mut publisher, "p2", "hist.room", 2);
+    assert_eq!(
+        ml_read(&mut watcher, 0, 1).1,
+        [(epoch.clone(), 2, 2, false)]
+    );
+    let mut late = ml_client(&b);
+    late.send(
+        json!({"id": "r", "subscribe": {"subscriptions": [{"channel": "hist.room",
+        "recover": true, "cursor": {"stream_epoch": epoch, "offset": "0"}}]}}),
+    );
+    let replayed = ml_read(&mut late, 0, 2).1;
+    assert_eq!(replayed, [(epoch.clone(), 1, 1, true), (epoch, 2, 2, true)]);
+
+    // Presence is shared again after the restart: a member joining on A is listed on B.
+    let mut dave = ml_client(&a);
+    dave.subscribe("s", &["lounge"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while occupancy(&mut late, "lounge")["occupancy"] != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "B never saw A's member after the restart"
+        );
+    }
+    drop(nats);
 }

@@ -388,3 +388,84 @@ fn python_websockets_client_interoperates() {
         ],
     );
 }
+
+/// Rewrites the config file with the Goomerang section plus `extra`, reloads, and returns the report.
+fn reload_with(gateway: &Gatewayd, address: &str, extra: &str) -> serde_json::Value {
+    let config = format!(
+        "{}[goomerang]\nenabled = true\naddress = \"{address}\"\n{extra}",
+        base_config()
+    );
+    std::fs::write(&gateway.config_path, config).unwrap();
+    reqwest::blocking::Client::new()
+        .post(gateway.url("/api/reload"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+#[test]
+fn reload_gives_new_connections_the_new_acl_and_keeps_open_ones() {
+    let (gateway, addr, rt) =
+        start("[goomerang.auth.anonymous]\nname = \"before\"\nsubscribe = [\"open.#\"]\n");
+    let mut open = rt.block_on(async {
+        let mut client = GoomerangClient::connect(addr).await;
+        client.subscribe("open.a").await;
+        client
+    });
+    wait_subscribers(&gateway, "open.a", 1);
+
+    let report = reload_with(
+        &gateway,
+        "127.0.0.1:0",
+        "[goomerang.auth.anonymous]\nname = \"after\"\nsubscribe = [\"other.#\"]\n",
+    );
+    assert_eq!(report["applied"], serde_json::json!([LISTENER]), "{report}");
+    assert_eq!(report["restart_needed"], serde_json::json!([]), "{report}");
+    assert!(report["error"].is_null(), "{report}");
+
+    // A new connection is "after": `open.#` is refused, `other.#` allowed.
+    let denied = drops(&gateway, "acl_denied");
+    let mut new = rt.block_on(async {
+        let mut client = GoomerangClient::connect(addr).await;
+        client.subscribe("open.b").await;
+        client.subscribe("other.x").await;
+        client
+    });
+    wait_subscribers(&gateway, "other.x", 1);
+    assert_eq!(subscribers(&gateway.get_json("/api/topics"), "open.b"), 0);
+    assert!(drops(&gateway, "acl_denied") >= denied + 1.0);
+    let connections = gateway.get_json("/api/connections");
+    let mut identities: Vec<_> = connections
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["identity"].as_str())
+        .collect();
+    identities.sort_unstable();
+    assert_eq!(identities, ["after", "before"], "{connections}");
+
+    // The open connection was not dropped and still works under the identity it started with.
+    rt.block_on(async {
+        open.subscribe("open.c").await;
+    });
+    wait_subscribers(&gateway, "open.c", 1);
+    rt.block_on(async {
+        new.publish("open.a", KIND, message_v1("still here"), &[])
+            .await;
+        assert_eq!(open.recv_frame().await.payload, message_v1("still here"));
+    });
+
+    let report = reload_with(
+        &gateway,
+        "127.0.0.1:1",
+        "[goomerang.auth.anonymous]\nname = \"after\"\nsubscribe = [\"other.#\"]\n",
+    );
+    assert_eq!(report["applied"], serde_json::json!([LISTENER]), "{report}");
+    assert_eq!(
+        report["restart_needed"],
+        serde_json::json!(["goomerang.address"]),
+        "{report}"
+    );
+    assert_eq!(gateway.listener(LISTENER), addr);
+}

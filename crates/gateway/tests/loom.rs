@@ -509,3 +509,78 @@ fn aioquic_producer_and_consumer() {
         ],
     );
 }
+
+#[test]
+fn reload_applies_new_tokens_to_new_streams_and_keeps_open_ones() {
+    let (gateway, addr, rt) = start(AUTH);
+    let (quic, mut consumer) = rt.block_on(async {
+        let quic = Client::connect(addr, Transport::Quic).await;
+        let consumer = quic.open(&hello(CONSUMER, b"c", b"ok.r", b"good")).await;
+        (quic, consumer)
+    });
+    wait_members(&gateway, "ok.r", 1);
+
+    let reload = |address: &str| -> serde_json::Value {
+        let text = config(
+            "[loom.auth]\nrequired = true\n[[loom.auth.tokens]]\ntoken = \"fresh\"\n\
+             identity = { name = \"svc2\", publish = [\"ok.>\"], subscribe = [\"ok.>\"] }\n",
+        )
+        .replace(
+            "address = \"127.0.0.1:0\"\nreject",
+            &format!("address = \"{address}\"\nreject"),
+        );
+        std::fs::write(&gateway.config_path, text).unwrap();
+        reqwest::blocking::Client::new()
+            .post(gateway.url("/api/reload"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let report = reload("127.0.0.1:0");
+    assert_eq!(
+        report["applied"],
+        serde_json::json!(["loom.quic"]),
+        "{report}"
+    );
+    assert_eq!(report["restart_needed"], serde_json::json!([]), "{report}");
+    assert!(report["error"].is_null(), "{report}");
+
+    let fresh = rt.block_on(async {
+        // The old token opens no new stream, on the open connection or a new one.
+        assert_quic_refused(&quic, &hello(PRODUCER, b"p", b"ok.r", b"good"), 1).await;
+        let fresh = Client::connect(addr, Transport::Quic).await;
+        assert_quic_refused(&fresh, &hello(PRODUCER, b"p", b"ok.r", b"good"), 1).await;
+        // The new one does, and the consumer opened before the reload still receives.
+        let mut producer = fresh.open(&hello(PRODUCER, b"p", b"ok.r", b"fresh")).await;
+        producer
+            .write(&message(b"k", b"after reload", 64))
+            .await
+            .unwrap();
+        let msg = within("delivery", consumer.next()).await.unwrap().unwrap();
+        assert_eq!(msg.body, b"after reload");
+        producer.finish().await;
+        fresh
+    });
+    let identities: Vec<String> = gateway
+        .get_json("/api/connections")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["identity"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(identities.iter().any(|i| i == "svc2"), "{identities:?}");
+
+    let report = reload("127.0.0.1:1");
+    assert_eq!(
+        report["applied"],
+        serde_json::json!(["loom.quic"]),
+        "{report}"
+    );
+    assert_eq!(
+        report["restart_needed"],
+        serde_json::json!(["loom.address"]),
+        "{report}"
+    );
+    drop((quic, fresh));
+}

@@ -137,17 +137,18 @@ fn goomerang_sync_send_is_answered_by_a_stomp_websocket_client() {
     let gateway = Gatewayd::start(&config(""));
     let addrs = Addrs::of(&gateway);
     let rt = runtime();
-    // The kind is one token of `$rpc.goomerang.<kind>`; a STOMP name splits on `.`, so a STOMP responder can
-    // only name kinds without dots (docs/conversion.md).
-    const KIND: &str = "MatrixQuery";
+    // The kind is one token of `$rpc.goomerang.<kind>` (its dots escaped); internal names are written in
+    // canonical form in every protocol, so the STOMP responder names the request topic as gatewayd prints it.
+    const KIND: &str = "goomerang.example.MessageV1";
+    const REQUESTS: &str = "$rpc.goomerang.goomerang%2Eexample%2EMessageV1";
     let mut responder = StompWs::connect(addrs.stomp_ws);
     responder.send(
         &Frame::new("SUBSCRIBE")
             .header("id", "sync")
-            .header("destination", &format!("/topic/$rpc.goomerang.{KIND}"))
+            .header("destination", &format!("/topic/{REQUESTS}"))
             .header("ack", "auto"),
     );
-    wait_subscribed(&gateway, &format!("$rpc.goomerang.{KIND}"), 1, 0);
+    wait_subscribed(&gateway, REQUESTS, 1, 0);
     let mut requester = rt.block_on(goomerang_client::GoomerangClient::connect(addrs.goomerang));
     let mut user = FrameHeaders::new();
     user.insert("x-request", "2");

@@ -651,3 +651,108 @@ fn python_client_json_ws_and_grpc() {
         ],
     );
 }
+
+#[test]
+fn reload_applies_new_tokens_to_new_connections_and_keeps_open_ones() {
+    let auth = |token: &str, name: &str| {
+        format!(
+            "[messageloop.auth]\nrequired = true\n[[messageloop.auth.tokens]]\ntoken = \"{token}\"\n\
+             identity = {{ name = \"{name}\" }}\n"
+        )
+    };
+    let (gateway, addr, _) = start(&auth("good", "alice"));
+    let mut open = Ws::connect(addr, JSON);
+    open.handshake("2.0.0", "good");
+    open.subscribe("s", &["news"]);
+
+    let reload = |ws_address: &str| -> Value {
+        let text = config(&auth("fresh", "bob")).replace(
+            "[messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"",
+            &format!("[messageloop.ws]\nenabled = true\naddress = \"{ws_address}\""),
+        );
+        std::fs::write(&gateway.config_path, text).unwrap();
+        reqwest::blocking::Client::new()
+            .post(gateway.url("/api/reload"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let report = reload("127.0.0.1:0");
+    assert_eq!(
+        report["applied"],
+        json!(["messageloop.ws", "messageloop.grpc"]),
+        "{report}"
+    );
+    assert_eq!(report["restart_needed"], json!([]), "{report}");
+    assert!(report["error"].is_null(), "{report}");
+
+    let mut stale = Ws::connect(addr, JSON);
+    stale.send(json!({"id": "c", "connect": {"version": "2.0.0", "token": "good"}}));
+    let (close, _, before) = stale.expect_close();
+    assert_eq!(close, 3500);
+    assert_eq!(before[0]["error"]["code"], "AUTH_ERROR");
+
+    let mut fresh = Ws::connect(addr, JSON);
+    fresh.handshake("2.0.0", "fresh");
+    publish_json(&mut fresh, "p", "news", json!({"after": "reload"}));
+    fresh.recv_kind("publish_ack");
+    // The connection opened before the reload is still up and still subscribed.
+    let delivered = open.recv_kind("publication");
+    assert_eq!(
+        delivered["publication"]["messages"][0]["payload"]["json"],
+        json!({"after": "reload"})
+    );
+    drop(stale);
+    gateway.wait_for("/api/connections", "alice and bob", |all| {
+        let mut identities: Vec<&str> = all
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["identity"].as_str())
+            .collect();
+        identities.sort_unstable();
+        identities == ["alice", "bob"]
+    });
+
+    // gRPC streams opened after the reload see the new tokens too.
+    let grpc_addr = gateway.listener("messageloop.grpc");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use grpc::g2::inbound_message::Envelope as In;
+        use grpc::g2::outbound_message::Envelope as Out;
+        for (token, connected) in [("good", false), ("fresh", true)] {
+            let mut stream = grpc::open_g2(grpc_addr).await;
+            stream
+                .send(grpc::g2::InboundMessage {
+                    id: "c".into(),
+                    time: 0,
+                    envelope: Some(In::Connect(grpc::g2::Connect {
+                        version: "2.0.0".into(),
+                        token: token.into(),
+                        ..Default::default()
+                    })),
+                })
+                .await;
+            let first = stream.next().await.unwrap().envelope;
+            if connected {
+                assert!(matches!(first, Some(Out::Connected(_))), "{first:?}");
+            } else {
+                assert!(
+                    matches!(first, Some(Out::Error(ref e)) if e.code == "AUTH_ERROR"),
+                    "{first:?}"
+                );
+            }
+        }
+    });
+
+    let report = reload("127.0.0.1:1");
+    assert_eq!(
+        report["restart_needed"],
+        json!(["messageloop.ws.address"]),
+        "{report}"
+    );
+}

@@ -1,6 +1,7 @@
 //! STOMP over real sockets against the gatewayd binary: the seed Go peer's cases (reference §4.4) with
 //! a client that has its wire habits, the bad inputs of §6, heart-beats, slow consumers, shutdown,
-//! config checks, and the stomp.py (TCP, TLS) and @stomp/stompjs (WebSocket) interop suites.
+//! config checks, durable subscriptions, and the stomp.py (TCP, TLS), @stomp/stompjs (WebSocket) and stompit
+//! (TCP) interop suites.
 
 mod support;
 
@@ -709,6 +710,83 @@ fn receipts_unknown_unsubscribe_and_disconnect() {
     peer.expect_closed(WAIT);
 }
 
+fn retained(gateway: &Gatewayd, topic: &str, kept: u64) {
+    gateway.wait_for("/api/topics", &format!("{kept} kept on {topic}"), |v| {
+        topic_entry(v, topic).is_some_and(|t| t["group"]["retained"].as_u64() == Some(kept))
+    });
+}
+
+/// The ActiveMQ form: `client-id` on CONNECT and `activemq.subscriptionName` on SUBSCRIBE name
+/// the queue `$durable.<client-id>.<name>`, fed from a topic pattern while the client is away.
+#[test]
+fn durable_subscription_keeps_messages_for_its_client_id() {
+    let gateway = start();
+    let address = gateway.listener("stomp.tcp");
+    let queue = "$durable.rs-app.audit";
+    let connect = || {
+        let mut peer = Peer::open(address);
+        peer.send(&frames::connect("guest", "guest").header("client-id", "rs-app"));
+        assert_eq!(peer.expect_frame(WAIT).command, "CONNECTED");
+        peer
+    };
+    let subscribe = frames::subscribe("/topic/rs.*", "client", "a")
+        .header("activemq.subscriptionName", "audit");
+    let mut first = connect();
+    first.send(&subscribe);
+    wait_members(&gateway, queue, 1);
+    let mut sender = Peer::connect(address);
+    sender.send(&frames::send_string("/topic/rs.one", "1"));
+    let m = message(&mut first);
+    assert_eq!(m.body, b"1");
+    assert_eq!(m.get("destination"), Some("/topic/rs.one"));
+    assert_eq!(m.get("x-gatewayd-source-topic"), None);
+    first.shutdown();
+    wait_members(&gateway, queue, 0);
+    sender.send(&frames::send_string("/topic/rs.two", "2"));
+    sender.send(&frames::send_string("/topic/elsewhere", "x"));
+    retained(&gateway, queue, 2);
+
+    let mut back = connect();
+    back.send(&subscribe);
+    let again = message(&mut back);
+    assert_eq!(again.body, b"1");
+    assert_eq!(again.get("redelivered"), Some("true"));
+    let kept = message(&mut back);
+    assert_eq!(kept.body, b"2");
+    assert_eq!(kept.get("destination"), Some("/topic/rs.two"));
+    assert_eq!(back.receive(QUIET), Received::Nothing);
+    let id = kept.get("message-id").unwrap().to_owned();
+    back.send(&Frame::new("ACK").header("message-id", &id));
+    gateway.wait_for("/api/topics", "the cumulative ack", |v| {
+        topic_entry(v, queue).is_some_and(|t| t["group"]["unacked"] == 0)
+    });
+
+    let mut anonymous = Peer::connect(address);
+    anonymous.send(&subscribe);
+    let error = anonymous.expect_frame(WAIT);
+    assert_eq!(error.command, "ERROR");
+    assert_eq!(error.get("message"), Some("Invalid header"));
+
+    back.send(
+        &Frame::new("UNSUBSCRIBE")
+            .header("id", "a")
+            .header("activemq.subscriptionName", "audit")
+            .header("receipt", "gone"),
+    );
+    assert_eq!(back.expect_frame(WAIT).get("receipt-id"), Some("gone"));
+    sender.send(&frames::send_string("/topic/rs.three", "3").header("receipt", "sent"));
+    assert_eq!(sender.expect_frame(WAIT).get("receipt-id"), Some("sent"));
+    back.send(&subscribe);
+    wait_members(&gateway, queue, 1);
+    assert_eq!(
+        back.receive(QUIET),
+        Received::Nothing,
+        "deleted with its messages"
+    );
+    sender.send(&frames::send_string("/topic/rs.four", "4"));
+    assert_eq!(message(&mut back).body, b"4");
+}
+
 #[test]
 fn stomp_py_clients_over_tcp_and_tls() {
     let gateway = start();
@@ -738,4 +816,82 @@ fn stompjs_over_websocket() {
             ("GATEWAYD_ADMIN", gateway.admin.to_string()),
         ],
     );
+}
+
+#[test]
+fn stompit_over_tcp() {
+    let gateway = start();
+    node::run(
+        "test_stompit.cjs",
+        &[
+            ("STOMP_ADDRESS", gateway.listener("stomp.tcp").to_string()),
+            ("GATEWAYD_ADMIN", gateway.admin.to_string()),
+        ],
+    );
+}
+
+fn reload_config(token: &str) -> String {
+    base_config()
+        + &format!(
+            r#"
+[stomp.auth]
+required = true
+
+[[stomp.auth.tokens]]
+login = "app"
+token = "{token}"
+identity = {{ name = "app" }}
+
+[stomp.tcp]
+enabled = true
+address = "127.0.0.1:0"
+"#
+        )
+}
+
+/// A reload swaps the `[stomp]` settings for new connections (here the static token) and leaves the
+/// connections already open alone.
+#[test]
+fn reload_applies_new_tokens_to_new_connections_only() {
+    let gateway = Gatewayd::start(&reload_config("token-a"));
+    let address = gateway.listener("stomp.tcp");
+    let login = |passcode: &str| {
+        let mut peer = Peer::open(address);
+        peer.send(&frames::connect("app", passcode));
+        let answer = peer.expect_frame(WAIT);
+        (peer, answer)
+    };
+    let (mut old, answer) = login("token-a");
+    assert_eq!(answer.command, "CONNECTED");
+    old.send(&frames::subscribe("/topic/reload.t", "auto", "s"));
+    wait_fanout(&gateway, "reload.t", 1);
+
+    std::fs::write(&gateway.config_path, reload_config("token-b")).unwrap();
+    let report: serde_json::Value = reqwest::blocking::Client::new()
+        .post(gateway.url("/api/reload"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(report["error"].is_null(), "{report}");
+    assert_eq!(
+        report["applied"],
+        serde_json::json!(["stomp.tcp"]),
+        "{report}"
+    );
+    assert_eq!(report["restart_needed"], serde_json::json!([]), "{report}");
+
+    old.send(&frames::send_string("/topic/reload.t", "still here").header("receipt", "r"));
+    let mut frames_seen = [old.expect_frame(WAIT), old.expect_frame(WAIT)];
+    frames_seen.sort_by(|a, b| a.command.cmp(&b.command));
+    assert_eq!(frames_seen[0].command, "MESSAGE");
+    assert_eq!(frames_seen[0].body, b"still here");
+    assert_eq!(frames_seen[1].get("receipt-id"), Some("r"));
+
+    let (mut refused, answer) = login("token-a");
+    assert_eq!(answer.command, "ERROR");
+    assert_eq!(answer.get("message"), Some("Bad CONNECT"));
+    refused.expect_closed(WAIT);
+    let (_accepted, answer) = login("token-b");
+    assert_eq!(answer.command, "CONNECTED");
 }

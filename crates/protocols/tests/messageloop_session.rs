@@ -518,3 +518,91 @@ fn messages_from_other_protocols_become_publications() {
         Some(PayloadData::Binary(_))
     ));
 }
+
+/// A cluster backend whose log numbers `hist.#` in epoch 77 (what `cluster.history = "jetstream"` does).
+struct Log;
+
+impl core_bus::cluster::ClusterBackend for Log {
+    fn forward(&self, _envelope: &Arc<Envelope>) {}
+    fn interest(&self, _event: &core_bus::events::BusEvent) {}
+    fn owns_groups(&self) -> bool {
+        true
+    }
+    fn state(&self) -> core_bus::cluster::ClusterState {
+        core_bus::cluster::ClusterState::Standalone
+    }
+    fn sequencing(&self, _topic: &Topic) -> core_bus::cluster::Sequencing {
+        core_bus::cluster::Sequencing::Cluster { epoch: 77 }
+    }
+}
+
+fn sequenced(offset: u64, text: &str) -> Envelope {
+    let mut envelope = Envelope::new(
+        Topic::parse("hist.a").unwrap(),
+        text.to_owned(),
+        Origin {
+            protocol: Protocol::Internal,
+            connection: ConnectionId::next(),
+        },
+    );
+    envelope.position = Some(core_bus::Position { epoch: 77, offset });
+    envelope
+}
+
+fn offsets(out: &[Outbound]) -> Vec<Option<u64>> {
+    out.iter()
+        .filter_map(|o| match &o.body {
+            OutboundBody::Publication(m) => Some(m[0].position.offset),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn cluster_sequenced_topics_ack_without_offset_and_skip_what_a_recovering_client_has() {
+    let world = World::new(false);
+    world.bus.set_cluster(Box::new(Log));
+    let mut publisher = world.connected(Generation::G2);
+    send(&mut publisher, "p", publish("hist.a", "one"), world.at(1));
+    let out = publisher.take_outbox();
+    let OutboundBody::PublishAck(ack) = &out[0].body else {
+        panic!("{out:?}")
+    };
+    assert_eq!(ack.position.stream_epoch, "77");
+    assert_eq!(ack.position.offset, None, "the log assigns it later");
+
+    world.bus.publish_sequenced(sequenced(3, "one"), 0);
+    world.bus.publish_sequenced(sequenced(7, "two"), 0);
+    // The client read up to offset 9 on a node whose copy was ahead of this one.
+    let mut reader = world.connected(Generation::G2);
+    let entry = Subscription {
+        recover: true,
+        cursor: Some(Position {
+            stream_epoch: "77".into(),
+            offset: Some(9),
+        }),
+        ephemeral: true,
+        ..Subscription::channel("hist.a")
+    };
+    send(
+        &mut reader,
+        "r",
+        InboundBody::Subscribe(vec![entry]),
+        world.at(2),
+    );
+    let out = reader.take_outbox();
+    assert_eq!(offsets(&out), Vec::<Option<u64>>::new(), "{out:?}");
+    let OutboundBody::RecoverComplete(done) = &out.last().unwrap().body else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        done.position.offset,
+        Some(9),
+        "the client's cursor, not this node's top"
+    );
+    assert!(!done.truncated);
+    // This node catches up: what the client has is not sent again, what follows is.
+    world.bus.publish_sequenced(sequenced(9, "three"), 0);
+    world.bus.publish_sequenced(sequenced(12, "four"), 0);
+    assert_eq!(offsets(&pump(&mut reader, world.at(3))), [Some(12)]);
+}

@@ -1,7 +1,9 @@
 //! Cluster mode: the `[cluster]` config section and the NATS backend that lets several gatewayd nodes share one
 //! bus. The default is the embedded single-node bus with no external service.
 
+mod jetstream;
 mod nats;
+mod presence;
 mod subjects;
 #[cfg(test)]
 mod tests;
@@ -23,6 +25,28 @@ pub enum ClusterBackendKind {
     Nats,
 }
 
+/// Where MessageLoop/chanserv history lives in cluster mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HistoryMode {
+    /// Each node keeps and numbers its own history.
+    #[default]
+    Local,
+    /// One JetStream stream per `[[bus.history]]` rule numbers history topics for the whole cluster.
+    Jetstream,
+}
+
+/// Where presence (MessageLoop members of a channel) lives in cluster mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PresenceMode {
+    /// Each node knows only its own members.
+    #[default]
+    Local,
+    /// Members are shared through a NATS KV bucket (needs JetStream on the NATS server).
+    Kv,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
@@ -37,6 +61,10 @@ pub struct ClusterConfig {
     pub require_tls: bool,
     /// Envelopes waiting to be forwarded; when full, forwarding drops and counts.
     pub forward_queue: usize,
+    /// `local` (per node) or `jetstream` (cluster-wide offsets; needs JetStream on the NATS server).
+    pub history: HistoryMode,
+    /// `local` (per node) or `kv` (cluster-wide, through NATS KV).
+    pub presence: PresenceMode,
 }
 
 impl Default for ClusterConfig {
@@ -48,6 +76,8 @@ impl Default for ClusterConfig {
             credentials_file: None,
             require_tls: false,
             forward_queue: 65_536,
+            history: HistoryMode::Local,
+            presence: PresenceMode::Local,
         }
     }
 }
@@ -59,6 +89,14 @@ impl ClusterConfig {
             return Err(
                 "cluster.urls: at least one NATS URL is needed with backend = \"nats\"".into(),
             );
+        }
+        if self.backend == ClusterBackendKind::Single {
+            if self.history != HistoryMode::Local {
+                return Err("cluster.history: \"jetstream\" needs backend = \"nats\"".into());
+            }
+            if self.presence != PresenceMode::Local {
+                return Err("cluster.presence: \"kv\" needs backend = \"nats\"".into());
+            }
         }
         for url in &self.urls {
             url.parse::<async_nats::ServerAddr>()

@@ -2,30 +2,33 @@
 //! the subjects of its local fanout patterns (interest-based: nothing else reaches it) and, in the queue group
 //! `<prefix>-groups`, to the exact subjects of its local anycast groups, so NATS delivers each message to every
 //! interested node's fanout subscribers and to exactly one node's group. Envelopes travel in the versioned binary
-//! encoding of `docs/envelope.md`.
+//! encoding of `docs/envelope.md`. With `history = "jetstream"`, history topics go through JetStream instead
+//! (`jetstream.rs`): plain subscriptions ignore them, the stream's consumer delivers them.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_nats::{Client, ConnectOptions, Event, HeaderMap, ServerAddr};
-use core_bus::cluster::{ClusterBackend, ClusterState};
+use core_bus::cluster::{ClusterBackend, ClusterState, Sequencing};
 use core_bus::events::BusEvent;
 use core_bus::metrics::{record_drop, DropReason};
-use core_bus::{Bus, ClusterDelivery, Envelope, MessageId};
+use core_bus::presence::PresenceChange;
+use core_bus::{Bus, ClusterDelivery, Envelope, MessageId, Topic};
 use futures::StreamExt;
 use metrics::{counter, gauge};
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::jetstream::{follow, HistoryStreams};
 use super::subjects::{pattern_subjects, topic_subject};
-use super::ClusterConfig;
+use super::{ClusterConfig, HistoryMode, PresenceMode};
 
 const NODE_HEADER: &str = "Gatewayd-Node";
 const FORWARDED: &str = "gatewayd_cluster_forwarded_total";
-const RECEIVED: &str = "gatewayd_cluster_received_total";
-const FAILED: &str = "gatewayd_cluster_failed_total";
+pub(super) const RECEIVED: &str = "gatewayd_cluster_received_total";
+pub(super) const FAILED: &str = "gatewayd_cluster_failed_total";
 const CONNECTED: &str = "gatewayd_cluster_connected";
 
 /// Ids of recently received envelopes: overlapping plain subscriptions deliver the same message more than once.
@@ -57,17 +60,34 @@ struct Shared {
     reader: JoinHandle<()>,
 }
 
-struct Link {
+pub(super) struct Link {
     client: Client,
-    bus: Bus,
-    node: String,
-    prefix: String,
+    /// Counts (re)connections to NATS: JetStream consumers are recreated after each.
+    pub(super) connections: watch::Receiver<u64>,
+    pub(super) jetstream: async_nats::jetstream::Context,
+    /// Set with `history = "jetstream"`.
+    history: Option<Arc<HistoryStreams>>,
+    pub(super) bus: Bus,
+    pub(super) node: String,
+    pub(super) prefix: String,
     queue_group: String,
     recent: Mutex<Recent>,
 }
 
+impl Link {
+    /// True for topics whose messages travel through a JetStream history stream.
+    fn sequenced(&self, topic: &Topic) -> bool {
+        self.history
+            .as_ref()
+            .is_some_and(|h| h.stream(topic).is_some())
+    }
+}
+
 pub struct NatsCluster {
     node: String,
+    history: Option<Arc<HistoryStreams>>,
+    /// Set with `presence = "kv"`.
+    presence: Option<mpsc::UnboundedSender<PresenceChange>>,
     forward: mpsc::Sender<Arc<Envelope>>,
     interest: mpsc::UnboundedSender<BusEvent>,
     connected: Arc<AtomicBool>,
@@ -80,6 +100,7 @@ impl NatsCluster {
     pub async fn connect(config: &ClusterConfig, bus: Bus) -> anyhow::Result<NatsCluster> {
         let node = format!("{:016x}", rand::random::<u64>());
         let connected = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(watch::Sender::new(0_u64));
         let detail = Arc::new(Mutex::new("connecting".to_owned()));
         let urls: Vec<ServerAddr> = config
             .urls
@@ -92,9 +113,11 @@ impl NatsCluster {
             .require_tls(config.require_tls)
             .event_callback({
                 let (connected, detail) = (connected.clone(), detail.clone());
+                let connections = connections.clone();
                 move |event| {
                     let (connected, detail) = (connected.clone(), detail.clone());
-                    async move { on_event(event, &connected, &detail) }
+                    let connections = connections.clone();
+                    async move { on_event(event, &connected, &detail, &connections) }
                 }
             });
         if let Some(path) = &config.credentials_file {
@@ -102,7 +125,17 @@ impl NatsCluster {
         }
         let client = options.connect(urls).await?;
         gauge!(CONNECTED).set(0.0);
+        let history = match config.history {
+            HistoryMode::Local => None,
+            HistoryMode::Jetstream => Some(Arc::new(HistoryStreams::new(
+                &config.subject_prefix,
+                &bus.config().history,
+            ))),
+        };
         let link = Arc::new(Link {
+            connections: connections.subscribe(),
+            jetstream: async_nats::jetstream::new(client.clone()),
+            history: history.clone(),
             client,
             bus,
             node: node.clone(),
@@ -116,10 +149,21 @@ impl NatsCluster {
         let (forward, forward_rx) = mpsc::channel(config.forward_queue.max(1));
         let (interest, interest_rx) = mpsc::unbounded_channel();
         tokio::spawn(forward_loop(link.clone(), forward_rx));
+        if let Some(streams) = &history {
+            for index in 0..streams.len() {
+                tokio::spawn(follow(link.clone(), streams.clone(), index));
+            }
+        }
+        let presence = match config.presence {
+            PresenceMode::Local => None,
+            PresenceMode::Kv => Some(super::presence::start(link.clone())),
+        };
         tokio::spawn(interest_loop(link, interest_rx));
         tracing::info!(%node, urls = ?config.urls, "cluster: NATS backend started");
         Ok(NatsCluster {
             node,
+            history,
+            presence,
             forward,
             interest,
             connected,
@@ -128,9 +172,15 @@ impl NatsCluster {
     }
 }
 
-fn on_event(event: Event, connected: &AtomicBool, detail: &Mutex<String>) {
+fn on_event(
+    event: Event,
+    connected: &AtomicBool,
+    detail: &Mutex<String>,
+    connections: &watch::Sender<u64>,
+) {
     match event {
         Event::Connected => {
+            connections.send_modify(|n| *n += 1);
             connected.store(true, Ordering::Release);
             gauge!(CONNECTED).set(1.0);
             *detail.lock() = "connected".into();
@@ -164,8 +214,32 @@ impl ClusterBackend for NatsCluster {
         self.connected.load(Ordering::Acquire)
     }
 
+    fn presence(&self, change: &PresenceChange) {
+        if let Some(presence) = &self.presence {
+            let _ = presence.send(change.clone());
+        }
+    }
+
+    fn sequencing(&self, topic: &Topic) -> Sequencing {
+        let Some(history) = &self.history else {
+            return Sequencing::Local;
+        };
+        match history.stream(topic) {
+            None => Sequencing::Local,
+            Some(stream) if self.connected.load(Ordering::Acquire) => match stream.epoch() {
+                Some(epoch) => Sequencing::Cluster { epoch },
+                None => Sequencing::Unavailable,
+            },
+            Some(_) => Sequencing::Unavailable,
+        }
+    }
+
     fn state(&self) -> ClusterState {
-        let detail = format!("node {}: {}", self.node, self.detail.lock());
+        let mut detail = format!("node {}: {}", self.node, self.detail.lock());
+        if let Some(history) = &self.history {
+            detail.push_str("; ");
+            detail.push_str(&history.summary());
+        }
         if self.connected.load(Ordering::Acquire) {
             ClusterState::Connected { detail }
         } else {
@@ -192,6 +266,18 @@ async fn forward_loop(link: Arc<Link>, mut queue: mpsc::Receiver<Arc<Envelope>>)
         let mut headers = HeaderMap::new();
         headers.insert(NODE_HEADER, link.node.as_str());
         let subject = topic_subject(&link.prefix, &envelope.topic);
+        if let Some(history) = &link.history {
+            if let Some(stream) = history.stream(&envelope.topic) {
+                if stream.is_ready() {
+                    publish_to_stream(&link, subject, headers, bytes, &envelope).await;
+                } else {
+                    // Delivered on this node only (`Sequencing::Unavailable`).
+                    counter!(FAILED, "reason" => "history_unavailable").increment(1);
+                    record_drop(DropReason::ClusterForward, envelope.origin.protocol);
+                }
+                continue;
+            }
+        }
         match link
             .client
             .publish_with_headers(subject, headers, bytes)
@@ -203,6 +289,41 @@ async fn forward_loop(link: Arc<Link>, mut queue: mpsc::Receiver<Arc<Envelope>>)
                 counter!(FAILED, "reason" => "publish").increment(1);
                 record_drop(DropReason::ClusterForward, envelope.origin.protocol);
             }
+        }
+    }
+}
+
+/// Writes a history-topic message to its stream. The publish is sent in order here; its ack (the stream sequence)
+/// is awaited on the side so that publishes pipeline. Delivery, on every node, comes from the stream's consumer.
+async fn publish_to_stream(
+    link: &Link,
+    subject: String,
+    headers: HeaderMap,
+    bytes: bytes::Bytes,
+    envelope: &Envelope,
+) {
+    let protocol = envelope.origin.protocol;
+    match link
+        .jetstream
+        .publish_with_headers(subject, headers, bytes)
+        .await
+    {
+        Ok(ack) => {
+            tokio::spawn(async move {
+                match ack.await {
+                    Ok(_) => counter!(FORWARDED).increment(1),
+                    Err(error) => {
+                        tracing::debug!(%error, "cluster: JetStream did not store a history message");
+                        counter!(FAILED, "reason" => "jetstream").increment(1);
+                        record_drop(DropReason::ClusterForward, protocol);
+                    }
+                }
+            });
+        }
+        Err(error) => {
+            tracing::debug!(%error, "cluster: JetStream publish failed");
+            counter!(FAILED, "reason" => "jetstream").increment(1);
+            record_drop(DropReason::ClusterForward, protocol);
         }
     }
 }
@@ -271,6 +392,10 @@ async fn subscribe(link: &Arc<Link>, subject: &str, group: bool) -> anyhow::Resu
                     continue;
                 }
             };
+            // History topics reach this node through their stream's consumer, with positions.
+            if !group && link.sequenced(&envelope.topic) {
+                continue;
+            }
             if !group && !link.recent.lock().first_time(envelope.id) {
                 continue;
             }

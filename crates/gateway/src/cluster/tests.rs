@@ -7,7 +7,7 @@ use core_bus::cluster::ClusterState;
 use core_bus::config::GroupPolicy;
 use core_bus::{Bus, ConnectionId, Credit, Envelope, Mailbox, Origin, Pattern, Protocol, Topic};
 
-use super::{ClusterBackendKind, ClusterConfig};
+use super::{ClusterBackendKind, ClusterConfig, HistoryMode, PresenceMode};
 
 #[path = "../../tests/support/nats.rs"]
 mod nats;
@@ -168,4 +168,24 @@ async fn fanout_and_anycast_cross_nodes_and_survive_a_nats_restart() {
     let _server = NatsServer::start(port);
     until("nodes reconnect", || connected(&a) && connected(&b)).await;
     await_route(&a, "orders.back", &mut on_b).await;
+}
+
+#[test]
+fn jetstream_history_and_kv_presence_need_the_nats_backend() {
+    let single = ClusterConfig {
+        history: HistoryMode::Jetstream,
+        ..ClusterConfig::default()
+    };
+    assert!(single.validate().unwrap_err().contains("cluster.history"));
+    let single = ClusterConfig {
+        presence: PresenceMode::Kv,
+        ..ClusterConfig::default()
+    };
+    assert!(single.validate().unwrap_err().contains("cluster.presence"));
+    let nats = ClusterConfig {
+        history: HistoryMode::Jetstream,
+        presence: PresenceMode::Kv,
+        ..config(4222)
+    };
+    assert_eq!(nats.validate(), Ok(()));
 }

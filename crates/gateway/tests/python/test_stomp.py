@@ -83,13 +83,13 @@ class Collector(stomp.ConnectionListener):
             self.messages.get(timeout=timeout)
 
 
-def connect(cls=stomp.Connection12, where=TCP, tls=False, **kwargs):
+def connect(cls=stomp.Connection12, where=TCP, tls=False, connect_headers=None, **kwargs):
     conn = cls([where], **kwargs)
     if tls:
         conn.set_ssl(for_hosts=[where], verify=False)
     collector = Collector()
     conn.set_listener("collector", collector)
-    conn.connect("guest", "guest", wait=True)
+    conn.connect("guest", "guest", wait=True, headers=connect_headers or {})
     return conn, collector
 
 
@@ -322,4 +322,84 @@ def test_tls_listener():
     fanout("py.tls", 1)
     conn.send("/topic/py.tls", "secret")
     assert got.message().body == "secret"
+    conn.disconnect()
+
+
+def durable_queue(owner, name):
+    """The bus topic of a durable subscription's queue: `$durable.<owner>.<name>`, one token each."""
+    escape = lambda part: part.replace("%", "%25").replace(".", "%2E")
+    return f"$durable.{escape(owner)}.{escape(name)}"
+
+
+def retained(name, n):
+    wait_for(f"{n} kept on {name}", lambda t: (t.get(name, {}).get("group") or {}).get("retained") == n)
+
+
+def no_forwarder(topic):
+    wait_for(f"no subscriber of {topic}", lambda t: t.get(topic, {}).get("fanout_subscribers", 0) == 0)
+
+
+def test_rabbitmq_durable_subscription_keeps_messages_while_away():
+    durable = {"durable": "true", "auto-delete": "false"}
+    name = durable_queue("py-d1", "py.durable")
+    conn, got = connect()
+    conn.subscribe("/topic/py.durable", "py-d1", ack="client-individual", headers=durable)
+    members(name, 1)
+    conn.disconnect()
+    members(name, 0)
+    producer, sent = connect()
+    for i in range(3):
+        producer.send("/topic/py.durable", f"away-{i}")
+    retained(name, 3)
+
+    conn, got = connect()
+    conn.subscribe("/topic/py.durable", "py-d1", ack="client-individual", headers=durable)
+    for i in range(3):
+        frame = got.message()
+        assert frame.body == f"away-{i}"
+        assert frame.headers["destination"] == "/topic/py.durable"
+        assert frame.headers["subscription"] == "py-d1"
+        conn.ack(frame.headers["ack"])
+    producer.send("/topic/py.durable", "live")
+    assert got.message().body == "live"
+
+    conn.unsubscribe("py-d1", headers=dict(durable, receipt="deleted"))
+    assert got.receipts.get(timeout=WAIT) == "deleted"
+    no_forwarder("py.durable")
+    producer.send("/topic/py.durable", "after-delete", headers={"receipt": "sent"})
+    assert sent.receipts.get(timeout=WAIT) == "sent"
+    conn.subscribe("/topic/py.durable", "py-d1", headers=durable)
+    members(name, 1)
+    got.nothing()
+    conn.unsubscribe("py-d1", headers=durable)
+    producer.disconnect()
+    conn.disconnect()
+
+
+def test_activemq_durable_subscription_by_client_id():
+    named = {"activemq.subscriptionName": "py-sub"}
+    name = durable_queue("py-app", "py-sub")
+    conn, got = connect(stomp.Connection11, connect_headers={"client-id": "py-app"})
+    conn.subscribe("/topic/py.amq.#", "s", headers=named)
+    members(name, 1)
+    conn.disconnect()
+    members(name, 0)
+    producer, sent = connect()
+    producer.send("/topic/py.amq.a.b", b"\x00kept\x00", content_type="application/octet-stream")
+    retained(name, 1)
+
+    conn, got = connect(stomp.Connection11, connect_headers={"client-id": "py-app"}, auto_decode=False)
+    conn.subscribe("/topic/py.amq.#", "s", headers=named)
+    frame = got.message()
+    assert frame.body == b"\x00kept\x00"
+    assert frame.headers["destination"] == "/topic/py.amq.a.b"
+    conn.unsubscribe("s", headers=dict(named, receipt="deleted"))
+    assert got.receipts.get(timeout=WAIT) == "deleted"
+    producer.send("/topic/py.amq.a.b", "after-delete", headers={"receipt": "sent"})
+    assert sent.receipts.get(timeout=WAIT) == "sent"
+    conn.subscribe("/topic/py.amq.#", "s", headers=named)
+    members(name, 1)
+    got.nothing()
+    conn.unsubscribe("s", headers=named)
+    producer.disconnect()
     conn.disconnect()

@@ -46,7 +46,7 @@ impl Gatewayd {
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if std::env::var_os("GATEWAYD_TEST_LOG").is_some() {
+                if std::env::var_os("TEST_GATEWAYD_LOG").is_some() {
                     eprintln!("gatewayd: {line}");
                 }
                 if sent {

@@ -1,5 +1,6 @@
 //! A real `nats-server` (Debian package) on 127.0.0.1 for cluster tests, with its monitoring port so tests can
-//! poll which subjects are subscribed instead of sleeping.
+//! poll which subjects are subscribed instead of sleeping. [`NatsServer::start_jetstream`] enables JetStream with a
+//! temporary store directory.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -11,6 +12,8 @@ pub struct NatsServer {
     child: Child,
     pub port: u16,
     pub monitor: u16,
+    /// JetStream's store directory, removed with the server.
+    _store: Option<tempfile::TempDir>,
 }
 
 fn free_port() -> u16 {
@@ -23,17 +26,31 @@ fn free_port() -> u16 {
 impl NatsServer {
     /// Starts nats-server on `port` (0 = any free port) and returns once it accepts clients.
     pub fn start(port: u16) -> NatsServer {
+        NatsServer::launch(port, None)
+    }
+
+    /// Like [`NatsServer::start`], with JetStream (`-js`) storing in a fresh temporary directory.
+    pub fn start_jetstream(port: u16) -> NatsServer {
+        NatsServer::launch(port, Some(tempfile::tempdir().expect("tempdir")))
+    }
+
+    fn launch(port: u16, store: Option<tempfile::TempDir>) -> NatsServer {
         let port = if port == 0 { free_port() } else { port };
         let monitor = free_port();
+        let mut args = vec![
+            "-a".to_owned(),
+            "127.0.0.1".to_owned(),
+            "-p".to_owned(),
+            port.to_string(),
+            "-m".to_owned(),
+            monitor.to_string(),
+        ];
+        if let Some(store) = &store {
+            args.extend(["-js".to_owned(), "-sd".to_owned()]);
+            args.push(store.path().display().to_string());
+        }
         let mut child = Command::new("nats-server")
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-m",
-                &monitor.to_string(),
-            ])
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -54,7 +71,15 @@ impl NatsServer {
             child,
             port,
             monitor,
+            _store: store,
         }
+    }
+
+    /// Stops the server and starts it again on the same port, with the same JetStream store.
+    pub fn restart(mut self) -> NatsServer {
+        self.stop();
+        let store = self._store.take();
+        NatsServer::launch(self.port, store)
     }
 
     pub fn url(&self) -> String {

@@ -5,6 +5,10 @@
 //! The process gets one random AstraNet host id and one port counter, shared by every connection, like one Go
 //! AstraNet node. On shutdown the listener stops accepting and every connection closes its streams (FIN2) before
 //! its socket.
+//!
+//! Reload swaps the [`Settings`] each new connection takes (identity and ACLs, service name, compression, frame and
+//! connection limits) and keeps the host id and port counter; open connections keep theirs. The address needs a
+//! restart.
 
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
@@ -13,6 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use arc_swap::ArcSwap;
 use bytes::BytesMut;
 use core_bus::{Origin, Protocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,17 +28,70 @@ use super::astranet::{HostId, LinkConfig, PortCounter};
 use super::config::ChanservConfig;
 use super::session::{Session, SessionConfig};
 use crate::auth::{Authenticator, Identity};
-use crate::{ConnectionGuard, RunningListener, Services};
+use crate::{ConnectionGuard, Reload, RunningListener, Services};
 
 /// Config path of the listener.
 pub const LISTENER_NAME: &str = "chanserv.tcp";
 
-/// What every connection of the listener shares.
-struct Shared {
+/// What a connection takes from the config when it is accepted; replaced whole on reload.
+struct Settings {
     link: LinkConfig,
     session: SessionConfig,
     identity: Identity,
     max_connections: usize,
+}
+
+impl Settings {
+    /// Checks `config` and builds the settings from it, on the node's `host` and port counter.
+    fn new(config: &ChanservConfig, host: HostId, ports: PortCounter) -> anyhow::Result<Settings> {
+        config.validate()?;
+        let auth = Authenticator::new(config.auth.clone()).context("chanserv.auth")?;
+        let mut link = LinkConfig::new(host);
+        link.service = config.service()?;
+        link.ports = ports;
+        Ok(Settings {
+            link,
+            session: SessionConfig {
+                compression: config.compression.into(),
+                frame_limit: config.max_frame_bytes,
+                max_sources_per_request: config.max_sources_per_request,
+                max_subscriptions: config.limits.max_subscriptions_per_connection,
+                ..SessionConfig::default()
+            },
+            identity: auth.anonymous().clone(),
+            max_connections: config.limits.max_connections,
+        })
+    }
+}
+
+/// Applies a new `[chanserv]` section to the running listener.
+struct Reloader {
+    settings: Arc<ArcSwap<Settings>>,
+    /// The section the listener was started with: what only a restart changes is compared against it.
+    started: ChanservConfig,
+}
+
+impl Reload for Reloader {
+    fn reload(&self, section: &toml::Value) -> Result<Vec<String>, String> {
+        let next: ChanservConfig = section
+            .clone()
+            .try_into()
+            .map_err(|error| format!("chanserv: {error}"))?;
+        let current = self.settings.load();
+        let settings = Settings::new(&next, current.link.host, current.link.ports.clone())
+            .map_err(|error| format!("{error:#}"))?;
+        self.settings.store(Arc::new(settings));
+        let started = &self.started;
+        let restart = [
+            ("chanserv.enabled", started.enabled != next.enabled),
+            ("chanserv.address", started.address != next.address),
+        ];
+        Ok(restart
+            .into_iter()
+            .filter(|(_, changed)| *changed)
+            .map(|(key, _)| key.to_owned())
+            .collect())
+    }
 }
 
 /// Binds `config.address` and starts accepting.
@@ -41,41 +99,29 @@ pub async fn start(
     config: &ChanservConfig,
     services: &Services,
 ) -> anyhow::Result<RunningListener> {
-    config.validate()?;
-    let auth = Authenticator::new(config.auth.clone()).context("chanserv.auth")?;
-    let mut link = LinkConfig::new(random_host());
-    link.service = config.service()?;
-    link.ports = PortCounter::new();
-    let shared = Arc::new(Shared {
-        link,
-        session: SessionConfig {
-            compression: config.compression.into(),
-            frame_limit: config.max_frame_bytes,
-            max_sources_per_request: config.max_sources_per_request,
-            max_subscriptions: config.limits.max_subscriptions_per_connection,
-            ..SessionConfig::default()
-        },
-        identity: auth.anonymous().clone(),
-        max_connections: config.limits.max_connections,
-    });
+    let settings = Settings::new(config, random_host(), PortCounter::new())?;
     let listener = TcpListener::bind(config.address)
         .await
         .with_context(|| format!("chanserv.address {}", config.address))?;
     let local_addr = listener.local_addr()?;
     tracing::info!(
         address = %local_addr,
-        host = %shared.link.host,
-        service = shared.link.service.as_str(),
+        host = %settings.link.host,
+        service = settings.link.service.as_str(),
         "chanserv listener bound"
     );
-    let task = tokio::spawn(accept_loop(listener, shared, services.clone()));
+    let settings = Arc::new(ArcSwap::from_pointee(settings));
+    let task = tokio::spawn(accept_loop(listener, settings.clone(), services.clone()));
     Ok(RunningListener {
         name: LISTENER_NAME.to_owned(),
         protocol: Protocol::Chanserv,
         transport: "tcp",
         local_addr,
         task,
-        reload: None,
+        reload: Some(Box::new(Reloader {
+            settings,
+            started: config.clone(),
+        })),
     })
 }
 
@@ -89,7 +135,7 @@ fn random_host() -> HostId {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, services: Services) {
+async fn accept_loop(listener: TcpListener, settings: Arc<ArcSwap<Settings>>, services: Services) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -97,15 +143,16 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, services: Servi
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
+                    let settings = settings.load_full();
                     let registered = services.connections.register(
                         Protocol::Chanserv,
                         LISTENER_NAME,
                         peer,
-                        shared.max_connections,
+                        settings.max_connections,
                     );
                     match registered {
                         Ok(guard) => {
-                            connections.spawn(serve(socket, peer, guard, shared.clone(), services.clone()));
+                            connections.spawn(serve(socket, peer, guard, settings, services.clone()));
                         }
                         Err(e) => tracing::warn!(%peer, error = %e, "chanserv: connection refused"),
                     }
@@ -123,21 +170,21 @@ async fn serve(
     socket: TcpStream,
     peer: SocketAddr,
     guard: ConnectionGuard,
-    shared: Arc<Shared>,
+    settings: Arc<Settings>,
     services: Services,
 ) {
     let _ = socket.set_nodelay(true);
-    guard.set_identity(&shared.identity.name);
+    guard.set_identity(&settings.identity.name);
     let origin = Origin {
         protocol: Protocol::Chanserv,
         connection: guard.id(),
     };
     let mut session = Session::new(
-        shared.link.clone(),
-        shared.session.clone(),
+        settings.link.clone(),
+        settings.session.clone(),
         services.bus.clone(),
         origin,
-        shared.identity.clone(),
+        settings.identity.clone(),
         Some(peer),
         Instant::now(),
     );

@@ -6,12 +6,16 @@
 //! gatewayd starts uses code 1000 (reference §1.5): a client close is echoed and then gatewayd closes TCP;
 //! on shutdown, a message over the size limit or a slow consumer, gatewayd sends close 1000 with a reason and
 //! waits at most [`ECHO_TIMEOUT`](super::close::ECHO_TIMEOUT) for the echo.
+//!
+//! Reload swaps the [`Settings`] new connections take (identity and ACLs, frame limits, wrapper kind, listener
+//! limits); connections already open keep the settings they started with. The address and TLS need a restart.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
+use arc_swap::ArcSwap;
 use core_bus::metrics::{record_drop, DropReason};
 use core_bus::{Closed, Delivery, Origin, Protocol};
 use futures::{SinkExt, StreamExt};
@@ -30,7 +34,7 @@ use super::config::GoomerangConfig;
 use super::session::{Inbound, Session, SessionSettings};
 use crate::auth::{Authenticator, Identity};
 use crate::ws::{self, WsAcceptOptions};
-use crate::{tls, ConnectionGuard, RunningListener, Services};
+use crate::{tls, ConnectionGuard, Reload, RunningListener, Services};
 
 /// The listener's name in `/api/listeners` and the connection registry.
 pub const LISTENER_NAME: &str = "goomerang.ws";
@@ -48,11 +52,71 @@ const BATCH: usize = 64;
 /// What every connection of the listener shares.
 struct Shared {
     services: Services,
+    /// Read once per accepted connection; replaced on reload.
+    settings: ArcSwap<Settings>,
+    tls: Option<TlsAcceptor>,
+}
+
+/// The part of the config a connection takes when it is accepted, and that a reload may change.
+struct Settings {
     identity: Identity,
-    settings: SessionSettings,
+    session: SessionSettings,
     ws: WsAcceptOptions,
     max_connections: usize,
-    tls: Option<TlsAcceptor>,
+}
+
+impl Settings {
+    /// Checks `config` and builds the settings from it.
+    fn new(config: &GoomerangConfig) -> anyhow::Result<Settings> {
+        config.validate().map_err(anyhow::Error::msg)?;
+        let identity = Authenticator::new(config.auth.clone())
+            .context("goomerang.auth")?
+            .anonymous()
+            .clone();
+        Ok(Settings {
+            identity,
+            session: SessionSettings {
+                limits: config.frame_limits.clone(),
+                wrapper_kind: config.wrapper_kind.clone(),
+                max_subscriptions: config.limits.max_subscriptions_per_connection,
+            },
+            ws: WsAcceptOptions {
+                paths: PATHS.iter().map(|path| (*path).to_owned()).collect(),
+                max_message_bytes: config.frame_limits.max_message_size,
+                read_buffer_bytes: READ_BUFFER_BYTES,
+            },
+            max_connections: config.limits.max_connections,
+        })
+    }
+}
+
+/// Applies a new `[goomerang]` section to the running listener.
+struct Reloader {
+    shared: Arc<Shared>,
+    /// The section the listener was started with: what only a restart changes is compared against it.
+    started: GoomerangConfig,
+}
+
+impl Reload for Reloader {
+    fn reload(&self, section: &toml::Value) -> Result<Vec<String>, String> {
+        let next: GoomerangConfig = section
+            .clone()
+            .try_into()
+            .map_err(|error| format!("goomerang: {error}"))?;
+        let settings = Settings::new(&next).map_err(|error| format!("{error:#}"))?;
+        self.shared.settings.store(Arc::new(settings));
+        let started = &self.started;
+        let restart = [
+            ("goomerang.enabled", started.enabled != next.enabled),
+            ("goomerang.address", started.address != next.address),
+            ("goomerang.tls", started.tls != next.tls),
+        ];
+        Ok(restart
+            .into_iter()
+            .filter(|(_, changed)| *changed)
+            .map(|(key, _)| key.to_owned())
+            .collect())
+    }
 }
 
 /// Binds the listener if `config.enabled`, and serves until [`Services::shutdown`] is cancelled.
@@ -63,11 +127,7 @@ pub async fn start(
     if !config.enabled {
         return Ok(Vec::new());
     }
-    config.validate().map_err(anyhow::Error::msg)?;
-    let identity = Authenticator::new(config.auth.clone())
-        .context("goomerang.auth")?
-        .anonymous()
-        .clone();
+    let settings = Settings::new(config)?;
     let tls = match &config.tls {
         Some(tls) => Some(TlsAcceptor::from(
             tls::server_config(tls, &[b"http/1.1"]).context("goomerang.tls")?,
@@ -81,28 +141,20 @@ pub async fn start(
     let transport = if tls.is_some() { "wss" } else { "ws" };
     let shared = Arc::new(Shared {
         services: services.clone(),
-        identity,
-        settings: SessionSettings {
-            limits: config.frame_limits.clone(),
-            wrapper_kind: config.wrapper_kind.clone(),
-            max_subscriptions: config.limits.max_subscriptions_per_connection,
-        },
-        ws: WsAcceptOptions {
-            paths: PATHS.iter().map(|path| (*path).to_owned()).collect(),
-            max_message_bytes: config.frame_limits.max_message_size,
-            read_buffer_bytes: READ_BUFFER_BYTES,
-        },
-        max_connections: config.limits.max_connections,
+        settings: ArcSwap::from_pointee(settings),
         tls,
     });
-    let task = tokio::spawn(accept_loop(listener, shared));
+    let task = tokio::spawn(accept_loop(listener, shared.clone()));
     Ok(vec![RunningListener {
         name: LISTENER_NAME.to_owned(),
         protocol: Protocol::Goomerang,
         transport,
         local_addr,
         task,
-        reload: None,
+        reload: Some(Box::new(Reloader {
+            shared,
+            started: config.clone(),
+        })),
     }])
 }
 
@@ -131,11 +183,12 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let settings = shared.settings.load_full();
     let guard = match shared.services.connections.register(
         Protocol::Goomerang,
         LISTENER_NAME,
         peer,
-        shared.max_connections,
+        settings.max_connections,
     ) {
         Ok(guard) => guard,
         Err(error) => {
@@ -147,14 +200,14 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
     let shutdown = shared.services.shutdown.clone();
     match &shared.tls {
-        None => upgrade(stream, peer, guard, &shared).await,
+        None => upgrade(stream, peer, guard, &shared.services, &settings).await,
         Some(acceptor) => {
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => accepted,
             };
             match accepted {
-                Ok(Ok(stream)) => upgrade(stream, peer, guard, &shared).await,
+                Ok(Ok(stream)) => upgrade(stream, peer, guard, &shared.services, &settings).await,
                 Ok(Err(error)) => tracing::debug!(%peer, %error, "goomerang: TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "goomerang: TLS handshake timed out"),
             }
@@ -162,15 +215,20 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     }
 }
 
-async fn upgrade<S>(stream: S, peer: SocketAddr, guard: ConnectionGuard, shared: &Shared)
-where
+async fn upgrade<S>(
+    stream: S,
+    peer: SocketAddr,
+    guard: ConnectionGuard,
+    services: &Services,
+    settings: &Settings,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let shutdown = shared.services.shutdown.clone();
+    let shutdown = services.shutdown.clone();
     let stream = BufWriter::with_capacity(WRITE_BUFFER_BYTES, stream);
     let accepted = tokio::select! {
         _ = shutdown.cancelled() => return,
-        accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, ws::accept(stream, &shared.ws, |_| None)) => accepted,
+        accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, ws::accept(stream, &settings.ws, |_| None)) => accepted,
     };
     let ws = match accepted {
         Ok(Ok((ws, _))) => ws,
@@ -187,12 +245,12 @@ where
         protocol: Protocol::Goomerang,
         connection: guard.id(),
     };
-    guard.set_identity(&shared.identity.name);
+    guard.set_identity(&settings.identity.name);
     let session = match Session::new(
-        &shared.services.bus,
+        &services.bus,
         origin,
-        shared.identity.clone(),
-        shared.settings.clone(),
+        settings.identity.clone(),
+        settings.session.clone(),
     ) {
         Ok(session) => session,
         Err(error) => {

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use core_bus::config::GroupPolicy;
 use core_bus::metrics::{record_drop, DropReason};
@@ -49,11 +50,18 @@ pub(super) enum Outcome {
 /// What every stream of one listener shares.
 pub(super) struct Shared {
     pub services: Services,
+    pub ids: Arc<MsgIds>,
+    /// Taken by each stream when it opens; replaced on reload, so open streams keep theirs.
+    pub settings: ArcSwap<Settings>,
+}
+
+/// The reloadable part of the `[loom]` section, as streams use it.
+pub(super) struct Settings {
     pub auth: Authenticator,
     pub limits: Limits,
+    pub max_connections: usize,
     pub max_consumers: usize,
     pub topic_prefix: Option<Topic>,
-    pub ids: Arc<MsgIds>,
     pub reject_delay: Duration,
 }
 
@@ -107,25 +115,25 @@ impl Drop for ConsumerSlot<'_> {
 pub(super) async fn open<I: Inbound>(
     input: &mut I,
     buf: &mut BytesMut,
-    shared: &Shared,
+    settings: &Settings,
     conn: &Conn,
 ) -> Result<Admitted, Outcome> {
     let hello = loop {
-        match session::read_hello(buf, &shared.limits) {
+        match session::read_hello(buf, &settings.limits) {
             Ok(Some(hello)) => break hello,
             Ok(None) => {}
             Err(rejection) => return Err(Outcome::Rejected(rejection)),
         }
         match input.read_more(buf).await {
             Ok(true) => {}
-            Ok(false) => match session::finish_hello(buf, &shared.limits) {
+            Ok(false) => match session::finish_hello(buf, &settings.limits) {
                 Ok(hello) => break hello,
                 Err(rejection) => return Err(Outcome::Rejected(rejection)),
             },
             Err(Gone) => return Err(Outcome::Gone),
         }
     };
-    match session::admit(&hello, &shared.auth, shared.topic_prefix.as_ref()) {
+    match session::admit(&hello, &settings.auth, settings.topic_prefix.as_ref()) {
         Ok(admitted) => {
             conn.guard.set_identity(&admitted.identity.name);
             tracing::debug!(?hello, topic = %admitted.topic, "loom stream admitted");
@@ -134,7 +142,7 @@ pub(super) async fn open<I: Inbound>(
         Err(rejection) => {
             tracing::debug!(?hello, %rejection, "loom stream refused");
             if hello.role == Role::Consumer {
-                tokio::time::sleep(shared.reject_delay).await;
+                tokio::time::sleep(settings.reject_delay).await;
             }
             Err(Outcome::Rejected(rejection))
         }
@@ -148,9 +156,10 @@ pub(super) async fn produce<I: Inbound>(
     buf: &mut BytesMut,
     topic: Topic,
     shared: &Shared,
+    settings: &Settings,
     conn: &Conn,
 ) -> Outcome {
-    let mut session = ProducerSession::new(topic, conn.origin(), &shared.limits);
+    let mut session = ProducerSession::new(topic, conn.origin(), &settings.limits);
     let mut eof = false;
     loop {
         match session.next(buf, eof) {
@@ -183,10 +192,11 @@ pub(super) async fn consume<I: Inbound, O: Outbound>(
     output: &mut O,
     topic: Topic,
     shared: &Shared,
+    settings: &Settings,
     conn: &Conn,
 ) -> Outcome {
-    let Some(_slot) = ConsumerSlot::take(conn, shared.max_consumers) else {
-        tokio::time::sleep(shared.reject_delay).await;
+    let Some(_slot) = ConsumerSlot::take(conn, settings.max_consumers) else {
+        tokio::time::sleep(settings.reject_delay).await;
         return Outcome::Rejected(Rejection::TooManyConsumers);
     };
     let mut mailbox = shared.services.bus.mailbox(conn.origin());

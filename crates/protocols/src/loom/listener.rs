@@ -1,22 +1,26 @@
 //! The Loom UDP endpoint: one quinn endpoint offering `loom/1`, `loom` and `h3`, one task per connection
 //! dispatched on the negotiated ALPN, every connection registered in the connection registry.
+//!
+//! Reload swaps the [`Settings`] (auth, limits, topic prefix, reject delay) that each new connection and stream
+//! takes; open streams keep theirs. The address, TLS and QUIC transport settings need a restart.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use arc_swap::ArcSwap;
 use core_bus::Protocol;
 use quinn::crypto::rustls::{HandshakeData, QuicServerConfig};
 use quinn::{IdleTimeout, VarInt};
 use tokio::task::JoinSet;
 
 use super::config::{LoomConfig, QuicConfig};
-use super::driver::{Conn, Shared};
+use super::driver::{Conn, Settings, Shared};
 use super::reject::{ALPN, ALPN_H3, ALPN_LEGACY, QUIC_REJECTED};
 use super::session::MsgIds;
 use super::{listener_h3, listener_quic};
 use crate::auth::Authenticator;
-use crate::{tls, RunningListener, Services};
+use crate::{tls, Reload, RunningListener, Services};
 
 /// Listener name in the admin API.
 pub const LISTENER: &str = "loom.quic";
@@ -39,26 +43,65 @@ pub async fn start(
     let endpoint = quinn::Endpoint::server(server, config.address)
         .with_context(|| format!("loom.address {}", config.address))?;
     let local_addr = endpoint.local_addr()?;
-    let auth = Authenticator::new(config.auth.clone()).context("loom.auth")?;
-    let limits = config.limits;
     let shared = Arc::new(Shared {
         services: services.clone(),
-        auth,
-        limits: limits.codec(),
-        max_consumers: limits.max_subscriptions_per_connection,
-        topic_prefix: config.topic_prefix.clone(),
         ids: Arc::new(MsgIds::default()),
-        reject_delay: config.reject_delay(),
+        settings: ArcSwap::from_pointee(settings(config)?),
     });
-    let task = tokio::spawn(accept(endpoint, shared, limits.max_connections));
+    let task = tokio::spawn(accept(endpoint, shared.clone()));
     Ok(vec![RunningListener {
         name: LISTENER.to_owned(),
         protocol: Protocol::Loom,
         transport: "quic",
         local_addr,
         task,
-        reload: None,
+        reload: Some(Box::new(Reloader {
+            shared,
+            started: config.clone(),
+        })),
     }])
+}
+
+fn settings(config: &LoomConfig) -> anyhow::Result<Settings> {
+    Ok(Settings {
+        auth: Authenticator::new(config.auth.clone()).context("loom.auth")?,
+        limits: config.limits.codec(),
+        max_connections: config.limits.max_connections,
+        max_consumers: config.limits.max_subscriptions_per_connection,
+        topic_prefix: config.topic_prefix.clone(),
+        reject_delay: config.reject_delay(),
+    })
+}
+
+/// Applies a new `[loom]` section to the running endpoint.
+struct Reloader {
+    shared: Arc<Shared>,
+    /// The section the endpoint was started with: what only a restart changes is compared against it.
+    started: LoomConfig,
+}
+
+impl Reload for Reloader {
+    fn reload(&self, section: &toml::Value) -> Result<Vec<String>, String> {
+        let next: LoomConfig = section
+            .clone()
+            .try_into()
+            .map_err(|error| format!("loom: {error}"))?;
+        next.validate()?;
+        let settings = settings(&next).map_err(|error| format!("{error:#}"))?;
+        self.shared.settings.store(Arc::new(settings));
+        let started = &self.started;
+        let restart = [
+            ("loom.enabled", started.enabled != next.enabled),
+            ("loom.address", started.address != next.address),
+            ("loom.tls", started.tls != next.tls),
+            ("loom.quic", started.quic != next.quic),
+        ];
+        Ok(restart
+            .into_iter()
+            .filter(|(_, changed)| *changed)
+            .map(|(key, _)| key.to_owned())
+            .collect())
+    }
 }
 
 fn transport(quic: &QuicConfig) -> anyhow::Result<quinn::TransportConfig> {
@@ -80,7 +123,7 @@ fn transport(quic: &QuicConfig) -> anyhow::Result<quinn::TransportConfig> {
     Ok(transport)
 }
 
-async fn accept(endpoint: quinn::Endpoint, shared: Arc<Shared>, max_connections: usize) {
+async fn accept(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
     let shutdown = shared.services.shutdown.clone();
     let mut connections = JoinSet::new();
     loop {
@@ -90,6 +133,7 @@ async fn accept(endpoint: quinn::Endpoint, shared: Arc<Shared>, max_connections:
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
                 let peer = incoming.remote_address();
+                let max_connections = shared.settings.load().max_connections;
                 match shared.services.connections.register(Protocol::Loom, LISTENER, peer, max_connections) {
                     Ok(guard) => {
                         connections.spawn(connection(incoming, Conn::new(guard), shared.clone()));

@@ -100,7 +100,8 @@ async fn serve_request(
         return refuse(output, input, status).await;
     }
     let mut buf = BytesMut::new();
-    let admitted = match driver::open(&mut input, &mut buf, shared, conn).await {
+    let settings = shared.settings.load_full();
+    let admitted = match driver::open(&mut input, &mut buf, &settings, conn).await {
         Ok(admitted) => admitted,
         Err(Outcome::Rejected(rejection)) => {
             return refuse(output, input, rejection.h3_status()).await
@@ -109,7 +110,16 @@ async fn serve_request(
     };
     match admitted.role {
         Role::Producer => {
-            match driver::produce(&mut input, &mut buf, admitted.topic, shared, conn).await {
+            match driver::produce(
+                &mut input,
+                &mut buf,
+                admitted.topic,
+                shared,
+                &settings,
+                conn,
+            )
+            .await
+            {
                 Outcome::Clean => {
                     if respond(&mut output.0, H3_OK, None).await.is_ok() {
                         let _ = output.0.finish().await;
@@ -132,6 +142,7 @@ async fn serve_request(
                 &mut output,
                 admitted.topic,
                 shared,
+                &settings,
                 conn,
             )
             .await;

@@ -67,11 +67,20 @@ pub(super) async fn serve(quic: quinn::Connection, conn: Arc<Conn>, shared: Arc<
 
 async fn stream(mut output: Out, mut input: In, conn: &Conn, shared: &Shared) {
     let mut buf = BytesMut::new();
-    let outcome = match driver::open(&mut input, &mut buf, shared, conn).await {
+    let settings = shared.settings.load_full();
+    let outcome = match driver::open(&mut input, &mut buf, &settings, conn).await {
         Err(outcome) => outcome,
         Ok(admitted) => match admitted.role {
             Role::Producer => {
-                driver::produce(&mut input, &mut buf, admitted.topic, shared, conn).await
+                driver::produce(
+                    &mut input,
+                    &mut buf,
+                    admitted.topic,
+                    shared,
+                    &settings,
+                    conn,
+                )
+                .await
             }
             Role::Consumer => {
                 driver::consume(
@@ -80,6 +89,7 @@ async fn stream(mut output: Out, mut input: In, conn: &Conn, shared: &Shared) {
                     &mut output,
                     admitted.topic,
                     shared,
+                    &settings,
                     conn,
                 )
                 .await

@@ -19,6 +19,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use core_bus::names::INBOX_TOKEN;
 use core_bus::{Envelope, Origin, Topic};
 
+use super::forwarder::SOURCE_TOPIC;
 use super::frame::{header, Command, Frame};
 
 /// Prefix of a MESSAGE header value that carries non-UTF-8 bytes as base64.
@@ -99,9 +100,9 @@ pub fn inbox_of_reply_queue(opaque: &str) -> Option<Topic> {
     (topic.tokens().count() >= 3).then_some(topic)
 }
 
-/// `prefix` followed by the topic's dotted name.
+/// `prefix` followed by the topic's name (dotted; canonical for internal topics).
 pub fn named(prefix: &str, topic: &Topic) -> Bytes {
-    let dotted = topic.to_dotted_bytes();
+    let dotted = core_bus::names::topic_to_name(topic);
     let mut value = BytesMut::with_capacity(prefix.len() + dotted.len());
     value.put_slice(prefix.as_bytes());
     value.put_slice(&dotted);
@@ -156,6 +157,9 @@ pub fn message_frame(delivered: Delivered<'_>, envelope: &Envelope) -> Frame {
         frame.headers.push(TRACEPARENT, traceparent.clone());
     }
     for (name, value) in envelope.headers.iter() {
+        if name == SOURCE_TOPIC {
+            continue;
+        }
         let value = match std::str::from_utf8(value) {
             Ok(_) => value.clone(),
             Err(_) => {

@@ -41,6 +41,8 @@ pub struct Config {
     pub write_timeout_secs: u64,
     /// Deliveries taken from the bus and written with one write.
     pub write_batch: usize,
+    /// Durable topic subscriptions (backing queues) kept at most, over all STOMP listeners.
+    pub max_durable_subscriptions: usize,
     pub auth: AuthConfig,
     pub tcp: TcpConfig,
     pub tls: TlsListenerConfig,
@@ -58,6 +60,7 @@ impl Default for Config {
             login_timeout_secs: 10,
             write_timeout_secs: 30,
             write_batch: 64,
+            max_durable_subscriptions: 1_000,
             auth: AuthConfig::default(),
             tcp: TcpConfig::default(),
             tls: TlsListenerConfig::default(),

@@ -79,6 +79,9 @@ pub enum StompError {
     /// SUBSCRIBE past the listener's `max_subscriptions_per_connection`.
     #[error("this connection already has {max} subscriptions (the limit)")]
     TooManySubscriptions { max: usize },
+    /// A new durable subscription past `[stomp] max_durable_subscriptions` (all listeners together).
+    #[error("gatewayd already keeps {max} durable subscriptions (the limit)")]
+    TooManyDurableSubscriptions { max: usize },
     /// The identity's ACL does not allow publishing to or subscribing on this destination.
     #[error("{operation} on {destination:?} is not allowed for this login")]
     Forbidden {
@@ -130,6 +133,7 @@ impl StompError {
             | StompError::TransactionLimit { .. } => "Bad transaction",
             StompError::SlowConsumer => "Slow consumer",
             StompError::TooManySubscriptions { .. } => "Too many subscriptions",
+            StompError::TooManyDurableSubscriptions { .. } => "Too many durable subscriptions",
             StompError::Forbidden { .. } => "Access refused",
             StompError::ShuttingDown => "server shutting down",
             StompError::LoginTimeout | StompError::HeartBeatTimeout => return None,

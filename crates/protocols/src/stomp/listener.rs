@@ -1,13 +1,15 @@
 //! The STOMP listeners: `stomp.tcp`, `stomp.tls` and `stomp.ws`. Each binds its address, accepts
 //! connections (TLS handshake or WebSocket upgrade first), registers them, and runs one
 //! [`connection::run`] task per connection until [`Services::shutdown`] is cancelled and every
-//! connection has said goodbye.
+//! connection has said goodbye. Each accept reads the listener's current [`Live`] settings, which
+//! a [`reload`](mod@super::reload) may have swapped.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use core_bus::{Origin, Protocol};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -15,10 +17,10 @@ use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 
 use super::config::Config;
-use super::connection::{self, StreamTransport, Timing, WsTransport};
-use super::session::{Session, Settings};
-use crate::auth::Authenticator;
-use crate::limits::ListenerLimits;
+use super::connection::{self, StreamTransport, WsTransport};
+use super::forwarder::Durables;
+use super::reload::{self, Live, Reloader, Transport};
+use super::session::Session;
 use crate::ws::{self, WsAcceptOptions};
 use crate::{RunningListener, Services};
 
@@ -37,75 +39,56 @@ enum Upgrade {
 #[derive(Clone)]
 struct Shared {
     name: &'static str,
-    limits: ListenerLimits,
-    settings: Arc<Settings>,
-    timing: Timing,
+    /// Read on every accept; swapped by a reload.
+    live: Arc<ArcSwap<Live>>,
     upgrade: Upgrade,
     services: Services,
 }
 
-/// Starts the enabled STOMP listeners.
+/// Starts the enabled STOMP listeners. They share the durable subscriptions and one reloader.
 pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Vec<RunningListener>> {
-    let auth = Arc::new(Authenticator::new(config.auth.clone()).context("stomp.auth")?);
-    let ignore_credentials =
-        !config.auth.required && config.auth.tokens.is_empty() && config.auth.jwt.is_none();
-    let settings = |limits: &ListenerLimits| {
-        Arc::new(Settings {
-            limits: config.limits,
-            transactions: config.transactions,
-            heart_beat: config.heart_beat,
-            unknown_destination: config.unknown_destination,
-            default_prefetch: config.default_prefetch,
-            max_subscriptions: limits.max_subscriptions_per_connection,
-            auth: auth.clone(),
-            ignore_credentials,
-            server: format!("gatewayd/{}", env!("CARGO_PKG_VERSION")),
-        })
-    };
-    let timing = Timing {
-        login_timeout: Duration::from_secs(config.login_timeout_secs),
-        write_timeout: Duration::from_secs(config.write_timeout_secs),
-        write_batch: config.write_batch.max(1),
-    };
+    let durables = Durables::new(services.shutdown.clone());
+    let swaps: Vec<(Transport, Arc<ArcSwap<Live>>)> = reload::build(config, &durables)?
+        .into_iter()
+        .filter(|(transport, _)| transport.enabled(config))
+        .map(|(transport, live)| (transport, Arc::new(ArcSwap::new(live))))
+        .collect();
+    let reloader = Arc::new(Reloader::new(config.clone(), durables, swaps.clone()));
     let mut running = Vec::new();
-    if config.tcp.enabled {
-        let shared = Shared {
-            name: "stomp.tcp",
-            limits: config.tcp.limits,
-            settings: settings(&config.tcp.limits),
-            timing,
-            upgrade: Upgrade::Plain,
-            services: services.clone(),
-        };
-        running.push(listen(config.tcp.address, "tcp", shared).await?);
-    }
-    if config.tls.enabled {
-        let server = crate::tls::server_config(&config.tls.tls, &[]).context("stomp.tls")?;
-        let shared = Shared {
-            name: "stomp.tls",
-            limits: config.tls.limits,
-            settings: settings(&config.tls.limits),
-            timing,
-            upgrade: Upgrade::Tls(TlsAcceptor::from(server)),
-            services: services.clone(),
-        };
-        running.push(listen(config.tls.address, "tls", shared).await?);
-    }
-    if config.ws.enabled {
-        let options = WsAcceptOptions {
-            paths: vec![config.ws.path.clone()],
-            max_message_bytes: config.ws.max_message_bytes,
-            ..WsAcceptOptions::default()
+    for (transport, live) in swaps {
+        let (address, upgrade, kind) = match transport {
+            Transport::Tcp => (config.tcp.address, Upgrade::Plain, "tcp"),
+            Transport::Tls => {
+                let server =
+                    crate::tls::server_config(&config.tls.tls, &[]).context("stomp.tls")?;
+                (
+                    config.tls.address,
+                    Upgrade::Tls(TlsAcceptor::from(server)),
+                    "tls",
+                )
+            }
+            Transport::Ws => {
+                let options = WsAcceptOptions {
+                    paths: vec![config.ws.path.clone()],
+                    max_message_bytes: config.ws.max_message_bytes,
+                    ..WsAcceptOptions::default()
+                };
+                (
+                    config.ws.address,
+                    Upgrade::WebSocket(Arc::new(options)),
+                    "ws",
+                )
+            }
         };
         let shared = Shared {
-            name: "stomp.ws",
-            limits: config.ws.limits,
-            settings: settings(&config.ws.limits),
-            timing,
-            upgrade: Upgrade::WebSocket(Arc::new(options)),
+            name: transport.name(),
+            live,
+            upgrade,
             services: services.clone(),
         };
-        running.push(listen(config.ws.address, "ws", shared).await?);
+        let mut listener = listen(address, kind, shared).await?;
+        listener.reload = Some(Box::new(reload::Handle(reloader.clone())));
+        running.push(listener);
     }
     Ok(running)
 }
@@ -155,11 +138,12 @@ async fn accept_loop(listener: TcpListener, shared: Shared) {
 }
 
 async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared) {
+    let live = shared.live.load_full();
     let guard = match shared.services.connections.register(
         Protocol::Stomp,
         shared.name,
         peer,
-        shared.limits.max_connections,
+        live.limits.max_connections,
     ) {
         Ok(guard) => guard,
         Err(full) => {
@@ -172,9 +156,9 @@ async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared) {
         protocol: Protocol::Stomp,
         connection: guard.id(),
     };
-    let session = Session::new(shared.settings.clone(), shared.services.bus.clone(), origin);
+    let session = Session::new(live.settings.clone(), shared.services.bus.clone(), origin);
     let shutdown = shared.services.shutdown.clone();
-    let timing = shared.timing;
+    let timing = live.timing;
     match &shared.upgrade {
         Upgrade::Plain => {
             connection::run(

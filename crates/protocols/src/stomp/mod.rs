@@ -6,11 +6,12 @@
 //! * [`negotiate`](mod@negotiate): version and heart-beat negotiation, CONNECTED.
 //! * [`error`]: every failure of reference §6 and its ERROR frame.
 //! * [`destination`]: destination strings.
+//! * [`durable`] / [`forwarder`]: durable topic subscriptions and the tasks feeding their queues.
 //! * [`ack`] / [`transaction`]: per-connection ack and transaction bookkeeping.
 //! * [`bridge`]: SEND → bus envelope → MESSAGE.
 //! * [`session`]: one connection's state machine over the bus (sans-IO).
 //! * `connection` / `listener`: the tokio glue for `stomp.tcp`, `stomp.tls` and `stomp.ws`,
-//!   configured by [`config`].
+//!   configured by [`config`]; `reload`: hot reload of `[stomp]` for new connections.
 //!
 //! The reference is `shared/protocols/stomp.md`; section numbers in comments point into it.
 
@@ -19,13 +20,16 @@ pub mod bridge;
 pub mod config;
 mod connection;
 pub mod destination;
+pub mod durable;
 pub mod error;
 mod escape;
+pub mod forwarder;
 pub mod frame;
 pub mod limits;
 mod listener;
 pub mod negotiate;
 pub mod parser;
+mod reload;
 pub mod session;
 pub mod transaction;
 pub mod writer;
@@ -34,6 +38,7 @@ pub use ack::{ack_id, AckMode, AckTable, ClientAck, Settled};
 pub use config::Config;
 pub use destination::Destination;
 pub use error::StompError;
+pub use forwarder::Durables;
 pub use frame::{Command, Frame, Header, Headers, Version};
 pub use limits::{Limit, Limits};
 pub use listener::start;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use core_bus::config::GroupPolicy;
-use core_bus::names::{pattern_from_name, WildcardSyntax};
+use core_bus::names::{self, pattern_from_name, WildcardSyntax};
 use core_bus::{
     AckHandle, Backpressure, Bus, Closed, Credit, Delivery, Mailbox, Origin, Pattern,
     SubscribeError, SubscriptionId, Topic,
@@ -22,7 +22,9 @@ use super::ack::{ack_id, AckMode, AckTable};
 use super::bridge::{self, Delivered};
 use super::config::UnknownDestination;
 use super::destination::Destination;
+use super::durable::{self, Request};
 use super::error::StompError;
+use super::forwarder::{Durables, FeedError, SOURCE_TOPIC};
 use super::frame::{header, Command, Frame, Version};
 use super::limits::Limits;
 use super::negotiate::{connected_frame, negotiate, HeartBeatPlan, HeartBeatPolicy};
@@ -44,6 +46,10 @@ pub struct Settings {
     pub ignore_credentials: bool,
     /// The CONNECTED `server` header.
     pub server: String,
+    /// Durable subscription queues, shared by every STOMP listener.
+    pub durables: Durables,
+    /// Durable queues gatewayd keeps at most (all listeners together).
+    pub max_durable_subscriptions: usize,
 }
 
 /// What the listener does next.
@@ -65,6 +71,8 @@ enum Kind {
     AsSubscribed,
     /// The bare topic name (unknown prefixes treated as topics).
     Bare,
+    /// `/topic/<original topic>` of a message forwarded into a durable queue.
+    Durable,
 }
 
 struct Subscription {
@@ -82,6 +90,8 @@ struct Connected {
     version: Version,
     heart_beat: HeartBeatPlan,
     identity: Identity,
+    /// CONNECT `client-id` (names ActiveMQ-style durable subscriptions).
+    client_id: Option<String>,
     subscriptions: HashMap<String, Subscription>,
     by_bus: HashMap<SubscriptionId, String>,
     acks: AckTable<AckHandle>,
@@ -204,6 +214,11 @@ impl Session {
             version: connect.version,
             heart_beat: connect.heart_beat,
             identity,
+            client_id: frame
+                .header(durable::CLIENT_ID)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned),
             subscriptions: HashMap::new(),
             by_bus: HashMap::new(),
             acks: AckTable::new(format!("{}-", self.origin.connection)),
@@ -405,9 +420,11 @@ impl Connected {
     fn send(&mut self, frame: &Frame) -> Result<Option<Backpressure>, StompError> {
         let name = frame.require_header(header::DESTINATION)?;
         let topic = match Destination::parse(name)? {
-            Destination::Topic(n) => self.publishable(name, Topic::from_dotted(n.as_bytes()))?,
+            Destination::Topic(n) => {
+                self.publishable(name, names::topic_from_name(n.as_bytes()))?
+            }
             Destination::Queue(n) => {
-                let topic = self.publishable(name, Topic::from_dotted(n.as_bytes()))?;
+                let topic = self.publishable(name, names::topic_from_name(n.as_bytes()))?;
                 self.bus.declare_group(&topic, GroupPolicy::QUEUE);
                 topic
             }
@@ -419,7 +436,7 @@ impl Connected {
                     return Err(StompError::UnknownDestination { destination: raw })
                 }
                 UnknownDestination::Topic => {
-                    self.publishable(name, Topic::from_dotted(raw.as_bytes()))?
+                    self.publishable(name, names::topic_from_name(raw.as_bytes()))?
                 }
             },
         };
@@ -456,7 +473,7 @@ impl Connected {
                 Some(inbox)
             }
             Ok(Destination::Topic(name) | Destination::Queue(name)) => {
-                Some(Topic::from_dotted(name.as_bytes()))
+                Some(names::topic_from_name(name.as_bytes()))
             }
             Ok(Destination::ReplyQueue(opaque)) => bridge::inbox_of_reply_queue(&opaque),
             Ok(Destination::Unknown(_)) | Err(_) => None,
@@ -484,12 +501,40 @@ impl Connected {
         );
     }
 
+    /// The backing queue a durable SUBSCRIBE or UNSUBSCRIBE names: the RabbitMQ form needs the
+    /// subscription `id` and the topic name, the ActiveMQ form the CONNECT `client-id`.
+    fn durable_queue(
+        &self,
+        request: Request<'_>,
+        id: Option<&str>,
+        topic: &str,
+    ) -> Result<Topic, StompError> {
+        match request {
+            Request::ById => {
+                id.map(|id| durable::queue(id, topic))
+                    .ok_or(StompError::MissingHeader {
+                        command: Command::Subscribe,
+                        header: header::ID,
+                    })
+            }
+            Request::Named(name) => match &self.client_id {
+                Some(client) => Ok(durable::queue(client, name)),
+                None => Err(StompError::InvalidHeader {
+                    command: Command::Subscribe,
+                    header: durable::SUBSCRIPTION_NAME_HEADERS[0],
+                    reason: "a durable subscription name needs client-id on CONNECT",
+                }),
+            },
+        }
+    }
+
     fn subscribe(&mut self, frame: &Frame) -> Result<(), StompError> {
         let name = frame.require_header(header::DESTINATION)?;
         if frame.header(header::SELECTOR).is_some() {
             return Err(StompError::SelectorNotSupported);
         }
-        let id = match (frame.header_str(header::ID)?, self.version) {
+        let explicit_id = frame.header_str(header::ID)?;
+        let id = match (explicit_id, self.version) {
             (Some(id), _) => id,
             // 1.0 allows SUBSCRIBE without id; the destination names the subscription.
             (None, Version::V1_0) => name,
@@ -513,26 +558,48 @@ impl Connected {
                 Err(forbidden("SUBSCRIBE", name))
             }
         };
+        let credit = match (ack.client_ack(), prefetch) {
+            (None, None | Some(0)) => Credit::AutoAck,
+            (Some(_), Some(0)) => Credit::Window(u32::MAX),
+            (_, Some(window)) => Credit::Window(window),
+            (Some(_), None) => Credit::Window(self.settings.default_prefetch),
+        };
         let (kind, bus) = match Destination::parse(name)? {
             Destination::Topic(n) => {
                 let pattern = pattern_from_name(&n, WildcardSyntax::Amqp)
                     .map_err(|_| invalid(name, "not a valid topic pattern"))?;
                 may(&pattern)?;
-                let id = self
-                    .mailbox
-                    .subscribe(pattern)
-                    .map_err(|e| refused(name, e))?;
-                (Kind::Topic, id)
+                match durable::request(frame) {
+                    Some(request) => {
+                        let queue = self.durable_queue(request, explicit_id, &n)?;
+                        let max = self.settings.max_durable_subscriptions;
+                        self.settings
+                            .durables
+                            .feed(&self.bus, &queue, pattern, max)
+                            .map_err(|e| match e {
+                                FeedError::Subscribe(e) => refused(name, e),
+                                FeedError::Full { max } => {
+                                    StompError::TooManyDurableSubscriptions { max }
+                                }
+                            })?;
+                        let id = self
+                            .mailbox
+                            .join_group(&queue, credit, GroupPolicy::QUEUE)
+                            .map_err(|e| refused(name, e))?;
+                        (Kind::Durable, id)
+                    }
+                    None => {
+                        let id = self
+                            .mailbox
+                            .subscribe(pattern)
+                            .map_err(|e| refused(name, e))?;
+                        (Kind::Topic, id)
+                    }
+                }
             }
             Destination::Queue(n) => {
-                let topic = Topic::from_dotted(n.as_bytes());
+                let topic = names::topic_from_name(n.as_bytes());
                 may(&Pattern::exact(&topic))?;
-                let credit = match (ack.client_ack(), prefetch) {
-                    (None, None | Some(0)) => Credit::AutoAck,
-                    (Some(_), Some(0)) => Credit::Window(u32::MAX),
-                    (_, Some(window)) => Credit::Window(window),
-                    (Some(_), None) => Credit::Window(self.settings.default_prefetch),
-                };
                 let id = self
                     .mailbox
                     .join_group(&topic, credit, GroupPolicy::QUEUE)
@@ -555,7 +622,7 @@ impl Connected {
                     return Err(StompError::UnknownDestination { destination: raw })
                 }
                 UnknownDestination::Topic => {
-                    let pattern = Pattern::exact(&Topic::from_dotted(raw.as_bytes()));
+                    let pattern = Pattern::exact(&names::topic_from_name(raw.as_bytes()));
                     may(&pattern)?;
                     let id = self
                         .mailbox
@@ -571,9 +638,12 @@ impl Connected {
     }
 
     /// UNSUBSCRIBE by `id`, or by `destination` (1.0; accepted in every version). An unknown
-    /// subscription is ignored: teardown paths repeat UNSUBSCRIBE.
+    /// subscription is ignored: teardown paths repeat UNSUBSCRIBE. Repeating the durable
+    /// headers of SUBSCRIBE also deletes the durable queue, whether or not the subscription is
+    /// active on this connection.
     fn unsubscribe(&mut self, frame: &Frame) -> Result<(), StompError> {
-        let ids: Vec<String> = match frame.header_str(header::ID)? {
+        let explicit_id = frame.header_str(header::ID)?;
+        let ids: Vec<String> = match explicit_id {
             Some(id) => vec![id.to_owned()],
             None => {
                 let Some(destination) = frame.header_str(header::DESTINATION)? else {
@@ -589,12 +659,33 @@ impl Connected {
                     .collect()
             }
         };
+        let mut destination = frame.header_str(header::DESTINATION)?.map(str::to_owned);
         for id in ids {
             if let Some(subscription) = self.subscriptions.remove(&id) {
                 self.by_bus.remove(&subscription.bus);
                 // Dropped handles stay unacked until the membership ends, which requeues them.
                 drop(self.acks.remove_subscription(&id));
                 self.mailbox.unsubscribe(subscription.bus);
+                destination.get_or_insert(subscription.destination);
+            }
+        }
+        if let Some(request) = durable::request(frame) {
+            let topic = match destination.as_deref().map(Destination::parse) {
+                Some(Ok(Destination::Topic(n))) => Some(n),
+                _ => None,
+            };
+            // A queue the frame does not fully name is left alone.
+            let queue = match request {
+                Request::ById => explicit_id
+                    .zip(topic.as_deref())
+                    .map(|(id, topic)| durable::queue(id, topic)),
+                Request::Named(name) => self
+                    .client_id
+                    .as_deref()
+                    .map(|client| durable::queue(client, name)),
+            };
+            if let Some(queue) = queue {
+                self.settings.durables.delete(&self.bus, &queue);
             }
         }
         Ok(())
@@ -641,7 +732,16 @@ impl Connected {
             Kind::Topic => bridge::named("/topic/", topic),
             Kind::Queue => bridge::named("/queue/", topic),
             Kind::AsSubscribed => Bytes::from(subscription.destination.clone()),
-            Kind::Bare => Bytes::from(topic.to_dotted_bytes()),
+            Kind::Bare => Bytes::from(names::topic_to_name(topic)),
+            Kind::Durable => match delivery
+                .envelope
+                .headers
+                .get_str(SOURCE_TOPIC)
+                .and_then(|source| Topic::parse(source).ok())
+            {
+                Some(source) => bridge::named("/topic/", &source),
+                None => Bytes::from(subscription.destination.clone()),
+            },
         };
         Some(bridge::message_frame(
             Delivered {
@@ -674,6 +774,8 @@ mod tests {
             auth: Authenticator::open(),
             ignore_credentials: true,
             server: "gatewayd/test".into(),
+            durables: Durables::new(tokio_util::sync::CancellationToken::new()),
+            max_durable_subscriptions: 4,
         };
         change(&mut settings);
         Arc::new(settings)
@@ -991,6 +1093,123 @@ mod tests {
         assert_eq!(value(&message, "JMSXGroupID"), Some("host-1"));
         assert_eq!(value(&message, "reply-to"), Some("/topic/answers"));
         assert_eq!(value(&message, "ack"), None);
+    }
+
+    /// Pumps until `want` frames came out (the durable forwarder is a task).
+    async fn pump_until(session: &mut Session, want: usize) -> Vec<Frame> {
+        let mut out = Vec::new();
+        for _ in 0..400 {
+            out.extend(pump(session));
+            if out.len() >= want {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn rabbitmq_durable_subscription_keeps_messages_while_away() {
+        let bus = Bus::new(BusConfig::default());
+        let settings = settings(|_| {});
+        let subscribe =
+            b"SUBSCRIBE\nid:d1\ndestination:/topic/news.*\ndurable:true\nauto-delete:false\n\n\0";
+        let mut away = connected(&bus, &settings, "1.2");
+        feed(&mut away, subscribe);
+        drop(away);
+        assert_eq!(settings.durables.len(), 1);
+        let mut producer = connected(&bus, &settings, "1.2");
+        feed(
+            &mut producer,
+            b"SEND\ndestination:/topic/news.a\nx-k:v\n\nkept\0",
+        );
+        let mut back = connected(&bus, &settings, "1.2");
+        feed(&mut back, subscribe);
+        let got = pump_until(&mut back, 1).await;
+        assert_eq!(got.len(), 1);
+        assert_eq!(&got[0].body[..], b"kept");
+        assert_eq!(value(&got[0], "destination"), Some("/topic/news.a"));
+        assert_eq!(value(&got[0], "subscription"), Some("d1"));
+        assert_eq!(value(&got[0], "x-k"), Some("v"));
+        assert_eq!(value(&got[0], SOURCE_TOPIC), None);
+
+        feed(&mut back, b"UNSUBSCRIBE\nid:d1\n\n\0");
+        assert_eq!(
+            settings.durables.len(),
+            1,
+            "a plain UNSUBSCRIBE keeps the queue"
+        );
+        feed(
+            &mut back,
+            b"UNSUBSCRIBE\nid:d1\ndestination:/topic/news.*\ndurable:true\n\n\0",
+        );
+        assert!(settings.durables.is_empty());
+    }
+
+    #[tokio::test]
+    async fn activemq_durable_subscription_needs_client_id() {
+        let bus = Bus::new(BusConfig::default());
+        let settings = settings(|_| {});
+        let mut anonymous = connected(&bus, &settings, "1.1");
+        let flow = feed(
+            &mut anonymous,
+            b"SUBSCRIBE\nid:1\ndestination:/topic/t\nactivemq.subscriptionName:s\n\n\0",
+        );
+        assert_eq!(flow, Flow::Close);
+        assert_eq!(
+            error_message(&anonymous.take_output()),
+            Some("Invalid header")
+        );
+
+        let mut s = session(&bus, &settings);
+        feed(&mut s, b"CONNECT\naccept-version:1.1\nclient-id:app\n\n\0");
+        s.take_output();
+        feed(
+            &mut s,
+            b"SUBSCRIBE\nid:1\ndestination:/topic/t\nactivemq.subscriptionName:s\n\n\0",
+        );
+        feed(&mut s, b"SEND\ndestination:/topic/t\n\nm\0");
+        let got = pump_until(&mut s, 1).await;
+        assert_eq!(value(&got[0], "destination"), Some("/topic/t"));
+        let queue = durable::queue("app", "s");
+        assert!(bus.topics().iter().any(|t| t.topic == queue.as_str()));
+        feed(
+            &mut s,
+            b"UNSUBSCRIBE\nid:1\ndurable-subscription-name:s\n\n\0",
+        );
+        assert!(settings.durables.is_empty());
+    }
+
+    #[tokio::test]
+    async fn durable_subscriptions_are_capped_over_all_connections() {
+        let bus = Bus::new(BusConfig::default());
+        let settings = settings(|s| s.max_durable_subscriptions = 1);
+        let mut a = connected(&bus, &settings, "1.2");
+        let flow = feed(
+            &mut a,
+            b"SUBSCRIBE\nid:d\ndestination:/topic/a\npersistent:true\n\n\0",
+        );
+        assert_eq!(flow, Flow::Continue);
+        let mut b = connected(&bus, &settings, "1.2");
+        let flow = feed(
+            &mut b,
+            b"SUBSCRIBE\nid:d\ndestination:/topic/b\ndurable:true\n\n\0",
+        );
+        assert_eq!(flow, Flow::Close);
+        assert_eq!(
+            error_message(&b.take_output()),
+            Some("Too many durable subscriptions")
+        );
+        let mut again = connected(&bus, &settings, "1.2");
+        let flow = feed(
+            &mut again,
+            b"SUBSCRIBE\nid:d\ndestination:/topic/a\npersistent:true\n\n\0",
+        );
+        assert_eq!(
+            flow,
+            Flow::Continue,
+            "the existing queue can still be joined"
+        );
     }
 
     fn arbitrary_frame() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {

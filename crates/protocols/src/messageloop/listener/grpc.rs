@@ -2,6 +2,9 @@
 //! (`/messageloop.client.v2.MessageLoopService/MessageLoop`, `…client.v1…`, `/messageloop.v1.MessagingService/…`)
 //! on one HTTP/2 listener, cleartext (h2c) or TLS. One stream is one session; a disconnect is sent as a
 //! `DISCONNECT_ERROR` envelope carrying the code, after which the stream ends with status OK.
+//!
+//! Reload applies to streams opened afterwards; the address, TLS and `limits.max_message_size` (tonic's
+//! decoding limit, fixed when the server is built) need a restart.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -9,6 +12,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use anyhow::Context as _;
+use arc_swap::ArcSwap;
 use core_bus::Protocol;
 use futures::Stream;
 use prost::Message as _;
@@ -18,14 +22,15 @@ use tokio::sync::mpsc;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::Settings;
 use crate::messageloop::codes::DisconnectCode;
 use crate::messageloop::config::Config;
 use crate::messageloop::message::{Error, Outbound, OutboundBody};
 use crate::messageloop::pb::messageloop::client::{v1 as g1, v2 as g2};
 use crate::messageloop::pb::messageloop::v1 as g0;
-use crate::messageloop::session::{uuid4, Now, Session, SessionContext};
+use crate::messageloop::session::{uuid4, Now, Session};
 use crate::messageloop::wire::{DecodeError, G0Wire, G1Wire, G2Wire, Wire};
-use crate::{RunningListener, Services};
+use crate::{Reload, RunningListener, Services};
 
 pub const NAME: &str = "messageloop.grpc";
 /// Deliveries taken from the mailbox per batch.
@@ -34,10 +39,46 @@ const BATCH: usize = 64;
 const LANE: usize = 256;
 
 struct Shared {
-    context: SessionContext,
+    /// Read once per stream; replaced on reload.
+    settings: ArcSwap<Settings>,
     services: Services,
-    max_connections: usize,
+    /// Fixed at start, like the decoding limit tonic enforces.
     max_message_size: usize,
+}
+
+/// Applies a new `[messageloop]` section to the running gRPC listener.
+struct Reloader {
+    shared: Arc<Shared>,
+    /// The section the listener was started with: what only a restart changes is compared against it.
+    started: Config,
+}
+
+impl Reload for Reloader {
+    fn reload(&self, section: &toml::Value) -> Result<Vec<String>, String> {
+        let (next, settings) = super::reload_settings(&self.shared.settings.load(), section)?;
+        self.shared.settings.store(Arc::new(settings));
+        let (started, grpc) = (&self.started, &next.grpc);
+        Ok(super::restart_needed(&[
+            (
+                "messageloop.grpc.enabled",
+                started.grpc.enabled != grpc.enabled,
+            ),
+            (
+                "messageloop.grpc.address",
+                started.grpc.address != grpc.address,
+            ),
+            ("messageloop.grpc.tls", started.grpc.tls != grpc.tls),
+            (
+                "messageloop.limits.max_message_size",
+                started.limits.max_message_size != next.limits.max_message_size,
+            ),
+            // A WebSocket listener that is not running has no reloader of its own to report it.
+            (
+                "messageloop.ws.enabled",
+                !started.ws.enabled && next.ws.enabled,
+            ),
+        ]))
+    }
 }
 
 /// The service of all three generations; tonic routes by path.
@@ -82,10 +123,10 @@ impl g0::messaging_service_server::MessagingService for MessageLoop {
     }
 }
 
-pub async fn start(
+pub(super) async fn start(
     config: &Config,
     services: &Services,
-    context: SessionContext,
+    settings: Settings,
 ) -> anyhow::Result<RunningListener> {
     let tls = match &config.grpc.tls {
         Some(tls) => Some(tokio_rustls::TlsAcceptor::from(
@@ -98,12 +139,12 @@ pub async fn start(
         .with_context(|| format!("messageloop.grpc.address {}", config.grpc.address))?;
     let local_addr = listener.local_addr()?;
     let max = config.limits.max_message_size;
-    let service = MessageLoop(Arc::new(Shared {
-        context,
+    let shared = Arc::new(Shared {
+        settings: ArcSwap::from_pointee(settings),
         services: services.clone(),
-        max_connections: config.limits.max_connections,
         max_message_size: max,
-    }));
+    });
+    let service = MessageLoop(shared.clone());
     let router = tonic::transport::Server::builder()
         .add_service(
             g2::message_loop_service_server::MessageLoopServiceServer::new(service.clone())
@@ -136,7 +177,10 @@ pub async fn start(
         transport: "grpc",
         local_addr,
         task,
-        reload: None,
+        reload: Some(Box::new(Reloader {
+            shared,
+            started: config.clone(),
+        })),
     })
 }
 
@@ -245,16 +289,22 @@ where
     let peer = request
         .remote_addr()
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let settings = shared.settings.load_full();
     let guard = shared
         .services
         .connections
-        .register(Protocol::MessageLoop, NAME, peer, shared.max_connections)
+        .register(
+            Protocol::MessageLoop,
+            NAME,
+            peer,
+            settings.limits.max_connections,
+        )
         .map_err(|full| Status::resource_exhausted(full.to_string()))?;
     let (tx, rx) = mpsc::channel(LANE);
     let shared = shared.clone();
     let inbound = request.into_inner();
     tokio::spawn(async move {
-        let mut session = Session::new(shared.context.clone(), guard.id(), Now::current());
+        let mut session = Session::new(settings.context.clone(), guard.id(), Now::current());
         session.set_generation(Some(W::GENERATION));
         run::<W>(&shared, &mut session, inbound, &tx, &guard).await;
         if let Some(code) = session.disconnect() {

@@ -1,6 +1,10 @@
 //! The MessageLoop listeners: WebSocket (`messageloop.ws`) and gRPC (`messageloop.grpc`), both thin IO glue
-//! around one [`Session`](super::session::Session) per connection or stream. They share the authenticator,
-//! the presence table and the session settings.
+//! around one [`Session`](super::session::Session) per connection or stream. They share the presence table and
+//! the stream epoch.
+//!
+//! Each listener keeps its [`Settings`] (authenticator, session settings, limits, generation) in an `ArcSwap`
+//! that a connection (WebSocket) or stream (gRPC) reads when it starts; reload swaps in settings built from the
+//! new section, keeping the presence table and the stream epoch. Open sessions keep theirs.
 
 mod grpc;
 mod ws;
@@ -8,8 +12,10 @@ mod ws;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use core_bus::Bus;
 
-use super::config::Config;
+use super::config::{Config, Limits};
+use super::generation::GenerationSetting;
 use super::message::{Outbound, OutboundBody};
 use super::presence::PresenceTable;
 use super::session::{uuid4, SessionContext, SessionSettings};
@@ -18,27 +24,89 @@ use crate::{RunningListener, Services};
 
 /// Starts the listeners `config` enables.
 pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Vec<RunningListener>> {
-    let authenticator =
-        Arc::new(Authenticator::new(config.auth.clone()).context("messageloop.auth")?);
-    let context = SessionContext {
-        bus: services.bus.clone(),
-        authenticator,
-        presence: PresenceTable::default(),
-        settings: Arc::new(SessionSettings {
-            max_subscriptions: config.limits.max_subscriptions_per_connection,
-            idle_timeout: config.heartbeat.idle_timeout(),
-            rpc_timeout: config.rpc_timeout(),
-            epoch: uuid4(),
-        }),
-    };
+    let settings = Settings::new(
+        config,
+        services.bus.clone(),
+        PresenceTable::shared(services.bus.clone()),
+        uuid4(),
+    )?;
     let mut running = Vec::new();
     if config.ws.enabled {
-        running.push(ws::start(config, services, context.clone()).await?);
+        running.push(ws::start(config, services, settings.reloaded(config)?).await?);
     }
     if config.grpc.enabled {
-        running.push(grpc::start(config, services, context).await?);
+        running.push(grpc::start(config, services, settings).await?);
     }
     Ok(running)
+}
+
+/// What a connection or stream takes from the config when it starts.
+struct Settings {
+    context: SessionContext,
+    generation: GenerationSetting,
+    limits: Limits,
+}
+
+impl Settings {
+    fn new(
+        config: &Config,
+        bus: Bus,
+        presence: PresenceTable,
+        epoch: String,
+    ) -> anyhow::Result<Settings> {
+        config.validate().map_err(anyhow::Error::msg)?;
+        let authenticator =
+            Arc::new(Authenticator::new(config.auth.clone()).context("messageloop.auth")?);
+        Ok(Settings {
+            context: SessionContext {
+                bus,
+                authenticator,
+                presence,
+                settings: Arc::new(SessionSettings {
+                    max_subscriptions: config.limits.max_subscriptions_per_connection,
+                    idle_timeout: config.heartbeat.idle_timeout(),
+                    rpc_timeout: config.rpc_timeout(),
+                    epoch,
+                }),
+            },
+            generation: config.generation_setting(),
+            limits: config.limits,
+        })
+    }
+
+    /// The settings `config` gives, sharing the bus, presence table and stream epoch of these.
+    fn reloaded(&self, config: &Config) -> anyhow::Result<Settings> {
+        Settings::new(
+            config,
+            self.context.bus.clone(),
+            self.context.presence.clone(),
+            self.context.settings.epoch.clone(),
+        )
+    }
+}
+
+/// Reads a new `[messageloop]` section and builds the settings it gives from `current`.
+fn reload_settings(
+    current: &Settings,
+    section: &toml::Value,
+) -> Result<(Config, Settings), String> {
+    let next: Config = section
+        .clone()
+        .try_into()
+        .map_err(|error| format!("messageloop: {error}"))?;
+    let settings = current
+        .reloaded(&next)
+        .map_err(|error| format!("{error:#}"))?;
+    Ok((next, settings))
+}
+
+/// The keys of `changes` whose flag is set.
+fn restart_needed(changes: &[(&str, bool)]) -> Vec<String> {
+    changes
+        .iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(key, _)| (*key).to_owned())
+        .collect()
 }
 
 /// Counts and logs an envelope left out because its encoding is over `limits.max_message_size`, naming the

@@ -2,11 +2,14 @@
 //! negotiates the subprotocol, and runs one session per connection: JSON in text frames, protobuf in binary
 //! frames, deliveries drained in batches and written with one flush, disconnects as close frames whose
 //! status is the MessageLoop code.
+//!
+//! Reload applies to connections accepted afterwards; the address, path and TLS need a restart.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use arc_swap::ArcSwap;
 use core_bus::metrics::{record_drop, DropReason};
 use core_bus::Protocol;
 use futures::{SinkExt, StreamExt};
@@ -18,33 +21,58 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::task::TaskTracker;
 
+use super::Settings;
 use crate::messageloop::codec::{EncodeError, Frame, WsCodec};
 use crate::messageloop::codes::DisconnectCode;
 use crate::messageloop::config::Config;
-use crate::messageloop::generation::GenerationSetting;
-use crate::messageloop::session::{Now, Session, SessionContext};
+use crate::messageloop::session::{Now, Session};
 use crate::messageloop::subprotocol::negotiate;
 use crate::messageloop::wire::DecodeError;
 use crate::ws::{accept, WsAcceptOptions};
-use crate::{ConnectionGuard, RunningListener, Services};
+use crate::{ConnectionGuard, Reload, RunningListener, Services};
 
 pub const NAME: &str = "messageloop.ws";
 /// Deliveries taken from the mailbox per write batch.
 const BATCH: usize = 64;
 
 struct Shared {
-    context: SessionContext,
-    options: WsAcceptOptions,
-    setting: GenerationSetting,
-    max_connections: usize,
+    /// Read once per accepted connection; replaced on reload.
+    settings: ArcSwap<Settings>,
+    path: String,
     services: Services,
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
-pub async fn start(
+/// Applies a new `[messageloop]` section to the running WebSocket listener.
+struct Reloader {
+    shared: Arc<Shared>,
+    /// The section the listener was started with: what only a restart changes is compared against it.
+    started: Config,
+}
+
+impl Reload for Reloader {
+    fn reload(&self, section: &toml::Value) -> Result<Vec<String>, String> {
+        let (next, settings) = super::reload_settings(&self.shared.settings.load(), section)?;
+        self.shared.settings.store(Arc::new(settings));
+        let (started, ws) = (&self.started, &next.ws);
+        Ok(super::restart_needed(&[
+            ("messageloop.ws.enabled", started.ws.enabled != ws.enabled),
+            ("messageloop.ws.address", started.ws.address != ws.address),
+            ("messageloop.ws.path", started.ws.path != ws.path),
+            ("messageloop.ws.tls", started.ws.tls != ws.tls),
+            // A gRPC listener that is not running has no reloader of its own to report it.
+            (
+                "messageloop.grpc.enabled",
+                !started.grpc.enabled && next.grpc.enabled,
+            ),
+        ]))
+    }
+}
+
+pub(super) async fn start(
     config: &Config,
     services: &Services,
-    context: SessionContext,
+    settings: Settings,
 ) -> anyhow::Result<RunningListener> {
     let tls = match &config.ws.tls {
         Some(tls) => Some(tokio_rustls::TlsAcceptor::from(
@@ -57,26 +85,23 @@ pub async fn start(
         .with_context(|| format!("messageloop.ws.address {}", config.ws.address))?;
     let local_addr = listener.local_addr()?;
     let shared = Arc::new(Shared {
-        context,
-        options: WsAcceptOptions {
-            paths: vec![config.ws.path.clone()],
-            max_message_bytes: config.limits.max_message_size,
-            ..WsAcceptOptions::default()
-        },
-        setting: config.generation_setting(),
-        max_connections: config.limits.max_connections,
+        settings: ArcSwap::from_pointee(settings),
+        path: config.ws.path.clone(),
         services: services.clone(),
         tls,
     });
     let transport = if shared.tls.is_some() { "wss" } else { "ws" };
-    let task = tokio::spawn(accept_loop(listener, shared));
+    let task = tokio::spawn(accept_loop(listener, shared.clone()));
     Ok(RunningListener {
         name: NAME.to_owned(),
         protocol: Protocol::MessageLoop,
         transport,
         local_addr,
         task,
-        reload: None,
+        reload: Some(Box::new(Reloader {
+            shared,
+            started: config.clone(),
+        })),
     })
 }
 
@@ -95,11 +120,12 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             },
         };
         let _ = stream.set_nodelay(true);
+        let settings = shared.settings.load_full();
         let Ok(guard) = shared.services.connections.register(
             Protocol::MessageLoop,
             NAME,
             peer,
-            shared.max_connections,
+            settings.limits.max_connections,
         ) else {
             tracing::debug!(%peer, listener = NAME, "connection limit reached");
             continue;
@@ -109,10 +135,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             let stream = BufWriter::with_capacity(4096, stream);
             match &shared.tls {
                 Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(stream) => serve(stream, peer, guard, &shared).await,
+                    Ok(stream) => serve(stream, peer, guard, &shared, &settings).await,
                     Err(error) => tracing::debug!(%peer, %error, "tls handshake failed"),
                 },
-                None => serve(stream, peer, guard, &shared).await,
+                None => serve(stream, peer, guard, &shared, &settings).await,
             }
         });
     }
@@ -120,12 +146,22 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     tracker.wait().await;
 }
 
-async fn serve<S>(stream: S, peer: SocketAddr, guard: ConnectionGuard, shared: &Shared)
-where
+async fn serve<S>(
+    stream: S,
+    peer: SocketAddr,
+    guard: ConnectionGuard,
+    shared: &Shared,
+    settings: &Settings,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let setting = shared.setting;
-    let (mut ws, accepted) = match accept(stream, &shared.options, |offered| {
+    let setting = settings.generation;
+    let options = WsAcceptOptions {
+        paths: vec![shared.path.clone()],
+        max_message_bytes: settings.limits.max_message_size,
+        ..WsAcceptOptions::default()
+    };
+    let (mut ws, accepted) = match accept(stream, &options, |offered| {
         negotiate(offered.iter().map(String::as_str), setting).subprotocol
     })
     .await
@@ -138,9 +174,9 @@ where
     };
     let encoding = negotiate(accepted.offered.iter().map(String::as_str), setting).encoding;
     let mut codec = WsCodec::new(encoding, setting);
-    let mut session = Session::new(shared.context.clone(), guard.id(), Now::current());
+    let mut session = Session::new(settings.context.clone(), guard.id(), Now::current());
     let shutdown = shared.services.shutdown.clone();
-    let max = shared.options.max_message_bytes;
+    let max = options.max_message_bytes;
     let mut batch = Vec::with_capacity(BATCH);
     let mut identified = false;
     loop {

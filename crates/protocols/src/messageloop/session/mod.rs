@@ -85,8 +85,12 @@ pub struct SessionContext {
 /// What a bus subscription of this session is for.
 #[derive(Debug, Clone)]
 enum Route {
-    /// A client subscription.
-    Channel,
+    /// A client subscription. `seen_through`: a recovery cursor ahead of this node's history (the client read
+    /// further on another node whose copy of the cluster's history was ahead): deliveries of that epoch at or
+    /// below it are not sent again.
+    Channel {
+        seen_through: Option<core_bus::Position>,
+    },
     /// Presence events of an exact channel.
     Presence(String),
     /// RPC replies.
@@ -317,8 +321,17 @@ impl Session {
                 continue;
             }
             match self.routes.get(&delivery.subscription).cloned() {
-                Some(Route::Channel) => {
+                Some(Route::Channel { seen_through }) => {
                     if self.last_delivery == Some(delivery.envelope.id) {
+                        continue;
+                    }
+                    let seen = match (seen_through, delivery.envelope.position) {
+                        (Some(cursor), Some(position)) => {
+                            cursor.epoch == position.epoch && position.offset <= cursor.offset
+                        }
+                        _ => false,
+                    };
+                    if seen {
                         continue;
                     }
                     self.last_delivery = Some(delivery.envelope.id);

@@ -31,8 +31,13 @@ impl Session {
                 stream_epoch: position.epoch.to_string(),
                 offset: (!publish.transient).then_some(position.offset),
             },
+            // A topic the cluster's log numbers (`cluster.history = "jetstream"`): the offset is assigned after
+            // this ack, so the ack carries the topic's epoch without an offset.
             None => Position {
-                stream_epoch: self.context.settings.epoch.clone(),
+                stream_epoch: self.context.bus.history_top(&topic).map_or_else(
+                    || self.context.settings.epoch.clone(),
+                    |top| top.epoch.to_string(),
+                ),
                 offset: None,
             },
         };

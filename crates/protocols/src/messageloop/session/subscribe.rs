@@ -133,11 +133,13 @@ impl Session {
         if existing {
             self.drop_subscription(&entry.channel, !stays_tracked);
         }
+        let mut seen_through = None;
         let id_on_bus = match (&exact, entry.recover) {
             (Some(topic), true) => {
-                let (bus_id, recovered) = self.recover(id, entry, topic, now, after)?;
-                outcome.epoch = recovered;
-                bus_id
+                let recovered = self.recover(id, entry, topic, now, after)?;
+                outcome.epoch = recovered.epoch;
+                seen_through = recovered.seen_through;
+                recovered.id
             }
             (None, true) => {
                 let bus_id = self.bus_subscribe(pattern)?;
@@ -161,7 +163,8 @@ impl Session {
             }
             (None, false) => self.bus_subscribe(pattern)?,
         };
-        self.routes.insert(id_on_bus, Route::Channel);
+        self.routes
+            .insert(id_on_bus, Route::Channel { seen_through });
         let mut tracked = None;
         if exact.is_some() && !entry.ephemeral {
             let presence_topic = channel::presence_topic(&entry.channel);
@@ -207,8 +210,7 @@ impl Session {
             .map(|top| top.epoch.to_string())
     }
 
-    /// Subscribes with history and queues the replay and its RecoverComplete into `after`. Returns the
-    /// subscription and the topic's epoch when it keeps history.
+    /// Subscribes with history and queues the replay and its RecoverComplete into `after`.
     pub(super) fn recover(
         &mut self,
         id: &str,
@@ -216,7 +218,7 @@ impl Session {
         topic: &Topic,
         now: Now,
         after: &mut Vec<Outbound>,
-    ) -> Result<(SubscriptionId, Option<String>), SubscribeFailure> {
+    ) -> Result<Recovered, SubscribeFailure> {
         let cursor = entry.cursor.as_ref().and_then(|cursor| {
             let offset = cursor.offset?;
             let epoch = cursor.stream_epoch.parse::<u64>().ok()?;
@@ -243,7 +245,11 @@ impl Session {
                 Some(error),
                 now,
             ));
-            return Ok((bus_id, epoch));
+            return Ok(Recovered {
+                id: bus_id,
+                epoch,
+                seen_through: None,
+            });
         };
         let (bus_id, recovery) =
             self.mailbox
@@ -264,9 +270,22 @@ impl Session {
                 Some(error),
                 now,
             ));
-            return Ok((bus_id, None));
+            return Ok(Recovered {
+                id: bus_id,
+                epoch: None,
+                seen_through: None,
+            });
         };
         let epoch = recovery.top.epoch.to_string();
+        // In cluster mode this node's copy of the history can be behind the node the client came from.
+        let seen_through = match since {
+            Since::After(cursor)
+                if cursor.epoch == recovery.top.epoch && cursor.offset > recovery.top.offset =>
+            {
+                Some(cursor)
+            }
+            _ => None,
+        };
         let skip = recovery.messages.len().saturating_sub(MAX_RECOVER);
         let truncated = !recovery.complete || skip > 0;
         for envelope in recovery.messages.iter().skip(skip) {
@@ -279,7 +298,7 @@ impl Session {
         }
         let position = Position {
             stream_epoch: epoch.clone(),
-            offset: Some(recovery.top.offset),
+            offset: Some(seen_through.map_or(recovery.top.offset, |c| c.offset)),
         };
         let reason = if truncated {
             GapReason::HeadTrimmed
@@ -292,7 +311,11 @@ impl Session {
             body.gap = truncated;
         }
         after.push(complete);
-        Ok((bus_id, Some(epoch)))
+        Ok(Recovered {
+            id: bus_id,
+            epoch: Some(epoch),
+            seen_through,
+        })
     }
 
     pub(super) fn recover_complete(
@@ -348,6 +371,15 @@ impl Session {
 pub(super) struct Subscribed {
     pub(super) presence: Option<PresenceSnapshot>,
     pub(super) epoch: Option<String>,
+}
+
+/// A subscription made with recovery.
+pub(super) struct Recovered {
+    pub(super) id: SubscriptionId,
+    /// The topic's epoch when it keeps history.
+    pub(super) epoch: Option<String>,
+    /// The client's cursor when it is ahead of this node's history (see [`Route::Channel`]).
+    pub(super) seen_through: Option<core_bus::Position>,
 }
 
 pub(super) enum SubscribeFailure {
