@@ -1,5 +1,5 @@
 //! The admin HTTP listener: `/livez`, `/readyz`, `/metrics`, and the JSON API (`/api/listeners`,
-//! `/api/connections`, `/api/topics`, `/api/cluster`) that operators and tests poll.
+//! `/api/connections`, `/api/topics`, `/api/cluster`, `/api/process`) that operators and tests poll.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,6 +49,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/connections", get(connections))
         .route("/api/topics", get(topics))
         .route("/api/cluster", get(cluster))
+        .route("/api/process", get(process))
         .route("/api/reload", post(reload))
         .with_state(state)
 }
@@ -80,6 +81,19 @@ async fn topics(State(state): State<AdminState>) -> impl IntoResponse {
 
 async fn cluster(State(state): State<AdminState>) -> impl IntoResponse {
     Json(state.bus.cluster_state())
+}
+
+/// This process: its pid and resident set size (`VmRSS` from `/proc/self/status`; null where there is none).
+async fn process() -> impl IntoResponse {
+    let rss_bytes = tokio::fs::read_to_string("/proc/self/status")
+        .await
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map(|kib| kib * 1024);
+    Json(serde_json::json!({ "pid": std::process::id(), "rss_bytes": rss_bytes }))
 }
 
 async fn reload(State(state): State<AdminState>) -> axum::response::Response {

@@ -1,4 +1,12 @@
-//! `gatewayctl`: asks a running gatewayd's admin API what it is doing.
+//! `gatewayctl`: asks a running gatewayd's admin API what it is doing, talks to it over any of its protocols
+//! (`pub`, `sub`, `req`, `reply`), and measures it (`bench`, `bench conns`).
+
+#[path = "gatewayctl/admin.rs"]
+mod admin;
+#[path = "gatewayctl/bench.rs"]
+mod bench;
+#[path = "gatewayctl/pubsub.rs"]
+mod pubsub;
 
 use clap::{Parser, Subcommand};
 
@@ -12,6 +20,7 @@ struct Cli {
     /// Base URL of gatewayd's admin listener.
     #[arg(
         long,
+        global = true,
         env = "GATEWAYCTL_ADMIN",
         default_value = "http://127.0.0.1:9091"
     )]
@@ -30,20 +39,54 @@ enum Command {
     Listeners,
     /// Re-reads gatewayd's configuration file and applies what can change at runtime (like SIGHUP).
     Reload,
+    /// Shows gatewayd's process id and resident memory.
+    Process,
+    /// Publishes messages on a topic.
+    Pub(pubsub::PubArgs),
+    /// Subscribes to a topic and prints what arrives.
+    Sub(pubsub::SubArgs),
+    /// Sends a request and prints the reply (STOMP, MessageLoop, Goomerang).
+    Req(pubsub::ReqArgs),
+    /// Answers requests that arrive on a topic (STOMP: it sees `reply-to`).
+    Reply(pubsub::ReplyArgs),
+    /// Measures throughput and latency (or, with `conns`, memory per idle connection).
+    Bench(bench::BenchArgs),
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let base = cli.admin.trim_end_matches('/');
-    let client = reqwest::Client::new();
-    let request = match cli.command {
-        Command::Conns => client.get(format!("{base}/api/connections")),
-        Command::Topics => client.get(format!("{base}/api/topics")),
-        Command::Listeners => client.get(format!("{base}/api/listeners")),
-        Command::Reload => client.post(format!("{base}/api/reload")),
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("gatewayctl: cannot start the runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
     };
-    let body: serde_json::Value = request.send().await?.error_for_status()?.json().await?;
-    println!("{}", serde_json::to_string_pretty(&body)?);
-    Ok(())
+    let admin = admin::Admin::new(&cli.admin);
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Conns => admin.show("GET", "/api/connections").await,
+            Command::Topics => admin.show("GET", "/api/topics").await,
+            Command::Listeners => admin.show("GET", "/api/listeners").await,
+            Command::Reload => admin.show("POST", "/api/reload").await,
+            Command::Process => admin.show("GET", "/api/process").await,
+            Command::Pub(args) => pubsub::publish(&admin, args).await,
+            Command::Sub(args) => pubsub::subscribe(&admin, args).await,
+            Command::Req(args) => pubsub::request(&admin, args).await,
+            Command::Reply(args) => pubsub::reply(&admin, args).await,
+            Command::Bench(args) => bench::run(&admin, args).await,
+        }
+    });
+    // Reader tasks of open connections must not keep the process alive.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("gatewayctl: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,152 @@
+//! `gatewayctl bench`: N publishers × M subscribers on one topic, fixed-rate (send times scheduled ahead, and
+//! latency measured from the scheduled time so a stalled server cannot hide its stalls) or all-out, with
+//! msg/s in and out, loss and latency percentiles; optionally the same shape against nats-server in the same
+//! run. `bench conns` measures gatewayd's memory per idle connection instead.
+
+#[path = "bench/conns.rs"]
+mod conns;
+#[path = "bench/run.rs"]
+mod run;
+#[path = "bench/side.rs"]
+mod side;
+#[path = "bench/stats.rs"]
+mod stats;
+
+use std::io::IsTerminal as _;
+
+use clap::{Args, Subcommand};
+use gateway::clients::Protocol;
+
+use crate::admin::Admin;
+use side::Endpoint;
+use stats::{Ratio, RunResult};
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    mode: Option<Mode>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Opens idle connections and reports gatewayd's resident memory per connection.
+    Conns(conns::ConnsArgs),
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Protocol of both sides, unless `--pub-protocol`/`--sub-protocol` say otherwise.
+    #[arg(long, default_value = "stomp")]
+    protocol: Protocol,
+    #[arg(long)]
+    pub_protocol: Option<Protocol>,
+    #[arg(long)]
+    sub_protocol: Option<Protocol>,
+    /// Publishers' listener (`host:port`); by default from the admin API.
+    #[arg(long)]
+    pub_address: Option<String>,
+    /// Subscribers' listener (`host:port`); by default from the admin API.
+    #[arg(long)]
+    sub_address: Option<String>,
+    /// Publisher connections.
+    #[arg(long, short = 'n', default_value_t = 1)]
+    publishers: usize,
+    /// Subscriber connections (Loom subscribers share one room, so each message reaches one of them).
+    #[arg(long, short = 'm', default_value_t = 1)]
+    subscribers: usize,
+    /// Payload bytes (at least 16: the send time and a tag travel in the payload).
+    #[arg(long, default_value_t = 16)]
+    size: usize,
+    /// Total msg/s over all publishers; without it publishers send as fast as they can.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Topic to use; by default one unique to this run.
+    #[arg(long)]
+    topic: Option<String>,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Also run the same shape against this NATS server (`nats://127.0.0.1:4222`) and print the ratio.
+    #[arg(long)]
+    compare_nats: Option<String>,
+}
+
+pub async fn run(admin: &Admin, args: BenchArgs) -> anyhow::Result<()> {
+    match args.mode {
+        Some(Mode::Conns(conns)) => conns::run(admin, conns).await,
+        None => throughput(admin, args.run).await,
+    }
+}
+
+async fn throughput(admin: &Admin, args: RunArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.duration > 0.0 && args.duration.is_finite(),
+        "--duration must be a positive number of seconds"
+    );
+    anyhow::ensure!(args.publishers > 0, "--publishers must be at least 1");
+    anyhow::ensure!(args.rate != Some(0), "--rate must be at least 1 msg/s");
+    let pub_protocol = args.pub_protocol.unwrap_or(args.protocol);
+    let sub_protocol = args.sub_protocol.unwrap_or(args.protocol);
+    let topic = args
+        .topic
+        .clone()
+        .unwrap_or_else(|| format!("bench.{}", std::process::id()));
+    let shape = run::Shape {
+        publishers: args.publishers,
+        subscribers: args.subscribers,
+        size: args.size.max(stats::MIN_PAYLOAD),
+        rate: args.rate,
+        duration: std::time::Duration::from_secs_f64(args.duration),
+        topic,
+        progress: !args.json && std::io::stdout().is_terminal(),
+    };
+    let publishers = Endpoint::Gateway {
+        protocol: pub_protocol,
+        address: admin
+            .address(pub_protocol, args.pub_address.as_deref())
+            .await,
+    };
+    let subscribers = Endpoint::Gateway {
+        protocol: sub_protocol,
+        address: admin
+            .address(sub_protocol, args.sub_address.as_deref())
+            .await,
+    };
+    let gateway = run::run("gatewayd", &publishers, &subscribers, &shape).await?;
+    let nats = match &args.compare_nats {
+        Some(url) => {
+            let nats = Endpoint::Nats { url: url.clone() };
+            Some(run::run("nats-server", &nats, &nats, &shape).await?)
+        }
+        None => None,
+    };
+    report(gateway, nats, args.json)
+}
+
+fn report(gateway: RunResult, nats: Option<RunResult>, json: bool) -> anyhow::Result<()> {
+    let ratio = nats.as_ref().map(|nats| Ratio::of(&gateway, nats));
+    if json {
+        let value = serde_json::json!({
+            "gatewayd": gateway,
+            "nats": nats,
+            "ratio": ratio,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        let mut runs = vec![gateway];
+        runs.extend(nats);
+        stats::print_table(&runs, ratio.as_ref());
+        for run in &runs {
+            for error in &run.errors {
+                eprintln!("{}: {error}", run.server);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! `gatewayctl bench conns`: opens K idle connections (handshake done, nothing subscribed) and reports how much
+//! gatewayd's resident memory grew per connection. The RSS comes from `/proc/<pid>/status` (`--pid`, gatewayd
+//! on this machine) or from the admin API's `/api/process`.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use futures::{SinkExt, StreamExt};
+use gateway::clients::{Client, Protocol};
+use serde::Serialize;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use crate::admin::Admin;
+
+/// Connections opened at the same time.
+const CONCURRENCY: usize = 64;
+/// Time given to gatewayd to settle before and after.
+const SETTLE: Duration = Duration::from_secs(2);
+
+#[derive(Args)]
+pub struct ConnsArgs {
+    /// Protocol of the connections.
+    #[arg(long, default_value = "stomp")]
+    protocol: Protocol,
+    /// STOMP only: connect over WebSocket (`stomp.ws`, subprotocol `v12.stomp`) instead of TCP.
+    #[arg(long)]
+    ws: bool,
+    /// Listener `host:port`; by default from the admin API.
+    #[arg(long)]
+    address: Option<String>,
+    /// Number of connections.
+    #[arg(long, default_value_t = 1000)]
+    count: usize,
+    /// gatewayd's pid (its RSS is read from /proc); without it, from the admin API's `/api/process`.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct ConnsResult {
+    protocol: String,
+    transport: &'static str,
+    connections: usize,
+    rss_before_bytes: u64,
+    rss_after_bytes: u64,
+    bytes_per_connection: f64,
+}
+
+/// An open connection, held until the measurement is done.
+enum Idle {
+    Client(Box<Client>),
+    StompWs(Box<StompWs>),
+}
+
+type StompWs = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+pub async fn run(admin: &Admin, args: ConnsArgs) -> anyhow::Result<()> {
+    let listener = if args.ws && args.protocol == Protocol::Stomp {
+        "stomp.ws"
+    } else {
+        args.protocol.listener()
+    };
+    let address = admin
+        .listener_address(listener, args.address.as_deref())
+        .await
+        .context(format!("no address for {listener}: give --address"))?;
+    tokio::time::sleep(SETTLE).await;
+    let before = rss(admin, args.pid).await?;
+    let mut open: Vec<Idle> = Vec::with_capacity(args.count);
+    while open.len() < args.count {
+        let batch = CONCURRENCY.min(args.count - open.len());
+        let dials = (0..batch).map(|_| dial(args.protocol, args.ws, &address));
+        for idle in futures::future::join_all(dials).await {
+            open.push(idle.with_context(|| format!("connection {} to {address}", open.len() + 1))?);
+        }
+    }
+    tokio::time::sleep(SETTLE).await;
+    let after = rss(admin, args.pid).await?;
+    let result = ConnsResult {
+        protocol: args.protocol.to_string(),
+        transport: if args.ws
+            || matches!(args.protocol, Protocol::MessageLoop | Protocol::Goomerang)
+        {
+            "websocket"
+        } else if args.protocol == Protocol::Loom {
+            "quic"
+        } else {
+            "tcp"
+        },
+        connections: open.len(),
+        rss_before_bytes: before,
+        rss_after_bytes: after,
+        bytes_per_connection: after.saturating_sub(before) as f64 / open.len().max(1) as f64,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        println!(
+            "{} idle {} {} connections: RSS {:.1} MiB → {:.1} MiB, {:.0} bytes ({:.2} KiB) per connection",
+            result.connections,
+            result.protocol,
+            result.transport,
+            before as f64 / 1_048_576.0,
+            after as f64 / 1_048_576.0,
+            result.bytes_per_connection,
+            result.bytes_per_connection / 1024.0
+        );
+    }
+    let closes = open.into_iter().map(|idle| async move {
+        match idle {
+            Idle::Client(client) => drop(client.close().await),
+            Idle::StompWs(mut ws) => drop(SinkExt::close(&mut ws).await),
+        }
+    });
+    futures::stream::iter(closes)
+        .buffer_unordered(CONCURRENCY)
+        .collect::<Vec<()>>()
+        .await;
+    Ok(())
+}
+
+async fn dial(protocol: Protocol, ws: bool, address: &str) -> anyhow::Result<Idle> {
+    if ws && protocol == Protocol::Stomp {
+        return Ok(Idle::StompWs(Box::new(stomp_ws(address).await?)));
+    }
+    Ok(Idle::Client(Box::new(
+        Client::connect(protocol, address).await?,
+    )))
+}
+
+/// STOMP over WebSocket: upgrade offering `v12.stomp`, CONNECT, wait for CONNECTED.
+async fn stomp_ws(address: &str) -> anyhow::Result<StompWs> {
+    let addr = gateway::clients::resolve(address).await?;
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let mut request = format!("ws://{address}/ws").into_client_request()?;
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static("v12.stomp"),
+    );
+    let (mut ws, _) = tokio_tungstenite::client_async(request, tcp).await?;
+    ws.send(WsMessage::text(
+        "CONNECT\naccept-version:1.2\nhost:/\nheart-beat:0,0\n\n\0",
+    ))
+    .await?;
+    let answer = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .context("no CONNECTED within 10 s")?
+        .context("closed before CONNECTED")??;
+    let text = answer.into_data();
+    anyhow::ensure!(
+        text.starts_with(b"CONNECTED"),
+        "expected CONNECTED, got {:?}",
+        String::from_utf8_lossy(&text)
+    );
+    Ok(ws)
+}
+
+/// gatewayd's resident set size in bytes.
+async fn rss(admin: &Admin, pid: Option<u32>) -> anyhow::Result<u64> {
+    match pid {
+        Some(pid) => {
+            let status = tokio::fs::read_to_string(format!("/proc/{pid}/status"))
+                .await
+                .with_context(|| format!("reading /proc/{pid}/status"))?;
+            vm_rss(&status).context("no VmRSS line")
+        }
+        None => Ok(admin.process().await?.1),
+    }
+}
+
+/// The `VmRSS:` line of `/proc/<pid>/status`, in bytes.
+pub fn vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn vm_rss_is_read_in_bytes() {
+        let status = "Name:\tgatewayd\nVmRSS:\t   12345 kB\nThreads:\t4\n";
+        assert_eq!(super::vm_rss(status), Some(12345 * 1024));
+        assert_eq!(super::vm_rss("Name: x\n"), None);
+    }
+}

@@ -1,0 +1,134 @@
+//! The two ends of a benchmark run, over gatewayd (any protocol) or over NATS core (for the same-run
+//! comparison): publishers that write stamped payloads and subscribers that read them.
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use futures::StreamExt;
+use gateway::clients::{Client, Outgoing, Protocol};
+
+/// Where a side connects.
+#[derive(Clone, Debug)]
+pub enum Endpoint {
+    Gateway { protocol: Protocol, address: String },
+    Nats { url: String },
+}
+
+impl Endpoint {
+    pub fn name(&self) -> String {
+        match self {
+            Endpoint::Gateway { protocol, .. } => protocol.to_string(),
+            Endpoint::Nats { .. } => "nats".to_owned(),
+        }
+    }
+
+    /// Whether every subscriber gets every message (Loom rooms share them).
+    pub fn is_fanout(&self) -> bool {
+        match self {
+            Endpoint::Gateway { protocol, .. } => protocol.is_fanout(),
+            Endpoint::Nats { .. } => true,
+        }
+    }
+
+    pub async fn publisher(&self) -> anyhow::Result<Publisher> {
+        Ok(match self {
+            Endpoint::Gateway { protocol, address } => Publisher::Gateway(
+                Client::connect(*protocol, address)
+                    .await
+                    .with_context(|| format!("{protocol} publisher at {address}"))?,
+            ),
+            Endpoint::Nats { url } => Publisher::Nats(nats(url).await?),
+        })
+    }
+
+    pub async fn subscriber(&self, topic: &str) -> anyhow::Result<Subscriber> {
+        Ok(match self {
+            Endpoint::Gateway { protocol, address } => {
+                let mut client = Client::connect(*protocol, address)
+                    .await
+                    .with_context(|| format!("{protocol} subscriber at {address}"))?;
+                client.subscribe(topic).await?;
+                Subscriber::Gateway(client)
+            }
+            Endpoint::Nats { url } => {
+                let client = nats(url).await?;
+                let subscriber = client.subscribe(topic.to_owned()).await?;
+                client.flush().await?;
+                Subscriber::Nats {
+                    _client: client,
+                    subscriber,
+                }
+            }
+        })
+    }
+}
+
+async fn nats(url: &str) -> anyhow::Result<async_nats::Client> {
+    async_nats::ConnectOptions::new()
+        .client_capacity(65_536)
+        .subscription_capacity(65_536)
+        .connect(url)
+        .await
+        .with_context(|| format!("NATS at {url}"))
+}
+
+pub enum Publisher {
+    Gateway(Client),
+    Nats(async_nats::Client),
+}
+
+impl Publisher {
+    pub async fn publish(&mut self, topic: &str, payload: Bytes) -> anyhow::Result<()> {
+        match self {
+            Publisher::Gateway(client) => {
+                client
+                    .publish(&Outgoing {
+                        topic: topic.to_owned(),
+                        payload,
+                        ..Outgoing::default()
+                    })
+                    .await?
+            }
+            Publisher::Nats(client) => client.publish(topic.to_owned(), payload).await?,
+        }
+        Ok(())
+    }
+
+    pub async fn flush(&mut self) -> anyhow::Result<()> {
+        match self {
+            Publisher::Gateway(client) => client.flush().await?,
+            Publisher::Nats(client) => client.flush().await?,
+        }
+        Ok(())
+    }
+
+    pub async fn close(self) -> anyhow::Result<()> {
+        match self {
+            Publisher::Gateway(client) => client.close().await?,
+            Publisher::Nats(client) => client.flush().await?,
+        }
+        Ok(())
+    }
+}
+
+pub enum Subscriber {
+    Gateway(Client),
+    Nats {
+        /// Held so the connection stays open.
+        _client: async_nats::Client,
+        subscriber: async_nats::Subscriber,
+    },
+}
+
+impl Subscriber {
+    /// The next payload; an error when the connection ends.
+    pub async fn next(&mut self) -> anyhow::Result<Bytes> {
+        match self {
+            Subscriber::Gateway(client) => Ok(client.next_message().await?.payload),
+            Subscriber::Nats { subscriber, .. } => Ok(subscriber
+                .next()
+                .await
+                .context("NATS subscription ended")?
+                .payload),
+        }
+    }
+}

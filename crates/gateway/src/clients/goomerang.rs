@@ -1,0 +1,209 @@
+//! Goomerang client over WebSocket: protobuf `Frame`s built with gatewayd's Goomerang codec (which encodes
+//! commands exactly as the Go client does). Publishes carry the payload as message kind [`RAW_KIND`] (bytes
+//! verbatim, so other protocols see them unchanged); received messages wrapped as
+//! `google.protobuf.BytesValue` are unwrapped. A request is a `SendSync`; its reply is the frame with the same
+//! uuid and `is_sync` set.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use prost::Message as _;
+use protocols::goomerang::headers::FrameHeaders;
+use protocols::goomerang::mapping::{command_headers, WrapperKind, CONTENT_TYPE_HEADER};
+use protocols::goomerang::proto::Frame;
+use protocols::goomerang::{encode_command, Command};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use super::ws::{self, Sink};
+use super::{ClientError, Inbox, InboxSender, Incoming, Message, Outgoing};
+
+/// The message kind gatewayctl publishes and requests with: the payload bytes as they are.
+pub const RAW_KIND: &str = "gatewayctl.Raw";
+
+static NEXT_REQUEST: AtomicU64 = AtomicU64::new(0);
+
+pub struct GoomerangClient {
+    sink: Sink,
+    inbox: Inbox,
+    /// Frames fed but not flushed.
+    pending: usize,
+}
+
+/// Frames fed before a flush is forced.
+const FEED_HIGH_WATER: usize = 64;
+
+impl GoomerangClient {
+    pub async fn connect(address: &str) -> Result<GoomerangClient, ClientError> {
+        let (sink, stream) = ws::dial(address, "/ws", None).await?;
+        let (tx, inbox) = Inbox::new();
+        tokio::spawn(read_loop(stream, tx));
+        Ok(GoomerangClient {
+            sink,
+            inbox,
+            pending: 0,
+        })
+    }
+
+    async fn send(&mut self, command: &Command) -> Result<(), ClientError> {
+        let bytes = encode_command(command, SystemTime::now());
+        self.sink.feed(WsMessage::Binary(bytes)).await?;
+        self.pending += 1;
+        if self.pending >= FEED_HIGH_WATER {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    pub async fn publish(&mut self, message: &Outgoing) -> Result<(), ClientError> {
+        let user: FrameHeaders = message
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.send(&Command::Publish {
+            topic: message.topic.clone(),
+            kind: RAW_KIND.into(),
+            message: message.payload.clone(),
+            headers: command_headers(&user),
+        })
+        .await
+    }
+
+    pub async fn flush(&mut self) -> Result<(), ClientError> {
+        self.pending = 0;
+        Ok(self.sink.flush().await?)
+    }
+
+    /// Goomerang does not confirm subscriptions; this returns once the command is written.
+    pub async fn subscribe(&mut self, topic: &str) -> Result<(), ClientError> {
+        self.send(&Command::Subscribe {
+            topic: topic.into(),
+        })
+        .await?;
+        self.flush().await
+    }
+
+    pub async fn next_message(&mut self) -> Result<Message, ClientError> {
+        self.inbox.next_message().await
+    }
+
+    /// `SendSync` of `payload` as message kind `kind` (the request goes to `$rpc.goomerang.<kind>`).
+    pub async fn request(
+        &mut self,
+        kind: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Message, ClientError> {
+        let uuid = format!(
+            "gatewayctl-{}-{}",
+            std::process::id(),
+            NEXT_REQUEST.fetch_add(1, Ordering::Relaxed)
+        );
+        self.send(&Command::SendSync {
+            uuid: uuid.clone(),
+            kind: kind.into(),
+            payload,
+            headers: FrameHeaders::new(),
+        })
+        .await?;
+        self.flush().await?;
+        self.inbox.reply(&uuid, timeout).await
+    }
+
+    /// A close frame with code 1000, the only code Goomerang uses.
+    pub async fn close(mut self) -> Result<(), ClientError> {
+        self.sink.send(WsMessage::Close(None)).await?;
+        Ok(())
+    }
+}
+
+async fn read_loop(mut stream: ws::Stream, tx: InboxSender) {
+    while let Some(next) = stream.next().await {
+        let event = match next {
+            Ok(WsMessage::Binary(bytes)) => match Frame::decode(bytes) {
+                Ok(frame) => Ok(to_incoming(frame)),
+                Err(error) => Err(ClientError::Protocol(format!("bad frame: {error}"))),
+            },
+            Ok(WsMessage::Close(close)) => Err(close
+                .filter(|c| !c.reason.is_empty())
+                .map_or(ClientError::Closed, |c| {
+                    ClientError::Refused(c.reason.to_string())
+                })),
+            Ok(_) => continue,
+            Err(error) => Err(error.into()),
+        };
+        let stop = event.is_err();
+        if tx.send(event).await.is_err() || stop {
+            return;
+        }
+    }
+    let _ = tx.send(Err(ClientError::Closed)).await;
+}
+
+fn to_incoming(frame: Frame) -> Incoming {
+    let mut headers: Vec<(String, String)> = frame
+        .headers
+        .iter()
+        .map(|entry| (entry.key.clone(), entry.value.clone()))
+        .collect();
+    let content_type = headers
+        .iter()
+        .position(|(k, _)| k == CONTENT_TYPE_HEADER)
+        .map(|at| headers.remove(at).1);
+    let payload = if frame.kind == WrapperKind::BYTES_VALUE {
+        Bytes::decode(frame.payload.clone()).unwrap_or(frame.payload)
+    } else {
+        frame.payload
+    };
+    let message = Message {
+        topic: None,
+        payload,
+        key: None,
+        content_type,
+        headers,
+        reply_to: None,
+        correlation_id: (!frame.uuid.is_empty()).then(|| frame.uuid.clone()),
+    };
+    if frame.is_sync && !frame.uuid.is_empty() {
+        Incoming::Reply {
+            correlation: frame.uuid,
+            message,
+        }
+    } else {
+        Incoming::Message(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocols::goomerang::proto::HeaderEntry;
+
+    #[test]
+    fn wrapped_foreign_bodies_are_unwrapped_and_sync_replies_recognised() {
+        let frame = Frame {
+            uuid: "u-1".into(),
+            kind: WrapperKind::BYTES_VALUE.into(),
+            is_sync: true,
+            payload: Bytes::from(Bytes::from_static(b"pong").encode_to_vec()),
+            headers: vec![HeaderEntry {
+                key: "content-type".into(),
+                value: "text/plain".into(),
+            }],
+            ..Default::default()
+        };
+        match to_incoming(frame) {
+            Incoming::Reply {
+                correlation,
+                message,
+            } => {
+                assert_eq!(correlation, "u-1");
+                assert_eq!(&message.payload[..], b"pong");
+                assert_eq!(message.content_type.as_deref(), Some("text/plain"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

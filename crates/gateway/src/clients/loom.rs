@@ -1,0 +1,312 @@
+//! Loom v4 client over raw QUIC (ALPN `loom/1`), with gatewayd's Loom codec for the wire format. Each room a
+//! client publishes to gets one producer stream (hello, then messages); [`LoomClient::subscribe`] opens a
+//! consumer stream whose reader task acknowledges every message after handing it on (Loom is stop-and-wait:
+//! the server sends the next message only after the ack). Rooms are anycast groups: subscribers of one room
+//! share its messages.
+//!
+//! gatewayd's default Loom certificate is a fresh self-signed one, so the client accepts any server
+//! certificate, as Loom clients with `InsecureSkipVerify` do.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use protocols::loom::{
+    ConsumerFrame, ConsumerKey, Delivery, Hello, Limits, MessageDecoder, MessageEvent, Role,
+};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+use super::{
+    resolve, ClientError, Inbox, InboxSender, Incoming, Message, Outgoing, HANDSHAKE_TIMEOUT,
+};
+
+/// Buffered producer bytes that trigger a write before [`LoomClient::flush`].
+const WRITE_HIGH_WATER: usize = 64 << 10;
+
+pub struct LoomClient {
+    endpoint: quinn::Endpoint,
+    connection: quinn::Connection,
+    producers: HashMap<String, Producer>,
+    inbox: Inbox,
+    inbox_tx: Option<InboxSender>,
+    /// Keys for messages published without one, so they spread over a room's consumers.
+    next_key: u64,
+}
+
+struct Producer {
+    stream: quinn::SendStream,
+    /// Ends (FIN) once gatewayd has read the whole producer stream.
+    done: quinn::RecvStream,
+    out: BytesMut,
+}
+
+fn quic_error(error: impl std::fmt::Display) -> ClientError {
+    ClientError::Quic(error.to_string())
+}
+
+impl LoomClient {
+    pub async fn connect(address: &str) -> Result<LoomClient, ClientError> {
+        let addr = resolve(address).await?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(quic_error)?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"loom/1".to_vec()];
+        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(quic_error)?;
+        let local: SocketAddr = if addr.is_ipv4() {
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        } else {
+            SocketAddr::from(([0u16; 8], 0))
+        };
+        let mut endpoint = quinn::Endpoint::client(local)?;
+        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+        let connecting = endpoint.connect(addr, "localhost").map_err(quic_error)?;
+        let connection = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting)
+            .await
+            .map_err(|_| ClientError::Timeout(HANDSHAKE_TIMEOUT))?
+            .map_err(quic_error)?;
+        let (tx, inbox) = Inbox::new();
+        Ok(LoomClient {
+            endpoint,
+            connection,
+            producers: HashMap::new(),
+            inbox,
+            inbox_tx: Some(tx),
+            next_key: 0,
+        })
+    }
+
+    async fn open(
+        &self,
+        role: Role,
+        room: &str,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
+        let (mut send, recv) = self.connection.open_bi().await.map_err(quic_error)?;
+        let hello = Hello {
+            role,
+            name: Bytes::from_static(b"gatewayctl"),
+            room: Bytes::copy_from_slice(room.as_bytes()),
+            token: Bytes::new(),
+        };
+        let mut out = BytesMut::new();
+        hello.encode(&mut out);
+        send.write_all(&out).await.map_err(quic_error)?;
+        Ok((send, recv))
+    }
+
+    pub async fn publish(&mut self, message: &Outgoing) -> Result<(), ClientError> {
+        let key = match &message.key {
+            Some(key) => {
+                ConsumerKey::new(key.clone()).map_err(|e| ClientError::Protocol(e.to_string()))?
+            }
+            None => {
+                self.next_key += 1;
+                ConsumerKey::derive(&Bytes::new(), self.next_key)
+            }
+        };
+        if !self.producers.contains_key(&message.topic) {
+            let (stream, done) = self.open(Role::Producer, &message.topic).await?;
+            self.producers.insert(
+                message.topic.clone(),
+                Producer {
+                    stream,
+                    done,
+                    out: BytesMut::new(),
+                },
+            );
+        }
+        let Some(producer) = self.producers.get_mut(&message.topic) else {
+            return Err(ClientError::Closed);
+        };
+        Delivery {
+            key,
+            declared_size: message.payload.len() as u64,
+            msg_id: 0,
+            body: message.payload.clone(),
+        }
+        .encode(&mut producer.out);
+        if producer.out.len() >= WRITE_HIGH_WATER {
+            let bytes = producer.out.split().freeze();
+            producer
+                .stream
+                .write_chunk(bytes)
+                .await
+                .map_err(quic_error)?;
+        }
+        Ok(())
+    }
+
+    pub async fn flush(&mut self) -> Result<(), ClientError> {
+        for producer in self.producers.values_mut() {
+            if !producer.out.is_empty() {
+                let bytes = producer.out.split().freeze();
+                producer
+                    .stream
+                    .write_chunk(bytes)
+                    .await
+                    .map_err(quic_error)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Joins room `topic` as a consumer. Loom confirms nothing; this returns once the hello is written.
+    pub async fn subscribe(&mut self, topic: &str) -> Result<(), ClientError> {
+        let Some(tx) = self.inbox_tx.clone() else {
+            return Err(ClientError::Closed);
+        };
+        let (send, recv) = self.open(Role::Consumer, topic).await?;
+        tokio::spawn(consume(topic.to_owned(), send, recv, tx));
+        Ok(())
+    }
+
+    pub async fn next_message(&mut self) -> Result<Message, ClientError> {
+        // Only consumer tasks hold senders from here on, so the inbox ends when they all have.
+        self.inbox_tx = None;
+        self.inbox.next_message().await
+    }
+
+    /// Finishes the producer streams, waits until gatewayd has read each of them to the end (it answers with
+    /// FIN; closing before that would discard what it has not read yet), and closes the connection.
+    pub async fn close(mut self) -> Result<(), ClientError> {
+        self.flush().await?;
+        for producer in self.producers.values_mut() {
+            producer.stream.finish().map_err(quic_error)?;
+        }
+        for producer in self.producers.values_mut() {
+            while producer
+                .done
+                .read_chunk(64 << 10, true)
+                .await
+                .map_err(quic_error)?
+                .is_some()
+            {}
+        }
+        self.connection.close(0u32.into(), b"bye");
+        self.endpoint.wait_idle().await;
+        Ok(())
+    }
+}
+
+/// Reads one consumer stream: each whole message goes to the inbox, then is acknowledged.
+async fn consume(
+    room: String,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    tx: InboxSender,
+) {
+    let result = consume_inner(&room, &mut send, &mut recv, &tx).await;
+    let _ = tx
+        .send(Err(result.err().unwrap_or(ClientError::Closed)))
+        .await;
+}
+
+async fn consume_inner(
+    room: &str,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    tx: &InboxSender,
+) -> Result<(), ClientError> {
+    let limits = Limits::default();
+    let mut decoder = MessageDecoder::new(&limits);
+    let mut buf = BytesMut::new();
+    let mut current: Option<(Bytes, u64, BytesMut)> = None;
+    let mut ack = BytesMut::new();
+    loop {
+        while let Some(event) = decoder
+            .decode(&mut buf)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?
+        {
+            match event {
+                MessageEvent::Start(header) => {
+                    current = Some((header.key, header.msg_id, BytesMut::new()))
+                }
+                MessageEvent::Chunk(chunk) => {
+                    if let Some((_, _, body)) = current.as_mut() {
+                        if body.len() + chunk.len() > limits.max_message_bytes as usize {
+                            return Err(ClientError::Protocol("message too large".into()));
+                        }
+                        body.extend_from_slice(&chunk);
+                    }
+                }
+                MessageEvent::End => {
+                    let Some((key, msg_id, body)) = current.take() else {
+                        continue;
+                    };
+                    let message = Message {
+                        topic: Some(room.to_owned()),
+                        payload: body.freeze(),
+                        key: Some(key),
+                        ..Message::default()
+                    };
+                    if tx.send(Ok(Incoming::Message(message))).await.is_err() {
+                        return Ok(());
+                    }
+                    ConsumerFrame::Ack { msg_id }.encode(&mut ack);
+                    send.write_all(&ack).await.map_err(quic_error)?;
+                    ack.clear();
+                }
+            }
+        }
+        match recv.read_chunk(64 << 10, true).await.map_err(quic_error)? {
+            Some(chunk) => buf.extend_from_slice(&chunk.bytes),
+            None => return Err(ClientError::Closed),
+        }
+    }
+}
+
+/// Accepts any server certificate (gatewayd's development certificate is self-signed); signatures are
+/// still checked, so the handshake is with the holder of the presented key.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

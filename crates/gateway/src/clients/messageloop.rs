@@ -1,0 +1,325 @@
+//! MessageLoop G2 client over WebSocket with protobuf frames (subprotocol `messageloop+proto`), using the
+//! generated `messageloop.client.v2` messages: Connect/Connected, Subscribe/SubscribeAck, Publish (acks are
+//! drained by the reader), Publication, RpcRequest/RpcReply, and a Ping while waiting so the server's idle
+//! timeout never fires. Payloads are sent as `binary`; `json` and `text` deliveries become bytes.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use prost::Message as _;
+use protocols::messageloop::pb::messageloop::client::v2 as pb;
+use protocols::messageloop::pb::messageloop::shared::v2 as shared;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use super::ws::{self, Sink};
+use super::{ClientError, Inbox, InboxSender, Incoming, Message, Outgoing, HANDSHAKE_TIMEOUT};
+
+use pb::inbound_message::Envelope as In;
+use pb::outbound_message::Envelope as Out;
+
+/// How often a waiting client pings (the server's default idle timeout is 300 s).
+const PING_EVERY: Duration = Duration::from_secs(60);
+/// Frames fed before a flush is forced.
+const FEED_HIGH_WATER: usize = 64;
+
+pub struct MessageLoopClient {
+    sink: Sink,
+    inbox: Inbox,
+    next_id: u64,
+    pending: usize,
+}
+
+impl MessageLoopClient {
+    pub async fn connect(address: &str) -> Result<MessageLoopClient, ClientError> {
+        let (sink, stream) = ws::dial(address, "/ws", Some("messageloop+proto")).await?;
+        let (tx, inbox) = Inbox::new();
+        tokio::spawn(read_loop(stream, tx));
+        let mut client = MessageLoopClient {
+            sink,
+            inbox,
+            next_id: 0,
+            pending: 0,
+        };
+        let id = client
+            .send(In::Connect(pb::Connect {
+                client_id: format!("gatewayctl-{}", std::process::id()),
+                client_type: "gatewayctl".into(),
+                version: "2.0.0".into(),
+                ..Default::default()
+            }))
+            .await?;
+        client.flush().await?;
+        client.inbox.confirmation(&id, HANDSHAKE_TIMEOUT).await?;
+        Ok(client)
+    }
+
+    /// Feeds one envelope and returns its id.
+    async fn send(&mut self, envelope: In) -> Result<String, ClientError> {
+        self.next_id += 1;
+        let id = self.next_id.to_string();
+        let message = pb::InboundMessage {
+            id: id.clone(),
+            time: 0,
+            envelope: Some(envelope),
+        };
+        self.sink
+            .feed(WsMessage::Binary(message.encode_to_vec().into()))
+            .await?;
+        self.pending += 1;
+        if self.pending >= FEED_HIGH_WATER {
+            self.flush().await?;
+        }
+        Ok(id)
+    }
+
+    pub async fn publish(&mut self, message: &Outgoing) -> Result<(), ClientError> {
+        self.send(In::Publish(pb::Publish {
+            channel: message.topic.clone(),
+            payload: Some(binary_payload(message.payload.clone())),
+            metadata: metadata(&message.headers),
+            ..Default::default()
+        }))
+        .await
+        .map(drop)
+    }
+
+    pub async fn flush(&mut self) -> Result<(), ClientError> {
+        self.pending = 0;
+        Ok(self.sink.flush().await?)
+    }
+
+    /// Subscribes (ephemeral: no presence tracking) and waits for the SubscribeAck.
+    pub async fn subscribe(&mut self, topic: &str) -> Result<(), ClientError> {
+        let id = self
+            .send(In::Subscribe(pb::Subscribe {
+                subscriptions: vec![pb::Subscription {
+                    channel: topic.into(),
+                    ephemeral: true,
+                    ..Default::default()
+                }],
+            }))
+            .await?;
+        self.flush().await?;
+        self.inbox.confirmation(&id, HANDSHAKE_TIMEOUT).await
+    }
+
+    pub async fn next_message(&mut self) -> Result<Message, ClientError> {
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+        loop {
+            tokio::select! {
+                message = self.inbox.next_message() => return message,
+                _ = ping.tick() => {
+                    self.send(In::Ping(pb::Ping {})).await?;
+                    self.flush().await?;
+                }
+            }
+        }
+    }
+
+    /// `rpc_request` on `target` = `<channel>.<method>` (split at the last dot); the reply is the
+    /// `rpc_reply` whose `request_id` is the request's id.
+    pub async fn request(
+        &mut self,
+        target: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Message, ClientError> {
+        let (channel, method) = target.rsplit_once('.').ok_or_else(|| {
+            ClientError::Address(format!(
+                "{target} (MessageLoop requests go to <channel>.<method>)"
+            ))
+        })?;
+        let id = self
+            .send(In::RpcRequest(pb::RpcRequest {
+                channel: channel.into(),
+                method: method.into(),
+                payload: Some(binary_payload(payload)),
+                metadata: None,
+            }))
+            .await?;
+        self.flush().await?;
+        self.inbox.reply(&id, timeout).await
+    }
+
+    pub async fn close(mut self) -> Result<(), ClientError> {
+        self.sink.send(WsMessage::Close(None)).await?;
+        Ok(())
+    }
+}
+
+fn binary_payload(bytes: Bytes) -> shared::Payload {
+    shared::Payload {
+        content_type: String::new(),
+        data: Some(shared::payload::Data::Binary(bytes)),
+    }
+}
+
+fn metadata(headers: &[(String, String)]) -> Option<shared::Metadata> {
+    (!headers.is_empty()).then(|| shared::Metadata {
+        entries: headers.iter().cloned().collect::<HashMap<_, _>>(),
+    })
+}
+
+async fn read_loop(mut stream: ws::Stream, tx: InboxSender) {
+    while let Some(next) = stream.next().await {
+        let events = match next {
+            Ok(WsMessage::Binary(bytes)) => match pb::OutboundMessage::decode(bytes) {
+                Ok(message) => to_incoming(message).into_iter().map(Ok).collect(),
+                Err(error) => vec![Err(ClientError::Protocol(format!("bad envelope: {error}")))],
+            },
+            Ok(WsMessage::Close(close)) => vec![Err(close.map_or(ClientError::Closed, |c| {
+                ClientError::Refused(format!("closed {}: {}", u16::from(c.code), c.reason))
+            }))],
+            Ok(_) => continue,
+            Err(error) => vec![Err(error.into())],
+        };
+        for event in events {
+            let stop = event.is_err();
+            if tx.send(event).await.is_err() || stop {
+                return;
+            }
+        }
+    }
+    let _ = tx.send(Err(ClientError::Closed)).await;
+}
+
+fn to_incoming(message: pb::OutboundMessage) -> Vec<Incoming> {
+    let id = message.id;
+    match message.envelope {
+        Some(Out::Connected(_)) | Some(Out::SubscribeAck(_)) => vec![Incoming::Confirmed(id)],
+        Some(Out::Publication(publication)) => publication
+            .messages
+            .into_iter()
+            .map(|m| Incoming::Message(received(Some(m.channel), m.payload, m.metadata)))
+            .collect(),
+        Some(Out::RpcReply(reply)) => match reply.error {
+            Some(error) => vec![Incoming::Refused(error_text(&error))],
+            None => vec![Incoming::Reply {
+                correlation: reply.request_id,
+                message: received(None, reply.payload, reply.metadata),
+            }],
+        },
+        Some(Out::Error(error)) => vec![Incoming::Refused(error_text(&error))],
+        _ => Vec::new(),
+    }
+}
+
+fn error_text(error: &shared::Error) -> String {
+    format!("{} {}", error.code, error.message)
+}
+
+fn received(
+    channel: Option<String>,
+    payload: Option<shared::Payload>,
+    metadata: Option<shared::Metadata>,
+) -> Message {
+    let (content_type, bytes) = match payload {
+        Some(payload) => {
+            let bytes = match payload.data {
+                Some(shared::payload::Data::Binary(bytes)) => bytes,
+                Some(shared::payload::Data::Text(text)) => Bytes::from(text),
+                Some(shared::payload::Data::Json(object)) => {
+                    Bytes::from(struct_to_json(object).to_string())
+                }
+                None => Bytes::new(),
+            };
+            (Some(payload.content_type).filter(|c| !c.is_empty()), bytes)
+        }
+        None => (None, Bytes::new()),
+    };
+    let mut headers: Vec<(String, String)> = metadata
+        .map(|m| m.entries.into_iter().collect())
+        .unwrap_or_default();
+    headers.sort();
+    Message {
+        topic: channel,
+        payload: bytes,
+        content_type,
+        headers,
+        ..Message::default()
+    }
+}
+
+fn struct_to_json(object: prost_types::Struct) -> serde_json::Value {
+    serde_json::Value::Object(
+        object
+            .fields
+            .into_iter()
+            .map(|(k, v)| (k, value_to_json(v)))
+            .collect(),
+    )
+}
+
+fn value_to_json(value: prost_types::Value) -> serde_json::Value {
+    use prost_types::value::Kind;
+    match value.kind {
+        None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
+        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(n)
+            .map_or(serde_json::Value::Null, serde_json::Value::Number),
+        Some(Kind::StringValue(s)) => serde_json::Value::String(s),
+        Some(Kind::BoolValue(b)) => serde_json::Value::Bool(b),
+        Some(Kind::StructValue(s)) => struct_to_json(s),
+        Some(Kind::ListValue(list)) => {
+            serde_json::Value::Array(list.values.into_iter().map(value_to_json).collect())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publications_replies_and_errors_become_events() {
+        let publication = pb::OutboundMessage {
+            id: String::new(),
+            time: 0,
+            envelope: Some(Out::Publication(pb::Publication {
+                messages: vec![pb::Message {
+                    channel: "a.b".into(),
+                    payload: Some(shared::Payload {
+                        content_type: "text/plain".into(),
+                        data: Some(shared::payload::Data::Text("hi".into())),
+                    }),
+                    ..Default::default()
+                }],
+            })),
+        };
+        match to_incoming(publication).as_slice() {
+            [Incoming::Message(m)] => {
+                assert_eq!(m.topic.as_deref(), Some("a.b"));
+                assert_eq!(&m.payload[..], b"hi");
+            }
+            other => panic!("{other:?}"),
+        }
+        let error = pb::OutboundMessage {
+            id: "3".into(),
+            time: 0,
+            envelope: Some(Out::Error(shared::Error {
+                code: "NO_PROXY".into(),
+                message: "no responder".into(),
+                ..Default::default()
+            })),
+        };
+        assert!(matches!(
+            to_incoming(error).as_slice(),
+            [Incoming::Refused(text)] if text.starts_with("NO_PROXY")
+        ));
+    }
+
+    #[test]
+    fn json_payloads_come_back_as_json_text() {
+        let mut fields = std::collections::BTreeMap::new();
+        fields.insert(
+            "n".to_owned(),
+            prost_types::Value {
+                kind: Some(prost_types::value::Kind::NumberValue(2.0)),
+            },
+        );
+        let json = struct_to_json(prost_types::Struct { fields });
+        assert_eq!(json, serde_json::json!({"n": 2.0}));
+    }
+}

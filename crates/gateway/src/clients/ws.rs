@@ -1,0 +1,41 @@
+//! The WebSocket dial shared by the MessageLoop and Goomerang clients: TCP with `TCP_NODELAY`, the upgrade
+//! to `ws://<address><path>` offering an optional subprotocol, and the split into a sink and a stream.
+
+use futures::stream::{SplitSink, SplitStream};
+use futures::StreamExt;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::WebSocketStream;
+
+use super::{resolve, ClientError, HANDSHAKE_TIMEOUT};
+
+pub type Sink = SplitSink<WebSocketStream<TcpStream>, WsMessage>;
+pub type Stream = SplitStream<WebSocketStream<TcpStream>>;
+
+/// Opens `ws://<address><path>`, offering `subprotocol` when given.
+pub async fn dial(
+    address: &str,
+    path: &str,
+    subprotocol: Option<&str>,
+) -> Result<(Sink, Stream), ClientError> {
+    let addr = resolve(address).await?;
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let mut request = format!("ws://{address}{path}").into_client_request()?;
+    if let Some(subprotocol) = subprotocol {
+        let value = HeaderValue::from_str(subprotocol)
+            .map_err(|_| ClientError::Protocol(format!("bad subprotocol {subprotocol:?}")))?;
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", value);
+    }
+    let (ws, _) = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        tokio_tungstenite::client_async(request, tcp),
+    )
+    .await
+    .map_err(|_| ClientError::Timeout(HANDSHAKE_TIMEOUT))??;
+    Ok(ws.split())
+}

@@ -1,0 +1,3 @@
+//! gatewayd as a library: the protocol clients `gatewayctl` uses.
+
+pub mod clients;

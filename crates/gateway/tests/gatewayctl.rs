@@ -1,0 +1,344 @@
+//! `gatewayctl` against the real gatewayd: `pub`/`sub` round trips over every protocol and across protocols,
+//! `req`/`reply` between two gatewayctl processes, and short `bench` runs whose JSON is checked for its fields
+//! and for zero loss (never for speed).
+
+mod support;
+
+use std::io::Read as _;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::*;
+
+const GATEWAYCTL: &str = env!("CARGO_BIN_EXE_gatewayctl");
+/// Longest any one gatewayctl run may take.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// gatewayd with every protocol's listener on an ephemeral loopback port.
+fn start() -> Gatewayd {
+    let config = format!(
+        "{}[stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+         [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+         [goomerang]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+         [loom]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+         [chanserv]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
+        base_config()
+    );
+    Gatewayd::start(&config)
+}
+
+/// `gatewayctl --admin <gatewayd> args…`, started with stdout piped.
+fn spawn(gateway: &Gatewayd, args: &[&str]) -> Child {
+    Command::new(GATEWAYCTL)
+        .arg("--admin")
+        .arg(gateway.url(""))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gatewayctl")
+}
+
+/// Waits for `child` within [`DEADLINE`] (killing it if it overruns) and returns its output.
+fn finish(mut child: Child) -> Output {
+    let until = Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut stdout = Vec::new();
+            let mut stderr = Vec::new();
+            child
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_end(&mut stdout)
+                .unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_end(&mut stderr)
+                .unwrap();
+            return Output {
+                status,
+                stdout,
+                stderr,
+            };
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("output");
+            panic!(
+                "gatewayctl did not finish within {DEADLINE:?}; stderr: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs gatewayctl to completion and returns its stdout; panics when it fails.
+fn run(gateway: &Gatewayd, args: &[&str]) -> String {
+    let output = finish(spawn(gateway, args));
+    assert!(
+        output.status.success(),
+        "gatewayctl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8 output")
+}
+
+/// Waits until `topic` has `fanout` fanout subscribers and `members` group members.
+fn wait_subscribed(gateway: &Gatewayd, topic: &str, fanout: u64, members: u64) {
+    gateway.wait_for(
+        "/api/topics",
+        &format!("subscribers of {topic}"),
+        |topics| {
+            topics.as_array().into_iter().flatten().any(|t| {
+                t["topic"] == topic
+                    && t["fanout_subscribers"].as_u64() == Some(fanout)
+                    && t["group"]["members"].as_u64().unwrap_or(0) == members
+            })
+        },
+    );
+}
+
+/// The subscription a `sub -p <protocol>` shows in `/api/topics`: (fanout, group members).
+fn shape_of(protocol: &str) -> (u64, u64) {
+    if protocol == "loom" {
+        (0, 1)
+    } else {
+        (1, 0)
+    }
+}
+
+/// `sub --count 1 --json` on `sub_protocol`, then `pub` on `pub_protocol`; returns the received JSON.
+fn round_trip(gateway: &Gatewayd, pub_protocol: &str, sub_protocol: &str, topic: &str) -> Value {
+    let sub = spawn(
+        gateway,
+        &["sub", "-p", sub_protocol, topic, "--count", "1", "--json"],
+    );
+    let (fanout, members) = shape_of(sub_protocol);
+    wait_subscribed(gateway, topic, fanout, members);
+    let payload = format!("hello from {pub_protocol}");
+    run(
+        gateway,
+        &["pub", "-p", pub_protocol, topic, &payload, "-H", "trace=t1"],
+    );
+    let output = finish(sub);
+    assert!(
+        output.status.success(),
+        "sub failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let received: Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
+    assert_eq!(received["payload"], payload.as_str(), "{received}");
+    received
+}
+
+fn header<'a>(message: &'a Value, name: &str) -> Option<&'a str> {
+    message["headers"]
+        .as_array()?
+        .iter()
+        .find(|pair| pair[0] == name)?[1]
+        .as_str()
+}
+
+#[test]
+fn pub_sub_round_trip_over_each_protocol() {
+    let gateway = start();
+    for protocol in ["stomp", "messageloop", "goomerang", "loom", "chanserv"] {
+        let received = round_trip(&gateway, protocol, protocol, &format!("ctl.{protocol}"));
+        if matches!(protocol, "stomp" | "messageloop" | "goomerang") {
+            assert_eq!(header(&received, "trace"), Some("t1"), "{received}");
+        }
+    }
+}
+
+#[test]
+fn pub_sub_across_protocols() {
+    let gateway = start();
+    let received = round_trip(&gateway, "stomp", "messageloop", "ctl.cross.a");
+    assert_eq!(received["topic"], "ctl.cross.a");
+    assert_eq!(header(&received, "trace"), Some("t1"), "{received}");
+    let received = round_trip(&gateway, "loom", "goomerang", "ctl.cross.b");
+    assert_eq!(received["payload"], "hello from loom");
+    let received = round_trip(&gateway, "chanserv", "stomp", "ctl.cross.c");
+    assert_eq!(received["topic"], "/topic/ctl.cross.c");
+}
+
+#[test]
+fn pub_reads_the_payload_from_stdin_and_publishes_count_times() {
+    let gateway = start();
+    let sub = spawn(
+        &gateway,
+        &["sub", "-p", "stomp", "ctl.stdin", "--count", "3"],
+    );
+    wait_subscribed(&gateway, "ctl.stdin", 1, 0);
+    let mut publisher = Command::new(GATEWAYCTL)
+        .args([
+            "--admin",
+            &gateway.url(""),
+            "pub",
+            "-p",
+            "goomerang",
+            "ctl.stdin",
+            "--count",
+            "3",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    use std::io::Write as _;
+    publisher
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from stdin")
+        .unwrap();
+    assert!(publisher.wait().unwrap().success());
+    let output = finish(sub);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "from stdin\nfrom stdin\nfrom stdin\n"
+    );
+}
+
+/// A STOMP responder (`reply`) answers requests from STOMP, MessageLoop and Goomerang (`req`).
+#[test]
+fn req_and_reply_between_two_gatewayctl_processes() {
+    let gateway = start();
+    let cases = [
+        ("stomp", "svc.echo", "svc.echo"),
+        ("messageloop", "svc.echo", "$rpc.messageloop.svc.echo"),
+        ("goomerang", "Echo", "$rpc.goomerang.Echo"),
+    ];
+    for (protocol, target, topic) in cases {
+        let responder = spawn(&gateway, &["reply", "-p", "stomp", topic, "--count", "1"]);
+        wait_subscribed(&gateway, topic, 1, 0);
+        let request = format!("ping over {protocol}");
+        let reply = run(
+            &gateway,
+            &[
+                "req",
+                "-p",
+                protocol,
+                target,
+                &request,
+                "--json",
+                "--timeout",
+                "20",
+            ],
+        );
+        let reply: Value = serde_json::from_str(&reply).expect("reply JSON");
+        assert_eq!(reply["payload"], request.as_str(), "{protocol}: {reply}");
+        let output = finish(responder);
+        assert!(output.status.success(), "{protocol} responder");
+    }
+}
+
+#[test]
+fn req_refuses_protocols_without_replies() {
+    let gateway = start();
+    for protocol in ["loom", "chanserv"] {
+        let output = finish(spawn(&gateway, &["req", "-p", protocol, "x", "y"]));
+        assert!(!output.status.success());
+        assert!(String::from_utf8_lossy(&output.stderr).contains("cannot receive replies"));
+    }
+}
+
+fn bench_json(gateway: &Gatewayd, args: &[&str]) -> Value {
+    let mut all = vec!["bench", "--json", "--duration", "2"];
+    all.extend_from_slice(args);
+    let text = run(gateway, &all);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("bench JSON ({e}): {text}"))
+}
+
+fn assert_complete_run(run: &Value, sub_protocol: &str) {
+    for field in [
+        "sent",
+        "expected",
+        "received",
+        "lost",
+        "loss_ratio",
+        "msgs_per_sec_out",
+        "msgs_per_sec_in",
+        "duration_secs",
+    ] {
+        assert!(run[field].is_number(), "{field} in {run}");
+    }
+    for field in ["p50", "p90", "p99", "p99_9", "max", "mean"] {
+        assert!(
+            run["latency_us"][field].is_number(),
+            "latency {field} in {run}"
+        );
+    }
+    assert_eq!(run["sub_protocol"], sub_protocol);
+    assert!(run["sent"].as_u64().unwrap() > 0, "{run}");
+    assert_eq!(run["lost"], 0, "{run}");
+    assert_eq!(run["received"], run["expected"], "{run}");
+}
+
+#[test]
+fn bench_smoke_fixed_rate_reports_every_field_and_no_loss() {
+    let gateway = start();
+    let report = bench_json(
+        &gateway,
+        &[
+            "--protocol",
+            "stomp",
+            "-n",
+            "2",
+            "-m",
+            "2",
+            "--rate",
+            "500",
+            "--size",
+            "64",
+        ],
+    );
+    let run = &report["gatewayd"];
+    assert_complete_run(run, "stomp");
+    assert_eq!(run["expected"], run["sent"].as_u64().unwrap() * 2);
+    assert_eq!(run["payload_bytes"], 64);
+    assert!(report["nats"].is_null());
+
+    let report = bench_json(
+        &gateway,
+        &[
+            "--pub-protocol",
+            "messageloop",
+            "--sub-protocol",
+            "goomerang",
+            "--rate",
+            "500",
+        ],
+    );
+    assert_complete_run(&report["gatewayd"], "goomerang");
+}
+
+#[test]
+fn bench_conns_reports_memory_per_connection() {
+    let gateway = start();
+    let pid = gateway.pid().to_string();
+    for args in [
+        vec!["--protocol", "stomp", "--count", "20", "--pid", &pid],
+        vec!["--protocol", "messageloop", "--count", "20"],
+    ] {
+        let mut all = vec!["bench", "conns", "--json"];
+        all.extend(args);
+        let report: Value = serde_json::from_str(&run(&gateway, &all)).expect("JSON");
+        assert_eq!(report["connections"], 20, "{report}");
+        assert!(report["rss_after_bytes"].as_u64().unwrap() > 0, "{report}");
+        assert!(report["bytes_per_connection"].is_number(), "{report}");
+    }
+}
+
+#[test]
+fn process_endpoint_names_gatewayd() {
+    let gateway = start();
+    let process = gateway.get_json("/api/process");
+    assert_eq!(process["pid"], gateway.pid());
+    assert!(process["rss_bytes"].as_u64().unwrap() > 1 << 20);
+}
