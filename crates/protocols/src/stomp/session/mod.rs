@@ -1,0 +1,362 @@
+//! One STOMP connection's state machine over the bus, without sockets or clocks: bytes go in
+//! through [`Session::receive`], bus deliveries through [`Session::deliver`], and frames to write
+//! come out of [`Session::take_output`]. A [`Flow::Close`] answer means "write what is queued,
+//! then close". Timers (heart-beats, login timeout) belong to the listener, which reads the
+//! negotiated [`HeartBeatPlan`] from [`Session::heart_beat`].
+//!
+//! Every failure is answered with ERROR and a close (reference §2.6); the receipt of the
+//! culprit frame goes on the ERROR. Frames that follow DISCONNECT or an error are ignored.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use core_bus::config::GroupPolicy;
+use core_bus::names::{self, pattern_from_name, WildcardSyntax};
+use core_bus::{
+    AckHandle, Backpressure, Bus, Closed, Credit, Delivery, Mailbox, Origin, Pattern,
+    SubscribeError, SubscriptionId, Topic,
+};
+
+use super::ack::{ack_id, AckMode, AckTable};
+use super::bridge::{self, Delivered};
+use super::config::UnknownDestination;
+use super::destination::Destination;
+use super::durable::{self, Request};
+use super::error::StompError;
+use super::forwarder::{Durables, FeedError, SOURCE_TOPIC};
+use super::frame::{header, Command, Frame, Version};
+use super::limits::Limits;
+use super::negotiate::{connected_frame, negotiate, HeartBeatPlan, HeartBeatPolicy};
+use super::parser::{Decoded, Decoder};
+use super::transaction::{Transactions, TxLimits};
+use crate::auth::{Authenticator, Credentials, Identity};
+
+mod deliver;
+mod frames;
+mod send;
+mod subscribe;
+#[cfg(test)]
+mod tests;
+
+/// What the session needs from the listener's configuration.
+pub struct Settings {
+    pub limits: Limits,
+    pub transactions: TxLimits,
+    pub heart_beat: HeartBeatPolicy,
+    pub unknown_destination: UnknownDestination,
+    pub default_prefetch: u32,
+    pub max_subscriptions: usize,
+    pub auth: Arc<Authenticator>,
+    /// No tokens, no JWT and credentials not required: `login`/`passcode` are ignored and every
+    /// client gets the anonymous identity (clients such as stomp.py always send guest/guest).
+    pub ignore_credentials: bool,
+    /// The CONNECTED `server` header.
+    pub server: String,
+    /// Durable subscription queues, shared by every STOMP listener.
+    pub durables: Durables,
+    /// Durable queues gatewayd keeps at most (all listeners together).
+    pub max_durable_subscriptions: usize,
+}
+
+/// What the listener does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// Write the queued frames, then close the connection.
+    Close,
+}
+
+/// How a subscription names the destination of its MESSAGE frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `/topic/<concrete topic>`.
+    Topic,
+    /// `/queue/<topic>`.
+    Queue,
+    /// The destination exactly as subscribed (temp queues).
+    AsSubscribed,
+    /// The bare topic name (unknown prefixes treated as topics).
+    Bare,
+    /// `/topic/<original topic>` of a message forwarded into a durable queue.
+    Durable,
+}
+
+struct Subscription {
+    /// The `destination` header of SUBSCRIBE.
+    destination: String,
+    kind: Kind,
+    bus: SubscriptionId,
+    ack: AckMode,
+}
+
+struct Connected {
+    settings: Arc<Settings>,
+    bus: Bus,
+    mailbox: Mailbox,
+    version: Version,
+    heart_beat: HeartBeatPlan,
+    identity: Identity,
+    /// CONNECT `client-id` (names ActiveMQ-style durable subscriptions).
+    client_id: Option<String>,
+    subscriptions: HashMap<String, Subscription>,
+    by_bus: HashMap<SubscriptionId, String>,
+    acks: AckTable<AckHandle>,
+    transactions: Transactions,
+}
+
+enum Phase {
+    AwaitingConnect,
+    Connected(Box<Connected>),
+    Closed,
+}
+
+/// The result of one frame.
+enum Step {
+    Continue,
+    Disconnect,
+}
+
+pub struct Session {
+    settings: Arc<Settings>,
+    bus: Bus,
+    origin: Origin,
+    decoder: Decoder,
+    phase: Phase,
+    out: Vec<Frame>,
+    backpressure: Option<Backpressure>,
+}
+
+impl Session {
+    pub fn new(settings: Arc<Settings>, bus: Bus, origin: Origin) -> Session {
+        Session {
+            decoder: Decoder::new(settings.limits),
+            settings,
+            bus,
+            origin,
+            phase: Phase::AwaitingConnect,
+            out: Vec::new(),
+            backpressure: None,
+        }
+    }
+
+    /// Decodes and processes every complete frame at the front of `buf`. Stops early, leaving
+    /// the rest in `buf`, when a publish asks for backpressure: wait on
+    /// [`Session::take_backpressure`], then call again before reading more.
+    pub fn receive(&mut self, buf: &mut BytesMut) -> Flow {
+        loop {
+            if matches!(self.phase, Phase::Closed) {
+                return Flow::Close;
+            }
+            if self.backpressure.is_some() {
+                return Flow::Continue;
+            }
+            match self.decoder.decode(buf) {
+                Ok(None) => return Flow::Continue,
+                Ok(Some(Decoded::HeartBeat)) => {}
+                Ok(Some(Decoded::Frame(frame))) => {
+                    if self.frame(frame) == Flow::Close {
+                        return Flow::Close;
+                    }
+                }
+                Err(error) => return self.fail(error.into(), None),
+            }
+        }
+    }
+
+    /// Processes one decoded frame.
+    pub fn frame(&mut self, frame: Frame) -> Flow {
+        let receipt = match frame.command {
+            Command::Connect | Command::Stomp => None,
+            _ => frame.receipt_request().cloned(),
+        };
+        let result = match &mut self.phase {
+            Phase::Closed => return Flow::Close,
+            Phase::AwaitingConnect => self.connect(&frame).map(|()| Step::Continue),
+            Phase::Connected(connected) => connected.command(frame, &mut self.backpressure),
+        };
+        match result {
+            Ok(step) => {
+                if let Some(id) = receipt {
+                    self.out.push(Frame::receipt(id));
+                }
+                match step {
+                    Step::Continue => Flow::Continue,
+                    Step::Disconnect => {
+                        self.phase = Phase::Closed;
+                        Flow::Close
+                    }
+                }
+            }
+            Err(error) => self.fail(error, receipt),
+        }
+    }
+
+    fn connect(&mut self, frame: &Frame) -> Result<(), StompError> {
+        let connect = negotiate(frame, &self.settings.heart_beat)?;
+        let auth = &self.settings.auth;
+        let identity = if self.settings.ignore_credentials {
+            auth.anonymous().clone()
+        } else {
+            auth.authenticate(Credentials {
+                login: connect.login.as_deref(),
+                secret: connect.passcode.as_deref(),
+            })
+            .map_err(|_| StompError::AccessRefused {
+                login: connect.login.clone().unwrap_or_default(),
+            })?
+        };
+        self.decoder.set_version(connect.version);
+        let session_id = format!("gatewayd-{}", self.origin.connection);
+        self.out.push(connected_frame(
+            connect.version,
+            &session_id,
+            &self.settings.server,
+            connect.heart_beat.server,
+        ));
+        self.phase = Phase::Connected(Box::new(Connected {
+            settings: self.settings.clone(),
+            bus: self.bus.clone(),
+            mailbox: self.bus.mailbox(self.origin),
+            version: connect.version,
+            heart_beat: connect.heart_beat,
+            identity,
+            client_id: frame
+                .header(durable::CLIENT_ID)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned),
+            subscriptions: HashMap::new(),
+            by_bus: HashMap::new(),
+            acks: AckTable::new(format!("{}-", self.origin.connection)),
+            transactions: Transactions::new(self.settings.transactions),
+        }));
+        Ok(())
+    }
+
+    fn fail(&mut self, error: StompError, receipt: Option<Bytes>) -> Flow {
+        tracing::debug!(connection = %self.origin.connection, %error, "stomp: closing after error");
+        if let Some(frame) = error.to_frame(receipt) {
+            self.out.push(frame);
+        }
+        self.phase = Phase::Closed;
+        Flow::Close
+    }
+
+    /// Turns one bus delivery into a MESSAGE frame.
+    pub fn deliver(&mut self, delivery: Delivery) {
+        match &mut self.phase {
+            Phase::Connected(connected) => {
+                if let Some(frame) = connected.message(delivery) {
+                    self.out.push(frame);
+                }
+            }
+            // The mailbox is gone with the phase; a stray group delivery goes back to its group.
+            Phase::AwaitingConnect | Phase::Closed => {
+                if let Some(ack) = delivery.ack {
+                    ack.nack(true);
+                }
+            }
+        }
+    }
+
+    /// The bus closed the mailbox (the client does not read fast enough).
+    pub fn mailbox_closed(&mut self, closed: Closed) -> Flow {
+        match closed {
+            Closed::SlowConsumer => self.fail(StompError::SlowConsumer, None),
+        }
+    }
+
+    /// The daemon is shutting down: ERROR "server shutting down", then close.
+    pub fn shutdown(&mut self) -> Flow {
+        self.fail(StompError::ShuttingDown, None)
+    }
+
+    /// Frames to write, in order.
+    pub fn take_output(&mut self) -> Vec<Frame> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Set after a publish into a full group under the `block` policy.
+    pub fn take_backpressure(&mut self) -> Option<Backpressure> {
+        self.backpressure.take()
+    }
+
+    pub fn mailbox_mut(&mut self) -> Option<&mut Mailbox> {
+        match &mut self.phase {
+            Phase::Connected(connected) => Some(&mut connected.mailbox),
+            Phase::AwaitingConnect | Phase::Closed => None,
+        }
+    }
+
+    fn connected(&self) -> Option<&Connected> {
+        match &self.phase {
+            Phase::Connected(connected) => Some(connected),
+            Phase::AwaitingConnect | Phase::Closed => None,
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected().is_some()
+    }
+
+    /// The negotiated version; frames before CONNECTED are written as 1.0.
+    pub fn version(&self) -> Version {
+        self.connected().map_or(Version::V1_0, |c| c.version)
+    }
+
+    pub fn heart_beat(&self) -> HeartBeatPlan {
+        self.connected()
+            .map_or(HeartBeatPlan::NONE, |c| c.heart_beat)
+    }
+
+    pub fn identity(&self) -> Option<&Identity> {
+        self.connected().map(|c| &c.identity)
+    }
+
+    pub fn subscription_count(&self) -> usize {
+        self.connected().map_or(0, |c| c.subscriptions.len())
+    }
+}
+
+fn invalid(destination: &str, reason: &'static str) -> StompError {
+    StompError::InvalidDestination {
+        destination: destination.to_owned(),
+        reason,
+    }
+}
+
+fn forbidden(operation: &'static str, destination: &str) -> StompError {
+    StompError::Forbidden {
+        operation,
+        destination: destination.to_owned(),
+    }
+}
+
+fn refused(destination: &str, error: SubscribeError) -> StompError {
+    let reason = match error {
+        SubscribeError::NotInboxOwner(_) => "the inbox belongs to another connection",
+        SubscribeError::InternalWildcard => "internal topics cannot be subscribed by pattern",
+        SubscribeError::GroupPattern => "a queue needs an exact name",
+    };
+    invalid(destination, reason)
+}
+
+/// The SUBSCRIBE prefetch window, if one of the known headers gives it.
+fn prefetch(frame: &Frame) -> Result<Option<u32>, StompError> {
+    for name in bridge::PREFETCH_HEADERS {
+        if let Some(value) = frame.header(name) {
+            let parsed = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .ok_or(StompError::InvalidHeader {
+                    command: Command::Subscribe,
+                    header: name,
+                    reason: "not an integer",
+                })?;
+            // ActiveMQ uses -1 (and RabbitMQ 0) for "unlimited".
+            return Ok(Some(u32::try_from(parsed).unwrap_or(0)));
+        }
+    }
+    Ok(None)
+}

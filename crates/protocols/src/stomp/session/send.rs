@@ -1,0 +1,68 @@
+//! SEND: destination to topic, reply-to inboxes, the publish ACL, the bus envelope.
+
+use super::*;
+
+impl Connected {
+    pub(super) fn send(&mut self, frame: &Frame) -> Result<Option<Backpressure>, StompError> {
+        let name = frame.require_header(header::DESTINATION)?;
+        let topic = match Destination::parse(name)? {
+            Destination::Topic(n) => {
+                self.publishable(name, names::topic_from_name(n.as_bytes()))?
+            }
+            Destination::Queue(n) => {
+                let topic = self.publishable(name, names::topic_from_name(n.as_bytes()))?;
+                self.bus.declare_group(&topic, GroupPolicy::QUEUE);
+                topic
+            }
+            Destination::TempQueue(n) => self.mailbox.inbox(n.as_bytes()),
+            Destination::ReplyQueue(opaque) => bridge::inbox_of_reply_queue(&opaque)
+                .ok_or_else(|| invalid(name, "not a reply address gatewayd issued"))?,
+            Destination::Unknown(raw) => match self.settings.unknown_destination {
+                UnknownDestination::Error => {
+                    return Err(StompError::UnknownDestination { destination: raw })
+                }
+                UnknownDestination::Topic => {
+                    self.publishable(name, names::topic_from_name(raw.as_bytes()))?
+                }
+            },
+        };
+        let reply_to = match frame.header_str(header::REPLY_TO)? {
+            None => None,
+            Some(address) => self.reply_to(address)?,
+        };
+        let envelope = bridge::envelope_from_send(frame, topic, reply_to, self.mailbox.owner());
+        Ok(self.bus.publish(envelope).backpressure)
+    }
+
+    pub(super) fn publishable(&self, name: &str, topic: Topic) -> Result<Topic, StompError> {
+        if self.identity.may_publish(&topic) {
+            Ok(topic)
+        } else {
+            Err(forbidden("SEND", name))
+        }
+    }
+
+    /// Resolves a SEND `reply-to`. `/temp-queue/X` creates and subscribes the private inbox;
+    /// an address gatewayd cannot resolve stays a plain header (`None`).
+    pub(super) fn reply_to(&mut self, address: &str) -> Result<Option<Topic>, StompError> {
+        Ok(match Destination::parse(address) {
+            Ok(Destination::TempQueue(name)) => {
+                let inbox = self.mailbox.inbox(name.as_bytes());
+                if !self.subscriptions.contains_key(address) {
+                    self.check_capacity()?;
+                    let id = self
+                        .mailbox
+                        .subscribe(Pattern::exact(&inbox))
+                        .map_err(|e| refused(address, e))?;
+                    self.add(address, address, Kind::AsSubscribed, id, AckMode::Auto);
+                }
+                Some(inbox)
+            }
+            Ok(Destination::Topic(name) | Destination::Queue(name)) => {
+                Some(names::topic_from_name(name.as_bytes()))
+            }
+            Ok(Destination::ReplyQueue(opaque)) => bridge::inbox_of_reply_queue(&opaque),
+            Ok(Destination::Unknown(_)) | Err(_) => None,
+        })
+    }
+}
