@@ -452,34 +452,18 @@ impl BusInner {
         since: Since,
     ) -> Option<Recovery> {
         let pattern = Pattern::exact(topic);
-        let recovery = match self.history(topic) {
-            Some(history) => {
-                let mut state = history.lock();
-                self.follow_cluster_epoch(topic, &mut state);
-                self.update(|index| {
-                    index.with_fanout(
-                        &pattern,
-                        FanoutTarget {
-                            mailbox,
-                            subscription,
-                        },
-                    )
-                });
-                Some(state.recover(since))
-            }
-            None => {
-                self.update(|index| {
-                    index.with_fanout(
-                        &pattern,
-                        FanoutTarget {
-                            mailbox,
-                            subscription,
-                        },
-                    )
-                });
-                None
-            }
+        let target = FanoutTarget {
+            mailbox,
+            subscription,
         };
+        // With history, its lock is held across the index update so no publish falls between the two.
+        let history = self.history(topic);
+        let mut state = history.as_ref().map(|history| history.lock());
+        if let Some(state) = state.as_mut() {
+            self.follow_cluster_epoch(topic, state);
+        }
+        self.update(|index| index.with_fanout(&pattern, target));
+        let recovery = state.map(|mut state| state.recover(since));
         self.emit_interest(&pattern, false, true);
         recovery
     }

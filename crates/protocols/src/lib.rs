@@ -39,6 +39,15 @@ pub trait Reload: Send + Sync {
     fn reload(&self, section: &toml::Value) -> Result<Vec<String>, String>;
 }
 
+/// The keys of `changes` whose flag is set: what a [`Reload`] reports as needing a restart.
+pub(crate) fn restart_needed(changes: &[(&str, bool)]) -> Vec<String> {
+    changes
+        .iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(key, _)| (*key).to_owned())
+        .collect()
+}
+
 /// A started listener.
 pub struct RunningListener {
     /// Config path of the listener, such as `stomp.tcp`.

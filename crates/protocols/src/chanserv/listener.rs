@@ -86,11 +86,7 @@ impl Reload for Reloader {
             ("chanserv.enabled", started.enabled != next.enabled),
             ("chanserv.address", started.address != next.address),
         ];
-        Ok(restart
-            .into_iter()
-            .filter(|(_, changed)| *changed)
-            .map(|(key, _)| key.to_owned())
-            .collect())
+        Ok(crate::restart_needed(&restart))
     }
 }
 

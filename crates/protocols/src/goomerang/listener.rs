@@ -111,11 +111,7 @@ impl Reload for Reloader {
             ("goomerang.address", started.address != next.address),
             ("goomerang.tls", started.tls != next.tls),
         ];
-        Ok(restart
-            .into_iter()
-            .filter(|(_, changed)| *changed)
-            .map(|(key, _)| key.to_owned())
-            .collect())
+        Ok(crate::restart_needed(&restart))
     }
 }
 

@@ -96,11 +96,7 @@ impl Reload for Reloader {
             ("loom.tls", started.tls != next.tls),
             ("loom.quic", started.quic != next.quic),
         ];
-        Ok(restart
-            .into_iter()
-            .filter(|(_, changed)| *changed)
-            .map(|(key, _)| key.to_owned())
-            .collect())
+        Ok(crate::restart_needed(&restart))
     }
 }
 

@@ -58,7 +58,7 @@ impl Reload for Reloader {
         let (next, settings) = super::reload_settings(&self.shared.settings.load(), section)?;
         self.shared.settings.store(Arc::new(settings));
         let (started, grpc) = (&self.started, &next.grpc);
-        Ok(super::restart_needed(&[
+        Ok(crate::restart_needed(&[
             (
                 "messageloop.grpc.enabled",
                 started.grpc.enabled != grpc.enabled,

@@ -100,15 +100,6 @@ fn reload_settings(
     Ok((next, settings))
 }
 
-/// The keys of `changes` whose flag is set.
-fn restart_needed(changes: &[(&str, bool)]) -> Vec<String> {
-    changes
-        .iter()
-        .filter(|(_, changed)| *changed)
-        .map(|(key, _)| (*key).to_owned())
-        .collect()
-}
-
 /// Counts and logs an envelope left out because its encoding is over `limits.max_message_size`, naming the
 /// receiving listener and, for deliveries, the channels and the publisher's message ids.
 fn drop_too_large(listener: &str, outbound: &Outbound, size: usize, max: usize) {

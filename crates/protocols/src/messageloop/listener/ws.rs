@@ -55,7 +55,7 @@ impl Reload for Reloader {
         let (next, settings) = super::reload_settings(&self.shared.settings.load(), section)?;
         self.shared.settings.store(Arc::new(settings));
         let (started, ws) = (&self.started, &next.ws);
-        Ok(super::restart_needed(&[
+        Ok(crate::restart_needed(&[
             ("messageloop.ws.enabled", started.ws.enabled != ws.enabled),
             ("messageloop.ws.address", started.ws.address != ws.address),
             ("messageloop.ws.path", started.ws.path != ws.path),
