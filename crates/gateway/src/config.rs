@@ -1,8 +1,12 @@
-//! gatewayd's configuration: the TOML file, `GATEWAYD_`-prefixed environment overrides (`__` separates keys, e.g.
-//! `GATEWAYD_ADMIN__ADDRESS`), defaults for everything, and validation that names the offending key.
+//! gatewayd's configuration: one or more TOML files merged in order (a later file overrides an earlier one key by
+//! key, so secrets such as auth tokens can live in a file of their own), `GATEWAYD_`-prefixed environment overrides
+//! (`__` separates keys, e.g. `GATEWAYD_ADMIN__ADDRESS`), defaults for everything, and validation that names the
+//! offending key and the file it came from.
+
+mod origin;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::PathBuf;
 
 use core_bus::config::BusConfig;
 
@@ -95,10 +99,11 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Defaults, then `path` (when given), then `GATEWAYD_*` environment variables.
-    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    /// Defaults, then each of `paths` in order, then `GATEWAYD_*` environment variables. Tables merge key by key;
+    /// any other value, arrays such as `[[stomp.auth.tokens]]` included, is replaced whole by a later source.
+    pub fn load(paths: &[PathBuf]) -> Result<Config, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(path) = path {
+        for path in paths {
             std::fs::metadata(path).map_err(|source| ConfigError::Read {
                 path: path.display().to_string(),
                 source,
@@ -108,8 +113,13 @@ impl Config {
         figment = figment.merge(Env::prefixed("GATEWAYD_").split("__"));
         let config: Config = figment
             .extract()
-            .map_err(|e| ConfigError::Invalid(describe(e)))?;
-        config.validate()?;
+            .map_err(|e| ConfigError::Invalid(origin::describe(&figment, e)))?;
+        config.validate().map_err(|e| match e {
+            ConfigError::Invalid(message) => {
+                ConfigError::Invalid(origin::attribute(&figment, message))
+            }
+            other => other,
+        })?;
         Ok(config)
     }
 
@@ -122,6 +132,8 @@ impl Config {
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.messageloop.validate().map_err(ConfigError::Invalid)?;
+        protocols::auth::Authenticator::new(self.stomp.auth.clone())
+            .map_err(|e| ConfigError::Invalid(format!("stomp.{e}")))?;
         if self.stomp.tls.enabled {
             let tls = &self.stomp.tls.tls;
             tls.check_files()
@@ -129,23 +141,6 @@ impl Config {
         }
         Ok(())
     }
-}
-
-/// Every figment error on its own line, with the full key path.
-fn describe(error: figment::Error) -> String {
-    error
-        .into_iter()
-        .map(|e| {
-            let key = e.path.join(".");
-            let kind = e.kind.to_string();
-            if key.is_empty() {
-                kind
-            } else {
-                format!("{key}: {kind}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[cfg(test)]
@@ -156,7 +151,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gatewayd.toml");
         std::fs::write(&path, text).unwrap();
-        Config::load(Some(&path))
+        Config::load(&[path])
+    }
+
+    #[test]
+    fn later_files_override_keys_and_replace_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("gatewayd.toml");
+        let auth = dir.path().join("auth.toml");
+        std::fs::write(
+            &main,
+            "[admin]\naddress = \"127.0.0.1:1\"\n[stomp.auth]\nrequired = false\n\
+             [[stomp.auth.tokens]]\ntoken = \"old\"\nidentity = { name = \"old\" }\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &auth,
+            "[stomp.auth]\nrequired = true\n[[stomp.auth.tokens]]\ntoken = \"new\"\n\
+             identity = { name = \"new\" }\n",
+        )
+        .unwrap();
+        let config = Config::load(&[main, auth]).unwrap();
+        assert_eq!(config.admin.address.port(), 1);
+        assert!(config.stomp.auth.required);
+        let tokens: Vec<&str> = config
+            .stomp
+            .auth
+            .tokens
+            .iter()
+            .map(|t| t.token.as_str())
+            .collect();
+        assert_eq!(tokens, ["new"]);
     }
 
     #[test]
@@ -181,7 +206,7 @@ mod tests {
 
     #[test]
     fn example_config_parses() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/gatewayd.toml");
-        Config::load(Some(&path)).unwrap();
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config/gatewayd.toml");
+        Config::load(&[path]).unwrap();
     }
 }

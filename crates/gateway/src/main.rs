@@ -24,9 +24,10 @@ use crate::config::{Config, LogFormat};
 #[derive(Parser)]
 #[command(name = "gatewayd", version, about = "Multi-protocol messaging gateway")]
 struct Cli {
-    /// Configuration file (TOML). Without it, defaults and GATEWAYD_* variables apply.
+    /// Configuration file (TOML). Repeat to merge more files over it in order, e.g. auth tokens kept in a
+    /// Secret: `--config gatewayd.toml --config auth.toml`. Without any, defaults and GATEWAYD_* variables apply.
     #[arg(long, short)]
-    config: Option<PathBuf>,
+    config: Vec<PathBuf>,
     /// Log format; overrides `log.format`.
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
@@ -36,8 +37,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Checks a configuration file and exits non-zero naming the bad key.
-    CheckConfig { file: PathBuf },
+    /// Checks configuration files merged as `--config` merges them (same order, then GATEWAYD_* variables) and
+    /// exits non-zero naming the bad key and its file.
+    CheckConfig {
+        /// Configuration files, in `--config` order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// Installs the tracing subscriber and returns the function that changes its level at runtime.
@@ -61,19 +67,10 @@ fn init_tracing(config: &Config, format: LogFormat) -> reload::SetLogLevel {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::CheckConfig { file }) = &cli.command {
-        return match Config::load(Some(file)) {
-            Ok(_) => {
-                println!("{}: ok", file.display());
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!("{}: {error}", file.display());
-                ExitCode::FAILURE
-            }
-        };
+    if let Some(Command::CheckConfig { files }) = &cli.command {
+        return check_config(files);
     }
-    let config = match Config::load(cli.config.as_deref()) {
+    let config = match Config::load(&cli.config) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("configuration error: {error}");
@@ -100,9 +97,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// `gatewayd check-config FILE...`: the same merge and validation as a start.
+fn check_config(files: &[PathBuf]) -> ExitCode {
+    let names = files
+        .iter()
+        .map(|file| file.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" + ");
+    match Config::load(files) {
+        Ok(_) => {
+            println!("{names}: ok");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn run(
     config: Config,
-    path: Option<PathBuf>,
+    paths: Vec<PathBuf>,
     set_log_level: reload::SetLogLevel,
 ) -> anyhow::Result<()> {
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
@@ -147,7 +163,7 @@ async fn run(
         }
     }
     let reloader = Arc::new(reload::Reloader::new(
-        path,
+        paths,
         config.clone(),
         set_log_level,
         reloads,

@@ -1,5 +1,6 @@
-//! Hot reload (SIGHUP, `POST /api/reload`, `gatewayctl reload`): re-reads the configuration file and applies what
-//! can change without dropping connections — log level, and each listener's own reloadable settings through its
+//! Hot reload (SIGHUP, `POST /api/reload`, `gatewayctl reload`): re-reads every `--config` file, merged as at
+//! start (so a rotated auth file such as a mounted Secret is picked up too), and applies what can change without
+//! dropping connections — log level, and each listener's own reloadable settings through its
 //! [`protocols::Reload`] — and reports what needs a restart.
 
 use std::path::PathBuf;
@@ -20,12 +21,12 @@ pub struct ReloadReport {
     pub applied: Vec<String>,
     /// Config keys that changed but only take effect after a restart.
     pub restart_needed: Vec<String>,
-    /// Why the new file was refused (the old configuration stays in effect).
+    /// Why the new files were refused (the old configuration stays in effect).
     pub error: Option<String>,
 }
 
 pub struct Reloader {
-    path: Option<PathBuf>,
+    paths: Vec<PathBuf>,
     current: Mutex<Config>,
     set_log_level: SetLogLevel,
     listeners: Vec<(String, Option<Box<dyn Reload>>)>,
@@ -33,13 +34,13 @@ pub struct Reloader {
 
 impl Reloader {
     pub fn new(
-        path: Option<PathBuf>,
+        paths: Vec<PathBuf>,
         current: Config,
         set_log_level: SetLogLevel,
         listeners: Vec<(String, Option<Box<dyn Reload>>)>,
     ) -> Reloader {
         Reloader {
-            path,
+            paths,
             current: Mutex::new(current),
             set_log_level,
             listeners,
@@ -48,7 +49,7 @@ impl Reloader {
 
     pub fn reload(&self) -> ReloadReport {
         let mut report = ReloadReport::default();
-        let next = match Config::load(self.path.as_deref()) {
+        let next = match Config::load(&self.paths) {
             Ok(next) => next,
             Err(error) => {
                 report.error = Some(error.to_string());
