@@ -16,6 +16,8 @@ pub struct Gatewayd {
     pub admin: SocketAddr,
     _dir: tempfile::TempDir,
     pub config_path: PathBuf,
+    /// The files given after the main one with further `--config` flags, in order.
+    pub extra_paths: Vec<PathBuf>,
 }
 
 /// Config text that binds the admin listener on an ephemeral loopback port.
@@ -26,13 +28,31 @@ pub fn base_config() -> String {
 impl Gatewayd {
     /// Starts gatewayd with `config` (TOML text) and `env` overrides, and waits until it is ready.
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Gatewayd {
+        Gatewayd::spawn(config, &[], env)
+    }
+
+    /// Starts gatewayd with `config` and then each of `extra` (TOML text, file names `extra-<n>.toml`) as further
+    /// `--config` files merged over it, and waits until it is ready.
+    pub fn start_with_files(config: &str, extra: &[&str]) -> Gatewayd {
+        Gatewayd::spawn(config, extra, &[])
+    }
+
+    fn spawn(config: &str, extra: &[&str], env: &[(&str, &str)]) -> Gatewayd {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("gatewayd.toml");
         std::fs::write(&config_path, config).expect("write config");
+        let mut extra_paths = Vec::with_capacity(extra.len());
+        for (n, text) in extra.iter().enumerate() {
+            let path = dir.path().join(format!("extra-{n}.toml"));
+            std::fs::write(&path, text).expect("write extra config");
+            extra_paths.push(path);
+        }
         let mut command = Command::new(GATEWAYD);
+        command.arg("--config").arg(&config_path);
+        for path in &extra_paths {
+            command.arg("--config").arg(path);
+        }
         command
-            .arg("--config")
-            .arg(&config_path)
             .arg("--log-format")
             .arg("json")
             .stdout(Stdio::null())
@@ -74,6 +94,7 @@ impl Gatewayd {
             admin,
             _dir: dir,
             config_path,
+            extra_paths,
         };
         gateway.wait_ready();
         gateway
@@ -193,9 +214,14 @@ pub fn check_config(text: &str) -> (bool, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("check.toml");
     std::fs::write(&path, text).expect("write");
+    check_config_files(&[path])
+}
+
+/// Runs `gatewayd check-config` on `files` (merged in order); returns success and combined output.
+pub fn check_config_files(files: &[PathBuf]) -> (bool, String) {
     let output = Command::new(GATEWAYD)
         .arg("check-config")
-        .arg(&path)
+        .args(files)
         .output()
         .expect("run check-config");
     let text = format!(
