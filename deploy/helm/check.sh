@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Lints and renders the Helm chart with default and full values, checks that a split bus is refused, validates
-# the rendered manifests against the Kubernetes schemas and, with GATEWAYD=<binary>, checks the generated
-# gatewayd.toml with `gatewayd check-config`. Needs `helm` and the `kubernetes-validate` Python package
+# Lints and renders the Helm chart with default and full values, checks that a split bus and two auth sources are
+# refused, validates the rendered manifests against the Kubernetes schemas and, with GATEWAYD=<binary>, checks the
+# generated gatewayd.toml, alone and with the full values' auth Secret, with `gatewayd check-config`. Needs `helm` and the `kubernetes-validate` Python package
 # (.ci/run installs both).
 set -euo pipefail
 chart="$(cd "$(dirname "$0")/gatewayd" && pwd)"
@@ -17,6 +17,11 @@ if helm template test "$chart" --set replicaCount=2 > /dev/null 2>&1; then
   echo "chart rendered 2 replicas without cluster.backend=nats" >&2
   exit 1
 fi
+if helm template test "$chart" --set auth.existingSecret=mine --set auth.config=x > /dev/null 2>&1; then
+  echo "chart rendered with both auth.existingSecret and auth.config" >&2
+  exit 1
+fi
+grep -q -- '- /etc/gatewayd/auth/auth.toml' "$out/full.yaml" || { echo "full values: no auth --config" >&2; exit 1; }
 
 # ServiceMonitor is a CRD: kubernetes-validate knows only built-in kinds, so validate the rest.
 kubernetes-validate --strict --kubernetes-version 1.30 --quiet "$out/default.yaml"
@@ -31,5 +36,13 @@ kubernetes-validate --strict --kubernetes-version 1.30 --quiet "$out/full-builti
 if [ -n "${GATEWAYD:-}" ]; then
   helm template test "$chart" | sed -n '/gatewayd.toml: |/,/^---/p' | sed '1d;$d' | sed 's/^    //' > "$out/gatewayd.toml"
   "$GATEWAYD" check-config "$out/gatewayd.toml"
+  # The full values' auth Secret laid out as the pod mounts it (each key a file in /etc/gatewayd/auth, here
+  # $out/auth), merged over the generated config as the Deployment's second --config.
+  mkdir "$out/auth"
+  helm template test "$chart" -f "$chart/ci/full-values.yaml" --show-only templates/auth-secret.yaml |
+    sed -n '/^data:/,$s/^  \([A-Za-z0-9._-]*\): \(.*\)$/\1 \2/p' |
+    while read -r key value; do printf '%s' "$value" | base64 -d > "$out/auth/$key"; done
+  sed -i "s#/etc/gatewayd/auth/#$out/auth/#g" "$out/auth/auth.toml"
+  "$GATEWAYD" check-config "$out/gatewayd.toml" "$out/auth/auth.toml"
 fi
 echo "helm chart: lint, render, refusal and schema checks passed"

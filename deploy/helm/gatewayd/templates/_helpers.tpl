@@ -27,6 +27,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if .Values.tls.existingSecret -}}{{ .Values.tls.existingSecret }}{{- else -}}{{ include "gatewayd.fullname" . }}-tls{{- end -}}
 {{- end -}}
 
+{{/* The Secret holding auth.toml, or nothing when auth stays in the generated config. */}}
+{{- define "gatewayd.authSecret" -}}
+{{- if .Values.auth.existingSecret -}}{{ .Values.auth.existingSecret }}{{- else if .Values.auth.config -}}{{ include "gatewayd.fullname" . }}-auth{{- end -}}
+{{- end -}}
+
 {{/* Refuse a split bus: several pods without a shared cluster backend. */}}
 {{- define "gatewayd.validate" -}}
 {{- if and (or (gt (int .Values.replicaCount) 1) .Values.autoscaling.enabled) (ne .Values.cluster.backend "nats") -}}
@@ -34,5 +39,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- if and (eq .Values.cluster.backend "nats") (empty .Values.cluster.nats.urls) -}}
 {{- fail "cluster.backend = \"nats\" needs cluster.nats.urls" -}}
+{{- end -}}
+{{- if and .Values.auth.existingSecret .Values.auth.config -}}
+{{- fail "set auth.existingSecret or auth.config, not both" -}}
+{{- end -}}
+{{- if hasKey .Values.auth.files "auth.toml" -}}
+{{- fail "auth.files: auth.toml is auth.config's file" -}}
+{{- end -}}
+{{- if and .Values.auth.files (not .Values.auth.config) -}}
+{{- fail "auth.files go into the chart's auth Secret, which needs auth.config (put them into auth.existingSecret instead)" -}}
 {{- end -}}
 {{- end -}}
