@@ -1,10 +1,13 @@
 //! `gatewayctl`: asks a running gatewayd's admin API what it is doing, talks to it over any of its protocols
-//! (`pub`, `sub`, `req`, `reply`), and measures it (`bench`, `bench conns`).
+//! (`pub`, `sub`, `req`, `reply`), and measures it (`bench`, `bench conns`). The client subcommands present
+//! `--token`/`--login` (or `GATEWAYCTL_TOKEN`/`GATEWAYCTL_LOGIN`) to listeners that require auth.
 
 #[path = "gatewayctl/admin.rs"]
 mod admin;
 #[path = "gatewayctl/bench.rs"]
 mod bench;
+#[path = "gatewayctl/credentials.rs"]
+mod credentials;
 #[path = "gatewayctl/pubsub.rs"]
 mod pubsub;
 

@@ -4,6 +4,11 @@
 //! the server sends the next message only after the ack). Rooms are anycast groups: subscribers of one room
 //! share its messages.
 //!
+//! Every stream's hello carries the token of the client's [`Credentials`]. Loom has no error frame: gatewayd refuses
+//! a stream (bad token, room not allowed) with FIN and STOP_SENDING, which becomes [`ClientError::Refused`] when
+//! the client notices it: a consumer always does, a producer only when a write fails (a short producer stream
+//! may be read whole before it is refused, and then looks accepted).
+//!
 //! gatewayd's default Loom certificate is a fresh self-signed one, so the client accepts any server
 //! certificate, as Loom clients with `InsecureSkipVerify` do.
 
@@ -20,11 +25,14 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use super::{
-    resolve, ClientError, Inbox, InboxSender, Incoming, Message, Outgoing, HANDSHAKE_TIMEOUT,
+    resolve, ClientError, Credentials, Inbox, InboxSender, Incoming, Message, Outgoing,
+    HANDSHAKE_TIMEOUT,
 };
 
 /// Buffered producer bytes that trigger a write before [`LoomClient::flush`].
 const WRITE_HIGH_WATER: usize = 64 << 10;
+/// STOP_SENDING code of a refused hello (bad token, room not allowed): `QUIC_REJECTED` in gatewayd.
+const REJECTED: u32 = 0x01;
 
 pub struct LoomClient {
     endpoint: quinn::Endpoint,
@@ -32,6 +40,8 @@ pub struct LoomClient {
     producers: HashMap<String, Producer>,
     inbox: Inbox,
     inbox_tx: Option<InboxSender>,
+    /// The hello token of every stream (empty: anonymous).
+    token: Bytes,
     /// Keys for messages published without one, so they spread over a room's consumers.
     next_key: u64,
 }
@@ -47,8 +57,39 @@ fn quic_error(error: impl std::fmt::Display) -> ClientError {
     ClientError::Quic(error.to_string())
 }
 
+/// A failed write; STOP_SENDING means gatewayd refused the stream.
+fn write_error(error: quinn::WriteError) -> ClientError {
+    match error {
+        quinn::WriteError::Stopped(code) => stopped(code),
+        other => quic_error(other),
+    }
+}
+
+/// What STOP_SENDING with `code` on a stream's client half means.
+fn stopped(code: quinn::VarInt) -> ClientError {
+    if code == quinn::VarInt::from_u32(REJECTED) {
+        ClientError::Refused(
+            "gatewayd refused the Loom stream (token not valid or room not allowed)".into(),
+        )
+    } else {
+        ClientError::Refused(format!("gatewayd stopped the Loom stream with code {code}"))
+    }
+}
+
+/// Why a consumer stream ended: a refusal comes with STOP_SENDING on the client's half, a plain end without.
+async fn ended(send: &mut quinn::SendStream) -> ClientError {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, send.stopped()).await {
+        Ok(Ok(Some(code))) => stopped(code),
+        _ => ClientError::Closed,
+    }
+}
+
 impl LoomClient {
-    pub async fn connect(address: &str) -> Result<LoomClient, ClientError> {
+    /// Opens the QUIC connection; `credentials.token` goes in each stream's hello (Loom has no login).
+    pub async fn connect(
+        address: &str,
+        credentials: &Credentials,
+    ) -> Result<LoomClient, ClientError> {
         let addr = resolve(address).await?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -78,6 +119,7 @@ impl LoomClient {
             producers: HashMap::new(),
             inbox,
             inbox_tx: Some(tx),
+            token: Bytes::from(credentials.token.clone().unwrap_or_default()),
             next_key: 0,
         })
     }
@@ -92,11 +134,11 @@ impl LoomClient {
             role,
             name: Bytes::from_static(b"gatewayctl"),
             room: Bytes::copy_from_slice(room.as_bytes()),
-            token: Bytes::new(),
+            token: self.token.clone(),
         };
         let mut out = BytesMut::new();
         hello.encode(&mut out);
-        send.write_all(&out).await.map_err(quic_error)?;
+        send.write_all(&out).await.map_err(write_error)?;
         Ok((send, recv))
     }
 
@@ -137,7 +179,7 @@ impl LoomClient {
                 .stream
                 .write_chunk(bytes)
                 .await
-                .map_err(quic_error)?;
+                .map_err(write_error)?;
         }
         Ok(())
     }
@@ -150,7 +192,7 @@ impl LoomClient {
                     .stream
                     .write_chunk(bytes)
                     .await
-                    .map_err(quic_error)?;
+                    .map_err(write_error)?;
             }
         }
         Ok(())
@@ -256,7 +298,7 @@ async fn consume_inner(
         }
         match recv.read_chunk(64 << 10, true).await.map_err(quic_error)? {
             Some(chunk) => buf.extend_from_slice(&chunk.bytes),
-            None => return Err(ClientError::Closed),
+            None => return Err(ended(send).await),
         }
     }
 }

@@ -14,7 +14,9 @@ use protocols::messageloop::pb::messageloop::shared::v2 as shared;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::ws::{self, Sink};
-use super::{ClientError, Inbox, InboxSender, Incoming, Message, Outgoing, HANDSHAKE_TIMEOUT};
+use super::{
+    ClientError, Credentials, Inbox, InboxSender, Incoming, Message, Outgoing, HANDSHAKE_TIMEOUT,
+};
 
 use pb::inbound_message::Envelope as In;
 use pb::outbound_message::Envelope as Out;
@@ -32,7 +34,12 @@ pub struct MessageLoopClient {
 }
 
 impl MessageLoopClient {
-    pub async fn connect(address: &str) -> Result<MessageLoopClient, ClientError> {
+    /// Connects and sends Connect with `credentials.token` as its `token` (the login is not carried: gatewayd
+    /// passes `client_id` as the login).
+    pub async fn connect(
+        address: &str,
+        credentials: &Credentials,
+    ) -> Result<MessageLoopClient, ClientError> {
         let (sink, stream) = ws::dial(address, "/ws", Some("messageloop+proto")).await?;
         let (tx, inbox) = Inbox::new();
         tokio::spawn(read_loop(stream, tx));
@@ -47,6 +54,7 @@ impl MessageLoopClient {
                 client_id: format!("gatewayctl-{}", std::process::id()),
                 client_type: "gatewayctl".into(),
                 version: "2.0.0".into(),
+                token: credentials.token.clone().unwrap_or_default(),
                 ..Default::default()
             }))
             .await?;

@@ -1,16 +1,18 @@
 //! Async clients for the protocols gatewayd speaks, as `gatewayctl` uses them: connect, publish, subscribe and
 //! receive, and request/reply where the protocol lets a client receive a reply. Each protocol's module owns its
-//! wire details; this module owns the shared types ([`Protocol`], [`Outgoing`], [`Message`], [`ClientError`])
-//! and [`Client`], which dispatches to the protocol's client.
+//! wire details; this module owns the shared types ([`Protocol`], [`Credentials`], [`Outgoing`], [`Message`],
+//! [`ClientError`]) and [`Client`], which dispatches to the protocol's client.
 //!
 //! Every client runs one reader task that turns the server's frames into [`Incoming`] events on a bounded
 //! channel, so a publisher keeps draining acknowledgements while it writes and a subscriber receives in order.
 
 pub mod chanserv;
+mod credentials;
 pub mod goomerang;
 pub mod loom;
 pub mod messageloop;
 pub mod stomp;
+pub mod stomp_connect;
 mod ws;
 
 use std::fmt;
@@ -19,6 +21,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
+
+pub use credentials::Credentials;
 
 /// How long a handshake or a confirmation may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,6 +86,14 @@ impl Protocol {
     /// subscribers of the topic (Loom rooms are anycast groups).
     pub fn is_fanout(self) -> bool {
         self != Protocol::Loom
+    }
+
+    /// Whether this protocol carries [`Credentials`] (Goomerang and chanserv carry none).
+    pub fn carries_credentials(self) -> bool {
+        matches!(
+            self,
+            Protocol::Stomp | Protocol::MessageLoop | Protocol::Loom
+        )
     }
 
     /// Whether this protocol's client can send a request and receive its reply.
@@ -149,6 +161,8 @@ pub enum ClientError {
     Quic(String),
     #[error("bad address {0:?}")]
     Address(String),
+    #[error("credentials: {0}")]
+    Credentials(String),
     #[error("the server refused: {0}")]
     Refused(String),
     #[error("unexpected data from the server: {0}")]
@@ -259,17 +273,24 @@ pub enum Client {
 }
 
 impl Client {
-    /// Connects to `address` (`host:port`) and completes the protocol's handshake.
-    pub async fn connect(protocol: Protocol, address: &str) -> Result<Client, ClientError> {
+    /// Connects to `address` (`host:port`) and completes the protocol's handshake, presenting `credentials`
+    /// where the protocol carries them (Goomerang and chanserv carry none: they are ignored there).
+    pub async fn connect(
+        protocol: Protocol,
+        address: &str,
+        credentials: &Credentials,
+    ) -> Result<Client, ClientError> {
         Ok(match protocol {
-            Protocol::Stomp => Client::Stomp(stomp::StompClient::connect(address).await?),
-            Protocol::MessageLoop => {
-                Client::MessageLoop(messageloop::MessageLoopClient::connect(address).await?)
+            Protocol::Stomp => {
+                Client::Stomp(stomp::StompClient::connect(address, credentials).await?)
             }
+            Protocol::MessageLoop => Client::MessageLoop(
+                messageloop::MessageLoopClient::connect(address, credentials).await?,
+            ),
             Protocol::Goomerang => {
                 Client::Goomerang(goomerang::GoomerangClient::connect(address).await?)
             }
-            Protocol::Loom => Client::Loom(loom::LoomClient::connect(address).await?),
+            Protocol::Loom => Client::Loom(loom::LoomClient::connect(address, credentials).await?),
             Protocol::Chanserv => {
                 Client::Chanserv(chanserv::ChanservClient::connect(address).await?)
             }

@@ -11,8 +11,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
+use super::stomp_connect::connect_frame;
 use super::{
-    resolve, ClientError, Inbox, InboxSender, Incoming, Message, Outgoing, HANDSHAKE_TIMEOUT,
+    resolve, ClientError, Credentials, Inbox, InboxSender, Incoming, Message, Outgoing,
+    HANDSHAKE_TIMEOUT,
 };
 
 /// Largest frame accepted from the server.
@@ -52,23 +54,17 @@ impl Frame {
 }
 
 impl StompClient {
-    pub async fn connect(address: &str) -> Result<StompClient, ClientError> {
+    /// Connects and logs in: `credentials.login` goes in CONNECT's `login` header, the token in `passcode`.
+    pub async fn connect(
+        address: &str,
+        credentials: &Credentials,
+    ) -> Result<StompClient, ClientError> {
+        let connect = connect_frame(credentials)?;
         let stream = TcpStream::connect(resolve(address).await?).await?;
         stream.set_nodelay(true)?;
         let (mut reader, mut writer) = stream.into_split();
-        let mut out = BytesMut::new();
-        encode(
-            &mut out,
-            "CONNECT",
-            &[
-                ("accept-version", "1.2"),
-                ("host", "/"),
-                ("heart-beat", "0,0"),
-            ],
-            &[],
-        );
-        writer.write_all(&out).await?;
-        out.clear();
+        writer.write_all(connect.as_bytes()).await?;
+        let out = BytesMut::new();
         let mut buf = BytesMut::with_capacity(64 << 10);
         let connected = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut reader, &mut buf))
             .await

@@ -18,6 +18,7 @@ use clap::{Args, Subcommand};
 use gateway::clients::Protocol;
 
 use crate::admin::Admin;
+use crate::credentials::CredentialArgs;
 use side::Endpoint;
 use stats::{Ratio, RunResult};
 
@@ -75,6 +76,9 @@ pub struct RunArgs {
     /// Also run the same shape against this NATS server (`nats://127.0.0.1:4222`) and print the ratio.
     #[arg(long)]
     compare_nats: Option<String>,
+    /// Presented by both sides' gatewayd connections (not to NATS).
+    #[command(flatten)]
+    credentials: CredentialArgs,
 }
 
 pub async fn run(admin: &Admin, args: BenchArgs) -> anyhow::Result<()> {
@@ -106,14 +110,19 @@ async fn throughput(admin: &Admin, args: RunArgs) -> anyhow::Result<()> {
         topic,
         progress: !args.json && std::io::stdout().is_terminal(),
     };
+    let credentials = args
+        .credentials
+        .for_protocols(&[pub_protocol, sub_protocol]);
     let publishers = Endpoint::Gateway {
         protocol: pub_protocol,
+        credentials: credentials.clone(),
         address: admin
             .address(pub_protocol, args.pub_address.as_deref())
             .await,
     };
     let subscribers = Endpoint::Gateway {
         protocol: sub_protocol,
+        credentials,
         address: admin
             .address(sub_protocol, args.sub_address.as_deref())
             .await,

@@ -1,4 +1,5 @@
-//! `pub`, `sub`, `req` and `reply`: one connection over the chosen protocol, messages as text or JSON lines.
+//! `pub`, `sub`, `req` and `reply`: one connection over the chosen protocol (with `--token`/`--login` where it
+//! carries credentials), messages as text or JSON lines.
 
 use std::io::Read as _;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use futures::StreamExt as _;
 use gateway::clients::{Client, ClientError, Message, Outgoing, Protocol};
 
 use crate::admin::Admin;
+use crate::credentials::CredentialArgs;
 
 #[derive(Args)]
 pub struct Target {
@@ -20,6 +22,8 @@ pub struct Target {
     /// `host:port` of the listener; by default looked up in the admin API, else the protocol's default port.
     #[arg(long)]
     pub address: Option<String>,
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
 }
 
 #[derive(Args)]
@@ -107,7 +111,8 @@ async fn connect(admin: &Admin, target: &Target) -> anyhow::Result<Client> {
     let address = admin
         .address(target.protocol, target.address.as_deref())
         .await;
-    Client::connect(target.protocol, &address)
+    let credentials = target.credentials.for_protocols(&[target.protocol]);
+    Client::connect(target.protocol, &address, &credentials)
         .await
         .with_context(|| format!("{} at {address}", target.protocol))
 }

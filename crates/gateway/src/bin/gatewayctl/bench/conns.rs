@@ -7,13 +7,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use futures::{SinkExt, StreamExt};
-use gateway::clients::{Client, Protocol};
+use gateway::clients::{Client, Credentials, Protocol};
 use serde::Serialize;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::admin::Admin;
+use crate::credentials::CredentialArgs;
 
 /// Connections opened at the same time.
 const CONCURRENCY: usize = 64;
@@ -40,6 +41,8 @@ pub struct ConnsArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    credentials: CredentialArgs,
 }
 
 #[derive(Serialize)]
@@ -70,12 +73,13 @@ pub async fn run(admin: &Admin, args: ConnsArgs) -> anyhow::Result<()> {
         .listener_address(listener, args.address.as_deref())
         .await
         .context(format!("no address for {listener}: give --address"))?;
+    let credentials = args.credentials.for_protocols(&[args.protocol]);
     tokio::time::sleep(SETTLE).await;
     let before = rss(admin, args.pid).await?;
     let mut open: Vec<Idle> = Vec::with_capacity(args.count);
     while open.len() < args.count {
         let batch = CONCURRENCY.min(args.count - open.len());
-        let dials = (0..batch).map(|_| dial(args.protocol, args.ws, &address));
+        let dials = (0..batch).map(|_| dial(args.protocol, args.ws, &address, &credentials));
         for idle in futures::future::join_all(dials).await {
             open.push(idle.with_context(|| format!("connection {} to {address}", open.len() + 1))?);
         }
@@ -125,17 +129,25 @@ pub async fn run(admin: &Admin, args: ConnsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn dial(protocol: Protocol, ws: bool, address: &str) -> anyhow::Result<Idle> {
+async fn dial(
+    protocol: Protocol,
+    ws: bool,
+    address: &str,
+    credentials: &Credentials,
+) -> anyhow::Result<Idle> {
     if ws && protocol == Protocol::Stomp {
-        return Ok(Idle::StompWs(Box::new(stomp_ws(address).await?)));
+        return Ok(Idle::StompWs(Box::new(
+            stomp_ws(address, credentials).await?,
+        )));
     }
     Ok(Idle::Client(Box::new(
-        Client::connect(protocol, address).await?,
+        Client::connect(protocol, address, credentials).await?,
     )))
 }
 
-/// STOMP over WebSocket: upgrade offering `v12.stomp`, CONNECT, wait for CONNECTED.
-async fn stomp_ws(address: &str) -> anyhow::Result<StompWs> {
+/// STOMP over WebSocket: upgrade offering `v12.stomp`, CONNECT (with `login`/`passcode` when given), wait for
+/// CONNECTED.
+async fn stomp_ws(address: &str, credentials: &Credentials) -> anyhow::Result<StompWs> {
     let addr = gateway::clients::resolve(address).await?;
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let mut request = format!("ws://{address}/ws").into_client_request()?;
@@ -144,10 +156,8 @@ async fn stomp_ws(address: &str) -> anyhow::Result<StompWs> {
         HeaderValue::from_static("v12.stomp"),
     );
     let (mut ws, _) = tokio_tungstenite::client_async(request, tcp).await?;
-    ws.send(WsMessage::text(
-        "CONNECT\naccept-version:1.2\nhost:/\nheart-beat:0,0\n\n\0",
-    ))
-    .await?;
+    let connect = gateway::clients::stomp_connect::connect_frame(credentials)?;
+    ws.send(WsMessage::text(connect)).await?;
     let answer = tokio::time::timeout(Duration::from_secs(10), ws.next())
         .await
         .context("no CONNECTED within 10 s")?

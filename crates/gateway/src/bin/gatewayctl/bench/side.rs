@@ -4,13 +4,19 @@
 use anyhow::Context as _;
 use bytes::Bytes;
 use futures::StreamExt;
-use gateway::clients::{Client, Outgoing, Protocol};
+use gateway::clients::{Client, Credentials, Outgoing, Protocol};
 
 /// Where a side connects.
 #[derive(Clone, Debug)]
 pub enum Endpoint {
-    Gateway { protocol: Protocol, address: String },
-    Nats { url: String },
+    Gateway {
+        protocol: Protocol,
+        address: String,
+        credentials: Credentials,
+    },
+    Nats {
+        url: String,
+    },
 }
 
 impl Endpoint {
@@ -31,8 +37,12 @@ impl Endpoint {
 
     pub async fn publisher(&self) -> anyhow::Result<Publisher> {
         Ok(match self {
-            Endpoint::Gateway { protocol, address } => Publisher::Gateway(
-                Client::connect(*protocol, address)
+            Endpoint::Gateway {
+                protocol,
+                address,
+                credentials,
+            } => Publisher::Gateway(
+                Client::connect(*protocol, address, credentials)
                     .await
                     .with_context(|| format!("{protocol} publisher at {address}"))?,
             ),
@@ -42,8 +52,12 @@ impl Endpoint {
 
     pub async fn subscriber(&self, topic: &str) -> anyhow::Result<Subscriber> {
         Ok(match self {
-            Endpoint::Gateway { protocol, address } => {
-                let mut client = Client::connect(*protocol, address)
+            Endpoint::Gateway {
+                protocol,
+                address,
+                credentials,
+            } => {
+                let mut client = Client::connect(*protocol, address, credentials)
                     .await
                     .with_context(|| format!("{protocol} subscriber at {address}"))?;
                 client.subscribe(topic).await?;
