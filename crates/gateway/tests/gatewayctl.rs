@@ -4,16 +4,14 @@
 
 mod support;
 
-use std::io::Read as _;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+#[path = "support/ctl.rs"]
+mod ctl;
 
+use std::process::{Command, Stdio};
+
+use ctl::*;
 use serde_json::Value;
 use support::*;
-
-const GATEWAYCTL: &str = env!("CARGO_BIN_EXE_gatewayctl");
-/// Longest any one gatewayctl run may take.
-const DEADLINE: Duration = Duration::from_secs(60);
 
 /// gatewayd with every protocol's listener on an ephemeral loopback port.
 fn start() -> Gatewayd {
@@ -26,82 +24,6 @@ fn start() -> Gatewayd {
         base_config()
     );
     Gatewayd::start(&config)
-}
-
-/// `gatewayctl --admin <gatewayd> args…`, started with stdout piped.
-fn spawn(gateway: &Gatewayd, args: &[&str]) -> Child {
-    Command::new(GATEWAYCTL)
-        .arg("--admin")
-        .arg(gateway.url(""))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn gatewayctl")
-}
-
-/// Waits for `child` within [`DEADLINE`] (killing it if it overruns) and returns its output.
-fn finish(mut child: Child) -> Output {
-    let until = Instant::now() + DEADLINE;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            let mut stdout = Vec::new();
-            let mut stderr = Vec::new();
-            child
-                .stdout
-                .take()
-                .unwrap()
-                .read_to_end(&mut stdout)
-                .unwrap();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_end(&mut stderr)
-                .unwrap();
-            return Output {
-                status,
-                stdout,
-                stderr,
-            };
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            let output = child.wait_with_output().expect("output");
-            panic!(
-                "gatewayctl did not finish within {DEADLINE:?}; stderr: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Runs gatewayctl to completion and returns its stdout; panics when it fails.
-fn run(gateway: &Gatewayd, args: &[&str]) -> String {
-    let output = finish(spawn(gateway, args));
-    assert!(
-        output.status.success(),
-        "gatewayctl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8 output")
-}
-
-/// Waits until `topic` has `fanout` fanout subscribers and `members` group members.
-fn wait_subscribed(gateway: &Gatewayd, topic: &str, fanout: u64, members: u64) {
-    gateway.wait_for(
-        "/api/topics",
-        &format!("subscribers of {topic}"),
-        |topics| {
-            topics.as_array().into_iter().flatten().any(|t| {
-                t["topic"] == topic
-                    && t["fanout_subscribers"].as_u64() == Some(fanout)
-                    && t["group"]["members"].as_u64().unwrap_or(0) == members
-            })
-        },
-    );
 }
 
 /// The subscription a `sub -p <protocol>` shows in `/api/topics`: (fanout, group members).
