@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Lints and renders the Helm chart with default and full values, checks that a split bus and two auth sources are
-# refused, validates the rendered manifests against the Kubernetes schemas and, with GATEWAYD=<binary>, checks the
-# generated gatewayd.toml, alone and with the full values' auth Secret, with `gatewayd check-config`. Needs `helm` and the `kubernetes-validate` Python package
-# (.ci/run installs both).
+# refused and that only the full values give the `helm test` pod credentials, validates the rendered manifests
+# against the Kubernetes schemas and, with GATEWAYD=<binary>, checks the generated gatewayd.toml, alone and with
+# the full values' auth Secret, with `gatewayd check-config`. Needs `helm` and the `kubernetes-validate` Python
+# package (.ci/run installs both).
 set -euo pipefail
 chart="$(cd "$(dirname "$0")/gatewayd" && pwd)"
 out="$(mktemp -d)"
@@ -22,6 +23,11 @@ if helm template test "$chart" --set auth.existingSecret=mine --set auth.config=
   exit 1
 fi
 grep -q -- '- /etc/gatewayd/auth/auth.toml' "$out/full.yaml" || { echo "full values: no auth --config" >&2; exit 1; }
+grep -q 'name: GATEWAYCTL_TOKEN' "$out/full.yaml" || { echo "full values: helm test pod without credentials" >&2; exit 1; }
+if grep -q 'name: GATEWAYCTL_TOKEN' "$out/default.yaml"; then
+  echo "default values: helm test pod reads a credentials Secret" >&2
+  exit 1
+fi
 
 # ServiceMonitor is a CRD: kubernetes-validate knows only built-in kinds, so validate the rest.
 kubernetes-validate --strict --kubernetes-version 1.30 --quiet "$out/default.yaml"
