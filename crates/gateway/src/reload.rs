@@ -1,8 +1,11 @@
 //! Hot reload (SIGHUP, `POST /api/reload`, `gatewayctl reload`): re-reads every `--config` file, merged as at
 //! start (so a rotated auth file such as a mounted Secret is picked up too), and applies what can change without
 //! dropping connections — log level, and each listener's own reloadable settings through its
-//! [`protocols::Reload`] — and reports what needs a restart.
+//! [`protocols::Reload`] — and reports what needs a restart. A section counts as changed when its values differ
+//! or when a file its `auth` tables name (a JWT public key) now holds other bytes, so a key rotated in place is
+//! applied too.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use parking_lot::Mutex;
@@ -25,9 +28,57 @@ pub struct ReloadReport {
     pub error: Option<String>,
 }
 
+/// What the running configuration is: its values, and per top-level section the auth files it names.
+struct Applied {
+    config: Config,
+    auth_files: HashMap<String, AuthFiles>,
+}
+
+impl Applied {
+    fn new(config: Config) -> Applied {
+        let auth_files = match toml::Value::try_from(&config) {
+            Ok(toml::Value::Table(sections)) => sections
+                .iter()
+                .map(|(key, value)| (key.clone(), AuthFiles::of(value)))
+                .collect(),
+            _ => HashMap::new(),
+        };
+        Applied { config, auth_files }
+    }
+}
+
+/// The `*_file` paths inside a section's `auth` tables with what each held (`None`: unreadable).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct AuthFiles(Vec<(String, Option<Vec<u8>>)>);
+
+impl AuthFiles {
+    fn of(section: &toml::Value) -> AuthFiles {
+        let mut files = AuthFiles::default();
+        files.collect(section, false);
+        files
+    }
+
+    fn collect(&mut self, value: &toml::Value, in_auth: bool) {
+        match value {
+            toml::Value::Table(table) => {
+                for (key, value) in table {
+                    match value {
+                        toml::Value::String(path) if in_auth && key.ends_with("_file") => {
+                            self.0.push((path.clone(), std::fs::read(path).ok()));
+                        }
+                        other => self.collect(other, in_auth || key == "auth"),
+                    }
+                }
+            }
+            toml::Value::Array(items) => items.iter().for_each(|item| self.collect(item, in_auth)),
+            _ => {}
+        }
+    }
+}
+
 pub struct Reloader {
     paths: Vec<PathBuf>,
-    current: Mutex<Config>,
+    current: Mutex<Applied>,
     set_log_level: SetLogLevel,
     listeners: Vec<(String, Option<Box<dyn Reload>>)>,
 }
@@ -41,7 +92,7 @@ impl Reloader {
     ) -> Reloader {
         Reloader {
             paths,
-            current: Mutex::new(current),
+            current: Mutex::new(Applied::new(current)),
             set_log_level,
             listeners,
         }
@@ -59,18 +110,21 @@ impl Reloader {
         };
         let mut current = self.current.lock();
         let (Ok(toml::Value::Table(old)), Ok(toml::Value::Table(new))) = (
-            toml::Value::try_from(&*current),
+            toml::Value::try_from(&current.config),
             toml::Value::try_from(&next),
         ) else {
             report.error = Some("configuration cannot be compared".into());
             return report;
         };
+        let next = Applied::new(next);
         for (key, value) in &new {
-            if old.get(key) == Some(value) {
+            if old.get(key) == Some(value)
+                && current.auth_files.get(key) == next.auth_files.get(key)
+            {
                 continue;
             }
             match key.as_str() {
-                "log" => match (self.set_log_level)(&next.log.level) {
+                "log" => match (self.set_log_level)(&next.config.log.level) {
                     Ok(()) => report.applied.push("log.level".into()),
                     Err(error) => report.error = Some(format!("log.level: {error}")),
                 },

@@ -1,6 +1,7 @@
 //! Auth kept in a file of its own (the Helm chart's auth Secret, given as a second `--config`): its tokens are
 //! enforced over a real STOMP socket, a reload (SIGHUP or `POST /api/reload`) re-reads it without a restart, and
-//! `check-config` checks the merged pair, naming the file of a bad key.
+//! `check-config` checks the merged pair, naming the file of a bad key. A JWT public key rotated in place (same path,
+//! new bytes) is applied by a reload too.
 
 mod support;
 
@@ -139,4 +140,63 @@ fn check_config_checks_the_merged_files_and_names_the_bad_one() {
         output.contains(&format!("{auth}: stomp.auth.jwt.public_key_file")),
         "{output}"
     );
+}
+
+/// Two RS256 key pairs made for this test only (`openssl genpkey -algorithm RSA`).
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/jwt")
+        .join(name)
+}
+
+fn signed_by(private_key: &str) -> String {
+    let pem = std::fs::read(fixture(private_key)).unwrap();
+    let claims = serde_json::json!({ "sub": "rotated", "exp": 4_102_444_800u64 });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_jwt_key_rotated_in_place_is_applied_on_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("jwt.pem");
+    std::fs::copy(fixture("a.pub"), &key).unwrap();
+    let auth = format!(
+        "[stomp.auth]\nrequired = true\n\n[stomp.auth.jwt]\nalgorithm = \"RS256\"\npublic_key_file = \"{}\"\n",
+        key.display()
+    );
+    let gateway = Gatewayd::start_with_files(&main_config(), &[&auth]);
+    let (token_a, token_b) = (signed_by("a.key"), signed_by("b.key"));
+    assert_eq!(login_as_app(&gateway, &token_a), "CONNECTED");
+    assert_eq!(login_as_app(&gateway, &token_b), "ERROR");
+
+    // Same path, new key: what a re-mounted Kubernetes Secret does.
+    std::fs::copy(fixture("b.pub"), &key).unwrap();
+    let report: serde_json::Value = reqwest::blocking::Client::new()
+        .post(gateway.url("/api/reload"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        report["applied"],
+        serde_json::json!(["stomp.tcp"]),
+        "{report}"
+    );
+    assert_eq!(login_as_app(&gateway, &token_b), "CONNECTED");
+    assert_eq!(login_as_app(&gateway, &token_a), "ERROR");
+
+    // Nothing changed: nothing is applied again.
+    let report: serde_json::Value = reqwest::blocking::Client::new()
+        .post(gateway.url("/api/reload"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(report["applied"], serde_json::json!([]), "{report}");
+    assert_eq!(gateway.terminate(Duration::from_secs(6)).code(), Some(0));
 }
