@@ -156,14 +156,15 @@ async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared) {
         protocol: Protocol::Stomp,
         connection: guard.id(),
     };
-    let session = Session::new(live.settings.clone(), shared.services.bus.clone(), origin);
+    // Made once the transport is up, so the handshake's wait does not hold a session (and its mailbox).
+    let session = || Session::new(live.settings.clone(), shared.services.bus.clone(), origin);
     let shutdown = shared.services.shutdown.clone();
     let timing = live.timing;
     match &shared.upgrade {
         Upgrade::Plain => {
             connection::run(
                 StreamTransport::new(stream),
-                session,
+                session(),
                 guard,
                 shutdown,
                 timing,
@@ -171,10 +172,17 @@ async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared) {
             .await
         }
         Upgrade::Tls(acceptor) => {
-            match timeout(timing.login_timeout, acceptor.accept(stream)).await {
+            // Boxed so that the other listeners' connection tasks do not carry a TLS handshake's size.
+            match Box::pin(timeout(timing.login_timeout, acceptor.accept(stream))).await {
                 Ok(Ok(tls)) => {
-                    connection::run(StreamTransport::new(tls), session, guard, shutdown, timing)
-                        .await
+                    connection::run(
+                        StreamTransport::new(tls),
+                        session(),
+                        guard,
+                        shutdown,
+                        timing,
+                    )
+                    .await
                 }
                 Ok(Err(error)) => tracing::debug!(%peer, %error, "stomp: TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "stomp: TLS handshake timed out"),
@@ -189,7 +197,7 @@ async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared) {
             };
             match timeout(timing.login_timeout, ws::accept(stream, options, choose)).await {
                 Ok(Ok((socket, _))) => {
-                    connection::run(WsTransport::new(socket), session, guard, shutdown, timing)
+                    connection::run(WsTransport::new(socket), session(), guard, shutdown, timing)
                         .await
                 }
                 Ok(Err(error)) => tracing::debug!(%peer, %error, "stomp: WebSocket upgrade failed"),
