@@ -242,6 +242,8 @@ async fn run_connection<T: Transport>(
                 _ => return,
             }
         }
+        // Not kept while the connection waits below.
+        drop(frames);
         if !identified {
             if let Some(identity) = session.identity() {
                 guard.set_identity(&identity.name);
