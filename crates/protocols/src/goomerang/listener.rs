@@ -19,7 +19,7 @@ use arc_swap::ArcSwap;
 use core_bus::metrics::{record_drop, DropReason};
 use core_bus::{Closed, Delivery, Origin, Protocol};
 use futures::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -44,9 +44,6 @@ pub const PATHS: [&str; 2] = ["/ws", "/wss"];
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest time one batch of deliveries may take to write before the connection is dropped.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-const READ_BUFFER_BYTES: usize = 4 << 10;
-/// Deliveries are written into this buffer and reach the socket on flush, once per batch.
-const WRITE_BUFFER_BYTES: usize = 8 << 10;
 const BATCH: usize = 64;
 
 /// What every connection of the listener shares.
@@ -83,7 +80,7 @@ impl Settings {
             ws: WsAcceptOptions {
                 paths: PATHS.iter().map(|path| (*path).to_owned()).collect(),
                 max_message_bytes: config.frame_limits.max_message_size,
-                read_buffer_bytes: READ_BUFFER_BYTES,
+                ..WsAcceptOptions::default()
             },
             max_connections: config.limits.max_connections,
         })
@@ -194,20 +191,40 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     };
     // Small frames matter more than throughput here; coalescing happens in the write buffer.
     let _ = stream.set_nodelay(true);
-    let shutdown = shared.services.shutdown.clone();
     match &shared.tls {
         None => upgrade(stream, peer, guard, &shared.services, &settings).await,
+        // Boxed so that plain connections, the common case, do not carry the size of a TLS connection's
+        // state in their task.
         Some(acceptor) => {
-            let accepted = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => accepted,
-            };
-            match accepted {
-                Ok(Ok(stream)) => upgrade(stream, peer, guard, &shared.services, &settings).await,
-                Ok(Err(error)) => tracing::debug!(%peer, %error, "goomerang: TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "goomerang: TLS handshake timed out"),
-            }
+            Box::pin(upgrade_tls(
+                acceptor,
+                stream,
+                peer,
+                guard,
+                &shared.services,
+                &settings,
+            ))
+            .await
         }
+    }
+}
+
+async fn upgrade_tls(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    guard: ConnectionGuard,
+    services: &Services,
+    settings: &Settings,
+) {
+    let accepted = tokio::select! {
+        _ = services.shutdown.cancelled() => return,
+        accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => accepted,
+    };
+    match accepted {
+        Ok(Ok(stream)) => upgrade(stream, peer, guard, services, settings).await,
+        Ok(Err(error)) => tracing::debug!(%peer, %error, "goomerang: TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "goomerang: TLS handshake timed out"),
     }
 }
 
@@ -221,7 +238,6 @@ async fn upgrade<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let shutdown = services.shutdown.clone();
-    let stream = BufWriter::with_capacity(WRITE_BUFFER_BYTES, stream);
     let accepted = tokio::select! {
         _ = shutdown.cancelled() => return,
         accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, ws::accept(stream, &settings.ws, |_| None)) => accepted,
@@ -260,7 +276,7 @@ async fn upgrade<S>(
         session,
         guard,
         shutdown,
-        batch: Vec::with_capacity(BATCH),
+        batch: Vec::new(),
         handshake: CloseHandshake::new(),
     }
     .run()
@@ -302,7 +318,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Step::Done => return,
             }
         };
-        self.close(reason).await;
+        // Boxed: it runs once, so its state need not enlarge the connection task for its whole life.
+        Box::pin(self.close(reason)).await;
     }
 
     async fn on_client(&mut self, message: Option<Result<Message, WsError>>) -> Step {
@@ -341,10 +358,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 // tungstenite has queued the echo (the client's own code, 1000 for every Go client);
                 // flushing sends it, and dropping the socket afterwards closes TCP as the client expects.
                 if let PeerClose::EchoThenCloseTcp(_) = self.handshake.on_peer_close() {
-                    // tungstenite writes the echo into the write buffer and reports the connection
-                    // closed without flushing the socket, so flush the buffer underneath too.
                     let _ = self.ws.flush().await;
-                    let _ = self.ws.get_mut().flush().await;
                 }
                 Step::Done
             }

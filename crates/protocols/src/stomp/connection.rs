@@ -4,7 +4,9 @@
 //! up to a second). [`Transport`] hides whether frames travel on a byte stream or as WebSocket
 //! messages.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -24,8 +26,10 @@ use crate::ConnectionGuard;
 
 /// How long a closing connection waits for the peer to finish.
 const LINGER: Duration = Duration::from_secs(1);
-/// Read size on byte streams.
+/// Read size on byte streams while data keeps coming.
 const READ_CHUNK: usize = 16 << 10;
+/// Read size after a read that emptied the socket: an idle connection waits without pinning a large buffer.
+const IDLE_READ: usize = 512;
 
 /// Moves STOMP bytes: a byte stream (TCP, TLS) or WebSocket messages.
 pub(crate) trait Transport {
@@ -53,6 +57,8 @@ fn encode_logged(frame: &Frame, version: Version, out: &mut BytesMut) {
 pub(crate) struct StreamTransport<S> {
     stream: S,
     out: BytesMut,
+    /// The last read filled all the room it was given, so more input is probably waiting.
+    busy: bool,
 }
 
 impl<S> StreamTransport<S> {
@@ -60,14 +66,21 @@ impl<S> StreamTransport<S> {
         StreamTransport {
             stream,
             out: BytesMut::new(),
+            busy: false,
         }
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Transport for StreamTransport<S> {
     async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        buf.reserve(READ_CHUNK);
-        self.stream.read_buf(buf).await
+        if !self.busy && buf.is_empty() && buf.capacity() > IDLE_READ {
+            *buf = BytesMut::new();
+        }
+        buf.reserve(if self.busy { READ_CHUNK } else { IDLE_READ });
+        let room = buf.capacity() - buf.len();
+        let read = self.stream.read_buf(buf).await?;
+        self.busy = read == room;
+        Ok(read)
     }
 
     async fn send(&mut self, frames: &[Frame], version: Version) -> io::Result<()> {
@@ -186,8 +199,19 @@ async fn at(deadline: Option<Instant>) {
     }
 }
 
-/// Runs one connection until it closes.
-pub(crate) async fn run<T: Transport>(
+/// Runs one connection until it closes. Boxed, so a connection task is only as large as its own transport
+/// needs, whichever listener spawned it.
+pub(crate) fn run<T: Transport>(
+    transport: T,
+    session: Session,
+    guard: ConnectionGuard,
+    shutdown: CancellationToken,
+    timing: Timing,
+) -> Pin<Box<impl Future<Output = ()>>> {
+    Box::pin(run_connection(transport, session, guard, shutdown, timing))
+}
+
+async fn run_connection<T: Transport>(
     mut transport: T,
     mut session: Session,
     guard: ConnectionGuard,
@@ -198,7 +222,8 @@ pub(crate) async fn run<T: Transport>(
     let mut last_read = started;
     let mut last_write = started;
     let mut buf = BytesMut::new();
-    let mut batch = Vec::with_capacity(timing.write_batch);
+    // Grows on the first delivery: an idle connection keeps no room for a batch.
+    let mut batch = Vec::new();
     let mut flow = Flow::Continue;
     let mut identified = false;
     // Set while a full group under the `block` policy holds back the producer: deliveries and heart-beats
@@ -217,6 +242,8 @@ pub(crate) async fn run<T: Transport>(
                 _ => return,
             }
         }
+        // Not kept while the connection waits below.
+        drop(frames);
         if !identified {
             if let Some(identity) = session.identity() {
                 guard.set_identity(&identity.name);
@@ -277,5 +304,6 @@ pub(crate) async fn run<T: Transport>(
         }
     }
     drop(session);
-    transport.close().await;
+    // Boxed: it runs once, so its linger buffer need not enlarge the connection task for its whole life.
+    Box::pin(transport.close()).await;
 }

@@ -4,6 +4,7 @@
 //! connection has said goodbye. Each accept reads the listener's current [`Live`] settings, which
 //! a [`reload`](mod@super::reload) may have swapped.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,14 +16,16 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
 
 use super::config::Config;
-use super::connection::{self, StreamTransport, WsTransport};
+use super::connection::{self, StreamTransport, Timing, WsTransport};
 use super::forwarder::Durables;
 use super::reload::{self, Live, Reloader, Transport};
 use super::session::Session;
 use crate::ws::{self, WsAcceptOptions};
-use crate::{RunningListener, Services};
+use crate::{ConnectionGuard, RunningListener, Services};
 
 /// WebSocket subprotocols, best first.
 const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
@@ -152,49 +155,88 @@ async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared) {
         }
     };
     let _ = stream.set_nodelay(true);
-    let origin = Origin {
-        protocol: Protocol::Stomp,
-        connection: guard.id(),
+    let connection = Connection {
+        session: Session::new(
+            live.settings.clone(),
+            shared.services.bus.clone(),
+            Origin {
+                protocol: Protocol::Stomp,
+                connection: guard.id(),
+            },
+        ),
+        guard,
+        shutdown: shared.services.shutdown.clone(),
+        timing: live.timing,
     };
-    let session = Session::new(live.settings.clone(), shared.services.bus.clone(), origin);
-    let shutdown = shared.services.shutdown.clone();
-    let timing = live.timing;
+    // Handshakes are boxed, so a connection task holds only what its own transport needs once it is up.
     match &shared.upgrade {
-        Upgrade::Plain => {
-            connection::run(
-                StreamTransport::new(stream),
-                session,
-                guard,
-                shutdown,
-                timing,
-            )
-            .await
-        }
-        Upgrade::Tls(acceptor) => {
-            match timeout(timing.login_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => {
-                    connection::run(StreamTransport::new(tls), session, guard, shutdown, timing)
-                        .await
-                }
-                Ok(Err(error)) => tracing::debug!(%peer, %error, "stomp: TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "stomp: TLS handshake timed out"),
-            }
-        }
+        Upgrade::Plain => connection.run(StreamTransport::new(stream)).await,
+        Upgrade::Tls(acceptor) => Box::pin(over_tls(acceptor, stream, peer, connection)).await,
         Upgrade::WebSocket(options) => {
-            let choose = |offered: &[String]| {
-                SUBPROTOCOLS
-                    .iter()
-                    .find(|p| offered.iter().any(|o| o == *p))
-                    .map(|p| (*p).to_owned())
-            };
-            match timeout(timing.login_timeout, ws::accept(stream, options, choose)).await {
-                Ok(Ok((socket, _))) => {
-                    connection::run(WsTransport::new(socket), session, guard, shutdown, timing)
-                        .await
-                }
-                Ok(Err(error)) => tracing::debug!(%peer, %error, "stomp: WebSocket upgrade failed"),
-                Err(_) => tracing::debug!(%peer, "stomp: WebSocket upgrade timed out"),
+            let upgrade = upgrade_websocket(options, stream, peer, connection.timing.login_timeout);
+            if let Some(socket) = Box::pin(upgrade).await {
+                connection.run(WsTransport::new(socket)).await
             }
+        }
+    }
+}
+
+/// What a connection runs with once its transport is up.
+struct Connection {
+    session: Session,
+    guard: ConnectionGuard,
+    shutdown: CancellationToken,
+    timing: Timing,
+}
+
+impl Connection {
+    /// The connection's loop, boxed (see [`connection::run`]): awaiting it adds only a pointer to the caller.
+    fn run(self, transport: impl connection::Transport) -> impl Future<Output = ()> {
+        connection::run(
+            transport,
+            self.session,
+            self.guard,
+            self.shutdown,
+            self.timing,
+        )
+    }
+}
+
+async fn over_tls(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    connection: Connection,
+) {
+    match timeout(connection.timing.login_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => connection.run(StreamTransport::new(tls)).await,
+        Ok(Err(error)) => tracing::debug!(%peer, %error, "stomp: TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "stomp: TLS handshake timed out"),
+    }
+}
+
+/// The WebSocket upgrade; `None` (logged) when it fails or takes longer than `limit`.
+async fn upgrade_websocket(
+    options: &WsAcceptOptions,
+    stream: TcpStream,
+    peer: SocketAddr,
+    limit: Duration,
+) -> Option<WebSocketStream<TcpStream>> {
+    let choose = |offered: &[String]| {
+        SUBPROTOCOLS
+            .iter()
+            .find(|p| offered.iter().any(|o| o == *p))
+            .map(|p| (*p).to_owned())
+    };
+    match timeout(limit, ws::accept(stream, options, choose)).await {
+        Ok(Ok((socket, _))) => Some(socket),
+        Ok(Err(error)) => {
+            tracing::debug!(%peer, %error, "stomp: WebSocket upgrade failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "stomp: WebSocket upgrade timed out");
+            None
         }
     }
 }

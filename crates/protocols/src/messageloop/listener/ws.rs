@@ -5,7 +5,9 @@
 //!
 //! Reload applies to connections accepted afterwards; the address, path and TLS need a restart.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -13,7 +15,7 @@ use arc_swap::ArcSwap;
 use core_bus::metrics::{record_drop, DropReason};
 use core_bus::Protocol;
 use futures::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -132,12 +134,18 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         };
         let shared = shared.clone();
         tracker.spawn(async move {
-            let stream = BufWriter::with_capacity(4096, stream);
             match &shared.tls {
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(stream) => serve(stream, peer, guard, &shared, &settings).await,
-                    Err(error) => tracing::debug!(%peer, %error, "tls handshake failed"),
-                },
+                // Boxed so that plain connections, the common case, do not carry the size of a TLS
+                // connection's state in their task.
+                Some(acceptor) => {
+                    Box::pin(async {
+                        match acceptor.accept(stream).await {
+                            Ok(stream) => serve(stream, peer, guard, &shared, &settings).await,
+                            Err(error) => tracing::debug!(%peer, %error, "tls handshake failed"),
+                        }
+                    })
+                    .await
+                }
                 None => serve(stream, peer, guard, &shared, &settings).await,
             }
         });
@@ -177,7 +185,7 @@ async fn serve<S>(
     let mut session = Session::new(settings.context.clone(), guard.id(), Now::current());
     let shutdown = shared.services.shutdown.clone();
     let max = options.max_message_bytes;
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut batch = Vec::new();
     let mut identified = false;
     loop {
         if write_outbox(&mut ws, &codec, &mut session, max)
@@ -289,18 +297,25 @@ where
     ws.flush().await
 }
 
-async fn close<S>(ws: &mut WebSocketStream<S>, code: u16, reason: &str)
+/// Sends the close frame and waits (briefly) for the client's, so the frame is not cut off by a reset. Boxed: it
+/// runs once per connection, so its state need not enlarge every connection task for its whole life.
+fn close<'a, S>(
+    ws: &'a mut WebSocketStream<S>,
+    code: u16,
+    reason: &'a str,
+) -> Pin<Box<impl Future<Output = ()> + 'a>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let frame = CloseFrame {
-        code: CloseCode::from(code),
-        reason: reason.to_owned().into(),
-    };
-    let _ = ws.close(Some(frame)).await;
-    // Wait (briefly) for the client's close so the frame is not cut off by a reset.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
-        while let Some(Ok(_)) = ws.next().await {}
+    Box::pin(async move {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.to_owned().into(),
+        };
+        let _ = ws.close(Some(frame)).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
     })
-    .await;
 }

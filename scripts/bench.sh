@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Runs every end-to-end benchmark docs/benchmarks.md reports, each next to nats-server measured in the same run,
+# and prints the tables as Markdown. Long (about 15 minutes); not part of the test suite.
+#
+#   scripts/bench.sh [OUT_DIR]      # JSON results are kept in OUT_DIR (default: a temporary directory)
+#
+# Needs release binaries (`cargo build --release -p gateway --bins`), nats-server and python3 on PATH.
+# Every server listens on 127.0.0.1 only; everything started here is stopped on exit.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+bin="${GATEWAYD_BIN_DIR:-$root/target/release}"
+out="${1:-$(mktemp -d)}"
+mkdir -p "$out"
+# 10,000 idle connections need as many descriptors on each side.
+ulimit -n "$(ulimit -Hn)"
+admin_port=29391
+nats_port=24322
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+config="$out/bench.toml"
+sed -e "s/127.0.0.1:9091/127.0.0.1:$admin_port/; s/0\.0\.0\.0:/127.0.0.1:/; s/^level = \"info\"/level = \"warn\"/" \
+  -e 's/^slow_consumer = "disconnect"/slow_consumer = "drop-newest"/' \
+  "$root/config/gatewayd.toml" > "$config"
+
+wait_ready() {
+  for _ in $(seq 200); do
+    curl -sf "http://127.0.0.1:$admin_port/readyz" > /dev/null && return 0
+    sleep 0.1
+  done
+  echo "gatewayd did not become ready" >&2
+  return 1
+}
+
+start_gatewayd() {
+  "$bin/gatewayd" --config "$config" > "$out/gatewayd.log" 2>&1 &
+  gatewayd_pid=$!
+  pids+=("$gatewayd_pid")
+  wait_ready
+}
+
+stop_gatewayd() {
+  kill "$gatewayd_pid"
+  wait "$gatewayd_pid" 2>/dev/null || true
+}
+
+nats-server -a 127.0.0.1 -p "$nats_port" > "$out/nats.log" 2>&1 &
+pids+=("$!")
+start_gatewayd
+ctl=("$bin/gatewayctl" --admin "http://127.0.0.1:$admin_port")
+
+pairs=("stomp stomp" "messageloop messageloop" "goomerang goomerang" "loom loom" "stomp messageloop" "loom goomerang")
+for pair in "${pairs[@]}"; do
+  read -r p s <<< "$pair"
+  for size in 16 1024; do
+    "${ctl[@]}" bench --pub-protocol "$p" --sub-protocol "$s" --size "$size" --duration 5 --json \
+      --compare-nats "nats://127.0.0.1:$nats_port" > "$out/allout-$p-$s-$size.json"
+  done
+  "${ctl[@]}" bench --pub-protocol "$p" --sub-protocol "$s" --rate 10000 --duration 10 --json \
+    --compare-nats "nats://127.0.0.1:$nats_port" > "$out/rate-$p-$s.json"
+done
+stop_gatewayd
+
+# Idle connections: a fresh gatewayd per row.
+for kind in "stomp" "stomp --ws" "messageloop" "goomerang"; do
+  for count in 1000 10000; do
+    start_gatewayd
+    name="conns-${kind// --/-}-$count"
+    # shellcheck disable=SC2086
+    "${ctl[@]}" bench conns --protocol $kind --count "$count" --pid "$gatewayd_pid" --json > "$out/$name.json"
+    stop_gatewayd
+  done
+done
+
+python3 "$root/scripts/bench_tables.py" "$out"
+echo "results: $out" >&2

@@ -1,0 +1,57 @@
+"""Prints the Markdown tables of docs/benchmarks.md from the JSON files scripts/bench.sh writes."""
+
+import json
+import pathlib
+import sys
+
+NAMES = {"stomp": "STOMP", "messageloop": "MessageLoop WS", "goomerang": "Goomerang", "loom": "Loom QUIC"}
+PAIRS = [("stomp", "stomp"), ("messageloop", "messageloop"), ("goomerang", "goomerang"), ("loom", "loom"),
+         ("stomp", "messageloop"), ("loom", "goomerang")]
+
+
+def rate(value):
+    return f"{value / 1000:.0f}k" if value >= 10_000 else f"{value / 1000:.1f}k"
+
+
+def ms(us):
+    return f"{us / 1000:.2f}"
+
+
+def pair_name(p, s):
+    return f"{NAMES[p]} → {NAMES[s]}"
+
+
+def main(out):
+    load = lambda name: json.loads((out / name).read_text())
+    print("| pair | payload | gatewayd in msg/s | nats-server in msg/s | ratio | gatewayd loss | nats loss |")
+    print("|---|---|---|---|---|---|---|")
+    for p, s in PAIRS:
+        for size in (16, 1024):
+            r = load(f"allout-{p}-{s}-{size}.json")
+            g, n = r["gatewayd"], r["nats"]
+            print(f"| {pair_name(p, s)} | {size} B | {rate(g['msgs_per_sec_in'])} (out {rate(g['msgs_per_sec_out'])}) "
+                  f"| {rate(n['msgs_per_sec_in'])} (out {rate(n['msgs_per_sec_out'])}) "
+                  f"| {r['ratio']['msgs_per_sec_in']:.2f} | {100 * g['loss_ratio']:.1f} % | {100 * n['loss_ratio']:.1f} % |")
+    print()
+    print("| pair | gatewayd p50 / p99 / p99.9 (ms) | nats-server p50 / p99 / p99.9 (ms) | p99 ratio | loss (both) |")
+    print("|---|---|---|---|---|")
+    for p, s in PAIRS:
+        r = load(f"rate-{p}-{s}.json")
+        g, n = r["gatewayd"], r["nats"]
+        lat = lambda x: " / ".join(ms(x["latency_us"][k]) for k in ("p50", "p99", "p99_9"))
+        print(f"| {pair_name(p, s)} | {lat(g)} | {lat(n)} | {r['ratio']['p99']:.2f} | {g['lost']} / {n['lost']} |")
+    print()
+    print("| connections | 1,000 | 10,000 |")
+    print("|---|---|---|")
+    for kind, label in (("stomp", "STOMP TCP"), ("stomp-ws", "STOMP over WebSocket"),
+                        ("messageloop", "MessageLoop WS"), ("goomerang", "Goomerang WS")):
+        cells = []
+        for count in (1000, 10000):
+            r = load(f"conns-{kind}-{count}.json")
+            total = (r["rss_after_bytes"] - r["rss_before_bytes"]) / (1 << 20)
+            cells.append(f"{r['bytes_per_connection'] / 1024:.1f} KiB ({total:.0f} MiB total)")
+        print(f"| {label} | {cells[0]} | {cells[1]} |")
+
+
+if __name__ == "__main__":
+    main(pathlib.Path(sys.argv[1]))
