@@ -4,11 +4,12 @@
 #
 #   scripts/bench.sh [OUT_DIR]      # JSON results are kept in OUT_DIR (default: a temporary directory)
 #
-# Needs release binaries (`cargo build --release -p gateway --bins`), nats-server and python3 on PATH.
+# Needs release binaries (`cargo build --release -p gateway --bins`, or BENCH_BIN_DIR=<dir with both>),
+# nats-server and python3 on PATH.
 # Every server listens on 127.0.0.1 only; everything started here is stopped on exit.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-bin="${GATEWAYD_BIN_DIR:-$root/target/release}"
+bin="${BENCH_BIN_DIR:-$root/target/release}"
 out="${1:-$(mktemp -d)}"
 mkdir -p "$out"
 # 10,000 idle connections need as many descriptors on each side.
