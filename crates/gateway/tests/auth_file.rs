@@ -74,12 +74,7 @@ fn tokens_come_from_the_auth_file_and_a_reload_rereads_it() {
 
     // SIGHUP: applied in the background, so poll for the new token.
     std::fs::write(&gateway.extra_paths[0], auth_file("token-b")).unwrap();
-    let pid = gateway.pid().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    gateway.sighup();
     let deadline = Instant::now() + Duration::from_secs(20);
     while login_as_app(&gateway, "token-b") != "CONNECTED" {
         assert!(Instant::now() < deadline, "SIGHUP did not apply token-b");
@@ -89,12 +84,7 @@ fn tokens_come_from_the_auth_file_and_a_reload_rereads_it() {
 
     // POST /api/reload answers once applied.
     std::fs::write(&gateway.extra_paths[0], auth_file("token-c")).unwrap();
-    let report: serde_json::Value = reqwest::blocking::Client::new()
-        .post(gateway.url("/api/reload"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let report: serde_json::Value = gateway.reload();
     assert!(report["error"].is_null(), "{report}");
     assert_eq!(
         report["applied"],
@@ -176,12 +166,7 @@ fn a_jwt_key_rotated_in_place_is_applied_on_reload() {
 
     // Same path, new key: what a re-mounted Kubernetes Secret does.
     std::fs::copy(fixture("b.pub"), &key).unwrap();
-    let report: serde_json::Value = reqwest::blocking::Client::new()
-        .post(gateway.url("/api/reload"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let report: serde_json::Value = gateway.reload();
     assert_eq!(
         report["applied"],
         serde_json::json!(["stomp.tcp"]),
@@ -191,12 +176,7 @@ fn a_jwt_key_rotated_in_place_is_applied_on_reload() {
     assert_eq!(login_as_app(&gateway, &token_a), "ERROR");
 
     // Nothing changed: nothing is applied again.
-    let report: serde_json::Value = reqwest::blocking::Client::new()
-        .post(gateway.url("/api/reload"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let report: serde_json::Value = gateway.reload();
     assert_eq!(report["applied"], serde_json::json!([]), "{report}");
     assert_eq!(gateway.terminate(Duration::from_secs(6)).code(), Some(0));
 }

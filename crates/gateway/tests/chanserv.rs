@@ -343,12 +343,7 @@ fn reload_gives_new_connections_the_new_acl_and_keeps_open_ones() {
             base_config()
         );
         std::fs::write(&gateway.config_path, config).unwrap();
-        reqwest::blocking::Client::new()
-            .post(gateway.url("/api/reload"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap()
+        gateway.reload()
     };
     let report = reload("127.0.0.1:0");
     assert_eq!(

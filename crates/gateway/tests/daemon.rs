@@ -99,11 +99,7 @@ fn reload_applies_the_log_level_and_reports_what_needs_a_restart() {
     assert!(report["error"].is_null(), "{report}");
 
     std::fs::write(&gateway.config_path, "[log]\nlevel = 5\n").unwrap();
-    let report = reqwest::blocking::Client::new()
-        .post(gateway.url("/api/reload"))
-        .send()
-        .unwrap();
-    let report: serde_json::Value = report.json().unwrap();
+    let report = gateway.reload();
     assert!(
         report["error"]
             .as_str()
@@ -113,12 +109,7 @@ fn reload_applies_the_log_level_and_reports_what_needs_a_restart() {
     );
 
     // SIGHUP goes through the same path and the daemon keeps serving.
-    let pid = gateway.pid().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    gateway.sighup();
     assert_eq!(gateway.get("/readyz").0, 200);
     assert_eq!(gateway.terminate(Duration::from_secs(6)).code(), Some(0));
 }

@@ -396,12 +396,7 @@ fn reload_with(gateway: &Gatewayd, address: &str, extra: &str) -> serde_json::Va
         base_config()
     );
     std::fs::write(&gateway.config_path, config).unwrap();
-    reqwest::blocking::Client::new()
-        .post(gateway.url("/api/reload"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
+    gateway.reload()
 }
 
 #[test]

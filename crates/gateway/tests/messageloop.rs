@@ -671,12 +671,7 @@ fn reload_applies_new_tokens_to_new_connections_and_keeps_open_ones() {
             &format!("[messageloop.ws]\nenabled = true\naddress = \"{ws_address}\""),
         );
         std::fs::write(&gateway.config_path, text).unwrap();
-        reqwest::blocking::Client::new()
-            .post(gateway.url("/api/reload"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap()
+        gateway.reload()
     };
     let report = reload("127.0.0.1:0");
     assert_eq!(

@@ -867,12 +867,7 @@ fn reload_applies_new_tokens_to_new_connections_only() {
     wait_fanout(&gateway, "reload.t", 1);
 
     std::fs::write(&gateway.config_path, reload_config("token-b")).unwrap();
-    let report: serde_json::Value = reqwest::blocking::Client::new()
-        .post(gateway.url("/api/reload"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let report: serde_json::Value = gateway.reload();
     assert!(report["error"].is_null(), "{report}");
     assert_eq!(
         report["applied"],

@@ -119,6 +119,26 @@ impl Gatewayd {
         (status, response.text().expect("admin body"))
     }
 
+    /// `POST /api/reload`: the report, once the new files are applied.
+    pub fn reload(&self) -> serde_json::Value {
+        reqwest::blocking::Client::new()
+            .post(self.url("/api/reload"))
+            .send()
+            .expect("admin request")
+            .json()
+            .expect("reload report")
+    }
+
+    /// SIGHUP: gatewayd reloads in the background.
+    pub fn sighup(&self) {
+        let pid = self.pid().to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
     pub fn get_json(&self, path: &str) -> serde_json::Value {
         let (status, body) = self.get(path);
         assert_eq!(status, 200, "{path}: {body}");
