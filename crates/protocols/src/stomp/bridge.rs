@@ -72,12 +72,12 @@ pub fn envelope_from_send(
     let keep_reply_to = reply_to.is_none();
     envelope.reply_to = reply_to;
     for h in &frame.headers {
-        let name = String::from_utf8_lossy(&h.name);
-        let consumed = NOT_USER_HEADERS.contains(&name.as_ref());
-        if consumed && !(keep_reply_to && name == header::REPLY_TO) {
+        let consumed = NOT_USER_HEADERS.iter().any(|n| h.name == n.as_bytes());
+        if consumed && !(keep_reply_to && h.name == header::REPLY_TO) {
             continue;
         }
-        envelope.headers.push(name.into_owned(), h.value.clone());
+        let name = String::from_utf8_lossy(&h.name).into_owned();
+        envelope.headers.push(name, h.value.clone());
     }
     envelope
 }

@@ -188,6 +188,24 @@ impl Decoder {
     /// accepted, so this never looks at more than a dozen bytes.
     fn command_line(&self, buf: &[u8]) -> Result<Option<Partial>, DecodeError> {
         let cap = self.frame_cap();
+        // The common case in one comparison: a whole command and LF, within the caps (the byte
+        // by byte walk below would accept it too).
+        let whole = Command::ALL.into_iter().find(|c| {
+            let name = c.as_str().as_bytes();
+            buf.starts_with(name) && buf.get(name.len()) == Some(&b'\n')
+        });
+        if let Some(command) = whole {
+            let len = command.as_str().len();
+            if len < cap && len <= self.limits.max_command_line {
+                return Ok(Some(Partial {
+                    command,
+                    lines: Vec::new(),
+                    pos: len + 1,
+                    scan: len + 1,
+                    body: None,
+                }));
+            }
+        }
         let mut offset = 0;
         loop {
             let Some(&byte) = buf.get(offset) else {
@@ -284,6 +302,15 @@ impl Decoder {
         let max_line = self.limits.max_header_line;
         loop {
             let (line_end, next) = loop {
+                // Skip ahead to the next CR or LF, within the caps: the bytes before it pass
+                // every check below.
+                let end = buf.len().min(cap).min(p.pos.saturating_add(max_line));
+                if p.scan < end {
+                    let eol = buf[p.scan..end]
+                        .iter()
+                        .position(|&b| b == b'\n' || b == b'\r');
+                    p.scan = eol.map_or(end, |i| p.scan + i);
+                }
                 let offset = p.scan;
                 let Some(&byte) = buf.get(offset) else {
                     return Ok(None);

@@ -109,6 +109,8 @@ struct Connected {
     by_bus: HashMap<SubscriptionId, String>,
     acks: AckTable<AckHandle>,
     transactions: Transactions,
+    /// The `destination` of the last SEND to a `/topic/` and its topic.
+    last_topic: Option<(Bytes, Topic)>,
 }
 
 enum Phase {
@@ -242,6 +244,7 @@ impl Session {
             by_bus: HashMap::new(),
             acks: AckTable::new(format!("{}-", self.origin.connection)),
             transactions: Transactions::new(self.settings.transactions),
+            last_topic: None,
         }));
         Ok(())
     }
