@@ -29,6 +29,8 @@ const LINGER: Duration = Duration::from_secs(1);
 const READ_CHUNK: usize = 16 << 10;
 /// Read size after a read that emptied the socket: an idle connection waits without pinning a large buffer.
 const IDLE_READ: usize = 512;
+/// A read at least this large yields to the other tasks of the worker before the next one.
+const BUSY_READ: usize = 4 << 10;
 
 /// Moves STOMP bytes: a byte stream (TCP, TLS) or WebSocket messages.
 pub(crate) trait Transport {
@@ -251,6 +253,13 @@ async fn run_connection<T: Transport>(
                 Ok(n) if n > 0 => {
                     last_read = Instant::now();
                     flow = session.receive(&mut buf);
+                    if n >= BUSY_READ {
+                        // More is probably waiting, and the subscribers these publishes woke
+                        // are queued behind this task on this worker (tokio runs a woken task
+                        // there once this one returns, which a busy socket would put off for
+                        // 128 reads): let them run first.
+                        tokio::task::yield_now().await;
+                    }
                 }
                 _ => return,
             },
