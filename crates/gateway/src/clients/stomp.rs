@@ -16,7 +16,7 @@ use super::{
     resolve, ClientError, Credentials, Inbox, InboxSender, Incoming, Message, Outgoing,
     HANDSHAKE_TIMEOUT,
 };
-use wire::{encode, parse, Frame};
+use wire::{encode, encode_send, parse, send_head, Frame};
 
 mod wire;
 
@@ -35,8 +35,8 @@ pub struct StompClient {
     next_id: u64,
     /// The temp-queue name of this connection's reply inbox, once a request created it.
     reply_queue: String,
-    /// The topic last published to and its destination.
-    sent_to: (String, String),
+    /// The topic last published to, its destination and the start of a SEND there.
+    sent_to: (String, String, Vec<u8>),
 }
 
 impl StompClient {
@@ -69,18 +69,20 @@ impl StompClient {
             inbox,
             next_id: 0,
             reply_queue: format!("{TEMP_QUEUE}ctl-{}-{inbox_id}", std::process::id()),
-            sent_to: (String::new(), String::new()),
+            sent_to: (String::new(), String::new(), Vec::new()),
         })
     }
 
     pub async fn publish(&mut self, message: &Outgoing) -> Result<(), ClientError> {
-        if self.sent_to.0 != message.topic {
-            self.sent_to = (message.topic.clone(), destination(&message.topic));
+        if self.sent_to.0 != message.topic || self.sent_to.2.is_empty() {
+            let destination = destination(&message.topic);
+            let head = send_head(&destination);
+            self.sent_to = (message.topic.clone(), destination, head);
         }
         let destination = ("destination", self.sent_to.1.as_str());
         if message.key.is_none() && message.headers.is_empty() {
-            // The common case, without building a header list.
-            encode(&mut self.out, "SEND", &[destination], &message.payload);
+            // The common case: the destination is the only header.
+            encode_send(&mut self.out, &self.sent_to.2, &message.payload);
         } else {
             let key = message.key.as_ref().map(|k| String::from_utf8_lossy(k));
             let mut headers: Vec<(&str, &str)> = Vec::with_capacity(message.headers.len() + 2);
