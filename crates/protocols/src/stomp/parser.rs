@@ -68,6 +68,8 @@ pub struct Decoder {
     version: Option<Version>,
     partial: Option<Partial>,
     failed: Option<DecodeError>,
+    /// The line list of the last frame, emptied, for the next one.
+    spare_lines: Vec<Line>,
 }
 
 /// A frame whose command line has been read. Offsets index the caller's buffer, whose
@@ -108,6 +110,7 @@ impl Decoder {
             version: None,
             partial: None,
             failed: None,
+            spare_lines: Vec::new(),
         }
     }
 
@@ -170,7 +173,10 @@ impl Decoder {
                     Some(_) => {}
                 }
                 match self.command_line(buf)? {
-                    Some(partial) => partial,
+                    Some(mut partial) => {
+                        partial.lines = std::mem::take(&mut self.spare_lines);
+                        partial
+                    }
                     None => return Ok(None),
                 }
             }
@@ -398,12 +404,25 @@ impl Decoder {
     }
 
     /// Cut the complete frame off the front of `buf` and build it.
-    fn finish(&self, p: Partial, buf: &mut BytesMut, nul: usize) -> Result<Frame, DecodeError> {
+    fn finish(
+        &mut self,
+        mut p: Partial,
+        buf: &mut BytesMut,
+        nul: usize,
+    ) -> Result<Frame, DecodeError> {
         let raw = buf.split_to(nul + 1).freeze();
-        let escaping = match self.version {
+        let mut escaping = match self.version {
             None => Escaping::Raw,
             Some(version) => Escaping::for_frame(p.command, version),
         };
+        // One look for a backslash in the whole header block instead of two per header.
+        let block = match (p.lines.first(), p.lines.last()) {
+            (Some(first), Some(last)) => &raw[first.start..last.end],
+            _ => &[],
+        };
+        if !block.contains(&b'\\') {
+            escaping = Escaping::Raw;
+        }
         let trim = self.version == Some(Version::V1_0);
         let mut headers = Vec::with_capacity(p.lines.len());
         for line in &p.lines {
@@ -423,6 +442,8 @@ impl Decoder {
             headers.push(Header { name, value });
         }
         let body_start = p.body.map_or(nul, |b| b.start);
+        p.lines.clear();
+        self.spare_lines = p.lines;
         Ok(Frame {
             command: p.command,
             headers: Headers::from(headers),
