@@ -18,7 +18,7 @@ use crate::events::BusEvent;
 use crate::history::{HistoryState, Recovery, Since, TopicHistory};
 use crate::index::{FanoutTarget, Index};
 use crate::mailbox::{Mailbox, MailboxOptions, MailboxShared, Pushed, SubscriptionId};
-use crate::metrics::{record_drop, BusMetrics};
+use crate::metrics::BusMetrics;
 use crate::presence::{PresenceChange, RemotePresence};
 use crate::topic::{Pattern, Topic};
 
@@ -370,7 +370,7 @@ impl BusInner {
                     Pushed::Queued => outcome.delivered += 1,
                     Pushed::Dropped(reason) => {
                         outcome.dropped += 1;
-                        record_drop(reason, target.mailbox.owner.protocol);
+                        self.metrics.dropped(reason, target.mailbox.owner.protocol);
                     }
                     Pushed::Closed => {}
                 }

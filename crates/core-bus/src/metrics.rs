@@ -4,6 +4,8 @@
 //! `gatewayd_drops_total{reason,protocol}`, and gauges `gatewayd_subscriptions`, `gatewayd_groups`,
 //! `gatewayd_retained_messages`, `gatewayd_queue_depth` refreshed by [`crate::Bus::refresh_gauges`].
 
+use std::sync::OnceLock;
+
 use metrics::{counter, gauge, Counter};
 use serde::Serialize;
 
@@ -48,6 +50,25 @@ pub enum DropReason {
 }
 
 impl DropReason {
+    const COUNT: usize = 12;
+
+    fn index(self) -> usize {
+        match self {
+            DropReason::SlowConsumerDisconnect => 0,
+            DropReason::QueueFullDropOldest => 1,
+            DropReason::QueueFullDropNewest => 2,
+            DropReason::GroupFullDropOldest => 3,
+            DropReason::GroupFullDropNewest => 4,
+            DropReason::Rejected => 5,
+            DropReason::NoGroupMember => 6,
+            DropReason::TooLarge => 7,
+            DropReason::AclDenied => 8,
+            DropReason::Unroutable => 9,
+            DropReason::Malformed => 10,
+            DropReason::ClusterForward => 11,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             DropReason::SlowConsumerDisconnect => "slow_consumer_disconnect",
@@ -71,10 +92,13 @@ pub fn record_drop(reason: DropReason, protocol: Protocol) {
     counter!(DROPS, "reason" => reason.as_str(), "protocol" => protocol.as_str()).increment(1);
 }
 
-/// Pre-resolved per-protocol counters.
+/// Pre-resolved per-protocol counters; drop counters are resolved on first use, so that only
+/// reasons that happened are exported.
 pub(crate) struct BusMetrics {
     messages_in: Vec<Counter>,
     messages_out: Vec<Counter>,
+    /// By reason, then protocol.
+    drops: Vec<OnceLock<Counter>>,
 }
 
 impl BusMetrics {
@@ -88,7 +112,19 @@ impl BusMetrics {
                 .iter()
                 .map(|p| counter!(MESSAGES_OUT, "protocol" => p.as_str()))
                 .collect(),
+            drops: (0..DropReason::COUNT * Protocol::ALL.len())
+                .map(|_| OnceLock::new())
+                .collect(),
         }
+    }
+
+    /// [`record_drop`] without the lookup.
+    pub(crate) fn dropped(&self, reason: DropReason, protocol: Protocol) {
+        self.drops[reason.index() * Protocol::ALL.len() + protocol.index()]
+            .get_or_init(
+                || counter!(DROPS, "reason" => reason.as_str(), "protocol" => protocol.as_str()),
+            )
+            .increment(1);
     }
 
     pub(crate) fn message_in(&self, protocol: Protocol) {

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -16,9 +16,10 @@ use super::{
     resolve, ClientError, Credentials, Inbox, InboxSender, Incoming, Message, Outgoing,
     HANDSHAKE_TIMEOUT,
 };
+use wire::{encode, encode_send, parse, send_head, Frame};
 
-/// Largest frame accepted from the server.
-const MAX_FRAME: usize = 64 << 20;
+mod wire;
+
 /// Buffered SEND bytes that trigger a write before [`StompClient::flush`].
 const WRITE_HIGH_WATER: usize = 64 << 10;
 /// Prefix of the subscription id gatewayd gives a temp-queue inbox.
@@ -34,23 +35,8 @@ pub struct StompClient {
     next_id: u64,
     /// The temp-queue name of this connection's reply inbox, once a request created it.
     reply_queue: String,
-}
-
-/// A server frame: command, headers (unescaped, in order) and body.
-#[derive(Debug, PartialEq, Eq)]
-struct Frame {
-    command: String,
-    headers: Vec<(String, String)>,
-    body: Bytes,
-}
-
-impl Frame {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-    }
+    /// The topic last published to, its destination and the start of a SEND there.
+    sent_to: (String, String, Vec<u8>),
 }
 
 impl StompClient {
@@ -69,7 +55,7 @@ impl StompClient {
         let connected = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut reader, &mut buf))
             .await
             .map_err(|_| ClientError::Timeout(HANDSHAKE_TIMEOUT))??;
-        match connected.command.as_str() {
+        match connected.command() {
             "CONNECTED" => {}
             "ERROR" => return Err(ClientError::Refused(error_text(&connected))),
             other => return Err(ClientError::Protocol(format!("{other} before CONNECTED"))),
@@ -83,27 +69,35 @@ impl StompClient {
             inbox,
             next_id: 0,
             reply_queue: format!("{TEMP_QUEUE}ctl-{}-{inbox_id}", std::process::id()),
+            sent_to: (String::new(), String::new(), Vec::new()),
         })
     }
 
     pub async fn publish(&mut self, message: &Outgoing) -> Result<(), ClientError> {
-        let destination = destination(&message.topic);
-        let key = message
-            .key
-            .as_ref()
-            .map(|k| String::from_utf8_lossy(k).into_owned());
-        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(message.headers.len() + 2);
-        headers.push(("destination", &destination));
-        if let Some(key) = &key {
-            headers.push(("JMSXGroupID", key));
+        if self.sent_to.0 != message.topic || self.sent_to.2.is_empty() {
+            let destination = destination(&message.topic);
+            let head = send_head(&destination);
+            self.sent_to = (message.topic.clone(), destination, head);
         }
-        headers.extend(
-            message
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        );
-        encode(&mut self.out, "SEND", &headers, &message.payload);
+        let destination = ("destination", self.sent_to.1.as_str());
+        if message.key.is_none() && message.headers.is_empty() {
+            // The common case: the destination is the only header.
+            encode_send(&mut self.out, &self.sent_to.2, &message.payload);
+        } else {
+            let key = message.key.as_ref().map(|k| String::from_utf8_lossy(k));
+            let mut headers: Vec<(&str, &str)> = Vec::with_capacity(message.headers.len() + 2);
+            headers.push(destination);
+            if let Some(key) = &key {
+                headers.push(("JMSXGroupID", key));
+            }
+            headers.extend(
+                message
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            );
+            encode(&mut self.out, "SEND", &headers, &message.payload);
+        }
         if self.out.len() >= WRITE_HIGH_WATER {
             self.flush().await?;
         }
@@ -204,7 +198,8 @@ pub fn destination(topic: &str) -> String {
 }
 
 fn error_text(frame: &Frame) -> String {
-    let message = frame.header("message").unwrap_or("ERROR");
+    let message = frame.header("message");
+    let message = message.as_deref().unwrap_or("ERROR");
     let body = String::from_utf8_lossy(&frame.body);
     if body.trim().is_empty() {
         message.to_owned()
@@ -230,12 +225,9 @@ async fn read_loop(mut reader: OwnedReadHalf, mut buf: BytesMut, tx: InboxSender
 }
 
 fn to_incoming(frame: Frame) -> Option<Incoming> {
-    match frame.command.as_str() {
+    match frame.command() {
         "MESSAGE" => {
-            let to_temp_queue = frame
-                .header("subscription")
-                .is_some_and(|s| s.starts_with(TEMP_QUEUE));
-            let message = to_message(frame);
+            let (message, to_temp_queue) = to_message(frame);
             match (&message.correlation_id, to_temp_queue) {
                 (Some(correlation), true) => Some(Incoming::Reply {
                     correlation: correlation.clone(),
@@ -246,45 +238,42 @@ fn to_incoming(frame: Frame) -> Option<Incoming> {
         }
         "RECEIPT" => frame
             .header("receipt-id")
-            .map(|id| Incoming::Confirmed(id.to_owned())),
+            .map(|id| Incoming::Confirmed(id.into_owned())),
         "ERROR" => Some(Incoming::Refused(error_text(&frame))),
         _ => None,
     }
 }
 
-/// Headers the server owns; the rest are user headers.
-const FRAME_HEADERS: [&str; 11] = [
-    "subscription",
-    "destination",
-    "message-id",
-    "ack",
-    "redelivered",
-    "content-type",
-    "content-length",
-    "JMSXGroupID",
-    "reply-to",
-    "correlation-id",
-    "receipt-id",
-];
-
-fn to_message(frame: Frame) -> Message {
-    let owned = |name: &str| frame.header(name).map(str::to_owned);
-    Message {
-        topic: owned("destination"),
-        key: frame
-            .header("JMSXGroupID")
-            .map(|k| Bytes::copy_from_slice(k.as_bytes())),
-        content_type: owned("content-type"),
-        reply_to: owned("reply-to"),
-        correlation_id: owned("correlation-id"),
-        headers: frame
-            .headers
-            .iter()
-            .filter(|(k, _)| !FRAME_HEADERS.contains(&k.as_str()))
-            .cloned()
-            .collect(),
-        payload: frame.body,
+/// The message a MESSAGE frame carries, and whether it came through a temp-queue subscription.
+/// The first of repeated headers counts; headers the server owns are not user headers.
+fn to_message(frame: Frame) -> (Message, bool) {
+    let mut message = Message::default();
+    let mut to_temp_queue = None;
+    for (name, value) in frame.headers() {
+        let first = |field: &mut Option<String>| {
+            field.get_or_insert_with(|| value.clone().into_owned());
+        };
+        match name.as_ref() {
+            "subscription" => {
+                to_temp_queue.get_or_insert(value.starts_with(TEMP_QUEUE));
+            }
+            "destination" => first(&mut message.topic),
+            "content-type" => first(&mut message.content_type),
+            "reply-to" => first(&mut message.reply_to),
+            "correlation-id" => first(&mut message.correlation_id),
+            "JMSXGroupID" => {
+                message
+                    .key
+                    .get_or_insert_with(|| Bytes::copy_from_slice(value.as_bytes()));
+            }
+            "message-id" | "ack" | "redelivered" | "content-length" | "receipt-id" => {}
+            _ => message
+                .headers
+                .push((name.into_owned(), value.into_owned())),
+        }
     }
+    message.payload = frame.body;
+    (message, to_temp_queue.unwrap_or(false))
 }
 
 /// Reads until one whole frame is buffered and returns it.
@@ -302,201 +291,22 @@ async fn read_frame(reader: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<Fr
     }
 }
 
-/// One frame from the front of `buf` (heart-beat EOLs skipped), or `None` until it is complete.
-fn parse(buf: &mut BytesMut) -> Result<Option<Frame>, ClientError> {
-    let skip = buf
-        .iter()
-        .take_while(|b| **b == b'\n' || **b == b'\r')
-        .count();
-    buf.advance(skip);
-    let Some(head_end) = head_end(buf) else {
-        if buf.len() > MAX_FRAME {
-            return Err(ClientError::Protocol("frame header too long".into()));
-        }
-        return Ok(None);
-    };
-    let (head_len, body_start) = head_end;
-    let head = std::str::from_utf8(&buf[..head_len])
-        .map_err(|_| ClientError::Protocol("frame header is not UTF-8".into()))?;
-    let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let command = lines.next().unwrap_or_default().to_owned();
-    let mut headers = Vec::new();
-    let mut length = None;
-    for line in lines {
-        let Some((key, value)) = line.split_once(':') else {
-            return Err(ClientError::Protocol(format!("bad header line {line:?}")));
-        };
-        let (key, value) = (unescape(key)?, unescape(value)?);
-        if key == "content-length" && length.is_none() {
-            let parsed: usize = value
-                .parse()
-                .map_err(|_| ClientError::Protocol(format!("bad content-length {value:?}")))?;
-            if parsed > MAX_FRAME {
-                return Err(ClientError::Protocol("frame too large".into()));
-            }
-            length = Some(parsed);
-        }
-        headers.push((key, value));
-    }
-    let body_len = match length {
-        Some(length) => {
-            if buf.len() < body_start + length + 1 {
-                return Ok(None);
-            }
-            if buf[body_start + length] != 0 {
-                return Err(ClientError::Protocol("frame does not end with NUL".into()));
-            }
-            length
-        }
-        None => match buf[body_start..].iter().position(|b| *b == 0) {
-            Some(at) => at,
-            None if buf.len() > MAX_FRAME => {
-                return Err(ClientError::Protocol("frame too large".into()))
-            }
-            None => return Ok(None),
-        },
-    };
-    buf.advance(body_start);
-    let body = buf.split_to(body_len).freeze();
-    buf.advance(1);
-    Ok(Some(Frame {
-        command,
-        headers,
-        body,
-    }))
-}
-
-/// Where the header block ends (before its blank line) and where the body starts.
-fn head_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut at = 0;
-    while let Some(offset) = buf.get(at..)?.iter().position(|b| *b == b'\n') {
-        let eol = at + offset;
-        match buf.get(eol + 1..) {
-            Some([b'\n', ..]) => return Some((eol, eol + 2)),
-            Some([b'\r', b'\n', ..]) => return Some((eol, eol + 3)),
-            _ => at = eol + 1,
-        }
-    }
-    None
-}
-
-fn unescape(text: &str) -> Result<String, ClientError> {
-    if !text.contains('\\') {
-        return Ok(text.to_owned());
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        out.push(match chars.next() {
-            Some('n') => '\n',
-            Some('r') => '\r',
-            Some('c') => ':',
-            Some('\\') => '\\',
-            other => return Err(ClientError::Protocol(format!("bad escape \\{other:?}"))),
-        });
-    }
-    Ok(out)
-}
-
-fn put_escaped(out: &mut BytesMut, text: &str) {
-    for byte in text.bytes() {
-        match byte {
-            b'\n' => out.put_slice(b"\\n"),
-            b'\r' => out.put_slice(b"\\r"),
-            b':' => out.put_slice(b"\\c"),
-            b'\\' => out.put_slice(b"\\\\"),
-            other => out.put_u8(other),
-        }
-    }
-}
-
-/// Appends one client frame with escaped headers, a `content-length` and the closing NUL.
-fn encode(out: &mut BytesMut, command: &str, headers: &[(&str, &str)], body: &[u8]) {
-    out.reserve(command.len() + body.len() + 64);
-    out.put_slice(command.as_bytes());
-    out.put_u8(b'\n');
-    for (key, value) in headers {
-        put_escaped(out, key);
-        out.put_u8(b':');
-        put_escaped(out, value);
-        out.put_u8(b'\n');
-    }
-    if command == "SEND" {
-        out.put_slice(b"content-length:");
-        out.put_slice(body.len().to_string().as_bytes());
-        out.put_u8(b'\n');
-    }
-    out.put_u8(b'\n');
-    out.put_slice(body);
-    out.put_u8(0);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn frame_bytes(command: &str, headers: &[(&str, &str)], body: &[u8]) -> BytesMut {
-        let mut out = BytesMut::new();
-        encode(&mut out, command, headers, body);
-        out
-    }
-
-    #[test]
-    fn parses_what_it_encodes_with_escapes_and_nul_bodies() {
-        let mut buf = frame_bytes("SEND", &[("a:b", "line\nnext\\")], b"x\0y");
-        let frame = parse(&mut buf).unwrap().unwrap();
-        assert_eq!(frame.command, "SEND");
-        assert_eq!(frame.header("a:b"), Some("line\nnext\\"));
-        assert_eq!(frame.header("content-length"), Some("3"));
-        assert_eq!(&frame.body[..], b"x\0y");
-        assert!(buf.is_empty());
-    }
-
-    #[test]
-    fn waits_for_the_whole_frame_at_every_split() {
-        let whole = frame_bytes("SEND", &[("destination", "/topic/a")], b"hello");
-        for cut in 0..whole.len() {
-            let mut buf = BytesMut::from(&whole[..cut]);
-            assert!(parse(&mut buf).unwrap().is_none(), "cut at {cut}");
-            buf.extend_from_slice(&whole[cut..]);
-            assert_eq!(&parse(&mut buf).unwrap().unwrap().body[..], b"hello");
-        }
-    }
-
-    #[test]
-    fn heart_beats_and_frames_without_content_length() {
-        let mut buf =
-            BytesMut::from(&b"\n\r\nRECEIPT\r\nreceipt-id:r-1\r\n\r\n\0MESSAGE\n\nbody\0"[..]);
-        let receipt = parse(&mut buf).unwrap().unwrap();
-        assert_eq!(receipt.header("receipt-id"), Some("r-1"));
-        let message = parse(&mut buf).unwrap().unwrap();
-        assert_eq!(&message.body[..], b"body");
-    }
-
-    #[test]
-    fn bad_input_is_an_error_not_a_panic() {
-        for input in [
-            &b"MESSAGE\ncontent-length:x\n\n\0"[..],
-            b"MESSAGE\ncontent-length:1\n\nab",
-            b"MESSAGE\nnocolon\n\n\0",
-            b"MESSAGE\nbad:\\q\n\n\0",
-        ] {
-            assert!(parse(&mut BytesMut::from(input)).is_err(), "{input:?}");
-        }
-    }
-
     #[test]
     fn replies_on_the_temp_queue_are_told_apart() {
-        let mut buf = frame_bytes(
+        let mut buf = BytesMut::new();
+        encode(
+            &mut buf,
             "MESSAGE",
             &[
                 ("subscription", "/temp-queue/ctl-1"),
                 ("correlation-id", "c-1"),
+                ("correlation-id", "c-2"),
                 ("trace", "t"),
+                ("message-id", "m"),
             ],
             b"pong",
         );
@@ -508,6 +318,35 @@ mod tests {
             }) => {
                 assert_eq!(correlation, "c-1");
                 assert_eq!(message.headers, vec![("trace".into(), "t".into())]);
+                assert_eq!(&message.payload[..], b"pong");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn messages_carry_their_metadata() {
+        let mut buf = BytesMut::new();
+        encode(
+            &mut buf,
+            "MESSAGE",
+            &[
+                ("subscription", "sub-1"),
+                ("destination", "/topic/a:b"),
+                ("content-type", "text/plain"),
+                ("JMSXGroupID", "k"),
+                ("reply-to", "/reply-queue/1.x"),
+            ],
+            b"hi",
+        );
+        let frame = parse(&mut buf).unwrap().unwrap();
+        match to_incoming(frame) {
+            Some(Incoming::Message(message)) => {
+                assert_eq!(message.topic.as_deref(), Some("/topic/a:b"));
+                assert_eq!(message.content_type.as_deref(), Some("text/plain"));
+                assert_eq!(message.key.as_deref(), Some(&b"k"[..]));
+                assert_eq!(message.reply_to.as_deref(), Some("/reply-queue/1.x"));
+                assert!(message.headers.is_empty());
             }
             other => panic!("{other:?}"),
         }

@@ -121,21 +121,27 @@ impl<T> AckTable<T> {
         }
     }
 
-    fn issue(&mut self) -> (u64, String) {
+    /// What every id starts with; the id of sequence number `n` is the prefix followed by `n`
+    /// in decimal.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn issue(&mut self) -> u64 {
         let seq = self.next;
         self.next += 1;
-        (seq, format!("{}{seq}", self.prefix))
+        seq
     }
 
-    /// A `message-id` for a delivery on an `auto` subscription: nothing to settle later.
-    pub fn auto_id(&mut self) -> String {
-        self.issue().1
+    /// The sequence number of a delivery on an `auto` subscription: nothing to settle later.
+    pub fn auto_seq(&mut self) -> u64 {
+        self.issue()
     }
 
-    /// Record a delivery the client must ACK or NACK and return its id. `mode` is the
-    /// subscription's, the same for all its deliveries.
-    pub fn track(&mut self, subscription: &str, mode: ClientAck, tag: T) -> String {
-        let (seq, id) = self.issue();
+    /// Record a delivery the client must ACK or NACK and return its sequence number. `mode` is
+    /// the subscription's, the same for all its deliveries.
+    pub fn track(&mut self, subscription: &str, mode: ClientAck, tag: T) -> u64 {
+        let seq = self.issue();
         let key = match self.subscriptions.get_key_value(subscription) {
             Some((key, _)) => Arc::clone(key),
             None => Arc::from(subscription),
@@ -150,7 +156,7 @@ impl<T> AckTable<T> {
         unsettled.mode = mode;
         unsettled.deliveries.insert(seq, tag);
         self.owners.insert(seq, key);
-        id
+        seq
     }
 
     /// Whether `id` names a delivery of this connection, without settling anything (for an
@@ -255,6 +261,12 @@ mod tests {
         s.map(|s| s.tags).unwrap_or_default()
     }
 
+    /// Tracks a delivery and returns its id as the client sees it.
+    fn track<T>(t: &mut AckTable<T>, subscription: &str, mode: ClientAck, tag: T) -> String {
+        let seq = t.track(subscription, mode, tag);
+        format!("{}{seq}", t.prefix())
+    }
+
     #[test]
     fn ack_mode_header() {
         assert_eq!(AckMode::from_header(None), Ok(AckMode::Auto));
@@ -308,10 +320,10 @@ mod tests {
     #[test]
     fn client_mode_is_cumulative_per_subscription() {
         let mut t = AckTable::new("c1-");
-        let a1 = t.track("a", ClientAck::Cumulative, 1);
-        let b1 = t.track("b", ClientAck::Cumulative, 10);
-        let a2 = t.track("a", ClientAck::Cumulative, 2);
-        let a3 = t.track("a", ClientAck::Cumulative, 3);
+        let a1 = track(&mut t, "a", ClientAck::Cumulative, 1);
+        let b1 = track(&mut t, "b", ClientAck::Cumulative, 10);
+        let a2 = track(&mut t, "a", ClientAck::Cumulative, 2);
+        let a3 = track(&mut t, "a", ClientAck::Cumulative, 3);
         assert_eq!(t.len(), 4);
         let s = t.settle(&a2).unwrap().unwrap();
         assert_eq!(&*s.subscription, "a");
@@ -328,7 +340,7 @@ mod tests {
     fn client_individual_settles_one() {
         let mut t = AckTable::new("x");
         let ids: Vec<_> = (0..3)
-            .map(|i| t.track("s", ClientAck::Individual, i))
+            .map(|i| track(&mut t, "s", ClientAck::Individual, i))
             .collect();
         assert_eq!(tags(t.settle(&ids[1]).unwrap()), [1]);
         assert_eq!(t.unsettled("s"), 2);
@@ -340,7 +352,8 @@ mod tests {
     #[test]
     fn unknown_and_auto_ids() {
         let mut t: AckTable<u8> = AckTable::new("p-");
-        let auto = t.auto_id();
+        let seq = t.auto_seq();
+        let auto = format!("{}{seq}", t.prefix());
         assert_eq!(auto, "p-0");
         assert_eq!(t.settle(&auto), Ok(None));
         assert_eq!(t.check(&auto), Ok(()));
@@ -365,25 +378,25 @@ mod tests {
     #[test]
     fn ids_are_unique_across_subscriptions() {
         let mut t = AckTable::new("");
-        let a = t.track("a", ClientAck::Individual, ());
-        let auto = t.auto_id();
-        let b = t.track("b", ClientAck::Individual, ());
+        let a = track(&mut t, "a", ClientAck::Individual, ());
+        let auto = t.auto_seq().to_string();
+        let b = track(&mut t, "b", ClientAck::Individual, ());
         assert_eq!([a.as_str(), auto.as_str(), b.as_str()], ["0", "1", "2"]);
     }
 
     #[test]
     fn removing_a_subscription_returns_its_unsettled_deliveries() {
         let mut t = AckTable::new("");
-        let a1 = t.track("a", ClientAck::Cumulative, 1);
-        t.track("b", ClientAck::Cumulative, 2);
-        t.track("a", ClientAck::Cumulative, 3);
+        let a1 = track(&mut t, "a", ClientAck::Cumulative, 1);
+        track(&mut t, "b", ClientAck::Cumulative, 2);
+        track(&mut t, "a", ClientAck::Cumulative, 3);
         assert_eq!(t.remove_subscription("a"), [1, 3]);
         assert_eq!(t.remove_subscription("a"), Vec::<i32>::new());
         // Its ids are now "already settled": ignored, not unknown.
         assert_eq!(t.settle(&a1), Ok(None));
         assert_eq!(t.len(), 1);
         // A new subscription may reuse the name.
-        t.track("a", ClientAck::Individual, 4);
+        track(&mut t, "a", ClientAck::Individual, 4);
         assert_eq!(t.drain(), [2, 4]);
         assert!(t.is_empty());
         assert_eq!(t.unsettled("a"), 0);

@@ -1,5 +1,5 @@
-//! How a STOMP message looks on the bus and back (reference §3.3): SEND → [`Envelope`] and
-//! [`Envelope`] → MESSAGE.
+//! How a STOMP message looks on the bus and back (reference §3.3): SEND → [`Envelope`] here,
+//! [`Envelope`] → MESSAGE in [`message`](super::message), which uses the names made here.
 //!
 //! | STOMP header | envelope |
 //! |---|---|
@@ -14,13 +14,11 @@
 //! A user header value that is not UTF-8 (possible when another protocol published it) is
 //! written to MESSAGE as [`BASE64_MARKER`] followed by its standard base64.
 
-use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
 use core_bus::names::INBOX_TOKEN;
 use core_bus::{Envelope, Origin, Topic};
 
-use super::forwarder::SOURCE_TOPIC;
-use super::frame::{header, Command, Frame};
+use super::frame::{header, Frame};
 
 /// Prefix of a MESSAGE header value that carries non-UTF-8 bytes as base64.
 pub const BASE64_MARKER: &str = "base64:";
@@ -34,7 +32,6 @@ pub const REQUEUE: &str = "requeue";
 pub const PREFETCH_HEADERS: [&str; 2] = ["prefetch-count", "activemq.prefetchSize"];
 
 const REPLY_QUEUE: &str = "/reply-queue/";
-const TOPIC: &str = "/topic/";
 
 /// SEND headers that never become user headers.
 const NOT_USER_HEADERS: [&str; 13] = [
@@ -75,12 +72,12 @@ pub fn envelope_from_send(
     let keep_reply_to = reply_to.is_none();
     envelope.reply_to = reply_to;
     for h in &frame.headers {
-        let name = String::from_utf8_lossy(&h.name);
-        let consumed = NOT_USER_HEADERS.contains(&name.as_ref());
-        if consumed && !(keep_reply_to && name == header::REPLY_TO) {
+        let consumed = NOT_USER_HEADERS.iter().any(|n| h.name == n.as_bytes());
+        if consumed && !(keep_reply_to && h.name == header::REPLY_TO) {
             continue;
         }
-        envelope.headers.push(name.into_owned(), h.value.clone());
+        let name = String::from_utf8_lossy(&h.name).into_owned();
+        envelope.headers.push(name, h.value.clone());
     }
     envelope
 }
@@ -109,72 +106,10 @@ pub fn named(prefix: &str, topic: &Topic) -> Bytes {
     value.freeze()
 }
 
-/// The server-owned headers of one MESSAGE.
-#[derive(Debug, Clone)]
-pub struct Delivered<'a> {
-    pub subscription: &'a str,
-    pub destination: Bytes,
-    pub message_id: &'a str,
-    /// Write `ack:<message-id>` (1.2 client and client-individual subscriptions).
-    pub ack: bool,
-    pub redelivered: bool,
-}
-
-/// The MESSAGE frame for `envelope`.
-pub fn message_frame(delivered: Delivered<'_>, envelope: &Envelope) -> Frame {
-    let mut frame = Frame::new(Command::Message)
-        .with_header(header::SUBSCRIPTION, delivered.subscription.to_owned())
-        .with_header(header::DESTINATION, delivered.destination)
-        .with_header(header::MESSAGE_ID, delivered.message_id.to_owned());
-    if delivered.ack {
-        frame
-            .headers
-            .push(header::ACK, delivered.message_id.to_owned());
-    }
-    if delivered.redelivered {
-        frame.headers.push(header::REDELIVERED, "true");
-    }
-    if let Some(content_type) = &envelope.content_type {
-        frame
-            .headers
-            .push(header::CONTENT_TYPE, content_type.clone());
-    }
-    frame.headers.push(header::CONTENT_LENGTH, "");
-    if let Some(key) = &envelope.key {
-        frame.headers.push(GROUP_ID, key.clone());
-    }
-    if let Some(reply_to) = &envelope.reply_to {
-        let address = match reply_queue_of(reply_to) {
-            Some(reply_queue) => Bytes::from(reply_queue),
-            None => named(TOPIC, reply_to),
-        };
-        frame.headers.push(header::REPLY_TO, address);
-    }
-    if let Some(correlation_id) = &envelope.correlation_id {
-        frame.headers.push(CORRELATION_ID, correlation_id.clone());
-    }
-    if let Some(traceparent) = &envelope.traceparent {
-        frame.headers.push(TRACEPARENT, traceparent.clone());
-    }
-    for (name, value) in envelope.headers.iter() {
-        if name == SOURCE_TOPIC {
-            continue;
-        }
-        let value = match std::str::from_utf8(value) {
-            Ok(_) => value.clone(),
-            Err(_) => {
-                let encoded = base64::engine::general_purpose::STANDARD.encode(value);
-                Bytes::from(format!("{BASE64_MARKER}{encoded}"))
-            }
-        };
-        frame.headers.push(name.to_owned(), value);
-    }
-    frame.with_body(envelope.payload.clone())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stomp::frame::Command;
     use core_bus::{ConnectionId, Protocol};
 
     fn origin() -> Origin {
@@ -218,41 +153,5 @@ mod tests {
         assert_eq!(inbox_of_reply_queue(opaque), Some(inbox));
         assert_eq!(reply_queue_of(&Topic::from_dotted(b"orders")), None);
         assert_eq!(inbox_of_reply_queue("5"), None);
-    }
-
-    #[test]
-    fn message_frame_carries_everything() {
-        let mut e = Envelope::new(Topic::from_dotted(b"a.b"), &b"body"[..], origin());
-        e.content_type = Some("application/json".into());
-        e.key = Some(Bytes::from_static(b"k"));
-        e.reply_to = Some(core_bus::names::inbox(ConnectionId(3), b"x"));
-        e.correlation_id = Some("c".into());
-        e.headers.push("plain", &b"v"[..]);
-        e.headers.push("raw", &b"\xff\x00"[..]);
-        let frame = message_frame(
-            Delivered {
-                subscription: "s1",
-                destination: named("/topic/", &e.topic),
-                message_id: "m-1",
-                ack: true,
-                redelivered: true,
-            },
-            &e,
-        );
-        let get = |n: &str| frame.header(n).map(|v| v.to_vec());
-        assert_eq!(get("subscription"), Some(b"s1".to_vec()));
-        assert_eq!(get("destination"), Some(b"/topic/a.b".to_vec()));
-        assert_eq!(get("ack"), Some(b"m-1".to_vec()));
-        assert_eq!(get("redelivered"), Some(b"true".to_vec()));
-        assert_eq!(get("JMSXGroupID"), Some(b"k".to_vec()));
-        assert_eq!(get("reply-to"), Some(b"/reply-queue/3.x".to_vec()));
-        assert_eq!(get("correlation-id"), Some(b"c".to_vec()));
-        assert_eq!(get("plain"), Some(b"v".to_vec()));
-        assert_eq!(get("raw"), Some(b"base64:/wA=".to_vec()));
-        let mut wire = BytesMut::new();
-        let _ = super::super::encode(&frame, super::super::Version::V1_2, &mut wire);
-        assert!(wire
-            .windows(b"content-length:4\n".len())
-            .any(|w| w == b"content-length:4\n"));
     }
 }

@@ -19,9 +19,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
-use super::frame::{Frame, Version};
+use super::outbox::Outbox;
 use super::session::{Flow, Session};
-use super::writer::encode;
 use crate::ConnectionGuard;
 
 /// How long a closing connection waits for the peer to finish.
@@ -30,33 +29,23 @@ const LINGER: Duration = Duration::from_secs(1);
 const READ_CHUNK: usize = 16 << 10;
 /// Read size after a read that emptied the socket: an idle connection waits without pinning a large buffer.
 const IDLE_READ: usize = 512;
+/// A read at least this large yields to the other tasks of the worker before the next one.
+const BUSY_READ: usize = 4 << 10;
 
 /// Moves STOMP bytes: a byte stream (TCP, TLS) or WebSocket messages.
 pub(crate) trait Transport {
     /// Appends received bytes to `buf`; `Ok(0)` at the end of input.
     async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize>;
-    /// Writes the frames, encoded for `version`, and flushes once.
-    async fn send(&mut self, frames: &[Frame], version: Version) -> io::Result<()>;
+    /// Writes the frames and flushes once.
+    async fn send(&mut self, frames: &mut Outbox) -> io::Result<()>;
     async fn heart_beat(&mut self) -> io::Result<()>;
     /// Flushes, ends the write side, and waits briefly for the peer to close.
     async fn close(self);
 }
 
-fn encode_logged(frame: &Frame, version: Version, out: &mut BytesMut) {
-    let written = encode(frame, version, out);
-    if written.dropped_headers > 0 {
-        tracing::debug!(
-            dropped = written.dropped_headers,
-            command = %frame.command,
-            "stomp: headers the session version cannot carry were left out"
-        );
-    }
-}
-
 /// STOMP on a byte stream.
 pub(crate) struct StreamTransport<S> {
     stream: S,
-    out: BytesMut,
     /// The last read filled all the room it was given, so more input is probably waiting.
     busy: bool,
 }
@@ -65,7 +54,6 @@ impl<S> StreamTransport<S> {
     pub(crate) fn new(stream: S) -> Self {
         StreamTransport {
             stream,
-            out: BytesMut::new(),
             busy: false,
         }
     }
@@ -83,12 +71,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for StreamTransport<S> {
         Ok(read)
     }
 
-    async fn send(&mut self, frames: &[Frame], version: Version) -> io::Result<()> {
-        self.out.clear();
-        for frame in frames {
-            encode_logged(frame, version, &mut self.out);
-        }
-        self.stream.write_all(&self.out).await?;
+    async fn send(&mut self, frames: &mut Outbox) -> io::Result<()> {
+        self.stream.write_all(frames.as_bytes()).await?;
         self.stream.flush().await
     }
 
@@ -137,13 +121,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for WsTransport<S> {
         }
     }
 
-    async fn send(&mut self, frames: &[Frame], version: Version) -> io::Result<()> {
-        for frame in frames {
-            let mut out = BytesMut::new();
-            encode_logged(frame, version, &mut out);
-            let message = match Utf8Bytes::try_from(out.clone()) {
+    async fn send(&mut self, frames: &mut Outbox) -> io::Result<()> {
+        for frame in frames.split_frames() {
+            let message = match Utf8Bytes::try_from(frame.clone()) {
                 Ok(text) => Message::Text(text),
-                Err(_) => Message::Binary(out.freeze()),
+                Err(_) => Message::Binary(frame),
             };
             self.ws.feed(message).await.map_err(io::Error::other)?;
         }
@@ -230,20 +212,13 @@ async fn run_connection<T: Transport>(
     // go on, reading stops.
     let mut paused: Option<Backpressure> = None;
     loop {
-        let frames = session.take_output();
-        if !frames.is_empty() {
-            match timeout(
-                timing.write_timeout,
-                transport.send(&frames, session.version()),
-            )
-            .await
-            {
+        if !session.outbox().is_empty() {
+            match timeout(timing.write_timeout, transport.send(session.outbox())).await {
                 Ok(Ok(())) => last_write = Instant::now(),
                 _ => return,
             }
+            session.outbox().clear();
         }
-        // Not kept while the connection waits below.
-        drop(frames);
         if !identified {
             if let Some(identity) = session.identity() {
                 guard.set_identity(&identity.name);
@@ -278,6 +253,13 @@ async fn run_connection<T: Transport>(
                 Ok(n) if n > 0 => {
                     last_read = Instant::now();
                     flow = session.receive(&mut buf);
+                    if n >= BUSY_READ {
+                        // More is probably waiting, and the subscribers these publishes woke
+                        // are queued behind this task on this worker (tokio runs a woken task
+                        // there once this one returns, which a busy socket would put off for
+                        // 128 reads): let them run first.
+                        tokio::task::yield_now().await;
+                    }
                 }
                 _ => return,
             },

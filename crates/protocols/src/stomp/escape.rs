@@ -77,20 +77,25 @@ impl Escaping {
     }
 
     /// Append `text` escaped. The caller has checked it with `can_write_*`.
+    /// Text without anything to escape is copied in one piece.
     pub(super) fn write(self, text: &[u8], dst: &mut BytesMut) {
-        if self == Escaping::Raw {
+        let special = |b: &u8| matches!(b, b'\\' | b'\n' | b':' | b'\r');
+        if self == Escaping::Raw || !text.iter().any(special) {
             dst.put_slice(text);
             return;
         }
-        for &b in text {
-            match b {
-                b'\\' => dst.put_slice(b"\\\\"),
-                b'\n' => dst.put_slice(b"\\n"),
-                b':' => dst.put_slice(b"\\c"),
-                b'\r' => dst.put_slice(b"\\r"),
-                _ => dst.put_u8(b),
-            }
+        let mut rest = text;
+        while let Some(at) = rest.iter().position(special) {
+            dst.put_slice(&rest[..at]);
+            dst.put_slice(match rest[at] {
+                b'\\' => b"\\\\",
+                b'\n' => b"\\n",
+                b':' => b"\\c",
+                _ => b"\\r",
+            });
+            rest = &rest[at + 1..];
         }
+        dst.put_slice(rest);
     }
 }
 

@@ -2,13 +2,14 @@
 //!
 //! * [`frame`]: frames, commands, ordered headers, versions.
 //! * [`parser`] / [`writer`]: the incremental decoder and the encoder (with [`limits`] and
-//!   the per-version header escaping).
+//!   the per-version header escaping); [`message`]: MESSAGE frames encoded straight from bus
+//!   deliveries; [`outbox`]: encoded frames waiting for one write.
 //! * [`negotiate`](mod@negotiate): version and heart-beat negotiation, CONNECTED.
 //! * [`error`]: every failure of reference §6 and its ERROR frame.
 //! * [`destination`]: destination strings.
 //! * [`durable`] / [`forwarder`]: durable topic subscriptions and the tasks feeding their queues.
 //! * [`ack`] / [`transaction`]: per-connection ack and transaction bookkeeping.
-//! * [`bridge`]: SEND → bus envelope → MESSAGE.
+//! * [`bridge`]: SEND → bus envelope, and the names MESSAGE gives bus topics.
 //! * [`session`]: one connection's state machine over the bus (sans-IO).
 //! * `connection` / `listener`: the tokio glue for `stomp.tcp`, `stomp.tls` and `stomp.ws`,
 //!   configured by [`config`]; `reload`: hot reload of `[stomp]` for new connections.
@@ -27,7 +28,9 @@ pub mod forwarder;
 pub mod frame;
 pub mod limits;
 mod listener;
+pub mod message;
 pub mod negotiate;
+pub mod outbox;
 pub mod parser;
 mod reload;
 pub mod session;

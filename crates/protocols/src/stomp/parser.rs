@@ -68,6 +68,8 @@ pub struct Decoder {
     version: Option<Version>,
     partial: Option<Partial>,
     failed: Option<DecodeError>,
+    /// The line list of the last frame, emptied, for the next one.
+    spare_lines: Vec<Line>,
 }
 
 /// A frame whose command line has been read. Offsets index the caller's buffer, whose
@@ -108,6 +110,7 @@ impl Decoder {
             version: None,
             partial: None,
             failed: None,
+            spare_lines: Vec::new(),
         }
     }
 
@@ -170,7 +173,10 @@ impl Decoder {
                     Some(_) => {}
                 }
                 match self.command_line(buf)? {
-                    Some(partial) => partial,
+                    Some(mut partial) => {
+                        partial.lines = std::mem::take(&mut self.spare_lines);
+                        partial
+                    }
                     None => return Ok(None),
                 }
             }
@@ -188,6 +194,24 @@ impl Decoder {
     /// accepted, so this never looks at more than a dozen bytes.
     fn command_line(&self, buf: &[u8]) -> Result<Option<Partial>, DecodeError> {
         let cap = self.frame_cap();
+        // The common case in one comparison: a whole command and LF, within the caps (the byte
+        // by byte walk below would accept it too).
+        let whole = Command::ALL.into_iter().find(|c| {
+            let name = c.as_str().as_bytes();
+            buf.starts_with(name) && buf.get(name.len()) == Some(&b'\n')
+        });
+        if let Some(command) = whole {
+            let len = command.as_str().len();
+            if len < cap && len <= self.limits.max_command_line {
+                return Ok(Some(Partial {
+                    command,
+                    lines: Vec::new(),
+                    pos: len + 1,
+                    scan: len + 1,
+                    body: None,
+                }));
+            }
+        }
         let mut offset = 0;
         loop {
             let Some(&byte) = buf.get(offset) else {
@@ -284,6 +308,15 @@ impl Decoder {
         let max_line = self.limits.max_header_line;
         loop {
             let (line_end, next) = loop {
+                // Skip ahead to the next CR or LF, within the caps: the bytes before it pass
+                // every check below.
+                let end = buf.len().min(cap).min(p.pos.saturating_add(max_line));
+                if p.scan < end {
+                    let eol = buf[p.scan..end]
+                        .iter()
+                        .position(|&b| b == b'\n' || b == b'\r');
+                    p.scan = eol.map_or(end, |i| p.scan + i);
+                }
                 let offset = p.scan;
                 let Some(&byte) = buf.get(offset) else {
                     return Ok(None);
@@ -371,12 +404,25 @@ impl Decoder {
     }
 
     /// Cut the complete frame off the front of `buf` and build it.
-    fn finish(&self, p: Partial, buf: &mut BytesMut, nul: usize) -> Result<Frame, DecodeError> {
+    fn finish(
+        &mut self,
+        mut p: Partial,
+        buf: &mut BytesMut,
+        nul: usize,
+    ) -> Result<Frame, DecodeError> {
         let raw = buf.split_to(nul + 1).freeze();
-        let escaping = match self.version {
+        let mut escaping = match self.version {
             None => Escaping::Raw,
             Some(version) => Escaping::for_frame(p.command, version),
         };
+        // One look for a backslash in the whole header block instead of two per header.
+        let block = match (p.lines.first(), p.lines.last()) {
+            (Some(first), Some(last)) => &raw[first.start..last.end],
+            _ => &[],
+        };
+        if !block.contains(&b'\\') {
+            escaping = Escaping::Raw;
+        }
         let trim = self.version == Some(Version::V1_0);
         let mut headers = Vec::with_capacity(p.lines.len());
         for line in &p.lines {
@@ -396,6 +442,8 @@ impl Decoder {
             headers.push(Header { name, value });
         }
         let body_start = p.body.map_or(nul, |b| b.start);
+        p.lines.clear();
+        self.spare_lines = p.lines;
         Ok(Frame {
             command: p.command,
             headers: Headers::from(headers),

@@ -41,14 +41,9 @@ pub fn encode(frame: &Frame, version: Version, dst: &mut BytesMut) -> Written {
             }
             continue;
         }
-        if !escaping.can_write_name(&h.name) || !escaping.can_write_value(&h.value) {
+        if !put_header(escaping, &h.name, &h.value, dst) {
             written.dropped_headers += 1;
-            continue;
         }
-        escaping.write(&h.name, dst);
-        dst.put_u8(b':');
-        escaping.write(&h.value, dst);
-        dst.put_u8(b'\n');
     }
     if needs_length && !length_written {
         put_content_length(frame, dst);
@@ -64,10 +59,44 @@ pub fn encode_heart_beat(dst: &mut BytesMut) {
     dst.put_u8(b'\n');
 }
 
+/// Appends `name:value` and an EOL, escaped; `false` (and nothing written) when the escaping
+/// cannot carry them.
+pub(super) fn put_header(
+    escaping: Escaping,
+    name: &[u8],
+    value: &[u8],
+    dst: &mut BytesMut,
+) -> bool {
+    if !escaping.can_write_name(name) || !escaping.can_write_value(value) {
+        return false;
+    }
+    escaping.write(name, dst);
+    dst.put_u8(b':');
+    escaping.write(value, dst);
+    dst.put_u8(b'\n');
+    true
+}
+
+/// Appends `n` in decimal.
+pub(super) fn put_decimal(mut n: u64, dst: &mut BytesMut) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        // `n % 10` is a single digit.
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    dst.put_slice(&digits[at..]);
+}
+
 fn put_content_length(frame: &Frame, dst: &mut BytesMut) {
     dst.put_slice(header::CONTENT_LENGTH.as_bytes());
     dst.put_u8(b':');
-    dst.put_slice(frame.body.len().to_string().as_bytes());
+    put_decimal(frame.body.len() as u64, dst);
     dst.put_u8(b'\n');
 }
 
@@ -190,6 +219,15 @@ mod tests {
                 1
             )
         );
+    }
+
+    #[test]
+    fn decimals() {
+        for n in [0, 7, 10, 1234567890, u64::MAX] {
+            let mut dst = BytesMut::new();
+            put_decimal(n, &mut dst);
+            assert_eq!(&dst[..], n.to_string().as_bytes());
+        }
     }
 
     #[test]

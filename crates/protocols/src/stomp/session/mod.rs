@@ -1,7 +1,7 @@
 //! One STOMP connection's state machine over the bus, without sockets or clocks: bytes go in
 //! through [`Session::receive`], bus deliveries through [`Session::deliver`], and frames to write
-//! come out of [`Session::take_output`]. A [`Flow::Close`] answer means "write what is queued,
-//! then close". Timers (heart-beats, login timeout) belong to the listener, which reads the
+//! are encoded into the [`Outbox`] ([`Session::outbox`]). A [`Flow::Close`] answer means "write
+//! what is queued, then close". Timers (heart-beats, login timeout) belong to the listener, which reads the
 //! negotiated [`HeartBeatPlan`] from [`Session::heart_beat`].
 //!
 //! Every failure is answered with ERROR and a close (reference §2.6); the receipt of the
@@ -14,12 +14,12 @@ use bytes::{Bytes, BytesMut};
 use core_bus::config::GroupPolicy;
 use core_bus::names::{self, pattern_from_name, WildcardSyntax};
 use core_bus::{
-    AckHandle, Backpressure, Bus, Closed, Credit, Delivery, Mailbox, Origin, Pattern,
+    AckHandle, Backpressure, Bus, Closed, Credit, Delivery, Envelope, Mailbox, Origin, Pattern,
     SubscribeError, SubscriptionId, Topic,
 };
 
 use super::ack::{ack_id, AckMode, AckTable};
-use super::bridge::{self, Delivered};
+use super::bridge;
 use super::config::UnknownDestination;
 use super::destination::Destination;
 use super::durable::{self, Request};
@@ -27,7 +27,9 @@ use super::error::StompError;
 use super::forwarder::{Durables, FeedError, SOURCE_TOPIC};
 use super::frame::{header, Command, Frame, Version};
 use super::limits::Limits;
+use super::message::{self, Delivered};
 use super::negotiate::{connected_frame, negotiate, HeartBeatPlan, HeartBeatPolicy};
+use super::outbox::Outbox;
 use super::parser::{Decoded, Decoder};
 use super::transaction::{Transactions, TxLimits};
 use crate::auth::{Authenticator, Credentials, Identity};
@@ -88,6 +90,10 @@ struct Subscription {
     kind: Kind,
     bus: SubscriptionId,
     ack: AckMode,
+    /// The start of its MESSAGE frames ([`message::head`]).
+    head: Bytes,
+    /// The topic of the last delivery and the `destination` it was given.
+    last: Option<(Topic, Bytes)>,
 }
 
 struct Connected {
@@ -103,6 +109,8 @@ struct Connected {
     by_bus: HashMap<SubscriptionId, String>,
     acks: AckTable<AckHandle>,
     transactions: Transactions,
+    /// The `destination` of the last SEND to a `/topic/` and its topic.
+    last_topic: Option<(Bytes, Topic)>,
 }
 
 enum Phase {
@@ -123,7 +131,10 @@ pub struct Session {
     origin: Origin,
     decoder: Decoder,
     phase: Phase,
-    out: Vec<Frame>,
+    /// The version frames are written in: 1.0 until CONNECTED, then the negotiated one, kept
+    /// after the session closes.
+    wire: Version,
+    outbox: Outbox,
     backpressure: Option<Backpressure>,
 }
 
@@ -135,7 +146,8 @@ impl Session {
             bus,
             origin,
             phase: Phase::AwaitingConnect,
-            out: Vec::new(),
+            wire: Version::V1_0,
+            outbox: Outbox::default(),
             backpressure: None,
         }
     }
@@ -178,7 +190,7 @@ impl Session {
         match result {
             Ok(step) => {
                 if let Some(id) = receipt {
-                    self.out.push(Frame::receipt(id));
+                    self.outbox.push(&Frame::receipt(id), self.wire);
                 }
                 match step {
                     Step::Continue => Flow::Continue,
@@ -207,13 +219,15 @@ impl Session {
             })?
         };
         self.decoder.set_version(connect.version);
+        self.wire = connect.version;
         let session_id = format!("gatewayd-{}", self.origin.connection);
-        self.out.push(connected_frame(
+        let connected = connected_frame(
             connect.version,
             &session_id,
             &self.settings.server,
             connect.heart_beat.server,
-        ));
+        );
+        self.outbox.push(&connected, self.wire);
         self.phase = Phase::Connected(Box::new(Connected {
             settings: self.settings.clone(),
             bus: self.bus.clone(),
@@ -230,6 +244,7 @@ impl Session {
             by_bus: HashMap::new(),
             acks: AckTable::new(format!("{}-", self.origin.connection)),
             transactions: Transactions::new(self.settings.transactions),
+            last_topic: None,
         }));
         Ok(())
     }
@@ -237,7 +252,7 @@ impl Session {
     fn fail(&mut self, error: StompError, receipt: Option<Bytes>) -> Flow {
         tracing::debug!(connection = %self.origin.connection, %error, "stomp: closing after error");
         if let Some(frame) = error.to_frame(receipt) {
-            self.out.push(frame);
+            self.outbox.push(&frame, self.wire);
         }
         self.phase = Phase::Closed;
         Flow::Close
@@ -246,11 +261,7 @@ impl Session {
     /// Turns one bus delivery into a MESSAGE frame.
     pub fn deliver(&mut self, delivery: Delivery) {
         match &mut self.phase {
-            Phase::Connected(connected) => {
-                if let Some(frame) = connected.message(delivery) {
-                    self.out.push(frame);
-                }
-            }
+            Phase::Connected(connected) => connected.message(delivery, &mut self.outbox),
             // The mailbox is gone with the phase; a stray group delivery goes back to its group.
             Phase::AwaitingConnect | Phase::Closed => {
                 if let Some(ack) = delivery.ack {
@@ -272,9 +283,9 @@ impl Session {
         self.fail(StompError::ShuttingDown, None)
     }
 
-    /// Frames to write, in order.
-    pub fn take_output(&mut self) -> Vec<Frame> {
-        std::mem::take(&mut self.out)
+    /// Frames to write, in order; clear it once they are written.
+    pub fn outbox(&mut self) -> &mut Outbox {
+        &mut self.outbox
     }
 
     /// Set after a publish into a full group under the `block` policy.
@@ -298,11 +309,6 @@ impl Session {
 
     pub fn is_connected(&self) -> bool {
         self.connected().is_some()
-    }
-
-    /// The negotiated version; frames before CONNECTED are written as 1.0.
-    pub fn version(&self) -> Version {
-        self.connected().map_or(Version::V1_0, |c| c.version)
     }
 
     pub fn heart_beat(&self) -> HeartBeatPlan {

@@ -4,10 +4,27 @@ use super::*;
 
 impl Connected {
     pub(super) fn send(&mut self, frame: &Frame) -> Result<Option<Backpressure>, StompError> {
+        let topic = match (&self.last_topic, frame.header(header::DESTINATION)) {
+            (Some((last, topic)), Some(name)) if last == name => topic.clone(),
+            _ => self.send_topic(frame)?,
+        };
+        let reply_to = match frame.header_str(header::REPLY_TO)? {
+            None => None,
+            Some(address) => self.reply_to(address)?,
+        };
+        let envelope = bridge::envelope_from_send(frame, topic, reply_to, self.mailbox.owner());
+        Ok(self.bus.publish(envelope).backpressure)
+    }
+
+    /// The topic a SEND goes to, if the client may publish there. A `/topic/` destination is
+    /// remembered, so a run of SENDs to one topic resolves and checks it once.
+    fn send_topic(&mut self, frame: &Frame) -> Result<Topic, StompError> {
         let name = frame.require_header(header::DESTINATION)?;
-        let topic = match Destination::parse(name)? {
+        Ok(match Destination::parse(name)? {
             Destination::Topic(n) => {
-                self.publishable(name, names::topic_from_name(n.as_bytes()))?
+                let topic = self.publishable(name, names::topic_from_name(n.as_bytes()))?;
+                self.last_topic = Some((Bytes::copy_from_slice(name.as_bytes()), topic.clone()));
+                topic
             }
             Destination::Queue(n) => {
                 let topic = self.publishable(name, names::topic_from_name(n.as_bytes()))?;
@@ -25,13 +42,7 @@ impl Connected {
                     self.publishable(name, names::topic_from_name(raw.as_bytes()))?
                 }
             },
-        };
-        let reply_to = match frame.header_str(header::REPLY_TO)? {
-            None => None,
-            Some(address) => self.reply_to(address)?,
-        };
-        let envelope = bridge::envelope_from_send(frame, topic, reply_to, self.mailbox.owner());
-        Ok(self.bus.publish(envelope).backpressure)
+        })
     }
 
     pub(super) fn publishable(&self, name: &str, topic: Topic) -> Result<Topic, StompError> {

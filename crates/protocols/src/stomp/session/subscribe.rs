@@ -27,6 +27,8 @@ impl Connected {
                 kind,
                 bus,
                 ack,
+                head: message::head(id, self.version),
+                last: None,
             },
         );
     }
