@@ -12,7 +12,7 @@ use super::frame::{Command, Version};
 
 /// How the headers of one frame are escaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Escaping {
+pub enum Escaping {
     Raw,
     V1_1,
     V1_2,
@@ -78,7 +78,7 @@ impl Escaping {
 
     /// Append `text` escaped. The caller has checked it with `can_write_*`.
     /// Text without anything to escape is copied in one piece.
-    pub(super) fn write(self, text: &[u8], dst: &mut BytesMut) {
+    pub fn write(self, text: &[u8], dst: &mut BytesMut) {
         let special = |b: &u8| matches!(b, b'\\' | b'\n' | b':' | b'\r');
         if self == Escaping::Raw || !text.iter().any(special) {
             dst.put_slice(text);

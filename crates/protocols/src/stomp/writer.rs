@@ -78,7 +78,7 @@ pub(super) fn put_header(
 }
 
 /// Appends `n` in decimal.
-pub(super) fn put_decimal(mut n: u64, dst: &mut BytesMut) {
+pub fn put_decimal(mut n: u64, dst: &mut BytesMut) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     loop {

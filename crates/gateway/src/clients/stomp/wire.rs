@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use protocols::stomp::{put_decimal, Escaping};
 
 use crate::clients::ClientError;
 
@@ -165,19 +166,7 @@ fn unescape(text: &str) -> Cow<'_, str> {
 }
 
 fn put_escaped(out: &mut BytesMut, text: &str) {
-    let special = |b: &u8| matches!(b, b'\n' | b'\r' | b':' | b'\\');
-    let mut rest = text.as_bytes();
-    while let Some(at) = rest.iter().position(special) {
-        out.put_slice(&rest[..at]);
-        out.put_slice(match rest[at] {
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b':' => b"\\c",
-            _ => b"\\\\",
-        });
-        rest = &rest[at + 1..];
-    }
-    out.put_slice(rest);
+    Escaping::V1_2.write(text.as_bytes(), out);
 }
 
 /// Appends one client frame with escaped headers, a `content-length` on SEND and the closing NUL.
@@ -219,20 +208,8 @@ pub(super) fn encode_send(out: &mut BytesMut, head: &[u8], body: &[u8]) {
 }
 
 fn put_content_length(out: &mut BytesMut, length: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut n = length;
-    loop {
-        at -= 1;
-        // `n % 10` is a single digit.
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
     out.put_slice(b"content-length:");
-    out.put_slice(&digits[at..]);
+    put_decimal(length as u64, out);
     out.put_u8(b'\n');
 }
 
