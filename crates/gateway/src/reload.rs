@@ -28,22 +28,35 @@ pub struct ReloadReport {
     pub error: Option<String>,
 }
 
-/// What the running configuration is: its values, and per top-level section the auth files it names.
+/// The running configuration as the reloader compares it: each top-level section's values with the auth files
+/// they name, and the log level. `None` from [`Applied::new`]: the configuration cannot be compared.
 struct Applied {
-    config: Config,
-    auth_files: HashMap<String, AuthFiles>,
+    log_level: String,
+    sections: HashMap<String, Section>,
+}
+
+#[derive(Debug, PartialEq)]
+struct Section {
+    value: toml::Value,
+    auth_files: AuthFiles,
 }
 
 impl Applied {
-    fn new(config: Config) -> Applied {
-        let auth_files = match toml::Value::try_from(&config) {
-            Ok(toml::Value::Table(sections)) => sections
-                .iter()
-                .map(|(key, value)| (key.clone(), AuthFiles::of(value)))
-                .collect(),
-            _ => HashMap::new(),
+    fn new(config: &Config) -> Option<Applied> {
+        let toml::Value::Table(sections) = toml::Value::try_from(config).ok()? else {
+            return None;
         };
-        Applied { config, auth_files }
+        let sections = sections
+            .into_iter()
+            .map(|(key, value)| {
+                let auth_files = AuthFiles::of(&value);
+                (key, Section { value, auth_files })
+            })
+            .collect();
+        Some(Applied {
+            log_level: config.log.level.clone(),
+            sections,
+        })
     }
 }
 
@@ -78,7 +91,7 @@ impl AuthFiles {
 
 pub struct Reloader {
     paths: Vec<PathBuf>,
-    current: Mutex<Applied>,
+    current: Mutex<Option<Applied>>,
     set_log_level: SetLogLevel,
     listeners: Vec<(String, Option<Box<dyn Reload>>)>,
 }
@@ -92,7 +105,7 @@ impl Reloader {
     ) -> Reloader {
         Reloader {
             paths,
-            current: Mutex::new(Applied::new(current)),
+            current: Mutex::new(Applied::new(&current)),
             set_log_level,
             listeners,
         }
@@ -109,29 +122,23 @@ impl Reloader {
             }
         };
         let mut current = self.current.lock();
-        let (Ok(toml::Value::Table(old)), Ok(toml::Value::Table(new))) = (
-            toml::Value::try_from(&current.config),
-            toml::Value::try_from(&next),
-        ) else {
+        let (Some(old), Some(next)) = (current.as_ref(), Applied::new(&next)) else {
             report.error = Some("configuration cannot be compared".into());
             return report;
         };
-        let next = Applied::new(next);
-        for (key, value) in &new {
-            if old.get(key) == Some(value)
-                && current.auth_files.get(key) == next.auth_files.get(key)
-            {
+        for (key, section) in &next.sections {
+            if old.sections.get(key) == Some(section) {
                 continue;
             }
             match key.as_str() {
-                "log" => match (self.set_log_level)(&next.config.log.level) {
+                "log" => match (self.set_log_level)(&next.log_level) {
                     Ok(()) => report.applied.push("log.level".into()),
                     Err(error) => report.error = Some(format!("log.level: {error}")),
                 },
-                section => self.reload_section(section, value, &mut report),
+                name => self.reload_section(name, &section.value, &mut report),
             }
         }
-        *current = next;
+        *current = Some(next);
         tracing::info!(applied = ?report.applied, restart_needed = ?report.restart_needed, "configuration reloaded");
         report
     }
