@@ -24,6 +24,16 @@ if helm template test "$chart" --set auth.existingSecret=mine --set auth.config=
 fi
 grep -q -- '- /etc/gatewayd/auth/auth.toml' "$out/full.yaml" || { echo "full values: no auth --config" >&2; exit 1; }
 grep -q 'name: GATEWAYCTL_TOKEN' "$out/full.yaml" || { echo "full values: helm test pod without credentials" >&2; exit 1; }
+grep -q 'name: GATEWAYCTL_ADMIN_TOKEN' "$out/default.yaml" || { echo "default values: helm test pod without the admin token" >&2; exit 1; }
+grep -q 'token_file = "/etc/gatewayd/admin/token"' "$out/default.yaml" || { echo "default values: admin listener without its token" >&2; exit 1; }
+if helm template test "$chart" --set admin.existingSecret=mine --set admin.token=x > /dev/null 2>&1; then
+  echo "chart rendered with both admin.existingSecret and admin.token" >&2
+  exit 1
+fi
+if helm template test "$chart" --set admin.existingSecret=mine --show-only templates/admin-secret.yaml > /dev/null 2>&1; then
+  echo "chart made its own admin Secret next to admin.existingSecret" >&2
+  exit 1
+fi
 if grep -q 'name: GATEWAYCTL_TOKEN' "$out/default.yaml"; then
   echo "default values: helm test pod reads a credentials Secret" >&2
   exit 1
@@ -41,6 +51,9 @@ kubernetes-validate --strict --kubernetes-version 1.30 --quiet "$out/full-builti
 # The gatewayd.toml the chart generates must be accepted by gatewayd itself (when a binary is given).
 if [ -n "${GATEWAYD:-}" ]; then
   helm template test "$chart" | sed -n '/gatewayd.toml: |/,/^---/p' | sed '1d;$d' | sed 's/^    //' > "$out/gatewayd.toml"
+  # The admin token as the pod mounts it from the admin Secret.
+  printf 'check-token' > "$out/admin-token"
+  sed -i "s#/etc/gatewayd/admin/token#$out/admin-token#" "$out/gatewayd.toml"
   "$GATEWAYD" check-config "$out/gatewayd.toml"
   # The full values' auth Secret laid out as the pod mounts it (each key a file in /etc/gatewayd/auth, here
   # $out/auth), merged over the generated config as the Deployment's second --config.

@@ -1,5 +1,8 @@
 //! The admin HTTP listener: `/livez`, `/readyz`, `/metrics`, and the JSON API (`/api/listeners`,
-//! `/api/connections`, `/api/topics`, `/api/cluster`, `/api/process`) that operators and tests poll.
+//! `/api/connections`, `/api/topics`, `/api/cluster`, `/api/process`) that operators and tests poll, behind the
+//! access rules of [`guard`].
+
+mod guard;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +21,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::reload::Reloader;
+pub use guard::Guard;
 
 /// One bound listener as `/api/listeners` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -38,6 +42,8 @@ pub struct AdminState {
     pub prometheus: PrometheusHandle,
     /// Set once the listeners are up.
     pub reloader: Arc<OnceLock<Arc<Reloader>>>,
+    /// Who may use which endpoint.
+    pub guard: Arc<Guard>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -51,6 +57,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/cluster", get(cluster))
         .route("/api/process", get(process))
         .route("/api/reload", post(reload))
+        .layer(axum::middleware::from_fn_with_state(
+            state.guard.clone(),
+            guard::enforce,
+        ))
         .with_state(state)
 }
 

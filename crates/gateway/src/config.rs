@@ -36,13 +36,75 @@ pub struct Config {
 pub struct AdminConfig {
     /// Address of the admin HTTP listener (`/livez`, `/readyz`, `/metrics`, `/api/...`).
     pub address: SocketAddr,
+    /// The bearer token that admin requests present (`Authorization: Bearer ...`). Required, as `token` or
+    /// `token_file`, when `address` is not a loopback address.
+    pub token: Option<String>,
+    /// A file whose contents (surrounding white space trimmed) are the token; read at start-up.
+    pub token_file: Option<PathBuf>,
+    /// Who may read the JSON API (`GET /api/...`) when a token is set.
+    pub api_reads: AdminAccess,
+    /// Who may read `/metrics` when a token is set.
+    pub metrics: AdminAccess,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             address: SocketAddr::from(([127, 0, 0, 1], 9091)),
+            token: None,
+            token_file: None,
+            api_reads: AdminAccess::Token,
+            metrics: AdminAccess::Open,
         }
+    }
+}
+
+/// Whether an admin endpoint needs the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminAccess {
+    /// Anyone who reaches the listener.
+    Open,
+    /// Only requests with the bearer token (open when no token is configured).
+    Token,
+}
+
+impl AdminConfig {
+    /// The configured token: `token`, or the trimmed contents of `token_file`; `None` when neither is set.
+    pub fn load_token(&self) -> Result<Option<String>, ConfigError> {
+        let token = match (&self.token, &self.token_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "admin.token_file: set either admin.token or admin.token_file, not both".into(),
+                ))
+            }
+            (Some(token), None) => token.trim().to_owned(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| {
+                    ConfigError::Invalid(format!(
+                        "admin.token_file: cannot read {}: {e}",
+                        path.display()
+                    ))
+                })?
+                .trim()
+                .to_owned(),
+            (None, None) => {
+                if !self.address.ip().is_loopback() {
+                    return Err(ConfigError::Invalid(format!(
+                        "admin.token: required when admin.address ({}) is not a loopback address \
+                         (set admin.token or admin.token_file)",
+                        self.address
+                    )));
+                }
+                return Ok(None);
+            }
+        };
+        if token.is_empty() {
+            return Err(ConfigError::Invalid(
+                "admin.token: must not be empty".into(),
+            ));
+        }
+        Ok(Some(token))
     }
 }
 
@@ -125,6 +187,7 @@ impl Config {
 
     /// Checks what serde cannot: files that must exist and cross-field rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.admin.load_token()?;
         self.cluster.validate().map_err(ConfigError::Invalid)?;
         self.goomerang.validate().map_err(ConfigError::Invalid)?;
         self.loom.validate().map_err(ConfigError::Invalid)?;

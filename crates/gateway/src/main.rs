@@ -139,10 +139,15 @@ async fn run(
         ready: ready.clone(),
         prometheus,
         reloader: Default::default(),
+        guard: Arc::new(admin::Guard::new(
+            config.admin.load_token()?,
+            config.admin.api_reads,
+            config.admin.metrics,
+        )),
     };
-    let admin_token = CancellationToken::new();
+    let admin_stop = CancellationToken::new();
     let (admin_address, admin_task) =
-        admin::serve(config.admin.address, state.clone(), admin_token.clone()).await?;
+        admin::serve(config.admin.address, state.clone(), admin_stop.clone()).await?;
     tracing::info!(address = %admin_address, "admin listener bound");
 
     let running = listeners::start_all(&config, &services).await?;
@@ -190,7 +195,7 @@ async fn run(
             "drain timeout reached; closing remaining connections"
         );
     }
-    admin_token.cancel();
+    admin_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(1), admin_task).await;
     Ok(())
 }

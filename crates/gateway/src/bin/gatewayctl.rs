@@ -28,6 +28,15 @@ struct Cli {
         default_value = "http://127.0.0.1:9091"
     )]
     admin: String,
+    /// The admin listener's bearer token (`[admin] token`); prefer the environment variable, which `ps` does not
+    /// show.
+    #[arg(
+        long,
+        global = true,
+        env = "GATEWAYCTL_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    admin_token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -68,7 +77,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let admin = admin::Admin::new(&cli.admin);
+    let admin = admin::Admin::new(&cli.admin, cli.admin_token.as_deref());
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Conns => admin.show("GET", "/api/connections").await,

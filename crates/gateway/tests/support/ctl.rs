@@ -26,6 +26,7 @@ pub fn spawn_with_env(gateway: &Gatewayd, args: &[&str], env: &[(&str, &str)]) -
         .args(args)
         .env_remove("GATEWAYCTL_TOKEN")
         .env_remove("GATEWAYCTL_LOGIN")
+        .env_remove("GATEWAYCTL_ADMIN_TOKEN")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

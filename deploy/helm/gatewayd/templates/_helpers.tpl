@@ -32,6 +32,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if .Values.auth.existingSecret -}}{{ .Values.auth.existingSecret }}{{- else if .Values.auth.config -}}{{ include "gatewayd.fullname" . }}-auth{{- end -}}
 {{- end -}}
 
+{{/* The Secret holding the admin token (key `token`). */}}
+{{- define "gatewayd.adminSecret" -}}
+{{- if .Values.admin.existingSecret -}}{{ .Values.admin.existingSecret }}{{- else -}}{{ include "gatewayd.fullname" . }}-admin{{- end -}}
+{{- end -}}
+
 {{/* Refuse a split bus: several pods without a shared cluster backend. */}}
 {{- define "gatewayd.validate" -}}
 {{- if and (or (gt (int .Values.replicaCount) 1) .Values.autoscaling.enabled) (ne .Values.cluster.backend "nats") -}}
@@ -39,6 +44,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- if and (eq .Values.cluster.backend "nats") (empty .Values.cluster.nats.urls) -}}
 {{- fail "cluster.backend = \"nats\" needs cluster.nats.urls" -}}
+{{- end -}}
+{{- if and .Values.admin.existingSecret .Values.admin.token -}}
+{{- fail "set admin.existingSecret or admin.token, not both" -}}
 {{- end -}}
 {{- if and .Values.auth.existingSecret .Values.auth.config -}}
 {{- fail "set auth.existingSecret or auth.config, not both" -}}

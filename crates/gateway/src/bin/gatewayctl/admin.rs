@@ -6,39 +6,49 @@ use gateway::clients::Protocol;
 pub struct Admin {
     base: String,
     http: reqwest::Client,
+    token: Option<String>,
 }
 
 impl Admin {
-    pub fn new(base: &str) -> Admin {
+    /// The admin API at `base`, presenting `token` as a bearer token when given.
+    pub fn new(base: &str, token: Option<&str>) -> Admin {
         Admin {
             base: base.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
+            token: token.map(str::to_owned),
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, url);
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
         }
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
         let url = format!("{}{path}", self.base);
         let response = self
-            .http
-            .get(&url)
+            .request(reqwest::Method::GET, &url)
             .send()
             .await
             .with_context(|| format!("GET {url}"))?;
-        Ok(response.error_for_status()?.json().await?)
+        Ok(checked(response).await?.json().await?)
     }
 
     /// Sends `method path` and prints the JSON answer.
     pub async fn show(&self, method: &str, path: &str) -> anyhow::Result<()> {
         let url = format!("{}{path}", self.base);
         let request = match method {
-            "POST" => self.http.post(&url),
-            _ => self.http.get(&url),
+            "POST" => self.request(reqwest::Method::POST, &url),
+            _ => self.request(reqwest::Method::GET, &url),
         };
         let response = request
             .send()
             .await
             .with_context(|| format!("{method} {url}"))?;
-        let body: serde_json::Value = response.error_for_status()?.json().await?;
+        let body: serde_json::Value = checked(response).await?.json().await?;
         println!("{}", serde_json::to_string_pretty(&body)?);
         Ok(())
     }
@@ -84,4 +94,19 @@ impl Admin {
             .context("/api/process has no rss_bytes")?;
         Ok((pid, rss))
     }
+}
+
+/// The response when it succeeded; else an error with the status and the admin listener's reason.
+async fn checked(response: reqwest::Response) -> anyhow::Result<reqwest::Response> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let reason = response.text().await.unwrap_or_default();
+    let hint = if status == reqwest::StatusCode::UNAUTHORIZED {
+        " (give the admin token with --admin-token or GATEWAYCTL_ADMIN_TOKEN)"
+    } else {
+        ""
+    };
+    anyhow::bail!("admin API answered {status}: {}{hint}", reason.trim())
 }
