@@ -1,4 +1,4 @@
-//! The admin HTTP listener: `/livez`, `/readyz`, `/metrics`, and the JSON API (`/api/listeners`,
+//! The admin HTTP listener: `/livez`, `/readyz` (also as loomd's `/healthz`), `/metrics`, and the JSON API (`/api/listeners`,
 //! `/api/connections`, `/api/topics`, `/api/cluster`, `/api/process`) that operators and tests poll, behind the
 //! access rules of [`guard`].
 
@@ -50,6 +50,8 @@ pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        // loomd's name for readiness, for tooling written against it.
+        .route("/healthz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/listeners", get(listeners))
         .route("/api/connections", get(connections))

@@ -28,6 +28,7 @@ fn the_token_guards_the_api_and_reload_while_probes_and_metrics_stay_open() {
     let http = Client::new();
     assert_eq!(status(http.get(gateway.url("/livez"))), 200);
     assert_eq!(status(http.get(gateway.url("/readyz"))), 200);
+    assert_eq!(status(http.get(gateway.url("/healthz"))), 200);
     assert_eq!(status(http.get(gateway.url("/metrics"))), 200);
     assert_eq!(status(http.get(gateway.url("/api/topics"))), 401);
     assert_eq!(

@@ -1,5 +1,5 @@
 //! Who may use the admin listener: the bearer token (`[admin] token` / `token_file`) and the refusal of requests a
-//! web browser sent. Probes (`/livez`, `/readyz`) are always open; `/metrics` and the read-only JSON API need the
+//! web browser sent. Probes (`/livez`, `/readyz`, `/healthz`) are always open; `/metrics` and the read-only JSON API need the
 //! token when their `[admin]` setting says so; anything that changes state (`POST`) needs the token when one is
 //! configured and is refused whenever it carries an `Origin` header, so a page the operator visits cannot reach it.
 
@@ -43,7 +43,7 @@ impl Guard {
             return Err(Refusal::BrowserOrigin);
         }
         let access = match path {
-            "/livez" | "/readyz" if !mutating => AdminAccess::Open,
+            "/livez" | "/readyz" | "/healthz" if !mutating => AdminAccess::Open,
             "/metrics" if !mutating => self.metrics,
             _ if !mutating => self.api_reads,
             _ => AdminAccess::Token,
@@ -112,6 +112,7 @@ mod tests {
         let none = HeaderMap::new();
         assert_eq!(guard.check(&Method::GET, "/livez", &none), Ok(()));
         assert_eq!(guard.check(&Method::GET, "/readyz", &none), Ok(()));
+        assert_eq!(guard.check(&Method::GET, "/healthz", &none), Ok(()));
         assert_eq!(guard.check(&Method::GET, "/metrics", &none), Ok(()));
         assert_eq!(
             guard.check(&Method::GET, "/api/topics", &none),
