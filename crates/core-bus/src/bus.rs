@@ -165,7 +165,9 @@ impl Bus {
     /// On a topic the backend sequences, nothing is delivered here: the message comes back through
     /// [`Bus::publish_sequenced`], and the outcome has no position yet.
     pub fn publish(&self, envelope: Envelope) -> PublishOutcome {
-        self.inner.metrics.message_in(envelope.origin.protocol);
+        self.inner
+            .metrics
+            .message_in(envelope.origin.protocol, envelope.payload.len());
         let cluster = self.inner.cluster.load();
         let Some(cluster) = cluster.as_ref() else {
             return self.inner.route(envelope, Scope::All, Record::Sequence).0;

@@ -404,7 +404,7 @@ impl Mailbox {
         if added > 0 {
             self.bus
                 .metrics
-                .messages_out(self.shared.owner.protocol, added as u64);
+                .delivered(self.shared.owner.protocol, &out[out.len() - added..]);
         }
         Ok(added)
     }

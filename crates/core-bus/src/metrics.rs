@@ -1,18 +1,27 @@
 //! Metric names and the counters the bus updates. Handles are resolved once, so the publish path does no lookups.
 //!
 //! Exported names (Prometheus): `gatewayd_messages_in_total{protocol}`, `gatewayd_messages_out_total{protocol}`,
-//! `gatewayd_drops_total{reason,protocol}`, and gauges `gatewayd_subscriptions`, `gatewayd_groups`,
-//! `gatewayd_retained_messages`, `gatewayd_queue_depth` refreshed by [`crate::Bus::refresh_gauges`].
+//! `gatewayd_message_bytes_in_total{protocol}`, `gatewayd_message_bytes_out_total{protocol}` (payload bytes),
+//! histograms `gatewayd_message_size_bytes{protocol}` (payloads published) and
+//! `gatewayd_delivery_latency_seconds{publisher,subscriber}` (from entering gatewayd to leaving a subscriber's
+//! queue), `gatewayd_drops_total{reason,protocol}`, and gauges `gatewayd_subscriptions`, `gatewayd_groups`,
+//! `gatewayd_retained_messages`, `gatewayd_queue_depth` refreshed by [`crate::Bus::refresh_gauges`]. Every label
+//! is a protocol name or a drop reason, so each name has at most 6 × 6 series.
 
 use std::sync::OnceLock;
 
-use metrics::{counter, gauge, Counter};
+use metrics::{counter, gauge, histogram, Counter, Histogram};
 use serde::Serialize;
 
-use crate::envelope::Protocol;
+use crate::envelope::{now_ms, Protocol};
+use crate::mailbox::Delivery;
 
 pub const MESSAGES_IN: &str = "gatewayd_messages_in_total";
 pub const MESSAGES_OUT: &str = "gatewayd_messages_out_total";
+pub const BYTES_IN: &str = "gatewayd_message_bytes_in_total";
+pub const BYTES_OUT: &str = "gatewayd_message_bytes_out_total";
+pub const MESSAGE_SIZE: &str = "gatewayd_message_size_bytes";
+pub const DELIVERY_LATENCY: &str = "gatewayd_delivery_latency_seconds";
 pub const DROPS: &str = "gatewayd_drops_total";
 pub const SUBSCRIPTIONS: &str = "gatewayd_subscriptions";
 pub const GROUPS: &str = "gatewayd_groups";
@@ -97,6 +106,11 @@ pub fn record_drop(reason: DropReason, protocol: Protocol) {
 pub(crate) struct BusMetrics {
     messages_in: Vec<Counter>,
     messages_out: Vec<Counter>,
+    bytes_in: Vec<Counter>,
+    bytes_out: Vec<Counter>,
+    sizes: Vec<Histogram>,
+    /// By publisher protocol, then subscriber protocol.
+    latency: Vec<Histogram>,
     /// By reason, then protocol.
     drops: Vec<OnceLock<Counter>>,
 }
@@ -111,6 +125,27 @@ impl BusMetrics {
             messages_out: Protocol::ALL
                 .iter()
                 .map(|p| counter!(MESSAGES_OUT, "protocol" => p.as_str()))
+                .collect(),
+            bytes_in: Protocol::ALL
+                .iter()
+                .map(|p| counter!(BYTES_IN, "protocol" => p.as_str()))
+                .collect(),
+            bytes_out: Protocol::ALL
+                .iter()
+                .map(|p| counter!(BYTES_OUT, "protocol" => p.as_str()))
+                .collect(),
+            sizes: Protocol::ALL
+                .iter()
+                .map(|p| histogram!(MESSAGE_SIZE, "protocol" => p.as_str()))
+                .collect(),
+            latency: Protocol::ALL
+                .iter()
+                .flat_map(|publisher| {
+                    Protocol::ALL.iter().map(move |subscriber| {
+                        histogram!(DELIVERY_LATENCY, "publisher" => publisher.as_str(),
+                            "subscriber" => subscriber.as_str())
+                    })
+                })
                 .collect(),
             drops: (0..DropReason::COUNT * Protocol::ALL.len())
                 .map(|_| OnceLock::new())
@@ -127,12 +162,26 @@ impl BusMetrics {
             .increment(1);
     }
 
-    pub(crate) fn message_in(&self, protocol: Protocol) {
+    pub(crate) fn message_in(&self, protocol: Protocol, payload_bytes: usize) {
         self.messages_in[protocol.index()].increment(1);
+        self.bytes_in[protocol.index()].increment(payload_bytes as u64);
+        self.sizes[protocol.index()].record(payload_bytes as f64);
     }
 
-    pub(crate) fn messages_out(&self, protocol: Protocol, n: u64) {
-        self.messages_out[protocol.index()].increment(n);
+    /// Counts `deliveries`, just taken from a queue of a `subscriber` connection.
+    pub(crate) fn delivered(&self, subscriber: Protocol, deliveries: &[Delivery]) {
+        let now = now_ms();
+        let mut bytes = 0;
+        for delivery in deliveries {
+            let envelope = &delivery.envelope;
+            bytes += envelope.payload.len() as u64;
+            let waited = now.saturating_sub(envelope.timestamp_ms) as f64 / 1000.0;
+            self.latency
+                [envelope.origin.protocol.index() * Protocol::ALL.len() + subscriber.index()]
+            .record(waited);
+        }
+        self.messages_out[subscriber.index()].increment(deliveries.len() as u64);
+        self.bytes_out[subscriber.index()].increment(bytes);
     }
 }
 

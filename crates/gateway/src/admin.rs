@@ -3,6 +3,7 @@
 //! access rules of [`guard`].
 
 mod guard;
+mod process;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,6 +77,7 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
 
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     state.bus.refresh_gauges();
+    process::ProcessStats::read().export();
     state.prometheus.render()
 }
 
@@ -95,17 +97,9 @@ async fn cluster(State(state): State<AdminState>) -> impl IntoResponse {
     Json(state.bus.cluster_state())
 }
 
-/// This process: its pid and resident set size (`VmRSS` from `/proc/self/status`; null where there is none).
+/// This process: pid, resident set size, file descriptors, CPU time (null where `/proc` has none).
 async fn process() -> impl IntoResponse {
-    let rss_bytes = tokio::fs::read_to_string("/proc/self/status")
-        .await
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .map(|kib| kib * 1024);
-    Json(serde_json::json!({ "pid": std::process::id(), "rss_bytes": rss_bytes }))
+    Json(process::ProcessStats::read())
 }
 
 async fn reload(State(state): State<AdminState>) -> axum::response::Response {

@@ -121,7 +121,7 @@ async fn run(
     paths: Vec<PathBuf>,
     set_log_level: reload::SetLogLevel,
 ) -> anyhow::Result<()> {
-    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    let prometheus = metrics_recorder()?;
     let bus = Bus::new(config.bus.clone());
     cluster::start(&config.cluster, &bus).await?;
     let shutdown = CancellationToken::new();
@@ -198,4 +198,27 @@ async fn run(
     admin_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(1), admin_task).await;
     Ok(())
+}
+
+/// The Prometheus recorder, with bucket bounds for the histograms (seconds for latency, bytes for sizes), so that
+/// quantiles can be aggregated across pods.
+fn metrics_recorder() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    const LATENCY_SECONDS: &[f64] = &[
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
+    const SIZE_BYTES: &[f64] = &[
+        16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+        16777216.0,
+    ];
+    Ok(PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(core_bus::metrics::DELIVERY_LATENCY.into()),
+            LATENCY_SECONDS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(core_bus::metrics::MESSAGE_SIZE.into()),
+            SIZE_BYTES,
+        )?
+        .install_recorder()?)
 }

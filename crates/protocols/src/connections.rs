@@ -1,4 +1,7 @@
-//! The registry of live connections the admin API lists, with per-listener connection limits.
+//! The registry of live connections the admin API lists, with per-listener connection limits, and the connection
+//! metrics: `gatewayd_connections{protocol,listener}` (open now), `gatewayd_connections_accepted_total` and
+//! `gatewayd_connections_refused_total{reason}` (at the listener's limit) with the same labels. Listener names are
+//! fixed by the config (one per transport), so the label sets are bounded.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -6,6 +9,7 @@ use std::sync::Arc;
 
 use core_bus::{ConnectionId, Protocol};
 use dashmap::DashMap;
+use metrics::{counter, gauge, Gauge};
 use serde::Serialize;
 
 /// What the admin API shows about one connection.
@@ -43,7 +47,12 @@ pub struct ConnectionGuard {
     id: ConnectionId,
     listener: String,
     subscriptions: Arc<AtomicUsize>,
+    open: Gauge,
 }
+
+pub const CONNECTIONS: &str = "gatewayd_connections";
+pub const CONNECTIONS_ACCEPTED: &str = "gatewayd_connections_accepted_total";
+pub const CONNECTIONS_REFUSED: &str = "gatewayd_connections_refused_total";
 
 impl ConnectionRegistry {
     /// Registers a new connection on `listener`, unless that listener already has `max` connections.
@@ -57,10 +66,18 @@ impl ConnectionRegistry {
         {
             let mut count = self.per_listener.entry(listener.to_owned()).or_insert(0);
             if *count >= max {
+                counter!(CONNECTIONS_REFUSED, "protocol" => protocol.as_str(), "listener" => listener.to_owned(),
+                    "reason" => "at_capacity")
+                .increment(1);
                 return Err(AtCapacity(max));
             }
             *count += 1;
         }
+        counter!(CONNECTIONS_ACCEPTED, "protocol" => protocol.as_str(), "listener" => listener.to_owned())
+            .increment(1);
+        let open =
+            gauge!(CONNECTIONS, "protocol" => protocol.as_str(), "listener" => listener.to_owned());
+        open.increment(1.0);
         let id = ConnectionId::next();
         let subscriptions = Arc::new(AtomicUsize::new(0));
         let since_ms = std::time::SystemTime::now()
@@ -87,6 +104,7 @@ impl ConnectionRegistry {
             id,
             listener: listener.to_owned(),
             subscriptions,
+            open,
         })
     }
 
@@ -128,6 +146,7 @@ impl ConnectionGuard {
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
+        self.open.decrement(1.0);
         self.registry.entries.remove(&self.id);
         if let Some(mut count) = self.registry.per_listener.get_mut(&self.listener) {
             *count = count.saturating_sub(1);

@@ -30,6 +30,17 @@ const FORWARDED: &str = "gatewayd_cluster_forwarded_total";
 pub(super) const RECEIVED: &str = "gatewayd_cluster_received_total";
 pub(super) const FAILED: &str = "gatewayd_cluster_failed_total";
 const CONNECTED: &str = "gatewayd_cluster_connected";
+/// Every `reason` label of [`FAILED`].
+const FAILURE_REASONS: [&str; 8] = [
+    "presence",
+    "queue_full",
+    "too_large",
+    "history_unavailable",
+    "publish",
+    "jetstream",
+    "subscribe",
+    "decode",
+];
 
 /// Ids of recently received envelopes: overlapping plain subscriptions deliver the same message more than once.
 struct Recent {
@@ -125,6 +136,12 @@ impl NatsCluster {
         }
         let client = options.connect(urls).await?;
         gauge!(CONNECTED).set(0.0);
+        // Exported from the start, so that rates and alerts see 0 rather than nothing.
+        counter!(FORWARDED).absolute(0);
+        counter!(RECEIVED).absolute(0);
+        for reason in FAILURE_REASONS {
+            counter!(FAILED, "reason" => reason).absolute(0);
+        }
         let history = match config.history {
             HistoryMode::Local => None,
             HistoryMode::Jetstream => Some(Arc::new(HistoryStreams::new(
