@@ -39,12 +39,27 @@ if grep -q 'name: GATEWAYCTL_TOKEN' "$out/default.yaml"; then
   exit 1
 fi
 
-# ServiceMonitor is a CRD: kubernetes-validate knows only built-in kinds, so validate the rest.
+grep -q 'kind: PodMonitor' "$out/full.yaml" || { echo "full values: no PodMonitor" >&2; exit 1; }
+# The dashboard ConfigMap carries the whole dashboard, the same JSON as deploy/grafana/gatewayd.json.
+helm template test "$chart" -f "$chart/ci/full-values.yaml" --show-only templates/grafana-dashboard.yaml |
+  python3 -c '
+import json, sys, yaml
+doc = yaml.safe_load(sys.stdin)
+assert doc["metadata"]["labels"]["grafana_dashboard"] == "1", doc["metadata"]
+shipped = json.load(open(sys.argv[1]))
+assert json.loads(doc["data"]["gatewayd.json"]) == shipped, "dashboard ConfigMap differs from deploy/grafana/gatewayd.json"
+' "$chart/../../grafana/gatewayd.json"
+if helm template test "$chart" --show-only templates/grafana-dashboard.yaml > /dev/null 2>&1; then
+  echo "default values: dashboard ConfigMap rendered though not enabled" >&2
+  exit 1
+fi
+
+# ServiceMonitor and PodMonitor are CRDs: kubernetes-validate knows only built-in kinds, so validate the rest.
 kubernetes-validate --strict --kubernetes-version 1.30 --quiet "$out/default.yaml"
 python3 - "$out/full.yaml" "$out/full-builtin.yaml" <<'PY'
 import sys
 docs = open(sys.argv[1]).read().split("\n---")
-keep = [d for d in docs if "kind: ServiceMonitor" not in d]
+keep = [d for d in docs if "kind: ServiceMonitor" not in d and "kind: PodMonitor" not in d]
 open(sys.argv[2], "w").write("\n---".join(keep))
 PY
 kubernetes-validate --strict --kubernetes-version 1.30 --quiet "$out/full-builtin.yaml"
