@@ -1,4 +1,4 @@
-//! The admin HTTP listener: `/livez`, `/readyz` (also as loomd's `/healthz`), `/metrics`, and the JSON API (`/api/listeners`,
+//! The admin HTTP listener: the admin page (`/`), `/livez`, `/readyz` (also as loomd's `/healthz`), `/metrics`, and the JSON API (`/api/listeners`,
 //! `/api/connections`, `/api/topics`, `/api/cluster`, `/api/process`) that operators and tests poll, behind the
 //! access rules of [`guard`].
 
@@ -50,6 +50,7 @@ pub struct AdminState {
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/livez", get(|| async { "ok" }))
+        .route("/", get(page))
         .route("/readyz", get(readyz))
         // loomd's name for readiness, for tooling written against it.
         .route("/healthz", get(readyz))
@@ -65,6 +66,22 @@ pub fn router(state: AdminState) -> Router {
             guard::enforce,
         ))
         .with_state(state)
+}
+
+/// The read-only admin page: plain HTML and script embedded in the binary, which reads `/api/*` and `/metrics`
+/// from the browser (asking for the admin token when those need it).
+async fn page() -> impl IntoResponse {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; \
+                 frame-ancestors 'none'",
+            ),
+        ],
+        include_str!("admin/page.html"),
+    )
 }
 
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {

@@ -1,7 +1,8 @@
 //! Who may use the admin listener: the bearer token (`[admin] token` / `token_file`) and the refusal of requests a
-//! web browser sent. Probes (`/livez`, `/readyz`, `/healthz`) are always open; `/metrics` and the read-only JSON API need the
-//! token when their `[admin]` setting says so; anything that changes state (`POST`) needs the token when one is
-//! configured and is refused whenever it carries an `Origin` header, so a page the operator visits cannot reach it.
+//! web browser sent. Probes (`/livez`, `/readyz`, `/healthz`) and the admin page (`/`, which holds no data of its
+//! own) are always open; `/metrics` and the read-only JSON API need the token when their `[admin]` setting says
+//! so; anything that changes state (`POST`) needs the token when one is configured and is refused whenever it
+//! carries an `Origin` header, so a page the operator visits cannot reach it.
 
 use std::sync::Arc;
 
@@ -43,7 +44,7 @@ impl Guard {
             return Err(Refusal::BrowserOrigin);
         }
         let access = match path {
-            "/livez" | "/readyz" | "/healthz" if !mutating => AdminAccess::Open,
+            "/" | "/livez" | "/readyz" | "/healthz" if !mutating => AdminAccess::Open,
             "/metrics" if !mutating => self.metrics,
             _ if !mutating => self.api_reads,
             _ => AdminAccess::Token,
