@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use core_bus::names::INBOX_TOKEN;
 use core_bus::{Pattern, Segment, Topic};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
@@ -54,10 +55,18 @@ impl Identity {
         }
     }
 
+    /// A publish to `topic` is allowed when an allowed pattern matches it. A reply into another connection's
+    /// inbox (`$inbox.<connection>.<name>`, whose name nobody can write down in advance) is also allowed by
+    /// the entry `$inbox`.
     pub fn may_publish(&self, topic: &Topic) -> bool {
         match &self.publish {
             Allowed::Everything => true,
-            Allowed::Patterns(patterns) => patterns.iter().any(|p| p.matches(topic)),
+            Allowed::Patterns(patterns) => {
+                let inbox = is_inbox(topic).then(|| Topic::from_tokens([INBOX_TOKEN]));
+                patterns.iter().any(|p| {
+                    p.matches(topic) || inbox.as_ref().is_some_and(|inbox| p.matches(inbox))
+                })
+            }
         }
     }
 
@@ -68,6 +77,15 @@ impl Identity {
             Allowed::Patterns(patterns) => patterns.iter().any(|allowed| covers(allowed, pattern)),
         }
     }
+}
+
+fn is_inbox(topic: &Topic) -> bool {
+    topic.tokens().next() == Some(INBOX_TOKEN)
+}
+
+/// A name nobody can guess: 128 random bits as 32 lowercase hex digits (temp queues, reply inboxes).
+pub fn unguessable_name() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 /// Whether every topic matched by `requested` is matched by `allowed`.
@@ -395,5 +413,24 @@ mod tests {
             }),
             Err(AuthError::Token(_))
         ));
+    }
+
+    #[test]
+    fn inbox_replies_need_the_inbox_entry() {
+        let inbox = core_bus::names::inbox(core_bus::ConnectionId(3), b"r");
+        let narrow = Identity {
+            name: "n".into(),
+            publish: Allowed::Patterns(vec![pattern("#")]),
+            subscribe: Allowed::Everything,
+        };
+        assert!(!narrow.may_publish(&inbox));
+        let replier = Identity {
+            publish: Allowed::Patterns(vec![pattern("$inbox")]),
+            ..narrow
+        };
+        assert!(replier.may_publish(&inbox));
+        assert!(!replier.may_publish(&Topic::parse("orders").unwrap()));
+        assert_eq!(unguessable_name().len(), 32);
+        assert_ne!(unguessable_name(), unguessable_name());
     }
 }
