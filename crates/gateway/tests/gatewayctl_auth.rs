@@ -20,7 +20,8 @@ const STOMP_TOKEN: &str = r"stomp:se\cret";
 const MESSAGELOOP_TOKEN: &str = "messageloop-secret";
 const LOOM_TOKEN: &str = "loom-secret";
 
-/// gatewayd whose STOMP, MessageLoop and Loom listeners require their own token; Goomerang is anonymous.
+/// gatewayd whose STOMP, MessageLoop and Loom listeners require their own token; Goomerang is anonymous
+/// (`allow_anonymous`).
 fn start() -> Gatewayd {
     let config = format!(
         r#"{base}
@@ -59,6 +60,8 @@ identity = {{ name = "ctl" }}
 [goomerang]
 enabled = true
 address = "127.0.0.1:0"
+[goomerang.auth]
+allow_anonymous = true
 "#,
         base = base_config()
     );
