@@ -78,6 +78,9 @@ fn main() -> ExitCode {
         }
     };
     let set_log_level = init_tracing(&config, cli.log_format.unwrap_or(config.log.format));
+    for warning in config.anonymous_warnings() {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -105,7 +108,10 @@ fn check_config(files: &[PathBuf]) -> ExitCode {
         .collect::<Vec<_>>()
         .join(" + ");
     match Config::load(files) {
-        Ok(_) => {
+        Ok(config) => {
+            for warning in config.anonymous_warnings() {
+                eprintln!("warning: {warning}");
+            }
             println!("{names}: ok");
             ExitCode::SUCCESS
         }

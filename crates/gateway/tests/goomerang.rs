@@ -368,10 +368,12 @@ fn tls_listener_serves_wss() {
 }
 
 #[test]
-fn check_config_refuses_goomerang_credentials() {
-    let (ok, output) = check_config("[goomerang.auth]\nrequired = true\n");
+fn check_config_refuses_bad_goomerang_sections() {
+    let (ok, output) = check_config(
+        "[[goomerang.auth.certificates]]\ncommon_name = \"a\"\nidentity = { name = \"a\" }\n",
+    );
     assert!(!ok);
-    assert!(output.contains("goomerang.auth"), "{output}");
+    assert!(output.contains("goomerang.auth.certificates"), "{output}");
     let (ok, output) = check_config("[goomerang]\nwrapper_kind = \"not a name\"\n");
     assert!(!ok);
     assert!(output.contains("wrapper_kind"), "{output}");

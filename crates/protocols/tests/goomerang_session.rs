@@ -307,7 +307,7 @@ fn sync_request_without_responder_gets_nothing() {
         },
     );
     // Nothing waits for u1, so even a reply sent to the inbox by guesswork is dropped.
-    let inbox = client.mailbox().inbox(b"goomerang-sync");
+    let inbox = client.reply_inbox().clone();
     let mut reply = Envelope::new(inbox, message_v1("pong"), origin(Protocol::Internal));
     reply.correlation_id = Some("u1".into());
     bus.publish(reply);

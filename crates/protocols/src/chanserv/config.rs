@@ -1,6 +1,6 @@
 //! The `[chanserv]` config section: the TCP listener gatewayd runs AstraNet on, the advertised service name, frame
-//! compression and limits, and the identity whose ACL applies to every chanserv client (chanserv carries no
-//! credentials).
+//! compression and limits, and the auth of its requests (an optional `AUTH <token>` line, else the anonymous
+//! identity).
 
 use std::net::SocketAddr;
 
@@ -27,7 +27,8 @@ pub struct ChanservConfig {
     /// Most sources one subscribe request announces; one more source then reports the cap.
     pub max_sources_per_request: usize,
     pub limits: ListenerLimits,
-    /// Only `anonymous` applies: chanserv clients carry no credentials, so every client acts as that identity.
+    /// A request may start with an `AUTH <token>` line (static tokens or JWT); one without acts as
+    /// `auth.anonymous`, or is refused when `auth.required`.
     pub auth: AuthConfig,
 }
 

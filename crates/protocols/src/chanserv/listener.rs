@@ -45,7 +45,7 @@ impl Settings {
     /// Checks `config` and builds the settings from it, on the node's `host` and port counter.
     fn new(config: &ChanservConfig, host: HostId, ports: PortCounter) -> anyhow::Result<Settings> {
         config.validate()?;
-        let auth = Authenticator::new(config.auth.clone()).context("chanserv.auth")?;
+        let auth = Arc::new(Authenticator::new(config.auth.clone()).context("chanserv.auth")?);
         let mut link = LinkConfig::new(host);
         link.service = config.service()?;
         link.ports = ports;
@@ -56,6 +56,7 @@ impl Settings {
                 frame_limit: config.max_frame_bytes,
                 max_sources_per_request: config.max_sources_per_request,
                 max_subscriptions: config.limits.max_subscriptions_per_connection,
+                auth: auth.clone(),
                 ..SessionConfig::default()
             },
             identity: auth.anonymous().clone(),

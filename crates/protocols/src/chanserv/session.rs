@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -28,12 +29,13 @@ use core_bus::{Backpressure, Bus, Delivery, Envelope, Origin, Protocol, Topic};
 
 use super::astranet::{Event, Link, LinkConfig, Recv, StreamId, SERVICE_PORT};
 use super::channel::{Outbox, RequestReader};
+use super::credentials;
 use super::frame::{Compression, FrameDecoder};
 use super::selector::{self, Publish, PublishReply, Request, RequestError, Selector};
 use super::subscription::{
     cap_header, topic_header, Routed, SelectorError, SourceState, Subscription,
 };
-use crate::auth::Identity;
+use crate::auth::{AuthError, Authenticator, Credentials, Identity};
 
 /// Most deliveries taken from one request's mailbox per poll.
 const BATCH: usize = 64;
@@ -49,6 +51,9 @@ pub struct SessionConfig {
     pub max_subscriptions: usize,
     /// How long an announced source waits to be dialed (upstream `ServerChanAcceptTimeout`, 30 s).
     pub accept_timeout: Duration,
+    /// Checks the `AUTH` token of a request ([`credentials`]); a request without one acts as the
+    /// session's identity unless credentials are required.
+    pub auth: Arc<Authenticator>,
 }
 
 impl Default for SessionConfig {
@@ -59,6 +64,7 @@ impl Default for SessionConfig {
             max_sources_per_request: 256,
             max_subscriptions: 1024,
             accept_timeout: Duration::from_secs(30),
+            auth: Authenticator::open(),
         }
     }
 }
@@ -380,13 +386,33 @@ impl Session {
         }
     }
 
+    /// The identity a request acts as: its `AUTH` token's, else the session's unless credentials are required.
+    fn request_identity(&self, token: Option<&str>) -> Result<Identity, AuthError> {
+        let auth = &self.config.auth;
+        match token {
+            None if !auth.required() => Ok(self.identity.clone()),
+            secret => auth.authenticate(Credentials {
+                login: None,
+                secret: secret.or(Some("")),
+            }),
+        }
+    }
+
     fn on_request(&mut self, master: StreamId, body: Bytes, now: Instant) {
+        let (token, body) = credentials::split_token(body);
+        let identity = match self.request_identity(token.as_deref()) {
+            Ok(identity) => identity,
+            Err(error) => {
+                record_drop(DropReason::AclDenied, Protocol::Chanserv);
+                return self.answer_err(master, &error.to_string(), now);
+            }
+        };
         match selector::parse(body) {
             Ok(Request::Publish(publish)) => {
-                let reply = self.publish(publish);
+                let reply = self.publish(publish, &identity);
                 self.answer(master, &reply.encode(), now);
             }
-            Ok(Request::Subscribe(selectors)) => self.subscribe(master, &selectors, now),
+            Ok(Request::Subscribe(selectors)) => self.subscribe(master, &selectors, &identity, now),
             Err(RequestError::Empty) => self.finish(master, now),
             Err(e) => {
                 record_drop(DropReason::Malformed, Protocol::Chanserv);
@@ -395,9 +421,9 @@ impl Session {
         }
     }
 
-    fn publish(&mut self, publish: Publish) -> PublishReply {
+    fn publish(&mut self, publish: Publish, identity: &Identity) -> PublishReply {
         let topic = Topic::from_dotted(publish.topic.as_bytes());
-        if !self.identity.may_publish(&topic) {
+        if !identity.may_publish(&topic) {
             record_drop(DropReason::AclDenied, Protocol::Chanserv);
             return PublishReply::Err {
                 reason: format!("not allowed to publish to {}", publish.topic),
@@ -412,7 +438,13 @@ impl Session {
         }
     }
 
-    fn subscribe(&mut self, master: StreamId, selectors: &[Selector], now: Instant) {
+    fn subscribe(
+        &mut self,
+        master: StreamId,
+        selectors: &[Selector],
+        identity: &Identity,
+        now: Instant,
+    ) {
         let limit = self.config.max_subscriptions;
         if self.subscriptions.saturating_add(selectors.len()) > limit {
             return self.answer_err(
@@ -421,7 +453,6 @@ impl Session {
                 now,
             );
         }
-        let identity = &self.identity;
         let bus = &self.bus;
         let subscription = Subscription::new(
             master,

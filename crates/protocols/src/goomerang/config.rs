@@ -1,6 +1,6 @@
 //! The `[goomerang]` config section: where the WebSocket listener binds, its limits, the wrapper kind of
-//! foreign messages, and the identity (with its ACLs) every connection gets, since Goomerang carries no
-//! credentials.
+//! foreign messages, and its auth: a token on the WebSocket upgrade or a TLS client certificate, else the
+//! anonymous identity (with its ACLs).
 
 use std::net::SocketAddr;
 
@@ -29,7 +29,8 @@ pub struct GoomerangConfig {
     /// The kind foreign (non-Goomerang) messages are delivered as; its message must be shaped like
     /// `google.protobuf.BytesValue`.
     pub wrapper_kind: WrapperKind,
-    /// Only `auth.anonymous` applies: it is the identity, and the ACLs, of every connection.
+    /// Credentials on the upgrade (`Authorization: Bearer` or `?access_token=`: static tokens or JWT),
+    /// identities of TLS client certificates, and the anonymous identity.
     pub auth: AuthConfig,
 }
 
@@ -50,13 +51,14 @@ impl Default for GoomerangConfig {
 impl GoomerangConfig {
     /// Checks what serde cannot; the error names the key under `goomerang.`.
     pub fn validate(&self) -> Result<(), String> {
-        let auth = &self.auth;
-        if auth.required || !auth.tokens.is_empty() || auth.jwt.is_some() {
-            return Err(
-                "goomerang.auth: Goomerang clients carry no credentials; only \
-                        `auth.anonymous` (the identity of every connection) may be set"
-                    .into(),
-            );
+        crate::auth::Authenticator::new(self.auth.clone())
+            .map_err(|error| format!("goomerang.{error}"))?;
+        let client_ca = self
+            .tls
+            .as_ref()
+            .and_then(|tls| tls.client_ca_file.as_ref());
+        if !self.auth.certificates.is_empty() && client_ca.is_none() {
+            return Err("goomerang.auth.certificates: needs goomerang.tls.client_ca_file".into());
         }
         if self.frame_limits.max_message_size == 0 {
             return Err("goomerang.frame_limits.max_message_size: must be at least 1".into());
@@ -116,7 +118,7 @@ mod tests {
             assert!(toml::from_str::<GoomerangConfig>(text).is_err(), "{text}");
         }
         for text in [
-            "[auth]\nrequired = true",
+            "[auth]\n[[auth.certificates]]\ncommon_name = \"a\"\nidentity = { name = \"a\" }",
             "[frame_limits]\nmax_message_size = 0",
             "[tls]\ncert_file = \"/nonexistent/cert.pem\"\nkey_file = \"/nonexistent/key.pem\"",
             "[tls]\ncert_file = \"/nonexistent/cert.pem\"",

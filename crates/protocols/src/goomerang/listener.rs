@@ -7,6 +7,9 @@
 //! on shutdown, a message over the size limit or a slow consumer, gatewayd sends close 1000 with a reason and
 //! waits at most [`ECHO_TIMEOUT`](super::close::ECHO_TIMEOUT) for the echo.
 //!
+//! Credentials (optional unless `auth.required`): a verified TLS client certificate, or a token on the upgrade
+//! (`Authorization: Bearer`, or `?access_token=`); a refused upgrade gets HTTP 401.
+//!
 //! Reload swaps the [`Settings`] new connections take (identity and ACLs, frame limits, wrapper kind, listener
 //! limits); connections already open keep the settings they started with. The address and TLS need a restart.
 
@@ -23,6 +26,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame as WsCloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -32,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use super::close::{CloseHandshake, CloseReason, PeerClose};
 use super::config::GoomerangConfig;
 use super::session::{Inbound, Session, SessionSettings};
-use crate::auth::{Authenticator, Identity};
+use crate::auth::Authenticator;
 use crate::ws::{self, WsAcceptOptions};
 use crate::{tls, ConnectionGuard, Reload, RunningListener, Services};
 
@@ -56,7 +60,8 @@ struct Shared {
 
 /// The part of the config a connection takes when it is accepted, and that a reload may change.
 struct Settings {
-    identity: Identity,
+    /// Checks the upgrade's token or client certificate ([`Authenticator::authenticate_upgrade`]).
+    auth: Arc<Authenticator>,
     session: SessionSettings,
     ws: WsAcceptOptions,
     max_connections: usize,
@@ -66,12 +71,9 @@ impl Settings {
     /// Checks `config` and builds the settings from it.
     fn new(config: &GoomerangConfig) -> anyhow::Result<Settings> {
         config.validate().map_err(anyhow::Error::msg)?;
-        let identity = Authenticator::new(config.auth.clone())
-            .context("goomerang.auth")?
-            .anonymous()
-            .clone();
+        let auth = Arc::new(Authenticator::new(config.auth.clone()).context("goomerang.auth")?);
         Ok(Settings {
-            identity,
+            auth,
             session: SessionSettings {
                 limits: config.frame_limits.clone(),
                 wrapper_kind: config.wrapper_kind.clone(),
@@ -192,7 +194,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     // Small frames matter more than throughput here; coalescing happens in the write buffer.
     let _ = stream.set_nodelay(true);
     match &shared.tls {
-        None => upgrade(stream, peer, guard, &shared.services, &settings).await,
+        None => upgrade(stream, peer, None, guard, &shared.services, &settings).await,
         // Boxed so that plain connections, the common case, do not carry the size of a TLS connection's
         // state in their task.
         Some(acceptor) => {
@@ -222,15 +224,21 @@ async fn upgrade_tls(
         accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => accepted,
     };
     match accepted {
-        Ok(Ok(stream)) => upgrade(stream, peer, guard, services, settings).await,
+        Ok(Ok(stream)) => {
+            let certificate = tls::peer_common_name(stream.get_ref().1);
+            upgrade(stream, peer, certificate, guard, services, settings).await
+        }
         Ok(Err(error)) => tracing::debug!(%peer, %error, "goomerang: TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "goomerang: TLS handshake timed out"),
     }
 }
 
+/// The WebSocket upgrade, refused with 401 when the client's token or certificate (`certificate`: the
+/// common name of a verified TLS client certificate) does not authenticate it.
 async fn upgrade<S>(
     stream: S,
     peer: SocketAddr,
+    certificate: Option<String>,
     guard: ConnectionGuard,
     services: &Services,
     settings: &Settings,
@@ -240,10 +248,15 @@ async fn upgrade<S>(
     let shutdown = services.shutdown.clone();
     let accepted = tokio::select! {
         _ = shutdown.cancelled() => return,
-        accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, ws::accept(stream, &settings.ws, |_| None)) => accepted,
+        accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, ws::accept_authorized(stream, &settings.ws, |_| None, |request| {
+            settings.auth.authenticate_upgrade(certificate.as_deref(), request).map_err(|error| {
+                tracing::debug!(%peer, %error, "goomerang: upgrade refused");
+                StatusCode::UNAUTHORIZED
+            })
+        })) => accepted,
     };
-    let ws = match accepted {
-        Ok(Ok((ws, _))) => ws,
+    let (ws, identity) = match accepted {
+        Ok(Ok((ws, _, identity))) => (ws, identity),
         Ok(Err(error)) => {
             tracing::debug!(%peer, %error, "goomerang: upgrade failed");
             return;
@@ -257,13 +270,8 @@ async fn upgrade<S>(
         protocol: Protocol::Goomerang,
         connection: guard.id(),
     };
-    guard.set_identity(&settings.identity.name);
-    let session = match Session::new(
-        &services.bus,
-        origin,
-        settings.identity.clone(),
-        settings.session.clone(),
-    ) {
+    guard.set_identity(&identity.name);
+    let session = match Session::new(&services.bus, origin, identity, settings.session.clone()) {
         Ok(session) => session,
         Err(error) => {
             tracing::warn!(%peer, %error, "goomerang: cannot set up the session");

@@ -26,8 +26,6 @@ use super::mapping::{
 };
 use crate::auth::Identity;
 
-/// Name of the inbox sync replies come back to: `$inbox.<connection>.goomerang-sync`.
-const REPLY_INBOX: &[u8] = b"goomerang-sync";
 /// Most sync requests one connection may have waiting for a reply; past it the oldest is forgotten
 /// (its client-side `SendSync` has long timed out in any realistic setup).
 pub const MAX_PENDING_SYNC: usize = 1024;
@@ -76,7 +74,8 @@ impl Session {
     ) -> Result<Session, SubscribeError> {
         let mut mailbox = bus.mailbox(origin);
         mailbox.subscribe(Pattern::exact(&broadcast_topic()))?;
-        let inbox = mailbox.inbox(REPLY_INBOX);
+        // Sync replies come back to `$inbox.<connection>.<128 random bits>`: nobody can answer into it unasked.
+        let inbox = mailbox.inbox(crate::auth::unguessable_name().as_bytes());
         let inbox_subscription = mailbox.subscribe(Pattern::exact(&inbox))?;
         Ok(Session {
             bus: bus.clone(),
@@ -88,6 +87,11 @@ impl Session {
             inbox_subscription,
             pending: PendingSync::default(),
         })
+    }
+
+    /// The inbox sync replies come back to.
+    pub fn reply_inbox(&self) -> &Topic {
+        &self.inbox
     }
 
     /// The mailbox to receive deliveries from; hand each one to [`Session::on_delivery`].

@@ -460,6 +460,47 @@ fn bad_requests_get_an_err_source_and_empty_ones_none() {
 }
 
 #[test]
+fn an_auth_line_names_the_identity_of_its_request() {
+    use crate::auth::{AuthConfig, Authenticator, StaticToken};
+    let auth = Authenticator::new(AuthConfig {
+        required: true,
+        tokens: vec![StaticToken {
+            login: None,
+            token: "good".into(),
+            identity: Identity {
+                name: "feed".into(),
+                publish: Allowed::Patterns(vec![Pattern::parse("ok.>").unwrap()]),
+                subscribe: Allowed::Patterns(vec![]),
+            },
+        }],
+        ..AuthConfig::default()
+    })
+    .unwrap();
+    let config = SessionConfig {
+        auth: std::sync::Arc::new(auth),
+        ..SessionConfig::default()
+    };
+    let mut h = Harness::new(
+        Bus::new(BusConfig::default()),
+        config,
+        Identity::trusted("anonymous"),
+    );
+    for (body, answer) in [
+        (&b"PUB ok.a\nx"[..], "err credentials required"),
+        (b"AUTH bad\nPUB ok.a\nx", "err invalid credentials"),
+        (b"AUTH good\nPUB no\nx", "err not allowed to publish to no"),
+        (
+            b"AUTH good\nok.a",
+            "err not allowed to subscribe to \"ok.a\"",
+        ),
+        (b"AUTH good\r\nPUB ok.a\nx", "ok"),
+    ] {
+        let master = h.post(body);
+        assert_eq!(h.source(master).unwrap().0, answer);
+    }
+}
+
+#[test]
 fn an_oversized_or_truncated_request_closes_only_its_master() {
     let config = SessionConfig {
         frame_limit: 16,
