@@ -1,4 +1,4 @@
-//! Replays the upstream Goomerang transcript (`fixtures/wire/goomerang/goomerang-sub-pub.jsonl`) through
+//! Replays the upstream Goomerang transcript (`tests/fixtures/wire/goomerang/goomerang-sub-pub.jsonl`) through
 //! the codec: client messages decode to the expected commands, the deliveries gatewayd builds for them
 //! match the reference server's frames field by field (timestamps aside), and close frames get the echo
 //! the reference server sent.
@@ -15,11 +15,9 @@ use protocols::goomerang::{
 };
 use serde_json::Value;
 
-fn shared_dir() -> PathBuf {
-    match std::env::var_os("GATEWAYD_SHARED_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
-    }
+/// The recorded transcripts, inside this crate.
+fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wire")
 }
 
 /// One WebSocket message of the transcript.
@@ -42,9 +40,9 @@ fn hex(text: &str) -> Vec<u8> {
 }
 
 fn transcript() -> Vec<WsMessage> {
-    let path = shared_dir().join("fixtures/wire/goomerang/goomerang-sub-pub.jsonl");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|err| panic!("{}: {err} (set GATEWAYD_SHARED_DIR)", path.display()));
+    let path = fixtures_dir().join("goomerang/goomerang-sub-pub.jsonl");
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
     text.lines()
         .skip(1)
         .map(|line| serde_json::from_str::<Value>(line).expect("JSON line"))

@@ -1,10 +1,8 @@
-//! Replays the MessageLoop wire transcripts (`shared/fixtures/wire/messageloop/*.jsonl`): every
+//! Replays the MessageLoop wire transcripts (`tests/fixtures/wire/messageloop/*.jsonl`): every
 //! client → server message goes through our decoders (WS JSON, WS protobuf, gRPC messages) and its meaning
 //! is checked; a scripted server answers each one the way the reference server did, our encoder renders the
 //! answers, and they are compared with the transcript's server → client messages at the decoded level, with
 //! ids, times, session ids, epochs and offsets masked.
-//!
-//! Set `GATEWAYD_SHARED_DIR` when the repository has no `shared/` sibling (e.g. in a worktree).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,17 +21,15 @@ use protocols::messageloop::wire::{G2Wire, Wire};
 use protocols::messageloop::{json, Frame, WsCodec};
 use serde_json::Value;
 
-fn shared_dir() -> PathBuf {
-    std::env::var_os("GATEWAYD_SHARED_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
-        PathBuf::from,
-    )
+/// The recorded transcripts, inside this crate.
+fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wire")
 }
 
 fn transcript(name: &str) -> Vec<Value> {
-    let path = shared_dir().join("fixtures/wire/messageloop").join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|err| panic!("{}: {err} (set GATEWAYD_SHARED_DIR)", path.display()));
+    let path = fixtures_dir().join("messageloop").join(name);
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
     text.lines()
         .map(|line| serde_json::from_str(line).expect("JSONL line"))
         .collect()

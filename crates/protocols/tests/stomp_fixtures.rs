@@ -1,11 +1,9 @@
-//! Replays the byte-exact STOMP transcripts of `shared/fixtures/wire/stomp/` through the
+//! Replays the byte-exact STOMP transcripts of `tests/fixtures/wire/stomp/` through the
 //! decoder: the raw chunks of each connection and direction must decode to exactly the frames
 //! the transcript lists (command, headers in wire order with duplicates, body), whether the
 //! bytes come in the recorded chunks or one at a time. The session's version switch is
 //! reproduced: after CONNECT/STOMP (client side) or CONNECTED (server side) the decoder gets
 //! the negotiated version.
-//!
-//! Run from a worktree with `GATEWAYD_SHARED_DIR=/work/shared`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,11 +14,9 @@ use protocols::stomp::{
 };
 use serde_json::Value;
 
-fn shared_dir() -> PathBuf {
-    match std::env::var_os("GATEWAYD_SHARED_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
-    }
+/// The recorded transcripts, inside this crate.
+fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wire")
 }
 
 fn hex(s: &str) -> Vec<u8> {
@@ -136,9 +132,9 @@ fn replay(chunks: &[Vec<u8>], client_side: bool) -> (Vec<Frame>, usize) {
 }
 
 fn transcripts() -> Vec<PathBuf> {
-    let dir = shared_dir().join("fixtures/wire/stomp");
+    let dir = fixtures_dir().join("stomp");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e} (set GATEWAYD_SHARED_DIR)", dir.display()))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.expect("dir entry").path())
         .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
         .collect();
