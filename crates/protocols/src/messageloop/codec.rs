@@ -4,19 +4,19 @@
 //!
 //! A JSON Connect from a G0 or a G1 SDK looks the same. Such a connection stays "G0 or G1" until a
 //! message with a generation-specific shape arrives; meanwhile inbound messages are read with the G1
-//! schema (which accepts G0's connect/subscribe/ping shapes) and outbound ones are written as G1 JSON,
-//! with each delivered message's payload object also carrying the G0 CloudEvent keys. The key sets do
-//! not overlap and both SDKs ignore unknown keys, so either client reads its own.
+//! schema (which accepts G0's connect/subscribe/ping shapes) and outbound ones carry only what both
+//! generations define ([`super::g0_or_g1`]). Once the generation is known, replies use exactly its schema.
 
 use bytes::Bytes;
 use prost::Message as _;
 use serde_json::Value;
 
+use super::g0_or_g1;
 use super::generation::{
     detect_json, detect_protobuf, legacy_shape, Detected, Encoding, Generation, GenerationSetting,
 };
 use super::json::{self, JsonError};
-use super::message::{Inbound, Outbound, OutboundBody};
+use super::message::{Inbound, Outbound};
 use super::wire::{DecodeError, G0Wire, G1Wire, G2Wire, Unrepresentable, Wire};
 
 /// One WebSocket data message.
@@ -165,47 +165,17 @@ fn encode_json<W: Wire>(message: &Outbound) -> Result<Value, EncodeError> {
 }
 
 fn encode_g0_or_g1(message: &Outbound) -> Result<Value, EncodeError> {
-    let mut rendered = encode_json::<G1Wire>(message)?;
-    if matches!(message.body, OutboundBody::Publication(_)) {
-        let events = encode_json::<G0Wire>(message)?;
-        merge_event_keys(&mut rendered, &events);
-    }
-    Ok(rendered)
-}
-
-/// Adds each G0 delivered event's keys to the matching G1 message payload object.
-fn merge_event_keys(g1: &mut Value, g0: &Value) {
-    let (Some(messages), Some(events)) = (
-        g1.pointer_mut("/publication/messages")
-            .and_then(Value::as_array_mut),
-        g0.pointer("/publication/messages")
-            .and_then(Value::as_array),
-    ) else {
-        return;
-    };
-    for (message, event) in messages.iter_mut().zip(events) {
-        let (Some(message), Some(event)) = (
-            message.as_object_mut(),
-            event.get("payload").and_then(Value::as_object),
-        ) else {
-            continue;
-        };
-        let payload = message
-            .entry("payload")
-            .or_insert_with(|| Value::Object(serde_json::Map::new()));
-        if let Some(payload) = payload.as_object_mut() {
-            for (key, value) in event {
-                payload.entry(key.clone()).or_insert_with(|| value.clone());
-            }
-        }
-    }
+    let g0 = encode_json::<G0Wire>(message)?;
+    let g1 = encode_json::<G1Wire>(message)?;
+    Ok(g0_or_g1::common_reply(&g0, &g1))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::messageloop::message::{InboundBody, Message, Payload, Position, Subscription};
-    use serde_json::json;
+    use crate::messageloop::message::{
+        Connected, InboundBody, Message, OutboundBody, Payload, Position, Subscription,
+    };
 
     fn auto(encoding: Encoding) -> WsCodec {
         WsCodec::new(encoding, GenerationSetting::Auto)
@@ -254,8 +224,8 @@ mod tests {
         assert!(codec.is_g0_or_g1());
         let delivered = text(codec.encode(&delivery()).unwrap());
         let payload = &delivered["publication"]["messages"][0]["payload"];
-        assert_eq!(payload["text"], "hi");
-        assert_eq!(payload["content_type"], "text/plain");
+        assert!(payload.get("text").is_none());
+        assert!(payload.get("content_type").is_none());
         assert_eq!(payload["source"], "demo");
         assert_eq!(payload["binary_data"], "aGk=");
         assert_eq!(delivered["publication"]["messages"][0]["offset"], "1");
@@ -331,13 +301,23 @@ mod tests {
     }
 
     #[test]
-    fn merging_tolerates_odd_shapes() {
-        let mut g1 = json!({"publication":{"messages":[{"id":"a"}, 3]}});
-        let g0 = json!({"publication":{"messages":[{"payload":{"source":"s"}}, {"payload":{}}]}});
-        merge_event_keys(&mut g1, &g0);
+    fn an_undecided_json_client_gets_no_g1_only_fields() {
+        let mut codec = auto(Encoding::Json);
+        codec
+            .decode(br#"{"id":"1","connect":{"client_type":"sdk","version":"1.0.0"}}"#)
+            .unwrap();
+        let connected = Outbound {
+            id: "1".into(),
+            time_ms: 5,
+            body: OutboundBody::Connected(Connected {
+                session_id: "s".into(),
+                stream_epoch: "e".into(),
+                ..Connected::default()
+            }),
+        };
         assert_eq!(
-            g1,
-            json!({"publication":{"messages":[{"id":"a","payload":{"source":"s"}}, 3]}})
+            text(codec.encode(&connected).unwrap()),
+            serde_json::json!({"id":"1","time":"5","connected":{"session_id":"s"}})
         );
     }
 }
