@@ -8,11 +8,13 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use prost::Message;
+use prost_reflect::{DescriptorPool, DynamicMessage};
 use protocols::goomerang::mapping::{delivery_from_bus, to_bus_headers, user_headers};
 use protocols::goomerang::proto::Frame;
 use protocols::goomerang::{
     decode, encode_delivery, CloseHandshake, Command, FrameHeaders, Limits, PeerClose, WrapperKind,
 };
+use protox::file::{ChainFileResolver, GoogleFileResolver, IncludeFileResolver};
 use serde_json::Value;
 
 /// The recorded transcripts, inside this crate.
@@ -130,6 +132,58 @@ fn deliveries_match_the_reference_server() {
     assert_eq!(received[0].kind, STRING_VALUE);
     assert_eq!(received[0].payload_size, 12);
     assert_eq!(built, received);
+}
+
+/// Descriptors of the Goomerang frame and the well-known wrapper kinds, from the repository's `.proto`.
+fn pool() -> DescriptorPool {
+    let mut resolver = ChainFileResolver::new();
+    resolver.add(GoogleFileResolver::new());
+    let proto = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("proto");
+    resolver.add(IncludeFileResolver::new(proto));
+    let mut compiler = protox::Compiler::with_file_resolver(resolver);
+    compiler
+        .open_files(["goomerang/protocol.proto", "google/protobuf/wrappers.proto"])
+        .expect("compile goomerang protos");
+    compiler.descriptor_pool()
+}
+
+/// Decodes `bytes` as `name` the way a Go client does with its registry, and fails on a field the message
+/// does not define (at the top level, which is all a frame or a wrapper has).
+fn read_strictly(pool: &DescriptorPool, name: &str, bytes: &[u8]) -> DynamicMessage {
+    let descriptor = pool
+        .get_message_by_name(name)
+        .unwrap_or_else(|| panic!("kind {name} is not registered"));
+    let message = DynamicMessage::decode(descriptor, bytes).expect("decodes");
+    let unknown: Vec<u32> = message.unknown_fields().map(|f| f.number()).collect();
+    assert!(unknown.is_empty(), "{name}: unknown fields {unknown:?}");
+    message
+}
+
+/// What a Go client reads of a delivery: a Frame with only Frame's fields, whose `kind` is a full name (not a
+/// type URL) registered on the client, and whose payload reads strictly as that kind.
+#[test]
+fn deliveries_read_strictly_as_registered_kinds() {
+    let pool = pool();
+    let messages = transcript();
+    let recorded = binary(&messages, 1, false);
+    let foreign = delivery_from_bus(
+        Bytes::from_static(b"from stomp"),
+        &[],
+        &WrapperKind::default(),
+    );
+    let foreign = encode_delivery(&foreign, SystemTime::now());
+    for (bytes, kind) in recorded
+        .into_iter()
+        .map(|bytes| (bytes, STRING_VALUE))
+        .chain([(foreign.as_ref(), WrapperKind::BYTES_VALUE)])
+    {
+        let frame = read_strictly(&pool, "goomerang.protocol.Frame", bytes);
+        let field = |name: &str| frame.get_field_by_name(name).expect(name).into_owned();
+        assert_eq!(field("kind").as_str(), Some(kind));
+        assert!(!kind.contains('/'), "a full name, not a type URL");
+        let payload = field("payload");
+        read_strictly(&pool, kind, payload.as_bytes().expect("bytes"));
+    }
 }
 
 #[test]

@@ -173,9 +173,13 @@ fn encode_g0_or_g1(message: &Outbound) -> Result<Value, EncodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::messageloop::conformance::{check_json, check_protobuf, outbound_name, UnknownKeys};
     use crate::messageloop::message::{
-        Connected, InboundBody, Message, OutboundBody, Payload, Position, Subscription,
+        Connected, Error, InboundBody, Message, OutboundBody, Payload, Position, PresenceAction,
+        PresenceEvent, PresenceInfo, PresenceSnapshot, PublishAck, RecoverState, RpcReply,
+        SubscribeAck, Subscription,
     };
+    use crate::messageloop::ErrorCode;
 
     fn auto(encoding: Encoding) -> WsCodec {
         WsCodec::new(encoding, GenerationSetting::Auto)
@@ -319,5 +323,128 @@ mod tests {
             text(codec.encode(&connected).unwrap()),
             serde_json::json!({"id":"1","time":"5","connected":{"session_id":"s"}})
         );
+    }
+
+    /// One reply of every kind the session sends, with every field it can fill.
+    fn every_reply() -> Vec<Outbound> {
+        let info = PresenceInfo {
+            session_id: "s".into(),
+            user_id: "u".into(),
+            client_id: "c".into(),
+            connected_at_ms: 7,
+        };
+        let snapshot = PresenceSnapshot {
+            channel: "demo".into(),
+            clients: vec![info.clone()],
+            truncated: false,
+            occupancy: 1,
+        };
+        let OutboundBody::Publication(messages) = delivery().body else {
+            unreachable!()
+        };
+        let bodies = vec![
+            OutboundBody::Error(Error::new(ErrorCode::BadRequest, "bad")),
+            OutboundBody::Connected(Connected {
+                session_id: "s".into(),
+                subscriptions: vec!["demo".into()],
+                resumed: false,
+                stream_epoch: "e".into(),
+                accepted_caps: Vec::new(),
+            }),
+            OutboundBody::SubscribeAck(SubscribeAck {
+                subscriptions: vec![Subscription::channel("demo")],
+                recover: RecoverState::None,
+                stream_epoch: "e".into(),
+                presence: vec![snapshot.clone()],
+                error: None,
+                replayed: messages.clone(),
+                recover_results: Vec::new(),
+            }),
+            OutboundBody::UnsubscribeAck(vec![Subscription::channel("demo")]),
+            OutboundBody::PublishAck(PublishAck {
+                id: "p".into(),
+                position: Position {
+                    stream_epoch: "e".into(),
+                    offset: Some(3),
+                },
+            }),
+            OutboundBody::Publication(messages),
+            OutboundBody::RpcReply(RpcReply {
+                request_id: "r".into(),
+                payload: Payload::text("text/plain", "pong"),
+                headers: vec![("k".into(), bytes::Bytes::from_static(b"v"))],
+                error: None,
+            }),
+            OutboundBody::RpcReply(RpcReply {
+                request_id: "r".into(),
+                payload: Payload::default(),
+                headers: Vec::new(),
+                error: Some(Error::new(ErrorCode::RpcTimeout, "late")),
+            }),
+            OutboundBody::SubRefreshAck,
+            OutboundBody::Presence(snapshot),
+            OutboundBody::PresenceEvent(PresenceEvent {
+                channel: "demo".into(),
+                action: PresenceAction::Join,
+                info,
+                generation: 2,
+            }),
+            OutboundBody::Ping,
+            OutboundBody::Pong,
+        ];
+        bodies
+            .into_iter()
+            .map(|body| Outbound {
+                id: "x".into(),
+                time_ms: 5,
+                body,
+            })
+            .collect()
+    }
+
+    /// Every reply reads as strictly as the SDKs read: exactly the known generation's schema, and while a JSON
+    /// client may be G0 or G1, strictly as G0 (whose SDK rejects unknown keys) and with G1's types.
+    #[test]
+    fn every_reply_reads_strictly_as_its_generation() {
+        let mut undecided = auto(Encoding::Json);
+        undecided
+            .decode(br#"{"id":"1","connect":{"client_type":"sdk","version":"1.0.0"}}"#)
+            .unwrap();
+        assert!(undecided.is_g0_or_g1());
+        let g0 = outbound_name(Generation::G0);
+        let g1 = outbound_name(Generation::G1);
+        for reply in every_reply() {
+            match undecided.encode(&reply) {
+                Ok(frame) => {
+                    let value = text(frame);
+                    check_json(g0, &value, UnknownKeys::Reject)
+                        .unwrap_or_else(|err| panic!("G0 cannot read {value}: {err}"));
+                    check_json(g1, &value, UnknownKeys::Discard)
+                        .unwrap_or_else(|err| panic!("G1 cannot read {value}: {err}"));
+                }
+                Err(EncodeError::Unrepresentable(_)) => {}
+                Err(err) => panic!("{err}"),
+            }
+        }
+        for generation in [Generation::G0, Generation::G1, Generation::G2] {
+            let name = outbound_name(generation);
+            for encoding in [Encoding::Json, Encoding::Protobuf] {
+                let codec = WsCodec::new(encoding, GenerationSetting::Fixed(generation));
+                for reply in every_reply() {
+                    let result = match codec.encode(&reply) {
+                        Ok(Frame::Text(text)) => {
+                            let value = serde_json::from_str(&text).unwrap();
+                            check_json(name, &value, UnknownKeys::Reject)
+                        }
+                        Ok(Frame::Binary(bytes)) => check_protobuf(name, &bytes),
+                        Err(EncodeError::Unrepresentable(_)) => Ok(()),
+                        Err(err) => panic!("{err}"),
+                    };
+                    if let Err(err) = result {
+                        panic!("{generation} {encoding:?} cannot read {reply:?}: {err}");
+                    }
+                }
+            }
+        }
     }
 }
