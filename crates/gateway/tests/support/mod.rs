@@ -20,6 +20,15 @@ pub struct Gatewayd {
     pub extra_paths: Vec<PathBuf>,
 }
 
+/// `kill(1)`, which sends gatewayd its signals.
+fn kill() -> Command {
+    Command::new("kill")
+}
+
+fn no_kill(err: std::io::Error) -> ExitStatus {
+    panic!("cannot run kill ({err}): install the Debian package procps (scripts/test.sh installs what the tests need)")
+}
+
 /// Config text that binds the admin listener on an ephemeral loopback port.
 pub fn base_config() -> String {
     "[admin]\naddress = \"127.0.0.1:0\"\n[shutdown]\ndrain_timeout_secs = 5\n".to_owned()
@@ -132,10 +141,7 @@ impl Gatewayd {
     /// SIGHUP: gatewayd reloads in the background.
     pub fn sighup(&self) {
         let pid = self.pid().to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .expect("kill");
+        let status = kill().args(["-HUP", &pid]).status().unwrap_or_else(no_kill);
         assert!(status.success());
     }
 
@@ -202,11 +208,11 @@ impl Gatewayd {
 
     /// Sends SIGTERM and waits for the exit status, at most `within`.
     pub fn terminate(mut self, within: Duration) -> ExitStatus {
-        let status = Command::new("kill")
+        let status = kill()
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status()
-            .expect("kill");
+            .unwrap_or_else(no_kill);
         assert!(status.success());
         let deadline = Instant::now() + within;
         loop {
