@@ -12,6 +12,7 @@ pub mod events;
 pub mod history;
 mod index;
 mod mailbox;
+mod matching;
 pub mod metrics;
 pub mod names;
 pub mod presence;
@@ -21,4 +22,7 @@ pub use anycast::{AckHandle, Backpressure, Credit, GroupStats};
 pub use bus::{Bus, ClusterDelivery, PublishOutcome, TopicStats};
 pub use envelope::{ConnectionId, Envelope, Headers, MessageId, Origin, Position, Protocol};
 pub use mailbox::{Closed, Delivery, Mailbox, MailboxOptions, SubscribeError, SubscriptionId};
-pub use topic::{escape_token_into, unescape_token, Pattern, Segment, Topic, TopicError};
+pub use topic::{
+    escape_token_into, unescape_token, Pattern, Segment, Topic, TopicError, MAX_TOPIC_BYTES,
+    MAX_TOPIC_SEGMENTS,
+};

@@ -2,8 +2,6 @@
 //! gracefully on SIGINT/SIGTERM.
 
 mod admin;
-mod cluster;
-mod config;
 mod listeners;
 mod reload;
 mod shutdown;
@@ -16,6 +14,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use core_bus::Bus;
+use gateway::{cluster, config};
 use protocols::{ConnectionRegistry, Services};
 use tokio_util::sync::CancellationToken;
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use core_bus::names::INBOX_TOKEN;
-use core_bus::{Pattern, Segment, Topic};
+use core_bus::{Pattern, Topic};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -99,25 +99,7 @@ pub fn unguessable_name() -> String {
 
 /// Whether every topic matched by `requested` is matched by `allowed`.
 pub fn covers(allowed: &Pattern, requested: &Pattern) -> bool {
-    if let Some(topic) = requested.as_topic() {
-        return allowed.matches(&topic);
-    }
-    fn go(a: &[Segment], r: &[Segment]) -> bool {
-        match (a.split_first(), r.split_first()) {
-            (None, None) => true,
-            (Some((Segment::Hash, a_rest)), _) => (0..=r.len()).any(|skip| go(a_rest, &r[skip..])),
-            (Some((Segment::Gt, _)), Some(_)) => true,
-            (
-                Some((Segment::Star, a_rest)),
-                Some((Segment::Literal(_) | Segment::Star, r_rest)),
-            ) => go(a_rest, r_rest),
-            (Some((Segment::Literal(x), a_rest)), Some((Segment::Literal(y), r_rest))) => {
-                x == y && go(a_rest, r_rest)
-            }
-            _ => false,
-        }
-    }
-    go(allowed.segments(), requested.segments())
+    requested.is_covered_by(allowed)
 }
 
 /// Credentials as a protocol carries them.

@@ -422,7 +422,15 @@ impl Session {
     }
 
     fn publish(&mut self, publish: Publish, identity: &Identity) -> PublishReply {
-        let topic = Topic::from_dotted(publish.topic.as_bytes());
+        let topic = match Topic::try_from_dotted(publish.topic.as_bytes()) {
+            Ok(topic) => topic,
+            Err(e) => {
+                record_drop(DropReason::Malformed, Protocol::Chanserv);
+                return PublishReply::Err {
+                    reason: format!("invalid topic: {e}"),
+                };
+            }
+        };
         if !identity.may_publish(&topic) {
             record_drop(DropReason::AclDenied, Protocol::Chanserv);
             return PublishReply::Err {

@@ -14,7 +14,13 @@ impl Session {
             [request.channel.as_bytes(), request.method.as_bytes()],
         );
         // The channel's own topic, or the exact RPC topic, must be publishable.
-        let channel = Topic::from_dotted(request.channel.as_bytes());
+        let channel = match Topic::try_from_dotted(request.channel.as_bytes()) {
+            Ok(channel) => channel,
+            Err(e) => {
+                let error = Error::new(ErrorCode::BadRequest, format!("invalid channel: {e}"));
+                return self.reply(id, now, OutboundBody::Error(error));
+            }
+        };
         if !self.identity_allows_publish(&channel) && !self.identity_allows_publish(&topic) {
             let error = Error::new(
                 ErrorCode::PermissionDenied,
