@@ -1,12 +1,14 @@
 //! Metric names and the counters the bus updates. Handles are resolved once, so the publish path does no lookups.
 //!
 //! Exported names (Prometheus): `gatewayd_messages_in_total{protocol}`, `gatewayd_messages_out_total{protocol}`,
-//! `gatewayd_drops_total{reason,protocol}`, and gauges `gatewayd_subscriptions`, `gatewayd_groups`,
+//! `gatewayd_drops_total{reason,protocol}`, `gatewayd_publisher_stalls_total{protocol}` (publishes that stopped their
+//! connection's reading because a subscriber was over its bound) and `gatewayd_publisher_stall_seconds_total{protocol}`
+//! (the time they waited: a monotonic gauge, since the exporter's counters are integers), and gauges `gatewayd_subscriptions`, `gatewayd_groups`,
 //! `gatewayd_retained_messages`, `gatewayd_queue_depth` refreshed by [`crate::Bus::refresh_gauges`].
 
 use std::sync::OnceLock;
 
-use metrics::{counter, gauge, Counter};
+use metrics::{counter, gauge, Counter, Gauge};
 use serde::Serialize;
 
 use crate::envelope::Protocol;
@@ -14,6 +16,8 @@ use crate::envelope::Protocol;
 pub const MESSAGES_IN: &str = "gatewayd_messages_in_total";
 pub const MESSAGES_OUT: &str = "gatewayd_messages_out_total";
 pub const DROPS: &str = "gatewayd_drops_total";
+pub const PUBLISHER_STALLS: &str = "gatewayd_publisher_stalls_total";
+pub const PUBLISHER_STALL_SECONDS: &str = "gatewayd_publisher_stall_seconds_total";
 pub const SUBSCRIPTIONS: &str = "gatewayd_subscriptions";
 pub const GROUPS: &str = "gatewayd_groups";
 pub const RETAINED: &str = "gatewayd_retained_messages";
@@ -99,6 +103,8 @@ pub(crate) struct BusMetrics {
     messages_out: Vec<Counter>,
     /// By reason, then protocol.
     drops: Vec<OnceLock<Counter>>,
+    stalls: Vec<Counter>,
+    stall_seconds: Vec<Gauge>,
 }
 
 impl BusMetrics {
@@ -115,6 +121,14 @@ impl BusMetrics {
             drops: (0..DropReason::COUNT * Protocol::ALL.len())
                 .map(|_| OnceLock::new())
                 .collect(),
+            stalls: Protocol::ALL
+                .iter()
+                .map(|p| counter!(PUBLISHER_STALLS, "protocol" => p.as_str()))
+                .collect(),
+            stall_seconds: Protocol::ALL
+                .iter()
+                .map(|p| gauge!(PUBLISHER_STALL_SECONDS, "protocol" => p.as_str()))
+                .collect(),
         }
     }
 
@@ -125,6 +139,12 @@ impl BusMetrics {
                 || counter!(DROPS, "reason" => reason.as_str(), "protocol" => protocol.as_str()),
             )
             .increment(1);
+    }
+
+    /// One publisher stall of `protocol` ended after `waited`.
+    pub(crate) fn stalled(&self, protocol: Protocol, waited: std::time::Duration) {
+        self.stalls[protocol.index()].increment(1);
+        self.stall_seconds[protocol.index()].increment(waited.as_secs_f64());
     }
 
     pub(crate) fn message_in(&self, protocol: Protocol) {
