@@ -2,7 +2,7 @@
 //! retention buffer under `block`) that passes its bound (the high-water mark) makes every publish that adds to it
 //! return a [`Backpressure`]; the publishing connection's driver awaits it before reading more input, and it
 //! resolves when every buffer it names has drained to half its bound (the low-water mark), has closed, or after
-//! `bus.max_publisher_stall`. A buffer that stays over its bound for longer than that, or that reaches twice its
+//! `bus.max_publisher_stall_ms`. A buffer that stays over its bound for longer than that, or that reaches twice its
 //! bound (publishes that cannot be stalled: the cluster backend, many publishers at once), gets its policy.
 //! Publishers of other topics never wait on it.
 
@@ -169,7 +169,7 @@ pub struct FlowStatus {
 
 /// Returned by a publish that filled a subscriber queue or a `block` group past its bound: the publishing
 /// connection should read nothing more from its client until [`Backpressure::ready`] resolves (deliveries to it go
-/// on). It resolves when the buffers drained to their low-water mark, closed, or after `bus.max_publisher_stall`.
+/// on). It resolves when the buffers drained to their low-water mark, closed, or after `bus.max_publisher_stall_ms`.
 #[derive(Clone)]
 pub struct Backpressure {
     holders: Vec<Holder>,

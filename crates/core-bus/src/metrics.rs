@@ -1,9 +1,10 @@
 //! Metric names and the counters the bus updates. Handles are resolved once, so the publish path does no lookups.
 //!
 //! Exported names (Prometheus): `gatewayd_messages_in_total{protocol}`, `gatewayd_messages_out_total{protocol}`,
-//! `gatewayd_drops_total{reason,protocol}`, `gatewayd_publisher_stalls_total{protocol}` (publishes that stopped their
-//! connection's reading because a subscriber was over its bound) and `gatewayd_publisher_stall_seconds_total{protocol}`
-//! (the time they waited: a monotonic gauge, since the exporter's counters are integers), and gauges `gatewayd_subscriptions`, `gatewayd_groups`,
+//! `gatewayd_drops_total{reason,protocol}`, `gatewayd_publisher_stalls_total{protocol}` (publishes that stopped
+//! their connection's reading because a subscriber was over its bound),
+//! `gatewayd_publisher_stall_seconds_total{protocol}` (the time they waited: a monotonic gauge, since the
+//! exporter's counters are integers), and gauges `gatewayd_subscriptions`, `gatewayd_groups`,
 //! `gatewayd_retained_messages`, `gatewayd_queue_depth` refreshed by [`crate::Bus::refresh_gauges`].
 
 use std::sync::OnceLock;
