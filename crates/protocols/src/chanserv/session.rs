@@ -440,7 +440,10 @@ impl Session {
         let outcome = self
             .bus
             .publish(Envelope::new(topic, publish.payload, self.origin));
-        self.backpressure = outcome.backpressure;
+        if outcome.backpressure.is_some() {
+            // Kept until the driver takes it: a later publish in the same input does not clear it.
+            self.backpressure = outcome.backpressure;
+        }
         PublishReply::Ok {
             offset: outcome.position.map(|p| p.offset),
         }

@@ -286,6 +286,7 @@ async fn upgrade<S>(
         shutdown,
         batch: Vec::new(),
         handshake: CloseHandshake::new(),
+        stalled: None,
     }
     .run()
     .await;
@@ -308,18 +309,32 @@ struct Connection<S> {
     shutdown: CancellationToken,
     batch: Vec<Delivery>,
     handshake: CloseHandshake,
+    /// A stalled publish: nothing more is read from the client until it resolves; deliveries go on.
+    stalled: Option<futures::future::BoxFuture<'static, ()>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     async fn run(mut self) {
         let reason = loop {
+            let mut stall = self.stalled.take();
             let step = tokio::select! {
                 _ = self.shutdown.cancelled() => Step::Close(CloseReason::Shutdown),
-                message = self.ws.next() => self.on_client(message).await,
+                () = async {
+                    if let Some(stall) = stall.as_mut() {
+                        stall.await;
+                    }
+                }, if stall.is_some() => {
+                    stall = None;
+                    Step::Continue
+                }
+                message = self.ws.next(), if stall.is_none() => self.on_client(message).await,
                 received = self.session.mailbox().recv_batch(&mut self.batch, BATCH) => {
                     self.on_deliveries(received).await
                 }
             };
+            if stall.is_some() {
+                self.stalled = stall;
+            }
             match step {
                 Step::Continue => {}
                 Step::Close(reason) => break reason,
@@ -351,10 +366,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 match inbound {
                     Inbound::Continue => Step::Continue,
                     Inbound::Close(reason) => Step::Close(reason),
-                    Inbound::Wait(backpressure) => tokio::select! {
-                        _ = self.shutdown.cancelled() => Step::Close(CloseReason::Shutdown),
-                        _ = backpressure.ready() => Step::Continue,
-                    },
+                    Inbound::Wait(backpressure) => {
+                        self.stalled = Some(Box::pin(backpressure.ready()));
+                        Step::Continue
+                    }
                 }
             }
             Message::Text(_) => {

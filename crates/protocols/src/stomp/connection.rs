@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use core_bus::{Backpressure, Closed, Delivery, Mailbox};
+use core_bus::{Closed, Delivery, Mailbox};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, timeout, Instant};
@@ -167,12 +167,15 @@ async fn next_batch(
     }
 }
 
-async fn room(wait: Option<Backpressure>) {
+async fn room(wait: Option<&mut Stall>) {
     match wait {
-        Some(wait) => wait.ready().await,
+        Some(wait) => wait.await,
         None => std::future::pending().await,
     }
 }
+
+/// The wait of one stalled publish.
+type Stall = futures::future::BoxFuture<'static, ()>;
 
 async fn at(deadline: Option<Instant>) {
     match deadline {
@@ -208,9 +211,9 @@ async fn run_connection<T: Transport>(
     let mut batch = Vec::new();
     let mut flow = Flow::Continue;
     let mut identified = false;
-    // Set while a full group under the `block` policy holds back the producer: deliveries and heart-beats
-    // go on, reading stops.
-    let mut paused: Option<Backpressure> = None;
+    // Set while a publish is stalled (a subscriber queue or a `block` group over its bound): deliveries and
+    // heart-beats go on, reading stops. One future per stall, so its bound counts from the publish.
+    let mut paused: Option<Stall> = None;
     loop {
         if !session.outbox().is_empty() {
             match timeout(timing.write_timeout, transport.send(session.outbox())).await {
@@ -230,7 +233,9 @@ async fn run_connection<T: Transport>(
             break;
         }
         if paused.is_none() {
-            paused = session.take_backpressure();
+            paused = session
+                .take_backpressure()
+                .map(|b| Box::pin(b.ready()) as _);
         }
         let plan = session.heart_beat();
         let beat_at = plan.send_every.map(|period| last_write + period);
@@ -244,7 +249,7 @@ async fn run_connection<T: Transport>(
         };
         tokio::select! {
             () = shutdown.cancelled() => flow = session.shutdown(),
-            () = room(paused.clone()), if paused.is_some() => {
+            () = room(paused.as_mut()), if paused.is_some() => {
                 paused = None;
                 last_read = Instant::now();
                 flow = session.receive(&mut buf);

@@ -35,8 +35,9 @@ use crate::{Reload, RunningListener, Services};
 pub const NAME: &str = "messageloop.grpc";
 /// Deliveries taken from the mailbox per batch.
 const BATCH: usize = 64;
-/// Outbound envelopes buffered per stream.
-const LANE: usize = 256;
+/// Outbound envelopes buffered per stream. Small, so that a slow reader fills its bus queue (and stalls its
+/// publishers) instead of this lane: an envelope can be a publication of a whole batch.
+const LANE: usize = 8;
 
 struct Shared {
     /// Read once per stream; replaced on reload.
@@ -337,6 +338,7 @@ async fn run<W: Wire>(
     let shutdown = shared.services.shutdown.clone();
     let mut batch = Vec::with_capacity(BATCH);
     let mut identified = false;
+    let mut stalled: Option<futures::future::BoxFuture<'static, ()>> = None;
     loop {
         for outbound in session.take_outbox() {
             let Ok(message) = W::outbound(&outbound) else {
@@ -365,8 +367,11 @@ async fn run<W: Wire>(
             }
         }
         guard.set_subscriptions(session.subscription_count());
-        if let Some(backpressure) = session.take_backpressure() {
-            backpressure.ready().await;
+        // A stalled publish: read nothing more until the subscribers drained, deliveries go on.
+        if stalled.is_none() {
+            stalled = session
+                .take_backpressure()
+                .map(|b| Box::pin(b.ready()) as _);
         }
         let deadline = session.next_deadline();
         tokio::select! {
@@ -375,7 +380,12 @@ async fn run<W: Wire>(
                 return;
             }
             _ = tx.closed() => return,
-            message = inbound.message() => {
+            () = async {
+                if let Some(stall) = stalled.as_mut() {
+                    stall.await;
+                }
+            }, if stalled.is_some() => stalled = None,
+            message = inbound.message(), if stalled.is_none() => {
                 let now = Now::current();
                 match message {
                     Ok(Some(message)) => match W::inbound(message) {

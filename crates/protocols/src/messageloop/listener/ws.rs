@@ -187,6 +187,7 @@ async fn serve<S>(
     let max = options.max_message_bytes;
     let mut batch = Vec::new();
     let mut identified = false;
+    let mut stalled: Option<futures::future::BoxFuture<'static, ()>> = None;
     loop {
         if write_outbox(&mut ws, &codec, &mut session, max)
             .await
@@ -205,8 +206,11 @@ async fn serve<S>(
             }
         }
         guard.set_subscriptions(session.subscription_count());
-        if let Some(backpressure) = session.take_backpressure() {
-            backpressure.ready().await;
+        // A stalled publish: read nothing more until the subscribers drained, deliveries go on.
+        if stalled.is_none() {
+            stalled = session
+                .take_backpressure()
+                .map(|b| Box::pin(b.ready()) as _);
         }
         let deadline = session.next_deadline();
         tokio::select! {
@@ -215,7 +219,12 @@ async fn serve<S>(
                 close(&mut ws, code.ws_close_code(), code.reason()).await;
                 return;
             }
-            message = ws.next() => match message {
+            () = async {
+                if let Some(stall) = stalled.as_mut() {
+                    stall.await;
+                }
+            }, if stalled.is_some() => stalled = None,
+            message = ws.next(), if stalled.is_none() => match message {
                 Some(Ok(WsMessage::Text(text))) => on_frame(&mut codec, &mut session, text.as_bytes()),
                 Some(Ok(WsMessage::Binary(bytes))) => on_frame(&mut codec, &mut session, &bytes),
                 Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}

@@ -58,6 +58,9 @@ impl Session {
         envelope.reply_to = Some(inbox);
         envelope.correlation_id = Some(correlation.clone());
         let outcome = self.context.bus.publish(envelope);
+        if let Some(backpressure) = outcome.backpressure {
+            self.backpressure = Some(backpressure);
+        }
         if outcome.delivered == 0 {
             let error = Error::new(
                 ErrorCode::NoProxy,
