@@ -175,7 +175,7 @@ impl Ws {
 
 /// Accepts every server certificate (tests only).
 #[derive(Debug)]
-struct AnyCertificate;
+pub struct AnyCertificate;
 
 impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
     fn verify_server_cert(
