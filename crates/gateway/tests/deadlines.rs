@@ -2,6 +2,8 @@
 //! cut by the pre-auth or idle-frame deadline, subscribers that stop reading are cut by the write deadline, and
 //! over-limit input gets the protocol's own refusal. Deadlines are configured short so the tests run fast.
 
+#[path = "support/loom_client.rs"]
+mod loom_client;
 #[path = "support/messageloop_client.rs"]
 mod messageloop_client;
 #[path = "support/stomp_client.rs"]
@@ -123,7 +125,8 @@ fn grpc_tls_handshakes_do_not_wait_for_a_silent_client() {
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let mut tls = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
     let mut tcp = TcpStream::connect(addr).expect("connect");
-    tcp.set_read_timeout(Some(WAIT)).expect("read timeout");
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
     while tls.is_handshaking() {
         tls.complete_io(&mut tcp)
             .expect("TLS handshake while another client is silent");
@@ -313,5 +316,22 @@ fn messageloop_grpc_message_over_the_limit_ends_with_resource_exhausted() {
             .expect("the stream ends in time");
         let status = ended.expect_err("a non-OK status");
         assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    });
+}
+
+#[test]
+fn loom_hello_never_finished_is_cut() {
+    let gateway = Gatewayd::start(&format!(
+        "{}[loom]\nenabled = true\naddress = \"127.0.0.1:0\"\n{SHORT}",
+        base_config()
+    ));
+    let addr = SocketAddr::from(([127, 0, 0, 1], gateway.listener("loom.quic").port()));
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let client = loom_client::Client::connect(addr, loom_client::Transport::Quic).await;
+        let hello = loom_client::hello(1, b"p", b"room", b"");
+        let mut stream = client.open(&hello[..4]).await;
+        let ended = tokio::time::timeout(WAIT, stream.read_to_end()).await;
+        assert!(ended.is_ok(), "half a hello held the stream open");
     });
 }
