@@ -335,3 +335,45 @@ fn loom_hello_never_finished_is_cut() {
         assert!(ended.is_ok(), "half a hello held the stream open");
     });
 }
+
+#[test]
+fn unfinished_frames_over_the_process_budget_are_refused() {
+    let gateway = Gatewayd::start(&format!(
+        "{}[limits]\nmax_unfinished_frame_bytes = 1048576\n[stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
+        base_config()
+    ));
+    let stomp = gateway.listener("stomp.tcp");
+    let declared = 700 << 10;
+    let head = format!("SEND\ndestination:/topic/big\nreceipt:done\ncontent-length:{declared}\n\n");
+    let sent = 600 << 10;
+    let mut peers = [Peer::connect(stomp), Peer::connect(stomp)];
+    // Two large frames, each under the budget, both together over it.
+    for peer in &mut peers {
+        let mut start = head.clone().into_bytes();
+        start.resize(head.len() + sent, b'x');
+        let _ = peer.try_send_raw(&start);
+    }
+    // Neither frame can finish before one of them is refused.
+    let deadline = std::time::Instant::now() + WAIT;
+    let refused = loop {
+        let closed = (0..peers.len()).find(|&i| {
+            peers[i].receive(Duration::from_millis(50)) == stomp_client::Received::Closed
+        });
+        if let Some(refused) = closed {
+            break refused;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no large frame was refused"
+        );
+    };
+    let survivor = &mut peers[1 - refused];
+    let mut rest = vec![b'x'; declared - sent];
+    rest.push(0);
+    survivor.send_raw(&rest);
+    let receipt = survivor.expect_frame(WAIT);
+    assert_eq!(
+        receipt.command, "RECEIPT",
+        "the other frame finishes: {receipt:?}"
+    );
+}

@@ -3,8 +3,10 @@
 //! accept), and runs every connection, handshake included, in its own task, so one slow client never holds up
 //! another. [`handshake`] bounds each handshake step (TLS, WebSocket upgrade, HTTP/2 preface, protocol login) by
 //! the connection's pre-auth deadline and by shutdown; [`Watched`] gives a frame that was started but not
-//! finished its deadline. The deadlines are the [`Deadlines`] settings every protocol shares.
+//! finished its deadline and counts it against the process-wide [`budget`]. The deadlines are the [`Deadlines`]
+//! settings every protocol shares.
 
+pub mod budget;
 mod deadlines;
 mod watched;
 

@@ -3,6 +3,8 @@
 //! client does not take for `write` fails. Either way the socket reports `TimedOut` and the driver ends the
 //! connection, so neither a half-sent frame nor a subscriber that stopped reading holds memory or a slot.
 //!
+//! What the unfinished frame holds counts against the process-wide [budget](super::budget).
+//!
 //! A frame counts as started when a read returns bytes while no frame was pending; a driver that cannot tell
 //! whether its decoder holds the start of a next frame says it does not, which leaves at most the rest of that
 //! one read unwatched.
@@ -16,6 +18,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{sleep_until, Instant, Sleep};
 
+use super::budget::Held;
 use super::Deadlines;
 
 /// One deadline that runs while something is pending.
@@ -63,6 +66,9 @@ pub struct Watched<S> {
     inner: S,
     frame: Clock,
     write: Clock,
+    /// The bytes of the unfinished frame, counted against the process-wide budget; `None` when frames are not
+    /// watched.
+    held: Option<Held>,
 }
 
 impl<S> Watched<S> {
@@ -71,6 +77,7 @@ impl<S> Watched<S> {
             inner,
             frame: Clock::new(Some(deadlines.idle_frame())),
             write: Clock::new(Some(deadlines.write())),
+            held: Some(Held::default()),
         }
     }
 
@@ -81,6 +88,7 @@ impl<S> Watched<S> {
             inner,
             frame: Clock::new(None),
             write: Clock::new(Some(deadlines.write())),
+            held: None,
         }
     }
 
@@ -88,6 +96,9 @@ impl<S> Watched<S> {
     /// another, whose clock starts now.
     pub fn frame_finished(&mut self, unfinished_left: bool) {
         self.frame.since = unfinished_left.then(Instant::now);
+        if let Some(held) = &mut self.held {
+            held.release();
+        }
     }
 
     pub fn get_ref(&self) -> &S {
@@ -109,8 +120,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before {
+                let read = buf.filled().len() - before;
+                if read > 0 {
                     this.frame.start();
+                    if let Some(Err(exhausted)) = this.held.as_mut().map(|held| held.add(read)) {
+                        return Poll::Ready(Err(io::Error::other(exhausted)));
+                    }
                 }
                 Poll::Ready(Ok(()))
             }
