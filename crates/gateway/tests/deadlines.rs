@@ -377,3 +377,45 @@ fn unfinished_frames_over_the_process_budget_are_refused() {
         "the other frame finishes: {receipt:?}"
     );
 }
+
+/// Sets gatewayd's soft open-file limit with `prlimit`.
+fn limit_files(gateway: &Gatewayd, files: usize) {
+    let status = std::process::Command::new("prlimit")
+        .arg(format!("--pid={}", gateway.pid()))
+        .arg(format!("--nofile={files}:"))
+        .status()
+        .expect("prlimit");
+    assert!(status.success());
+}
+
+#[test]
+fn out_of_file_descriptors_backs_off_instead_of_spinning() {
+    let gateway = Gatewayd::start(&format!(
+        "{}[chanserv]\nenabled = true\naddress = \"127.0.0.1:0\"\n[messageloop.ws]\nenabled = true\n\
+         address = \"127.0.0.1:0\"\n",
+        base_config()
+    ));
+    let listeners = [
+        gateway.listener("chanserv.tcp"),
+        gateway.listener("messageloop.ws"),
+    ];
+    let open = std::fs::read_dir(format!("/proc/{}/fd", gateway.pid()))
+        .expect("fd list")
+        .count();
+    limit_files(&gateway, open);
+    // Waiting in the backlog: every accept() now fails with EMFILE.
+    let _waiting: Vec<TcpStream> = listeners
+        .iter()
+        .map(|&addr| TcpStream::connect(addr).expect("connect"))
+        .collect();
+    // A window in which a listener that retries at once fails thousands of times; one that backs off (10 ms,
+    // doubling to 1 s) a handful.
+    std::thread::sleep(Duration::from_millis(500));
+    let failures = gateway.logged("accept failed");
+    limit_files(&gateway, open + 100);
+    assert!(failures > 0, "accept() did not fail");
+    assert!(
+        failures < 100,
+        "{failures} accept failures in half a second"
+    );
+}
