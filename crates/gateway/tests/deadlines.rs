@@ -419,3 +419,108 @@ fn out_of_file_descriptors_backs_off_instead_of_spinning() {
         "{failures} accept failures in half a second"
     );
 }
+
+/// Opens `count` WebSocket connections to `url` on `addr` that read until gatewayd closes them, then go.
+fn websocket_clients(
+    runtime: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+    path: &str,
+    subprotocol: Option<&str>,
+    count: usize,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    (0..count)
+        .map(|_| {
+            let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
+            if let Some(protocol) = subprotocol {
+                request
+                    .headers_mut()
+                    .insert("sec-websocket-protocol", protocol.parse().unwrap());
+            }
+            runtime.spawn(async move {
+                let (mut ws, _) = tokio_tungstenite::connect_async(request)
+                    .await
+                    .expect("upgrade");
+                while let Some(Ok(_)) = ws.next().await {}
+            })
+        })
+        .collect()
+}
+
+/// Opens `count` TCP connections to `addr` that send `hello`, then read until gatewayd closes them.
+fn tcp_clients(
+    runtime: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+    hello: &'static [u8],
+    count: usize,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    (0..count)
+        .map(|_| {
+            runtime.spawn(async move {
+                let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+                stream.write_all(hello).await.expect("hello");
+                let mut sink = [0u8; 4096];
+                while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn shutdown_ends_once_the_clients_told_to_go_have_gone() {
+    let gateway = Gatewayd::start(
+        "[admin]\naddress = \"127.0.0.1:0\"\n[shutdown]\ndrain_timeout_secs = 30\n\
+         [stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+         [stomp.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+         [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+         [goomerang]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+         [chanserv]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+         [messageloop.grpc]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
+    );
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let per_listener = 50;
+    let mut clients = Vec::new();
+    clients.extend(tcp_clients(
+        &runtime,
+        gateway.listener("stomp.tcp"),
+        b"CONNECT\naccept-version:1.2\n\n\0",
+        per_listener,
+    ));
+    clients.extend(tcp_clients(
+        &runtime,
+        gateway.listener("chanserv.tcp"),
+        b"",
+        per_listener,
+    ));
+    clients.extend(websocket_clients(
+        &runtime,
+        gateway.listener("stomp.ws"),
+        "/ws",
+        Some("v12.stomp"),
+        per_listener,
+    ));
+    clients.extend(websocket_clients(
+        &runtime,
+        gateway.listener("messageloop.ws"),
+        "/ws",
+        Some("messageloop+json"),
+        per_listener,
+    ));
+    clients.extend(websocket_clients(
+        &runtime,
+        gateway.listener("goomerang.ws"),
+        "/ws",
+        None,
+        per_listener,
+    ));
+    gateway.wait_for("/api/connections", "every client connected", |all| {
+        all.as_array()
+            .is_some_and(|all| all.len() == 5 * per_listener)
+    });
+    // The drain timeout is 30 s; clients that leave when told let gatewayd exit long before.
+    let status = gateway.terminate(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+    runtime.block_on(futures::future::join_all(clients));
+}
