@@ -22,6 +22,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
+    pub limits: LimitsConfig,
     pub bus: BusConfig,
     pub cluster: ClusterConfig,
     pub goomerang: protocols::goomerang::GoomerangConfig,
@@ -144,6 +145,22 @@ impl Default for ShutdownConfig {
     fn default() -> Self {
         ShutdownConfig {
             drain_timeout_secs: 10,
+        }
+    }
+}
+
+/// `[limits]`: limits of the whole process (each listener's own are in its section).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Bytes held in unfinished frames over all connections; past it, large unfinished frames are refused.
+    pub max_unfinished_frame_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_unfinished_frame_bytes: protocols::accept::budget::DEFAULT_CAP,
         }
     }
 }

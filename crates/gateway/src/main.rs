@@ -127,6 +127,7 @@ async fn run(
     set_log_level: reload::SetLogLevel,
 ) -> anyhow::Result<()> {
     let prometheus = metrics_recorder()?;
+    protocols::accept::budget::set_cap(config.limits.max_unfinished_frame_bytes);
     let bus = Bus::new(config.bus.clone());
     cluster::start(&config.cluster, &bus).await?;
     let shutdown = CancellationToken::new();

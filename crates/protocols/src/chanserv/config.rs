@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::astranet::ServiceName;
 use super::frame::{Compression, DEFAULT_FRAME_LIMIT, PEER_FRAME_LIMIT};
+use crate::accept::Deadlines;
 use crate::auth::AuthConfig;
 use crate::limits::ListenerLimits;
 
@@ -27,6 +28,8 @@ pub struct ChanservConfig {
     /// Most sources one subscribe request announces; one more source then reports the cap.
     pub max_sources_per_request: usize,
     pub limits: ListenerLimits,
+    /// Pre-auth (the AstraNet handshake), unfinished-op and blocked-write deadlines.
+    pub deadlines: Deadlines,
     /// A request may start with an `AUTH <token>` line (static tokens or JWT); one without acts as
     /// `auth.anonymous`, or is refused when `auth.required`.
     pub auth: AuthConfig,
@@ -42,6 +45,7 @@ impl Default for ChanservConfig {
             max_frame_bytes: DEFAULT_FRAME_LIMIT,
             max_sources_per_request: 256,
             limits: ListenerLimits::default(),
+            deadlines: Deadlines::default(),
             auth: AuthConfig::default(),
         }
     }
@@ -74,6 +78,8 @@ pub enum ConfigError {
     FrameLimit(u64),
     #[error("chanserv.max_sources_per_request: must be at least 1")]
     NoSources,
+    #[error("{0}")]
+    Deadlines(String),
 }
 
 impl ChanservConfig {
@@ -86,7 +92,9 @@ impl ChanservConfig {
         if self.max_sources_per_request == 0 {
             return Err(ConfigError::NoSources);
         }
-        Ok(())
+        self.deadlines
+            .validate("chanserv")
+            .map_err(ConfigError::Deadlines)
     }
 
     /// The advertised service name.

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::limits::Limits;
 use super::mapping::WrapperKind;
+use crate::accept::Deadlines;
 use crate::auth::AuthConfig;
 use crate::limits::ListenerLimits;
 use crate::tls::TlsConfig;
@@ -24,6 +25,8 @@ pub struct GoomerangConfig {
     pub tls: Option<TlsConfig>,
     /// Connections and subscriptions per connection.
     pub limits: ListenerLimits,
+    /// Pre-auth (TLS and upgrade), unfinished-frame and blocked-write deadlines.
+    pub deadlines: Deadlines,
     /// Size limits of client frames and of deliveries (`[goomerang.frame_limits]`).
     pub frame_limits: Limits,
     /// The kind foreign (non-Goomerang) messages are delivered as; its message must be shaped like
@@ -41,6 +44,7 @@ impl Default for GoomerangConfig {
             address: SocketAddr::from(([0, 0, 0, 0], 8080)),
             tls: None,
             limits: ListenerLimits::default(),
+            deadlines: Deadlines::default(),
             frame_limits: Limits::default(),
             wrapper_kind: WrapperKind::default(),
             auth: AuthConfig::default(),
@@ -51,6 +55,7 @@ impl Default for GoomerangConfig {
 impl GoomerangConfig {
     /// Checks what serde cannot; the error names the key under `goomerang.`.
     pub fn validate(&self) -> Result<(), String> {
+        self.deadlines.validate("goomerang")?;
         crate::auth::Authenticator::new(self.auth.clone())
             .map_err(|error| format!("goomerang.{error}"))?;
         let client_ca = self

@@ -13,7 +13,7 @@
 //! Reload swaps the [`Settings`] new connections take (identity and ACLs, frame limits, wrapper kind, listener
 //! limits); connections already open keep the settings they started with. The address and TLS need a restart.
 
-use std::net::SocketAddr;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -23,8 +23,7 @@ use core_bus::metrics::{record_drop, DropReason};
 use core_bus::{Closed, Delivery, Origin, Protocol};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
+use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -36,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use super::close::{CloseHandshake, CloseReason, PeerClose};
 use super::config::GoomerangConfig;
 use super::session::{Inbound, Session, SessionSettings};
+use crate::accept::{self, Accepted, Deadlines, Watched};
 use crate::auth::Authenticator;
 use crate::ws::{self, WsAcceptOptions};
 use crate::{tls, ConnectionGuard, Reload, RunningListener, Services};
@@ -44,10 +44,6 @@ use crate::{tls, ConnectionGuard, Reload, RunningListener, Services};
 pub const LISTENER_NAME: &str = "goomerang.ws";
 /// Upgrade paths: the Go client dials `/ws` without TLS and `/wss` with it; both are served on either.
 pub const PATHS: [&str; 2] = ["/ws", "/wss"];
-/// Longest time from TCP accept to a finished WebSocket upgrade (TLS included).
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest time one batch of deliveries may take to write before the connection is dropped.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 const BATCH: usize = 64;
 
 /// What every connection of the listener shares.
@@ -65,6 +61,7 @@ struct Settings {
     session: SessionSettings,
     ws: WsAcceptOptions,
     max_connections: usize,
+    deadlines: Deadlines,
 }
 
 impl Settings {
@@ -85,6 +82,7 @@ impl Settings {
                 ..WsAcceptOptions::default()
             },
             max_connections: config.limits.max_connections,
+            deadlines: config.deadlines,
         })
     }
 }
@@ -139,7 +137,15 @@ pub async fn start(
         settings: ArcSwap::from_pointee(settings),
         tls,
     });
-    let task = tokio::spawn(accept_loop(listener, shared.clone()));
+    let accepting = shared.clone();
+    let pre_auth = shared.clone();
+    let task = tokio::spawn(accept::run(
+        listener,
+        LISTENER_NAME,
+        services.shutdown.clone(),
+        move || pre_auth.settings.load().deadlines.pre_auth(),
+        move |accepted| admit(accepted, &accepting),
+    ));
     Ok(vec![RunningListener {
         name: LISTENER_NAME.to_owned(),
         protocol: Protocol::Goomerang,
@@ -153,91 +159,76 @@ pub async fn start(
     }])
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let mut connections = JoinSet::new();
-    let shutdown = shared.services.shutdown.clone();
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            // Reap finished connections so the set only holds live ones.
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    connections.spawn(connection(stream, peer, shared.clone()));
-                }
-                Err(error) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(%error, "goomerang: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-        }
-    }
-    drop(listener);
-    while connections.join_next().await.is_some() {}
-}
-
-async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+/// Registers a socket just accepted, or refuses it when the listener is full.
+fn admit(accepted: Accepted, shared: &Arc<Shared>) -> Option<impl Future<Output = ()>> {
     let settings = shared.settings.load_full();
     let guard = match shared.services.connections.register(
         Protocol::Goomerang,
         LISTENER_NAME,
-        peer,
+        accepted.peer,
         settings.max_connections,
     ) {
         Ok(guard) => guard,
         Err(error) => {
-            tracing::warn!(%peer, %error, "goomerang: connection refused");
-            return;
+            tracing::warn!(peer = %accepted.peer, %error, "goomerang: connection refused");
+            return None;
         }
     };
-    // Small frames matter more than throughput here; coalescing happens in the write buffer.
-    let _ = stream.set_nodelay(true);
-    match &shared.tls {
-        None => upgrade(stream, peer, None, guard, &shared.services, &settings).await,
-        // Boxed so that plain connections, the common case, do not carry the size of a TLS connection's
-        // state in their task.
-        Some(acceptor) => {
-            Box::pin(upgrade_tls(
-                acceptor,
-                stream,
-                peer,
-                guard,
-                &shared.services,
-                &settings,
-            ))
-            .await
+    let shared = shared.clone();
+    Some(async move {
+        match &shared.tls {
+            None => upgrade(accepted, None, guard, &shared.services, &settings).await,
+            // Boxed so that plain connections, the common case, do not carry the size of a TLS connection's
+            // state in their task.
+            Some(acceptor) => {
+                Box::pin(upgrade_tls(
+                    acceptor,
+                    accepted,
+                    guard,
+                    &shared.services,
+                    &settings,
+                ))
+                .await
+            }
         }
-    }
+    })
 }
 
 async fn upgrade_tls(
     acceptor: &TlsAcceptor,
-    stream: TcpStream,
-    peer: SocketAddr,
+    accepted: Accepted,
     guard: ConnectionGuard,
     services: &Services,
     settings: &Settings,
 ) {
-    let accepted = tokio::select! {
-        _ = services.shutdown.cancelled() => return,
-        accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => accepted,
-    };
-    match accepted {
-        Ok(Ok(stream)) => {
+    let Accepted {
+        stream,
+        peer,
+        pre_auth_deadline,
+    } = accepted;
+    let handshake = accept::handshake(
+        acceptor.accept(stream),
+        pre_auth_deadline,
+        &services.shutdown,
+    );
+    match handshake.await {
+        Ok(stream) => {
             let certificate = tls::peer_common_name(stream.get_ref().1);
-            upgrade(stream, peer, certificate, guard, services, settings).await
+            let accepted = Accepted {
+                stream,
+                peer,
+                pre_auth_deadline,
+            };
+            upgrade(accepted, certificate, guard, services, settings).await
         }
-        Ok(Err(error)) => tracing::debug!(%peer, %error, "goomerang: TLS handshake failed"),
-        Err(_) => tracing::debug!(%peer, "goomerang: TLS handshake timed out"),
+        Err(error) => tracing::debug!(%peer, %error, "goomerang: TLS handshake"),
     }
 }
 
 /// The WebSocket upgrade, refused with 401 when the client's token or certificate (`certificate`: the
 /// common name of a verified TLS client certificate) does not authenticate it.
 async fn upgrade<S>(
-    stream: S,
-    peer: SocketAddr,
+    accepted: Accepted<S>,
     certificate: Option<String>,
     guard: ConnectionGuard,
     services: &Services,
@@ -245,27 +236,31 @@ async fn upgrade<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let Accepted {
+        stream,
+        peer,
+        pre_auth_deadline,
+    } = accepted;
     let shutdown = services.shutdown.clone();
-    let accepted = tokio::select! {
-        _ = shutdown.cancelled() => return,
-        accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, ws::accept_authorized(stream, &settings.ws, |_| None, |request| {
-            settings.auth.authenticate_upgrade(certificate.as_deref(), request).map_err(|error| {
+    let stream = Watched::new(stream, &settings.deadlines);
+    let upgrade = ws::accept_authorized(stream, &settings.ws, |_| None, |request| {
+        settings
+            .auth
+            .authenticate_upgrade(certificate.as_deref(), request)
+            .map_err(|error| {
                 tracing::debug!(%peer, %error, "goomerang: upgrade refused");
                 StatusCode::UNAUTHORIZED
             })
-        })) => accepted,
-    };
-    let (ws, identity) = match accepted {
-        Ok(Ok((ws, _, identity))) => (ws, identity),
-        Ok(Err(error)) => {
-            tracing::debug!(%peer, %error, "goomerang: upgrade failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "goomerang: upgrade timed out");
+    });
+    let (mut ws, identity) = match accept::handshake(upgrade, pre_auth_deadline, &shutdown).await {
+        Ok((ws, _, identity)) => (ws, identity),
+        Err(error) => {
+            tracing::debug!(%peer, %error, "goomerang: upgrade");
             return;
         }
     };
+    // The upgrade request was not a Goomerang frame.
+    ws.get_mut().frame_finished(false);
     let origin = Origin {
         protocol: Protocol::Goomerang,
         connection: guard.id(),
@@ -287,6 +282,7 @@ async fn upgrade<S>(
         batch: Vec::new(),
         handshake: CloseHandshake::new(),
         stalled: None,
+        write_deadline: settings.deadlines.write(),
     }
     .run()
     .await;
@@ -303,7 +299,7 @@ enum Step {
 }
 
 struct Connection<S> {
-    ws: WebSocketStream<S>,
+    ws: WebSocketStream<Watched<S>>,
     session: Session,
     guard: ConnectionGuard,
     shutdown: CancellationToken,
@@ -311,6 +307,8 @@ struct Connection<S> {
     handshake: CloseHandshake,
     /// A stalled publish: nothing more is read from the client until it resolves; deliveries go on.
     stalled: Option<futures::future::BoxFuture<'static, ()>>,
+    /// Longest time one batch of deliveries may take to write before the connection is dropped.
+    write_deadline: Duration,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
@@ -348,7 +346,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     async fn on_client(&mut self, message: Option<Result<Message, WsError>>) -> Step {
         let message = match message {
             None => return Step::Done,
-            Some(Ok(message)) => message,
+            Some(Ok(message)) => {
+                self.ws.get_mut().frame_finished(false);
+                message
+            }
             Some(Err(WsError::Capacity(error))) => {
                 tracing::debug!(%error, "goomerang: closing the connection");
                 return Step::Close(CloseReason::MessageTooBig);
@@ -402,7 +403,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
             self.ws.flush().await
         };
-        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        match tokio::time::timeout(self.write_deadline, write).await {
             Ok(Ok(())) => Step::Continue,
             Ok(Err(error)) => {
                 tracing::debug!(%error, "goomerang: write failed");
