@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::astranet::ServiceName;
 use super::frame::{Compression, DEFAULT_FRAME_LIMIT, PEER_FRAME_LIMIT};
+use super::timeouts::TimeoutsConfig;
 use crate::auth::AuthConfig;
 use crate::limits::ListenerLimits;
 
@@ -26,6 +27,8 @@ pub struct ChanservConfig {
     pub max_frame_bytes: u64,
     /// Most sources one subscribe request announces; one more source then reports the cap.
     pub max_sources_per_request: usize,
+    /// The server timeouts, upstream's defaults (`[chanserv.timeouts]`).
+    pub timeouts: TimeoutsConfig,
     pub limits: ListenerLimits,
     /// Only `anonymous` applies: chanserv clients carry no credentials, so every client acts as that identity.
     pub auth: AuthConfig,
@@ -40,6 +43,7 @@ impl Default for ChanservConfig {
             compression: CompressionSetting::None,
             max_frame_bytes: DEFAULT_FRAME_LIMIT,
             max_sources_per_request: 256,
+            timeouts: TimeoutsConfig::default(),
             limits: ListenerLimits::default(),
             auth: AuthConfig::default(),
         }
@@ -73,6 +77,8 @@ pub enum ConfigError {
     FrameLimit(u64),
     #[error("chanserv.max_sources_per_request: must be at least 1")]
     NoSources,
+    #[error("chanserv.timeouts.accept_secs: must be at least 1")]
+    AcceptTimeout,
 }
 
 impl ChanservConfig {
@@ -84,6 +90,9 @@ impl ChanservConfig {
         }
         if self.max_sources_per_request == 0 {
             return Err(ConfigError::NoSources);
+        }
+        if self.timeouts.accept_secs == 0 {
+            return Err(ConfigError::AcceptTimeout);
         }
         Ok(())
     }
@@ -135,5 +144,7 @@ mod tests {
             ..ChanservConfig::default()
         };
         assert_eq!(bad.validate(), Err(ConfigError::NoSources));
+        let bad: ChanservConfig = toml::from_str("[timeouts]\naccept_secs = 0\n").unwrap();
+        assert_eq!(bad.validate(), Err(ConfigError::AcceptTimeout));
     }
 }
