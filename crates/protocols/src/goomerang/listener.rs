@@ -7,8 +7,8 @@
 //! on shutdown, a message over the size limit or a slow consumer, gatewayd sends close 1000 with a reason and
 //! waits at most [`ECHO_TIMEOUT`](super::close::ECHO_TIMEOUT) for the echo.
 //!
-//! Reload swaps the [`Settings`] new connections take (identity and ACLs, frame limits, wrapper kind, listener
-//! limits); connections already open keep the settings they started with. The address and TLS need a restart.
+//! Reload swaps the [`Settings`] new connections take (identity and ACLs, frame limits, wrapper kind, send topics,
+//! foreign kinds, listener limits); connections already open keep the settings they started with. The address and TLS need a restart.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -76,6 +76,8 @@ impl Settings {
                 limits: config.frame_limits.clone(),
                 wrapper_kind: config.wrapper_kind.clone(),
                 max_subscriptions: config.limits.max_subscriptions_per_connection,
+                send_routes: config.send_routes()?,
+                foreign_kinds: config.foreign_kinds()?,
             },
             ws: WsAcceptOptions {
                 paths: PATHS.iter().map(|path| (*path).to_owned()).collect(),
