@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::astranet::ServiceName;
 use super::frame::{Compression, DEFAULT_FRAME_LIMIT, PEER_FRAME_LIMIT};
 use crate::accept::Deadlines;
+use super::timeouts::TimeoutsConfig;
 use crate::auth::AuthConfig;
 use crate::limits::ListenerLimits;
 
@@ -27,6 +28,8 @@ pub struct ChanservConfig {
     pub max_frame_bytes: u64,
     /// Most sources one subscribe request announces; one more source then reports the cap.
     pub max_sources_per_request: usize,
+    /// The server timeouts, upstream's defaults (`[chanserv.timeouts]`).
+    pub timeouts: TimeoutsConfig,
     pub limits: ListenerLimits,
     /// Pre-auth (the AstraNet handshake), unfinished-op and blocked-write deadlines.
     pub deadlines: Deadlines,
@@ -44,6 +47,7 @@ impl Default for ChanservConfig {
             compression: CompressionSetting::None,
             max_frame_bytes: DEFAULT_FRAME_LIMIT,
             max_sources_per_request: 256,
+            timeouts: TimeoutsConfig::default(),
             limits: ListenerLimits::default(),
             deadlines: Deadlines::default(),
             auth: AuthConfig::default(),
@@ -80,6 +84,8 @@ pub enum ConfigError {
     NoSources,
     #[error("{0}")]
     Deadlines(String),
+    #[error("chanserv.timeouts.accept_secs: must be at least 1")]
+    AcceptTimeout,
 }
 
 impl ChanservConfig {
@@ -91,6 +97,9 @@ impl ChanservConfig {
         }
         if self.max_sources_per_request == 0 {
             return Err(ConfigError::NoSources);
+        }
+        if self.timeouts.accept_secs == 0 {
+            return Err(ConfigError::AcceptTimeout);
         }
         self.deadlines
             .validate("chanserv")
@@ -144,5 +153,7 @@ mod tests {
             ..ChanservConfig::default()
         };
         assert_eq!(bad.validate(), Err(ConfigError::NoSources));
+        let bad: ChanservConfig = toml::from_str("[timeouts]\naccept_secs = 0\n").unwrap();
+        assert_eq!(bad.validate(), Err(ConfigError::AcceptTimeout));
     }
 }

@@ -7,7 +7,7 @@
 //! its socket.
 //!
 //! Reload swaps the [`Settings`] each new connection takes (identity and ACLs, service name, compression, frame and
-//! connection limits) and keeps the host id and port counter; open connections keep theirs. The address needs a
+//! connection limits, timeouts) and keeps the host id and port counter; open connections keep theirs. The address needs a
 //! restart.
 
 use std::future::{poll_fn, Future};
@@ -61,7 +61,7 @@ impl Settings {
                 max_sources_per_request: config.max_sources_per_request,
                 max_subscriptions: config.limits.max_subscriptions_per_connection,
                 auth: auth.clone(),
-                ..SessionConfig::default()
+                timeouts: config.timeouts.into(),
             },
             identity: auth.anonymous().clone(),
             max_connections: config.limits.max_connections,

@@ -7,6 +7,7 @@
 //! - [`selector`]: gatewayd's request-body grammar (subscribe selectors, `PUB`, ack/err source headers).
 //! - [`subscription`]: a subscribe request mapped onto the bus: selectors → patterns, one source per topic.
 //! - [`session`]: one connection's state machine (link + chanserv server + bus), no sockets and no clock.
+//! - [`timeouts`]: the server timeouts (`[chanserv.timeouts]`) and one stream's deadlines.
 //! - [`listener`]: the TCP listener and the tokio task per connection that drives a session.
 //! - [`config`]: the `[chanserv]` config section.
 //!
@@ -21,5 +22,6 @@ pub mod listener;
 pub mod selector;
 pub mod session;
 pub mod subscription;
+pub mod timeouts;
 
 pub use config::ChanservConfig;

@@ -6,12 +6,17 @@
 //! - `PUB <topic>\n<payload>` publishes with the connection's identity and is answered by one source whose
 //!   header is `ok offset=<n>` / `ok` / `err <reason>`, whose channel closes at once; then the master closes;
 //! - a subscribe request gets a [`Subscription`]: one source (header `topic=<name>\n` + address) per exact
-//!   selector at once and per concrete topic a wildcard selector delivers from, while the master stays open;
+//!   selector at once and per concrete topic a wildcard selector delivers from, while the master stays open; a
+//!   request of wildcards only first gets a `status=subscribed` source with an empty channel, because the Go
+//!   client's `LookupAndPost` waits for the first master frame;
 //! - a source's frame channel carries one bus message per chanserv frame; its 64 KiB window is the
 //!   back-pressure: past [`super::subscription::HIGH_WATER`] queued bytes the request's mailbox is not read (see
 //!   [`Session::poll_deliveries`]), so deliveries wait in the bus under its queue bound and slow-consumer policy;
 //! - the client closing the master ends the request (every source closes); closing a frame channel ends that
-//!   source only; an empty request closes the master without sources; any other bad request gets an `err` source.
+//!   source only; an empty request closes the master without sources; a request over the frame limit is refused
+//!   with a length prefix the Go client rejects ("wrong frame size"); any other bad request gets an `err` source;
+//! - the server timeouts of [`super::timeouts`] end masters, requests and sources (checked in
+//!   [`Session::handle_timeout`]).
 //!
 //! The bus is the only thing it touches besides the link; the listener feeds it socket bytes and timers.
 
@@ -21,7 +26,7 @@ use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use core_bus::metrics::{record_drop, DropReason};
@@ -33,8 +38,9 @@ use super::credentials;
 use super::frame::{Compression, FrameDecoder};
 use super::selector::{self, Publish, PublishReply, Request, RequestError, Selector};
 use super::subscription::{
-    cap_header, topic_header, Routed, SelectorError, SourceState, Subscription,
+    cap_header, subscribed_header, topic_header, Routed, SelectorError, SourceState, Subscription,
 };
+use super::timeouts::{Expired, StreamDeadlines, Timeouts};
 use crate::auth::{AuthError, Authenticator, Credentials, Identity};
 
 /// Most deliveries taken from one request's mailbox per poll.
@@ -49,8 +55,9 @@ pub struct SessionConfig {
     pub max_sources_per_request: usize,
     /// Bus subscriptions the connection may hold over all its requests (one per selector).
     pub max_subscriptions: usize,
-    /// How long an announced source waits to be dialed (upstream `ServerChanAcceptTimeout`, 30 s).
-    pub accept_timeout: Duration,
+    /// The server timeouts: serving, sourcing, accept (how long an announced source waits to be dialed),
+    /// master read and write, frame write.
+    pub timeouts: Timeouts,
     /// Checks the `AUTH` token of a request ([`credentials`]); a request without one acts as the
     /// session's identity unless credentials are required.
     pub auth: Arc<Authenticator>,
@@ -63,7 +70,7 @@ impl Default for SessionConfig {
             frame_limit: super::frame::DEFAULT_FRAME_LIMIT,
             max_sources_per_request: 256,
             max_subscriptions: 1024,
-            accept_timeout: Duration::from_secs(30),
+            timeouts: Timeouts::default(),
             auth: Authenticator::open(),
         }
     }
@@ -117,6 +124,8 @@ pub struct Session {
     next_request: u64,
     subscriptions: usize,
     backpressure: Option<Backpressure>,
+    /// Per-stream deadlines of `config.timeouts`; empty when none is set.
+    deadlines: HashMap<StreamId, StreamDeadlines>,
 }
 
 impl Session {
@@ -142,6 +151,7 @@ impl Session {
             next_request: 0,
             subscriptions: 0,
             backpressure: None,
+            deadlines: HashMap::new(),
         }
     }
 
@@ -174,10 +184,12 @@ impl Session {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.link.handle_timeout(now);
         self.process_events(now);
+        self.expire_streams(now);
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.link.poll_timeout()
+        let streams = self.deadlines.values().filter_map(StreamDeadlines::next);
+        self.link.poll_timeout().into_iter().chain(streams).min()
     }
 
     /// Everything to write now, coalesced; `None` when there is nothing.
@@ -250,12 +262,13 @@ impl Session {
                 Event::Readable { stream } => self.on_readable(stream, now),
                 Event::Writable { stream } => self.flush(stream, now),
                 Event::Aborted { stream } => self.on_gone(stream, now),
-                Event::BindExpired { port } => self.on_bind_expired(port),
+                Event::BindExpired { port } => self.on_bind_expired(port, now),
                 Event::Closed(reason) => {
                     tracing::debug!(%reason, "chanserv: link closed");
                     self.requests.clear();
                     self.roles.clear();
                     self.binds.clear();
+                    self.deadlines.clear();
                     self.subscriptions = 0;
                 }
             }
@@ -271,6 +284,7 @@ impl Session {
                 close_when_flushed: false,
             };
             self.roles.insert(stream, Role::Master(master));
+            self.track(stream, StreamDeadlines::master(&self.config.timeouts, now));
             return;
         }
         match self.binds.remove(&port) {
@@ -283,6 +297,7 @@ impl Session {
                     Some(source) if source.state == (SourceState::Announced { port }) => {
                         source.state = SourceState::Open(stream);
                         self.roles.insert(stream, Role::Source { request, topic });
+                        self.track(stream, StreamDeadlines::channel(&self.config.timeouts, now));
                     }
                     _ => self.finish(stream, now),
                 }
@@ -311,13 +326,16 @@ impl Session {
             match pushed {
                 Ok(None) => {}
                 Ok(Some(body)) => {
+                    if let Some(deadlines) = self.deadlines.get_mut(&stream) {
+                        deadlines.request_read();
+                    }
                     self.set_master_state(stream, MasterState::Answered);
                     self.on_request(stream, body, now);
                 }
                 Err(e) => {
-                    record_drop(DropReason::Malformed, Protocol::Chanserv);
-                    tracing::debug!(error = %e, "chanserv: bad request frame, closing the master");
-                    self.finish(stream, now);
+                    record_drop(DropReason::TooLarge, Protocol::Chanserv);
+                    tracing::debug!(error = %e, "chanserv: request too large, refused");
+                    self.refuse(stream, now);
                 }
             }
         }
@@ -365,14 +383,16 @@ impl Session {
                     source.state = SourceState::Gone;
                     source.outbox = Outbox::new();
                 }
+                let request = *request;
                 self.finish(stream, now);
+                self.end_if_orphaned(request, now);
             }
             // An answered master, or a stream already finished.
             _ => self.finish(stream, now),
         }
     }
 
-    fn on_bind_expired(&mut self, port: u32) {
+    fn on_bind_expired(&mut self, port: u32, now: Instant) {
         if let Some(Bound::Source { request, topic }) = self.binds.remove(&port) {
             tracing::debug!(%topic, port, "chanserv: announced source never dialed");
             if let Some(source) = self
@@ -383,6 +403,74 @@ impl Session {
                 source.state = SourceState::Gone;
                 source.outbox = Outbox::new();
             }
+            self.end_if_orphaned(request, now);
+        }
+    }
+
+    /// Ends a request whose master no longer announces (closed by the sourcing timeout) once none of its sources
+    /// is announced or open any more.
+    fn end_if_orphaned(&mut self, id: RequestId, now: Instant) {
+        let Some(request) = self.requests.get(&id) else {
+            return;
+        };
+        let orphaned = !self.roles.contains_key(&request.master)
+            && request
+                .sources()
+                .all(|(_, state)| state == SourceState::Gone);
+        if orphaned {
+            self.end_request(id, now);
+        }
+    }
+
+    /// Starts tracking a stream's deadlines, if any timeout is set.
+    fn track(&mut self, stream: StreamId, deadlines: StreamDeadlines) {
+        if self.config.timeouts.any() {
+            self.deadlines.insert(stream, deadlines);
+        }
+    }
+
+    /// Ends what the passed deadlines of `now` end (see [`super::timeouts`]).
+    fn expire_streams(&mut self, now: Instant) {
+        if self.deadlines.is_empty() {
+            return;
+        }
+        let expired: Vec<(StreamId, Expired)> = self
+            .deadlines
+            .iter()
+            .filter_map(|(stream, d)| d.expired(now).map(|e| (*stream, e)))
+            .collect();
+        for (stream, expired) in expired {
+            tracing::debug!(timeout = expired.as_str(), "chanserv: stream timed out");
+            match self.roles.get(&stream) {
+                Some(Role::Master(Master {
+                    state: MasterState::Serving(request),
+                    ..
+                })) => {
+                    let request = *request;
+                    if expired == Expired::Sourcing {
+                        // No more sources: the master closes, the open sources go on.
+                        self.finish(stream, now);
+                        self.end_if_orphaned(request, now);
+                    } else {
+                        self.end_request(request, now);
+                    }
+                }
+                Some(Role::Source { request, topic }) => {
+                    let request = *request;
+                    if let Some(source) = self
+                        .requests
+                        .get_mut(&request)
+                        .and_then(|r| r.source_mut(topic))
+                    {
+                        source.state = SourceState::Gone;
+                        source.outbox = Outbox::new();
+                    }
+                    self.finish(stream, now);
+                    self.end_if_orphaned(request, now);
+                }
+                _ => self.finish(stream, now),
+            }
+            self.deadlines.remove(&stream);
         }
     }
 
@@ -491,6 +579,13 @@ impl Session {
         if let Some(Role::Master(m)) = self.roles.get_mut(&master) {
             m.state = MasterState::Serving(id);
         }
+        if let Some(deadlines) = self.deadlines.get_mut(&master) {
+            deadlines.sourced(&self.config.timeouts, now);
+        }
+        if exact.is_empty() {
+            // Wildcards only: nothing to announce yet, but the Go client waits for a first frame.
+            self.announce_empty(master, &subscribed_header(), now);
+        }
         for topic in exact {
             self.announce(id, topic, now);
         }
@@ -505,6 +600,10 @@ impl Session {
             return;
         }
         let master = request.master;
+        if !self.roles.contains_key(&master) {
+            // The sourcing timeout closed the master: no new sources.
+            return;
+        }
         if !request.may_announce() {
             if request.cap_reached() {
                 let header = cap_header(request.max_sources());
@@ -523,6 +622,9 @@ impl Session {
             return;
         };
         let complete = request.add_source(topic.clone(), port);
+        if let Some(deadlines) = self.deadlines.get_mut(&master) {
+            deadlines.sourced(&self.config.timeouts, now);
+        }
         self.push_announcement(master, &topic_header(&topic, complete), port, now);
     }
 
@@ -592,7 +694,7 @@ impl Session {
     }
 
     fn bind(&mut self, bound: Bound, now: Instant) -> Option<u32> {
-        let deadline = now.checked_add(self.config.accept_timeout).unwrap_or(now);
+        let deadline = now.checked_add(self.config.timeouts.accept).unwrap_or(now);
         match self.link.bind_once(deadline) {
             Ok(addr) => {
                 self.binds.insert(addr.port, bound);
@@ -609,6 +711,18 @@ impl Session {
     fn answer(&mut self, master: StreamId, header: &[u8], now: Instant) {
         self.announce_empty(master, header, now);
         if let Some(Role::Master(m)) = self.roles.get_mut(&master) {
+            m.close_when_flushed = true;
+        }
+        self.flush(master, now);
+    }
+
+    /// Refuses a request in the one way the Go client reports: a first master frame whose length it rejects
+    /// ("wrong frame size"), then the master closes. The rest of the request is still read and credited, so the
+    /// client's write finishes and it gets to read the refusal.
+    fn refuse(&mut self, master: StreamId, now: Instant) {
+        self.set_master_state(master, MasterState::Answered);
+        if let Some(Role::Master(m)) = self.roles.get_mut(&master) {
+            m.outbox.push_refusal();
             m.close_when_flushed = true;
         }
         self.flush(master, now);
@@ -639,23 +753,30 @@ impl Session {
 
     /// Hands a stream's pending frames to the link as far as its credit goes.
     fn flush(&mut self, stream: StreamId, now: Instant) {
-        let done = match self.roles.get_mut(&stream) {
+        let (done, pending, sent) = match self.roles.get_mut(&stream) {
             Some(Role::Master(master)) => {
-                let _ = master.outbox.flush(&mut self.link, stream);
-                master.close_when_flushed && master.outbox.is_empty()
+                let sent = master.outbox.flush(&mut self.link, stream).unwrap_or(0);
+                let pending = !master.outbox.is_empty();
+                (master.close_when_flushed && !pending, pending, sent)
             }
             Some(Role::Source { request, topic }) => {
-                if let Some(source) = self
+                match self
                     .requests
                     .get_mut(request)
                     .and_then(|r| r.source_mut(topic))
                 {
-                    let _ = source.outbox.flush(&mut self.link, stream);
+                    Some(source) => {
+                        let sent = source.outbox.flush(&mut self.link, stream).unwrap_or(0);
+                        (false, !source.outbox.is_empty(), sent)
+                    }
+                    None => (false, false, 0),
                 }
-                false
             }
-            None => false,
+            None => (false, false, 0),
         };
+        if let Some(deadlines) = self.deadlines.get_mut(&stream) {
+            deadlines.flushed(pending, sent > 0, now);
+        }
         if done {
             self.finish(stream, now);
         }
@@ -664,6 +785,7 @@ impl Session {
     /// Closes our side of a stream, forgetting its role.
     fn finish(&mut self, stream: StreamId, now: Instant) {
         self.roles.remove(&stream);
+        self.deadlines.remove(&stream);
         let _ = self.link.finish(stream, now);
     }
 }

@@ -2,6 +2,7 @@
 //! foreign messages, and its auth: a token on the WebSocket upgrade or a TLS client certificate, else the
 //! anonymous identity (with its ACLs).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
@@ -9,6 +10,9 @@ use serde::{Deserialize, Serialize};
 use super::limits::Limits;
 use super::mapping::WrapperKind;
 use crate::accept::Deadlines;
+use super::routing::{
+    ForeignKindRule, ForeignKinds, RoutingError, SendRoutes, DEFAULT_SEND_PREFIX,
+};
 use crate::auth::AuthConfig;
 use crate::limits::ListenerLimits;
 use crate::tls::TlsConfig;
@@ -32,6 +36,12 @@ pub struct GoomerangConfig {
     /// The kind foreign (non-Goomerang) messages are delivered as; its message must be shaped like
     /// `google.protobuf.BytesValue`.
     pub wrapper_kind: WrapperKind,
+    /// A plain `Send(msg)` of kind `K` is published on `<send_topic_prefix>.<K>` (`goomerang.send.<K>`).
+    pub send_topic_prefix: String,
+    /// Per-kind overrides of that topic: full name → topic name.
+    pub send_topics: BTreeMap<String, String>,
+    /// Topic patterns whose foreign messages already are protobuf of a kind: delivered as it, not wrapped.
+    pub foreign_kinds: Vec<ForeignKindRule>,
     /// Credentials on the upgrade (`Authorization: Bearer` or `?access_token=`: static tokens or JWT),
     /// identities of TLS client certificates, and the anonymous identity.
     pub auth: AuthConfig,
@@ -47,6 +57,9 @@ impl Default for GoomerangConfig {
             deadlines: Deadlines::default(),
             frame_limits: Limits::default(),
             wrapper_kind: WrapperKind::default(),
+            send_topic_prefix: DEFAULT_SEND_PREFIX.to_owned(),
+            send_topics: BTreeMap::new(),
+            foreign_kinds: Vec::new(),
             auth: AuthConfig::default(),
         }
     }
@@ -68,11 +81,25 @@ impl GoomerangConfig {
         if self.frame_limits.max_message_size == 0 {
             return Err("goomerang.frame_limits.max_message_size: must be at least 1".into());
         }
+        self.send_routes().map_err(|error| error.to_string())?;
+        self.foreign_kinds().map_err(|error| error.to_string())?;
         if let Some(tls) = &self.tls {
             tls.check_files()
                 .map_err(|error| format!("goomerang.{error}"))?;
         }
         Ok(())
+    }
+}
+
+impl GoomerangConfig {
+    /// Where plain sends go.
+    pub fn send_routes(&self) -> Result<SendRoutes, RoutingError> {
+        SendRoutes::new(&self.send_topic_prefix, &self.send_topics)
+    }
+
+    /// The kinds foreign messages are delivered as, per topic.
+    pub fn foreign_kinds(&self) -> Result<ForeignKinds, RoutingError> {
+        ForeignKinds::new(&self.foreign_kinds)
     }
 }
 
@@ -94,6 +121,12 @@ mod tests {
             enabled = true
             address = "127.0.0.1:0"
             wrapper_kind = "gatewayd.v1.Blob"
+            send_topic_prefix = "handlers"
+            [send_topics]
+            "acme.v1.Order" = "orders.new"
+            [[foreign_kinds]]
+            topic = "orders.#"
+            kind = "acme.v1.Order"
             [limits]
             max_connections = 3
             [frame_limits]
@@ -110,6 +143,21 @@ mod tests {
         assert_eq!(config.frame_limits.max_message_size, 1000);
         assert_eq!(config.frame_limits.max_headers, 64);
         assert_eq!(config.auth.anonymous.name, "goomerang");
+        assert_eq!(
+            config
+                .send_routes()
+                .unwrap()
+                .topic("acme.v1.Order")
+                .as_str(),
+            "orders.new"
+        );
+        assert_eq!(
+            config
+                .foreign_kinds()
+                .unwrap()
+                .kind_of(&core_bus::Topic::from_dotted(b"orders.eu")),
+            Some("acme.v1.Order")
+        );
         config.validate().unwrap();
     }
 
@@ -125,6 +173,8 @@ mod tests {
         for text in [
             "[auth]\n[[auth.certificates]]\ncommon_name = \"a\"\nidentity = { name = \"a\" }",
             "[frame_limits]\nmax_message_size = 0",
+            "send_topic_prefix = \"$x\"",
+            "[[foreign_kinds]]\ntopic = \"a.>.b\"\nkind = \"a.B\"",
             "[tls]\ncert_file = \"/nonexistent/cert.pem\"\nkey_file = \"/nonexistent/key.pem\"",
             "[tls]\ncert_file = \"/nonexistent/cert.pem\"",
         ] {

@@ -10,8 +10,9 @@
 //! Credentials (optional unless `auth.required`): a verified TLS client certificate, or a token on the upgrade
 //! (`Authorization: Bearer`, or `?access_token=`); a refused upgrade gets HTTP 401.
 //!
-//! Reload swaps the [`Settings`] new connections take (identity and ACLs, frame limits, wrapper kind, listener
-//! limits); connections already open keep the settings they started with. The address and TLS need a restart.
+//! Reload swaps the [`Settings`] new connections take (identity and ACLs, frame limits, wrapper kind, send
+//! topics, foreign kinds, listener limits); connections already open keep the settings they started with. The
+//! address and TLS need a restart.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -75,6 +76,8 @@ impl Settings {
                 limits: config.frame_limits.clone(),
                 wrapper_kind: config.wrapper_kind.clone(),
                 max_subscriptions: config.limits.max_subscriptions_per_connection,
+                send_routes: config.send_routes()?,
+                foreign_kinds: config.foreign_kinds()?,
             },
             ws: WsAcceptOptions {
                 paths: PATHS.iter().map(|path| (*path).to_owned()).collect(),
