@@ -75,7 +75,12 @@ impl ConnectionRegistry {
     }
 
     /// Takes one of `listener`'s `max` places for a connection just accepted.
-    pub fn reserve(&self, protocol: Protocol, listener: &str, max: usize) -> Result<Slot, AtCapacity> {
+    pub fn reserve(
+        &self,
+        protocol: Protocol,
+        listener: &str,
+        max: usize,
+    ) -> Result<Slot, AtCapacity> {
         let mut count = self.per_listener.entry(listener.to_owned()).or_insert(0);
         if *count >= max {
             counter!(CONNECTIONS_REFUSED, "protocol" => protocol.as_str(), "listener" => listener.to_owned(),

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::astranet::ServiceName;
 use super::frame::{Compression, DEFAULT_FRAME_LIMIT, PEER_FRAME_LIMIT};
-use crate::accept::Deadlines;
 use super::timeouts::TimeoutsConfig;
+use crate::accept::Deadlines;
 use crate::auth::AuthConfig;
 use crate::limits::ListenerLimits;
 

@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use super::limits::Limits;
 use super::mapping::WrapperKind;
-use crate::accept::Deadlines;
 use super::routing::{
     ForeignKindRule, ForeignKinds, RoutingError, SendRoutes, DEFAULT_SEND_PREFIX,
 };
+use crate::accept::Deadlines;
 use crate::auth::AuthConfig;
 use crate::limits::ListenerLimits;
 use crate::tls::TlsConfig;

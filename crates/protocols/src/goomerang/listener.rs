@@ -246,15 +246,20 @@ async fn upgrade<S>(
     } = accepted;
     let shutdown = services.shutdown.clone();
     let stream = Watched::new(stream, &settings.deadlines);
-    let upgrade = ws::accept_authorized(stream, &settings.ws, |_| None, |request| {
-        settings
-            .auth
-            .authenticate_upgrade(certificate.as_deref(), request)
-            .map_err(|error| {
-                tracing::debug!(%peer, %error, "goomerang: upgrade refused");
-                StatusCode::UNAUTHORIZED
-            })
-    });
+    let upgrade = ws::accept_authorized(
+        stream,
+        &settings.ws,
+        |_| None,
+        |request| {
+            settings
+                .auth
+                .authenticate_upgrade(certificate.as_deref(), request)
+                .map_err(|error| {
+                    tracing::debug!(%peer, %error, "goomerang: upgrade refused");
+                    StatusCode::UNAUTHORIZED
+                })
+        },
+    );
     let (mut ws, identity) = match accept::handshake(upgrade, pre_auth_deadline, &shutdown).await {
         Ok((ws, _, identity)) => (ws, identity),
         Err(error) => {

@@ -225,12 +225,11 @@ impl Accepting {
     /// Takes one of the listener's connection slots at accept, or refuses the socket.
     fn admit(&self, accepted: Accepted) -> Option<impl Future<Output = ()>> {
         let settings = self.shared.settings.load_full();
-        let slot = match self
-            .shared
-            .services
-            .connections
-            .reserve(Protocol::MessageLoop, NAME, settings.limits.max_connections)
-        {
+        let slot = match self.shared.services.connections.reserve(
+            Protocol::MessageLoop,
+            NAME,
+            settings.limits.max_connections,
+        ) {
             Ok(slot) => slot,
             Err(full) => {
                 tracing::debug!(peer = %accepted.peer, listener = NAME, "{full}");
