@@ -180,6 +180,9 @@ pub struct Envelope {
     pub timestamp_ms: u64,
     /// Set by the bus when the topic keeps history.
     pub position: Option<Position>,
+    /// Milliseconds since the Unix epoch after which the message is no longer delivered (STOMP `expires` /
+    /// `expiration`): a queue or mailbox that still holds it then drops it, counted as `expired`.
+    pub expires_at_ms: Option<u64>,
 }
 
 impl Envelope {
@@ -198,6 +201,7 @@ impl Envelope {
             id: MessageId::next(),
             timestamp_ms: now_ms(),
             position: None,
+            expires_at_ms: None,
         }
     }
 
@@ -207,7 +211,8 @@ impl Envelope {
     }
 }
 
-pub(crate) fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -22,7 +22,9 @@ mod topic;
 
 pub use anycast::{AckHandle, Credit, GroupStats};
 pub use bus::{Bus, ClusterDelivery, PublishOutcome, TopicStats};
-pub use envelope::{ConnectionId, Envelope, Headers, MessageId, Origin, Position, Protocol};
+pub use envelope::{
+    now_ms, ConnectionId, Envelope, Headers, MessageId, Origin, Position, Protocol,
+};
 pub use flow::{Backpressure, FlowStatus};
 pub use mailbox::{Closed, Delivery, Mailbox, MailboxOptions, SubscribeError, SubscriptionId};
 pub use topic::{

@@ -252,6 +252,7 @@ async fn a_block_group_stalls_until_it_drains_to_half_its_bound() {
         overflow: GroupOverflow::Block,
         max_messages: 4,
         max_bytes: 1 << 20,
+        ttl_ms: None,
     };
     bus.declare_group(&topic("q"), policy);
     let mut stall = None;
@@ -282,6 +283,7 @@ async fn a_block_group_stall_is_bounded_and_the_buffer_stops_at_twice_its_bound(
         overflow: GroupOverflow::Block,
         max_messages: 2,
         max_bytes: 1 << 20,
+        ttl_ms: None,
     };
     bus.declare_group(&topic("q"), policy);
     let mut dropped = 0;

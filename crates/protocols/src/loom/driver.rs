@@ -172,7 +172,7 @@ pub(super) async fn produce<I: Inbound>(
         match session.next(buf, eof) {
             Err(rejection) => return Outcome::Rejected(rejection),
             Ok(Some(Produced::Publish(envelope))) => {
-                let outcome = shared.services.bus.publish(envelope);
+                let outcome = shared.services.bus.publish(*envelope);
                 if let Some(backpressure) = outcome.backpressure {
                     backpressure.ready().await;
                 }

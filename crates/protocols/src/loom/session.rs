@@ -103,7 +103,7 @@ impl MsgIds {
 #[derive(Debug)]
 pub enum Produced {
     /// Publish this, then wait for the outcome's backpressure before asking for more.
-    Publish(Envelope),
+    Publish(Box<Envelope>),
     /// A message over `max_message_bytes`, read to its end and dropped whole.
     Dropped(DroppedMessage),
 }
@@ -137,7 +137,7 @@ impl ProducerSession {
             Assembled::Message(message) => {
                 let mut envelope = Envelope::new(self.topic.clone(), message.body, self.origin);
                 envelope.key = Some(message.key);
-                Produced::Publish(envelope)
+                Produced::Publish(Box::new(envelope))
             }
             Assembled::Dropped(dropped) => Produced::Dropped(dropped),
         }))
