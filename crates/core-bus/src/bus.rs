@@ -148,6 +148,7 @@ impl Bus {
             MailboxOptions {
                 limits: config.subscriber_queue,
                 policy: config.slow_consumer,
+                stall_publishers: true,
             },
         )
     }

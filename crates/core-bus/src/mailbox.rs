@@ -89,6 +89,9 @@ pub enum SubscribeError {
 pub struct MailboxOptions {
     pub limits: QueueLimits,
     pub policy: SlowConsumerPolicy,
+    /// Whether a publisher waits for this queue when it is over its bound (flow control), or the slow-consumer
+    /// policy applies at once: an observer (`gatewayctl tap`) must never slow publishers down.
+    pub stall_publishers: bool,
 }
 
 /// A queued delivery; only fanout deliveries count against the queue limits.
@@ -137,6 +140,11 @@ impl MailboxShared {
         max_stall: Duration,
     ) -> Pushed {
         let limits = self.options.limits;
+        let max_stall = if self.options.stall_publishers {
+            max_stall
+        } else {
+            Duration::ZERO
+        };
         let mut queue = self.queue.lock();
         if queue.closed.is_some() {
             return Pushed::Closed;

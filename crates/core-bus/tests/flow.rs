@@ -32,6 +32,7 @@ fn bounded(bus: &Bus, max_messages: usize, topic: &str) -> Mailbox {
                 max_bytes: 1 << 20,
             },
             policy: SlowConsumerPolicy::Disconnect,
+            stall_publishers: true,
         },
     );
     mailbox.subscribe(Pattern::parse(topic).unwrap()).unwrap();

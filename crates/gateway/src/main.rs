@@ -150,6 +150,7 @@ async fn run(
             config.admin.api_reads,
             config.admin.metrics,
         )),
+        shutdown: shutdown.clone(),
     };
     let admin_stop = CancellationToken::new();
     let (admin_address, admin_task) =
