@@ -149,6 +149,13 @@ impl Headers {
     pub fn byte_len(&self) -> usize {
         self.0.iter().map(|(n, v)| n.len() + v.len()).sum()
     }
+
+    /// Removes every header named `name` and returns the first one's value.
+    pub fn take(&mut self, name: &str) -> Option<Bytes> {
+        let first = self.get(name).cloned();
+        self.0.retain(|(n, _)| n != name);
+        first
+    }
 }
 
 impl<N: Into<String>, V: Into<Bytes>> FromIterator<(N, V)> for Headers {
@@ -208,6 +215,32 @@ impl Envelope {
     /// Approximate memory charged to queues for this message.
     pub fn size(&self) -> usize {
         self.payload.len() + self.headers.byte_len() + self.topic.as_str().len() + 64
+    }
+}
+
+/// The header or metadata key that carries W3C trace context in the protocols that have per-message metadata.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+
+impl Envelope {
+    /// Moves a `traceparent` header a client sent (MessageLoop metadata, Goomerang headers) into
+    /// [`Envelope::traceparent`].
+    pub fn adopt_traceparent_header(&mut self) {
+        if let Some(value) = self.headers.take(TRACEPARENT_HEADER) {
+            self.traceparent = String::from_utf8(value.to_vec()).ok();
+        }
+    }
+
+    /// The user headers, then `traceparent` when the message has one: what a protocol with per-message
+    /// metadata delivers.
+    pub fn headers_with_traceparent(&self) -> impl Iterator<Item = (&str, Bytes)> {
+        self.headers
+            .iter()
+            .map(|(name, value)| (name, value.clone()))
+            .chain(
+                self.traceparent
+                    .as_deref()
+                    .map(|value| (TRACEPARENT_HEADER, Bytes::copy_from_slice(value.as_bytes()))),
+            )
     }
 }
 

@@ -488,9 +488,15 @@ impl Mailbox {
             self.shared.room.notify_waiters();
         }
         if added > 0 {
+            let taken = &out[out.len() - added..];
             self.bus
                 .metrics
-                .delivered(self.shared.owner.protocol, &out[out.len() - added..]);
+                .delivered(self.shared.owner.protocol, taken);
+            if let Some(hook) = self.bus.trace.get() {
+                for delivery in taken {
+                    hook.delivered(self.shared.owner.protocol, &delivery.envelope);
+                }
+            }
         }
         Ok(added)
     }

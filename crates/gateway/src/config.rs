@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     pub admin: AdminConfig,
     pub log: LogConfig,
+    pub tracing: crate::telemetry::TracingConfig,
     pub shutdown: ShutdownConfig,
     pub limits: LimitsConfig,
     pub bus: BusConfig,
@@ -206,6 +207,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.admin.load_token()?;
         self.cluster.validate().map_err(ConfigError::Invalid)?;
+        self.tracing.validate().map_err(ConfigError::Invalid)?;
         self.goomerang.validate().map_err(ConfigError::Invalid)?;
         self.loom.validate().map_err(ConfigError::Invalid)?;
         self.chanserv
