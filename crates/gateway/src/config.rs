@@ -221,6 +221,10 @@ impl Config {
             tls.check_files()
                 .map_err(|e| ConfigError::Invalid(format!("stomp.tls.{e}")))?;
         }
+        if let Some(tls) = self.stomp.ws.tls.as_ref().filter(|_| self.stomp.ws.enabled) {
+            tls.check_files()
+                .map_err(|e| ConfigError::Invalid(format!("stomp.ws.tls.{e}")))?;
+        }
         self.check_anonymous().map(drop)
     }
 
