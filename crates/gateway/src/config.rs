@@ -273,9 +273,9 @@ impl Config {
     fn check_anonymous(&self) -> Result<Vec<String>, ConfigError> {
         let sections = self.enabled_auth();
         for (section, auth) in &sections {
-            if !auth.certificates.is_empty() && *section != "goomerang" {
+            if !auth.certificates.is_empty() && !matches!(*section, "goomerang" | "loom") {
                 return Err(ConfigError::Invalid(format!(
-                    "{section}.auth.certificates: only goomerang maps client certificates to identities"
+                    "{section}.auth.certificates: only goomerang and loom map client certificates to identities"
                 )));
             }
         }
