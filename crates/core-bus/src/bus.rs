@@ -107,13 +107,14 @@ impl Bus {
     pub fn new(config: BusConfig) -> Bus {
         let (events, _) = broadcast::channel(1024);
         let flow = Flow::new(config.max_publisher_stall);
+        let metrics = BusMetrics::new(&config.metered_topics);
         Bus {
             inner: Arc::new(BusInner {
                 flow,
                 index: ArcSwap::from_pointee(Index::default()),
                 writer: Mutex::new(()),
                 config,
-                metrics: BusMetrics::new(),
+                metrics,
                 histories: DashMap::new(),
                 events,
                 events_wanted: std::sync::atomic::AtomicBool::new(false),
@@ -184,9 +185,11 @@ impl Bus {
         if let Some(hook) = self.inner.trace.get() {
             hook.published(&mut envelope);
         }
-        self.inner
-            .metrics
-            .message_in(envelope.origin.protocol, envelope.payload.len());
+        self.inner.metrics.message_in(
+            envelope.origin.protocol,
+            &envelope.topic,
+            envelope.payload.len(),
+        );
         let cluster = self.inner.cluster.load();
         let Some(cluster) = cluster.as_ref() else {
             return self.inner.route(envelope, Scope::All, Record::Sequence).0;
@@ -344,14 +347,14 @@ impl Bus {
                 retained += stats.retained;
             }
         }
-        let depth = self
+        let depths: Vec<usize> = self
             .inner
             .mailboxes
             .iter()
             .filter_map(|m| m.value().upgrade())
             .map(|m| m.depth())
-            .sum();
-        crate::metrics::set_gauges(subscriptions, groups, retained, depth);
+            .collect();
+        crate::metrics::set_gauges(subscriptions, groups, retained, &depths);
     }
 }
 

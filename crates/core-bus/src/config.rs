@@ -130,7 +130,13 @@ pub struct BusConfig {
     pub groups: Vec<GroupRule>,
     /// Topics with history; the first matching rule wins.
     pub history: Vec<HistoryRule>,
+    /// Patterns whose messages are counted per pattern (`gatewayd_topic_messages_{in,out}_total{topic}`); at most
+    /// [`MAX_METERED_TOPICS`], so the label stays bounded by the config.
+    pub metered_topics: Vec<Pattern>,
 }
+
+/// Most entries of `bus.metered_topics`.
+pub const MAX_METERED_TOPICS: usize = 64;
 
 impl Default for BusConfig {
     fn default() -> Self {
@@ -143,6 +149,7 @@ impl Default for BusConfig {
             slow_consumer: SlowConsumerPolicy::Disconnect,
             groups: Vec::new(),
             history: Vec::new(),
+            metered_topics: Vec::new(),
         }
     }
 }

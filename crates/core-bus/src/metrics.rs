@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::envelope::{now_ms, Protocol};
 use crate::mailbox::Delivery;
+use crate::topic::{Pattern, Topic};
 
 pub const MESSAGES_IN: &str = "gatewayd_messages_in_total";
 pub const MESSAGES_OUT: &str = "gatewayd_messages_out_total";
@@ -28,6 +29,12 @@ pub const DELIVERY_LATENCY: &str = "gatewayd_delivery_latency_seconds";
 pub const DROPS: &str = "gatewayd_drops_total";
 pub const PUBLISHER_STALLS: &str = "gatewayd_publisher_stalls_total";
 pub const PUBLISHER_STALL_SECONDS: &str = "gatewayd_publisher_stall_seconds_total";
+pub const TOPIC_MESSAGES_IN: &str = "gatewayd_topic_messages_in_total";
+pub const TOPIC_MESSAGES_OUT: &str = "gatewayd_topic_messages_out_total";
+pub const SUBSCRIBER_QUEUES: &str = "gatewayd_subscriber_queues";
+pub const QUEUE_DEPTH_MAX: &str = "gatewayd_subscriber_queue_depth_max";
+/// Upper bounds of the `depth_le` buckets of [`SUBSCRIBER_QUEUES`] (cumulative; `+Inf` follows).
+const DEPTH_BUCKETS: [usize; 6] = [0, 8, 64, 512, 4096, 32768];
 pub const SUBSCRIPTIONS: &str = "gatewayd_subscriptions";
 pub const GROUPS: &str = "gatewayd_groups";
 pub const RETAINED: &str = "gatewayd_retained_messages";
@@ -125,11 +132,24 @@ pub(crate) struct BusMetrics {
     drops: Vec<OnceLock<Counter>>,
     stalls: Vec<Counter>,
     stall_seconds: Vec<Gauge>,
+    /// `bus.metered_topics`, each with its in and out counters.
+    topics: Vec<(Pattern, Counter, Counter)>,
 }
 
 impl BusMetrics {
-    pub(crate) fn new() -> BusMetrics {
+    pub(crate) fn new(metered_topics: &[Pattern]) -> BusMetrics {
         BusMetrics {
+            topics: metered_topics
+                .iter()
+                .map(|pattern| {
+                    let label = pattern.as_str().to_owned();
+                    (
+                        pattern.clone(),
+                        counter!(TOPIC_MESSAGES_IN, "topic" => label.clone()),
+                        counter!(TOPIC_MESSAGES_OUT, "topic" => label),
+                    )
+                })
+                .collect(),
             messages_in: Protocol::ALL
                 .iter()
                 .map(|p| counter!(MESSAGES_IN, "protocol" => p.as_str()))
@@ -188,7 +208,12 @@ impl BusMetrics {
         self.stall_seconds[protocol.index()].increment(waited.as_secs_f64());
     }
 
-    pub(crate) fn message_in(&self, protocol: Protocol, payload_bytes: usize) {
+    pub(crate) fn message_in(&self, protocol: Protocol, topic: &Topic, payload_bytes: usize) {
+        for (pattern, messages_in, _) in &self.topics {
+            if pattern.matches(topic) {
+                messages_in.increment(1);
+            }
+        }
         self.messages_in[protocol.index()].increment(1);
         self.bytes_in[protocol.index()].increment(payload_bytes as u64);
         self.sizes[protocol.index()].record(payload_bytes as f64);
@@ -200,6 +225,11 @@ impl BusMetrics {
         let mut bytes = 0;
         for delivery in deliveries {
             let envelope = &delivery.envelope;
+            for (pattern, _, messages_out) in &self.topics {
+                if pattern.matches(&envelope.topic) {
+                    messages_out.increment(1);
+                }
+            }
             bytes += envelope.payload.len() as u64;
             let waited = now.saturating_sub(envelope.timestamp_ms) as f64 / 1000.0;
             self.latency
@@ -211,9 +241,15 @@ impl BusMetrics {
     }
 }
 
-pub(crate) fn set_gauges(subscriptions: usize, groups: usize, retained: usize, queue_depth: usize) {
+pub(crate) fn set_gauges(subscriptions: usize, groups: usize, retained: usize, depths: &[usize]) {
     gauge!(SUBSCRIPTIONS).set(subscriptions as f64);
     gauge!(GROUPS).set(groups as f64);
     gauge!(RETAINED).set(retained as f64);
-    gauge!(QUEUE_DEPTH).set(queue_depth as f64);
+    gauge!(QUEUE_DEPTH).set(depths.iter().sum::<usize>() as f64);
+    gauge!(QUEUE_DEPTH_MAX).set(depths.iter().copied().max().unwrap_or(0) as f64);
+    for bound in DEPTH_BUCKETS {
+        let within = depths.iter().filter(|&&depth| depth <= bound).count();
+        gauge!(SUBSCRIBER_QUEUES, "depth_le" => bound.to_string()).set(within as f64);
+    }
+    gauge!(SUBSCRIBER_QUEUES, "depth_le" => "+Inf").set(depths.len() as f64);
 }

@@ -208,6 +208,12 @@ impl Config {
         self.admin.load_token()?;
         self.cluster.validate().map_err(ConfigError::Invalid)?;
         self.tracing.validate().map_err(ConfigError::Invalid)?;
+        if self.bus.metered_topics.len() > core_bus::config::MAX_METERED_TOPICS {
+            return Err(ConfigError::Invalid(format!(
+                "bus.metered_topics: at most {} patterns",
+                core_bus::config::MAX_METERED_TOPICS
+            )));
+        }
         self.goomerang.validate().map_err(ConfigError::Invalid)?;
         self.loom.validate().map_err(ConfigError::Invalid)?;
         self.chanserv

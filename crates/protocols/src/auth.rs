@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use core_bus::names::INBOX_TOKEN;
-use core_bus::{Pattern, Topic};
+use core_bus::{Pattern, Protocol, Topic};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use metrics::counter;
 use serde::{Deserialize, Serialize};
 
 /// Allowed topics for one operation: every topic (`None` in config) or a list of patterns.
@@ -238,6 +239,21 @@ pub struct Authenticator {
     config: AuthConfig,
     tokens: HashMap<String, Vec<StaticToken>>,
     jwt: Option<(DecodingKey, Validation)>,
+    /// The label of `gatewayd_auth_refusals_total` ([`Authenticator::for_protocol`]).
+    protocol: Protocol,
+}
+
+/// Credentials refused, by protocol and reason (`missing`, `invalid`, `token`, `certificate`).
+pub const AUTH_REFUSALS: &str = "gatewayd_auth_refusals_total";
+
+impl AuthError {
+    fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::Invalid => "invalid",
+            AuthError::Token(_) => "token",
+        }
+    }
 }
 
 /// Without the secrets.
@@ -320,6 +336,7 @@ impl Authenticator {
             config,
             tokens,
             jwt,
+            protocol: Protocol::Internal,
         })
     }
 
@@ -329,6 +346,7 @@ impl Authenticator {
             config: AuthConfig::default(),
             tokens: HashMap::new(),
             jwt: None,
+            protocol: Protocol::Internal,
         })
     }
 
@@ -342,7 +360,24 @@ impl Authenticator {
         &self.config.anonymous
     }
 
+    /// Counts the refusals of this authenticator under `protocol` (else `internal`).
+    pub fn for_protocol(mut self, protocol: Protocol) -> Authenticator {
+        self.protocol = protocol;
+        self
+    }
+
+    fn refused(&self, reason: &'static str) {
+        counter!(AUTH_REFUSALS, "protocol" => self.protocol.as_str(), "reason" => reason)
+            .increment(1);
+    }
+
+    /// Who `credentials` name; a refusal is counted in [`AUTH_REFUSALS`].
     pub fn authenticate(&self, credentials: Credentials<'_>) -> Result<Identity, AuthError> {
+        self.check(credentials)
+            .inspect_err(|error| self.refused(error.reason()))
+    }
+
+    fn check(&self, credentials: Credentials<'_>) -> Result<Identity, AuthError> {
         let Some(secret) = credentials.secret.filter(|s| !s.is_empty()) else {
             return if self.config.required {
                 Err(AuthError::Missing)
@@ -384,6 +419,7 @@ impl Authenticator {
             .find(|c| names.contains(&c.common_name))
             .map(|c| c.identity.clone())
             .ok_or(AuthError::Invalid)
+            .inspect_err(|_| self.refused("certificate"))
     }
 
     /// Who the client of a WebSocket upgrade is: the identity of its verified TLS client certificate (by

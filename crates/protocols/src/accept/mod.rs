@@ -15,6 +15,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use metrics::counter;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio::time::{timeout_at, Instant};
@@ -114,16 +115,28 @@ pub enum HandshakeError<E> {
 
 /// Runs one handshake step until `deadline`, giving up at shutdown.
 pub async fn handshake<T, E>(
+    listener: &'static str,
     step: impl Future<Output = Result<T, E>>,
     deadline: Instant,
     shutdown: &CancellationToken,
 ) -> Result<T, HandshakeError<E>> {
-    tokio::select! {
+    let outcome = tokio::select! {
         () = shutdown.cancelled() => Err(HandshakeError::Shutdown),
         done = timeout_at(deadline, step) => match done {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(HandshakeError::Failed(error)),
             Err(_) => Err(HandshakeError::TimedOut),
         },
-    }
+    };
+    let reason = match &outcome {
+        Err(HandshakeError::Failed(_)) => "failed",
+        Err(HandshakeError::TimedOut) => "timeout",
+        Ok(_) | Err(HandshakeError::Shutdown) => return outcome,
+    };
+    counter!(HANDSHAKE_FAILURES, "listener" => listener, "reason" => reason).increment(1);
+    outcome
 }
+
+/// Handshake steps (TLS, WebSocket upgrade, HTTP/2 preface, QUIC) that failed or ran past the pre-auth deadline,
+/// by listener and reason (`failed`, `timeout`).
+pub const HANDSHAKE_FAILURES: &str = "gatewayd_handshake_failures_total";

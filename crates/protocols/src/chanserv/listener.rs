@@ -47,7 +47,11 @@ impl Settings {
     /// Checks `config` and builds the settings from it, on the node's `host` and port counter.
     fn new(config: &ChanservConfig, host: HostId, ports: PortCounter) -> anyhow::Result<Settings> {
         config.validate()?;
-        let auth = Arc::new(Authenticator::new(config.auth.clone()).context("chanserv.auth")?);
+        let auth = Arc::new(
+            Authenticator::new(config.auth.clone())
+                .context("chanserv.auth")?
+                .for_protocol(Protocol::Chanserv),
+        );
         let mut link = LinkConfig::new(host);
         link.service = config.service()?;
         link.ports = ports;

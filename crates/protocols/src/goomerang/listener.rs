@@ -69,7 +69,11 @@ impl Settings {
     /// Checks `config` and builds the settings from it.
     fn new(config: &GoomerangConfig) -> anyhow::Result<Settings> {
         config.validate().map_err(anyhow::Error::msg)?;
-        let auth = Arc::new(Authenticator::new(config.auth.clone()).context("goomerang.auth")?);
+        let auth = Arc::new(
+            Authenticator::new(config.auth.clone())
+                .context("goomerang.auth")?
+                .for_protocol(Protocol::Goomerang),
+        );
         Ok(Settings {
             auth,
             session: SessionSettings {
@@ -210,6 +214,7 @@ async fn upgrade_tls(
         pre_auth_deadline,
     } = accepted;
     let handshake = accept::handshake(
+        LISTENER_NAME,
         acceptor.accept(stream),
         pre_auth_deadline,
         &services.shutdown,
@@ -260,13 +265,14 @@ async fn upgrade<S>(
                 })
         },
     );
-    let (mut ws, identity) = match accept::handshake(upgrade, pre_auth_deadline, &shutdown).await {
-        Ok((ws, _, identity)) => (ws, identity),
-        Err(error) => {
-            tracing::debug!(%peer, %error, "goomerang: upgrade");
-            return;
-        }
-    };
+    let (mut ws, identity) =
+        match accept::handshake(LISTENER_NAME, upgrade, pre_auth_deadline, &shutdown).await {
+            Ok((ws, _, identity)) => (ws, identity),
+            Err(error) => {
+                tracing::debug!(%peer, %error, "goomerang: upgrade");
+                return;
+            }
+        };
     // The upgrade request was not a Goomerang frame.
     ws.get_mut().frame_finished(false);
     let origin = Origin {

@@ -67,7 +67,9 @@ pub async fn start(
 
 fn settings(config: &LoomConfig) -> anyhow::Result<Settings> {
     Ok(Settings {
-        auth: Authenticator::new(config.auth.clone()).context("loom.auth")?,
+        auth: Authenticator::new(config.auth.clone())
+            .context("loom.auth")?
+            .for_protocol(Protocol::Loom),
         limits: config.limits.codec(),
         max_connections: config.limits.max_connections,
         max_consumers: config.limits.max_subscriptions_per_connection,
@@ -153,7 +155,7 @@ async fn accept(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
 async fn connection(incoming: quinn::Incoming, mut conn: Conn, shared: Arc<Shared>) {
     let shutdown = &shared.services.shutdown;
     let deadline = tokio::time::Instant::now() + shared.settings.load().deadlines.pre_auth();
-    let quic = match accept::handshake(incoming.into_future(), deadline, shutdown).await {
+    let quic = match accept::handshake(LISTENER, incoming.into_future(), deadline, shutdown).await {
         Ok(quic) => quic,
         Err(error) => {
             tracing::debug!(%error, "loom handshake");

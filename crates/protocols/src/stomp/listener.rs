@@ -163,6 +163,7 @@ fn admit(accepted: Accepted, shared: &Shared) -> Option<impl Future<Output = ()>
         shutdown: shared.services.shutdown.clone(),
         timing: live.timing,
         login_by: accepted.pre_auth_deadline,
+        listener: shared.name,
     };
     Some(serve(accepted, shared.upgrade.clone(), connection))
 }
@@ -201,6 +202,8 @@ struct Connection {
     timing: Timing,
     /// The pre-auth deadline: CONNECT must have been answered by then.
     login_by: Instant,
+    /// The listener's name, for metrics.
+    listener: &'static str,
 }
 
 impl Connection {
@@ -224,6 +227,7 @@ async fn over_tls(
     connection: Connection,
 ) {
     let handshake = accept::handshake(
+        connection.listener,
         acceptor.accept(stream),
         connection.login_by,
         &connection.shutdown,
@@ -246,6 +250,7 @@ async fn websocket_over_tls(
     connection: Connection,
 ) {
     let handshake = accept::handshake(
+        connection.listener,
         acceptor.accept(stream),
         connection.login_by,
         &connection.shutdown,
@@ -275,7 +280,14 @@ async fn upgrade_websocket<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let stream = Watched::new(stream, &connection.timing.deadlines);
     let upgrade = ws::accept(stream, options, choose);
-    match accept::handshake(upgrade, connection.login_by, &connection.shutdown).await {
+    match accept::handshake(
+        connection.listener,
+        upgrade,
+        connection.login_by,
+        &connection.shutdown,
+    )
+    .await
+    {
         Ok((mut socket, _)) => {
             // The upgrade request was not a STOMP frame.
             socket.get_mut().frame_finished(false);

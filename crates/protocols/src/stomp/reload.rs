@@ -71,7 +71,11 @@ pub(crate) fn build(
     config: &Config,
     durables: &Durables,
 ) -> anyhow::Result<Vec<(Transport, Arc<Live>)>> {
-    let auth = Arc::new(Authenticator::new(config.auth.clone()).context("stomp.auth")?);
+    let auth = Arc::new(
+        Authenticator::new(config.auth.clone())
+            .context("stomp.auth")?
+            .for_protocol(core_bus::Protocol::Stomp),
+    );
     config
         .deadlines
         .validate("stomp")

@@ -248,8 +248,13 @@ impl Accepting {
             let io = match tls {
                 None => Io::Plain(accepted.stream),
                 Some(acceptor) => {
-                    match accept::handshake(acceptor.accept(accepted.stream), deadline, &shutdown)
-                        .await
+                    match accept::handshake(
+                        NAME,
+                        acceptor.accept(accepted.stream),
+                        deadline,
+                        &shutdown,
+                    )
+                    .await
                     {
                         Ok(stream) => Io::Tls(Box::new(stream)),
                         Err(error) => {
@@ -260,7 +265,8 @@ impl Accepting {
                 }
             };
             let mut io = Watched::writes_only(io, &settings.deadlines);
-            if let Err(error) = accept::handshake(read_preface(&mut io), deadline, &shutdown).await
+            if let Err(error) =
+                accept::handshake(NAME, read_preface(&mut io), deadline, &shutdown).await
             {
                 tracing::debug!(%peer, %error, listener = NAME, "HTTP/2 preface");
                 return;

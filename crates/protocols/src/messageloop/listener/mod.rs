@@ -57,8 +57,11 @@ impl Settings {
         epoch: String,
     ) -> anyhow::Result<Settings> {
         config.validate().map_err(anyhow::Error::msg)?;
-        let authenticator =
-            Arc::new(Authenticator::new(config.auth.clone()).context("messageloop.auth")?);
+        let authenticator = Arc::new(
+            Authenticator::new(config.auth.clone())
+                .context("messageloop.auth")?
+                .for_protocol(core_bus::Protocol::MessageLoop),
+        );
         Ok(Settings {
             context: SessionContext {
                 bus,

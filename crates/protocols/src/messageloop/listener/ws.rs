@@ -147,8 +147,12 @@ fn admit(accepted: Accepted, shared: &Arc<Shared>) -> Option<impl Future<Output 
             // connection's state in their task.
             Some(acceptor) => {
                 Box::pin(async {
-                    let handshake =
-                        accept::handshake(acceptor.accept(stream), pre_auth_deadline, shutdown);
+                    let handshake = accept::handshake(
+                        NAME,
+                        acceptor.accept(stream),
+                        pre_auth_deadline,
+                        shutdown,
+                    );
                     match handshake.await {
                         Ok(stream) => serve(stream, connection, &shared, &settings).await,
                         Err(error) => tracing::debug!(%peer, %error, "tls handshake"),
@@ -189,7 +193,7 @@ where
     let upgrade = accept(stream, &options, |offered| {
         negotiate(offered.iter().map(String::as_str), setting).subprotocol
     });
-    let (mut ws, accepted) = match accept::handshake(upgrade, login_by, &shutdown).await {
+    let (mut ws, accepted) = match accept::handshake(NAME, upgrade, login_by, &shutdown).await {
         Ok(upgraded) => upgraded,
         Err(error) => {
             tracing::debug!(%peer, %error, "websocket upgrade");
