@@ -597,3 +597,47 @@ fn foreign_messages_arrive_as_a_registered_kind_by_topic_rule_or_header() {
         assert_eq!(frame.kind, BYTES_VALUE);
     });
 }
+
+#[test]
+fn a_quiet_client_is_pinged_and_one_that_never_answers_is_closed() {
+    let (_gateway, addr, rt) = start("idle_timeout_secs = 2\n");
+    rt.block_on(async {
+        let mut alive = GoomerangClient::connect(addr).await;
+        let mut silent = GoomerangClient::connect(addr).await;
+        let answering = async {
+            // Answers every ping for 3 s, longer than the idle timeout.
+            let until = tokio::time::Instant::now() + Duration::from_secs(3);
+            let mut pings = 0;
+            while let Ok(message) = tokio::time::timeout_at(until, alive.recv_message()).await {
+                match message {
+                    Message::Ping(_) => {
+                        pings += 1;
+                        alive.ping(b"here").await;
+                    }
+                    Message::Pong(_) => {}
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            assert!(pings >= 1, "a quiet client is pinged");
+        };
+        let ignoring = async {
+            // Reads nothing (so answers no ping) until well past the timeout.
+            tokio::time::sleep(Duration::from_millis(2600)).await;
+            match silent.receive().await {
+                Received::Close(Some(frame)) => {
+                    assert_eq!(frame.code, CloseCode::Normal);
+                    assert_eq!(frame.reason.as_str(), "idle timeout");
+                }
+                other => panic!("expected close 1000 idle timeout, got {other:?}"),
+            }
+        };
+        tokio::join!(answering, ignoring);
+        // The answering client is still served.
+        alive.subscribe("idle.t").await;
+        let mut publisher = GoomerangClient::connect(addr).await;
+        publisher
+            .publish("idle.t", KIND, message_v1("still here"), &[])
+            .await;
+        assert_eq!(alive.recv_frame().await.payload, message_v1("still here"));
+    });
+}

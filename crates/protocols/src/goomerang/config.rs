@@ -31,6 +31,9 @@ pub struct GoomerangConfig {
     pub limits: ListenerLimits,
     /// Pre-auth (TLS and upgrade), unfinished-frame and blocked-write deadlines.
     pub deadlines: Deadlines,
+    /// A connection from which nothing (no frame, no pong) arrived for this long is closed with "idle timeout";
+    /// gatewayd pings a quiet client at half of it, which every WebSocket client answers. 0 turns both off.
+    pub idle_timeout_secs: u64,
     /// Size limits of client frames and of deliveries (`[goomerang.frame_limits]`).
     pub frame_limits: Limits,
     /// The kind foreign (non-Goomerang) messages are delivered as; its message must be shaped like
@@ -55,6 +58,7 @@ impl Default for GoomerangConfig {
             tls: None,
             limits: ListenerLimits::default(),
             deadlines: Deadlines::default(),
+            idle_timeout_secs: 60,
             frame_limits: Limits::default(),
             wrapper_kind: WrapperKind::default(),
             send_topic_prefix: DEFAULT_SEND_PREFIX.to_owned(),

@@ -63,6 +63,8 @@ struct Settings {
     ws: WsAcceptOptions,
     max_connections: usize,
     deadlines: Deadlines,
+    /// `None`: no pings and no idle timeout.
+    idle_timeout: Option<Duration>,
 }
 
 impl Settings {
@@ -90,6 +92,8 @@ impl Settings {
             },
             max_connections: config.limits.max_connections,
             deadlines: config.deadlines,
+            idle_timeout: (config.idle_timeout_secs > 0)
+                .then(|| Duration::from_secs(config.idle_timeout_secs)),
         })
     }
 }
@@ -297,6 +301,7 @@ async fn upgrade<S>(
         handshake: CloseHandshake::new(),
         stalled: None,
         write_deadline: settings.deadlines.write(),
+        idle: settings.idle_timeout.map(Idle::new),
     }
     .run()
     .await;
@@ -323,14 +328,43 @@ struct Connection<S> {
     stalled: Option<futures::future::BoxFuture<'static, ()>>,
     /// Longest time one batch of deliveries may take to write before the connection is dropped.
     write_deadline: Duration,
+    idle: Option<Idle>,
+}
+
+/// The idle timeout of one connection: when the client was last heard from, and whether it was pinged since.
+struct Idle {
+    timeout: Duration,
+    heard: Instant,
+    pinged: bool,
+}
+
+impl Idle {
+    fn new(timeout: Duration) -> Idle {
+        Idle {
+            timeout,
+            heard: Instant::now(),
+            pinged: false,
+        }
+    }
+
+    /// When to look again: the ping at half the timeout, then the timeout.
+    fn next_check(&self) -> Instant {
+        if self.pinged {
+            self.heard + self.timeout
+        } else {
+            self.heard + self.timeout / 2
+        }
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     async fn run(mut self) {
         let reason = loop {
             let mut stall = self.stalled.take();
+            let check = self.idle.as_ref().map(Idle::next_check);
             let step = tokio::select! {
                 _ = self.shutdown.cancelled() => Step::Close(CloseReason::Shutdown),
+                () = sleep_until_some(check) => self.on_quiet().await,
                 () = async {
                     if let Some(stall) = stall.as_mut() {
                         stall.await;
@@ -357,11 +391,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         Box::pin(self.close(reason)).await;
     }
 
+    /// The client has been quiet until the idle check: ping it once, then close.
+    async fn on_quiet(&mut self) -> Step {
+        let Some(idle) = self.idle.as_mut() else {
+            return Step::Continue;
+        };
+        if idle.pinged {
+            return Step::Close(CloseReason::IdleTimeout);
+        }
+        idle.pinged = true;
+        match tokio::time::timeout(
+            self.write_deadline,
+            self.ws.send(Message::Ping(Default::default())),
+        )
+        .await
+        {
+            Ok(Ok(())) => Step::Continue,
+            _ => Step::Done,
+        }
+    }
+
     async fn on_client(&mut self, message: Option<Result<Message, WsError>>) -> Step {
         let message = match message {
             None => return Step::Done,
             Some(Ok(message)) => {
                 self.ws.get_mut().frame_finished(false);
+                if let Some(idle) = self.idle.as_mut() {
+                    idle.heard = Instant::now();
+                    idle.pinged = false;
+                }
                 message
             }
             Some(Err(WsError::Capacity(error))) => {
@@ -461,5 +519,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
             }
         }
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
