@@ -84,3 +84,46 @@ fn handshake_failures_and_auth_refusals_are_counted_by_reason() {
     );
     assert_eq!(refusals, 1.0);
 }
+
+/// Polls `/metrics` until the closed-connection counter of stomp.tcp for `reason` reaches `count`.
+fn wait_closed(gateway: &Gatewayd, reason: &str, count: f64) {
+    let until = std::time::Instant::now() + WAIT;
+    loop {
+        let closed = gateway.metric(
+            "gatewayd_connections_closed_total",
+            &[("listener", "stomp.tcp"), ("reason", reason)],
+        );
+        if closed == count {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "closed{{reason={reason}}} is {closed}, not {count}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn closed_connections_are_counted_by_reason() {
+    let gateway = Gatewayd::start(&format!(
+        "{}[stomp]\ndeadlines = {{ pre_auth_ms = 300, idle_frame_ms = 300, write_ms = 300 }}\n\
+         [stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
+        base_config()
+    ));
+    let stomp = gateway.listener("stomp.tcp");
+    // A DISCONNECT: the client's choice.
+    let mut polite = Peer::connect(stomp);
+    polite.send(&stomp_client::Frame::new("DISCONNECT").header("receipt", "bye"));
+    assert_eq!(polite.expect_frame(WAIT).command, "RECEIPT");
+    wait_closed(&gateway, "client", 1.0);
+    // A frame that breaks the protocol: ERROR, then the close.
+    let mut rude = Peer::connect(stomp);
+    rude.send_raw(b"NOT-A-COMMAND\n\n\0");
+    assert_eq!(rude.expect_frame(WAIT).command, "ERROR");
+    wait_closed(&gateway, "protocol_error", 1.0);
+    // No CONNECT before the pre-auth deadline.
+    let _silent = Peer::open(stomp);
+    wait_closed(&gateway, "deadline", 1.0);
+    wait_closed(&gateway, "client", 1.0);
+}

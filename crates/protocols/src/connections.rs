@@ -4,7 +4,7 @@
 //! fixed by the config (one per transport), so the label sets are bounded.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use core_bus::{ConnectionId, Protocol};
@@ -47,7 +47,8 @@ pub struct Slot {
     listener: String,
 }
 
-/// Keeps a connection registered; dropping it unregisters.
+/// Keeps a connection registered; dropping it unregisters and counts it in
+/// `gatewayd_connections_closed_total{reason}` with its [`CloseCause`].
 pub struct ConnectionGuard {
     registry: ConnectionRegistry,
     id: ConnectionId,
@@ -55,18 +56,59 @@ pub struct ConnectionGuard {
     _slot: Option<Slot>,
     subscriptions: Arc<AtomicUsize>,
     open: Gauge,
+    protocol: Protocol,
+    listener: &'static str,
+    /// A [`CloseCause`] as its discriminant; the first one recorded wins.
+    cause: AtomicU8,
+}
+
+/// Why a connection ended, as `gatewayd_connections_closed_total{reason}` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum CloseCause {
+    /// The client closed the connection or went away: what nothing else was recorded means.
+    Client = 0,
+    /// gatewayd is shutting down.
+    Shutdown = 1,
+    /// Its subscriber queue stayed over its bound (`bus.slow_consumer = "disconnect"`).
+    SlowConsumer = 2,
+    /// A deadline ran out: pre-auth, heart-beat or idle silence, an unfinished frame, a blocked write.
+    Deadline = 3,
+    /// The client broke the protocol or a limit and got the protocol's error.
+    ProtocolError = 4,
+}
+
+impl CloseCause {
+    const ALL: [CloseCause; 5] = [
+        CloseCause::Client,
+        CloseCause::Shutdown,
+        CloseCause::SlowConsumer,
+        CloseCause::Deadline,
+        CloseCause::ProtocolError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseCause::Client => "client",
+            CloseCause::Shutdown => "shutdown",
+            CloseCause::SlowConsumer => "slow_consumer",
+            CloseCause::Deadline => "deadline",
+            CloseCause::ProtocolError => "protocol_error",
+        }
+    }
 }
 
 pub const CONNECTIONS: &str = "gatewayd_connections";
 pub const CONNECTIONS_ACCEPTED: &str = "gatewayd_connections_accepted_total";
 pub const CONNECTIONS_REFUSED: &str = "gatewayd_connections_refused_total";
+pub const CONNECTIONS_CLOSED: &str = "gatewayd_connections_closed_total";
 
 impl ConnectionRegistry {
     /// Registers a new connection on `listener`, unless that listener already has `max` connections.
     pub fn register(
         &self,
         protocol: Protocol,
-        listener: &str,
+        listener: &'static str,
         peer: SocketAddr,
         max: usize,
     ) -> Result<ConnectionGuard, AtCapacity> {
@@ -101,7 +143,7 @@ impl ConnectionRegistry {
     pub fn register_stream(
         &self,
         protocol: Protocol,
-        listener: &str,
+        listener: &'static str,
         peer: SocketAddr,
     ) -> ConnectionGuard {
         self.enter(protocol, listener, peer, None)
@@ -110,7 +152,7 @@ impl ConnectionRegistry {
     fn enter(
         &self,
         protocol: Protocol,
-        listener: &str,
+        listener: &'static str,
         peer: SocketAddr,
         slot: Option<Slot>,
     ) -> ConnectionGuard {
@@ -144,6 +186,9 @@ impl ConnectionRegistry {
             _slot: slot,
             subscriptions,
             open,
+            protocol,
+            listener,
+            cause: AtomicU8::new(CloseCause::Client as u8),
         }
     }
 
@@ -181,10 +226,28 @@ impl ConnectionGuard {
     pub fn set_subscriptions(&self, n: usize) {
         self.subscriptions.store(n, Ordering::Relaxed);
     }
+
+    /// Records why the connection is ending; the first cause recorded is the one counted.
+    pub fn closing(&self, cause: CloseCause) {
+        let _ = self.cause.compare_exchange(
+            CloseCause::Client as u8,
+            cause as u8,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
+        let cause = self.cause.load(Ordering::Relaxed);
+        let cause = CloseCause::ALL
+            .into_iter()
+            .find(|c| *c as u8 == cause)
+            .unwrap_or(CloseCause::Client);
+        counter!(CONNECTIONS_CLOSED, "protocol" => self.protocol.as_str(), "listener" => self.listener,
+            "reason" => cause.as_str())
+        .increment(1);
         self.open.decrement(1.0);
         self.registry.entries.remove(&self.id);
     }

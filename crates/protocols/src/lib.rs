@@ -22,7 +22,7 @@ use core_bus::{Bus, Protocol};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use connections::{ConnectionGuard, ConnectionInfo, ConnectionRegistry, Slot};
+pub use connections::{CloseCause, ConnectionGuard, ConnectionInfo, ConnectionRegistry, Slot};
 
 /// What every listener gets from the daemon.
 #[derive(Clone)]

@@ -29,7 +29,7 @@ use super::config::ChanservConfig;
 use super::session::{Session, SessionConfig};
 use crate::accept::{self, Accepted, Deadlines};
 use crate::auth::{Authenticator, Identity};
-use crate::{ConnectionGuard, Reload, RunningListener, Services};
+use crate::{CloseCause, ConnectionGuard, Reload, RunningListener, Services};
 
 /// Config path of the listener.
 pub const LISTENER_NAME: &str = "chanserv.tcp";
@@ -212,6 +212,7 @@ async fn serve(
                 }
                 Err(_) => {
                     tracing::debug!(%peer, "chanserv: client did not read before the write deadline");
+                    guard.closing(CloseCause::Deadline);
                     break;
                 }
             }
@@ -226,6 +227,7 @@ async fn serve(
         let wake = session.poll_timeout().map(tokio::time::Instant::from_std);
         tokio::select! {
             _ = services.shutdown.cancelled() => {
+                guard.closing(CloseCause::Shutdown);
                 session.shutdown(Instant::now());
                 if let Some(bytes) = session.poll_transmit(Instant::now()) {
                     let _ = timeout(write_deadline, writer.write_all(&bytes)).await;
@@ -241,6 +243,9 @@ async fn serve(
                 }
                 Err(e) => {
                     tracing::debug!(%peer, error = %e, "chanserv: read failed");
+                    if e.kind() == std::io::ErrorKind::TimedOut {
+                        guard.closing(CloseCause::Deadline);
+                    }
                     session.handle_eof(Instant::now());
                 }
             },

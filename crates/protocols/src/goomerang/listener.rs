@@ -39,7 +39,7 @@ use super::session::{Inbound, Session, SessionSettings};
 use crate::accept::{self, Accepted, Deadlines, Watched};
 use crate::auth::Authenticator;
 use crate::ws::{self, WsAcceptOptions};
-use crate::{tls, ConnectionGuard, Reload, RunningListener, Services};
+use crate::{tls, CloseCause, ConnectionGuard, Reload, RunningListener, Services};
 
 /// The listener's name in `/api/listeners` and the connection registry.
 pub const LISTENER_NAME: &str = "goomerang.ws";
@@ -383,7 +383,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
             match step {
                 Step::Continue => {}
-                Step::Close(reason) => break reason,
+                Step::Close(reason) => {
+                    self.guard.closing(match reason {
+                        CloseReason::MessageTooBig => CloseCause::ProtocolError,
+                        CloseReason::Shutdown => CloseCause::Shutdown,
+                        CloseReason::SlowConsumer => CloseCause::SlowConsumer,
+                        CloseReason::IdleTimeout => CloseCause::Deadline,
+                    });
+                    break reason;
+                }
                 Step::Done => return,
             }
         };
@@ -428,6 +436,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
             Some(Err(error)) => {
                 tracing::debug!(%error, "goomerang: read failed");
+                if matches!(&error, WsError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut) {
+                    self.guard.closing(CloseCause::Deadline);
+                }
                 return Step::Done;
             }
         };
@@ -483,6 +494,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
             Err(_) => {
                 tracing::debug!("goomerang: write timed out");
+                self.guard.closing(CloseCause::Deadline);
                 Step::Done
             }
         }

@@ -13,6 +13,7 @@ use quinn::VarInt;
 use super::driver::{self, Conn, Gone, Inbound, Outbound, Outcome, Shared};
 use super::hello::Role;
 use super::reject::{h3_route, H3_CONTENT_TYPE, H3_OK};
+use crate::CloseCause;
 
 type Send = RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
 type Recv = RequestStream<h3_quinn::RecvStream, Bytes>;
@@ -65,6 +66,7 @@ pub(super) async fn serve(quic: quinn::Connection, conn: Arc<Conn>, shared: Arc<
     loop {
         tokio::select! {
             () = shared.services.shutdown.cancelled() => {
+                conn.guard.closing(CloseCause::Shutdown);
                 quic.close(VarInt::from(Code::H3_NO_ERROR.value() as u32), b"gatewayd shutting down");
                 break;
             }
@@ -82,7 +84,12 @@ pub(super) async fn serve(quic: quinn::Connection, conn: Arc<Conn>, shared: Arc<
                         }
                     });
                 }
-                Ok(None) | Err(_) => break,
+                Ok(None) | Err(_) => {
+                    if let Some(quinn::ConnectionError::TimedOut) = quic.close_reason() {
+                        conn.guard.closing(CloseCause::Deadline);
+                    }
+                    break;
+                }
             },
         }
     }

@@ -9,6 +9,7 @@ use quinn::VarInt;
 use super::driver::{self, Conn, Gone, Inbound, Outbound, Outcome, Shared};
 use super::hello::Role;
 use super::reject::QUIC_SHUTDOWN;
+use crate::CloseCause;
 
 /// Largest read from a stream at once.
 const READ_CHUNK: usize = 64 << 10;
@@ -45,6 +46,7 @@ pub(super) async fn serve(quic: quinn::Connection, conn: Arc<Conn>, shared: Arc<
     loop {
         tokio::select! {
             () = shared.services.shutdown.cancelled() => {
+                conn.guard.closing(CloseCause::Shutdown);
                 quic.close(VarInt::from_u32(QUIC_SHUTDOWN), b"gatewayd shutting down");
                 break;
             }
@@ -58,7 +60,12 @@ pub(super) async fn serve(quic: quinn::Connection, conn: Arc<Conn>, shared: Arc<
                         }
                     });
                 }
-                Err(_) => break,
+                Err(error) => {
+                    if let quinn::ConnectionError::TimedOut = error {
+                        conn.guard.closing(CloseCause::Deadline);
+                    }
+                    break;
+                }
             },
         }
     }

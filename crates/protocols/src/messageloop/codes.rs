@@ -145,6 +145,29 @@ pub enum DisconnectCode {
     UnsupportedVersion,
 }
 
+impl DisconnectCode {
+    /// How `gatewayd_connections_closed_total{reason}` counts a connection that ends with this code.
+    pub fn cause(self) -> crate::CloseCause {
+        use crate::CloseCause;
+        match self {
+            DisconnectCode::Normal | DisconnectCode::ConnectionClosed => CloseCause::Client,
+            DisconnectCode::ForceDisconnect => CloseCause::Shutdown,
+            DisconnectCode::Stale | DisconnectCode::IdleTimeout => CloseCause::Deadline,
+            DisconnectCode::SlowConsumer => CloseCause::SlowConsumer,
+            DisconnectCode::InvalidToken
+            | DisconnectCode::BadRequest
+            | DisconnectCode::ConnectionLimit
+            | DisconnectCode::ChannelLimit
+            | DisconnectCode::InappropriateProtocol
+            | DisconnectCode::PermissionDenied
+            | DisconnectCode::NotAvailable
+            | DisconnectCode::TooManyErrors
+            | DisconnectCode::InternalError
+            | DisconnectCode::UnsupportedVersion => CloseCause::ProtocolError,
+        }
+    }
+}
+
 const DISCONNECTS: [(DisconnectCode, u16, &str); 16] = [
     (DisconnectCode::Normal, 0, ""),
     (DisconnectCode::ConnectionClosed, 3000, "connection closed"),

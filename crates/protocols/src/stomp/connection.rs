@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::outbox::Outbox;
 use super::session::{Flow, Session};
 use crate::accept::{Deadlines, Watched};
-use crate::ConnectionGuard;
+use crate::{CloseCause, ConnectionGuard};
 
 /// How long a closing connection waits for the peer to finish.
 const LINGER: Duration = Duration::from_secs(1);
@@ -210,6 +210,16 @@ async fn room(wait: Option<&mut Stall>) {
 /// The wait of one stalled publish.
 type Stall = futures::future::BoxFuture<'static, ()>;
 
+/// A transport error's cause: a deadline of the accept path ([`crate::accept::Watched`] reports `TimedOut`), else
+/// the client.
+fn cause_of(error: &io::Error) -> CloseCause {
+    if error.kind() == io::ErrorKind::TimedOut {
+        CloseCause::Deadline
+    } else {
+        CloseCause::Client
+    }
+}
+
 async fn at(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => sleep_until(deadline).await,
@@ -267,7 +277,8 @@ async fn run_connection<T: Transport>(
         if !session.outbox().is_empty() {
             match timeout(write_timeout, transport.send(session.outbox())).await {
                 Ok(Ok(())) => last_write = Instant::now(),
-                _ => return,
+                Ok(Err(error)) => return guard.closing(cause_of(&error)),
+                Err(_) => return guard.closing(CloseCause::Deadline),
             }
             session.outbox().clear();
         }
@@ -279,6 +290,9 @@ async fn run_connection<T: Transport>(
         }
         guard.set_subscriptions(session.subscription_count());
         if flow == Flow::Close {
+            if session.failed() {
+                guard.closing(CloseCause::ProtocolError);
+            }
             break;
         }
         if paused.is_none() {
@@ -297,7 +311,10 @@ async fn run_connection<T: Transport>(
             Some(login_by)
         };
         tokio::select! {
-            () = shutdown.cancelled() => flow = session.shutdown(),
+            () = shutdown.cancelled() => {
+                guard.closing(CloseCause::Shutdown);
+                flow = session.shutdown();
+            }
             () = room(paused.as_mut()), if paused.is_some() => {
                 paused = None;
                 last_read = Instant::now();
@@ -315,7 +332,8 @@ async fn run_connection<T: Transport>(
                         tokio::task::yield_now().await;
                     }
                 }
-                _ => return,
+                Ok(_) => return,
+                Err(error) => return guard.closing(cause_of(&error)),
             },
             received = next_batch(session.mailbox_mut(), &mut batch, timing.write_batch) => {
                 match received {
@@ -324,18 +342,24 @@ async fn run_connection<T: Transport>(
                             session.deliver(delivery);
                         }
                     }
-                    Err(closed) => flow = session.mailbox_closed(closed),
+                    Err(closed) => {
+                        if closed == Closed::SlowConsumer {
+                            guard.closing(CloseCause::SlowConsumer);
+                        }
+                        flow = session.mailbox_closed(closed);
+                    }
                 }
             }
             () = at(beat_at) => {
                 match timeout(write_timeout, transport.heart_beat()).await {
                     Ok(Ok(())) => last_write = Instant::now(),
-                    _ => return,
+                    Ok(Err(error)) => return guard.closing(cause_of(&error)),
+                    Err(_) => return guard.closing(CloseCause::Deadline),
                 }
             }
             () = at(dead_at) => {
                 tracing::debug!(connected = session.is_connected(), "stomp: peer silent, closing");
-                return;
+                return guard.closing(CloseCause::Deadline);
             }
         }
     }

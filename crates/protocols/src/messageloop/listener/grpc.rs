@@ -33,7 +33,7 @@ use crate::messageloop::pb::messageloop::client::{v1 as g1, v2 as g2};
 use crate::messageloop::pb::messageloop::v1 as g0;
 use crate::messageloop::session::{uuid4, Now, Session};
 use crate::messageloop::wire::{DecodeError, G0Wire, G1Wire, G2Wire, Wire};
-use crate::{Reload, RunningListener, Services, Slot};
+use crate::{CloseCause, Reload, RunningListener, Services, Slot};
 
 pub const NAME: &str = "messageloop.grpc";
 /// Deliveries taken from the mailbox per batch.
@@ -482,12 +482,12 @@ async fn run<W: Wire>(
                         listener = NAME,
                         "client did not read before the write deadline"
                     );
-                    return;
+                    return guard.closing(CloseCause::Deadline);
                 }
             }
         }
-        if session.disconnect().is_some() {
-            return;
+        if let Some(code) = session.disconnect() {
+            return guard.closing(code.cause());
         }
         if !identified {
             if let Some(identity) = session.identity() {
@@ -506,7 +506,7 @@ async fn run<W: Wire>(
         tokio::select! {
             _ = shutdown.cancelled() => {
                 session.close_with(DisconnectCode::ForceDisconnect);
-                return;
+                return guard.closing(CloseCause::Shutdown);
             }
             _ = tx.closed() => return,
             () = async {
@@ -516,7 +516,7 @@ async fn run<W: Wire>(
             }, if stalled.is_some() => stalled = None,
             () = tokio::time::sleep_until(login_by), if !identified => {
                 session.close_with(DisconnectCode::Stale);
-                return;
+                return guard.closing(CloseCause::Deadline);
             }
             message = inbound.message(), if stalled.is_none() => {
                 let now = Now::current();
@@ -531,7 +531,7 @@ async fn run<W: Wire>(
                         tracing::debug!(%status, listener = NAME, "stream ended with an error");
                         let refusal = refusal(&status, shared.max_message_size);
                         let _ = timeout(write_deadline, tx.send(Err(refusal))).await;
-                        return;
+                        return guard.closing(CloseCause::ProtocolError);
                     }
                 }
             }

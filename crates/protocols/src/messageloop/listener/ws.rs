@@ -33,7 +33,7 @@ use crate::messageloop::session::{Now, Session};
 use crate::messageloop::subprotocol::negotiate;
 use crate::messageloop::wire::DecodeError;
 use crate::ws::{accept, WsAcceptOptions};
-use crate::{ConnectionGuard, Reload, RunningListener, Services};
+use crate::{CloseCause, ConnectionGuard, Reload, RunningListener, Services};
 
 pub const NAME: &str = "messageloop.ws";
 /// Deliveries taken from the mailbox per write batch.
@@ -217,6 +217,7 @@ where
             return;
         }
         if let Some(code) = session.disconnect() {
+            guard.closing(code.cause());
             close(&mut ws, code.ws_close_code(), code.reason()).await;
             return;
         }
@@ -237,6 +238,7 @@ where
         tokio::select! {
             _ = shutdown.cancelled() => {
                 let code = DisconnectCode::ForceDisconnect;
+                guard.closing(code.cause());
                 close(&mut ws, code.ws_close_code(), code.reason()).await;
                 return;
             }
@@ -247,6 +249,7 @@ where
             }, if stalled.is_some() => stalled = None,
             () = tokio::time::sleep_until(login_by), if !identified => {
                 let code = DisconnectCode::Stale;
+                guard.closing(code.cause());
                 close(&mut ws, code.ws_close_code(), code.reason()).await;
                 return;
             }
@@ -262,17 +265,24 @@ where
                     Some(Err(WsError::Capacity(error))) => {
                         tracing::debug!(%peer, %error, "frame over the size limit");
                         record_drop(DropReason::TooLarge, Protocol::MessageLoop);
+                        guard.closing(CloseCause::ProtocolError);
                         close(&mut ws, u16::from(CloseCode::Size), "message too big").await;
                         return;
                     }
-                    Some(Err(_)) => return,
+                    Some(Err(error)) => {
+                        if matches!(&error, WsError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut) {
+                            guard.closing(CloseCause::Deadline);
+                        }
+                        return;
+                    }
                 }
             },
             received = session.mailbox().recv_batch(&mut batch, BATCH) => match received {
                 Ok(_) => session.on_deliveries(batch.drain(..), Now::current()),
                 Err(_) => {
                     let code = DisconnectCode::SlowConsumer;
-                    close(&mut ws, code.ws_close_code(), code.reason()).await;
+                    guard.closing(code.cause());
+                close(&mut ws, code.ws_close_code(), code.reason()).await;
                     return;
                 }
             },

@@ -138,6 +138,8 @@ pub struct Session {
     wire: Version,
     outbox: Outbox,
     backpressure: Option<Backpressure>,
+    /// The session closed after an error it answered (an ERROR frame), not a DISCONNECT.
+    failed: bool,
 }
 
 impl Session {
@@ -151,6 +153,7 @@ impl Session {
             wire: Version::V1_0,
             outbox: Outbox::default(),
             backpressure: None,
+            failed: false,
         }
     }
 
@@ -258,7 +261,13 @@ impl Session {
             self.outbox.push(&frame, self.wire);
         }
         self.phase = Phase::Closed;
+        self.failed = true;
         Flow::Close
+    }
+
+    /// Whether the session closed after answering an error, rather than on a DISCONNECT.
+    pub fn failed(&self) -> bool {
+        self.failed
     }
 
     /// Turns one bus delivery into a MESSAGE frame.
