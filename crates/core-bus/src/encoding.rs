@@ -66,6 +66,7 @@ pub fn encode(envelope: &Envelope) -> Bytes {
         put_bytes(&mut out, name.as_bytes());
         put_bytes(&mut out, value);
     }
+    put_opt(&mut out, envelope.tracestate.as_deref().map(str::as_bytes));
     out.freeze()
 }
 
@@ -114,6 +115,10 @@ pub fn decode(mut input: Bytes) -> Result<Envelope, DecodeError> {
         let name = text(take_bytes(r)?)?;
         headers.push(name, take_bytes(r)?);
     }
+    let tracestate = match version {
+        1 => None,
+        _ => take_opt(r)?.map(text).transpose()?,
+    };
     if r.has_remaining() {
         return Err(DecodeError::Trailing);
     }
@@ -126,6 +131,7 @@ pub fn decode(mut input: Bytes) -> Result<Envelope, DecodeError> {
         reply_to,
         correlation_id,
         traceparent,
+        tracestate,
         origin: Origin {
             protocol,
             connection,
@@ -206,6 +212,7 @@ mod tests {
         env.reply_to = Some(Topic::parse("$inbox.9.r").unwrap());
         env.correlation_id = Some("c-1".into());
         env.traceparent = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
+        env.tracestate = Some("vendor=opaque".into());
         env.position = Some(Position {
             epoch: 7,
             offset: 42,
@@ -225,12 +232,13 @@ mod tests {
         let mut env = sample();
         env.position = None;
         env.headers = Headers::new();
+        env.tracestate = None;
         let v2 = encode(&env);
         // Version 1 is version 2 without the expiry's 8 bytes, which here come right before the position flag
-        // (1 byte) and the header count (4 bytes).
-        let expiry_at = v2.len() - 5 - 8;
+        // (1 byte) and the header count (4 bytes), and without the tracestate flag (the last byte).
+        let expiry_at = v2.len() - 1 - 5 - 8;
         let mut v1 = v2[..expiry_at].to_vec();
-        v1.extend_from_slice(&v2[expiry_at + 8..]);
+        v1.extend_from_slice(&v2[expiry_at + 8..v2.len() - 1]);
         v1[3] = 1;
         env.expires_at_ms = None;
         assert_eq!(decode(v1.into()), Ok(env));

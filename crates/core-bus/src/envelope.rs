@@ -181,6 +181,8 @@ pub struct Envelope {
     pub correlation_id: Option<String>,
     /// W3C trace context `traceparent` value.
     pub traceparent: Option<String>,
+    /// W3C trace context `tracestate` value (vendor data that travels with `traceparent`).
+    pub tracestate: Option<String>,
     pub origin: Origin,
     pub id: MessageId,
     /// Milliseconds since the Unix epoch when the message entered gatewayd.
@@ -204,6 +206,7 @@ impl Envelope {
             reply_to: None,
             correlation_id: None,
             traceparent: None,
+            tracestate: None,
             origin,
             id: MessageId::next(),
             timestamp_ms: now_ms(),
@@ -218,29 +221,37 @@ impl Envelope {
     }
 }
 
-/// The header or metadata key that carries W3C trace context in the protocols that have per-message metadata.
+/// The header or metadata key that carries W3C `traceparent` in the protocols that have per-message metadata.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
+/// The header or metadata key that carries W3C `tracestate`.
+pub const TRACESTATE_HEADER: &str = "tracestate";
 
 impl Envelope {
-    /// Moves a `traceparent` header a client sent (MessageLoop metadata, Goomerang headers) into
-    /// [`Envelope::traceparent`].
-    pub fn adopt_traceparent_header(&mut self) {
+    /// Moves the `traceparent` and `tracestate` headers a client sent (MessageLoop metadata, Goomerang
+    /// headers) into [`Envelope::traceparent`] and [`Envelope::tracestate`].
+    pub fn adopt_trace_headers(&mut self) {
+        let text = |value: Bytes| String::from_utf8(value.to_vec()).ok();
         if let Some(value) = self.headers.take(TRACEPARENT_HEADER) {
-            self.traceparent = String::from_utf8(value.to_vec()).ok();
+            self.traceparent = text(value);
+        }
+        if let Some(value) = self.headers.take(TRACESTATE_HEADER) {
+            self.tracestate = text(value);
         }
     }
 
-    /// The user headers, then `traceparent` when the message has one: what a protocol with per-message
-    /// metadata delivers.
-    pub fn headers_with_traceparent(&self) -> impl Iterator<Item = (&str, Bytes)> {
+    /// The user headers, then `traceparent` and `tracestate` when the message has them: what a protocol with
+    /// per-message metadata delivers.
+    pub fn headers_with_trace(&self) -> impl Iterator<Item = (&str, Bytes)> {
+        let trace = [
+            (TRACEPARENT_HEADER, self.traceparent.as_deref()),
+            (TRACESTATE_HEADER, self.tracestate.as_deref()),
+        ];
         self.headers
             .iter()
             .map(|(name, value)| (name, value.clone()))
-            .chain(
-                self.traceparent
-                    .as_deref()
-                    .map(|value| (TRACEPARENT_HEADER, Bytes::copy_from_slice(value.as_bytes()))),
-            )
+            .chain(trace.into_iter().filter_map(|(name, value)| {
+                value.map(|value| (name, Bytes::copy_from_slice(value.as_bytes())))
+            }))
     }
 }
 

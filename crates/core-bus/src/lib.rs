@@ -25,7 +25,7 @@ pub use anycast::{AckHandle, Credit, GroupStats};
 pub use bus::{Bus, ClusterDelivery, PublishOutcome, TopicStats};
 pub use envelope::{
     now_ms, ConnectionId, Envelope, Headers, MessageId, Origin, Position, Protocol,
-    TRACEPARENT_HEADER,
+    TRACEPARENT_HEADER, TRACESTATE_HEADER,
 };
 pub use flow::{Backpressure, FlowStatus};
 pub use mailbox::{Closed, Delivery, Mailbox, MailboxOptions, SubscribeError, SubscriptionId};

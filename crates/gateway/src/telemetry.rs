@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use core_bus::trace::TraceHook;
-use core_bus::{Envelope, Protocol, TRACEPARENT_HEADER as TRACEPARENT};
+use core_bus::{
+    Envelope, Protocol, TRACEPARENT_HEADER as TRACEPARENT, TRACESTATE_HEADER as TRACESTATE,
+};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{
     Span as _, SpanKind, TraceContextExt, Tracer as _, TracerProvider as _,
@@ -134,35 +136,43 @@ struct Hook {
     propagator: TraceContextPropagator,
 }
 
-/// The one header the propagator reads.
-struct Traceparent<'a>(Option<&'a str>);
+/// The envelope's trace context, as the propagator reads it.
+struct Carried<'a>(&'a Envelope);
 
-impl Extractor for Traceparent<'_> {
+impl Extractor for Carried<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.filter(|_| key == TRACEPARENT)
+        match key {
+            TRACEPARENT => self.0.traceparent.as_deref(),
+            TRACESTATE => self.0.tracestate.as_deref(),
+            _ => None,
+        }
     }
 
     fn keys(&self) -> Vec<&str> {
-        vec![TRACEPARENT]
+        vec![TRACEPARENT, TRACESTATE]
     }
 }
 
-/// Where the propagator writes the `traceparent` of a span.
+/// Where the propagator writes a span's trace context.
 #[derive(Default)]
-struct Written(Option<String>);
+struct Written {
+    traceparent: Option<String>,
+    tracestate: Option<String>,
+}
 
 impl Injector for Written {
     fn set(&mut self, key: &str, value: String) {
-        if key == TRACEPARENT {
-            self.0 = Some(value);
+        match key {
+            TRACEPARENT => self.traceparent = Some(value),
+            TRACESTATE => self.tracestate = Some(value).filter(|v| !v.is_empty()),
+            _ => {}
         }
     }
 }
 
 impl Hook {
     fn parent(&self, envelope: &Envelope) -> Context {
-        self.propagator
-            .extract(&Traceparent(envelope.traceparent.as_deref()))
+        self.propagator.extract(&Carried(envelope))
     }
 
     fn attributes(protocol: Protocol, envelope: &Envelope) -> Vec<KeyValue> {
@@ -190,8 +200,9 @@ impl TraceHook for Hook {
         let mut written = Written::default();
         let context = Context::new().with_remote_span_context(span.span_context().clone());
         self.propagator.inject_context(&context, &mut written);
-        if written.0.is_some() {
-            envelope.traceparent = written.0;
+        if written.traceparent.is_some() {
+            envelope.traceparent = written.traceparent;
+            envelope.tracestate = written.tracestate;
         }
         span.end();
     }

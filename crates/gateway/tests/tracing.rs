@@ -73,10 +73,19 @@ fn a_stomp_traceparent_links_publish_and_every_delivery_in_one_trace() {
     let receiver = otlp::Receiver::start();
     let gateway = start(&receiver);
     let incoming = format!("traceparent=00-{TRACE}-{CALLER_SPAN}-01");
-    let received = publish_to_both(&gateway, "orders.traced", &["-H", &incoming]);
+    let received = publish_to_both(
+        &gateway,
+        "orders.traced",
+        &["-H", &incoming, "-H", "tracestate=vendor=opaque"],
+    );
     for message in &received {
         let traceparent = header(message, "traceparent").expect("traceparent in the delivery");
         assert_eq!(trace_of(traceparent), TRACE, "{message}");
+        assert_eq!(
+            header(message, "tracestate"),
+            Some("vendor=opaque"),
+            "{message}"
+        );
     }
     let spans = receiver.wait_for_trace(TRACE, |spans| spans.len() >= 3);
     let publish = spans

@@ -71,6 +71,8 @@ struct Tapped<'a> {
     correlation_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     traceparent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tracestate: Option<&'a str>,
     /// Header values as text (invalid UTF-8 replaced).
     headers: Vec<(&'a str, String)>,
     /// The first [`PREVIEW_BYTES`] of the payload: as text when they are UTF-8, else in `payload_base64`.
@@ -95,6 +97,7 @@ fn event(delivery: &Delivery) -> Result<Event, Infallible> {
         reply_to: envelope.reply_to.as_ref().map(|topic| topic.as_str()),
         correlation_id: envelope.correlation_id.as_deref(),
         traceparent: envelope.traceparent.as_deref(),
+        tracestate: envelope.tracestate.as_deref(),
         headers: envelope
             .headers
             .iter()

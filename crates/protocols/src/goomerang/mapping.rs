@@ -98,7 +98,7 @@ pub fn to_envelope(
 ) -> Envelope {
     let mut envelope = Envelope::new(topic, body, origin);
     envelope.headers = to_bus_headers(kind, user).into_iter().collect::<Headers>();
-    envelope.adopt_traceparent_header();
+    envelope.adopt_trace_headers();
     envelope.content_type = Some(PROTOBUF_CONTENT_TYPE.to_owned());
     envelope
 }
@@ -151,7 +151,7 @@ pub fn delivery_from_envelope(
     }
     headers.extend(
         envelope
-            .headers_with_traceparent()
+            .headers_with_trace()
             .map(|(name, value)| (name.to_owned(), value)),
     );
     delivery_from_bus(envelope.payload.clone(), &headers, wrapper)

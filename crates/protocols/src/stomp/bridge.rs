@@ -6,7 +6,7 @@
 //! | body, `content-type` | payload, content type |
 //! | `JMSXGroupID` | key (anycast affinity, Loom key) |
 //! | `reply-to` (resolved by the session) | reply-to topic; an inbox comes back as `/reply-queue/<opaque>`, another topic as `/topic/<name>` |
-//! | `correlation-id`, `traceparent` | correlation id, trace context |
+//! | `correlation-id`, `traceparent`, `tracestate` | correlation id, trace context |
 //! | `message-id`, `subscription`, `ack`, `redelivered` | stripped on SEND: the server owns them |
 //! | `destination`, `transaction`, `receipt`, `content-length` | consumed by the session |
 //! | anything else | user headers, in order |
@@ -26,6 +26,7 @@ pub const BASE64_MARKER: &str = "base64:";
 pub const GROUP_ID: &str = "JMSXGroupID";
 pub const CORRELATION_ID: &str = "correlation-id";
 pub const TRACEPARENT: &str = "traceparent";
+pub const TRACESTATE: &str = "tracestate";
 /// ActiveMQ's message expiry: milliseconds since the Unix epoch, 0 for never.
 const EXPIRES: &str = "expires";
 /// RabbitMQ's per-message TTL in milliseconds.
@@ -38,7 +39,7 @@ pub const PREFETCH_HEADERS: [&str; 2] = ["prefetch-count", "activemq.prefetchSiz
 const REPLY_QUEUE: &str = "/reply-queue/";
 
 /// SEND headers that never become user headers.
-const NOT_USER_HEADERS: [&str; 13] = [
+const NOT_USER_HEADERS: [&str; 14] = [
     header::DESTINATION,
     header::TRANSACTION,
     header::RECEIPT,
@@ -52,6 +53,7 @@ const NOT_USER_HEADERS: [&str; 13] = [
     GROUP_ID,
     CORRELATION_ID,
     TRACEPARENT,
+    TRACESTATE,
 ];
 
 /// The envelope for a SEND to `topic`. `reply_to` is the resolved `reply-to` header; when the
@@ -72,6 +74,7 @@ pub fn envelope_from_send(
     envelope.content_type = text(header::CONTENT_TYPE);
     envelope.correlation_id = text(CORRELATION_ID);
     envelope.traceparent = text(TRACEPARENT);
+    envelope.tracestate = text(TRACESTATE);
     envelope.key = frame.header(GROUP_ID).cloned();
     envelope.expires_at_ms = expiry(&text, envelope.timestamp_ms);
     let keep_reply_to = reply_to.is_none();

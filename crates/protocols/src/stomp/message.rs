@@ -5,14 +5,14 @@
 //!
 //! Headers, in order (reference §3.3): `subscription`, `destination`, `message-id`, `ack` (1.2
 //! client acks), `redelivered`, `content-type`, `content-length`, `JMSXGroupID`, `reply-to`,
-//! `correlation-id`, `traceparent`, then the user headers. A user header value that is not
+//! `correlation-id`, `traceparent`, `tracestate`, then the user headers. A user header value that is not
 //! UTF-8 is written as [`BASE64_MARKER`] followed by its standard base64.
 
 use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
 use core_bus::Envelope;
 
-use super::bridge::{self, BASE64_MARKER, CORRELATION_ID, GROUP_ID, TRACEPARENT};
+use super::bridge::{self, BASE64_MARKER, CORRELATION_ID, GROUP_ID, TRACEPARENT, TRACESTATE};
 use super::escape::Escaping;
 use super::forwarder::SOURCE_TOPIC;
 use super::frame::{header, Command, Version};
@@ -96,6 +96,9 @@ pub fn encode_message(
     }
     if let Some(traceparent) = &envelope.traceparent {
         header(TRACEPARENT, traceparent.as_bytes(), dst);
+    }
+    if let Some(tracestate) = &envelope.tracestate {
+        header(TRACESTATE, tracestate.as_bytes(), dst);
     }
     for (name, value) in envelope.headers.iter() {
         if name == SOURCE_TOPIC {

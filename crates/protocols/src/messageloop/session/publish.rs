@@ -66,7 +66,7 @@ impl Session {
         for (name, value) in headers {
             envelope.headers.push(name.clone(), value.clone());
         }
-        envelope.adopt_traceparent_header();
+        envelope.adopt_trace_headers();
         envelope
     }
 
@@ -96,7 +96,7 @@ impl Session {
             position,
             payload: payload_from(envelope.content_type.as_deref(), &envelope.payload),
             headers: envelope
-                .headers_with_traceparent()
+                .headers_with_trace()
                 .map(|(name, value)| (name.to_owned(), value))
                 .collect(),
             replay,
