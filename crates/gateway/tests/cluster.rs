@@ -1,7 +1,8 @@
-//! Cluster mode end to end: two gatewayd nodes and a real nats-server on 127.0.0.1. Cross-node fanout
-//! STOMP→MessageLoop and Loom→Goomerang, a STOMP `/queue/` consumed on both nodes exactly once, a NATS restart
-//! in the middle, a node killed without affecting the other, and MessageLoop history recovered on another node
-//! with `cluster.history = "jetstream"`, and MessageLoop presence across nodes with `cluster.presence = "kv"`.
+//! Cluster mode end to end: two gatewayd nodes and a real nats-server or redis-server on 127.0.0.1. On both
+//! backends (each case runs once per backend, `on_nats::` and `on_redis::`): cross-node fanout STOMP→MessageLoop
+//! and Loom→Goomerang, a STOMP `/queue/` consumed on both nodes exactly once, a server restart in the middle, a
+//! node killed without affecting the other. NATS only: MessageLoop history recovered on another node with
+//! `cluster.history = "jetstream"`, and MessageLoop presence across nodes with `cluster.presence = "kv"`.
 
 mod support;
 
@@ -13,6 +14,8 @@ mod loom_client;
 mod messageloop_client;
 #[path = "support/nats.rs"]
 mod nats;
+#[path = "support/redis.rs"]
+mod redis;
 #[path = "support/stomp_client.rs"]
 mod stomp_client;
 
@@ -24,19 +27,103 @@ use loom_client::{hello, message, Client as LoomClient, Transport, PRODUCER};
 use messageloop_client::Ws;
 use nats::NatsServer;
 use prost::Message as _;
+use redis::RedisServer;
 use serde_json::{json, Value};
 use stomp_client::{frames, Frame, Peer, Received};
 use support::*;
 
-fn node(nats: &NatsServer) -> Gatewayd {
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Nats,
+    Redis,
+}
+
+/// The server of a backend, started by the test.
+enum Server {
+    Nats(NatsServer),
+    Redis(RedisServer),
+}
+
+impl Server {
+    /// Starts the backend's server on `port` (0 = any free port).
+    fn start(backend: Backend, port: u16) -> Server {
+        match backend {
+            Backend::Nats => Server::Nats(NatsServer::start(port)),
+            Backend::Redis => Server::Redis(RedisServer::start(port)),
+        }
+    }
+
+    fn port(&self) -> u16 {
+        match self {
+            Server::Nats(server) => server.port,
+            Server::Redis(server) => server.port,
+        }
+    }
+
+    fn stop(&mut self) {
+        match self {
+            Server::Nats(server) => server.stop(),
+            Server::Redis(server) => server.stop(),
+        }
+    }
+
+    /// The `[cluster]` section of a node on this server.
+    fn cluster_config(&self) -> String {
+        match self {
+            Server::Nats(server) => format!(
+                "[cluster]\nbackend = \"nats\"\nurls = [\"{}\"]\n",
+                server.url()
+            ),
+            Server::Redis(server) => format!(
+                "[cluster]\nbackend = \"redis\"\nurls = [\"{}\"]\n",
+                server.url()
+            ),
+        }
+    }
+
+    /// Polls until the server has at least `n` subscriptions on the exact topic `topic`.
+    fn wait_subscribed(&self, topic: &str, n: usize) {
+        match self {
+            Server::Nats(server) => server.wait_subscribed(&format!("gatewayd.{topic}"), n),
+            Server::Redis(server) => server.wait_subscribed(&format!("gatewayd:topic:{topic}"), n),
+        }
+    }
+}
+
+/// Runs each case once per backend, as `on_nats::<case>` and `on_redis::<case>`.
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod on_nats {
+            $(#[test]
+            fn $case() {
+                super::$case(super::Backend::Nats)
+            })*
+        }
+        mod on_redis {
+            $(#[test]
+            fn $case() {
+                super::$case(super::Backend::Redis)
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    stomp_publishes_reach_messageloop_on_another_node,
+    loom_producers_reach_goomerang_on_another_node,
+    queue_messages_are_consumed_exactly_once_across_nodes_and_survive_a_server_restart,
+    a_killed_node_does_not_affect_the_other,
+);
+
+fn node(server: &Server) -> Gatewayd {
     let config = format!(
-        "{}[cluster]\nbackend = \"nats\"\nurls = [\"{}\"]\n\
+        "{}{}\
          [stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
          [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
          [goomerang]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
          [loom]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
         base_config(),
-        nats.url()
+        server.cluster_config()
     );
     let gateway = Gatewayd::start(&config);
     wait_cluster(&gateway, "connected");
@@ -73,14 +160,13 @@ fn stomp_bodies(peer: &mut Peer, quiet: Duration) -> Vec<String> {
     bodies
 }
 
-#[test]
-fn stomp_publishes_reach_messageloop_on_another_node() {
-    let nats = NatsServer::start(0);
-    let (a, b) = (node(&nats), node(&nats));
+fn stomp_publishes_reach_messageloop_on_another_node(backend: Backend) {
+    let server = Server::start(backend, 0);
+    let (a, b) = (node(&server), node(&server));
     let mut subscriber = Ws::connect(b.listener("messageloop.ws"), &["messageloop+json"]);
     subscriber.handshake("2.0.0", "");
     subscriber.subscribe("s1", &["news.eu"]);
-    nats.wait_subscribed("gatewayd.news.eu", 1);
+    server.wait_subscribed("news.eu", 1);
     let mut publisher = Peer::connect(a.listener("stomp.tcp"));
     stomp_send(&mut publisher, "/topic/news.eu", "across nodes");
     let publication = subscriber.recv_kind("publication");
@@ -97,10 +183,9 @@ fn stomp_publishes_reach_messageloop_on_another_node() {
     assert_eq!(a.metric("gatewayd_cluster_forwarded_total", &[]), 1.0);
 }
 
-#[test]
-fn loom_producers_reach_goomerang_on_another_node() {
-    let nats = NatsServer::start(0);
-    let (a, b) = (node(&nats), node(&nats));
+fn loom_producers_reach_goomerang_on_another_node(backend: Backend) {
+    let server = Server::start(backend, 0);
+    let (a, b) = (node(&server), node(&server));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let goomerang = b.listener("goomerang.ws");
     let mut subscriber = rt.block_on(async {
@@ -108,7 +193,7 @@ fn loom_producers_reach_goomerang_on_another_node() {
         client.subscribe("sensors.t1").await;
         client
     });
-    nats.wait_subscribed("gatewayd.sensors.t1", 1);
+    server.wait_subscribed("sensors.t1", 1);
     let loom = a.listener("loom.quic");
     let (frame, _producer) = rt.block_on(async {
         let producer = LoomClient::connect(loom, Transport::Quic).await;
@@ -128,16 +213,17 @@ fn loom_producers_reach_goomerang_on_another_node() {
     );
 }
 
-#[test]
-fn queue_messages_are_consumed_exactly_once_across_nodes_and_survive_a_nats_restart() {
-    let mut nats = NatsServer::start(0);
-    let (a, b) = (node(&nats), node(&nats));
+fn queue_messages_are_consumed_exactly_once_across_nodes_and_survive_a_server_restart(
+    backend: Backend,
+) {
+    let mut server = Server::start(backend, 0);
+    let (a, b) = (node(&server), node(&server));
     let mut consumer_a = Peer::connect(a.listener("stomp.tcp"));
     let mut consumer_b = Peer::connect(b.listener("stomp.tcp"));
     for consumer in [&mut consumer_a, &mut consumer_b] {
         consumer.send(&frames::subscribe("/queue/jobs", "auto", "s1"));
     }
-    nats.wait_subscribed("gatewayd.jobs", 2);
+    server.wait_subscribed("jobs", 2);
     let mut producer = Peer::connect(a.listener("stomp.tcp"));
     for i in 0..60 {
         stomp_send(&mut producer, "/queue/jobs", &format!("job-{i}"));
@@ -149,12 +235,12 @@ fn queue_messages_are_consumed_exactly_once_across_nodes_and_survive_a_nats_rest
     assert_eq!(unique.len(), 60);
     assert!(
         !got_a.is_empty() && !got_b.is_empty(),
-        "NATS spreads the group over both nodes"
+        "the backend spreads the group over both nodes"
     );
 
-    // NATS goes away: nodes report it, stay ready and keep serving local traffic.
-    let port = nats.port;
-    nats.stop();
+    // The server goes away: nodes report it, stay ready and keep serving local traffic.
+    let port = server.port();
+    server.stop();
     wait_cluster(&a, "disconnected");
     wait_cluster(&b, "disconnected");
     assert_eq!(a.get("/readyz").0, 200);
@@ -164,11 +250,12 @@ fn queue_messages_are_consumed_exactly_once_across_nodes_and_survive_a_nats_rest
         ["local"]
     );
 
-    // NATS is back on the same port: nodes reconnect and traffic crosses again.
-    let nats = NatsServer::start(port);
+    // The server is back on the same port: nodes reconnect and traffic crosses again.
+    let server = Server::start(backend, port);
     wait_cluster(&a, "connected");
     wait_cluster(&b, "connected");
-    nats.wait_subscribed("gatewayd.jobs", 2);
+    assert_eq!(a.get("/readyz").0, 200);
+    server.wait_subscribed("jobs", 2);
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut crossed = false;
     while !crossed {
@@ -182,14 +269,13 @@ fn queue_messages_are_consumed_exactly_once_across_nodes_and_survive_a_nats_rest
     }
 }
 
-#[test]
-fn a_killed_node_does_not_affect_the_other() {
-    let nats = NatsServer::start(0);
-    let a = node(&nats);
-    let b = node(&nats);
+fn a_killed_node_does_not_affect_the_other(backend: Backend) {
+    let server = Server::start(backend, 0);
+    let a = node(&server);
+    let b = node(&server);
     let mut subscriber = Peer::connect(a.listener("stomp.tcp"));
     subscriber.send(&frames::subscribe("/topic/alive", "auto", "s1"));
-    nats.wait_subscribed("gatewayd.alive", 1);
+    server.wait_subscribed("alive", 1);
     drop(b);
     let mut publisher = Peer::connect(a.listener("stomp.tcp"));
     stomp_send(&mut publisher, "/topic/alive", "still here");

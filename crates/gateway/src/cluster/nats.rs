@@ -26,10 +26,10 @@ use super::subjects::{pattern_subjects, topic_subject};
 use super::{ClusterConfig, HistoryMode, PresenceMode};
 
 const NODE_HEADER: &str = "Gatewayd-Node";
-const FORWARDED: &str = "gatewayd_cluster_forwarded_total";
+pub(super) const FORWARDED: &str = "gatewayd_cluster_forwarded_total";
 pub(super) const RECEIVED: &str = "gatewayd_cluster_received_total";
 pub(super) const FAILED: &str = "gatewayd_cluster_failed_total";
-const CONNECTED: &str = "gatewayd_cluster_connected";
+pub(super) const CONNECTED: &str = "gatewayd_cluster_connected";
 /// Every `reason` label of [`FAILED`].
 const FAILURE_REASONS: [&str; 8] = [
     "presence",
@@ -43,7 +43,8 @@ const FAILURE_REASONS: [&str; 8] = [
 ];
 
 /// Ids of recently received envelopes: overlapping plain subscriptions deliver the same message more than once.
-struct Recent {
+#[derive(Default)]
+pub(super) struct Recent {
     seen: HashSet<MessageId>,
     order: VecDeque<MessageId>,
 }
@@ -51,7 +52,7 @@ struct Recent {
 impl Recent {
     const CAPACITY: usize = 8_192;
 
-    fn first_time(&mut self, id: MessageId) -> bool {
+    pub(super) fn first_time(&mut self, id: MessageId) -> bool {
         if !self.seen.insert(id) {
             return false;
         }
@@ -158,10 +159,7 @@ impl NatsCluster {
             node: node.clone(),
             prefix: config.subject_prefix.clone(),
             queue_group: format!("{}-groups", config.subject_prefix),
-            recent: Mutex::new(Recent {
-                seen: HashSet::new(),
-                order: VecDeque::new(),
-            }),
+            recent: Mutex::new(Recent::default()),
         });
         let (forward, forward_rx) = mpsc::channel(config.forward_queue.max(1));
         let (interest, interest_rx) = mpsc::unbounded_channel();
