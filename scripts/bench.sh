@@ -24,8 +24,8 @@ cleanup() {
 trap cleanup EXIT
 
 config="$out/bench.toml"
+# The example config as it is (flow control and slow_consumer defaults), on loopback and quieter.
 sed -e "s/127.0.0.1:9091/127.0.0.1:$admin_port/; s/0\.0\.0\.0:/127.0.0.1:/; s/^level = \"info\"/level = \"warn\"/" \
-  -e 's/^slow_consumer = "disconnect"/slow_consumer = "drop-newest"/' \
   "$root/config/gatewayd.toml" > "$config"
 
 wait_ready() {
@@ -54,7 +54,8 @@ pids+=("$!")
 start_gatewayd
 ctl=("$bin/gatewayctl" --admin "http://127.0.0.1:$admin_port")
 
-pairs=("stomp stomp" "messageloop messageloop" "goomerang goomerang" "loom loom" "stomp messageloop" "loom goomerang")
+pairs=("stomp stomp" "messageloop messageloop" "goomerang goomerang" "loom loom" "chanserv chanserv"
+  "stomp messageloop" "loom goomerang")
 for pair in "${pairs[@]}"; do
   read -r p s <<< "$pair"
   for size in 16 1024; do
@@ -64,6 +65,9 @@ for pair in "${pairs[@]}"; do
   "${ctl[@]}" bench --pub-protocol "$p" --sub-protocol "$s" --rate 10000 --duration 10 --json \
     --compare-nats "nats://127.0.0.1:$nats_port" > "$out/rate-$p-$s.json"
 done
+# Publisher stalls during the runs above (flow control), for the notes under the tables.
+curl -sf "http://127.0.0.1:$admin_port/metrics" | grep -E '^gatewayd_(publisher_stall|drops_total)' \
+  > "$out/flow-metrics.txt" || true
 stop_gatewayd
 
 # Idle connections: a fresh gatewayd per row.

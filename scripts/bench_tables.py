@@ -4,9 +4,10 @@ import json
 import pathlib
 import sys
 
-NAMES = {"stomp": "STOMP", "messageloop": "MessageLoop WS", "goomerang": "Goomerang", "loom": "Loom QUIC"}
+NAMES = {"stomp": "STOMP", "messageloop": "MessageLoop WS", "goomerang": "Goomerang", "loom": "Loom QUIC",
+         "chanserv": "chanserv"}
 PAIRS = [("stomp", "stomp"), ("messageloop", "messageloop"), ("goomerang", "goomerang"), ("loom", "loom"),
-         ("stomp", "messageloop"), ("loom", "goomerang")]
+         ("chanserv", "chanserv"), ("stomp", "messageloop"), ("loom", "goomerang")]
 
 
 def rate(value):

@@ -1,18 +1,20 @@
 //! Anycast groups: each message goes to exactly one member that has credit, round-robin or by a stable
 //! (rendezvous) hash of the envelope key; unacked messages are requeued on nack or leave; a bounded retention buffer
-//! holds messages no member can take yet.
+//! holds messages no member can take yet. Under the `block` overflow policy a buffer over its bound stalls its
+//! publishers like a full subscriber queue does (see `flow`).
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::config::{GroupOverflow, GroupPolicy, NoMemberPolicy};
 use crate::envelope::Envelope;
+use crate::flow::{below_low_water, Admit, Level};
 use crate::mailbox::{Delivery, MailboxShared, SubscriptionId};
 use crate::metrics::{record_drop, DropReason};
 use crate::topic::Topic;
@@ -34,11 +36,11 @@ pub struct MemberId(u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Offered {
     Dispatched,
-    /// Kept for later; `evicted` older messages were dropped to make room, and `full` says the buffer is past its
-    /// bound under the `block` policy, so the publisher should wait for room.
+    /// Kept for later; `evicted` older messages were dropped to make room, and `stall` says the buffer is past its
+    /// bound under the `block` policy, so the publisher should stall on the group.
     Retained {
         evicted: usize,
-        full: bool,
+        stall: bool,
     },
     Dropped(DropReason),
 }
@@ -75,6 +77,7 @@ struct GroupState {
     backlog: VecDeque<Pending>,
     backlog_bytes: usize,
     next_tag: u64,
+    level: Level,
 }
 
 /// One anycast group, on one exact topic.
@@ -108,25 +111,6 @@ impl AckHandle {
     /// The message was not processed: requeue it (marked redelivered) or drop it.
     pub fn nack(self, requeue: bool) {
         self.group.settle(self.member, self.tag, Some(requeue));
-    }
-}
-
-/// Lets a publisher wait until a full group has room again (the `block` overflow policy).
-#[derive(Debug, Clone)]
-pub struct Backpressure {
-    group: Arc<Group>,
-}
-
-impl Backpressure {
-    pub async fn ready(self) {
-        loop {
-            let mut notified = pin!(self.group.room.notified());
-            notified.as_mut().enable();
-            if !self.group.is_full() {
-                return;
-            }
-            notified.await;
-        }
     }
 }
 
@@ -225,8 +209,9 @@ impl Group {
         self.drain(&mut state);
     }
 
-    /// Offers a new message to the group.
-    pub(crate) fn offer(self: &Arc<Self>, envelope: Arc<Envelope>) -> Offered {
+    /// Offers a new message to the group; `max_stall` bounds how long a `block` buffer over its bound stalls
+    /// publishers before it just retains, up to twice its bound.
+    pub(crate) fn offer(self: &Arc<Self>, envelope: Arc<Envelope>, max_stall: Duration) -> Offered {
         let mut state = self.state.lock();
         if state.members.is_empty() && self.policy.no_member == NoMemberPolicy::Discard {
             record_drop(DropReason::NoGroupMember, envelope.origin.protocol);
@@ -242,10 +227,10 @@ impl Group {
                 Err(returned) => pending = returned,
             }
         }
-        self.retain(&mut state, pending)
+        self.retain(&mut state, pending, max_stall)
     }
 
-    fn retain(&self, state: &mut GroupState, pending: Pending) -> Offered {
+    fn retain(&self, state: &mut GroupState, pending: Pending, max_stall: Duration) -> Offered {
         let size = pending.envelope.size();
         let full = |s: &GroupState| {
             s.backlog.len() >= self.policy.max_messages
@@ -277,16 +262,26 @@ impl Group {
                     state.backlog.push_back(pending);
                     return Offered::Retained {
                         evicted,
-                        full: false,
+                        stall: false,
                     };
                 }
                 GroupOverflow::Block => {
+                    let hard = state.backlog.len() >= self.policy.max_messages.saturating_mul(2)
+                        || state.backlog_bytes + size > self.policy.max_bytes.saturating_mul(2);
+                    let stall = match state.level.admit(hard, max_stall) {
+                        Admit::Hard => {
+                            record_drop(
+                                DropReason::GroupFullDropNewest,
+                                pending.envelope.origin.protocol,
+                            );
+                            return Offered::Dropped(DropReason::GroupFullDropNewest);
+                        }
+                        Admit::Stall => true,
+                        Admit::Expired => false,
+                    };
                     state.backlog_bytes += size;
                     state.backlog.push_back(pending);
-                    return Offered::Retained {
-                        evicted: 0,
-                        full: true,
-                    };
+                    return Offered::Retained { evicted: 0, stall };
                 }
             }
         }
@@ -294,7 +289,7 @@ impl Group {
         state.backlog.push_back(pending);
         Offered::Retained {
             evicted: 0,
-            full: false,
+            stall: false,
         }
     }
 
@@ -356,7 +351,8 @@ impl Group {
         }
     }
 
-    /// Hands retained messages to members that have credit, in order, then wakes blocked publishers.
+    /// Hands retained messages to members that have credit, in order, then wakes stalled publishers once the
+    /// buffer is at its low-water mark.
     fn drain(self: &Arc<Self>, state: &mut GroupState) {
         let mut i = 0;
         while i < state.backlog.len() && state.members.iter().any(Member::has_credit) {
@@ -375,23 +371,26 @@ impl Group {
                 None => i += 1,
             }
         }
-        if state.backlog.len() < self.policy.max_messages
-            && state.backlog_bytes < self.policy.max_bytes
+        if state.level.is_over()
+            && below_low_water(
+                state.backlog.len(),
+                state.backlog_bytes,
+                self.policy.max_messages,
+                self.policy.max_bytes,
+            )
+            && state.level.drained()
         {
             self.room.notify_waiters();
         }
     }
 
-    fn is_full(&self) -> bool {
-        let state = self.state.lock();
-        state.backlog.len() >= self.policy.max_messages
-            || state.backlog_bytes >= self.policy.max_bytes
+    pub(crate) fn room(&self) -> &Notify {
+        &self.room
     }
 
-    pub(crate) fn backpressure(self: &Arc<Self>) -> Backpressure {
-        Backpressure {
-            group: self.clone(),
-        }
+    /// Over its bound under `block`: publishers that stalled on it keep waiting.
+    pub(crate) fn is_over(&self) -> bool {
+        self.state.lock().level.is_over()
     }
 
     /// A group with no member, nothing retained and the discard policy can be forgotten.

@@ -1,6 +1,7 @@
 //! The bus: publish routes an envelope to every matching fanout subscriber and one member of the topic's anycast
-//! group. Publishers read the subscription index through `arc-swap` without locks; updates are serialised and
-//! swap in a new index.
+//! group, and returns a [`Backpressure`] when that filled a subscriber queue or a `block` group past its bound.
+//! Publishers read the subscription index through `arc-swap` without locks; updates are serialised and swap in a
+//! new index.
 
 use std::sync::{Arc, Weak};
 
@@ -10,11 +11,12 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::anycast::{Backpressure, Group, GroupStats, Offered};
+use crate::anycast::{Group, GroupStats, Offered};
 use crate::cluster::{ClusterBackend, ClusterState, Sequencing};
 use crate::config::{BusConfig, GroupPolicy};
-use crate::envelope::{Envelope, Origin, Position};
+use crate::envelope::{ConnectionId, Envelope, Origin, Position};
 use crate::events::BusEvent;
+use crate::flow::{Backpressure, Flow, FlowStatus, Holder};
 use crate::history::{HistoryState, Recovery, Since, TopicHistory};
 use crate::index::{FanoutTarget, Index};
 use crate::mailbox::{Mailbox, MailboxOptions, MailboxShared, Pushed, SubscriptionId};
@@ -31,8 +33,9 @@ pub struct PublishOutcome {
     pub retained: usize,
     /// Deliveries dropped (each counted in `gatewayd_drops_total`).
     pub dropped: usize,
-    /// Set when a group is over its bound under the `block` policy: wait on it before reading more from the
-    /// producer.
+    /// Set when a subscriber queue, or a group under the `block` policy, is over its bound: the publishing
+    /// connection waits on it before reading more from its client. Messages from the cluster backend cannot be
+    /// held back this way; their receivers ignore it.
     pub backpressure: Option<Backpressure>,
     /// The message's position when the topic keeps history.
     pub position: Option<Position>,
@@ -79,6 +82,7 @@ pub(crate) struct BusInner {
     writer: Mutex<()>,
     config: BusConfig,
     pub(crate) metrics: BusMetrics,
+    pub(crate) flow: Flow,
     histories: DashMap<Topic, Option<Arc<TopicHistory>>>,
     events: broadcast::Sender<BusEvent>,
     /// Set once anybody asked for events; until then publishes skip the new-topic bookkeeping.
@@ -99,8 +103,10 @@ pub struct Bus {
 impl Bus {
     pub fn new(config: BusConfig) -> Bus {
         let (events, _) = broadcast::channel(1024);
+        let flow = Flow::new(config.max_publisher_stall);
         Bus {
             inner: Arc::new(BusInner {
+                flow,
                 index: ArcSwap::from_pointee(Index::default()),
                 writer: Mutex::new(()),
                 config,
@@ -275,6 +281,28 @@ impl Bus {
         topics
     }
 
+    /// Connections taking part in flow control now: publishers stalled, subscribers over their bound.
+    pub fn flow_status(&self) -> std::collections::HashMap<ConnectionId, FlowStatus> {
+        let mut status = std::collections::HashMap::<ConnectionId, FlowStatus>::new();
+        for mailbox in self
+            .inner
+            .mailboxes
+            .iter()
+            .filter_map(|m| m.value().upgrade())
+        {
+            if let Some(since) = mailbox.over_since() {
+                status
+                    .entry(mailbox.owner.connection)
+                    .or_default()
+                    .stalling_ms = Some(since.elapsed().as_millis() as u64);
+            }
+        }
+        for (connection, stalled) in self.inner.flow.stalled() {
+            status.entry(connection).or_default().stalled_ms = Some(stalled.as_millis() as u64);
+        }
+        status
+    }
+
     /// Number of wildcard subscriptions.
     pub fn wildcard_subscriptions(&self) -> usize {
         self.inner.index.load().wildcard_count
@@ -308,7 +336,7 @@ impl Bus {
 
 impl BusInner {
     fn route(
-        &self,
+        self: &Arc<Self>,
         mut envelope: Envelope,
         scope: Scope,
         record: Record,
@@ -349,7 +377,7 @@ impl BusInner {
         }
     }
 
-    fn dispatch(&self, envelope: &Arc<Envelope>, scope: Scope) -> PublishOutcome {
+    fn dispatch(self: &Arc<Self>, envelope: &Arc<Envelope>, scope: Scope) -> PublishOutcome {
         let mut outcome = PublishOutcome {
             position: envelope.position,
             ..PublishOutcome::default()
@@ -363,13 +391,19 @@ impl BusInner {
         } else {
             route.and_then(|r| r.group.as_ref())
         };
+        let max_stall = self.flow.max_stall;
+        let mut holders = Vec::new();
         if fanout {
             index.for_each_fanout(&envelope.topic, route, |target| {
                 match target
                     .mailbox
-                    .push_fanout(envelope, size, target.subscription)
+                    .push_fanout(envelope, size, target.subscription, max_stall)
                 {
                     Pushed::Queued => outcome.delivered += 1,
+                    Pushed::Stall => {
+                        outcome.delivered += 1;
+                        holders.push(Holder::Subscriber(target.mailbox.clone()));
+                    }
                     Pushed::Dropped(reason) => {
                         outcome.dropped += 1;
                         self.metrics.dropped(reason, target.mailbox.owner.protocol);
@@ -379,17 +413,20 @@ impl BusInner {
             });
         }
         if let Some(group) = group {
-            match group.offer(envelope.clone()) {
+            match group.offer(envelope.clone(), max_stall) {
                 Offered::Dispatched => outcome.delivered += 1,
-                Offered::Retained { evicted, full } => {
+                Offered::Retained { evicted, stall } => {
                     outcome.retained += 1;
                     outcome.dropped += evicted;
-                    if full {
-                        outcome.backpressure = Some(group.backpressure());
+                    if stall {
+                        holders.push(Holder::Group(group.clone()));
                     }
                 }
                 Offered::Dropped(_) => outcome.dropped += 1,
             }
+        }
+        if !holders.is_empty() {
+            outcome.backpressure = Some(Backpressure::new(holders, envelope.origin, self.clone()));
         }
         outcome
     }

@@ -1,4 +1,5 @@
-//! Bus settings: queue bounds, slow-consumer policy, anycast group policies and history, by topic prefix.
+//! Bus settings: queue bounds, publisher stall bound, slow-consumer policy, anycast group policies and history, by
+//! topic prefix.
 
 use std::time::Duration;
 
@@ -14,11 +15,15 @@ pub struct QueueLimits {
     pub max_bytes: usize,
 }
 
-/// What happens when a fanout subscriber's queue is full.
+/// What happens to a fanout subscriber that stays over its queue bound for longer than the publisher stall bound
+/// (or reaches twice its bound); until then its publishers are stalled instead (see `flow`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SlowConsumerPolicy {
-    /// Close the subscriber (its connection gets the protocol's error); the default.
+    /// Close the subscriber (its connection gets the protocol's error); the default: a subscriber that reaches
+    /// the policy has held its publishers for the whole stall bound without draining, so it is stuck, and cutting
+    /// it frees its queue and tells its client, where a drop policy would lose messages silently for as long as
+    /// it stays attached.
     #[default]
     Disconnect,
     DropOldest,
@@ -41,7 +46,8 @@ pub enum NoMemberPolicy {
 pub enum GroupOverflow {
     DropOldest,
     DropNewest,
-    /// Keep the message and tell the publisher to stop reading its producer until there is room.
+    /// Keep the message and stall the publisher until the buffer drains to half its bound, for at most the
+    /// publisher stall bound; past twice the bound new messages are dropped (`group_full_drop_newest`).
     Block,
 }
 
@@ -107,7 +113,12 @@ pub struct HistoryRule {
 pub struct BusConfig {
     /// Default bound of every fanout subscriber's queue.
     pub subscriber_queue: QueueLimits,
-    /// Default policy when that queue is full.
+    /// Longest time one publish may stall its publisher while a subscriber queue (or a `block` group) is over its
+    /// bound; a subscriber still over its bound after it gets `slow_consumer`. Zero turns stalls off: a full queue
+    /// gets `slow_consumer` at once.
+    #[serde(rename = "max_publisher_stall_ms", with = "millis")]
+    pub max_publisher_stall: Duration,
+    /// Policy for a subscriber over its bound for longer than `max_publisher_stall` (or at twice its bound).
     pub slow_consumer: SlowConsumerPolicy,
     /// Group policies by topic; the first matching rule wins, otherwise the creating protocol's default.
     pub groups: Vec<GroupRule>,
@@ -122,10 +133,25 @@ impl Default for BusConfig {
                 max_messages: 8_192,
                 max_bytes: 32 << 20,
             },
+            max_publisher_stall: Duration::from_secs(2),
             slow_consumer: SlowConsumerPolicy::Disconnect,
             groups: Vec::new(),
             history: Vec::new(),
         }
+    }
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis().try_into().unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
     }
 }
 

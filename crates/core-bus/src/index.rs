@@ -1,6 +1,8 @@
 //! The immutable subscription index that publishers read without locks: exact topics in a persistent hash map,
-//! wildcard patterns in a persistent token trie. Every update copies only the path it changes.
+//! wildcard patterns in a persistent token trie. Every update copies only the path it changes; insertion, removal
+//! and matching walk the trie iteratively, and matching costs at most trie nodes × topic tokens.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::anycast::Group;
@@ -70,80 +72,157 @@ fn without_target(list: &Arc<[FanoutTarget]>, id: SubscriptionId) -> Arc<[Fanout
         .collect()
 }
 
-fn trie_insert(node: &TrieNode, segments: &[Segment], target: FanoutTarget) -> TrieNode {
-    let mut node = node.clone();
-    match segments.split_first() {
-        None => node.here = with_target(&node.here, target),
-        Some((Segment::Gt, _)) => node.rest = with_target(&node.rest, target),
-        Some((Segment::Star, rest)) => {
-            let child = node.star.as_deref().cloned().unwrap_or_default();
-            node.star = Some(Arc::new(trie_insert(&child, rest, target)));
-        }
-        Some((Segment::Hash, rest)) => {
-            let child = node.hash.as_deref().cloned().unwrap_or_default();
-            node.hash = Some(Arc::new(trie_insert(&child, rest, target)));
-        }
-        Some((Segment::Literal(token), rest)) => {
-            let child = node
-                .literal
-                .get(token)
-                .map(|c| (**c).clone())
-                .unwrap_or_default();
-            node.literal
-                .insert(token.clone(), Arc::new(trie_insert(&child, rest, target)));
+impl TrieNode {
+    /// The child a wildcard or literal segment leads to (`>` has no child: it ends a pattern).
+    fn child(&self, segment: &Segment) -> Option<&Arc<TrieNode>> {
+        match segment {
+            Segment::Star => self.star.as_ref(),
+            Segment::Hash => self.hash.as_ref(),
+            Segment::Literal(token) => self.literal.get(token),
+            Segment::Gt => None,
         }
     }
-    node
+
+    /// Replaces (or, with `None`, removes) the child `segment` leads to.
+    fn set_child(&mut self, segment: &Segment, child: Option<Arc<TrieNode>>) {
+        match segment {
+            Segment::Star => self.star = child,
+            Segment::Hash => self.hash = child,
+            Segment::Literal(token) => match child {
+                Some(child) => {
+                    self.literal.insert(token.clone(), child);
+                }
+                None => {
+                    self.literal.remove(token);
+                }
+            },
+            Segment::Gt => {}
+        }
+    }
 }
 
-fn trie_remove(node: &TrieNode, segments: &[Segment], id: SubscriptionId) -> TrieNode {
-    fn prune(child: TrieNode) -> Option<Arc<TrieNode>> {
-        (!child.is_empty()).then(|| Arc::new(child))
+/// The segments that lead to a pattern's node, and whether it ends with `>` (stored in that node's `rest`).
+fn path_of(segments: &[Segment]) -> (&[Segment], bool) {
+    match segments.split_last() {
+        Some((Segment::Gt, path)) => (path, true),
+        _ => (segments, false),
     }
-    let mut node = node.clone();
-    match segments.split_first() {
-        None => node.here = without_target(&node.here, id),
-        Some((Segment::Gt, _)) => node.rest = without_target(&node.rest, id),
-        Some((Segment::Star, rest)) => {
-            node.star = node
-                .star
-                .as_deref()
-                .and_then(|c| prune(trie_remove(c, rest, id)));
+}
+
+/// Copies of the nodes along `path` from `root` (missing nodes are new and empty), root first. Iterative: a
+/// pattern's depth never becomes stack depth.
+fn copy_path(root: &TrieNode, path: &[Segment]) -> Vec<TrieNode> {
+    let mut nodes = Vec::with_capacity(path.len() + 1);
+    nodes.push(root.clone());
+    for segment in path {
+        let child = nodes
+            .last()
+            .and_then(|node| node.child(segment))
+            .map(|child| (**child).clone())
+            .unwrap_or_default();
+        nodes.push(child);
+    }
+    nodes
+}
+
+/// Puts copied nodes back together bottom-up; an empty child is pruned when `prune` is set.
+fn rebuild(mut nodes: Vec<TrieNode>, path: &[Segment], prune: bool) -> TrieNode {
+    let mut child = nodes.pop().unwrap_or_default();
+    for segment in path.iter().rev() {
+        let mut parent = nodes.pop().unwrap_or_default();
+        let keep = !(prune && child.is_empty());
+        parent.set_child(segment, keep.then(|| Arc::new(child)));
+        child = parent;
+    }
+    child
+}
+
+fn trie_insert(root: &TrieNode, segments: &[Segment], target: FanoutTarget) -> TrieNode {
+    let (path, gt) = path_of(segments);
+    let mut nodes = copy_path(root, path);
+    if let Some(end) = nodes.last_mut() {
+        if gt {
+            end.rest = with_target(&end.rest, target);
+        } else {
+            end.here = with_target(&end.here, target);
         }
-        Some((Segment::Hash, rest)) => {
-            node.hash = node
-                .hash
-                .as_deref()
-                .and_then(|c| prune(trie_remove(c, rest, id)));
+    }
+    rebuild(nodes, path, false)
+}
+
+fn trie_remove(root: &TrieNode, segments: &[Segment], id: SubscriptionId) -> TrieNode {
+    let (path, gt) = path_of(segments);
+    let mut node = root;
+    for segment in path {
+        match node.child(segment) {
+            Some(child) => node = child,
+            None => return root.clone(),
         }
-        Some((Segment::Literal(token), rest)) => {
-            if let Some(child) = node.literal.get(token).cloned() {
-                match prune(trie_remove(&child, rest, id)) {
-                    Some(child) => node.literal.insert(token.clone(), child),
-                    None => node.literal.remove(token),
-                };
+    }
+    let mut nodes = copy_path(root, path);
+    if let Some(end) = nodes.last_mut() {
+        if gt {
+            end.rest = without_target(&end.rest, id);
+        } else {
+            end.here = without_target(&end.here, id);
+        }
+    }
+    rebuild(nodes, path, true)
+}
+
+/// The trie run as an NFA over the topic's tokens: the set of nodes reached after each token. A node reached
+/// through `#` stays in the set for every later token (the `#` absorbs them), so each token costs at most one step
+/// per node, whatever the number of `#`.
+fn trie_match<'a>(root: &'a TrieNode, tokens: &[&str], out: &mut Vec<&'a FanoutTarget>) {
+    let mut reached = Reached::default();
+    reached.add(root, false);
+    let mut rest_taken = HashSet::new();
+    for token in tokens {
+        let current = std::mem::take(&mut reached.nodes);
+        reached.seen.clear();
+        for &(node, _) in &current {
+            if rest_taken.insert(std::ptr::from_ref(node)) {
+                out.extend(node.rest.iter());
             }
         }
-    }
-    node
-}
-
-fn trie_match<'a>(node: &'a TrieNode, tokens: &[&str], out: &mut Vec<&'a FanoutTarget>) {
-    if let Some(hash) = &node.hash {
-        for skip in 0..=tokens.len() {
-            trie_match(hash, &tokens[skip..], out);
+        for &(node, sticky) in &current {
+            if sticky {
+                reached.add(node, true);
+            }
+            if let Some(star) = &node.star {
+                reached.add(star, false);
+            }
+            if let Some(child) = node.literal.get(*token) {
+                reached.add(child, false);
+            }
+        }
+        if reached.nodes.is_empty() {
+            return;
         }
     }
-    let Some((first, rest)) = tokens.split_first() else {
+    for (node, _) in reached.nodes {
         out.extend(node.here.iter());
-        return;
-    };
-    out.extend(node.rest.iter());
-    if let Some(star) = &node.star {
-        trie_match(star, rest, out);
     }
-    if let Some(child) = node.literal.get(*first) {
-        trie_match(child, rest, out);
+}
+
+/// A set of reached trie nodes, closed under `#` (a node's `#` child is reached with it, without a token).
+#[derive(Default)]
+struct Reached<'a> {
+    /// Each node with whether it was reached through `#` (and so stays reached).
+    nodes: Vec<(&'a TrieNode, bool)>,
+    seen: HashSet<(*const TrieNode, bool)>,
+}
+
+impl<'a> Reached<'a> {
+    fn add(&mut self, node: &'a TrieNode, sticky: bool) {
+        let mut next = Some((node, sticky));
+        while let Some((node, sticky)) = next.take() {
+            if !self.seen.insert((std::ptr::from_ref(node), sticky)) {
+                return;
+            }
+            self.nodes.push((node, sticky));
+            next = node.hash.as_deref().map(|hash| (hash, true));
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! gatewayd's core bus: one protocol-neutral [`Envelope`], canonical [`Topic`]s with wildcard [`Pattern`]s, and a
 //! [`Bus`] that delivers every publish to all matching fanout subscribers and one member of the topic's anycast
-//! group. Adapters talk to it only through [`Bus`] and [`Mailbox`]; it knows nothing about wire formats.
+//! group. A subscriber that falls behind slows its publishers down ([`Backpressure`]) before it is cut. Adapters talk
+//! to it only through [`Bus`] and [`Mailbox`]; it knows nothing about wire formats.
 
 mod anycast;
 mod bus;
@@ -9,16 +10,22 @@ pub mod config;
 pub mod encoding;
 mod envelope;
 pub mod events;
+mod flow;
 pub mod history;
 mod index;
 mod mailbox;
+mod matching;
 pub mod metrics;
 pub mod names;
 pub mod presence;
 mod topic;
 
-pub use anycast::{AckHandle, Backpressure, Credit, GroupStats};
+pub use anycast::{AckHandle, Credit, GroupStats};
 pub use bus::{Bus, ClusterDelivery, PublishOutcome, TopicStats};
 pub use envelope::{ConnectionId, Envelope, Headers, MessageId, Origin, Position, Protocol};
+pub use flow::{Backpressure, FlowStatus};
 pub use mailbox::{Closed, Delivery, Mailbox, MailboxOptions, SubscribeError, SubscriptionId};
-pub use topic::{escape_token_into, unescape_token, Pattern, Segment, Topic, TopicError};
+pub use topic::{
+    escape_token_into, unescape_token, Pattern, Segment, Topic, TopicError, MAX_TOPIC_BYTES,
+    MAX_TOPIC_SEGMENTS,
+};

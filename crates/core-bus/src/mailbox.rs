@@ -1,19 +1,23 @@
 //! A subscriber: one bounded queue that receives deliveries for all of a connection's subscriptions and group
-//! memberships, with the slow-consumer policy applied when a fanout delivery finds it full.
+//! memberships. A fanout delivery that finds it at its bound stalls its publisher (see `flow`); the slow-consumer
+//! policy applies once it has stayed over its bound for the stall bound, or reached twice its bound.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use futures::task::AtomicWaker;
 use parking_lot::Mutex;
+use tokio::sync::Notify;
 
 use crate::anycast::{AckHandle, Credit, Group, MemberId};
 use crate::bus::BusInner;
 use crate::config::{QueueLimits, SlowConsumerPolicy};
 use crate::envelope::{Envelope, Origin};
+use crate::flow::{below_low_water, Admit, Level};
 use crate::metrics::DropReason;
 use crate::topic::{Pattern, Segment, Topic};
 
@@ -98,6 +102,7 @@ struct QueueState {
     fanout_bytes: usize,
     fanout_len: usize,
     closed: Option<Closed>,
+    level: Level,
 }
 
 /// The part of a mailbox the bus holds in its index.
@@ -106,40 +111,52 @@ pub(crate) struct MailboxShared {
     options: MailboxOptions,
     queue: Mutex<QueueState>,
     waker: AtomicWaker,
+    /// Publishers stalled on this queue wait here for it to drain to its low-water mark or close.
+    room: Notify,
 }
 
 /// What one push did.
 pub(crate) enum Pushed {
     Queued,
+    /// Queued over the bound: the publisher should stall on this queue.
+    Stall,
     Dropped(DropReason),
     Closed,
 }
 
 impl MailboxShared {
+    /// Queues a fanout delivery; a queue at its bound takes it and asks for a stall until it has been over its
+    /// bound for `max_stall` (or reaches twice its bound), then applies the slow-consumer policy.
     pub(crate) fn push_fanout(
         &self,
         envelope: &Arc<Envelope>,
         size: usize,
         subscription: SubscriptionId,
+        max_stall: Duration,
     ) -> Pushed {
         let limits = self.options.limits;
         let mut queue = self.queue.lock();
         if queue.closed.is_some() {
             return Pushed::Closed;
         }
+        let mut stall = false;
         if queue.fanout_len >= limits.max_messages || queue.fanout_bytes + size > limits.max_bytes {
-            match self.options.policy {
-                SlowConsumerPolicy::Disconnect => {
+            let hard = queue.fanout_len >= limits.max_messages.saturating_mul(2)
+                || queue.fanout_bytes + size > limits.max_bytes.saturating_mul(2);
+            match (queue.level.admit(hard, max_stall), self.options.policy) {
+                (Admit::Stall, _) => stall = true,
+                (_, SlowConsumerPolicy::Disconnect) => {
                     queue.closed = Some(Closed::SlowConsumer);
                     queue.items.clear();
                     drop(queue);
                     self.waker.wake();
+                    self.room.notify_waiters();
                     return Pushed::Dropped(DropReason::SlowConsumerDisconnect);
                 }
-                SlowConsumerPolicy::DropNewest => {
+                (_, SlowConsumerPolicy::DropNewest) => {
                     return Pushed::Dropped(DropReason::QueueFullDropNewest)
                 }
-                SlowConsumerPolicy::DropOldest => {
+                (_, SlowConsumerPolicy::DropOldest) => {
                     while queue.fanout_len > 0
                         && (queue.fanout_len >= limits.max_messages
                             || queue.fanout_bytes + size > limits.max_bytes)
@@ -177,7 +194,11 @@ impl MailboxShared {
         if was_empty {
             self.waker.wake();
         }
-        Pushed::Queued
+        if stall {
+            Pushed::Stall
+        } else {
+            Pushed::Queued
+        }
     }
 
     /// Group deliveries are bounded by the member's credit, not by the queue limits.
@@ -201,6 +222,32 @@ impl MailboxShared {
 
     pub(crate) fn depth(&self) -> usize {
         self.queue.lock().items.len()
+    }
+
+    pub(crate) fn room(&self) -> &Notify {
+        &self.room
+    }
+
+    /// Open and over its bound: publishers that stalled on it keep waiting.
+    pub(crate) fn is_over(&self) -> bool {
+        let queue = self.queue.lock();
+        queue.closed.is_none() && queue.level.is_over()
+    }
+
+    /// Since when this open queue has been over its bound, stalling its publishers.
+    pub(crate) fn over_since(&self) -> Option<Instant> {
+        let queue = self.queue.lock();
+        queue
+            .closed
+            .is_none()
+            .then(|| queue.level.over_since())
+            .flatten()
+    }
+
+    /// Wakes stalled publishers for good: the mailbox is gone.
+    fn release(&self) {
+        self.queue.lock().level.drained();
+        self.room.notify_waiters();
     }
 }
 
@@ -233,8 +280,10 @@ impl Mailbox {
                 fanout_bytes: 0,
                 fanout_len: 0,
                 closed: None,
+                level: Level::default(),
             }),
             waker: AtomicWaker::new(),
+            room: Notify::new(),
         });
         bus.register_mailbox(id, &shared);
         Mailbox {
@@ -400,7 +449,19 @@ impl Mailbox {
                 added += 1;
             }
         }
+        let limits = self.shared.options.limits;
+        let resume = queue.level.is_over()
+            && below_low_water(
+                queue.fanout_len,
+                queue.fanout_bytes,
+                limits.max_messages,
+                limits.max_bytes,
+            )
+            && queue.level.drained();
         drop(queue);
+        if resume {
+            self.shared.room.notify_waiters();
+        }
         if added > 0 {
             self.bus
                 .metrics
@@ -429,5 +490,6 @@ impl Drop for Mailbox {
             self.end(id, membership);
         }
         self.bus.unregister_mailbox(self.id);
+        self.shared.release();
     }
 }

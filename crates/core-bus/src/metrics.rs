@@ -4,13 +4,16 @@
 //! `gatewayd_message_bytes_in_total{protocol}`, `gatewayd_message_bytes_out_total{protocol}` (payload bytes),
 //! histograms `gatewayd_message_size_bytes{protocol}` (payloads published) and
 //! `gatewayd_delivery_latency_seconds{publisher,subscriber}` (from entering gatewayd to leaving a subscriber's
-//! queue), `gatewayd_drops_total{reason,protocol}`, and gauges `gatewayd_subscriptions`, `gatewayd_groups`,
+//! queue), `gatewayd_drops_total{reason,protocol}`, `gatewayd_publisher_stalls_total{protocol}` (publishes that
+//! stopped their connection's reading because a subscriber was over its bound),
+//! `gatewayd_publisher_stall_seconds_total{protocol}` (the time they waited: a monotonic gauge, since the
+//! exporter's counters are integers), and gauges `gatewayd_subscriptions`, `gatewayd_groups`,
 //! `gatewayd_retained_messages`, `gatewayd_queue_depth` refreshed by [`crate::Bus::refresh_gauges`]. Every label
 //! is a protocol name or a drop reason, so each name has at most 6 × 6 series.
 
 use std::sync::OnceLock;
 
-use metrics::{counter, gauge, histogram, Counter, Histogram};
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use serde::Serialize;
 
 use crate::envelope::{now_ms, Protocol};
@@ -23,6 +26,8 @@ pub const BYTES_OUT: &str = "gatewayd_message_bytes_out_total";
 pub const MESSAGE_SIZE: &str = "gatewayd_message_size_bytes";
 pub const DELIVERY_LATENCY: &str = "gatewayd_delivery_latency_seconds";
 pub const DROPS: &str = "gatewayd_drops_total";
+pub const PUBLISHER_STALLS: &str = "gatewayd_publisher_stalls_total";
+pub const PUBLISHER_STALL_SECONDS: &str = "gatewayd_publisher_stall_seconds_total";
 pub const SUBSCRIPTIONS: &str = "gatewayd_subscriptions";
 pub const GROUPS: &str = "gatewayd_groups";
 pub const RETAINED: &str = "gatewayd_retained_messages";
@@ -113,6 +118,8 @@ pub(crate) struct BusMetrics {
     latency: Vec<Histogram>,
     /// By reason, then protocol.
     drops: Vec<OnceLock<Counter>>,
+    stalls: Vec<Counter>,
+    stall_seconds: Vec<Gauge>,
 }
 
 impl BusMetrics {
@@ -150,6 +157,14 @@ impl BusMetrics {
             drops: (0..DropReason::COUNT * Protocol::ALL.len())
                 .map(|_| OnceLock::new())
                 .collect(),
+            stalls: Protocol::ALL
+                .iter()
+                .map(|p| counter!(PUBLISHER_STALLS, "protocol" => p.as_str()))
+                .collect(),
+            stall_seconds: Protocol::ALL
+                .iter()
+                .map(|p| gauge!(PUBLISHER_STALL_SECONDS, "protocol" => p.as_str()))
+                .collect(),
         }
     }
 
@@ -160,6 +175,12 @@ impl BusMetrics {
                 || counter!(DROPS, "reason" => reason.as_str(), "protocol" => protocol.as_str()),
             )
             .increment(1);
+    }
+
+    /// One publisher stall of `protocol` ended after `waited`.
+    pub(crate) fn stalled(&self, protocol: Protocol, waited: std::time::Duration) {
+        self.stalls[protocol.index()].increment(1);
+        self.stall_seconds[protocol.index()].increment(waited.as_secs_f64());
     }
 
     pub(crate) fn message_in(&self, protocol: Protocol, payload_bytes: usize) {

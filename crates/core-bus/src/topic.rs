@@ -8,11 +8,21 @@
 //! A pattern is a topic in which a whole token may be `*` (exactly one token), `#` (zero or more tokens, anywhere)
 //! or, as the last token only, `>` (one or more tokens). Topics whose first token starts with `$` are internal:
 //! no pattern with a wildcard matches them.
+//!
+//! Parsing bounds every topic and pattern ([`MAX_TOPIC_BYTES`], [`MAX_TOPIC_SEGMENTS`]) before anything else reads
+//! it, and a run of `#` tokens in a pattern collapses into one (`a.#.#.b` is `a.#.b`).
 
 use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::matching;
+
+/// Longest canonical text of a topic or pattern, in bytes (escapes count as written: `%2E` is 3 bytes).
+pub const MAX_TOPIC_BYTES: usize = 4096;
+/// Most tokens in a topic or pattern.
+pub const MAX_TOPIC_SEGMENTS: usize = 128;
 
 /// Why a text is not a valid canonical topic or pattern.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +39,29 @@ pub enum TopicError {
     Wildcard(String),
     #[error("'>' may only be the last token of a pattern")]
     GtNotLast,
+    #[error("topic is {len} bytes long (at most {max})")]
+    TooLong { len: usize, max: usize },
+    #[error("topic has more than {max} tokens")]
+    TooManySegments { max: usize },
+}
+
+/// Refuses canonical text over [`MAX_TOPIC_BYTES`] or [`MAX_TOPIC_SEGMENTS`] before it is split or copied.
+fn check_bounds(canonical: &str) -> Result<(), TopicError> {
+    if canonical.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    if canonical.len() > MAX_TOPIC_BYTES {
+        return Err(TopicError::TooLong {
+            len: canonical.len(),
+            max: MAX_TOPIC_BYTES,
+        });
+    }
+    if canonical.bytes().filter(|&b| b == b'.').count() >= MAX_TOPIC_SEGMENTS {
+        return Err(TopicError::TooManySegments {
+            max: MAX_TOPIC_SEGMENTS,
+        });
+    }
+    Ok(())
 }
 
 /// A concrete topic in canonical form. Cheap to clone.
@@ -158,9 +191,7 @@ fn validate_token(token: &str, position: usize) -> Result<(), TopicError> {
 impl Topic {
     /// Parses canonical text (as written in config, ACLs and `docs/topics.md`).
     pub fn parse(canonical: &str) -> Result<Topic, TopicError> {
-        if canonical.is_empty() {
-            return Err(TopicError::Empty);
-        }
+        check_bounds(canonical)?;
         for (position, token) in canonical.split('.').enumerate() {
             if matches!(token, "*" | "#" | ">") {
                 return Err(TopicError::Wildcard(token.to_owned()));
@@ -189,6 +220,20 @@ impl Topic {
     /// literal (STOMP destinations, MessageLoop channels, Goomerang topics, chanserv topics, Loom rooms).
     pub fn from_dotted(name: &[u8]) -> Topic {
         Topic::from_tokens(name.split(|&b| b == b'.'))
+    }
+
+    /// [`Topic::from_dotted`] for a name a client sent: refused past [`MAX_TOPIC_BYTES`] (checked on the raw
+    /// name before anything is built) or [`MAX_TOPIC_SEGMENTS`].
+    pub fn try_from_dotted(name: &[u8]) -> Result<Topic, TopicError> {
+        if name.len() > MAX_TOPIC_BYTES {
+            return Err(TopicError::TooLong {
+                len: name.len(),
+                max: MAX_TOPIC_BYTES,
+            });
+        }
+        let topic = Topic::from_dotted(name);
+        check_bounds(&topic.0)?;
+        Ok(topic)
     }
 
     /// The literal protocol name this topic came from: the inverse of [`Topic::from_dotted`].
@@ -254,17 +299,21 @@ impl fmt::Debug for Topic {
 }
 
 impl Pattern {
-    /// Parses canonical pattern text: canonical tokens, or `*`, `#`, and a final `>`.
+    /// Parses canonical pattern text: canonical tokens, or `*`, `#`, and a final `>`. A run of `#` becomes one
+    /// `#`, in the segments and in the text.
     pub fn parse(canonical: &str) -> Result<Pattern, TopicError> {
-        if canonical.is_empty() {
-            return Err(TopicError::Empty);
-        }
+        check_bounds(canonical)?;
         let tokens: Vec<&str> = canonical.split('.').collect();
         let last = tokens.len() - 1;
         let mut segments = Vec::with_capacity(tokens.len());
+        let mut collapsed = false;
         for (position, token) in tokens.into_iter().enumerate() {
             segments.push(match token {
                 "*" => Segment::Star,
+                "#" if segments.last() == Some(&Segment::Hash) => {
+                    collapsed = true;
+                    continue;
+                }
                 "#" => Segment::Hash,
                 ">" if position == last => Segment::Gt,
                 ">" => return Err(TopicError::GtNotLast),
@@ -274,10 +323,24 @@ impl Pattern {
                 }
             });
         }
+        let text = if collapsed {
+            let texts: Vec<&str> = segments.iter().map(Segment::as_str).collect();
+            texts.join(".").into()
+        } else {
+            canonical.into()
+        };
         Ok(Pattern {
-            text: canonical.into(),
+            text,
             segments: segments.into(),
         })
+    }
+
+    /// Whether every topic this pattern matches is also matched by `allowed` (ACL checks of subscriptions).
+    pub fn is_covered_by(&self, allowed: &Pattern) -> bool {
+        match self.as_topic() {
+            Some(topic) => allowed.matches(&topic),
+            None => matching::covers(allowed.segments(), &self.segments),
+        }
     }
 
     /// The pattern that matches exactly one topic.
@@ -307,8 +370,8 @@ impl Pattern {
             .all(|s| matches!(s, Segment::Literal(_)))
     }
 
-    /// Reference matcher: straightforward backtracking. The subscription index uses a trie and is tested against
-    /// this function.
+    /// Whether `topic` matches, in time linear in pattern × topic length. The subscription index uses a trie and
+    /// is tested against this function.
     pub fn matches(&self, topic: &Topic) -> bool {
         if self.is_exact() {
             return *self.text == *topic.0;
@@ -316,21 +379,18 @@ impl Pattern {
         if topic.is_internal() {
             return false;
         }
-        let tokens: Vec<&str> = topic.tokens().collect();
-        match_segments(&self.segments, &tokens)
+        matching::matches(&self.segments, topic.tokens())
     }
 }
 
-fn match_segments(segments: &[Segment], tokens: &[&str]) -> bool {
-    match segments.split_first() {
-        None => tokens.is_empty(),
-        Some((Segment::Gt, _)) => !tokens.is_empty(),
-        Some((Segment::Hash, rest)) => {
-            (0..=tokens.len()).any(|skip| match_segments(rest, &tokens[skip..]))
-        }
-        Some((Segment::Star, rest)) => !tokens.is_empty() && match_segments(rest, &tokens[1..]),
-        Some((Segment::Literal(lit), rest)) => {
-            tokens.first().is_some_and(|t| **t == **lit) && match_segments(rest, &tokens[1..])
+impl Segment {
+    /// The canonical text of this segment.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Segment::Literal(token) => token,
+            Segment::Star => "*",
+            Segment::Hash => "#",
+            Segment::Gt => ">",
         }
     }
 }
@@ -439,6 +499,62 @@ mod tests {
             Pattern::parse("a.>.b"),
             Err(TopicError::GtNotLast)
         ));
+    }
+
+    #[test]
+    fn parse_bounds_length_and_tokens() {
+        let deep = format!("{}x", "*.".repeat(5000));
+        assert_eq!(
+            Pattern::parse(&deep),
+            Err(TopicError::TooLong {
+                len: deep.len(),
+                max: MAX_TOPIC_BYTES
+            })
+        );
+        let many = vec!["a"; MAX_TOPIC_SEGMENTS + 1].join(".");
+        let max = MAX_TOPIC_SEGMENTS;
+        assert_eq!(
+            Topic::parse(&many),
+            Err(TopicError::TooManySegments { max })
+        );
+        assert_eq!(
+            Pattern::parse(&many),
+            Err(TopicError::TooManySegments { max })
+        );
+        assert_eq!(
+            Topic::try_from_dotted(many.as_bytes()),
+            Err(TopicError::TooManySegments { max })
+        );
+        let escaped = "%".repeat(MAX_TOPIC_BYTES / 2);
+        assert!(matches!(
+            Topic::try_from_dotted(escaped.as_bytes()),
+            Err(TopicError::TooLong { .. })
+        ));
+        let widest = vec!["a"; MAX_TOPIC_SEGMENTS].join(".");
+        assert!(Topic::try_from_dotted(widest.as_bytes()).is_ok());
+        assert!(Pattern::parse(&widest).is_ok());
+        assert!(Topic::parse(&"a".repeat(MAX_TOPIC_BYTES)).is_ok());
+        assert!(matches!(
+            Topic::parse(&"a".repeat(MAX_TOPIC_BYTES + 1)),
+            Err(TopicError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn runs_of_hash_collapse() {
+        let p = pattern("a.#.#.#.b.#.#");
+        assert_eq!(p.as_str(), "a.#.b.#");
+        assert_eq!(p, pattern("a.#.b.#"));
+        assert!(p.matches(&topic("a.b")));
+        assert_eq!(pattern("#.*.#").as_str(), "#.*.#");
+    }
+
+    #[test]
+    fn many_hashes_stay_fast() {
+        // Exponential with backtracking: each `#` tries every split of the topic.
+        let p = pattern("#.a.#.a.#.a.#.a.#.a.#.b");
+        let t = topic(&vec!["a"; 100].join("."));
+        assert!(!p.matches(&t));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Fanout delivery, wildcard matching through the index, internal topics and overflow policies.
+//! Fanout delivery, wildcard matching through the index, internal topics and overflow policies (on a bus without
+//! publisher stalls; `flow.rs` tests the stalls).
 
 mod common;
 
@@ -87,7 +88,7 @@ fn small(policy: SlowConsumerPolicy) -> MailboxOptions {
 
 #[test]
 fn drop_newest_keeps_the_first_messages() {
-    let bus = bus();
+    let bus = unstalled_bus();
     let mut slow = bus.mailbox_with(origin(), small(SlowConsumerPolicy::DropNewest));
     slow.subscribe(Pattern::parse("t").unwrap()).unwrap();
     let dropped: usize = ["1", "2", "3", "4"]
@@ -100,7 +101,7 @@ fn drop_newest_keeps_the_first_messages() {
 
 #[test]
 fn drop_oldest_keeps_the_last_messages() {
-    let bus = bus();
+    let bus = unstalled_bus();
     let mut slow = bus.mailbox_with(origin(), small(SlowConsumerPolicy::DropOldest));
     slow.subscribe(Pattern::parse("t").unwrap()).unwrap();
     for p in ["1", "2", "3", "4"] {
@@ -111,7 +112,7 @@ fn drop_oldest_keeps_the_last_messages() {
 
 #[test]
 fn disconnect_closes_only_the_slow_subscriber() {
-    let bus = bus();
+    let bus = unstalled_bus();
     let mut slow = bus.mailbox_with(origin(), small(SlowConsumerPolicy::Disconnect));
     let mut fast = bus.mailbox(origin());
     slow.subscribe(Pattern::parse("t").unwrap()).unwrap();
@@ -131,7 +132,7 @@ fn drops_are_counted_by_reason() {
     let recorder = metrics_util::debugging::DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     metrics::with_local_recorder(&recorder, || {
-        let bus = bus();
+        let bus = unstalled_bus();
         let mut slow = bus.mailbox_with(origin(), small(SlowConsumerPolicy::DropNewest));
         slow.subscribe(Pattern::parse("t").unwrap()).unwrap();
         for p in ["1", "2", "3"] {

@@ -14,10 +14,10 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use core_bus::{Bus, Protocol};
+use core_bus::{Bus, FlowStatus, Protocol};
 use metrics_exporter_prometheus::PrometheusHandle;
 use parking_lot::RwLock;
-use protocols::ConnectionRegistry;
+use protocols::{ConnectionInfo, ConnectionRegistry};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -102,8 +102,29 @@ async fn listeners(State(state): State<AdminState>) -> impl IntoResponse {
     Json(state.listeners.read().clone())
 }
 
+/// One connection as `/api/connections` shows it: the registry's entry and, while it takes part in flow control,
+/// `flow`: `stalled_ms` (a publisher that stopped reading, waiting for a subscriber) and/or `stalling_ms` (a
+/// subscriber over its queue bound, holding its publishers).
+#[derive(Serialize)]
+struct ConnectionView {
+    #[serde(flatten)]
+    info: ConnectionInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flow: Option<FlowStatus>,
+}
+
 async fn connections(State(state): State<AdminState>) -> impl IntoResponse {
-    Json(state.connections.list())
+    let mut flow = state.bus.flow_status();
+    let view: Vec<ConnectionView> = state
+        .connections
+        .list()
+        .into_iter()
+        .map(|info| ConnectionView {
+            flow: flow.remove(&info.id),
+            info,
+        })
+        .collect();
+    Json(view)
 }
 
 async fn topics(State(state): State<AdminState>) -> impl IntoResponse {

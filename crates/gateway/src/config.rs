@@ -22,6 +22,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
+    pub limits: LimitsConfig,
     pub bus: BusConfig,
     pub cluster: ClusterConfig,
     pub goomerang: protocols::goomerang::GoomerangConfig,
@@ -148,6 +149,22 @@ impl Default for ShutdownConfig {
     }
 }
 
+/// `[limits]`: limits of the whole process (each listener's own are in its section).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Bytes held in unfinished frames over all connections; past it, large unfinished frames are refused.
+    pub max_unfinished_frame_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_unfinished_frame_bytes: protocols::accept::budget::DEFAULT_CAP,
+        }
+    }
+}
+
 /// A configuration problem, naming the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -202,7 +219,61 @@ impl Config {
             tls.check_files()
                 .map_err(|e| ConfigError::Invalid(format!("stomp.tls.{e}")))?;
         }
-        Ok(())
+        self.check_anonymous().map(drop)
+    }
+
+    /// One warning per listener section whose `allow_anonymous` lets anonymous clients reach topics while
+    /// another listener requires credentials (logged at start-up, printed by check-config).
+    pub fn anonymous_warnings(&self) -> Vec<String> {
+        self.check_anonymous()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|section| {
+                format!(
+                    "{section}.auth.allow_anonymous: anonymous clients reach topics on {section} while \
+                     another listener requires credentials"
+                )
+            })
+            .collect()
+    }
+
+    /// The auth section of each enabled listener section.
+    fn enabled_auth(&self) -> Vec<(&'static str, &protocols::auth::AuthConfig)> {
+        let stomp = &self.stomp;
+        let messageloop = &self.messageloop;
+        [
+            (
+                "stomp",
+                stomp.tcp.enabled || stomp.tls.enabled || stomp.ws.enabled,
+                &stomp.auth,
+            ),
+            (
+                "messageloop",
+                messageloop.ws.enabled || messageloop.grpc.enabled,
+                &messageloop.auth,
+            ),
+            ("loom", self.loom.enabled, &self.loom.auth),
+            ("goomerang", self.goomerang.enabled, &self.goomerang.auth),
+            ("chanserv", self.chanserv.enabled, &self.chanserv.auth),
+        ]
+        .into_iter()
+        .filter(|(_, enabled, _)| *enabled)
+        .map(|(section, _, auth)| (section, auth))
+        .collect()
+    }
+
+    /// Refuses anonymous access next to required credentials unless the section says `allow_anonymous`
+    /// (those sections are returned), and client-certificate identities where no listener maps them.
+    fn check_anonymous(&self) -> Result<Vec<String>, ConfigError> {
+        let sections = self.enabled_auth();
+        for (section, auth) in &sections {
+            if !auth.certificates.is_empty() && *section != "goomerang" {
+                return Err(ConfigError::Invalid(format!(
+                    "{section}.auth.certificates: only goomerang maps client certificates to identities"
+                )));
+            }
+        }
+        protocols::auth::check_anonymous(&sections).map_err(|e| ConfigError::Invalid(e.to_string()))
     }
 }
 
@@ -265,6 +336,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(unknown.contains("adress"), "{unknown}");
+    }
+
+    #[test]
+    fn anonymous_listeners_next_to_required_auth_are_refused() {
+        let mixed = "[stomp.auth]\nrequired = true\n[stomp.tcp]\nenabled = true\n\
+                     [goomerang]\nenabled = true\n";
+        let error = load_text(mixed).unwrap_err().to_string();
+        assert!(error.contains("goomerang.auth.allow_anonymous"), "{error}");
+        let allowed = format!("{mixed}[goomerang.auth]\nallow_anonymous = true\n");
+        let warnings = load_text(&allowed).unwrap().anonymous_warnings();
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].starts_with("goomerang.auth.allow_anonymous"));
+        let disabled = "[stomp.auth]\nrequired = true\n[stomp.tcp]\nenabled = true\n\
+                        [chanserv.auth]\nrequired = false\n";
+        load_text(disabled).unwrap();
     }
 
     #[test]

@@ -1,3 +1,6 @@
-//! gatewayd as a library: the protocol clients `gatewayctl` uses.
+//! gatewayd as a library: the protocol clients `gatewayctl` uses, and the configuration loader and cluster
+//! settings `gatewayd` (and the config fuzz target) use.
 
 pub mod clients;
+pub mod cluster;
+pub mod config;

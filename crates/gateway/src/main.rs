@@ -2,8 +2,6 @@
 //! gracefully on SIGINT/SIGTERM.
 
 mod admin;
-mod cluster;
-mod config;
 mod listeners;
 mod reload;
 mod shutdown;
@@ -16,6 +14,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use core_bus::Bus;
+use gateway::{cluster, config};
 use protocols::{ConnectionRegistry, Services};
 use tokio_util::sync::CancellationToken;
 
@@ -78,6 +77,9 @@ fn main() -> ExitCode {
         }
     };
     let set_log_level = init_tracing(&config, cli.log_format.unwrap_or(config.log.format));
+    for warning in config.anonymous_warnings() {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -105,7 +107,10 @@ fn check_config(files: &[PathBuf]) -> ExitCode {
         .collect::<Vec<_>>()
         .join(" + ");
     match Config::load(files) {
-        Ok(_) => {
+        Ok(config) => {
+            for warning in config.anonymous_warnings() {
+                eprintln!("warning: {warning}");
+            }
             println!("{names}: ok");
             ExitCode::SUCCESS
         }
@@ -122,6 +127,7 @@ async fn run(
     set_log_level: reload::SetLogLevel,
 ) -> anyhow::Result<()> {
     let prometheus = metrics_recorder()?;
+    protocols::accept::budget::set_cap(config.limits.max_unfinished_frame_bytes);
     let bus = Bus::new(config.bus.clone());
     cluster::start(&config.cluster, &bus).await?;
     let shutdown = CancellationToken::new();

@@ -71,6 +71,8 @@ fn subscribe_and_publish_between_two_clients() {
     assert_eq!(sources[1].0, "topic=orders.us\n");
     let (eu, us) = (sources[0].1, sources[1].1);
     let wild = reader.post(b"metrics.>");
+    let (status, _) = reader.next_source(wild).expect("answered at once");
+    assert_eq!(status, "status=subscribed\n");
     wait_subscriptions(&gateway, 3);
 
     let mut writer = Client::connect(addr);
@@ -293,10 +295,10 @@ fn truncated_input_ends_only_what_it_truncates() {
     client.close(master);
     assert_eq!(client.read_frame(master), None);
 
-    // A request longer than max_frame_bytes: refused before it is read.
+    // A request whose length prefix is over max_frame_bytes: refused at once, as the Go client reports.
     let big = client.open((client.server, port));
     client.write(big, &(1u64 << 40).to_le_bytes());
-    assert_eq!(client.read_frame(big), None);
+    assert_eq!(client.go_first_frame(big), Err("wrong frame size"));
 
     // An empty request: no sources, the master closes.
     let empty = client.post(b"");
@@ -383,4 +385,53 @@ fn reload_gives_new_connections_the_new_acl_and_keeps_open_ones() {
         serde_json::json!(["chanserv.address"]),
         "{report}"
     );
+}
+
+#[test]
+fn a_wildcard_only_request_returns_from_lookup_and_post_at_once() {
+    let (_gateway, addr) = start("");
+    let mut client = Client::connect(addr);
+    // Nothing is published on these topics: the Go client would block in LookupAndPost for a first frame.
+    let master = client.post(b"quiet.>\nquiet.*.deep");
+    let header = client.go_first_frame(master).expect("no error");
+    assert_eq!(header.as_deref(), Some(&b"status=subscribed\n"[..]));
+    // The rest of the announcement: an address the client dials; its channel is empty and ends at once.
+    let addr = String::from_utf8(client.read_frame(master).expect("address")).unwrap();
+    let channel = client.open(parse_addr(&addr));
+    assert_eq!(client.read_frame(channel), None);
+    assert!(!client.finished(master), "the subscription stays live");
+    // A mixed request needs no status source: its exact selector is announced at once.
+    let mixed = client.post(b"quiet.>\nexact");
+    assert_eq!(client.next_source(mixed).unwrap().0, "topic=exact\n");
+}
+
+#[test]
+fn an_oversized_request_fails_lookup_and_post_with_an_error() {
+    let (gateway, addr) = start("max_frame_bytes = 1024\n");
+    let mut witness = Witness::new(&gateway, addr);
+    let mut client = Client::connect(addr);
+    // The Go client writes the whole body (length prefix, then the body) before it reads.
+    let master = client.post(&[b'x'; 2000]);
+    assert_eq!(client.go_first_frame(master), Err("wrong frame size"));
+    client.until("the master closed", |c| c.streams[&master].fin);
+    assert!(!client.closed);
+    witness.check(addr, b"after an oversized request");
+}
+
+#[test]
+fn server_timeouts_are_settings() {
+    let (_gateway, addr) =
+        start("timeouts = { master_read_secs = 1, sourcing_secs = 2, accept_secs = 30 }\n");
+    let mut client = Client::connect(addr);
+    // master_read: a master that never gets its request closes.
+    let (_, port) = client.service.clone().unwrap();
+    let silent = client.open((client.server, port));
+    client.until("the silent master closed", |c| c.streams[&silent].fin);
+    // sourcing: no new source for 2 s closes the master; the open source goes on.
+    let (master, sources) = client.subscribe("quiet.one\nquiet.>", 1);
+    assert_eq!(sources[0].0, "topic=quiet.one\n");
+    client.until("the master closed", |c| c.streams[&master].fin);
+    assert_eq!(client.read_frame(master), None);
+    assert_eq!(Client::connect(addr).publish("quiet.one", b"after"), "ok");
+    assert_eq!(client.read_item(sources[0].1).unwrap(), b"after");
 }

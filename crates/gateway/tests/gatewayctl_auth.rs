@@ -1,7 +1,7 @@
-//! `gatewayctl` against a gatewayd whose STOMP, MessageLoop and Loom listeners require a static token:
-//! `--token`/`--login` (or `GATEWAYCTL_TOKEN`/`GATEWAYCTL_LOGIN`) get `pub`, `sub`, `bench` and `bench conns` (STOMP
-//! over TCP and WebSocket) through over real sockets; a missing or wrong token fails with a non-zero exit and an
-//! error naming the refusal; Goomerang, which carries no credentials, ignores them with a warning.
+//! `gatewayctl` against a gatewayd whose listeners all require a static token: `--token`/`--login` (or
+//! `GATEWAYCTL_TOKEN`/`GATEWAYCTL_LOGIN`) get `pub`, `sub`, `bench` and `bench conns` (STOMP over TCP and
+//! WebSocket) through over real sockets, Goomerang with the token on the upgrade and chanserv with an `AUTH` line;
+//! a missing or wrong token fails with a non-zero exit (and an error naming the refusal where the protocol says).
 
 mod support;
 
@@ -19,8 +19,10 @@ const STOMP_LOGIN: &str = "ctl:ops";
 const STOMP_TOKEN: &str = r"stomp:se\cret";
 const MESSAGELOOP_TOKEN: &str = "messageloop-secret";
 const LOOM_TOKEN: &str = "loom-secret";
+const GOOMERANG_TOKEN: &str = "goomerang-secret";
+const CHANSERV_TOKEN: &str = "chanserv-secret";
 
-/// gatewayd whose STOMP, MessageLoop and Loom listeners require their own token; Goomerang is anonymous.
+/// gatewayd whose listeners each require their own token.
 fn start() -> Gatewayd {
     let config = format!(
         r#"{base}
@@ -59,6 +61,20 @@ identity = {{ name = "ctl" }}
 [goomerang]
 enabled = true
 address = "127.0.0.1:0"
+[goomerang.auth]
+required = true
+[[goomerang.auth.tokens]]
+token = "{GOOMERANG_TOKEN}"
+identity = {{ name = "ctl" }}
+
+[chanserv]
+enabled = true
+address = "127.0.0.1:0"
+[chanserv.auth]
+required = true
+[[chanserv.auth.tokens]]
+token = "{CHANSERV_TOKEN}"
+identity = {{ name = "ctl" }}
 "#,
         base = base_config()
     );
@@ -188,17 +204,26 @@ fn a_missing_or_wrong_token_is_refused_with_a_readable_error() {
 }
 
 #[test]
-fn goomerang_ignores_credentials_with_a_warning() {
+fn goomerang_and_chanserv_present_the_token() {
     let gateway = start();
-    let output = finish(spawn(
-        &gateway,
-        &["pub", "-p", "goomerang", "auth.goom", "x", "--token", "t"],
-    ));
-    assert!(output.status.success(), "{}", stderr(&output));
+    let goomerang = ["-p", "goomerang", "--token", GOOMERANG_TOKEN];
+    round_trip(&gateway, "auth.goom", &goomerang, &goomerang, (1, 0));
+    let chanserv = ["-p", "chanserv", "--token", CHANSERV_TOKEN];
+    round_trip(&gateway, "auth.chan", &chanserv, &chanserv, (1, 0));
+    for protocol in ["goomerang", "chanserv"] {
+        for token in [None, Some("wrong")] {
+            let mut args = vec!["pub", "-p", protocol, "auth.none", "x"];
+            args.extend(token.iter().flat_map(|t| ["--token", *t]));
+            let output = finish(spawn(&gateway, &args));
+            assert!(
+                !output.status.success(),
+                "{protocol} {token:?}: published without valid credentials"
+            );
+        }
+    }
     assert!(
-        stderr(&output).contains("goomerang carries no credentials"),
-        "{}",
-        stderr(&output)
+        refused(&gateway, &["pub", "-p", "chanserv", "auth.none", "x"])
+            .contains("credentials required")
     );
 }
 

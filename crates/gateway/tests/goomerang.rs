@@ -8,11 +8,15 @@ mod support;
 mod goomerang_client;
 #[path = "support/python.rs"]
 mod python;
+#[path = "support/stomp_client.rs"]
+mod stomp_client;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use goomerang_client::{headers, message_v1, GoomerangClient, Received};
+use protocols::goomerang::{Command, FrameHeaders};
 use support::*;
 use tokio::runtime::Runtime;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -20,6 +24,22 @@ use tokio_tungstenite::tungstenite::Message;
 
 const KIND: &str = "goomerang.example.MessageV1";
 const LISTENER: &str = "goomerang.ws";
+const BYTES_VALUE: &str = "google.protobuf.BytesValue";
+/// A STOMP TCP listener next to the Goomerang one (put it after any `[goomerang]` keys).
+const STOMP: &str = "[stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n";
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A STOMP client subscribed to `/topic/<topic>`.
+fn stomp_subscriber(gateway: &Gatewayd, topic: &str) -> stomp_client::Peer {
+    let mut peer = stomp_client::Peer::connect(gateway.listener("stomp.tcp"));
+    peer.send(&stomp_client::frames::subscribe(
+        &format!("/topic/{topic}"),
+        "auto",
+        topic,
+    ));
+    wait_subscribers(gateway, topic, 1);
+    peer
+}
 
 /// gatewayd with the Goomerang listener on an ephemeral port plus `extra` config, its address, and a runtime
 /// for the clients (blocking admin calls happen outside `block_on`).
@@ -368,10 +388,12 @@ fn tls_listener_serves_wss() {
 }
 
 #[test]
-fn check_config_refuses_goomerang_credentials() {
-    let (ok, output) = check_config("[goomerang.auth]\nrequired = true\n");
+fn check_config_refuses_bad_goomerang_sections() {
+    let (ok, output) = check_config(
+        "[[goomerang.auth.certificates]]\ncommon_name = \"a\"\nidentity = { name = \"a\" }\n",
+    );
     assert!(!ok);
-    assert!(output.contains("goomerang.auth"), "{output}");
+    assert!(output.contains("goomerang.auth.certificates"), "{output}");
     let (ok, output) = check_config("[goomerang]\nwrapper_kind = \"not a name\"\n");
     assert!(!ok);
     assert!(output.contains("wrapper_kind"), "{output}");
@@ -463,4 +485,115 @@ fn reload_gives_new_connections_the_new_acl_and_keeps_open_ones() {
         "{report}"
     );
     assert_eq!(gateway.listener(LISTENER), addr);
+}
+
+#[test]
+fn direct_send_reaches_a_handler_of_another_protocol_with_the_sender_identity() {
+    let (gateway, addr, rt) = start(&format!(
+        "[goomerang.send_topics]\n\"acme.v1.Order\" = \"orders.commands\"\n{STOMP}"
+    ));
+    let mut handler = stomp_subscriber(&gateway, "goomerang.send.goomerang.example.MessageV1");
+    let mut orders = stomp_subscriber(&gateway, "orders.commands");
+    let unroutable = drops(&gateway, "unroutable");
+    rt.block_on(async {
+        let mut client = GoomerangClient::connect(addr).await;
+        let mut user = FrameHeaders::new();
+        user.insert("trace", "7");
+        user.insert("goomerang-sender", "spoofed");
+        client
+            .send(&Command::Send {
+                kind: KIND.into(),
+                payload: message_v1("do it"),
+                headers: user,
+            })
+            .await;
+        client
+            .send(&Command::Send {
+                kind: "acme.v1.Order".into(),
+                payload: Bytes::from_static(b"\x0a\x01x"),
+                headers: FrameHeaders::new(),
+            })
+            .await;
+    });
+    let request = handler.expect_frame(WAIT);
+    assert_eq!(request.command, "MESSAGE");
+    assert_eq!(request.body, message_v1("do it"));
+    assert_eq!(request.get("goomerang-kind"), Some(KIND));
+    assert_eq!(request.get("content-type"), Some("application/x-protobuf"));
+    assert_eq!(request.get("goomerang-sender"), Some("anonymous"));
+    assert_eq!(request.get("trace"), Some("7"));
+    let order = orders.expect_frame(WAIT);
+    assert_eq!(order.body, b"\x0a\x01x");
+    assert_eq!(order.get("goomerang-kind"), Some("acme.v1.Order"));
+    assert_eq!(drops(&gateway, "unroutable"), unroutable);
+}
+
+#[test]
+fn publishing_to_the_broadcast_topic_from_stomp_reaches_every_goomerang_client() {
+    let (gateway, addr, rt) = start(STOMP);
+    let mut clients = rt.block_on(async {
+        vec![
+            GoomerangClient::connect(addr).await,
+            GoomerangClient::connect(addr).await,
+        ]
+    });
+    wait_subscribers(&gateway, "$goomerang.broadcast", 2);
+    let mut stomp = stomp_client::Peer::connect(gateway.listener("stomp.tcp"));
+    stomp.send(
+        &stomp_client::Frame::new("SEND")
+            .header("destination", "/topic/$goomerang.broadcast")
+            .header("content-type", "text/plain")
+            .body(b"to everyone"),
+    );
+    rt.block_on(async {
+        for client in &mut clients {
+            let frame = client.recv_frame().await;
+            assert_eq!(frame.kind, BYTES_VALUE);
+            let body = <Vec<u8> as prost::Message>::decode(frame.payload.as_ref()).unwrap();
+            assert_eq!(body, b"to everyone");
+            assert!(headers(&frame).contains(&("content-type".into(), "text/plain".into())));
+        }
+    });
+}
+
+#[test]
+fn foreign_messages_arrive_as_a_registered_kind_by_topic_rule_or_header() {
+    let (gateway, addr, rt) = start(&format!(
+        "[[goomerang.foreign_kinds]]\ntopic = \"orders.#\"\nkind = \"{KIND}\"\n{STOMP}"
+    ));
+    let mut client = rt.block_on(async {
+        let mut client = GoomerangClient::connect(addr).await;
+        client.subscribe("orders.eu").await;
+        client.subscribe("other").await;
+        client
+    });
+    wait_subscribers(&gateway, "orders.eu", 1);
+    wait_subscribers(&gateway, "other", 1);
+    let mut stomp = stomp_client::Peer::connect(gateway.listener("stomp.tcp"));
+    let send = |destination: &str, body: &[u8]| {
+        stomp_client::Frame::new("SEND")
+            .header("destination", destination)
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+    };
+    // A rule: the body already is a MessageV1.
+    stomp.send(&send("/topic/orders.eu", &message_v1("by rule")));
+    // The publisher says so in a header.
+    stomp.send(&send("/topic/other", &message_v1("by header")).header("goomerang-kind", KIND));
+    // Neither: wrapped.
+    stomp.send(&send("/topic/other", b"raw"));
+    rt.block_on(async {
+        let frame = client.recv_frame().await;
+        assert_eq!(
+            (frame.kind.as_str(), frame.payload.clone()),
+            (KIND, message_v1("by rule"))
+        );
+        let frame = client.recv_frame().await;
+        assert_eq!(
+            (frame.kind.as_str(), frame.payload.clone()),
+            (KIND, message_v1("by header"))
+        );
+        let frame = client.recv_frame().await;
+        assert_eq!(frame.kind, BYTES_VALUE);
+    });
 }

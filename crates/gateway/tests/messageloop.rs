@@ -273,11 +273,15 @@ fn g2_protobuf_over_websocket() {
 fn g1_json_acks_offsets_and_epoch() {
     let (_gateway, addr, _) = start("");
     let mut ws = Ws::connect(addr, JSON);
+    // Version 1.0.0 may be G0 or G1: until a message tells, replies hold only what both define (the G0 SDK
+    // rejects unknown keys such as `epoch`).
     let connected = ws.handshake("1.0.0", "");
-    assert!(connected["connected"]["epoch"].is_string(), "{connected}");
+    assert_eq!(connected["connected"].get("epoch"), None, "{connected}");
     let ack = ws.subscribe("s", &["hist.g1"]);
-    assert!(ack["subscribe_ack"]["epoch"].is_string(), "{ack}");
+    assert_eq!(ack["subscribe_ack"].get("epoch"), None, "{ack}");
+    assert_eq!(ack["subscribe_ack"].get("presence"), None, "{ack}");
     assert_eq!(ack["subscribe_ack"].get("recover"), None);
+    // A G1 publish (a `payload`, no CloudEvent) settles it: from here on replies are G1's.
     ws.send(json!({"id": "p", "publish": {"channel": "hist.g1", "payload": {"text": "one"}}}));
     let ack = ws.recv_kind("publish_ack");
     assert_eq!(ack["publish_ack"]["offset"], "1");
@@ -287,6 +291,7 @@ fn g1_json_acks_offsets_and_epoch() {
     assert_eq!(message["payload"]["text"], "one");
     assert_eq!(message.get("position"), None);
     let epoch = ws.subscribe("s2", &["hist.g1"])["subscribe_ack"]["epoch"].clone();
+    assert!(epoch.is_string(), "{epoch}");
 
     // G1 recovery rides in the ack: publications plus recover_results.
     for (cursor_epoch, recovered) in [(epoch.clone(), true), (json!("999"), false)] {
@@ -308,6 +313,38 @@ fn g1_json_acks_offsets_and_epoch() {
         assert_eq!(result.get("recovered").is_some(), recovered, "{result}");
         assert_eq!(result.get("truncated").is_some(), !recovered, "{result}");
     }
+}
+
+/// A G0 Go SDK over WebSocket JSON only connects and subscribes, which a G1 SDK sends alike: every reply must
+/// still read strictly as G0 (the test client checks each one), and deliveries from a G2 publisher arrive as
+/// CloudEvents.
+#[test]
+fn g0_json_subscriber_gets_only_g0_fields() {
+    let (_gateway, addr, _) = start("");
+    let mut g0 = Ws::connect(addr, &["messageloop+json"]);
+    let connected = g0.handshake("1.0.0", "");
+    assert_eq!(
+        connected["connected"].as_object().map(|c| c.len()),
+        Some(1),
+        "only session_id: {connected}"
+    );
+    let ack = g0.subscribe("s", &["g0.sub"]);
+    assert_eq!(
+        ack["subscribe_ack"],
+        json!({"subscriptions": [{"channel": "g0.sub"}]})
+    );
+    let mut g2 = Ws::connect(addr, JSON);
+    g2.handshake("2.0.0", "");
+    g2.send(json!({"id": "p", "publish": {"channel": "g0.sub",
+        "payload": {"content_type": "text/plain", "text": "from g2"}}}));
+    g2.recv_kind("publish_ack");
+    let delivered = g0.recv_kind("publication");
+    let event = &delivered["publication"]["messages"][0]["payload"];
+    assert_eq!(event["source"], "g0.sub");
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(event["binary_data"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(data, b"from g2");
 }
 
 #[test]

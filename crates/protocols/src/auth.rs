@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use core_bus::{Pattern, Segment, Topic};
+use core_bus::names::INBOX_TOKEN;
+use core_bus::{Pattern, Topic};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -54,11 +55,28 @@ impl Identity {
         }
     }
 
+    /// A publish to `topic` is allowed when an allowed pattern matches it. A reply into another connection's
+    /// inbox (`$inbox.<connection>.<name>`, whose name nobody can write down in advance) is also allowed by
+    /// the entry `$inbox`.
     pub fn may_publish(&self, topic: &Topic) -> bool {
         match &self.publish {
             Allowed::Everything => true,
-            Allowed::Patterns(patterns) => patterns.iter().any(|p| p.matches(topic)),
+            Allowed::Patterns(patterns) => {
+                let inbox = is_inbox(topic).then(|| Topic::from_tokens([INBOX_TOKEN]));
+                patterns.iter().any(|p| {
+                    p.matches(topic) || inbox.as_ref().is_some_and(|inbox| p.matches(inbox))
+                })
+            }
         }
+    }
+
+    /// Whether this identity can reach any topic at all (publish or subscribe).
+    pub fn reaches_anything(&self) -> bool {
+        let any = |allowed: &Allowed| match allowed {
+            Allowed::Everything => true,
+            Allowed::Patterns(patterns) => !patterns.is_empty(),
+        };
+        any(&self.publish) || any(&self.subscribe)
     }
 
     /// A subscription is allowed when one allowed pattern covers every topic the requested pattern can match.
@@ -70,27 +88,18 @@ impl Identity {
     }
 }
 
+fn is_inbox(topic: &Topic) -> bool {
+    topic.tokens().next() == Some(INBOX_TOKEN)
+}
+
+/// A name nobody can guess: 128 random bits as 32 lowercase hex digits (temp queues, reply inboxes).
+pub fn unguessable_name() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
 /// Whether every topic matched by `requested` is matched by `allowed`.
 pub fn covers(allowed: &Pattern, requested: &Pattern) -> bool {
-    if let Some(topic) = requested.as_topic() {
-        return allowed.matches(&topic);
-    }
-    fn go(a: &[Segment], r: &[Segment]) -> bool {
-        match (a.split_first(), r.split_first()) {
-            (None, None) => true,
-            (Some((Segment::Hash, a_rest)), _) => (0..=r.len()).any(|skip| go(a_rest, &r[skip..])),
-            (Some((Segment::Gt, _)), Some(_)) => true,
-            (
-                Some((Segment::Star, a_rest)),
-                Some((Segment::Literal(_) | Segment::Star, r_rest)),
-            ) => go(a_rest, r_rest),
-            (Some((Segment::Literal(x), a_rest)), Some((Segment::Literal(y), r_rest))) => {
-                x == y && go(a_rest, r_rest)
-            }
-            _ => false,
-        }
-    }
-    go(allowed.segments(), requested.segments())
+    requested.is_covered_by(allowed)
 }
 
 /// Credentials as a protocol carries them.
@@ -110,6 +119,15 @@ pub struct StaticToken {
     #[serde(default)]
     pub login: Option<String>,
     pub token: String,
+    pub identity: Identity,
+}
+
+/// The identity of one TLS client certificate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateIdentity {
+    /// The subject common name (CN) of the certificate.
+    pub common_name: String,
     pub identity: Identity,
 }
 
@@ -147,6 +165,12 @@ pub struct AuthConfig {
     pub anonymous: Identity,
     pub tokens: Vec<StaticToken>,
     pub jwt: Option<JwtConfig>,
+    /// Identities of TLS client certificates (verified against the listener's `tls.client_ca_file`), by the
+    /// certificate's subject common name. Goomerang only.
+    pub certificates: Vec<CertificateIdentity>,
+    /// Let anonymous clients in here although another listener requires credentials: without it such a
+    /// config is refused at start-up ([`check_anonymous`]); with it, a warning is logged.
+    pub allow_anonymous: bool,
 }
 
 impl Default for AuthConfig {
@@ -156,8 +180,49 @@ impl Default for AuthConfig {
             anonymous: Identity::trusted("anonymous"),
             tokens: Vec::new(),
             jwt: None,
+            certificates: Vec::new(),
+            allow_anonymous: false,
         }
     }
+}
+
+impl AuthConfig {
+    /// Clients without credentials get in and can reach some topic.
+    pub fn admits_anonymous(&self) -> bool {
+        !self.required && self.anonymous.reaches_anything()
+    }
+}
+
+/// A listener section lets anonymous clients reach topics while another one requires credentials.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{section}.auth: anonymous clients reach topics here while {protected}.auth.required = true, so they \
+     would bypass its credentials; set {section}.auth.required = true, give {section}.auth.anonymous no \
+     publish and subscribe rights, or set {section}.auth.allow_anonymous = true"
+)]
+pub struct AnonymousBypass {
+    pub section: String,
+    pub protected: String,
+}
+
+/// The start-up rule across the enabled listener sections (`(section, auth)`): when one requires credentials,
+/// every other that admits anonymous clients must say `allow_anonymous = true`. Returns those sections (to
+/// warn about), or the first that does not say so.
+pub fn check_anonymous(sections: &[(&str, &AuthConfig)]) -> Result<Vec<String>, AnonymousBypass> {
+    let Some((protected, _)) = sections.iter().find(|(_, auth)| auth.required) else {
+        return Ok(Vec::new());
+    };
+    let mut allowed = Vec::new();
+    for (section, auth) in sections.iter().filter(|(_, auth)| auth.admits_anonymous()) {
+        if !auth.allow_anonymous {
+            return Err(AnonymousBypass {
+                section: (*section).to_owned(),
+                protected: (*protected).to_owned(),
+            });
+        }
+        allowed.push((*section).to_owned());
+    }
+    Ok(allowed)
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,6 +237,16 @@ pub struct Authenticator {
     config: AuthConfig,
     tokens: HashMap<String, Vec<StaticToken>>,
     jwt: Option<(DecodingKey, Validation)>,
+}
+
+/// Without the secrets.
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("required", &self.config.required)
+            .field("anonymous", &self.config.anonymous.name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why an [`AuthConfig`] cannot be used.
@@ -256,7 +331,12 @@ impl Authenticator {
         })
     }
 
-    /// The identity of connections that carry no credentials (Goomerang, chanserv) or present none.
+    /// Clients without credentials are refused.
+    pub fn required(&self) -> bool {
+        self.config.required
+    }
+
+    /// The identity of connections that present no credentials.
     pub fn anonymous(&self) -> &Identity {
         &self.config.anonymous
     }
@@ -293,6 +373,84 @@ impl Authenticator {
         }
         Err(AuthError::Invalid)
     }
+
+    /// The identity of a verified TLS client certificate with subject common name `common_name`: the
+    /// `certificates` entry naming it; a certificate no entry names is refused.
+    pub fn authenticate_certificate(&self, common_name: &str) -> Result<Identity, AuthError> {
+        self.config
+            .certificates
+            .iter()
+            .find(|c| c.common_name == common_name)
+            .map(|c| c.identity.clone())
+            .ok_or(AuthError::Invalid)
+    }
+
+    /// Who the client of a WebSocket upgrade is: the identity of its verified TLS client certificate (by
+    /// common name) when it presented one, else of the upgrade's token ([`upgrade_token`]), else anonymous
+    /// unless credentials are required.
+    pub fn authenticate_upgrade(
+        &self,
+        certificate: Option<&str>,
+        request: &http::Request<()>,
+    ) -> Result<Identity, AuthError> {
+        if let Some(common_name) = certificate {
+            return self.authenticate_certificate(common_name);
+        }
+        let token = upgrade_token(request);
+        self.authenticate(Credentials {
+            login: None,
+            secret: token.as_deref(),
+        })
+    }
+}
+
+/// The token a WebSocket upgrade carries: `Authorization: Bearer <token>`, else the query parameter
+/// `access_token` (percent-decoded), for clients that cannot set headers.
+pub fn upgrade_token(request: &http::Request<()>) -> Option<String> {
+    let header = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_owned())
+        });
+    header.or_else(|| {
+        request.uri().query()?.split('&').find_map(|pair| {
+            let value = pair.strip_prefix(ACCESS_TOKEN)?.strip_prefix('=')?;
+            percent_decode(value)
+        })
+    })
+}
+
+/// The query parameter of [`upgrade_token`].
+pub const ACCESS_TOKEN: &str = "access_token";
+
+/// `%XX` and `+` decoding of a query value; `None` if it is not valid UTF-8 or has a bad escape.
+fn percent_decode(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -395,5 +553,75 @@ mod tests {
             }),
             Err(AuthError::Token(_))
         ));
+    }
+
+    #[test]
+    fn inbox_replies_need_the_inbox_entry() {
+        let inbox = core_bus::names::inbox(core_bus::ConnectionId(3), b"r");
+        let narrow = Identity {
+            name: "n".into(),
+            publish: Allowed::Patterns(vec![pattern("#")]),
+            subscribe: Allowed::Everything,
+        };
+        assert!(!narrow.may_publish(&inbox));
+        let replier = Identity {
+            publish: Allowed::Patterns(vec![pattern("$inbox")]),
+            ..narrow
+        };
+        assert!(replier.may_publish(&inbox));
+        assert!(!replier.may_publish(&Topic::parse("orders").unwrap()));
+        assert_eq!(unguessable_name().len(), 32);
+        assert_ne!(unguessable_name(), unguessable_name());
+    }
+
+    #[test]
+    fn upgrade_tokens_from_header_or_query() {
+        let request = |uri: &str, header: Option<&str>| {
+            let mut builder = http::Request::builder().uri(uri);
+            if let Some(value) = header {
+                builder = builder.header("authorization", value);
+            }
+            builder.body(()).unwrap()
+        };
+        assert_eq!(
+            upgrade_token(&request("/ws", Some("Bearer abc"))).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            upgrade_token(&request("/ws?x=1&access_token=a%2Bb", None)).as_deref(),
+            Some("a+b")
+        );
+        assert_eq!(upgrade_token(&request("/ws", Some("Basic abc"))), None);
+        assert_eq!(upgrade_token(&request("/ws?access_token=%zz", None)), None);
+        assert_eq!(upgrade_token(&request("/ws?token=a", None)), None);
+    }
+
+    #[test]
+    fn anonymous_next_to_required_auth_needs_allow_anonymous() {
+        let required = AuthConfig {
+            required: true,
+            ..AuthConfig::default()
+        };
+        let open = AuthConfig::default();
+        let closed = AuthConfig {
+            anonymous: Identity {
+                name: "nobody".into(),
+                publish: Allowed::Patterns(vec![]),
+                subscribe: Allowed::Patterns(vec![]),
+            },
+            ..AuthConfig::default()
+        };
+        let allowed = AuthConfig {
+            allow_anonymous: true,
+            ..AuthConfig::default()
+        };
+        assert_eq!(check_anonymous(&[("a", &open), ("b", &open)]), Ok(vec![]));
+        let error = check_anonymous(&[("stomp", &required), ("goomerang", &open)]).unwrap_err();
+        assert_eq!(error.section, "goomerang");
+        assert!(error.to_string().contains("goomerang.auth.allow_anonymous"));
+        assert_eq!(
+            check_anonymous(&[("stomp", &required), ("x", &closed), ("y", &allowed)]),
+            Ok(vec!["y".to_owned()])
+        );
     }
 }

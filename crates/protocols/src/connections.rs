@@ -41,11 +41,18 @@ pub struct ConnectionRegistry {
 #[error("listener at its limit of {0} connections")]
 pub struct AtCapacity(pub usize);
 
+/// One of a listener's `max_connections` places, taken at accept; dropping it frees the place.
+pub struct Slot {
+    registry: ConnectionRegistry,
+    listener: String,
+}
+
 /// Keeps a connection registered; dropping it unregisters.
 pub struct ConnectionGuard {
     registry: ConnectionRegistry,
     id: ConnectionId,
-    listener: String,
+    /// `None` for a stream inside a connection that holds the slot (gRPC).
+    _slot: Option<Slot>,
     subscriptions: Arc<AtomicUsize>,
     open: Gauge,
 }
@@ -63,18 +70,50 @@ impl ConnectionRegistry {
         peer: SocketAddr,
         max: usize,
     ) -> Result<ConnectionGuard, AtCapacity> {
-        {
-            let mut count = self.per_listener.entry(listener.to_owned()).or_insert(0);
-            if *count >= max {
-                counter!(CONNECTIONS_REFUSED, "protocol" => protocol.as_str(), "listener" => listener.to_owned(),
-                    "reason" => "at_capacity")
-                .increment(1);
-                return Err(AtCapacity(max));
-            }
-            *count += 1;
+        let slot = self.reserve(protocol, listener, max)?;
+        Ok(self.enter(protocol, listener, peer, Some(slot)))
+    }
+
+    /// Takes one of `listener`'s `max` places for a connection just accepted.
+    pub fn reserve(
+        &self,
+        protocol: Protocol,
+        listener: &str,
+        max: usize,
+    ) -> Result<Slot, AtCapacity> {
+        let mut count = self.per_listener.entry(listener.to_owned()).or_insert(0);
+        if *count >= max {
+            counter!(CONNECTIONS_REFUSED, "protocol" => protocol.as_str(), "listener" => listener.to_owned(),
+                "reason" => "at_capacity")
+            .increment(1);
+            return Err(AtCapacity(max));
         }
+        *count += 1;
         counter!(CONNECTIONS_ACCEPTED, "protocol" => protocol.as_str(), "listener" => listener.to_owned())
             .increment(1);
+        Ok(Slot {
+            registry: self.clone(),
+            listener: listener.to_owned(),
+        })
+    }
+
+    /// Registers a stream of a connection that already holds its listener's slot (a gRPC stream).
+    pub fn register_stream(
+        &self,
+        protocol: Protocol,
+        listener: &str,
+        peer: SocketAddr,
+    ) -> ConnectionGuard {
+        self.enter(protocol, listener, peer, None)
+    }
+
+    fn enter(
+        &self,
+        protocol: Protocol,
+        listener: &str,
+        peer: SocketAddr,
+        slot: Option<Slot>,
+    ) -> ConnectionGuard {
         let open =
             gauge!(CONNECTIONS, "protocol" => protocol.as_str(), "listener" => listener.to_owned());
         open.increment(1.0);
@@ -99,13 +138,13 @@ impl ConnectionRegistry {
                 subscriptions: subscriptions.clone(),
             },
         );
-        Ok(ConnectionGuard {
+        ConnectionGuard {
             registry: self.clone(),
             id,
-            listener: listener.to_owned(),
+            _slot: slot,
             subscriptions,
             open,
-        })
+        }
     }
 
     pub fn list(&self) -> Vec<ConnectionInfo> {
@@ -148,6 +187,11 @@ impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.open.decrement(1.0);
         self.registry.entries.remove(&self.id);
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
         if let Some(mut count) = self.registry.per_listener.get_mut(&self.listener) {
             *count = count.saturating_sub(1);
         }

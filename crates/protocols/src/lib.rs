@@ -4,6 +4,7 @@
 //! [`auth::Authenticator`], accepts new settings through [`Reload`], and on [`Services::shutdown`] stops accepting,
 //! drains, and closes connections with the protocol's own goodbye.
 
+pub mod accept;
 pub mod auth;
 pub mod chanserv;
 pub mod connections;
@@ -21,7 +22,7 @@ use core_bus::{Bus, Protocol};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use connections::{ConnectionGuard, ConnectionInfo, ConnectionRegistry};
+pub use connections::{ConnectionGuard, ConnectionInfo, ConnectionRegistry, Slot};
 
 /// What every listener gets from the daemon.
 #[derive(Clone)]

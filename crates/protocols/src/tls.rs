@@ -1,5 +1,6 @@
 //! TLS server configuration shared by every TLS listener: certificate files, or a self-signed development
-//! certificate generated with rcgen whose SHA-256 fingerprint is logged.
+//! certificate generated with rcgen whose SHA-256 fingerprint is logged; client certificates (mTLS) and the
+//! common name that names their identity.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -141,6 +142,15 @@ pub fn load_identity(
         }
         _ => Err(TlsError::NoCertificate),
     }
+}
+
+/// The subject common name of the client certificate `connection` verified (only listeners with
+/// `client_ca_file` ask for one), if any.
+pub fn peer_common_name(connection: &rustls::ServerConnection) -> Option<String> {
+    let certificate = connection.peer_certificates()?.first()?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(certificate.as_ref()).ok()?;
+    let common_name = parsed.subject().iter_common_name().next()?;
+    common_name.as_str().ok().map(str::to_owned)
 }
 
 /// A rustls server config for `config`, offering `alpn` protocols in order.

@@ -73,7 +73,23 @@ pub async fn accept<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let (ws, accepted, ()) = accept_authorized(stream, options, choose, |_| Ok(())).await?;
+    Ok((ws, accepted))
+}
+
+/// [`accept`], with `authorize` deciding from the upgrade request (its headers, its query) who the client is:
+/// an `Err` status (such as 401) is the response instead of the upgrade.
+pub async fn accept_authorized<S, T>(
+    stream: S,
+    options: &WsAcceptOptions,
+    choose: impl FnOnce(&[String]) -> Option<String> + Unpin,
+    authorize: impl FnOnce(&Request) -> Result<T, StatusCode> + Unpin,
+) -> Result<(WebSocketStream<S>, Accepted, T), WsAcceptError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut accepted = None;
+    let mut authorized = None;
     // The callback's signature is tungstenite's; its error type is the HTTP response it sends.
     #[allow(clippy::result_large_err)]
     let callback = |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
@@ -81,6 +97,7 @@ where
         if !options.paths.contains(&path) {
             return Err(reject(StatusCode::NOT_FOUND));
         }
+        authorized = Some(authorize(request).map_err(reject)?);
         let offered: Vec<String> = request
             .headers()
             .get_all("sec-websocket-protocol")
@@ -118,5 +135,9 @@ where
         subprotocol: None,
         offered: Vec::new(),
     });
-    Ok((ws, accepted))
+    // The callback ran (the upgrade succeeded), so `authorized` is set.
+    let authorized = authorized.ok_or(WsAcceptError::Handshake(
+        tokio_tungstenite::tungstenite::Error::ConnectionClosed,
+    ))?;
+    Ok((ws, accepted, authorized))
 }

@@ -1,4 +1,4 @@
-//! Replays the client side of `fixtures/wire/chanserv/chanserv-sub-pub.jsonl` (Go astranet + chanserv client against
+//! Replays the client side of `tests/fixtures/wire/chanserv/chanserv-sub-pub.jsonl` (Go astranet + chanserv client against
 //! the Go reference server) through gatewayd's AstraNet link and chanserv framing, with a test session that behaves
 //! like the reference server (3 sources per request, each streaming one frame that echoes the request body), and
 //! checks that what gatewayd sends back has the transcript's structure: HANDSHAKE, SERVICE, then per stream
@@ -22,16 +22,10 @@ use protocols::chanserv::frame::{Compression, FrameDecoder};
 use serde_json::Value;
 
 fn fixture() -> Vec<Value> {
-    let shared = std::env::var_os("GATEWAYD_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    let path = shared.join("fixtures/wire/chanserv/chanserv-sub-pub.jsonl");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read {} (set GATEWAYD_SHARED_DIR): {e}",
-            path.display()
-        )
-    });
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/wire/chanserv/chanserv-sub-pub.jsonl");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()

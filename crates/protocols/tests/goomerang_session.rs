@@ -11,9 +11,10 @@ use prost::Message;
 use protocols::auth::{Allowed, Identity};
 use protocols::goomerang::mapping::{command_headers, rpc_topic};
 use protocols::goomerang::proto::Frame;
+use protocols::goomerang::routing::ForeignKindRule;
 use protocols::goomerang::{
-    encode_command, CloseReason, Command, FrameHeaders, Inbound, Limits, Session, SessionSettings,
-    WrapperKind,
+    encode_command, CloseReason, Command, ForeignKinds, FrameHeaders, Inbound, Limits, SendRoutes,
+    Session, SessionSettings, WrapperKind,
 };
 
 const KIND: &str = "goomerang.example.MessageV1";
@@ -23,6 +24,8 @@ fn settings() -> SessionSettings {
         limits: Limits::default(),
         wrapper_kind: WrapperKind::default(),
         max_subscriptions: 8,
+        send_routes: SendRoutes::default(),
+        foreign_kinds: ForeignKinds::default(),
     }
 }
 
@@ -307,13 +310,13 @@ fn sync_request_without_responder_gets_nothing() {
         },
     );
     // Nothing waits for u1, so even a reply sent to the inbox by guesswork is dropped.
-    let inbox = client.mailbox().inbox(b"goomerang-sync");
+    let inbox = client.reply_inbox().clone();
     let mut reply = Envelope::new(inbox, message_v1("pong"), origin(Protocol::Internal));
     reply.correlation_id = Some("u1".into());
     bus.publish(reply);
     assert!(frames(&mut client).is_empty());
 
-    // A plain direct send has no handler: dropped, the session goes on.
+    // A plain direct send nobody handles: dropped (unroutable), the session goes on.
     send(
         &mut client,
         Command::Send {
@@ -323,6 +326,101 @@ fn sync_request_without_responder_gets_nothing() {
         },
     );
     assert!(frames(&mut client).is_empty());
+}
+
+#[test]
+fn direct_send_goes_to_the_kind_topic_with_the_sender_identity() {
+    let bus = Bus::new(BusConfig::default());
+    let mut client = session_as(&bus, Identity::trusted("alice"), settings());
+    let mut handler = bus.mailbox(origin(Protocol::Stomp));
+    handler
+        .subscribe(Pattern::parse("goomerang.send.#").unwrap())
+        .unwrap();
+    send(
+        &mut client,
+        Command::Send {
+            kind: KIND.into(),
+            payload: message_v1("do it"),
+            headers: headers(&[("trace", "7"), ("goomerang-sender", "mallory")]),
+        },
+    );
+    let request = handler.try_recv_one();
+    assert_eq!(
+        request.topic.as_str(),
+        "goomerang.send.goomerang.example.MessageV1"
+    );
+    assert_eq!(request.payload, message_v1("do it"));
+    assert_eq!(request.headers.get_str("goomerang-kind"), Some(KIND));
+    assert_eq!(request.headers.get_str("trace"), Some("7"));
+    assert_eq!(
+        request.headers.get_str("goomerang-sender"),
+        Some("alice"),
+        "the identity is gatewayd's, never the client's header"
+    );
+    assert_eq!(request.reply_to, None);
+
+    // A per-kind override.
+    let overrides = [(KIND.to_owned(), "orders.commands".to_owned())].into();
+    let mut routed = session_as(
+        &bus,
+        Identity::trusted("bob"),
+        SessionSettings {
+            send_routes: SendRoutes::new("goomerang.send", &overrides).unwrap(),
+            ..settings()
+        },
+    );
+    handler
+        .subscribe(Pattern::parse("orders.commands").unwrap())
+        .unwrap();
+    send(
+        &mut routed,
+        Command::Send {
+            kind: KIND.into(),
+            payload: message_v1("x"),
+            headers: FrameHeaders::new(),
+        },
+    );
+    let request = handler.try_recv_one();
+    assert_eq!(request.topic.as_str(), "orders.commands");
+    assert_eq!(request.headers.get_str("goomerang-sender"), Some("bob"));
+}
+
+#[test]
+fn foreign_kinds_deliver_matching_bodies_as_their_kind() {
+    let bus = Bus::new(BusConfig::default());
+    let rules = [ForeignKindRule {
+        topic: "orders.#".into(),
+        kind: KIND.into(),
+    }];
+    let mut client = session_as(
+        &bus,
+        Identity::trusted("anonymous"),
+        SessionSettings {
+            foreign_kinds: ForeignKinds::new(&rules).unwrap(),
+            ..settings()
+        },
+    );
+    subscribe(&mut client, "orders.eu");
+    subscribe(&mut client, "other");
+    for topic in ["orders.eu", "other"] {
+        let mut envelope = Envelope::new(
+            Topic::from_dotted(topic.as_bytes()),
+            message_v1("native"),
+            origin(Protocol::Stomp),
+        );
+        envelope.content_type = Some("application/x-protobuf".into());
+        envelope.headers.push("priority", "9");
+        bus.publish(envelope);
+    }
+    let frames = frames(&mut client);
+    assert_eq!(frames.len(), 2);
+    assert_eq!(frames[0].kind, KIND);
+    assert_eq!(frames[0].payload, message_v1("native"));
+    assert_eq!(frame_headers(&frames[0]), pairs(&[("priority", "9")]));
+    assert_eq!(
+        frames[1].kind, "google.protobuf.BytesValue",
+        "no rule: wrapped"
+    );
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Replays the upstream Goomerang transcript (`fixtures/wire/goomerang/goomerang-sub-pub.jsonl`) through
+//! Replays the upstream Goomerang transcript (`tests/fixtures/wire/goomerang/goomerang-sub-pub.jsonl`) through
 //! the codec: client messages decode to the expected commands, the deliveries gatewayd builds for them
 //! match the reference server's frames field by field (timestamps aside), and close frames get the echo
 //! the reference server sent.
@@ -8,18 +8,18 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use prost::Message;
+use prost_reflect::{DescriptorPool, DynamicMessage};
 use protocols::goomerang::mapping::{delivery_from_bus, to_bus_headers, user_headers};
 use protocols::goomerang::proto::Frame;
 use protocols::goomerang::{
     decode, encode_delivery, CloseHandshake, Command, FrameHeaders, Limits, PeerClose, WrapperKind,
 };
+use protox::file::{ChainFileResolver, GoogleFileResolver, IncludeFileResolver};
 use serde_json::Value;
 
-fn shared_dir() -> PathBuf {
-    match std::env::var_os("GATEWAYD_SHARED_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
-    }
+/// The recorded transcripts, inside this crate.
+fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wire")
 }
 
 /// One WebSocket message of the transcript.
@@ -42,9 +42,9 @@ fn hex(text: &str) -> Vec<u8> {
 }
 
 fn transcript() -> Vec<WsMessage> {
-    let path = shared_dir().join("fixtures/wire/goomerang/goomerang-sub-pub.jsonl");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|err| panic!("{}: {err} (set GATEWAYD_SHARED_DIR)", path.display()));
+    let path = fixtures_dir().join("goomerang/goomerang-sub-pub.jsonl");
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
     text.lines()
         .skip(1)
         .map(|line| serde_json::from_str::<Value>(line).expect("JSON line"))
@@ -132,6 +132,58 @@ fn deliveries_match_the_reference_server() {
     assert_eq!(received[0].kind, STRING_VALUE);
     assert_eq!(received[0].payload_size, 12);
     assert_eq!(built, received);
+}
+
+/// Descriptors of the Goomerang frame and the well-known wrapper kinds, from the repository's `.proto`.
+fn pool() -> DescriptorPool {
+    let mut resolver = ChainFileResolver::new();
+    resolver.add(GoogleFileResolver::new());
+    let proto = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("proto");
+    resolver.add(IncludeFileResolver::new(proto));
+    let mut compiler = protox::Compiler::with_file_resolver(resolver);
+    compiler
+        .open_files(["goomerang/protocol.proto", "google/protobuf/wrappers.proto"])
+        .expect("compile goomerang protos");
+    compiler.descriptor_pool()
+}
+
+/// Decodes `bytes` as `name` the way a Go client does with its registry, and fails on a field the message
+/// does not define (at the top level, which is all a frame or a wrapper has).
+fn read_strictly(pool: &DescriptorPool, name: &str, bytes: &[u8]) -> DynamicMessage {
+    let descriptor = pool
+        .get_message_by_name(name)
+        .unwrap_or_else(|| panic!("kind {name} is not registered"));
+    let message = DynamicMessage::decode(descriptor, bytes).expect("decodes");
+    let unknown: Vec<u32> = message.unknown_fields().map(|f| f.number()).collect();
+    assert!(unknown.is_empty(), "{name}: unknown fields {unknown:?}");
+    message
+}
+
+/// What a Go client reads of a delivery: a Frame with only Frame's fields, whose `kind` is a full name (not a
+/// type URL) registered on the client, and whose payload reads strictly as that kind.
+#[test]
+fn deliveries_read_strictly_as_registered_kinds() {
+    let pool = pool();
+    let messages = transcript();
+    let recorded = binary(&messages, 1, false);
+    let foreign = delivery_from_bus(
+        Bytes::from_static(b"from stomp"),
+        &[],
+        &WrapperKind::default(),
+    );
+    let foreign = encode_delivery(&foreign, SystemTime::now());
+    for (bytes, kind) in recorded
+        .into_iter()
+        .map(|bytes| (bytes, STRING_VALUE))
+        .chain([(foreign.as_ref(), WrapperKind::BYTES_VALUE)])
+    {
+        let frame = read_strictly(&pool, "goomerang.protocol.Frame", bytes);
+        let field = |name: &str| frame.get_field_by_name(name).expect(name).into_owned();
+        assert_eq!(field("kind").as_str(), Some(kind));
+        assert!(!kind.contains('/'), "a full name, not a type URL");
+        let payload = field("payload");
+        read_strictly(&pool, kind, payload.as_bytes().expect("bytes"));
+    }
 }
 
 #[test]

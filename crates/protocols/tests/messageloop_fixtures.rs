@@ -1,10 +1,9 @@
-//! Replays the MessageLoop wire transcripts (`shared/fixtures/wire/messageloop/*.jsonl`): every
+//! Replays the MessageLoop wire transcripts (`tests/fixtures/wire/messageloop/*.jsonl`): every
 //! client → server message goes through our decoders (WS JSON, WS protobuf, gRPC messages) and its meaning
 //! is checked; a scripted server answers each one the way the reference server did, our encoder renders the
-//! answers, and they are compared with the transcript's server → client messages at the decoded level, with
-//! ids, times, session ids, epochs and offsets masked.
-//!
-//! Set `GATEWAYD_SHARED_DIR` when the repository has no `shared/` sibling (e.g. in a worktree).
+//! answers, and they are compared with the transcript's server → client messages field by field, with ids,
+//! times, session ids, epochs and offsets masked. Every message we render must also read strictly as the
+//! recording's generation (unknown fields rejected, types checked, as the G0 SDK's protojson reads).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,6 +11,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use prost::Message as _;
 use protocols::messageloop::codes::DisconnectCode;
+use protocols::messageloop::conformance::{check_json, check_protobuf, outbound_name, UnknownKeys};
 use protocols::messageloop::generation::{Encoding, Generation, GenerationSetting};
 use protocols::messageloop::message::{
     Connected, Inbound, InboundBody, Message, Outbound, OutboundBody, Payload, Position,
@@ -23,17 +23,15 @@ use protocols::messageloop::wire::{G2Wire, Wire};
 use protocols::messageloop::{json, Frame, WsCodec};
 use serde_json::Value;
 
-fn shared_dir() -> PathBuf {
-    std::env::var_os("GATEWAYD_SHARED_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
-        PathBuf::from,
-    )
+/// The recorded transcripts, inside this crate.
+fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wire")
 }
 
 fn transcript(name: &str) -> Vec<Value> {
-    let path = shared_dir().join("fixtures/wire/messageloop").join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|err| panic!("{}: {err} (set GATEWAYD_SHARED_DIR)", path.display()));
+    let path = fixtures_dir().join("messageloop").join(name);
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
     text.lines()
         .map(|line| serde_json::from_str(line).expect("JSONL line"))
         .collect()
@@ -63,6 +61,26 @@ fn outbound_json(generation: Generation, bytes: &[u8]) -> Value {
     .unwrap()
 }
 
+/// A server message as JSON, after checking that it reads strictly as `generation`'s envelope.
+fn strictly(generation: Generation, frame: &Frame) -> Value {
+    let name = outbound_name(generation);
+    match frame {
+        Frame::Text(text) => {
+            let value = serde_json::from_str(text).expect("JSON");
+            if let Err(err) = check_json(name, &value, UnknownKeys::Reject) {
+                panic!("{err}: {value}");
+            }
+            value
+        }
+        Frame::Binary(bytes) => {
+            if let Err(err) = check_protobuf(name, bytes) {
+                panic!("{err}: {bytes:?}");
+            }
+            outbound_json(generation, bytes)
+        }
+    }
+}
+
 const VOLATILE: [&str; 6] = [
     "id",
     "time",
@@ -88,16 +106,31 @@ fn mask(value: &mut Value) {
     }
 }
 
-/// Whether every key and value of `theirs` is in `ours` (arrays element by element).
-fn contained(theirs: &Value, ours: &Value) -> bool {
+/// The differences between two masked messages, field by field: a key on one side only (volatile keys aside:
+/// an offset of 0 is left out of a rendering) or a different value, each with its path.
+fn differences(theirs: &Value, ours: &Value, path: &str, found: &mut Vec<String>) {
     match (theirs, ours) {
-        (Value::Object(theirs), Value::Object(ours)) => theirs
-            .iter()
-            .all(|(key, value)| ours.get(key).is_some_and(|mine| contained(value, mine))),
-        (Value::Array(theirs), Value::Array(ours)) => {
-            theirs.len() == ours.len() && theirs.iter().zip(ours).all(|(a, b)| contained(a, b))
+        (Value::Object(theirs), Value::Object(ours)) => {
+            for (key, value) in theirs {
+                match ours.get(key) {
+                    Some(mine) => differences(value, mine, &format!("{path}.{key}"), found),
+                    None if VOLATILE.contains(&key.as_str()) => {}
+                    None => found.push(format!("{path}.{key}: missing from ours")),
+                }
+            }
+            for key in ours.keys() {
+                if !theirs.contains_key(key) && !VOLATILE.contains(&key.as_str()) {
+                    found.push(format!("{path}.{key}: not in the recording"));
+                }
+            }
         }
-        _ => theirs == ours,
+        (Value::Array(theirs), Value::Array(ours)) if theirs.len() == ours.len() => {
+            for (index, (a, b)) in theirs.iter().zip(ours).enumerate() {
+                differences(a, b, &format!("{path}[{index}]"), found);
+            }
+        }
+        _ if theirs == ours => {}
+        _ => found.push(format!("{path}: {theirs} recorded, {ours} ours")),
     }
 }
 
@@ -108,6 +141,8 @@ enum Transport {
 
 struct Conn {
     transport: Transport,
+    /// The generation the transcript's client speaks.
+    recorded: Generation,
     decoded: Vec<Inbound>,
     ours: Vec<Value>,
     theirs: Vec<Value>,
@@ -135,13 +170,13 @@ impl Conn {
     }
 
     fn encode(&mut self, message: &Outbound) {
-        let value = match &self.transport {
-            Transport::Ws(codec) => match codec.encode(message).expect("encodes") {
-                Frame::Text(text) => serde_json::from_str(&text).unwrap(),
-                Frame::Binary(bytes) => outbound_json(self.generation(), &bytes),
-            },
-            Transport::Grpc => json::to_value(&G2Wire::outbound(message).unwrap()).unwrap(),
+        let frame = match &self.transport {
+            Transport::Ws(codec) => codec.encode(message).expect("encodes"),
+            Transport::Grpc => {
+                Frame::Binary(G2Wire::outbound(message).unwrap().encode_to_vec().into())
+            }
         };
+        let value = strictly(self.recorded, &frame);
         self.ours.push(value);
     }
 }
@@ -255,6 +290,11 @@ fn replay(name: &str) -> BTreeMap<u64, Conn> {
                 conn,
                 Conn {
                     transport,
+                    recorded: if name.starts_with("g0") {
+                        Generation::G0
+                    } else {
+                        Generation::G2
+                    },
                     decoded: Vec::new(),
                     ours: Vec::new(),
                     theirs: Vec::new(),
@@ -302,20 +342,19 @@ fn replay(name: &str) -> BTreeMap<u64, Conn> {
                 }
             } else {
                 let state = conns.get_mut(&conn).expect("opened");
-                let theirs = match line["ws_opcode"].as_u64() {
-                    Some(1) => serde_json::from_slice(&unit).unwrap(),
-                    _ => outbound_json(state.generation(), &unit),
+                let frame = match line["ws_opcode"].as_u64() {
+                    Some(1) => Frame::Text(String::from_utf8(unit).expect("UTF-8")),
+                    _ => Frame::Binary(unit.into()),
                 };
-                state.theirs.push(theirs);
+                state.theirs.push(strictly(state.recorded, &frame));
             }
         }
     }
     conns
 }
 
-/// Compares our server → client messages with the transcript's: equal after masking, or (G0 family) the
-/// transcript's keys all present with equal values.
-fn compare(conns: &BTreeMap<u64, Conn>, exact: bool) {
+/// Compares our server → client messages with the transcript's, field by field after masking.
+fn compare(conns: &BTreeMap<u64, Conn>) {
     for (number, conn) in conns {
         assert_eq!(
             conn.ours.len(),
@@ -326,14 +365,12 @@ fn compare(conns: &BTreeMap<u64, Conn>, exact: bool) {
             let (mut ours, mut theirs) = (ours.clone(), theirs.clone());
             mask(&mut ours);
             mask(&mut theirs);
-            if exact {
-                assert_eq!(ours, theirs, "conn {number}");
-            } else {
-                assert!(
-                    contained(&theirs, &ours),
-                    "conn {number}: {theirs} not within {ours}"
-                );
-            }
+            let mut found = Vec::new();
+            differences(&theirs, &ours, "", &mut found);
+            assert!(
+                found.is_empty(),
+                "conn {number}: {found:#?}\nrecorded {theirs}\nours     {ours}"
+            );
         }
     }
 }
@@ -403,7 +440,7 @@ fn check_g2(name: &str, text: &str) {
             assert_eq!(*code, DisconnectCode::Normal.ws_close_code());
         }
     }
-    compare(&conns, true);
+    compare(&conns);
 }
 
 #[test]
@@ -432,7 +469,7 @@ fn g0_ws_protobuf() {
     assert_g0_publish(&publisher.decoded[2], "hello-g0-protobuf");
     assert_eq!(subscriber.generation(), Generation::G0);
     assert_eq!(publisher.generation(), Generation::G0);
-    compare(&conns, false);
+    compare(&conns);
 }
 
 #[test]
@@ -453,7 +490,7 @@ fn g0_ws_json() {
         unreachable!()
     };
     assert_eq!(codec.generation(), Some(Generation::G0));
-    compare(&conns, false);
+    compare(&conns);
 }
 
 #[test]

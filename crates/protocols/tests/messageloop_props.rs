@@ -519,12 +519,7 @@ fn struct_of(object: &JsonObject) -> prost_types::Struct {
 fn fixture_frames() -> &'static Vec<Vec<u8>> {
     static FRAMES: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
     FRAMES.get_or_init(|| {
-        let dir = std::env::var_os("GATEWAYD_SHARED_DIR")
-            .map_or_else(
-                || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
-                PathBuf::from,
-            )
-            .join("fixtures/wire/messageloop");
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wire/messageloop");
         let mut frames = Vec::new();
         for entry in
             std::fs::read_dir(&dir).unwrap_or_else(|err| panic!("{}: {err}", dir.display()))

@@ -1,26 +1,23 @@
-//! Replays the byte-exact STOMP transcripts of `shared/fixtures/wire/stomp/` through the
+//! Replays the byte-exact STOMP transcripts of `tests/fixtures/wire/stomp/` through the
 //! decoder: the raw chunks of each connection and direction must decode to exactly the frames
 //! the transcript lists (command, headers in wire order with duplicates, body), whether the
 //! bytes come in the recorded chunks or one at a time. The session's version switch is
 //! reproduced: after CONNECT/STOMP (client side) or CONNECTED (server side) the decoder gets
-//! the negotiated version.
-//!
-//! Run from a worktree with `GATEWAYD_SHARED_DIR=/work/shared`.
+//! the negotiated version. The other way, our encoder must write each recorded server frame as the
+//! reference server did, with that version's header escaping.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use bytes::BytesMut;
 use protocols::stomp::{
-    negotiate, Command, Decoded, Decoder, Frame, HeartBeatPolicy, Limits, Version,
+    encode, negotiate, Command, Decoded, Decoder, Frame, HeartBeatPolicy, Limits, Version,
 };
 use serde_json::Value;
 
-fn shared_dir() -> PathBuf {
-    match std::env::var_os("GATEWAYD_SHARED_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
-    }
+/// The recorded transcripts, inside this crate.
+fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wire")
 }
 
 fn hex(s: &str) -> Vec<u8> {
@@ -136,9 +133,9 @@ fn replay(chunks: &[Vec<u8>], client_side: bool) -> (Vec<Frame>, usize) {
 }
 
 fn transcripts() -> Vec<PathBuf> {
-    let dir = shared_dir().join("fixtures/wire/stomp");
+    let dir = fixtures_dir().join("stomp");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e} (set GATEWAYD_SHARED_DIR)", dir.display()))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.expect("dir entry").path())
         .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
         .collect();
@@ -196,6 +193,58 @@ fn every_transcript_decodes_to_its_listed_frames() {
                 "{} conn {conn} {dir} bytewise",
                 path.display()
             );
+        }
+    }
+}
+
+/// Our encoder writes every frame a reference server sent byte for byte as it did, with the escaping of the
+/// negotiated version (none on CONNECTED and in 1.0), in the recorded header order, each frame found in order
+/// in the recorded server bytes (heart-beat EOLs between frames aside). The seed server ends a frame with a
+/// bare NUL where gatewayd, like RabbitMQ, adds an LF, which every client skips.
+#[test]
+fn server_frames_encode_to_the_recorded_bytes() {
+    for path in transcripts() {
+        let bare_nul = path.ends_with("stomp-goclient-refstomp.jsonl");
+        for ((conn, dir), stream) in &load(&path) {
+            if dir != "s2c" {
+                continue;
+            }
+            let recorded = stream.chunks.concat();
+            let (frames, _) = replay(&stream.chunks, false);
+            let mut version = Version::V1_0;
+            let mut at = 0;
+            for frame in &frames {
+                if frame.command == Command::Connected {
+                    version = frame
+                        .header("version")
+                        .and_then(|v| Version::from_bytes(v))
+                        .unwrap_or(Version::V1_0);
+                }
+                let mut ours = BytesMut::new();
+                let written = encode(frame, version, &mut ours);
+                assert_eq!(written.dropped_headers, 0, "{}", path.display());
+                if bare_nul {
+                    assert_eq!(ours.last(), Some(&b'\n'));
+                    ours.truncate(ours.len() - 1);
+                }
+                let found = recorded[at..]
+                    .windows(ours.len())
+                    .position(|window| window == &ours[..])
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "{} conn {conn}: {:?} not in the recorded bytes after {at}",
+                            path.display(),
+                            String::from_utf8_lossy(&ours)
+                        )
+                    });
+                assert!(
+                    recorded[at..at + found].iter().all(|b| *b == b'\n'),
+                    "{} conn {conn}: only heart-beats before {:?}",
+                    path.display(),
+                    frame.command
+                );
+                at += found + ours.len();
+            }
         }
     }
 }

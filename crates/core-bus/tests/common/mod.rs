@@ -45,3 +45,11 @@ pub fn payloads(deliveries: &[Delivery]) -> Vec<String> {
 pub fn bus() -> Bus {
     Bus::new(Default::default())
 }
+
+/// A bus whose publishers never stall: a full queue gets its slow-consumer policy at once.
+pub fn unstalled_bus() -> Bus {
+    Bus::new(core_bus::config::BusConfig {
+        max_publisher_stall: std::time::Duration::ZERO,
+        ..Default::default()
+    })
+}

@@ -17,7 +17,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    resolve, ClientError, Inbox, InboxSender, Incoming, Message, Outgoing, HANDSHAKE_TIMEOUT,
+    resolve, ClientError, Credentials, Inbox, InboxSender, Incoming, Message, Outgoing,
+    HANDSHAKE_TIMEOUT,
 };
 
 /// Largest frame accepted from the server.
@@ -28,6 +29,8 @@ const PORT_BASE: u32 = 1 << 24;
 pub struct ChanservClient {
     commands: mpsc::Sender<Command>,
     inbox: Inbox,
+    /// `AUTH <token>\n`, put in front of every request when there is a token.
+    auth: Bytes,
 }
 
 enum Command {
@@ -42,7 +45,20 @@ enum Command {
 }
 
 impl ChanservClient {
-    pub async fn connect(address: &str) -> Result<ChanservClient, ClientError> {
+    /// Connects; `credentials.token` is sent as an `AUTH <token>` line in front of every request.
+    pub async fn connect(
+        address: &str,
+        credentials: &Credentials,
+    ) -> Result<ChanservClient, ClientError> {
+        let auth = match &credentials.token {
+            Some(token) if token.contains('\n') => {
+                return Err(ClientError::Credentials(
+                    "the token holds a line break".into(),
+                ))
+            }
+            Some(token) => Bytes::from(format!("AUTH {token}\n")),
+            None => Bytes::new(),
+        };
         let tcp = TcpStream::connect(resolve(address).await?).await?;
         tcp.set_nodelay(true)?;
         let host =
@@ -70,11 +86,18 @@ impl ChanservClient {
         let (commands, rx) = mpsc::channel(1024);
         let (tx, inbox) = Inbox::new();
         tokio::spawn(link.run(rx, tx));
-        Ok(ChanservClient { commands, inbox })
+        Ok(ChanservClient {
+            commands,
+            inbox,
+            auth,
+        })
     }
 
     pub async fn publish(&mut self, message: &Outgoing) -> Result<(), ClientError> {
-        let mut body = BytesMut::with_capacity(message.topic.len() + 5 + message.payload.len());
+        let mut body = BytesMut::with_capacity(
+            self.auth.len() + message.topic.len() + 5 + message.payload.len(),
+        );
+        body.extend_from_slice(&self.auth);
         body.extend_from_slice(b"PUB ");
         body.extend_from_slice(message.topic.as_bytes());
         body.extend_from_slice(b"\n");
@@ -100,7 +123,7 @@ impl ChanservClient {
         let (answer, rx) = oneshot::channel();
         self.commands
             .send(Command::Subscribe {
-                body: Bytes::from(format!("{topic}\n")),
+                body: [&self.auth[..], topic.as_bytes(), b"\n"].concat().into(),
                 answer,
             })
             .await

@@ -1,21 +1,15 @@
 //! What a client presents when it connects: a token and, for STOMP, a login. Each protocol carries them its own
-//! way (STOMP CONNECT `login`/`passcode`, MessageLoop Connect `token`, Loom hello `token`); Goomerang and chanserv
-//! carry none, so their clients ignore them and gatewayd gives those connections its anonymous identity.
+//! way (STOMP CONNECT `login`/`passcode`, MessageLoop Connect `token`, Loom hello `token`, Goomerang
+//! `Authorization: Bearer` on the upgrade, chanserv an `AUTH <token>` line in front of each request).
 
 /// Credentials for [`super::Client::connect`]; the default is none (anonymous).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
     /// STOMP `login`; the other protocols have no login.
     pub login: Option<String>,
-    /// STOMP `passcode`, MessageLoop Connect `token`, Loom hello `token` (a static token or a JWT).
+    /// STOMP `passcode`, MessageLoop Connect `token`, Loom hello `token`, Goomerang bearer token, chanserv
+    /// `AUTH` token (a static token or a JWT).
     pub token: Option<String>,
-}
-
-impl Credentials {
-    /// Whether there is anything to present.
-    pub fn is_empty(&self) -> bool {
-        self.login.is_none() && self.token.is_none()
-    }
 }
 
 /// Never prints the token, so credentials can appear in debug output and logs.

@@ -17,7 +17,7 @@ use protocols::goomerang::{encode_command, Command};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::ws::{self, Sink};
-use super::{ClientError, Inbox, InboxSender, Incoming, Message, Outgoing};
+use super::{ClientError, Credentials, Inbox, InboxSender, Incoming, Message, Outgoing};
 
 /// The message kind gatewayctl publishes and requests with: the payload bytes as they are.
 pub const RAW_KIND: &str = "gatewayctl.Raw";
@@ -35,8 +35,13 @@ pub struct GoomerangClient {
 const FEED_HIGH_WATER: usize = 64;
 
 impl GoomerangClient {
-    pub async fn connect(address: &str) -> Result<GoomerangClient, ClientError> {
-        let (sink, stream) = ws::dial(address, "/ws", None).await?;
+    /// Connects; `credentials.token` goes on the upgrade as `Authorization: Bearer` (Goomerang has no login).
+    pub async fn connect(
+        address: &str,
+        credentials: &Credentials,
+    ) -> Result<GoomerangClient, ClientError> {
+        let bearer = credentials.token.as_deref();
+        let (sink, stream) = ws::dial(address, "/ws", None, bearer).await?;
         let (tx, inbox) = Inbox::new();
         tokio::spawn(read_loop(stream, tx));
         Ok(GoomerangClient {

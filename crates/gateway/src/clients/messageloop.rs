@@ -40,7 +40,7 @@ impl MessageLoopClient {
         address: &str,
         credentials: &Credentials,
     ) -> Result<MessageLoopClient, ClientError> {
-        let (sink, stream) = ws::dial(address, "/ws", Some("messageloop+proto")).await?;
+        let (sink, stream) = ws::dial(address, "/ws", Some("messageloop+proto"), None).await?;
         let (tx, inbox) = Inbox::new();
         tokio::spawn(read_loop(stream, tx));
         let mut client = MessageLoopClient {

@@ -88,14 +88,6 @@ impl Protocol {
         self != Protocol::Loom
     }
 
-    /// Whether this protocol carries [`Credentials`] (Goomerang and chanserv carry none).
-    pub fn carries_credentials(self) -> bool {
-        matches!(
-            self,
-            Protocol::Stomp | Protocol::MessageLoop | Protocol::Loom
-        )
-    }
-
     /// Whether this protocol's client can send a request and receive its reply.
     pub fn can_request(self) -> bool {
         matches!(
@@ -274,7 +266,7 @@ pub enum Client {
 
 impl Client {
     /// Connects to `address` (`host:port`) and completes the protocol's handshake, presenting `credentials`
-    /// where the protocol carries them (Goomerang and chanserv carry none: they are ignored there).
+    /// (Goomerang: a bearer token on the upgrade; chanserv: an `AUTH` line in front of every request).
     pub async fn connect(
         protocol: Protocol,
         address: &str,
@@ -288,11 +280,11 @@ impl Client {
                 messageloop::MessageLoopClient::connect(address, credentials).await?,
             ),
             Protocol::Goomerang => {
-                Client::Goomerang(goomerang::GoomerangClient::connect(address).await?)
+                Client::Goomerang(goomerang::GoomerangClient::connect(address, credentials).await?)
             }
             Protocol::Loom => Client::Loom(loom::LoomClient::connect(address, credentials).await?),
             Protocol::Chanserv => {
-                Client::Chanserv(chanserv::ChanservClient::connect(address).await?)
+                Client::Chanserv(chanserv::ChanservClient::connect(address, credentials).await?)
             }
         })
     }

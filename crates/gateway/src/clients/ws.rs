@@ -1,5 +1,6 @@
 //! The WebSocket dial shared by the MessageLoop and Goomerang clients: TCP with `TCP_NODELAY`, the upgrade
-//! to `ws://<address><path>` offering an optional subprotocol, and the split into a sink and a stream.
+//! to `ws://<address><path>` offering an optional subprotocol and bearer token, and the split into a sink and a
+//! stream.
 
 use futures::stream::{SplitSink, SplitStream};
 use futures::StreamExt;
@@ -14,11 +15,12 @@ use super::{resolve, ClientError, HANDSHAKE_TIMEOUT};
 pub type Sink = SplitSink<WebSocketStream<TcpStream>, WsMessage>;
 pub type Stream = SplitStream<WebSocketStream<TcpStream>>;
 
-/// Opens `ws://<address><path>`, offering `subprotocol` when given.
+/// Opens `ws://<address><path>`, offering `subprotocol` and sending `Authorization: Bearer <bearer>` when given.
 pub async fn dial(
     address: &str,
     path: &str,
     subprotocol: Option<&str>,
+    bearer: Option<&str>,
 ) -> Result<(Sink, Stream), ClientError> {
     let addr = resolve(address).await?;
     let tcp = TcpStream::connect(addr).await?;
@@ -30,6 +32,12 @@ pub async fn dial(
         request
             .headers_mut()
             .insert("sec-websocket-protocol", value);
+    }
+    if let Some(token) = bearer {
+        let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            ClientError::Credentials("the token is not a valid header value".into())
+        })?;
+        request.headers_mut().insert("authorization", value);
     }
     let (ws, _) = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,

@@ -207,6 +207,14 @@ fn on_event(
             *detail.lock() = "disconnected; reconnecting".into();
             tracing::warn!("cluster: lost NATS; serving local traffic, reconnecting");
         }
+        Event::SlowConsumer(sid) => {
+            // The client's buffer for one subscription was full: one message from another node is lost here.
+            counter!(FAILED, "reason" => "slow_consumer").increment(1);
+            tracing::warn!(
+                sid,
+                "cluster: NATS subscription buffer full, a remote message was dropped"
+            );
+        }
         other => tracing::info!(event = %other, "cluster: NATS event"),
     }
 }

@@ -26,6 +26,8 @@ pub const HEADER_LEN: usize = 29;
 pub const WINDOW: usize = 65_536;
 /// How long any expected event may take.
 pub const WAIT: Duration = Duration::from_secs(10);
+/// The Go reader's `FrameSizeLimit`: a longer frame is `ErrWrongSize`.
+pub const GO_FRAME_LIMIT: u64 = 100 * 1024 * 1024;
 
 /// One AstraNet op.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -406,6 +408,36 @@ impl Client {
             }
             assert!(!self.closed, "connection closed while reading a frame");
             assert!(Instant::now() < deadline, "timed out reading a frame");
+            self.pump();
+        }
+    }
+
+    /// The first master frame as the Go client's `LookupAndPost` reads it before returning: `Err("wrong frame
+    /// size")` when its length is over the Go reader's limit (`ErrWrongSize`, what the call then returns),
+    /// `Ok(None)` at EOF (an empty, closed source channel and a nil error), otherwise the frame (a source header).
+    pub fn go_first_frame(&mut self, master: u32) -> Result<Option<Vec<u8>>, &'static str> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let s = self.streams.get_mut(&master).expect("known stream");
+            if let Some(prefix) = s.buf.get(..8) {
+                let len = u64::from_le_bytes(prefix.try_into().unwrap());
+                if len > GO_FRAME_LIMIT {
+                    return Err("wrong frame size");
+                }
+                return Ok(self.read_frame(master));
+            }
+            if s.fin {
+                assert!(s.buf.is_empty(), "unexpected EOF inside a length prefix");
+                return Ok(None);
+            }
+            assert!(
+                !self.closed,
+                "connection closed while waiting for the first frame"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "LookupAndPost still blocked: no first master frame"
+            );
             self.pump();
         }
     }

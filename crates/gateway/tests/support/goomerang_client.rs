@@ -51,6 +51,23 @@ impl GoomerangClient {
         Ok(GoomerangClient { ws })
     }
 
+    /// Connects to `ws://<addr><path>` with extra upgrade `headers` (such as `Authorization`).
+    pub async fn connect_with_headers(
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&'static str, &str)],
+    ) -> Result<GoomerangClient, tokio_tungstenite::tungstenite::Error> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("ws://{addr}{path}").into_client_request()?;
+        for (name, value) in headers {
+            let value = value.parse().expect("header value");
+            request.headers_mut().insert(*name, value);
+        }
+        let stream = TcpStream::connect(addr).await.expect("tcp connect");
+        let (ws, _) = tokio_tungstenite::client_async(request, stream).await?;
+        Ok(GoomerangClient { ws })
+    }
+
     /// Sends `command` as one binary message.
     pub async fn send(&mut self, command: &Command) {
         self.send_raw(encode_command(command, SystemTime::now()))

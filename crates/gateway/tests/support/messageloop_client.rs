@@ -1,7 +1,13 @@
-//! Test clients for MessageLoop, written from the wire reference (`shared/protocols/messageloop.md`) rather
-//! than from gatewayd's code: a blocking WebSocket client that speaks protojson as `serde_json` values, the
-//! same client with protobuf frames using this file's own prost message definitions (G2 subset), and a gRPC
-//! client whose plumbing reuses the generated tonic stubs.
+//! Test clients for MessageLoop, written from the wire reference rather than from gatewayd's code: a blocking
+//! WebSocket client that speaks protojson as `serde_json` values, the same client with protobuf frames using
+//! this file's own prost message definitions (G2 subset), and a gRPC client on the generated message types.
+//!
+//! Both read every server message as strictly as the real SDKs (`protocols::messageloop::conformance`, on the
+//! repository's `.proto` descriptors): the WebSocket client works out which generations the messages it sent
+//! belong to (each must read strictly as that generation's envelope; a Connect version of major 2 is G2, of
+//! major 0 or 1 G0 or G1) and fails on a reply those generations cannot read. G0's SDK rejects unknown keys;
+//! G1's and G2's drop them, so while the client may still be G0 or G1 a reply must read strictly as G0 and
+//! with G1 types, and once one generation is left, strictly as it.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -9,6 +15,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
+use protocols::messageloop::conformance::{
+    check_json, check_protobuf, inbound_name, outbound_name, UnknownKeys,
+};
+use protocols::messageloop::Generation;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -36,6 +46,56 @@ pub struct Ws {
     socket: WebSocket<Box<dyn Io>>,
     /// The subprotocol the server chose.
     pub subprotocol: Option<String>,
+    /// The JSON messages sent so far, to tell the generation.
+    sent: Vec<Value>,
+}
+
+/// The generations whose client sends `sent`: every message must read strictly as the generation's envelope
+/// (messages no generation reads, hostile input, are left out), and a Connect's version settles G2 against the
+/// others.
+fn generations_of(sent: &[Value]) -> Vec<Generation> {
+    let mut left = vec![Generation::G0, Generation::G1, Generation::G2];
+    for message in sent {
+        let reads: Vec<Generation> = left
+            .iter()
+            .copied()
+            .filter(|generation| {
+                check_json(inbound_name(*generation), message, UnknownKeys::Reject).is_ok()
+            })
+            .collect();
+        if !reads.is_empty() {
+            left = reads;
+        }
+        if let Some(version) = message
+            .get("connect")
+            .and_then(|connect| connect.get("version"))
+            .and_then(Value::as_str)
+        {
+            let major = version
+                .split('.')
+                .next()
+                .and_then(|m| m.parse::<u64>().ok());
+            left.retain(|generation| {
+                (*generation == Generation::G2) == !matches!(major, Some(0 | 1))
+            });
+        }
+    }
+    left
+}
+
+/// Fails unless `reply` reads as every generation of `generations` reads it (see the module doc).
+fn check_reply(generations: &[Generation], reply: &Value) {
+    let g0_possible = generations.contains(&Generation::G0);
+    for generation in generations {
+        let unknown = if *generation == Generation::G0 || !g0_possible {
+            UnknownKeys::Reject
+        } else {
+            UnknownKeys::Discard
+        };
+        if let Err(err) = check_json(outbound_name(*generation), reply, unknown) {
+            panic!("a {generation} client cannot read {reply}: {err}");
+        }
+    }
 }
 
 impl Ws {
@@ -78,10 +138,14 @@ impl Ws {
         Ws {
             socket,
             subprotocol,
+            sent: Vec::new(),
         }
     }
 
     pub fn send_text(&mut self, text: &str) {
+        if let Ok(message) = serde_json::from_str(text) {
+            self.sent.push(message);
+        }
         self.socket.send(Message::text(text)).expect("send text");
     }
 
@@ -96,12 +160,23 @@ impl Ws {
         self.send_text(&envelope.to_string());
     }
 
-    /// The next data frame or the close.
+    /// The next data frame or the close. Data frames are checked as the client's generations read them;
+    /// binary frames as G2, the only generation these tests speak in WebSocket protobuf.
     pub fn read(&mut self) -> Received {
         loop {
             match self.socket.read() {
-                Ok(Message::Text(text)) => return Received::Text(text.to_string()),
-                Ok(Message::Binary(bytes)) => return Received::Binary(bytes.to_vec()),
+                Ok(Message::Text(text)) => {
+                    let reply: Value = serde_json::from_str(&text)
+                        .unwrap_or_else(|err| panic!("server sent {text:?}, not JSON: {err}"));
+                    check_reply(&generations_of(&self.sent), &reply);
+                    return Received::Text(text.to_string());
+                }
+                Ok(Message::Binary(bytes)) => {
+                    if let Err(err) = check_protobuf(outbound_name(Generation::G2), &bytes) {
+                        panic!("a G2 client cannot read {bytes:?}: {err}");
+                    }
+                    return Received::Binary(bytes.to_vec());
+                }
                 Ok(Message::Close(frame)) => {
                     let (code, reason) = frame.map_or((1005, String::new()), |f: CloseFrame| {
                         (u16::from(f.code), f.reason.to_string())
@@ -175,7 +250,7 @@ impl Ws {
 
 /// Accepts every server certificate (tests only).
 #[derive(Debug)]
-struct AnyCertificate;
+pub struct AnyCertificate;
 
 impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
     fn verify_server_cert(
@@ -366,12 +441,19 @@ impl Ws {
     }
 }
 
-/// gRPC plumbing: a bidi stream on one generation's service.
+/// gRPC plumbing: a bidi stream on one generation's service, each server message checked strictly as that
+/// generation's envelope before it is decoded.
 pub mod grpc {
+    use std::marker::PhantomData;
     use std::net::SocketAddr;
 
+    use bytes::Buf;
+    use protocols::messageloop::conformance::{check_protobuf, outbound_name};
+    use protocols::messageloop::Generation;
     use tokio::sync::mpsc;
-    use tonic::Streaming;
+    use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+    use tonic::codegen::http::uri::PathAndQuery;
+    use tonic::{Status, Streaming};
 
     pub use protocols::messageloop::pb::messageloop::client::v1 as g1;
     pub use protocols::messageloop::pb::messageloop::client::v2 as g2;
@@ -397,57 +479,105 @@ pub mod grpc {
         }
     }
 
-    fn channel_stream<T: Send + 'static>() -> (
-        mpsc::Sender<T>,
-        impl futures::Stream<Item = T> + Send + 'static,
-    ) {
-        let (tx, rx) = mpsc::channel(16);
-        let stream =
+    /// protobuf in, protobuf out; what comes in must carry no field `generation` lacks.
+    struct StrictCodec<In, Out> {
+        generation: Generation,
+        _types: PhantomData<(In, Out)>,
+    }
+
+    struct ProtoEncoder<In>(PhantomData<In>);
+
+    impl<In: prost::Message> Encoder for ProtoEncoder<In> {
+        type Item = In;
+        type Error = Status;
+
+        fn encode(&mut self, item: In, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+            dst.reserve(item.encoded_len());
+            item.encode(dst)
+                .map_err(|err| Status::internal(err.to_string()))
+        }
+    }
+
+    struct StrictDecoder<Out> {
+        generation: Generation,
+        _type: PhantomData<Out>,
+    }
+
+    impl<Out: prost::Message + Default> Decoder for StrictDecoder<Out> {
+        type Item = Out;
+        type Error = Status;
+
+        fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Out>, Status> {
+            let bytes = src.copy_to_bytes(src.remaining());
+            let generation = self.generation;
+            if let Err(err) = check_protobuf(outbound_name(generation), &bytes) {
+                panic!("a {generation} gRPC client cannot read {bytes:?}: {err}");
+            }
+            Out::decode(bytes)
+                .map(Some)
+                .map_err(|err| Status::internal(err.to_string()))
+        }
+    }
+
+    impl<In, Out> Codec for StrictCodec<In, Out>
+    where
+        In: prost::Message + Send + 'static,
+        Out: prost::Message + Default + Send + 'static,
+    {
+        type Encode = In;
+        type Decode = Out;
+        type Encoder = ProtoEncoder<In>;
+        type Decoder = StrictDecoder<Out>;
+
+        fn encoder(&mut self) -> ProtoEncoder<In> {
+            ProtoEncoder(PhantomData)
+        }
+
+        fn decoder(&mut self) -> StrictDecoder<Out> {
+            StrictDecoder {
+                generation: self.generation,
+                _type: PhantomData,
+            }
+        }
+    }
+
+    async fn open<In, Out>(addr: SocketAddr, generation: Generation) -> Stream<In, Out>
+    where
+        In: prost::Message + Send + Sync + 'static,
+        Out: prost::Message + Default + Send + 'static,
+    {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("grpc connect");
+        let mut client = tonic::client::Grpc::new(channel);
+        client.ready().await.expect("grpc ready");
+        let (tx, rx) = mpsc::channel::<In>(16);
+        let outbound =
             futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
-        (tx, stream)
+        let codec = StrictCodec {
+            generation,
+            _types: PhantomData,
+        };
+        let path = PathAndQuery::from_static(generation.grpc_path());
+        let rx = client
+            .streaming(tonic::Request::new(outbound), path, codec)
+            .await
+            .expect("open stream")
+            .into_inner();
+        Stream { tx, rx }
     }
 
     pub async fn open_g2(addr: SocketAddr) -> Stream<g2::InboundMessage, g2::OutboundMessage> {
-        let mut client = g2::message_loop_service_client::MessageLoopServiceClient::connect(
-            format!("http://{addr}"),
-        )
-        .await
-        .expect("grpc connect");
-        let (tx, outbound) = channel_stream();
-        let rx = client
-            .message_loop(outbound)
-            .await
-            .expect("open stream")
-            .into_inner();
-        Stream { tx, rx }
+        open(addr, Generation::G2).await
     }
 
     pub async fn open_g1(addr: SocketAddr) -> Stream<g1::InboundMessage, g1::OutboundMessage> {
-        let mut client = g1::message_loop_service_client::MessageLoopServiceClient::connect(
-            format!("http://{addr}"),
-        )
-        .await
-        .expect("grpc connect");
-        let (tx, outbound) = channel_stream();
-        let rx = client
-            .message_loop(outbound)
-            .await
-            .expect("open stream")
-            .into_inner();
-        Stream { tx, rx }
+        open(addr, Generation::G1).await
     }
 
     pub async fn open_g0(addr: SocketAddr) -> Stream<g0::InboundMessage, g0::OutboundMessage> {
-        let mut client =
-            g0::messaging_service_client::MessagingServiceClient::connect(format!("http://{addr}"))
-                .await
-                .expect("grpc connect");
-        let (tx, outbound) = channel_stream();
-        let rx = client
-            .message_loop(outbound)
-            .await
-            .expect("open stream")
-            .into_inner();
-        Stream { tx, rx }
+        open(addr, Generation::G0).await
     }
 }

@@ -2,11 +2,12 @@
 //! JSON log, polls `/readyz`, looks listeners up in `/api/listeners`, and stops it with SIGTERM.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const GATEWAYD: &str = env!("CARGO_BIN_EXE_gatewayd");
@@ -18,6 +19,17 @@ pub struct Gatewayd {
     pub config_path: PathBuf,
     /// The files given after the main one with further `--config` flags, in order.
     pub extra_paths: Vec<PathBuf>,
+    /// How many log lines gatewayd wrote per message text.
+    messages: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// `kill(1)`, which sends gatewayd its signals.
+fn kill() -> Command {
+    Command::new("kill")
+}
+
+fn no_kill(err: std::io::Error) -> ExitStatus {
+    panic!("cannot run kill ({err}): install the Debian package procps (scripts/test.sh installs what the tests need)")
 }
 
 /// Config text that binds the admin listener on an ephemeral loopback port.
@@ -63,18 +75,25 @@ impl Gatewayd {
         let mut child = command.spawn().expect("spawn gatewayd");
         let stderr = child.stderr.take().expect("stderr");
         let (found, admin) = mpsc::channel();
+        let messages = Arc::new(Mutex::new(HashMap::new()));
+        let counts = messages.clone();
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if std::env::var_os("TEST_GATEWAYD_LOG").is_some() {
                     eprintln!("gatewayd: {line}");
                 }
-                if sent {
-                    continue;
-                }
                 let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
                     continue;
                 };
+                if let Some(message) = value["fields"]["message"].as_str() {
+                    if let Ok(mut counts) = counts.lock() {
+                        *counts.entry(message.to_owned()).or_insert(0) += 1;
+                    }
+                }
+                if sent {
+                    continue;
+                }
                 if value["fields"]["message"] == "admin listener bound" {
                     if let Some(address) = value["fields"]["address"]
                         .as_str()
@@ -95,6 +114,7 @@ impl Gatewayd {
             _dir: dir,
             config_path,
             extra_paths,
+            messages,
         };
         gateway.wait_ready();
         gateway
@@ -106,6 +126,16 @@ impl Gatewayd {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// How many log lines so far have a message containing `text`.
+    pub fn logged(&self, text: &str) -> usize {
+        let counts = self.messages.lock().expect("log counts");
+        counts
+            .iter()
+            .filter(|(message, _)| message.contains(text))
+            .map(|(_, n)| n)
+            .sum()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -132,10 +162,7 @@ impl Gatewayd {
     /// SIGHUP: gatewayd reloads in the background.
     pub fn sighup(&self) {
         let pid = self.pid().to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .expect("kill");
+        let status = kill().args(["-HUP", &pid]).status().unwrap_or_else(no_kill);
         assert!(status.success());
     }
 
@@ -202,11 +229,11 @@ impl Gatewayd {
 
     /// Sends SIGTERM and waits for the exit status, at most `within`.
     pub fn terminate(mut self, within: Duration) -> ExitStatus {
-        let status = Command::new("kill")
+        let status = kill()
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status()
-            .expect("kill");
+            .unwrap_or_else(no_kill);
         assert!(status.success());
         let deadline = Instant::now() + within;
         loop {

@@ -54,7 +54,12 @@ impl NatsServer {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("nats-server (Debian package nats-server) is installed");
+            .unwrap_or_else(|err| {
+                panic!(
+                    "cannot start nats-server ({err}): install the Debian package nats-server \
+                     (scripts/test.sh installs what the tests need)"
+                )
+            });
         let stderr = child.stderr.take().expect("stderr");
         let mut lines = BufReader::new(stderr).lines();
         loop {

@@ -37,7 +37,12 @@ pub fn modules() -> PathBuf {
         .args(["install", "--no-audit", "--no-fund", "--prefix"])
         .arg(&dir)
         .status()
-        .expect("run npm (install Node.js 20+)");
+        .unwrap_or_else(|err| {
+            panic!(
+                "cannot run npm ({err}): install Node.js 20+ with npm (Debian packages nodejs and npm; \
+                 scripts/test.sh installs npm when missing)"
+            )
+        });
     assert!(
         status.success(),
         "npm install into {} failed",
@@ -58,7 +63,9 @@ pub fn run(script: &str, env: &[(&str, String)]) {
     for (key, value) in env {
         command.env(key, value);
     }
-    let output = command.output().expect("run node");
+    let output = command.output().unwrap_or_else(|err| {
+        panic!("cannot run node ({err}): install Node.js 20+ (Debian package nodejs)")
+    });
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

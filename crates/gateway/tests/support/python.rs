@@ -35,10 +35,16 @@ pub fn python() -> PathBuf {
         .arg("venv")
         .arg(&dir)
         .status()
-        .expect("python3 -m venv");
+        .unwrap_or_else(|err| {
+            panic!(
+                "cannot run python3 ({err}): install the Debian packages python3 and python3-venv \
+                 (scripts/test.sh installs what the tests need)"
+            )
+        });
     assert!(
         status.success(),
-        "python3 -m venv failed (Debian: apt-get install python3-venv)"
+        "python3 -m venv failed: install the Debian package python3-venv (scripts/test.sh installs what the \
+         tests need)"
     );
     let status = Command::new(&python)
         .args([

@@ -68,6 +68,11 @@ impl Outbox {
         frame::encode(payload, &mut self.buf)
     }
 
+    /// Queues [`frame::REFUSAL_PREFIX`]: the Go client fails its `LookupAndPost` with "wrong frame size".
+    pub fn push_refusal(&mut self) {
+        self.buf.extend_from_slice(&frame::REFUSAL_PREFIX);
+    }
+
     /// Queues a source announcement (header frame + address frame) on a master stream.
     pub fn push_source(&mut self, header: &[u8], addr: Addr) -> Result<(), FrameError> {
         frame::encode_source(header, addr, &mut self.buf)

@@ -1,6 +1,6 @@
 //! The `[chanserv]` config section: the TCP listener gatewayd runs AstraNet on, the advertised service name, frame
-//! compression and limits, and the identity whose ACL applies to every chanserv client (chanserv carries no
-//! credentials).
+//! compression and limits, and the auth of its requests (an optional `AUTH <token>` line, else the anonymous
+//! identity).
 
 use std::net::SocketAddr;
 
@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::astranet::ServiceName;
 use super::frame::{Compression, DEFAULT_FRAME_LIMIT, PEER_FRAME_LIMIT};
+use super::timeouts::TimeoutsConfig;
+use crate::accept::Deadlines;
 use crate::auth::AuthConfig;
 use crate::limits::ListenerLimits;
 
@@ -26,8 +28,13 @@ pub struct ChanservConfig {
     pub max_frame_bytes: u64,
     /// Most sources one subscribe request announces; one more source then reports the cap.
     pub max_sources_per_request: usize,
+    /// The server timeouts, upstream's defaults (`[chanserv.timeouts]`).
+    pub timeouts: TimeoutsConfig,
     pub limits: ListenerLimits,
-    /// Only `anonymous` applies: chanserv clients carry no credentials, so every client acts as that identity.
+    /// Pre-auth (the AstraNet handshake), unfinished-op and blocked-write deadlines.
+    pub deadlines: Deadlines,
+    /// A request may start with an `AUTH <token>` line (static tokens or JWT); one without acts as
+    /// `auth.anonymous`, or is refused when `auth.required`.
     pub auth: AuthConfig,
 }
 
@@ -40,7 +47,9 @@ impl Default for ChanservConfig {
             compression: CompressionSetting::None,
             max_frame_bytes: DEFAULT_FRAME_LIMIT,
             max_sources_per_request: 256,
+            timeouts: TimeoutsConfig::default(),
             limits: ListenerLimits::default(),
+            deadlines: Deadlines::default(),
             auth: AuthConfig::default(),
         }
     }
@@ -73,6 +82,10 @@ pub enum ConfigError {
     FrameLimit(u64),
     #[error("chanserv.max_sources_per_request: must be at least 1")]
     NoSources,
+    #[error("{0}")]
+    Deadlines(String),
+    #[error("chanserv.timeouts.accept_secs: must be at least 1")]
+    AcceptTimeout,
 }
 
 impl ChanservConfig {
@@ -85,7 +98,12 @@ impl ChanservConfig {
         if self.max_sources_per_request == 0 {
             return Err(ConfigError::NoSources);
         }
-        Ok(())
+        if self.timeouts.accept_secs == 0 {
+            return Err(ConfigError::AcceptTimeout);
+        }
+        self.deadlines
+            .validate("chanserv")
+            .map_err(ConfigError::Deadlines)
     }
 
     /// The advertised service name.
@@ -135,5 +153,7 @@ mod tests {
             ..ChanservConfig::default()
         };
         assert_eq!(bad.validate(), Err(ConfigError::NoSources));
+        let bad: ChanservConfig = toml::from_str("[timeouts]\naccept_secs = 0\n").unwrap();
+        assert_eq!(bad.validate(), Err(ConfigError::AcceptTimeout));
     }
 }

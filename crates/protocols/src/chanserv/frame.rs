@@ -21,6 +21,11 @@ pub const PEER_FRAME_LIMIT: u64 = 100 * 1024 * 1024;
 /// few selectors and a published message has no reason to approach the reference's 100 MiB.
 pub const DEFAULT_FRAME_LIMIT: u64 = 4 * 1024 * 1024;
 
+/// A length prefix every Go reader refuses with `ErrWrongSize` before reading anything more (over both the
+/// 100 MiB `FrameSizeLimit` and the older 50 GiB check): sent as the first master frame it makes `LookupAndPost`
+/// return the error "wrong frame size", the one way to fail a request that the client reports.
+pub const REFUSAL_PREFIX: [u8; LEN_PREFIX] = [0xff; LEN_PREFIX];
+
 /// Marks a compressed frame.
 pub const LZ4_MAGIC: [u8; 4] = *b"lz4!";
 

@@ -1,4 +1,4 @@
-//! The chanserv TCP listener (`chanserv.tcp`): accepts connections and runs one tokio task per connection that
+//! The chanserv TCP listener (`chanserv.tcp`): accepts connections on the shared [`accept`] path and runs one tokio task per connection that
 //! drives a [`Session`] — socket bytes in, timers from [`Session::poll_timeout`], bus deliveries while the
 //! sources have room, and everything the session has to send written as one coalesced buffer per turn.
 //!
@@ -7,7 +7,7 @@
 //! its socket.
 //!
 //! Reload swaps the [`Settings`] each new connection takes (identity and ACLs, service name, compression, frame and
-//! connection limits) and keeps the host id and port counter; open connections keep theirs. The address needs a
+//! connection limits, timeouts) and keeps the host id and port counter; open connections keep theirs. The address needs a
 //! restart.
 
 use std::future::{poll_fn, Future};
@@ -22,11 +22,12 @@ use bytes::BytesMut;
 use core_bus::{Origin, Protocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
+use tokio::time::timeout;
 
 use super::astranet::{HostId, LinkConfig, PortCounter};
 use super::config::ChanservConfig;
 use super::session::{Session, SessionConfig};
+use crate::accept::{self, Accepted, Deadlines};
 use crate::auth::{Authenticator, Identity};
 use crate::{ConnectionGuard, Reload, RunningListener, Services};
 
@@ -39,16 +40,19 @@ struct Settings {
     session: SessionConfig,
     identity: Identity,
     max_connections: usize,
+    deadlines: Deadlines,
 }
 
 impl Settings {
     /// Checks `config` and builds the settings from it, on the node's `host` and port counter.
     fn new(config: &ChanservConfig, host: HostId, ports: PortCounter) -> anyhow::Result<Settings> {
         config.validate()?;
-        let auth = Authenticator::new(config.auth.clone()).context("chanserv.auth")?;
+        let auth = Arc::new(Authenticator::new(config.auth.clone()).context("chanserv.auth")?);
         let mut link = LinkConfig::new(host);
         link.service = config.service()?;
         link.ports = ports;
+        link.handshake_timeout = config.deadlines.pre_auth();
+        link.stall_timeout = config.deadlines.idle_frame();
         Ok(Settings {
             link,
             session: SessionConfig {
@@ -56,10 +60,12 @@ impl Settings {
                 frame_limit: config.max_frame_bytes,
                 max_sources_per_request: config.max_sources_per_request,
                 max_subscriptions: config.limits.max_subscriptions_per_connection,
-                ..SessionConfig::default()
+                auth: auth.clone(),
+                timeouts: config.timeouts.into(),
             },
             identity: auth.anonymous().clone(),
             max_connections: config.limits.max_connections,
+            deadlines: config.deadlines,
         })
     }
 }
@@ -107,7 +113,14 @@ pub async fn start(
         "chanserv listener bound"
     );
     let settings = Arc::new(ArcSwap::from_pointee(settings));
-    let task = tokio::spawn(accept_loop(listener, settings.clone(), services.clone()));
+    let (accepting, pre_auth, for_admit) = (settings.clone(), settings.clone(), services.clone());
+    let task = tokio::spawn(accept::run(
+        listener,
+        LISTENER_NAME,
+        services.shutdown.clone(),
+        move || pre_auth.load().deadlines.pre_auth(),
+        move |accepted| admit(accepted, &accepting, &for_admit),
+    ));
     Ok(RunningListener {
         name: LISTENER_NAME.to_owned(),
         protocol: Protocol::Chanserv,
@@ -131,34 +144,32 @@ fn random_host() -> HostId {
     }
 }
 
-async fn accept_loop(listener: TcpListener, settings: Arc<ArcSwap<Settings>>, services: Services) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = services.shutdown.cancelled() => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((socket, peer)) => {
-                    let settings = settings.load_full();
-                    let registered = services.connections.register(
-                        Protocol::Chanserv,
-                        LISTENER_NAME,
-                        peer,
-                        settings.max_connections,
-                    );
-                    match registered {
-                        Ok(guard) => {
-                            connections.spawn(serve(socket, peer, guard, settings, services.clone()));
-                        }
-                        Err(e) => tracing::warn!(%peer, error = %e, "chanserv: connection refused"),
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "chanserv: accept failed"),
-            },
+/// Registers a socket just accepted, or refuses it when the listener is full.
+fn admit(
+    accepted: Accepted,
+    settings: &ArcSwap<Settings>,
+    services: &Services,
+) -> Option<impl Future<Output = ()>> {
+    let settings = settings.load_full();
+    let registered = services.connections.register(
+        Protocol::Chanserv,
+        LISTENER_NAME,
+        accepted.peer,
+        settings.max_connections,
+    );
+    match registered {
+        Ok(guard) => Some(serve(
+            accepted.stream,
+            accepted.peer,
+            guard,
+            settings,
+            services.clone(),
+        )),
+        Err(e) => {
+            tracing::warn!(peer = %accepted.peer, error = %e, "chanserv: connection refused");
+            None
         }
     }
-    drop(listener);
-    while connections.join_next().await.is_some() {}
 }
 
 /// Drives one connection until the link closes, the peer goes away, or the daemon shuts down.
@@ -169,7 +180,6 @@ async fn serve(
     settings: Arc<Settings>,
     services: Services,
 ) {
-    let _ = socket.set_nodelay(true);
     guard.set_identity(&settings.identity.name);
     let origin = Origin {
         protocol: Protocol::Chanserv,
@@ -184,14 +194,22 @@ async fn serve(
         Some(peer),
         Instant::now(),
     );
+    let write_deadline = settings.deadlines.write();
     let (mut reader, mut writer) = socket.into_split();
     let mut input = BytesMut::with_capacity(64 * 1024);
     let mut blocked: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
     loop {
         if let Some(bytes) = session.poll_transmit(Instant::now()) {
-            if let Err(e) = writer.write_all(&bytes).await {
-                tracing::debug!(%peer, error = %e, "chanserv: write failed");
-                break;
+            match timeout(write_deadline, writer.write_all(&bytes)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "chanserv: write failed");
+                    break;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "chanserv: client did not read before the write deadline");
+                    break;
+                }
             }
         }
         guard.set_subscriptions(session.subscription_count());
@@ -206,9 +224,9 @@ async fn serve(
             _ = services.shutdown.cancelled() => {
                 session.shutdown(Instant::now());
                 if let Some(bytes) = session.poll_transmit(Instant::now()) {
-                    let _ = writer.write_all(&bytes).await;
+                    let _ = timeout(write_deadline, writer.write_all(&bytes)).await;
                 }
-                let _ = writer.shutdown().await;
+                let _ = timeout(write_deadline, writer.shutdown()).await;
                 break;
             }
             read = reader.read_buf(&mut input), if blocked.is_none() => match read {

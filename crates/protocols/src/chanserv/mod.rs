@@ -3,9 +3,11 @@
 //! - [`astranet`]: the multiplexer (op codec, link state machine, stream table, flow control).
 //! - [`frame`]: chanserv's u64-LE length-prefixed frames, lz4 compressed frames, source announcements.
 //! - [`channel`]: the request reader of a master stream and the outbox that feeds frames into a stream's credit.
+//! - [`credentials`]: the optional `AUTH <token>` line in front of a request.
 //! - [`selector`]: gatewayd's request-body grammar (subscribe selectors, `PUB`, ack/err source headers).
 //! - [`subscription`]: a subscribe request mapped onto the bus: selectors → patterns, one source per topic.
 //! - [`session`]: one connection's state machine (link + chanserv server + bus), no sockets and no clock.
+//! - [`timeouts`]: the server timeouts (`[chanserv.timeouts]`) and one stream's deadlines.
 //! - [`listener`]: the TCP listener and the tokio task per connection that drives a session.
 //! - [`config`]: the `[chanserv]` config section.
 //!
@@ -14,10 +16,12 @@
 pub mod astranet;
 pub mod channel;
 pub mod config;
+pub mod credentials;
 pub mod frame;
 pub mod listener;
 pub mod selector;
 pub mod session;
 pub mod subscription;
+pub mod timeouts;
 
 pub use config::ChanservConfig;

@@ -6,12 +6,17 @@
 //! - `PUB <topic>\n<payload>` publishes with the connection's identity and is answered by one source whose
 //!   header is `ok offset=<n>` / `ok` / `err <reason>`, whose channel closes at once; then the master closes;
 //! - a subscribe request gets a [`Subscription`]: one source (header `topic=<name>\n` + address) per exact
-//!   selector at once and per concrete topic a wildcard selector delivers from, while the master stays open;
+//!   selector at once and per concrete topic a wildcard selector delivers from, while the master stays open; a
+//!   request of wildcards only first gets a `status=subscribed` source with an empty channel, because the Go
+//!   client's `LookupAndPost` waits for the first master frame;
 //! - a source's frame channel carries one bus message per chanserv frame; its 64 KiB window is the
 //!   back-pressure: past [`super::subscription::HIGH_WATER`] queued bytes the request's mailbox is not read (see
 //!   [`Session::poll_deliveries`]), so deliveries wait in the bus under its queue bound and slow-consumer policy;
 //! - the client closing the master ends the request (every source closes); closing a frame channel ends that
-//!   source only; an empty request closes the master without sources; any other bad request gets an `err` source.
+//!   source only; an empty request closes the master without sources; a request over the frame limit is refused
+//!   with a length prefix the Go client rejects ("wrong frame size"); any other bad request gets an `err` source;
+//! - the server timeouts of [`super::timeouts`] end masters, requests and sources (checked in
+//!   [`Session::handle_timeout`]).
 //!
 //! The bus is the only thing it touches besides the link; the listener feeds it socket bytes and timers.
 
@@ -19,8 +24,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use core_bus::metrics::{record_drop, DropReason};
@@ -28,12 +34,14 @@ use core_bus::{Backpressure, Bus, Delivery, Envelope, Origin, Protocol, Topic};
 
 use super::astranet::{Event, Link, LinkConfig, Recv, StreamId, SERVICE_PORT};
 use super::channel::{Outbox, RequestReader};
+use super::credentials;
 use super::frame::{Compression, FrameDecoder};
 use super::selector::{self, Publish, PublishReply, Request, RequestError, Selector};
 use super::subscription::{
-    cap_header, topic_header, Routed, SelectorError, SourceState, Subscription,
+    cap_header, subscribed_header, topic_header, Routed, SelectorError, SourceState, Subscription,
 };
-use crate::auth::Identity;
+use super::timeouts::{Expired, StreamDeadlines, Timeouts};
+use crate::auth::{AuthError, Authenticator, Credentials, Identity};
 
 /// Most deliveries taken from one request's mailbox per poll.
 const BATCH: usize = 64;
@@ -47,8 +55,12 @@ pub struct SessionConfig {
     pub max_sources_per_request: usize,
     /// Bus subscriptions the connection may hold over all its requests (one per selector).
     pub max_subscriptions: usize,
-    /// How long an announced source waits to be dialed (upstream `ServerChanAcceptTimeout`, 30 s).
-    pub accept_timeout: Duration,
+    /// The server timeouts: serving, sourcing, accept (how long an announced source waits to be dialed),
+    /// master read and write, frame write.
+    pub timeouts: Timeouts,
+    /// Checks the `AUTH` token of a request ([`credentials`]); a request without one acts as the
+    /// session's identity unless credentials are required.
+    pub auth: Arc<Authenticator>,
 }
 
 impl Default for SessionConfig {
@@ -58,7 +70,8 @@ impl Default for SessionConfig {
             frame_limit: super::frame::DEFAULT_FRAME_LIMIT,
             max_sources_per_request: 256,
             max_subscriptions: 1024,
-            accept_timeout: Duration::from_secs(30),
+            timeouts: Timeouts::default(),
+            auth: Authenticator::open(),
         }
     }
 }
@@ -111,6 +124,8 @@ pub struct Session {
     next_request: u64,
     subscriptions: usize,
     backpressure: Option<Backpressure>,
+    /// Per-stream deadlines of `config.timeouts`; empty when none is set.
+    deadlines: HashMap<StreamId, StreamDeadlines>,
 }
 
 impl Session {
@@ -136,6 +151,7 @@ impl Session {
             next_request: 0,
             subscriptions: 0,
             backpressure: None,
+            deadlines: HashMap::new(),
         }
     }
 
@@ -168,10 +184,12 @@ impl Session {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.link.handle_timeout(now);
         self.process_events(now);
+        self.expire_streams(now);
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.link.poll_timeout()
+        let streams = self.deadlines.values().filter_map(StreamDeadlines::next);
+        self.link.poll_timeout().into_iter().chain(streams).min()
     }
 
     /// Everything to write now, coalesced; `None` when there is nothing.
@@ -244,12 +262,13 @@ impl Session {
                 Event::Readable { stream } => self.on_readable(stream, now),
                 Event::Writable { stream } => self.flush(stream, now),
                 Event::Aborted { stream } => self.on_gone(stream, now),
-                Event::BindExpired { port } => self.on_bind_expired(port),
+                Event::BindExpired { port } => self.on_bind_expired(port, now),
                 Event::Closed(reason) => {
                     tracing::debug!(%reason, "chanserv: link closed");
                     self.requests.clear();
                     self.roles.clear();
                     self.binds.clear();
+                    self.deadlines.clear();
                     self.subscriptions = 0;
                 }
             }
@@ -265,6 +284,7 @@ impl Session {
                 close_when_flushed: false,
             };
             self.roles.insert(stream, Role::Master(master));
+            self.track(stream, StreamDeadlines::master(&self.config.timeouts, now));
             return;
         }
         match self.binds.remove(&port) {
@@ -277,6 +297,7 @@ impl Session {
                     Some(source) if source.state == (SourceState::Announced { port }) => {
                         source.state = SourceState::Open(stream);
                         self.roles.insert(stream, Role::Source { request, topic });
+                        self.track(stream, StreamDeadlines::channel(&self.config.timeouts, now));
                     }
                     _ => self.finish(stream, now),
                 }
@@ -305,13 +326,16 @@ impl Session {
             match pushed {
                 Ok(None) => {}
                 Ok(Some(body)) => {
+                    if let Some(deadlines) = self.deadlines.get_mut(&stream) {
+                        deadlines.request_read();
+                    }
                     self.set_master_state(stream, MasterState::Answered);
                     self.on_request(stream, body, now);
                 }
                 Err(e) => {
-                    record_drop(DropReason::Malformed, Protocol::Chanserv);
-                    tracing::debug!(error = %e, "chanserv: bad request frame, closing the master");
-                    self.finish(stream, now);
+                    record_drop(DropReason::TooLarge, Protocol::Chanserv);
+                    tracing::debug!(error = %e, "chanserv: request too large, refused");
+                    self.refuse(stream, now);
                 }
             }
         }
@@ -359,14 +383,16 @@ impl Session {
                     source.state = SourceState::Gone;
                     source.outbox = Outbox::new();
                 }
+                let request = *request;
                 self.finish(stream, now);
+                self.end_if_orphaned(request, now);
             }
             // An answered master, or a stream already finished.
             _ => self.finish(stream, now),
         }
     }
 
-    fn on_bind_expired(&mut self, port: u32) {
+    fn on_bind_expired(&mut self, port: u32, now: Instant) {
         if let Some(Bound::Source { request, topic }) = self.binds.remove(&port) {
             tracing::debug!(%topic, port, "chanserv: announced source never dialed");
             if let Some(source) = self
@@ -377,16 +403,104 @@ impl Session {
                 source.state = SourceState::Gone;
                 source.outbox = Outbox::new();
             }
+            self.end_if_orphaned(request, now);
+        }
+    }
+
+    /// Ends a request whose master no longer announces (closed by the sourcing timeout) once none of its sources
+    /// is announced or open any more.
+    fn end_if_orphaned(&mut self, id: RequestId, now: Instant) {
+        let Some(request) = self.requests.get(&id) else {
+            return;
+        };
+        let orphaned = !self.roles.contains_key(&request.master)
+            && request
+                .sources()
+                .all(|(_, state)| state == SourceState::Gone);
+        if orphaned {
+            self.end_request(id, now);
+        }
+    }
+
+    /// Starts tracking a stream's deadlines, if any timeout is set.
+    fn track(&mut self, stream: StreamId, deadlines: StreamDeadlines) {
+        if self.config.timeouts.any() {
+            self.deadlines.insert(stream, deadlines);
+        }
+    }
+
+    /// Ends what the passed deadlines of `now` end (see [`super::timeouts`]).
+    fn expire_streams(&mut self, now: Instant) {
+        if self.deadlines.is_empty() {
+            return;
+        }
+        let expired: Vec<(StreamId, Expired)> = self
+            .deadlines
+            .iter()
+            .filter_map(|(stream, d)| d.expired(now).map(|e| (*stream, e)))
+            .collect();
+        for (stream, expired) in expired {
+            tracing::debug!(timeout = expired.as_str(), "chanserv: stream timed out");
+            match self.roles.get(&stream) {
+                Some(Role::Master(Master {
+                    state: MasterState::Serving(request),
+                    ..
+                })) => {
+                    let request = *request;
+                    if expired == Expired::Sourcing {
+                        // No more sources: the master closes, the open sources go on.
+                        self.finish(stream, now);
+                        self.end_if_orphaned(request, now);
+                    } else {
+                        self.end_request(request, now);
+                    }
+                }
+                Some(Role::Source { request, topic }) => {
+                    let request = *request;
+                    if let Some(source) = self
+                        .requests
+                        .get_mut(&request)
+                        .and_then(|r| r.source_mut(topic))
+                    {
+                        source.state = SourceState::Gone;
+                        source.outbox = Outbox::new();
+                    }
+                    self.finish(stream, now);
+                    self.end_if_orphaned(request, now);
+                }
+                _ => self.finish(stream, now),
+            }
+            self.deadlines.remove(&stream);
+        }
+    }
+
+    /// The identity a request acts as: its `AUTH` token's, else the session's unless credentials are required.
+    fn request_identity(&self, token: Option<&str>) -> Result<Identity, AuthError> {
+        let auth = &self.config.auth;
+        match token {
+            None if !auth.required() => Ok(self.identity.clone()),
+            secret => auth.authenticate(Credentials {
+                login: None,
+                secret: secret.or(Some("")),
+            }),
         }
     }
 
     fn on_request(&mut self, master: StreamId, body: Bytes, now: Instant) {
+        let (token, body) = credentials::split_token(body);
+        let identity = match self.request_identity(token.as_deref()) {
+            Ok(identity) => identity,
+            Err(error) => {
+                record_drop(DropReason::AclDenied, Protocol::Chanserv);
+                return self.answer_err(master, &error.to_string(), now);
+            }
+        };
         match selector::parse(body) {
             Ok(Request::Publish(publish)) => {
-                let reply = self.publish(publish);
+                let reply = self.publish(publish, &identity);
                 self.answer(master, &reply.encode(), now);
             }
-            Ok(Request::Subscribe(selectors)) => self.subscribe(master, &selectors, now),
+            Ok(Request::Subscribe(selectors)) => self.subscribe(master, &selectors, &identity, now),
             Err(RequestError::Empty) => self.finish(master, now),
             Err(e) => {
                 record_drop(DropReason::Malformed, Protocol::Chanserv);
@@ -395,9 +509,17 @@ impl Session {
         }
     }
 
-    fn publish(&mut self, publish: Publish) -> PublishReply {
-        let topic = Topic::from_dotted(publish.topic.as_bytes());
-        if !self.identity.may_publish(&topic) {
+    fn publish(&mut self, publish: Publish, identity: &Identity) -> PublishReply {
+        let topic = match Topic::try_from_dotted(publish.topic.as_bytes()) {
+            Ok(topic) => topic,
+            Err(e) => {
+                record_drop(DropReason::Malformed, Protocol::Chanserv);
+                return PublishReply::Err {
+                    reason: format!("invalid topic: {e}"),
+                };
+            }
+        };
+        if !identity.may_publish(&topic) {
             record_drop(DropReason::AclDenied, Protocol::Chanserv);
             return PublishReply::Err {
                 reason: format!("not allowed to publish to {}", publish.topic),
@@ -406,13 +528,22 @@ impl Session {
         let outcome = self
             .bus
             .publish(Envelope::new(topic, publish.payload, self.origin));
-        self.backpressure = outcome.backpressure;
+        if outcome.backpressure.is_some() {
+            // Kept until the driver takes it: a later publish in the same input does not clear it.
+            self.backpressure = outcome.backpressure;
+        }
         PublishReply::Ok {
             offset: outcome.position.map(|p| p.offset),
         }
     }
 
-    fn subscribe(&mut self, master: StreamId, selectors: &[Selector], now: Instant) {
+    fn subscribe(
+        &mut self,
+        master: StreamId,
+        selectors: &[Selector],
+        identity: &Identity,
+        now: Instant,
+    ) {
         let limit = self.config.max_subscriptions;
         if self.subscriptions.saturating_add(selectors.len()) > limit {
             return self.answer_err(
@@ -421,7 +552,6 @@ impl Session {
                 now,
             );
         }
-        let identity = &self.identity;
         let bus = &self.bus;
         let subscription = Subscription::new(
             master,
@@ -449,6 +579,13 @@ impl Session {
         if let Some(Role::Master(m)) = self.roles.get_mut(&master) {
             m.state = MasterState::Serving(id);
         }
+        if let Some(deadlines) = self.deadlines.get_mut(&master) {
+            deadlines.sourced(&self.config.timeouts, now);
+        }
+        if exact.is_empty() {
+            // Wildcards only: nothing to announce yet, but the Go client waits for a first frame.
+            self.announce_empty(master, &subscribed_header(), now);
+        }
         for topic in exact {
             self.announce(id, topic, now);
         }
@@ -463,6 +600,10 @@ impl Session {
             return;
         }
         let master = request.master;
+        if !self.roles.contains_key(&master) {
+            // The sourcing timeout closed the master: no new sources.
+            return;
+        }
         if !request.may_announce() {
             if request.cap_reached() {
                 let header = cap_header(request.max_sources());
@@ -481,6 +622,9 @@ impl Session {
             return;
         };
         let complete = request.add_source(topic.clone(), port);
+        if let Some(deadlines) = self.deadlines.get_mut(&master) {
+            deadlines.sourced(&self.config.timeouts, now);
+        }
         self.push_announcement(master, &topic_header(&topic, complete), port, now);
     }
 
@@ -550,7 +694,7 @@ impl Session {
     }
 
     fn bind(&mut self, bound: Bound, now: Instant) -> Option<u32> {
-        let deadline = now.checked_add(self.config.accept_timeout).unwrap_or(now);
+        let deadline = now.checked_add(self.config.timeouts.accept).unwrap_or(now);
         match self.link.bind_once(deadline) {
             Ok(addr) => {
                 self.binds.insert(addr.port, bound);
@@ -567,6 +711,18 @@ impl Session {
     fn answer(&mut self, master: StreamId, header: &[u8], now: Instant) {
         self.announce_empty(master, header, now);
         if let Some(Role::Master(m)) = self.roles.get_mut(&master) {
+            m.close_when_flushed = true;
+        }
+        self.flush(master, now);
+    }
+
+    /// Refuses a request in the one way the Go client reports: a first master frame whose length it rejects
+    /// ("wrong frame size"), then the master closes. The rest of the request is still read and credited, so the
+    /// client's write finishes and it gets to read the refusal.
+    fn refuse(&mut self, master: StreamId, now: Instant) {
+        self.set_master_state(master, MasterState::Answered);
+        if let Some(Role::Master(m)) = self.roles.get_mut(&master) {
+            m.outbox.push_refusal();
             m.close_when_flushed = true;
         }
         self.flush(master, now);
@@ -597,23 +753,30 @@ impl Session {
 
     /// Hands a stream's pending frames to the link as far as its credit goes.
     fn flush(&mut self, stream: StreamId, now: Instant) {
-        let done = match self.roles.get_mut(&stream) {
+        let (done, pending, sent) = match self.roles.get_mut(&stream) {
             Some(Role::Master(master)) => {
-                let _ = master.outbox.flush(&mut self.link, stream);
-                master.close_when_flushed && master.outbox.is_empty()
+                let sent = master.outbox.flush(&mut self.link, stream).unwrap_or(0);
+                let pending = !master.outbox.is_empty();
+                (master.close_when_flushed && !pending, pending, sent)
             }
             Some(Role::Source { request, topic }) => {
-                if let Some(source) = self
+                match self
                     .requests
                     .get_mut(request)
                     .and_then(|r| r.source_mut(topic))
                 {
-                    let _ = source.outbox.flush(&mut self.link, stream);
+                    Some(source) => {
+                        let sent = source.outbox.flush(&mut self.link, stream).unwrap_or(0);
+                        (false, !source.outbox.is_empty(), sent)
+                    }
+                    None => (false, false, 0),
                 }
-                false
             }
-            None => false,
+            None => (false, false, 0),
         };
+        if let Some(deadlines) = self.deadlines.get_mut(&stream) {
+            deadlines.flushed(pending, sent > 0, now);
+        }
         if done {
             self.finish(stream, now);
         }
@@ -622,6 +785,7 @@ impl Session {
     /// Closes our side of a stream, forgetting its role.
     fn finish(&mut self, stream: StreamId, now: Instant) {
         self.roles.remove(&stream);
+        self.deadlines.remove(&stream);
         let _ = self.link.finish(stream, now);
     }
 }

@@ -50,6 +50,12 @@ pub fn cap_header(max_sources: usize) -> Bytes {
     ))
 }
 
+/// The header of the source a request of wildcard selectors only gets at once: the Go client's `LookupAndPost`
+/// returns only after the first master frame, so without it the caller would block until the first message.
+pub fn subscribed_header() -> Bytes {
+    Bytes::from_static(b"status=subscribed\n")
+}
+
 /// One selector as subscribed.
 #[derive(Debug)]
 struct Subscribed {

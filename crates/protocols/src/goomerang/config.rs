@@ -1,13 +1,18 @@
 //! The `[goomerang]` config section: where the WebSocket listener binds, its limits, the wrapper kind of
-//! foreign messages, and the identity (with its ACLs) every connection gets, since Goomerang carries no
-//! credentials.
+//! foreign messages, and its auth: a token on the WebSocket upgrade or a TLS client certificate, else the
+//! anonymous identity (with its ACLs).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
 use super::limits::Limits;
 use super::mapping::WrapperKind;
+use super::routing::{
+    ForeignKindRule, ForeignKinds, RoutingError, SendRoutes, DEFAULT_SEND_PREFIX,
+};
+use crate::accept::Deadlines;
 use crate::auth::AuthConfig;
 use crate::limits::ListenerLimits;
 use crate::tls::TlsConfig;
@@ -24,12 +29,21 @@ pub struct GoomerangConfig {
     pub tls: Option<TlsConfig>,
     /// Connections and subscriptions per connection.
     pub limits: ListenerLimits,
+    /// Pre-auth (TLS and upgrade), unfinished-frame and blocked-write deadlines.
+    pub deadlines: Deadlines,
     /// Size limits of client frames and of deliveries (`[goomerang.frame_limits]`).
     pub frame_limits: Limits,
     /// The kind foreign (non-Goomerang) messages are delivered as; its message must be shaped like
     /// `google.protobuf.BytesValue`.
     pub wrapper_kind: WrapperKind,
-    /// Only `auth.anonymous` applies: it is the identity, and the ACLs, of every connection.
+    /// A plain `Send(msg)` of kind `K` is published on `<send_topic_prefix>.<K>` (`goomerang.send.<K>`).
+    pub send_topic_prefix: String,
+    /// Per-kind overrides of that topic: full name → topic name.
+    pub send_topics: BTreeMap<String, String>,
+    /// Topic patterns whose foreign messages already are protobuf of a kind: delivered as it, not wrapped.
+    pub foreign_kinds: Vec<ForeignKindRule>,
+    /// Credentials on the upgrade (`Authorization: Bearer` or `?access_token=`: static tokens or JWT),
+    /// identities of TLS client certificates, and the anonymous identity.
     pub auth: AuthConfig,
 }
 
@@ -40,8 +54,12 @@ impl Default for GoomerangConfig {
             address: SocketAddr::from(([0, 0, 0, 0], 8080)),
             tls: None,
             limits: ListenerLimits::default(),
+            deadlines: Deadlines::default(),
             frame_limits: Limits::default(),
             wrapper_kind: WrapperKind::default(),
+            send_topic_prefix: DEFAULT_SEND_PREFIX.to_owned(),
+            send_topics: BTreeMap::new(),
+            foreign_kinds: Vec::new(),
             auth: AuthConfig::default(),
         }
     }
@@ -50,22 +68,38 @@ impl Default for GoomerangConfig {
 impl GoomerangConfig {
     /// Checks what serde cannot; the error names the key under `goomerang.`.
     pub fn validate(&self) -> Result<(), String> {
-        let auth = &self.auth;
-        if auth.required || !auth.tokens.is_empty() || auth.jwt.is_some() {
-            return Err(
-                "goomerang.auth: Goomerang clients carry no credentials; only \
-                        `auth.anonymous` (the identity of every connection) may be set"
-                    .into(),
-            );
+        self.deadlines.validate("goomerang")?;
+        crate::auth::Authenticator::new(self.auth.clone())
+            .map_err(|error| format!("goomerang.{error}"))?;
+        let client_ca = self
+            .tls
+            .as_ref()
+            .and_then(|tls| tls.client_ca_file.as_ref());
+        if !self.auth.certificates.is_empty() && client_ca.is_none() {
+            return Err("goomerang.auth.certificates: needs goomerang.tls.client_ca_file".into());
         }
         if self.frame_limits.max_message_size == 0 {
             return Err("goomerang.frame_limits.max_message_size: must be at least 1".into());
         }
+        self.send_routes().map_err(|error| error.to_string())?;
+        self.foreign_kinds().map_err(|error| error.to_string())?;
         if let Some(tls) = &self.tls {
             tls.check_files()
                 .map_err(|error| format!("goomerang.{error}"))?;
         }
         Ok(())
+    }
+}
+
+impl GoomerangConfig {
+    /// Where plain sends go.
+    pub fn send_routes(&self) -> Result<SendRoutes, RoutingError> {
+        SendRoutes::new(&self.send_topic_prefix, &self.send_topics)
+    }
+
+    /// The kinds foreign messages are delivered as, per topic.
+    pub fn foreign_kinds(&self) -> Result<ForeignKinds, RoutingError> {
+        ForeignKinds::new(&self.foreign_kinds)
     }
 }
 
@@ -87,6 +121,12 @@ mod tests {
             enabled = true
             address = "127.0.0.1:0"
             wrapper_kind = "gatewayd.v1.Blob"
+            send_topic_prefix = "handlers"
+            [send_topics]
+            "acme.v1.Order" = "orders.new"
+            [[foreign_kinds]]
+            topic = "orders.#"
+            kind = "acme.v1.Order"
             [limits]
             max_connections = 3
             [frame_limits]
@@ -103,6 +143,21 @@ mod tests {
         assert_eq!(config.frame_limits.max_message_size, 1000);
         assert_eq!(config.frame_limits.max_headers, 64);
         assert_eq!(config.auth.anonymous.name, "goomerang");
+        assert_eq!(
+            config
+                .send_routes()
+                .unwrap()
+                .topic("acme.v1.Order")
+                .as_str(),
+            "orders.new"
+        );
+        assert_eq!(
+            config
+                .foreign_kinds()
+                .unwrap()
+                .kind_of(&core_bus::Topic::from_dotted(b"orders.eu")),
+            Some("acme.v1.Order")
+        );
         config.validate().unwrap();
     }
 
@@ -116,8 +171,10 @@ mod tests {
             assert!(toml::from_str::<GoomerangConfig>(text).is_err(), "{text}");
         }
         for text in [
-            "[auth]\nrequired = true",
+            "[auth]\n[[auth.certificates]]\ncommon_name = \"a\"\nidentity = { name = \"a\" }",
             "[frame_limits]\nmax_message_size = 0",
+            "send_topic_prefix = \"$x\"",
+            "[[foreign_kinds]]\ntopic = \"a.>.b\"\nkind = \"a.B\"",
             "[tls]\ncert_file = \"/nonexistent/cert.pem\"\nkey_file = \"/nonexistent/key.pem\"",
             "[tls]\ncert_file = \"/nonexistent/cert.pem\"",
         ] {

@@ -48,6 +48,9 @@ pub enum LimitExceeded {
     TopicTooLong { len: usize, limit: usize },
     #[error("more than {limit} headers")]
     TooManyHeaders { limit: usize },
+    /// Over the bus's own topic bounds (`core_bus::MAX_TOPIC_BYTES`, `MAX_TOPIC_SEGMENTS`).
+    #[error("topic: {0}")]
+    TopicOutOfBounds(core_bus::TopicError),
 }
 
 impl LimitExceeded {
@@ -55,9 +58,10 @@ impl LimitExceeded {
     pub fn close_reason(&self) -> Option<CloseReason> {
         match self {
             Self::MessageTooBig { .. } => Some(CloseReason::MessageTooBig),
-            Self::KindTooLong { .. } | Self::TopicTooLong { .. } | Self::TooManyHeaders { .. } => {
-                None
-            }
+            Self::KindTooLong { .. }
+            | Self::TopicTooLong { .. }
+            | Self::TooManyHeaders { .. }
+            | Self::TopicOutOfBounds(_) => None,
         }
     }
 }
@@ -91,7 +95,9 @@ impl Limits {
                 limit: self.max_topic_len,
             });
         }
-        Ok(())
+        core_bus::Topic::try_from_dotted(topic.as_bytes())
+            .map(drop)
+            .map_err(LimitExceeded::TopicOutOfBounds)
     }
 
     fn scan_fields(&self, mut buf: &[u8]) -> Result<(), LimitExceeded> {
@@ -265,6 +271,11 @@ mod tests {
             small().check_topic("news!"),
             Err(LimitExceeded::TopicTooLong { len: 5, limit: 4 })
         );
+        let wide = vec!["a"; core_bus::MAX_TOPIC_SEGMENTS + 1].join(".");
+        assert!(matches!(
+            Limits::default().check_topic(&wide),
+            Err(LimitExceeded::TopicOutOfBounds(_))
+        ));
         assert_eq!(small().check_kind("abc"), Ok(()));
         assert!(small().check_kind("abcd").is_err());
     }

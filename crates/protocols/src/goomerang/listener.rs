@@ -7,10 +7,14 @@
 //! on shutdown, a message over the size limit or a slow consumer, gatewayd sends close 1000 with a reason and
 //! waits at most [`ECHO_TIMEOUT`](super::close::ECHO_TIMEOUT) for the echo.
 //!
-//! Reload swaps the [`Settings`] new connections take (identity and ACLs, frame limits, wrapper kind, listener
-//! limits); connections already open keep the settings they started with. The address and TLS need a restart.
+//! Credentials (optional unless `auth.required`): a verified TLS client certificate, or a token on the upgrade
+//! (`Authorization: Bearer`, or `?access_token=`); a refused upgrade gets HTTP 401.
+//!
+//! Reload swaps the [`Settings`] new connections take (identity and ACLs, frame limits, wrapper kind, send
+//! topics, foreign kinds, listener limits); connections already open keep the settings they started with. The
+//! address and TLS need a restart.
 
-use std::net::SocketAddr;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -20,9 +24,9 @@ use core_bus::metrics::{record_drop, DropReason};
 use core_bus::{Closed, Delivery, Origin, Protocol};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
+use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame as WsCloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -32,7 +36,8 @@ use tokio_util::sync::CancellationToken;
 use super::close::{CloseHandshake, CloseReason, PeerClose};
 use super::config::GoomerangConfig;
 use super::session::{Inbound, Session, SessionSettings};
-use crate::auth::{Authenticator, Identity};
+use crate::accept::{self, Accepted, Deadlines, Watched};
+use crate::auth::Authenticator;
 use crate::ws::{self, WsAcceptOptions};
 use crate::{tls, ConnectionGuard, Reload, RunningListener, Services};
 
@@ -40,10 +45,6 @@ use crate::{tls, ConnectionGuard, Reload, RunningListener, Services};
 pub const LISTENER_NAME: &str = "goomerang.ws";
 /// Upgrade paths: the Go client dials `/ws` without TLS and `/wss` with it; both are served on either.
 pub const PATHS: [&str; 2] = ["/ws", "/wss"];
-/// Longest time from TCP accept to a finished WebSocket upgrade (TLS included).
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest time one batch of deliveries may take to write before the connection is dropped.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 const BATCH: usize = 64;
 
 /// What every connection of the listener shares.
@@ -56,26 +57,27 @@ struct Shared {
 
 /// The part of the config a connection takes when it is accepted, and that a reload may change.
 struct Settings {
-    identity: Identity,
+    /// Checks the upgrade's token or client certificate ([`Authenticator::authenticate_upgrade`]).
+    auth: Arc<Authenticator>,
     session: SessionSettings,
     ws: WsAcceptOptions,
     max_connections: usize,
+    deadlines: Deadlines,
 }
 
 impl Settings {
     /// Checks `config` and builds the settings from it.
     fn new(config: &GoomerangConfig) -> anyhow::Result<Settings> {
         config.validate().map_err(anyhow::Error::msg)?;
-        let identity = Authenticator::new(config.auth.clone())
-            .context("goomerang.auth")?
-            .anonymous()
-            .clone();
+        let auth = Arc::new(Authenticator::new(config.auth.clone()).context("goomerang.auth")?);
         Ok(Settings {
-            identity,
+            auth,
             session: SessionSettings {
                 limits: config.frame_limits.clone(),
                 wrapper_kind: config.wrapper_kind.clone(),
                 max_subscriptions: config.limits.max_subscriptions_per_connection,
+                send_routes: config.send_routes()?,
+                foreign_kinds: config.foreign_kinds()?,
             },
             ws: WsAcceptOptions {
                 paths: PATHS.iter().map(|path| (*path).to_owned()).collect(),
@@ -83,6 +85,7 @@ impl Settings {
                 ..WsAcceptOptions::default()
             },
             max_connections: config.limits.max_connections,
+            deadlines: config.deadlines,
         })
     }
 }
@@ -137,7 +140,15 @@ pub async fn start(
         settings: ArcSwap::from_pointee(settings),
         tls,
     });
-    let task = tokio::spawn(accept_loop(listener, shared.clone()));
+    let accepting = shared.clone();
+    let pre_auth = shared.clone();
+    let task = tokio::spawn(accept::run(
+        listener,
+        LISTENER_NAME,
+        services.shutdown.clone(),
+        move || pre_auth.settings.load().deadlines.pre_auth(),
+        move |accepted| admit(accepted, &accepting),
+    ));
     Ok(vec![RunningListener {
         name: LISTENER_NAME.to_owned(),
         protocol: Protocol::Goomerang,
@@ -151,119 +162,119 @@ pub async fn start(
     }])
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let mut connections = JoinSet::new();
-    let shutdown = shared.services.shutdown.clone();
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            // Reap finished connections so the set only holds live ones.
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    connections.spawn(connection(stream, peer, shared.clone()));
-                }
-                Err(error) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(%error, "goomerang: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-        }
-    }
-    drop(listener);
-    while connections.join_next().await.is_some() {}
-}
-
-async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+/// Registers a socket just accepted, or refuses it when the listener is full.
+fn admit(accepted: Accepted, shared: &Arc<Shared>) -> Option<impl Future<Output = ()>> {
     let settings = shared.settings.load_full();
     let guard = match shared.services.connections.register(
         Protocol::Goomerang,
         LISTENER_NAME,
-        peer,
+        accepted.peer,
         settings.max_connections,
     ) {
         Ok(guard) => guard,
         Err(error) => {
-            tracing::warn!(%peer, %error, "goomerang: connection refused");
-            return;
+            tracing::warn!(peer = %accepted.peer, %error, "goomerang: connection refused");
+            return None;
         }
     };
-    // Small frames matter more than throughput here; coalescing happens in the write buffer.
-    let _ = stream.set_nodelay(true);
-    match &shared.tls {
-        None => upgrade(stream, peer, guard, &shared.services, &settings).await,
-        // Boxed so that plain connections, the common case, do not carry the size of a TLS connection's
-        // state in their task.
-        Some(acceptor) => {
-            Box::pin(upgrade_tls(
-                acceptor,
-                stream,
-                peer,
-                guard,
-                &shared.services,
-                &settings,
-            ))
-            .await
+    let shared = shared.clone();
+    Some(async move {
+        match &shared.tls {
+            None => upgrade(accepted, None, guard, &shared.services, &settings).await,
+            // Boxed so that plain connections, the common case, do not carry the size of a TLS connection's
+            // state in their task.
+            Some(acceptor) => {
+                Box::pin(upgrade_tls(
+                    acceptor,
+                    accepted,
+                    guard,
+                    &shared.services,
+                    &settings,
+                ))
+                .await
+            }
         }
-    }
+    })
 }
 
 async fn upgrade_tls(
     acceptor: &TlsAcceptor,
-    stream: TcpStream,
-    peer: SocketAddr,
+    accepted: Accepted,
     guard: ConnectionGuard,
     services: &Services,
     settings: &Settings,
 ) {
-    let accepted = tokio::select! {
-        _ = services.shutdown.cancelled() => return,
-        accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => accepted,
-    };
-    match accepted {
-        Ok(Ok(stream)) => upgrade(stream, peer, guard, services, settings).await,
-        Ok(Err(error)) => tracing::debug!(%peer, %error, "goomerang: TLS handshake failed"),
-        Err(_) => tracing::debug!(%peer, "goomerang: TLS handshake timed out"),
+    let Accepted {
+        stream,
+        peer,
+        pre_auth_deadline,
+    } = accepted;
+    let handshake = accept::handshake(
+        acceptor.accept(stream),
+        pre_auth_deadline,
+        &services.shutdown,
+    );
+    match handshake.await {
+        Ok(stream) => {
+            let certificate = tls::peer_common_name(stream.get_ref().1);
+            let accepted = Accepted {
+                stream,
+                peer,
+                pre_auth_deadline,
+            };
+            upgrade(accepted, certificate, guard, services, settings).await
+        }
+        Err(error) => tracing::debug!(%peer, %error, "goomerang: TLS handshake"),
     }
 }
 
+/// The WebSocket upgrade, refused with 401 when the client's token or certificate (`certificate`: the
+/// common name of a verified TLS client certificate) does not authenticate it.
 async fn upgrade<S>(
-    stream: S,
-    peer: SocketAddr,
+    accepted: Accepted<S>,
+    certificate: Option<String>,
     guard: ConnectionGuard,
     services: &Services,
     settings: &Settings,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let Accepted {
+        stream,
+        peer,
+        pre_auth_deadline,
+    } = accepted;
     let shutdown = services.shutdown.clone();
-    let accepted = tokio::select! {
-        _ = shutdown.cancelled() => return,
-        accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, ws::accept(stream, &settings.ws, |_| None)) => accepted,
-    };
-    let ws = match accepted {
-        Ok(Ok((ws, _))) => ws,
-        Ok(Err(error)) => {
-            tracing::debug!(%peer, %error, "goomerang: upgrade failed");
+    let stream = Watched::new(stream, &settings.deadlines);
+    let upgrade = ws::accept_authorized(
+        stream,
+        &settings.ws,
+        |_| None,
+        |request| {
+            settings
+                .auth
+                .authenticate_upgrade(certificate.as_deref(), request)
+                .map_err(|error| {
+                    tracing::debug!(%peer, %error, "goomerang: upgrade refused");
+                    StatusCode::UNAUTHORIZED
+                })
+        },
+    );
+    let (mut ws, identity) = match accept::handshake(upgrade, pre_auth_deadline, &shutdown).await {
+        Ok((ws, _, identity)) => (ws, identity),
+        Err(error) => {
+            tracing::debug!(%peer, %error, "goomerang: upgrade");
             return;
         }
-        Err(_) => {
-            tracing::debug!(%peer, "goomerang: upgrade timed out");
-            return;
-        }
     };
+    // The upgrade request was not a Goomerang frame.
+    ws.get_mut().frame_finished(false);
     let origin = Origin {
         protocol: Protocol::Goomerang,
         connection: guard.id(),
     };
-    guard.set_identity(&settings.identity.name);
-    let session = match Session::new(
-        &services.bus,
-        origin,
-        settings.identity.clone(),
-        settings.session.clone(),
-    ) {
+    guard.set_identity(&identity.name);
+    let session = match Session::new(&services.bus, origin, identity, settings.session.clone()) {
         Ok(session) => session,
         Err(error) => {
             tracing::warn!(%peer, %error, "goomerang: cannot set up the session");
@@ -278,6 +289,8 @@ async fn upgrade<S>(
         shutdown,
         batch: Vec::new(),
         handshake: CloseHandshake::new(),
+        stalled: None,
+        write_deadline: settings.deadlines.write(),
     }
     .run()
     .await;
@@ -294,24 +307,40 @@ enum Step {
 }
 
 struct Connection<S> {
-    ws: WebSocketStream<S>,
+    ws: WebSocketStream<Watched<S>>,
     session: Session,
     guard: ConnectionGuard,
     shutdown: CancellationToken,
     batch: Vec<Delivery>,
     handshake: CloseHandshake,
+    /// A stalled publish: nothing more is read from the client until it resolves; deliveries go on.
+    stalled: Option<futures::future::BoxFuture<'static, ()>>,
+    /// Longest time one batch of deliveries may take to write before the connection is dropped.
+    write_deadline: Duration,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     async fn run(mut self) {
         let reason = loop {
+            let mut stall = self.stalled.take();
             let step = tokio::select! {
                 _ = self.shutdown.cancelled() => Step::Close(CloseReason::Shutdown),
-                message = self.ws.next() => self.on_client(message).await,
+                () = async {
+                    if let Some(stall) = stall.as_mut() {
+                        stall.await;
+                    }
+                }, if stall.is_some() => {
+                    stall = None;
+                    Step::Continue
+                }
+                message = self.ws.next(), if stall.is_none() => self.on_client(message).await,
                 received = self.session.mailbox().recv_batch(&mut self.batch, BATCH) => {
                     self.on_deliveries(received).await
                 }
             };
+            if stall.is_some() {
+                self.stalled = stall;
+            }
             match step {
                 Step::Continue => {}
                 Step::Close(reason) => break reason,
@@ -325,7 +354,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     async fn on_client(&mut self, message: Option<Result<Message, WsError>>) -> Step {
         let message = match message {
             None => return Step::Done,
-            Some(Ok(message)) => message,
+            Some(Ok(message)) => {
+                self.ws.get_mut().frame_finished(false);
+                message
+            }
             Some(Err(WsError::Capacity(error))) => {
                 tracing::debug!(%error, "goomerang: closing the connection");
                 return Step::Close(CloseReason::MessageTooBig);
@@ -343,10 +375,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 match inbound {
                     Inbound::Continue => Step::Continue,
                     Inbound::Close(reason) => Step::Close(reason),
-                    Inbound::Wait(backpressure) => tokio::select! {
-                        _ = self.shutdown.cancelled() => Step::Close(CloseReason::Shutdown),
-                        _ = backpressure.ready() => Step::Continue,
-                    },
+                    Inbound::Wait(backpressure) => {
+                        self.stalled = Some(Box::pin(backpressure.ready()));
+                        Step::Continue
+                    }
                 }
             }
             Message::Text(_) => {
@@ -379,7 +411,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
             self.ws.flush().await
         };
-        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        match tokio::time::timeout(self.write_deadline, write).await {
             Ok(Ok(())) => Step::Continue,
             Ok(Err(error)) => {
                 tracing::debug!(%error, "goomerang: write failed");

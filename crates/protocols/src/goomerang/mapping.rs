@@ -20,6 +20,7 @@ use thiserror::Error;
 
 use super::codec::Delivery;
 use super::headers::FrameHeaders;
+use super::routing::ForeignKinds;
 
 /// First character of gatewayd's internal topic names (inboxes, RPC requests, broadcast).
 pub const RESERVED_TOPIC_PREFIX: &str = "$";
@@ -33,6 +34,9 @@ pub const USER_HEADER_PREFIX: &str = "message-";
 pub const KIND_HEADER: &str = "goomerang-kind";
 /// Bus header with the body's media type (used when the envelope itself has none).
 pub const CONTENT_TYPE_HEADER: &str = "content-type";
+/// Bus header naming the identity of the Goomerang connection that made a direct or sync send (set by gatewayd,
+/// never taken from the client).
+pub const SENDER_HEADER: &str = "goomerang-sender";
 /// The media type of bodies that came from a Goomerang client.
 pub const PROTOBUF_CONTENT_TYPE: &str = "application/x-protobuf";
 
@@ -98,10 +102,46 @@ pub fn to_envelope(
     envelope
 }
 
+/// The bus envelope of a direct or sync send of `kind` by `sender` on `topic`: [`to_envelope`] with the
+/// [`SENDER_HEADER`] set to the sender (a client's own header of that name is dropped).
+pub fn to_send_envelope(
+    topic: Topic,
+    kind: &str,
+    body: Bytes,
+    user: &FrameHeaders,
+    origin: Origin,
+    sender: &str,
+) -> Envelope {
+    let user: FrameHeaders = user
+        .iter()
+        .filter(|(key, _)| *key != SENDER_HEADER)
+        .collect();
+    let mut envelope = to_envelope(topic, kind, body, &user, origin);
+    envelope.headers.push(SENDER_HEADER, sender.to_owned());
+    envelope
+}
+
 /// What a Goomerang client receives for `envelope`: [`delivery_from_bus`] with the envelope's content
-/// type standing in for a missing `content-type` header.
-pub fn delivery_from_envelope(envelope: &Envelope, wrapper: &WrapperKind) -> Delivery {
-    let mut headers: Vec<(String, Bytes)> = Vec::with_capacity(envelope.headers.len() + 1);
+/// type standing in for a missing `content-type` header. A foreign envelope (no usable [`KIND_HEADER`]) that
+/// `foreign` names a kind for keeps its body and is delivered as that kind.
+pub fn delivery_from_envelope(
+    envelope: &Envelope,
+    wrapper: &WrapperKind,
+    foreign: &ForeignKinds,
+) -> Delivery {
+    let mut headers: Vec<(String, Bytes)> = Vec::with_capacity(envelope.headers.len() + 2);
+    let native = envelope
+        .headers
+        .get_str(KIND_HEADER)
+        .is_some_and(|kind| !kind.is_empty());
+    if !native {
+        if let Some(kind) = foreign.kind_of(&envelope.topic) {
+            headers.push((
+                KIND_HEADER.to_owned(),
+                Bytes::copy_from_slice(kind.as_bytes()),
+            ));
+        }
+    }
     if let Some(content_type) = &envelope.content_type {
         headers.push((
             CONTENT_TYPE_HEADER.to_owned(),
@@ -305,7 +345,7 @@ mod tests {
         assert_eq!(envelope.headers.get_str("goomerang-kind"), Some("a.B"));
         assert_eq!(envelope.headers.len(), 2);
         assert_eq!(
-            delivery_from_envelope(&envelope, &WrapperKind::default()),
+            delivery_from_envelope(&envelope, &WrapperKind::default(), &ForeignKinds::default()),
             Delivery {
                 kind: "a.B".into(),
                 payload: Bytes::from_static(b"\x0a\x02hi"),
@@ -324,7 +364,8 @@ mod tests {
         envelope.content_type = Some("application/json".into());
         envelope.headers.push("content-type", "text/plain");
         envelope.headers.push("x", "1");
-        let delivery = delivery_from_envelope(&envelope, &WrapperKind::default());
+        let delivery =
+            delivery_from_envelope(&envelope, &WrapperKind::default(), &ForeignKinds::default());
         assert_eq!(delivery.kind, "google.protobuf.BytesValue");
         assert_eq!(&delivery.payload[..], b"\x0a\x02{}");
         assert_eq!(

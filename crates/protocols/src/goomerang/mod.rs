@@ -7,6 +7,7 @@
 //! - [`limits`]: the size limits, checked before anything is decoded;
 //! - [`mapping`]: how commands and deliveries translate to and from the bus (reserved topics, headers,
 //!   the wrapper kind for foreign payloads);
+//! - [`routing`]: the topics plain sends go to, and the kinds foreign messages are delivered as, per topic;
 //! - [`close`]: the close-handshake policy (always close code 1000).
 //!
 //! And the half that meets the bus and the network:
@@ -22,6 +23,7 @@ pub mod limits;
 pub mod listener;
 pub mod mapping;
 pub mod proto;
+pub mod routing;
 pub mod session;
 
 pub use close::{CloseFrame, CloseHandshake, CloseReason, PeerClose};
@@ -33,4 +35,5 @@ pub use headers::FrameHeaders;
 pub use limits::{LimitExceeded, Limits};
 pub use listener::start;
 pub use mapping::WrapperKind;
+pub use routing::{ForeignKinds, SendRoutes};
 pub use session::{Inbound, Session, SessionSettings};

@@ -5,6 +5,9 @@
 //! ([`Session::on_message`]) and each bus delivery ([`Session::on_delivery`], with the time to stamp
 //! on the frame), and writes what comes back. Goomerang has no error frame and no ack (reference §3),
 //! so every refused or undeliverable message is dropped, logged and counted in `gatewayd_drops_total`.
+//!
+//! A plain `Send` goes to the topic [`SendRoutes`] derives from its kind, with the sender's identity in the
+//! `goomerang-sender` header; a `SendSync` to `$rpc.goomerang.<kind>`, with reply-to and correlation id as well.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::SystemTime;
@@ -21,13 +24,12 @@ use super::codec::{decode, encode_delivery, encode_sync_reply, Command, DecodeEr
 use super::headers::FrameHeaders;
 use super::limits::Limits;
 use super::mapping::{
-    broadcast_topic, delivery_from_envelope, rpc_topic, to_envelope, topic, user_headers,
-    WrapperKind,
+    broadcast_topic, delivery_from_envelope, rpc_topic, to_envelope, to_send_envelope, topic,
+    user_headers, WrapperKind,
 };
+use super::routing::{ForeignKinds, SendRoutes};
 use crate::auth::Identity;
 
-/// Name of the inbox sync replies come back to: `$inbox.<connection>.goomerang-sync`.
-const REPLY_INBOX: &[u8] = b"goomerang-sync";
 /// Most sync requests one connection may have waiting for a reply; past it the oldest is forgotten
 /// (its client-side `SendSync` has long timed out in any realistic setup).
 pub const MAX_PENDING_SYNC: usize = 1024;
@@ -41,6 +43,10 @@ pub struct SessionSettings {
     pub wrapper_kind: WrapperKind,
     /// Most topic subscriptions per connection (the implicit broadcast one not counted).
     pub max_subscriptions: usize,
+    /// The topic each plain `Send` is published on.
+    pub send_routes: SendRoutes,
+    /// The kinds foreign messages on some topics are delivered as, instead of wrapped.
+    pub foreign_kinds: ForeignKinds,
 }
 
 /// What the listener does after a client message.
@@ -76,7 +82,8 @@ impl Session {
     ) -> Result<Session, SubscribeError> {
         let mut mailbox = bus.mailbox(origin);
         mailbox.subscribe(Pattern::exact(&broadcast_topic()))?;
-        let inbox = mailbox.inbox(REPLY_INBOX);
+        // Sync replies come back to `$inbox.<connection>.<128 random bits>`: nobody can answer into it unasked.
+        let inbox = mailbox.inbox(crate::auth::unguessable_name().as_bytes());
         let inbox_subscription = mailbox.subscribe(Pattern::exact(&inbox))?;
         Ok(Session {
             bus: bus.clone(),
@@ -88,6 +95,11 @@ impl Session {
             inbox_subscription,
             pending: PendingSync::default(),
         })
+    }
+
+    /// The inbox sync replies come back to.
+    pub fn reply_inbox(&self) -> &Topic {
+        &self.inbox
     }
 
     /// The mailbox to receive deliveries from; hand each one to [`Session::on_delivery`].
@@ -131,7 +143,13 @@ impl Session {
                 headers,
             } => {
                 let target = topic(&name);
-                return self.publish(target, &kind, message, &user_headers(&headers), None);
+                return self.publish(
+                    target,
+                    &kind,
+                    message,
+                    &user_headers(&headers),
+                    Outgoing::Publish,
+                );
             }
             Command::Broadcast {
                 kind,
@@ -143,14 +161,16 @@ impl Session {
                     &kind,
                     message,
                     &user_headers(&headers),
-                    None,
+                    Outgoing::Publish,
                 );
             }
-            Command::Send { kind, .. } => {
-                drop_frame(
-                    DropReason::Unroutable,
-                    &format_args!("direct send of {kind}: gatewayd has no handlers"),
-                );
+            Command::Send {
+                kind,
+                payload,
+                headers,
+            } => {
+                let target = self.settings.send_routes.topic(&kind);
+                return self.publish(target, &kind, payload, &headers, Outgoing::Direct);
             }
             Command::SendSync {
                 uuid,
@@ -203,7 +223,7 @@ impl Session {
         kind: &str,
         body: Bytes,
         headers: &FrameHeaders,
-        request: Option<String>,
+        outgoing: Outgoing,
     ) -> Inbound {
         if !self.identity.may_publish(&target) {
             drop_frame(
@@ -212,21 +232,30 @@ impl Session {
             );
             return Inbound::Continue;
         }
-        let mut envelope = to_envelope(target, kind, body, headers, self.mailbox.owner());
-        if let Some(uuid) = &request {
+        let origin = self.mailbox.owner();
+        let mut envelope = match &outgoing {
+            Outgoing::Publish => to_envelope(target, kind, body, headers, origin),
+            Outgoing::Direct | Outgoing::Sync(_) => {
+                to_send_envelope(target, kind, body, headers, origin, &self.identity.name)
+            }
+        };
+        if let Outgoing::Sync(uuid) = &outgoing {
             envelope.reply_to = Some(self.inbox.clone());
             envelope.correlation_id = Some(uuid.clone());
         }
         let outcome = self.bus.publish(envelope);
-        if let Some(uuid) = request {
-            if outcome.delivered == 0 && outcome.retained == 0 {
-                drop_frame(
-                    DropReason::Unroutable,
-                    &format_args!("sync request {uuid} of {kind}: no responder"),
-                );
-            } else {
-                self.pending.insert(uuid);
-            }
+        let unrouted = outcome.delivered == 0 && outcome.retained == 0;
+        match outgoing {
+            Outgoing::Sync(uuid) if unrouted => drop_frame(
+                DropReason::Unroutable,
+                &format_args!("sync request {uuid} of {kind}: no responder"),
+            ),
+            Outgoing::Sync(uuid) => self.pending.insert(uuid),
+            Outgoing::Direct if unrouted => drop_frame(
+                DropReason::Unroutable,
+                &format_args!("direct send of {kind}: nobody subscribes to its topic"),
+            ),
+            Outgoing::Direct | Outgoing::Publish => {}
         }
         match outcome.backpressure {
             Some(backpressure) => Inbound::Wait(backpressure),
@@ -248,7 +277,13 @@ impl Session {
             );
             return Inbound::Continue;
         }
-        self.publish(rpc_topic(kind), kind, payload, headers, Some(uuid))
+        self.publish(
+            rpc_topic(kind),
+            kind,
+            payload,
+            headers,
+            Outgoing::Sync(uuid),
+        )
     }
 
     /// The frame to send to the client for `delivery`, stamped with `now`; `None` if it is not sent
@@ -271,7 +306,11 @@ impl Session {
             );
             return None;
         }
-        let message = delivery_from_envelope(envelope, &self.settings.wrapper_kind);
+        let message = delivery_from_envelope(
+            envelope,
+            &self.settings.wrapper_kind,
+            &self.settings.foreign_kinds,
+        );
         let frame = if delivery.subscription == self.inbox_subscription {
             let uuid = envelope
                 .correlation_id
@@ -305,6 +344,16 @@ impl Session {
         }
         Some(frame)
     }
+}
+
+/// What a message published for the client is.
+enum Outgoing {
+    /// `Publish` and `Broadcast`: to a topic the client named (or the broadcast topic).
+    Publish,
+    /// A plain `Send(msg)` for the handler of its kind, carrying the sender's identity.
+    Direct,
+    /// A `SendSync` with this uuid: like `Direct`, with reply-to and correlation id, waiting for one reply.
+    Sync(String),
 }
 
 fn drop_frame(reason: DropReason, why: &dyn std::fmt::Display) {

@@ -12,6 +12,7 @@ use core_bus::Topic;
 use serde::{Deserialize, Serialize};
 
 use super::limits::{self, Limits};
+use crate::accept::Deadlines;
 use crate::auth::AuthConfig;
 use crate::limits::ListenerLimits;
 use crate::tls::TlsConfig;
@@ -28,6 +29,9 @@ pub struct LoomConfig {
     pub tls: TlsConfig,
     pub limits: LoomLimits,
     pub quic: QuicConfig,
+    /// Pre-auth (QUIC handshake, and each stream's hello) and blocked-write deadlines; `idle_frame_ms` is not used
+    /// (`quic.idle_timeout_secs` ends silent connections).
+    pub deadlines: Deadlines,
     /// How long a refused consumer stream stays open before its FIN, so that clients reconnecting in a loop
     /// (Loom-go does so without delay, reference §4.10) are slowed down.
     pub reject_delay_ms: u64,
@@ -48,6 +52,7 @@ impl Default for LoomConfig {
             },
             limits: LoomLimits::default(),
             quic: QuicConfig::default(),
+            deadlines: Deadlines::default(),
             reject_delay_ms: 1_000,
             topic_prefix: None,
             auth: AuthConfig::default(),
@@ -65,7 +70,7 @@ impl LoomConfig {
         }
         crate::auth::Authenticator::new(self.auth.clone())
             .map_err(|error| format!("loom.{error}"))?;
-        Ok(())
+        self.deadlines.validate("loom")
     }
 
     pub fn reject_delay(&self) -> Duration {

@@ -17,6 +17,7 @@ use super::hello::Role;
 use super::limits::Limits;
 use super::reject::Rejection;
 use super::session::{self, Admitted, ConsumerSession, MsgIds, Produced, ProducerSession};
+use crate::accept::Deadlines;
 use crate::auth::Authenticator;
 use crate::{ConnectionGuard, Services};
 
@@ -63,6 +64,7 @@ pub(super) struct Settings {
     pub max_consumers: usize,
     pub topic_prefix: Option<Topic>,
     pub reject_delay: Duration,
+    pub deadlines: Deadlines,
 }
 
 /// What every stream of one QUIC connection shares.
@@ -118,13 +120,18 @@ pub(super) async fn open<I: Inbound>(
     settings: &Settings,
     conn: &Conn,
 ) -> Result<Admitted, Outcome> {
+    let deadline = tokio::time::Instant::now() + settings.deadlines.pre_auth();
     let hello = loop {
         match session::read_hello(buf, &settings.limits) {
             Ok(Some(hello)) => break hello,
             Ok(None) => {}
             Err(rejection) => return Err(Outcome::Rejected(rejection)),
         }
-        match input.read_more(buf).await {
+        let Ok(read) = tokio::time::timeout_at(deadline, input.read_more(buf)).await else {
+            tracing::debug!("loom hello not finished before the pre-auth deadline");
+            return Err(Outcome::Gone);
+        };
+        match read {
             Ok(true) => {}
             Ok(false) => match session::finish_hello(buf, &settings.limits) {
                 Ok(hello) => break hello,
@@ -222,7 +229,8 @@ pub(super) async fn consume<I: Inbound, O: Outbound>(
                     return Outcome::Gone;
                 };
                 let message = session.deliver(delivery);
-                if output.write(message.segments()).await.is_err() {
+                let write = output.write(message.segments());
+                if !matches!(tokio::time::timeout(settings.deadlines.write(), write).await, Ok(Ok(()))) {
                     return Outcome::Gone;
                 }
             }

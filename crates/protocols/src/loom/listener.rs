@@ -4,6 +4,7 @@
 //! Reload swaps the [`Settings`] (auth, limits, topic prefix, reject delay) that each new connection and stream
 //! takes; open streams keep theirs. The address, TLS and QUIC transport settings need a restart.
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use super::driver::{Conn, Settings, Shared};
 use super::reject::{ALPN, ALPN_H3, ALPN_LEGACY, QUIC_REJECTED};
 use super::session::MsgIds;
 use super::{listener_h3, listener_quic};
+use crate::accept;
 use crate::auth::Authenticator;
 use crate::{tls, Reload, RunningListener, Services};
 
@@ -70,6 +72,7 @@ fn settings(config: &LoomConfig) -> anyhow::Result<Settings> {
         max_consumers: config.limits.max_subscriptions_per_connection,
         topic_prefix: config.topic_prefix.clone(),
         reject_delay: config.reject_delay(),
+        deadlines: config.deadlines,
     })
 }
 
@@ -147,16 +150,14 @@ async fn accept(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
 }
 
 async fn connection(incoming: quinn::Incoming, conn: Conn, shared: Arc<Shared>) {
-    let shutdown = shared.services.shutdown.clone();
-    let quic = tokio::select! {
-        () = shutdown.cancelled() => return,
-        connecting = incoming => match connecting {
-            Ok(quic) => quic,
-            Err(error) => {
-                tracing::debug!(%error, "loom handshake failed");
-                return;
-            }
-        },
+    let shutdown = &shared.services.shutdown;
+    let deadline = tokio::time::Instant::now() + shared.settings.load().deadlines.pre_auth();
+    let quic = match accept::handshake(incoming.into_future(), deadline, shutdown).await {
+        Ok(quic) => quic,
+        Err(error) => {
+            tracing::debug!(%error, "loom handshake");
+            return;
+        }
     };
     let alpn = quic
         .handshake_data()

@@ -43,7 +43,8 @@ pub fn publish_topic(channel: &str) -> Result<Topic, Error> {
             format!("cannot publish to wildcard channel {channel:?}"),
         ));
     }
-    Ok(Topic::from_dotted(channel.as_bytes()))
+    Topic::try_from_dotted(channel.as_bytes())
+        .map_err(|error| Error::new(ErrorCode::BadRequest, format!("invalid channel: {error}")))
 }
 
 /// The pattern a subscription key stands for under `generation`'s rules (`None`: a JSON client not yet

@@ -4,19 +4,19 @@
 //!
 //! A JSON Connect from a G0 or a G1 SDK looks the same. Such a connection stays "G0 or G1" until a
 //! message with a generation-specific shape arrives; meanwhile inbound messages are read with the G1
-//! schema (which accepts G0's connect/subscribe/ping shapes) and outbound ones are written as G1 JSON,
-//! with each delivered message's payload object also carrying the G0 CloudEvent keys. The key sets do
-//! not overlap and both SDKs ignore unknown keys, so either client reads its own.
+//! schema (which accepts G0's connect/subscribe/ping shapes) and outbound ones carry only what both
+//! generations define ([`super::g0_or_g1`]). Once the generation is known, replies use exactly its schema.
 
 use bytes::Bytes;
 use prost::Message as _;
 use serde_json::Value;
 
+use super::g0_or_g1;
 use super::generation::{
     detect_json, detect_protobuf, legacy_shape, Detected, Encoding, Generation, GenerationSetting,
 };
 use super::json::{self, JsonError};
-use super::message::{Inbound, Outbound, OutboundBody};
+use super::message::{Inbound, Outbound};
 use super::wire::{DecodeError, G0Wire, G1Wire, G2Wire, Unrepresentable, Wire};
 
 /// One WebSocket data message.
@@ -165,47 +165,21 @@ fn encode_json<W: Wire>(message: &Outbound) -> Result<Value, EncodeError> {
 }
 
 fn encode_g0_or_g1(message: &Outbound) -> Result<Value, EncodeError> {
-    let mut rendered = encode_json::<G1Wire>(message)?;
-    if matches!(message.body, OutboundBody::Publication(_)) {
-        let events = encode_json::<G0Wire>(message)?;
-        merge_event_keys(&mut rendered, &events);
-    }
-    Ok(rendered)
-}
-
-/// Adds each G0 delivered event's keys to the matching G1 message payload object.
-fn merge_event_keys(g1: &mut Value, g0: &Value) {
-    let (Some(messages), Some(events)) = (
-        g1.pointer_mut("/publication/messages")
-            .and_then(Value::as_array_mut),
-        g0.pointer("/publication/messages")
-            .and_then(Value::as_array),
-    ) else {
-        return;
-    };
-    for (message, event) in messages.iter_mut().zip(events) {
-        let (Some(message), Some(event)) = (
-            message.as_object_mut(),
-            event.get("payload").and_then(Value::as_object),
-        ) else {
-            continue;
-        };
-        let payload = message
-            .entry("payload")
-            .or_insert_with(|| Value::Object(serde_json::Map::new()));
-        if let Some(payload) = payload.as_object_mut() {
-            for (key, value) in event {
-                payload.entry(key.clone()).or_insert_with(|| value.clone());
-            }
-        }
-    }
+    let g0 = encode_json::<G0Wire>(message)?;
+    let g1 = encode_json::<G1Wire>(message)?;
+    Ok(g0_or_g1::common_reply(&g0, &g1))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::messageloop::message::{InboundBody, Message, Payload, Position, Subscription};
-    use serde_json::json;
+    use crate::messageloop::conformance::{check_json, check_protobuf, outbound_name, UnknownKeys};
+    use crate::messageloop::message::{
+        Connected, Error, InboundBody, Message, OutboundBody, Payload, Position, PresenceAction,
+        PresenceEvent, PresenceInfo, PresenceSnapshot, PublishAck, RecoverState, RpcReply,
+        SubscribeAck, Subscription,
+    };
+    use crate::messageloop::ErrorCode;
 
     fn auto(encoding: Encoding) -> WsCodec {
         WsCodec::new(encoding, GenerationSetting::Auto)
@@ -254,8 +228,8 @@ mod tests {
         assert!(codec.is_g0_or_g1());
         let delivered = text(codec.encode(&delivery()).unwrap());
         let payload = &delivered["publication"]["messages"][0]["payload"];
-        assert_eq!(payload["text"], "hi");
-        assert_eq!(payload["content_type"], "text/plain");
+        assert!(payload.get("text").is_none());
+        assert!(payload.get("content_type").is_none());
         assert_eq!(payload["source"], "demo");
         assert_eq!(payload["binary_data"], "aGk=");
         assert_eq!(delivered["publication"]["messages"][0]["offset"], "1");
@@ -331,13 +305,146 @@ mod tests {
     }
 
     #[test]
-    fn merging_tolerates_odd_shapes() {
-        let mut g1 = json!({"publication":{"messages":[{"id":"a"}, 3]}});
-        let g0 = json!({"publication":{"messages":[{"payload":{"source":"s"}}, {"payload":{}}]}});
-        merge_event_keys(&mut g1, &g0);
+    fn an_undecided_json_client_gets_no_g1_only_fields() {
+        let mut codec = auto(Encoding::Json);
+        codec
+            .decode(br#"{"id":"1","connect":{"client_type":"sdk","version":"1.0.0"}}"#)
+            .unwrap();
+        let connected = Outbound {
+            id: "1".into(),
+            time_ms: 5,
+            body: OutboundBody::Connected(Connected {
+                session_id: "s".into(),
+                stream_epoch: "e".into(),
+                ..Connected::default()
+            }),
+        };
         assert_eq!(
-            g1,
-            json!({"publication":{"messages":[{"id":"a","payload":{"source":"s"}}, 3]}})
+            text(codec.encode(&connected).unwrap()),
+            serde_json::json!({"id":"1","time":"5","connected":{"session_id":"s"}})
         );
+    }
+
+    /// One reply of every kind the session sends, with every field it can fill.
+    fn every_reply() -> Vec<Outbound> {
+        let info = PresenceInfo {
+            session_id: "s".into(),
+            user_id: "u".into(),
+            client_id: "c".into(),
+            connected_at_ms: 7,
+        };
+        let snapshot = PresenceSnapshot {
+            channel: "demo".into(),
+            clients: vec![info.clone()],
+            truncated: false,
+            occupancy: 1,
+        };
+        let OutboundBody::Publication(messages) = delivery().body else {
+            unreachable!()
+        };
+        let bodies = vec![
+            OutboundBody::Error(Error::new(ErrorCode::BadRequest, "bad")),
+            OutboundBody::Connected(Connected {
+                session_id: "s".into(),
+                subscriptions: vec!["demo".into()],
+                resumed: false,
+                stream_epoch: "e".into(),
+                accepted_caps: Vec::new(),
+            }),
+            OutboundBody::SubscribeAck(SubscribeAck {
+                subscriptions: vec![Subscription::channel("demo")],
+                recover: RecoverState::None,
+                stream_epoch: "e".into(),
+                presence: vec![snapshot.clone()],
+                error: None,
+                replayed: messages.clone(),
+                recover_results: Vec::new(),
+            }),
+            OutboundBody::UnsubscribeAck(vec![Subscription::channel("demo")]),
+            OutboundBody::PublishAck(PublishAck {
+                id: "p".into(),
+                position: Position {
+                    stream_epoch: "e".into(),
+                    offset: Some(3),
+                },
+            }),
+            OutboundBody::Publication(messages),
+            OutboundBody::RpcReply(RpcReply {
+                request_id: "r".into(),
+                payload: Payload::text("text/plain", "pong"),
+                headers: vec![("k".into(), bytes::Bytes::from_static(b"v"))],
+                error: None,
+            }),
+            OutboundBody::RpcReply(RpcReply {
+                request_id: "r".into(),
+                payload: Payload::default(),
+                headers: Vec::new(),
+                error: Some(Error::new(ErrorCode::RpcTimeout, "late")),
+            }),
+            OutboundBody::SubRefreshAck,
+            OutboundBody::Presence(snapshot),
+            OutboundBody::PresenceEvent(PresenceEvent {
+                channel: "demo".into(),
+                action: PresenceAction::Join,
+                info,
+                generation: 2,
+            }),
+            OutboundBody::Ping,
+            OutboundBody::Pong,
+        ];
+        bodies
+            .into_iter()
+            .map(|body| Outbound {
+                id: "x".into(),
+                time_ms: 5,
+                body,
+            })
+            .collect()
+    }
+
+    /// Every reply reads as strictly as the SDKs read: exactly the known generation's schema, and while a JSON
+    /// client may be G0 or G1, strictly as G0 (whose SDK rejects unknown keys) and with G1's types.
+    #[test]
+    fn every_reply_reads_strictly_as_its_generation() {
+        let mut undecided = auto(Encoding::Json);
+        undecided
+            .decode(br#"{"id":"1","connect":{"client_type":"sdk","version":"1.0.0"}}"#)
+            .unwrap();
+        assert!(undecided.is_g0_or_g1());
+        let g0 = outbound_name(Generation::G0);
+        let g1 = outbound_name(Generation::G1);
+        for reply in every_reply() {
+            match undecided.encode(&reply) {
+                Ok(frame) => {
+                    let value = text(frame);
+                    check_json(g0, &value, UnknownKeys::Reject)
+                        .unwrap_or_else(|err| panic!("G0 cannot read {value}: {err}"));
+                    check_json(g1, &value, UnknownKeys::Discard)
+                        .unwrap_or_else(|err| panic!("G1 cannot read {value}: {err}"));
+                }
+                Err(EncodeError::Unrepresentable(_)) => {}
+                Err(err) => panic!("{err}"),
+            }
+        }
+        for generation in [Generation::G0, Generation::G1, Generation::G2] {
+            let name = outbound_name(generation);
+            for encoding in [Encoding::Json, Encoding::Protobuf] {
+                let codec = WsCodec::new(encoding, GenerationSetting::Fixed(generation));
+                for reply in every_reply() {
+                    let result = match codec.encode(&reply) {
+                        Ok(Frame::Text(text)) => {
+                            let value = serde_json::from_str(&text).unwrap();
+                            check_json(name, &value, UnknownKeys::Reject)
+                        }
+                        Ok(Frame::Binary(bytes)) => check_protobuf(name, &bytes),
+                        Err(EncodeError::Unrepresentable(_)) => Ok(()),
+                        Err(err) => panic!("{err}"),
+                    };
+                    if let Err(err) = result {
+                        panic!("{generation} {encoding:?} cannot read {reply:?}: {err}");
+                    }
+                }
+            }
+        }
     }
 }

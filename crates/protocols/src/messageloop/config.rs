@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::generation::{Generation, GenerationSetting};
+use crate::accept::Deadlines;
 use crate::auth::AuthConfig;
 use crate::limits::ListenerLimits;
 use crate::tls::TlsConfig;
@@ -21,6 +22,8 @@ pub struct Config {
     pub generation: GenerationOption,
     pub limits: Limits,
     pub heartbeat: HeartbeatConfig,
+    /// Pre-auth (TLS, upgrade or HTTP/2 preface, and Connect), unfinished-frame and blocked-write deadlines.
+    pub deadlines: Deadlines,
     /// How long an RPC waits for the first reply before RPC_TIMEOUT.
     pub rpc_timeout_secs: u64,
     pub auth: AuthConfig,
@@ -34,6 +37,7 @@ impl Default for Config {
             generation: GenerationOption::Auto,
             limits: Limits::default(),
             heartbeat: HeartbeatConfig::default(),
+            deadlines: Deadlines::default(),
             rpc_timeout_secs: 30,
             auth: AuthConfig::default(),
         }
@@ -68,6 +72,7 @@ impl Config {
                     .map_err(|error| format!("messageloop.{name}.{error}"))?;
             }
         }
+        self.deadlines.validate("messageloop")?;
         if self.limits.max_message_size == 0 {
             return Err("messageloop.limits.max_message_size: must be at least 1".to_owned());
         }

@@ -124,7 +124,7 @@ fn whole_numbers(value: &mut Value) {
     }
 }
 
-fn descriptor(full_name: &'static str) -> Result<MessageDescriptor, JsonError> {
+pub(crate) fn descriptor(full_name: &str) -> Result<MessageDescriptor, JsonError> {
     let pool = POOL
         .as_ref()
         .map_err(|err| JsonError::Descriptors(err.clone()))?;

@@ -1,15 +1,19 @@
 //! MessageLoop client protocol (reference `shared/protocols/messageloop.md`), bus-independent part: the
 //! three wire generations (G0 = upstream v0.1.1 with CloudEvents, G1 = v0.2.0, G2 = HEAD) as protobuf
 //! types and tonic services ([`pb`]), their JSON encoding ([`json`]), generation detection
-//! ([`generation`]), WebSocket subprotocol negotiation ([`subprotocol`]), generation-neutral messages
-//! ([`message`]) with conversions from and to each generation ([`wire`]), the per-connection WebSocket
-//! codec ([`codec`]), error and disconnect codes ([`codes`]) and the CloudEvents mapping ([`cloudevent`]).
+//! ([`generation`]), the replies a JSON client that is G0 or G1 reads alike ([`g0_or_g1`]), WebSocket
+//! subprotocol negotiation ([`subprotocol`]), generation-neutral messages ([`message`]) with conversions
+//! from and to each generation ([`wire`]), the per-connection WebSocket codec ([`codec`]), error and
+//! disconnect codes ([`codes`]), the CloudEvents mapping ([`cloudevent`]) and strict reading of server messages
+//! as the SDKs read them ([`conformance`]).
 
 pub mod channel;
 pub mod cloudevent;
 pub mod codec;
 pub mod codes;
 pub mod config;
+pub mod conformance;
+pub mod g0_or_g1;
 pub mod generation;
 pub mod json;
 pub mod listener;

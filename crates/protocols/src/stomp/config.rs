@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::limits::Limits;
 use super::negotiate::HeartBeatPolicy;
 use super::transaction::TxLimits;
+use crate::accept::Deadlines;
 use crate::auth::AuthConfig;
 use crate::limits::ListenerLimits;
 use crate::tls::TlsConfig;
@@ -35,10 +36,8 @@ pub struct Config {
     /// Window of a `/queue/` subscription in a client ack mode when SUBSCRIBE names no
     /// `prefetch-count` / `activemq.prefetchSize`.
     pub default_prefetch: u32,
-    /// Close a connection that has not sent CONNECT within this many seconds.
-    pub login_timeout_secs: u64,
-    /// Close a connection whose socket does not take our bytes within this many seconds.
-    pub write_timeout_secs: u64,
+    /// Pre-auth (TLS, WebSocket upgrade and CONNECT), unfinished-frame and blocked-write deadlines.
+    pub deadlines: Deadlines,
     /// Deliveries taken from the bus and written with one write.
     pub write_batch: usize,
     /// Durable topic subscriptions (backing queues) kept at most, over all STOMP listeners.
@@ -57,8 +56,7 @@ impl Default for Config {
             heart_beat: HeartBeatPolicy::default(),
             unknown_destination: UnknownDestination::Error,
             default_prefetch: 100,
-            login_timeout_secs: 10,
-            write_timeout_secs: 30,
+            deadlines: Deadlines::default(),
             write_batch: 64,
             max_durable_subscriptions: 1_000,
             auth: AuthConfig::default(),

@@ -1,6 +1,6 @@
 //! The tokio loop of one STOMP connection: reads bytes into the [`Session`], drains the mailbox in
 //! batches, writes everything queued with one write, keeps the negotiated heart-beats and the
-//! login timeout, and closes with the §2.6 procedure (flush, shut the write side, drain input for
+//! deadlines (pre-auth until CONNECTED, unfinished frames and blocked writes through [`Watched`]), and closes with the §2.6 procedure (flush, shut the write side, drain input for
 //! up to a second). [`Transport`] hides whether frames travel on a byte stream or as WebSocket
 //! messages.
 
@@ -10,17 +10,20 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use core_bus::{Backpressure, Closed, Delivery, Mailbox};
+use core_bus::{Closed, Delivery, Mailbox};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, timeout, Instant};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use super::outbox::Outbox;
 use super::session::{Flow, Session};
+use crate::accept::{Deadlines, Watched};
 use crate::ConnectionGuard;
 
 /// How long a closing connection waits for the peer to finish.
@@ -39,21 +42,23 @@ pub(crate) trait Transport {
     /// Writes the frames and flushes once.
     async fn send(&mut self, frames: &mut Outbox) -> io::Result<()>;
     async fn heart_beat(&mut self) -> io::Result<()>;
+    /// The session finished at least one frame; `unfinished_left` says the next one has started.
+    fn frames_finished(&mut self, unfinished_left: bool);
     /// Flushes, ends the write side, and waits briefly for the peer to close.
     async fn close(self);
 }
 
 /// STOMP on a byte stream.
 pub(crate) struct StreamTransport<S> {
-    stream: S,
+    stream: Watched<S>,
     /// The last read filled all the room it was given, so more input is probably waiting.
     busy: bool,
 }
 
 impl<S> StreamTransport<S> {
-    pub(crate) fn new(stream: S) -> Self {
+    pub(crate) fn new(stream: S, deadlines: &Deadlines) -> Self {
         StreamTransport {
-            stream,
+            stream: Watched::new(stream, deadlines),
             busy: false,
         }
     }
@@ -81,6 +86,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for StreamTransport<S> {
         self.stream.flush().await
     }
 
+    fn frames_finished(&mut self, unfinished_left: bool) {
+        self.stream.frame_finished(unfinished_left);
+    }
+
     async fn close(mut self) {
         let _ = timeout(LINGER, async {
             let _ = self.stream.shutdown().await;
@@ -95,12 +104,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for StreamTransport<S> {
 /// otherwise); inbound messages are concatenated, so frames may span messages and a message
 /// may hold several frames.
 pub(crate) struct WsTransport<S> {
-    ws: WebSocketStream<S>,
+    ws: WebSocketStream<Watched<S>>,
 }
 
 impl<S> WsTransport<S> {
-    pub(crate) fn new(ws: WebSocketStream<S>) -> Self {
+    pub(crate) fn new(ws: WebSocketStream<Watched<S>>) -> Self {
         WsTransport { ws }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsTransport<S> {
+    /// Answers a message over `stomp.ws.max_message_bytes` (or a frame header declaring one) with close
+    /// 1009, and waits briefly for the client's close so the frame is not lost to a reset.
+    async fn refuse_too_big(&mut self) {
+        let frame = CloseFrame {
+            code: CloseCode::Size,
+            reason: Utf8Bytes::from_static("message too big"),
+        };
+        let _ = timeout(LINGER, async {
+            let _ = self.ws.close(Some(frame)).await;
+            while let Some(Ok(_)) = self.ws.next().await {}
+        })
+        .await;
     }
 }
 
@@ -109,6 +134,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for WsTransport<S> {
         loop {
             let data = match self.ws.next().await {
                 None | Some(Ok(Message::Close(_))) => return Ok(0),
+                Some(Err(WsError::Capacity(error))) => {
+                    // Boxed: it runs at most once per connection.
+                    Box::pin(self.refuse_too_big()).await;
+                    return Err(io::Error::other(error));
+                }
                 Some(Err(e)) => return Err(io::Error::other(e)),
                 Some(Ok(Message::Text(text))) => Bytes::from(text),
                 Some(Ok(Message::Binary(data))) => data,
@@ -139,6 +169,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for WsTransport<S> {
             .map_err(io::Error::other)
     }
 
+    fn frames_finished(&mut self, unfinished_left: bool) {
+        self.ws.get_mut().frame_finished(unfinished_left);
+    }
+
     async fn close(mut self) {
         let _ = timeout(LINGER, async {
             let _ = self.ws.close(None).await;
@@ -151,8 +185,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for WsTransport<S> {
 /// Timers of one connection.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timing {
-    pub login_timeout: Duration,
-    pub write_timeout: Duration,
+    pub deadlines: Deadlines,
     pub write_batch: usize,
 }
 
@@ -167,12 +200,15 @@ async fn next_batch(
     }
 }
 
-async fn room(wait: Option<Backpressure>) {
+async fn room(wait: Option<&mut Stall>) {
     match wait {
-        Some(wait) => wait.ready().await,
+        Some(wait) => wait.await,
         None => std::future::pending().await,
     }
 }
+
+/// The wait of one stalled publish.
+type Stall = futures::future::BoxFuture<'static, ()>;
 
 async fn at(deadline: Option<Instant>) {
     match deadline {
@@ -183,14 +219,28 @@ async fn at(deadline: Option<Instant>) {
 
 /// Runs one connection until it closes. Boxed, so a connection task is only as large as its own transport
 /// needs, whichever listener spawned it.
+/// `login_by` is the connection's pre-auth deadline, counted from accept.
 pub(crate) fn run<T: Transport>(
     transport: T,
     session: Session,
     guard: ConnectionGuard,
     shutdown: CancellationToken,
     timing: Timing,
+    login_by: Instant,
 ) -> Pin<Box<impl Future<Output = ()>>> {
-    Box::pin(run_connection(transport, session, guard, shutdown, timing))
+    Box::pin(run_connection(
+        transport, session, guard, shutdown, timing, login_by,
+    ))
+}
+
+/// Hands `buf` to the session and tells the transport whether frames were finished.
+fn receive<T: Transport>(session: &mut Session, buf: &mut BytesMut, transport: &mut T) -> Flow {
+    let before = buf.len();
+    let flow = session.receive(buf);
+    if buf.len() < before {
+        transport.frames_finished(!buf.is_empty());
+    }
+    flow
 }
 
 async fn run_connection<T: Transport>(
@@ -199,7 +249,9 @@ async fn run_connection<T: Transport>(
     guard: ConnectionGuard,
     shutdown: CancellationToken,
     timing: Timing,
+    login_by: Instant,
 ) {
+    let write_timeout = timing.deadlines.write();
     let started = Instant::now();
     let mut last_read = started;
     let mut last_write = started;
@@ -208,12 +260,12 @@ async fn run_connection<T: Transport>(
     let mut batch = Vec::new();
     let mut flow = Flow::Continue;
     let mut identified = false;
-    // Set while a full group under the `block` policy holds back the producer: deliveries and heart-beats
-    // go on, reading stops.
-    let mut paused: Option<Backpressure> = None;
+    // Set while a publish is stalled (a subscriber queue or a `block` group over its bound): deliveries and
+    // heart-beats go on, reading stops. One future per stall, so its bound counts from the publish.
+    let mut paused: Option<Stall> = None;
     loop {
         if !session.outbox().is_empty() {
-            match timeout(timing.write_timeout, transport.send(session.outbox())).await {
+            match timeout(write_timeout, transport.send(session.outbox())).await {
                 Ok(Ok(())) => last_write = Instant::now(),
                 _ => return,
             }
@@ -230,7 +282,9 @@ async fn run_connection<T: Transport>(
             break;
         }
         if paused.is_none() {
-            paused = session.take_backpressure();
+            paused = session
+                .take_backpressure()
+                .map(|b| Box::pin(b.ready()) as _);
         }
         let plan = session.heart_beat();
         let beat_at = plan.send_every.map(|period| last_write + period);
@@ -240,19 +294,19 @@ async fn run_connection<T: Transport>(
         } else if session.is_connected() {
             plan.receive_timeout.map(|grace| last_read + grace)
         } else {
-            Some(started + timing.login_timeout)
+            Some(login_by)
         };
         tokio::select! {
             () = shutdown.cancelled() => flow = session.shutdown(),
-            () = room(paused.clone()), if paused.is_some() => {
+            () = room(paused.as_mut()), if paused.is_some() => {
                 paused = None;
                 last_read = Instant::now();
-                flow = session.receive(&mut buf);
+                flow = receive(&mut session, &mut buf, &mut transport);
             }
             read = transport.read(&mut buf), if paused.is_none() => match read {
                 Ok(n) if n > 0 => {
                     last_read = Instant::now();
-                    flow = session.receive(&mut buf);
+                    flow = receive(&mut session, &mut buf, &mut transport);
                     if n >= BUSY_READ {
                         // More is probably waiting, and the subscribers these publishes woke
                         // are queued behind this task on this worker (tokio runs a woken task
@@ -274,7 +328,7 @@ async fn run_connection<T: Transport>(
                 }
             }
             () = at(beat_at) => {
-                match timeout(timing.write_timeout, transport.heart_beat()).await {
+                match timeout(write_timeout, transport.heart_beat()).await {
                     Ok(Ok(())) => last_write = Instant::now(),
                     _ => return,
                 }

@@ -4,8 +4,8 @@
 //! |---|---|
 //! | `/topic/N`, alias `/exchange/amq.topic/N` | fan-out `N`; SUBSCRIBE may use `*` / `#` words |
 //! | `/queue/N`, alias `/amq/queue/N` | anycast `N` |
-//! | `/temp-queue/X` | the connection's private inbox `X` (in `reply-to`, or SUBSCRIBE by its owner) |
-//! | `/reply-queue/O` | another connection's inbox, as rewritten into `reply-to` |
+//! | `/temp-queue/X` | the connection's private inbox `X` (in `reply-to`, or SUBSCRIBE by its owner); `X` may be empty |
+//! | `/reply-queue/O` | another connection's inbox, as rewritten into `reply-to` (`O` holds 128 random bits) |
 //! | anything else | [`Destination::Unknown`]: ERROR "Unknown destination" or, by listener option, a topic |
 //!
 //! Names are kept as the client wrote them. Wildcards are not translated here: on SEND a topic
@@ -47,12 +47,12 @@ const PREFIXES: [(&str, Variant); 6] = [
 ];
 
 impl Destination {
-    /// Parse a `destination` (or `reply-to`) header. A known prefix with nothing after it is
-    /// an error; an unknown prefix is [`Destination::Unknown`].
+    /// Parse a `destination` (or `reply-to`) header. A known prefix other than `/temp-queue/`
+    /// with nothing after it is an error; an unknown prefix is [`Destination::Unknown`].
     pub fn parse(destination: &str) -> Result<Destination, StompError> {
         for (prefix, make) in PREFIXES {
             if let Some(name) = destination.strip_prefix(prefix) {
-                if name.is_empty() {
+                if name.is_empty() && prefix != TEMP_QUEUE {
                     return Err(StompError::InvalidDestination {
                         destination: destination.to_owned(),
                         reason: "empty name",
@@ -114,6 +114,7 @@ mod tests {
             Destination::Queue("interop-v12".into())
         );
         assert_eq!(parse("/temp-queue/r1"), Destination::TempQueue("r1".into()));
+        assert_eq!(parse("/temp-queue/"), Destination::TempQueue(String::new()));
         assert_eq!(
             parse("/reply-queue/xyz=="),
             Destination::ReplyQueue("xyz==".into())
@@ -149,13 +150,7 @@ mod tests {
 
     #[test]
     fn empty_names_are_invalid() {
-        for s in [
-            "/topic/",
-            "/queue/",
-            "/temp-queue/",
-            "/reply-queue/",
-            "/amq/queue/",
-        ] {
+        for s in ["/topic/", "/queue/", "/reply-queue/", "/amq/queue/"] {
             assert!(
                 matches!(
                     Destination::parse(s),

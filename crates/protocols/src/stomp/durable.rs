@@ -9,8 +9,12 @@
 //! The queue is an anycast group (`GroupPolicy::QUEUE` unless a bus rule for `$durable.#` says
 //! otherwise) that a [`super::forwarder`] feeds from the topic pattern while the subscriber is
 //! away. An UNSUBSCRIBE that repeats the durable headers deletes it.
+//!
+//! A queue belongs to the identity (login) that made it: another identity that names the same
+//! `id` + topic or `client-id` + name is refused, and no destination reaches a backing queue
+//! directly ([`is_backing_queue`]).
 
-use core_bus::Topic;
+use core_bus::{Pattern, Segment, Topic};
 
 use super::frame::Frame;
 
@@ -61,6 +65,11 @@ pub fn queue(owner: &str, name: &str) -> Topic {
     Topic::from_tokens([DURABLE_TOKEN, owner, name])
 }
 
+/// Whether `pattern` names a backing queue (or could match one): its first token is [`DURABLE_TOKEN`].
+pub fn is_backing_queue(pattern: &Pattern) -> bool {
+    matches!(pattern.segments().first(), Some(Segment::Literal(first)) if &**first == DURABLE_TOKEN)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +114,7 @@ mod tests {
         assert_eq!(q.tokens().count(), 3);
         assert!(q.is_internal());
         assert_ne!(queue("a", "b.c"), queue("a.b", "c"));
+        assert!(is_backing_queue(&Pattern::exact(&q)));
+        assert!(!is_backing_queue(&Pattern::parse("news.#").unwrap()));
     }
 }

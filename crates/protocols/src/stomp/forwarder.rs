@@ -28,6 +28,8 @@ const BATCH: usize = 256;
 
 struct Feed {
     source: Pattern,
+    /// The identity name that made the queue; only it may use or delete it.
+    owner: String,
     /// Cleared (under the lock) when the queue is deleted: no publish can follow.
     live: Arc<Mutex<bool>>,
     stop: CancellationToken,
@@ -40,6 +42,8 @@ pub enum FeedError {
     Subscribe(#[from] SubscribeError),
     #[error("{max} durable queues exist already")]
     Full { max: usize },
+    #[error("the durable queue belongs to another identity")]
+    NotOwner,
 }
 
 /// The durable queues of all STOMP listeners; clones share them.
@@ -58,18 +62,21 @@ impl Durables {
         }
     }
 
-    /// Makes sure `queue` exists and is fed from `source` from now on. A queue fed from another
-    /// pattern is deleted first (the JMS rule for a durable subscription that changes topic). No new
-    /// queue is made once there are `max`. Must run inside a tokio runtime.
+    /// Makes sure `queue` exists, owned by `owner`, and is fed from `source` from now on. A queue
+    /// of another owner is refused; one fed from another pattern is deleted first (the JMS rule for
+    /// a durable subscription that changes topic). No new queue is made once there are `max`. Must
+    /// run inside a tokio runtime.
     pub fn feed(
         &self,
         bus: &Bus,
         queue: &Topic,
         source: Pattern,
         max: usize,
+        owner: &str,
     ) -> Result<(), FeedError> {
         let mut feeds = self.feeds.lock();
         match feeds.get(queue) {
+            Some(feed) if feed.owner != owner => return Err(FeedError::NotOwner),
             Some(feed) if feed.source == source => return Ok(()),
             Some(_) => {
                 if let Some(old) = feeds.remove(queue) {
@@ -98,17 +105,33 @@ impl Durables {
             stop.clone(),
         ));
         tracing::debug!(queue = %queue, source = %source, "stomp: durable subscription created");
-        feeds.insert(queue.clone(), Feed { source, live, stop });
+        let owner = owner.to_owned();
+        let feed = Feed {
+            source,
+            owner,
+            live,
+            stop,
+        };
+        feeds.insert(queue.clone(), feed);
         Ok(())
     }
 
-    /// Deletes `queue`: no more forwarding, kept messages dropped. Unknown queues are ignored.
-    pub fn delete(&self, bus: &Bus, queue: &Topic) {
-        let feed = self.feeds.lock().remove(queue);
+    /// Deletes `queue` if `owner` made it: no more forwarding, kept messages dropped. Unknown
+    /// queues are ignored.
+    pub fn delete(&self, bus: &Bus, queue: &Topic, owner: &str) -> Result<(), FeedError> {
+        let feed = {
+            let mut feeds = self.feeds.lock();
+            match feeds.get(queue) {
+                Some(feed) if feed.owner != owner => return Err(FeedError::NotOwner),
+                Some(_) => feeds.remove(queue),
+                None => None,
+            }
+        };
         if let Some(feed) = feed {
             stop_and_purge(bus, queue, feed);
             tracing::debug!(queue = %queue, "stomp: durable subscription deleted");
         }
+        Ok(())
     }
 
     /// Number of durable queues.
@@ -232,12 +255,16 @@ mod tests {
         let durables = Durables::new(CancellationToken::new());
         let queue = super::super::durable::queue("c1", "news");
         let source = Pattern::parse("news.#").unwrap();
-        durables.feed(&bus, &queue, source.clone(), 1).unwrap();
-        durables.feed(&bus, &queue, source.clone(), 1).unwrap();
+        durables.feed(&bus, &queue, source.clone(), 1, "a").unwrap();
+        durables.feed(&bus, &queue, source.clone(), 1, "a").unwrap();
         assert_eq!(durables.len(), 1, "feeding twice keeps one forwarder");
+        assert_eq!(
+            durables.feed(&bus, &queue, source.clone(), 1, "b"),
+            Err(FeedError::NotOwner)
+        );
         let other = super::super::durable::queue("c1", "more");
         assert_eq!(
-            durables.feed(&bus, &other, source, 1),
+            durables.feed(&bus, &other, source, 1, "a"),
             Err(FeedError::Full { max: 1 })
         );
         publish(&bus, "news.a", b"1");
@@ -264,7 +291,9 @@ mod tests {
         assert_eq!(first.envelope.headers.get_str("kept"), Some("yes"));
         drop(consumer);
 
-        durables.delete(&bus, &queue);
+        assert_eq!(durables.delete(&bus, &queue, "b"), Err(FeedError::NotOwner));
+        assert_eq!(durables.len(), 1, "another owner deletes nothing");
+        durables.delete(&bus, &queue, "a").unwrap();
         assert!(durables.is_empty());
         assert!(retained(&bus, &queue, 0).await);
         publish(&bus, "news.a", b"3");
@@ -280,12 +309,12 @@ mod tests {
         let durables = Durables::new(CancellationToken::new());
         let queue = super::super::durable::queue("c1", "sub");
         durables
-            .feed(&bus, &queue, Pattern::parse("a").unwrap(), 1)
+            .feed(&bus, &queue, Pattern::parse("a").unwrap(), 1, "o")
             .unwrap();
         publish(&bus, "a", b"1");
         assert!(retained(&bus, &queue, 1).await);
         durables
-            .feed(&bus, &queue, Pattern::parse("b").unwrap(), 1)
+            .feed(&bus, &queue, Pattern::parse("b").unwrap(), 1, "o")
             .unwrap();
         assert!(retained(&bus, &queue, 0).await);
         publish(&bus, "a", b"2");

@@ -1,5 +1,6 @@
 //! The STOMP listeners: `stomp.tcp`, `stomp.tls` and `stomp.ws`. Each binds its address, accepts
-//! connections (TLS handshake or WebSocket upgrade first), registers them, and runs one
+//! connections on the shared [`accept`] path (TLS handshake or WebSocket upgrade first, under the
+//! pre-auth deadline), registers them, and runs one
 //! [`connection::run`] task per connection until [`Services::shutdown`] is cancelled and every
 //! connection has said goodbye. Each accept reads the listener's current [`Live`] settings, which
 //! a [`reload`](mod@super::reload) may have swapped.
@@ -7,14 +8,12 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use core_bus::{Origin, Protocol};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
-use tokio::time::timeout;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +23,7 @@ use super::connection::{self, StreamTransport, Timing, WsTransport};
 use super::forwarder::Durables;
 use super::reload::{self, Live, Reloader, Transport};
 use super::session::Session;
+use crate::accept::{self, Accepted, Watched};
 use crate::ws::{self, WsAcceptOptions};
 use crate::{ConnectionGuard, RunningListener, Services};
 
@@ -107,7 +107,15 @@ async fn listen(
     let local_addr = listener.local_addr()?;
     tracing::info!(listener = shared.name, address = %local_addr, "stomp listener bound");
     let name = shared.name.to_owned();
-    let task = tokio::spawn(accept_loop(listener, shared));
+    let shutdown = shared.services.shutdown.clone();
+    let live = shared.live.clone();
+    let task = tokio::spawn(accept::run(
+        listener,
+        shared.name,
+        shutdown,
+        move || live.load().timing.deadlines.pre_auth(),
+        move |accepted| admit(accepted, &shared),
+    ));
     Ok(RunningListener {
         name,
         protocol: Protocol::Stomp,
@@ -118,43 +126,21 @@ async fn listen(
     })
 }
 
-async fn accept_loop(listener: TcpListener, shared: Shared) {
-    let shutdown = shared.services.shutdown.clone();
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    connections.spawn(serve(stream, peer, shared.clone()));
-                }
-                Err(error) => {
-                    tracing::warn!(listener = shared.name, %error, "stomp: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-        }
-    }
-    drop(listener);
-    while connections.join_next().await.is_some() {}
-}
-
-async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared) {
+/// Registers a socket just accepted, or refuses it when the listener is full.
+fn admit(accepted: Accepted, shared: &Shared) -> Option<impl Future<Output = ()>> {
     let live = shared.live.load_full();
     let guard = match shared.services.connections.register(
         Protocol::Stomp,
         shared.name,
-        peer,
+        accepted.peer,
         live.limits.max_connections,
     ) {
         Ok(guard) => guard,
         Err(full) => {
-            tracing::warn!(listener = shared.name, %peer, "stomp: {full}");
-            return;
+            tracing::warn!(listener = shared.name, peer = %accepted.peer, "stomp: {full}");
+            return None;
         }
     };
-    let _ = stream.set_nodelay(true);
     let connection = Connection {
         session: Session::new(
             live.settings.clone(),
@@ -167,13 +153,24 @@ async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared) {
         guard,
         shutdown: shared.services.shutdown.clone(),
         timing: live.timing,
+        login_by: accepted.pre_auth_deadline,
     };
+    Some(serve(accepted, shared.upgrade.clone(), connection))
+}
+
+async fn serve(accepted: Accepted, upgrade: Upgrade, connection: Connection) {
+    let Accepted { stream, peer, .. } = accepted;
+    let deadlines = connection.timing.deadlines;
     // Handshakes are boxed, so a connection task holds only what its own transport needs once it is up.
-    match &shared.upgrade {
-        Upgrade::Plain => connection.run(StreamTransport::new(stream)).await,
+    match &upgrade {
+        Upgrade::Plain => {
+            connection
+                .run(StreamTransport::new(stream, &deadlines))
+                .await
+        }
         Upgrade::Tls(acceptor) => Box::pin(over_tls(acceptor, stream, peer, connection)).await,
         Upgrade::WebSocket(options) => {
-            let upgrade = upgrade_websocket(options, stream, peer, connection.timing.login_timeout);
+            let upgrade = upgrade_websocket(options, stream, peer, &connection);
             if let Some(socket) = Box::pin(upgrade).await {
                 connection.run(WsTransport::new(socket)).await
             }
@@ -187,6 +184,8 @@ struct Connection {
     guard: ConnectionGuard,
     shutdown: CancellationToken,
     timing: Timing,
+    /// The pre-auth deadline: CONNECT must have been answered by then.
+    login_by: Instant,
 }
 
 impl Connection {
@@ -198,6 +197,7 @@ impl Connection {
             self.guard,
             self.shutdown,
             self.timing,
+            self.login_by,
         )
     }
 }
@@ -208,34 +208,43 @@ async fn over_tls(
     peer: SocketAddr,
     connection: Connection,
 ) {
-    match timeout(connection.timing.login_timeout, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => connection.run(StreamTransport::new(tls)).await,
-        Ok(Err(error)) => tracing::debug!(%peer, %error, "stomp: TLS handshake failed"),
-        Err(_) => tracing::debug!(%peer, "stomp: TLS handshake timed out"),
+    let handshake = accept::handshake(
+        acceptor.accept(stream),
+        connection.login_by,
+        &connection.shutdown,
+    );
+    match handshake.await {
+        Ok(tls) => {
+            let deadlines = connection.timing.deadlines;
+            connection.run(StreamTransport::new(tls, &deadlines)).await
+        }
+        Err(error) => tracing::debug!(%peer, %error, "stomp: TLS handshake"),
     }
 }
 
-/// The WebSocket upgrade; `None` (logged) when it fails or takes longer than `limit`.
+/// The WebSocket upgrade; `None` (logged) when it fails, or has not finished by the pre-auth deadline or shutdown.
 async fn upgrade_websocket(
     options: &WsAcceptOptions,
     stream: TcpStream,
     peer: SocketAddr,
-    limit: Duration,
-) -> Option<WebSocketStream<TcpStream>> {
+    connection: &Connection,
+) -> Option<WebSocketStream<Watched<TcpStream>>> {
     let choose = |offered: &[String]| {
         SUBPROTOCOLS
             .iter()
             .find(|p| offered.iter().any(|o| o == *p))
             .map(|p| (*p).to_owned())
     };
-    match timeout(limit, ws::accept(stream, options, choose)).await {
-        Ok(Ok((socket, _))) => Some(socket),
-        Ok(Err(error)) => {
-            tracing::debug!(%peer, %error, "stomp: WebSocket upgrade failed");
-            None
+    let stream = Watched::new(stream, &connection.timing.deadlines);
+    let upgrade = ws::accept(stream, options, choose);
+    match accept::handshake(upgrade, connection.login_by, &connection.shutdown).await {
+        Ok((mut socket, _)) => {
+            // The upgrade request was not a STOMP frame.
+            socket.get_mut().frame_finished(false);
+            Some(socket)
         }
-        Err(_) => {
-            tracing::debug!(%peer, "stomp: WebSocket upgrade timed out");
+        Err(error) => {
+            tracing::debug!(%peer, %error, "stomp: WebSocket upgrade");
             None
         }
     }

@@ -9,7 +9,6 @@
 //! section; each call applies it to all of them, and only the first reports the restart keys.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
@@ -73,11 +72,14 @@ pub(crate) fn build(
     durables: &Durables,
 ) -> anyhow::Result<Vec<(Transport, Arc<Live>)>> {
     let auth = Arc::new(Authenticator::new(config.auth.clone()).context("stomp.auth")?);
+    config
+        .deadlines
+        .validate("stomp")
+        .map_err(anyhow::Error::msg)?;
     let ignore_credentials =
         !config.auth.required && config.auth.tokens.is_empty() && config.auth.jwt.is_none();
     let timing = Timing {
-        login_timeout: Duration::from_secs(config.login_timeout_secs),
-        write_timeout: Duration::from_secs(config.write_timeout_secs),
+        deadlines: config.deadlines,
         write_batch: config.write_batch.max(1),
     };
     Ok(Transport::ALL

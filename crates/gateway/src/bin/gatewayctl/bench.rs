@@ -110,9 +110,7 @@ async fn throughput(admin: &Admin, args: RunArgs) -> anyhow::Result<()> {
         topic,
         progress: !args.json && std::io::stdout().is_terminal(),
     };
-    let credentials = args
-        .credentials
-        .for_protocols(&[pub_protocol, sub_protocol]);
+    let credentials = args.credentials.credentials();
     let publishers = Endpoint::Gateway {
         protocol: pub_protocol,
         credentials: credentials.clone(),

@@ -2,13 +2,12 @@
 //! the client subcommands present when they connect.
 
 use clap::Args;
-use gateway::clients::{Credentials, Protocol};
+use gateway::clients::Credentials;
 
 #[derive(Args, Clone, Default)]
 pub struct CredentialArgs {
-    /// Token to present: the STOMP passcode, the MessageLoop Connect token, the Loom hello token (a static
-    /// token or a JWT). Goomerang and chanserv carry no credentials: there it is ignored and the connection
-    /// gets the listener's anonymous identity.
+    /// Token to present (a static token or a JWT): the STOMP passcode, the MessageLoop Connect token, the Loom
+    /// hello token, the Goomerang upgrade's `Authorization: Bearer`, the chanserv `AUTH` line.
     #[arg(long, env = "GATEWAYCTL_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// STOMP login (sent with the token as passcode); the other protocols have no login and ignore it.
@@ -17,24 +16,11 @@ pub struct CredentialArgs {
 }
 
 impl CredentialArgs {
-    /// The credentials for connections over `protocols`; warns once on stderr for each of them that cannot
-    /// carry any, since those connections will be anonymous.
-    pub fn for_protocols(&self, protocols: &[Protocol]) -> Credentials {
-        let credentials = Credentials {
+    /// The credentials client connections present.
+    pub fn credentials(&self) -> Credentials {
+        Credentials {
             login: self.login.clone(),
             token: self.token.clone(),
-        };
-        if !credentials.is_empty() {
-            let mut warned = Vec::new();
-            for protocol in protocols {
-                if !protocol.carries_credentials() && !warned.contains(protocol) {
-                    eprintln!(
-                        "gatewayctl: {protocol} carries no credentials; --token/--login ignored (anonymous)"
-                    );
-                    warned.push(*protocol);
-                }
-            }
         }
-        credentials
     }
 }

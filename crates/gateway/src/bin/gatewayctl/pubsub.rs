@@ -111,7 +111,7 @@ async fn connect(admin: &Admin, target: &Target) -> anyhow::Result<Client> {
     let address = admin
         .address(target.protocol, target.address.as_deref())
         .await;
-    let credentials = target.credentials.for_protocols(&[target.protocol]);
+    let credentials = target.credentials.credentials();
     Client::connect(target.protocol, &address, &credentials)
         .await
         .with_context(|| format!("{} at {address}", target.protocol))

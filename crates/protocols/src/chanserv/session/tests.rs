@@ -14,6 +14,7 @@ use crate::auth::Allowed;
 use crate::chanserv::astranet::{op, Addr, HostId, Op, Opcode, WINDOW};
 use crate::chanserv::frame::{decode_item, FrameDecoder, PEER_FRAME_LIMIT};
 use crate::chanserv::subscription::HIGH_WATER;
+use crate::chanserv::timeouts::TimeoutsConfig;
 
 const GW: HostId = HostId(0x547C_9609_6AF7_F642);
 const CL: HostId = HostId(0x1122_3344_5566_7788);
@@ -288,6 +289,13 @@ fn exact_selectors_are_announced_at_once_and_stream_in_order() {
 fn wildcards_announce_topics_as_they_deliver_once_each() {
     let mut h = Harness::default();
     let master = h.post(b"s.*\ns.#");
+    let (header, status) = h.source(master).unwrap();
+    assert_eq!(
+        header, "status=subscribed\n",
+        "wildcards only: answered at once"
+    );
+    let status = h.dial(status);
+    assert!(h.finished(status), "the status source's channel is empty");
     assert_eq!(h.source(master), None);
     h.publish("s.one", b"1");
     let (header, port) = h.source(master).unwrap();
@@ -318,6 +326,7 @@ fn the_source_cap_is_reported_once_in_a_header() {
         Identity::trusted("t"),
     );
     let master = h.post(b"t.>");
+    assert_eq!(h.source(master).unwrap().0, "status=subscribed\n");
     h.publish("t.a", b"1");
     h.publish("t.b", b"2");
     h.publish("t.c", b"3");
@@ -460,6 +469,47 @@ fn bad_requests_get_an_err_source_and_empty_ones_none() {
 }
 
 #[test]
+fn an_auth_line_names_the_identity_of_its_request() {
+    use crate::auth::{AuthConfig, Authenticator, StaticToken};
+    let auth = Authenticator::new(AuthConfig {
+        required: true,
+        tokens: vec![StaticToken {
+            login: None,
+            token: "good".into(),
+            identity: Identity {
+                name: "feed".into(),
+                publish: Allowed::Patterns(vec![Pattern::parse("ok.>").unwrap()]),
+                subscribe: Allowed::Patterns(vec![]),
+            },
+        }],
+        ..AuthConfig::default()
+    })
+    .unwrap();
+    let config = SessionConfig {
+        auth: std::sync::Arc::new(auth),
+        ..SessionConfig::default()
+    };
+    let mut h = Harness::new(
+        Bus::new(BusConfig::default()),
+        config,
+        Identity::trusted("anonymous"),
+    );
+    for (body, answer) in [
+        (&b"PUB ok.a\nx"[..], "err credentials required"),
+        (b"AUTH bad\nPUB ok.a\nx", "err invalid credentials"),
+        (b"AUTH good\nPUB no\nx", "err not allowed to publish to no"),
+        (
+            b"AUTH good\nok.a",
+            "err not allowed to subscribe to \"ok.a\"",
+        ),
+        (b"AUTH good\r\nPUB ok.a\nx", "ok"),
+    ] {
+        let master = h.post(body);
+        assert_eq!(h.source(master).unwrap().0, answer);
+    }
+}
+
+#[test]
 fn an_oversized_or_truncated_request_closes_only_its_master() {
     let config = SessionConfig {
         frame_limit: 16,
@@ -474,7 +524,12 @@ fn an_oversized_or_truncated_request_closes_only_its_master() {
     let (_, port) = h.source(live).unwrap();
     let channel = h.dial(port);
     let big = h.post(&[b'x'; 17]);
-    assert!(h.finished(big));
+    assert_eq!(
+        &h.streams[&big].rx[..],
+        &[0xff; 8],
+        "refused with a length the Go client rejects"
+    );
+    assert!(h.streams[&big].fin);
     let truncated = h.dial(SERVICE_PORT);
     let gw = Addr::new(GW, SERVICE_PORT);
     h.send(&[Op::new(
@@ -684,4 +739,82 @@ mod random {
             }
         }
     }
+}
+
+fn with_timeouts(timeouts: TimeoutsConfig) -> Harness {
+    let config = SessionConfig {
+        timeouts: Timeouts::from(timeouts),
+        ..SessionConfig::default()
+    };
+    Harness::new(
+        Bus::new(BusConfig::default()),
+        config,
+        Identity::trusted("t"),
+    )
+}
+
+fn advance(h: &mut Harness, secs: u64) {
+    h.now += Duration::from_secs(secs);
+    h.session.handle_timeout(h.now);
+    h.pump();
+}
+
+#[test]
+fn master_read_and_sourcing_timeouts_close_the_master_only() {
+    let mut h = with_timeouts(TimeoutsConfig {
+        master_read_secs: 2,
+        sourcing_secs: 5,
+        ..TimeoutsConfig::default()
+    });
+    let silent = h.dial(SERVICE_PORT);
+    let master = h.post(b"s.one\ns.>");
+    let (_, port) = h.source(master).unwrap();
+    let channel = h.dial(port);
+    advance(&mut h, 3);
+    assert!(h.finished(silent), "no request within master_read");
+    assert!(!h.finished(master));
+    advance(&mut h, 3);
+    assert!(h.finished(master), "no new source within sourcing");
+    h.publish("s.one", b"still");
+    assert_eq!(h.items(channel), vec![Bytes::from("still")]);
+    h.publish("s.two", b"no longer announced");
+    assert_eq!(h.source(master), None);
+    // Its last source gone, the request ends.
+    h.close(channel);
+    assert!(h.finished(channel));
+    assert_eq!(h.session.subscription_count(), 0);
+}
+
+#[test]
+fn serving_timeout_ends_the_request_and_frame_write_a_stalled_source() {
+    let mut h = with_timeouts(TimeoutsConfig {
+        serving_secs: 10,
+        frame_write_secs: 2,
+        ..TimeoutsConfig::default()
+    });
+    let master = h.post(b"a\nb");
+    let (_, pa) = h.source(master).unwrap();
+    let (_, pb) = h.source(master).unwrap();
+    let a = h.dial(pa);
+    let b = h.dial(pb);
+    // `a` stalls: no credit comes back for it.
+    h.rewind = false;
+    for _ in 0..70 {
+        h.publish("a", &[1; 1000]);
+    }
+    h.rewind = true;
+    advance(&mut h, 3);
+    assert!(
+        h.streams[&a].fin,
+        "a source without progress past frame_write ends"
+    );
+    h.publish("b", b"fine");
+    assert_eq!(h.items(b), vec![Bytes::from("fine")]);
+    assert!(!h.finished(master));
+    advance(&mut h, 8);
+    assert!(
+        h.finished(master) && h.finished(b),
+        "serving ends the whole request"
+    );
+    assert_eq!(h.session.subscription_count(), 0);
 }

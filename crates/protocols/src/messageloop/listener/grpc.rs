@@ -6,6 +6,7 @@
 //! Reload applies to streams opened afterwards; the address, TLS and `limits.max_message_size` (tonic's
 //! decoding limit, fixed when the server is built) need a restart.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,13 +17,15 @@ use arc_swap::ArcSwap;
 use core_bus::Protocol;
 use futures::Stream;
 use prost::Message as _;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio::time::timeout;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::Settings;
+use crate::accept::{self, Accepted, Watched};
 use crate::messageloop::codes::DisconnectCode;
 use crate::messageloop::config::Config;
 use crate::messageloop::message::{Error, Outbound, OutboundBody};
@@ -30,13 +33,16 @@ use crate::messageloop::pb::messageloop::client::{v1 as g1, v2 as g2};
 use crate::messageloop::pb::messageloop::v1 as g0;
 use crate::messageloop::session::{uuid4, Now, Session};
 use crate::messageloop::wire::{DecodeError, G0Wire, G1Wire, G2Wire, Wire};
-use crate::{Reload, RunningListener, Services};
+use crate::{Reload, RunningListener, Services, Slot};
 
 pub const NAME: &str = "messageloop.grpc";
 /// Deliveries taken from the mailbox per batch.
 const BATCH: usize = 64;
-/// Outbound envelopes buffered per stream.
-const LANE: usize = 256;
+/// Outbound envelopes buffered per stream. Small, so that a slow reader fills its bus queue (and stalls its
+/// publishers) instead of this lane: an envelope can be a publication of a whole batch.
+const LANE: usize = 8;
+/// Streams (sessions) open at once on one connection (HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`).
+const MAX_STREAMS: u32 = 100;
 
 struct Shared {
     /// Read once per stream; replaced on reload.
@@ -145,7 +151,12 @@ pub(super) async fn start(
         max_message_size: max,
     });
     let service = MessageLoop(shared.clone());
+    let idle_frame = config.deadlines.idle_frame();
     let router = tonic::transport::Server::builder()
+        // A client that leaves a frame unfinished cannot answer the ping either.
+        .http2_keepalive_interval(Some(idle_frame))
+        .http2_keepalive_timeout(Some(idle_frame))
+        .max_concurrent_streams(MAX_STREAMS)
         .add_service(
             g2::message_loop_service_server::MessageLoopServiceServer::new(service.clone())
                 .max_decoding_message_size(max)
@@ -162,7 +173,24 @@ pub(super) async fn start(
                 .max_encoding_message_size(max),
         );
     let shutdown = services.shutdown.clone();
-    let incoming = incoming(listener, tls);
+    let (ready, incoming) = mpsc::channel(LANE);
+    let accepting = Accepting {
+        shared: shared.clone(),
+        tls: tls.map(Arc::new),
+        ready,
+    };
+    let pre_auth = shared.clone();
+    let accept_loop = tokio::spawn(accept::run(
+        listener,
+        NAME,
+        shutdown.clone(),
+        move || pre_auth.settings.load().deadlines.pre_auth(),
+        move |accepted| accepting.admit(accepted),
+    ));
+    let incoming = futures::stream::unfold(incoming, |mut incoming| async move {
+        let conn = incoming.recv().await?;
+        Some((Ok::<_, std::io::Error>(conn), incoming))
+    });
     let task = tokio::spawn(async move {
         if let Err(error) = router
             .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
@@ -170,6 +198,7 @@ pub(super) async fn start(
         {
             tracing::warn!(%error, listener = NAME, "grpc server ended");
         }
+        let _ = accept_loop.await;
     });
     Ok(RunningListener {
         name: NAME.to_owned(),
@@ -184,39 +213,83 @@ pub(super) async fn start(
     })
 }
 
-/// Accepted connections, TLS-wrapped when configured (handshakes run in the accept loop's stream, each
-/// bounded by a timeout).
-fn incoming(
-    listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-) -> impl Stream<Item = Result<Conn, std::io::Error>> {
-    futures::stream::unfold((listener, tls), |(listener, tls)| async move {
-        loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(error) => return Some((Err(error), (listener, tls))),
-            };
-            let _ = stream.set_nodelay(true);
+/// What the accept path needs to hand connections to tonic.
+struct Accepting {
+    shared: Arc<Shared>,
+    tls: Option<Arc<tokio_rustls::TlsAcceptor>>,
+    /// Connections whose TLS handshake and HTTP/2 preface are done, for tonic.
+    ready: mpsc::Sender<Conn>,
+}
+
+impl Accepting {
+    /// Takes one of the listener's connection slots at accept, or refuses the socket.
+    fn admit(&self, accepted: Accepted) -> Option<impl Future<Output = ()>> {
+        let settings = self.shared.settings.load_full();
+        let slot = match self.shared.services.connections.reserve(
+            Protocol::MessageLoop,
+            NAME,
+            settings.limits.max_connections,
+        ) {
+            Ok(slot) => slot,
+            Err(full) => {
+                tracing::debug!(peer = %accepted.peer, listener = NAME, "{full}");
+                return None;
+            }
+        };
+        let (tls, ready) = (self.tls.clone(), self.ready.clone());
+        let shutdown = self.shared.services.shutdown.clone();
+        Some(async move {
+            let peer = accepted.peer;
             let info = TcpConnectInfo {
-                local_addr: stream.local_addr().ok(),
+                local_addr: accepted.stream.local_addr().ok(),
                 remote_addr: Some(peer),
             };
-            let io = match &tls {
-                None => Io::Plain(stream),
+            let deadline = accepted.pre_auth_deadline;
+            let io = match tls {
+                None => Io::Plain(accepted.stream),
                 Some(acceptor) => {
-                    let handshake = tokio::time::timeout(
-                        std::time::Duration::from_secs(10),
-                        acceptor.accept(stream),
-                    );
-                    match handshake.await {
-                        Ok(Ok(stream)) => Io::Tls(Box::new(stream)),
-                        _ => continue,
+                    match accept::handshake(acceptor.accept(accepted.stream), deadline, &shutdown)
+                        .await
+                    {
+                        Ok(stream) => Io::Tls(Box::new(stream)),
+                        Err(error) => {
+                            tracing::debug!(%peer, %error, listener = NAME, "TLS handshake");
+                            return;
+                        }
                     }
                 }
             };
-            return Some((Ok(Conn { io, info }), (listener, tls)));
-        }
-    })
+            let mut io = Watched::writes_only(io, &settings.deadlines);
+            if let Err(error) = accept::handshake(read_preface(&mut io), deadline, &shutdown).await
+            {
+                tracing::debug!(%peer, %error, listener = NAME, "HTTP/2 preface");
+                return;
+            }
+            let conn = Conn {
+                io,
+                replay: PREFACE.len(),
+                info,
+                _slot: slot,
+            };
+            let _ = ready.send(conn).await;
+        })
+    }
+}
+
+/// The first bytes of every HTTP/2 connection (RFC 9113 §3.4).
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads the client's connection preface: a client that does not send it is not an HTTP/2 client.
+async fn read_preface(io: &mut Watched<Io>) -> std::io::Result<()> {
+    let mut preface = [0u8; PREFACE.len()];
+    io.read_exact(&mut preface).await?;
+    if &preface != PREFACE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not an HTTP/2 connection preface",
+        ));
+    }
+    Ok(())
 }
 
 enum Io {
@@ -224,10 +297,14 @@ enum Io {
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
-/// One accepted connection with its addresses for `Request::remote_addr`.
+/// One accepted connection with its addresses for `Request::remote_addr`. It holds its listener slot until hyper
+/// drops it.
 struct Conn {
-    io: Io,
+    io: Watched<Io>,
+    /// How many bytes of [`PREFACE`], read by the accept path, are still to be given to hyper.
+    replay: usize,
     info: TcpConnectInfo,
+    _slot: Slot,
 }
 
 impl Connected for Conn {
@@ -238,16 +315,61 @@ impl Connected for Conn {
     }
 }
 
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 impl AsyncRead for Conn {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        match &mut self.get_mut().io {
-            Io::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
-            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        let this = self.get_mut();
+        if this.replay > 0 {
+            let start = PREFACE.len() - this.replay;
+            let n = this.replay.min(buf.remaining());
+            buf.put_slice(&PREFACE[start..start + n]);
+            this.replay -= n;
+            return Poll::Ready(Ok(()));
         }
+        Pin::new(&mut this.io).poll_read(cx, buf)
     }
 }
 
@@ -257,24 +379,15 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        match &mut self.get_mut().io {
-            Io::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
-            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
-        }
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match &mut self.get_mut().io {
-            Io::Plain(stream) => Pin::new(stream).poll_flush(cx),
-            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
-        }
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match &mut self.get_mut().io {
-            Io::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
-            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
-        }
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 
@@ -290,16 +403,11 @@ where
         .remote_addr()
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     let settings = shared.settings.load_full();
+    // The connection holds the listener slot; its streams are at most `MAX_STREAMS`.
     let guard = shared
         .services
         .connections
-        .register(
-            Protocol::MessageLoop,
-            NAME,
-            peer,
-            settings.limits.max_connections,
-        )
-        .map_err(|full| Status::resource_exhausted(full.to_string()))?;
+        .register_stream(Protocol::MessageLoop, NAME, peer);
     let (tx, rx) = mpsc::channel(LANE);
     let shared = shared.clone();
     let inbound = request.into_inner();
@@ -335,8 +443,12 @@ async fn run<W: Wire>(
     W::Outbound: prost::Message,
 {
     let shutdown = shared.services.shutdown.clone();
+    let deadlines = shared.settings.load().deadlines;
+    let write_deadline = deadlines.write();
+    let login_by = tokio::time::Instant::now() + deadlines.pre_auth();
     let mut batch = Vec::with_capacity(BATCH);
     let mut identified = false;
+    let mut stalled: Option<futures::future::BoxFuture<'static, ()>> = None;
     loop {
         for outbound in session.take_outbox() {
             let Ok(message) = W::outbound(&outbound) else {
@@ -351,8 +463,17 @@ async fn run<W: Wire>(
                 );
                 continue;
             }
-            if tx.send(Ok(message)).await.is_err() {
-                return;
+            // A client that does not read (flow control shut) is cut after the write deadline.
+            match timeout(write_deadline, tx.send(Ok(message))).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    tracing::debug!(
+                        listener = NAME,
+                        "client did not read before the write deadline"
+                    );
+                    return;
+                }
             }
         }
         if session.disconnect().is_some() {
@@ -365,8 +486,11 @@ async fn run<W: Wire>(
             }
         }
         guard.set_subscriptions(session.subscription_count());
-        if let Some(backpressure) = session.take_backpressure() {
-            backpressure.ready().await;
+        // A stalled publish: read nothing more until the subscribers drained, deliveries go on.
+        if stalled.is_none() {
+            stalled = session
+                .take_backpressure()
+                .map(|b| Box::pin(b.ready()) as _);
         }
         let deadline = session.next_deadline();
         tokio::select! {
@@ -375,7 +499,16 @@ async fn run<W: Wire>(
                 return;
             }
             _ = tx.closed() => return,
-            message = inbound.message() => {
+            () = async {
+                if let Some(stall) = stalled.as_mut() {
+                    stall.await;
+                }
+            }, if stalled.is_some() => stalled = None,
+            () = tokio::time::sleep_until(login_by), if !identified => {
+                session.close_with(DisconnectCode::Stale);
+                return;
+            }
+            message = inbound.message(), if stalled.is_none() => {
                 let now = Now::current();
                 match message {
                     Ok(Some(message)) => match W::inbound(message) {
@@ -386,6 +519,8 @@ async fn run<W: Wire>(
                     Ok(None) => return,
                     Err(status) => {
                         tracing::debug!(%status, listener = NAME, "stream ended with an error");
+                        let refusal = refusal(&status, shared.max_message_size);
+                        let _ = timeout(write_deadline, tx.send(Err(refusal))).await;
                         return;
                     }
                 }
@@ -396,6 +531,18 @@ async fn run<W: Wire>(
             },
             _ = sleep_until(deadline), if deadline.is_some() => session.tick(Now::current()),
         }
+    }
+}
+
+/// The status a stream ends with when its input cannot be read: a message over `limits.max_message_size` is
+/// `RESOURCE_EXHAUSTED`, one that does not decode `INVALID_ARGUMENT`.
+fn refusal(status: &Status, max: usize) -> Status {
+    match status.code() {
+        // tonic's decoder reports a message over its limit as OUT_OF_RANGE.
+        tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => Status::resource_exhausted(
+            format!("message over messageloop.limits.max_message_size ({max} bytes)"),
+        ),
+        _ => Status::invalid_argument(format!("undecodable message: {}", status.message())),
     }
 }
 

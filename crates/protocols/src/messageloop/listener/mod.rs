@@ -19,6 +19,7 @@ use super::generation::GenerationSetting;
 use super::message::{Outbound, OutboundBody};
 use super::presence::PresenceTable;
 use super::session::{uuid4, SessionContext, SessionSettings};
+use crate::accept::Deadlines;
 use crate::auth::Authenticator;
 use crate::{RunningListener, Services};
 
@@ -45,6 +46,7 @@ struct Settings {
     context: SessionContext,
     generation: GenerationSetting,
     limits: Limits,
+    deadlines: Deadlines,
 }
 
 impl Settings {
@@ -71,6 +73,7 @@ impl Settings {
             },
             generation: config.generation_setting(),
             limits: config.limits,
+            deadlines: config.deadlines,
         })
     }
 

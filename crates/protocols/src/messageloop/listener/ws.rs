@@ -1,4 +1,5 @@
-//! `messageloop.ws`: accepts WebSocket connections (optionally over TLS) with the shared accept helper,
+//! `messageloop.ws`: accepts WebSocket connections (optionally over TLS) on the shared [`accept`] path, with the
+//! upgrade and Connect under the pre-auth deadline and the socket [`Watched`] (unfinished frames, blocked writes),
 //! negotiates the subprotocol, and runs one session per connection: JSON in text frames, protobuf in binary
 //! frames, deliveries drained in batches and written with one flush, disconnects as close frames whose
 //! status is the MessageLoop code.
@@ -17,13 +18,14 @@ use core_bus::Protocol;
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tokio_tungstenite::WebSocketStream;
-use tokio_util::task::TaskTracker;
 
 use super::Settings;
+use crate::accept::{self, Accepted, Watched};
 use crate::messageloop::codec::{EncodeError, Frame, WsCodec};
 use crate::messageloop::codes::DisconnectCode;
 use crate::messageloop::config::Config;
@@ -93,7 +95,15 @@ pub(super) async fn start(
         tls,
     });
     let transport = if shared.tls.is_some() { "wss" } else { "ws" };
-    let task = tokio::spawn(accept_loop(listener, shared.clone()));
+    let accepting = shared.clone();
+    let pre_auth = shared.clone();
+    let task = tokio::spawn(accept::run(
+        listener,
+        NAME,
+        services.shutdown.clone(),
+        move || pre_auth.settings.load().deadlines.pre_auth(),
+        move |accepted| admit(accepted, &accepting),
+    ));
     Ok(RunningListener {
         name: NAME.to_owned(),
         protocol: Protocol::MessageLoop,
@@ -107,86 +117,94 @@ pub(super) async fn start(
     })
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let tracker = TaskTracker::new();
-    let shutdown = shared.services.shutdown.clone();
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, listener = NAME, "accept failed");
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let settings = shared.settings.load_full();
-        let Ok(guard) = shared.services.connections.register(
-            Protocol::MessageLoop,
-            NAME,
+/// Registers a socket just accepted, or refuses it when the listener is full.
+fn admit(accepted: Accepted, shared: &Arc<Shared>) -> Option<impl Future<Output = ()>> {
+    let settings = shared.settings.load_full();
+    let Ok(guard) = shared.services.connections.register(
+        Protocol::MessageLoop,
+        NAME,
+        accepted.peer,
+        settings.limits.max_connections,
+    ) else {
+        tracing::debug!(peer = %accepted.peer, listener = NAME, "connection limit reached");
+        return None;
+    };
+    let shared = shared.clone();
+    Some(async move {
+        let Accepted {
+            stream,
             peer,
-            settings.limits.max_connections,
-        ) else {
-            tracing::debug!(%peer, listener = NAME, "connection limit reached");
-            continue;
+            pre_auth_deadline,
+        } = accepted;
+        let shutdown = &shared.services.shutdown;
+        let connection = Connection {
+            peer,
+            guard,
+            login_by: pre_auth_deadline,
         };
-        let shared = shared.clone();
-        tracker.spawn(async move {
-            match &shared.tls {
-                // Boxed so that plain connections, the common case, do not carry the size of a TLS
-                // connection's state in their task.
-                Some(acceptor) => {
-                    Box::pin(async {
-                        match acceptor.accept(stream).await {
-                            Ok(stream) => serve(stream, peer, guard, &shared, &settings).await,
-                            Err(error) => tracing::debug!(%peer, %error, "tls handshake failed"),
-                        }
-                    })
-                    .await
-                }
-                None => serve(stream, peer, guard, &shared, &settings).await,
+        match &shared.tls {
+            // Boxed so that plain connections, the common case, do not carry the size of a TLS
+            // connection's state in their task.
+            Some(acceptor) => {
+                Box::pin(async {
+                    let handshake =
+                        accept::handshake(acceptor.accept(stream), pre_auth_deadline, shutdown);
+                    match handshake.await {
+                        Ok(stream) => serve(stream, connection, &shared, &settings).await,
+                        Err(error) => tracing::debug!(%peer, %error, "tls handshake"),
+                    }
+                })
+                .await
             }
-        });
-    }
-    tracker.close();
-    tracker.wait().await;
+            None => serve(stream, connection, &shared, &settings).await,
+        }
+    })
 }
 
-async fn serve<S>(
-    stream: S,
+/// One accepted connection before its session starts.
+struct Connection {
     peer: SocketAddr,
     guard: ConnectionGuard,
-    shared: &Shared,
-    settings: &Settings,
-) where
+    /// The pre-auth deadline: the upgrade and Connect must be done by then.
+    login_by: Instant,
+}
+
+async fn serve<S>(stream: S, connection: Connection, shared: &Shared, settings: &Settings)
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let Connection {
+        peer,
+        guard,
+        login_by,
+    } = connection;
     let setting = settings.generation;
     let options = WsAcceptOptions {
         paths: vec![shared.path.clone()],
         max_message_bytes: settings.limits.max_message_size,
         ..WsAcceptOptions::default()
     };
-    let (mut ws, accepted) = match accept(stream, &options, |offered| {
+    let shutdown = shared.services.shutdown.clone();
+    let stream = Watched::new(stream, &settings.deadlines);
+    let upgrade = accept(stream, &options, |offered| {
         negotiate(offered.iter().map(String::as_str), setting).subprotocol
-    })
-    .await
-    {
+    });
+    let (mut ws, accepted) = match accept::handshake(upgrade, login_by, &shutdown).await {
         Ok(upgraded) => upgraded,
         Err(error) => {
-            tracing::debug!(%peer, %error, "websocket upgrade failed");
+            tracing::debug!(%peer, %error, "websocket upgrade");
             return;
         }
     };
+    // The upgrade request was not a MessageLoop frame.
+    ws.get_mut().frame_finished(false);
     let encoding = negotiate(accepted.offered.iter().map(String::as_str), setting).encoding;
     let mut codec = WsCodec::new(encoding, setting);
     let mut session = Session::new(settings.context.clone(), guard.id(), Now::current());
-    let shutdown = shared.services.shutdown.clone();
     let max = options.max_message_bytes;
     let mut batch = Vec::new();
     let mut identified = false;
+    let mut stalled: Option<futures::future::BoxFuture<'static, ()>> = None;
     loop {
         if write_outbox(&mut ws, &codec, &mut session, max)
             .await
@@ -205,8 +223,11 @@ async fn serve<S>(
             }
         }
         guard.set_subscriptions(session.subscription_count());
-        if let Some(backpressure) = session.take_backpressure() {
-            backpressure.ready().await;
+        // A stalled publish: read nothing more until the subscribers drained, deliveries go on.
+        if stalled.is_none() {
+            stalled = session
+                .take_backpressure()
+                .map(|b| Box::pin(b.ready()) as _);
         }
         let deadline = session.next_deadline();
         tokio::select! {
@@ -215,18 +236,33 @@ async fn serve<S>(
                 close(&mut ws, code.ws_close_code(), code.reason()).await;
                 return;
             }
-            message = ws.next() => match message {
-                Some(Ok(WsMessage::Text(text))) => on_frame(&mut codec, &mut session, text.as_bytes()),
-                Some(Ok(WsMessage::Binary(bytes))) => on_frame(&mut codec, &mut session, &bytes),
-                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
-                Some(Ok(WsMessage::Close(_))) | None => return,
-                Some(Err(WsError::Capacity(error))) => {
-                    tracing::debug!(%peer, %error, "frame over the size limit");
-                    record_drop(DropReason::TooLarge, Protocol::MessageLoop);
-                    close(&mut ws, u16::from(CloseCode::Size), "message too big").await;
-                    return;
+            () = async {
+                if let Some(stall) = stalled.as_mut() {
+                    stall.await;
                 }
-                Some(Err(_)) => return,
+            }, if stalled.is_some() => stalled = None,
+            () = tokio::time::sleep_until(login_by), if !identified => {
+                let code = DisconnectCode::Stale;
+                close(&mut ws, code.ws_close_code(), code.reason()).await;
+                return;
+            }
+            message = ws.next(), if stalled.is_none() => {
+                if let Some(Ok(_)) = &message {
+                    ws.get_mut().frame_finished(false);
+                }
+                match message {
+                    Some(Ok(WsMessage::Text(text))) => on_frame(&mut codec, &mut session, text.as_bytes()),
+                    Some(Ok(WsMessage::Binary(bytes))) => on_frame(&mut codec, &mut session, &bytes),
+                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
+                    Some(Ok(WsMessage::Close(_))) | None => return,
+                    Some(Err(WsError::Capacity(error))) => {
+                        tracing::debug!(%peer, %error, "frame over the size limit");
+                        record_drop(DropReason::TooLarge, Protocol::MessageLoop);
+                        close(&mut ws, u16::from(CloseCode::Size), "message too big").await;
+                        return;
+                    }
+                    Some(Err(_)) => return,
+                }
             },
             received = session.mailbox().recv_batch(&mut batch, BATCH) => match received {
                 Ok(_) => session.on_deliveries(batch.drain(..), Now::current()),

@@ -1,4 +1,5 @@
-//! RPC over the bus: the request on the RPC topic, the first reply from the connection's inbox, timeouts.
+//! RPC over the bus: the publish ACL, the request on the RPC topic, the first reply from the connection's
+//! inbox (its name holds 128 random bits, so nobody else can answer into it), timeouts.
 
 use super::*;
 
@@ -8,6 +9,25 @@ impl Session {
             let error = Error::new(ErrorCode::BadRequest, "channel is required");
             return self.reply(id, now, OutboundBody::Error(error));
         }
+        let topic = names::rpc_topic(
+            RPC_PROTOCOL,
+            [request.channel.as_bytes(), request.method.as_bytes()],
+        );
+        // The channel's own topic, or the exact RPC topic, must be publishable.
+        let channel = match Topic::try_from_dotted(request.channel.as_bytes()) {
+            Ok(channel) => channel,
+            Err(e) => {
+                let error = Error::new(ErrorCode::BadRequest, format!("invalid channel: {e}"));
+                return self.reply(id, now, OutboundBody::Error(error));
+            }
+        };
+        if !self.identity_allows_publish(&channel) && !self.identity_allows_publish(&topic) {
+            let error = Error::new(
+                ErrorCode::PermissionDenied,
+                format!("rpc {:?} on {:?} denied", request.method, request.channel),
+            );
+            return self.reply(id, now, OutboundBody::Error(error));
+        }
         if self.rpcs.len() >= MAX_PENDING_RPCS {
             let error = Error::new(ErrorCode::RateLimited, "too many RPCs waiting for a reply");
             return self.reply(id, now, OutboundBody::Error(error));
@@ -15,7 +35,9 @@ impl Session {
         let inbox = match &self.inbox {
             Some(inbox) => inbox.clone(),
             None => {
-                let inbox = self.mailbox.inbox(b"rpc");
+                let inbox = self
+                    .mailbox
+                    .inbox(crate::auth::unguessable_name().as_bytes());
                 match self.mailbox.subscribe(Pattern::exact(&inbox)) {
                     Ok(bus_id) => {
                         self.routes.insert(bus_id, Route::Inbox);
@@ -29,10 +51,6 @@ impl Session {
                 }
             }
         };
-        let topic = names::rpc_topic(
-            RPC_PROTOCOL,
-            [request.channel.as_bytes(), request.method.as_bytes()],
-        );
         let correlation = format!("{}-{}", self.session_id, self.next_rpc);
         self.next_rpc += 1;
         let mut envelope = self.envelope(topic, &request.payload, &request.headers);
@@ -40,6 +58,9 @@ impl Session {
         envelope.reply_to = Some(inbox);
         envelope.correlation_id = Some(correlation.clone());
         let outcome = self.context.bus.publish(envelope);
+        if let Some(backpressure) = outcome.backpressure {
+            self.backpressure = Some(backpressure);
+        }
         if outcome.delivered == 0 {
             let error = Error::new(
                 ErrorCode::NoProxy,

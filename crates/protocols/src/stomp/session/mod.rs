@@ -107,6 +107,8 @@ struct Connected {
     client_id: Option<String>,
     subscriptions: HashMap<String, Subscription>,
     by_bus: HashMap<SubscriptionId, String>,
+    /// `/temp-queue/` names and the inboxes they stand for.
+    temp_queues: HashMap<String, Topic>,
     acks: AckTable<AckHandle>,
     transactions: Transactions,
     /// The `destination` of the last SEND to a `/topic/` and its topic.
@@ -242,6 +244,7 @@ impl Session {
                 .map(str::to_owned),
             subscriptions: HashMap::new(),
             by_bus: HashMap::new(),
+            temp_queues: HashMap::new(),
             acks: AckTable::new(format!("{}-", self.origin.connection)),
             transactions: Transactions::new(self.settings.transactions),
             last_topic: None,
@@ -329,6 +332,19 @@ fn invalid(destination: &str, reason: &'static str) -> StompError {
     StompError::InvalidDestination {
         destination: destination.to_owned(),
         reason,
+    }
+}
+
+/// Why a `$durable.…` destination is refused when named directly.
+const DURABLE_ONLY: &str = "durable queues are only reached through durable subscriptions";
+
+/// A durable SUBSCRIBE or UNSUBSCRIBE the shared queues refused; another login's durable
+/// subscription is `Access refused`.
+fn durable_refused(operation: &'static str, destination: &str, error: FeedError) -> StompError {
+    match error {
+        FeedError::Subscribe(e) => refused(destination, e),
+        FeedError::Full { max } => StompError::TooManyDurableSubscriptions { max },
+        FeedError::NotOwner => forbidden(operation, destination),
     }
 }
 

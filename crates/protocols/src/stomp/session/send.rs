@@ -1,4 +1,5 @@
-//! SEND: destination to topic, reply-to inboxes, the publish ACL, the bus envelope.
+//! SEND: destination to topic, reply-to inboxes, the publish ACL (on every destination form), the bus
+//! envelope; and the connection's temp queues, whose inboxes have unguessable names.
 
 use super::*;
 
@@ -31,9 +32,15 @@ impl Connected {
                 self.bus.declare_group(&topic, GroupPolicy::QUEUE);
                 topic
             }
-            Destination::TempQueue(n) => self.mailbox.inbox(n.as_bytes()),
-            Destination::ReplyQueue(opaque) => bridge::inbox_of_reply_queue(&opaque)
-                .ok_or_else(|| invalid(name, "not a reply address gatewayd issued"))?,
+            Destination::TempQueue(n) => {
+                let inbox = self.temp_queue(&n)?;
+                self.publishable(name, inbox)?
+            }
+            Destination::ReplyQueue(opaque) => {
+                let inbox = bridge::inbox_of_reply_queue(&opaque)
+                    .ok_or_else(|| invalid(name, "not a reply address gatewayd issued"))?;
+                self.publishable(name, inbox)?
+            }
             Destination::Unknown(raw) => match self.settings.unknown_destination {
                 UnknownDestination::Error => {
                     return Err(StompError::UnknownDestination { destination: raw })
@@ -46,6 +53,9 @@ impl Connected {
     }
 
     pub(super) fn publishable(&self, name: &str, topic: Topic) -> Result<Topic, StompError> {
+        if durable::is_backing_queue(&Pattern::exact(&topic)) {
+            return Err(invalid(name, DURABLE_ONLY));
+        }
         if self.identity.may_publish(&topic) {
             Ok(topic)
         } else {
@@ -53,12 +63,30 @@ impl Connected {
         }
     }
 
+    /// The inbox behind `/temp-queue/<name>`, made on first use: `$inbox.<connection>.<128 random
+    /// bits>`, so its `/reply-queue/` address cannot be guessed; only this connection may subscribe
+    /// to it (the bus checks). A connection keeps at most `max_subscriptions` of them.
+    pub(super) fn temp_queue(&mut self, name: &str) -> Result<Topic, StompError> {
+        if let Some(inbox) = self.temp_queues.get(name) {
+            return Ok(inbox.clone());
+        }
+        let max = self.settings.max_subscriptions;
+        if self.temp_queues.len() >= max {
+            return Err(StompError::TooManySubscriptions { max });
+        }
+        let inbox = self
+            .mailbox
+            .inbox(crate::auth::unguessable_name().as_bytes());
+        self.temp_queues.insert(name.to_owned(), inbox.clone());
+        Ok(inbox)
+    }
+
     /// Resolves a SEND `reply-to`. `/temp-queue/X` creates and subscribes the private inbox;
     /// an address gatewayd cannot resolve stays a plain header (`None`).
     pub(super) fn reply_to(&mut self, address: &str) -> Result<Option<Topic>, StompError> {
         Ok(match Destination::parse(address) {
             Ok(Destination::TempQueue(name)) => {
-                let inbox = self.mailbox.inbox(name.as_bytes());
+                let inbox = self.temp_queue(&name)?;
                 if !self.subscriptions.contains_key(address) {
                     self.check_capacity()?;
                     let id = self

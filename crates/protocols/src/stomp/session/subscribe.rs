@@ -84,7 +84,9 @@ impl Connected {
         let ack = AckMode::from_header(frame.header_str(header::ACK)?)?;
         let prefetch = prefetch(frame)?;
         let may = |pattern: &Pattern| {
-            if self.identity.may_subscribe(pattern) {
+            if durable::is_backing_queue(pattern) {
+                Err(invalid(name, DURABLE_ONLY))
+            } else if self.identity.may_subscribe(pattern) {
                 Ok(())
             } else {
                 Err(forbidden("SUBSCRIBE", name))
@@ -105,15 +107,11 @@ impl Connected {
                     Some(request) => {
                         let queue = self.durable_queue(request, explicit_id, &n)?;
                         let max = self.settings.max_durable_subscriptions;
+                        let owner = &self.identity.name;
                         self.settings
                             .durables
-                            .feed(&self.bus, &queue, pattern, max)
-                            .map_err(|e| match e {
-                                FeedError::Subscribe(e) => refused(name, e),
-                                FeedError::Full { max } => {
-                                    StompError::TooManyDurableSubscriptions { max }
-                                }
-                            })?;
+                            .feed(&self.bus, &queue, pattern, max, owner)
+                            .map_err(|e| durable_refused("SUBSCRIBE", name, e))?;
                         let id = self
                             .mailbox
                             .join_group(&queue, credit, GroupPolicy::QUEUE)
@@ -139,7 +137,7 @@ impl Connected {
                 (Kind::Queue, id)
             }
             Destination::TempQueue(n) => {
-                let inbox = self.mailbox.inbox(n.as_bytes());
+                let inbox = self.temp_queue(&n)?;
                 let id = self
                     .mailbox
                     .subscribe(Pattern::exact(&inbox))
@@ -217,7 +215,13 @@ impl Connected {
                     .map(|client| durable::queue(client, name)),
             };
             if let Some(queue) = queue {
-                self.settings.durables.delete(&self.bus, &queue);
+                self.settings
+                    .durables
+                    .delete(&self.bus, &queue, &self.identity.name)
+                    .map_err(|e| {
+                        let name = destination.as_deref().unwrap_or_default();
+                        durable_refused("UNSUBSCRIBE", name, e)
+                    })?;
             }
         }
         Ok(())

@@ -73,7 +73,7 @@ pub async fn run(admin: &Admin, args: ConnsArgs) -> anyhow::Result<()> {
         .listener_address(listener, args.address.as_deref())
         .await
         .context(format!("no address for {listener}: give --address"))?;
-    let credentials = args.credentials.for_protocols(&[args.protocol]);
+    let credentials = args.credentials.credentials();
     tokio::time::sleep(SETTLE).await;
     let before = rss(admin, args.pid).await?;
     let mut open: Vec<Idle> = Vec::with_capacity(args.count);

@@ -76,10 +76,16 @@ impl Endpoint {
     }
 }
 
+/// Messages async-nats buffers for one subscription before it drops them (in the client, not the server). The
+/// reference comparison is nats.go with unlimited pending, which loses nothing all-out; async-nats's default
+/// (65,536) drops when this process's reader falls behind a burst, which would charge the client's loss to
+/// nats-server. A million messages covers every shape of docs/benchmarks.md.
+const NATS_SUBSCRIPTION_BUFFER: usize = 1 << 20;
+
 async fn nats(url: &str) -> anyhow::Result<async_nats::Client> {
     async_nats::ConnectOptions::new()
         .client_capacity(65_536)
-        .subscription_capacity(65_536)
+        .subscription_capacity(NATS_SUBSCRIPTION_BUFFER)
         .connect(url)
         .await
         .with_context(|| format!("NATS at {url}"))

@@ -1,0 +1,107 @@
+//! The one accept path of every TCP listener: [`run`] accepts with back-off on errors (out of file descriptors
+//! and the like), lets the listener admit each socket at once (so it counts against `max_connections` from
+//! accept), and runs every connection, handshake included, in its own task, so one slow client never holds up
+//! another. [`handshake`] bounds each handshake step (TLS, WebSocket upgrade, HTTP/2 preface, protocol login) by
+//! the connection's pre-auth deadline and by shutdown; [`Watched`] gives a frame that was started but not
+//! finished its deadline and counts it against the process-wide [`budget`]. The deadlines are the [`Deadlines`]
+//! settings every protocol shares.
+
+pub mod budget;
+mod deadlines;
+mod watched;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio::time::{timeout_at, Instant};
+use tokio_util::sync::CancellationToken;
+
+pub use deadlines::Deadlines;
+pub use watched::Watched;
+
+/// First pause after a failed `accept()`; it doubles while failures go on.
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+/// Longest pause between two `accept()` attempts that fail.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A socket just accepted (or, once wrapped in TLS, the stream on it).
+pub struct Accepted<S = TcpStream> {
+    pub stream: S,
+    pub peer: SocketAddr,
+    /// When the pre-auth deadline runs out for this connection.
+    pub pre_auth_deadline: Instant,
+}
+
+/// Accepts on `listener` until `shutdown`, then waits for every connection to end. `admit` decides at once
+/// whether to take a socket (the connection limit) and returns the connection's future; dropping the socket
+/// refuses it. `pre_auth` is read per accept, so a reload applies to the next connection.
+pub async fn run<A, F>(
+    listener: TcpListener,
+    name: &'static str,
+    shutdown: CancellationToken,
+    pre_auth: impl Fn() -> Duration,
+    mut admit: A,
+) where
+    A: FnMut(Accepted) -> Option<F>,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let mut connections = JoinSet::new();
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    backoff = FIRST_BACKOFF;
+                    let _ = stream.set_nodelay(true);
+                    let pre_auth_deadline = Instant::now() + pre_auth();
+                    let accepted = Accepted { stream, peer, pre_auth_deadline };
+                    if let Some(connection) = admit(accepted) {
+                        connections.spawn(connection);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(listener = name, %error, ?backoff, "accept failed; pausing");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            },
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+/// Why a handshake step did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError<E> {
+    #[error("{0}")]
+    Failed(E),
+    #[error("handshake not finished before the pre-auth deadline")]
+    TimedOut,
+    #[error("shutting down")]
+    Shutdown,
+}
+
+/// Runs one handshake step until `deadline`, giving up at shutdown.
+pub async fn handshake<T, E>(
+    step: impl Future<Output = Result<T, E>>,
+    deadline: Instant,
+    shutdown: &CancellationToken,
+) -> Result<T, HandshakeError<E>> {
+    tokio::select! {
+        () = shutdown.cancelled() => Err(HandshakeError::Shutdown),
+        done = timeout_at(deadline, step) => match done {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(HandshakeError::Failed(error)),
+            Err(_) => Err(HandshakeError::TimedOut),
+        },
+    }
+}
