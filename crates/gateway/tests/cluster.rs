@@ -1,15 +1,23 @@
 //! Cluster mode end to end: two gatewayd nodes and a real nats-server or redis-server on 127.0.0.1. On both
-//! backends (each case runs once per backend, `on_nats::` and `on_redis::`): cross-node fanout STOMP→MessageLoop
+//! backends (each case runs once per backend, `on_nats::` and `on_redis::`, `support/backend.rs`): every protocol
+//! to every protocol across nodes, cross-node fanout STOMP→MessageLoop
 //! and Loom→Goomerang, a STOMP `/queue/` consumed on both nodes exactly once, a server restart in the middle, a
 //! node killed without affecting the other. NATS only: MessageLoop history recovered on another node with
 //! `cluster.history = "jetstream"`, and MessageLoop presence across nodes with `cluster.presence = "kv"`.
 
 mod support;
 
+#[macro_use]
+#[path = "support/backend.rs"]
+mod backend;
+#[path = "support/chanserv_client.rs"]
+mod chanserv_client;
 #[path = "support/goomerang_client.rs"]
 mod goomerang_client;
 #[path = "support/loom_client.rs"]
 mod loom_client;
+#[path = "matrix/clients.rs"]
+mod matrix_clients;
 #[path = "support/messageloop_client.rs"]
 mod messageloop_client;
 #[path = "support/nats.rs"]
@@ -22,93 +30,19 @@ mod stomp_client;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use backend::{Backend, Server};
 use goomerang_client::GoomerangClient;
 use loom_client::{hello, message, Client as LoomClient, Transport, PRODUCER};
+use matrix_clients::{Addrs, Outgoing, Proto, Pub, Sub};
 use messageloop_client::Ws;
 use nats::NatsServer;
 use prost::Message as _;
-use redis::RedisServer;
 use serde_json::{json, Value};
 use stomp_client::{frames, Frame, Peer, Received};
 use support::*;
 
-#[derive(Debug, Clone, Copy)]
-enum Backend {
-    Nats,
-    Redis,
-}
-
-/// The server of a backend, started by the test.
-enum Server {
-    Nats(NatsServer),
-    Redis(RedisServer),
-}
-
-impl Server {
-    /// Starts the backend's server on `port` (0 = any free port).
-    fn start(backend: Backend, port: u16) -> Server {
-        match backend {
-            Backend::Nats => Server::Nats(NatsServer::start(port)),
-            Backend::Redis => Server::Redis(RedisServer::start(port)),
-        }
-    }
-
-    fn port(&self) -> u16 {
-        match self {
-            Server::Nats(server) => server.port,
-            Server::Redis(server) => server.port,
-        }
-    }
-
-    fn stop(&mut self) {
-        match self {
-            Server::Nats(server) => server.stop(),
-            Server::Redis(server) => server.stop(),
-        }
-    }
-
-    /// The `[cluster]` section of a node on this server.
-    fn cluster_config(&self) -> String {
-        match self {
-            Server::Nats(server) => format!(
-                "[cluster]\nbackend = \"nats\"\nurls = [\"{}\"]\n",
-                server.url()
-            ),
-            Server::Redis(server) => format!(
-                "[cluster]\nbackend = \"redis\"\nurls = [\"{}\"]\n",
-                server.url()
-            ),
-        }
-    }
-
-    /// Polls until the server has at least `n` subscriptions on the exact topic `topic`.
-    fn wait_subscribed(&self, topic: &str, n: usize) {
-        match self {
-            Server::Nats(server) => server.wait_subscribed(&format!("gatewayd.{topic}"), n),
-            Server::Redis(server) => server.wait_subscribed(&format!("gatewayd:topic:{topic}"), n),
-        }
-    }
-}
-
-/// Runs each case once per backend, as `on_nats::<case>` and `on_redis::<case>`.
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod on_nats {
-            $(#[test]
-            fn $case() {
-                super::$case(super::Backend::Nats)
-            })*
-        }
-        mod on_redis {
-            $(#[test]
-            fn $case() {
-                super::$case(super::Backend::Redis)
-            })*
-        }
-    };
-}
-
 on_both_backends!(
+    every_protocol_reaches_every_protocol_on_another_node,
     stomp_publishes_reach_messageloop_on_another_node,
     loom_producers_reach_goomerang_on_another_node,
     queue_messages_are_consumed_exactly_once_across_nodes_and_survive_a_server_restart,
@@ -158,6 +92,48 @@ fn stomp_bodies(peer: &mut Peer, quiet: Duration) -> Vec<String> {
         bodies.push(String::from_utf8_lossy(&frame.body).into_owned());
     }
     bodies
+}
+
+/// One publish from each protocol on node A reaches a subscriber of every protocol on node B (the Loom consumer
+/// through the anycast group), byte-exact.
+fn every_protocol_reaches_every_protocol_on_another_node(backend: Backend) {
+    let server = Server::start(backend, 0);
+    let start = || {
+        let gateway = Gatewayd::start(&matrix_clients::config(&server.cluster_config()));
+        wait_cluster(&gateway, "connected");
+        gateway
+    };
+    let (a, b) = (start(), start());
+    let (on_a, on_b) = (Addrs::of(&a), Addrs::of(&b));
+    let rt = matrix_clients::runtime();
+    for publisher in Proto::ALL {
+        let topic = format!("cross.from-{publisher}");
+        let mut subscribers: Vec<Sub> = Proto::ALL
+            .iter()
+            .map(|&p| Sub::subscribe(p, &on_b, &topic, &rt))
+            .collect();
+        matrix_clients::wait_subscribed(&b, &topic, 4, 1);
+        server.wait_fanout_and_group(&topic, 1);
+        let body = format!("from {publisher} on another node\0").into_bytes();
+        let message = Outgoing {
+            payload: body.clone(),
+            content_type: Some("text/plain".into()),
+            ..Outgoing::default()
+        };
+        let mut producer = Pub::connect(publisher, &on_a, &rt);
+        producer.publish(&topic, &message, &rt);
+        for subscriber in &mut subscribers {
+            let to = subscriber.proto();
+            assert!(subscriber.recv(&rt).body == body, "{publisher} → {to}");
+            assert!(
+                subscriber
+                    .try_recv(&rt, Duration::from_millis(50))
+                    .is_none(),
+                "{publisher} → {to}: an extra message"
+            );
+        }
+        producer.finish(&rt);
+    }
 }
 
 fn stomp_publishes_reach_messageloop_on_another_node(backend: Backend) {

@@ -1,0 +1,88 @@
+//! The cluster backends a test can run against: [`Backend`] names one, [`Server`] starts its server on 127.0.0.1
+//! (nats-server or redis-server) and speaks its naming, and [`on_both_backends!`] turns each case into one test
+//! per backend, so a suite is parametrised rather than copied. Needs `mod nats` and `mod redis` in the test crate
+//! and `#[macro_use]` on this module.
+#![allow(dead_code)]
+
+use crate::nats::NatsServer;
+use crate::redis::RedisServer;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Nats,
+    Redis,
+}
+
+/// The server of a backend, started by the test and stopped when dropped.
+pub enum Server {
+    Nats(NatsServer),
+    Redis(RedisServer),
+}
+
+impl Server {
+    /// Starts the backend's server on `port` (0 = any free port) and returns once it answers.
+    pub fn start(backend: Backend, port: u16) -> Server {
+        match backend {
+            Backend::Nats => Server::Nats(NatsServer::start(port)),
+            Backend::Redis => Server::Redis(RedisServer::start(port)),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        match self {
+            Server::Nats(server) => server.port,
+            Server::Redis(server) => server.port,
+        }
+    }
+
+    pub fn stop(&mut self) {
+        match self {
+            Server::Nats(server) => server.stop(),
+            Server::Redis(server) => server.stop(),
+        }
+    }
+
+    /// The `[cluster]` section of a node on this server.
+    pub fn cluster_config(&self) -> String {
+        let (backend, url) = match self {
+            Server::Nats(server) => ("nats", server.url()),
+            Server::Redis(server) => ("redis", server.url()),
+        };
+        format!("[cluster]\nbackend = \"{backend}\"\nurls = [\"{url}\"]\n")
+    }
+
+    /// Polls until the server has at least `n` subscriptions on the exact topic `topic` (default prefixes).
+    pub fn wait_subscribed(&self, topic: &str, n: usize) {
+        match self {
+            Server::Nats(server) => server.wait_subscribed(&format!("gatewayd.{topic}"), n),
+            Server::Redis(server) => server.wait_subscribed(&format!("gatewayd:topic:{topic}"), n),
+        }
+    }
+
+    /// Polls until `nodes` nodes subscribed to `topic` for both a fanout subscriber and an anycast group: NATS
+    /// holds a plain and a queue subscription per node, Redis one channel subscription.
+    pub fn wait_fanout_and_group(&self, topic: &str, nodes: usize) {
+        match self {
+            Server::Nats(_) => self.wait_subscribed(topic, 2 * nodes),
+            Server::Redis(_) => self.wait_subscribed(topic, nodes),
+        }
+    }
+}
+
+/// Runs each `fn case(backend: Backend)` once per backend, as the tests `on_nats::case` and `on_redis::case`.
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod on_nats {
+            $(#[test]
+            fn $case() {
+                super::$case($crate::backend::Backend::Nats)
+            })*
+        }
+        mod on_redis {
+            $(#[test]
+            fn $case() {
+                super::$case($crate::backend::Backend::Redis)
+            })*
+        }
+    };
+}
