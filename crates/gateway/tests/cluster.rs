@@ -70,6 +70,15 @@ fn wait_cluster(gateway: &Gatewayd, state: &str) {
     });
 }
 
+/// Waits for the cluster `state` while asserting at every poll that the node stays ready: readiness does not follow
+/// the cluster connection.
+fn wait_cluster_ready(gateway: &Gatewayd, state: &str) {
+    gateway.wait_for("/api/cluster", &format!("cluster {state}"), |c| {
+        assert_eq!(gateway.get("/readyz").0, 200, "ready while cluster is {c}");
+        c["state"] == state
+    });
+}
+
 fn stomp_send(peer: &mut Peer, destination: &str, body: &str) {
     peer.send(&frames::send_string(destination, body));
 }
@@ -194,6 +203,20 @@ fn queue_messages_are_consumed_exactly_once_across_nodes_and_survive_a_server_re
 ) {
     let mut server = Server::start(backend, 0);
     let (a, b) = (node(&server), node(&server));
+    if backend == Backend::Redis {
+        let (_, metrics) = a.get("/metrics");
+        for reason in [
+            "connect",
+            "queue_full",
+            "publish",
+            "subscribe",
+            "decode",
+            "claim",
+        ] {
+            let series = format!("gatewayd_cluster_failed_total{{reason=\"{reason}\"}} 0");
+            assert!(metrics.contains(&series), "{series} exported from start-up");
+        }
+    }
     let mut consumer_a = Peer::connect(a.listener("stomp.tcp"));
     let mut consumer_b = Peer::connect(b.listener("stomp.tcp"));
     for consumer in [&mut consumer_a, &mut consumer_b] {
@@ -217,9 +240,9 @@ fn queue_messages_are_consumed_exactly_once_across_nodes_and_survive_a_server_re
     // The server goes away: nodes report it, stay ready and keep serving local traffic.
     let port = server.port();
     server.stop();
-    wait_cluster(&a, "disconnected");
-    wait_cluster(&b, "disconnected");
-    assert_eq!(a.get("/readyz").0, 200);
+    wait_cluster_ready(&a, "disconnected");
+    wait_cluster_ready(&b, "disconnected");
+    assert_eq!(a.metric("gatewayd_cluster_connected", &[]), 0.0);
     stomp_send(&mut producer, "/queue/jobs", "local");
     assert_eq!(
         stomp_bodies(&mut consumer_a, Duration::from_millis(500)),
@@ -228,9 +251,14 @@ fn queue_messages_are_consumed_exactly_once_across_nodes_and_survive_a_server_re
 
     // The server is back on the same port: nodes reconnect and traffic crosses again.
     let server = Server::start(backend, port);
-    wait_cluster(&a, "connected");
-    wait_cluster(&b, "connected");
-    assert_eq!(a.get("/readyz").0, 200);
+    wait_cluster_ready(&a, "connected");
+    wait_cluster_ready(&b, "connected");
+    assert_eq!(a.metric("gatewayd_cluster_connected", &[]), 1.0);
+    if backend == Backend::Redis {
+        // Each failed reconnect attempt is counted.
+        let failed = |reason| a.metric("gatewayd_cluster_failed_total", &[("reason", reason)]);
+        assert!(failed("connect") >= 1.0);
+    }
     server.wait_subscribed("jobs", 2);
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut crossed = false;

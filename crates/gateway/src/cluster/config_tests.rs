@@ -58,6 +58,11 @@ fn redis_refuses_nats_only_settings_and_bad_urls() {
         ..redis()
     };
     assert!(error(&creds).starts_with("cluster.credentials_file:"));
+    let subjects = ClusterConfig {
+        subject_prefix: "other".into(),
+        ..redis()
+    };
+    assert!(error(&subjects).starts_with("cluster.subject_prefix:"));
     let nats_url = ClusterConfig {
         urls: vec!["nats://127.0.0.1:4222".into()],
         ..redis()

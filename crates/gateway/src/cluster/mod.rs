@@ -82,13 +82,14 @@ pub struct ClusterConfig {
 }
 
 const DEFAULT_KEY_PREFIX: &str = "gatewayd:";
+const DEFAULT_SUBJECT_PREFIX: &str = "gatewayd";
 
 impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
             backend: ClusterBackendKind::Single,
             urls: vec!["nats://127.0.0.1:4222".into()],
-            subject_prefix: "gatewayd".into(),
+            subject_prefix: DEFAULT_SUBJECT_PREFIX.into(),
             credentials_file: None,
             require_tls: false,
             forward_queue: 65_536,
@@ -151,12 +152,16 @@ impl ClusterConfig {
         if self.credentials_file.is_some() {
             return Err("cluster.credentials_file: needs backend = \"nats\"".into());
         }
+        if self.subject_prefix != DEFAULT_SUBJECT_PREFIX {
+            return Err(
+                "cluster.subject_prefix: needs backend = \"nats\" (Redis uses key_prefix)".into(),
+            );
+        }
         for url in &self.urls {
             use ::redis::IntoConnectionInfo as _;
-            let info = url
-                .as_str()
-                .into_connection_info()
-                .map_err(|e| format!("cluster.urls: {url:?}: {e}"))?;
+            let info = url.as_str().into_connection_info().map_err(|e| {
+                format!("cluster.urls: {url:?}: not a redis:// or rediss:// URL: {e}")
+            })?;
             let tls = matches!(info.addr(), ::redis::ConnectionAddr::TcpTls { .. });
             if self.require_tls && !tls {
                 return Err(format!(
