@@ -1,11 +1,11 @@
 //! The cluster backends a test can run against: [`Backend`] names one, [`Server`] starts its server on 127.0.0.1
 //! (nats-server or redis-server) and speaks its naming, and [`on_both_backends!`] turns each case into one test
-//! per backend, so a suite is parametrised rather than copied. Needs `mod nats` and `mod redis` in the test crate
-//! and `#[macro_use]` on this module.
+//! per backend, so a suite is parametrised rather than copied. Needs sibling modules `nats` and `redis`
+//! (`support/nats.rs`, `support/redis.rs`) and `#[macro_use]` on this module.
 #![allow(dead_code)]
 
-use crate::nats::NatsServer;
-use crate::redis::RedisServer;
+use super::nats::NatsServer;
+use super::redis::RedisServer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -28,6 +28,20 @@ impl Server {
         }
     }
 
+    pub fn backend(&self) -> Backend {
+        match self {
+            Server::Nats(_) => Backend::Nats,
+            Server::Redis(_) => Backend::Redis,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            Server::Nats(server) => server.url(),
+            Server::Redis(server) => server.url(),
+        }
+    }
+
     pub fn port(&self) -> u16 {
         match self {
             Server::Nats(server) => server.port,
@@ -44,11 +58,14 @@ impl Server {
 
     /// The `[cluster]` section of a node on this server.
     pub fn cluster_config(&self) -> String {
-        let (backend, url) = match self {
-            Server::Nats(server) => ("nats", server.url()),
-            Server::Redis(server) => ("redis", server.url()),
+        let backend = match self {
+            Server::Nats(_) => "nats",
+            Server::Redis(_) => "redis",
         };
-        format!("[cluster]\nbackend = \"{backend}\"\nurls = [\"{url}\"]\n")
+        format!(
+            "[cluster]\nbackend = \"{backend}\"\nurls = [\"{}\"]\n",
+            self.url()
+        )
     }
 
     /// Polls until the server has at least `n` subscriptions on the exact topic `topic` (default prefixes).
@@ -75,13 +92,13 @@ macro_rules! on_both_backends {
         mod on_nats {
             $(#[test]
             fn $case() {
-                super::$case($crate::backend::Backend::Nats)
+                super::$case(super::backend::Backend::Nats)
             })*
         }
         mod on_redis {
             $(#[test]
             fn $case() {
-                super::$case($crate::backend::Backend::Redis)
+                super::$case(super::backend::Backend::Redis)
             })*
         }
     };
