@@ -8,6 +8,7 @@ mod nats;
 mod presence;
 mod redis;
 mod redis_keys;
+mod redis_serve;
 mod subjects;
 #[cfg(test)]
 mod tests;

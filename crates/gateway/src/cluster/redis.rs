@@ -5,27 +5,26 @@
 //! with `SET <prefix>claim:<id> <node> NX PX 30000`; Redis lets exactly one succeed, and only that node delivers
 //! it to its group. Envelopes travel in the versioned binary encoding of `docs/envelope.md`, after the publishing
 //! node's 8-byte id. The connection is supervised: on loss the node reports `disconnected`, delivers groups
-//! locally, reconnects with back-off (100 ms doubling to 5 s) and subscribes again.
+//! locally, reconnects with back-off (100 ms doubling to 5 s) and subscribes again. `redis_serve.rs` serves one
+//! live connection.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use core_bus::cluster::{ClusterBackend, ClusterState};
 use core_bus::events::BusEvent;
 use core_bus::metrics::{record_drop, DropReason};
-use core_bus::{Bus, ClusterDelivery, Envelope, Pattern};
-use futures::StreamExt;
+use core_bus::{Bus, Envelope};
 use metrics::{counter, gauge};
 use parking_lot::Mutex;
-use redis::aio::{MultiplexedConnection, PubSubSink};
+use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionInfo, IntoConnectionInfo};
 use tokio::sync::mpsc;
 
-use super::nats::{Recent, CONNECTED, FAILED, FORWARDED, RECEIVED};
-use super::redis_keys::{Channel, Keys};
+use super::nats::{CONNECTED, FAILED, FORWARDED, RECEIVED};
+use super::redis_keys::Keys;
+use super::redis_serve::{serve, subscribe, track, Wanted};
 use super::ClusterConfig;
 
 /// Every `reason` label of [`FAILED`] this backend counts.
@@ -37,31 +36,15 @@ const FAILURE_REASONS: [&str; 6] = [
     "decode",
     "claim",
 ];
-/// How long a claim key lives: far longer than any node takes to see a message.
-const CLAIM_MS: u64 = 30_000;
 /// Connect and response timeout of every Redis command.
 const TIMEOUT: Duration = Duration::from_secs(2);
-/// How often a connected node pings Redis, to notice a server that stopped answering.
-const PING: Duration = Duration::from_secs(2);
 
-/// Local interest in one subscription.
-#[derive(Default)]
-struct Interest {
-    fanout: usize,
-    /// The local anycast patterns behind this subscription (a glob is wider than its patterns).
-    groups: Vec<Pattern>,
-}
-
-impl Interest {
-    fn is_empty(&self) -> bool {
-        self.fanout == 0 && self.groups.is_empty()
-    }
-}
-
-struct Link {
-    bus: Bus,
-    node: u64,
-    keys: Keys,
+/// What the backend and its connection tasks share.
+pub(super) struct Link {
+    pub(super) bus: Bus,
+    /// This node's random id, ahead of every envelope it publishes.
+    pub(super) node: u64,
+    pub(super) keys: Keys,
     servers: Vec<ConnectionInfo>,
     /// The command connection while connected.
     commands: Mutex<Option<MultiplexedConnection>>,
@@ -202,7 +185,7 @@ async fn forward_loop(link: Arc<Link>, mut queue: mpsc::Receiver<Arc<Envelope>>)
 
 /// Keeps the node connected to the first Redis server that answers, forever; tracks local interest meanwhile.
 async fn supervise(link: Arc<Link>, mut events: mpsc::UnboundedReceiver<BusEvent>) {
-    let mut interest: HashMap<Channel, Interest> = HashMap::new();
+    let mut interest = Wanted::new();
     let mut backoff = Duration::from_millis(100);
     let mut warned = false;
     loop {
@@ -278,164 +261,4 @@ async fn connect(link: &Link) -> anyhow::Result<(MultiplexedConnection, redis::a
         }
     }
     Err(last)
-}
-
-/// Serves one connection until it fails.
-async fn serve(
-    link: &Arc<Link>,
-    events: &mut mpsc::UnboundedReceiver<BusEvent>,
-    interest: &mut HashMap<Channel, Interest>,
-    mut sink: PubSubSink,
-    mut stream: redis::aio::PubSubStream,
-    commands: MultiplexedConnection,
-) {
-    let mut recent_fanout = Recent::default();
-    let mut recent_groups = Recent::default();
-    let mut ping = tokio::time::interval(PING);
-    loop {
-        tokio::select! {
-            message = stream.next() => {
-                let Some(message) = message else { return };
-                receive(link, interest, &message, &commands, &mut recent_fanout, &mut recent_groups);
-            }
-            event = events.recv() => {
-                let Some(event) = event else { return };
-                for (channel, added) in track(link, interest, event) {
-                    if subscribe(&mut sink, &channel, added).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            _ = ping.tick() => {
-                let mut commands = commands.clone();
-                if redis::cmd("PING").query_async::<String>(&mut commands).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// Applies an interest change; returns the subscriptions to add (`true`) or remove (`false`).
-fn track(
-    link: &Link,
-    interest: &mut HashMap<Channel, Interest>,
-    event: BusEvent,
-) -> Vec<(Channel, bool)> {
-    let (pattern, group, added) = match event {
-        BusEvent::Subscribed { pattern, group } => (pattern, group, true),
-        BusEvent::Unsubscribed { pattern, group } => (pattern, group, false),
-        BusEvent::NewTopic(_) => return Vec::new(),
-    };
-    let mut changes = Vec::new();
-    for channel in link.keys.pattern(&pattern) {
-        let entry = interest.entry(channel.clone()).or_default();
-        let was_empty = entry.is_empty();
-        match (group, added) {
-            (false, true) => entry.fanout += 1,
-            (false, false) => entry.fanout = entry.fanout.saturating_sub(1),
-            (true, true) => entry.groups.push(pattern.clone()),
-            (true, false) => {
-                if let Some(at) = entry.groups.iter().position(|p| *p == pattern) {
-                    entry.groups.swap_remove(at);
-                }
-            }
-        }
-        if entry.is_empty() {
-            interest.remove(&channel);
-            if !was_empty {
-                changes.push((channel, false));
-            }
-        } else if was_empty {
-            changes.push((channel, true));
-        }
-    }
-    changes
-}
-
-async fn subscribe(sink: &mut PubSubSink, channel: &Channel, add: bool) -> redis::RedisResult<()> {
-    let result = match (channel, add) {
-        (Channel::Exact(name), true) => sink.subscribe(name).await,
-        (Channel::Exact(name), false) => sink.unsubscribe(name).await,
-        (Channel::Glob(glob), true) => sink.psubscribe(glob).await,
-        (Channel::Glob(glob), false) => sink.punsubscribe(glob).await,
-    };
-    if let Err(error) = &result {
-        counter!(FAILED, "reason" => "subscribe").increment(1);
-        tracing::warn!(?channel, %error, "cluster: Redis subscribe failed");
-    }
-    result
-}
-
-/// Delivers one Pub/Sub message to local fanout subscribers and, after a won claim, to a local group.
-fn receive(
-    link: &Arc<Link>,
-    interest: &HashMap<Channel, Interest>,
-    message: &redis::Msg,
-    commands: &MultiplexedConnection,
-    recent_fanout: &mut Recent,
-    recent_groups: &mut Recent,
-) {
-    let channel = if message.from_pattern() {
-        match message.get_pattern::<String>() {
-            Ok(glob) => Channel::Glob(glob),
-            Err(_) => return,
-        }
-    } else {
-        Channel::Exact(message.get_channel_name().to_owned())
-    };
-    let Some(wanted) = interest.get(&channel) else {
-        return;
-    };
-    let payload = message.get_payload_bytes();
-    let (Some(node), Some(encoded)) = (payload.get(..8), payload.get(8..)) else {
-        counter!(FAILED, "reason" => "decode").increment(1);
-        return;
-    };
-    let from_self = node == link.node.to_be_bytes();
-    // This node already did its own fanout; its group deliveries do come back through Redis.
-    if wanted.groups.is_empty() && from_self {
-        return;
-    }
-    let envelope = match core_bus::encoding::decode(Bytes::copy_from_slice(encoded)) {
-        Ok(envelope) => envelope,
-        Err(error) => {
-            counter!(FAILED, "reason" => "decode").increment(1);
-            tracing::warn!(%error, "cluster: undecodable envelope");
-            return;
-        }
-    };
-    let group = wanted.groups.iter().any(|p| p.matches(&envelope.topic))
-        && recent_groups.first_time(envelope.id);
-    let fanout = wanted.fanout > 0 && !from_self && recent_fanout.first_time(envelope.id);
-    if fanout {
-        counter!(RECEIVED).increment(1);
-        link.bus
-            .publish_from_cluster(envelope.clone(), ClusterDelivery::Fanout);
-    }
-    if group {
-        let (link, mut commands) = (link.clone(), commands.clone());
-        tokio::spawn(async move {
-            let claimed = redis::cmd("SET")
-                .arg(link.keys.claim(envelope.id))
-                .arg(link.node)
-                .arg("NX")
-                .arg("PX")
-                .arg(CLAIM_MS)
-                .query_async::<Option<String>>(&mut commands)
-                .await;
-            match claimed {
-                Ok(Some(_)) => {
-                    counter!(RECEIVED).increment(1);
-                    link.bus
-                        .publish_from_cluster(envelope, ClusterDelivery::Group);
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    counter!(FAILED, "reason" => "claim").increment(1);
-                    tracing::debug!(%error, "cluster: Redis claim failed");
-                }
-            }
-        });
-    }
 }

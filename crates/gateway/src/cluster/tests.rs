@@ -171,6 +171,16 @@ async fn cross_nodes(backend: Backend) {
         !got_a.is_empty() && !got_b.is_empty(),
         "the backend spread the group over both nodes"
     );
+    for got in [&got_a, &got_b] {
+        let order: Vec<usize> = got
+            .iter()
+            .filter_map(|j| j.strip_prefix('j')?.parse().ok())
+            .collect();
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "each node delivers in publish order: {order:?}"
+        );
+    }
 
     // The server goes away: both nodes notice, keep serving local traffic (groups fall back to local delivery).
     server.stop();
