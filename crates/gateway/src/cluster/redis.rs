@@ -19,7 +19,7 @@ use core_bus::{Bus, Envelope};
 use metrics::{counter, gauge};
 use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ConnectionInfo, IntoConnectionInfo};
+use redis::{AsyncConnectionConfig, ConnectionInfo, IntoConnectionInfo, ProtocolVersion, PushInfo};
 use tokio::sync::mpsc;
 
 use super::nats::{CONNECTED, FAILED, FORWARDED, RECEIVED};
@@ -28,8 +28,9 @@ use super::redis_serve::{serve, subscribe, track, Wanted};
 use super::ClusterConfig;
 
 /// Every `reason` label of [`FAILED`] this backend counts.
-const FAILURE_REASONS: [&str; 6] = [
+const FAILURE_REASONS: [&str; 7] = [
     "connect",
+    "slow_consumer",
     "queue_full",
     "publish",
     "subscribe",
@@ -38,6 +39,8 @@ const FAILURE_REASONS: [&str; 6] = [
 ];
 /// Connect and response timeout of every Redis command.
 const TIMEOUT: Duration = Duration::from_secs(2);
+/// Pub/Sub messages received and not yet handed to the bus; more are dropped (`reason="slow_consumer"`).
+const PUSH_QUEUE: usize = 65_536;
 
 /// What the backend and its connection tasks share.
 pub(super) struct Link {
@@ -84,7 +87,11 @@ impl RedisCluster {
             .iter()
             .map(|url| {
                 let mut info = url.as_str().into_connection_info()?;
-                let mut settings = info.redis_settings().clone();
+                // RESP3 (Redis 6+): Pub/Sub and commands share one connection.
+                let mut settings = info
+                    .redis_settings()
+                    .clone()
+                    .set_protocol(ProtocolVersion::RESP3);
                 if let Some(username) = &config.username {
                     settings = settings.set_username(username);
                 }
@@ -190,13 +197,12 @@ async fn supervise(link: Arc<Link>, mut events: mpsc::UnboundedReceiver<BusEvent
     let mut warned = false;
     loop {
         match connect(&link).await {
-            Ok((commands, pubsub)) => {
+            Ok((mut commands, pushes)) => {
                 backoff = Duration::from_millis(100);
                 warned = false;
-                let (mut sink, stream) = pubsub.split();
                 let mut resubscribed = Ok(());
                 for channel in interest.keys() {
-                    resubscribed = subscribe(&mut sink, channel, true).await;
+                    resubscribed = subscribe(&mut commands, channel, true).await;
                     if resubscribed.is_err() {
                         break;
                     }
@@ -205,7 +211,7 @@ async fn supervise(link: Arc<Link>, mut events: mpsc::UnboundedReceiver<BusEvent
                     *link.commands.lock() = Some(commands.clone());
                     link.set_state(true, "connected".into());
                     tracing::info!("cluster: connected to Redis");
-                    serve(&link, &mut events, &mut interest, sink, stream, commands).await;
+                    serve(&link, &mut events, &mut interest, commands, pushes).await;
                     *link.commands.lock() = None;
                     link.set_state(false, "disconnected; reconnecting".into());
                     tracing::warn!("cluster: lost Redis; serving local traffic, reconnecting");
@@ -213,6 +219,7 @@ async fn supervise(link: Arc<Link>, mut events: mpsc::UnboundedReceiver<BusEvent
             }
             Err(error) => {
                 counter!(FAILED, "reason" => "connect").increment(1);
+                link.set_state(false, format!("disconnected: {error}; retrying"));
                 if warned {
                     tracing::debug!(%error, "cluster: Redis connect failed");
                 } else {
@@ -239,25 +246,29 @@ async fn supervise(link: Arc<Link>, mut events: mpsc::UnboundedReceiver<BusEvent
     }
 }
 
-async fn connect(link: &Link) -> anyhow::Result<(MultiplexedConnection, redis::aio::PubSub)> {
+/// One RESP3 connection to the first server that answers, for commands and Pub/Sub alike; its Pub/Sub messages
+/// arrive on a queue of [`PUSH_QUEUE`] that drops (and counts) what does not fit.
+async fn connect(link: &Link) -> anyhow::Result<(MultiplexedConnection, mpsc::Receiver<PushInfo>)> {
     let mut last = anyhow::anyhow!("no Redis URL");
     for server in &link.servers {
+        let (pushes, received) = mpsc::channel(PUSH_QUEUE);
+        let push = move |info: PushInfo| {
+            pushes.try_send(info).inspect_err(|_| {
+                counter!(FAILED, "reason" => "slow_consumer").increment(1);
+            })
+        };
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(TIMEOUT))
+            .set_response_timeout(Some(TIMEOUT))
+            .set_push_sender(push);
         let attempt = async {
-            let client = redis::Client::open(server.clone())?;
-            let config = AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(TIMEOUT))
-                .set_response_timeout(Some(TIMEOUT));
-            let commands = client
+            redis::Client::open(server.clone())?
                 .get_multiplexed_async_connection_with_config(&config)
-                .await?;
-            let pubsub = tokio::time::timeout(TIMEOUT, client.get_async_pubsub())
                 .await
-                .map_err(|_| anyhow::anyhow!("Pub/Sub connection timed out"))??;
-            anyhow::Ok((commands, pubsub))
         };
         match attempt.await {
-            Ok(connections) => return Ok(connections),
-            Err(error) => last = error,
+            Ok(connection) => return Ok((connection, received)),
+            Err(error) => last = error.into(),
         }
     }
     Err(last)

@@ -1,5 +1,5 @@
-//! One live Redis connection of the Redis backend: keeps the Pub/Sub subscriptions equal to local interest,
-//! delivers what arrives (fanout at once; anycast after a won `SET NX` claim, in arrival order, at most
+//! One live Redis connection of the Redis backend (RESP3: commands and Pub/Sub on one socket): keeps the
+//! subscriptions equal to local interest, delivers what arrives (fanout at once; anycast after a won `SET NX` claim, in arrival order, at most
 //! [`CLAIMS_IN_FLIGHT`] claims pipelined) and pings the server. Returns when the connection fails.
 
 use std::collections::HashMap;
@@ -13,8 +13,8 @@ use core_bus::{ClusterDelivery, Envelope, Pattern};
 use futures::stream::FuturesOrdered;
 use futures::StreamExt;
 use metrics::counter;
-use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
-use redis::RedisResult;
+use redis::aio::MultiplexedConnection;
+use redis::{PushInfo, PushKind, RedisResult};
 use tokio::sync::mpsc;
 
 use super::nats::{Recent, FAILED, RECEIVED};
@@ -50,9 +50,8 @@ pub(super) async fn serve(
     link: &Arc<Link>,
     events: &mut mpsc::UnboundedReceiver<BusEvent>,
     interest: &mut Wanted,
-    mut sink: PubSubSink,
-    mut stream: PubSubStream,
-    commands: MultiplexedConnection,
+    mut commands: MultiplexedConnection,
+    mut pushes: mpsc::Receiver<PushInfo>,
 ) {
     let mut recent_fanout = Recent::default();
     let mut recent_groups = Recent::default();
@@ -60,8 +59,12 @@ pub(super) async fn serve(
     let mut ping = tokio::time::interval(PING);
     loop {
         tokio::select! {
-            message = stream.next(), if claims.len() < CLAIMS_IN_FLIGHT => {
-                let Some(message) = message else { return };
+            push = pushes.recv(), if claims.len() < CLAIMS_IN_FLIGHT => {
+                let Some(push) = push else { return };
+                if push.kind == PushKind::Disconnection {
+                    return;
+                }
+                let Some(message) = redis::Msg::from_push_info(push) else { continue };
                 let wanted = receive(link, interest, &message, &mut recent_fanout, &mut recent_groups);
                 if let Some(envelope) = wanted {
                     claims.push_back(claim(link, commands.clone(), envelope));
@@ -73,13 +76,12 @@ pub(super) async fn serve(
             event = events.recv() => {
                 let Some(event) = event else { return };
                 for (channel, added) in track(link, interest, event) {
-                    if subscribe(&mut sink, &channel, added).await.is_err() {
+                    if subscribe(&mut commands, &channel, added).await.is_err() {
                         return;
                     }
                 }
             }
             _ = ping.tick() => {
-                let mut commands = commands.clone();
                 if redis::cmd("PING").query_async::<String>(&mut commands).await.is_err() {
                     return;
                 }
@@ -121,16 +123,17 @@ pub(super) fn track(link: &Link, interest: &mut Wanted, event: BusEvent) -> Vec<
     changes
 }
 
+/// `(P)SUBSCRIBE` or `(P)UNSUBSCRIBE` one channel or glob.
 pub(super) async fn subscribe(
-    sink: &mut PubSubSink,
+    connection: &mut MultiplexedConnection,
     channel: &Channel,
     add: bool,
 ) -> RedisResult<()> {
     let result = match (channel, add) {
-        (Channel::Exact(name), true) => sink.subscribe(name).await,
-        (Channel::Exact(name), false) => sink.unsubscribe(name).await,
-        (Channel::Glob(glob), true) => sink.psubscribe(glob).await,
-        (Channel::Glob(glob), false) => sink.punsubscribe(glob).await,
+        (Channel::Exact(name), true) => connection.subscribe(name).await,
+        (Channel::Exact(name), false) => connection.unsubscribe(name).await,
+        (Channel::Glob(glob), true) => connection.psubscribe(glob).await,
+        (Channel::Glob(glob), false) => connection.punsubscribe(glob).await,
     };
     if let Err(error) = &result {
         counter!(FAILED, "reason" => "subscribe").increment(1);
