@@ -1,6 +1,6 @@
 //! The Redis cluster backend (`backend = "redis"`). Every local publish goes once, with `PUBLISH`, to the channel
-//! of its topic (`redis_keys.rs`). A node subscribes (one Pub/Sub connection) to the channels and globs of its
-//! local fanout and anycast patterns, so nothing else reaches it. Fanout: every interested node delivers the
+//! of its topic (`redis_keys.rs`). A node subscribes (on its one RESP3 connection) to the channels and globs of
+//! its local fanout and anycast patterns, so nothing else reaches it. Fanout: every interested node delivers the
 //! message to its fanout subscribers. Anycast: every node with a matching local group tries to claim the message
 //! with `SET <prefix>claim:<id> <node> NX PX 30000`; Redis lets exactly one succeed, and only that node delivers
 //! it to its group. Envelopes travel in the versioned binary encoding of `docs/envelope.md`, after the publishing
