@@ -2,7 +2,8 @@
 //! backends (each case runs once per backend, `on_nats::` and `on_redis::`, `support/backend.rs`): every protocol
 //! to every protocol across nodes, cross-node fanout STOMP→MessageLoop
 //! and Loom→Goomerang, a STOMP `/queue/` consumed on both nodes exactly once, a server restart in the middle, a
-//! node killed without affecting the other. NATS only: MessageLoop history recovered on another node with
+//! node killed without affecting the other. Redis only: nodes logging in as an ACL user confined to the key
+//! prefix, and a wrong password counted and shown. NATS only: MessageLoop history recovered on another node with
 //! `cluster.history = "jetstream"`, and MessageLoop presence across nodes with `cluster.presence = "kv"`.
 
 mod support;
@@ -37,6 +38,7 @@ use matrix_clients::{Addrs, Outgoing, Proto, Pub, Sub};
 use messageloop_client::Ws;
 use nats::NatsServer;
 use prost::Message as _;
+use redis::RedisServer;
 use serde_json::{json, Value};
 use stomp_client::{frames, Frame, Peer, Received};
 use support::*;
@@ -272,6 +274,51 @@ fn queue_messages_are_consumed_exactly_once_across_nodes_and_survive_a_server_re
         crossed = !stomp_bodies(&mut consumer_b, Duration::from_millis(200)).is_empty();
         stomp_bodies(&mut consumer_a, Duration::from_millis(10));
     }
+}
+
+/// Nodes log in as an ACL user allowed only the keys and channels under the default `key_prefix`, with the
+/// password read from `password_file`; a node with the wrong password stays ready, disconnected, and counts its
+/// failed attempts.
+#[test]
+fn redis_nodes_authenticate_as_an_acl_user_confined_to_the_key_prefix() {
+    let redis = RedisServer::start_with_user("gw", "s3cret", "gatewayd:");
+    let dir = tempfile::tempdir().unwrap();
+    let node = |password: &str| {
+        let file = dir.path().join(format!("password-{password}"));
+        std::fs::write(&file, format!("{password}\n")).unwrap();
+        Gatewayd::start(&format!(
+            "{}[cluster]\nbackend = \"redis\"\nurls = [\"{}\"]\nusername = \"gw\"\npassword_file = \"{}\"\n\
+             [stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
+            base_config(),
+            redis.url(),
+            file.display()
+        ))
+    };
+    let (a, b) = (node("s3cret"), node("s3cret"));
+    wait_cluster(&a, "connected");
+    wait_cluster(&b, "connected");
+    let mut subscriber = Peer::connect(b.listener("stomp.tcp"));
+    subscriber.send(&frames::subscribe("/topic/secure", "auto", "s1"));
+    redis.wait_subscribed("gatewayd:topic:secure", 1);
+    let mut publisher = Peer::connect(a.listener("stomp.tcp"));
+    stomp_send(&mut publisher, "/topic/secure", "authenticated");
+    assert_eq!(
+        stomp_bodies(&mut subscriber, Duration::from_millis(500)),
+        ["authenticated"]
+    );
+
+    let wrong = node("wrong");
+    wrong.wait_for("/api/cluster", "failed connects", |_| {
+        wrong.metric("gatewayd_cluster_failed_total", &[("reason", "connect")]) >= 2.0
+    });
+    let cluster = wrong.get_json("/api/cluster");
+    assert_eq!(cluster["state"], "disconnected", "{cluster}");
+    let detail = cluster["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("WRONGPASS"),
+        "the refusal is shown: {detail}"
+    );
+    assert_eq!(wrong.get("/readyz").0, 200);
 }
 
 fn a_killed_node_does_not_affect_the_other(backend: Backend) {

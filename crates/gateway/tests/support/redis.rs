@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     child: Child,
     pub port: u16,
+    /// The ACL user and password this helper's own commands authenticate with, when the default user is off.
+    auth: Option<(String, String)>,
 }
 
 fn free_port() -> u16 {
@@ -22,6 +24,29 @@ fn free_port() -> u16 {
 impl RedisServer {
     /// Starts redis-server on `port` (0 = any free port) and returns once it answers PING.
     pub fn start(port: u16) -> RedisServer {
+        RedisServer::launch(port, &[], None)
+    }
+
+    /// Starts redis-server with the default user off and one ACL user, `user` with `password`, allowed every
+    /// command on the keys and channels under `prefix` only.
+    pub fn start_with_user(user: &str, password: &str, prefix: &str) -> RedisServer {
+        let acl = [
+            "--user",
+            user,
+            "on",
+            &format!(">{password}"),
+            &format!("~{prefix}*"),
+            &format!("&{prefix}*"),
+            "+@all",
+            "--user",
+            "default",
+            "off",
+        ]
+        .map(str::to_owned);
+        RedisServer::launch(0, &acl, Some((user.to_owned(), password.to_owned())))
+    }
+
+    fn launch(port: u16, extra: &[String], auth: Option<(String, String)>) -> RedisServer {
         let port = if port == 0 { free_port() } else { port };
         let child = Command::new("redis-server")
             .args([
@@ -34,11 +59,12 @@ impl RedisServer {
                 "--appendonly",
                 "no",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server (Debian package redis-server) is installed");
-        let server = RedisServer { child, port };
+        let server = RedisServer { child, port, auth };
         let deadline = Instant::now() + Duration::from_secs(20);
         while server.try_command(&["PING"]).is_none() {
             assert!(Instant::now() < deadline, "redis-server never answered");
@@ -56,14 +82,22 @@ impl RedisServer {
         let _ = self.child.wait();
     }
 
-    /// Sends one command and returns the reply's lines (RESP, unparsed), or `None` when the server is not there.
+    /// Sends one command (after `AUTH` with an ACL user) and returns the reply's lines (RESP, unparsed), or `None`
+    /// when the server is not there.
     pub fn try_command(&self, args: &[&str]) -> Option<Vec<String>> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        let mut request = format!("*{}\r\n", args.len());
-        for arg in args {
-            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        let mut request = String::new();
+        let mut push = |args: &[&str]| {
+            request.push_str(&format!("*{}\r\n", args.len()));
+            for arg in args {
+                request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+            }
+        };
+        if let Some((user, password)) = &self.auth {
+            push(&["AUTH", user, password]);
         }
+        push(args);
         stream.write_all(request.as_bytes()).ok()?;
         stream.shutdown(std::net::Shutdown::Write).ok()?;
         let mut reply = String::new();
