@@ -27,8 +27,8 @@ impl RedisServer {
         RedisServer::launch(port, &[], None)
     }
 
-    /// Starts redis-server with the default user off and one ACL user, `user` with `password`, allowed every
-    /// command on the keys and channels under `prefix` only.
+    /// Starts redis-server with the default user off and one ACL user, `user` with `password`, allowed only the
+    /// commands gatewayd needs (and `PUBSUB`, for this helper's polling) on the keys and channels under `prefix`.
     pub fn start_with_user(user: &str, password: &str, prefix: &str) -> RedisServer {
         let acl = [
             "--user",
@@ -37,7 +37,14 @@ impl RedisServer {
             &format!(">{password}"),
             &format!("~{prefix}*"),
             &format!("&{prefix}*"),
-            "+@all",
+            "+publish",
+            "+subscribe",
+            "+psubscribe",
+            "+unsubscribe",
+            "+punsubscribe",
+            "+set",
+            "+ping",
+            "+pubsub",
             "--user",
             "default",
             "off",
