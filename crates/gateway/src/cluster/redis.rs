@@ -10,7 +10,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use core_bus::cluster::{ClusterBackend, ClusterState};
 use core_bus::events::BusEvent;
@@ -39,6 +39,9 @@ const FAILURE_REASONS: [&str; 7] = [
 ];
 /// Connect and response timeout of every Redis command.
 const TIMEOUT: Duration = Duration::from_secs(2);
+/// The first reconnect delay, doubled after each failure up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Pub/Sub messages received and not yet handed to the bus; more are dropped (`reason="slow_consumer"`).
 const PUSH_QUEUE: usize = 65_536;
 
@@ -193,12 +196,11 @@ async fn forward_loop(link: Arc<Link>, mut queue: mpsc::Receiver<Arc<Envelope>>)
 /// Keeps the node connected to the first Redis server that answers, forever; tracks local interest meanwhile.
 async fn supervise(link: Arc<Link>, mut events: mpsc::UnboundedReceiver<BusEvent>) {
     let mut interest = Wanted::new();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = MIN_BACKOFF;
     let mut warned = false;
     loop {
         match connect(&link).await {
             Ok((mut commands, pushes)) => {
-                backoff = Duration::from_millis(100);
                 warned = false;
                 let mut resubscribed = Ok(());
                 for channel in interest.keys() {
@@ -211,7 +213,12 @@ async fn supervise(link: Arc<Link>, mut events: mpsc::UnboundedReceiver<BusEvent
                     *link.commands.lock() = Some(commands.clone());
                     link.set_state(true, "connected".into());
                     tracing::info!("cluster: connected to Redis");
+                    let since = Instant::now();
                     serve(&link, &mut events, &mut interest, commands, pushes).await;
+                    // A server that accepts and drops connections at once keeps the back-off growing.
+                    if since.elapsed() >= MAX_BACKOFF {
+                        backoff = MIN_BACKOFF;
+                    }
                     *link.commands.lock() = None;
                     link.set_state(false, "disconnected; reconnecting".into());
                     tracing::warn!("cluster: lost Redis; serving local traffic, reconnecting");
@@ -236,13 +243,13 @@ async fn supervise(link: Arc<Link>, mut events: mpsc::UnboundedReceiver<BusEvent
                 () = &mut wake => break,
                 event = events.recv() => match event {
                     Some(event) => {
-                        track(&link, &mut interest, event);
+                        track(&link.keys, &mut interest, event);
                     }
                     None => return,
                 },
             }
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 

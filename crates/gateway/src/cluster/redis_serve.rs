@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use super::nats::{Recent, FAILED, RECEIVED};
 use super::redis::Link;
-use super::redis_keys::Channel;
+use super::redis_keys::{Channel, Keys};
 
 /// How long a claim key lives: far longer than any node takes to see a message.
 const CLAIM_MS: u64 = 30_000;
@@ -75,7 +75,7 @@ pub(super) async fn serve(
             }
             event = events.recv() => {
                 let Some(event) = event else { return };
-                for (channel, added) in track(link, interest, event) {
+                for (channel, added) in track(&link.keys, interest, event) {
                     if subscribe(&mut commands, &channel, added).await.is_err() {
                         return;
                     }
@@ -91,14 +91,14 @@ pub(super) async fn serve(
 }
 
 /// Applies an interest change; returns the subscriptions to add (`true`) or remove (`false`).
-pub(super) fn track(link: &Link, interest: &mut Wanted, event: BusEvent) -> Vec<(Channel, bool)> {
+pub(super) fn track(keys: &Keys, interest: &mut Wanted, event: BusEvent) -> Vec<(Channel, bool)> {
     let (pattern, group, added) = match event {
         BusEvent::Subscribed { pattern, group } => (pattern, group, true),
         BusEvent::Unsubscribed { pattern, group } => (pattern, group, false),
         BusEvent::NewTopic(_) => return Vec::new(),
     };
     let mut changes = Vec::new();
-    for channel in link.keys.pattern(&pattern) {
+    for channel in keys.pattern(&pattern) {
         let entry = interest.entry(channel.clone()).or_default();
         let was_empty = entry.is_empty();
         match (group, added) {
@@ -217,5 +217,45 @@ fn deliver(link: &Link, envelope: Envelope, claimed: RedisResult<Option<String>>
             counter!(FAILED, "reason" => "claim").increment(1);
             tracing::debug!(%error, "cluster: Redis claim failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(pattern: &str, group: bool, added: bool) -> BusEvent {
+        let pattern = Pattern::parse(pattern).expect("pattern");
+        if added {
+            BusEvent::Subscribed { pattern, group }
+        } else {
+            BusEvent::Unsubscribed { pattern, group }
+        }
+    }
+
+    #[test]
+    fn a_channel_is_subscribed_while_any_local_interest_needs_it() {
+        let keys = Keys::new("gw:");
+        let mut wanted = Wanted::new();
+        let mut apply =
+            |pattern, group, added| track(&keys, &mut wanted, event(pattern, group, added));
+        let exact = |s: &str| Channel::Exact(s.to_owned());
+        let glob = |s: &str| Channel::Glob(s.to_owned());
+        assert_eq!(apply("a.b", false, true), [(exact("gw:topic:a.b"), true)]);
+        assert_eq!(apply("a.b", false, true), []);
+        assert_eq!(apply("a.b", true, true), []);
+        assert_eq!(apply("a.b", false, false), []);
+        assert_eq!(apply("a.b", false, false), []);
+        assert_eq!(apply("a.b", true, false), [(exact("gw:topic:a.b"), false)]);
+        assert_eq!(
+            apply("a.#", true, true),
+            [(exact("gw:topic:a"), true), (glob("gw:topic:a.*"), true)]
+        );
+        assert_eq!(apply("a.*", false, true), []);
+        assert_eq!(apply("a.#", true, false), [(exact("gw:topic:a"), false)]);
+        assert_eq!(apply("a.*", false, false), [(glob("gw:topic:a.*"), false)]);
+        // Unsubscribing what was never subscribed changes nothing.
+        assert_eq!(apply("x", true, false), []);
+        assert!(wanted.is_empty());
     }
 }
