@@ -48,6 +48,18 @@ fn redis_refuses_nats_only_settings_and_bad_urls() {
         ..redis()
     };
     assert!(error(&jetstream).starts_with("cluster.history:"));
+    let streams = ClusterConfig {
+        history: HistoryMode::Streams,
+        ..redis()
+    };
+    assert_eq!(streams.validate(), Ok(()));
+    for backend in [ClusterBackendKind::Single, ClusterBackendKind::Nats] {
+        let elsewhere = ClusterConfig {
+            backend,
+            ..streams.clone()
+        };
+        assert!(error(&elsewhere).starts_with("cluster.history: \"streams\""));
+    }
     let kv = ClusterConfig {
         presence: PresenceMode::Kv,
         ..redis()

@@ -7,6 +7,7 @@ mod jetstream;
 mod nats;
 mod presence;
 mod redis;
+mod redis_history;
 mod redis_keys;
 mod redis_serve;
 mod subjects;
@@ -42,6 +43,8 @@ pub enum HistoryMode {
     Local,
     /// One JetStream stream per `[[bus.history]]` rule numbers history topics for the whole cluster.
     Jetstream,
+    /// One Redis stream per `[[bus.history]]` rule numbers history topics for the whole cluster.
+    Streams,
 }
 
 /// Where presence (MessageLoop members of a channel) lives in cluster mode.
@@ -109,13 +112,14 @@ impl ClusterConfig {
         if self.backend != ClusterBackendKind::Single && self.urls.is_empty() {
             return Err("cluster.urls: at least one server URL is needed".into());
         }
-        if self.backend != ClusterBackendKind::Nats {
-            if self.history != HistoryMode::Local {
-                return Err("cluster.history: \"jetstream\" needs backend = \"nats\"".into());
-            }
-            if self.presence != PresenceMode::Local {
-                return Err("cluster.presence: \"kv\" needs backend = \"nats\"".into());
-            }
+        if self.history == HistoryMode::Jetstream && self.backend != ClusterBackendKind::Nats {
+            return Err("cluster.history: \"jetstream\" needs backend = \"nats\"".into());
+        }
+        if self.history == HistoryMode::Streams && self.backend != ClusterBackendKind::Redis {
+            return Err("cluster.history: \"streams\" needs backend = \"redis\"".into());
+        }
+        if self.backend != ClusterBackendKind::Nats && self.presence != PresenceMode::Local {
+            return Err("cluster.presence: \"kv\" needs backend = \"nats\"".into());
         }
         if self.backend == ClusterBackendKind::Redis {
             return self.validate_redis();

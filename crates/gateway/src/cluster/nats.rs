@@ -144,7 +144,8 @@ impl NatsCluster {
             counter!(FAILED, "reason" => reason).absolute(0);
         }
         let history = match config.history {
-            HistoryMode::Local => None,
+            // Validation refuses "streams" with NATS.
+            HistoryMode::Local | HistoryMode::Streams => None,
             HistoryMode::Jetstream => Some(Arc::new(HistoryStreams::new(
                 &config.subject_prefix,
                 &bus.config().history,

@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use core_bus::cluster::{ClusterBackend, ClusterState};
+use core_bus::cluster::{ClusterBackend, ClusterState, Sequencing};
 use core_bus::events::BusEvent;
 use core_bus::metrics::{record_drop, DropReason};
-use core_bus::{Bus, Envelope};
+use core_bus::{Bus, Envelope, Topic};
 use metrics::{counter, gauge};
 use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
@@ -23,13 +23,16 @@ use redis::{AsyncConnectionConfig, ConnectionInfo, IntoConnectionInfo, ProtocolV
 use tokio::sync::mpsc;
 
 use super::nats::{CONNECTED, FAILED, FORWARDED, RECEIVED};
+use super::redis_history::{follow, RedisHistory};
 use super::redis_keys::Keys;
 use super::redis_serve::{serve, subscribe, track, Wanted};
-use super::ClusterConfig;
+use super::{ClusterConfig, HistoryMode};
 
 /// Every `reason` label of [`FAILED`] this backend counts.
-const FAILURE_REASONS: [&str; 7] = [
+const FAILURE_REASONS: [&str; 9] = [
     "connect",
+    "history",
+    "history_unavailable",
     "slow_consumer",
     "queue_full",
     "publish",
@@ -51,6 +54,8 @@ pub(super) struct Link {
     /// This node's random id, ahead of every envelope it publishes.
     pub(super) node: u64,
     pub(super) keys: Keys,
+    /// Set with `history = "streams"`.
+    history: Option<Arc<RedisHistory>>,
     servers: Vec<ConnectionInfo>,
     /// The command connection while connected.
     commands: Mutex<Option<MultiplexedConnection>>,
@@ -59,6 +64,13 @@ pub(super) struct Link {
 }
 
 impl Link {
+    /// True for topics whose fanout travels through a history stream (their groups still use Pub/Sub).
+    pub(super) fn sequenced(&self, topic: &Topic) -> bool {
+        self.history
+            .as_ref()
+            .is_some_and(|h| h.stream(topic).is_some())
+    }
+
     fn set_state(&self, connected: bool, detail: String) {
         self.connected.store(connected, Ordering::Release);
         gauge!(CONNECTED).set(if connected { 1.0 } else { 0.0 });
@@ -112,10 +124,18 @@ impl RedisCluster {
         for reason in FAILURE_REASONS {
             counter!(FAILED, "reason" => reason).absolute(0);
         }
+        let history = match config.history {
+            HistoryMode::Streams => Some(Arc::new(RedisHistory::new(
+                &config.key_prefix,
+                &bus.config().history,
+            ))),
+            HistoryMode::Local | HistoryMode::Jetstream => None,
+        };
         let link = Arc::new(Link {
             bus,
             node: rand::random::<u64>(),
             keys: Keys::new(&config.key_prefix),
+            history: history.clone(),
             servers,
             commands: Mutex::new(None),
             connected: AtomicBool::new(false),
@@ -125,6 +145,9 @@ impl RedisCluster {
         let (interest, interest_rx) = mpsc::unbounded_channel();
         tokio::spawn(forward_loop(link.clone(), forward_rx));
         tokio::spawn(supervise(link.clone(), interest_rx));
+        if let Some(history) = history {
+            tokio::spawn(follow(link.clone(), history));
+        }
         tracing::info!(node = %format!("{:016x}", link.node), urls = ?config.urls, "cluster: Redis backend started");
         Ok(RedisCluster {
             link,
@@ -152,12 +175,28 @@ impl ClusterBackend for RedisCluster {
         self.link.connected.load(Ordering::Acquire)
     }
 
+    fn sequencing(&self, topic: &Topic) -> Sequencing {
+        let Some(stream) = self.link.history.as_ref().and_then(|h| h.stream(topic)) else {
+            return Sequencing::Local;
+        };
+        match stream.epoch() {
+            Some(epoch) if self.link.connected.load(Ordering::Acquire) => {
+                Sequencing::Cluster { epoch }
+            }
+            _ => Sequencing::Unavailable,
+        }
+    }
+
     fn state(&self) -> ClusterState {
-        let detail = format!(
+        let mut detail = format!(
             "node {:016x}: redis {}",
             self.link.node,
             self.link.detail.lock()
         );
+        if let Some(history) = &self.link.history {
+            detail.push_str("; ");
+            detail.push_str(&history.summary());
+        }
         if self.link.connected.load(Ordering::Acquire) {
             ClusterState::Connected { detail }
         } else {
@@ -173,15 +212,35 @@ async fn forward_loop(link: Arc<Link>, mut queue: mpsc::Receiver<Arc<Envelope>>)
         payload.extend_from_slice(&link.node.to_be_bytes());
         payload.extend_from_slice(&encoded);
         let connection = link.commands.lock().clone();
-        let published = match connection {
-            Some(mut connection) => redis::cmd("PUBLISH")
-                .arg(link.keys.topic(&envelope.topic))
-                .arg(payload)
-                .query_async::<i64>(&mut connection)
-                .await
-                .map_err(|e| e.to_string()),
-            None => Err("not connected".into()),
+        let Some(mut connection) = connection else {
+            counter!(FAILED, "reason" => "publish").increment(1);
+            record_drop(DropReason::ClusterForward, envelope.origin.protocol);
+            continue;
         };
+        if let Some(stream) = link
+            .history
+            .as_ref()
+            .and_then(|h| h.stream(&envelope.topic))
+        {
+            // Fanout reaches every node from the stream; the Pub/Sub copy below serves anycast groups.
+            let appended = match stream.epoch() {
+                Some(_) => stream.append(&mut connection, encoded).await,
+                None => Err(redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "history stream not ready",
+                ))),
+            };
+            if let Err(error) = appended {
+                tracing::debug!(%error, "cluster: Redis did not store a history message");
+                counter!(FAILED, "reason" => "history_unavailable").increment(1);
+                record_drop(DropReason::ClusterForward, envelope.origin.protocol);
+            }
+        }
+        let published = redis::cmd("PUBLISH")
+            .arg(link.keys.topic(&envelope.topic))
+            .arg(payload)
+            .query_async::<i64>(&mut connection)
+            .await;
         match published {
             Ok(_) => counter!(FORWARDED).increment(1),
             Err(error) => {
@@ -251,6 +310,29 @@ async fn supervise(link: Arc<Link>, mut events: mpsc::UnboundedReceiver<BusEvent
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// A plain connection (no Pub/Sub) to the first server that answers, with `response_timeout` per command.
+pub(super) async fn open(
+    link: &Link,
+    response_timeout: Duration,
+) -> anyhow::Result<MultiplexedConnection> {
+    let mut last = anyhow::anyhow!("no Redis URL");
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(TIMEOUT))
+        .set_response_timeout(Some(response_timeout));
+    for server in &link.servers {
+        let attempt = async {
+            redis::Client::open(server.clone())?
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+        };
+        match attempt.await {
+            Ok(connection) => return Ok(connection),
+            Err(error) => last = error.into(),
+        }
+    }
+    Err(last)
 }
 
 /// One RESP3 connection to the first server that answers, for commands and Pub/Sub alike; its Pub/Sub messages

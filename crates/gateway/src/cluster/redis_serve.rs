@@ -176,7 +176,9 @@ fn receive(
     };
     let group = wanted.groups.iter().any(|p| p.matches(&envelope.topic))
         && recent_groups.first_time(envelope.id);
-    if wanted.fanout > 0 && !from_self && recent_fanout.first_time(envelope.id) {
+    // History topics reach this node's fanout subscribers through their stream, with positions.
+    let fanout = wanted.fanout > 0 && !from_self && !link.sequenced(&envelope.topic);
+    if fanout && recent_fanout.first_time(envelope.id) {
         counter!(RECEIVED).increment(1);
         link.bus
             .publish_from_cluster(envelope.clone(), ClusterDelivery::Fanout);

@@ -28,6 +28,14 @@ impl Server {
         }
     }
 
+    /// Starts a server that can keep cluster-wide history: nats-server with JetStream, or redis-server.
+    pub fn start_with_history(backend: Backend) -> Server {
+        match backend {
+            Backend::Nats => Server::Nats(NatsServer::start_jetstream(0)),
+            Backend::Redis => Server::Redis(RedisServer::start(0)),
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         match self {
             Server::Nats(_) => Backend::Nats,
@@ -66,6 +74,16 @@ impl Server {
             "[cluster]\nbackend = \"{backend}\"\nurls = [\"{}\"]\n",
             self.url()
         )
+    }
+
+    /// The `[cluster]` section of a node on this server with cluster-wide history (`history = "jetstream"` or
+    /// `"streams"`).
+    pub fn history_cluster_config(&self) -> String {
+        let history = match self {
+            Server::Nats(_) => "jetstream",
+            Server::Redis(_) => "streams",
+        };
+        format!("{}history = \"{history}\"\n", self.cluster_config())
     }
 
     /// Polls until the server has at least `n` subscriptions on the exact topic `topic` (default prefixes).
