@@ -210,6 +210,8 @@ fn queue_messages_are_consumed_exactly_once_across_nodes_and_survive_a_server_re
         let (_, metrics) = a.get("/metrics");
         for reason in [
             "connect",
+            "history",
+            "history_unavailable",
             "slow_consumer",
             "queue_full",
             "publish",
