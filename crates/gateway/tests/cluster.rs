@@ -1,10 +1,11 @@
 //! Cluster mode end to end: two gatewayd nodes and a real nats-server or redis-server on 127.0.0.1. On both
 //! backends (each case runs once per backend, `on_nats::` and `on_redis::`, `support/backend.rs`): every protocol
-//! to every protocol across nodes, cross-node fanout STOMP→MessageLoop
-//! and Loom→Goomerang, a STOMP `/queue/` consumed on both nodes exactly once, a server restart in the middle, a
-//! node killed without affecting the other. Redis only: nodes logging in as an ACL user confined to the key
-//! prefix, and a wrong password counted and shown. NATS only: MessageLoop history recovered on another node with
-//! `cluster.history = "jetstream"`, and MessageLoop presence across nodes with `cluster.presence = "kv"`.
+//! to every protocol across nodes, cross-node fanout STOMP→MessageLoop and Loom→Goomerang, a STOMP `/queue/`
+//! consumed on both nodes exactly once, a server restart in the middle, a node killed without affecting the other,
+//! and MessageLoop history recovered on another node with the same offsets (`history = "jetstream"` or
+//! `"streams"`). Redis only: nodes logging in as an ACL user confined to the key prefix, a wrong password counted
+//! and shown, and a new history epoch after Redis lost its data. NATS only: history and presence across nodes
+//! (`presence = "kv"`) surviving a NATS restart with its store.
 
 mod support;
 
@@ -508,6 +509,46 @@ fn messageloop_history_recovers_on_another_node_with_the_same_offsets(backend: B
     }
     assert_eq!(live, [(epoch, live[0].1, 6, false)]);
     assert_eq!(ml_read(&mut watcher, 0, 1).1, live);
+}
+
+/// A Redis without persistence restarts empty: the nodes read a new epoch from it, report the stream ready again,
+/// and history starts over in that epoch on every node.
+#[test]
+fn redis_history_starts_a_new_epoch_after_redis_lost_its_data() {
+    let mut server = Server::start_with_history(Backend::Redis);
+    let (a, b) = (history_node(&server), history_node(&server));
+    let mut watcher = ml_client(&b);
+    watcher.subscribe("w", &["hist.room"]);
+    let mut publisher = ml_client(&a);
+    ml_publish(&mut publisher, "p1", "hist.room", 1);
+    let before = ml_read(&mut watcher, 0, 1).1;
+    assert_eq!(before[0].2, 1);
+
+    let port = server.port();
+    server.stop();
+    wait_cluster_ready(&a, "disconnected");
+    wait_cluster_ready(&b, "disconnected");
+    let _server = Server::start(Backend::Redis, port);
+    for node in [&a, &b] {
+        node.wait_for("/api/cluster", "reconnected with the stream ready", |c| {
+            c["state"] == "connected"
+                && c["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("1/1 streams ready"))
+        });
+    }
+    ml_publish(&mut publisher, "p2", "hist.room", 2);
+    let after = ml_read(&mut watcher, 0, 1).1;
+    let epoch = after[0].0.clone();
+    assert_ne!(epoch, before[0].0, "a new epoch");
+    assert_eq!(after, [(epoch.clone(), after[0].1, 2, false)]);
+    let mut late = ml_client(&b);
+    late.send(
+        json!({"id": "r", "subscribe": {"subscriptions": [{"channel": "hist.room",
+        "recover": true, "cursor": {"stream_epoch": epoch, "offset": "0"}}]}}),
+    );
+    assert_eq!(ml_read(&mut late, 0, 1).1, [(epoch, after[0].1, 2, true)]);
+    assert!(a.metric("gatewayd_cluster_failed_total", &[("reason", "history")]) >= 1.0);
 }
 
 fn occupancy(ws: &mut Ws, channel: &str) -> Value {

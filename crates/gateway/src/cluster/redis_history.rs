@@ -106,16 +106,29 @@ pub(super) fn offset(id: &str) -> Option<u64> {
     (ms < 1 << 43 && seq < 1 << 20).then_some(ms << 20 | seq)
 }
 
-/// Reads every stream and delivers its entries to the local bus, forever, with back-off while Redis is away.
+/// How far this node read one stream.
+#[derive(Clone)]
+struct Cursor {
+    epoch: u64,
+    /// The last entry id read (`0-0`: none yet).
+    last: String,
+    /// Passed to the bus with every entry (`Bus::publish_sequenced`).
+    floor: u64,
+}
+
+/// Reads every stream and delivers its entries to the local bus, forever, with back-off while Redis is away. The
+/// streams are not ready (history topics local-only) from a failure until their epochs were read again.
 pub(super) async fn follow(link: Arc<Link>, history: Arc<RedisHistory>) {
-    // Per stream: the last entry id read and the floor passed to the bus.
-    let mut read: Vec<Option<(String, u64)>> = vec![None; history.streams.len()];
+    let mut read: Vec<Option<Cursor>> = vec![None; history.streams.len()];
     let mut backoff = Duration::from_millis(100);
     let mut warned = false;
     loop {
         match follow_once(&link, &history, &mut read).await {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(error) => {
+                for stream in &history.streams {
+                    stream.epoch.store(0, Ordering::Release);
+                }
                 counter!(FAILED, "reason" => "history").increment(1);
                 if warned {
                     tracing::debug!(%error, "cluster: Redis history streams");
@@ -133,27 +146,25 @@ pub(super) async fn follow(link: Arc<Link>, history: Arc<RedisHistory>) {
 async fn follow_once(
     link: &Link,
     history: &RedisHistory,
-    read: &mut [Option<(String, u64)>],
+    read: &mut [Option<Cursor>],
 ) -> anyhow::Result<()> {
     let timeout = Duration::from_millis(BLOCK_MS as u64) + Duration::from_secs(2);
     let mut connection = open(link, timeout).await?;
     for (stream, read) in history.streams.iter().zip(read.iter_mut()) {
         let epoch = epoch(&mut connection, stream).await?;
-        if stream.epoch.swap(epoch, Ordering::AcqRel) != epoch {
-            *read = None;
+        let cursor = read.take().filter(|c| c.epoch == epoch);
+        if cursor.is_none() {
             tracing::info!(stream = %stream.key, epoch, "cluster: Redis history stream ready");
         }
-        *read = Some(start(&mut connection, stream, read.take()).await?);
+        *read = Some(start(&mut connection, stream, epoch, cursor).await?);
+        stream.epoch.store(epoch, Ordering::Release);
     }
     let keys: Vec<&str> = history.streams.iter().map(|s| s.key.as_str()).collect();
     let options = StreamReadOptions::default().block(BLOCK_MS).count(BATCH);
     loop {
-        let ids: Vec<String> = read
+        let ids: Vec<&str> = read
             .iter()
-            .map(|r| {
-                r.as_ref()
-                    .map_or_else(|| "0-0".to_owned(), |(id, _)| id.clone())
-            })
+            .map(|r| r.as_ref().map_or("0-0", |c| c.last.as_str()))
             .collect();
         let reply: Option<StreamReadReply> = redis::cmd("XREAD")
             .arg(&options)
@@ -166,7 +177,7 @@ async fn follow_once(
             let Some(index) = keys.iter().position(|k| *k == key.key) else {
                 continue;
             };
-            let (Some(stream), Some(Some((last, floor)))) =
+            let (Some(stream), Some(Some(cursor))) =
                 (history.streams.get(index), read.get_mut(index))
             else {
                 continue;
@@ -176,11 +187,11 @@ async fn follow_once(
                     link,
                     history,
                     stream,
+                    cursor,
                     &entry.id,
                     entry.map.get(FIELD),
-                    *floor,
                 );
-                *last = entry.id;
+                cursor.last = entry.id;
             }
         }
     }
@@ -206,13 +217,15 @@ async fn epoch(
     Ok(epoch)
 }
 
-/// Where to read from and the floor: from the start when `read` is `None` (what the stream dropped before is gone
-/// for this node); else after the last entry read, with the floor raised when the stream dropped entries since.
+/// Where to read from and the floor: from the start without a cursor of this epoch (what the stream dropped before
+/// is gone for this node); else after the last entry read, with the floor raised when the stream dropped entries
+/// since.
 async fn start(
     connection: &mut MultiplexedConnection,
     stream: &HistoryStream,
-    read: Option<(String, u64)>,
-) -> anyhow::Result<(String, u64)> {
+    epoch: u64,
+    cursor: Option<Cursor>,
+) -> anyhow::Result<Cursor> {
     let first: StreamRangeReply = redis::cmd("XRANGE")
         .arg(&stream.key)
         .arg("-")
@@ -223,12 +236,24 @@ async fn start(
         .await?;
     let first = first.ids.first().and_then(|e| offset(&e.id));
     let floor_before_first = first.map_or(0, |f| f.saturating_sub(1));
-    Ok(match read {
-        None => ("0-0".to_owned(), floor_before_first),
-        Some((last, floor)) => {
-            let trimmed = first.zip(offset(&last)).is_some_and(|(f, l)| f > l + 1);
-            let floor = if trimmed { floor_before_first } else { floor };
-            (last, floor)
+    Ok(match cursor {
+        None => Cursor {
+            epoch,
+            last: "0-0".to_owned(),
+            floor: floor_before_first,
+        },
+        Some(cursor) => {
+            let trimmed = first
+                .zip(offset(&cursor.last))
+                .is_some_and(|(f, l)| f > l + 1);
+            Cursor {
+                floor: if trimmed {
+                    floor_before_first
+                } else {
+                    cursor.floor
+                },
+                ..cursor
+            }
         }
     })
 }
@@ -237,13 +262,11 @@ fn deliver(
     link: &Link,
     history: &RedisHistory,
     stream: &HistoryStream,
+    cursor: &Cursor,
     id: &str,
     field: Option<&Value>,
-    floor: u64,
 ) {
-    let (Some(offset), Some(epoch), Some(Value::BulkString(bytes))) =
-        (offset(id), stream.epoch(), field)
-    else {
+    let (Some(offset), Some(Value::BulkString(bytes))) = (offset(id), field) else {
         counter!(FAILED, "reason" => "decode").increment(1);
         return;
     };
@@ -262,9 +285,12 @@ fn deliver(
     {
         return;
     }
-    envelope.position = Some(Position { epoch, offset });
+    envelope.position = Some(Position {
+        epoch: cursor.epoch,
+        offset,
+    });
     counter!(RECEIVED).increment(1);
-    link.bus.publish_sequenced(envelope, floor);
+    link.bus.publish_sequenced(envelope, cursor.floor);
 }
 
 #[cfg(test)]
