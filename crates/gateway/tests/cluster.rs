@@ -280,8 +280,8 @@ fn queue_messages_are_consumed_exactly_once_across_nodes_and_survive_a_server_re
     }
 }
 
-/// Nodes log in as an ACL user allowed only the keys and channels under the default `key_prefix`, with the
-/// password read from `password_file`; a node with the wrong password stays ready, disconnected, and counts its
+/// Nodes log in as an ACL user allowed only the keys and channels under the default `key_prefix` (with history
+/// streams), with the password read from `password_file`; a node with the wrong password stays ready, disconnected, and counts its
 /// failed attempts.
 #[test]
 fn redis_nodes_authenticate_as_an_acl_user_confined_to_the_key_prefix() {
@@ -292,6 +292,8 @@ fn redis_nodes_authenticate_as_an_acl_user_confined_to_the_key_prefix() {
         std::fs::write(&file, format!("{password}\n")).unwrap();
         Gatewayd::start(&format!(
             "{}[cluster]\nbackend = \"redis\"\nurls = [\"{}\"]\nusername = \"gw\"\npassword_file = \"{}\"\n\
+             history = \"streams\"\n[[bus.history]]\ntopics = \"hist.#\"\nmax_messages = 100\n\
+             max_bytes = 1048576\nttl = 0\n\
              [stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
             base_config(),
             redis.url(),
@@ -299,8 +301,14 @@ fn redis_nodes_authenticate_as_an_acl_user_confined_to_the_key_prefix() {
         ))
     };
     let (a, b) = (node("s3cret"), node("s3cret"));
-    wait_cluster(&a, "connected");
-    wait_cluster(&b, "connected");
+    for node in [&a, &b] {
+        node.wait_for("/api/cluster", "connected, history stream ready", |c| {
+            c["state"] == "connected"
+                && c["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("1/1 streams ready"))
+        });
+    }
     let mut subscriber = Peer::connect(b.listener("stomp.tcp"));
     subscriber.send(&frames::subscribe("/topic/secure", "auto", "s1"));
     redis.wait_subscribed("gatewayd:topic:secure", 1);

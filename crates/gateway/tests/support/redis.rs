@@ -28,7 +28,7 @@ impl RedisServer {
     }
 
     /// Starts redis-server with the default user off and one ACL user, `user` with `password`, allowed only the
-    /// commands gatewayd needs (and `PUBSUB`, for this helper's polling) on the keys and channels under `prefix`.
+    /// commands gatewayd needs, history streams included (and `PUBSUB`, for this helper's polling) on the keys and channels under `prefix`.
     pub fn start_with_user(user: &str, password: &str, prefix: &str) -> RedisServer {
         let acl = [
             "--user",
@@ -44,6 +44,10 @@ impl RedisServer {
             "+punsubscribe",
             "+set",
             "+ping",
+            "+get",
+            "+xadd",
+            "+xread",
+            "+xrange",
             "+pubsub",
             "--user",
             "default",
