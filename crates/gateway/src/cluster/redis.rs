@@ -6,7 +6,8 @@
 //! it to its group. Envelopes travel in the versioned binary encoding of `docs/envelope.md`, after the publishing
 //! node's 8-byte id. The connection is supervised: on loss the node reports `disconnected`, delivers groups
 //! locally, reconnects with back-off (100 ms doubling to 5 s) and subscribes again. `redis_serve.rs` serves one
-//! live connection.
+//! live connection; with `history = "streams"`, history topics' fanout goes through Redis Streams instead
+//! (`redis_history.rs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -223,15 +224,17 @@ async fn forward_loop(link: Arc<Link>, mut queue: mpsc::Receiver<Arc<Envelope>>)
             .and_then(|h| h.stream(&envelope.topic))
         {
             // Fanout reaches every node from the stream; the Pub/Sub copy below serves anycast groups.
-            let appended = match stream.epoch() {
-                Some(_) => stream.append(&mut connection, encoded).await,
-                None => Err(redis::RedisError::from((
-                    redis::ErrorKind::Client,
-                    "history stream not ready",
-                ))),
+            let stored = match stream.epoch() {
+                Some(_) => stream
+                    .append(&mut connection, encoded)
+                    .await
+                    .map_err(|error| {
+                        tracing::debug!(%error, "cluster: Redis did not store a history message");
+                    }),
+                // Delivered on this node only (`Sequencing::Unavailable`).
+                None => Err(()),
             };
-            if let Err(error) = appended {
-                tracing::debug!(%error, "cluster: Redis did not store a history message");
+            if stored.is_err() {
                 counter!(FAILED, "reason" => "history_unavailable").increment(1);
                 record_drop(DropReason::ClusterForward, envelope.origin.protocol);
             }
