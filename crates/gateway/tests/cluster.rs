@@ -4,7 +4,7 @@
 //! consumed on both nodes exactly once, a server restart in the middle, a node killed without affecting the other,
 //! and MessageLoop history recovered on another node with the same offsets (`history = "jetstream"` or
 //! `"streams"`). Redis only: nodes logging in as an ACL user confined to the key prefix, a wrong password counted
-//! and shown, and a new history epoch after Redis lost its data. NATS only: history and presence across nodes
+//! and shown, `rediss://` with `require_tls`, and a new history epoch after Redis lost its data. NATS only: history and presence across nodes
 //! (`presence = "kv"`) surviving a NATS restart with its store.
 
 mod support;
@@ -331,6 +331,55 @@ fn redis_nodes_authenticate_as_an_acl_user_confined_to_the_key_prefix() {
         "the refusal is shown: {detail}"
     );
     assert_eq!(wrong.get("/readyz").0, 200);
+}
+
+/// `rediss://` with `require_tls`: the nodes trust the server's CA through the system roots (`SSL_CERT_FILE`) and
+/// carry messages across over TLS.
+#[test]
+fn redis_nodes_connect_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let certificate = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let file = |name: &str, pem: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        path
+    };
+    let (ca_file, certificate_file, key_file) = (
+        file("ca.pem", ca.pem()),
+        file("redis.pem", certificate.pem()),
+        file("redis.key", key.serialize_pem()),
+    );
+    let redis = RedisServer::start_tls(&certificate_file, &key_file, &ca_file);
+    let tls_port = redis.tls_port.unwrap();
+    let config = format!(
+        "{}[cluster]\nbackend = \"redis\"\nurls = [\"rediss://localhost:{tls_port}\"]\nrequire_tls = true\n\
+         [stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
+        base_config()
+    );
+    let roots = ca_file.display().to_string();
+    let start = || {
+        let gateway = Gatewayd::start_with_env(&config, &[("SSL_CERT_FILE", &roots)]);
+        wait_cluster(&gateway, "connected");
+        gateway
+    };
+    let (a, b) = (start(), start());
+    let mut subscriber = Peer::connect(b.listener("stomp.tcp"));
+    subscriber.send(&frames::subscribe("/topic/sealed", "auto", "s1"));
+    redis.wait_subscribed("gatewayd:topic:sealed", 1);
+    let mut publisher = Peer::connect(a.listener("stomp.tcp"));
+    stomp_send(&mut publisher, "/topic/sealed", "over TLS");
+    assert_eq!(
+        stomp_bodies(&mut subscriber, Duration::from_millis(500)),
+        ["over TLS"]
+    );
 }
 
 fn a_killed_node_does_not_affect_the_other(backend: Backend) {

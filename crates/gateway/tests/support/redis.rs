@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,8 @@ pub struct RedisServer {
     pub port: u16,
     /// The ACL user and password this helper's own commands authenticate with, when the default user is off.
     auth: Option<(String, String)>,
+    /// The TLS port, beside the plain one this helper uses.
+    pub tls_port: Option<u16>,
 }
 
 fn free_port() -> u16 {
@@ -57,6 +60,28 @@ impl RedisServer {
         RedisServer::launch(0, &acl, Some((user.to_owned(), password.to_owned())))
     }
 
+    /// Starts redis-server with TLS on a second port (`certificate`, `key` and `ca` are PEM files; clients are not
+    /// asked for certificates).
+    pub fn start_tls(certificate: &Path, key: &Path, ca: &Path) -> RedisServer {
+        let tls_port = free_port();
+        let tls = [
+            "--tls-port",
+            &tls_port.to_string(),
+            "--tls-cert-file",
+            &certificate.display().to_string(),
+            "--tls-key-file",
+            &key.display().to_string(),
+            "--tls-ca-cert-file",
+            &ca.display().to_string(),
+            "--tls-auth-clients",
+            "no",
+        ]
+        .map(str::to_owned);
+        let mut server = RedisServer::launch(0, &tls, None);
+        server.tls_port = Some(tls_port);
+        server
+    }
+
     fn launch(port: u16, extra: &[String], auth: Option<(String, String)>) -> RedisServer {
         let port = if port == 0 { free_port() } else { port };
         let child = Command::new("redis-server")
@@ -75,7 +100,12 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server (Debian package redis-server) is installed");
-        let server = RedisServer { child, port, auth };
+        let server = RedisServer {
+            child,
+            port,
+            auth,
+            tls_port: None,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while server.try_command(&["PING"]).is_none() {
             assert!(Instant::now() < deadline, "redis-server never answered");
