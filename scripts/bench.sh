@@ -71,7 +71,7 @@ curl -sf "http://127.0.0.1:$admin_port/metrics" | grep -E '^gatewayd_(publisher_
 stop_gatewayd
 
 # Idle connections: a fresh gatewayd per row.
-for kind in "stomp" "stomp --ws" "messageloop" "goomerang"; do
+for kind in "stomp" "stomp --ws" "messageloop" "messageloop --grpc" "goomerang"; do
   for count in 1000 10000; do
     start_gatewayd
     name="conns-${kind// --/-}-$count"

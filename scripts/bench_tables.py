@@ -45,7 +45,8 @@ def main(out):
     print("| connections | 1,000 | 10,000 |")
     print("|---|---|---|")
     for kind, label in (("stomp", "STOMP TCP"), ("stomp-ws", "STOMP over WebSocket"),
-                        ("messageloop", "MessageLoop WS"), ("goomerang", "Goomerang WS")):
+                        ("messageloop", "MessageLoop WS"), ("messageloop-grpc", "MessageLoop gRPC"),
+                        ("goomerang", "Goomerang WS")):
         cells = []
         for count in (1000, 10000):
             r = load(f"conns-{kind}-{count}.json")

@@ -34,6 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .bytes(".")
+        .codec_path("crate::messageloop::grpc_codec::SmallBufferCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

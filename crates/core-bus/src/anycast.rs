@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::config::{GroupOverflow, GroupPolicy, NoMemberPolicy};
-use crate::envelope::Envelope;
+use crate::envelope::{now_ms, Envelope};
 use crate::flow::{below_low_water, Admit, Level};
 use crate::mailbox::{Delivery, MailboxShared, SubscriptionId};
 use crate::metrics::{record_drop, DropReason};
@@ -49,6 +49,14 @@ pub(crate) enum Offered {
 struct Pending {
     envelope: Arc<Envelope>,
     redelivered: bool,
+    /// The earlier of the message's own expiry and the group's `ttl_ms` from when it was offered.
+    expires_at_ms: Option<u64>,
+}
+
+impl Pending {
+    fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_at_ms.is_some_and(|at| now_ms > at)
+    }
 }
 
 struct Member {
@@ -217,9 +225,18 @@ impl Group {
             record_drop(DropReason::NoGroupMember, envelope.origin.protocol);
             return Offered::Dropped(DropReason::NoGroupMember);
         }
+        let ttl_expiry = self
+            .policy
+            .ttl_ms
+            .map(|ttl| envelope.timestamp_ms.saturating_add(ttl));
+        let expires_at_ms = match (envelope.expires_at_ms, ttl_expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let mut pending = Pending {
             envelope,
             redelivered: false,
+            expires_at_ms,
         };
         while let Some(target) = Self::target(&mut state, &pending.envelope) {
             match self.deliver(&mut state, target, pending) {
@@ -336,6 +353,7 @@ impl Group {
             subscription: member.subscription,
             ack,
             redelivered: pending.redelivered,
+            expires_at_ms: pending.expires_at_ms,
         };
         match member.mailbox.push_group(delivery) {
             Ok(()) => {
@@ -355,7 +373,15 @@ impl Group {
     /// buffer is at its low-water mark.
     fn drain(self: &Arc<Self>, state: &mut GroupState) {
         let mut i = 0;
+        let now = now_ms();
         while i < state.backlog.len() && state.members.iter().any(Member::has_credit) {
+            if state.backlog[i].is_expired(now) {
+                if let Some(expired) = state.backlog.remove(i) {
+                    state.backlog_bytes -= expired.envelope.size();
+                    record_drop(DropReason::Expired, expired.envelope.origin.protocol);
+                }
+                continue;
+            }
             let envelope = state.backlog[i].envelope.clone();
             match Self::target(state, &envelope) {
                 Some(target) => {

@@ -23,6 +23,7 @@ use crate::mailbox::{Mailbox, MailboxOptions, MailboxShared, Pushed, Subscriptio
 use crate::metrics::BusMetrics;
 use crate::presence::{PresenceChange, RemotePresence};
 use crate::topic::{Pattern, Topic};
+use crate::trace::TraceHook;
 
 /// What one publish did.
 #[derive(Debug, Default)]
@@ -92,6 +93,8 @@ pub(crate) struct BusInner {
     next_mailbox: std::sync::atomic::AtomicU64,
     cluster: ArcSwapOption<Box<dyn ClusterBackend>>,
     remote_presence: RemotePresence,
+    /// Set at most once, before traffic (`Bus::set_trace_hook`).
+    pub(crate) trace: std::sync::OnceLock<Arc<dyn TraceHook>>,
 }
 
 /// A handle on the bus; clones share it.
@@ -119,12 +122,18 @@ impl Bus {
                 next_mailbox: std::sync::atomic::AtomicU64::new(1),
                 cluster: ArcSwapOption::empty(),
                 remote_presence: RemotePresence::default(),
+                trace: std::sync::OnceLock::new(),
             }),
         }
     }
 
     pub fn config(&self) -> &BusConfig {
         &self.inner.config
+    }
+
+    /// Records spans of every message through `hook` from now on; a second hook is ignored.
+    pub fn set_trace_hook(&self, hook: Arc<dyn TraceHook>) {
+        let _ = self.inner.trace.set(hook);
     }
 
     /// Attaches a cluster backend; from now on local publishes and interest changes go to it.
@@ -148,6 +157,7 @@ impl Bus {
             MailboxOptions {
                 limits: config.subscriber_queue,
                 policy: config.slow_consumer,
+                stall_publishers: true,
             },
         )
     }
@@ -170,7 +180,10 @@ impl Bus {
     /// happens on whichever node the backend picks, so only fanout is done here.
     /// On a topic the backend sequences, nothing is delivered here: the message comes back through
     /// [`Bus::publish_sequenced`], and the outcome has no position yet.
-    pub fn publish(&self, envelope: Envelope) -> PublishOutcome {
+    pub fn publish(&self, mut envelope: Envelope) -> PublishOutcome {
+        if let Some(hook) = self.inner.trace.get() {
+            hook.published(&mut envelope);
+        }
         self.inner
             .metrics
             .message_in(envelope.origin.protocol, envelope.payload.len());
@@ -193,6 +206,7 @@ impl Bus {
                     // Acks and recoveries on this node name the log's epoch before its first message is back.
                     history.lock().enter_epoch(epoch);
                     let envelope = Arc::new(envelope);
+                    self.inner.trace_forwarded(&envelope);
                     cluster.forward(&envelope);
                     if owns_groups {
                         return PublishOutcome::default();
@@ -202,6 +216,7 @@ impl Bus {
             },
         };
         let (outcome, envelope) = self.inner.route(envelope, scope, record);
+        self.inner.trace_forwarded(&envelope);
         cluster.forward(&envelope);
         outcome
     }
@@ -212,6 +227,9 @@ impl Bus {
     /// that this node never received may have existed and are gone (the log's first offset minus one when this
     /// node started reading it). Without a position or history for the topic this is a plain remote fanout.
     pub fn publish_sequenced(&self, envelope: Envelope, floor: u64) -> PublishOutcome {
+        if let Some(hook) = self.inner.trace.get() {
+            hook.arrived(&envelope);
+        }
         self.inner
             .route(envelope, Scope::Fanout, Record::Preset { floor })
             .0
@@ -224,6 +242,9 @@ impl Bus {
         envelope: Envelope,
         delivery: ClusterDelivery,
     ) -> PublishOutcome {
+        if let Some(hook) = self.inner.trace.get() {
+            hook.arrived(&envelope);
+        }
         let scope = match delivery {
             ClusterDelivery::Fanout => Scope::Fanout,
             ClusterDelivery::Group => Scope::Group,
@@ -335,6 +356,12 @@ impl Bus {
 }
 
 impl BusInner {
+    fn trace_forwarded(&self, envelope: &Envelope) {
+        if let Some(hook) = self.trace.get() {
+            hook.forwarded(envelope);
+        }
+    }
+
     fn route(
         self: &Arc<Self>,
         mut envelope: Envelope,

@@ -59,6 +59,10 @@ pub struct GroupPolicy {
     pub overflow: GroupOverflow,
     pub max_messages: usize,
     pub max_bytes: usize,
+    /// How long a message may wait in the group (retained or in a member's queue) before it is dropped as
+    /// `expired`; none by default. A message's own expiry applies when it is earlier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
 }
 
 impl GroupPolicy {
@@ -68,6 +72,7 @@ impl GroupPolicy {
         overflow: GroupOverflow::DropOldest,
         max_messages: 10_000,
         max_bytes: 64 << 20,
+        ttl_ms: None,
     };
 
     /// Default for Loom rooms: discard when no consumer, back-pressure producers when consumers are busy.
@@ -76,6 +81,7 @@ impl GroupPolicy {
         overflow: GroupOverflow::Block,
         max_messages: 1_024,
         max_bytes: 64 << 20,
+        ttl_ms: None,
     };
 }
 

@@ -6,8 +6,8 @@ use crate::envelope::{ConnectionId, Envelope, Headers, MessageId, Origin, Positi
 use crate::topic::{Topic, TopicError};
 
 const MAGIC: &[u8; 3] = b"GWE";
-/// The encoding version this build writes; it reads this version only.
-pub const ENVELOPE_VERSION: u8 = 1;
+/// The encoding version this build writes; it reads this one and version 1 (which has no expiry).
+pub const ENVELOPE_VERSION: u8 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -52,6 +52,7 @@ pub fn encode(envelope: &Envelope) -> Bytes {
     out.put_u64(envelope.origin.connection.0);
     out.put_u128(envelope.id.0);
     out.put_u64(envelope.timestamp_ms);
+    out.put_u64(envelope.expires_at_ms.unwrap_or(0));
     match envelope.position {
         Some(p) => {
             out.put_u8(1);
@@ -74,7 +75,7 @@ pub fn decode(mut input: Bytes) -> Result<Envelope, DecodeError> {
         return Err(DecodeError::BadMagic);
     }
     let version = input[3];
-    if version != ENVELOPE_VERSION {
+    if version != ENVELOPE_VERSION && version != 1 {
         return Err(DecodeError::Version(version));
     }
     input.advance(4);
@@ -95,6 +96,10 @@ pub fn decode(mut input: Bytes) -> Result<Envelope, DecodeError> {
     need(r, 16 + 8)?;
     let id = MessageId(r.get_u128());
     let timestamp_ms = r.get_u64();
+    let expires_at_ms = match version {
+        1 => None,
+        _ => Some(take_u64(r)?).filter(|&at| at != 0),
+    };
     let position = match take_u8(r)? {
         0 => None,
         _ => Some(Position {
@@ -128,6 +133,7 @@ pub fn decode(mut input: Bytes) -> Result<Envelope, DecodeError> {
         id,
         timestamp_ms,
         position,
+        expires_at_ms,
     })
 }
 
@@ -204,6 +210,7 @@ mod tests {
             epoch: 7,
             offset: 42,
         });
+        env.expires_at_ms = Some(1_700_000_000_000);
         env
     }
 
@@ -214,10 +221,26 @@ mod tests {
     }
 
     #[test]
+    fn reads_version_1_which_has_no_expiry() {
+        let mut env = sample();
+        env.position = None;
+        env.headers = Headers::new();
+        let v2 = encode(&env);
+        // Version 1 is version 2 without the expiry's 8 bytes, which here come right before the position flag
+        // (1 byte) and the header count (4 bytes).
+        let expiry_at = v2.len() - 5 - 8;
+        let mut v1 = v2[..expiry_at].to_vec();
+        v1.extend_from_slice(&v2[expiry_at + 8..]);
+        v1[3] = 1;
+        env.expires_at_ms = None;
+        assert_eq!(decode(v1.into()), Ok(env));
+    }
+
+    #[test]
     fn rejects_other_versions_and_garbage() {
         let mut bytes = encode(&sample()).to_vec();
-        bytes[3] = 2;
-        assert_eq!(decode(bytes.into()), Err(DecodeError::Version(2)));
+        bytes[3] = 3;
+        assert_eq!(decode(bytes.into()), Err(DecodeError::Version(3)));
         assert_eq!(
             decode(Bytes::from_static(b"nope")),
             Err(DecodeError::BadMagic)

@@ -149,6 +149,13 @@ impl Headers {
     pub fn byte_len(&self) -> usize {
         self.0.iter().map(|(n, v)| n.len() + v.len()).sum()
     }
+
+    /// Removes every header named `name` and returns the first one's value.
+    pub fn take(&mut self, name: &str) -> Option<Bytes> {
+        let first = self.get(name).cloned();
+        self.0.retain(|(n, _)| n != name);
+        first
+    }
 }
 
 impl<N: Into<String>, V: Into<Bytes>> FromIterator<(N, V)> for Headers {
@@ -180,6 +187,9 @@ pub struct Envelope {
     pub timestamp_ms: u64,
     /// Set by the bus when the topic keeps history.
     pub position: Option<Position>,
+    /// Milliseconds since the Unix epoch after which the message is no longer delivered (STOMP `expires` /
+    /// `expiration`): a queue or mailbox that still holds it then drops it, counted as `expired`.
+    pub expires_at_ms: Option<u64>,
 }
 
 impl Envelope {
@@ -198,6 +208,7 @@ impl Envelope {
             id: MessageId::next(),
             timestamp_ms: now_ms(),
             position: None,
+            expires_at_ms: None,
         }
     }
 
@@ -207,7 +218,34 @@ impl Envelope {
     }
 }
 
-pub(crate) fn now_ms() -> u64 {
+/// The header or metadata key that carries W3C trace context in the protocols that have per-message metadata.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+
+impl Envelope {
+    /// Moves a `traceparent` header a client sent (MessageLoop metadata, Goomerang headers) into
+    /// [`Envelope::traceparent`].
+    pub fn adopt_traceparent_header(&mut self) {
+        if let Some(value) = self.headers.take(TRACEPARENT_HEADER) {
+            self.traceparent = String::from_utf8(value.to_vec()).ok();
+        }
+    }
+
+    /// The user headers, then `traceparent` when the message has one: what a protocol with per-message
+    /// metadata delivers.
+    pub fn headers_with_traceparent(&self) -> impl Iterator<Item = (&str, Bytes)> {
+        self.headers
+            .iter()
+            .map(|(name, value)| (name, value.clone()))
+            .chain(
+                self.traceparent
+                    .as_deref()
+                    .map(|value| (TRACEPARENT_HEADER, Bytes::copy_from_slice(value.as_bytes()))),
+            )
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -19,10 +19,14 @@ pub mod metrics;
 pub mod names;
 pub mod presence;
 mod topic;
+pub mod trace;
 
 pub use anycast::{AckHandle, Credit, GroupStats};
 pub use bus::{Bus, ClusterDelivery, PublishOutcome, TopicStats};
-pub use envelope::{ConnectionId, Envelope, Headers, MessageId, Origin, Position, Protocol};
+pub use envelope::{
+    now_ms, ConnectionId, Envelope, Headers, MessageId, Origin, Position, Protocol,
+    TRACEPARENT_HEADER,
+};
 pub use flow::{Backpressure, FlowStatus};
 pub use mailbox::{Closed, Delivery, Mailbox, MailboxOptions, SubscribeError, SubscriptionId};
 pub use topic::{

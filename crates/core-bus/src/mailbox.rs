@@ -16,9 +16,9 @@ use tokio::sync::Notify;
 use crate::anycast::{AckHandle, Credit, Group, MemberId};
 use crate::bus::BusInner;
 use crate::config::{QueueLimits, SlowConsumerPolicy};
-use crate::envelope::{Envelope, Origin};
+use crate::envelope::{now_ms, Envelope, Origin};
 use crate::flow::{below_low_water, Admit, Level};
-use crate::metrics::DropReason;
+use crate::metrics::{record_drop, DropReason};
 use crate::topic::{Pattern, Segment, Topic};
 
 /// Identifies one subscription or group membership, unique in the process.
@@ -62,6 +62,8 @@ pub struct Delivery {
     pub ack: Option<AckHandle>,
     /// The message was delivered before and requeued (nack, member leave or disconnect).
     pub redelivered: bool,
+    /// When the message expires in this queue: its own expiry, or a group's `ttl_ms` when earlier.
+    pub(crate) expires_at_ms: Option<u64>,
 }
 
 /// Why a mailbox stopped receiving.
@@ -87,6 +89,9 @@ pub enum SubscribeError {
 pub struct MailboxOptions {
     pub limits: QueueLimits,
     pub policy: SlowConsumerPolicy,
+    /// Whether a publisher waits for this queue when it is over its bound (flow control), or the slow-consumer
+    /// policy applies at once: an observer (`gatewayctl tap`) must never slow publishers down.
+    pub stall_publishers: bool,
 }
 
 /// A queued delivery; only fanout deliveries count against the queue limits.
@@ -135,6 +140,11 @@ impl MailboxShared {
         max_stall: Duration,
     ) -> Pushed {
         let limits = self.options.limits;
+        let max_stall = if self.options.stall_publishers {
+            max_stall
+        } else {
+            Duration::ZERO
+        };
         let mut queue = self.queue.lock();
         if queue.closed.is_some() {
             return Pushed::Closed;
@@ -184,6 +194,7 @@ impl MailboxShared {
             subscription,
             ack: None,
             redelivered: false,
+            expires_at_ms: envelope.expires_at_ms,
         };
         queue.items.push_back(Queued {
             delivery,
@@ -431,6 +442,10 @@ impl Mailbox {
             return Err(closed);
         }
         let mut added = 0;
+        let now = now_ms();
+        // Expired group deliveries are settled once the queue's lock is released (settling may hand the next
+        // message to this very mailbox).
+        let mut expired = Vec::new();
         while added < max {
             let Some(Queued {
                 delivery,
@@ -444,10 +459,16 @@ impl Mailbox {
                 queue.fanout_len -= 1;
                 queue.fanout_bytes -= fanout_bytes;
             }
-            if self.memberships.contains_key(&delivery.subscription) {
-                out.push(delivery);
-                added += 1;
+            if !self.memberships.contains_key(&delivery.subscription) {
+                continue;
             }
+            if delivery.expires_at_ms.is_some_and(|at| now > at) {
+                record_drop(DropReason::Expired, self.shared.owner.protocol);
+                expired.extend(delivery.ack);
+                continue;
+            }
+            out.push(delivery);
+            added += 1;
         }
         let limits = self.shared.options.limits;
         let resume = queue.level.is_over()
@@ -459,13 +480,23 @@ impl Mailbox {
             )
             && queue.level.drained();
         drop(queue);
+        // Settled, so a group member's window gets its place back.
+        for ack in expired {
+            ack.ack();
+        }
         if resume {
             self.shared.room.notify_waiters();
         }
         if added > 0 {
+            let taken = &out[out.len() - added..];
             self.bus
                 .metrics
-                .delivered(self.shared.owner.protocol, &out[out.len() - added..]);
+                .delivered(self.shared.owner.protocol, taken);
+            if let Some(hook) = self.bus.trace.get() {
+                for delivery in taken {
+                    hook.delivered(self.shared.owner.protocol, &delivery.envelope);
+                }
+            }
         }
         Ok(added)
     }

@@ -61,10 +61,13 @@ pub enum DropReason {
     Malformed,
     /// Forwarding to the cluster failed.
     ClusterForward,
+    /// The message waited in a queue or a group past its expiry (STOMP `expires` / `expiration`, a group's
+    /// `ttl_ms`).
+    Expired,
 }
 
 impl DropReason {
-    const COUNT: usize = 12;
+    const COUNT: usize = 13;
 
     fn index(self) -> usize {
         match self {
@@ -80,6 +83,7 @@ impl DropReason {
             DropReason::Unroutable => 9,
             DropReason::Malformed => 10,
             DropReason::ClusterForward => 11,
+            DropReason::Expired => 12,
         }
     }
 
@@ -97,6 +101,7 @@ impl DropReason {
             DropReason::Unroutable => "unroutable",
             DropReason::Malformed => "malformed",
             DropReason::ClusterForward => "cluster_forward",
+            DropReason::Expired => "expired",
         }
     }
 }

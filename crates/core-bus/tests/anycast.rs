@@ -97,6 +97,7 @@ fn bounded(overflow: GroupOverflow) -> GroupPolicy {
         overflow,
         max_messages: 2,
         max_bytes: 1 << 20,
+        ttl_ms: None,
     }
 }
 
@@ -192,4 +193,60 @@ fn key_affinity_is_stable_and_moves_minimally() {
             );
         }
     }
+}
+
+fn expiring(name: &str, payload: &str, expires_at_ms: u64) -> core_bus::Envelope {
+    let mut envelope = envelope(name, payload);
+    envelope.expires_at_ms = Some(expires_at_ms);
+    envelope
+}
+
+#[test]
+fn an_expired_message_is_dropped_from_queues_and_a_live_one_delivered() {
+    let bus = bus();
+    let mut subscriber = bus.mailbox(origin());
+    subscriber
+        .subscribe(core_bus::Pattern::parse("t").unwrap())
+        .unwrap();
+    let now = core_bus::now_ms();
+    bus.publish(expiring("t", "stale", now - 1));
+    bus.publish(expiring("t", "live", now + 60_000));
+    bus.publish(envelope("t", "forever"));
+    assert_eq!(payloads(&drain(&mut subscriber)), ["live", "forever"]);
+}
+
+#[test]
+fn an_expired_group_message_gives_its_window_place_back() {
+    let bus = bus();
+    let mut m = member(&bus, Credit::Window(1));
+    bus.publish(expiring("q", "stale", core_bus::now_ms() - 1));
+    bus.publish(envelope("q", "next"));
+    // The stale message took the only place of the window; expiring settles it, so the next one follows.
+    let mut got = payloads(&drain(&mut m));
+    got.extend(payloads(&drain(&mut m)));
+    assert_eq!(got, ["next"]);
+}
+
+#[test]
+fn a_group_ttl_expires_retained_messages() {
+    let bus = bus();
+    let policy = GroupPolicy {
+        ttl_ms: Some(0),
+        ..QUEUE
+    };
+    // A paused member: the message is retained, with an expiry of its publish time.
+    let mut m = bus.mailbox(origin());
+    let id = m
+        .join_group(&topic("q"), Credit::Window(0), policy)
+        .unwrap();
+    bus.publish(envelope("q", "old"));
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    m.set_credit(id, Credit::Window(1));
+    assert!(drain(&mut m).is_empty());
+    bus.publish(envelope("q", "new"));
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    assert!(
+        drain(&mut m).is_empty(),
+        "a message kept past the group's ttl"
+    );
 }

@@ -83,6 +83,7 @@ fn small(policy: SlowConsumerPolicy) -> MailboxOptions {
             max_bytes: 1 << 20,
         },
         policy,
+        stall_publishers: true,
     }
 }
 

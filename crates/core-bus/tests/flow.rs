@@ -32,6 +32,7 @@ fn bounded(bus: &Bus, max_messages: usize, topic: &str) -> Mailbox {
                 max_bytes: 1 << 20,
             },
             policy: SlowConsumerPolicy::Disconnect,
+            stall_publishers: true,
         },
     );
     mailbox.subscribe(Pattern::parse(topic).unwrap()).unwrap();
@@ -252,6 +253,7 @@ async fn a_block_group_stalls_until_it_drains_to_half_its_bound() {
         overflow: GroupOverflow::Block,
         max_messages: 4,
         max_bytes: 1 << 20,
+        ttl_ms: None,
     };
     bus.declare_group(&topic("q"), policy);
     let mut stall = None;
@@ -282,6 +284,7 @@ async fn a_block_group_stall_is_bounded_and_the_buffer_stops_at_twice_its_bound(
         overflow: GroupOverflow::Block,
         max_messages: 2,
         max_bytes: 1 << 20,
+        ttl_ms: None,
     };
     bus.declare_group(&topic("q"), policy);
     let mut dropped = 0;

@@ -1,9 +1,10 @@
 //! The admin HTTP listener: the admin page (`/`), `/livez`, `/readyz` (also as loomd's `/healthz`), `/metrics`, and the JSON API (`/api/listeners`,
-//! `/api/connections`, `/api/topics`, `/api/cluster`, `/api/process`) that operators and tests poll, behind the
-//! access rules of [`guard`].
+//! `/api/connections`, `/api/topics`, `/api/cluster`, `/api/process`) that operators and tests poll, and the
+//! message stream of `/api/tap` ([`tap`]), behind the access rules of [`guard`].
 
 mod guard;
 mod process;
+mod tap;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +46,8 @@ pub struct AdminState {
     pub reloader: Arc<OnceLock<Arc<Reloader>>>,
     /// Who may use which endpoint.
     pub guard: Arc<Guard>,
+    /// Ends the streams that would otherwise hold the listener open (taps).
+    pub shutdown: CancellationToken,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -60,6 +63,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/topics", get(topics))
         .route("/api/cluster", get(cluster))
         .route("/api/process", get(process))
+        .route("/api/tap", get(tap::tap))
         .route("/api/reload", post(reload))
         .layer(axum::middleware::from_fn_with_state(
             state.guard.clone(),

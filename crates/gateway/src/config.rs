@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     pub admin: AdminConfig,
     pub log: LogConfig,
+    pub tracing: crate::telemetry::TracingConfig,
     pub shutdown: ShutdownConfig,
     pub limits: LimitsConfig,
     pub bus: BusConfig,
@@ -206,6 +207,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.admin.load_token()?;
         self.cluster.validate().map_err(ConfigError::Invalid)?;
+        self.tracing.validate().map_err(ConfigError::Invalid)?;
         self.goomerang.validate().map_err(ConfigError::Invalid)?;
         self.loom.validate().map_err(ConfigError::Invalid)?;
         self.chanserv
@@ -218,6 +220,10 @@ impl Config {
             let tls = &self.stomp.tls.tls;
             tls.check_files()
                 .map_err(|e| ConfigError::Invalid(format!("stomp.tls.{e}")))?;
+        }
+        if let Some(tls) = self.stomp.ws.tls.as_ref().filter(|_| self.stomp.ws.enabled) {
+            tls.check_files()
+                .map_err(|e| ConfigError::Invalid(format!("stomp.ws.tls.{e}")))?;
         }
         self.check_anonymous().map(drop)
     }
@@ -267,9 +273,9 @@ impl Config {
     fn check_anonymous(&self) -> Result<Vec<String>, ConfigError> {
         let sections = self.enabled_auth();
         for (section, auth) in &sections {
-            if !auth.certificates.is_empty() && *section != "goomerang" {
+            if !auth.certificates.is_empty() && !matches!(*section, "goomerang" | "loom") {
                 return Err(ConfigError::Invalid(format!(
-                    "{section}.auth.certificates: only goomerang maps client certificates to identities"
+                    "{section}.auth.certificates: only goomerang and loom map client certificates to identities"
                 )));
             }
         }

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use core_bus::trace::TraceHook;
 use core_bus::Bus;
+use gateway::telemetry::Telemetry;
 use gateway::{cluster, config};
 use protocols::{ConnectionRegistry, Services};
 use tokio_util::sync::CancellationToken;
@@ -80,6 +82,15 @@ fn main() -> ExitCode {
     for warning in config.anonymous_warnings() {
         tracing::warn!("{warning}");
     }
+    // Built before the runtime: the exporter's HTTP client blocks.
+    let telemetry = match Telemetry::start(&config.tracing) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("tracing: cannot start the OTLP exporter: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (telemetry, trace_hook) = telemetry.unzip();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -90,7 +101,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config, cli.config, set_log_level)) {
+    let result = runtime.block_on(run(config, cli.config, set_log_level, trace_hook));
+    drop(runtime);
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown();
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -125,10 +141,14 @@ async fn run(
     config: Config,
     paths: Vec<PathBuf>,
     set_log_level: reload::SetLogLevel,
+    trace_hook: Option<Arc<dyn TraceHook>>,
 ) -> anyhow::Result<()> {
     let prometheus = metrics_recorder()?;
     protocols::accept::budget::set_cap(config.limits.max_unfinished_frame_bytes);
     let bus = Bus::new(config.bus.clone());
+    if let Some(hook) = trace_hook {
+        bus.set_trace_hook(hook);
+    }
     cluster::start(&config.cluster, &bus).await?;
     let shutdown = CancellationToken::new();
     let connections = ConnectionRegistry::default();
@@ -150,6 +170,7 @@ async fn run(
             config.admin.api_reads,
             config.admin.metrics,
         )),
+        shutdown: shutdown.clone(),
     };
     let admin_stop = CancellationToken::new();
     let (admin_address, admin_task) =

@@ -524,3 +524,59 @@ fn shutdown_ends_once_the_clients_told_to_go_have_gone() {
     assert_eq!(status.code(), Some(0));
     runtime.block_on(futures::future::join_all(clients));
 }
+
+/// The `tr` (timer) field of the `/proc/net/tcp` line whose local port is `local` and remote port `remote`: 2 is
+/// the keep-alive timer, 0 none.
+fn tcp_timer(local: u16, remote: u16) -> Option<u8> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let port = |address: &str| u16::from_str_radix(address.rsplit(':').next()?, 16).ok();
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (l, r, timer) = (fields.get(1)?, fields.get(2)?, fields.get(5)?);
+        (port(l)? == local && port(r)? == remote)
+            .then(|| timer.split(':').next()?.parse().ok())
+            .flatten()
+    })
+}
+
+#[test]
+fn every_tcp_listener_turns_keep_alive_on() {
+    let gateway = Gatewayd::start(&format!(
+        "{}[stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+         [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+         [messageloop.grpc]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+         [chanserv]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+         [goomerang]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
+        base_config()
+    ));
+    for name in [
+        "stomp.tcp",
+        "messageloop.ws",
+        "messageloop.grpc",
+        "chanserv.tcp",
+        "goomerang.ws",
+    ] {
+        let listener = gateway.listener(name);
+        let client = TcpStream::connect(listener).expect("connect");
+        let mine = client.local_addr().expect("local address").port();
+        // The client's own socket has no keep-alive: the reading tells the two apart.
+        assert_eq!(
+            tcp_timer(mine, listener.port()),
+            Some(0),
+            "{name}: client side"
+        );
+        let deadline = std::time::Instant::now() + WAIT;
+        let server_side = loop {
+            match tcp_timer(listener.port(), mine) {
+                Some(2) => break Some(2),
+                other if std::time::Instant::now() > deadline => break other,
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        assert_eq!(
+            server_side,
+            Some(2),
+            "{name}: server side has no keep-alive timer"
+        );
+    }
+}

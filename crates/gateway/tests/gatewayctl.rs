@@ -264,3 +264,55 @@ fn process_endpoint_names_gatewayd() {
     assert_eq!(process["pid"], gateway.pid());
     assert!(process["rss_bytes"].as_u64().unwrap() > 1 << 20);
 }
+
+#[test]
+fn tap_follows_messages_of_every_protocol_on_a_pattern() {
+    let gateway = start();
+    let tap = spawn(&gateway, &["tap", "orders.#", "--count", "2", "--json"]);
+    // A pattern is not a topic of /api/topics: the subscription gauge shows the tap.
+    wait_for_subscriptions(&gateway, 1.0);
+    run(
+        &gateway,
+        &["pub", "-p", "stomp", "orders.eu", "from stomp", "-H", "k=v"],
+    );
+    run(
+        &gateway,
+        &["pub", "-p", "messageloop", "elsewhere", "not tapped"],
+    );
+    run(
+        &gateway,
+        &["pub", "-p", "messageloop", "orders.us", "from messageloop"],
+    );
+    let output = finish(tap);
+    assert!(
+        output.status.success(),
+        "tap failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let tapped: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(tapped.len(), 2, "{tapped:?}");
+    assert_eq!(tapped[0]["origin"], "stomp");
+    assert_eq!(tapped[0]["topic"], "orders.eu");
+    assert_eq!(tapped[0]["payload"], "from stomp");
+    assert_eq!(tapped[0]["size"], 10);
+    assert_eq!(header(&tapped[0], "k"), Some("v"));
+    assert_eq!(tapped[1]["origin"], "messageloop");
+    assert_eq!(tapped[1]["topic"], "orders.us");
+    assert_eq!(tapped[1]["payload"], "from messageloop");
+    // The tap's subscription ends with it.
+    wait_for_subscriptions(&gateway, 0.0);
+}
+
+fn wait_for_subscriptions(gateway: &Gatewayd, count: f64) {
+    let until = std::time::Instant::now() + DEADLINE;
+    while gateway.metric("gatewayd_subscriptions", &[]) != count {
+        assert!(
+            std::time::Instant::now() < until,
+            "gatewayd_subscriptions never reached {count}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -579,3 +579,97 @@ fn reload_applies_new_tokens_to_new_streams_and_keeps_open_ones() {
     );
     drop((quic, fresh));
 }
+
+/// A test CA, written to `dir/ca.pem`, and a client certificate it signs for `common_name` with DNS subject
+/// alternative name `san`.
+fn mtls_material(
+    dir: &std::path::Path,
+    common_name: &str,
+    san: &str,
+) -> (
+    rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    ClientCertificate,
+) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "loom test CA");
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    let certificate = client_certificate(&ca, common_name, san);
+    (ca, certificate)
+}
+
+fn copy(certificate: &ClientCertificate) -> ClientCertificate {
+    (certificate.0.clone(), certificate.1.clone_key())
+}
+
+fn client_certificate(
+    ca: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    common_name: &str,
+    san: &str,
+) -> ClientCertificate {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![san.to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, common_name);
+    let certificate = params.signed_by(&key, ca).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+    (certificate.der().clone(), key)
+}
+
+#[test]
+fn client_certificates_name_the_identity_alone_or_with_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, listed) = mtls_material(dir.path(), "billing-cn", "billing.example");
+    let stranger = client_certificate(&ca, "someone", "someone.example");
+    let (gateway, addr, rt) = start(&format!(
+        "tls = {{ self_signed = true, client_ca_file = {:?} }}\n{AUTH}\
+         [[loom.auth.certificates]]\ncommon_name = \"billing.example\"\n\
+         identity = {{ name = \"billing\", publish = [\"ok.>\"], subscribe = [\"ok.>\"] }}\n",
+        dir.path().join("ca.pem").display().to_string()
+    ));
+    rt.block_on(async {
+        // A certificate no entry names: every stream refused, even with a good token (QUIC and HTTP/3).
+        let quic = Client::connect_as(addr, Transport::Quic, Some(stranger)).await;
+        assert_quic_refused(&quic, &hello(PRODUCER, b"x", b"ok.r", b""), 1).await;
+        assert_quic_refused(&quic, &hello(PRODUCER, b"x", b"ok.r", b"good"), 1).await;
+        // The listed certificate (by its subject alternative name) alone, outside its ACL, and with a bad
+        // token beside it.
+        let quic = Client::connect_as(addr, Transport::Quic, Some(copy(&listed))).await;
+        assert_quic_refused(&quic, &hello(PRODUCER, b"x", b"no.r", b""), 1).await;
+        assert_quic_refused(&quic, &hello(PRODUCER, b"x", b"ok.r", b"bad"), 1).await;
+        let h3 = Client::connect_as(addr, Transport::H3, Some(copy(&listed))).await;
+        let refused = hello(PRODUCER, b"x", b"no.r", b"");
+        assert_eq!(h3_status(&h3, "POST", "/stream", &refused).await, Some(401));
+    });
+    let consumer = rt.block_on(async {
+        let quic = Client::connect_as(addr, Transport::Quic, Some(copy(&listed))).await;
+        let consumer = quic.open(&hello(CONSUMER, b"c", b"ok.r", b"")).await;
+        (quic, consumer)
+    });
+    wait_members(&gateway, "ok.r", 1);
+    let (_quic, mut consumer) = consumer;
+    rt.block_on(async {
+        // Certificate and a good token together (loomd's `both`), over HTTP/3.
+        let h3 = Client::connect_as(addr, Transport::H3, Some(listed)).await;
+        let mut producer = h3.open(&hello(PRODUCER, b"p", b"ok.r", b"good")).await;
+        producer.write(&message(b"k", b"mtls", 64)).await.unwrap();
+        producer.finish().await;
+        assert_eq!(within("status", producer.status()).await, Some(200));
+        let msg = within("delivery", consumer.next()).await.unwrap().unwrap();
+        assert_eq!(msg.body, b"mtls");
+    });
+    let identities = gateway.get_json("/api/connections");
+    assert!(
+        identities
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["identity"] == "billing"),
+        "{identities}"
+    );
+}

@@ -27,15 +27,15 @@ required = true
 [[stomp.auth.tokens]]
 login = "alice"
 token = "alice"
-identity = { name = "alice", publish = ["orders.>"], subscribe = ["orders.>"] }
+identity = { name = "alice", publish = ["orders.>"], subscribe = ["orders.#"] }
 [[stomp.auth.tokens]]
 login = "bob"
 token = "bob"
-identity = { name = "bob", publish = ["orders.>"], subscribe = ["orders.>"] }
+identity = { name = "bob", publish = ["orders.>"], subscribe = ["orders.#"] }
 [[stomp.auth.tokens]]
 login = "carol"
 token = "carol"
-identity = { name = "carol", publish = ["orders.>", "$inbox"], subscribe = ["orders.>"] }
+identity = { name = "carol", publish = ["orders.>", "$inbox"], subscribe = ["orders.#"] }
 [[stomp.auth.tokens]]
 login = "root"
 token = "root"

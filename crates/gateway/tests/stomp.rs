@@ -890,3 +890,37 @@ fn reload_applies_new_tokens_to_new_connections_only() {
     let (_accepted, answer) = login("token-b");
     assert_eq!(answer.command, "CONNECTED");
 }
+
+#[test]
+fn stompjs_over_secure_websocket() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, generated.cert.pem()).expect("write cert");
+    std::fs::write(&key, generated.signing_key.serialize_pem()).expect("write key");
+    let gateway = Gatewayd::start(&format!(
+        "{}[stomp.ws.tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+        config(),
+        cert.display().to_string(),
+        key.display().to_string()
+    ));
+    let listeners = gateway.get_json("/api/listeners");
+    let ws = listeners
+        .as_array()
+        .and_then(|all| all.iter().find(|l| l["name"] == "stomp.ws"))
+        .expect("stomp.ws listed");
+    assert_eq!(ws["transport"], "wss", "{listeners}");
+    // The whole @stomp/stompjs suite, over TLS that Node verifies against the test certificate.
+    node::run(
+        "test_stomp.cjs",
+        &[
+            (
+                "STOMP_WS_URL",
+                format!("wss://{}/ws", gateway.listener("stomp.ws")),
+            ),
+            ("GATEWAYD_ADMIN", gateway.admin.to_string()),
+            ("NODE_EXTRA_CA_CERTS", cert.display().to_string()),
+        ],
+    );
+}

@@ -126,7 +126,8 @@ pub struct StaticToken {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateIdentity {
-    /// The subject common name (CN) of the certificate.
+    /// A name of the certificate's subject: its common name (CN), or one of its DNS, URI or e-mail subject
+    /// alternative names.
     pub common_name: String,
     pub identity: Identity,
 }
@@ -374,13 +375,13 @@ impl Authenticator {
         Err(AuthError::Invalid)
     }
 
-    /// The identity of a verified TLS client certificate with subject common name `common_name`: the
-    /// `certificates` entry naming it; a certificate no entry names is refused.
-    pub fn authenticate_certificate(&self, common_name: &str) -> Result<Identity, AuthError> {
+    /// The identity of a verified TLS client certificate with subject `names` ([`crate::tls::certificate_names`]):
+    /// the first `certificates` entry naming one of them; a certificate no entry names is refused.
+    pub fn authenticate_certificate(&self, names: &[String]) -> Result<Identity, AuthError> {
         self.config
             .certificates
             .iter()
-            .find(|c| c.common_name == common_name)
+            .find(|c| names.contains(&c.common_name))
             .map(|c| c.identity.clone())
             .ok_or(AuthError::Invalid)
     }
@@ -390,11 +391,11 @@ impl Authenticator {
     /// unless credentials are required.
     pub fn authenticate_upgrade(
         &self,
-        certificate: Option<&str>,
+        certificate: Option<&[String]>,
         request: &http::Request<()>,
     ) -> Result<Identity, AuthError> {
-        if let Some(common_name) = certificate {
-            return self.authenticate_certificate(common_name);
+        if let Some(names) = certificate {
+            return self.authenticate_certificate(names);
         }
         let token = upgrade_token(request);
         self.authenticate(Credentials {

@@ -1,6 +1,6 @@
 //! TLS server configuration shared by every TLS listener: certificate files, or a self-signed development
 //! certificate generated with rcgen whose SHA-256 fingerprint is logged; client certificates (mTLS) and the
-//! common name that names their identity.
+//! names (common name, subject alternative names) that find their identity.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -144,13 +144,41 @@ pub fn load_identity(
     }
 }
 
-/// The subject common name of the client certificate `connection` verified (only listeners with
-/// `client_ca_file` ask for one), if any.
-pub fn peer_common_name(connection: &rustls::ServerConnection) -> Option<String> {
-    let certificate = connection.peer_certificates()?.first()?;
-    let (_, parsed) = x509_parser::parse_x509_certificate(certificate.as_ref()).ok()?;
-    let common_name = parsed.subject().iter_common_name().next()?;
-    common_name.as_str().ok().map(str::to_owned)
+/// The names of the client certificate `connection` verified (only listeners with `client_ca_file` ask for
+/// one), if any: see [`certificate_names`].
+pub fn peer_names(connection: &rustls::ServerConnection) -> Option<Vec<String>> {
+    connection
+        .peer_certificates()?
+        .first()
+        .map(|leaf| certificate_names(leaf))
+}
+
+/// The names a certificate gives its subject, as identities are looked up: the subject common names, then the
+/// DNS, URI and e-mail subject alternative names. A certificate that does not parse has none.
+pub fn certificate_names(certificate: &CertificateDer<'_>) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(certificate.as_ref()) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = parsed
+        .subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok().map(str::to_owned))
+        .collect();
+    if let Ok(Some(san)) = parsed.subject_alternative_name() {
+        names.extend(
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|name| match name {
+                    GeneralName::DNSName(n) | GeneralName::URI(n) | GeneralName::RFC822Name(n) => {
+                        Some((*n).to_owned())
+                    }
+                    _ => None,
+                }),
+        );
+    }
+    names
 }
 
 /// A rustls server config for `config`, offering `alpn` protocols in order.

@@ -1,5 +1,5 @@
 //! `gatewayctl`: asks a running gatewayd's admin API what it is doing, talks to it over any of its protocols
-//! (`pub`, `sub`, `req`, `reply`), and measures it (`bench`, `bench conns`). The client subcommands present
+//! (`pub`, `sub`, `req`, `reply`), follows what passes on topics (`tap`), and measures it (`bench`, `bench conns`). The client subcommands present
 //! `--token`/`--login` (or `GATEWAYCTL_TOKEN`/`GATEWAYCTL_LOGIN`) to listeners that require auth.
 
 #[path = "gatewayctl/admin.rs"]
@@ -10,6 +10,8 @@ mod bench;
 mod credentials;
 #[path = "gatewayctl/pubsub.rs"]
 mod pubsub;
+#[path = "gatewayctl/tap.rs"]
+mod tap;
 
 use clap::{Parser, Subcommand};
 
@@ -63,6 +65,8 @@ enum Command {
     Reply(pubsub::ReplyArgs),
     /// Measures throughput and latency (or, with `conns`, memory per idle connection).
     Bench(bench::BenchArgs),
+    /// Follows every message on the topics a canonical pattern matches, whatever protocol published it.
+    Tap(tap::TapArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -90,6 +94,7 @@ fn main() -> std::process::ExitCode {
             Command::Req(args) => pubsub::request(&admin, args).await,
             Command::Reply(args) => pubsub::reply(&admin, args).await,
             Command::Bench(args) => bench::run(&admin, args).await,
+            Command::Tap(args) => tap::run(&admin, args).await,
         }
     });
     // Reader tasks of open connections must not keep the process alive.

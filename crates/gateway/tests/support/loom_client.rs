@@ -167,16 +167,36 @@ pub struct Client {
     h3: Option<h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>>,
 }
 
+/// A client certificate chain and its key, for mTLS.
+pub type ClientCertificate = (
+    rustls::pki_types::CertificateDer<'static>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+);
+
 /// A raw QUIC connection offering `alpn`.
 pub async fn connect_alpn(addr: SocketAddr, alpn: &[u8]) -> (quinn::Endpoint, quinn::Connection) {
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+    connect_alpn_as(addr, alpn, None).await
+}
+
+/// A raw QUIC connection offering `alpn`, presenting `certificate` when given.
+pub async fn connect_alpn_as(
+    addr: SocketAddr,
+    alpn: &[u8],
+    certificate: Option<ClientCertificate>,
+) -> (quinn::Endpoint, quinn::Connection) {
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_protocol_versions(&[&rustls::version::TLS13])
     .expect("TLS 1.3")
     .dangerous()
-    .with_custom_certificate_verifier(Arc::new(AnyCert))
-    .with_no_client_auth();
+    .with_custom_certificate_verifier(Arc::new(AnyCert));
+    let mut tls = match certificate {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(vec![cert], key)
+            .expect("client certificate"),
+        None => builder.with_no_client_auth(),
+    };
     tls.alpn_protocols = vec![alpn.to_vec()];
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("endpoint");
@@ -191,9 +211,18 @@ pub async fn connect_alpn(addr: SocketAddr, alpn: &[u8]) -> (quinn::Endpoint, qu
 
 impl Client {
     pub async fn connect(addr: SocketAddr, transport: Transport) -> Client {
+        Client::connect_as(addr, transport, None).await
+    }
+
+    /// [`Client::connect`] presenting a client certificate when given.
+    pub async fn connect_as(
+        addr: SocketAddr,
+        transport: Transport,
+        certificate: Option<ClientCertificate>,
+    ) -> Client {
         match transport {
             Transport::Quic => {
-                let (endpoint, conn) = connect_alpn(addr, b"loom/1").await;
+                let (endpoint, conn) = connect_alpn_as(addr, b"loom/1", certificate).await;
                 Client {
                     _endpoint: endpoint,
                     conn,
@@ -201,7 +230,7 @@ impl Client {
                 }
             }
             Transport::H3 => {
-                let (endpoint, conn) = connect_alpn(addr, b"h3").await;
+                let (endpoint, conn) = connect_alpn_as(addr, b"h3", certificate).await;
                 let (mut driver, send_request) =
                     h3::client::new(h3_quinn::Connection::new(conn.clone()))
                         .await

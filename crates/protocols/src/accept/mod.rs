@@ -4,7 +4,8 @@
 //! another. [`handshake`] bounds each handshake step (TLS, WebSocket upgrade, HTTP/2 preface, protocol login) by
 //! the connection's pre-auth deadline and by shutdown; [`Watched`] gives a frame that was started but not
 //! finished its deadline and counts it against the process-wide [`budget`]. The deadlines are the [`Deadlines`]
-//! settings every protocol shares.
+//! settings every protocol shares. Every accepted socket gets TCP keep-alive ([`keep_alive`]), so a peer that
+//! vanished without a FIN (a pulled cable, a dead NAT entry) is found even on a connection that never writes.
 
 pub mod budget;
 mod deadlines;
@@ -26,6 +27,26 @@ pub use watched::Watched;
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 /// Longest pause between two `accept()` attempts that fail.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Idle time before the first keep-alive probe.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// Time between two unanswered probes.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+/// Unanswered probes after which the kernel resets the connection: a dead peer is found within
+/// 60 s + 4 × 15 s = 2 minutes of silence.
+const KEEPALIVE_RETRIES: u32 = 4;
+
+/// Turns TCP keep-alive on for an accepted socket (`SO_KEEPALIVE` with the idle, interval and retry counts
+/// above). A failure is logged and the connection kept: keep-alive is a safety net, not a condition.
+fn keep_alive(stream: &TcpStream) {
+    let params = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_RETRIES);
+    if let Err(error) = socket2::SockRef::from(stream).set_tcp_keepalive(&params) {
+        tracing::debug!(%error, "cannot turn TCP keep-alive on");
+    }
+}
 
 /// A socket just accepted (or, once wrapped in TLS, the stream on it).
 pub struct Accepted<S = TcpStream> {
@@ -58,6 +79,7 @@ pub async fn run<A, F>(
                 Ok((stream, peer)) => {
                     backoff = FIRST_BACKOFF;
                     let _ = stream.set_nodelay(true);
+                    keep_alive(&stream);
                     let pre_auth_deadline = Instant::now() + pre_auth();
                     let accepted = Accepted { stream, peer, pre_auth_deadline };
                     if let Some(connection) = admit(accepted) {

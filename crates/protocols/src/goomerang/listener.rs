@@ -216,7 +216,7 @@ async fn upgrade_tls(
     );
     match handshake.await {
         Ok(stream) => {
-            let certificate = tls::peer_common_name(stream.get_ref().1);
+            let certificate = tls::peer_names(stream.get_ref().1);
             let accepted = Accepted {
                 stream,
                 peer,
@@ -232,7 +232,7 @@ async fn upgrade_tls(
 /// common name of a verified TLS client certificate) does not authenticate it.
 async fn upgrade<S>(
     accepted: Accepted<S>,
-    certificate: Option<String>,
+    certificate: Option<Vec<String>>,
     guard: ConnectionGuard,
     services: &Services,
     settings: &Settings,

@@ -98,6 +98,7 @@ pub fn to_envelope(
 ) -> Envelope {
     let mut envelope = Envelope::new(topic, body, origin);
     envelope.headers = to_bus_headers(kind, user).into_iter().collect::<Headers>();
+    envelope.adopt_traceparent_header();
     envelope.content_type = Some(PROTOBUF_CONTENT_TYPE.to_owned());
     envelope
 }
@@ -150,9 +151,8 @@ pub fn delivery_from_envelope(
     }
     headers.extend(
         envelope
-            .headers
-            .iter()
-            .map(|(name, value)| (name.to_owned(), value.clone())),
+            .headers_with_traceparent()
+            .map(|(name, value)| (name.to_owned(), value)),
     );
     delivery_from_bus(envelope.payload.clone(), &headers, wrapper)
 }

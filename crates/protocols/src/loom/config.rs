@@ -70,6 +70,9 @@ impl LoomConfig {
         }
         crate::auth::Authenticator::new(self.auth.clone())
             .map_err(|error| format!("loom.{error}"))?;
+        if !self.auth.certificates.is_empty() && self.tls.client_ca_file.is_none() {
+            return Err("loom.auth.certificates: needs loom.tls.client_ca_file".into());
+        }
         self.deadlines.validate("loom")
     }
 

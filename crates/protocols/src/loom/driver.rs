@@ -71,6 +71,8 @@ pub(super) struct Settings {
 pub(super) struct Conn {
     pub guard: ConnectionGuard,
     pub consumers: AtomicUsize,
+    /// The names of the client certificate the TLS handshake verified (listeners with `tls.client_ca_file`).
+    pub certificate: Option<Vec<String>>,
 }
 
 impl Conn {
@@ -78,6 +80,7 @@ impl Conn {
         Conn {
             guard,
             consumers: AtomicUsize::new(0),
+            certificate: None,
         }
     }
 
@@ -140,7 +143,13 @@ pub(super) async fn open<I: Inbound>(
             Err(Gone) => return Err(Outcome::Gone),
         }
     };
-    match session::admit(&hello, &settings.auth, settings.topic_prefix.as_ref()) {
+    let certificate = conn.certificate.as_deref();
+    match session::admit(
+        &hello,
+        &settings.auth,
+        settings.topic_prefix.as_ref(),
+        certificate,
+    ) {
         Ok(admitted) => {
             conn.guard.set_identity(&admitted.identity.name);
             tracing::debug!(?hello, topic = %admitted.topic, "loom stream admitted");
@@ -172,7 +181,7 @@ pub(super) async fn produce<I: Inbound>(
         match session.next(buf, eof) {
             Err(rejection) => return Outcome::Rejected(rejection),
             Ok(Some(Produced::Publish(envelope))) => {
-                let outcome = shared.services.bus.publish(envelope);
+                let outcome = shared.services.bus.publish(*envelope);
                 if let Some(backpressure) = outcome.backpressure {
                     backpressure.ready().await;
                 }

@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use core_bus::Protocol;
 use quinn::crypto::rustls::{HandshakeData, QuicServerConfig};
 use quinn::{IdleTimeout, VarInt};
+use rustls::pki_types::CertificateDer;
 use tokio::task::JoinSet;
 
 use super::config::{LoomConfig, QuicConfig};
@@ -149,7 +150,7 @@ async fn accept(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
     let _ = tokio::time::timeout(DRAIN, endpoint.wait_idle()).await;
 }
 
-async fn connection(incoming: quinn::Incoming, conn: Conn, shared: Arc<Shared>) {
+async fn connection(incoming: quinn::Incoming, mut conn: Conn, shared: Arc<Shared>) {
     let shutdown = &shared.services.shutdown;
     let deadline = tokio::time::Instant::now() + shared.settings.load().deadlines.pre_auth();
     let quic = match accept::handshake(incoming.into_future(), deadline, shutdown).await {
@@ -159,6 +160,10 @@ async fn connection(incoming: quinn::Incoming, conn: Conn, shared: Arc<Shared>) 
             return;
         }
     };
+    conn.certificate = quic
+        .peer_identity()
+        .and_then(|identity| identity.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .and_then(|chain| chain.first().map(tls::certificate_names));
     let alpn = quic
         .handshake_data()
         .and_then(|data| data.downcast::<HandshakeData>().ok())

@@ -59,21 +59,38 @@ pub fn admit(
     hello: &Hello,
     auth: &Authenticator,
     prefix: Option<&Topic>,
+    certificate: Option<&[String]>,
 ) -> Result<Admitted, Rejection> {
     let secret = std::str::from_utf8(&hello.token).map_err(|_| Rejection::Unauthorized)?;
-    let identity = auth
-        .authenticate(Credentials {
+    let by_token = || {
+        auth.authenticate(Credentials {
             login: None,
             secret: Some(secret),
         })
-        .map_err(|_| Rejection::Unauthorized)?;
+        .map_err(|_| Rejection::Unauthorized)
+    };
+    // loomd's auth modes: a certificate alone (`mtls`), a token alone (`token`), or both, when the client
+    // presents both (`both`): then each identity must allow the stream, and the certificate's names it.
+    let (identity, also) = match certificate {
+        Some(names) => {
+            let identity = auth
+                .authenticate_certificate(names)
+                .map_err(|_| Rejection::Unauthorized)?;
+            let also = if secret.is_empty() {
+                None
+            } else {
+                Some(by_token()?)
+            };
+            (identity, also)
+        }
+        None => (by_token()?, None),
+    };
     let topic = room_topic(hello, prefix);
-    let allowed = !topic.is_internal()
-        && match hello.role {
-            Role::Producer => identity.may_publish(&topic),
-            Role::Consumer => identity.may_subscribe(&Pattern::exact(&topic)),
-        };
-    if !allowed {
+    let allows = |identity: &Identity| match hello.role {
+        Role::Producer => identity.may_publish(&topic),
+        Role::Consumer => identity.may_subscribe(&Pattern::exact(&topic)),
+    };
+    if topic.is_internal() || !allows(&identity) || also.as_ref().is_some_and(|i| !allows(i)) {
         return Err(Rejection::Unauthorized);
     }
     Ok(Admitted {
@@ -103,7 +120,7 @@ impl MsgIds {
 #[derive(Debug)]
 pub enum Produced {
     /// Publish this, then wait for the outcome's backpressure before asking for more.
-    Publish(Envelope),
+    Publish(Box<Envelope>),
     /// A message over `max_message_bytes`, read to its end and dropped whole.
     Dropped(DroppedMessage),
 }
@@ -137,7 +154,7 @@ impl ProducerSession {
             Assembled::Message(message) => {
                 let mut envelope = Envelope::new(self.topic.clone(), message.body, self.origin);
                 envelope.key = Some(message.key);
-                Produced::Publish(envelope)
+                Produced::Publish(Box::new(envelope))
             }
             Assembled::Dropped(dropped) => Produced::Dropped(dropped),
         }))
@@ -209,7 +226,7 @@ impl ConsumerSession {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{Allowed, AuthConfig, StaticToken};
+    use crate::auth::{Allowed, AuthConfig, CertificateIdentity, StaticToken};
     use bytes::Bytes;
     use core_bus::config::{BusConfig, GroupPolicy};
     use core_bus::{Bus, ConnectionId, Credit, Protocol};
@@ -243,6 +260,10 @@ mod tests {
                     identity: identity("consumer", "none", "orders.>"),
                 },
             ],
+            certificates: vec![CertificateIdentity {
+                common_name: "billing.example".into(),
+                identity: identity("billing", "orders.eu", "orders.>"),
+            }],
             ..AuthConfig::default()
         })
         .unwrap()
@@ -273,12 +294,68 @@ mod tests {
     }
 
     #[test]
+    fn a_certificate_names_the_identity_and_a_token_beside_it_must_agree() {
+        let auth = auth();
+        let names = ["billing-cn".to_owned(), "billing.example".to_owned()];
+        // mtls: the certificate alone (here by its DNS subject alternative name).
+        let ok = admit(
+            &hello(Role::Producer, "orders.eu", ""),
+            &auth,
+            None,
+            Some(&names),
+        )
+        .unwrap();
+        assert_eq!(ok.identity.name, "billing");
+        assert_eq!(
+            admit(
+                &hello(Role::Producer, "orders.us", ""),
+                &auth,
+                None,
+                Some(&names)
+            )
+            .unwrap_err(),
+            Rejection::Unauthorized
+        );
+        // A certificate no entry names is refused, whatever the token.
+        let stranger = ["someone".to_owned()];
+        assert!(admit(
+            &hello(Role::Producer, "orders.eu", "p"),
+            &auth,
+            None,
+            Some(&stranger)
+        )
+        .is_err());
+        // both: the token must be valid and allow the stream too.
+        assert!(admit(
+            &hello(Role::Producer, "orders.eu", "p"),
+            &auth,
+            None,
+            Some(&names)
+        )
+        .is_ok());
+        assert!(admit(
+            &hello(Role::Producer, "orders.eu", "c"),
+            &auth,
+            None,
+            Some(&names)
+        )
+        .is_err());
+        assert!(admit(
+            &hello(Role::Producer, "orders.eu", "x"),
+            &auth,
+            None,
+            Some(&names)
+        )
+        .is_err());
+    }
+
+    #[test]
     fn admission_checks_token_role_and_room() {
         let auth = auth();
-        let ok = admit(&hello(Role::Producer, "orders.eu", "p"), &auth, None).unwrap();
+        let ok = admit(&hello(Role::Producer, "orders.eu", "p"), &auth, None, None).unwrap();
         assert_eq!((ok.role, ok.topic.as_str()), (Role::Producer, "orders.eu"));
         assert_eq!(ok.identity.name, "producer");
-        assert!(admit(&hello(Role::Consumer, "orders.eu", "c"), &auth, None).is_ok());
+        assert!(admit(&hello(Role::Consumer, "orders.eu", "c"), &auth, None, None).is_ok());
         for (role, room, token) in [
             (Role::Producer, "orders.eu", ""),
             (Role::Producer, "orders.eu", "wrong"),
@@ -287,7 +364,7 @@ mod tests {
             (Role::Producer, "other", "p"),
         ] {
             assert_eq!(
-                admit(&hello(role, room, token), &auth, None).unwrap_err(),
+                admit(&hello(role, room, token), &auth, None, None).unwrap_err(),
                 Rejection::Unauthorized,
                 "{role:?} {room} {token}"
             );
@@ -297,7 +374,7 @@ mod tests {
             ..hello(Role::Producer, "orders.eu", "")
         };
         assert_eq!(
-            admit(&bad_utf8, &auth, None).unwrap_err(),
+            admit(&bad_utf8, &auth, None, None).unwrap_err(),
             Rejection::Unauthorized
         );
     }
@@ -306,9 +383,12 @@ mod tests {
     fn internal_rooms_are_refused_even_when_open() {
         let open = Authenticator::open();
         let h = hello(Role::Producer, "$inbox.1.x", "");
-        assert_eq!(admit(&h, &open, None).unwrap_err(), Rejection::Unauthorized);
+        assert_eq!(
+            admit(&h, &open, None, None).unwrap_err(),
+            Rejection::Unauthorized
+        );
         let prefix = Topic::parse("loom").unwrap();
-        assert!(admit(&h, &open, Some(&prefix)).is_ok());
+        assert!(admit(&h, &open, Some(&prefix), None).is_ok());
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod config;
 pub mod conformance;
 pub mod g0_or_g1;
 pub mod generation;
+pub mod grpc_codec;
 pub mod json;
 pub mod listener;
 pub mod message;

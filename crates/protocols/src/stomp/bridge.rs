@@ -26,6 +26,10 @@ pub const BASE64_MARKER: &str = "base64:";
 pub const GROUP_ID: &str = "JMSXGroupID";
 pub const CORRELATION_ID: &str = "correlation-id";
 pub const TRACEPARENT: &str = "traceparent";
+/// ActiveMQ's message expiry: milliseconds since the Unix epoch, 0 for never.
+const EXPIRES: &str = "expires";
+/// RabbitMQ's per-message TTL in milliseconds.
+const EXPIRATION: &str = "expiration";
 /// NACK header choosing between requeue (default) and drop (RabbitMQ).
 pub const REQUEUE: &str = "requeue";
 /// SUBSCRIBE headers giving a `/queue/` prefetch window (RabbitMQ, ActiveMQ).
@@ -69,6 +73,7 @@ pub fn envelope_from_send(
     envelope.correlation_id = text(CORRELATION_ID);
     envelope.traceparent = text(TRACEPARENT);
     envelope.key = frame.header(GROUP_ID).cloned();
+    envelope.expires_at_ms = expiry(&text, envelope.timestamp_ms);
     let keep_reply_to = reply_to.is_none();
     envelope.reply_to = reply_to;
     for h in &frame.headers {
@@ -80,6 +85,19 @@ pub fn envelope_from_send(
         envelope.headers.push(name, h.value.clone());
     }
     envelope
+}
+
+/// When a SEND's message expires: ActiveMQ's `expires` (milliseconds since the epoch, 0 = never) or RabbitMQ's
+/// `expiration` (milliseconds from now), the earlier when both are there. Values that are not numbers are ignored,
+/// as those brokers do.
+fn expiry(text: &impl Fn(&str) -> Option<String>, now_ms: u64) -> Option<u64> {
+    let number = |name: &str| text(name).and_then(|v| v.trim().parse::<u64>().ok());
+    let absolute = number(EXPIRES).filter(|&at| at != 0);
+    let relative = number(EXPIRATION).map(|ttl| now_ms.saturating_add(ttl));
+    match (absolute, relative) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// The `/reply-queue/` address of an inbox topic, or `None` if `topic` is not an inbox.

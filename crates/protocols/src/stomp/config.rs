@@ -118,6 +118,8 @@ pub struct WsConfig {
     /// Largest WebSocket message accepted (a STOMP frame may span several).
     pub max_message_bytes: usize,
     pub limits: ListenerLimits,
+    /// Serves `wss://` (TLS under the WebSocket) when set, with the shared TLS settings.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for WsConfig {
@@ -128,6 +130,7 @@ impl Default for WsConfig {
             path: "/ws".into(),
             max_message_bytes: 1 << 20,
             limits: ListenerLimits::default(),
+            tls: None,
         }
     }
 }

@@ -91,6 +91,7 @@ impl Durables {
             MailboxOptions {
                 limits: bus.config().subscriber_queue,
                 policy: SlowConsumerPolicy::DropOldest,
+                stall_publishers: true,
             },
         );
         mailbox.subscribe(source.clone())?;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use core_bus::{Origin, Protocol};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -35,7 +36,8 @@ const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
 enum Upgrade {
     Plain,
     Tls(TlsAcceptor),
-    WebSocket(Arc<WsAcceptOptions>),
+    /// WebSocket, under TLS (`wss://`) when an acceptor is given.
+    WebSocket(Arc<WsAcceptOptions>, Option<TlsAcceptor>),
 }
 
 /// What every connection of one listener shares.
@@ -76,10 +78,17 @@ pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Vec<R
                     max_message_bytes: config.ws.max_message_bytes,
                     ..WsAcceptOptions::default()
                 };
+                let tls = match &config.ws.tls {
+                    Some(tls) => Some(TlsAcceptor::from(
+                        crate::tls::server_config(tls, &[b"http/1.1"]).context("stomp.ws.tls")?,
+                    )),
+                    None => None,
+                };
+                let kind = if tls.is_some() { "wss" } else { "ws" };
                 (
                     config.ws.address,
-                    Upgrade::WebSocket(Arc::new(options)),
-                    "ws",
+                    Upgrade::WebSocket(Arc::new(options), tls),
+                    kind,
                 )
             }
         };
@@ -169,11 +178,17 @@ async fn serve(accepted: Accepted, upgrade: Upgrade, connection: Connection) {
                 .await
         }
         Upgrade::Tls(acceptor) => Box::pin(over_tls(acceptor, stream, peer, connection)).await,
-        Upgrade::WebSocket(options) => {
+        Upgrade::WebSocket(options, None) => {
             let upgrade = upgrade_websocket(options, stream, peer, &connection);
             if let Some(socket) = Box::pin(upgrade).await {
                 connection.run(WsTransport::new(socket)).await
             }
+        }
+        Upgrade::WebSocket(options, Some(acceptor)) => {
+            Box::pin(websocket_over_tls(
+                options, acceptor, stream, peer, connection,
+            ))
+            .await
         }
     }
 }
@@ -222,13 +237,36 @@ async fn over_tls(
     }
 }
 
-/// The WebSocket upgrade; `None` (logged) when it fails, or has not finished by the pre-auth deadline or shutdown.
-async fn upgrade_websocket(
+/// `wss://`: the TLS handshake, then the WebSocket upgrade, both under the pre-auth deadline.
+async fn websocket_over_tls(
     options: &WsAcceptOptions,
+    acceptor: &TlsAcceptor,
     stream: TcpStream,
     peer: SocketAddr,
+    connection: Connection,
+) {
+    let handshake = accept::handshake(
+        acceptor.accept(stream),
+        connection.login_by,
+        &connection.shutdown,
+    );
+    match handshake.await {
+        Ok(tls) => {
+            if let Some(socket) = upgrade_websocket(options, tls, peer, &connection).await {
+                connection.run(WsTransport::new(socket)).await
+            }
+        }
+        Err(error) => tracing::debug!(%peer, %error, "stomp: TLS handshake"),
+    }
+}
+
+/// The WebSocket upgrade; `None` (logged) when it fails, or has not finished by the pre-auth deadline or shutdown.
+async fn upgrade_websocket<S: AsyncRead + AsyncWrite + Unpin>(
+    options: &WsAcceptOptions,
+    stream: S,
+    peer: SocketAddr,
     connection: &Connection,
-) -> Option<WebSocketStream<Watched<TcpStream>>> {
+) -> Option<WebSocketStream<Watched<S>>> {
     let choose = |offered: &[String]| {
         SUBPROTOCOLS
             .iter()

@@ -125,6 +125,7 @@ pub(crate) fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
     check(old.ws.enabled != new.ws.enabled, "stomp.ws.enabled");
     check(old.ws.address != new.ws.address, "stomp.ws.address");
     check(old.ws.path != new.ws.path, "stomp.ws.path");
+    check(old.ws.tls != new.ws.tls, "stomp.ws.tls");
     check(
         old.ws.max_message_bytes != new.ws.max_message_bytes,
         "stomp.ws.max_message_bytes",

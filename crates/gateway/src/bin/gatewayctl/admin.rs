@@ -53,6 +53,32 @@ impl Admin {
         Ok(())
     }
 
+    /// Opens the stream of `GET path` (server-sent events) and hands each event's data to `on_data` until it
+    /// returns false or the stream ends.
+    pub async fn stream(
+        &self,
+        path: &str,
+        mut on_data: impl FnMut(&str) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
+        let url = format!("{}{path}", self.base);
+        let mut response = checked(
+            self.request(reqwest::Method::GET, &url)
+                .send()
+                .await
+                .with_context(|| format!("GET {url}"))?,
+        )
+        .await?;
+        let mut events = SseReader::default();
+        while let Some(chunk) = response.chunk().await? {
+            for data in events.push(&chunk) {
+                if !on_data(&data)? {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// `address` if given; else the bound address of the protocol's listener from `/api/listeners`
     /// (a wildcard IP becomes loopback); else the protocol's default port on loopback.
     pub async fn address(&self, protocol: Protocol, address: Option<&str>) -> String {
@@ -109,4 +135,43 @@ async fn checked(response: reqwest::Response) -> anyhow::Result<reqwest::Respons
         ""
     };
     anyhow::bail!("admin API answered {status}: {}{hint}", reason.trim())
+}
+
+/// Splits a server-sent event stream into the data of its events (the `data:` lines of each, joined by newlines;
+/// comments such as keep-alives are skipped).
+#[derive(Default)]
+struct SseReader {
+    pending: Vec<u8>,
+}
+
+impl SseReader {
+    fn push(&mut self, chunk: &[u8]) -> Vec<String> {
+        self.pending.extend_from_slice(chunk);
+        let mut out = Vec::new();
+        while let Some(end) = self.pending.windows(2).position(|w| w == b"\n\n") {
+            let block: Vec<u8> = self.pending.drain(..end + 2).collect();
+            let text = String::from_utf8_lossy(&block);
+            let data: Vec<&str> = text
+                .lines()
+                .filter_map(|line| line.strip_prefix("data:"))
+                .map(|value| value.strip_prefix(' ').unwrap_or(value))
+                .collect();
+            if !data.is_empty() {
+                out.push(data.join("\n"));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SseReader;
+
+    #[test]
+    fn events_are_split_across_chunks_and_keep_alives_skipped() {
+        let mut reader = SseReader::default();
+        assert!(reader.push(b"event: message\ndata: {\"a\"").is_empty());
+        assert_eq!(reader.push(b":1}\n\n:\n\ndata: x\n\n"), ["{\"a\":1}", "x"]);
+    }
 }

@@ -66,6 +66,7 @@ impl Session {
         for (name, value) in headers {
             envelope.headers.push(name.clone(), value.clone());
         }
+        envelope.adopt_traceparent_header();
         envelope
     }
 
@@ -95,9 +96,8 @@ impl Session {
             position,
             payload: payload_from(envelope.content_type.as_deref(), &envelope.payload),
             headers: envelope
-                .headers
-                .iter()
-                .map(|(name, value)| (name.to_owned(), value.clone()))
+                .headers_with_traceparent()
+                .map(|(name, value)| (name.to_owned(), value))
                 .collect(),
             replay,
         }

@@ -13,6 +13,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+use protocols::messageloop::pb::messageloop::client::v2 as g2;
+
 use crate::admin::Admin;
 use crate::credentials::CredentialArgs;
 
@@ -29,6 +31,10 @@ pub struct ConnsArgs {
     /// STOMP only: connect over WebSocket (`stomp.ws`, subprotocol `v12.stomp`) instead of TCP.
     #[arg(long)]
     ws: bool,
+    /// MessageLoop only: open G2 gRPC streams (`messageloop.grpc`, one HTTP/2 connection each) instead of
+    /// WebSocket connections.
+    #[arg(long)]
+    grpc: bool,
     /// Listener `host:port`; by default from the admin API.
     #[arg(long)]
     address: Option<String>,
@@ -59,13 +65,24 @@ struct ConnsResult {
 enum Idle {
     Client(Box<Client>),
     StompWs(Box<StompWs>),
+    /// The request side (kept open) and the response side of a gRPC stream.
+    Grpc(
+        tokio::sync::mpsc::Sender<g2::InboundMessage>,
+        Box<tonic::Streaming<g2::OutboundMessage>>,
+    ),
 }
 
 type StompWs = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
 pub async fn run(admin: &Admin, args: ConnsArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !args.grpc || args.protocol == Protocol::MessageLoop,
+        "--grpc is for --protocol messageloop"
+    );
     let listener = if args.ws && args.protocol == Protocol::Stomp {
         "stomp.ws"
+    } else if args.grpc {
+        "messageloop.grpc"
     } else {
         args.protocol.listener()
     };
@@ -79,7 +96,7 @@ pub async fn run(admin: &Admin, args: ConnsArgs) -> anyhow::Result<()> {
     let mut open: Vec<Idle> = Vec::with_capacity(args.count);
     while open.len() < args.count {
         let batch = CONCURRENCY.min(args.count - open.len());
-        let dials = (0..batch).map(|_| dial(args.protocol, args.ws, &address, &credentials));
+        let dials = (0..batch).map(|_| dial(&args, &address, &credentials));
         for idle in futures::future::join_all(dials).await {
             open.push(idle.with_context(|| format!("connection {} to {address}", open.len() + 1))?);
         }
@@ -88,9 +105,9 @@ pub async fn run(admin: &Admin, args: ConnsArgs) -> anyhow::Result<()> {
     let after = rss(admin, args.pid).await?;
     let result = ConnsResult {
         protocol: args.protocol.to_string(),
-        transport: if args.ws
-            || matches!(args.protocol, Protocol::MessageLoop | Protocol::Goomerang)
-        {
+        transport: if args.grpc {
+            "grpc"
+        } else if args.ws || matches!(args.protocol, Protocol::MessageLoop | Protocol::Goomerang) {
             "websocket"
         } else if args.protocol == Protocol::Loom {
             "quic"
@@ -120,6 +137,7 @@ pub async fn run(admin: &Admin, args: ConnsArgs) -> anyhow::Result<()> {
         match idle {
             Idle::Client(client) => drop(client.close().await),
             Idle::StompWs(mut ws) => drop(SinkExt::close(&mut ws).await),
+            Idle::Grpc(requests, responses) => drop((requests, responses)),
         }
     });
     futures::stream::iter(closes)
@@ -129,12 +147,11 @@ pub async fn run(admin: &Admin, args: ConnsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn dial(
-    protocol: Protocol,
-    ws: bool,
-    address: &str,
-    credentials: &Credentials,
-) -> anyhow::Result<Idle> {
+async fn dial(args: &ConnsArgs, address: &str, credentials: &Credentials) -> anyhow::Result<Idle> {
+    let (protocol, ws) = (args.protocol, args.ws);
+    if args.grpc {
+        return grpc(address, credentials).await;
+    }
     if ws && protocol == Protocol::Stomp {
         return Ok(Idle::StompWs(Box::new(
             stomp_ws(address, credentials).await?,
@@ -169,6 +186,34 @@ async fn stomp_ws(address: &str, credentials: &Credentials) -> anyhow::Result<St
         String::from_utf8_lossy(&text)
     );
     Ok(ws)
+}
+
+/// A MessageLoop G2 gRPC stream on its own HTTP/2 connection: Connect, wait for the reply.
+async fn grpc(address: &str, credentials: &Credentials) -> anyhow::Result<Idle> {
+    use g2::inbound_message::Envelope;
+    let mut client = g2::message_loop_service_client::MessageLoopServiceClient::connect(format!(
+        "http://{address}"
+    ))
+    .await?;
+    let (requests, rx) = tokio::sync::mpsc::channel(1);
+    let outbound =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    let connect = g2::InboundMessage {
+        id: "connect".into(),
+        time: 0,
+        envelope: Some(Envelope::Connect(g2::Connect {
+            version: "2.0.0".into(),
+            token: credentials.token.clone().unwrap_or_default(),
+            ..Default::default()
+        })),
+    };
+    requests.send(connect).await?;
+    let mut responses = client.message_loop(outbound).await?.into_inner();
+    tokio::time::timeout(Duration::from_secs(10), responses.message())
+        .await
+        .context("no reply to Connect within 10 s")??
+        .context("stream ended before the reply to Connect")?;
+    Ok(Idle::Grpc(requests, Box::new(responses)))
 }
 
 /// gatewayd's resident set size in bytes.
