@@ -10,6 +10,7 @@ mod redis;
 mod redis_history;
 mod redis_keys;
 mod redis_serve;
+mod shared;
 mod subjects;
 #[cfg(test)]
 mod tests;

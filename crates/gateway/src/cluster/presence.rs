@@ -20,7 +20,8 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::nats::{Link, FAILED};
+use super::nats::Link;
+use super::shared::FAILED;
 
 const REFRESH: Duration = Duration::from_secs(10);
 const STALE: Duration = Duration::from_secs(35);

@@ -23,10 +23,10 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionInfo, IntoConnectionInfo, ProtocolVersion, PushInfo};
 use tokio::sync::mpsc;
 
-use super::nats::{CONNECTED, FAILED, FORWARDED, RECEIVED};
 use super::redis_history::{follow, RedisHistory};
 use super::redis_keys::Keys;
 use super::redis_serve::{serve, subscribe, track, Wanted};
+use super::shared::{CONNECTED, FAILED, FORWARDED, RECEIVED};
 use super::{ClusterConfig, HistoryMode};
 
 /// Every `reason` label of [`FAILED`] this backend counts.

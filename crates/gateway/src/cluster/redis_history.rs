@@ -18,8 +18,8 @@ use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::Value;
 
-use super::nats::{FAILED, RECEIVED};
 use super::redis::{open, Link};
+use super::shared::{FAILED, RECEIVED};
 
 /// How long one `XREAD` waits for entries.
 const BLOCK_MS: usize = 1_000;

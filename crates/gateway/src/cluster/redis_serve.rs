@@ -17,9 +17,9 @@ use redis::aio::MultiplexedConnection;
 use redis::{PushInfo, PushKind, RedisResult};
 use tokio::sync::mpsc;
 
-use super::nats::{Recent, FAILED, RECEIVED};
 use super::redis::Link;
 use super::redis_keys::{Channel, Keys};
+use super::shared::{Recent, FAILED, RECEIVED};
 
 /// How long a claim key lives: far longer than any node takes to see a message.
 const CLAIM_MS: u64 = 30_000;
