@@ -2,8 +2,8 @@
 //! backends (each case runs once per backend, `on_nats::` and `on_redis::`, `support/backend.rs`): every protocol
 //! to every protocol across nodes, cross-node fanout STOMP→MessageLoop and Loom→Goomerang, a STOMP `/queue/`
 //! consumed on both nodes exactly once, a server restart in the middle, a node killed without affecting the other,
-//! and MessageLoop history recovered on another node with the same offsets (`history = "jetstream"` or
-//! `"streams"`). Redis only: nodes logging in as an ACL user confined to the key prefix, a wrong password counted
+//! MessageLoop history recovered on another node with the same offsets (`history = "jetstream"` or `"streams"`),
+//! and MessageLoop presence across nodes (`presence = "kv"`). Redis only: nodes logging in as an ACL user confined to the key prefix, a wrong password counted
 //! and shown, `rediss://` with `require_tls`, and a new history epoch after Redis lost its data. NATS only: history and presence across nodes
 //! (`presence = "kv"`) surviving a NATS restart with its store.
 
@@ -47,6 +47,7 @@ use support::*;
 on_both_backends!(
     every_protocol_reaches_every_protocol_on_another_node,
     messageloop_history_recovers_on_another_node_with_the_same_offsets,
+    messageloop_presence_is_cluster_wide,
     stomp_publishes_reach_messageloop_on_another_node,
     loom_producers_reach_goomerang_on_another_node,
     queue_messages_are_consumed_exactly_once_across_nodes_and_survive_a_server_restart,
@@ -211,6 +212,7 @@ fn queue_messages_are_consumed_exactly_once_across_nodes_and_survive_a_server_re
         let (_, metrics) = a.get("/metrics");
         for reason in [
             "connect",
+            "presence",
             "history",
             "history_unavailable",
             "slow_consumer",
@@ -463,9 +465,10 @@ fn publication(frame: &Value) -> Publication {
     )
 }
 
-fn history_node(server: &Server) -> Gatewayd {
+/// A node with cluster-wide history, `cluster` adding keys to its `[cluster]` section.
+fn history_node(server: &Server, cluster: &str) -> Gatewayd {
     let config = format!(
-        "{}{}\
+        "{}{}{cluster}\
          [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
          [[bus.history]]\ntopics = \"hist.#\"\nmax_messages = 100\nmax_bytes = 1048576\nttl = 0\n",
         base_config(),
@@ -485,7 +488,7 @@ fn history_node(server: &Server) -> Gatewayd {
 /// node, recovery on another node, live traffic right after.
 fn messageloop_history_recovers_on_another_node_with_the_same_offsets(backend: Backend) {
     let server = Server::start_with_history(backend);
-    let (a, b) = (history_node(&server), history_node(&server));
+    let (a, b) = (history_node(&server, ""), history_node(&server, ""));
     let mut watcher = ml_client(&b);
     watcher.subscribe("w", &["hist.room"]);
     let mut client = ml_client(&a);
@@ -573,7 +576,7 @@ fn messageloop_history_recovers_on_another_node_with_the_same_offsets(backend: B
 #[test]
 fn redis_history_starts_a_new_epoch_after_redis_lost_its_data() {
     let mut server = Server::start_with_history(Backend::Redis);
-    let (a, b) = (history_node(&server), history_node(&server));
+    let (a, b) = (history_node(&server, ""), history_node(&server, ""));
     let mut watcher = ml_client(&b);
     watcher.subscribe("w", &["hist.room"]);
     let mut publisher = ml_client(&a);
@@ -613,16 +616,20 @@ fn occupancy(ws: &mut Ws, channel: &str) -> Value {
     ws.recv_kind("presence")["presence"].clone()
 }
 
-#[test]
-fn messageloop_presence_is_cluster_wide() {
-    let nats = NatsServer::start_jetstream(0);
-    let (a, b) = (jetstream_node(&nats), jetstream_node(&nats));
+/// `presence = "kv"`: NATS KV or Redis hashes and announcements.
+fn messageloop_presence_is_cluster_wide(backend: Backend) {
+    let server = Server::start_with_history(backend);
+    let presence = "presence = \"kv\"\n";
+    let (a, b) = (
+        history_node(&server, presence),
+        history_node(&server, presence),
+    );
     let mut alice = ml_client(&a);
     alice.subscribe("s", &["lobby"]);
     let mut bob = ml_client(&b);
     bob.subscribe("s", &["lobby"]);
 
-    // Alice's membership reaches node B through the KV bucket (a put and a watch away).
+    // Alice's membership reaches node B through the backend (a KV put and watch, a Redis announcement).
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let presence = occupancy(&mut bob, "lobby");

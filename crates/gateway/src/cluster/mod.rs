@@ -9,6 +9,7 @@ mod presence;
 mod redis;
 mod redis_history;
 mod redis_keys;
+mod redis_presence;
 mod redis_serve;
 mod shared;
 mod subjects;
@@ -119,8 +120,8 @@ impl ClusterConfig {
         if self.history == HistoryMode::Streams && self.backend != ClusterBackendKind::Redis {
             return Err("cluster.history: \"streams\" needs backend = \"redis\"".into());
         }
-        if self.backend != ClusterBackendKind::Nats && self.presence != PresenceMode::Local {
-            return Err("cluster.presence: \"kv\" needs backend = \"nats\"".into());
+        if self.backend == ClusterBackendKind::Single && self.presence != PresenceMode::Local {
+            return Err("cluster.presence: \"kv\" needs backend = \"nats\" or \"redis\"".into());
         }
         if self.backend == ClusterBackendKind::Redis {
             return self.validate_redis();

@@ -9,13 +9,14 @@
 //! live connection; with `history = "streams"`, history topics' fanout goes through Redis Streams instead
 //! (`redis_history.rs`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use core_bus::cluster::{ClusterBackend, ClusterState, Sequencing};
 use core_bus::events::BusEvent;
 use core_bus::metrics::{record_drop, DropReason};
+use core_bus::presence::PresenceChange;
 use core_bus::{Bus, Envelope, Topic};
 use metrics::{counter, gauge};
 use parking_lot::Mutex;
@@ -24,14 +25,16 @@ use redis::{AsyncConnectionConfig, ConnectionInfo, IntoConnectionInfo, ProtocolV
 use tokio::sync::mpsc;
 
 use super::redis_history::{follow, RedisHistory};
-use super::redis_keys::Keys;
+use super::redis_keys::{Channel, Keys};
+use super::redis_presence::{self, PresenceLink};
 use super::redis_serve::{serve, subscribe, track, Wanted};
 use super::shared::{CONNECTED, FAILED, FORWARDED, RECEIVED};
-use super::{ClusterConfig, HistoryMode};
+use super::{ClusterConfig, HistoryMode, PresenceMode};
 
 /// Every `reason` label of [`FAILED`] this backend counts.
-const FAILURE_REASONS: [&str; 9] = [
+const FAILURE_REASONS: [&str; 10] = [
     "connect",
+    "presence",
     "history",
     "history_unavailable",
     "slow_consumer",
@@ -57,9 +60,13 @@ pub(super) struct Link {
     pub(super) keys: Keys,
     /// Set with `history = "streams"`.
     history: Option<Arc<RedisHistory>>,
+    /// Set with `presence = "kv"`.
+    pub(super) presence: Option<PresenceLink>,
+    /// Counts connections made, so that tasks notice a reconnect.
+    pub(super) generation: AtomicU64,
     servers: Vec<ConnectionInfo>,
     /// The command connection while connected.
-    commands: Mutex<Option<MultiplexedConnection>>,
+    pub(super) commands: Mutex<Option<MultiplexedConnection>>,
     connected: AtomicBool,
     detail: Mutex<String>,
 }
@@ -132,11 +139,20 @@ impl RedisCluster {
             ))),
             HistoryMode::Local | HistoryMode::Jetstream => None,
         };
+        let (presence, presence_task) = match config.presence {
+            PresenceMode::Kv => {
+                let (presence, task) = redis_presence::channels();
+                (Some(presence), Some(task))
+            }
+            PresenceMode::Local => (None, None),
+        };
         let link = Arc::new(Link {
             bus,
             node: rand::random::<u64>(),
             keys: Keys::new(&config.key_prefix),
             history: history.clone(),
+            presence,
+            generation: AtomicU64::new(0),
             servers,
             commands: Mutex::new(None),
             connected: AtomicBool::new(false),
@@ -148,6 +164,9 @@ impl RedisCluster {
         tokio::spawn(supervise(link.clone(), interest_rx));
         if let Some(history) = history {
             tokio::spawn(follow(link.clone(), history));
+        }
+        if let Some(task) = presence_task {
+            tokio::spawn(redis_presence::run(link.clone(), task));
         }
         tracing::info!(node = %format!("{:016x}", link.node), urls = ?config.urls, "cluster: Redis backend started");
         Ok(RedisCluster {
@@ -174,6 +193,12 @@ impl ClusterBackend for RedisCluster {
 
     fn owns_groups(&self) -> bool {
         self.link.connected.load(Ordering::Acquire)
+    }
+
+    fn presence(&self, change: &PresenceChange) {
+        if let Some(presence) = &self.link.presence {
+            let _ = presence.changes.send(change.clone());
+        }
     }
 
     fn sequencing(&self, topic: &Topic) -> Sequencing {
@@ -265,7 +290,9 @@ async fn supervise(link: Arc<Link>, mut events: mpsc::UnboundedReceiver<BusEvent
             Ok((mut commands, pushes)) => {
                 warned = false;
                 let mut resubscribed = Ok(());
-                for channel in interest.keys() {
+                let presence = Channel::Exact(link.keys.presence_channel());
+                let presence = link.presence.as_ref().map(|_| &presence);
+                for channel in interest.keys().chain(presence) {
                     resubscribed = subscribe(&mut commands, channel, true).await;
                     if resubscribed.is_err() {
                         break;
@@ -273,6 +300,7 @@ async fn supervise(link: Arc<Link>, mut events: mpsc::UnboundedReceiver<BusEvent
                 }
                 if resubscribed.is_ok() {
                     *link.commands.lock() = Some(commands.clone());
+                    link.generation.fetch_add(1, Ordering::AcqRel);
                     link.set_state(true, "connected".into());
                     tracing::info!("cluster: connected to Redis");
                     let since = Instant::now();

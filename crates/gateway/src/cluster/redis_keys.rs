@@ -29,6 +29,27 @@ impl Keys {
         format!("{}topic:{topic}", self.prefix)
     }
 
+    /// The channel of presence announcements.
+    pub(super) fn presence_channel(&self) -> String {
+        format!("{}presence", self.prefix)
+    }
+
+    /// The hash of one node's presence members.
+    pub(super) fn presence_hash(&self, node: u64) -> String {
+        format!("{}presence:{node:016x}", self.prefix)
+    }
+
+    /// The `SCAN` pattern of every node's presence hash.
+    pub(super) fn presence_hash_pattern(&self) -> String {
+        format!("{}presence:*", escape(&self.prefix))
+    }
+
+    /// The node of a presence hash.
+    pub(super) fn presence_node(&self, hash: &str) -> Option<u64> {
+        let node = hash.strip_prefix(&self.prefix)?.strip_prefix("presence:")?;
+        u64::from_str_radix(node, 16).ok()
+    }
+
     pub(super) fn claim(&self, id: MessageId) -> String {
         format!("{}claim:{:032x}", self.prefix, id.0)
     }
@@ -103,6 +124,16 @@ mod tests {
         assert_eq!(
             keys.topic(&Topic::from_dotted(b"x y.z")),
             "gw:topic:x%20y.z"
+        );
+        assert_eq!(keys.presence_hash(0xab), "gw:presence:00000000000000ab");
+        assert_eq!(
+            keys.presence_node("gw:presence:00000000000000ab"),
+            Some(0xab)
+        );
+        assert_eq!(keys.presence_node("gw:topic:x"), None);
+        assert_eq!(
+            Keys::new("x[1]:").presence_hash_pattern(),
+            "x\\[1\\]:presence:*"
         );
         assert_eq!(
             keys.claim(MessageId(0xab)),

@@ -65,6 +65,15 @@ pub(super) async fn serve(
                     return;
                 }
                 let Some(message) = redis::Msg::from_push_info(push) else { continue };
+                if let Some(presence) = &link.presence {
+                    if message.get_channel_name() == link.keys.presence_channel() {
+                        let announcement = Bytes::copy_from_slice(message.get_payload_bytes());
+                        if presence.incoming.try_send(announcement).is_err() {
+                            counter!(FAILED, "reason" => "presence").increment(1);
+                        }
+                        continue;
+                    }
+                }
                 let wanted = receive(link, interest, &message, &mut recent_fanout, &mut recent_groups);
                 if let Some(envelope) = wanted {
                     claims.push_back(claim(link, commands.clone(), envelope));

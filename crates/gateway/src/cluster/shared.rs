@@ -1,5 +1,5 @@
-//! What the NATS and Redis backends share: the names of the cluster metrics (`docs/metrics.md`) and the filter of
-//! recently received message ids.
+//! What the NATS and Redis backends share: the names of the cluster metrics (`docs/metrics.md`), the filter of
+//! recently received message ids, and the hex text that keys presence members.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -32,4 +32,18 @@ impl Recent {
         }
         true
     }
+}
+
+pub(super) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(super) fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }

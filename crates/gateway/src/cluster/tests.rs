@@ -201,7 +201,7 @@ async fn cross_nodes(backend: Backend) {
 }
 
 #[test]
-fn jetstream_history_and_kv_presence_need_the_nats_backend() {
+fn jetstream_history_and_kv_presence_are_refused_on_a_single_node() {
     let single = ClusterConfig {
         history: HistoryMode::Jetstream,
         ..ClusterConfig::default()
