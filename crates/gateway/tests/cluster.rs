@@ -3,9 +3,9 @@
 //! to every protocol across nodes, cross-node fanout STOMP→MessageLoop and Loom→Goomerang, a STOMP `/queue/`
 //! consumed on both nodes exactly once, a server restart in the middle, a node killed without affecting the other,
 //! MessageLoop history recovered on another node with the same offsets (`history = "jetstream"` or `"streams"`),
-//! and MessageLoop presence across nodes (`presence = "kv"`). Redis only: nodes logging in as an ACL user confined to the key prefix, a wrong password counted
-//! and shown, `rediss://` with `require_tls`, and a new history epoch after Redis lost its data. NATS only: history and presence across nodes
-//! (`presence = "kv"`) surviving a NATS restart with its store.
+//! and MessageLoop presence across nodes (`presence = "kv"`). Redis only: nodes logging in as an ACL user confined
+//! to the key prefix, a wrong password counted and shown, `rediss://` with `require_tls`, and a new history epoch
+//! after Redis lost its data. NATS only: history and presence surviving a NATS restart with its store.
 
 mod support;
 
