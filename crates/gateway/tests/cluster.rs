@@ -4,8 +4,8 @@
 //! consumed on both nodes exactly once, a server restart in the middle, a node killed without affecting the other,
 //! MessageLoop history recovered on another node with the same offsets (`history = "jetstream"` or `"streams"`),
 //! and MessageLoop presence across nodes (`presence = "kv"`). Redis only: nodes logging in as an ACL user confined
-//! to the key prefix, a wrong password counted and shown, `rediss://` with `require_tls`, and a new history epoch
-//! after Redis lost its data. NATS only: history and presence surviving a NATS restart with its store.
+//! to the key prefix, a wrong password counted and shown, `rediss://` with `require_tls`, and history (a new
+//! epoch) and presence recovering after Redis lost its data. NATS only: history and presence surviving a NATS restart with its store.
 
 mod support;
 
@@ -572,11 +572,21 @@ fn messageloop_history_recovers_on_another_node_with_the_same_offsets(backend: B
 }
 
 /// A Redis without persistence restarts empty: the nodes read a new epoch from it, report the stream ready again,
-/// and history starts over in that epoch on every node.
+/// and history starts over in that epoch on every node; presence is written again, so a node started afterwards
+/// lists the members that joined before, and joins after the restart cross as before.
 #[test]
-fn redis_history_starts_a_new_epoch_after_redis_lost_its_data() {
+fn redis_history_and_presence_recover_after_redis_lost_its_data() {
     let mut server = Server::start_with_history(Backend::Redis);
-    let (a, b) = (history_node(&server, ""), history_node(&server, ""));
+    let presence = "presence = \"kv\"\n";
+    let (a, b) = (
+        history_node(&server, presence),
+        history_node(&server, presence),
+    );
+    let mut alice = ml_client(&a);
+    alice.subscribe("s", &["lounge"]);
+    let mut observer = ml_client(&b);
+    observer.subscribe("s", &["lounge"]);
+    wait_occupancy(&mut observer, "lounge", 2);
     let mut watcher = ml_client(&b);
     watcher.subscribe("w", &["hist.room"]);
     let mut publisher = ml_client(&a);
@@ -588,7 +598,7 @@ fn redis_history_starts_a_new_epoch_after_redis_lost_its_data() {
     server.stop();
     wait_cluster_ready(&a, "disconnected");
     wait_cluster_ready(&b, "disconnected");
-    let _server = Server::start(Backend::Redis, port);
+    let server = Server::start(Backend::Redis, port);
     for node in [&a, &b] {
         node.wait_for("/api/cluster", "reconnected with the stream ready", |c| {
             c["state"] == "connected"
@@ -609,6 +619,31 @@ fn redis_history_starts_a_new_epoch_after_redis_lost_its_data() {
     );
     assert_eq!(ml_read(&mut late, 0, 1).1, [(epoch, after[0].1, 2, true)]);
     assert!(a.metric("gatewayd_cluster_failed_total", &[("reason", "history")]) >= 1.0);
+
+    // Both nodes wrote their members again: a node started now lists them (and its own client).
+    let c = history_node(&server, presence);
+    let mut newcomer = ml_client(&c);
+    newcomer.subscribe("s", &["lounge"]);
+    wait_occupancy(&mut newcomer, "lounge", 3);
+    // A join after the restart is announced to the others.
+    let mut dave = ml_client(&a);
+    dave.subscribe("s", &["lounge"]);
+    wait_occupancy(&mut observer, "lounge", 4);
+}
+
+/// Queries `channel`'s presence until it lists `n` members.
+fn wait_occupancy(ws: &mut Ws, channel: &str, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let presence = occupancy(ws, channel);
+        if presence["occupancy"] == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{channel} never had {n} members: {presence}"
+        );
+    }
 }
 
 fn occupancy(ws: &mut Ws, channel: &str) -> Value {
