@@ -283,7 +283,7 @@ fn queue_messages_are_consumed_exactly_once_across_nodes_and_survive_a_server_re
 }
 
 /// Nodes log in as an ACL user allowed only the keys and channels under the default `key_prefix` (with history
-/// streams), with the password read from `password_file`; a node with the wrong password stays ready, disconnected, and counts its
+/// streams and presence), with the password read from `password_file`; a node with the wrong password stays ready, disconnected, and counts its
 /// failed attempts.
 #[test]
 fn redis_nodes_authenticate_as_an_acl_user_confined_to_the_key_prefix() {
@@ -294,9 +294,10 @@ fn redis_nodes_authenticate_as_an_acl_user_confined_to_the_key_prefix() {
         std::fs::write(&file, format!("{password}\n")).unwrap();
         Gatewayd::start(&format!(
             "{}[cluster]\nbackend = \"redis\"\nurls = [\"{}\"]\nusername = \"gw\"\npassword_file = \"{}\"\n\
-             history = \"streams\"\n[[bus.history]]\ntopics = \"hist.#\"\nmax_messages = 100\n\
-             max_bytes = 1048576\nttl = 0\n\
-             [stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
+             history = \"streams\"\npresence = \"kv\"\n\
+             [[bus.history]]\ntopics = \"hist.#\"\nmax_messages = 100\nmax_bytes = 1048576\nttl = 0\n\
+             [stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+             [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
             base_config(),
             redis.url(),
             file.display()
@@ -319,6 +320,15 @@ fn redis_nodes_authenticate_as_an_acl_user_confined_to_the_key_prefix() {
     assert_eq!(
         stomp_bodies(&mut subscriber, Duration::from_millis(500)),
         ["authenticated"]
+    );
+    let mut alice = ml_client(&a);
+    alice.subscribe("s", &["lounge"]);
+    let mut bob = ml_client(&b);
+    bob.subscribe("s", &["lounge"]);
+    wait_occupancy(&mut bob, "lounge", 2);
+    assert_eq!(
+        b.metric("gatewayd_cluster_failed_total", &[("reason", "presence")]),
+        0.0
     );
 
     let wrong = node("wrong");

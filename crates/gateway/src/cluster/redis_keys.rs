@@ -39,15 +39,9 @@ impl Keys {
         format!("{}presence:{node:016x}", self.prefix)
     }
 
-    /// The `SCAN` pattern of every node's presence hash.
-    pub(super) fn presence_hash_pattern(&self) -> String {
-        format!("{}presence:*", escape(&self.prefix))
-    }
-
-    /// The node of a presence hash.
-    pub(super) fn presence_node(&self, hash: &str) -> Option<u64> {
-        let node = hash.strip_prefix(&self.prefix)?.strip_prefix("presence:")?;
-        u64::from_str_radix(node, 16).ok()
+    /// The set of nodes (hex ids) that keep a presence hash.
+    pub(super) fn presence_nodes(&self) -> String {
+        format!("{}presence-nodes", self.prefix)
     }
 
     pub(super) fn claim(&self, id: MessageId) -> String {
@@ -126,15 +120,7 @@ mod tests {
             "gw:topic:x%20y.z"
         );
         assert_eq!(keys.presence_hash(0xab), "gw:presence:00000000000000ab");
-        assert_eq!(
-            keys.presence_node("gw:presence:00000000000000ab"),
-            Some(0xab)
-        );
-        assert_eq!(keys.presence_node("gw:topic:x"), None);
-        assert_eq!(
-            Keys::new("x[1]:").presence_hash_pattern(),
-            "x\\[1\\]:presence:*"
-        );
+        assert_eq!(keys.presence_nodes(), "gw:presence-nodes");
         assert_eq!(
             keys.claim(MessageId(0xab)),
             "gw:claim:000000000000000000000000000000ab"

@@ -1,8 +1,9 @@
 //! Cluster-wide presence on Redis (`cluster.presence = "kv"` with `backend = "redis"`). Every node keeps the members
 //! that joined on it in the hash `<prefix>presence:<node>` (field `<hex topic>.<hex member>`, value the adapter's
 //! data) and announces each join and leave on the channel `<prefix>presence`, which every node reports to its bus
-//! ([`core_bus::Bus::presence_from_cluster`]). Each node rewrites its hash (expiring after [`STALE`]) and reads the
-//! others' hashes every [`REFRESH`] and after every reconnect; a member not seen for [`STALE`] is dropped, so the
+//! ([`core_bus::Bus::presence_from_cluster`]). Each node rewrites its hash (expiring after [`STALE`]), adds itself
+//! to the set `<prefix>presence-nodes` and reads the other listed nodes' hashes every [`REFRESH`] and after every
+//! reconnect (a listed node whose hash is gone is removed from the set); a member not seen for [`STALE`] is dropped, so the
 //! members of a node that died disappear within [`STALE`], without leave events.
 
 use std::collections::HashMap;
@@ -15,7 +16,7 @@ use core_bus::presence::PresenceChange;
 use core_bus::Topic;
 use metrics::counter;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncCommands, AsyncIter};
+use redis::AsyncCommands;
 use tokio::sync::mpsc;
 
 use super::redis::Link;
@@ -136,22 +137,23 @@ async fn sync(
         pipe.hset(&own, field, data.as_ref()).ignore();
     }
     pipe.pexpire(&own, STALE.as_millis() as i64).ignore();
+    let nodes = link.keys.presence_nodes();
+    pipe.sadd(&nodes, format!("{:016x}", link.node)).ignore();
     pipe.query_async::<()>(connection).await?;
-    let hashes: Vec<String> = {
-        let mut keys: AsyncIter<String> = connection
-            .scan_match(link.keys.presence_hash_pattern())
-            .await?;
-        let mut hashes = Vec::new();
-        while let Some(key) = keys.next_item().await {
-            hashes.push(key?);
-        }
-        hashes
-    };
-    for hash in hashes {
-        let Some(node) = link.keys.presence_node(&hash).filter(|&n| n != link.node) else {
+    let others: Vec<String> = connection.smembers(&nodes).await?;
+    for other in others {
+        let Some(node) = u64::from_str_radix(&other, 16)
+            .ok()
+            .filter(|&n| n != link.node)
+        else {
             continue;
         };
-        let members: HashMap<String, Vec<u8>> = connection.hgetall(&hash).await?;
+        let members: HashMap<String, Vec<u8>> =
+            connection.hgetall(link.keys.presence_hash(node)).await?;
+        if members.is_empty() {
+            // Expired (the node is gone) or without members: it adds itself again on its next refresh.
+            connection.srem::<_, _, ()>(&nodes, &other).await?;
+        }
         for (field, data) in members {
             apply(link, remote, node, &field, Some(Bytes::from(data)));
         }

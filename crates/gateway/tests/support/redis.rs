@@ -31,7 +31,7 @@ impl RedisServer {
     }
 
     /// Starts redis-server with the default user off and one ACL user, `user` with `password`, allowed only the
-    /// commands gatewayd needs, history streams included (and `PUBSUB`, for this helper's polling) on the keys and channels under `prefix`.
+    /// commands gatewayd needs, history streams and presence included (and `PUBSUB`, for this helper's polling) on the keys and channels under `prefix`.
     pub fn start_with_user(user: &str, password: &str, prefix: &str) -> RedisServer {
         let acl = [
             "--user",
@@ -51,6 +51,14 @@ impl RedisServer {
             "+xadd",
             "+xread",
             "+xrange",
+            "+hset",
+            "+hdel",
+            "+hgetall",
+            "+del",
+            "+pexpire",
+            "+sadd",
+            "+smembers",
+            "+srem",
             "+pubsub",
             "--user",
             "default",
