@@ -14,6 +14,7 @@ need() {
   "$@" >/dev/null 2>&1 || missing+=("$package")
 }
 need nats-server command -v nats-server
+need redis-server command -v redis-server
 need procps command -v kill
 need python3 command -v python3
 need python3-venv python3 -c 'import ensurepip, venv'

@@ -1,42 +1,68 @@
-//! Cluster mode end to end: two gatewayd nodes and a real nats-server on 127.0.0.1. Cross-node fanout
-//! STOMP→MessageLoop and Loom→Goomerang, a STOMP `/queue/` consumed on both nodes exactly once, a NATS restart
-//! in the middle, a node killed without affecting the other, and MessageLoop history recovered on another node
-//! with `cluster.history = "jetstream"`, and MessageLoop presence across nodes with `cluster.presence = "kv"`.
+//! Cluster mode end to end: two gatewayd nodes and a real nats-server or redis-server on 127.0.0.1. On both
+//! backends (each case runs once per backend, `on_nats::` and `on_redis::`, `support/backend.rs`): every protocol
+//! to every protocol across nodes, cross-node fanout STOMP→MessageLoop and Loom→Goomerang, a STOMP `/queue/`
+//! consumed on both nodes exactly once, a server restart in the middle, a node killed without affecting the other,
+//! MessageLoop history recovered on another node with the same offsets (`history = "jetstream"` or `"streams"`),
+//! and MessageLoop presence across nodes (`presence = "kv"`). Redis only: nodes logging in as an ACL user confined
+//! to the key prefix, a wrong password counted and shown, `rediss://` with `require_tls`, and history (a new
+//! epoch) and presence recovering after Redis lost its data. NATS only: history and presence surviving a NATS restart with its store.
 
 mod support;
 
+#[macro_use]
+#[path = "support/backend.rs"]
+mod backend;
+#[path = "support/chanserv_client.rs"]
+mod chanserv_client;
 #[path = "support/goomerang_client.rs"]
 mod goomerang_client;
 #[path = "support/loom_client.rs"]
 mod loom_client;
+#[path = "matrix/clients.rs"]
+mod matrix_clients;
 #[path = "support/messageloop_client.rs"]
 mod messageloop_client;
 #[path = "support/nats.rs"]
 mod nats;
+#[path = "support/redis.rs"]
+mod redis;
 #[path = "support/stomp_client.rs"]
 mod stomp_client;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use backend::{Backend, Server};
 use goomerang_client::GoomerangClient;
 use loom_client::{hello, message, Client as LoomClient, Transport, PRODUCER};
+use matrix_clients::{Addrs, Outgoing, Proto, Pub, Sub};
 use messageloop_client::Ws;
 use nats::NatsServer;
 use prost::Message as _;
+use redis::RedisServer;
 use serde_json::{json, Value};
 use stomp_client::{frames, Frame, Peer, Received};
 use support::*;
 
-fn node(nats: &NatsServer) -> Gatewayd {
+on_both_backends!(
+    every_protocol_reaches_every_protocol_on_another_node,
+    messageloop_history_recovers_on_another_node_with_the_same_offsets,
+    messageloop_presence_is_cluster_wide,
+    stomp_publishes_reach_messageloop_on_another_node,
+    loom_producers_reach_goomerang_on_another_node,
+    queue_messages_are_consumed_exactly_once_across_nodes_and_survive_a_server_restart,
+    a_killed_node_does_not_affect_the_other,
+);
+
+fn node(server: &Server) -> Gatewayd {
     let config = format!(
-        "{}[cluster]\nbackend = \"nats\"\nurls = [\"{}\"]\n\
+        "{}{}\
          [stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
          [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
          [goomerang]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
          [loom]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
         base_config(),
-        nats.url()
+        server.cluster_config()
     );
     let gateway = Gatewayd::start(&config);
     wait_cluster(&gateway, "connected");
@@ -45,6 +71,15 @@ fn node(nats: &NatsServer) -> Gatewayd {
 
 fn wait_cluster(gateway: &Gatewayd, state: &str) {
     gateway.wait_for("/api/cluster", &format!("cluster {state}"), |c| {
+        c["state"] == state
+    });
+}
+
+/// Waits for the cluster `state` while asserting at every poll that the node stays ready: readiness does not follow
+/// the cluster connection.
+fn wait_cluster_ready(gateway: &Gatewayd, state: &str) {
+    gateway.wait_for("/api/cluster", &format!("cluster {state}"), |c| {
+        assert_eq!(gateway.get("/readyz").0, 200, "ready while cluster is {c}");
         c["state"] == state
     });
 }
@@ -73,14 +108,55 @@ fn stomp_bodies(peer: &mut Peer, quiet: Duration) -> Vec<String> {
     bodies
 }
 
-#[test]
-fn stomp_publishes_reach_messageloop_on_another_node() {
-    let nats = NatsServer::start(0);
-    let (a, b) = (node(&nats), node(&nats));
+/// One publish from each protocol on node A reaches a subscriber of every protocol on node B (the Loom consumer
+/// through the anycast group), byte-exact.
+fn every_protocol_reaches_every_protocol_on_another_node(backend: Backend) {
+    let server = Server::start(backend, 0);
+    let start = || {
+        let gateway = Gatewayd::start(&matrix_clients::config(&server.cluster_config()));
+        wait_cluster(&gateway, "connected");
+        gateway
+    };
+    let (a, b) = (start(), start());
+    let (on_a, on_b) = (Addrs::of(&a), Addrs::of(&b));
+    let rt = matrix_clients::runtime();
+    for publisher in Proto::ALL {
+        let topic = format!("cross.from-{publisher}");
+        let mut subscribers: Vec<Sub> = Proto::ALL
+            .iter()
+            .map(|&p| Sub::subscribe(p, &on_b, &topic, &rt))
+            .collect();
+        matrix_clients::wait_subscribed(&b, &topic, 4, 1);
+        server.wait_fanout_and_group(&topic, 1);
+        let body = format!("from {publisher} on another node\0").into_bytes();
+        let message = Outgoing {
+            payload: body.clone(),
+            content_type: Some("text/plain".into()),
+            ..Outgoing::default()
+        };
+        let mut producer = Pub::connect(publisher, &on_a, &rt);
+        producer.publish(&topic, &message, &rt);
+        for subscriber in &mut subscribers {
+            let to = subscriber.proto();
+            assert!(subscriber.recv(&rt).body == body, "{publisher} → {to}");
+            assert!(
+                subscriber
+                    .try_recv(&rt, Duration::from_millis(50))
+                    .is_none(),
+                "{publisher} → {to}: an extra message"
+            );
+        }
+        producer.finish(&rt);
+    }
+}
+
+fn stomp_publishes_reach_messageloop_on_another_node(backend: Backend) {
+    let server = Server::start(backend, 0);
+    let (a, b) = (node(&server), node(&server));
     let mut subscriber = Ws::connect(b.listener("messageloop.ws"), &["messageloop+json"]);
     subscriber.handshake("2.0.0", "");
     subscriber.subscribe("s1", &["news.eu"]);
-    nats.wait_subscribed("gatewayd.news.eu", 1);
+    server.wait_subscribed("news.eu", 1);
     let mut publisher = Peer::connect(a.listener("stomp.tcp"));
     stomp_send(&mut publisher, "/topic/news.eu", "across nodes");
     let publication = subscriber.recv_kind("publication");
@@ -97,10 +173,9 @@ fn stomp_publishes_reach_messageloop_on_another_node() {
     assert_eq!(a.metric("gatewayd_cluster_forwarded_total", &[]), 1.0);
 }
 
-#[test]
-fn loom_producers_reach_goomerang_on_another_node() {
-    let nats = NatsServer::start(0);
-    let (a, b) = (node(&nats), node(&nats));
+fn loom_producers_reach_goomerang_on_another_node(backend: Backend) {
+    let server = Server::start(backend, 0);
+    let (a, b) = (node(&server), node(&server));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let goomerang = b.listener("goomerang.ws");
     let mut subscriber = rt.block_on(async {
@@ -108,7 +183,7 @@ fn loom_producers_reach_goomerang_on_another_node() {
         client.subscribe("sensors.t1").await;
         client
     });
-    nats.wait_subscribed("gatewayd.sensors.t1", 1);
+    server.wait_subscribed("sensors.t1", 1);
     let loom = a.listener("loom.quic");
     let (frame, _producer) = rt.block_on(async {
         let producer = LoomClient::connect(loom, Transport::Quic).await;
@@ -128,16 +203,35 @@ fn loom_producers_reach_goomerang_on_another_node() {
     );
 }
 
-#[test]
-fn queue_messages_are_consumed_exactly_once_across_nodes_and_survive_a_nats_restart() {
-    let mut nats = NatsServer::start(0);
-    let (a, b) = (node(&nats), node(&nats));
+fn queue_messages_are_consumed_exactly_once_across_nodes_and_survive_a_server_restart(
+    backend: Backend,
+) {
+    let mut server = Server::start(backend, 0);
+    let (a, b) = (node(&server), node(&server));
+    if backend == Backend::Redis {
+        let (_, metrics) = a.get("/metrics");
+        for reason in [
+            "connect",
+            "presence",
+            "history",
+            "history_unavailable",
+            "slow_consumer",
+            "queue_full",
+            "publish",
+            "subscribe",
+            "decode",
+            "claim",
+        ] {
+            let series = format!("gatewayd_cluster_failed_total{{reason=\"{reason}\"}} 0");
+            assert!(metrics.contains(&series), "{series} exported from start-up");
+        }
+    }
     let mut consumer_a = Peer::connect(a.listener("stomp.tcp"));
     let mut consumer_b = Peer::connect(b.listener("stomp.tcp"));
     for consumer in [&mut consumer_a, &mut consumer_b] {
         consumer.send(&frames::subscribe("/queue/jobs", "auto", "s1"));
     }
-    nats.wait_subscribed("gatewayd.jobs", 2);
+    server.wait_subscribed("jobs", 2);
     let mut producer = Peer::connect(a.listener("stomp.tcp"));
     for i in 0..60 {
         stomp_send(&mut producer, "/queue/jobs", &format!("job-{i}"));
@@ -149,26 +243,32 @@ fn queue_messages_are_consumed_exactly_once_across_nodes_and_survive_a_nats_rest
     assert_eq!(unique.len(), 60);
     assert!(
         !got_a.is_empty() && !got_b.is_empty(),
-        "NATS spreads the group over both nodes"
+        "the backend spreads the group over both nodes"
     );
 
-    // NATS goes away: nodes report it, stay ready and keep serving local traffic.
-    let port = nats.port;
-    nats.stop();
-    wait_cluster(&a, "disconnected");
-    wait_cluster(&b, "disconnected");
-    assert_eq!(a.get("/readyz").0, 200);
+    // The server goes away: nodes report it, stay ready and keep serving local traffic.
+    let port = server.port();
+    server.stop();
+    wait_cluster_ready(&a, "disconnected");
+    wait_cluster_ready(&b, "disconnected");
+    assert_eq!(a.metric("gatewayd_cluster_connected", &[]), 0.0);
     stomp_send(&mut producer, "/queue/jobs", "local");
     assert_eq!(
         stomp_bodies(&mut consumer_a, Duration::from_millis(500)),
         ["local"]
     );
 
-    // NATS is back on the same port: nodes reconnect and traffic crosses again.
-    let nats = NatsServer::start(port);
-    wait_cluster(&a, "connected");
-    wait_cluster(&b, "connected");
-    nats.wait_subscribed("gatewayd.jobs", 2);
+    // The server is back on the same port: nodes reconnect and traffic crosses again.
+    let server = Server::start(backend, port);
+    wait_cluster_ready(&a, "connected");
+    wait_cluster_ready(&b, "connected");
+    assert_eq!(a.metric("gatewayd_cluster_connected", &[]), 1.0);
+    if backend == Backend::Redis {
+        // Each failed reconnect attempt is counted.
+        let failed = |reason| a.metric("gatewayd_cluster_failed_total", &[("reason", reason)]);
+        assert!(failed("connect") >= 1.0);
+    }
+    server.wait_subscribed("jobs", 2);
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut crossed = false;
     while !crossed {
@@ -182,14 +282,125 @@ fn queue_messages_are_consumed_exactly_once_across_nodes_and_survive_a_nats_rest
     }
 }
 
+/// Nodes log in as an ACL user allowed only the keys and channels under the default `key_prefix` (with history
+/// streams and presence), with the password read from `password_file`; a node with the wrong password stays ready, disconnected, and counts its
+/// failed attempts.
 #[test]
-fn a_killed_node_does_not_affect_the_other() {
-    let nats = NatsServer::start(0);
-    let a = node(&nats);
-    let b = node(&nats);
+fn redis_nodes_authenticate_as_an_acl_user_confined_to_the_key_prefix() {
+    let redis = RedisServer::start_with_user("gw", "s3cret", "gatewayd:");
+    let dir = tempfile::tempdir().unwrap();
+    let node = |password: &str| {
+        let file = dir.path().join(format!("password-{password}"));
+        std::fs::write(&file, format!("{password}\n")).unwrap();
+        Gatewayd::start(&format!(
+            "{}[cluster]\nbackend = \"redis\"\nurls = [\"{}\"]\nusername = \"gw\"\npassword_file = \"{}\"\n\
+             history = \"streams\"\npresence = \"kv\"\n\
+             [[bus.history]]\ntopics = \"hist.#\"\nmax_messages = 100\nmax_bytes = 1048576\nttl = 0\n\
+             [stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+             [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
+            base_config(),
+            redis.url(),
+            file.display()
+        ))
+    };
+    let (a, b) = (node("s3cret"), node("s3cret"));
+    for node in [&a, &b] {
+        node.wait_for("/api/cluster", "connected, history stream ready", |c| {
+            c["state"] == "connected"
+                && c["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("1/1 streams ready"))
+        });
+    }
+    let mut subscriber = Peer::connect(b.listener("stomp.tcp"));
+    subscriber.send(&frames::subscribe("/topic/secure", "auto", "s1"));
+    redis.wait_subscribed("gatewayd:topic:secure", 1);
+    let mut publisher = Peer::connect(a.listener("stomp.tcp"));
+    stomp_send(&mut publisher, "/topic/secure", "authenticated");
+    assert_eq!(
+        stomp_bodies(&mut subscriber, Duration::from_millis(500)),
+        ["authenticated"]
+    );
+    let mut alice = ml_client(&a);
+    alice.subscribe("s", &["lounge"]);
+    let mut bob = ml_client(&b);
+    bob.subscribe("s", &["lounge"]);
+    wait_occupancy(&mut bob, "lounge", 2);
+    assert_eq!(
+        b.metric("gatewayd_cluster_failed_total", &[("reason", "presence")]),
+        0.0
+    );
+
+    let wrong = node("wrong");
+    wrong.wait_for("/api/cluster", "failed connects", |_| {
+        wrong.metric("gatewayd_cluster_failed_total", &[("reason", "connect")]) >= 2.0
+    });
+    let cluster = wrong.get_json("/api/cluster");
+    assert_eq!(cluster["state"], "disconnected", "{cluster}");
+    let detail = cluster["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("WRONGPASS"),
+        "the refusal is shown: {detail}"
+    );
+    assert_eq!(wrong.get("/readyz").0, 200);
+}
+
+/// `rediss://` with `require_tls`: the nodes trust the server's CA through the system roots (`SSL_CERT_FILE`) and
+/// carry messages across over TLS.
+#[test]
+fn redis_nodes_connect_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let certificate = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let file = |name: &str, pem: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        path
+    };
+    let (ca_file, certificate_file, key_file) = (
+        file("ca.pem", ca.pem()),
+        file("redis.pem", certificate.pem()),
+        file("redis.key", key.serialize_pem()),
+    );
+    let redis = RedisServer::start_tls(&certificate_file, &key_file, &ca_file);
+    let tls_port = redis.tls_port.unwrap();
+    let config = format!(
+        "{}[cluster]\nbackend = \"redis\"\nurls = [\"rediss://localhost:{tls_port}\"]\nrequire_tls = true\n\
+         [stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
+        base_config()
+    );
+    let roots = ca_file.display().to_string();
+    let start = || {
+        let gateway = Gatewayd::start_with_env(&config, &[("SSL_CERT_FILE", &roots)]);
+        wait_cluster(&gateway, "connected");
+        gateway
+    };
+    let (a, b) = (start(), start());
+    let mut subscriber = Peer::connect(b.listener("stomp.tcp"));
+    subscriber.send(&frames::subscribe("/topic/sealed", "auto", "s1"));
+    redis.wait_subscribed("gatewayd:topic:sealed", 1);
+    let mut publisher = Peer::connect(a.listener("stomp.tcp"));
+    stomp_send(&mut publisher, "/topic/sealed", "over TLS");
+    assert_eq!(
+        stomp_bodies(&mut subscriber, Duration::from_millis(500)),
+        ["over TLS"]
+    );
+}
+
+fn a_killed_node_does_not_affect_the_other(backend: Backend) {
+    let server = Server::start(backend, 0);
+    let a = node(&server);
+    let b = node(&server);
     let mut subscriber = Peer::connect(a.listener("stomp.tcp"));
     subscriber.send(&frames::subscribe("/topic/alive", "auto", "s1"));
-    nats.wait_subscribed("gatewayd.alive", 1);
+    server.wait_subscribed("alive", 1);
     drop(b);
     let mut publisher = Peer::connect(a.listener("stomp.tcp"));
     stomp_send(&mut publisher, "/topic/alive", "still here");
@@ -264,16 +475,35 @@ fn publication(frame: &Value) -> Publication {
     )
 }
 
-#[test]
-fn messageloop_history_recovers_on_another_node_with_the_same_offsets() {
-    let nats = NatsServer::start_jetstream(0);
-    let (a, b) = (jetstream_node(&nats), jetstream_node(&nats));
+/// A node with cluster-wide history, `cluster` adding keys to its `[cluster]` section.
+fn history_node(server: &Server, cluster: &str) -> Gatewayd {
+    let config = format!(
+        "{}{}{cluster}\
+         [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+         [[bus.history]]\ntopics = \"hist.#\"\nmax_messages = 100\nmax_bytes = 1048576\nttl = 0\n",
+        base_config(),
+        server.history_cluster_config()
+    );
+    let gateway = Gatewayd::start(&config);
+    gateway.wait_for("/api/cluster", "history stream ready", |c| {
+        c["state"] == "connected"
+            && c["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("1/1 streams ready"))
+    });
+    gateway
+}
+
+/// MessageLoop history numbered by the cluster (a JetStream stream, a Redis stream): the same positions on every
+/// node, recovery on another node, live traffic right after.
+fn messageloop_history_recovers_on_another_node_with_the_same_offsets(backend: Backend) {
+    let server = Server::start_with_history(backend);
+    let (a, b) = (history_node(&server, ""), history_node(&server, ""));
     let mut watcher = ml_client(&b);
     watcher.subscribe("w", &["hist.room"]);
     let mut client = ml_client(&a);
     client.subscribe("s", &["hist.room"]);
 
-    // hist.room and hist.other share the rule's stream: hist.room's offsets are increasing, not dense.
     for n in 1..=5 {
         ml_publish(&mut client, &format!("p{n}"), "hist.room", n);
         ml_publish(&mut client, &format!("o{n}"), "hist.other", n);
@@ -284,12 +514,18 @@ fn messageloop_history_recovers_on_another_node_with_the_same_offsets() {
         assert_eq!(
             ack.get("offset"),
             None,
-            "assigned by JetStream after the ack"
+            "assigned by the cluster's log after the ack"
         );
         assert_eq!(ack["stream_epoch"], epoch.as_str(), "the stream's epoch");
     }
     let offsets: Vec<u64> = on_a.iter().map(|p| p.1).collect();
-    assert_eq!(offsets, [1, 3, 5, 7, 9], "{on_a:?}");
+    assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{on_a:?}");
+    match backend {
+        // hist.room and hist.other share the rule's stream: hist.room's offsets are increasing, not dense.
+        Backend::Nats => assert_eq!(offsets, [1, 3, 5, 7, 9], "{on_a:?}"),
+        // Entry ids `<ms>-<seq>` as `(ms << 20) | seq`.
+        Backend::Redis => assert!(offsets[0] >> 20 > 1_700_000_000_000, "{on_a:?}"),
+    }
     assert!(on_a.iter().all(|p| p.0 == epoch && !p.3), "{on_a:?}");
     assert_eq!(
         on_a.iter().map(|p| p.2).collect::<Vec<_>>(),
@@ -303,7 +539,7 @@ fn messageloop_history_recovers_on_another_node_with_the_same_offsets() {
     let mut again = ml_client(&b);
     again.send(
         json!({"id": "r", "subscribe": {"subscriptions": [{"channel": "hist.room",
-        "recover": true, "cursor": {"stream_epoch": epoch, "offset": "3"}}]}}),
+        "recover": true, "cursor": {"stream_epoch": epoch, "offset": offsets[1].to_string()}}]}}),
     );
     let ack = again.recv_kind("subscribe_ack");
     assert_eq!(ack["subscribe_ack"]["recover"], "RECOVER_STATE_PENDING");
@@ -311,7 +547,11 @@ fn messageloop_history_recovers_on_another_node_with_the_same_offsets() {
     loop {
         let frame = again.recv();
         if let Some(complete) = frame.get("recover_complete") {
-            assert_eq!(complete["position"]["offset"], "9", "{frame}");
+            assert_eq!(
+                complete["position"]["offset"],
+                offsets[4].to_string(),
+                "{frame}"
+            );
             assert_eq!(complete["position"]["stream_epoch"], epoch.as_str());
             assert_ne!(complete["gap"], true, "{frame}");
             break;
@@ -324,21 +564,96 @@ fn messageloop_history_recovers_on_another_node_with_the_same_offsets() {
             ));
         }
     }
-    assert_eq!(
-        replayed,
-        [
-            ("5".to_owned(), 3),
-            ("7".to_owned(), 4),
-            ("9".to_owned(), 5)
-        ]
-    );
+    let expected: Vec<(String, u64)> = (2..5)
+        .map(|i| (offsets[i].to_string(), i as u64 + 1))
+        .collect();
+    assert_eq!(replayed, expected);
 
     // Live traffic published on A continues on B right after the recovered offset, once.
     let mut publisher = ml_client(&a);
     ml_publish(&mut publisher, "p6", "hist.room", 6);
-    let live = vec![(epoch, 11, 6, false)];
-    assert_eq!(ml_read(&mut again, 0, 1).1, live);
+    let live = ml_read(&mut again, 0, 1).1;
+    assert!(live[0].1 > offsets[4], "{live:?}");
+    if backend == Backend::Nats {
+        assert_eq!(live[0].1, 11);
+    }
+    assert_eq!(live, [(epoch, live[0].1, 6, false)]);
     assert_eq!(ml_read(&mut watcher, 0, 1).1, live);
+}
+
+/// A Redis without persistence restarts empty: the nodes read a new epoch from it, report the stream ready again,
+/// and history starts over in that epoch on every node; presence is written again, so a node started afterwards
+/// lists the members that joined before, and joins after the restart cross as before.
+#[test]
+fn redis_history_and_presence_recover_after_redis_lost_its_data() {
+    let mut server = Server::start_with_history(Backend::Redis);
+    let presence = "presence = \"kv\"\n";
+    let (a, b) = (
+        history_node(&server, presence),
+        history_node(&server, presence),
+    );
+    let mut alice = ml_client(&a);
+    alice.subscribe("s", &["lounge"]);
+    let mut observer = ml_client(&b);
+    observer.subscribe("s", &["lounge"]);
+    wait_occupancy(&mut observer, "lounge", 2);
+    let mut watcher = ml_client(&b);
+    watcher.subscribe("w", &["hist.room"]);
+    let mut publisher = ml_client(&a);
+    ml_publish(&mut publisher, "p1", "hist.room", 1);
+    let before = ml_read(&mut watcher, 0, 1).1;
+    assert_eq!(before[0].2, 1);
+
+    let port = server.port();
+    server.stop();
+    wait_cluster_ready(&a, "disconnected");
+    wait_cluster_ready(&b, "disconnected");
+    let server = Server::start(Backend::Redis, port);
+    for node in [&a, &b] {
+        node.wait_for("/api/cluster", "reconnected with the stream ready", |c| {
+            c["state"] == "connected"
+                && c["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("1/1 streams ready"))
+        });
+    }
+    ml_publish(&mut publisher, "p2", "hist.room", 2);
+    let after = ml_read(&mut watcher, 0, 1).1;
+    let epoch = after[0].0.clone();
+    assert_ne!(epoch, before[0].0, "a new epoch");
+    assert_eq!(after, [(epoch.clone(), after[0].1, 2, false)]);
+    let mut late = ml_client(&b);
+    late.send(
+        json!({"id": "r", "subscribe": {"subscriptions": [{"channel": "hist.room",
+        "recover": true, "cursor": {"stream_epoch": epoch, "offset": "0"}}]}}),
+    );
+    assert_eq!(ml_read(&mut late, 0, 1).1, [(epoch, after[0].1, 2, true)]);
+    assert!(a.metric("gatewayd_cluster_failed_total", &[("reason", "history")]) >= 1.0);
+
+    // Both nodes wrote their members again: a node started now lists them (and its own client).
+    let c = history_node(&server, presence);
+    let mut newcomer = ml_client(&c);
+    newcomer.subscribe("s", &["lounge"]);
+    wait_occupancy(&mut newcomer, "lounge", 3);
+    // A join after the restart is announced to the others.
+    let mut dave = ml_client(&a);
+    dave.subscribe("s", &["lounge"]);
+    wait_occupancy(&mut observer, "lounge", 4);
+}
+
+/// Queries `channel`'s presence until it lists `n` members.
+fn wait_occupancy(ws: &mut Ws, channel: &str, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let presence = occupancy(ws, channel);
+        if presence["occupancy"] == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{channel} never had {n} members: {presence}"
+        );
+    }
 }
 
 fn occupancy(ws: &mut Ws, channel: &str) -> Value {
@@ -346,16 +661,20 @@ fn occupancy(ws: &mut Ws, channel: &str) -> Value {
     ws.recv_kind("presence")["presence"].clone()
 }
 
-#[test]
-fn messageloop_presence_is_cluster_wide() {
-    let nats = NatsServer::start_jetstream(0);
-    let (a, b) = (jetstream_node(&nats), jetstream_node(&nats));
+/// `presence = "kv"`: NATS KV or Redis hashes and announcements.
+fn messageloop_presence_is_cluster_wide(backend: Backend) {
+    let server = Server::start_with_history(backend);
+    let presence = "presence = \"kv\"\n";
+    let (a, b) = (
+        history_node(&server, presence),
+        history_node(&server, presence),
+    );
     let mut alice = ml_client(&a);
     alice.subscribe("s", &["lobby"]);
     let mut bob = ml_client(&b);
     bob.subscribe("s", &["lobby"]);
 
-    // Alice's membership reaches node B through the KV bucket (a put and a watch away).
+    // Alice's membership reaches node B through the backend (a KV put and watch, a Redis announcement).
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let presence = occupancy(&mut bob, "lobby");

@@ -1,19 +1,24 @@
 //! Traces across protocols against an in-process OTLP receiver: a STOMP SEND with a `traceparent` yields a publish
 //! span under it and one delivery span per subscriber (MessageLoop, Goomerang) under the publish span, all in the
 //! caller's trace; the subscribers see the trace in their metadata; a message that came without one starts a new
-//! trace, and the trace goes on across cluster nodes, with spans of the hop.
+//! trace, and the trace goes on across cluster nodes (NATS and Redis), with spans of the hop.
 
 mod support;
 
+#[macro_use]
+#[path = "support/backend.rs"]
+mod backend;
 #[path = "support/ctl.rs"]
 mod ctl;
 #[path = "support/nats.rs"]
 mod nats;
 #[path = "support/otlp.rs"]
 mod otlp;
+#[path = "support/redis.rs"]
+mod redis;
 
+use backend::{Backend, Server};
 use ctl::*;
-use nats::NatsServer;
 use serde_json::Value;
 use support::*;
 
@@ -129,18 +134,19 @@ fn a_message_without_a_traceparent_starts_a_trace() {
     assert_eq!(publish.parent_span_id, "", "a root span: {spans:#?}");
 }
 
-#[test]
-fn the_trace_crosses_cluster_nodes() {
-    let nats = NatsServer::start(0);
+on_both_backends!(the_trace_crosses_cluster_nodes);
+
+fn the_trace_crosses_cluster_nodes(backend: Backend) {
+    let server = Server::start(backend, 0);
     let receiver = otlp::Receiver::start();
     let node = || {
         let gateway = Gatewayd::start(&format!(
-            "{}[cluster]\nbackend = \"nats\"\nurls = [\"{}\"]\n\
+            "{}{}\
              [tracing]\notlp_endpoint = \"{}\"\nexport_interval_ms = 100\n\
              [stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
              [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
             base_config(),
-            nats.url(),
+            server.cluster_config(),
             receiver.endpoint()
         ));
         gateway.wait_for("/api/cluster", "cluster connected", |c| {
@@ -161,7 +167,7 @@ fn the_trace_crosses_cluster_nodes() {
             "--json",
         ],
     );
-    nats.wait_subscribed("gatewayd.orders.far", 1);
+    server.wait_subscribed("orders.far", 1);
     let incoming = format!("traceparent=00-{TRACE}-{CALLER_SPAN}-01");
     run(
         &a,

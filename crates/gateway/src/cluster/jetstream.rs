@@ -16,7 +16,8 @@ use core_bus::{Pattern, Position, Topic};
 use futures::StreamExt;
 use metrics::counter;
 
-use super::nats::{Link, FAILED, RECEIVED};
+use super::nats::Link;
+use super::shared::{FAILED, RECEIVED};
 use super::subjects::pattern_subjects;
 
 /// The stream of one history rule.

@@ -1,9 +1,17 @@
-//! Cluster mode: the `[cluster]` config section and the NATS backend that lets several gatewayd nodes share one
-//! bus. The default is the embedded single-node bus with no external service.
+//! Cluster mode: the `[cluster]` config section and the NATS and Redis backends that let several gatewayd nodes
+//! share one bus. The default is the embedded single-node bus with no external service.
 
+#[cfg(test)]
+mod config_tests;
 mod jetstream;
 mod nats;
 mod presence;
+mod redis;
+mod redis_history;
+mod redis_keys;
+mod redis_presence;
+mod redis_serve;
+mod shared;
 mod subjects;
 #[cfg(test)]
 mod tests;
@@ -14,6 +22,7 @@ use core_bus::Bus;
 use serde::{Deserialize, Serialize};
 
 pub use nats::NatsCluster;
+pub use redis::RedisCluster;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -23,6 +32,8 @@ pub enum ClusterBackendKind {
     Single,
     /// Nodes exchange envelopes through a NATS server.
     Nats,
+    /// Nodes exchange envelopes through a Redis server (Pub/Sub; anycast claims with `SET NX`).
+    Redis,
 }
 
 /// Where MessageLoop/chanserv history lives in cluster mode.
@@ -34,6 +45,8 @@ pub enum HistoryMode {
     Local,
     /// One JetStream stream per `[[bus.history]]` rule numbers history topics for the whole cluster.
     Jetstream,
+    /// One Redis stream per `[[bus.history]]` rule numbers history topics for the whole cluster.
+    Streams,
 }
 
 /// Where presence (MessageLoop members of a channel) lives in cluster mode.
@@ -51,7 +64,8 @@ pub enum PresenceMode {
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
     pub backend: ClusterBackendKind,
-    /// NATS server URLs, e.g. `["nats://127.0.0.1:4222"]`.
+    /// Server URLs: NATS (`["nats://127.0.0.1:4222"]`) or Redis (`["redis://127.0.0.1:6379"]`, `rediss://` for
+    /// TLS; tried in order on every (re)connect).
     pub urls: Vec<String>,
     /// Every subject gatewayd uses starts with this token.
     pub subject_prefix: String,
@@ -65,19 +79,31 @@ pub struct ClusterConfig {
     pub history: HistoryMode,
     /// `local` (per node) or `kv` (cluster-wide, through NATS KV).
     pub presence: PresenceMode,
+    /// Redis only: every key and channel gatewayd uses starts with this text.
+    pub key_prefix: String,
+    /// Redis only: ACL user name (overrides one in the URL).
+    pub username: Option<String>,
+    /// Redis only: a file holding the password (overrides one in the URL).
+    pub password_file: Option<PathBuf>,
 }
+
+const DEFAULT_KEY_PREFIX: &str = "gatewayd:";
+const DEFAULT_SUBJECT_PREFIX: &str = "gatewayd";
 
 impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
             backend: ClusterBackendKind::Single,
             urls: vec!["nats://127.0.0.1:4222".into()],
-            subject_prefix: "gatewayd".into(),
+            subject_prefix: DEFAULT_SUBJECT_PREFIX.into(),
             credentials_file: None,
             require_tls: false,
             forward_queue: 65_536,
             history: HistoryMode::Local,
             presence: PresenceMode::Local,
+            key_prefix: DEFAULT_KEY_PREFIX.into(),
+            username: None,
+            password_file: None,
         }
     }
 }
@@ -85,18 +111,29 @@ impl Default for ClusterConfig {
 impl ClusterConfig {
     /// Config problems serde cannot see, naming the key.
     pub fn validate(&self) -> Result<(), String> {
-        if self.backend == ClusterBackendKind::Nats && self.urls.is_empty() {
-            return Err(
-                "cluster.urls: at least one NATS URL is needed with backend = \"nats\"".into(),
-            );
+        if self.backend != ClusterBackendKind::Single && self.urls.is_empty() {
+            return Err("cluster.urls: at least one server URL is needed".into());
         }
-        if self.backend == ClusterBackendKind::Single {
-            if self.history != HistoryMode::Local {
-                return Err("cluster.history: \"jetstream\" needs backend = \"nats\"".into());
-            }
-            if self.presence != PresenceMode::Local {
-                return Err("cluster.presence: \"kv\" needs backend = \"nats\"".into());
-            }
+        if self.history == HistoryMode::Jetstream && self.backend != ClusterBackendKind::Nats {
+            return Err("cluster.history: \"jetstream\" needs backend = \"nats\"".into());
+        }
+        if self.history == HistoryMode::Streams && self.backend != ClusterBackendKind::Redis {
+            return Err("cluster.history: \"streams\" needs backend = \"redis\"".into());
+        }
+        if self.backend == ClusterBackendKind::Single && self.presence != PresenceMode::Local {
+            return Err("cluster.presence: \"kv\" needs backend = \"nats\" or \"redis\"".into());
+        }
+        if self.backend == ClusterBackendKind::Redis {
+            return self.validate_redis();
+        }
+        if self.key_prefix != DEFAULT_KEY_PREFIX {
+            return Err("cluster.key_prefix: needs backend = \"redis\"".into());
+        }
+        if self.username.is_some() {
+            return Err("cluster.username: needs backend = \"redis\"".into());
+        }
+        if self.password_file.is_some() {
+            return Err("cluster.password_file: needs backend = \"redis\"".into());
         }
         for url in &self.urls {
             url.parse::<async_nats::ServerAddr>()
@@ -117,6 +154,41 @@ impl ClusterConfig {
         }
         Ok(())
     }
+
+    fn validate_redis(&self) -> Result<(), String> {
+        if self.credentials_file.is_some() {
+            return Err("cluster.credentials_file: needs backend = \"nats\"".into());
+        }
+        if self.subject_prefix != DEFAULT_SUBJECT_PREFIX {
+            return Err(
+                "cluster.subject_prefix: needs backend = \"nats\" (Redis uses key_prefix)".into(),
+            );
+        }
+        for url in &self.urls {
+            use ::redis::IntoConnectionInfo as _;
+            let info = url.as_str().into_connection_info().map_err(|e| {
+                format!("cluster.urls: {url:?}: not a redis:// or rediss:// URL: {e}")
+            })?;
+            let tls = matches!(info.addr(), ::redis::ConnectionAddr::TcpTls { .. });
+            if self.require_tls && !tls {
+                return Err(format!(
+                    "cluster.urls: {url:?}: require_tls needs a rediss:// URL"
+                ));
+            }
+        }
+        if self.key_prefix.is_empty() || self.key_prefix.contains(char::is_whitespace) {
+            return Err("cluster.key_prefix: non-empty, without spaces".into());
+        }
+        if let Some(path) = &self.password_file {
+            if !path.is_file() {
+                return Err(format!(
+                    "cluster.password_file: {} does not exist",
+                    path.display()
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Attaches the configured backend to `bus`.
@@ -125,6 +197,11 @@ pub async fn start(config: &ClusterConfig, bus: &Bus) -> anyhow::Result<()> {
         ClusterBackendKind::Single => Ok(()),
         ClusterBackendKind::Nats => {
             let backend = NatsCluster::connect(config, bus.clone()).await?;
+            bus.set_cluster(Box::new(backend));
+            Ok(())
+        }
+        ClusterBackendKind::Redis => {
+            let backend = RedisCluster::connect(config, bus.clone())?;
             bus.set_cluster(Box::new(backend));
             Ok(())
         }

@@ -5,7 +5,7 @@
 //! encoding of `docs/envelope.md`. With `history = "jetstream"`, history topics go through JetStream instead
 //! (`jetstream.rs`): plain subscriptions ignore them, the stream's consumer delivers them.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use core_bus::cluster::{ClusterBackend, ClusterState, Sequencing};
 use core_bus::events::BusEvent;
 use core_bus::metrics::{record_drop, DropReason};
 use core_bus::presence::PresenceChange;
-use core_bus::{Bus, ClusterDelivery, Envelope, MessageId, Topic};
+use core_bus::{Bus, ClusterDelivery, Envelope, Topic};
 use futures::StreamExt;
 use metrics::{counter, gauge};
 use parking_lot::Mutex;
@@ -22,14 +22,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::jetstream::{follow, HistoryStreams};
+use super::shared::{Recent, CONNECTED, FAILED, FORWARDED, RECEIVED};
 use super::subjects::{pattern_subjects, topic_subject};
 use super::{ClusterConfig, HistoryMode, PresenceMode};
 
 const NODE_HEADER: &str = "Gatewayd-Node";
-const FORWARDED: &str = "gatewayd_cluster_forwarded_total";
-pub(super) const RECEIVED: &str = "gatewayd_cluster_received_total";
-pub(super) const FAILED: &str = "gatewayd_cluster_failed_total";
-const CONNECTED: &str = "gatewayd_cluster_connected";
 /// Every `reason` label of [`FAILED`].
 const FAILURE_REASONS: [&str; 8] = [
     "presence",
@@ -41,29 +38,6 @@ const FAILURE_REASONS: [&str; 8] = [
     "subscribe",
     "decode",
 ];
-
-/// Ids of recently received envelopes: overlapping plain subscriptions deliver the same message more than once.
-struct Recent {
-    seen: HashSet<MessageId>,
-    order: VecDeque<MessageId>,
-}
-
-impl Recent {
-    const CAPACITY: usize = 8_192;
-
-    fn first_time(&mut self, id: MessageId) -> bool {
-        if !self.seen.insert(id) {
-            return false;
-        }
-        self.order.push_back(id);
-        if self.order.len() > Self::CAPACITY {
-            if let Some(old) = self.order.pop_front() {
-                self.seen.remove(&old);
-            }
-        }
-        true
-    }
-}
 
 /// One NATS subscription shared by every local subscription that needs it.
 struct Shared {
@@ -143,7 +117,8 @@ impl NatsCluster {
             counter!(FAILED, "reason" => reason).absolute(0);
         }
         let history = match config.history {
-            HistoryMode::Local => None,
+            // Validation refuses "streams" with NATS.
+            HistoryMode::Local | HistoryMode::Streams => None,
             HistoryMode::Jetstream => Some(Arc::new(HistoryStreams::new(
                 &config.subject_prefix,
                 &bus.config().history,
@@ -158,10 +133,7 @@ impl NatsCluster {
             node: node.clone(),
             prefix: config.subject_prefix.clone(),
             queue_group: format!("{}-groups", config.subject_prefix),
-            recent: Mutex::new(Recent {
-                seen: HashSet::new(),
-                order: VecDeque::new(),
-            }),
+            recent: Mutex::new(Recent::default()),
         });
         let (forward, forward_rx) = mpsc::channel(config.forward_queue.max(1));
         let (interest, interest_rx) = mpsc::unbounded_channel();

@@ -20,7 +20,8 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::nats::{Link, FAILED};
+use super::nats::Link;
+use super::shared::{hex, unhex, FAILED};
 
 const REFRESH: Duration = Duration::from_secs(10);
 const STALE: Duration = Duration::from_secs(35);
@@ -221,20 +222,6 @@ fn parse_key(key: &str) -> Option<(String, Topic, String)> {
     let topic = Topic::parse(&String::from_utf8(unhex(topic)?).ok()?).ok()?;
     let member = String::from_utf8(unhex(member)?).ok()?;
     Some((node.to_owned(), topic, member))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

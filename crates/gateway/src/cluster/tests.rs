@@ -1,5 +1,6 @@
-//! The NATS backend against a real `nats-server` on 127.0.0.1: cross-node fanout, anycast exactly once across
-//! nodes, and a NATS restart in the middle.
+//! The NATS and Redis backends against a real `nats-server` / `redis-server` on 127.0.0.1 (each case once per
+//! backend, `tests/support/backend.rs`): cross-node fanout, anycast exactly once across nodes, and a server
+//! restart in the middle.
 
 use std::time::{Duration, Instant};
 
@@ -9,22 +10,33 @@ use core_bus::{Bus, ConnectionId, Credit, Envelope, Mailbox, Origin, Pattern, Pr
 
 use super::{ClusterBackendKind, ClusterConfig, HistoryMode, PresenceMode};
 
+#[macro_use]
+#[path = "../../tests/support/backend.rs"]
+mod backend;
 #[path = "../../tests/support/nats.rs"]
 mod nats;
+#[path = "../../tests/support/redis.rs"]
+mod redis;
 
-use nats::NatsServer;
+use backend::{Backend, Server};
 
-fn config(port: u16) -> ClusterConfig {
+on_both_backends!(fanout_and_anycast_cross_nodes_and_survive_a_server_restart);
+
+fn config(server: &Server) -> ClusterConfig {
+    let backend = match server.backend() {
+        Backend::Nats => ClusterBackendKind::Nats,
+        Backend::Redis => ClusterBackendKind::Redis,
+    };
     ClusterConfig {
-        backend: ClusterBackendKind::Nats,
-        urls: vec![format!("nats://127.0.0.1:{port}")],
+        backend,
+        urls: vec![server.url()],
         ..ClusterConfig::default()
     }
 }
 
-async fn node(port: u16) -> Bus {
+async fn node(server: &Server) -> Bus {
     let bus = Bus::new(Default::default());
-    super::start(&config(port), &bus)
+    super::start(&config(server), &bus)
         .await
         .expect("cluster start");
     bus
@@ -57,7 +69,7 @@ fn connected(bus: &Bus) -> bool {
     matches!(bus.cluster_state(), ClusterState::Connected { .. })
 }
 
-/// Publishes probes on `topic` from `from` until `to` receives one, so later assertions do not race the NATS
+/// Publishes probes on `topic` from `from` until `to` receives one, so later assertions do not race the server's
 /// subscription; returns the probes received.
 async fn await_route(from: &Bus, topic: &str, to: &mut Mailbox) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -92,11 +104,19 @@ async fn receive_all(mailbox: &mut Mailbox, quiet: Duration) -> Vec<String> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fanout_and_anycast_cross_nodes_and_survive_a_nats_restart() {
-    let mut server = NatsServer::start(0);
-    let port = server.port;
-    let (a, b) = (node(port).await, node(port).await);
+fn fanout_and_anycast_cross_nodes_and_survive_a_server_restart(backend: Backend) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(cross_nodes(backend));
+}
+
+async fn cross_nodes(backend: Backend) {
+    let mut server = Server::start(backend, 0);
+    let port = server.port();
+    let (a, b) = (node(&server).await, node(&server).await);
     until("both nodes connected", || connected(&a) && connected(&b)).await;
 
     // Fanout: a wildcard subscriber on B gets what A publishes, once.
@@ -108,7 +128,7 @@ async fn fanout_and_anycast_cross_nodes_and_survive_a_nats_restart() {
         publish(&a, "orders.eu", format!("o{i}"));
     }
     let got = receive_all(&mut on_b, Duration::from_millis(300)).await;
-    // Two matching subscriptions on B: two deliveries per message, each message crossing NATS once.
+    // Two matching subscriptions on B: two deliveries per message, each message crossing the server once.
     assert_eq!(got.len(), 100, "{got:?}");
 
     // Anycast: one member per node; every message reaches exactly one of them.
@@ -149,10 +169,20 @@ async fn fanout_and_anycast_cross_nodes_and_survive_a_nats_restart() {
     assert_eq!(all.len(), 200);
     assert!(
         !got_a.is_empty() && !got_b.is_empty(),
-        "NATS spread the group over both nodes"
+        "the backend spread the group over both nodes"
     );
+    for got in [&got_a, &got_b] {
+        let order: Vec<usize> = got
+            .iter()
+            .filter_map(|j| j.strip_prefix('j')?.parse().ok())
+            .collect();
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "each node delivers in publish order: {order:?}"
+        );
+    }
 
-    // NATS goes away: both nodes notice, keep serving local traffic (groups fall back to local delivery).
+    // The server goes away: both nodes notice, keep serving local traffic (groups fall back to local delivery).
     server.stop();
     until("nodes notice the outage", || {
         !connected(&a) && !connected(&b)
@@ -164,14 +194,14 @@ async fn fanout_and_anycast_cross_nodes_and_survive_a_nats_restart() {
         ["local"]
     );
 
-    // NATS comes back on the same port: traffic crosses nodes again.
-    let _server = NatsServer::start(port);
+    // The server comes back on the same port: traffic crosses nodes again.
+    let _server = Server::start(backend, port);
     until("nodes reconnect", || connected(&a) && connected(&b)).await;
     await_route(&a, "orders.back", &mut on_b).await;
 }
 
 #[test]
-fn jetstream_history_and_kv_presence_need_the_nats_backend() {
+fn jetstream_history_and_kv_presence_are_refused_on_a_single_node() {
     let single = ClusterConfig {
         history: HistoryMode::Jetstream,
         ..ClusterConfig::default()
@@ -185,7 +215,8 @@ fn jetstream_history_and_kv_presence_need_the_nats_backend() {
     let nats = ClusterConfig {
         history: HistoryMode::Jetstream,
         presence: PresenceMode::Kv,
-        ..config(4222)
+        backend: ClusterBackendKind::Nats,
+        ..ClusterConfig::default()
     };
     assert_eq!(nats.validate(), Ok(()));
 }

@@ -1,0 +1,123 @@
+//! The cluster backends a test can run against: [`Backend`] names one, [`Server`] starts its server on 127.0.0.1
+//! (nats-server or redis-server) and speaks its naming, and [`on_both_backends!`] turns each case into one test
+//! per backend, so a suite is parametrised rather than copied. Needs sibling modules `nats` and `redis`
+//! (`support/nats.rs`, `support/redis.rs`) and `#[macro_use]` on this module.
+#![allow(dead_code)]
+
+use super::nats::NatsServer;
+use super::redis::RedisServer;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Nats,
+    Redis,
+}
+
+/// The server of a backend, started by the test and stopped when dropped.
+pub enum Server {
+    Nats(NatsServer),
+    Redis(RedisServer),
+}
+
+impl Server {
+    /// Starts the backend's server on `port` (0 = any free port) and returns once it answers.
+    pub fn start(backend: Backend, port: u16) -> Server {
+        match backend {
+            Backend::Nats => Server::Nats(NatsServer::start(port)),
+            Backend::Redis => Server::Redis(RedisServer::start(port)),
+        }
+    }
+
+    /// Starts a server that can keep cluster-wide history: nats-server with JetStream, or redis-server.
+    pub fn start_with_history(backend: Backend) -> Server {
+        match backend {
+            Backend::Nats => Server::Nats(NatsServer::start_jetstream(0)),
+            Backend::Redis => Server::Redis(RedisServer::start(0)),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Server::Nats(_) => Backend::Nats,
+            Server::Redis(_) => Backend::Redis,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            Server::Nats(server) => server.url(),
+            Server::Redis(server) => server.url(),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        match self {
+            Server::Nats(server) => server.port,
+            Server::Redis(server) => server.port,
+        }
+    }
+
+    pub fn stop(&mut self) {
+        match self {
+            Server::Nats(server) => server.stop(),
+            Server::Redis(server) => server.stop(),
+        }
+    }
+
+    /// The `[cluster]` section of a node on this server.
+    pub fn cluster_config(&self) -> String {
+        let backend = match self {
+            Server::Nats(_) => "nats",
+            Server::Redis(_) => "redis",
+        };
+        format!(
+            "[cluster]\nbackend = \"{backend}\"\nurls = [\"{}\"]\n",
+            self.url()
+        )
+    }
+
+    /// The `[cluster]` section of a node on this server with cluster-wide history (`history = "jetstream"` or
+    /// `"streams"`).
+    pub fn history_cluster_config(&self) -> String {
+        let history = match self {
+            Server::Nats(_) => "jetstream",
+            Server::Redis(_) => "streams",
+        };
+        format!("{}history = \"{history}\"\n", self.cluster_config())
+    }
+
+    /// Polls until the server has at least `n` subscriptions on the exact topic `topic` (default prefixes).
+    pub fn wait_subscribed(&self, topic: &str, n: usize) {
+        match self {
+            Server::Nats(server) => server.wait_subscribed(&format!("gatewayd.{topic}"), n),
+            Server::Redis(server) => server.wait_subscribed(&format!("gatewayd:topic:{topic}"), n),
+        }
+    }
+
+    /// Polls until `nodes` nodes subscribed to `topic` for both a fanout subscriber and an anycast group: NATS
+    /// holds a plain and a queue subscription per node, Redis one channel subscription.
+    pub fn wait_fanout_and_group(&self, topic: &str, nodes: usize) {
+        match self {
+            Server::Nats(_) => self.wait_subscribed(topic, 2 * nodes),
+            Server::Redis(_) => self.wait_subscribed(topic, nodes),
+        }
+    }
+}
+
+/// Runs each `fn case(backend: Backend)` once per backend, as the tests `on_nats::case` and `on_redis::case`.
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod on_nats {
+            $(#[test]
+            fn $case() {
+                super::$case(super::backend::Backend::Nats)
+            })*
+        }
+        mod on_redis {
+            $(#[test]
+            fn $case() {
+                super::$case(super::backend::Backend::Redis)
+            })*
+        }
+    };
+}
