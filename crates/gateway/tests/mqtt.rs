@@ -1,0 +1,252 @@
+//! MQTT over real sockets against the gatewayd binary: paho-mqtt (PyPI) at 3.1.1 and 5.0, mqtt.js (npm) over
+//! WebSocket, MQTT ↔ STOMP both ways, and hostile input (garbage, a bad remaining length, PUBLISH before
+//! CONNECT, a packet over the size limit, a second CONNECT, an authentication method, an unknown protocol
+//! level, silence past the keep-alive and past the CONNECT deadline), each of which must leave other connections
+//! working.
+
+mod support;
+
+#[path = "support/mqtt_client.rs"]
+mod mqtt_client;
+#[path = "support/node.rs"]
+mod node;
+#[path = "support/python.rs"]
+mod python;
+#[path = "support/stomp_client.rs"]
+mod stomp_client;
+
+use std::time::{Duration, Instant};
+
+use mqtt_client::{packet, publish, publish_parts, subscribe, Client, Received};
+use stomp_client::{frames, Peer};
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// MQTT over TCP and WebSocket, STOMP over TCP, on ephemeral ports; a 4 KiB packet limit, a short CONNECT
+/// deadline, and two tokens: `secret` (everything) and `limited` (only `allowed.#`).
+fn config() -> String {
+    base_config()
+        + r#"
+[mqtt]
+max_packet_size = 4096
+deadlines = { pre_auth_ms = 1000, idle_frame_ms = 30000, write_ms = 30000 }
+
+[[mqtt.auth.tokens]]
+token = "secret"
+identity = { name = "alice" }
+
+[[mqtt.auth.tokens]]
+token = "limited"
+identity = { name = "limited", publish = ["allowed.#"], subscribe = ["allowed.#"] }
+
+[mqtt.tcp]
+enabled = true
+address = "127.0.0.1:0"
+
+[mqtt.ws]
+enabled = true
+address = "127.0.0.1:0"
+
+[stomp.tcp]
+enabled = true
+address = "127.0.0.1:0"
+"#
+}
+
+fn start() -> Gatewayd {
+    Gatewayd::start(&config())
+}
+
+#[test]
+fn paho_clients_at_3_1_1_and_5_0() {
+    let gateway = start();
+    python::pytest(
+        "test_mqtt.py",
+        &[
+            ("MQTT_ADDRESS", gateway.listener("mqtt.tcp").to_string()),
+            ("GATEWAYD_ADMIN", gateway.admin.to_string()),
+        ],
+    );
+}
+
+#[test]
+fn mqttjs_over_websocket() {
+    let gateway = start();
+    node::run(
+        "test_mqtt.cjs",
+        &[(
+            "MQTT_WS_URL",
+            format!("ws://{}/mqtt", gateway.listener("mqtt.ws")),
+        )],
+    );
+}
+
+/// Waits until the bus shows `n` fanout subscribers on canonical `topic`.
+fn wait_subscribers(gateway: &Gatewayd, topic: &str, n: u64) {
+    gateway.wait_for(
+        "/api/topics",
+        &format!("{n} subscribers of {topic}"),
+        |topics| {
+            topics.as_array().is_some_and(|all| {
+                all.iter()
+                    .any(|t| t["topic"] == topic && t["fanout_subscribers"].as_u64() == Some(n))
+            })
+        },
+    );
+}
+
+#[test]
+fn mqtt_and_stomp_meet_on_the_same_topics() {
+    let gateway = start();
+    let mqtt = gateway.listener("mqtt.tcp");
+    let mut stomp = Peer::connect(gateway.listener("stomp.tcp"));
+    stomp.send(&frames::subscribe("/topic/cross.a.b", "auto", "s1"));
+    wait_subscribers(&gateway, "cross.a.b", 1);
+
+    // MQTT → STOMP, at both protocol levels.
+    for level in [4, 5] {
+        let mut publisher = Client::connect(mqtt, level, &format!("pub{level}"));
+        publisher.send(&publish(level, "cross/a/b", b"from mqtt"));
+        let message = stomp.expect_frame(WAIT);
+        assert_eq!(message.command, "MESSAGE");
+        assert_eq!(message.get("destination"), Some("/topic/cross.a.b"));
+        assert_eq!(message.body, b"from mqtt");
+    }
+
+    // STOMP → MQTT through a wildcard filter.
+    for level in [4, 5] {
+        let mut subscriber = Client::connect(mqtt, level, &format!("sub{level}"));
+        subscriber.send(&subscribe(level, 1, "cross/+/c", 0));
+        let suback = subscriber.expect_packet(WAIT);
+        assert_eq!(suback.kind(), 9, "{suback:?}");
+        assert_eq!(suback.body.last(), Some(&0));
+        stomp.send(&frames::send_string("/topic/cross.x.c", "from stomp"));
+        let delivered = subscriber.expect_packet(WAIT);
+        let (topic, payload) = publish_parts(level, &delivered);
+        assert_eq!(topic, "cross/x/c");
+        assert_eq!(payload, b"from stomp");
+    }
+}
+
+/// A client that must stay unaffected: it still gets its own publish back.
+fn assert_still_served(bystander: &mut Client) {
+    bystander.send(&publish(4, "bystander/t", b"still here"));
+    let delivered = bystander.expect_packet(WAIT);
+    assert_eq!(
+        publish_parts(4, &delivered),
+        ("bystander/t".to_owned(), b"still here".to_vec())
+    );
+}
+
+/// The reason code of a 5.0 DISCONNECT, then the close.
+fn expect_disconnect(client: &mut Client, reason: u8) {
+    let disconnect = client.expect_packet(WAIT);
+    assert_eq!(disconnect.kind(), 14, "{disconnect:?}");
+    assert_eq!(disconnect.body.first(), Some(&reason), "{disconnect:?}");
+    client.expect_closed(WAIT);
+}
+
+#[test]
+fn hostile_input_gets_the_right_answer_and_hurts_nobody_else() {
+    let gateway = start();
+    let mqtt = gateway.listener("mqtt.tcp");
+    let mut bystander = Client::connect(mqtt, 4, "bystander");
+    bystander.send(&subscribe(4, 1, "bystander/t", 0));
+    assert_eq!(bystander.expect_packet(WAIT).kind(), 9);
+
+    // Garbage: a reserved packet type 0 is closed at once.
+    let mut garbage = Client::open(mqtt);
+    garbage.send(b"\x00\x05hello world");
+    garbage.expect_closed(WAIT);
+
+    // A remaining length longer than four bytes is malformed.
+    let mut bad_length = Client::open(mqtt);
+    bad_length.send(&[0x10, 0xff, 0xff, 0xff, 0xff, 0x7f]);
+    bad_length.expect_closed(WAIT);
+
+    // PUBLISH before CONNECT: closed without an answer.
+    let mut early = Client::open(mqtt);
+    early.send(&publish(4, "a/b", b"x"));
+    early.expect_closed(WAIT);
+
+    // Over max_packet_size: 5.0 gets DISCONNECT 0x95, 3.1.1 a close.
+    let mut big = Client::connect(mqtt, 5, "big5");
+    big.try_send(&publish(5, "big", &[b'x'; 5000]));
+    expect_disconnect(&mut big, 0x95);
+    let mut big = Client::connect(mqtt, 4, "big4");
+    big.try_send(&publish(4, "big", &[b'x'; 5000]));
+    big.expect_closed(WAIT);
+
+    // A second CONNECT is a protocol error.
+    let mut twice = Client::connect(mqtt, 5, "twice");
+    twice.send(&mqtt_client::connect(5, "twice", 60, None));
+    expect_disconnect(&mut twice, 0x82);
+
+    // A 5.0 Authentication Method is refused with CONNACK 0x8C.
+    let mut body = Vec::new();
+    body.extend_from_slice(b"\x00\x04MQTT\x05\x02\x00\x3c");
+    body.extend_from_slice(b"\x08\x15\x00\x05SCRAM");
+    body.extend_from_slice(b"\x00\x01x");
+    let mut enhanced = Client::open(mqtt);
+    enhanced.send(&packet(0x10, &body));
+    let connack = enhanced.expect_packet(WAIT);
+    assert_eq!((connack.kind(), connack.body.get(1)), (2, Some(&0x8C)));
+    enhanced.expect_closed(WAIT);
+
+    // MQTT 3.1 ("MQIsdp", level 3) gets return code 1.
+    let mut old = Client::open(mqtt);
+    let mut body = b"\x00\x06MQIsdp\x03\x02\x00\x3c".to_vec();
+    body.extend_from_slice(b"\x00\x01x");
+    old.send(&packet(0x10, &body));
+    assert_eq!(old.expect_packet(WAIT).body, vec![0, 1]);
+    old.expect_closed(WAIT);
+
+    // A wrong password: 3.1.1 return code 4, 5.0 reason 0x86.
+    for (level, code) in [(4, 4), (5, 0x86)] {
+        let mut refused = Client::open(mqtt);
+        refused.send(&mqtt_client::connect(level, "x", 60, Some("wrong")));
+        let connack = refused.expect_packet(WAIT);
+        assert_eq!(connack.body.get(1), Some(&code), "level {level}");
+        refused.expect_closed(WAIT);
+    }
+
+    assert_still_served(&mut bystander);
+}
+
+#[test]
+fn acl_refusals_carry_their_reason_codes() {
+    let gateway = start();
+    let mqtt = gateway.listener("mqtt.tcp");
+    for (level, refused) in [(4u8, 0x80u8), (5, 0x87)] {
+        let mut client = Client::open(mqtt);
+        client.send(&mqtt_client::connect(level, "limited", 60, Some("limited")));
+        assert_eq!(client.expect_packet(WAIT).body.get(1), Some(&0));
+        client.send(&subscribe(level, 7, "secret/#", 1));
+        let suback = client.expect_packet(WAIT);
+        assert_eq!(suback.kind(), 9);
+        assert_eq!(suback.body.last(), Some(&refused), "level {level}");
+        client.send(&subscribe(level, 8, "allowed/+", 1));
+        let suback = client.expect_packet(WAIT);
+        assert_eq!(suback.body.last(), Some(&1), "level {level}");
+    }
+}
+
+#[test]
+fn silence_past_the_keep_alive_or_the_connect_deadline_closes() {
+    let gateway = start();
+    let mqtt = gateway.listener("mqtt.tcp");
+
+    let mut silent = Client::open(mqtt);
+    silent.send(&mqtt_client::connect(5, "silent", 1, None));
+    assert_eq!(silent.expect_packet(WAIT).kind(), 2);
+    let started = Instant::now();
+    expect_disconnect(&mut silent, 0x8D);
+    assert!(started.elapsed() >= Duration::from_millis(1400));
+
+    // pre_auth_ms = 1000 in the config.
+    let started = Instant::now();
+    let mut mute = Client::open(mqtt);
+    assert_eq!(mute.receive(WAIT), Received::Closed);
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
