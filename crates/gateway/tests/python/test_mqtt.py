@@ -224,6 +224,8 @@ def test_a_kept_session_gets_what_was_published_while_away(version):
 @pytest.mark.parametrize("version", VERSIONS)
 def test_a_second_connection_takes_the_client_id_over(version):
     first = connected(version, client_id=f"twin-{version}")
+    # paho reconnects on its own; taken over, the first client must stay away.
+    first.client.reconnect_delay_set(min_delay=60, max_delay=60)
     disconnected = queue.Queue()
     first.client.on_disconnect = lambda c, u, flags, rc, props: disconnected.put(rc)
     second = connected(version, client_id=f"twin-{version}")

@@ -24,11 +24,9 @@ pub const CORRELATION_HEADER: &str = "mqtt-correlation-data";
 /// refuse it with.
 pub fn to_envelope(publish: &Publish, topic: Topic, origin: Origin) -> Result<Envelope, u8> {
     let mut envelope = Envelope::new(topic, publish.payload.clone(), origin);
-    if publish.qos != QoS::AtMostOnce {
-        envelope
-            .headers
-            .push(QOS_HEADER, Bytes::from(vec![b'0' + publish.qos as u8]));
-    }
+    envelope
+        .headers
+        .push(QOS_HEADER, Bytes::from(vec![b'0' + publish.qos as u8]));
     let Some(properties) = &publish.properties else {
         return Ok(envelope);
     };
@@ -68,9 +66,9 @@ pub fn to_envelope(publish: &Publish, topic: Topic, origin: Origin) -> Result<En
 /// alone decides).
 pub fn published_qos(envelope: &Envelope) -> QoS {
     match envelope.headers.get(QOS_HEADER).map(|v| &v[..]) {
+        Some(b"0") => QoS::AtMostOnce,
         Some(b"1") => QoS::AtLeastOnce,
-        Some(b"2") | None => QoS::ExactlyOnce,
-        Some(_) => QoS::AtMostOnce,
+        _ => QoS::ExactlyOnce,
     }
 }
 

@@ -93,9 +93,17 @@ pub fn decode(
         if kind != PacketType::Connect as u8 {
             return Err(DecodeError::NotConnect);
         }
+        let level = connect_level(buf);
         let frame = buf.split_to(header.frame_length()).freeze();
-        return match v5::Connect::read(header, frame) {
-            Ok(connect) => Ok(Some(Inbound::Connect(Box::new(connect)))),
+        // Both readers check the protocol name and level; a 3.1.1 will has no property list, so each level is
+        // read in its own layout.
+        let read = if level == Some(4) {
+            v4::Connect::read(header, frame).map(|c| lift(v4::Packet::Connect(c)))
+        } else {
+            v5::Connect::read(header, frame).map(|c| Inbound::Connect(Box::new(c)))
+        };
+        return match read {
+            Ok(connect) => Ok(Some(connect)),
             Err(WireError::InvalidProtocolLevel(level)) => Err(DecodeError::ProtocolLevel(level)),
             // MQTT 3.1 names itself "MQIsdp" (level 3).
             Err(WireError::InvalidProtocol) => Err(DecodeError::ProtocolLevel(3)),
@@ -129,6 +137,13 @@ pub fn decode(
         Version::V5 => from_v5(v5::read(buf, max_size).map_err(malformed)?),
     };
     Ok(Some(inbound))
+}
+
+/// The protocol level byte of the CONNECT at the start of `buf`: after the fixed header and the protocol name.
+fn connect_level(buf: &[u8]) -> Option<u8> {
+    let start = header_len(buf);
+    let name_len = u16::from_be_bytes([*buf.get(start)?, *buf.get(start + 1)?]);
+    buf.get(start + 2 + usize::from(name_len)).copied()
 }
 
 /// Bytes of the fixed header at the start of `buf` (whose varint `check` has read): the type byte and the
@@ -406,3 +421,6 @@ fn write_varint(out: &mut BytesMut, mut value: usize) -> usize {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -204,7 +204,12 @@ impl Session {
     /// Answers CONNECT with a refusal and closes.
     pub(super) fn connack_refusal(&mut self, code: ConnectReturnCode) -> Flow {
         tracing::debug!(?code, "mqtt: CONNECT refused");
-        self.send(Outbound::ConnAck(Box::new(ConnAck::new(code, false))));
+        let mut connack = ConnAck::new(code, false);
+        if self.version == Some(Version::V5) {
+            // 5.0 CONNACK always carries a property list, if only an empty one.
+            connack.properties = Some(ConnAckProperties::new());
+        }
+        self.send(Outbound::ConnAck(Box::new(connack)));
         Flow::Close
     }
 }

@@ -8,6 +8,8 @@ mod connect;
 pub(crate) mod outgoing;
 mod publish;
 pub(crate) mod subscribe;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
