@@ -1,5 +1,5 @@
-//! MQTT over real sockets against the gatewayd binary: paho-mqtt (PyPI) at 3.1.1 and 5.0, mqtt.js (npm) over
-//! WebSocket, MQTT ↔ STOMP both ways, and hostile input (garbage, a bad remaining length, PUBLISH before
+//! MQTT over real sockets against the gatewayd binary: paho-mqtt (PyPI) at 3.1.1 and 5.0 over TCP and TLS,
+//! mqtt.js (npm) over WebSocket, MQTT ↔ STOMP both ways, and hostile input (garbage, a bad remaining length, PUBLISH before
 //! CONNECT, a packet over the size limit, a second CONNECT, an authentication method, an unknown protocol
 //! level, silence past the keep-alive and past the CONNECT deadline), each of which must leave other connections
 //! working.
@@ -48,6 +48,11 @@ address = "127.0.0.1:0"
 enabled = true
 address = "127.0.0.1:0"
 
+[mqtt.tls]
+enabled = true
+address = "127.0.0.1:0"
+tls = { self_signed = true }
+
 [stomp.tcp]
 enabled = true
 address = "127.0.0.1:0"
@@ -65,7 +70,7 @@ fn paho_clients_at_3_1_1_and_5_0() {
         "test_mqtt.py",
         &[
             ("MQTT_ADDRESS", gateway.listener("mqtt.tcp").to_string()),
-            ("GATEWAYD_ADMIN", gateway.admin.to_string()),
+            ("MQTT_TLS_ADDRESS", gateway.listener("mqtt.tls").to_string()),
         ],
     );
 }

@@ -1,11 +1,12 @@
 """paho-mqtt 2.x (PyPI) against gatewayd's MQTT listener, at MQTT 3.1.1 and 5.0.
 
-Run by crates/gateway/tests/mqtt.rs with MQTT_ADDRESS and GATEWAYD_ADMIN set.
+Run by crates/gateway/tests/mqtt.rs with MQTT_ADDRESS and MQTT_TLS_ADDRESS set.
 """
 
 import os
 import queue
 import socket
+import ssl
 import time
 import uuid
 
@@ -19,6 +20,7 @@ QUIET = 0.5
 
 HOST, PORT = os.environ["MQTT_ADDRESS"].rsplit(":", 1)
 PORT = int(PORT)
+TLS_PORT = int(os.environ["MQTT_TLS_ADDRESS"].rsplit(":", 1)[1])
 
 VERSIONS = [mqtt.MQTTv311, mqtt.MQTTv5]
 
@@ -26,7 +28,7 @@ VERSIONS = [mqtt.MQTTv311, mqtt.MQTTv5]
 class Peer:
     """A paho client on its own network thread, with what it received in queues."""
 
-    def __init__(self, version, client_id=None, clean=True, will=None, password=None):
+    def __init__(self, version, client_id=None, clean=True, will=None, password=None, tls=False):
         self.version = version
         self.client_id = client_id or f"py-{uuid.uuid4().hex[:8]}"
         kwargs = {}
@@ -49,12 +51,18 @@ class Peer:
         if password is not None:
             self.client.username_pw_set("user", password)
         self.clean = clean
+        self.port = PORT
+        if tls:
+            # The listener's certificate is self-signed.
+            self.client.tls_set(cert_reqs=ssl.CERT_NONE)
+            self.client.tls_insecure_set(True)
+            self.port = TLS_PORT
 
     def connect(self, properties=None):
         if self.version == mqtt.MQTTv5:
-            self.client.connect(HOST, PORT, keepalive=30, clean_start=self.clean, properties=properties)
+            self.client.connect(HOST, self.port, keepalive=30, clean_start=self.clean, properties=properties)
         else:
-            self.client.connect(HOST, PORT, keepalive=30)
+            self.client.connect(HOST, self.port, keepalive=30)
         self.client.loop_start()
         flags, rc, props = self.connacks.get(timeout=WAIT)
         return flags, rc, props
@@ -245,3 +253,15 @@ def test_credentials(version):
     _, rc, _ = bad.connect()
     assert rc != 0
     bad.client.loop_stop()
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_tls_listener(version):
+    subscriber = connected(version, tls=True)
+    subscriber.subscribe("tls/t", 1)
+    publisher = connected(version)
+    publisher.publish("tls/t", b"over tls", qos=1)
+    message = subscriber.receive()
+    assert (message.topic, message.payload) == ("tls/t", b"over tls")
+    subscriber.close()
+    publisher.close()
