@@ -216,7 +216,26 @@ fn hostile_input_gets_the_right_answer_and_hurts_nobody_else() {
         refused.expect_closed(WAIT);
     }
 
+    // Names over the topic bounds: a publish is DISCONNECT 0x90, a filter SUBACK 0x8F. Each `%` is escaped as
+    // `%25`, so 1500 of them are 4500 bytes of canonical text (the bound is 4096) in a packet under 4096 bytes.
+    let long = "%".repeat(1500);
+    let deep = vec!["l"; 200].join("/");
+    for name in [&long, &deep] {
+        let mut client = Client::connect(mqtt, 5, "bounds");
+        client.send(&subscribe(5, 1, name, 0));
+        let suback = client.expect_packet(WAIT);
+        assert_eq!(suback.body.last(), Some(&0x8F), "{suback:?}");
+        client.send(&publish(5, name, b"x"));
+        expect_disconnect(&mut client, 0x90);
+    }
+
     assert_still_served(&mut bystander);
+    assert!(
+        gateway.metric(
+            "gatewayd_drops_total",
+            &[("reason", "malformed"), ("protocol", "mqtt")]
+        ) >= 4.0
+    );
 }
 
 #[test]
@@ -254,4 +273,67 @@ fn silence_past_the_keep_alive_or_the_connect_deadline_closes() {
     let mut mute = Client::open(mqtt);
     assert_eq!(mute.receive(WAIT), Received::Closed);
     assert!(started.elapsed() >= Duration::from_millis(900));
+}
+
+fn reload_config(token: &str) -> String {
+    base_config()
+        + &format!(
+            r#"
+[mqtt.auth]
+required = true
+
+[[mqtt.auth.tokens]]
+token = "{token}"
+identity = {{ name = "app" }}
+
+[mqtt.tcp]
+enabled = true
+address = "127.0.0.1:0"
+"#
+        )
+}
+
+/// A reload swaps the `[mqtt]` settings for new connections (here the token) and leaves open ones alone.
+#[test]
+fn reload_applies_new_tokens_to_new_connections_only() {
+    let gateway = Gatewayd::start(&reload_config("token-a"));
+    let mqtt = gateway.listener("mqtt.tcp");
+    let login = |token: &str| {
+        let mut client = Client::open(mqtt);
+        client.send(&mqtt_client::connect(5, "", 60, Some(token)));
+        let code = client.expect_packet(WAIT).body[1];
+        (client, code)
+    };
+    let (mut old, code) = login("token-a");
+    assert_eq!(code, 0);
+    old.send(&subscribe(5, 1, "reload/t", 0));
+    assert_eq!(old.expect_packet(WAIT).kind(), 9);
+
+    std::fs::write(&gateway.config_path, reload_config("token-b")).unwrap();
+    let report: serde_json::Value = gateway.reload();
+    assert!(report["error"].is_null(), "{report}");
+    assert_eq!(
+        report["applied"],
+        serde_json::json!(["mqtt.tcp"]),
+        "{report}"
+    );
+    assert_eq!(report["restart_needed"], serde_json::json!([]), "{report}");
+
+    old.send(&publish(5, "reload/t", b"still here"));
+    assert_eq!(
+        publish_parts(5, &old.expect_packet(WAIT)),
+        ("reload/t".to_owned(), b"still here".to_vec())
+    );
+    let (mut refused, code) = login("token-a");
+    assert_eq!(code, 0x86);
+    refused.expect_closed(WAIT);
+    let (mut anonymous, code) = {
+        let mut client = Client::open(mqtt);
+        client.send(&mqtt_client::connect(5, "", 60, None));
+        let code = client.expect_packet(WAIT).body[1];
+        (client, code)
+    };
+    assert_eq!(code, 0x87);
+    anonymous.expect_closed(WAIT);
+    assert_eq!(login("token-b").1, 0);
 }

@@ -16,7 +16,7 @@ use crate::credentials::CredentialArgs;
 
 #[derive(Args)]
 pub struct Target {
-    /// Protocol to speak: stomp, messageloop, goomerang, loom or chanserv.
+    /// Protocol to speak: stomp, messageloop, goomerang, loom, chanserv or mqtt.
     #[arg(long, short)]
     pub protocol: Protocol,
     /// `host:port` of the listener; by default looked up in the admin API, else the protocol's default port.
