@@ -127,9 +127,4 @@ impl SessionStore {
         let now = Instant::now();
         self.inner.lock().saved.retain(|_, kept| kept.until > now);
     }
-
-    /// Sessions kept now.
-    pub fn saved(&self) -> usize {
-        self.inner.lock().saved.len()
-    }
 }

@@ -288,11 +288,6 @@ impl Session {
         self.connected.as_ref().map(|c| &c.identity)
     }
 
-    /// The client id once connected.
-    pub fn client_id(&self) -> Option<&str> {
-        self.connected.as_ref().map(|c| c.client_id.as_str())
-    }
-
     pub fn subscription_count(&self) -> usize {
         self.connected.as_ref().map_or(0, |c| c.subscriptions.len())
     }

@@ -20,7 +20,10 @@ impl Session {
     pub(super) fn publish(&mut self, publish: Publish) -> Flow {
         let topic = match self.resolve_topic(&publish) {
             Ok(topic) => topic,
-            Err((code, why)) => return self.disconnect(code, why),
+            Err((code, why)) => {
+                record_drop(DropReason::Malformed, Protocol::Mqtt);
+                return self.disconnect(code, why);
+            }
         };
         let Some(connected) = self.connected.as_mut() else {
             return Flow::Close;
