@@ -337,3 +337,28 @@ fn reload_applies_new_tokens_to_new_connections_only() {
     anonymous.expect_closed(WAIT);
     assert_eq!(login("token-b").1, 0);
 }
+
+/// A client that comes back while its old connection is still open takes the session over: the old connection
+/// is closed, and the new one gets its subscriptions (session present 1).
+#[test]
+fn a_takeover_hands_the_session_to_the_new_connection() {
+    let gateway = start();
+    let mqtt = gateway.listener("mqtt.tcp");
+    let mut old = Client::open(mqtt);
+    old.send(&mqtt_client::connect_persistent("returning"));
+    assert_eq!(old.expect_packet(WAIT).body, vec![0, 0]);
+    old.send(&subscribe(4, 1, "handover/t", 0));
+    assert_eq!(old.expect_packet(WAIT).kind(), 9);
+
+    let mut new = Client::open(mqtt);
+    new.send(&mqtt_client::connect_persistent("returning"));
+    assert_eq!(new.expect_packet(WAIT).body, vec![1, 0], "session present");
+    old.expect_closed(WAIT);
+
+    let mut publisher = Client::connect(mqtt, 4, "publisher");
+    publisher.send(&publish(4, "handover/t", b"to the new one"));
+    assert_eq!(
+        publish_parts(4, &new.expect_packet(WAIT)),
+        ("handover/t".to_owned(), b"to the new one".to_vec())
+    );
+}

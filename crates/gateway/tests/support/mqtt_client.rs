@@ -71,6 +71,15 @@ pub fn connect(level: u8, client_id: &str, keep_alive: u16, password: Option<&st
     packet(0x10, &body)
 }
 
+/// A 3.1.1 CONNECT with clean session 0: the session outlives the connection.
+pub fn connect_persistent(client_id: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    string(b"MQTT", &mut body);
+    body.extend_from_slice(&[4, 0x00, 0, 60]);
+    string(client_id.as_bytes(), &mut body);
+    packet(0x10, &body)
+}
+
 /// PUBLISH at QoS 0 (3.1.1 layout; `level` 5 adds an empty property list).
 pub fn publish(level: u8, topic: &str, payload: &[u8]) -> Vec<u8> {
     let mut body = Vec::new();

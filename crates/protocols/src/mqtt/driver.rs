@@ -28,6 +28,9 @@ use crate::ConnectionGuard;
 const LINGER: Duration = Duration::from_secs(1);
 /// Read size.
 const READ_CHUNK: usize = 8 << 10;
+/// How long a CONNECT waits for the connection that held its client id to end; past it, the new one goes on
+/// without the old session.
+const HANDOVER_WAIT: Duration = Duration::from_secs(5);
 
 /// Moves MQTT bytes: a byte stream (TCP, TLS) or WebSocket binary messages.
 pub(crate) trait Transport {
@@ -209,6 +212,8 @@ impl Connection {
         let mut flow = Flow::Continue;
         let mut identified = false;
         let mut paused: Option<Stall> = None;
+        // Set while a CONNECT waits for the previous holder of its client id to end.
+        let mut handover: Option<Stall> = None;
         let mut lost = false;
         loop {
             if !session.output().is_empty() {
@@ -234,6 +239,13 @@ impl Connection {
                     .take_backpressure()
                     .map(|b| Box::pin(b.ready()) as _);
             }
+            if handover.is_none() {
+                handover = session.handover().map(|released| {
+                    Box::pin(async move {
+                        let _ = timeout(HANDOVER_WAIT, released.cancelled_owned()).await;
+                    }) as _
+                });
+            }
             // While paused nothing is read, so the client's silence proves nothing.
             let dead_at = if paused.is_some() {
                 None
@@ -246,12 +258,19 @@ impl Connection {
             tokio::select! {
                 () = shutdown.cancelled() => flow = session.shutdown(),
                 () = kick.cancelled(), if session.is_connected() => flow = session.taken_over(),
+                () = room(handover.as_mut()), if handover.is_some() => {
+                    handover = None;
+                    flow = session.handed_over();
+                    if flow == Flow::Continue {
+                        flow = receive(&mut session, &mut buf, &mut transport);
+                    }
+                }
                 () = room(paused.as_mut()), if paused.is_some() => {
                     paused = None;
                     last_read = Instant::now();
                     flow = receive(&mut session, &mut buf, &mut transport);
                 }
-                read = transport.read(&mut buf), if paused.is_none() => match read {
+                read = transport.read(&mut buf), if paused.is_none() && handover.is_none() => match read {
                     Ok(n) if n > 0 => {
                         last_read = Instant::now();
                         flow = receive(&mut session, &mut buf, &mut transport);

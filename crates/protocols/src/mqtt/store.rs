@@ -42,9 +42,18 @@ struct Kept {
     until: Instant,
 }
 
+/// The connection holding a client id.
+pub struct Holder {
+    pub connection: ConnectionId,
+    /// Cancelled to tell it another connection took the client id over.
+    pub kick: CancellationToken,
+    /// Cancelled by the connection once it has ended.
+    pub released: CancellationToken,
+}
+
 struct Inner {
     saved: HashMap<String, Kept>,
-    live: HashMap<String, (ConnectionId, CancellationToken)>,
+    live: HashMap<String, Holder>,
     max_saved: usize,
 }
 
@@ -69,16 +78,14 @@ impl SessionStore {
         self.inner.lock().max_saved = max_saved;
     }
 
-    /// Makes `connection` the holder of `client_id`; the previous holder's `kick` is cancelled.
-    pub fn claim(&self, client_id: &str, connection: ConnectionId, kick: CancellationToken) {
-        let previous = self
-            .inner
-            .lock()
-            .live
-            .insert(client_id.to_owned(), (connection, kick));
-        if let Some((_, old)) = previous {
-            old.cancel();
-        }
+    /// Makes `holder` the holder of `client_id`. A previous holder is kicked, and its `released` token is
+    /// returned: it is cancelled once that connection has ended (and kept its session, if it has one).
+    pub fn claim(&self, client_id: &str, holder: Holder) -> Option<CancellationToken> {
+        let previous = self.inner.lock().live.insert(client_id.to_owned(), holder);
+        previous.map(|old| {
+            old.kick.cancel();
+            old.released
+        })
     }
 
     /// `connection` no longer holds `client_id` (if it still did).
@@ -87,7 +94,7 @@ impl SessionStore {
         if inner
             .live
             .get(client_id)
-            .is_some_and(|(c, _)| *c == connection)
+            .is_some_and(|h| h.connection == connection)
         {
             inner.live.remove(client_id);
         }

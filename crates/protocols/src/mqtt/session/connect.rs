@@ -14,9 +14,27 @@ use mqttbytes::Protocol as Level;
 use super::outgoing::Outgoing;
 use super::subscribe::Subscriptions;
 use super::{Connected, Flow, Session};
-use crate::auth::{unguessable_name, AuthError, Credentials};
+use crate::auth::{unguessable_name, AuthError, Credentials, Identity};
 use crate::mqtt::bridge;
 use crate::mqtt::codec::{Outbound, Version};
+use crate::mqtt::store::Holder;
+
+/// A CONNECT accepted, waiting for its client id's previous connection to end before CONNACK.
+pub(crate) struct Accepted {
+    version: Version,
+    identity: Identity,
+    client_id: String,
+    /// The client id gatewayd chose (5.0 Assigned Client Identifier).
+    assigned: Option<String>,
+    will: Option<Will>,
+    keep_alive: u16,
+    server_keep_alive: Option<u16>,
+    requested_expiry: u32,
+    session_expiry: u32,
+    max_in_flight: usize,
+    clean: bool,
+    client_max_packet: Option<usize>,
+}
 
 /// A will: the message published when the connection ends without DISCONNECT, after `delay`.
 #[derive(Debug, Clone)]
@@ -99,9 +117,59 @@ impl Session {
             .unwrap_or(u16::MAX);
         let max_in_flight = usize::from(client_receive_max.min(self.settings.receive_maximum));
 
+        let accepted = Accepted {
+            version,
+            identity,
+            client_id,
+            assigned,
+            will,
+            keep_alive,
+            server_keep_alive,
+            requested_expiry,
+            session_expiry,
+            max_in_flight,
+            clean: connect.clean_session,
+            client_max_packet: properties
+                .as_ref()
+                .and_then(|p| p.max_packet_size)
+                .map(|size| size as usize),
+        };
+        let previous = self.shared.sessions.claim(
+            &accepted.client_id,
+            Holder {
+                connection: self.origin.connection,
+                kick: self.kick.clone(),
+                released: self.released.clone(),
+            },
+        );
+        match previous {
+            // The connection that held the client id is told to go; its session is taken once it has.
+            Some(released) => {
+                self.handover = Some((accepted, released));
+                Flow::Continue
+            }
+            None => self.establish(accepted),
+        }
+    }
+
+    /// The connection that held the client id has ended (or did not in time): CONNACK with the session it left.
+    pub(super) fn establish(&mut self, accepted: Accepted) -> Flow {
+        let Accepted {
+            version,
+            identity,
+            client_id,
+            assigned,
+            will,
+            keep_alive,
+            server_keep_alive,
+            requested_expiry,
+            session_expiry,
+            max_in_flight,
+            clean,
+            client_max_packet,
+        } = accepted;
         let sessions = self.shared.sessions.clone();
-        sessions.claim(&client_id, self.origin.connection, self.kick.clone());
-        let resumed = if connect.clean_session {
+        let resumed = if clean {
             drop(sessions.take(&client_id));
             None
         } else {
@@ -134,10 +202,7 @@ impl Session {
             aliases: HashMap::new(),
             awaiting_release,
             outgoing,
-            client_max_packet: properties
-                .as_ref()
-                .and_then(|p| p.max_packet_size)
-                .map(|size| size as usize),
+            client_max_packet,
             session_expiry,
         });
         let mut connack = ConnAck::new(ConnectReturnCode::Success, session_present);
@@ -169,7 +234,7 @@ impl Session {
         &self,
         will: &LastWill,
         client_id: &str,
-        identity: &crate::auth::Identity,
+        identity: &Identity,
     ) -> Result<Will, ConnectReturnCode> {
         let topic =
             topic_from_mqtt(&will.topic).map_err(|_| ConnectReturnCode::TopicNameInvalid)?;

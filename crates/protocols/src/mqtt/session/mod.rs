@@ -27,6 +27,7 @@ use super::retained::Retained;
 use super::store::{SavedSession, SessionStore};
 use crate::auth::{Authenticator, Identity};
 
+use connect::Accepted;
 pub use connect::Will;
 use outgoing::Outgoing;
 use subscribe::Subscriptions;
@@ -90,6 +91,10 @@ pub struct Session {
     closed: bool,
     /// Cancelled when another connection takes this client id over.
     kick: CancellationToken,
+    /// Cancelled when this session has ended (see [`SessionStore::claim`]).
+    released: CancellationToken,
+    /// A CONNECT waiting for the previous holder of its client id to end, and the token that says it has.
+    handover: Option<(Accepted, CancellationToken)>,
 }
 
 impl Session {
@@ -102,6 +107,8 @@ impl Session {
     ) -> Session {
         Session {
             kick,
+            released: CancellationToken::new(),
+            handover: None,
             settings,
             shared,
             origin,
@@ -117,7 +124,7 @@ impl Session {
     /// publish asks for back-pressure (wait on [`Session::take_backpressure`], then call again) or the
     /// connection must close.
     pub fn receive(&mut self, buf: &mut BytesMut) -> Flow {
-        while !self.closed && self.backpressure.is_none() {
+        while !self.closed && self.backpressure.is_none() && self.handover.is_none() {
             match codec::decode(buf, self.version, self.settings.max_packet_size) {
                 Ok(Some(packet)) => {
                     if self.handle(packet) == Flow::Close {
@@ -280,6 +287,21 @@ impl Session {
         self.backpressure.take()
     }
 
+    /// While a CONNECT waits for the previous connection of its client id to end: the token cancelled when it
+    /// has. Then call [`Session::handed_over`] (also after a deadline: the session left behind is then not
+    /// resumed), and [`Session::receive`] again.
+    pub fn handover(&self) -> Option<CancellationToken> {
+        self.handover.as_ref().map(|(_, released)| released.clone())
+    }
+
+    /// Answers the CONNECT that waited for [`Session::handover`].
+    pub fn handed_over(&mut self) -> Flow {
+        match self.handover.take() {
+            Some((accepted, _)) => self.establish(accepted),
+            None => Flow::Continue,
+        }
+    }
+
     pub fn is_connected(&self) -> bool {
         self.connected.is_some()
     }
@@ -299,6 +321,8 @@ impl Session {
     /// The connection is over: keeps the session for the client's return when it has an expiry, and returns the
     /// will to publish (after its delay) unless the client disconnected normally.
     pub fn finish(mut self) -> Option<Will> {
+        // Whatever happens below, a connection waiting to take this client id over may go on afterwards.
+        let _released = self.released.clone().drop_guard();
         let connected = self.connected.take()?;
         self.shared
             .sessions
