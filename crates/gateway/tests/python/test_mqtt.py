@@ -265,3 +265,27 @@ def test_tls_listener(version):
     assert (message.topic, message.payload) == ("tls/t", b"over tls")
     subscriber.close()
     publisher.close()
+
+
+def test_v5_will_delay_and_its_cancellation():
+    watcher = connected(mqtt.MQTTv5)
+    watcher.subscribe("delayed/#", 1)
+    properties = Properties(PacketTypes.WILLMESSAGE)
+    properties.WillDelayInterval = 1
+
+    # Gone for good: the will comes after its delay.
+    gone = connected(mqtt.MQTTv5, will=("delayed/gone", b"late", 1, False, properties))
+    dropped_at = time.time()
+    gone.drop()
+    message = watcher.receive()
+    assert (message.topic, message.payload) == ("delayed/gone", b"late")
+    assert time.time() - dropped_at >= 0.9
+
+    # Back within the delay with the same client id: no will.
+    flaky = connected(mqtt.MQTTv5, client_id="flaky", will=("delayed/flaky", b"late", 1, False, properties))
+    flaky.drop()
+    back = connected(mqtt.MQTTv5, client_id="flaky")
+    with pytest.raises(queue.Empty):
+        watcher.messages.get(timeout=2.0)
+    back.close()
+    watcher.close()
