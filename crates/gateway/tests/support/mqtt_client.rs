@@ -1,5 +1,6 @@
 //! A raw MQTT client for the tests: builds packets byte by byte (so tests can also send broken ones), reads
 //! whole packets back, and reports a close.
+#![allow(dead_code)]
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
