@@ -1,5 +1,5 @@
 //! MQTT over real sockets against the gatewayd binary: paho-mqtt (PyPI) at 3.1.1 and 5.0 over TCP and TLS,
-//! mqtt.js (npm) over WebSocket, MQTT ↔ STOMP both ways, and hostile input (garbage, a bad remaining length, PUBLISH before
+//! mqtt.js (npm) and a raw WebSocket (subprotocol, split packets, text refused), MQTT ↔ STOMP both ways, and hostile input (garbage, a bad remaining length, PUBLISH before
 //! CONNECT, a packet over the size limit, a second CONNECT, an authentication method, an unknown protocol
 //! level, silence past the keep-alive and past the CONNECT deadline), each of which must leave other connections
 //! working.
@@ -361,4 +361,51 @@ fn a_takeover_hands_the_session_to_the_new_connection() {
         publish_parts(4, &new.expect_packet(WAIT)),
         ("handover/t".to_owned(), b"to the new one".to_vec())
     );
+}
+
+/// The WebSocket listener answers subprotocol `mqtt`, takes packets in binary messages and closes on a text one.
+#[test]
+fn websocket_takes_binary_packets_and_refuses_text() {
+    use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, Message};
+    let gateway = start();
+    let url = format!("ws://{}/mqtt", gateway.listener("mqtt.ws"));
+    let mut request = url.into_client_request().expect("request");
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "mqtt".parse().expect("header value"),
+    );
+    let (mut ws, response) = tungstenite::connect(request).expect("upgrade");
+    assert_eq!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some("mqtt")
+    );
+    // CONNECT split over two messages.
+    let connect = mqtt_client::connect(4, "ws", 60, None);
+    let (first, second) = connect.split_at(5);
+    ws.send(Message::binary(first.to_vec())).expect("send");
+    ws.send(Message::binary(second.to_vec())).expect("send");
+    match ws.read().expect("CONNACK") {
+        Message::Binary(data) => assert_eq!(&data[..], &[0x20, 2, 0, 0]),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    if let tungstenite::stream::MaybeTlsStream::Plain(stream) = ws.get_mut() {
+        stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    }
+    ws.send(Message::text("not mqtt")).expect("send");
+    match ws.read() {
+        Ok(Message::Close(_)) => {}
+        Err(tungstenite::Error::Io(error))
+            if matches!(
+                error.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            panic!("the text message did not close the connection")
+        }
+        Err(_) => {}
+        Ok(other) => panic!("expected the close, got {other:?}"),
+    }
 }

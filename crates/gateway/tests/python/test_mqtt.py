@@ -289,3 +289,23 @@ def test_v5_will_delay_and_its_cancellation():
         watcher.messages.get(timeout=2.0)
     back.close()
     watcher.close()
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("qos", [1, 2])
+def test_many_in_flight_arrive_in_order(version, qos):
+    """More messages than the in-flight window (receive_maximum = 64): gatewayd sends them as acknowledgements free
+    the window, in order."""
+    subscriber = connected(version)
+    subscriber.subscribe(f"many/{version}/{qos}", qos)
+    publisher = connected(version)
+    infos = [
+        publisher.client.publish(f"many/{version}/{qos}", str(n).encode(), qos=qos) for n in range(300)
+    ]
+    for info in infos:
+        info.wait_for_publish(WAIT)
+    got = [int(subscriber.receive().payload) for _ in range(300)]
+    assert got == list(range(300))
+    subscriber.nothing()
+    subscriber.close()
+    publisher.close()
