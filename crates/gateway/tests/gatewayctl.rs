@@ -141,7 +141,8 @@ fn pub_reads_the_payload_from_stdin_and_publishes_count_times() {
     );
 }
 
-/// A STOMP responder (`reply`) answers requests from STOMP, MessageLoop and Goomerang (`req`).
+/// A STOMP responder (`reply`) answers requests from STOMP, MessageLoop, Goomerang and MQTT (`req`), and an MQTT
+/// responder answers STOMP and MQTT (reply-to ↔ response topic, correlation id ↔ correlation data).
 #[test]
 fn req_and_reply_between_two_gatewayctl_processes() {
     let gateway = start();
@@ -149,9 +150,21 @@ fn req_and_reply_between_two_gatewayctl_processes() {
         ("stomp", "svc.echo", "svc.echo"),
         ("messageloop", "svc.echo", "$rpc.messageloop.svc.echo"),
         ("goomerang", "Echo", "$rpc.goomerang.Echo"),
+        ("mqtt", "svc.echo", "svc.echo"),
     ];
-    for (protocol, target, topic) in cases {
-        let responder = spawn(&gateway, &["reply", "-p", "stomp", topic, "--count", "1"]);
+    let mqtt_responder = [
+        ("stomp", "svc.mqtt", "svc.mqtt"),
+        ("mqtt", "svc.mqtt", "svc.mqtt"),
+    ];
+    let cases = cases
+        .into_iter()
+        .map(|case| ("stomp", case))
+        .chain(mqtt_responder.into_iter().map(|case| ("mqtt", case)));
+    for (responder_protocol, (protocol, target, topic)) in cases {
+        let responder = spawn(
+            &gateway,
+            &["reply", "-p", responder_protocol, topic, "--count", "1"],
+        );
         wait_subscribed(&gateway, topic, 1, 0);
         let request = format!("ping over {protocol}");
         let reply = run(

@@ -98,7 +98,7 @@ impl Protocol {
     pub fn can_request(self) -> bool {
         matches!(
             self,
-            Protocol::Stomp | Protocol::MessageLoop | Protocol::Goomerang
+            Protocol::Stomp | Protocol::MessageLoop | Protocol::Goomerang | Protocol::Mqtt
         )
     }
 }
@@ -380,19 +380,20 @@ impl Client {
             Client::Stomp(c) => c.request(target, payload, timeout).await,
             Client::MessageLoop(c) => c.request(target, payload, timeout).await,
             Client::Goomerang(c) => c.request(target, payload, timeout).await,
-            Client::Loom(_) | Client::Chanserv(_) | Client::Mqtt(_) => {
-                Err(ClientError::Unsupported {
-                    protocol: self.protocol(),
-                    what: "receive replies",
-                })
-            }
+            Client::Mqtt(c) => c.request(target, payload, timeout).await,
+            Client::Loom(_) | Client::Chanserv(_) => Err(ClientError::Unsupported {
+                protocol: self.protocol(),
+                what: "receive replies",
+            }),
         }
     }
 
-    /// Answers `request` (a message that carries `reply-to`) with `payload`. Only STOMP sees `reply-to`.
+    /// Answers `request` (a message that carries `reply-to`) with `payload`. Only STOMP (`reply-to`) and MQTT (the
+    /// response topic) see it.
     pub async fn reply(&mut self, request: &Message, payload: Bytes) -> Result<(), ClientError> {
         match self {
             Client::Stomp(c) => c.reply(request, payload).await,
+            Client::Mqtt(c) => c.reply(request, payload).await,
             _ => Err(ClientError::Unsupported {
                 protocol: self.protocol(),
                 what: "see reply-to",

@@ -1,7 +1,9 @@
 //! MQTT 5.0 client over TCP, with `mqttbytes` packets: CONNECT (the token as password, no keep-alive), QoS 0
 //! publishes whose headers travel as user properties and whose key is left out (MQTT has none), and
 //! subscriptions confirmed by SUBACK. Topics are gatewayd's dotted names, written as MQTT names (`orders.eu` is
-//! `orders/eu`; `*` is `+`, `#` and `>` are `#`).
+//! `orders/eu`; `*` is `+`, `#` and `>` are `#`). A request carries a response topic of the connection's own
+//! (`gatewayctl/replies/<128 random bits>`, subscribed before the first request) and its correlation data; a
+//! reply goes to the request's response topic with the request's correlation data.
 
 use bytes::{Bytes, BytesMut};
 use core_bus::names::{topic_from_mqtt, topic_to_mqtt};
@@ -25,6 +27,11 @@ pub struct MqttClient {
     inbox: Inbox,
     out: BytesMut,
     next_pkid: u16,
+    /// Where replies to this connection's requests go (an MQTT name).
+    reply_topic: String,
+    /// Whether `reply_topic` is subscribed yet.
+    replies_subscribed: bool,
+    next_request: u64,
 }
 
 fn wire(error: mqttbytes::Error) -> ClientError {
@@ -84,12 +91,16 @@ impl MqttClient {
             }
         }
         let (tx, inbox) = Inbox::new();
-        tokio::spawn(read_loop(reader, buf, tx));
+        let reply_topic = format!("gatewayctl/replies/{:032x}", rand::random::<u128>());
+        tokio::spawn(read_loop(reader, buf, tx, reply_topic.clone()));
         Ok(MqttClient {
             writer,
             inbox,
             out,
             next_pkid: 1,
+            reply_topic,
+            replies_subscribed: false,
+            next_request: 0,
         })
     }
 
@@ -102,14 +113,8 @@ impl MqttClient {
         );
         if !message.headers.is_empty() {
             publish.properties = Some(PublishProperties {
-                payload_format_indicator: None,
-                message_expiry_interval: None,
-                topic_alias: None,
-                response_topic: None,
-                correlation_data: None,
                 user_properties: message.headers.clone(),
-                subscription_identifiers: Vec::new(),
-                content_type: None,
+                ..no_properties()
             });
         }
         publish.write(&mut self.out).map_err(wire)?;
@@ -127,9 +132,13 @@ impl MqttClient {
 
     /// Subscribes at QoS 0 and waits for the SUBACK.
     pub async fn subscribe(&mut self, pattern: &str) -> Result<(), ClientError> {
+        self.subscribe_filter(mqtt_filter(pattern)).await
+    }
+
+    async fn subscribe_filter(&mut self, filter: String) -> Result<(), ClientError> {
         let pkid = self.next_pkid;
         self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
-        let mut subscribe = v5::Subscribe::new(mqtt_filter(pattern), QoS::AtMostOnce);
+        let mut subscribe = v5::Subscribe::new(filter, QoS::AtMostOnce);
         subscribe.pkid = pkid;
         subscribe.write(&mut self.out).map_err(wire)?;
         self.flush().await?;
@@ -140,6 +149,50 @@ impl MqttClient {
 
     pub async fn next_message(&mut self) -> Result<Message, ClientError> {
         self.inbox.next_message().await
+    }
+
+    /// Publishes `payload` to `topic` with this connection's response topic and a fresh correlation data, and
+    /// waits for the reply.
+    pub async fn request(
+        &mut self,
+        topic: &str,
+        payload: Bytes,
+        timeout: std::time::Duration,
+    ) -> Result<Message, ClientError> {
+        if !self.replies_subscribed {
+            self.subscribe_filter(self.reply_topic.clone()).await?;
+            self.replies_subscribed = true;
+        }
+        self.next_request += 1;
+        let correlation = format!("req-{}-{}", std::process::id(), self.next_request);
+        let mut publish = v5::Publish::from_bytes(mqtt_name(topic)?, QoS::AtMostOnce, payload);
+        publish.properties = Some(PublishProperties {
+            response_topic: Some(self.reply_topic.clone()),
+            correlation_data: Some(Bytes::from(correlation.clone().into_bytes())),
+            ..no_properties()
+        });
+        publish.write(&mut self.out).map_err(wire)?;
+        self.flush().await?;
+        self.inbox.reply(&correlation, timeout).await
+    }
+
+    /// Publishes `payload` to the request's response topic with its correlation data.
+    pub async fn reply(&mut self, request: &Message, payload: Bytes) -> Result<(), ClientError> {
+        let Some(reply_to) = &request.reply_to else {
+            return Err(ClientError::Protocol(
+                "the request has no response topic".into(),
+            ));
+        };
+        let mut publish = v5::Publish::from_bytes(reply_to.clone(), QoS::AtMostOnce, payload);
+        publish.properties = Some(PublishProperties {
+            correlation_data: request
+                .correlation_id
+                .as_ref()
+                .map(|id| Bytes::from(id.clone().into_bytes())),
+            ..no_properties()
+        });
+        publish.write(&mut self.out).map_err(wire)?;
+        self.flush().await
     }
 
     /// DISCONNECT (normal) and close.
@@ -168,9 +221,26 @@ async fn next_packet(
     }
 }
 
-async fn read_loop(mut reader: tokio::net::tcp::OwnedReadHalf, mut buf: BytesMut, tx: InboxSender) {
+/// Reads the server's packets into `tx` until the connection ends; a PUBLISH on `reply_topic` with
+/// correlation data is a reply.
+async fn read_loop(
+    mut reader: tokio::net::tcp::OwnedReadHalf,
+    mut buf: BytesMut,
+    tx: InboxSender,
+    reply_topic: String,
+) {
     loop {
         let event = match next_packet(&mut reader, &mut buf).await {
+            Ok(Packet::Publish(publish)) if publish.topic == reply_topic => {
+                let message = to_message(publish);
+                match message.correlation_id.clone() {
+                    Some(correlation) => Ok(Incoming::Reply {
+                        correlation,
+                        message,
+                    }),
+                    None => continue,
+                }
+            }
             Ok(Packet::Publish(publish)) => Ok(Incoming::Message(to_message(publish))),
             Ok(Packet::SubAck(ack)) => {
                 match ack.return_codes.iter().find(|code| (**code as u8) >= 0x80) {
@@ -192,12 +262,8 @@ async fn read_loop(mut reader: tokio::net::tcp::OwnedReadHalf, mut buf: BytesMut
     }
 }
 
-fn to_message(publish: v5::Publish) -> Message {
-    let topic = topic_from_mqtt(&publish.topic)
-        .ok()
-        .and_then(|topic| topic.to_dotted())
-        .or(Some(publish.topic.clone()));
-    let properties = publish.properties.unwrap_or(PublishProperties {
+fn no_properties() -> PublishProperties {
+    PublishProperties {
         payload_format_indicator: None,
         message_expiry_interval: None,
         topic_alias: None,
@@ -206,7 +272,15 @@ fn to_message(publish: v5::Publish) -> Message {
         user_properties: Vec::new(),
         subscription_identifiers: Vec::new(),
         content_type: None,
-    });
+    }
+}
+
+fn to_message(publish: v5::Publish) -> Message {
+    let topic = topic_from_mqtt(&publish.topic)
+        .ok()
+        .and_then(|topic| topic.to_dotted())
+        .or(Some(publish.topic.clone()));
+    let properties = publish.properties.unwrap_or_else(no_properties);
     Message {
         topic,
         payload: publish.payload,

@@ -150,7 +150,7 @@ pub async fn subscribe(admin: &Admin, args: SubArgs) -> anyhow::Result<()> {
 pub async fn request(admin: &Admin, args: ReqArgs) -> anyhow::Result<()> {
     if !args.target.protocol.can_request() {
         bail!(
-            "{} clients cannot receive replies; use stomp, messageloop or goomerang",
+            "{} clients cannot receive replies; use stomp, messageloop, goomerang or mqtt",
             args.target.protocol
         );
     }
