@@ -273,9 +273,11 @@ pub enum Outbound {
     },
     PubRel {
         pkid: u16,
+        reason: u8,
     },
     PubComp {
         pkid: u16,
+        reason: u8,
     },
     SubAck {
         pkid: u16,
@@ -322,8 +324,8 @@ pub fn encode(packet: &Outbound, version: Version, out: &mut BytesMut) -> Result
         }
         (Outbound::PubAck { pkid, reason }, _) => ack(out, 0x40, *pkid, *reason, version),
         (Outbound::PubRec { pkid, reason }, _) => ack(out, 0x50, *pkid, *reason, version),
-        (Outbound::PubRel { pkid }, _) => ack(out, 0x62, *pkid, reason::SUCCESS, version),
-        (Outbound::PubComp { pkid }, _) => ack(out, 0x70, *pkid, reason::SUCCESS, version),
+        (Outbound::PubRel { pkid, reason }, _) => ack(out, 0x62, *pkid, *reason, version),
+        (Outbound::PubComp { pkid, reason }, _) => ack(out, 0x70, *pkid, *reason, version),
         (Outbound::SubAck { pkid, reasons }, _) => {
             let codes: Vec<u8> = match version {
                 Version::V5 => reasons.clone(),

@@ -14,6 +14,7 @@ pub const KEEP_ALIVE_TIMEOUT: u8 = 0x8D;
 pub const SESSION_TAKEN_OVER: u8 = 0x8E;
 pub const TOPIC_FILTER_INVALID: u8 = 0x8F;
 pub const TOPIC_NAME_INVALID: u8 = 0x90;
+pub const PACKET_IDENTIFIER_NOT_FOUND: u8 = 0x92;
 pub const RECEIVE_MAXIMUM_EXCEEDED: u8 = 0x93;
 pub const TOPIC_ALIAS_INVALID: u8 = 0x94;
 pub const PACKET_TOO_LARGE: u8 = 0x95;

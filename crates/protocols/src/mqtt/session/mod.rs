@@ -160,8 +160,12 @@ impl Session {
             Inbound::PubAck(pkid) => self.acknowledged(pkid, QoS::AtLeastOnce),
             Inbound::PubRec(pkid) => self.received(pkid),
             Inbound::PubRel(pkid) => {
-                connected.awaiting_release.remove(&pkid);
-                self.send(Outbound::PubComp { pkid });
+                let reason = if connected.awaiting_release.remove(&pkid) {
+                    reason::SUCCESS
+                } else {
+                    reason::PACKET_IDENTIFIER_NOT_FOUND
+                };
+                self.send(Outbound::PubComp { pkid, reason });
                 Flow::Continue
             }
             Inbound::PubComp(pkid) => self.acknowledged(pkid, QoS::ExactlyOnce),

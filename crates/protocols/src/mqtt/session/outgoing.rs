@@ -15,6 +15,7 @@ use mqttbytes::QoS;
 use super::{Flow, Session};
 use crate::mqtt::bridge;
 use crate::mqtt::codec::{self, Outbound, Version};
+use crate::mqtt::reason;
 
 /// The lower of two QoS levels.
 pub(crate) fn min_qos(a: QoS, b: QoS) -> QoS {
@@ -86,7 +87,10 @@ impl Outgoing {
                     publish.dup = true;
                     Outbound::Publish(publish)
                 }
-                InFlight::Released => Outbound::PubRel { pkid },
+                InFlight::Released => Outbound::PubRel {
+                    pkid,
+                    reason: reason::SUCCESS,
+                },
             })
             .collect()
     }
@@ -179,10 +183,14 @@ impl Session {
         let Some(connected) = self.connected.as_mut() else {
             return Flow::Close;
         };
-        if let Some(state) = connected.outgoing.in_flight.get_mut(&pkid) {
-            *state = InFlight::Released;
-        }
-        self.send(Outbound::PubRel { pkid });
+        let reason = match connected.outgoing.in_flight.get_mut(&pkid) {
+            Some(state) => {
+                *state = InFlight::Released;
+                reason::SUCCESS
+            }
+            None => reason::PACKET_IDENTIFIER_NOT_FOUND,
+        };
+        self.send(Outbound::PubRel { pkid, reason });
         Flow::Continue
     }
 

@@ -173,3 +173,16 @@ fn the_in_flight_window_bounds_what_is_sent() {
     let (_, out) = feed(&mut subscriber, packet(0x40, b"\x00\x01"));
     assert_eq!(&out[..2], &[0x32, 6]);
 }
+
+#[test]
+fn a_pubrel_for_nothing_is_answered_packet_identifier_not_found_in_5_0() {
+    let shared = shared();
+    let mut s = session(&shared, 1);
+    feed(&mut s, connect(5, "c"));
+    let (flow, out) = feed(&mut s, packet(0x62, b"\x00\x07"));
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!(
+        out,
+        vec![0x70, 3, 0, 7, reason::PACKET_IDENTIFIER_NOT_FOUND]
+    );
+}
