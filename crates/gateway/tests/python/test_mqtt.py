@@ -309,3 +309,17 @@ def test_many_in_flight_arrive_in_order(version, qos):
     subscriber.nothing()
     subscriber.close()
     publisher.close()
+
+
+def test_v5_subscription_identifiers_come_back():
+    subscriber = connected(mqtt.MQTTv5)
+    properties = Properties(PacketTypes.SUBSCRIBE)
+    properties.SubscriptionIdentifier = 7
+    subscriber.client.subscribe("subid/+", 1, properties=properties)
+    subscriber.subacks.get(timeout=WAIT)
+    publisher = connected(mqtt.MQTTv5)
+    publisher.publish("subid/x", b"tagged", qos=1)
+    message = subscriber.receive()
+    assert message.properties.SubscriptionIdentifier == [7]
+    subscriber.close()
+    publisher.close()

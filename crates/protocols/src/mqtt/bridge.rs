@@ -131,7 +131,8 @@ fn utf8_content_type(envelope: &Envelope) -> bool {
         && std::str::from_utf8(&envelope.payload).is_ok()
 }
 
-fn empty_properties() -> PublishProperties {
+/// A property list with nothing in it.
+pub fn empty_properties() -> PublishProperties {
     PublishProperties {
         payload_format_indicator: None,
         message_expiry_interval: None,

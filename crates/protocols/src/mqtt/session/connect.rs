@@ -213,7 +213,6 @@ impl Session {
             properties.topic_alias_max = Some(self.settings.topic_alias_maximum);
             properties.retain_available = Some(1);
             properties.wildcard_subscription_available = Some(1);
-            properties.subscription_identifiers_available = Some(0);
             properties.shared_subscription_available = Some(1);
             properties.assigned_client_identifier = assigned;
             properties.server_keep_alive = server_keep_alive;

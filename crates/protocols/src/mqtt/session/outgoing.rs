@@ -108,17 +108,32 @@ impl Session {
             return;
         }
         let qos = min_qos(subscription.qos, bridge::published_qos(&delivery.envelope));
-        self.send_publish(&delivery.envelope, qos, false);
+        let identifier = subscription.identifier;
+        self.send_publish(&delivery.envelope, qos, false, identifier);
     }
 
-    /// Sends `envelope` at `qos` (`retain`: a retained message handed out on subscribe).
-    pub(crate) fn send_publish(&mut self, envelope: &Arc<Envelope>, qos: QoS, retain: bool) {
+    /// Sends `envelope` at `qos` (`retain`: a retained message handed out on subscribe) for the subscription
+    /// with 5.0 Subscription Identifier `identifier`.
+    pub(crate) fn send_publish(
+        &mut self,
+        envelope: &Arc<Envelope>,
+        qos: QoS,
+        retain: bool,
+        identifier: Option<usize>,
+    ) {
         let v5 = self.version == Some(Version::V5);
         let Some(mut publish) = bridge::to_publish(envelope, qos, v5) else {
             record_drop(DropReason::Unroutable, Protocol::Mqtt);
             return;
         };
         publish.retain = retain;
+        if let Some(identifier) = identifier.filter(|_| v5) {
+            publish
+                .properties
+                .get_or_insert_with(bridge::empty_properties)
+                .subscription_identifiers
+                .push(identifier);
+        }
         let Some(connected) = self.connected.as_mut() else {
             return;
         };

@@ -24,6 +24,8 @@ pub(crate) struct Subscription {
     pub(crate) id: SubscriptionId,
     pub(crate) qos: QoS,
     pub(crate) no_local: bool,
+    /// The 5.0 Subscription Identifier, sent back on every message this subscription delivers.
+    pub(crate) identifier: Option<usize>,
 }
 
 /// A session's subscriptions by filter, and the filter of each bus subscription id.
@@ -118,6 +120,10 @@ impl Session {
         let Some(connected) = self.connected.as_mut() else {
             return Flow::Close;
         };
+        let identifier = subscribe.properties.as_ref().and_then(|p| p.id);
+        if identifier == Some(0) {
+            return self.disconnect(reason::PROTOCOL_ERROR, "Subscription Identifier 0");
+        }
         let mut reasons = Vec::with_capacity(subscribe.filters.len());
         let mut retained = Vec::new();
         for filter in &subscribe.filters {
@@ -140,6 +146,7 @@ impl Session {
                         id,
                         qos: filter.qos,
                         no_local: filter.nolocal,
+                        identifier,
                     },
                 );
                 if let Some(old) = old {
@@ -161,7 +168,7 @@ impl Session {
         for (pattern, qos) in retained {
             for message in self.shared.retained.matching(&pattern) {
                 let qos = min_qos(qos, bridge::published_qos(&message));
-                self.send_publish(&message, qos, true);
+                self.send_publish(&message, qos, true, identifier);
             }
         }
         Flow::Continue
