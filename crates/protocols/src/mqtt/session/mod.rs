@@ -250,8 +250,12 @@ impl Session {
             .is_some_and(|c| c.outgoing.has_room())
     }
 
-    /// The mailbox closed (slow consumer): DISCONNECT 0x97 and close.
+    /// The mailbox closed (slow consumer): DISCONNECT 0x97 and close. The session is not kept: its queue lost
+    /// messages, and a closed mailbox would close the client's next connection too.
     pub fn mailbox_closed(&mut self, closed: Closed) -> Flow {
+        if let Some(connected) = self.connected.as_mut() {
+            connected.session_expiry = 0;
+        }
         self.disconnect(reason::QUOTA_EXCEEDED, &closed.to_string())
     }
 
