@@ -154,6 +154,29 @@ def envelope():
         write("envelope", body)
 
 
+def mqtt():
+    def packet(first, body):
+        length, n = b"", len(body)
+        while True:
+            byte, n = n % 128, n // 128
+            length += bytes([byte | (0x80 if n else 0)])
+            if not n:
+                break
+        return bytes([first]) + length + body
+
+    def s(text):
+        return struct.pack(">H", len(text)) + text
+
+    for level, props in [(4, b""), (5, b"\x00")]:
+        connect = packet(0x10, s(b"MQTT") + bytes([level, 0x02, 0, 30]) + props + s(b"seed"))
+        subscribe = packet(0x82, b"\x00\x01" + props + s(b"a/+/#") + b"\x01")
+        publish = packet(0x34, s(b"a/b") + b"\x00\x02" + props + b"payload")
+        pubrel = packet(0x62, b"\x00\x02")
+        # The first byte picks the level (0 before CONNECT, 1 = 3.1.1, 2 = 5.0), the second the chunk size.
+        write("mqtt_packet", bytes([0, 7]) + connect + subscribe + publish + pubrel + b"\xc0\x00\xe0\x00")
+        write("mqtt_packet", bytes([level - 3, 255]) + subscribe + publish + pubrel)
+
+
 def config():
     write("config", (ROOT / "config" / "gatewayd.toml").read_bytes())
     write("config", b'[stomp.tcp]\nenabled = true\naddress = "127.0.0.1:0"\n[[bus.groups]]\ntopics = "a.#"\n')
@@ -171,6 +194,7 @@ def main():
     loom()
     topics()
     envelope()
+    mqtt()
     config()
 
 

@@ -21,16 +21,20 @@ pub enum Protocol {
     Chanserv,
     /// Messages made by gatewayd itself (admin API, `gatewayctl`, cluster peers).
     Internal,
+    /// MQTT 3.1.1 and 5.0. After `Internal` so that the cluster encoding's indexes of the others stay put.
+    Mqtt,
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 6] = [
+    /// Every protocol, in declaration order: `ALL[p.index()] == p`.
+    pub const ALL: [Protocol; 7] = [
         Protocol::Stomp,
         Protocol::MessageLoop,
         Protocol::Goomerang,
         Protocol::Loom,
         Protocol::Chanserv,
         Protocol::Internal,
+        Protocol::Mqtt,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +45,7 @@ impl Protocol {
             Protocol::Loom => "loom",
             Protocol::Chanserv => "chanserv",
             Protocol::Internal => "internal",
+            Protocol::Mqtt => "mqtt",
         }
     }
 

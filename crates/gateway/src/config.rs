@@ -31,6 +31,7 @@ pub struct Config {
     pub chanserv: protocols::chanserv::ChanservConfig,
     pub messageloop: protocols::messageloop::Config,
     pub stomp: protocols::stomp::Config,
+    pub mqtt: protocols::mqtt::Config,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -220,6 +221,7 @@ impl Config {
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.messageloop.validate().map_err(ConfigError::Invalid)?;
+        self.mqtt.validate().map_err(ConfigError::Invalid)?;
         protocols::auth::Authenticator::new(self.stomp.auth.clone())
             .map_err(|e| ConfigError::Invalid(format!("stomp.{e}")))?;
         if self.stomp.tls.enabled {
@@ -267,6 +269,7 @@ impl Config {
             ("loom", self.loom.enabled, &self.loom.auth),
             ("goomerang", self.goomerang.enabled, &self.goomerang.auth),
             ("chanserv", self.chanserv.enabled, &self.chanserv.auth),
+            ("mqtt", self.mqtt.enabled(), &self.mqtt.auth),
         ]
         .into_iter()
         .filter(|(_, enabled, _)| *enabled)

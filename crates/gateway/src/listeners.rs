@@ -17,5 +17,6 @@ pub async fn start_all(
         running.push(protocols::chanserv::listener::start(&config.chanserv, services).await?);
     }
     running.extend(protocols::messageloop::start(&config.messageloop, services).await?);
+    running.extend(protocols::mqtt::start(&config.mqtt, services).await?);
     Ok(running)
 }

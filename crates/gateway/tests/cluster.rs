@@ -22,6 +22,8 @@ mod loom_client;
 mod matrix_clients;
 #[path = "support/messageloop_client.rs"]
 mod messageloop_client;
+#[path = "support/mqtt_client.rs"]
+mod mqtt_client;
 #[path = "support/nats.rs"]
 mod nats;
 #[path = "support/redis.rs"]
@@ -126,7 +128,7 @@ fn every_protocol_reaches_every_protocol_on_another_node(backend: Backend) {
             .iter()
             .map(|&p| Sub::subscribe(p, &on_b, &topic, &rt))
             .collect();
-        matrix_clients::wait_subscribed(&b, &topic, 4, 1);
+        matrix_clients::wait_subscribed(&b, &topic, Proto::ALL.len() as u64 - 1, 1);
         server.wait_fanout_and_group(&topic, 1);
         let body = format!("from {publisher} on another node\0").into_bytes();
         let message = Outgoing {

@@ -20,6 +20,8 @@ fn example_config_env() -> Vec<(&'static str, &'static str)> {
         ("GATEWAYD_STOMP__TCP__ADDRESS", "127.0.0.1:0"),
         ("GATEWAYD_STOMP__TLS__ADDRESS", "127.0.0.1:0"),
         ("GATEWAYD_STOMP__WS__ADDRESS", "127.0.0.1:0"),
+        ("GATEWAYD_MQTT__TCP__ADDRESS", "127.0.0.1:0"),
+        ("GATEWAYD_MQTT__WS__ADDRESS", "127.0.0.1:0"),
     ]
 }
 

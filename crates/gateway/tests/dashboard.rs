@@ -1,5 +1,5 @@
 //! The Grafana dashboard cannot rot: every metric that a PromQL expression in `deploy/grafana/gatewayd.json` names
-//! is in gatewayd's `/metrics` after traffic on all five protocols through a NATS cluster backend, a refused
+//! is in gatewayd's `/metrics` after traffic on all six protocols through a NATS cluster backend, a refused
 //! connection and a dropped frame; and the connection, byte, size and latency metrics count what happened.
 
 mod support;
@@ -16,7 +16,14 @@ use nats::NatsServer;
 use support::*;
 use tokio_tungstenite::tungstenite;
 
-const PROTOCOLS: [&str; 5] = ["stomp", "messageloop", "goomerang", "loom", "chanserv"];
+const PROTOCOLS: [&str; 6] = [
+    "stomp",
+    "messageloop",
+    "goomerang",
+    "loom",
+    "chanserv",
+    "mqtt",
+];
 
 /// The metric names (`gatewayd_*`, `process_*`) of every expression in the dashboard.
 fn dashboard_metrics() -> BTreeSet<String> {
@@ -73,7 +80,8 @@ fn every_dashboard_metric_is_exported_after_traffic_on_every_protocol() {
          [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
          [goomerang]\nenabled = true\naddress = \"127.0.0.1:0\"\n[goomerang.limits]\nmax_connections = 3\n\
          [loom]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
-         [chanserv]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
+         [chanserv]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+         [mqtt.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
         base_config(),
         nats.url()
     ));

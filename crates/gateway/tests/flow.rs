@@ -15,6 +15,8 @@ mod loom_client;
 mod matrix_clients;
 #[path = "support/messageloop_client.rs"]
 mod messageloop_client;
+#[path = "support/mqtt_client.rs"]
+mod mqtt_client;
 #[path = "support/stomp_client.rs"]
 mod stomp_client;
 
@@ -124,6 +126,11 @@ fn chanserv_publisher_is_slowed_to_a_slow_chanserv_reader() {
 }
 
 #[test]
+fn mqtt_publisher_is_slowed_to_a_slow_mqtt_reader() {
+    slow_reader_gets_everything(Proto::Mqtt, Proto::Mqtt, "flow.mqtt");
+}
+
+#[test]
 fn loom_producer_is_slowed_to_a_slow_goomerang_reader() {
     slow_reader_gets_everything(Proto::Loom, Proto::Goomerang, "flow.loom");
 }
@@ -176,6 +183,11 @@ fn a_goomerang_subscriber_that_never_reads_is_cut_and_the_others_get_everything(
 #[test]
 fn a_chanserv_subscriber_that_never_reads_is_cut_and_the_others_get_everything() {
     stuck_subscriber_is_cut(Proto::Chanserv, Proto::Chanserv, "stuck.chanserv");
+}
+
+#[test]
+fn an_mqtt_subscriber_that_never_reads_is_cut_and_the_others_get_everything() {
+    stuck_subscriber_is_cut(Proto::Mqtt, Proto::Mqtt, "stuck.mqtt");
 }
 
 #[test]

@@ -20,7 +20,8 @@ fn start() -> Gatewayd {
          [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
          [goomerang]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
          [loom]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
-         [chanserv]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
+         [chanserv]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+         [mqtt.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
         base_config()
     );
     Gatewayd::start(&config)
@@ -70,9 +71,16 @@ fn header<'a>(message: &'a Value, name: &str) -> Option<&'a str> {
 #[test]
 fn pub_sub_round_trip_over_each_protocol() {
     let gateway = start();
-    for protocol in ["stomp", "messageloop", "goomerang", "loom", "chanserv"] {
+    for protocol in [
+        "stomp",
+        "messageloop",
+        "goomerang",
+        "loom",
+        "chanserv",
+        "mqtt",
+    ] {
         let received = round_trip(&gateway, protocol, protocol, &format!("ctl.{protocol}"));
-        if matches!(protocol, "stomp" | "messageloop" | "goomerang") {
+        if matches!(protocol, "stomp" | "messageloop" | "goomerang" | "mqtt") {
             assert_eq!(header(&received, "trace"), Some("t1"), "{received}");
         }
     }
@@ -88,6 +96,12 @@ fn pub_sub_across_protocols() {
     assert_eq!(received["payload"], "hello from loom");
     let received = round_trip(&gateway, "chanserv", "stomp", "ctl.cross.c");
     assert_eq!(received["topic"], "/topic/ctl.cross.c");
+    let received = round_trip(&gateway, "mqtt", "stomp", "ctl.cross.d");
+    assert_eq!(received["topic"], "/topic/ctl.cross.d");
+    assert_eq!(header(&received, "trace"), Some("t1"), "{received}");
+    let received = round_trip(&gateway, "stomp", "mqtt", "ctl.cross.e");
+    assert_eq!(received["topic"], "ctl.cross.e");
+    assert_eq!(header(&received, "trace"), Some("t1"), "{received}");
 }
 
 #[test]
@@ -127,7 +141,8 @@ fn pub_reads_the_payload_from_stdin_and_publishes_count_times() {
     );
 }
 
-/// A STOMP responder (`reply`) answers requests from STOMP, MessageLoop and Goomerang (`req`).
+/// A STOMP responder (`reply`) answers requests from STOMP, MessageLoop, Goomerang and MQTT (`req`), and an MQTT
+/// responder answers STOMP and MQTT (reply-to ↔ response topic, correlation id ↔ correlation data).
 #[test]
 fn req_and_reply_between_two_gatewayctl_processes() {
     let gateway = start();
@@ -135,9 +150,21 @@ fn req_and_reply_between_two_gatewayctl_processes() {
         ("stomp", "svc.echo", "svc.echo"),
         ("messageloop", "svc.echo", "$rpc.messageloop.svc.echo"),
         ("goomerang", "Echo", "$rpc.goomerang.Echo"),
+        ("mqtt", "svc.echo", "svc.echo"),
     ];
-    for (protocol, target, topic) in cases {
-        let responder = spawn(&gateway, &["reply", "-p", "stomp", topic, "--count", "1"]);
+    let mqtt_responder = [
+        ("stomp", "svc.mqtt", "svc.mqtt"),
+        ("mqtt", "svc.mqtt", "svc.mqtt"),
+    ];
+    let cases = cases
+        .into_iter()
+        .map(|case| ("stomp", case))
+        .chain(mqtt_responder.into_iter().map(|case| ("mqtt", case)));
+    for (responder_protocol, (protocol, target, topic)) in cases {
+        let responder = spawn(
+            &gateway,
+            &["reply", "-p", responder_protocol, topic, "--count", "1"],
+        );
         wait_subscribed(&gateway, topic, 1, 0);
         let request = format!("ping over {protocol}");
         let reply = run(

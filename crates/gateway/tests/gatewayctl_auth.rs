@@ -1,6 +1,7 @@
 //! `gatewayctl` against a gatewayd whose listeners all require a static token: `--token`/`--login` (or
 //! `GATEWAYCTL_TOKEN`/`GATEWAYCTL_LOGIN`) get `pub`, `sub`, `bench` and `bench conns` (STOMP over TCP and
-//! WebSocket) through over real sockets, Goomerang with the token on the upgrade and chanserv with an `AUTH` line;
+//! WebSocket) through over real sockets, Goomerang with the token on the upgrade, chanserv with an `AUTH` line and
+//! MQTT with the login and token as CONNECT's user name and password;
 //! a missing or wrong token fails with a non-zero exit (and an error naming the refusal where the protocol says).
 
 mod support;
@@ -21,6 +22,8 @@ const MESSAGELOOP_TOKEN: &str = "messageloop-secret";
 const LOOM_TOKEN: &str = "loom-secret";
 const GOOMERANG_TOKEN: &str = "goomerang-secret";
 const CHANSERV_TOKEN: &str = "chanserv-secret";
+const MQTT_LOGIN: &str = "ctl";
+const MQTT_TOKEN: &str = "mqtt-secret";
 
 /// gatewayd whose listeners each require their own token.
 fn start() -> Gatewayd {
@@ -75,6 +78,16 @@ required = true
 [[chanserv.auth.tokens]]
 token = "{CHANSERV_TOKEN}"
 identity = {{ name = "ctl" }}
+
+[mqtt.auth]
+required = true
+[[mqtt.auth.tokens]]
+login = "{MQTT_LOGIN}"
+token = "{MQTT_TOKEN}"
+identity = {{ name = "ctl" }}
+[mqtt.tcp]
+enabled = true
+address = "127.0.0.1:0"
 "#,
         base = base_config()
     );
@@ -253,5 +266,30 @@ fn bench_conns_logs_in_over_stomp_tcp_and_websocket() {
         assert_eq!(report["connections"], 2, "{report}");
         let text = refused(&gateway, &[&shape[..], &["--token", "wrong"]].concat());
         assert!(text.contains("Bad CONNECT"), "{text}");
+    }
+}
+
+#[test]
+fn mqtt_presents_the_login_and_token() {
+    let gateway = start();
+    let mqtt = ["-p", "mqtt", "--login", MQTT_LOGIN, "--token", MQTT_TOKEN];
+    round_trip(&gateway, "auth.mqtt", &mqtt, &mqtt, (1, 0));
+    for args in [
+        vec!["pub", "-p", "mqtt", "auth.none", "x"],
+        vec!["pub", "-p", "mqtt", "auth.none", "x", "--token", "wrong"],
+        vec![
+            "pub",
+            "-p",
+            "mqtt",
+            "auth.none",
+            "x",
+            "--login",
+            "other",
+            "--token",
+            MQTT_TOKEN,
+        ],
+    ] {
+        let text = refused(&gateway, &args);
+        assert!(text.contains("CONNACK"), "{args:?}: {text}");
     }
 }

@@ -1,9 +1,9 @@
-//! Every protocol to every protocol (issue 9), over real sockets against one gatewayd with all five listeners:
-//! the 5×5 delivery matrix (text, binary with NULs, 60 KiB; byte-exact bodies and the metadata
+//! Every protocol to every protocol (issue 9), over real sockets against one gatewayd with all six protocols:
+//! the 6×6 delivery matrix (text, binary with NULs, 60 KiB; byte-exact bodies and the metadata
 //! `docs/conversion.md` says survives each pair), the too-large rule (a body over a receiver's limit is not
 //! delivered to it and is counted), fanout to a subscriber of every protocol from one publish, the STOMP
 //! `/queue/` + Loom room anycast group with key affinity across `JMSXGroupID` and the Loom key, and the README's
-//! 5×5 table checked against what the matrix observed.
+//! 6×6 table checked against what the matrix observed.
 
 mod support;
 
@@ -17,6 +17,8 @@ mod loom_client;
 mod matrix_clients;
 #[path = "support/messageloop_client.rs"]
 mod messageloop_client;
+#[path = "support/mqtt_client.rs"]
+mod mqtt_client;
 #[path = "support/python.rs"]
 mod python;
 #[path = "support/stomp_client.rs"]
@@ -101,6 +103,14 @@ fn carried(publisher: Proto, message: &Outgoing) -> Carried {
             ..Carried::default()
         },
         Proto::Chanserv => Carried::default(),
+        Proto::Mqtt => Carried {
+            content_type: message.content_type.clone(),
+            correlation_id: message.correlation_id.clone(),
+            headers: std::iter::once(("mqtt-qos".to_owned(), "0".to_owned()))
+                .chain(message.headers.iter().cloned())
+                .collect(),
+            ..Carried::default()
+        },
     }
 }
 
@@ -153,6 +163,15 @@ fn expected_meta(
             meta.insert("loom-id".into(), id);
         }
         Proto::Chanserv => {}
+        Proto::Mqtt => {
+            meta.extend(c.content_type.clone().map(|v| ("content-type".into(), v)));
+            meta.extend(
+                c.correlation_id
+                    .clone()
+                    .map(|v| ("correlation-id".into(), v)),
+            );
+            meta.extend(headers.filter(|(name, _)| !name.starts_with("mqtt-")));
+        }
     }
     meta
 }
@@ -185,6 +204,14 @@ fn cell(publisher: Proto, subscriber: Proto, got: &Got) -> String {
             }
         }
         Proto::Chanserv => {}
+        Proto::Mqtt => {
+            if seen("content-type") {
+                fields.push("content type");
+            }
+            if seen("correlation-id") {
+                fields.push("correlation id");
+            }
+        }
     }
     if subscriber == Proto::Goomerang && got.meta.contains_key("goomerang-kind") {
         fields.push("kind");
@@ -208,7 +235,7 @@ fn every_pair_delivers_byte_exact_bodies_and_mapped_metadata() {
             .iter()
             .map(|&p| Sub::subscribe(p, &addrs, &topic, &rt))
             .collect();
-        wait_subscribed(&gateway, &topic, 4, 1);
+        wait_subscribed(&gateway, &topic, 5, 1);
         let mut messages = vec![text(), binary(64), binary(60 * 1024)];
         if publisher != Proto::MessageLoop {
             messages.push(binary(OVER_MESSAGELOOP));
@@ -269,7 +296,7 @@ fn every_pair_delivers_byte_exact_bodies_and_mapped_metadata() {
     check_readme(&table);
 }
 
-/// The README's 5×5 table, rebuilt from the matrix; `MATRIX_BLESS=1` rewrites it.
+/// The README's 6×6 table, rebuilt from the matrix; `MATRIX_BLESS=1` rewrites it.
 fn check_readme(table: &BTreeMap<(Proto, Proto), String>) {
     let mut text = String::from("| from ↓ / to → |");
     for to in Proto::ALL {

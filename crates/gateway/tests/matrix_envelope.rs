@@ -14,6 +14,8 @@ mod loom_client;
 mod matrix_clients;
 #[path = "support/messageloop_client.rs"]
 mod messageloop_client;
+#[path = "support/mqtt_client.rs"]
+mod mqtt_client;
 #[path = "support/stomp_client.rs"]
 mod stomp_client;
 #[path = "matrix/stomp_ws.rs"]
@@ -95,6 +97,8 @@ impl InProcess {
             let loom: protocols::loom::LoomConfig = toml::from_str(listen).expect("loom");
             let chanserv: protocols::chanserv::ChanservConfig =
                 toml::from_str(listen).expect("chanserv");
+            let mqtt: protocols::mqtt::Config =
+                toml::from_str(&format!("[tcp]\n{listen}")).expect("mqtt");
             let mut all = Vec::new();
             all.extend(
                 protocols::stomp::start(&stomp, &services)
@@ -120,6 +124,11 @@ impl InProcess {
                 protocols::chanserv::listener::start(&chanserv, &services)
                     .await
                     .expect("chanserv"),
+            );
+            all.extend(
+                protocols::mqtt::start(&mqtt, &services)
+                    .await
+                    .expect("mqtt"),
             );
             all
         });
@@ -150,6 +159,7 @@ impl InProcess {
             goomerang: self.addr("goomerang.ws"),
             loom: self.addr("loom.quic"),
             chanserv: self.addr("chanserv.tcp"),
+            mqtt: self.addr("mqtt.tcp"),
         }
     }
 
@@ -276,5 +286,30 @@ fn equivalent_messages_make_the_same_envelope_on_every_listener() {
     assert_eq!(via_chanserv.key, None);
     assert!(via_chanserv.headers.is_empty());
     assert_eq!(bare_via_stomp, via_chanserv, "chanserv ≡ STOMP");
+
+    // 5. An MQTT 5.0 publish, and STOMP with the same content type, correlation id and headers, plus the
+    //    `mqtt-qos` header the MQTT listener adds first.
+    let mut mqtt = Pub::connect(Proto::Mqtt, &addrs, &gateway.rt);
+    mqtt.publish(
+        TOPIC,
+        &Outgoing {
+            payload: BODY.to_vec(),
+            content_type: Some("application/octet-stream".into()),
+            correlation_id: Some("c-9".into()),
+            headers: vec![("x-one".into(), "1".into())],
+            ..Outgoing::default()
+        },
+        &gateway.rt,
+    );
+    let via_mqtt = Seen::of(&gateway.next());
+    stomp.send(&stomp_send(&[
+        ("content-type", "application/octet-stream"),
+        ("correlation-id", "c-9"),
+        ("mqtt-qos", "0"),
+        ("x-one", "1"),
+    ]));
+    let as_mqtt_via_stomp = Seen::of(&gateway.next());
+    assert_eq!(via_mqtt.topic, Topic::from_dotted(TOPIC.as_bytes()));
+    assert_eq!(as_mqtt_via_stomp, via_mqtt, "MQTT ≡ STOMP");
     loom.finish(&gateway.rt);
 }

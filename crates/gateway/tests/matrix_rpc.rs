@@ -15,6 +15,8 @@ mod loom_client;
 mod matrix_clients;
 #[path = "support/messageloop_client.rs"]
 mod messageloop_client;
+#[path = "support/mqtt_client.rs"]
+mod mqtt_client;
 #[path = "support/stomp_client.rs"]
 mod stomp_client;
 #[path = "matrix/stomp_ws.rs"]

@@ -12,6 +12,7 @@ pub mod goomerang;
 pub mod limits;
 pub mod loom;
 pub mod messageloop;
+pub mod mqtt;
 pub mod stomp;
 pub mod tls;
 pub mod ws;

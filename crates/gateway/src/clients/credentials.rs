@@ -1,11 +1,12 @@
 //! What a client presents when it connects: a token and, for STOMP, a login. Each protocol carries them its own
 //! way (STOMP CONNECT `login`/`passcode`, MessageLoop Connect `token`, Loom hello `token`, Goomerang
-//! `Authorization: Bearer` on the upgrade, chanserv an `AUTH <token>` line in front of each request).
+//! `Authorization: Bearer` on the upgrade, chanserv an `AUTH <token>` line in front of each request, MQTT CONNECT
+//! user name and password).
 
 /// Credentials for [`super::Client::connect`]; the default is none (anonymous).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
-    /// STOMP `login`; the other protocols have no login.
+    /// STOMP `login`, MQTT user name; the other protocols have no login.
     pub login: Option<String>,
     /// STOMP `passcode`, MessageLoop Connect `token`, Loom hello `token`, Goomerang bearer token, chanserv
     /// `AUTH` token (a static token or a JWT).

@@ -11,6 +11,7 @@ mod credentials;
 pub mod goomerang;
 pub mod loom;
 pub mod messageloop;
+pub mod mqtt;
 pub mod stomp;
 pub mod stomp_connect;
 mod ws;
@@ -38,15 +39,17 @@ pub enum Protocol {
     Goomerang,
     Loom,
     Chanserv,
+    Mqtt,
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 5] = [
+    pub const ALL: [Protocol; 6] = [
         Protocol::Stomp,
         Protocol::MessageLoop,
         Protocol::Goomerang,
         Protocol::Loom,
         Protocol::Chanserv,
+        Protocol::Mqtt,
     ];
 
     /// The name used on the command line and in `/api/listeners`.
@@ -57,6 +60,7 @@ impl Protocol {
             Protocol::Goomerang => "goomerang",
             Protocol::Loom => "loom",
             Protocol::Chanserv => "chanserv",
+            Protocol::Mqtt => "mqtt",
         }
     }
 
@@ -68,6 +72,7 @@ impl Protocol {
             Protocol::Goomerang => "127.0.0.1:8080",
             Protocol::Loom => "127.0.0.1:4242",
             Protocol::Chanserv => "127.0.0.1:5555",
+            Protocol::Mqtt => "127.0.0.1:1883",
         }
     }
 
@@ -79,6 +84,7 @@ impl Protocol {
             Protocol::Goomerang => "goomerang.ws",
             Protocol::Loom => "loom.quic",
             Protocol::Chanserv => "chanserv.tcp",
+            Protocol::Mqtt => "mqtt.tcp",
         }
     }
 
@@ -92,7 +98,7 @@ impl Protocol {
     pub fn can_request(self) -> bool {
         matches!(
             self,
-            Protocol::Stomp | Protocol::MessageLoop | Protocol::Goomerang
+            Protocol::Stomp | Protocol::MessageLoop | Protocol::Goomerang | Protocol::Mqtt
         )
     }
 }
@@ -111,7 +117,7 @@ impl FromStr for Protocol {
             .into_iter()
             .find(|p| p.name().eq_ignore_ascii_case(text))
             .ok_or_else(|| {
-                format!("unknown protocol {text:?} (stomp, messageloop, goomerang, loom, chanserv)")
+                format!("unknown protocol {text:?} (stomp, messageloop, goomerang, loom, chanserv, mqtt)")
             })
     }
 }
@@ -262,6 +268,7 @@ pub enum Client {
     Goomerang(goomerang::GoomerangClient),
     Loom(loom::LoomClient),
     Chanserv(chanserv::ChanservClient),
+    Mqtt(mqtt::MqttClient),
 }
 
 impl Client {
@@ -286,6 +293,7 @@ impl Client {
             Protocol::Chanserv => {
                 Client::Chanserv(chanserv::ChanservClient::connect(address, credentials).await?)
             }
+            Protocol::Mqtt => Client::Mqtt(mqtt::MqttClient::connect(address, credentials).await?),
         })
     }
 
@@ -296,6 +304,7 @@ impl Client {
             Client::Goomerang(_) => Protocol::Goomerang,
             Client::Loom(_) => Protocol::Loom,
             Client::Chanserv(_) => Protocol::Chanserv,
+            Client::Mqtt(_) => Protocol::Mqtt,
         }
     }
 
@@ -307,6 +316,7 @@ impl Client {
             Client::Goomerang(c) => c.publish(message).await,
             Client::Loom(c) => c.publish(message).await,
             Client::Chanserv(c) => c.publish(message).await,
+            Client::Mqtt(c) => c.publish(message).await,
         }
     }
 
@@ -318,6 +328,7 @@ impl Client {
             Client::Goomerang(c) => c.flush().await,
             Client::Loom(c) => c.flush().await,
             Client::Chanserv(_) => Ok(()),
+            Client::Mqtt(c) => c.flush().await,
         }
     }
 
@@ -330,6 +341,7 @@ impl Client {
             Client::Goomerang(c) => c.subscribe(topic).await,
             Client::Loom(c) => c.subscribe(topic).await,
             Client::Chanserv(c) => c.subscribe(topic).await,
+            Client::Mqtt(c) => c.subscribe(topic).await,
         }
     }
 
@@ -341,6 +353,7 @@ impl Client {
             Client::Goomerang(c) => c.next_message().await,
             Client::Loom(c) => c.next_message().await,
             Client::Chanserv(c) => c.next_message().await,
+            Client::Mqtt(c) => c.next_message().await,
         }
     }
 
@@ -367,6 +380,7 @@ impl Client {
             Client::Stomp(c) => c.request(target, payload, timeout).await,
             Client::MessageLoop(c) => c.request(target, payload, timeout).await,
             Client::Goomerang(c) => c.request(target, payload, timeout).await,
+            Client::Mqtt(c) => c.request(target, payload, timeout).await,
             Client::Loom(_) | Client::Chanserv(_) => Err(ClientError::Unsupported {
                 protocol: self.protocol(),
                 what: "receive replies",
@@ -374,10 +388,12 @@ impl Client {
         }
     }
 
-    /// Answers `request` (a message that carries `reply-to`) with `payload`. Only STOMP sees `reply-to`.
+    /// Answers `request` (a message that carries `reply-to`) with `payload`. Only STOMP (`reply-to`) and MQTT (the
+    /// response topic) see it.
     pub async fn reply(&mut self, request: &Message, payload: Bytes) -> Result<(), ClientError> {
         match self {
             Client::Stomp(c) => c.reply(request, payload).await,
+            Client::Mqtt(c) => c.reply(request, payload).await,
             _ => Err(ClientError::Unsupported {
                 protocol: self.protocol(),
                 what: "see reply-to",
@@ -393,6 +409,7 @@ impl Client {
             Client::Goomerang(c) => c.close().await,
             Client::Loom(c) => c.close().await,
             Client::Chanserv(c) => c.close().await,
+            Client::Mqtt(c) => c.close().await,
         }
     }
 }

@@ -1,6 +1,6 @@
-//! The uniform face the cross-protocol tests put on the five test clients: a [`Pub`] publishes
+//! The uniform face the cross-protocol tests put on the six test clients: a [`Pub`] publishes
 //! `(topic, payload, key)` and a [`Sub`] subscribes to a topic and receives `payload + metadata`, whatever the
-//! protocol. Blocking clients (STOMP, chanserv) are used directly; async ones (Goomerang, MessageLoop gRPC,
+//! protocol. Blocking clients (STOMP, chanserv, MQTT) are used directly; async ones (Goomerang, MessageLoop gRPC,
 //! Loom) run on the caller's runtime through `block_on`, so admin calls (`wait_for`, `metric`) stay outside it.
 #![allow(dead_code)]
 
@@ -17,6 +17,7 @@ use crate::chanserv_client;
 use crate::goomerang_client::GoomerangClient;
 use crate::loom_client;
 use crate::messageloop_client::grpc;
+use crate::mqtt_client;
 use crate::stomp_client::{self, Frame, Peer};
 use crate::support::Gatewayd;
 
@@ -27,7 +28,7 @@ use protocols::messageloop::pb::messageloop::shared::v2 as ml_shared;
 /// How long one expected message may take.
 pub const WAIT: Duration = Duration::from_secs(15);
 
-/// The five protocols, in the README's order.
+/// The six protocols, in the README's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Proto {
     Stomp,
@@ -35,15 +36,17 @@ pub enum Proto {
     Goomerang,
     Loom,
     Chanserv,
+    Mqtt,
 }
 
 impl Proto {
-    pub const ALL: [Proto; 5] = [
+    pub const ALL: [Proto; 6] = [
         Proto::Stomp,
         Proto::MessageLoop,
         Proto::Goomerang,
         Proto::Loom,
         Proto::Chanserv,
+        Proto::Mqtt,
     ];
 
     /// The protocol label of gatewayd's metrics.
@@ -54,6 +57,7 @@ impl Proto {
             Proto::Goomerang => "goomerang",
             Proto::Loom => "loom",
             Proto::Chanserv => "chanserv",
+            Proto::Mqtt => "mqtt",
         }
     }
 
@@ -65,6 +69,7 @@ impl Proto {
             Proto::Goomerang => "Goomerang",
             Proto::Loom => "Loom",
             Proto::Chanserv => "chanserv",
+            Proto::Mqtt => "MQTT",
         }
     }
 
@@ -74,7 +79,7 @@ impl Proto {
             // `messageloop.limits.max_message_size`: the whole encoded envelope.
             Proto::MessageLoop => Some(64 * 1024),
             Proto::Goomerang | Proto::Loom => Some(16 * 1024 * 1024),
-            Proto::Stomp | Proto::Chanserv => None,
+            Proto::Stomp | Proto::Chanserv | Proto::Mqtt => None,
         }
     }
 }
@@ -85,7 +90,7 @@ impl fmt::Display for Proto {
     }
 }
 
-/// Config text with all five listeners on ephemeral loopback ports, plus `extra`.
+/// Config text with all six protocols' listeners on ephemeral loopback ports, plus `extra`.
 pub fn config(extra: &str) -> String {
     format!(
         "{}\
@@ -96,7 +101,8 @@ pub fn config(extra: &str) -> String {
 [messageloop.grpc]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
 [goomerang]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
 [loom]\nenabled = true\naddress = \"127.0.0.1:0\"\nreject_delay_ms = 100\n\
-[chanserv]\nenabled = true\naddress = \"127.0.0.1:0\"\n{extra}",
+[chanserv]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+[mqtt.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n{extra}",
         crate::support::base_config()
     )
 }
@@ -119,6 +125,7 @@ pub struct Addrs {
     pub goomerang: SocketAddr,
     pub loom: SocketAddr,
     pub chanserv: SocketAddr,
+    pub mqtt: SocketAddr,
 }
 
 impl Addrs {
@@ -132,6 +139,7 @@ impl Addrs {
             goomerang: gateway.listener("goomerang.ws"),
             loom: SocketAddr::from(([127, 0, 0, 1], loom.port())),
             chanserv: gateway.listener("chanserv.tcp"),
+            mqtt: gateway.listener("mqtt.tcp"),
         }
     }
 }
@@ -144,9 +152,9 @@ pub struct Outgoing {
     pub content_type: Option<String>,
     /// Affinity key (STOMP `JMSXGroupID`, Loom key).
     pub key: Option<String>,
-    /// STOMP `correlation-id`.
+    /// STOMP `correlation-id`, MQTT 5.0 correlation data.
     pub correlation_id: Option<String>,
-    /// User headers (STOMP headers, MessageLoop metadata, Goomerang message headers).
+    /// User headers (STOMP headers, MessageLoop metadata, Goomerang message headers, MQTT user properties).
     pub headers: Vec<(String, String)>,
 }
 
@@ -174,6 +182,7 @@ pub enum Pub {
     /// A connection and its open producer streams by room.
     Loom(loom_client::Client, BTreeMap<String, loom_client::Stream>),
     Chanserv(chanserv_client::Client),
+    Mqtt(mqtt_client::Client),
 }
 
 impl Pub {
@@ -194,6 +203,7 @@ impl Pub {
                 BTreeMap::new(),
             ),
             Proto::Chanserv => Pub::Chanserv(chanserv_client::Client::connect(addrs.chanserv)),
+            Proto::Mqtt => Pub::Mqtt(mqtt_connect(addrs.mqtt)),
         }
     }
 
@@ -287,6 +297,7 @@ impl Pub {
                 let header = chanserv_publish(client, topic, &message.payload);
                 assert!(header.starts_with("ok"), "chanserv PUB answered {header:?}");
             }
+            Pub::Mqtt(client) => client.send(&mqtt_publish(topic, message)),
         }
     }
 
@@ -388,6 +399,7 @@ pub enum Sub {
     ),
     /// The client and the source channel of the topic.
     Chanserv(chanserv_client::Client, u32),
+    Mqtt(mqtt_client::Client),
 }
 
 impl Sub {
@@ -462,6 +474,13 @@ impl Sub {
                 let (header, channel) = sources.into_iter().next().expect("one source");
                 assert_eq!(header, format!("topic={topic}\n"));
                 Sub::Chanserv(client, channel)
+            }
+            Proto::Mqtt => {
+                let mut client = mqtt_connect(addrs.mqtt);
+                client.send(&mqtt_client::subscribe(5, 1, &topic.replace('.', "/"), 0));
+                let suback = client.expect_packet(WAIT);
+                assert_eq!((suback.kind(), suback.body.last()), (9, Some(&0)));
+                Sub::Mqtt(client)
             }
         }
     }
@@ -560,6 +579,11 @@ impl Sub {
                     client.pump();
                 }
             }
+            Sub::Mqtt(client) => match client.receive(wait) {
+                mqtt_client::Received::Packet(packet) => Some(mqtt_got(&packet)),
+                mqtt_client::Received::Nothing => None,
+                mqtt_client::Received::Closed => panic!("MQTT subscriber closed"),
+            },
         }
     }
 
@@ -570,7 +594,70 @@ impl Sub {
             Sub::Goomerang(_) => Proto::Goomerang,
             Sub::Loom(..) => Proto::Loom,
             Sub::Chanserv(..) => Proto::Chanserv,
+            Sub::Mqtt(_) => Proto::Mqtt,
         }
+    }
+}
+
+/// A 5.0 connection under a client id of its own.
+fn mqtt_connect(address: SocketAddr) -> mqtt_client::Client {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    mqtt_client::Client::connect(address, 5, &format!("matrix-{n}"))
+}
+
+/// A 5.0 QoS 0 PUBLISH of `message` on the MQTT name of `topic`: content type, correlation data and user
+/// properties.
+fn mqtt_publish(topic: &str, message: &Outgoing) -> Vec<u8> {
+    use mqttbytes::v5::{Publish, PublishProperties};
+    let mut publish = Publish::new(
+        topic.replace('.', "/"),
+        mqttbytes::QoS::AtMostOnce,
+        message.payload.clone(),
+    );
+    publish.properties = Some(PublishProperties {
+        payload_format_indicator: None,
+        message_expiry_interval: None,
+        topic_alias: None,
+        response_topic: None,
+        correlation_data: message
+            .correlation_id
+            .as_ref()
+            .map(|id| Bytes::from(id.clone().into_bytes())),
+        user_properties: message.headers.clone(),
+        subscription_identifiers: Vec::new(),
+        content_type: message.content_type.clone(),
+    });
+    let mut out = bytes::BytesMut::new();
+    publish.write(&mut out).expect("encode PUBLISH");
+    out.to_vec()
+}
+
+/// The body and metadata (`content-type`, `correlation-id`, user properties) of a 5.0 PUBLISH.
+fn mqtt_got(packet: &mqtt_client::Packet) -> Got {
+    let mut frame = bytes::BytesMut::from(&mqtt_client::packet(packet.first, &packet.body)[..]);
+    let publish = match mqttbytes::v5::read(&mut frame, usize::MAX) {
+        Ok(mqttbytes::v5::Packet::Publish(publish)) => publish,
+        other => panic!("MQTT subscriber got {other:?}"),
+    };
+    let mut meta = BTreeMap::new();
+    if let Some(properties) = publish.properties {
+        meta.extend(
+            properties
+                .content_type
+                .map(|v| ("content-type".to_owned(), v)),
+        );
+        meta.extend(properties.correlation_data.map(|v| {
+            (
+                "correlation-id".to_owned(),
+                String::from_utf8_lossy(&v).into_owned(),
+            )
+        }));
+        meta.extend(properties.user_properties);
+    }
+    Got {
+        body: publish.payload.to_vec(),
+        meta,
     }
 }
 

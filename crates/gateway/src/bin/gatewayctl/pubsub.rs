@@ -16,7 +16,7 @@ use crate::credentials::CredentialArgs;
 
 #[derive(Args)]
 pub struct Target {
-    /// Protocol to speak: stomp, messageloop, goomerang, loom or chanserv.
+    /// Protocol to speak: stomp, messageloop, goomerang, loom, chanserv or mqtt.
     #[arg(long, short)]
     pub protocol: Protocol,
     /// `host:port` of the listener; by default looked up in the admin API, else the protocol's default port.
@@ -150,7 +150,7 @@ pub async fn subscribe(admin: &Admin, args: SubArgs) -> anyhow::Result<()> {
 pub async fn request(admin: &Admin, args: ReqArgs) -> anyhow::Result<()> {
     if !args.target.protocol.can_request() {
         bail!(
-            "{} clients cannot receive replies; use stomp, messageloop or goomerang",
+            "{} clients cannot receive replies; use stomp, messageloop, goomerang or mqtt",
             args.target.protocol
         );
     }

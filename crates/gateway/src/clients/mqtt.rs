@@ -1,0 +1,307 @@
+//! MQTT 5.0 client over TCP, with `mqttbytes` packets: CONNECT (the token as password, no keep-alive), QoS 0
+//! publishes whose headers travel as user properties and whose key is left out (MQTT has none), and
+//! subscriptions confirmed by SUBACK. Topics are gatewayd's dotted names, written as MQTT names (`orders.eu` is
+//! `orders/eu`; `*` is `+`, `#` and `>` are `#`). A request carries a response topic of the connection's own
+//! (`gatewayctl/replies/<128 random bits>`, subscribed before the first request) and its correlation data; a
+//! reply goes to the request's response topic with the request's correlation data.
+
+use bytes::{Bytes, BytesMut};
+use core_bus::names::{topic_from_mqtt, topic_to_mqtt};
+use core_bus::Topic;
+use mqttbytes::v5::{self, Packet, PublishProperties};
+use mqttbytes::QoS;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+
+use super::{
+    resolve, ClientError, Credentials, Inbox, InboxSender, Incoming, Message, Outgoing,
+    HANDSHAKE_TIMEOUT,
+};
+
+/// Largest packet accepted from the server.
+const MAX_PACKET: usize = 64 << 20;
+
+pub struct MqttClient {
+    writer: OwnedWriteHalf,
+    inbox: Inbox,
+    out: BytesMut,
+    next_pkid: u16,
+    /// Where replies to this connection's requests go (an MQTT name).
+    reply_topic: String,
+    /// Whether `reply_topic` is subscribed yet.
+    replies_subscribed: bool,
+    next_request: u64,
+}
+
+fn wire(error: mqttbytes::Error) -> ClientError {
+    ClientError::Protocol(format!("{error:?}"))
+}
+
+/// The MQTT name of a dotted topic.
+fn mqtt_name(topic: &str) -> Result<String, ClientError> {
+    topic_to_mqtt(&Topic::from_dotted(topic.as_bytes()))
+        .ok_or_else(|| ClientError::Protocol(format!("{topic:?} has no MQTT name")))
+}
+
+/// The MQTT filter of a dotted pattern.
+fn mqtt_filter(pattern: &str) -> String {
+    pattern
+        .split('.')
+        .map(|token| match token {
+            "*" => "+",
+            "#" | ">" => "#",
+            other => other,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+impl MqttClient {
+    /// Connects; `credentials.token` is the CONNECT password and `credentials.login` its user name.
+    pub async fn connect(
+        address: &str,
+        credentials: &Credentials,
+    ) -> Result<MqttClient, ClientError> {
+        let stream = TcpStream::connect(resolve(address).await?).await?;
+        stream.set_nodelay(true)?;
+        let (mut reader, mut writer) = stream.into_split();
+        let mut connect = v5::Connect::new(format!("gatewayctl-{}", std::process::id()));
+        connect.keep_alive = 0;
+        if let Some(token) = &credentials.token {
+            connect.set_login(credentials.login.clone().unwrap_or_default(), token.clone());
+        }
+        let mut out = BytesMut::new();
+        connect.write(&mut out).map_err(wire)?;
+        writer.write_all(&out).await?;
+        out.clear();
+        let mut buf = BytesMut::new();
+        let connack = tokio::time::timeout(HANDSHAKE_TIMEOUT, next_packet(&mut reader, &mut buf))
+            .await
+            .map_err(|_| ClientError::Timeout(HANDSHAKE_TIMEOUT))??;
+        match connack {
+            Packet::ConnAck(ack) if ack.code == v5::ConnectReturnCode::Success => {}
+            Packet::ConnAck(ack) => {
+                return Err(ClientError::Refused(format!("CONNACK {:?}", ack.code)))
+            }
+            other => {
+                return Err(ClientError::Protocol(format!(
+                    "expected CONNACK, got {other:?}"
+                )))
+            }
+        }
+        let (tx, inbox) = Inbox::new();
+        let reply_topic = format!("gatewayctl/replies/{:032x}", rand::random::<u128>());
+        tokio::spawn(read_loop(reader, buf, tx, reply_topic.clone()));
+        Ok(MqttClient {
+            writer,
+            inbox,
+            out,
+            next_pkid: 1,
+            reply_topic,
+            replies_subscribed: false,
+            next_request: 0,
+        })
+    }
+
+    /// Buffers a QoS 0 PUBLISH; [`MqttClient::flush`] writes it.
+    pub async fn publish(&mut self, message: &Outgoing) -> Result<(), ClientError> {
+        let mut publish = v5::Publish::from_bytes(
+            mqtt_name(&message.topic)?,
+            QoS::AtMostOnce,
+            message.payload.clone(),
+        );
+        if !message.headers.is_empty() {
+            publish.properties = Some(PublishProperties {
+                user_properties: message.headers.clone(),
+                ..no_properties()
+            });
+        }
+        publish.write(&mut self.out).map_err(wire)?;
+        if self.out.len() >= 64 << 10 {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    pub async fn flush(&mut self) -> Result<(), ClientError> {
+        self.writer.write_all(&self.out).await?;
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Subscribes at QoS 0 and waits for the SUBACK.
+    pub async fn subscribe(&mut self, pattern: &str) -> Result<(), ClientError> {
+        self.subscribe_filter(mqtt_filter(pattern)).await
+    }
+
+    async fn subscribe_filter(&mut self, filter: String) -> Result<(), ClientError> {
+        let pkid = self.next_pkid;
+        self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
+        let mut subscribe = v5::Subscribe::new(filter, QoS::AtMostOnce);
+        subscribe.pkid = pkid;
+        subscribe.write(&mut self.out).map_err(wire)?;
+        self.flush().await?;
+        self.inbox
+            .confirmation(&pkid.to_string(), HANDSHAKE_TIMEOUT)
+            .await
+    }
+
+    pub async fn next_message(&mut self) -> Result<Message, ClientError> {
+        self.inbox.next_message().await
+    }
+
+    /// Publishes `payload` to `topic` with this connection's response topic and a fresh correlation data, and
+    /// waits for the reply.
+    pub async fn request(
+        &mut self,
+        topic: &str,
+        payload: Bytes,
+        timeout: std::time::Duration,
+    ) -> Result<Message, ClientError> {
+        if !self.replies_subscribed {
+            self.subscribe_filter(self.reply_topic.clone()).await?;
+            self.replies_subscribed = true;
+        }
+        self.next_request += 1;
+        let correlation = format!("req-{}-{}", std::process::id(), self.next_request);
+        let mut publish = v5::Publish::from_bytes(mqtt_name(topic)?, QoS::AtMostOnce, payload);
+        publish.properties = Some(PublishProperties {
+            response_topic: Some(self.reply_topic.clone()),
+            correlation_data: Some(Bytes::from(correlation.clone().into_bytes())),
+            ..no_properties()
+        });
+        publish.write(&mut self.out).map_err(wire)?;
+        self.flush().await?;
+        self.inbox.reply(&correlation, timeout).await
+    }
+
+    /// Publishes `payload` to the request's response topic with its correlation data.
+    pub async fn reply(&mut self, request: &Message, payload: Bytes) -> Result<(), ClientError> {
+        let Some(reply_to) = &request.reply_to else {
+            return Err(ClientError::Protocol(
+                "the request has no response topic".into(),
+            ));
+        };
+        let mut publish = v5::Publish::from_bytes(reply_to.clone(), QoS::AtMostOnce, payload);
+        publish.properties = Some(PublishProperties {
+            correlation_data: request
+                .correlation_id
+                .as_ref()
+                .map(|id| Bytes::from(id.clone().into_bytes())),
+            ..no_properties()
+        });
+        publish.write(&mut self.out).map_err(wire)?;
+        self.flush().await
+    }
+
+    /// DISCONNECT (normal) and close.
+    pub async fn close(mut self) -> Result<(), ClientError> {
+        self.flush().await?;
+        self.writer.write_all(&[0xE0, 0]).await?;
+        self.writer.shutdown().await?;
+        Ok(())
+    }
+}
+
+/// Reads the next whole packet into `buf` and decodes it.
+async fn next_packet(
+    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    buf: &mut BytesMut,
+) -> Result<Packet, ClientError> {
+    loop {
+        match v5::read(buf, MAX_PACKET) {
+            Ok(packet) => return Ok(packet),
+            Err(mqttbytes::Error::InsufficientBytes(_)) => {}
+            Err(error) => return Err(wire(error)),
+        }
+        if reader.read_buf(buf).await? == 0 {
+            return Err(ClientError::Closed);
+        }
+    }
+}
+
+/// Reads the server's packets into `tx` until the connection ends; a PUBLISH on `reply_topic` with
+/// correlation data is a reply.
+async fn read_loop(
+    mut reader: tokio::net::tcp::OwnedReadHalf,
+    mut buf: BytesMut,
+    tx: InboxSender,
+    reply_topic: String,
+) {
+    loop {
+        let event = match next_packet(&mut reader, &mut buf).await {
+            Ok(Packet::Publish(publish)) if publish.topic == reply_topic => {
+                let message = to_message(publish);
+                match message.correlation_id.clone() {
+                    Some(correlation) => Ok(Incoming::Reply {
+                        correlation,
+                        message,
+                    }),
+                    None => continue,
+                }
+            }
+            Ok(Packet::Publish(publish)) => Ok(Incoming::Message(to_message(publish))),
+            Ok(Packet::SubAck(ack)) => {
+                match ack.return_codes.iter().find(|code| (**code as u8) >= 0x80) {
+                    Some(refused) => Ok(Incoming::Refused(format!("SUBACK {refused:?}"))),
+                    None => Ok(Incoming::Confirmed(ack.pkid.to_string())),
+                }
+            }
+            Ok(Packet::Disconnect(disconnect)) => Err(ClientError::Refused(format!(
+                "DISCONNECT {:?}",
+                disconnect.reason_code
+            ))),
+            Ok(_) => continue,
+            Err(error) => Err(error),
+        };
+        let stop = event.is_err();
+        if tx.send(event).await.is_err() || stop {
+            return;
+        }
+    }
+}
+
+fn no_properties() -> PublishProperties {
+    PublishProperties {
+        payload_format_indicator: None,
+        message_expiry_interval: None,
+        topic_alias: None,
+        response_topic: None,
+        correlation_data: None,
+        user_properties: Vec::new(),
+        subscription_identifiers: Vec::new(),
+        content_type: None,
+    }
+}
+
+fn to_message(publish: v5::Publish) -> Message {
+    let topic = topic_from_mqtt(&publish.topic)
+        .ok()
+        .and_then(|topic| topic.to_dotted())
+        .or(Some(publish.topic.clone()));
+    let properties = publish.properties.unwrap_or_else(no_properties);
+    Message {
+        topic,
+        payload: publish.payload,
+        key: None,
+        content_type: properties.content_type,
+        headers: properties.user_properties,
+        reply_to: properties.response_topic,
+        correlation_id: properties
+            .correlation_data
+            .map(|data: Bytes| String::from_utf8_lossy(&data).into_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotted_names_become_mqtt_names() {
+        assert_eq!(mqtt_name("orders.eu").unwrap(), "orders/eu");
+        assert_eq!(mqtt_filter("orders.*.>"), "orders/+/#");
+        assert_eq!(mqtt_filter("a.#"), "a/#");
+    }
+}

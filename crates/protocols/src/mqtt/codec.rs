@@ -1,0 +1,428 @@
+//! Bytes ↔ MQTT packets for both protocol levels (3.1.1 = level 4, 5.0 = level 5), pure. Decoding is
+//! `mqttbytes` (rumqtt's sans-IO codec) behind a framing check of our own: a frame is read only once all of it is
+//! in the buffer, so any error the crate reports on a complete frame is a malformed packet, never "wait for more".
+//! Everything a client may send arrives as one [`Inbound`] in the 5.0 model (3.1.1 packets are lifted into it);
+//! [`encode`] writes an [`Outbound`] in the connection's level. Nothing here panics on input.
+
+use bytes::{Buf, BufMut, BytesMut};
+use mqttbytes::v5::{self, ConnAck, ConnectReturnCode};
+use mqttbytes::{v4, Error as WireError, PacketType};
+
+use super::reason;
+
+/// The protocol level a connection negotiated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// MQTT 3.1.1 (protocol level 4).
+    V311,
+    /// MQTT 5.0 (protocol level 5).
+    V5,
+}
+
+/// A packet a client sent, in the MQTT 5.0 model whatever its level.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inbound {
+    Connect(Box<v5::Connect>),
+    Publish(v5::Publish),
+    PubAck(u16),
+    PubRec(u16),
+    PubRel(u16),
+    PubComp(u16),
+    Subscribe(v5::Subscribe),
+    Unsubscribe(v5::Unsubscribe),
+    PingReq,
+    /// DISCONNECT with its reason code (0 for 3.1.1) and, in 5.0, a new session expiry interval.
+    Disconnect {
+        reason: u8,
+        session_expiry: Option<u32>,
+    },
+    /// MQTT 5.0 AUTH (enhanced authentication, which gatewayd does not offer).
+    Auth,
+    /// A packet only a server sends (CONNACK, SUBACK, UNSUBACK, PINGRESP).
+    ServerOnly,
+}
+
+/// Why the bytes are not a packet; [`DecodeError::reason`] is the MQTT 5.0 reason code to close with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("packet of {0} bytes is over the maximum packet size")]
+    TooLarge(usize),
+    #[error("malformed packet: {0}")]
+    Malformed(String),
+    #[error("the first packet is not CONNECT")]
+    NotConnect,
+    #[error("unsupported protocol level {0}")]
+    ProtocolLevel(u8),
+}
+
+impl DecodeError {
+    /// The reason code of the DISCONNECT (or CONNACK) this error earns.
+    pub fn reason(&self) -> u8 {
+        match self {
+            DecodeError::TooLarge(_) => reason::PACKET_TOO_LARGE,
+            DecodeError::Malformed(_) => reason::MALFORMED_PACKET,
+            DecodeError::NotConnect => reason::PROTOCOL_ERROR,
+            DecodeError::ProtocolLevel(_) => reason::UNSUPPORTED_PROTOCOL_VERSION,
+        }
+    }
+}
+
+fn malformed(error: WireError) -> DecodeError {
+    DecodeError::Malformed(format!("{error:?}"))
+}
+
+/// Takes the next whole packet off `buf`: `Ok(None)` while it is incomplete. `version` is `None` until CONNECT,
+/// when only CONNECT is accepted. `max_size` bounds the remaining length, checked before the packet is buffered
+/// in full.
+pub fn decode(
+    buf: &mut BytesMut,
+    version: Option<Version>,
+    max_size: usize,
+) -> Result<Option<Inbound>, DecodeError> {
+    let header = match mqttbytes::check(buf.iter(), max_size) {
+        Ok(header) => header,
+        Err(WireError::InsufficientBytes(_)) => return Ok(None),
+        Err(WireError::PayloadSizeLimitExceeded(size)) => return Err(DecodeError::TooLarge(size)),
+        Err(error) => return Err(malformed(error)),
+    };
+    let first = buf.first().copied().unwrap_or_default();
+    let kind = first >> 4;
+    let flags = first & 0x0f;
+    check_flags(kind, flags)?;
+    let Some(version) = version else {
+        if kind != PacketType::Connect as u8 {
+            return Err(DecodeError::NotConnect);
+        }
+        let level = connect_level(buf);
+        let frame = buf.split_to(header.frame_length()).freeze();
+        // Both readers check the protocol name and level; a 3.1.1 will has no property list, so each level is
+        // read in its own layout.
+        let read = if level == Some(4) {
+            v4::Connect::read(header, frame).map(|c| lift(v4::Packet::Connect(c)))
+        } else {
+            v5::Connect::read(header, frame).map(|c| Inbound::Connect(Box::new(c)))
+        };
+        return match read {
+            Ok(connect) => Ok(Some(connect)),
+            Err(WireError::InvalidProtocolLevel(level)) => Err(DecodeError::ProtocolLevel(level)),
+            // MQTT 3.1 names itself "MQIsdp" (level 3).
+            Err(WireError::InvalidProtocol) => Err(DecodeError::ProtocolLevel(3)),
+            Err(error) => Err(malformed(error)),
+        };
+    };
+    let body_len = header.frame_length() - header_len(buf);
+    match (version, kind, body_len) {
+        (Version::V5, 14, 0) => {
+            buf.advance(header.frame_length());
+            return Ok(Some(Inbound::Disconnect {
+                reason: reason::SUCCESS,
+                session_expiry: None,
+            }));
+        }
+        (Version::V5, 14, 1) => {
+            let frame = buf.split_to(header.frame_length());
+            return Ok(Some(Inbound::Disconnect {
+                reason: frame.last().copied().unwrap_or_default(),
+                session_expiry: None,
+            }));
+        }
+        (Version::V5, 15, _) => {
+            buf.advance(header.frame_length());
+            return Ok(Some(Inbound::Auth));
+        }
+        _ => {}
+    }
+    let inbound = match version {
+        Version::V311 => lift(v4::read(buf, max_size).map_err(malformed)?),
+        Version::V5 => from_v5(v5::read(buf, max_size).map_err(malformed)?),
+    };
+    Ok(Some(inbound))
+}
+
+/// The protocol level byte of the CONNECT at the start of `buf`: after the fixed header and the protocol name.
+fn connect_level(buf: &[u8]) -> Option<u8> {
+    let start = header_len(buf);
+    let name_len = u16::from_be_bytes([*buf.get(start)?, *buf.get(start + 1)?]);
+    buf.get(start + 2 + usize::from(name_len)).copied()
+}
+
+/// Bytes of the fixed header at the start of `buf` (whose varint `check` has read): the type byte and the
+/// remaining length's 1 to 4 bytes.
+fn header_len(buf: &[u8]) -> usize {
+    1 + buf
+        .iter()
+        .skip(1)
+        .take(4)
+        .position(|byte| byte & 0x80 == 0)
+        .map_or(4, |last| last + 1)
+}
+
+/// Reserved bits of the fixed header (§2.2.2): PUBREL, SUBSCRIBE and UNSUBSCRIBE carry `0010`, PUBLISH its
+/// flags (QoS 3 is malformed), every other packet `0000`.
+fn check_flags(kind: u8, flags: u8) -> Result<(), DecodeError> {
+    let ok = match kind {
+        3 => (flags >> 1) & 0b11 != 0b11,
+        6 | 8 | 10 => flags == 0b0010,
+        _ => flags == 0,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(DecodeError::Malformed(format!(
+            "packet type {kind} with flags {flags:04b}"
+        )))
+    }
+}
+
+fn from_v5(packet: v5::Packet) -> Inbound {
+    match packet {
+        v5::Packet::Connect(connect) => Inbound::Connect(Box::new(connect)),
+        v5::Packet::Publish(publish) => Inbound::Publish(publish),
+        v5::Packet::PubAck(ack) => Inbound::PubAck(ack.pkid),
+        v5::Packet::PubRec(rec) => Inbound::PubRec(rec.pkid),
+        v5::Packet::PubRel(rel) => Inbound::PubRel(rel.pkid),
+        v5::Packet::PubComp(comp) => Inbound::PubComp(comp.pkid),
+        v5::Packet::Subscribe(subscribe) => Inbound::Subscribe(subscribe),
+        v5::Packet::Unsubscribe(unsubscribe) => Inbound::Unsubscribe(unsubscribe),
+        v5::Packet::PingReq => Inbound::PingReq,
+        v5::Packet::Disconnect(disconnect) => Inbound::Disconnect {
+            reason: disconnect.reason_code as u8,
+            session_expiry: disconnect
+                .properties
+                .and_then(|p| p.session_expiry_interval),
+        },
+        v5::Packet::ConnAck(_)
+        | v5::Packet::SubAck(_)
+        | v5::Packet::UnsubAck(_)
+        | v5::Packet::PingResp => Inbound::ServerOnly,
+    }
+}
+
+/// A 3.1.1 packet in the 5.0 model: no properties, subscription options at their 3.1.1 meaning.
+fn lift(packet: v4::Packet) -> Inbound {
+    match packet {
+        v4::Packet::Connect(connect) => Inbound::Connect(Box::new(v5::Connect {
+            protocol: connect.protocol,
+            keep_alive: connect.keep_alive,
+            client_id: connect.client_id,
+            clean_session: connect.clean_session,
+            last_will: connect.last_will.map(|will| v5::LastWill {
+                topic: will.topic,
+                message: will.message,
+                qos: will.qos,
+                retain: will.retain,
+                properties: None,
+            }),
+            login: connect.login.map(|login| v5::Login {
+                username: login.username,
+                password: login.password,
+            }),
+            properties: None,
+        })),
+        v4::Packet::Publish(publish) => Inbound::Publish(v5::Publish {
+            dup: publish.dup,
+            qos: publish.qos,
+            retain: publish.retain,
+            topic: publish.topic,
+            pkid: publish.pkid,
+            properties: None,
+            payload: publish.payload,
+        }),
+        v4::Packet::PubAck(ack) => Inbound::PubAck(ack.pkid),
+        v4::Packet::PubRec(rec) => Inbound::PubRec(rec.pkid),
+        v4::Packet::PubRel(rel) => Inbound::PubRel(rel.pkid),
+        v4::Packet::PubComp(comp) => Inbound::PubComp(comp.pkid),
+        v4::Packet::Subscribe(subscribe) => Inbound::Subscribe(v5::Subscribe {
+            pkid: subscribe.pkid,
+            filters: subscribe
+                .filters
+                .into_iter()
+                .map(|filter| v5::SubscribeFilter::new(filter.path, filter.qos))
+                .collect(),
+            properties: None,
+        }),
+        v4::Packet::Unsubscribe(unsubscribe) => Inbound::Unsubscribe(v5::Unsubscribe {
+            pkid: unsubscribe.pkid,
+            filters: unsubscribe.topics,
+            properties: None,
+        }),
+        v4::Packet::PingReq => Inbound::PingReq,
+        v4::Packet::Disconnect => Inbound::Disconnect {
+            reason: reason::SUCCESS,
+            session_expiry: None,
+        },
+        v4::Packet::ConnAck(_)
+        | v4::Packet::SubAck(_)
+        | v4::Packet::UnsubAck(_)
+        | v4::Packet::PingResp => Inbound::ServerOnly,
+    }
+}
+
+/// A packet gatewayd sends; reason codes are MQTT 5.0's and are mapped down for 3.1.1.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outbound {
+    ConnAck(Box<ConnAck>),
+    Publish(v5::Publish),
+    PubAck {
+        pkid: u16,
+        reason: u8,
+    },
+    PubRec {
+        pkid: u16,
+        reason: u8,
+    },
+    PubRel {
+        pkid: u16,
+        reason: u8,
+    },
+    PubComp {
+        pkid: u16,
+        reason: u8,
+    },
+    SubAck {
+        pkid: u16,
+        reasons: Vec<u8>,
+    },
+    UnsubAck {
+        pkid: u16,
+        reasons: Vec<u8>,
+    },
+    PingResp,
+    /// 5.0 only (a 3.1.1 connection is just closed).
+    Disconnect {
+        reason: u8,
+        reason_string: Option<String>,
+    },
+}
+
+/// Property identifier of a reason string.
+const REASON_STRING: u8 = 0x1F;
+
+/// Appends `packet` in the connection's level; `Err` only for a packet over the 256 MiB the format can express.
+pub fn encode(packet: &Outbound, version: Version, out: &mut BytesMut) -> Result<(), WireError> {
+    match (packet, version) {
+        (Outbound::ConnAck(connack), Version::V5) => {
+            connack.write(out)?;
+        }
+        (Outbound::ConnAck(connack), Version::V311) => {
+            let code = v311_connack_code(connack.code);
+            out.put_slice(&[0x20, 2, u8::from(connack.session_present), code]);
+        }
+        (Outbound::Publish(publish), Version::V5) => {
+            publish.write(out)?;
+        }
+        (Outbound::Publish(publish), Version::V311) => {
+            let mut v4 = v4::Publish::from_bytes(
+                publish.topic.clone(),
+                publish.qos,
+                publish.payload.clone(),
+            );
+            v4.pkid = publish.pkid;
+            v4.retain = publish.retain;
+            v4.dup = publish.dup;
+            v4.write(out)?;
+        }
+        (Outbound::PubAck { pkid, reason }, _) => ack(out, 0x40, *pkid, *reason, version),
+        (Outbound::PubRec { pkid, reason }, _) => ack(out, 0x50, *pkid, *reason, version),
+        (Outbound::PubRel { pkid, reason }, _) => ack(out, 0x62, *pkid, *reason, version),
+        (Outbound::PubComp { pkid, reason }, _) => ack(out, 0x70, *pkid, *reason, version),
+        (Outbound::SubAck { pkid, reasons }, _) => {
+            let codes: Vec<u8> = match version {
+                Version::V5 => reasons.clone(),
+                Version::V311 => reasons
+                    .iter()
+                    .map(|&code| if code < 0x80 { code } else { 0x80 })
+                    .collect(),
+            };
+            list_ack(out, 0x90, *pkid, &codes, version);
+        }
+        (Outbound::UnsubAck { pkid, reasons }, Version::V5) => {
+            list_ack(out, 0xB0, *pkid, reasons, version)
+        }
+        (Outbound::UnsubAck { pkid, .. }, Version::V311) => {
+            list_ack(out, 0xB0, *pkid, &[], version)
+        }
+        (Outbound::PingResp, _) => out.put_slice(&[0xD0, 0]),
+        (Outbound::Disconnect { .. }, Version::V311) => {}
+        (
+            Outbound::Disconnect {
+                reason,
+                reason_string,
+            },
+            Version::V5,
+        ) => {
+            let mut properties = BytesMut::new();
+            if let Some(text) = reason_string {
+                let text = &text.as_bytes()[..text.len().min(u16::MAX as usize)];
+                properties.put_u8(REASON_STRING);
+                properties.put_u16(text.len() as u16);
+                properties.put_slice(text);
+            }
+            let mut body = BytesMut::new();
+            body.put_u8(*reason);
+            write_varint(&mut body, properties.len());
+            body.put_slice(&properties);
+            out.put_u8(0xE0);
+            write_varint(out, body.len());
+            out.put_slice(&body);
+        }
+    }
+    Ok(())
+}
+
+/// PUBACK, PUBREC, PUBREL, PUBCOMP: the packet id, and in 5.0 a reason code unless it is success.
+fn ack(out: &mut BytesMut, first: u8, pkid: u16, reason: u8, version: Version) {
+    out.put_u8(first);
+    if version == Version::V5 && reason != reason::SUCCESS {
+        out.put_u8(3);
+        out.put_u16(pkid);
+        out.put_u8(reason);
+    } else {
+        out.put_u8(2);
+        out.put_u16(pkid);
+    }
+}
+
+/// SUBACK and UNSUBACK: the packet id, an empty property list in 5.0, one code per filter.
+fn list_ack(out: &mut BytesMut, first: u8, pkid: u16, codes: &[u8], version: Version) {
+    let properties = usize::from(version == Version::V5);
+    out.put_u8(first);
+    write_varint(out, 2 + properties + codes.len());
+    out.put_u16(pkid);
+    if properties == 1 {
+        out.put_u8(0);
+    }
+    out.put_slice(codes);
+}
+
+/// The 3.1.1 CONNACK return code closest to a 5.0 reason (§3.2.2.3 of 3.1.1).
+fn v311_connack_code(code: ConnectReturnCode) -> u8 {
+    match code {
+        ConnectReturnCode::Success => 0,
+        ConnectReturnCode::UnsupportedProtocolVersion => 1,
+        ConnectReturnCode::ClientIdentifierNotValid => 2,
+        ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::BadAuthenticationMethod => 4,
+        ConnectReturnCode::NotAuthorized | ConnectReturnCode::Banned => 5,
+        _ => 3,
+    }
+}
+
+/// Writes a variable byte integer (§1.5.5); returns its length.
+fn write_varint(out: &mut BytesMut, mut value: usize) -> usize {
+    let mut written = 0;
+    loop {
+        let mut byte = (value % 128) as u8;
+        value /= 128;
+        if value > 0 {
+            byte |= 0x80;
+        }
+        out.put_u8(byte);
+        written += 1;
+        if value == 0 || written == 4 {
+            return written;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,350 @@
+//! One MQTT connection's state machine over the bus, sans-IO: bytes in ([`Session::receive`]), bus deliveries in
+//! ([`Session::deliver`]), bytes out ([`Session::output`]). Before CONNECT only CONNECT is accepted; CONNECT
+//! authenticates and answers CONNACK ([`connect`]); then PUBLISH and its acknowledgements in both directions
+//! ([`publish`], [`outgoing`]), SUBSCRIBE/UNSUBSCRIBE ([`subscribe`]), PINGREQ and DISCONNECT. A protocol
+//! violation earns a 5.0 DISCONNECT with its reason code (a plain close for 3.1.1) and [`Flow::Close`].
+
+mod connect;
+pub(crate) mod outgoing;
+mod publish;
+pub(crate) mod subscribe;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use core_bus::metrics::{record_drop, DropReason};
+use core_bus::{Backpressure, Bus, Closed, Delivery, Mailbox, Origin, Protocol, Topic};
+use mqttbytes::QoS;
+use tokio_util::sync::CancellationToken;
+
+use super::codec::{self, DecodeError, Inbound, Outbound, Version};
+use super::reason;
+use super::retained::Retained;
+use super::store::{SavedSession, SessionStore};
+use crate::auth::{Authenticator, Identity};
+
+use connect::Accepted;
+pub use connect::Will;
+use outgoing::Outgoing;
+use subscribe::Subscriptions;
+
+/// What a connection runs with, from its listener's current config.
+#[derive(Clone)]
+pub struct Settings {
+    pub auth: Arc<Authenticator>,
+    pub max_packet_size: usize,
+    pub receive_maximum: u16,
+    pub topic_alias_maximum: u16,
+    pub max_keep_alive_secs: u16,
+    pub max_session_expiry_secs: u32,
+    pub max_subscriptions: usize,
+}
+
+/// What the connection loop does after handing the session some input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// Write what is queued, then close the connection.
+    Close,
+}
+
+/// What every session of the process shares.
+#[derive(Clone)]
+pub struct Shared {
+    pub bus: Bus,
+    pub retained: Retained,
+    pub sessions: SessionStore,
+}
+
+/// The state of a connection once CONNECT was accepted.
+pub(crate) struct Connected {
+    pub(crate) identity: Identity,
+    pub(crate) client_id: String,
+    pub(crate) mailbox: Mailbox,
+    pub(crate) keep_alive: Option<Duration>,
+    pub(crate) will: Option<Will>,
+    pub(crate) subscriptions: Subscriptions,
+    /// Inbound topic aliases (5.0).
+    pub(crate) aliases: HashMap<u16, Topic>,
+    /// QoS 2 packet ids received and answered with PUBREC, waiting for PUBREL.
+    pub(crate) awaiting_release: HashSet<u16>,
+    pub(crate) outgoing: Outgoing,
+    /// The client's Maximum Packet Size (5.0).
+    pub(crate) client_max_packet: Option<usize>,
+    /// Seconds the session outlives the connection (0: it ends with it).
+    pub(crate) session_expiry: u32,
+}
+
+/// One connection's MQTT session.
+pub struct Session {
+    settings: Arc<Settings>,
+    shared: Shared,
+    origin: Origin,
+    version: Option<Version>,
+    connected: Option<Connected>,
+    out: BytesMut,
+    backpressure: Option<Backpressure>,
+    closed: bool,
+    /// Cancelled when another connection takes this client id over.
+    kick: CancellationToken,
+    /// Cancelled when this session has ended (see [`SessionStore::claim`]).
+    released: CancellationToken,
+    /// A CONNECT waiting for the previous holder of its client id to end, and the token that says it has.
+    handover: Option<(Accepted, CancellationToken)>,
+}
+
+impl Session {
+    /// `kick` is cancelled when a later connection claims this session's client id.
+    pub fn new(
+        settings: Arc<Settings>,
+        shared: Shared,
+        origin: Origin,
+        kick: CancellationToken,
+    ) -> Session {
+        Session {
+            kick,
+            released: CancellationToken::new(),
+            handover: None,
+            settings,
+            shared,
+            origin,
+            version: None,
+            connected: None,
+            out: BytesMut::new(),
+            backpressure: None,
+            closed: false,
+        }
+    }
+
+    /// Decodes and handles every whole packet in `buf`, leaving a partial one there. Stops early when a
+    /// publish asks for back-pressure (wait on [`Session::take_backpressure`], then call again) or the
+    /// connection must close.
+    pub fn receive(&mut self, buf: &mut BytesMut) -> Flow {
+        while !self.closed && self.backpressure.is_none() && self.handover.is_none() {
+            match codec::decode(buf, self.version, self.settings.max_packet_size) {
+                Ok(Some(packet)) => {
+                    if self.handle(packet) == Flow::Close {
+                        self.closed = true;
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::debug!(%error, "mqtt: bad input");
+                    record_drop(DropReason::Malformed, Protocol::Mqtt);
+                    self.refuse(&error);
+                    self.closed = true;
+                }
+            }
+        }
+        if self.closed {
+            Flow::Close
+        } else {
+            Flow::Continue
+        }
+    }
+
+    fn handle(&mut self, packet: Inbound) -> Flow {
+        let Some(connected) = self.connected.as_mut() else {
+            return match packet {
+                Inbound::Connect(connect) => self.connect(*connect),
+                // `decode` only hands out CONNECT before the session has a version.
+                _ => Flow::Close,
+            };
+        };
+        match packet {
+            Inbound::Publish(publish) => self.publish(publish),
+            Inbound::PubAck(pkid) => self.acknowledged(pkid, QoS::AtLeastOnce),
+            Inbound::PubRec(pkid) => self.received(pkid),
+            Inbound::PubRel(pkid) => {
+                let reason = if connected.awaiting_release.remove(&pkid) {
+                    reason::SUCCESS
+                } else {
+                    reason::PACKET_IDENTIFIER_NOT_FOUND
+                };
+                self.send(Outbound::PubComp { pkid, reason });
+                Flow::Continue
+            }
+            Inbound::PubComp(pkid) => self.acknowledged(pkid, QoS::ExactlyOnce),
+            Inbound::Subscribe(subscribe) => self.subscribe(subscribe),
+            Inbound::Unsubscribe(unsubscribe) => self.unsubscribe(unsubscribe),
+            Inbound::PingReq => {
+                self.send(Outbound::PingResp);
+                Flow::Continue
+            }
+            Inbound::Disconnect {
+                reason,
+                session_expiry,
+            } => {
+                // 0x04: disconnect with will message.
+                if reason != 0x04 {
+                    connected.will = None;
+                }
+                if let Some(expiry) = session_expiry {
+                    // §3.14.2.2.2: a session that was to end with the connection cannot be extended.
+                    if connected.session_expiry == 0 && expiry > 0 {
+                        return self.disconnect(reason::PROTOCOL_ERROR, "session expiry was 0");
+                    }
+                    connected.session_expiry = expiry.min(self.settings.max_session_expiry_secs);
+                }
+                Flow::Close
+            }
+            Inbound::Connect(_) => self.disconnect(reason::PROTOCOL_ERROR, "second CONNECT"),
+            Inbound::Auth => self.disconnect(
+                reason::PROTOCOL_ERROR,
+                "AUTH without an authentication method",
+            ),
+            Inbound::ServerOnly => {
+                self.disconnect(reason::PROTOCOL_ERROR, "a packet only a server sends")
+            }
+        }
+    }
+
+    /// Answers a decode error: CONNACK before CONNECT was accepted (when the client said enough to be
+    /// answered in its level), DISCONNECT after it (5.0).
+    fn refuse(&mut self, error: &DecodeError) {
+        match (self.version, error) {
+            (None, DecodeError::ProtocolLevel(_)) => {
+                // Answered in 3.1.1 form: return code 1, unacceptable protocol level.
+                self.version = Some(Version::V311);
+                self.connack_refusal(mqttbytes::v5::ConnectReturnCode::UnsupportedProtocolVersion);
+            }
+            (Some(_), _) if self.connected.is_some() => {
+                self.disconnect(error.reason(), &error.to_string());
+            }
+            _ => {}
+        }
+    }
+
+    /// Queues a DISCONNECT with `reason` (5.0 only) and closes.
+    pub(crate) fn disconnect(&mut self, reason: u8, why: &str) -> Flow {
+        tracing::debug!(reason, why, "mqtt: disconnecting the client");
+        self.send(Outbound::Disconnect {
+            reason,
+            reason_string: Some(why.to_owned()),
+        });
+        Flow::Close
+    }
+
+    /// Encodes `packet` into the output.
+    pub(crate) fn send(&mut self, packet: Outbound) {
+        let version = self.version.unwrap_or(Version::V311);
+        if let Err(error) = codec::encode(&packet, version, &mut self.out) {
+            tracing::warn!(?error, "mqtt: packet not encodable");
+        }
+    }
+
+    /// Writes one delivery from the bus (or queues it while the client's in-flight window is full).
+    pub fn deliver(&mut self, delivery: Delivery) {
+        self.outgoing_delivery(delivery);
+    }
+
+    /// Whether the connection should take more deliveries from its mailbox now: not while the client's
+    /// in-flight window is full.
+    pub fn wants_deliveries(&self) -> bool {
+        self.connected
+            .as_ref()
+            .is_some_and(|c| c.outgoing.has_room())
+    }
+
+    /// The mailbox closed (slow consumer): DISCONNECT 0x97 and close. The session is not kept: its queue lost
+    /// messages, and a closed mailbox would close the client's next connection too.
+    pub fn mailbox_closed(&mut self, closed: Closed) -> Flow {
+        if let Some(connected) = self.connected.as_mut() {
+            connected.session_expiry = 0;
+        }
+        self.disconnect(reason::QUOTA_EXCEEDED, &closed.to_string())
+    }
+
+    /// The daemon shuts down: DISCONNECT 0x8B.
+    pub fn shutdown(&mut self) -> Flow {
+        if self.connected.is_some() {
+            self.disconnect(reason::SERVER_SHUTTING_DOWN, "server shutting down")
+        } else {
+            Flow::Close
+        }
+    }
+
+    /// Another connection took this client id over: DISCONNECT 0x8E.
+    pub fn taken_over(&mut self) -> Flow {
+        self.disconnect(reason::SESSION_TAKEN_OVER, "session taken over")
+    }
+
+    /// The keep-alive's grace: 1.5 times the negotiated keep-alive, `None` when there is none.
+    pub fn keep_alive(&self) -> Option<Duration> {
+        self.connected
+            .as_ref()
+            .and_then(|c| c.keep_alive)
+            .map(|k| k * 3 / 2)
+    }
+
+    /// The client fell silent past its keep-alive: DISCONNECT 0x8D.
+    pub fn keep_alive_expired(&mut self) -> Flow {
+        self.disconnect(reason::KEEP_ALIVE_TIMEOUT, "keep alive timeout")
+    }
+
+    /// Bytes to write; the connection loop clears them once written.
+    pub fn output(&mut self) -> &mut BytesMut {
+        &mut self.out
+    }
+
+    pub fn take_backpressure(&mut self) -> Option<Backpressure> {
+        self.backpressure.take()
+    }
+
+    /// While a CONNECT waits for the previous connection of its client id to end: the token cancelled when it
+    /// has. Then call [`Session::handed_over`] (also after a deadline: the session left behind is then not
+    /// resumed), and [`Session::receive`] again.
+    pub fn handover(&self) -> Option<CancellationToken> {
+        self.handover.as_ref().map(|(_, released)| released.clone())
+    }
+
+    /// Answers the CONNECT that waited for [`Session::handover`].
+    pub fn handed_over(&mut self) -> Flow {
+        match self.handover.take() {
+            Some((accepted, _)) => self.establish(accepted),
+            None => Flow::Continue,
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.is_some()
+    }
+
+    pub fn identity(&self) -> Option<&Identity> {
+        self.connected.as_ref().map(|c| &c.identity)
+    }
+
+    pub fn subscription_count(&self) -> usize {
+        self.connected.as_ref().map_or(0, |c| c.subscriptions.len())
+    }
+
+    pub fn mailbox_mut(&mut self) -> Option<&mut Mailbox> {
+        self.connected.as_mut().map(|c| &mut c.mailbox)
+    }
+
+    /// The connection is over: keeps the session for the client's return when it has an expiry, and returns the
+    /// will to publish (after its delay) unless the client disconnected normally.
+    pub fn finish(mut self) -> Option<Will> {
+        // Whatever happens below, a connection waiting to take this client id over may go on afterwards.
+        let _released = self.released.clone().drop_guard();
+        let connected = self.connected.take()?;
+        self.shared
+            .sessions
+            .release(&connected.client_id, self.origin.connection);
+        // A normal DISCONNECT cleared the will already.
+        let will = connected.will.clone();
+        if connected.session_expiry > 0 {
+            let expiry = Duration::from_secs(u64::from(connected.session_expiry));
+            self.shared.sessions.save(
+                connected.client_id.clone(),
+                SavedSession::from_connected(connected),
+                expiry,
+            );
+        }
+        will
+    }
+}

@@ -1,0 +1,233 @@
+//! gatewayd → client publishes: each delivery at the lower of its subscription's QoS and its publisher's, QoS 1
+//! and 2 under a packet id until PUBACK, or PUBREC then PUBCOMP. At most the client's Receive Maximum (and
+//! `mqtt.receive_maximum`) are in flight; past that the connection stops taking deliveries from its mailbox
+//! ([`Session::wants_deliveries`]), so the bus's queue bound and slow-consumer policy apply.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use core_bus::metrics::{record_drop, DropReason};
+use core_bus::{Delivery, Envelope, Protocol};
+use mqttbytes::v5::Publish;
+use mqttbytes::QoS;
+
+use super::{Flow, Session};
+use crate::mqtt::bridge;
+use crate::mqtt::codec::{self, Outbound, Version};
+use crate::mqtt::reason;
+
+/// The lower of two QoS levels.
+pub(crate) fn min_qos(a: QoS, b: QoS) -> QoS {
+    if (a as u8) <= (b as u8) {
+        a
+    } else {
+        b
+    }
+}
+
+/// Where a publish in flight stands.
+#[derive(Debug, Clone)]
+enum InFlight {
+    /// Sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2); resent with DUP on a resumed session.
+    Sent(Box<Publish>),
+    /// PUBREC received and PUBREL sent, waiting for PUBCOMP.
+    Released,
+}
+
+/// The outbound QoS 1/2 window of a session.
+pub(crate) struct Outgoing {
+    next_pkid: u16,
+    in_flight: BTreeMap<u16, InFlight>,
+    /// Publishes that arrived while the window was full (the rest of one batch).
+    waiting: VecDeque<Publish>,
+    max_in_flight: usize,
+}
+
+impl Outgoing {
+    pub(crate) fn new(max_in_flight: usize) -> Outgoing {
+        Outgoing {
+            next_pkid: 1,
+            in_flight: BTreeMap::new(),
+            waiting: VecDeque::new(),
+            max_in_flight: max_in_flight.max(1),
+        }
+    }
+
+    pub(crate) fn set_max_in_flight(&mut self, max_in_flight: usize) {
+        self.max_in_flight = max_in_flight.max(1);
+    }
+
+    pub(crate) fn has_room(&self) -> bool {
+        self.waiting.is_empty() && self.in_flight.len() < self.max_in_flight
+    }
+
+    fn allocate(&mut self) -> Option<u16> {
+        if self.in_flight.len() >= self.max_in_flight
+            || self.in_flight.len() >= usize::from(u16::MAX)
+        {
+            return None;
+        }
+        loop {
+            let pkid = self.next_pkid;
+            self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
+            if !self.in_flight.contains_key(&pkid) {
+                return Some(pkid);
+            }
+        }
+    }
+
+    /// What to resend when a session resumes (§4.4): unacknowledged publishes with DUP, then PUBRELs.
+    pub(crate) fn resend(&self) -> Vec<Outbound> {
+        self.in_flight
+            .iter()
+            .map(|(&pkid, state)| match state {
+                InFlight::Sent(publish) => {
+                    let mut publish = (**publish).clone();
+                    publish.dup = true;
+                    Outbound::Publish(publish)
+                }
+                InFlight::Released => Outbound::PubRel {
+                    pkid,
+                    reason: reason::SUCCESS,
+                },
+            })
+            .collect()
+    }
+}
+
+impl Session {
+    pub(super) fn outgoing_delivery(&mut self, delivery: Delivery) {
+        let Some(connected) = self.connected.as_ref() else {
+            return;
+        };
+        let Some(subscription) = connected.subscriptions.get(delivery.subscription) else {
+            return;
+        };
+        if subscription.no_local && delivery.envelope.origin == self.origin {
+            return;
+        }
+        let qos = min_qos(subscription.qos, bridge::published_qos(&delivery.envelope));
+        let identifier = subscription.identifier;
+        self.send_publish(&delivery.envelope, qos, false, identifier);
+    }
+
+    /// Sends `envelope` at `qos` (`retain`: a retained message handed out on subscribe) for the subscription
+    /// with 5.0 Subscription Identifier `identifier`.
+    pub(crate) fn send_publish(
+        &mut self,
+        envelope: &Arc<Envelope>,
+        qos: QoS,
+        retain: bool,
+        identifier: Option<usize>,
+    ) {
+        let v5 = self.version == Some(Version::V5);
+        let Some(mut publish) = bridge::to_publish(envelope, qos, v5) else {
+            record_drop(DropReason::Unroutable, Protocol::Mqtt);
+            return;
+        };
+        publish.retain = retain;
+        if let Some(identifier) = identifier.filter(|_| v5) {
+            publish
+                .properties
+                .get_or_insert_with(bridge::empty_properties)
+                .subscription_identifiers
+                .push(identifier);
+        }
+        let Some(connected) = self.connected.as_mut() else {
+            return;
+        };
+        if qos == QoS::AtMostOnce {
+            self.write_publish(publish);
+            return;
+        }
+        match connected.outgoing.allocate() {
+            Some(pkid) => {
+                publish.pkid = pkid;
+                if self.write_publish(publish.clone()) {
+                    if let Some(connected) = self.connected.as_mut() {
+                        connected
+                            .outgoing
+                            .in_flight
+                            .insert(pkid, InFlight::Sent(Box::new(publish)));
+                    }
+                }
+            }
+            None => connected.outgoing.waiting.push_back(publish),
+        }
+    }
+
+    /// Writes a PUBLISH unless it is over the client's Maximum Packet Size (then it is dropped, §3.1.2.11.4).
+    fn write_publish(&mut self, publish: Publish) -> bool {
+        let limit = self
+            .connected
+            .as_ref()
+            .and_then(|c| c.client_max_packet)
+            .unwrap_or(usize::MAX);
+        let version = self.version.unwrap_or(Version::V311);
+        let mut packet = BytesMut::new();
+        let encoded = codec::encode(&Outbound::Publish(publish), version, &mut packet);
+        if encoded.is_err() || packet.len() > limit {
+            record_drop(DropReason::TooLarge, Protocol::Mqtt);
+            return false;
+        }
+        self.out.extend_from_slice(&packet);
+        true
+    }
+
+    /// PUBACK (QoS 1) or PUBCOMP (QoS 2) for `pkid`: the publish is done and its slot free.
+    pub(super) fn acknowledged(&mut self, pkid: u16, qos: QoS) -> Flow {
+        let Some(connected) = self.connected.as_mut() else {
+            return Flow::Close;
+        };
+        let done = match (connected.outgoing.in_flight.get(&pkid), qos) {
+            (Some(InFlight::Sent(publish)), QoS::AtLeastOnce) => publish.qos == QoS::AtLeastOnce,
+            (Some(InFlight::Released), QoS::ExactlyOnce) => true,
+            // An acknowledgement of nothing in flight is ignored (it may be a late duplicate).
+            _ => false,
+        };
+        if done {
+            connected.outgoing.in_flight.remove(&pkid);
+            self.send_waiting();
+        }
+        Flow::Continue
+    }
+
+    /// PUBREC for `pkid`: answer PUBREL and wait for PUBCOMP.
+    pub(super) fn received(&mut self, pkid: u16) -> Flow {
+        let Some(connected) = self.connected.as_mut() else {
+            return Flow::Close;
+        };
+        let reason = match connected.outgoing.in_flight.get_mut(&pkid) {
+            Some(state) => {
+                *state = InFlight::Released;
+                reason::SUCCESS
+            }
+            None => reason::PACKET_IDENTIFIER_NOT_FOUND,
+        };
+        self.send(Outbound::PubRel { pkid, reason });
+        Flow::Continue
+    }
+
+    /// Sends what waited for room in the window.
+    fn send_waiting(&mut self) {
+        while let Some(connected) = self.connected.as_mut() {
+            let Some(mut publish) = connected.outgoing.waiting.pop_front() else {
+                return;
+            };
+            let Some(pkid) = connected.outgoing.allocate() else {
+                connected.outgoing.waiting.push_front(publish);
+                return;
+            };
+            publish.pkid = pkid;
+            if self.write_publish(publish.clone()) {
+                if let Some(connected) = self.connected.as_mut() {
+                    connected
+                        .outgoing
+                        .in_flight
+                        .insert(pkid, InFlight::Sent(Box::new(publish)));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! SUBSCRIBE and UNSUBSCRIBE: each filter becomes a bus subscription (a fanout pattern, or for
+//! `$share/<group>/<topic>` a membership of the topic's anycast group), checked against the identity's ACL,
+//! answered with one reason code per filter, followed by the retained messages the filter matches.
+
+use std::collections::HashMap;
+
+use core_bus::config::GroupPolicy;
+use core_bus::names::pattern_from_mqtt;
+use core_bus::{Credit, Mailbox, Pattern, SubscribeError, SubscriptionId};
+use mqttbytes::v5::{RetainForwardRule, Subscribe, SubscribeFilter, Unsubscribe};
+use mqttbytes::QoS;
+
+use super::outgoing::min_qos;
+use super::{Flow, Session};
+use crate::mqtt::bridge;
+use crate::mqtt::codec::Outbound;
+use crate::mqtt::reason;
+
+const SHARE_PREFIX: &str = "$share/";
+
+/// One subscription of a session.
+#[derive(Debug, Clone)]
+pub(crate) struct Subscription {
+    pub(crate) id: SubscriptionId,
+    pub(crate) qos: QoS,
+    pub(crate) no_local: bool,
+    /// The 5.0 Subscription Identifier, sent back on every message this subscription delivers.
+    pub(crate) identifier: Option<usize>,
+}
+
+/// A session's subscriptions by filter, and the filter of each bus subscription id.
+#[derive(Default)]
+pub(crate) struct Subscriptions {
+    by_filter: HashMap<String, Subscription>,
+    by_id: HashMap<SubscriptionId, String>,
+}
+
+impl Subscriptions {
+    pub(crate) fn len(&self) -> usize {
+        self.by_filter.len()
+    }
+
+    pub(crate) fn get(&self, id: SubscriptionId) -> Option<&Subscription> {
+        self.by_id.get(&id).and_then(|f| self.by_filter.get(f))
+    }
+
+    fn insert(&mut self, filter: String, subscription: Subscription) -> Option<Subscription> {
+        self.by_id.insert(subscription.id, filter.clone());
+        let old = self.by_filter.insert(filter, subscription);
+        if let Some(old) = &old {
+            self.by_id.remove(&old.id);
+        }
+        old
+    }
+
+    fn remove(&mut self, filter: &str) -> Option<Subscription> {
+        let old = self.by_filter.remove(filter)?;
+        self.by_id.remove(&old.id);
+        Some(old)
+    }
+}
+
+/// What a filter names on the bus.
+enum Target {
+    Fanout(Pattern),
+    /// `$share/<group>/<topic>`: one member of the topic's anycast group gets each message.
+    Group(Pattern),
+}
+
+fn parse_filter(filter: &str) -> Result<Target, u8> {
+    let Some(rest) = filter.strip_prefix(SHARE_PREFIX) else {
+        return pattern_from_mqtt(filter)
+            .map(Target::Fanout)
+            .map_err(|_| reason::TOPIC_FILTER_INVALID);
+    };
+    let Some((group, topic)) = rest.split_once('/') else {
+        return Err(reason::TOPIC_FILTER_INVALID);
+    };
+    if group.is_empty() || group.contains(['+', '#']) {
+        return Err(reason::TOPIC_FILTER_INVALID);
+    }
+    let pattern = pattern_from_mqtt(topic).map_err(|_| reason::TOPIC_FILTER_INVALID)?;
+    if !pattern.is_exact() {
+        // The bus's anycast groups are per topic.
+        return Err(reason::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED);
+    }
+    Ok(Target::Group(pattern))
+}
+
+fn granted(qos: QoS) -> u8 {
+    match qos {
+        QoS::AtMostOnce => reason::SUCCESS,
+        QoS::AtLeastOnce => reason::GRANTED_QOS_1,
+        QoS::ExactlyOnce => reason::GRANTED_QOS_2,
+    }
+}
+
+fn join(mailbox: &mut Mailbox, target: &Target) -> Result<SubscriptionId, u8> {
+    let joined = match target {
+        Target::Fanout(pattern) => mailbox.subscribe(pattern.clone()),
+        Target::Group(pattern) => match pattern.as_topic() {
+            Some(topic) => mailbox.join_group(&topic, Credit::AutoAck, GroupPolicy::QUEUE),
+            None => return Err(reason::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED),
+        },
+    };
+    joined.map_err(|error| match error {
+        SubscribeError::NotInboxOwner(_) => reason::NOT_AUTHORIZED,
+        SubscribeError::InternalWildcard | SubscribeError::GroupPattern => {
+            reason::TOPIC_FILTER_INVALID
+        }
+    })
+}
+
+impl Session {
+    pub(super) fn subscribe(&mut self, subscribe: Subscribe) -> Flow {
+        if subscribe.filters.is_empty() {
+            return self.disconnect(reason::PROTOCOL_ERROR, "SUBSCRIBE without a filter");
+        }
+        let max = self.settings.max_subscriptions;
+        let Some(connected) = self.connected.as_mut() else {
+            return Flow::Close;
+        };
+        let identifier = subscribe.properties.as_ref().and_then(|p| p.id);
+        if identifier == Some(0) {
+            return self.disconnect(reason::PROTOCOL_ERROR, "Subscription Identifier 0");
+        }
+        let mut reasons = Vec::with_capacity(subscribe.filters.len());
+        let mut retained = Vec::new();
+        for filter in &subscribe.filters {
+            let code = (|| {
+                let target = parse_filter(&filter.path)?;
+                let pattern = match &target {
+                    Target::Fanout(p) | Target::Group(p) => p.clone(),
+                };
+                if !connected.identity.may_subscribe(&pattern) {
+                    return Err(reason::NOT_AUTHORIZED);
+                }
+                let replacing = connected.subscriptions.by_filter.contains_key(&filter.path);
+                if !replacing && connected.subscriptions.len() >= max {
+                    return Err(reason::QUOTA_EXCEEDED);
+                }
+                let id = join(&mut connected.mailbox, &target)?;
+                let old = connected.subscriptions.insert(
+                    filter.path.clone(),
+                    Subscription {
+                        id,
+                        qos: filter.qos,
+                        no_local: filter.nolocal,
+                        identifier,
+                    },
+                );
+                if let Some(old) = old {
+                    connected.mailbox.unsubscribe(old.id);
+                }
+                if let Target::Fanout(pattern) = &target {
+                    if sends_retained(filter, replacing) {
+                        retained.push((pattern.clone(), filter.qos));
+                    }
+                }
+                Ok(granted(filter.qos))
+            })();
+            reasons.push(code.unwrap_or_else(|refused| refused));
+        }
+        self.send(Outbound::SubAck {
+            pkid: subscribe.pkid,
+            reasons,
+        });
+        for (pattern, qos) in retained {
+            for message in self.shared.retained.matching(&pattern) {
+                let qos = min_qos(qos, bridge::published_qos(&message));
+                self.send_publish(&message, qos, true, identifier);
+            }
+        }
+        Flow::Continue
+    }
+
+    pub(super) fn unsubscribe(&mut self, unsubscribe: Unsubscribe) -> Flow {
+        if unsubscribe.filters.is_empty() {
+            return self.disconnect(reason::PROTOCOL_ERROR, "UNSUBSCRIBE without a filter");
+        }
+        let Some(connected) = self.connected.as_mut() else {
+            return Flow::Close;
+        };
+        let reasons = unsubscribe
+            .filters
+            .iter()
+            .map(|filter| match connected.subscriptions.remove(filter) {
+                Some(old) => {
+                    connected.mailbox.unsubscribe(old.id);
+                    reason::SUCCESS
+                }
+                None => reason::NO_SUBSCRIPTION_EXISTED,
+            })
+            .collect();
+        self.send(Outbound::UnsubAck {
+            pkid: unsubscribe.pkid,
+            reasons,
+        });
+        Flow::Continue
+    }
+}
+
+/// Retain handling (§3.8.3.1): 0 sends the retained messages, 1 only for a new subscription, 2 never.
+fn sends_retained(filter: &SubscribeFilter, replacing: bool) -> bool {
+    match filter.retain_forward_rule {
+        RetainForwardRule::OnEverySubscribe => true,
+        RetainForwardRule::OnNewSubscribe => !replacing,
+        RetainForwardRule::Never => false,
+    }
+}
