@@ -422,12 +422,27 @@ fn oversized_fields_and_messages() {
         let mut first = hello(PRODUCER, b"p", room.as_bytes(), b"");
         first.extend_from_slice(&message(b"k", b"cut", 64)[..5]);
         assert_eq!(h3_status(&h3, "POST", "/stream", &first).await, Some(400));
-        // Over max_message_bytes: dropped whole, the stream goes on.
+        // Over max_message_bytes: the producer's stream is reset with QUIC_TOO_LARGE (HTTP/3: 413) as soon as
+        // the body passes the limit, and nothing is delivered.
         let mut producer = quic
             .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
             .await;
         let body = vec![7u8; (1 << 20) + 1];
-        producer.write(&message(b"k", &body, 65536)).await.unwrap();
+        let _ = producer.write(&message(b"k", &body, 65536)).await;
+        assert_eq!(within("STOP_SENDING", producer.stopped()).await, Some(3));
+        // Declared over the limit: refused at the header, before any body byte.
+        let mut declared = hello(PRODUCER, b"p", room.as_bytes(), b"");
+        declared.extend_from_slice(&[0x01, b'k']);
+        uvarint((1 << 20) + 1, &mut declared);
+        declared.push(0x00);
+        assert_eq!(
+            h3_status(&h3, "POST", "/stream", &declared).await,
+            Some(413)
+        );
+        // A new stream goes on.
+        let mut producer = quic
+            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
+            .await;
         producer.write(&message(b"k", b"small", 64)).await.unwrap();
         producer.finish().await;
         let msg = within("delivery", consumer.next()).await.unwrap().unwrap();

@@ -16,7 +16,7 @@ use core_bus::{Credit, Origin, Protocol, Topic};
 use super::hello::Role;
 use super::limits::Limits;
 use super::reject::Rejection;
-use super::session::{self, Admitted, ConsumerSession, MsgIds, Produced, ProducerSession};
+use super::session::{self, Admitted, ConsumerSession, MsgIds, ProducerSession};
 use crate::accept::Deadlines;
 use crate::auth::Authenticator;
 use crate::{ConnectionGuard, Services};
@@ -179,16 +179,17 @@ pub(super) async fn produce<I: Inbound>(
     let mut eof = false;
     loop {
         match session.next(buf, eof) {
-            Err(rejection) => return Outcome::Rejected(rejection),
-            Ok(Some(Produced::Publish(envelope))) => {
-                let outcome = shared.services.bus.publish(*envelope);
+            Err(rejection) => {
+                if let Rejection::TooLarge { .. } = rejection {
+                    record_drop(DropReason::TooLarge, Protocol::Loom);
+                }
+                return Outcome::Rejected(rejection);
+            }
+            Ok(Some(envelope)) => {
+                let outcome = shared.services.bus.publish(envelope);
                 if let Some(backpressure) = outcome.backpressure {
                     backpressure.ready().await;
                 }
-            }
-            Ok(Some(Produced::Dropped(dropped))) => {
-                tracing::debug!(?dropped, "loom message over max_message_bytes dropped");
-                record_drop(DropReason::TooLarge, Protocol::Loom);
             }
             Ok(None) if eof => return Outcome::Clean,
             Ok(None) => match input.read_more(buf).await {

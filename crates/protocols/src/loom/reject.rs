@@ -9,6 +9,8 @@
 //! - [`QUIC_REJECTED`] for a refused hello or authorization. One code for all of them, because upstream never
 //!   tells a client why it was refused.
 //! - [`QUIC_PROTOCOL_ERROR`] for a framing error after an accepted hello (bad key/chunk length, corrupt varint).
+//! - [`QUIC_TOO_LARGE`] for a message over `max_message_bytes`, as soon as its header declares it or its body
+//!   grows past it (upstream discards it silently and goes on; a producer told nothing would believe it sent).
 //!
 //! **HTTP/3** (`POST /stream`, bodies always empty): see [`h3_route`] and [`Rejection::h3_status`].
 
@@ -19,6 +21,9 @@ use super::hello::HelloError;
 pub const QUIC_REJECTED: u32 = 0x01;
 /// QUIC application error code in STOP_SENDING when a stream breaks Loom framing after its hello.
 pub const QUIC_PROTOCOL_ERROR: u32 = 0x02;
+
+/// QUIC application error code in STOP_SENDING when a producer's message is over `max_message_bytes`.
+pub const QUIC_TOO_LARGE: u32 = 0x03;
 
 /// Application close code when gatewayd shuts down a raw-QUIC connection (0 = normal close, what clients send).
 pub const QUIC_SHUTDOWN: u32 = 0x00;
@@ -40,6 +45,8 @@ pub const H3_BAD_REQUEST: u16 = 400;
 pub const H3_UNAUTHORIZED: u16 = 401;
 /// A consumer over the connection's `max_subscriptions_per_connection` (a gatewayd limit, not upstream's).
 pub const H3_TOO_MANY_REQUESTS: u16 = 429;
+/// A producer's message is over `max_message_bytes`.
+pub const H3_CONTENT_TOO_LARGE: u16 = 413;
 /// Any path other than [`H3_PATH`] (Go's mux default).
 pub const H3_NOT_FOUND: u16 = 404;
 /// [`H3_PATH`] with a method other than POST.
@@ -72,6 +79,9 @@ pub enum Rejection {
     /// The connection already has `max_subscriptions_per_connection` consumer streams.
     #[error("too many consumer streams on this connection")]
     TooManyConsumers,
+    /// A producer's message is over `max_message_bytes`.
+    #[error("message over max_message_bytes ({limit} bytes)")]
+    TooLarge { limit: u64 },
 }
 
 impl Rejection {
@@ -81,6 +91,7 @@ impl Rejection {
             Self::Hello(_) | Self::Protocol(_) => H3_BAD_REQUEST,
             Self::Unauthorized => H3_UNAUTHORIZED,
             Self::TooManyConsumers => H3_TOO_MANY_REQUESTS,
+            Self::TooLarge { .. } => H3_CONTENT_TOO_LARGE,
         }
     }
 
@@ -89,6 +100,7 @@ impl Rejection {
         match self {
             Self::Hello(_) | Self::Unauthorized | Self::TooManyConsumers => QUIC_REJECTED,
             Self::Protocol(_) => QUIC_PROTOCOL_ERROR,
+            Self::TooLarge { .. } => QUIC_TOO_LARGE,
         }
     }
 }

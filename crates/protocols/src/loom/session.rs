@@ -16,9 +16,7 @@ use bytes::BytesMut;
 use core_bus::{AckHandle, Envelope, Origin, Pattern, Topic};
 use parking_lot::Mutex;
 
-use super::codec::{
-    Assembled, ConsumerFrame, Delivery, DroppedMessage, FrameError, MessageAssembler,
-};
+use super::codec::{Assembled, ConsumerFrame, Delivery, FrameError, MessageAssembler};
 use super::hello::{Hello, Role};
 use super::key::ConsumerKey;
 use super::limits::Limits;
@@ -116,21 +114,13 @@ impl MsgIds {
     }
 }
 
-/// What a producer stream yielded.
-#[derive(Debug)]
-pub enum Produced {
-    /// Publish this, then wait for the outcome's backpressure before asking for more.
-    Publish(Box<Envelope>),
-    /// A message over `max_message_bytes`, read to its end and dropped whole.
-    Dropped(DroppedMessage),
-}
-
 /// A producer stream after its hello.
 #[derive(Debug)]
 pub struct ProducerSession {
     topic: Topic,
     origin: Origin,
     assembler: MessageAssembler,
+    max_message_bytes: u64,
 }
 
 impl ProducerSession {
@@ -139,25 +129,32 @@ impl ProducerSession {
             topic,
             origin,
             assembler: MessageAssembler::new(limits),
+            max_message_bytes: limits.max_message_bytes,
         }
     }
 
     /// The next message from `src`. `Ok(None)`: more bytes are needed, or, when `eof`, the stream ended cleanly
-    /// at a message boundary. A stream ending inside a message is a protocol error (the partial message is lost).
-    pub fn next(&mut self, src: &mut BytesMut, eof: bool) -> Result<Option<Produced>, Rejection> {
+    /// at a message boundary. A stream ending inside a message is a protocol error (the partial message is lost);
+    /// a message over `max_message_bytes` ends the stream with [`Rejection::TooLarge`] as soon as that is known.
+    pub fn next(&mut self, src: &mut BytesMut, eof: bool) -> Result<Option<Envelope>, Rejection> {
         let assembled = if eof {
             self.assembler.decode_eof(src)
         } else {
             self.assembler.decode(src)
         };
-        Ok(assembled.map_err(Rejection::from)?.map(|a| match a {
-            Assembled::Message(message) => {
+        let too_large = Rejection::TooLarge {
+            limit: self.max_message_bytes,
+        };
+        match assembled.map_err(Rejection::from)? {
+            Some(Assembled::Message(message)) => {
                 let mut envelope = Envelope::new(self.topic.clone(), message.body, self.origin);
                 envelope.key = Some(message.key);
-                Produced::Publish(Box::new(envelope))
+                Ok(Some(envelope))
             }
-            Assembled::Dropped(dropped) => Produced::Dropped(dropped),
-        }))
+            Some(Assembled::Dropped(_)) => Err(too_large),
+            None if self.assembler.discarding() => Err(too_large),
+            None => Ok(None),
+        }
     }
 }
 
@@ -423,11 +420,14 @@ mod tests {
                 0x09, 0x02, b'h', b'i', 0x00, 0x01,
             ][..],
         );
-        assert!(matches!(
-            session.next(&mut src, false),
-            Ok(Some(Produced::Dropped(_)))
-        ));
-        let Ok(Some(Produced::Publish(envelope))) = session.next(&mut src, false) else {
+        assert_eq!(
+            session.next(&mut src, false).unwrap_err(),
+            Rejection::TooLarge { limit: 4 }
+        );
+        // A new stream: only the message within the limit.
+        let mut session = ProducerSession::new(Topic::parse("r").unwrap(), origin(), &limits);
+        let mut src = BytesMut::from(&[0x01, 0x6b, 0x00, 0x09, 0x02, b'h', b'i', 0x00, 0x01][..]);
+        let Ok(Some(envelope)) = session.next(&mut src, false) else {
             panic!("expected a message");
         };
         assert_eq!(envelope.topic.as_str(), "r");

@@ -77,6 +77,14 @@ impl MessageAssembler {
         }
     }
 
+    /// Whether the message being read is already over `max_message_bytes` (declared or received): it will be
+    /// [`Assembled::Dropped`] at its end.
+    pub fn discarding(&self) -> bool {
+        self.current
+            .as_ref()
+            .is_some_and(|partial| matches!(partial.body, Body::Discard(_)))
+    }
+
     /// The next finished message from `src`, `Ok(None)` if more bytes are needed.
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Assembled>, FrameError> {
         while let Some(event) = self.decoder.decode(src)? {
