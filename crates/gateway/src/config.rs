@@ -229,6 +229,20 @@ impl Config {
             tls.check_files()
                 .map_err(|e| ConfigError::Invalid(format!("stomp.tls.{e}")))?;
         }
+        let stomp_client_ca = (self.stomp.tls.enabled
+            && self.stomp.tls.tls.client_ca_file.is_some())
+            || (self.stomp.ws.enabled
+                && self
+                    .stomp
+                    .ws
+                    .tls
+                    .as_ref()
+                    .is_some_and(|tls| tls.client_ca_file.is_some()));
+        if !self.stomp.auth.certificates.is_empty() && !stomp_client_ca {
+            return Err(ConfigError::Invalid(
+                "stomp.auth.certificates: needs stomp.tls.tls.client_ca_file or stomp.ws.tls.client_ca_file".into(),
+            ));
+        }
         if let Some(tls) = self.stomp.ws.tls.as_ref().filter(|_| self.stomp.ws.enabled) {
             tls.check_files()
                 .map_err(|e| ConfigError::Invalid(format!("stomp.ws.tls.{e}")))?;
@@ -282,9 +296,11 @@ impl Config {
     fn check_anonymous(&self) -> Result<Vec<String>, ConfigError> {
         let sections = self.enabled_auth();
         for (section, auth) in &sections {
-            if !auth.certificates.is_empty() && !matches!(*section, "goomerang" | "loom") {
+            if !auth.certificates.is_empty()
+                && !matches!(*section, "goomerang" | "loom" | "stomp" | "mqtt")
+            {
                 return Err(ConfigError::Invalid(format!(
-                    "{section}.auth.certificates: only goomerang and loom map client certificates to identities"
+                    "{section}.auth.certificates: only goomerang, loom, stomp and mqtt map client certificates to identities"
                 )));
             }
         }

@@ -310,3 +310,125 @@ fn anonymous_listeners_next_to_required_auth_are_refused_at_start_up() {
         "{output}"
     );
 }
+
+/// Sends `frames` (raw bytes of any protocol) over TLS presenting `certificate`, and returns what the server
+/// answered until it closed or went quiet.
+fn over_mtls(
+    addr: std::net::SocketAddr,
+    certificate: (
+        rustls::pki_types::CertificateDer<'static>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ),
+    frames: &[u8],
+) -> Vec<u8> {
+    use std::io::{Read as _, Write as _};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(messageloop_client::AnyCertificate))
+        .with_client_auth_cert(vec![certificate.0], certificate.1)
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, tcp);
+    tls.write_all(frames).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = tls.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    answer
+}
+
+/// A test CA written to `dir/ca.pem`.
+fn test_ca(dir: &std::path::Path) -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "gatewayd test CA");
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    ca
+}
+
+#[test]
+fn stomp_client_certificates_name_the_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = test_ca(dir.path());
+    let ca_file = dir.path().join("ca.pem");
+    let gateway = Gatewayd::start(&format!(
+        r#"{}[stomp.auth]
+required = true
+[[stomp.auth.certificates]]
+common_name = "billing-service"
+identity = {{ name = "billing", publish = ["billing.>"], subscribe = ["billing.>"] }}
+[stomp.tls]
+enabled = true
+address = "127.0.0.1:0"
+tls = {{ self_signed = true, client_ca_file = "{}" }}
+"#,
+        base_config(),
+        ca_file.display()
+    ));
+    let addr = gateway.listener("stomp.tls");
+    let connect = b"CONNECT\naccept-version:1.2\nhost:x\n\n\0";
+    let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+    let unlisted = text(over_mtls(
+        addr,
+        client_certificate(&ca, "someone-else"),
+        connect,
+    ));
+    assert!(unlisted.starts_with("ERROR"), "{unlisted}");
+    // The listed certificate: CONNECTED without login or passcode, then its ACL applies.
+    let mut frames = connect.to_vec();
+    frames.extend_from_slice(b"SEND\ndestination:/topic/billing.x\nreceipt:ok\n\nfine\0");
+    frames.extend_from_slice(b"SEND\ndestination:/topic/orders.x\nreceipt:no\n\nrefused\0");
+    let listed = text(over_mtls(
+        addr,
+        client_certificate(&ca, "billing-service"),
+        &frames,
+    ));
+    assert!(listed.starts_with("CONNECTED"), "{listed}");
+    assert!(listed.contains("receipt-id:ok"), "{listed}");
+    assert!(
+        listed.contains("\nERROR\n") || listed.contains("\0ERROR\n"),
+        "{listed}"
+    );
+}
+
+#[test]
+fn mqtt_client_certificates_name_the_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = test_ca(dir.path());
+    let gateway = Gatewayd::start(&format!(
+        r#"{}[mqtt.auth]
+required = true
+[[mqtt.auth.certificates]]
+common_name = "sensor-7"
+identity = {{ name = "sensor", publish = ["sensors.>"], subscribe = [] }}
+[mqtt.tls]
+enabled = true
+address = "127.0.0.1:0"
+tls = {{ self_signed = true, client_ca_file = "{}" }}
+"#,
+        base_config(),
+        dir.path().join("ca.pem").display()
+    ));
+    let addr = gateway.listener("mqtt.tls");
+    // MQTT 3.1.1 CONNECT, clean session, keep-alive 60 s, client id "c1", no user name or password.
+    let connect = [
+        0x10, 14, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60, 0, 2, b'c', b'1',
+    ];
+    let refused = over_mtls(addr, client_certificate(&ca, "someone-else"), &connect);
+    assert_eq!(refused, [0x20, 2, 0, 5], "CONNACK not authorized");
+    let accepted = over_mtls(addr, client_certificate(&ca, "sensor-7"), &connect);
+    assert_eq!(&accepted[..4], [0x20, 2, 0, 0], "CONNACK accepted");
+}

@@ -89,6 +89,9 @@ impl Config {
                 .check_files()
                 .map_err(|error| format!("mqtt.tls.{error}"))?;
         }
+        if !self.auth.certificates.is_empty() && self.tls.tls.client_ca_file.is_none() {
+            return Err("mqtt.auth.certificates: needs mqtt.tls.tls.client_ca_file".into());
+        }
         crate::auth::Authenticator::new(self.auth.clone())
             .map(drop)
             .map_err(|error| format!("mqtt.{error}"))

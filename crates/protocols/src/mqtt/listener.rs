@@ -198,7 +198,13 @@ async fn serve(accepted: Accepted, upgrade: Upgrade, connection: Connection, nam
                 &connection.shutdown,
             );
             match handshake.await {
-                Ok(tls) => Box::pin(connection.run(StreamTransport::new(tls, &deadlines))).await,
+                Ok(tls) => {
+                    let mut connection = connection;
+                    if let Some(names) = crate::tls::peer_names(tls.get_ref().1) {
+                        connection.session.set_certificate(names);
+                    }
+                    Box::pin(connection.run(StreamTransport::new(tls, &deadlines))).await
+                }
                 Err(error) => tracing::debug!(%peer, %error, "mqtt: TLS handshake"),
             }
         }

@@ -235,6 +235,10 @@ async fn over_tls(
     match handshake.await {
         Ok(tls) => {
             let deadlines = connection.timing.deadlines;
+            let mut connection = connection;
+            if let Some(names) = crate::tls::peer_names(tls.get_ref().1) {
+                connection.session.set_certificate(names);
+            }
             connection.run(StreamTransport::new(tls, &deadlines)).await
         }
         Err(error) => tracing::debug!(%peer, %error, "stomp: TLS handshake"),
@@ -257,6 +261,10 @@ async fn websocket_over_tls(
     );
     match handshake.await {
         Ok(tls) => {
+            let mut connection = connection;
+            if let Some(names) = crate::tls::peer_names(tls.get_ref().1) {
+                connection.session.set_certificate(names);
+            }
             if let Some(socket) = upgrade_websocket(options, tls, peer, &connection).await {
                 connection.run(WsTransport::new(socket)).await
             }

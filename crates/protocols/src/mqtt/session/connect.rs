@@ -67,8 +67,15 @@ impl Session {
             login: login.map(|l| l.username.as_str()).filter(|u| !u.is_empty()),
             secret: login.map(|l| l.password.as_str()),
         };
-        let identity = match self.settings.auth.authenticate(credentials) {
+        let authenticated = match &self.certificate {
+            Some(names) => self.settings.auth.authenticate_certificate(names),
+            None => self.settings.auth.authenticate(credentials),
+        };
+        let identity = match authenticated {
             Ok(identity) => identity,
+            Err(_) if self.certificate.is_some() => {
+                return self.connack_refusal(ConnectReturnCode::NotAuthorized)
+            }
             Err(AuthError::Missing) => {
                 return self.connack_refusal(ConnectReturnCode::NotAuthorized)
             }

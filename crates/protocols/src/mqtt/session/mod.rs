@@ -95,6 +95,8 @@ pub struct Session {
     released: CancellationToken,
     /// A CONNECT waiting for the previous holder of its client id to end, and the token that says it has.
     handover: Option<(Accepted, CancellationToken)>,
+    /// The names of the client certificate the TLS handshake verified (listeners with `tls.client_ca_file`).
+    certificate: Option<Vec<String>>,
 }
 
 impl Session {
@@ -117,7 +119,15 @@ impl Session {
             out: BytesMut::new(),
             backpressure: None,
             closed: false,
+            certificate: None,
         }
+    }
+
+    /// Sets the names of the client's verified TLS certificate: CONNECT then acts as the identity a
+    /// `[[mqtt.auth.certificates]]` entry gives them (user name and password are not checked), or is refused
+    /// with Not authorized.
+    pub fn set_certificate(&mut self, names: Vec<String>) {
+        self.certificate = Some(names);
     }
 
     /// Decodes and handles every whole packet in `buf`, leaving a partial one there. Stops early when a

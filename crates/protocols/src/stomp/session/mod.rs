@@ -140,6 +140,8 @@ pub struct Session {
     backpressure: Option<Backpressure>,
     /// The session closed after an error it answered (an ERROR frame), not a DISCONNECT.
     failed: bool,
+    /// The names of the client certificate the TLS handshake verified (listeners with `tls.client_ca_file`).
+    certificate: Option<Vec<String>>,
 }
 
 impl Session {
@@ -154,6 +156,7 @@ impl Session {
             outbox: Outbox::default(),
             backpressure: None,
             failed: false,
+            certificate: None,
         }
     }
 
@@ -212,7 +215,12 @@ impl Session {
     fn connect(&mut self, frame: &Frame) -> Result<(), StompError> {
         let connect = negotiate(frame, &self.settings.heart_beat)?;
         let auth = &self.settings.auth;
-        let identity = if self.settings.ignore_credentials {
+        let identity = if let Some(names) = &self.certificate {
+            auth.authenticate_certificate(names)
+                .map_err(|_| StompError::AccessRefused {
+                    login: connect.login.clone().unwrap_or_default(),
+                })?
+        } else if self.settings.ignore_credentials {
             auth.anonymous().clone()
         } else {
             auth.authenticate(Credentials {
@@ -263,6 +271,12 @@ impl Session {
         self.phase = Phase::Closed;
         self.failed = true;
         Flow::Close
+    }
+
+    /// Sets the names of the client's verified TLS certificate: CONNECT then acts as the identity a
+    /// `[[stomp.auth.certificates]]` entry gives them (whatever login and passcode say), or is refused.
+    pub fn set_certificate(&mut self, names: Vec<String>) {
+        self.certificate = Some(names);
     }
 
     /// Whether the session closed after answering an error, rather than on a DISCONNECT.
