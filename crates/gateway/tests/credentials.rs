@@ -12,12 +12,15 @@ mod chanserv_client;
 mod goomerang_client;
 #[path = "support/messageloop_client.rs"]
 mod messageloop_client;
+#[path = "support/pki.rs"]
+mod pki;
 
 use std::process::Command;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use goomerang_client::{message_v1, GoomerangClient};
+use pki::{client_certificate, test_ca, ClientCertificate};
 use support::*;
 use tokio_tungstenite::tungstenite::Error as WsError;
 
@@ -148,34 +151,13 @@ fn goomerang_and_chanserv_require_credentials_when_configured() {
     assert_eq!(header, "err credentials required");
 }
 
-/// A client certificate signed by `ca` with subject common name `common_name`, and its key.
-fn client_certificate(
-    ca: &rcgen::Issuer<'_, rcgen::KeyPair>,
-    common_name: &str,
-) -> (
-    rustls::pki_types::CertificateDer<'static>,
-    rustls::pki_types::PrivateKeyDer<'static>,
-) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, common_name);
-    let certificate = params.signed_by(&key, ca).unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
-    (certificate.der().clone(), key)
-}
-
 type MtlsWebSocket =
     tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 
 /// A `wss://` upgrade presenting `certificate`; then subscribes to each of `topics`.
 async fn goomerang_over_mtls(
     addr: std::net::SocketAddr,
-    certificate: (
-        rustls::pki_types::CertificateDer<'static>,
-        rustls::pki_types::PrivateKeyDer<'static>,
-    ),
+    certificate: ClientCertificate,
     topics: &[&str],
 ) -> Result<MtlsWebSocket, WsError> {
     use futures::SinkExt;
@@ -208,15 +190,8 @@ async fn goomerang_over_mtls(
 #[test]
 fn goomerang_client_certificates_name_the_identity() {
     let dir = tempfile::tempdir().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "gatewayd test CA");
-    let ca =
-        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let ca = test_ca(dir.path());
     let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
     let config = format!(
         r#"{}[goomerang]
 enabled = true
@@ -237,13 +212,13 @@ identity = {{ name = "billing", publish = ["billing.>"], subscribe = ["billing.>
         .enable_all()
         .build()
         .unwrap();
-    let unlisted = client_certificate(&ca, "someone-else");
+    let unlisted = client_certificate(&ca, "someone-else", &[]);
     match rt.block_on(goomerang_over_mtls(addr, unlisted, &[])) {
         Err(WsError::Http(response)) => assert_eq!(response.status(), 401),
         Err(other) => panic!("expected 401, got {other}"),
         Ok(_) => panic!("an unlisted certificate was accepted"),
     }
-    let listed = client_certificate(&ca, "billing-service");
+    let listed = client_certificate(&ca, "billing-service", &[]);
     let _open = rt
         .block_on(goomerang_over_mtls(addr, listed, &["orders", "billing.x"]))
         .expect("a listed certificate");
@@ -313,14 +288,7 @@ fn anonymous_listeners_next_to_required_auth_are_refused_at_start_up() {
 
 /// Sends `frames` (raw bytes of any protocol) over TLS presenting `certificate`, and returns what the server
 /// answered until it closed or went quiet.
-fn over_mtls(
-    addr: std::net::SocketAddr,
-    certificate: (
-        rustls::pki_types::CertificateDer<'static>,
-        rustls::pki_types::PrivateKeyDer<'static>,
-    ),
-    frames: &[u8],
-) -> Vec<u8> {
+fn over_mtls(addr: std::net::SocketAddr, certificate: ClientCertificate, frames: &[u8]) -> Vec<u8> {
     use std::io::{Read as _, Write as _};
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = rustls::ClientConfig::builder()
@@ -344,19 +312,6 @@ fn over_mtls(
         answer.extend_from_slice(&buf[..n]);
     }
     answer
-}
-
-/// A test CA written to `dir/ca.pem`.
-fn test_ca(dir: &std::path::Path) -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "gatewayd test CA");
-    let ca =
-        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    ca
 }
 
 #[test]
@@ -383,7 +338,7 @@ tls = {{ self_signed = true, client_ca_file = "{}" }}
     let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
     let unlisted = text(over_mtls(
         addr,
-        client_certificate(&ca, "someone-else"),
+        client_certificate(&ca, "someone-else", &[]),
         connect,
     ));
     assert!(unlisted.starts_with("ERROR"), "{unlisted}");
@@ -393,7 +348,7 @@ tls = {{ self_signed = true, client_ca_file = "{}" }}
     frames.extend_from_slice(b"SEND\ndestination:/topic/orders.x\nreceipt:no\n\nrefused\0");
     let listed = text(over_mtls(
         addr,
-        client_certificate(&ca, "billing-service"),
+        client_certificate(&ca, "billing-service", &[]),
         &frames,
     ));
     assert!(listed.starts_with("CONNECTED"), "{listed}");
@@ -427,8 +382,8 @@ tls = {{ self_signed = true, client_ca_file = "{}" }}
     let connect = [
         0x10, 14, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60, 0, 2, b'c', b'1',
     ];
-    let refused = over_mtls(addr, client_certificate(&ca, "someone-else"), &connect);
+    let refused = over_mtls(addr, client_certificate(&ca, "someone-else", &[]), &connect);
     assert_eq!(refused, [0x20, 2, 0, 5], "CONNACK not authorized");
-    let accepted = over_mtls(addr, client_certificate(&ca, "sensor-7"), &connect);
+    let accepted = over_mtls(addr, client_certificate(&ca, "sensor-7", &[]), &connect);
     assert_eq!(&accepted[..4], [0x20, 2, 0, 0], "CONNACK accepted");
 }

@@ -6,6 +6,8 @@ mod support;
 
 #[path = "support/loom_client.rs"]
 mod loom_client;
+#[path = "support/pki.rs"]
+mod pki;
 #[path = "support/python.rs"]
 mod python;
 
@@ -14,6 +16,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use loom_client::*;
+use pki::{client_certificate, copy, test_ca};
 use support::*;
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
@@ -595,52 +598,12 @@ fn reload_applies_new_tokens_to_new_streams_and_keeps_open_ones() {
     drop((quic, fresh));
 }
 
-/// A test CA, written to `dir/ca.pem`, and a client certificate it signs for `common_name` with DNS subject
-/// alternative name `san`.
-fn mtls_material(
-    dir: &std::path::Path,
-    common_name: &str,
-    san: &str,
-) -> (
-    rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
-    ClientCertificate,
-) {
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "loom test CA");
-    let ca =
-        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    let certificate = client_certificate(&ca, common_name, san);
-    (ca, certificate)
-}
-
-fn copy(certificate: &ClientCertificate) -> ClientCertificate {
-    (certificate.0.clone(), certificate.1.clone_key())
-}
-
-fn client_certificate(
-    ca: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
-    common_name: &str,
-    san: &str,
-) -> ClientCertificate {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec![san.to_owned()]).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, common_name);
-    let certificate = params.signed_by(&key, ca).unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
-    (certificate.der().clone(), key)
-}
-
 #[test]
 fn client_certificates_name_the_identity_alone_or_with_a_token() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, listed) = mtls_material(dir.path(), "billing-cn", "billing.example");
-    let stranger = client_certificate(&ca, "someone", "someone.example");
+    let ca = test_ca(dir.path());
+    let listed = client_certificate(&ca, "billing-cn", &["billing.example"]);
+    let stranger = client_certificate(&ca, "someone", &["someone.example"]);
     let (gateway, addr, rt) = start(&format!(
         "tls = {{ self_signed = true, client_ca_file = {:?} }}\n{AUTH}\
          [[loom.auth.certificates]]\ncommon_name = \"billing.example\"\n\

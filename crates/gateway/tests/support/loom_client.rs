@@ -167,7 +167,7 @@ pub struct Client {
     h3: Option<h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>>,
 }
 
-/// A client certificate chain and its key, for mTLS.
+/// A client certificate and its key, for mTLS.
 pub type ClientCertificate = (
     rustls::pki_types::CertificateDer<'static>,
     rustls::pki_types::PrivateKeyDer<'static>,
