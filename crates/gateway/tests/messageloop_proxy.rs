@@ -1,7 +1,8 @@
 //! The MessageLoop backend proxy over real sockets: gatewayd started with `[[messageloop.proxy]]` entries
 //! pointing at an HTTP backend written here (it records every call and answers by method or token), and
 //! MessageLoop WebSocket JSON clients. RPC answers, backend errors, timeouts, a backend that is down, the bus
-//! fallback (a STOMP responder) and `rpc_fallback = "none"`, and Connect tokens checked by the backend.
+//! fallback (a STOMP responder) and `rpc_fallback = "none"`, and Connect tokens checked by the backend; then
+//! the same calls to a gRPC backend (`messageloop.proxy.v2.ProxyService`, a tonic server written here).
 
 mod support;
 
@@ -373,4 +374,181 @@ fn an_authenticate_backend_that_is_down_is_auth_error_then_3500() {
         (&json!("c1"), "AUTH_ERROR")
     );
     assert_eq!(before[0]["error"]["type"], "auth_error");
+}
+
+mod grpc_backend {
+    //! A tonic `ProxyService` that records the calls and answers by method or token.
+
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex};
+
+    use protocols::messageloop::pb::messageloop::proxy::v2 as pb;
+    use protocols::messageloop::pb::messageloop::shared::v2 as shared;
+    use tonic::{Request, Response, Status};
+
+    #[derive(Clone, Default)]
+    pub struct Service {
+        pub rpcs: Arc<Mutex<Vec<pb::RpcRequest>>>,
+        pub authentications: Arc<Mutex<Vec<pb::AuthenticateRequest>>>,
+    }
+
+    #[tonic::async_trait]
+    impl pb::proxy_service_server::ProxyService for Service {
+        async fn rpc(
+            &self,
+            request: Request<pb::RpcRequest>,
+        ) -> Result<Response<pb::RpcResponse>, Status> {
+            let request = request.into_inner();
+            self.rpcs.lock().expect("rpcs").push(request.clone());
+            let response = match request.method.as_str() {
+                "get" => pb::RpcResponse {
+                    id: request.id,
+                    payload: request.payload,
+                    metadata: Some(shared::Metadata {
+                        entries: [("x-from".to_owned(), "grpc".to_owned())].into(),
+                    }),
+                    error: None,
+                },
+                _ => pb::RpcResponse {
+                    id: request.id,
+                    error: Some(shared::Error {
+                        code: "ORDER_MISSING".into(),
+                        r#type: "app_error".into(),
+                        message: "no such order".into(),
+                        metadata: None,
+                    }),
+                    ..pb::RpcResponse::default()
+                },
+            };
+            Ok(Response::new(response))
+        }
+
+        async fn authenticate(
+            &self,
+            request: Request<pb::AuthenticateRequest>,
+        ) -> Result<Response<pb::AuthenticateResponse>, Status> {
+            let request = request.into_inner();
+            self.authentications
+                .lock()
+                .expect("authentications")
+                .push(request.clone());
+            let response = if request.token == "good-token" {
+                pb::AuthenticateResponse {
+                    user_info: Some(pb::UserInfo {
+                        id: "grpc-user".into(),
+                    }),
+                    error: None,
+                }
+            } else {
+                pb::AuthenticateResponse {
+                    user_info: None,
+                    error: Some(shared::Error {
+                        code: "BANNED".into(),
+                        r#type: "auth_error".into(),
+                        message: "you are banned".into(),
+                        metadata: None,
+                    }),
+                }
+            };
+            Ok(Response::new(response))
+        }
+    }
+
+    /// Serves `service` on 127.0.0.1 in `runtime`.
+    pub fn serve(runtime: &tokio::runtime::Runtime, service: Service) -> SocketAddr {
+        let _entered = runtime.enter();
+        let incoming =
+            tonic::transport::server::TcpIncoming::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+                .expect("bind grpc backend");
+        let addr = incoming.local_addr().expect("grpc backend address");
+        runtime.spawn(
+            tonic::transport::Server::builder()
+                .add_service(pb::proxy_service_server::ProxyServiceServer::new(service))
+                .serve_with_incoming(incoming),
+        );
+        addr
+    }
+}
+
+#[test]
+fn a_grpc_backend_answers_rpcs_and_checks_connect_tokens() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let service = grpc_backend::Service::default();
+    let addr = grpc_backend::serve(&runtime, service.clone());
+    let settings = format!(
+        "[[messageloop.proxy]]\nname = \"grpc\"\nendpoint = \"{addr}\"\ntimeout_ms = 5000\n\
+         routes = [{{ channel = \"orders.*\", method = \"*\" }}, {{ channel = \"\", method = \"$authenticate\" }}]\n\
+         [[messageloop.proxy]]\nname = \"down\"\nendpoint = \"grpc://127.0.0.1:{}\"\n\
+         routes = [{{ channel = \"down.*\", method = \"*\" }}]\n",
+        closed_port()
+    );
+    let gateway = Gatewayd::start(&config(&settings));
+    let ws_addr = gateway.listener("messageloop.ws");
+
+    let mut ws = Ws::connect(ws_addr, JSON);
+    let connected = ws.handshake("2.0.0", "good-token");
+    let authentications = service.authentications.lock().expect("auth").clone();
+    assert_eq!(authentications.len(), 1);
+    assert_eq!(
+        (
+            authentications[0].client_id.as_str(),
+            authentications[0].session_id.as_str()
+        ),
+        (
+            "rust-test",
+            connected["connected"]["session_id"].as_str().expect("id")
+        )
+    );
+    assert!(authentications[0].remote_addr.starts_with("127.0.0.1:"));
+    gateway.wait_for("/api/connections", "the backend's user", |connections| {
+        connections
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["identity"] == "grpc-user")
+    });
+
+    let reply = rpc(&mut ws, "g1", "orders.eu", "get");
+    assert_eq!(reply["rpc_reply"]["request_id"], "g1", "{reply}");
+    assert_eq!(
+        reply["rpc_reply"]["payload"],
+        json!({"content_type": "application/json", "json": {"q": 1}})
+    );
+    assert_eq!(
+        reply["rpc_reply"]["metadata"]["entries"],
+        json!({"x-from": "grpc"})
+    );
+    let rpcs = service.rpcs.lock().expect("rpcs").clone();
+    assert_eq!(
+        (
+            rpcs[0].id.as_str(),
+            rpcs[0].channel.as_str(),
+            rpcs[0].method.as_str()
+        ),
+        ("g1", "orders.eu", "get")
+    );
+    assert_eq!(
+        rpcs[0]
+            .metadata
+            .as_ref()
+            .map(|m| m.entries["x-req"].as_str()),
+        Some("r-1")
+    );
+
+    let reply = rpc(&mut ws, "g2", "orders.eu", "other");
+    assert_eq!(reply["error"]["code"], "ORDER_MISSING", "{reply}");
+    let reply = rpc(&mut ws, "g3", "down.eu", "get");
+    assert_eq!(error_code(&reply), "PROXY_ERROR");
+
+    let mut refused = Ws::connect(ws_addr, JSON);
+    refused.send(
+        json!({"id": "c1", "connect": {"client_id": "x", "version": "2.0.0", "token": "nope"}}),
+    );
+    let (code, _, before) = refused.expect_close();
+    assert_eq!(code, 3500);
+    assert_eq!(before[0]["error"]["code"], "BANNED", "{before:?}");
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub struct ProxyConfig {
     /// Names the backend in logs and errors.
     pub name: String,
-    /// `http://…` or `https://…` for HTTP; anything else would be gRPC, which is not supported yet.
+    /// `http://…` or `https://…` for HTTP; `host:port` or `grpc://host:port` for gRPC (cleartext HTTP/2).
     pub endpoint: String,
     /// How long one call may take; the client then gets RPC_TIMEOUT (RPC) or AUTH_ERROR (Connect).
     #[serde(default = "default_timeout_ms")]
@@ -99,9 +99,13 @@ impl ProxyConfig {
                 }
             }
             ProxyKind::Grpc => {
-                return Err(format!(
-                    "{key}.kind: gRPC backends are not supported yet; use an http:// endpoint"
-                ));
+                let uri = super::grpc_backend::dial_uri(&self.endpoint);
+                if let Err(error) = http::Uri::try_from(uri.as_str()) {
+                    return Err(format!("{key}.endpoint: {error}"));
+                }
+                if !self.headers.is_empty() {
+                    return Err(format!("{key}.headers: only an http proxy sends headers"));
+                }
             }
         }
         for (name, value) in &self.headers {
@@ -177,6 +181,13 @@ mod tests {
         assert!(validate(&[http_without_url])
             .unwrap_err()
             .starts_with("messageloop.proxy[0].endpoint"));
+        let mut grpc_headers = ok.clone();
+        grpc_headers.endpoint = "app:50051".into();
+        assert!(validate(&[grpc_headers.clone()])
+            .unwrap_err()
+            .starts_with("messageloop.proxy[0].headers"));
+        grpc_headers.headers.clear();
+        assert_eq!(validate(&[grpc_headers]), Ok(()));
         let mut zero = ok;
         zero.timeout_ms = 0;
         assert!(validate(&[zero])

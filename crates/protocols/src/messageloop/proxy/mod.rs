@@ -1,10 +1,11 @@
 //! The MessageLoop backend proxy (reference §3.6, §4): client RPCs and Connect tokens handed to
-//! application backends chosen by route globs. The session decides ([`Router`]) and queues transport-free
+//! application backends (HTTP JSON or gRPC `messageloop.proxy.v2.ProxyService`) chosen by route globs. The session decides ([`Router`]) and queues transport-free
 //! [`call::ProxyCall`]s; the listener runs them with [`Proxies::spawn`] and feeds the answers back.
 
 pub mod call;
 pub mod config;
 mod glob;
+mod grpc_backend;
 mod http_backend;
 pub mod route;
 
@@ -18,12 +19,40 @@ pub use config::{ProxyConfig, RpcFallback};
 pub use http_backend::MAX_BODY;
 pub use route::Router;
 
+use self::config::ProxyKind;
+use self::grpc_backend::GrpcBackend;
 use self::http_backend::HttpBackend;
 
 /// The configured backends and their routes.
 pub struct Proxies {
     router: Arc<Router>,
-    backends: Vec<Arc<HttpBackend>>,
+    backends: Vec<Arc<Backend>>,
+}
+
+/// One backend, by kind (a gRPC endpoint's settings are large, so boxed).
+enum Backend {
+    Http(HttpBackend),
+    Grpc(Box<GrpcBackend>),
+}
+
+impl Backend {
+    fn new(config: &ProxyConfig) -> Result<Backend, String> {
+        match config.kind() {
+            ProxyKind::Http => HttpBackend::new(config).map(Backend::Http),
+            ProxyKind::Grpc => GrpcBackend::new(config).map(|grpc| Backend::Grpc(Box::new(grpc))),
+        }
+    }
+
+    async fn call(
+        &self,
+        request: &call::ProxyRequest,
+        remote_addr: Option<SocketAddr>,
+    ) -> Result<call::ProxyReply, String> {
+        match self {
+            Backend::Http(backend) => backend.call(request, remote_addr).await,
+            Backend::Grpc(backend) => backend.call(request, remote_addr).await,
+        }
+    }
 }
 
 impl Proxies {
@@ -33,7 +62,7 @@ impl Proxies {
             .iter()
             .enumerate()
             .map(|(index, config)| {
-                HttpBackend::new(config)
+                Backend::new(config)
                     .map(Arc::new)
                     .map_err(|error| format!("messageloop.proxy[{index}].{error}"))
             })
