@@ -92,11 +92,17 @@ async fn handle(
     });
     let json_type = [(header::CONTENT_TYPE, "application/json")];
     let reply = match (body["method"].as_str(), body["token"].as_str()) {
-        (Some("get"), _) => json!({
-            "id": body["id"],
-            "payload": {"contentType": "application/json", "json": {"echo": body["payload"]["json"]}},
-            "metadata": {"entries": {"x-from": "backend", "x-req-echo": body["metadata"]["entries"]["x-req"]}},
-        }),
+        (Some("get"), _) => {
+            let mut entries = json!({"x-from": "backend"});
+            if let Some(request) = body["metadata"]["entries"]["x-req"].as_str() {
+                entries["x-req-echo"] = json!(request);
+            }
+            json!({
+                "id": body["id"],
+                "payload": {"contentType": "application/json", "json": {"echo": body["payload"]["json"]}},
+                "metadata": {"entries": entries},
+            })
+        }
         (Some("fail"), _) => json!({
             "id": body["id"],
             "error": {"code": "ORDER_MISSING", "type": "app_error", "message": "no such order"},
@@ -104,6 +110,10 @@ async fn handle(
         (Some("slow"), _) => {
             tokio::time::sleep(Duration::from_secs(3)).await;
             json!({"id": body["id"]})
+        }
+        (Some("huge"), _) => {
+            let text = "x".repeat(4 * 1024 * 1024);
+            json!({"id": body["id"], "payload": {"text": text}})
         }
         (Some("status"), _) => {
             return (StatusCode::INTERNAL_SERVER_ERROR, json_type, "{}".into());
@@ -219,6 +229,16 @@ fn rpc_goes_to_the_backend_as_camel_case_json_and_its_answer_comes_back() {
 
     let reply = rpc(&mut ws, "r5", "down.eu", "get");
     assert_eq!(error_code(&reply), "PROXY_ERROR");
+
+    // A response body over 4 MiB is a failed call.
+    let reply = rpc(&mut ws, "r7", "orders.eu", "huge");
+    assert_eq!(error_code(&reply), "PROXY_ERROR");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("4194304")),
+        "{reply}"
+    );
 
     // The connection is still usable after each error.
     let reply = rpc(&mut ws, "r6", "orders.us", "get");
@@ -374,6 +394,83 @@ fn an_authenticate_backend_that_is_down_is_auth_error_then_3500() {
         (&json!("c1"), "AUTH_ERROR")
     );
     assert_eq!(before[0]["error"]["type"], "auth_error");
+}
+
+#[test]
+fn grpc_clients_reach_the_backend_too() {
+    use grpc::g2::inbound_message::Envelope as In;
+    use grpc::g2::outbound_message::Envelope as Out;
+    use messageloop_client::grpc;
+    use protocols::messageloop::pb::messageloop::shared::v2 as shared;
+
+    let backend = Backend::start();
+    let (gateway, _) = start(
+        &backend,
+        "[messageloop.grpc]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
+    );
+    let addr = gateway.listener("messageloop.grpc");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let inbound = |id: &str, envelope: In| grpc::g2::InboundMessage {
+        id: id.into(),
+        time: 0,
+        envelope: Some(envelope),
+    };
+    let (connected, reply) = runtime.block_on(async {
+        let mut stream = grpc::open_g2(addr).await;
+        let connect = grpc::g2::Connect {
+            version: "2.0.0".into(),
+            token: "good-token".into(),
+            ..Default::default()
+        };
+        stream.send(inbound("c", In::Connect(connect))).await;
+        let connected = stream.next().await.expect("connected");
+        let request = grpc::g2::RpcRequest {
+            channel: "orders.eu".into(),
+            method: "get".into(),
+            payload: Some(shared::Payload {
+                content_type: "application/json".into(),
+                data: Some(shared::payload::Data::Json(prost_types::Struct {
+                    fields: [(
+                        "q".to_owned(),
+                        prost_types::Value {
+                            kind: Some(prost_types::value::Kind::NumberValue(2.0)),
+                        },
+                    )]
+                    .into(),
+                })),
+            }),
+            metadata: None,
+        };
+        stream.send(inbound("r1", In::RpcRequest(request))).await;
+        loop {
+            let out = stream.next().await.expect("stream open");
+            if out.id == "r1" {
+                return (connected, out);
+            }
+        }
+    });
+    assert!(
+        matches!(connected.envelope, Some(Out::Connected(_))),
+        "{connected:?}"
+    );
+    let Some(Out::RpcReply(reply)) = reply.envelope else {
+        panic!("{reply:?}")
+    };
+    let entries = reply.metadata.expect("metadata").entries;
+    assert_eq!(entries.get("x-from").map(String::as_str), Some("backend"));
+    assert_eq!(backend.calls("token", "good-token").len(), 1);
+    let calls = backend.calls("method", "get");
+    assert_eq!(calls[0].body["payload"]["json"], json!({"q": 2}));
+    gateway.wait_for("/api/connections", "the backend's user", |connections| {
+        connections
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["identity"] == "user-7")
+    });
 }
 
 mod grpc_backend {

@@ -34,7 +34,9 @@ impl HttpBackend {
             headers.insert(name, value);
         }
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        // Backends are reached directly: HTTP_PROXY and the like are not read.
         let client = reqwest::Client::builder()
+            .no_proxy()
             .build()
             .map_err(|error| format!("http client: {error}"))?;
         Ok(HttpBackend {
