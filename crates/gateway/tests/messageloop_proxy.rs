@@ -649,3 +649,40 @@ fn a_grpc_backend_answers_rpcs_and_checks_connect_tokens() {
     assert_eq!(code, 3500);
     assert_eq!(before[0]["error"]["code"], "BANNED", "{before:?}");
 }
+
+#[test]
+fn reload_applies_proxies_to_new_connections_and_refuses_a_bad_entry() {
+    let backend = Backend::start();
+    let gateway = Gatewayd::start(&config("rpc_fallback = \"none\""));
+    let addr = gateway.listener("messageloop.ws");
+    let mut before = Ws::connect(addr, JSON);
+    before.handshake("2.0.0", "");
+
+    let routed = format!(
+        "rpc_fallback = \"none\"\n[[messageloop.proxy]]\nname = \"app\"\nendpoint = \"{}\"\n\
+         routes = [{{ channel = \"orders.*\", method = \"*\" }}]\n",
+        backend.endpoint()
+    );
+    std::fs::write(&gateway.config_path, config(&routed)).expect("write config");
+    let report = gateway.reload();
+    assert!(report["error"].is_null(), "{report}");
+    assert_eq!(report["restart_needed"], json!([]), "{report}");
+
+    let mut after = Ws::connect(addr, JSON);
+    after.handshake("2.0.0", "");
+    let reply = rpc(&mut after, "x1", "orders.eu", "get");
+    assert_eq!(reply["rpc_reply"]["request_id"], "x1", "{reply}");
+    // The connection opened before keeps the settings it started with.
+    let reply = rpc(&mut before, "x2", "orders.eu", "get");
+    assert_eq!(error_code(&reply), "NO_PROXY");
+
+    let unrouted = "[[messageloop.proxy]]\nname = \"app\"\nendpoint = \"http://127.0.0.1:1/\"\n";
+    std::fs::write(&gateway.config_path, config(unrouted)).expect("write config");
+    let report = gateway.reload();
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(error.contains("messageloop.proxy[0].routes"), "{report}");
+    let mut later = Ws::connect(addr, JSON);
+    later.handshake("2.0.0", "");
+    let reply = rpc(&mut later, "x3", "orders.eu", "get");
+    assert_eq!(reply["rpc_reply"]["request_id"], "x3", "{reply}");
+}

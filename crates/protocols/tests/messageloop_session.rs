@@ -619,6 +619,12 @@ fn connect_tokens_go_to_the_authenticate_route() {
     assert!(matches!(&out[0].body, OutboundBody::Error(e) if *e == error));
     assert_eq!(refused.disconnect(), Some(DisconnectCode::InvalidToken));
 
+    // Frames fed while the token is with the backend (the listener reads none): 3501.
+    let mut eager = world.session(Generation::G2);
+    send(&mut eager, "c", connect("2.0.0", "tok"), world.at(0));
+    send(&mut eager, "p", InboundBody::Ping, world.at(0));
+    assert_eq!(eager.disconnect(), Some(DisconnectCode::BadRequest));
+
     // No answer by the deadline: AUTH_ERROR, then 3500.
     let mut slow = world.session(Generation::G2);
     send(&mut slow, "c", connect("2.0.0", "tok"), world.at(0));

@@ -98,8 +98,14 @@ impl Proxies {
             let made = tokio::time::timeout(call.timeout, backend.call(&call.request, remote_addr));
             let outcome = match made.await {
                 Ok(Ok(reply)) => Ok(reply),
-                Ok(Err(error)) => Err(ProxyFailure::Failed(error)),
-                Err(_) => Err(ProxyFailure::Timeout),
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "messageloop: proxy call failed");
+                    Err(ProxyFailure::Failed(error))
+                }
+                Err(_) => {
+                    tracing::debug!(proxy = call.proxy, "messageloop: proxy call timed out");
+                    Err(ProxyFailure::Timeout)
+                }
             };
             let _ = answers.send(ProxyAnswer {
                 id: call.id,
