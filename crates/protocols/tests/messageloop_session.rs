@@ -1,6 +1,7 @@
 //! The MessageLoop session driven against an in-process bus: Connect rules, auth codes, version gate,
 //! subscriptions (wildcards, dedupe, cap), publish/ack/delivery, history recovery, presence, RPC with the
-//! test acting as responder, idle disconnect, and messages from other protocols.
+//! test acting as responder, RPC and Connect tokens routed to a backend proxy (the test answering the
+//! queued calls), idle disconnect, and messages from other protocols.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +15,8 @@ use protocols::messageloop::message::{
     PresenceAction, Publish, RecoverState, RpcRequest, Subscription,
 };
 use protocols::messageloop::presence::PresenceTable;
+use protocols::messageloop::proxy::call::{ProxyReply, ProxyRequest};
+use protocols::messageloop::proxy::{ProxyAnswer, ProxyConfig, ProxyFailure, Router, RpcFallback};
 use protocols::messageloop::session::{Now, Session, SessionContext, SessionSettings};
 use protocols::messageloop::{DisconnectCode, Generation};
 
@@ -25,6 +28,10 @@ struct World {
 
 impl World {
     fn new(required: bool) -> World {
+        World::with_proxies(required, &[], RpcFallback::Bus)
+    }
+
+    fn with_proxies(required: bool, proxies: &[ProxyConfig], rpc_fallback: RpcFallback) -> World {
         let bus = Bus::new(BusConfig {
             history: vec![HistoryRule {
                 topics: Pattern::parse("hist.#").unwrap(),
@@ -53,8 +60,10 @@ impl World {
                 max_subscriptions: 3,
                 idle_timeout: Some(Duration::from_secs(300)),
                 rpc_timeout: Duration::from_secs(30),
+                rpc_fallback,
                 epoch: "epoch-1".into(),
             }),
+            router: Arc::new(Router::new(proxies)),
         };
         World {
             bus,
@@ -463,6 +472,172 @@ fn rpc_is_answered_by_a_bus_responder() {
     });
     send(&mut session, "rpc-3", nobody, world.at(41));
     assert_eq!(error_code(&session.take_outbox()[0]), Some("NO_PROXY"));
+}
+
+fn backend(routes: &str) -> ProxyConfig {
+    toml::from_str(&format!(
+        "name = \"app\"\nendpoint = \"http://127.0.0.1:1/\"\ntimeout_ms = 5000\nroutes = [{routes}]\n"
+    ))
+    .unwrap()
+}
+
+fn rpc(channel: &str, method: &str) -> InboundBody {
+    InboundBody::Rpc(RpcRequest {
+        channel: channel.into(),
+        method: method.into(),
+        payload: Payload::text("text/plain", "21"),
+        ..RpcRequest::default()
+    })
+}
+
+#[test]
+fn rpc_goes_to_the_first_matching_proxy_route_and_its_answer_comes_back() {
+    let routes = "{ channel = \"svc.*\", method = \"get*\" }";
+    let world = World::with_proxies(false, &[backend(routes)], RpcFallback::None);
+    let mut session = world.connected(Generation::G2);
+    send(
+        &mut session,
+        "rpc-1",
+        rpc("svc.math.eu", "getx"),
+        world.at(1),
+    );
+    assert!(session.take_outbox().is_empty());
+    let calls = session.take_proxy_calls();
+    let ProxyRequest::Rpc(call) = &calls[0].request else {
+        panic!("{calls:?}")
+    };
+    assert_eq!(
+        (
+            call.id.as_str(),
+            call.channel.as_str(),
+            call.method.as_str()
+        ),
+        ("rpc-1", "svc.math.eu", "getx")
+    );
+    assert_eq!(session.next_deadline(), Some(world.at(6).at));
+    let reply = ProxyReply::Rpc {
+        payload: Payload::text("text/plain", "42"),
+        headers: vec![("k".into(), Bytes::from_static(b"v"))],
+        error: None,
+    };
+    let answer = ProxyAnswer {
+        id: calls[0].id.clone(),
+        outcome: Ok(reply),
+    };
+    session.on_proxy_answer(answer.clone(), world.at(2));
+    let out = session.take_outbox();
+    let OutboundBody::RpcReply(reply) = &out[0].body else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        (out[0].id.as_str(), reply.request_id.as_str()),
+        ("rpc-1", "rpc-1")
+    );
+    assert_eq!(reply.payload, Payload::text("text/plain", "42"));
+    // A second answer to the same call is ignored.
+    session.on_proxy_answer(answer, world.at(2));
+    assert!(session.take_outbox().is_empty());
+
+    send(&mut session, "rpc-2", rpc("svc.math", "get"), world.at(3));
+    let id = session.take_proxy_calls()[0].id.clone();
+    let failed = ProxyAnswer {
+        id,
+        outcome: Err(ProxyFailure::Failed("refused".into())),
+    };
+    session.on_proxy_answer(failed, world.at(3));
+    assert_eq!(error_code(&session.take_outbox()[0]), Some("PROXY_ERROR"));
+
+    send(&mut session, "rpc-3", rpc("svc.math", "get"), world.at(3));
+    assert_eq!(session.take_proxy_calls().len(), 1);
+    session.tick(world.at(8));
+    let out = session.take_outbox();
+    assert_eq!(
+        (out[0].id.as_str(), error_code(&out[0])),
+        ("rpc-3", Some("RPC_TIMEOUT"))
+    );
+
+    // No route, fallback "none": NO_PROXY without a call.
+    send(&mut session, "rpc-4", rpc("svc.math", "put"), world.at(9));
+    assert_eq!(error_code(&session.take_outbox()[0]), Some("NO_PROXY"));
+    assert!(session.take_proxy_calls().is_empty());
+}
+
+#[test]
+fn connect_tokens_go_to_the_authenticate_route() {
+    let routes = "{ channel = \"\", method = \"$authenticate\" }";
+    let world = World::with_proxies(true, &[backend(routes)], RpcFallback::Bus);
+
+    let mut session = world.session(Generation::G2);
+    send(&mut session, "c", connect("2.0.0", "tok"), world.at(0));
+    assert!(session.authenticating());
+    assert!(session.take_outbox().is_empty());
+    let calls = session.take_proxy_calls();
+    let ProxyRequest::Authenticate(call) = &calls[0].request else {
+        panic!("{calls:?}")
+    };
+    assert_eq!(
+        (call.token.as_str(), call.session_id.as_str()),
+        ("tok", session.session_id())
+    );
+    let reply = ProxyReply::Authenticate {
+        user_id: "bob".into(),
+        error: None,
+    };
+    let answer = ProxyAnswer {
+        id: calls[0].id.clone(),
+        outcome: Ok(reply),
+    };
+    session.on_proxy_answer(answer, world.at(1));
+    assert!(matches!(
+        session.take_outbox()[0].body,
+        OutboundBody::Connected(_)
+    ));
+    assert_eq!(session.identity().map(|i| i.name.as_str()), Some("bob"));
+
+    // The backend's own error goes out unchanged, then 3500.
+    let mut refused = world.session(Generation::G2);
+    send(&mut refused, "c", connect("2.0.0", "bad"), world.at(0));
+    let id = refused.take_proxy_calls()[0].id.clone();
+    let error = protocols::messageloop::message::Error {
+        code: protocols::messageloop::ErrorCode::Other("BANNED".into()),
+        error_type: "custom".into(),
+        message: "go away".into(),
+        metadata: Default::default(),
+    };
+    let reply = ProxyReply::Authenticate {
+        user_id: String::new(),
+        error: Some(error.clone()),
+    };
+    refused.on_proxy_answer(
+        ProxyAnswer {
+            id,
+            outcome: Ok(reply),
+        },
+        world.at(1),
+    );
+    let out = refused.take_outbox();
+    assert!(matches!(&out[0].body, OutboundBody::Error(e) if *e == error));
+    assert_eq!(refused.disconnect(), Some(DisconnectCode::InvalidToken));
+
+    // Frames fed while the token is with the backend (the listener reads none): 3501.
+    let mut eager = world.session(Generation::G2);
+    send(&mut eager, "c", connect("2.0.0", "tok"), world.at(0));
+    send(&mut eager, "p", InboundBody::Ping, world.at(0));
+    assert_eq!(eager.disconnect(), Some(DisconnectCode::BadRequest));
+
+    // No answer by the deadline: AUTH_ERROR, then 3500.
+    let mut slow = world.session(Generation::G2);
+    send(&mut slow, "c", connect("2.0.0", "tok"), world.at(0));
+    assert_eq!(slow.next_deadline(), Some(world.at(5).at));
+    slow.tick(world.at(5));
+    assert_eq!(error_code(&slow.take_outbox()[0]), Some("AUTH_ERROR"));
+    assert_eq!(slow.disconnect(), Some(DisconnectCode::InvalidToken));
+
+    // An empty token never reaches the backend: the [auth] settings decide (required here).
+    let mut empty = world.session(Generation::G2);
+    send(&mut empty, "c", connect("2.0.0", ""), world.at(0));
+    assert!(empty.take_proxy_calls().is_empty());
+    assert_eq!(error_code(&empty.take_outbox()[0]), Some("AUTH_REQUIRED"));
 }
 
 #[test]

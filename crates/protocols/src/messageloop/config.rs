@@ -1,5 +1,5 @@
 //! The `[messageloop]` config section: the WebSocket and gRPC listeners, the wire generation override,
-//! limits, heartbeat, RPC timeout and authentication.
+//! limits, heartbeat, RPC timeout, authentication and the backend proxies.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::generation::{Generation, GenerationSetting};
+use super::proxy::{ProxyConfig, RpcFallback};
 use crate::accept::Deadlines;
 use crate::auth::AuthConfig;
 use crate::limits::ListenerLimits;
@@ -27,6 +28,10 @@ pub struct Config {
     /// How long an RPC waits for the first reply before RPC_TIMEOUT.
     pub rpc_timeout_secs: u64,
     pub auth: AuthConfig,
+    /// `[[messageloop.proxy]]`: backends for client RPCs and Connect tokens.
+    pub proxy: Vec<ProxyConfig>,
+    /// What an RPC no proxy route matches does: `bus` (a responder on any protocol) or `none` (NO_PROXY).
+    pub rpc_fallback: RpcFallback,
 }
 
 impl Default for Config {
@@ -40,6 +45,8 @@ impl Default for Config {
             deadlines: Deadlines::default(),
             rpc_timeout_secs: 30,
             auth: AuthConfig::default(),
+            proxy: Vec::new(),
+            rpc_fallback: RpcFallback::Bus,
         }
     }
 }
@@ -58,8 +65,8 @@ impl Config {
         Duration::from_secs(self.rpc_timeout_secs)
     }
 
-    /// Checks what serde cannot: the TLS files of enabled listeners and the auth settings. Errors name the
-    /// key under `messageloop.`.
+    /// Checks what serde cannot: the TLS files of enabled listeners, the auth settings and the proxies.
+    /// Errors name the key under `messageloop.`.
     pub fn validate(&self) -> Result<(), String> {
         crate::auth::Authenticator::new(self.auth.clone())
             .map_err(|error| format!("messageloop.{error}"))?;
@@ -76,7 +83,7 @@ impl Config {
         if self.limits.max_message_size == 0 {
             return Err("messageloop.limits.max_message_size: must be at least 1".to_owned());
         }
-        Ok(())
+        super::proxy::config::validate(&self.proxy)
     }
 }
 
@@ -208,5 +215,12 @@ mod tests {
         assert!(error.starts_with("messageloop.grpc.tls"), "{error}");
         let jwt: Config = toml::from_str("[auth.jwt]\nalgorithm = \"HS256\"\n").unwrap();
         assert!(jwt.validate().unwrap_err().contains("messageloop.auth.jwt"));
+        let proxy: Config = toml::from_str(
+            "rpc_fallback = \"none\"\n[[proxy]]\nname = \"p\"\nendpoint = \"http://127.0.0.1:1/\"\n",
+        )
+        .unwrap();
+        assert_eq!(proxy.rpc_fallback, RpcFallback::None);
+        let error = proxy.validate().unwrap_err();
+        assert!(error.starts_with("messageloop.proxy[0].routes"), "{error}");
     }
 }

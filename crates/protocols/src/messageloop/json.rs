@@ -38,6 +38,10 @@ proto_json! {
     pb::messageloop::v1::InboundMessage => "messageloop.v1.InboundMessage",
     pb::messageloop::v1::OutboundMessage => "messageloop.v1.OutboundMessage",
     pb::io::cloudevents::v1::CloudEvent => "io.cloudevents.v1.CloudEvent",
+    pb::messageloop::proxy::v2::RpcRequest => "messageloop.proxy.v2.RPCRequest",
+    pb::messageloop::proxy::v2::RpcResponse => "messageloop.proxy.v2.RPCResponse",
+    pb::messageloop::proxy::v2::AuthenticateRequest => "messageloop.proxy.v2.AuthenticateRequest",
+    pb::messageloop::proxy::v2::AuthenticateResponse => "messageloop.proxy.v2.AuthenticateResponse",
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +137,7 @@ pub(crate) fn descriptor(full_name: &str) -> Result<MessageDescriptor, JsonError
 }
 
 /// The `.proto` sources under `proto/`, by the names they import each other with.
-const SOURCES: [(&str, &str); 6] = [
+const SOURCES: [(&str, &str); 7] = [
     (
         "messageloop/g2/shared.proto",
         include_str!("../../proto/messageloop/g2/shared.proto"),
@@ -157,6 +161,10 @@ const SOURCES: [(&str, &str); 6] = [
     (
         "messageloop/g0/client.proto",
         include_str!("../../proto/messageloop/g0/client.proto"),
+    ),
+    (
+        "messageloop/proxy/proxy.proto",
+        include_str!("../../proto/messageloop/proxy/proxy.proto"),
     ),
 ];
 

@@ -4,8 +4,8 @@
 //! ([`generation`]), the replies a JSON client that is G0 or G1 reads alike ([`g0_or_g1`]), WebSocket
 //! subprotocol negotiation ([`subprotocol`]), generation-neutral messages ([`message`]) with conversions
 //! from and to each generation ([`wire`]), the per-connection WebSocket codec ([`codec`]), error and
-//! disconnect codes ([`codes`]), the CloudEvents mapping ([`cloudevent`]) and strict reading of server messages
-//! as the SDKs read them ([`conformance`]).
+//! disconnect codes ([`codes`]), the CloudEvents mapping ([`cloudevent`]), strict reading of server messages
+//! as the SDKs read them ([`conformance`]) and the backend proxy for RPC and authentication ([`proxy`]).
 
 pub mod channel;
 pub mod cloudevent;
@@ -21,6 +21,7 @@ pub mod listener;
 pub mod message;
 pub mod pb;
 pub mod presence;
+pub mod proxy;
 pub mod session;
 pub mod subprotocol;
 pub mod wire;

@@ -2,7 +2,8 @@
 //! `build.rs` from `proto/messageloop/`. The module tree mirrors the protobuf packages so the generated
 //! cross-package paths (`super::super::shared::v2::Payload`) resolve:
 //! G2 = `messageloop::client::v2` + `messageloop::shared::v2`, G1 = `messageloop::client::v1` +
-//! `messageloop::shared::v1`, G0 = `messageloop::v1` + `io::cloudevents::v1`.
+//! `messageloop::shared::v1`, G0 = `messageloop::v1` + `io::cloudevents::v1`. The backend proxy protocol
+//! is `messageloop::proxy::v2`.
 #![allow(clippy::all, missing_docs, rustdoc::all)]
 
 pub mod messageloop {
@@ -24,6 +25,11 @@ pub mod messageloop {
     }
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/messageloop.v1.rs"));
+    }
+    pub mod proxy {
+        pub mod v2 {
+            include!(concat!(env!("OUT_DIR"), "/messageloop.proxy.v2.rs"));
+        }
     }
 }
 

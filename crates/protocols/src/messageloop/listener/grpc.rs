@@ -31,6 +31,7 @@ use crate::messageloop::config::Config;
 use crate::messageloop::message::{Error, Outbound, OutboundBody};
 use crate::messageloop::pb::messageloop::client::{v1 as g1, v2 as g2};
 use crate::messageloop::pb::messageloop::v1 as g0;
+use crate::messageloop::proxy::Proxies;
 use crate::messageloop::session::{uuid4, Now, Session};
 use crate::messageloop::wire::{DecodeError, G0Wire, G1Wire, G2Wire, Wire};
 use crate::{CloseCause, Reload, RunningListener, Services, Slot};
@@ -420,7 +421,11 @@ where
     tokio::spawn(async move {
         let mut session = Session::new(settings.context.clone(), guard.id(), Now::current());
         session.set_generation(Some(W::GENERATION));
-        run::<W>(&shared, &mut session, inbound, &tx, &guard).await;
+        let backends = Backends {
+            proxies: &settings.proxies,
+            peer,
+        };
+        run::<W>(&shared, &mut session, inbound, &tx, &guard, backends).await;
         if let Some(code) = session.disconnect() {
             let notice = Outbound {
                 id: uuid4(),
@@ -442,6 +447,12 @@ where
     Ok(Response::new(Box::pin(stream)))
 }
 
+/// Where a stream's backend proxy calls go, and the client address they name.
+struct Backends<'a> {
+    proxies: &'a Proxies,
+    peer: SocketAddr,
+}
+
 /// The session loop of one stream; returns when the session or the client ends it.
 async fn run<W: Wire>(
     shared: &Shared,
@@ -449,6 +460,7 @@ async fn run<W: Wire>(
     mut inbound: Streaming<W::Inbound>,
     tx: &mpsc::Sender<Result<Box<W::Outbound>, Status>>,
     guard: &crate::ConnectionGuard,
+    backends: Backends<'_>,
 ) where
     W::Outbound: prost::Message,
 {
@@ -459,6 +471,7 @@ async fn run<W: Wire>(
     let mut batch = Vec::with_capacity(BATCH);
     let mut identified = false;
     let mut stalled: Option<futures::future::BoxFuture<'static, ()>> = None;
+    let (answers, mut answered) = mpsc::unbounded_channel();
     loop {
         for outbound in session.take_outbox() {
             let Ok(message) = W::outbound(&outbound) else {
@@ -489,6 +502,11 @@ async fn run<W: Wire>(
         if let Some(code) = session.disconnect() {
             return guard.closing(code.cause());
         }
+        for call in session.take_proxy_calls() {
+            backends
+                .proxies
+                .spawn(call, Some(backends.peer), answers.clone());
+        }
         if !identified {
             if let Some(identity) = session.identity() {
                 guard.set_identity(&identity.name);
@@ -518,7 +536,8 @@ async fn run<W: Wire>(
                 session.close_with(DisconnectCode::Stale);
                 return guard.closing(CloseCause::Deadline);
             }
-            message = inbound.message(), if stalled.is_none() => {
+            Some(answer) = answered.recv() => session.on_proxy_answer(answer, Now::current()),
+            message = inbound.message(), if stalled.is_none() && !session.authenticating() => {
                 let now = Now::current();
                 match message {
                     Ok(Some(message)) => match W::inbound(message) {

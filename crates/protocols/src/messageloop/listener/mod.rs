@@ -18,6 +18,7 @@ use super::config::{Config, Limits};
 use super::generation::GenerationSetting;
 use super::message::{Outbound, OutboundBody};
 use super::presence::PresenceTable;
+use super::proxy::Proxies;
 use super::session::{uuid4, SessionContext, SessionSettings};
 use crate::accept::Deadlines;
 use crate::auth::Authenticator;
@@ -44,6 +45,8 @@ pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Vec<R
 /// What a connection or stream takes from the config when it starts.
 struct Settings {
     context: SessionContext,
+    /// The backends the sessions' proxy calls go to.
+    proxies: Arc<Proxies>,
     generation: GenerationSetting,
     limits: Limits,
     deadlines: Deadlines,
@@ -62,18 +65,22 @@ impl Settings {
                 .context("messageloop.auth")?
                 .for_protocol(core_bus::Protocol::MessageLoop),
         );
+        let proxies = Arc::new(Proxies::new(&config.proxy).map_err(anyhow::Error::msg)?);
         Ok(Settings {
             context: SessionContext {
                 bus,
                 authenticator,
                 presence,
+                router: proxies.router(),
                 settings: Arc::new(SessionSettings {
                     max_subscriptions: config.limits.max_subscriptions_per_connection,
                     idle_timeout: config.heartbeat.idle_timeout(),
                     rpc_timeout: config.rpc_timeout(),
+                    rpc_fallback: config.rpc_fallback,
                     epoch,
                 }),
             },
+            proxies,
             generation: config.generation_setting(),
             limits: config.limits,
             deadlines: config.deadlines,

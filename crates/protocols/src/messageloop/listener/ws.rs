@@ -209,6 +209,7 @@ where
     let mut batch = Vec::new();
     let mut identified = false;
     let mut stalled: Option<futures::future::BoxFuture<'static, ()>> = None;
+    let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();
     loop {
         if write_outbox(&mut ws, &codec, &mut session, max)
             .await
@@ -220,6 +221,9 @@ where
             guard.closing(code.cause());
             close(&mut ws, code.ws_close_code(), code.reason()).await;
             return;
+        }
+        for call in session.take_proxy_calls() {
+            settings.proxies.spawn(call, Some(peer), answers.clone());
         }
         if !identified {
             if let Some(identity) = session.identity() {
@@ -253,7 +257,8 @@ where
                 close(&mut ws, code.ws_close_code(), code.reason()).await;
                 return;
             }
-            message = ws.next(), if stalled.is_none() => {
+            Some(answer) = answered.recv() => session.on_proxy_answer(answer, Now::current()),
+            message = ws.next(), if stalled.is_none() && !session.authenticating() => {
                 if let Some(Ok(_)) = &message {
                     ws.get_mut().frame_finished(false);
                 }

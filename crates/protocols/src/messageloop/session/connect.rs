@@ -1,4 +1,6 @@
-//! Connect: version gate, authentication, the subscriptions carried in Connect, then Connected.
+//! Connect: version gate, authentication (by the `$authenticate` backend when a route names one and the
+//! token is not empty, by the `[messageloop.auth]` settings otherwise), the subscriptions carried in
+//! Connect, then Connected.
 
 use super::*;
 
@@ -12,6 +14,11 @@ impl Session {
             self.reply(id, now, OutboundBody::Error(error));
             self.close(DisconnectCode::UnsupportedVersion);
             return;
+        }
+        if !connect.token.is_empty() {
+            if let Some(target) = self.context.router.authenticator() {
+                return self.authenticate_by_proxy(id, connect, target, now);
+            }
         }
         let credentials = Credentials {
             login: Some(connect.client_id.as_str()),
@@ -32,6 +39,11 @@ impl Session {
                 return;
             }
         };
+        self.connected(id, connect, identity, now);
+    }
+
+    /// Authenticated as `identity`: the subscriptions carried in Connect, then Connected.
+    pub(super) fn connected(&mut self, id: String, connect: Connect, identity: Identity, now: Now) {
         let info = PresenceInfo {
             session_id: self.session_id.clone(),
             user_id: identity.name.clone(),

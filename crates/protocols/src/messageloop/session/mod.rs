@@ -1,7 +1,8 @@
 //! The generation-neutral MessageLoop session (reference §3): Connect first, authentication, subscriptions
-//! on the bus, publish and delivery, history recovery, presence, RPC over the bus, heartbeat and idle
-//! disconnect. It is driven by the listener with decoded [`Inbound`] messages, bus [`Delivery`]s and timer
-//! ticks, each stamped with a [`Now`]; it reads no clock and does no IO. What it wants written is collected
+//! on the bus, publish and delivery, history recovery, presence, RPC over a backend proxy or the bus,
+//! heartbeat and idle disconnect. It is driven by the listener with decoded [`Inbound`] messages, bus
+//! [`Delivery`]s, backend [`ProxyAnswer`]s and timer ticks, each stamped with a [`Now`]; it reads no clock
+//! and does no IO. Backend calls it wants made are queued for the listener ([`Session::take_proxy_calls`]). What it wants written is collected
 //! in an outbox the listener drains; a set [`Session::disconnect`] code ends the connection after that.
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,10 +26,12 @@ use super::message::{
     PublishAck, RecoverComplete, RecoverState, RpcReply, RpcRequest, SubscribeAck, Subscription,
 };
 use super::presence::{self, PresenceTable};
+use super::proxy::{ProxyAnswer, ProxyCall, Router, RpcFallback};
 use crate::auth::{AuthError, Authenticator, Credentials, Identity};
 
 mod connect;
 mod presence_ops;
+mod proxy;
 mod publish;
 mod rpc;
 mod subscribe;
@@ -69,6 +72,8 @@ pub struct SessionSettings {
     pub idle_timeout: Option<Duration>,
     /// How long an RPC waits for its first reply.
     pub rpc_timeout: Duration,
+    /// What an RPC no proxy route matches does.
+    pub rpc_fallback: RpcFallback,
     /// `stream_epoch` for channels without history (one per listener start).
     pub epoch: String,
 }
@@ -80,6 +85,8 @@ pub struct SessionContext {
     pub authenticator: Arc<Authenticator>,
     pub presence: PresenceTable,
     pub settings: Arc<SessionSettings>,
+    /// Which backend proxy serves an RPC or checks a Connect token.
+    pub router: Arc<Router>,
 }
 
 /// What a bus subscription of this session is for.
@@ -113,6 +120,13 @@ struct PendingRpc {
 enum State {
     /// Waiting for Connect.
     Connecting,
+    /// Connect received; its token is with the `$authenticate` backend (call `call`).
+    Authenticating {
+        id: String,
+        connect: Connect,
+        call: String,
+        deadline: Instant,
+    },
     Connected {
         identity: Identity,
         info: PresenceInfo,
@@ -131,6 +145,7 @@ pub struct Session {
     inbox: Option<Topic>,
     rpcs: HashMap<String, PendingRpc>,
     next_rpc: u64,
+    proxy_calls: Vec<ProxyCall>,
     last_activity: Instant,
     last_delivery: Option<MessageId>,
     outbox: Vec<Outbound>,
@@ -172,6 +187,7 @@ impl Session {
             inbox: None,
             rpcs: HashMap::new(),
             next_rpc: 1,
+            proxy_calls: Vec::new(),
             last_activity: now.at,
             last_delivery: None,
             outbox: Vec::new(),
@@ -199,7 +215,7 @@ impl Session {
     pub fn identity(&self) -> Option<&Identity> {
         match &self.state {
             State::Connected { identity, .. } => Some(identity),
-            State::Connecting => None,
+            State::Connecting | State::Authenticating { .. } => None,
         }
     }
 
@@ -230,14 +246,18 @@ impl Session {
             .settings
             .idle_timeout
             .map(|timeout| self.last_activity + timeout);
-        let rpc = self.rpcs.values().map(|rpc| rpc.deadline).min();
-        match (idle, rpc) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let auth = match &self.state {
+            State::Authenticating { deadline, .. } => Some(*deadline),
+            _ => None,
+        };
+        [idle, auth]
+            .into_iter()
+            .flatten()
+            .chain(self.rpcs.values().map(|rpc| rpc.deadline))
+            .min()
     }
 
-    /// Fires due timers: idle disconnect (3511) and RPC timeouts.
+    /// Fires due timers: idle disconnect (3511), the authentication deadline and RPC timeouts.
     pub fn tick(&mut self, now: Now) {
         if self.disconnect.is_some() {
             return;
@@ -247,6 +267,9 @@ impl Session {
                 self.close(DisconnectCode::IdleTimeout);
                 return;
             }
+        }
+        if matches!(&self.state, State::Authenticating { deadline, .. } if *deadline <= now.at) {
+            return self.authentication_timed_out(now);
         }
         let expired: Vec<String> = self
             .rpcs
@@ -276,7 +299,9 @@ impl Session {
         self.last_activity = now.at;
         match self.state {
             State::Connecting => self.close(DisconnectCode::InvalidToken),
-            State::Connected { .. } => self.close(DisconnectCode::BadRequest),
+            State::Authenticating { .. } | State::Connected { .. } => {
+                self.close(DisconnectCode::BadRequest)
+            }
         }
     }
 
@@ -293,6 +318,10 @@ impl Session {
                 _ => self.close(DisconnectCode::InvalidToken),
             }
             return;
+        }
+        // The listener reads nothing while a Connect token is being checked.
+        if matches!(self.state, State::Authenticating { .. }) {
+            return self.close(DisconnectCode::BadRequest);
         }
         match body {
             InboundBody::Connect(_) => self.close(DisconnectCode::BadRequest),

@@ -1,5 +1,6 @@
-//! RPC over the bus: the publish ACL, the request on the RPC topic, the first reply from the connection's
-//! inbox (its name holds 128 random bits, so nobody else can answer into it), timeouts.
+//! RPC: the publish ACL, then the first matching backend proxy route; without one, per
+//! `messageloop.rpc_fallback`, NO_PROXY or the request on the bus's RPC topic with the first reply from the
+//! connection's inbox (its name holds 128 random bits, so nobody else can answer into it), timeouts.
 
 use super::*;
 
@@ -32,6 +33,19 @@ impl Session {
             let error = Error::new(ErrorCode::RateLimited, "too many RPCs waiting for a reply");
             return self.reply(id, now, OutboundBody::Error(error));
         }
+        if let Some(target) = self.context.router.route(&request.channel, &request.method) {
+            return self.proxy_rpc(id, request, target, now);
+        }
+        if self.context.settings.rpc_fallback == RpcFallback::None {
+            let error = Error::new(
+                ErrorCode::NoProxy,
+                format!(
+                    "no proxy route for rpc {:?} on {:?}",
+                    request.method, request.channel
+                ),
+            );
+            return self.reply(id, now, OutboundBody::Error(error));
+        }
         let inbox = match &self.inbox {
             Some(inbox) => inbox.clone(),
             None => {
@@ -51,8 +65,7 @@ impl Session {
                 }
             }
         };
-        let correlation = format!("{}-{}", self.session_id, self.next_rpc);
-        self.next_rpc += 1;
+        let correlation = self.next_call_id();
         let mut envelope = self.envelope(topic, &request.payload, &request.headers);
         envelope.timestamp_ms = now.unix_ms;
         envelope.reply_to = Some(inbox);

@@ -15,6 +15,7 @@ use super::message::{Headers, Inbound, JsonObject, Outbound};
 pub mod g0;
 pub mod g1;
 pub mod g2;
+pub mod proxy;
 
 pub use g0::G0Wire;
 pub use g1::G1Wire;
@@ -143,7 +144,7 @@ macro_rules! shared_conversions {
         use $crate::messageloop::codes::ErrorCode;
         use $crate::messageloop::message::{Error, Headers, Payload, PayloadData};
 
-        fn payload_in(payload: Option<shared::Payload>) -> Payload {
+        pub(super) fn payload_in(payload: Option<shared::Payload>) -> Payload {
             let Some(payload) = payload else {
                 return Payload::default();
             };
@@ -157,7 +158,7 @@ macro_rules! shared_conversions {
             }
         }
 
-        fn payload_out(payload: &Payload) -> Option<shared::Payload> {
+        pub(super) fn payload_out(payload: &Payload) -> Option<shared::Payload> {
             if *payload == Payload::default() {
                 return None;
             }
@@ -171,18 +172,18 @@ macro_rules! shared_conversions {
             })
         }
 
-        fn metadata_in(metadata: Option<shared::Metadata>) -> Headers {
+        pub(super) fn metadata_in(metadata: Option<shared::Metadata>) -> Headers {
             metadata.map_or_else(Headers::new, |metadata| {
                 super::entries_to_headers(metadata.entries)
             })
         }
 
-        fn metadata_out(headers: &[(String, bytes::Bytes)]) -> Option<shared::Metadata> {
+        pub(super) fn metadata_out(headers: &[(String, bytes::Bytes)]) -> Option<shared::Metadata> {
             let entries = super::headers_to_entries(headers);
             (!entries.is_empty()).then_some(shared::Metadata { entries })
         }
 
-        fn error_in(error: shared::Error) -> Error {
+        pub(super) fn error_in(error: shared::Error) -> Error {
             Error {
                 code: ErrorCode::parse(&error.code),
                 error_type: error.r#type,
@@ -194,7 +195,7 @@ macro_rules! shared_conversions {
             }
         }
 
-        fn error_out(error: &Error) -> shared::Error {
+        pub(super) fn error_out(error: &Error) -> shared::Error {
             shared::Error {
                 code: error.code.as_str().to_owned(),
                 r#type: error.error_type.clone(),

@@ -1,0 +1,688 @@
+//! The MessageLoop backend proxy over real sockets: gatewayd started with `[[messageloop.proxy]]` entries
+//! pointing at an HTTP backend written here (it records every call and answers by method or token), and
+//! MessageLoop WebSocket JSON clients. RPC answers, backend errors, timeouts, a backend that is down, the bus
+//! fallback (a STOMP responder) and `rpc_fallback = "none"`, and Connect tokens checked by the backend; then
+//! the same calls to a gRPC backend (`messageloop.proxy.v2.ProxyService`, a tonic server written here).
+
+mod support;
+
+#[path = "support/messageloop_client.rs"]
+mod messageloop_client;
+#[path = "support/stomp_client.rs"]
+mod stomp_client;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::routing::post;
+use messageloop_client::{Ws, WAIT};
+use serde_json::{json, Value};
+use stomp_client::{frames, Frame, Peer};
+use support::*;
+
+const JSON: &[&str] = &["messageloop+json"];
+
+/// One call the backend received.
+#[derive(Debug, Clone)]
+struct Seen {
+    headers: HeaderMap,
+    body: Value,
+}
+
+/// An HTTP backend on 127.0.0.1 in its own runtime, stopped when dropped.
+struct Backend {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Backend {
+    fn start() -> Backend {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let app = axum::Router::new()
+            .route("/proxy", post(handle))
+            .with_state(seen.clone());
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind backend");
+        let addr = listener.local_addr().expect("backend address");
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        Backend {
+            addr,
+            seen,
+            _runtime: runtime,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}/proxy", self.addr)
+    }
+
+    /// The calls whose body has `key` equal to `value`.
+    fn calls(&self, key: &str, value: &str) -> Vec<Seen> {
+        self.seen
+            .lock()
+            .expect("seen")
+            .iter()
+            .filter(|seen| seen.body[key] == value)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Answers RPCs by method and Connect tokens by token.
+async fn handle(
+    State(seen): State<Arc<Mutex<Vec<Seen>>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, [(header::HeaderName, &'static str); 1], String) {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    seen.lock().expect("seen").push(Seen {
+        headers,
+        body: body.clone(),
+    });
+    let json_type = [(header::CONTENT_TYPE, "application/json")];
+    let reply = match (body["method"].as_str(), body["token"].as_str()) {
+        (Some("get"), _) => {
+            let mut entries = json!({"x-from": "backend"});
+            if let Some(request) = body["metadata"]["entries"]["x-req"].as_str() {
+                entries["x-req-echo"] = json!(request);
+            }
+            json!({
+                "id": body["id"],
+                "payload": {"contentType": "application/json", "json": {"echo": body["payload"]["json"]}},
+                "metadata": {"entries": entries},
+            })
+        }
+        (Some("fail"), _) => json!({
+            "id": body["id"],
+            "error": {"code": "ORDER_MISSING", "type": "app_error", "message": "no such order"},
+        }),
+        (Some("slow"), _) => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            json!({"id": body["id"]})
+        }
+        (Some("huge"), _) => {
+            let text = "x".repeat(4 * 1024 * 1024);
+            json!({"id": body["id"], "payload": {"text": text}})
+        }
+        (Some("status"), _) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, json_type, "{}".into());
+        }
+        (_, Some("good-token")) => json!({"user_info": {"id": "user-7"}}),
+        (_, Some("banned")) => json!({
+            "error": {"code": "BANNED", "type": "auth_error", "message": "you are banned"},
+        }),
+        _ => return (StatusCode::BAD_REQUEST, json_type, "{}".into()),
+    };
+    (StatusCode::OK, json_type, reply.to_string())
+}
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
+}
+
+fn config(extra: &str) -> String {
+    format!(
+        "{}[stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+         [messageloop]\nrpc_timeout_secs = 5\n{extra}\n\
+         [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
+        base_config()
+    )
+}
+
+/// gatewayd with the app backend (RPC on `orders.*`, 500 ms timeout, and `$authenticate`) and a backend
+/// that is down (RPC on `down.*`).
+fn start(backend: &Backend, settings: &str) -> (Gatewayd, SocketAddr) {
+    let proxies = format!(
+        "{settings}\n\
+         [[messageloop.proxy]]\nname = \"app\"\nendpoint = \"{}\"\ntimeout_ms = 500\n\
+         headers = {{ x-api-key = \"secret-1\" }}\n\
+         routes = [{{ channel = \"orders.*\", method = \"*\" }}, {{ channel = \"\", method = \"$authenticate\" }}]\n\
+         [[messageloop.proxy]]\nname = \"down\"\nendpoint = \"http://127.0.0.1:{}/\"\n\
+         routes = [{{ channel = \"down.*\", method = \"*\" }}]\n",
+        backend.endpoint(),
+        closed_port()
+    );
+    let gateway = Gatewayd::start(&config(&proxies));
+    let ws = gateway.listener("messageloop.ws");
+    (gateway, ws)
+}
+
+fn rpc(ws: &mut Ws, id: &str, channel: &str, method: &str) -> Value {
+    ws.send(json!({"id": id, "rpc_request": {
+        "channel": channel,
+        "method": method,
+        "payload": {"content_type": "application/json", "json": {"q": 1}},
+        "metadata": {"entries": {"x-req": "r-1"}},
+    }}));
+    loop {
+        let reply = ws.recv();
+        if reply["id"] == id {
+            return reply;
+        }
+    }
+}
+
+fn error_code(reply: &Value) -> &str {
+    reply["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error in {reply}"))
+}
+
+#[test]
+fn rpc_goes_to_the_backend_as_camel_case_json_and_its_answer_comes_back() {
+    let backend = Backend::start();
+    let (_gateway, addr) = start(&backend, "");
+    let mut ws = Ws::connect(addr, JSON);
+    ws.handshake("2.0.0", "");
+
+    let reply = rpc(&mut ws, "r1", "orders.eu.1", "get");
+    assert_eq!(reply["rpc_reply"]["request_id"], "r1", "{reply}");
+    assert_eq!(
+        reply["rpc_reply"]["payload"],
+        json!({"content_type": "application/json", "json": {"echo": {"q": 1}}})
+    );
+    assert_eq!(
+        reply["rpc_reply"]["metadata"]["entries"],
+        json!({"x-from": "backend", "x-req-echo": "r-1"})
+    );
+    let calls = backend.calls("method", "get");
+    assert_eq!(calls.len(), 1);
+    let seen = &calls[0];
+    assert_eq!(
+        seen.body,
+        json!({
+            "id": "r1",
+            "channel": "orders.eu.1",
+            "method": "get",
+            "payload": {"contentType": "application/json", "json": {"q": 1}},
+            "metadata": {"entries": {"x-req": "r-1"}},
+        })
+    );
+    assert_eq!(seen.headers["content-type"], "application/json");
+    assert_eq!(seen.headers["x-api-key"], "secret-1");
+
+    let reply = rpc(&mut ws, "r2", "orders.eu", "fail");
+    assert_eq!(
+        reply["error"],
+        json!({"code": "ORDER_MISSING", "type": "app_error", "message": "no such order"})
+    );
+
+    let reply = rpc(&mut ws, "r3", "orders.eu", "status");
+    assert_eq!(error_code(&reply), "PROXY_ERROR");
+    assert_eq!(reply["error"]["type"], "proxy_error");
+
+    let reply = rpc(&mut ws, "r4", "orders.eu", "slow");
+    assert_eq!(error_code(&reply), "RPC_TIMEOUT");
+
+    let reply = rpc(&mut ws, "r5", "down.eu", "get");
+    assert_eq!(error_code(&reply), "PROXY_ERROR");
+
+    // A response body over 4 MiB is a failed call.
+    let reply = rpc(&mut ws, "r7", "orders.eu", "huge");
+    assert_eq!(error_code(&reply), "PROXY_ERROR");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("4194304")),
+        "{reply}"
+    );
+
+    // The connection is still usable after each error.
+    let reply = rpc(&mut ws, "r6", "orders.us", "get");
+    assert_eq!(reply["rpc_reply"]["request_id"], "r6", "{reply}");
+}
+
+/// Polls `/api/topics` until `topic` has `fanout` subscribers.
+fn wait_subscribed(gateway: &Gatewayd, topic: &str, fanout: u64) {
+    gateway.wait_for(
+        "/api/topics",
+        &format!("subscribers of {topic}"),
+        |topics| {
+            topics
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|t| t["topic"] == topic && t["fanout_subscribers"].as_u64() == Some(fanout))
+        },
+    );
+}
+
+#[test]
+fn an_rpc_no_route_matches_falls_back_to_a_bus_responder() {
+    let backend = Backend::start();
+    let (gateway, addr) = start(&backend, "");
+    let mut responder = Peer::connect(gateway.listener("stomp.tcp"));
+    responder.send(&frames::subscribe(
+        "/topic/$rpc.messageloop.svc.get",
+        "auto",
+        "rpc",
+    ));
+    wait_subscribed(&gateway, "$rpc.messageloop.svc.get", 1);
+    let mut ws = Ws::connect(addr, JSON);
+    ws.handshake("2.0.0", "");
+    ws.send(
+        json!({"id": "b1", "rpc_request": {"channel": "svc", "method": "get",
+        "payload": {"content_type": "text/plain", "text": "ping"}}}),
+    );
+    let request = responder.expect_frame(WAIT);
+    assert_eq!(request.body, b"ping");
+    let reply_to = request.get("reply-to").expect("reply-to");
+    let correlation = request.get("correlation-id").expect("correlation-id");
+    responder.send(
+        &Frame::new("SEND")
+            .header("destination", reply_to)
+            .header("correlation-id", correlation)
+            .header("content-type", "text/plain")
+            .body(b"pong"),
+    );
+    let reply = ws.recv_kind("rpc_reply");
+    assert_eq!(reply["id"], "b1");
+    assert_eq!(reply["rpc_reply"]["payload"]["text"], "pong");
+    assert!(backend.calls("channel", "svc").is_empty());
+}
+
+#[test]
+fn with_rpc_fallback_none_an_unrouted_rpc_is_no_proxy() {
+    let backend = Backend::start();
+    let (gateway, addr) = start(&backend, "rpc_fallback = \"none\"");
+    // A bus responder exists but is not asked.
+    let mut responder = Peer::connect(gateway.listener("stomp.tcp"));
+    responder.send(&frames::subscribe(
+        "/topic/$rpc.messageloop.svc.get",
+        "auto",
+        "rpc",
+    ));
+    wait_subscribed(&gateway, "$rpc.messageloop.svc.get", 1);
+    let mut ws = Ws::connect(addr, JSON);
+    ws.handshake("2.0.0", "");
+    let reply = rpc(&mut ws, "n1", "svc", "get");
+    assert_eq!(error_code(&reply), "NO_PROXY");
+    assert_eq!(reply["error"]["type"], "request_error");
+    // Routed RPCs still reach the backend.
+    let reply = rpc(&mut ws, "n2", "orders.eu", "get");
+    assert_eq!(reply["rpc_reply"]["request_id"], "n2", "{reply}");
+}
+
+#[test]
+fn connect_tokens_are_checked_by_the_authenticate_backend() {
+    let backend = Backend::start();
+    let (gateway, addr) = start(&backend, "");
+
+    let mut ws = Ws::connect(addr, JSON);
+    let connected = ws.handshake("2.0.0", "good-token");
+    let session_id = connected["connected"]["session_id"]
+        .as_str()
+        .expect("session id");
+    let calls = backend.calls("token", "good-token");
+    assert_eq!(calls.len(), 1);
+    let body = &calls[0].body;
+    assert_eq!(
+        (
+            &body["client_id"],
+            &body["client_type"],
+            &body["session_id"]
+        ),
+        (&json!("rust-test"), &json!("sdk"), &json!(session_id))
+    );
+    let remote = body["remote_addr"].as_str().expect("remote_addr");
+    assert!(remote.starts_with("127.0.0.1:"), "{body}");
+    gateway.wait_for("/api/connections", "the backend's user", |connections| {
+        connections
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["protocol"] == "messageloop" && c["identity"] == "user-7")
+    });
+    // Authenticated by the backend, allowed everything.
+    let reply = rpc(&mut ws, "a1", "orders.eu", "get");
+    assert_eq!(reply["rpc_reply"]["request_id"], "a1", "{reply}");
+
+    let mut refused = Ws::connect(addr, JSON);
+    refused.send(
+        json!({"id": "c1", "connect": {"client_id": "x", "version": "2.0.0", "token": "banned"}}),
+    );
+    let (code, reason, before) = refused.expect_close();
+    assert_eq!((code, reason.as_str()), (3500, "invalid token"));
+    assert_eq!(before.len(), 1, "{before:?}");
+    assert_eq!(before[0]["id"], "c1");
+    assert_eq!(
+        before[0]["error"],
+        json!({"code": "BANNED", "type": "auth_error", "message": "you are banned"})
+    );
+
+    // An empty token is not the backend's business: anonymous, as [messageloop.auth] allows.
+    let mut anonymous = Ws::connect(addr, JSON);
+    anonymous.handshake("2.0.0", "");
+    let tokens = backend
+        .seen
+        .lock()
+        .expect("seen")
+        .iter()
+        .filter(|s| s.body.get("token").is_some())
+        .count();
+    assert_eq!(tokens, 2);
+}
+
+#[test]
+fn an_authenticate_backend_that_is_down_is_auth_error_then_3500() {
+    let settings = format!(
+        "[[messageloop.proxy]]\nname = \"auth\"\nendpoint = \"http://127.0.0.1:{}/\"\n\
+         routes = [{{ channel = \"\", method = \"$authenticate\" }}]\n",
+        closed_port()
+    );
+    let gateway = Gatewayd::start(&config(&settings));
+    let mut ws = Ws::connect(gateway.listener("messageloop.ws"), JSON);
+    ws.send(json!({"id": "c1", "connect": {"client_id": "x", "version": "2.0.0", "token": "any"}}));
+    let (code, _, before) = ws.expect_close();
+    assert_eq!(code, 3500);
+    assert_eq!(before.len(), 1, "{before:?}");
+    assert_eq!(
+        (&before[0]["id"], error_code(&before[0])),
+        (&json!("c1"), "AUTH_ERROR")
+    );
+    assert_eq!(before[0]["error"]["type"], "auth_error");
+}
+
+#[test]
+fn grpc_clients_reach_the_backend_too() {
+    use grpc::g2::inbound_message::Envelope as In;
+    use grpc::g2::outbound_message::Envelope as Out;
+    use messageloop_client::grpc;
+    use protocols::messageloop::pb::messageloop::shared::v2 as shared;
+
+    let backend = Backend::start();
+    let (gateway, _) = start(
+        &backend,
+        "[messageloop.grpc]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
+    );
+    let addr = gateway.listener("messageloop.grpc");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let inbound = |id: &str, envelope: In| grpc::g2::InboundMessage {
+        id: id.into(),
+        time: 0,
+        envelope: Some(envelope),
+    };
+    let (connected, reply) = runtime.block_on(async {
+        let mut stream = grpc::open_g2(addr).await;
+        let connect = grpc::g2::Connect {
+            version: "2.0.0".into(),
+            token: "good-token".into(),
+            ..Default::default()
+        };
+        stream.send(inbound("c", In::Connect(connect))).await;
+        let connected = stream.next().await.expect("connected");
+        let request = grpc::g2::RpcRequest {
+            channel: "orders.eu".into(),
+            method: "get".into(),
+            payload: Some(shared::Payload {
+                content_type: "application/json".into(),
+                data: Some(shared::payload::Data::Json(prost_types::Struct {
+                    fields: [(
+                        "q".to_owned(),
+                        prost_types::Value {
+                            kind: Some(prost_types::value::Kind::NumberValue(2.0)),
+                        },
+                    )]
+                    .into(),
+                })),
+            }),
+            metadata: None,
+        };
+        stream.send(inbound("r1", In::RpcRequest(request))).await;
+        loop {
+            let out = stream.next().await.expect("stream open");
+            if out.id == "r1" {
+                return (connected, out);
+            }
+        }
+    });
+    assert!(
+        matches!(connected.envelope, Some(Out::Connected(_))),
+        "{connected:?}"
+    );
+    let Some(Out::RpcReply(reply)) = reply.envelope else {
+        panic!("{reply:?}")
+    };
+    let entries = reply.metadata.expect("metadata").entries;
+    assert_eq!(entries.get("x-from").map(String::as_str), Some("backend"));
+    assert_eq!(backend.calls("token", "good-token").len(), 1);
+    let calls = backend.calls("method", "get");
+    assert_eq!(calls[0].body["payload"]["json"], json!({"q": 2}));
+    gateway.wait_for("/api/connections", "the backend's user", |connections| {
+        connections
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["identity"] == "user-7")
+    });
+}
+
+mod grpc_backend {
+    //! A tonic `ProxyService` that records the calls and answers by method or token.
+
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex};
+
+    use protocols::messageloop::pb::messageloop::proxy::v2 as pb;
+    use protocols::messageloop::pb::messageloop::shared::v2 as shared;
+    use tonic::{Request, Response, Status};
+
+    #[derive(Clone, Default)]
+    pub struct Service {
+        pub rpcs: Arc<Mutex<Vec<pb::RpcRequest>>>,
+        pub authentications: Arc<Mutex<Vec<pb::AuthenticateRequest>>>,
+    }
+
+    #[tonic::async_trait]
+    impl pb::proxy_service_server::ProxyService for Service {
+        async fn rpc(
+            &self,
+            request: Request<pb::RpcRequest>,
+        ) -> Result<Response<pb::RpcResponse>, Status> {
+            let request = request.into_inner();
+            self.rpcs.lock().expect("rpcs").push(request.clone());
+            let response = match request.method.as_str() {
+                "get" => pb::RpcResponse {
+                    id: request.id,
+                    payload: request.payload,
+                    metadata: Some(shared::Metadata {
+                        entries: [("x-from".to_owned(), "grpc".to_owned())].into(),
+                    }),
+                    error: None,
+                },
+                _ => pb::RpcResponse {
+                    id: request.id,
+                    error: Some(shared::Error {
+                        code: "ORDER_MISSING".into(),
+                        r#type: "app_error".into(),
+                        message: "no such order".into(),
+                        metadata: None,
+                    }),
+                    ..pb::RpcResponse::default()
+                },
+            };
+            Ok(Response::new(response))
+        }
+
+        async fn authenticate(
+            &self,
+            request: Request<pb::AuthenticateRequest>,
+        ) -> Result<Response<pb::AuthenticateResponse>, Status> {
+            let request = request.into_inner();
+            self.authentications
+                .lock()
+                .expect("authentications")
+                .push(request.clone());
+            let response = if request.token == "good-token" {
+                pb::AuthenticateResponse {
+                    user_info: Some(pb::UserInfo {
+                        id: "grpc-user".into(),
+                    }),
+                    error: None,
+                }
+            } else {
+                pb::AuthenticateResponse {
+                    user_info: None,
+                    error: Some(shared::Error {
+                        code: "BANNED".into(),
+                        r#type: "auth_error".into(),
+                        message: "you are banned".into(),
+                        metadata: None,
+                    }),
+                }
+            };
+            Ok(Response::new(response))
+        }
+    }
+
+    /// Serves `service` on 127.0.0.1 in `runtime`.
+    pub fn serve(runtime: &tokio::runtime::Runtime, service: Service) -> SocketAddr {
+        let _entered = runtime.enter();
+        let incoming =
+            tonic::transport::server::TcpIncoming::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+                .expect("bind grpc backend");
+        let addr = incoming.local_addr().expect("grpc backend address");
+        runtime.spawn(
+            tonic::transport::Server::builder()
+                .add_service(pb::proxy_service_server::ProxyServiceServer::new(service))
+                .serve_with_incoming(incoming),
+        );
+        addr
+    }
+}
+
+#[test]
+fn a_grpc_backend_answers_rpcs_and_checks_connect_tokens() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let service = grpc_backend::Service::default();
+    let addr = grpc_backend::serve(&runtime, service.clone());
+    let settings = format!(
+        "[[messageloop.proxy]]\nname = \"grpc\"\nendpoint = \"{addr}\"\ntimeout_ms = 5000\n\
+         routes = [{{ channel = \"orders.*\", method = \"*\" }}, {{ channel = \"\", method = \"$authenticate\" }}]\n\
+         [[messageloop.proxy]]\nname = \"down\"\nendpoint = \"grpc://127.0.0.1:{}\"\n\
+         routes = [{{ channel = \"down.*\", method = \"*\" }}]\n",
+        closed_port()
+    );
+    let gateway = Gatewayd::start(&config(&settings));
+    let ws_addr = gateway.listener("messageloop.ws");
+
+    let mut ws = Ws::connect(ws_addr, JSON);
+    let connected = ws.handshake("2.0.0", "good-token");
+    let authentications = service.authentications.lock().expect("auth").clone();
+    assert_eq!(authentications.len(), 1);
+    assert_eq!(
+        (
+            authentications[0].client_id.as_str(),
+            authentications[0].session_id.as_str()
+        ),
+        (
+            "rust-test",
+            connected["connected"]["session_id"].as_str().expect("id")
+        )
+    );
+    assert!(authentications[0].remote_addr.starts_with("127.0.0.1:"));
+    gateway.wait_for("/api/connections", "the backend's user", |connections| {
+        connections
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["identity"] == "grpc-user")
+    });
+
+    let reply = rpc(&mut ws, "g1", "orders.eu", "get");
+    assert_eq!(reply["rpc_reply"]["request_id"], "g1", "{reply}");
+    assert_eq!(
+        reply["rpc_reply"]["payload"],
+        json!({"content_type": "application/json", "json": {"q": 1}})
+    );
+    assert_eq!(
+        reply["rpc_reply"]["metadata"]["entries"],
+        json!({"x-from": "grpc"})
+    );
+    let rpcs = service.rpcs.lock().expect("rpcs").clone();
+    assert_eq!(
+        (
+            rpcs[0].id.as_str(),
+            rpcs[0].channel.as_str(),
+            rpcs[0].method.as_str()
+        ),
+        ("g1", "orders.eu", "get")
+    );
+    assert_eq!(
+        rpcs[0]
+            .metadata
+            .as_ref()
+            .map(|m| m.entries["x-req"].as_str()),
+        Some("r-1")
+    );
+
+    let reply = rpc(&mut ws, "g2", "orders.eu", "other");
+    assert_eq!(reply["error"]["code"], "ORDER_MISSING", "{reply}");
+    let reply = rpc(&mut ws, "g3", "down.eu", "get");
+    assert_eq!(error_code(&reply), "PROXY_ERROR");
+
+    let mut refused = Ws::connect(ws_addr, JSON);
+    refused.send(
+        json!({"id": "c1", "connect": {"client_id": "x", "version": "2.0.0", "token": "nope"}}),
+    );
+    let (code, _, before) = refused.expect_close();
+    assert_eq!(code, 3500);
+    assert_eq!(before[0]["error"]["code"], "BANNED", "{before:?}");
+}
+
+#[test]
+fn reload_applies_proxies_to_new_connections_and_refuses_a_bad_entry() {
+    let backend = Backend::start();
+    let gateway = Gatewayd::start(&config("rpc_fallback = \"none\""));
+    let addr = gateway.listener("messageloop.ws");
+    let mut before = Ws::connect(addr, JSON);
+    before.handshake("2.0.0", "");
+
+    let routed = format!(
+        "rpc_fallback = \"none\"\n[[messageloop.proxy]]\nname = \"app\"\nendpoint = \"{}\"\n\
+         routes = [{{ channel = \"orders.*\", method = \"*\" }}]\n",
+        backend.endpoint()
+    );
+    std::fs::write(&gateway.config_path, config(&routed)).expect("write config");
+    let report = gateway.reload();
+    assert!(report["error"].is_null(), "{report}");
+    assert_eq!(report["restart_needed"], json!([]), "{report}");
+
+    let mut after = Ws::connect(addr, JSON);
+    after.handshake("2.0.0", "");
+    let reply = rpc(&mut after, "x1", "orders.eu", "get");
+    assert_eq!(reply["rpc_reply"]["request_id"], "x1", "{reply}");
+    // The connection opened before keeps the settings it started with.
+    let reply = rpc(&mut before, "x2", "orders.eu", "get");
+    assert_eq!(error_code(&reply), "NO_PROXY");
+
+    let unrouted = "[[messageloop.proxy]]\nname = \"app\"\nendpoint = \"http://127.0.0.1:1/\"\n";
+    std::fs::write(&gateway.config_path, config(unrouted)).expect("write config");
+    let report = gateway.reload();
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(error.contains("messageloop.proxy[0].routes"), "{report}");
+    let mut later = Ws::connect(addr, JSON);
+    later.handshake("2.0.0", "");
+    let reply = rpc(&mut later, "x3", "orders.eu", "get");
+    assert_eq!(reply["rpc_reply"]["request_id"], "x3", "{reply}");
+}

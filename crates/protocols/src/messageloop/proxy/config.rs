@@ -1,0 +1,197 @@
+//! `[[messageloop.proxy]]`: application backends that answer client RPCs and check Connect tokens, each
+//! with the routes (channel and method globs) it serves; and `messageloop.rpc_fallback`, what an RPC no
+//! route matches does.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// One `[[messageloop.proxy]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Names the backend in logs and errors.
+    pub name: String,
+    /// `http://…` or `https://…` for HTTP; `host:port` or `grpc://host:port` for gRPC (cleartext HTTP/2).
+    pub endpoint: String,
+    /// How long one call may take; the client then gets RPC_TIMEOUT (RPC) or AUTH_ERROR (Connect).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// `http` or `grpc`; by default from the endpoint (`http(s)://` is HTTP, anything else gRPC).
+    #[serde(default)]
+    pub kind: Option<ProxyKind>,
+    /// Extra HTTP request headers (HTTP only).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// What this backend serves, checked in config order across all proxies.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+fn default_timeout_ms() -> u64 {
+    30_000
+}
+
+/// `{ channel = "glob", method = "glob" }`; `*` spans any characters, dots included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub channel: String,
+    pub method: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyKind {
+    Http,
+    Grpc,
+}
+
+/// `messageloop.rpc_fallback`: what an RPC that no proxy route matches does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RpcFallback {
+    /// A request on the bus, answered by a responder on any protocol (NO_PROXY when nobody listens).
+    #[default]
+    Bus,
+    /// NO_PROXY, as upstream answers.
+    None,
+}
+
+impl ProxyConfig {
+    /// The configured kind, or the one the endpoint's scheme implies.
+    pub fn kind(&self) -> ProxyKind {
+        self.kind.unwrap_or_else(|| {
+            let endpoint = self.endpoint.to_ascii_lowercase();
+            if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
+                ProxyKind::Http
+            } else {
+                ProxyKind::Grpc
+            }
+        })
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    /// Checks one entry; `key` is its place (`messageloop.proxy[0]`), which errors start with.
+    pub fn validate(&self, key: &str) -> Result<(), String> {
+        if self.name.trim().is_empty() {
+            return Err(format!("{key}.name: must not be empty"));
+        }
+        if self.timeout_ms == 0 {
+            return Err(format!("{key}.timeout_ms: must be at least 1"));
+        }
+        let endpoint = self.endpoint.to_ascii_lowercase();
+        let http_scheme = endpoint.starts_with("http://") || endpoint.starts_with("https://");
+        match self.kind() {
+            ProxyKind::Http if !http_scheme => {
+                return Err(format!(
+                    "{key}.endpoint: an http proxy needs an http:// or https:// URL, not {:?}",
+                    self.endpoint
+                ));
+            }
+            ProxyKind::Http => {
+                if let Err(error) = http::Uri::try_from(self.endpoint.as_str()) {
+                    return Err(format!("{key}.endpoint: {error}"));
+                }
+            }
+            ProxyKind::Grpc => {
+                let uri = super::grpc_backend::dial_uri(&self.endpoint);
+                if let Err(error) = http::Uri::try_from(uri.as_str()) {
+                    return Err(format!("{key}.endpoint: {error}"));
+                }
+                if !self.headers.is_empty() {
+                    return Err(format!("{key}.headers: only an http proxy sends headers"));
+                }
+            }
+        }
+        for (name, value) in &self.headers {
+            if http::HeaderName::try_from(name.as_str()).is_err() {
+                return Err(format!("{key}.headers: {name:?} is not a header name"));
+            }
+            if http::HeaderValue::try_from(value.as_str()).is_err() {
+                return Err(format!("{key}.headers.{name}: not a valid header value"));
+            }
+        }
+        if self.routes.is_empty() {
+            return Err(format!("{key}.routes: at least one route is needed"));
+        }
+        Ok(())
+    }
+}
+
+/// Checks every entry and that names are unique.
+pub fn validate(proxies: &[ProxyConfig]) -> Result<(), String> {
+    for (index, proxy) in proxies.iter().enumerate() {
+        let key = format!("messageloop.proxy[{index}]");
+        proxy.validate(&key)?;
+        if proxies[..index].iter().any(|p| p.name == proxy.name) {
+            return Err(format!("{key}.name: {:?} is used twice", proxy.name));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> ProxyConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn kind_follows_the_endpoint_scheme() {
+        let http = parse("name = \"a\"\nendpoint = \"HTTPS://b/rpc\"\nroutes = [{ channel = \"*\", method = \"*\" }]\n");
+        assert_eq!(http.kind(), ProxyKind::Http);
+        assert_eq!(http.timeout(), Duration::from_secs(30));
+        let grpc = parse("name = \"a\"\nendpoint = \"b:50051\"\nroutes = [{ channel = \"*\", method = \"*\" }]\n");
+        assert_eq!(grpc.kind(), ProxyKind::Grpc);
+        assert!(
+            toml::from_str::<ProxyConfig>("name = \"a\"\nendpoint = \"b\"\nkind = \"soap\"\n")
+                .is_err()
+        );
+        assert!(toml::from_str::<ProxyConfig>(
+            "name = \"a\"\nendpoint = \"b\"\nroutes = [{ channel = \"*\" }]\n"
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let ok = parse("name = \"a\"\nendpoint = \"http://b/rpc\"\nheaders = { authorization = \"Bearer x\" }\nroutes = [{ channel = \"*\", method = \"*\" }]\n");
+        assert_eq!(validate(std::slice::from_ref(&ok)), Ok(()));
+        let twice = validate(&[ok.clone(), ok.clone()]).unwrap_err();
+        assert!(twice.starts_with("messageloop.proxy[1].name"), "{twice}");
+        let mut no_routes = ok.clone();
+        no_routes.routes.clear();
+        let error = validate(&[no_routes]).unwrap_err();
+        assert!(error.starts_with("messageloop.proxy[0].routes"), "{error}");
+        let mut bad_header = ok.clone();
+        bad_header.headers.insert("bad header".into(), "x".into());
+        assert!(validate(&[bad_header])
+            .unwrap_err()
+            .starts_with("messageloop.proxy[0].headers"));
+        let mut http_without_url = ok.clone();
+        http_without_url.endpoint = "b:80".into();
+        http_without_url.kind = Some(ProxyKind::Http);
+        assert!(validate(&[http_without_url])
+            .unwrap_err()
+            .starts_with("messageloop.proxy[0].endpoint"));
+        let mut grpc_headers = ok.clone();
+        grpc_headers.endpoint = "app:50051".into();
+        assert!(validate(&[grpc_headers.clone()])
+            .unwrap_err()
+            .starts_with("messageloop.proxy[0].headers"));
+        grpc_headers.headers.clear();
+        assert_eq!(validate(&[grpc_headers]), Ok(()));
+        let mut zero = ok;
+        zero.timeout_ms = 0;
+        assert!(validate(&[zero])
+            .unwrap_err()
+            .starts_with("messageloop.proxy[0].timeout_ms"));
+    }
+}

@@ -1,0 +1,88 @@
+//! gRPC backends: `messageloop.proxy.v2.ProxyService` over HTTP/2 cleartext, one lazily connected channel
+//! per backend shared by all its calls.
+
+use std::net::SocketAddr;
+
+use tokio::sync::OnceCell;
+use tonic::transport::{Channel, Endpoint};
+
+use super::call::{ProxyReply, ProxyRequest};
+use super::config::ProxyConfig;
+use crate::messageloop::pb::messageloop::proxy::v2::proxy_service_client::ProxyServiceClient;
+use crate::messageloop::wire::proxy as convert;
+
+/// One `[[messageloop.proxy]]` entry of kind `grpc`.
+pub struct GrpcBackend {
+    name: String,
+    endpoint: Endpoint,
+    /// Made on the first call, inside the runtime.
+    channel: OnceCell<Channel>,
+}
+
+/// The URI tonic dials for an endpoint: `grpc://` and a bare `host:port` become `http://`.
+pub fn dial_uri(endpoint: &str) -> String {
+    match endpoint.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("grpc") => format!("http://{rest}"),
+        Some(_) => endpoint.to_owned(),
+        None => format!("http://{endpoint}"),
+    }
+}
+
+impl GrpcBackend {
+    pub fn new(config: &ProxyConfig) -> Result<GrpcBackend, String> {
+        let endpoint = Endpoint::from_shared(dial_uri(&config.endpoint))
+            .map_err(|error| format!("endpoint: {error}"))?;
+        Ok(GrpcBackend {
+            name: config.name.clone(),
+            endpoint,
+            channel: OnceCell::new(),
+        })
+    }
+
+    /// Makes one call; an error is the text a PROXY_ERROR or AUTH_ERROR carries.
+    pub async fn call(
+        &self,
+        request: &ProxyRequest,
+        remote_addr: Option<SocketAddr>,
+    ) -> Result<ProxyReply, String> {
+        let channel = self
+            .channel
+            .get_or_init(|| async { self.endpoint.connect_lazy() })
+            .await
+            .clone();
+        let mut client = ProxyServiceClient::new(channel);
+        let reply = match request {
+            ProxyRequest::Rpc(call) => client
+                .rpc(convert::rpc_request(call))
+                .await
+                .map(|response| convert::rpc_reply(response.into_inner())),
+            ProxyRequest::Authenticate(call) => {
+                let remote = remote_addr.map(|addr| addr.to_string()).unwrap_or_default();
+                client
+                    .authenticate(convert::authenticate_request(call, remote))
+                    .await
+                    .map(|response| convert::authenticate_reply(response.into_inner()))
+            }
+        };
+        reply.map_err(|status| {
+            format!(
+                "proxy {}: {:?}: {}",
+                self.name,
+                status.code(),
+                status.message()
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dial_uri;
+
+    #[test]
+    fn endpoints_become_http_uris() {
+        assert_eq!(dial_uri("app:50051"), "http://app:50051");
+        assert_eq!(dial_uri("grpc://app:50051"), "http://app:50051");
+        assert_eq!(dial_uri("http://app:50051"), "http://app:50051");
+    }
+}
