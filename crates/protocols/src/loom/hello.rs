@@ -259,6 +259,21 @@ mod tests {
         out
     }
 
+    /// Found by the `loom_hello` fuzz target: a room length written as a non-minimal uvarint (`81 00` = 1) is
+    /// accepted, as upstream does; the hello re-encodes minimal, to bytes that decode to the same hello.
+    #[test]
+    fn non_minimal_lengths_decode_and_re_encode_minimal() {
+        let bytes = [
+            0x00, 0x4c, 0x4f, 0x4f, 0x4d, 0x04, 0x50, 0x02, 0x6e, 0x31, 0x81, 0x00, 0x00, 0x00,
+            0x00, 0x03,
+        ];
+        let h = decode(&bytes[1..]).unwrap().unwrap();
+        assert_eq!(h, hello(Role::Producer, "n1", "\0", ""));
+        let again = encoded(&h);
+        assert!(again.len() < bytes.len() - 1);
+        assert_eq!(decode(&again), Ok(Some(h)));
+    }
+
     #[test]
     fn producer_vector() {
         let h = hello(Role::Producer, "p1", "default", "t");
