@@ -362,6 +362,13 @@ fn connect_tokens_are_checked_by_the_authenticate_backend() {
         before[0]["error"],
         json!({"code": "BANNED", "type": "auth_error", "message": "you are banned"})
     );
+    assert_eq!(
+        gateway.metric(
+            "gatewayd_auth_refusals_total",
+            &[("protocol", "messageloop"), ("reason", "proxy")]
+        ),
+        1.0
+    );
 
     // An empty token is not the backend's business: anonymous, as [messageloop.auth] allows.
     let mut anonymous = Ws::connect(addr, JSON);

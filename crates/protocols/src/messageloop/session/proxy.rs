@@ -136,6 +136,8 @@ impl Session {
             }
             Err(ProxyFailure::Failed(reason)) => Error::new(ErrorCode::AuthError, reason),
         };
+        metrics::counter!(crate::auth::AUTH_REFUSALS, "protocol" => "messageloop", "reason" => "proxy")
+            .increment(1);
         self.reply(id, now, OutboundBody::Error(refusal));
         self.close(DisconnectCode::InvalidToken);
     }
