@@ -343,3 +343,18 @@ fn wait_for_subscriptions(gateway: &Gatewayd, count: f64) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+#[test]
+fn chanserv_publishes_beyond_the_stream_table_on_one_connection() {
+    // Every chanserv publish is a request on a stream of its own, and closed streams linger 10 s: 4,200
+    // publishes on one connection outnumber the 4,096-stream table many times over within the linger.
+    let gateway = start();
+    run(
+        &gateway,
+        &["pub", "-p", "chanserv", "burst.t", "x", "--count", "4200"],
+    );
+    assert_eq!(
+        gateway.metric("gatewayd_messages_in_total", &[("protocol", "chanserv")]),
+        4200.0
+    );
+}

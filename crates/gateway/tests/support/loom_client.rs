@@ -82,14 +82,25 @@ pub struct Msg {
     pub largest_chunk: usize,
 }
 
-/// One whole message from the front of `buf` and the bytes it took, or `None` if incomplete.
+/// Largest key the Go consumer accepts (`Loom-go` `maxKey`).
+const MAX_KEY: usize = 256;
+/// Largest chunk the Go consumer accepts (`maxChunk`, 64 KiB): a bigger one is `io.ErrUnexpectedEOF` there.
+const MAX_CHUNK: usize = 64 << 10;
+
+/// One whole message from the front of `buf` and the bytes it took, or `None` if incomplete. As strict as the
+/// Go consumer: a key outside 1..=256 bytes, a chunk over 64 KiB or a message id of 0 fails the test.
 pub fn parse_message(buf: &[u8]) -> Option<(Msg, usize)> {
     let mut pos = 0;
     let key_len = read_uvarint(buf, &mut pos)? as usize;
+    assert!(
+        (1..=MAX_KEY).contains(&key_len),
+        "gatewayd sent a key of {key_len} bytes"
+    );
     let key = buf.get(pos..pos + key_len)?.to_vec();
     pos += key_len;
     let declared_size = read_uvarint(buf, &mut pos)?;
     let id = read_uvarint(buf, &mut pos)?;
+    assert_ne!(id, 0, "gatewayd sent message id 0");
     let mut body = Vec::new();
     let mut largest_chunk = 0;
     loop {
@@ -97,6 +108,7 @@ pub fn parse_message(buf: &[u8]) -> Option<(Msg, usize)> {
         if len == 0 {
             break;
         }
+        assert!(len <= MAX_CHUNK, "gatewayd sent a chunk of {len} bytes");
         body.extend_from_slice(buf.get(pos..pos + len)?);
         largest_chunk = largest_chunk.max(len);
         pos += len;

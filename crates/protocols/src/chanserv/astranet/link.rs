@@ -595,15 +595,15 @@ impl Link {
             self.stats.stray_ops += 1;
             return;
         }
+        if self.binds.contains_key(&port) && !self.make_room() {
+            self.stats.refused_dials += 1;
+            tracing::debug!(port, from = %op.src, "astranet: dropping DIAL, stream table full");
+            return;
+        }
         match self.binds.get(&port) {
             None => {
                 self.stats.unknown_port_dials += 1;
                 tracing::debug!(port, from = %op.src, "astranet: dropping DIAL to an unbound port");
-                return;
-            }
-            Some(_) if self.streams.len() >= self.config.max_streams => {
-                self.stats.refused_dials += 1;
-                tracing::debug!(port, from = %op.src, "astranet: dropping DIAL, stream table full");
                 return;
             }
             Some(Bind::Service) => {}
@@ -617,6 +617,29 @@ impl Link {
         self.by_key.insert((op.src, port), stream);
         self.queue_empty(Opcode::Syn, op.src, Addr::new(self.config.host, port));
         self.events.push_back(Event::Accepted { stream, port });
+    }
+
+    /// Room for one more stream: under `max_streams`, or after forgetting the closed stream nearest its end of
+    /// linger (closed streams only linger to recognise the peer's late ops, so a client that opens streams faster
+    /// than they linger — a publisher doing one request per message — is never refused for them). False when every
+    /// stream in the table is live.
+    fn make_room(&mut self) -> bool {
+        if self.streams.len() < self.config.max_streams {
+            return true;
+        }
+        let oldest = self
+            .streams
+            .iter()
+            .filter_map(|(&id, s)| s.forget_at().map(|at| (at, id)))
+            .min();
+        let Some((_, id)) = oldest else {
+            return false;
+        };
+        if let Some(s) = self.streams.remove(&id) {
+            self.by_key.remove(&(s.remote, s.local_port));
+            self.rewinds.remove(&id);
+        }
+        true
     }
 
     /// The stream a stream op (ACK, DATA, REWIND, FIN2) belongs to: addressed to us, from a known 4-tuple.

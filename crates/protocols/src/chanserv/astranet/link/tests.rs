@@ -880,3 +880,26 @@ proptest! {
         link.handle_timeout(now + Duration::from_secs(200));
     }
 }
+
+#[test]
+fn closed_streams_make_room_for_new_dials_and_live_ones_do_not() {
+    let now = Instant::now();
+    let mut cfg = config();
+    cfg.max_streams = 2;
+    let mut link = Link::new(cfg, None, now);
+    feed(&mut link, &[client_handshake()], now);
+    transmit(&mut link, now);
+    events(&mut link);
+    // A request done: finished by gatewayd, its FIN2 sent; it lingers for `linger`.
+    let done = open(&mut link, 1, now);
+    link.finish(done, now).unwrap();
+    transmit(&mut link, now);
+    open(&mut link, 2, now);
+    // The table is full, but one of its streams only lingers: the DIAL is taken.
+    open(&mut link, 3, now);
+    assert_eq!(link.stats().refused_dials, 0);
+    // Two live streams: the next DIAL is refused.
+    feed(&mut link, &[Op::empty(Opcode::Dial, svc(), cl(4))], now);
+    assert!(transmit(&mut link, now).is_empty());
+    assert_eq!(link.stats().refused_dials, 1);
+}
