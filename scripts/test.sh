@@ -21,6 +21,7 @@ need python3-venv python3 -c 'import ensurepip, venv'
 need nodejs command -v node
 need npm command -v npm
 need chromium command -v chromium
+need mosquitto-clients command -v mosquitto_sub
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"

@@ -410,3 +410,58 @@ fn websocket_takes_binary_packets_and_refuses_text() {
         Ok(other) => panic!("expected the close, got {other:?}"),
     }
 }
+
+/// Runs `program` (a mosquitto client from Debian's mosquitto-clients) with `args`, failing with the package to
+/// install when it is missing.
+fn mosquitto(program: &str, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(program)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {program} ({e}): install Debian's mosquitto-clients (scripts/test.sh does)")
+        })
+}
+
+#[test]
+fn mosquitto_clients_meet_stomp_both_ways() {
+    let gateway = start();
+    let mqtt = gateway.listener("mqtt.tcp");
+    let (host, port) = (mqtt.ip().to_string(), mqtt.port().to_string());
+    let common = [
+        "-h", &host, "-p", &port, "-u", "app", "-P", "secret", "-V", "mqttv311",
+    ];
+    // mosquitto_sub gets what a STOMP client sends to /topic/sensors.t1.
+    let mut sub_args = common.to_vec();
+    sub_args.extend(["-t", "sensors/t1", "-C", "1", "-W", "10", "-v"]);
+    let subscriber = mosquitto("mosquitto_sub", &sub_args);
+    wait_subscribers(&gateway, "sensors.t1", 1);
+    let mut stomp = Peer::connect(gateway.listener("stomp.tcp"));
+    stomp.send(&frames::send_string("/topic/sensors.t1", "21.5"));
+    let output = subscriber.wait_with_output().expect("mosquitto_sub");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "sensors/t1 21.5\n");
+    // A STOMP subscriber gets what mosquitto_pub publishes at QoS 1.
+    let mut listener = Peer::connect(gateway.listener("stomp.tcp"));
+    listener.send(&frames::subscribe("/topic/alerts.fire", "auto", "s").header("receipt", "r"));
+    assert_eq!(listener.expect_frame(WAIT).command, "RECEIPT");
+    let mut pub_args = common.to_vec();
+    pub_args.extend(["-t", "alerts/fire", "-m", "evacuate", "-q", "1"]);
+    let output = mosquitto("mosquitto_pub", &pub_args)
+        .wait_with_output()
+        .expect("mosquitto_pub");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let message = listener.expect_frame(WAIT);
+    assert_eq!(message.command, "MESSAGE", "{message:?}");
+    assert_eq!(message.body, b"evacuate");
+    assert_eq!(message.get("destination"), Some("/topic/alerts.fire"));
+}
