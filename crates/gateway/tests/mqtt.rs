@@ -1,5 +1,6 @@
 //! MQTT over real sockets against the gatewayd binary: paho-mqtt (PyPI) at 3.1.1 and 5.0 over TCP and TLS,
-//! mqtt.js (npm) and a raw WebSocket (subprotocol, split packets, text refused), MQTT ↔ STOMP both ways, reload,
+//! mqtt.js (npm) and a raw WebSocket (subprotocol, split packets, text refused), MQTT ↔ STOMP both ways (also with
+//! mosquitto_sub/mosquitto_pub from Debian), reload,
 //! session takeover, and hostile input (garbage, a bad remaining length, PUBLISH before CONNECT, a packet over the
 //! size limit, a second CONNECT, an authentication method, an unknown protocol level, names over the topic
 //! bounds, silence past the keep-alive and past the CONNECT deadline), each of which must leave other
