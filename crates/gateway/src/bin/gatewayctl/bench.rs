@@ -67,6 +67,10 @@ pub struct RunArgs {
     /// Seconds of sending.
     #[arg(long, default_value_t = 5.0)]
     duration: f64,
+    /// Latency percentiles count only messages due at least this many seconds after sending starts (to
+    /// measure the steady state after a start-up event, such as a stuck subscriber being cut).
+    #[arg(long, default_value_t = 0.0)]
+    latency_after: f64,
     /// Topic to use; by default one unique to this run.
     #[arg(long)]
     topic: Option<String>,
@@ -93,6 +97,10 @@ async fn throughput(admin: &Admin, args: RunArgs) -> anyhow::Result<()> {
         args.duration > 0.0 && args.duration.is_finite(),
         "--duration must be a positive number of seconds"
     );
+    anyhow::ensure!(
+        args.latency_after >= 0.0 && args.latency_after < args.duration,
+        "--latency-after must be at least 0 and less than --duration"
+    );
     anyhow::ensure!(args.publishers > 0, "--publishers must be at least 1");
     anyhow::ensure!(args.rate != Some(0), "--rate must be at least 1 msg/s");
     let pub_protocol = args.pub_protocol.unwrap_or(args.protocol);
@@ -109,6 +117,7 @@ async fn throughput(admin: &Admin, args: RunArgs) -> anyhow::Result<()> {
         duration: std::time::Duration::from_secs_f64(args.duration),
         topic,
         progress: !args.json && std::io::stdout().is_terminal(),
+        latency_after: std::time::Duration::from_secs_f64(args.latency_after),
     };
     let credentials = args.credentials.credentials();
     let publishers = Endpoint::Gateway {

@@ -33,6 +33,8 @@ pub struct Shape {
     pub duration: Duration,
     pub topic: String,
     pub progress: bool,
+    /// Latency is recorded only for messages due at least this long after sending starts (0: all of them).
+    pub latency_after: Duration,
 }
 
 /// Counters shared by the tasks of one run.
@@ -45,6 +47,8 @@ struct Shared {
     last_received_ns: AtomicU64,
     /// Nanoseconds after `epoch` when the last publisher had written its last message.
     sending_done_ns: AtomicU64,
+    /// Nanoseconds after `epoch` from which a message's send time puts it in the latency histogram.
+    measure_from_ns: AtomicU64,
     errors: Mutex<Vec<String>>,
 }
 
@@ -67,6 +71,7 @@ pub async fn run(
         ready: AtomicUsize::new(0),
         last_received_ns: AtomicU64::new(0),
         sending_done_ns: AtomicU64::new(0),
+        measure_from_ns: AtomicU64::new(0),
         errors: Mutex::new(Vec::new()),
     });
     let stop = CancellationToken::new();
@@ -88,6 +93,10 @@ pub async fn run(
     let start = Instant::now();
     let deadline = start + shape.duration;
     let start_ns = shared.now_ns();
+    let latency_after = u64::try_from(shape.latency_after.as_nanos()).unwrap_or(u64::MAX);
+    shared
+        .measure_from_ns
+        .store(start_ns.saturating_add(latency_after), Ordering::Release);
     let progress = shape
         .progress
         .then(|| tokio::spawn(show_progress(shared.clone(), start, stop.clone())));
@@ -154,6 +163,7 @@ pub async fn run(
     if received > 0 && !receive_elapsed.is_zero() {
         result.msgs_per_sec_in = received as f64 / receive_elapsed.as_secs_f64();
     }
+    result.latency_after_secs = shape.latency_after.as_secs_f64();
     result.errors = std::mem::take(&mut *shared.errors.lock());
     Ok(result)
 }
@@ -262,7 +272,9 @@ async fn receive(
                 }
                 Some(Stamp::Data { sent_ns }) => {
                     let now = shared.now_ns();
-                    histogram.saturating_record(now.saturating_sub(sent_ns).max(1));
+                    if sent_ns >= shared.measure_from_ns.load(Ordering::Acquire) {
+                        histogram.saturating_record(now.saturating_sub(sent_ns).max(1));
+                    }
                     shared.received.fetch_add(1, Ordering::Relaxed);
                     shared.last_received_ns.fetch_max(now, Ordering::Relaxed);
                 }

@@ -92,6 +92,8 @@ pub struct RunResult {
     pub msgs_per_sec_out: f64,
     pub msgs_per_sec_in: f64,
     pub latency_us: Latency,
+    /// `latency_us` counts only messages due at least this many seconds after sending started.
+    pub latency_after_secs: f64,
     /// Connections that failed during the run (a subscriber closed as a slow consumer, …).
     pub errors: Vec<String>,
 }
@@ -133,6 +135,7 @@ impl RunResult {
             msgs_per_sec_out: sent as f64 / secs,
             msgs_per_sec_in: received as f64 / secs,
             latency_us: Latency::of(histogram),
+            latency_after_secs: 0.0,
             errors: Vec::new(),
         }
     }
