@@ -1,0 +1,123 @@
+//! Writing in upstream MessageLoop's Redis layout (`messageloop_layout = "ml2"`): the shared epoch
+//! (`SET ml2:broker:epoch <uuid> NX`, then `GET`), and a local publish on a MessageLoop channel as an upstream node
+//! publishes it. On a history topic one script runs `INCR ml2:stream:seq:<channel>`, `XADD ml2:stream:<channel>
+//! MAXLEN ~ <max_messages> * s <seq> data <json>` and `PEXPIRE` on both keys (the rule's `ttl`, else upstream's
+//! 24 h); then `ml2:stream:retained:<channel>` gets the first retained offset and `ml2:pubsub:<channel>` the
+//! JSON with `off` and `seq`. Without history only the Pub/Sub copy is sent (no `off`).
+
+use std::time::Duration;
+
+use core_bus::config::HistoryPolicy;
+use core_bus::Envelope;
+use parking_lot::Mutex;
+use redis::aio::MultiplexedConnection;
+use redis::Value;
+
+use super::ml2_keys::{self, EPOCH_KEY};
+use super::ml2_message::Data;
+use super::redis_history::offset;
+
+/// Upstream's history lifetime when a rule sets none.
+const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Appends one entry: KEYS seq counter, stream; ARGV max length, data, TTL in ms. Returns the seq, the entry id and
+/// the first retained entry id.
+const APPEND: &str = r"
+local seq = redis.call('INCR', KEYS[1])
+local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 's', seq, 'data', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+return {seq, id, first[1][1]}
+";
+
+/// The layout's shared state on one node.
+pub(super) struct Ml2 {
+    /// The bus epoch and upstream's epoch text, once read from Redis.
+    epoch: Mutex<Option<(u64, String)>>,
+    /// The random high half of this process's message ids: Pub/Sub copies of its own messages carry it.
+    pub(super) own_ids: u64,
+}
+
+impl Ml2 {
+    pub(super) fn new() -> Ml2 {
+        let own_ids = u64::try_from(core_bus::MessageId::next().0 >> 64).unwrap_or_default();
+        Ml2 {
+            epoch: Mutex::new(None),
+            own_ids,
+        }
+    }
+
+    pub(super) fn epoch(&self) -> Option<(u64, String)> {
+        self.epoch.lock().clone()
+    }
+
+    /// Reads (creating it if no node did) the shared epoch.
+    pub(super) async fn read_epoch(
+        &self,
+        connection: &mut MultiplexedConnection,
+    ) -> redis::RedisResult<(u64, String)> {
+        redis::cmd("SET")
+            .arg(EPOCH_KEY)
+            .arg(ml2_keys::new_epoch())
+            .arg("NX")
+            .query_async::<Value>(connection)
+            .await?;
+        let name: String = redis::cmd("GET")
+            .arg(EPOCH_KEY)
+            .query_async(connection)
+            .await?;
+        let epoch = (ml2_keys::epoch_number(&name), name);
+        *self.epoch.lock() = Some(epoch.clone());
+        Ok(epoch)
+    }
+
+    /// Stores (with `history`) and publishes a local message of `channel`.
+    pub(super) async fn publish(
+        &self,
+        connection: &mut MultiplexedConnection,
+        envelope: &Envelope,
+        channel: &str,
+        history: Option<&HistoryPolicy>,
+    ) -> anyhow::Result<()> {
+        let epoch = self
+            .epoch()
+            .ok_or_else(|| anyhow::anyhow!("the ml2 epoch is not known yet"))?;
+        let mut data = Data::from_envelope(envelope, channel, &epoch.1);
+        if let Some(policy) = history {
+            let ttl = if policy.ttl.is_zero() {
+                DEFAULT_TTL
+            } else {
+                policy.ttl
+            };
+            let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+            let (seq, id, first): (u64, String, String) = redis::cmd("EVAL")
+                .arg(APPEND)
+                .arg(2)
+                .arg(ml2_keys::seq_key(channel))
+                .arg(ml2_keys::stream(channel))
+                .arg(policy.max_messages.max(1))
+                .arg(data.to_json())
+                .arg(ttl_ms)
+                .query_async(connection)
+                .await?;
+            data.off = offset(&id).ok_or_else(|| anyhow::anyhow!("entry id {id:?}"))?;
+            data.seq = seq;
+            if let Some(first) = offset(&first) {
+                redis::cmd("SET")
+                    .arg(ml2_keys::retained_key(channel))
+                    .arg(first)
+                    .arg("PX")
+                    .arg(ttl_ms)
+                    .query_async::<Value>(connection)
+                    .await?;
+            }
+        }
+        redis::cmd("PUBLISH")
+            .arg(ml2_keys::pubsub(channel))
+            .arg(data.to_json())
+            .query_async::<i64>(connection)
+            .await?;
+        Ok(())
+    }
+}
