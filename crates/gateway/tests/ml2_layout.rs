@@ -4,7 +4,7 @@
 //! MessageLoop subscribers with their payload kind and content type, and MessageLoop recovery returns them at the
 //! upstream offset `(ms << 20) | seq` in the `ml2:broker:epoch` epoch. gatewayd → upstream: a STOMP publish is
 //! stored and published with the keys, fields, JSON and TTLs an upstream node reads, once per subscriber across
-//! two gatewayd nodes.
+//! two gatewayd nodes, which also get what upstream's keys cannot hold (`reply-to`).
 
 mod support;
 
@@ -302,6 +302,7 @@ fn stomp_publishes_are_written_as_upstream_writes_them() {
             .header("destination", "/topic/chat.room")
             .header("content-type", "text/plain")
             .header("x-k", "v")
+            .header("reply-to", "/topic/answers")
             .body(b"hello"),
     );
 
@@ -336,6 +337,8 @@ fn stomp_publishes_are_written_as_upstream_writes_them() {
         .is_some_and(|ts| ts > 1_700_000_000_000));
     assert!(stored["id"].as_str().is_some_and(|id| !id.is_empty()));
     assert!(stored.get("off").is_none() && stored.get("seq").is_none());
+    // gatewayd's own extension, which upstream's JSON decoding ignores.
+    assert!(stored["gw"].is_string(), "{stored}");
     // The Pub/Sub copy is the stored JSON plus `off` and `seq`.
     let mut expected = stored.clone();
     expected["off"] = json!(offset(id));
@@ -374,6 +377,8 @@ fn stomp_publishes_are_written_as_upstream_writes_them() {
         assert_eq!(frames.len(), 1, "once: {frames:?}");
         assert_eq!(frames[0].body, b"hello");
         assert_eq!(frames[0].get("x-k"), Some("v"));
+        // What upstream's keys cannot hold still crosses between gatewayd nodes.
+        assert_eq!(frames[0].get("reply-to"), Some("/topic/answers"));
     }
     // And nothing came twice to the MessageLoop subscriber either.
     ml_b.send(json!({"id": "p", "presence_query": {"channel": "chat.room"}}));

@@ -3,6 +3,9 @@
 //! `ct`, `id`, `md` (string metadata), `ts` (unix ms), `epoch`, and on the Pub/Sub copy of a stored message `off`
 //! and `seq`. gatewayd writes its message id (32 hex digits) as `id`, which tells its nodes their own messages and
 //! repeats apart; headers become `md` when their value is UTF-8. Occupancy (`t` `"occupancy"`) is not a message.
+//! gatewayd adds one key of its own, `gw`: the rest of its envelope (`docs/envelope.md`, without the payload,
+//! base64), so that its other nodes get reply-to, correlation id, key, expiry, binary headers and origin back;
+//! upstream nodes ignore unknown keys.
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -50,6 +53,9 @@ pub(super) struct Data {
     pub(super) seq: u64,
     #[serde(default, skip_serializing_if = "is_zero")]
     epoch: String,
+    /// gatewayd's envelope without its payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gw: Option<String>,
 }
 
 impl Data {
@@ -67,6 +73,11 @@ impl Data {
                 Some((name.to_owned(), String::from_utf8(value.to_vec()).ok()?))
             })
             .collect();
+        let mut rest = envelope.clone();
+        rest.payload = Bytes::new();
+        rest.position = None;
+        let gw =
+            base64::engine::general_purpose::STANDARD.encode(core_bus::encoding::encode(&rest));
         Data {
             t: PUBLICATION.to_owned(),
             ch: channel.to_owned(),
@@ -80,6 +91,7 @@ impl Data {
             off: 0,
             seq: 0,
             epoch: epoch.to_owned(),
+            gw: Some(gw),
         }
     }
 
@@ -102,6 +114,14 @@ impl Data {
             .map(MessageId)
     }
 
+    /// gatewayd's envelope from `gw` (payload empty), when a gatewayd node wrote it.
+    fn gatewayd_envelope(&self) -> Option<Envelope> {
+        let gw = base64::engine::general_purpose::STANDARD
+            .decode(self.gw.as_deref()?)
+            .ok()?;
+        core_bus::encoding::decode(Bytes::from(gw)).ok()
+    }
+
     /// The envelope for `topic`: content type `ct`, else the variant's default (`application/json`,
     /// `text/plain`, none for binary), as a MessageLoop publish on gatewayd gets. Messages from upstream nodes get
     /// an id derived from `raw` (the JSON as received), so repeats of one message are recognised.
@@ -110,6 +130,11 @@ impl Data {
             Some(p) => base64::engine::general_purpose::STANDARD.decode(p).ok()?,
             None => Vec::new(),
         };
+        if let Some(mut envelope) = self.gatewayd_envelope() {
+            envelope.topic = topic;
+            envelope.payload = Bytes::from(payload);
+            return Some(envelope);
+        }
         let kind = if self.kind == BINARY && self.is_text {
             TEXT
         } else {
@@ -222,6 +247,13 @@ mod tests {
         let back = Data::parse(&data.to_json()).expect("parse");
         assert_eq!(back.gatewayd_id(), Some(sent.id));
         let got = back
+            .into_envelope(sent.topic.clone(), b"")
+            .expect("envelope");
+        assert_eq!(got, sent, "gatewayd's nodes get the whole envelope back");
+        // Without `gw` (an upstream node's view): what the JSON keys hold.
+        let mut upstream = Data::parse(&data.to_json()).expect("parse");
+        upstream.gw = None;
+        let got = upstream
             .into_envelope(sent.topic.clone(), b"")
             .expect("envelope");
         assert_eq!(got.id, sent.id);
