@@ -386,3 +386,67 @@ fn stomp_publishes_are_written_as_upstream_writes_them() {
     assert!(next.get("publication").is_none(), "a repeat: {next}");
     assert_eq!(self::epoch(&mut con), epoch, "the epoch is never replaced");
 }
+
+/// Two gatewayd nodes publishing on one channel at once: each node's subscribers get every message once, in
+/// stream order (gatewayd publishes inside its append script, so Pub/Sub order is the stream's).
+#[test]
+fn concurrent_publishes_from_two_nodes_arrive_whole_and_in_stream_order() {
+    let redis = RedisServer::start(0);
+    let (a, b) = (node(&redis), node(&redis));
+    let mut readers = [ml_client(&a), ml_client(&b)];
+    for reader in &mut readers {
+        reader.subscribe("s", &["chat.load"]);
+    }
+    redis.wait_subscribed("ml2:pubsub:chat.load", 2);
+    let mut publishers = [
+        Peer::connect(a.listener("stomp.tcp")),
+        Peer::connect(b.listener("stomp.tcp")),
+    ];
+    // Within the rule's `max_messages` (100), so the stream keeps them all.
+    const EACH: usize = 40;
+    for n in 0..EACH {
+        for (node, publisher) in publishers.iter_mut().enumerate() {
+            publisher.send(&frames::send_string(
+                "/topic/chat.load",
+                &format!("{node}-{n}"),
+            ));
+        }
+    }
+    let mut con = connection(&redis);
+    let stored: Vec<(String, Vec<(String, String)>)> = {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+                .arg("ml2:stream:chat.load")
+                .arg("-")
+                .arg("+")
+                .query(&mut con)
+                .expect("XRANGE");
+            if entries.len() == 2 * EACH {
+                break entries;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {} stored",
+                entries.len(),
+                2 * EACH
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let expected: Vec<String> = stored
+        .iter()
+        .map(|(id, _)| offset(id).to_string())
+        .collect();
+    for reader in &mut readers {
+        let offsets: Vec<String> = (0..2 * EACH)
+            .map(|_| {
+                publication(reader)["position"]["offset"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(offsets, expected);
+    }
+}

@@ -50,7 +50,7 @@ pub(super) struct Data {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub(super) off: u64,
     #[serde(default, skip_serializing_if = "is_zero")]
-    pub(super) seq: u64,
+    seq: u64,
     #[serde(default, skip_serializing_if = "is_zero")]
     epoch: String,
     /// gatewayd's envelope without its payload.

@@ -2,8 +2,9 @@
 //! (`SET ml2:broker:epoch <uuid> NX`, then `GET`), and a local publish on a MessageLoop channel as an upstream node
 //! publishes it. On a history topic one script runs `INCR ml2:stream:seq:<channel>`, `XADD ml2:stream:<channel>
 //! MAXLEN ~ <max_messages> * s <seq> data <json>` and `PEXPIRE` on both keys (the rule's `ttl`, else upstream's
-//! 24 h); then `ml2:stream:retained:<channel>` gets the first retained offset and `ml2:pubsub:<channel>` the
-//! JSON with `off` and `seq`. Without history only the Pub/Sub copy is sent (no `off`).
+//! 24 h), sets `ml2:stream:retained:<channel>` to the first retained offset and publishes the JSON with `off` and
+//! `seq` on `ml2:pubsub:<channel>`. Upstream does the last two after its script; inside it, gatewayd's own
+//! messages reach Pub/Sub in stream order. Without history only the Pub/Sub copy is sent (no `off`).
 
 use std::time::Duration;
 
@@ -15,21 +16,45 @@ use redis::Value;
 
 use super::ml2_keys::{self, EPOCH_KEY};
 use super::ml2_message::Data;
-use super::redis_history::offset;
 
 /// Upstream's history lifetime when a rule sets none.
 const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// Appends one entry: KEYS seq counter, stream; ARGV max length, data, TTL in ms. Returns the seq, the entry id and
-/// the first retained entry id.
-const APPEND: &str = r"
+/// Appends and publishes one message: KEYS seq counter, stream, retained marker; ARGV max length, data JSON, TTL in
+/// ms, Pub/Sub channel. Returns the seq and the entry id. Lua numbers are doubles, so `offset` computes
+/// `(ms << 20) | seq` (above 2^53) in decimal, seven digits at a time.
+const APPEND: &str = r#"
+local function offset(id)
+  local dash = string.find(id, '-', 1, true)
+  local ms = string.sub(id, 1, dash - 1)
+  local carry = tonumber(string.sub(id, dash + 1))
+  local parts = {}
+  local i = #ms
+  while i > 0 or carry > 0 do
+    local chunk = 0
+    if i > 0 then
+      chunk = tonumber(string.sub(ms, math.max(1, i - 6), i))
+      i = i - 7
+    end
+    local v = chunk * 1048576 + carry
+    local low = v % 10000000
+    carry = (v - low) / 10000000
+    table.insert(parts, 1, string.format('%07d', low))
+  end
+  local text = string.gsub(table.concat(parts), '^0+', '')
+  if text == '' then text = '0' end
+  return text
+end
 local seq = redis.call('INCR', KEYS[1])
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 's', seq, 'data', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
-return {seq, id, first[1][1]}
-";
+redis.call('SET', KEYS[3], offset(first[1][1]), 'PX', ARGV[3])
+local live = string.sub(ARGV[2], 1, -2) .. ',"off":' .. offset(id) .. ',"seq":' .. seq .. '}'
+redis.call('PUBLISH', ARGV[4], live)
+return {seq, id}
+"#;
 
 /// The layout's shared state on one node.
 pub(super) struct Ml2 {
@@ -83,7 +108,7 @@ impl Ml2 {
         let epoch = self
             .epoch()
             .ok_or_else(|| anyhow::anyhow!("the ml2 epoch is not known yet"))?;
-        let mut data = Data::from_envelope(envelope, channel, &epoch.1);
+        let data = Data::from_envelope(envelope, channel, &epoch.1);
         if let Some(policy) = history {
             let ttl = if policy.ttl.is_zero() {
                 DEFAULT_TTL
@@ -91,27 +116,19 @@ impl Ml2 {
                 policy.ttl
             };
             let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-            let (seq, id, first): (u64, String, String) = redis::cmd("EVAL")
+            redis::cmd("EVAL")
                 .arg(APPEND)
-                .arg(2)
+                .arg(3)
                 .arg(ml2_keys::seq_key(channel))
                 .arg(ml2_keys::stream(channel))
+                .arg(ml2_keys::retained_key(channel))
                 .arg(policy.max_messages.max(1))
                 .arg(data.to_json())
                 .arg(ttl_ms)
-                .query_async(connection)
+                .arg(ml2_keys::pubsub(channel))
+                .query_async::<Value>(connection)
                 .await?;
-            data.off = offset(&id).ok_or_else(|| anyhow::anyhow!("entry id {id:?}"))?;
-            data.seq = seq;
-            if let Some(first) = offset(&first) {
-                redis::cmd("SET")
-                    .arg(ml2_keys::retained_key(channel))
-                    .arg(first)
-                    .arg("PX")
-                    .arg(ttl_ms)
-                    .query_async::<Value>(connection)
-                    .await?;
-            }
+            return Ok(());
         }
         redis::cmd("PUBLISH")
             .arg(ml2_keys::pubsub(channel))
