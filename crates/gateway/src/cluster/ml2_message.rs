@@ -1,8 +1,8 @@
 //! The `data` JSON of upstream MessageLoop's Redis layout (reference §7) and bus envelopes, both ways: `t` `"pub"`,
 //! `ch`, `p` (standard base64), `kind` (0 binary, 1 text, 2 JSON; left out when 0, as Go's `omitempty` does),
 //! `ct`, `id`, `md` (string metadata), `ts` (unix ms), `epoch`, and on the Pub/Sub copy of a stored message `off`
-//! and `seq`. gatewayd writes its message id (32 hex digits) as `id`, which tells its nodes their own messages and
-//! repeats apart; headers become `md` when their value is UTF-8. Occupancy (`t` `"occupancy"`) is not a message.
+//! and `seq`. gatewayd writes its node id and message id (16 + 32 hex digits) as `id`, which tells its nodes their
+//! own messages and repeats apart; headers become `md` when their value is UTF-8. Occupancy (`t` `"occupancy"`) is not a message.
 //! gatewayd adds one key of its own, `gw`: the rest of its envelope (`docs/envelope.md`, without the payload,
 //! base64), so that its other nodes get reply-to, correlation id, key, expiry, binary headers and origin back;
 //! upstream nodes ignore unknown keys.
@@ -60,7 +60,12 @@ pub(super) struct Data {
 
 impl Data {
     /// What an upstream node stores for `envelope` on `channel` (no `off`/`seq`: those go on the Pub/Sub copy).
-    pub(super) fn from_envelope(envelope: &Envelope, channel: &str, epoch: &str) -> Data {
+    pub(super) fn from_envelope(
+        envelope: &Envelope,
+        channel: &str,
+        epoch: &str,
+        node: u64,
+    ) -> Data {
         let payload = payload_from(envelope.content_type.as_deref(), &envelope.payload);
         let kind = match payload.data {
             Some(PayloadData::Json(_)) => JSON,
@@ -85,7 +90,7 @@ impl Data {
             is_text: false,
             kind,
             ct: envelope.content_type.clone().unwrap_or_default(),
-            id: envelope.id.to_string(),
+            id: format!("{node:016x}{}", envelope.id),
             md,
             ts: i64::try_from(envelope.timestamp_ms).unwrap_or(i64::MAX),
             off: 0,
@@ -106,12 +111,14 @@ impl Data {
             .filter(|d| d.t == PUBLICATION)
     }
 
-    /// The gatewayd message id in `id`, if a gatewayd node wrote it.
-    pub(super) fn gatewayd_id(&self) -> Option<MessageId> {
-        (self.id.len() == 32)
-            .then(|| u128::from_str_radix(&self.id, 16).ok())
-            .flatten()
-            .map(MessageId)
+    /// The publishing node and message id in `id`, if a gatewayd node wrote it.
+    pub(super) fn gatewayd_id(&self) -> Option<(u64, MessageId)> {
+        if self.id.len() != 48 {
+            return None;
+        }
+        let node = u64::from_str_radix(self.id.get(..16)?, 16).ok()?;
+        let id = u128::from_str_radix(self.id.get(16..)?, 16).ok()?;
+        Some((node, MessageId(id)))
     }
 
     /// gatewayd's envelope from `gw` (payload empty), when a gatewayd node wrote it.
@@ -140,7 +147,9 @@ impl Data {
         } else {
             self.kind
         };
-        let id = self.gatewayd_id().unwrap_or_else(|| derived_id(raw));
+        let id = self
+            .gatewayd_id()
+            .map_or_else(|| derived_id(raw), |(_, id)| id);
         let origin = Origin {
             protocol: Protocol::MessageLoop,
             connection: ConnectionId(0),
@@ -198,7 +207,7 @@ mod tests {
 
     #[test]
     fn envelopes_are_written_as_upstream_writes_publications() {
-        let text = Data::from_envelope(&envelope(Some("text/plain"), b"hi"), "chat.room", "e-1");
+        let text = Data::from_envelope(&envelope(Some("text/plain"), b"hi"), "chat.room", "e-1", 7);
         let value = json(&text);
         assert_eq!(value["t"], "pub");
         assert_eq!(value["ch"], "chat.room");
@@ -208,10 +217,14 @@ mod tests {
         assert_eq!(value["md"], serde_json::json!({"x-user": "ann"}));
         assert_eq!(value["epoch"], "e-1");
         assert!(value.get("off").is_none() && value.get("seq").is_none());
-        let object =
-            Data::from_envelope(&envelope(Some("application/json"), b"{\"a\":1}"), "c", "e");
+        let object = Data::from_envelope(
+            &envelope(Some("application/json"), b"{\"a\":1}"),
+            "c",
+            "e",
+            7,
+        );
         assert_eq!(json(&object)["kind"], 2);
-        let binary = Data::from_envelope(&envelope(None, b"\x00"), "c", "e");
+        let binary = Data::from_envelope(&envelope(None, b"\x00"), "c", "e", 7);
         assert!(json(&binary).get("kind").is_none());
         assert!(json(&binary).get("ct").is_none());
     }
@@ -243,9 +256,9 @@ mod tests {
     #[test]
     fn gatewayd_ids_survive_the_trip() {
         let sent = envelope(None, b"x");
-        let data = Data::from_envelope(&sent, "chat.room", "e");
+        let data = Data::from_envelope(&sent, "chat.room", "e", 7);
         let back = Data::parse(&data.to_json()).expect("parse");
-        assert_eq!(back.gatewayd_id(), Some(sent.id));
+        assert_eq!(back.gatewayd_id(), Some((7, sent.id)));
         let got = back
             .into_envelope(sent.topic.clone(), b"")
             .expect("envelope");

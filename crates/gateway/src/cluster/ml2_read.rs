@@ -48,7 +48,7 @@ pub(super) fn deliver_live(link: &Link, channel: &str, raw: &[u8], recent: &mut 
     let Some(data) = Data::parse(raw) else { return };
     let from_self = data
         .gatewayd_id()
-        .is_some_and(|id| id.0 >> 64 == u128::from(ml2.own_ids));
+        .is_some_and(|(node, _)| node == link.node);
     let off = data.off;
     // This node already delivered its own messages without a position.
     if from_self && off == 0 {

@@ -60,16 +60,15 @@ return {seq, id}
 pub(super) struct Ml2 {
     /// The bus epoch and upstream's epoch text, once read from Redis.
     epoch: Mutex<Option<(u64, String)>>,
-    /// The random high half of this process's message ids: Pub/Sub copies of its own messages carry it.
-    pub(super) own_ids: u64,
+    /// This node's id, written into every message's `id`.
+    node: u64,
 }
 
 impl Ml2 {
-    pub(super) fn new() -> Ml2 {
-        let own_ids = u64::try_from(core_bus::MessageId::next().0 >> 64).unwrap_or_default();
+    pub(super) fn new(node: u64) -> Ml2 {
         Ml2 {
             epoch: Mutex::new(None),
-            own_ids,
+            node,
         }
     }
 
@@ -108,7 +107,7 @@ impl Ml2 {
         let epoch = self
             .epoch()
             .ok_or_else(|| anyhow::anyhow!("the ml2 epoch is not known yet"))?;
-        let data = Data::from_envelope(envelope, channel, &epoch.1);
+        let data = Data::from_envelope(envelope, channel, &epoch.1, self.node);
         if let Some(policy) = history {
             let ttl = if policy.ttl.is_zero() {
                 DEFAULT_TTL

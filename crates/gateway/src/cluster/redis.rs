@@ -161,13 +161,17 @@ impl RedisCluster {
             }
             PresenceMode::Local => (None, None),
         };
+        let node = rand::random::<u64>();
         let (keys, ml2) = match config.messageloop_layout {
             MessageLoopLayout::Gatewayd => (Keys::new(&config.key_prefix), None),
-            MessageLoopLayout::Ml2 => (Keys::new(&config.key_prefix).with_ml2(), Some(Ml2::new())),
+            MessageLoopLayout::Ml2 => (
+                Keys::new(&config.key_prefix).with_ml2(),
+                Some(Ml2::new(node)),
+            ),
         };
         let link = Arc::new(Link {
             bus,
-            node: rand::random::<u64>(),
+            node,
             keys,
             history: history.clone(),
             presence,

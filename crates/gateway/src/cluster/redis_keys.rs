@@ -34,12 +34,14 @@ impl Keys {
         Keys { ml2: true, ..self }
     }
 
-    /// The subscriptions a local fanout subscriber of `pattern` needs.
+    /// The subscriptions a local fanout subscriber of `pattern` needs (upstream's first, so that a node
+    /// subscribed to gatewayd's channel of a pattern is subscribed to all of them).
     pub(super) fn fanout(&self, pattern: &Pattern) -> Vec<Channel> {
-        let mut channels = self.pattern(pattern);
+        let mut channels = Vec::new();
         if self.ml2 {
-            channels.extend(super::ml2_keys::subscriptions(pattern));
+            channels = super::ml2_keys::subscriptions(pattern);
         }
+        channels.extend(self.pattern(pattern));
         channels
     }
 
