@@ -289,6 +289,27 @@ impl Bus {
         })
     }
 
+    /// An epoch as clients see it: the cluster log's name for it, else its decimal number.
+    pub fn epoch_text(&self, epoch: u64) -> String {
+        self.inner
+            .cluster
+            .load()
+            .as_ref()
+            .and_then(|cluster| cluster.epoch_name(epoch))
+            .unwrap_or_else(|| epoch.to_string())
+    }
+
+    /// The epoch behind a client's [`Bus::epoch_text`].
+    pub fn epoch_from_text(&self, text: &str) -> Option<u64> {
+        text.parse::<u64>().ok().or_else(|| {
+            self.inner
+                .cluster
+                .load()
+                .as_ref()
+                .and_then(|cluster| cluster.epoch_named(text))
+        })
+    }
+
     /// Topics with subscribers or groups, for the admin API.
     pub fn topics(&self) -> Vec<TopicStats> {
         let index = self.inner.index.load();

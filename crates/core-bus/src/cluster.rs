@@ -57,6 +57,15 @@ pub trait ClusterBackend: Send + Sync + 'static {
     fn sequencing(&self, _topic: &Topic) -> Sequencing {
         Sequencing::Local
     }
+    /// The text a log's epoch goes by on the wire when it is not its decimal number (a log shared with
+    /// other software that names its epochs, such as MessageLoop's `ml2:broker:epoch` UUID).
+    fn epoch_name(&self, _epoch: u64) -> Option<String> {
+        None
+    }
+    /// The epoch an [`ClusterBackend::epoch_name`] stands for.
+    fn epoch_named(&self, _name: &str) -> Option<u64> {
+        None
+    }
 }
 
 /// The embedded single-node bus.

@@ -1,5 +1,6 @@
 //! Cluster mode end to end: two gatewayd nodes and a real nats-server or redis-server on 127.0.0.1. On both
-//! backends (each case runs once per backend, `on_nats::` and `on_redis::`, `support/backend.rs`): every protocol
+//! backends (each case runs once per backend, `on_nats::`, `on_redis::` and `on_redis_ml2::` for Redis with
+//! `messageloop_layout = "ml2"`, `support/backend.rs`): every protocol
 //! to every protocol across nodes, cross-node fanout STOMP→MessageLoop and Loom→Goomerang, a STOMP `/queue/`
 //! consumed on both nodes exactly once, a server restart in the middle, a node killed without affecting the other,
 //! MessageLoop history recovered on another node with the same offsets (`history = "jetstream"` or `"streams"`),
@@ -46,7 +47,7 @@ use serde_json::{json, Value};
 use stomp_client::{frames, Frame, Peer, Received};
 use support::*;
 
-on_both_backends!(
+on_every_backend!(
     every_protocol_reaches_every_protocol_on_another_node,
     messageloop_history_recovers_on_another_node_with_the_same_offsets,
     messageloop_presence_is_cluster_wide,
@@ -210,7 +211,7 @@ fn queue_messages_are_consumed_exactly_once_across_nodes_and_survive_a_server_re
 ) {
     let mut server = Server::start(backend, 0);
     let (a, b) = (node(&server), node(&server));
-    if backend == Backend::Redis {
+    if backend != Backend::Nats {
         let (_, metrics) = a.get("/metrics");
         for reason in [
             "connect",
@@ -265,7 +266,7 @@ fn queue_messages_are_consumed_exactly_once_across_nodes_and_survive_a_server_re
     wait_cluster_ready(&a, "connected");
     wait_cluster_ready(&b, "connected");
     assert_eq!(a.metric("gatewayd_cluster_connected", &[]), 1.0);
-    if backend == Backend::Redis {
+    if backend != Backend::Nats {
         // Each failed reconnect attempt is counted.
         let failed = |reason| a.metric("gatewayd_cluster_failed_total", &[("reason", reason)]);
         assert!(failed("connect") >= 1.0);
@@ -526,7 +527,9 @@ fn messageloop_history_recovers_on_another_node_with_the_same_offsets(backend: B
         // hist.room and hist.other share the rule's stream: hist.room's offsets are increasing, not dense.
         Backend::Nats => assert_eq!(offsets, [1, 3, 5, 7, 9], "{on_a:?}"),
         // Entry ids `<ms>-<seq>` as `(ms << 20) | seq`.
-        Backend::Redis => assert!(offsets[0] >> 20 > 1_700_000_000_000, "{on_a:?}"),
+        Backend::Redis | Backend::RedisMl2 => {
+            assert!(offsets[0] >> 20 > 1_700_000_000_000, "{on_a:?}")
+        }
     }
     assert!(on_a.iter().all(|p| p.0 == epoch && !p.3), "{on_a:?}");
     assert_eq!(

@@ -134,7 +134,7 @@ fn a_message_without_a_traceparent_starts_a_trace() {
     assert_eq!(publish.parent_span_id, "", "a root span: {spans:#?}");
 }
 
-on_both_backends!(the_trace_crosses_cluster_nodes);
+on_every_backend!(the_trace_crosses_cluster_nodes);
 
 fn the_trace_crosses_cluster_nodes(backend: Backend) {
     let server = Server::start(backend, 0);

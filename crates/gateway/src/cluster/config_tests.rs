@@ -1,6 +1,6 @@
 //! `[cluster]` validation: each backend's keys are refused under the other backends.
 
-use super::{ClusterBackendKind, ClusterConfig, HistoryMode, PresenceMode};
+use super::{ClusterBackendKind, ClusterConfig, HistoryMode, MessageLoopLayout, PresenceMode};
 
 fn redis() -> ClusterConfig {
     ClusterConfig {
@@ -35,10 +35,20 @@ fn redis_keys_need_the_redis_backend() {
         assert!(error(&user).starts_with("cluster.username:"));
         let password = ClusterConfig {
             password_file: Some("/dev/null".into()),
-            ..base
+            ..base.clone()
         };
         assert!(error(&password).starts_with("cluster.password_file:"));
+        let layout = ClusterConfig {
+            messageloop_layout: MessageLoopLayout::Ml2,
+            ..base
+        };
+        assert!(error(&layout).starts_with("cluster.messageloop_layout:"));
     }
+    let ml2 = ClusterConfig {
+        messageloop_layout: MessageLoopLayout::Ml2,
+        ..redis()
+    };
+    assert_eq!(ml2.validate(), Ok(()));
 }
 
 #[test]

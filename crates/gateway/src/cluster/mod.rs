@@ -1,9 +1,14 @@
 //! Cluster mode: the `[cluster]` config section and the NATS and Redis backends that let several gatewayd nodes
-//! share one bus. The default is the embedded single-node bus with no external service.
+//! share one bus (on Redis optionally in upstream MessageLoop's key layout, `ml2_*.rs`). The default is the embedded
+//! single-node bus with no external service.
 
 #[cfg(test)]
 mod config_tests;
 mod jetstream;
+mod ml2_keys;
+mod ml2_message;
+mod ml2_read;
+mod ml2_write;
 mod nats;
 mod presence;
 mod redis;
@@ -60,6 +65,18 @@ pub enum PresenceMode {
     Kv,
 }
 
+/// How MessageLoop channels are laid out in Redis (`backend = "redis"` only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageLoopLayout {
+    /// Every topic travels under `key_prefix` in gatewayd's own encoding.
+    #[default]
+    Gatewayd,
+    /// Topics that are MessageLoop channels use upstream MessageLoop G2's Redis broker layout (`ml2:` keys), so
+    /// gatewayd and MessageLoop nodes sharing the Redis see each other's messages and history.
+    Ml2,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
@@ -85,6 +102,8 @@ pub struct ClusterConfig {
     pub username: Option<String>,
     /// Redis only: a file holding the password (overrides one in the URL).
     pub password_file: Option<PathBuf>,
+    /// Redis only: `gatewayd` (own keys) or `ml2` (share MessageLoop channels with upstream MessageLoop nodes).
+    pub messageloop_layout: MessageLoopLayout,
 }
 
 const DEFAULT_KEY_PREFIX: &str = "gatewayd:";
@@ -104,6 +123,7 @@ impl Default for ClusterConfig {
             key_prefix: DEFAULT_KEY_PREFIX.into(),
             username: None,
             password_file: None,
+            messageloop_layout: MessageLoopLayout::Gatewayd,
         }
     }
 }
@@ -134,6 +154,9 @@ impl ClusterConfig {
         }
         if self.password_file.is_some() {
             return Err("cluster.password_file: needs backend = \"redis\"".into());
+        }
+        if self.messageloop_layout != MessageLoopLayout::Gatewayd {
+            return Err("cluster.messageloop_layout: \"ml2\" needs backend = \"redis\"".into());
         }
         for url in &self.urls {
             url.parse::<async_nats::ServerAddr>()

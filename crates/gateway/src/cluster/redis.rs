@@ -7,7 +7,9 @@
 //! node's 8-byte id. The connection is supervised: on loss the node reports `disconnected`, delivers groups
 //! locally, reconnects with back-off (100 ms doubling to 5 s) and subscribes again. `redis_serve.rs` serves one
 //! live connection; with `history = "streams"`, history topics' fanout goes through Redis Streams instead
-//! (`redis_history.rs`).
+//! (`redis_history.rs`); with `messageloop_layout = "ml2"`, the fanout of MessageLoop channels goes through upstream
+//! MessageLoop's layout instead (`ml2_write.rs`, `ml2_read.rs`), and their history topics are numbered by its
+//! per-channel streams.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,12 +26,15 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionInfo, IntoConnectionInfo, ProtocolVersion, PushInfo};
 use tokio::sync::mpsc;
 
+use super::ml2_keys;
+use super::ml2_read;
+use super::ml2_write::Ml2;
 use super::redis_history::{follow, RedisHistory};
 use super::redis_keys::{Channel, Keys};
 use super::redis_presence::{self, PresenceLink};
 use super::redis_serve::{serve, subscribe, track, Wanted};
 use super::shared::{CONNECTED, FAILED, FORWARDED, RECEIVED};
-use super::{ClusterConfig, HistoryMode, PresenceMode};
+use super::{ClusterConfig, HistoryMode, MessageLoopLayout, PresenceMode};
 
 /// Every `reason` label of [`FAILED`] this backend counts.
 const FAILURE_REASONS: [&str; 10] = [
@@ -62,6 +67,8 @@ pub(super) struct Link {
     history: Option<Arc<RedisHistory>>,
     /// Set with `presence = "kv"`.
     pub(super) presence: Option<PresenceLink>,
+    /// Set with `messageloop_layout = "ml2"`.
+    pub(super) ml2: Option<Ml2>,
     /// Counts connections made, so that tasks notice a reconnect.
     pub(super) generation: AtomicU64,
     servers: Vec<ConnectionInfo>,
@@ -72,11 +79,19 @@ pub(super) struct Link {
 }
 
 impl Link {
-    /// True for topics whose fanout travels through a history stream (their groups still use Pub/Sub).
-    pub(super) fn sequenced(&self, topic: &Topic) -> bool {
-        self.history
-            .as_ref()
-            .is_some_and(|h| h.stream(topic).is_some())
+    /// True for topics whose fanout travels through a history stream or the ml2 layout (their groups still use
+    /// gatewayd's Pub/Sub channels).
+    pub(super) fn fanout_elsewhere(&self, topic: &Topic) -> bool {
+        self.ml2_channel(topic).is_some()
+            || self
+                .history
+                .as_ref()
+                .is_some_and(|h| h.stream(topic).is_some())
+    }
+
+    /// The MessageLoop channel of `topic` when it travels in the ml2 layout.
+    pub(super) fn ml2_channel(&self, topic: &Topic) -> Option<String> {
+        self.ml2.as_ref().and(ml2_keys::channel(topic))
     }
 
     fn set_state(&self, connected: bool, detail: String) {
@@ -146,12 +161,21 @@ impl RedisCluster {
             }
             PresenceMode::Local => (None, None),
         };
+        let node = rand::random::<u64>();
+        let (keys, ml2) = match config.messageloop_layout {
+            MessageLoopLayout::Gatewayd => (Keys::new(&config.key_prefix), None),
+            MessageLoopLayout::Ml2 => (
+                Keys::new(&config.key_prefix).with_ml2(),
+                Some(Ml2::new(node)),
+            ),
+        };
         let link = Arc::new(Link {
             bus,
-            node: rand::random::<u64>(),
-            keys: Keys::new(&config.key_prefix),
+            node,
+            keys,
             history: history.clone(),
             presence,
+            ml2,
             generation: AtomicU64::new(0),
             servers,
             commands: Mutex::new(None),
@@ -202,6 +226,19 @@ impl ClusterBackend for RedisCluster {
     }
 
     fn sequencing(&self, topic: &Topic) -> Sequencing {
+        if let Some(ml2) = self
+            .link
+            .ml2
+            .as_ref()
+            .filter(|_| self.link.ml2_channel(topic).is_some())
+        {
+            return match ml2.epoch() {
+                Some((epoch, _)) if self.link.connected.load(Ordering::Acquire) => {
+                    Sequencing::Cluster { epoch }
+                }
+                _ => Sequencing::Unavailable,
+            };
+        }
         let Some(stream) = self.link.history.as_ref().and_then(|h| h.stream(topic)) else {
             return Sequencing::Local;
         };
@@ -211,6 +248,15 @@ impl ClusterBackend for RedisCluster {
             }
             _ => Sequencing::Unavailable,
         }
+    }
+
+    fn epoch_name(&self, epoch: u64) -> Option<String> {
+        let (known, name) = self.link.ml2.as_ref()?.epoch()?;
+        (known == epoch).then_some(name)
+    }
+
+    fn epoch_named(&self, name: &str) -> Option<u64> {
+        self.link.ml2.as_ref().map(|_| ml2_keys::epoch_number(name))
     }
 
     fn state(&self) -> ClusterState {
@@ -243,7 +289,30 @@ async fn forward_loop(link: Arc<Link>, mut queue: mpsc::Receiver<Arc<Envelope>>)
             record_drop(DropReason::ClusterForward, envelope.origin.protocol);
             continue;
         };
-        if let Some(stream) = link
+        if let (Some(ml2), Some(channel)) = (&link.ml2, link.ml2_channel(&envelope.topic)) {
+            let history = link
+                .bus
+                .config()
+                .history
+                .iter()
+                .find(|rule| rule.topics.matches(&envelope.topic))
+                .map(|rule| &rule.policy);
+            // Fanout reaches every node (gatewayd's and upstream's) from the ml2 channel; the copy below serves
+            // anycast groups.
+            if let Err(error) = ml2
+                .publish(&mut connection, &envelope, &channel, history)
+                .await
+            {
+                tracing::debug!(%error, "cluster: Redis did not take an ml2 message");
+                let reason = if history.is_some() {
+                    "history_unavailable"
+                } else {
+                    "publish"
+                };
+                counter!(FAILED, "reason" => reason).increment(1);
+                record_drop(DropReason::ClusterForward, envelope.origin.protocol);
+            }
+        } else if let Some(stream) = link
             .history
             .as_ref()
             .and_then(|h| h.stream(&envelope.topic))
@@ -283,19 +352,34 @@ async fn forward_loop(link: Arc<Link>, mut queue: mpsc::Receiver<Arc<Envelope>>)
 /// Keeps the node connected to the first Redis server that answers, forever; tracks local interest meanwhile.
 async fn supervise(link: Arc<Link>, mut events: mpsc::UnboundedReceiver<BusEvent>) {
     let mut interest = Wanted::new();
+    if link.ml2.is_some() {
+        ml2_read::pin_history(&link, &mut interest);
+    }
     let mut backoff = MIN_BACKOFF;
     let mut warned = false;
     loop {
         match connect(&link).await {
             Ok((mut commands, pushes)) => {
                 warned = false;
-                let mut resubscribed = Ok(());
+                let mut resubscribed = match &link.ml2 {
+                    Some(ml2) => ml2.read_epoch(&mut commands).await.map(drop),
+                    None => Ok(()),
+                };
                 let presence = Channel::Exact(link.keys.presence_channel());
                 let presence = link.presence.as_ref().map(|_| &presence);
                 for channel in interest.keys().chain(presence) {
-                    resubscribed = subscribe(&mut commands, channel, true).await;
                     if resubscribed.is_err() {
                         break;
+                    }
+                    resubscribed = subscribe(&mut commands, channel, true).await;
+                }
+                if let (Ok(()), Some((epoch, _))) =
+                    (&resubscribed, link.ml2.as_ref().and_then(Ml2::epoch))
+                {
+                    // Pub/Sub messages arriving meanwhile wait in `pushes`; the history drops what it already has.
+                    if let Err(error) = ml2_read::backfill(&link, &mut commands, epoch).await {
+                        counter!(FAILED, "reason" => "history").increment(1);
+                        tracing::warn!(%error, "cluster: could not read the ml2 history streams");
                     }
                 }
                 if resubscribed.is_ok() {

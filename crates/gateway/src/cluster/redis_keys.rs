@@ -2,7 +2,8 @@
 //! envelopes travel on the channel `<prefix>topic:<canonical topic>`; an anycast claim is the key
 //! `<prefix>claim:<message id>`. A pattern becomes the exact channel of its literal head when it has no wildcard,
 //! else a glob on that head (`PSUBSCRIBE <prefix>topic:<head>.*`, plus the bare head for `#`'s zero-token case):
-//! Redis globs cannot express a single token, so the receiving node's own index does the exact matching.
+//! Redis globs cannot express a single token, so the receiving node's own index does the exact matching. With the
+//! ml2 layout, fanout subscriptions add upstream MessageLoop's channels (`ml2_keys.rs`).
 
 use core_bus::{MessageId, Pattern, Segment, Topic};
 
@@ -16,13 +17,32 @@ pub(super) enum Channel {
 #[derive(Debug, Clone)]
 pub(super) struct Keys {
     prefix: String,
+    /// `messageloop_layout = "ml2"`: fanout interest also listens on the ml2 Pub/Sub channels.
+    ml2: bool,
 }
 
 impl Keys {
     pub(super) fn new(prefix: &str) -> Keys {
         Keys {
             prefix: prefix.to_owned(),
+            ml2: false,
         }
+    }
+
+    /// Keys whose fanout subscriptions include upstream MessageLoop's channels (`ml2_keys.rs`).
+    pub(super) fn with_ml2(self) -> Keys {
+        Keys { ml2: true, ..self }
+    }
+
+    /// The subscriptions a local fanout subscriber of `pattern` needs (upstream's first, so that a node
+    /// subscribed to gatewayd's channel of a pattern is subscribed to all of them).
+    pub(super) fn fanout(&self, pattern: &Pattern) -> Vec<Channel> {
+        let mut channels = Vec::new();
+        if self.ml2 {
+            channels = super::ml2_keys::subscriptions(pattern);
+        }
+        channels.extend(self.pattern(pattern));
+        channels
     }
 
     pub(super) fn topic(&self, topic: &Topic) -> String {
@@ -81,7 +101,7 @@ impl Keys {
 }
 
 /// Escapes Redis glob metacharacters.
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\') {

@@ -1,6 +1,7 @@
 //! One live Redis connection of the Redis backend (RESP3: commands and Pub/Sub on one socket): keeps the
 //! subscriptions equal to local interest, delivers what arrives (fanout at once; anycast after a won `SET NX` claim, in arrival order, at most
-//! [`CLAIMS_IN_FLIGHT`] claims pipelined) and pings the server. Returns when the connection fails.
+//! [`CLAIMS_IN_FLIGHT`] claims pipelined; ml2-layout messages through `ml2_read.rs`) and pings the server. Returns
+//! when the connection fails.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,6 +18,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{PushInfo, PushKind, RedisResult};
 use tokio::sync::mpsc;
 
+use super::ml2_read;
 use super::redis::Link;
 use super::redis_keys::{Channel, Keys};
 use super::shared::{Recent, FAILED, RECEIVED};
@@ -37,6 +39,11 @@ pub(super) struct Interest {
 }
 
 impl Interest {
+    /// Interest that no local subscriber holds (history the node records anyway).
+    pub(super) fn pin(&mut self) {
+        self.fanout += 1;
+    }
+
     fn is_empty(&self) -> bool {
         self.fanout == 0 && self.groups.is_empty()
     }
@@ -107,7 +114,12 @@ pub(super) fn track(keys: &Keys, interest: &mut Wanted, event: BusEvent) -> Vec<
         BusEvent::NewTopic(_) => return Vec::new(),
     };
     let mut changes = Vec::new();
-    for channel in keys.pattern(&pattern) {
+    let channels = if group {
+        keys.pattern(&pattern)
+    } else {
+        keys.fanout(&pattern)
+    };
+    for channel in channels {
         let entry = interest.entry(channel.clone()).or_default();
         let was_empty = entry.is_empty();
         match (group, added) {
@@ -166,6 +178,12 @@ fn receive(
     };
     let wanted = interest.get(&channel)?;
     let payload = message.get_payload_bytes();
+    if ml2_read::is_ml2(message.get_channel_name()) {
+        if wanted.fanout > 0 {
+            ml2_read::deliver_live(link, message.get_channel_name(), payload, recent_fanout);
+        }
+        return None;
+    }
     let (Some(node), Some(encoded)) = (payload.get(..8), payload.get(8..)) else {
         counter!(FAILED, "reason" => "decode").increment(1);
         return None;
@@ -185,8 +203,9 @@ fn receive(
     };
     let group = wanted.groups.iter().any(|p| p.matches(&envelope.topic))
         && recent_groups.first_time(envelope.id);
-    // History topics reach this node's fanout subscribers through their stream, with positions.
-    let fanout = wanted.fanout > 0 && !from_self && !link.sequenced(&envelope.topic);
+    // History topics reach this node's fanout subscribers through their stream, with positions; MessageLoop
+    // channels under the ml2 layout through its Pub/Sub channels.
+    let fanout = wanted.fanout > 0 && !from_self && !link.fanout_elsewhere(&envelope.topic);
     if fanout && recent_fanout.first_time(envelope.id) {
         counter!(RECEIVED).increment(1);
         link.bus

@@ -1,5 +1,5 @@
 //! The NATS and Redis backends against a real `nats-server` / `redis-server` on 127.0.0.1 (each case once per
-//! backend, `tests/support/backend.rs`): cross-node fanout, anycast exactly once across nodes, and a server
+//! backend, Redis also with `messageloop_layout = "ml2"`, `tests/support/backend.rs`): cross-node fanout, anycast exactly once across nodes, and a server
 //! restart in the middle.
 
 use std::time::{Duration, Instant};
@@ -8,7 +8,7 @@ use core_bus::cluster::ClusterState;
 use core_bus::config::GroupPolicy;
 use core_bus::{Bus, ConnectionId, Credit, Envelope, Mailbox, Origin, Pattern, Protocol, Topic};
 
-use super::{ClusterBackendKind, ClusterConfig, HistoryMode, PresenceMode};
+use super::{ClusterBackendKind, ClusterConfig, HistoryMode, MessageLoopLayout, PresenceMode};
 
 #[macro_use]
 #[path = "../../tests/support/backend.rs"]
@@ -20,16 +20,18 @@ mod redis;
 
 use backend::{Backend, Server};
 
-on_both_backends!(fanout_and_anycast_cross_nodes_and_survive_a_server_restart);
+on_every_backend!(fanout_and_anycast_cross_nodes_and_survive_a_server_restart);
 
 fn config(server: &Server) -> ClusterConfig {
-    let backend = match server.backend() {
-        Backend::Nats => ClusterBackendKind::Nats,
-        Backend::Redis => ClusterBackendKind::Redis,
+    let (backend, messageloop_layout) = match server.backend() {
+        Backend::Nats => (ClusterBackendKind::Nats, MessageLoopLayout::Gatewayd),
+        Backend::Redis => (ClusterBackendKind::Redis, MessageLoopLayout::Gatewayd),
+        Backend::RedisMl2 => (ClusterBackendKind::Redis, MessageLoopLayout::Ml2),
     };
     ClusterConfig {
         backend,
         urls: vec![server.url()],
+        messageloop_layout,
         ..ClusterConfig::default()
     }
 }

@@ -1,6 +1,7 @@
-//! The cluster backends a test can run against: [`Backend`] names one, [`Server`] starts its server on 127.0.0.1
-//! (nats-server or redis-server) and speaks its naming, and [`on_both_backends!`] turns each case into one test
-//! per backend, so a suite is parametrised rather than copied. Needs sibling modules `nats` and `redis`
+//! The cluster backends a test can run against: [`Backend`] names one (Redis twice: with gatewayd's own key layout
+//! and with `messageloop_layout = "ml2"`), [`Server`] starts its server on 127.0.0.1 (nats-server or redis-server)
+//! and speaks its naming, and [`on_every_backend!`] turns each case into one test per backend, so a suite is
+//! parametrised rather than copied. Needs sibling modules `nats` and `redis`
 //! (`support/nats.rs`, `support/redis.rs`) and `#[macro_use]` on this module.
 #![allow(dead_code)]
 
@@ -11,12 +12,15 @@ use super::redis::RedisServer;
 pub enum Backend {
     Nats,
     Redis,
+    /// Redis with MessageLoop channels in upstream MessageLoop's layout.
+    RedisMl2,
 }
 
 /// The server of a backend, started by the test and stopped when dropped.
 pub enum Server {
     Nats(NatsServer),
     Redis(RedisServer),
+    RedisMl2(RedisServer),
 }
 
 impl Server {
@@ -25,6 +29,7 @@ impl Server {
         match backend {
             Backend::Nats => Server::Nats(NatsServer::start(port)),
             Backend::Redis => Server::Redis(RedisServer::start(port)),
+            Backend::RedisMl2 => Server::RedisMl2(RedisServer::start(port)),
         }
     }
 
@@ -33,6 +38,7 @@ impl Server {
         match backend {
             Backend::Nats => Server::Nats(NatsServer::start_jetstream(0)),
             Backend::Redis => Server::Redis(RedisServer::start(0)),
+            Backend::RedisMl2 => Server::RedisMl2(RedisServer::start(0)),
         }
     }
 
@@ -40,38 +46,40 @@ impl Server {
         match self {
             Server::Nats(_) => Backend::Nats,
             Server::Redis(_) => Backend::Redis,
+            Server::RedisMl2(_) => Backend::RedisMl2,
         }
     }
 
     pub fn url(&self) -> String {
         match self {
             Server::Nats(server) => server.url(),
-            Server::Redis(server) => server.url(),
+            Server::Redis(server) | Server::RedisMl2(server) => server.url(),
         }
     }
 
     pub fn port(&self) -> u16 {
         match self {
             Server::Nats(server) => server.port,
-            Server::Redis(server) => server.port,
+            Server::Redis(server) | Server::RedisMl2(server) => server.port,
         }
     }
 
     pub fn stop(&mut self) {
         match self {
             Server::Nats(server) => server.stop(),
-            Server::Redis(server) => server.stop(),
+            Server::Redis(server) | Server::RedisMl2(server) => server.stop(),
         }
     }
 
     /// The `[cluster]` section of a node on this server.
     pub fn cluster_config(&self) -> String {
-        let backend = match self {
-            Server::Nats(_) => "nats",
-            Server::Redis(_) => "redis",
+        let (backend, layout) = match self {
+            Server::Nats(_) => ("nats", ""),
+            Server::Redis(_) => ("redis", ""),
+            Server::RedisMl2(_) => ("redis", "messageloop_layout = \"ml2\"\n"),
         };
         format!(
-            "[cluster]\nbackend = \"{backend}\"\nurls = [\"{}\"]\n",
+            "[cluster]\nbackend = \"{backend}\"\nurls = [\"{}\"]\n{layout}",
             self.url()
         )
     }
@@ -81,7 +89,7 @@ impl Server {
     pub fn history_cluster_config(&self) -> String {
         let history = match self {
             Server::Nats(_) => "jetstream",
-            Server::Redis(_) => "streams",
+            Server::Redis(_) | Server::RedisMl2(_) => "streams",
         };
         format!("{}history = \"{history}\"\n", self.cluster_config())
     }
@@ -90,7 +98,10 @@ impl Server {
     pub fn wait_subscribed(&self, topic: &str, n: usize) {
         match self {
             Server::Nats(server) => server.wait_subscribed(&format!("gatewayd.{topic}"), n),
-            Server::Redis(server) => server.wait_subscribed(&format!("gatewayd:topic:{topic}"), n),
+            // With the ml2 layout a node subscribes to a fanout pattern's ml2 channels before gatewayd's own.
+            Server::Redis(server) | Server::RedisMl2(server) => {
+                server.wait_subscribed(&format!("gatewayd:topic:{topic}"), n)
+            }
         }
     }
 
@@ -99,13 +110,14 @@ impl Server {
     pub fn wait_fanout_and_group(&self, topic: &str, nodes: usize) {
         match self {
             Server::Nats(_) => self.wait_subscribed(topic, 2 * nodes),
-            Server::Redis(_) => self.wait_subscribed(topic, nodes),
+            Server::Redis(_) | Server::RedisMl2(_) => self.wait_subscribed(topic, nodes),
         }
     }
 }
 
-/// Runs each `fn case(backend: Backend)` once per backend, as the tests `on_nats::case` and `on_redis::case`.
-macro_rules! on_both_backends {
+/// Runs each `fn case(backend: Backend)` once per backend, as the tests `on_nats::case`, `on_redis::case` and
+/// `on_redis_ml2::case`.
+macro_rules! on_every_backend {
     ($($case:ident),* $(,)?) => {
         mod on_nats {
             $(#[test]
@@ -117,6 +129,12 @@ macro_rules! on_both_backends {
             $(#[test]
             fn $case() {
                 super::$case(super::backend::Backend::Redis)
+            })*
+        }
+        mod on_redis_ml2 {
+            $(#[test]
+            fn $case() {
+                super::$case(super::backend::Backend::RedisMl2)
             })*
         }
     };

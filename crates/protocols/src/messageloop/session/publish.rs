@@ -28,7 +28,7 @@ impl Session {
         }
         let position = match outcome.position {
             Some(position) => Position {
-                stream_epoch: position.epoch.to_string(),
+                stream_epoch: self.context.bus.epoch_text(position.epoch),
                 offset: (!publish.transient).then_some(position.offset),
             },
             // A topic the cluster's log numbers (`cluster.history = "jetstream"`): the offset is assigned after
@@ -36,7 +36,7 @@ impl Session {
             None => Position {
                 stream_epoch: self.context.bus.history_top(&topic).map_or_else(
                     || self.context.settings.epoch.clone(),
-                    |top| top.epoch.to_string(),
+                    |top| self.context.bus.epoch_text(top.epoch),
                 ),
                 offset: None,
             },
@@ -78,7 +78,7 @@ impl Session {
         });
         let position = match envelope.position {
             Some(position) => Position {
-                stream_epoch: position.epoch.to_string(),
+                stream_epoch: self.context.bus.epoch_text(position.epoch),
                 offset: Some(position.offset),
             },
             None => Position {

@@ -207,7 +207,7 @@ impl Session {
         self.context
             .bus
             .history_top(topic)
-            .map(|top| top.epoch.to_string())
+            .map(|top| self.context.bus.epoch_text(top.epoch))
     }
 
     /// Subscribes with history and queues the replay and its RecoverComplete into `after`.
@@ -221,7 +221,7 @@ impl Session {
     ) -> Result<Recovered, SubscribeFailure> {
         let cursor = entry.cursor.as_ref().and_then(|cursor| {
             let offset = cursor.offset?;
-            let epoch = cursor.stream_epoch.parse::<u64>().ok()?;
+            let epoch = self.context.bus.epoch_from_text(&cursor.stream_epoch)?;
             Some(core_bus::Position { epoch, offset })
         });
         let since = match (entry.fresh, cursor) {
@@ -276,7 +276,7 @@ impl Session {
                 seen_through: None,
             });
         };
-        let epoch = recovery.top.epoch.to_string();
+        let epoch = self.context.bus.epoch_text(recovery.top.epoch);
         // In cluster mode this node's copy of the history can be behind the node the client came from.
         let seen_through = match since {
             Since::After(cursor)
