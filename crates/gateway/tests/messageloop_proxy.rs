@@ -13,10 +13,10 @@ mod stomp_client;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::post;
 use messageloop_client::{Ws, WAIT};
@@ -29,6 +29,7 @@ const JSON: &[&str] = &["messageloop+json"];
 /// One call the backend received.
 #[derive(Debug, Clone)]
 struct Seen {
+    path: String,
     headers: HeaderMap,
     body: Value,
 }
@@ -49,7 +50,7 @@ impl Backend {
             .expect("runtime");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let app = axum::Router::new()
-            .route("/proxy", post(handle))
+            .route("/{*path}", post(handle))
             .with_state(seen.clone());
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -67,30 +68,58 @@ impl Backend {
         format!("http://{}/proxy", self.addr)
     }
 
+    fn endpoint_at(&self, path: &str) -> String {
+        format!("http://{}/{path}", self.addr)
+    }
+
     /// The calls whose body has `key` equal to `value`.
     fn calls(&self, key: &str, value: &str) -> Vec<Seen> {
+        self.calls_where(|seen| seen.body[key] == value)
+    }
+
+    fn calls_where(&self, check: impl Fn(&Seen) -> bool) -> Vec<Seen> {
         self.seen
             .lock()
             .expect("seen")
             .iter()
-            .filter(|seen| seen.body[key] == value)
+            .filter(|seen| check(seen))
             .cloned()
             .collect()
     }
+
+    /// Polls until a call passes `check` (hooks arrive after the client saw their cause), then returns it.
+    fn wait_call(&self, what: &str, check: impl Fn(&Seen) -> bool) -> Seen {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(seen) = self.calls_where(&check).into_iter().next() {
+                return seen;
+            }
+            assert!(Instant::now() < deadline, "the backend never saw {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
-/// Answers RPCs by method and Connect tokens by token.
+/// Answers RPCs by method, Connect tokens by token, hooks (a `username`, or the path `unsub`) with an empty
+/// 200 (after 10 s on the path `hang`), and subscribe/publish ACL checks by channel: refused when it
+/// contains `denied`.
 async fn handle(
     State(seen): State<Arc<Mutex<Vec<Seen>>>>,
+    Path(path): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, [(header::HeaderName, &'static str); 1], String) {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     seen.lock().expect("seen").push(Seen {
+        path: path.clone(),
         headers,
         body: body.clone(),
     });
     let json_type = [(header::CONTENT_TYPE, "application/json")];
+    if path == "hang" {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+    let hook = body.get("username").is_some() || path == "unsub" || path == "hang";
     let reply = match (body["method"].as_str(), body["token"].as_str()) {
         (Some("get"), _) => {
             let mut entries = json!({"x-from": "backend"});
@@ -118,6 +147,8 @@ async fn handle(
         (Some("status"), _) => {
             return (StatusCode::INTERNAL_SERVER_ERROR, json_type, "{}".into());
         }
+        _ if hook => json!({}),
+        _ if body.get("channel").is_some() => acl_answer(&body["channel"]),
         (_, Some("good-token")) => json!({"user_info": {"id": "user-7"}}),
         (_, Some("banned")) => json!({
             "error": {"code": "BANNED", "type": "auth_error", "message": "you are banned"},
@@ -125,6 +156,15 @@ async fn handle(
         _ => return (StatusCode::BAD_REQUEST, json_type, "{}".into()),
     };
     (StatusCode::OK, json_type, reply.to_string())
+}
+
+/// An ACL verdict: refused with the backend's own error when the channel contains `denied`.
+fn acl_answer(channel: &Value) -> Value {
+    if channel.as_str().is_some_and(|c| c.contains("denied")) {
+        json!({"error": {"code": "NOT_MEMBER", "type": "app_error", "message": "not a member"}})
+    } else {
+        json!({})
+    }
 }
 
 /// A loopback port nothing listens on.
@@ -480,8 +520,189 @@ fn grpc_clients_reach_the_backend_too() {
     });
 }
 
+/// `[[messageloop.proxy]]` entries: the backend at `endpoint` checks Connect tokens and `acl.*` subscribes and
+/// publishes (and hears their hooks); a backend that is down checks `down.*`.
+fn acl_settings(endpoint: &str) -> String {
+    format!(
+        "[[messageloop.proxy]]\nname = \"app\"\nendpoint = \"{endpoint}\"\ntimeout_ms = 5000\n\
+         routes = [{{ channel = \"\", method = \"$authenticate\" }}, {{ channel = \"acl.*\", method = \"subscribe\" }}, \
+         {{ channel = \"acl.*\", method = \"publish\" }}, {{ channel = \"acl.*\", method = \"unsubscribe\" }}, \
+         {{ channel = \"\", method = \"disconnect\" }}]\n\
+         [[messageloop.proxy]]\nname = \"down\"\nendpoint = \"http://127.0.0.1:{}/\"\n\
+         routes = [{{ channel = \"down.*\", method = \"subscribe\" }}, {{ channel = \"down.*\", method = \"publish\" }}]\n",
+        closed_port()
+    )
+}
+
+fn publish(ws: &mut Ws, id: &str, channel: &str, token: &str) -> Value {
+    ws.send(json!({"id": id, "publish": {
+        "channel": channel, "token": token, "payload": {"text": "hello"},
+    }}));
+    loop {
+        let reply = ws.recv();
+        if reply["id"] == id {
+            return reply;
+        }
+    }
+}
+
+/// Subscribes to each `(channel, token)` and returns the frames answering `id` up to the ack, the ack last.
+fn subscribe_with_tokens(ws: &mut Ws, id: &str, entries: &[(&str, &str)]) -> Vec<Value> {
+    let subscriptions: Vec<Value> = entries
+        .iter()
+        .map(|(channel, token)| json!({"channel": channel, "token": token}))
+        .collect();
+    ws.send(json!({"id": id, "subscribe": {"subscriptions": subscriptions}}));
+    let mut answers = Vec::new();
+    loop {
+        let frame = ws.recv();
+        if frame["id"] != id {
+            continue;
+        }
+        let done = frame.get("subscribe_ack").is_some();
+        answers.push(frame);
+        if done {
+            return answers;
+        }
+    }
+}
+
+fn acked_channels(ack: &Value) -> Vec<&str> {
+    ack["subscribe_ack"]["subscriptions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["channel"].as_str())
+        .collect()
+}
+
+const NOT_MEMBER: &str = "NOT_MEMBER";
+
+#[test]
+fn subscribe_and_publish_acl_backends_allow_refuse_and_fail() {
+    let backend = Backend::start();
+    let gateway = Gatewayd::start(&config(&acl_settings(&backend.endpoint())));
+    let mut ws = Ws::connect(gateway.listener("messageloop.ws"), JSON);
+    let connected = ws.handshake("2.0.0", "good-token");
+    let session_id = connected["connected"]["session_id"].clone();
+
+    let answers = subscribe_with_tokens(
+        &mut ws,
+        "s1",
+        &[
+            ("acl.room", "t-1"),
+            ("acl.denied", "t-2"),
+            ("down.x", ""),
+            ("free", ""),
+        ],
+    );
+    assert_eq!(answers.len(), 3, "{answers:?}");
+    assert_eq!(
+        answers[0]["error"],
+        json!({"code": NOT_MEMBER, "type": "app_error", "message": "not a member"})
+    );
+    assert_eq!(error_code(&answers[1]), "PROXY_ERROR");
+    assert_eq!(answers[1]["error"]["type"], "proxy_error");
+    assert_eq!(acked_channels(&answers[2]), ["acl.room", "free"]);
+    let checked = backend.calls("token", "t-1");
+    assert_eq!(checked.len(), 1);
+    assert_eq!(
+        checked[0].body,
+        json!({"channel": "acl.room", "token": "t-1", "user_id": "user-7", "session_id": session_id})
+    );
+    // A channel no route names is never asked about.
+    assert!(backend.calls("channel", "free").is_empty());
+
+    let reply = publish(&mut ws, "p1", "acl.room", "p-1");
+    assert!(reply.get("publish_ack").is_some(), "{reply}");
+    let publication = ws.recv_kind("publication");
+    assert_eq!(
+        publication["publication"]["messages"][0]["channel"],
+        "acl.room"
+    );
+    assert_eq!(
+        backend.calls("token", "p-1")[0].body,
+        json!({"channel": "acl.room", "token": "p-1", "user_id": "user-7", "session_id": session_id})
+    );
+    let reply = publish(&mut ws, "p2", "acl.denied", "");
+    assert_eq!(error_code(&reply), NOT_MEMBER);
+    let reply = publish(&mut ws, "p3", "down.y", "");
+    assert_eq!(error_code(&reply), "PROXY_ERROR");
+
+    // Connect's own subscriptions are checked too; a refused one is answered before Connected.
+    let mut other = Ws::connect(gateway.listener("messageloop.ws"), JSON);
+    other.send(
+        json!({"id": "c2", "connect": {"client_id": "x", "version": "2.0.0", "subscriptions": [
+            {"channel": "acl.denied.c"}, {"channel": "acl.c"},
+        ]}}),
+    );
+    let first = other.recv();
+    assert_eq!(
+        (&first["id"], error_code(&first)),
+        (&json!("c2"), NOT_MEMBER)
+    );
+    let connected = other.recv_kind("connected");
+    assert_eq!(
+        connected["connected"]["subscriptions"],
+        json!([{"channel": "acl.c"}])
+    );
+}
+
+#[test]
+fn hooks_reach_the_http_backend_and_a_hanging_one_does_not_hold_the_client() {
+    let backend = Backend::start();
+    // First in config order, so their routes win: OnSubscribed and OnUnsubscribed bodies look the same.
+    let settings = format!(
+        "[[messageloop.proxy]]\nname = \"unsub\"\nendpoint = \"{}\"\n\
+         routes = [{{ channel = \"hook.*\", method = \"unsubscribe\" }}]\n\
+         [[messageloop.proxy]]\nname = \"hang\"\nendpoint = \"{}\"\ntimeout_ms = 5000\n\
+         routes = [{{ channel = \"slow.*\", method = \"unsubscribe\" }}]\n{}",
+        backend.endpoint_at("unsub"),
+        backend.endpoint_at("hang"),
+        acl_settings(&backend.endpoint()).replace("acl.*", "hook.*"),
+    );
+    let gateway = Gatewayd::start(&config(&settings));
+    let mut ws = Ws::connect(gateway.listener("messageloop.ws"), JSON);
+    let connected = ws.handshake("2.0.0", "good-token");
+    let session_id = connected["connected"]["session_id"].clone();
+    backend.wait_call("OnConnected", |seen| {
+        seen.body == json!({"session_id": session_id, "username": "rust-test"})
+    });
+
+    ws.subscribe("s1", &["hook.a", "slow.b"]);
+    backend.wait_call("OnSubscribed", |seen| {
+        seen.body == json!({"session_id": session_id, "channel": "hook.a", "username": "user-7"})
+    });
+    ws.send(json!({"id": "u1", "unsubscribe": {"subscriptions": [{"channel": "hook.a"}]}}));
+    assert_eq!(ws.recv_kind("unsubscribe_ack")["id"], "u1");
+    let seen = backend.wait_call("OnUnsubscribed", |seen| seen.path == "unsub");
+    assert_eq!(
+        seen.body,
+        json!({"session_id": session_id, "channel": "hook.a", "username": "user-7"})
+    );
+
+    // The backend of `slow.*` takes 10 s to answer: the client is not kept waiting.
+    let started = Instant::now();
+    ws.send(json!({"id": "u2", "unsubscribe": {"subscriptions": [{"channel": "slow.b"}]}}));
+    assert_eq!(ws.recv_kind("unsubscribe_ack")["id"], "u2");
+    backend.wait_call("the hanging OnUnsubscribed", |seen| seen.path == "hang");
+    ws.send(json!({"id": "ping-1", "ping": {}}));
+    assert_eq!(ws.recv_kind("pong")["id"], "ping-1");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "held for {:?}",
+        started.elapsed()
+    );
+
+    ws.close();
+    backend.wait_call("OnDisconnected", |seen| {
+        seen.body == json!({"session_id": session_id, "username": "user-7"})
+    });
+}
+
 mod grpc_backend {
-    //! A tonic `ProxyService` that records the calls and answers by method or token.
+    //! A tonic `ProxyService` that records the calls and answers RPCs by method, Connect tokens by token and
+    //! ACL checks by channel (refused when it contains `denied`); hooks are recorded as text.
 
     use std::net::SocketAddr;
     use std::sync::{Arc, Mutex};
@@ -494,6 +715,29 @@ mod grpc_backend {
     pub struct Service {
         pub rpcs: Arc<Mutex<Vec<pb::RpcRequest>>>,
         pub authentications: Arc<Mutex<Vec<pb::AuthenticateRequest>>>,
+        /// `subscribe <channel> <token> <user>` and `publish …`.
+        pub acls: Arc<Mutex<Vec<String>>>,
+        /// `connected <username>`, `subscribed <channel> <username>`, …
+        pub hooks: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Service {
+        fn acl(&self, kind: &str, channel: &str, token: &str, user: &str) -> Option<shared::Error> {
+            self.acls
+                .lock()
+                .expect("acls")
+                .push(format!("{kind} {channel} {token} {user}"));
+            channel.contains("denied").then(|| shared::Error {
+                code: "NOT_MEMBER".into(),
+                r#type: "app_error".into(),
+                message: "not a member".into(),
+                metadata: None,
+            })
+        }
+
+        fn hook(&self, text: String) {
+            self.hooks.lock().expect("hooks").push(text);
+        }
     }
 
     #[tonic::async_trait]
@@ -540,6 +784,7 @@ mod grpc_backend {
                 pb::AuthenticateResponse {
                     user_info: Some(pb::UserInfo {
                         id: "grpc-user".into(),
+                        ..pb::UserInfo::default()
                     }),
                     error: None,
                 }
@@ -555,6 +800,79 @@ mod grpc_backend {
                 }
             };
             Ok(Response::new(response))
+        }
+
+        async fn subscribe_acl(
+            &self,
+            request: Request<pb::SubscribeAclRequest>,
+        ) -> Result<Response<pb::SubscribeAclResponse>, Status> {
+            let r = request.into_inner();
+            let error = self.acl("subscribe", &r.channel, &r.token, &r.user_id);
+            Ok(Response::new(pb::SubscribeAclResponse { error }))
+        }
+
+        async fn publish_acl(
+            &self,
+            request: Request<pb::PublishAclRequest>,
+        ) -> Result<Response<pb::PublishAclResponse>, Status> {
+            let r = request.into_inner();
+            let error = self.acl("publish", &r.channel, &r.token, &r.user_id);
+            Ok(Response::new(pb::PublishAclResponse { error }))
+        }
+
+        async fn on_connected(
+            &self,
+            request: Request<pb::OnConnectedRequest>,
+        ) -> Result<Response<pb::OnConnectedResponse>, Status> {
+            let r = request.into_inner();
+            self.hook(format!("connected {}", r.username));
+            Ok(Response::new(pb::OnConnectedResponse {}))
+        }
+
+        async fn on_subscribed(
+            &self,
+            request: Request<pb::OnSubscribedRequest>,
+        ) -> Result<Response<pb::OnSubscribedResponse>, Status> {
+            let r = request.into_inner();
+            self.hook(format!("subscribed {} {}", r.channel, r.username));
+            Ok(Response::new(pb::OnSubscribedResponse {}))
+        }
+
+        async fn on_unsubscribed(
+            &self,
+            request: Request<pb::OnUnsubscribedRequest>,
+        ) -> Result<Response<pb::OnUnsubscribedResponse>, Status> {
+            let r = request.into_inner();
+            self.hook(format!("unsubscribed {} {}", r.channel, r.username));
+            Ok(Response::new(pb::OnUnsubscribedResponse {}))
+        }
+
+        async fn on_disconnected(
+            &self,
+            request: Request<pb::OnDisconnectedRequest>,
+        ) -> Result<Response<pb::OnDisconnectedResponse>, Status> {
+            let r = request.into_inner();
+            self.hook(format!("disconnected {}", r.username));
+            Ok(Response::new(pb::OnDisconnectedResponse {}))
+        }
+    }
+
+    /// Polls until `hooks` holds `text`.
+    pub fn wait_hook(service: &Service, text: &str) {
+        let deadline = std::time::Instant::now() + super::WAIT;
+        while !service
+            .hooks
+            .lock()
+            .expect("hooks")
+            .iter()
+            .any(|h| h == text)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no hook {text:?} in {:?}",
+                service.hooks.lock().expect("hooks")
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
 
@@ -692,4 +1010,45 @@ fn reload_applies_proxies_to_new_connections_and_refuses_a_bad_entry() {
     later.handshake("2.0.0", "");
     let reply = rpc(&mut later, "x3", "orders.eu", "get");
     assert_eq!(reply["rpc_reply"]["request_id"], "x3", "{reply}");
+}
+
+#[test]
+fn a_grpc_backend_checks_acls_and_hears_every_hook() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let service = grpc_backend::Service::default();
+    let addr = grpc_backend::serve(&runtime, service.clone());
+    let gateway = Gatewayd::start(&config(&acl_settings(&format!("grpc://{addr}"))));
+    let mut ws = Ws::connect(gateway.listener("messageloop.ws"), JSON);
+    ws.handshake("2.0.0", "good-token");
+    grpc_backend::wait_hook(&service, "connected rust-test");
+
+    let answers = subscribe_with_tokens(&mut ws, "s1", &[("acl.a", "t-a"), ("acl.denied", "")]);
+    assert_eq!(error_code(&answers[0]), NOT_MEMBER, "{answers:?}");
+    assert_eq!(acked_channels(&answers[1]), ["acl.a"]);
+    grpc_backend::wait_hook(&service, "subscribed acl.a grpc-user");
+    let reply = publish(&mut ws, "p1", "acl.a", "p-a");
+    assert!(reply.get("publish_ack").is_some(), "{reply}");
+    let reply = publish(&mut ws, "p2", "acl.denied", "");
+    assert_eq!(error_code(&reply), NOT_MEMBER);
+    // The two subscribe checks run side by side, the publish check after them.
+    let mut acls = service.acls.lock().expect("acls").clone();
+    acls[..2].sort();
+    assert_eq!(
+        acls,
+        [
+            "subscribe acl.a t-a grpc-user",
+            "subscribe acl.denied  grpc-user",
+            "publish acl.a p-a grpc-user",
+            "publish acl.denied  grpc-user",
+        ]
+    );
+    ws.send(json!({"id": "u1", "unsubscribe": {"subscriptions": [{"channel": "acl.a"}]}}));
+    assert_eq!(ws.recv_kind("unsubscribe_ack")["id"], "u1");
+    grpc_backend::wait_hook(&service, "unsubscribed acl.a grpc-user");
+    ws.close();
+    grpc_backend::wait_hook(&service, "disconnected grpc-user");
 }

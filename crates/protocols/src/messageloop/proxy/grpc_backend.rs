@@ -8,8 +8,9 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::call::{ProxyReply, ProxyRequest};
 use super::config::ProxyConfig;
+use super::hooks::Hook;
 use crate::messageloop::pb::messageloop::proxy::v2::proxy_service_client::ProxyServiceClient;
-use crate::messageloop::wire::proxy as convert;
+use crate::messageloop::wire::proxy::{self as convert, HookRequest};
 
 /// One `[[messageloop.proxy]]` entry of kind `grpc`.
 pub struct GrpcBackend {
@@ -45,12 +46,7 @@ impl GrpcBackend {
         request: &ProxyRequest,
         remote_addr: Option<SocketAddr>,
     ) -> Result<ProxyReply, String> {
-        let channel = self
-            .channel
-            .get_or_init(|| async { self.endpoint.connect_lazy() })
-            .await
-            .clone();
-        let mut client = ProxyServiceClient::new(channel);
+        let mut client = ProxyServiceClient::new(self.channel().await);
         let reply = match request {
             ProxyRequest::Rpc(call) => client
                 .rpc(convert::rpc_request(call))
@@ -63,15 +59,44 @@ impl GrpcBackend {
                     .await
                     .map(|response| convert::authenticate_reply(response.into_inner()))
             }
+            ProxyRequest::SubscribeAcl(call) => client
+                .subscribe_acl(convert::subscribe_acl_request(call))
+                .await
+                .map(|response| convert::acl_reply(response.into_inner().error)),
+            ProxyRequest::PublishAcl(call) => client
+                .publish_acl(convert::publish_acl_request(call))
+                .await
+                .map(|response| convert::acl_reply(response.into_inner().error)),
         };
-        reply.map_err(|status| {
-            format!(
-                "proxy {}: {:?}: {}",
-                self.name,
-                status.code(),
-                status.message()
-            )
-        })
+        reply.map_err(|status| self.failure(&status))
+    }
+
+    /// Sends one hook; its (empty) answer is not looked at.
+    pub async fn hook(&self, hook: &Hook) -> Result<(), String> {
+        let mut client = ProxyServiceClient::new(self.channel().await);
+        let sent = match convert::hook_request(hook) {
+            HookRequest::Connected(request) => client.on_connected(request).await.map(drop),
+            HookRequest::Subscribed(request) => client.on_subscribed(request).await.map(drop),
+            HookRequest::Unsubscribed(request) => client.on_unsubscribed(request).await.map(drop),
+            HookRequest::Disconnected(request) => client.on_disconnected(request).await.map(drop),
+        };
+        sent.map_err(|status| self.failure(&status))
+    }
+
+    async fn channel(&self) -> Channel {
+        self.channel
+            .get_or_init(|| async { self.endpoint.connect_lazy() })
+            .await
+            .clone()
+    }
+
+    fn failure(&self, status: &tonic::Status) -> String {
+        format!(
+            "proxy {}: {:?}: {}",
+            self.name,
+            status.code(),
+            status.message()
+        )
     }
 }
 

@@ -8,9 +8,10 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 
 use super::call::{ProxyReply, ProxyRequest};
 use super::config::ProxyConfig;
+use super::hooks::Hook;
 use crate::messageloop::json;
 use crate::messageloop::pb::messageloop::proxy::v2 as pb;
-use crate::messageloop::wire::proxy as convert;
+use crate::messageloop::wire::proxy::{self as convert, HookRequest};
 
 /// Largest response body read from a backend.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -53,24 +54,46 @@ impl HttpBackend {
         request: &ProxyRequest,
         remote_addr: Option<SocketAddr>,
     ) -> Result<ProxyReply, String> {
-        let body = match request {
-            ProxyRequest::Rpc(call) => json::to_camel_value(&convert::rpc_request(call)),
-            ProxyRequest::Authenticate(call) => {
-                let remote = remote_addr.map(|addr| addr.to_string()).unwrap_or_default();
-                json::to_value(&convert::authenticate_request(call, remote))
-            }
-        }
-        .map_err(|error| format!("proxy {}: {error}", self.name))?;
-        let body = self.post(body.to_string()).await?;
+        let fail = |error: json::JsonError| format!("proxy {}: {error}", self.name);
         let reply = match request {
-            ProxyRequest::Rpc(_) => {
+            ProxyRequest::Rpc(call) => {
+                let body = json::to_camel_value(&convert::rpc_request(call)).map_err(fail)?;
+                let body = self.post(body.to_string()).await?;
                 json::from_slice::<pb::RpcResponse>(&body).map(convert::rpc_reply)
             }
-            ProxyRequest::Authenticate(_) => {
+            ProxyRequest::Authenticate(call) => {
+                let remote = remote_addr.map(|addr| addr.to_string()).unwrap_or_default();
+                let body =
+                    json::to_value(&convert::authenticate_request(call, remote)).map_err(fail)?;
+                let body = self.post(body.to_string()).await?;
                 json::from_slice::<pb::AuthenticateResponse>(&body).map(convert::authenticate_reply)
             }
+            ProxyRequest::SubscribeAcl(call) => {
+                let body = json::to_value(&convert::subscribe_acl_request(call)).map_err(fail)?;
+                let body = self.post(body.to_string()).await?;
+                json::from_slice::<pb::SubscribeAclResponse>(&body)
+                    .map(|response| convert::acl_reply(response.error))
+            }
+            ProxyRequest::PublishAcl(call) => {
+                let body = json::to_value(&convert::publish_acl_request(call)).map_err(fail)?;
+                let body = self.post(body.to_string()).await?;
+                json::from_slice::<pb::PublishAclResponse>(&body)
+                    .map(|response| convert::acl_reply(response.error))
+            }
         };
-        reply.map_err(|error| format!("proxy {}: {error}", self.name))
+        reply.map_err(fail)
+    }
+
+    /// Sends one hook; only the status counts, the body is not read.
+    pub async fn hook(&self, hook: &Hook) -> Result<(), String> {
+        let body = match convert::hook_request(hook) {
+            HookRequest::Connected(request) => json::to_value(&request),
+            HookRequest::Subscribed(request) => json::to_value(&request),
+            HookRequest::Unsubscribed(request) => json::to_value(&request),
+            HookRequest::Disconnected(request) => json::to_value(&request),
+        }
+        .map_err(|error| format!("proxy {}: {error}", self.name))?;
+        self.post(body.to_string()).await.map(drop)
     }
 
     async fn post(&self, body: String) -> Result<Vec<u8>, String> {
