@@ -1,13 +1,16 @@
 //! The MessageLoop backend proxy over real sockets: gatewayd started with `[[messageloop.proxy]]` entries
 //! pointing at an HTTP backend written here (it records every call and answers by method or token), and
 //! MessageLoop WebSocket JSON clients. RPC answers, backend errors, timeouts, a backend that is down, the bus
-//! fallback (a STOMP responder) and `rpc_fallback = "none"`, and Connect tokens checked by the backend; then
-//! the same calls to a gRPC backend (`messageloop.proxy.v2.ProxyService`, a tonic server written here).
+//! fallback (a STOMP responder) and `rpc_fallback = "none"`, Connect tokens, subscribe and publish ACLs
+//! checked by the backend and the lifecycle hooks it hears; then the same calls to a gRPC backend
+//! (`messageloop.proxy.v2.ProxyService`, a tonic server written here); and both behind TLS with a test CA.
 
 mod support;
 
 #[path = "support/messageloop_client.rs"]
 mod messageloop_client;
+#[path = "support/pki.rs"]
+mod pki;
 #[path = "support/stomp_client.rs"]
 mod stomp_client;
 
@@ -38,7 +41,7 @@ struct Seen {
 struct Backend {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
-    _runtime: tokio::runtime::Runtime,
+    runtime: tokio::runtime::Runtime,
 }
 
 impl Backend {
@@ -60,7 +63,7 @@ impl Backend {
         Backend {
             addr,
             seen,
-            _runtime: runtime,
+            runtime,
         }
     }
 
@@ -1051,4 +1054,131 @@ fn a_grpc_backend_checks_acls_and_hears_every_hook() {
     grpc_backend::wait_hook(&service, "unsubscribed acl.a grpc-user");
     ws.close();
     grpc_backend::wait_hook(&service, "disconnected grpc-user");
+}
+
+/// A TLS front on 127.0.0.1 for the plain backend at `plain`: a certificate for `localhost` signed by `ca`,
+/// ALPN h2 and http/1.1, the bytes passed through both ways. Runs in `runtime`.
+fn tls_front(
+    runtime: &tokio::runtime::Runtime,
+    plain: SocketAddr,
+    ca: &rcgen::Issuer<'_, rcgen::KeyPair>,
+) -> SocketAddr {
+    let (certificate, key) = pki::client_certificate(ca, "localhost", &["localhost"]);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("tls versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![certificate], key)
+        .expect("server certificate");
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind tls front");
+    let addr = listener.local_addr().expect("tls front address");
+    runtime.spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                if let Ok(mut backend) = tokio::net::TcpStream::connect(plain).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut backend).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn https_and_grpcs_backends_are_checked_against_the_configured_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = pki::test_ca(dir.path());
+    let ca_file = dir.path().join("ca.pem");
+    let other = tempfile::tempdir().expect("tempdir");
+    pki::test_ca(other.path());
+    let wrong_ca_file = other.path().join("ca.pem");
+
+    let backend = Backend::start();
+    let https = tls_front(&backend.runtime, backend.addr, &ca);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let service = grpc_backend::Service::default();
+    let grpcs = tls_front(
+        &runtime,
+        grpc_backend::serve(&runtime, service.clone()),
+        &ca,
+    );
+    let settings = format!(
+        "[[messageloop.proxy]]\nname = \"https\"\nendpoint = \"https://127.0.0.1:{}/proxy\"\n\
+         tls = {{ ca_file = {:?}, server_name = \"localhost\" }}\n\
+         routes = [{{ channel = \"https.*\", method = \"*\" }}]\n\
+         [[messageloop.proxy]]\nname = \"grpcs\"\nendpoint = \"grpcs://localhost:{}\"\n\
+         tls = {{ ca_file = {:?} }}\n\
+         routes = [{{ channel = \"grpcs.*\", method = \"*\" }}, {{ channel = \"\", method = \"$authenticate\" }}]\n\
+         [[messageloop.proxy]]\nname = \"wrong-ca\"\nendpoint = \"https://127.0.0.1:{}/proxy\"\n\
+         tls = {{ ca_file = {:?}, server_name = \"localhost\" }}\n\
+         routes = [{{ channel = \"wrong.*\", method = \"*\" }}]\n\
+         [[messageloop.proxy]]\nname = \"system-roots\"\nendpoint = \"grpcs://localhost:{}\"\n\
+         routes = [{{ channel = \"roots.*\", method = \"*\" }}]\n",
+        https.port(),
+        ca_file,
+        grpcs.port(),
+        ca_file,
+        https.port(),
+        wrong_ca_file,
+        grpcs.port(),
+    );
+    let gateway = Gatewayd::start(&config(&settings));
+    let mut ws = Ws::connect(gateway.listener("messageloop.ws"), JSON);
+    ws.handshake("2.0.0", "good-token");
+    assert_eq!(service.authentications.lock().expect("auth").len(), 1);
+
+    let reply = rpc(&mut ws, "t1", "https.x", "get");
+    assert_eq!(
+        reply["rpc_reply"]["metadata"]["entries"]["x-from"], "backend",
+        "{reply}"
+    );
+    let reply = rpc(&mut ws, "t2", "grpcs.x", "get");
+    assert_eq!(
+        reply["rpc_reply"]["metadata"]["entries"]["x-from"], "grpc",
+        "{reply}"
+    );
+
+    // A certificate the configured CA (or the system's roots) did not sign: the call fails.
+    for (id, channel) in [("t3", "wrong.x"), ("t4", "roots.x")] {
+        let reply = rpc(&mut ws, id, channel, "get");
+        assert_eq!(error_code(&reply), "PROXY_ERROR", "{reply}");
+    }
+    let reply = rpc(&mut ws, "t5", "wrong.x", "get");
+    let message = reply["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("certificate"), "{reply}");
+    assert_eq!(backend.calls("method", "get").len(), 1);
+}
+
+#[test]
+fn a_tls_table_on_a_cleartext_endpoint_or_an_unreadable_ca_file_is_refused_by_name() {
+    let plain = "[[messageloop.proxy]]\nname = \"app\"\nendpoint = \"http://127.0.0.1:1/\"\n\
+                 tls = {}\nroutes = [{ channel = \"*\", method = \"*\" }]\n";
+    let (ok, output) = check_config(&config(plain));
+    assert!(
+        !ok && output.contains("messageloop.proxy[0].tls"),
+        "{output}"
+    );
+    let missing = "[[messageloop.proxy]]\nname = \"app\"\nendpoint = \"grpcs://127.0.0.1:1\"\n\
+                   tls = { ca_file = \"/nonexistent/ca.pem\" }\nroutes = [{ channel = \"*\", method = \"*\" }]\n";
+    let gateway = Gatewayd::start(&config(""));
+    std::fs::write(&gateway.config_path, config(missing)).expect("write config");
+    let report = gateway.reload();
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("messageloop.proxy[0].tls.ca_file"),
+        "{report}"
+    );
 }

@@ -1,5 +1,5 @@
-//! gRPC backends: `messageloop.proxy.v2.ProxyService` over HTTP/2 cleartext, one lazily connected channel
-//! per backend shared by all its calls.
+//! gRPC backends: `messageloop.proxy.v2.ProxyService` over HTTP/2, cleartext or TLS (`grpcs://`,
+//! [`super::tls`]), one lazily connected channel per backend shared by all its calls.
 
 use std::net::SocketAddr;
 
@@ -8,7 +8,9 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::call::{ProxyReply, ProxyRequest};
 use super::config::ProxyConfig;
+use super::connector::Connector;
 use super::hooks::Hook;
+use super::tls::client_tls;
 use crate::messageloop::pb::messageloop::proxy::v2::proxy_service_client::ProxyServiceClient;
 use crate::messageloop::wire::proxy::{self as convert, HookRequest};
 
@@ -16,14 +18,22 @@ use crate::messageloop::wire::proxy::{self as convert, HookRequest};
 pub struct GrpcBackend {
     name: String,
     endpoint: Endpoint,
+    connector: Connector,
     /// Made on the first call, inside the runtime.
     channel: OnceCell<Channel>,
 }
 
-/// The URI tonic dials for an endpoint: `grpc://` and a bare `host:port` become `http://`.
+/// The URI tonic dials for an endpoint: `grpc://`, `grpcs://`, `https://` and a bare `host:port` become
+/// `http://` (TLS is the [`Connector`]'s business, not tonic's).
 pub fn dial_uri(endpoint: &str) -> String {
     match endpoint.split_once("://") {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("grpc") => format!("http://{rest}"),
+        Some((scheme, rest))
+            if ["grpc", "grpcs", "https"]
+                .iter()
+                .any(|known| scheme.eq_ignore_ascii_case(known)) =>
+        {
+            format!("http://{rest}")
+        }
         Some(_) => endpoint.to_owned(),
         None => format!("http://{endpoint}"),
     }
@@ -33,9 +43,14 @@ impl GrpcBackend {
     pub fn new(config: &ProxyConfig) -> Result<GrpcBackend, String> {
         let endpoint = Endpoint::from_shared(dial_uri(&config.endpoint))
             .map_err(|error| format!("endpoint: {error}"))?;
+        let tls = match config.uses_tls() {
+            true => Some(client_tls(config.tls.as_ref(), &[b"h2"])?),
+            false => None,
+        };
         Ok(GrpcBackend {
             name: config.name.clone(),
             endpoint,
+            connector: Connector::new(tls),
             channel: OnceCell::new(),
         })
     }
@@ -85,7 +100,10 @@ impl GrpcBackend {
 
     async fn channel(&self) -> Channel {
         self.channel
-            .get_or_init(|| async { self.endpoint.connect_lazy() })
+            .get_or_init(|| async {
+                self.endpoint
+                    .connect_with_connector_lazy(self.connector.clone())
+            })
             .await
             .clone()
     }
@@ -109,5 +127,6 @@ mod tests {
         assert_eq!(dial_uri("app:50051"), "http://app:50051");
         assert_eq!(dial_uri("grpc://app:50051"), "http://app:50051");
         assert_eq!(dial_uri("http://app:50051"), "http://app:50051");
+        assert_eq!(dial_uri("GRPCS://app:443"), "http://app:443");
     }
 }

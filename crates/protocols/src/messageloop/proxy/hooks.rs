@@ -59,9 +59,13 @@ pub struct Hooks {
 
 impl Hooks {
     pub(super) fn new(backends: Vec<Arc<Backend>>) -> Hooks {
+        Hooks::bounded(backends, MAX_HOOKS_IN_FLIGHT)
+    }
+
+    fn bounded(backends: Vec<Arc<Backend>>, bound: usize) -> Hooks {
         Hooks {
             backends,
-            in_flight: Arc::new(Semaphore::new(MAX_HOOKS_IN_FLIGHT)),
+            in_flight: Arc::new(Semaphore::new(bound)),
         }
     }
 
@@ -70,13 +74,14 @@ impl Hooks {
         Hooks::new(Vec::new())
     }
 
-    /// Starts `call` and returns at once; outside a Tokio runtime, or over the bound, it is dropped.
-    pub fn fire(&self, call: HookCall) {
+    /// Starts `call` and returns at once, true when it started; outside a Tokio runtime, for an unknown
+    /// backend, or over the bound, it is dropped.
+    pub fn fire(&self, call: HookCall) -> bool {
         let Some(backend) = self.backends.get(call.proxy).cloned() else {
-            return;
+            return false;
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
+            return false;
         };
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             metrics::counter!(HOOKS_DROPPED, "reason" => "over_bound").increment(1);
@@ -84,7 +89,7 @@ impl Hooks {
                 proxy = call.proxy,
                 "messageloop: hook dropped, too many in flight"
             );
-            return;
+            return false;
         };
         runtime.spawn(async move {
             let reason = match tokio::time::timeout(call.timeout, backend.hook(&call.hook)).await {
@@ -100,5 +105,35 @@ impl Hooks {
             }
             drop(permit);
         });
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messageloop::proxy::ProxyConfig;
+
+    #[tokio::test]
+    async fn hooks_over_the_bound_are_dropped_not_queued() {
+        // Accepts connections (the kernel's backlog) and never answers: the first hook stays in flight.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config: ProxyConfig = toml::from_str(&format!(
+            "name = \"h\"\nendpoint = \"http://{}/\"\nroutes = [{{ channel = \"*\", method = \"*\" }}]\n",
+            silent.local_addr().unwrap()
+        ))
+        .unwrap();
+        let hooks = Hooks::bounded(vec![Arc::new(Backend::new(&config).unwrap())], 1);
+        let call = HookCall {
+            proxy: 0,
+            timeout: Duration::from_secs(5),
+            hook: Hook::Disconnected {
+                session_id: "s".into(),
+                username: "u".into(),
+            },
+        };
+        assert!(hooks.fire(call.clone()));
+        assert!(!hooks.fire(call.clone()));
+        assert!(!hooks.fire(HookCall { proxy: 1, ..call }));
     }
 }

@@ -1,14 +1,23 @@
 //! HTTP backends: every call is `POST <endpoint>` with a protojson body (`Content-Type: application/json`;
 //! RPC bodies with lowerCamelCase names, the others snake_case), the configured headers, a 200 status
-//! expected and the response body capped at [`MAX_BODY`].
+//! expected and the response body capped at [`MAX_BODY`]. HTTP/1.1 with pooled connections, TLS for
+//! `https://` endpoints ([`super::tls`]).
 
 use std::net::SocketAddr;
 
+use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use super::connector::Connector;
 
 use super::call::{ProxyReply, ProxyRequest};
 use super::config::ProxyConfig;
 use super::hooks::Hook;
+use super::tls::client_tls;
 use crate::messageloop::json;
 use crate::messageloop::pb::messageloop::proxy::v2 as pb;
 use crate::messageloop::wire::proxy::{self as convert, HookRequest};
@@ -19,9 +28,9 @@ pub const MAX_BODY: usize = 4 * 1024 * 1024;
 /// One `[[messageloop.proxy]]` entry of kind `http`.
 pub struct HttpBackend {
     name: String,
-    endpoint: String,
+    endpoint: Uri,
     headers: HeaderMap,
-    client: reqwest::Client,
+    client: Client<Connector, Full<Bytes>>,
 }
 
 impl HttpBackend {
@@ -35,14 +44,19 @@ impl HttpBackend {
             headers.insert(name, value);
         }
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let endpoint = Uri::try_from(config.endpoint.as_str())
+            .map_err(|error| format!("endpoint: {error}"))?;
+        let tls = match endpoint.scheme_str() {
+            Some(scheme) if scheme.eq_ignore_ascii_case("https") => {
+                Some(client_tls(config.tls.as_ref(), &[b"http/1.1"])?)
+            }
+            _ => None,
+        };
         // Backends are reached directly: HTTP_PROXY and the like are not read.
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .map_err(|error| format!("http client: {error}"))?;
+        let client = Client::builder(TokioExecutor::new()).build(Connector::new(tls));
         Ok(HttpBackend {
             name: config.name.clone(),
-            endpoint: config.endpoint.clone(),
+            endpoint,
             headers,
             client,
         })
@@ -98,30 +112,48 @@ impl HttpBackend {
 
     async fn post(&self, body: String) -> Result<Vec<u8>, String> {
         let fail = |error: &dyn std::fmt::Display| format!("proxy {}: {error}", self.name);
-        let mut response = self
-            .client
-            .post(&self.endpoint)
-            .headers(self.headers.clone())
-            .body(body)
-            .send()
-            .await
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(self.endpoint.clone())
+            .body(Full::new(Bytes::from(body)))
             .map_err(|error| fail(&error))?;
-        if response.status() != reqwest::StatusCode::OK {
+        request.headers_mut().extend(self.headers.clone());
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|error| fail(&ErrorChain(&error)))?;
+        if response.status() != StatusCode::OK {
             return Err(fail(&format_args!("status {}", response.status())));
         }
-        if response
-            .content_length()
-            .is_some_and(|length| length > MAX_BODY as u64)
-        {
-            return Err(fail(&format_args!("response body over {MAX_BODY} bytes")));
-        }
+        let mut incoming = response.into_body();
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|error| fail(&error))? {
+        while let Some(frame) = incoming.frame().await {
+            let frame = frame.map_err(|error| fail(&error))?;
+            let Ok(chunk) = frame.into_data() else {
+                continue;
+            };
             if body.len() + chunk.len() > MAX_BODY {
                 return Err(fail(&format_args!("response body over {MAX_BODY} bytes")));
             }
             body.extend_from_slice(&chunk);
         }
         Ok(body)
+    }
+}
+
+/// An error with its sources, `: `-separated (hyper's own text hides the cause, a refused connection or a
+/// failed certificate check).
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
     }
 }

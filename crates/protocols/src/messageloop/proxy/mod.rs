@@ -6,11 +6,13 @@
 
 pub mod call;
 pub mod config;
+mod connector;
 mod glob;
 mod grpc_backend;
 pub mod hooks;
 mod http_backend;
 pub mod route;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,16 +36,16 @@ pub struct Proxies {
     hooks: Arc<Hooks>,
 }
 
-/// One backend, by kind (a gRPC endpoint's settings are large, so boxed).
+/// One backend, by kind (both hold large client settings, so boxed).
 enum Backend {
-    Http(HttpBackend),
+    Http(Box<HttpBackend>),
     Grpc(Box<GrpcBackend>),
 }
 
 impl Backend {
     fn new(config: &ProxyConfig) -> Result<Backend, String> {
         match config.kind() {
-            ProxyKind::Http => HttpBackend::new(config).map(Backend::Http),
+            ProxyKind::Http => HttpBackend::new(config).map(|http| Backend::Http(Box::new(http))),
             ProxyKind::Grpc => GrpcBackend::new(config).map(|grpc| Backend::Grpc(Box::new(grpc))),
         }
     }
