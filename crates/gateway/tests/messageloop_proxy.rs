@@ -1160,6 +1160,23 @@ fn https_and_grpcs_backends_are_checked_against_the_configured_ca() {
     let message = reply["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("certificate"), "{reply}");
     assert_eq!(backend.calls("method", "get").len(), 1);
+
+    // A Connect token for a backend whose certificate the CA did not sign: AUTH_ERROR, then 3500.
+    let wrong_auth = format!(
+        "[[messageloop.proxy]]\nname = \"wrong-auth\"\nendpoint = \"grpcs://localhost:{}\"\n\
+         tls = {{ ca_file = {:?} }}\nroutes = [{{ channel = \"\", method = \"$authenticate\" }}]\n",
+        grpcs.port(),
+        wrong_ca_file,
+    );
+    let gateway = Gatewayd::start(&config(&wrong_auth));
+    let mut refused = Ws::connect(gateway.listener("messageloop.ws"), JSON);
+    refused.send(
+        json!({"id": "c1", "connect": {"client_id": "x", "version": "2.0.0", "token": "good-token"}}),
+    );
+    let (code, _, before) = refused.expect_close();
+    assert_eq!(code, 3500);
+    assert_eq!(error_code(&before[0]), "AUTH_ERROR", "{before:?}");
+    assert_eq!(service.authentications.lock().expect("auth").len(), 1);
 }
 
 #[test]
