@@ -105,7 +105,7 @@ impl Backend {
 
 /// Answers RPCs by method, Connect tokens by token, hooks (a `username`, or the path `unsub`) with an empty
 /// 200 (after 10 s on the path `hang`), and subscribe/publish ACL checks by channel: refused when it
-/// contains `denied`.
+/// contains `denied`, or contains `member` and comes without a token.
 async fn handle(
     State(seen): State<Arc<Mutex<Vec<Seen>>>>,
     Path(path): Path<String>,
@@ -151,7 +151,7 @@ async fn handle(
             return (StatusCode::INTERNAL_SERVER_ERROR, json_type, "{}".into());
         }
         _ if hook => json!({}),
-        _ if body.get("channel").is_some() => acl_answer(&body["channel"]),
+        _ if body.get("channel").is_some() => acl_answer(&body),
         (_, Some("good-token")) => json!({"user_info": {"id": "user-7"}}),
         (_, Some("banned")) => json!({
             "error": {"code": "BANNED", "type": "auth_error", "message": "you are banned"},
@@ -161,9 +161,11 @@ async fn handle(
     (StatusCode::OK, json_type, reply.to_string())
 }
 
-/// An ACL verdict: refused with the backend's own error when the channel contains `denied`.
-fn acl_answer(channel: &Value) -> Value {
-    if channel.as_str().is_some_and(|c| c.contains("denied")) {
+/// An ACL verdict: refused with the backend's own error when the channel contains `denied`, or `member`
+/// without a token.
+fn acl_answer(body: &Value) -> Value {
+    let channel = body["channel"].as_str().unwrap_or_default();
+    if channel.contains("denied") || (channel.contains("member") && body.get("token").is_none()) {
         json!({"error": {"code": "NOT_MEMBER", "type": "app_error", "message": "not a member"}})
     } else {
         json!({})
@@ -649,6 +651,27 @@ fn subscribe_and_publish_acl_backends_allow_refuse_and_fail() {
         connected["connected"]["subscriptions"],
         json!([{"channel": "acl.c"}])
     );
+
+    // sub_refresh asks again without the token: `acl.member` is no longer allowed and quietly ends.
+    let answers = subscribe_with_tokens(&mut ws, "s2", &[("acl.member", "t-3")]);
+    assert_eq!(acked_channels(&answers[0]), ["acl.member"], "{answers:?}");
+    ws.send(json!({"id": "r1", "sub_refresh": {"channels": ["acl.member", "acl.room"]}}));
+    assert_eq!(ws.recv_kind("sub_refresh_ack")["id"], "r1");
+    let refreshed = backend.calls_where(|seen| {
+        seen.body["channel"] == "acl.member"
+            && seen.body.get("token").is_none()
+            && seen.body.get("username").is_none()
+    });
+    assert_eq!(refreshed.len(), 1, "{refreshed:?}");
+    let reply = publish(&mut ws, "p4", "acl.room", "p-4");
+    assert!(reply.get("publish_ack").is_some(), "{reply}");
+    gateway.wait_for("/api/connections", "acl.member gone", |connections| {
+        connections
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["identity"] == "user-7" && c["subscriptions"] == 2)
+    });
 }
 
 #[test]

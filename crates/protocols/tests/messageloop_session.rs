@@ -749,6 +749,37 @@ fn subscribe_and_publish_acl_backends_decide_after_gatewayd_and_hold_the_reading
     send(&mut session, "p3", publish("hall", "x"), world.at(9));
     assert!(session.take_proxy_calls().is_empty());
     assert!(!session.waiting_for_backend());
+    session.take_outbox();
+
+    // sub_refresh asks again without a token; a refusal quietly ends the subscription.
+    let channels = vec!["room.a".to_owned(), "hall".to_owned()];
+    send(
+        &mut session,
+        "r",
+        InboundBody::SubRefresh(channels),
+        world.at(10),
+    );
+    let calls = session.take_proxy_calls();
+    let ProxyRequest::SubscribeAcl(call) = &calls[0].request else {
+        panic!("{calls:?}")
+    };
+    assert_eq!(
+        (calls.len(), call.channel.as_str(), call.token.as_str()),
+        (1, "room.a", "")
+    );
+    session.on_proxy_answer(answer(&calls[0].id, Some(refusal)), world.at(10));
+    let out = session.take_outbox();
+    assert!(
+        matches!(
+            out[..],
+            [Outbound {
+                body: OutboundBody::SubRefreshAck,
+                ..
+            }]
+        ),
+        "{out:?}"
+    );
+    assert_eq!(session.subscription_count(), 1);
 }
 
 #[test]

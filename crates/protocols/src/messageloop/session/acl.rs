@@ -2,7 +2,8 @@
 //! publish, the backend a `(channel, "subscribe")` or `(channel, "publish")` route names has the last word.
 //! While its answers are out the request waits in [`PendingAcl`] and the listener reads nothing more from
 //! the client; the answers (or the deadline) resume it. A backend `error` refuses with that error unchanged;
-//! a failed or timed-out call refuses with PROXY_ERROR.
+//! a failed or timed-out call refuses with PROXY_ERROR. `sub_refresh` asks again, without a token, for the
+//! listed channels and quietly ends the subscriptions the backend no longer allows.
 
 use super::*;
 use crate::messageloop::proxy::call::{AclCall, ProxyFailure, ProxyReply, ProxyRequest};
@@ -34,6 +35,8 @@ enum Deferred {
         publish: Publish,
         topic: Topic,
     },
+    /// The channels of a `sub_refresh`, by index.
+    SubRefresh { id: String, channels: Vec<String> },
 }
 
 impl Session {
@@ -144,6 +147,30 @@ impl Session {
         });
     }
 
+    /// `sub_refresh`: each listed channel a `(channel, "subscribe")` route names is checked again (with no
+    /// token); the ack follows the answers.
+    pub(super) fn sub_refresh(&mut self, id: String, channels: Vec<String>, now: Now) {
+        let mut calls = HashMap::new();
+        let mut deadline = now.at;
+        for (index, channel) in channels.iter().enumerate() {
+            let Some(target) = self.context.router.subscriber(channel) else {
+                continue;
+            };
+            let request = ProxyRequest::SubscribeAcl(self.acl_fields(channel, ""));
+            calls.insert(self.acl_call(request, target), index);
+            deadline = deadline.max(now.at + target.timeout);
+        }
+        if calls.is_empty() {
+            return self.reply(id, now, OutboundBody::SubRefreshAck);
+        }
+        self.pending_acl = Some(PendingAcl {
+            request: Deferred::SubRefresh { id, channels },
+            calls,
+            refused: Refusals::new(),
+            deadline,
+        });
+    }
+
     /// Whether `call` is an ACL check still out.
     pub(super) fn awaits_acl(&self, call: &str) -> bool {
         self.pending_acl
@@ -197,6 +224,14 @@ impl Session {
                 Some(error) => self.reply(id, now, OutboundBody::Error(error.clone())),
                 None => self.publish_checked(id, publish, topic, now),
             },
+            Deferred::SubRefresh { id, channels } => {
+                for index in pending.refused.keys() {
+                    if let Some(channel) = channels.get(*index) {
+                        self.drop_subscription(channel, true);
+                    }
+                }
+                self.reply(id, now, OutboundBody::SubRefreshAck);
+            }
         }
     }
 }

@@ -342,7 +342,7 @@ impl Session {
             InboundBody::Unsubscribe(entries) => self.unsubscribe(id, entries, now),
             InboundBody::Publish(publish) => self.publish(id, publish, now),
             InboundBody::Rpc(request) => self.rpc(id, request, now),
-            InboundBody::SubRefresh(_) => self.reply(id, now, OutboundBody::SubRefreshAck),
+            InboundBody::SubRefresh(channels) => self.sub_refresh(id, channels, now),
             InboundBody::SurveyRequest(_) => {
                 let error = Error::new(ErrorCode::SurveyDisabled, "survey is not available");
                 self.reply(id, now, OutboundBody::Error(error));
