@@ -1,22 +1,25 @@
 //! The MessageLoop backend proxy over real sockets: gatewayd started with `[[messageloop.proxy]]` entries
 //! pointing at an HTTP backend written here (it records every call and answers by method or token), and
 //! MessageLoop WebSocket JSON clients. RPC answers, backend errors, timeouts, a backend that is down, the bus
-//! fallback (a STOMP responder) and `rpc_fallback = "none"`, and Connect tokens checked by the backend; then
-//! the same calls to a gRPC backend (`messageloop.proxy.v2.ProxyService`, a tonic server written here).
+//! fallback (a STOMP responder) and `rpc_fallback = "none"`, Connect tokens, subscribe and publish ACLs
+//! checked by the backend and the lifecycle hooks it hears; then the same calls to a gRPC backend
+//! (`messageloop.proxy.v2.ProxyService`, a tonic server written here); and both behind TLS with a test CA.
 
 mod support;
 
 #[path = "support/messageloop_client.rs"]
 mod messageloop_client;
+#[path = "support/pki.rs"]
+mod pki;
 #[path = "support/stomp_client.rs"]
 mod stomp_client;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::post;
 use messageloop_client::{Ws, WAIT};
@@ -29,6 +32,7 @@ const JSON: &[&str] = &["messageloop+json"];
 /// One call the backend received.
 #[derive(Debug, Clone)]
 struct Seen {
+    path: String,
     headers: HeaderMap,
     body: Value,
 }
@@ -37,7 +41,7 @@ struct Seen {
 struct Backend {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
-    _runtime: tokio::runtime::Runtime,
+    runtime: tokio::runtime::Runtime,
 }
 
 impl Backend {
@@ -49,7 +53,7 @@ impl Backend {
             .expect("runtime");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let app = axum::Router::new()
-            .route("/proxy", post(handle))
+            .route("/{*path}", post(handle))
             .with_state(seen.clone());
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -59,7 +63,7 @@ impl Backend {
         Backend {
             addr,
             seen,
-            _runtime: runtime,
+            runtime,
         }
     }
 
@@ -67,30 +71,58 @@ impl Backend {
         format!("http://{}/proxy", self.addr)
     }
 
+    fn endpoint_at(&self, path: &str) -> String {
+        format!("http://{}/{path}", self.addr)
+    }
+
     /// The calls whose body has `key` equal to `value`.
     fn calls(&self, key: &str, value: &str) -> Vec<Seen> {
+        self.calls_where(|seen| seen.body[key] == value)
+    }
+
+    fn calls_where(&self, check: impl Fn(&Seen) -> bool) -> Vec<Seen> {
         self.seen
             .lock()
             .expect("seen")
             .iter()
-            .filter(|seen| seen.body[key] == value)
+            .filter(|seen| check(seen))
             .cloned()
             .collect()
     }
+
+    /// Polls until a call passes `check` (hooks arrive after the client saw their cause), then returns it.
+    fn wait_call(&self, what: &str, check: impl Fn(&Seen) -> bool) -> Seen {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(seen) = self.calls_where(&check).into_iter().next() {
+                return seen;
+            }
+            assert!(Instant::now() < deadline, "the backend never saw {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
-/// Answers RPCs by method and Connect tokens by token.
+/// Answers RPCs by method, Connect tokens by token, hooks (a `username`, or the path `unsub`) with an empty
+/// 200 (after 10 s on the path `hang`), and subscribe/publish ACL checks by channel: refused when it
+/// contains `denied`, or contains `member` and comes without a token.
 async fn handle(
     State(seen): State<Arc<Mutex<Vec<Seen>>>>,
+    Path(path): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, [(header::HeaderName, &'static str); 1], String) {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     seen.lock().expect("seen").push(Seen {
+        path: path.clone(),
         headers,
         body: body.clone(),
     });
     let json_type = [(header::CONTENT_TYPE, "application/json")];
+    if path == "hang" {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+    let hook = body.get("username").is_some() || path == "unsub" || path == "hang";
     let reply = match (body["method"].as_str(), body["token"].as_str()) {
         (Some("get"), _) => {
             let mut entries = json!({"x-from": "backend"});
@@ -118,6 +150,8 @@ async fn handle(
         (Some("status"), _) => {
             return (StatusCode::INTERNAL_SERVER_ERROR, json_type, "{}".into());
         }
+        _ if hook => json!({}),
+        _ if body.get("channel").is_some() => acl_answer(&body),
         (_, Some("good-token")) => json!({"user_info": {"id": "user-7"}}),
         (_, Some("banned")) => json!({
             "error": {"code": "BANNED", "type": "auth_error", "message": "you are banned"},
@@ -125,6 +159,17 @@ async fn handle(
         _ => return (StatusCode::BAD_REQUEST, json_type, "{}".into()),
     };
     (StatusCode::OK, json_type, reply.to_string())
+}
+
+/// An ACL verdict: refused with the backend's own error when the channel contains `denied`, or `member`
+/// without a token.
+fn acl_answer(body: &Value) -> Value {
+    let channel = body["channel"].as_str().unwrap_or_default();
+    if channel.contains("denied") || (channel.contains("member") && body.get("token").is_none()) {
+        json!({"error": {"code": "NOT_MEMBER", "type": "app_error", "message": "not a member"}})
+    } else {
+        json!({})
+    }
 }
 
 /// A loopback port nothing listens on.
@@ -480,8 +525,210 @@ fn grpc_clients_reach_the_backend_too() {
     });
 }
 
+/// `[[messageloop.proxy]]` entries: the backend at `endpoint` checks Connect tokens and `acl.*` subscribes and
+/// publishes (and hears their hooks); a backend that is down checks `down.*`.
+fn acl_settings(endpoint: &str) -> String {
+    format!(
+        "[[messageloop.proxy]]\nname = \"app\"\nendpoint = \"{endpoint}\"\ntimeout_ms = 5000\n\
+         routes = [{{ channel = \"\", method = \"$authenticate\" }}, {{ channel = \"acl.*\", method = \"subscribe\" }}, \
+         {{ channel = \"acl.*\", method = \"publish\" }}, {{ channel = \"acl.*\", method = \"unsubscribe\" }}, \
+         {{ channel = \"\", method = \"disconnect\" }}]\n\
+         [[messageloop.proxy]]\nname = \"down\"\nendpoint = \"http://127.0.0.1:{}/\"\n\
+         routes = [{{ channel = \"down.*\", method = \"subscribe\" }}, {{ channel = \"down.*\", method = \"publish\" }}]\n",
+        closed_port()
+    )
+}
+
+fn publish(ws: &mut Ws, id: &str, channel: &str, token: &str) -> Value {
+    ws.send(json!({"id": id, "publish": {
+        "channel": channel, "token": token, "payload": {"text": "hello"},
+    }}));
+    loop {
+        let reply = ws.recv();
+        if reply["id"] == id {
+            return reply;
+        }
+    }
+}
+
+/// Subscribes to each `(channel, token)` and returns the frames answering `id` up to the ack, the ack last.
+fn subscribe_with_tokens(ws: &mut Ws, id: &str, entries: &[(&str, &str)]) -> Vec<Value> {
+    let subscriptions: Vec<Value> = entries
+        .iter()
+        .map(|(channel, token)| json!({"channel": channel, "token": token}))
+        .collect();
+    ws.send(json!({"id": id, "subscribe": {"subscriptions": subscriptions}}));
+    let mut answers = Vec::new();
+    loop {
+        let frame = ws.recv();
+        if frame["id"] != id {
+            continue;
+        }
+        let done = frame.get("subscribe_ack").is_some();
+        answers.push(frame);
+        if done {
+            return answers;
+        }
+    }
+}
+
+fn acked_channels(ack: &Value) -> Vec<&str> {
+    ack["subscribe_ack"]["subscriptions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["channel"].as_str())
+        .collect()
+}
+
+const NOT_MEMBER: &str = "NOT_MEMBER";
+
+#[test]
+fn subscribe_and_publish_acl_backends_allow_refuse_and_fail() {
+    let backend = Backend::start();
+    let gateway = Gatewayd::start(&config(&acl_settings(&backend.endpoint())));
+    let mut ws = Ws::connect(gateway.listener("messageloop.ws"), JSON);
+    let connected = ws.handshake("2.0.0", "good-token");
+    let session_id = connected["connected"]["session_id"].clone();
+
+    let answers = subscribe_with_tokens(
+        &mut ws,
+        "s1",
+        &[
+            ("acl.room", "t-1"),
+            ("acl.denied", "t-2"),
+            ("down.x", ""),
+            ("free", ""),
+        ],
+    );
+    assert_eq!(answers.len(), 3, "{answers:?}");
+    assert_eq!(
+        answers[0]["error"],
+        json!({"code": NOT_MEMBER, "type": "app_error", "message": "not a member"})
+    );
+    assert_eq!(error_code(&answers[1]), "PROXY_ERROR");
+    assert_eq!(answers[1]["error"]["type"], "proxy_error");
+    assert_eq!(acked_channels(&answers[2]), ["acl.room", "free"]);
+    let checked = backend.calls("token", "t-1");
+    assert_eq!(checked.len(), 1);
+    assert_eq!(
+        checked[0].body,
+        json!({"channel": "acl.room", "token": "t-1", "user_id": "user-7", "session_id": session_id})
+    );
+    // A channel no route names is never asked about.
+    assert!(backend.calls("channel", "free").is_empty());
+
+    let reply = publish(&mut ws, "p1", "acl.room", "p-1");
+    assert!(reply.get("publish_ack").is_some(), "{reply}");
+    let publication = ws.recv_kind("publication");
+    assert_eq!(
+        publication["publication"]["messages"][0]["channel"],
+        "acl.room"
+    );
+    assert_eq!(
+        backend.calls("token", "p-1")[0].body,
+        json!({"channel": "acl.room", "token": "p-1", "user_id": "user-7", "session_id": session_id})
+    );
+    let reply = publish(&mut ws, "p2", "acl.denied", "");
+    assert_eq!(error_code(&reply), NOT_MEMBER);
+    let reply = publish(&mut ws, "p3", "down.y", "");
+    assert_eq!(error_code(&reply), "PROXY_ERROR");
+
+    // Connect's own subscriptions are checked too; a refused one is answered before Connected.
+    let mut other = Ws::connect(gateway.listener("messageloop.ws"), JSON);
+    other.send(
+        json!({"id": "c2", "connect": {"client_id": "x", "version": "2.0.0", "subscriptions": [
+            {"channel": "acl.denied.c"}, {"channel": "acl.c"},
+        ]}}),
+    );
+    let first = other.recv();
+    assert_eq!(
+        (&first["id"], error_code(&first)),
+        (&json!("c2"), NOT_MEMBER)
+    );
+    let connected = other.recv_kind("connected");
+    assert_eq!(
+        connected["connected"]["subscriptions"],
+        json!([{"channel": "acl.c"}])
+    );
+
+    // sub_refresh asks again without the token: `acl.member` is no longer allowed and quietly ends.
+    let answers = subscribe_with_tokens(&mut ws, "s2", &[("acl.member", "t-3")]);
+    assert_eq!(acked_channels(&answers[0]), ["acl.member"], "{answers:?}");
+    ws.send(json!({"id": "r1", "sub_refresh": {"channels": ["acl.member", "acl.room"]}}));
+    assert_eq!(ws.recv_kind("sub_refresh_ack")["id"], "r1");
+    let refreshed = backend.calls_where(|seen| {
+        seen.body["channel"] == "acl.member"
+            && seen.body.get("token").is_none()
+            && seen.body.get("username").is_none()
+    });
+    assert_eq!(refreshed.len(), 1, "{refreshed:?}");
+    let reply = publish(&mut ws, "p4", "acl.room", "p-4");
+    assert!(reply.get("publish_ack").is_some(), "{reply}");
+    gateway.wait_for("/api/connections", "acl.member gone", |connections| {
+        connections
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["identity"] == "user-7" && c["subscriptions"] == 2)
+    });
+}
+
+#[test]
+fn hooks_reach_the_http_backend_and_a_hanging_one_does_not_hold_the_client() {
+    let backend = Backend::start();
+    // First in config order, so their routes win: OnSubscribed and OnUnsubscribed bodies look the same.
+    let settings = format!(
+        "[[messageloop.proxy]]\nname = \"unsub\"\nendpoint = \"{}\"\n\
+         routes = [{{ channel = \"hook.*\", method = \"unsubscribe\" }}]\n\
+         [[messageloop.proxy]]\nname = \"hang\"\nendpoint = \"{}\"\ntimeout_ms = 5000\n\
+         routes = [{{ channel = \"slow.*\", method = \"unsubscribe\" }}]\n{}",
+        backend.endpoint_at("unsub"),
+        backend.endpoint_at("hang"),
+        acl_settings(&backend.endpoint()).replace("acl.*", "hook.*"),
+    );
+    let gateway = Gatewayd::start(&config(&settings));
+    let mut ws = Ws::connect(gateway.listener("messageloop.ws"), JSON);
+    let connected = ws.handshake("2.0.0", "good-token");
+    let session_id = connected["connected"]["session_id"].clone();
+    backend.wait_call("OnConnected", |seen| {
+        seen.body == json!({"session_id": session_id, "username": "rust-test"})
+    });
+
+    ws.subscribe("s1", &["hook.a", "slow.b"]);
+    backend.wait_call("OnSubscribed", |seen| {
+        seen.body == json!({"session_id": session_id, "channel": "hook.a", "username": "user-7"})
+    });
+    ws.send(json!({"id": "u1", "unsubscribe": {"subscriptions": [{"channel": "hook.a"}]}}));
+    assert_eq!(ws.recv_kind("unsubscribe_ack")["id"], "u1");
+    let seen = backend.wait_call("OnUnsubscribed", |seen| seen.path == "unsub");
+    assert_eq!(
+        seen.body,
+        json!({"session_id": session_id, "channel": "hook.a", "username": "user-7"})
+    );
+
+    // The backend of `slow.*` takes 10 s to answer: the client is not kept waiting.
+    let started = Instant::now();
+    ws.send(json!({"id": "u2", "unsubscribe": {"subscriptions": [{"channel": "slow.b"}]}}));
+    assert_eq!(ws.recv_kind("unsubscribe_ack")["id"], "u2");
+    backend.wait_call("the hanging OnUnsubscribed", |seen| seen.path == "hang");
+    ws.send(json!({"id": "ping-1", "ping": {}}));
+    assert_eq!(ws.recv_kind("pong")["id"], "ping-1");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "held for {:?}",
+        started.elapsed()
+    );
+
+    ws.close();
+    backend.wait_call("OnDisconnected", |seen| {
+        seen.body == json!({"session_id": session_id, "username": "user-7"})
+    });
+}
+
 mod grpc_backend {
-    //! A tonic `ProxyService` that records the calls and answers by method or token.
+    //! A tonic `ProxyService` that records the calls and answers RPCs by method, Connect tokens by token and
+    //! ACL checks by channel (refused when it contains `denied`); hooks are recorded as text.
 
     use std::net::SocketAddr;
     use std::sync::{Arc, Mutex};
@@ -494,6 +741,29 @@ mod grpc_backend {
     pub struct Service {
         pub rpcs: Arc<Mutex<Vec<pb::RpcRequest>>>,
         pub authentications: Arc<Mutex<Vec<pb::AuthenticateRequest>>>,
+        /// `subscribe <channel> <token> <user>` and `publish …`.
+        pub acls: Arc<Mutex<Vec<String>>>,
+        /// `connected <username>`, `subscribed <channel> <username>`, …
+        pub hooks: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Service {
+        fn acl(&self, kind: &str, channel: &str, token: &str, user: &str) -> Option<shared::Error> {
+            self.acls
+                .lock()
+                .expect("acls")
+                .push(format!("{kind} {channel} {token} {user}"));
+            channel.contains("denied").then(|| shared::Error {
+                code: "NOT_MEMBER".into(),
+                r#type: "app_error".into(),
+                message: "not a member".into(),
+                metadata: None,
+            })
+        }
+
+        fn hook(&self, text: String) {
+            self.hooks.lock().expect("hooks").push(text);
+        }
     }
 
     #[tonic::async_trait]
@@ -540,6 +810,7 @@ mod grpc_backend {
                 pb::AuthenticateResponse {
                     user_info: Some(pb::UserInfo {
                         id: "grpc-user".into(),
+                        ..pb::UserInfo::default()
                     }),
                     error: None,
                 }
@@ -555,6 +826,79 @@ mod grpc_backend {
                 }
             };
             Ok(Response::new(response))
+        }
+
+        async fn subscribe_acl(
+            &self,
+            request: Request<pb::SubscribeAclRequest>,
+        ) -> Result<Response<pb::SubscribeAclResponse>, Status> {
+            let r = request.into_inner();
+            let error = self.acl("subscribe", &r.channel, &r.token, &r.user_id);
+            Ok(Response::new(pb::SubscribeAclResponse { error }))
+        }
+
+        async fn publish_acl(
+            &self,
+            request: Request<pb::PublishAclRequest>,
+        ) -> Result<Response<pb::PublishAclResponse>, Status> {
+            let r = request.into_inner();
+            let error = self.acl("publish", &r.channel, &r.token, &r.user_id);
+            Ok(Response::new(pb::PublishAclResponse { error }))
+        }
+
+        async fn on_connected(
+            &self,
+            request: Request<pb::OnConnectedRequest>,
+        ) -> Result<Response<pb::OnConnectedResponse>, Status> {
+            let r = request.into_inner();
+            self.hook(format!("connected {}", r.username));
+            Ok(Response::new(pb::OnConnectedResponse {}))
+        }
+
+        async fn on_subscribed(
+            &self,
+            request: Request<pb::OnSubscribedRequest>,
+        ) -> Result<Response<pb::OnSubscribedResponse>, Status> {
+            let r = request.into_inner();
+            self.hook(format!("subscribed {} {}", r.channel, r.username));
+            Ok(Response::new(pb::OnSubscribedResponse {}))
+        }
+
+        async fn on_unsubscribed(
+            &self,
+            request: Request<pb::OnUnsubscribedRequest>,
+        ) -> Result<Response<pb::OnUnsubscribedResponse>, Status> {
+            let r = request.into_inner();
+            self.hook(format!("unsubscribed {} {}", r.channel, r.username));
+            Ok(Response::new(pb::OnUnsubscribedResponse {}))
+        }
+
+        async fn on_disconnected(
+            &self,
+            request: Request<pb::OnDisconnectedRequest>,
+        ) -> Result<Response<pb::OnDisconnectedResponse>, Status> {
+            let r = request.into_inner();
+            self.hook(format!("disconnected {}", r.username));
+            Ok(Response::new(pb::OnDisconnectedResponse {}))
+        }
+    }
+
+    /// Polls until `hooks` holds `text`.
+    pub fn wait_hook(service: &Service, text: &str) {
+        let deadline = std::time::Instant::now() + super::WAIT;
+        while !service
+            .hooks
+            .lock()
+            .expect("hooks")
+            .iter()
+            .any(|h| h == text)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no hook {text:?} in {:?}",
+                service.hooks.lock().expect("hooks")
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
 
@@ -692,4 +1036,189 @@ fn reload_applies_proxies_to_new_connections_and_refuses_a_bad_entry() {
     later.handshake("2.0.0", "");
     let reply = rpc(&mut later, "x3", "orders.eu", "get");
     assert_eq!(reply["rpc_reply"]["request_id"], "x3", "{reply}");
+}
+
+#[test]
+fn a_grpc_backend_checks_acls_and_hears_every_hook() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let service = grpc_backend::Service::default();
+    let addr = grpc_backend::serve(&runtime, service.clone());
+    let gateway = Gatewayd::start(&config(&acl_settings(&format!("grpc://{addr}"))));
+    let mut ws = Ws::connect(gateway.listener("messageloop.ws"), JSON);
+    ws.handshake("2.0.0", "good-token");
+    grpc_backend::wait_hook(&service, "connected rust-test");
+
+    let answers = subscribe_with_tokens(&mut ws, "s1", &[("acl.a", "t-a"), ("acl.denied", "")]);
+    assert_eq!(error_code(&answers[0]), NOT_MEMBER, "{answers:?}");
+    assert_eq!(acked_channels(&answers[1]), ["acl.a"]);
+    grpc_backend::wait_hook(&service, "subscribed acl.a grpc-user");
+    let reply = publish(&mut ws, "p1", "acl.a", "p-a");
+    assert!(reply.get("publish_ack").is_some(), "{reply}");
+    let reply = publish(&mut ws, "p2", "acl.denied", "");
+    assert_eq!(error_code(&reply), NOT_MEMBER);
+    // The two subscribe checks run side by side, the publish check after them.
+    let mut acls = service.acls.lock().expect("acls").clone();
+    acls[..2].sort();
+    assert_eq!(
+        acls,
+        [
+            "subscribe acl.a t-a grpc-user",
+            "subscribe acl.denied  grpc-user",
+            "publish acl.a p-a grpc-user",
+            "publish acl.denied  grpc-user",
+        ]
+    );
+    ws.send(json!({"id": "u1", "unsubscribe": {"subscriptions": [{"channel": "acl.a"}]}}));
+    assert_eq!(ws.recv_kind("unsubscribe_ack")["id"], "u1");
+    grpc_backend::wait_hook(&service, "unsubscribed acl.a grpc-user");
+    ws.close();
+    grpc_backend::wait_hook(&service, "disconnected grpc-user");
+}
+
+/// A TLS front on 127.0.0.1 for the plain backend at `plain`: a certificate for `localhost` signed by `ca`,
+/// ALPN h2 and http/1.1, the bytes passed through both ways. Runs in `runtime`.
+fn tls_front(
+    runtime: &tokio::runtime::Runtime,
+    plain: SocketAddr,
+    ca: &rcgen::Issuer<'_, rcgen::KeyPair>,
+) -> SocketAddr {
+    let (certificate, key) = pki::client_certificate(ca, "localhost", &["localhost"]);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("tls versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![certificate], key)
+        .expect("server certificate");
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind tls front");
+    let addr = listener.local_addr().expect("tls front address");
+    runtime.spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                if let Ok(mut backend) = tokio::net::TcpStream::connect(plain).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut backend).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn https_and_grpcs_backends_are_checked_against_the_configured_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = pki::test_ca(dir.path());
+    let ca_file = dir.path().join("ca.pem");
+    let other = tempfile::tempdir().expect("tempdir");
+    pki::test_ca(other.path());
+    let wrong_ca_file = other.path().join("ca.pem");
+
+    let backend = Backend::start();
+    let https = tls_front(&backend.runtime, backend.addr, &ca);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let service = grpc_backend::Service::default();
+    let grpcs = tls_front(
+        &runtime,
+        grpc_backend::serve(&runtime, service.clone()),
+        &ca,
+    );
+    let settings = format!(
+        "[[messageloop.proxy]]\nname = \"https\"\nendpoint = \"https://127.0.0.1:{}/proxy\"\n\
+         tls = {{ ca_file = {:?}, server_name = \"localhost\" }}\n\
+         routes = [{{ channel = \"https.*\", method = \"*\" }}]\n\
+         [[messageloop.proxy]]\nname = \"grpcs\"\nendpoint = \"grpcs://localhost:{}\"\n\
+         tls = {{ ca_file = {:?} }}\n\
+         routes = [{{ channel = \"grpcs.*\", method = \"*\" }}, {{ channel = \"\", method = \"$authenticate\" }}]\n\
+         [[messageloop.proxy]]\nname = \"wrong-ca\"\nendpoint = \"https://127.0.0.1:{}/proxy\"\n\
+         tls = {{ ca_file = {:?}, server_name = \"localhost\" }}\n\
+         routes = [{{ channel = \"wrong.*\", method = \"*\" }}]\n\
+         [[messageloop.proxy]]\nname = \"system-roots\"\nendpoint = \"grpcs://localhost:{}\"\n\
+         routes = [{{ channel = \"roots.*\", method = \"*\" }}]\n",
+        https.port(),
+        ca_file,
+        grpcs.port(),
+        ca_file,
+        https.port(),
+        wrong_ca_file,
+        grpcs.port(),
+    );
+    let gateway = Gatewayd::start(&config(&settings));
+    let mut ws = Ws::connect(gateway.listener("messageloop.ws"), JSON);
+    ws.handshake("2.0.0", "good-token");
+    assert_eq!(service.authentications.lock().expect("auth").len(), 1);
+
+    let reply = rpc(&mut ws, "t1", "https.x", "get");
+    assert_eq!(
+        reply["rpc_reply"]["metadata"]["entries"]["x-from"], "backend",
+        "{reply}"
+    );
+    let reply = rpc(&mut ws, "t2", "grpcs.x", "get");
+    assert_eq!(
+        reply["rpc_reply"]["metadata"]["entries"]["x-from"], "grpc",
+        "{reply}"
+    );
+
+    // A certificate the configured CA (or the system's roots) did not sign: the call fails.
+    for (id, channel) in [("t3", "wrong.x"), ("t4", "roots.x")] {
+        let reply = rpc(&mut ws, id, channel, "get");
+        assert_eq!(error_code(&reply), "PROXY_ERROR", "{reply}");
+    }
+    let reply = rpc(&mut ws, "t5", "wrong.x", "get");
+    let message = reply["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("certificate"), "{reply}");
+    assert_eq!(backend.calls("method", "get").len(), 1);
+
+    // A Connect token for a backend whose certificate the CA did not sign: AUTH_ERROR, then 3500.
+    let wrong_auth = format!(
+        "[[messageloop.proxy]]\nname = \"wrong-auth\"\nendpoint = \"grpcs://localhost:{}\"\n\
+         tls = {{ ca_file = {:?} }}\nroutes = [{{ channel = \"\", method = \"$authenticate\" }}]\n",
+        grpcs.port(),
+        wrong_ca_file,
+    );
+    let gateway = Gatewayd::start(&config(&wrong_auth));
+    let mut refused = Ws::connect(gateway.listener("messageloop.ws"), JSON);
+    refused.send(
+        json!({"id": "c1", "connect": {"client_id": "x", "version": "2.0.0", "token": "good-token"}}),
+    );
+    let (code, _, before) = refused.expect_close();
+    assert_eq!(code, 3500);
+    assert_eq!(error_code(&before[0]), "AUTH_ERROR", "{before:?}");
+    assert_eq!(service.authentications.lock().expect("auth").len(), 1);
+}
+
+#[test]
+fn a_tls_table_on_a_cleartext_endpoint_or_an_unreadable_ca_file_is_refused_by_name() {
+    let plain = "[[messageloop.proxy]]\nname = \"app\"\nendpoint = \"http://127.0.0.1:1/\"\n\
+                 tls = {}\nroutes = [{ channel = \"*\", method = \"*\" }]\n";
+    let (ok, output) = check_config(&config(plain));
+    assert!(
+        !ok && output.contains("messageloop.proxy[0].tls"),
+        "{output}"
+    );
+    let missing = "[[messageloop.proxy]]\nname = \"app\"\nendpoint = \"grpcs://127.0.0.1:1\"\n\
+                   tls = { ca_file = \"/nonexistent/ca.pem\" }\nroutes = [{ channel = \"*\", method = \"*\" }]\n";
+    let gateway = Gatewayd::start(&config(""));
+    std::fs::write(&gateway.config_path, config(missing)).expect("write config");
+    let report = gateway.reload();
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("messageloop.proxy[0].tls.ca_file"),
+        "{report}"
+    );
 }

@@ -16,7 +16,9 @@ use protocols::messageloop::message::{
 };
 use protocols::messageloop::presence::PresenceTable;
 use protocols::messageloop::proxy::call::{ProxyReply, ProxyRequest};
-use protocols::messageloop::proxy::{ProxyAnswer, ProxyConfig, ProxyFailure, Router, RpcFallback};
+use protocols::messageloop::proxy::{
+    Hooks, ProxyAnswer, ProxyConfig, ProxyFailure, Router, RpcFallback,
+};
 use protocols::messageloop::session::{Now, Session, SessionContext, SessionSettings};
 use protocols::messageloop::{DisconnectCode, Generation};
 
@@ -64,6 +66,7 @@ impl World {
                 epoch: "epoch-1".into(),
             }),
             router: Arc::new(Router::new(proxies)),
+            hooks: Arc::new(Hooks::none()),
         };
         World {
             bus,
@@ -638,6 +641,145 @@ fn connect_tokens_go_to_the_authenticate_route() {
     send(&mut empty, "c", connect("2.0.0", ""), world.at(0));
     assert!(empty.take_proxy_calls().is_empty());
     assert_eq!(error_code(&empty.take_outbox()[0]), Some("AUTH_REQUIRED"));
+}
+
+#[test]
+fn subscribe_and_publish_acl_backends_decide_after_gatewayd_and_hold_the_reading() {
+    let routes = "{ channel = \"room.*\", method = \"subscribe\" }, { channel = \"room.*\", method = \"publish\" }";
+    let world = World::with_proxies(false, &[backend(routes)], RpcFallback::Bus);
+    let mut session = world.connected(Generation::G2);
+    let mut entries = vec![
+        Subscription::channel("room.a"),
+        Subscription::channel("hall"),
+        Subscription::channel("room.b"),
+    ];
+    entries[0].token = "sub-token".into();
+    send(
+        &mut session,
+        "s",
+        InboundBody::Subscribe(entries),
+        world.at(1),
+    );
+    assert!(session.waiting_for_backend());
+    assert!(session.take_outbox().is_empty());
+    let calls = session.take_proxy_calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let ProxyRequest::SubscribeAcl(call) = &calls[0].request else {
+        panic!("{calls:?}")
+    };
+    assert_eq!(
+        (
+            call.channel.as_str(),
+            call.token.as_str(),
+            call.session_id.as_str()
+        ),
+        ("room.a", "sub-token", session.session_id())
+    );
+    let refusal = protocols::messageloop::message::Error {
+        code: protocols::messageloop::ErrorCode::Other("NOT_MEMBER".into()),
+        error_type: "app_error".into(),
+        message: "not a member".into(),
+        metadata: Default::default(),
+    };
+    let answer = |id: &str, error: Option<protocols::messageloop::message::Error>| ProxyAnswer {
+        id: id.into(),
+        outcome: Ok(ProxyReply::Acl { error }),
+    };
+    session.on_proxy_answer(answer(&calls[1].id, Some(refusal.clone())), world.at(1));
+    assert!(session.waiting_for_backend());
+    session.on_proxy_answer(answer(&calls[0].id, None), world.at(1));
+    assert!(!session.waiting_for_backend());
+    let out = session.take_outbox();
+    assert!(
+        matches!(&out[0].body, OutboundBody::Error(e) if *e == refusal),
+        "{out:?}"
+    );
+    let OutboundBody::SubscribeAck(ack) = &out[1].body else {
+        panic!("{out:?}")
+    };
+    let channels: Vec<&str> = ack
+        .subscriptions
+        .iter()
+        .map(|s| s.channel.as_str())
+        .collect();
+    assert_eq!(channels, ["room.a", "hall"]);
+
+    // Publish: allowed after the answer, PROXY_ERROR when the deadline passes first.
+    let mut token_publish = Publish {
+        channel: "room.a".into(),
+        payload: Payload::text("text/plain", "hi"),
+        token: "pub-token".into(),
+        ..Publish::default()
+    };
+    send(
+        &mut session,
+        "p1",
+        InboundBody::Publish(token_publish.clone()),
+        world.at(2),
+    );
+    let calls = session.take_proxy_calls();
+    let ProxyRequest::PublishAcl(call) = &calls[0].request else {
+        panic!("{calls:?}")
+    };
+    assert_eq!(call.token, "pub-token");
+    assert!(session.take_outbox().is_empty());
+    session.on_proxy_answer(answer(&calls[0].id, None), world.at(2));
+    let out = pump(&mut session, world.at(2));
+    assert!(
+        out.iter()
+            .any(|o| matches!(o.body, OutboundBody::PublishAck(_))),
+        "{out:?}"
+    );
+    token_publish.token.clear();
+    send(
+        &mut session,
+        "p2",
+        InboundBody::Publish(token_publish),
+        world.at(3),
+    );
+    assert_eq!(session.take_proxy_calls().len(), 1);
+    assert_eq!(session.next_deadline(), Some(world.at(8).at));
+    session.tick(world.at(8));
+    let out = session.take_outbox();
+    assert_eq!(
+        (out[0].id.as_str(), error_code(&out[0])),
+        ("p2", Some("PROXY_ERROR"))
+    );
+    // A channel no route names is not asked about.
+    send(&mut session, "p3", publish("hall", "x"), world.at(9));
+    assert!(session.take_proxy_calls().is_empty());
+    assert!(!session.waiting_for_backend());
+    session.take_outbox();
+
+    // sub_refresh asks again without a token; a refusal quietly ends the subscription.
+    let channels = vec!["room.a".to_owned(), "hall".to_owned()];
+    send(
+        &mut session,
+        "r",
+        InboundBody::SubRefresh(channels),
+        world.at(10),
+    );
+    let calls = session.take_proxy_calls();
+    let ProxyRequest::SubscribeAcl(call) = &calls[0].request else {
+        panic!("{calls:?}")
+    };
+    assert_eq!(
+        (calls.len(), call.channel.as_str(), call.token.as_str()),
+        (1, "room.a", "")
+    );
+    session.on_proxy_answer(answer(&calls[0].id, Some(refusal)), world.at(10));
+    let out = session.take_outbox();
+    assert!(
+        matches!(
+            out[..],
+            [Outbound {
+                body: OutboundBody::SubRefreshAck,
+                ..
+            }]
+        ),
+        "{out:?}"
+    );
+    assert_eq!(session.subscription_count(), 1);
 }
 
 #[test]

@@ -42,6 +42,14 @@ proto_json! {
     pb::messageloop::proxy::v2::RpcResponse => "messageloop.proxy.v2.RPCResponse",
     pb::messageloop::proxy::v2::AuthenticateRequest => "messageloop.proxy.v2.AuthenticateRequest",
     pb::messageloop::proxy::v2::AuthenticateResponse => "messageloop.proxy.v2.AuthenticateResponse",
+    pb::messageloop::proxy::v2::SubscribeAclRequest => "messageloop.proxy.v2.SubscribeAclRequest",
+    pb::messageloop::proxy::v2::SubscribeAclResponse => "messageloop.proxy.v2.SubscribeAclResponse",
+    pb::messageloop::proxy::v2::PublishAclRequest => "messageloop.proxy.v2.PublishAclRequest",
+    pb::messageloop::proxy::v2::PublishAclResponse => "messageloop.proxy.v2.PublishAclResponse",
+    pb::messageloop::proxy::v2::OnConnectedRequest => "messageloop.proxy.v2.OnConnectedRequest",
+    pb::messageloop::proxy::v2::OnSubscribedRequest => "messageloop.proxy.v2.OnSubscribedRequest",
+    pb::messageloop::proxy::v2::OnUnsubscribedRequest => "messageloop.proxy.v2.OnUnsubscribedRequest",
+    pb::messageloop::proxy::v2::OnDisconnectedRequest => "messageloop.proxy.v2.OnDisconnectedRequest",
 }
 
 #[derive(Debug, thiserror::Error)]

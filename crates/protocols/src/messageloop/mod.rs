@@ -5,7 +5,7 @@
 //! subprotocol negotiation ([`subprotocol`]), generation-neutral messages ([`message`]) with conversions
 //! from and to each generation ([`wire`]), the per-connection WebSocket codec ([`codec`]), error and
 //! disconnect codes ([`codes`]), the CloudEvents mapping ([`cloudevent`]), strict reading of server messages
-//! as the SDKs read them ([`conformance`]) and the backend proxy for RPC and authentication ([`proxy`]).
+//! as the SDKs read them ([`conformance`]) and the backend proxy for RPC, authentication, ACLs and hooks ([`proxy`]).
 
 pub mod channel;
 pub mod cloudevent;

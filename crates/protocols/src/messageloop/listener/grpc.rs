@@ -537,7 +537,7 @@ async fn run<W: Wire>(
                 return guard.closing(CloseCause::Deadline);
             }
             Some(answer) = answered.recv() => session.on_proxy_answer(answer, Now::current()),
-            message = inbound.message(), if stalled.is_none() && !session.authenticating() => {
+            message = inbound.message(), if stalled.is_none() && !session.waiting_for_backend() => {
                 let now = Now::current();
                 match message {
                     Ok(Some(message)) => match W::inbound(message) {

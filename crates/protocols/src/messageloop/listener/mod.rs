@@ -72,6 +72,7 @@ impl Settings {
                 authenticator,
                 presence,
                 router: proxies.router(),
+                hooks: proxies.hooks(),
                 settings: Arc::new(SessionSettings {
                     max_subscriptions: config.limits.max_subscriptions_per_connection,
                     idle_timeout: config.heartbeat.idle_timeout(),

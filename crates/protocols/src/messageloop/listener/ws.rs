@@ -258,7 +258,7 @@ where
                 return;
             }
             Some(answer) = answered.recv() => session.on_proxy_answer(answer, Now::current()),
-            message = ws.next(), if stalled.is_none() && !session.authenticating() => {
+            message = ws.next(), if stalled.is_none() && !session.waiting_for_backend() => {
                 if let Some(Ok(_)) = &message {
                     ws.get_mut().frame_finished(false);
                 }

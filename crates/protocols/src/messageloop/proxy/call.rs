@@ -21,6 +21,10 @@ pub struct ProxyCall {
 pub enum ProxyRequest {
     Rpc(RpcCall),
     Authenticate(AuthenticateCall),
+    /// Route `(channel, "subscribe")`.
+    SubscribeAcl(AclCall),
+    /// Route `(channel, "publish")`.
+    PublishAcl(AclCall),
 }
 
 /// A client `rpc_request`.
@@ -44,6 +48,16 @@ pub struct AuthenticateCall {
     pub session_id: String,
 }
 
+/// A subscribe or publish to check, after gatewayd's own ACL allowed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AclCall {
+    pub channel: String,
+    /// The Subscription's or Publish's own token.
+    pub token: String,
+    pub user_id: String,
+    pub session_id: String,
+}
+
 /// The outcome of the call `id`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProxyAnswer {
@@ -62,6 +76,11 @@ pub enum ProxyReply {
     },
     Authenticate {
         user_id: String,
+        /// The backend's own error, forwarded unchanged.
+        error: Option<Error>,
+    },
+    /// A subscribe or publish ACL verdict: allowed unless `error` is set.
+    Acl {
         /// The backend's own error, forwarded unchanged.
         error: Option<Error>,
     },

@@ -1,11 +1,13 @@
-//! `[[messageloop.proxy]]`: application backends that answer client RPCs and check Connect tokens, each
-//! with the routes (channel and method globs) it serves; and `messageloop.rpc_fallback`, what an RPC no
-//! route matches does.
+//! `[[messageloop.proxy]]`: application backends that answer client RPCs, check Connect tokens and ACLs and
+//! hear the lifecycle hooks, each with its endpoint (TLS for `https://` and `grpcs://`) and the routes
+//! (channel and method globs) it serves; and `messageloop.rpc_fallback`, what an RPC no route matches does.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use super::tls::BackendTls;
 
 /// One `[[messageloop.proxy]]` entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -13,7 +15,8 @@ use serde::{Deserialize, Serialize};
 pub struct ProxyConfig {
     /// Names the backend in logs and errors.
     pub name: String,
-    /// `http://…` or `https://…` for HTTP; `host:port` or `grpc://host:port` for gRPC (cleartext HTTP/2).
+    /// `http://…` or `https://…` for HTTP; `host:port` or `grpc://host:port` for gRPC over cleartext HTTP/2,
+    /// `grpcs://host:port` for gRPC over TLS.
     pub endpoint: String,
     /// How long one call may take; the client then gets RPC_TIMEOUT (RPC) or AUTH_ERROR (Connect).
     #[serde(default = "default_timeout_ms")]
@@ -24,6 +27,9 @@ pub struct ProxyConfig {
     /// Extra HTTP request headers (HTTP only).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// TLS settings of an `https://` or `grpcs://` endpoint (without: the system's roots, the endpoint's host).
+    #[serde(default)]
+    pub tls: Option<BackendTls>,
     /// What this backend serves, checked in config order across all proxies.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
@@ -72,6 +78,13 @@ impl ProxyConfig {
         })
     }
 
+    /// Whether calls go over TLS: an `https://` or `grpcs://` endpoint.
+    pub fn uses_tls(&self) -> bool {
+        self.endpoint.split_once("://").is_some_and(|(scheme, _)| {
+            scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("grpcs")
+        })
+    }
+
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
     }
@@ -107,6 +120,15 @@ impl ProxyConfig {
                     return Err(format!("{key}.headers: only an http proxy sends headers"));
                 }
             }
+        }
+        if let Some(tls) = &self.tls {
+            if !self.uses_tls() {
+                return Err(format!(
+                    "{key}.tls: only an https:// or grpcs:// endpoint uses TLS, not {:?}",
+                    self.endpoint
+                ));
+            }
+            tls.validate(key)?;
         }
         for (name, value) in &self.headers {
             if http::HeaderName::try_from(name.as_str()).is_err() {
@@ -188,6 +210,15 @@ mod tests {
             .starts_with("messageloop.proxy[0].headers"));
         grpc_headers.headers.clear();
         assert_eq!(validate(&[grpc_headers]), Ok(()));
+        let mut cleartext_tls = ok.clone();
+        cleartext_tls.tls = Some(BackendTls::default());
+        assert!(validate(&[cleartext_tls.clone()])
+            .unwrap_err()
+            .starts_with("messageloop.proxy[0].tls"));
+        cleartext_tls.endpoint = "grpcs://app:443".into();
+        cleartext_tls.headers.clear();
+        assert_eq!(cleartext_tls.kind(), ProxyKind::Grpc);
+        assert_eq!(validate(&[cleartext_tls]), Ok(()));
         let mut zero = ok;
         zero.timeout_ms = 0;
         assert!(validate(&[zero])

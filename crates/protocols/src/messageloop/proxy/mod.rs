@@ -1,13 +1,18 @@
-//! The MessageLoop backend proxy (reference §3.6, §4): client RPCs and Connect tokens handed to
-//! application backends (HTTP JSON or gRPC `messageloop.proxy.v2.ProxyService`) chosen by route globs. The session decides ([`Router`]) and queues transport-free
-//! [`call::ProxyCall`]s; the listener runs them with [`Proxies::spawn`] and feeds the answers back.
+//! The MessageLoop backend proxy (reference §3.6, §4): client RPCs, Connect tokens, subscribe and publish
+//! ACL checks handed to application backends (HTTP JSON or gRPC `messageloop.proxy.v2.ProxyService`) chosen
+//! by route globs, and the lifecycle [`hooks`]. The session decides ([`Router`]) and queues transport-free
+//! [`call::ProxyCall`]s; the listener runs them with [`Proxies::spawn`] and feeds the answers back. Hooks
+//! are fired by the session through [`Hooks`] and never answered.
 
 pub mod call;
 pub mod config;
+mod connector;
 mod glob;
 mod grpc_backend;
+pub mod hooks;
 mod http_backend;
 pub mod route;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +21,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 pub use call::{ProxyAnswer, ProxyCall, ProxyFailure};
 pub use config::{ProxyConfig, RpcFallback};
+pub use hooks::{HookCall, Hooks};
 pub use http_backend::MAX_BODY;
 pub use route::Router;
 
@@ -27,18 +33,19 @@ use self::http_backend::HttpBackend;
 pub struct Proxies {
     router: Arc<Router>,
     backends: Vec<Arc<Backend>>,
+    hooks: Arc<Hooks>,
 }
 
-/// One backend, by kind (a gRPC endpoint's settings are large, so boxed).
+/// One backend, by kind (both hold large client settings, so boxed).
 enum Backend {
-    Http(HttpBackend),
+    Http(Box<HttpBackend>),
     Grpc(Box<GrpcBackend>),
 }
 
 impl Backend {
     fn new(config: &ProxyConfig) -> Result<Backend, String> {
         match config.kind() {
-            ProxyKind::Http => HttpBackend::new(config).map(Backend::Http),
+            ProxyKind::Http => HttpBackend::new(config).map(|http| Backend::Http(Box::new(http))),
             ProxyKind::Grpc => GrpcBackend::new(config).map(|grpc| Backend::Grpc(Box::new(grpc))),
         }
     }
@@ -53,12 +60,19 @@ impl Backend {
             Backend::Grpc(backend) => backend.call(request, remote_addr).await,
         }
     }
+
+    async fn hook(&self, hook: &hooks::Hook) -> Result<(), String> {
+        match self {
+            Backend::Http(backend) => backend.hook(hook).await,
+            Backend::Grpc(backend) => backend.hook(hook).await,
+        }
+    }
 }
 
 impl Proxies {
     /// Builds the backends of checked entries ([`config::validate`]).
     pub fn new(configs: &[ProxyConfig]) -> Result<Proxies, String> {
-        let backends = configs
+        let backends: Vec<Arc<Backend>> = configs
             .iter()
             .enumerate()
             .map(|(index, config)| {
@@ -69,6 +83,7 @@ impl Proxies {
             .collect::<Result<_, _>>()?;
         Ok(Proxies {
             router: Arc::new(Router::new(configs)),
+            hooks: Arc::new(Hooks::new(backends.clone())),
             backends,
         })
     }
@@ -76,6 +91,11 @@ impl Proxies {
     /// The routes, for sessions.
     pub fn router(&self) -> Arc<Router> {
         self.router.clone()
+    }
+
+    /// Where sessions fire their hooks.
+    pub fn hooks(&self) -> Arc<Hooks> {
+        self.hooks.clone()
     }
 
     /// Runs `call` in its own task and sends its answer to `answers`; a call that takes longer than its

@@ -8,6 +8,14 @@ use super::glob;
 
 /// The route key of Connect authentication (upstream `SystemMethodAuthenticate`, channel `""`).
 pub const AUTHENTICATE: &str = "$authenticate";
+/// The route method of the subscribe ACL and the OnSubscribed hook (channel = the subscribed channel).
+pub const SUBSCRIBE: &str = "subscribe";
+/// The route method of the publish ACL (channel = the publish channel).
+pub const PUBLISH: &str = "publish";
+/// The route method of the OnUnsubscribed hook (channel = the unsubscribed channel).
+pub const UNSUBSCRIBE: &str = "unsubscribe";
+/// The route method of the OnDisconnected hook (channel `""`).
+pub const DISCONNECT: &str = "disconnect";
 
 /// The routes of all proxies, flattened in config order.
 #[derive(Debug, Clone, Default)]
@@ -63,6 +71,16 @@ impl Router {
     pub fn authenticator(&self) -> Option<Target> {
         self.route("", AUTHENTICATE)
     }
+
+    /// The backend that checks subscribes to `channel` and hears of them, if any.
+    pub fn subscriber(&self, channel: &str) -> Option<Target> {
+        self.route(channel, SUBSCRIBE)
+    }
+
+    /// The backend that checks publishes to `channel`, if any.
+    pub fn publisher(&self, channel: &str) -> Option<Target> {
+        self.route(channel, PUBLISH)
+    }
 }
 
 #[cfg(test)]
@@ -96,5 +114,14 @@ mod tests {
             None
         );
         assert_eq!(Router::default().authenticator(), None);
+        let acl = Router::new(&[proxy(
+            "acl",
+            5,
+            &[("room.*", SUBSCRIBE), ("room.*", PUBLISH)],
+        )]);
+        assert_eq!(acl.subscriber("room.1").map(|t| t.proxy), Some(0));
+        assert_eq!(acl.publisher("room.1").map(|t| t.proxy), Some(0));
+        assert_eq!(acl.subscriber("hall"), None);
+        assert_eq!(acl.route("room.1", UNSUBSCRIBE), None);
     }
 }

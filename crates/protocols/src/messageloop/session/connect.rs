@@ -1,7 +1,8 @@
 //! Connect: version gate, authentication (by the `$authenticate` backend when a route names one and the
 //! token is not empty, by the `[messageloop.auth]` settings otherwise), the subscriptions carried in
-//! Connect, then Connected.
+//! Connect (with their backend ACL checks, [`super::acl`]), then Connected.
 
+use super::acl::Refusals;
 use super::*;
 
 impl Session {
@@ -51,10 +52,21 @@ impl Session {
             connected_at_ms: i64::try_from(now.unix_ms).unwrap_or(i64::MAX),
         };
         self.state = State::Connected { identity, info };
+        self.connect_subscriptions(id, connect, now);
+    }
+
+    /// Connect's subscriptions (less those the backend refused), then Connected.
+    pub(super) fn finish_connect(
+        &mut self,
+        id: String,
+        connect: Connect,
+        refused: &Refusals,
+        now: Now,
+    ) {
         let mut after = Vec::new();
         let mut snapshots = Vec::new();
         if !connect.subscriptions.is_empty() {
-            let ack = self.subscribe_entries(&id, connect.subscriptions, now, &mut after);
+            let ack = self.subscribe_entries(&id, connect.subscriptions, refused, now, &mut after);
             match ack.map(|ack| ack.body) {
                 Some(OutboundBody::SubscribeAck(ack)) => snapshots = ack.presence,
                 _ => return,

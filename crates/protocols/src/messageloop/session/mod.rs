@@ -2,7 +2,8 @@
 //! on the bus, publish and delivery, history recovery, presence, RPC over a backend proxy or the bus,
 //! heartbeat and idle disconnect. It is driven by the listener with decoded [`Inbound`] messages, bus
 //! [`Delivery`]s, backend [`ProxyAnswer`]s and timer ticks, each stamped with a [`Now`]; it reads no clock
-//! and does no IO. Backend calls it wants made are queued for the listener ([`Session::take_proxy_calls`]). What it wants written is collected
+//! and does no IO. Backend calls it wants made are queued for the listener ([`Session::take_proxy_calls`]);
+//! hooks go to the context's [`Hooks`], which never answers. What it wants written is collected
 //! in an outbox the listener drains; a set [`Session::disconnect`] code ends the connection after that.
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,10 +27,12 @@ use super::message::{
     PublishAck, RecoverComplete, RecoverState, RpcReply, RpcRequest, SubscribeAck, Subscription,
 };
 use super::presence::{self, PresenceTable};
-use super::proxy::{ProxyAnswer, ProxyCall, Router, RpcFallback};
+use super::proxy::{Hooks, ProxyAnswer, ProxyCall, Router, RpcFallback};
 use crate::auth::{AuthError, Authenticator, Credentials, Identity};
 
+mod acl;
 mod connect;
+mod hooks;
 mod presence_ops;
 mod proxy;
 mod publish;
@@ -85,8 +88,10 @@ pub struct SessionContext {
     pub authenticator: Arc<Authenticator>,
     pub presence: PresenceTable,
     pub settings: Arc<SessionSettings>,
-    /// Which backend proxy serves an RPC or checks a Connect token.
+    /// Which backend proxy serves an RPC, checks a Connect token or an ACL, or hears a hook.
     pub router: Arc<Router>,
+    /// Where the lifecycle hooks go.
+    pub hooks: Arc<Hooks>,
 }
 
 /// What a bus subscription of this session is for.
@@ -146,6 +151,7 @@ pub struct Session {
     rpcs: HashMap<String, PendingRpc>,
     next_rpc: u64,
     proxy_calls: Vec<ProxyCall>,
+    pending_acl: Option<acl::PendingAcl>,
     last_activity: Instant,
     last_delivery: Option<MessageId>,
     outbox: Vec<Outbound>,
@@ -188,6 +194,7 @@ impl Session {
             rpcs: HashMap::new(),
             next_rpc: 1,
             proxy_calls: Vec::new(),
+            pending_acl: None,
             last_activity: now.at,
             last_delivery: None,
             outbox: Vec::new(),
@@ -250,14 +257,14 @@ impl Session {
             State::Authenticating { deadline, .. } => Some(*deadline),
             _ => None,
         };
-        [idle, auth]
+        [idle, auth, self.acl_deadline()]
             .into_iter()
             .flatten()
             .chain(self.rpcs.values().map(|rpc| rpc.deadline))
             .min()
     }
 
-    /// Fires due timers: idle disconnect (3511), the authentication deadline and RPC timeouts.
+    /// Fires due timers: idle disconnect (3511), the authentication and ACL deadlines and RPC timeouts.
     pub fn tick(&mut self, now: Now) {
         if self.disconnect.is_some() {
             return;
@@ -270,6 +277,12 @@ impl Session {
         }
         if matches!(&self.state, State::Authenticating { deadline, .. } if *deadline <= now.at) {
             return self.authentication_timed_out(now);
+        }
+        if self
+            .acl_deadline()
+            .is_some_and(|deadline| deadline <= now.at)
+        {
+            self.acl_timed_out(now);
         }
         let expired: Vec<String> = self
             .rpcs
@@ -319,8 +332,8 @@ impl Session {
             }
             return;
         }
-        // The listener reads nothing while a Connect token is being checked.
-        if matches!(self.state, State::Authenticating { .. }) {
+        // The listener reads nothing while a Connect token or an ACL is being checked.
+        if self.waiting_for_backend() {
             return self.close(DisconnectCode::BadRequest);
         }
         match body {
@@ -329,7 +342,7 @@ impl Session {
             InboundBody::Unsubscribe(entries) => self.unsubscribe(id, entries, now),
             InboundBody::Publish(publish) => self.publish(id, publish, now),
             InboundBody::Rpc(request) => self.rpc(id, request, now),
-            InboundBody::SubRefresh(_) => self.reply(id, now, OutboundBody::SubRefreshAck),
+            InboundBody::SubRefresh(channels) => self.sub_refresh(id, channels, now),
             InboundBody::SurveyRequest(_) => {
                 let error = Error::new(ErrorCode::SurveyDisabled, "survey is not available");
                 self.reply(id, now, OutboundBody::Error(error));
@@ -404,8 +417,10 @@ impl Session {
 }
 
 impl Drop for Session {
-    /// Leaves every presence channel (with leave events) when the connection ends.
+    /// Leaves every presence channel (with leave events) when the connection ends, and fires
+    /// OnDisconnected.
     fn drop(&mut self) {
+        self.fire_disconnected();
         let channels: Vec<String> = self.subscriptions.keys().cloned().collect();
         for channel in channels {
             self.drop_subscription(&channel, true);

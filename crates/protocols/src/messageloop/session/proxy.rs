@@ -5,6 +5,7 @@ use super::*;
 use crate::messageloop::proxy::call::{
     AuthenticateCall, ProxyFailure, ProxyReply, ProxyRequest, RpcCall,
 };
+use crate::messageloop::proxy::hooks::Hook;
 use crate::messageloop::proxy::route::Target;
 
 impl Session {
@@ -84,6 +85,9 @@ impl Session {
         if matches!(&self.state, State::Authenticating { call, .. } if *call == answer.id) {
             return self.authenticated(answer.outcome, now);
         }
+        if self.awaits_acl(&answer.id) {
+            return self.on_acl_answer(&answer.id, answer.outcome, now);
+        }
         let Some(rpc) = self.rpcs.remove(&answer.id) else {
             return;
         };
@@ -99,10 +103,12 @@ impl Session {
                 headers,
                 error: None,
             }),
-            Ok(ProxyReply::Authenticate { .. }) => OutboundBody::Error(Error::new(
-                ErrorCode::ProxyError,
-                "backend answered an rpc with an authentication reply",
-            )),
+            Ok(ProxyReply::Authenticate { .. } | ProxyReply::Acl { .. }) => {
+                OutboundBody::Error(Error::new(
+                    ErrorCode::ProxyError,
+                    "backend answered an rpc with another reply",
+                ))
+            }
             Err(ProxyFailure::Timeout) => {
                 OutboundBody::Error(Error::new(ErrorCode::RpcTimeout, "rpc timeout"))
             }
@@ -123,13 +129,20 @@ impl Session {
             Ok(ProxyReply::Authenticate {
                 user_id,
                 error: None,
-            }) => return self.connected(id, connect, Identity::trusted(user_id), now),
+            }) => {
+                let hook = Hook::Connected {
+                    session_id: self.session_id.clone(),
+                    username: connect.client_id.clone(),
+                };
+                self.fire_hook(self.context.router.authenticator(), hook);
+                return self.connected(id, connect, Identity::trusted(user_id), now);
+            }
             Ok(ProxyReply::Authenticate {
                 error: Some(error), ..
             }) => error,
-            Ok(ProxyReply::Rpc { .. }) => Error::new(
+            Ok(ProxyReply::Rpc { .. } | ProxyReply::Acl { .. }) => Error::new(
                 ErrorCode::AuthError,
-                "backend answered authentication with an rpc reply",
+                "backend answered authentication with another reply",
             ),
             Err(ProxyFailure::Timeout) => {
                 Error::new(ErrorCode::AuthError, "authentication backend timed out")

@@ -1,4 +1,4 @@
-//! Publish: ACL, the bus envelope, the ack with its position, and Publications made from bus envelopes.
+//! Publish: gatewayd's ACL, then the backend's ([`super::acl`]), the bus envelope, the ack with its position, and Publications made from bus envelopes.
 
 use super::*;
 
@@ -20,6 +20,11 @@ impl Session {
             );
             return self.reply(id, now, OutboundBody::Error(error));
         }
+        self.publish_check(id, publish, topic, now);
+    }
+
+    /// Publish once every ACL allowed it: the bus envelope and the ack.
+    pub(super) fn publish_checked(&mut self, id: String, publish: Publish, topic: Topic, now: Now) {
         let mut envelope = self.envelope(topic.clone(), &publish.payload, &publish.headers);
         envelope.timestamp_ms = now.unix_ms;
         let outcome = self.context.bus.publish(envelope);

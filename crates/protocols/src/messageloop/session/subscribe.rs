@@ -1,13 +1,24 @@
-//! Subscribe and unsubscribe: channel rules, the bus subscription, history recovery and the acks.
+//! Subscribe and unsubscribe: channel rules, the bus subscription, history recovery, the acks and the
+//! OnSubscribed / OnUnsubscribed hooks.
 
+use super::acl::Refusals;
 use super::*;
+use crate::messageloop::proxy::hooks::Hook;
+use crate::messageloop::proxy::route::UNSUBSCRIBE;
 
 impl Session {
-    /// Subscribe: per-entry errors, then the ack, then recovery. G2 streams the recovery after the ack;
-    /// the older generations get it inside the ack.
-    pub(super) fn subscribe(&mut self, id: &str, entries: Vec<Subscription>, now: Now) {
+    /// Subscribe once the backend answered (`refused`: the entries it refused): per-entry errors, then the
+    /// ack, then recovery. G2 streams the recovery after the ack; the older generations get it inside the
+    /// ack.
+    pub(super) fn subscribe_checked(
+        &mut self,
+        id: &str,
+        entries: Vec<Subscription>,
+        refused: &Refusals,
+        now: Now,
+    ) {
         let mut after = Vec::new();
-        let Some(mut ack) = self.subscribe_entries(id, entries, now, &mut after) else {
+        let Some(mut ack) = self.subscribe_entries(id, entries, refused, now, &mut after) else {
             return;
         };
         if self.generation != Some(Generation::G2) {
@@ -25,12 +36,14 @@ impl Session {
         self.outbox.extend(after);
     }
 
-    /// Subscribes each entry; errors go straight to the outbox, what follows the ack (replays,
-    /// RecoverComplete) into `after`. Returns the ack (`None` after a disconnect) for the caller to place.
+    /// Subscribes each entry the backend did not refuse; errors go straight to the outbox, what follows the
+    /// ack (replays, RecoverComplete) into `after`; each subscription made fires OnSubscribed. Returns the
+    /// ack (`None` after a disconnect) for the caller to place.
     pub(super) fn subscribe_entries(
         &mut self,
         id: &str,
         entries: Vec<Subscription>,
+        refused: &Refusals,
         now: Now,
         after: &mut Vec<Outbound>,
     ) -> Option<Outbound> {
@@ -38,9 +51,15 @@ impl Session {
         let mut presence = Vec::new();
         let mut recovering = false;
         let mut stream_epoch = self.context.settings.epoch.clone();
-        for entry in entries {
-            match self.subscribe_one(id, &entry, now, after) {
+        for (index, entry) in entries.into_iter().enumerate() {
+            match self.subscribe_one(id, &entry, refused.get(&index), now, after) {
                 Ok(outcome) => {
+                    let hook = Hook::Subscribed {
+                        session_id: self.session_id.clone(),
+                        channel: entry.channel.clone(),
+                        username: self.user_id(),
+                    };
+                    self.fire_hook(self.context.router.subscriber(&entry.channel), hook);
                     if let Some(snapshot) = outcome.presence {
                         presence.push(snapshot);
                     }
@@ -80,10 +99,12 @@ impl Session {
         Some(ack)
     }
 
+    /// One entry: routability, gatewayd's ACL, the backend's `refusal`, then the subscription.
     pub(super) fn subscribe_one(
         &mut self,
         id: &str,
         entry: &Subscription,
+        refusal: Option<&Error>,
         now: Now,
         after: &mut Vec<Outbound>,
     ) -> Result<Subscribed, SubscribeFailure> {
@@ -100,6 +121,9 @@ impl Session {
                 ErrorCode::PermissionDenied,
                 format!("subscribe to {:?} denied", entry.channel),
             )));
+        }
+        if let Some(error) = refusal {
+            return Err(SubscribeFailure::Refused(error.clone()));
         }
         let info = info.clone();
         let existing = self.subscriptions.contains_key(&entry.channel);
@@ -362,7 +386,15 @@ impl Session {
 
     pub(super) fn unsubscribe(&mut self, id: String, entries: Vec<Subscription>, now: Now) {
         for entry in &entries {
-            self.drop_subscription(&entry.channel, true);
+            if self.drop_subscription(&entry.channel, true) {
+                let hook = Hook::Unsubscribed {
+                    session_id: self.session_id.clone(),
+                    channel: entry.channel.clone(),
+                    username: self.user_id(),
+                };
+                let target = self.context.router.route(&entry.channel, UNSUBSCRIBE);
+                self.fire_hook(target, hook);
+            }
         }
         self.reply(id, now, OutboundBody::UnsubscribeAck(entries));
     }

@@ -3,7 +3,9 @@
 
 use super::g2::{error_in, metadata_in, metadata_out, payload_in, payload_out};
 use crate::messageloop::pb::messageloop::proxy::v2 as pb;
-use crate::messageloop::proxy::call::{AuthenticateCall, ProxyReply, RpcCall};
+use crate::messageloop::pb::messageloop::shared::v2 as shared;
+use crate::messageloop::proxy::call::{AclCall, AuthenticateCall, ProxyReply, RpcCall};
+use crate::messageloop::proxy::hooks::Hook;
 
 pub fn rpc_request(call: &RpcCall) -> pb::RpcRequest {
     pb::RpcRequest {
@@ -40,6 +42,75 @@ pub fn authenticate_reply(response: pb::AuthenticateResponse) -> ProxyReply {
     ProxyReply::Authenticate {
         user_id: response.user_info.map(|user| user.id).unwrap_or_default(),
         error: response.error.map(error_in),
+    }
+}
+
+pub fn subscribe_acl_request(call: &AclCall) -> pb::SubscribeAclRequest {
+    pb::SubscribeAclRequest {
+        channel: call.channel.clone(),
+        token: call.token.clone(),
+        user_id: call.user_id.clone(),
+        session_id: call.session_id.clone(),
+    }
+}
+
+pub fn publish_acl_request(call: &AclCall) -> pb::PublishAclRequest {
+    pb::PublishAclRequest {
+        channel: call.channel.clone(),
+        token: call.token.clone(),
+        user_id: call.user_id.clone(),
+        session_id: call.session_id.clone(),
+    }
+}
+
+pub fn acl_reply(error: Option<shared::Error>) -> ProxyReply {
+    ProxyReply::Acl {
+        error: error.map(error_in),
+    }
+}
+
+/// A hook as the request message of its method.
+pub enum HookRequest {
+    Connected(pb::OnConnectedRequest),
+    Subscribed(pb::OnSubscribedRequest),
+    Unsubscribed(pb::OnUnsubscribedRequest),
+    Disconnected(pb::OnDisconnectedRequest),
+}
+
+pub fn hook_request(hook: &Hook) -> HookRequest {
+    match hook.clone() {
+        Hook::Connected {
+            session_id,
+            username,
+        } => HookRequest::Connected(pb::OnConnectedRequest {
+            session_id,
+            username,
+        }),
+        Hook::Subscribed {
+            session_id,
+            channel,
+            username,
+        } => HookRequest::Subscribed(pb::OnSubscribedRequest {
+            session_id,
+            channel,
+            username,
+        }),
+        Hook::Unsubscribed {
+            session_id,
+            channel,
+            username,
+        } => HookRequest::Unsubscribed(pb::OnUnsubscribedRequest {
+            session_id,
+            channel,
+            username,
+        }),
+        Hook::Disconnected {
+            session_id,
+            username,
+        } => HookRequest::Disconnected(pb::OnDisconnectedRequest {
+            session_id,
+            username,
+        }),
     }
 }
 
