@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Issue 17's stuck-subscriber benchmark: 1 STOMP publisher at 10k msg/s for 30 s to 99 reading STOMP subscribers,
+# Issue 17's stuck-subscriber benchmark: 1 STOMP publisher at RATE (10k) msg/s for DURATION (30) s to 99 reading STOMP subscribers,
 # once alone and once next to a 100th subscriber that never reads. Each run gets a fresh gatewayd (the example
 # config on loopback); latency is taken over the messages due 10 s or more after sending starts (by then the stuck
 # subscriber has held the publisher for `bus.max_publisher_stall_ms` and been cut), and RSS after each run. Prints a
 # Markdown table for docs/benchmarks.md. About 2 minutes; not part of the test suite.
 #
-#   scripts/bench_stuck.sh [OUT_DIR]
+#   [RATE=10000] [DURATION=30] scripts/bench_stuck.sh [OUT_DIR]
 #
 # Needs release binaries (`cargo build --release -p gateway --bins`, or BENCH_BIN_DIR=<dir with both>), curl and
 # python3. Everything listens on 127.0.0.1 only and is stopped on exit.
@@ -15,8 +15,8 @@ bin="${BENCH_BIN_DIR:-$root/target/release}"
 out="${1:-$(mktemp -d)}"
 mkdir -p "$out"
 admin_port=29392
-rate=10000
-duration=30
+rate="${RATE:-10000}"
+duration="${DURATION:-30}"
 settle=10
 pids=()
 cleanup() {
