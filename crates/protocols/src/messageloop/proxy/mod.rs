@@ -7,6 +7,7 @@ pub mod config;
 mod glob;
 mod grpc_backend;
 mod http_backend;
+pub mod responder;
 pub mod route;
 
 use std::net::SocketAddr;
