@@ -194,6 +194,13 @@ async fn run(
             tasks.push(listener.task);
         }
     }
+    let responder = protocols::messageloop::proxy::responder::Responder::start(
+        &config.messageloop,
+        services.bus.clone(),
+        shutdown.clone(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    responder.register(&mut reloads);
     let reloader = Arc::new(reload::Reloader::new(
         paths,
         config.clone(),

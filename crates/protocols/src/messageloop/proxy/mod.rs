@@ -11,6 +11,7 @@ mod glob;
 mod grpc_backend;
 pub mod hooks;
 mod http_backend;
+pub mod responder;
 pub mod route;
 pub mod tls;
 
