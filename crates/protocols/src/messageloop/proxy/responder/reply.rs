@@ -53,9 +53,9 @@ pub fn answer(
             envelope.correlation_id = correlation_id;
             return envelope;
         }
-        Ok(ProxyReply::Authenticate { .. }) => Error::new(
+        Ok(ProxyReply::Authenticate { .. } | ProxyReply::Acl { .. }) => Error::new(
             ErrorCode::ProxyError,
-            "backend answered an rpc with an authentication reply",
+            "backend answered an rpc with another call's reply",
         ),
         Err(ProxyFailure::Timeout) => Error::new(ErrorCode::RpcTimeout, "rpc timeout"),
         Err(ProxyFailure::Failed(reason)) => Error::new(ErrorCode::ProxyError, reason),

@@ -159,7 +159,8 @@ impl State {
             Ok(ProxyReply::Rpc { error: None, .. }) => "answered",
             Ok(ProxyReply::Rpc { error: Some(_), .. }) => "backend_error",
             Err(ProxyFailure::Timeout) => "timeout",
-            Ok(ProxyReply::Authenticate { .. }) | Err(ProxyFailure::Failed(_)) => "failed",
+            Ok(ProxyReply::Authenticate { .. } | ProxyReply::Acl { .. })
+            | Err(ProxyFailure::Failed(_)) => "failed",
         });
         let envelope = reply::answer(
             waiting.reply_to,
