@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Lints and renders the Helm chart with default and full values, checks that a split bus and two auth sources are
-# refused and that only the full values give the `helm test` pod credentials, validates the rendered manifests
-# against the Kubernetes schemas and, with GATEWAYD=<binary>, checks the generated gatewayd.toml, alone and with
-# the full values' auth Secret, with `gatewayd check-config`. Needs `helm` and the `kubernetes-validate` Python
+# Lints and renders the Helm chart with default, full and Redis-cluster values, checks that a split bus and two
+# auth sources are refused and that only the full values give the `helm test` pod credentials, validates the
+# rendered manifests against the Kubernetes schemas and, with GATEWAYD=<binary>, checks the generated
+# gatewayd.toml, alone, with the full values' auth Secret and with the Redis values' environment, with
+# `gatewayd check-config`. Needs `helm` and the `kubernetes-validate` Python
 # package (.ci/run installs both).
 set -euo pipefail
 chart="$(cd "$(dirname "$0")/gatewayd" && pwd)"
@@ -15,9 +16,22 @@ helm template test "$chart" > "$out/default.yaml"
 helm template test "$chart" -f "$chart/ci/full-values.yaml" > "$out/full.yaml"
 
 if helm template test "$chart" --set replicaCount=2 > /dev/null 2>&1; then
-  echo "chart rendered 2 replicas without cluster.backend=nats" >&2
+  echo "chart rendered 2 replicas without cluster.backend=nats or redis" >&2
   exit 1
 fi
+if helm template test "$chart" --set cluster.backend=redis > /dev/null 2>&1; then
+  echo "chart rendered cluster.backend=redis without cluster.redis.urls" >&2
+  exit 1
+fi
+# Three pods sharing a Redis, its password from a Secret.
+redis_values=(--set replicaCount=3 --set cluster.backend=redis --set 'cluster.redis.urls={redis://redis-master:6379}'
+  --set cluster.redis.username=gatewayd --set cluster.redis.passwordSecret=redis-password
+  --set cluster.redis.history=streams --set cluster.redis.messageloopLayout=ml2)
+helm template test "$chart" "${redis_values[@]}" > "$out/redis.yaml"
+for expected in 'backend = "redis"' 'history = "streams"' 'messageloop_layout = "ml2"' 'name: GATEWAYD_CLUSTER__URLS' 'value: "[\"redis://redis-master:6379\"]"' \
+  'name: GATEWAYD_CLUSTER__PASSWORD_FILE' 'mountPath: /etc/gatewayd/redis' 'secretName: redis-password'; do
+  grep -qF -- "$expected" "$out/redis.yaml" || { echo "redis values: no $expected" >&2; exit 1; }
+done
 if helm template test "$chart" --set auth.existingSecret=mine --set auth.config=x > /dev/null 2>&1; then
   echo "chart rendered with both auth.existingSecret and auth.config" >&2
   exit 1
@@ -56,6 +70,7 @@ fi
 
 # ServiceMonitor and PodMonitor are CRDs: kubernetes-validate knows only built-in kinds, so validate the rest.
 kubernetes-validate --strict --kubernetes-version 1.30 --quiet "$out/default.yaml"
+kubernetes-validate --strict --kubernetes-version 1.30 --quiet "$out/redis.yaml"
 python3 - "$out/full.yaml" "$out/full-builtin.yaml" <<'PY'
 import sys
 docs = open(sys.argv[1]).read().split("\n---")
@@ -70,6 +85,14 @@ if [ -n "${GATEWAYD:-}" ]; then
   printf 'check-token' > "$out/admin-token"
   sed -i "s#/etc/gatewayd/admin/token#$out/admin-token#" "$out/gatewayd.toml"
   "$GATEWAYD" check-config "$out/gatewayd.toml"
+  # The Redis values' config with the environment their Deployment sets.
+  helm template test "$chart" "${redis_values[@]}" | sed -n '/gatewayd.toml: |/,/^---/p' | sed '1d;$d' |
+    sed 's/^    //' > "$out/redis.toml"
+  sed -i "s#/etc/gatewayd/admin/token#$out/admin-token#" "$out/redis.toml"
+  printf 'secret' > "$out/redis-password"
+  GATEWAYD_CLUSTER__URLS='["redis://redis-master:6379"]' GATEWAYD_CLUSTER__KEY_PREFIX='gatewayd:' \
+    GATEWAYD_CLUSTER__USERNAME=gatewayd GATEWAYD_CLUSTER__PASSWORD_FILE="$out/redis-password" \
+    "$GATEWAYD" check-config "$out/redis.toml"
   # The full values' auth Secret laid out as the pod mounts it (each key a file in /etc/gatewayd/auth, here
   # $out/auth), merged over the generated config as the Deployment's second --config.
   mkdir "$out/auth"

@@ -39,11 +39,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* Refuse a split bus: several pods without a shared cluster backend. */}}
 {{- define "gatewayd.validate" -}}
-{{- if and (or (gt (int .Values.replicaCount) 1) .Values.autoscaling.enabled) (ne .Values.cluster.backend "nats") -}}
-{{- fail "replicaCount > 1 or autoscaling.enabled needs cluster.backend = \"nats\"; otherwise every pod has its own bus and messages do not cross pods" -}}
+{{- if and (or (gt (int .Values.replicaCount) 1) .Values.autoscaling.enabled) (not (has .Values.cluster.backend (list "nats" "redis"))) -}}
+{{- fail "replicaCount > 1 or autoscaling.enabled needs cluster.backend = \"nats\" or \"redis\"; otherwise every pod has its own bus and messages do not cross pods" -}}
+{{- end -}}
+{{- if not (has .Values.cluster.backend (list "single" "nats" "redis")) -}}
+{{- fail "cluster.backend must be single, nats or redis" -}}
 {{- end -}}
 {{- if and (eq .Values.cluster.backend "nats") (empty .Values.cluster.nats.urls) -}}
 {{- fail "cluster.backend = \"nats\" needs cluster.nats.urls" -}}
+{{- end -}}
+{{- if and (eq .Values.cluster.backend "redis") (empty .Values.cluster.redis.urls) -}}
+{{- fail "cluster.backend = \"redis\" needs cluster.redis.urls" -}}
 {{- end -}}
 {{- if and .Values.admin.existingSecret .Values.admin.token -}}
 {{- fail "set admin.existingSecret or admin.token, not both" -}}
