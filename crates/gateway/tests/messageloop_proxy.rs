@@ -11,6 +11,8 @@ mod support;
 mod messageloop_client;
 #[path = "support/pki.rs"]
 mod pki;
+#[path = "support/proxy_backend.rs"]
+mod proxy_backend;
 #[path = "support/stomp_client.rs"]
 mod stomp_client;
 
@@ -46,20 +48,11 @@ struct Backend {
 
 impl Backend {
     fn start() -> Backend {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let app = axum::Router::new()
             .route("/{*path}", post(handle))
             .with_state(seen.clone());
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind backend");
-        let addr = listener.local_addr().expect("backend address");
-        runtime.spawn(async move { axum::serve(listener, app).await });
+        let (addr, runtime) = proxy_backend::serve_on_loopback(app);
         Backend {
             addr,
             seen,

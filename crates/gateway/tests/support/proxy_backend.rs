@@ -21,20 +21,11 @@ pub struct ProxyBackend {
 
 impl ProxyBackend {
     pub fn start() -> ProxyBackend {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
         let calls = Arc::new(Mutex::new(Vec::new()));
         let app = axum::Router::new()
             .route("/proxy", post(answer))
             .with_state(calls.clone());
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind backend");
-        let addr = listener.local_addr().expect("backend address");
-        runtime.spawn(async move { axum::serve(listener, app).await });
+        let (addr, runtime) = serve_on_loopback(app);
         ProxyBackend {
             addr,
             calls,
@@ -62,6 +53,22 @@ impl ProxyBackend {
     pub fn call_count(&self) -> usize {
         self.calls.lock().expect("calls").len()
     }
+}
+
+/// Serves `app` on 127.0.0.1 (a free port) from a runtime of its own; the server stops when the runtime is
+/// dropped.
+pub fn serve_on_loopback(app: axum::Router) -> (SocketAddr, tokio::runtime::Runtime) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind backend");
+    let addr = listener.local_addr().expect("backend address");
+    runtime.spawn(async move { axum::serve(listener, app).await });
+    (addr, runtime)
 }
 
 async fn answer(
