@@ -323,3 +323,33 @@ def test_v5_subscription_identifiers_come_back():
     assert message.properties.SubscriptionIdentifier == [7]
     subscriber.close()
     publisher.close()
+
+
+def test_v5_retain_as_published_keeps_the_flag_on_live_messages():
+    keeping = connected(mqtt.MQTTv5)
+    keeping.client.subscribe("rap/x", options=mqtt.SubscribeOptions(qos=1, retainAsPublished=True))
+    keeping.subacks.get(timeout=WAIT)
+    clearing = connected(mqtt.MQTTv5)
+    clearing.subscribe("rap/x", 1)
+    publisher = connected(mqtt.MQTTv5)
+    publisher.publish("rap/x", b"retained", qos=1, retain=True)
+    publisher.publish("rap/x", b"plain", qos=1)
+    kept = [keeping.receive(), keeping.receive()]
+    assert [(m.payload, m.retain) for m in kept] == [(b"retained", True), (b"plain", False)]
+    cleared = [clearing.receive(), clearing.receive()]
+    assert [(m.payload, m.retain) for m in cleared] == [(b"retained", False), (b"plain", False)]
+    publisher.publish("rap/x", b"", qos=1, retain=True)
+    for peer in (keeping, clearing, publisher):
+        peer.close()
+
+
+def test_v311_live_messages_never_carry_retain():
+    subscriber = connected(mqtt.MQTTv311)
+    subscriber.subscribe("rap311/x", 1)
+    publisher = connected(mqtt.MQTTv311)
+    publisher.publish("rap311/x", b"retained", qos=1, retain=True)
+    message = subscriber.receive()
+    assert (message.payload, message.retain) == (b"retained", False)
+    publisher.publish("rap311/x", b"", qos=1, retain=True)
+    subscriber.close()
+    publisher.close()

@@ -19,6 +19,8 @@ pub const QOS_HEADER: &str = "mqtt-qos";
 pub const EXPIRY_HEADER: &str = "mqtt-message-expiry";
 pub const FORMAT_HEADER: &str = "mqtt-payload-format";
 pub const CORRELATION_HEADER: &str = "mqtt-correlation-data";
+/// Set (to `1`) on a message published with the RETAIN flag, for 5.0 Retain As Published subscriptions.
+pub const RETAIN_HEADER: &str = "mqtt-retain";
 
 /// Builds the envelope of a PUBLISH whose topic (alias resolved) is `topic`; `Err` is the reason code to
 /// refuse it with.
@@ -27,6 +29,11 @@ pub fn to_envelope(publish: &Publish, topic: Topic, origin: Origin) -> Result<En
     envelope
         .headers
         .push(QOS_HEADER, Bytes::from(vec![b'0' + publish.qos as u8]));
+    if publish.retain {
+        envelope
+            .headers
+            .push(RETAIN_HEADER, Bytes::from_static(b"1"));
+    }
     let Some(properties) = &publish.properties else {
         return Ok(envelope);
     };
@@ -77,6 +84,14 @@ pub fn published_qos(envelope: &Envelope) -> QoS {
         Some(b"1") => QoS::AtLeastOnce,
         _ => QoS::ExactlyOnce,
     }
+}
+
+/// Whether the message was published with the RETAIN flag (header [`RETAIN_HEADER`]).
+pub fn published_retained(envelope: &Envelope) -> bool {
+    envelope
+        .headers
+        .get(RETAIN_HEADER)
+        .is_some_and(|v| &v[..] == b"1")
 }
 
 /// The PUBLISH (without packet id) that carries `envelope` to a subscriber, or `None` when it cannot: a topic

@@ -109,7 +109,9 @@ impl Session {
         }
         let qos = min_qos(subscription.qos, bridge::published_qos(&delivery.envelope));
         let identifier = subscription.identifier;
-        self.send_publish(&delivery.envelope, qos, false, identifier);
+        let retain =
+            subscription.retain_as_published && bridge::published_retained(&delivery.envelope);
+        self.send_publish(&delivery.envelope, qos, retain, identifier);
     }
 
     /// Sends `envelope` at `qos` (`retain`: a retained message handed out on subscribe) for the subscription

@@ -24,6 +24,8 @@ pub(crate) struct Subscription {
     pub(crate) id: SubscriptionId,
     pub(crate) qos: QoS,
     pub(crate) no_local: bool,
+    /// 5.0 Retain As Published: messages keep the RETAIN flag they were published with (otherwise 0).
+    pub(crate) retain_as_published: bool,
     /// The 5.0 Subscription Identifier, sent back on every message this subscription delivers.
     pub(crate) identifier: Option<usize>,
 }
@@ -146,6 +148,7 @@ impl Session {
                         id,
                         qos: filter.qos,
                         no_local: filter.nolocal,
+                        retain_as_published: filter.preserve_retain,
                         identifier,
                     },
                 );
