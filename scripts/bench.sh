@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Runs every end-to-end benchmark docs/benchmarks.md reports, each next to nats-server measured in the same run,
-# and prints the tables as Markdown. Long (about 15 minutes); not part of the test suite.
+# Runs every end-to-end benchmark docs/benchmarks.md reports, each next to nats-server measured in the same run
+# (the MQTT rows also next to mosquitto), and prints the tables as Markdown. Long (about 20 minutes); not part of
+# the test suite.
 #
-#   scripts/bench.sh [OUT_DIR]      # JSON results are kept in OUT_DIR (default: a temporary directory)
+#   [BENCH_ROWS=all|mqtt] scripts/bench.sh [OUT_DIR]   # JSON results are kept in OUT_DIR (default: a temporary
+#                                                      # directory); BENCH_ROWS=mqtt runs the MQTT rows only
 #
 # Needs release binaries (`cargo build --release -p gateway --bins`, or BENCH_BIN_DIR=<dir with both>),
-# nats-server and python3 on PATH.
+# nats-server, mosquitto (the Debian package; its own instance is started here, not the system service) and
+# python3 on PATH.
 # Every server listens on 127.0.0.1 only; everything started here is stopped on exit.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -14,8 +17,10 @@ out="${1:-$(mktemp -d)}"
 mkdir -p "$out"
 # 10,000 idle connections need as many descriptors on each side.
 ulimit -n "$(ulimit -Hn)"
+rows="${BENCH_ROWS:-all}"
 admin_port=29391
 nats_port=24322
+mosquitto_port=21884
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -51,9 +56,30 @@ stop_gatewayd() {
 
 nats-server -a 127.0.0.1 -p "$nats_port" > "$out/nats.log" 2>&1 &
 pids+=("$!")
+# mosquitto as the MQTT peer: loopback, anonymous, in memory. Its defaults would drop QoS 1 messages past 1,000
+# queued per subscriber (max_queued_messages), so the queue is unbounded in count and bytes; its in-flight window
+# per client (max_inflight_messages, its CONNACK Receive Maximum) is 64, gatewayd's mqtt.receive_maximum.
+printf '%s\n' "listener $mosquitto_port 127.0.0.1" "allow_anonymous true" "persistence false" \
+  "max_inflight_messages 64" "max_queued_messages 0" "max_queued_bytes 0" > "$out/mosquitto.conf"
+mosquitto -c "$out/mosquitto.conf" > "$out/mosquitto.log" 2>&1 &
+pids+=("$!")
 start_gatewayd
 ctl=("$bin/gatewayctl" --admin "http://127.0.0.1:$admin_port")
 
+# MQTT → MQTT next to nats-server and mosquitto, MQTT → MessageLoop next to nats-server; QoS 0 and 1.
+for pair in "mqtt mqtt" "mqtt messageloop"; do
+  read -r p s <<< "$pair"
+  peer=()
+  [ "$s" = mqtt ] && peer=(--compare-mqtt "127.0.0.1:$mosquitto_port")
+  for qos in 0 1; do
+    for size in 16 1024; do
+      "${ctl[@]}" bench --pub-protocol "$p" --sub-protocol "$s" --qos "$qos" --size "$size" --duration 5 --json \
+        --compare-nats "nats://127.0.0.1:$nats_port" "${peer[@]}" > "$out/mqtt-$p-$s-qos$qos-$size.json"
+    done
+  done
+done
+
+if [ "$rows" = all ]; then
 pairs=("stomp stomp" "messageloop messageloop" "goomerang goomerang" "loom loom" "chanserv chanserv"
   "stomp messageloop" "loom goomerang")
 for pair in "${pairs[@]}"; do
@@ -68,10 +94,13 @@ done
 # Publisher stalls during the runs above (flow control), for the notes under the tables.
 curl -sf "http://127.0.0.1:$admin_port/metrics" | grep -E '^gatewayd_(publisher_stall|drops_total)' \
   > "$out/flow-metrics.txt" || true
+fi
 stop_gatewayd
 
 # Idle connections: a fresh gatewayd per row.
-for kind in "stomp" "stomp --ws" "messageloop" "messageloop --grpc" "goomerang"; do
+kinds=("stomp" "stomp --ws" "messageloop" "messageloop --grpc" "goomerang" "mqtt")
+[ "$rows" = mqtt ] && kinds=("mqtt")
+for kind in "${kinds[@]}"; do
   for count in 1000 10000; do
     start_gatewayd
     name="conns-${kind// --/-}-$count"

@@ -5,7 +5,8 @@ import pathlib
 import sys
 
 NAMES = {"stomp": "STOMP", "messageloop": "MessageLoop WS", "goomerang": "Goomerang", "loom": "Loom QUIC",
-         "chanserv": "chanserv"}
+         "chanserv": "chanserv", "mqtt": "MQTT"}
+MQTT_PAIRS = [("mqtt", "mqtt"), ("mqtt", "messageloop")]
 PAIRS = [("stomp", "stomp"), ("messageloop", "messageloop"), ("goomerang", "goomerang"), ("loom", "loom"),
          ("chanserv", "chanserv"), ("stomp", "messageloop"), ("loom", "goomerang")]
 
@@ -22,8 +23,42 @@ def pair_name(p, s):
     return f"{NAMES[p]} → {NAMES[s]}"
 
 
+def mqtt_tables(out, load):
+    """The MQTT rows (BENCH_ROWS=mqtt or all): all-out next to nats-server and mosquitto, and idle connections."""
+    print("| pair | QoS | payload | gatewayd in (out) msg/s | nats-server in (out) | ratio | mosquitto in (out) | ratio "
+          "| loss gatewayd / nats / mosquitto |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for p, s in MQTT_PAIRS:
+        for qos in (0, 1):
+            for size in (16, 1024):
+                r = load(f"mqtt-{p}-{s}-qos{qos}-{size}.json")
+                g, n, m = r["gatewayd"], r["nats"], r.get("mqtt_peer")
+                cell = lambda x: f"{rate(x['msgs_per_sec_in'])} ({rate(x['msgs_per_sec_out'])})"
+                loss = lambda x: f"{100 * x['loss_ratio']:.1f} %" if x else "–"
+                peer = (f"{cell(m)} | {r['mqtt_peer_ratio']['msgs_per_sec_in']:.2f}" if m else "– | –")
+                print(f"| {pair_name(p, s)} | {qos} | {size} B | {cell(g)} | {cell(n)} | "
+                      f"{r['ratio']['msgs_per_sec_in']:.2f} | {peer} | {loss(g)} / {loss(n)} / {loss(m)} |")
+    print()
+    print("| idle MQTT TCP connections | 1,000 | 10,000 |")
+    print("|---|---|---|")
+    cells = conns_cells(load, "mqtt")
+    print(f"| gatewayd | {cells[0]} | {cells[1]} |")
+
+
+def conns_cells(load, kind):
+    cells = []
+    for count in (1000, 10000):
+        r = load(f"conns-{kind}-{count}.json")
+        total = (r["rss_after_bytes"] - r["rss_before_bytes"]) / (1 << 20)
+        cells.append(f"{r['bytes_per_connection'] / 1024:.1f} KiB ({total:.0f} MiB total)")
+    return cells
+
+
 def main(out):
     load = lambda name: json.loads((out / name).read_text())
+    if not (out / "allout-stomp-stomp-16.json").exists():
+        mqtt_tables(out, load)
+        return
     print("| pair | payload | gatewayd in msg/s | nats-server in msg/s | ratio | gatewayd loss | nats loss |")
     print("|---|---|---|---|---|---|---|")
     for p, s in PAIRS:
@@ -46,13 +81,11 @@ def main(out):
     print("|---|---|---|")
     for kind, label in (("stomp", "STOMP TCP"), ("stomp-ws", "STOMP over WebSocket"),
                         ("messageloop", "MessageLoop WS"), ("messageloop-grpc", "MessageLoop gRPC"),
-                        ("goomerang", "Goomerang WS")):
-        cells = []
-        for count in (1000, 10000):
-            r = load(f"conns-{kind}-{count}.json")
-            total = (r["rss_after_bytes"] - r["rss_before_bytes"]) / (1 << 20)
-            cells.append(f"{r['bytes_per_connection'] / 1024:.1f} KiB ({total:.0f} MiB total)")
+                        ("goomerang", "Goomerang WS"), ("mqtt", "MQTT TCP")):
+        cells = conns_cells(load, kind)
         print(f"| {label} | {cells[0]} | {cells[1]} |")
+    print()
+    mqtt_tables(out, load)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 //! `gatewayctl bench`: N publishers × M subscribers on one topic, fixed-rate (send times scheduled ahead, and
 //! latency measured from the scheduled time so a stalled server cannot hide its stalls) or all-out, with
-//! msg/s in and out, loss and latency percentiles; optionally the same shape against nats-server in the same
-//! run. `bench conns` measures gatewayd's memory per idle connection instead.
+//! msg/s in and out, loss and latency percentiles; optionally the same shape against nats-server and against
+//! another MQTT broker (MQTT on both sides) in the same run. `bench conns` measures gatewayd's memory per idle
+//! connection instead.
 
 #[path = "bench/conns.rs"]
 mod conns;
@@ -77,9 +78,17 @@ pub struct RunArgs {
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
+    /// MQTT sides' QoS: 0, or 1 (QoS 1 publishes with a bounded window of PUBACKs awaited, QoS 1 subscriptions).
+    /// NATS core stays at most once.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
+    qos: u8,
     /// Also run the same shape against this NATS server (`nats://127.0.0.1:4222`) and print the ratio.
     #[arg(long)]
     compare_nats: Option<String>,
+    /// Also run the same shape against this MQTT broker (`127.0.0.1:1884`, e.g. mosquitto), with the MQTT client
+    /// on both sides at `--qos`, and print the ratio. Without credentials.
+    #[arg(long)]
+    compare_mqtt: Option<String>,
     /// Presented by both sides' gatewayd connections (not to NATS).
     #[command(flatten)]
     credentials: CredentialArgs,
@@ -120,12 +129,14 @@ async fn throughput(admin: &Admin, args: RunArgs) -> anyhow::Result<()> {
         latency_after: std::time::Duration::from_secs_f64(args.latency_after),
     };
     let credentials = args.credentials.credentials();
+    let at_least_once = args.qos == 1;
     let publishers = Endpoint::Gateway {
         protocol: pub_protocol,
         credentials: credentials.clone(),
         address: admin
             .address(pub_protocol, args.pub_address.as_deref())
             .await,
+        at_least_once,
     };
     let subscribers = Endpoint::Gateway {
         protocol: sub_protocol,
@@ -133,8 +144,10 @@ async fn throughput(admin: &Admin, args: RunArgs) -> anyhow::Result<()> {
         address: admin
             .address(sub_protocol, args.sub_address.as_deref())
             .await,
+        at_least_once,
     };
-    let gateway = run::run("gatewayd", &publishers, &subscribers, &shape).await?;
+    let mut gateway = run::run("gatewayd", &publishers, &subscribers, &shape).await?;
+    gateway.qos = args.qos;
     let nats = match &args.compare_nats {
         Some(url) => {
             let nats = Endpoint::Nats { url: url.clone() };
@@ -142,22 +155,50 @@ async fn throughput(admin: &Admin, args: RunArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    report(gateway, nats, args.json)
+    let mqtt_peer = match &args.compare_mqtt {
+        Some(address) => {
+            let peer = Endpoint::Gateway {
+                protocol: Protocol::Mqtt,
+                address: address.clone(),
+                credentials: Default::default(),
+                at_least_once,
+            };
+            let mut result = run::run("mqtt-peer", &peer, &peer, &shape).await?;
+            result.qos = args.qos;
+            Some(result)
+        }
+        None => None,
+    };
+    report(gateway, nats, mqtt_peer, args.json)
 }
 
-fn report(gateway: RunResult, nats: Option<RunResult>, json: bool) -> anyhow::Result<()> {
+fn report(
+    gateway: RunResult,
+    nats: Option<RunResult>,
+    mqtt_peer: Option<RunResult>,
+    json: bool,
+) -> anyhow::Result<()> {
     let ratio = nats.as_ref().map(|nats| Ratio::of(&gateway, nats));
+    let mqtt_peer_ratio = mqtt_peer.as_ref().map(|peer| Ratio::of(&gateway, peer));
     if json {
         let value = serde_json::json!({
             "gatewayd": gateway,
             "nats": nats,
             "ratio": ratio,
+            "mqtt_peer": mqtt_peer,
+            "mqtt_peer_ratio": mqtt_peer_ratio,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
+        let ratios: Vec<(&str, Ratio)> =
+            [("nats-server", ratio), ("the MQTT peer", mqtt_peer_ratio)]
+                .into_iter()
+                .filter_map(|(name, ratio)| Some((name, ratio?)))
+                .collect();
         let mut runs = vec![gateway];
         runs.extend(nats);
-        stats::print_table(&runs, ratio.as_ref());
+        runs.extend(mqtt_peer);
+        stats::print_table(&runs, &ratios);
         for run in &runs {
             for error in &run.errors {
                 eprintln!("{}: {error}", run.server);

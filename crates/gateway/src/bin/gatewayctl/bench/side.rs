@@ -1,18 +1,23 @@
-//! The two ends of a benchmark run, over gatewayd (any protocol) or over NATS core (for the same-run
-//! comparison): publishers that write stamped payloads and subscribers that read them.
+//! The two ends of a benchmark run, over gatewayd (any protocol; MQTT at QoS 0 or 1), over another MQTT broker
+//! (gatewayd's MQTT client, for the same-run comparison) or over NATS core (likewise): publishers that write
+//! stamped payloads and subscribers that read them.
 
 use anyhow::Context as _;
 use bytes::Bytes;
 use futures::StreamExt;
-use gateway::clients::{Client, Credentials, Outgoing, Protocol};
+use gateway::clients::mqtt::MqttClient;
+use gateway::clients::{Client, ClientError, Credentials, Outgoing, Protocol};
 
-/// Where a side connects.
+/// Where a side connects. An MQTT broker other than gatewayd is a `Gateway` endpoint with the MQTT protocol:
+/// the same client speaks to both.
 #[derive(Clone, Debug)]
 pub enum Endpoint {
     Gateway {
         protocol: Protocol,
         address: String,
         credentials: Credentials,
+        /// MQTT only: publish and subscribe at QoS 1.
+        at_least_once: bool,
     },
     Nats {
         url: String,
@@ -41,8 +46,9 @@ impl Endpoint {
                 protocol,
                 address,
                 credentials,
+                at_least_once,
             } => Publisher::Gateway(
-                Client::connect(*protocol, address, credentials)
+                connect(*protocol, address, credentials, *at_least_once)
                     .await
                     .with_context(|| format!("{protocol} publisher at {address}"))?,
             ),
@@ -56,8 +62,9 @@ impl Endpoint {
                 protocol,
                 address,
                 credentials,
+                at_least_once,
             } => {
-                let mut client = Client::connect(*protocol, address, credentials)
+                let mut client = connect(*protocol, address, credentials, *at_least_once)
                     .await
                     .with_context(|| format!("{protocol} subscriber at {address}"))?;
                 client.subscribe(topic).await?;
@@ -74,6 +81,20 @@ impl Endpoint {
             }
         })
     }
+}
+
+/// A client of `protocol`; an MQTT one at QoS 1 when `at_least_once`.
+async fn connect(
+    protocol: Protocol,
+    address: &str,
+    credentials: &Credentials,
+    at_least_once: bool,
+) -> Result<Client, ClientError> {
+    if protocol == Protocol::Mqtt && at_least_once {
+        let client = MqttClient::connect(address, credentials).await?;
+        return Ok(Client::Mqtt(client.at_least_once()));
+    }
+    Client::connect(protocol, address, credentials).await
 }
 
 /// Messages async-nats buffers for one subscription before it drops them (in the client, not the server). The

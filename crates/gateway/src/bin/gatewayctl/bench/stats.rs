@@ -81,6 +81,8 @@ pub struct RunResult {
     pub publishers: usize,
     pub subscribers: usize,
     pub payload_bytes: usize,
+    /// MQTT sides' QoS (0 wherever there is no MQTT side).
+    pub qos: u8,
     /// Target total msg/s, or null in all-out mode.
     pub rate: Option<u64>,
     pub duration_secs: f64,
@@ -121,6 +123,7 @@ impl RunResult {
             publishers,
             subscribers,
             payload_bytes,
+            qos: 0,
             rate,
             duration_secs: secs,
             sent,
@@ -141,7 +144,7 @@ impl RunResult {
     }
 }
 
-/// gatewayd's figures divided by nats-server's.
+/// gatewayd's figures divided by another server's.
 #[derive(Debug, Clone, Serialize)]
 pub struct Ratio {
     pub msgs_per_sec_out: f64,
@@ -160,8 +163,8 @@ impl Ratio {
     }
 }
 
-/// Prints the summary table of `runs` (and the ratio when there is one).
-pub fn print_table(runs: &[RunResult], ratio: Option<&Ratio>) {
+/// Prints the summary table of `runs` and gatewayd's ratio to each other server named in `ratios`.
+pub fn print_table(runs: &[RunResult], ratios: &[(&str, Ratio)]) {
     println!(
         "{:<10} {:>5}→{:<11} {:>4}x{:<4} {:>6} {:>12} {:>12} {:>10} {:>8} {:>9} {:>9} {:>9} {:>9}",
         "server",
@@ -198,9 +201,9 @@ pub fn print_table(runs: &[RunResult], ratio: Option<&Ratio>) {
             run.latency_us.p99_9,
         );
     }
-    if let Some(ratio) = ratio {
+    for (server, ratio) in ratios {
         println!(
-            "gatewayd / nats-server: out {:.2}x, in {:.2}x, p99 {:.2}x",
+            "gatewayd / {server}: out {:.2}x, in {:.2}x, p99 {:.2}x",
             ratio.msgs_per_sec_out, ratio.msgs_per_sec_in, ratio.p99
         );
     }
