@@ -9,6 +9,7 @@
 
 pub mod budget;
 mod deadlines;
+mod read_size;
 mod watched;
 
 use std::future::Future;
@@ -22,6 +23,7 @@ use tokio::time::{timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
 
 pub use deadlines::Deadlines;
+pub use read_size::ReadSize;
 pub use watched::Watched;
 
 /// First pause after a failed `accept()`; it doubles while failures go on.

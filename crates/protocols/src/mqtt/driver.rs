@@ -21,12 +21,12 @@ use tokio_util::sync::CancellationToken;
 use super::retained::Retained;
 use super::session::{Flow, Session, Will};
 use super::store::SessionStore;
-use crate::accept::{Deadlines, Watched};
+use crate::accept::{Deadlines, ReadSize, Watched};
 use crate::{CloseCause, ConnectionGuard};
 
 /// How long a closing connection waits for the peer to finish.
 const LINGER: Duration = Duration::from_secs(1);
-/// Read size.
+/// Read size on byte streams while data keeps coming.
 const READ_CHUNK: usize = 8 << 10;
 /// How long a CONNECT waits for the connection that held its client id to end; past it, the new one goes on
 /// without the old session.
@@ -47,20 +47,24 @@ pub(crate) trait Transport {
 /// MQTT on a byte stream.
 pub(crate) struct StreamTransport<S> {
     stream: Watched<S>,
+    read_size: ReadSize,
 }
 
 impl<S> StreamTransport<S> {
     pub(crate) fn new(stream: S, deadlines: &Deadlines) -> Self {
         StreamTransport {
             stream: Watched::new(stream, deadlines),
+            read_size: ReadSize::new(READ_CHUNK),
         }
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Transport for StreamTransport<S> {
     async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        buf.reserve(READ_CHUNK);
-        self.stream.read_buf(buf).await
+        let room = self.read_size.prepare(buf);
+        let read = self.stream.read_buf(buf).await?;
+        self.read_size.read(room, read);
+        Ok(read)
     }
 
     async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {

@@ -23,15 +23,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::outbox::Outbox;
 use super::session::{Flow, Session};
-use crate::accept::{Deadlines, Watched};
+use crate::accept::{Deadlines, ReadSize, Watched};
 use crate::{CloseCause, ConnectionGuard};
 
 /// How long a closing connection waits for the peer to finish.
 const LINGER: Duration = Duration::from_secs(1);
 /// Read size on byte streams while data keeps coming.
 const READ_CHUNK: usize = 16 << 10;
-/// Read size after a read that emptied the socket: an idle connection waits without pinning a large buffer.
-const IDLE_READ: usize = 512;
 /// A read at least this large yields to the other tasks of the worker before the next one.
 const BUSY_READ: usize = 4 << 10;
 
@@ -51,28 +49,23 @@ pub(crate) trait Transport {
 /// STOMP on a byte stream.
 pub(crate) struct StreamTransport<S> {
     stream: Watched<S>,
-    /// The last read filled all the room it was given, so more input is probably waiting.
-    busy: bool,
+    read_size: ReadSize,
 }
 
 impl<S> StreamTransport<S> {
     pub(crate) fn new(stream: S, deadlines: &Deadlines) -> Self {
         StreamTransport {
             stream: Watched::new(stream, deadlines),
-            busy: false,
+            read_size: ReadSize::new(READ_CHUNK),
         }
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Transport for StreamTransport<S> {
     async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        if !self.busy && buf.is_empty() && buf.capacity() > IDLE_READ {
-            *buf = BytesMut::new();
-        }
-        buf.reserve(if self.busy { READ_CHUNK } else { IDLE_READ });
-        let room = buf.capacity() - buf.len();
+        let room = self.read_size.prepare(buf);
         let read = self.stream.read_buf(buf).await?;
-        self.busy = read == room;
+        self.read_size.read(room, read);
         Ok(read)
     }
 
