@@ -2,10 +2,11 @@
 //! small read buffer, and write coalescing in tungstenite's own lazily grown buffer (`feed` many messages, then
 //! one `flush` writes them with one syscall), so idle connections stay cheap.
 
+use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
 /// What a listener accepts.
@@ -46,6 +47,19 @@ pub struct Accepted {
 pub enum WsAcceptError {
     #[error("websocket handshake: {0}")]
     Handshake(#[from] tokio_tungstenite::tungstenite::Error),
+}
+
+/// Sends a close (`frame`, or none) and reads until the client's close, both within
+/// [`crate::accept::LINGER`], so what was written before is not lost to a reset.
+pub async fn close_and_linger<S>(ws: &mut WebSocketStream<S>, frame: Option<CloseFrame>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = tokio::time::timeout(crate::accept::LINGER, async {
+        let _ = ws.close(frame).await;
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
 }
 
 /// The tungstenite config for `options`.

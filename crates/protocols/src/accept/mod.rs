@@ -9,6 +9,7 @@
 
 pub mod budget;
 mod deadlines;
+mod linger;
 mod read_size;
 mod watched;
 
@@ -23,6 +24,7 @@ use tokio::time::{timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
 
 pub use deadlines::Deadlines;
+pub use linger::{linger, LINGER};
 pub use read_size::ReadSize;
 pub use watched::Watched;
 

@@ -1,7 +1,10 @@
 //! How much a byte-stream connection reads next: large reads while data keeps coming, small ones once a read
 //! left room unfilled (the socket was emptied), so an idle connection waits without pinning a large buffer.
 
+use std::io;
+
 use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Read size after a read that emptied the socket.
 pub const IDLE_READ: usize = 512;
@@ -20,19 +23,27 @@ impl ReadSize {
         ReadSize { chunk, busy: false }
     }
 
-    /// Makes room in `buf` for the next read: `chunk` bytes when busy, [`IDLE_READ`] otherwise (and an empty
-    /// buffer grown by a burst is given back first). Returns the room made.
-    pub fn prepare(&self, buf: &mut BytesMut) -> usize {
+    /// Reads from `stream`, appending to `buf`, with room for `chunk` bytes when the last read filled its room
+    /// and for [`IDLE_READ`] otherwise; `Ok(0)` at the end of input.
+    pub async fn read<R: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut R,
+        buf: &mut BytesMut,
+    ) -> io::Result<usize> {
+        let room = self.prepare(buf);
+        let read = stream.read_buf(buf).await?;
+        self.busy = read == room;
+        Ok(read)
+    }
+
+    /// Makes room in `buf` for the next read (an empty buffer grown by a burst is given back first when not
+    /// busy). Returns the room made.
+    fn prepare(&self, buf: &mut BytesMut) -> usize {
         if !self.busy && buf.is_empty() && buf.capacity() > IDLE_READ {
             *buf = BytesMut::new();
         }
         buf.reserve(if self.busy { self.chunk } else { IDLE_READ });
         buf.capacity() - buf.len()
-    }
-
-    /// Records that a read given `room` bytes returned `read`.
-    pub fn read(&mut self, room: usize, read: usize) {
-        self.busy = read == room;
     }
 }
 
@@ -40,18 +51,22 @@ impl ReadSize {
 mod tests {
     use super::*;
 
-    #[test]
-    fn small_until_a_read_fills_its_room_and_small_again_after_one_does_not() {
+    #[tokio::test]
+    async fn small_until_a_read_fills_its_room_and_small_again_after_one_does_not() {
         let mut size = ReadSize::new(16 << 10);
         let mut buf = BytesMut::new();
-        let room = size.prepare(&mut buf);
-        assert!((IDLE_READ..16 << 10).contains(&room), "{room}");
-        size.read(room, room);
+        let burst = vec![7u8; 64 << 10];
+        let first = size.read(&mut &burst[..], &mut buf).await.expect("read");
+        assert!((IDLE_READ..16 << 10).contains(&first), "{first}");
         buf.clear();
-        assert!(size.prepare(&mut buf) >= 16 << 10);
-        size.read(16 << 10, 10);
+        let second = size.read(&mut &burst[..], &mut buf).await.expect("read");
+        assert!(second >= 16 << 10, "a busy connection reads {second}");
         buf.clear();
-        let room = size.prepare(&mut buf);
-        assert!(room < 16 << 10, "an idle connection keeps {room} bytes");
+        size.read(&mut &b"0123456789"[..], &mut buf)
+            .await
+            .expect("read");
+        buf.clear();
+        let idle = size.read(&mut &burst[..], &mut buf).await.expect("read");
+        assert!(idle < 16 << 10, "an idle connection reads {idle}");
     }
 }

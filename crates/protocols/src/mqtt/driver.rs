@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use core_bus::{Bus, Closed, Delivery, Mailbox};
 use futures::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
@@ -21,11 +21,10 @@ use tokio_util::sync::CancellationToken;
 use super::retained::Retained;
 use super::session::{Flow, Session, Will};
 use super::store::SessionStore;
-use crate::accept::{Deadlines, ReadSize, Watched};
+use crate::accept::{self, Deadlines, ReadSize, Watched};
+use crate::ws;
 use crate::{CloseCause, ConnectionGuard};
 
-/// How long a closing connection waits for the peer to finish.
-const LINGER: Duration = Duration::from_secs(1);
 /// Read size on byte streams while data keeps coming.
 const READ_CHUNK: usize = 8 << 10;
 /// How long a CONNECT waits for the connection that held its client id to end; past it, the new one goes on
@@ -61,10 +60,7 @@ impl<S> StreamTransport<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Transport for StreamTransport<S> {
     async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        let room = self.read_size.prepare(buf);
-        let read = self.stream.read_buf(buf).await?;
-        self.read_size.read(room, read);
-        Ok(read)
+        self.read_size.read(&mut self.stream, buf).await
     }
 
     async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
@@ -77,12 +73,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for StreamTransport<S> {
     }
 
     async fn close(mut self) {
-        let _ = timeout(LINGER, async {
-            let _ = self.stream.shutdown().await;
-            let mut sink = [0u8; 1024];
-            while matches!(self.stream.read(&mut sink).await, Ok(n) if n > 0) {}
-        })
-        .await;
+        accept::linger(&mut self.stream).await;
     }
 }
 
@@ -132,11 +123,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for WsTransport<S> {
     }
 
     async fn close(mut self) {
-        let _ = timeout(LINGER, async {
-            let _ = self.ws.close(None).await;
-            while let Some(Ok(_)) = self.ws.next().await {}
-        })
-        .await;
+        ws::close_and_linger(&mut self.ws, None).await;
     }
 }
 

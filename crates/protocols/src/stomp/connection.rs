@@ -7,12 +7,11 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use core_bus::{Closed, Delivery, Mailbox};
 use futures::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
@@ -23,11 +22,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::outbox::Outbox;
 use super::session::{Flow, Session};
-use crate::accept::{Deadlines, ReadSize, Watched};
+use crate::accept::{self, Deadlines, ReadSize, Watched};
+use crate::ws;
 use crate::{CloseCause, ConnectionGuard};
 
-/// How long a closing connection waits for the peer to finish.
-const LINGER: Duration = Duration::from_secs(1);
 /// Read size on byte streams while data keeps coming.
 const READ_CHUNK: usize = 16 << 10;
 /// A read at least this large yields to the other tasks of the worker before the next one.
@@ -63,10 +61,7 @@ impl<S> StreamTransport<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Transport for StreamTransport<S> {
     async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        let room = self.read_size.prepare(buf);
-        let read = self.stream.read_buf(buf).await?;
-        self.read_size.read(room, read);
-        Ok(read)
+        self.read_size.read(&mut self.stream, buf).await
     }
 
     async fn send(&mut self, frames: &mut Outbox) -> io::Result<()> {
@@ -84,12 +79,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for StreamTransport<S> {
     }
 
     async fn close(mut self) {
-        let _ = timeout(LINGER, async {
-            let _ = self.stream.shutdown().await;
-            let mut sink = [0u8; 4096];
-            while matches!(self.stream.read(&mut sink).await, Ok(n) if n > 0) {}
-        })
-        .await;
+        accept::linger(&mut self.stream).await;
     }
 }
 
@@ -114,11 +104,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsTransport<S> {
             code: CloseCode::Size,
             reason: Utf8Bytes::from_static("message too big"),
         };
-        let _ = timeout(LINGER, async {
-            let _ = self.ws.close(Some(frame)).await;
-            while let Some(Ok(_)) = self.ws.next().await {}
-        })
-        .await;
+        ws::close_and_linger(&mut self.ws, Some(frame)).await;
     }
 }
 
@@ -167,11 +153,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for WsTransport<S> {
     }
 
     async fn close(mut self) {
-        let _ = timeout(LINGER, async {
-            let _ = self.ws.close(None).await;
-            while let Some(Ok(_)) = self.ws.next().await {}
-        })
-        .await;
+        ws::close_and_linger(&mut self.ws, None).await;
     }
 }
 
