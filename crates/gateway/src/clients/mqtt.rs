@@ -15,6 +15,7 @@ use core_bus::names::{topic_from_mqtt, topic_to_mqtt};
 use core_bus::Topic;
 use mqttbytes::v5::{self, Packet, PublishProperties};
 use mqttbytes::QoS;
+use protocols::mqtt::bridge::empty_properties;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
@@ -183,7 +184,7 @@ impl MqttClient {
         if !message.headers.is_empty() {
             publish.properties = Some(PublishProperties {
                 user_properties: message.headers.clone(),
-                ..no_properties()
+                ..empty_properties()
             });
         }
         publish.write(&mut self.out).map_err(wire)?;
@@ -239,7 +240,7 @@ impl MqttClient {
         publish.properties = Some(PublishProperties {
             response_topic: Some(self.reply_topic.clone()),
             correlation_data: Some(Bytes::from(correlation.clone().into_bytes())),
-            ..no_properties()
+            ..empty_properties()
         });
         publish.write(&mut self.out).map_err(wire)?;
         self.flush().await?;
@@ -259,7 +260,7 @@ impl MqttClient {
                 .correlation_id
                 .as_ref()
                 .map(|id| Bytes::from(id.clone().into_bytes())),
-            ..no_properties()
+            ..empty_properties()
         });
         publish.write(&mut self.out).map_err(wire)?;
         self.flush().await
@@ -388,25 +389,12 @@ impl Reader {
     }
 }
 
-fn no_properties() -> PublishProperties {
-    PublishProperties {
-        payload_format_indicator: None,
-        message_expiry_interval: None,
-        topic_alias: None,
-        response_topic: None,
-        correlation_data: None,
-        user_properties: Vec::new(),
-        subscription_identifiers: Vec::new(),
-        content_type: None,
-    }
-}
-
 fn to_message(publish: v5::Publish) -> Message {
     let topic = topic_from_mqtt(&publish.topic)
         .ok()
         .and_then(|topic| topic.to_dotted())
         .or(Some(publish.topic.clone()));
-    let properties = publish.properties.unwrap_or_else(no_properties);
+    let properties = publish.properties.unwrap_or_else(empty_properties);
     Message {
         topic,
         payload: publish.payload,
