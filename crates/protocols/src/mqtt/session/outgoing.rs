@@ -144,18 +144,21 @@ impl Session {
             return;
         }
         match connected.outgoing.allocate() {
-            Some(pkid) => {
-                publish.pkid = pkid;
-                if self.write_publish(publish.clone()) {
-                    if let Some(connected) = self.connected.as_mut() {
-                        connected
-                            .outgoing
-                            .in_flight
-                            .insert(pkid, InFlight::Sent(Box::new(publish)));
-                    }
-                }
-            }
+            Some(pkid) => self.write_in_flight(publish, pkid),
             None => connected.outgoing.waiting.push_back(publish),
+        }
+    }
+
+    /// Writes a QoS 1/2 `publish` under packet id `pkid` and keeps it in flight until acknowledged.
+    fn write_in_flight(&mut self, mut publish: Publish, pkid: u16) {
+        publish.pkid = pkid;
+        if self.write_publish(publish.clone()) {
+            if let Some(connected) = self.connected.as_mut() {
+                connected
+                    .outgoing
+                    .in_flight
+                    .insert(pkid, InFlight::Sent(Box::new(publish)));
+            }
         }
     }
 
@@ -214,22 +217,14 @@ impl Session {
     /// Sends what waited for room in the window.
     fn send_waiting(&mut self) {
         while let Some(connected) = self.connected.as_mut() {
-            let Some(mut publish) = connected.outgoing.waiting.pop_front() else {
+            let Some(publish) = connected.outgoing.waiting.pop_front() else {
                 return;
             };
             let Some(pkid) = connected.outgoing.allocate() else {
                 connected.outgoing.waiting.push_front(publish);
                 return;
             };
-            publish.pkid = pkid;
-            if self.write_publish(publish.clone()) {
-                if let Some(connected) = self.connected.as_mut() {
-                    connected
-                        .outgoing
-                        .in_flight
-                        .insert(pkid, InFlight::Sent(Box::new(publish)));
-                }
-            }
+            self.write_in_flight(publish, pkid);
         }
     }
 }
