@@ -21,26 +21,10 @@ rows="${BENCH_ROWS:-all}"
 admin_port=29391
 nats_port=24322
 mosquitto_port=21884
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
+# shellcheck source=scripts/bench_common.sh
+source "$root/scripts/bench_common.sh"
 config="$out/bench.toml"
-# The example config as it is (flow control and slow_consumer defaults), on loopback and quieter.
-sed -e "s/127.0.0.1:9091/127.0.0.1:$admin_port/; s/0\.0\.0\.0:/127.0.0.1:/; s/^level = \"info\"/level = \"warn\"/" \
-  "$root/config/gatewayd.toml" > "$config"
-
-wait_ready() {
-  for _ in $(seq 200); do
-    curl -sf "http://127.0.0.1:$admin_port/readyz" > /dev/null && return 0
-    sleep 0.1
-  done
-  echo "gatewayd did not become ready" >&2
-  return 1
-}
+bench_config "$config"
 
 start_gatewayd() {
   "$bin/gatewayd" --config "$config" > "$out/gatewayd.log" 2>&1 &

@@ -18,16 +18,10 @@ admin_port=29392
 rate="${RATE:-10000}"
 duration="${DURATION:-30}"
 settle=10
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
+# shellcheck source=scripts/bench_common.sh
+source "$root/scripts/bench_common.sh"
 config="$out/stuck.toml"
-sed -e "s/127.0.0.1:9091/127.0.0.1:$admin_port/; s/0\.0\.0\.0:/127.0.0.1:/; s/^level = \"info\"/level = \"warn\"/" \
-  "$root/config/gatewayd.toml" > "$config"
+bench_config "$config"
 admin="http://127.0.0.1:$admin_port"
 ctl=("$bin/gatewayctl" --admin "$admin")
 
@@ -56,7 +50,7 @@ one_run() {
   "$bin/gatewayd" --config "$config" > "$out/$name.log" 2>&1 &
   local gatewayd_pid=$!
   pids+=("$gatewayd_pid")
-  for _ in $(seq 200); do curl -sf "$admin/readyz" > /dev/null && break; sleep 0.1; done
+  wait_ready
   if [ "$with_stuck" = yes ]; then
     local address
     address=$(curl -sf "$admin/api/listeners" |
