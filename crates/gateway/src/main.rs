@@ -3,6 +3,7 @@
 
 mod admin;
 mod listeners;
+mod memory;
 mod reload;
 mod shutdown;
 
@@ -208,6 +209,10 @@ async fn run(
         reloads,
     ));
     let _ = state.reloader.set(reloader.clone());
+    tokio::spawn(memory::give_back(
+        services.connections.clone(),
+        shutdown.clone(),
+    ));
     ready.store(true, Ordering::Release);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "gatewayd ready");
 

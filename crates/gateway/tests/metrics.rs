@@ -4,6 +4,8 @@
 
 mod support;
 
+#[path = "support/messageloop_client.rs"]
+mod messageloop_client;
 #[path = "support/stomp_client.rs"]
 mod stomp_client;
 
@@ -126,4 +128,49 @@ fn closed_connections_are_counted_by_reason() {
     let _silent = Peer::open(stomp);
     wait_closed(&gateway, "deadline", 1.0);
     wait_closed(&gateway, "client", 1.0);
+}
+
+#[test]
+fn a_grpc_client_that_goes_away_is_counted_as_the_clients_close() {
+    let gateway = Gatewayd::start(&format!(
+        "{}[messageloop.grpc]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
+        base_config()
+    ));
+    let address = gateway.listener("messageloop.grpc");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let stream = runtime.block_on(async {
+        use messageloop_client::grpc::g2;
+        let mut stream = messageloop_client::grpc::open_g2(address).await;
+        stream
+            .send(g2::InboundMessage {
+                id: "c".into(),
+                time: 0,
+                envelope: Some(g2::inbound_message::Envelope::Connect(g2::Connect {
+                    version: "2.0.0".into(),
+                    ..Default::default()
+                })),
+            })
+            .await;
+        stream.next().await.expect("connected");
+        stream
+    });
+    // The HTTP/2 connection goes away under the open stream, as when a client process ends.
+    drop(stream);
+    drop(runtime);
+    let closed = |reason: &str| {
+        gateway.metric(
+            "gatewayd_connections_closed_total",
+            &[("listener", "messageloop.grpc"), ("reason", reason)],
+        )
+    };
+    let until = std::time::Instant::now() + WAIT;
+    while closed("client") < 1.0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "not counted as the client's close; protocol_error = {}",
+            closed("protocol_error")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(closed("protocol_error"), 0.0);
 }

@@ -4,7 +4,7 @@
 //! fixed by the config (one per transport), so the label sets are bounded.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use core_bus::{ConnectionId, Protocol};
@@ -34,6 +34,8 @@ struct Entry {
 pub struct ConnectionRegistry {
     entries: Arc<DashMap<ConnectionId, Entry>>,
     per_listener: Arc<DashMap<String, usize>>,
+    /// Connections (and gRPC streams) ended since the process started.
+    closed: Arc<AtomicU64>,
 }
 
 /// Refused because the listener is at its connection limit.
@@ -208,6 +210,11 @@ impl ConnectionRegistry {
     pub fn count(&self) -> usize {
         self.entries.len()
     }
+
+    /// How many connections (and gRPC streams) have ended since the process started.
+    pub fn closed(&self) -> u64 {
+        self.closed.load(Ordering::Relaxed)
+    }
 }
 
 impl ConnectionGuard {
@@ -250,6 +257,7 @@ impl Drop for ConnectionGuard {
         .increment(1);
         self.open.decrement(1.0);
         self.registry.entries.remove(&self.id);
+        self.registry.closed.fetch_add(1, Ordering::Relaxed);
     }
 }
 

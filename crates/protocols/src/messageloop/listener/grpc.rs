@@ -546,6 +546,8 @@ async fn run<W: Wire>(
                         Err(DecodeError::Empty { .. }) => session.on_empty(now),
                     },
                     Ok(None) => return,
+                    // The client reset the stream or dropped the connection: nothing to answer.
+                    Err(status) if went_away(&status) => return,
                     Err(status) => {
                         tracing::debug!(%status, listener = NAME, "stream ended with an error");
                         let refusal = refusal(&status, shared.max_message_size);
@@ -561,6 +563,16 @@ async fn run<W: Wire>(
             _ = sleep_until(deadline), if deadline.is_some() => session.tick(Now::current()),
         }
     }
+}
+
+/// Whether a stream's input ended because the client went away (a stream reset, a connection closed or broken
+/// under it) rather than because of what it sent. Everything a client sends that cannot be read is
+/// `RESOURCE_EXHAUSTED`/`OUT_OF_RANGE` (over the limit) or `INTERNAL` (undecodable, an HTTP/2 protocol error).
+fn went_away(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Cancelled | tonic::Code::Unknown | tonic::Code::Unavailable
+    )
 }
 
 /// The status a stream ends with when its input cannot be read: a message over `limits.max_message_size` is
