@@ -584,12 +584,15 @@ fn h3_large_messages_are_cut_through() {
     );
 }
 
-/// The consumer stream of a cut-through message that cannot be finished is reset, never ended as if the message
-/// were whole; the producer is told with STOP_SENDING (3: too large, also for a room without a Loom consumer).
+/// The consumer stream of a cut-through message that cannot be finished (over the limit, producer reset or
+/// silent) is reset, never ended as if the message were whole; the producer is told with STOP_SENDING (3: too
+/// large, also for a room without a Loom consumer; 4: the consumer went away).
 #[test]
 fn failed_cut_through_resets_the_consumer_and_tells_the_producer() {
-    let (gateway, addr, rt) =
-        start("[loom.limits]\nmax_message_bytes = 1048576\nmax_streamed_message_bytes = 4194304\n");
+    let (gateway, addr, rt) = start(
+        "[loom.limits]\nmax_message_bytes = 1048576\nmax_streamed_message_bytes = 4194304\n\
+         [loom.deadlines]\nidle_frame_ms = 1000\n",
+    );
     let room = "cut.r";
     let quic = rt.block_on(Client::connect(addr, Transport::Quic));
     rt.block_on(async {
@@ -651,6 +654,25 @@ fn failed_cut_through_resets_the_consumer_and_tells_the_producer() {
             got.map(|m| m.map(|m| m.body.len()))
         );
     });
+    // The producer goes silent in the middle of a message for idle_frame_ms: the consumer's stream is reset, and
+    // the producer's next bytes find the consumer gone (STOP_SENDING 4).
+    let mut consumer = rt.block_on(consumer_stream());
+    wait_members(&gateway, room, 1);
+    rt.block_on(async {
+        let mut producer = quic
+            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
+            .await;
+        let bytes = message(b"k", &vec![4u8; 3 << 20], 65536);
+        producer.write(&bytes[..3 << 19]).await.unwrap();
+        let got = within("consumer reset", consumer.next()).await;
+        assert!(
+            got.is_err(),
+            "the consumer got {:?}",
+            got.map(|m| m.map(|m| m.body.len()))
+        );
+        let _ = producer.write(&bytes[3 << 19..]).await;
+        assert_eq!(within("STOP_SENDING", producer.stopped()).await, Some(4));
+    });
     // Declared over max_streamed_message_bytes: refused at the header; the consumer gets only what follows.
     let mut consumer = rt.block_on(consumer_stream());
     wait_members(&gateway, room, 1);
@@ -674,7 +696,7 @@ fn failed_cut_through_resets_the_consumer_and_tells_the_producer() {
             "gatewayd_loom_streamed_messages_total",
             &[("outcome", "failed")]
         ),
-        2.0
+        3.0
     );
     assert_eq!(
         gateway.metric(

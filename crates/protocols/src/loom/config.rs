@@ -29,8 +29,8 @@ pub struct LoomConfig {
     pub tls: TlsConfig,
     pub limits: LoomLimits,
     pub quic: QuicConfig,
-    /// Pre-auth (QUIC handshake, and each stream's hello) and blocked-write deadlines; `idle_frame_ms` is not used
-    /// (`quic.idle_timeout_secs` ends silent connections).
+    /// Pre-auth (QUIC handshake, and each stream's hello) and blocked-write deadlines; `idle_frame_ms` bounds the
+    /// wait for the next piece of a cut-through message (`quic.idle_timeout_secs` ends silent connections).
     pub deadlines: Deadlines,
     /// How long a refused consumer stream stays open before its FIN, so that clients reconnecting in a loop
     /// (Loom-go does so without delay, reference §4.10) are slowed down.
