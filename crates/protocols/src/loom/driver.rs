@@ -187,7 +187,8 @@ pub(super) async fn produce<I: Inbound>(
     conn: &Conn,
 ) -> Outcome {
     let mut session = ProducerSession::new(topic.clone(), conn.origin(), &settings.limits);
-    // The message being cut through; dropping it fails the message at its consumer.
+    // The message being cut through; dropping it fails the message at its consumer. The session yields chunks
+    // and ends only after the start that sets it (or after the consumer was found gone, which ends the stream).
     let mut pipe: Option<Pipe> = None;
     let mut eof = false;
     loop {
