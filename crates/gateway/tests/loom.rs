@@ -503,6 +503,18 @@ fn h3_large_message_streams_in_chunks() {
     large_message_streams_in_chunks(Transport::H3);
 }
 
+/// A consumer stream reset by gatewayd: RESET_STREAM code 5 (raw QUIC) or `H3_INTERNAL_ERROR` (HTTP/3); never
+/// a whole message, nor an end of stream, clean or inside the message.
+fn assert_reset(got: Result<Option<Msg>, String>) {
+    match got {
+        Err(error) => assert!(
+            error == "stream reset by peer: error 5" || error == "Remote reset: H3_INTERNAL_ERROR",
+            "{error}"
+        ),
+        Ok(msg) => panic!("the consumer got {:?}", msg.map(|m| m.body.len())),
+    }
+}
+
 /// Over `max_message_bytes` the message is cut through to the room's Loom consumer: the consumer has the header
 /// and the first MiB while the producer holds back the rest, then the whole body arrives byte for byte, in chunks
 /// a Loom consumer accepts, and stop-and-wait goes on with the next message.
@@ -627,11 +639,7 @@ fn failed_cut_through_resets_the_consumer_and_tells_the_producer() {
             within("consumer reset", consumer.next())
         );
         assert_eq!(stopped, Some(3));
-        assert!(
-            got.is_err(),
-            "the consumer got {:?}",
-            got.map(|m| m.map(|m| m.body.len()))
-        );
+        assert_reset(got);
     });
     // The producer resets its stream in the middle of a message. (A reset consumer stream left the room before
     // its reset was sent.)
@@ -648,11 +656,7 @@ fn failed_cut_through_resets_the_consumer_and_tells_the_producer() {
             .unwrap();
         producer.reset(0);
         let got = within("consumer reset", consumer.next()).await;
-        assert!(
-            got.is_err(),
-            "the consumer got {:?}",
-            got.map(|m| m.map(|m| m.body.len()))
-        );
+        assert_reset(got);
     });
     // The producer goes silent in the middle of a message for idle_frame_ms: the consumer's stream is reset, and
     // the producer's next bytes find the consumer gone (STOP_SENDING 4).
@@ -665,11 +669,7 @@ fn failed_cut_through_resets_the_consumer_and_tells_the_producer() {
         let bytes = message(b"k", &vec![4u8; 3 << 20], 65536);
         producer.write(&bytes[..3 << 19]).await.unwrap();
         let got = within("consumer reset", consumer.next()).await;
-        assert!(
-            got.is_err(),
-            "the consumer got {:?}",
-            got.map(|m| m.map(|m| m.body.len()))
-        );
+        assert_reset(got);
         let _ = producer.write(&bytes[3 << 19..]).await;
         assert_eq!(within("STOP_SENDING", producer.stopped()).await, Some(4));
     });
@@ -705,6 +705,36 @@ fn failed_cut_through_resets_the_consumer_and_tells_the_producer() {
         ),
         3.0
     );
+}
+
+/// Over HTTP/3 alike: the producer of a body past `max_streamed_message_bytes` gets 413, and the consumer's
+/// response body, which had begun the message, is reset instead of ending.
+#[test]
+fn h3_failed_cut_through_resets_the_consumer_response() {
+    let (gateway, addr, rt) =
+        start("[loom.limits]\nmax_message_bytes = 1048576\nmax_streamed_message_bytes = 2097152\n");
+    let room = "cut.h3";
+    let h3 = rt.block_on(Client::connect(addr, Transport::H3));
+    let mut consumer = rt.block_on(h3.open(&hello(CONSUMER, b"c", room.as_bytes(), b"")));
+    let h3_producer = rt.block_on(Client::connect(addr, Transport::H3));
+    wait_members(&gateway, room, 1);
+    rt.block_on(async {
+        let mut producer = h3_producer
+            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
+            .await;
+        let bytes = message_declaring(b"k", 0, &vec![5u8; 3 << 20], 65536);
+        let (status, got) = tokio::join!(
+            async {
+                if producer.write(&bytes).await.is_ok() {
+                    producer.finish().await;
+                }
+                within("producer status", producer.status()).await
+            },
+            within("consumer reset", consumer.next())
+        );
+        assert_eq!(status, Some(413));
+        assert_reset(got);
+    });
 }
 
 /// Other protocols get Loom messages up to `max_message_bytes` only: a STOMP subscriber of the room's topic does
