@@ -14,7 +14,7 @@ use tokio::sync::broadcast;
 use crate::anycast::{Group, GroupStats, Offered};
 use crate::cluster::{ClusterBackend, ClusterState, Sequencing};
 use crate::config::{BusConfig, GroupPolicy};
-use crate::envelope::{ConnectionId, Envelope, Origin, Position};
+use crate::envelope::{ConnectionId, Envelope, Origin, Position, Protocol};
 use crate::events::BusEvent;
 use crate::flow::{Backpressure, Flow, FlowStatus, Holder};
 use crate::history::{HistoryState, Recovery, Since, TopicHistory};
@@ -346,6 +346,18 @@ impl Bus {
             status.entry(connection).or_default().stalled_ms = Some(stalled.as_millis() as u64);
         }
         status
+    }
+
+    /// The protocol of each fanout subscription on this node that matches `topic` (exact and wildcard), one entry
+    /// per subscription: whom a message that cannot go onto the bus (a Loom message streamed straight to one
+    /// consumer) does not reach, so that the adapter can count those drops.
+    pub fn fanout_protocols(&self, topic: &Topic) -> Vec<Protocol> {
+        let index = self.inner.index.load();
+        let mut protocols = Vec::new();
+        index.for_each_fanout(topic, index.exact.get(topic), |target| {
+            protocols.push(target.mailbox.owner.protocol);
+        });
+        protocols
     }
 
     /// Number of wildcard subscriptions.

@@ -29,6 +29,35 @@ fn every_matching_subscriber_gets_a_copy() {
 }
 
 #[test]
+fn fanout_protocols_name_each_matching_subscription() {
+    let bus = bus();
+    let stomp = core_bus::Origin {
+        protocol: core_bus::Protocol::Stomp,
+        connection: core_bus::ConnectionId::next(),
+    };
+    let mut exact = bus.mailbox(stomp);
+    let mut wild = bus.mailbox(origin());
+    let mut other = bus.mailbox(origin());
+    exact
+        .subscribe(Pattern::parse("orders.eu").unwrap())
+        .unwrap();
+    wild.subscribe(Pattern::parse("orders.>").unwrap()).unwrap();
+    other
+        .subscribe(Pattern::parse("invoices").unwrap())
+        .unwrap();
+    let topic = core_bus::Topic::parse("orders.eu").unwrap();
+    let mut protocols = bus.fanout_protocols(&topic);
+    protocols.sort_by_key(|p| p.as_str());
+    assert_eq!(
+        protocols,
+        [core_bus::Protocol::Internal, core_bus::Protocol::Stomp]
+    );
+    assert!(bus
+        .fanout_protocols(&core_bus::Topic::parse("nobody").unwrap())
+        .is_empty());
+}
+
+#[test]
 fn payload_is_shared_not_copied() {
     let bus = bus();
     let mut a = bus.mailbox(origin());

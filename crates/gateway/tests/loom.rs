@@ -1,6 +1,7 @@
 //! Loom over real QUIC and HTTP/3 sockets against the gatewayd binary: keyed load balancing with exactly-once
-//! delivery, stop-and-wait acks, auth and hello refusals, framing limits, multi-MiB messages, shutdown, and an
-//! independent aioquic client.
+//! delivery, stop-and-wait acks, auth and hello refusals, framing limits, multi-MiB messages, messages over
+//! `max_message_bytes` cut through to a Loom consumer (and not to other protocols), shutdown, and an independent
+//! aioquic client.
 
 mod support;
 
@@ -10,6 +11,8 @@ mod loom_client;
 mod pki;
 #[path = "support/python.rs"]
 mod python;
+#[path = "support/stomp_client.rs"]
+mod stomp_client;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -17,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use loom_client::*;
 use pki::{client_certificate, copy, test_ca};
+use stomp_client::{frames, Peer};
 use support::*;
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
@@ -402,7 +406,9 @@ fn bad_hellos_are_refused() {
 
 #[test]
 fn oversized_fields_and_messages() {
-    let (gateway, addr, rt) = start("[loom.limits]\nmax_message_bytes = 1048576\n");
+    // Cut-through off (both limits equal): the whole-message limit alone.
+    let (gateway, addr, rt) =
+        start("[loom.limits]\nmax_message_bytes = 1048576\nmax_streamed_message_bytes = 1048576\n");
     let room = "big.r";
     let client = rt.block_on(Client::connect(addr, Transport::Quic));
     let mut consumer = rt.block_on(client.open(&hello(CONSUMER, b"c", room.as_bytes(), b"")));
@@ -495,6 +501,294 @@ fn quic_large_message_streams_in_chunks() {
 #[test]
 fn h3_large_message_streams_in_chunks() {
     large_message_streams_in_chunks(Transport::H3);
+}
+
+/// A consumer stream reset by gatewayd: RESET_STREAM code 5 (raw QUIC) or `H3_INTERNAL_ERROR` (HTTP/3); never
+/// a whole message, nor an end of stream, clean or inside the message.
+fn assert_reset(got: Result<Option<Msg>, String>) {
+    match got {
+        Err(error) => assert!(
+            error == "stream reset by peer: error 5" || error == "Remote reset: H3_INTERNAL_ERROR",
+            "{error}"
+        ),
+        Ok(msg) => panic!("the consumer got {:?}", msg.map(|m| m.body.len())),
+    }
+}
+
+/// Over `max_message_bytes` the message is cut through to the room's Loom consumer: the consumer has the header
+/// and the first MiB while the producer holds back the rest, then the whole body arrives byte for byte, in chunks
+/// a Loom consumer accepts, and stop-and-wait goes on with the next message.
+fn large_messages_are_cut_through(transport: Transport, extra: &str, size: u32) {
+    let (gateway, addr, rt) = start(extra);
+    let room = format!("huge.{transport:?}");
+    let client = rt.block_on(Client::connect(addr, transport));
+    let mut consumer = rt.block_on(client.open(&hello(CONSUMER, b"c", room.as_bytes(), b"")));
+    wait_members(&gateway, &room, 1);
+    let body: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
+    let bytes = message(b"big", &body, 65536);
+    let (head, tail) = bytes.split_at(4 << 20);
+    let (head, tail) = (head.to_vec(), tail.to_vec());
+    rt.block_on(async {
+        let producer = Client::connect(addr, transport).await;
+        let mut stream = producer
+            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
+            .await;
+        let (go, held_back) = tokio::sync::oneshot::channel::<()>();
+        let sending = tokio::spawn(async move {
+            stream.write(&head).await.unwrap();
+            held_back.await.unwrap();
+            for part in tail.chunks(1 << 20) {
+                stream.write(part).await.unwrap();
+            }
+            stream.write(&message(b"big", b"after", 64)).await.unwrap();
+            stream.finish().await;
+            stream
+        });
+        within(
+            "the first MiB before the producer sent the rest",
+            consumer.received(1 << 20),
+        )
+        .await
+        .unwrap();
+        assert!(!sending.is_finished());
+        go.send(()).unwrap();
+        let msg = within("cut-through delivery", consumer.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((msg.id, msg.key.as_slice()), (1, &b"big"[..]));
+        assert_eq!(msg.declared_size, u64::from(size));
+        assert!(msg.largest_chunk <= 65536);
+        assert_eq!(msg.body.len(), body.len());
+        assert!(msg.body == body, "body differs");
+        // Stop-and-wait: the next message only after the ack.
+        let early = timeout(QUIET, consumer.next()).await;
+        assert!(early.is_err(), "a message before the ack");
+        consumer.write(&ack(msg.id)).await.unwrap();
+        let next = within("next delivery", consumer.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((next.id, next.body.as_slice()), (2, &b"after"[..]));
+        drop(within("producer", sending).await.unwrap());
+        drop(producer);
+    });
+    assert_eq!(
+        gateway.metric(
+            "gatewayd_loom_streamed_messages_total",
+            &[("outcome", "delivered")]
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn quic_forty_mib_are_cut_through_under_the_default_limits() {
+    large_messages_are_cut_through(Transport::Quic, "", 40 << 20);
+}
+
+#[test]
+fn h3_large_messages_are_cut_through() {
+    large_messages_are_cut_through(
+        Transport::H3,
+        "[loom.limits]\nmax_message_bytes = 1048576\n",
+        6 << 20,
+    );
+}
+
+/// The consumer stream of a cut-through message that cannot be finished (over the limit, producer reset or
+/// silent) is reset, never ended as if the message were whole; the producer is told with STOP_SENDING (3: too
+/// large, also for a room without a Loom consumer; 4: the consumer went away).
+#[test]
+fn failed_cut_through_resets_the_consumer_and_tells_the_producer() {
+    let (gateway, addr, rt) = start(
+        "[loom.limits]\nmax_message_bytes = 1048576\nmax_streamed_message_bytes = 4194304\n\
+         [loom.deadlines]\nidle_frame_ms = 1000\n",
+    );
+    let room = "cut.r";
+    let quic = rt.block_on(Client::connect(addr, Transport::Quic));
+    rt.block_on(async {
+        // No Loom consumer in the room: refused like a message over the limit.
+        let mut producer = quic
+            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
+            .await;
+        let _ = producer
+            .write(&message(b"k", &vec![1u8; 2 << 20], 65536))
+            .await;
+        assert_eq!(within("STOP_SENDING", producer.stopped()).await, Some(3));
+    });
+    let consumer_stream = || async {
+        let stream = quic
+            .open(&hello(CONSUMER, b"c", room.as_bytes(), b""))
+            .await;
+        stream
+    };
+    // The body, its size not announced, grows past max_streamed_message_bytes after it was cut through.
+    let mut consumer = rt.block_on(consumer_stream());
+    wait_members(&gateway, room, 1);
+    rt.block_on(async {
+        let mut producer = quic
+            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
+            .await;
+        let bytes = message_declaring(b"k", 0, &vec![2u8; 5 << 20], 65536);
+        let (stopped, got) = tokio::join!(
+            async {
+                let _ = producer.write(&bytes).await;
+                within("STOP_SENDING", producer.stopped()).await
+            },
+            within("consumer reset", consumer.next())
+        );
+        assert_eq!(stopped, Some(3));
+        assert_reset(got);
+    });
+    // The producer resets its stream in the middle of a message. (A reset consumer stream left the room before
+    // its reset was sent.)
+    let mut consumer = rt.block_on(consumer_stream());
+    wait_members(&gateway, room, 1);
+    rt.block_on(async {
+        let mut producer = quic
+            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
+            .await;
+        let bytes = message(b"k", &vec![3u8; 3 << 20], 65536);
+        producer.write(&bytes[..3 << 19]).await.unwrap();
+        within("the first bytes", consumer.received(1 << 19))
+            .await
+            .unwrap();
+        producer.reset(0);
+        let got = within("consumer reset", consumer.next()).await;
+        assert_reset(got);
+    });
+    // The producer goes silent in the middle of a message for idle_frame_ms: the consumer's stream is reset, and
+    // the producer's next bytes find the consumer gone (STOP_SENDING 4).
+    let mut consumer = rt.block_on(consumer_stream());
+    wait_members(&gateway, room, 1);
+    rt.block_on(async {
+        let mut producer = quic
+            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
+            .await;
+        let bytes = message(b"k", &vec![4u8; 3 << 20], 65536);
+        producer.write(&bytes[..3 << 19]).await.unwrap();
+        let got = within("consumer reset", consumer.next()).await;
+        assert_reset(got);
+        let _ = producer.write(&bytes[3 << 19..]).await;
+        assert_eq!(within("STOP_SENDING", producer.stopped()).await, Some(4));
+    });
+    // Declared over max_streamed_message_bytes: refused at the header; the consumer gets only what follows.
+    let mut consumer = rt.block_on(consumer_stream());
+    wait_members(&gateway, room, 1);
+    rt.block_on(async {
+        let mut declared = hello(PRODUCER, b"p", room.as_bytes(), b"");
+        declared.extend_from_slice(&[0x01, b'k']);
+        uvarint((4 << 20) + 1, &mut declared);
+        declared.push(0x00);
+        let mut producer = quic.open(&declared).await;
+        assert_eq!(within("STOP_SENDING", producer.stopped()).await, Some(3));
+        let mut producer = quic
+            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
+            .await;
+        producer.write(&message(b"k", b"small", 64)).await.unwrap();
+        producer.finish().await;
+        let msg = within("delivery", consumer.next()).await.unwrap().unwrap();
+        assert_eq!(msg.body, b"small");
+    });
+    assert_eq!(
+        gateway.metric(
+            "gatewayd_loom_streamed_messages_total",
+            &[("outcome", "failed")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        gateway.metric(
+            "gatewayd_drops_total",
+            &[("reason", "too_large"), ("protocol", "loom")]
+        ),
+        3.0
+    );
+}
+
+/// Over HTTP/3 alike: the producer of a body past `max_streamed_message_bytes` gets 413, and the consumer's
+/// response body, which had begun the message, is reset instead of ending.
+#[test]
+fn h3_failed_cut_through_resets_the_consumer_response() {
+    let (gateway, addr, rt) =
+        start("[loom.limits]\nmax_message_bytes = 1048576\nmax_streamed_message_bytes = 2097152\n");
+    let room = "cut.h3";
+    let h3 = rt.block_on(Client::connect(addr, Transport::H3));
+    let mut consumer = rt.block_on(h3.open(&hello(CONSUMER, b"c", room.as_bytes(), b"")));
+    let h3_producer = rt.block_on(Client::connect(addr, Transport::H3));
+    wait_members(&gateway, room, 1);
+    rt.block_on(async {
+        let mut producer = h3_producer
+            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
+            .await;
+        let bytes = message_declaring(b"k", 0, &vec![5u8; 3 << 20], 65536);
+        let (status, got) = tokio::join!(
+            async {
+                if producer.write(&bytes).await.is_ok() {
+                    producer.finish().await;
+                }
+                within("producer status", producer.status()).await
+            },
+            within("consumer reset", consumer.next())
+        );
+        assert_eq!(status, Some(413));
+        assert_reset(got);
+    });
+}
+
+/// Other protocols get Loom messages up to `max_message_bytes` only: a STOMP subscriber of the room's topic does
+/// not get a cut-through message, and that is counted as its `too_large` drop.
+#[test]
+fn other_protocols_do_not_get_cut_through_messages() {
+    let (gateway, addr, rt) = start(
+        "[loom.limits]\nmax_message_bytes = 1048576\n[stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
+    );
+    let room = "mixed.r";
+    let mut stomp = Peer::connect(gateway.listener("stomp.tcp"));
+    stomp.send(&frames::subscribe("/topic/mixed.r", "auto", "s1"));
+    gateway.wait_for("/api/topics", "a STOMP subscriber", |topics| {
+        topics
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["topic"] == room && t["fanout_subscribers"].as_u64() == Some(1))
+    });
+    let client = rt.block_on(Client::connect(addr, Transport::Quic));
+    let mut consumer = rt.block_on(client.open(&hello(CONSUMER, b"c", room.as_bytes(), b"")));
+    wait_members(&gateway, room, 1);
+    let body = vec![9u8; 2 << 20];
+    rt.block_on(async {
+        let mut producer = client
+            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
+            .await;
+        let mut bytes = message(b"k", &body, 65536);
+        bytes.extend(message(b"k", b"after", 64));
+        let (written, got) = tokio::join!(producer.write(&bytes), async {
+            let msg = within("cut-through delivery", consumer.next()).await;
+            let msg = msg.unwrap().unwrap();
+            consumer.write(&ack(msg.id)).await.unwrap();
+            msg
+        });
+        written.unwrap();
+        producer.finish().await;
+        assert!(got.body == body, "body differs");
+        let after = within("delivery", consumer.next()).await.unwrap().unwrap();
+        assert_eq!(after.body, b"after");
+    });
+    // The STOMP subscriber's first message is the one after: the cut-through one never reached it.
+    let frame = stomp.expect_frame(WAIT);
+    assert_eq!(
+        (frame.command.as_str(), frame.body.as_slice()),
+        ("MESSAGE", &b"after"[..])
+    );
+    assert_eq!(
+        gateway.metric(
+            "gatewayd_drops_total",
+            &[("reason", "too_large"), ("protocol", "stomp")]
+        ),
+        1.0
+    );
 }
 
 #[test]

@@ -271,7 +271,7 @@ async fn consume_inner(
                 }
                 MessageEvent::Chunk(chunk) => {
                     if let Some((_, _, body)) = current.as_mut() {
-                        if body.len() + chunk.len() > limits.max_message_bytes as usize {
+                        if body.len() + chunk.len() > limits.max_streamed_message_bytes as usize {
                             return Err(ClientError::Protocol("message too large".into()));
                         }
                         body.extend_from_slice(&chunk);

@@ -51,10 +51,15 @@ pub fn hello(role: u8, name: &[u8], room: &[u8], token: &[u8]) -> Vec<u8> {
 
 /// A producer message: key, declared size (the body length), msg id 0, chunks of at most `chunk` bytes, EOM.
 pub fn message(key: &[u8], body: &[u8], chunk: usize) -> Vec<u8> {
+    message_declaring(key, body.len() as u64, body, chunk)
+}
+
+/// [`message`] announcing `declared_size` (0 = unknown) whatever the body's length.
+pub fn message_declaring(key: &[u8], declared_size: u64, body: &[u8], chunk: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + body.len() / chunk.max(1) * 3 + key.len() + 24);
     uvarint(key.len() as u64, &mut out);
     out.extend_from_slice(key);
-    uvarint(body.len() as u64, &mut out);
+    uvarint(declared_size, &mut out);
     uvarint(0, &mut out);
     for part in body.chunks(chunk.max(1)) {
         uvarint(part.len() as u64, &mut out);
@@ -101,7 +106,8 @@ pub fn parse_message(buf: &[u8]) -> Option<(Msg, usize)> {
     let declared_size = read_uvarint(buf, &mut pos)?;
     let id = read_uvarint(buf, &mut pos)?;
     assert_ne!(id, 0, "gatewayd sent message id 0");
-    let mut body = Vec::new();
+    // Chunk positions first, the body copied once complete: a long message costs one copy however it arrives.
+    let mut chunks = Vec::new();
     let mut largest_chunk = 0;
     loop {
         let len = read_uvarint(buf, &mut pos)? as usize;
@@ -109,9 +115,14 @@ pub fn parse_message(buf: &[u8]) -> Option<(Msg, usize)> {
             break;
         }
         assert!(len <= MAX_CHUNK, "gatewayd sent a chunk of {len} bytes");
-        body.extend_from_slice(buf.get(pos..pos + len)?);
+        buf.get(pos..pos + len)?;
+        chunks.push(pos..pos + len);
         largest_chunk = largest_chunk.max(len);
         pos += len;
+    }
+    let mut body = Vec::with_capacity(chunks.iter().map(|c| c.len()).sum());
+    for chunk in chunks {
+        body.extend_from_slice(&buf[chunk]);
     }
     let msg = Msg {
         key,
@@ -408,6 +419,26 @@ impl Stream {
                     ))
                 };
             }
+        }
+    }
+
+    /// Waits until at least `n` bytes of the server→client half arrived (kept for [`Stream::next`]).
+    pub async fn received(&mut self, n: usize) -> Result<(), String> {
+        while self.buf.len() < n {
+            if !self.read_some().await? {
+                return Err(format!("stream ended after {} bytes", self.buf.len()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Abandons the client→server half: RESET_STREAM with `code` (raw QUIC), a stopped request (HTTP/3).
+    pub fn reset(&mut self, code: u32) {
+        match &mut self.send {
+            Half::Quic(send) => {
+                let _ = send.reset(quinn::VarInt::from_u32(code));
+            }
+            Half::H3(send) => send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED),
         }
     }
 

@@ -29,8 +29,8 @@ pub struct LoomConfig {
     pub tls: TlsConfig,
     pub limits: LoomLimits,
     pub quic: QuicConfig,
-    /// Pre-auth (QUIC handshake, and each stream's hello) and blocked-write deadlines; `idle_frame_ms` is not used
-    /// (`quic.idle_timeout_secs` ends silent connections).
+    /// Pre-auth (QUIC handshake, and each stream's hello) and blocked-write deadlines; `idle_frame_ms` bounds the
+    /// wait for the next piece of a cut-through message (`quic.idle_timeout_secs` ends silent connections).
     pub deadlines: Deadlines,
     /// How long a refused consumer stream stays open before its FIN, so that clients reconnecting in a loop
     /// (Loom-go does so without delay, reference §4.10) are slowed down.
@@ -70,6 +70,11 @@ impl LoomConfig {
         }
         crate::auth::Authenticator::new(self.auth.clone())
             .map_err(|error| format!("loom.{error}"))?;
+        if self.limits.max_streamed_message_bytes < self.limits.max_message_bytes {
+            return Err(
+                "loom.limits.max_streamed_message_bytes: must be at least max_message_bytes".into(),
+            );
+        }
         if !self.auth.certificates.is_empty() && self.tls.client_ca_file.is_none() {
             return Err("loom.auth.certificates: needs loom.tls.client_ca_file".into());
         }
@@ -94,8 +99,11 @@ pub struct LoomLimits {
     pub max_token_bytes: usize,
     pub max_key_bytes: usize,
     pub max_chunk_bytes: usize,
-    /// A larger message (declared or actual) is dropped whole and counted as `too_large`.
+    /// Largest message held whole and put on the bus, where every protocol can receive it.
     pub max_message_bytes: u64,
+    /// Largest message cut through to one Loom consumer of the room (at least `max_message_bytes`; equal turns
+    /// cut-through off). A larger message (declared or actual) ends its producer stream and counts as `too_large`.
+    pub max_streamed_message_bytes: u64,
 }
 
 impl Default for LoomLimits {
@@ -111,6 +119,7 @@ impl Default for LoomLimits {
             max_key_bytes: codec.max_key_bytes,
             max_chunk_bytes: codec.max_chunk_bytes,
             max_message_bytes: codec.max_message_bytes,
+            max_streamed_message_bytes: codec.max_streamed_message_bytes,
         }
     }
 }
@@ -132,6 +141,7 @@ impl LoomLimits {
             max_key_bytes: self.max_key_bytes.min(limits::DEFAULT_MAX_KEY_BYTES),
             max_chunk_bytes: self.max_chunk_bytes.min(limits::DEFAULT_MAX_CHUNK_BYTES),
             max_message_bytes: self.max_message_bytes,
+            max_streamed_message_bytes: self.max_streamed_message_bytes,
             ..Limits::default()
         }
     }
@@ -191,6 +201,19 @@ mod tests {
         assert_eq!(config.topic_prefix, Some(Topic::parse("loom").unwrap()));
         assert_eq!(config.limits.codec().max_key_bytes, 256);
         assert!(toml::from_str::<LoomConfig>("adress = \"x\"").is_err());
+        let below: LoomConfig = toml::from_str(
+            "[limits]\nmax_message_bytes = 2048\nmax_streamed_message_bytes = 1024\n",
+        )
+        .unwrap();
+        assert!(below
+            .validate()
+            .unwrap_err()
+            .contains("max_streamed_message_bytes"));
+        let off: LoomConfig = toml::from_str(
+            "[limits]\nmax_message_bytes = 1024\nmax_streamed_message_bytes = 1024\n",
+        )
+        .unwrap();
+        assert_eq!(off.validate(), Ok(()));
         assert!(toml::from_str::<LoomConfig>("[quic]\nidle = 1").is_err());
     }
 }

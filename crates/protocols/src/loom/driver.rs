@@ -1,6 +1,8 @@
 //! The life of one Loom stream, the same over raw QUIC and HTTP/3: read the hello, admit it, then run the
-//! producer (bytes → bus, honouring backpressure) or the consumer (bus → bytes, one message in flight until its
-//! ack). The transports implement [`Inbound`]/[`Outbound`] and turn the [`Outcome`] into their own goodbye.
+//! producer (bytes → bus, honouring backpressure; a message over `max_message_bytes` → piped to one Loom consumer
+//! of the room, see [`super::relay`]) or the consumer (bus and cut-through messages → bytes, one message in flight
+//! until its ack). The transports implement [`Inbound`]/[`Outbound`] and turn the [`Outcome`] into their own
+//! goodbye.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,10 +15,12 @@ use core_bus::config::GroupPolicy;
 use core_bus::metrics::{record_drop, DropReason};
 use core_bus::{Credit, Origin, Protocol, Topic};
 
+use super::codec::delivery;
 use super::hello::Role;
 use super::limits::Limits;
 use super::reject::Rejection;
-use super::session::{self, Admitted, ConsumerSession, MsgIds, ProducerSession};
+use super::relay::{Broken, Pipe, Relay, Streamed};
+use super::session::{self, Admitted, ConsumerSession, MsgIds, Produced, ProducerSession};
 use crate::accept::Deadlines;
 use crate::auth::Authenticator;
 use crate::{ConnectionGuard, Services};
@@ -46,12 +50,17 @@ pub(super) enum Outcome {
     Rejected(Rejection),
     /// The transport went away.
     Gone,
+    /// A cut-through message could not be finished: the consumer's half must be reset, so that the client does
+    /// not take what it got for a whole message.
+    Cut,
 }
 
 /// What every stream of one listener shares.
 pub(super) struct Shared {
     pub services: Services,
     pub ids: Arc<MsgIds>,
+    /// The consumer streams that messages over `max_message_bytes` are cut through to.
+    pub relay: Arc<Relay>,
     /// Taken by each stream when it opens; replaced on reload, so open streams keep theirs.
     pub settings: ArcSwap<Settings>,
 }
@@ -166,7 +175,9 @@ pub(super) async fn open<I: Inbound>(
 }
 
 /// Publishes every message of a producer stream; after a publish that reports backpressure, reads nothing more
-/// until the room has space again, so QUIC flow control pushes back on the producer.
+/// until the room has space again, so QUIC flow control pushes back on the producer. A message over
+/// `max_message_bytes` is piped to one Loom consumer of the room instead; while its pipe is full, nothing more is
+/// read either.
 pub(super) async fn produce<I: Inbound>(
     input: &mut I,
     buf: &mut BytesMut,
@@ -175,27 +186,68 @@ pub(super) async fn produce<I: Inbound>(
     settings: &Settings,
     conn: &Conn,
 ) -> Outcome {
-    let mut session = ProducerSession::new(topic, conn.origin(), &settings.limits);
+    let mut session = ProducerSession::new(topic.clone(), conn.origin(), &settings.limits);
+    // The message being cut through; dropping it fails the message at its consumer. The session yields chunks
+    // and ends only after the start that sets it (or after the consumer was found gone, which ends the stream).
+    let mut pipe: Option<Pipe> = None;
     let mut eof = false;
     loop {
-        match session.next(buf, eof) {
+        let produced = match session.next(buf, eof) {
             Err(rejection) => {
                 if let Rejection::TooLarge { .. } = rejection {
                     record_drop(DropReason::TooLarge, Protocol::Loom);
                 }
                 return Outcome::Rejected(rejection);
             }
-            Ok(Some(envelope)) => {
-                let outcome = shared.services.bus.publish(envelope);
+            Ok(Some(produced)) => produced,
+            Ok(None) if eof => return Outcome::Clean,
+            Ok(None) => match input.read_more(buf).await {
+                Ok(more) => {
+                    eof = !more;
+                    continue;
+                }
+                Err(Gone) => return Outcome::Gone,
+            },
+        };
+        let passed = match produced {
+            Produced::Whole(envelope) => {
+                let outcome = shared.services.bus.publish(*envelope);
                 if let Some(backpressure) = outcome.backpressure {
                     backpressure.ready().await;
                 }
+                Ok(())
             }
-            Ok(None) if eof => return Outcome::Clean,
-            Ok(None) => match input.read_more(buf).await {
-                Ok(more) => eof = !more,
-                Err(Gone) => return Outcome::Gone,
+            Produced::Streamed(start) => {
+                let Some(offer) = shared.relay.pick(&topic, &start.key) else {
+                    record_drop(DropReason::TooLarge, Protocol::Loom);
+                    return Outcome::Rejected(Rejection::TooLarge {
+                        limit: settings.limits.max_message_bytes,
+                    });
+                };
+                // Whoever else would get the room's messages cannot take one that is not held whole.
+                for protocol in shared.services.bus.fanout_protocols(&topic) {
+                    record_drop(DropReason::TooLarge, protocol);
+                }
+                match offer.hand(start.key, start.declared_size).await {
+                    Ok(mut opened) => {
+                        let sent = opened.send(start.held).await;
+                        pipe = Some(opened);
+                        sent
+                    }
+                    Err(gone) => Err(gone),
+                }
+            }
+            Produced::Chunk(chunk) => match pipe.as_mut() {
+                Some(pipe) => pipe.send(chunk).await,
+                None => Ok(()),
             },
+            Produced::End => match pipe.take() {
+                Some(pipe) => pipe.finish().await,
+                None => Ok(()),
+            },
+        };
+        if passed.is_err() {
+            return Outcome::Rejected(Rejection::ConsumerGone);
         }
     }
 }
@@ -223,6 +275,7 @@ pub(super) async fn consume<I: Inbound, O: Outbound>(
     {
         return Outcome::Rejected(Rejection::Unauthorized);
     }
+    let mut seat = shared.relay.join(&topic);
     let mut session = ConsumerSession::new(topic, shared.ids.clone());
     loop {
         if let Err(rejection) = session.read_frames(buf) {
@@ -239,11 +292,58 @@ pub(super) async fn consume<I: Inbound, O: Outbound>(
                     return Outcome::Gone;
                 };
                 let message = session.deliver(delivery);
-                let write = output.write(message.segments());
-                if !matches!(tokio::time::timeout(settings.deadlines.write(), write).await, Ok(Ok(()))) {
+                if write(output, message.segments(), settings).await.is_err() {
                     return Outcome::Gone;
                 }
             }
+            streamed = seat.next(), if session.ready() => {
+                let Some(streamed) = streamed else {
+                    return Outcome::Gone;
+                };
+                if let Err(outcome) = relay(streamed, &mut session, output, settings).await {
+                    return outcome;
+                }
+            }
         }
+    }
+}
+
+/// Writes a cut-through message to the consumer as its body arrives: header, chunks of at most 64 KiB, EOM. Ends
+/// the stream with [`Outcome::Cut`] when the producer's side fails or sends nothing for `idle_frame_ms`.
+async fn relay<O: Outbound>(
+    mut streamed: Streamed,
+    session: &mut ConsumerSession,
+    output: &mut O,
+    settings: &Settings,
+) -> Result<(), Outcome> {
+    let (header, writing) = session.start_streamed(&streamed.key, streamed.declared_size);
+    write(output, vec![header.encode()], settings).await?;
+    loop {
+        let next = tokio::time::timeout(settings.deadlines.idle_frame(), streamed.next()).await;
+        let segments = match next {
+            Ok(Ok(Some(body))) => delivery::chunks(&body),
+            Ok(Ok(None)) => break,
+            Ok(Err(Broken)) | Err(_) => {
+                tracing::debug!("loom cut-through message failed before its end");
+                return Err(Outcome::Cut);
+            }
+        };
+        write(output, segments, settings).await?;
+    }
+    write(output, vec![Bytes::from_static(delivery::EOM)], settings).await?;
+    session.written(writing);
+    streamed.delivered();
+    Ok(())
+}
+
+/// One write to the consumer within `write_ms`.
+async fn write<O: Outbound>(
+    output: &mut O,
+    segments: Vec<Bytes>,
+    settings: &Settings,
+) -> Result<(), Outcome> {
+    match tokio::time::timeout(settings.deadlines.write(), output.write(segments)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(Outcome::Gone),
     }
 }

@@ -49,6 +49,7 @@ pub async fn start(
     let shared = Arc::new(Shared {
         services: services.clone(),
         ids: Arc::new(MsgIds::default()),
+        relay: Arc::default(),
         settings: ArcSwap::from_pointee(settings(config)?),
     });
     let task = tokio::spawn(accept(endpoint, shared.clone()));

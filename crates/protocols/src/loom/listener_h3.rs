@@ -1,7 +1,8 @@
 //! Loom over HTTP/3 (`h3`): `POST /stream`, the request body carries the client→server bytes and the response
 //! body the server→client bytes. Refusals are status codes with empty bodies (reference §1.2): 404/405 before
 //! the body is read, 400/401 for the hello, a producer's status when its body ends (200) or breaks (400), and
-//! a consumer's 200 with `application/octet-stream` as soon as it is admitted.
+//! a consumer's 200 with `application/octet-stream` as soon as it is admitted. A consumer's response body is reset
+//! (`H3_INTERNAL_ERROR`) when a message cut through to it cannot be finished.
 
 use std::sync::Arc;
 
@@ -133,7 +134,7 @@ async fn serve_request(
                     }
                 }
                 Outcome::Rejected(rejection) => refuse(output, input, rejection.h3_status()).await,
-                Outcome::Gone => {}
+                Outcome::Gone | Outcome::Cut => {}
             }
         }
         Role::Consumer => {
@@ -153,12 +154,18 @@ async fn serve_request(
                 conn,
             )
             .await;
-            if let Outcome::Rejected(rejection) = &outcome {
-                tracing::debug!(%rejection, "loom h3 consumer closed");
-                input.0.stop_sending(Code::H3_NO_ERROR);
-            }
-            if !matches!(outcome, Outcome::Gone) {
-                let _ = output.0.finish().await;
+            match outcome {
+                Outcome::Rejected(rejection) => {
+                    tracing::debug!(%rejection, "loom h3 consumer closed");
+                    input.0.stop_sending(Code::H3_NO_ERROR);
+                    let _ = output.0.finish().await;
+                }
+                // A cut-through message cut off: a reset response body, never a clean end after a partial message.
+                Outcome::Cut => output.0.stop_stream(Code::H3_INTERNAL_ERROR),
+                Outcome::Clean => {
+                    let _ = output.0.finish().await;
+                }
+                Outcome::Gone => {}
             }
         }
     }

@@ -8,7 +8,7 @@ use quinn::VarInt;
 
 use super::driver::{self, Conn, Gone, Inbound, Outbound, Outcome, Shared};
 use super::hello::Role;
-use super::reject::QUIC_SHUTDOWN;
+use super::reject::{QUIC_MESSAGE_CUT, QUIC_SHUTDOWN};
 use crate::CloseCause;
 
 /// Largest read from a stream at once.
@@ -106,7 +106,8 @@ async fn stream(mut output: Out, mut input: In, conn: &Conn, shared: &Shared) {
     finish(output, input, outcome);
 }
 
-/// FIN on our half; a refused or broken stream also gets STOP_SENDING with the rejection's code.
+/// FIN on our half; a refused or broken stream also gets STOP_SENDING with the rejection's code; a consumer whose
+/// cut-through message was cut off gets RESET_STREAM instead of a FIN.
 fn finish(mut output: Out, mut input: In, outcome: Outcome) {
     match outcome {
         Outcome::Clean => {
@@ -116,6 +117,9 @@ fn finish(mut output: Out, mut input: In, outcome: Outcome) {
             tracing::debug!(%rejection, "loom stream closed");
             let _ = output.0.finish();
             let _ = input.0.stop(VarInt::from_u32(rejection.quic_code()));
+        }
+        Outcome::Cut => {
+            let _ = output.0.reset(VarInt::from_u32(QUIC_MESSAGE_CUT));
         }
         Outcome::Gone => {}
     }

@@ -5,14 +5,16 @@
 //! opens every stream ([`hello`]), the message/chunk/EOM and ack framing ([`codec`]), the consumer-facing key rules
 //! ([`key`]), the configurable limits ([`limits`]) and how a refused stream is answered on QUIC and HTTP/3
 //! ([`reject`]); those are pure. [`session`] holds the sans-IO stream logic (admission, msg ids, acks),
-//! [`config`] the `[loom]` section, and the private `driver`, `listener`, `listener_quic` and `listener_h3`
-//! modules the tokio/quinn/h3 glue started by [`start`].
+//! [`config`] the `[loom]` section, the private `relay` the hand-over of messages over `max_message_bytes` to one
+//! Loom consumer (cut-through), and the private `driver`, `listener`, `listener_quic` and `listener_h3` modules
+//! the tokio/quinn/h3 glue started by [`start`].
 
 mod cursor;
 mod driver;
 mod listener;
 mod listener_h3;
 mod listener_quic;
+mod relay;
 
 pub mod codec;
 pub mod config;
@@ -24,8 +26,8 @@ pub mod session;
 pub mod varint;
 
 pub use codec::{
-    Assembled, ConsumerFrame, Delivery, DropReason, DroppedMessage, FrameError, MessageAssembler,
-    MessageDecoder, MessageEvent, MessageHeader, ProducedMessage,
+    Assembled, ConsumerFrame, Delivery, DeliveryHeader, DropReason, DroppedMessage, FrameError,
+    MessageAssembler, MessageDecoder, MessageEvent, MessageHeader, ProducedMessage, StreamStart,
 };
 pub use config::LoomConfig;
 pub use hello::{Hello, HelloError, HelloField, Role};

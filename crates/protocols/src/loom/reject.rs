@@ -9,8 +9,13 @@
 //! - [`QUIC_REJECTED`] for a refused hello or authorization. One code for all of them, because upstream never
 //!   tells a client why it was refused.
 //! - [`QUIC_PROTOCOL_ERROR`] for a framing error after an accepted hello (bad key/chunk length, corrupt varint).
-//! - [`QUIC_TOO_LARGE`] for a message over `max_message_bytes`, as soon as its header declares it or its body
-//!   grows past it (upstream discards it silently and goes on; a producer told nothing would believe it sent).
+//! - [`QUIC_TOO_LARGE`] for a message over `max_streamed_message_bytes`, as soon as its header declares it or its
+//!   body grows past it (upstream discards it silently and goes on; a producer told nothing would believe it
+//!   sent), and for a message over `max_message_bytes` in a room without a Loom consumer to cut it through to.
+//! - [`QUIC_CONSUMER_GONE`] when the Loom consumer a message was being cut through to went away mid-message.
+//!
+//! A consumer stream whose cut-through message cannot be finished is reset ([`QUIC_MESSAGE_CUT`] on raw QUIC,
+//! `H3_INTERNAL_ERROR` on HTTP/3): Loom clients take a reset stream as an error, never as a whole message.
 //!
 //! **HTTP/3** (`POST /stream`, bodies always empty): see [`h3_route`] and [`Rejection::h3_status`].
 
@@ -24,6 +29,12 @@ pub const QUIC_PROTOCOL_ERROR: u32 = 0x02;
 
 /// QUIC application error code in STOP_SENDING when a producer's message is over `max_message_bytes`.
 pub const QUIC_TOO_LARGE: u32 = 0x03;
+
+/// QUIC application error code in STOP_SENDING when the consumer of a cut-through message went away mid-message.
+pub const QUIC_CONSUMER_GONE: u32 = 0x04;
+
+/// QUIC application error code in RESET_STREAM of a consumer stream whose cut-through message was cut off.
+pub const QUIC_MESSAGE_CUT: u32 = 0x05;
 
 /// Application close code when gatewayd shuts down a raw-QUIC connection (0 = normal close, what clients send).
 pub const QUIC_SHUTDOWN: u32 = 0x00;
@@ -45,8 +56,10 @@ pub const H3_BAD_REQUEST: u16 = 400;
 pub const H3_UNAUTHORIZED: u16 = 401;
 /// A consumer over the connection's `max_subscriptions_per_connection` (a gatewayd limit, not upstream's).
 pub const H3_TOO_MANY_REQUESTS: u16 = 429;
-/// A producer's message is over `max_message_bytes`.
+/// A producer's message is over `max_streamed_message_bytes` (or over `max_message_bytes` with no Loom consumer).
 pub const H3_CONTENT_TOO_LARGE: u16 = 413;
+/// The consumer a producer's message was being cut through to went away.
+pub const H3_SERVICE_UNAVAILABLE: u16 = 503;
 /// Any path other than [`H3_PATH`] (Go's mux default).
 pub const H3_NOT_FOUND: u16 = 404;
 /// [`H3_PATH`] with a method other than POST.
@@ -79,9 +92,13 @@ pub enum Rejection {
     /// The connection already has `max_subscriptions_per_connection` consumer streams.
     #[error("too many consumer streams on this connection")]
     TooManyConsumers,
-    /// A producer's message is over `max_message_bytes`.
-    #[error("message over max_message_bytes ({limit} bytes)")]
+    /// A producer's message is over the limit that applies to it (`max_streamed_message_bytes`, or
+    /// `max_message_bytes` when there is no Loom consumer to cut it through to).
+    #[error("message over {limit} bytes")]
     TooLarge { limit: u64 },
+    /// The consumer a message was being cut through to went away before its end.
+    #[error("the consumer of a cut-through message went away")]
+    ConsumerGone,
 }
 
 impl Rejection {
@@ -92,6 +109,7 @@ impl Rejection {
             Self::Unauthorized => H3_UNAUTHORIZED,
             Self::TooManyConsumers => H3_TOO_MANY_REQUESTS,
             Self::TooLarge { .. } => H3_CONTENT_TOO_LARGE,
+            Self::ConsumerGone => H3_SERVICE_UNAVAILABLE,
         }
     }
 
@@ -101,6 +119,7 @@ impl Rejection {
             Self::Hello(_) | Self::Unauthorized | Self::TooManyConsumers => QUIC_REJECTED,
             Self::Protocol(_) => QUIC_PROTOCOL_ERROR,
             Self::TooLarge { .. } => QUIC_TOO_LARGE,
+            Self::ConsumerGone => QUIC_CONSUMER_GONE,
         }
     }
 }
@@ -146,6 +165,8 @@ mod tests {
                 400,
                 QUIC_PROTOCOL_ERROR,
             ),
+            (Rejection::TooLarge { limit: 1 }, 413, QUIC_TOO_LARGE),
+            (Rejection::ConsumerGone, 503, QUIC_CONSUMER_GONE),
         ];
         for (rejection, status, code) in cases {
             assert_eq!(rejection.h3_status(), status, "{rejection:?}");

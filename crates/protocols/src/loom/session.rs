@@ -1,6 +1,7 @@
 //! Loom stream sessions, without IO: the hello decides role, identity and room topic; a producer session turns
-//! stream bytes into bus envelopes; a consumer session turns bus deliveries into Loom messages with per-room
-//! server-assigned ids and keeps the one in-flight message's ack handle (stop-and-wait, reference §4.4).
+//! stream bytes into bus envelopes, or into the pieces of a message cut through to one consumer when it is over
+//! `max_message_bytes`; a consumer session turns bus deliveries and cut-through messages into Loom messages with
+//! per-room server-assigned ids and keeps the one in-flight message (stop-and-wait, reference §4.4).
 //!
 //! Both transports (raw QUIC streams and HTTP/3 request bodies) drive these the same way; only how a refusal
 //! looks differs (see [`super::reject`]).
@@ -12,11 +13,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use core_bus::{AckHandle, Envelope, Origin, Pattern, Topic};
 use parking_lot::Mutex;
 
-use super::codec::{Assembled, ConsumerFrame, Delivery, FrameError, MessageAssembler};
+use super::codec::{
+    Assembled, ConsumerFrame, Delivery, DeliveryHeader, FrameError, MessageAssembler, StreamStart,
+};
 use super::hello::{Hello, Role};
 use super::key::ConsumerKey;
 use super::limits::Limits;
@@ -114,13 +117,26 @@ impl MsgIds {
     }
 }
 
+/// What a producer stream's next bytes came to.
+#[derive(Debug)]
+pub enum Produced {
+    /// A whole message (at most `max_message_bytes`) for the bus.
+    Whole(Box<Envelope>),
+    /// A message over `max_message_bytes` begins: it is cut through to one Loom consumer of the room.
+    Streamed(StreamStart),
+    /// The next body bytes of the message being cut through.
+    Chunk(Bytes),
+    /// The message being cut through is complete.
+    End,
+}
+
 /// A producer stream after its hello.
 #[derive(Debug)]
 pub struct ProducerSession {
     topic: Topic,
     origin: Origin,
     assembler: MessageAssembler,
-    max_message_bytes: u64,
+    too_large: Rejection,
 }
 
 impl ProducerSession {
@@ -129,32 +145,37 @@ impl ProducerSession {
             topic,
             origin,
             assembler: MessageAssembler::new(limits),
-            max_message_bytes: limits.max_message_bytes,
+            too_large: Rejection::TooLarge {
+                limit: limits
+                    .max_streamed_message_bytes
+                    .max(limits.max_message_bytes),
+            },
         }
     }
 
-    /// The next message from `src`. `Ok(None)`: more bytes are needed, or, when `eof`, the stream ended cleanly
-    /// at a message boundary. A stream ending inside a message is a protocol error (the partial message is lost);
-    /// a message over `max_message_bytes` ends the stream with [`Rejection::TooLarge`] as soon as that is known.
-    pub fn next(&mut self, src: &mut BytesMut, eof: bool) -> Result<Option<Envelope>, Rejection> {
+    /// The next step from `src`. `Ok(None)`: more bytes are needed, or, when `eof`, the stream ended cleanly at a
+    /// message boundary. A stream ending inside a message is a protocol error (the partial message is lost); a
+    /// message over `max_streamed_message_bytes` ends the stream with [`Rejection::TooLarge`] as soon as that is
+    /// known.
+    pub fn next(&mut self, src: &mut BytesMut, eof: bool) -> Result<Option<Produced>, Rejection> {
         let assembled = if eof {
             self.assembler.decode_eof(src)
         } else {
             self.assembler.decode(src)
         };
-        let too_large = Rejection::TooLarge {
-            limit: self.max_message_bytes,
-        };
-        match assembled.map_err(Rejection::from)? {
+        Ok(Some(match assembled.map_err(Rejection::from)? {
             Some(Assembled::Message(message)) => {
                 let mut envelope = Envelope::new(self.topic.clone(), message.body, self.origin);
                 envelope.key = Some(message.key);
-                Ok(Some(envelope))
+                Produced::Whole(Box::new(envelope))
             }
-            Some(Assembled::Dropped(_)) => Err(too_large),
-            None if self.assembler.discarding() => Err(too_large),
-            None => Ok(None),
-        }
+            Some(Assembled::Streamed(start)) => Produced::Streamed(start),
+            Some(Assembled::Chunk(chunk)) => Produced::Chunk(chunk),
+            Some(Assembled::End { .. }) => Produced::End,
+            Some(Assembled::Dropped(_)) => return Err(self.too_large.clone()),
+            None if self.assembler.discarding() => return Err(self.too_large.clone()),
+            None => return Ok(None),
+        }))
     }
 }
 
@@ -162,6 +183,13 @@ impl ProducerSession {
 struct InFlight {
     msg_id: u64,
     ack: Option<AckHandle>,
+}
+
+/// A cut-through message being written to a consumer: it has its msg id, and is not in flight until its end.
+#[derive(Debug)]
+#[must_use]
+pub struct Writing {
+    msg_id: u64,
 }
 
 /// A consumer stream after its hello: at most one message in flight until the consumer acks its id.
@@ -202,6 +230,26 @@ impl ConsumerSession {
             msg_id,
             body: envelope.payload.clone(),
         }
+    }
+
+    /// Starts writing a cut-through message: assigns the room's next msg id. The message is in flight once
+    /// [`ConsumerSession::written`] is given the returned [`Writing`] after its EOM.
+    pub fn start_streamed(&mut self, key: &Bytes, declared_size: u64) -> (DeliveryHeader, Writing) {
+        let msg_id = self.ids.next(&self.topic);
+        let header = DeliveryHeader {
+            key: ConsumerKey::derive(key, msg_id),
+            declared_size,
+            msg_id,
+        };
+        (header, Writing { msg_id })
+    }
+
+    /// The cut-through message's EOM is written: it waits for its ack like any other.
+    pub fn written(&mut self, writing: Writing) {
+        self.in_flight = Some(InFlight {
+            msg_id: writing.msg_id,
+            ack: None,
+        });
     }
 
     /// Decodes every complete frame in `src`; an ack for the in-flight id settles it. Acks for other ids and
@@ -410,6 +458,7 @@ mod tests {
     fn producer_session_publishes_keyed_envelopes_and_drops_whole() {
         let limits = Limits {
             max_message_bytes: 4,
+            max_streamed_message_bytes: 4,
             ..Limits::default()
         };
         let mut session = ProducerSession::new(Topic::parse("r").unwrap(), origin(), &limits);
@@ -427,7 +476,7 @@ mod tests {
         // A new stream: only the message within the limit.
         let mut session = ProducerSession::new(Topic::parse("r").unwrap(), origin(), &limits);
         let mut src = BytesMut::from(&[0x01, 0x6b, 0x00, 0x09, 0x02, b'h', b'i', 0x00, 0x01][..]);
-        let Ok(Some(envelope)) = session.next(&mut src, false) else {
+        let Ok(Some(Produced::Whole(envelope))) = session.next(&mut src, false) else {
             panic!("expected a message");
         };
         assert_eq!(envelope.topic.as_str(), "r");
@@ -445,6 +494,65 @@ mod tests {
             session.next(&mut empty_key, false).unwrap_err(),
             Rejection::Protocol(FrameError::EmptyKey)
         );
+    }
+
+    #[test]
+    fn producer_session_cuts_through_between_the_limits() {
+        let limits = Limits {
+            max_message_bytes: 4,
+            max_streamed_message_bytes: 6,
+            ..Limits::default()
+        };
+        let mut session = ProducerSession::new(Topic::parse("r").unwrap(), origin(), &limits);
+        // Key k, declared 0, body "hel" + "lo": held until it passes 4 bytes, then passed on.
+        let mut src = BytesMut::from(
+            &[
+                0x01, 0x6b, 0x00, 0x00, 0x03, b'h', b'e', b'l', 0x02, b'l', b'o', 0x00,
+            ][..],
+        );
+        let Ok(Some(Produced::Streamed(start))) = session.next(&mut src, false) else {
+            panic!("expected a cut-through start");
+        };
+        assert_eq!(
+            (&start.key[..], &start.held[..]),
+            (&b"k"[..], &b"hello"[..])
+        );
+        assert!(matches!(
+            session.next(&mut src, false),
+            Ok(Some(Produced::End))
+        ));
+        // Declared 5: passed on from the first chunk; a body past 6 bytes ends the stream.
+        src.extend_from_slice(&[0x01, 0x6b, 0x05, 0x00, 0x04, b'a', b'b', b'c', b'd']);
+        assert!(matches!(
+            session.next(&mut src, false),
+            Ok(Some(Produced::Streamed(StreamStart {
+                declared_size: 5,
+                ..
+            })))
+        ));
+        assert!(
+            matches!(session.next(&mut src, false), Ok(Some(Produced::Chunk(c))) if &c[..] == b"abcd")
+        );
+        src.extend_from_slice(&[0x03, b'e', b'f', b'g']);
+        assert_eq!(
+            session.next(&mut src, false).unwrap_err(),
+            Rejection::TooLarge { limit: 6 }
+        );
+    }
+
+    #[test]
+    fn a_streamed_message_is_in_flight_once_written() {
+        let topic = Topic::parse("room").unwrap();
+        let mut session = ConsumerSession::new(topic, Arc::new(MsgIds::default()));
+        let (header, writing) = session.start_streamed(&Bytes::from_static(b"k"), 0);
+        assert_eq!((header.msg_id, header.key.as_bytes()), (1, &b"k"[..]));
+        assert!(session.ready());
+        session.written(writing);
+        assert!(!session.ready());
+        session
+            .read_frames(&mut BytesMut::from(&[0x01, 0x01][..]))
+            .unwrap();
+        assert!(session.ready());
     }
 
     #[test]

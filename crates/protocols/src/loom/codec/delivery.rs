@@ -1,7 +1,8 @@
 //! Server→consumer message encoder. Real consumers refuse keys over 256 bytes and chunks over 65536 bytes
 //! (`Loom-go:loom/consumer.go`), so a [`Delivery`] carries a [`ConsumerKey`] and its body is always cut into
 //! chunks of at most [`CONSUMER_MAX_CHUNK_BYTES`]. Upstream re-emits the producer's chunk boundaries; gatewayd
-//! stores whole bodies and re-chunks them, which consumers cannot tell apart.
+//! stores whole bodies and re-chunks them, which consumers cannot tell apart. A message cut through is written
+//! in three steps: its [`DeliveryHeader`], [`chunks`] of body as they arrive, then [`EOM`].
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -10,6 +11,61 @@ use crate::loom::varint;
 
 /// Largest chunk ever written to a consumer.
 pub const CONSUMER_MAX_CHUNK_BYTES: usize = 64 << 10;
+
+/// The end-of-message marker: a zero chunk length.
+pub const EOM: &[u8] = &[0];
+
+/// The front of a message whose body follows in pieces (cut-through).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryHeader {
+    pub key: ConsumerKey,
+    /// The producer's announced size (0 = unknown), passed on as upstream does.
+    pub declared_size: u64,
+    /// Server-assigned, as in [`Delivery::msg_id`].
+    pub msg_id: u64,
+}
+
+impl DeliveryHeader {
+    /// Key, declared size and msg id.
+    pub fn encode(&self) -> Bytes {
+        let mut out = BytesMut::new();
+        encode_header(
+            self.key.as_bytes(),
+            self.declared_size,
+            self.msg_id,
+            &mut out,
+        );
+        out.freeze()
+    }
+}
+
+/// `body` (non-empty or not) as consumer chunks of at most [`CONSUMER_MAX_CHUNK_BYTES`]: length prefixes
+/// interleaved with zero-copy slices of `body`.
+pub fn chunks(body: &Bytes) -> Vec<Bytes> {
+    let mut out = Vec::with_capacity(2 * body.len().div_ceil(CONSUMER_MAX_CHUNK_BYTES));
+    let mut framing = BytesMut::new();
+    push_chunks(&mut framing, body, &mut out);
+    out
+}
+
+/// Appends `body`'s chunks to `out`, each length prefix after whatever `framing` already holds.
+fn push_chunks(framing: &mut BytesMut, body: &Bytes, out: &mut Vec<Bytes>) {
+    let mut at = 0;
+    while at < body.len() {
+        let end = body.len().min(at + CONSUMER_MAX_CHUNK_BYTES);
+        varint::encode((end - at) as u64, framing);
+        out.push(framing.split().freeze());
+        out.push(body.slice(at..end));
+        at = end;
+    }
+}
+
+fn encode_header(key: &[u8], declared_size: u64, msg_id: u64, dst: &mut impl BufMut) {
+    varint::encode(key.len() as u64, dst);
+    dst.put_slice(key);
+    varint::encode(declared_size, dst);
+    varint::encode(msg_id, dst);
+}
 
 /// One message for a consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +103,7 @@ impl Delivery {
             varint::encode(chunk.len() as u64, dst);
             dst.put_slice(chunk);
         }
-        dst.put_u8(0);
+        dst.put_slice(EOM);
     }
 
     /// The same bytes as [`Delivery::encode`], as a list for vectored writes (e.g. quinn's
@@ -57,25 +113,14 @@ impl Delivery {
             Vec::with_capacity(2 * self.body.len().div_ceil(CONSUMER_MAX_CHUNK_BYTES) + 1);
         let mut framing = BytesMut::new();
         self.encode_header(&mut framing);
-        let mut at = 0;
-        while at < self.body.len() {
-            let end = self.body.len().min(at + CONSUMER_MAX_CHUNK_BYTES);
-            varint::encode((end - at) as u64, &mut framing);
-            out.push(framing.split().freeze());
-            out.push(self.body.slice(at..end));
-            at = end;
-        }
-        framing.put_u8(0);
+        push_chunks(&mut framing, &self.body, &mut out);
+        framing.put_slice(EOM);
         out.push(framing.freeze());
         out
     }
 
     fn encode_header(&self, dst: &mut impl BufMut) {
-        let key = self.key.as_bytes();
-        varint::encode(key.len() as u64, dst);
-        dst.put_slice(key);
-        varint::encode(self.declared_size, dst);
-        varint::encode(self.msg_id, dst);
+        encode_header(self.key.as_bytes(), self.declared_size, self.msg_id, dst);
     }
 }
 
@@ -132,6 +177,37 @@ mod tests {
         assert_eq!(&out[second..second + 3], &[0x80, 0x80, 0x04]);
         let third = second + 3 + 65536;
         assert_eq!(&out[third..], &[0x01, 0x5a, 0x00]);
+    }
+
+    #[test]
+    fn pieces_join_to_the_whole_encoding() {
+        let body = Bytes::from(vec![0x33; 2 * 65536 + 7]);
+        let whole = delivery(b"k", 9, 4, body.clone());
+        let header = DeliveryHeader {
+            key: whole.key.clone(),
+            declared_size: 9,
+            msg_id: 4,
+        };
+        let mut pieced = header.encode().to_vec();
+        for part in [body.slice(..10), body.slice(10..)] {
+            for segment in chunks(&part) {
+                pieced.extend_from_slice(&segment);
+            }
+        }
+        pieced.extend_from_slice(EOM);
+        // Other chunk boundaries than the whole message's, the same message for a consumer.
+        let mut expected = header.encode().to_vec();
+        for part in [body.slice(..10), body.slice(10..65546), body.slice(65546..)] {
+            varint::encode(part.len() as u64, &mut expected);
+            expected.extend_from_slice(&part);
+        }
+        expected.extend_from_slice(EOM);
+        assert_eq!(pieced, expected);
+        assert!(chunks(&Bytes::new()).is_empty());
+        assert_eq!(
+            &encoded(&whole)[..header.encode().len()],
+            &header.encode()[..]
+        );
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! directions and the consumer's ack frames.
 //!
 //! - [`message`]: incremental decoder turning a message stream into [`MessageEvent`]s.
-//! - [`assemble`]: builds whole bodies from those events, dropping whole messages over the size limit.
+//! - [`assemble`]: builds whole bodies from those events, passes larger ones on chunk by chunk (cut-through) and
+//!   drops whole messages over the streamed limit.
 //! - [`ack`]: the consumer→server frames.
-//! - [`delivery`]: the server→consumer message encoder.
+//! - [`delivery`]: the server→consumer message encoder, for whole and for cut-through messages.
 
 pub mod ack;
 pub mod assemble;
@@ -12,6 +13,8 @@ pub mod delivery;
 pub mod message;
 
 pub use ack::ConsumerFrame;
-pub use assemble::{Assembled, DropReason, DroppedMessage, MessageAssembler, ProducedMessage};
-pub use delivery::Delivery;
+pub use assemble::{
+    Assembled, DropReason, DroppedMessage, MessageAssembler, ProducedMessage, StreamStart,
+};
+pub use delivery::{Delivery, DeliveryHeader};
 pub use message::{FrameError, MessageDecoder, MessageEvent, MessageHeader};
