@@ -53,11 +53,15 @@ impl Session {
         };
         self.version = Some(version);
         let properties = connect.properties.clone();
-        if properties
-            .as_ref()
-            .is_some_and(|p| p.authentication_method.is_some())
-        {
-            return self.connack_refusal(ConnectReturnCode::BadAuthenticationMethod);
+        if let Some(properties) = properties.as_ref() {
+            // §4.12: an authentication method the server does not support is refused (gatewayd supports none);
+            // §3.1.2.11.10: Authentication Data without a method is a Protocol Error.
+            if properties.authentication_method.is_some() {
+                return self.connack_refusal(ConnectReturnCode::BadAuthenticationMethod);
+            }
+            if properties.authentication_data.is_some() {
+                return self.connack_refusal(ConnectReturnCode::ProtocolError);
+            }
         }
         if properties.as_ref().and_then(|p| p.receive_maximum) == Some(0) {
             return self.connack_refusal(ConnectReturnCode::ProtocolError);
