@@ -105,14 +105,14 @@ impl SessionStore {
         self.inner.lock().live.contains_key(client_id)
     }
 
-    /// Keeps `session` for `expiry`; refused (dropped) when `max_stored_sessions` are kept already.
-    pub fn save(&self, client_id: String, session: SavedSession, expiry: Duration) {
+    /// Keeps `session` for `expiry`; refused (dropped, false) when `max_stored_sessions` are kept already.
+    pub fn save(&self, client_id: String, session: SavedSession, expiry: Duration) -> bool {
         let mut inner = self.inner.lock();
         let now = Instant::now();
         inner.saved.retain(|_, kept| kept.until > now);
         if inner.saved.len() >= inner.max_saved && !inner.saved.contains_key(&client_id) {
             tracing::warn!(client_id, "mqtt: session store full, session not kept");
-            return;
+            return false;
         }
         inner.saved.insert(
             client_id,
@@ -121,6 +121,7 @@ impl SessionStore {
                 until: now + expiry,
             },
         );
+        true
     }
 
     /// The kept session of `client_id`, unless it expired; it is no longer kept.

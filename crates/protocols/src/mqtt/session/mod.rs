@@ -345,15 +345,22 @@ impl Session {
         self.shared
             .sessions
             .release(&connected.client_id, self.origin.connection);
-        // A normal DISCONNECT cleared the will already.
-        let will = connected.will.clone();
-        if connected.session_expiry > 0 {
-            let expiry = Duration::from_secs(u64::from(connected.session_expiry));
-            self.shared.sessions.save(
+        // A normal DISCONNECT cleared the will already. The will goes when its delay has passed or the session
+        // ends, whichever is first (5.0 §3.1.3.2.2).
+        let mut expiry = Duration::from_secs(u64::from(connected.session_expiry));
+        let mut will = connected.will.clone();
+        if !expiry.is_zero() {
+            let kept = self.shared.sessions.save(
                 connected.client_id.clone(),
                 SavedSession::from_connected(connected),
                 expiry,
             );
+            if !kept {
+                expiry = Duration::ZERO;
+            }
+        }
+        if let Some(will) = will.as_mut() {
+            will.delay = will.delay.min(expiry);
         }
         will
     }
