@@ -11,6 +11,7 @@ use core_bus::Envelope;
 use mqttbytes::v5::{ConnAck, ConnAckProperties, Connect, ConnectReturnCode, LastWill};
 use mqttbytes::Protocol as Level;
 
+use super::aliases_out::OutboundAliases;
 use super::outgoing::Outgoing;
 use super::subscribe::Subscriptions;
 use super::{Connected, Flow, Session};
@@ -34,6 +35,8 @@ pub(crate) struct Accepted {
     max_in_flight: usize,
     clean: bool,
     client_max_packet: Option<usize>,
+    /// Topic aliases gatewayd may send: the lower of the client's Topic Alias Maximum and ours.
+    outbound_aliases: u16,
 }
 
 /// A will: the message published when the connection ends without DISCONNECT, after `delay`.
@@ -144,6 +147,11 @@ impl Session {
                 .as_ref()
                 .and_then(|p| p.max_packet_size)
                 .map(|size| size as usize),
+            outbound_aliases: properties
+                .as_ref()
+                .and_then(|p| p.topic_alias_max)
+                .unwrap_or(0)
+                .min(self.settings.topic_alias_maximum),
         };
         let previous = self.shared.sessions.claim(
             &accepted.client_id,
@@ -178,6 +186,7 @@ impl Session {
             max_in_flight,
             clean,
             client_max_packet,
+            outbound_aliases,
         } = accepted;
         let sessions = self.shared.sessions.clone();
         let resumed = if clean {
@@ -211,6 +220,7 @@ impl Session {
             will,
             subscriptions,
             aliases: HashMap::new(),
+            outbound_aliases: OutboundAliases::new(outbound_aliases),
             awaiting_release,
             outgoing,
             client_max_packet,

@@ -4,6 +4,7 @@
 //! ([`publish`], [`outgoing`]), SUBSCRIBE/UNSUBSCRIBE ([`subscribe`]), PINGREQ and DISCONNECT. A protocol
 //! violation earns a 5.0 DISCONNECT with its reason code (a plain close for 3.1.1) and [`Flow::Close`].
 
+mod aliases_out;
 mod connect;
 pub(crate) mod outgoing;
 mod publish;
@@ -27,6 +28,7 @@ use super::retained::Retained;
 use super::store::{SavedSession, SessionStore};
 use crate::auth::{Authenticator, Identity};
 
+use aliases_out::OutboundAliases;
 use connect::Accepted;
 pub use connect::Will;
 use outgoing::Outgoing;
@@ -70,6 +72,8 @@ pub(crate) struct Connected {
     pub(crate) subscriptions: Subscriptions,
     /// Inbound topic aliases (5.0).
     pub(crate) aliases: HashMap<u16, Topic>,
+    /// Topic aliases gatewayd sends (5.0).
+    pub(crate) outbound_aliases: OutboundAliases,
     /// QoS 2 packet ids received and answered with PUBREC, waiting for PUBREL.
     pub(crate) awaiting_release: HashSet<u16>,
     pub(crate) outgoing: Outgoing,
