@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::session::outgoing::Outgoing;
 use super::session::subscribe::Subscriptions;
-use super::session::Connected;
+use super::session::{Connected, EarlierConnections};
 use core_bus::Mailbox;
 
 /// What a returning client gets back.
@@ -24,6 +24,7 @@ pub struct SavedSession {
     pub(crate) subscriptions: Subscriptions,
     pub(crate) outgoing: Outgoing,
     pub(crate) awaiting_release: HashSet<u16>,
+    pub(crate) earlier_connections: EarlierConnections,
 }
 
 impl SavedSession {
@@ -33,6 +34,7 @@ impl SavedSession {
             subscriptions: connected.subscriptions,
             outgoing: connected.outgoing,
             awaiting_release: connected.awaiting_release,
+            earlier_connections: connected.earlier_connections,
         }
     }
 }

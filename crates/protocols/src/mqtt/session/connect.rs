@@ -14,11 +14,11 @@ use mqttbytes::Protocol as Level;
 use super::aliases_out::OutboundAliases;
 use super::outgoing::Outgoing;
 use super::subscribe::Subscriptions;
-use super::{Connected, Flow, Session};
+use super::{Connected, EarlierConnections, Flow, Session};
 use crate::auth::{unguessable_name, AuthError, Credentials, Identity};
 use crate::mqtt::bridge;
 use crate::mqtt::codec::{Outbound, Version};
-use crate::mqtt::store::Holder;
+use crate::mqtt::store::{Holder, SavedSession};
 
 /// A CONNECT accepted, waiting for its client id's previous connection to end before CONNACK.
 pub(crate) struct Accepted {
@@ -196,20 +196,20 @@ impl Session {
             sessions.take(&client_id)
         };
         let session_present = resumed.is_some();
-        let (mailbox, subscriptions, mut outgoing, awaiting_release) = match resumed {
-            Some(saved) => (
-                saved.mailbox,
-                saved.subscriptions,
-                saved.outgoing,
-                saved.awaiting_release,
-            ),
-            None => (
-                self.shared.bus.mailbox(self.origin),
-                Subscriptions::default(),
-                Outgoing::new(max_in_flight),
-                HashSet::new(),
-            ),
-        };
+        let saved = resumed.unwrap_or_else(|| SavedSession {
+            mailbox: self.shared.bus.mailbox(self.origin),
+            subscriptions: Subscriptions::default(),
+            outgoing: Outgoing::new(max_in_flight),
+            awaiting_release: HashSet::new(),
+            earlier_connections: EarlierConnections::default(),
+        });
+        let SavedSession {
+            mailbox,
+            subscriptions,
+            mut outgoing,
+            awaiting_release,
+            earlier_connections,
+        } = saved;
         outgoing.set_max_in_flight(max_in_flight);
         let resend = outgoing.resend();
         self.connected = Some(Connected {
@@ -225,6 +225,7 @@ impl Session {
             outgoing,
             client_max_packet,
             session_expiry,
+            earlier_connections,
         });
         let mut connack = ConnAck::new(ConnectReturnCode::Success, session_present);
         if version == Version::V5 {

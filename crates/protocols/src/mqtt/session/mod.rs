@@ -12,13 +12,15 @@ pub(crate) mod subscribe;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use core_bus::metrics::{record_drop, DropReason};
-use core_bus::{Backpressure, Bus, Closed, Delivery, Mailbox, Origin, Protocol, Topic};
+use core_bus::{
+    Backpressure, Bus, Closed, ConnectionId, Delivery, Mailbox, Origin, Protocol, Topic,
+};
 use mqttbytes::QoS;
 use tokio_util::sync::CancellationToken;
 
@@ -81,6 +83,29 @@ pub(crate) struct Connected {
     pub(crate) client_max_packet: Option<usize>,
     /// Seconds the session outlives the connection (0: it ends with it).
     pub(crate) session_expiry: u32,
+    /// The connections that held this session before, whose messages may still be queued for it.
+    pub(crate) earlier_connections: EarlierConnections,
+}
+
+/// The connections that held a session before the current one (the latest [`EarlierConnections::MAX`]), so that
+/// 5.0 No Local also recognises messages they published that were still queued when the session resumed.
+#[derive(Debug, Default)]
+pub(crate) struct EarlierConnections(VecDeque<ConnectionId>);
+
+impl EarlierConnections {
+    const MAX: usize = 64;
+
+    /// `connection` held the session and has ended.
+    pub(crate) fn push(&mut self, connection: ConnectionId) {
+        if self.0.len() >= Self::MAX {
+            self.0.pop_front();
+        }
+        self.0.push_back(connection);
+    }
+
+    pub(crate) fn contains(&self, connection: ConnectionId) -> bool {
+        self.0.contains(&connection)
+    }
 }
 
 /// One connection's MQTT session.
@@ -345,7 +370,8 @@ impl Session {
     pub fn finish(mut self) -> Option<Will> {
         // Whatever happens below, a connection waiting to take this client id over may go on afterwards.
         let _released = self.released.clone().drop_guard();
-        let connected = self.connected.take()?;
+        let mut connected = self.connected.take()?;
+        connected.earlier_connections.push(self.origin.connection);
         self.shared
             .sessions
             .release(&connected.client_id, self.origin.connection);

@@ -104,7 +104,11 @@ impl Session {
         let Some(subscription) = connected.subscriptions.get(delivery.subscription) else {
             return;
         };
-        if subscription.no_local && delivery.envelope.origin == self.origin {
+        let origin = delivery.envelope.origin;
+        let own = origin == self.origin
+            || (origin.protocol == Protocol::Mqtt
+                && connected.earlier_connections.contains(origin.connection));
+        if subscription.no_local && own {
             return;
         }
         let qos = min_qos(subscription.qos, bridge::published_qos(&delivery.envelope));
