@@ -363,10 +363,6 @@ impl Bus {
         let mut subscriptions = index.wildcard_count;
         let mut groups = 0;
         let mut retained = 0;
-        for group in self.inner.shared_groups.groups() {
-            groups += 1;
-            retained += group.stats().retained;
-        }
         for (_, route) in index.exact.iter() {
             subscriptions += route.fanout.len();
             if let Some(group) = &route.group {
@@ -375,6 +371,13 @@ impl Bus {
                 subscriptions += stats.members;
                 retained += stats.retained;
             }
+        }
+        for group in self.inner.shared_groups.groups() {
+            // A named group is one entry of the index, counted above; its members are the subscriptions.
+            let stats = group.stats();
+            groups += 1;
+            subscriptions = (subscriptions + stats.members).saturating_sub(1);
+            retained += stats.retained;
         }
         let depths: Vec<usize> = self
             .inner
