@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use core_bus::config::GroupPolicy;
 use core_bus::names::pattern_from_mqtt;
-use core_bus::{Credit, Mailbox, Pattern, SubscribeError, SubscriptionId};
+use core_bus::{Credit, Mailbox, Pattern, SubscribeError, SubscriptionId, MAX_TOPIC_BYTES};
 use mqttbytes::v5::{RetainForwardRule, Subscribe, SubscribeFilter, Unsubscribe};
 use mqttbytes::QoS;
 
@@ -91,11 +91,12 @@ fn parse_filter(filter: &str) -> Result<Target, u8> {
             .map(Target::Fanout)
             .map_err(|_| reason::TOPIC_FILTER_INVALID);
     };
-    // §4.8.2: a Share Name of at least one character without `/`, `+` or `#`, then a filter.
+    // §4.8.2: a Share Name of at least one character without `/`, `+` or `#`, then a filter. The name is kept
+    // with the group, so it is held to the bound of a topic.
     let Some((name, filter)) = rest.split_once('/') else {
         return Err(reason::TOPIC_FILTER_INVALID);
     };
-    if name.is_empty() || name.contains(['+', '#']) {
+    if name.is_empty() || name.len() > MAX_TOPIC_BYTES || name.contains(['+', '#']) {
         return Err(reason::TOPIC_FILTER_INVALID);
     }
     let pattern = pattern_from_mqtt(filter).map_err(|_| reason::TOPIC_FILTER_INVALID)?;
@@ -229,5 +230,37 @@ fn sends_retained(filter: &SubscribeFilter, replacing: bool) -> bool {
         RetainForwardRule::OnEverySubscribe => true,
         RetainForwardRule::OnNewSubscribe => !replacing,
         RetainForwardRule::Never => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared_name(filter: &str) -> Result<String, u8> {
+        match parse_filter(filter)? {
+            Target::Shared { name, pattern } => Ok(format!("{name} {pattern}")),
+            Target::Fanout(pattern) => Ok(format!("fanout {pattern}")),
+        }
+    }
+
+    #[test]
+    fn share_names_and_filters() {
+        assert_eq!(shared_name("$share/g/a/b"), Ok("g a.b".into()));
+        assert_eq!(shared_name("$share/g/a/+/#"), Ok("g a.*.#".into()));
+        assert_eq!(shared_name("a/b"), Ok("fanout a.b".into()));
+        for bad in [
+            "$share/g",
+            "$share//a",
+            "$share/g+/a",
+            "$share/#/a",
+            "$share/g/",
+        ] {
+            assert_eq!(shared_name(bad), Err(reason::TOPIC_FILTER_INVALID), "{bad}");
+        }
+        let long = format!("$share/{}/a", "n".repeat(MAX_TOPIC_BYTES + 1));
+        assert_eq!(shared_name(&long), Err(reason::TOPIC_FILTER_INVALID));
+        let longest = format!("$share/{}/a", "n".repeat(MAX_TOPIC_BYTES));
+        assert!(shared_name(&longest).is_ok());
     }
 }
