@@ -1,7 +1,9 @@
 //! Anycast groups: each message goes to exactly one member that has credit, round-robin or by a stable
 //! (rendezvous) hash of the envelope key; unacked messages are requeued on nack or leave; a bounded retention buffer
 //! holds messages no member can take yet. Under the `block` overflow policy a buffer over its bound stalls its
-//! publishers like a full subscriber queue does (see `flow`).
+//! publishers like a full subscriber queue does (see `flow`). A group is a topic's own (STOMP `/queue/`, Loom
+//! rooms: [`GroupKey::Topic`]) or a named group on a pattern (MQTT `$share/<name>/<filter>`: [`GroupKey::Shared`]),
+//! which is fed every message its pattern matches and ends with its last member.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -17,7 +19,7 @@ use crate::envelope::{now_ms, Envelope};
 use crate::flow::{below_low_water, Admit, Level};
 use crate::mailbox::{Delivery, MailboxShared, SubscriptionId};
 use crate::metrics::{record_drop, DropReason};
-use crate::topic::Topic;
+use crate::topic::{Pattern, Topic};
 
 /// How many unacked messages a member can hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,9 +90,27 @@ struct GroupState {
     level: Level,
 }
 
-/// One anycast group, on one exact topic.
+/// What a group is the group of.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum GroupKey {
+    /// The one group of an exact topic.
+    Topic(Topic),
+    /// A group named `name` on `pattern`; groups of other names on the same pattern are separate.
+    Shared { name: Arc<str>, pattern: Pattern },
+}
+
+impl std::fmt::Display for GroupKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GroupKey::Topic(topic) => write!(f, "{topic}"),
+            GroupKey::Shared { name, pattern } => write!(f, "{name}@{pattern}"),
+        }
+    }
+}
+
+/// One anycast group.
 pub struct Group {
-    topic: Topic,
+    key: GroupKey,
     policy: GroupPolicy,
     state: Mutex<GroupState>,
     room: Notify,
@@ -106,7 +126,7 @@ pub struct AckHandle {
 
 impl std::fmt::Debug for Group {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Group").field("topic", &self.topic).finish()
+        f.debug_struct("Group").field("key", &self.key).finish()
     }
 }
 
@@ -139,17 +159,17 @@ fn rendezvous_weight(key: &[u8], member: MemberId) -> u64 {
 }
 
 impl Group {
-    pub(crate) fn new(topic: Topic, policy: GroupPolicy) -> Group {
+    pub(crate) fn new(key: GroupKey, policy: GroupPolicy) -> Group {
         Group {
-            topic,
+            key,
             policy,
             state: Mutex::new(GroupState::default()),
             room: Notify::new(),
         }
     }
 
-    pub fn topic(&self) -> &Topic {
-        &self.topic
+    pub fn key(&self) -> &GroupKey {
+        &self.key
     }
 
     pub(crate) fn join(
@@ -419,12 +439,14 @@ impl Group {
         self.state.lock().level.is_over()
     }
 
-    /// A group with no member, nothing retained and the discard policy can be forgotten.
+    /// A topic's group with no member, nothing retained and the discard policy can be forgotten; a named group
+    /// once it has no member (what it retained goes with it).
     pub(crate) fn is_idle(&self) -> bool {
         let state = self.state.lock();
+        let shared = matches!(self.key, GroupKey::Shared { .. });
         state.members.is_empty()
-            && state.backlog.is_empty()
-            && self.policy.no_member == NoMemberPolicy::Discard
+            && (shared
+                || (state.backlog.is_empty() && self.policy.no_member == NoMemberPolicy::Discard))
     }
 
     pub fn stats(&self) -> GroupStats {

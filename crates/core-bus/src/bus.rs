@@ -11,17 +11,18 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::anycast::{Group, GroupStats, Offered};
+use crate::anycast::{Group, GroupKey, GroupStats, Offered};
 use crate::cluster::{ClusterBackend, ClusterState, Sequencing};
 use crate::config::{BusConfig, GroupPolicy};
 use crate::envelope::{ConnectionId, Envelope, Origin, Position, Protocol};
 use crate::events::BusEvent;
 use crate::flow::{Backpressure, Flow, FlowStatus, Holder};
 use crate::history::{HistoryState, Recovery, Since, TopicHistory};
-use crate::index::{FanoutTarget, Index};
+use crate::index::{FanoutTarget, Index, Receiver};
 use crate::mailbox::{Mailbox, MailboxOptions, MailboxShared, Pushed, SubscriptionId};
 use crate::metrics::BusMetrics;
 use crate::presence::{PresenceChange, RemotePresence};
+use crate::shared::SharedGroups;
 use crate::topic::{Pattern, Topic};
 use crate::trace::TraceHook;
 
@@ -93,6 +94,8 @@ pub(crate) struct BusInner {
     next_mailbox: std::sync::atomic::AtomicU64,
     cluster: ArcSwapOption<Box<dyn ClusterBackend>>,
     remote_presence: RemotePresence,
+    /// The named groups on patterns (MQTT shared subscriptions); changed under `writer` only.
+    pub(crate) shared_groups: SharedGroups,
     /// Set at most once, before traffic (`Bus::set_trace_hook`).
     pub(crate) trace: std::sync::OnceLock<Arc<dyn TraceHook>>,
 }
@@ -123,6 +126,7 @@ impl Bus {
                 next_mailbox: std::sync::atomic::AtomicU64::new(1),
                 cluster: ArcSwapOption::empty(),
                 remote_presence: RemotePresence::default(),
+                shared_groups: SharedGroups::default(),
                 trace: std::sync::OnceLock::new(),
             }),
         }
@@ -318,7 +322,7 @@ impl Bus {
             .iter()
             .map(|(topic, route)| TopicStats {
                 topic: topic.to_string(),
-                fanout_subscribers: route.fanout.len(),
+                fanout_subscribers: route.subscribers(),
                 group: route.group.as_ref().map(|g| g.stats()),
             })
             .collect();
@@ -379,6 +383,13 @@ impl Bus {
                 subscriptions += stats.members;
                 retained += stats.retained;
             }
+        }
+        for group in self.inner.shared_groups.groups() {
+            // A named group is one entry of the index, counted above; its members are the subscriptions.
+            let stats = group.stats();
+            groups += 1;
+            subscriptions = (subscriptions + stats.members).saturating_sub(1);
+            retained += stats.retained;
         }
         let depths: Vec<usize> = self
             .inner
@@ -458,35 +469,29 @@ impl BusInner {
         let mut holders = Vec::new();
         if fanout {
             index.for_each_fanout(&envelope.topic, route, |target| {
-                match target
-                    .mailbox
-                    .push_fanout(envelope, size, target.subscription, max_stall)
-                {
+                let mailbox = match &target.receiver {
+                    Receiver::Mailbox(mailbox) => mailbox,
+                    Receiver::Shared(group) => {
+                        offer(group, envelope, max_stall, &mut outcome, &mut holders);
+                        return;
+                    }
+                };
+                match mailbox.push_fanout(envelope, size, target.subscription, max_stall) {
                     Pushed::Queued => outcome.delivered += 1,
                     Pushed::Stall => {
                         outcome.delivered += 1;
-                        holders.push(Holder::Subscriber(target.mailbox.clone()));
+                        holders.push(Holder::Subscriber(mailbox.clone()));
                     }
                     Pushed::Dropped(reason) => {
                         outcome.dropped += 1;
-                        self.metrics.dropped(reason, target.mailbox.owner.protocol);
+                        self.metrics.dropped(reason, mailbox.owner.protocol);
                     }
                     Pushed::Closed => {}
                 }
             });
         }
         if let Some(group) = group {
-            match group.offer(envelope.clone(), max_stall) {
-                Offered::Dispatched => outcome.delivered += 1,
-                Offered::Retained { evicted, stall } => {
-                    outcome.retained += 1;
-                    outcome.dropped += evicted;
-                    if stall {
-                        holders.push(Holder::Group(group.clone()));
-                    }
-                }
-                Offered::Dropped(_) => outcome.dropped += 1,
-            }
+            offer(group, envelope, max_stall, &mut outcome, &mut holders);
         }
         if !holders.is_empty() {
             outcome.backpressure = Some(Backpressure::new(holders, envelope.origin, self.clone()));
@@ -538,7 +543,7 @@ impl BusInner {
             index.with_fanout(
                 pattern,
                 FanoutTarget {
-                    mailbox,
+                    receiver: Receiver::Mailbox(mailbox),
                     subscription,
                 },
             )
@@ -555,7 +560,7 @@ impl BusInner {
     ) -> Option<Recovery> {
         let pattern = Pattern::exact(topic);
         let target = FanoutTarget {
-            mailbox,
+            receiver: Receiver::Mailbox(mailbox),
             subscription,
         };
         // With history, its lock is held across the index update so no publish falls between the two.
@@ -597,7 +602,7 @@ impl BusInner {
             .iter()
             .find(|rule| rule.topics.matches(topic))
             .map_or(default_policy, |r| r.policy);
-        let group = Arc::new(Group::new(topic.clone(), policy));
+        let group = Arc::new(Group::new(GroupKey::Topic(topic.clone()), policy));
         self.index
             .store(Arc::new(index.with_group(topic, Some(group.clone()))));
         group
@@ -605,16 +610,26 @@ impl BusInner {
 
     /// Removes a group that has become idle.
     pub(crate) fn collect_group(&self, group: &Arc<Group>) {
+        let topic = match group.key() {
+            GroupKey::Topic(topic) => topic,
+            GroupKey::Shared { .. } => return self.collect_shared(group),
+        };
         let _writer = self.writer.lock();
         let index = self.index.load();
-        let current = index
-            .exact
-            .get(group.topic())
-            .and_then(|r| r.group.as_ref());
+        let current = index.exact.get(topic).and_then(|r| r.group.as_ref());
         if current.is_some_and(|g| Arc::ptr_eq(g, group)) && group.is_idle() {
-            self.index
-                .store(Arc::new(index.with_group(group.topic(), None)));
+            self.index.store(Arc::new(index.with_group(topic, None)));
         }
+    }
+
+    /// Runs `change` on the current index with index updates held off, and stores the index it returns, if any.
+    pub(crate) fn with_writer<R>(&self, change: impl FnOnce(&Index) -> (Option<Index>, R)) -> R {
+        let _writer = self.writer.lock();
+        let (next, result) = change(&self.index.load());
+        if let Some(next) = next {
+            self.index.store(Arc::new(next));
+        }
+        result
     }
 
     pub(crate) fn emit_interest(&self, pattern: &Pattern, group: bool, added: bool) {
@@ -646,5 +661,26 @@ impl BusInner {
 
     pub(crate) fn unregister_mailbox(&self, id: u64) {
         self.mailboxes.remove(&id);
+    }
+}
+
+/// Offers `envelope` to `group` and counts what it did in `outcome`.
+fn offer(
+    group: &Arc<Group>,
+    envelope: &Arc<Envelope>,
+    max_stall: std::time::Duration,
+    outcome: &mut PublishOutcome,
+    holders: &mut Vec<Holder>,
+) {
+    match group.offer(envelope.clone(), max_stall) {
+        Offered::Dispatched => outcome.delivered += 1,
+        Offered::Retained { evicted, stall } => {
+            outcome.retained += 1;
+            outcome.dropped += evicted;
+            if stall {
+                holders.push(Holder::Group(group.clone()));
+            }
+        }
+        Offered::Dropped(_) => outcome.dropped += 1,
     }
 }

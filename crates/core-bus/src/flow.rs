@@ -112,7 +112,7 @@ impl std::fmt::Debug for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Holder::Subscriber(mailbox) => write!(f, "Subscriber({})", mailbox.owner.connection),
-            Holder::Group(group) => write!(f, "Group({})", group.topic()),
+            Holder::Group(group) => write!(f, "Group({})", group.key()),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The immutable subscription index that publishers read without locks: exact topics in a persistent hash map,
 //! wildcard patterns in a persistent token trie. Every update copies only the path it changes; insertion, removal
-//! and matching walk the trie iteratively, and matching costs at most trie nodes × topic tokens.
+//! and matching walk the trie iteratively, and matching costs at most trie nodes × topic tokens. A pattern's
+//! entries are fanout subscriptions and the named anycast groups on it (MQTT shared subscriptions); a topic's own
+//! anycast group sits in its exact route.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -9,10 +11,19 @@ use crate::anycast::Group;
 use crate::mailbox::{MailboxShared, SubscriptionId};
 use crate::topic::{Pattern, Segment, Topic};
 
-/// One fanout subscription as stored in the index.
+/// Where the messages of one pattern subscription go.
+#[derive(Clone)]
+pub(crate) enum Receiver {
+    /// A mailbox's fanout subscription: every message.
+    Mailbox(Arc<MailboxShared>),
+    /// A named anycast group on the pattern (an MQTT shared subscription): one member gets each message.
+    Shared(Arc<Group>),
+}
+
+/// One pattern subscription as stored in the index: a fanout subscription or a named group.
 #[derive(Clone)]
 pub(crate) struct FanoutTarget {
-    pub(crate) mailbox: Arc<MailboxShared>,
+    pub(crate) receiver: Receiver,
     pub(crate) subscription: SubscriptionId,
 }
 
@@ -26,6 +37,14 @@ pub(crate) struct Route {
 impl Route {
     fn is_empty(&self) -> bool {
         self.fanout.is_empty() && self.group.is_none()
+    }
+
+    /// Fanout subscriptions of mailboxes (named groups left out).
+    pub(crate) fn subscribers(&self) -> usize {
+        self.fanout
+            .iter()
+            .filter(|t| matches!(t.receiver, Receiver::Mailbox(_)))
+            .count()
     }
 }
 
@@ -280,7 +299,8 @@ impl Index {
         next
     }
 
-    /// Calls `each` once per fanout subscription whose pattern matches `topic` (exact and wildcard).
+    /// Calls `each` once per pattern subscription (fanout or named group) that matches `topic` (exact and
+    /// wildcard).
     pub(crate) fn for_each_fanout(
         &self,
         topic: &Topic,

@@ -18,10 +18,11 @@ mod matching;
 pub mod metrics;
 pub mod names;
 pub mod presence;
+mod shared;
 mod topic;
 pub mod trace;
 
-pub use anycast::{AckHandle, Credit, GroupStats};
+pub use anycast::{AckHandle, Credit, GroupKey, GroupStats};
 pub use bus::{Bus, ClusterDelivery, PublishOutcome, TopicStats};
 pub use envelope::{
     now_ms, ConnectionId, Envelope, Headers, MessageId, Origin, Position, Protocol,

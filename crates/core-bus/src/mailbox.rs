@@ -13,7 +13,7 @@ use futures::task::AtomicWaker;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use crate::anycast::{AckHandle, Credit, Group, MemberId};
+use crate::anycast::{AckHandle, Credit, Group, GroupKey, MemberId};
 use crate::bus::BusInner;
 use crate::config::{QueueLimits, SlowConsumerPolicy};
 use crate::envelope::{now_ms, Envelope, Origin};
@@ -358,6 +358,31 @@ impl Mailbox {
         Ok(id)
     }
 
+    /// Joins the group `name` on `pattern` (an MQTT shared subscription) with `credit`: the group gets every
+    /// message the pattern matches and hands each to one member; groups of other names on the pattern are
+    /// separate, and a topic's own group (`join_group`) is not one of them. Created with `policy` when missing.
+    pub fn join_shared(
+        &mut self,
+        name: &str,
+        pattern: &Pattern,
+        credit: Credit,
+        policy: crate::config::GroupPolicy,
+    ) -> Result<SubscriptionId, SubscribeError> {
+        self.check_internal(pattern)?;
+        let id = SubscriptionId::next();
+        let joined = self
+            .bus
+            .join_shared(name, pattern, policy, self.shared.clone(), id, credit);
+        self.memberships.insert(
+            id,
+            Membership::Member {
+                group: joined.group,
+                member: joined.member,
+            },
+        );
+        Ok(id)
+    }
+
     /// Changes the credit of a group membership (for example a new STOMP prefetch window).
     pub fn set_credit(&self, id: SubscriptionId, credit: Credit) {
         if let Some(Membership::Member { group, member }) = self.memberships.get(&id) {
@@ -382,8 +407,9 @@ impl Mailbox {
             Membership::Fanout(pattern) => self.bus.remove_fanout(&pattern, id),
             Membership::Member { group, member } => {
                 group.leave(member);
-                self.bus
-                    .emit_interest(&Pattern::exact(group.topic()), true, false);
+                if let GroupKey::Topic(topic) = group.key() {
+                    self.bus.emit_interest(&Pattern::exact(topic), true, false);
+                }
                 self.bus.collect_group(&group);
             }
         }

@@ -129,7 +129,8 @@ fn check_mqtt_bounds(name: &str) -> Result<(), TopicError> {
 }
 
 /// The MQTT topic name of a canonical topic: its tokens joined with `/`. `None` when a token cannot be one
-/// MQTT level: it holds `/`, `+`, `#` or NUL, or is not UTF-8.
+/// MQTT level (it holds `/`, `+`, `#` or NUL, or is not UTF-8), or for the one empty token, which would be an
+/// empty name (MQTT names have at least one character; an empty one only goes with a topic alias).
 pub fn topic_to_mqtt(topic: &Topic) -> Option<String> {
     use crate::topic::unescape_token;
     let mut name = String::with_capacity(topic.as_str().len());
@@ -143,7 +144,7 @@ pub fn topic_to_mqtt(topic: &Topic) -> Option<String> {
         }
         name.push_str(&raw);
     }
-    Some(name)
+    (!name.is_empty()).then_some(name)
 }
 
 /// An MQTT topic filter as a canonical pattern: a level `+` is `*` (one token), a final level `#` is `#`
@@ -214,6 +215,11 @@ mod tests {
         assert!(topic_from_mqtt("a/#").is_err());
         assert!(topic_from_mqtt("").is_err());
         assert_eq!(topic_to_mqtt(&Topic::from_tokens(["a/b"])), None);
+        assert_eq!(topic_to_mqtt(&Topic::from_tokens([""])), None);
+        assert_eq!(
+            topic_to_mqtt(&Topic::from_tokens(["", ""])).as_deref(),
+            Some("/")
+        );
     }
 
     #[test]

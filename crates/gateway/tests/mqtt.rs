@@ -1,4 +1,5 @@
-//! MQTT over real sockets against the gatewayd binary: paho-mqtt (PyPI) at 3.1.1 and 5.0 over TCP and TLS,
+//! MQTT over real sockets against the gatewayd binary: paho-mqtt (PyPI) at 3.1.1 and 5.0 over TCP and TLS (and the
+//! 5.0 shared subscriptions, server topic aliases, No Local on resume, will vs session end, enhanced auth),
 //! mqtt.js (npm) and a raw WebSocket (subprotocol, split packets, text refused), MQTT ↔ STOMP both ways (also with
 //! mosquitto_sub/mosquitto_pub from Debian), reload,
 //! session takeover, and hostile input (garbage, a bad remaining length, PUBLISH before CONNECT, a packet over the
@@ -70,6 +71,18 @@ fn paho_clients_at_3_1_1_and_5_0() {
     let gateway = start();
     python::pytest(
         "test_mqtt.py",
+        &[
+            ("MQTT_ADDRESS", gateway.listener("mqtt.tcp").to_string()),
+            ("MQTT_TLS_ADDRESS", gateway.listener("mqtt.tls").to_string()),
+        ],
+    );
+}
+
+#[test]
+fn paho_against_the_5_0_rules_beyond_the_codec() {
+    let gateway = start();
+    python::pytest(
+        "test_mqtt5_conformance.py",
         &[
             ("MQTT_ADDRESS", gateway.listener("mqtt.tcp").to_string()),
             ("MQTT_TLS_ADDRESS", gateway.listener("mqtt.tls").to_string()),

@@ -272,9 +272,13 @@ def test_v5_will_delay_and_its_cancellation():
     watcher.subscribe("delayed/#", 1)
     properties = Properties(PacketTypes.WILLMESSAGE)
     properties.WillDelayInterval = 1
+    # The will waits for its delay only while the session lasts (a session expiry of 0 would send it at once).
+    session = Properties(PacketTypes.CONNECT)
+    session.SessionExpiryInterval = 10
 
     # Gone for good: the will comes after its delay.
-    gone = connected(mqtt.MQTTv5, will=("delayed/gone", b"late", 1, False, properties))
+    gone = Peer(mqtt.MQTTv5, will=("delayed/gone", b"late", 1, False, properties))
+    assert gone.connect(session)[1] == 0
     dropped_at = time.time()
     gone.drop()
     message = watcher.receive()
@@ -282,7 +286,8 @@ def test_v5_will_delay_and_its_cancellation():
     assert time.time() - dropped_at >= 0.9
 
     # Back within the delay with the same client id: no will.
-    flaky = connected(mqtt.MQTTv5, client_id="flaky", will=("delayed/flaky", b"late", 1, False, properties))
+    flaky = Peer(mqtt.MQTTv5, client_id="flaky", will=("delayed/flaky", b"late", 1, False, properties))
+    assert flaky.connect(session)[1] == 0
     flaky.drop()
     back = connected(mqtt.MQTTv5, client_id="flaky")
     with pytest.raises(queue.Empty):

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::session::outgoing::Outgoing;
 use super::session::subscribe::Subscriptions;
-use super::session::Connected;
+use super::session::{Connected, EarlierConnections};
 use core_bus::Mailbox;
 
 /// What a returning client gets back.
@@ -24,6 +24,7 @@ pub struct SavedSession {
     pub(crate) subscriptions: Subscriptions,
     pub(crate) outgoing: Outgoing,
     pub(crate) awaiting_release: HashSet<u16>,
+    pub(crate) earlier_connections: EarlierConnections,
 }
 
 impl SavedSession {
@@ -33,6 +34,7 @@ impl SavedSession {
             subscriptions: connected.subscriptions,
             outgoing: connected.outgoing,
             awaiting_release: connected.awaiting_release,
+            earlier_connections: connected.earlier_connections,
         }
     }
 }
@@ -105,14 +107,14 @@ impl SessionStore {
         self.inner.lock().live.contains_key(client_id)
     }
 
-    /// Keeps `session` for `expiry`; refused (dropped) when `max_stored_sessions` are kept already.
-    pub fn save(&self, client_id: String, session: SavedSession, expiry: Duration) {
+    /// Keeps `session` for `expiry`; refused (dropped, false) when `max_stored_sessions` are kept already.
+    pub fn save(&self, client_id: String, session: SavedSession, expiry: Duration) -> bool {
         let mut inner = self.inner.lock();
         let now = Instant::now();
         inner.saved.retain(|_, kept| kept.until > now);
         if inner.saved.len() >= inner.max_saved && !inner.saved.contains_key(&client_id) {
             tracing::warn!(client_id, "mqtt: session store full, session not kept");
-            return;
+            return false;
         }
         inner.saved.insert(
             client_id,
@@ -121,6 +123,7 @@ impl SessionStore {
                 until: now + expiry,
             },
         );
+        true
     }
 
     /// The kept session of `client_id`, unless it expired; it is no longer kept.

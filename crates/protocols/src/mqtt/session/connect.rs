@@ -11,13 +11,14 @@ use core_bus::Envelope;
 use mqttbytes::v5::{ConnAck, ConnAckProperties, Connect, ConnectReturnCode, LastWill};
 use mqttbytes::Protocol as Level;
 
+use super::aliases_out::OutboundAliases;
 use super::outgoing::Outgoing;
 use super::subscribe::Subscriptions;
-use super::{Connected, Flow, Session};
+use super::{Connected, EarlierConnections, Flow, Session};
 use crate::auth::{unguessable_name, AuthError, Credentials, Identity};
 use crate::mqtt::bridge;
 use crate::mqtt::codec::{Outbound, Version};
-use crate::mqtt::store::Holder;
+use crate::mqtt::store::{Holder, SavedSession};
 
 /// A CONNECT accepted, waiting for its client id's previous connection to end before CONNACK.
 pub(crate) struct Accepted {
@@ -34,6 +35,8 @@ pub(crate) struct Accepted {
     max_in_flight: usize,
     clean: bool,
     client_max_packet: Option<usize>,
+    /// Topic aliases gatewayd may send: the lower of the client's Topic Alias Maximum and ours.
+    outbound_aliases: u16,
 }
 
 /// A will: the message published when the connection ends without DISCONNECT, after `delay`.
@@ -53,11 +56,15 @@ impl Session {
         };
         self.version = Some(version);
         let properties = connect.properties.clone();
-        if properties
-            .as_ref()
-            .is_some_and(|p| p.authentication_method.is_some())
-        {
-            return self.connack_refusal(ConnectReturnCode::BadAuthenticationMethod);
+        if let Some(properties) = properties.as_ref() {
+            // §4.12: an authentication method the server does not support is refused (gatewayd supports none);
+            // §3.1.2.11.10: Authentication Data without a method is a Protocol Error.
+            if properties.authentication_method.is_some() {
+                return self.connack_refusal(ConnectReturnCode::BadAuthenticationMethod);
+            }
+            if properties.authentication_data.is_some() {
+                return self.connack_refusal(ConnectReturnCode::ProtocolError);
+            }
         }
         if properties.as_ref().and_then(|p| p.receive_maximum) == Some(0) {
             return self.connack_refusal(ConnectReturnCode::ProtocolError);
@@ -140,6 +147,11 @@ impl Session {
                 .as_ref()
                 .and_then(|p| p.max_packet_size)
                 .map(|size| size as usize),
+            outbound_aliases: properties
+                .as_ref()
+                .and_then(|p| p.topic_alias_max)
+                .unwrap_or(0)
+                .min(self.settings.topic_alias_maximum),
         };
         let previous = self.shared.sessions.claim(
             &accepted.client_id,
@@ -174,6 +186,7 @@ impl Session {
             max_in_flight,
             clean,
             client_max_packet,
+            outbound_aliases,
         } = accepted;
         let sessions = self.shared.sessions.clone();
         let resumed = if clean {
@@ -183,20 +196,20 @@ impl Session {
             sessions.take(&client_id)
         };
         let session_present = resumed.is_some();
-        let (mailbox, subscriptions, mut outgoing, awaiting_release) = match resumed {
-            Some(saved) => (
-                saved.mailbox,
-                saved.subscriptions,
-                saved.outgoing,
-                saved.awaiting_release,
-            ),
-            None => (
-                self.shared.bus.mailbox(self.origin),
-                Subscriptions::default(),
-                Outgoing::new(max_in_flight),
-                HashSet::new(),
-            ),
-        };
+        let saved = resumed.unwrap_or_else(|| SavedSession {
+            mailbox: self.shared.bus.mailbox(self.origin),
+            subscriptions: Subscriptions::default(),
+            outgoing: Outgoing::new(max_in_flight),
+            awaiting_release: HashSet::new(),
+            earlier_connections: EarlierConnections::default(),
+        });
+        let SavedSession {
+            mailbox,
+            subscriptions,
+            mut outgoing,
+            awaiting_release,
+            earlier_connections,
+        } = saved;
         outgoing.set_max_in_flight(max_in_flight);
         let resend = outgoing.resend();
         self.connected = Some(Connected {
@@ -207,10 +220,12 @@ impl Session {
             will,
             subscriptions,
             aliases: HashMap::new(),
+            outbound_aliases: OutboundAliases::new(outbound_aliases),
             awaiting_release,
             outgoing,
             client_max_packet,
             session_expiry,
+            earlier_connections,
         });
         let mut connack = ConnAck::new(ConnectReturnCode::Success, session_present);
         if version == Version::V5 {

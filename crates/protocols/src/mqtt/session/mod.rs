@@ -4,6 +4,7 @@
 //! ([`publish`], [`outgoing`]), SUBSCRIBE/UNSUBSCRIBE ([`subscribe`]), PINGREQ and DISCONNECT. A protocol
 //! violation earns a 5.0 DISCONNECT with its reason code (a plain close for 3.1.1) and [`Flow::Close`].
 
+mod aliases_out;
 mod connect;
 pub(crate) mod outgoing;
 mod publish;
@@ -11,13 +12,15 @@ pub(crate) mod subscribe;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use core_bus::metrics::{record_drop, DropReason};
-use core_bus::{Backpressure, Bus, Closed, Delivery, Mailbox, Origin, Protocol, Topic};
+use core_bus::{
+    Backpressure, Bus, Closed, ConnectionId, Delivery, Mailbox, Origin, Protocol, Topic,
+};
 use mqttbytes::QoS;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +30,7 @@ use super::retained::Retained;
 use super::store::{SavedSession, SessionStore};
 use crate::auth::{Authenticator, Identity};
 
+use aliases_out::OutboundAliases;
 use connect::Accepted;
 pub use connect::Will;
 use outgoing::Outgoing;
@@ -70,6 +74,8 @@ pub(crate) struct Connected {
     pub(crate) subscriptions: Subscriptions,
     /// Inbound topic aliases (5.0).
     pub(crate) aliases: HashMap<u16, Topic>,
+    /// Topic aliases gatewayd sends (5.0).
+    pub(crate) outbound_aliases: OutboundAliases,
     /// QoS 2 packet ids received and answered with PUBREC, waiting for PUBREL.
     pub(crate) awaiting_release: HashSet<u16>,
     pub(crate) outgoing: Outgoing,
@@ -77,6 +83,29 @@ pub(crate) struct Connected {
     pub(crate) client_max_packet: Option<usize>,
     /// Seconds the session outlives the connection (0: it ends with it).
     pub(crate) session_expiry: u32,
+    /// The connections that held this session before, whose messages may still be queued for it.
+    pub(crate) earlier_connections: EarlierConnections,
+}
+
+/// The connections that held a session before the current one (the latest [`EarlierConnections::MAX`]), so that
+/// 5.0 No Local also recognises messages they published that were still queued when the session resumed.
+#[derive(Debug, Default)]
+pub(crate) struct EarlierConnections(VecDeque<ConnectionId>);
+
+impl EarlierConnections {
+    const MAX: usize = 64;
+
+    /// `connection` held the session and has ended.
+    pub(crate) fn push(&mut self, connection: ConnectionId) {
+        if self.0.len() >= Self::MAX {
+            self.0.pop_front();
+        }
+        self.0.push_back(connection);
+    }
+
+    pub(crate) fn contains(&self, connection: ConnectionId) -> bool {
+        self.0.contains(&connection)
+    }
 }
 
 /// One connection's MQTT session.
@@ -341,19 +370,27 @@ impl Session {
     pub fn finish(mut self) -> Option<Will> {
         // Whatever happens below, a connection waiting to take this client id over may go on afterwards.
         let _released = self.released.clone().drop_guard();
-        let connected = self.connected.take()?;
+        let mut connected = self.connected.take()?;
+        connected.earlier_connections.push(self.origin.connection);
         self.shared
             .sessions
             .release(&connected.client_id, self.origin.connection);
-        // A normal DISCONNECT cleared the will already.
-        let will = connected.will.clone();
-        if connected.session_expiry > 0 {
-            let expiry = Duration::from_secs(u64::from(connected.session_expiry));
-            self.shared.sessions.save(
+        // A normal DISCONNECT cleared the will already. The will goes when its delay has passed or the session
+        // ends, whichever is first (5.0 §3.1.3.2.2).
+        let mut expiry = Duration::from_secs(u64::from(connected.session_expiry));
+        let mut will = connected.will.clone();
+        if !expiry.is_zero() {
+            let kept = self.shared.sessions.save(
                 connected.client_id.clone(),
                 SavedSession::from_connected(connected),
                 expiry,
             );
+            if !kept {
+                expiry = Duration::ZERO;
+            }
+        }
+        if let Some(will) = will.as_mut() {
+            will.delay = will.delay.min(expiry);
         }
         will
     }

@@ -104,7 +104,11 @@ impl Session {
         let Some(subscription) = connected.subscriptions.get(delivery.subscription) else {
             return;
         };
-        if subscription.no_local && delivery.envelope.origin == self.origin {
+        let origin = delivery.envelope.origin;
+        let own = origin == self.origin
+            || (origin.protocol == Protocol::Mqtt
+                && connected.earlier_connections.contains(origin.connection));
+        if subscription.no_local && own {
             return;
         }
         let qos = min_qos(subscription.qos, bridge::published_qos(&delivery.envelope));
@@ -162,19 +166,26 @@ impl Session {
         }
     }
 
-    /// Writes a PUBLISH unless it is over the client's Maximum Packet Size (then it is dropped, §3.1.2.11.4).
-    fn write_publish(&mut self, publish: Publish) -> bool {
-        let limit = self
-            .connected
-            .as_ref()
-            .and_then(|c| c.client_max_packet)
-            .unwrap_or(usize::MAX);
+    /// Writes a PUBLISH (5.0: under its topic alias) unless it is over the client's Maximum Packet Size (then it
+    /// is dropped, §3.1.2.11.4).
+    fn write_publish(&mut self, mut publish: Publish) -> bool {
+        let Some(connected) = self.connected.as_mut() else {
+            return false;
+        };
+        let limit = connected.client_max_packet.unwrap_or(usize::MAX);
         let version = self.version.unwrap_or(Version::V311);
+        let new_alias = match version {
+            Version::V5 => connected.outbound_aliases.apply(&mut publish),
+            Version::V311 => None,
+        };
         let mut packet = BytesMut::new();
         let encoded = codec::encode(&Outbound::Publish(publish), version, &mut packet);
         if encoded.is_err() || packet.len() > limit {
             record_drop(DropReason::TooLarge, Protocol::Mqtt);
             return false;
+        }
+        if let Some(new_alias) = new_alias {
+            connected.outbound_aliases.remember(new_alias);
         }
         self.out.extend_from_slice(&packet);
         true

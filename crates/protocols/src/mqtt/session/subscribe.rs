@@ -1,12 +1,13 @@
 //! SUBSCRIBE and UNSUBSCRIBE: each filter becomes a bus subscription (a fanout pattern, or for
-//! `$share/<group>/<topic>` a membership of the topic's anycast group), checked against the identity's ACL,
-//! answered with one reason code per filter, followed by the retained messages the filter matches.
+//! `$share/<name>/<filter>` a membership of the bus's group `<name>` on the filter, wildcards allowed), checked
+//! against the identity's ACL, answered with one reason code per filter, followed by the retained messages the
+//! filter matches (none for shared subscriptions, §4.8.2).
 
 use std::collections::HashMap;
 
 use core_bus::config::GroupPolicy;
 use core_bus::names::pattern_from_mqtt;
-use core_bus::{Credit, Mailbox, Pattern, SubscribeError, SubscriptionId};
+use core_bus::{Credit, Mailbox, Pattern, SubscribeError, SubscriptionId, MAX_TOPIC_BYTES};
 use mqttbytes::v5::{RetainForwardRule, Subscribe, SubscribeFilter, Unsubscribe};
 use mqttbytes::QoS;
 
@@ -65,8 +66,23 @@ impl Subscriptions {
 /// What a filter names on the bus.
 enum Target {
     Fanout(Pattern),
-    /// `$share/<group>/<topic>`: one member of the topic's anycast group gets each message.
-    Group(Pattern),
+    /// `$share/<name>/<filter>`: one member of the group `name` on the filter's pattern gets each message.
+    Shared {
+        name: String,
+        pattern: Pattern,
+    },
+}
+
+impl Target {
+    fn pattern(&self) -> &Pattern {
+        match self {
+            Target::Fanout(pattern) | Target::Shared { pattern, .. } => pattern,
+        }
+    }
+}
+
+fn is_shared(filter: &str) -> bool {
+    filter.starts_with(SHARE_PREFIX)
 }
 
 fn parse_filter(filter: &str) -> Result<Target, u8> {
@@ -75,18 +91,19 @@ fn parse_filter(filter: &str) -> Result<Target, u8> {
             .map(Target::Fanout)
             .map_err(|_| reason::TOPIC_FILTER_INVALID);
     };
-    let Some((group, topic)) = rest.split_once('/') else {
+    // §4.8.2: a Share Name of at least one character without `/`, `+` or `#`, then a filter. The name is kept
+    // with the group, so it is held to the bound of a topic.
+    let Some((name, filter)) = rest.split_once('/') else {
         return Err(reason::TOPIC_FILTER_INVALID);
     };
-    if group.is_empty() || group.contains(['+', '#']) {
+    if name.is_empty() || name.len() > MAX_TOPIC_BYTES || name.contains(['+', '#']) {
         return Err(reason::TOPIC_FILTER_INVALID);
     }
-    let pattern = pattern_from_mqtt(topic).map_err(|_| reason::TOPIC_FILTER_INVALID)?;
-    if !pattern.is_exact() {
-        // The bus's anycast groups are per topic.
-        return Err(reason::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED);
-    }
-    Ok(Target::Group(pattern))
+    let pattern = pattern_from_mqtt(filter).map_err(|_| reason::TOPIC_FILTER_INVALID)?;
+    Ok(Target::Shared {
+        name: name.to_owned(),
+        pattern,
+    })
 }
 
 fn granted(qos: QoS) -> u8 {
@@ -100,10 +117,9 @@ fn granted(qos: QoS) -> u8 {
 fn join(mailbox: &mut Mailbox, target: &Target) -> Result<SubscriptionId, u8> {
     let joined = match target {
         Target::Fanout(pattern) => mailbox.subscribe(pattern.clone()),
-        Target::Group(pattern) => match pattern.as_topic() {
-            Some(topic) => mailbox.join_group(&topic, Credit::AutoAck, GroupPolicy::QUEUE),
-            None => return Err(reason::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED),
-        },
+        Target::Shared { name, pattern } => {
+            mailbox.join_shared(name, pattern, Credit::AutoAck, GroupPolicy::QUEUE)
+        }
     };
     joined.map_err(|error| match error {
         SubscribeError::NotInboxOwner(_) => reason::NOT_AUTHORIZED,
@@ -126,15 +142,20 @@ impl Session {
         if identifier == Some(0) {
             return self.disconnect(reason::PROTOCOL_ERROR, "Subscription Identifier 0");
         }
+        if subscribe
+            .filters
+            .iter()
+            .any(|f| f.nolocal && is_shared(&f.path))
+        {
+            // [MQTT-3.8.3-4]
+            return self.disconnect(reason::PROTOCOL_ERROR, "No Local on a shared subscription");
+        }
         let mut reasons = Vec::with_capacity(subscribe.filters.len());
         let mut retained = Vec::new();
         for filter in &subscribe.filters {
             let code = (|| {
                 let target = parse_filter(&filter.path)?;
-                let pattern = match &target {
-                    Target::Fanout(p) | Target::Group(p) => p.clone(),
-                };
-                if !connected.identity.may_subscribe(&pattern) {
+                if !connected.identity.may_subscribe(target.pattern()) {
                     return Err(reason::NOT_AUTHORIZED);
                 }
                 let replacing = connected.subscriptions.by_filter.contains_key(&filter.path);
@@ -209,5 +230,37 @@ fn sends_retained(filter: &SubscribeFilter, replacing: bool) -> bool {
         RetainForwardRule::OnEverySubscribe => true,
         RetainForwardRule::OnNewSubscribe => !replacing,
         RetainForwardRule::Never => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared_name(filter: &str) -> Result<String, u8> {
+        match parse_filter(filter)? {
+            Target::Shared { name, pattern } => Ok(format!("{name} {pattern}")),
+            Target::Fanout(pattern) => Ok(format!("fanout {pattern}")),
+        }
+    }
+
+    #[test]
+    fn share_names_and_filters() {
+        assert_eq!(shared_name("$share/g/a/b"), Ok("g a.b".into()));
+        assert_eq!(shared_name("$share/g/a/+/#"), Ok("g a.*.#".into()));
+        assert_eq!(shared_name("a/b"), Ok("fanout a.b".into()));
+        for bad in [
+            "$share/g",
+            "$share//a",
+            "$share/g+/a",
+            "$share/#/a",
+            "$share/g/",
+        ] {
+            assert_eq!(shared_name(bad), Err(reason::TOPIC_FILTER_INVALID), "{bad}");
+        }
+        let long = format!("$share/{}/a", "n".repeat(MAX_TOPIC_BYTES + 1));
+        assert_eq!(shared_name(&long), Err(reason::TOPIC_FILTER_INVALID));
+        let longest = format!("$share/{}/a", "n".repeat(MAX_TOPIC_BYTES));
+        assert!(shared_name(&longest).is_ok());
     }
 }
