@@ -1,5 +1,5 @@
 //! Bytes ↔ MQTT packets for both protocol levels (3.1.1 = level 4, 5.0 = level 5), pure. Decoding is
-//! `mqttbytes` (rumqtt's sans-IO codec) behind a framing check of our own: a frame is read only once all of it is
+//! `mqttbytes` (rumqtt's sans-IO codec; MQTT 5.0 UNSUBSCRIBE is read by [`unsubscribe`]) behind a framing check of our own: a frame is read only once all of it is
 //! in the buffer, so any error the crate reports on a complete frame is a malformed packet, never "wait for more".
 //! Everything a client may send arrives as one [`Inbound`] in the 5.0 model (3.1.1 packets are lifted into it);
 //! [`encode`] writes an [`Outbound`] in the connection's level. Nothing here panics on input.
@@ -9,6 +9,8 @@ use mqttbytes::v5::{self, ConnAck, ConnectReturnCode};
 use mqttbytes::{v4, Error as WireError, PacketType};
 
 use super::reason;
+
+mod unsubscribe;
 
 /// The protocol level a connection negotiated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +127,13 @@ pub fn decode(
                 reason: frame.last().copied().unwrap_or_default(),
                 session_expiry: None,
             }));
+        }
+        (Version::V5, 10, _) => {
+            let start = header_len(buf);
+            let frame = buf.split_to(header.frame_length()).freeze();
+            return unsubscribe::read(frame.slice(start..))
+                .map(|unsubscribe| Some(Inbound::Unsubscribe(unsubscribe)))
+                .map_err(DecodeError::Malformed);
         }
         (Version::V5, 15, _) => {
             buf.advance(header.frame_length());
