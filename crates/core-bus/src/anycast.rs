@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::config::{GroupOverflow, GroupPolicy, NoMemberPolicy};
-use crate::envelope::{now_ms, Envelope};
+use crate::envelope::{now_ms, Envelope, Protocol};
 use crate::flow::{below_low_water, Admit, Level};
 use crate::mailbox::{Delivery, MailboxShared, SubscriptionId};
 use crate::metrics::{record_drop, DropReason};
@@ -170,6 +170,13 @@ impl Group {
 
     pub fn key(&self) -> &GroupKey {
         &self.key
+    }
+
+    /// The protocol of the group's first member, if it has one: whom a message the group never saw would have
+    /// reached, as far as drop counters go.
+    pub(crate) fn member_protocol(&self) -> Option<Protocol> {
+        let state = self.state.lock();
+        state.members.first().map(|m| m.mailbox.owner.protocol)
     }
 
     pub(crate) fn join(

@@ -353,13 +353,18 @@ impl Bus {
     }
 
     /// The protocol of each fanout subscription on this node that matches `topic` (exact and wildcard), one entry
-    /// per subscription: whom a message that cannot go onto the bus (a Loom message streamed straight to one
-    /// consumer) does not reach, so that the adapter can count those drops.
+    /// per subscription, and of each named group (MQTT shared subscription) by its first member: whom a message
+    /// that cannot go onto the bus (a Loom message streamed straight to one consumer) does not reach, so that the
+    /// adapter can count those drops.
     pub fn fanout_protocols(&self, topic: &Topic) -> Vec<Protocol> {
         let index = self.inner.index.load();
         let mut protocols = Vec::new();
         index.for_each_fanout(topic, index.exact.get(topic), |target| {
-            protocols.push(target.mailbox.owner.protocol);
+            let protocol = match &target.receiver {
+                Receiver::Mailbox(mailbox) => Some(mailbox.owner.protocol),
+                Receiver::Shared(group) => group.member_protocol(),
+            };
+            protocols.extend(protocol);
         });
         protocols
     }
