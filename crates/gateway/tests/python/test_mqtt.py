@@ -330,6 +330,31 @@ def test_v5_subscription_identifiers_come_back():
     publisher.close()
 
 
+@pytest.mark.parametrize("version", VERSIONS)
+def test_overlapping_subscriptions_get_one_copy(version):
+    """A message matching two of a client's filters arrives once, at the higher QoS, with (5.0) both
+    subscription identifiers."""
+    subscriber = connected(version)
+    for n, (topic, qos) in enumerate([("overlap/+", 1), ("overlap/#", 0), ("overlap/x", 2)], start=1):
+        if version == mqtt.MQTTv5:
+            properties = Properties(PacketTypes.SUBSCRIBE)
+            properties.SubscriptionIdentifier = n
+            subscriber.client.subscribe(topic, qos, properties=properties)
+            subscriber.subacks.get(timeout=WAIT)
+        else:
+            subscriber.subscribe(topic, qos)
+    publisher = connected(version)
+    publisher.publish("overlap/x", b"once", qos=2)
+    message = subscriber.receive()
+    assert message.payload == b"once"
+    assert message.qos == 2
+    if version == mqtt.MQTTv5:
+        assert sorted(message.properties.SubscriptionIdentifier) == [1, 2, 3]
+    subscriber.nothing()
+    subscriber.close()
+    publisher.close()
+
+
 def test_v5_retain_as_published_keeps_the_flag_on_live_messages():
     keeping = connected(mqtt.MQTTv5)
     keeping.client.subscribe("rap/x", options=mqtt.SubscribeOptions(qos=1, retainAsPublished=True))

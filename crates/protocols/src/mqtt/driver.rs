@@ -287,9 +287,7 @@ impl Connection {
                 received = next_batch(session.mailbox_mut(), &mut batch, write_batch), if deliveries => {
                     match received {
                         Ok(_) => {
-                            for delivery in batch.drain(..) {
-                                session.deliver(delivery);
-                            }
+                            session.deliver(batch.drain(..));
                         }
                         Err(closed) => {
                             if closed == Closed::SlowConsumer {

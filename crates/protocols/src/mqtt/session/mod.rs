@@ -276,9 +276,22 @@ impl Session {
         }
     }
 
-    /// Writes one delivery from the bus (or queues it while the client's in-flight window is full).
-    pub fn deliver(&mut self, delivery: Delivery) {
-        self.outgoing_delivery(delivery);
+    /// Writes deliveries from the bus (or queues them while the client's in-flight window is full). Consecutive
+    /// deliveries of one message to several of this client's subscriptions (overlapping filters) become one
+    /// PUBLISH (§3.3.4): at the highest QoS they grant, with every matching Subscription Identifier.
+    pub fn deliver(&mut self, deliveries: impl IntoIterator<Item = Delivery>) {
+        let mut deliveries = deliveries.into_iter().peekable();
+        while let Some(first) = deliveries.next() {
+            let mut overlapping = Vec::new();
+            if first.ack.is_none() {
+                while let Some(next) = deliveries.next_if(|next| {
+                    next.ack.is_none() && Arc::ptr_eq(&next.envelope, &first.envelope)
+                }) {
+                    overlapping.push(next.subscription);
+                }
+            }
+            self.outgoing_delivery(first, &overlapping);
+        }
     }
 
     /// Whether the connection should take more deliveries from its mailbox now: not while the client's

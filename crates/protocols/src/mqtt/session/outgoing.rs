@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use core_bus::metrics::{record_drop, DropReason};
-use core_bus::{Delivery, Envelope, Protocol};
+use core_bus::{Delivery, Envelope, Protocol, SubscriptionId};
 use mqttbytes::v5::Publish;
 use mqttbytes::QoS;
 
@@ -20,6 +20,15 @@ use crate::mqtt::reason;
 /// The lower of two QoS levels.
 pub(crate) fn min_qos(a: QoS, b: QoS) -> QoS {
     if (a as u8) <= (b as u8) {
+        a
+    } else {
+        b
+    }
+}
+
+/// The higher of two QoS levels.
+fn max_qos(a: QoS, b: QoS) -> QoS {
+    if (a as u8) >= (b as u8) {
         a
     } else {
         b
@@ -97,35 +106,47 @@ impl Outgoing {
 }
 
 impl Session {
-    pub(super) fn outgoing_delivery(&mut self, delivery: Delivery) {
+    /// Sends `delivery`, which also matched this client's subscriptions `overlapping`, as one PUBLISH.
+    pub(super) fn outgoing_delivery(&mut self, delivery: Delivery, overlapping: &[SubscriptionId]) {
         let Some(connected) = self.connected.as_ref() else {
-            return;
-        };
-        let Some(subscription) = connected.subscriptions.get(delivery.subscription) else {
             return;
         };
         let origin = delivery.envelope.origin;
         let own = origin == self.origin
             || (origin.protocol == Protocol::Mqtt
                 && connected.earlier_connections.contains(origin.connection));
-        if subscription.no_local && own {
-            return;
+        let published_qos = bridge::published_qos(&delivery.envelope);
+        let published_retained = bridge::published_retained(&delivery.envelope);
+        let mut send: Option<(QoS, bool)> = None;
+        let mut identifiers = Vec::new();
+        for id in std::iter::once(delivery.subscription).chain(overlapping.iter().copied()) {
+            let Some(subscription) = connected.subscriptions.get(id) else {
+                continue;
+            };
+            if subscription.no_local && own {
+                continue;
+            }
+            let qos = min_qos(subscription.qos, published_qos);
+            let retain = subscription.retain_as_published && published_retained;
+            send = Some(match send {
+                None => (qos, retain),
+                Some((most, any)) => (max_qos(most, qos), any || retain),
+            });
+            identifiers.extend(subscription.identifier);
         }
-        let qos = min_qos(subscription.qos, bridge::published_qos(&delivery.envelope));
-        let identifier = subscription.identifier;
-        let retain =
-            subscription.retain_as_published && bridge::published_retained(&delivery.envelope);
-        self.send_publish(&delivery.envelope, qos, retain, identifier);
+        if let Some((qos, retain)) = send {
+            self.send_publish(&delivery.envelope, qos, retain, &identifiers);
+        }
     }
 
-    /// Sends `envelope` at `qos` (`retain`: a retained message handed out on subscribe) for the subscription
-    /// with 5.0 Subscription Identifier `identifier`.
+    /// Sends `envelope` at `qos` (`retain`: a retained message handed out on subscribe) for the subscriptions
+    /// with 5.0 Subscription Identifiers `identifiers`.
     pub(crate) fn send_publish(
         &mut self,
         envelope: &Arc<Envelope>,
         qos: QoS,
         retain: bool,
-        identifier: Option<usize>,
+        identifiers: &[usize],
     ) {
         let v5 = self.version == Some(Version::V5);
         let Some(mut publish) = bridge::to_publish(envelope, qos, v5) else {
@@ -133,12 +154,12 @@ impl Session {
             return;
         };
         publish.retain = retain;
-        if let Some(identifier) = identifier.filter(|_| v5) {
+        if v5 && !identifiers.is_empty() {
             publish
                 .properties
                 .get_or_insert_with(bridge::empty_properties)
                 .subscription_identifiers
-                .push(identifier);
+                .extend_from_slice(identifiers);
         }
         let Some(connected) = self.connected.as_mut() else {
             return;

@@ -192,7 +192,7 @@ impl Session {
         for (pattern, qos) in retained {
             for message in self.shared.retained.matching(&pattern) {
                 let qos = min_qos(qos, bridge::published_qos(&message));
-                self.send_publish(&message, qos, true, identifier);
+                self.send_publish(&message, qos, true, identifier.as_slice());
             }
         }
         Flow::Continue

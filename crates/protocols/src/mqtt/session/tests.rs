@@ -117,7 +117,7 @@ fn qos_1_publish_reaches_a_qos_0_subscriber_at_qos_0_and_is_acknowledged() {
         .try_recv_batch(&mut batch, 10);
     assert_eq!(taken, Ok(1));
     for delivery in batch {
-        subscriber.deliver(delivery);
+        subscriber.deliver([delivery]);
     }
     // QoS 0 (first byte 0x30, no packet id): topic a/b, payload hi.
     assert_eq!(&subscriber.output()[..], b"\x30\x07\x00\x03a/bhi");
@@ -164,7 +164,7 @@ fn the_in_flight_window_bounds_what_is_sent() {
         .try_recv_batch(&mut batch, 10);
     assert_eq!(taken, Ok(3));
     for delivery in batch {
-        subscriber.deliver(delivery);
+        subscriber.deliver([delivery]);
     }
     // receive_maximum = 2: two publishes sent, the third waits.
     let out = subscriber.output().split();
