@@ -173,7 +173,7 @@ fn stomp_publishes_reach_messageloop_on_another_node(backend: Backend) {
         })
     });
     assert_eq!(text.as_deref(), Some("across nodes"), "{publication}");
-    assert_eq!(a.metric("gatewayd_cluster_forwarded_total", &[]), 1.0);
+    a.wait_metric("gatewayd_cluster_forwarded_total", &[], 1.0);
 }
 
 fn loom_producers_reach_goomerang_on_another_node(backend: Backend) {

@@ -227,6 +227,23 @@ impl Gatewayd {
             .sum()
     }
 
+    /// Polls [`Gatewayd::metric`] until it is `value` (at most 10 s): for counters a node updates after the
+    /// effect a test observed (a forward counted once the backend answered).
+    pub fn wait_metric(&self, name: &str, labels: &[(&str, &str)], value: f64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = self.metric(name, labels);
+            if now == value {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}{labels:?} is {now}, not {value}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Sends SIGTERM and waits for the exit status, at most `within`.
     pub fn terminate(mut self, within: Duration) -> ExitStatus {
         let status = kill()
