@@ -244,7 +244,8 @@ fn messageloop_grpc_subscriber_that_stops_reading_is_cut() {
         base_config()
     ));
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let mut stream = runtime.block_on(grpc::open_g2(gateway.listener("messageloop.grpc")));
+    let address = gateway.listener("messageloop.grpc");
+    let mut stream = runtime.block_on(grpc::connected_g2(address));
     runtime.block_on(async {
         use grpc::g2::inbound_message::Envelope as In;
         let inbound = |id: &str, envelope: In| grpc::g2::InboundMessage {
@@ -252,16 +253,6 @@ fn messageloop_grpc_subscriber_that_stops_reading_is_cut() {
             time: 0,
             envelope: Some(envelope),
         };
-        stream
-            .send(inbound(
-                "c",
-                In::Connect(grpc::g2::Connect {
-                    version: "2.0.0".into(),
-                    ..Default::default()
-                }),
-            ))
-            .await;
-        stream.next().await.expect("connected");
         stream
             .send(inbound(
                 "s",

@@ -42,22 +42,9 @@ fn closed_grpc_connections_give_their_memory_back() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let before = rss(&gateway);
     let streams = runtime.block_on(async {
-        use grpc::g2::inbound_message::Envelope as In;
         let mut streams = Vec::with_capacity(COUNT);
         for _ in 0..COUNT {
-            let mut stream = grpc::open_g2(addr).await;
-            stream
-                .send(grpc::g2::InboundMessage {
-                    id: "c".into(),
-                    time: 0,
-                    envelope: Some(In::Connect(grpc::g2::Connect {
-                        version: "2.0.0".into(),
-                        ..Default::default()
-                    })),
-                })
-                .await;
-            stream.next().await.expect("connected");
-            streams.push(stream);
+            streams.push(grpc::connected_g2(addr).await);
         }
         streams
     });

@@ -138,22 +138,7 @@ fn a_grpc_client_that_goes_away_is_counted_as_the_clients_close() {
     ));
     let address = gateway.listener("messageloop.grpc");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let stream = runtime.block_on(async {
-        use messageloop_client::grpc::g2;
-        let mut stream = messageloop_client::grpc::open_g2(address).await;
-        stream
-            .send(g2::InboundMessage {
-                id: "c".into(),
-                time: 0,
-                envelope: Some(g2::inbound_message::Envelope::Connect(g2::Connect {
-                    version: "2.0.0".into(),
-                    ..Default::default()
-                })),
-            })
-            .await;
-        stream.next().await.expect("connected");
-        stream
-    });
+    let stream = runtime.block_on(messageloop_client::grpc::connected_g2(address));
     // The HTTP/2 connection goes away under the open stream, as when a client process ends.
     drop(stream);
     drop(runtime);

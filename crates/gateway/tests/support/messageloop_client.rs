@@ -573,6 +573,23 @@ pub mod grpc {
         open(addr, Generation::G2).await
     }
 
+    /// A G2 stream that has sent an anonymous Connect (id `c`, version 2.0.0) and read its reply.
+    pub async fn connected_g2(addr: SocketAddr) -> Stream<g2::InboundMessage, g2::OutboundMessage> {
+        let mut stream = open_g2(addr).await;
+        stream
+            .send(g2::InboundMessage {
+                id: "c".into(),
+                time: 0,
+                envelope: Some(g2::inbound_message::Envelope::Connect(g2::Connect {
+                    version: "2.0.0".into(),
+                    ..Default::default()
+                })),
+            })
+            .await;
+        stream.next().await.expect("connected");
+        stream
+    }
+
     pub async fn open_g1(addr: SocketAddr) -> Stream<g1::InboundMessage, g1::OutboundMessage> {
         open(addr, Generation::G1).await
     }
