@@ -15,7 +15,7 @@ use crate::anycast::{Group, GroupKey, GroupStats, Offered};
 use crate::cluster::{ClusterBackend, ClusterState, Sequencing};
 use crate::config::{BusConfig, GroupPolicy};
 use crate::envelope::{ConnectionId, Envelope, Origin, Position, Protocol};
-use crate::events::BusEvent;
+use crate::events::{BusEvent, Interested};
 use crate::flow::{Backpressure, Flow, FlowStatus, Holder};
 use crate::history::{HistoryState, Recovery, Since, TopicHistory};
 use crate::index::{FanoutTarget, Index, Receiver};
@@ -45,10 +45,41 @@ pub struct PublishOutcome {
 
 /// Which deliveries one routing performs.
 #[derive(Debug, Clone, Copy)]
-enum Scope {
+enum Scope<'a> {
+    /// Fanout subscriptions, named groups and the topic's group.
     All,
+    /// Fanout subscriptions only.
     Fanout,
+    /// Named groups and the topic's group.
+    Groups,
+    /// The topic's group only.
     Group,
+    /// The named group `name` on `pattern` only.
+    Shared { name: &'a str, pattern: &'a Pattern },
+}
+
+impl Scope<'_> {
+    fn mailboxes(self) -> bool {
+        matches!(self, Scope::All | Scope::Fanout)
+    }
+
+    fn topic_group(self) -> bool {
+        matches!(self, Scope::All | Scope::Groups | Scope::Group)
+    }
+
+    fn named(self, group: &Group) -> bool {
+        match (self, group.key()) {
+            (Scope::All | Scope::Groups, _) => true,
+            (
+                Scope::Shared { name, pattern },
+                GroupKey::Shared {
+                    name: key_name,
+                    pattern: key_pattern,
+                },
+            ) => **key_name == *name && key_pattern == pattern,
+            _ => false,
+        }
+    }
 }
 
 /// How one routing treats the history of the envelope's topic.
@@ -63,12 +94,15 @@ enum Record {
 }
 
 /// Which part of a remote node's publish this node performs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ClusterDelivery {
     /// Deliver to this node's fanout subscribers (and record history).
     Fanout,
     /// Deliver to one member of this node's anycast group on the topic.
     Group,
+    /// Deliver to one member of this node's group `name` on `pattern` (an MQTT shared subscription), if the
+    /// pattern matches the topic.
+    Shared { name: Arc<str>, pattern: Pattern },
 }
 
 /// Per-topic numbers for the admin API.
@@ -181,8 +215,8 @@ impl Bus {
         self.inner.group(topic, default_policy);
     }
 
-    /// Publishes a locally received envelope. With a cluster backend that owns anycast groups, group delivery
-    /// happens on whichever node the backend picks, so only fanout is done here.
+    /// Publishes a locally received envelope. With a cluster backend that owns anycast groups, delivery to the
+    /// topic's group and to named groups happens on whichever node the backend picks, so only fanout is done here.
     /// On a topic the backend sequences, nothing is delivered here: the message comes back through
     /// [`Bus::publish_sequenced`], and the outcome has no position yet.
     pub fn publish(&self, mut envelope: Envelope) -> PublishOutcome {
@@ -218,7 +252,7 @@ impl Bus {
                     if owns_groups {
                         return PublishOutcome::default();
                     }
-                    return self.inner.dispatch(&envelope, Scope::Group);
+                    return self.inner.dispatch(&envelope, Scope::Groups);
                 }
             },
         };
@@ -242,12 +276,12 @@ impl Bus {
             .0
     }
 
-    /// Delivers an envelope that another node published, to this node's fanout subscribers or to its anycast
-    /// group; it is not forwarded again.
+    /// Delivers an envelope that another node published, to this node's fanout subscribers, its anycast group on
+    /// the topic or one of its named groups; it is not forwarded again.
     pub fn publish_from_cluster(
         &self,
         envelope: Envelope,
-        delivery: ClusterDelivery,
+        delivery: &ClusterDelivery,
     ) -> PublishOutcome {
         if let Some(hook) = self.inner.trace.get() {
             hook.arrived(&envelope);
@@ -255,6 +289,7 @@ impl Bus {
         let scope = match delivery {
             ClusterDelivery::Fanout => Scope::Fanout,
             ClusterDelivery::Group => Scope::Group,
+            ClusterDelivery::Shared { name, pattern } => Scope::Shared { name, pattern },
         };
         self.inner.route(envelope, scope, Record::Sequence).0
     }
@@ -417,7 +452,7 @@ impl BusInner {
     fn route(
         self: &Arc<Self>,
         mut envelope: Envelope,
-        scope: Scope,
+        scope: Scope<'_>,
         record: Record,
     ) -> (PublishOutcome, Arc<Envelope>) {
         if self
@@ -429,7 +464,7 @@ impl BusInner {
             let _ = self.events.send(BusEvent::NewTopic(envelope.topic.clone()));
         }
         let history = match (scope, record) {
-            (Scope::Group, _) | (_, Record::Skip) => None,
+            (Scope::Groups | Scope::Group | Scope::Shared { .. }, _) | (_, Record::Skip) => None,
             (Scope::All | Scope::Fanout, _) => self.history(&envelope.topic),
         };
         match (history, record, envelope.position) {
@@ -456,7 +491,7 @@ impl BusInner {
         }
     }
 
-    fn dispatch(self: &Arc<Self>, envelope: &Arc<Envelope>, scope: Scope) -> PublishOutcome {
+    fn dispatch(self: &Arc<Self>, envelope: &Arc<Envelope>, scope: Scope<'_>) -> PublishOutcome {
         let mut outcome = PublishOutcome {
             position: envelope.position,
             ..PublishOutcome::default()
@@ -464,22 +499,23 @@ impl BusInner {
         let index = self.index.load();
         let route = index.exact.get(&envelope.topic);
         let size = envelope.size();
-        let fanout = !matches!(scope, Scope::Group);
-        let group = if matches!(scope, Scope::Fanout) {
-            None
-        } else {
+        let pattern_entries = !matches!(scope, Scope::Group);
+        let group = if scope.topic_group() {
             route.and_then(|r| r.group.as_ref())
+        } else {
+            None
         };
         let max_stall = self.flow.max_stall;
         let mut holders = Vec::new();
-        if fanout {
+        if pattern_entries {
             index.for_each_fanout(&envelope.topic, route, |target| {
                 let mailbox = match &target.receiver {
-                    Receiver::Mailbox(mailbox) => mailbox,
-                    Receiver::Shared(group) => {
+                    Receiver::Mailbox(mailbox) if scope.mailboxes() => mailbox,
+                    Receiver::Shared(group) if scope.named(group) => {
                         offer(group, envelope, max_stall, &mut outcome, &mut holders);
                         return;
                     }
+                    Receiver::Mailbox(_) | Receiver::Shared(_) => return,
                 };
                 match mailbox.push_fanout(envelope, size, target.subscription, max_stall) {
                     Pushed::Queued => outcome.delivered += 1,
@@ -553,7 +589,7 @@ impl BusInner {
                 },
             )
         });
-        self.emit_interest(pattern, false, true);
+        self.emit_interest(pattern, Interested::Fanout, true);
     }
 
     pub(crate) fn add_fanout_with_history(
@@ -576,13 +612,13 @@ impl BusInner {
         }
         self.update(|index| index.with_fanout(&pattern, target));
         let recovery = state.map(|mut state| state.recover(since));
-        self.emit_interest(&pattern, false, true);
+        self.emit_interest(&pattern, Interested::Fanout, true);
         recovery
     }
 
     pub(crate) fn remove_fanout(&self, pattern: &Pattern, subscription: SubscriptionId) {
         self.update(|index| index.without_fanout(pattern, subscription));
-        self.emit_interest(pattern, false, false);
+        self.emit_interest(pattern, Interested::Fanout, false);
     }
 
     /// The group on `topic`, created with the configured policy (or `default_policy`) when missing.
@@ -637,17 +673,12 @@ impl BusInner {
         result
     }
 
-    pub(crate) fn emit_interest(&self, pattern: &Pattern, group: bool, added: bool) {
+    pub(crate) fn emit_interest(&self, pattern: &Pattern, by: Interested, added: bool) {
+        let pattern = pattern.clone();
         let event = if added {
-            BusEvent::Subscribed {
-                pattern: pattern.clone(),
-                group,
-            }
+            BusEvent::Subscribed { pattern, by }
         } else {
-            BusEvent::Unsubscribed {
-                pattern: pattern.clone(),
-                group,
-            }
+            BusEvent::Unsubscribed { pattern, by }
         };
         if let Some(cluster) = self.cluster.load().as_ref() {
             cluster.interest(&event);

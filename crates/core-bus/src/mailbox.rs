@@ -17,6 +17,7 @@ use crate::anycast::{AckHandle, Credit, Group, GroupKey, MemberId};
 use crate::bus::BusInner;
 use crate::config::{QueueLimits, SlowConsumerPolicy};
 use crate::envelope::{now_ms, Envelope, Origin};
+use crate::events::Interested;
 use crate::flow::{below_low_water, Admit, Level};
 use crate::metrics::{record_drop, DropReason};
 use crate::topic::{Pattern, Segment, Topic};
@@ -352,7 +353,8 @@ impl Mailbox {
         let id = SubscriptionId::next();
         let group = self.bus.group(topic, default_policy);
         let member = group.join(self.shared.clone(), id, credit);
-        self.bus.emit_interest(&Pattern::exact(topic), true, true);
+        self.bus
+            .emit_interest(&Pattern::exact(topic), Interested::Group, true);
         self.memberships
             .insert(id, Membership::Member { group, member });
         Ok(id)
@@ -408,7 +410,8 @@ impl Mailbox {
             Membership::Member { group, member } => {
                 group.leave(member);
                 if let GroupKey::Topic(topic) = group.key() {
-                    self.bus.emit_interest(&Pattern::exact(topic), true, false);
+                    self.bus
+                        .emit_interest(&Pattern::exact(topic), Interested::Group, false);
                 }
                 self.bus.collect_group(&group);
             }

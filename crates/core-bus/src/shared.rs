@@ -1,7 +1,8 @@
 //! Named anycast groups on patterns (MQTT shared subscriptions, `$share/<name>/<filter>`): one group per name and
 //! pattern, so groups of different names on one pattern each get every message, and the pattern may have
-//! wildcards. The group is an entry of its pattern in the index, offered every message the pattern matches on the
-//! fanout path (with a cluster, each node's group gets one copy), and it is removed with its last member. Joining
+//! wildcards. The group is an entry of its pattern in the index, offered every message the pattern matches (while
+//! a cluster backend owns groups, only the messages the backend hands this node's group:
+//! [`crate::ClusterDelivery::Shared`]), and it is removed with its last member. Joining
 //! and removal happen under the index writer lock, so a member never joins a group that is being removed.
 
 use std::collections::HashMap;
@@ -12,6 +13,7 @@ use parking_lot::Mutex;
 use crate::anycast::{Credit, Group, GroupKey, MemberId};
 use crate::bus::BusInner;
 use crate::config::GroupPolicy;
+use crate::events::Interested;
 use crate::index::{FanoutTarget, Receiver};
 use crate::mailbox::{MailboxShared, SubscriptionId};
 use crate::topic::Pattern;
@@ -80,15 +82,16 @@ impl BusInner {
             (next, (Joined { group, member }, created))
         });
         if created {
-            // The pattern's messages from other nodes must reach this one.
-            self.emit_interest(pattern, false, true);
+            // The backend makes the group one of the cluster's.
+            let by = Interested::Shared { name: name.into() };
+            self.emit_interest(pattern, by, true);
         }
         joined
     }
 
     /// Removes a named group that has no member left.
     pub(crate) fn collect_shared(&self, group: &Arc<Group>) {
-        let GroupKey::Shared { pattern, .. } = group.key() else {
+        let GroupKey::Shared { name, pattern } = group.key() else {
             return;
         };
         let removed = self.with_writer(|index| {
@@ -104,7 +107,8 @@ impl BusInner {
             (Some(index.without_fanout(pattern, id)), true)
         });
         if removed {
-            self.emit_interest(pattern, false, false);
+            let by = Interested::Shared { name: name.clone() };
+            self.emit_interest(pattern, by, false);
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use core_bus::cluster::{ClusterBackend, ClusterState, Sequencing};
 use core_bus::config::{BusConfig, GroupPolicy, HistoryPolicy, HistoryRule};
-use core_bus::events::BusEvent;
+use core_bus::events::{BusEvent, Interested};
 use core_bus::history::Since;
 use core_bus::{Bus, ClusterDelivery, Credit, Envelope, Pattern, Position};
 use parking_lot::Mutex;
@@ -54,7 +54,7 @@ fn local_publishes_and_interest_reach_the_backend_and_remote_ones_are_not_forwar
     m.subscribe(Pattern::parse("t.*").unwrap()).unwrap();
     assert_eq!(recorder.interest.lock().len(), 1);
     bus.publish(envelope("t.local", "l"));
-    bus.publish_from_cluster(envelope("t.remote", "r"), ClusterDelivery::Fanout);
+    bus.publish_from_cluster(envelope("t.remote", "r"), &ClusterDelivery::Fanout);
     assert_eq!(payloads(&drain(&mut m)), ["l", "r"]);
     let forwarded = recorder.forwarded.lock();
     assert_eq!(forwarded.len(), 1);
@@ -81,7 +81,7 @@ fn a_backend_that_owns_groups_takes_group_delivery_away_from_the_publishing_node
         "group delivery is the backend's job"
     );
     assert_eq!(payloads(&drain(&mut fan)), ["1"]);
-    bus.publish_from_cluster(envelope("q", "2"), ClusterDelivery::Group);
+    bus.publish_from_cluster(envelope("q", "2"), &ClusterDelivery::Group);
     assert_eq!(payloads(&drain(&mut member)), ["2"]);
     assert!(
         drain(&mut fan).is_empty(),
@@ -92,6 +92,63 @@ fn a_backend_that_owns_groups_takes_group_delivery_away_from_the_publishing_node
         ClusterState::Connected {
             detail: "test".into()
         }
+    );
+}
+
+#[test]
+fn a_backend_that_owns_groups_delivers_each_named_group_on_its_own() {
+    let bus = bus();
+    let recorder = Arc::new(Recorder {
+        owns_groups: true,
+        ..Recorder::default()
+    });
+    bus.set_cluster(Box::new(Shared(recorder.clone())));
+    let wild = Pattern::parse("q.*").unwrap();
+    let join = |name: &str, pattern: &Pattern| {
+        let mut member = bus.mailbox(origin());
+        member
+            .join_shared(name, pattern, Credit::AutoAck, GroupPolicy::QUEUE)
+            .unwrap();
+        member
+    };
+    let (mut g, mut h) = (join("g", &wild), join("h", &wild));
+    let mut fan = bus.mailbox(origin());
+    fan.subscribe(wild.clone()).unwrap();
+    assert_eq!(
+        recorder.interest.lock()[..2],
+        [
+            BusEvent::Subscribed {
+                pattern: wild.clone(),
+                by: Interested::Shared { name: "g".into() }
+            },
+            BusEvent::Subscribed {
+                pattern: wild.clone(),
+                by: Interested::Shared { name: "h".into() }
+            },
+        ],
+        "each named group is announced with its name"
+    );
+    bus.publish(envelope("q.a", "1"));
+    assert!(drain(&mut g).is_empty() && drain(&mut h).is_empty());
+    assert_eq!(payloads(&drain(&mut fan)), ["1"]);
+    let to_g = ClusterDelivery::Shared {
+        name: "g".into(),
+        pattern: wild.clone(),
+    };
+    bus.publish_from_cluster(envelope("q.a", "2"), &to_g);
+    bus.publish_from_cluster(envelope("elsewhere", "3"), &to_g);
+    bus.publish_from_cluster(envelope("q.b", "4"), &ClusterDelivery::Fanout);
+    assert_eq!(payloads(&drain(&mut g)), ["2"]);
+    assert!(drain(&mut h).is_empty(), "another name is another group");
+    assert_eq!(payloads(&drain(&mut fan)), ["4"]);
+    drop(g);
+    assert_eq!(
+        recorder.interest.lock().last(),
+        Some(&BusEvent::Unsubscribed {
+            pattern: wild,
+            by: Interested::Shared { name: "g".into() }
+        }),
+        "the group's end is announced"
     );
 }
 

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use core_bus::config::GroupPolicy;
-use core_bus::events::BusEvent;
+use core_bus::events::{BusEvent, Interested};
 use core_bus::{Credit, Pattern};
 
 #[test]
@@ -25,16 +25,16 @@ fn subscribe_unsubscribe_join_and_new_topic_are_announced() {
         vec![
             BusEvent::Subscribed {
                 pattern: pattern.clone(),
-                group: false
+                by: Interested::Fanout
             },
             BusEvent::Subscribed {
                 pattern: Pattern::parse("jobs").unwrap(),
-                group: true
+                by: Interested::Group
             },
             BusEvent::NewTopic(topic("orders.eu")),
             BusEvent::Unsubscribed {
                 pattern,
-                group: false
+                by: Interested::Fanout
             },
         ]
     );

@@ -236,7 +236,7 @@ fn messages_from_the_cluster_fill_to_twice_the_bound_then_get_the_policy() {
     let mut sub = bounded(&bus, 2, "t");
     let dropped: usize = (0..6)
         .map(|n| {
-            bus.publish_from_cluster(envelope("t", &n.to_string()), ClusterDelivery::Fanout)
+            bus.publish_from_cluster(envelope("t", &n.to_string()), &ClusterDelivery::Fanout)
                 .dropped
         })
         .sum();

@@ -286,7 +286,7 @@ fn queue_messages_are_consumed_exactly_once_across_nodes_and_survive_a_server_re
 }
 
 /// Nodes log in as an ACL user allowed only the keys and channels under the default `key_prefix` (with history
-/// streams and presence), with the password read from `password_file`; a node with the wrong password stays ready, disconnected, and counts its
+/// streams, presence and an MQTT share group's claims), with the password read from `password_file`; a node with the wrong password stays ready, disconnected, and counts its
 /// failed attempts.
 #[test]
 fn redis_nodes_authenticate_as_an_acl_user_confined_to_the_key_prefix() {
@@ -300,6 +300,7 @@ fn redis_nodes_authenticate_as_an_acl_user_confined_to_the_key_prefix() {
              history = \"streams\"\npresence = \"kv\"\n\
              [[bus.history]]\ntopics = \"hist.#\"\nmax_messages = 100\nmax_bytes = 1048576\nttl = 0\n\
              [stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+             [mqtt.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
              [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
             base_config(),
             redis.url(),
@@ -323,6 +324,18 @@ fn redis_nodes_authenticate_as_an_acl_user_confined_to_the_key_prefix() {
     assert_eq!(
         stomp_bodies(&mut subscriber, Duration::from_millis(500)),
         ["authenticated"]
+    );
+    // A share group's claim key, `gatewayd:claim:<id>:<tag>`, is the user's to set.
+    let mut member = mqtt_client::Client::connect(b.listener("mqtt.tcp"), 5, "acl-member");
+    member.send(&mqtt_client::subscribe(5, 1, "$share/g/secure-share", 0));
+    assert_eq!(member.expect_packet(Duration::from_secs(5)).kind(), 9);
+    redis.wait_subscribed("gatewayd:topic:secure-share", 1);
+    stomp_send(&mut publisher, "/topic/secure-share", "claimed");
+    let delivered = member.expect_packet(Duration::from_secs(5));
+    assert_eq!(mqtt_client::publish_parts(5, &delivered).1, b"claimed");
+    assert_eq!(
+        b.metric("gatewayd_cluster_failed_total", &[("reason", "claim")]),
+        0.0
     );
     let mut alice = ml_client(&a);
     alice.subscribe("s", &["lounge"]);

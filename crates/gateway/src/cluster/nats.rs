@@ -1,9 +1,11 @@
 //! The NATS cluster backend. Every local publish goes to the subject of its topic once. A node subscribes plainly to
-//! the subjects of its local fanout patterns (interest-based: nothing else reaches it) and, in the queue group
-//! `<prefix>-groups`, to the exact subjects of its local anycast groups, so NATS delivers each message to every
-//! interested node's fanout subscribers and to exactly one node's group. Envelopes travel in the versioned binary
-//! encoding of `docs/envelope.md`. With `history = "jetstream"`, history topics go through JetStream instead
-//! (`jetstream.rs`): plain subscriptions ignore them, the stream's consumer delivers them.
+//! the subjects of its local fanout patterns (interest-based: nothing else reaches it), in the queue group
+//! `<prefix>-groups` to the exact subjects of its local anycast groups, and, for each local named group (MQTT shared
+//! subscription), in the queue group `<prefix>-groups-<tag>` (`shared::share_tag` of its name and pattern) to the
+//! subjects of its pattern. So NATS delivers each message to every interested node's fanout subscribers, to exactly one
+//! node's group of the topic and to exactly one node's group of each name and pattern. Envelopes travel in the
+//! versioned binary encoding of `docs/envelope.md`. With `history = "jetstream"`, history topics go through JetStream
+//! instead (`jetstream.rs`): plain subscriptions ignore them, the stream's consumer delivers them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::jetstream::{follow, HistoryStreams};
-use super::shared::{Recent, CONNECTED, FAILED, FORWARDED, RECEIVED};
+use super::shared::{delivery, share_tag, Recent, CONNECTED, FAILED, FORWARDED, RECEIVED};
 use super::subjects::{pattern_subjects, topic_subject};
 use super::{ClusterConfig, HistoryMode, PresenceMode};
 
@@ -326,21 +328,22 @@ async fn publish_to_stream(
 }
 
 async fn interest_loop(link: Arc<Link>, mut events: mpsc::UnboundedReceiver<BusEvent>) {
-    let mut subscriptions: HashMap<(String, bool), Shared> = HashMap::new();
+    let mut subscriptions: HashMap<(String, ClusterDelivery), Shared> = HashMap::new();
     while let Some(event) = events.recv().await {
-        let (pattern, group, added) = match event {
-            BusEvent::Subscribed { pattern, group } => (pattern, group, true),
-            BusEvent::Unsubscribed { pattern, group } => (pattern, group, false),
+        let (pattern, by, added) = match event {
+            BusEvent::Subscribed { pattern, by } => (pattern, by, true),
+            BusEvent::Unsubscribed { pattern, by } => (pattern, by, false),
             BusEvent::NewTopic(_) => continue,
         };
+        let delivery = delivery(&pattern, by);
         for subject in pattern_subjects(&link.prefix, &pattern) {
-            let key = (subject.clone(), group);
+            let key = (subject.clone(), delivery.clone());
             if added {
                 if let Some(shared) = subscriptions.get_mut(&key) {
                     shared.count += 1;
                     continue;
                 }
-                match subscribe(&link, &subject, group).await {
+                match subscribe(&link, &subject, delivery.clone()).await {
                     Ok(reader) => {
                         subscriptions.insert(key, Shared { count: 1, reader });
                     }
@@ -361,14 +364,32 @@ async fn interest_loop(link: Arc<Link>, mut events: mpsc::UnboundedReceiver<BusE
     }
 }
 
-async fn subscribe(link: &Arc<Link>, subject: &str, group: bool) -> anyhow::Result<JoinHandle<()>> {
-    let mut subscriber = if group {
-        link.client
-            .queue_subscribe(subject.to_owned(), link.queue_group.clone())
-            .await?
-    } else {
-        link.client.subscribe(subject.to_owned()).await?
+/// The queue group of a subscription: none for fanout, `<prefix>-groups` for the topics' groups and
+/// `<prefix>-groups-<tag>` for a named group.
+fn queue(link: &Link, delivery: &ClusterDelivery) -> Option<String> {
+    match delivery {
+        ClusterDelivery::Fanout => None,
+        ClusterDelivery::Group => Some(link.queue_group.clone()),
+        ClusterDelivery::Shared { name, pattern } => {
+            Some(format!("{}-{}", link.queue_group, share_tag(name, pattern)))
+        }
+    }
+}
+
+async fn subscribe(
+    link: &Arc<Link>,
+    subject: &str,
+    delivery: ClusterDelivery,
+) -> anyhow::Result<JoinHandle<()>> {
+    let mut subscriber = match queue(link, &delivery) {
+        Some(queue) => {
+            link.client
+                .queue_subscribe(subject.to_owned(), queue)
+                .await?
+        }
+        None => link.client.subscribe(subject.to_owned()).await?,
     };
+    let group = delivery != ClusterDelivery::Fanout;
     let link = link.clone();
     Ok(tokio::spawn(async move {
         while let Some(message) = subscriber.next().await {
@@ -377,7 +398,8 @@ async fn subscribe(link: &Arc<Link>, subject: &str, group: bool) -> anyhow::Resu
                 .as_ref()
                 .and_then(|h| h.get(NODE_HEADER))
                 .is_some_and(|node| node.as_str() == link.node);
-            // This node already did its own fanout; its group deliveries do come back through NATS.
+            // This node already did its own fanout; its group deliveries do come back through NATS (a named group
+            // checks that its pattern, wider as subjects, matches the topic).
             if from_self && !group {
                 continue;
             }
@@ -397,12 +419,7 @@ async fn subscribe(link: &Arc<Link>, subject: &str, group: bool) -> anyhow::Resu
                 continue;
             }
             counter!(RECEIVED).increment(1);
-            let delivery = if group {
-                ClusterDelivery::Group
-            } else {
-                ClusterDelivery::Fanout
-            };
-            link.bus.publish_from_cluster(envelope, delivery);
+            link.bus.publish_from_cluster(envelope, &delivery);
         }
     }))
 }

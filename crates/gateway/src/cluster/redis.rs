@@ -1,15 +1,15 @@
-//! The Redis cluster backend (`backend = "redis"`). Every local publish goes once, with `PUBLISH`, to the channel
-//! of its topic (`redis_keys.rs`). A node subscribes (on its one RESP3 connection) to the channels and globs of
-//! its local fanout and anycast patterns, so nothing else reaches it. Fanout: every interested node delivers the
-//! message to its fanout subscribers. Anycast: every node with a matching local group tries to claim the message
-//! with `SET <prefix>claim:<id> <node> NX PX 30000`; Redis lets exactly one succeed, and only that node delivers
-//! it to its group. Envelopes travel in the versioned binary encoding of `docs/envelope.md`, after the publishing
-//! node's 8-byte id. The connection is supervised: on loss the node reports `disconnected`, delivers groups
-//! locally, reconnects with back-off (100 ms doubling to 5 s) and subscribes again. `redis_serve.rs` serves one
-//! live connection; with `history = "streams"`, history topics' fanout goes through Redis Streams instead
-//! (`redis_history.rs`); with `messageloop_layout = "ml2"`, the fanout of MessageLoop channels goes through upstream
-//! MessageLoop's layout instead (`ml2_write.rs`, `ml2_read.rs`), and their history topics are numbered by its
-//! per-channel streams.
+//! The Redis cluster backend (`backend = "redis"`). Every local publish goes once, with `PUBLISH`, to the channel of
+//! its topic (`redis_keys.rs`). A node subscribes (on its one RESP3 connection) to the channels and globs of its local
+//! fanout and anycast patterns, so nothing else reaches it. Fanout: every interested node delivers the message to its
+//! fanout subscribers. Anycast: every node with a matching local group tries to claim the message with
+//! `SET <prefix>claim:<id> <node> NX PX 30000` (a named group, MQTT shared subscription: on its own key
+//! `<prefix>claim:<id>:<tag>`); Redis lets exactly one succeed per key, and only that node delivers it to its group.
+//! Envelopes travel in the versioned binary encoding of `docs/envelope.md`, after the publishing node's 8-byte id. The
+//! connection is supervised: on loss the node reports `disconnected`, delivers groups locally, reconnects with back-off
+//! (100 ms doubling to 5 s) and subscribes again. `redis_serve.rs` serves one live connection; with
+//! `history = "streams"`, history topics' fanout goes through Redis Streams instead (`redis_history.rs`); with
+//! `messageloop_layout = "ml2"`, the fanout of MessageLoop channels goes through upstream MessageLoop's layout instead
+//! (`ml2_write.rs`, `ml2_read.rs`), and their history topics are numbered by its per-channel streams.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

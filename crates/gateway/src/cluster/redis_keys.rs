@@ -1,6 +1,7 @@
 //! Canonical topics and patterns as Redis keys and Pub/Sub channels under the configured key prefix. A topic's
 //! envelopes travel on the channel `<prefix>topic:<canonical topic>`; an anycast claim is the key
-//! `<prefix>claim:<message id>`. A pattern becomes the exact channel of its literal head when it has no wildcard,
+//! `<prefix>claim:<message id>` for the topic's group and `<prefix>claim:<message id>:<tag>` for a named group (tag:
+//! `shared::share_tag`). A pattern becomes the exact channel of its literal head when it has no wildcard,
 //! else a glob on that head (`PSUBSCRIBE <prefix>topic:<head>.*`, plus the bare head for `#`'s zero-token case):
 //! Redis globs cannot express a single token, so the receiving node's own index does the exact matching. With the
 //! ml2 layout, fanout subscriptions add upstream MessageLoop's channels (`ml2_keys.rs`).
@@ -66,6 +67,11 @@ impl Keys {
 
     pub(super) fn claim(&self, id: MessageId) -> String {
         format!("{}claim:{:032x}", self.prefix, id.0)
+    }
+
+    /// The claim of a message for the named group `tag` (`shared::share_tag`).
+    pub(super) fn shared_claim(&self, id: MessageId, tag: &str) -> String {
+        format!("{}:{tag}", self.claim(id))
     }
 
     /// The subscriptions whose union covers every topic `pattern` matches.
@@ -144,6 +150,10 @@ mod tests {
         assert_eq!(
             keys.claim(MessageId(0xab)),
             "gw:claim:000000000000000000000000000000ab"
+        );
+        assert_eq!(
+            keys.shared_claim(MessageId(0xab), "00ff"),
+            "gw:claim:000000000000000000000000000000ab:00ff"
         );
     }
 }

@@ -1,5 +1,6 @@
 //! One live Redis connection of the Redis backend (RESP3: commands and Pub/Sub on one socket): keeps the
-//! subscriptions equal to local interest, delivers what arrives (fanout at once; anycast after a won `SET NX` claim, in arrival order, at most
+//! subscriptions equal to local interest, delivers what arrives (fanout at once; to the topic's group and to each
+//! matching named group after a won `SET NX` claim of that group's own key, in arrival order, at most
 //! [`CLAIMS_IN_FLIGHT`] claims pipelined; ml2-layout messages through `ml2_read.rs`) and pings the server. Returns
 //! when the connection fails.
 
@@ -9,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use core_bus::events::BusEvent;
-use core_bus::{ClusterDelivery, Envelope, Pattern};
+use core_bus::events::{BusEvent, Interested};
+use core_bus::{ClusterDelivery, Envelope, MessageId, Pattern};
 use futures::stream::FuturesOrdered;
 use futures::StreamExt;
 use metrics::counter;
@@ -21,7 +22,7 @@ use tokio::sync::mpsc;
 use super::ml2_read;
 use super::redis::Link;
 use super::redis_keys::{Channel, Keys};
-use super::shared::{Recent, FAILED, RECEIVED};
+use super::shared::{delivery, share_tag, Recent, FAILED, RECEIVED};
 
 /// How long a claim key lives: far longer than any node takes to see a message.
 const CLAIM_MS: u64 = 30_000;
@@ -34,8 +35,48 @@ const PING: Duration = Duration::from_secs(2);
 #[derive(Default)]
 pub(super) struct Interest {
     fanout: usize,
-    /// The local anycast patterns behind this subscription (a glob is wider than its patterns).
-    groups: Vec<Pattern>,
+    /// The local anycast groups behind this subscription: the topic's group once per member, a named group once.
+    groups: Vec<GroupInterest>,
+}
+
+/// A local anycast group that a subscription serves.
+#[derive(Clone, PartialEq)]
+struct GroupInterest {
+    /// What the group takes (a glob is wider than its patterns).
+    pattern: Pattern,
+    delivery: ClusterDelivery,
+    /// A named group's `shared::share_tag`, the suffix of its claim keys.
+    tag: Option<String>,
+}
+
+impl GroupInterest {
+    fn new(pattern: Pattern, delivery: ClusterDelivery) -> GroupInterest {
+        let tag = match &delivery {
+            ClusterDelivery::Shared { name, pattern } => Some(share_tag(name, pattern)),
+            ClusterDelivery::Fanout | ClusterDelivery::Group => None,
+        };
+        GroupInterest {
+            pattern,
+            delivery,
+            tag,
+        }
+    }
+
+    /// The key this group's claim of a message sets: `<prefix>claim:<id>` for the topic's group,
+    /// `<prefix>claim:<id>:<tag>` for a named group.
+    fn claim_key(&self, keys: &Keys, id: MessageId) -> String {
+        match &self.tag {
+            Some(tag) => keys.shared_claim(id, tag),
+            None => keys.claim(id),
+        }
+    }
+}
+
+/// A message to claim for one local group: the group's delivery and its claim key.
+pub(super) struct Claim {
+    envelope: Envelope,
+    delivery: ClusterDelivery,
+    key: String,
 }
 
 impl Interest {
@@ -61,7 +102,7 @@ pub(super) async fn serve(
     mut pushes: mpsc::Receiver<PushInfo>,
 ) {
     let mut recent_fanout = Recent::default();
-    let mut recent_groups = Recent::default();
+    let mut recent_claims = Recent::default();
     let mut claims = FuturesOrdered::new();
     let mut ping = tokio::time::interval(PING);
     loop {
@@ -81,13 +122,13 @@ pub(super) async fn serve(
                         continue;
                     }
                 }
-                let wanted = receive(link, interest, &message, &mut recent_fanout, &mut recent_groups);
-                if let Some(envelope) = wanted {
-                    claims.push_back(claim(link, commands.clone(), envelope));
+                let wanted = receive(link, interest, &message, &mut recent_fanout, &mut recent_claims);
+                for wanted in wanted {
+                    claims.push_back(claim(commands.clone(), link.node, wanted));
                 }
             }
-            Some((envelope, claimed)) = claims.next(), if !claims.is_empty() => {
-                deliver(link, envelope, claimed);
+            Some((wanted, claimed)) = claims.next(), if !claims.is_empty() => {
+                deliver(link, wanted, claimed);
             }
             event = events.recv() => {
                 let Some(event) = event else { return };
@@ -108,26 +149,28 @@ pub(super) async fn serve(
 
 /// Applies an interest change; returns the subscriptions to add (`true`) or remove (`false`).
 pub(super) fn track(keys: &Keys, interest: &mut Wanted, event: BusEvent) -> Vec<(Channel, bool)> {
-    let (pattern, group, added) = match event {
-        BusEvent::Subscribed { pattern, group } => (pattern, group, true),
-        BusEvent::Unsubscribed { pattern, group } => (pattern, group, false),
+    let (pattern, by, added) = match event {
+        BusEvent::Subscribed { pattern, by } => (pattern, by, true),
+        BusEvent::Unsubscribed { pattern, by } => (pattern, by, false),
         BusEvent::NewTopic(_) => return Vec::new(),
     };
     let mut changes = Vec::new();
-    let channels = if group {
-        keys.pattern(&pattern)
-    } else {
+    let fanout = by == Interested::Fanout;
+    let channels = if fanout {
         keys.fanout(&pattern)
+    } else {
+        keys.pattern(&pattern)
     };
+    let group = GroupInterest::new(pattern.clone(), delivery(&pattern, by));
     for channel in channels {
         let entry = interest.entry(channel.clone()).or_default();
         let was_empty = entry.is_empty();
-        match (group, added) {
-            (false, true) => entry.fanout += 1,
-            (false, false) => entry.fanout = entry.fanout.saturating_sub(1),
-            (true, true) => entry.groups.push(pattern.clone()),
-            (true, false) => {
-                if let Some(at) = entry.groups.iter().position(|p| *p == pattern) {
+        match (fanout, added) {
+            (true, true) => entry.fanout += 1,
+            (true, false) => entry.fanout = entry.fanout.saturating_sub(1),
+            (false, true) => entry.groups.push(group.clone()),
+            (false, false) => {
+                if let Some(at) = entry.groups.iter().position(|g| *g == group) {
                     entry.groups.swap_remove(at);
                 }
             }
@@ -163,84 +206,103 @@ pub(super) async fn subscribe(
     result
 }
 
-/// Delivers one Pub/Sub message to local fanout subscribers; returns it when a local group wants it (to claim).
+/// Delivers one Pub/Sub message to local fanout subscribers; returns a claim for each local group that wants it,
+/// once per message and group even when overlapping subscriptions bring it more than once.
 fn receive(
     link: &Link,
     interest: &Wanted,
     message: &redis::Msg,
     recent_fanout: &mut Recent,
-    recent_groups: &mut Recent,
-) -> Option<Envelope> {
+    recent_claims: &mut Recent<String>,
+) -> Vec<Claim> {
+    let none = Vec::new();
     let channel = if message.from_pattern() {
-        Channel::Glob(message.get_pattern::<String>().ok()?)
+        match message.get_pattern::<String>() {
+            Ok(glob) => Channel::Glob(glob),
+            Err(_) => return none,
+        }
     } else {
         Channel::Exact(message.get_channel_name().to_owned())
     };
-    let wanted = interest.get(&channel)?;
+    let Some(wanted) = interest.get(&channel) else {
+        return none;
+    };
     let payload = message.get_payload_bytes();
     if ml2_read::is_ml2(message.get_channel_name()) {
         if wanted.fanout > 0 {
             ml2_read::deliver_live(link, message.get_channel_name(), payload, recent_fanout);
         }
-        return None;
+        return none;
     }
     let (Some(node), Some(encoded)) = (payload.get(..8), payload.get(8..)) else {
         counter!(FAILED, "reason" => "decode").increment(1);
-        return None;
+        return none;
     };
     let from_self = node == link.node.to_be_bytes();
     // This node already did its own fanout; its group deliveries do come back through Redis.
     if wanted.groups.is_empty() && from_self {
-        return None;
+        return none;
     }
     let envelope = match core_bus::encoding::decode(Bytes::copy_from_slice(encoded)) {
         Ok(envelope) => envelope,
         Err(error) => {
             counter!(FAILED, "reason" => "decode").increment(1);
             tracing::warn!(%error, "cluster: undecodable envelope");
-            return None;
+            return none;
         }
     };
-    let group = wanted.groups.iter().any(|p| p.matches(&envelope.topic))
-        && recent_groups.first_time(envelope.id);
+    let mut claims: Vec<Claim> = Vec::new();
+    for group in &wanted.groups {
+        if !group.pattern.matches(&envelope.topic) {
+            continue;
+        }
+        let key = group.claim_key(&link.keys, envelope.id);
+        if recent_claims.first_time(key.clone()) {
+            claims.push(Claim {
+                envelope: envelope.clone(),
+                delivery: group.delivery.clone(),
+                key,
+            });
+        }
+    }
     // History topics reach this node's fanout subscribers through their stream, with positions; MessageLoop
     // channels under the ml2 layout through its Pub/Sub channels.
     let fanout = wanted.fanout > 0 && !from_self && !link.fanout_elsewhere(&envelope.topic);
     if fanout && recent_fanout.first_time(envelope.id) {
         counter!(RECEIVED).increment(1);
         link.bus
-            .publish_from_cluster(envelope.clone(), ClusterDelivery::Fanout);
+            .publish_from_cluster(envelope, &ClusterDelivery::Fanout);
     }
-    group.then_some(envelope)
+    claims
 }
 
-/// `SET <prefix>claim:<id> <node> NX PX 30000`: Redis runs commands one at a time, so exactly one node's claim
-/// of a message succeeds.
+/// `SET <claim key> <node> NX PX 30000`: Redis runs commands one at a time, so exactly one node's claim of a
+/// message for a group succeeds.
 fn claim(
-    link: &Link,
     mut commands: MultiplexedConnection,
-    envelope: Envelope,
-) -> impl Future<Output = (Envelope, RedisResult<Option<String>>)> {
+    node: u64,
+    wanted: Claim,
+) -> impl Future<Output = (Claim, RedisResult<Option<String>>)> {
     let mut command = redis::cmd("SET");
     command
-        .arg(link.keys.claim(envelope.id))
-        .arg(link.node)
+        .arg(&wanted.key)
+        .arg(node)
         .arg("NX")
         .arg("PX")
         .arg(CLAIM_MS);
     async move {
         let claimed = command.query_async(&mut commands).await;
-        (envelope, claimed)
+        (wanted, claimed)
     }
 }
 
-/// Hands a message whose claim this node won to one member of its local group.
-fn deliver(link: &Link, envelope: Envelope, claimed: RedisResult<Option<String>>) {
+/// Hands a message whose claim this node won to one member of the local group it was claimed for.
+fn deliver(link: &Link, wanted: Claim, claimed: RedisResult<Option<String>>) {
     match claimed {
         Ok(Some(_)) => {
             counter!(RECEIVED).increment(1);
             link.bus
-                .publish_from_cluster(envelope, ClusterDelivery::Group);
+                .publish_from_cluster(wanted.envelope, &wanted.delivery);
         }
         Ok(None) => {}
         Err(error) => {
@@ -256,10 +318,15 @@ mod tests {
 
     fn event(pattern: &str, group: bool, added: bool) -> BusEvent {
         let pattern = Pattern::parse(pattern).expect("pattern");
-        if added {
-            BusEvent::Subscribed { pattern, group }
+        let by = if group {
+            Interested::Group
         } else {
-            BusEvent::Unsubscribed { pattern, group }
+            Interested::Fanout
+        };
+        if added {
+            BusEvent::Subscribed { pattern, by }
+        } else {
+            BusEvent::Unsubscribed { pattern, by }
         }
     }
 
@@ -287,5 +354,44 @@ mod tests {
         // Unsubscribing what was never subscribed changes nothing.
         assert_eq!(apply("x", true, false), []);
         assert!(wanted.is_empty());
+    }
+
+    #[test]
+    fn named_groups_on_one_pattern_are_tracked_apart() {
+        let keys = Keys::new("gw:");
+        let mut wanted = Wanted::new();
+        let pattern = Pattern::parse("a.*").expect("pattern");
+        let shared = |name: &str, added| {
+            let by = Interested::Shared { name: name.into() };
+            let pattern = pattern.clone();
+            if added {
+                BusEvent::Subscribed { pattern, by }
+            } else {
+                BusEvent::Unsubscribed { pattern, by }
+            }
+        };
+        let glob = Channel::Glob("gw:topic:a.*".to_owned());
+        assert_eq!(
+            track(&keys, &mut wanted, shared("g", true)),
+            [(glob.clone(), true)]
+        );
+        assert_eq!(track(&keys, &mut wanted, shared("h", true)), []);
+        assert_eq!(track(&keys, &mut wanted, shared("g", false)), []);
+        let left: Vec<_> = wanted[&glob]
+            .groups
+            .iter()
+            .map(|g| g.delivery.clone())
+            .collect();
+        assert_eq!(
+            left,
+            [ClusterDelivery::Shared {
+                name: "h".into(),
+                pattern: pattern.clone()
+            }]
+        );
+        assert_eq!(
+            track(&keys, &mut wanted, shared("h", false)),
+            [(glob, false)]
+        );
     }
 }
