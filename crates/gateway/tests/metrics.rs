@@ -89,21 +89,11 @@ fn handshake_failures_and_auth_refusals_are_counted_by_reason() {
 
 /// Polls `/metrics` until the closed-connection counter of stomp.tcp for `reason` reaches `count`.
 fn wait_closed(gateway: &Gatewayd, reason: &str, count: f64) {
-    let until = std::time::Instant::now() + WAIT;
-    loop {
-        let closed = gateway.metric(
-            "gatewayd_connections_closed_total",
-            &[("listener", "stomp.tcp"), ("reason", reason)],
-        );
-        if closed == count {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < until,
-            "closed{{reason={reason}}} is {closed}, not {count}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    gateway.wait_metric(
+        "gatewayd_connections_closed_total",
+        &[("listener", "stomp.tcp"), ("reason", reason)],
+        count,
+    );
 }
 
 #[test]
@@ -148,14 +138,10 @@ fn a_grpc_client_that_goes_away_is_counted_as_the_clients_close() {
             &[("listener", "messageloop.grpc"), ("reason", reason)],
         )
     };
-    let until = std::time::Instant::now() + WAIT;
-    while closed("client") < 1.0 {
-        assert!(
-            std::time::Instant::now() < until,
-            "not counted as the client's close; protocol_error = {}",
-            closed("protocol_error")
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    gateway.wait_metric(
+        "gatewayd_connections_closed_total",
+        &[("listener", "messageloop.grpc"), ("reason", "client")],
+        1.0,
+    );
     assert_eq!(closed("protocol_error"), 0.0);
 }
