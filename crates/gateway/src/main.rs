@@ -6,6 +6,7 @@ mod listeners;
 mod memory;
 mod reload;
 mod shutdown;
+mod upkeep;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -211,6 +212,10 @@ async fn run(
     let _ = state.reloader.set(reloader.clone());
     tokio::spawn(memory::give_back(
         services.connections.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(upkeep::fold_histograms(
+        state.prometheus.clone(),
         shutdown.clone(),
     ));
     ready.store(true, Ordering::Release);
