@@ -203,7 +203,9 @@ def test_enhanced_authentication_is_refused_with_its_reason_code():
     _, rc, _ = refused.connect(method)
     assert rc.value == 0x8C
     refused.client.loop_stop()
-    # Authentication Data without a method (0x16, two-byte length, data): a Protocol Error; the connection closes
-    # after the CONNACK.
+    # Authentication Data without a method (0x16, two-byte length, data): a Protocol Error, said in the CONNACK's
+    # reason string (0x1F); the connection closes after the CONNACK.
     answer = raw_connect(b"\x16\x00\x02ab")
-    assert answer[:4] == b"\x20\x03\x00\x82", answer
+    why = b"authentication data without an authentication method"
+    properties = b"\x1f" + struct.pack(">H", len(why)) + why
+    assert answer == bytes([0x20, 3 + len(properties), 0, 0x82, len(properties)]) + properties, answer
