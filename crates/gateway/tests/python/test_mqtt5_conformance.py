@@ -1,9 +1,10 @@
 """paho-mqtt 2.x (PyPI) against gatewayd's MQTT 5.0 rules that took more than a codec: shared subscriptions (a
 group per share name, wildcard filters), topic aliases from the server, No Local across a resumed session, the
-will going when the session ends, and enhanced authentication refused.
+will going when the session ends, enhanced authentication refused, and the reason string of a refused SUBSCRIBE
+(left out after Request Problem Information 0).
 
 Run by crates/gateway/tests/mqtt.rs with MQTT_ADDRESS and MQTT_TLS_ADDRESS set (gatewayd's
-mqtt.topic_alias_maximum is the default 16).
+mqtt.topic_alias_maximum is the default 16; the token `limited` may subscribe to `allowed/#` only).
 """
 
 import queue
@@ -203,7 +204,32 @@ def test_enhanced_authentication_is_refused_with_its_reason_code():
     _, rc, _ = refused.connect(method)
     assert rc.value == 0x8C
     refused.client.loop_stop()
-    # Authentication Data without a method (0x16, two-byte length, data): a Protocol Error; the connection closes
-    # after the CONNACK.
+    # Authentication Data without a method (0x16, two-byte length, data): a Protocol Error, said in the CONNACK's
+    # reason string (0x1F); the connection closes after the CONNACK.
     answer = raw_connect(b"\x16\x00\x02ab")
-    assert answer[:4] == b"\x20\x03\x00\x82", answer
+    why = b"authentication data without an authentication method"
+    properties = b"\x1f" + struct.pack(">H", len(why)) + why
+    assert answer == bytes([0x20, 3 + len(properties), 0, 0x82, len(properties)]) + properties, answer
+
+
+def refused_suback(connect_properties):
+    """The reason codes and properties of the SUBACK a client of the `limited` token gets for `secret/#`."""
+    peer = Peer(V5, password="limited")
+    subacks = queue.Queue()
+    peer.client.on_subscribe = lambda c, u, mid, codes, props: subacks.put((codes, props))
+    assert peer.connect(connect_properties)[1] == 0
+    peer.client.subscribe("secret/#", qos=1)
+    codes, properties = subacks.get(timeout=WAIT)
+    peer.close()
+    return [code.value for code in codes], properties
+
+
+def test_a_refused_subscribe_says_why_unless_the_client_asked_for_no_problem_information():
+    codes, properties = refused_suback(None)
+    assert codes == [0x87]
+    assert properties.ReasonString == "not authorized to subscribe to secret/#"
+    no_problems = Properties(PacketTypes.CONNECT)
+    no_problems.RequestProblemInformation = 0
+    codes, properties = refused_suback(no_problems)
+    assert codes == [0x87]
+    assert not hasattr(properties, "ReasonString")

@@ -2,15 +2,19 @@
 //! `mqttbytes` (rumqtt's sans-IO codec; MQTT 5.0 UNSUBSCRIBE is read by [`unsubscribe`]) behind a framing check of our own: a frame is read only once all of it is
 //! in the buffer, so any error the crate reports on a complete frame is a malformed packet, never "wait for more".
 //! Everything a client may send arrives as one [`Inbound`] in the 5.0 model (3.1.1 packets are lifted into it);
-//! [`encode`] writes an [`Outbound`] in the connection's level. Nothing here panics on input.
+//! [`encode`] writes an [`Outbound`] in the connection's level (the acknowledgements and DISCONNECT by [`acks`]), and
+//! [`encode_within`] keeps a reason string out of a packet it would make too large. Nothing here panics on input.
 
 use bytes::{Buf, BufMut, BytesMut};
 use mqttbytes::v5::{self, ConnAck, ConnectReturnCode};
 use mqttbytes::{v4, Error as WireError, PacketType};
 
-use super::reason;
+use super::reason::{self, ReasonString};
 
+mod acks;
 mod unsubscribe;
+
+pub use acks::Ack;
 
 /// The protocol level a connection negotiated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,31 +271,24 @@ fn lift(packet: v4::Packet) -> Inbound {
     }
 }
 
-/// A packet gatewayd sends; reason codes are MQTT 5.0's and are mapped down for 3.1.1.
+/// A packet gatewayd sends; reason codes are MQTT 5.0's and are mapped down for 3.1.1. A failure may carry a
+/// [`ReasonString`] (5.0 only; [`encode_within`] leaves it out of a packet it would make too large).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outbound {
+    /// A refusal's reason string is in its properties.
     ConnAck(Box<ConnAck>),
     Publish(v5::Publish),
-    PubAck {
-        pkid: u16,
-        reason: u8,
-    },
-    PubRec {
-        pkid: u16,
-        reason: u8,
-    },
-    PubRel {
-        pkid: u16,
-        reason: u8,
-    },
-    PubComp {
-        pkid: u16,
-        reason: u8,
-    },
+    PubAck(Ack),
+    PubRec(Ack),
+    PubRel(Ack),
+    PubComp(Ack),
     SubAck {
         pkid: u16,
         reasons: Vec<u8>,
+        /// Which filters were refused and why.
+        reason_string: Option<ReasonString>,
     },
+    /// gatewayd's UNSUBACK codes are success or 0x11 (no subscription existed), never a failure: no reason string.
     UnsubAck {
         pkid: u16,
         reasons: Vec<u8>,
@@ -300,12 +297,42 @@ pub enum Outbound {
     /// 5.0 only (a 3.1.1 connection is just closed).
     Disconnect {
         reason: u8,
-        reason_string: Option<String>,
+        reason_string: Option<ReasonString>,
     },
 }
 
-/// Property identifier of a reason string.
-const REASON_STRING: u8 = 0x1F;
+impl Outbound {
+    /// Whether this packet may carry a reason string to a client that set Request Problem Information to 0
+    /// (§3.1.2.11.7: only CONNACK, PUBLISH and DISCONNECT may).
+    pub fn problem_information_always_allowed(&self) -> bool {
+        matches!(
+            self,
+            Outbound::ConnAck(_) | Outbound::Publish(_) | Outbound::Disconnect { .. }
+        )
+    }
+
+    /// Removes the packet's reason string; whether it had one.
+    pub fn strip_reason_string(&mut self) -> bool {
+        let reason_string = match self {
+            Outbound::ConnAck(connack) => {
+                return connack
+                    .properties
+                    .as_mut()
+                    .and_then(|p| p.reason_string.take())
+                    .is_some()
+            }
+            Outbound::PubAck(ack)
+            | Outbound::PubRec(ack)
+            | Outbound::PubRel(ack)
+            | Outbound::PubComp(ack) => &mut ack.reason_string,
+            Outbound::SubAck { reason_string, .. } | Outbound::Disconnect { reason_string, .. } => {
+                reason_string
+            }
+            Outbound::Publish(_) | Outbound::UnsubAck { .. } | Outbound::PingResp => return false,
+        };
+        reason_string.take().is_some()
+    }
+}
 
 /// Appends `packet` in the connection's level; `Err` only for a packet over the 256 MiB the format can express.
 pub fn encode(packet: &Outbound, version: Version, out: &mut BytesMut) -> Result<(), WireError> {
@@ -331,11 +358,18 @@ pub fn encode(packet: &Outbound, version: Version, out: &mut BytesMut) -> Result
             v4.dup = publish.dup;
             v4.write(out)?;
         }
-        (Outbound::PubAck { pkid, reason }, _) => ack(out, 0x40, *pkid, *reason, version),
-        (Outbound::PubRec { pkid, reason }, _) => ack(out, 0x50, *pkid, *reason, version),
-        (Outbound::PubRel { pkid, reason }, _) => ack(out, 0x62, *pkid, *reason, version),
-        (Outbound::PubComp { pkid, reason }, _) => ack(out, 0x70, *pkid, *reason, version),
-        (Outbound::SubAck { pkid, reasons }, _) => {
+        (Outbound::PubAck(ack), _) => acks::ack(out, 0x40, ack, version),
+        (Outbound::PubRec(ack), _) => acks::ack(out, 0x50, ack, version),
+        (Outbound::PubRel(ack), _) => acks::ack(out, 0x62, ack, version),
+        (Outbound::PubComp(ack), _) => acks::ack(out, 0x70, ack, version),
+        (
+            Outbound::SubAck {
+                pkid,
+                reasons,
+                reason_string,
+            },
+            _,
+        ) => {
             let codes: Vec<u8> = match version {
                 Version::V5 => reasons.clone(),
                 Version::V311 => reasons
@@ -343,13 +377,13 @@ pub fn encode(packet: &Outbound, version: Version, out: &mut BytesMut) -> Result
                     .map(|&code| if code < 0x80 { code } else { 0x80 })
                     .collect(),
             };
-            list_ack(out, 0x90, *pkid, &codes, version);
+            acks::list_ack(out, 0x90, *pkid, &codes, reason_string.as_ref(), version);
         }
         (Outbound::UnsubAck { pkid, reasons }, Version::V5) => {
-            list_ack(out, 0xB0, *pkid, reasons, version)
+            acks::list_ack(out, 0xB0, *pkid, reasons, None, version)
         }
         (Outbound::UnsubAck { pkid, .. }, Version::V311) => {
-            list_ack(out, 0xB0, *pkid, &[], version)
+            acks::list_ack(out, 0xB0, *pkid, &[], None, version)
         }
         (Outbound::PingResp, _) => out.put_slice(&[0xD0, 0]),
         (Outbound::Disconnect { .. }, Version::V311) => {}
@@ -359,49 +393,27 @@ pub fn encode(packet: &Outbound, version: Version, out: &mut BytesMut) -> Result
                 reason_string,
             },
             Version::V5,
-        ) => {
-            let mut properties = BytesMut::new();
-            if let Some(text) = reason_string {
-                let text = &text.as_bytes()[..text.len().min(u16::MAX as usize)];
-                properties.put_u8(REASON_STRING);
-                properties.put_u16(text.len() as u16);
-                properties.put_slice(text);
-            }
-            let mut body = BytesMut::new();
-            body.put_u8(*reason);
-            write_varint(&mut body, properties.len());
-            body.put_slice(&properties);
-            out.put_u8(0xE0);
-            write_varint(out, body.len());
-            out.put_slice(&body);
-        }
+        ) => acks::disconnect(out, *reason, reason_string.as_ref()),
     }
     Ok(())
 }
 
-/// PUBACK, PUBREC, PUBREL, PUBCOMP: the packet id, and in 5.0 a reason code unless it is success.
-fn ack(out: &mut BytesMut, first: u8, pkid: u16, reason: u8, version: Version) {
-    out.put_u8(first);
-    if version == Version::V5 && reason != reason::SUCCESS {
-        out.put_u8(3);
-        out.put_u16(pkid);
-        out.put_u8(reason);
-    } else {
-        out.put_u8(2);
-        out.put_u16(pkid);
+/// Appends `packet` as [`encode`] does, but without its reason string when that would make the packet larger than
+/// `limit`, the client's Maximum Packet Size (§3.2.2.3.8 and the Reason String of every other packet): a reason
+/// string is sent whole or not at all.
+pub fn encode_within(
+    mut packet: Outbound,
+    version: Version,
+    limit: usize,
+    out: &mut BytesMut,
+) -> Result<(), WireError> {
+    let start = out.len();
+    encode(&packet, version, out)?;
+    if out.len() - start > limit && packet.strip_reason_string() {
+        out.truncate(start);
+        encode(&packet, version, out)?;
     }
-}
-
-/// SUBACK and UNSUBACK: the packet id, an empty property list in 5.0, one code per filter.
-fn list_ack(out: &mut BytesMut, first: u8, pkid: u16, codes: &[u8], version: Version) {
-    let properties = usize::from(version == Version::V5);
-    out.put_u8(first);
-    write_varint(out, 2 + properties + codes.len());
-    out.put_u16(pkid);
-    if properties == 1 {
-        out.put_u8(0);
-    }
-    out.put_slice(codes);
+    Ok(())
 }
 
 /// The 3.1.1 CONNACK return code closest to a 5.0 reason (§3.2.2.3 of 3.1.1).

@@ -1,5 +1,5 @@
 use bytes::{BufMut, BytesMut};
-use mqttbytes::v5::{ConnAck, ConnectReturnCode, Publish};
+use mqttbytes::v5::{self, ConnAck, ConnectReturnCode, Publish};
 use mqttbytes::QoS;
 use proptest::prelude::*;
 
@@ -141,6 +141,7 @@ fn acks_and_refusals_in_each_level() {
         &Outbound::SubAck {
             pkid: 1,
             reasons: vec![1, reason::NOT_AUTHORIZED],
+            reason_string: None,
         },
         Version::V311,
         &mut out,
@@ -152,6 +153,7 @@ fn acks_and_refusals_in_each_level() {
         &Outbound::SubAck {
             pkid: 1,
             reasons: vec![1, reason::NOT_AUTHORIZED],
+            reason_string: None,
         },
         Version::V5,
         &mut out,
@@ -178,16 +180,143 @@ fn acks_and_refusals_in_each_level() {
     )
     .unwrap();
     assert!(out.is_empty(), "3.1.1 has no server DISCONNECT");
-    encode(
-        &Outbound::PubAck {
-            pkid: 3,
-            reason: reason::NOT_AUTHORIZED,
-        },
-        Version::V5,
-        &mut out,
-    )
-    .unwrap();
+    let refused = Ack {
+        reason_string: None,
+        ..Ack::failure(3, reason::NOT_AUTHORIZED, "")
+    };
+    encode(&Outbound::PubAck(refused), Version::V5, &mut out).unwrap();
     assert_eq!(&out[..], &[0x40, 3, 0, 3, 0x87]);
+}
+
+/// Reads back what gatewayd wrote with mqttbytes' own 5.0 reader.
+fn read_v5(packet: &Outbound, limit: usize) -> (usize, v5::Packet) {
+    let mut out = BytesMut::new();
+    encode_within(packet.clone(), Version::V5, limit, &mut out).unwrap();
+    let len = out.len();
+    let read = v5::read(&mut out, 1 << 20).expect("mqttbytes reads it");
+    assert!(out.is_empty(), "one whole packet");
+    (len, read)
+}
+
+#[test]
+fn failure_acks_carry_a_reason_string_mqttbytes_reads() {
+    let refused = Outbound::PubAck(Ack::failure(
+        3,
+        reason::NOT_AUTHORIZED,
+        "not authorized to publish to a/b",
+    ));
+    match read_v5(&refused, usize::MAX) {
+        (_, v5::Packet::PubAck(ack)) => {
+            assert_eq!((ack.pkid, ack.reason as u8), (3, 0x87));
+            let properties = ack.properties.expect("properties");
+            assert_eq!(
+                properties.reason_string.as_deref(),
+                Some("not authorized to publish to a/b")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // A success stays 2 bytes of body.
+    match read_v5(&Outbound::PubAck(Ack::success(4)), usize::MAX) {
+        (4, v5::Packet::PubAck(ack)) => assert_eq!((ack.pkid, ack.properties), (4, None)),
+        other => panic!("{other:?}"),
+    }
+    let not_found = Outbound::PubComp(Ack::failure(
+        5,
+        reason::PACKET_IDENTIFIER_NOT_FOUND,
+        "no such id",
+    ));
+    match read_v5(&not_found, usize::MAX) {
+        (_, v5::Packet::PubComp(comp)) => {
+            assert_eq!(comp.reason as u8, 0x92);
+            assert_eq!(
+                comp.properties.and_then(|p| p.reason_string).as_deref(),
+                Some("no such id")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let suback = Outbound::SubAck {
+        pkid: 7,
+        reasons: vec![1, reason::NOT_AUTHORIZED],
+        reason_string: ReasonString::new("not authorized to subscribe to sensors/#"),
+    };
+    match read_v5(&suback, usize::MAX) {
+        (_, v5::Packet::SubAck(ack)) => {
+            assert_eq!(ack.pkid, 7);
+            assert_eq!(ack.return_codes.len(), 2);
+            assert_eq!(
+                ack.properties.and_then(|p| p.reason_string).as_deref(),
+                Some("not authorized to subscribe to sensors/#")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // 3.1.1: never a reason string.
+    let mut out = BytesMut::new();
+    encode(&suback, Version::V311, &mut out).unwrap();
+    assert_eq!(&out[..], &[0x90, 4, 0, 7, 1, 0x80]);
+    out.clear();
+    encode(&refused, Version::V311, &mut out).unwrap();
+    assert_eq!(&out[..], &[0x40, 2, 0, 3]);
+}
+
+#[test]
+fn a_reason_string_that_would_break_the_clients_maximum_packet_size_is_left_out() {
+    let why = "quota exceeded";
+    let refused = Outbound::PubRec(Ack::failure(9, reason::QUOTA_EXCEEDED, why));
+    // Fixed header 2, packet id 2, reason 1, property length 1, property 3 + text.
+    let whole = 2 + 2 + 1 + 1 + 3 + why.len();
+    match read_v5(&refused, whole) {
+        (len, v5::Packet::PubRec(rec)) => {
+            assert_eq!(len, whole);
+            assert!(rec.properties.is_some_and(|p| p.reason_string.is_some()));
+        }
+        other => panic!("{other:?}"),
+    }
+    match read_v5(&refused, whole - 1) {
+        (len, v5::Packet::PubRec(rec)) => {
+            assert_eq!((len, rec.reason as u8, rec.properties), (5, 0x97, None));
+        }
+        other => panic!("{other:?}"),
+    }
+    let disconnect = Outbound::Disconnect {
+        reason: reason::KEEP_ALIVE_TIMEOUT,
+        reason_string: ReasonString::new("keep alive timeout"),
+    };
+    let mut out = BytesMut::new();
+    encode_within(disconnect, Version::V5, 10, &mut out).unwrap();
+    assert_eq!(&out[..], &[0xE0, 2, 0x8D, 0]);
+    // The CONNACK's reason string (written by mqttbytes) too.
+    let mut connack = ConnAck::new(ConnectReturnCode::NotAuthorized, false);
+    connack.properties = Some(v5::ConnAckProperties::new());
+    if let Some(properties) = connack.properties.as_mut() {
+        properties.reason_string = Some("credentials required".into());
+    }
+    let connack = Outbound::ConnAck(Box::new(connack));
+    let (len, _) = read_v5(&connack, usize::MAX);
+    match read_v5(&connack, len - 1) {
+        (5, v5::Packet::ConnAck(back)) => {
+            assert_eq!(back.properties.and_then(|p| p.reason_string), None)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn reason_strings_are_whole_well_formed_mqtt_strings() {
+    let cleaned = ReasonString::new("topic filter invalid: a\0b\n");
+    assert_eq!(
+        cleaned.as_ref().map(ReasonString::as_str),
+        Some("topic filter invalid: a\u{FFFD}b\u{FFFD}")
+    );
+    let longest = "é".repeat(usize::from(u16::MAX) / 2);
+    assert_eq!(
+        ReasonString::new(longest.clone()).map(ReasonString::into_string),
+        Some(longest)
+    );
+    // Over 65,535 bytes: left out, never cut.
+    assert_eq!(ReasonString::new("é".repeat(32768)), None);
 }
 
 proptest! {

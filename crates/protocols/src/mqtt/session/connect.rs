@@ -18,6 +18,7 @@ use super::{Connected, EarlierConnections, Flow, Session};
 use crate::auth::{unguessable_name, AuthError, Credentials, Identity};
 use crate::mqtt::bridge;
 use crate::mqtt::codec::{Outbound, Version};
+use crate::mqtt::reason::ReasonString;
 use crate::mqtt::store::{Holder, SavedSession};
 
 /// A CONNECT accepted, waiting for its client id's previous connection to end before CONNACK.
@@ -34,7 +35,7 @@ pub(crate) struct Accepted {
     session_expiry: u32,
     max_in_flight: usize,
     clean: bool,
-    client_max_packet: Option<usize>,
+    request_problem_information: bool,
     /// Topic aliases gatewayd may send: the lower of the client's Topic Alias Maximum and ours.
     outbound_aliases: u16,
 }
@@ -56,18 +57,31 @@ impl Session {
         };
         self.version = Some(version);
         let properties = connect.properties.clone();
+        // Bounds every packet from here on, the CONNACK included (§3.2.2.3.8).
+        self.client_max_packet = properties
+            .as_ref()
+            .and_then(|p| p.max_packet_size)
+            .map(|size| size as usize);
         if let Some(properties) = properties.as_ref() {
             // §4.12: an authentication method the server does not support is refused (gatewayd supports none);
             // §3.1.2.11.10: Authentication Data without a method is a Protocol Error.
-            if properties.authentication_method.is_some() {
-                return self.connack_refusal(ConnectReturnCode::BadAuthenticationMethod);
+            if let Some(method) = &properties.authentication_method {
+                return self.connack_refusal(
+                    ConnectReturnCode::BadAuthenticationMethod,
+                    &format!(
+                        "authentication method {method} not supported (no enhanced authentication)"
+                    ),
+                );
             }
             if properties.authentication_data.is_some() {
-                return self.connack_refusal(ConnectReturnCode::ProtocolError);
+                return self.connack_refusal(
+                    ConnectReturnCode::ProtocolError,
+                    "authentication data without an authentication method",
+                );
             }
         }
         if properties.as_ref().and_then(|p| p.receive_maximum) == Some(0) {
-            return self.connack_refusal(ConnectReturnCode::ProtocolError);
+            return self.connack_refusal(ConnectReturnCode::ProtocolError, "receive maximum 0");
         }
         let login = connect.login.as_ref();
         let credentials = Credentials {
@@ -81,20 +95,30 @@ impl Session {
         let identity = match authenticated {
             Ok(identity) => identity,
             Err(_) if self.certificate.is_some() => {
-                return self.connack_refusal(ConnectReturnCode::NotAuthorized)
+                return self.connack_refusal(
+                    ConnectReturnCode::NotAuthorized,
+                    "client certificate not authorized",
+                )
             }
             Err(AuthError::Missing) => {
-                return self.connack_refusal(ConnectReturnCode::NotAuthorized)
+                return self
+                    .connack_refusal(ConnectReturnCode::NotAuthorized, "credentials required")
             }
             Err(error) => {
                 tracing::debug!(%error, "mqtt: CONNECT refused");
-                return self.connack_refusal(ConnectReturnCode::BadUserNamePassword);
+                return self.connack_refusal(
+                    ConnectReturnCode::BadUserNamePassword,
+                    "bad user name or password",
+                );
             }
         };
         let mut assigned = None;
         let client_id = if connect.client_id.is_empty() {
             if version == Version::V311 && !connect.clean_session {
-                return self.connack_refusal(ConnectReturnCode::ClientIdentifierNotValid);
+                return self.connack_refusal(
+                    ConnectReturnCode::ClientIdentifierNotValid,
+                    "an empty client identifier needs clean session 1",
+                );
             }
             let id = format!("gatewayd-{}", unguessable_name());
             assigned = Some(id.clone());
@@ -105,7 +129,7 @@ impl Session {
         let will = match connect.last_will.as_ref() {
             Some(will) => match self.will(will, &client_id, &identity) {
                 Ok(will) => Some(will),
-                Err(code) => return self.connack_refusal(code),
+                Err((code, why)) => return self.connack_refusal(code, &why),
             },
             None => None,
         };
@@ -143,10 +167,9 @@ impl Session {
             session_expiry,
             max_in_flight,
             clean: connect.clean_session,
-            client_max_packet: properties
-                .as_ref()
-                .and_then(|p| p.max_packet_size)
-                .map(|size| size as usize),
+            // §3.1.2.11.7: absent means 1.
+            request_problem_information: properties.as_ref().and_then(|p| p.request_problem_info)
+                != Some(0),
             outbound_aliases: properties
                 .as_ref()
                 .and_then(|p| p.topic_alias_max)
@@ -185,7 +208,7 @@ impl Session {
             session_expiry,
             max_in_flight,
             clean,
-            client_max_packet,
+            request_problem_information,
             outbound_aliases,
         } = accepted;
         let sessions = self.shared.sessions.clone();
@@ -223,7 +246,7 @@ impl Session {
             outbound_aliases: OutboundAliases::new(outbound_aliases),
             awaiting_release,
             outgoing,
-            client_max_packet,
+            request_problem_information,
             session_expiry,
             earlier_connections,
         });
@@ -250,17 +273,24 @@ impl Session {
         Flow::Continue
     }
 
-    /// The will of CONNECT, or the CONNACK code refusing it.
+    /// The will of CONNECT, or the CONNACK code refusing it and why.
     fn will(
         &self,
         will: &LastWill,
         client_id: &str,
         identity: &Identity,
-    ) -> Result<Will, ConnectReturnCode> {
-        let topic =
-            topic_from_mqtt(&will.topic).map_err(|_| ConnectReturnCode::TopicNameInvalid)?;
+    ) -> Result<Will, (ConnectReturnCode, String)> {
+        let topic = topic_from_mqtt(&will.topic).map_err(|_| {
+            (
+                ConnectReturnCode::TopicNameInvalid,
+                format!("will topic name invalid: {}", will.topic),
+            )
+        })?;
         if !identity.may_publish(&topic) {
-            return Err(ConnectReturnCode::NotAuthorized);
+            return Err((
+                ConnectReturnCode::NotAuthorized,
+                format!("not authorized to publish the will to {}", will.topic),
+            ));
         }
         let mut publish =
             mqttbytes::v5::Publish::from_bytes(will.topic.clone(), will.qos, will.message.clone());
@@ -276,8 +306,12 @@ impl Session {
             subscription_identifiers: Vec::new(),
             content_type: p.content_type.clone(),
         });
-        let envelope = bridge::to_envelope(&publish, topic, self.origin)
-            .map_err(|_| ConnectReturnCode::PayloadFormatInvalid)?;
+        let envelope = bridge::to_envelope(&publish, topic, self.origin).map_err(|_| {
+            (
+                ConnectReturnCode::PayloadFormatInvalid,
+                "will payload format indicator 1 but the payload is not UTF-8".to_owned(),
+            )
+        })?;
         let delay = properties.and_then(|p| p.delay_interval).unwrap_or(0);
         Ok(Will {
             envelope,
@@ -287,13 +321,15 @@ impl Session {
         })
     }
 
-    /// Answers CONNECT with a refusal and closes.
-    pub(super) fn connack_refusal(&mut self, code: ConnectReturnCode) -> Flow {
-        tracing::debug!(?code, "mqtt: CONNECT refused");
+    /// Answers CONNECT with a refusal (in 5.0 with `why` as its reason string) and closes.
+    pub(super) fn connack_refusal(&mut self, code: ConnectReturnCode, why: &str) -> Flow {
+        tracing::debug!(?code, why, "mqtt: CONNECT refused");
         let mut connack = ConnAck::new(code, false);
         if self.version == Some(Version::V5) {
-            // 5.0 CONNACK always carries a property list, if only an empty one.
-            connack.properties = Some(ConnAckProperties::new());
+            // 5.0 CONNACK always carries a property list.
+            let mut properties = ConnAckProperties::new();
+            properties.reason_string = ReasonString::new(why).map(ReasonString::into_string);
+            connack.properties = Some(properties);
         }
         self.send(Outbound::ConnAck(Box::new(connack)));
         Flow::Close

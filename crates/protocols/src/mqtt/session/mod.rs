@@ -24,8 +24,8 @@ use core_bus::{
 use mqttbytes::QoS;
 use tokio_util::sync::CancellationToken;
 
-use super::codec::{self, DecodeError, Inbound, Outbound, Version};
-use super::reason;
+use super::codec::{self, Ack, DecodeError, Inbound, Outbound, Version};
+use super::reason::{self, ReasonString};
 use super::retained::Retained;
 use super::store::{SavedSession, SessionStore};
 use crate::auth::{Authenticator, Identity};
@@ -79,8 +79,9 @@ pub(crate) struct Connected {
     /// QoS 2 packet ids received and answered with PUBREC, waiting for PUBREL.
     pub(crate) awaiting_release: HashSet<u16>,
     pub(crate) outgoing: Outgoing,
-    /// The client's Maximum Packet Size (5.0).
-    pub(crate) client_max_packet: Option<usize>,
+    /// 5.0 Request Problem Information (1 unless the client's CONNECT says 0): when false, reason strings go only
+    /// on CONNACK, PUBLISH and DISCONNECT (§3.1.2.11.7).
+    pub(crate) request_problem_information: bool,
     /// Seconds the session outlives the connection (0: it ends with it).
     pub(crate) session_expiry: u32,
     /// The connections that held this session before, whose messages may still be queued for it.
@@ -126,6 +127,8 @@ pub struct Session {
     handover: Option<(Accepted, CancellationToken)>,
     /// The names of the client certificate the TLS handshake verified (listeners with `tls.client_ca_file`).
     certificate: Option<Vec<String>>,
+    /// The client's 5.0 Maximum Packet Size, from its CONNECT on: no packet gatewayd sends may be larger.
+    client_max_packet: Option<usize>,
 }
 
 impl Session {
@@ -149,6 +152,7 @@ impl Session {
             backpressure: None,
             closed: false,
             certificate: None,
+            client_max_packet: None,
         }
     }
 
@@ -199,12 +203,16 @@ impl Session {
             Inbound::PubAck(pkid) => self.acknowledged(pkid, QoS::AtLeastOnce),
             Inbound::PubRec(pkid) => self.received(pkid),
             Inbound::PubRel(pkid) => {
-                let reason = if connected.awaiting_release.remove(&pkid) {
-                    reason::SUCCESS
+                let ack = if connected.awaiting_release.remove(&pkid) {
+                    Ack::success(pkid)
                 } else {
-                    reason::PACKET_IDENTIFIER_NOT_FOUND
+                    Ack::failure(
+                        pkid,
+                        reason::PACKET_IDENTIFIER_NOT_FOUND,
+                        format!("no QoS 2 publish with packet identifier {pkid} awaits release"),
+                    )
                 };
-                self.send(Outbound::PubComp { pkid, reason });
+                self.send(Outbound::PubComp(ack));
                 Flow::Continue
             }
             Inbound::PubComp(pkid) => self.acknowledged(pkid, QoS::ExactlyOnce),
@@ -249,7 +257,10 @@ impl Session {
             (None, DecodeError::ProtocolLevel(_)) => {
                 // Answered in 3.1.1 form: return code 1, unacceptable protocol level.
                 self.version = Some(Version::V311);
-                self.connack_refusal(mqttbytes::v5::ConnectReturnCode::UnsupportedProtocolVersion);
+                self.connack_refusal(
+                    mqttbytes::v5::ConnectReturnCode::UnsupportedProtocolVersion,
+                    &error.to_string(),
+                );
             }
             (Some(_), _) if self.connected.is_some() => {
                 self.disconnect(error.reason(), &error.to_string());
@@ -263,15 +274,25 @@ impl Session {
         tracing::debug!(reason, why, "mqtt: disconnecting the client");
         self.send(Outbound::Disconnect {
             reason,
-            reason_string: Some(why.to_owned()),
+            reason_string: ReasonString::new(why),
         });
         Flow::Close
     }
 
-    /// Encodes `packet` into the output.
-    pub(crate) fn send(&mut self, packet: Outbound) {
+    /// Encodes `packet` into the output, with its reason string only where the client allows one: not on
+    /// acknowledgements after Request Problem Information 0, and on nothing it would make larger than the client's
+    /// Maximum Packet Size.
+    pub(crate) fn send(&mut self, mut packet: Outbound) {
         let version = self.version.unwrap_or(Version::V311);
-        if let Err(error) = codec::encode(&packet, version, &mut self.out) {
+        let problems_refused = self
+            .connected
+            .as_ref()
+            .is_some_and(|c| !c.request_problem_information);
+        if problems_refused && !packet.problem_information_always_allowed() {
+            packet.strip_reason_string();
+        }
+        let limit = self.client_max_packet.unwrap_or(usize::MAX);
+        if let Err(error) = codec::encode_within(packet, version, limit, &mut self.out) {
             tracing::warn!(?error, "mqtt: packet not encodable");
         }
     }

@@ -14,7 +14,7 @@ use mqttbytes::QoS;
 
 use super::{Flow, Session};
 use crate::mqtt::bridge;
-use crate::mqtt::codec::{self, Outbound, Version};
+use crate::mqtt::codec::{self, Ack, Outbound, Version};
 use crate::mqtt::reason;
 
 /// The lower of two QoS levels.
@@ -96,10 +96,7 @@ impl Outgoing {
                     publish.dup = true;
                     Outbound::Publish(publish)
                 }
-                InFlight::Released => Outbound::PubRel {
-                    pkid,
-                    reason: reason::SUCCESS,
-                },
+                InFlight::Released => Outbound::PubRel(Ack::success(pkid)),
             })
             .collect()
     }
@@ -190,10 +187,10 @@ impl Session {
     /// Writes a PUBLISH (5.0: under its topic alias) unless it is over the client's Maximum Packet Size (then it
     /// is dropped, §3.1.2.11.4).
     fn write_publish(&mut self, mut publish: Publish) -> bool {
+        let limit = self.client_max_packet.unwrap_or(usize::MAX);
         let Some(connected) = self.connected.as_mut() else {
             return false;
         };
-        let limit = connected.client_max_packet.unwrap_or(usize::MAX);
         let version = self.version.unwrap_or(Version::V311);
         let new_alias = match version {
             Version::V5 => connected.outbound_aliases.apply(&mut publish),
@@ -235,14 +232,18 @@ impl Session {
         let Some(connected) = self.connected.as_mut() else {
             return Flow::Close;
         };
-        let reason = match connected.outgoing.in_flight.get_mut(&pkid) {
+        let ack = match connected.outgoing.in_flight.get_mut(&pkid) {
             Some(state) => {
                 *state = InFlight::Released;
-                reason::SUCCESS
+                Ack::success(pkid)
             }
-            None => reason::PACKET_IDENTIFIER_NOT_FOUND,
+            None => Ack::failure(
+                pkid,
+                reason::PACKET_IDENTIFIER_NOT_FOUND,
+                format!("no QoS 2 publish with packet identifier {pkid} in flight"),
+            ),
         };
-        self.send(Outbound::PubRel { pkid, reason });
+        self.send(Outbound::PubRel(ack));
         Flow::Continue
     }
 

@@ -5,14 +5,14 @@
 use std::sync::Arc;
 
 use core_bus::metrics::{record_drop, DropReason};
-use core_bus::names::topic_from_mqtt;
+use core_bus::names::{topic_from_mqtt, topic_to_mqtt};
 use core_bus::{Protocol, Topic};
 use mqttbytes::v5::Publish;
 use mqttbytes::QoS;
 
 use super::{Flow, Session};
 use crate::mqtt::bridge;
-use crate::mqtt::codec::{Outbound, Version};
+use crate::mqtt::codec::{Ack, Outbound, Version};
 use crate::mqtt::reason;
 use crate::mqtt::retained::Stored;
 
@@ -31,10 +31,7 @@ impl Session {
         if publish.qos == QoS::ExactlyOnce {
             if connected.awaiting_release.contains(&publish.pkid) {
                 // A resend of a publish already taken (§4.3.3): acknowledge, do not publish again.
-                self.send(Outbound::PubRec {
-                    pkid: publish.pkid,
-                    reason: reason::SUCCESS,
-                });
+                self.send(Outbound::PubRec(Ack::success(publish.pkid)));
                 return Flow::Continue;
             }
             if connected.awaiting_release.len() >= usize::from(self.settings.receive_maximum) {
@@ -44,7 +41,7 @@ impl Session {
                 );
             }
         }
-        let code = if connected.identity.may_publish(&topic) {
+        let ack = if connected.identity.may_publish(&topic) {
             match bridge::to_envelope(&publish, topic, self.origin) {
                 Ok(envelope) => {
                     if publish.retain {
@@ -55,35 +52,42 @@ impl Session {
                     }
                     let outcome = self.shared.bus.publish(envelope);
                     self.backpressure = outcome.backpressure;
-                    reason::SUCCESS
+                    Ack::success(publish.pkid)
                 }
-                Err(code) => code,
+                // The only envelope a PUBLISH cannot make (`bridge::to_envelope`).
+                Err(code) => Ack::failure(
+                    publish.pkid,
+                    code,
+                    "payload format indicator 1 but the payload is not UTF-8",
+                ),
             }
         } else {
             record_drop(DropReason::AclDenied, Protocol::Mqtt);
             // 3.1.1 has no refusal code for a publish: it is acknowledged and dropped.
             if self.version == Some(Version::V5) {
-                reason::NOT_AUTHORIZED
+                Ack::failure(
+                    publish.pkid,
+                    reason::NOT_AUTHORIZED,
+                    format!(
+                        "not authorized to publish to {}",
+                        // The name the client used, also when it sent only an alias.
+                        topic_to_mqtt(&topic).unwrap_or_else(|| topic.to_string())
+                    ),
+                )
             } else {
-                reason::SUCCESS
+                Ack::success(publish.pkid)
             }
         };
         match publish.qos {
             QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.send(Outbound::PubAck {
-                pkid: publish.pkid,
-                reason: code,
-            }),
+            QoS::AtLeastOnce => self.send(Outbound::PubAck(ack)),
             QoS::ExactlyOnce => {
-                if code < 0x80 {
+                if ack.reason < 0x80 {
                     if let Some(connected) = self.connected.as_mut() {
                         connected.awaiting_release.insert(publish.pkid);
                     }
                 }
-                self.send(Outbound::PubRec {
-                    pkid: publish.pkid,
-                    reason: code,
-                });
+                self.send(Outbound::PubRec(ack));
             }
         }
         Flow::Continue

@@ -15,7 +15,7 @@ use super::outgoing::min_qos;
 use super::{Flow, Session};
 use crate::mqtt::bridge;
 use crate::mqtt::codec::Outbound;
-use crate::mqtt::reason;
+use crate::mqtt::reason::{self, ReasonString};
 
 const SHARE_PREFIX: &str = "$share/";
 
@@ -151,6 +151,7 @@ impl Session {
             return self.disconnect(reason::PROTOCOL_ERROR, "No Local on a shared subscription");
         }
         let mut reasons = Vec::with_capacity(subscribe.filters.len());
+        let mut refusals = Vec::new();
         let mut retained = Vec::new();
         for filter in &subscribe.filters {
             let code = (|| {
@@ -183,11 +184,17 @@ impl Session {
                 }
                 Ok(granted(filter.qos))
             })();
-            reasons.push(code.unwrap_or_else(|refused| refused));
+            reasons.push(code.unwrap_or_else(|refused| {
+                refusals.push(refusal(refused, &filter.path, max));
+                refused
+            }));
         }
         self.send(Outbound::SubAck {
             pkid: subscribe.pkid,
             reasons,
+            reason_string: (!refusals.is_empty())
+                .then(|| ReasonString::new(refusals.join("; ")))
+                .flatten(),
         });
         for (pattern, qos) in retained {
             for message in self.shared.retained.matching(&pattern) {
@@ -221,6 +228,15 @@ impl Session {
             reasons,
         });
         Flow::Continue
+    }
+}
+
+/// Why `filter` was refused with `code`, for the SUBACK's reason string (`max`: the subscription limit).
+fn refusal(code: u8, filter: &str, max: usize) -> String {
+    match code {
+        reason::NOT_AUTHORIZED => format!("not authorized to subscribe to {filter}"),
+        reason::QUOTA_EXCEEDED => format!("{filter}: over the limit of {max} subscriptions"),
+        _ => format!("topic filter invalid: {filter}"),
     }
 }
 

@@ -174,6 +174,23 @@ fn the_in_flight_window_bounds_what_is_sent() {
     assert_eq!(&out[..2], &[0x32, 6]);
 }
 
+/// A 5.0 CONNECT with `properties` (encoded, under 128 bytes).
+fn connect_with(id: &str, properties: &[u8]) -> BytesMut {
+    let mut body = b"\x00\x04MQTT\x05\x02\x00\x1e".to_vec();
+    body.push(properties.len() as u8);
+    body.extend_from_slice(properties);
+    body.extend_from_slice(&(id.len() as u16).to_be_bytes());
+    body.extend_from_slice(id.as_bytes());
+    packet(0x10, &body)
+}
+
+/// Request Problem Information (0x17) 0.
+const NO_PROBLEM_INFORMATION: &[u8] = b"\x17\x00";
+
+fn read_v5(out: &[u8]) -> mqttbytes::v5::Packet {
+    mqttbytes::v5::read(&mut BytesMut::from(out), 1 << 20).expect("mqttbytes reads it")
+}
+
 #[test]
 fn a_pubrel_for_nothing_is_answered_packet_identifier_not_found_in_5_0() {
     let shared = shared();
@@ -181,8 +198,106 @@ fn a_pubrel_for_nothing_is_answered_packet_identifier_not_found_in_5_0() {
     feed(&mut s, connect(5, "c"));
     let (flow, out) = feed(&mut s, packet(0x62, b"\x00\x07"));
     assert_eq!(flow, Flow::Continue);
+    match read_v5(&out) {
+        mqttbytes::v5::Packet::PubComp(comp) => {
+            assert_eq!((comp.pkid, comp.reason as u8), (7, 0x92));
+            assert_eq!(
+                comp.properties.and_then(|p| p.reason_string).as_deref(),
+                Some("no QoS 2 publish with packet identifier 7 awaits release")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // 3.1.1: PUBCOMP has no reason code.
+    let mut v4 = session(&shared, 2);
+    feed(&mut v4, connect(4, "d"));
+    let (_, out) = feed(&mut v4, packet(0x62, b"\x00\x07"));
+    assert_eq!(out, vec![0x70, 2, 0, 7]);
+}
+
+#[test]
+fn request_problem_information_0_keeps_reason_strings_to_connack_and_disconnect() {
+    let shared = shared();
+    let mut s = session(&shared, 1);
+    let (_, connack) = feed(&mut s, connect_with("rpi", NO_PROBLEM_INFORMATION));
+    assert_eq!(connack[3], 0, "accepted");
+    let (_, pubcomp) = feed(&mut s, packet(0x62, b"\x00\x07"));
     assert_eq!(
-        out,
+        pubcomp,
         vec![0x70, 3, 0, 7, reason::PACKET_IDENTIFIER_NOT_FOUND]
     );
+    // An invalid filter: SUBACK 0x8F, without its reason string.
+    let (_, suback) = feed(&mut s, packet(0x82, b"\x00\x05\x00\x00\x05a/#/b\x00"));
+    assert_eq!(suback, vec![0x90, 4, 0, 5, 0, reason::TOPIC_FILTER_INVALID]);
+    // DISCONNECT keeps it (§3.1.2.11.7).
+    let (_, disconnect) = feed(&mut s, connect(5, "rpi"));
+    match read_v5(&disconnect) {
+        mqttbytes::v5::Packet::Disconnect(disconnect) => assert_eq!(
+            disconnect
+                .properties
+                .and_then(|p| p.reason_string)
+                .as_deref(),
+            Some("second CONNECT")
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_refused_filter_is_named_in_the_subacks_reason_string() {
+    let shared = shared();
+    let mut s = session(&shared, 1);
+    feed(&mut s, connect(5, "sub"));
+    let (_, suback) = feed(
+        &mut s,
+        packet(0x82, b"\x00\x05\x00\x00\x03a/b\x01\x00\x05a/#/b\x00"),
+    );
+    match read_v5(&suback) {
+        mqttbytes::v5::Packet::SubAck(ack) => {
+            assert_eq!(ack.return_codes.len(), 2);
+            assert_eq!(
+                ack.properties.and_then(|p| p.reason_string).as_deref(),
+                Some("topic filter invalid: a/#/b")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Every filter granted: the SUBACK has no reason string.
+    let (_, suback) = feed(&mut s, packet(0x82, b"\x00\x06\x00\x00\x01c\x00"));
+    assert_eq!(suback, vec![0x90, 4, 0, 6, 0, 0]);
+}
+
+#[test]
+fn reason_strings_stay_within_the_clients_maximum_packet_size() {
+    let shared = shared();
+    // Maximum Packet Size (0x27) 6: a PUBCOMP with a reason string or a DISCONNECT with one would be larger.
+    let small = b"\x27\x00\x00\x00\x06";
+    let mut s = session(&shared, 1);
+    feed(&mut s, connect_with("small", small));
+    let (_, pubcomp) = feed(&mut s, packet(0x62, b"\x00\x07"));
+    assert_eq!(
+        pubcomp,
+        vec![0x70, 3, 0, 7, reason::PACKET_IDENTIFIER_NOT_FOUND]
+    );
+    let (flow, disconnect) = feed(&mut s, connect(5, "small"));
+    assert_eq!(flow, Flow::Close);
+    assert_eq!(disconnect, vec![0xE0, 2, reason::PROTOCOL_ERROR, 0]);
+    // A CONNACK refusal too: Receive Maximum 0 is a Protocol Error, and the CONNACK is bounded by the CONNECT's
+    // own Maximum Packet Size.
+    let mut refused = session(&shared, 2);
+    let (flow, connack) = feed(
+        &mut refused,
+        connect_with("r", b"\x21\x00\x00\x27\x00\x00\x00\x06"),
+    );
+    assert_eq!(flow, Flow::Close);
+    assert_eq!(connack, vec![0x20, 3, 0, reason::PROTOCOL_ERROR, 0]);
+    let mut told = session(&shared, 3);
+    let (_, connack) = feed(&mut told, connect_with("r", b"\x21\x00\x00"));
+    match read_v5(&connack) {
+        mqttbytes::v5::Packet::ConnAck(connack) => assert_eq!(
+            connack.properties.and_then(|p| p.reason_string).as_deref(),
+            Some("receive maximum 0")
+        ),
+        other => panic!("{other:?}"),
+    }
 }
