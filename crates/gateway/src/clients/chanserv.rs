@@ -223,10 +223,9 @@ impl Link {
                         None => return Ok(()),
                     },
                     read = self.read_some() => {
-                        for event in read? {
-                            if inbox.send(Ok(event)).await.is_err() {
-                                return Ok(());
-                            }
+                        let events = read?.into_iter().map(Ok).collect();
+                        if inbox.send_all(events).await.is_err() {
+                            return Ok(());
                         }
                     }
                 }

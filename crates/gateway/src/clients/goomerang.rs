@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use prost::Message as _;
 use protocols::goomerang::headers::FrameHeaders;
 use protocols::goomerang::mapping::{command_headers, WrapperKind, CONTENT_TYPE_HEADER};
@@ -17,7 +17,9 @@ use protocols::goomerang::{encode_command, Command};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::ws::{self, Sink};
-use super::{ClientError, Credentials, Inbox, InboxSender, Incoming, Message, Outgoing};
+use super::{
+    send_until_error, ClientError, Credentials, Inbox, InboxSender, Incoming, Message, Outgoing,
+};
 
 /// The message kind gatewayctl publishes and requests with: the payload bytes as they are.
 pub const RAW_KIND: &str = "gatewayctl.Raw";
@@ -125,22 +127,28 @@ impl GoomerangClient {
 }
 
 async fn read_loop(mut stream: ws::Stream, tx: InboxSender) {
-    while let Some(next) = stream.next().await {
-        let event = match next {
-            Ok(WsMessage::Binary(bytes)) => match Frame::decode(bytes) {
-                Ok(frame) => Ok(to_incoming(frame)),
-                Err(error) => Err(ClientError::Protocol(format!("bad frame: {error}"))),
-            },
-            Ok(WsMessage::Close(close)) => Err(close
-                .filter(|c| !c.reason.is_empty())
-                .map_or(ClientError::Closed, |c| {
-                    ClientError::Refused(c.reason.to_string())
-                })),
-            Ok(_) => continue,
-            Err(error) => Err(error.into()),
-        };
-        let stop = event.is_err();
-        if tx.send(event).await.is_err() || stop {
+    loop {
+        let batch = ws::next_batch(&mut stream).await;
+        if batch.is_empty() {
+            break;
+        }
+        let events = batch
+            .into_iter()
+            .filter_map(|next| match next {
+                Ok(WsMessage::Binary(bytes)) => Some(match Frame::decode(bytes) {
+                    Ok(frame) => Ok(to_incoming(frame)),
+                    Err(error) => Err(ClientError::Protocol(format!("bad frame: {error}"))),
+                }),
+                Ok(WsMessage::Close(close)) => Some(Err(close
+                    .filter(|c| !c.reason.is_empty())
+                    .map_or(ClientError::Closed, |c| {
+                        ClientError::Refused(c.reason.to_string())
+                    }))),
+                Ok(_) => None,
+                Err(error) => Some(Err(error.into())),
+            })
+            .collect();
+        if send_until_error(&tx, events).await.is_break() {
             return;
         }
     }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use prost::Message as _;
 use protocols::messageloop::pb::messageloop::client::v2 as pb;
 use protocols::messageloop::pb::messageloop::shared::v2 as shared;
@@ -15,7 +15,8 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::ws::{self, Sink};
 use super::{
-    ClientError, Credentials, Inbox, InboxSender, Incoming, Message, Outgoing, HANDSHAKE_TIMEOUT,
+    send_until_error, ClientError, Credentials, Inbox, InboxSender, Incoming, Message, Outgoing,
+    HANDSHAKE_TIMEOUT,
 };
 
 use pb::inbound_message::Envelope as In;
@@ -172,23 +173,30 @@ fn metadata(headers: &[(String, String)]) -> Option<shared::Metadata> {
 }
 
 async fn read_loop(mut stream: ws::Stream, tx: InboxSender) {
-    while let Some(next) = stream.next().await {
-        let events = match next {
-            Ok(WsMessage::Binary(bytes)) => match pb::OutboundMessage::decode(bytes) {
-                Ok(message) => to_incoming(message).into_iter().map(Ok).collect(),
-                Err(error) => vec![Err(ClientError::Protocol(format!("bad envelope: {error}")))],
-            },
-            Ok(WsMessage::Close(close)) => vec![Err(close.map_or(ClientError::Closed, |c| {
-                ClientError::Refused(format!("closed {}: {}", u16::from(c.code), c.reason))
-            }))],
-            Ok(_) => continue,
-            Err(error) => vec![Err(error.into())],
-        };
-        for event in events {
-            let stop = event.is_err();
-            if tx.send(event).await.is_err() || stop {
-                return;
+    loop {
+        let batch = ws::next_batch(&mut stream).await;
+        if batch.is_empty() {
+            break;
+        }
+        let mut events = Vec::with_capacity(batch.len());
+        for next in batch {
+            match next {
+                Ok(WsMessage::Binary(bytes)) => match pb::OutboundMessage::decode(bytes) {
+                    Ok(message) => events.extend(to_incoming(message).into_iter().map(Ok)),
+                    Err(error) => {
+                        events.push(Err(ClientError::Protocol(format!("bad envelope: {error}"))))
+                    }
+                },
+                Ok(WsMessage::Close(close)) => events
+                    .push(Err(close.map_or(ClientError::Closed, |c| {
+                        ClientError::Refused(format!("closed {}: {}", u16::from(c.code), c.reason))
+                    }))),
+                Ok(_) => {}
+                Err(error) => events.push(Err(error.into())),
             }
+        }
+        if send_until_error(&tx, events).await.is_break() {
+            return;
         }
     }
     let _ = tx.send(Err(ClientError::Closed)).await;

@@ -28,8 +28,9 @@ pub use credentials::Credentials;
 /// How long a handshake or a confirmation may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How many received events a connection buffers before its reader stops reading the socket.
-const INCOMING_CAPACITY: usize = 4096;
+/// How many batches of received events (a batch: what one read of the socket brought) a connection buffers
+/// before its reader stops reading the socket.
+const INCOMING_BATCHES: usize = 16;
 
 /// A protocol gatewayd speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -191,23 +192,79 @@ pub enum Incoming {
     Refused(String),
 }
 
-/// The receiving side shared by every client: events from its reader task.
+/// The receiving side shared by every client: events from its reader task, which hands them over in batches
+/// (every frame of one read in one channel operation).
 pub struct Inbox {
-    rx: mpsc::Receiver<Result<Incoming, ClientError>>,
+    rx: mpsc::Receiver<Vec<Event>>,
+    batch: std::vec::IntoIter<Event>,
 }
 
+/// One thing a reader task reports.
+type Event = Result<Incoming, ClientError>;
+
 /// The sending half handed to a reader task.
-pub type InboxSender = mpsc::Sender<Result<Incoming, ClientError>>;
+#[derive(Clone)]
+pub struct InboxSender {
+    tx: mpsc::Sender<Vec<Event>>,
+}
+
+/// The [`Inbox`] was dropped: nobody reads what the reader task would send.
+#[derive(Debug)]
+pub struct InboxGone;
+
+impl InboxSender {
+    /// Hands `event` to the inbox.
+    pub async fn send(&self, event: Event) -> Result<(), InboxGone> {
+        self.send_all(vec![event]).await
+    }
+
+    /// Hands `events` to the inbox, in order, as one batch.
+    pub async fn send_all(&self, events: Vec<Event>) -> Result<(), InboxGone> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.tx.send(events).await.map_err(|_| InboxGone)
+    }
+}
+
+/// Hands `events` to the inbox up to and including the first error, which ends the reader: `Break` when the
+/// reader should stop (an error was sent, or the inbox is gone).
+pub(crate) async fn send_until_error(
+    tx: &InboxSender,
+    mut events: Vec<Event>,
+) -> std::ops::ControlFlow<()> {
+    let failed = events.iter().position(Result::is_err);
+    if let Some(at) = failed {
+        events.truncate(at + 1);
+    }
+    if tx.send_all(events).await.is_err() || failed.is_some() {
+        std::ops::ControlFlow::Break(())
+    } else {
+        std::ops::ControlFlow::Continue(())
+    }
+}
 
 impl Inbox {
     pub fn new() -> (InboxSender, Inbox) {
-        let (tx, rx) = mpsc::channel(INCOMING_CAPACITY);
-        (tx, Inbox { rx })
+        let (tx, rx) = mpsc::channel(INCOMING_BATCHES);
+        let inbox = Inbox {
+            rx,
+            batch: Vec::new().into_iter(),
+        };
+        (InboxSender { tx }, inbox)
     }
 
     /// The next event; `Err(Closed)` once the reader has stopped.
     pub async fn next(&mut self) -> Result<Incoming, ClientError> {
-        self.rx.recv().await.unwrap_or(Err(ClientError::Closed))
+        loop {
+            if let Some(event) = self.batch.next() {
+                return event;
+            }
+            match self.rx.recv().await {
+                Some(batch) => self.batch = batch.into_iter(),
+                None => return Err(ClientError::Closed),
+            }
+        }
     }
 
     /// The next message, skipping replies; refusals become errors.

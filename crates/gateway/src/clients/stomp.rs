@@ -208,17 +208,25 @@ fn error_text(frame: &Frame) -> String {
     }
 }
 
+/// Reads frames until the connection ends, handing the inbox every frame of one read at once.
 async fn read_loop(mut reader: OwnedReadHalf, mut buf: BytesMut, tx: InboxSender) {
     loop {
-        let event = match read_frame(&mut reader, &mut buf).await {
-            Ok(frame) => match to_incoming(frame) {
-                Some(event) => Ok(event),
-                None => continue,
-            },
-            Err(error) => Err(error),
+        let mut events = Vec::new();
+        let failed = loop {
+            match parse(&mut buf) {
+                Ok(Some(frame)) => events.extend(to_incoming(frame).map(Ok)),
+                Ok(None) => break false,
+                Err(error) => {
+                    events.push(Err(error));
+                    break true;
+                }
+            }
         };
-        let stop = event.is_err();
-        if tx.send(event).await.is_err() || stop {
+        if tx.send_all(events).await.is_err() || failed {
+            return;
+        }
+        if let Err(error) = read_more(&mut reader, &mut buf).await {
+            let _ = tx.send(Err(error)).await;
             return;
         }
     }
@@ -282,13 +290,19 @@ async fn read_frame(reader: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<Fr
         if let Some(frame) = parse(buf)? {
             return Ok(frame);
         }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(64 << 10);
-        }
-        if reader.read_buf(buf).await? == 0 {
-            return Err(ClientError::Closed);
-        }
+        read_more(reader, buf).await?;
     }
+}
+
+/// Appends what the next read brings to `buf`; `Err(Closed)` at the end of the stream.
+async fn read_more(reader: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<(), ClientError> {
+    if buf.capacity() - buf.len() < 4096 {
+        buf.reserve(64 << 10);
+    }
+    if reader.read_buf(buf).await? == 0 {
+        return Err(ClientError::Closed);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

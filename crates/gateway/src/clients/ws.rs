@@ -3,17 +3,36 @@
 //! stream.
 
 use futures::stream::{SplitSink, SplitStream};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::WebSocketStream;
 
 use super::{resolve, ClientError, HANDSHAKE_TIMEOUT};
 
 pub type Sink = SplitSink<WebSocketStream<TcpStream>, WsMessage>;
 pub type Stream = SplitStream<WebSocketStream<TcpStream>>;
+
+/// Most WebSocket messages one wake-up of a reader takes.
+const BATCH: usize = 256;
+
+/// The next messages of `stream`: waits for one, then takes those already received without waiting (up to
+/// [`BATCH`]), so a busy reader hands its inbox one batch per wake-up. Empty once the stream has ended.
+pub async fn next_batch(stream: &mut Stream) -> Vec<Result<WsMessage, tungstenite::Error>> {
+    let mut batch = Vec::new();
+    if let Some(first) = stream.next().await {
+        batch.push(first);
+        while batch.len() < BATCH {
+            match stream.next().now_or_never() {
+                Some(Some(next)) => batch.push(next),
+                _ => break,
+            }
+        }
+    }
+    batch
+}
 
 /// Opens `ws://<address><path>`, offering `subprotocol` and sending `Authorization: Bearer <bearer>` when given.
 pub async fn dial(
