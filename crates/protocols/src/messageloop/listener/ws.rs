@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use core_bus::metrics::{record_drop, DropReason};
 use core_bus::Protocol;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -259,26 +259,26 @@ where
             }
             Some(answer) = answered.recv() => session.on_proxy_answer(answer, Now::current()),
             message = ws.next(), if stalled.is_none() && !session.waiting_for_backend() => {
-                if let Some(Ok(_)) = &message {
-                    ws.get_mut().frame_finished(false);
-                }
-                match message {
-                    Some(Ok(WsMessage::Text(text))) => on_frame(&mut codec, &mut session, text.as_bytes()),
-                    Some(Ok(WsMessage::Binary(bytes))) => on_frame(&mut codec, &mut session, &bytes),
-                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
-                    Some(Ok(WsMessage::Close(_))) | None => return,
-                    Some(Err(WsError::Capacity(error))) => {
-                        tracing::debug!(%peer, %error, "frame over the size limit");
-                        record_drop(DropReason::TooLarge, Protocol::MessageLoop);
-                        guard.closing(CloseCause::ProtocolError);
-                        close(&mut ws, u16::from(CloseCode::Size), "message too big").await;
+                let mut message = message;
+                let mut taken = 0;
+                loop {
+                    if let Read::End = on_message(&mut ws, &mut codec, &mut session, &guard, peer, message).await {
                         return;
                     }
-                    Some(Err(error)) => {
-                        if matches!(&error, WsError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut) {
-                            guard.closing(CloseCause::Deadline);
-                        }
-                        return;
+                    taken += 1;
+                    // Messages already received reach the session before its replies are flushed (one write for
+                    // all of them), but not past one that stalled a publish, ended the session or waits for the
+                    // backend.
+                    if taken == BATCH
+                        || session.is_stalled()
+                        || session.disconnect().is_some()
+                        || session.waiting_for_backend()
+                    {
+                        break;
+                    }
+                    match ws.next().now_or_never() {
+                        Some(next) => message = next,
+                        None => break,
                     }
                 }
             },
@@ -294,6 +294,50 @@ where
             _ = sleep_until(deadline), if deadline.is_some() => session.tick(Now::current()),
         }
     }
+}
+
+/// Whether the connection goes on after one message from the client.
+enum Read {
+    Continue,
+    End,
+}
+
+/// Hands one WebSocket message from the client to the session; a close, the end of the stream, a read error or a
+/// message over the size limit ends the connection.
+async fn on_message<S>(
+    ws: &mut WebSocketStream<Watched<S>>,
+    codec: &mut WsCodec,
+    session: &mut Session,
+    guard: &ConnectionGuard,
+    peer: SocketAddr,
+    message: Option<Result<WsMessage, WsError>>,
+) -> Read
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if let Some(Ok(_)) = &message {
+        ws.get_mut().frame_finished(false);
+    }
+    match message {
+        Some(Ok(WsMessage::Text(text))) => on_frame(codec, session, text.as_bytes()),
+        Some(Ok(WsMessage::Binary(bytes))) => on_frame(codec, session, &bytes),
+        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
+        Some(Ok(WsMessage::Close(_))) | None => return Read::End,
+        Some(Err(WsError::Capacity(error))) => {
+            tracing::debug!(%peer, %error, "frame over the size limit");
+            record_drop(DropReason::TooLarge, Protocol::MessageLoop);
+            guard.closing(CloseCause::ProtocolError);
+            close(ws, u16::from(CloseCode::Size), "message too big").await;
+            return Read::End;
+        }
+        Some(Err(error)) => {
+            if matches!(&error, WsError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut) {
+                guard.closing(CloseCause::Deadline);
+            }
+            return Read::End;
+        }
+    }
+    Read::Continue
 }
 
 async fn sleep_until(deadline: Option<std::time::Instant>) {

@@ -241,6 +241,11 @@ impl Session {
         std::mem::take(&mut self.outbox)
     }
 
+    /// Whether a publish stalled: nothing more may be read from this client until its backpressure is waited on.
+    pub fn is_stalled(&self) -> bool {
+        self.backpressure.is_some()
+    }
+
     /// Backpressure from the last publish: wait on it before reading more from this client.
     pub fn take_backpressure(&mut self) -> Option<Backpressure> {
         self.backpressure.take()
