@@ -171,12 +171,13 @@ async fn serve_request(
     }
 }
 
-/// Answers `status` with an empty body and stops reading the request body.
+/// Answers `status` with an empty body, then stops reading the request body (RFC 9114 §4.1.2: the complete
+/// response first, so the client has it before it sees the STOP_SENDING).
 async fn refuse(mut output: Out, mut input: In, status: u16) {
-    input.0.stop_sending(Code::H3_NO_ERROR);
     if respond(&mut output.0, status, None).await.is_ok() {
         let _ = output.0.finish().await;
     }
+    input.0.stop_sending(Code::H3_NO_ERROR);
 }
 
 async fn respond(send: &mut Send, status: u16, content_type: Option<&str>) -> Result<(), Gone> {
