@@ -153,9 +153,10 @@ fn deliveries_leave_no_memory_behind_without_scrapes() {
         deliver_round();
     }
     let after = rss(&gateway);
-    // 1.5 million deliveries: 11 MiB of latency samples if they were kept until a scrape.
+    // 1.5 million deliveries: 11 MiB of latency samples if they were kept until a scrape (28 MiB of RSS measured
+    // without the fix); with it, 1.4 MiB alone and up to 7 MiB next to the other tests on 2 busy cores.
     assert!(
-        after < before + 6 * MIB,
+        after < before + 12 * MIB,
         "RSS grew from {} KiB to {} KiB over {} deliveries nobody scraped",
         before / 1024,
         after / 1024,
