@@ -1,7 +1,8 @@
 //! Keeps the Prometheus recorder's memory bounded between scrapes. The exporter keeps every histogram sample (one
 //! per delivery for `gatewayd_delivery_latency_seconds`) in a buffer until it is folded into the buckets, which
-//! a scrape does; without scrapes that buffer grew by 8 bytes per delivered message (about 240 MiB after 30 s at
-//! a million deliveries per second). Every [`PERIOD`] this task folds the samples in, as a scrape would.
+//! a scrape does; without scrapes that buffer grew by 8 bytes of sample per delivered message and more for its
+//! blocks (520 MiB of RSS instead of 40 after 30 s at a million deliveries per second). Every [`PERIOD`] this task
+//! folds the samples in, as a scrape would.
 
 use std::time::Duration;
 

@@ -13,8 +13,8 @@ use tokio::net::TcpStream;
 
 use super::stomp_connect::connect_frame;
 use super::{
-    resolve, ClientError, Credentials, Inbox, InboxSender, Incoming, Message, Outgoing,
-    HANDSHAKE_TIMEOUT,
+    resolve, send_until_error, ClientError, Credentials, Inbox, InboxSender, Incoming, Message,
+    Outgoing, HANDSHAKE_TIMEOUT,
 };
 use wire::{encode, encode_send, parse, send_head, Frame};
 
@@ -212,17 +212,17 @@ fn error_text(frame: &Frame) -> String {
 async fn read_loop(mut reader: OwnedReadHalf, mut buf: BytesMut, tx: InboxSender) {
     loop {
         let mut events = Vec::new();
-        let failed = loop {
+        loop {
             match parse(&mut buf) {
                 Ok(Some(frame)) => events.extend(to_incoming(frame).map(Ok)),
-                Ok(None) => break false,
+                Ok(None) => break,
                 Err(error) => {
                     events.push(Err(error));
-                    break true;
+                    break;
                 }
             }
-        };
-        if tx.send_all(events).await.is_err() || failed {
+        }
+        if send_until_error(&tx, events).await.is_break() {
             return;
         }
         if let Err(error) = read_more(&mut reader, &mut buf).await {
