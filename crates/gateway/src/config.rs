@@ -13,6 +13,7 @@ use core_bus::config::BusConfig;
 use crate::cluster::ClusterConfig;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use protocols::config::ConfigError as Invalid;
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration file.
@@ -77,35 +78,39 @@ impl AdminConfig {
     pub fn load_token(&self) -> Result<Option<String>, ConfigError> {
         let token = match (&self.token, &self.token_file) {
             (Some(_), Some(_)) => {
-                return Err(ConfigError::Invalid(
-                    "admin.token_file: set either admin.token or admin.token_file, not both".into(),
-                ))
+                return Err(Invalid::new(
+                    "admin.token_file",
+                    "set either admin.token or admin.token_file, not both",
+                )
+                .into())
             }
             (Some(token), None) => token.trim().to_owned(),
             (None, Some(path)) => std::fs::read_to_string(path)
                 .map_err(|e| {
-                    ConfigError::Invalid(format!(
-                        "admin.token_file: cannot read {}: {e}",
-                        path.display()
-                    ))
+                    Invalid::new(
+                        "admin.token_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
                 })?
                 .trim()
                 .to_owned(),
             (None, None) => {
                 if !self.address.ip().is_loopback() {
-                    return Err(ConfigError::Invalid(format!(
-                        "admin.token: required when admin.address ({}) is not a loopback address \
-                         (set admin.token or admin.token_file)",
-                        self.address
-                    )));
+                    return Err(Invalid::new(
+                        "admin.token",
+                        format!(
+                            "required when admin.address ({}) is not a loopback address \
+                             (set admin.token or admin.token_file)",
+                            self.address
+                        ),
+                    )
+                    .into());
                 }
                 return Ok(None);
             }
         };
         if token.is_empty() {
-            return Err(ConfigError::Invalid(
-                "admin.token: must not be empty".into(),
-            ));
+            return Err(Invalid::new("admin.token", "must not be empty").into());
         }
         Ok(Some(token))
     }
@@ -175,8 +180,25 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
+    /// What the files and variables do not say in the config's shape: one line per problem, each naming its
+    /// source and key.
     #[error("{0}")]
-    Invalid(String),
+    Unreadable(String),
+    /// A value that cannot be used, after the source (file or `GATEWAYD_` variables) that holds it when known.
+    #[error("{}{error}", origin.as_ref().map(|origin| format!("{origin}: ")).unwrap_or_default())]
+    Invalid {
+        error: protocols::config::ConfigError,
+        origin: Option<String>,
+    },
+}
+
+impl From<protocols::config::ConfigError> for ConfigError {
+    fn from(error: protocols::config::ConfigError) -> Self {
+        ConfigError::Invalid {
+            error,
+            origin: None,
+        }
+    }
 }
 
 impl Config {
@@ -194,11 +216,12 @@ impl Config {
         figment = figment.merge(Env::prefixed("GATEWAYD_").split("__"));
         let config: Config = figment
             .extract()
-            .map_err(|e| ConfigError::Invalid(origin::describe(&figment, e)))?;
+            .map_err(|e| ConfigError::Unreadable(origin::describe(&figment, e)))?;
         config.validate().map_err(|e| match e {
-            ConfigError::Invalid(message) => {
-                ConfigError::Invalid(origin::attribute(&figment, message))
-            }
+            ConfigError::Invalid { error, .. } => ConfigError::Invalid {
+                origin: origin::source_of(&figment, &error.key),
+                error,
+            },
             other => other,
         })?;
         Ok(config)
@@ -207,46 +230,21 @@ impl Config {
     /// Checks what serde cannot: files that must exist and cross-field rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.admin.load_token()?;
-        self.cluster.validate().map_err(ConfigError::Invalid)?;
-        self.tracing.validate().map_err(ConfigError::Invalid)?;
+        self.cluster.validate()?;
+        self.tracing.validate()?;
         if self.bus.metered_topics.len() > core_bus::config::MAX_METERED_TOPICS {
-            return Err(ConfigError::Invalid(format!(
-                "bus.metered_topics: at most {} patterns",
-                core_bus::config::MAX_METERED_TOPICS
-            )));
+            return Err(Invalid::new(
+                "bus.metered_topics",
+                format!("at most {} patterns", core_bus::config::MAX_METERED_TOPICS),
+            )
+            .into());
         }
-        self.goomerang.validate().map_err(ConfigError::Invalid)?;
-        self.loom.validate().map_err(ConfigError::Invalid)?;
-        self.chanserv
-            .validate()
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        self.messageloop.validate().map_err(ConfigError::Invalid)?;
-        self.mqtt.validate().map_err(ConfigError::Invalid)?;
-        protocols::auth::Authenticator::new(self.stomp.auth.clone())
-            .map_err(|e| ConfigError::Invalid(format!("stomp.{e}")))?;
-        if self.stomp.tls.enabled {
-            let tls = &self.stomp.tls.tls;
-            tls.check_files()
-                .map_err(|e| ConfigError::Invalid(format!("stomp.tls.{e}")))?;
-        }
-        let stomp_client_ca = (self.stomp.tls.enabled
-            && self.stomp.tls.tls.client_ca_file.is_some())
-            || (self.stomp.ws.enabled
-                && self
-                    .stomp
-                    .ws
-                    .tls
-                    .as_ref()
-                    .is_some_and(|tls| tls.client_ca_file.is_some()));
-        if !self.stomp.auth.certificates.is_empty() && !stomp_client_ca {
-            return Err(ConfigError::Invalid(
-                "stomp.auth.certificates: needs stomp.tls.tls.client_ca_file or stomp.ws.tls.client_ca_file".into(),
-            ));
-        }
-        if let Some(tls) = self.stomp.ws.tls.as_ref().filter(|_| self.stomp.ws.enabled) {
-            tls.check_files()
-                .map_err(|e| ConfigError::Invalid(format!("stomp.ws.tls.{e}")))?;
-        }
+        self.goomerang.validate()?;
+        self.loom.validate()?;
+        self.chanserv.validate()?;
+        self.messageloop.validate()?;
+        self.mqtt.validate()?;
+        self.stomp.validate()?;
         self.check_anonymous().map(drop)
     }
 
@@ -299,12 +297,14 @@ impl Config {
             if !auth.certificates.is_empty()
                 && !matches!(*section, "goomerang" | "loom" | "stomp" | "mqtt")
             {
-                return Err(ConfigError::Invalid(format!(
-                    "{section}.auth.certificates: only goomerang, loom, stomp and mqtt map client certificates to identities"
-                )));
+                return Err(Invalid::new(
+                    format!("{section}.auth.certificates"),
+                    "only goomerang, loom, stomp and mqtt map client certificates to identities",
+                )
+                .into());
             }
         }
-        protocols::auth::check_anonymous(&sections).map_err(|e| ConfigError::Invalid(e.to_string()))
+        Ok(protocols::auth::check_anonymous(&sections).map_err(Invalid::from)?)
     }
 }
 

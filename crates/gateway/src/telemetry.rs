@@ -21,6 +21,7 @@ use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider,
 };
 use opentelemetry_sdk::Resource;
+use protocols::config::ConfigError;
 use serde::{Deserialize, Serialize};
 
 /// `[tracing]`: off unless `otlp_endpoint` is set.
@@ -52,15 +53,22 @@ impl Default for TracingConfig {
 
 impl TracingConfig {
     /// Checks what serde cannot, naming the key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if !(0.0..=1.0).contains(&self.sample_ratio) {
-            return Err("tracing.sample_ratio: must be between 0.0 and 1.0".into());
+            return Err(ConfigError::new(
+                "tracing.sample_ratio",
+                "must be between 0.0 and 1.0",
+            ));
         }
         if self.export_interval_ms == 0 {
-            return Err("tracing.export_interval_ms: must be at least 1".into());
+            return Err(ConfigError::new(
+                "tracing.export_interval_ms",
+                "must be at least 1",
+            ));
         }
         if let Some(endpoint) = &self.otlp_endpoint {
-            traces_url(endpoint).map_err(|error| format!("tracing.otlp_endpoint: {error}"))?;
+            traces_url(endpoint)
+                .map_err(|error| ConfigError::new("tracing.otlp_endpoint", error))?;
         }
         Ok(())
     }

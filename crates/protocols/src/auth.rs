@@ -198,13 +198,19 @@ impl AuthConfig {
 /// A listener section lets anonymous clients reach topics while another one requires credentials.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{section}.auth: anonymous clients reach topics here while {protected}.auth.required = true, so they \
+    "anonymous clients reach topics here while {protected}.auth.required = true, so they \
      would bypass its credentials; set {section}.auth.required = true, give {section}.auth.anonymous no \
      publish and subscribe rights, or set {section}.auth.allow_anonymous = true"
 )]
 pub struct AnonymousBypass {
     pub section: String,
     pub protected: String,
+}
+
+impl From<AnonymousBypass> for crate::config::ConfigError {
+    fn from(error: AnonymousBypass) -> Self {
+        crate::config::ConfigError::new(format!("{}.auth", error.section), error)
+    }
 }
 
 /// The start-up rule across the enabled listener sections (`(section, auth)`): when one requires credentials,
@@ -283,6 +289,28 @@ pub enum AuthConfigError {
         path: PathBuf,
         source: jsonwebtoken::errors::Error,
     },
+}
+
+impl From<AuthConfigError> for crate::config::ConfigError {
+    /// Keyed relative to the section's `auth` table; callers add their section with
+    /// [`ConfigError::within`](crate::config::ConfigError::within).
+    fn from(error: AuthConfigError) -> Self {
+        use crate::config::ConfigError;
+        match error {
+            AuthConfigError::MissingSecret => ConfigError::new("auth.jwt", "HS256 needs `secret`"),
+            AuthConfigError::MissingPublicKey => {
+                ConfigError::new("auth.jwt", "RS256 needs `public_key_file`")
+            }
+            AuthConfigError::KeyFile { path, source } => ConfigError::new(
+                "auth.jwt.public_key_file",
+                format!("{}: {source}", path.display()),
+            ),
+            AuthConfigError::Key { path, source } => ConfigError::new(
+                "auth.jwt.public_key_file",
+                format!("{}: {source}", path.display()),
+            ),
+        }
+    }
 }
 
 impl Authenticator {

@@ -7,6 +7,7 @@
 pub mod accept;
 pub mod auth;
 pub mod chanserv;
+pub mod config;
 pub mod connections;
 pub mod goomerang;
 pub mod limits;

@@ -46,6 +46,32 @@ pub enum TlsError {
     Verifier(String),
 }
 
+impl From<TlsError> for crate::config::ConfigError {
+    /// Keyed relative to the `tls` table, as [`TlsConfig::check_files`] says; callers add their section with
+    /// [`ConfigError::within`](crate::config::ConfigError::within).
+    fn from(error: TlsError) -> Self {
+        use crate::config::ConfigError;
+        match error {
+            TlsError::File { key, path, source } => ConfigError::new(
+                format!("tls.{key}"),
+                format!("{}: {source}", path.display()),
+            ),
+            TlsError::Pem { key, path, detail } => ConfigError::new(
+                format!("tls.{key}"),
+                format!("{}: no usable PEM item ({detail})", path.display()),
+            ),
+            TlsError::NoCertificate => {
+                ConfigError::new("tls", "set cert_file and key_file, or self_signed = true")
+            }
+            TlsError::Rustls(error) => ConfigError::new("tls", error),
+            TlsError::Generate(error) => {
+                ConfigError::new("tls", format!("self-signed certificate: {error}"))
+            }
+            TlsError::Verifier(detail) => ConfigError::new("tls", format!("client CA: {detail}")),
+        }
+    }
+}
+
 impl TlsConfig {
     /// Checks the settings without loading anything: a certificate source is configured and every named file
     /// exists. Errors name the key relative to the `tls` section (`tls.cert_file ...`); callers prefix their

@@ -11,7 +11,7 @@ fn redis() -> ClusterConfig {
 }
 
 fn error(config: &ClusterConfig) -> String {
-    config.validate().expect_err("refused")
+    config.validate().expect_err("refused").to_string()
 }
 
 #[test]

@@ -24,6 +24,7 @@ mod tests;
 use std::path::PathBuf;
 
 use core_bus::Bus;
+use protocols::config::ConfigError;
 use serde::{Deserialize, Serialize};
 
 pub use nats::NatsCluster;
@@ -130,83 +131,119 @@ impl Default for ClusterConfig {
 
 impl ClusterConfig {
     /// Config problems serde cannot see, naming the key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.backend != ClusterBackendKind::Single && self.urls.is_empty() {
-            return Err("cluster.urls: at least one server URL is needed".into());
+            return Err(ConfigError::new(
+                "cluster.urls",
+                "at least one server URL is needed",
+            ));
         }
         if self.history == HistoryMode::Jetstream && self.backend != ClusterBackendKind::Nats {
-            return Err("cluster.history: \"jetstream\" needs backend = \"nats\"".into());
+            return Err(ConfigError::new(
+                "cluster.history",
+                "\"jetstream\" needs backend = \"nats\"",
+            ));
         }
         if self.history == HistoryMode::Streams && self.backend != ClusterBackendKind::Redis {
-            return Err("cluster.history: \"streams\" needs backend = \"redis\"".into());
+            return Err(ConfigError::new(
+                "cluster.history",
+                "\"streams\" needs backend = \"redis\"",
+            ));
         }
         if self.backend == ClusterBackendKind::Single && self.presence != PresenceMode::Local {
-            return Err("cluster.presence: \"kv\" needs backend = \"nats\" or \"redis\"".into());
+            return Err(ConfigError::new(
+                "cluster.presence",
+                "\"kv\" needs backend = \"nats\" or \"redis\"",
+            ));
         }
         if self.backend == ClusterBackendKind::Redis {
             return self.validate_redis();
         }
         if self.key_prefix != DEFAULT_KEY_PREFIX {
-            return Err("cluster.key_prefix: needs backend = \"redis\"".into());
+            return Err(ConfigError::new(
+                "cluster.key_prefix",
+                "needs backend = \"redis\"",
+            ));
         }
         if self.username.is_some() {
-            return Err("cluster.username: needs backend = \"redis\"".into());
+            return Err(ConfigError::new(
+                "cluster.username",
+                "needs backend = \"redis\"",
+            ));
         }
         if self.password_file.is_some() {
-            return Err("cluster.password_file: needs backend = \"redis\"".into());
+            return Err(ConfigError::new(
+                "cluster.password_file",
+                "needs backend = \"redis\"",
+            ));
         }
         if self.messageloop_layout != MessageLoopLayout::Gatewayd {
-            return Err("cluster.messageloop_layout: \"ml2\" needs backend = \"redis\"".into());
+            return Err(ConfigError::new(
+                "cluster.messageloop_layout",
+                "\"ml2\" needs backend = \"redis\"",
+            ));
         }
         for url in &self.urls {
             url.parse::<async_nats::ServerAddr>()
-                .map_err(|e| format!("cluster.urls: {url:?}: {e}"))?;
+                .map_err(|e| ConfigError::new("cluster.urls", format!("{url:?}: {e}")))?;
         }
         if self.subject_prefix.is_empty() || self.subject_prefix.contains(['.', '*', '>', ' ']) {
-            return Err(
-                "cluster.subject_prefix: one NATS token without '.', '*', '>' or spaces".into(),
-            );
+            return Err(ConfigError::new(
+                "cluster.subject_prefix",
+                "one NATS token without '.', '*', '>' or spaces",
+            ));
         }
         if let Some(path) = &self.credentials_file {
             if !path.is_file() {
-                return Err(format!(
-                    "cluster.credentials_file: {} does not exist",
-                    path.display()
+                return Err(ConfigError::new(
+                    "cluster.credentials_file",
+                    format!("{} does not exist", path.display()),
                 ));
             }
         }
         Ok(())
     }
 
-    fn validate_redis(&self) -> Result<(), String> {
+    fn validate_redis(&self) -> Result<(), ConfigError> {
         if self.credentials_file.is_some() {
-            return Err("cluster.credentials_file: needs backend = \"nats\"".into());
+            return Err(ConfigError::new(
+                "cluster.credentials_file",
+                "needs backend = \"nats\"",
+            ));
         }
         if self.subject_prefix != DEFAULT_SUBJECT_PREFIX {
-            return Err(
-                "cluster.subject_prefix: needs backend = \"nats\" (Redis uses key_prefix)".into(),
-            );
+            return Err(ConfigError::new(
+                "cluster.subject_prefix",
+                "needs backend = \"nats\" (Redis uses key_prefix)",
+            ));
         }
         for url in &self.urls {
             use ::redis::IntoConnectionInfo as _;
             let info = url.as_str().into_connection_info().map_err(|e| {
-                format!("cluster.urls: {url:?}: not a redis:// or rediss:// URL: {e}")
+                ConfigError::new(
+                    "cluster.urls",
+                    format!("{url:?}: not a redis:// or rediss:// URL: {e}"),
+                )
             })?;
             let tls = matches!(info.addr(), ::redis::ConnectionAddr::TcpTls { .. });
             if self.require_tls && !tls {
-                return Err(format!(
-                    "cluster.urls: {url:?}: require_tls needs a rediss:// URL"
+                return Err(ConfigError::new(
+                    "cluster.urls",
+                    format!("{url:?}: require_tls needs a rediss:// URL"),
                 ));
             }
         }
         if self.key_prefix.is_empty() || self.key_prefix.contains(char::is_whitespace) {
-            return Err("cluster.key_prefix: non-empty, without spaces".into());
+            return Err(ConfigError::new(
+                "cluster.key_prefix",
+                "non-empty, without spaces",
+            ));
         }
         if let Some(path) = &self.password_file {
             if !path.is_file() {
-                return Err(format!(
-                    "cluster.password_file: {} does not exist",
-                    path.display()
+                return Err(ConfigError::new(
+                    "cluster.password_file",
+                    format!("{} does not exist", path.display()),
                 ));
             }
         }

@@ -208,12 +208,12 @@ fn jetstream_history_and_kv_presence_are_refused_on_a_single_node() {
         history: HistoryMode::Jetstream,
         ..ClusterConfig::default()
     };
-    assert!(single.validate().unwrap_err().contains("cluster.history"));
+    assert_eq!(single.validate().unwrap_err().key, "cluster.history");
     let single = ClusterConfig {
         presence: PresenceMode::Kv,
         ..ClusterConfig::default()
     };
-    assert!(single.validate().unwrap_err().contains("cluster.presence"));
+    assert_eq!(single.validate().unwrap_err().key, "cluster.presence");
     let nats = ClusterConfig {
         history: HistoryMode::Jetstream,
         presence: PresenceMode::Kv,

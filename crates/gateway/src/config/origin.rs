@@ -14,7 +14,7 @@ fn name(metadata: &Metadata) -> Option<String> {
 }
 
 /// The source of the value at the dotted `key`, or of the nearest enclosing table that has one.
-fn source_of(figment: &Figment, key: &str) -> Option<String> {
+pub fn source_of(figment: &Figment, key: &str) -> Option<String> {
     let mut key = key;
     while !key.is_empty() {
         if let Some(found) = figment.find_metadata(key).and_then(name) {
@@ -42,20 +42,6 @@ pub fn describe(figment: &Figment, error: figment::Error) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// `message` from a validation step, prefixed with the source of the key it starts with (such as
-/// `stomp.auth.jwt.public_key_file /keys/jwt.pem: No such file`).
-pub fn attribute(figment: &Figment, message: String) -> String {
-    let key = message
-        .split([' ', ':'])
-        .next()
-        .unwrap_or_default()
-        .trim_end_matches('.');
-    match source_of(figment, key) {
-        Some(source) => format!("{source}: {message}"),
-        None => message,
-    }
 }
 
 #[cfg(test)]

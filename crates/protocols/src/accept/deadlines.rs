@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::{at_least_one, ConfigError};
+
 /// `[<protocol>.deadlines]`, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -42,15 +44,13 @@ impl Deadlines {
     }
 
     /// Refuses a zero deadline, which would cut every connection; `section` names the config section.
-    pub fn validate(&self, section: &str) -> Result<(), String> {
+    pub fn validate(&self, section: &str) -> Result<(), ConfigError> {
         for (key, value) in [
             ("pre_auth_ms", self.pre_auth_ms),
             ("idle_frame_ms", self.idle_frame_ms),
             ("write_ms", self.write_ms),
         ] {
-            if value == 0 {
-                return Err(format!("{section}.deadlines.{key}: must be at least 1"));
-            }
+            at_least_one(&format!("{section}.deadlines.{key}"), value)?;
         }
         Ok(())
     }

@@ -11,6 +11,7 @@ use super::frame::{Compression, DEFAULT_FRAME_LIMIT, PEER_FRAME_LIMIT};
 use super::timeouts::TimeoutsConfig;
 use crate::accept::Deadlines;
 use crate::auth::AuthConfig;
+use crate::config::{at_least_one, ConfigError};
 use crate::limits::ListenerLimits;
 
 /// `[chanserv]`.
@@ -73,43 +74,31 @@ impl From<CompressionSetting> for Compression {
     }
 }
 
-/// A `[chanserv]` value that cannot be used, naming the key.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    #[error("chanserv.service_name: {0}")]
-    ServiceName(String),
-    #[error("chanserv.max_frame_bytes: must be 1..={PEER_FRAME_LIMIT}, got {0}")]
-    FrameLimit(u64),
-    #[error("chanserv.max_sources_per_request: must be at least 1")]
-    NoSources,
-    #[error("{0}")]
-    Deadlines(String),
-    #[error("chanserv.timeouts.accept_secs: must be at least 1")]
-    AcceptTimeout,
-}
-
 impl ChanservConfig {
     /// Checks what serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.service()?;
         if self.max_frame_bytes == 0 || self.max_frame_bytes > PEER_FRAME_LIMIT {
-            return Err(ConfigError::FrameLimit(self.max_frame_bytes));
+            return Err(ConfigError::new(
+                "chanserv.max_frame_bytes",
+                format!(
+                    "must be 1..={PEER_FRAME_LIMIT}, got {}",
+                    self.max_frame_bytes
+                ),
+            ));
         }
-        if self.max_sources_per_request == 0 {
-            return Err(ConfigError::NoSources);
-        }
-        if self.timeouts.accept_secs == 0 {
-            return Err(ConfigError::AcceptTimeout);
-        }
-        self.deadlines
-            .validate("chanserv")
-            .map_err(ConfigError::Deadlines)
+        at_least_one(
+            "chanserv.max_sources_per_request",
+            self.max_sources_per_request as u64,
+        )?;
+        at_least_one("chanserv.timeouts.accept_secs", self.timeouts.accept_secs)?;
+        self.deadlines.validate("chanserv")
     }
 
     /// The advertised service name.
     pub fn service(&self) -> Result<ServiceName, ConfigError> {
         ServiceName::new(self.service_name.clone())
-            .map_err(|e| ConfigError::ServiceName(e.to_string()))
+            .map_err(|e| ConfigError::new("chanserv.service_name", e))
     }
 }
 
@@ -135,25 +124,24 @@ mod tests {
             service_name: String::new(),
             ..ChanservConfig::default()
         };
-        assert!(bad
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .starts_with("chanserv.service_name"));
+        assert_eq!(bad.validate().unwrap_err().key, "chanserv.service_name");
         let bad = ChanservConfig {
             max_frame_bytes: PEER_FRAME_LIMIT + 1,
             ..ChanservConfig::default()
         };
-        assert_eq!(
-            bad.validate(),
-            Err(ConfigError::FrameLimit(PEER_FRAME_LIMIT + 1))
-        );
+        assert_eq!(bad.validate().unwrap_err().key, "chanserv.max_frame_bytes");
         let bad = ChanservConfig {
             max_sources_per_request: 0,
             ..ChanservConfig::default()
         };
-        assert_eq!(bad.validate(), Err(ConfigError::NoSources));
+        assert_eq!(
+            bad.validate().unwrap_err().key,
+            "chanserv.max_sources_per_request"
+        );
         let bad: ChanservConfig = toml::from_str("[timeouts]\naccept_secs = 0\n").unwrap();
-        assert_eq!(bad.validate(), Err(ConfigError::AcceptTimeout));
+        assert_eq!(
+            bad.validate().unwrap_err().key,
+            "chanserv.timeouts.accept_secs"
+        );
     }
 }

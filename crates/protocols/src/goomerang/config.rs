@@ -14,6 +14,7 @@ use super::routing::{
 };
 use crate::accept::Deadlines;
 use crate::auth::AuthConfig;
+use crate::config::{at_least_one, ConfigError};
 use crate::limits::ListenerLimits;
 use crate::tls::TlsConfig;
 
@@ -70,26 +71,30 @@ impl Default for GoomerangConfig {
 }
 
 impl GoomerangConfig {
-    /// Checks what serde cannot; the error names the key under `goomerang.`.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         self.deadlines.validate("goomerang")?;
         crate::auth::Authenticator::new(self.auth.clone())
-            .map_err(|error| format!("goomerang.{error}"))?;
+            .map_err(|error| ConfigError::from(error).within("goomerang"))?;
         let client_ca = self
             .tls
             .as_ref()
             .and_then(|tls| tls.client_ca_file.as_ref());
         if !self.auth.certificates.is_empty() && client_ca.is_none() {
-            return Err("goomerang.auth.certificates: needs goomerang.tls.client_ca_file".into());
+            return Err(ConfigError::new(
+                "goomerang.auth.certificates",
+                "needs goomerang.tls.client_ca_file",
+            ));
         }
-        if self.frame_limits.max_message_size == 0 {
-            return Err("goomerang.frame_limits.max_message_size: must be at least 1".into());
-        }
-        self.send_routes().map_err(|error| error.to_string())?;
-        self.foreign_kinds().map_err(|error| error.to_string())?;
+        at_least_one(
+            "goomerang.frame_limits.max_message_size",
+            self.frame_limits.max_message_size as u64,
+        )?;
+        self.send_routes()?;
+        self.foreign_kinds()?;
         if let Some(tls) = &self.tls {
             tls.check_files()
-                .map_err(|error| format!("goomerang.{error}"))?;
+                .map_err(|error| ConfigError::from(error).within("goomerang"))?;
         }
         Ok(())
     }
@@ -184,7 +189,7 @@ mod tests {
         ] {
             let config: GoomerangConfig = toml::from_str(text).unwrap();
             let error = config.validate().unwrap_err();
-            assert!(error.starts_with("goomerang."), "{error}");
+            assert!(error.key.starts_with("goomerang."), "{error}");
         }
     }
 }

@@ -21,21 +21,41 @@ pub const DEFAULT_SEND_PREFIX: &str = "goomerang.send";
 /// Most `[[goomerang.foreign_kinds]]` rules: each delivery of a foreign message tries them in order.
 pub const MAX_FOREIGN_KINDS: usize = 256;
 
-/// A routing setting that cannot be used, naming its key under `goomerang.`.
+/// A routing setting that cannot be used; [`RoutingError::key`] names its key.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum RoutingError {
-    #[error("goomerang.send_topic_prefix: {0:?} must be a non-empty topic name outside the internal `$` namespace")]
+    #[error("{0:?} must be a non-empty topic name outside the internal `$` namespace")]
     Prefix(String),
-    #[error("goomerang.send_topics: {0:?} is not a protobuf message full name")]
+    #[error("{0:?} is not a protobuf message full name")]
     SendKind(String),
-    #[error("goomerang.send_topics.{kind:?}: {topic:?} must be a non-empty topic name outside the internal `$` namespace")]
+    #[error("{topic:?} must be a non-empty topic name outside the internal `$` namespace")]
     SendTopic { kind: String, topic: String },
-    #[error("goomerang.foreign_kinds: {0:?} is not a topic pattern")]
+    #[error("{0:?} is not a topic pattern")]
     Pattern(String),
-    #[error("goomerang.foreign_kinds: {0:?} is not a protobuf message full name")]
+    #[error("{0:?} is not a protobuf message full name")]
     ForeignKind(String),
-    #[error("goomerang.foreign_kinds: at most {MAX_FOREIGN_KINDS} rules")]
+    #[error("at most {MAX_FOREIGN_KINDS} rules")]
     TooManyRules,
+}
+
+impl RoutingError {
+    /// The key of the refused value.
+    pub fn key(&self) -> String {
+        match self {
+            RoutingError::Prefix(_) => "goomerang.send_topic_prefix".to_owned(),
+            RoutingError::SendKind(_) => "goomerang.send_topics".to_owned(),
+            RoutingError::SendTopic { kind, .. } => format!("goomerang.send_topics.{kind:?}"),
+            RoutingError::Pattern(_)
+            | RoutingError::ForeignKind(_)
+            | RoutingError::TooManyRules => "goomerang.foreign_kinds".to_owned(),
+        }
+    }
+}
+
+impl From<RoutingError> for crate::config::ConfigError {
+    fn from(error: RoutingError) -> Self {
+        crate::config::ConfigError::new(error.key(), error)
+    }
 }
 
 /// One `[[goomerang.foreign_kinds]]` rule as written in config.

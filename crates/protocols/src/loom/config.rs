@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::limits::{self, Limits};
 use crate::accept::Deadlines;
 use crate::auth::AuthConfig;
+use crate::config::ConfigError;
 use crate::limits::ListenerLimits;
 use crate::tls::TlsConfig;
 
@@ -61,22 +62,26 @@ impl Default for LoomConfig {
 }
 
 impl LoomConfig {
-    /// Checks what serde cannot; errors name the key under `loom.`.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.enabled {
             self.tls
                 .check_files()
-                .map_err(|error| format!("loom.{error}"))?;
+                .map_err(|error| ConfigError::from(error).within("loom"))?;
         }
         crate::auth::Authenticator::new(self.auth.clone())
-            .map_err(|error| format!("loom.{error}"))?;
+            .map_err(|error| ConfigError::from(error).within("loom"))?;
         if self.limits.max_streamed_message_bytes < self.limits.max_message_bytes {
-            return Err(
-                "loom.limits.max_streamed_message_bytes: must be at least max_message_bytes".into(),
-            );
+            return Err(ConfigError::new(
+                "loom.limits.max_streamed_message_bytes",
+                "must be at least max_message_bytes",
+            ));
         }
         if !self.auth.certificates.is_empty() && self.tls.client_ca_file.is_none() {
-            return Err("loom.auth.certificates: needs loom.tls.client_ca_file".into());
+            return Err(ConfigError::new(
+                "loom.auth.certificates",
+                "needs loom.tls.client_ca_file",
+            ));
         }
         self.deadlines.validate("loom")
     }
@@ -208,6 +213,7 @@ mod tests {
         assert!(below
             .validate()
             .unwrap_err()
+            .key
             .contains("max_streamed_message_bytes"));
         let off: LoomConfig = toml::from_str(
             "[limits]\nmax_message_bytes = 1024\nmax_streamed_message_bytes = 1024\n",

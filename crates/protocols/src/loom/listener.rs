@@ -93,7 +93,7 @@ impl Reload for Reloader {
             .clone()
             .try_into()
             .map_err(|error| format!("loom: {error}"))?;
-        next.validate()?;
+        next.validate().map_err(|error| error.to_string())?;
         let settings = settings(&next).map_err(|error| format!("{error:#}"))?;
         self.shared.settings.store(Arc::new(settings));
         let started = &self.started;

@@ -10,6 +10,7 @@ use super::generation::{Generation, GenerationSetting};
 use super::proxy::{ProxyConfig, RpcFallback};
 use crate::accept::Deadlines;
 use crate::auth::AuthConfig;
+use crate::config::{at_least_one, ConfigError};
 use crate::limits::ListenerLimits;
 use crate::tls::TlsConfig;
 
@@ -66,23 +67,23 @@ impl Config {
     }
 
     /// Checks what serde cannot: the TLS files of enabled listeners, the auth settings and the proxies.
-    /// Errors name the key under `messageloop.`.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         crate::auth::Authenticator::new(self.auth.clone())
-            .map_err(|error| format!("messageloop.{error}"))?;
+            .map_err(|error| ConfigError::from(error).within("messageloop"))?;
         for (name, enabled, tls) in [
-            ("ws", self.ws.enabled, &self.ws.tls),
-            ("grpc", self.grpc.enabled, &self.grpc.tls),
+            ("messageloop.ws", self.ws.enabled, &self.ws.tls),
+            ("messageloop.grpc", self.grpc.enabled, &self.grpc.tls),
         ] {
             if let (true, Some(tls)) = (enabled, tls) {
                 tls.check_files()
-                    .map_err(|error| format!("messageloop.{name}.{error}"))?;
+                    .map_err(|error| ConfigError::from(error).within(name))?;
             }
         }
         self.deadlines.validate("messageloop")?;
-        if self.limits.max_message_size == 0 {
-            return Err("messageloop.limits.max_message_size: must be at least 1".to_owned());
-        }
+        at_least_one(
+            "messageloop.limits.max_message_size",
+            self.limits.max_message_size as u64,
+        )?;
         super::proxy::config::validate(&self.proxy)
     }
 }
@@ -212,15 +213,22 @@ mod tests {
         )
         .unwrap();
         let error = missing.validate().unwrap_err();
-        assert!(error.starts_with("messageloop.grpc.tls"), "{error}");
+        assert!(error.key.starts_with("messageloop.grpc.tls"), "{error}");
         let jwt: Config = toml::from_str("[auth.jwt]\nalgorithm = \"HS256\"\n").unwrap();
-        assert!(jwt.validate().unwrap_err().contains("messageloop.auth.jwt"));
+        assert!(jwt
+            .validate()
+            .unwrap_err()
+            .key
+            .contains("messageloop.auth.jwt"));
         let proxy: Config = toml::from_str(
             "rpc_fallback = \"none\"\n[[proxy]]\nname = \"p\"\nendpoint = \"http://127.0.0.1:1/\"\n",
         )
         .unwrap();
         assert_eq!(proxy.rpc_fallback, RpcFallback::None);
         let error = proxy.validate().unwrap_err();
-        assert!(error.starts_with("messageloop.proxy[0].routes"), "{error}");
+        assert!(
+            error.key.starts_with("messageloop.proxy[0].routes"),
+            "{error}"
+        );
     }
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::accept::Deadlines;
 use crate::auth::AuthConfig;
+use crate::config::{at_least_one, ConfigError};
 use crate::limits::ListenerLimits;
 use crate::tls::TlsConfig;
 
@@ -69,32 +70,34 @@ impl Default for Config {
 
 impl Config {
     /// Checks what serde cannot.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         self.deadlines.validate("mqtt")?;
         if self.max_packet_size < 64 || self.max_packet_size > 268_435_455 {
-            return Err("mqtt.max_packet_size: between 64 and 268435455".into());
+            return Err(ConfigError::new(
+                "mqtt.max_packet_size",
+                "between 64 and 268435455",
+            ));
         }
-        if self.receive_maximum == 0 {
-            return Err("mqtt.receive_maximum: must be at least 1".into());
-        }
-        if self.write_batch == 0 {
-            return Err("mqtt.write_batch: must be at least 1".into());
-        }
+        at_least_one("mqtt.receive_maximum", u64::from(self.receive_maximum))?;
+        at_least_one("mqtt.write_batch", self.write_batch as u64)?;
         if self.ws.enabled && !self.ws.path.starts_with('/') {
-            return Err("mqtt.ws.path: must start with /".into());
+            return Err(ConfigError::new("mqtt.ws.path", "must start with /"));
         }
         if self.tls.enabled {
             self.tls
                 .tls
                 .check_files()
-                .map_err(|error| format!("mqtt.tls.{error}"))?;
+                .map_err(|error| ConfigError::from(error).within("mqtt.tls"))?;
         }
         if !self.auth.certificates.is_empty() && self.tls.tls.client_ca_file.is_none() {
-            return Err("mqtt.auth.certificates: needs mqtt.tls.tls.client_ca_file".into());
+            return Err(ConfigError::new(
+                "mqtt.auth.certificates",
+                "needs mqtt.tls.tls.client_ca_file",
+            ));
         }
         crate::auth::Authenticator::new(self.auth.clone())
             .map(drop)
-            .map_err(|error| format!("mqtt.{error}"))
+            .map_err(|error| ConfigError::from(error).within("mqtt"))
     }
 
     /// Whether any MQTT listener is enabled.

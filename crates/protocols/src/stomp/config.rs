@@ -11,6 +11,7 @@ use super::negotiate::HeartBeatPolicy;
 use super::transaction::TxLimits;
 use crate::accept::Deadlines;
 use crate::auth::AuthConfig;
+use crate::config::ConfigError;
 use crate::limits::ListenerLimits;
 use crate::tls::TlsConfig;
 
@@ -64,6 +65,35 @@ impl Default for Config {
             tls: TlsListenerConfig::default(),
             ws: WsConfig::default(),
         }
+    }
+}
+
+impl Config {
+    /// Checks what serde cannot: the auth settings, the TLS files of enabled listeners, where client
+    /// certificates can come from, the deadlines.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        crate::auth::Authenticator::new(self.auth.clone())
+            .map_err(|error| ConfigError::from(error).within("stomp"))?;
+        if self.tls.enabled {
+            self.tls
+                .tls
+                .check_files()
+                .map_err(|error| ConfigError::from(error).within("stomp.tls"))?;
+        }
+        let ws_tls = self.ws.tls.as_ref().filter(|_| self.ws.enabled);
+        let client_ca = (self.tls.enabled && self.tls.tls.client_ca_file.is_some())
+            || ws_tls.is_some_and(|tls| tls.client_ca_file.is_some());
+        if !self.auth.certificates.is_empty() && !client_ca {
+            return Err(ConfigError::new(
+                "stomp.auth.certificates",
+                "needs stomp.tls.tls.client_ca_file or stomp.ws.tls.client_ca_file",
+            ));
+        }
+        if let Some(tls) = ws_tls {
+            tls.check_files()
+                .map_err(|error| ConfigError::from(error).within("stomp.ws"))?;
+        }
+        self.deadlines.validate("stomp")
     }
 }
 

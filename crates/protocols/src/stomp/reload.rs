@@ -76,10 +76,7 @@ pub(crate) fn build(
             .context("stomp.auth")?
             .for_protocol(core_bus::Protocol::Stomp),
     );
-    config
-        .deadlines
-        .validate("stomp")
-        .map_err(anyhow::Error::msg)?;
+    config.validate()?;
     let ignore_credentials =
         !config.auth.required && config.auth.tokens.is_empty() && config.auth.jwt.is_none();
     let timing = Timing {

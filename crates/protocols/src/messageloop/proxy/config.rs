@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::tls::BackendTls;
+use crate::config::ConfigError;
 
 /// One `[[messageloop.proxy]]` entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,68 +91,92 @@ impl ProxyConfig {
     }
 
     /// Checks one entry; `key` is its place (`messageloop.proxy[0]`), which errors start with.
-    pub fn validate(&self, key: &str) -> Result<(), String> {
+    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
         if self.name.trim().is_empty() {
-            return Err(format!("{key}.name: must not be empty"));
+            return Err(ConfigError::new(format!("{key}.name"), "must not be empty"));
         }
         if self.timeout_ms == 0 {
-            return Err(format!("{key}.timeout_ms: must be at least 1"));
+            return Err(ConfigError::new(
+                format!("{key}.timeout_ms"),
+                "must be at least 1",
+            ));
         }
         let endpoint = self.endpoint.to_ascii_lowercase();
         let http_scheme = endpoint.starts_with("http://") || endpoint.starts_with("https://");
         match self.kind() {
             ProxyKind::Http if !http_scheme => {
-                return Err(format!(
-                    "{key}.endpoint: an http proxy needs an http:// or https:// URL, not {:?}",
-                    self.endpoint
+                return Err(ConfigError::new(
+                    format!("{key}.endpoint"),
+                    format!(
+                        "an http proxy needs an http:// or https:// URL, not {:?}",
+                        self.endpoint
+                    ),
                 ));
             }
             ProxyKind::Http => {
                 if let Err(error) = http::Uri::try_from(self.endpoint.as_str()) {
-                    return Err(format!("{key}.endpoint: {error}"));
+                    return Err(ConfigError::new(format!("{key}.endpoint"), error));
                 }
             }
             ProxyKind::Grpc => {
                 let uri = super::grpc_backend::dial_uri(&self.endpoint);
                 if let Err(error) = http::Uri::try_from(uri.as_str()) {
-                    return Err(format!("{key}.endpoint: {error}"));
+                    return Err(ConfigError::new(format!("{key}.endpoint"), error));
                 }
                 if !self.headers.is_empty() {
-                    return Err(format!("{key}.headers: only an http proxy sends headers"));
+                    return Err(ConfigError::new(
+                        format!("{key}.headers"),
+                        "only an http proxy sends headers",
+                    ));
                 }
             }
         }
         if let Some(tls) = &self.tls {
             if !self.uses_tls() {
-                return Err(format!(
-                    "{key}.tls: only an https:// or grpcs:// endpoint uses TLS, not {:?}",
-                    self.endpoint
+                return Err(ConfigError::new(
+                    format!("{key}.tls"),
+                    format!(
+                        "only an https:// or grpcs:// endpoint uses TLS, not {:?}",
+                        self.endpoint
+                    ),
                 ));
             }
             tls.validate(key)?;
         }
         for (name, value) in &self.headers {
             if http::HeaderName::try_from(name.as_str()).is_err() {
-                return Err(format!("{key}.headers: {name:?} is not a header name"));
+                return Err(ConfigError::new(
+                    format!("{key}.headers"),
+                    format!("{name:?} is not a header name"),
+                ));
             }
             if http::HeaderValue::try_from(value.as_str()).is_err() {
-                return Err(format!("{key}.headers.{name}: not a valid header value"));
+                return Err(ConfigError::new(
+                    format!("{key}.headers.{name}"),
+                    "not a valid header value",
+                ));
             }
         }
         if self.routes.is_empty() {
-            return Err(format!("{key}.routes: at least one route is needed"));
+            return Err(ConfigError::new(
+                format!("{key}.routes"),
+                "at least one route is needed",
+            ));
         }
         Ok(())
     }
 }
 
 /// Checks every entry and that names are unique.
-pub fn validate(proxies: &[ProxyConfig]) -> Result<(), String> {
+pub fn validate(proxies: &[ProxyConfig]) -> Result<(), ConfigError> {
     for (index, proxy) in proxies.iter().enumerate() {
         let key = format!("messageloop.proxy[{index}]");
         proxy.validate(&key)?;
         if proxies[..index].iter().any(|p| p.name == proxy.name) {
-            return Err(format!("{key}.name: {:?} is used twice", proxy.name));
+            return Err(ConfigError::new(
+                format!("{key}.name"),
+                format!("{:?} is used twice", proxy.name),
+            ));
         }
     }
     Ok(())
@@ -187,26 +212,35 @@ mod tests {
         let ok = parse("name = \"a\"\nendpoint = \"http://b/rpc\"\nheaders = { authorization = \"Bearer x\" }\nroutes = [{ channel = \"*\", method = \"*\" }]\n");
         assert_eq!(validate(std::slice::from_ref(&ok)), Ok(()));
         let twice = validate(&[ok.clone(), ok.clone()]).unwrap_err();
-        assert!(twice.starts_with("messageloop.proxy[1].name"), "{twice}");
+        assert!(
+            twice.key.starts_with("messageloop.proxy[1].name"),
+            "{twice}"
+        );
         let mut no_routes = ok.clone();
         no_routes.routes.clear();
         let error = validate(&[no_routes]).unwrap_err();
-        assert!(error.starts_with("messageloop.proxy[0].routes"), "{error}");
+        assert!(
+            error.key.starts_with("messageloop.proxy[0].routes"),
+            "{error}"
+        );
         let mut bad_header = ok.clone();
         bad_header.headers.insert("bad header".into(), "x".into());
         assert!(validate(&[bad_header])
             .unwrap_err()
+            .key
             .starts_with("messageloop.proxy[0].headers"));
         let mut http_without_url = ok.clone();
         http_without_url.endpoint = "b:80".into();
         http_without_url.kind = Some(ProxyKind::Http);
         assert!(validate(&[http_without_url])
             .unwrap_err()
+            .key
             .starts_with("messageloop.proxy[0].endpoint"));
         let mut grpc_headers = ok.clone();
         grpc_headers.endpoint = "app:50051".into();
         assert!(validate(&[grpc_headers.clone()])
             .unwrap_err()
+            .key
             .starts_with("messageloop.proxy[0].headers"));
         grpc_headers.headers.clear();
         assert_eq!(validate(&[grpc_headers]), Ok(()));
@@ -214,6 +248,7 @@ mod tests {
         cleartext_tls.tls = Some(BackendTls::default());
         assert!(validate(&[cleartext_tls.clone()])
             .unwrap_err()
+            .key
             .starts_with("messageloop.proxy[0].tls"));
         cleartext_tls.endpoint = "grpcs://app:443".into();
         cleartext_tls.headers.clear();
@@ -223,6 +258,7 @@ mod tests {
         zero.timeout_ms = 0;
         assert!(validate(&[zero])
             .unwrap_err()
+            .key
             .starts_with("messageloop.proxy[0].timeout_ms"));
     }
 }

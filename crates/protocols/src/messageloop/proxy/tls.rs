@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::config::ConfigError;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde::{Deserialize, Serialize};
@@ -30,11 +31,12 @@ pub struct ClientTls {
 
 impl BackendTls {
     /// Checks the server name; the CA file is read when the backend is built.
-    pub fn validate(&self, key: &str) -> Result<(), String> {
+    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
         if let Some(name) = &self.server_name {
             if ServerName::try_from(name.as_str()).is_err() {
-                return Err(format!(
-                    "{key}.tls.server_name: {name:?} is not a DNS name or IP address"
+                return Err(ConfigError::new(
+                    format!("{key}.tls.server_name"),
+                    format!("{name:?} is not a DNS name or IP address"),
                 ));
             }
         }
@@ -120,10 +122,10 @@ mod tests {
             ca_file: None,
             server_name: Some("not a name!".into()),
         };
-        assert!(bad_name
-            .validate("messageloop.proxy[0]")
-            .unwrap_err()
-            .starts_with("messageloop.proxy[0].tls.server_name"));
+        assert_eq!(
+            bad_name.validate("messageloop.proxy[0]").unwrap_err().key,
+            "messageloop.proxy[0].tls.server_name"
+        );
         assert!(client_tls(None, &[b"h2"]).is_ok());
     }
 }

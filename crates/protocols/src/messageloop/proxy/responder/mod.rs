@@ -129,7 +129,7 @@ impl Reload for Responder {
             .clone()
             .try_into()
             .map_err(|error| format!("messageloop: {error}"))?;
-        next.validate()?;
+        next.validate().map_err(|error| error.to_string())?;
         self.apply(&next.proxy)?;
         // Without a running listener nobody else says that enabling one needs a restart.
         let started = self.listeners_started;
