@@ -179,13 +179,11 @@ async fn run(
         admin::serve(config.admin.address, state.clone(), admin_stop.clone()).await?;
     tracing::info!(address = %admin_address, "admin listener bound");
 
-    let running = listeners::start_all(&config, &services).await?;
+    let (running, reloads) = listeners::start_all(&config, &services).await?;
     let mut tasks = Vec::with_capacity(running.len());
-    let mut reloads = Vec::with_capacity(running.len());
     {
         let mut infos = state.listeners.write();
         for listener in running {
-            reloads.push((listener.name.clone(), listener.reload));
             tracing::info!(name = %listener.name, address = %listener.local_addr, "listener bound");
             infos.push(admin::ListenerInfo {
                 name: listener.name,
@@ -196,13 +194,6 @@ async fn run(
             tasks.push(listener.task);
         }
     }
-    let responder = protocols::messageloop::proxy::responder::Responder::start(
-        &config.messageloop,
-        services.bus.clone(),
-        shutdown.clone(),
-    )
-    .map_err(anyhow::Error::msg)?;
-    responder.register(&mut reloads);
     let reloader = Arc::new(reload::Reloader::new(
         paths,
         config.clone(),

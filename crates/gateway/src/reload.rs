@@ -1,7 +1,7 @@
 //! Hot reload (SIGHUP, `POST /api/reload`, `gatewayctl reload`): re-reads every `--config` file, merged as at
 //! start (so a rotated auth file such as a mounted Secret is picked up too), and applies what can change without
-//! dropping connections — log level, and each listener's own reloadable settings through its
-//! [`protocols::Reload`] — and reports what needs a restart. A section counts as changed when its values differ
+//! dropping connections — log level, and each protocol's reloadable settings through its
+//! [`protocols::Reload`], which takes the protocol's typed section — and reports what needs a restart. A section counts as changed when its values differ
 //! or when a file its `auth` tables name (a JWT public key) now holds other bytes, so a key rotated in place is
 //! applied too.
 
@@ -13,6 +13,7 @@ use protocols::Reload;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::listeners::Reloads;
 
 /// Swaps the log filter; built by `main` from the tracing reload handle.
 pub type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
@@ -93,7 +94,7 @@ pub struct Reloader {
     paths: Vec<PathBuf>,
     current: Mutex<Option<Applied>>,
     set_log_level: SetLogLevel,
-    listeners: Vec<(String, Option<Box<dyn Reload>>)>,
+    reloads: Reloads,
 }
 
 impl Reloader {
@@ -101,13 +102,13 @@ impl Reloader {
         paths: Vec<PathBuf>,
         current: Config,
         set_log_level: SetLogLevel,
-        listeners: Vec<(String, Option<Box<dyn Reload>>)>,
+        reloads: Reloads,
     ) -> Reloader {
         Reloader {
             paths,
             current: Mutex::new(Applied::new(&current)),
             set_log_level,
-            listeners,
+            reloads,
         }
     }
 
@@ -122,46 +123,48 @@ impl Reloader {
             }
         };
         let mut current = self.current.lock();
-        let (Some(old), Some(next)) = (current.as_ref(), Applied::new(&next)) else {
+        let (Some(old), Some(applied)) = (current.as_ref(), Applied::new(&next)) else {
             report.error = Some("configuration cannot be compared".into());
             return report;
         };
-        for (key, section) in &next.sections {
+        for (key, section) in &applied.sections {
             if old.sections.get(key) == Some(section) {
                 continue;
             }
+            let reloads = &self.reloads;
             match key.as_str() {
-                "log" => match (self.set_log_level)(&next.log_level) {
+                "log" => match (self.set_log_level)(&applied.log_level) {
                     Ok(()) => report.applied.push("log.level".into()),
                     Err(error) => report.error = Some(format!("log.level: {error}")),
                 },
-                name => self.reload_section(name, &section.value, &mut report),
+                "stomp" => report.take(key, &reloads.stomp, &next.stomp),
+                "goomerang" => report.take(key, &reloads.goomerang, &next.goomerang),
+                "loom" => report.take(key, &reloads.loom, &next.loom),
+                "chanserv" => report.take(key, &reloads.chanserv, &next.chanserv),
+                "messageloop" => report.take(key, &reloads.messageloop, &next.messageloop),
+                "mqtt" => report.take(key, &reloads.mqtt, &next.mqtt),
+                other => report.restart_needed.push(other.to_owned()),
             }
         }
-        *current = Some(next);
+        *current = Some(applied);
         tracing::info!(applied = ?report.applied, restart_needed = ?report.restart_needed, "configuration reloaded");
         report
     }
+}
 
-    fn reload_section(&self, section: &str, value: &toml::Value, report: &mut ReloadReport) {
-        let owners: Vec<&(String, Option<Box<dyn Reload>>)> = self
-            .listeners
-            .iter()
-            .filter(|(name, _)| name.split('.').next() == Some(section))
-            .collect();
-        if owners.is_empty() || owners.iter().any(|(_, reload)| reload.is_none()) {
-            report.restart_needed.push(section.to_owned());
+impl ReloadReport {
+    /// Applies `next`, the new version of `section`, through its protocol's `reload`.
+    fn take<C>(&mut self, section: &str, reload: &Option<Box<dyn Reload<C>>>, next: &C) {
+        let Some(reload) = reload else {
+            self.restart_needed.push(section.to_owned());
             return;
-        }
-        for (name, reload) in owners {
-            let Some(reload) = reload else { continue };
-            match reload.reload(value) {
-                Ok(restart) => {
-                    report.applied.push(name.clone());
-                    report.restart_needed.extend(restart);
-                }
-                Err(error) => report.error = Some(format!("{name}: {error}")),
+        };
+        match reload.reload(next) {
+            Ok(reloaded) => {
+                self.applied.extend(reloaded.applied);
+                self.restart_needed.extend(reloaded.restart_needed);
             }
+            Err(error) => self.error = Some(error.to_string()),
         }
     }
 }

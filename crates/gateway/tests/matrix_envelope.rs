@@ -92,43 +92,48 @@ impl InProcess {
                 toml::from_str(&format!("[tcp]\n{listen}[ws]\n{listen}")).expect("stomp");
             let messageloop: protocols::messageloop::Config =
                 toml::from_str(&format!("[ws]\n{listen}[grpc]\n{listen}")).expect("messageloop");
-            let goomerang: protocols::goomerang::GoomerangConfig =
+            let goomerang: protocols::goomerang::Config =
                 toml::from_str(listen).expect("goomerang");
             let loom: protocols::loom::LoomConfig = toml::from_str(listen).expect("loom");
-            let chanserv: protocols::chanserv::ChanservConfig =
-                toml::from_str(listen).expect("chanserv");
+            let chanserv: protocols::chanserv::Config = toml::from_str(listen).expect("chanserv");
             let mqtt: protocols::mqtt::Config =
                 toml::from_str(&format!("[tcp]\n{listen}")).expect("mqtt");
             let mut all = Vec::new();
             all.extend(
                 protocols::stomp::start(&stomp, &services)
                     .await
-                    .expect("stomp"),
+                    .expect("stomp")
+                    .listeners,
             );
             all.extend(
                 protocols::messageloop::start(&messageloop, &services)
                     .await
-                    .expect("messageloop"),
+                    .expect("messageloop")
+                    .listeners,
             );
             all.extend(
                 protocols::goomerang::start(&goomerang, &services)
                     .await
-                    .expect("goomerang"),
+                    .expect("goomerang")
+                    .listeners,
             );
             all.extend(
                 protocols::loom::start(&loom, &services)
                     .await
-                    .expect("loom"),
+                    .expect("loom")
+                    .listeners,
             );
-            all.push(
-                protocols::chanserv::listener::start(&chanserv, &services)
+            all.extend(
+                protocols::chanserv::start(&chanserv, &services)
                     .await
-                    .expect("chanserv"),
+                    .expect("chanserv")
+                    .listeners,
             );
             all.extend(
                 protocols::mqtt::start(&mqtt, &services)
                     .await
-                    .expect("mqtt"),
+                    .expect("mqtt")
+                    .listeners,
             );
             all
         });

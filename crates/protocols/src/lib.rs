@@ -1,8 +1,8 @@
-//! gatewayd's protocol adapters and what they share. Every adapter follows the same contract: a listener is
-//! started from its config section with the shared [`Services`], returns a [`RunningListener`] that reports its
-//! bound address, registers each connection in the [`ConnectionRegistry`], authenticates through an
-//! [`auth::Authenticator`], accepts new settings through [`Reload`], and on [`Services::shutdown`] stops accepting,
-//! drains, and closes connections with the protocol's own goodbye.
+//! gatewayd's protocol adapters and what they share. Every adapter follows the same contract
+//! (`docs/architecture.md`): `start` takes its typed config section and the shared [`Services`] and returns
+//! [`Started`]: a [`RunningListener`] per bound listener and the protocol's [`Reload`]. Each connection registers
+//! in the [`ConnectionRegistry`] and authenticates through an [`auth::Authenticator`]; on [`Services::shutdown`]
+//! the listeners stop accepting, drain, and close connections with the protocol's own goodbye.
 
 pub mod accept;
 pub mod auth;
@@ -24,6 +24,7 @@ use core_bus::{Bus, Protocol};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use config::ConfigError;
 pub use connections::{CloseCause, ConnectionGuard, ConnectionInfo, ConnectionRegistry, Slot};
 
 /// What every listener gets from the daemon.
@@ -35,20 +36,36 @@ pub struct Services {
     pub shutdown: CancellationToken,
 }
 
-/// Applies a new version of a listener's own config section at runtime.
-pub trait Reload: Send + Sync {
-    /// Applies what can change without a restart (limits, auth, ACLs) and returns the keys that changed but
-    /// need a restart (addresses, TLS files).
-    fn reload(&self, section: &toml::Value) -> Result<Vec<String>, String>;
+/// Applies a new version of one protocol's config section (`C`) to what that protocol runs.
+pub trait Reload<C>: Send + Sync {
+    /// Applies what can change without a restart (limits, auth, ACLs); a refused section changes nothing.
+    fn reload(&self, next: &C) -> Result<Reloaded, ConfigError>;
 }
 
-/// The keys of `changes` whose flag is set: what a [`Reload`] reports as needing a restart.
-pub(crate) fn restart_needed(changes: &[(&str, bool)]) -> Vec<String> {
-    changes
-        .iter()
-        .filter(|(_, changed)| *changed)
-        .map(|(key, _)| (*key).to_owned())
-        .collect()
+/// What a [`Reload`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// The listeners (and services) that took the new section.
+    pub applied: Vec<String>,
+    /// Keys that changed but only a restart applies (addresses, TLS files, `enabled`).
+    pub restart_needed: Vec<String>,
+}
+
+/// What a protocol's `start` returns: its listeners, and how to reload them (`None`: nothing runs, so any
+/// change of the section needs a restart).
+pub struct Started<C> {
+    pub listeners: Vec<RunningListener>,
+    pub reload: Option<Box<dyn Reload<C>>>,
+}
+
+impl<C> Started<C> {
+    /// Nothing started: the protocol is disabled.
+    pub fn nothing() -> Started<C> {
+        Started {
+            listeners: Vec::new(),
+            reload: None,
+        }
+    }
 }
 
 /// A started listener.
@@ -62,5 +79,4 @@ pub struct RunningListener {
     pub local_addr: SocketAddr,
     /// Finishes once the listener and all its connections are closed after shutdown.
     pub task: JoinHandle<()>,
-    pub reload: Option<Box<dyn Reload>>,
 }

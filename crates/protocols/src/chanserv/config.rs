@@ -17,7 +17,7 @@ use crate::limits::ListenerLimits;
 /// `[chanserv]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct ChanservConfig {
+pub struct Config {
     pub enabled: bool,
     /// TCP address of the AstraNet listener (no TLS: AstraNet has none).
     pub address: SocketAddr,
@@ -39,9 +39,9 @@ pub struct ChanservConfig {
     pub auth: AuthConfig,
 }
 
-impl Default for ChanservConfig {
+impl Default for Config {
     fn default() -> Self {
-        ChanservConfig {
+        Config {
             enabled: false,
             address: SocketAddr::from(([0, 0, 0, 0], 5555)),
             service_name: ServiceName::default().as_str().to_owned(),
@@ -74,7 +74,7 @@ impl From<CompressionSetting> for Compression {
     }
 }
 
-impl ChanservConfig {
+impl Config {
     /// Checks what serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.service()?;
@@ -95,6 +95,11 @@ impl ChanservConfig {
         self.deadlines.validate("chanserv")
     }
 
+    /// The keys of what only a restart applies that differ between `self` (the running section) and `next`.
+    pub fn restart_only(&self, next: &Config) -> Vec<String> {
+        crate::restart_only!("chanserv", self, next, [enabled, address])
+    }
+
     /// The advertised service name.
     pub fn service(&self) -> Result<ServiceName, ConfigError> {
         ServiceName::new(self.service_name.clone())
@@ -108,37 +113,36 @@ mod tests {
 
     #[test]
     fn defaults_are_valid_and_unknown_keys_are_refused() {
-        let config: ChanservConfig =
-            toml::from_str("enabled = true\ncompression = \"lz4\"\n").unwrap();
+        let config: Config = toml::from_str("enabled = true\ncompression = \"lz4\"\n").unwrap();
         assert!(config.enabled);
         assert_eq!(config.address.port(), 5555);
         assert_eq!(config.service_name, "chanserv");
         assert_eq!(Compression::from(config.compression), Compression::Lz4);
         assert_eq!(config.validate(), Ok(()));
-        assert!(toml::from_str::<ChanservConfig>("tls = true\n").is_err());
+        assert!(toml::from_str::<Config>("tls = true\n").is_err());
     }
 
     #[test]
     fn validation_names_the_key() {
-        let bad = ChanservConfig {
+        let bad = Config {
             service_name: String::new(),
-            ..ChanservConfig::default()
+            ..Config::default()
         };
         assert_eq!(bad.validate().unwrap_err().key, "chanserv.service_name");
-        let bad = ChanservConfig {
+        let bad = Config {
             max_frame_bytes: PEER_FRAME_LIMIT + 1,
-            ..ChanservConfig::default()
+            ..Config::default()
         };
         assert_eq!(bad.validate().unwrap_err().key, "chanserv.max_frame_bytes");
-        let bad = ChanservConfig {
+        let bad = Config {
             max_sources_per_request: 0,
-            ..ChanservConfig::default()
+            ..Config::default()
         };
         assert_eq!(
             bad.validate().unwrap_err().key,
             "chanserv.max_sources_per_request"
         );
-        let bad: ChanservConfig = toml::from_str("[timeouts]\naccept_secs = 0\n").unwrap();
+        let bad: Config = toml::from_str("[timeouts]\naccept_secs = 0\n").unwrap();
         assert_eq!(
             bad.validate().unwrap_err().key,
             "chanserv.timeouts.accept_secs"

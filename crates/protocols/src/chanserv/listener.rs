@@ -6,9 +6,7 @@
 //! AstraNet node. On shutdown the listener stops accepting and every connection closes its streams (FIN2) before
 //! its socket.
 //!
-//! Reload swaps the [`Settings`] each new connection takes (identity and ACLs, service name, compression, frame and
-//! connection limits, timeouts) and keeps the host id and port counter; open connections keep theirs. The address needs a
-//! restart.
+//! Each accepted connection takes the [`Settings`] in effect at that moment ([`super::reload`] swaps them).
 
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
@@ -24,87 +22,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 
-use super::astranet::{HostId, LinkConfig, PortCounter};
-use super::config::ChanservConfig;
-use super::session::{Session, SessionConfig};
-use crate::accept::{self, Accepted, Deadlines};
-use crate::auth::{Authenticator, Identity};
-use crate::{CloseCause, ConnectionGuard, Reload, RunningListener, Services};
+use super::astranet::{HostId, PortCounter};
+use super::config::Config;
+use super::reload::Reloader;
+use super::session::Session;
+use super::settings::Settings;
+use crate::accept::{self, Accepted};
+use crate::{CloseCause, ConnectionGuard, RunningListener, Services, Started};
 
 /// Config path of the listener.
 pub const LISTENER_NAME: &str = "chanserv.tcp";
 
-/// What a connection takes from the config when it is accepted; replaced whole on reload.
-struct Settings {
-    link: LinkConfig,
-    session: SessionConfig,
-    identity: Identity,
-    max_connections: usize,
-    deadlines: Deadlines,
-}
-
-impl Settings {
-    /// Checks `config` and builds the settings from it, on the node's `host` and port counter.
-    fn new(config: &ChanservConfig, host: HostId, ports: PortCounter) -> anyhow::Result<Settings> {
-        config.validate()?;
-        let auth = Arc::new(
-            Authenticator::new(config.auth.clone())
-                .context("chanserv.auth")?
-                .for_protocol(Protocol::Chanserv),
-        );
-        let mut link = LinkConfig::new(host);
-        link.service = config.service()?;
-        link.ports = ports;
-        link.handshake_timeout = config.deadlines.pre_auth();
-        link.stall_timeout = config.deadlines.idle_frame();
-        Ok(Settings {
-            link,
-            session: SessionConfig {
-                compression: config.compression.into(),
-                frame_limit: config.max_frame_bytes,
-                max_sources_per_request: config.max_sources_per_request,
-                max_subscriptions: config.limits.max_subscriptions_per_connection,
-                auth: auth.clone(),
-                timeouts: config.timeouts.into(),
-            },
-            identity: auth.anonymous().clone(),
-            max_connections: config.limits.max_connections,
-            deadlines: config.deadlines,
-        })
-    }
-}
-
-/// Applies a new `[chanserv]` section to the running listener.
-struct Reloader {
-    settings: Arc<ArcSwap<Settings>>,
-    /// The section the listener was started with: what only a restart changes is compared against it.
-    started: ChanservConfig,
-}
-
-impl Reload for Reloader {
-    fn reload(&self, section: &toml::Value) -> Result<Vec<String>, String> {
-        let next: ChanservConfig = section
-            .clone()
-            .try_into()
-            .map_err(|error| format!("chanserv: {error}"))?;
-        let current = self.settings.load();
-        let settings = Settings::new(&next, current.link.host, current.link.ports.clone())
-            .map_err(|error| format!("{error:#}"))?;
-        self.settings.store(Arc::new(settings));
-        let started = &self.started;
-        let restart = [
-            ("chanserv.enabled", started.enabled != next.enabled),
-            ("chanserv.address", started.address != next.address),
-        ];
-        Ok(crate::restart_needed(&restart))
-    }
-}
-
 /// Binds `config.address` and starts accepting.
-pub async fn start(
-    config: &ChanservConfig,
-    services: &Services,
-) -> anyhow::Result<RunningListener> {
+pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Started<Config>> {
+    if !config.enabled {
+        return Ok(Started::nothing());
+    }
     let settings = Settings::new(config, random_host(), PortCounter::new())?;
     let listener = TcpListener::bind(config.address)
         .await
@@ -125,16 +58,15 @@ pub async fn start(
         move || pre_auth.load().deadlines.pre_auth(),
         move |accepted| admit(accepted, &accepting, &for_admit),
     ));
-    Ok(RunningListener {
-        name: LISTENER_NAME.to_owned(),
-        protocol: Protocol::Chanserv,
-        transport: "tcp",
-        local_addr,
-        task,
-        reload: Some(Box::new(Reloader {
-            settings,
-            started: config.clone(),
-        })),
+    Ok(Started {
+        listeners: vec![RunningListener {
+            name: LISTENER_NAME.to_owned(),
+            protocol: Protocol::Chanserv,
+            transport: "tcp",
+            local_addr,
+            task,
+        }],
+        reload: Some(Box::new(Reloader::new(settings, config))),
     })
 }
 

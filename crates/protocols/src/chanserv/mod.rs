@@ -9,7 +9,8 @@
 //! - [`session`]: one connection's state machine (link + chanserv server + bus), no sockets and no clock.
 //! - [`timeouts`]: the server timeouts (`[chanserv.timeouts]`) and one stream's deadlines.
 //! - [`listener`]: the TCP listener and the tokio task per connection that drives a session.
-//! - [`config`]: the `[chanserv]` config section.
+//! - [`config`]: the `[chanserv]` config section; `settings`: what connections take of it; `reload`: applies a
+//!   new one.
 //!
 //! Everything but the listener is pure: no sockets, no clock of its own.
 
@@ -19,9 +20,12 @@ pub mod config;
 pub mod credentials;
 pub mod frame;
 pub mod listener;
+mod reload;
 pub mod selector;
 pub mod session;
+mod settings;
 pub mod subscription;
 pub mod timeouts;
 
-pub use config::ChanservConfig;
+pub use config::Config;
+pub use listener::start;

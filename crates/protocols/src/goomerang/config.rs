@@ -21,7 +21,7 @@ use crate::tls::TlsConfig;
 /// The `[goomerang]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct GoomerangConfig {
+pub struct Config {
     /// Start the listener (off unless configured, so tests and other listeners never collide on its port).
     pub enabled: bool,
     /// Where the WebSocket listener binds; clients dial `ws://<address>/ws` (or `wss://…/wss` with TLS).
@@ -51,9 +51,9 @@ pub struct GoomerangConfig {
     pub auth: AuthConfig,
 }
 
-impl Default for GoomerangConfig {
+impl Default for Config {
     fn default() -> Self {
-        GoomerangConfig {
+        Config {
             enabled: false,
             address: SocketAddr::from(([0, 0, 0, 0], 8080)),
             tls: None,
@@ -70,7 +70,7 @@ impl Default for GoomerangConfig {
     }
 }
 
-impl GoomerangConfig {
+impl Config {
     /// Checks what serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.deadlines.validate("goomerang")?;
@@ -100,7 +100,12 @@ impl GoomerangConfig {
     }
 }
 
-impl GoomerangConfig {
+impl Config {
+    /// The keys of what only a restart applies that differ between `self` (the running section) and `next`.
+    pub fn restart_only(&self, next: &Config) -> Vec<String> {
+        crate::restart_only!("goomerang", self, next, [enabled, address, tls])
+    }
+
     /// Where plain sends go.
     pub fn send_routes(&self) -> Result<SendRoutes, RoutingError> {
         SendRoutes::new(&self.send_topic_prefix, &self.send_topics)
@@ -118,14 +123,14 @@ mod tests {
 
     #[test]
     fn defaults_and_a_full_section() {
-        let config: GoomerangConfig = toml::from_str("").unwrap();
-        assert_eq!(config, GoomerangConfig::default());
+        let config: Config = toml::from_str("").unwrap();
+        assert_eq!(config, Config::default());
         assert!(!config.enabled);
         assert_eq!(config.address.to_string(), "0.0.0.0:8080");
         assert_eq!(config.wrapper_kind.as_str(), "google.protobuf.BytesValue");
         config.validate().unwrap();
 
-        let config: GoomerangConfig = toml::from_str(
+        let config: Config = toml::from_str(
             r#"
             enabled = true
             address = "127.0.0.1:0"
@@ -177,7 +182,7 @@ mod tests {
             "wrapper_kind = \"type.googleapis.com/x.Y\"",
             "[frame_limits]\nmax_size = 1",
         ] {
-            assert!(toml::from_str::<GoomerangConfig>(text).is_err(), "{text}");
+            assert!(toml::from_str::<Config>(text).is_err(), "{text}");
         }
         for text in [
             "[auth]\n[[auth.certificates]]\ncommon_name = \"a\"\nidentity = { name = \"a\" }",
@@ -187,7 +192,7 @@ mod tests {
             "[tls]\ncert_file = \"/nonexistent/cert.pem\"\nkey_file = \"/nonexistent/key.pem\"",
             "[tls]\ncert_file = \"/nonexistent/cert.pem\"",
         ] {
-            let config: GoomerangConfig = toml::from_str(text).unwrap();
+            let config: Config = toml::from_str(text).unwrap();
             let error = config.validate().unwrap_err();
             assert!(error.key.starts_with("goomerang."), "{error}");
         }

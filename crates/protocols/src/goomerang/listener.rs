@@ -10,9 +10,7 @@
 //! Credentials (optional unless `auth.required`): a verified TLS client certificate, or a token on the upgrade
 //! (`Authorization: Bearer`, or `?access_token=`); a refused upgrade gets HTTP 401.
 //!
-//! Reload swaps the [`Settings`] new connections take (identity and ACLs, frame limits, wrapper kind, send
-//! topics, foreign kinds, listener limits); connections already open keep the settings they started with. The
-//! address and TLS need a restart.
+//! Each accepted connection takes the [`Settings`] in effect at that moment ([`super::reload`] swaps them).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -34,12 +32,13 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use super::close::{CloseHandshake, CloseReason, PeerClose};
-use super::config::GoomerangConfig;
-use super::session::{Inbound, Session, SessionSettings};
-use crate::accept::{self, Accepted, Deadlines, Watched};
-use crate::auth::Authenticator;
-use crate::ws::{self, WsAcceptOptions};
-use crate::{tls, CloseCause, ConnectionGuard, Reload, RunningListener, Services};
+use super::config::Config;
+use super::reload::Reloader;
+use super::session::{Inbound, Session};
+use super::settings::Settings;
+use crate::accept::{self, Accepted, Watched};
+use crate::ws;
+use crate::{tls, CloseCause, ConnectionGuard, RunningListener, Services, Started};
 
 /// The listener's name in `/api/listeners` and the connection registry.
 pub const LISTENER_NAME: &str = "goomerang.ws";
@@ -48,88 +47,17 @@ pub const PATHS: [&str; 2] = ["/ws", "/wss"];
 const BATCH: usize = 64;
 
 /// What every connection of the listener shares.
-struct Shared {
+pub(super) struct Shared {
     services: Services,
     /// Read once per accepted connection; replaced on reload.
-    settings: ArcSwap<Settings>,
+    pub(super) settings: ArcSwap<Settings>,
     tls: Option<TlsAcceptor>,
 }
 
-/// The part of the config a connection takes when it is accepted, and that a reload may change.
-struct Settings {
-    /// Checks the upgrade's token or client certificate ([`Authenticator::authenticate_upgrade`]).
-    auth: Arc<Authenticator>,
-    session: SessionSettings,
-    ws: WsAcceptOptions,
-    max_connections: usize,
-    deadlines: Deadlines,
-    /// `None`: no pings and no idle timeout.
-    idle_timeout: Option<Duration>,
-}
-
-impl Settings {
-    /// Checks `config` and builds the settings from it.
-    fn new(config: &GoomerangConfig) -> anyhow::Result<Settings> {
-        config.validate().map_err(anyhow::Error::msg)?;
-        let auth = Arc::new(
-            Authenticator::new(config.auth.clone())
-                .context("goomerang.auth")?
-                .for_protocol(Protocol::Goomerang),
-        );
-        Ok(Settings {
-            auth,
-            session: SessionSettings {
-                limits: config.frame_limits.clone(),
-                wrapper_kind: config.wrapper_kind.clone(),
-                max_subscriptions: config.limits.max_subscriptions_per_connection,
-                send_routes: config.send_routes()?,
-                foreign_kinds: config.foreign_kinds()?,
-            },
-            ws: WsAcceptOptions {
-                paths: PATHS.iter().map(|path| (*path).to_owned()).collect(),
-                max_message_bytes: config.frame_limits.max_message_size,
-                ..WsAcceptOptions::default()
-            },
-            max_connections: config.limits.max_connections,
-            deadlines: config.deadlines,
-            idle_timeout: (config.idle_timeout_secs > 0)
-                .then(|| Duration::from_secs(config.idle_timeout_secs)),
-        })
-    }
-}
-
-/// Applies a new `[goomerang]` section to the running listener.
-struct Reloader {
-    shared: Arc<Shared>,
-    /// The section the listener was started with: what only a restart changes is compared against it.
-    started: GoomerangConfig,
-}
-
-impl Reload for Reloader {
-    fn reload(&self, section: &toml::Value) -> Result<Vec<String>, String> {
-        let next: GoomerangConfig = section
-            .clone()
-            .try_into()
-            .map_err(|error| format!("goomerang: {error}"))?;
-        let settings = Settings::new(&next).map_err(|error| format!("{error:#}"))?;
-        self.shared.settings.store(Arc::new(settings));
-        let started = &self.started;
-        let restart = [
-            ("goomerang.enabled", started.enabled != next.enabled),
-            ("goomerang.address", started.address != next.address),
-            ("goomerang.tls", started.tls != next.tls),
-        ];
-        Ok(crate::restart_needed(&restart))
-    }
-}
-
 /// Binds the listener if `config.enabled`, and serves until [`Services::shutdown`] is cancelled.
-pub async fn start(
-    config: &GoomerangConfig,
-    services: &Services,
-) -> anyhow::Result<Vec<RunningListener>> {
+pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Started<Config>> {
     if !config.enabled {
-        return Ok(Vec::new());
+        return Ok(Started::nothing());
     }
     let settings = Settings::new(config)?;
     let tls = match &config.tls {
@@ -157,17 +85,16 @@ pub async fn start(
         move || pre_auth.settings.load().deadlines.pre_auth(),
         move |accepted| admit(accepted, &accepting),
     ));
-    Ok(vec![RunningListener {
-        name: LISTENER_NAME.to_owned(),
-        protocol: Protocol::Goomerang,
-        transport,
-        local_addr,
-        task,
-        reload: Some(Box::new(Reloader {
-            shared,
-            started: config.clone(),
-        })),
-    }])
+    Ok(Started {
+        listeners: vec![RunningListener {
+            name: LISTENER_NAME.to_owned(),
+            protocol: Protocol::Goomerang,
+            transport,
+            local_addr,
+            task,
+        }],
+        reload: Some(Box::new(Reloader::new(shared, config))),
+    })
 }
 
 /// Registers a socket just accepted, or refuses it when the listener is full.

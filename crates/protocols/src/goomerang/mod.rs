@@ -11,7 +11,8 @@
 //! - [`close`]: the close-handshake policy (always close code 1000).
 //!
 //! And the half that meets the bus and the network:
-//! - [`config`]: the `[goomerang]` config section;
+//! - [`config`]: the `[goomerang]` config section; `settings`: what connections take of it; `reload`: applies a
+//!   new one;
 //! - [`session`]: one connection's subscriptions, publishes, broadcasts and sync requests over the bus;
 //! - [`listener`]: the `goomerang.ws` WebSocket listener that drives the sessions.
 
@@ -23,14 +24,16 @@ pub mod limits;
 pub mod listener;
 pub mod mapping;
 pub mod proto;
+mod reload;
 pub mod routing;
 pub mod session;
+mod settings;
 
 pub use close::{CloseFrame, CloseHandshake, CloseReason, PeerClose};
 pub use codec::{
     decode, encode_command, encode_delivery, encode_sync_reply, Command, DecodeError, Delivery,
 };
-pub use config::GoomerangConfig;
+pub use config::Config;
 pub use headers::FrameHeaders;
 pub use limits::{LimitExceeded, Limits};
 pub use listener::start;

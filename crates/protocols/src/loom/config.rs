@@ -86,6 +86,11 @@ impl LoomConfig {
         self.deadlines.validate("loom")
     }
 
+    /// The keys of what only a restart applies that differ between `self` (the running section) and `next`.
+    pub fn restart_only(&self, next: &LoomConfig) -> Vec<String> {
+        crate::restart_only!("loom", self, next, [enabled, address, tls, quic])
+    }
+
     pub fn reject_delay(&self) -> Duration {
         Duration::from_millis(self.reject_delay_ms)
     }

@@ -23,7 +23,8 @@ use super::session::MsgIds;
 use super::{listener_h3, listener_quic};
 use crate::accept;
 use crate::auth::Authenticator;
-use crate::{tls, Reload, RunningListener, Services};
+use crate::config::ConfigError;
+use crate::{tls, Reload, Reloaded, RunningListener, Services, Started};
 
 /// Listener name in the admin API.
 pub const LISTENER: &str = "loom.quic";
@@ -35,9 +36,9 @@ const DRAIN: Duration = Duration::from_secs(2);
 pub async fn start(
     config: &LoomConfig,
     services: &Services,
-) -> anyhow::Result<Vec<RunningListener>> {
+) -> anyhow::Result<Started<LoomConfig>> {
     if !config.enabled {
-        return Ok(Vec::new());
+        return Ok(Started::nothing());
     }
     let tls = tls::server_config(&config.tls, &[ALPN, ALPN_LEGACY, ALPN_H3]).context("loom.tls")?;
     let crypto = QuicServerConfig::try_from(tls).context("loom.tls: no TLS 1.3 for QUIC")?;
@@ -53,23 +54,26 @@ pub async fn start(
         settings: ArcSwap::from_pointee(settings(config)?),
     });
     let task = tokio::spawn(accept(endpoint, shared.clone()));
-    Ok(vec![RunningListener {
-        name: LISTENER.to_owned(),
-        protocol: Protocol::Loom,
-        transport: "quic",
-        local_addr,
-        task,
+    Ok(Started {
+        listeners: vec![RunningListener {
+            name: LISTENER.to_owned(),
+            protocol: Protocol::Loom,
+            transport: "quic",
+            local_addr,
+            task,
+        }],
         reload: Some(Box::new(Reloader {
             shared,
             started: config.clone(),
         })),
-    }])
+    })
 }
 
-fn settings(config: &LoomConfig) -> anyhow::Result<Settings> {
+fn settings(config: &LoomConfig) -> Result<Settings, ConfigError> {
+    config.validate()?;
     Ok(Settings {
         auth: Authenticator::new(config.auth.clone())
-            .context("loom.auth")?
+            .map_err(|error| ConfigError::from(error).within("loom"))?
             .for_protocol(Protocol::Loom),
         limits: config.limits.codec(),
         max_connections: config.limits.max_connections,
@@ -87,23 +91,13 @@ struct Reloader {
     started: LoomConfig,
 }
 
-impl Reload for Reloader {
-    fn reload(&self, section: &toml::Value) -> Result<Vec<String>, String> {
-        let next: LoomConfig = section
-            .clone()
-            .try_into()
-            .map_err(|error| format!("loom: {error}"))?;
-        next.validate().map_err(|error| error.to_string())?;
-        let settings = settings(&next).map_err(|error| format!("{error:#}"))?;
-        self.shared.settings.store(Arc::new(settings));
-        let started = &self.started;
-        let restart = [
-            ("loom.enabled", started.enabled != next.enabled),
-            ("loom.address", started.address != next.address),
-            ("loom.tls", started.tls != next.tls),
-            ("loom.quic", started.quic != next.quic),
-        ];
-        Ok(crate::restart_needed(&restart))
+impl Reload<LoomConfig> for Reloader {
+    fn reload(&self, next: &LoomConfig) -> Result<Reloaded, ConfigError> {
+        self.shared.settings.store(Arc::new(settings(next)?));
+        Ok(Reloaded {
+            applied: vec![LISTENER.to_owned()],
+            restart_needed: self.started.restart_only(next),
+        })
     }
 }
 

@@ -66,6 +66,35 @@ impl Config {
         Duration::from_secs(self.rpc_timeout_secs)
     }
 
+    /// The keys of what only a restart applies that differ between `self` (the running section) and `next`.
+    /// tonic's decoding limit is fixed when the gRPC server is built; the WebSocket listener reads it per
+    /// connection.
+    pub fn restart_only(&self, next: &Config) -> Vec<String> {
+        let mut keys = crate::restart_only!(
+            "messageloop",
+            self,
+            next,
+            [
+                ws.enabled,
+                ws.address,
+                ws.path,
+                ws.tls,
+                grpc.enabled,
+                grpc.address,
+                grpc.tls
+            ]
+        );
+        if self.grpc.enabled {
+            keys.extend(crate::restart_only!(
+                "messageloop",
+                self,
+                next,
+                [limits.max_message_size]
+            ));
+        }
+        keys
+    }
+
     /// Checks what serde cannot: the TLS files of enabled listeners, the auth settings and the proxies.
     pub fn validate(&self) -> Result<(), ConfigError> {
         crate::auth::Authenticator::new(self.auth.clone())

@@ -1,4 +1,4 @@
-//! MessageLoop client protocol (reference `shared/protocols/messageloop.md`), bus-independent part: the
+//! MessageLoop client protocol (`docs/protocols/messageloop.md`). The bus-independent part: the
 //! three wire generations (G0 = upstream v0.1.1 with CloudEvents, G1 = v0.2.0, G2 = HEAD) as protobuf
 //! types and tonic services ([`pb`]), their JSON encoding ([`json`]), generation detection
 //! ([`generation`]), the replies a JSON client that is G0 or G1 reads alike ([`g0_or_g1`]), WebSocket
@@ -6,6 +6,8 @@
 //! from and to each generation ([`wire`]), the per-connection WebSocket codec ([`codec`]), error and
 //! disconnect codes ([`codes`]), the CloudEvents mapping ([`cloudevent`]), strict reading of server messages
 //! as the SDKs read them ([`conformance`]) and the backend proxy for RPC, authentication, ACLs and hooks ([`proxy`]).
+//! The part that meets the bus and the network: [`session`], [`listener`] (WebSocket and gRPC), [`config`] (the
+//! `[messageloop]` section), `settings` (what connections take of it) and `reload` (applies a new one).
 
 pub mod channel;
 pub mod cloudevent;
@@ -22,7 +24,9 @@ pub mod message;
 pub mod pb;
 pub mod presence;
 pub mod proxy;
+mod reload;
 pub mod session;
+mod settings;
 pub mod subprotocol;
 pub mod wire;
 

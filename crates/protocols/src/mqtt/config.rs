@@ -100,6 +100,25 @@ impl Config {
             .map_err(|error| ConfigError::from(error).within("mqtt"))
     }
 
+    /// The keys of what only a restart applies that differ between `self` (the running section) and `next`.
+    pub fn restart_only(&self, next: &Config) -> Vec<String> {
+        crate::restart_only!(
+            "mqtt",
+            self,
+            next,
+            [
+                tcp.enabled,
+                tcp.address,
+                tls.enabled,
+                tls.address,
+                tls.tls,
+                ws.enabled,
+                ws.address,
+                ws.path
+            ]
+        )
+    }
+
     /// Whether any MQTT listener is enabled.
     pub fn enabled(&self) -> bool {
         self.tcp.enabled || self.tls.enabled || self.ws.enabled

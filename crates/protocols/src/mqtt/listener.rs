@@ -17,13 +17,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::Config;
 use super::driver::{Connection, StreamTransport, WsTransport};
+use super::reload::Reloader;
 use super::retained::Retained;
 use super::session::{Session, Shared};
-use super::settings::{Handle, Live, Reloader, Transport};
+use super::settings::{Live, Transport};
 use super::store::SessionStore;
 use crate::accept::{self, Accepted, Watched};
 use crate::ws::{self, WsAcceptOptions};
-use crate::{RunningListener, Services};
+use crate::{RunningListener, Services, Started};
 
 /// The WebSocket subprotocol of MQTT (§6 of 5.0).
 const SUBPROTOCOL: &str = "mqtt";
@@ -49,9 +50,9 @@ struct Listener {
 }
 
 /// Starts the enabled MQTT listeners.
-pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Vec<RunningListener>> {
+pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Started<Config>> {
     if !config.enabled() {
-        return Ok(Vec::new());
+        return Ok(Started::nothing());
     }
     let shared = Shared {
         bus: services.bus.clone(),
@@ -65,11 +66,11 @@ pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Vec<R
             listeners.push((transport, Arc::new(ArcSwap::from_pointee(live))));
         }
     }
-    let reloader = Arc::new(Reloader {
+    let reloader = Reloader {
         started: config.clone(),
         listeners: listeners.clone(),
         shared: shared.clone(),
-    });
+    };
     let mut running = Vec::new();
     for (transport, live) in listeners {
         let (address, upgrade) = match transport {
@@ -95,12 +96,13 @@ pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Vec<R
             services: services.clone(),
             shared: shared.clone(),
         };
-        let mut bound = listen(address, transport, listener).await?;
-        bound.reload = Some(Box::new(Handle(reloader.clone())));
-        running.push(bound);
+        running.push(listen(address, transport, listener).await?);
     }
     tokio::spawn(sweep(shared.sessions, services.shutdown.clone()));
-    Ok(running)
+    Ok(Started {
+        listeners: running,
+        reload: Some(Box::new(reloader)),
+    })
 }
 
 /// Drops expired sessions until shutdown.
@@ -139,7 +141,6 @@ async fn listen(
         transport: transport.kind(),
         local_addr,
         task,
-        reload: None,
     })
 }
 

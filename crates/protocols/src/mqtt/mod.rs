@@ -6,7 +6,7 @@
 //! * [`retained`]: retained messages; [`store`]: client ids across connections and sessions kept for returning
 //!   clients. Both are shared by every MQTT listener.
 //! * `driver` / `listener`: the tokio glue for `mqtt.tcp`, `mqtt.tls` and `mqtt.ws`, configured by [`config`];
-//!   [`settings`]: the config as connections use it, and its reload.
+//!   [`settings`]: the config as connections use it; `reload`: applies a new section.
 
 pub mod bridge;
 pub mod codec;
@@ -14,6 +14,7 @@ pub mod config;
 mod driver;
 mod listener;
 pub mod reason;
+mod reload;
 pub mod retained;
 pub mod session;
 pub mod settings;

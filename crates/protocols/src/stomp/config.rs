@@ -69,6 +69,27 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The keys of what only a restart applies that differ between `self` (the section applied last) and `next`.
+    pub fn restart_only(&self, next: &Config) -> Vec<String> {
+        crate::restart_only!(
+            "stomp",
+            self,
+            next,
+            [
+                tcp.enabled,
+                tcp.address,
+                tls.enabled,
+                tls.address,
+                tls.tls,
+                ws.enabled,
+                ws.address,
+                ws.path,
+                ws.tls,
+                ws.max_message_bytes
+            ]
+        )
+    }
+
     /// Checks what serde cannot: the auth settings, the TLS files of enabled listeners, where client
     /// certificates can come from, the deadlines.
     pub fn validate(&self) -> Result<(), ConfigError> {

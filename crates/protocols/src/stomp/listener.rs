@@ -22,11 +22,12 @@ use tokio_util::sync::CancellationToken;
 use super::config::Config;
 use super::connection::{self, StreamTransport, Timing, WsTransport};
 use super::forwarder::Durables;
-use super::reload::{self, Live, Reloader, Transport};
+use super::reload::Reloader;
 use super::session::Session;
+use super::settings::{self, Live, Transport};
 use crate::accept::{self, Accepted, Watched};
 use crate::ws::{self, WsAcceptOptions};
-use crate::{ConnectionGuard, RunningListener, Services};
+use crate::{ConnectionGuard, RunningListener, Services, Started};
 
 /// WebSocket subprotocols, best first.
 const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
@@ -51,14 +52,17 @@ struct Shared {
 }
 
 /// Starts the enabled STOMP listeners. They share the durable subscriptions and one reloader.
-pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Vec<RunningListener>> {
+pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Started<Config>> {
     let durables = Durables::new(services.shutdown.clone());
-    let swaps: Vec<(Transport, Arc<ArcSwap<Live>>)> = reload::build(config, &durables)?
+    let swaps: Vec<(Transport, Arc<ArcSwap<Live>>)> = settings::build(config, &durables)?
         .into_iter()
         .filter(|(transport, _)| transport.enabled(config))
         .map(|(transport, live)| (transport, Arc::new(ArcSwap::new(live))))
         .collect();
-    let reloader = Arc::new(Reloader::new(config.clone(), durables, swaps.clone()));
+    if swaps.is_empty() {
+        return Ok(Started::nothing());
+    }
+    let reloader = Reloader::new(config.clone(), durables, swaps.clone());
     let mut running = Vec::new();
     for (transport, live) in swaps {
         let (address, upgrade, kind) = match transport {
@@ -98,11 +102,12 @@ pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Vec<R
             upgrade,
             services: services.clone(),
         };
-        let mut listener = listen(address, kind, shared).await?;
-        listener.reload = Some(Box::new(reload::Handle(reloader.clone())));
-        running.push(listener);
+        running.push(listen(address, kind, shared).await?);
     }
-    Ok(running)
+    Ok(Started {
+        listeners: running,
+        reload: Some(Box::new(reloader)),
+    })
 }
 
 async fn listen(
@@ -131,7 +136,6 @@ async fn listen(
         transport,
         local_addr,
         task,
-        reload: None,
     })
 }
 

@@ -12,7 +12,8 @@
 //! * [`bridge`]: SEND → bus envelope, and the names MESSAGE gives bus topics.
 //! * [`session`]: one connection's state machine over the bus (sans-IO).
 //! * `connection` / `listener`: the tokio glue for `stomp.tcp`, `stomp.tls` and `stomp.ws`,
-//!   configured by [`config`]; `reload`: hot reload of `[stomp]` for new connections.
+//!   configured by [`config`]; `settings`: what connections take of it; `reload`: hot reload of
+//!   `[stomp]` for new connections.
 //!
 //! The reference is `shared/protocols/stomp.md`; section numbers in comments point into it.
 
@@ -34,6 +35,7 @@ pub mod outbox;
 pub mod parser;
 mod reload;
 pub mod session;
+mod settings;
 pub mod transaction;
 pub mod writer;
 

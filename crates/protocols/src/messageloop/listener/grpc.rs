@@ -3,8 +3,8 @@
 //! on one HTTP/2 listener, cleartext (h2c) or TLS. One stream is one session; a disconnect is sent as a
 //! `DISCONNECT_ERROR` envelope carrying the code, after which the stream ends with status OK.
 //!
-//! Reload applies to streams opened afterwards; the address, TLS and `limits.max_message_size` (tonic's
-//! decoding limit, fixed when the server is built) need a restart.
+//! Each stream takes the [`Settings`] in effect when it opens (`messageloop::reload` swaps them); tonic's decoding
+//! limit is fixed when the server is built, so `limits.max_message_size` needs a restart here.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,7 +24,6 @@ use tokio::time::timeout;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::Settings;
 use crate::accept::{self, Accepted, Watched};
 use crate::messageloop::codes::DisconnectCode;
 use crate::messageloop::config::Config;
@@ -33,8 +32,9 @@ use crate::messageloop::pb::messageloop::client::{v1 as g1, v2 as g2};
 use crate::messageloop::pb::messageloop::v1 as g0;
 use crate::messageloop::proxy::Proxies;
 use crate::messageloop::session::{uuid4, Now, Session};
+use crate::messageloop::settings::Settings;
 use crate::messageloop::wire::{DecodeError, G0Wire, G1Wire, G2Wire, Wire};
-use crate::{CloseCause, Reload, RunningListener, Services, Slot};
+use crate::{CloseCause, RunningListener, Services, Slot};
 
 pub const NAME: &str = "messageloop.grpc";
 /// Deliveries taken from the mailbox per batch.
@@ -47,45 +47,10 @@ const MAX_STREAMS: u32 = 100;
 
 struct Shared {
     /// Read once per stream; replaced on reload.
-    settings: ArcSwap<Settings>,
+    settings: Arc<ArcSwap<Settings>>,
     services: Services,
     /// Fixed at start, like the decoding limit tonic enforces.
     max_message_size: usize,
-}
-
-/// Applies a new `[messageloop]` section to the running gRPC listener.
-struct Reloader {
-    shared: Arc<Shared>,
-    /// The section the listener was started with: what only a restart changes is compared against it.
-    started: Config,
-}
-
-impl Reload for Reloader {
-    fn reload(&self, section: &toml::Value) -> Result<Vec<String>, String> {
-        let (next, settings) = super::reload_settings(&self.shared.settings.load(), section)?;
-        self.shared.settings.store(Arc::new(settings));
-        let (started, grpc) = (&self.started, &next.grpc);
-        Ok(crate::restart_needed(&[
-            (
-                "messageloop.grpc.enabled",
-                started.grpc.enabled != grpc.enabled,
-            ),
-            (
-                "messageloop.grpc.address",
-                started.grpc.address != grpc.address,
-            ),
-            ("messageloop.grpc.tls", started.grpc.tls != grpc.tls),
-            (
-                "messageloop.limits.max_message_size",
-                started.limits.max_message_size != next.limits.max_message_size,
-            ),
-            // A WebSocket listener that is not running has no reloader of its own to report it.
-            (
-                "messageloop.ws.enabled",
-                !started.ws.enabled && next.ws.enabled,
-            ),
-        ]))
-    }
 }
 
 /// The service of all three generations; tonic routes by path.
@@ -133,7 +98,7 @@ impl g0::messaging_service_server::MessagingService for MessageLoop {
 pub(super) async fn start(
     config: &Config,
     services: &Services,
-    settings: Settings,
+    settings: Arc<ArcSwap<Settings>>,
 ) -> anyhow::Result<RunningListener> {
     let tls = match &config.grpc.tls {
         Some(tls) => Some(tokio_rustls::TlsAcceptor::from(
@@ -147,7 +112,7 @@ pub(super) async fn start(
     let local_addr = listener.local_addr()?;
     let max = config.limits.max_message_size;
     let shared = Arc::new(Shared {
-        settings: ArcSwap::from_pointee(settings),
+        settings,
         services: services.clone(),
         max_message_size: max,
     });
@@ -207,10 +172,6 @@ pub(super) async fn start(
         transport: "grpc",
         local_addr,
         task,
-        reload: Some(Box::new(Reloader {
-            shared,
-            started: config.clone(),
-        })),
     })
 }
 

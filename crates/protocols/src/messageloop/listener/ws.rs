@@ -4,7 +4,7 @@
 //! frames, deliveries drained in batches and written with one flush, disconnects as close frames whose
 //! status is the MessageLoop code.
 //!
-//! Reload applies to connections accepted afterwards; the address, path and TLS need a restart.
+//! Each accepted connection takes the [`Settings`] in effect at that moment (`messageloop::reload` swaps them).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,16 +24,16 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tokio_tungstenite::WebSocketStream;
 
-use super::Settings;
 use crate::accept::{self, Accepted, Watched};
 use crate::messageloop::codec::{EncodeError, Frame, WsCodec};
 use crate::messageloop::codes::DisconnectCode;
 use crate::messageloop::config::Config;
 use crate::messageloop::session::{Now, Session};
+use crate::messageloop::settings::Settings;
 use crate::messageloop::subprotocol::negotiate;
 use crate::messageloop::wire::DecodeError;
 use crate::ws::{accept, WsAcceptOptions};
-use crate::{CloseCause, ConnectionGuard, Reload, RunningListener, Services};
+use crate::{CloseCause, ConnectionGuard, RunningListener, Services};
 
 pub const NAME: &str = "messageloop.ws";
 /// Deliveries taken from the mailbox per write batch.
@@ -41,42 +41,16 @@ const BATCH: usize = 64;
 
 struct Shared {
     /// Read once per accepted connection; replaced on reload.
-    settings: ArcSwap<Settings>,
+    settings: Arc<ArcSwap<Settings>>,
     path: String,
     services: Services,
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
-/// Applies a new `[messageloop]` section to the running WebSocket listener.
-struct Reloader {
-    shared: Arc<Shared>,
-    /// The section the listener was started with: what only a restart changes is compared against it.
-    started: Config,
-}
-
-impl Reload for Reloader {
-    fn reload(&self, section: &toml::Value) -> Result<Vec<String>, String> {
-        let (next, settings) = super::reload_settings(&self.shared.settings.load(), section)?;
-        self.shared.settings.store(Arc::new(settings));
-        let (started, ws) = (&self.started, &next.ws);
-        Ok(crate::restart_needed(&[
-            ("messageloop.ws.enabled", started.ws.enabled != ws.enabled),
-            ("messageloop.ws.address", started.ws.address != ws.address),
-            ("messageloop.ws.path", started.ws.path != ws.path),
-            ("messageloop.ws.tls", started.ws.tls != ws.tls),
-            // A gRPC listener that is not running has no reloader of its own to report it.
-            (
-                "messageloop.grpc.enabled",
-                !started.grpc.enabled && next.grpc.enabled,
-            ),
-        ]))
-    }
-}
-
 pub(super) async fn start(
     config: &Config,
     services: &Services,
-    settings: Settings,
+    settings: Arc<ArcSwap<Settings>>,
 ) -> anyhow::Result<RunningListener> {
     let tls = match &config.ws.tls {
         Some(tls) => Some(tokio_rustls::TlsAcceptor::from(
@@ -89,7 +63,7 @@ pub(super) async fn start(
         .with_context(|| format!("messageloop.ws.address {}", config.ws.address))?;
     let local_addr = listener.local_addr()?;
     let shared = Arc::new(Shared {
-        settings: ArcSwap::from_pointee(settings),
+        settings,
         path: config.ws.path.clone(),
         services: services.clone(),
         tls,
@@ -110,10 +84,6 @@ pub(super) async fn start(
         transport,
         local_addr,
         task,
-        reload: Some(Box::new(Reloader {
-            shared,
-            started: config.clone(),
-        })),
     })
 }
 
