@@ -16,9 +16,9 @@ use tokio::sync::Notify;
 
 use crate::config::{GroupOverflow, GroupPolicy, NoMemberPolicy};
 use crate::envelope::{now_ms, Envelope, Protocol};
-use crate::flow::{below_low_water, Admit, Level};
-use crate::mailbox::{Delivery, MailboxShared, SubscriptionId};
+use crate::level::{below_low_water, Admit, Level};
 use crate::metrics::{record_drop, DropReason};
+use crate::queue::{Delivery, Queue, SubscriptionId};
 use crate::topic::{Pattern, Topic};
 
 /// How many unacked messages a member can hold.
@@ -63,7 +63,7 @@ impl Pending {
 
 struct Member {
     id: MemberId,
-    mailbox: Arc<MailboxShared>,
+    mailbox: Arc<Queue>,
     subscription: SubscriptionId,
     credit: Credit,
     unacked: HashMap<u64, Pending>,
@@ -181,7 +181,7 @@ impl Group {
 
     pub(crate) fn join(
         self: &Arc<Self>,
-        mailbox: Arc<MailboxShared>,
+        mailbox: Arc<Queue>,
         subscription: SubscriptionId,
         credit: Credit,
     ) -> MemberId {

@@ -19,9 +19,10 @@ use crate::events::{BusEvent, Interested};
 use crate::flow::{Backpressure, Flow, FlowStatus, Holder};
 use crate::history::{HistoryState, Recovery, Since, TopicHistory};
 use crate::index::{FanoutTarget, Index, Receiver};
-use crate::mailbox::{Mailbox, MailboxOptions, MailboxShared, Pushed, SubscriptionId};
+use crate::mailbox::Mailbox;
 use crate::metrics::BusMetrics;
 use crate::presence::{PresenceChange, RemotePresence};
+use crate::queue::{MailboxOptions, Pushed, Queue, SubscriptionId};
 use crate::shared::SharedGroups;
 use crate::topic::{Pattern, Topic};
 use crate::trace::TraceHook;
@@ -124,7 +125,7 @@ pub(crate) struct BusInner {
     /// Set once anybody asked for events; until then publishes skip the new-topic bookkeeping.
     events_wanted: std::sync::atomic::AtomicBool,
     known_topics: DashMap<Topic, ()>,
-    mailboxes: DashMap<u64, Weak<MailboxShared>>,
+    mailboxes: DashMap<u64, Weak<Queue>>,
     next_mailbox: std::sync::atomic::AtomicU64,
     cluster: ArcSwapOption<Box<dyn ClusterBackend>>,
     remote_presence: RemotePresence,
@@ -577,7 +578,7 @@ impl BusInner {
     pub(crate) fn add_fanout(
         &self,
         pattern: &Pattern,
-        mailbox: Arc<MailboxShared>,
+        mailbox: Arc<Queue>,
         subscription: SubscriptionId,
     ) {
         self.update(|index| {
@@ -595,7 +596,7 @@ impl BusInner {
     pub(crate) fn add_fanout_with_history(
         &self,
         topic: &Topic,
-        mailbox: Arc<MailboxShared>,
+        mailbox: Arc<Queue>,
         subscription: SubscriptionId,
         since: Since,
     ) -> Option<Recovery> {
@@ -691,7 +692,7 @@ impl BusInner {
         }
     }
 
-    pub(crate) fn register_mailbox(&self, id: u64, mailbox: &Arc<MailboxShared>) {
+    pub(crate) fn register_mailbox(&self, id: u64, mailbox: &Arc<Queue>) {
         self.mailboxes.insert(id, Arc::downgrade(mailbox));
     }
 

@@ -8,14 +8,14 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::anycast::Group;
-use crate::mailbox::{MailboxShared, SubscriptionId};
+use crate::queue::{Queue, SubscriptionId};
 use crate::topic::{Pattern, Segment, Topic};
 
 /// Where the messages of one pattern subscription go.
 #[derive(Clone)]
 pub(crate) enum Receiver {
     /// A mailbox's fanout subscription: every message.
-    Mailbox(Arc<MailboxShared>),
+    Mailbox(Arc<Queue>),
     /// A named anycast group on the pattern (an MQTT shared subscription): one member gets each message.
     Shared(Arc<Group>),
 }

@@ -13,11 +13,13 @@ pub mod events;
 mod flow;
 pub mod history;
 mod index;
+mod level;
 mod mailbox;
 mod matching;
 pub mod metrics;
 pub mod names;
 pub mod presence;
+mod queue;
 mod shared;
 mod topic;
 pub mod trace;
@@ -29,7 +31,8 @@ pub use envelope::{
     TRACEPARENT_HEADER, TRACESTATE_HEADER,
 };
 pub use flow::{Backpressure, FlowStatus};
-pub use mailbox::{Closed, Delivery, Mailbox, MailboxOptions, SubscribeError, SubscriptionId};
+pub use mailbox::{Mailbox, SubscribeError};
+pub use queue::{Closed, Delivery, MailboxOptions, SubscriptionId};
 pub use topic::{
     escape_token_into, unescape_token, Pattern, Segment, Topic, TopicError, MAX_TOPIC_BYTES,
     MAX_TOPIC_SEGMENTS,

@@ -17,7 +17,7 @@ use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use serde::Serialize;
 
 use crate::envelope::{now_ms, Protocol};
-use crate::mailbox::Delivery;
+use crate::queue::Delivery;
 use crate::topic::{Pattern, Topic};
 
 pub const MESSAGES_IN: &str = "gatewayd_messages_in_total";

@@ -15,7 +15,7 @@ use crate::bus::BusInner;
 use crate::config::GroupPolicy;
 use crate::events::Interested;
 use crate::index::{FanoutTarget, Receiver};
-use crate::mailbox::{MailboxShared, SubscriptionId};
+use crate::queue::{Queue, SubscriptionId};
 use crate::topic::Pattern;
 
 struct Entry {
@@ -48,7 +48,7 @@ impl BusInner {
         name: &str,
         pattern: &Pattern,
         policy: GroupPolicy,
-        mailbox: Arc<MailboxShared>,
+        mailbox: Arc<Queue>,
         subscription: SubscriptionId,
         credit: Credit,
     ) -> Joined {
