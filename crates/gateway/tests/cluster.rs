@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use backend::{Backend, Server};
 use goomerang_client::GoomerangClient;
 use loom_client::{hello, message, Client as LoomClient, Transport, PRODUCER};
-use matrix_clients::{Addrs, Outgoing, Proto, Pub, Sub};
+use matrix_clients::{Addrs, Outgoing, Protocol, Pub, Sub};
 use messageloop_client::Ws;
 use nats::NatsServer;
 use prost::Message as _;
@@ -123,13 +123,13 @@ fn every_protocol_reaches_every_protocol_on_another_node(backend: Backend) {
     let (a, b) = (start(), start());
     let (on_a, on_b) = (Addrs::of(&a), Addrs::of(&b));
     let rt = matrix_clients::runtime();
-    for publisher in Proto::ALL {
+    for publisher in Protocol::ALL {
         let topic = format!("cross.from-{publisher}");
-        let mut subscribers: Vec<Sub> = Proto::ALL
+        let mut subscribers: Vec<Sub> = Protocol::ALL
             .iter()
             .map(|&p| Sub::subscribe(p, &on_b, &topic, &rt))
             .collect();
-        matrix_clients::wait_subscribed(&b, &topic, Proto::ALL.len() as u64 - 1, 1);
+        matrix_clients::wait_subscribed(&b, &topic, Protocol::ALL.len() as u64 - 1, 1);
         server.wait_fanout_and_group(&topic, 1);
         let body = format!("from {publisher} on another node\0").into_bytes();
         let message = Outgoing {

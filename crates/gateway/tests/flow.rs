@@ -45,7 +45,11 @@ fn body(n: usize) -> Vec<u8> {
 }
 
 /// Publishes `MESSAGES` numbered bodies on `topic` as fast as the connection takes them, on a thread of its own.
-fn publish_all(publisher: Proto, addrs: Addrs, topic: &'static str) -> std::thread::JoinHandle<()> {
+fn publish_all(
+    publisher: Protocol,
+    addrs: Addrs,
+    topic: &'static str,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let rt = runtime();
         let mut client = Pub::connect(publisher, &addrs, &rt);
@@ -80,14 +84,14 @@ fn receive_all_in_order(sub: &mut Sub, rt: &tokio::runtime::Runtime, pause_every
     }
 }
 
-fn stalls(gateway: &Gatewayd, publisher: Proto) -> f64 {
+fn stalls(gateway: &Gatewayd, publisher: Protocol) -> f64 {
     gateway.metric(
         "gatewayd_publisher_stalls_total",
-        &[("protocol", publisher.label())],
+        &[("protocol", publisher.name())],
     )
 }
 
-fn slow_reader_gets_everything(publisher: Proto, subscriber: Proto, topic: &'static str) {
+fn slow_reader_gets_everything(publisher: Protocol, subscriber: Protocol, topic: &'static str) {
     // Stalls never run out here: only the pauses of the reader set the pace.
     let gateway = Gatewayd::start(&flow_config(60_000));
     let addrs = Addrs::of(&gateway);
@@ -107,41 +111,41 @@ fn slow_reader_gets_everything(publisher: Proto, subscriber: Proto, topic: &'sta
 
 #[test]
 fn stomp_publisher_is_slowed_to_a_slow_stomp_reader() {
-    slow_reader_gets_everything(Proto::Stomp, Proto::Stomp, "flow.stomp");
+    slow_reader_gets_everything(Protocol::Stomp, Protocol::Stomp, "flow.stomp");
 }
 
 #[test]
 fn messageloop_publisher_is_slowed_to_a_slow_messageloop_reader() {
-    slow_reader_gets_everything(Proto::MessageLoop, Proto::MessageLoop, "flow.ml");
+    slow_reader_gets_everything(Protocol::MessageLoop, Protocol::MessageLoop, "flow.ml");
 }
 
 #[test]
 fn goomerang_publisher_is_slowed_to_a_slow_goomerang_reader() {
-    slow_reader_gets_everything(Proto::Goomerang, Proto::Goomerang, "flow.goomerang");
+    slow_reader_gets_everything(Protocol::Goomerang, Protocol::Goomerang, "flow.goomerang");
 }
 
 #[test]
 fn chanserv_publisher_is_slowed_to_a_slow_chanserv_reader() {
-    slow_reader_gets_everything(Proto::Chanserv, Proto::Chanserv, "flow.chanserv");
+    slow_reader_gets_everything(Protocol::Chanserv, Protocol::Chanserv, "flow.chanserv");
 }
 
 #[test]
 fn mqtt_publisher_is_slowed_to_a_slow_mqtt_reader() {
-    slow_reader_gets_everything(Proto::Mqtt, Proto::Mqtt, "flow.mqtt");
+    slow_reader_gets_everything(Protocol::Mqtt, Protocol::Mqtt, "flow.mqtt");
 }
 
 #[test]
 fn loom_producer_is_slowed_to_a_slow_goomerang_reader() {
-    slow_reader_gets_everything(Proto::Loom, Proto::Goomerang, "flow.loom");
+    slow_reader_gets_everything(Protocol::Loom, Protocol::Goomerang, "flow.loom");
 }
 
 #[test]
 fn stomp_publisher_is_slowed_to_a_slow_messageloop_reader() {
-    slow_reader_gets_everything(Proto::Stomp, Proto::MessageLoop, "flow.cross");
+    slow_reader_gets_everything(Protocol::Stomp, Protocol::MessageLoop, "flow.cross");
 }
 
 /// The stuck subscriber is opened and never read; the reader reads without pauses.
-fn stuck_subscriber_is_cut(publisher: Proto, subscriber: Proto, topic: &'static str) {
+fn stuck_subscriber_is_cut(publisher: Protocol, subscriber: Protocol, topic: &'static str) {
     let gateway = Gatewayd::start(&flow_config(1000));
     let addrs = Addrs::of(&gateway);
     let rt = runtime();
@@ -167,32 +171,32 @@ fn stuck_subscriber_is_cut(publisher: Proto, subscriber: Proto, topic: &'static 
 
 #[test]
 fn a_stomp_subscriber_that_never_reads_is_cut_and_the_others_get_everything() {
-    stuck_subscriber_is_cut(Proto::Stomp, Proto::Stomp, "stuck.stomp");
+    stuck_subscriber_is_cut(Protocol::Stomp, Protocol::Stomp, "stuck.stomp");
 }
 
 #[test]
 fn a_messageloop_subscriber_that_never_reads_is_cut_and_the_others_get_everything() {
-    stuck_subscriber_is_cut(Proto::MessageLoop, Proto::MessageLoop, "stuck.ml");
+    stuck_subscriber_is_cut(Protocol::MessageLoop, Protocol::MessageLoop, "stuck.ml");
 }
 
 #[test]
 fn a_goomerang_subscriber_that_never_reads_is_cut_and_the_others_get_everything() {
-    stuck_subscriber_is_cut(Proto::Goomerang, Proto::Goomerang, "stuck.goomerang");
+    stuck_subscriber_is_cut(Protocol::Goomerang, Protocol::Goomerang, "stuck.goomerang");
 }
 
 #[test]
 fn a_chanserv_subscriber_that_never_reads_is_cut_and_the_others_get_everything() {
-    stuck_subscriber_is_cut(Proto::Chanserv, Proto::Chanserv, "stuck.chanserv");
+    stuck_subscriber_is_cut(Protocol::Chanserv, Protocol::Chanserv, "stuck.chanserv");
 }
 
 #[test]
 fn an_mqtt_subscriber_that_never_reads_is_cut_and_the_others_get_everything() {
-    stuck_subscriber_is_cut(Proto::Mqtt, Proto::Mqtt, "stuck.mqtt");
+    stuck_subscriber_is_cut(Protocol::Mqtt, Protocol::Mqtt, "stuck.mqtt");
 }
 
 #[test]
 fn a_subscriber_that_never_reads_a_loom_room_producer_is_cut() {
-    stuck_subscriber_is_cut(Proto::Loom, Proto::Goomerang, "stuck.loom");
+    stuck_subscriber_is_cut(Protocol::Loom, Protocol::Goomerang, "stuck.loom");
 }
 
 #[test]
@@ -200,9 +204,9 @@ fn the_admin_api_shows_the_stalled_publisher_and_the_stalling_subscriber() {
     let gateway = Gatewayd::start(&flow_config(60_000));
     let addrs = Addrs::of(&gateway);
     let rt = runtime();
-    let _stuck = Sub::subscribe(Proto::Stomp, &addrs, "shown", &rt);
+    let _stuck = Sub::subscribe(Protocol::Stomp, &addrs, "shown", &rt);
     wait_subscribed(&gateway, "shown", 1, 0);
-    let _sender = publish_all(Proto::Stomp, addrs, "shown");
+    let _sender = publish_all(Protocol::Stomp, addrs, "shown");
     gateway.wait_for(
         "/api/connections",
         "a stalled publisher and a stalling subscriber",
@@ -256,9 +260,9 @@ fn messageloop_ws_publisher_is_slowed_to_a_slow_messageloop_ws_reader() {
         }
     }
     sender.join().expect("publisher");
-    assert!(stalls(&gateway, Proto::MessageLoop) > 0.0);
+    assert!(stalls(&gateway, Protocol::MessageLoop) > 0.0);
     assert_eq!(
-        drops(&gateway, "slow_consumer_disconnect", Proto::MessageLoop),
+        drops(&gateway, "slow_consumer_disconnect", Protocol::MessageLoop),
         0.0
     );
 }

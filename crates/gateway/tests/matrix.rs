@@ -78,32 +78,32 @@ struct Carried {
     headers: Vec<(String, String)>,
 }
 
-fn carried(publisher: Proto, message: &Outgoing) -> Carried {
+fn carried(publisher: Protocol, message: &Outgoing) -> Carried {
     match publisher {
-        Proto::Stomp => Carried {
+        Protocol::Stomp => Carried {
             content_type: message.content_type.clone(),
             key: message.key.clone(),
             correlation_id: message.correlation_id.clone(),
             headers: message.headers.clone(),
         },
-        Proto::MessageLoop => Carried {
+        Protocol::MessageLoop => Carried {
             content_type: message.content_type.clone(),
             headers: message.headers.clone(),
             ..Carried::default()
         },
-        Proto::Goomerang => Carried {
+        Protocol::Goomerang => Carried {
             content_type: Some("application/x-protobuf".into()),
             headers: std::iter::once(("goomerang-kind".to_owned(), GOOMERANG_KIND.to_owned()))
                 .chain(message.headers.iter().cloned())
                 .collect(),
             ..Carried::default()
         },
-        Proto::Loom => Carried {
+        Protocol::Loom => Carried {
             key: message.key.clone(),
             ..Carried::default()
         },
-        Proto::Chanserv => Carried::default(),
-        Proto::Mqtt => Carried {
+        Protocol::Chanserv => Carried::default(),
+        Protocol::Mqtt => Carried {
             content_type: message.content_type.clone(),
             correlation_id: message.correlation_id.clone(),
             headers: std::iter::once(("mqtt-qos".to_owned(), "0".to_owned()))
@@ -116,7 +116,7 @@ fn carried(publisher: Proto, message: &Outgoing) -> Carried {
 
 /// The metadata `subscriber` must see for an envelope that carries `c` (docs/conversion.md, "out of the bus").
 fn expected_meta(
-    subscriber: Proto,
+    subscriber: Protocol,
     c: &Carried,
     body: &[u8],
     got: &Got,
@@ -124,7 +124,7 @@ fn expected_meta(
     let mut meta = BTreeMap::new();
     let headers = c.headers.iter().cloned();
     match subscriber {
-        Proto::Stomp => {
+        Protocol::Stomp => {
             meta.extend(c.content_type.clone().map(|v| ("content-type".into(), v)));
             meta.extend(c.key.clone().map(|v| ("JMSXGroupID".into(), v)));
             meta.extend(
@@ -134,7 +134,7 @@ fn expected_meta(
             );
             meta.extend(headers);
         }
-        Proto::MessageLoop => {
+        Protocol::MessageLoop => {
             meta.extend(c.content_type.clone().map(|v| ("content-type".into(), v)));
             let text = c
                 .content_type
@@ -147,14 +147,14 @@ fn expected_meta(
             );
             meta.extend(headers);
         }
-        Proto::Goomerang => {
+        Protocol::Goomerang => {
             let native = c.headers.iter().any(|(n, _)| n == "goomerang-kind");
             if !native {
                 meta.extend(c.content_type.clone().map(|v| ("content-type".into(), v)));
             }
             meta.extend(headers);
         }
-        Proto::Loom => {
+        Protocol::Loom => {
             let id = got.meta.get("loom-id").cloned().unwrap_or_default();
             meta.insert(
                 "loom-key".into(),
@@ -162,8 +162,8 @@ fn expected_meta(
             );
             meta.insert("loom-id".into(), id);
         }
-        Proto::Chanserv => {}
-        Proto::Mqtt => {
+        Protocol::Chanserv => {}
+        Protocol::Mqtt => {
             meta.extend(c.content_type.clone().map(|v| ("content-type".into(), v)));
             meta.extend(
                 c.correlation_id
@@ -177,12 +177,12 @@ fn expected_meta(
 }
 
 /// Which envelope fields reach `subscriber` from `publisher`, as the README cell lists them.
-fn cell(publisher: Proto, subscriber: Proto, got: &Got) -> String {
+fn cell(publisher: Protocol, subscriber: Protocol, got: &Got) -> String {
     let c = carried(publisher, &tail());
     let mut fields = vec!["body"];
     let seen = |name: &str| got.meta.contains_key(name);
     match subscriber {
-        Proto::Stomp => {
+        Protocol::Stomp => {
             if seen("content-type") {
                 fields.push("content type");
             }
@@ -193,18 +193,18 @@ fn cell(publisher: Proto, subscriber: Proto, got: &Got) -> String {
                 fields.push("correlation id");
             }
         }
-        Proto::MessageLoop | Proto::Goomerang => {
+        Protocol::MessageLoop | Protocol::Goomerang => {
             if seen("content-type") && c.content_type.is_some() {
                 fields.push("content type");
             }
         }
-        Proto::Loom => {
+        Protocol::Loom => {
             if c.key.is_some() {
                 fields.push("key");
             }
         }
-        Proto::Chanserv => {}
-        Proto::Mqtt => {
+        Protocol::Chanserv => {}
+        Protocol::Mqtt => {
             if seen("content-type") {
                 fields.push("content type");
             }
@@ -213,7 +213,7 @@ fn cell(publisher: Proto, subscriber: Proto, got: &Got) -> String {
             }
         }
     }
-    if subscriber == Proto::Goomerang && got.meta.contains_key("goomerang-kind") {
+    if subscriber == Protocol::Goomerang && got.meta.contains_key("goomerang-kind") {
         fields.push("kind");
     }
     if seen("x-trace") {
@@ -227,21 +227,21 @@ fn every_pair_delivers_byte_exact_bodies_and_mapped_metadata() {
     let gateway = Gatewayd::start(&config(""));
     let addrs = Addrs::of(&gateway);
     let rt = runtime();
-    let mut table: BTreeMap<(Proto, Proto), String> = BTreeMap::new();
-    for publisher in Proto::ALL {
+    let mut table: BTreeMap<(Protocol, Protocol), String> = BTreeMap::new();
+    for publisher in Protocol::ALL {
         let topic = format!("matrix.from-{publisher}");
         // One subscriber of every protocol on the topic: every publish below is also the fanout case.
-        let mut subscribers: Vec<Sub> = Proto::ALL
+        let mut subscribers: Vec<Sub> = Protocol::ALL
             .iter()
             .map(|&p| Sub::subscribe(p, &addrs, &topic, &rt))
             .collect();
         wait_subscribed(&gateway, &topic, 5, 1);
         let mut messages = vec![text(), binary(64), binary(60 * 1024)];
-        if publisher != Proto::MessageLoop {
+        if publisher != Protocol::MessageLoop {
             messages.push(binary(OVER_MESSAGELOOP));
         }
         messages.push(tail());
-        let too_large_before = drops(&gateway, "too_large", Proto::MessageLoop);
+        let too_large_before = drops(&gateway, "too_large", Protocol::MessageLoop);
         let mut producer = Pub::connect(publisher, &addrs, &rt);
         for message in &messages {
             producer.publish(&topic, message, &rt);
@@ -249,10 +249,7 @@ fn every_pair_delivers_byte_exact_bodies_and_mapped_metadata() {
         for subscriber in &mut subscribers {
             let to = subscriber.proto();
             for message in &messages {
-                if to
-                    .delivery_limit()
-                    .is_some_and(|limit| message.payload.len() > limit)
-                {
+                if delivery_limit(to).is_some_and(|limit| message.payload.len() > limit) {
                     continue;
                 }
                 let got = subscriber.recv(&rt);
@@ -283,10 +280,10 @@ fn every_pair_delivers_byte_exact_bodies_and_mapped_metadata() {
                 "{publisher} → {to}: an extra message"
             );
         }
-        if publisher != Proto::MessageLoop {
+        if publisher != Protocol::MessageLoop {
             // The marker behind the big body already arrived, so the drop is counted: no wait needed.
             assert_eq!(
-                drops(&gateway, "too_large", Proto::MessageLoop),
+                drops(&gateway, "too_large", Protocol::MessageLoop),
                 too_large_before + 1.0,
                 "{publisher} → messageloop: one body over the limit, counted once"
             );
@@ -297,17 +294,17 @@ fn every_pair_delivers_byte_exact_bodies_and_mapped_metadata() {
 }
 
 /// The README's 6×6 table, rebuilt from the matrix; `MATRIX_BLESS=1` rewrites it.
-fn check_readme(table: &BTreeMap<(Proto, Proto), String>) {
+fn check_readme(table: &BTreeMap<(Protocol, Protocol), String>) {
     let mut text = String::from("| from ↓ / to → |");
-    for to in Proto::ALL {
+    for to in Protocol::ALL {
         text.push_str(&format!(" {} |", to.title()));
     }
     text.push_str("\n|---|");
-    text.push_str(&"---|".repeat(Proto::ALL.len()));
+    text.push_str(&"---|".repeat(Protocol::ALL.len()));
     text.push('\n');
-    for from in Proto::ALL {
+    for from in Protocol::ALL {
         text.push_str(&format!("| **{}** |", from.title()));
-        for to in Proto::ALL {
+        for to in Protocol::ALL {
             text.push_str(&format!(" {} |", table[&(from, to)]));
         }
         text.push('\n');
@@ -350,13 +347,13 @@ fn stomp_queue_and_loom_room_share_one_group_with_key_affinity() {
         ));
         peer
     });
-    let mut loom = Sub::subscribe(Proto::Loom, &addrs, room, &rt);
+    let mut loom = Sub::subscribe(Protocol::Loom, &addrs, room, &rt);
     wait_subscribed(&gateway, room, 0, 2);
     const KEYS: usize = 16;
     const PER_KEY: usize = 4;
     let mut sent = BTreeSet::new();
-    let mut stomp_producer = Pub::connect(Proto::Stomp, &addrs, &rt);
-    let mut loom_producer = Pub::connect(Proto::Loom, &addrs, &rt);
+    let mut stomp_producer = Pub::connect(Protocol::Stomp, &addrs, &rt);
+    let mut loom_producer = Pub::connect(Protocol::Loom, &addrs, &rt);
     for round in 0..PER_KEY {
         for key in 0..KEYS {
             let body = format!("m-{round}-{key}");
@@ -374,7 +371,7 @@ fn stomp_queue_and_loom_room_share_one_group_with_key_affinity() {
             sent.insert(body);
         }
     }
-    let mut owner: BTreeMap<String, Proto> = BTreeMap::new();
+    let mut owner: BTreeMap<String, Protocol> = BTreeMap::new();
     let mut received = BTreeSet::new();
     let total = KEYS * PER_KEY;
     let mut last_progress = std::time::Instant::now();
@@ -383,7 +380,7 @@ fn stomp_queue_and_loom_room_share_one_group_with_key_affinity() {
             while let Some(got) = consumer.try_recv(&rt, Duration::from_millis(20)) {
                 last_progress = std::time::Instant::now();
                 let key = match consumer.proto() {
-                    Proto::Stomp => got.meta["JMSXGroupID"].clone(),
+                    Protocol::Stomp => got.meta["JMSXGroupID"].clone(),
                     _ => got.meta["loom-key"].clone(),
                 };
                 let body = String::from_utf8(got.body).expect("utf-8 body");
@@ -405,7 +402,7 @@ fn stomp_queue_and_loom_room_share_one_group_with_key_affinity() {
             "a message was delivered twice"
         );
     }
-    let used: BTreeSet<Proto> = owner.values().copied().collect();
+    let used: BTreeSet<Protocol> = owner.values().copied().collect();
     assert_eq!(used.len(), 2, "{KEYS} keys all went to one consumer");
     stomp_producer.finish(&rt);
     loom_producer.finish(&rt);

@@ -125,20 +125,20 @@ fn publish_only_identity_is_refused_subscriptions_in_every_protocol() {
     });
 
     // Goomerang has no error frame: the subscription is dropped and counted; publishing on orders.> is not.
-    let denied = drops(&gateway, "acl_denied", Proto::Goomerang);
+    let denied = drops(&gateway, "acl_denied", Protocol::Goomerang);
     let mut goomerang = rt.block_on(goomerang_client::GoomerangClient::connect(addrs.goomerang));
     rt.block_on(goomerang.subscribe("orders.eu"));
     rt.block_on(goomerang.publish("orders.eu", GOOMERANG_KIND, Bytes::from_static(b"o"), &[]));
     gateway.wait_for("/api/topics", "the Goomerang refusal counted", |_| {
-        drops(&gateway, "acl_denied", Proto::Goomerang) > denied
+        drops(&gateway, "acl_denied", Protocol::Goomerang) > denied
     });
     // A publish outside orders.> is the control: it is refused and counted the same way.
     rt.block_on(goomerang.publish("other.eu", GOOMERANG_KIND, Bytes::from_static(b"o"), &[]));
     gateway.wait_for("/api/topics", "the refused publish counted", |_| {
-        drops(&gateway, "acl_denied", Proto::Goomerang) >= denied + 2.0
+        drops(&gateway, "acl_denied", Protocol::Goomerang) >= denied + 2.0
     });
     assert_eq!(
-        drops(&gateway, "acl_denied", Proto::Goomerang),
+        drops(&gateway, "acl_denied", Protocol::Goomerang),
         denied + 2.0,
         "the subscription and the publish outside orders.> (not the one on orders.eu)"
     );

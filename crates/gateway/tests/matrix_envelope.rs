@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use core_bus::{Bus, ConnectionId, Envelope, Mailbox, Origin, Pattern, Protocol, Topic};
+use core_bus::{Bus, ConnectionId, Envelope, Mailbox, Origin, Pattern, Topic};
 use matrix_clients::*;
 use protocols::connections::ConnectionRegistry;
 use protocols::{RunningListener, Services};
@@ -80,7 +80,7 @@ impl InProcess {
             shutdown: shutdown.clone(),
         };
         let mut capture = bus.mailbox(Origin {
-            protocol: Protocol::Internal,
+            protocol: core_bus::Protocol::Internal,
             connection: ConnectionId::next(),
         });
         capture
@@ -217,7 +217,7 @@ fn equivalent_messages_make_the_same_envelope_on_every_listener() {
     let mut stomp_ws = StompWs::connect(addrs.stomp_ws);
     stomp_ws.send(&stomp_send(&headers));
     let via_stomp_ws = Seen::of(&gateway.next());
-    let mut ml = Pub::connect(Proto::MessageLoop, &addrs, &gateway.rt);
+    let mut ml = Pub::connect(Protocol::MessageLoop, &addrs, &gateway.rt);
     ml.publish(
         TOPIC,
         &Outgoing {
@@ -240,7 +240,7 @@ fn equivalent_messages_make_the_same_envelope_on_every_listener() {
     assert_eq!(via_messageloop, via_stomp, "MessageLoop over gRPC");
 
     // 2. A Goomerang message, and the same message written by hand over STOMP.
-    let mut goomerang = Pub::connect(Proto::Goomerang, &addrs, &gateway.rt);
+    let mut goomerang = Pub::connect(Protocol::Goomerang, &addrs, &gateway.rt);
     goomerang.publish(
         TOPIC,
         &Outgoing {
@@ -264,7 +264,7 @@ fn equivalent_messages_make_the_same_envelope_on_every_listener() {
     assert_eq!(as_goomerang_via_stomp, via_goomerang, "Goomerang ≡ STOMP");
 
     // 3. A keyed Loom message, and STOMP with JMSXGroupID.
-    let mut loom = Pub::connect(Proto::Loom, &addrs, &gateway.rt);
+    let mut loom = Pub::connect(Protocol::Loom, &addrs, &gateway.rt);
     loom.publish(
         TOPIC,
         &Outgoing {
@@ -294,7 +294,7 @@ fn equivalent_messages_make_the_same_envelope_on_every_listener() {
 
     // 5. An MQTT 5.0 publish, and STOMP with the same content type, correlation id and headers, plus the
     //    `mqtt-qos` header the MQTT listener adds first.
-    let mut mqtt = Pub::connect(Proto::Mqtt, &addrs, &gateway.rt);
+    let mut mqtt = Pub::connect(Protocol::Mqtt, &addrs, &gateway.rt);
     mqtt.publish(
         TOPIC,
         &Outgoing {

@@ -32,8 +32,8 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// before its reader stops reading the socket.
 const INCOMING_BATCHES: usize = 16;
 
-/// A protocol gatewayd speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A protocol a client speaks: every [`core_bus::Protocol`] but the bus's own `Internal`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Protocol {
     Stomp,
     MessageLoop,
@@ -62,6 +62,18 @@ impl Protocol {
             Protocol::Loom => "loom",
             Protocol::Chanserv => "chanserv",
             Protocol::Mqtt => "mqtt",
+        }
+    }
+
+    /// The name in prose and tables (the README's matrix).
+    pub fn title(self) -> &'static str {
+        match self {
+            Protocol::Stomp => "STOMP",
+            Protocol::MessageLoop => "MessageLoop",
+            Protocol::Goomerang => "Goomerang",
+            Protocol::Loom => "Loom",
+            Protocol::Chanserv => "chanserv",
+            Protocol::Mqtt => "MQTT",
         }
     }
 

@@ -5,11 +5,11 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+pub use gateway::clients::Protocol;
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 
@@ -28,65 +28,13 @@ use protocols::messageloop::pb::messageloop::shared::v2 as ml_shared;
 /// How long one expected message may take.
 pub const WAIT: Duration = Duration::from_secs(15);
 
-/// The six protocols, in the README's order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Proto {
-    Stomp,
-    MessageLoop,
-    Goomerang,
-    Loom,
-    Chanserv,
-    Mqtt,
-}
-
-impl Proto {
-    pub const ALL: [Proto; 6] = [
-        Proto::Stomp,
-        Proto::MessageLoop,
-        Proto::Goomerang,
-        Proto::Loom,
-        Proto::Chanserv,
-        Proto::Mqtt,
-    ];
-
-    /// The protocol label of gatewayd's metrics.
-    pub fn label(self) -> &'static str {
-        match self {
-            Proto::Stomp => "stomp",
-            Proto::MessageLoop => "messageloop",
-            Proto::Goomerang => "goomerang",
-            Proto::Loom => "loom",
-            Proto::Chanserv => "chanserv",
-            Proto::Mqtt => "mqtt",
-        }
-    }
-
-    /// The name used in README tables.
-    pub fn title(self) -> &'static str {
-        match self {
-            Proto::Stomp => "STOMP",
-            Proto::MessageLoop => "MessageLoop",
-            Proto::Goomerang => "Goomerang",
-            Proto::Loom => "Loom",
-            Proto::Chanserv => "chanserv",
-            Proto::Mqtt => "MQTT",
-        }
-    }
-
-    /// The largest body a subscriber of this protocol receives with the default limits, if any.
-    pub fn delivery_limit(self) -> Option<usize> {
-        match self {
-            // `messageloop.limits.max_message_size`: the whole encoded envelope.
-            Proto::MessageLoop => Some(64 * 1024),
-            Proto::Goomerang | Proto::Loom => Some(16 * 1024 * 1024),
-            Proto::Stomp | Proto::Chanserv | Proto::Mqtt => None,
-        }
-    }
-}
-
-impl fmt::Display for Proto {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.label())
+/// The largest body a subscriber of `protocol` receives with the default limits, if any.
+pub fn delivery_limit(protocol: Protocol) -> Option<usize> {
+    match protocol {
+        // `messageloop.limits.max_message_size`: the whole encoded envelope.
+        Protocol::MessageLoop => Some(64 * 1024),
+        Protocol::Goomerang | Protocol::Loom => Some(16 * 1024 * 1024),
+        Protocol::Stomp | Protocol::Chanserv | Protocol::Mqtt => None,
     }
 }
 
@@ -186,24 +134,24 @@ pub enum Pub {
 }
 
 impl Pub {
-    pub fn connect(proto: Proto, addrs: &Addrs, rt: &Runtime) -> Pub {
+    pub fn connect(proto: Protocol, addrs: &Addrs, rt: &Runtime) -> Pub {
         match proto {
-            Proto::Stomp => Pub::Stomp(Peer::connect(addrs.stomp)),
-            Proto::MessageLoop => {
+            Protocol::Stomp => Pub::Stomp(Peer::connect(addrs.stomp)),
+            Protocol::MessageLoop => {
                 Pub::MessageLoop(rt.block_on(messageloop_connect(addrs.messageloop_grpc)), 0)
             }
-            Proto::Goomerang => {
+            Protocol::Goomerang => {
                 Pub::Goomerang(rt.block_on(GoomerangClient::connect(addrs.goomerang)))
             }
-            Proto::Loom => Pub::Loom(
+            Protocol::Loom => Pub::Loom(
                 rt.block_on(loom_client::Client::connect(
                     addrs.loom,
                     loom_client::Transport::Quic,
                 )),
                 BTreeMap::new(),
             ),
-            Proto::Chanserv => Pub::Chanserv(chanserv_client::Client::connect(addrs.chanserv)),
-            Proto::Mqtt => Pub::Mqtt(mqtt_connect(addrs.mqtt)),
+            Protocol::Chanserv => Pub::Chanserv(chanserv_client::Client::connect(addrs.chanserv)),
+            Protocol::Mqtt => Pub::Mqtt(mqtt_connect(addrs.mqtt)),
         }
     }
 
@@ -405,9 +353,9 @@ pub enum Sub {
 impl Sub {
     /// Connects and subscribes to `topic` (a STOMP `/topic/`, a MessageLoop channel, a Goomerang topic, a Loom
     /// room, a chanserv selector). The caller waits for the subscription in `/api/topics` before publishing.
-    pub fn subscribe(proto: Proto, addrs: &Addrs, topic: &str, rt: &Runtime) -> Sub {
+    pub fn subscribe(proto: Protocol, addrs: &Addrs, topic: &str, rt: &Runtime) -> Sub {
         match proto {
-            Proto::Stomp => {
+            Protocol::Stomp => {
                 let mut peer = Peer::connect(addrs.stomp);
                 peer.send(&stomp_client::frames::subscribe(
                     &format!("/topic/{topic}"),
@@ -416,7 +364,7 @@ impl Sub {
                 ));
                 Sub::Stomp(peer)
             }
-            Proto::MessageLoop => rt.block_on(async {
+            Protocol::MessageLoop => rt.block_on(async {
                 let mut stream = messageloop_connect(addrs.messageloop_grpc).await;
                 stream
                     .send(grpc::g2::InboundMessage {
@@ -440,12 +388,12 @@ impl Sub {
                 }
                 Sub::MessageLoop(stream, Vec::new())
             }),
-            Proto::Goomerang => rt.block_on(async {
+            Protocol::Goomerang => rt.block_on(async {
                 let mut client = GoomerangClient::connect(addrs.goomerang).await;
                 client.subscribe(topic).await;
                 Sub::Goomerang(client)
             }),
-            Proto::Loom => rt.block_on(async {
+            Protocol::Loom => rt.block_on(async {
                 let client =
                     loom_client::Client::connect(addrs.loom, loom_client::Transport::Quic).await;
                 let mut stream = client
@@ -468,14 +416,14 @@ impl Sub {
                 });
                 Sub::Loom(client, rx)
             }),
-            Proto::Chanserv => {
+            Protocol::Chanserv => {
                 let mut client = chanserv_client::Client::connect(addrs.chanserv);
                 let (_, sources) = client.subscribe(&format!("{topic}\n"), 1);
                 let (header, channel) = sources.into_iter().next().expect("one source");
                 assert_eq!(header, format!("topic={topic}\n"));
                 Sub::Chanserv(client, channel)
             }
-            Proto::Mqtt => {
+            Protocol::Mqtt => {
                 let mut client = mqtt_connect(addrs.mqtt);
                 client.send(&mqtt_client::subscribe(5, 1, &topic.replace('.', "/"), 0));
                 let suback = client.expect_packet(WAIT);
@@ -587,14 +535,14 @@ impl Sub {
         }
     }
 
-    pub fn proto(&self) -> Proto {
+    pub fn proto(&self) -> Protocol {
         match self {
-            Sub::Stomp(_) => Proto::Stomp,
-            Sub::MessageLoop(..) => Proto::MessageLoop,
-            Sub::Goomerang(_) => Proto::Goomerang,
-            Sub::Loom(..) => Proto::Loom,
-            Sub::Chanserv(..) => Proto::Chanserv,
-            Sub::Mqtt(_) => Proto::Mqtt,
+            Sub::Stomp(_) => Protocol::Stomp,
+            Sub::MessageLoop(..) => Protocol::MessageLoop,
+            Sub::Goomerang(_) => Protocol::Goomerang,
+            Sub::Loom(..) => Protocol::Loom,
+            Sub::Chanserv(..) => Protocol::Chanserv,
+            Sub::Mqtt(_) => Protocol::Mqtt,
         }
     }
 }
@@ -706,9 +654,9 @@ pub fn wait_subscribed(gateway: &Gatewayd, topic: &str, fanout: u64, members: u6
 }
 
 /// `gatewayd_drops_total{reason, protocol}`.
-pub fn drops(gateway: &Gatewayd, reason: &str, proto: Proto) -> f64 {
+pub fn drops(gateway: &Gatewayd, reason: &str, proto: Protocol) -> f64 {
     gateway.metric(
         "gatewayd_drops_total",
-        &[("reason", reason), ("protocol", proto.label())],
+        &[("reason", reason), ("protocol", proto.name())],
     )
 }
