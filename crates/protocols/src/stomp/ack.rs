@@ -16,8 +16,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use super::codec::frame::{header, Command, Frame, Version};
 use super::error::StompError;
-use super::frame::{header, Command, Frame, Version};
 
 /// The `ack` header of SUBSCRIBE. All three are accepted in every version (§1.3 Rec).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

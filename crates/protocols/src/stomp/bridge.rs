@@ -18,7 +18,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use core_bus::names::INBOX_TOKEN;
 use core_bus::{Envelope, Origin, Topic};
 
-use super::frame::{header, Frame};
+use super::codec::frame::{header, Frame};
 
 /// Prefix of a MESSAGE header value that carries non-UTF-8 bytes as base64.
 pub const BASE64_MARKER: &str = "base64:";
@@ -130,7 +130,7 @@ pub fn named(prefix: &str, topic: &Topic) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stomp::frame::Command;
+    use crate::stomp::codec::frame::Command;
     use core_bus::{ConnectionId, Protocol};
 
     fn origin() -> Origin {

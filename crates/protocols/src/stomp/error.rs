@@ -11,9 +11,9 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 
-use super::frame::{header, Command, Frame};
+use super::codec::frame::{header, Command, Frame};
+use super::codec::parser::DecodeError;
 use super::limits::Limit;
-use super::parser::DecodeError;
 use super::transaction::TxLimit;
 
 /// Versions listed in the `version` header of a version-mismatch ERROR.

@@ -1,5 +1,5 @@
 //! MESSAGE frames written straight from a bus delivery into the session's output buffer: no
-//! [`Frame`](super::frame::Frame), no header list and no string per message. The command line
+//! [`Frame`](super::codec::frame::Frame), no header list and no string per message. The command line
 //! and `subscription` header of a subscription are encoded once ([`head`]); numbers are written
 //! in place.
 //!
@@ -13,10 +13,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use core_bus::Envelope;
 
 use super::bridge::{self, BASE64_MARKER, CORRELATION_ID, GROUP_ID, TRACEPARENT, TRACESTATE};
-use super::escape::Escaping;
+use super::codec::escape::Escaping;
+use super::codec::frame::{header, Command, Version};
+use super::codec::writer::{put_decimal, put_header, Written};
 use super::forwarder::SOURCE_TOPIC;
-use super::frame::{header, Command, Version};
-use super::writer::{put_decimal, put_header, Written};
 
 const TOPIC: &str = "/topic/";
 
@@ -129,9 +129,9 @@ fn put_id(name: &str, delivered: &Delivered<'_>, dst: &mut BytesMut) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stomp::frame::Frame;
+    use crate::stomp::codec::frame::Frame;
+    use crate::stomp::codec::parser::{Decoded, Decoder};
     use crate::stomp::limits::Limits;
-    use crate::stomp::parser::{Decoded, Decoder};
     use core_bus::{ConnectionId, Origin, Protocol, Topic};
 
     fn decode(wire: &[u8], version: Version) -> Frame {

@@ -1,8 +1,7 @@
 //! STOMP 1.0/1.1/1.2 broker adapter.
 //!
-//! * [`frame`]: frames, commands, ordered headers, versions.
-//! * [`parser`] / [`writer`]: the incremental decoder and the encoder (with [`limits`] and
-//!   the per-version header escaping); [`message`]: MESSAGE frames encoded straight from bus
+//! * [`codec`]: frames, commands, ordered headers, versions; the incremental decoder and the
+//!   encoder (with [`limits`] and the per-version header escaping); [`message`]: MESSAGE frames encoded straight from bus
 //!   deliveries; [`outbox`]: encoded frames waiting for one write.
 //! * [`negotiate`](mod@negotiate): version and heart-beat negotiation, CONNECTED.
 //! * [`error`]: every failure of reference §6 and its ERROR frame.
@@ -18,39 +17,36 @@
 
 pub mod ack;
 pub mod bridge;
+pub mod codec;
 pub mod config;
 mod connection;
 pub mod destination;
 pub mod durable;
 pub mod error;
-pub mod escape;
 pub mod forwarder;
-pub mod frame;
 pub mod limits;
 mod listener;
 pub mod message;
 pub mod negotiate;
 pub mod outbox;
-pub mod parser;
 mod reload;
 pub mod session;
 pub mod transaction;
-pub mod writer;
 
 pub use ack::{ack_id, AckMode, AckTable, ClientAck, Settled};
+pub use codec::{
+    encode, encode_heart_beat, put_decimal, Command, DecodeError, Decoded, Decoder, Escaping,
+    Frame, Header, Headers, Version, Written,
+};
 pub use config::Config;
 pub use destination::Destination;
 pub use error::StompError;
-pub use escape::Escaping;
 pub use forwarder::Durables;
-pub use frame::{Command, Frame, Header, Headers, Version};
 pub use limits::{Limit, Limits};
 pub use listener::start;
 pub use negotiate::{
     connected_frame, negotiate, negotiate_heart_beat, negotiate_version, Connect, HeartBeat,
     HeartBeatPlan, HeartBeatPolicy,
 };
-pub use parser::{DecodeError, Decoded, Decoder};
 pub use session::{Flow, Session, Settings};
 pub use transaction::{Transactions, TxLimit, TxLimits};
-pub use writer::{encode, encode_heart_beat, put_decimal, Written};

@@ -13,8 +13,8 @@
 
 use std::time::Duration;
 
+use super::codec::frame::{header, Command, Frame, Version};
 use super::error::StompError;
-use super::frame::{header, Command, Frame, Version};
 
 /// A `heart-beat` header: two periods in milliseconds, 0 = none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -5,9 +5,9 @@
 use bytes::{Bytes, BytesMut};
 use core_bus::Envelope;
 
-use super::frame::{Command, Frame, Version};
+use super::codec::frame::{Command, Frame, Version};
+use super::codec::writer::{encode, Written};
 use super::message::{encode_message, Delivered};
-use super::writer::{encode, Written};
 
 /// After a write at least this large the connection is busy, and its buffer is kept for the
 /// next frames; after a smaller one it is given back, so an idle connection holds none.

@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use super::codec::frame::{header, Command, Frame};
 use super::error::StompError;
-use super::frame::{header, Command, Frame};
 
 /// Which transaction cap was hit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -20,17 +20,17 @@ use core_bus::{
 
 use super::ack::{ack_id, AckMode, AckTable};
 use super::bridge;
+use super::codec::frame::{header, Command, Frame, Version};
+use super::codec::parser::{Decoded, Decoder};
 use super::config::UnknownDestination;
 use super::destination::Destination;
 use super::durable::{self, Request};
 use super::error::StompError;
 use super::forwarder::{Durables, FeedError, SOURCE_TOPIC};
-use super::frame::{header, Command, Frame, Version};
 use super::limits::Limits;
 use super::message::{self, Delivered};
 use super::negotiate::{connected_frame, negotiate, HeartBeatPlan, HeartBeatPolicy};
 use super::outbox::Outbox;
-use super::parser::{Decoded, Decoder};
 use super::transaction::{Transactions, TxLimits};
 use crate::auth::{Authenticator, Credentials, Identity};
 

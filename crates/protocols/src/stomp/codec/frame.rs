@@ -9,7 +9,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use super::error::StompError;
+use crate::stomp::error::StompError;
 
 /// Header names the adapter itself reads or writes.
 pub mod header {

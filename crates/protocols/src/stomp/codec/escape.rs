@@ -24,7 +24,7 @@ pub(super) struct InvalidEscape;
 
 impl Escaping {
     /// The escaping of a `command` frame in a session speaking `version`.
-    pub(super) fn for_frame(command: Command, version: Version) -> Escaping {
+    pub(in crate::stomp) fn for_frame(command: Command, version: Version) -> Escaping {
         match version {
             _ if command.is_connect() => Escaping::Raw,
             Version::V1_0 => Escaping::Raw,

@@ -61,7 +61,7 @@ pub fn encode_heart_beat(dst: &mut BytesMut) {
 
 /// Appends `name:value` and an EOL, escaped; `false` (and nothing written) when the escaping
 /// cannot carry them.
-pub(super) fn put_header(
+pub(in crate::stomp) fn put_header(
     escaping: Escaping,
     name: &[u8],
     value: &[u8],
@@ -113,7 +113,7 @@ fn estimate(frame: &Frame) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stomp::frame::Command;
+    use crate::stomp::codec::frame::Command;
 
     fn write(frame: &Frame, version: Version) -> (Vec<u8>, usize) {
         let mut dst = BytesMut::new();
