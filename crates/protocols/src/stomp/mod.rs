@@ -1,14 +1,15 @@
 //! STOMP 1.0/1.1/1.2 broker adapter.
 //!
 //! * [`codec`]: frames, commands, ordered headers, versions; the incremental decoder and the
-//!   encoder (with [`limits`] and the per-version header escaping); [`message`]: MESSAGE frames encoded straight from bus
-//!   deliveries; [`outbox`]: encoded frames waiting for one write.
+//!   encoder (with [`limits`] and the per-version header escaping); [`outbox`]: encoded frames
+//!   waiting for one write.
 //! * [`negotiate`](mod@negotiate): version and heart-beat negotiation, CONNECTED.
 //! * [`error`]: every failure of reference §6 and its ERROR frame.
 //! * [`destination`]: destination strings.
 //! * [`durable`] / [`forwarder`]: durable topic subscriptions and the tasks feeding their queues.
 //! * [`ack`] / [`transaction`]: per-connection ack and transaction bookkeeping.
-//! * [`bridge`]: SEND → bus envelope, and the names MESSAGE gives bus topics.
+//! * [`bridge`]: SEND → bus envelope, bus envelope → MESSAGE (written straight from deliveries),
+//!   and the names MESSAGE gives bus topics.
 //! * [`session`]: one connection's state machine over the bus (sans-IO).
 //! * `connection` / `listener`: the tokio glue for `stomp.tcp`, `stomp.tls` and `stomp.ws`,
 //!   configured by [`config`]; `reload`: hot reload of `[stomp]` for new connections.
@@ -26,7 +27,6 @@ pub mod error;
 pub mod forwarder;
 pub mod limits;
 mod listener;
-pub mod message;
 pub mod negotiate;
 pub mod outbox;
 mod reload;

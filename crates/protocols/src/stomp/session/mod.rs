@@ -20,6 +20,7 @@ use core_bus::{
 
 use super::ack::{ack_id, AckMode, AckTable};
 use super::bridge;
+use super::bridge::message::{self, Delivered};
 use super::codec::frame::{header, Command, Frame, Version};
 use super::codec::parser::{Decoded, Decoder};
 use super::config::UnknownDestination;
@@ -28,7 +29,6 @@ use super::durable::{self, Request};
 use super::error::StompError;
 use super::forwarder::{Durables, FeedError, SOURCE_TOPIC};
 use super::limits::Limits;
-use super::message::{self, Delivered};
 use super::negotiate::{connected_frame, negotiate, HeartBeatPlan, HeartBeatPolicy};
 use super::outbox::Outbox;
 use super::transaction::{Transactions, TxLimits};
