@@ -11,7 +11,7 @@
 //! * [`bridge`]: SEND → bus envelope, bus envelope → MESSAGE (written straight from deliveries),
 //!   and the names MESSAGE gives bus topics.
 //! * [`session`]: one connection's state machine over the bus (sans-IO).
-//! * `connection` / `listener`: the tokio glue for `stomp.tcp`, `stomp.tls` and `stomp.ws`,
+//! * `driver` / `listener`: the tokio glue for `stomp.tcp`, `stomp.tls` and `stomp.ws`,
 //!   configured by [`config`]; `reload`: hot reload of `[stomp]` for new connections.
 //!
 //! The reference is `shared/protocols/stomp.md`; section numbers in comments point into it.
@@ -20,8 +20,8 @@ pub mod ack;
 pub mod bridge;
 pub mod codec;
 pub mod config;
-mod connection;
 pub mod destination;
+mod driver;
 pub mod durable;
 pub mod error;
 pub mod forwarder;

@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 
 use super::config::Config;
-use super::connection::Timing;
+use super::driver::Timing;
 use super::forwarder::Durables;
 use super::session::Settings;
 use crate::auth::Authenticator;
