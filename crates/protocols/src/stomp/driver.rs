@@ -1,7 +1,8 @@
 //! The tokio loop of one STOMP connection: reads bytes into the [`Session`], drains the mailbox in
 //! batches, writes everything queued with one write, keeps the negotiated heart-beats and the
-//! deadlines (pre-auth until CONNECTED, unfinished frames and blocked writes through [`Watched`]), and closes with the §2.6 procedure (flush, shut the write side, drain input for
-//! up to a second). [`Transport`] hides whether frames travel on a byte stream or as WebSocket
+//! deadlines (pre-auth until CONNECTED, unfinished frames and blocked writes through [`Watched`]),
+//! and closes as docs/protocols/stomp.md, "Errors" says (flush, shut the write side, drain input
+//! for up to a second). [`Transport`] hides whether frames travel on a byte stream or as WebSocket
 //! messages.
 
 use std::future::Future;

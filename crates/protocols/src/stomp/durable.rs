@@ -1,5 +1,5 @@
-//! Durable topic subscriptions (reference §3.1, §3.2): which SUBSCRIBE and UNSUBSCRIBE headers ask
-//! for one, and the name of the backing queue.
+//! Durable topic subscriptions (docs/protocols/stomp.md, "Durable topic subscriptions"): which
+//! SUBSCRIBE and UNSUBSCRIBE headers ask for one, and the name of the backing queue.
 //!
 //! | form | SUBSCRIBE | backing queue |
 //! |---|---|---|

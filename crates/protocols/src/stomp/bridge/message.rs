@@ -3,10 +3,11 @@
 //! and `subscription` header of a subscription are encoded once ([`head`]); numbers are written
 //! in place.
 //!
-//! Headers, in order (reference §3.3): `subscription`, `destination`, `message-id`, `ack` (1.2
-//! client acks), `redelivered`, `content-type`, `content-length`, `JMSXGroupID`, `reply-to`,
-//! `correlation-id`, `traceparent`, `tracestate`, then the user headers. A user header value that is not
-//! UTF-8 is written as [`BASE64_MARKER`] followed by its standard base64.
+//! Headers, in order (docs/protocols/stomp.md, "What a STOMP message looks like elsewhere"):
+//! `subscription`, `destination`, `message-id`, `ack` (1.2 client acks), `redelivered`,
+//! `content-type`, `content-length`, `JMSXGroupID`, `reply-to`, `correlation-id`, `traceparent`,
+//! `tracestate`, then the user headers. A user header value that is not UTF-8 is written as
+//! [`BASE64_MARKER`] followed by its standard base64.
 
 use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};

@@ -1,6 +1,6 @@
-//! How a STOMP message looks on the bus and back (reference §3.3), all of it in this role: SEND →
-//! [`Envelope`] here ([`to_envelope`]), [`Envelope`] → MESSAGE in [`message`] ([`from_envelope`]),
-//! which uses the names made here.
+//! How a STOMP message looks on the bus and back (docs/protocols/stomp.md, "What a STOMP message
+//! looks like elsewhere"), all of it in this role: SEND → [`Envelope`] here ([`to_envelope`]),
+//! [`Envelope`] → MESSAGE in [`message`] ([`from_envelope`]), which uses the names made here.
 //!
 //! | STOMP header | envelope |
 //! |---|---|

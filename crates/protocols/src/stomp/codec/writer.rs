@@ -1,9 +1,10 @@
 //! The frame encoder: a [`Frame`] to bytes for a session speaking a given [`Version`].
 //!
-//! Output rules (reference §1.2, §1.4 Rec): LF EOLs only (the seed parser cannot take CR);
-//! headers escaped per version, except on CONNECT/STOMP/CONNECTED; `content-length` always on
-//! SEND/MESSAGE/ERROR and on any non-empty body, never on other empty frames (a RECEIPT must
-//! hold only `receipt-id`); one LF after the NUL (RabbitMQ `trailing_lf`; every client skips it).
+//! Output rules (docs/protocols/stomp.md, "Frames on the wire"): LF EOLs only (the seed parser
+//! cannot take CR); headers escaped per version, except on CONNECT/STOMP/CONNECTED;
+//! `content-length` always on SEND/MESSAGE/ERROR and on any non-empty body, never on other empty
+//! frames (a RECEIPT must hold only `receipt-id`); one LF after the NUL (RabbitMQ `trailing_lf`;
+//! every client skips it).
 
 use bytes::{BufMut, BytesMut};
 

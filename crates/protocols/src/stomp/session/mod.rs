@@ -5,7 +5,7 @@
 //! timeout) belong to the driver, which reads the negotiated [`HeartBeatPlan`] from
 //! [`Session::heart_beat`].
 //!
-//! Every failure is answered with ERROR and a close (reference §2.6); the receipt of the
+//! Every failure is answered with ERROR and a close (docs/protocols/stomp.md, "Errors"); the receipt of the
 //! culprit frame goes on the ERROR. Frames that follow DISCONNECT or an error are ignored.
 
 use std::collections::HashMap;
