@@ -1,36 +1,45 @@
-//! STOMP 1.0/1.1/1.2 broker adapter.
+//! STOMP 1.0/1.1/1.2 broker adapter (`docs/protocols/stomp.md`).
 //!
-//! * [`codec`]: frames, commands, ordered headers, versions; the incremental decoder and the
-//!   encoder (with [`limits`] and the per-version header escaping); [`outbox`]: encoded frames
-//!   waiting for one write.
-//! * [`negotiate`](mod@negotiate): version and heart-beat negotiation, CONNECTED.
-//! * [`error`]: every failure of reference §6 and its ERROR frame.
-//! * [`destination`]: destination strings.
-//! * [`durable`] / [`forwarder`]: durable topic subscriptions and the tasks feeding their queues.
-//! * [`ack`] / [`transaction`]: per-connection ack and transaction bookkeeping.
+//! The parts, in the adapter contract's order (`docs/architecture.md`, "An adapter"):
+//!
+//! * [`config`]: the `[stomp]` section; `reload`: applies a new one to the running listeners,
+//!   for the connections they accept from then on.
+//! * [`codec`]: bytes ↔ frames, both directions, with the per-version header escaping.
 //! * [`bridge`]: SEND → bus envelope, bus envelope → MESSAGE (written straight from deliveries),
 //!   and the names MESSAGE gives bus topics.
 //! * [`session`]: one connection's state machine over the bus (sans-IO).
-//! * `driver` / `listener`: the tokio glue for `stomp.tcp`, `stomp.tls` and `stomp.ws`,
-//!   configured by [`config`]; `reload`: hot reload of `[stomp]` for new connections.
+//! * `driver` / `listener`: the tokio glue for `stomp.tcp`, `stomp.tls` and `stomp.ws`.
 //!
-//! The reference is `shared/protocols/stomp.md`; section numbers in comments point into it.
+//! STOMP's own parts:
+//!
+//! * [`limits`]: the frame caps the decoder enforces; [`outbox`]: encoded frames waiting for
+//!   one write.
+//! * [`negotiate`](mod@negotiate): version and heart-beat negotiation, CONNECTED.
+//! * [`error`]: every way a connection fails, and its ERROR frame.
+//! * [`destination`]: destination strings.
+//! * [`durable`] / [`forwarder`]: durable topic subscriptions and the tasks feeding their queues.
+//! * [`ack`] / [`transaction`]: per-connection ack and transaction bookkeeping.
+
+pub mod config;
+mod reload;
+
+pub mod codec;
+
+pub mod bridge;
+
+pub mod session;
+
+mod driver;
+mod listener;
 
 pub mod ack;
-pub mod bridge;
-pub mod codec;
-pub mod config;
 pub mod destination;
-mod driver;
 pub mod durable;
 pub mod error;
 pub mod forwarder;
 pub mod limits;
-mod listener;
 pub mod negotiate;
 pub mod outbox;
-mod reload;
-pub mod session;
 pub mod transaction;
 
 pub use ack::{ack_id, AckMode, AckTable, ClientAck, Settled};
