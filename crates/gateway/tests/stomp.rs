@@ -1,7 +1,8 @@
-//! STOMP over real sockets against the gatewayd binary: the seed Go peer's cases (reference §4.4) with
-//! a client that has its wire habits, the bad inputs of §6, heart-beats, slow consumers, shutdown,
-//! config checks, durable subscriptions, and the stomp.py (TCP, TLS), @stomp/stompjs (WebSocket) and stompit
-//! (TCP) interop suites.
+//! STOMP over real sockets against the gatewayd binary: the seed Go peer's cases
+//! (docs/protocols/stomp.md, "Clients it is tested with") with a client that has its wire habits,
+//! the bad inputs of docs/protocols/stomp.md, "Errors", heart-beats, slow consumers, shutdown,
+//! config checks, durable subscriptions, and the stomp.py (TCP, TLS), @stomp/stompjs (WebSocket)
+//! and stompit (TCP) interop suites.
 
 mod support;
 
@@ -399,8 +400,8 @@ fn check_config_names_a_missing_tls_certificate() {
     assert!(ok, "{output}");
 }
 
-/// One case of reference §6: what to send after an optional CONNECT, and the ERROR `message` expected
-/// (`None` = closed without ERROR).
+/// One bad-input case (docs/protocols/stomp.md, "Errors"): what to send after an optional CONNECT,
+/// and the ERROR `message` expected (`None` = closed without ERROR).
 struct Bad {
     name: &'static str,
     connect: Option<&'static str>,

@@ -1,8 +1,8 @@
-//! A blocking STOMP test client with the seed Go `stomp.Peer`'s wire habits (reference §4.4): CONNECT
-//! with login and passcode only (no accept-version, so a 1.0 session), LF line ends, `content-length`
-//! first and then the other headers sorted by name, no escaping, no EOL after the NUL, UNSUBSCRIBE by
-//! destination, and no DISCONNECT (it just drops the socket). It can also write raw bytes for the
-//! bad-input cases.
+//! A blocking STOMP test client with the seed Go `stomp.Peer`'s wire habits
+//! (docs/protocols/stomp.md, "Clients it is tested with"): CONNECT with login and passcode only (no
+//! accept-version, so a 1.0 session), LF line ends, `content-length` first and then the other
+//! headers sorted by name, no escaping, no EOL after the NUL, UNSUBSCRIBE by destination, and no
+//! DISCONNECT (it just drops the socket). It can also write raw bytes for the bad-input cases.
 #![allow(dead_code)]
 
 use std::io::{ErrorKind, Read, Write};

@@ -1,4 +1,4 @@
-//! Acknowledgement bookkeeping for one connection (reference §1.3, §2.3).
+//! Acknowledgement bookkeeping for one connection (docs/protocols/stomp.md, "Subscribing and acknowledging").
 //!
 //! Every MESSAGE gets an id from the connection's [`AckTable`]; the session writes it as
 //! `message-id` and, on 1.2 `client`/`client-individual` subscriptions, as `ack` too. Ids are
@@ -16,10 +16,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use super::codec::frame::{header, Command, Frame, Version};
 use super::error::StompError;
-use super::frame::{header, Command, Frame, Version};
 
-/// The `ack` header of SUBSCRIBE. All three are accepted in every version (§1.3 Rec).
+/// The `ack` header of SUBSCRIBE. All three are accepted in every version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AckMode {
     #[default]

@@ -1,4 +1,4 @@
-//! STOMP destination strings and what they name (reference §3.2).
+//! STOMP destination strings and what they name (docs/protocols/stomp.md, "Destinations").
 //!
 //! | destination | meaning |
 //! |---|---|

@@ -1,5 +1,5 @@
-//! Durable topic subscriptions (reference §3.1, §3.2): which SUBSCRIBE and UNSUBSCRIBE headers ask
-//! for one, and the name of the backing queue.
+//! Durable topic subscriptions (docs/protocols/stomp.md, "Durable topic subscriptions"): which
+//! SUBSCRIBE and UNSUBSCRIBE headers ask for one, and the name of the backing queue.
 //!
 //! | form | SUBSCRIBE | backing queue |
 //! |---|---|---|
@@ -16,7 +16,7 @@
 
 use core_bus::{Pattern, Segment, Topic};
 
-use super::frame::Frame;
+use super::codec::frame::Frame;
 
 /// First token of every backing queue.
 pub const DURABLE_TOKEN: &str = "$durable";
@@ -73,7 +73,7 @@ pub fn is_backing_queue(pattern: &Pattern) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stomp::frame::Command;
+    use crate::stomp::codec::frame::Command;
 
     fn subscribe(headers: &[(&str, &str)]) -> Frame {
         headers

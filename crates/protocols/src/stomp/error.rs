@@ -1,7 +1,7 @@
-//! [`StompError`]: every way a STOMP connection fails (reference §6), and the ERROR frame each
-//! one is answered with.
+//! [`StompError`]: every way a STOMP connection fails (docs/protocols/stomp.md, "Errors"), and the
+//! ERROR frame each one is answered with.
 //!
-//! gatewayd closes the connection after every one of them (§2.6 Rec: ERROR, flush, shut down
+//! gatewayd closes the connection after every one of them (ERROR, flush, shut down
 //! the write side, drain input briefly, close). [`StompError::to_frame`] builds the ERROR frame:
 //! a short `message` header, `content-type:text/plain`, a body that explains, `receipt-id` when
 //! the culprit frame asked for a receipt, and `version` on a version mismatch. A few failures
@@ -11,9 +11,9 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 
-use super::frame::{header, Command, Frame};
+use super::codec::frame::{header, Command, Frame};
+use super::codec::parser::DecodeError;
 use super::limits::Limit;
-use super::parser::DecodeError;
 use super::transaction::TxLimit;
 
 /// Versions listed in the `version` header of a version-mismatch ERROR.

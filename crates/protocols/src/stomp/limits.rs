@@ -1,4 +1,4 @@
-//! The frame limits of reference §2.7 that the decoder enforces before it buffers or
+//! The frame limits (docs/limits.md) that the decoder enforces before it buffers or
 //! allocates anything, and [`Limit`], the name of the one a frame broke.
 
 use std::fmt;
@@ -23,7 +23,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The gatewayd defaults of reference §2.7.
+    /// The gatewayd defaults (docs/limits.md).
     pub const DEFAULT: Limits = Limits {
         max_frame_size: 4 * 1024 * 1024,
         max_pre_connect_frame_size: 64 * 1024,

@@ -1,7 +1,7 @@
 //! The STOMP listeners: `stomp.tcp`, `stomp.tls` and `stomp.ws`. Each binds its address, accepts
 //! connections on the shared [`accept`] path (TLS handshake or WebSocket upgrade first, under the
 //! pre-auth deadline), registers them, and runs one
-//! [`connection::run`] task per connection until [`Services::shutdown`] is cancelled and every
+//! [`driver::run`] task per connection until [`Services::shutdown`] is cancelled and every
 //! connection has said goodbye. Each accept reads the listener's current [`Live`] settings, which
 //! a [`reload`](mod@super::reload) may have swapped.
 
@@ -20,7 +20,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use super::config::Config;
-use super::connection::{self, StreamTransport, Timing, WsTransport};
+use super::driver::{self, StreamTransport, Timing, WsTransport};
 use super::forwarder::Durables;
 use super::reload::Reloader;
 use super::session::Session;
@@ -211,9 +211,9 @@ struct Connection {
 }
 
 impl Connection {
-    /// The connection's loop, boxed (see [`connection::run`]): awaiting it adds only a pointer to the caller.
-    fn run(self, transport: impl connection::Transport) -> impl Future<Output = ()> {
-        connection::run(
+    /// The connection's loop, boxed (see [`driver::run`]): awaiting it adds only a pointer to the caller.
+    fn run(self, transport: impl driver::Transport) -> impl Future<Output = ()> {
+        driver::run(
             transport,
             self.session,
             self.guard,

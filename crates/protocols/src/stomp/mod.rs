@@ -1,58 +1,62 @@
-//! STOMP 1.0/1.1/1.2 broker adapter.
+//! STOMP 1.0/1.1/1.2 broker adapter (`docs/protocols/stomp.md`).
 //!
-//! * [`frame`]: frames, commands, ordered headers, versions.
-//! * [`parser`] / [`writer`]: the incremental decoder and the encoder (with [`limits`] and
-//!   the per-version header escaping); [`message`]: MESSAGE frames encoded straight from bus
-//!   deliveries; [`outbox`]: encoded frames waiting for one write.
+//! The parts, in the adapter contract's order (`docs/architecture.md`, "An adapter"):
+//!
+//! * [`config`]: the `[stomp]` section; `settings`: what connections take of it; `reload`: applies
+//!   a new one to the running listeners, for the connections they accept from then on.
+//! * [`codec`]: bytes ↔ frames, both directions, with the per-version header escaping.
+//! * [`bridge`]: SEND → bus envelope, bus envelope → MESSAGE (written straight from deliveries),
+//!   and the names MESSAGE gives bus topics.
+//! * [`session`]: one connection's state machine over the bus (sans-IO).
+//! * `driver` / `listener`: the tokio glue for `stomp.tcp`, `stomp.tls` and `stomp.ws`.
+//!
+//! STOMP's own parts:
+//!
+//! * [`limits`]: the frame caps the decoder enforces; [`outbox`]: encoded frames waiting for
+//!   one write.
 //! * [`negotiate`](mod@negotiate): version and heart-beat negotiation, CONNECTED.
-//! * [`error`]: every failure of reference §6 and its ERROR frame.
+//! * [`error`]: every way a connection fails, and its ERROR frame.
 //! * [`destination`]: destination strings.
 //! * [`durable`] / [`forwarder`]: durable topic subscriptions and the tasks feeding their queues.
 //! * [`ack`] / [`transaction`]: per-connection ack and transaction bookkeeping.
-//! * [`bridge`]: SEND → bus envelope, and the names MESSAGE gives bus topics.
-//! * [`session`]: one connection's state machine over the bus (sans-IO).
-//! * `connection` / `listener`: the tokio glue for `stomp.tcp`, `stomp.tls` and `stomp.ws`,
-//!   configured by [`config`]; `settings`: what connections take of it; `reload`: hot reload of
-//!   `[stomp]` for new connections.
-//!
-//! The reference is `shared/protocols/stomp.md`; section numbers in comments point into it.
+
+pub mod config;
+mod reload;
+mod settings;
+
+pub mod codec;
+
+pub mod bridge;
+
+pub mod session;
+
+mod driver;
+mod listener;
 
 pub mod ack;
-pub mod bridge;
-pub mod config;
-mod connection;
 pub mod destination;
 pub mod durable;
 pub mod error;
-pub mod escape;
 pub mod forwarder;
-pub mod frame;
 pub mod limits;
-mod listener;
-pub mod message;
 pub mod negotiate;
 pub mod outbox;
-pub mod parser;
-mod reload;
-pub mod session;
-mod settings;
 pub mod transaction;
-pub mod writer;
 
 pub use ack::{ack_id, AckMode, AckTable, ClientAck, Settled};
+pub use codec::{
+    encode, encode_heart_beat, put_decimal, Command, DecodeError, Decoded, Decoder, Escaping,
+    Frame, Header, Headers, Version, Written,
+};
 pub use config::Config;
 pub use destination::Destination;
 pub use error::StompError;
-pub use escape::Escaping;
 pub use forwarder::Durables;
-pub use frame::{Command, Frame, Header, Headers, Version};
 pub use limits::{Limit, Limits};
 pub use listener::start;
 pub use negotiate::{
     connected_frame, negotiate, negotiate_heart_beat, negotiate_version, Connect, HeartBeat,
     HeartBeatPlan, HeartBeatPolicy,
 };
-pub use parser::{DecodeError, Decoded, Decoder};
 pub use session::{Flow, Session, Settings};
 pub use transaction::{Transactions, TxLimit, TxLimits};
-pub use writer::{encode, encode_heart_beat, put_decimal, Written};

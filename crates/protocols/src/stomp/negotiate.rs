@@ -1,7 +1,7 @@
 //! The pure part of CONNECT: choosing the version from `accept-version`, the heart-beat
-//! arithmetic, reading the credentials, and building CONNECTED (reference §2.1, §2.2).
+//! arithmetic, reading the credentials, and building CONNECTED (docs/protocols/stomp.md, "Connecting").
 //!
-//! Heart-beat rule (§2.2 Rec): the client offers `cx,cy` ("I can send every cx ms, I want to
+//! Heart-beat rule: the client offers `cx,cy` ("I can send every cx ms, I want to
 //! receive every cy ms"). gatewayd answers `sx = cy == 0 ? 0 : max(cy, min)` and
 //! `sy = cx == 0 ? 0 : max(cx, min)` with `min` = 1000 ms by default. The spec's periods are then
 //! server→client `max(sx, cy)` and client→server `max(cx, sy)` (0 if either side is 0).
@@ -13,8 +13,8 @@
 
 use std::time::Duration;
 
+use super::codec::frame::{header, Command, Frame, Version};
 use super::error::StompError;
-use super::frame::{header, Command, Frame, Version};
 
 /// A `heart-beat` header: two periods in milliseconds, 0 = none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -183,7 +183,7 @@ pub fn negotiate(frame: &Frame, policy: &HeartBeatPolicy) -> Result<Connect, Sto
     })
 }
 
-/// The CONNECTED frame gatewayd sends (§1.4 Rec): `version` (also for 1.0), `session`,
+/// The CONNECTED frame gatewayd sends: `version` (also for 1.0), `session`,
 /// `server`, and `heart-beat` (`0,0` when none).
 pub fn connected_frame(
     version: Version,

@@ -5,9 +5,9 @@
 use bytes::{Bytes, BytesMut};
 use core_bus::Envelope;
 
-use super::frame::{Command, Frame, Version};
-use super::message::{encode_message, Delivered};
-use super::writer::{encode, Written};
+use super::bridge::{from_envelope, Delivered};
+use super::codec::frame::{Command, Frame, Version};
+use super::codec::writer::{encode, Written};
 
 /// After a write at least this large the connection is busy, and its buffer is kept for the
 /// next frames; after a smaller one it is given back, so an idle connection holds none.
@@ -38,7 +38,7 @@ impl Outbox {
         envelope: &Envelope,
         version: Version,
     ) {
-        let written = encode_message(delivered, envelope, version, &mut self.bytes);
+        let written = from_envelope(delivered, envelope, version, &mut self.bytes);
         log_dropped(written, Command::Message);
         self.ends.push(self.bytes.len());
     }
@@ -88,7 +88,7 @@ fn log_dropped(written: Written, command: Command) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stomp::message::head;
+    use crate::stomp::bridge::message::head;
     use core_bus::{ConnectionId, Origin, Protocol, Topic};
 
     #[test]

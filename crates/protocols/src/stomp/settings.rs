@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::config::Config;
-use super::connection::Timing;
+use super::driver::Timing;
 use super::forwarder::Durables;
 use super::session::Settings;
 use crate::auth::Authenticator;

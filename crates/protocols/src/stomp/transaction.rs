@@ -1,16 +1,17 @@
-//! BEGIN/COMMIT/ABORT for one connection (reference §2.4): SEND, ACK and NACK frames that
-//! carry a `transaction` header are held until COMMIT hands them back in order, or ABORT drops
-//! them (held ACKs were never applied, so their deliveries simply stay unsettled).
+//! BEGIN/COMMIT/ABORT for one connection (docs/protocols/stomp.md, "Subscribing and
+//! acknowledging"): SEND, ACK and NACK frames that carry a `transaction` header are held until
+//! COMMIT hands them back in order, or ABORT drops them (held ACKs were never applied, so their
+//! deliveries simply stay unsettled).
 //!
 //! Caps follow RabbitMQ (16 open transactions, 1024 frames each) plus a byte budget for all
-//! held frames of the connection, which the reference leaves open: without it 16 × 1024
+//! held frames of the connection, which RabbitMQ does not have: without it 16 × 1024
 //! frames of 4 MiB could be held per connection.
 
 use std::collections::HashMap;
 use std::fmt;
 
+use super::codec::frame::{header, Command, Frame};
 use super::error::StompError;
-use super::frame::{header, Command, Frame};
 
 /// Which transaction cap was hit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,10 +1,11 @@
 //! One STOMP connection's state machine over the bus, without sockets or clocks: bytes go in
-//! through [`Session::receive`], bus deliveries through [`Session::deliver`], and frames to write
-//! are encoded into the [`Outbox`] ([`Session::outbox`]). A [`Flow::Close`] answer means "write
-//! what is queued, then close". Timers (heart-beats, login timeout) belong to the listener, which reads the
-//! negotiated [`HeartBeatPlan`] from [`Session::heart_beat`].
+//! through [`Session::handle_input`], bus deliveries through [`Session::handle_deliveries`], and
+//! frames to write are encoded into the [`Outbox`] that [`Session::poll_transmit`] hands out. A
+//! [`Flow::Close`] answer means "write what is queued, then close". Timers (heart-beats, login
+//! timeout) belong to the driver, which reads the negotiated [`HeartBeatPlan`] from
+//! [`Session::heart_beat`].
 //!
-//! Every failure is answered with ERROR and a close (reference §2.6); the receipt of the
+//! Every failure is answered with ERROR and a close (docs/protocols/stomp.md, "Errors"); the receipt of the
 //! culprit frame goes on the ERROR. Frames that follow DISCONNECT or an error are ignored.
 
 use std::collections::HashMap;
@@ -20,17 +21,17 @@ use core_bus::{
 
 use super::ack::{ack_id, AckMode, AckTable};
 use super::bridge;
+use super::bridge::message::{self, Delivered};
+use super::codec::frame::{header, Command, Frame, Version};
+use super::codec::parser::{Decoded, Decoder};
 use super::config::UnknownDestination;
 use super::destination::Destination;
 use super::durable::{self, Request};
 use super::error::StompError;
 use super::forwarder::{Durables, FeedError, SOURCE_TOPIC};
-use super::frame::{header, Command, Frame, Version};
 use super::limits::Limits;
-use super::message::{self, Delivered};
 use super::negotiate::{connected_frame, negotiate, HeartBeatPlan, HeartBeatPolicy};
 use super::outbox::Outbox;
-use super::parser::{Decoded, Decoder};
 use super::transaction::{Transactions, TxLimits};
 use crate::auth::{Authenticator, Credentials, Identity};
 
@@ -163,7 +164,7 @@ impl Session {
     /// Decodes and processes every complete frame at the front of `buf`. Stops early, leaving
     /// the rest in `buf`, when a publish asks for backpressure: wait on
     /// [`Session::take_backpressure`], then call again before reading more.
-    pub fn receive(&mut self, buf: &mut BytesMut) -> Flow {
+    pub fn handle_input(&mut self, buf: &mut BytesMut) -> Flow {
         loop {
             if matches!(self.phase, Phase::Closed) {
                 return Flow::Close;
@@ -284,14 +285,16 @@ impl Session {
         self.failed
     }
 
-    /// Turns one bus delivery into a MESSAGE frame.
-    pub fn deliver(&mut self, delivery: Delivery) {
-        match &mut self.phase {
-            Phase::Connected(connected) => connected.message(delivery, &mut self.outbox),
-            // The mailbox is gone with the phase; a stray group delivery goes back to its group.
-            Phase::AwaitingConnect | Phase::Closed => {
-                if let Some(ack) = delivery.ack {
-                    ack.nack(true);
+    /// Turns each bus delivery, in order, into a MESSAGE frame.
+    pub fn handle_deliveries(&mut self, deliveries: impl IntoIterator<Item = Delivery>) {
+        for delivery in deliveries {
+            match &mut self.phase {
+                Phase::Connected(connected) => connected.message(delivery, &mut self.outbox),
+                // The mailbox is gone with the phase; a stray group delivery goes back to its group.
+                Phase::AwaitingConnect | Phase::Closed => {
+                    if let Some(ack) = delivery.ack {
+                        ack.nack(true);
+                    }
                 }
             }
         }
@@ -309,9 +312,14 @@ impl Session {
         self.fail(StompError::ShuttingDown, None)
     }
 
-    /// Frames to write, in order; clear it once they are written.
-    pub fn outbox(&mut self) -> &mut Outbox {
-        &mut self.outbox
+    /// The frames to write now, in order, or `None` when nothing is queued; clear the outbox once
+    /// they are written.
+    pub fn poll_transmit(&mut self) -> Option<&mut Outbox> {
+        if self.outbox.is_empty() {
+            None
+        } else {
+            Some(&mut self.outbox)
+        }
     }
 
     /// Set after a publish into a full group under the `block` policy.

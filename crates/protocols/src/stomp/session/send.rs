@@ -13,7 +13,7 @@ impl Connected {
             None => None,
             Some(address) => self.reply_to(address)?,
         };
-        let envelope = bridge::envelope_from_send(frame, topic, reply_to, self.mailbox.owner());
+        let envelope = bridge::to_envelope(frame, topic, reply_to, self.mailbox.owner());
         Ok(self.bus.publish(envelope).backpressure)
     }
 

@@ -32,7 +32,7 @@ fn session(bus: &Bus, settings: &Arc<Settings>) -> Session {
 }
 
 fn feed(session: &mut Session, bytes: &[u8]) -> Flow {
-    session.receive(&mut BytesMut::from(bytes))
+    session.handle_input(&mut BytesMut::from(bytes))
 }
 
 fn connected(bus: &Bus, settings: &Arc<Settings>, version: &str) -> Session {
@@ -68,9 +68,7 @@ fn pump(session: &mut Session) -> Vec<Frame> {
     if let Some(mailbox) = session.mailbox_mut() {
         mailbox.try_recv_batch(&mut deliveries, 1000).unwrap();
     }
-    for delivery in deliveries {
-        session.deliver(delivery);
-    }
+    session.handle_deliveries(deliveries);
     output(session)
 }
 
@@ -323,7 +321,7 @@ fn sending_into_a_full_blocking_group_pauses_decoding() {
         &b"SEND\ndestination:/queue/slow\n\n1\0SEND\ndestination:/queue/slow\n\n2\0\
            SEND\ndestination:/queue/slow\n\n3\0"[..],
     );
-    assert_eq!(s.receive(&mut buf), Flow::Continue);
+    assert_eq!(s.handle_input(&mut buf), Flow::Continue);
     assert!(s.take_backpressure().is_some());
     assert!(!buf.is_empty(), "frames after the blocked SEND wait");
 }

@@ -1,7 +1,8 @@
 //! The tokio loop of one STOMP connection: reads bytes into the [`Session`], drains the mailbox in
 //! batches, writes everything queued with one write, keeps the negotiated heart-beats and the
-//! deadlines (pre-auth until CONNECTED, unfinished frames and blocked writes through [`Watched`]), and closes with the §2.6 procedure (flush, shut the write side, drain input for
-//! up to a second). [`Transport`] hides whether frames travel on a byte stream or as WebSocket
+//! deadlines (pre-auth until CONNECTED, unfinished frames and blocked writes through [`Watched`]),
+//! and closes as docs/protocols/stomp.md, "Errors" says (flush, shut the write side, drain input
+//! for up to a second). [`Transport`] hides whether frames travel on a byte stream or as WebSocket
 //! messages.
 
 use std::future::Future;
@@ -219,9 +220,9 @@ pub(crate) fn run<T: Transport>(
 }
 
 /// Hands `buf` to the session and tells the transport whether frames were finished.
-fn receive<T: Transport>(session: &mut Session, buf: &mut BytesMut, transport: &mut T) -> Flow {
+fn feed<T: Transport>(session: &mut Session, buf: &mut BytesMut, transport: &mut T) -> Flow {
     let before = buf.len();
-    let flow = session.receive(buf);
+    let flow = session.handle_input(buf);
     if buf.len() < before {
         transport.frames_finished(!buf.is_empty());
     }
@@ -249,13 +250,13 @@ async fn run_connection<T: Transport>(
     // heart-beats go on, reading stops. One future per stall, so its bound counts from the publish.
     let mut paused: Option<Stall> = None;
     loop {
-        if !session.outbox().is_empty() {
-            match timeout(write_timeout, transport.send(session.outbox())).await {
+        if let Some(frames) = session.poll_transmit() {
+            match timeout(write_timeout, transport.send(frames)).await {
                 Ok(Ok(())) => last_write = Instant::now(),
                 Ok(Err(error)) => return guard.closing(cause_of(&error)),
                 Err(_) => return guard.closing(CloseCause::Deadline),
             }
-            session.outbox().clear();
+            frames.clear();
         }
         if !identified {
             if let Some(identity) = session.identity() {
@@ -293,12 +294,12 @@ async fn run_connection<T: Transport>(
             () = room(paused.as_mut()), if paused.is_some() => {
                 paused = None;
                 last_read = Instant::now();
-                flow = receive(&mut session, &mut buf, &mut transport);
+                flow = feed(&mut session, &mut buf, &mut transport);
             }
             read = transport.read(&mut buf), if paused.is_none() => match read {
                 Ok(n) if n > 0 => {
                     last_read = Instant::now();
-                    flow = receive(&mut session, &mut buf, &mut transport);
+                    flow = feed(&mut session, &mut buf, &mut transport);
                     if n >= BUSY_READ {
                         // More is probably waiting, and the subscribers these publishes woke
                         // are queued behind this task on this worker (tokio runs a woken task
@@ -312,11 +313,7 @@ async fn run_connection<T: Transport>(
             },
             received = next_batch(session.mailbox_mut(), &mut batch, timing.write_batch) => {
                 match received {
-                    Ok(_) => {
-                        for delivery in batch.drain(..) {
-                            session.deliver(delivery);
-                        }
-                    }
+                    Ok(_) => session.handle_deliveries(batch.drain(..)),
                     Err(closed) => {
                         if closed == Closed::SlowConsumer {
                             guard.closing(CloseCause::SlowConsumer);

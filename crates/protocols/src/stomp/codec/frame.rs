@@ -1,15 +1,15 @@
 //! STOMP frames as values: the [`Command`], the ordered [`Headers`] (duplicates kept, first
 //! wins on lookup), the body, and the protocol [`Version`] a session speaks.
 //!
-//! Header names and values are kept as bytes: STOMP allows any octets in them, and a
-//! non-UTF-8 header must survive a STOMP-to-STOMP hop unchanged (reference §6). Use
-//! [`Frame::header_str`] / [`Frame::require_header`] where the session needs text.
+//! Header names and values are kept as bytes: STOMP allows any octets in them, and a non-UTF-8
+//! header must survive a STOMP-to-STOMP hop unchanged (docs/protocols/stomp.md, "Frames on the
+//! wire"). Use [`Frame::header_str`] / [`Frame::require_header`] where the session needs text.
 
 use std::fmt;
 
 use bytes::Bytes;
 
-use super::error::StompError;
+use crate::stomp::error::StompError;
 
 /// Header names the adapter itself reads or writes.
 pub mod header {

@@ -1,22 +1,25 @@
 //! MESSAGE frames written straight from a bus delivery into the session's output buffer: no
-//! [`Frame`](super::frame::Frame), no header list and no string per message. The command line
+//! [`Frame`](crate::stomp::codec::frame::Frame), no header list and no string per message. The command line
 //! and `subscription` header of a subscription are encoded once ([`head`]); numbers are written
 //! in place.
 //!
-//! Headers, in order (reference §3.3): `subscription`, `destination`, `message-id`, `ack` (1.2
-//! client acks), `redelivered`, `content-type`, `content-length`, `JMSXGroupID`, `reply-to`,
-//! `correlation-id`, `traceparent`, `tracestate`, then the user headers. A user header value that is not
-//! UTF-8 is written as [`BASE64_MARKER`] followed by its standard base64.
+//! Headers, in order (docs/protocols/stomp.md, "What a STOMP message looks like elsewhere"):
+//! `subscription`, `destination`, `message-id`, `ack` (1.2 client acks), `redelivered`,
+//! `content-type`, `content-length`, `JMSXGroupID`, `reply-to`, `correlation-id`, `traceparent`,
+//! `tracestate`, then the user headers. A user header value that is not UTF-8 is written as
+//! [`BASE64_MARKER`] followed by its standard base64.
 
 use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
 use core_bus::Envelope;
 
-use super::bridge::{self, BASE64_MARKER, CORRELATION_ID, GROUP_ID, TRACEPARENT, TRACESTATE};
-use super::escape::Escaping;
-use super::forwarder::SOURCE_TOPIC;
-use super::frame::{header, Command, Version};
-use super::writer::{put_decimal, put_header, Written};
+use super::{
+    named, reply_queue_of, BASE64_MARKER, CORRELATION_ID, GROUP_ID, TRACEPARENT, TRACESTATE,
+};
+use crate::stomp::codec::escape::Escaping;
+use crate::stomp::codec::frame::{header, Command, Version};
+use crate::stomp::codec::writer::{put_decimal, put_header, Written};
+use crate::stomp::forwarder::SOURCE_TOPIC;
 
 const TOPIC: &str = "/topic/";
 
@@ -50,7 +53,7 @@ pub fn head(id: &str, version: Version) -> Bytes {
 }
 
 /// Appends the MESSAGE frame for `envelope` to `dst`.
-pub fn encode_message(
+pub fn from_envelope(
     delivered: &Delivered<'_>,
     envelope: &Envelope,
     version: Version,
@@ -85,9 +88,9 @@ pub fn encode_message(
         header(GROUP_ID, key, dst);
     }
     if let Some(reply_to) = &envelope.reply_to {
-        let address = match bridge::reply_queue_of(reply_to) {
+        let address = match reply_queue_of(reply_to) {
             Some(reply_queue) => Bytes::from(reply_queue),
-            None => bridge::named(TOPIC, reply_to),
+            None => named(TOPIC, reply_to),
         };
         header(header::REPLY_TO, &address, dst);
     }
@@ -129,9 +132,9 @@ fn put_id(name: &str, delivered: &Delivered<'_>, dst: &mut BytesMut) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stomp::frame::Frame;
+    use crate::stomp::codec::frame::Frame;
+    use crate::stomp::codec::parser::{Decoded, Decoder};
     use crate::stomp::limits::Limits;
-    use crate::stomp::parser::{Decoded, Decoder};
     use core_bus::{ConnectionId, Origin, Protocol, Topic};
 
     fn decode(wire: &[u8], version: Version) -> Frame {
@@ -172,7 +175,7 @@ mod tests {
             redelivered: true,
         };
         let mut wire = BytesMut::new();
-        let written = encode_message(&delivered, &e, Version::V1_2, &mut wire);
+        let written = from_envelope(&delivered, &e, Version::V1_2, &mut wire);
         assert_eq!(written.dropped_headers, 0);
         let frame = decode(&wire, Version::V1_2);
         assert_eq!(frame.command, Command::Message);
@@ -223,7 +226,7 @@ mod tests {
             redelivered: false,
         };
         let mut wire = BytesMut::new();
-        let written = encode_message(&delivered, &e, Version::V1_0, &mut wire);
+        let written = from_envelope(&delivered, &e, Version::V1_0, &mut wire);
         assert_eq!(written.dropped_headers, 1);
         let frame = decode(&wire, Version::V1_0);
         assert_eq!(

@@ -1,9 +1,10 @@
-//! Header escaping ("Value Encoding" in the 1.1/1.2 specs) for names and values.
+//! Header escaping ("Value Encoding" in the 1.1/1.2 specs) for names and values
+//! (docs/protocols/stomp.md, "Frames on the wire").
 //!
 //! | mode | decode | encode |
 //! |---|---|---|
 //! | `Raw` (1.0, and CONNECT/STOMP/CONNECTED in every version) | none | LF, CR (and `:` in names) cannot be written |
-//! | `V1_1` | `\n` `\c` `\\`, and `\r` leniently (reference §1.2 Rec) | `\n` `\c` `\\`; CR cannot be written |
+//! | `V1_1` | `\n` `\c` `\\`, and `\r` leniently | `\n` `\c` `\\`; CR cannot be written |
 //! | `V1_2` | `\n` `\c` `\\` `\r`, anything else is fatal | `\n` `\c` `\\` `\r` |
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -24,7 +25,7 @@ pub(super) struct InvalidEscape;
 
 impl Escaping {
     /// The escaping of a `command` frame in a session speaking `version`.
-    pub(super) fn for_frame(command: Command, version: Version) -> Escaping {
+    pub(in crate::stomp) fn for_frame(command: Command, version: Version) -> Escaping {
         match version {
             _ if command.is_connect() => Escaping::Raw,
             Version::V1_0 => Escaping::Raw,

@@ -13,19 +13,19 @@
 //!   every check fires at a fixed byte offset (header escapes are checked once the frame is
 //!   complete), and the earliest one wins.
 //! * After an error the decoder is fused: every later call returns the same error. The session
-//!   sends ERROR (see [`super::error::StompError`]) and closes.
+//!   sends ERROR (see [`crate::stomp::error::StompError`]) and closes.
 //!
-//! Wire rules (reference §1.1, §1.2, §6): EOL is LF or CR LF in every version; LF, CR LF and NUL
-//! between frames are heart-beats; a CR not followed by LF is fatal. `content-length` bodies
-//! may hold NULs and must be followed by a NUL. Headers are unescaped per the version set with
-//! [`Decoder::set_version`] (none before that, and never for CONNECT/STOMP/CONNECTED); in 1.0
-//! leading spaces and tabs of values are trimmed.
+//! Wire rules (docs/protocols/stomp.md, "Frames on the wire"): EOL is LF or CR LF in every version;
+//! LF, CR LF and NUL between frames are heart-beats; a CR not followed by LF is fatal.
+//! `content-length` bodies may hold NULs and must be followed by a NUL. Headers are unescaped per
+//! the version set with [`Decoder::set_version`] (none before that, and never for
+//! CONNECT/STOMP/CONNECTED); in 1.0 leading spaces and tabs of values are trimmed.
 
 use bytes::{Buf, BytesMut};
 
 use super::escape::Escaping;
 use super::frame::{header, Command, Frame, Header, Headers, Version};
-use super::limits::{Limit, Limits};
+use crate::stomp::limits::{Limit, Limits};
 
 /// What one call to [`Decoder::decode`] produced.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,6 @@
-//! How a STOMP message looks on the bus and back (reference §3.3): SEND → [`Envelope`] here,
-//! [`Envelope`] → MESSAGE in [`message`](super::message), which uses the names made here.
+//! How a STOMP message looks on the bus and back (docs/protocols/stomp.md, "What a STOMP message
+//! looks like elsewhere"), all of it in this role: SEND → [`Envelope`] here ([`to_envelope`]),
+//! [`Envelope`] → MESSAGE in [`message`] ([`from_envelope`]), which uses the names made here.
 //!
 //! | STOMP header | envelope |
 //! |---|---|
@@ -18,7 +19,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use core_bus::names::INBOX_TOKEN;
 use core_bus::{Envelope, Origin, Topic};
 
-use super::frame::{header, Frame};
+use crate::stomp::codec::frame::{header, Frame};
+
+pub mod message;
+
+pub use message::{from_envelope, Delivered};
 
 /// Prefix of a MESSAGE header value that carries non-UTF-8 bytes as base64.
 pub const BASE64_MARKER: &str = "base64:";
@@ -58,7 +63,7 @@ const NOT_USER_HEADERS: [&str; 14] = [
 
 /// The envelope for a SEND to `topic`. `reply_to` is the resolved `reply-to` header; when the
 /// session could not resolve it, the raw header travels as a user header.
-pub fn envelope_from_send(
+pub fn to_envelope(
     frame: &Frame,
     topic: Topic,
     reply_to: Option<Topic>,
@@ -130,7 +135,7 @@ pub fn named(prefix: &str, topic: &Topic) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stomp::frame::Command;
+    use crate::stomp::codec::frame::Command;
     use core_bus::{ConnectionId, Protocol};
 
     fn origin() -> Origin {
@@ -152,7 +157,7 @@ mod tests {
             .with_header("reply-to", "/odd/place")
             .with_body(&b"hi\0there"[..]);
         let topic = Topic::from_dotted(b"a");
-        let e = envelope_from_send(&frame, topic.clone(), None, origin());
+        let e = to_envelope(&frame, topic.clone(), None, origin());
         assert_eq!(e.topic, topic);
         assert_eq!(&e.payload[..], b"hi\0there");
         assert_eq!(e.content_type.as_deref(), Some("text/plain"));
@@ -160,7 +165,7 @@ mod tests {
         assert_eq!(e.correlation_id.as_deref(), Some("c-9"));
         let names: Vec<_> = e.headers.iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["x-user", "reply-to"]);
-        let resolved = envelope_from_send(&frame, topic, Some(Topic::from_dotted(b"r")), origin());
+        let resolved = to_envelope(&frame, topic, Some(Topic::from_dotted(b"r")), origin());
         assert_eq!(resolved.headers.len(), 1);
         assert_eq!(resolved.reply_to, Some(Topic::from_dotted(b"r")));
     }

@@ -1,9 +1,10 @@
 //! The frame encoder: a [`Frame`] to bytes for a session speaking a given [`Version`].
 //!
-//! Output rules (reference §1.2, §1.4 Rec): LF EOLs only (the seed parser cannot take CR);
-//! headers escaped per version, except on CONNECT/STOMP/CONNECTED; `content-length` always on
-//! SEND/MESSAGE/ERROR and on any non-empty body, never on other empty frames (a RECEIPT must
-//! hold only `receipt-id`); one LF after the NUL (RabbitMQ `trailing_lf`; every client skips it).
+//! Output rules (docs/protocols/stomp.md, "Frames on the wire"): LF EOLs only (the seed parser
+//! cannot take CR); headers escaped per version, except on CONNECT/STOMP/CONNECTED;
+//! `content-length` always on SEND/MESSAGE/ERROR and on any non-empty body, never on other empty
+//! frames (a RECEIPT must hold only `receipt-id`); one LF after the NUL (RabbitMQ `trailing_lf`;
+//! every client skips it).
 
 use bytes::{BufMut, BytesMut};
 
@@ -61,7 +62,7 @@ pub fn encode_heart_beat(dst: &mut BytesMut) {
 
 /// Appends `name:value` and an EOL, escaped; `false` (and nothing written) when the escaping
 /// cannot carry them.
-pub(super) fn put_header(
+pub(in crate::stomp) fn put_header(
     escaping: Escaping,
     name: &[u8],
     value: &[u8],
@@ -113,7 +114,7 @@ fn estimate(frame: &Frame) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stomp::frame::Command;
+    use crate::stomp::codec::frame::Command;
 
     fn write(frame: &Frame, version: Version) -> (Vec<u8>, usize) {
         let mut dst = BytesMut::new();
