@@ -4,7 +4,7 @@
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use protocols::loom::codec::delivery::CONSUMER_MAX_CHUNK_BYTES;
-use protocols::loom::varint;
+use protocols::loom::codec::varint;
 use protocols::loom::{
     Assembled, ConsumerFrame, ConsumerKey, Delivery, FrameError, Hello, HelloError, Limits,
     MessageAssembler, MessageDecoder, MessageEvent, MessageHeader, Role, VarintError,

@@ -16,7 +16,7 @@ use core_bus::metrics::{record_drop, DropReason};
 use core_bus::{Credit, Origin, Protocol, Topic};
 
 use super::codec::delivery;
-use super::hello::Role;
+use super::codec::hello::Role;
 use super::limits::Limits;
 use super::reject::Rejection;
 use super::relay::{Broken, Pipe, Relay, Streamed};

@@ -11,8 +11,8 @@ use h3::error::Code;
 use h3::server::RequestStream;
 use quinn::VarInt;
 
+use super::codec::hello::Role;
 use super::driver::{self, Conn, Gone, Inbound, Outbound, Outcome, Shared};
-use super::hello::Role;
 use super::reject::{h3_route, H3_CONTENT_TYPE, H3_OK};
 use crate::CloseCause;
 

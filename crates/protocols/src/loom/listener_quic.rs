@@ -6,8 +6,8 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use quinn::VarInt;
 
+use super::codec::hello::Role;
 use super::driver::{self, Conn, Gone, Inbound, Outbound, Outcome, Shared};
-use super::hello::Role;
 use super::reject::{QUIC_MESSAGE_CUT, QUIC_SHUTDOWN};
 use crate::CloseCause;
 

@@ -19,8 +19,8 @@
 //!
 //! **HTTP/3** (`POST /stream`, bodies always empty): see [`h3_route`] and [`Rejection::h3_status`].
 
+use super::codec::hello::HelloError;
 use super::codec::FrameError;
-use super::hello::HelloError;
 
 /// QUIC application error code in STOP_SENDING when the hello or authorization is refused.
 pub const QUIC_REJECTED: u32 = 0x01;
@@ -127,7 +127,7 @@ impl Rejection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loom::varint::VarintError;
+    use crate::loom::codec::varint::VarintError;
 
     #[test]
     fn h3_routing() {

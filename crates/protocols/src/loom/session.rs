@@ -17,10 +17,10 @@ use bytes::{Bytes, BytesMut};
 use core_bus::{AckHandle, Envelope, Origin, Pattern, Topic};
 use parking_lot::Mutex;
 
+use super::codec::hello::{Hello, Role};
 use super::codec::{
     Assembled, ConsumerFrame, Delivery, DeliveryHeader, FrameError, MessageAssembler, StreamStart,
 };
-use super::hello::{Hello, Role};
 use super::key::ConsumerKey;
 use super::limits::Limits;
 use super::reject::Rejection;

@@ -3,7 +3,7 @@
 
 use bytes::{Buf, BufMut, BytesMut};
 
-use crate::loom::varint::{self, VarintError};
+use super::varint::{self, VarintError};
 
 /// `frame_type` of an ack.
 pub const FRAME_ACK: u64 = 1;

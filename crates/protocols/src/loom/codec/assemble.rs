@@ -233,7 +233,7 @@ impl Partial {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loom::varint;
+    use crate::loom::codec::varint;
 
     fn message(key: &[u8], declared: u64, chunks: &[&[u8]]) -> Vec<u8> {
         let mut out = Vec::new();

@@ -6,8 +6,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::varint;
 use crate::loom::key::ConsumerKey;
-use crate::loom::varint;
 
 /// Largest chunk ever written to a consumer.
 pub const CONSUMER_MAX_CHUNK_BYTES: usize = 64 << 10;

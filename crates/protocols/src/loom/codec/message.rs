@@ -9,9 +9,9 @@ use std::ops::Range;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::super::cursor::{within, Cursor};
-use super::super::limits::Limits;
-use super::super::varint::{self, VarintError};
+use super::cursor::{within, Cursor};
+use super::varint::{self, VarintError};
+use crate::loom::limits::Limits;
 
 /// The fields in front of a message's chunks.
 #[derive(Debug, Clone, PartialEq, Eq)]

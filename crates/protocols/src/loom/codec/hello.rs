@@ -10,8 +10,8 @@ use std::ops::Range;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::cursor::{within, Cursor};
-use super::limits::Limits;
 use super::varint::{self, VarintError};
+use crate::loom::limits::Limits;
 
 /// First four bytes of every stream.
 pub const MAGIC: [u8; 4] = *b"LOOM";
