@@ -6,13 +6,11 @@
 //! ([`key`]), the configurable limits ([`limits`]) and how a refused stream is answered on QUIC and HTTP/3
 //! ([`reject`]); those are pure. [`session`] holds the sans-IO stream logic (admission, msg ids, acks),
 //! [`config`] the `[loom]` section, the private `relay` the hand-over of messages over `max_message_bytes` to one
-//! Loom consumer (cut-through), and the private `driver`, `listener`, `listener_quic` and `listener_h3` modules
+//! Loom consumer (cut-through), and the private `driver`, `listener` (with its `quic` and `h3` parts) modules
 //! the tokio/quinn/h3 glue started by [`start`].
 
 mod driver;
 mod listener;
-mod listener_h3;
-mod listener_quic;
 mod relay;
 
 pub mod codec;

@@ -11,9 +11,9 @@ use h3::error::Code;
 use h3::server::RequestStream;
 use quinn::VarInt;
 
-use super::codec::hello::Role;
-use super::driver::{self, Conn, Gone, Inbound, Outbound, Outcome, Shared};
-use super::reject::{h3_route, H3_CONTENT_TYPE, H3_OK};
+use crate::loom::codec::hello::Role;
+use crate::loom::driver::{self, Conn, Gone, Inbound, Outbound, Outcome, Shared};
+use crate::loom::reject::{h3_route, H3_CONTENT_TYPE, H3_OK};
 use crate::CloseCause;
 
 type Send = RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
