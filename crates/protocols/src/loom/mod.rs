@@ -13,6 +13,7 @@ mod driver;
 mod listener;
 mod relay;
 
+pub mod bridge;
 pub mod codec;
 pub mod config;
 pub mod key;
