@@ -490,7 +490,7 @@ mod tests {
             .join_group(&topic, Credit::Window(1), GroupPolicy::ROOM)
             .unwrap();
         let mut session = ProducerSession::new(bus.clone(), topic.clone(), origin(), &limits);
-        // §6 message (key k, declared 5 → over the limit of 4), then key k, body "hi", msg id 9.
+        // The test vectors' message (key k, declared 5 → over the limit of 4), then key k, body "hi", msg id 9.
         let mut src = BytesMut::from(
             &[
                 0x01, 0x6b, 0x05, 0x07, 0x05, b'h', b'e', b'l', b'l', b'o', 0x00, 0x01, 0x6b, 0x00,

@@ -1,5 +1,6 @@
 //! Loom over raw QUIC (`loom/1`): every client-initiated bidirectional stream is one Loom session. Refusals
-//! follow the reference's FIN-only answer plus STOP_SENDING (see [`crate::loom::reject`]); the connection stays open.
+//! follow upstream's FIN-only answer plus STOP_SENDING (docs/protocols/loom.md, "Refusals and errors", and
+//! [`crate::loom::reject`]); the connection stays open.
 
 use std::sync::Arc;
 
