@@ -1,10 +1,11 @@
-//! Loom codec properties across modules: §6 session vectors, round trips (our encoders → our decoders), random
-//! and mutated input never panics, and decoding does not depend on how the input is split.
+//! Loom codec properties across modules: the session test vectors (docs/protocols/loom.md, "Test vectors"), round
+//! trips (our encoders → our decoders), random and mutated input never panics, and decoding does not depend on how
+//! the input is split.
 
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use protocols::loom::codec::delivery::CONSUMER_MAX_CHUNK_BYTES;
-use protocols::loom::varint;
+use protocols::loom::codec::varint;
 use protocols::loom::{
     Assembled, ConsumerFrame, ConsumerKey, Delivery, FrameError, Hello, HelloError, Limits,
     MessageAssembler, MessageDecoder, MessageEvent, MessageHeader, Role, VarintError,
@@ -139,7 +140,7 @@ fn hex(s: &str) -> Vec<u8> {
 
 #[test]
 fn reference_consumer_session() {
-    // §6: client→server `hello(C) ‖ 01 07`, server→client `01 6b 05 07 05 68 65 6c 6c 6f 00`.
+    // Test vectors: client→server `hello(C) ‖ 01 07`, server→client `01 6b 05 07 05 68 65 6c 6c 6f 00`.
     let c2s = hex("4c 4f 4f 4d 04 43 02 63 31 07 64 65 66 61 75 6c 74 01 74  01 07");
     assert_eq!(
         Driver::run(acks, &[&c2s]),
@@ -167,7 +168,7 @@ fn reference_consumer_session() {
 
 #[test]
 fn reference_producer_session() {
-    // §6 producer hello, then the §6 message (its msg id 7 is not kept: the server assigns its own).
+    // The test vectors' producer hello, then their message (its msg id 7 is not kept: the server assigns its own).
     let c2s = hex(
         "4c 4f 4f 4d 04 50 02 70 31 07 64 65 66 61 75 6c 74 01 74  01 6b 05 07 05 68 65 6c 6c 6f 00",
     );

@@ -1,5 +1,6 @@
 """Loom v4 over raw QUIC with aioquic, a QUIC stack independent of quinn, using the byte-exact test vectors of
-the Loom reference (section 6). The gateway runs with a static token "t" so the vectors' hellos are accepted."""
+docs/protocols/loom.md ("Test vectors"). The gateway runs with a static token "t" so the vectors' hellos are
+accepted."""
 import asyncio
 import json
 import os
@@ -23,7 +24,7 @@ TIMEOUT = 20
 
 
 def with_id(message: bytes, msg_id: int) -> bytes:
-    """The section 6 message with another one-byte msg id (the server assigns its own)."""
+    """The test vectors' message with another one-byte msg id (the server assigns its own)."""
     return message[:3] + bytes([msg_id]) + message[4:]
 
 

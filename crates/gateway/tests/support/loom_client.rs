@@ -1,5 +1,5 @@
-//! A minimal Loom v4 client for over-the-socket tests, written from `shared/protocols/loom.md` with its own tiny
-//! encoder and decoder (it deliberately does not use gatewayd's codec). It speaks raw QUIC (ALPN `loom/1`) and
+//! A minimal Loom v4 client for over-the-socket tests, written from docs/protocols/loom.md ("Wire format") with its
+//! own tiny encoder and decoder (it deliberately does not use gatewayd's codec). It speaks raw QUIC (ALPN `loom/1`) and
 //! HTTP/3 (`POST /stream`) with quinn and h3, and trusts any server certificate, like Loom clients with
 //! `InsecureSkipVerify` against the self-signed development certificate.
 #![allow(dead_code)]

@@ -1,9 +1,9 @@
 //! The `[loom]` config section: one UDP address serving Loom over raw QUIC and over HTTP/3, its TLS, limits,
 //! QUIC timings and flow-control windows, the refusal delay for consumers, the room topic prefix and auth.
 //!
-//! Defaults follow the reference (§1.1, §4.7, §4.8): port 4242, keep-alive 15 s, idle timeout 30 s, 100 bidi
-//! streams per connection, stream window 512 KiB, connection window 768 KiB. TLS defaults to a self-signed
-//! development certificate, as upstream does when no certificate is configured (§1.3).
+//! Defaults follow upstream (docs/protocols/loom.md, "Port, ALPNs, TLS" and "Wire format"): port 4242, keep-alive
+//! 15 s, idle timeout 30 s, 100 bidi streams per connection, stream window 512 KiB, connection window 768 KiB. TLS
+//! defaults to a self-signed development certificate, as upstream does when no certificate is configured.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -34,7 +34,7 @@ pub struct LoomConfig {
     /// wait for the next piece of a cut-through message (`quic.idle_timeout_secs` ends silent connections).
     pub deadlines: Deadlines,
     /// How long a refused consumer stream stays open before its FIN, so that clients reconnecting in a loop
-    /// (Loom-go does so without delay, reference §4.10) are slowed down.
+    /// (Loom-go does so without delay, docs/protocols/loom.md, "Refusals and errors") are slowed down.
     pub reject_delay_ms: u64,
     /// Rooms map to `<topic_prefix>.<room>` when set, else to the room alone (`.` separates tokens).
     pub topic_prefix: Option<Topic>,
@@ -96,7 +96,8 @@ impl LoomConfig {
     }
 }
 
-/// `[loom.limits]`: the listener's connection limits and the Loom framing limits (reference §4.7).
+/// `[loom.limits]`: the listener's connection limits and the Loom framing limits (docs/protocols/loom.md,
+/// "Wire format").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LoomLimits {

@@ -1,8 +1,9 @@
 //! The life of one Loom stream, the same over raw QUIC and HTTP/3: read the hello, admit it, then run the
-//! producer (bytes → bus, honouring backpressure; a message over `max_message_bytes` → piped to one Loom consumer
-//! of the room, see [`super::relay`]) or the consumer (bus and cut-through messages → bytes, one message in flight
-//! until its ack). The transports implement [`Inbound`]/[`Outbound`] and turn the [`Outcome`] into their own
-//! goodbye.
+//! producer (bytes → its [`super::session`], which publishes, honouring the back-pressure it hands back; a message
+//! over `max_message_bytes` → piped to one Loom consumer of the room, see [`super::relay`]) or the consumer
+//! (mailbox deliveries and cut-through messages → its session → bytes, one message in flight until its ack). The
+//! driver never calls the bus itself. The transports implement [`Inbound`]/[`Outbound`] and turn the [`Outcome`]
+//! into their own goodbye.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,12 +12,11 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
-use core_bus::config::GroupPolicy;
 use core_bus::metrics::{record_drop, DropReason};
-use core_bus::{Credit, Origin, Protocol, Topic};
+use core_bus::{Origin, Protocol, Topic};
 
 use super::codec::delivery;
-use super::hello::Role;
+use super::codec::hello::Role;
 use super::limits::Limits;
 use super::reject::Rejection;
 use super::relay::{Broken, Pipe, Relay, Streamed};
@@ -174,8 +174,8 @@ pub(super) async fn open<I: Inbound>(
     }
 }
 
-/// Publishes every message of a producer stream; after a publish that reports backpressure, reads nothing more
-/// until the room has space again, so QUIC flow control pushes back on the producer. A message over
+/// Has the session publish every message of a producer stream; after a publish that reports backpressure, reads
+/// nothing more until the room has space again, so QUIC flow control pushes back on the producer. A message over
 /// `max_message_bytes` is piped to one Loom consumer of the room instead; while its pipe is full, nothing more is
 /// read either.
 pub(super) async fn produce<I: Inbound>(
@@ -186,13 +186,18 @@ pub(super) async fn produce<I: Inbound>(
     settings: &Settings,
     conn: &Conn,
 ) -> Outcome {
-    let mut session = ProducerSession::new(topic.clone(), conn.origin(), &settings.limits);
+    let mut session = ProducerSession::new(
+        shared.services.bus.clone(),
+        topic.clone(),
+        conn.origin(),
+        &settings.limits,
+    );
     // The message being cut through; dropping it fails the message at its consumer. The session yields chunks
     // and ends only after the start that sets it (or after the consumer was found gone, which ends the stream).
     let mut pipe: Option<Pipe> = None;
     let mut eof = false;
     loop {
-        let produced = match session.next(buf, eof) {
+        let produced = match session.handle_input(buf, eof) {
             Err(rejection) => {
                 if let Rejection::TooLarge { .. } = rejection {
                     record_drop(DropReason::TooLarge, Protocol::Loom);
@@ -210,9 +215,8 @@ pub(super) async fn produce<I: Inbound>(
             },
         };
         let passed = match produced {
-            Produced::Whole(envelope) => {
-                let outcome = shared.services.bus.publish(*envelope);
-                if let Some(backpressure) = outcome.backpressure {
+            Produced::Published => {
+                if let Some(backpressure) = session.take_backpressure() {
                     backpressure.ready().await;
                 }
                 Ok(())
@@ -224,10 +228,7 @@ pub(super) async fn produce<I: Inbound>(
                         limit: settings.limits.max_message_bytes,
                     });
                 };
-                // Whoever else would get the room's messages cannot take one that is not held whole.
-                for protocol in shared.services.bus.fanout_protocols(&topic) {
-                    record_drop(DropReason::TooLarge, protocol);
-                }
+                session.bypass_bus();
                 match offer.hand(start.key, start.declared_size).await {
                     Ok(mut opened) => {
                         let sent = opened.send(start.held).await;
@@ -252,9 +253,9 @@ pub(super) async fn produce<I: Inbound>(
     }
 }
 
-/// Joins the room's anycast group with a window of one and feeds the consumer, one message per ack. Ends when
-/// the client finishes its half (clean), sends a corrupt frame (rejected) or goes away; leaving the group hands
-/// an unacked message to another consumer.
+/// Has the session join the room's anycast group with a window of one and feeds the consumer, one message per
+/// ack. Ends when the client finishes its half (clean), sends a corrupt frame (rejected) or goes away; leaving the
+/// group hands an unacked message to another consumer.
 pub(super) async fn consume<I: Inbound, O: Outbound>(
     input: &mut I,
     buf: &mut BytesMut,
@@ -268,17 +269,19 @@ pub(super) async fn consume<I: Inbound, O: Outbound>(
         tokio::time::sleep(settings.reject_delay).await;
         return Outcome::Rejected(Rejection::TooManyConsumers);
     };
-    let mut mailbox = shared.services.bus.mailbox(conn.origin());
-    if mailbox
-        .join_group(&topic, Credit::Window(1), GroupPolicy::ROOM)
-        .is_err()
-    {
-        return Outcome::Rejected(Rejection::Unauthorized);
-    }
+    let joined = ConsumerSession::join(
+        &shared.services.bus,
+        conn.origin(),
+        topic.clone(),
+        shared.ids.clone(),
+    );
+    let mut session = match joined {
+        Ok(session) => session,
+        Err(rejection) => return Outcome::Rejected(rejection),
+    };
     let mut seat = shared.relay.join(&topic);
-    let mut session = ConsumerSession::new(topic, shared.ids.clone());
     loop {
-        if let Err(rejection) = session.read_frames(buf) {
+        if let Err(rejection) = session.handle_input(buf) {
             return Outcome::Rejected(rejection);
         }
         tokio::select! {
@@ -287,13 +290,15 @@ pub(super) async fn consume<I: Inbound, O: Outbound>(
                 Ok(false) => return Outcome::Clean,
                 Err(Gone) => return Outcome::Gone,
             },
-            delivery = mailbox.recv(), if session.ready() => {
+            delivery = session.mailbox_mut().recv(), if session.ready() => {
                 let Ok(delivery) = delivery else {
                     return Outcome::Gone;
                 };
-                let message = session.deliver(delivery);
-                if write(output, message.segments(), settings).await.is_err() {
-                    return Outcome::Gone;
+                session.handle_deliveries(delivery);
+                while let Some(message) = session.poll_transmit() {
+                    if write(output, message.segments(), settings).await.is_err() {
+                        return Outcome::Gone;
+                    }
                 }
             }
             streamed = seat.next(), if session.ready() => {

@@ -1,5 +1,6 @@
-//! Loom's configurable limits (reference §4.7): gatewayd's store-and-forward ceiling for whole messages and the
-//! larger ceiling of messages cut through to one Loom consumer.
+//! Loom's configurable limits (docs/protocols/loom.md, "Wire format" and "Delivery"): the hello's and the
+//! framing's field limits, gatewayd's store-and-forward ceiling for whole messages and the larger ceiling of
+//! messages cut through to one Loom consumer.
 
 /// Upstream default for `max_name_bytes` (hello `name`).
 pub const DEFAULT_MAX_NAME_BYTES: usize = 128;
@@ -19,7 +20,7 @@ pub const DEFAULT_MAX_STREAMED_MESSAGE_BYTES: u64 = 256 << 20;
 /// Upstream default for `max_backlog_depth`: messages queued per consumer.
 pub const DEFAULT_MAX_BACKLOG_DEPTH: usize = 128;
 
-/// Limits applied to one Loom stream. `Default` gives the reference defaults, except `max_message_bytes`
+/// Limits applied to one Loom stream. `Default` gives upstream's defaults, except `max_message_bytes`
 /// (gatewayd's 16 MiB store-and-forward maximum); upstream's 256 MiB is `max_streamed_message_bytes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {

@@ -1,38 +1,42 @@
 //! Loom (v4) adapter: Loom over raw QUIC (ALPN `loom/1`, legacy `loom`) and HTTP/3 (`h3`, `POST /stream`) on one
-//! UDP port, bridged to the bus. Rooms are anycast groups; Loom keys are envelope keys.
+//! UDP port, bridged to the bus. Rooms are anycast groups; Loom keys are envelope keys (`docs/protocols/loom.md`).
 //!
-//! Owns Loom's wire format as described in `shared/protocols/loom.md`: the uvarint ([`varint`]), the hello that
-//! opens every stream ([`hello`]), the message/chunk/EOM and ack framing ([`codec`]), the consumer-facing key rules
-//! ([`key`]), the configurable limits ([`limits`]) and how a refused stream is answered on QUIC and HTTP/3
-//! ([`reject`]); those are pure. [`session`] holds the sans-IO stream logic (admission, msg ids, acks),
-//! [`config`] the `[loom]` section, the private `relay` the hand-over of messages over `max_message_bytes` to one
-//! Loom consumer (cut-through), and the private `driver`, `listener`, `listener_quic` and `listener_h3` modules
-//! the tokio/quinn/h3 glue started by [`start`].
+//! The parts, in the adapter contract's order (`docs/architecture.md`, "An adapter"):
+//! * [`config`]: the `[loom]` section. Its runtime form (`Settings`) and its reload are still in `listener`.
+//! * [`codec`]: bytes ↔ frames, pure: the uvarint, the hello that opens every stream, messages (key, declared
+//!   size, msg id, chunks, EOM) both ways and the consumer's acks.
+//! * [`bridge`]: Loom message ↔ bus envelope: the room's topic, [`bridge::to_envelope`],
+//!   [`bridge::from_envelope`].
+//! * [`session`]: one stream's sans-IO state machine: the hello's admission, then the producer or the consumer
+//!   session (msg ids, stop-and-wait acks); it alone calls the bus (publish, group join, ack).
+//! * `driver`: the tokio life of one stream, the same over both transports: feeds the session, awaits the
+//!   back-pressure it hands back, writes what it returns.
+//! * `listener` (`listener/quic.rs`, `listener/h3.rs`): the quinn endpoint, connection accounting, the raw QUIC
+//!   and HTTP/3 transports, started by [`start`].
+//!
+//! Loom's own parts: [`key`] (the consumer-facing key rules), [`limits`] (the configurable limits), [`reject`]
+//! (how a refused stream is answered on QUIC and HTTP/3), all pure; the private `relay` hands a message over
+//! `max_message_bytes` to one Loom consumer of the room while it arrives (cut-through, off the bus).
 
-mod cursor;
 mod driver;
 mod listener;
-mod listener_h3;
-mod listener_quic;
 mod relay;
 
+pub mod bridge;
 pub mod codec;
 pub mod config;
-pub mod hello;
 pub mod key;
 pub mod limits;
 pub mod reject;
 pub mod session;
-pub mod varint;
 
 pub use codec::{
     Assembled, ConsumerFrame, Delivery, DeliveryHeader, DropReason, DroppedMessage, FrameError,
-    MessageAssembler, MessageDecoder, MessageEvent, MessageHeader, ProducedMessage, StreamStart,
+    Hello, HelloError, HelloField, MessageAssembler, MessageDecoder, MessageEvent, MessageHeader,
+    ProducedMessage, Role, StreamStart, VarintError,
 };
 pub use config::LoomConfig;
-pub use hello::{Hello, HelloError, HelloField, Role};
 pub use key::{ConsumerKey, KeyError};
 pub use limits::Limits;
 pub use listener::{start, LISTENER};
 pub use reject::Rejection;
-pub use varint::VarintError;

@@ -1,9 +1,9 @@
 //! How gatewayd refuses a Loom stream. Loom has no error frame: a refusal is visible only at the transport.
 //!
 //! **QUIC** (upstream: FIN with zero bytes on the server's half, stop reading, keep the connection open).
-//! gatewayd does the same and also sends STOP_SENDING on the client's half (reference §7 question 1, decided:
-//! yes). Upstream a refused Loom-go producer keeps writing until the ~512 KiB flow-control window fills, then
-//! blocks forever; with STOP_SENDING its next write fails, so it reconnects and retries once (§4.10) instead of
+//! gatewayd does the same and also sends STOP_SENDING on the client's half (docs/protocols/loom.md, "Refusals and
+//! errors"). Upstream a refused Loom-go producer keeps writing until the ~512 KiB flow-control window fills, then
+//! blocks forever; with STOP_SENDING its next write fails, so it reconnects and retries once instead of
 //! hanging. Consumers see the same EOF as upstream. The connection is never closed for one bad stream.
 //! Application error codes (Loom defines none; 0 is what clients use for a normal close):
 //! - [`QUIC_REJECTED`] for a refused hello or authorization. One code for all of them, because upstream never
@@ -19,8 +19,8 @@
 //!
 //! **HTTP/3** (`POST /stream`, bodies always empty): see [`h3_route`] and [`Rejection::h3_status`].
 
+use super::codec::hello::HelloError;
 use super::codec::FrameError;
-use super::hello::HelloError;
 
 /// QUIC application error code in STOP_SENDING when the hello or authorization is refused.
 pub const QUIC_REJECTED: u32 = 0x01;
@@ -40,7 +40,8 @@ pub const QUIC_MESSAGE_CUT: u32 = 0x05;
 pub const QUIC_SHUTDOWN: u32 = 0x00;
 /// ALPN of Loom over raw QUIC (Loom-go ≥ v1.0.1, Loom-net).
 pub const ALPN: &[u8] = b"loom/1";
-/// ALPN Loom-go v1.0.0 offered; upstream refuses it at the TLS stage, gatewayd accepts it (§7 question 4).
+/// ALPN Loom-go v1.0.0 offered; upstream refuses it at the TLS stage, gatewayd accepts it
+/// (docs/protocols/loom.md, "Port, ALPNs, TLS").
 pub const ALPN_LEGACY: &[u8] = b"loom";
 /// ALPN of Loom over HTTP/3.
 pub const ALPN_H3: &[u8] = b"h3";
@@ -127,7 +128,7 @@ impl Rejection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loom::varint::VarintError;
+    use crate::loom::codec::varint::VarintError;
 
     #[test]
     fn h3_routing() {

@@ -1,26 +1,28 @@
 //! Loom stream sessions, without IO: the hello decides role, identity and room topic; a producer session turns
-//! stream bytes into bus envelopes, or into the pieces of a message cut through to one consumer when it is over
-//! `max_message_bytes`; a consumer session turns bus deliveries and cut-through messages into Loom messages with
-//! per-room server-assigned ids and keeps the one in-flight message (stop-and-wait, reference §4.4).
+//! stream bytes into messages it publishes on the bus, or into the pieces of a message cut through to one consumer
+//! when it is over `max_message_bytes`; a consumer session joins the room's group on the bus and turns its
+//! deliveries and cut-through messages into Loom messages with per-room server-assigned ids, and keeps the one
+//! in-flight message (stop-and-wait, `docs/protocols/loom.md`, "Delivery"). The sessions alone call the bus; how a
+//! message looks there is [`super::bridge`]'s.
 //!
 //! Both transports (raw QUIC streams and HTTP/3 request bodies) drive these the same way; only how a refusal
-//! looks differs (see [`super::reject`]).
-//!
-//! How Loom messages look on the bus: topic = the room (`.` separates tokens) under the optional prefix,
-//! payload = the body, `key` = the Loom key, no content type, no headers. The producer's `name` and msg id are
-//! not carried. Other protocols see the key as their affinity key (STOMP `JMSXGroupID`).
+//! looks differs (see [`super::reject`]). The sessions have no timers: the deadlines of a stream are the driver's
+//! IO deadlines.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use core_bus::{AckHandle, Envelope, Origin, Pattern, Topic};
+use core_bus::config::GroupPolicy;
+use core_bus::metrics::{record_drop, DropReason};
+use core_bus::{AckHandle, Backpressure, Bus, Credit, Mailbox, Origin, Pattern, Topic};
 use parking_lot::Mutex;
 
+use super::bridge;
+use super::codec::hello::{Hello, Role};
 use super::codec::{
     Assembled, ConsumerFrame, Delivery, DeliveryHeader, FrameError, MessageAssembler, StreamStart,
 };
-use super::hello::{Hello, Role};
 use super::key::ConsumerKey;
 use super::limits::Limits;
 use super::reject::Rejection;
@@ -43,15 +45,6 @@ pub fn read_hello(src: &mut BytesMut, limits: &Limits) -> Result<Option<Hello>, 
 /// The hello once the client finished its half: a partial hello is a rejection.
 pub fn finish_hello(src: &mut BytesMut, limits: &Limits) -> Result<Hello, Rejection> {
     Ok(Hello::decode_eof(src, limits)?)
-}
-
-/// The bus topic of a room: the routing room (empty → `default`) split on `.`, under `prefix` when set.
-pub fn room_topic(hello: &Hello, prefix: Option<&Topic>) -> Topic {
-    let tokens = hello.routing_room().split(|&b| b == b'.');
-    match prefix {
-        Some(prefix) => prefix.child(tokens),
-        None => Topic::from_tokens(tokens),
-    }
 }
 
 /// Authenticates the hello's token and checks the identity's ACL on the room topic. Rooms that would name an
@@ -86,7 +79,7 @@ pub fn admit(
         }
         None => (by_token()?, None),
     };
-    let topic = room_topic(hello, prefix);
+    let topic = bridge::room_topic(hello, prefix);
     let allows = |identity: &Identity| match hello.role {
         Role::Producer => identity.may_publish(&topic),
         Role::Consumer => identity.may_subscribe(&Pattern::exact(&topic)),
@@ -120,8 +113,9 @@ impl MsgIds {
 /// What a producer stream's next bytes came to.
 #[derive(Debug)]
 pub enum Produced {
-    /// A whole message (at most `max_message_bytes`) for the bus.
-    Whole(Box<Envelope>),
+    /// A whole message (at most `max_message_bytes`) was published on the bus; its back-pressure, if any, is
+    /// [`ProducerSession::take_backpressure`].
+    Published,
     /// A message over `max_message_bytes` begins: it is cut through to one Loom consumer of the room.
     Streamed(StreamStart),
     /// The next body bytes of the message being cut through.
@@ -131,17 +125,19 @@ pub enum Produced {
 }
 
 /// A producer stream after its hello.
-#[derive(Debug)]
 pub struct ProducerSession {
+    bus: Bus,
     topic: Topic,
     origin: Origin,
     assembler: MessageAssembler,
     too_large: Rejection,
+    backpressure: Option<Backpressure>,
 }
 
 impl ProducerSession {
-    pub fn new(topic: Topic, origin: Origin, limits: &Limits) -> Self {
+    pub fn new(bus: Bus, topic: Topic, origin: Origin, limits: &Limits) -> Self {
         ProducerSession {
+            bus,
             topic,
             origin,
             assembler: MessageAssembler::new(limits),
@@ -150,14 +146,19 @@ impl ProducerSession {
                     .max_streamed_message_bytes
                     .max(limits.max_message_bytes),
             },
+            backpressure: None,
         }
     }
 
-    /// The next step from `src`. `Ok(None)`: more bytes are needed, or, when `eof`, the stream ended cleanly at a
-    /// message boundary. A stream ending inside a message is a protocol error (the partial message is lost); a
-    /// message over `max_streamed_message_bytes` ends the stream with [`Rejection::TooLarge`] as soon as that is
-    /// known.
-    pub fn next(&mut self, src: &mut BytesMut, eof: bool) -> Result<Option<Produced>, Rejection> {
+    /// The next step from `src`: a whole message is published on the bus. `Ok(None)`: more bytes are needed, or,
+    /// when `eof`, the stream ended cleanly at a message boundary. A stream ending inside a message is a protocol
+    /// error (the partial message is lost); a message over `max_streamed_message_bytes` ends the stream with
+    /// [`Rejection::TooLarge`] as soon as that is known.
+    pub fn handle_input(
+        &mut self,
+        src: &mut BytesMut,
+        eof: bool,
+    ) -> Result<Option<Produced>, Rejection> {
         let assembled = if eof {
             self.assembler.decode_eof(src)
         } else {
@@ -165,9 +166,9 @@ impl ProducerSession {
         };
         Ok(Some(match assembled.map_err(Rejection::from)? {
             Some(Assembled::Message(message)) => {
-                let mut envelope = Envelope::new(self.topic.clone(), message.body, self.origin);
-                envelope.key = Some(message.key);
-                Produced::Whole(Box::new(envelope))
+                let envelope = bridge::to_envelope(self.topic.clone(), message, self.origin);
+                self.backpressure = self.bus.publish(envelope).backpressure;
+                Produced::Published
             }
             Some(Assembled::Streamed(start)) => Produced::Streamed(start),
             Some(Assembled::Chunk(chunk)) => Produced::Chunk(chunk),
@@ -176,6 +177,20 @@ impl ProducerSession {
             None if self.assembler.discarding() => return Err(self.too_large.clone()),
             None => return Ok(None),
         }))
+    }
+
+    /// What the last publish reported: the driver reads nothing more until it is ready, so QUIC flow control
+    /// pushes back on the producer.
+    pub fn take_backpressure(&mut self) -> Option<Backpressure> {
+        self.backpressure.take()
+    }
+
+    /// The message that just began is cut through to a Loom consumer, past the bus: whoever else would get the
+    /// room's messages (its fanout subscribers) cannot take one that is not held whole, and each counts a drop.
+    pub fn bypass_bus(&self) {
+        for protocol in self.bus.fanout_protocols(&self.topic) {
+            record_drop(DropReason::TooLarge, protocol);
+        }
     }
 }
 
@@ -192,21 +207,42 @@ pub struct Writing {
     msg_id: u64,
 }
 
-/// A consumer stream after its hello: at most one message in flight until the consumer acks its id.
-#[derive(Debug)]
+/// A consumer stream after its hello: a member of the room's group on the bus, with at most one message in
+/// flight until the consumer acks its id.
 pub struct ConsumerSession {
     topic: Topic,
     ids: Arc<MsgIds>,
     in_flight: Option<InFlight>,
+    /// The next message to write.
+    transmit: Option<Delivery>,
+    /// Dropped after `in_flight`: leaving the group hands an unacked message to another consumer.
+    mailbox: Mailbox,
 }
 
 impl ConsumerSession {
-    pub fn new(topic: Topic, ids: Arc<MsgIds>) -> Self {
-        ConsumerSession {
+    /// Joins the room's anycast group with a window of one: one delivery at a time, the next after the ack.
+    pub fn join(
+        bus: &Bus,
+        origin: Origin,
+        topic: Topic,
+        ids: Arc<MsgIds>,
+    ) -> Result<Self, Rejection> {
+        let mut mailbox = bus.mailbox(origin);
+        mailbox
+            .join_group(&topic, Credit::Window(1), GroupPolicy::ROOM)
+            .map_err(|_| Rejection::Unauthorized)?;
+        Ok(ConsumerSession {
             topic,
             ids,
             in_flight: None,
-        }
+            transmit: None,
+            mailbox,
+        })
+    }
+
+    /// The mailbox the driver waits on for [`ConsumerSession::handle_deliveries`].
+    pub fn mailbox_mut(&mut self) -> &mut Mailbox {
+        &mut self.mailbox
     }
 
     /// Whether the consumer may get its next message.
@@ -214,22 +250,21 @@ impl ConsumerSession {
         self.in_flight.is_none()
     }
 
-    /// Turns a bus delivery into the Loom message to write, assigning the room's next msg id. Keys of messages
-    /// from other protocols are derived (empty → the msg id in decimal, over 256 bytes → SHA-256 hex).
-    pub fn deliver(&mut self, delivery: core_bus::Delivery) -> Delivery {
+    /// Takes a bus delivery (the window is one, so a batch is one delivery): the Loom message to write, under the
+    /// room's next msg id, is [`ConsumerSession::poll_transmit`]'s.
+    pub fn handle_deliveries(&mut self, delivery: core_bus::Delivery) {
         let msg_id = self.ids.next(&self.topic);
-        let envelope = delivery.envelope;
-        let key = envelope.key.clone().unwrap_or_default();
+        let message = bridge::from_envelope(&delivery.envelope, msg_id);
         self.in_flight = Some(InFlight {
             msg_id,
             ack: delivery.ack,
         });
-        Delivery {
-            key: ConsumerKey::derive(&key, msg_id),
-            declared_size: envelope.payload.len() as u64,
-            msg_id,
-            body: envelope.payload.clone(),
-        }
+        self.transmit = Some(message);
+    }
+
+    /// The Loom message to write now, if any.
+    pub fn poll_transmit(&mut self) -> Option<Delivery> {
+        self.transmit.take()
     }
 
     /// Starts writing a cut-through message: assigns the room's next msg id. The message is in flight once
@@ -252,9 +287,9 @@ impl ConsumerSession {
         });
     }
 
-    /// Decodes every complete frame in `src`; an ack for the in-flight id settles it. Acks for other ids and
-    /// frames of other types are ignored, as upstream does.
-    pub fn read_frames(&mut self, src: &mut BytesMut) -> Result<(), Rejection> {
+    /// Decodes every complete frame the consumer sent in `src`; an ack for the in-flight id settles it on the bus.
+    /// Acks for other ids and frames of other types are ignored, as upstream does.
+    pub fn handle_input(&mut self, src: &mut BytesMut) -> Result<(), Rejection> {
         while let Some(frame) = ConsumerFrame::decode(src).map_err(FrameError::from)? {
             if let ConsumerFrame::Ack { msg_id } = frame {
                 if self.in_flight.as_ref().is_some_and(|f| f.msg_id == msg_id) {
@@ -274,7 +309,7 @@ mod tests {
     use crate::auth::{Allowed, AuthConfig, CertificateIdentity, StaticToken};
     use bytes::Bytes;
     use core_bus::config::{BusConfig, GroupPolicy};
-    use core_bus::{Bus, ConnectionId, Credit, Protocol};
+    use core_bus::{ConnectionId, Envelope, Protocol};
 
     fn hello(role: Role, room: &str, token: &str) -> Hello {
         Hello {
@@ -314,28 +349,15 @@ mod tests {
         .unwrap()
     }
 
+    fn bus() -> Bus {
+        Bus::new(BusConfig::default())
+    }
+
     fn origin() -> Origin {
         Origin {
             protocol: Protocol::Loom,
             connection: ConnectionId(1),
         }
-    }
-
-    #[test]
-    fn room_topics() {
-        let prefix = Topic::parse("loom").unwrap();
-        let h = hello(Role::Producer, "orders.eu", "");
-        assert_eq!(room_topic(&h, None).as_str(), "orders.eu");
-        assert_eq!(room_topic(&h, Some(&prefix)).as_str(), "loom.orders.eu");
-        assert_eq!(
-            room_topic(&hello(Role::Producer, "", ""), None).as_str(),
-            "default"
-        );
-        let odd = Hello {
-            room: Bytes::from_static(b"a b\xff"),
-            ..h
-        };
-        assert_eq!(room_topic(&odd, None).as_str(), "a%20b%FF");
     }
 
     #[test]
@@ -461,8 +483,14 @@ mod tests {
             max_streamed_message_bytes: 4,
             ..Limits::default()
         };
-        let mut session = ProducerSession::new(Topic::parse("r").unwrap(), origin(), &limits);
-        // §6 message (key k, declared 5 → over the limit of 4), then key k, body "hi", msg id 9.
+        let bus = bus();
+        let topic = Topic::parse("r").unwrap();
+        let mut mailbox = bus.mailbox(origin());
+        mailbox
+            .join_group(&topic, Credit::Window(1), GroupPolicy::ROOM)
+            .unwrap();
+        let mut session = ProducerSession::new(bus.clone(), topic.clone(), origin(), &limits);
+        // The test vectors' message (key k, declared 5 → over the limit of 4), then key k, body "hi", msg id 9.
         let mut src = BytesMut::from(
             &[
                 0x01, 0x6b, 0x05, 0x07, 0x05, b'h', b'e', b'l', b'l', b'o', 0x00, 0x01, 0x6b, 0x00,
@@ -470,28 +498,31 @@ mod tests {
             ][..],
         );
         assert_eq!(
-            session.next(&mut src, false).unwrap_err(),
+            session.handle_input(&mut src, false).unwrap_err(),
             Rejection::TooLarge { limit: 4 }
         );
         // A new stream: only the message within the limit.
-        let mut session = ProducerSession::new(Topic::parse("r").unwrap(), origin(), &limits);
+        let mut session = ProducerSession::new(bus.clone(), topic, origin(), &limits);
         let mut src = BytesMut::from(&[0x01, 0x6b, 0x00, 0x09, 0x02, b'h', b'i', 0x00, 0x01][..]);
-        let Ok(Some(Produced::Whole(envelope))) = session.next(&mut src, false) else {
+        let Ok(Some(Produced::Published)) = session.handle_input(&mut src, false) else {
             panic!("expected a message");
         };
+        let mut got = Vec::new();
+        assert_eq!(mailbox.try_recv_batch(&mut got, 8), Ok(1));
+        let envelope = &got[0].envelope;
         assert_eq!(envelope.topic.as_str(), "r");
         assert_eq!(&envelope.payload[..], b"hi");
         assert_eq!(envelope.key.as_deref(), Some(&b"k"[..]));
         assert_eq!(envelope.content_type, None);
         assert!(envelope.headers.is_empty());
-        assert!(matches!(session.next(&mut src, false), Ok(None)));
+        assert!(matches!(session.handle_input(&mut src, false), Ok(None)));
         assert_eq!(
-            session.next(&mut src, true).unwrap_err(),
+            session.handle_input(&mut src, true).unwrap_err(),
             Rejection::Protocol(FrameError::Truncated)
         );
         let mut empty_key = BytesMut::from(&[0x00][..]);
         assert_eq!(
-            session.next(&mut empty_key, false).unwrap_err(),
+            session.handle_input(&mut empty_key, false).unwrap_err(),
             Rejection::Protocol(FrameError::EmptyKey)
         );
     }
@@ -503,14 +534,15 @@ mod tests {
             max_streamed_message_bytes: 6,
             ..Limits::default()
         };
-        let mut session = ProducerSession::new(Topic::parse("r").unwrap(), origin(), &limits);
+        let mut session =
+            ProducerSession::new(bus(), Topic::parse("r").unwrap(), origin(), &limits);
         // Key k, declared 0, body "hel" + "lo": held until it passes 4 bytes, then passed on.
         let mut src = BytesMut::from(
             &[
                 0x01, 0x6b, 0x00, 0x00, 0x03, b'h', b'e', b'l', 0x02, b'l', b'o', 0x00,
             ][..],
         );
-        let Ok(Some(Produced::Streamed(start))) = session.next(&mut src, false) else {
+        let Ok(Some(Produced::Streamed(start))) = session.handle_input(&mut src, false) else {
             panic!("expected a cut-through start");
         };
         assert_eq!(
@@ -518,24 +550,24 @@ mod tests {
             (&b"k"[..], &b"hello"[..])
         );
         assert!(matches!(
-            session.next(&mut src, false),
+            session.handle_input(&mut src, false),
             Ok(Some(Produced::End))
         ));
         // Declared 5: passed on from the first chunk; a body past 6 bytes ends the stream.
         src.extend_from_slice(&[0x01, 0x6b, 0x05, 0x00, 0x04, b'a', b'b', b'c', b'd']);
         assert!(matches!(
-            session.next(&mut src, false),
+            session.handle_input(&mut src, false),
             Ok(Some(Produced::Streamed(StreamStart {
                 declared_size: 5,
                 ..
             })))
         ));
         assert!(
-            matches!(session.next(&mut src, false), Ok(Some(Produced::Chunk(c))) if &c[..] == b"abcd")
+            matches!(session.handle_input(&mut src, false), Ok(Some(Produced::Chunk(c))) if &c[..] == b"abcd")
         );
         src.extend_from_slice(&[0x03, b'e', b'f', b'g']);
         assert_eq!(
-            session.next(&mut src, false).unwrap_err(),
+            session.handle_input(&mut src, false).unwrap_err(),
             Rejection::TooLarge { limit: 6 }
         );
     }
@@ -543,58 +575,58 @@ mod tests {
     #[test]
     fn a_streamed_message_is_in_flight_once_written() {
         let topic = Topic::parse("room").unwrap();
-        let mut session = ConsumerSession::new(topic, Arc::new(MsgIds::default()));
+        let mut session =
+            ConsumerSession::join(&bus(), origin(), topic, Arc::new(MsgIds::default())).unwrap();
         let (header, writing) = session.start_streamed(&Bytes::from_static(b"k"), 0);
         assert_eq!((header.msg_id, header.key.as_bytes()), (1, &b"k"[..]));
         assert!(session.ready());
         session.written(writing);
         assert!(!session.ready());
         session
-            .read_frames(&mut BytesMut::from(&[0x01, 0x01][..]))
+            .handle_input(&mut BytesMut::from(&[0x01, 0x01][..]))
             .unwrap();
         assert!(session.ready());
     }
 
     #[test]
     fn consumer_session_is_stop_and_wait() {
-        let bus = Bus::new(BusConfig::default());
+        let bus = bus();
         let topic = Topic::parse("room").unwrap();
-        let mut mailbox = bus.mailbox(origin());
-        mailbox
-            .join_group(&topic, Credit::Window(1), GroupPolicy::ROOM)
-            .unwrap();
+        let ids = Arc::new(MsgIds::default());
+        let mut session =
+            ConsumerSession::join(&bus, origin(), topic.clone(), ids.clone()).unwrap();
         for body in ["one", "two"] {
             bus.publish(Envelope::new(topic.clone(), body, origin()));
         }
-        let ids = Arc::new(MsgIds::default());
-        let mut session = ConsumerSession::new(topic.clone(), ids.clone());
         let mut got = Vec::new();
-        assert_eq!(mailbox.try_recv_batch(&mut got, 8), Ok(1));
-        let first = session.deliver(got.remove(0));
+        assert_eq!(session.mailbox_mut().try_recv_batch(&mut got, 8), Ok(1));
+        session.handle_deliveries(got.remove(0));
+        let first = session.poll_transmit().unwrap();
         assert_eq!((first.msg_id, &first.body[..]), (1, &b"one"[..]));
         // Key-less bus message → key is the msg id in decimal.
         assert_eq!(first.key.as_bytes(), b"1");
         assert!(!session.ready());
-        assert_eq!(mailbox.try_recv_batch(&mut got, 8), Ok(0));
+        assert_eq!(session.mailbox_mut().try_recv_batch(&mut got, 8), Ok(0));
 
         // Unknown frame types and other ids change nothing.
         let mut frames = BytesMut::from(&[0x02, 0x01, 0x01, 0x63, 0x01][..]);
-        session.read_frames(&mut frames).unwrap();
+        session.handle_input(&mut frames).unwrap();
         assert_eq!(&frames[..], &[0x01]);
         assert!(!session.ready());
-        assert_eq!(mailbox.try_recv_batch(&mut got, 8), Ok(0));
+        assert_eq!(session.mailbox_mut().try_recv_batch(&mut got, 8), Ok(0));
 
         frames.extend_from_slice(&[0x01]);
-        session.read_frames(&mut frames).unwrap();
+        session.handle_input(&mut frames).unwrap();
         assert!(session.ready());
-        assert_eq!(mailbox.try_recv_batch(&mut got, 8), Ok(1));
-        let second = session.deliver(got.remove(0));
+        assert_eq!(session.mailbox_mut().try_recv_batch(&mut got, 8), Ok(1));
+        session.handle_deliveries(got.remove(0));
+        let second = session.poll_transmit().unwrap();
         assert_eq!((second.msg_id, &second.body[..]), (2, &b"two"[..]));
         assert_eq!(ids.next(&topic), 3);
 
         let mut corrupt = BytesMut::from(&[0xff; 11][..]);
         assert!(matches!(
-            session.read_frames(&mut corrupt),
+            session.handle_input(&mut corrupt),
             Err(Rejection::Protocol(FrameError::Varint(_)))
         ));
     }

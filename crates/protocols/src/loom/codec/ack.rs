@@ -1,9 +1,9 @@
 //! Consumer→server frames: exactly two uvarints each, `frame_type` then a value. Type 1 is an ack whose value
-//! is the msg id being acknowledged; upstream reads and ignores every other type (reference §3.2).
+//! is the msg id being acknowledged; upstream reads and ignores every other type (docs/protocols/loom.md, "Acks").
 
 use bytes::{Buf, BufMut, BytesMut};
 
-use crate::loom::varint::{self, VarintError};
+use super::varint::{self, VarintError};
 
 /// `frame_type` of an ack.
 pub const FRAME_ACK: u64 = 1;

@@ -3,9 +3,9 @@
 //! that *whole*.
 //!
 //! Upstream discards a message whose declared size is over the limit, but delivers a truncated body (plus EOM)
-//! when the actual bytes exceed it or the producer dies mid-message (reference §4.7). gatewayd does not
-//! reproduce that (§7 decision 2): a message is either delivered complete or not at all. A streamed message that
-//! fails is reported as such, and whoever relays it must make the receiving end see an error.
+//! when the actual bytes exceed it or the producer dies mid-message. gatewayd does not reproduce that
+//! (docs/protocols/loom.md, "Delivery"): a message is either delivered complete or not at all. A streamed message
+//! that fails is reported as such, and whoever relays it must make the receiving end see an error.
 
 use bytes::{Bytes, BytesMut};
 
@@ -233,7 +233,7 @@ impl Partial {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loom::varint;
+    use crate::loom::codec::varint;
 
     fn message(key: &[u8], declared: u64, chunks: &[&[u8]]) -> Vec<u8> {
         let mut out = Vec::new();

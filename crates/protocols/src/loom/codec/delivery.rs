@@ -6,8 +6,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::varint;
 use crate::loom::key::ConsumerKey;
-use crate::loom::varint;
 
 /// Largest chunk ever written to a consumer.
 pub const CONSUMER_MAX_CHUNK_BYTES: usize = 64 << 10;
@@ -168,7 +168,7 @@ mod tests {
         let body = Bytes::from(vec![0x5a; 2 * 65536 + 1]);
         let d = delivery(b"k", body.len() as u64, 300, body);
         let out = encoded(&d);
-        // Header: key `k`, declared 131073 (`81 80 08`), id 300 (`ac 02`), then the §6 prefix `80 80 04`.
+        // Header: key `k`, declared 131073 (`81 80 08`), id 300 (`ac 02`), then the test vectors' prefix `80 80 04`.
         assert_eq!(
             &out[..10],
             &[0x01, 0x6b, 0x81, 0x80, 0x08, 0xac, 0x02, 0x80, 0x80, 0x04]

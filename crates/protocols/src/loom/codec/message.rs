@@ -9,9 +9,9 @@ use std::ops::Range;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::super::cursor::{within, Cursor};
-use super::super::limits::Limits;
-use super::super::varint::{self, VarintError};
+use super::cursor::{within, Cursor};
+use super::varint::{self, VarintError};
+use crate::loom::limits::Limits;
 
 /// The fields in front of a message's chunks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,7 +182,8 @@ fn scan_header(buf: &[u8], max_key: usize) -> Result<Option<HeaderLayout>, Frame
 mod tests {
     use super::*;
 
-    /// §6: key `k`, declared size 5, msg id 7, body `hello` in one chunk.
+    /// The test vector (docs/protocols/loom.md, "Test vectors"): key `k`, declared size 5, msg id 7, body `hello`
+    /// in one chunk.
     const HELLO_MESSAGE: &[u8] = &[
         0x01, 0x6b, 0x05, 0x07, 0x05, 0x68, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
     ];
@@ -235,7 +236,7 @@ mod tests {
 
     #[test]
     fn largest_chunk_accepted_one_more_rejected() {
-        // §6: a 65536-byte chunk's length prefix is `80 80 04`.
+        // docs/protocols/loom.md, "Test vectors": a 65536-byte chunk's length prefix is `80 80 04`.
         let mut bytes = vec![0x01, b'k', 0x00, 0x00, 0x80, 0x80, 0x04];
         bytes.extend(std::iter::repeat_n(0xaa, 65536));
         bytes.push(0x00);

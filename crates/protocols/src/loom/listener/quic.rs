@@ -1,14 +1,15 @@
 //! Loom over raw QUIC (`loom/1`): every client-initiated bidirectional stream is one Loom session. Refusals
-//! follow the reference's FIN-only answer plus STOP_SENDING (see [`super::reject`]); the connection stays open.
+//! follow upstream's FIN-only answer plus STOP_SENDING (docs/protocols/loom.md, "Refusals and errors", and
+//! [`crate::loom::reject`]); the connection stays open.
 
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use quinn::VarInt;
 
-use super::driver::{self, Conn, Gone, Inbound, Outbound, Outcome, Shared};
-use super::hello::Role;
-use super::reject::{QUIC_MESSAGE_CUT, QUIC_SHUTDOWN};
+use crate::loom::codec::hello::Role;
+use crate::loom::driver::{self, Conn, Gone, Inbound, Outbound, Outcome, Shared};
+use crate::loom::reject::{QUIC_MESSAGE_CUT, QUIC_SHUTDOWN};
 use crate::CloseCause;
 
 /// Largest read from a stream at once.

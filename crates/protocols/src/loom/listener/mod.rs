@@ -4,6 +4,9 @@
 //! Reload swaps the [`Settings`] (auth, limits, topic prefix, reject delay) that each new connection and stream
 //! takes; open streams keep theirs. The address, TLS and QUIC transport settings need a restart.
 
+mod h3;
+mod quic;
+
 use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +23,6 @@ use super::config::{LoomConfig, QuicConfig};
 use super::driver::{Conn, Settings, Shared};
 use super::reject::{ALPN, ALPN_H3, ALPN_LEGACY, QUIC_REJECTED};
 use super::session::MsgIds;
-use super::{listener_h3, listener_quic};
 use crate::accept;
 use crate::auth::Authenticator;
 use crate::config::ConfigError;
@@ -166,8 +168,8 @@ async fn connection(incoming: quinn::Incoming, mut conn: Conn, shared: Arc<Share
         .and_then(|data| data.downcast::<HandshakeData>().ok())
         .and_then(|data| data.protocol);
     match alpn.as_deref() {
-        Some(ALPN_H3) => listener_h3::serve(quic, Arc::new(conn), shared).await,
-        Some(ALPN | ALPN_LEGACY) => listener_quic::serve(quic, Arc::new(conn), shared).await,
+        Some(ALPN_H3) => h3::serve(quic, Arc::new(conn), shared).await,
+        Some(ALPN | ALPN_LEGACY) => quic::serve(quic, Arc::new(conn), shared).await,
         _ => quic.close(VarInt::from_u32(QUIC_REJECTED), b"no ALPN"),
     }
 }

@@ -1,8 +1,8 @@
 //! The hello: the first bytes a client writes on every Loom stream (QUIC bidi stream or HTTP/3 request body).
 //!
-//! Layout (reference §2): magic `LOOM`, version `0x04`, role `'P'`/`'C'`, then `name`, `room` and `token`, each a
-//! uvarint length followed by that many bytes. There is no reply frame: a refused hello is answered as described
-//! in [`crate::loom::reject`].
+//! Layout (docs/protocols/loom.md, "Hello"): magic `LOOM`, version `0x04`, role `'P'`/`'C'`, then `name`, `room`
+//! and `token`, each a uvarint length followed by that many bytes. There is no reply frame: a refused hello is
+//! answered as described in [`crate::loom::reject`].
 
 use std::fmt;
 use std::ops::Range;
@@ -10,8 +10,8 @@ use std::ops::Range;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::cursor::{within, Cursor};
-use super::limits::Limits;
 use super::varint::{self, VarintError};
+use crate::loom::limits::Limits;
 
 /// First four bytes of every stream.
 pub const MAGIC: [u8; 4] = *b"LOOM";
@@ -229,12 +229,12 @@ fn field(
 mod tests {
     use super::*;
 
-    /// §6: producer hello `p1`/`default`/`t`.
+    /// docs/protocols/loom.md, "Test vectors": producer hello `p1`/`default`/`t`.
     const PRODUCER: &[u8] = &[
         0x4c, 0x4f, 0x4f, 0x4d, 0x04, 0x50, 0x02, 0x70, 0x31, 0x07, 0x64, 0x65, 0x66, 0x61, 0x75,
         0x6c, 0x74, 0x01, 0x74,
     ];
-    /// §6: consumer hello `c1`/`default`/`t`.
+    /// docs/protocols/loom.md, "Test vectors": consumer hello `c1`/`default`/`t`.
     const CONSUMER: &[u8] = &[
         0x4c, 0x4f, 0x4f, 0x4d, 0x04, 0x43, 0x02, 0x63, 0x31, 0x07, 0x64, 0x65, 0x66, 0x61, 0x75,
         0x6c, 0x74, 0x01, 0x74,

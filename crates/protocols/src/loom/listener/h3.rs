@@ -1,8 +1,8 @@
 //! Loom over HTTP/3 (`h3`): `POST /stream`, the request body carries the client→server bytes and the response
-//! body the server→client bytes. Refusals are status codes with empty bodies (reference §1.2): 404/405 before
-//! the body is read, 400/401 for the hello, a producer's status when its body ends (200) or breaks (400), and
-//! a consumer's 200 with `application/octet-stream` as soon as it is admitted. A consumer's response body is reset
-//! (`H3_INTERNAL_ERROR`) when a message cut through to it cannot be finished.
+//! body the server→client bytes. Refusals are status codes with empty bodies (docs/protocols/loom.md, "Refusals and
+//! errors"): 404/405 before the body is read, 400/401 for the hello, a producer's status when its body ends (200)
+//! or breaks (400), and a consumer's 200 with `application/octet-stream` as soon as it is admitted. A consumer's
+//! response body is reset (`H3_INTERNAL_ERROR`) when a message cut through to it cannot be finished.
 
 use std::sync::Arc;
 
@@ -11,9 +11,9 @@ use h3::error::Code;
 use h3::server::RequestStream;
 use quinn::VarInt;
 
-use super::driver::{self, Conn, Gone, Inbound, Outbound, Outcome, Shared};
-use super::hello::Role;
-use super::reject::{h3_route, H3_CONTENT_TYPE, H3_OK};
+use crate::loom::codec::hello::Role;
+use crate::loom::driver::{self, Conn, Gone, Inbound, Outbound, Outcome, Shared};
+use crate::loom::reject::{h3_route, H3_CONTENT_TYPE, H3_OK};
 use crate::CloseCause;
 
 type Send = RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
