@@ -28,7 +28,7 @@ pub struct Config {
     pub bus: BusConfig,
     pub cluster: ClusterConfig,
     pub goomerang: protocols::goomerang::Config,
-    pub loom: protocols::loom::LoomConfig,
+    pub loom: protocols::loom::Config,
     pub chanserv: protocols::chanserv::Config,
     pub messageloop: protocols::messageloop::Config,
     pub stomp: protocols::stomp::Config,

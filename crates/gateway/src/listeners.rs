@@ -11,7 +11,7 @@ use crate::config::Config;
 pub struct Reloads {
     pub stomp: Option<Box<dyn Reload<stomp::Config>>>,
     pub goomerang: Option<Box<dyn Reload<goomerang::Config>>>,
-    pub loom: Option<Box<dyn Reload<loom::LoomConfig>>>,
+    pub loom: Option<Box<dyn Reload<loom::Config>>>,
     pub chanserv: Option<Box<dyn Reload<chanserv::Config>>>,
     pub messageloop: Option<Box<dyn Reload<messageloop::Config>>>,
     pub mqtt: Option<Box<dyn Reload<mqtt::Config>>>,

@@ -94,7 +94,7 @@ impl InProcess {
                 toml::from_str(&format!("[ws]\n{listen}[grpc]\n{listen}")).expect("messageloop");
             let goomerang: protocols::goomerang::Config =
                 toml::from_str(listen).expect("goomerang");
-            let loom: protocols::loom::LoomConfig = toml::from_str(listen).expect("loom");
+            let loom: protocols::loom::Config = toml::from_str(listen).expect("loom");
             let chanserv: protocols::chanserv::Config = toml::from_str(listen).expect("chanserv");
             let mqtt: protocols::mqtt::Config =
                 toml::from_str(&format!("[tcp]\n{listen}")).expect("mqtt");

@@ -21,7 +21,7 @@ use crate::tls::TlsConfig;
 /// The `[loom]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct LoomConfig {
+pub struct Config {
     pub enabled: bool,
     /// UDP address for both ALPNs (`loom/1` and legacy `loom` = raw QUIC, `h3` = HTTP/3).
     pub address: SocketAddr,
@@ -42,9 +42,9 @@ pub struct LoomConfig {
     pub auth: AuthConfig,
 }
 
-impl Default for LoomConfig {
+impl Default for Config {
     fn default() -> Self {
-        LoomConfig {
+        Config {
             enabled: false,
             address: SocketAddr::from(([0, 0, 0, 0], 4242)),
             tls: TlsConfig {
@@ -61,7 +61,7 @@ impl Default for LoomConfig {
     }
 }
 
-impl LoomConfig {
+impl Config {
     /// Checks what serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.enabled {
@@ -87,7 +87,7 @@ impl LoomConfig {
     }
 
     /// The keys of what only a restart applies that differ between `self` (the running section) and `next`.
-    pub fn restart_only(&self, next: &LoomConfig) -> Vec<String> {
+    pub fn restart_only(&self, next: &Config) -> Vec<String> {
         crate::restart_only!("loom", self, next, [enabled, address, tls, quic])
     }
 
@@ -191,7 +191,7 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_reference() {
-        let config = LoomConfig::default();
+        let config = Config::default();
         assert_eq!(config.address.port(), 4242);
         assert!(config.tls.self_signed);
         assert_eq!(config.reject_delay(), Duration::from_secs(1));
@@ -204,15 +204,15 @@ mod tests {
 
     #[test]
     fn parses_and_rejects_unknown_keys() {
-        let config: LoomConfig = toml::from_str(
+        let config: Config = toml::from_str(
             "enabled = true\naddress = \"127.0.0.1:0\"\ntopic_prefix = \"loom\"\n[limits]\nmax_key_bytes = 9000\n",
         )
         .unwrap();
         assert!(config.enabled);
         assert_eq!(config.topic_prefix, Some(Topic::parse("loom").unwrap()));
         assert_eq!(config.limits.codec().max_key_bytes, 256);
-        assert!(toml::from_str::<LoomConfig>("adress = \"x\"").is_err());
-        let below: LoomConfig = toml::from_str(
+        assert!(toml::from_str::<Config>("adress = \"x\"").is_err());
+        let below: Config = toml::from_str(
             "[limits]\nmax_message_bytes = 2048\nmax_streamed_message_bytes = 1024\n",
         )
         .unwrap();
@@ -221,11 +221,11 @@ mod tests {
             .unwrap_err()
             .key
             .contains("max_streamed_message_bytes"));
-        let off: LoomConfig = toml::from_str(
+        let off: Config = toml::from_str(
             "[limits]\nmax_message_bytes = 1024\nmax_streamed_message_bytes = 1024\n",
         )
         .unwrap();
         assert_eq!(off.validate(), Ok(()));
-        assert!(toml::from_str::<LoomConfig>("[quic]\nidle = 1").is_err());
+        assert!(toml::from_str::<Config>("[quic]\nidle = 1").is_err());
     }
 }

@@ -8,7 +8,6 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
@@ -17,12 +16,10 @@ use core_bus::{Origin, Protocol, Topic};
 
 use super::codec::delivery;
 use super::codec::hello::Role;
-use super::limits::Limits;
 use super::reject::Rejection;
 use super::relay::{Broken, Pipe, Relay, Streamed};
 use super::session::{self, Admitted, ConsumerSession, MsgIds, Produced, ProducerSession};
-use crate::accept::Deadlines;
-use crate::auth::Authenticator;
+use super::settings::Settings;
 use crate::{ConnectionGuard, Services};
 
 /// The transport failed under the stream (reset, connection closed).
@@ -63,17 +60,6 @@ pub(super) struct Shared {
     pub relay: Arc<Relay>,
     /// Taken by each stream when it opens; replaced on reload, so open streams keep theirs.
     pub settings: ArcSwap<Settings>,
-}
-
-/// The reloadable part of the `[loom]` section, as streams use it.
-pub(super) struct Settings {
-    pub auth: Authenticator,
-    pub limits: Limits,
-    pub max_connections: usize,
-    pub max_consumers: usize,
-    pub topic_prefix: Option<Topic>,
-    pub reject_delay: Duration,
-    pub deadlines: Deadlines,
 }
 
 /// What every stream of one QUIC connection shares.

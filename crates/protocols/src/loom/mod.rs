@@ -2,7 +2,7 @@
 //! UDP port, bridged to the bus. Rooms are anycast groups; Loom keys are envelope keys (`docs/protocols/loom.md`).
 //!
 //! The parts, in the adapter contract's order (`docs/architecture.md`, "An adapter"):
-//! * [`config`]: the `[loom]` section. Its runtime form (`Settings`) and its reload are still in `listener`.
+//! * [`config`]: the `[loom]` section; `settings`: what streams take of it; `reload`: applies a new one.
 //! * [`codec`]: bytes ↔ frames, pure: the uvarint, the hello that opens every stream, messages (key, declared
 //!   size, msg id, chunks, EOM) both ways and the consumer's acks.
 //! * [`bridge`]: Loom message ↔ bus envelope: the room's topic, [`bridge::to_envelope`],
@@ -21,6 +21,8 @@
 mod driver;
 mod listener;
 mod relay;
+mod reload;
+mod settings;
 
 pub mod bridge;
 pub mod codec;
@@ -35,7 +37,7 @@ pub use codec::{
     Hello, HelloError, HelloField, MessageAssembler, MessageDecoder, MessageEvent, MessageHeader,
     ProducedMessage, Role, StreamStart, VarintError,
 };
-pub use config::LoomConfig;
+pub use config::Config;
 pub use key::{ConsumerKey, KeyError};
 pub use limits::Limits;
 pub use listener::{start, LISTENER};

@@ -1,8 +1,7 @@
 //! The Loom UDP endpoint: one quinn endpoint offering `loom/1`, `loom` and `h3`, one task per connection
 //! dispatched on the negotiated ALPN, every connection registered in the connection registry.
 //!
-//! Reload swaps the [`Settings`] (auth, limits, topic prefix, reject delay) that each new connection and stream
-//! takes; open streams keep theirs. The address, TLS and QUIC transport settings need a restart.
+//! Each new connection and stream takes the [`Settings`] in effect at that moment ([`super::reload`] swaps them).
 
 mod h3;
 mod quic;
@@ -19,14 +18,14 @@ use quinn::{IdleTimeout, VarInt};
 use rustls::pki_types::CertificateDer;
 use tokio::task::JoinSet;
 
-use super::config::{LoomConfig, QuicConfig};
-use super::driver::{Conn, Settings, Shared};
+use super::config::{Config, QuicConfig};
+use super::driver::{Conn, Shared};
 use super::reject::{ALPN, ALPN_H3, ALPN_LEGACY, QUIC_REJECTED};
+use super::reload::Reloader;
 use super::session::MsgIds;
+use super::settings::Settings;
 use crate::accept;
-use crate::auth::Authenticator;
-use crate::config::ConfigError;
-use crate::{tls, Reload, Reloaded, RunningListener, Services, Started};
+use crate::{tls, RunningListener, Services, Started};
 
 /// Listener name in the admin API.
 pub const LISTENER: &str = "loom.quic";
@@ -35,10 +34,7 @@ pub const LISTENER: &str = "loom.quic";
 const DRAIN: Duration = Duration::from_secs(2);
 
 /// Binds the Loom endpoint if `config.enabled`.
-pub async fn start(
-    config: &LoomConfig,
-    services: &Services,
-) -> anyhow::Result<Started<LoomConfig>> {
+pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Started<Config>> {
     if !config.enabled {
         return Ok(Started::nothing());
     }
@@ -53,7 +49,7 @@ pub async fn start(
         services: services.clone(),
         ids: Arc::new(MsgIds::default()),
         relay: Arc::default(),
-        settings: ArcSwap::from_pointee(settings(config)?),
+        settings: ArcSwap::from_pointee(Settings::new(config)?),
     });
     let task = tokio::spawn(accept(endpoint, shared.clone()));
     Ok(Started {
@@ -64,43 +60,8 @@ pub async fn start(
             local_addr,
             task,
         }],
-        reload: Some(Box::new(Reloader {
-            shared,
-            started: config.clone(),
-        })),
+        reload: Some(Box::new(Reloader::new(shared, config))),
     })
-}
-
-fn settings(config: &LoomConfig) -> Result<Settings, ConfigError> {
-    config.validate()?;
-    Ok(Settings {
-        auth: Authenticator::new(config.auth.clone())
-            .map_err(|error| ConfigError::from(error).within("loom"))?
-            .for_protocol(Protocol::Loom),
-        limits: config.limits.codec(),
-        max_connections: config.limits.max_connections,
-        max_consumers: config.limits.max_subscriptions_per_connection,
-        topic_prefix: config.topic_prefix.clone(),
-        reject_delay: config.reject_delay(),
-        deadlines: config.deadlines,
-    })
-}
-
-/// Applies a new `[loom]` section to the running endpoint.
-struct Reloader {
-    shared: Arc<Shared>,
-    /// The section the endpoint was started with: what only a restart changes is compared against it.
-    started: LoomConfig,
-}
-
-impl Reload<LoomConfig> for Reloader {
-    fn reload(&self, next: &LoomConfig) -> Result<Reloaded, ConfigError> {
-        self.shared.settings.store(Arc::new(settings(next)?));
-        Ok(Reloaded {
-            applied: vec![LISTENER.to_owned()],
-            restart_needed: self.started.restart_only(next),
-        })
-    }
 }
 
 fn transport(quic: &QuicConfig) -> anyhow::Result<quinn::TransportConfig> {
