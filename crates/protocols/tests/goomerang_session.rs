@@ -9,9 +9,9 @@ use core_bus::{Bus, ConnectionId, Envelope, Mailbox, Origin, Pattern, Protocol, 
 use proptest::prelude::*;
 use prost::Message;
 use protocols::auth::{Allowed, Identity};
-use protocols::goomerang::mapping::{command_headers, rpc_topic};
-use protocols::goomerang::proto::Frame;
-use protocols::goomerang::routing::ForeignKindRule;
+use protocols::goomerang::bridge::routing::ForeignKindRule;
+use protocols::goomerang::bridge::{command_headers, rpc_topic};
+use protocols::goomerang::codec::proto::Frame;
 use protocols::goomerang::{
     encode_command, CloseReason, Command, ForeignKinds, FrameHeaders, Inbound, Limits, SendRoutes,
     Session, SessionSettings, WrapperKind,

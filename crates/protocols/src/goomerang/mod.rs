@@ -16,27 +16,23 @@
 //! - [`session`]: one connection's subscriptions, publishes, broadcasts and sync requests over the bus;
 //! - [`listener`]: the `goomerang.ws` WebSocket listener that drives the sessions.
 
+pub mod bridge;
 pub mod close;
 pub mod codec;
 pub mod config;
-pub mod headers;
-pub mod limits;
 pub mod listener;
-pub mod mapping;
-pub mod proto;
 mod reload;
-pub mod routing;
 pub mod session;
 mod settings;
 
+pub use bridge::routing::{ForeignKinds, SendRoutes};
+pub use bridge::WrapperKind;
 pub use close::{CloseFrame, CloseHandshake, CloseReason, PeerClose};
+pub use codec::headers::FrameHeaders;
+pub use codec::limits::{LimitExceeded, Limits};
 pub use codec::{
     decode, encode_command, encode_delivery, encode_sync_reply, Command, DecodeError, Delivery,
 };
 pub use config::Config;
-pub use headers::FrameHeaders;
-pub use limits::{LimitExceeded, Limits};
 pub use listener::start;
-pub use mapping::WrapperKind;
-pub use routing::{ForeignKinds, SendRoutes};
 pub use session::{Inbound, Session, SessionSettings};

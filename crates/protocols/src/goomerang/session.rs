@@ -3,7 +3,7 @@
 //!
 //! The session does no IO and reads no clock: the listener hands it each binary WebSocket message
 //! ([`Session::on_message`]) and each bus delivery ([`Session::on_delivery`], with the time to stamp
-//! on the frame), and writes what comes back. Goomerang has no error frame and no ack (reference §3),
+//! on the frame), and writes what comes back. Goomerang has no error frame and no ack (docs/protocols/goomerang.md, "Commands"),
 //! so every refused or undeliverable message is dropped, logged and counted in `gatewayd_drops_total`.
 //!
 //! A plain `Send` goes to the topic [`SendRoutes`] derives from its kind, with the sender's identity in the
@@ -19,15 +19,15 @@ use core_bus::{
     SubscriptionId, Topic,
 };
 
-use super::close::CloseReason;
-use super::codec::{decode, encode_delivery, encode_sync_reply, Command, DecodeError};
-use super::headers::FrameHeaders;
-use super::limits::Limits;
-use super::mapping::{
-    broadcast_topic, delivery_from_envelope, rpc_topic, to_envelope, to_send_envelope, topic,
-    user_headers, WrapperKind,
+use super::bridge::routing::{ForeignKinds, SendRoutes};
+use super::bridge::{
+    broadcast_topic, from_envelope, rpc_topic, to_envelope, to_send_envelope, topic, user_headers,
+    WrapperKind,
 };
-use super::routing::{ForeignKinds, SendRoutes};
+use super::close::CloseReason;
+use super::codec::headers::FrameHeaders;
+use super::codec::limits::Limits;
+use super::codec::{decode, encode_delivery, encode_sync_reply, Command, DecodeError};
 use crate::auth::Identity;
 
 /// Most sync requests one connection may have waiting for a reply; past it the oldest is forgotten
@@ -306,7 +306,7 @@ impl Session {
             );
             return None;
         }
-        let message = delivery_from_envelope(
+        let message = from_envelope(
             envelope,
             &self.settings.wrapper_kind,
             &self.settings.foreign_kinds,
