@@ -5,7 +5,7 @@
 //! Credentials (optional unless `auth.required`): a verified TLS client certificate, or a token on the upgrade
 //! (`Authorization: Bearer`, or `?access_token=`); a refused upgrade gets HTTP 401.
 //!
-//! Each accepted connection takes the [`Settings`] in effect at that moment ([`super::reload`] swaps them).
+//! Each accepted connection takes the `Settings` in effect at that moment (`reload` swaps them).
 
 use std::future::Future;
 use std::sync::Arc;
