@@ -1,6 +1,7 @@
-//! Goomerang over real sockets against the gatewayd binary: the parity checklist of the reference (§9) —
-//! pub/sub, unsubscribe, fragmented messages, broadcast, pings, the close handshake, dropped input with its
-//! metrics, ACL refusals, size limits, shutdown — and an independent Python client.
+//! Goomerang over real sockets against the gatewayd binary: parity with upstream servers
+//! (docs/protocols/goomerang.md) — pub/sub, unsubscribe, fragmented messages, broadcast, pings, the close
+//! handshake, dropped input with its metrics, ACL refusals, size limits, shutdown — and an independent Python
+//! client.
 
 mod support;
 
@@ -326,7 +327,7 @@ fn shutdown_closes_connections_with_1000() {
 fn tls_listener_serves_wss() {
     use futures::{SinkExt, StreamExt};
     use prost::Message as _;
-    use protocols::goomerang::proto::Frame;
+    use protocols::goomerang::codec::proto::Frame;
 
     let dir = tempfile::tempdir().unwrap();
     let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();

@@ -9,9 +9,9 @@ use core_bus::{Bus, ConnectionId, Envelope, Mailbox, Origin, Pattern, Protocol, 
 use proptest::prelude::*;
 use prost::Message;
 use protocols::auth::{Allowed, Identity};
-use protocols::goomerang::mapping::{command_headers, rpc_topic};
-use protocols::goomerang::proto::Frame;
-use protocols::goomerang::routing::ForeignKindRule;
+use protocols::goomerang::bridge::routing::ForeignKindRule;
+use protocols::goomerang::bridge::{command_headers, rpc_topic};
+use protocols::goomerang::codec::proto::Frame;
 use protocols::goomerang::{
     encode_command, CloseReason, Command, ForeignKinds, FrameHeaders, Inbound, Limits, SendRoutes,
     Session, SessionSettings, WrapperKind,
@@ -61,7 +61,7 @@ fn headers(pairs: &[(&str, &str)]) -> FrameHeaders {
 
 /// Sends `command` as the client would and expects the session to keep reading.
 fn send(session: &mut Session, command: Command) {
-    let inbound = session.on_message(encode_command(&command, now()));
+    let inbound = session.handle_input(encode_command(&command, now()));
     assert!(matches!(inbound, Inbound::Continue), "{inbound:?}");
 }
 
@@ -95,7 +95,7 @@ fn frames(session: &mut Session) -> Vec<Frame> {
         .unwrap();
     deliveries
         .into_iter()
-        .filter_map(|delivery| session.on_delivery(delivery, now()))
+        .filter_map(|delivery| session.handle_delivery(delivery, now()))
         .map(|bytes| Frame::decode(bytes).unwrap())
         .collect()
 }
@@ -533,7 +533,7 @@ fn size_limits_drop_deliveries_and_close_on_huge_messages() {
         now(),
     );
     assert!(matches!(
-        client.on_message(huge),
+        client.handle_input(huge),
         Inbound::Close(CloseReason::MessageTooBig)
     ));
 }
@@ -549,7 +549,7 @@ fn garbage_and_unknown_kinds_are_dropped() {
         b"\x12\x1cgoomerang.protocol.RpcCmdXYZ",
     ] {
         assert!(matches!(
-            client.on_message(Bytes::copy_from_slice(garbage)),
+            client.handle_input(Bytes::copy_from_slice(garbage)),
             Inbound::Continue
         ));
     }
@@ -566,7 +566,7 @@ proptest! {
     ) {
         let bus = Bus::new(BusConfig::default());
         let mut client = session(&bus);
-        let _ = client.on_message(Bytes::from(random));
+        let _ = client.handle_input(Bytes::from(random));
         let mut mutated = encode_command(
             &Command::Publish {
                 topic: "t".into(),
@@ -581,7 +581,7 @@ proptest! {
             let len = mutated.len();
             mutated[at % len] ^= xor;
         }
-        let _ = client.on_message(Bytes::from(mutated));
+        let _ = client.handle_input(Bytes::from(mutated));
         let _ = frames(&mut client);
         subscribe(&mut client, "after");
         publish(&mut client, "after", "ok", &[]);

@@ -9,8 +9,8 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage};
-use protocols::goomerang::mapping::{delivery_from_bus, to_bus_headers, user_headers};
-use protocols::goomerang::proto::Frame;
+use protocols::goomerang::bridge::{delivery_from_bus, to_bus_headers, user_headers};
+use protocols::goomerang::codec::proto::Frame;
 use protocols::goomerang::{
     decode, encode_delivery, CloseHandshake, Command, FrameHeaders, Limits, PeerClose, WrapperKind,
 };

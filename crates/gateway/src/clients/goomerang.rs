@@ -10,9 +10,9 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use futures::SinkExt;
 use prost::Message as _;
-use protocols::goomerang::headers::FrameHeaders;
-use protocols::goomerang::mapping::{command_headers, WrapperKind, CONTENT_TYPE_HEADER};
-use protocols::goomerang::proto::Frame;
+use protocols::goomerang::bridge::{command_headers, WrapperKind, CONTENT_TYPE_HEADER};
+use protocols::goomerang::codec::headers::FrameHeaders;
+use protocols::goomerang::codec::proto::Frame;
 use protocols::goomerang::{encode_command, Command};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -192,7 +192,7 @@ fn to_incoming(frame: Frame) -> Incoming {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocols::goomerang::proto::HeaderEntry;
+    use protocols::goomerang::codec::proto::HeaderEntry;
 
     #[test]
     fn wrapped_foreign_bodies_are_unwrapped_and_sync_replies_recognised() {

@@ -1,4 +1,5 @@
-//! The close-handshake policy for Goomerang connections (reference §1.5, §9.8), as a pure state machine.
+//! The close-handshake policy for Goomerang connections (docs/protocols/goomerang.md, "Closing"), as a pure
+//! state machine.
 //!
 //! The Go client only treats close code 1000 (or a bare TCP EOF) as a clean end: any other code leaves
 //! it stuck in `Running`. So gatewayd closes with 1000 in every case, including limit violations and
@@ -167,7 +168,7 @@ mod tests {
         let PeerClose::EchoThenCloseTcp(echo) = close.on_peer_close() else {
             panic!("expected an echo");
         };
-        // Reference §7: server close 1000 = `88 02 03 e8`.
+        // The echo on the wire is `88 02 03 e8` (docs/protocols/goomerang.md, "Closing").
         assert_eq!(echo.payload(), [0x03, 0xe8]);
         assert_eq!((echo.code(), echo.reason()), (1000, ""));
         assert!(!close.is_open());

@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::limits::Limits;
-use super::mapping::WrapperKind;
-use super::routing::{
+use super::bridge::routing::{
     ForeignKindRule, ForeignKinds, RoutingError, SendRoutes, DEFAULT_SEND_PREFIX,
 };
+use super::bridge::WrapperKind;
+use super::codec::limits::Limits;
 use crate::accept::Deadlines;
 use crate::auth::AuthConfig;
 use crate::config::{at_least_one, ConfigError};

@@ -1,9 +1,10 @@
 //! One Goomerang connection's state over the bus: its topic subscriptions, the implicit broadcast
 //! subscription, the inbox that receives sync replies, and the sync requests still waiting for one.
 //!
-//! The session does no IO and reads no clock: the listener hands it each binary WebSocket message
-//! ([`Session::on_message`]) and each bus delivery ([`Session::on_delivery`], with the time to stamp
-//! on the frame), and writes what comes back. Goomerang has no error frame and no ack (reference §3),
+//! The session does no IO and reads no clock: the driver hands it each binary WebSocket message
+//! ([`Session::handle_input`]) and each bus delivery, one at a time ([`Session::handle_delivery`], with the
+//! time to stamp on the frame), and writes what comes back. It keeps no timers: the idle timeout and the close
+//! handshake are the driver's. Goomerang has no error frame and no ack (docs/protocols/goomerang.md, "Commands"),
 //! so every refused or undeliverable message is dropped, logged and counted in `gatewayd_drops_total`.
 //!
 //! A plain `Send` goes to the topic [`SendRoutes`] derives from its kind, with the sender's identity in the
@@ -19,15 +20,15 @@ use core_bus::{
     SubscriptionId, Topic,
 };
 
-use super::close::CloseReason;
-use super::codec::{decode, encode_delivery, encode_sync_reply, Command, DecodeError};
-use super::headers::FrameHeaders;
-use super::limits::Limits;
-use super::mapping::{
-    broadcast_topic, delivery_from_envelope, rpc_topic, to_envelope, to_send_envelope, topic,
-    user_headers, WrapperKind,
+use super::bridge::routing::{ForeignKinds, SendRoutes};
+use super::bridge::{
+    broadcast_topic, from_envelope, rpc_topic, to_envelope, to_send_envelope, topic, user_headers,
+    WrapperKind,
 };
-use super::routing::{ForeignKinds, SendRoutes};
+use super::close::CloseReason;
+use super::codec::headers::FrameHeaders;
+use super::codec::limits::Limits;
+use super::codec::{decode, encode_delivery, encode_sync_reply, Command, DecodeError};
 use crate::auth::Identity;
 
 /// Most sync requests one connection may have waiting for a reply; past it the oldest is forgotten
@@ -49,7 +50,7 @@ pub struct SessionSettings {
     pub foreign_kinds: ForeignKinds,
 }
 
-/// What the listener does after a client message.
+/// What the driver does after a client message.
 #[derive(Debug)]
 pub enum Inbound {
     /// Keep reading.
@@ -102,7 +103,7 @@ impl Session {
         &self.inbox
     }
 
-    /// The mailbox to receive deliveries from; hand each one to [`Session::on_delivery`].
+    /// The mailbox to receive deliveries from; hand each one to [`Session::handle_delivery`].
     pub fn mailbox(&mut self) -> &mut Mailbox {
         &mut self.mailbox
     }
@@ -113,7 +114,7 @@ impl Session {
     }
 
     /// Handles one binary WebSocket message from the client.
-    pub fn on_message(&mut self, message: Bytes) -> Inbound {
+    pub fn handle_input(&mut self, message: Bytes) -> Inbound {
         match decode(message, &self.settings.limits) {
             Ok(command) => self.on_command(command),
             Err(error) => {
@@ -288,7 +289,7 @@ impl Session {
 
     /// The frame to send to the client for `delivery`, stamped with `now`; `None` if it is not sent
     /// (a reply nobody waits for, or too large for the client: both counted).
-    pub fn on_delivery(&mut self, delivery: Delivery, now: SystemTime) -> Option<Bytes> {
+    pub fn handle_delivery(&mut self, delivery: Delivery, now: SystemTime) -> Option<Bytes> {
         if let Some(ack) = delivery.ack {
             ack.ack();
         }
@@ -306,7 +307,7 @@ impl Session {
             );
             return None;
         }
-        let message = delivery_from_envelope(
+        let message = from_envelope(
             envelope,
             &self.settings.wrapper_kind,
             &self.settings.foreign_kinds,

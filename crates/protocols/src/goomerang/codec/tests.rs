@@ -1,5 +1,5 @@
-//! The Goomerang codec against the reference's worked examples (A–D), malformed and over-limit input, and
-//! round-trip properties.
+//! The Goomerang codec against worked byte-level examples (subscribe, publish, delivery and broadcast, sync request
+//! and reply), malformed and over-limit input, and round-trip properties.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -20,7 +20,7 @@ fn text(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-/// §7's `creation`: 1700000000 s + 500000000 ns.
+/// The examples' `creation`: 1700000000 s + 500000000 ns.
 fn ts_time() -> SystemTime {
     UNIX_EPOCH + Duration::new(1_700_000_000, 500_000_000)
 }
@@ -425,7 +425,7 @@ fn any_frame() -> impl Strategy<Value = Frame> {
                     .map(|(seconds, nanos)| prost_types::Timestamp { seconds, nanos }),
                 headers: headers
                     .into_iter()
-                    .map(|(key, value)| super::super::proto::HeaderEntry { key, value })
+                    .map(|(key, value)| super::proto::HeaderEntry { key, value })
                     .collect(),
                 payload,
             },

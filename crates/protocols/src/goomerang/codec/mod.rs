@@ -1,4 +1,6 @@
-//! One binary WebSocket message ⇄ Goomerang frames (reference §2, §3).
+//! One binary WebSocket message ⇄ Goomerang frames (docs/protocols/goomerang.md, "On the wire"), and its
+//! parts: [`proto`], the generated messages; [`headers`], `Frame.headers`; [`limits`], the size limits checked
+//! before anything is decoded.
 //!
 //! The WebSocket layer already delimits and reassembles messages, so every call sees one whole `Frame`.
 //! [`decode`] checks the [`Limits`] first, then resolves `Frame.kind` by full protobuf name into a
@@ -9,20 +11,24 @@
 //! what a client sends, for test clients and round trips. Nothing here reads a clock: the caller passes
 //! the `creation` time.
 
+pub mod headers;
+pub mod limits;
+pub mod proto;
+
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use prost::Message;
 use thiserror::Error;
 
-use super::close::CloseReason;
-use super::headers::FrameHeaders;
-use super::limits::{LimitExceeded, Limits};
-use super::mapping::is_reserved_topic;
-use super::proto::{
+use self::headers::FrameHeaders;
+use self::limits::{LimitExceeded, Limits};
+use self::proto::{
     BroadcastCmd, Frame, PublishCmd, SubscribeCmd, UnsubscribeCmd, BROADCAST_CMD, PACKAGE_PREFIX,
     PUBLISH_CMD, SUBSCRIBE_CMD, UNSUBSCRIBE_CMD,
 };
+use crate::goomerang::bridge::is_reserved_topic;
+use crate::goomerang::close::CloseReason;
 
 /// What a client asked for with one frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +39,7 @@ pub enum Command {
     Unsubscribe { topic: String },
     /// `PublishCmd`: deliver `message` (the protobuf encoding of a `kind`) to the subscribers of `topic`.
     /// `headers` are the frame's headers as sent: user headers carry the `message-` prefix
-    /// (see [`mapping::user_headers`](super::mapping::user_headers)).
+    /// (see [`bridge::user_headers`](crate::goomerang::bridge::user_headers)).
     Publish {
         topic: String,
         kind: String,
@@ -194,7 +200,8 @@ pub struct Delivery {
     pub headers: FrameHeaders,
 }
 
-/// Encodes a delivery to a subscriber or broadcast receiver (§3.3): no uuid, not sync.
+/// Encodes a delivery to a subscriber or broadcast receiver: no uuid, not sync (docs/protocols/goomerang.md,
+/// "Deliveries and sync replies").
 pub fn encode_delivery(delivery: &Delivery, creation: SystemTime) -> Bytes {
     encode_frame(
         "",
@@ -206,8 +213,8 @@ pub fn encode_delivery(delivery: &Delivery, creation: SystemTime) -> Bytes {
     )
 }
 
-/// Encodes the one reply to a sync request (§3.5): the request's `uuid`, `is_sync` set, and the reply
-/// message's own kind.
+/// Encodes the one reply to a sync request: the request's `uuid`, `is_sync` set, and the reply message's own
+/// kind (docs/protocols/goomerang.md, "Deliveries and sync replies").
 pub fn encode_sync_reply(uuid: &str, reply: &Delivery, creation: SystemTime) -> Bytes {
     encode_frame(
         uuid,

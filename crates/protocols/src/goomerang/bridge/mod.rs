@@ -1,5 +1,6 @@
-//! How Goomerang messages meet the bus (reference §8), as pure functions over topics, header lists and
-//! envelopes.
+//! How Goomerang messages meet the bus (docs/protocols/goomerang.md, "How messages map"), as pure functions over
+//! topics, header lists and envelopes; [`routing`]: the topics plain sends go to, and the kinds foreign messages
+//! are delivered as.
 //!
 //! Towards the bus, a message keeps its protobuf bytes verbatim, names its type in the [`KIND_HEADER`]
 //! header and has content type [`PROTOBUF_CONTENT_TYPE`]. Towards a Goomerang client, a bus message that
@@ -12,15 +13,17 @@
 //! are [`broadcast_topic`] (`$goomerang.broadcast`) and [`rpc_topic`] (`$rpc.goomerang.<kind>`); names
 //! in the internal `$` namespace are refused from clients ([`is_reserved_topic`]).
 
+pub mod routing;
+
 use bytes::Bytes;
 use core_bus::{names, Envelope, Headers, Origin, Topic};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::codec::Delivery;
-use super::headers::FrameHeaders;
-use super::routing::ForeignKinds;
+use self::routing::ForeignKinds;
+use crate::goomerang::codec::headers::FrameHeaders;
+use crate::goomerang::codec::Delivery;
 
 /// First character of gatewayd's internal topic names (inboxes, RPC requests, broadcast).
 pub const RESERVED_TOPIC_PREFIX: &str = "$";
@@ -125,7 +128,7 @@ pub fn to_send_envelope(
 /// What a Goomerang client receives for `envelope`: [`delivery_from_bus`] with the envelope's content
 /// type standing in for a missing `content-type` header. A foreign envelope (no usable [`KIND_HEADER`]) that
 /// `foreign` names a kind for keeps its body and is delivered as that kind.
-pub fn delivery_from_envelope(
+pub fn from_envelope(
     envelope: &Envelope,
     wrapper: &WrapperKind,
     foreign: &ForeignKinds,
@@ -218,7 +221,7 @@ pub struct WrapperKind(String);
 pub struct InvalidKind(pub String);
 
 impl WrapperKind {
-    /// The reference's default, which every Go client can register (`wrapperspb.BytesValue`).
+    /// The default, which every Go client can register (`wrapperspb.BytesValue`).
     pub const BYTES_VALUE: &'static str = "google.protobuf.BytesValue";
 
     /// A wrapper kind from configuration.
@@ -270,8 +273,8 @@ mod tests {
 
     use proptest::prelude::*;
 
-    use super::super::codec::encode_delivery;
     use super::*;
+    use crate::goomerang::codec::encode_delivery;
 
     fn bus(pairs: &[(&str, &[u8])]) -> Vec<(String, Bytes)> {
         pairs
@@ -345,7 +348,7 @@ mod tests {
         assert_eq!(envelope.headers.get_str("goomerang-kind"), Some("a.B"));
         assert_eq!(envelope.headers.len(), 2);
         assert_eq!(
-            delivery_from_envelope(&envelope, &WrapperKind::default(), &ForeignKinds::default()),
+            from_envelope(&envelope, &WrapperKind::default(), &ForeignKinds::default()),
             Delivery {
                 kind: "a.B".into(),
                 payload: Bytes::from_static(b"\x0a\x02hi"),
@@ -364,8 +367,7 @@ mod tests {
         envelope.content_type = Some("application/json".into());
         envelope.headers.push("content-type", "text/plain");
         envelope.headers.push("x", "1");
-        let delivery =
-            delivery_from_envelope(&envelope, &WrapperKind::default(), &ForeignKinds::default());
+        let delivery = from_envelope(&envelope, &WrapperKind::default(), &ForeignKinds::default());
         assert_eq!(delivery.kind, "google.protobuf.BytesValue");
         assert_eq!(&delivery.payload[..], b"\x0a\x02{}");
         assert_eq!(
@@ -399,7 +401,8 @@ mod tests {
 
     #[test]
     fn foreign_bodies_are_wrapped() {
-        // Reference §7 (e): JSON `{}` with `content-type: application/json`, 84 bytes.
+        // JSON `{}` with `content-type: application/json`, 84 bytes (docs/protocols/goomerang.md,
+        // "Deliveries and sync replies").
         let delivery = delivery_from_bus(
             Bytes::from_static(b"{}"),
             &bus(&[("content-type", b"application/json")]),

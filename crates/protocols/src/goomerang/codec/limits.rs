@@ -1,5 +1,5 @@
-//! gatewayd's own size limits for Goomerang (upstream has none, reference §6) and the pre-scan that
-//! enforces the frame-level ones before prost allocates anything.
+//! gatewayd's own size limits for Goomerang (upstream has none: docs/protocols/goomerang.md, "Limits") and the
+//! pre-scan that enforces the frame-level ones before prost allocates anything.
 //!
 //! The pre-scan walks the top-level fields of a `Frame` without decoding them: it rejects a `kind`
 //! longer than [`Limits::max_kind_len`] and more than [`Limits::max_headers`] header entries (each
@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::close::CloseReason;
+use crate::goomerang::close::CloseReason;
 
 /// Size limits applied to every client message (config section `[goomerang.frame_limits]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,7 +26,7 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// The reference's proposal: 16 MiB messages, 1024-byte topics, 512-byte kinds, 64 headers.
+    /// The documented defaults: 16 MiB messages, 1024-byte topics, 512-byte kinds, 64 headers.
     fn default() -> Self {
         Self {
             max_message_size: 16 * 1024 * 1024,
@@ -281,7 +281,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_follow_the_reference() {
+    fn defaults_are_the_documented_ones() {
         let limits = Limits::default();
         assert_eq!(limits.max_message_size, 16 << 20);
         assert_eq!(

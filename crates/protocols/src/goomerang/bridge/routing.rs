@@ -14,7 +14,7 @@ use core_bus::{Pattern, Topic};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::mapping::WrapperKind;
+use super::WrapperKind;
 
 /// The default `send_topic_prefix`.
 pub const DEFAULT_SEND_PREFIX: &str = "goomerang.send";
