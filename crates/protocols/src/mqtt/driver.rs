@@ -174,7 +174,7 @@ async fn at(deadline: Option<Instant>) {
 /// Hands `buf` to the session and tells the transport whether packets were finished.
 fn receive<T: Transport>(session: &mut Session, buf: &mut BytesMut, transport: &mut T) -> Flow {
     let before = buf.len();
-    let flow = session.receive(buf);
+    let flow = session.handle_input(buf);
     if buf.len() < before {
         transport.packets_finished(!buf.is_empty());
     }
@@ -207,8 +207,8 @@ impl Connection {
         let mut handover: Option<Stall> = None;
         let mut lost = false;
         loop {
-            if !session.output().is_empty() {
-                let written = timeout(write_timeout, transport.send(session.output())).await;
+            if !session.poll_transmit().is_empty() {
+                let written = timeout(write_timeout, transport.send(session.poll_transmit())).await;
                 if !matches!(written, Ok(Ok(()))) {
                     if written.is_err() {
                         guard.closing(CloseCause::Deadline);
@@ -216,7 +216,7 @@ impl Connection {
                     lost = true;
                     break;
                 }
-                session.output().clear();
+                session.poll_transmit().clear();
             }
             if !identified {
                 if let Some(identity) = session.identity() {
@@ -287,7 +287,7 @@ impl Connection {
                 received = next_batch(session.mailbox_mut(), &mut batch, write_batch), if deliveries => {
                     match received {
                         Ok(_) => {
-                            session.deliver(batch.drain(..));
+                            session.handle_deliveries(batch.drain(..));
                         }
                         Err(closed) => {
                             if closed == Closed::SlowConsumer {
@@ -300,7 +300,7 @@ impl Connection {
                 () = at(dead_at) => {
                     guard.closing(CloseCause::Deadline);
                     if session.is_connected() {
-                        flow = session.keep_alive_expired();
+                        flow = session.handle_timeout();
                     } else {
                         tracing::debug!("mqtt: no CONNECT before the pre-auth deadline");
                         break;

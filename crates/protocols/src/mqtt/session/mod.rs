@@ -1,5 +1,5 @@
-//! One MQTT connection's state machine over the bus, sans-IO: bytes in ([`Session::receive`]), bus deliveries in
-//! ([`Session::deliver`]), bytes out ([`Session::output`]). Before CONNECT only CONNECT is accepted; CONNECT
+//! One MQTT connection's state machine over the bus, sans-IO: bytes in ([`Session::handle_input`]), bus deliveries in
+//! ([`Session::handle_deliveries`]), bytes out ([`Session::poll_transmit`]). Before CONNECT only CONNECT is accepted; CONNECT
 //! authenticates and answers CONNACK ([`connect`]); then PUBLISH and its acknowledgements in both directions
 //! ([`publish`], [`outgoing`]), SUBSCRIBE/UNSUBSCRIBE ([`subscribe`]), PINGREQ and DISCONNECT. A protocol
 //! violation earns a 5.0 DISCONNECT with its reason code (a plain close for 3.1.1) and [`Flow::Close`].
@@ -166,7 +166,7 @@ impl Session {
     /// Decodes and handles every whole packet in `buf`, leaving a partial one there. Stops early when a
     /// publish asks for back-pressure (wait on [`Session::take_backpressure`], then call again) or the
     /// connection must close.
-    pub fn receive(&mut self, buf: &mut BytesMut) -> Flow {
+    pub fn handle_input(&mut self, buf: &mut BytesMut) -> Flow {
         while !self.closed && self.backpressure.is_none() && self.handover.is_none() {
             match codec::decode(buf, self.version, self.settings.max_packet_size) {
                 Ok(Some(packet)) => {
@@ -300,7 +300,7 @@ impl Session {
     /// Writes deliveries from the bus (or queues them while the client's in-flight window is full). Consecutive
     /// deliveries of one message to several of this client's subscriptions (overlapping filters) become one
     /// PUBLISH (§3.3.4): at the highest QoS they grant, with every matching Subscription Identifier.
-    pub fn deliver(&mut self, deliveries: impl IntoIterator<Item = Delivery>) {
+    pub fn handle_deliveries(&mut self, deliveries: impl IntoIterator<Item = Delivery>) {
         let mut deliveries = deliveries.into_iter().peekable();
         while let Some(first) = deliveries.next() {
             let mut overlapping = Vec::new();
@@ -355,12 +355,12 @@ impl Session {
     }
 
     /// The client fell silent past its keep-alive: DISCONNECT 0x8D.
-    pub fn keep_alive_expired(&mut self) -> Flow {
+    pub fn handle_timeout(&mut self) -> Flow {
         self.disconnect(reason::KEEP_ALIVE_TIMEOUT, "keep alive timeout")
     }
 
     /// Bytes to write; the connection loop clears them once written.
-    pub fn output(&mut self) -> &mut BytesMut {
+    pub fn poll_transmit(&mut self) -> &mut BytesMut {
         &mut self.out
     }
 
@@ -370,7 +370,7 @@ impl Session {
 
     /// While a CONNECT waits for the previous connection of its client id to end: the token cancelled when it
     /// has. Then call [`Session::handed_over`] (also after a deadline: the session left behind is then not
-    /// resumed), and [`Session::receive`] again.
+    /// resumed), and [`Session::handle_input`] again.
     pub fn handover(&self) -> Option<CancellationToken> {
         self.handover.as_ref().map(|(_, released)| released.clone())
     }

@@ -62,8 +62,8 @@ fn connect(level: u8, id: &str) -> BytesMut {
 /// Feeds `bytes` and returns the flow and what the session wrote.
 fn feed(session: &mut Session, bytes: BytesMut) -> (Flow, Vec<u8>) {
     let mut buf = bytes;
-    let flow = session.receive(&mut buf);
-    let out = session.output().split().to_vec();
+    let flow = session.handle_input(&mut buf);
+    let out = session.poll_transmit().split().to_vec();
     (flow, out)
 }
 
@@ -117,10 +117,10 @@ fn qos_1_publish_reaches_a_qos_0_subscriber_at_qos_0_and_is_acknowledged() {
         .try_recv_batch(&mut batch, 10);
     assert_eq!(taken, Ok(1));
     for delivery in batch {
-        subscriber.deliver([delivery]);
+        subscriber.handle_deliveries([delivery]);
     }
     // QoS 0 (first byte 0x30, no packet id): topic a/b, payload hi.
-    assert_eq!(&subscriber.output()[..], b"\x30\x07\x00\x03a/bhi");
+    assert_eq!(&subscriber.poll_transmit()[..], b"\x30\x07\x00\x03a/bhi");
 }
 
 #[test]
@@ -164,10 +164,10 @@ fn the_in_flight_window_bounds_what_is_sent() {
         .try_recv_batch(&mut batch, 10);
     assert_eq!(taken, Ok(3));
     for delivery in batch {
-        subscriber.deliver([delivery]);
+        subscriber.handle_deliveries([delivery]);
     }
     // receive_maximum = 2: two publishes sent, the third waits.
-    let out = subscriber.output().split();
+    let out = subscriber.poll_transmit().split();
     assert_eq!(out.iter().filter(|&&b| b == 0x32).count(), 2);
     assert!(!subscriber.wants_deliveries());
     let (_, out) = feed(&mut subscriber, packet(0x40, b"\x00\x01"));
