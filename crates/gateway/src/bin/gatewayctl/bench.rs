@@ -4,13 +4,9 @@
 //! another MQTT broker (MQTT on both sides) in the same run. `bench conns` measures gatewayd's memory per idle
 //! connection instead.
 
-#[path = "bench/conns.rs"]
 mod conns;
-#[path = "bench/run.rs"]
 mod run;
-#[path = "bench/side.rs"]
 mod side;
-#[path = "bench/stats.rs"]
 mod stats;
 
 use std::io::IsTerminal as _;

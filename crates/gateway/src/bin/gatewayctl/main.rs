@@ -2,15 +2,10 @@
 //! (`pub`, `sub`, `req`, `reply`), follows what passes on topics (`tap`), and measures it (`bench`, `bench conns`). The client subcommands present
 //! `--token`/`--login` (or `GATEWAYCTL_TOKEN`/`GATEWAYCTL_LOGIN`) to listeners that require auth.
 
-#[path = "gatewayctl/admin.rs"]
 mod admin;
-#[path = "gatewayctl/bench.rs"]
 mod bench;
-#[path = "gatewayctl/credentials.rs"]
 mod credentials;
-#[path = "gatewayctl/pubsub.rs"]
 mod pubsub;
-#[path = "gatewayctl/tap.rs"]
 mod tap;
 
 use clap::{Parser, Subcommand};
