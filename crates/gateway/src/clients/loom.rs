@@ -20,10 +20,8 @@ use bytes::{Bytes, BytesMut};
 use protocols::loom::{
     ConsumerFrame, ConsumerKey, Delivery, Hello, Limits, MessageDecoder, MessageEvent, Role,
 };
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 
+use super::tls::AnyCertificate;
 use super::{
     resolve, ClientError, Credentials, Inbox, InboxSender, Incoming, Message, Outgoing,
     HANDSHAKE_TIMEOUT,
@@ -96,7 +94,7 @@ impl LoomClient {
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(quic_error)?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate::new(provider)))
             .with_no_client_auth();
         tls.alpn_protocols = vec![b"loom/1".to_vec()];
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(quic_error)?;
@@ -300,55 +298,5 @@ async fn consume_inner(
             Some(chunk) => buf.extend_from_slice(&chunk.bytes),
             None => return Err(ended(send).await),
         }
-    }
-}
-
-/// Accepts any server certificate (gatewayd's development certificate is self-signed); signatures are
-/// still checked, so the handshake is with the holder of the presented key.
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }

@@ -14,6 +14,7 @@ pub mod messageloop;
 pub mod mqtt;
 pub mod stomp;
 pub mod stomp_connect;
+pub mod tls;
 mod ws;
 
 use std::fmt;
