@@ -2,9 +2,9 @@
 //! coverage. Never panics, and what parses prints back to itself and matches the way a topic built from it does.
 #![no_main]
 
-use core_bus::names::{pattern_from_name, pattern_to_name, topic_from_name, WildcardSyntax};
 use core_bus::{Pattern, Topic};
 use libfuzzer_sys::fuzz_target;
+use protocols::names::{pattern_from_name, pattern_to_name, topic_from_name, WildcardSyntax};
 
 const SYNTAXES: [WildcardSyntax; 4] = [
     WildcardSyntax::Literal,

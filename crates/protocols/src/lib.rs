@@ -14,6 +14,7 @@ pub mod limits;
 pub mod loom;
 pub mod messageloop;
 pub mod mqtt;
+pub mod names;
 pub mod stomp;
 pub mod tls;
 pub mod ws;

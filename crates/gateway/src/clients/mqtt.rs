@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use core_bus::names::{topic_from_mqtt, topic_to_mqtt};
 use core_bus::Topic;
 use mqttbytes::v5::{self, Packet, PublishProperties};
 use mqttbytes::QoS;
 use protocols::mqtt::bridge::empty_properties;
+use protocols::mqtt::names::{topic_from_mqtt, topic_to_mqtt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;

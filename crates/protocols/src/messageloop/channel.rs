@@ -3,7 +3,7 @@
 //! least one literal segment followed by a single final `*` or `**`. G0 has no wildcards (every character is
 //! literal). Channels starting with `$` name gatewayd's internal topics and are refused.
 
-use core_bus::names::{pattern_from_name, WildcardSyntax};
+use crate::names::{pattern_from_name, WildcardSyntax};
 use core_bus::{Pattern, Topic};
 
 use super::codes::ErrorCode;

@@ -1,4 +1,4 @@
-//! PUBLISH ↔ bus envelope. Topic names map through `core_bus::names::{topic_from_mqtt, topic_to_mqtt}`; MQTT 5.0
+//! PUBLISH ↔ bus envelope. Topic names map through `crate::mqtt::names::{topic_from_mqtt, topic_to_mqtt}`; MQTT 5.0
 //! properties map onto envelope fields: user properties ↔ headers (in order), content type ↔ content type,
 //! response topic ↔ reply-to, correlation data ↔ correlation id (UTF-8; other bytes travel in the header
 //! `mqtt-correlation-data`), message expiry ↔ header `mqtt-message-expiry` (seconds; what is left is sent on),
@@ -7,8 +7,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::mqtt::names::{topic_from_mqtt, topic_to_mqtt};
 use bytes::Bytes;
-use core_bus::names::{topic_from_mqtt, topic_to_mqtt};
 use core_bus::{Envelope, Origin, Topic};
 use mqttbytes::v5::{Publish, PublishProperties};
 use mqttbytes::QoS;

@@ -1,7 +1,8 @@
 //! MQTT 3.1.1 and 5.0 broker adapter (`docs/protocols/mqtt.md`).
 //!
 //! * [`codec`]: bytes ↔ packets of both protocol levels (on `mqttbytes`), [`reason`]: the reason codes sent.
-//! * [`bridge`]: PUBLISH ↔ bus envelope (topic names through `core_bus::names`, 5.0 properties ↔ envelope fields).
+//! * [`bridge`]: PUBLISH ↔ bus envelope (topic names and filters through [`names`], 5.0 properties ↔ envelope
+//!   fields).
 //! * [`session`]: one connection's state machine over the bus (sans-IO).
 //! * [`retained`]: retained messages; [`store`]: client ids across connections and sessions kept for returning
 //!   clients. Both are shared by every MQTT listener.
@@ -13,6 +14,7 @@ pub mod codec;
 pub mod config;
 mod driver;
 mod listener;
+pub mod names;
 pub mod reason;
 mod reload;
 pub mod retained;

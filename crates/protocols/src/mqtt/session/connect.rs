@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use core_bus::names::topic_from_mqtt;
+use crate::mqtt::names::topic_from_mqtt;
 use core_bus::Envelope;
 use mqttbytes::v5::{ConnAck, ConnAckProperties, Connect, ConnectReturnCode, LastWill};
 use mqttbytes::Protocol as Level;

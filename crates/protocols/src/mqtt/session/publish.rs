@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use crate::mqtt::names::{topic_from_mqtt, topic_to_mqtt};
 use core_bus::metrics::{record_drop, DropReason};
-use core_bus::names::{topic_from_mqtt, topic_to_mqtt};
 use core_bus::{Protocol, Topic};
 use mqttbytes::v5::Publish;
 use mqttbytes::QoS;

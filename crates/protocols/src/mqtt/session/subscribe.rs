@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 
+use crate::mqtt::names::pattern_from_mqtt;
 use core_bus::config::GroupPolicy;
-use core_bus::names::pattern_from_mqtt;
 use core_bus::{Credit, Mailbox, Pattern, SubscribeError, SubscriptionId, MAX_TOPIC_BYTES};
 use mqttbytes::v5::{RetainForwardRule, Subscribe, SubscribeFilter, Unsubscribe};
 use mqttbytes::QoS;

@@ -125,7 +125,7 @@ pub fn inbox_of_reply_queue(opaque: &str) -> Option<Topic> {
 
 /// `prefix` followed by the topic's name (dotted; canonical for internal topics).
 pub fn named(prefix: &str, topic: &Topic) -> Bytes {
-    let dotted = core_bus::names::topic_to_name(topic);
+    let dotted = crate::names::topic_to_name(topic);
     let mut value = BytesMut::with_capacity(prefix.len() + dotted.len());
     value.put_slice(prefix.as_bytes());
     value.put_slice(&dotted);

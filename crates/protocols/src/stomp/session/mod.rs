@@ -11,9 +11,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::names::{self, pattern_from_name, WildcardSyntax};
 use bytes::{Bytes, BytesMut};
 use core_bus::config::GroupPolicy;
-use core_bus::names::{self, pattern_from_name, WildcardSyntax};
 use core_bus::{
     AckHandle, Backpressure, Bus, Closed, Credit, Delivery, Envelope, Mailbox, Origin, Pattern,
     SubscribeError, SubscriptionId, Topic,
