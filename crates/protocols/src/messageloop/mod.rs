@@ -15,6 +15,7 @@ pub mod codec;
 pub mod codes;
 pub mod config;
 pub mod conformance;
+mod driver;
 pub mod g0_or_g1;
 pub mod generation;
 pub mod grpc_codec;
