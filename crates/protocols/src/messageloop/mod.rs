@@ -9,32 +9,32 @@
 //! The part that meets the bus and the network: [`session`], [`listener`] (WebSocket and gRPC), [`config`] (the
 //! `[messageloop]` section), `settings` (what connections take of it) and `reload` (applies a new one).
 
-pub mod channel;
-pub mod cloudevent;
-pub mod codec;
-pub mod codes;
 pub mod config;
-pub mod conformance;
+mod reload;
+mod settings;
+
+pub mod codec;
+
+pub mod bridge;
+
+pub mod session;
+
 mod driver;
-pub mod g0_or_g1;
-pub mod generation;
-pub mod grpc_codec;
-pub mod json;
 pub mod listener;
+
+pub mod channel;
+pub mod codes;
 pub mod message;
-pub mod pb;
 pub mod presence;
 pub mod proxy;
-mod reload;
-pub mod session;
-mod settings;
-pub mod subprotocol;
-pub mod wire;
 
 /// Default cap on one envelope, both directions (`server.limits.max_message_size`).
 pub const MAX_MESSAGE_SIZE: usize = 65_536;
 
-pub use codec::{EncodeError, Frame, WsCodec};
+pub use codec::{
+    conformance, g0_or_g1, generation, grpc_codec, json, pb, subprotocol, wire, EncodeError, Frame,
+    WsCodec,
+};
 pub use codes::{DisconnectCode, ErrorCode};
 pub use config::Config;
 pub use generation::{Encoding, Generation, GenerationSetting};

@@ -98,7 +98,7 @@ async fn session_loop<W: Wire>(
     let mut stalled: Option<futures::future::BoxFuture<'static, ()>> = None;
     let (answers, mut answered) = mpsc::unbounded_channel();
     loop {
-        for outbound in session.take_outbox() {
+        for outbound in session.poll_transmit() {
             let Ok(message) = W::outbound(&outbound) else {
                 continue;
             };
@@ -145,7 +145,7 @@ async fn session_loop<W: Wire>(
                 .take_backpressure()
                 .map(|b| Box::pin(b.ready()) as _);
         }
-        let deadline = session.next_deadline();
+        let deadline = session.poll_timeout();
         tokio::select! {
             _ = shutdown.cancelled() => {
                 session.close_with(DisconnectCode::ForceDisconnect);
@@ -166,7 +166,7 @@ async fn session_loop<W: Wire>(
                 let now = Now::current();
                 match message {
                     Ok(Some(message)) => match W::inbound(message) {
-                        Ok(message) => session.on_inbound(message, now),
+                        Ok(message) => session.handle_input(message, now),
                         Err(DecodeError::Malformed(_)) => session.on_undecodable(now),
                         Err(DecodeError::Empty { .. }) => session.on_empty(now),
                     },
@@ -182,10 +182,10 @@ async fn session_loop<W: Wire>(
                 }
             }
             received = session.mailbox().recv_batch(&mut batch, BATCH) => match received {
-                Ok(_) => session.on_deliveries(batch.drain(..), Now::current()),
+                Ok(_) => session.handle_deliveries(batch.drain(..), Now::current()),
                 Err(_) => session.close_with(DisconnectCode::SlowConsumer),
             },
-            _ = sleep_until(deadline), if deadline.is_some() => session.tick(Now::current()),
+            _ = sleep_until(deadline), if deadline.is_some() => session.handle_timeout(Now::current()),
         }
     }
 }

@@ -86,7 +86,7 @@ pub(crate) async fn run<S>(
                 .take_backpressure()
                 .map(|b| Box::pin(b.ready()) as _);
         }
-        let deadline = session.next_deadline();
+        let deadline = session.poll_timeout();
         tokio::select! {
             _ = shutdown.cancelled() => {
                 let code = DisconnectCode::ForceDisconnect;
@@ -131,7 +131,7 @@ pub(crate) async fn run<S>(
                 }
             },
             received = session.mailbox().recv_batch(&mut batch, BATCH) => match received {
-                Ok(_) => session.on_deliveries(batch.drain(..), Now::current()),
+                Ok(_) => session.handle_deliveries(batch.drain(..), Now::current()),
                 Err(_) => {
                     let code = DisconnectCode::SlowConsumer;
                     guard.closing(code.cause());
@@ -139,7 +139,7 @@ pub(crate) async fn run<S>(
                     return;
                 }
             },
-            _ = sleep_until(deadline), if deadline.is_some() => session.tick(Now::current()),
+            _ = sleep_until(deadline), if deadline.is_some() => session.handle_timeout(Now::current()),
         }
     }
 }
@@ -199,7 +199,7 @@ fn on_frame(codec: &mut WsCodec, session: &mut Session, frame: &[u8]) {
     match codec.decode(frame) {
         Ok(inbound) => {
             session.set_generation(codec.generation());
-            session.on_inbound(inbound, now);
+            session.handle_input(inbound, now);
         }
         Err(DecodeError::Malformed(_)) => session.on_undecodable(now),
         Err(DecodeError::Empty { .. }) => session.on_empty(now),
@@ -217,7 +217,7 @@ async fn write_outbox<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let outbox = session.take_outbox();
+    let outbox = session.poll_transmit();
     if outbox.is_empty() {
         return Ok(());
     }

@@ -148,31 +148,31 @@ pub(crate) fn descriptor(full_name: &str) -> Result<MessageDescriptor, JsonError
 const SOURCES: [(&str, &str); 7] = [
     (
         "messageloop/g2/shared.proto",
-        include_str!("../../proto/messageloop/g2/shared.proto"),
+        include_str!("../../../proto/messageloop/g2/shared.proto"),
     ),
     (
         "messageloop/g2/client.proto",
-        include_str!("../../proto/messageloop/g2/client.proto"),
+        include_str!("../../../proto/messageloop/g2/client.proto"),
     ),
     (
         "messageloop/g1/shared.proto",
-        include_str!("../../proto/messageloop/g1/shared.proto"),
+        include_str!("../../../proto/messageloop/g1/shared.proto"),
     ),
     (
         "messageloop/g1/client.proto",
-        include_str!("../../proto/messageloop/g1/client.proto"),
+        include_str!("../../../proto/messageloop/g1/client.proto"),
     ),
     (
         "messageloop/g0/cloudevents.proto",
-        include_str!("../../proto/messageloop/g0/cloudevents.proto"),
+        include_str!("../../../proto/messageloop/g0/cloudevents.proto"),
     ),
     (
         "messageloop/g0/client.proto",
-        include_str!("../../proto/messageloop/g0/client.proto"),
+        include_str!("../../../proto/messageloop/g0/client.proto"),
     ),
     (
         "messageloop/proxy/proxy.proto",
-        include_str!("../../proto/messageloop/proxy/proxy.proto"),
+        include_str!("../../../proto/messageloop/proxy/proxy.proto"),
     ),
 ];
 
