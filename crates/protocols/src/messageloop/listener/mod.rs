@@ -1,5 +1,5 @@
 //! The MessageLoop listeners: WebSocket (`messageloop.ws`) and gRPC (`messageloop.grpc`). They bind, accept
-//! (TLS, upgrade or HTTP/2) and hand each connection or stream to its session loop in [`super::driver`]. They
+//! (TLS, upgrade or HTTP/2) and hand each connection or stream to its session loop in `driver`. They
 //! share the presence table and the stream epoch.
 //!
 //! Each listener keeps its [`Settings`] in an `ArcSwap` that a connection (WebSocket) or stream (gRPC) reads when
