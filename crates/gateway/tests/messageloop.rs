@@ -642,7 +642,7 @@ async fn grpc_g1_and_g0_paths() {
             stream.next().await.unwrap().envelope,
             Some(Out::SubscribeAck(_))
         ));
-        let event = protocols::messageloop::cloudevent::CloudEvent {
+        let event = protocols::messageloop::bridge::cloudevent::CloudEvent {
             id: "e1".into(),
             source: "test".into(),
             spec_version: "1.0".into(),

@@ -1,10 +1,11 @@
-//! `[cluster] messageloop_layout = "ml2"` against a real redis-server, without an upstream MessageLoop node: the test
-//! itself writes and reads Redis exactly as upstream MessageLoop G2's Redis broker does (reference §7), with the
-//! `redis` crate and JSON built here. Upstream → gatewayd: stream entries and Pub/Sub messages reach STOMP and
-//! MessageLoop subscribers with their payload kind and content type, and MessageLoop recovery returns them at the
-//! upstream offset `(ms << 20) | seq` in the `ml2:broker:epoch` epoch. gatewayd → upstream: a STOMP publish is
-//! stored and published with the keys, fields, JSON and TTLs an upstream node reads, once per subscriber across
-//! two gatewayd nodes, which also get what upstream's keys cannot hold (`reply-to`).
+//! `[cluster] messageloop_layout = "ml2"` against a real redis-server, without an upstream MessageLoop node: the
+//! test itself writes and reads Redis exactly as upstream MessageLoop G2's Redis broker does (docs/cluster.md,
+//! "Sharing a Redis with MessageLoop nodes"), with the `redis` crate and JSON built here. Upstream → gatewayd:
+//! stream entries and Pub/Sub messages reach STOMP and MessageLoop subscribers with their payload kind and content
+//! type, and MessageLoop recovery returns them at the upstream offset `(ms << 20) | seq` in the `ml2:broker:epoch`
+//! epoch. gatewayd → upstream: a STOMP publish is stored and published with the keys, fields, JSON and TTLs an
+//! upstream node reads, once per subscriber across two gatewayd nodes, which also get what upstream's keys cannot
+//! hold (`reply-to`).
 
 mod support;
 

@@ -1,6 +1,6 @@
-//! Property tests for the MessageLoop JSON rules (reference §2.1) and decoder robustness: snake_case keys
-//! out, 64-bit integers as strings, both key spellings and numeric 64-bit values accepted in, unknown keys
-//! ignored; random and mutated input never panics.
+//! Property tests for the MessageLoop JSON rules (docs/protocols/messageloop.md, "JSON encoding") and decoder
+//! robustness: snake_case keys out, 64-bit integers as strings, both key spellings and numeric 64-bit values
+//! accepted in, unknown keys ignored; random and mutated input never panics.
 
 use std::path::PathBuf;
 

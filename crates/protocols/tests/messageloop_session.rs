@@ -91,7 +91,7 @@ impl World {
     fn connected(&self, generation: Generation) -> Session {
         let mut session = self.session(generation);
         send(&mut session, "c", connect("2.0.0", ""), self.at(0));
-        let out = session.take_outbox();
+        let out = session.poll_transmit();
         assert!(matches!(
             out.last().unwrap().body,
             OutboundBody::Connected(_)
@@ -110,7 +110,7 @@ fn connect(version: &str, token: &str) -> InboundBody {
 }
 
 fn send(session: &mut Session, id: &str, body: InboundBody, now: Now) {
-    session.on_inbound(
+    session.handle_input(
         Inbound {
             id: id.into(),
             body,
@@ -138,8 +138,8 @@ fn pump(session: &mut Session, now: Now) -> Vec<Outbound> {
         .mailbox()
         .try_recv_batch(&mut deliveries, 1000)
         .unwrap();
-    session.on_deliveries(deliveries, now);
-    session.take_outbox()
+    session.handle_deliveries(deliveries, now);
+    session.poll_transmit()
 }
 
 fn error_code(out: &Outbound) -> Option<&str> {
@@ -155,11 +155,11 @@ fn connect_must_come_first_and_only_once() {
     let mut session = world.session(Generation::G2);
     send(&mut session, "1", InboundBody::Ping, world.at(0));
     assert_eq!(session.disconnect(), Some(DisconnectCode::InvalidToken));
-    assert!(session.take_outbox().is_empty());
+    assert!(session.poll_transmit().is_empty());
 
     let mut session = world.connected(Generation::G2);
     send(&mut session, "2", InboundBody::Ping, world.at(1));
-    let out = session.take_outbox();
+    let out = session.poll_transmit();
     assert_eq!(out[0].id, "2");
     assert_eq!(out[0].body, OutboundBody::Pong);
     send(&mut session, "3", connect("2.0.0", ""), world.at(1));
@@ -167,7 +167,7 @@ fn connect_must_come_first_and_only_once() {
 
     let mut session = world.connected(Generation::G2);
     session.on_undecodable(world.at(1));
-    assert_eq!(error_code(&session.take_outbox()[0]), Some("BAD_REQUEST"));
+    assert_eq!(error_code(&session.poll_transmit()[0]), Some("BAD_REQUEST"));
     assert_eq!(session.disconnect(), None);
     session.on_empty(world.at(1));
     assert_eq!(session.disconnect(), Some(DisconnectCode::BadRequest));
@@ -179,14 +179,14 @@ fn auth_and_version_failures() {
     for (token, code) in [("", "AUTH_REQUIRED"), ("bad", "AUTH_ERROR")] {
         let mut session = world.session(Generation::G1);
         send(&mut session, "c", connect("1.0.0", token), world.at(0));
-        let out = session.take_outbox();
+        let out = session.poll_transmit();
         assert_eq!((out[0].id.as_str(), error_code(&out[0])), ("c", Some(code)));
         assert_eq!(session.disconnect(), Some(DisconnectCode::InvalidToken));
     }
     let mut session = world.session(Generation::G2);
     send(&mut session, "c", connect("1.0.0", "good"), world.at(0));
     assert_eq!(
-        error_code(&session.take_outbox()[0]),
+        error_code(&session.poll_transmit()[0]),
         Some("VERSION_UNSUPPORTED")
     );
     assert_eq!(
@@ -196,7 +196,7 @@ fn auth_and_version_failures() {
     let mut session = world.session(Generation::G2);
     send(&mut session, "c", connect("2.1.0", "good"), world.at(0));
     assert!(matches!(
-        session.take_outbox()[0].body,
+        session.poll_transmit()[0].body,
         OutboundBody::Connected(_)
     ));
     assert_eq!(session.identity().unwrap().name, "alice");
@@ -211,7 +211,7 @@ fn connect_subscriptions_come_before_connected_with_errors_first() {
         connect.subscriptions = vec![Subscription::channel("a.b"), Subscription::channel("*.x")];
     }
     send(&mut session, "c", body, world.at(0));
-    let out = session.take_outbox();
+    let out = session.poll_transmit();
     assert_eq!(error_code(&out[0]), Some("PATTERN_NOT_ROUTABLE"));
     assert_eq!(out[0].id, "c");
     let OutboundBody::Connected(connected) = &out[1].body else {
@@ -232,14 +232,14 @@ fn publish_reaches_every_subscriber_once_including_the_publisher() {
         subscribe(&["chat.room", "chat.*", "chat.**"]),
         world.at(1),
     );
-    let ack = alice.take_outbox();
+    let ack = alice.poll_transmit();
     let OutboundBody::SubscribeAck(ack) = &ack[0].body else {
         panic!("{ack:?}")
     };
     assert_eq!(ack.subscriptions.len(), 3);
     assert_eq!(ack.recover, RecoverState::None);
     send(&mut bob, "p", publish("chat.room", "hi"), world.at(1));
-    let out = bob.take_outbox();
+    let out = bob.poll_transmit();
     let OutboundBody::PublishAck(ack) = &out[0].body else {
         panic!("{out:?}")
     };
@@ -261,7 +261,7 @@ fn publish_reaches_every_subscriber_once_including_the_publisher() {
     assert_eq!(own.len(), 2);
 
     send(&mut bob, "w", publish("chat.*", "x"), world.at(2));
-    assert_eq!(error_code(&bob.take_outbox()[0]), Some("BAD_REQUEST"));
+    assert_eq!(error_code(&bob.poll_transmit()[0]), Some("BAD_REQUEST"));
 }
 
 #[test]
@@ -282,7 +282,7 @@ fn recovery_replays_history_after_the_cursor() {
     let mut epoch = String::new();
     for (i, text) in ["one", "two", "three"].iter().enumerate() {
         send(&mut publisher, "p", publish("hist.a", text), world.at(1));
-        let OutboundBody::PublishAck(ack) = &publisher.take_outbox()[0].body else {
+        let OutboundBody::PublishAck(ack) = &publisher.poll_transmit()[0].body else {
             panic!()
         };
         assert_eq!(ack.position.offset, Some(i as u64 + 1));
@@ -304,7 +304,7 @@ fn recovery_replays_history_after_the_cursor() {
         InboundBody::Subscribe(vec![entry]),
         world.at(2),
     );
-    let out = reader.take_outbox();
+    let out = reader.poll_transmit();
     let OutboundBody::SubscribeAck(ack) = &out[0].body else {
         panic!("{out:?}")
     };
@@ -343,7 +343,7 @@ fn recovery_replays_history_after_the_cursor() {
         InboundBody::Subscribe(vec![entry]),
         world.at(2),
     );
-    let out = stale.take_outbox();
+    let out = stale.poll_transmit();
     let OutboundBody::RecoverComplete(done) = &out.last().unwrap().body else {
         panic!("{out:?}")
     };
@@ -358,14 +358,14 @@ fn presence_snapshots_and_join_leave_events() {
     let world = World::new(false);
     let mut alice = world.connected(Generation::G2);
     send(&mut alice, "s", subscribe(&["room"]), world.at(1));
-    let out = alice.take_outbox();
+    let out = alice.poll_transmit();
     let OutboundBody::SubscribeAck(ack) = &out[0].body else {
         panic!()
     };
     assert_eq!(ack.presence[0].occupancy, 1);
     let mut bob = world.connected(Generation::G2);
     send(&mut bob, "s", subscribe(&["room"]), world.at(1));
-    let OutboundBody::SubscribeAck(ack) = &bob.take_outbox()[0].body else {
+    let OutboundBody::SubscribeAck(ack) = &bob.poll_transmit()[0].body else {
         panic!()
     };
     assert_eq!(ack.presence[0].occupancy, 2);
@@ -386,7 +386,7 @@ fn presence_snapshots_and_join_leave_events() {
         InboundBody::Subscribe(vec![again]),
         world.at(1),
     );
-    bob.take_outbox();
+    bob.poll_transmit();
     assert!(
         pump(&mut alice, world.at(1)).is_empty(),
         "re-subscribing is no leave/join"
@@ -405,7 +405,7 @@ fn presence_snapshots_and_join_leave_events() {
         },
         world.at(2),
     );
-    let OutboundBody::Presence(snapshot) = &alice.take_outbox()[0].body else {
+    let OutboundBody::Presence(snapshot) = &alice.poll_transmit()[0].body else {
         panic!()
     };
     assert_eq!(snapshot.occupancy, 1);
@@ -428,7 +428,7 @@ fn rpc_is_answered_by_a_bus_responder() {
         ..RpcRequest::default()
     });
     send(&mut session, "rpc-1", request, world.at(1));
-    assert!(session.take_outbox().is_empty());
+    assert!(session.poll_transmit().is_empty());
     let mut got = Vec::new();
     responder.try_recv_batch(&mut got, 10).unwrap();
     let request = &got[0].envelope;
@@ -458,11 +458,11 @@ fn rpc_is_answered_by_a_bus_responder() {
     });
     send(&mut session, "rpc-2", request, world.at(3));
     assert_eq!(
-        session.next_deadline(),
+        session.poll_timeout(),
         Some(world.at(3).at + Duration::from_secs(30))
     );
-    session.tick(world.at(40));
-    let out = session.take_outbox();
+    session.handle_timeout(world.at(40));
+    let out = session.poll_transmit();
     assert_eq!(
         (out[0].id.as_str(), error_code(&out[0])),
         ("rpc-2", Some("RPC_TIMEOUT"))
@@ -474,7 +474,7 @@ fn rpc_is_answered_by_a_bus_responder() {
         ..RpcRequest::default()
     });
     send(&mut session, "rpc-3", nobody, world.at(41));
-    assert_eq!(error_code(&session.take_outbox()[0]), Some("NO_PROXY"));
+    assert_eq!(error_code(&session.poll_transmit()[0]), Some("NO_PROXY"));
 }
 
 fn backend(routes: &str) -> ProxyConfig {
@@ -504,7 +504,7 @@ fn rpc_goes_to_the_first_matching_proxy_route_and_its_answer_comes_back() {
         rpc("svc.math.eu", "getx"),
         world.at(1),
     );
-    assert!(session.take_outbox().is_empty());
+    assert!(session.poll_transmit().is_empty());
     let calls = session.take_proxy_calls();
     let ProxyRequest::Rpc(call) = &calls[0].request else {
         panic!("{calls:?}")
@@ -517,7 +517,7 @@ fn rpc_goes_to_the_first_matching_proxy_route_and_its_answer_comes_back() {
         ),
         ("rpc-1", "svc.math.eu", "getx")
     );
-    assert_eq!(session.next_deadline(), Some(world.at(6).at));
+    assert_eq!(session.poll_timeout(), Some(world.at(6).at));
     let reply = ProxyReply::Rpc {
         payload: Payload::text("text/plain", "42"),
         headers: vec![("k".into(), Bytes::from_static(b"v"))],
@@ -528,7 +528,7 @@ fn rpc_goes_to_the_first_matching_proxy_route_and_its_answer_comes_back() {
         outcome: Ok(reply),
     };
     session.on_proxy_answer(answer.clone(), world.at(2));
-    let out = session.take_outbox();
+    let out = session.poll_transmit();
     let OutboundBody::RpcReply(reply) = &out[0].body else {
         panic!("{out:?}")
     };
@@ -539,7 +539,7 @@ fn rpc_goes_to_the_first_matching_proxy_route_and_its_answer_comes_back() {
     assert_eq!(reply.payload, Payload::text("text/plain", "42"));
     // A second answer to the same call is ignored.
     session.on_proxy_answer(answer, world.at(2));
-    assert!(session.take_outbox().is_empty());
+    assert!(session.poll_transmit().is_empty());
 
     send(&mut session, "rpc-2", rpc("svc.math", "get"), world.at(3));
     let id = session.take_proxy_calls()[0].id.clone();
@@ -548,12 +548,12 @@ fn rpc_goes_to_the_first_matching_proxy_route_and_its_answer_comes_back() {
         outcome: Err(ProxyFailure::Failed("refused".into())),
     };
     session.on_proxy_answer(failed, world.at(3));
-    assert_eq!(error_code(&session.take_outbox()[0]), Some("PROXY_ERROR"));
+    assert_eq!(error_code(&session.poll_transmit()[0]), Some("PROXY_ERROR"));
 
     send(&mut session, "rpc-3", rpc("svc.math", "get"), world.at(3));
     assert_eq!(session.take_proxy_calls().len(), 1);
-    session.tick(world.at(8));
-    let out = session.take_outbox();
+    session.handle_timeout(world.at(8));
+    let out = session.poll_transmit();
     assert_eq!(
         (out[0].id.as_str(), error_code(&out[0])),
         ("rpc-3", Some("RPC_TIMEOUT"))
@@ -561,7 +561,7 @@ fn rpc_goes_to_the_first_matching_proxy_route_and_its_answer_comes_back() {
 
     // No route, fallback "none": NO_PROXY without a call.
     send(&mut session, "rpc-4", rpc("svc.math", "put"), world.at(9));
-    assert_eq!(error_code(&session.take_outbox()[0]), Some("NO_PROXY"));
+    assert_eq!(error_code(&session.poll_transmit()[0]), Some("NO_PROXY"));
     assert!(session.take_proxy_calls().is_empty());
 }
 
@@ -573,7 +573,7 @@ fn connect_tokens_go_to_the_authenticate_route() {
     let mut session = world.session(Generation::G2);
     send(&mut session, "c", connect("2.0.0", "tok"), world.at(0));
     assert!(session.authenticating());
-    assert!(session.take_outbox().is_empty());
+    assert!(session.poll_transmit().is_empty());
     let calls = session.take_proxy_calls();
     let ProxyRequest::Authenticate(call) = &calls[0].request else {
         panic!("{calls:?}")
@@ -592,7 +592,7 @@ fn connect_tokens_go_to_the_authenticate_route() {
     };
     session.on_proxy_answer(answer, world.at(1));
     assert!(matches!(
-        session.take_outbox()[0].body,
+        session.poll_transmit()[0].body,
         OutboundBody::Connected(_)
     ));
     assert_eq!(session.identity().map(|i| i.name.as_str()), Some("bob"));
@@ -618,7 +618,7 @@ fn connect_tokens_go_to_the_authenticate_route() {
         },
         world.at(1),
     );
-    let out = refused.take_outbox();
+    let out = refused.poll_transmit();
     assert!(matches!(&out[0].body, OutboundBody::Error(e) if *e == error));
     assert_eq!(refused.disconnect(), Some(DisconnectCode::InvalidToken));
 
@@ -631,16 +631,16 @@ fn connect_tokens_go_to_the_authenticate_route() {
     // No answer by the deadline: AUTH_ERROR, then 3500.
     let mut slow = world.session(Generation::G2);
     send(&mut slow, "c", connect("2.0.0", "tok"), world.at(0));
-    assert_eq!(slow.next_deadline(), Some(world.at(5).at));
-    slow.tick(world.at(5));
-    assert_eq!(error_code(&slow.take_outbox()[0]), Some("AUTH_ERROR"));
+    assert_eq!(slow.poll_timeout(), Some(world.at(5).at));
+    slow.handle_timeout(world.at(5));
+    assert_eq!(error_code(&slow.poll_transmit()[0]), Some("AUTH_ERROR"));
     assert_eq!(slow.disconnect(), Some(DisconnectCode::InvalidToken));
 
     // An empty token never reaches the backend: the [auth] settings decide (required here).
     let mut empty = world.session(Generation::G2);
     send(&mut empty, "c", connect("2.0.0", ""), world.at(0));
     assert!(empty.take_proxy_calls().is_empty());
-    assert_eq!(error_code(&empty.take_outbox()[0]), Some("AUTH_REQUIRED"));
+    assert_eq!(error_code(&empty.poll_transmit()[0]), Some("AUTH_REQUIRED"));
 }
 
 #[test]
@@ -661,7 +661,7 @@ fn subscribe_and_publish_acl_backends_decide_after_gatewayd_and_hold_the_reading
         world.at(1),
     );
     assert!(session.waiting_for_backend());
-    assert!(session.take_outbox().is_empty());
+    assert!(session.poll_transmit().is_empty());
     let calls = session.take_proxy_calls();
     assert_eq!(calls.len(), 2, "{calls:?}");
     let ProxyRequest::SubscribeAcl(call) = &calls[0].request else {
@@ -689,7 +689,7 @@ fn subscribe_and_publish_acl_backends_decide_after_gatewayd_and_hold_the_reading
     assert!(session.waiting_for_backend());
     session.on_proxy_answer(answer(&calls[0].id, None), world.at(1));
     assert!(!session.waiting_for_backend());
-    let out = session.take_outbox();
+    let out = session.poll_transmit();
     assert!(
         matches!(&out[0].body, OutboundBody::Error(e) if *e == refusal),
         "{out:?}"
@@ -722,7 +722,7 @@ fn subscribe_and_publish_acl_backends_decide_after_gatewayd_and_hold_the_reading
         panic!("{calls:?}")
     };
     assert_eq!(call.token, "pub-token");
-    assert!(session.take_outbox().is_empty());
+    assert!(session.poll_transmit().is_empty());
     session.on_proxy_answer(answer(&calls[0].id, None), world.at(2));
     let out = pump(&mut session, world.at(2));
     assert!(
@@ -738,9 +738,9 @@ fn subscribe_and_publish_acl_backends_decide_after_gatewayd_and_hold_the_reading
         world.at(3),
     );
     assert_eq!(session.take_proxy_calls().len(), 1);
-    assert_eq!(session.next_deadline(), Some(world.at(8).at));
-    session.tick(world.at(8));
-    let out = session.take_outbox();
+    assert_eq!(session.poll_timeout(), Some(world.at(8).at));
+    session.handle_timeout(world.at(8));
+    let out = session.poll_transmit();
     assert_eq!(
         (out[0].id.as_str(), error_code(&out[0])),
         ("p2", Some("PROXY_ERROR"))
@@ -749,7 +749,7 @@ fn subscribe_and_publish_acl_backends_decide_after_gatewayd_and_hold_the_reading
     send(&mut session, "p3", publish("hall", "x"), world.at(9));
     assert!(session.take_proxy_calls().is_empty());
     assert!(!session.waiting_for_backend());
-    session.take_outbox();
+    session.poll_transmit();
 
     // sub_refresh asks again without a token; a refusal quietly ends the subscription.
     let channels = vec!["room.a".to_owned(), "hall".to_owned()];
@@ -768,7 +768,7 @@ fn subscribe_and_publish_acl_backends_decide_after_gatewayd_and_hold_the_reading
         (1, "room.a", "")
     );
     session.on_proxy_answer(answer(&calls[0].id, Some(refusal)), world.at(10));
-    let out = session.take_outbox();
+    let out = session.poll_transmit();
     assert!(
         matches!(
             out[..],
@@ -787,12 +787,12 @@ fn idle_sessions_are_disconnected() {
     let world = World::new(false);
     let mut session = world.connected(Generation::G2);
     send(&mut session, "p", InboundBody::Ping, world.at(200));
-    session.tick(world.at(400));
+    session.handle_timeout(world.at(400));
     assert_eq!(session.disconnect(), None);
-    session.tick(world.at(500));
+    session.handle_timeout(world.at(500));
     assert_eq!(session.disconnect(), Some(DisconnectCode::IdleTimeout));
     let mut waiting = world.session(Generation::G2);
-    waiting.tick(world.at(300));
+    waiting.handle_timeout(world.at(300));
     assert_eq!(waiting.disconnect(), Some(DisconnectCode::IdleTimeout));
 }
 
@@ -801,7 +801,7 @@ fn messages_from_other_protocols_become_publications() {
     let world = World::new(false);
     let mut session = world.connected(Generation::G1);
     send(&mut session, "s", subscribe(&["orders.**"]), world.at(1));
-    session.take_outbox();
+    session.poll_transmit();
     let origin = Origin {
         protocol: Protocol::Stomp,
         connection: ConnectionId::next(),
@@ -881,7 +881,7 @@ fn cluster_sequenced_topics_ack_without_offset_and_skip_what_a_recovering_client
     world.bus.set_cluster(Box::new(Log));
     let mut publisher = world.connected(Generation::G2);
     send(&mut publisher, "p", publish("hist.a", "one"), world.at(1));
-    let out = publisher.take_outbox();
+    let out = publisher.poll_transmit();
     let OutboundBody::PublishAck(ack) = &out[0].body else {
         panic!("{out:?}")
     };
@@ -907,7 +907,7 @@ fn cluster_sequenced_topics_ack_without_offset_and_skip_what_a_recovering_client
         InboundBody::Subscribe(vec![entry]),
         world.at(2),
     );
-    let out = reader.take_outbox();
+    let out = reader.poll_transmit();
     assert_eq!(offsets(&out), Vec::<Option<u64>>::new(), "{out:?}");
     let OutboundBody::RecoverComplete(done) = &out.last().unwrap().body else {
         panic!("{out:?}")

@@ -1,8 +1,8 @@
-//! Upstream MessageLoop G2's Redis key layout (`messageloop_layout = "ml2"`, reference §7): which bus topics are
-//! MessageLoop channels, their keys (`ml2:stream:<channel>`, `ml2:stream:seq:<channel>`,
-//! `ml2:stream:retained:<channel>`, Pub/Sub `ml2:pubsub:<channel>`, the epoch `ml2:broker:epoch`), the Pub/Sub
-//! subscriptions a pattern needs (`<prefix>.*` glob plus the bare prefix for a zero-token wildcard, as upstream
-//! compiles `**`), and the number gatewayd's bus uses for the epoch's UUID.
+//! Upstream MessageLoop G2's Redis key layout (`messageloop_layout = "ml2"`; docs/cluster.md, "Sharing a Redis with
+//! MessageLoop nodes"): which bus topics are MessageLoop channels, their keys (`ml2:stream:<channel>`,
+//! `ml2:stream:seq:<channel>`, `ml2:stream:retained:<channel>`, Pub/Sub `ml2:pubsub:<channel>`, the epoch
+//! `ml2:broker:epoch`), the Pub/Sub subscriptions a pattern needs (`<prefix>.*` glob plus the bare prefix for a
+//! zero-token wildcard, as upstream compiles `**`), and the number gatewayd's bus uses for the epoch's UUID.
 
 use core_bus::{unescape_token, Pattern, Segment, Topic};
 

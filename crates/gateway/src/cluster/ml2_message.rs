@@ -1,11 +1,11 @@
-//! The `data` JSON of upstream MessageLoop's Redis layout (reference §7) and bus envelopes, both ways: `t` `"pub"`,
-//! `ch`, `p` (standard base64), `kind` (0 binary, 1 text, 2 JSON; left out when 0, as Go's `omitempty` does),
-//! `ct`, `id`, `md` (string metadata), `ts` (unix ms), `epoch`, and on the Pub/Sub copy of a stored message `off`
-//! and `seq`. gatewayd writes its node id and message id (16 + 32 hex digits) as `id`, which tells its nodes their
-//! own messages and repeats apart; headers become `md` when their value is UTF-8. Occupancy (`t` `"occupancy"`) is not a message.
-//! gatewayd adds one key of its own, `gw`: the rest of its envelope (`docs/envelope.md`, without the payload,
-//! base64), so that its other nodes get reply-to, correlation id, key, expiry, binary headers and origin back;
-//! upstream nodes ignore unknown keys.
+//! The `data` JSON of upstream MessageLoop's Redis layout (docs/cluster.md, "Sharing a Redis with MessageLoop
+//! nodes") and bus envelopes, both ways: `t` `"pub"`, `ch`, `p` (standard base64), `kind` (0 binary, 1 text, 2
+//! JSON; left out when 0, as Go's `omitempty` does), `ct`, `id`, `md` (string metadata), `ts` (unix ms), `epoch`,
+//! and on the Pub/Sub copy of a stored message `off` and `seq`. gatewayd writes its node id and message id (16 + 32
+//! hex digits) as `id`, which tells its nodes their own messages and repeats apart; headers become `md` when their
+//! value is UTF-8. Occupancy (`t` `"occupancy"`) is not a message. gatewayd adds one key of its own, `gw`: the rest
+//! of its envelope (`docs/envelope.md`, without the payload, base64), so that its other nodes get reply-to,
+//! correlation id, key, expiry, binary headers and origin back; upstream nodes ignore unknown keys.
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -13,8 +13,8 @@ use std::hash::{Hash, Hasher};
 use base64::Engine as _;
 use bytes::Bytes;
 use core_bus::{now_ms, ConnectionId, Envelope, MessageId, Origin, Protocol, Topic};
+use protocols::messageloop::bridge::payload_from;
 use protocols::messageloop::message::PayloadData;
-use protocols::messageloop::session::payload_from;
 use serde::{Deserialize, Serialize};
 
 const PUBLICATION: &str = "pub";

@@ -289,7 +289,7 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
     }
 }
 
-/// G2 protobuf messages (reference §2.2/§2.3), the subset the tests use.
+/// G2 protobuf messages (field numbers as in `crates/protocols/proto/messageloop/g2/client.proto`), the subset the tests use.
 pub mod g2 {
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct InboundMessage {

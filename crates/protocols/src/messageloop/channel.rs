@@ -1,7 +1,7 @@
-//! MessageLoop channel names → bus topics and patterns (reference §3.4): segments split on `.`, no empty
-//! segment, `*` one segment, a final `**` zero or more. G2 also requires wildcard keys to be routable: at
-//! least one literal segment followed by a single final `*` or `**`. G0 has no wildcards (every character is
-//! literal). Channels starting with `$` name gatewayd's internal topics and are refused.
+//! MessageLoop channel names → bus topics and patterns (docs/protocols/messageloop.md, "Session behaviour"):
+//! segments split on `.`, no empty segment, `*` one segment, a final `**` zero or more. G2 also requires wildcard
+//! keys to be routable: at least one literal segment followed by a single final `*` or `**`. G0 has no wildcards
+//! (every character is literal). Channels starting with `$` name gatewayd's internal topics and are refused.
 
 use crate::names::{pattern_from_name, WildcardSyntax};
 use core_bus::{Pattern, Topic};

@@ -1,8 +1,8 @@
-//! The in-process presence table (reference §3.8): who is subscribed, exactly and not ephemerally, to which
-//! channel. One table is shared by all MessageLoop listeners of the process; join/leave events travel over
-//! the bus on `$messageloop.presence.<channel>` so members learn about each other. In cluster mode the table
-//! also shares its members through the bus ([`Bus::share_presence`], keyed by the presence topic) and its
-//! snapshots include the members other nodes reported ([`Bus::remote_presence`]).
+//! The in-process presence table (docs/protocols/messageloop.md, "Presence"): who is subscribed, exactly and not
+//! ephemerally, to which channel. One table is shared by all MessageLoop listeners of the process; join/leave
+//! events travel over the bus on `$messageloop.presence.<channel>` so members learn about each other. In cluster
+//! mode the table also shares its members through the bus ([`Bus::share_presence`], keyed by the presence topic)
+//! and its snapshots include the members other nodes reported ([`Bus::remote_presence`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

@@ -1,7 +1,6 @@
 //! `messageloop.grpc`: the bidi `MessageLoop` method of each generation's service
 //! (`/messageloop.client.v2.MessageLoopService/MessageLoop`, `…client.v1…`, `/messageloop.v1.MessagingService/…`)
-//! on one HTTP/2 listener, cleartext (h2c) or TLS. One stream is one session; a disconnect is sent as a
-//! `DISCONNECT_ERROR` envelope carrying the code, after which the stream ends with status OK.
+//! on one HTTP/2 listener, cleartext (h2c) or TLS. One stream is one session, run by [`driver::grpc`].
 //!
 //! Each stream takes the [`Settings`] in effect when it opens (`messageloop::reload` swaps them); tonic's decoding
 //! limit is fixed when the server is built, so `limits.max_message_size` needs a restart here.
@@ -16,29 +15,25 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use core_bus::Protocol;
 use futures::Stream;
-use prost::Message as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio::time::timeout;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::accept::{self, Accepted, Watched};
-use crate::messageloop::codes::DisconnectCode;
 use crate::messageloop::config::Config;
-use crate::messageloop::message::{Error, Outbound, OutboundBody};
+use crate::messageloop::driver::{
+    self,
+    grpc::{Handover, OpenStream},
+};
 use crate::messageloop::pb::messageloop::client::{v1 as g1, v2 as g2};
 use crate::messageloop::pb::messageloop::v1 as g0;
-use crate::messageloop::proxy::Proxies;
-use crate::messageloop::session::{uuid4, Now, Session};
 use crate::messageloop::settings::Settings;
-use crate::messageloop::wire::{DecodeError, G0Wire, G1Wire, G2Wire, Wire};
-use crate::{CloseCause, RunningListener, Services, Slot};
+use crate::messageloop::wire::{G0Wire, G1Wire, G2Wire, Wire};
+use crate::{RunningListener, Services, Slot};
 
 pub const NAME: &str = "messageloop.grpc";
-/// Deliveries taken from the mailbox per batch.
-const BATCH: usize = 64;
 /// Outbound envelopes buffered per stream. Small, so that a slow reader fills its bus queue (and stalls its
 /// publishers) instead of this lane: an envelope can be a publication of a whole batch.
 const LANE: usize = 8;
@@ -380,23 +375,18 @@ where
     let shared = shared.clone();
     let inbound = request.into_inner();
     tokio::spawn(async move {
-        let mut session = Session::new(settings.context.clone(), guard.id(), Now::current());
-        session.set_generation(Some(W::GENERATION));
-        let backends = Backends {
-            proxies: &settings.proxies,
+        let handover = Handover {
+            shutdown: shared.services.shutdown.clone(),
+            deadlines: shared.settings.load().deadlines,
+            max_message_size: shared.max_message_size,
+        };
+        let stream = OpenStream {
+            inbound,
+            tx,
+            guard,
             peer,
         };
-        run::<W>(&shared, &mut session, inbound, &tx, &guard, backends).await;
-        if let Some(code) = session.disconnect() {
-            let notice = Outbound {
-                id: uuid4(),
-                time_ms: Now::current().unix_ms,
-                body: OutboundBody::Error(Error::disconnect(code)),
-            };
-            if let Ok(message) = W::outbound(&notice) {
-                let _ = tx.send(Ok(Box::new(message))).await;
-            }
-        }
+        driver::grpc::run::<W>(handover, settings, stream).await;
     });
     // Boxed in the lane: a channel holds a block of 32 entries from the start, and an unboxed message is
     // 280 bytes.
@@ -406,150 +396,4 @@ where
             .map(|message| (message.map(|boxed| *boxed), rx))
     });
     Ok(Response::new(Box::pin(stream)))
-}
-
-/// Where a stream's backend proxy calls go, and the client address they name.
-struct Backends<'a> {
-    proxies: &'a Proxies,
-    peer: SocketAddr,
-}
-
-/// The session loop of one stream; returns when the session or the client ends it.
-async fn run<W: Wire>(
-    shared: &Shared,
-    session: &mut Session,
-    mut inbound: Streaming<W::Inbound>,
-    tx: &mpsc::Sender<Result<Box<W::Outbound>, Status>>,
-    guard: &crate::ConnectionGuard,
-    backends: Backends<'_>,
-) where
-    W::Outbound: prost::Message,
-{
-    let shutdown = shared.services.shutdown.clone();
-    let deadlines = shared.settings.load().deadlines;
-    let write_deadline = deadlines.write();
-    let login_by = tokio::time::Instant::now() + deadlines.pre_auth();
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut identified = false;
-    let mut stalled: Option<futures::future::BoxFuture<'static, ()>> = None;
-    let (answers, mut answered) = mpsc::unbounded_channel();
-    loop {
-        for outbound in session.take_outbox() {
-            let Ok(message) = W::outbound(&outbound) else {
-                continue;
-            };
-            if message.encoded_len() > shared.max_message_size {
-                super::drop_too_large(
-                    "messageloop.grpc",
-                    &outbound,
-                    message.encoded_len(),
-                    shared.max_message_size,
-                );
-                continue;
-            }
-            // A client that does not read (flow control shut) is cut after the write deadline.
-            match timeout(write_deadline, tx.send(Ok(Box::new(message)))).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return,
-                Err(_) => {
-                    tracing::debug!(
-                        listener = NAME,
-                        "client did not read before the write deadline"
-                    );
-                    return guard.closing(CloseCause::Deadline);
-                }
-            }
-        }
-        if let Some(code) = session.disconnect() {
-            return guard.closing(code.cause());
-        }
-        for call in session.take_proxy_calls() {
-            backends
-                .proxies
-                .spawn(call, Some(backends.peer), answers.clone());
-        }
-        if !identified {
-            if let Some(identity) = session.identity() {
-                guard.set_identity(&identity.name);
-                identified = true;
-            }
-        }
-        guard.set_subscriptions(session.subscription_count());
-        // A stalled publish: read nothing more until the subscribers drained, deliveries go on.
-        if stalled.is_none() {
-            stalled = session
-                .take_backpressure()
-                .map(|b| Box::pin(b.ready()) as _);
-        }
-        let deadline = session.next_deadline();
-        tokio::select! {
-            _ = shutdown.cancelled() => {
-                session.close_with(DisconnectCode::ForceDisconnect);
-                return guard.closing(CloseCause::Shutdown);
-            }
-            _ = tx.closed() => return,
-            () = async {
-                if let Some(stall) = stalled.as_mut() {
-                    stall.await;
-                }
-            }, if stalled.is_some() => stalled = None,
-            () = tokio::time::sleep_until(login_by), if !identified => {
-                session.close_with(DisconnectCode::Stale);
-                return guard.closing(CloseCause::Deadline);
-            }
-            Some(answer) = answered.recv() => session.on_proxy_answer(answer, Now::current()),
-            message = inbound.message(), if stalled.is_none() && !session.waiting_for_backend() => {
-                let now = Now::current();
-                match message {
-                    Ok(Some(message)) => match W::inbound(message) {
-                        Ok(message) => session.on_inbound(message, now),
-                        Err(DecodeError::Malformed(_)) => session.on_undecodable(now),
-                        Err(DecodeError::Empty { .. }) => session.on_empty(now),
-                    },
-                    Ok(None) => return,
-                    // The client reset the stream or dropped the connection: nothing to answer.
-                    Err(status) if went_away(&status) => return,
-                    Err(status) => {
-                        tracing::debug!(%status, listener = NAME, "stream ended with an error");
-                        let refusal = refusal(&status, shared.max_message_size);
-                        let _ = timeout(write_deadline, tx.send(Err(refusal))).await;
-                        return guard.closing(CloseCause::ProtocolError);
-                    }
-                }
-            }
-            received = session.mailbox().recv_batch(&mut batch, BATCH) => match received {
-                Ok(_) => session.on_deliveries(batch.drain(..), Now::current()),
-                Err(_) => session.close_with(DisconnectCode::SlowConsumer),
-            },
-            _ = sleep_until(deadline), if deadline.is_some() => session.tick(Now::current()),
-        }
-    }
-}
-
-/// Whether a stream's input ended because the client went away (a stream reset, a connection closed or broken
-/// under it) rather than because of what it sent. Everything a client sends that cannot be read is
-/// `RESOURCE_EXHAUSTED`/`OUT_OF_RANGE` (over the limit) or `INTERNAL` (undecodable, an HTTP/2 protocol error).
-fn went_away(status: &Status) -> bool {
-    matches!(
-        status.code(),
-        tonic::Code::Cancelled | tonic::Code::Unknown | tonic::Code::Unavailable
-    )
-}
-
-/// The status a stream ends with when its input cannot be read: a message over `limits.max_message_size` is
-/// `RESOURCE_EXHAUSTED`, one that does not decode `INVALID_ARGUMENT`.
-fn refusal(status: &Status, max: usize) -> Status {
-    match status.code() {
-        // tonic's decoder reports a message over its limit as OUT_OF_RANGE.
-        tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => Status::resource_exhausted(
-            format!("message over messageloop.limits.max_message_size ({max} bytes)"),
-        ),
-        _ => Status::invalid_argument(format!("undecodable message: {}", status.message())),
-    }
-}
-
-async fn sleep_until(deadline: Option<std::time::Instant>) {
-    if let Some(deadline) = deadline {
-        tokio::time::sleep_until(deadline.into()).await;
-    }
 }

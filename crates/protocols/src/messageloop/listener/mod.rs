@@ -1,11 +1,11 @@
-//! The MessageLoop listeners: WebSocket (`messageloop.ws`) and gRPC (`messageloop.grpc`), both thin IO glue
-//! around one [`Session`](super::session::Session) per connection or stream. They share the presence table and
-//! the stream epoch.
+//! The MessageLoop listeners: WebSocket (`messageloop.ws`) and gRPC (`messageloop.grpc`). They bind, accept
+//! (TLS, upgrade or HTTP/2) and hand each connection or stream to its session loop in `driver`. They
+//! share the presence table and the stream epoch.
 //!
 //! Each listener keeps its [`Settings`] in an `ArcSwap` that a connection (WebSocket) or stream (gRPC) reads when
 //! it starts; [`super::reload`] swaps them.
 
-mod grpc;
+pub(super) mod grpc;
 mod ws;
 
 use std::sync::Arc;
@@ -13,7 +13,6 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::config::Config;
-use super::message::{Outbound, OutboundBody};
 use super::presence::PresenceTable;
 use super::proxy::responder::Responder;
 use super::reload::Reloader;
@@ -51,26 +50,4 @@ pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Start
         listeners,
         reload: Some(Box::new(Reloader::new(config, swaps, responder))),
     })
-}
-
-/// Counts and logs an envelope left out because its encoding is over `limits.max_message_size`, naming the
-/// receiving listener and, for deliveries, the channels and the publisher's message ids.
-fn drop_too_large(listener: &str, outbound: &Outbound, size: usize, max: usize) {
-    core_bus::metrics::record_drop(
-        core_bus::metrics::DropReason::TooLarge,
-        core_bus::Protocol::MessageLoop,
-    );
-    let channels: Vec<&str> = match &outbound.body {
-        OutboundBody::Publication(messages) => {
-            messages.iter().map(|m| m.channel.as_str()).collect()
-        }
-        _ => Vec::new(),
-    };
-    tracing::debug!(
-        listener,
-        size,
-        max,
-        ?channels,
-        "messageloop: envelope over max_message_size not delivered"
-    );
 }

@@ -1,8 +1,8 @@
-//! The MessageLoop backend proxy (reference §3.6, §4): client RPCs, Connect tokens, subscribe and publish
-//! ACL checks handed to application backends (HTTP JSON or gRPC `messageloop.proxy.v2.ProxyService`) chosen
-//! by route globs, and the lifecycle [`hooks`]. The session decides ([`Router`]) and queues transport-free
-//! [`call::ProxyCall`]s; the listener runs them with [`Proxies::spawn`] and feeds the answers back. Hooks
-//! are fired by the session through [`Hooks`] and never answered.
+//! The MessageLoop backend proxy (docs/protocols/messageloop.md, "Backend proxy"): client RPCs, Connect tokens,
+//! subscribe and publish ACL checks handed to application backends (HTTP JSON or gRPC
+//! `messageloop.proxy.v2.ProxyService`) chosen by route globs, and the lifecycle [`hooks`]. The session decides
+//! ([`Router`]) and queues transport-free [`call::ProxyCall`]s; the driver runs them with [`Proxies::spawn`] and
+//! feeds the answers back. Hooks are fired by the session through [`Hooks`] and never answered.
 
 pub mod call;
 pub mod config;

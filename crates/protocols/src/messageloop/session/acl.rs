@@ -1,9 +1,9 @@
-//! Backend ACL checks (reference §3.4, §3.5): after gatewayd's own ACL allowed a subscribe entry or a
-//! publish, the backend a `(channel, "subscribe")` or `(channel, "publish")` route names has the last word.
-//! While its answers are out the request waits in [`PendingAcl`] and the listener reads nothing more from
-//! the client; the answers (or the deadline) resume it. A backend `error` refuses with that error unchanged;
-//! a failed or timed-out call refuses with PROXY_ERROR. `sub_refresh` asks again, without a token, for the
-//! listed channels and quietly ends the subscriptions the backend no longer allows.
+//! Backend ACL checks (docs/protocols/messageloop.md, "Backend proxy"): after gatewayd's own ACL allowed a
+//! subscribe entry or a publish, the backend a `(channel, "subscribe")` or `(channel, "publish")` route names has
+//! the last word. While its answers are out the request waits in [`PendingAcl`] and the driver reads nothing more
+//! from the client; the answers (or the deadline) resume it. A backend `error` refuses with that error unchanged; a
+//! failed or timed-out call refuses with PROXY_ERROR. `sub_refresh` asks again, without a token, for the listed
+//! channels and quietly ends the subscriptions the backend no longer allows.
 
 use super::*;
 use crate::messageloop::proxy::call::{AclCall, ProxyFailure, ProxyReply, ProxyRequest};

@@ -1,10 +1,12 @@
-//! The generation-neutral MessageLoop session (reference §3): Connect first, authentication, subscriptions
-//! on the bus, publish and delivery, history recovery, presence, RPC over a backend proxy or the bus,
-//! heartbeat and idle disconnect. It is driven by the listener with decoded [`Inbound`] messages, bus
-//! [`Delivery`]s, backend [`ProxyAnswer`]s and timer ticks, each stamped with a [`Now`]; it reads no clock
-//! and does no IO. Backend calls it wants made are queued for the listener ([`Session::take_proxy_calls`]);
-//! hooks go to the context's [`Hooks`], which never answers. What it wants written is collected
-//! in an outbox the listener drains; a set [`Session::disconnect`] code ends the connection after that.
+//! The generation-neutral MessageLoop session (docs/protocols/messageloop.md, "Session behaviour"): Connect first,
+//! authentication, subscriptions on the bus, publish and delivery, history recovery, presence, RPC over a backend
+//! proxy or the bus, heartbeat and idle disconnect. The driver feeds it decoded [`Inbound`] messages
+//! ([`Session::handle_input`]), bus [`Delivery`]s ([`Session::handle_deliveries`]), backend [`ProxyAnswer`]s and
+//! its timeouts ([`Session::handle_timeout`], due at [`Session::poll_timeout`]), each stamped with a [`Now`]; it
+//! reads no clock and does no IO. Backend calls it wants made are queued for the driver
+//! ([`Session::take_proxy_calls`]); hooks go to the context's [`Hooks`], which never answers. What it wants written
+//! is collected in an outbox the driver drains ([`Session::poll_transmit`]); a set [`Session::disconnect`] code
+//! ends the connection after that.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -17,14 +19,14 @@ use core_bus::{
     Pattern, Protocol, SubscriptionId, Topic,
 };
 
+use super::bridge::{self, payload_from};
 use super::channel;
-use super::cloudevent::is_json_content_type;
 use super::codes::{DisconnectCode, ErrorCode};
 use super::generation::{check_g2_version, Generation};
 use super::message::{
-    Connect, Connected, Error, GapReason, Inbound, InboundBody, Message, Outbound, OutboundBody,
-    Payload, PayloadData, Position, PresenceAction, PresenceInfo, PresenceSnapshot, Publish,
-    PublishAck, RecoverComplete, RecoverState, RpcReply, RpcRequest, SubscribeAck, Subscription,
+    Connect, Connected, Error, GapReason, Inbound, InboundBody, Outbound, OutboundBody, Position,
+    PresenceAction, PresenceInfo, PresenceSnapshot, Publish, PublishAck, RecoverComplete,
+    RecoverState, RpcReply, RpcRequest, SubscribeAck, Subscription,
 };
 use super::presence::{self, PresenceTable};
 use super::proxy::{Hooks, ProxyAnswer, ProxyCall, Router, RpcFallback};
@@ -203,7 +205,7 @@ impl Session {
         }
     }
 
-    /// The bus endpoint; the listener waits on it for deliveries.
+    /// The bus endpoint; the driver waits on it for deliveries.
     pub fn mailbox(&mut self) -> &mut Mailbox {
         &mut self.mailbox
     }
@@ -237,7 +239,7 @@ impl Session {
     }
 
     /// Takes what should be written, in order.
-    pub fn take_outbox(&mut self) -> Vec<Outbound> {
+    pub fn poll_transmit(&mut self) -> Vec<Outbound> {
         std::mem::take(&mut self.outbox)
     }
 
@@ -251,8 +253,8 @@ impl Session {
         self.backpressure.take()
     }
 
-    /// When [`Session::tick`] next has something to do.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    /// When [`Session::handle_timeout`] next has something to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
         let idle = self
             .context
             .settings
@@ -270,7 +272,7 @@ impl Session {
     }
 
     /// Fires due timers: idle disconnect (3511), the authentication and ACL deadlines and RPC timeouts.
-    pub fn tick(&mut self, now: Now) {
+    pub fn handle_timeout(&mut self, now: Now) {
         if self.disconnect.is_some() {
             return;
         }
@@ -324,7 +326,7 @@ impl Session {
     }
 
     /// Handles one decoded client message.
-    pub fn on_inbound(&mut self, inbound: Inbound, now: Now) {
+    pub fn handle_input(&mut self, inbound: Inbound, now: Now) {
         if self.disconnect.is_some() {
             return;
         }
@@ -337,7 +339,7 @@ impl Session {
             }
             return;
         }
-        // The listener reads nothing while a Connect token or an ACL is being checked.
+        // The driver reads nothing while a Connect token or an ACL is being checked.
         if self.waiting_for_backend() {
             return self.close(DisconnectCode::BadRequest);
         }
@@ -359,7 +361,7 @@ impl Session {
     }
 
     /// Handles deliveries from the mailbox, in order.
-    pub fn on_deliveries(&mut self, deliveries: impl IntoIterator<Item = Delivery>, now: Now) {
+    pub fn handle_deliveries(&mut self, deliveries: impl IntoIterator<Item = Delivery>, now: Now) {
         for delivery in deliveries {
             if let Some(ack) = delivery.ack {
                 ack.ack();
@@ -382,7 +384,12 @@ impl Session {
                         continue;
                     }
                     self.last_delivery = Some(delivery.envelope.id);
-                    let message = self.message_from(&delivery.envelope, false);
+                    let message = bridge::from_envelope(
+                        &delivery.envelope,
+                        false,
+                        &self.context.bus,
+                        &self.context.settings.epoch,
+                    );
                     self.reply(uuid4(), now, OutboundBody::Publication(vec![message]));
                 }
                 Some(Route::Presence(channel)) => {
@@ -433,45 +440,9 @@ impl Drop for Session {
     }
 }
 
-/// Payload from bus data: a JSON object under a JSON content type becomes `json`, UTF-8 under `text/*`
-/// becomes `text`, everything else `binary`.
-pub fn payload_from(content_type: Option<&str>, data: &Bytes) -> Payload {
-    let content_type = content_type.unwrap_or("");
-    if is_json_content_type(content_type) {
-        if let Ok(serde_json::Value::Object(object)) =
-            serde_json::from_slice::<serde_json::Value>(data)
-        {
-            return Payload::json(content_type, object);
-        }
-    }
-    let essence = content_type.trim().to_ascii_lowercase();
-    if essence.starts_with("text/") {
-        if let Ok(text) = std::str::from_utf8(data) {
-            return Payload::text(content_type, text);
-        }
-    }
-    Payload::binary(content_type, data.clone())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn payload_variants_follow_the_content_type() {
-        let json = payload_from(Some("application/json"), &Bytes::from_static(br#"{"a":1}"#));
-        assert!(matches!(json.data, Some(PayloadData::Json(_))));
-        let array = payload_from(Some("application/json"), &Bytes::from_static(b"[1]"));
-        assert!(matches!(array.data, Some(PayloadData::Binary(_))));
-        let text = payload_from(
-            Some("text/plain; charset=utf-8"),
-            &Bytes::from_static(b"hi"),
-        );
-        assert_eq!(text.data, Some(PayloadData::Text("hi".into())));
-        let binary = payload_from(None, &Bytes::from_static(b"\xff"));
-        assert_eq!(binary.content_type, "");
-        assert!(matches!(binary.data, Some(PayloadData::Binary(_))));
-    }
 
     #[test]
     fn uuids_look_like_v4() {

@@ -1,4 +1,4 @@
-//! Publish: gatewayd's ACL, then the backend's ([`super::acl`]), the bus envelope, the ack with its position, and Publications made from bus envelopes.
+//! Publish: gatewayd's ACL, then the backend's ([`super::acl`]), the bus envelope ([`bridge::to_envelope`]) and the ack with its position.
 
 use super::*;
 
@@ -25,7 +25,12 @@ impl Session {
 
     /// Publish once every ACL allowed it: the bus envelope and the ack.
     pub(super) fn publish_checked(&mut self, id: String, publish: Publish, topic: Topic, now: Now) {
-        let mut envelope = self.envelope(topic.clone(), &publish.payload, &publish.headers);
+        let mut envelope = bridge::to_envelope(
+            topic.clone(),
+            &publish.payload,
+            &publish.headers,
+            self.mailbox.owner(),
+        );
         envelope.timestamp_ms = now.unix_ms;
         let outcome = self.context.bus.publish(envelope);
         if let Some(backpressure) = outcome.backpressure {
@@ -51,60 +56,5 @@ impl Session {
             position,
         };
         self.reply(id, now, OutboundBody::PublishAck(ack));
-    }
-
-    /// A bus envelope for client data: payload bytes with a content type (a default by variant when the
-    /// client gave none: `application/json`, `text/plain`; binary stays untyped) and metadata as headers.
-    pub(super) fn envelope(
-        &self,
-        topic: Topic,
-        payload: &Payload,
-        headers: &[(String, Bytes)],
-    ) -> Envelope {
-        let mut envelope = Envelope::new(topic, payload.to_bytes(), self.mailbox.owner());
-        envelope.content_type = match (&payload.data, payload.content_type.is_empty()) {
-            (_, false) => Some(payload.content_type.clone()),
-            (Some(PayloadData::Json(_)), true) => Some("application/json".to_owned()),
-            (Some(PayloadData::Text(_)), true) => Some("text/plain".to_owned()),
-            (Some(PayloadData::Binary(_)) | None, true) => None,
-        };
-        for (name, value) in headers {
-            envelope.headers.push(name.clone(), value.clone());
-        }
-        envelope.adopt_trace_headers();
-        envelope
-    }
-
-    /// One delivered message: the bus position (offset 0 and the listener epoch when the topic keeps no
-    /// history), payload variant from the content type, headers as metadata.
-    pub(super) fn message_from(&self, envelope: &Envelope, replay: bool) -> Message {
-        let channel = envelope.topic.to_dotted().unwrap_or_else(|| {
-            String::from_utf8_lossy(&envelope.topic.to_dotted_bytes()).into_owned()
-        });
-        let position = match envelope.position {
-            Some(position) => Position {
-                stream_epoch: self.context.bus.epoch_text(position.epoch),
-                offset: Some(position.offset),
-            },
-            None => Position {
-                stream_epoch: self.context.settings.epoch.clone(),
-                offset: Some(0),
-            },
-        };
-        let id = match position.offset {
-            Some(offset) if offset > 0 => format!("{channel}-{offset}"),
-            _ => uuid4(),
-        };
-        Message {
-            id,
-            channel,
-            position,
-            payload: payload_from(envelope.content_type.as_deref(), &envelope.payload),
-            headers: envelope
-                .headers_with_trace()
-                .map(|(name, value)| (name.to_owned(), value))
-                .collect(),
-            replay,
-        }
     }
 }

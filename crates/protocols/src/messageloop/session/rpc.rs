@@ -66,7 +66,12 @@ impl Session {
             }
         };
         let correlation = self.next_call_id();
-        let mut envelope = self.envelope(topic, &request.payload, &request.headers);
+        let mut envelope = bridge::to_envelope(
+            topic,
+            &request.payload,
+            &request.headers,
+            self.mailbox.owner(),
+        );
         envelope.timestamp_ms = now.unix_ms;
         envelope.reply_to = Some(inbox);
         envelope.correlation_id = Some(correlation.clone());

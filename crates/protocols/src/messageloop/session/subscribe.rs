@@ -313,7 +313,12 @@ impl Session {
         let skip = recovery.messages.len().saturating_sub(MAX_RECOVER);
         let truncated = !recovery.complete || skip > 0;
         for envelope in recovery.messages.iter().skip(skip) {
-            let message = self.message_from(envelope, true);
+            let message = bridge::from_envelope(
+                envelope,
+                true,
+                &self.context.bus,
+                &self.context.settings.epoch,
+            );
             after.push(Outbound {
                 id: id.to_owned(),
                 time_ms: now.unix_ms,

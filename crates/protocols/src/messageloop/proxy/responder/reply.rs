@@ -7,9 +7,9 @@ use bytes::Bytes;
 use core_bus::{Envelope, Origin, Topic};
 
 use super::super::call::{ProxyFailure, ProxyReply, RpcCall};
+use crate::messageloop::bridge::payload_from;
 use crate::messageloop::codes::ErrorCode;
 use crate::messageloop::message::{Error, Payload, PayloadData};
-use crate::messageloop::session::payload_from;
 
 /// The reply header that marks an error reply and carries its code (`PROXY_ERROR`, `RPC_TIMEOUT`, the
 /// backend's own code, …).

@@ -1,8 +1,8 @@
-//! WebSocket subprotocol negotiation (reference §1.1, §8.2). G1/G2 servers offer `messageloop`,
-//! `messageloop+json`, `messageloop+proto` and take the first of those, in that order, that the client
-//! also offered; only `messageloop+proto` means binary protobuf. The G0 server takes the first offered
-//! subprotocol that contains `json` (JSON) or `proto` (protobuf). Without a match the encoding is JSON and
-//! no subprotocol is echoed.
+//! WebSocket subprotocol negotiation (docs/protocols/messageloop.md, "Listeners and ports"). G1/G2 servers offer
+//! `messageloop`, `messageloop+json`, `messageloop+proto` and take the first of those, in that order, that the
+//! client also offered; only `messageloop+proto` means binary protobuf. The G0 server takes the first offered
+//! subprotocol that contains `json` (JSON) or `proto` (protobuf). Without a match the encoding is JSON and no
+//! subprotocol is echoed.
 
 use super::generation::{Encoding, Generation, GenerationSetting};
 

@@ -1,8 +1,8 @@
 //! Which MessageLoop wire generation a connection speaks, and how to tell from its first message
-//! (reference §8, §9.1): gRPC says it with the service path; on WebSocket a protobuf Connect sits at field
-//! 11 in G0 and field 3 in G1/G2, and G1/G2 differ by `Connect.version` (G2 requires major version 2, G1
-//! and G0 SDKs send `1.0.0`). A JSON Connect from G0 and G1 looks the same, so JSON may stay undecided
-//! between them until a message with a generation-specific shape arrives ([`legacy_shape`]).
+//! (docs/protocols/messageloop.md, "Generations"): gRPC says it with the service path; on WebSocket a protobuf
+//! Connect sits at field 11 in G0 and field 3 in G1/G2, and G1/G2 differ by `Connect.version` (G2 requires major
+//! version 2, G1 and G0 SDKs send `1.0.0`). A JSON Connect from G0 and G1 looks the same, so JSON may stay
+//! undecided between them until a message with a generation-specific shape arrives ([`legacy_shape`]).
 
 use std::fmt;
 use std::str::FromStr;

@@ -16,8 +16,8 @@ use super::generation::{
     detect_json, detect_protobuf, legacy_shape, Detected, Encoding, Generation, GenerationSetting,
 };
 use super::json::{self, JsonError};
-use super::message::{Inbound, Outbound};
 use super::wire::{DecodeError, G0Wire, G1Wire, G2Wire, Unrepresentable, Wire};
+use crate::messageloop::message::{Inbound, Outbound};
 
 /// One WebSocket data message.
 #[derive(Debug, Clone, PartialEq, Eq)]

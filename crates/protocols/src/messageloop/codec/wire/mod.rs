@@ -1,5 +1,5 @@
 //! Conversions between each generation's protobuf envelopes and the generation-neutral messages of
-//! [`super::message`], so a session is written once. [`Wire`] ties a generation to its envelope types;
+//! [`crate::messageloop::message`], so a session is written once. [`Wire`] ties a generation to its envelope types;
 //! the gRPC listener can be generic over it (one tonic service per generation).
 
 use std::collections::HashMap;
@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::generation::Generation;
 use super::json::ProtoJson;
-use super::message::{Headers, Inbound, JsonObject, Outbound};
+use crate::messageloop::message::{Headers, Inbound, JsonObject, Outbound};
 
 pub mod g0;
 pub mod g1;

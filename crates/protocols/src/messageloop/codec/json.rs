@@ -1,8 +1,8 @@
-//! The JSON encoding of every MessageLoop generation (reference §2.1): the proto3 JSON mapping as Go's
-//! `protojson` applies it upstream. Out: snake_case (proto) field names, default values left out, 64-bit
-//! integers as decimal strings, bytes as padded base64, enums by name, `google.protobuf.Struct` as a plain
-//! object, whole numbers in a Struct without a fraction. In: both snake_case and lowerCamelCase names,
-//! 64-bit integers as strings or numbers, unknown keys ignored.
+//! The JSON encoding of every MessageLoop generation (docs/protocols/messageloop.md, "JSON encoding"): the proto3
+//! JSON mapping as Go's `protojson` applies it upstream. Out: snake_case (proto) field names, default values left
+//! out, 64-bit integers as decimal strings, bytes as padded base64, enums by name, `google.protobuf.Struct` as a
+//! plain object, whole numbers in a Struct without a fraction. In: both snake_case and lowerCamelCase names, 64-bit
+//! integers as strings or numbers, unknown keys ignored.
 //!
 //! The mapping itself is prost-reflect's; the descriptors it needs are compiled once, at first use, from
 //! the same `.proto` sources `build.rs` compiles into the prost types.
@@ -148,31 +148,31 @@ pub(crate) fn descriptor(full_name: &str) -> Result<MessageDescriptor, JsonError
 const SOURCES: [(&str, &str); 7] = [
     (
         "messageloop/g2/shared.proto",
-        include_str!("../../proto/messageloop/g2/shared.proto"),
+        include_str!("../../../proto/messageloop/g2/shared.proto"),
     ),
     (
         "messageloop/g2/client.proto",
-        include_str!("../../proto/messageloop/g2/client.proto"),
+        include_str!("../../../proto/messageloop/g2/client.proto"),
     ),
     (
         "messageloop/g1/shared.proto",
-        include_str!("../../proto/messageloop/g1/shared.proto"),
+        include_str!("../../../proto/messageloop/g1/shared.proto"),
     ),
     (
         "messageloop/g1/client.proto",
-        include_str!("../../proto/messageloop/g1/client.proto"),
+        include_str!("../../../proto/messageloop/g1/client.proto"),
     ),
     (
         "messageloop/g0/cloudevents.proto",
-        include_str!("../../proto/messageloop/g0/cloudevents.proto"),
+        include_str!("../../../proto/messageloop/g0/cloudevents.proto"),
     ),
     (
         "messageloop/g0/client.proto",
-        include_str!("../../proto/messageloop/g0/client.proto"),
+        include_str!("../../../proto/messageloop/g0/client.proto"),
     ),
     (
         "messageloop/proxy/proxy.proto",
-        include_str!("../../proto/messageloop/proxy/proxy.proto"),
+        include_str!("../../../proto/messageloop/proxy/proxy.proto"),
     ),
 ];
 

@@ -11,11 +11,11 @@ use std::collections::HashMap;
 use base64::Engine as _;
 use bytes::Bytes;
 
-use super::message::{Headers, Message, Payload, PayloadData};
-use super::pb::io::cloudevents::v1::cloud_event::{
+use crate::messageloop::message::{Headers, Message, Payload, PayloadData};
+use crate::messageloop::pb::io::cloudevents::v1::cloud_event::{
     cloud_event_attribute_value::Attr, CloudEventAttributeValue, Data,
 };
-pub use super::pb::io::cloudevents::v1::CloudEvent;
+pub use crate::messageloop::pb::io::cloudevents::v1::CloudEvent;
 
 /// Header name prefix of binary-mode context attributes.
 pub const HEADER_PREFIX: &str = "ce-";
@@ -186,7 +186,7 @@ pub fn is_json_content_type(content_type: &str) -> bool {
     essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
 }
 
-fn json_object(content_type: &str, data: &[u8]) -> Option<super::message::JsonObject> {
+fn json_object(content_type: &str, data: &[u8]) -> Option<crate::messageloop::message::JsonObject> {
     if !is_json_content_type(content_type) {
         return None;
     }
@@ -330,7 +330,7 @@ mod tests {
         };
         let (payload, headers) = to_binary(&event);
         assert!(headers.is_empty());
-        let mut object = super::super::message::JsonObject::new();
+        let mut object = crate::messageloop::message::JsonObject::new();
         object.insert("text".into(), "hi".into());
         assert_eq!(payload.data, Some(PayloadData::Json(object)));
         event.attributes.clear();

@@ -1,12 +1,12 @@
 //! G0 (`messageloop.v1`, upstream v0.1.1) envelopes ↔ neutral messages. Publish, RPC and survey bodies
-//! are CloudEvents: inbound they become payload + `ce-*` headers (see [`crate::messageloop::cloudevent`]);
+//! are CloudEvents: inbound they become payload + `ce-*` headers (see [`crate::messageloop::bridge::cloudevent`]);
 //! the envelope's `channel`/`method` win over the event's `source`/`type`, and the envelope's metadata
 //! entries follow the `ce-*` headers. Deliveries are re-wrapped as the G0 server does. G0 has no presence,
 //! recovery, server ping, or survey result envelopes; its PublishAck offset is always 0, as upstream.
 
 use std::collections::HashMap;
 
-use crate::messageloop::cloudevent::{self, CloudEvent, EventContext};
+use crate::messageloop::bridge::cloudevent::{self, CloudEvent, EventContext};
 use crate::messageloop::codes::ErrorCode;
 use crate::messageloop::generation::Generation;
 use crate::messageloop::message::{

@@ -1,0 +1,22 @@
+//! Bytes ↔ MessageLoop messages, every generation and encoding, with nothing of the bus or the network in it:
+//!
+//! * [`pb`]: the protobuf types and tonic services of the three wire generations (G0 = upstream v0.1.1 with
+//!   CloudEvents, G1 = v0.2.0, G2 = HEAD) and of the backend proxy; [`grpc_codec`]: the gRPC codec they use.
+//! * [`json`]: their JSON encoding; [`generation`]: which generation and encoding a client speaks;
+//!   [`subprotocol`]: WebSocket subprotocol negotiation; [`g0_or_g1`]: the replies a JSON client that is G0 or
+//!   G1 reads alike.
+//! * [`wire`]: generation-neutral messages from and to each generation's envelopes (and the proxy calls).
+//! * [`ws`]: the per-connection WebSocket codec, one WebSocket message ↔ one envelope.
+//! * [`conformance`]: strict reading of server messages as the SDKs read them.
+
+pub mod conformance;
+pub mod g0_or_g1;
+pub mod generation;
+pub mod grpc_codec;
+pub mod json;
+pub mod pb;
+pub mod subprotocol;
+pub mod wire;
+pub mod ws;
+
+pub use ws::{EncodeError, Frame, WsCodec};

@@ -1,0 +1,219 @@
+//! One gRPC stream's session loop, from the open stream on: decoded messages in, envelopes out through the
+//! stream's lane (a client that does not read is cut after the write deadline), deliveries drained in batches.
+//! A disconnect is sent as a `DISCONNECT_ERROR` envelope carrying the code, after which the stream ends with
+//! status OK; input that cannot be read ends it with an error status.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prost::Message as _;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+use tonic::{Status, Streaming};
+
+use crate::accept::Deadlines;
+use crate::messageloop::codes::DisconnectCode;
+use crate::messageloop::listener::grpc::NAME;
+use crate::messageloop::message::{Error, Outbound, OutboundBody};
+use crate::messageloop::proxy::Proxies;
+use crate::messageloop::session::{uuid4, Now, Session};
+use crate::messageloop::settings::Settings;
+use crate::messageloop::wire::{DecodeError, Wire};
+use crate::{CloseCause, ConnectionGuard};
+
+/// Deliveries taken from the mailbox per batch.
+const BATCH: usize = 64;
+
+/// What a stream takes from its listener when it opens.
+pub(crate) struct Handover {
+    pub shutdown: CancellationToken,
+    pub deadlines: Deadlines,
+    /// `limits.max_message_size`, fixed when the listener started.
+    pub max_message_size: usize,
+}
+
+/// One open stream: the client's messages, the lane to the client, its registration and address.
+pub(crate) struct OpenStream<W: Wire> {
+    pub inbound: Streaming<W::Inbound>,
+    pub tx: mpsc::Sender<Result<Box<W::Outbound>, Status>>,
+    pub guard: ConnectionGuard,
+    pub peer: SocketAddr,
+}
+
+/// Runs the session of one stream until the session, the client or shutdown ends it, then sends the
+/// disconnect notice when the session set a code.
+pub(crate) async fn run<W: Wire>(handover: Handover, settings: Arc<Settings>, stream: OpenStream<W>)
+where
+    W::Outbound: prost::Message,
+{
+    let OpenStream {
+        inbound,
+        tx,
+        guard,
+        peer,
+    } = stream;
+    let mut session = Session::new(settings.context.clone(), guard.id(), Now::current());
+    session.set_generation(Some(W::GENERATION));
+    let backends = Backends {
+        proxies: &settings.proxies,
+        peer,
+    };
+    session_loop::<W>(&handover, &mut session, inbound, &tx, &guard, backends).await;
+    if let Some(code) = session.disconnect() {
+        let notice = Outbound {
+            id: uuid4(),
+            time_ms: Now::current().unix_ms,
+            body: OutboundBody::Error(Error::disconnect(code)),
+        };
+        if let Ok(message) = W::outbound(&notice) {
+            let _ = tx.send(Ok(Box::new(message))).await;
+        }
+    }
+}
+
+/// Where a stream's backend proxy calls go, and the client address they name.
+struct Backends<'a> {
+    proxies: &'a Proxies,
+    peer: SocketAddr,
+}
+
+/// The session loop of one stream; returns when the session or the client ends it.
+async fn session_loop<W: Wire>(
+    handover: &Handover,
+    session: &mut Session,
+    mut inbound: Streaming<W::Inbound>,
+    tx: &mpsc::Sender<Result<Box<W::Outbound>, Status>>,
+    guard: &ConnectionGuard,
+    backends: Backends<'_>,
+) where
+    W::Outbound: prost::Message,
+{
+    let shutdown = handover.shutdown.clone();
+    let deadlines = handover.deadlines;
+    let write_deadline = deadlines.write();
+    let login_by = tokio::time::Instant::now() + deadlines.pre_auth();
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut identified = false;
+    let mut stalled: Option<futures::future::BoxFuture<'static, ()>> = None;
+    let (answers, mut answered) = mpsc::unbounded_channel();
+    loop {
+        for outbound in session.poll_transmit() {
+            let Ok(message) = W::outbound(&outbound) else {
+                continue;
+            };
+            if message.encoded_len() > handover.max_message_size {
+                super::drop_too_large(
+                    "messageloop.grpc",
+                    &outbound,
+                    message.encoded_len(),
+                    handover.max_message_size,
+                );
+                continue;
+            }
+            // A client that does not read (flow control shut) is cut after the write deadline.
+            match timeout(write_deadline, tx.send(Ok(Box::new(message)))).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    tracing::debug!(
+                        listener = NAME,
+                        "client did not read before the write deadline"
+                    );
+                    return guard.closing(CloseCause::Deadline);
+                }
+            }
+        }
+        if let Some(code) = session.disconnect() {
+            return guard.closing(code.cause());
+        }
+        for call in session.take_proxy_calls() {
+            backends
+                .proxies
+                .spawn(call, Some(backends.peer), answers.clone());
+        }
+        if !identified {
+            if let Some(identity) = session.identity() {
+                guard.set_identity(&identity.name);
+                identified = true;
+            }
+        }
+        guard.set_subscriptions(session.subscription_count());
+        // A stalled publish: read nothing more until the subscribers drained, deliveries go on.
+        if stalled.is_none() {
+            stalled = session
+                .take_backpressure()
+                .map(|b| Box::pin(b.ready()) as _);
+        }
+        let deadline = session.poll_timeout();
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                session.close_with(DisconnectCode::ForceDisconnect);
+                return guard.closing(CloseCause::Shutdown);
+            }
+            _ = tx.closed() => return,
+            () = async {
+                if let Some(stall) = stalled.as_mut() {
+                    stall.await;
+                }
+            }, if stalled.is_some() => stalled = None,
+            () = tokio::time::sleep_until(login_by), if !identified => {
+                session.close_with(DisconnectCode::Stale);
+                return guard.closing(CloseCause::Deadline);
+            }
+            Some(answer) = answered.recv() => session.on_proxy_answer(answer, Now::current()),
+            message = inbound.message(), if stalled.is_none() && !session.waiting_for_backend() => {
+                let now = Now::current();
+                match message {
+                    Ok(Some(message)) => match W::inbound(message) {
+                        Ok(message) => session.handle_input(message, now),
+                        Err(DecodeError::Malformed(_)) => session.on_undecodable(now),
+                        Err(DecodeError::Empty { .. }) => session.on_empty(now),
+                    },
+                    Ok(None) => return,
+                    // The client reset the stream or dropped the connection: nothing to answer.
+                    Err(status) if went_away(&status) => return,
+                    Err(status) => {
+                        tracing::debug!(%status, listener = NAME, "stream ended with an error");
+                        let refusal = refusal(&status, handover.max_message_size);
+                        let _ = timeout(write_deadline, tx.send(Err(refusal))).await;
+                        return guard.closing(CloseCause::ProtocolError);
+                    }
+                }
+            }
+            received = session.mailbox().recv_batch(&mut batch, BATCH) => match received {
+                Ok(_) => session.handle_deliveries(batch.drain(..), Now::current()),
+                Err(_) => session.close_with(DisconnectCode::SlowConsumer),
+            },
+            _ = sleep_until(deadline), if deadline.is_some() => session.handle_timeout(Now::current()),
+        }
+    }
+}
+
+/// Whether a stream's input ended because the client went away (a stream reset, a connection closed or broken
+/// under it) rather than because of what it sent. Everything a client sends that cannot be read is
+/// `RESOURCE_EXHAUSTED`/`OUT_OF_RANGE` (over the limit) or `INTERNAL` (undecodable, an HTTP/2 protocol error).
+fn went_away(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Cancelled | tonic::Code::Unknown | tonic::Code::Unavailable
+    )
+}
+
+/// The status a stream ends with when its input cannot be read: a message over `limits.max_message_size` is
+/// `RESOURCE_EXHAUSTED`, one that does not decode `INVALID_ARGUMENT`.
+fn refusal(status: &Status, max: usize) -> Status {
+    match status.code() {
+        // tonic's decoder reports a message over its limit as OUT_OF_RANGE.
+        tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => Status::resource_exhausted(
+            format!("message over messageloop.limits.max_message_size ({max} bytes)"),
+        ),
+        _ => Status::invalid_argument(format!("undecodable message: {}", status.message())),
+    }
+}
+
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(deadline.into()).await;
+    }
+}

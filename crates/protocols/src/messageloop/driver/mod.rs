@@ -1,0 +1,32 @@
+//! The tokio loops that drive one [`Session`](super::session::Session) each: [`ws`] for a WebSocket
+//! connection, [`grpc`] for one gRPC stream. They take over from the listener once the connection is
+//! upgraded or the stream open, feed the session what the client sends, the mailbox's deliveries, the
+//! backends' answers and its timeouts, write what it has to send (envelopes over `limits.max_message_size`
+//! left out), and end the connection with its disconnect code.
+
+pub(super) mod grpc;
+pub(super) mod ws;
+
+use super::message::{Outbound, OutboundBody};
+
+/// Counts and logs an envelope left out because its encoding is over `limits.max_message_size`, naming the
+/// receiving listener and, for deliveries, the channels and the publisher's message ids.
+fn drop_too_large(listener: &str, outbound: &Outbound, size: usize, max: usize) {
+    core_bus::metrics::record_drop(
+        core_bus::metrics::DropReason::TooLarge,
+        core_bus::Protocol::MessageLoop,
+    );
+    let channels: Vec<&str> = match &outbound.body {
+        OutboundBody::Publication(messages) => {
+            messages.iter().map(|m| m.channel.as_str()).collect()
+        }
+        _ => Vec::new(),
+    };
+    tracing::debug!(
+        listener,
+        size,
+        max,
+        ?channels,
+        "messageloop: envelope over max_message_size not delivered"
+    );
+}

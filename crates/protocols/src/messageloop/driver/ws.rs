@@ -1,0 +1,268 @@
+//! One WebSocket connection's session loop, from the upgrade on: JSON in text frames, protobuf in binary frames,
+//! up to [`BATCH`] messages already received handed to the session before its replies are written, deliveries
+//! drained in batches and written with one flush, disconnects as close frames whose status is the MessageLoop code.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use core_bus::metrics::{record_drop, DropReason};
+use core_bus::Protocol;
+use futures::{FutureExt, SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::accept::Watched;
+use crate::messageloop::codec::{EncodeError, Frame, WsCodec};
+use crate::messageloop::codes::DisconnectCode;
+use crate::messageloop::session::{Now, Session};
+use crate::messageloop::settings::Settings;
+use crate::messageloop::wire::DecodeError;
+use crate::{CloseCause, ConnectionGuard};
+
+/// Deliveries taken from the mailbox per write batch.
+const BATCH: usize = 64;
+
+/// One accepted connection before its session starts.
+pub(crate) struct Connection {
+    pub peer: SocketAddr,
+    pub guard: ConnectionGuard,
+    /// The pre-auth deadline: the upgrade and Connect must be done by then.
+    pub login_by: Instant,
+}
+
+/// Runs the session of one upgraded connection until the session, the client or shutdown ends it. `max` is
+/// `limits.max_message_size`, the cap on each envelope written.
+pub(crate) async fn run<S>(
+    mut ws: WebSocketStream<Watched<S>>,
+    mut codec: WsCodec,
+    connection: Connection,
+    settings: &Settings,
+    shutdown: CancellationToken,
+    max: usize,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let Connection {
+        peer,
+        guard,
+        login_by,
+    } = connection;
+    let mut session = Session::new(settings.context.clone(), guard.id(), Now::current());
+    let mut batch = Vec::new();
+    let mut identified = false;
+    let mut stalled: Option<futures::future::BoxFuture<'static, ()>> = None;
+    let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();
+    loop {
+        if write_outbox(&mut ws, &codec, &mut session, max)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        if let Some(code) = session.disconnect() {
+            guard.closing(code.cause());
+            close(&mut ws, code.ws_close_code(), code.reason()).await;
+            return;
+        }
+        for call in session.take_proxy_calls() {
+            settings.proxies.spawn(call, Some(peer), answers.clone());
+        }
+        if !identified {
+            if let Some(identity) = session.identity() {
+                guard.set_identity(&identity.name);
+                identified = true;
+            }
+        }
+        guard.set_subscriptions(session.subscription_count());
+        // A stalled publish: read nothing more until the subscribers drained, deliveries go on.
+        if stalled.is_none() {
+            stalled = session
+                .take_backpressure()
+                .map(|b| Box::pin(b.ready()) as _);
+        }
+        let deadline = session.poll_timeout();
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                let code = DisconnectCode::ForceDisconnect;
+                guard.closing(code.cause());
+                close(&mut ws, code.ws_close_code(), code.reason()).await;
+                return;
+            }
+            () = async {
+                if let Some(stall) = stalled.as_mut() {
+                    stall.await;
+                }
+            }, if stalled.is_some() => stalled = None,
+            () = tokio::time::sleep_until(login_by), if !identified => {
+                let code = DisconnectCode::Stale;
+                guard.closing(code.cause());
+                close(&mut ws, code.ws_close_code(), code.reason()).await;
+                return;
+            }
+            Some(answer) = answered.recv() => session.on_proxy_answer(answer, Now::current()),
+            message = ws.next(), if stalled.is_none() && !session.waiting_for_backend() => {
+                let mut message = message;
+                let mut taken = 0;
+                loop {
+                    if let Read::End = on_message(&mut ws, &mut codec, &mut session, &guard, peer, message).await {
+                        return;
+                    }
+                    taken += 1;
+                    // Messages already received reach the session before its replies are flushed (one write for
+                    // all of them), but not past one that stalled a publish, ended the session or waits for the
+                    // backend.
+                    if taken == BATCH
+                        || session.is_stalled()
+                        || session.disconnect().is_some()
+                        || session.waiting_for_backend()
+                    {
+                        break;
+                    }
+                    match ws.next().now_or_never() {
+                        Some(next) => message = next,
+                        None => break,
+                    }
+                }
+            },
+            received = session.mailbox().recv_batch(&mut batch, BATCH) => match received {
+                Ok(_) => session.handle_deliveries(batch.drain(..), Now::current()),
+                Err(_) => {
+                    let code = DisconnectCode::SlowConsumer;
+                    guard.closing(code.cause());
+                close(&mut ws, code.ws_close_code(), code.reason()).await;
+                    return;
+                }
+            },
+            _ = sleep_until(deadline), if deadline.is_some() => session.handle_timeout(Now::current()),
+        }
+    }
+}
+
+/// Whether the connection goes on after one message from the client.
+enum Read {
+    Continue,
+    End,
+}
+
+/// Hands one WebSocket message from the client to the session; a close, the end of the stream, a read error or a
+/// message over the size limit ends the connection.
+async fn on_message<S>(
+    ws: &mut WebSocketStream<Watched<S>>,
+    codec: &mut WsCodec,
+    session: &mut Session,
+    guard: &ConnectionGuard,
+    peer: SocketAddr,
+    message: Option<Result<WsMessage, WsError>>,
+) -> Read
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if let Some(Ok(_)) = &message {
+        ws.get_mut().frame_finished(false);
+    }
+    match message {
+        Some(Ok(WsMessage::Text(text))) => on_frame(codec, session, text.as_bytes()),
+        Some(Ok(WsMessage::Binary(bytes))) => on_frame(codec, session, &bytes),
+        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
+        Some(Ok(WsMessage::Close(_))) | None => return Read::End,
+        Some(Err(WsError::Capacity(error))) => {
+            tracing::debug!(%peer, %error, "frame over the size limit");
+            record_drop(DropReason::TooLarge, Protocol::MessageLoop);
+            guard.closing(CloseCause::ProtocolError);
+            close(ws, u16::from(CloseCode::Size), "message too big").await;
+            return Read::End;
+        }
+        Some(Err(error)) => {
+            if matches!(&error, WsError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut) {
+                guard.closing(CloseCause::Deadline);
+            }
+            return Read::End;
+        }
+    }
+    Read::Continue
+}
+
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(deadline.into()).await;
+    }
+}
+
+fn on_frame(codec: &mut WsCodec, session: &mut Session, frame: &[u8]) {
+    let now = Now::current();
+    match codec.decode(frame) {
+        Ok(inbound) => {
+            session.set_generation(codec.generation());
+            session.handle_input(inbound, now);
+        }
+        Err(DecodeError::Malformed(_)) => session.on_undecodable(now),
+        Err(DecodeError::Empty { .. }) => session.on_empty(now),
+    }
+}
+
+/// Writes everything the session queued and flushes once. Envelopes over the size cap or without a form
+/// in the client's generation are left out.
+async fn write_outbox<S>(
+    ws: &mut WebSocketStream<S>,
+    codec: &WsCodec,
+    session: &mut Session,
+    max: usize,
+) -> Result<(), WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let outbox = session.poll_transmit();
+    if outbox.is_empty() {
+        return Ok(());
+    }
+    for outbound in &outbox {
+        let message = match codec.encode(outbound) {
+            Ok(Frame::Text(text)) if text.len() <= max => WsMessage::text(text),
+            Ok(Frame::Binary(bytes)) if bytes.len() <= max => WsMessage::binary(bytes),
+            Ok(Frame::Text(text)) => {
+                super::drop_too_large("messageloop.ws", outbound, text.len(), max);
+                continue;
+            }
+            Ok(Frame::Binary(bytes)) => {
+                super::drop_too_large("messageloop.ws", outbound, bytes.len(), max);
+                continue;
+            }
+            Err(EncodeError::Unrepresentable(_)) => continue,
+            Err(EncodeError::Json(_)) => {
+                record_drop(DropReason::Unroutable, Protocol::MessageLoop);
+                continue;
+            }
+        };
+        ws.feed(message).await?;
+    }
+    ws.flush().await
+}
+
+/// Sends the close frame and waits (briefly) for the client's, so the frame is not cut off by a reset. Boxed: it
+/// runs once per connection, so its state need not enlarge every connection task for its whole life.
+fn close<'a, S>(
+    ws: &'a mut WebSocketStream<S>,
+    code: u16,
+    reason: &'a str,
+) -> Pin<Box<impl Future<Output = ()> + 'a>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    Box::pin(async move {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.to_owned().into(),
+        };
+        let _ = ws.close(Some(frame)).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
+    })
+}
