@@ -15,7 +15,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use messageloop_client::{grpc, AnyCertificate, Ws};
+use gateway::clients::tls::AnyCertificate;
+use messageloop_client::{grpc, Ws};
 use stomp_client::{frames, Frame, Peer};
 use support::*;
 
@@ -120,7 +121,7 @@ fn grpc_tls_handshakes_do_not_wait_for_a_silent_client() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = rustls::ClientConfig::builder()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate))
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate::default()))
         .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let mut tls = rustls::ClientConnection::new(Arc::new(config), name).unwrap();

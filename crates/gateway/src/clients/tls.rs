@@ -19,6 +19,13 @@ impl AnyCertificate {
     }
 }
 
+impl Default for AnyCertificate {
+    /// With the ring provider, the one every client uses.
+    fn default() -> AnyCertificate {
+        AnyCertificate::new(Arc::new(rustls::crypto::ring::default_provider()))
+    }
+}
+
 impl ServerCertVerifier for AnyCertificate {
     fn verify_server_cert(
         &self,
