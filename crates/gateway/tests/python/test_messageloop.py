@@ -60,7 +60,7 @@ def test_frame_before_connect_closes_with_3500():
 
 
 def build_messages():
-    """The G2 envelope subset, field numbers from the reference §2.2/§2.3."""
+    """The G2 envelope subset, with the field numbers of the G2 protobuf schema (docs/protocols/messageloop.md, "Generations")."""
     f = descriptor_pb2.FileDescriptorProto(name="ml_test.proto", package="mltest", syntax="proto3")
     T = descriptor_pb2.FieldDescriptorProto
 
