@@ -8,7 +8,8 @@
 //! - [`subscription`]: a subscribe request mapped onto the bus: selectors → patterns, one source per topic.
 //! - [`session`]: one connection's state machine (link + chanserv server + bus), no sockets and no clock.
 //! - [`timeouts`]: the server timeouts (`[chanserv.timeouts]`) and one stream's deadlines.
-//! - [`listener`]: the TCP listener and the tokio task per connection that drives a session.
+//! - `driver`: the tokio task of one connection, which drives its session.
+//! - [`listener`]: the TCP listener: binds, accepts, hands each connection to a driver.
 //! - [`config`]: the `[chanserv]` config section; `settings`: what connections take of it; `reload`: applies a
 //!   new one.
 //!
@@ -19,6 +20,7 @@ pub mod channel;
 pub mod config;
 pub mod credentials;
 pub mod frame;
+mod driver;
 pub mod listener;
 mod reload;
 pub mod selector;
