@@ -5,7 +5,9 @@
 //! - [`channel`]: the request reader of a master stream and the outbox that feeds frames into a stream's credit.
 //! - [`credentials`]: the optional `AUTH <token>` line in front of a request.
 //! - [`selector`]: gatewayd's request-body grammar (subscribe selectors, `PUB`, ack/err source headers).
-//! - [`subscription`]: a subscribe request mapped onto the bus: selectors → patterns, one source per topic.
+//! - [`bridge`]: chanserv message ↔ bus envelope: `PUB` → envelope, selector → pattern, delivery → frame and
+//!   `topic=` header.
+//! - [`subscription`]: a subscribe request mapped onto the bus: its mailbox, one source per topic.
 //! - [`session`]: one connection's state machine (link + chanserv server + bus), no sockets and no clock.
 //! - [`timeouts`]: the server timeouts (`[chanserv.timeouts]`) and one stream's deadlines.
 //! - `driver`: the tokio task of one connection, which drives its session.
@@ -16,11 +18,12 @@
 //! Everything but the listener is pure: no sockets, no clock of its own.
 
 pub mod astranet;
+pub mod bridge;
 pub mod channel;
 pub mod config;
 pub mod credentials;
-pub mod frame;
 mod driver;
+pub mod frame;
 pub mod listener;
 mod reload;
 pub mod selector;

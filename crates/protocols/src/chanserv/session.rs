@@ -30,15 +30,16 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use core_bus::metrics::{record_drop, DropReason};
-use core_bus::{Backpressure, Bus, Delivery, Envelope, Origin, Protocol, Topic};
+use core_bus::{Backpressure, Bus, Delivery, Origin, Protocol, Topic};
 
 use super::astranet::{Event, Link, LinkConfig, Recv, StreamId, SERVICE_PORT};
+use super::bridge::{self, topic_header};
 use super::channel::{Outbox, RequestReader};
 use super::credentials;
 use super::frame::{Compression, FrameDecoder};
 use super::selector::{self, Publish, PublishReply, Request, RequestError, Selector};
 use super::subscription::{
-    cap_header, subscribed_header, topic_header, Routed, SelectorError, SourceState, Subscription,
+    cap_header, subscribed_header, Routed, SelectorError, SourceState, Subscription,
 };
 use super::timeouts::{Expired, StreamDeadlines, Timeouts};
 use crate::auth::{AuthError, Authenticator, Credentials, Identity};
@@ -510,7 +511,7 @@ impl Session {
     }
 
     fn publish(&mut self, publish: Publish, identity: &Identity) -> PublishReply {
-        let topic = match Topic::try_from_dotted(publish.topic.as_bytes()) {
+        let topic = match bridge::publish_topic(&publish) {
             Ok(topic) => topic,
             Err(e) => {
                 record_drop(DropReason::Malformed, Protocol::Chanserv);
@@ -527,7 +528,7 @@ impl Session {
         }
         let outcome = self
             .bus
-            .publish(Envelope::new(topic, publish.payload, self.origin));
+            .publish(bridge::to_envelope(topic, publish, self.origin));
         if outcome.backpressure.is_some() {
             // Kept until the driver takes it: a later publish in the same input does not clear it.
             self.backpressure = outcome.backpressure;
