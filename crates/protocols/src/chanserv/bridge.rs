@@ -17,8 +17,8 @@ use core_bus::names::{pattern_from_name, WildcardSyntax};
 use core_bus::{Envelope, Origin, Pattern, Topic, TopicError};
 
 use super::channel::Outbox;
-use super::frame::{Compression, FrameError};
-use super::selector::Publish;
+use super::codec::frame::{Compression, FrameError};
+use super::codec::selector::Publish;
 
 /// The bus topic a `PUB` names: its topic read as a dotted name.
 pub fn publish_topic(publish: &Publish) -> Result<Topic, TopicError> {

@@ -8,7 +8,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::astranet::{Addr, Link, StreamError, StreamId};
-use super::frame::{self, Compression, FrameDecoder, FrameError};
+use super::codec::frame::{self, Compression, FrameDecoder, FrameError};
 
 /// Reads the request body: the first frame of a master stream. The Go client writes nothing after it, so anything
 /// that follows is ignored.

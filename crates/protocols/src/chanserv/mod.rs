@@ -1,10 +1,9 @@
 //! chanserv over AstraNet: gatewayd as a chanserv server that unchanged Go clients (`LookupAndPost`) can use.
 //!
 //! - [`astranet`]: the multiplexer (op codec, link state machine, stream table, flow control).
-//! - [`frame`]: chanserv's u64-LE length-prefixed frames, lz4 compressed frames, source announcements.
+//! - [`codec`]: bytes ↔ chanserv messages: frames (u64-LE length prefix, lz4, source announcements), the
+//!   `AUTH <token>` line, the request-body grammar.
 //! - [`channel`]: the request reader of a master stream and the outbox that feeds frames into a stream's credit.
-//! - [`credentials`]: the optional `AUTH <token>` line in front of a request.
-//! - [`selector`]: gatewayd's request-body grammar (subscribe selectors, `PUB`, ack/err source headers).
 //! - [`bridge`]: chanserv message ↔ bus envelope: `PUB` → envelope, selector → pattern, delivery → frame and
 //!   `topic=` header.
 //! - [`subscription`]: a subscribe request mapped onto the bus: its mailbox, one source per topic.
@@ -20,13 +19,11 @@
 pub mod astranet;
 pub mod bridge;
 pub mod channel;
+pub mod codec;
 pub mod config;
-pub mod credentials;
 mod driver;
-pub mod frame;
 pub mod listener;
 mod reload;
-pub mod selector;
 pub mod session;
 mod settings;
 pub mod subscription;

@@ -35,9 +35,9 @@ use core_bus::{Backpressure, Bus, Delivery, Origin, Protocol, Topic};
 use super::astranet::{Event, Link, LinkConfig, Recv, StreamId, SERVICE_PORT};
 use super::bridge::{self, topic_header};
 use super::channel::{Outbox, RequestReader};
-use super::credentials;
-use super::frame::{Compression, FrameDecoder};
-use super::selector::{self, Publish, PublishReply, Request, RequestError, Selector};
+use super::codec::credentials;
+use super::codec::frame::{Compression, FrameDecoder};
+use super::codec::selector::{self, Publish, PublishReply, Request, RequestError, Selector};
 use super::subscription::{
     cap_header, subscribed_header, Routed, SelectorError, SourceState, Subscription,
 };
@@ -68,7 +68,7 @@ impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
             compression: Compression::Off,
-            frame_limit: super::frame::DEFAULT_FRAME_LIMIT,
+            frame_limit: super::codec::frame::DEFAULT_FRAME_LIMIT,
             max_sources_per_request: 256,
             max_subscriptions: 1024,
             timeouts: Timeouts::default(),

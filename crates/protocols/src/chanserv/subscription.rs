@@ -11,8 +11,8 @@ use core_bus::{Delivery, Envelope, Mailbox, Pattern, Position, SubscriptionId, T
 use super::astranet::StreamId;
 use super::bridge::{self, selector_pattern};
 use super::channel::Outbox;
-use super::frame::{Compression, FrameError};
-use super::selector::{Selector, StartFrom};
+use super::codec::frame::{Compression, FrameError};
+use super::codec::selector::{Selector, StartFrom};
 
 /// A source's frame channel stops taking deliveries from the mailbox once this many encoded bytes wait for its
 /// credit (one stream window): further deliveries stay in the bus mailbox, under its queue bound and policy.

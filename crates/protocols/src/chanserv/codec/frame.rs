@@ -8,7 +8,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::astranet::Addr;
+use crate::chanserv::astranet::Addr;
 
 /// Size of the length prefix.
 pub const LEN_PREFIX: usize = 8;
