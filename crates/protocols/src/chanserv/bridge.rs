@@ -8,9 +8,9 @@
 //!
 //! Selector syntax (gatewayd's choice): a selector is a dotted name, `.` separates tokens and every other
 //! character is literal, as in every gatewayd protocol. Whole-token wildcards: `*` one token, `#` zero or more
-//! tokens anywhere, a final `>` one or more tokens. The `topic/glob` form of the chanserv request proposal is
-//! spelled with `.` here (`orders/*` is `orders.*`); a `/` is an ordinary character of a token, so `a/b` is the
-//! one-token topic `a/b`, the same topic a STOMP or Goomerang client names `a/b`.
+//! tokens anywhere, a final `>` one or more tokens. A selector written `topic/glob` elsewhere is spelled with
+//! `.` here (`orders/*` is `orders.*`); a `/` is an ordinary character of a token, so `a/b` is the one-token
+//! topic `a/b`, the same topic a STOMP or Goomerang client names `a/b`.
 
 use bytes::Bytes;
 use core_bus::names::{pattern_from_name, WildcardSyntax};

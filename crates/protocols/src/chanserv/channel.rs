@@ -1,9 +1,9 @@
-//! The chanserv side of a stream (reference §3.3): [`RequestReader`] takes the one request frame a client writes on
-//! its master stream, and [`Outbox`] holds encoded frames (source announcements on the master, items on a frame
-//! channel) until the stream's send credit lets them go.
+//! The chanserv side of a stream (docs/protocols/chanserv.md, "Requests and sources"): [`RequestReader`] takes the
+//! one request frame a client writes on its master stream, and [`Outbox`] holds encoded frames (source
+//! announcements on the master, items on a frame channel) until the stream's send credit lets them go.
 //!
 //! A Go writer sends the length prefix and the body as two DATA ops; the outbox coalesces them, which is legal
-//! because the reader sees a byte stream (§4 example E).
+//! because the reader sees a byte stream (docs/protocols/chanserv.md, "Examples").
 
 use bytes::{Buf, Bytes, BytesMut};
 

@@ -1,6 +1,6 @@
 //! One chanserv connection as a state machine over an AstraNet [`Link`]: bytes and `Instant`s in, bytes to write
-//! and the next wake-up out, as the link itself. On top of the link it runs the chanserv server (reference §3.3)
-//! mapped onto the bus (§5):
+//! and the next wake-up out, as the link itself. On top of the link it runs the chanserv server
+//! (docs/protocols/chanserv.md, "Requests and sources") mapped onto the bus ("What comes back"):
 //!
 //! - a DIAL to the service opens a *master* stream; its first frame is the request ([`selector::parse`]);
 //! - `PUB <topic>\n<payload>` publishes with the connection's identity and is answered by one source whose
@@ -18,7 +18,7 @@
 //! - the server timeouts of [`super::timeouts`] end masters, requests and sources (checked in
 //!   [`Session::handle_timeout`]).
 //!
-//! The bus is the only thing it touches besides the link; the listener feeds it socket bytes and timers.
+//! The bus is the only thing it touches besides the link; the driver feeds it socket bytes and timers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;

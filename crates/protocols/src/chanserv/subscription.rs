@@ -1,6 +1,6 @@
-//! One live chanserv subscribe request mapped onto the bus (reference §5): the selectors turned into canonical
-//! patterns ([`bridge::selector_pattern`]), the request's [`Mailbox`], and one [`Source`] per concrete topic that
-//! delivers, each with the frames waiting for its frame channel's credit.
+//! One live chanserv subscribe request mapped onto the bus (docs/protocols/chanserv.md, "What comes back"): the
+//! selectors turned into canonical patterns ([`bridge::selector_pattern`]), the request's [`Mailbox`], and one
+//! [`Source`] per concrete topic that delivers, each with the frames waiting for its frame channel's credit.
 
 use std::collections::HashMap;
 
