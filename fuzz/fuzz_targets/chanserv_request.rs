@@ -7,9 +7,9 @@ use bytes::Bytes;
 use gatewayd_fuzz::chunked;
 use libfuzzer_sys::fuzz_target;
 use protocols::chanserv::channel::RequestReader;
-use protocols::chanserv::frame::{decode_item, FrameDecoder};
-use protocols::chanserv::selector::{self, Request};
-use protocols::chanserv::subscription::selector_pattern;
+use protocols::chanserv::codec::frame::{decode_item, FrameDecoder};
+use protocols::chanserv::codec::selector::{self, Request};
+use protocols::chanserv::bridge::selector_pattern;
 
 fuzz_target!(|data: &[u8]| {
     let _ = decode_item(Bytes::copy_from_slice(data), 1 << 16);

@@ -1,4 +1,5 @@
-//! chanserv over AstraNet against the real gatewayd binary, with a test client written from the reference:
+//! chanserv over AstraNet against the real gatewayd binary, with a test client written from
+//! docs/protocols/chanserv.md ("Wire format"):
 //! handshake and service lookup, subscribe requests with several sources, publish by request from one client to
 //! another, compressed and plain frames, the stream window as back-pressure, keepalive, half-close, and bad input
 //! that must hurt only the stream or connection it came on.

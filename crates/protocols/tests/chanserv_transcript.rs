@@ -18,7 +18,7 @@ use protocols::chanserv::astranet::{
     StreamId, SERVICE_PORT,
 };
 use protocols::chanserv::channel::{Outbox, RequestReader};
-use protocols::chanserv::frame::{Compression, FrameDecoder};
+use protocols::chanserv::codec::frame::{Compression, FrameDecoder};
 use serde_json::Value;
 
 fn fixture() -> Vec<Value> {

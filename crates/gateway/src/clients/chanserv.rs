@@ -11,7 +11,7 @@ use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use protocols::chanserv::astranet::op::decode as decode_op;
 use protocols::chanserv::astranet::{Addr, HostId, Op, Opcode};
-use protocols::chanserv::frame::{self, FrameDecoder};
+use protocols::chanserv::codec::frame::{self, FrameDecoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};

@@ -1,5 +1,5 @@
 //! A minimal chanserv client over AstraNet for over-the-socket tests, written from
-//! `shared/protocols/chanserv.md` with its own codec (it does not use gatewayd's chanserv module):
+//! docs/protocols/chanserv.md ("Wire format") with its own codec (it does not use gatewayd's chanserv module):
 //! AstraNet ops (29-byte big-endian header), HANDSHAKE / SERVICE lookup, DIAL → SYN → ACK, DATA with REWIND
 //! credit, FIN2, PING/PONG; chanserv frames (u64 little-endian length) and the `lz4!` compressed form with a
 //! small LZ4 block decoder. Blocking std sockets; every wait has a deadline.
@@ -520,7 +520,7 @@ fn rand_ish() -> u64 {
 }
 
 #[test]
-fn lz4_decoder_reads_reference_example_f() {
+fn lz4_decoder_reads_the_documented_lz4_example() {
     let block = [
         0x4f, 0x61, 0x61, 0x61, 0x61, 0x01, 0x00, 0x1e, 0xb0, 0x61, 0x61, 0x61, 0x61, 0x61, 0x61,
         0x61, 0x61, 0x61, 0x61, 0x61,

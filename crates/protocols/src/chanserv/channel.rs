@@ -1,14 +1,14 @@
-//! The chanserv side of a stream (reference §3.3): [`RequestReader`] takes the one request frame a client writes on
-//! its master stream, and [`Outbox`] holds encoded frames (source announcements on the master, items on a frame
-//! channel) until the stream's send credit lets them go.
+//! The chanserv side of a stream (docs/protocols/chanserv.md, "Requests and sources"): [`RequestReader`] takes the
+//! one request frame a client writes on its master stream, and [`Outbox`] holds encoded frames (source
+//! announcements on the master, items on a frame channel) until the stream's send credit lets them go.
 //!
 //! A Go writer sends the length prefix and the body as two DATA ops; the outbox coalesces them, which is legal
-//! because the reader sees a byte stream (§4 example E).
+//! because the reader sees a byte stream (docs/protocols/chanserv.md, "Examples").
 
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::astranet::{Addr, Link, StreamError, StreamId};
-use super::frame::{self, Compression, FrameDecoder, FrameError};
+use super::codec::frame::{self, Compression, FrameDecoder, FrameError};
 
 /// Reads the request body: the first frame of a master stream. The Go client writes nothing after it, so anything
 /// that follows is ignored.

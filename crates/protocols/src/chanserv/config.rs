@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use super::astranet::ServiceName;
-use super::frame::{Compression, DEFAULT_FRAME_LIMIT, PEER_FRAME_LIMIT};
+use super::codec::frame::{Compression, DEFAULT_FRAME_LIMIT, PEER_FRAME_LIMIT};
 use super::timeouts::TimeoutsConfig;
 use crate::accept::Deadlines;
 use crate::auth::AuthConfig;

@@ -1,29 +1,45 @@
-//! chanserv over AstraNet: gatewayd as a chanserv server that unchanged Go clients (`LookupAndPost`) can use.
+//! chanserv over AstraNet: gatewayd as a chanserv server that unchanged Go clients (`LookupAndPost`) can use
+//! (`docs/protocols/chanserv.md`).
 //!
-//! - [`astranet`]: the multiplexer (op codec, link state machine, stream table, flow control).
-//! - [`frame`]: chanserv's u64-LE length-prefixed frames, lz4 compressed frames, source announcements.
-//! - [`channel`]: the request reader of a master stream and the outbox that feeds frames into a stream's credit.
-//! - [`credentials`]: the optional `AUTH <token>` line in front of a request.
-//! - [`selector`]: gatewayd's request-body grammar (subscribe selectors, `PUB`, ack/err source headers).
-//! - [`subscription`]: a subscribe request mapped onto the bus: selectors → patterns, one source per topic.
-//! - [`session`]: one connection's state machine (link + chanserv server + bus), no sockets and no clock.
-//! - [`timeouts`]: the server timeouts (`[chanserv.timeouts]`) and one stream's deadlines.
-//! - [`listener`]: the TCP listener and the tokio task per connection that drives a session.
-//! - [`config`]: the `[chanserv]` config section; `settings`: what connections take of it; `reload`: applies a
-//!   new one.
+//! The parts, in the adapter contract's order (`docs/architecture.md`, "An adapter"):
 //!
-//! Everything but the listener is pure: no sockets, no clock of its own.
+//! * [`config`]: the `[chanserv]` section; `settings`: what connections take of it; `reload`: applies a new one
+//!   to the running listener, for the connections it accepts from then on.
+//! * [`codec`]: bytes ↔ chanserv messages, pure: frames (u64-LE length prefix, lz4, source announcements), the
+//!   `AUTH <token>` line, the request-body grammar.
+//! * [`bridge`]: chanserv message ↔ bus envelope: `PUB` → envelope, selector → canonical pattern, delivery →
+//!   frame and its `topic=` source header.
+//! * [`session`]: one connection's sans-IO state machine (AstraNet link + chanserv server); it alone calls the
+//!   bus. It reads its requests' mailboxes itself (`poll_deliveries`), each only while that request's sources
+//!   have room.
+//! * `driver`: the tokio task of one connection: socket bytes, timers and deliveries into the session, what it
+//!   returns onto the socket.
+//! * [`listener`]: `chanserv.tcp`, started by [`start`]: binds, accepts, hands each connection to a driver.
+//!
+//! chanserv's own parts:
+//!
+//! * [`astranet`]: the multiplexer: op codec, link state machine, stream table, flow control.
+//! * [`channel`]: the request reader of a master stream and the outbox that feeds frames into a stream's credit.
+//! * [`subscription`]: a subscribe request on the bus: its mailbox, one source per topic.
+//! * [`timeouts`]: the server timeouts (`[chanserv.timeouts]`) and one stream's deadlines.
+//!
+//! Everything but the driver and the listener is pure: no sockets, no clock of its own.
+
+pub mod config;
+mod reload;
+mod settings;
+
+pub mod codec;
+
+pub mod bridge;
+
+pub mod session;
+
+mod driver;
+pub mod listener;
 
 pub mod astranet;
 pub mod channel;
-pub mod config;
-pub mod credentials;
-pub mod frame;
-pub mod listener;
-mod reload;
-pub mod selector;
-pub mod session;
-mod settings;
 pub mod subscription;
 pub mod timeouts;
 

@@ -1,6 +1,6 @@
 //! One chanserv connection as a state machine over an AstraNet [`Link`]: bytes and `Instant`s in, bytes to write
-//! and the next wake-up out, as the link itself. On top of the link it runs the chanserv server (reference §3.3)
-//! mapped onto the bus (§5):
+//! and the next wake-up out, as the link itself. On top of the link it runs the chanserv server
+//! (docs/protocols/chanserv.md, "Requests and sources") mapped onto the bus ("What comes back"):
 //!
 //! - a DIAL to the service opens a *master* stream; its first frame is the request ([`selector::parse`]);
 //! - `PUB <topic>\n<payload>` publishes with the connection's identity and is answered by one source whose
@@ -18,7 +18,7 @@
 //! - the server timeouts of [`super::timeouts`] end masters, requests and sources (checked in
 //!   [`Session::handle_timeout`]).
 //!
-//! The bus is the only thing it touches besides the link; the listener feeds it socket bytes and timers.
+//! The bus is the only thing it touches besides the link; the driver feeds it socket bytes and timers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -30,15 +30,16 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use core_bus::metrics::{record_drop, DropReason};
-use core_bus::{Backpressure, Bus, Delivery, Envelope, Origin, Protocol, Topic};
+use core_bus::{Backpressure, Bus, Delivery, Origin, Protocol, Topic};
 
 use super::astranet::{Event, Link, LinkConfig, Recv, StreamId, SERVICE_PORT};
+use super::bridge::{self, topic_header};
 use super::channel::{Outbox, RequestReader};
-use super::credentials;
-use super::frame::{Compression, FrameDecoder};
-use super::selector::{self, Publish, PublishReply, Request, RequestError, Selector};
+use super::codec::credentials;
+use super::codec::frame::{Compression, FrameDecoder};
+use super::codec::selector::{self, Publish, PublishReply, Request, RequestError, Selector};
 use super::subscription::{
-    cap_header, subscribed_header, topic_header, Routed, SelectorError, SourceState, Subscription,
+    cap_header, subscribed_header, Routed, SelectorError, SourceState, Subscription,
 };
 use super::timeouts::{Expired, StreamDeadlines, Timeouts};
 use crate::auth::{AuthError, Authenticator, Credentials, Identity};
@@ -67,7 +68,7 @@ impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
             compression: Compression::Off,
-            frame_limit: super::frame::DEFAULT_FRAME_LIMIT,
+            frame_limit: super::codec::frame::DEFAULT_FRAME_LIMIT,
             max_sources_per_request: 256,
             max_subscriptions: 1024,
             timeouts: Timeouts::default(),
@@ -510,7 +511,7 @@ impl Session {
     }
 
     fn publish(&mut self, publish: Publish, identity: &Identity) -> PublishReply {
-        let topic = match Topic::try_from_dotted(publish.topic.as_bytes()) {
+        let topic = match bridge::publish_topic(&publish) {
             Ok(topic) => topic,
             Err(e) => {
                 record_drop(DropReason::Malformed, Protocol::Chanserv);
@@ -527,7 +528,7 @@ impl Session {
         }
         let outcome = self
             .bus
-            .publish(Envelope::new(topic, publish.payload, self.origin));
+            .publish(bridge::to_envelope(topic, publish, self.origin));
         if outcome.backpressure.is_some() {
             // Kept until the driver takes it: a later publish in the same input does not clear it.
             self.backpressure = outcome.backpressure;

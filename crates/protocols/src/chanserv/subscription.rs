@@ -1,12 +1,6 @@
-//! One live chanserv subscribe request mapped onto the bus (reference §5): the selectors turned into canonical
-//! patterns, the request's [`Mailbox`], and one [`Source`] per concrete topic that delivers, each with the frames
-//! waiting for its frame channel's credit.
-//!
-//! Selector syntax (gatewayd's choice): a selector is a dotted name, `.` separates tokens and every other
-//! character is literal, as in every gatewayd protocol. Whole-token wildcards: `*` one token, `#` zero or more
-//! tokens anywhere, a final `>` one or more tokens. The reference's `topic/glob` proposal is spelled with `.` here
-//! (`orders/*` is `orders.*`); a `/` is an ordinary character of a token, so `a/b` is the one-token topic `a/b`,
-//! the same topic a STOMP or Goomerang client names `a/b`.
+//! One live chanserv subscribe request mapped onto the bus (docs/protocols/chanserv.md, "What comes back"): the
+//! selectors turned into canonical patterns ([`bridge::selector_pattern`]), the request's [`Mailbox`], and one
+//! [`Source`] per concrete topic that delivers, each with the frames waiting for its frame channel's credit.
 
 use std::collections::HashMap;
 
@@ -16,32 +10,14 @@ use core_bus::history::{Recovery, Since};
 use core_bus::{Delivery, Envelope, Mailbox, Pattern, Position, SubscriptionId, Topic};
 
 use super::astranet::StreamId;
+use super::bridge::{self, selector_pattern};
 use super::channel::Outbox;
-use super::frame::{Compression, FrameError};
-use super::selector::{Selector, StartFrom};
+use super::codec::frame::{Compression, FrameError};
+use super::codec::selector::{Selector, StartFrom};
 
 /// A source's frame channel stops taking deliveries from the mailbox once this many encoded bytes wait for its
 /// credit (one stream window): further deliveries stay in the bus mailbox, under its queue bound and policy.
 pub const HIGH_WATER: usize = 65_536;
-
-/// Translates a selector into a canonical pattern (see the module doc for the syntax).
-pub fn selector_pattern(selector: &str) -> Result<Pattern, core_bus::TopicError> {
-    let syntax = if selector.split('.').any(|token| token == "#") {
-        WildcardSyntax::Amqp
-    } else {
-        WildcardSyntax::Nats
-    };
-    pattern_from_name(selector, syntax)
-}
-
-/// The source header of a topic: a `key=value` line per field.
-pub fn topic_header(topic: &Topic, complete: bool) -> Bytes {
-    let mut header = format!("topic={}\n", topic.as_str());
-    if !complete {
-        header.push_str("complete=false\n");
-    }
-    Bytes::from(header)
-}
 
 /// The header of the extra source announced when a request reaches its source cap.
 pub fn cap_header(max_sources: usize) -> Bytes {
@@ -274,19 +250,18 @@ impl Subscription {
         match self.sources.get_mut(topic) {
             None => Routed::NewTopic(topic.clone()),
             Some(source) if source.state == SourceState::Gone => Routed::Dropped,
-            Some(source) => match source
-                .outbox
-                .push_item(&delivery.envelope.payload, compression)
-            {
-                Ok(()) => Routed::Queued(topic.clone()),
-                Err(e) => Routed::TooLarge(e),
-            },
+            Some(source) => {
+                match bridge::from_envelope(&delivery.envelope, compression, &mut source.outbox) {
+                    Ok(()) => Routed::Queued(topic.clone()),
+                    Err(e) => Routed::TooLarge(e),
+                }
+            }
         }
     }
 }
 
 fn push_item(outbox: &mut Outbox, envelope: &Envelope, compression: Compression) {
-    if let Err(e) = outbox.push_item(&envelope.payload, compression) {
+    if let Err(e) = bridge::from_envelope(envelope, compression, outbox) {
         core_bus::metrics::record_drop(
             core_bus::metrics::DropReason::TooLarge,
             core_bus::Protocol::Chanserv,
@@ -300,27 +275,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn selector_syntax() {
-        let exact = selector_pattern("orders.eu").unwrap();
-        assert_eq!(exact.as_topic(), Some(Topic::from_dotted(b"orders.eu")));
-        assert_eq!(selector_pattern("orders.*").unwrap().as_str(), "orders.*");
-        assert_eq!(selector_pattern("orders.>").unwrap().as_str(), "orders.>");
-        assert_eq!(selector_pattern("a.#.z").unwrap().as_str(), "a.#.z");
-        // `>` only counts last; `/` is literal.
-        assert!(selector_pattern("a.>.b").unwrap().is_exact());
-        let slash = selector_pattern("topic/glob").unwrap();
-        assert_eq!(slash.as_topic(), Some(Topic::from_dotted(b"topic/glob")));
-        assert_eq!(slash.segments().len(), 1);
-    }
-
-    #[test]
-    fn headers_are_key_value_lines() {
-        let topic = Topic::from_dotted(b"orders.eu");
-        assert_eq!(&topic_header(&topic, true)[..], b"topic=orders.eu\n");
-        assert_eq!(
-            &topic_header(&Topic::from_dotted(b"a b"), false)[..],
-            b"topic=a%20b\ncomplete=false\n"
-        );
+    fn cap_header_is_key_value_lines() {
         assert_eq!(
             &cap_header(3)[..],
             b"error=too_many_sources\nmax_sources=3\n"

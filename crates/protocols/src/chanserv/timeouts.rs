@@ -1,6 +1,7 @@
-//! The chanserv server timeouts (reference §3.4, upstream `ServerServingTimeout`, `ServerSourcingTimeout`,
-//! `ServerChanAcceptTimeout`, `ServerMasterReadTimeout`, `ServerMasterWriteTimeout`, `ServerFrameWriteTimeout`):
-//! the `[chanserv.timeouts]` section, and the deadlines of one stream as pure state over `Instant`s.
+//! The chanserv server timeouts (docs/protocols/chanserv.md, "Timeouts"; upstream `ServerServingTimeout`,
+//! `ServerSourcingTimeout`, `ServerChanAcceptTimeout`, `ServerMasterReadTimeout`, `ServerMasterWriteTimeout`,
+//! `ServerFrameWriteTimeout`): the `[chanserv.timeouts]` section, and the deadlines of one stream as pure state over
+//! `Instant`s.
 //!
 //! Every timeout but `accept_secs` defaults to 0, upstream's "none". What each one ends:
 //! - `serving`: a master (its whole request) or a frame channel (its source), that long after it opened;

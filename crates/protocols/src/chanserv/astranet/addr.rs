@@ -51,7 +51,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn host_text_form_matches_reference_examples() {
+    fn host_text_form_matches_documented_examples() {
         assert_eq!(HostId(0x547C_9609_6AF7_F642).to_string(), "VHyWCWr39kI");
         assert_eq!(HostId(0x1122_3344_5566_7788).to_string(), "ESIzRFVmd4g");
         assert_eq!(HostId::ANYONE.to_string(), "--anyone---");

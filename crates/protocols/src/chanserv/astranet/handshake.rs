@@ -1,4 +1,5 @@
-//! The HANDSHAKE payload (reference §2.3): JSON `{"RAddr":"<peer's TCP ip:port as the sender sees it>"}`.
+//! The HANDSHAKE payload (docs/protocols/chanserv.md, "Link setup"): JSON
+//! `{"RAddr":"<peer's TCP ip:port as the sender sees it>"}`.
 //!
 //! Like Go's `encoding/json`, the reader ignores unknown keys and takes a missing or `null` `RAddr` as `""`.
 

@@ -3,7 +3,7 @@
 //! [`Link::handle_eof`] and [`Link::handle_timeout`]; bytes to write come out of [`Link::poll_transmit`], things the
 //! owner must act on out of [`Link::poll_event`], and the next wake-up time out of [`Link::poll_timeout`].
 //!
-//! What it does (reference §2, checklist §6):
+//! What it does (docs/protocols/chanserv.md, "Wire format"):
 //! - sends HANDSHAKE at once and expects the peer's within `handshake_timeout`; ops before it are dropped; a
 //!   HANDSHAKE that is not JSON closes the link;
 //! - after the peer's HANDSHAKE, advertises the service (SERVICE, own id, service port); never sends FOLLOW;
@@ -416,7 +416,8 @@ impl Link {
     }
 
     /// Binds a fresh port that accepts exactly one DIAL until `accept_deadline` (a chanserv source's frame channel,
-    /// §3.3). Returns the address to announce; [`Event::Accepted`] or [`Event::BindExpired`] follows.
+    /// docs/protocols/chanserv.md, "Requests and sources"). Returns the address to announce; [`Event::Accepted`] or
+    /// [`Event::BindExpired`] follows.
     pub fn bind_once(&mut self, accept_deadline: Instant) -> Result<Addr, BindError> {
         if self.is_closed() {
             return Err(BindError::LinkClosed);

@@ -1,5 +1,6 @@
-//! AstraNet, the stream multiplexer chanserv runs on (reference §2): the op codec ([`op`]), node ids and addresses
-//! ([`addr`]), and the per-connection state machine with its stream table ([`Link`]).
+//! AstraNet, the stream multiplexer chanserv runs on (docs/protocols/chanserv.md, "Wire format"): the op codec
+//! ([`op`]), node ids and addresses ([`addr`]), and the per-connection state machine with its stream table
+//! ([`Link`]).
 
 pub mod addr;
 mod handshake;

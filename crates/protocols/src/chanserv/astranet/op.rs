@@ -1,6 +1,6 @@
 //! The AstraNet op: the unit on the wire. A 29-byte big-endian header
 //! `cmd(1) dst_host(8) src_host(8) dst_port(4) src_port(4) len(4)` followed by `len` payload bytes
-//! (reference §2.1), and the opcode table (§2.2).
+//! (docs/protocols/chanserv.md, "AstraNet ops"), and the opcode table ("Opcodes").
 //!
 //! Decoding is incremental: [`decode`] takes what is buffered and returns `Ok(None)` until a whole op is there. The
 //! payload length is checked against [`MAX_PAYLOAD`] from the header alone, before any buffer grows for it.
@@ -13,10 +13,12 @@ use super::addr::{Addr, HostId};
 pub const HEADER_LEN: usize = 29;
 
 /// Largest payload accepted or produced. A Go peer reads ops through a 64 KiB buffer and never sends more than one
-/// 65 536-byte window of DATA in one op (§2.1, §2.5); a longer op kills its link.
+/// 65 536-byte window of DATA in one op (docs/protocols/chanserv.md, "AstraNet ops", "Flow control"); a longer op
+/// kills its link.
 pub const MAX_PAYLOAD: u32 = 65_536;
 
-/// The opcodes AstraNet registers (§2.2). Anything else on the wire is [`OpError::UnknownOpcode`].
+/// The opcodes AstraNet registers (docs/protocols/chanserv.md, "Opcodes"). Anything else on the wire is
+/// [`OpError::UnknownOpcode`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Opcode {

@@ -1,6 +1,6 @@
 //! One virtual stream as the listening side sees it: the open handshake (SYN sent → ACK received → writable), the
 //! 64 KiB send credit returned by the peer's REWINDs, the receive buffer with the REWIND credit owed for bytes the
-//! owner has read, and FIN2 in both directions (reference §2.4, §2.5).
+//! owner has read, and FIN2 in both directions (docs/protocols/chanserv.md, "Streams", "Flow control").
 //!
 //! The receive side enforces the window the Go sender honours: more than [`WINDOW`] bytes received and not yet
 //! credited back is a protocol violation, and [`Stream::on_data`] reports it instead of buffering without bound.

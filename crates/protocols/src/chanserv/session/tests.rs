@@ -12,7 +12,7 @@ use core_bus::{ConnectionId, Envelope, Origin, Pattern, Protocol, Topic};
 use super::*;
 use crate::auth::Allowed;
 use crate::chanserv::astranet::{op, Addr, HostId, Op, Opcode, WINDOW};
-use crate::chanserv::frame::{decode_item, FrameDecoder, PEER_FRAME_LIMIT};
+use crate::chanserv::codec::frame::{decode_item, FrameDecoder, PEER_FRAME_LIMIT};
 use crate::chanserv::subscription::HIGH_WATER;
 use crate::chanserv::timeouts::TimeoutsConfig;
 

@@ -110,7 +110,7 @@ fn handshake_is_sent_first_and_matches_example_a() {
     let now = Instant::now();
     let mut link = Link::new(config(), peer_addr(), now);
     let bytes = link.poll_transmit(now).unwrap();
-    // Reference §4 example A.
+    // docs/protocols/chanserv.md, "Examples", A.
     let expected = Op::new(
         Opcode::Handshake,
         Addr::default(),

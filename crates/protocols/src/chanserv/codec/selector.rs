@@ -1,4 +1,5 @@
-//! gatewayd's request-body grammar for chanserv (reference §5; gatewayd's own design, not upstream's).
+//! gatewayd's request-body grammar for chanserv (docs/protocols/chanserv.md, "Request body"; gatewayd's own design,
+//! not upstream's).
 //!
 //! A body is one of:
 //! - a subscription as UTF-8 text, one selector per line: `topic` or `topic/glob`, optionally followed by
@@ -10,8 +11,8 @@
 //!
 //! A publish is answered with one source whose header is [`PublishReply`] (`ok offset=<n>`, `ok` or `err <reason>`).
 //! A subscribe that cannot be served is answered the same way with an `err` source; an empty body gets no source
-//! at all (the master just closes, reference §5). Topic names stay strings here; mapping them onto bus topics is
-//! the session's job.
+//! at all (the master just closes, docs/protocols/chanserv.md, "What comes back"). Topic names stay strings here;
+//! mapping them onto bus topics is the session's job.
 
 use bytes::Bytes;
 use serde::Deserialize;

@@ -1,5 +1,6 @@
-//! chanserv frames (reference §3.1, §3.2): `u64 little-endian length L` + `L` payload bytes, and the compressed form
-//! `L = 12 + C`, `"lz4!"`, `u64 LE uncompressed size U`, `C` bytes of raw LZ4 block.
+//! chanserv frames (docs/protocols/chanserv.md, "Frames", "Compressed frames"): `u64 little-endian length L` + `L`
+//! payload bytes, and the compressed form `L = 12 + C`, `"lz4!"`, `u64 LE uncompressed size U`, `C` bytes of raw
+//! LZ4 block.
 //!
 //! Reading is incremental and checks the length against a cap before buffering anything for it. Writing never emits
 //! upstream's empty 12-byte "compressed" frame: an item is compressed only when that makes its frame shorter, except
@@ -8,17 +9,17 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::astranet::Addr;
+use crate::chanserv::astranet::Addr;
 
 /// Size of the length prefix.
 pub const LEN_PREFIX: usize = 8;
 
-/// The Go reader's `FrameSizeLimit` (100 MiB): no frame gatewayd writes may be longer, and it is the reference cap
-/// for reading.
+/// The Go reader's `FrameSizeLimit` (100 MiB): no frame gatewayd writes may be longer, and the most
+/// `max_frame_bytes` may be.
 pub const PEER_FRAME_LIMIT: u64 = 100 * 1024 * 1024;
 
 /// gatewayd's default cap on frames it reads (request bodies, including `PUB` payloads): 4 MiB. A request body is a
-/// few selectors and a published message has no reason to approach the reference's 100 MiB.
+/// few selectors and a published message has no reason to approach upstream's 100 MiB.
 pub const DEFAULT_FRAME_LIMIT: u64 = 4 * 1024 * 1024;
 
 /// A length prefix every Go reader refuses with `ErrWrongSize` before reading anything more (over both the
@@ -126,7 +127,7 @@ pub fn encode(payload: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
 }
 
 /// Appends a source announcement on the master stream: the header frame, then the address frame
-/// `"<host>:<port>"` (§3.3 step 2).
+/// `"<host>:<port>"` (docs/protocols/chanserv.md, "Requests and sources", step 2).
 pub fn encode_source(header: &[u8], addr: Addr, dst: &mut BytesMut) -> Result<(), FrameError> {
     encode(header, dst)?;
     encode(addr.to_string().as_bytes(), dst)
@@ -140,8 +141,9 @@ pub enum Compression {
     Lz4,
 }
 
-/// Appends one item of a frame channel (§3.2). Compressed only when `compression` is on and the frame gets shorter,
-/// or when the item would otherwise be misread as compressed (longer than 12 bytes and starting with `lz4!`).
+/// Appends one item of a frame channel (docs/protocols/chanserv.md, "Compressed frames"). Compressed only when
+/// `compression` is on and the frame gets shorter, or when the item would otherwise be misread as compressed
+/// (longer than 12 bytes and starting with `lz4!`).
 pub fn encode_item(
     item: &[u8],
     compression: Compression,
@@ -268,24 +270,24 @@ mod tests {
 
     #[test]
     fn example_f_compressed_64_a() {
-        let reference = hex(
+        let upstream = hex(
             "20 00 00 00 00 00 00 00 | 6c 7a 34 21 | 40 00 00 00 00 00 00 00 |
              4f 61 61 61 61 01 00 1e b0 61 61 61 61 61 61 61 61 61 61 61",
         );
         let payload = [b'a'; 64];
-        // The reference bytes decode to the item.
-        let frames = decode_frames(&reference, FrameDecoder::default()).unwrap();
+        // Upstream's bytes (docs/protocols/chanserv.md, "Examples", F) decode to the item.
+        let frames = decode_frames(&upstream, FrameDecoder::default()).unwrap();
         assert_eq!(frames.len(), 1);
         assert_eq!(
             decode_item(frames[0].clone(), DEFAULT_FRAME_LIMIT).unwrap(),
             &payload[..]
         );
-        // lz4_flex picks a different (shorter) valid block than pierrec/lz4, so ours matches the reference's framing
+        // lz4_flex picks a different (shorter) valid block than pierrec/lz4, so ours matches upstream's framing
         // (`L = 12 + C`, magic, `U = 64`) and decodes to the same item.
         let ours = item(&payload, Compression::Lz4);
         assert_eq!(ours[..8], ((ours.len() - 8) as u64).to_le_bytes());
-        assert_eq!(ours[8..20], reference[8..20]);
-        assert!(ours.len() <= reference.len());
+        assert_eq!(ours[8..20], upstream[8..20]);
+        assert!(ours.len() <= upstream.len());
         let frame = decode_frames(&ours, FrameDecoder::default())
             .unwrap()
             .remove(0);
