@@ -12,8 +12,8 @@
 //! `.` here (`orders/*` is `orders.*`); a `/` is an ordinary character of a token, so `a/b` is the one-token
 //! topic `a/b`, the same topic a STOMP or Goomerang client names `a/b`.
 
+use crate::names::{pattern_from_name, WildcardSyntax};
 use bytes::Bytes;
-use core_bus::names::{pattern_from_name, WildcardSyntax};
 use core_bus::{Envelope, Origin, Pattern, Topic, TopicError};
 
 use super::channel::Outbox;

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-use crate::names::{pattern_from_name, WildcardSyntax};
 use bytes::Bytes;
 use core_bus::history::{Recovery, Since};
 use core_bus::{Delivery, Envelope, Mailbox, Pattern, Position, SubscriptionId, Topic};
