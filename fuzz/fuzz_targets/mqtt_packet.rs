@@ -48,8 +48,8 @@ fuzz_target!(|data: &[u8]| {
     let mut input = BytesMut::new();
     for chunk in chunked(rest) {
         input.extend_from_slice(chunk);
-        let flow = session.receive(&mut input);
-        session.output().clear();
+        let flow = session.handle_input(&mut input);
+        session.poll_transmit().clear();
         while session.take_backpressure().is_some() {}
         if flow == Flow::Close {
             break;
