@@ -8,10 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
+use gateway::clients::tls::AnyCertificate;
 use h3::client::RequestStream;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 
 pub const PRODUCER: u8 = b'P';
 pub const CONSUMER: u8 = b'C';
@@ -134,46 +132,6 @@ pub fn parse_message(buf: &[u8]) -> Option<(Msg, usize)> {
     Some((msg, pos))
 }
 
-#[derive(Debug)]
-struct AnyCert;
-
-impl ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        rustls::crypto::ring::default_provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
     Quic,
@@ -213,7 +171,7 @@ pub async fn connect_alpn_as(
     .with_protocol_versions(&[&rustls::version::TLS13])
     .expect("TLS 1.3")
     .dangerous()
-    .with_custom_certificate_verifier(Arc::new(AnyCert));
+    .with_custom_certificate_verifier(Arc::new(AnyCertificate::default()));
     let mut tls = match certificate {
         Some((cert, key)) => builder
             .with_client_auth_cert(vec![cert], key)
