@@ -7,7 +7,6 @@ use protocols::{Reload, RunningListener, Services, Started};
 use crate::config::Config;
 
 /// Each protocol's reload (`None`: nothing of it runs, so a change of its section needs a restart).
-#[derive(Default)]
 pub struct Reloads {
     pub stomp: Option<Box<dyn Reload<stomp::Config>>>,
     pub goomerang: Option<Box<dyn Reload<goomerang::Config>>>,
