@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -248,6 +248,40 @@ impl Group {
     /// publishers before it just retains, up to twice its bound.
     pub(crate) fn offer(self: &Arc<Self>, envelope: Arc<Envelope>, max_stall: Duration) -> Offered {
         let mut state = self.state.lock();
+        self.offer_locked(&mut state, envelope, max_stall)
+    }
+
+    /// Offers like [`Group::offer`] while `open` is set, checked under the group's lock (a durable binding's flag,
+    /// see [`Group::close_and_purge`]).
+    pub(crate) fn offer_while(
+        self: &Arc<Self>,
+        open: &AtomicBool,
+        envelope: Arc<Envelope>,
+        max_stall: Duration,
+    ) -> Option<Offered> {
+        let mut state = self.state.lock();
+        open.load(Ordering::Acquire)
+            .then(|| self.offer_locked(&mut state, envelope, max_stall))
+    }
+
+    /// Clears `open` and drops every retained message (not counted as drops: they are deleted on purpose), under
+    /// the group's lock: no [`Group::offer_while`] of that flag adds anything afterwards.
+    pub(crate) fn close_and_purge(&self, open: &AtomicBool) {
+        let mut state = self.state.lock();
+        open.store(false, Ordering::Release);
+        state.backlog.clear();
+        state.backlog_bytes = 0;
+        if state.level.drained() {
+            self.room.notify_waiters();
+        }
+    }
+
+    fn offer_locked(
+        self: &Arc<Self>,
+        state: &mut GroupState,
+        envelope: Arc<Envelope>,
+        max_stall: Duration,
+    ) -> Offered {
         if state.members.is_empty() && self.policy.no_member == NoMemberPolicy::Discard {
             record_drop(DropReason::NoGroupMember, envelope.origin.protocol);
             return Offered::Dropped(DropReason::NoGroupMember);
@@ -265,13 +299,13 @@ impl Group {
             redelivered: false,
             expires_at_ms,
         };
-        while let Some(target) = Self::target(&mut state, &pending.envelope) {
-            match self.deliver(&mut state, target, pending) {
+        while let Some(target) = Self::target(state, &pending.envelope) {
+            match self.deliver(state, target, pending) {
                 Ok(()) => return Offered::Dispatched,
                 Err(returned) => pending = returned,
             }
         }
-        self.retain(&mut state, pending, max_stall)
+        self.retain(state, pending, max_stall)
     }
 
     fn retain(&self, state: &mut GroupState, pending: Pending, max_stall: Duration) -> Offered {

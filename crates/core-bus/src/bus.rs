@@ -14,6 +14,7 @@ use tokio::sync::broadcast;
 use crate::anycast::{Group, GroupKey, GroupStats, Offered};
 use crate::cluster::{ClusterBackend, ClusterState, Sequencing};
 use crate::config::{BusConfig, GroupPolicy};
+use crate::durable::{Bind, DurableError, DurableOwner, Durables, NotOwner, Unbound};
 use crate::envelope::{ConnectionId, Envelope, Origin, Position, Protocol};
 use crate::events::{BusEvent, Interested};
 use crate::flow::{Backpressure, Flow, FlowStatus, Holder};
@@ -21,6 +22,7 @@ use crate::history::{HistoryState, Recovery, Since, TopicHistory};
 use crate::index::{FanoutTarget, Index, Receiver};
 use crate::mailbox::Mailbox;
 use crate::metrics::BusMetrics;
+use crate::names::check_subscribe;
 use crate::presence::{PresenceChange, RemotePresence};
 use crate::queue::{MailboxOptions, Pushed, Queue, SubscriptionId};
 use crate::shared::SharedGroups;
@@ -131,6 +133,8 @@ pub(crate) struct BusInner {
     remote_presence: RemotePresence,
     /// The named groups on patterns (MQTT shared subscriptions); changed under `writer` only.
     pub(crate) shared_groups: SharedGroups,
+    /// The durable bindings; changed under `writer` only.
+    durables: Durables,
     /// Set at most once, before traffic (`Bus::set_trace_hook`).
     pub(crate) trace: std::sync::OnceLock<Arc<dyn TraceHook>>,
 }
@@ -162,6 +166,7 @@ impl Bus {
                 cluster: ArcSwapOption::empty(),
                 remote_presence: RemotePresence::default(),
                 shared_groups: SharedGroups::default(),
+                durables: Durables::default(),
                 trace: std::sync::OnceLock::new(),
             }),
         }
@@ -214,6 +219,33 @@ impl Bus {
     /// messages are retained for future members.
     pub fn declare_group(&self, topic: &Topic, default_policy: GroupPolicy) {
         self.inner.group(topic, default_policy);
+    }
+
+    /// Binds `pattern` to the anycast group on `queue` for `owner`, a binding that outlives every connection: from
+    /// now on each message this node's fanout subscribers get that `pattern` matches is copied into the group
+    /// ([`crate::SOURCE_TOPIC_HEADER`] names its topic), where it is kept for members to come (created with
+    /// [`GroupPolicy::QUEUE`] unless a configured rule for `queue` applies). Binding the same pattern again changes
+    /// nothing; another owner's binding is refused; a binding of another pattern is replaced, and what its group
+    /// kept is dropped. No new binding is made once there are `max`.
+    pub fn bind_durable(
+        &self,
+        queue: &Topic,
+        pattern: &Pattern,
+        owner: &DurableOwner,
+        max: usize,
+    ) -> Result<(), DurableError> {
+        self.inner.bind_durable(queue, pattern, owner, max)
+    }
+
+    /// Removes `owner`'s binding of `queue` and drops what its group kept (members stay members). A queue
+    /// without binding is left alone; another owner's is refused.
+    pub fn unbind_durable(&self, queue: &Topic, owner: &DurableOwner) -> Result<(), NotOwner> {
+        self.inner.unbind_durable(queue, owner)
+    }
+
+    /// Number of durable bindings.
+    pub fn durable_bindings(&self) -> usize {
+        self.inner.durables.len()
     }
 
     /// Publishes a locally received envelope. With a cluster backend that owns anycast groups, delivery to the
@@ -399,6 +431,7 @@ impl Bus {
             let protocol = match &target.receiver {
                 Receiver::Mailbox(mailbox) => Some(mailbox.owner.protocol),
                 Receiver::Shared(group) => group.member_protocol(),
+                Receiver::Durable(binding) => Some(binding.protocol()),
             };
             protocols.extend(protocol);
         });
@@ -513,10 +546,18 @@ impl BusInner {
                 let mailbox = match &target.receiver {
                     Receiver::Mailbox(mailbox) if scope.mailboxes() => mailbox,
                     Receiver::Shared(group) if scope.named(group) => {
-                        offer(group, envelope, max_stall, &mut outcome, &mut holders);
+                        let offered = group.offer(envelope.clone(), max_stall);
+                        count(group, offered, &mut outcome, &mut holders);
                         return;
                     }
-                    Receiver::Mailbox(_) | Receiver::Shared(_) => return,
+                    // A durable binding takes what this node's fanout takes.
+                    Receiver::Durable(binding) if scope.mailboxes() => {
+                        if let Some(offered) = binding.offer(envelope, max_stall) {
+                            count(binding.group(), offered, &mut outcome, &mut holders);
+                        }
+                        return;
+                    }
+                    Receiver::Mailbox(_) | Receiver::Shared(_) | Receiver::Durable(_) => return,
                 };
                 match mailbox.push_fanout(envelope, size, target.subscription, max_stall) {
                     Pushed::Queued => outcome.delivered += 1,
@@ -533,7 +574,8 @@ impl BusInner {
             });
         }
         if let Some(group) = group {
-            offer(group, envelope, max_stall, &mut outcome, &mut holders);
+            let offered = group.offer(envelope.clone(), max_stall);
+            count(group, offered, &mut outcome, &mut holders);
         }
         if !holders.is_empty() {
             outcome.backpressure = Some(Backpressure::new(holders, envelope.origin, self.clone()));
@@ -633,10 +675,18 @@ impl BusInner {
         {
             return group;
         }
-        let _writer = self.writer.lock();
-        let index = self.index.load();
+        self.with_writer(|index| self.group_in(index, topic, default_policy))
+    }
+
+    /// The group on `topic` in `index`, and the index with it when it had to be created.
+    fn group_in(
+        &self,
+        index: &Index,
+        topic: &Topic,
+        default_policy: GroupPolicy,
+    ) -> (Option<Index>, Arc<Group>) {
         if let Some(group) = index.exact.get(topic).and_then(|r| r.group.clone()) {
-            return group;
+            return (None, group);
         }
         let policy = self
             .config
@@ -645,9 +695,78 @@ impl BusInner {
             .find(|rule| rule.topics.matches(topic))
             .map_or(default_policy, |r| r.policy);
         let group = Arc::new(Group::new(GroupKey::Topic(topic.clone()), policy));
-        self.index
-            .store(Arc::new(index.with_group(topic, Some(group.clone()))));
-        group
+        (Some(index.with_group(topic, Some(group.clone()))), group)
+    }
+
+    pub(crate) fn bind_durable(
+        &self,
+        queue: &Topic,
+        pattern: &Pattern,
+        owner: &DurableOwner,
+        max: usize,
+    ) -> Result<(), DurableError> {
+        check_subscribe(pattern, None)?;
+        let changed = self.with_writer(|index| {
+            let (with_group, group) = self.group_in(index, queue, GroupPolicy::QUEUE);
+            let (id, binding, replaced) =
+                match self.durables.bind(queue, pattern, owner, max, || group) {
+                    Ok(Bind::New {
+                        id,
+                        binding,
+                        replaced,
+                    }) => (id, binding, replaced),
+                    Ok(Bind::Kept) => return (None, Ok(None)),
+                    Err(error) => return (None, Err(error)),
+                };
+            let mut next = with_group.unwrap_or_else(|| index.clone());
+            if let Some(old) = &replaced {
+                next = next.without_fanout(&old.pattern, old.id);
+                old.purge();
+            }
+            let target = FanoutTarget {
+                receiver: Receiver::Durable(binding),
+                subscription: id,
+            };
+            (Some(next.with_fanout(pattern, target)), Ok(Some(replaced)))
+        })?;
+        if let Some(replaced) = changed {
+            if let Some(old) = replaced {
+                self.emit_interest(&old.pattern, Interested::Fanout, false);
+            }
+            self.emit_interest(pattern, Interested::Fanout, true);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn unbind_durable(
+        &self,
+        queue: &Topic,
+        owner: &DurableOwner,
+    ) -> Result<(), NotOwner> {
+        let unbound = self.with_writer(|index| match self.durables.unbind(queue, owner) {
+            Ok(Some(unbound)) => {
+                let next = self.without_durable(index, queue, &unbound);
+                (Some(next), Ok(Some(unbound)))
+            }
+            other => (None, other),
+        })?;
+        if let Some(unbound) = unbound {
+            self.emit_interest(&unbound.pattern, Interested::Fanout, false);
+        }
+        Ok(())
+    }
+
+    /// `index` without `unbound`, whose group is purged, and without that group if it is idle now.
+    fn without_durable(&self, index: &Index, queue: &Topic, unbound: &Unbound) -> Index {
+        let next = index.without_fanout(&unbound.pattern, unbound.id);
+        unbound.purge();
+        let group = unbound.binding.group();
+        let current = next.exact.get(queue).and_then(|r| r.group.as_ref());
+        if current.is_some_and(|g| Arc::ptr_eq(g, group)) && group.is_idle() {
+            next.with_group(queue, None)
+        } else {
+            next
+        }
     }
 
     /// Removes a group that has become idle.
@@ -659,7 +778,8 @@ impl BusInner {
         let _writer = self.writer.lock();
         let index = self.index.load();
         let current = index.exact.get(topic).and_then(|r| r.group.as_ref());
-        if current.is_some_and(|g| Arc::ptr_eq(g, group)) && group.is_idle() {
+        let bound = self.durables.feeds(topic);
+        if current.is_some_and(|g| Arc::ptr_eq(g, group)) && group.is_idle() && !bound {
             self.index.store(Arc::new(index.with_group(topic, None)));
         }
     }
@@ -701,15 +821,14 @@ impl BusInner {
     }
 }
 
-/// Offers `envelope` to `group` and counts what it did in `outcome`.
-fn offer(
+/// Counts in `outcome` what `group` did with an offered message.
+fn count(
     group: &Arc<Group>,
-    envelope: &Arc<Envelope>,
-    max_stall: std::time::Duration,
+    offered: Offered,
     outcome: &mut PublishOutcome,
     holders: &mut Vec<Holder>,
 ) {
-    match group.offer(envelope.clone(), max_stall) {
+    match offered {
         Offered::Dispatched => outcome.delivered += 1,
         Offered::Retained { evicted, stall } => {
             outcome.retained += 1;

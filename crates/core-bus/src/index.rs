@@ -1,13 +1,14 @@
 //! The immutable subscription index that publishers read without locks: exact topics in a persistent hash map,
 //! wildcard patterns in a persistent token trie. Every update copies only the path it changes; insertion, removal
 //! and matching walk the trie iteratively, and matching costs at most trie nodes × topic tokens. A pattern's
-//! entries are fanout subscriptions and the named anycast groups on it (MQTT shared subscriptions); a topic's own
-//! anycast group sits in its exact route.
+//! entries are fanout subscriptions, the named anycast groups on it (MQTT shared subscriptions) and the durable
+//! bindings of it (STOMP durable subscriptions); a topic's own anycast group sits in its exact route.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::anycast::Group;
+use crate::durable::Binding;
 use crate::queue::{Queue, SubscriptionId};
 use crate::topic::{Pattern, Segment, Topic};
 
@@ -18,9 +19,11 @@ pub(crate) enum Receiver {
     Mailbox(Arc<Queue>),
     /// A named anycast group on the pattern (an MQTT shared subscription): one member gets each message.
     Shared(Arc<Group>),
+    /// A durable binding: a copy of every message goes into its queue's group.
+    Durable(Arc<Binding>),
 }
 
-/// One pattern subscription as stored in the index: a fanout subscription or a named group.
+/// One pattern subscription as stored in the index: a fanout subscription, a named group or a durable binding.
 #[derive(Clone)]
 pub(crate) struct FanoutTarget {
     pub(crate) receiver: Receiver,
@@ -39,11 +42,11 @@ impl Route {
         self.fanout.is_empty() && self.group.is_none()
     }
 
-    /// Fanout subscriptions of mailboxes (named groups left out).
+    /// Fanout subscriptions of mailboxes and durable bindings (named groups left out).
     pub(crate) fn subscribers(&self) -> usize {
         self.fanout
             .iter()
-            .filter(|t| matches!(t.receiver, Receiver::Mailbox(_)))
+            .filter(|t| matches!(t.receiver, Receiver::Mailbox(_) | Receiver::Durable(_)))
             .count()
     }
 }
@@ -299,7 +302,7 @@ impl Index {
         next
     }
 
-    /// Calls `each` once per pattern subscription (fanout or named group) that matches `topic` (exact and
+    /// Calls `each` once per pattern subscription (fanout, named group or durable binding) that matches `topic` (exact and
     /// wildcard).
     pub(crate) fn for_each_fanout(
         &self,

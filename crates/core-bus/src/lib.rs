@@ -7,6 +7,7 @@ mod anycast;
 mod bus;
 pub mod cluster;
 pub mod config;
+mod durable;
 pub mod encoding;
 mod envelope;
 pub mod events;
@@ -26,12 +27,14 @@ pub mod trace;
 
 pub use anycast::{AckHandle, Credit, GroupKey, GroupStats};
 pub use bus::{Bus, ClusterDelivery, PublishOutcome, TopicStats};
+pub use durable::{DurableError, DurableOwner, NotOwner, SOURCE_TOPIC_HEADER};
 pub use envelope::{
     now_ms, ConnectionId, Envelope, Headers, MessageId, Origin, Position, Protocol,
     TRACEPARENT_HEADER, TRACESTATE_HEADER,
 };
 pub use flow::{Backpressure, FlowStatus};
-pub use mailbox::{Mailbox, SubscribeError};
+pub use mailbox::Mailbox;
+pub use names::SubscribeError;
 pub use queue::{Closed, Delivery, MailboxOptions, SubscriptionId};
 pub use topic::{
     escape_token_into, unescape_token, Pattern, Segment, Topic, TopicError, MAX_TOPIC_BYTES,

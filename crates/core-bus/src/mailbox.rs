@@ -11,8 +11,9 @@ use crate::anycast::{Credit, Group, GroupKey, MemberId};
 use crate::bus::BusInner;
 use crate::envelope::Origin;
 use crate::events::Interested;
+use crate::names::{check_subscribe, SubscribeError};
 use crate::queue::{Closed, Delivery, MailboxOptions, Queue, SubscriptionId};
-use crate::topic::{Pattern, Segment, Topic};
+use crate::topic::{Pattern, Topic};
 
 /// Hashes subscription ids (unique counters) with one multiplication; receive checks every delivery's id.
 #[derive(Default)]
@@ -32,17 +33,6 @@ impl Hasher for IdHasher {
     fn write_u64(&mut self, n: u64) {
         self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
-}
-
-/// Why a subscription was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SubscribeError {
-    #[error("inbox {0} belongs to another connection")]
-    NotInboxOwner(Topic),
-    #[error("internal topics can only be subscribed by exact name")]
-    InternalWildcard,
-    #[error("anycast groups need an exact topic")]
-    GroupPattern,
 }
 
 enum Membership {
@@ -193,25 +183,7 @@ impl Mailbox {
     }
 
     fn check_internal(&self, pattern: &Pattern) -> Result<(), SubscribeError> {
-        let Some(first) = pattern.segments().first() else {
-            return Ok(());
-        };
-        let Segment::Literal(first) = first else {
-            return Ok(());
-        };
-        if !first.starts_with('$') {
-            return Ok(());
-        }
-        let Some(topic) = pattern.as_topic() else {
-            return Err(SubscribeError::InternalWildcard);
-        };
-        if &**first == crate::names::INBOX_TOKEN {
-            let owner = self.queue.owner.connection.0.to_string();
-            if topic.tokens().nth(1) != Some(owner.as_str()) {
-                return Err(SubscribeError::NotInboxOwner(topic));
-            }
-        }
-        Ok(())
+        check_subscribe(pattern, Some(self.queue.owner.connection))
     }
 
     /// Waits for at least one delivery and moves up to `max` of them into `out`. Returns how many were added.
