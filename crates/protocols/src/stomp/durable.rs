@@ -7,8 +7,9 @@
 //! | ActiveMQ Classic / Artemis | `client-id` on CONNECT, `activemq.subscriptionName` (or `durable-subscription-name`, `durable-subscriber-name`) | `$durable.<client-id>.<subscription name>` |
 //!
 //! The queue is an anycast group (`GroupPolicy::QUEUE` unless a bus rule for `$durable.#` says
-//! otherwise) that a [`super::forwarder`] feeds from the topic pattern while the subscriber is
-//! away. An UNSUBSCRIBE that repeats the durable headers deletes it.
+//! otherwise) that a durable binding of the bus ([`core_bus::Bus::bind_durable`]) feeds from the
+//! topic pattern while the subscriber is away. An UNSUBSCRIBE that repeats the durable headers
+//! deletes it.
 //!
 //! A queue belongs to the identity (login) that made it: another identity that names the same
 //! `id` + topic or `client-id` + name is refused, and no destination reaches a backing queue

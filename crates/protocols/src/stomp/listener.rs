@@ -21,7 +21,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::Config;
 use super::driver::{self, StreamTransport, Timing, WsTransport};
-use super::forwarder::Durables;
 use super::reload::Reloader;
 use super::session::Session;
 use super::settings::{self, Live, Transport};
@@ -53,8 +52,7 @@ struct Shared {
 
 /// Starts the enabled STOMP listeners. They share the durable subscriptions and one reloader.
 pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Started<Config>> {
-    let durables = Durables::new(services.shutdown.clone());
-    let swaps: Vec<(Transport, Arc<ArcSwap<Live>>)> = settings::build(config, &durables)?
+    let swaps: Vec<(Transport, Arc<ArcSwap<Live>>)> = settings::build(config)?
         .into_iter()
         .filter(|(transport, _)| transport.enabled(config))
         .map(|(transport, live)| (transport, Arc::new(ArcSwap::new(live))))
@@ -62,7 +60,7 @@ pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Start
     if swaps.is_empty() {
         return Ok(Started::nothing());
     }
-    let reloader = Reloader::new(config.clone(), durables, swaps.clone());
+    let reloader = Reloader::new(config.clone(), swaps.clone());
     let mut running = Vec::new();
     for (transport, live) in swaps {
         let (address, upgrade, kind) = match transport {

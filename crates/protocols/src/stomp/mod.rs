@@ -17,7 +17,7 @@
 //! * [`negotiate`](mod@negotiate): version and heart-beat negotiation, CONNECTED.
 //! * [`error`]: every way a connection fails, and its ERROR frame.
 //! * [`destination`]: destination strings.
-//! * [`durable`] / [`forwarder`]: durable topic subscriptions and the tasks feeding their queues.
+//! * [`durable`]: durable topic subscriptions (the bus keeps their queues).
 //! * [`ack`] / [`transaction`]: per-connection ack and transaction bookkeeping.
 
 pub mod config;
@@ -37,7 +37,6 @@ pub mod ack;
 pub mod destination;
 pub mod durable;
 pub mod error;
-pub mod forwarder;
 pub mod limits;
 pub mod negotiate;
 pub mod outbox;
@@ -51,7 +50,6 @@ pub use codec::{
 pub use config::Config;
 pub use destination::Destination;
 pub use error::StompError;
-pub use forwarder::Durables;
 pub use limits::{Limit, Limits};
 pub use listener::start;
 pub use negotiate::{

@@ -10,7 +10,6 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use super::config::Config;
-use super::forwarder::Durables;
 use super::settings::{build, Live, Transport};
 use crate::config::ConfigError;
 use crate::{Reload, Reloaded};
@@ -18,19 +17,16 @@ use crate::{Reload, Reloaded};
 /// The running listeners' settings and the configuration they came from.
 pub(crate) struct Reloader {
     current: Mutex<Config>,
-    durables: Durables,
     listeners: Vec<(Transport, Arc<ArcSwap<Live>>)>,
 }
 
 impl Reloader {
     pub(crate) fn new(
         current: Config,
-        durables: Durables,
         listeners: Vec<(Transport, Arc<ArcSwap<Live>>)>,
     ) -> Reloader {
         Reloader {
             current: Mutex::new(current),
-            durables,
             listeners,
         }
     }
@@ -39,7 +35,7 @@ impl Reloader {
         // Built again even when the section is unchanged: gatewayd also reloads a section whose auth files (a JWT
         // public key) changed under the same path.
         let mut current = self.current.lock();
-        let built = build(next, &self.durables)?;
+        let built = build(next)?;
         for (transport, swap) in &self.listeners {
             if let Some((_, live)) = built.iter().find(|(t, _)| t == transport) {
                 swap.store(live.clone());
@@ -68,17 +64,11 @@ impl Reload<Config> for Reloader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio_util::sync::CancellationToken;
 
     fn reloader(config: &Config) -> (Reloader, Arc<ArcSwap<Live>>) {
-        let durables = Durables::new(CancellationToken::new());
-        let built = build(config, &durables).unwrap();
+        let built = build(config).unwrap();
         let tcp = Arc::new(ArcSwap::new(built[0].1.clone()));
-        let reloader = Reloader::new(
-            config.clone(),
-            durables,
-            vec![(Transport::Tcp, tcp.clone())],
-        );
+        let reloader = Reloader::new(config.clone(), vec![(Transport::Tcp, tcp.clone())]);
         (reloader, tcp)
     }
 

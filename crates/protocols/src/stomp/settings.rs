@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use super::config::Config;
 use super::driver::Timing;
-use super::forwarder::Durables;
 use super::session::Settings;
 use crate::auth::Authenticator;
 use crate::config::ConfigError;
@@ -55,10 +54,7 @@ pub(crate) struct Live {
 }
 
 /// The [`Live`] settings of every transport for `config`.
-pub(crate) fn build(
-    config: &Config,
-    durables: &Durables,
-) -> Result<Vec<(Transport, Arc<Live>)>, ConfigError> {
+pub(crate) fn build(config: &Config) -> Result<Vec<(Transport, Arc<Live>)>, ConfigError> {
     config.validate()?;
     let auth = Arc::new(
         Authenticator::new(config.auth.clone())
@@ -85,7 +81,6 @@ pub(crate) fn build(
                 auth: auth.clone(),
                 ignore_credentials,
                 server: format!("gatewayd/{}", env!("CARGO_PKG_VERSION")),
-                durables: durables.clone(),
                 max_durable_subscriptions: config.max_durable_subscriptions,
             });
             let live = Live {

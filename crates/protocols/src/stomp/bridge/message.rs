@@ -11,7 +11,7 @@
 
 use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
-use core_bus::Envelope;
+use core_bus::{Envelope, SOURCE_TOPIC_HEADER};
 
 use super::{
     named, reply_queue_of, BASE64_MARKER, CORRELATION_ID, GROUP_ID, TRACEPARENT, TRACESTATE,
@@ -19,7 +19,6 @@ use super::{
 use crate::stomp::codec::escape::Escaping;
 use crate::stomp::codec::frame::{header, Command, Version};
 use crate::stomp::codec::writer::{put_decimal, put_header, Written};
-use crate::stomp::forwarder::SOURCE_TOPIC;
 
 const TOPIC: &str = "/topic/";
 
@@ -104,7 +103,7 @@ pub fn from_envelope(
         header(TRACESTATE, tracestate.as_bytes(), dst);
     }
     for (name, value) in envelope.headers.iter() {
-        if name == SOURCE_TOPIC {
+        if name == SOURCE_TOPIC_HEADER {
             continue;
         }
         if std::str::from_utf8(value).is_ok() {
@@ -158,7 +157,7 @@ mod tests {
         e.correlation_id = Some("c".into());
         e.headers.push("plain", &b"v:1"[..]);
         e.headers.push("raw", &b"\xff\x00"[..]);
-        e.headers.push(SOURCE_TOPIC, &b"t"[..]);
+        e.headers.push(SOURCE_TOPIC_HEADER, &b"t"[..]);
         e
     }
 

@@ -61,7 +61,7 @@ impl Subscription {
         if self.kind == Kind::Durable {
             return match envelope
                 .headers
-                .get_str(SOURCE_TOPIC)
+                .get_str(SOURCE_TOPIC_HEADER)
                 .and_then(|source| Topic::parse(source).ok())
             {
                 Some(source) => bridge::named("/topic/", &source),

@@ -15,8 +15,8 @@ use crate::names::{self, pattern_from_name, WildcardSyntax};
 use bytes::{Bytes, BytesMut};
 use core_bus::config::GroupPolicy;
 use core_bus::{
-    AckHandle, Backpressure, Bus, Closed, Credit, Delivery, Envelope, Mailbox, Origin, Pattern,
-    SubscribeError, SubscriptionId, Topic,
+    AckHandle, Backpressure, Bus, Closed, Credit, Delivery, DurableError, DurableOwner, Envelope,
+    Mailbox, Origin, Pattern, Protocol, SubscribeError, SubscriptionId, Topic, SOURCE_TOPIC_HEADER,
 };
 
 use super::ack::{ack_id, AckMode, AckTable};
@@ -28,7 +28,6 @@ use super::config::UnknownDestination;
 use super::destination::Destination;
 use super::durable::{self, Request};
 use super::error::StompError;
-use super::forwarder::{Durables, FeedError, SOURCE_TOPIC};
 use super::limits::Limits;
 use super::negotiate::{connected_frame, negotiate, HeartBeatPlan, HeartBeatPolicy};
 use super::outbox::Outbox;
@@ -56,9 +55,7 @@ pub struct Settings {
     pub ignore_credentials: bool,
     /// The CONNECTED `server` header.
     pub server: String,
-    /// Durable subscription queues, shared by every STOMP listener.
-    pub durables: Durables,
-    /// Durable queues gatewayd keeps at most (all listeners together).
+    /// Durable queues gatewayd keeps at most (all listeners together; the bus keeps them).
     pub max_durable_subscriptions: usize,
 }
 
@@ -369,13 +366,12 @@ fn invalid(destination: &str, reason: &'static str) -> StompError {
 /// Why a `$durable.…` destination is refused when named directly.
 const DURABLE_ONLY: &str = "durable queues are only reached through durable subscriptions";
 
-/// A durable SUBSCRIBE or UNSUBSCRIBE the shared queues refused; another login's durable
-/// subscription is `Access refused`.
-fn durable_refused(operation: &'static str, destination: &str, error: FeedError) -> StompError {
+/// A durable SUBSCRIBE the bus refused; another login's durable subscription is `Access refused`.
+fn durable_refused(destination: &str, error: DurableError) -> StompError {
     match error {
-        FeedError::Subscribe(e) => refused(destination, e),
-        FeedError::Full { max } => StompError::TooManyDurableSubscriptions { max },
-        FeedError::NotOwner => forbidden(operation, destination),
+        DurableError::Subscribe(e) => refused(destination, e),
+        DurableError::Full { max } => StompError::TooManyDurableSubscriptions { max },
+        DurableError::NotOwner(_) => forbidden("SUBSCRIBE", destination),
     }
 }
 

@@ -33,6 +33,14 @@ impl Connected {
         );
     }
 
+    /// Who owns the durable subscriptions this connection makes: its identity.
+    fn durable_owner(&self) -> DurableOwner {
+        DurableOwner {
+            protocol: Protocol::Stomp,
+            identity: self.identity.name.clone(),
+        }
+    }
+
     /// The backing queue a durable SUBSCRIBE or UNSUBSCRIBE names: the RabbitMQ form needs the
     /// subscription `id` and the topic name, the ActiveMQ form the CONNECT `client-id`.
     pub(super) fn durable_queue(
@@ -107,11 +115,9 @@ impl Connected {
                     Some(request) => {
                         let queue = self.durable_queue(request, explicit_id, &n)?;
                         let max = self.settings.max_durable_subscriptions;
-                        let owner = &self.identity.name;
-                        self.settings
-                            .durables
-                            .feed(&self.bus, &queue, pattern, max, owner)
-                            .map_err(|e| durable_refused("SUBSCRIBE", name, e))?;
+                        self.bus
+                            .bind_durable(&queue, &pattern, &self.durable_owner(), max)
+                            .map_err(|e| durable_refused(name, e))?;
                         let id = self
                             .mailbox
                             .join_group(&queue, credit, GroupPolicy::QUEUE)
@@ -215,12 +221,11 @@ impl Connected {
                     .map(|client| durable::queue(client, name)),
             };
             if let Some(queue) = queue {
-                self.settings
-                    .durables
-                    .delete(&self.bus, &queue, &self.identity.name)
-                    .map_err(|e| {
+                self.bus
+                    .unbind_durable(&queue, &self.durable_owner())
+                    .map_err(|_| {
                         let name = destination.as_deref().unwrap_or_default();
-                        durable_refused("UNSUBSCRIBE", name, e)
+                        forbidden("UNSUBSCRIBE", name)
                     })?;
             }
         }

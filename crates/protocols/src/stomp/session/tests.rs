@@ -16,7 +16,6 @@ fn settings(change: impl FnOnce(&mut Settings)) -> Arc<Settings> {
         auth: Authenticator::open(),
         ignore_credentials: true,
         server: "gatewayd/test".into(),
-        durables: Durables::new(tokio_util::sync::CancellationToken::new()),
         max_durable_subscriptions: 4,
     };
     change(&mut settings);
@@ -353,7 +352,7 @@ fn messages_from_other_protocols_get_stomp_headers() {
     assert_eq!(value(&message, "ack"), None);
 }
 
-/// Pumps until `want` frames came out (the durable forwarder is a task).
+/// Pumps until `want` frames came out.
 async fn pump_until(session: &mut Session, want: usize) -> Vec<Frame> {
     let mut out = Vec::new();
     for _ in 0..400 {
@@ -375,7 +374,7 @@ async fn rabbitmq_durable_subscription_keeps_messages_while_away() {
     let mut away = connected(&bus, &settings, "1.2");
     feed(&mut away, subscribe);
     drop(away);
-    assert_eq!(settings.durables.len(), 1);
+    assert_eq!(bus.durable_bindings(), 1);
     let mut producer = connected(&bus, &settings, "1.2");
     feed(
         &mut producer,
@@ -389,11 +388,11 @@ async fn rabbitmq_durable_subscription_keeps_messages_while_away() {
     assert_eq!(value(&got[0], "destination"), Some("/topic/news.a"));
     assert_eq!(value(&got[0], "subscription"), Some("d1"));
     assert_eq!(value(&got[0], "x-k"), Some("v"));
-    assert_eq!(value(&got[0], SOURCE_TOPIC), None);
+    assert_eq!(value(&got[0], SOURCE_TOPIC_HEADER), None);
 
     feed(&mut back, b"UNSUBSCRIBE\nid:d1\n\n\0");
     assert_eq!(
-        settings.durables.len(),
+        bus.durable_bindings(),
         1,
         "a plain UNSUBSCRIBE keeps the queue"
     );
@@ -401,7 +400,7 @@ async fn rabbitmq_durable_subscription_keeps_messages_while_away() {
         &mut back,
         b"UNSUBSCRIBE\nid:d1\ndestination:/topic/news.*\ndurable:true\n\n\0",
     );
-    assert!(settings.durables.is_empty());
+    assert_eq!(bus.durable_bindings(), 0);
 }
 
 #[tokio::test]
@@ -435,7 +434,7 @@ async fn activemq_durable_subscription_needs_client_id() {
         &mut s,
         b"UNSUBSCRIBE\nid:1\ndurable-subscription-name:s\n\n\0",
     );
-    assert!(settings.durables.is_empty());
+    assert_eq!(bus.durable_bindings(), 0);
 }
 
 #[tokio::test]
