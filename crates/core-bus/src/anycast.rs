@@ -14,6 +14,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use crate::ack::{AckHandle, MemberId, Settle};
 use crate::config::{GroupOverflow, GroupPolicy, NoMemberPolicy};
 use crate::envelope::{now_ms, Envelope, Protocol};
 use crate::level::{below_low_water, Admit, Level};
@@ -29,10 +30,6 @@ pub enum Credit {
     /// At most this many unacked messages (STOMP prefetch, Loom stop-and-wait = 1). Zero pauses the member.
     Window(u32),
 }
-
-/// Identifies a member within its group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct MemberId(u64);
 
 /// What a group did with an offered message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,29 +113,31 @@ pub struct Group {
     room: Notify,
 }
 
-/// Settles one group delivery. Dropping it without settling leaves the message unacked until the member leaves.
-#[derive(Debug)]
-pub struct AckHandle {
-    group: Arc<Group>,
-    member: MemberId,
-    tag: u64,
-}
-
 impl std::fmt::Debug for Group {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Group").field("key", &self.key).finish()
     }
 }
 
-impl AckHandle {
-    /// The message was processed.
-    pub fn ack(self) {
-        self.group.settle(self.member, self.tag, None);
-    }
-
-    /// The message was not processed: requeue it (marked redelivered) or drop it.
-    pub fn nack(self, requeue: bool) {
-        self.group.settle(self.member, self.tag, Some(requeue));
+impl Settle for Group {
+    fn settle(self: Arc<Self>, member: MemberId, tag: u64, nack: Option<bool>) {
+        let mut state = self.state.lock();
+        let Some(m) = state.members.iter_mut().find(|m| m.id == member) else {
+            return;
+        };
+        let Some(mut pending) = m.unacked.remove(&tag) else {
+            return;
+        };
+        match nack {
+            Some(true) => {
+                pending.redelivered = true;
+                state.backlog_bytes += pending.envelope.size();
+                state.backlog.push_front(pending);
+            }
+            Some(false) => record_drop(DropReason::Rejected, pending.envelope.origin.protocol),
+            None => {}
+        }
+        self.drain(&mut state);
     }
 }
 
@@ -220,26 +219,6 @@ impl Group {
         let mut state = self.state.lock();
         if let Some(m) = state.members.iter_mut().find(|m| m.id == member) {
             m.credit = credit;
-        }
-        self.drain(&mut state);
-    }
-
-    fn settle(self: &Arc<Self>, member: MemberId, tag: u64, nack: Option<bool>) {
-        let mut state = self.state.lock();
-        let Some(m) = state.members.iter_mut().find(|m| m.id == member) else {
-            return;
-        };
-        let Some(mut pending) = m.unacked.remove(&tag) else {
-            return;
-        };
-        match nack {
-            Some(true) => {
-                pending.redelivered = true;
-                state.backlog_bytes += pending.envelope.size();
-                state.backlog.push_front(pending);
-            }
-            Some(false) => record_drop(DropReason::Rejected, pending.envelope.origin.protocol),
-            None => {}
         }
         self.drain(&mut state);
     }
@@ -403,11 +382,7 @@ impl Group {
         let member = &mut state.members[index];
         let ack = match member.credit {
             Credit::AutoAck => None,
-            Credit::Window(_) => Some(AckHandle {
-                group: self.clone(),
-                member: member.id,
-                tag,
-            }),
+            Credit::Window(_) => Some(AckHandle::new(self.clone(), member.id, tag)),
         };
         let delivery = Delivery {
             envelope: pending.envelope.clone(),

@@ -108,7 +108,7 @@ impl fmt::Display for MessageId {
 }
 
 /// A message's place in a topic with history: `offset` increases within `epoch` — dense (1, 2, 3, …) when the bus
-/// numbers the topic, the log's sequence when a cluster backend does ([`crate::cluster::Sequencing`]).
+/// numbers the topic, the log's sequence when a cluster backend does (the backend's `Sequencing`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct Position {
     pub epoch: u64,

@@ -15,8 +15,8 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use crate::anycast::Group;
-use crate::bus::BusInner;
 use crate::envelope::{ConnectionId, Origin};
+use crate::metrics::BusMetrics;
 use crate::queue::Queue;
 
 /// What publishers wait on: one buffer that was over its bound.
@@ -68,13 +68,16 @@ pub(crate) struct Flow {
     /// Connections waiting on a [`Backpressure`] now: when the oldest wait began and how many waits (Loom runs
     /// one per producer stream).
     stalled: DashMap<ConnectionId, (Instant, usize)>,
+    /// Counts each stall when it ends.
+    metrics: Arc<BusMetrics>,
 }
 
 impl Flow {
-    pub(crate) fn new(max_stall: Duration) -> Flow {
+    pub(crate) fn new(max_stall: Duration, metrics: Arc<BusMetrics>) -> Flow {
         Flow {
             max_stall,
             stalled: DashMap::new(),
+            metrics,
         }
     }
 
@@ -85,11 +88,13 @@ impl Flow {
             .or_insert((Instant::now(), 1));
     }
 
-    fn end(&self, connection: ConnectionId) {
-        self.stalled.remove_if_mut(&connection, |_, (_, n)| {
-            *n -= 1;
-            *n == 0
-        });
+    fn end(&self, publisher: Origin, waited: Duration) {
+        self.stalled
+            .remove_if_mut(&publisher.connection, |_, (_, n)| {
+                *n -= 1;
+                *n == 0
+            });
+        self.metrics.stalled(publisher.protocol, waited);
     }
 
     /// The connections stalled now and for how long.
@@ -119,7 +124,7 @@ pub struct FlowStatus {
 pub struct Backpressure {
     holders: Vec<Holder>,
     publisher: Origin,
-    bus: Arc<BusInner>,
+    flow: Arc<Flow>,
 }
 
 impl std::fmt::Debug for Backpressure {
@@ -132,11 +137,11 @@ impl std::fmt::Debug for Backpressure {
 }
 
 impl Backpressure {
-    pub(crate) fn new(holders: Vec<Holder>, publisher: Origin, bus: Arc<BusInner>) -> Backpressure {
+    pub(crate) fn new(holders: Vec<Holder>, publisher: Origin, flow: Arc<Flow>) -> Backpressure {
         Backpressure {
             holders,
             publisher,
-            bus,
+            flow,
         }
     }
 
@@ -146,7 +151,7 @@ impl Backpressure {
             return;
         }
         let stall = Stall::begin(&self);
-        let deadline = tokio::time::Instant::from_std(stall.started + self.bus.flow.max_stall);
+        let deadline = tokio::time::Instant::from_std(stall.started + self.flow.max_stall);
         for holder in &self.holders {
             if tokio::time::timeout_at(deadline, holder.drained())
                 .await
@@ -167,10 +172,7 @@ struct Stall<'a> {
 
 impl<'a> Stall<'a> {
     fn begin(backpressure: &'a Backpressure) -> Stall<'a> {
-        backpressure
-            .bus
-            .flow
-            .begin(backpressure.publisher.connection);
+        backpressure.flow.begin(backpressure.publisher.connection);
         Stall {
             backpressure,
             started: Instant::now(),
@@ -181,10 +183,7 @@ impl<'a> Stall<'a> {
 impl Drop for Stall<'_> {
     fn drop(&mut self) {
         let b = self.backpressure;
-        b.bus.flow.end(b.publisher.connection);
-        b.bus
-            .metrics
-            .stalled(b.publisher.protocol, self.started.elapsed());
+        b.flow.end(b.publisher, self.started.elapsed());
     }
 }
 

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use crate::anycast::Group;
 use crate::durable::Binding;
+use crate::matching::Segment;
 use crate::queue::{Queue, SubscriptionId};
-use crate::topic::{Pattern, Segment, Topic};
+use crate::topic::{Pattern, Topic};
 
 /// Where the messages of one pattern subscription go.
 #[derive(Clone)]

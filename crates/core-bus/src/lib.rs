@@ -3,6 +3,7 @@
 //! group. A subscriber that falls behind slows its publishers down ([`Backpressure`]) before it is cut. Adapters talk
 //! to it only through [`Bus`] and [`Mailbox`]; it knows nothing about wire formats.
 
+mod ack;
 mod anycast;
 mod bus;
 pub mod cluster;
@@ -21,12 +22,14 @@ pub mod metrics;
 pub mod names;
 pub mod presence;
 mod queue;
+mod router;
 mod shared;
 mod topic;
 pub mod trace;
 
-pub use anycast::{AckHandle, Credit, GroupKey, GroupStats};
-pub use bus::{Bus, ClusterDelivery, PublishOutcome, TopicStats};
+pub use ack::AckHandle;
+pub use anycast::{Credit, GroupKey, GroupStats};
+pub use bus::{Bus, ClusterDelivery, TopicStats};
 pub use durable::{DurableError, DurableOwner, NotOwner, SOURCE_TOPIC_HEADER};
 pub use envelope::{
     now_ms, ConnectionId, Envelope, Headers, MessageId, Origin, Position, Protocol,
@@ -34,9 +37,11 @@ pub use envelope::{
 };
 pub use flow::{Backpressure, FlowStatus};
 pub use mailbox::Mailbox;
+pub use matching::Segment;
 pub use names::SubscribeError;
 pub use queue::{Closed, Delivery, MailboxOptions, SubscriptionId};
+pub use router::PublishOutcome;
 pub use topic::{
-    escape_token_into, unescape_token, Pattern, Segment, Topic, TopicError, MAX_TOPIC_BYTES,
+    escape_token_into, unescape_token, Pattern, Topic, TopicError, MAX_TOPIC_BYTES,
     MAX_TOPIC_SEGMENTS,
 };

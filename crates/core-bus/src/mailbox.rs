@@ -7,12 +7,13 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::anycast::{Credit, Group, GroupKey, MemberId};
-use crate::bus::BusInner;
+use crate::ack::MemberId;
+use crate::anycast::{Credit, Group, GroupKey};
 use crate::envelope::Origin;
 use crate::events::Interested;
 use crate::names::{check_subscribe, SubscribeError};
 use crate::queue::{Closed, Delivery, MailboxOptions, Queue, SubscriptionId};
+use crate::router::BusInner;
 use crate::topic::{Pattern, Topic};
 
 /// Hashes subscription ids (unique counters) with one multiplication; receive checks every delivery's id.
@@ -214,7 +215,8 @@ impl Mailbox {
         if added > 0 {
             let taken = &out[out.len() - added..];
             let protocol = self.queue.owner.protocol;
-            self.bus.metrics.delivered(protocol, taken);
+            let envelopes = taken.iter().map(|d| &*d.envelope);
+            self.bus.metrics.delivered(protocol, envelopes);
             if let Some(hook) = self.bus.trace.get() {
                 for delivery in taken {
                     hook.delivered(protocol, &delivery.envelope);

@@ -1,7 +1,33 @@
-//! Wildcard matching without recursion or backtracking: a pattern is run as a set of positions over the topic's
-//! tokens (an NFA simulation), so one match costs at most pattern × topic steps, whatever the number of `#`.
+//! A pattern's [`Segment`]s and wildcard matching over them without recursion or backtracking: a pattern is run as
+//! a set of positions over the topic's tokens (an NFA simulation), so one match costs at most pattern × topic steps,
+//! whatever the number of `#`.
 
-use crate::topic::Segment;
+use std::sync::Arc;
+
+/// One token of a pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Segment {
+    /// A literal token, in escaped canonical form.
+    Literal(Arc<str>),
+    /// `*`: exactly one token.
+    Star,
+    /// `#`: zero or more tokens.
+    Hash,
+    /// `>`: one or more trailing tokens.
+    Gt,
+}
+
+impl Segment {
+    /// The canonical text of this segment.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Segment::Literal(token) => token,
+            Segment::Star => "*",
+            Segment::Hash => "#",
+            Segment::Gt => ">",
+        }
+    }
+}
 
 /// Marks the positions reachable from the marked ones without consuming a token: past a `#`.
 fn close(segments: &[Segment], states: &mut [bool]) {

@@ -16,8 +16,7 @@ use std::sync::OnceLock;
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use serde::Serialize;
 
-use crate::envelope::{now_ms, Protocol};
-use crate::queue::Delivery;
+use crate::envelope::{now_ms, Envelope, Protocol};
 use crate::topic::{Pattern, Topic};
 
 pub const MESSAGES_IN: &str = "gatewayd_messages_in_total";
@@ -219,12 +218,17 @@ impl BusMetrics {
         self.sizes[protocol.index()].record(payload_bytes as f64);
     }
 
-    /// Counts `deliveries`, just taken from a queue of a `subscriber` connection.
-    pub(crate) fn delivered(&self, subscriber: Protocol, deliveries: &[Delivery]) {
+    /// Counts the `envelopes` of deliveries just taken from a queue of a `subscriber` connection.
+    pub(crate) fn delivered<'a>(
+        &self,
+        subscriber: Protocol,
+        envelopes: impl IntoIterator<Item = &'a Envelope>,
+    ) {
         let now = now_ms();
         let mut bytes = 0;
-        for delivery in deliveries {
-            let envelope = &delivery.envelope;
+        let mut count = 0;
+        for envelope in envelopes {
+            count += 1;
             for (pattern, _, messages_out) in &self.topics {
                 if pattern.matches(&envelope.topic) {
                     messages_out.increment(1);
@@ -236,7 +240,7 @@ impl BusMetrics {
                 [envelope.origin.protocol.index() * Protocol::ALL.len() + subscriber.index()]
             .record(waited);
         }
-        self.messages_out[subscriber.index()].increment(deliveries.len() as u64);
+        self.messages_out[subscriber.index()].increment(count);
         self.bytes_out[subscriber.index()].increment(bytes);
     }
 }

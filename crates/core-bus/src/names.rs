@@ -3,7 +3,8 @@
 //! (`protocols::names`).
 
 use crate::envelope::ConnectionId;
-use crate::topic::{Pattern, Segment, Topic};
+use crate::matching::Segment;
+use crate::topic::{Pattern, Topic};
 
 /// First token of private inboxes: `$inbox.<connection>.<name>`.
 pub const INBOX_TOKEN: &str = "$inbox";

@@ -12,7 +12,7 @@ use futures::task::AtomicWaker;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use crate::anycast::AckHandle;
+use crate::ack::AckHandle;
 use crate::config::{QueueLimits, SlowConsumerPolicy};
 use crate::envelope::{now_ms, Envelope, Origin};
 use crate::level::{below_low_water, Admit, Level};

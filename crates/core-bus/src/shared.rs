@@ -10,12 +10,11 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::anycast::{Credit, Group, GroupKey, MemberId};
-use crate::bus::BusInner;
+use crate::ack::MemberId;
+use crate::anycast::{Group, GroupKey};
 use crate::config::GroupPolicy;
-use crate::events::Interested;
-use crate::index::{FanoutTarget, Receiver};
-use crate::queue::{Queue, SubscriptionId};
+use crate::index::{FanoutTarget, Index, Receiver};
+use crate::queue::SubscriptionId;
 use crate::topic::Pattern;
 
 struct Entry {
@@ -28,87 +27,65 @@ struct Entry {
 #[derive(Default)]
 pub(crate) struct SharedGroups(Mutex<HashMap<GroupKey, Entry>>);
 
-impl SharedGroups {
-    pub(crate) fn groups(&self) -> Vec<Arc<Group>> {
-        self.0.lock().values().map(|e| e.group.clone()).collect()
-    }
-}
-
 /// A member that joined a named group.
 pub(crate) struct Joined {
     pub(crate) group: Arc<Group>,
     pub(crate) member: MemberId,
 }
 
-impl BusInner {
-    /// Adds `mailbox`'s `subscription` to the group `name` on `pattern` with `credit`, creating the group with
-    /// `policy` when it does not exist.
-    pub(crate) fn join_shared(
+impl SharedGroups {
+    pub(crate) fn groups(&self) -> Vec<Arc<Group>> {
+        self.0.lock().values().map(|e| e.group.clone()).collect()
+    }
+
+    /// Under the index writer lock: the group `name` on `pattern`, created with `policy` when it does not exist (then
+    /// with `index` plus the new group).
+    pub(crate) fn group(
         &self,
+        index: &Index,
         name: &str,
         pattern: &Pattern,
         policy: GroupPolicy,
-        mailbox: Arc<Queue>,
-        subscription: SubscriptionId,
-        credit: Credit,
-    ) -> Joined {
+    ) -> (Option<Index>, Arc<Group>) {
         let key = GroupKey::Shared {
             name: name.into(),
             pattern: pattern.clone(),
         };
-        let (joined, created) = self.with_writer(|index| {
-            let mut groups = self.shared_groups.0.lock();
-            let (group, next) = match groups.get(&key) {
-                Some(entry) => (entry.group.clone(), None),
-                None => {
-                    let group = Arc::new(Group::new(key.clone(), policy));
-                    let id = SubscriptionId::next();
-                    let target = FanoutTarget {
-                        receiver: Receiver::Shared(group.clone()),
-                        subscription: id,
-                    };
-                    groups.insert(
-                        key,
-                        Entry {
-                            id,
-                            group: group.clone(),
-                        },
-                    );
-                    (group, Some(index.with_fanout(pattern, target)))
-                }
-            };
-            let member = group.join(mailbox, subscription, credit);
-            let created = next.is_some();
-            (next, (Joined { group, member }, created))
-        });
-        if created {
-            // The backend makes the group one of the cluster's.
-            let by = Interested::Shared { name: name.into() };
-            self.emit_interest(pattern, by, true);
-        }
-        joined
+        let mut groups = self.0.lock();
+        let (group, next) = match groups.get(&key) {
+            Some(entry) => (entry.group.clone(), None),
+            None => {
+                let group = Arc::new(Group::new(key.clone(), policy));
+                let id = SubscriptionId::next();
+                let target = FanoutTarget {
+                    receiver: Receiver::Shared(group.clone()),
+                    subscription: id,
+                };
+                groups.insert(
+                    key,
+                    Entry {
+                        id,
+                        group: group.clone(),
+                    },
+                );
+                (group, Some(index.with_fanout(pattern, target)))
+            }
+        };
+        (next, group)
     }
 
-    /// Removes a named group that has no member left.
-    pub(crate) fn collect_shared(&self, group: &Arc<Group>) {
-        let GroupKey::Shared { name, pattern } = group.key() else {
-            return;
+    /// Under the index writer lock: removes `group` if it is a named group with no member left, and returns `index`
+    /// without it.
+    pub(crate) fn remove_idle(&self, index: &Index, group: &Arc<Group>) -> Option<Index> {
+        let GroupKey::Shared { pattern, .. } = group.key() else {
+            return None;
         };
-        let removed = self.with_writer(|index| {
-            let mut groups = self.shared_groups.0.lock();
-            let current = groups.get(group.key());
-            let Some(id) = current
-                .filter(|e| Arc::ptr_eq(&e.group, group) && group.is_idle())
-                .map(|e| e.id)
-            else {
-                return (None, false);
-            };
-            groups.remove(group.key());
-            (Some(index.without_fanout(pattern, id)), true)
-        });
-        if removed {
-            let by = Interested::Shared { name: name.clone() };
-            self.emit_interest(pattern, by, false);
-        }
+        let mut groups = self.0.lock();
+        let id = groups
+            .get(group.key())
+            .filter(|e| Arc::ptr_eq(&e.group, group) && group.is_idle())
+            .map(|e| e.id)?;
+        groups.remove(group.key());
+        Some(index.without_fanout(pattern, id))
     }
 }

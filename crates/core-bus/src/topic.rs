@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::matching;
+use crate::matching::{self, Segment};
 
 /// Longest canonical text of a topic or pattern, in bytes (escapes count as written: `%2E` is 3 bytes).
 pub const MAX_TOPIC_BYTES: usize = 4096;
@@ -67,19 +67,6 @@ fn check_bounds(canonical: &str) -> Result<(), TopicError> {
 /// A concrete topic in canonical form. Cheap to clone.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Topic(Arc<str>);
-
-/// One token of a pattern.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Segment {
-    /// A literal token, in escaped canonical form.
-    Literal(Arc<str>),
-    /// `*`: exactly one token.
-    Star,
-    /// `#`: zero or more tokens.
-    Hash,
-    /// `>`: one or more trailing tokens.
-    Gt,
-}
 
 /// A subscription pattern in canonical form. A pattern with no wildcard is an exact topic.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -380,18 +367,6 @@ impl Pattern {
             return false;
         }
         matching::matches(&self.segments, topic.tokens())
-    }
-}
-
-impl Segment {
-    /// The canonical text of this segment.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Segment::Literal(token) => token,
-            Segment::Star => "*",
-            Segment::Hash => "#",
-            Segment::Gt => ">",
-        }
     }
 }
 
