@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-pub use gateway::clients::Protocol;
+pub use clients::Protocol;
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 

@@ -8,8 +8,8 @@ use anyhow::{bail, Context as _};
 use base64::Engine as _;
 use bytes::Bytes;
 use clap::Args;
+use clients::{Client, ClientError, Message, Outgoing, Protocol};
 use futures::StreamExt as _;
-use gateway::clients::{Client, ClientError, Message, Outgoing, Protocol};
 
 use crate::admin::Admin;
 use crate::credentials::CredentialArgs;

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use protocols::stomp::{put_decimal, Escaping};
 
-use crate::clients::ClientError;
+use crate::ClientError;
 
 /// Largest frame accepted from the server.
 pub(super) const MAX_FRAME: usize = 64 << 20;

@@ -1,7 +1,8 @@
-//! Async clients for the protocols gatewayd speaks, as `gatewayctl` uses them: connect, publish, subscribe and
-//! receive, and request/reply where the protocol lets a client receive a reply. Each protocol's module owns its
-//! wire details; this module owns the shared types ([`Protocol`], [`Credentials`], [`Outgoing`], [`Message`],
-//! [`ClientError`]) and [`Client`], which dispatches to the protocol's client.
+//! One async client per protocol gatewayd speaks, built on the adapters' codecs (`protocols`), for `gatewayctl`
+//! and the cross-protocol tests: connect, publish, subscribe and receive, and request/reply where the protocol
+//! lets a client receive a reply. Each protocol's module owns its wire details; this crate root owns the shared
+//! types ([`Protocol`], [`Credentials`], [`Outgoing`], [`Message`], [`ClientError`]) and [`Client`], which
+//! dispatches to the protocol's client.
 //!
 //! Every client runs one reader task that turns the server's frames into [`Incoming`] events on a bounded
 //! channel, so a publisher keeps draining acknowledgements while it writes and a subscriber receives in order.
