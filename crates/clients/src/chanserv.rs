@@ -25,6 +25,9 @@ use super::{
 const FRAME_LIMIT: u64 = 64 << 20;
 /// First local port; AstraNet clients count up from here.
 const PORT_BASE: u32 = 1 << 24;
+/// The most request bytes one DATA op carries: a request over the op payload limit (64 KiB) is split, as the Go
+/// client's stream writes are.
+const DATA_CHUNK: usize = 32 << 10;
 
 pub struct ChanservClient {
     commands: mpsc::Sender<Command>,
@@ -286,10 +289,14 @@ impl Link {
                     let mut framed = BytesMut::with_capacity(body.len() + 8);
                     frame::encode(&body, &mut framed)
                         .map_err(|e| ClientError::Protocol(e.to_string()))?;
-                    self.send(
-                        Op::new(Opcode::Data, remote, me, framed.freeze())
-                            .map_err(|e| ClientError::Protocol(e.to_string()))?,
-                    );
+                    let mut framed = framed.freeze();
+                    while !framed.is_empty() {
+                        let chunk = framed.split_to(framed.len().min(DATA_CHUNK));
+                        self.send(
+                            Op::new(Opcode::Data, remote, me, chunk)
+                                .map_err(|e| ClientError::Protocol(e.to_string()))?,
+                        );
+                    }
                 }
                 if discard {
                     self.close(op.dst.port);

@@ -80,15 +80,25 @@ impl StompClient {
             self.sent_to = (message.topic.clone(), destination, head);
         }
         let destination = ("destination", self.sent_to.1.as_str());
-        if message.key.is_none() && message.headers.is_empty() {
+        if message.key.is_none()
+            && message.content_type.is_none()
+            && message.correlation_id.is_none()
+            && message.headers.is_empty()
+        {
             // The common case: the destination is the only header.
             encode_send(&mut self.out, &self.sent_to.2, &message.payload);
         } else {
             let key = message.key.as_ref().map(|k| String::from_utf8_lossy(k));
-            let mut headers: Vec<(&str, &str)> = Vec::with_capacity(message.headers.len() + 2);
+            let mut headers: Vec<(&str, &str)> = Vec::with_capacity(message.headers.len() + 4);
             headers.push(destination);
+            if let Some(content_type) = &message.content_type {
+                headers.push(("content-type", content_type));
+            }
             if let Some(key) = &key {
                 headers.push(("JMSXGroupID", key));
+            }
+            if let Some(correlation_id) = &message.correlation_id {
+                headers.push(("correlation-id", correlation_id));
             }
             headers.extend(
                 message
@@ -274,7 +284,8 @@ fn to_message(frame: Frame) -> (Message, bool) {
                     .key
                     .get_or_insert_with(|| Bytes::copy_from_slice(value.as_bytes()));
             }
-            "message-id" | "ack" | "redelivered" | "content-length" | "receipt-id" => {}
+            "message-id" => first(&mut message.id),
+            "ack" | "redelivered" | "content-length" | "receipt-id" => {}
             _ => message
                 .headers
                 .push((name.into_owned(), value.into_owned())),

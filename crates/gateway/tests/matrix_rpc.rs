@@ -5,18 +5,12 @@
 
 mod support;
 
-#[path = "support/chanserv_client.rs"]
-mod chanserv_client;
 #[path = "support/goomerang_client.rs"]
 mod goomerang_client;
-#[path = "support/loom_client.rs"]
-mod loom_client;
 #[path = "matrix/clients.rs"]
 mod matrix_clients;
 #[path = "support/messageloop_client.rs"]
 mod messageloop_client;
-#[path = "support/mqtt_client.rs"]
-mod mqtt_client;
 #[path = "support/stomp_client.rs"]
 mod stomp_client;
 #[path = "matrix/stomp_ws.rs"]

@@ -123,6 +123,7 @@ pub async fn publish(admin: &Admin, args: PubArgs) -> anyhow::Result<()> {
         payload: payload(args.payload)?,
         key: args.key.map(Bytes::from),
         headers: args.headers,
+        ..Outgoing::default()
     };
     let mut client = connect(admin, &args.target).await?;
     for _ in 0..args.count {
