@@ -1,7 +1,7 @@
 //! chanserv client over AstraNet (plain TCP), with gatewayd's AstraNet op and chanserv frame codecs. One task
 //! owns the link: it answers HANDSHAKE and PING, learns the advertised service, and multiplexes the virtual
 //! streams (DIAL → SYN → ACK, DATA with REWIND credit, FIN2). A publish is one `LookupAndPost` of
-//! `PUB <topic>\n<payload>` whose answer header is `ok…` or `err <reason>`; a subscribe posts the selector and
+//! `PUB <topic>\n<payload>` whose answer header is the broker's [`PublishReply`] (`ok…` or `err <reason>`); a subscribe posts the selector and
 //! dials every source the server announces, each frame of a source being one message.
 
 use std::collections::HashMap;
@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use protocols::chanserv::astranet::op::decode as decode_op;
 use protocols::chanserv::astranet::{Addr, HostId, Op, Opcode};
 use protocols::chanserv::codec::frame::{self, FrameDecoder};
+use protocols::chanserv::codec::selector::PublishReply;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -114,10 +115,9 @@ impl ChanservClient {
             .await
             .map_err(|_| ClientError::Closed)?;
         let header = rx.await.map_err(|_| ClientError::Closed)??;
-        if header.starts_with("ok") {
-            Ok(())
-        } else {
-            Err(ClientError::Refused(header.trim().to_owned()))
+        match PublishReply::parse(header.as_bytes()) {
+            Some(PublishReply::Ok { .. }) => Ok(()),
+            _ => Err(ClientError::Refused(header.trim().to_owned())),
         }
     }
 
