@@ -1,7 +1,6 @@
-//! gatewayd as a library: the protocol clients `gatewayctl` uses, and the configuration loader and cluster
-//! settings `gatewayd` (and the config fuzz target) use, and the OTLP trace exporter.
+//! gatewayd as a library: the configuration loader and cluster settings `gatewayd` (and the config fuzz target)
+//! use, and the OTLP trace exporter. The protocol clients `gatewayctl` uses are the `clients` crate.
 
-pub mod clients;
 pub mod cluster;
 pub mod config;
 pub mod telemetry;

@@ -13,8 +13,6 @@ mod support;
 #[macro_use]
 #[path = "support/backend.rs"]
 mod backend;
-#[path = "support/chanserv_client.rs"]
-mod chanserv_client;
 #[path = "support/goomerang_client.rs"]
 mod goomerang_client;
 #[path = "support/loom_client.rs"]
@@ -133,7 +131,7 @@ fn every_protocol_reaches_every_protocol_on_another_node(backend: Backend) {
         server.wait_fanout_and_group(&topic, 1);
         let body = format!("from {publisher} on another node\0").into_bytes();
         let message = Outgoing {
-            payload: body.clone(),
+            payload: body.clone().into(),
             content_type: Some("text/plain".into()),
             ..Outgoing::default()
         };

@@ -165,9 +165,7 @@ async fn goomerang_over_mtls(
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = rustls::ClientConfig::builder()
         .dangerous()
-        .with_custom_certificate_verifier(
-            Arc::new(gateway::clients::tls::AnyCertificate::default()),
-        )
+        .with_custom_certificate_verifier(Arc::new(clients::tls::AnyCertificate::default()))
         .with_client_auth_cert(vec![certificate.0], certificate.1)
         .unwrap();
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -295,9 +293,7 @@ fn over_mtls(addr: std::net::SocketAddr, certificate: ClientCertificate, frames:
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = rustls::ClientConfig::builder()
         .dangerous()
-        .with_custom_certificate_verifier(
-            Arc::new(gateway::clients::tls::AnyCertificate::default()),
-        )
+        .with_custom_certificate_verifier(Arc::new(clients::tls::AnyCertificate::default()))
         .with_client_auth_cert(vec![certificate.0], certificate.1)
         .unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();

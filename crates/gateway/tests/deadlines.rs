@@ -15,7 +15,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway::clients::tls::AnyCertificate;
+use clients::tls::AnyCertificate;
 use messageloop_client::{grpc, Ws};
 use stomp_client::{frames, Frame, Peer};
 use support::*;

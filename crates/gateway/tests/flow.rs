@@ -5,20 +5,10 @@
 
 mod support;
 
-#[path = "support/chanserv_client.rs"]
-mod chanserv_client;
-#[path = "support/goomerang_client.rs"]
-mod goomerang_client;
-#[path = "support/loom_client.rs"]
-mod loom_client;
 #[path = "matrix/clients.rs"]
 mod matrix_clients;
 #[path = "support/messageloop_client.rs"]
 mod messageloop_client;
-#[path = "support/mqtt_client.rs"]
-mod mqtt_client;
-#[path = "support/stomp_client.rs"]
-mod stomp_client;
 
 use std::time::Duration;
 
@@ -55,7 +45,7 @@ fn publish_all(
         let mut client = Pub::connect(publisher, &addrs, &rt);
         for n in 0..MESSAGES {
             let message = Outgoing {
-                payload: body(n),
+                payload: body(n).into(),
                 ..Outgoing::default()
             };
             client.publish(topic, &message, &rt);

@@ -7,26 +7,15 @@
 
 mod support;
 
-#[path = "support/chanserv_client.rs"]
-mod chanserv_client;
-#[path = "support/goomerang_client.rs"]
-mod goomerang_client;
-#[path = "support/loom_client.rs"]
-mod loom_client;
 #[path = "matrix/clients.rs"]
 mod matrix_clients;
-#[path = "support/messageloop_client.rs"]
-mod messageloop_client;
-#[path = "support/mqtt_client.rs"]
-mod mqtt_client;
 #[path = "support/python.rs"]
 mod python;
-#[path = "support/stomp_client.rs"]
-mod stomp_client;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use bytes::Bytes;
 use matrix_clients::*;
 use support::*;
 
@@ -35,7 +24,7 @@ const OVER_MESSAGELOOP: usize = 70 * 1024;
 
 fn text() -> Outgoing {
     Outgoing {
-        payload: "héllo, matrix\0with a NUL".as_bytes().to_vec(),
+        payload: Bytes::from_static("héllo, matrix\0with a NUL".as_bytes()),
         content_type: Some("text/plain".into()),
         ..metadata()
     }
@@ -45,7 +34,7 @@ fn binary(len: usize) -> Outgoing {
     let mut payload: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
     payload[..4].copy_from_slice(&[0x00, 0xff, 0xfe, 0x00]);
     Outgoing {
-        payload,
+        payload: payload.into(),
         content_type: Some("application/octet-stream".into()),
         ..metadata()
     }
@@ -53,7 +42,7 @@ fn binary(len: usize) -> Outgoing {
 
 fn tail() -> Outgoing {
     Outgoing {
-        payload: b"tail".to_vec(),
+        payload: Bytes::from_static(b"tail"),
         content_type: Some("text/plain".into()),
         ..metadata()
     }
@@ -79,10 +68,14 @@ struct Carried {
 }
 
 fn carried(publisher: Protocol, message: &Outgoing) -> Carried {
+    let key = message
+        .key
+        .as_ref()
+        .map(|k| String::from_utf8_lossy(k).into_owned());
     match publisher {
         Protocol::Stomp => Carried {
             content_type: message.content_type.clone(),
-            key: message.key.clone(),
+            key,
             correlation_id: message.correlation_id.clone(),
             headers: message.headers.clone(),
         },
@@ -99,7 +92,7 @@ fn carried(publisher: Protocol, message: &Outgoing) -> Carried {
             ..Carried::default()
         },
         Protocol::Loom => Carried {
-            key: message.key.clone(),
+            key,
             ..Carried::default()
         },
         Protocol::Chanserv => Carried::default(),
@@ -338,15 +331,7 @@ fn stomp_queue_and_loom_room_share_one_group_with_key_affinity() {
     let addrs = Addrs::of(&gateway);
     let rt = runtime();
     let room = "matrix.anycast";
-    let mut stomp = Sub::Stomp({
-        let mut peer = stomp_client::Peer::connect(addrs.stomp);
-        peer.send(&stomp_client::frames::subscribe(
-            &format!("/queue/{room}"),
-            "auto",
-            "q",
-        ));
-        peer
-    });
+    let mut stomp = Sub::subscribe(Protocol::Stomp, &addrs, &format!("/queue/{room}"), &rt);
     let mut loom = Sub::subscribe(Protocol::Loom, &addrs, room, &rt);
     wait_subscribed(&gateway, room, 0, 2);
     const KEYS: usize = 16;
@@ -358,8 +343,8 @@ fn stomp_queue_and_loom_room_share_one_group_with_key_affinity() {
         for key in 0..KEYS {
             let body = format!("m-{round}-{key}");
             let message = Outgoing {
-                payload: body.clone().into_bytes(),
-                key: Some(format!("key-{key}")),
+                payload: body.clone().into(),
+                key: Some(format!("key-{key}").into()),
                 ..Outgoing::default()
             };
             // Alternate producers: affinity must hold whichever protocol set the key.

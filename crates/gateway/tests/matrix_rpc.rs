@@ -1,22 +1,18 @@
 //! Request/reply across protocols against one gatewayd with all five listeners: a MessageLoop RPC answered by a
 //! STOMP client, a Goomerang sync send answered by a STOMP-over-WebSocket client, and a STOMP `/temp-queue/`
 //! request answered by a client on the STOMP WebSocket listener. Responders subscribe to the request topic
-//! (`docs/topics.md`) and SEND to the MESSAGE's `reply-to` with its `correlation-id`.
+//! (`docs/topics.md`) and SEND to the MESSAGE's `reply-to` with its `correlation-id`. The legs are test clients,
+//! not `clients::Client`: what is checked is each side's wire form (the request's headers and payload data, the
+//! reply's `BytesValue` wrapping and sync flag, the inbox `reply-to`), which the one client hides.
 
 mod support;
 
-#[path = "support/chanserv_client.rs"]
-mod chanserv_client;
 #[path = "support/goomerang_client.rs"]
 mod goomerang_client;
-#[path = "support/loom_client.rs"]
-mod loom_client;
 #[path = "matrix/clients.rs"]
 mod matrix_clients;
 #[path = "support/messageloop_client.rs"]
 mod messageloop_client;
-#[path = "support/mqtt_client.rs"]
-mod mqtt_client;
 #[path = "support/stomp_client.rs"]
 mod stomp_client;
 #[path = "matrix/stomp_ws.rs"]

@@ -88,13 +88,6 @@ impl Op {
     }
 }
 
-/// A chanserv frame: u64 LE length + payload.
-pub fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut out = (payload.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(payload);
-    out
-}
-
 /// Takes one whole frame off the front of `buf`.
 pub fn take_frame(buf: &mut Vec<u8>) -> Option<Vec<u8>> {
     let len = u64::from_le_bytes(buf.get(..8)?.try_into().unwrap()) as usize;

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
-use gateway::clients::tls::AnyCertificate;
+use clients::tls::AnyCertificate;
 use h3::client::RequestStream;
 
 pub const PRODUCER: u8 = b'P';

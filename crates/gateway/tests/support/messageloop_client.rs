@@ -15,7 +15,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway::clients::tls::AnyCertificate;
+use clients::tls::AnyCertificate;
 use protocols::messageloop::conformance::{
     check_json, check_protobuf, inbound_name, outbound_name, UnknownKeys,
 };

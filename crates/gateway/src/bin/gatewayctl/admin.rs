@@ -1,7 +1,7 @@
 //! The admin API as gatewayctl uses it: the JSON listings, and where a protocol's listener is bound.
 
 use anyhow::Context as _;
-use gateway::clients::Protocol;
+use clients::Protocol;
 
 pub struct Admin {
     base: String,

@@ -12,7 +12,7 @@ mod stats;
 use std::io::IsTerminal as _;
 
 use clap::{Args, Subcommand};
-use gateway::clients::Protocol;
+use clients::Protocol;
 
 use crate::admin::Admin;
 use crate::credentials::CredentialArgs;

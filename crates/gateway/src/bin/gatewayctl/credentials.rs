@@ -2,7 +2,7 @@
 //! the client subcommands present when they connect.
 
 use clap::Args;
-use gateway::clients::Credentials;
+use clients::Credentials;
 
 #[derive(Args, Clone, Default)]
 pub struct CredentialArgs {

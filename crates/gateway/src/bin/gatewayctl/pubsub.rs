@@ -8,8 +8,8 @@ use anyhow::{bail, Context as _};
 use base64::Engine as _;
 use bytes::Bytes;
 use clap::Args;
+use clients::{Client, ClientError, Message, Outgoing, Protocol};
 use futures::StreamExt as _;
-use gateway::clients::{Client, ClientError, Message, Outgoing, Protocol};
 
 use crate::admin::Admin;
 use crate::credentials::CredentialArgs;
@@ -123,6 +123,7 @@ pub async fn publish(admin: &Admin, args: PubArgs) -> anyhow::Result<()> {
         payload: payload(args.payload)?,
         key: args.key.map(Bytes::from),
         headers: args.headers,
+        ..Outgoing::default()
     };
     let mut client = connect(admin, &args.target).await?;
     for _ in 0..args.count {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
+use clients::{Client, Credentials, Protocol};
 use futures::{SinkExt, StreamExt};
-use gateway::clients::{Client, Credentials, Protocol};
 use serde::Serialize;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -165,7 +165,7 @@ async fn dial(args: &ConnsArgs, address: &str, credentials: &Credentials) -> any
 /// STOMP over WebSocket: upgrade offering `v12.stomp`, CONNECT (with `login`/`passcode` when given), wait for
 /// CONNECTED.
 async fn stomp_ws(address: &str, credentials: &Credentials) -> anyhow::Result<StompWs> {
-    let addr = gateway::clients::resolve(address).await?;
+    let addr = clients::resolve(address).await?;
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let mut request = format!("ws://{address}/ws").into_client_request()?;
     request.headers_mut().insert(
@@ -173,7 +173,7 @@ async fn stomp_ws(address: &str, credentials: &Credentials) -> anyhow::Result<St
         HeaderValue::from_static("v12.stomp"),
     );
     let (mut ws, _) = tokio_tungstenite::client_async(request, tcp).await?;
-    let connect = gateway::clients::stomp_connect::connect_frame(credentials)?;
+    let connect = clients::stomp_connect::connect_frame(credentials)?;
     ws.send(WsMessage::text(connect)).await?;
     let answer = tokio::time::timeout(Duration::from_secs(10), ws.next())
         .await

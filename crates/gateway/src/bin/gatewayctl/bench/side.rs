@@ -4,9 +4,9 @@
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use clients::mqtt::MqttClient;
+use clients::{Client, ClientError, Credentials, Outgoing, Protocol};
 use futures::StreamExt;
-use gateway::clients::mqtt::MqttClient;
-use gateway::clients::{Client, ClientError, Credentials, Outgoing, Protocol};
 
 /// Where a side connects. An MQTT broker other than gatewayd is a `Gateway` endpoint with the MQTT protocol:
 /// the same client speaks to both.

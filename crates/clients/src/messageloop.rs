@@ -86,7 +86,10 @@ impl MessageLoopClient {
     pub async fn publish(&mut self, message: &Outgoing) -> Result<(), ClientError> {
         self.send(In::Publish(pb::Publish {
             channel: message.topic.clone(),
-            payload: Some(binary_payload(message.payload.clone())),
+            payload: Some(binary_payload(
+                message.payload.clone(),
+                message.content_type.clone(),
+            )),
             metadata: metadata(&message.headers),
             ..Default::default()
         }))
@@ -145,7 +148,7 @@ impl MessageLoopClient {
             .send(In::RpcRequest(pb::RpcRequest {
                 channel: channel.into(),
                 method: method.into(),
-                payload: Some(binary_payload(payload)),
+                payload: Some(binary_payload(payload, None)),
                 metadata: None,
             }))
             .await?;
@@ -153,15 +156,21 @@ impl MessageLoopClient {
         self.inbox.reply(&id, timeout).await
     }
 
+    /// Sends a close frame and waits (within [`HANDSHAKE_TIMEOUT`]) until the server has closed too, so it has
+    /// read every publish sent before: closing the socket with acknowledgements still unread would reset the
+    /// connection and lose what the server had not read yet.
     pub async fn close(mut self) -> Result<(), ClientError> {
         self.sink.send(WsMessage::Close(None)).await?;
-        Ok(())
+        let closed = async { while self.inbox.next().await.is_ok() {} };
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, closed)
+            .await
+            .map_err(|_| ClientError::Timeout(HANDSHAKE_TIMEOUT))
     }
 }
 
-fn binary_payload(bytes: Bytes) -> shared::Payload {
+fn binary_payload(bytes: Bytes, content_type: Option<String>) -> shared::Payload {
     shared::Payload {
-        content_type: String::new(),
+        content_type: content_type.unwrap_or_default(),
         data: Some(shared::payload::Data::Binary(bytes)),
     }
 }
@@ -232,19 +241,21 @@ fn received(
     payload: Option<shared::Payload>,
     metadata: Option<shared::Metadata>,
 ) -> Message {
-    let (content_type, bytes) = match payload {
+    let (content_type, form, bytes) = match payload {
         Some(payload) => {
-            let bytes = match payload.data {
-                Some(shared::payload::Data::Binary(bytes)) => bytes,
-                Some(shared::payload::Data::Text(text)) => Bytes::from(text),
-                Some(shared::payload::Data::Json(object)) => {
-                    Bytes::from(struct_to_json(object).to_string())
-                }
-                None => Bytes::new(),
+            let (form, bytes) = match payload.data {
+                Some(shared::payload::Data::Binary(bytes)) => (Some("binary"), bytes),
+                Some(shared::payload::Data::Text(text)) => (Some("text"), Bytes::from(text)),
+                Some(shared::payload::Data::Json(object)) => (
+                    Some("json"),
+                    Bytes::from(struct_to_json(object).to_string()),
+                ),
+                None => (None, Bytes::new()),
             };
-            (Some(payload.content_type).filter(|c| !c.is_empty()), bytes)
+            let content_type = Some(payload.content_type).filter(|c| !c.is_empty());
+            (content_type, form, bytes)
         }
-        None => (None, Bytes::new()),
+        None => (None, None, Bytes::new()),
     };
     let mut headers: Vec<(String, String)> = metadata
         .map(|m| m.entries.into_iter().collect())
@@ -255,6 +266,7 @@ fn received(
         payload: bytes,
         content_type,
         headers,
+        payload_form: form,
         ..Message::default()
     }
 }

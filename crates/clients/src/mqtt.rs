@@ -1,6 +1,6 @@
 //! MQTT 5.0 client over TCP, with `mqttbytes` packets: CONNECT (a client id unique to the connection, the token
-//! as password, no keep-alive), publishes whose headers travel as user properties and whose key is left out (MQTT
-//! has none), and subscriptions confirmed by SUBACK. QoS 0 by default; [`MqttClient::at_least_once`] publishes
+//! as password, no keep-alive), publishes whose headers travel as user properties, content type and correlation id
+//! as those properties, and whose key is left out (MQTT has none), and subscriptions confirmed by SUBACK. QoS 0 by default; [`MqttClient::at_least_once`] publishes
 //! and subscribes at QoS 1, with at most the server's Receive Maximum publishes awaiting their PUBACK (the reader
 //! task returns the window as PUBACKs arrive) and received QoS 1 publishes acknowledged by the reader task. Topics are gatewayd's dotted names, written as MQTT names (`orders.eu` is
 //! `orders/eu`; `*` is `+`, `#` and `>` are `#`). A request carries a response topic of the connection's own
@@ -181,8 +181,16 @@ impl MqttClient {
             permit.forget();
             publish.pkid = self.pkid();
         }
-        if !message.headers.is_empty() {
+        if !message.headers.is_empty()
+            || message.content_type.is_some()
+            || message.correlation_id.is_some()
+        {
             publish.properties = Some(PublishProperties {
+                content_type: message.content_type.clone(),
+                correlation_data: message
+                    .correlation_id
+                    .as_ref()
+                    .map(|id| Bytes::from(id.clone().into_bytes())),
                 user_properties: message.headers.clone(),
                 ..empty_properties()
             });
@@ -398,13 +406,13 @@ fn to_message(publish: v5::Publish) -> Message {
     Message {
         topic,
         payload: publish.payload,
-        key: None,
         content_type: properties.content_type,
         headers: properties.user_properties,
         reply_to: properties.response_topic,
         correlation_id: properties
             .correlation_data
             .map(|data: Bytes| String::from_utf8_lossy(&data).into_owned()),
+        ..Message::default()
     }
 }
 

@@ -1,7 +1,8 @@
-//! Async clients for the protocols gatewayd speaks, as `gatewayctl` uses them: connect, publish, subscribe and
-//! receive, and request/reply where the protocol lets a client receive a reply. Each protocol's module owns its
-//! wire details; this module owns the shared types ([`Protocol`], [`Credentials`], [`Outgoing`], [`Message`],
-//! [`ClientError`]) and [`Client`], which dispatches to the protocol's client.
+//! One async client per protocol gatewayd speaks, built on the adapters' codecs (`protocols`), for `gatewayctl`
+//! and the cross-protocol tests: connect, publish, subscribe and receive, and request/reply where the protocol
+//! lets a client receive a reply. Each protocol's module owns its wire details; this crate root owns the shared
+//! types ([`Protocol`], [`Credentials`], [`Outgoing`], [`Message`], [`ClientError`]) and [`Client`], which
+//! dispatches to the protocol's client.
 //!
 //! Every client runs one reader task that turns the server's frames into [`Incoming`] events on a bounded
 //! channel, so a publisher keeps draining acknowledgements while it writes and a subscriber receives in order.
@@ -144,6 +145,11 @@ pub struct Outgoing {
     pub payload: Bytes,
     /// Affinity key (STOMP `JMSXGroupID`, the Loom key); ignored where the protocol has none.
     pub key: Option<Bytes>,
+    /// Content type (STOMP `content-type`, MessageLoop `Payload.content_type`, MQTT 5.0 content type); ignored
+    /// where the protocol has none (Goomerang, Loom, chanserv).
+    pub content_type: Option<String>,
+    /// Correlation id (STOMP `correlation-id`, MQTT 5.0 correlation data); ignored where the protocol has none.
+    pub correlation_id: Option<String>,
     /// User headers; ignored where the protocol carries none (Loom, chanserv).
     pub headers: Vec<(String, String)>,
 }
@@ -160,6 +166,14 @@ pub struct Message {
     /// Where a reply goes (STOMP `reply-to`), for responders.
     pub reply_to: Option<String>,
     pub correlation_id: Option<String>,
+    /// The server's id of the message where the protocol shows one (STOMP `message-id`, the Loom message id).
+    pub id: Option<String>,
+    /// The message type where the protocol names one: the Goomerang kind (`None` for a body gatewayd wrapped as
+    /// `google.protobuf.BytesValue`, which the client unwraps).
+    pub kind: Option<String>,
+    /// The form the payload took where the protocol offers several: MessageLoop's `text`, `binary` or `json`
+    /// data.
+    pub payload_form: Option<&'static str>,
 }
 
 /// Why a client operation failed.

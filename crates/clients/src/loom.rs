@@ -283,6 +283,7 @@ async fn consume_inner(
                         topic: Some(room.to_owned()),
                         payload: body.freeze(),
                         key: Some(key),
+                        id: Some(msg_id.to_string()),
                         ..Message::default()
                     };
                     if tx.send(Ok(Incoming::Message(message))).await.is_err() {

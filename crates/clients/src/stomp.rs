@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use protocols::stomp::{Command, Decoded, Decoder, Frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -16,7 +17,7 @@ use super::{
     resolve, send_until_error, ClientError, Credentials, Inbox, InboxSender, Incoming, Message,
     Outgoing, HANDSHAKE_TIMEOUT,
 };
-use wire::{encode, encode_send, parse, send_head, Frame};
+use wire::{decoder, encode, encode_send, send_head};
 
 mod wire;
 
@@ -52,16 +53,23 @@ impl StompClient {
         writer.write_all(connect.as_bytes()).await?;
         let out = BytesMut::new();
         let mut buf = BytesMut::with_capacity(64 << 10);
-        let connected = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut reader, &mut buf))
+        let mut decoder = decoder();
+        let read = read_frame(&mut decoder, &mut reader, &mut buf);
+        let connected = tokio::time::timeout(HANDSHAKE_TIMEOUT, read)
             .await
             .map_err(|_| ClientError::Timeout(HANDSHAKE_TIMEOUT))??;
-        match connected.command() {
-            "CONNECTED" => {}
-            "ERROR" => return Err(ClientError::Refused(error_text(&connected))),
-            other => return Err(ClientError::Protocol(format!("{other} before CONNECTED"))),
+        match connected.command {
+            Command::Connected => {}
+            Command::Error => return Err(ClientError::Refused(error_text(&connected))),
+            other => {
+                return Err(ClientError::Protocol(format!(
+                    "{} before CONNECTED",
+                    other.as_str()
+                )))
+            }
         }
         let (tx, inbox) = Inbox::new();
-        tokio::spawn(read_loop(reader, buf, tx));
+        tokio::spawn(read_loop(decoder, reader, buf, tx));
         let inbox_id = NEXT_INBOX.fetch_add(1, Ordering::Relaxed);
         Ok(StompClient {
             writer,
@@ -80,15 +88,25 @@ impl StompClient {
             self.sent_to = (message.topic.clone(), destination, head);
         }
         let destination = ("destination", self.sent_to.1.as_str());
-        if message.key.is_none() && message.headers.is_empty() {
+        if message.key.is_none()
+            && message.content_type.is_none()
+            && message.correlation_id.is_none()
+            && message.headers.is_empty()
+        {
             // The common case: the destination is the only header.
             encode_send(&mut self.out, &self.sent_to.2, &message.payload);
         } else {
             let key = message.key.as_ref().map(|k| String::from_utf8_lossy(k));
-            let mut headers: Vec<(&str, &str)> = Vec::with_capacity(message.headers.len() + 2);
+            let mut headers: Vec<(&str, &str)> = Vec::with_capacity(message.headers.len() + 4);
             headers.push(destination);
+            if let Some(content_type) = &message.content_type {
+                headers.push(("content-type", content_type));
+            }
             if let Some(key) = &key {
                 headers.push(("JMSXGroupID", key));
+            }
+            if let Some(correlation_id) = &message.correlation_id {
+                headers.push(("correlation-id", correlation_id));
             }
             headers.extend(
                 message
@@ -198,7 +216,7 @@ pub fn destination(topic: &str) -> String {
 }
 
 fn error_text(frame: &Frame) -> String {
-    let message = frame.header("message");
+    let message = frame.header("message").map(|m| String::from_utf8_lossy(m));
     let message = message.as_deref().unwrap_or("ERROR");
     let body = String::from_utf8_lossy(&frame.body);
     if body.trim().is_empty() {
@@ -209,11 +227,16 @@ fn error_text(frame: &Frame) -> String {
 }
 
 /// Reads frames until the connection ends, handing the inbox every frame of one read at once.
-async fn read_loop(mut reader: OwnedReadHalf, mut buf: BytesMut, tx: InboxSender) {
+async fn read_loop(
+    mut decoder: Decoder,
+    mut reader: OwnedReadHalf,
+    mut buf: BytesMut,
+    tx: InboxSender,
+) {
     loop {
         let mut events = Vec::new();
         loop {
-            match parse(&mut buf) {
+            match next_frame(&mut decoder, &mut buf) {
                 Ok(Some(frame)) => events.extend(to_incoming(frame).map(Ok)),
                 Ok(None) => break,
                 Err(error) => {
@@ -233,8 +256,8 @@ async fn read_loop(mut reader: OwnedReadHalf, mut buf: BytesMut, tx: InboxSender
 }
 
 fn to_incoming(frame: Frame) -> Option<Incoming> {
-    match frame.command() {
-        "MESSAGE" => {
+    match frame.command {
+        Command::Message => {
             let (message, to_temp_queue) = to_message(frame);
             match (&message.correlation_id, to_temp_queue) {
                 (Some(correlation), true) => Some(Incoming::Reply {
@@ -244,10 +267,10 @@ fn to_incoming(frame: Frame) -> Option<Incoming> {
                 _ => Some(Incoming::Message(message)),
             }
         }
-        "RECEIPT" => frame
+        Command::Receipt => frame
             .header("receipt-id")
-            .map(|id| Incoming::Confirmed(id.into_owned())),
-        "ERROR" => Some(Incoming::Refused(error_text(&frame))),
+            .map(|id| Incoming::Confirmed(String::from_utf8_lossy(id).into_owned())),
+        Command::Error => Some(Incoming::Refused(error_text(&frame))),
         _ => None,
     }
 }
@@ -257,7 +280,9 @@ fn to_incoming(frame: Frame) -> Option<Incoming> {
 fn to_message(frame: Frame) -> (Message, bool) {
     let mut message = Message::default();
     let mut to_temp_queue = None;
-    for (name, value) in frame.headers() {
+    for header in frame.headers.iter() {
+        let name = String::from_utf8_lossy(&header.name);
+        let value = String::from_utf8_lossy(&header.value);
         let first = |field: &mut Option<String>| {
             field.get_or_insert_with(|| value.clone().into_owned());
         };
@@ -270,11 +295,10 @@ fn to_message(frame: Frame) -> (Message, bool) {
             "reply-to" => first(&mut message.reply_to),
             "correlation-id" => first(&mut message.correlation_id),
             "JMSXGroupID" => {
-                message
-                    .key
-                    .get_or_insert_with(|| Bytes::copy_from_slice(value.as_bytes()));
+                message.key.get_or_insert_with(|| header.value.clone());
             }
-            "message-id" | "ack" | "redelivered" | "content-length" | "receipt-id" => {}
+            "message-id" => first(&mut message.id),
+            "ack" | "redelivered" | "content-length" | "receipt-id" => {}
             _ => message
                 .headers
                 .push((name.into_owned(), value.into_owned())),
@@ -284,10 +308,26 @@ fn to_message(frame: Frame) -> (Message, bool) {
     (message, to_temp_queue.unwrap_or(false))
 }
 
-/// Reads until one whole frame is buffered and returns it.
-async fn read_frame(reader: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<Frame, ClientError> {
+/// The next frame at the front of `buf` (heart-beats skipped), or `None` until one is complete.
+fn next_frame(decoder: &mut Decoder, buf: &mut BytesMut) -> Result<Option<Frame>, ClientError> {
     loop {
-        if let Some(frame) = parse(buf)? {
+        match decoder.decode(buf) {
+            Ok(Some(Decoded::Frame(frame))) => return Ok(Some(frame)),
+            Ok(Some(Decoded::HeartBeat)) => {}
+            Ok(None) => return Ok(None),
+            Err(error) => return Err(ClientError::Protocol(error.to_string())),
+        }
+    }
+}
+
+/// Reads until one whole frame is buffered and returns it.
+async fn read_frame(
+    decoder: &mut Decoder,
+    reader: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+) -> Result<Frame, ClientError> {
+    loop {
+        if let Some(frame) = next_frame(decoder, buf)? {
             return Ok(frame);
         }
         read_more(reader, buf).await?;
@@ -324,7 +364,7 @@ mod tests {
             ],
             b"pong",
         );
-        let frame = parse(&mut buf).unwrap().unwrap();
+        let frame = next_frame(&mut decoder(), &mut buf).unwrap().unwrap();
         match to_incoming(frame) {
             Some(Incoming::Reply {
                 correlation,
@@ -353,7 +393,7 @@ mod tests {
             ],
             b"hi",
         );
-        let frame = parse(&mut buf).unwrap().unwrap();
+        let frame = next_frame(&mut decoder(), &mut buf).unwrap().unwrap();
         match to_incoming(frame) {
             Some(Incoming::Message(message)) => {
                 assert_eq!(message.topic.as_deref(), Some("/topic/a:b"));

@@ -1,7 +1,7 @@
 //! chanserv client over AstraNet (plain TCP), with gatewayd's AstraNet op and chanserv frame codecs. One task
 //! owns the link: it answers HANDSHAKE and PING, learns the advertised service, and multiplexes the virtual
 //! streams (DIAL → SYN → ACK, DATA with REWIND credit, FIN2). A publish is one `LookupAndPost` of
-//! `PUB <topic>\n<payload>` whose answer header is `ok…` or `err <reason>`; a subscribe posts the selector and
+//! `PUB <topic>\n<payload>` whose answer header is the broker's [`PublishReply`] (`ok…` or `err <reason>`); a subscribe posts the selector and
 //! dials every source the server announces, each frame of a source being one message.
 
 use std::collections::HashMap;
@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use protocols::chanserv::astranet::op::decode as decode_op;
 use protocols::chanserv::astranet::{Addr, HostId, Op, Opcode};
 use protocols::chanserv::codec::frame::{self, FrameDecoder};
+use protocols::chanserv::codec::selector::PublishReply;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -25,6 +26,9 @@ use super::{
 const FRAME_LIMIT: u64 = 64 << 20;
 /// First local port; AstraNet clients count up from here.
 const PORT_BASE: u32 = 1 << 24;
+/// The most request bytes one DATA op carries: a request over the op payload limit (64 KiB) is split, as the Go
+/// client's stream writes are.
+const DATA_CHUNK: usize = 32 << 10;
 
 pub struct ChanservClient {
     commands: mpsc::Sender<Command>,
@@ -111,10 +115,9 @@ impl ChanservClient {
             .await
             .map_err(|_| ClientError::Closed)?;
         let header = rx.await.map_err(|_| ClientError::Closed)??;
-        if header.starts_with("ok") {
-            Ok(())
-        } else {
-            Err(ClientError::Refused(header.trim().to_owned()))
+        match PublishReply::parse(header.as_bytes()) {
+            Some(PublishReply::Ok { .. }) => Ok(()),
+            _ => Err(ClientError::Refused(header.trim().to_owned())),
         }
     }
 
@@ -286,10 +289,14 @@ impl Link {
                     let mut framed = BytesMut::with_capacity(body.len() + 8);
                     frame::encode(&body, &mut framed)
                         .map_err(|e| ClientError::Protocol(e.to_string()))?;
-                    self.send(
-                        Op::new(Opcode::Data, remote, me, framed.freeze())
-                            .map_err(|e| ClientError::Protocol(e.to_string()))?,
-                    );
+                    let mut framed = framed.freeze();
+                    while !framed.is_empty() {
+                        let chunk = framed.split_to(framed.len().min(DATA_CHUNK));
+                        self.send(
+                            Op::new(Opcode::Data, remote, me, chunk)
+                                .map_err(|e| ClientError::Protocol(e.to_string()))?,
+                        );
+                    }
                 }
                 if discard {
                     self.close(op.dst.port);

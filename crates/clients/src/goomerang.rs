@@ -165,19 +165,21 @@ fn to_incoming(frame: Frame) -> Incoming {
         .iter()
         .position(|(k, _)| k == CONTENT_TYPE_HEADER)
         .map(|at| headers.remove(at).1);
-    let payload = if frame.kind == WrapperKind::BYTES_VALUE {
-        Bytes::decode(frame.payload.clone()).unwrap_or(frame.payload)
+    let (payload, kind) = if frame.kind == WrapperKind::BYTES_VALUE {
+        (
+            Bytes::decode(frame.payload.clone()).unwrap_or(frame.payload),
+            None,
+        )
     } else {
-        frame.payload
+        (frame.payload, Some(frame.kind))
     };
     let message = Message {
-        topic: None,
         payload,
-        key: None,
         content_type,
         headers,
-        reply_to: None,
         correlation_id: (!frame.uuid.is_empty()).then(|| frame.uuid.clone()),
+        kind,
+        ..Message::default()
     };
     if frame.is_sync && !frame.uuid.is_empty() {
         Incoming::Reply {
