@@ -11,7 +11,7 @@ use core_bus::config::{BusConfig, HistoryPolicy, HistoryRule};
 use core_bus::{Bus, ConnectionId, Envelope, Origin, Pattern, Protocol, Topic};
 use protocols::auth::{AuthConfig, Authenticator, Identity, StaticToken};
 use protocols::messageloop::message::{
-    Connect, Inbound, InboundBody, Outbound, OutboundBody, Payload, PayloadData, Position,
+    Connect, Error, Inbound, InboundBody, Outbound, OutboundBody, Payload, PayloadData, Position,
     PresenceAction, Publish, RecoverState, RpcRequest, Subscription,
 };
 use protocols::messageloop::presence::PresenceTable;
@@ -20,7 +20,7 @@ use protocols::messageloop::proxy::{
     Hooks, ProxyAnswer, ProxyConfig, ProxyFailure, Router, RpcFallback,
 };
 use protocols::messageloop::session::{Now, Session, SessionContext, SessionSettings};
-use protocols::messageloop::{DisconnectCode, Generation};
+use protocols::messageloop::{DisconnectCode, ErrorCode, Generation};
 
 struct World {
     bus: Bus,
@@ -127,6 +127,18 @@ fn publish(channel: &str, text: &str) -> InboundBody {
     })
 }
 
+/// A subscription to `channel` that recovers what followed `offset` in `stream_epoch`.
+fn recovering(channel: &str, stream_epoch: &str, offset: u64) -> Subscription {
+    Subscription {
+        recover: true,
+        cursor: Some(Position {
+            stream_epoch: stream_epoch.into(),
+            offset: Some(offset),
+        }),
+        ..Subscription::channel(channel)
+    }
+}
+
 fn subscribe(channels: &[&str]) -> InboundBody {
     InboundBody::Subscribe(channels.iter().map(|c| Subscription::channel(*c)).collect())
 }
@@ -140,6 +152,14 @@ fn pump(session: &mut Session, now: Now) -> Vec<Outbound> {
         .unwrap();
     session.handle_deliveries(deliveries, now);
     session.poll_transmit()
+}
+
+/// The origin of a message from a new connection of `protocol`.
+fn origin(protocol: Protocol) -> Origin {
+    Origin {
+        protocol,
+        connection: ConnectionId::next(),
+    }
 }
 
 fn error_code(out: &Outbound) -> Option<&str> {
@@ -290,13 +310,8 @@ fn recovery_replays_history_after_the_cursor() {
     }
     let mut reader = world.connected(Generation::G2);
     let entry = Subscription {
-        recover: true,
-        cursor: Some(Position {
-            stream_epoch: epoch.clone(),
-            offset: Some(1),
-        }),
         ephemeral: true,
-        ..Subscription::channel("hist.a")
+        ..recovering("hist.a", &epoch, 1)
     };
     send(
         &mut reader,
@@ -329,14 +344,7 @@ fn recovery_replays_history_after_the_cursor() {
     assert!(!done.truncated);
 
     let mut stale = world.connected(Generation::G2);
-    let entry = Subscription {
-        recover: true,
-        cursor: Some(Position {
-            stream_epoch: "12345".into(),
-            offset: Some(1),
-        }),
-        ..Subscription::channel("hist.a")
-    };
+    let entry = recovering("hist.a", "12345", 1);
     send(
         &mut stale,
         "r",
@@ -414,10 +422,7 @@ fn presence_snapshots_and_join_leave_events() {
 #[test]
 fn rpc_is_answered_by_a_bus_responder() {
     let world = World::new(false);
-    let mut responder = world.bus.mailbox(Origin {
-        protocol: Protocol::Internal,
-        connection: ConnectionId::next(),
-    });
+    let mut responder = world.bus.mailbox(origin(Protocol::Internal));
     let topic = core_bus::names::rpc_topic("messageloop", ["svc.math", "double"]);
     responder.subscribe(Pattern::exact(&topic)).unwrap();
     let mut session = world.connected(Generation::G2);
@@ -484,6 +489,24 @@ fn backend(routes: &str) -> ProxyConfig {
     .unwrap()
 }
 
+/// An error a backend answers with: its own code, type and message.
+fn backend_error(code: &str, error_type: &str, message: &str) -> Error {
+    Error {
+        code: ErrorCode::Other(code.into()),
+        error_type: error_type.into(),
+        message: message.into(),
+        metadata: Default::default(),
+    }
+}
+
+/// The backend's answer `reply` to the proxy call `id`.
+fn answered(id: &str, reply: ProxyReply) -> ProxyAnswer {
+    ProxyAnswer {
+        id: id.into(),
+        outcome: Ok(reply),
+    }
+}
+
 fn rpc(channel: &str, method: &str) -> InboundBody {
     InboundBody::Rpc(RpcRequest {
         channel: channel.into(),
@@ -523,10 +546,7 @@ fn rpc_goes_to_the_first_matching_proxy_route_and_its_answer_comes_back() {
         headers: vec![("k".into(), Bytes::from_static(b"v"))],
         error: None,
     };
-    let answer = ProxyAnswer {
-        id: calls[0].id.clone(),
-        outcome: Ok(reply),
-    };
+    let answer = answered(&calls[0].id, reply);
     session.on_proxy_answer(answer.clone(), world.at(2));
     let out = session.poll_transmit();
     let OutboundBody::RpcReply(reply) = &out[0].body else {
@@ -586,10 +606,7 @@ fn connect_tokens_go_to_the_authenticate_route() {
         user_id: "bob".into(),
         error: None,
     };
-    let answer = ProxyAnswer {
-        id: calls[0].id.clone(),
-        outcome: Ok(reply),
-    };
+    let answer = answered(&calls[0].id, reply);
     session.on_proxy_answer(answer, world.at(1));
     assert!(matches!(
         session.poll_transmit()[0].body,
@@ -601,23 +618,12 @@ fn connect_tokens_go_to_the_authenticate_route() {
     let mut refused = world.session(Generation::G2);
     send(&mut refused, "c", connect("2.0.0", "bad"), world.at(0));
     let id = refused.take_proxy_calls()[0].id.clone();
-    let error = protocols::messageloop::message::Error {
-        code: protocols::messageloop::ErrorCode::Other("BANNED".into()),
-        error_type: "custom".into(),
-        message: "go away".into(),
-        metadata: Default::default(),
-    };
+    let error = backend_error("BANNED", "custom", "go away");
     let reply = ProxyReply::Authenticate {
         user_id: String::new(),
         error: Some(error.clone()),
     };
-    refused.on_proxy_answer(
-        ProxyAnswer {
-            id,
-            outcome: Ok(reply),
-        },
-        world.at(1),
-    );
+    refused.on_proxy_answer(answered(&id, reply), world.at(1));
     let out = refused.poll_transmit();
     assert!(matches!(&out[0].body, OutboundBody::Error(e) if *e == error));
     assert_eq!(refused.disconnect(), Some(DisconnectCode::InvalidToken));
@@ -675,16 +681,8 @@ fn subscribe_and_publish_acl_backends_decide_after_gatewayd_and_hold_the_reading
         ),
         ("room.a", "sub-token", session.session_id())
     );
-    let refusal = protocols::messageloop::message::Error {
-        code: protocols::messageloop::ErrorCode::Other("NOT_MEMBER".into()),
-        error_type: "app_error".into(),
-        message: "not a member".into(),
-        metadata: Default::default(),
-    };
-    let answer = |id: &str, error: Option<protocols::messageloop::message::Error>| ProxyAnswer {
-        id: id.into(),
-        outcome: Ok(ProxyReply::Acl { error }),
-    };
+    let refusal = backend_error("NOT_MEMBER", "app_error", "not a member");
+    let answer = |id: &str, error: Option<Error>| answered(id, ProxyReply::Acl { error });
     session.on_proxy_answer(answer(&calls[1].id, Some(refusal.clone())), world.at(1));
     assert!(session.waiting_for_backend());
     session.on_proxy_answer(answer(&calls[0].id, None), world.at(1));
@@ -802,10 +800,7 @@ fn messages_from_other_protocols_become_publications() {
     let mut session = world.connected(Generation::G1);
     send(&mut session, "s", subscribe(&["orders.**"]), world.at(1));
     session.poll_transmit();
-    let origin = Origin {
-        protocol: Protocol::Stomp,
-        connection: ConnectionId::next(),
-    };
+    let origin = origin(Protocol::Stomp);
     let mut json = Envelope::new(
         Topic::from_dotted(b"orders.eu"),
         Bytes::from_static(br#"{"n":1}"#),
@@ -857,10 +852,7 @@ fn sequenced(offset: u64, text: &str) -> Envelope {
     let mut envelope = Envelope::new(
         Topic::parse("hist.a").unwrap(),
         text.to_owned(),
-        Origin {
-            protocol: Protocol::Internal,
-            connection: ConnectionId::next(),
-        },
+        origin(Protocol::Internal),
     );
     envelope.position = Some(core_bus::Position { epoch: 77, offset });
     envelope
@@ -893,13 +885,8 @@ fn cluster_sequenced_topics_ack_without_offset_and_skip_what_a_recovering_client
     // The client read up to offset 9 on a node whose copy was ahead of this one.
     let mut reader = world.connected(Generation::G2);
     let entry = Subscription {
-        recover: true,
-        cursor: Some(Position {
-            stream_epoch: "77".into(),
-            offset: Some(9),
-        }),
         ephemeral: true,
-        ..Subscription::channel("hist.a")
+        ..recovering("hist.a", "77", 9)
     };
     send(
         &mut reader,

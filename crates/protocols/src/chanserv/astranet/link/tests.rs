@@ -76,7 +76,12 @@ fn feed(link: &mut Link, ops: &[Op], now: Instant) {
 
 /// A link past the handshake, its output and events drained.
 fn connected(now: Instant) -> Link {
-    let mut link = Link::new(config(), peer_addr(), now);
+    connected_with(config(), peer_addr(), now)
+}
+
+/// A link with `cfg` past the handshake, its output and events drained.
+fn connected_with(cfg: LinkConfig, peer: Option<SocketAddr>, now: Instant) -> Link {
+    let mut link = Link::new(cfg, peer, now);
     feed(&mut link, &[client_handshake()], now);
     transmit(&mut link, now);
     events(&mut link);
@@ -85,14 +90,40 @@ fn connected(now: Instant) -> Link {
 
 /// Opens a stream from client port `port` to the service: DIAL, ACK. Returns its id.
 fn open(link: &mut Link, port: u32, now: Instant) -> StreamId {
-    feed(link, &[Op::empty(Opcode::Dial, svc(), cl(port))], now);
+    feed(link, &[dial(port)], now);
     let Some(Event::Accepted { stream, .. }) = link.poll_event() else {
         panic!("no Accepted event");
     };
-    feed(link, &[Op::empty(Opcode::Ack, svc(), cl(port))], now);
+    feed(link, &[ack(port)], now);
     transmit(link, now);
     events(link);
     stream
+}
+
+/// A DIAL from client port `port` to the service.
+fn dial(port: u32) -> Op {
+    Op::empty(Opcode::Dial, svc(), cl(port))
+}
+
+/// An ACK from client port `port` to the service.
+fn ack(port: u32) -> Op {
+    Op::empty(Opcode::Ack, svc(), cl(port))
+}
+
+/// An op of the link itself (PING, PONG): between the zero addresses.
+fn link_op(opcode: Opcode) -> Op {
+    Op::empty(opcode, Addr::default(), Addr::default())
+}
+
+/// An op without payload from the service to client port `port`.
+fn to_client(opcode: Opcode, port: u32) -> Op {
+    Op::empty(opcode, cl(port), svc())
+}
+
+/// Asserts that the link has nothing to write and no event.
+fn assert_quiet(link: &mut Link, now: Instant) {
+    assert!(transmit(link, now).is_empty());
+    assert!(events(link).is_empty());
 }
 
 fn data(port: u32, payload: &[u8]) -> Op {
@@ -177,18 +208,9 @@ fn ops_before_the_handshake_are_dropped() {
     let now = Instant::now();
     let mut link = Link::new(config(), peer_addr(), now);
     transmit(&mut link, now);
-    let ping = Op::empty(Opcode::Ping, Addr::default(), Addr::default());
-    feed(
-        &mut link,
-        &[
-            ping,
-            Op::empty(Opcode::Dial, svc(), cl(CL_PORT)),
-            data(CL_PORT, b"x"),
-        ],
-        now,
-    );
-    assert!(transmit(&mut link, now).is_empty());
-    assert!(events(&mut link).is_empty());
+    let ping = link_op(Opcode::Ping);
+    feed(&mut link, &[ping, dial(CL_PORT), data(CL_PORT, b"x")], now);
+    assert_quiet(&mut link, now);
     assert_eq!(link.stats().before_handshake, 3);
     // The DIAL was not remembered: after the handshake the same stream can be opened normally.
     feed(&mut link, &[client_handshake()], now);
@@ -237,14 +259,10 @@ fn malformed_handshake_closes_the_link() {
 fn dial_syn_ack_syn_ack_opens_a_writable_stream() {
     let now = Instant::now();
     let mut link = connected(now);
-    feed(
-        &mut link,
-        &[Op::empty(Opcode::Dial, svc(), cl(CL_PORT))],
-        now,
-    );
+    feed(&mut link, &[dial(CL_PORT)], now);
     assert_eq!(
         transmit(&mut link, now),
-        vec![Op::empty(Opcode::Syn, cl(CL_PORT), svc())]
+        vec![to_client(Opcode::Syn, CL_PORT)]
     );
     let [Event::Accepted { stream, port }] = events(&mut link)[..] else {
         panic!("expected Accepted");
@@ -255,25 +273,16 @@ fn dial_syn_ack_syn_ack_opens_a_writable_stream() {
         Ok(0),
         "not writable before ACK"
     );
-    feed(
-        &mut link,
-        &[Op::empty(Opcode::Ack, svc(), cl(CL_PORT))],
-        now,
-    );
+    feed(&mut link, &[ack(CL_PORT)], now);
     assert_eq!(
         transmit(&mut link, now),
-        vec![Op::empty(Opcode::SynAck, cl(CL_PORT), svc())]
+        vec![to_client(Opcode::SynAck, CL_PORT)]
     );
     assert_eq!(events(&mut link), vec![Event::Writable { stream }]);
     assert_eq!(link.send_capacity(stream), Ok(WINDOW as usize));
     // A repeated ACK does nothing.
-    feed(
-        &mut link,
-        &[Op::empty(Opcode::Ack, svc(), cl(CL_PORT))],
-        now,
-    );
-    assert!(transmit(&mut link, now).is_empty());
-    assert!(events(&mut link).is_empty());
+    feed(&mut link, &[ack(CL_PORT)], now);
+    assert_quiet(&mut link, now);
 }
 
 #[test]
@@ -285,8 +294,7 @@ fn dial_to_an_unknown_port_is_dropped_silently() {
         &[Op::empty(Opcode::Dial, Addr::new(GW, 7), cl(CL_PORT))],
         now,
     );
-    assert!(transmit(&mut link, now).is_empty());
-    assert!(events(&mut link).is_empty());
+    assert_quiet(&mut link, now);
     assert_eq!(link.stats().unknown_port_dials, 1);
     // Not addressed to us, or a repeat of a live 4-tuple: also dropped.
     feed(
@@ -299,13 +307,8 @@ fn dial_to_an_unknown_port_is_dropped_silently() {
         now,
     );
     open(&mut link, CL_PORT, now);
-    feed(
-        &mut link,
-        &[Op::empty(Opcode::Dial, svc(), cl(CL_PORT))],
-        now,
-    );
-    assert!(transmit(&mut link, now).is_empty());
-    assert!(events(&mut link).is_empty());
+    feed(&mut link, &[dial(CL_PORT)], now);
+    assert_quiet(&mut link, now);
     assert_eq!(link.stats().stray_ops, 2);
 }
 
@@ -388,7 +391,7 @@ fn finish_sends_fin2_after_data_and_forgets_after_linger() {
         ops.iter().map(|o| o.opcode).collect::<Vec<_>>(),
         vec![Opcode::Data, Opcode::Fin2]
     );
-    assert_eq!(ops[1], Op::empty(Opcode::Fin2, cl(CL_PORT), svc()));
+    assert_eq!(ops[1], to_client(Opcode::Fin2, CL_PORT));
     assert_eq!(link.send(stream, b"more"), Err(StreamError::Finished));
     // The peer's REWIND and FIN2 after our FIN2 are still taken.
     feed(
@@ -412,30 +415,22 @@ fn finish_sends_fin2_after_data_and_forgets_after_linger() {
 fn finish_before_the_ack_sends_fin2_after_syn_ack() {
     let now = Instant::now();
     let mut link = connected(now);
-    feed(
-        &mut link,
-        &[Op::empty(Opcode::Dial, svc(), cl(CL_PORT))],
-        now,
-    );
+    feed(&mut link, &[dial(CL_PORT)], now);
     let [Event::Accepted { stream, .. }] = events(&mut link)[..] else {
         panic!("expected Accepted");
     };
     link.finish(stream, now).unwrap();
     assert_eq!(
         transmit(&mut link, now),
-        vec![Op::empty(Opcode::Syn, cl(CL_PORT), svc())]
+        vec![to_client(Opcode::Syn, CL_PORT)]
     );
     assert_eq!(link.send(stream, b"x"), Err(StreamError::Finished));
-    feed(
-        &mut link,
-        &[Op::empty(Opcode::Ack, svc(), cl(CL_PORT))],
-        now,
-    );
+    feed(&mut link, &[ack(CL_PORT)], now);
     assert_eq!(
         transmit(&mut link, now),
         vec![
-            Op::empty(Opcode::SynAck, cl(CL_PORT), svc()),
-            Op::empty(Opcode::Fin2, cl(CL_PORT), svc())
+            to_client(Opcode::SynAck, CL_PORT),
+            to_client(Opcode::Fin2, CL_PORT)
         ]
     );
     assert!(
@@ -483,7 +478,7 @@ fn window_overrun_aborts_only_that_stream() {
     assert_eq!(events(&mut link), vec![Event::Aborted { stream: bad }]);
     assert_eq!(
         transmit(&mut link, now),
-        vec![Op::empty(Opcode::Fin2, cl(CL_PORT), svc())]
+        vec![to_client(Opcode::Fin2, CL_PORT)]
     );
     assert_eq!(link.recv(bad), Err(StreamError::Aborted));
     assert_eq!(link.send(bad, b"x"), Err(StreamError::Aborted));
@@ -497,22 +492,12 @@ fn window_overrun_aborts_only_that_stream() {
 fn ping_pong_keepalive_and_idle_close() {
     let now = Instant::now();
     let mut link = connected(now);
-    feed(
-        &mut link,
-        &[Op::empty(Opcode::Ping, Addr::default(), Addr::default())],
-        now,
-    );
-    assert_eq!(
-        transmit(&mut link, now),
-        vec![Op::empty(Opcode::Pong, Addr::default(), Addr::default())]
-    );
+    feed(&mut link, &[link_op(Opcode::Ping)], now);
+    assert_eq!(transmit(&mut link, now), vec![link_op(Opcode::Pong)]);
     let t5 = now + Duration::from_secs(5);
     assert_eq!(link.poll_timeout(), Some(t5));
     link.handle_timeout(t5);
-    assert_eq!(
-        transmit(&mut link, t5),
-        vec![Op::empty(Opcode::Ping, Addr::default(), Addr::default())]
-    );
+    assert_eq!(transmit(&mut link, t5), vec![link_op(Opcode::Ping)]);
     // Our PINGs do not keep the link alive: only inbound ops do.
     let mut t = t5;
     while t < now + Duration::from_secs(100) {
@@ -532,11 +517,7 @@ fn inbound_ops_reset_the_idle_timer() {
     let now = Instant::now();
     let mut link = connected(now);
     let later = now + Duration::from_secs(90);
-    feed(
-        &mut link,
-        &[Op::empty(Opcode::Pong, Addr::default(), Addr::default())],
-        later,
-    );
+    feed(&mut link, &[link_op(Opcode::Pong)], later);
     link.handle_timeout(now + Duration::from_secs(100));
     assert!(!link.is_closed());
     link.handle_timeout(later + Duration::from_secs(100));
@@ -575,10 +556,7 @@ fn oversized_op_closes_but_unknown_opcode_does_not() {
         }))]
     );
     // Nothing comes out of a closed link, whatever goes in.
-    link.handle_input(
-        &bytes_of(&[Op::empty(Opcode::Ping, Addr::default(), Addr::default())]),
-        now,
-    );
+    link.handle_input(&bytes_of(&[link_op(Opcode::Ping)]), now);
     assert_eq!(link.poll_transmit(now), None);
     assert_eq!(link.poll_event(), None);
 }
@@ -643,11 +621,9 @@ fn dials_beyond_max_streams_are_dropped() {
     let now = Instant::now();
     let mut cfg = config();
     cfg.max_streams = 2;
-    let mut link = Link::new(cfg, None, now);
-    feed(&mut link, &[client_handshake()], now);
-    transmit(&mut link, now);
+    let mut link = connected_with(cfg, None, now);
     for port in 1..=3 {
-        feed(&mut link, &[Op::empty(Opcode::Dial, svc(), cl(port))], now);
+        feed(&mut link, &[dial(port)], now);
     }
     assert_eq!(transmit(&mut link, now).len(), 2);
     assert_eq!(link.stats().refused_dials, 1);
@@ -687,11 +663,11 @@ fn run_script(chunks: &[&[u8]], now: Instant) -> (Vec<Op>, Vec<Event>) {
 fn client_script() -> Vec<u8> {
     bytes_of(&[
         client_handshake(),
-        Op::empty(Opcode::Dial, svc(), cl(CL_PORT)),
-        Op::empty(Opcode::Ack, svc(), cl(CL_PORT)),
+        dial(CL_PORT),
+        ack(CL_PORT),
         data(CL_PORT, &[5, 0, 0, 0, 0, 0, 0, 0]),
         data(CL_PORT, b"hello"),
-        Op::empty(Opcode::Ping, Addr::default(), Addr::default()),
+        link_op(Opcode::Ping),
         Op::with_u32(Opcode::Rewind, svc(), cl(CL_PORT), 4),
         Op::empty(Opcode::Fin2, svc(), cl(CL_PORT)),
     ])
@@ -886,10 +862,7 @@ fn closed_streams_make_room_for_new_dials_and_live_ones_do_not() {
     let now = Instant::now();
     let mut cfg = config();
     cfg.max_streams = 2;
-    let mut link = Link::new(cfg, None, now);
-    feed(&mut link, &[client_handshake()], now);
-    transmit(&mut link, now);
-    events(&mut link);
+    let mut link = connected_with(cfg, None, now);
     // A request done: finished by gatewayd, its FIN2 sent; it lingers for `linger`.
     let done = open(&mut link, 1, now);
     link.finish(done, now).unwrap();
@@ -899,7 +872,7 @@ fn closed_streams_make_room_for_new_dials_and_live_ones_do_not() {
     open(&mut link, 3, now);
     assert_eq!(link.stats().refused_dials, 0);
     // Two live streams: the next DIAL is refused.
-    feed(&mut link, &[Op::empty(Opcode::Dial, svc(), cl(4))], now);
+    feed(&mut link, &[dial(4)], now);
     assert!(transmit(&mut link, now).is_empty());
     assert_eq!(link.stats().refused_dials, 1);
 }
