@@ -424,6 +424,15 @@ fn assert_g0_publish(inbound: &Inbound, data: &str) {
     assert_eq!(publish.headers[0].1.len(), 36, "uuid event id");
 }
 
+/// The G0 demo: the subscriber connects and subscribes, the publisher connects and publishes `data` twice.
+fn assert_g0_demo(subscriber: &Conn, publisher: &Conn, data: &str) {
+    assert_connect(&subscriber.decoded[0], "1.0.0");
+    assert_subscribe(&subscriber.decoded[1]);
+    assert_connect(&publisher.decoded[0], "1.0.0");
+    assert_g0_publish(&publisher.decoded[1], data);
+    assert_g0_publish(&publisher.decoded[2], data);
+}
+
 fn check_g2(name: &str, text: &str) {
     let conns = replay(name);
     let [subscriber, publisher] = [&conns[&1], &conns[&2]];
@@ -462,11 +471,7 @@ fn g2_grpc() {
 fn g0_ws_protobuf() {
     let conns = replay("g0-ws-protobuf.jsonl");
     let [subscriber, publisher] = [&conns[&1], &conns[&2]];
-    assert_connect(&subscriber.decoded[0], "1.0.0");
-    assert_subscribe(&subscriber.decoded[1]);
-    assert_connect(&publisher.decoded[0], "1.0.0");
-    assert_g0_publish(&publisher.decoded[1], "hello-g0-protobuf");
-    assert_g0_publish(&publisher.decoded[2], "hello-g0-protobuf");
+    assert_g0_demo(subscriber, publisher, "hello-g0-protobuf");
     assert_eq!(subscriber.generation(), Generation::G0);
     assert_eq!(publisher.generation(), Generation::G0);
     compare(&conns);
@@ -476,11 +481,7 @@ fn g0_ws_protobuf() {
 fn g0_ws_json() {
     let conns = replay("g0-ws-json.jsonl");
     let [subscriber, publisher] = [&conns[&1], &conns[&2]];
-    assert_connect(&subscriber.decoded[0], "1.0.0");
-    assert_subscribe(&subscriber.decoded[1]);
-    assert_connect(&publisher.decoded[0], "1.0.0");
-    assert_g0_publish(&publisher.decoded[1], "hello-g0-json");
-    assert_g0_publish(&publisher.decoded[2], "hello-g0-json");
+    assert_g0_demo(subscriber, publisher, "hello-g0-json");
     // The subscriber never sends anything G0-specific; the publisher's CloudEvent settles it.
     let Transport::Ws(codec) = &subscriber.transport else {
         unreachable!()

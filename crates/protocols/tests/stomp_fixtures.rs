@@ -132,6 +132,15 @@ fn replay(chunks: &[Vec<u8>], client_side: bool) -> (Vec<Frame>, usize) {
     (frames, beats)
 }
 
+/// The streams of the transcript whose file name ends with `name`; `what` names it when it is missing.
+fn load_named(name: &str, what: &str) -> BTreeMap<(u64, String), Stream> {
+    let path = transcripts()
+        .into_iter()
+        .find(|p| p.ends_with(name))
+        .expect(what);
+    load(&path)
+}
+
 fn transcripts() -> Vec<PathBuf> {
     let dir = fixtures_dir().join("stomp");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -251,11 +260,7 @@ fn server_frames_encode_to_the_recorded_bytes() {
 
 #[test]
 fn seed_peer_connects_as_1_0_without_accept_version() {
-    let path = transcripts()
-        .into_iter()
-        .find(|p| p.ends_with("stomp-goclient-refstomp.jsonl"))
-        .expect("seed transcript");
-    let streams = load(&path);
+    let streams = load_named("stomp-goclient-refstomp.jsonl", "seed transcript");
     let (frames, beats) = replay(&streams[&(1, "c2s".to_owned())].chunks, true);
     assert_eq!(frames[0].command, Command::Connect);
     assert!(frames[0].header("accept-version").is_none());
@@ -275,11 +280,7 @@ fn seed_peer_connects_as_1_0_without_accept_version() {
 
 #[test]
 fn heart_beat_transcript_counts_client_beats() {
-    let path = transcripts()
-        .into_iter()
-        .find(|p| p.ends_with("stomp12-rabbitmq-heartbeat.jsonl"))
-        .expect("heart-beat transcript");
-    let streams = load(&path);
+    let streams = load_named("stomp12-rabbitmq-heartbeat.jsonl", "heart-beat transcript");
     let (frames, beats) = replay(&streams[&(1, "c2s".to_owned())].chunks, true);
     let connect = negotiate(&frames[0], &HeartBeatPolicy::default()).unwrap();
     assert_eq!(connect.version, Version::V1_2);

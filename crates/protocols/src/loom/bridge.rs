@@ -41,12 +41,13 @@ pub fn from_envelope(envelope: &Envelope, msg_id: u64) -> Delivery {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::loom::codec::Role;
     use bytes::Bytes;
 
-    fn hello(role: Role, room: &str, token: &str) -> Hello {
+    /// A hello of `role` for `room` with `token` (the session's tests use it too).
+    pub(in crate::loom) fn hello(role: Role, room: &str, token: &str) -> Hello {
         Hello {
             role,
             name: Bytes::from_static(b"n"),

@@ -311,14 +311,7 @@ mod tests {
     use core_bus::config::{BusConfig, GroupPolicy};
     use core_bus::{ConnectionId, Envelope, Protocol};
 
-    fn hello(role: Role, room: &str, token: &str) -> Hello {
-        Hello {
-            role,
-            name: Bytes::from_static(b"n"),
-            room: Bytes::copy_from_slice(room.as_bytes()),
-            token: Bytes::copy_from_slice(token.as_bytes()),
-        }
-    }
+    use crate::loom::bridge::tests::hello;
 
     fn auth() -> Authenticator {
         let identity = |name: &str, publish: &str, subscribe: &str| Identity {

@@ -80,9 +80,14 @@ impl Harness {
     }
 
     fn default() -> Harness {
+        Harness::with_config(SessionConfig::default())
+    }
+
+    /// A harness on a bus of its own, with `config`, for the trusted identity "t".
+    fn with_config(config: SessionConfig) -> Harness {
         Harness::new(
             Bus::new(BusConfig::default()),
-            SessionConfig::default(),
+            config,
             Identity::trusted("t"),
         )
     }
@@ -320,11 +325,7 @@ fn the_source_cap_is_reported_once_in_a_header() {
         max_sources_per_request: 1,
         ..SessionConfig::default()
     };
-    let mut h = Harness::new(
-        Bus::new(BusConfig::default()),
-        config,
-        Identity::trusted("t"),
-    );
+    let mut h = Harness::with_config(config);
     let master = h.post(b"t.>");
     assert_eq!(h.source(master).unwrap().0, "status=subscribed\n");
     h.publish("t.a", b"1");
@@ -381,11 +382,7 @@ fn compression_applies_to_frame_channels_only() {
         compression: Compression::Lz4,
         ..SessionConfig::default()
     };
-    let mut h = Harness::new(
-        Bus::new(BusConfig::default()),
-        config,
-        Identity::trusted("t"),
-    );
+    let mut h = Harness::with_config(config);
     let master = h.post(b"z");
     let (_, port) = h.source(master).unwrap();
     let channel = h.dial(port);
@@ -515,11 +512,7 @@ fn an_oversized_or_truncated_request_closes_only_its_master() {
         frame_limit: 16,
         ..SessionConfig::default()
     };
-    let mut h = Harness::new(
-        Bus::new(BusConfig::default()),
-        config,
-        Identity::trusted("t"),
-    );
+    let mut h = Harness::with_config(config);
     let live = h.post(b"keep");
     let (_, port) = h.source(live).unwrap();
     let channel = h.dial(port);
@@ -746,11 +739,7 @@ fn with_timeouts(timeouts: TimeoutsConfig) -> Harness {
         timeouts: Timeouts::from(timeouts),
         ..SessionConfig::default()
     };
-    Harness::new(
-        Bus::new(BusConfig::default()),
-        config,
-        Identity::trusted("t"),
-    )
+    Harness::with_config(config)
 }
 
 fn advance(h: &mut Harness, secs: u64) {

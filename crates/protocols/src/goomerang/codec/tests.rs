@@ -31,6 +31,12 @@ fn decode_default(bytes: &[u8]) -> Result<Command, DecodeError> {
     decode(Bytes::copy_from_slice(bytes), &Limits::default())
 }
 
+/// Asserts that `wire` decodes to `command` and that `command` encodes (at the examples' time) to `wire`.
+fn assert_both_ways(wire: &[u8], command: Command) {
+    assert_eq!(decode_default(wire), Ok(command.clone()));
+    assert_eq!(encode_command(&command, ts_time()), wire);
+}
+
 fn headers(pairs: &[(&str, &str)]) -> FrameHeaders {
     pairs.iter().copied().collect()
 }
@@ -45,8 +51,7 @@ fn example_a_subscribe() {
     let command = Command::Subscribe {
         topic: "news".into(),
     };
-    assert_eq!(decode_default(&wire), Ok(command.clone()));
-    assert_eq!(encode_command(&command, ts_time()), wire);
+    assert_both_ways(&wire, command);
 }
 
 #[test]
@@ -59,14 +64,12 @@ fn example_a_unsubscribe_and_empty_topic() {
     let command = Command::Unsubscribe {
         topic: "news".into(),
     };
-    assert_eq!(decode_default(&wire), Ok(command.clone()));
-    assert_eq!(encode_command(&command, ts_time()), wire);
+    assert_both_ways(&wire, command);
 
     let wire = hex(&format!("12 1f {} {TS}", text(SUBSCRIBE_CMD)));
     assert_eq!(wire.len(), 47);
     let command = Command::Subscribe { topic: "".into() };
-    assert_eq!(decode_default(&wire), Ok(command.clone()));
-    assert_eq!(encode_command(&command, ts_time()), wire);
+    assert_both_ways(&wire, command);
 }
 
 fn message_v1(s: &str) -> Bytes {
@@ -92,8 +95,7 @@ fn example_b_publish() {
         message: message_v1("hi"),
         headers: headers(&[("message-a", "b")]),
     };
-    assert_eq!(decode_default(&wire), Ok(command.clone()));
-    assert_eq!(encode_command(&command, ts_time()), wire);
+    assert_both_ways(&wire, command);
 }
 
 #[test]
@@ -121,8 +123,7 @@ fn example_c_delivery_and_broadcast() {
         message: message_v1("hi"),
         headers: FrameHeaders::new(),
     };
-    assert_eq!(decode_default(&wire), Ok(command.clone()));
-    assert_eq!(encode_command(&command, ts_time()), wire);
+    assert_both_ways(&wire, command);
 }
 
 #[test]
@@ -139,8 +140,7 @@ fn example_d_sync_request_and_reply() {
         payload: message_v1("ping"),
         headers: FrameHeaders::new(),
     };
-    assert_eq!(decode_default(&request), Ok(command.clone()));
-    assert_eq!(encode_command(&command, ts_time()), request);
+    assert_both_ways(&request, command);
 
     let reply = Delivery {
         kind: "goomerang.example.ReplyV1".into(),

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
 use core_bus::config::BusConfig;
-use core_bus::{Bus, ConnectionId, Origin, Protocol};
+use core_bus::{Bus, Closed, ConnectionId, Delivery, Origin, Protocol};
 use tokio_util::sync::CancellationToken;
 
 use super::*;
@@ -38,6 +38,23 @@ fn session(shared: &Shared, connection: u64) -> Session {
         origin,
         CancellationToken::new(),
     )
+}
+
+/// A session of `connection` that sent a CONNECT of protocol `level` for client `id`, its answer taken.
+fn connected(shared: &Shared, connection: u64, level: u8, id: &str) -> Session {
+    let mut session = session(shared, connection);
+    feed(&mut session, connect(level, id));
+    session
+}
+
+/// Takes what the session's mailbox holds, 10 deliveries at most: what `try_recv_batch` said, and the batch.
+fn take_deliveries(session: &mut Session) -> (Result<usize, Closed>, Vec<Delivery>) {
+    let mut batch = Vec::new();
+    let taken = session
+        .mailbox_mut()
+        .unwrap()
+        .try_recv_batch(&mut batch, 10);
+    (taken, batch)
 }
 
 fn packet(first: u8, body: &[u8]) -> BytesMut {
@@ -100,21 +117,15 @@ fn connack_in_each_level_and_a_second_connect_is_refused() {
 #[test]
 fn qos_1_publish_reaches_a_qos_0_subscriber_at_qos_0_and_is_acknowledged() {
     let shared = shared();
-    let mut subscriber = session(&shared, 1);
-    feed(&mut subscriber, connect(4, "sub"));
+    let mut subscriber = connected(&shared, 1, 4, "sub");
     let (_, suback) = feed(&mut subscriber, packet(0x82, b"\x00\x05\x00\x03a/+\x00"));
     assert_eq!(suback, vec![0x90, 3, 0, 5, 0]);
 
-    let mut publisher = session(&shared, 2);
-    feed(&mut publisher, connect(4, "pub"));
+    let mut publisher = connected(&shared, 2, 4, "pub");
     let (_, puback) = feed(&mut publisher, packet(0x32, b"\x00\x03a/b\x00\x07hi"));
     assert_eq!(puback, vec![0x40, 2, 0, 7]);
 
-    let mut batch = Vec::new();
-    let taken = subscriber
-        .mailbox_mut()
-        .unwrap()
-        .try_recv_batch(&mut batch, 10);
+    let (taken, batch) = take_deliveries(&mut subscriber);
     assert_eq!(taken, Ok(1));
     for delivery in batch {
         subscriber.handle_deliveries([delivery]);
@@ -126,11 +137,9 @@ fn qos_1_publish_reaches_a_qos_0_subscriber_at_qos_0_and_is_acknowledged() {
 #[test]
 fn a_qos_2_resend_before_pubrel_is_not_published_twice() {
     let shared = shared();
-    let mut subscriber = session(&shared, 1);
-    feed(&mut subscriber, connect(4, "sub"));
+    let mut subscriber = connected(&shared, 1, 4, "sub");
     feed(&mut subscriber, packet(0x82, b"\x00\x05\x00\x01q\x02"));
-    let mut publisher = session(&shared, 2);
-    feed(&mut publisher, connect(4, "pub"));
+    let mut publisher = connected(&shared, 2, 4, "pub");
     let publish = packet(0x34, b"\x00\x01q\x00\x09x");
     let (_, pubrec) = feed(&mut publisher, publish.clone());
     assert_eq!(pubrec, vec![0x50, 2, 0, 9]);
@@ -138,30 +147,20 @@ fn a_qos_2_resend_before_pubrel_is_not_published_twice() {
     assert_eq!(pubrec, vec![0x50, 2, 0, 9]);
     let (_, pubcomp) = feed(&mut publisher, packet(0x62, b"\x00\x09"));
     assert_eq!(pubcomp, vec![0x70, 2, 0, 9]);
-    let mut batch = Vec::new();
-    let taken = subscriber
-        .mailbox_mut()
-        .unwrap()
-        .try_recv_batch(&mut batch, 10);
+    let (taken, _) = take_deliveries(&mut subscriber);
     assert_eq!(taken, Ok(1));
 }
 
 #[test]
 fn the_in_flight_window_bounds_what_is_sent() {
     let shared = shared();
-    let mut subscriber = session(&shared, 1);
-    feed(&mut subscriber, connect(4, "sub"));
+    let mut subscriber = connected(&shared, 1, 4, "sub");
     feed(&mut subscriber, packet(0x82, b"\x00\x05\x00\x01w\x01"));
-    let mut publisher = session(&shared, 2);
-    feed(&mut publisher, connect(4, "pub"));
+    let mut publisher = connected(&shared, 2, 4, "pub");
     for pkid in 1..=3u8 {
         feed(&mut publisher, packet(0x32, &[0, 1, b'w', 0, pkid, b'x']));
     }
-    let mut batch = Vec::new();
-    let taken = subscriber
-        .mailbox_mut()
-        .unwrap()
-        .try_recv_batch(&mut batch, 10);
+    let (taken, batch) = take_deliveries(&mut subscriber);
     assert_eq!(taken, Ok(3));
     for delivery in batch {
         subscriber.handle_deliveries([delivery]);
@@ -194,8 +193,7 @@ fn read_v5(out: &[u8]) -> mqttbytes::v5::Packet {
 #[test]
 fn a_pubrel_for_nothing_is_answered_packet_identifier_not_found_in_5_0() {
     let shared = shared();
-    let mut s = session(&shared, 1);
-    feed(&mut s, connect(5, "c"));
+    let mut s = connected(&shared, 1, 5, "c");
     let (flow, out) = feed(&mut s, packet(0x62, b"\x00\x07"));
     assert_eq!(flow, Flow::Continue);
     match read_v5(&out) {
@@ -209,8 +207,7 @@ fn a_pubrel_for_nothing_is_answered_packet_identifier_not_found_in_5_0() {
         other => panic!("{other:?}"),
     }
     // 3.1.1: PUBCOMP has no reason code.
-    let mut v4 = session(&shared, 2);
-    feed(&mut v4, connect(4, "d"));
+    let mut v4 = connected(&shared, 2, 4, "d");
     let (_, out) = feed(&mut v4, packet(0x62, b"\x00\x07"));
     assert_eq!(out, vec![0x70, 2, 0, 7]);
 }
@@ -246,8 +243,7 @@ fn request_problem_information_0_keeps_reason_strings_to_connack_and_disconnect(
 #[test]
 fn a_refused_filter_is_named_in_the_subacks_reason_string() {
     let shared = shared();
-    let mut s = session(&shared, 1);
-    feed(&mut s, connect(5, "sub"));
+    let mut s = connected(&shared, 1, 5, "sub");
     let (_, suback) = feed(
         &mut s,
         packet(0x82, b"\x00\x05\x00\x00\x03a/b\x01\x00\x05a/#/b\x00"),

@@ -22,6 +22,11 @@ fn settings(change: impl FnOnce(&mut Settings)) -> Arc<Settings> {
     Arc::new(settings)
 }
 
+/// A bus and settings as they are by default.
+fn defaults() -> (Bus, Arc<Settings>) {
+    (Bus::new(BusConfig::default()), settings(|_| {}))
+}
+
 fn session(bus: &Bus, settings: &Arc<Settings>) -> Session {
     let origin = Origin {
         protocol: Protocol::Stomp,
@@ -103,8 +108,7 @@ fn pipelined_connect_subscribe_send_is_processed_in_order() {
 
 #[test]
 fn client_ack_is_cumulative_and_nack_redelivers() {
-    let bus = Bus::new(BusConfig::default());
-    let settings = settings(|_| {});
+    let (bus, settings) = defaults();
     let mut consumer = connected(&bus, &settings, "1.2");
     feed(
         &mut consumer,
@@ -143,8 +147,7 @@ fn client_ack_is_cumulative_and_nack_redelivers() {
 
 #[test]
 fn transactions_hold_sends_until_commit() {
-    let bus = Bus::new(BusConfig::default());
-    let settings = settings(|_| {});
+    let (bus, settings) = defaults();
     let mut s = connected(&bus, &settings, "1.2");
     feed(&mut s, b"SUBSCRIBE\nid:1\ndestination:/topic/t\n\n\0");
     feed(
@@ -166,8 +169,7 @@ fn transactions_hold_sends_until_commit() {
 
 #[test]
 fn temp_queue_reply_to_is_rewritten_and_answerable() {
-    let bus = Bus::new(BusConfig::default());
-    let settings = settings(|_| {});
+    let (bus, settings) = defaults();
     let mut responder = connected(&bus, &settings, "1.2");
     feed(
         &mut responder,
@@ -193,8 +195,7 @@ fn temp_queue_reply_to_is_rewritten_and_answerable() {
 
 #[test]
 fn one_zero_subscribe_without_id_and_unsubscribe_by_destination() {
-    let bus = Bus::new(BusConfig::default());
-    let settings = settings(|_| {});
+    let (bus, settings) = defaults();
     let mut s = connected(&bus, &settings, "1.0");
     feed(&mut s, b"SUBSCRIBE\ndestination:/topic/x\n\n\0");
     feed(&mut s, b"SEND\ndestination:/topic/x\n\n1\0");
@@ -280,8 +281,7 @@ fn unknown_destinations_follow_the_policy() {
 
 #[test]
 fn frames_after_disconnect_are_ignored_and_shutdown_says_so() {
-    let bus = Bus::new(BusConfig::default());
-    let settings = settings(|_| {});
+    let (bus, settings) = defaults();
     let mut s = connected(&bus, &settings, "1.2");
     let flow = feed(
         &mut s,
@@ -327,8 +327,7 @@ fn sending_into_a_full_blocking_group_pauses_decoding() {
 
 #[test]
 fn messages_from_other_protocols_get_stomp_headers() {
-    let bus = Bus::new(BusConfig::default());
-    let settings = settings(|_| {});
+    let (bus, settings) = defaults();
     let mut s = connected(&bus, &settings, "1.1");
     feed(
         &mut s,
@@ -367,8 +366,7 @@ async fn pump_until(session: &mut Session, want: usize) -> Vec<Frame> {
 
 #[tokio::test]
 async fn rabbitmq_durable_subscription_keeps_messages_while_away() {
-    let bus = Bus::new(BusConfig::default());
-    let settings = settings(|_| {});
+    let (bus, settings) = defaults();
     let subscribe =
         b"SUBSCRIBE\nid:d1\ndestination:/topic/news.*\ndurable:true\nauto-delete:false\n\n\0";
     let mut away = connected(&bus, &settings, "1.2");
@@ -405,8 +403,7 @@ async fn rabbitmq_durable_subscription_keeps_messages_while_away() {
 
 #[tokio::test]
 async fn activemq_durable_subscription_needs_client_id() {
-    let bus = Bus::new(BusConfig::default());
-    let settings = settings(|_| {});
+    let (bus, settings) = defaults();
     let mut anonymous = connected(&bus, &settings, "1.1");
     let flow = feed(
         &mut anonymous,
