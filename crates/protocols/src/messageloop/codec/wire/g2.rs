@@ -4,8 +4,7 @@
 use crate::messageloop::generation::Generation;
 use crate::messageloop::message::{
     Connect, Connected, GapReason, Inbound, InboundBody, Message, Outbound, OutboundBody, Position,
-    PresenceInfo, PresenceSnapshot, Publish, RecoverState, RpcRequest, Subscription, SurveyReply,
-    SurveyRequest,
+    RecoverState, Subscription,
 };
 use crate::messageloop::pb::messageloop::client::v2 as pb;
 use crate::messageloop::pb::messageloop::shared::v2 as shared;
@@ -44,34 +43,13 @@ impl Wire for G2Wire {
             Envelope::Unsubscribe(unsubscribe) => {
                 InboundBody::Unsubscribe(subscriptions_in(unsubscribe.subscriptions))
             }
-            Envelope::Publish(publish) => InboundBody::Publish(Publish {
-                channel: publish.channel,
-                payload: payload_in(publish.payload),
-                headers: metadata_in(publish.metadata),
-                token: publish.token,
-                transient: publish.transient,
-                idempotency_key: publish.idempotency_key,
-            }),
-            Envelope::RpcRequest(rpc) => InboundBody::Rpc(RpcRequest {
-                channel: rpc.channel,
-                method: rpc.method,
-                payload: payload_in(rpc.payload),
-                headers: metadata_in(rpc.metadata),
-            }),
+            Envelope::Publish(publish) => InboundBody::Publish(publish_in(publish)),
+            Envelope::RpcRequest(rpc) => InboundBody::Rpc(rpc_in(rpc)),
             Envelope::SubRefresh(refresh) => InboundBody::SubRefresh(refresh.channels),
-            Envelope::SurveyRequest(survey) => InboundBody::SurveyRequest(SurveyRequest {
-                request_id: survey.request_id,
-                channel: survey.channel,
-                payload: payload_in(survey.payload),
-                headers: metadata_in(survey.metadata),
-                timeout_ms: survey.timeout_ms,
-            }),
-            Envelope::SurveyReply(reply) => InboundBody::SurveyReply(SurveyReply {
-                request_id: reply.request_id,
-                payload: payload_in(reply.payload),
-                headers: metadata_in(reply.metadata),
-                error: reply.error.map(error_in),
-            }),
+            Envelope::SurveyRequest(survey) => {
+                InboundBody::SurveyRequest(survey_request_in(survey))
+            }
+            Envelope::SurveyReply(reply) => InboundBody::SurveyReply(survey_reply_in(reply)),
             Envelope::Ping(_) => InboundBody::Ping,
             Envelope::Pong(_) => InboundBody::Pong,
             Envelope::PresenceQuery(query) => InboundBody::PresenceQuery {
@@ -118,35 +96,12 @@ impl Wire for G2Wire {
                     error: complete.error.as_ref().map(error_out),
                 })
             }
-            OutboundBody::RpcReply(reply) => Envelope::RpcReply(pb::RpcReply {
-                request_id: reply.request_id.clone(),
-                payload: payload_out(&reply.payload),
-                metadata: metadata_out(&reply.headers),
-                error: reply.error.as_ref().map(error_out),
-            }),
+            OutboundBody::RpcReply(reply) => Envelope::RpcReply(rpc_reply_out(reply)),
             OutboundBody::SubRefreshAck => Envelope::SubRefreshAck(pb::SubRefreshAck {}),
-            OutboundBody::SurveyRequest(survey) => Envelope::SurveyRequest(pb::SurveyRequest {
-                request_id: survey.request_id.clone(),
-                payload: payload_out(&survey.payload),
-                metadata: metadata_out(&survey.headers),
-                channel: survey.channel.clone(),
-                timeout_ms: survey.timeout_ms,
-            }),
-            OutboundBody::SurveyResult(result) => Envelope::SurveyResult(pb::SurveyResult {
-                request_id: result.request_id.clone(),
-                channel: result.channel.clone(),
-                answers: result
-                    .answers
-                    .iter()
-                    .map(|answer| pb::SurveyAnswer {
-                        session_id: answer.session_id.clone(),
-                        payload: payload_out(&answer.payload),
-                        metadata: metadata_out(&answer.headers),
-                        error: answer.error.as_ref().map(error_out),
-                    })
-                    .collect(),
-                error: result.error.as_ref().map(error_out),
-            }),
+            OutboundBody::SurveyRequest(survey) => {
+                Envelope::SurveyRequest(survey_request_out(survey))
+            }
+            OutboundBody::SurveyResult(result) => Envelope::SurveyResult(survey_result_out(result)),
             OutboundBody::Presence(snapshot) => Envelope::Presence(snapshot_out(snapshot)),
             OutboundBody::PresenceEvent(event) => Envelope::PresenceEvent(pb::PresenceEvent {
                 channel: event.channel.clone(),
@@ -233,24 +188,6 @@ fn message_out(message: &Message) -> pb::Message {
         payload: payload_out(&message.payload),
         metadata: metadata_out(&message.headers),
         replay: message.replay,
-    }
-}
-
-fn info_out(info: &PresenceInfo) -> pb::PresenceInfo {
-    pb::PresenceInfo {
-        session_id: info.session_id.clone(),
-        user_id: info.user_id.clone(),
-        client_id: info.client_id.clone(),
-        connected_at: info.connected_at_ms,
-    }
-}
-
-fn snapshot_out(snapshot: &PresenceSnapshot) -> pb::PresenceSnapshot {
-    pb::PresenceSnapshot {
-        channel: snapshot.channel.clone(),
-        clients: snapshot.clients.iter().map(info_out).collect(),
-        truncated: snapshot.truncated,
-        occupancy: snapshot.occupancy,
     }
 }
 

@@ -137,12 +137,16 @@ fn json_to_value(value: &Value) -> prost_types::Value {
 }
 
 /// Generates the payload, metadata and error conversions for the `messageloop.shared.vN` package imported
-/// as `shared` where it is invoked (G1 and G2 share these shapes field for field).
+/// as `shared` where it is invoked, and those of the client messages of the `messageloop.client.vN` package
+/// imported as `pb` that G1 and G2 share field for field (publish, RPC, survey, presence).
 macro_rules! shared_conversions {
     () => {
         use shared::payload::Data;
         use $crate::messageloop::codes::ErrorCode;
-        use $crate::messageloop::message::{Error, Headers, Payload, PayloadData};
+        use $crate::messageloop::message::{
+            Error, Headers, Payload, PayloadData, PresenceInfo, PresenceSnapshot, Publish,
+            RpcReply, RpcRequest, SurveyReply, SurveyRequest, SurveyResult,
+        };
 
         pub(super) fn payload_in(payload: Option<shared::Payload>) -> Payload {
             let Some(payload) = payload else {
@@ -202,6 +206,100 @@ macro_rules! shared_conversions {
                 message: error.message.clone(),
                 metadata: (!error.metadata.is_empty())
                     .then(|| super::object_to_struct(&error.metadata)),
+            }
+        }
+
+        fn publish_in(publish: pb::Publish) -> Publish {
+            Publish {
+                channel: publish.channel,
+                payload: payload_in(publish.payload),
+                headers: metadata_in(publish.metadata),
+                token: publish.token,
+                transient: publish.transient,
+                idempotency_key: publish.idempotency_key,
+            }
+        }
+
+        fn rpc_in(rpc: pb::RpcRequest) -> RpcRequest {
+            RpcRequest {
+                channel: rpc.channel,
+                method: rpc.method,
+                payload: payload_in(rpc.payload),
+                headers: metadata_in(rpc.metadata),
+            }
+        }
+
+        fn survey_request_in(survey: pb::SurveyRequest) -> SurveyRequest {
+            SurveyRequest {
+                request_id: survey.request_id,
+                channel: survey.channel,
+                payload: payload_in(survey.payload),
+                headers: metadata_in(survey.metadata),
+                timeout_ms: survey.timeout_ms,
+            }
+        }
+
+        fn survey_reply_in(reply: pb::SurveyReply) -> SurveyReply {
+            SurveyReply {
+                request_id: reply.request_id,
+                payload: payload_in(reply.payload),
+                headers: metadata_in(reply.metadata),
+                error: reply.error.map(error_in),
+            }
+        }
+
+        fn rpc_reply_out(reply: &RpcReply) -> pb::RpcReply {
+            pb::RpcReply {
+                request_id: reply.request_id.clone(),
+                payload: payload_out(&reply.payload),
+                metadata: metadata_out(&reply.headers),
+                error: reply.error.as_ref().map(error_out),
+            }
+        }
+
+        fn survey_request_out(survey: &SurveyRequest) -> pb::SurveyRequest {
+            pb::SurveyRequest {
+                request_id: survey.request_id.clone(),
+                payload: payload_out(&survey.payload),
+                metadata: metadata_out(&survey.headers),
+                channel: survey.channel.clone(),
+                timeout_ms: survey.timeout_ms,
+            }
+        }
+
+        fn survey_result_out(result: &SurveyResult) -> pb::SurveyResult {
+            pb::SurveyResult {
+                request_id: result.request_id.clone(),
+                channel: result.channel.clone(),
+                answers: result
+                    .answers
+                    .iter()
+                    .map(|answer| pb::SurveyAnswer {
+                        session_id: answer.session_id.clone(),
+                        payload: payload_out(&answer.payload),
+                        metadata: metadata_out(&answer.headers),
+                        error: answer.error.as_ref().map(error_out),
+                    })
+                    .collect(),
+                error: result.error.as_ref().map(error_out),
+            }
+        }
+
+        fn info_out(info: &PresenceInfo) -> pb::PresenceInfo {
+            pb::PresenceInfo {
+                session_id: info.session_id.clone(),
+                user_id: info.user_id.clone(),
+                client_id: info.client_id.clone(),
+                connected_at: info.connected_at_ms,
+            }
+        }
+
+        fn snapshot_out(snapshot: &PresenceSnapshot) -> pb::PresenceSnapshot {
+            pb::PresenceSnapshot {
+                channel: snapshot.channel.clone(),
+                clients: snapshot.clients.iter().map(info_out).collect(),
+                truncated: snapshot.truncated,
+                occupancy: snapshot.occupancy,
             }
         }
     };
