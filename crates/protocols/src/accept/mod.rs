@@ -6,11 +6,13 @@
 //! finished its deadline and counts it against the process-wide [`budget`]. The deadlines are the [`Deadlines`]
 //! settings every protocol shares. Every accepted socket gets TCP keep-alive ([`keep_alive`]), so a peer that
 //! vanished without a FIN (a pulled cable, a dead NAT entry) is found even on a connection that never writes.
+//! [`waits`] holds what the connection loops await in `select!` arms that may have nothing to wait for.
 
 pub mod budget;
 mod deadlines;
 mod linger;
 mod read_size;
+pub mod waits;
 mod watched;
 
 use std::future::Future;

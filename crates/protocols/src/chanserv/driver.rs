@@ -3,9 +3,8 @@
 //! everything the session has to send written as one coalesced buffer per turn ([`Session::poll_transmit`]). A
 //! publish's back-pressure, handed back by the session, pauses reading. The driver never calls the bus itself.
 
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,6 +16,7 @@ use tokio::time::timeout;
 
 use super::session::Session;
 use super::settings::Settings;
+use crate::accept::waits::{room, until, Stall};
 use crate::{CloseCause, ConnectionGuard, Services};
 
 /// Drives one connection until the link closes, the peer goes away, or the daemon shuts down.
@@ -44,7 +44,7 @@ pub(super) async fn run(
     let write_deadline = settings.deadlines.write();
     let (mut reader, mut writer) = socket.into_split();
     let mut input = BytesMut::with_capacity(64 * 1024);
-    let mut blocked: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
+    let mut blocked: Option<Stall> = None;
     loop {
         if let Some(bytes) = session.poll_transmit(Instant::now()) {
             match timeout(write_deadline, writer.write_all(&bytes)).await {
@@ -92,23 +92,12 @@ pub(super) async fn run(
                     session.handle_eof(Instant::now());
                 }
             },
-            _ = async {
-                if let Some(ready) = blocked.as_mut() {
-                    ready.await;
-                }
-            }, if blocked.is_some() => {
+            () = room(blocked.as_mut()), if blocked.is_some() => {
                 blocked = None;
             }
-            _ = sleep_until(wake), if wake.is_some() => session.handle_timeout(Instant::now()),
+            () = until(wake), if wake.is_some() => session.handle_timeout(Instant::now()),
             _ = poll_fn(|cx| session.poll_deliveries(cx, Instant::now())) => {}
         }
     }
     tracing::debug!(%peer, stats = ?session.link().stats(), "chanserv: connection closed");
-}
-
-async fn sleep_until(wake: Option<tokio::time::Instant>) {
-    match wake {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }

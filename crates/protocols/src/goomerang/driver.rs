@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::close::{CloseHandshake, CloseReason, PeerClose};
 use super::session::{Inbound, Session};
 use super::settings::Settings;
+use crate::accept::waits::{room, until, Stall};
 use crate::accept::Watched;
 use crate::auth::Identity;
 use crate::{CloseCause, ConnectionGuard, Services};
@@ -90,7 +91,7 @@ struct Connection<S> {
     batch: Vec<Delivery>,
     handshake: CloseHandshake,
     /// A stalled publish: nothing more is read from the client until it resolves; deliveries go on.
-    stalled: Option<futures::future::BoxFuture<'static, ()>>,
+    stalled: Option<Stall>,
     /// Longest time one batch of deliveries may take to write before the connection is dropped.
     write_deadline: Duration,
     idle: Option<Idle>,
@@ -129,12 +130,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             let check = self.idle.as_ref().map(Idle::next_check);
             let step = tokio::select! {
                 _ = self.shutdown.cancelled() => Step::Close(CloseReason::Shutdown),
-                () = sleep_until_some(check) => self.on_quiet().await,
-                () = async {
-                    if let Some(stall) = stall.as_mut() {
-                        stall.await;
-                    }
-                }, if stall.is_some() => {
+                () = until(check.map(Into::into)) => self.on_quiet().await,
+                () = room(stall.as_mut()), if stall.is_some() => {
                     stall = None;
                     Step::Continue
                 }
@@ -296,13 +293,5 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
             }
         }
-    }
-}
-
-/// Sleeps until `at`, or forever without one.
-async fn sleep_until_some(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
     }
 }

@@ -10,10 +10,10 @@ use std::io;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use core_bus::{Bus, Closed, Delivery, Mailbox};
+use core_bus::{Bus, Closed};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::{timeout, Instant};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::retained::Retained;
 use super::session::{Flow, Session, Will};
 use super::store::SessionStore;
+use crate::accept::waits::{next_batch, room, until, Stall};
 use crate::accept::{self, Deadlines, ReadSize, Watched};
 use crate::ws;
 use crate::{CloseCause, ConnectionGuard};
@@ -141,34 +142,6 @@ pub(crate) struct Connection {
     pub(crate) bus: Bus,
     pub(crate) retained: Retained,
     pub(crate) sessions: SessionStore,
-}
-
-async fn next_batch(
-    mailbox: Option<&mut Mailbox>,
-    batch: &mut Vec<Delivery>,
-    max: usize,
-) -> Result<usize, Closed> {
-    match mailbox {
-        Some(mailbox) => mailbox.recv_batch(batch, max).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The wait of one stalled publish.
-type Stall = futures::future::BoxFuture<'static, ()>;
-
-async fn room(wait: Option<&mut Stall>) {
-    match wait {
-        Some(wait) => wait.await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn at(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Hands `buf` to the session and tells the transport whether packets were finished.
@@ -297,7 +270,7 @@ impl Connection {
                         }
                     }
                 }
-                () = at(dead_at) => {
+                () = until(dead_at) => {
                     guard.closing(CloseCause::Deadline);
                     if session.is_connected() {
                         flow = session.handle_timeout();

@@ -10,10 +10,10 @@ use std::io;
 use std::pin::Pin;
 
 use bytes::{Bytes, BytesMut};
-use core_bus::{Closed, Delivery, Mailbox};
+use core_bus::Closed;
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::{timeout, Instant};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::outbox::Outbox;
 use super::session::{Flow, Session};
+use crate::accept::waits::{next_batch, room, until, Stall};
 use crate::accept::{self, Deadlines, ReadSize, Watched};
 use crate::ws;
 use crate::{CloseCause, ConnectionGuard};
@@ -165,27 +166,6 @@ pub(crate) struct Timing {
     pub write_batch: usize,
 }
 
-async fn next_batch(
-    mailbox: Option<&mut Mailbox>,
-    batch: &mut Vec<Delivery>,
-    max: usize,
-) -> Result<usize, Closed> {
-    match mailbox {
-        Some(mailbox) => mailbox.recv_batch(batch, max).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn room(wait: Option<&mut Stall>) {
-    match wait {
-        Some(wait) => wait.await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The wait of one stalled publish.
-type Stall = futures::future::BoxFuture<'static, ()>;
-
 /// A transport error's cause: a deadline of the accept path ([`crate::accept::Watched`] reports `TimedOut`), else
 /// the client.
 fn cause_of(error: &io::Error) -> CloseCause {
@@ -193,13 +173,6 @@ fn cause_of(error: &io::Error) -> CloseCause {
         CloseCause::Deadline
     } else {
         CloseCause::Client
-    }
-}
-
-async fn at(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -322,14 +295,14 @@ async fn run_connection<T: Transport>(
                     }
                 }
             }
-            () = at(beat_at) => {
+            () = until(beat_at) => {
                 match timeout(write_timeout, transport.heart_beat()).await {
                     Ok(Ok(())) => last_write = Instant::now(),
                     Ok(Err(error)) => return guard.closing(cause_of(&error)),
                     Err(_) => return guard.closing(CloseCause::Deadline),
                 }
             }
-            () = at(dead_at) => {
+            () = until(dead_at) => {
                 tracing::debug!(connected = session.is_connected(), "stomp: peer silent, closing");
                 return guard.closing(CloseCause::Deadline);
             }

@@ -12,6 +12,7 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
 
+use crate::accept::waits::{room, until, Stall};
 use crate::accept::Deadlines;
 use crate::messageloop::codes::DisconnectCode;
 use crate::messageloop::listener::grpc::NAME;
@@ -95,7 +96,7 @@ async fn session_loop<W: Wire>(
     let login_by = tokio::time::Instant::now() + deadlines.pre_auth();
     let mut batch = Vec::with_capacity(BATCH);
     let mut identified = false;
-    let mut stalled: Option<futures::future::BoxFuture<'static, ()>> = None;
+    let mut stalled: Option<Stall> = None;
     let (answers, mut answered) = mpsc::unbounded_channel();
     loop {
         for outbound in session.poll_transmit() {
@@ -152,11 +153,7 @@ async fn session_loop<W: Wire>(
                 return guard.closing(CloseCause::Shutdown);
             }
             _ = tx.closed() => return,
-            () = async {
-                if let Some(stall) = stalled.as_mut() {
-                    stall.await;
-                }
-            }, if stalled.is_some() => stalled = None,
+            () = room(stalled.as_mut()), if stalled.is_some() => stalled = None,
             () = tokio::time::sleep_until(login_by), if !identified => {
                 session.close_with(DisconnectCode::Stale);
                 return guard.closing(CloseCause::Deadline);
@@ -185,7 +182,7 @@ async fn session_loop<W: Wire>(
                 Ok(_) => session.handle_deliveries(batch.drain(..), Now::current()),
                 Err(_) => session.close_with(DisconnectCode::SlowConsumer),
             },
-            _ = sleep_until(deadline), if deadline.is_some() => session.handle_timeout(Now::current()),
+            () = until(deadline.map(Into::into)), if deadline.is_some() => session.handle_timeout(Now::current()),
         }
     }
 }
@@ -209,11 +206,5 @@ fn refusal(status: &Status, max: usize) -> Status {
             format!("message over messageloop.limits.max_message_size ({max} bytes)"),
         ),
         _ => Status::invalid_argument(format!("undecodable message: {}", status.message())),
-    }
-}
-
-async fn sleep_until(deadline: Option<std::time::Instant>) {
-    if let Some(deadline) = deadline {
-        tokio::time::sleep_until(deadline.into()).await;
     }
 }

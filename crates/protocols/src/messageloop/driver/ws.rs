@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::accept::waits::{room, until, Stall};
 use crate::accept::Watched;
 use crate::messageloop::codec::{EncodeError, Frame, WsCodec};
 use crate::messageloop::codes::DisconnectCode;
@@ -56,7 +57,7 @@ pub(crate) async fn run<S>(
     let mut session = Session::new(settings.context.clone(), guard.id(), Now::current());
     let mut batch = Vec::new();
     let mut identified = false;
-    let mut stalled: Option<futures::future::BoxFuture<'static, ()>> = None;
+    let mut stalled: Option<Stall> = None;
     let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();
     loop {
         if write_outbox(&mut ws, &codec, &mut session, max)
@@ -94,11 +95,7 @@ pub(crate) async fn run<S>(
                 close(&mut ws, code.ws_close_code(), code.reason()).await;
                 return;
             }
-            () = async {
-                if let Some(stall) = stalled.as_mut() {
-                    stall.await;
-                }
-            }, if stalled.is_some() => stalled = None,
+            () = room(stalled.as_mut()), if stalled.is_some() => stalled = None,
             () = tokio::time::sleep_until(login_by), if !identified => {
                 let code = DisconnectCode::Stale;
                 guard.closing(code.cause());
@@ -139,7 +136,7 @@ pub(crate) async fn run<S>(
                     return;
                 }
             },
-            _ = sleep_until(deadline), if deadline.is_some() => session.handle_timeout(Now::current()),
+            () = until(deadline.map(Into::into)), if deadline.is_some() => session.handle_timeout(Now::current()),
         }
     }
 }
@@ -186,12 +183,6 @@ where
         }
     }
     Read::Continue
-}
-
-async fn sleep_until(deadline: Option<std::time::Instant>) {
-    if let Some(deadline) = deadline {
-        tokio::time::sleep_until(deadline.into()).await;
-    }
 }
 
 fn on_frame(codec: &mut WsCodec, session: &mut Session, frame: &[u8]) {
