@@ -30,6 +30,11 @@ fn connect(level: u8) -> BytesMut {
     packet(0x10, &body)
 }
 
+/// Decodes the packet of first byte `first` and `body` at `version`, 1024 bytes at most.
+fn decode_one(first: u8, body: &[u8], version: Version) -> Result<Option<Inbound>, DecodeError> {
+    decode(&mut packet(first, body), Some(version), 1024)
+}
+
 #[test]
 fn connect_at_both_levels_and_partial_input() {
     for (level, protocol) in [(4, mqttbytes::Protocol::V4), (5, mqttbytes::Protocol::V5)] {
@@ -74,10 +79,8 @@ fn refusals_carry_their_reason() {
         decode(&mut bad_length, Some(Version::V311), 1024).map_err(|e| e.reason()),
         Err(reason::MALFORMED_PACKET)
     );
-    let mut qos3 = packet(0x36, b"\x00\x01a\x00\x01");
-    assert!(decode(&mut qos3, Some(Version::V311), 1024).is_err());
-    let mut bad_subscribe_flags = packet(0x80, b"\x00\x01\x00\x01a\x00");
-    assert!(decode(&mut bad_subscribe_flags, Some(Version::V311), 1024).is_err());
+    assert!(decode_one(0x36, b"\x00\x01a\x00\x01", Version::V311).is_err());
+    assert!(decode_one(0x80, b"\x00\x01\x00\x01a\x00", Version::V311).is_err());
     let mut level3 = packet(0x10, b"\x00\x06MQIsdp\x03\x02\x00\x1e\x00\x01x");
     assert_eq!(
         decode(&mut level3, None, 1024),
@@ -87,30 +90,26 @@ fn refusals_carry_their_reason() {
 
 #[test]
 fn short_disconnects_and_auth_in_5_0() {
-    let mut empty = packet(0xE0, b"");
     assert_eq!(
-        decode(&mut empty, Some(Version::V5), 1024),
+        decode_one(0xE0, b"", Version::V5),
         Ok(Some(Inbound::Disconnect {
             reason: 0,
             session_expiry: None
         }))
     );
-    let mut with_will = packet(0xE0, b"\x04");
     assert_eq!(
-        decode(&mut with_will, Some(Version::V5), 1024),
+        decode_one(0xE0, b"\x04", Version::V5),
         Ok(Some(Inbound::Disconnect {
             reason: 4,
             session_expiry: None
         }))
     );
-    let mut auth = packet(0xF0, b"\x00\x00");
     assert_eq!(
-        decode(&mut auth, Some(Version::V5), 1024),
+        decode_one(0xF0, b"\x00\x00", Version::V5),
         Ok(Some(Inbound::Auth))
     );
-    let mut v311 = packet(0xE0, b"");
     assert!(matches!(
-        decode(&mut v311, Some(Version::V311), 1024),
+        decode_one(0xE0, b"", Version::V311),
         Ok(Some(Inbound::Disconnect { reason: 0, .. }))
     ));
 }
