@@ -52,6 +52,45 @@ pub struct Reloaded {
     pub restart_needed: Vec<String>,
 }
 
+/// The [`Reload`] of a protocol with one listener: `apply` swaps in settings built from the new section (for
+/// connections accepted afterwards), and `restart_only` compares it with the section the listener started with.
+pub(crate) struct SingleListenerReload<C, F> {
+    listener: &'static str,
+    started: C,
+    restart_only: fn(&C, &C) -> Vec<String>,
+    apply: F,
+}
+
+impl<C: Clone, F: Fn(&C) -> Result<(), ConfigError>> SingleListenerReload<C, F> {
+    pub(crate) fn new(
+        listener: &'static str,
+        started: &C,
+        restart_only: fn(&C, &C) -> Vec<String>,
+        apply: F,
+    ) -> Self {
+        SingleListenerReload {
+            listener,
+            started: started.clone(),
+            restart_only,
+            apply,
+        }
+    }
+}
+
+impl<C, F> Reload<C> for SingleListenerReload<C, F>
+where
+    C: Send + Sync,
+    F: Fn(&C) -> Result<(), ConfigError> + Send + Sync,
+{
+    fn reload(&self, next: &C) -> Result<Reloaded, ConfigError> {
+        (self.apply)(next)?;
+        Ok(Reloaded {
+            applied: vec![self.listener.to_owned()],
+            restart_needed: (self.restart_only)(&self.started, next),
+        })
+    }
+}
+
 /// What a protocol's `start` returns: its listeners, and how to reload them (`None`: nothing runs, so any
 /// change of the section needs a restart).
 pub struct Started<C> {

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use super::astranet::{HostId, PortCounter};
 use super::config::Config;
 use super::driver;
-use super::reload::Reloader;
+use super::reload;
 use super::settings::Settings;
 use crate::accept::{self, Accepted};
 use crate::{RunningListener, Services, Started};
@@ -59,7 +59,7 @@ pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Start
             local_addr,
             task,
         }],
-        reload: Some(Box::new(Reloader::new(settings, config))),
+        reload: Some(Box::new(reload::reloader(settings, config))),
     })
 }
 

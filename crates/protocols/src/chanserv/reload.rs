@@ -9,33 +9,14 @@ use arc_swap::ArcSwap;
 use super::config::Config;
 use super::listener::LISTENER_NAME;
 use super::settings::Settings;
-use crate::config::ConfigError;
-use crate::{Reload, Reloaded};
+use crate::{Reload, SingleListenerReload};
 
-/// Applies a new `[chanserv]` section to the running listener.
-pub(super) struct Reloader {
-    settings: Arc<ArcSwap<Settings>>,
-    /// The section the listener was started with: what only a restart changes is compared against it.
-    started: Config,
-}
-
-impl Reloader {
-    pub fn new(settings: Arc<ArcSwap<Settings>>, started: &Config) -> Reloader {
-        Reloader {
-            settings,
-            started: started.clone(),
-        }
-    }
-}
-
-impl Reload<Config> for Reloader {
-    fn reload(&self, next: &Config) -> Result<Reloaded, ConfigError> {
-        let current = self.settings.load();
-        let settings = Settings::new(next, current.link.host, current.link.ports.clone())?;
-        self.settings.store(Arc::new(settings));
-        Ok(Reloaded {
-            applied: vec![LISTENER_NAME.to_owned()],
-            restart_needed: self.started.restart_only(next),
-        })
-    }
+/// Applies a new `[chanserv]` section to the running listener, keeping the host id and port counter.
+pub(super) fn reloader(settings: Arc<ArcSwap<Settings>>, started: &Config) -> impl Reload<Config> {
+    SingleListenerReload::new(LISTENER_NAME, started, Config::restart_only, move |next| {
+        let current = settings.load();
+        let new = Settings::new(next, current.link.host, current.link.ports.clone())?;
+        settings.store(Arc::new(new));
+        Ok(())
+    })
 }

@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::http::StatusCode;
 
 use super::config::Config;
 use super::driver;
-use super::reload::Reloader;
+use super::reload;
 use super::settings::Settings;
 use crate::accept::{self, Accepted, Watched};
 use crate::ws;
@@ -78,7 +78,7 @@ pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Start
             local_addr,
             task,
         }],
-        reload: Some(Box::new(Reloader::new(shared, config))),
+        reload: Some(Box::new(reload::reloader(shared, config))),
     })
 }
 

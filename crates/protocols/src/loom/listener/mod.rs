@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use super::config::{Config, QuicConfig};
 use super::driver::{Conn, Shared};
 use super::reject::{ALPN, ALPN_H3, ALPN_LEGACY, QUIC_REJECTED};
-use super::reload::Reloader;
+use super::reload;
 use super::session::MsgIds;
 use super::settings::Settings;
 use crate::accept;
@@ -60,7 +60,7 @@ pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Start
             local_addr,
             task,
         }],
-        reload: Some(Box::new(Reloader::new(shared, config))),
+        reload: Some(Box::new(reload::reloader(shared, config))),
     })
 }
 
