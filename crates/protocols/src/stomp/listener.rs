@@ -15,6 +15,7 @@ use core_bus::{Origin, Protocol};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
@@ -226,24 +227,11 @@ async fn over_tls(
     acceptor: &TlsAcceptor,
     stream: TcpStream,
     peer: SocketAddr,
-    connection: Connection,
+    mut connection: Connection,
 ) {
-    let handshake = accept::handshake(
-        connection.listener,
-        acceptor.accept(stream),
-        connection.login_by,
-        &connection.shutdown,
-    );
-    match handshake.await {
-        Ok(tls) => {
-            let deadlines = connection.timing.deadlines;
-            let mut connection = connection;
-            if let Some(names) = crate::tls::peer_names(tls.get_ref().1) {
-                connection.session.set_certificate(names);
-            }
-            connection.run(StreamTransport::new(tls, &deadlines)).await
-        }
-        Err(error) => tracing::debug!(%peer, %error, "stomp: TLS handshake"),
+    if let Some(tls) = tls_handshake(acceptor, stream, peer, &mut connection).await {
+        let deadlines = connection.timing.deadlines;
+        connection.run(StreamTransport::new(tls, &deadlines)).await
     }
 }
 
@@ -253,8 +241,23 @@ async fn websocket_over_tls(
     acceptor: &TlsAcceptor,
     stream: TcpStream,
     peer: SocketAddr,
-    connection: Connection,
+    mut connection: Connection,
 ) {
+    if let Some(tls) = tls_handshake(acceptor, stream, peer, &mut connection).await {
+        if let Some(socket) = upgrade_websocket(options, tls, peer, &connection).await {
+            connection.run(WsTransport::new(socket)).await
+        }
+    }
+}
+
+/// The TLS handshake under the pre-auth deadline; the client certificate's names go to the session. `None`
+/// (logged) when it fails.
+async fn tls_handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    connection: &mut Connection,
+) -> Option<TlsStream<TcpStream>> {
     let handshake = accept::handshake(
         connection.listener,
         acceptor.accept(stream),
@@ -263,15 +266,15 @@ async fn websocket_over_tls(
     );
     match handshake.await {
         Ok(tls) => {
-            let mut connection = connection;
             if let Some(names) = crate::tls::peer_names(tls.get_ref().1) {
                 connection.session.set_certificate(names);
             }
-            if let Some(socket) = upgrade_websocket(options, tls, peer, &connection).await {
-                connection.run(WsTransport::new(socket)).await
-            }
+            Some(tls)
         }
-        Err(error) => tracing::debug!(%peer, %error, "stomp: TLS handshake"),
+        Err(error) => {
+            tracing::debug!(%peer, %error, "stomp: TLS handshake");
+            None
+        }
     }
 }
 
