@@ -133,19 +133,8 @@ async fn session_loop<W: Wire>(
                 .proxies
                 .spawn(call, Some(backends.peer), answers.clone());
         }
-        if !identified {
-            if let Some(identity) = session.identity() {
-                guard.set_identity(&identity.name);
-                identified = true;
-            }
-        }
-        guard.set_subscriptions(session.subscription_count());
         // A stalled publish: read nothing more until the subscribers drained, deliveries go on.
-        if stalled.is_none() {
-            stalled = session
-                .take_backpressure()
-                .map(|b| Box::pin(b.ready()) as _);
-        }
+        super::track(session, guard, &mut identified, &mut stalled);
         let deadline = session.poll_timeout();
         tokio::select! {
             _ = shutdown.cancelled() => {

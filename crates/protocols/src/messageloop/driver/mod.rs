@@ -8,6 +8,31 @@ pub(super) mod grpc;
 pub(super) mod ws;
 
 use super::message::{Outbound, OutboundBody};
+use super::session::Session;
+use crate::accept::waits::Stall;
+use crate::ConnectionGuard;
+
+/// After each write: names the connection's identity once it is known, counts its subscriptions, and takes the
+/// publish the session stalled on, if there is one and none is held yet (nothing more is read until it has room).
+fn track(
+    session: &mut Session,
+    guard: &ConnectionGuard,
+    identified: &mut bool,
+    stalled: &mut Option<Stall>,
+) {
+    if !*identified {
+        if let Some(identity) = session.identity() {
+            guard.set_identity(&identity.name);
+            *identified = true;
+        }
+    }
+    guard.set_subscriptions(session.subscription_count());
+    if stalled.is_none() {
+        *stalled = session
+            .take_backpressure()
+            .map(|b| Box::pin(b.ready()) as _);
+    }
+}
 
 /// Counts and logs an envelope left out because its encoding is over `limits.max_message_size`, naming the
 /// receiving listener and, for deliveries, the channels and the publisher's message ids.
