@@ -169,6 +169,12 @@ fn error_code(out: &Outbound) -> Option<&str> {
     }
 }
 
+/// Asserts that the first envelope the session sends answers `id` with the error `code`.
+fn assert_first_error(session: &mut Session, id: &str, code: &str) {
+    let out = session.poll_transmit();
+    assert_eq!((out[0].id.as_str(), error_code(&out[0])), (id, Some(code)));
+}
+
 #[test]
 fn connect_must_come_first_and_only_once() {
     let world = World::new(false);
@@ -467,11 +473,7 @@ fn rpc_is_answered_by_a_bus_responder() {
         Some(world.at(3).at + Duration::from_secs(30))
     );
     session.handle_timeout(world.at(40));
-    let out = session.poll_transmit();
-    assert_eq!(
-        (out[0].id.as_str(), error_code(&out[0])),
-        ("rpc-2", Some("RPC_TIMEOUT"))
-    );
+    assert_first_error(&mut session, "rpc-2", "RPC_TIMEOUT");
 
     let nobody = InboundBody::Rpc(RpcRequest {
         channel: "svc.none".into(),
@@ -573,11 +575,7 @@ fn rpc_goes_to_the_first_matching_proxy_route_and_its_answer_comes_back() {
     send(&mut session, "rpc-3", rpc("svc.math", "get"), world.at(3));
     assert_eq!(session.take_proxy_calls().len(), 1);
     session.handle_timeout(world.at(8));
-    let out = session.poll_transmit();
-    assert_eq!(
-        (out[0].id.as_str(), error_code(&out[0])),
-        ("rpc-3", Some("RPC_TIMEOUT"))
-    );
+    assert_first_error(&mut session, "rpc-3", "RPC_TIMEOUT");
 
     // No route, fallback "none": NO_PROXY without a call.
     send(&mut session, "rpc-4", rpc("svc.math", "put"), world.at(9));
@@ -738,11 +736,7 @@ fn subscribe_and_publish_acl_backends_decide_after_gatewayd_and_hold_the_reading
     assert_eq!(session.take_proxy_calls().len(), 1);
     assert_eq!(session.poll_timeout(), Some(world.at(8).at));
     session.handle_timeout(world.at(8));
-    let out = session.poll_transmit();
-    assert_eq!(
-        (out[0].id.as_str(), error_code(&out[0])),
-        ("p2", Some("PROXY_ERROR"))
-    );
+    assert_first_error(&mut session, "p2", "PROXY_ERROR");
     // A channel no route names is not asked about.
     send(&mut session, "p3", publish("hall", "x"), world.at(9));
     assert!(session.take_proxy_calls().is_empty());
