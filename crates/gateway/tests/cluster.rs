@@ -85,6 +85,31 @@ fn wait_cluster_ready(gateway: &Gatewayd, state: &str) {
     });
 }
 
+/// Waits until `gateway`'s cluster is connected with its one history stream ready.
+fn wait_streams_ready(gateway: &Gatewayd, what: &str) {
+    gateway.wait_for("/api/cluster", what, |c| {
+        c["state"] == "connected"
+            && c["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("1/1 streams ready"))
+    });
+}
+
+/// A STOMP client at `stomp` subscribed to `/topic/<topic>` as `s1`.
+fn stomp_subscriber(stomp: std::net::SocketAddr, topic: &str) -> Peer {
+    let mut peer = Peer::connect(stomp);
+    peer.send(&frames::subscribe(&format!("/topic/{topic}"), "auto", "s1"));
+    peer
+}
+
+/// Subscribes `ws` to `hist.room` (id `r`), recovering from `offset` in `epoch`.
+fn ml_recover(ws: &mut Ws, epoch: &str, offset: &str) {
+    ws.send(
+        json!({"id": "r", "subscribe": {"subscriptions": [{"channel": "hist.room",
+        "recover": true, "cursor": {"stream_epoch": epoch, "offset": offset}}]}}),
+    );
+}
+
 fn stomp_send(peer: &mut Peer, destination: &str, body: &str) {
     peer.send(&frames::send_string(destination, body));
 }
@@ -307,15 +332,9 @@ fn redis_nodes_authenticate_as_an_acl_user_confined_to_the_key_prefix() {
     };
     let (a, b) = (node("s3cret"), node("s3cret"));
     for node in [&a, &b] {
-        node.wait_for("/api/cluster", "connected, history stream ready", |c| {
-            c["state"] == "connected"
-                && c["detail"]
-                    .as_str()
-                    .is_some_and(|d| d.contains("1/1 streams ready"))
-        });
+        wait_streams_ready(node, "connected, history stream ready");
     }
-    let mut subscriber = Peer::connect(b.listener("stomp.tcp"));
-    subscriber.send(&frames::subscribe("/topic/secure", "auto", "s1"));
+    let mut subscriber = stomp_subscriber(b.listener("stomp.tcp"), "secure");
     redis.wait_subscribed("gatewayd:topic:secure", 1);
     let mut publisher = Peer::connect(a.listener("stomp.tcp"));
     stomp_send(&mut publisher, "/topic/secure", "authenticated");
@@ -397,8 +416,7 @@ fn redis_nodes_connect_over_tls() {
         gateway
     };
     let (a, b) = (start(), start());
-    let mut subscriber = Peer::connect(b.listener("stomp.tcp"));
-    subscriber.send(&frames::subscribe("/topic/sealed", "auto", "s1"));
+    let mut subscriber = stomp_subscriber(b.listener("stomp.tcp"), "sealed");
     redis.wait_subscribed("gatewayd:topic:sealed", 1);
     let mut publisher = Peer::connect(a.listener("stomp.tcp"));
     stomp_send(&mut publisher, "/topic/sealed", "over TLS");
@@ -412,8 +430,7 @@ fn a_killed_node_does_not_affect_the_other(backend: Backend) {
     let server = Server::start(backend, 0);
     let a = node(&server);
     let b = node(&server);
-    let mut subscriber = Peer::connect(a.listener("stomp.tcp"));
-    subscriber.send(&frames::subscribe("/topic/alive", "auto", "s1"));
+    let mut subscriber = stomp_subscriber(a.listener("stomp.tcp"), "alive");
     server.wait_subscribed("alive", 1);
     drop(b);
     let mut publisher = Peer::connect(a.listener("stomp.tcp"));
@@ -435,12 +452,7 @@ fn jetstream_node(nats: &NatsServer) -> Gatewayd {
         nats.url()
     );
     let gateway = Gatewayd::start(&config);
-    gateway.wait_for("/api/cluster", "history stream ready", |c| {
-        c["state"] == "connected"
-            && c["detail"]
-                .as_str()
-                .is_some_and(|d| d.contains("1/1 streams ready"))
-    });
+    wait_streams_ready(&gateway, "history stream ready");
     gateway
 }
 
@@ -499,12 +511,7 @@ fn history_node(server: &Server, cluster: &str) -> Gatewayd {
         server.history_cluster_config()
     );
     let gateway = Gatewayd::start(&config);
-    gateway.wait_for("/api/cluster", "history stream ready", |c| {
-        c["state"] == "connected"
-            && c["detail"]
-                .as_str()
-                .is_some_and(|d| d.contains("1/1 streams ready"))
-    });
+    wait_streams_ready(&gateway, "history stream ready");
     gateway
 }
 
@@ -553,10 +560,7 @@ fn messageloop_history_recovers_on_another_node_with_the_same_offsets(backend: B
     // The client read up to the second message on A, then reconnects to B and recovers from there.
     client.close();
     let mut again = ml_client(&b);
-    again.send(
-        json!({"id": "r", "subscribe": {"subscriptions": [{"channel": "hist.room",
-        "recover": true, "cursor": {"stream_epoch": epoch, "offset": offsets[1].to_string()}}]}}),
-    );
+    ml_recover(&mut again, &epoch, &offsets[1].to_string());
     let ack = again.recv_kind("subscribe_ack");
     assert_eq!(ack["subscribe_ack"]["recover"], "RECOVER_STATE_PENDING");
     let mut replayed = Vec::new();
@@ -626,12 +630,7 @@ fn redis_history_and_presence_recover_after_redis_lost_its_data() {
     wait_cluster_ready(&b, "disconnected");
     let server = Server::start(Backend::Redis, port);
     for node in [&a, &b] {
-        node.wait_for("/api/cluster", "reconnected with the stream ready", |c| {
-            c["state"] == "connected"
-                && c["detail"]
-                    .as_str()
-                    .is_some_and(|d| d.contains("1/1 streams ready"))
-        });
+        wait_streams_ready(node, "reconnected with the stream ready");
     }
     ml_publish(&mut publisher, "p2", "hist.room", 2);
     let after = ml_read(&mut watcher, 0, 1).1;
@@ -639,10 +638,7 @@ fn redis_history_and_presence_recover_after_redis_lost_its_data() {
     assert_ne!(epoch, before[0].0, "a new epoch");
     assert_eq!(after, [(epoch.clone(), after[0].1, 2, false)]);
     let mut late = ml_client(&b);
-    late.send(
-        json!({"id": "r", "subscribe": {"subscriptions": [{"channel": "hist.room",
-        "recover": true, "cursor": {"stream_epoch": epoch, "offset": "0"}}]}}),
-    );
+    ml_recover(&mut late, &epoch, "0");
     assert_eq!(ml_read(&mut late, 0, 1).1, [(epoch, after[0].1, 2, true)]);
     assert!(a.metric("gatewayd_cluster_failed_total", &[("reason", "history")]) >= 1.0);
 
@@ -743,12 +739,7 @@ fn messageloop_history_and_presence_continue_after_a_nats_restart() {
     wait_cluster(&b, "disconnected");
     let nats = nats.restart();
     for node in [&a, &b] {
-        node.wait_for("/api/cluster", "reconnected", |c| {
-            c["state"] == "connected"
-                && c["detail"]
-                    .as_str()
-                    .is_some_and(|d| d.contains("1/1 streams ready"))
-        });
+        wait_streams_ready(node, "reconnected");
     }
     ml_publish(&mut publisher, "p2", "hist.room", 2);
     assert_eq!(
@@ -756,10 +747,7 @@ fn messageloop_history_and_presence_continue_after_a_nats_restart() {
         [(epoch.clone(), 2, 2, false)]
     );
     let mut late = ml_client(&b);
-    late.send(
-        json!({"id": "r", "subscribe": {"subscriptions": [{"channel": "hist.room",
-        "recover": true, "cursor": {"stream_epoch": epoch, "offset": "0"}}]}}),
-    );
+    ml_recover(&mut late, &epoch, "0");
     let replayed = ml_read(&mut late, 0, 2).1;
     assert_eq!(replayed, [(epoch.clone(), 1, 1, true), (epoch, 2, 2, true)]);
 
