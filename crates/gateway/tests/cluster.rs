@@ -354,10 +354,8 @@ fn redis_nodes_authenticate_as_an_acl_user_confined_to_the_key_prefix() {
         b.metric("gatewayd_cluster_failed_total", &[("reason", "claim")]),
         0.0
     );
-    let mut alice = ml_client(&a);
-    alice.subscribe("s", &["lounge"]);
-    let mut bob = ml_client(&b);
-    bob.subscribe("s", &["lounge"]);
+    let _alice = ml_subscriber(&a, "s", "lounge");
+    let mut bob = ml_subscriber(&b, "s", "lounge");
     wait_occupancy(&mut bob, "lounge", 2);
     assert_eq!(
         b.metric("gatewayd_cluster_failed_total", &[("reason", "presence")]),
@@ -462,6 +460,13 @@ fn ml_client(gateway: &Gatewayd) -> Ws {
     ws
 }
 
+/// A MessageLoop client on `gateway` subscribed (id `id`) to `channel`.
+fn ml_subscriber(gateway: &Gatewayd, id: &str, channel: &str) -> Ws {
+    let mut ws = ml_client(gateway);
+    ws.subscribe(id, &[channel]);
+    ws
+}
+
 fn ml_publish(ws: &mut Ws, id: &str, channel: &str, n: u64) {
     ws.send(json!({"id": id, "publish": {"channel": channel,
         "payload": {"content_type": "application/json", "json": {"n": n}}}}));
@@ -520,10 +525,8 @@ fn history_node(server: &Server, cluster: &str) -> Gatewayd {
 fn messageloop_history_recovers_on_another_node_with_the_same_offsets(backend: Backend) {
     let server = Server::start_with_history(backend);
     let (a, b) = (history_node(&server, ""), history_node(&server, ""));
-    let mut watcher = ml_client(&b);
-    watcher.subscribe("w", &["hist.room"]);
-    let mut client = ml_client(&a);
-    client.subscribe("s", &["hist.room"]);
+    let mut watcher = ml_subscriber(&b, "w", "hist.room");
+    let mut client = ml_subscriber(&a, "s", "hist.room");
 
     for n in 1..=5 {
         ml_publish(&mut client, &format!("p{n}"), "hist.room", n);
@@ -612,13 +615,10 @@ fn redis_history_and_presence_recover_after_redis_lost_its_data() {
         history_node(&server, presence),
         history_node(&server, presence),
     );
-    let mut alice = ml_client(&a);
-    alice.subscribe("s", &["lounge"]);
-    let mut observer = ml_client(&b);
-    observer.subscribe("s", &["lounge"]);
+    let _alice = ml_subscriber(&a, "s", "lounge");
+    let mut observer = ml_subscriber(&b, "s", "lounge");
     wait_occupancy(&mut observer, "lounge", 2);
-    let mut watcher = ml_client(&b);
-    watcher.subscribe("w", &["hist.room"]);
+    let mut watcher = ml_subscriber(&b, "w", "hist.room");
     let mut publisher = ml_client(&a);
     ml_publish(&mut publisher, "p1", "hist.room", 1);
     let before = ml_read(&mut watcher, 0, 1).1;
@@ -644,27 +644,27 @@ fn redis_history_and_presence_recover_after_redis_lost_its_data() {
 
     // Both nodes wrote their members again: a node started now lists them (and its own client).
     let c = history_node(&server, presence);
-    let mut newcomer = ml_client(&c);
-    newcomer.subscribe("s", &["lounge"]);
+    let mut newcomer = ml_subscriber(&c, "s", "lounge");
     wait_occupancy(&mut newcomer, "lounge", 3);
     // A join after the restart is announced to the others.
-    let mut dave = ml_client(&a);
-    dave.subscribe("s", &["lounge"]);
+    let _dave = ml_subscriber(&a, "s", "lounge");
     wait_occupancy(&mut observer, "lounge", 4);
 }
 
 /// Queries `channel`'s presence until it lists `n` members.
 fn wait_occupancy(ws: &mut Ws, channel: &str, n: u64) {
+    wait_occupancy_or(ws, channel, n, &format!("{channel} never had {n} members"));
+}
+
+/// Queries `channel`'s presence until it lists `n` members, failing with `failure` after 20 s.
+fn wait_occupancy_or(ws: &mut Ws, channel: &str, n: u64, failure: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let presence = occupancy(ws, channel);
         if presence["occupancy"] == n {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{channel} never had {n} members: {presence}"
-        );
+        assert!(Instant::now() < deadline, "{failure}: {presence}");
     }
 }
 
@@ -681,23 +681,11 @@ fn messageloop_presence_is_cluster_wide(backend: Backend) {
         history_node(&server, presence),
         history_node(&server, presence),
     );
-    let mut alice = ml_client(&a);
-    alice.subscribe("s", &["lobby"]);
-    let mut bob = ml_client(&b);
-    bob.subscribe("s", &["lobby"]);
+    let mut alice = ml_subscriber(&a, "s", "lobby");
+    let mut bob = ml_subscriber(&b, "s", "lobby");
 
     // Alice's membership reaches node B through the backend (a KV put and watch, a Redis announcement).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let presence = occupancy(&mut bob, "lobby");
-        if presence["occupancy"] == 2 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "B never saw A's member: {presence}"
-        );
-    }
+    wait_occupancy_or(&mut bob, "lobby", 2, "B never saw A's member");
     // Subscribe-time snapshots on B include A's member too.
     let mut carol = ml_client(&b);
     let ack = carol.subscribe("s", &["lobby"]);
@@ -707,25 +695,18 @@ fn messageloop_presence_is_cluster_wide(backend: Backend) {
     // And A sees B's members: the join events crossed, and the query agrees.
     let join = alice.recv_kind("presence_event");
     assert_eq!(join["presence_event"]["action"], "join");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while occupancy(&mut alice, "lobby")["occupancy"] != 3 {
-        assert!(Instant::now() < deadline, "A never saw B's members");
-    }
+    wait_occupancy_or(&mut alice, "lobby", 3, "A never saw B's members");
 
     // A leave is removed everywhere at once (the key is deleted).
     carol.close();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while occupancy(&mut alice, "lobby")["occupancy"] != 2 {
-        assert!(Instant::now() < deadline, "A never saw the leave");
-    }
+    wait_occupancy_or(&mut alice, "lobby", 2, "A never saw the leave");
 }
 
 #[test]
 fn messageloop_history_and_presence_continue_after_a_nats_restart() {
     let nats = NatsServer::start_jetstream(0);
     let (a, b) = (jetstream_node(&nats), jetstream_node(&nats));
-    let mut watcher = ml_client(&b);
-    watcher.subscribe("w", &["hist.room"]);
+    let mut watcher = ml_subscriber(&b, "w", "hist.room");
     let mut publisher = ml_client(&a);
     ml_publish(&mut publisher, "p1", "hist.room", 1);
     let before = ml_read(&mut watcher, 0, 1).1;
@@ -752,14 +733,12 @@ fn messageloop_history_and_presence_continue_after_a_nats_restart() {
     assert_eq!(replayed, [(epoch.clone(), 1, 1, true), (epoch, 2, 2, true)]);
 
     // Presence is shared again after the restart: a member joining on A is listed on B.
-    let mut dave = ml_client(&a);
-    dave.subscribe("s", &["lounge"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while occupancy(&mut late, "lounge")["occupancy"] != 1 {
-        assert!(
-            Instant::now() < deadline,
-            "B never saw A's member after the restart"
-        );
-    }
+    let _dave = ml_subscriber(&a, "s", "lounge");
+    wait_occupancy_or(
+        &mut late,
+        "lounge",
+        1,
+        "B never saw A's member after the restart",
+    );
     drop(nats);
 }

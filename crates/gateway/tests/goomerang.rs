@@ -70,6 +70,17 @@ fn subscribed_client(rt: &Runtime, addr: SocketAddr, topics: &[&str]) -> Goomera
     })
 }
 
+/// Checks that `received` is a close frame with code 1000 and `reason`.
+fn assert_close_1000(received: Received, reason: &str) {
+    match received {
+        Received::Close(Some(close)) => {
+            assert_eq!(close.code, CloseCode::Normal);
+            assert_eq!(close.reason.as_str(), reason);
+        }
+        other => panic!("expected close 1000, got {other:?}"),
+    }
+}
+
 fn subscribers(topics: &serde_json::Value, topic: &str) -> u64 {
     topics
         .as_array()
@@ -285,13 +296,7 @@ fn oversized_message_gets_close_1000_message_too_big() {
         client
             .publish("t", KIND, message_v1(&"x".repeat(2000)), &[])
             .await;
-        match client.receive().await {
-            Received::Close(Some(close)) => {
-                assert_eq!(close.code, CloseCode::Normal);
-                assert_eq!(close.reason.as_str(), "message too big");
-            }
-            other => panic!("expected close 1000, got {other:?}"),
-        }
+        assert_close_1000(client.receive().await, "message too big");
     });
 }
 
@@ -320,13 +325,7 @@ fn shutdown_closes_connections_with_1000() {
     let closed = rt.spawn(async move { client.receive().await });
     let status = gateway.terminate(Duration::from_secs(8));
     assert_eq!(status.code(), Some(0));
-    match rt.block_on(closed).unwrap() {
-        Received::Close(Some(close)) => {
-            assert_eq!(close.code, CloseCode::Normal);
-            assert_eq!(close.reason.as_str(), "server shutting down");
-        }
-        other => panic!("expected close 1000, got {other:?}"),
-    }
+    assert_close_1000(rt.block_on(closed).unwrap(), "server shutting down");
 }
 
 #[test]
