@@ -769,9 +769,10 @@ mod grpc_backend {
                 .then(|| error("NOT_MEMBER", "app_error", "not a member"))
         }
 
-        /// Records a hook as `text`.
-        fn hook(&self, text: String) {
+        /// Records a hook as `text` and answers it with an empty response.
+        fn heard<T: Default>(&self, text: String) -> Result<Response<T>, Status> {
             self.hooks.lock().expect("hooks").push(text);
+            Ok(Response::new(T::default()))
         }
     }
 
@@ -849,9 +850,7 @@ mod grpc_backend {
             &self,
             request: Request<pb::OnConnectedRequest>,
         ) -> Result<Response<pb::OnConnectedResponse>, Status> {
-            let r = request.into_inner();
-            self.hook(format!("connected {}", r.username));
-            Ok(Response::new(pb::OnConnectedResponse {}))
+            self.heard(format!("connected {}", request.into_inner().username))
         }
 
         async fn on_subscribed(
@@ -859,8 +858,7 @@ mod grpc_backend {
             request: Request<pb::OnSubscribedRequest>,
         ) -> Result<Response<pb::OnSubscribedResponse>, Status> {
             let r = request.into_inner();
-            self.hook(format!("subscribed {} {}", r.channel, r.username));
-            Ok(Response::new(pb::OnSubscribedResponse {}))
+            self.heard(format!("subscribed {} {}", r.channel, r.username))
         }
 
         async fn on_unsubscribed(
@@ -868,17 +866,14 @@ mod grpc_backend {
             request: Request<pb::OnUnsubscribedRequest>,
         ) -> Result<Response<pb::OnUnsubscribedResponse>, Status> {
             let r = request.into_inner();
-            self.hook(format!("unsubscribed {} {}", r.channel, r.username));
-            Ok(Response::new(pb::OnUnsubscribedResponse {}))
+            self.heard(format!("unsubscribed {} {}", r.channel, r.username))
         }
 
         async fn on_disconnected(
             &self,
             request: Request<pb::OnDisconnectedRequest>,
         ) -> Result<Response<pb::OnDisconnectedResponse>, Status> {
-            let r = request.into_inner();
-            self.hook(format!("disconnected {}", r.username));
-            Ok(Response::new(pb::OnDisconnectedResponse {}))
+            self.heard(format!("disconnected {}", request.into_inner().username))
         }
     }
 
