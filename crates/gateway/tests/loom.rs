@@ -642,8 +642,7 @@ fn failed_cut_through_resets_the_consumer_and_tells_the_producer() {
             .await
             .unwrap();
         producer.reset(0);
-        let got = within("consumer reset", consumer.next()).await;
-        assert_reset(got);
+        assert_reset(within("consumer reset", consumer.next()).await);
     });
     // The producer goes silent in the middle of a message for idle_frame_ms: the consumer's stream is reset, and
     // the producer's next bytes find the consumer gone (STOP_SENDING 4).
@@ -652,8 +651,7 @@ fn failed_cut_through_resets_the_consumer_and_tells_the_producer() {
         let mut producer = producer_into(&quic, room).await;
         let bytes = message(b"k", &vec![4u8; 3 << 20], 65536);
         producer.write(&bytes[..3 << 19]).await.unwrap();
-        let got = within("consumer reset", consumer.next()).await;
-        assert_reset(got);
+        assert_reset(within("consumer reset", consumer.next()).await);
         let _ = producer.write(&bytes[3 << 19..]).await;
         assert_eq!(within("STOP_SENDING", producer.stopped()).await, Some(4));
     });
