@@ -180,9 +180,10 @@ fn config(extra: &str) -> String {
     )
 }
 
-/// gatewayd with the app backend (RPC on `orders.*`, 500 ms timeout, and `$authenticate`) and a backend
-/// that is down (RPC on `down.*`).
-fn start(backend: &Backend, settings: &str) -> (Gatewayd, SocketAddr) {
+/// A new backend, and gatewayd with it as the app backend (RPC on `orders.*`, 500 ms timeout, and
+/// `$authenticate`) and a backend that is down (RPC on `down.*`).
+fn start(settings: &str) -> (Backend, Gatewayd, SocketAddr) {
+    let backend = Backend::start();
     let proxies = format!(
         "{settings}\n\
          [[messageloop.proxy]]\nname = \"app\"\nendpoint = \"{}\"\ntimeout_ms = 500\n\
@@ -195,7 +196,7 @@ fn start(backend: &Backend, settings: &str) -> (Gatewayd, SocketAddr) {
     );
     let gateway = Gatewayd::start(&config(&proxies));
     let ws = gateway.listener("messageloop.ws");
-    (gateway, ws)
+    (backend, gateway, ws)
 }
 
 fn rpc(ws: &mut Ws, id: &str, channel: &str, method: &str) -> Value {
@@ -268,8 +269,7 @@ fn error_code(reply: &Value) -> &str {
 
 #[test]
 fn rpc_goes_to_the_backend_as_camel_case_json_and_its_answer_comes_back() {
-    let backend = Backend::start();
-    let (_gateway, addr) = start(&backend, "");
+    let (backend, _gateway, addr) = start("");
     let mut ws = connected_client(addr, "");
 
     let reply = rpc(&mut ws, "r1", "orders.eu.1", "get");
@@ -346,8 +346,7 @@ fn wait_subscribed(gateway: &Gatewayd, topic: &str, fanout: u64) {
 
 #[test]
 fn an_rpc_no_route_matches_falls_back_to_a_bus_responder() {
-    let backend = Backend::start();
-    let (gateway, addr) = start(&backend, "");
+    let (backend, gateway, addr) = start("");
     let mut responder = bus_responder(&gateway);
     let mut ws = connected_client(addr, "");
     ws.send(
@@ -373,8 +372,7 @@ fn an_rpc_no_route_matches_falls_back_to_a_bus_responder() {
 
 #[test]
 fn with_rpc_fallback_none_an_unrouted_rpc_is_no_proxy() {
-    let backend = Backend::start();
-    let (gateway, addr) = start(&backend, "rpc_fallback = \"none\"");
+    let (_backend, gateway, addr) = start("rpc_fallback = \"none\"");
     // A bus responder exists but is not asked.
     let _responder = bus_responder(&gateway);
     let mut ws = connected_client(addr, "");
@@ -388,8 +386,7 @@ fn with_rpc_fallback_none_an_unrouted_rpc_is_no_proxy() {
 
 #[test]
 fn connect_tokens_are_checked_by_the_authenticate_backend() {
-    let backend = Backend::start();
-    let (gateway, addr) = start(&backend, "");
+    let (backend, gateway, addr) = start("");
 
     let mut ws = Ws::connect(addr, JSON);
     let connected = ws.handshake("2.0.0", "good-token");
@@ -469,11 +466,8 @@ fn grpc_clients_reach_the_backend_too() {
     use messageloop_client::grpc;
     use protocols::messageloop::pb::messageloop::shared::v2 as shared;
 
-    let backend = Backend::start();
-    let (gateway, _) = start(
-        &backend,
-        "[messageloop.grpc]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
-    );
+    let (backend, gateway, _) =
+        start("[messageloop.grpc]\nenabled = true\naddress = \"127.0.0.1:0\"\n");
     let addr = gateway.listener("messageloop.grpc");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
