@@ -85,6 +85,31 @@ fn wait_cluster_ready(gateway: &Gatewayd, state: &str) {
     });
 }
 
+/// Waits until `gateway`'s cluster is connected with its one history stream ready.
+fn wait_streams_ready(gateway: &Gatewayd, what: &str) {
+    gateway.wait_for("/api/cluster", what, |c| {
+        c["state"] == "connected"
+            && c["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("1/1 streams ready"))
+    });
+}
+
+/// A STOMP client at `stomp` subscribed to `/topic/<topic>` as `s1`.
+fn stomp_subscriber(stomp: std::net::SocketAddr, topic: &str) -> Peer {
+    let mut peer = Peer::connect(stomp);
+    peer.send(&frames::subscribe(&format!("/topic/{topic}"), "auto", "s1"));
+    peer
+}
+
+/// Subscribes `ws` to `hist.room` (id `r`), recovering from `offset` in `epoch`.
+fn ml_recover(ws: &mut Ws, epoch: &str, offset: &str) {
+    ws.send(
+        json!({"id": "r", "subscribe": {"subscriptions": [{"channel": "hist.room",
+        "recover": true, "cursor": {"stream_epoch": epoch, "offset": offset}}]}}),
+    );
+}
+
 fn stomp_send(peer: &mut Peer, destination: &str, body: &str) {
     peer.send(&frames::send_string(destination, body));
 }
@@ -307,15 +332,9 @@ fn redis_nodes_authenticate_as_an_acl_user_confined_to_the_key_prefix() {
     };
     let (a, b) = (node("s3cret"), node("s3cret"));
     for node in [&a, &b] {
-        node.wait_for("/api/cluster", "connected, history stream ready", |c| {
-            c["state"] == "connected"
-                && c["detail"]
-                    .as_str()
-                    .is_some_and(|d| d.contains("1/1 streams ready"))
-        });
+        wait_streams_ready(node, "connected, history stream ready");
     }
-    let mut subscriber = Peer::connect(b.listener("stomp.tcp"));
-    subscriber.send(&frames::subscribe("/topic/secure", "auto", "s1"));
+    let mut subscriber = stomp_subscriber(b.listener("stomp.tcp"), "secure");
     redis.wait_subscribed("gatewayd:topic:secure", 1);
     let mut publisher = Peer::connect(a.listener("stomp.tcp"));
     stomp_send(&mut publisher, "/topic/secure", "authenticated");
@@ -335,10 +354,8 @@ fn redis_nodes_authenticate_as_an_acl_user_confined_to_the_key_prefix() {
         b.metric("gatewayd_cluster_failed_total", &[("reason", "claim")]),
         0.0
     );
-    let mut alice = ml_client(&a);
-    alice.subscribe("s", &["lounge"]);
-    let mut bob = ml_client(&b);
-    bob.subscribe("s", &["lounge"]);
+    let _alice = ml_subscriber(&a, "s", "lounge");
+    let mut bob = ml_subscriber(&b, "s", "lounge");
     wait_occupancy(&mut bob, "lounge", 2);
     assert_eq!(
         b.metric("gatewayd_cluster_failed_total", &[("reason", "presence")]),
@@ -397,8 +414,7 @@ fn redis_nodes_connect_over_tls() {
         gateway
     };
     let (a, b) = (start(), start());
-    let mut subscriber = Peer::connect(b.listener("stomp.tcp"));
-    subscriber.send(&frames::subscribe("/topic/sealed", "auto", "s1"));
+    let mut subscriber = stomp_subscriber(b.listener("stomp.tcp"), "sealed");
     redis.wait_subscribed("gatewayd:topic:sealed", 1);
     let mut publisher = Peer::connect(a.listener("stomp.tcp"));
     stomp_send(&mut publisher, "/topic/sealed", "over TLS");
@@ -412,8 +428,7 @@ fn a_killed_node_does_not_affect_the_other(backend: Backend) {
     let server = Server::start(backend, 0);
     let a = node(&server);
     let b = node(&server);
-    let mut subscriber = Peer::connect(a.listener("stomp.tcp"));
-    subscriber.send(&frames::subscribe("/topic/alive", "auto", "s1"));
+    let mut subscriber = stomp_subscriber(a.listener("stomp.tcp"), "alive");
     server.wait_subscribed("alive", 1);
     drop(b);
     let mut publisher = Peer::connect(a.listener("stomp.tcp"));
@@ -435,18 +450,20 @@ fn jetstream_node(nats: &NatsServer) -> Gatewayd {
         nats.url()
     );
     let gateway = Gatewayd::start(&config);
-    gateway.wait_for("/api/cluster", "history stream ready", |c| {
-        c["state"] == "connected"
-            && c["detail"]
-                .as_str()
-                .is_some_and(|d| d.contains("1/1 streams ready"))
-    });
+    wait_streams_ready(&gateway, "history stream ready");
     gateway
 }
 
 fn ml_client(gateway: &Gatewayd) -> Ws {
     let mut ws = Ws::connect(gateway.listener("messageloop.ws"), &["messageloop+json"]);
     ws.handshake("2.0.0", "");
+    ws
+}
+
+/// A MessageLoop client on `gateway` subscribed (id `id`) to `channel`.
+fn ml_subscriber(gateway: &Gatewayd, id: &str, channel: &str) -> Ws {
+    let mut ws = ml_client(gateway);
+    ws.subscribe(id, &[channel]);
     ws
 }
 
@@ -499,12 +516,7 @@ fn history_node(server: &Server, cluster: &str) -> Gatewayd {
         server.history_cluster_config()
     );
     let gateway = Gatewayd::start(&config);
-    gateway.wait_for("/api/cluster", "history stream ready", |c| {
-        c["state"] == "connected"
-            && c["detail"]
-                .as_str()
-                .is_some_and(|d| d.contains("1/1 streams ready"))
-    });
+    wait_streams_ready(&gateway, "history stream ready");
     gateway
 }
 
@@ -513,10 +525,8 @@ fn history_node(server: &Server, cluster: &str) -> Gatewayd {
 fn messageloop_history_recovers_on_another_node_with_the_same_offsets(backend: Backend) {
     let server = Server::start_with_history(backend);
     let (a, b) = (history_node(&server, ""), history_node(&server, ""));
-    let mut watcher = ml_client(&b);
-    watcher.subscribe("w", &["hist.room"]);
-    let mut client = ml_client(&a);
-    client.subscribe("s", &["hist.room"]);
+    let mut watcher = ml_subscriber(&b, "w", "hist.room");
+    let mut client = ml_subscriber(&a, "s", "hist.room");
 
     for n in 1..=5 {
         ml_publish(&mut client, &format!("p{n}"), "hist.room", n);
@@ -553,10 +563,7 @@ fn messageloop_history_recovers_on_another_node_with_the_same_offsets(backend: B
     // The client read up to the second message on A, then reconnects to B and recovers from there.
     client.close();
     let mut again = ml_client(&b);
-    again.send(
-        json!({"id": "r", "subscribe": {"subscriptions": [{"channel": "hist.room",
-        "recover": true, "cursor": {"stream_epoch": epoch, "offset": offsets[1].to_string()}}]}}),
-    );
+    ml_recover(&mut again, &epoch, &offsets[1].to_string());
     let ack = again.recv_kind("subscribe_ack");
     assert_eq!(ack["subscribe_ack"]["recover"], "RECOVER_STATE_PENDING");
     let mut replayed = Vec::new();
@@ -608,13 +615,10 @@ fn redis_history_and_presence_recover_after_redis_lost_its_data() {
         history_node(&server, presence),
         history_node(&server, presence),
     );
-    let mut alice = ml_client(&a);
-    alice.subscribe("s", &["lounge"]);
-    let mut observer = ml_client(&b);
-    observer.subscribe("s", &["lounge"]);
+    let _alice = ml_subscriber(&a, "s", "lounge");
+    let mut observer = ml_subscriber(&b, "s", "lounge");
     wait_occupancy(&mut observer, "lounge", 2);
-    let mut watcher = ml_client(&b);
-    watcher.subscribe("w", &["hist.room"]);
+    let mut watcher = ml_subscriber(&b, "w", "hist.room");
     let mut publisher = ml_client(&a);
     ml_publish(&mut publisher, "p1", "hist.room", 1);
     let before = ml_read(&mut watcher, 0, 1).1;
@@ -626,12 +630,7 @@ fn redis_history_and_presence_recover_after_redis_lost_its_data() {
     wait_cluster_ready(&b, "disconnected");
     let server = Server::start(Backend::Redis, port);
     for node in [&a, &b] {
-        node.wait_for("/api/cluster", "reconnected with the stream ready", |c| {
-            c["state"] == "connected"
-                && c["detail"]
-                    .as_str()
-                    .is_some_and(|d| d.contains("1/1 streams ready"))
-        });
+        wait_streams_ready(node, "reconnected with the stream ready");
     }
     ml_publish(&mut publisher, "p2", "hist.room", 2);
     let after = ml_read(&mut watcher, 0, 1).1;
@@ -639,36 +638,33 @@ fn redis_history_and_presence_recover_after_redis_lost_its_data() {
     assert_ne!(epoch, before[0].0, "a new epoch");
     assert_eq!(after, [(epoch.clone(), after[0].1, 2, false)]);
     let mut late = ml_client(&b);
-    late.send(
-        json!({"id": "r", "subscribe": {"subscriptions": [{"channel": "hist.room",
-        "recover": true, "cursor": {"stream_epoch": epoch, "offset": "0"}}]}}),
-    );
+    ml_recover(&mut late, &epoch, "0");
     assert_eq!(ml_read(&mut late, 0, 1).1, [(epoch, after[0].1, 2, true)]);
     assert!(a.metric("gatewayd_cluster_failed_total", &[("reason", "history")]) >= 1.0);
 
     // Both nodes wrote their members again: a node started now lists them (and its own client).
     let c = history_node(&server, presence);
-    let mut newcomer = ml_client(&c);
-    newcomer.subscribe("s", &["lounge"]);
+    let mut newcomer = ml_subscriber(&c, "s", "lounge");
     wait_occupancy(&mut newcomer, "lounge", 3);
     // A join after the restart is announced to the others.
-    let mut dave = ml_client(&a);
-    dave.subscribe("s", &["lounge"]);
+    let _dave = ml_subscriber(&a, "s", "lounge");
     wait_occupancy(&mut observer, "lounge", 4);
 }
 
 /// Queries `channel`'s presence until it lists `n` members.
 fn wait_occupancy(ws: &mut Ws, channel: &str, n: u64) {
+    wait_occupancy_or(ws, channel, n, &format!("{channel} never had {n} members"));
+}
+
+/// Queries `channel`'s presence until it lists `n` members, failing with `failure` after 20 s.
+fn wait_occupancy_or(ws: &mut Ws, channel: &str, n: u64, failure: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let presence = occupancy(ws, channel);
         if presence["occupancy"] == n {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{channel} never had {n} members: {presence}"
-        );
+        assert!(Instant::now() < deadline, "{failure}: {presence}");
     }
 }
 
@@ -685,23 +681,11 @@ fn messageloop_presence_is_cluster_wide(backend: Backend) {
         history_node(&server, presence),
         history_node(&server, presence),
     );
-    let mut alice = ml_client(&a);
-    alice.subscribe("s", &["lobby"]);
-    let mut bob = ml_client(&b);
-    bob.subscribe("s", &["lobby"]);
+    let mut alice = ml_subscriber(&a, "s", "lobby");
+    let mut bob = ml_subscriber(&b, "s", "lobby");
 
     // Alice's membership reaches node B through the backend (a KV put and watch, a Redis announcement).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let presence = occupancy(&mut bob, "lobby");
-        if presence["occupancy"] == 2 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "B never saw A's member: {presence}"
-        );
-    }
+    wait_occupancy_or(&mut bob, "lobby", 2, "B never saw A's member");
     // Subscribe-time snapshots on B include A's member too.
     let mut carol = ml_client(&b);
     let ack = carol.subscribe("s", &["lobby"]);
@@ -711,25 +695,18 @@ fn messageloop_presence_is_cluster_wide(backend: Backend) {
     // And A sees B's members: the join events crossed, and the query agrees.
     let join = alice.recv_kind("presence_event");
     assert_eq!(join["presence_event"]["action"], "join");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while occupancy(&mut alice, "lobby")["occupancy"] != 3 {
-        assert!(Instant::now() < deadline, "A never saw B's members");
-    }
+    wait_occupancy_or(&mut alice, "lobby", 3, "A never saw B's members");
 
     // A leave is removed everywhere at once (the key is deleted).
     carol.close();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while occupancy(&mut alice, "lobby")["occupancy"] != 2 {
-        assert!(Instant::now() < deadline, "A never saw the leave");
-    }
+    wait_occupancy_or(&mut alice, "lobby", 2, "A never saw the leave");
 }
 
 #[test]
 fn messageloop_history_and_presence_continue_after_a_nats_restart() {
     let nats = NatsServer::start_jetstream(0);
     let (a, b) = (jetstream_node(&nats), jetstream_node(&nats));
-    let mut watcher = ml_client(&b);
-    watcher.subscribe("w", &["hist.room"]);
+    let mut watcher = ml_subscriber(&b, "w", "hist.room");
     let mut publisher = ml_client(&a);
     ml_publish(&mut publisher, "p1", "hist.room", 1);
     let before = ml_read(&mut watcher, 0, 1).1;
@@ -743,12 +720,7 @@ fn messageloop_history_and_presence_continue_after_a_nats_restart() {
     wait_cluster(&b, "disconnected");
     let nats = nats.restart();
     for node in [&a, &b] {
-        node.wait_for("/api/cluster", "reconnected", |c| {
-            c["state"] == "connected"
-                && c["detail"]
-                    .as_str()
-                    .is_some_and(|d| d.contains("1/1 streams ready"))
-        });
+        wait_streams_ready(node, "reconnected");
     }
     ml_publish(&mut publisher, "p2", "hist.room", 2);
     assert_eq!(
@@ -756,22 +728,17 @@ fn messageloop_history_and_presence_continue_after_a_nats_restart() {
         [(epoch.clone(), 2, 2, false)]
     );
     let mut late = ml_client(&b);
-    late.send(
-        json!({"id": "r", "subscribe": {"subscriptions": [{"channel": "hist.room",
-        "recover": true, "cursor": {"stream_epoch": epoch, "offset": "0"}}]}}),
-    );
+    ml_recover(&mut late, &epoch, "0");
     let replayed = ml_read(&mut late, 0, 2).1;
     assert_eq!(replayed, [(epoch.clone(), 1, 1, true), (epoch, 2, 2, true)]);
 
     // Presence is shared again after the restart: a member joining on A is listed on B.
-    let mut dave = ml_client(&a);
-    dave.subscribe("s", &["lounge"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while occupancy(&mut late, "lounge")["occupancy"] != 1 {
-        assert!(
-            Instant::now() < deadline,
-            "B never saw A's member after the restart"
-        );
-    }
+    let _dave = ml_subscriber(&a, "s", "lounge");
+    wait_occupancy_or(
+        &mut late,
+        "lounge",
+        1,
+        "B never saw A's member after the restart",
+    );
     drop(nats);
 }

@@ -59,6 +59,14 @@ fn wait_subscribers(gateway: &Gatewayd, topic: &str, count: u64) {
     });
 }
 
+/// Goomerang messages dropped by an ACL so far.
+fn goomerang_acl_drops(gateway: &Gatewayd) -> f64 {
+    gateway.metric(
+        "gatewayd_drops_total",
+        &[("reason", "acl_denied"), ("protocol", "goomerang")],
+    )
+}
+
 /// The header of the one answer source of a chanserv request.
 fn answer(client: &mut chanserv_client::Client, body: &[u8]) -> String {
     let master = client.post(body);
@@ -94,10 +102,7 @@ fn goomerang_and_chanserv_require_credentials_when_configured() {
     });
     wait_subscribers(&gateway, "orders.eu", 1);
     assert_eq!(
-        gateway.metric(
-            "gatewayd_drops_total",
-            &[("reason", "acl_denied"), ("protocol", "goomerang")]
-        ),
+        goomerang_acl_drops(&gateway),
         1.0,
         "the token's identity and ACL apply"
     );
@@ -151,6 +156,16 @@ fn goomerang_and_chanserv_require_credentials_when_configured() {
     assert_eq!(header, "err credentials required");
 }
 
+/// A TLS client configuration that presents `certificate` and accepts any server certificate.
+fn mtls_config(certificate: ClientCertificate) -> rustls::ClientConfig {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(clients::tls::AnyCertificate::default()))
+        .with_client_auth_cert(vec![certificate.0], certificate.1)
+        .unwrap()
+}
+
 type MtlsWebSocket =
     tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 
@@ -162,12 +177,7 @@ async fn goomerang_over_mtls(
 ) -> Result<MtlsWebSocket, WsError> {
     use futures::SinkExt;
     use protocols::goomerang::{encode_command, Command as GoomerangCommand};
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = rustls::ClientConfig::builder()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(clients::tls::AnyCertificate::default()))
-        .with_client_auth_cert(vec![certificate.0], certificate.1)
-        .unwrap();
+    let config = mtls_config(certificate);
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
@@ -224,10 +234,7 @@ identity = {{ name = "billing", publish = ["billing.>"], subscribe = ["billing.>
         .expect("a listed certificate");
     wait_subscribers(&gateway, "billing.x", 1);
     assert_eq!(
-        gateway.metric(
-            "gatewayd_drops_total",
-            &[("reason", "acl_denied"), ("protocol", "goomerang")]
-        ),
+        goomerang_acl_drops(&gateway),
         1.0,
         "the certificate's identity and ACL apply"
     );
@@ -290,12 +297,7 @@ fn anonymous_listeners_next_to_required_auth_are_refused_at_start_up() {
 /// answered until it closed or went quiet.
 fn over_mtls(addr: std::net::SocketAddr, certificate: ClientCertificate, frames: &[u8]) -> Vec<u8> {
     use std::io::{Read as _, Write as _};
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = rustls::ClientConfig::builder()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(clients::tls::AnyCertificate::default()))
-        .with_client_auth_cert(vec![certificate.0], certificate.1)
-        .unwrap();
+    let config = mtls_config(certificate);
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
     let tcp = std::net::TcpStream::connect(addr).unwrap();

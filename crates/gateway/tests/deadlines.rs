@@ -26,6 +26,11 @@ const SHORT: &str = "deadlines = { pre_auth_ms = 300, idle_frame_ms = 300, write
 /// Longest a test waits for the server to cut a connection.
 const WAIT: Duration = Duration::from_secs(10);
 
+/// gatewayd with the base configuration followed by `extra`.
+fn start(extra: &str) -> Gatewayd {
+    Gatewayd::start(&format!("{}{extra}", base_config()))
+}
+
 /// Whether the server closes `stream` within [`WAIT`] (bytes it sends before closing are skipped).
 fn closed_by_server(stream: &mut TcpStream) -> bool {
     stream.set_read_timeout(Some(WAIT)).expect("read timeout");
@@ -80,9 +85,8 @@ fn frame_header(len: u64) -> Vec<u8> {
 
 #[test]
 fn messageloop_ws_upgrade_never_finished_is_cut() {
-    let gateway = Gatewayd::start(&format!(
-        "{}[messageloop]\n{SHORT}[messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
-        base_config()
+    let gateway = start(&format!(
+        "[messageloop]\n{SHORT}[messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n"
     ));
     let mut stream = TcpStream::connect(gateway.listener("messageloop.ws")).expect("connect");
     stream
@@ -96,9 +100,8 @@ fn messageloop_ws_upgrade_never_finished_is_cut() {
 
 #[test]
 fn messageloop_grpc_without_preface_is_cut() {
-    let gateway = Gatewayd::start(&format!(
-        "{}[messageloop]\n{SHORT}[messageloop.grpc]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
-        base_config()
+    let gateway = start(&format!(
+        "[messageloop]\n{SHORT}[messageloop.grpc]\nenabled = true\naddress = \"127.0.0.1:0\"\n"
     ));
     let mut stream = TcpStream::connect(gateway.listener("messageloop.grpc")).expect("connect");
     stream.write_all(b"PRI * HTTP/2.0\r\n").expect("write");
@@ -110,11 +113,10 @@ fn messageloop_grpc_without_preface_is_cut() {
 
 #[test]
 fn grpc_tls_handshakes_do_not_wait_for_a_silent_client() {
-    let gateway = Gatewayd::start(&format!(
-        "{}[messageloop]\ndeadlines = {{ pre_auth_ms = 60000 }}\n[messageloop.grpc]\nenabled = true\n\
-         address = \"127.0.0.1:0\"\ntls = {{ self_signed = true }}\n",
-        base_config()
-    ));
+    let gateway = start(
+        "[messageloop]\ndeadlines = { pre_auth_ms = 60000 }\n[messageloop.grpc]\nenabled = true\n\
+         address = \"127.0.0.1:0\"\ntls = { self_signed = true }\n",
+    );
     let addr = gateway.listener("messageloop.grpc");
     let _silent = TcpStream::connect(addr).expect("connect");
     // A TLS handshake while the silent client holds its own: it finishes well before the silent one's deadline.
@@ -136,9 +138,8 @@ fn grpc_tls_handshakes_do_not_wait_for_a_silent_client() {
 
 #[test]
 fn stomp_frame_left_unfinished_after_login_is_cut() {
-    let gateway = Gatewayd::start(&format!(
-        "{}[stomp]\n{SHORT}[stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
-        base_config()
+    let gateway = start(&format!(
+        "[stomp]\n{SHORT}[stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n"
     ));
     let mut peer = Peer::connect(gateway.listener("stomp.tcp"));
     peer.send_raw(b"SEND\ndestination:/topic/a\ncontent-length:1000\n\nabc");
@@ -147,9 +148,8 @@ fn stomp_frame_left_unfinished_after_login_is_cut() {
 
 #[test]
 fn stomp_login_must_finish_within_the_pre_auth_deadline() {
-    let gateway = Gatewayd::start(&format!(
-        "{}[stomp]\n{SHORT}[stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
-        base_config()
+    let gateway = start(&format!(
+        "[stomp]\n{SHORT}[stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n"
     ));
     let mut peer = Peer::open(gateway.listener("stomp.tcp"));
     peer.send_raw(b"CONNECT\naccept-version:1.2\n");
@@ -158,9 +158,8 @@ fn stomp_login_must_finish_within_the_pre_auth_deadline() {
 
 #[test]
 fn goomerang_frame_left_unfinished_is_cut() {
-    let gateway = Gatewayd::start(&format!(
-        "{}[goomerang]\nenabled = true\naddress = \"127.0.0.1:0\"\n{SHORT}",
-        base_config()
+    let gateway = start(&format!(
+        "[goomerang]\nenabled = true\naddress = \"127.0.0.1:0\"\n{SHORT}"
     ));
     let mut stream = upgraded(gateway.listener("goomerang.ws"), "/ws", None);
     let mut partial = frame_header(100);
@@ -174,10 +173,7 @@ fn goomerang_frame_left_unfinished_is_cut() {
 
 #[test]
 fn stomp_ws_message_over_the_limit_gets_close_1009_from_its_header() {
-    let gateway = Gatewayd::start(&format!(
-        "{}[stomp.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
-        base_config()
-    ));
+    let gateway = start("[stomp.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n");
     let mut stream = upgraded(gateway.listener("stomp.ws"), "/ws", Some("v12.stomp"));
     // Only the header of a 2 MiB frame (the limit is 1 MiB).
     stream.write_all(&frame_header(2 << 20)).expect("write");
@@ -195,6 +191,18 @@ fn connections(gateway: &Gatewayd, listener: &str) -> usize {
         .map_or(0, |all| {
             all.iter().filter(|c| c["listener"] == listener).count()
         })
+}
+
+/// Polls `/api/connections` until no connection is left on `listener`.
+fn wait_stalled_subscriber_cut(gateway: &Gatewayd, listener: &str) {
+    gateway.wait_for(
+        "/api/connections",
+        "the stalled subscriber to be cut",
+        |all| {
+            all.as_array()
+                .is_some_and(|all| all.iter().all(|c| c["listener"] != listener))
+        },
+    );
 }
 
 /// Publishes `count` STOMP messages of 32 KiB to `/topic/<topic>`: more than socket buffers and HTTP/2 windows
@@ -215,10 +223,9 @@ fn flood(stomp: SocketAddr, topic: &str, count: usize) {
 
 #[test]
 fn messageloop_ws_subscriber_that_stops_reading_is_cut() {
-    let gateway = Gatewayd::start(&format!(
-        "{}[stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n[messageloop]\n{SHORT}\
-         [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
-        base_config()
+    let gateway = start(&format!(
+        "[stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n[messageloop]\n{SHORT}\
+         [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n"
     ));
     let mut ws = Ws::connect(gateway.listener("messageloop.ws"), JSON);
     ws.handshake("2.0.0", "");
@@ -226,23 +233,15 @@ fn messageloop_ws_subscriber_that_stops_reading_is_cut() {
     assert_eq!(connections(&gateway, "messageloop.ws"), 1);
     // The subscriber reads nothing more.
     flood(gateway.listener("stomp.tcp"), "flood", 800);
-    gateway.wait_for(
-        "/api/connections",
-        "the stalled subscriber to be cut",
-        |all| {
-            all.as_array()
-                .is_some_and(|all| all.iter().all(|c| c["listener"] != "messageloop.ws"))
-        },
-    );
+    wait_stalled_subscriber_cut(&gateway, "messageloop.ws");
     drop(ws);
 }
 
 #[test]
 fn messageloop_grpc_subscriber_that_stops_reading_is_cut() {
-    let gateway = Gatewayd::start(&format!(
-        "{}[stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n[messageloop]\n{SHORT}\
-         [messageloop.grpc]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
-        base_config()
+    let gateway = start(&format!(
+        "[stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n[messageloop]\n{SHORT}\
+         [messageloop.grpc]\nenabled = true\naddress = \"127.0.0.1:0\"\n"
     ));
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let address = gateway.listener("messageloop.grpc");
@@ -269,24 +268,16 @@ fn messageloop_grpc_subscriber_that_stops_reading_is_cut() {
     });
     // The stream is no longer read.
     flood(gateway.listener("stomp.tcp"), "flood", 800);
-    gateway.wait_for(
-        "/api/connections",
-        "the stalled subscriber to be cut",
-        |all| {
-            all.as_array()
-                .is_some_and(|all| all.iter().all(|c| c["listener"] != "messageloop.grpc"))
-        },
-    );
+    wait_stalled_subscriber_cut(&gateway, "messageloop.grpc");
     drop(stream);
 }
 
 #[test]
 fn messageloop_grpc_message_over_the_limit_ends_with_resource_exhausted() {
-    let gateway = Gatewayd::start(&format!(
-        "{}[messageloop]\nlimits = {{ max_message_size = 1024 }}\n[messageloop.grpc]\nenabled = true\n\
+    let gateway = start(
+        "[messageloop]\nlimits = { max_message_size = 1024 }\n[messageloop.grpc]\nenabled = true\n\
          address = \"127.0.0.1:0\"\n",
-        base_config()
-    ));
+    );
     let addr = gateway.listener("messageloop.grpc");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
@@ -313,9 +304,8 @@ fn messageloop_grpc_message_over_the_limit_ends_with_resource_exhausted() {
 
 #[test]
 fn loom_hello_never_finished_is_cut() {
-    let gateway = Gatewayd::start(&format!(
-        "{}[loom]\nenabled = true\naddress = \"127.0.0.1:0\"\n{SHORT}",
-        base_config()
+    let gateway = start(&format!(
+        "[loom]\nenabled = true\naddress = \"127.0.0.1:0\"\n{SHORT}"
     ));
     let addr = SocketAddr::from(([127, 0, 0, 1], gateway.listener("loom.quic").port()));
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -330,10 +320,7 @@ fn loom_hello_never_finished_is_cut() {
 
 #[test]
 fn unfinished_frames_over_the_process_budget_are_refused() {
-    let gateway = Gatewayd::start(&format!(
-        "{}[limits]\nmax_unfinished_frame_bytes = 1048576\n[stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
-        base_config()
-    ));
+    let gateway = start("[limits]\nmax_unfinished_frame_bytes = 1048576\n[stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n");
     let stomp = gateway.listener("stomp.tcp");
     let declared = 700 << 10;
     let head = format!("SEND\ndestination:/topic/big\nreceipt:done\ncontent-length:{declared}\n\n");
@@ -382,11 +369,10 @@ fn limit_files(gateway: &Gatewayd, files: usize) {
 
 #[test]
 fn out_of_file_descriptors_backs_off_instead_of_spinning() {
-    let gateway = Gatewayd::start(&format!(
-        "{}[chanserv]\nenabled = true\naddress = \"127.0.0.1:0\"\n[messageloop.ws]\nenabled = true\n\
+    let gateway = start(
+        "[chanserv]\nenabled = true\naddress = \"127.0.0.1:0\"\n[messageloop.ws]\nenabled = true\n\
          address = \"127.0.0.1:0\"\n",
-        base_config()
-    ));
+    );
     let listeners = [
         gateway.listener("chanserv.tcp"),
         gateway.listener("messageloop.ws"),
@@ -533,14 +519,13 @@ fn tcp_timer(local: u16, remote: u16) -> Option<u8> {
 
 #[test]
 fn every_tcp_listener_turns_keep_alive_on() {
-    let gateway = Gatewayd::start(&format!(
-        "{}[stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+    let gateway = start(
+        "[stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
          [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
          [messageloop.grpc]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
          [chanserv]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
          [goomerang]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
-        base_config()
-    ));
+    );
     for name in [
         "stomp.tcp",
         "messageloop.ws",

@@ -59,6 +59,28 @@ fn start(extra: &str) -> (Gatewayd, SocketAddr, Runtime) {
     (gateway, addr, runtime)
 }
 
+/// A Goomerang client at `addr` that has subscribed to each of `topics`, in order.
+fn subscribed_client(rt: &Runtime, addr: SocketAddr, topics: &[&str]) -> GoomerangClient {
+    rt.block_on(async {
+        let mut client = GoomerangClient::connect(addr).await;
+        for topic in topics {
+            client.subscribe(topic).await;
+        }
+        client
+    })
+}
+
+/// Checks that `received` is a close frame with code 1000 and `reason`.
+fn assert_close_1000(received: Received, reason: &str) {
+    match received {
+        Received::Close(Some(close)) => {
+            assert_eq!(close.code, CloseCode::Normal);
+            assert_eq!(close.reason.as_str(), reason);
+        }
+        other => panic!("expected close 1000, got {other:?}"),
+    }
+}
+
 fn subscribers(topics: &serde_json::Value, topic: &str) -> u64 {
     topics
         .as_array()
@@ -250,12 +272,7 @@ fn acl_refusals_are_dropped_and_counted() {
         "[goomerang.auth.anonymous]\nname = \"goomer\"\npublish = [\"open.#\"]\nsubscribe = [\"open.#\"]\n",
     );
     let denied = drops(&gateway, "acl_denied");
-    let mut client = rt.block_on(async {
-        let mut client = GoomerangClient::connect(addr).await;
-        client.subscribe("closed").await;
-        client.subscribe("open.a").await;
-        client
-    });
+    let mut client = subscribed_client(&rt, addr, &["closed", "open.a"]);
     wait_subscribers(&gateway, "open.a", 1);
     assert_eq!(subscribers(&gateway.get_json("/api/topics"), "closed"), 0);
     assert!(drops(&gateway, "acl_denied") >= denied + 1.0);
@@ -279,13 +296,7 @@ fn oversized_message_gets_close_1000_message_too_big() {
         client
             .publish("t", KIND, message_v1(&"x".repeat(2000)), &[])
             .await;
-        match client.receive().await {
-            Received::Close(Some(close)) => {
-                assert_eq!(close.code, CloseCode::Normal);
-                assert_eq!(close.reason.as_str(), "message too big");
-            }
-            other => panic!("expected close 1000, got {other:?}"),
-        }
+        assert_close_1000(client.receive().await, "message too big");
     });
 }
 
@@ -314,13 +325,7 @@ fn shutdown_closes_connections_with_1000() {
     let closed = rt.spawn(async move { client.receive().await });
     let status = gateway.terminate(Duration::from_secs(8));
     assert_eq!(status.code(), Some(0));
-    match rt.block_on(closed).unwrap() {
-        Received::Close(Some(close)) => {
-            assert_eq!(close.code, CloseCode::Normal);
-            assert_eq!(close.reason.as_str(), "server shutting down");
-        }
-        other => panic!("expected close 1000, got {other:?}"),
-    }
+    assert_close_1000(rt.block_on(closed).unwrap(), "server shutting down");
 }
 
 #[test]
@@ -426,11 +431,7 @@ fn reload_with(gateway: &Gatewayd, address: &str, extra: &str) -> serde_json::Va
 fn reload_gives_new_connections_the_new_acl_and_keeps_open_ones() {
     let (gateway, addr, rt) =
         start("[goomerang.auth.anonymous]\nname = \"before\"\nsubscribe = [\"open.#\"]\n");
-    let mut open = rt.block_on(async {
-        let mut client = GoomerangClient::connect(addr).await;
-        client.subscribe("open.a").await;
-        client
-    });
+    let mut open = subscribed_client(&rt, addr, &["open.a"]);
     wait_subscribers(&gateway, "open.a", 1);
 
     let report = reload_with(
@@ -444,12 +445,7 @@ fn reload_gives_new_connections_the_new_acl_and_keeps_open_ones() {
 
     // A new connection is "after": `open.#` is refused, `other.#` allowed.
     let denied = drops(&gateway, "acl_denied");
-    let mut new = rt.block_on(async {
-        let mut client = GoomerangClient::connect(addr).await;
-        client.subscribe("open.b").await;
-        client.subscribe("other.x").await;
-        client
-    });
+    let mut new = subscribed_client(&rt, addr, &["open.b", "other.x"]);
     wait_subscribers(&gateway, "other.x", 1);
     assert_eq!(subscribers(&gateway.get_json("/api/topics"), "open.b"), 0);
     assert!(drops(&gateway, "acl_denied") >= denied + 1.0);
@@ -562,12 +558,7 @@ fn foreign_messages_arrive_as_a_registered_kind_by_topic_rule_or_header() {
     let (gateway, addr, rt) = start(&format!(
         "[[goomerang.foreign_kinds]]\ntopic = \"orders.#\"\nkind = \"{KIND}\"\n{STOMP}"
     ));
-    let mut client = rt.block_on(async {
-        let mut client = GoomerangClient::connect(addr).await;
-        client.subscribe("orders.eu").await;
-        client.subscribe("other").await;
-        client
-    });
+    let mut client = subscribed_client(&rt, addr, &["orders.eu", "other"]);
     wait_subscribers(&gateway, "orders.eu", 1);
     wait_subscribers(&gateway, "other", 1);
     let mut stomp = stomp_client::Peer::connect(gateway.listener("stomp.tcp"));

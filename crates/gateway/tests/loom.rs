@@ -67,6 +67,29 @@ fn wait_members(gateway: &Gatewayd, topic: &str, n: u64) {
     );
 }
 
+/// Opens an anonymous producer stream (`p`) on `client` into `room`.
+async fn producer_into(client: &Client, room: &str) -> Stream {
+    client
+        .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
+        .await
+}
+
+/// Opens an anonymous consumer stream (`c`) on `client` in `room` and waits until the room has that one member.
+fn sole_consumer(gateway: &Gatewayd, rt: &Runtime, client: &Client, room: &str) -> Stream {
+    let consumer = rt.block_on(client.open(&hello(CONSUMER, b"c", room.as_bytes(), b"")));
+    wait_members(gateway, room, 1);
+    consumer
+}
+
+/// A producer hello into `room` followed by the header of a message (key `k`) declaring `limit + 1` bytes.
+fn declaring_over(room: &str, limit: u64) -> Vec<u8> {
+    let mut declared = hello(PRODUCER, b"p", room.as_bytes(), b"");
+    declared.extend_from_slice(&[0x01, b'k']);
+    uvarint(limit + 1, &mut declared);
+    declared.push(0x00);
+    declared
+}
+
 async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
     timeout(WAIT, future)
         .await
@@ -113,9 +136,7 @@ fn keyed_messages_are_delivered_once_with_key_affinity(transport: Transport) {
     const N: usize = 90;
     let got = rt.block_on(async {
         let producer = Client::connect(addr, transport).await;
-        let mut stream = producer
-            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
-            .await;
+        let mut stream = producer_into(&producer, &room).await;
         for i in 0..N {
             let key = format!("key-{}", i % 15);
             stream
@@ -175,13 +196,10 @@ fn acks_gate_delivery(transport: Transport) {
     let (gateway, addr, rt) = start("");
     let room = format!("gate.{transport:?}");
     let client = rt.block_on(Client::connect(addr, transport));
-    let mut consumer = rt.block_on(client.open(&hello(CONSUMER, b"c", room.as_bytes(), b"")));
-    wait_members(&gateway, &room, 1);
+    let mut consumer = sole_consumer(&gateway, &rt, &client, &room);
     rt.block_on(async {
         let producer = Client::connect(addr, transport).await;
-        let mut stream = producer
-            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
-            .await;
+        let mut stream = producer_into(&producer, &room).await;
         for i in 1..=3 {
             stream
                 .write(&message(b"k", format!("m{i}").as_bytes(), 64))
@@ -249,14 +267,11 @@ fn full_room_stops_reading_the_producer() {
     );
     let room = "bp.r";
     let client = rt.block_on(Client::connect(addr, Transport::Quic));
-    let mut consumer = rt.block_on(client.open(&hello(CONSUMER, b"c", room.as_bytes(), b"")));
-    wait_members(&gateway, room, 1);
+    let mut consumer = sole_consumer(&gateway, &rt, &client, room);
     const N: usize = 40;
     let producer = rt.block_on(async {
         let producer = Client::connect(addr, Transport::Quic).await;
-        let mut stream = producer
-            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
-            .await;
+        let mut stream = producer_into(&producer, room).await;
         tokio::spawn(async move {
             for i in 0..N {
                 let body = format!("m{i}").into_bytes();
@@ -411,8 +426,7 @@ fn oversized_fields_and_messages() {
         start("[loom.limits]\nmax_message_bytes = 1048576\nmax_streamed_message_bytes = 1048576\n");
     let room = "big.r";
     let client = rt.block_on(Client::connect(addr, Transport::Quic));
-    let mut consumer = rt.block_on(client.open(&hello(CONSUMER, b"c", room.as_bytes(), b"")));
-    wait_members(&gateway, room, 1);
+    let mut consumer = sole_consumer(&gateway, &rt, &client, room);
     let long_key = message(&[b'k'; 257], b"x", 64);
     let mut long_chunk = vec![0x01, b'k', 0x00, 0x00];
     uvarint(65537, &mut long_chunk);
@@ -433,25 +447,18 @@ fn oversized_fields_and_messages() {
         assert_eq!(h3_status(&h3, "POST", "/stream", &first).await, Some(400));
         // Over max_message_bytes: the producer's stream is reset with QUIC_TOO_LARGE (HTTP/3: 413) as soon as
         // the body passes the limit, and nothing is delivered.
-        let mut producer = quic
-            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
-            .await;
+        let mut producer = producer_into(&quic, room).await;
         let body = vec![7u8; (1 << 20) + 1];
         let _ = producer.write(&message(b"k", &body, 65536)).await;
         assert_eq!(within("STOP_SENDING", producer.stopped()).await, Some(3));
         // Declared over the limit: refused at the header, before any body byte.
-        let mut declared = hello(PRODUCER, b"p", room.as_bytes(), b"");
-        declared.extend_from_slice(&[0x01, b'k']);
-        uvarint((1 << 20) + 1, &mut declared);
-        declared.push(0x00);
+        let declared = declaring_over(room, 1 << 20);
         assert_eq!(
             h3_status(&h3, "POST", "/stream", &declared).await,
             Some(413)
         );
         // A new stream goes on.
-        let mut producer = quic
-            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
-            .await;
+        let mut producer = producer_into(&quic, room).await;
         producer.write(&message(b"k", b"small", 64)).await.unwrap();
         producer.finish().await;
         let msg = within("delivery", consumer.next()).await.unwrap().unwrap();
@@ -469,14 +476,11 @@ fn large_message_streams_in_chunks(transport: Transport) {
     let (gateway, addr, rt) = start("");
     let room = format!("large.{transport:?}");
     let client = rt.block_on(Client::connect(addr, transport));
-    let mut consumer = rt.block_on(client.open(&hello(CONSUMER, b"c", room.as_bytes(), b"")));
-    wait_members(&gateway, &room, 1);
+    let mut consumer = sole_consumer(&gateway, &rt, &client, &room);
     let body: Vec<u8> = (0..(5u32 << 20) + 12345).map(|i| (i % 251) as u8).collect();
     rt.block_on(async {
         let producer = Client::connect(addr, transport).await;
-        let mut stream = producer
-            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
-            .await;
+        let mut stream = producer_into(&producer, &room).await;
         let bytes = message(b"big", &body, 40_000);
         for part in bytes.chunks(100_000) {
             within("producer write", stream.write(part)).await.unwrap();
@@ -522,17 +526,14 @@ fn large_messages_are_cut_through(transport: Transport, extra: &str, size: u32) 
     let (gateway, addr, rt) = start(extra);
     let room = format!("huge.{transport:?}");
     let client = rt.block_on(Client::connect(addr, transport));
-    let mut consumer = rt.block_on(client.open(&hello(CONSUMER, b"c", room.as_bytes(), b"")));
-    wait_members(&gateway, &room, 1);
+    let mut consumer = sole_consumer(&gateway, &rt, &client, &room);
     let body: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
     let bytes = message(b"big", &body, 65536);
     let (head, tail) = bytes.split_at(4 << 20);
     let (head, tail) = (head.to_vec(), tail.to_vec());
     rt.block_on(async {
         let producer = Client::connect(addr, transport).await;
-        let mut stream = producer
-            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
-            .await;
+        let mut stream = producer_into(&producer, &room).await;
         let (go, held_back) = tokio::sync::oneshot::channel::<()>();
         let sending = tokio::spawn(async move {
             stream.write(&head).await.unwrap();
@@ -609,27 +610,16 @@ fn failed_cut_through_resets_the_consumer_and_tells_the_producer() {
     let quic = rt.block_on(Client::connect(addr, Transport::Quic));
     rt.block_on(async {
         // No Loom consumer in the room: refused like a message over the limit.
-        let mut producer = quic
-            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
-            .await;
+        let mut producer = producer_into(&quic, room).await;
         let _ = producer
             .write(&message(b"k", &vec![1u8; 2 << 20], 65536))
             .await;
         assert_eq!(within("STOP_SENDING", producer.stopped()).await, Some(3));
     });
-    let consumer_stream = || async {
-        let stream = quic
-            .open(&hello(CONSUMER, b"c", room.as_bytes(), b""))
-            .await;
-        stream
-    };
     // The body, its size not announced, grows past max_streamed_message_bytes after it was cut through.
-    let mut consumer = rt.block_on(consumer_stream());
-    wait_members(&gateway, room, 1);
+    let mut consumer = sole_consumer(&gateway, &rt, &quic, room);
     rt.block_on(async {
-        let mut producer = quic
-            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
-            .await;
+        let mut producer = producer_into(&quic, room).await;
         let bytes = message_declaring(b"k", 0, &vec![2u8; 5 << 20], 65536);
         let (stopped, got) = tokio::join!(
             async {
@@ -643,49 +633,34 @@ fn failed_cut_through_resets_the_consumer_and_tells_the_producer() {
     });
     // The producer resets its stream in the middle of a message. (A reset consumer stream left the room before
     // its reset was sent.)
-    let mut consumer = rt.block_on(consumer_stream());
-    wait_members(&gateway, room, 1);
+    let mut consumer = sole_consumer(&gateway, &rt, &quic, room);
     rt.block_on(async {
-        let mut producer = quic
-            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
-            .await;
+        let mut producer = producer_into(&quic, room).await;
         let bytes = message(b"k", &vec![3u8; 3 << 20], 65536);
         producer.write(&bytes[..3 << 19]).await.unwrap();
         within("the first bytes", consumer.received(1 << 19))
             .await
             .unwrap();
         producer.reset(0);
-        let got = within("consumer reset", consumer.next()).await;
-        assert_reset(got);
+        assert_reset(within("consumer reset", consumer.next()).await);
     });
     // The producer goes silent in the middle of a message for idle_frame_ms: the consumer's stream is reset, and
     // the producer's next bytes find the consumer gone (STOP_SENDING 4).
-    let mut consumer = rt.block_on(consumer_stream());
-    wait_members(&gateway, room, 1);
+    let mut consumer = sole_consumer(&gateway, &rt, &quic, room);
     rt.block_on(async {
-        let mut producer = quic
-            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
-            .await;
+        let mut producer = producer_into(&quic, room).await;
         let bytes = message(b"k", &vec![4u8; 3 << 20], 65536);
         producer.write(&bytes[..3 << 19]).await.unwrap();
-        let got = within("consumer reset", consumer.next()).await;
-        assert_reset(got);
+        assert_reset(within("consumer reset", consumer.next()).await);
         let _ = producer.write(&bytes[3 << 19..]).await;
         assert_eq!(within("STOP_SENDING", producer.stopped()).await, Some(4));
     });
     // Declared over max_streamed_message_bytes: refused at the header; the consumer gets only what follows.
-    let mut consumer = rt.block_on(consumer_stream());
-    wait_members(&gateway, room, 1);
+    let mut consumer = sole_consumer(&gateway, &rt, &quic, room);
     rt.block_on(async {
-        let mut declared = hello(PRODUCER, b"p", room.as_bytes(), b"");
-        declared.extend_from_slice(&[0x01, b'k']);
-        uvarint((4 << 20) + 1, &mut declared);
-        declared.push(0x00);
-        let mut producer = quic.open(&declared).await;
+        let mut producer = quic.open(&declaring_over(room, 4 << 20)).await;
         assert_eq!(within("STOP_SENDING", producer.stopped()).await, Some(3));
-        let mut producer = quic
-            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
-            .await;
+        let mut producer = producer_into(&quic, room).await;
         producer.write(&message(b"k", b"small", 64)).await.unwrap();
         producer.finish().await;
         let msg = within("delivery", consumer.next()).await.unwrap().unwrap();
@@ -719,9 +694,7 @@ fn h3_failed_cut_through_resets_the_consumer_response() {
     let h3_producer = rt.block_on(Client::connect(addr, Transport::H3));
     wait_members(&gateway, room, 1);
     rt.block_on(async {
-        let mut producer = h3_producer
-            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
-            .await;
+        let mut producer = producer_into(&h3_producer, room).await;
         let bytes = message_declaring(b"k", 0, &vec![5u8; 3 << 20], 65536);
         let (status, got) = tokio::join!(
             async {
@@ -755,13 +728,10 @@ fn other_protocols_do_not_get_cut_through_messages() {
             .any(|t| t["topic"] == room && t["fanout_subscribers"].as_u64() == Some(1))
     });
     let client = rt.block_on(Client::connect(addr, Transport::Quic));
-    let mut consumer = rt.block_on(client.open(&hello(CONSUMER, b"c", room.as_bytes(), b"")));
-    wait_members(&gateway, room, 1);
+    let mut consumer = sole_consumer(&gateway, &rt, &client, room);
     let body = vec![9u8; 2 << 20];
     rt.block_on(async {
-        let mut producer = client
-            .open(&hello(PRODUCER, b"p", room.as_bytes(), b""))
-            .await;
+        let mut producer = producer_into(&client, room).await;
         let mut bytes = message(b"k", &body, 65536);
         bytes.extend(message(b"k", b"after", 64));
         let (written, got) = tokio::join!(producer.write(&bytes), async {

@@ -35,6 +35,44 @@ fn start(extra: &str) -> (Gatewayd, SocketAddr, SocketAddr) {
     (gateway, ws, grpc)
 }
 
+/// A WebSocket JSON client at `addr` that has sent Connect for `version` without a token.
+fn client(addr: SocketAddr, version: &str) -> Ws {
+    let mut ws = Ws::connect(addr, JSON);
+    ws.handshake(version, "");
+    ws
+}
+
+/// The G2 gRPC Connect message with id `c`, version 2.0.0 and `token`.
+fn g2_connect(token: &str) -> grpc::g2::InboundMessage {
+    grpc::g2::InboundMessage {
+        id: "c".into(),
+        time: 0,
+        envelope: Some(grpc::g2::inbound_message::Envelope::Connect(
+            grpc::g2::Connect {
+                version: "2.0.0".into(),
+                token: token.into(),
+                ..Default::default()
+            },
+        )),
+    }
+}
+
+/// The bytes of a CloudEvent's base64 `binary_data`.
+fn binary_data(event: &Value) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(event["binary_data"].as_str().unwrap())
+        .unwrap()
+}
+
+/// From a multi-thread tokio test: gatewayd with `extra` config, and its MessageLoop gRPC address.
+async fn start_in_tokio(extra: &'static str) -> (Gatewayd, SocketAddr) {
+    let gateway = tokio::task::spawn_blocking(move || Gatewayd::start(&config(extra)))
+        .await
+        .unwrap();
+    let addr = tokio::task::block_in_place(|| gateway.listener("messageloop.grpc"));
+    (gateway, addr)
+}
+
 fn publish_json(ws: &mut Ws, id: &str, channel: &str, object: Value) {
     ws.send(json!({"id": id, "publish": {"channel": channel,
         "payload": {"content_type": "application/json", "json": object}}}));
@@ -110,8 +148,7 @@ fn connect_rules_and_close_codes() {
     assert_eq!((code, reason.as_str()), (3500, "invalid token"));
     assert!(before.is_empty());
 
-    let mut twice = Ws::connect(addr, JSON);
-    twice.handshake("2.0.0", "");
+    let mut twice = client(addr, "2.0.0");
     twice.send_text("{not json");
     let bad = twice.recv();
     assert_eq!(bad["error"]["code"], "BAD_REQUEST");
@@ -131,16 +168,14 @@ fn connect_rules_and_close_codes() {
     assert_eq!(code, 3514);
     assert_eq!(before[0]["error"]["code"], "VERSION_UNSUPPORTED");
 
-    let mut big = Ws::connect(addr, JSON);
-    big.handshake("2.0.0", "");
+    let mut big = client(addr, "2.0.0");
     big.send_text(&format!(
         "{{\"id\":\"x\",\"ping\":{{}},\"pad\":\"{}\"}}",
         "a".repeat(70_000)
     ));
     assert_eq!(big.expect_close().0, 1009);
 
-    let mut empty = Ws::connect(addr, JSON);
-    empty.handshake("2.0.0", "");
+    let mut empty = client(addr, "2.0.0");
     empty.send(json!({"id": "e"}));
     assert_eq!(empty.expect_close().0, 3501);
 }
@@ -180,8 +215,7 @@ fn websocket_over_tls() {
 #[test]
 fn shutdown_closes_with_3503() {
     let (gateway, addr, _) = start("");
-    let mut ws = Ws::connect(addr, JSON);
-    ws.handshake("2.0.0", "");
+    let mut ws = client(addr, "2.0.0");
     let status = gateway.terminate(std::time::Duration::from_secs(8));
     assert_eq!(status.code(), Some(0));
     let (code, reason, _) = ws.expect_close();
@@ -191,8 +225,7 @@ fn shutdown_closes_with_3503() {
 #[test]
 fn idle_connections_get_3511() {
     let (_gateway, addr, _) = start("[messageloop.heartbeat]\nidle_timeout_secs = 1\n");
-    let mut ws = Ws::connect(addr, JSON);
-    ws.handshake("2.0.0", "");
+    let mut ws = client(addr, "2.0.0");
     let (code, reason, _) = ws.expect_close();
     assert_eq!((code, reason.as_str()), (3511, "idle timeout"));
 }
@@ -295,8 +328,7 @@ fn g1_json_acks_offsets_and_epoch() {
 
     // G1 recovery rides in the ack: publications plus recover_results.
     for (cursor_epoch, recovered) in [(epoch.clone(), true), (json!("999"), false)] {
-        let mut late = Ws::connect(addr, JSON);
-        late.handshake("1.0.0", "");
+        let mut late = client(addr, "1.0.0");
         late.send(
             json!({"id": "r", "subscribe": {"subscriptions": [{"channel": "hist.g1",
             "recover": true, "offset": "0", "epoch": cursor_epoch}]}}),
@@ -333,17 +365,14 @@ fn g0_json_subscriber_gets_only_g0_fields() {
         ack["subscribe_ack"],
         json!({"subscriptions": [{"channel": "g0.sub"}]})
     );
-    let mut g2 = Ws::connect(addr, JSON);
-    g2.handshake("2.0.0", "");
+    let mut g2 = client(addr, "2.0.0");
     g2.send(json!({"id": "p", "publish": {"channel": "g0.sub",
         "payload": {"content_type": "text/plain", "text": "from g2"}}}));
     g2.recv_kind("publish_ack");
     let delivered = g0.recv_kind("publication");
     let event = &delivered["publication"]["messages"][0]["payload"];
     assert_eq!(event["source"], "g0.sub");
-    let data = base64::engine::general_purpose::STANDARD
-        .decode(event["binary_data"].as_str().unwrap())
-        .unwrap();
+    let data = binary_data(event);
     assert_eq!(data, b"from g2");
 }
 
@@ -353,8 +382,7 @@ fn g0_cloudevents_in_and_out() {
     let mut g0 = Ws::connect(addr, &["json"]);
     g0.handshake("1.0.0", "");
     g0.subscribe("s", &["chat.g0"]);
-    let mut g2 = Ws::connect(addr, JSON);
-    g2.handshake("2.0.0", "");
+    let mut g2 = client(addr, "2.0.0");
     g2.subscribe("s", &["chat.g0"]);
     g0.send(json!({"id": "p", "channel": "chat.g0", "publish": {
         "id": "3b6d", "source": "messageloop/go-sdk", "spec_version": "1.0", "type": "chat.message",
@@ -366,9 +394,7 @@ fn g0_cloudevents_in_and_out() {
     assert_eq!(event["source"], "chat.g0");
     assert_eq!(event["spec_version"], "1.0");
     assert_eq!(event["type"], "chat.g0.message");
-    let data = base64::engine::general_purpose::STANDARD
-        .decode(event["binary_data"].as_str().unwrap())
-        .unwrap();
+    let data = binary_data(event);
     assert_eq!(
         serde_json::from_slice::<Value>(&data).unwrap(),
         json!({"text": "hi"})
@@ -383,8 +409,7 @@ fn g0_cloudevents_in_and_out() {
 #[test]
 fn history_recovery_after_reconnect() {
     let (_gateway, addr, _) = start("");
-    let mut first = Ws::connect(addr, JSON);
-    first.handshake("2.0.0", "");
+    let mut first = client(addr, "2.0.0");
     first.subscribe("s", &["hist.room"]);
     let mut position = Value::Null;
     for n in 1..=3 {
@@ -394,8 +419,7 @@ fn history_recovery_after_reconnect() {
     }
     assert_eq!(position["offset"], "3");
     first.close();
-    let mut again = Ws::connect(addr, JSON);
-    again.handshake("2.0.0", "");
+    let mut again = client(addr, "2.0.0");
     again.send(
         json!({"id": "r", "subscribe": {"subscriptions": [{"channel": "hist.room",
         "recover": true, "cursor": {"stream_epoch": position["stream_epoch"], "offset": "1"}}]}}),
@@ -422,11 +446,9 @@ fn history_recovery_after_reconnect() {
 #[test]
 fn presence_join_and_leave() {
     let (_gateway, addr, _) = start("");
-    let mut alice = Ws::connect(addr, JSON);
-    alice.handshake("2.0.0", "");
+    let mut alice = client(addr, "2.0.0");
     alice.subscribe("s", &["lobby"]);
-    let mut bob = Ws::connect(addr, JSON);
-    bob.handshake("2.0.0", "");
+    let mut bob = client(addr, "2.0.0");
     let ack = bob.subscribe("s", &["lobby"]);
     assert_eq!(ack["subscribe_ack"]["presence"][0]["occupancy"], 2);
     let join = alice.recv_kind("presence_event");
@@ -442,14 +464,10 @@ fn presence_join_and_leave() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_g2_session_rpc_and_disconnect() {
-    let gateway = tokio::task::spawn_blocking(|| {
-        Gatewayd::start(&config(
-            "[messageloop.auth]\n[[messageloop.auth.tokens]]\ntoken = \"good\"\nidentity = { name = \"alice\" }\n",
-        ))
-    })
-    .await
-    .unwrap();
-    let addr = tokio::task::block_in_place(|| gateway.listener("messageloop.grpc"));
+    let (gateway, addr) = start_in_tokio(
+        "[messageloop.auth]\n[[messageloop.auth.tokens]]\ntoken = \"good\"\nidentity = { name = \"alice\" }\n",
+    )
+    .await;
     use grpc::g2::inbound_message::Envelope as In;
     use grpc::g2::outbound_message::Envelope as Out;
     let mut stream = grpc::open_g2(addr).await;
@@ -458,16 +476,7 @@ async fn grpc_g2_session_rpc_and_disconnect() {
         time: 0,
         envelope: Some(envelope),
     };
-    stream
-        .send(inbound(
-            "c",
-            In::Connect(grpc::g2::Connect {
-                version: "2.0.0".into(),
-                token: "good".into(),
-                ..Default::default()
-            }),
-        ))
-        .await;
+    stream.send(g2_connect("good")).await;
     assert!(matches!(
         stream.next().await.unwrap().envelope,
         Some(Out::Connected(_))
@@ -548,16 +557,7 @@ async fn grpc_g2_session_rpc_and_disconnect() {
     assert!(stream.next().await.is_none(), "stream ends with status OK");
 
     let mut refused = grpc::open_g2(addr).await;
-    refused
-        .send(inbound(
-            "c",
-            In::Connect(grpc::g2::Connect {
-                version: "2.0.0".into(),
-                token: "bad".into(),
-                ..Default::default()
-            }),
-        ))
-        .await;
+    refused.send(g2_connect("bad")).await;
     let first = refused.next().await.unwrap();
     assert_eq!(first.id, "c");
     assert!(matches!(first.envelope, Some(Out::Error(ref e)) if e.code == "AUTH_ERROR"));
@@ -571,10 +571,7 @@ async fn grpc_g2_session_rpc_and_disconnect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_g1_and_g0_paths() {
-    let gateway = tokio::task::spawn_blocking(|| Gatewayd::start(&config("")))
-        .await
-        .unwrap();
-    let addr = tokio::task::block_in_place(|| gateway.listener("messageloop.grpc"));
+    let (gateway, addr) = start_in_tokio("").await;
     {
         use grpc::g1::inbound_message::Envelope as In;
         use grpc::g1::outbound_message::Envelope as Out;
@@ -754,21 +751,10 @@ fn reload_applies_new_tokens_to_new_connections_and_keeps_open_ones() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        use grpc::g2::inbound_message::Envelope as In;
         use grpc::g2::outbound_message::Envelope as Out;
         for (token, connected) in [("good", false), ("fresh", true)] {
             let mut stream = grpc::open_g2(grpc_addr).await;
-            stream
-                .send(grpc::g2::InboundMessage {
-                    id: "c".into(),
-                    time: 0,
-                    envelope: Some(In::Connect(grpc::g2::Connect {
-                        version: "2.0.0".into(),
-                        token: token.into(),
-                        ..Default::default()
-                    })),
-                })
-                .await;
+            stream.send(g2_connect(token)).await;
             let first = stream.next().await.unwrap().envelope;
             if connected {
                 assert!(matches!(first, Some(Out::Connected(_))), "{first:?}");

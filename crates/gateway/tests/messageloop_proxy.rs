@@ -180,9 +180,10 @@ fn config(extra: &str) -> String {
     )
 }
 
-/// gatewayd with the app backend (RPC on `orders.*`, 500 ms timeout, and `$authenticate`) and a backend
-/// that is down (RPC on `down.*`).
-fn start(backend: &Backend, settings: &str) -> (Gatewayd, SocketAddr) {
+/// A new backend, and gatewayd with it as the app backend (RPC on `orders.*`, 500 ms timeout, and
+/// `$authenticate`) and a backend that is down (RPC on `down.*`).
+fn start(settings: &str) -> (Backend, Gatewayd, SocketAddr) {
+    let backend = Backend::start();
     let proxies = format!(
         "{settings}\n\
          [[messageloop.proxy]]\nname = \"app\"\nendpoint = \"{}\"\ntimeout_ms = 500\n\
@@ -195,7 +196,7 @@ fn start(backend: &Backend, settings: &str) -> (Gatewayd, SocketAddr) {
     );
     let gateway = Gatewayd::start(&config(&proxies));
     let ws = gateway.listener("messageloop.ws");
-    (gateway, ws)
+    (backend, gateway, ws)
 }
 
 fn rpc(ws: &mut Ws, id: &str, channel: &str, method: &str) -> Value {
@@ -205,12 +206,59 @@ fn rpc(ws: &mut Ws, id: &str, channel: &str, method: &str) -> Value {
         "payload": {"content_type": "application/json", "json": {"q": 1}},
         "metadata": {"entries": {"x-req": "r-1"}},
     }}));
+    reply_to(ws, id)
+}
+
+/// Reads frames until the one answering `id`, and returns it.
+fn reply_to(ws: &mut Ws, id: &str) -> Value {
     loop {
         let reply = ws.recv();
         if reply["id"] == id {
             return reply;
         }
     }
+}
+
+/// A WebSocket JSON client at `addr` that has sent Connect with `token`.
+fn connected_client(addr: SocketAddr, token: &str) -> Ws {
+    let mut ws = Ws::connect(addr, JSON);
+    ws.handshake("2.0.0", token);
+    ws
+}
+
+/// Sends Connect (id `c1`) with `token` on a new client at `addr` and returns how the server closed it.
+fn refused_connect(addr: SocketAddr, token: &str) -> (u16, String, Vec<Value>) {
+    let mut ws = Ws::connect(addr, JSON);
+    ws.send(json!({"id": "c1", "connect": {"client_id": "x", "version": "2.0.0", "token": token}}));
+    ws.expect_close()
+}
+
+/// Polls `/api/connections` until one connection passes `check`.
+fn wait_connection(gateway: &Gatewayd, what: &str, check: impl Fn(&Value) -> bool) {
+    gateway.wait_for("/api/connections", what, |connections| {
+        connections.as_array().into_iter().flatten().any(&check)
+    });
+}
+
+/// A one-worker multi-thread runtime for a backend served here.
+fn backend_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// A STOMP client subscribed as the bus responder of `$rpc.messageloop.svc.get`, once the bus has it.
+fn bus_responder(gateway: &Gatewayd) -> Peer {
+    let mut responder = Peer::connect(gateway.listener("stomp.tcp"));
+    responder.send(&frames::subscribe(
+        "/topic/$rpc.messageloop.svc.get",
+        "auto",
+        "rpc",
+    ));
+    wait_subscribed(gateway, "$rpc.messageloop.svc.get", 1);
+    responder
 }
 
 fn error_code(reply: &Value) -> &str {
@@ -221,10 +269,8 @@ fn error_code(reply: &Value) -> &str {
 
 #[test]
 fn rpc_goes_to_the_backend_as_camel_case_json_and_its_answer_comes_back() {
-    let backend = Backend::start();
-    let (_gateway, addr) = start(&backend, "");
-    let mut ws = Ws::connect(addr, JSON);
-    ws.handshake("2.0.0", "");
+    let (backend, _gateway, addr) = start("");
+    let mut ws = connected_client(addr, "");
 
     let reply = rpc(&mut ws, "r1", "orders.eu.1", "get");
     assert_eq!(reply["rpc_reply"]["request_id"], "r1", "{reply}");
@@ -300,17 +346,9 @@ fn wait_subscribed(gateway: &Gatewayd, topic: &str, fanout: u64) {
 
 #[test]
 fn an_rpc_no_route_matches_falls_back_to_a_bus_responder() {
-    let backend = Backend::start();
-    let (gateway, addr) = start(&backend, "");
-    let mut responder = Peer::connect(gateway.listener("stomp.tcp"));
-    responder.send(&frames::subscribe(
-        "/topic/$rpc.messageloop.svc.get",
-        "auto",
-        "rpc",
-    ));
-    wait_subscribed(&gateway, "$rpc.messageloop.svc.get", 1);
-    let mut ws = Ws::connect(addr, JSON);
-    ws.handshake("2.0.0", "");
+    let (backend, gateway, addr) = start("");
+    let mut responder = bus_responder(&gateway);
+    let mut ws = connected_client(addr, "");
     ws.send(
         json!({"id": "b1", "rpc_request": {"channel": "svc", "method": "get",
         "payload": {"content_type": "text/plain", "text": "ping"}}}),
@@ -334,18 +372,10 @@ fn an_rpc_no_route_matches_falls_back_to_a_bus_responder() {
 
 #[test]
 fn with_rpc_fallback_none_an_unrouted_rpc_is_no_proxy() {
-    let backend = Backend::start();
-    let (gateway, addr) = start(&backend, "rpc_fallback = \"none\"");
+    let (_backend, gateway, addr) = start("rpc_fallback = \"none\"");
     // A bus responder exists but is not asked.
-    let mut responder = Peer::connect(gateway.listener("stomp.tcp"));
-    responder.send(&frames::subscribe(
-        "/topic/$rpc.messageloop.svc.get",
-        "auto",
-        "rpc",
-    ));
-    wait_subscribed(&gateway, "$rpc.messageloop.svc.get", 1);
-    let mut ws = Ws::connect(addr, JSON);
-    ws.handshake("2.0.0", "");
+    let _responder = bus_responder(&gateway);
+    let mut ws = connected_client(addr, "");
     let reply = rpc(&mut ws, "n1", "svc", "get");
     assert_eq!(error_code(&reply), "NO_PROXY");
     assert_eq!(reply["error"]["type"], "request_error");
@@ -356,8 +386,7 @@ fn with_rpc_fallback_none_an_unrouted_rpc_is_no_proxy() {
 
 #[test]
 fn connect_tokens_are_checked_by_the_authenticate_backend() {
-    let backend = Backend::start();
-    let (gateway, addr) = start(&backend, "");
+    let (backend, gateway, addr) = start("");
 
     let mut ws = Ws::connect(addr, JSON);
     let connected = ws.handshake("2.0.0", "good-token");
@@ -377,22 +406,14 @@ fn connect_tokens_are_checked_by_the_authenticate_backend() {
     );
     let remote = body["remote_addr"].as_str().expect("remote_addr");
     assert!(remote.starts_with("127.0.0.1:"), "{body}");
-    gateway.wait_for("/api/connections", "the backend's user", |connections| {
-        connections
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["protocol"] == "messageloop" && c["identity"] == "user-7")
+    wait_connection(&gateway, "the backend's user", |c| {
+        c["protocol"] == "messageloop" && c["identity"] == "user-7"
     });
     // Authenticated by the backend, allowed everything.
     let reply = rpc(&mut ws, "a1", "orders.eu", "get");
     assert_eq!(reply["rpc_reply"]["request_id"], "a1", "{reply}");
 
-    let mut refused = Ws::connect(addr, JSON);
-    refused.send(
-        json!({"id": "c1", "connect": {"client_id": "x", "version": "2.0.0", "token": "banned"}}),
-    );
-    let (code, reason, before) = refused.expect_close();
+    let (code, reason, before) = refused_connect(addr, "banned");
     assert_eq!((code, reason.as_str()), (3500, "invalid token"));
     assert_eq!(before.len(), 1, "{before:?}");
     assert_eq!(before[0]["id"], "c1");
@@ -409,8 +430,7 @@ fn connect_tokens_are_checked_by_the_authenticate_backend() {
     );
 
     // An empty token is not the backend's business: anonymous, as [messageloop.auth] allows.
-    let mut anonymous = Ws::connect(addr, JSON);
-    anonymous.handshake("2.0.0", "");
+    let _anonymous = connected_client(addr, "");
     let tokens = backend
         .seen
         .lock()
@@ -429,9 +449,7 @@ fn an_authenticate_backend_that_is_down_is_auth_error_then_3500() {
         closed_port()
     );
     let gateway = Gatewayd::start(&config(&settings));
-    let mut ws = Ws::connect(gateway.listener("messageloop.ws"), JSON);
-    ws.send(json!({"id": "c1", "connect": {"client_id": "x", "version": "2.0.0", "token": "any"}}));
-    let (code, _, before) = ws.expect_close();
+    let (code, _, before) = refused_connect(gateway.listener("messageloop.ws"), "any");
     assert_eq!(code, 3500);
     assert_eq!(before.len(), 1, "{before:?}");
     assert_eq!(
@@ -448,11 +466,8 @@ fn grpc_clients_reach_the_backend_too() {
     use messageloop_client::grpc;
     use protocols::messageloop::pb::messageloop::shared::v2 as shared;
 
-    let backend = Backend::start();
-    let (gateway, _) = start(
-        &backend,
-        "[messageloop.grpc]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
-    );
+    let (backend, gateway, _) =
+        start("[messageloop.grpc]\nenabled = true\naddress = \"127.0.0.1:0\"\n");
     let addr = gateway.listener("messageloop.grpc");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -509,12 +524,8 @@ fn grpc_clients_reach_the_backend_too() {
     assert_eq!(backend.calls("token", "good-token").len(), 1);
     let calls = backend.calls("method", "get");
     assert_eq!(calls[0].body["payload"]["json"], json!({"q": 2}));
-    gateway.wait_for("/api/connections", "the backend's user", |connections| {
-        connections
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["identity"] == "user-7")
+    wait_connection(&gateway, "the backend's user", |c| {
+        c["identity"] == "user-7"
     });
 }
 
@@ -536,12 +547,7 @@ fn publish(ws: &mut Ws, id: &str, channel: &str, token: &str) -> Value {
     ws.send(json!({"id": id, "publish": {
         "channel": channel, "token": token, "payload": {"text": "hello"},
     }}));
-    loop {
-        let reply = ws.recv();
-        if reply["id"] == id {
-            return reply;
-        }
-    }
+    reply_to(ws, id)
 }
 
 /// Subscribes to each `(channel, token)` and returns the frames answering `id` up to the ack, the ack last.
@@ -658,12 +664,8 @@ fn subscribe_and_publish_acl_backends_allow_refuse_and_fail() {
     assert_eq!(refreshed.len(), 1, "{refreshed:?}");
     let reply = publish(&mut ws, "p4", "acl.room", "p-4");
     assert!(reply.get("publish_ack").is_some(), "{reply}");
-    gateway.wait_for("/api/connections", "acl.member gone", |connections| {
-        connections
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["identity"] == "user-7" && c["subscriptions"] == 2)
+    wait_connection(&gateway, "acl.member gone", |c| {
+        c["identity"] == "user-7" && c["subscriptions"] == 2
     });
 }
 
@@ -730,6 +732,16 @@ mod grpc_backend {
     use protocols::messageloop::pb::messageloop::shared::v2 as shared;
     use tonic::{Request, Response, Status};
 
+    /// A backend error with `code`, `type` and `message`.
+    fn error(code: &str, kind: &str, message: &str) -> shared::Error {
+        shared::Error {
+            code: code.into(),
+            r#type: kind.into(),
+            message: message.into(),
+            metadata: None,
+        }
+    }
+
     #[derive(Clone, Default)]
     pub struct Service {
         pub rpcs: Arc<Mutex<Vec<pb::RpcRequest>>>,
@@ -746,16 +758,15 @@ mod grpc_backend {
                 .lock()
                 .expect("acls")
                 .push(format!("{kind} {channel} {token} {user}"));
-            channel.contains("denied").then(|| shared::Error {
-                code: "NOT_MEMBER".into(),
-                r#type: "app_error".into(),
-                message: "not a member".into(),
-                metadata: None,
-            })
+            channel
+                .contains("denied")
+                .then(|| error("NOT_MEMBER", "app_error", "not a member"))
         }
 
-        fn hook(&self, text: String) {
+        /// Records a hook as `text` and answers it with an empty response.
+        fn heard<T: Default>(&self, text: String) -> Result<Response<T>, Status> {
             self.hooks.lock().expect("hooks").push(text);
+            Ok(Response::new(T::default()))
         }
     }
 
@@ -778,12 +789,7 @@ mod grpc_backend {
                 },
                 _ => pb::RpcResponse {
                     id: request.id,
-                    error: Some(shared::Error {
-                        code: "ORDER_MISSING".into(),
-                        r#type: "app_error".into(),
-                        message: "no such order".into(),
-                        metadata: None,
-                    }),
+                    error: Some(error("ORDER_MISSING", "app_error", "no such order")),
                     ..pb::RpcResponse::default()
                 },
             };
@@ -810,12 +816,7 @@ mod grpc_backend {
             } else {
                 pb::AuthenticateResponse {
                     user_info: None,
-                    error: Some(shared::Error {
-                        code: "BANNED".into(),
-                        r#type: "auth_error".into(),
-                        message: "you are banned".into(),
-                        metadata: None,
-                    }),
+                    error: Some(error("BANNED", "auth_error", "you are banned")),
                 }
             };
             Ok(Response::new(response))
@@ -843,9 +844,7 @@ mod grpc_backend {
             &self,
             request: Request<pb::OnConnectedRequest>,
         ) -> Result<Response<pb::OnConnectedResponse>, Status> {
-            let r = request.into_inner();
-            self.hook(format!("connected {}", r.username));
-            Ok(Response::new(pb::OnConnectedResponse {}))
+            self.heard(format!("connected {}", request.into_inner().username))
         }
 
         async fn on_subscribed(
@@ -853,8 +852,7 @@ mod grpc_backend {
             request: Request<pb::OnSubscribedRequest>,
         ) -> Result<Response<pb::OnSubscribedResponse>, Status> {
             let r = request.into_inner();
-            self.hook(format!("subscribed {} {}", r.channel, r.username));
-            Ok(Response::new(pb::OnSubscribedResponse {}))
+            self.heard(format!("subscribed {} {}", r.channel, r.username))
         }
 
         async fn on_unsubscribed(
@@ -862,17 +860,14 @@ mod grpc_backend {
             request: Request<pb::OnUnsubscribedRequest>,
         ) -> Result<Response<pb::OnUnsubscribedResponse>, Status> {
             let r = request.into_inner();
-            self.hook(format!("unsubscribed {} {}", r.channel, r.username));
-            Ok(Response::new(pb::OnUnsubscribedResponse {}))
+            self.heard(format!("unsubscribed {} {}", r.channel, r.username))
         }
 
         async fn on_disconnected(
             &self,
             request: Request<pb::OnDisconnectedRequest>,
         ) -> Result<Response<pb::OnDisconnectedResponse>, Status> {
-            let r = request.into_inner();
-            self.hook(format!("disconnected {}", r.username));
-            Ok(Response::new(pb::OnDisconnectedResponse {}))
+            self.heard(format!("disconnected {}", request.into_inner().username))
         }
     }
 
@@ -913,11 +908,7 @@ mod grpc_backend {
 
 #[test]
 fn a_grpc_backend_answers_rpcs_and_checks_connect_tokens() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = backend_runtime();
     let service = grpc_backend::Service::default();
     let addr = grpc_backend::serve(&runtime, service.clone());
     let settings = format!(
@@ -945,12 +936,8 @@ fn a_grpc_backend_answers_rpcs_and_checks_connect_tokens() {
         )
     );
     assert!(authentications[0].remote_addr.starts_with("127.0.0.1:"));
-    gateway.wait_for("/api/connections", "the backend's user", |connections| {
-        connections
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["identity"] == "grpc-user")
+    wait_connection(&gateway, "the backend's user", |c| {
+        c["identity"] == "grpc-user"
     });
 
     let reply = rpc(&mut ws, "g1", "orders.eu", "get");
@@ -985,11 +972,7 @@ fn a_grpc_backend_answers_rpcs_and_checks_connect_tokens() {
     let reply = rpc(&mut ws, "g3", "down.eu", "get");
     assert_eq!(error_code(&reply), "PROXY_ERROR");
 
-    let mut refused = Ws::connect(ws_addr, JSON);
-    refused.send(
-        json!({"id": "c1", "connect": {"client_id": "x", "version": "2.0.0", "token": "nope"}}),
-    );
-    let (code, _, before) = refused.expect_close();
+    let (code, _, before) = refused_connect(ws_addr, "nope");
     assert_eq!(code, 3500);
     assert_eq!(before[0]["error"]["code"], "BANNED", "{before:?}");
 }
@@ -999,8 +982,7 @@ fn reload_applies_proxies_to_new_connections_and_refuses_a_bad_entry() {
     let backend = Backend::start();
     let gateway = Gatewayd::start(&config("rpc_fallback = \"none\""));
     let addr = gateway.listener("messageloop.ws");
-    let mut before = Ws::connect(addr, JSON);
-    before.handshake("2.0.0", "");
+    let mut before = connected_client(addr, "");
 
     let routed = format!(
         "rpc_fallback = \"none\"\n[[messageloop.proxy]]\nname = \"app\"\nendpoint = \"{}\"\n\
@@ -1012,8 +994,7 @@ fn reload_applies_proxies_to_new_connections_and_refuses_a_bad_entry() {
     assert!(report["error"].is_null(), "{report}");
     assert_eq!(report["restart_needed"], json!([]), "{report}");
 
-    let mut after = Ws::connect(addr, JSON);
-    after.handshake("2.0.0", "");
+    let mut after = connected_client(addr, "");
     let reply = rpc(&mut after, "x1", "orders.eu", "get");
     assert_eq!(reply["rpc_reply"]["request_id"], "x1", "{reply}");
     // The connection opened before keeps the settings it started with.
@@ -1025,24 +1006,18 @@ fn reload_applies_proxies_to_new_connections_and_refuses_a_bad_entry() {
     let report = gateway.reload();
     let error = report["error"].as_str().unwrap_or_default();
     assert!(error.contains("messageloop.proxy[0].routes"), "{report}");
-    let mut later = Ws::connect(addr, JSON);
-    later.handshake("2.0.0", "");
+    let mut later = connected_client(addr, "");
     let reply = rpc(&mut later, "x3", "orders.eu", "get");
     assert_eq!(reply["rpc_reply"]["request_id"], "x3", "{reply}");
 }
 
 #[test]
 fn a_grpc_backend_checks_acls_and_hears_every_hook() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = backend_runtime();
     let service = grpc_backend::Service::default();
     let addr = grpc_backend::serve(&runtime, service.clone());
     let gateway = Gatewayd::start(&config(&acl_settings(&format!("grpc://{addr}"))));
-    let mut ws = Ws::connect(gateway.listener("messageloop.ws"), JSON);
-    ws.handshake("2.0.0", "good-token");
+    let mut ws = connected_client(gateway.listener("messageloop.ws"), "good-token");
     grpc_backend::wait_hook(&service, "connected rust-test");
 
     let answers = subscribe_with_tokens(&mut ws, "s1", &[("acl.a", "t-a"), ("acl.denied", "")]);
@@ -1120,11 +1095,7 @@ fn https_and_grpcs_backends_are_checked_against_the_configured_ca() {
 
     let backend = Backend::start();
     let https = tls_front(&backend.runtime, backend.addr, &ca);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = backend_runtime();
     let service = grpc_backend::Service::default();
     let grpcs = tls_front(
         &runtime,
@@ -1152,8 +1123,7 @@ fn https_and_grpcs_backends_are_checked_against_the_configured_ca() {
         grpcs.port(),
     );
     let gateway = Gatewayd::start(&config(&settings));
-    let mut ws = Ws::connect(gateway.listener("messageloop.ws"), JSON);
-    ws.handshake("2.0.0", "good-token");
+    let mut ws = connected_client(gateway.listener("messageloop.ws"), "good-token");
     assert_eq!(service.authentications.lock().expect("auth").len(), 1);
 
     let reply = rpc(&mut ws, "t1", "https.x", "get");
@@ -1185,11 +1155,7 @@ fn https_and_grpcs_backends_are_checked_against_the_configured_ca() {
         wrong_ca_file,
     );
     let gateway = Gatewayd::start(&config(&wrong_auth));
-    let mut refused = Ws::connect(gateway.listener("messageloop.ws"), JSON);
-    refused.send(
-        json!({"id": "c1", "connect": {"client_id": "x", "version": "2.0.0", "token": "good-token"}}),
-    );
-    let (code, _, before) = refused.expect_close();
+    let (code, _, before) = refused_connect(gateway.listener("messageloop.ws"), "good-token");
     assert_eq!(code, 3500);
     assert_eq!(error_code(&before[0]), "AUTH_ERROR", "{before:?}");
     assert_eq!(service.authentications.lock().expect("auth").len(), 1);

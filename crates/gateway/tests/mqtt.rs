@@ -66,11 +66,11 @@ fn start() -> Gatewayd {
     Gatewayd::start(&config())
 }
 
-#[test]
-fn paho_clients_at_3_1_1_and_5_0() {
+/// Runs the Python `script` against the MQTT TCP and TLS listeners of a fresh gatewayd.
+fn paho(script: &str) {
     let gateway = start();
     python::pytest(
-        "test_mqtt.py",
+        script,
         &[
             ("MQTT_ADDRESS", gateway.listener("mqtt.tcp").to_string()),
             ("MQTT_TLS_ADDRESS", gateway.listener("mqtt.tls").to_string()),
@@ -79,15 +79,13 @@ fn paho_clients_at_3_1_1_and_5_0() {
 }
 
 #[test]
+fn paho_clients_at_3_1_1_and_5_0() {
+    paho("test_mqtt.py");
+}
+
+#[test]
 fn paho_against_the_5_0_rules_beyond_the_codec() {
-    let gateway = start();
-    python::pytest(
-        "test_mqtt5_conformance.py",
-        &[
-            ("MQTT_ADDRESS", gateway.listener("mqtt.tcp").to_string()),
-            ("MQTT_TLS_ADDRESS", gateway.listener("mqtt.tls").to_string()),
-        ],
-    );
+    paho("test_mqtt5_conformance.py");
 }
 
 #[test]

@@ -63,8 +63,11 @@ fn config(proxies: &str) -> String {
     )
 }
 
-fn start(backend: &ProxyBackend) -> Gatewayd {
-    Gatewayd::start(&config(&proxies(backend)))
+/// A new proxy backend, and gatewayd routing to it.
+fn start() -> (ProxyBackend, Gatewayd) {
+    let backend = ProxyBackend::start();
+    let gateway = Gatewayd::start(&config(&proxies(&backend)));
+    (backend, gateway)
 }
 
 /// A STOMP requester with a temp queue for replies.
@@ -94,8 +97,7 @@ fn body_json(frame: &Frame) -> Value {
 
 #[test]
 fn stomp_send_with_reply_to_a_claimed_topic_gets_the_backend_answer() {
-    let backend = ProxyBackend::start();
-    let gateway = start(&backend);
+    let (backend, gateway) = start();
     let mut peer = requester(&gateway);
 
     // A plain topic: channel = all but the last token, method = the last token; `orders.*` spans dots.
@@ -130,8 +132,7 @@ fn stomp_send_with_reply_to_a_claimed_topic_gets_the_backend_answer() {
 
 #[test]
 fn goomerang_send_sync_gets_the_backend_answer_and_its_error() {
-    let backend = ProxyBackend::start();
-    let gateway = start(&backend);
+    let (backend, gateway) = start();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -180,8 +181,7 @@ fn goomerang_send_sync_gets_the_backend_answer_and_its_error() {
 
 #[test]
 fn backend_error_down_and_timeout_give_error_replies() {
-    let backend = ProxyBackend::start();
-    let gateway = start(&backend);
+    let (_backend, gateway) = start();
     let mut peer = requester(&gateway);
 
     let failed = request(&mut peer, "/topic/orders.eu.fail", "e-1");
@@ -207,8 +207,7 @@ fn backend_error_down_and_timeout_give_error_replies() {
 
 #[test]
 fn an_unclaimed_topic_is_answered_by_a_bus_responder_not_the_proxy() {
-    let backend = ProxyBackend::start();
-    let gateway = start(&backend);
+    let (backend, gateway) = start();
     let stomp = gateway.listener("stomp.tcp");
     // The responder listens on `orders.#` for the route `orders.*`, but `orders.get` is channel `orders`,
     // which the glob does not match: not claimed.
@@ -248,8 +247,7 @@ fn an_unclaimed_topic_is_answered_by_a_bus_responder_not_the_proxy() {
 
 #[test]
 fn a_messageloop_rpc_reaches_the_backend_once_never_through_the_bus() {
-    let backend = ProxyBackend::start();
-    let gateway = start(&backend);
+    let (backend, gateway) = start();
     let addr: SocketAddr = gateway.listener("messageloop.ws");
     let mut ws = Ws::connect(addr, &["messageloop+json"]);
     ws.handshake("2.0.0", "");

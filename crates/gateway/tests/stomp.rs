@@ -63,6 +63,13 @@ fn start() -> Gatewayd {
     Gatewayd::start(&config())
 }
 
+/// gatewayd with [`config`], and the address of its STOMP TCP listener.
+fn start_tcp() -> (Gatewayd, std::net::SocketAddr) {
+    let gateway = start();
+    let address = gateway.listener("stomp.tcp");
+    (gateway, address)
+}
+
 fn topic_entry<'a>(topics: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
     topics
         .as_array()
@@ -89,6 +96,33 @@ fn message(peer: &mut Peer) -> Frame {
     let frame = peer.expect_frame(WAIT);
     assert_eq!(frame.command, "MESSAGE", "{frame:?}");
     frame
+}
+
+/// A logged-in client at `address` that has subscribed to `destination` with `ack` mode and `id`.
+fn subscriber(address: std::net::SocketAddr, destination: &str, ack: &str, id: &str) -> Peer {
+    let mut peer = Peer::connect(address);
+    peer.send(&frames::subscribe(destination, ack, id));
+    peer
+}
+
+/// Reads the next frame of `peer` and checks it is an ERROR with `text` as its `message`.
+fn expect_error(peer: &mut Peer, text: &str) {
+    let error = peer.expect_frame(WAIT);
+    assert_eq!(error.command, "ERROR");
+    assert_eq!(error.get("message"), Some(text));
+}
+
+/// A STOMP 1.2 CONNECT frame asking for `heart_beat`.
+fn heart_beat_connect(heart_beat: &str) -> Vec<u8> {
+    raw_frame(
+        "CONNECT",
+        &[
+            ("accept-version", "1.2"),
+            ("host", "h"),
+            ("heart-beat", heart_beat),
+        ],
+        b"",
+    )
 }
 
 fn raw_frame(command: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
@@ -118,8 +152,7 @@ fn seed_connect_is_a_1_0_session_without_heart_beats() {
 
 #[test]
 fn seed_topic_fan_out_keeps_user_headers() {
-    let gateway = start();
-    let address = gateway.listener("stomp.tcp");
+    let (gateway, address) = start_tcp();
     let mut a = Peer::connect(address);
     let mut b = Peer::connect(address);
     a.send(&frames::subscribe("/topic/t", "auto", "s1"));
@@ -139,8 +172,7 @@ fn seed_topic_fan_out_keeps_user_headers() {
 
 #[test]
 fn seed_queue_balances_each_message_to_exactly_one_consumer() {
-    let gateway = start();
-    let address = gateway.listener("stomp.tcp");
+    let (gateway, address) = start_tcp();
     let mut a = Peer::connect(address);
     let mut b = Peer::connect(address);
     a.send(&frames::subscribe("/queue/q", "auto", "c"));
@@ -167,10 +199,8 @@ fn seed_queue_balances_each_message_to_exactly_one_consumer() {
 
 #[test]
 fn seed_unsubscribe_by_destination_stops_delivery() {
-    let gateway = start();
-    let address = gateway.listener("stomp.tcp");
-    let mut a = Peer::connect(address);
-    a.send(&frames::subscribe("/topic/t", "auto", "s1"));
+    let (gateway, address) = start_tcp();
+    let mut a = subscriber(address, "/topic/t", "auto", "s1");
     wait_fanout(&gateway, "t", 1);
     a.send(&frames::unsubscribe("/topic/t", ""));
     wait_fanout(&gateway, "t", 0);
@@ -181,10 +211,8 @@ fn seed_unsubscribe_by_destination_stops_delivery() {
 
 #[test]
 fn seed_unacked_message_is_redelivered_after_abrupt_close() {
-    let gateway = start();
-    let address = gateway.listener("stomp.tcp");
-    let mut first = Peer::connect(address);
-    first.send(&frames::subscribe("/queue/r", "client", "c1"));
+    let (gateway, address) = start_tcp();
+    let mut first = subscriber(address, "/queue/r", "client", "c1");
     wait_members(&gateway, "r", 1);
     let mut sender = Peer::connect(address);
     sender.send(&frames::send_string("/queue/r", "work"));
@@ -192,8 +220,7 @@ fn seed_unacked_message_is_redelivered_after_abrupt_close() {
     assert_eq!(m.get("redelivered"), None);
     first.shutdown();
     wait_members(&gateway, "r", 0);
-    let mut second = Peer::connect(address);
-    second.send(&frames::subscribe("/queue/r", "client", "c2"));
+    let mut second = subscriber(address, "/queue/r", "client", "c2");
     let again = message(&mut second);
     assert_eq!(again.body, b"work");
     assert_eq!(again.get("redelivered"), Some("true"));
@@ -206,29 +233,22 @@ fn seed_unacked_message_is_redelivered_after_abrupt_close() {
 
 #[test]
 fn seed_errors_are_answered_and_close() {
-    let gateway = start();
-    let address = gateway.listener("stomp.tcp");
+    let (_gateway, address) = start_tcp();
     let mut early = Peer::open(address);
     early.send(&frames::send_string("/topic/t", "too early"));
-    let error = early.expect_frame(WAIT);
-    assert_eq!(error.command, "ERROR");
-    assert_eq!(error.get("message"), Some("Must CONNECT first"));
+    expect_error(&mut early, "Must CONNECT first");
     early.expect_closed(WAIT);
 
     let mut bogus = Peer::connect(address);
     bogus.send(&Frame::new("BOGUS"));
-    let error = bogus.expect_frame(WAIT);
-    assert_eq!(error.command, "ERROR");
-    assert_eq!(error.get("message"), Some("Bad command"));
+    expect_error(&mut bogus, "Bad command");
     bogus.expect_closed(WAIT);
 }
 
 #[test]
 fn binary_bodies_with_nul_arrive_intact() {
-    let gateway = start();
-    let address = gateway.listener("stomp.tcp");
-    let mut consumer = Peer::connect(address);
-    consumer.send(&frames::subscribe("/topic/bin", "auto", "b"));
+    let (gateway, address) = start_tcp();
+    let mut consumer = subscriber(address, "/topic/bin", "auto", "b");
     wait_fanout(&gateway, "bin", 1);
     let body = [0u8, 1, 2, 0, 0xff, 0xfe, b'\n', 0];
     let mut sender = Peer::connect(address);
@@ -248,10 +268,8 @@ fn a_stalled_subscriber_does_not_stall_others_and_is_dropped_as_slow() {
         config() + "[bus]\nsubscriber_queue = { max_messages = 100000, max_bytes = 1048576 }\n";
     let gateway = Gatewayd::start(&config);
     let address = gateway.listener("stomp.tcp");
-    let mut stalled = Peer::connect(address);
-    stalled.send(&frames::subscribe("/topic/flood", "auto", "s"));
-    let mut reader = Peer::connect(address);
-    reader.send(&frames::subscribe("/topic/flood", "auto", "r"));
+    let mut stalled = subscriber(address, "/topic/flood", "auto", "s");
+    let mut reader = subscriber(address, "/topic/flood", "auto", "r");
     wait_fanout(&gateway, "flood", 2);
     let mut sender = Peer::connect(address);
     let body = vec![b'x'; 16 << 10];
@@ -306,8 +324,7 @@ fn a_full_blocking_queue_stops_reading_from_its_producer() {
         Received::Nothing,
         "the producer is paused"
     );
-    let mut consumer = Peer::connect(address);
-    consumer.send(&frames::subscribe("/queue/slowq", "auto", "c"));
+    let mut consumer = subscriber(address, "/queue/slowq", "auto", "c");
     for i in 4..=5 {
         let receipt = producer.expect_frame(WAIT);
         assert_eq!(receipt.get("receipt-id"), Some(format!("r{i}").as_str()));
@@ -319,18 +336,9 @@ fn a_full_blocking_queue_stops_reading_from_its_producer() {
 
 #[test]
 fn heart_beats_flow_and_a_silent_client_is_closed() {
-    let gateway = start();
-    let address = gateway.listener("stomp.tcp");
+    let (_gateway, address) = start_tcp();
     let mut listener = Peer::open(address);
-    listener.send_raw(&raw_frame(
-        "CONNECT",
-        &[
-            ("accept-version", "1.2"),
-            ("host", "h"),
-            ("heart-beat", "0,100"),
-        ],
-        b"",
-    ));
+    listener.send_raw(&heart_beat_connect("0,100"));
     let connected = listener.expect_frame(WAIT);
     assert_eq!(connected.get("heart-beat"), Some("100,0"));
     assert_eq!(
@@ -340,15 +348,7 @@ fn heart_beats_flow_and_a_silent_client_is_closed() {
     assert!(listener.heart_beats >= 3, "{} beats", listener.heart_beats);
 
     let mut silent = Peer::open(address);
-    silent.send_raw(&raw_frame(
-        "CONNECT",
-        &[
-            ("accept-version", "1.2"),
-            ("host", "h"),
-            ("heart-beat", "100,0"),
-        ],
-        b"",
-    ));
+    silent.send_raw(&heart_beat_connect("100,0"));
     assert_eq!(silent.expect_frame(WAIT).get("heart-beat"), Some("0,100"));
     silent.expect_closed(Duration::from_secs(3));
 }
@@ -361,8 +361,7 @@ fn connections_are_registered_and_capped() {
     );
     let gateway = Gatewayd::start(&config);
     let address = gateway.listener("stomp.tcp");
-    let mut first = Peer::connect(address);
-    first.send(&frames::subscribe("/topic/a", "auto", "1"));
+    let mut first = subscriber(address, "/topic/a", "auto", "1");
     gateway.wait_for("/api/connections", "the registered connection", |v| {
         v.as_array().is_some_and(|all| {
             all.iter().any(|c| {
@@ -382,9 +381,7 @@ fn graceful_shutdown_says_goodbye() {
     let mut peer = Peer::connect(gateway.listener("stomp.tcp"));
     let status = gateway.terminate(Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
-    let error = peer.expect_frame(WAIT);
-    assert_eq!(error.command, "ERROR");
-    assert_eq!(error.get("message"), Some("server shutting down"));
+    expect_error(&mut peer, "server shutting down");
     peer.expect_closed(WAIT);
 }
 
@@ -645,10 +642,8 @@ fn bad_cases() -> Vec<Bad> {
 
 #[test]
 fn bad_input_gets_error_and_close_and_leaves_others_working() {
-    let gateway = start();
-    let address = gateway.listener("stomp.tcp");
-    let mut bystander = Peer::connect(address);
-    bystander.send(&frames::subscribe("/topic/bystander", "auto", "b"));
+    let (gateway, address) = start_tcp();
+    let mut bystander = subscriber(address, "/topic/bystander", "auto", "b");
     wait_fanout(&gateway, "bystander", 1);
     for case in bad_cases() {
         let mut peer = Peer::open(address);
@@ -721,8 +716,7 @@ fn retained(gateway: &Gatewayd, topic: &str, kept: u64) {
 /// the queue `$durable.<client-id>.<name>`, fed from a topic pattern while the client is away.
 #[test]
 fn durable_subscription_keeps_messages_for_its_client_id() {
-    let gateway = start();
-    let address = gateway.listener("stomp.tcp");
+    let (gateway, address) = start_tcp();
     let queue = "$durable.rs-app.audit";
     let connect = || {
         let mut peer = Peer::open(address);
@@ -764,9 +758,7 @@ fn durable_subscription_keeps_messages_for_its_client_id() {
 
     let mut anonymous = Peer::connect(address);
     anonymous.send(&subscribe);
-    let error = anonymous.expect_frame(WAIT);
-    assert_eq!(error.command, "ERROR");
-    assert_eq!(error.get("message"), Some("Invalid header"));
+    expect_error(&mut anonymous, "Invalid header");
 
     back.send(
         &Frame::new("UNSUBSCRIBE")
