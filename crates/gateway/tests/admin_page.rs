@@ -13,15 +13,6 @@ use std::process::Command;
 
 use support::*;
 
-const PROTOCOLS: [&str; 6] = [
-    "stomp",
-    "messageloop",
-    "goomerang",
-    "loom",
-    "chanserv",
-    "mqtt",
-];
-
 /// The page as Chromium renders it once its script has run.
 fn rendered(url: &str) -> String {
     let profile = tempfile::tempdir().expect("tempdir");

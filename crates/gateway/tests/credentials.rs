@@ -46,19 +46,6 @@ token = "c-good"
 identity = { name = "feed", publish = ["orders.>"], subscribe = ["orders.>"] }
 "#;
 
-fn wait_subscribers(gateway: &Gatewayd, topic: &str, count: u64) {
-    gateway.wait_for("/api/topics", &format!("{count} on {topic}"), |topics| {
-        topics
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|t| t["topic"] == topic)
-            .filter_map(|t| t["fanout_subscribers"].as_u64())
-            .sum::<u64>()
-            == count
-    });
-}
-
 /// Goomerang messages dropped by an ACL so far.
 fn goomerang_acl_drops(gateway: &Gatewayd) -> f64 {
     gateway.metric(

@@ -16,15 +16,6 @@ use nats::NatsServer;
 use support::*;
 use tokio_tungstenite::tungstenite;
 
-const PROTOCOLS: [&str; 6] = [
-    "stomp",
-    "messageloop",
-    "goomerang",
-    "loom",
-    "chanserv",
-    "mqtt",
-];
-
 /// The metric names (`gatewayd_*`, `process_*`) of every expression in the dashboard.
 fn dashboard_metrics() -> BTreeSet<String> {
     let path = repo_root().join("deploy/grafana/gatewayd.json");
@@ -188,10 +179,7 @@ fn wait_metric(gateway: &Gatewayd, name: &str, labels: &[(&str, &str)], at_least
 
 #[test]
 fn open_connections_go_up_and_down() {
-    let gateway = Gatewayd::start(&format!(
-        "{}[chanserv]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
-        base_config()
-    ));
+    let gateway = Gatewayd::start(&config_enabling("chanserv"));
     let address = gateway.listener("chanserv.tcp");
     let held: Vec<TcpStream> = (0..3)
         .map(|_| TcpStream::connect(address).expect("connect"))

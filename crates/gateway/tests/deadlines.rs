@@ -247,23 +247,7 @@ fn messageloop_grpc_subscriber_that_stops_reading_is_cut() {
     let address = gateway.listener("messageloop.grpc");
     let mut stream = runtime.block_on(grpc::connected_g2(address));
     runtime.block_on(async {
-        use grpc::g2::inbound_message::Envelope as In;
-        let inbound = |id: &str, envelope: In| grpc::g2::InboundMessage {
-            id: id.into(),
-            time: 0,
-            envelope: Some(envelope),
-        };
-        stream
-            .send(inbound(
-                "s",
-                In::Subscribe(grpc::g2::Subscribe {
-                    subscriptions: vec![grpc::g2::Subscription {
-                        channel: "flood".into(),
-                        ..Default::default()
-                    }],
-                }),
-            ))
-            .await;
+        stream.send(grpc::g2_subscribe("s", "flood")).await;
         stream.next().await.expect("subscribe ack");
     });
     // The stream is no longer read.

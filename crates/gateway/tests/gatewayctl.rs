@@ -60,25 +60,10 @@ fn round_trip(gateway: &Gatewayd, pub_protocol: &str, sub_protocol: &str, topic:
     received
 }
 
-fn header<'a>(message: &'a Value, name: &str) -> Option<&'a str> {
-    message["headers"]
-        .as_array()?
-        .iter()
-        .find(|pair| pair[0] == name)?[1]
-        .as_str()
-}
-
 #[test]
 fn pub_sub_round_trip_over_each_protocol() {
     let gateway = start();
-    for protocol in [
-        "stomp",
-        "messageloop",
-        "goomerang",
-        "loom",
-        "chanserv",
-        "mqtt",
-    ] {
+    for protocol in PROTOCOLS {
         let received = round_trip(&gateway, protocol, protocol, &format!("ctl.{protocol}"));
         if matches!(protocol, "stomp" | "messageloop" | "goomerang" | "mqtt") {
             assert_eq!(header(&received, "trace"), Some("t1"), "{received}");

@@ -59,13 +59,8 @@ fn publish_only_identity_is_refused_subscriptions_in_every_protocol() {
     // MessageLoop: PERMISSION_DENIED for the subscription; publish acked.
     rt.block_on(async {
         let mut stream = grpc::open_g2(addrs.messageloop_grpc).await;
-        let send = |id: &str, envelope| grpc::g2::InboundMessage {
-            id: id.into(),
-            time: 0,
-            envelope: Some(envelope),
-        };
         stream
-            .send(send(
+            .send(grpc::g2_inbound(
                 "c",
                 MlIn::Connect(grpc::g2::Connect {
                     version: "2.0.0".into(),
@@ -77,17 +72,7 @@ fn publish_only_identity_is_refused_subscriptions_in_every_protocol() {
             stream.next().await.expect("connected").envelope,
             Some(MlOut::Connected(_))
         ));
-        stream
-            .send(send(
-                "s",
-                MlIn::Subscribe(grpc::g2::Subscribe {
-                    subscriptions: vec![grpc::g2::Subscription {
-                        channel: "orders.eu".into(),
-                        ..Default::default()
-                    }],
-                }),
-            ))
-            .await;
+        stream.send(grpc::g2_subscribe("s", "orders.eu")).await;
         loop {
             let out = stream.next().await.expect("an answer");
             match out.envelope {
@@ -101,7 +86,7 @@ fn publish_only_identity_is_refused_subscriptions_in_every_protocol() {
             }
         }
         stream
-            .send(send(
+            .send(grpc::g2_inbound(
                 "p",
                 MlIn::Publish(grpc::g2::Publish {
                     channel: "orders.eu".into(),

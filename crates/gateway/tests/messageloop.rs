@@ -471,18 +471,13 @@ async fn grpc_g2_session_rpc_and_disconnect() {
     use grpc::g2::inbound_message::Envelope as In;
     use grpc::g2::outbound_message::Envelope as Out;
     let mut stream = grpc::open_g2(addr).await;
-    let inbound = |id: &str, envelope: In| grpc::g2::InboundMessage {
-        id: id.into(),
-        time: 0,
-        envelope: Some(envelope),
-    };
     stream.send(g2_connect("good")).await;
     assert!(matches!(
         stream.next().await.unwrap().envelope,
         Some(Out::Connected(_))
     ));
     stream
-        .send(inbound(
+        .send(grpc::g2_inbound(
             "s",
             In::Subscribe(grpc::g2::Subscribe {
                 subscriptions: vec![grpc::g2::Subscription {
@@ -511,7 +506,9 @@ async fn grpc_g2_session_rpc_and_disconnect() {
         ),
         ..Default::default()
     };
-    stream.send(inbound("p", In::Publish(payload))).await;
+    stream
+        .send(grpc::g2_inbound("p", In::Publish(payload)))
+        .await;
     let mut got_ack = false;
     let mut got_publication = false;
     while !(got_ack && got_publication) {
@@ -524,7 +521,7 @@ async fn grpc_g2_session_rpc_and_disconnect() {
         }
     }
     stream
-        .send(inbound(
+        .send(grpc::g2_inbound(
             "r",
             In::RpcRequest(grpc::g2::RpcRequest {
                 channel: "svc".into(),
@@ -541,7 +538,10 @@ async fn grpc_g2_session_rpc_and_disconnect() {
     assert_eq!(error.code, "NO_PROXY");
 
     stream
-        .send(inbound("c2", In::Connect(grpc::g2::Connect::default())))
+        .send(grpc::g2_inbound(
+            "c2",
+            In::Connect(grpc::g2::Connect::default()),
+        ))
         .await;
     let notice = stream.next().await.unwrap();
     let Some(Out::Error(error)) = notice.envelope else {
@@ -708,12 +708,7 @@ fn reload_applies_new_tokens_to_new_connections_and_keeps_open_ones() {
         gateway.reload()
     };
     let report = reload("127.0.0.1:0");
-    assert_eq!(
-        report["applied"],
-        json!(["messageloop.ws", "messageloop.grpc"]),
-        "{report}"
-    );
-    assert_eq!(report["restart_needed"], json!([]), "{report}");
+    assert_reload(&report, &["messageloop.ws", "messageloop.grpc"], &[]);
     assert!(report["error"].is_null(), "{report}");
 
     let mut stale = Ws::connect(addr, JSON);
@@ -734,14 +729,7 @@ fn reload_applies_new_tokens_to_new_connections_and_keeps_open_ones() {
     );
     drop(stale);
     gateway.wait_for("/api/connections", "alice and bob", |all| {
-        let mut identities: Vec<&str> = all
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c["identity"].as_str())
-            .collect();
-        identities.sort_unstable();
-        identities == ["alice", "bob"]
+        sorted_identities(all) == ["alice", "bob"]
     });
 
     // gRPC streams opened after the reload see the new tokens too.

@@ -257,7 +257,7 @@ fn bus_responder(gateway: &Gatewayd) -> Peer {
         "auto",
         "rpc",
     ));
-    wait_subscribed(gateway, "$rpc.messageloop.svc.get", 1);
+    wait_fanout(gateway, "$rpc.messageloop.svc.get", 1);
     responder
 }
 
@@ -327,21 +327,6 @@ fn rpc_goes_to_the_backend_as_camel_case_json_and_its_answer_comes_back() {
     // The connection is still usable after each error.
     let reply = rpc(&mut ws, "r6", "orders.us", "get");
     assert_eq!(reply["rpc_reply"]["request_id"], "r6", "{reply}");
-}
-
-/// Polls `/api/topics` until `topic` has `fanout` subscribers.
-fn wait_subscribed(gateway: &Gatewayd, topic: &str, fanout: u64) {
-    gateway.wait_for(
-        "/api/topics",
-        &format!("subscribers of {topic}"),
-        |topics| {
-            topics
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|t| t["topic"] == topic && t["fanout_subscribers"].as_u64() == Some(fanout))
-        },
-    );
 }
 
 #[test]

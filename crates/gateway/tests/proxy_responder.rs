@@ -292,8 +292,7 @@ fn a_reload_starts_and_stops_the_responder() {
     std::fs::write(&gateway.config_path, config(&proxies(&backend))).expect("write config");
     let report = gateway.reload();
     assert!(report["error"].is_null(), "{report}");
-    assert_eq!(report["applied"], json!(["messageloop.ws"]), "{report}");
-    assert_eq!(report["restart_needed"], json!([]), "{report}");
+    assert_reload(&report, &["messageloop.ws"], &[]);
     let reply = request(&mut peer, "/topic/orders.eu.create", "c-1");
     assert_eq!(body_json(&reply), json!({"q": 1}));
 

@@ -36,14 +36,6 @@ fn start(receiver: &otlp::Receiver) -> Gatewayd {
     ))
 }
 
-fn header<'a>(message: &'a Value, name: &str) -> Option<&'a str> {
-    message["headers"]
-        .as_array()?
-        .iter()
-        .find(|pair| pair[0] == name)?[1]
-        .as_str()
-}
-
 /// The trace id of a `traceparent` value.
 fn trace_of(traceparent: &str) -> &str {
     traceparent.split('-').nth(1).unwrap_or_default()

@@ -1,6 +1,6 @@
 //! Runs the `gatewayctl` binary against a test gatewayd: spawn with stdout/stderr piped (and without any
 //! `GATEWAYCTL_TOKEN`/`GATEWAYCTL_LOGIN` of the test's own environment), wait with a deadline, and wait until a
-//! subscription shows in `/api/topics`.
+//! subscription shows in `/api/topics`, and read a header of a message it printed.
 #![allow(dead_code)]
 
 use std::io::Read as _;
@@ -96,4 +96,13 @@ pub fn wait_subscribed(gateway: &Gatewayd, topic: &str, fanout: u64, members: u6
             })
         },
     );
+}
+
+/// The value of header `name` in a message gatewayctl printed as JSON.
+pub fn header<'a>(message: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    message["headers"]
+        .as_array()?
+        .iter()
+        .find(|pair| pair[0] == name)?[1]
+        .as_str()
 }

@@ -529,6 +529,29 @@ pub mod grpc {
         Stream { tx, rx }
     }
 
+    /// A G2 message with `id` (time 0) carrying `envelope`.
+    pub fn g2_inbound(id: &str, envelope: g2::inbound_message::Envelope) -> g2::InboundMessage {
+        g2::InboundMessage {
+            id: id.into(),
+            time: 0,
+            envelope: Some(envelope),
+        }
+    }
+
+    /// A G2 Subscribe, with `id`, to the one `channel`.
+    pub fn g2_subscribe(id: &str, channel: &str) -> g2::InboundMessage {
+        let subscription = g2::Subscription {
+            channel: channel.into(),
+            ..Default::default()
+        };
+        g2_inbound(
+            id,
+            g2::inbound_message::Envelope::Subscribe(g2::Subscribe {
+                subscriptions: vec![subscription],
+            }),
+        )
+    }
+
     pub async fn open_g2(addr: SocketAddr) -> Stream<g2::InboundMessage, g2::OutboundMessage> {
         open(addr, Generation::G2).await
     }
@@ -537,14 +560,13 @@ pub mod grpc {
     pub async fn connected_g2(addr: SocketAddr) -> Stream<g2::InboundMessage, g2::OutboundMessage> {
         let mut stream = open_g2(addr).await;
         stream
-            .send(g2::InboundMessage {
-                id: "c".into(),
-                time: 0,
-                envelope: Some(g2::inbound_message::Envelope::Connect(g2::Connect {
+            .send(g2_inbound(
+                "c",
+                g2::inbound_message::Envelope::Connect(g2::Connect {
                     version: "2.0.0".into(),
                     ..Default::default()
-                })),
-            })
+                }),
+            ))
             .await;
         stream.next().await.expect("connected");
         stream

@@ -11,6 +11,15 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const GATEWAYD: &str = env!("CARGO_BIN_EXE_gatewayd");
+/// Every client protocol gatewayd serves.
+pub const PROTOCOLS: [&str; 6] = [
+    "stomp",
+    "messageloop",
+    "goomerang",
+    "loom",
+    "chanserv",
+    "mqtt",
+];
 
 pub struct Gatewayd {
     child: Child,
@@ -35,6 +44,14 @@ fn no_kill(err: std::io::Error) -> ExitStatus {
 /// Config text that binds the admin listener on an ephemeral loopback port.
 pub fn base_config() -> String {
     "[admin]\naddress = \"127.0.0.1:0\"\n[shutdown]\ndrain_timeout_secs = 5\n".to_owned()
+}
+
+/// [`base_config`] plus section `section` enabled on an ephemeral loopback port.
+pub fn config_enabling(section: &str) -> String {
+    format!(
+        "{}[{section}]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
+        base_config()
+    )
 }
 
 impl Gatewayd {
@@ -298,4 +315,55 @@ pub fn check_config_files(files: &[PathBuf]) -> (bool, String) {
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Asserts a reload report's `applied` and `restart_needed` lists.
+pub fn assert_reload(report: &serde_json::Value, applied: &[&str], restart_needed: &[&str]) {
+    assert_eq!(report["applied"], serde_json::json!(applied), "{report}");
+    assert_eq!(
+        report["restart_needed"],
+        serde_json::json!(restart_needed),
+        "{report}"
+    );
+}
+
+/// The identities in an `/api/connections` listing, sorted.
+pub fn sorted_identities(connections: &serde_json::Value) -> Vec<&str> {
+    let mut identities: Vec<&str> = connections
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["identity"].as_str())
+        .collect();
+    identities.sort_unstable();
+    identities
+}
+
+/// Subscribers of `topic` summed over its `/api/topics` entries (0 when it has none).
+pub fn subscribers(topics: &serde_json::Value, topic: &str) -> u64 {
+    topics
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["topic"] == topic)
+        .filter_map(|t| t["fanout_subscribers"].as_u64())
+        .sum()
+}
+
+/// Polls `/api/topics` until [`subscribers`] of `topic` is `count`.
+pub fn wait_subscribers(gateway: &Gatewayd, topic: &str, count: u64) {
+    gateway.wait_for("/api/topics", &format!("{count} on {topic}"), |topics| {
+        subscribers(topics, topic) == count
+    });
+}
+
+/// Polls `/api/topics` until an entry for `topic` has exactly `fanout` subscribers.
+pub fn wait_fanout(gateway: &Gatewayd, topic: &str, fanout: u64) {
+    gateway.wait_for("/api/topics", &format!("{fanout} on {topic}"), |topics| {
+        topics
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["topic"] == topic && t["fanout_subscribers"].as_u64() == Some(fanout))
+    });
 }
