@@ -70,12 +70,6 @@ fn node(server: &Server) -> Gatewayd {
     gateway
 }
 
-fn wait_cluster(gateway: &Gatewayd, state: &str) {
-    gateway.wait_for("/api/cluster", &format!("cluster {state}"), |c| {
-        c["state"] == state
-    });
-}
-
 /// Waits for the cluster `state` while asserting at every poll that the node stays ready: readiness does not follow
 /// the cluster connection.
 fn wait_cluster_ready(gateway: &Gatewayd, state: &str) {

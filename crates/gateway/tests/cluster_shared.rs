@@ -40,9 +40,7 @@ fn node(server: &Server) -> Gatewayd {
         server.cluster_config()
     );
     let gateway = Gatewayd::start(&config);
-    gateway.wait_for("/api/cluster", "cluster connected", |c| {
-        c["state"] == "connected"
-    });
+    wait_cluster(&gateway, "connected");
     gateway
 }
 

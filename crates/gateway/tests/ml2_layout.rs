@@ -37,9 +37,7 @@ fn node(redis: &RedisServer) -> Gatewayd {
         redis.url()
     );
     let gateway = Gatewayd::start(&config);
-    gateway.wait_for("/api/cluster", "cluster connected", |c| {
-        c["state"] == "connected"
-    });
+    wait_cluster(&gateway, "connected");
     gateway
 }
 

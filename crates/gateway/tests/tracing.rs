@@ -141,9 +141,7 @@ fn the_trace_crosses_cluster_nodes(backend: Backend) {
             server.cluster_config(),
             receiver.endpoint()
         ));
-        gateway.wait_for("/api/cluster", "cluster connected", |c| {
-            c["state"] == "connected"
-        });
+        wait_cluster(&gateway, "connected");
         gateway
     };
     let (a, b) = (node(), node());

@@ -109,13 +109,7 @@ impl Ws {
 
     /// Opens `wss://addr/ws` trusting any server certificate (the test server's is self-signed).
     pub fn connect_tls(addr: SocketAddr, subprotocols: &[&str]) -> Ws {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let config = rustls::ClientConfig::builder()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate::default()))
-            .with_no_client_auth();
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let connection = trusting_tls_client();
         let tcp = TcpStream::connect(addr).expect("tcp connect");
         tcp.set_read_timeout(Some(WAIT)).unwrap();
         let tls = rustls::StreamOwned::new(connection, tcp);
@@ -403,6 +397,17 @@ impl Ws {
 
 /// gRPC plumbing: a bidi stream on one generation's service, each server message checked strictly as that
 /// generation's envelope before it is decoded.
+/// A TLS client for `localhost` that accepts any server certificate (test servers' are self-signed).
+pub fn trusting_tls_client() -> rustls::ClientConnection {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate::default()))
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    rustls::ClientConnection::new(Arc::new(config), name).unwrap()
+}
+
 pub mod grpc {
     use std::marker::PhantomData;
     use std::net::SocketAddr;

@@ -298,6 +298,13 @@ pub fn check_config(text: &str) -> (bool, String) {
     check_config_files(&[path])
 }
 
+/// Asserts `gatewayd check-config` rejects `text` with output mentioning `mentioning`.
+pub fn assert_config_rejected(text: &str, mentioning: &str) {
+    let (ok, output) = check_config(text);
+    assert!(!ok, "{output}");
+    assert!(output.contains(mentioning), "{output}");
+}
+
 /// Runs `gatewayd check-config` on `files` (merged in order); returns success and combined output.
 pub fn check_config_files(files: &[PathBuf]) -> (bool, String) {
     let output = Command::new(GATEWAYD)
@@ -315,6 +322,13 @@ pub fn check_config_files(files: &[PathBuf]) -> (bool, String) {
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Polls `/api/cluster` until the cluster is in `state`.
+pub fn wait_cluster(gateway: &Gatewayd, state: &str) {
+    gateway.wait_for("/api/cluster", &format!("cluster {state}"), |c| {
+        c["state"] == state
+    });
 }
 
 /// Asserts a reload report's `applied` and `restart_needed` lists.
