@@ -11,7 +11,7 @@ mod stomp_client;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use stomp_client::{frames, Frame, Peer};
+use stomp_client::{app_token_auth, frames, Frame, Peer};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -35,20 +35,6 @@ address = "127.0.0.1:0"
 "#
 }
 
-fn auth_file(token: &str) -> String {
-    format!(
-        r#"
-[stomp.auth]
-required = true
-
-[[stomp.auth.tokens]]
-login = "app"
-token = "{token}"
-identity = {{ name = "app" }}
-"#
-    )
-}
-
 /// CONNECT's answer: CONNECTED or ERROR.
 fn login(gateway: &Gatewayd, connect: &Frame) -> String {
     let mut peer = Peer::open(gateway.listener("stomp.tcp"));
@@ -62,7 +48,7 @@ fn login_as_app(gateway: &Gatewayd, passcode: &str) -> String {
 
 #[test]
 fn tokens_come_from_the_auth_file_and_a_reload_rereads_it() {
-    let gateway = Gatewayd::start_with_files(&main_config(), &[&auth_file("token-a")]);
+    let gateway = Gatewayd::start_with_files(&main_config(), &[&app_token_auth("token-a")]);
     assert_eq!(login_as_app(&gateway, "token-a"), "CONNECTED");
     assert_eq!(login_as_app(&gateway, "wrong"), "ERROR");
     assert_eq!(login_as_app(&gateway, "from-main"), "ERROR");
@@ -73,7 +59,7 @@ fn tokens_come_from_the_auth_file_and_a_reload_rereads_it() {
     );
 
     // SIGHUP: applied in the background, so poll for the new token.
-    std::fs::write(&gateway.extra_paths[0], auth_file("token-b")).unwrap();
+    std::fs::write(&gateway.extra_paths[0], app_token_auth("token-b")).unwrap();
     gateway.sighup();
     let deadline = Instant::now() + Duration::from_secs(20);
     while login_as_app(&gateway, "token-b") != "CONNECTED" {
@@ -83,7 +69,7 @@ fn tokens_come_from_the_auth_file_and_a_reload_rereads_it() {
     assert_eq!(login_as_app(&gateway, "token-a"), "ERROR");
 
     // POST /api/reload answers once applied.
-    std::fs::write(&gateway.extra_paths[0], auth_file("token-c")).unwrap();
+    std::fs::write(&gateway.extra_paths[0], app_token_auth("token-c")).unwrap();
     let report: serde_json::Value = gateway.reload();
     assert!(report["error"].is_null(), "{report}");
     assert_eq!(
@@ -111,7 +97,7 @@ fn check_pair(main: &str, auth: &str) -> (bool, String, String) {
 
 #[test]
 fn check_config_checks_the_merged_files_and_names_the_bad_one() {
-    let (ok, output, _) = check_pair(&main_config(), &auth_file("token-a"));
+    let (ok, output, _) = check_pair(&main_config(), &app_token_auth("token-a"));
     assert!(ok, "{output}");
 
     let (ok, output, auth) = check_pair(&main_config(), "[stomp.auth]\nrequired = \"yes\"\n");

@@ -345,8 +345,7 @@ fn reload_gives_new_connections_the_new_acl_and_keeps_open_ones() {
              [chanserv.auth.anonymous]\nname = \"after\"\npublish = [\"other.>\"]\n",
             base_config()
         );
-        std::fs::write(&gateway.config_path, config).unwrap();
-        gateway.reload()
+        gateway.rewrite_and_reload(&config)
     };
     let report = reload("127.0.0.1:0");
     assert_reload(&report, &["chanserv.tcp"], &[]);

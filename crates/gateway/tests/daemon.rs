@@ -85,8 +85,7 @@ fn reload_applies_the_log_level_and_reports_what_needs_a_restart() {
     assert_reload(&report, &["log.level"], &["goomerang"]);
     assert!(report["error"].is_null(), "{report}");
 
-    std::fs::write(&gateway.config_path, "[log]\nlevel = 5\n").unwrap();
-    let report = gateway.reload();
+    let report = gateway.rewrite_and_reload("[log]\nlevel = 5\n");
     assert!(
         report["error"]
             .as_str()

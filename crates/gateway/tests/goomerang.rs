@@ -407,8 +407,7 @@ fn reload_with(gateway: &Gatewayd, address: &str, extra: &str) -> serde_json::Va
         "{}[goomerang]\nenabled = true\naddress = \"{address}\"\n{extra}",
         base_config()
     );
-    std::fs::write(&gateway.config_path, config).unwrap();
-    gateway.reload()
+    gateway.rewrite_and_reload(&config)
 }
 
 #[test]

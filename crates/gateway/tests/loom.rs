@@ -805,8 +805,7 @@ fn reload_applies_new_tokens_to_new_streams_and_keeps_open_ones() {
             "address = \"127.0.0.1:0\"\nreject",
             &format!("address = \"{address}\"\nreject"),
         );
-        std::fs::write(&gateway.config_path, text).unwrap();
-        gateway.reload()
+        gateway.rewrite_and_reload(&text)
     };
     let report = reload("127.0.0.1:0");
     assert_reload(&report, &["loom.quic"], &[]);

@@ -704,8 +704,7 @@ fn reload_applies_new_tokens_to_new_connections_and_keeps_open_ones() {
             "[messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"",
             &format!("[messageloop.ws]\nenabled = true\naddress = \"{ws_address}\""),
         );
-        std::fs::write(&gateway.config_path, text).unwrap();
-        gateway.reload()
+        gateway.rewrite_and_reload(&text)
     };
     let report = reload("127.0.0.1:0");
     assert_reload(&report, &["messageloop.ws", "messageloop.grpc"], &[]);

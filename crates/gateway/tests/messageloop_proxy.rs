@@ -974,8 +974,7 @@ fn reload_applies_proxies_to_new_connections_and_refuses_a_bad_entry() {
          routes = [{{ channel = \"orders.*\", method = \"*\" }}]\n",
         backend.endpoint()
     );
-    std::fs::write(&gateway.config_path, config(&routed)).expect("write config");
-    let report = gateway.reload();
+    let report = gateway.rewrite_and_reload(&config(&routed));
     assert!(report["error"].is_null(), "{report}");
     assert_eq!(report["restart_needed"], json!([]), "{report}");
 
@@ -987,8 +986,7 @@ fn reload_applies_proxies_to_new_connections_and_refuses_a_bad_entry() {
     assert_eq!(error_code(&reply), "NO_PROXY");
 
     let unrouted = "[[messageloop.proxy]]\nname = \"app\"\nendpoint = \"http://127.0.0.1:1/\"\n";
-    std::fs::write(&gateway.config_path, config(unrouted)).expect("write config");
-    let report = gateway.reload();
+    let report = gateway.rewrite_and_reload(&config(unrouted));
     let error = report["error"].as_str().unwrap_or_default();
     assert!(error.contains("messageloop.proxy[0].routes"), "{report}");
     let mut later = connected_client(addr, "");
@@ -1158,8 +1156,7 @@ fn a_tls_table_on_a_cleartext_endpoint_or_an_unreadable_ca_file_is_refused_by_na
     let missing = "[[messageloop.proxy]]\nname = \"app\"\nendpoint = \"grpcs://127.0.0.1:1\"\n\
                    tls = { ca_file = \"/nonexistent/ca.pem\" }\nroutes = [{ channel = \"*\", method = \"*\" }]\n";
     let gateway = Gatewayd::start(&config(""));
-    std::fs::write(&gateway.config_path, config(missing)).expect("write config");
-    let report = gateway.reload();
+    let report = gateway.rewrite_and_reload(&config(missing));
     let error = report["error"].as_str().unwrap_or_default();
     assert!(
         error.contains("messageloop.proxy[0].tls.ca_file"),

@@ -309,8 +309,7 @@ fn reload_applies_new_tokens_to_new_connections_only() {
     old.send(&subscribe(5, 1, "reload/t", 0));
     assert_eq!(old.expect_packet(WAIT).kind(), 9);
 
-    std::fs::write(&gateway.config_path, reload_config("token-b")).unwrap();
-    let report: serde_json::Value = gateway.reload();
+    let report: serde_json::Value = gateway.rewrite_and_reload(&reload_config("token-b"));
     assert!(report["error"].is_null(), "{report}");
     assert_reload(&report, &["mqtt.tcp"], &[]);
 

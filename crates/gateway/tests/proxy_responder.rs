@@ -289,15 +289,13 @@ fn a_reload_starts_and_stops_the_responder() {
     };
     unanswered(&mut peer);
 
-    std::fs::write(&gateway.config_path, config(&proxies(&backend))).expect("write config");
-    let report = gateway.reload();
+    let report = gateway.rewrite_and_reload(&config(&proxies(&backend)));
     assert!(report["error"].is_null(), "{report}");
     assert_reload(&report, &["messageloop.ws"], &[]);
     let reply = request(&mut peer, "/topic/orders.eu.create", "c-1");
     assert_eq!(body_json(&reply), json!({"q": 1}));
 
-    std::fs::write(&gateway.config_path, config("")).expect("write config");
-    assert!(gateway.reload()["error"].is_null());
+    assert!(gateway.rewrite_and_reload(&config(""))["error"].is_null());
     unanswered(&mut peer);
     assert_eq!(backend.calls("orders.eu", "create").len(), 1);
 }

@@ -16,7 +16,7 @@ mod stomp_client;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use stomp_client::{frames, Frame, Peer, Received};
+use stomp_client::{app_token_auth, frames, Frame, Peer, Received};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -823,21 +823,8 @@ fn stompit_over_tcp() {
 
 fn reload_config(token: &str) -> String {
     base_config()
-        + &format!(
-            r#"
-[stomp.auth]
-required = true
-
-[[stomp.auth.tokens]]
-login = "app"
-token = "{token}"
-identity = {{ name = "app" }}
-
-[stomp.tcp]
-enabled = true
-address = "127.0.0.1:0"
-"#
-        )
+        + &app_token_auth(token)
+        + "\n[stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n"
 }
 
 /// A reload swaps the `[stomp]` settings for new connections (here the static token) and leaves the
@@ -857,8 +844,7 @@ fn reload_applies_new_tokens_to_new_connections_only() {
     old.send(&frames::subscribe("/topic/reload.t", "auto", "s"));
     wait_fanout(&gateway, "reload.t", 1);
 
-    std::fs::write(&gateway.config_path, reload_config("token-b")).unwrap();
-    let report: serde_json::Value = gateway.reload();
+    let report: serde_json::Value = gateway.rewrite_and_reload(&reload_config("token-b"));
     assert!(report["error"].is_null(), "{report}");
     assert_reload(&report, &["stomp.tcp"], &[]);
 

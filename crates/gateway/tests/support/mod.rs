@@ -176,6 +176,12 @@ impl Gatewayd {
             .expect("reload report")
     }
 
+    /// Writes `config` over the main config file, then reloads as [`Gatewayd::reload`] does.
+    pub fn rewrite_and_reload(&self, config: &str) -> serde_json::Value {
+        std::fs::write(&self.config_path, config).expect("write config");
+        self.reload()
+    }
+
     /// SIGHUP: gatewayd reloads in the background.
     pub fn sighup(&self) {
         let pid = self.pid().to_string();

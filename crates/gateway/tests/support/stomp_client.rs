@@ -2,7 +2,8 @@
 //! (docs/protocols/stomp.md, "Clients it is tested with"): CONNECT with login and passcode only (no
 //! accept-version, so a 1.0 session), LF line ends, `content-length` first and then the other
 //! headers sorted by name, no escaping, no EOL after the NUL, UNSUBSCRIBE by destination, and no
-//! DISCONNECT (it just drops the socket). It can also write raw bytes for the bad-input cases.
+//! DISCONNECT (it just drops the socket). It can also write raw bytes for the bad-input cases, and it
+//! gives the one-token STOMP auth config text that auth_file.rs and stomp.rs share.
 #![allow(dead_code)]
 
 use std::io::{ErrorKind, Read, Write};
@@ -240,4 +241,19 @@ impl Peer {
         self.after_frame = true;
         Some(Frame { body, ..frame_head })
     }
+}
+
+/// Config text requiring STOMP auth, with the one login `app` (identity `app`) and passcode `token`.
+pub fn app_token_auth(token: &str) -> String {
+    format!(
+        r#"
+[stomp.auth]
+required = true
+
+[[stomp.auth.tokens]]
+login = "app"
+token = "{token}"
+identity = {{ name = "app" }}
+"#
+    )
 }
