@@ -166,11 +166,6 @@ fn acl_answer(body: &Value) -> Value {
 }
 
 /// A loopback port nothing listens on.
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").port()
-}
-
 fn config(extra: &str) -> String {
     format!(
         "{}[stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n\

@@ -90,18 +90,6 @@ fn refused(peer: &mut Peer, frame: &Frame, message: &str) {
     peer.expect_closed(WAIT);
 }
 
-fn wait_members(gateway: &Gatewayd, topic: &str, members: u64) {
-    gateway.wait_for(
-        "/api/topics",
-        &format!("{members} members of {topic}"),
-        |v| {
-            v.as_array()
-                .and_then(|all| all.iter().find(|t| t["topic"] == topic))
-                .is_some_and(|t| t["group"]["members"].as_u64() == Some(members))
-        },
-    );
-}
-
 /// Defect 3: `/reply-queue/` addresses hold 128 random bits, a guessed one reaches nobody, and a SEND to a
 /// real one needs the publish ACL (`$inbox`); `/temp-queue/` with an empty name is a temp queue too.
 #[test]

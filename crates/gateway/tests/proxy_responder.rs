@@ -31,11 +31,6 @@ const KIND: &str = "goomerang.example.MessageV1";
 const RESPONDER_REQUESTS: &str = "gatewayd_proxy_bus_requests_total";
 
 /// A loopback port nothing listens on.
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").port()
-}
-
 /// The `app` backend claims `orders.*` (any method), the literal routes `svc`/`echo`,
 /// `goomerang.example`/`MessageV1` and `goomerang.example`/`fail`, with a 1 s timeout; the `down` backend
 /// claims `down`.

@@ -70,26 +70,12 @@ fn start_tcp() -> (Gatewayd, std::net::SocketAddr) {
     (gateway, address)
 }
 
-fn topic_entry<'a>(topics: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
-    topics
-        .as_array()
-        .and_then(|all| all.iter().find(|t| t["topic"] == name))
-}
-
 fn wait_fanout(gateway: &Gatewayd, topic: &str, subscribers: u64) {
     gateway.wait_for("/api/topics", &format!("{subscribers} on {topic}"), |v| {
         topic_entry(v, topic).map_or(subscribers == 0, |t| {
             t["fanout_subscribers"].as_u64() == Some(subscribers)
         })
     });
-}
-
-fn wait_members(gateway: &Gatewayd, topic: &str, members: u64) {
-    gateway.wait_for(
-        "/api/topics",
-        &format!("{members} members of {topic}"),
-        |v| topic_entry(v, topic).is_some_and(|t| t["group"]["members"].as_u64() == Some(members)),
-    );
 }
 
 fn message(peer: &mut Peer) -> Frame {

@@ -377,6 +377,28 @@ pub fn wait_subscribers(gateway: &Gatewayd, topic: &str, count: u64) {
     });
 }
 
+/// The first `/api/topics` entry for topic `name`.
+pub fn topic_entry<'a>(topics: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    topics
+        .as_array()
+        .and_then(|all| all.iter().find(|t| t["topic"] == name))
+}
+
+/// Polls `/api/topics` until the [`topic_entry`] of `topic` has `members` group members.
+pub fn wait_members(gateway: &Gatewayd, topic: &str, members: u64) {
+    gateway.wait_for(
+        "/api/topics",
+        &format!("{members} members of {topic}"),
+        |v| topic_entry(v, topic).is_some_and(|t| t["group"]["members"].as_u64() == Some(members)),
+    );
+}
+
+/// A loopback port nothing listens on (bound once, then released).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
+}
+
 /// Polls `/api/topics` until an entry for `topic` has exactly `fanout` subscribers.
 pub fn wait_fanout(gateway: &Gatewayd, topic: &str, fanout: u64) {
     gateway.wait_for("/api/topics", &format!("{fanout} on {topic}"), |topics| {
