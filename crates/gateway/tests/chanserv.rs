@@ -340,12 +340,11 @@ fn reload_gives_new_connections_the_new_acl_and_keeps_open_ones() {
     assert_eq!(open.publish("open.a", b"1"), "ok");
 
     let reload = |address: &str| -> serde_json::Value {
-        let config = format!(
+        gateway.rewrite_and_reload(&format!(
             "{}[chanserv]\nenabled = true\naddress = \"{address}\"\n\
              [chanserv.auth.anonymous]\nname = \"after\"\npublish = [\"other.>\"]\n",
             base_config()
-        );
-        gateway.rewrite_and_reload(&config)
+        ))
     };
     let report = reload("127.0.0.1:0");
     assert_reload(&report, &["chanserv.tcp"], &[]);

@@ -403,11 +403,10 @@ fn python_websockets_client_interoperates() {
 
 /// Rewrites the config file with the Goomerang section plus `extra`, reloads, and returns the report.
 fn reload_with(gateway: &Gatewayd, address: &str, extra: &str) -> serde_json::Value {
-    let config = format!(
+    gateway.rewrite_and_reload(&format!(
         "{}[goomerang]\nenabled = true\naddress = \"{address}\"\n{extra}",
         base_config()
-    );
-    gateway.rewrite_and_reload(&config)
+    ))
 }
 
 #[test]

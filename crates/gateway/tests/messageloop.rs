@@ -700,11 +700,10 @@ fn reload_applies_new_tokens_to_new_connections_and_keeps_open_ones() {
     open.subscribe("s", &["news"]);
 
     let reload = |ws_address: &str| -> Value {
-        let text = config(&auth("fresh", "bob")).replace(
+        gateway.rewrite_and_reload(&config(&auth("fresh", "bob")).replace(
             "[messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"",
             &format!("[messageloop.ws]\nenabled = true\naddress = \"{ws_address}\""),
-        );
-        gateway.rewrite_and_reload(&text)
+        ))
     };
     let report = reload("127.0.0.1:0");
     assert_reload(&report, &["messageloop.ws", "messageloop.grpc"], &[]);

@@ -326,6 +326,13 @@ pub fn check_config_files(files: &[PathBuf]) -> (bool, String) {
     (output.status.success(), text)
 }
 
+/// `<target>/<name>`, next to the gatewayd binary's profile directory.
+pub fn target_dir(name: &str) -> PathBuf {
+    let binary = std::path::Path::new(GATEWAYD);
+    let target = binary.parent().and_then(std::path::Path::parent);
+    target.expect("target dir").join(name)
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

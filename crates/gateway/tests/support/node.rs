@@ -3,7 +3,7 @@
 //! directory, and reinstalled when `tests/node/package.json` changes, so `cargo test` works on a fresh machine
 //! that has `node` (20+) and `npm` and can reach the npm registry.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 
@@ -13,17 +13,11 @@ fn node_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node")
 }
 
-/// `<target>/node-interop`, where `node_modules` lives.
-fn install_dir() -> PathBuf {
-    let binary = Path::new(super::GATEWAYD);
-    let target = binary.parent().and_then(Path::parent).expect("target dir");
-    target.join("node-interop")
-}
-
 /// The install directory, running `npm install` first when package.json changed.
 pub fn modules() -> PathBuf {
     let _guard = NPM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = install_dir();
+    // `<target>/node-interop`, where `node_modules` lives.
+    let dir = super::target_dir("node-interop");
     let wanted = std::fs::read_to_string(node_dir().join("package.json")).expect("package.json");
     let stamp = dir.join("package.stamp");
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str())

@@ -2,7 +2,7 @@
 //! cargo target dir and is (re)built when `tests/python/requirements.txt` changes, so `cargo test` works on a
 //! fresh machine that has `python3` with venv support and can reach PyPI.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 
@@ -12,17 +12,10 @@ fn tests_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests")
 }
 
-/// `<target>/interop-venv`, next to the gatewayd binary's profile directory.
-fn venv_dir() -> PathBuf {
-    let binary = Path::new(super::GATEWAYD);
-    let target = binary.parent().and_then(Path::parent).expect("target dir");
-    target.join("interop-venv")
-}
-
 /// The venv's python, creating or updating the venv first.
 pub fn python() -> PathBuf {
     let _guard = VENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = venv_dir();
+    let dir = super::target_dir("interop-venv");
     let requirements = tests_dir().join("python/requirements.txt");
     let wanted = std::fs::read_to_string(&requirements).expect("requirements.txt");
     let stamp = dir.join("requirements.stamp");
