@@ -51,12 +51,7 @@ fn cell(dom: &str, key: &str, value: &str, class: &str) -> Option<String> {
 
 #[test]
 fn the_page_shows_what_the_api_says() {
-    let gateway = Gatewayd::start(&format!(
-        "{}[stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
-         [goomerang]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
-         [chanserv]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
-        base_config()
-    ));
+    let gateway = Gatewayd::start(&config_enabling(&["stomp.tcp", "goomerang", "chanserv"]));
     let chanserv = gateway.listener("chanserv.tcp");
     let _held: Vec<TcpStream> = (0..2)
         .map(|_| TcpStream::connect(chanserv).expect("connect"))

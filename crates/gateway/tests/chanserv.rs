@@ -15,11 +15,7 @@ use chanserv_client::*;
 use support::*;
 
 fn start(extra: &str) -> (Gatewayd, SocketAddr) {
-    let config = format!(
-        "{}[chanserv]\nenabled = true\naddress = \"127.0.0.1:0\"\n{extra}",
-        base_config()
-    );
-    let gateway = Gatewayd::start(&config);
+    let gateway = Gatewayd::start(&(config_enabling(&["chanserv"]) + extra));
     let addr = gateway.listener("chanserv.tcp");
     (gateway, addr)
 }

@@ -179,7 +179,7 @@ fn wait_metric(gateway: &Gatewayd, name: &str, labels: &[(&str, &str)], at_least
 
 #[test]
 fn open_connections_go_up_and_down() {
-    let gateway = Gatewayd::start(&config_enabling("chanserv"));
+    let gateway = Gatewayd::start(&config_enabling(&["chanserv"]));
     let address = gateway.listener("chanserv.tcp");
     let held: Vec<TcpStream> = (0..3)
         .map(|_| TcpStream::connect(address).expect("connect"))

@@ -15,16 +15,14 @@ use support::*;
 
 /// gatewayd with every protocol's listener on an ephemeral loopback port.
 fn start() -> Gatewayd {
-    let config = format!(
-        "{}[stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
-         [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
-         [goomerang]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
-         [loom]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
-         [chanserv]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
-         [mqtt.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
-        base_config()
-    );
-    Gatewayd::start(&config)
+    Gatewayd::start(&config_enabling(&[
+        "stomp.tcp",
+        "messageloop.ws",
+        "goomerang",
+        "loom",
+        "chanserv",
+        "mqtt.tcp",
+    ]))
 }
 
 /// The subscription a `sub -p <protocol>` shows in `/api/topics`: (fanout, group members).

@@ -45,11 +45,7 @@ fn stomp_subscriber(gateway: &Gatewayd, topic: &str) -> stomp_client::Peer {
 /// gatewayd with the Goomerang listener on an ephemeral port plus `extra` config, its address, and a runtime
 /// for the clients (blocking admin calls happen outside `block_on`).
 fn start(extra: &str) -> (Gatewayd, SocketAddr, Runtime) {
-    let config = format!(
-        "{}[goomerang]\nenabled = true\naddress = \"127.0.0.1:0\"\n{extra}",
-        base_config()
-    );
-    let gateway = Gatewayd::start(&config);
+    let gateway = Gatewayd::start(&(config_enabling(&["goomerang"]) + extra));
     let addr = gateway.listener(LISTENER);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -31,12 +31,11 @@ fn deep_pattern() -> String {
 const HASHES: &str = "#.a.#.a.#.a.#.a.#.a.#.b";
 
 fn start() -> Gatewayd {
-    Gatewayd::start(&format!(
-        "{}[stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
-         [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
-         [chanserv]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
-        base_config()
-    ))
+    Gatewayd::start(&config_enabling(&[
+        "stomp.tcp",
+        "messageloop.ws",
+        "chanserv",
+    ]))
 }
 
 /// A STOMP subscriber on `bystander` that is already up, and a check that it still gets messages.

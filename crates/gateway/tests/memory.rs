@@ -37,7 +37,7 @@ fn rss(gateway: &Gatewayd) -> u64 {
 
 #[test]
 fn closed_grpc_connections_give_their_memory_back() {
-    let gateway = Gatewayd::start(&config_enabling("messageloop.grpc"));
+    let gateway = Gatewayd::start(&config_enabling(&["messageloop.grpc"]));
     let addr = gateway.listener("messageloop.grpc");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let before = rss(&gateway);
@@ -110,7 +110,7 @@ fn read_frames(stream: &mut TcpStream, frames: usize) {
 
 #[test]
 fn deliveries_leave_no_memory_behind_without_scrapes() {
-    let gateway = Gatewayd::start(&config_enabling("stomp.tcp"));
+    let gateway = Gatewayd::start(&config_enabling(&["stomp.tcp"]));
     let addr = gateway.listener("stomp.tcp");
     let mut subscribers: Vec<TcpStream> = (0..SUBSCRIBERS)
         .map(|n| {

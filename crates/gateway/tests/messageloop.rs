@@ -200,10 +200,8 @@ fn auth_failures_close_with_3500() {
 
 #[test]
 fn websocket_over_tls() {
-    let gateway = Gatewayd::start(&format!(
-        "{}[messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\ntls = {{ self_signed = true }}\n",
-        base_config()
-    ));
+    let gateway =
+        Gatewayd::start(&(config_enabling(&["messageloop.ws"]) + "tls = { self_signed = true }\n"));
     let listeners = gateway.get_json("/api/listeners");
     assert_eq!(listeners[0]["transport"], "wss", "{listeners}");
     let mut ws = Ws::connect_tls(gateway.listener("messageloop.ws"), JSON);

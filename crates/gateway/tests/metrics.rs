@@ -122,7 +122,7 @@ fn closed_connections_are_counted_by_reason() {
 
 #[test]
 fn a_grpc_client_that_goes_away_is_counted_as_the_clients_close() {
-    let gateway = Gatewayd::start(&config_enabling("messageloop.grpc"));
+    let gateway = Gatewayd::start(&config_enabling(&["messageloop.grpc"]));
     let address = gateway.listener("messageloop.grpc");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let stream = runtime.block_on(messageloop_client::grpc::connected_g2(address));

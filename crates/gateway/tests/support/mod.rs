@@ -46,12 +46,13 @@ pub fn base_config() -> String {
     "[admin]\naddress = \"127.0.0.1:0\"\n[shutdown]\ndrain_timeout_secs = 5\n".to_owned()
 }
 
-/// [`base_config`] plus section `section` enabled on an ephemeral loopback port.
-pub fn config_enabling(section: &str) -> String {
-    format!(
-        "{}[{section}]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
-        base_config()
-    )
+/// [`base_config`] plus each of `sections`, in order, enabled on an ephemeral loopback port.
+pub fn config_enabling(sections: &[&str]) -> String {
+    let mut config = base_config();
+    for section in sections {
+        config += &format!("[{section}]\nenabled = true\naddress = \"127.0.0.1:0\"\n");
+    }
+    config
 }
 
 impl Gatewayd {
