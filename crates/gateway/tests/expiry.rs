@@ -17,10 +17,9 @@ const QUIET: Duration = Duration::from_millis(300);
 
 fn start() -> Gatewayd {
     Gatewayd::start(&format!(
-        "{}[stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
-         [[bus.groups]]\ntopics = \"ttl.#\"\nno_member = \"retain\"\noverflow = \"drop-oldest\"\n\
+        "{}[[bus.groups]]\ntopics = \"ttl.#\"\nno_member = \"retain\"\noverflow = \"drop-oldest\"\n\
          max_messages = 100\nmax_bytes = 1048576\nttl_ms = 300\n",
-        base_config()
+        config_enabling(&["stomp.tcp"])
     ))
 }
 

@@ -165,13 +165,11 @@ fn acl_answer(body: &Value) -> Value {
     }
 }
 
-/// A loopback port nothing listens on.
 fn config(extra: &str) -> String {
     format!(
-        "{}[stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
-         [messageloop]\nrpc_timeout_secs = 5\n{extra}\n\
+        "{}[messageloop]\nrpc_timeout_secs = 5\n{extra}\n\
          [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
-        base_config()
+        config_enabling(&["stomp.tcp"])
     )
 }
 

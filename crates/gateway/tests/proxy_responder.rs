@@ -30,7 +30,6 @@ use support::*;
 const KIND: &str = "goomerang.example.MessageV1";
 const RESPONDER_REQUESTS: &str = "gatewayd_proxy_bus_requests_total";
 
-/// A loopback port nothing listens on.
 /// The `app` backend claims `orders.*` (any method), the literal routes `svc`/`echo`,
 /// `goomerang.example`/`MessageV1` and `goomerang.example`/`fail`, with a 1 s timeout; the `down` backend
 /// claims `down`.
@@ -50,11 +49,9 @@ fn proxies(backend: &ProxyBackend) -> String {
 /// STOMP, Goomerang and MessageLoop WebSocket listeners, and `proxies`.
 fn config(proxies: &str) -> String {
     format!(
-        "{}[stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
-         [goomerang]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
-         [messageloop]\nrpc_timeout_secs = 5\n\
+        "{}[messageloop]\nrpc_timeout_secs = 5\n\
          [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n{proxies}",
-        base_config()
+        config_enabling(&["stomp.tcp", "goomerang"])
     )
 }
 
