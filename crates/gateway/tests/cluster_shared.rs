@@ -34,12 +34,7 @@ const GROUPS: [&str; 3] = [
 const PROBE: &[u8] = b"probe";
 
 fn node(server: &Server) -> Gatewayd {
-    let config = format!(
-        "{}{}[mqtt.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
-        base_config(),
-        server.cluster_config()
-    );
-    let gateway = Gatewayd::start(&config);
+    let gateway = Gatewayd::start(&(config_enabling(&["mqtt.tcp"]) + &server.cluster_config()));
     wait_cluster(&gateway, "connected");
     gateway
 }

@@ -27,11 +27,8 @@ const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
 fn start(receiver: &otlp::Receiver) -> Gatewayd {
     Gatewayd::start(&format!(
-        "{}[tracing]\notlp_endpoint = \"{}\"\nexport_interval_ms = 100\n\
-         [stomp.tcp]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
-         [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
-         [goomerang]\nenabled = true\naddress = \"127.0.0.1:0\"\n",
-        base_config(),
+        "{}[tracing]\notlp_endpoint = \"{}\"\nexport_interval_ms = 100\n",
+        config_enabling(&["stomp.tcp", "messageloop.ws", "goomerang"]),
         receiver.endpoint()
     ))
 }
