@@ -51,6 +51,14 @@ struct Producer {
     out: BytesMut,
 }
 
+impl Producer {
+    /// Writes everything encoded so far to the stream.
+    async fn write_out(&mut self) -> Result<(), ClientError> {
+        let bytes = self.out.split().freeze();
+        self.stream.write_chunk(bytes).await.map_err(write_error)
+    }
+}
+
 fn quic_error(error: impl std::fmt::Display) -> ClientError {
     ClientError::Quic(error.to_string())
 }
@@ -172,12 +180,7 @@ impl LoomClient {
         }
         .encode(&mut producer.out);
         if producer.out.len() >= WRITE_HIGH_WATER {
-            let bytes = producer.out.split().freeze();
-            producer
-                .stream
-                .write_chunk(bytes)
-                .await
-                .map_err(write_error)?;
+            producer.write_out().await?;
         }
         Ok(())
     }
@@ -185,12 +188,7 @@ impl LoomClient {
     pub async fn flush(&mut self) -> Result<(), ClientError> {
         for producer in self.producers.values_mut() {
             if !producer.out.is_empty() {
-                let bytes = producer.out.split().freeze();
-                producer
-                    .stream
-                    .write_chunk(bytes)
-                    .await
-                    .map_err(write_error)?;
+                producer.write_out().await?;
             }
         }
         Ok(())
