@@ -34,50 +34,61 @@ impl NatsServer {
         NatsServer::launch(port, Some(tempfile::tempdir().expect("tempdir")))
     }
 
-    fn launch(port: u16, store: Option<tempfile::TempDir>) -> NatsServer {
-        let port = if port == 0 { free_port() } else { port };
-        let monitor = free_port();
-        let mut args = vec![
-            "-a".to_owned(),
-            "127.0.0.1".to_owned(),
-            "-p".to_owned(),
-            port.to_string(),
-            "-m".to_owned(),
-            monitor.to_string(),
-        ];
-        if let Some(store) = &store {
-            args.extend(["-js".to_owned(), "-sd".to_owned()]);
-            args.push(store.path().display().to_string());
-        }
-        let mut child = Command::new("nats-server")
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!(
-                    "cannot start nats-server ({err}): install the Debian package nats-server \
-                     (scripts/test.sh installs what the tests need)"
-                )
-            });
-        let stderr = child.stderr.take().expect("stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        loop {
-            let line = lines
-                .next()
-                .expect("nats-server exited early")
-                .expect("read log");
-            if line.contains("Server is ready") {
-                break;
+    /// Starts nats-server and waits for "Server is ready". A port picked here by [`free_port`] can be taken by
+    /// another test before nats-server binds it, and then nats-server exits at once: it is tried again with fresh
+    /// ports, three times at most, and the last log goes into the panic.
+    fn launch(requested: u16, store: Option<tempfile::TempDir>) -> NatsServer {
+        let mut log = Vec::new();
+        for _ in 0..3 {
+            let port = if requested == 0 {
+                free_port()
+            } else {
+                requested
+            };
+            let monitor = free_port();
+            let mut args = vec![
+                "-a".to_owned(),
+                "127.0.0.1".to_owned(),
+                "-p".to_owned(),
+                port.to_string(),
+                "-m".to_owned(),
+                monitor.to_string(),
+            ];
+            if let Some(store) = &store {
+                args.extend(["-js".to_owned(), "-sd".to_owned()]);
+                args.push(store.path().display().to_string());
             }
+            let mut child = Command::new("nats-server")
+                .args(&args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|err| {
+                    panic!(
+                        "cannot start nats-server ({err}): install the Debian package nats-server \
+                         (scripts/test.sh installs what the tests need)"
+                    )
+                });
+            let stderr = child.stderr.take().expect("stderr");
+            let mut lines = BufReader::new(stderr).lines();
+            log.clear();
+            let ready = lines.by_ref().map_while(Result::ok).any(|line| {
+                let ready = line.contains("Server is ready");
+                log.push(line);
+                ready
+            });
+            if ready {
+                std::thread::spawn(move || lines.for_each(drop));
+                return NatsServer {
+                    child,
+                    port,
+                    monitor,
+                    _store: store,
+                };
+            }
+            let _ = child.wait();
         }
-        std::thread::spawn(move || lines.for_each(drop));
-        NatsServer {
-            child,
-            port,
-            monitor,
-            _store: store,
-        }
+        panic!("nats-server exited early:\n{}", log.join("\n"));
     }
 
     /// Stops the server and starts it again on the same port, with the same JetStream store.
