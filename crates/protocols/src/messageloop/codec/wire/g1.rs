@@ -4,15 +4,14 @@
 
 use crate::messageloop::generation::Generation;
 use crate::messageloop::message::{
-    Connect, Inbound, InboundBody, Message, Outbound, OutboundBody, Position, RecoverComplete,
-    Subscription,
+    Inbound, Message, Outbound, OutboundBody, Position, RecoverComplete, Subscription,
 };
 use crate::messageloop::pb::messageloop::client::v1 as pb;
 use crate::messageloop::pb::messageloop::shared::v1 as shared;
 
 use super::{DecodeError, Unrepresentable, Wire};
 
-super::shared_conversions!();
+super::shared_conversions!(|_: &mut pb::Connect| Vec::new());
 
 /// The G1 wire: `/messageloop.client.v1.MessageLoopService/MessageLoop`, WebSocket Connect version 1.x.
 #[derive(Debug, Clone, Copy)]
@@ -24,43 +23,7 @@ impl Wire for G1Wire {
     type Outbound = pb::OutboundMessage;
 
     fn inbound(message: pb::InboundMessage) -> Result<Inbound, DecodeError> {
-        use pb::inbound_message::Envelope;
-        let Some(envelope) = message.envelope else {
-            return Err(DecodeError::Empty { id: message.id });
-        };
-        let body = match envelope {
-            Envelope::Connect(connect) => InboundBody::Connect(Connect {
-                client_id: connect.client_id,
-                client_type: connect.client_type,
-                token: connect.token,
-                version: connect.version,
-                subscriptions: subscriptions_in(connect.subscriptions),
-                session_id: connect.session_id,
-                caps: Vec::new(),
-            }),
-            Envelope::Subscribe(subscribe) => {
-                InboundBody::Subscribe(subscriptions_in(subscribe.subscriptions))
-            }
-            Envelope::Unsubscribe(unsubscribe) => {
-                InboundBody::Unsubscribe(subscriptions_in(unsubscribe.subscriptions))
-            }
-            Envelope::Publish(publish) => InboundBody::Publish(publish_in(publish)),
-            Envelope::RpcRequest(rpc) => InboundBody::Rpc(rpc_in(rpc)),
-            Envelope::SubRefresh(refresh) => InboundBody::SubRefresh(refresh.channels),
-            Envelope::SurveyRequest(survey) => {
-                InboundBody::SurveyRequest(survey_request_in(survey))
-            }
-            Envelope::SurveyReply(reply) => InboundBody::SurveyReply(survey_reply_in(reply)),
-            Envelope::Ping(_) => InboundBody::Ping,
-            Envelope::Pong(_) => InboundBody::Pong,
-            Envelope::PresenceQuery(query) => InboundBody::PresenceQuery {
-                channel: query.channel,
-            },
-        };
-        Ok(Inbound {
-            id: message.id,
-            body,
-        })
+        inbound_in(message)
     }
 
     fn outbound(message: &Outbound) -> Result<pb::OutboundMessage, Unrepresentable> {

@@ -139,8 +139,9 @@ fn json_to_value(value: &Value) -> prost_types::Value {
 /// Generates the payload, metadata and error conversions for the `messageloop.shared.vN` package imported
 /// as `shared` where it is invoked, and those of the client messages of the `messageloop.client.vN` package
 /// imported as `pb` that G1 and G2 share field for field (publish, RPC, survey, presence).
+/// `$caps` takes a Connect's capabilities out of it (G1 has none).
 macro_rules! shared_conversions {
-    () => {
+    ($caps:expr) => {
         use shared::payload::Data;
         use $crate::messageloop::codes::ErrorCode;
         use $crate::messageloop::message::{
@@ -292,6 +293,49 @@ macro_rules! shared_conversions {
                 client_id: info.client_id.clone(),
                 connected_at: info.connected_at_ms,
             }
+        }
+
+        fn inbound_in(
+            message: pb::InboundMessage,
+        ) -> Result<$crate::messageloop::message::Inbound, super::DecodeError> {
+            use pb::inbound_message::Envelope;
+            use $crate::messageloop::message::{Connect, Inbound, InboundBody};
+            let Some(envelope) = message.envelope else {
+                return Err(super::DecodeError::Empty { id: message.id });
+            };
+            let body = match envelope {
+                Envelope::Connect(mut connect) => InboundBody::Connect(Connect {
+                    caps: ($caps)(&mut connect),
+                    client_id: connect.client_id,
+                    client_type: connect.client_type,
+                    token: connect.token,
+                    version: connect.version,
+                    subscriptions: subscriptions_in(connect.subscriptions),
+                    session_id: connect.session_id,
+                }),
+                Envelope::Subscribe(subscribe) => {
+                    InboundBody::Subscribe(subscriptions_in(subscribe.subscriptions))
+                }
+                Envelope::Unsubscribe(unsubscribe) => {
+                    InboundBody::Unsubscribe(subscriptions_in(unsubscribe.subscriptions))
+                }
+                Envelope::Publish(publish) => InboundBody::Publish(publish_in(publish)),
+                Envelope::RpcRequest(rpc) => InboundBody::Rpc(rpc_in(rpc)),
+                Envelope::SubRefresh(refresh) => InboundBody::SubRefresh(refresh.channels),
+                Envelope::SurveyRequest(survey) => {
+                    InboundBody::SurveyRequest(survey_request_in(survey))
+                }
+                Envelope::SurveyReply(reply) => InboundBody::SurveyReply(survey_reply_in(reply)),
+                Envelope::Ping(_) => InboundBody::Ping,
+                Envelope::Pong(_) => InboundBody::Pong,
+                Envelope::PresenceQuery(query) => InboundBody::PresenceQuery {
+                    channel: query.channel,
+                },
+            };
+            Ok(Inbound {
+                id: message.id,
+                body,
+            })
         }
 
         fn snapshot_out(snapshot: &PresenceSnapshot) -> pb::PresenceSnapshot {
