@@ -27,11 +27,12 @@ fn free_port() -> u16 {
 impl RedisServer {
     /// Starts redis-server on `port` (0 = any free port) and returns once it answers PING.
     pub fn start(port: u16) -> RedisServer {
-        RedisServer::launch(port, &[], None)
+        RedisServer::launch(port, None, || (Vec::new(), None))
     }
 
     /// Starts redis-server with the default user off and one ACL user, `user` with `password`, allowed only the
-    /// commands gatewayd needs, history streams and presence included (and `PUBSUB`, for this helper's polling) on the keys and channels under `prefix`.
+    /// commands gatewayd needs, history streams and presence included (and `PUBSUB` and `INFO`, for this helper's polling), on the keys and
+    /// channels under `prefix`.
     pub fn start_with_user(user: &str, password: &str, prefix: &str) -> RedisServer {
         let acl = [
             "--user",
@@ -60,66 +61,99 @@ impl RedisServer {
             "+smembers",
             "+srem",
             "+pubsub",
+            "+info",
             "--user",
             "default",
             "off",
         ]
         .map(str::to_owned);
-        RedisServer::launch(0, &acl, Some((user.to_owned(), password.to_owned())))
+        RedisServer::launch(0, Some((user.to_owned(), password.to_owned())), || {
+            (acl.to_vec(), None)
+        })
     }
 
     /// Starts redis-server with TLS on a second port (`certificate`, `key` and `ca` are PEM files; clients are not
     /// asked for certificates).
     pub fn start_tls(certificate: &Path, key: &Path, ca: &Path) -> RedisServer {
-        let tls_port = free_port();
-        let tls = [
-            "--tls-port",
-            &tls_port.to_string(),
-            "--tls-cert-file",
-            &certificate.display().to_string(),
-            "--tls-key-file",
-            &key.display().to_string(),
-            "--tls-ca-cert-file",
-            &ca.display().to_string(),
-            "--tls-auth-clients",
-            "no",
-        ]
-        .map(str::to_owned);
-        let mut server = RedisServer::launch(0, &tls, None);
-        server.tls_port = Some(tls_port);
-        server
+        RedisServer::launch(0, None, || {
+            let tls_port = free_port();
+            let tls = [
+                "--tls-port",
+                &tls_port.to_string(),
+                "--tls-cert-file",
+                &certificate.display().to_string(),
+                "--tls-key-file",
+                &key.display().to_string(),
+                "--tls-ca-cert-file",
+                &ca.display().to_string(),
+                "--tls-auth-clients",
+                "no",
+            ]
+            .map(str::to_owned);
+            (tls.to_vec(), Some(tls_port))
+        })
     }
 
-    fn launch(port: u16, extra: &[String], auth: Option<(String, String)>) -> RedisServer {
-        let port = if port == 0 { free_port() } else { port };
-        let child = Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (Debian package redis-server) is installed");
-        let server = RedisServer {
-            child,
-            port,
-            auth,
-            tls_port: None,
-        };
+    /// Starts redis-server with the arguments `extra` gives (and the TLS port among them) and waits until it
+    /// answers. A port picked by [`free_port`] can be taken by another test's server before this one binds it;
+    /// this one then exits, and it is tried again with fresh ports, three times at most.
+    fn launch(
+        requested: u16,
+        auth: Option<(String, String)>,
+        extra: impl Fn() -> (Vec<String>, Option<u16>),
+    ) -> RedisServer {
+        for _ in 0..3 {
+            let port = if requested == 0 {
+                free_port()
+            } else {
+                requested
+            };
+            let (extra, tls_port) = extra();
+            let child = Command::new("redis-server")
+                .args([
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server (Debian package redis-server) is installed");
+            let mut server = RedisServer {
+                child,
+                port,
+                auth: auth.clone(),
+                tls_port,
+            };
+            if server.wait_ready() {
+                return server;
+            }
+        }
+        panic!("redis-server exited at once three times (its ports taken?)");
+    }
+
+    /// Polls until this server's own process answers on its port (`INFO server` names its pid; another test's
+    /// server may hold the port), or returns false once the process has exited.
+    fn wait_ready(&mut self) -> bool {
+        let pid = format!("process_id:{}", self.child.id());
         let deadline = Instant::now() + Duration::from_secs(20);
-        while server.try_command(&["PING"]).is_none() {
+        loop {
+            let info = self.try_command(&["INFO", "server"]).unwrap_or_default();
+            if info.iter().any(|line| line.trim() == pid) {
+                return true;
+            }
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return false;
+            }
             assert!(Instant::now() < deadline, "redis-server never answered");
             std::thread::sleep(Duration::from_millis(10));
         }
-        server
     }
 
     pub fn url(&self) -> String {
