@@ -1,16 +1,17 @@
-//! chanserv client over AstraNet (plain TCP), with gatewayd's AstraNet op and chanserv frame codecs. One task
-//! owns the link: it answers HANDSHAKE and PING, learns the advertised service, and multiplexes the virtual
-//! streams (DIAL → SYN → ACK, DATA with REWIND credit, FIN2). A publish is one `LookupAndPost` of
-//! `PUB <topic>\n<payload>` whose answer header is the broker's [`PublishReply`] (`ok…` or `err <reason>`); a subscribe posts the selector and
-//! dials every source the server announces, each frame of a source being one message.
+//! chanserv client over AstraNet (plain TCP): one task drives the client end of gatewayd's own AstraNet link
+//! ([`Link::client`]: socket bytes and timers in, ops out) and runs the chanserv requests on its streams. A publish
+//! is one `LookupAndPost` of `PUB <topic>\n<payload>` whose answer header is the broker's [`PublishReply`] (`ok…` or
+//! `err <reason>`); a subscribe posts the selector and dials every source the server announces, each frame of a
+//! source being one message.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
-use protocols::chanserv::astranet::op::decode as decode_op;
-use protocols::chanserv::astranet::{Addr, HostId, Op, Opcode};
+use protocols::chanserv::astranet::{
+    Addr, CloseReason, Event, HostId, Link, LinkConfig, Recv, StreamId,
+};
+use protocols::chanserv::channel::Outbox;
 use protocols::chanserv::codec::frame::{self, FrameDecoder};
 use protocols::chanserv::codec::selector::PublishReply;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,17 +19,12 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    resolve, ClientError, Credentials, Inbox, InboxSender, Incoming, Message, Outgoing,
-    HANDSHAKE_TIMEOUT,
+    resolve, send_until_error, ClientError, Credentials, Inbox, InboxSender, Incoming, Message,
+    Outgoing, HANDSHAKE_TIMEOUT,
 };
 
 /// Largest frame accepted from the server.
 const FRAME_LIMIT: u64 = 64 << 20;
-/// First local port; AstraNet clients count up from here.
-const PORT_BASE: u32 = 1 << 24;
-/// The most request bytes one DATA op carries: a request over the op payload limit (64 KiB) is split, as the Go
-/// client's stream writes are.
-const DATA_CHUNK: usize = 32 << 10;
 
 pub struct ChanservClient {
     commands: mpsc::Sender<Command>,
@@ -65,31 +61,13 @@ impl ChanservClient {
         };
         let tcp = TcpStream::connect(resolve(address).await?).await?;
         tcp.set_nodelay(true)?;
-        let host =
-            HostId(u64::from(std::process::id()) << 24 | u64::from(rand::random::<u32>() >> 8) | 1);
-        let mut link = Link::new(tcp, host);
-        let hello = format!("{{\"RAddr\":\"{}\"}}", link.tcp.peer_addr()?);
-        link.send(
-            Op::new(
-                Opcode::Handshake,
-                Addr::default(),
-                Addr::new(host, 0),
-                Bytes::from(hello),
-            )
-            .map_err(|e| ClientError::Protocol(e.to_string()))?,
-        );
-        link.write().await?;
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-            while link.service.is_none() {
-                link.read_some().await?;
-            }
-            Ok::<_, ClientError>(())
-        })
-        .await
-        .map_err(|_| ClientError::Timeout(HANDSHAKE_TIMEOUT))??;
+        let mut driver = Driver::new(tcp)?;
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, driver.handshake())
+            .await
+            .map_err(|_| ClientError::Timeout(HANDSHAKE_TIMEOUT))??;
         let (commands, rx) = mpsc::channel(1024);
         let (tx, inbox) = Inbox::new();
-        tokio::spawn(link.run(rx, tx));
+        tokio::spawn(driver.run(rx, tx));
         Ok(ChanservClient {
             commands,
             inbox,
@@ -143,96 +121,80 @@ impl ChanservClient {
     }
 }
 
-/// What a virtual stream is for.
+/// What a stream of ours is for.
 enum Role {
-    /// The request stream of a publish: the answer header comes first.
-    PublishMaster(Option<oneshot::Sender<Result<String, ClientError>>>),
-    /// The request stream of a subscribe: (header, address) pairs announce sources.
-    SubscribeMaster { header: Option<String> },
+    /// The master of a publish: its first frame is the answer header, the second the address of its empty source.
+    Publish(Option<oneshot::Sender<Result<String, ClientError>>>),
+    /// The master of a subscribe: (header, address) frame pairs announce sources.
+    Subscribe { header: Option<String> },
     /// A source: every frame is one message on `topic`.
     Source { topic: Option<String> },
-    /// A source we only close (the empty channel of a publish answer).
-    Discard,
 }
 
 struct Stream {
-    remote: Addr,
     role: Role,
+    /// Received bytes not yet a whole frame.
     buf: BytesMut,
-    /// Request body to write once the server has answered the DIAL.
-    request: Option<Bytes>,
+    /// The request frame, written as the stream's credit allows.
+    request: Outbox,
 }
 
-struct Link {
+/// The connection's task: the socket, the link on it and the chanserv streams.
+struct Driver {
     tcp: TcpStream,
-    host: HostId,
-    server: HostId,
-    service: Option<u32>,
-    rx: BytesMut,
-    tx: BytesMut,
-    next_port: u32,
-    streams: HashMap<u32, Stream>,
+    link: Link,
+    /// Where the server's chanserv service listens, once advertised.
+    service: Option<Addr>,
+    streams: HashMap<StreamId, Stream>,
+    read_buf: Vec<u8>,
     frames: FrameDecoder,
 }
 
-impl Link {
-    fn new(tcp: TcpStream, host: HostId) -> Link {
-        Link {
+impl Driver {
+    fn new(tcp: TcpStream) -> Result<Driver, ClientError> {
+        let host =
+            HostId(u64::from(std::process::id()) << 24 | u64::from(rand::random::<u32>() >> 8) | 1);
+        let link = Link::client(
+            LinkConfig::new(host),
+            Some(tcp.peer_addr()?),
+            Instant::now(),
+        );
+        Ok(Driver {
             tcp,
-            host,
-            server: HostId::ANYONE,
+            link,
             service: None,
-            rx: BytesMut::with_capacity(64 << 10),
-            tx: BytesMut::new(),
-            next_port: PORT_BASE,
             streams: HashMap::new(),
+            read_buf: vec![0; 64 << 10],
             frames: FrameDecoder::new(FRAME_LIMIT),
-        }
+        })
     }
 
-    fn send(&mut self, op: Op) {
-        op.encode(&mut self.tx);
-    }
-
-    async fn write(&mut self) -> Result<(), ClientError> {
-        if !self.tx.is_empty() {
-            self.tcp.write_all(&self.tx).await?;
-            self.tx.clear();
+    /// Runs the link until the server has advertised its service.
+    async fn handshake(&mut self) -> Result<(), ClientError> {
+        while self.service.is_none() {
+            self.write().await?;
+            self.read().await?;
+            for event in self.events() {
+                event?;
+            }
         }
         Ok(())
-    }
-
-    /// Reads once and handles every whole op (answers go to `tx`, messages to `inbox`).
-    async fn read_some(&mut self) -> Result<Vec<Incoming>, ClientError> {
-        if self.tcp.read_buf(&mut self.rx).await? == 0 {
-            return Err(ClientError::Closed);
-        }
-        let mut out = Vec::new();
-        while let Some(op) =
-            decode_op(&mut self.rx).map_err(|e| ClientError::Protocol(e.to_string()))?
-        {
-            self.handle(op, &mut out)?;
-        }
-        self.write().await?;
-        Ok(out)
     }
 
     async fn run(mut self, mut commands: mpsc::Receiver<Command>, inbox: InboxSender) {
         let result: Result<(), ClientError> = async {
             loop {
+                self.write().await?;
                 tokio::select! {
                     command = commands.recv() => match command {
-                        Some(command) => self.command(command),
+                        Some(command) => self.command(command)?,
                         None => return Ok(()),
                     },
-                    read = self.read_some() => {
-                        let events = read?.into_iter().map(Ok).collect();
-                        if inbox.send_all(events).await.is_err() {
-                            return Ok(());
-                        }
-                    }
+                    read = self.read() => read?,
                 }
-                self.write().await?;
+                if send_until_error(&inbox, self.events()).await.is_break() {
+                    return Ok(());
+                }
             }
         }
         .await;
@@ -241,174 +203,186 @@ impl Link {
         }
     }
 
-    fn command(&mut self, command: Command) {
-        let Some(service) = self.service else {
-            return;
-        };
-        let (role, body) = match command {
-            Command::Publish { body, answer } => (Role::PublishMaster(Some(answer)), body),
-            Command::Subscribe { body, answer } => {
-                let _ = answer.send(Ok(()));
-                (Role::SubscribeMaster { header: None }, body)
-            }
-        };
-        self.dial(Addr::new(self.server, service), role, Some(body));
-    }
-
-    fn dial(&mut self, remote: Addr, role: Role, request: Option<Bytes>) {
-        self.next_port = self.next_port.wrapping_add(1).max(PORT_BASE);
-        let port = self.next_port;
-        self.streams.insert(
-            port,
-            Stream {
-                remote,
-                role,
-                buf: BytesMut::new(),
-                request,
-            },
-        );
-        self.send(Op::empty(Opcode::Dial, remote, Addr::new(self.host, port)));
-    }
-
-    fn handle(&mut self, op: Op, out: &mut Vec<Incoming>) -> Result<(), ClientError> {
-        let me = Addr::new(self.host, op.dst.port);
-        match op.opcode {
-            Opcode::Handshake => self.server = op.src.host,
-            Opcode::Service => self.service = Some(op.src.port),
-            Opcode::Ping => self.send(Op::empty(Opcode::Pong, Addr::default(), Addr::default())),
-            Opcode::Syn => {
-                let Some(stream) = self.streams.get_mut(&op.dst.port) else {
-                    return Ok(());
-                };
-                stream.remote = op.src;
-                let remote = op.src;
-                let request = stream.request.take();
-                let discard = matches!(stream.role, Role::Discard);
-                self.send(Op::empty(Opcode::Ack, remote, me));
-                if let Some(body) = request {
-                    let mut framed = BytesMut::with_capacity(body.len() + 8);
-                    frame::encode(&body, &mut framed)
-                        .map_err(|e| ClientError::Protocol(e.to_string()))?;
-                    let mut framed = framed.freeze();
-                    while !framed.is_empty() {
-                        let chunk = framed.split_to(framed.len().min(DATA_CHUNK));
-                        self.send(
-                            Op::new(Opcode::Data, remote, me, chunk)
-                                .map_err(|e| ClientError::Protocol(e.to_string()))?,
-                        );
-                    }
-                }
-                if discard {
-                    self.close(op.dst.port);
-                }
-            }
-            Opcode::Data => {
-                let Some(stream) = self.streams.get_mut(&op.dst.port) else {
-                    return Ok(());
-                };
-                let credit = u32::try_from(op.payload().len()).unwrap_or(u32::MAX);
-                stream.buf.extend_from_slice(op.payload());
-                let remote = stream.remote;
-                self.send(Op::with_u32(Opcode::Rewind, remote, me, credit));
-                self.frames_of(op.dst.port, out)?;
-            }
-            Opcode::Fin1 | Opcode::Fin2 | Opcode::Err | Opcode::ForceClosed => {
-                if let Some(stream) = self.streams.remove(&op.dst.port) {
-                    if let Role::PublishMaster(Some(answer)) = stream.role {
-                        let _ = answer.send(Err(ClientError::Closed));
-                    }
-                    if op.opcode == Opcode::Fin1 || op.opcode == Opcode::Fin2 {
-                        self.send(Op::empty(Opcode::Fin2, stream.remote, me));
-                    }
-                }
-            }
-            _ => {}
+    /// Writes everything the link has to send.
+    async fn write(&mut self) -> Result<(), ClientError> {
+        while let Some(bytes) = self.link.poll_transmit(Instant::now()) {
+            self.tcp.write_all(&bytes).await?;
         }
         Ok(())
     }
 
-    fn close(&mut self, port: u32) {
-        if let Some(stream) = self.streams.remove(&port) {
-            self.send(Op::empty(
-                Opcode::Fin2,
-                stream.remote,
-                Addr::new(self.host, port),
-            ));
+    /// Hands the link the next bytes from the server, or runs its timers when they are due first. Cancel-safe.
+    async fn read(&mut self) -> Result<(), ClientError> {
+        let timer = self.link.poll_timeout().map(tokio::time::Instant::from_std);
+        let due = async {
+            match timer {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            read = self.tcp.read(&mut self.read_buf) => match read? {
+                0 => self.link.handle_eof(),
+                n => self.link.handle_input(&self.read_buf[..n], Instant::now()),
+            },
+            () = due => self.link.handle_timeout(Instant::now()),
         }
+        Ok(())
     }
 
-    /// Handles every whole frame buffered on stream `port`.
-    fn frames_of(&mut self, port: u32, out: &mut Vec<Incoming>) -> Result<(), ClientError> {
-        loop {
-            let Some(stream) = self.streams.get_mut(&port) else {
-                return Ok(());
-            };
-            let Some(frame) = self
-                .frames
-                .decode(&mut stream.buf)
-                .map_err(|e| ClientError::Protocol(e.to_string()))?
-            else {
-                return Ok(());
-            };
-            let text = || String::from_utf8_lossy(&frame).into_owned();
-            match &mut stream.role {
-                Role::PublishMaster(answer) => {
-                    if let Some(answer) = answer.take() {
-                        let _ = answer.send(Ok(text()));
-                    } else {
-                        let source = parse_addr(&text())?;
-                        self.close(port);
-                        self.dial(source, Role::Discard, None);
-                        return Ok(());
-                    }
-                }
-                Role::SubscribeMaster { header } => match header.take() {
-                    None => *header = Some(text()),
-                    Some(announced) => {
-                        let source = parse_addr(&text())?;
-                        let topic = announced
-                            .lines()
-                            .find_map(|l| l.strip_prefix("topic="))
-                            .map(str::to_owned);
-                        self.dial(source, Role::Source { topic }, None);
-                    }
-                },
-                Role::Source { topic } => {
-                    let payload = frame::decode_item(frame, FRAME_LIMIT)
-                        .map_err(|e| ClientError::Protocol(e.to_string()))?;
-                    out.push(Incoming::Message(Message {
-                        topic: topic.clone(),
-                        payload,
-                        ..Message::default()
-                    }));
-                }
-                Role::Discard => {}
+    /// Acts on the link's events: the messages they brought, up to the first error.
+    fn events(&mut self) -> Vec<Result<Incoming, ClientError>> {
+        let mut out = Vec::new();
+        while let Some(event) = self.link.poll_event() {
+            if let Err(error) = self.on_event(event, &mut out) {
+                out.push(Err(error));
+                break;
             }
         }
+        out
+    }
+
+    fn on_event(
+        &mut self,
+        event: Event,
+        out: &mut Vec<Result<Incoming, ClientError>>,
+    ) -> Result<(), ClientError> {
+        match event {
+            Event::Service { addr } => self.service = Some(addr),
+            Event::Writable { stream } => {
+                if let Some(s) = self.streams.get_mut(&stream) {
+                    // An error means the stream is gone; its own event says so.
+                    let _ = s.request.flush(&mut self.link, stream);
+                }
+            }
+            Event::Readable { stream } => self.readable(stream, out)?,
+            Event::Aborted { stream } => self.close(stream),
+            Event::Closed(CloseReason::PeerClosed) => return Err(ClientError::Closed),
+            Event::Closed(reason) => return Err(protocol(reason)),
+            // A client link binds no port, so it accepts nothing.
+            Event::Connected { .. } | Event::Accepted { .. } | Event::BindExpired { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn command(&mut self, command: Command) -> Result<(), ClientError> {
+        let Some(service) = self.service else {
+            return Ok(());
+        };
+        let (role, body) = match command {
+            Command::Publish { body, answer } => (Role::Publish(Some(answer)), body),
+            Command::Subscribe { body, answer } => {
+                let _ = answer.send(Ok(()));
+                (Role::Subscribe { header: None }, body)
+            }
+        };
+        let mut request = Outbox::new();
+        request.push_frame(&body).map_err(protocol)?;
+        self.dial(service, role, request)
+    }
+
+    fn dial(&mut self, remote: Addr, role: Role, request: Outbox) -> Result<(), ClientError> {
+        let stream = self.link.dial(remote).map_err(protocol)?;
+        let buf = BytesMut::new();
+        self.streams.insert(stream, Stream { role, buf, request });
+        Ok(())
+    }
+
+    /// Reads what the stream has, handles its whole frames, and closes it if the server closed it.
+    fn readable(
+        &mut self,
+        stream: StreamId,
+        out: &mut Vec<Result<Incoming, ClientError>>,
+    ) -> Result<(), ClientError> {
+        let ended = loop {
+            match self.link.recv(stream) {
+                Ok(Recv::Data(data)) => {
+                    if let Some(s) = self.streams.get_mut(&stream) {
+                        s.buf.extend_from_slice(&data);
+                    }
+                }
+                Ok(Recv::Pending) => break false,
+                Ok(Recv::Finished) | Err(_) => break true,
+            }
+        };
+        while let Some(s) = self.streams.get_mut(&stream) {
+            let Some(frame) = self.frames.decode(&mut s.buf).map_err(protocol)? else {
+                break;
+            };
+            self.on_frame(stream, frame, out)?;
+        }
+        if ended {
+            self.close(stream);
+        }
+        Ok(())
+    }
+
+    fn on_frame(
+        &mut self,
+        stream: StreamId,
+        frame: Bytes,
+        out: &mut Vec<Result<Incoming, ClientError>>,
+    ) -> Result<(), ClientError> {
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return Ok(());
+        };
+        let text = || String::from_utf8_lossy(&frame).into_owned();
+        match &mut s.role {
+            Role::Publish(answer) => match answer.take() {
+                Some(answer) => {
+                    let _ = answer.send(Ok(text()));
+                }
+                // The answer's source has an empty channel: open it as the Go client does, and close both.
+                None => {
+                    let source = source_addr(&text())?;
+                    self.close(stream);
+                    let discard = self.link.dial(source).map_err(protocol)?;
+                    self.link
+                        .finish(discard, Instant::now())
+                        .map_err(protocol)?;
+                }
+            },
+            Role::Subscribe { header } => match header.take() {
+                None => *header = Some(text()),
+                Some(announced) => {
+                    let topic = announced
+                        .lines()
+                        .find_map(|l| l.strip_prefix("topic="))
+                        .map(str::to_owned);
+                    let source = source_addr(&text())?;
+                    self.dial(source, Role::Source { topic }, Outbox::new())?;
+                }
+            },
+            Role::Source { topic } => {
+                let message = Message {
+                    topic: topic.clone(),
+                    payload: frame::decode_item(frame, FRAME_LIMIT).map_err(protocol)?,
+                    ..Message::default()
+                };
+                out.push(Ok(Incoming::Message(message)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets the stream (a publish still waiting for its answer gets `Closed`) and closes our side of it.
+    fn close(&mut self, stream: StreamId) {
+        if let Some(Stream {
+            role: Role::Publish(Some(answer)),
+            ..
+        }) = self.streams.remove(&stream)
+        {
+            let _ = answer.send(Err(ClientError::Closed));
+        }
+        let _ = self.link.finish(stream, Instant::now());
     }
 }
 
 /// A source address as the server announces it: `<11-character base64url host>:<port>`.
-fn parse_addr(text: &str) -> Result<Addr, ClientError> {
-    let bad = || ClientError::Protocol(format!("bad source address {text:?}"));
-    let (host, port) = text.trim().rsplit_once(':').ok_or_else(bad)?;
-    let bytes = URL_SAFE_NO_PAD.decode(host).map_err(|_| bad())?;
-    let host: [u8; 8] = bytes.try_into().map_err(|_| bad())?;
-    Ok(Addr::new(
-        HostId(u64::from_be_bytes(host)),
-        port.parse().map_err(|_| bad())?,
-    ))
+fn source_addr(text: &str) -> Result<Addr, ClientError> {
+    text.trim().parse().map_err(protocol)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn source_addresses_parse_from_their_text_form() {
-        let addr = Addr::new(HostId(0x547C_9609_6AF7_F642), 16_777_219);
-        assert_eq!(parse_addr(&addr.to_string()).unwrap(), addr);
-        assert!(parse_addr("nope").is_err());
-        assert!(parse_addr("AAAA:1").is_err());
-    }
+fn protocol(error: impl std::fmt::Display) -> ClientError {
+    ClientError::Protocol(error.to_string())
 }

@@ -259,6 +259,8 @@ impl Session {
                 Event::Connected { peer, raddr } => {
                     tracing::debug!(%peer, %raddr, "chanserv: AstraNet handshake done")
                 }
+                // Only a client link reports the peer's services.
+                Event::Service { .. } => {}
                 Event::Accepted { stream, port } => self.on_accepted(stream, port, now),
                 Event::Readable { stream } => self.on_readable(stream, now),
                 Event::Writable { stream } => self.flush(stream, now),

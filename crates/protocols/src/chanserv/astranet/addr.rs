@@ -2,9 +2,10 @@
 //!
 //! A host's text form is its 8 bytes big-endian in unpadded base64url (11 characters), and host 0 prints as
 //! `--anyone---`, as AstraNet's `addr.Uint2Host` does. An address prints as `<host>:<decimal port>`, which is what a
-//! chanserv server announces as a source address.
+//! chanserv server announces as a source address, and parses back from that form.
 
 use std::fmt;
+use std::str::FromStr;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -18,10 +19,13 @@ impl HostId {
     pub const ANYONE: HostId = HostId(0);
 }
 
+/// The text form of [`HostId::ANYONE`].
+const ANYONE_TEXT: &str = "--anyone---";
+
 impl fmt::Display for HostId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.0 == 0 {
-            return f.write_str("--anyone---");
+            return f.write_str(ANYONE_TEXT);
         }
         f.write_str(&URL_SAFE_NO_PAD.encode(self.0.to_be_bytes()))
     }
@@ -46,6 +50,28 @@ impl fmt::Display for Addr {
     }
 }
 
+/// Text that is not an address's `<host>:<port>` form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an AstraNet address: {0:?}")]
+pub struct InvalidAddr(pub String);
+
+impl FromStr for Addr {
+    type Err = InvalidAddr;
+
+    fn from_str(text: &str) -> Result<Addr, InvalidAddr> {
+        let bad = || InvalidAddr(text.to_owned());
+        let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+        let host = match host {
+            ANYONE_TEXT => HostId::ANYONE,
+            host => {
+                let bytes = URL_SAFE_NO_PAD.decode(host).map_err(|_| bad())?;
+                HostId(u64::from_be_bytes(bytes.try_into().map_err(|_| bad())?))
+            }
+        };
+        Ok(Addr::new(host, port.parse().map_err(|_| bad())?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +90,24 @@ mod tests {
         // The fixture server's id and the address it announced for its first source.
         let addr = Addr::new(HostId(0x4dfd_eff2_2906_7958), 16_777_218);
         assert_eq!(addr.to_string(), "Tf3v8ikGeVg:16777218");
+    }
+
+    #[test]
+    fn addr_parses_from_its_text_form() {
+        for addr in [
+            Addr::new(HostId(0x547C_9609_6AF7_F642), 16_777_219),
+            Addr::new(HostId::ANYONE, 0),
+        ] {
+            assert_eq!(addr.to_string().parse(), Ok(addr));
+        }
+        for bad in [
+            "nope",
+            "AAAA:1",
+            "VHyWCWr39kI:x",
+            "VHyWCWr39kI:-1",
+            " VHyWCWr39kI:1",
+        ] {
+            assert_eq!(bad.parse::<Addr>(), Err(InvalidAddr(bad.to_owned())));
+        }
     }
 }

@@ -1,15 +1,20 @@
-//! One AstraNet link (one TCP connection) with gatewayd as the *server* peer: a sans-IO state machine in the style
-//! of quinn-proto. It owns no socket and no clock: bytes and `Instant`s go in through [`Link::handle_input`],
+//! One AstraNet link (one TCP connection): a sans-IO state machine in the style of quinn-proto, for either end.
+//! gatewayd's chanserv sessions run it as the *server* ([`Link::new`]), the clients crate as the *client*
+//! ([`Link::client`]). It owns no socket and no clock: bytes and `Instant`s go in through [`Link::handle_input`],
 //! [`Link::handle_eof`] and [`Link::handle_timeout`]; bytes to write come out of [`Link::poll_transmit`], things the
 //! owner must act on out of [`Link::poll_event`], and the next wake-up time out of [`Link::poll_timeout`].
 //!
 //! What it does (docs/protocols/chanserv.md, "Wire format"):
 //! - sends HANDSHAKE at once and expects the peer's within `handshake_timeout`; ops before it are dropped; a
 //!   HANDSHAKE that is not JSON closes the link;
-//! - after the peer's HANDSHAKE, advertises the service (SERVICE, own id, service port); never sends FOLLOW;
-//! - accepts DIALs to bound ports (SYN → peer's ACK → SYN_ACK); a DIAL to any other port is dropped, as upstream does;
-//! - keeps the stream table keyed by (peer host, peer port, own port), with 64 KiB windows both ways and REWIND
-//!   credit for what the owner has read; FIN2 both ways; closed streams are forgotten after `linger`;
+//! - server: after the peer's HANDSHAKE, advertises the service (SERVICE, own id, service port); never sends FOLLOW;
+//!   accepts DIALs to bound ports (SYN → peer's ACK → SYN_ACK); a DIAL to any other port is dropped, as upstream
+//!   does;
+//! - client: advertises nothing and reports the server's SERVICE ([`Event::Service`]); [`Link::dial`] sends DIAL from
+//!   a fresh port, answers the server's SYN with ACK and the stream is open (the server's SYN_ACK changes nothing:
+//!   a Go server may write before it arrives);
+//! - keeps the stream table keyed by (peer address, own port), with 64 KiB windows both ways and REWIND credit for
+//!   what the owner has read; FIN2 both ways; closed streams are forgotten after `linger`;
 //! - answers PING with PONG, sends PING when nothing was sent for `keepalive`, closes after `idle_timeout` without
 //!   an inbound op or when an op stays incomplete for `stall_timeout`.
 //!
@@ -60,12 +65,12 @@ impl Default for ServiceName {
 /// Per-link settings. [`LinkConfig::new`] gives upstream's timings.
 #[derive(Debug, Clone)]
 pub struct LinkConfig {
-    /// gatewayd's node id: sent in HANDSHAKE and used as the host of every address it announces. Pick a random
+    /// Our node id: sent in HANDSHAKE and used as the host of every address we announce or dial from. Pick a random
     /// non-zero value below 2^63, as AstraNet does, and keep it for the process.
     pub host: HostId,
-    /// Name advertised with SERVICE (on [`SERVICE_PORT`]).
+    /// Name a server link advertises with SERVICE (on [`SERVICE_PORT`]); a client link ignores it.
     pub service: ServiceName,
-    /// The node's port counter: give every link a clone of the same one.
+    /// The node's port counter (ports bound or dialed from): give every link a clone of the same one.
     pub ports: PortCounter,
     /// Wait for the peer's HANDSHAKE (upstream: 10 s).
     pub handshake_timeout: Duration,
@@ -77,7 +82,7 @@ pub struct LinkConfig {
     pub stall_timeout: Duration,
     /// How long a stream stays in the table after our FIN2 (upstream `TCP_CLOSE_WND`: 10 s).
     pub linger: Duration,
-    /// Most streams one link may hold; DIALs beyond it are dropped.
+    /// Most streams one link may hold; DIALs beyond it are dropped (or, from a client, refused).
     pub max_streams: usize,
 }
 
@@ -100,14 +105,17 @@ impl LinkConfig {
 /// Something the link's owner must act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// The peer's HANDSHAKE arrived and SERVICE has been queued. `raddr` is gatewayd's address as the peer sees it.
+    /// The peer's HANDSHAKE arrived (a server link has queued SERVICE). `raddr` is our address as the peer sees it.
     Connected { peer: HostId, raddr: String },
+    /// Client links only: the server advertises a service at `addr` (its SERVICE op); [`Link::dial`] it.
+    Service { addr: Addr },
     /// A DIAL reached a bound `port` and SYN has been queued. The stream turns writable on the peer's ACK.
     Accepted { stream: StreamId, port: u32 },
     /// The stream has bytes or its end to [`Link::recv`]. Edge-triggered: call `recv` until it answers
     /// [`Recv::Pending`] or [`Recv::Finished`]; the next `Readable` comes only for input after that.
     Readable { stream: StreamId },
-    /// The stream has send credit again (it just opened, or a REWIND ended a stall).
+    /// The stream has send credit again (it just opened on the peer's ACK, or SYN if we dialed it, or a REWIND ended
+    /// a stall).
     Writable { stream: StreamId },
     /// The peer sent more than its window on this stream: its data was dropped and FIN2 queued; the stream only
     /// answers [`StreamError::Aborted`] from now on. Other streams are unaffected.
@@ -157,6 +165,19 @@ pub enum BindError {
     LinkClosed,
 }
 
+/// Why [`Link::dial`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DialError {
+    #[error("only a client link dials")]
+    NotClient,
+    #[error("the node's port counter is exhausted")]
+    PortsExhausted,
+    #[error("the link holds its most streams, all live")]
+    TooManyStreams,
+    #[error("the link is closed")]
+    LinkClosed,
+}
+
 /// Counters of input the link dropped, for logs and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LinkStats {
@@ -170,7 +191,8 @@ pub struct LinkStats {
     pub refused_dials: u64,
     /// Stream ops for no stream of ours (not addressed to us, unknown 4-tuple, repeated DIAL, REWIND without a u32).
     pub stray_ops: u64,
-    /// Control ops gatewayd does not act on (SERVICE, FOLLOW, DISCOVER, RESET, WND_SIZE, SYN, a second HANDSHAKE, …).
+    /// Control ops the link does not act on (FOLLOW, DISCOVER, RESET, WND_SIZE, a second HANDSHAKE; SERVICE, SYN
+    /// and SYN_ACK sent to a server, …).
     pub ignored_ops: u64,
     /// Streams aborted for overrunning their window.
     pub aborted_streams: u64,
@@ -183,6 +205,15 @@ enum State {
     Closed,
 }
 
+/// Which end of the link we are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Advertises `config.service` after the peer's HANDSHAKE and accepts DIALs to it (gatewayd).
+    Server,
+    /// Advertises nothing, reports the server's SERVICE ops and dials (the clients crate).
+    Client,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Bind {
     /// The advertised service: accepts any number of DIALs.
@@ -191,10 +222,11 @@ enum Bind {
     Once { deadline: Instant },
 }
 
-/// One AstraNet link, gatewayd side. See the module doc.
+/// One AstraNet link, server or client. See the module doc.
 #[derive(Debug)]
 pub struct Link {
     config: LinkConfig,
+    role: Role,
     state: State,
     peer: Option<HostId>,
     next_stream: u64,
@@ -215,12 +247,32 @@ pub struct Link {
 }
 
 impl Link {
-    /// A link for a new connection; queues gatewayd's HANDSHAKE. `peer_addr` is the peer's TCP address, reported
-    /// back to it in the handshake.
+    /// A server link for a new connection; queues gatewayd's HANDSHAKE. `peer_addr` is the peer's TCP address,
+    /// reported back to it in the handshake.
     pub fn new(config: LinkConfig, peer_addr: Option<SocketAddr>, now: Instant) -> Link {
+        Link::with_role(Role::Server, config, peer_addr, now)
+    }
+
+    /// A client link for a new connection; queues our HANDSHAKE. `server_addr` is the server's TCP address,
+    /// reported back to it in the handshake.
+    pub fn client(config: LinkConfig, server_addr: Option<SocketAddr>, now: Instant) -> Link {
+        Link::with_role(Role::Client, config, server_addr, now)
+    }
+
+    fn with_role(
+        role: Role,
+        config: LinkConfig,
+        peer_addr: Option<SocketAddr>,
+        now: Instant,
+    ) -> Link {
+        let binds = match role {
+            Role::Server => HashMap::from([(SERVICE_PORT, Bind::Service)]),
+            Role::Client => HashMap::new(),
+        };
         let mut link = Link {
             handshake_deadline: now.checked_add(config.handshake_timeout),
             config,
+            role,
             state: State::Handshaking,
             peer: None,
             next_stream: 0,
@@ -231,7 +283,7 @@ impl Link {
             tx: BytesMut::new(),
             streams: HashMap::new(),
             by_key: HashMap::new(),
-            binds: HashMap::from([(SERVICE_PORT, Bind::Service)]),
+            binds,
             rewinds: BTreeSet::new(),
             events: VecDeque::new(),
             stats: LinkStats::default(),
@@ -247,12 +299,12 @@ impl Link {
         link
     }
 
-    /// gatewayd's node id on this link.
+    /// Our node id on this link.
     pub fn host(&self) -> HostId {
         self.config.host
     }
 
-    /// The advertised service's address.
+    /// The address a server link advertises its service on.
     pub fn service_addr(&self) -> Addr {
         Addr::new(self.config.host, SERVICE_PORT)
     }
@@ -440,6 +492,25 @@ impl Link {
         self.binds.remove(&port).is_some()
     }
 
+    /// Client links: opens a stream to `remote` (the advertised service, or a source a server announced) from a
+    /// fresh port: DIAL is queued; the server's SYN is answered with ACK and brings [`Event::Writable`]. Finishing
+    /// the stream before then sends FIN2 right after the ACK.
+    pub fn dial(&mut self, remote: Addr) -> Result<StreamId, DialError> {
+        if self.is_closed() {
+            return Err(DialError::LinkClosed);
+        }
+        if self.role != Role::Client {
+            return Err(DialError::NotClient);
+        }
+        if !self.make_room() {
+            return Err(DialError::TooManyStreams);
+        }
+        let port = self.config.ports.next().ok_or(DialError::PortsExhausted)?;
+        let stream = self.insert(Stream::dialed(remote, port));
+        self.queue_empty(Opcode::Dial, remote, Addr::new(self.config.host, port));
+        Ok(stream)
+    }
+
     /// Takes the next received chunk of a stream. Bytes returned here are credited back to the peer (REWIND) with
     /// the next transmit.
     pub fn recv(&mut self, stream: StreamId) -> Result<Recv, StreamError> {
@@ -467,7 +538,7 @@ impl Link {
     }
 
     /// Queues as much of `data` as the stream's credit allows, as one DATA op, and returns how many bytes that was
-    /// (0 before the peer's ACK or while the window is used up: wait for [`Event::Writable`]).
+    /// (0 before the stream opened or while the window is used up: wait for [`Event::Writable`]).
     pub fn send(&mut self, stream: StreamId, data: &[u8]) -> Result<usize, StreamError> {
         let host = self.config.host;
         let s = self.stream_mut(stream)?;
@@ -486,9 +557,9 @@ impl Link {
         Ok(n)
     }
 
-    /// Closes our side of the stream: FIN2 is queued after the data already sent (or right after SYN_ACK if the
-    /// peer has not ACKed yet), and the stream is forgotten `linger` later. Unread received bytes are credited
-    /// back. Finishing twice is a no-op.
+    /// Closes our side of the stream: FIN2 is queued after the data already sent (or, if the stream has not opened
+    /// yet, right after our SYN_ACK or ACK), and the stream is forgotten `linger` later. Unread received bytes are
+    /// credited back. Finishing twice is a no-op.
     pub fn finish(&mut self, stream: StreamId, now: Instant) -> Result<(), StreamError> {
         if self.is_closed() {
             return Err(StreamError::LinkClosed);
@@ -541,9 +612,11 @@ impl Link {
         let peer = op.src.host;
         self.state = State::Connected;
         self.peer = Some(peer);
-        let name = Bytes::copy_from_slice(self.config.service.as_str().as_bytes());
-        let service = Op::new(Opcode::Service, Addr::default(), self.service_addr(), name);
-        self.queue(service);
+        if self.role == Role::Server {
+            let name = Bytes::copy_from_slice(self.config.service.as_str().as_bytes());
+            let service = Op::new(Opcode::Service, Addr::default(), self.service_addr(), name);
+            self.queue(service);
+        }
         self.events.push_back(Event::Connected { peer, raddr });
     }
 
@@ -553,8 +626,18 @@ impl Link {
             Opcode::Dial => self.on_dial(op),
             Opcode::Ack => {
                 if let Some(stream) = self.lookup(&op) {
-                    self.on_ack(stream);
+                    self.on_open(stream, Opcode::Ack);
                 }
+            }
+            Opcode::Syn if self.role == Role::Client => {
+                if let Some(stream) = self.lookup(&op) {
+                    self.on_open(stream, Opcode::Syn);
+                }
+            }
+            // The stream opened on the SYN already.
+            Opcode::SynAck if self.role == Role::Client => {}
+            Opcode::Service if self.role == Role::Client => {
+                self.events.push_back(Event::Service { addr: op.src });
             }
             Opcode::Data => {
                 if let Some(stream) = self.lookup(&op) {
@@ -612,18 +695,23 @@ impl Link {
                 self.binds.remove(&port);
             }
         }
-        let stream = StreamId(self.next_stream);
-        self.next_stream += 1;
-        self.streams.insert(stream, Stream::new(op.src, port));
-        self.by_key.insert((op.src, port), stream);
+        let stream = self.insert(Stream::new(op.src, port));
         self.queue_empty(Opcode::Syn, op.src, Addr::new(self.config.host, port));
         self.events.push_back(Event::Accepted { stream, port });
     }
 
+    fn insert(&mut self, s: Stream) -> StreamId {
+        let stream = StreamId(self.next_stream);
+        self.next_stream += 1;
+        self.by_key.insert((s.remote, s.local_port), stream);
+        self.streams.insert(stream, s);
+        stream
+    }
+
     /// Room for one more stream: under `max_streams`, or after forgetting the closed stream nearest its end of
     /// linger (closed streams only linger to recognise the peer's late ops, so a client that opens streams faster
-    /// than they linger — a publisher doing one request per message — is never refused for them). False when every
-    /// stream in the table is live.
+    /// than they linger — a publisher doing one request per message — is never refused for them, nor is a client
+    /// dialing that fast). False when every stream in the table is live.
     fn make_room(&mut self) -> bool {
         if self.streams.len() < self.config.max_streams {
             return true;
@@ -643,7 +731,7 @@ impl Link {
         true
     }
 
-    /// The stream a stream op (ACK, DATA, REWIND, FIN2) belongs to: addressed to us, from a known 4-tuple.
+    /// The stream a stream op (ACK, SYN, DATA, REWIND, FIN2) belongs to: addressed to us, from a known 4-tuple.
     fn lookup(&mut self, op: &Op) -> Option<StreamId> {
         let found = match self.by_key.get(&(op.src, op.dst.port)) {
             Some(&stream) if op.dst.host == self.config.host => Some(stream),
@@ -655,20 +743,25 @@ impl Link {
         found
     }
 
-    fn on_ack(&mut self, stream: StreamId) {
+    /// The peer's ACK on a stream we accepted (answered with SYN_ACK) or its SYN on one we dialed (answered with ACK).
+    fn on_open(&mut self, stream: StreamId, by: Opcode) {
         let host = self.config.host;
         let Some(s) = self.streams.get_mut(&stream) else {
             return;
         };
         let (dst, src) = (s.remote, Addr::new(host, s.local_port));
-        match s.on_ack() {
+        let (opened, answer) = match by {
+            Opcode::Syn => (s.on_syn(), Opcode::Ack),
+            _ => (s.on_ack(), Opcode::SynAck),
+        };
+        match opened {
             Opened::No => {}
             Opened::Writable => {
-                self.queue_empty(Opcode::SynAck, dst, src);
+                self.queue_empty(answer, dst, src);
                 self.events.push_back(Event::Writable { stream });
             }
             Opened::Finished => {
-                self.queue_empty(Opcode::SynAck, dst, src);
+                self.queue_empty(answer, dst, src);
                 self.queue_empty(Opcode::Fin2, dst, src);
             }
         }

@@ -1,6 +1,6 @@
 //! AstraNet, the stream multiplexer chanserv runs on (docs/protocols/chanserv.md, "Wire format"): the op codec
 //! ([`op`]), node ids and addresses ([`addr`]), and the per-connection state machine with its stream table
-//! ([`Link`]).
+//! ([`Link`]), as gatewayd's server end or as a client's end.
 
 pub mod addr;
 mod handshake;
@@ -9,10 +9,10 @@ pub mod op;
 pub mod ports;
 mod stream;
 
-pub use addr::{Addr, HostId};
+pub use addr::{Addr, HostId, InvalidAddr};
 pub use link::{
-    BindError, CloseReason, Event, InvalidServiceName, Link, LinkConfig, LinkStats, ServiceName,
-    StreamError,
+    BindError, CloseReason, DialError, Event, InvalidServiceName, Link, LinkConfig, LinkStats,
+    ServiceName, StreamError,
 };
 pub use op::{Op, OpError, Opcode};
 pub use ports::{PortCounter, PORT_BASE, SERVICE_PORT};

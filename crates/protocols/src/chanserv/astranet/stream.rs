@@ -1,6 +1,7 @@
-//! One virtual stream as the listening side sees it: the open handshake (SYN sent → ACK received → writable), the
-//! 64 KiB send credit returned by the peer's REWINDs, the receive buffer with the REWIND credit owed for bytes the
-//! owner has read, and FIN2 in both directions (docs/protocols/chanserv.md, "Streams", "Flow control").
+//! One virtual stream as either end sees it: the open handshake (accepted: SYN sent → the peer's ACK → writable;
+//! dialed: DIAL sent → the peer's SYN → writable), the 64 KiB send credit returned by the peer's REWINDs, the
+//! receive buffer with the REWIND credit owed for bytes the owner has read, and FIN2 in both directions
+//! (docs/protocols/chanserv.md, "Streams", "Flow control").
 //!
 //! The receive side enforces the window the Go sender honours: more than [`WINDOW`] bytes received and not yet
 //! credited back is a protocol violation, and [`Stream::on_data`] reports it instead of buffering without bound.
@@ -32,9 +33,9 @@ pub enum Recv {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SendState {
-    /// SYN sent, the peer's ACK not yet seen: nothing may be written. `finish`: the owner already closed, so FIN2
-    /// follows SYN_ACK.
-    AwaitingAck { finish: bool },
+    /// SYN (or DIAL) sent, the peer's ACK (or SYN) not yet seen: nothing may be written. `finish`: the owner already
+    /// closed, so FIN2 follows our answer (SYN_ACK, or ACK).
+    Opening { finish: bool },
     /// Writable; `credit` bytes may be sent before the peer's next REWIND.
     Open { credit: u32 },
     /// FIN2 queued; nothing more may be written.
@@ -47,6 +48,8 @@ pub(super) struct Stream {
     pub remote: Addr,
     /// Our port.
     pub local_port: u32,
+    /// We sent the DIAL: the peer's SYN opens it, not its ACK.
+    dialed: bool,
     send: SendState,
     chunks: VecDeque<Bytes>,
     /// Bytes in `chunks`.
@@ -59,14 +62,14 @@ pub(super) struct Stream {
     forget_at: Option<Instant>,
 }
 
-/// What the peer's ACK did.
+/// What the peer's ACK (or, on a dialed stream, its SYN) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Opened {
-    /// Nothing: not awaited (repeated ACK, aborted stream).
+    /// Nothing: not awaited (repeated ACK or SYN, the other side's op, aborted stream).
     No,
-    /// SYN_ACK is due and the stream is writable.
+    /// Our answer (SYN_ACK, or ACK) is due and the stream is writable.
     Writable,
-    /// SYN_ACK is due, then the FIN2 the owner asked for before the ACK.
+    /// Our answer is due, then the FIN2 the owner asked for before the stream opened.
     Finished,
 }
 
@@ -75,11 +78,13 @@ pub(super) enum Opened {
 pub(super) struct WindowExceeded;
 
 impl Stream {
+    /// A stream the peer dialed and we accepted (SYN queued).
     pub fn new(remote: Addr, local_port: u32) -> Stream {
         Stream {
             remote,
             local_port,
-            send: SendState::AwaitingAck { finish: false },
+            dialed: false,
+            send: SendState::Opening { finish: false },
             chunks: VecDeque::new(),
             buffered: 0,
             rewind_due: 0,
@@ -97,15 +102,38 @@ impl Stream {
         self.forget_at
     }
 
-    /// The peer's ACK: what is now due.
+    /// A stream we dialed (DIAL queued).
+    pub fn dialed(remote: Addr, local_port: u32) -> Stream {
+        Stream {
+            dialed: true,
+            ..Stream::new(remote, local_port)
+        }
+    }
+
+    /// The peer's ACK on a stream we accepted: what is now due.
     pub fn on_ack(&mut self) -> Opened {
+        if self.dialed {
+            return Opened::No;
+        }
+        self.open()
+    }
+
+    /// The peer's SYN on a stream we dialed: what is now due.
+    pub fn on_syn(&mut self) -> Opened {
+        if !self.dialed {
+            return Opened::No;
+        }
+        self.open()
+    }
+
+    fn open(&mut self) -> Opened {
         match self.send {
-            SendState::AwaitingAck { .. } if self.aborted => Opened::No,
-            SendState::AwaitingAck { finish: false } => {
+            SendState::Opening { .. } if self.aborted => Opened::No,
+            SendState::Opening { finish: false } => {
                 self.send = SendState::Open { credit: WINDOW };
                 Opened::Writable
             }
-            SendState::AwaitingAck { finish: true } => {
+            SendState::Opening { finish: true } => {
                 self.send = SendState::Finished;
                 Opened::Finished
             }
@@ -196,7 +224,7 @@ impl Stream {
     pub fn send_capacity(&self) -> u32 {
         match self.send {
             SendState::Open { credit } => credit,
-            SendState::AwaitingAck { .. } | SendState::Finished => 0,
+            SendState::Opening { .. } | SendState::Finished => 0,
         }
     }
 
@@ -204,7 +232,7 @@ impl Stream {
     pub fn is_finished(&self) -> bool {
         matches!(
             self.send,
-            SendState::Finished | SendState::AwaitingAck { finish: true }
+            SendState::Finished | SendState::Opening { finish: true }
         )
     }
 
@@ -216,12 +244,12 @@ impl Stream {
     }
 
     /// Closes our side. Returns true if FIN2 is due now; false if it was already sent, or if the stream is not open
-    /// yet (FIN2 then follows the SYN_ACK, see [`Stream::on_ack`]).
+    /// yet (FIN2 then follows our SYN_ACK or ACK, see [`Stream::on_ack`], [`Stream::on_syn`]).
     pub fn finish(&mut self, forget_at: Option<Instant>) -> bool {
         let fin_now = match self.send {
-            SendState::Finished | SendState::AwaitingAck { finish: true } => return false,
-            SendState::AwaitingAck { finish: false } => {
-                self.send = SendState::AwaitingAck { finish: true };
+            SendState::Finished | SendState::Opening { finish: true } => return false,
+            SendState::Opening { finish: false } => {
+                self.send = SendState::Opening { finish: true };
                 false
             }
             SendState::Open { .. } => {
@@ -254,6 +282,20 @@ mod tests {
         assert_eq!(s.on_ack(), Opened::Writable);
         assert_eq!(s.send_capacity(), WINDOW);
         assert_eq!(s.on_ack(), Opened::No);
+    }
+
+    #[test]
+    fn a_dialed_stream_opens_on_syn_not_on_ack() {
+        let mut s = Stream::dialed(Addr::new(HostId(1), 2), 3);
+        assert_eq!(s.on_ack(), Opened::No);
+        assert_eq!(s.on_syn(), Opened::Writable);
+        assert_eq!(s.send_capacity(), WINDOW);
+        assert_eq!(s.on_syn(), Opened::No);
+        assert_eq!(
+            stream().on_syn(),
+            Opened::No,
+            "an accepted stream opens on ACK"
+        );
     }
 
     #[test]

@@ -876,3 +876,188 @@ fn closed_streams_make_room_for_new_dials_and_live_ones_do_not() {
     assert!(transmit(&mut link, now).is_empty());
     assert_eq!(link.stats().refused_dials, 1);
 }
+
+/// A client link (host `CL`) whose server address is `10.0.0.1:5555`, as in [`client_handshake`].
+fn client_link(now: Instant) -> Link {
+    Link::client(
+        LinkConfig::new(CL),
+        Some("10.0.0.1:5555".parse().unwrap()),
+        now,
+    )
+}
+
+/// Hands each link's output to the other until both are quiet.
+fn pump(a: &mut Link, b: &mut Link, now: Instant) {
+    loop {
+        let mut quiet = true;
+        while let Some(bytes) = a.poll_transmit(now) {
+            b.handle_input(&bytes, now);
+            quiet = false;
+        }
+        while let Some(bytes) = b.poll_transmit(now) {
+            a.handle_input(&bytes, now);
+            quiet = false;
+        }
+        if quiet {
+            return;
+        }
+    }
+}
+
+/// A client and a server link past the handshake, events drained.
+fn client_and_server(now: Instant) -> (Link, Link) {
+    let (mut client, mut server) = (client_link(now), Link::new(config(), peer_addr(), now));
+    pump(&mut client, &mut server, now);
+    events(&mut client);
+    events(&mut server);
+    (client, server)
+}
+
+/// Sends `data` on `from`'s stream as credit allows, passing ops and REWINDs between the links; returns what
+/// `to`'s stream read.
+fn transfer(
+    from: (&mut Link, StreamId),
+    to: (&mut Link, StreamId),
+    data: &[u8],
+    now: Instant,
+) -> Vec<u8> {
+    let ((tx, tx_id), (rx, rx_id)) = (from, to);
+    let (mut sent, mut got) = (0, Vec::new());
+    while got.len() < data.len() {
+        sent += tx.send(tx_id, &data[sent..]).unwrap();
+        assert_eq!(
+            tx.send(tx_id, &data[sent..]),
+            Ok(0),
+            "one send takes all the credit"
+        );
+        for op in transmit(tx, now) {
+            assert!(op.payload().len() <= op::MAX_PAYLOAD as usize);
+            rx.handle_input(&bytes_of(&[op]), now);
+        }
+        while let Ok(Recv::Data(chunk)) = rx.recv(rx_id) {
+            got.extend_from_slice(&chunk);
+        }
+        pump(tx, rx, now);
+    }
+    got
+}
+
+#[test]
+fn a_client_link_shakes_hands_and_learns_the_service() {
+    let now = Instant::now();
+    let mut client = client_link(now);
+    assert_eq!(transmit(&mut client, now), vec![client_handshake()]);
+    let mut server = Link::new(config(), peer_addr(), now);
+    let from_server = transmit(&mut server, now);
+    feed(&mut client, &from_server, now);
+    assert_eq!(
+        events(&mut client),
+        vec![Event::Connected {
+            peer: GW,
+            raddr: "10.0.0.7:51234".into()
+        }]
+    );
+    feed(&mut server, &[client_handshake()], now);
+    feed(&mut client, &transmit(&mut server, now), now);
+    assert_eq!(events(&mut client), vec![Event::Service { addr: svc() }]);
+    assert!(
+        transmit(&mut client, now).is_empty(),
+        "a client advertises nothing"
+    );
+    assert_eq!(client.peer(), Some(GW));
+    assert_eq!(*client.stats(), LinkStats::default());
+}
+
+#[test]
+fn a_dialed_stream_carries_more_than_a_window_both_ways_and_closes_with_fin2() {
+    let now = Instant::now();
+    let (mut client, mut server) = client_and_server(now);
+    let stream = client.dial(svc()).unwrap();
+    let port = SERVICE_PORT + 1;
+    assert_eq!(transmit(&mut client, now), vec![dial(port)]);
+    assert_eq!(
+        client.send(stream, b"early"),
+        Ok(0),
+        "not writable before SYN"
+    );
+    feed(&mut server, &[dial(port)], now);
+    feed(&mut client, &transmit(&mut server, now), now);
+    assert_eq!(transmit(&mut client, now), vec![ack(port)]);
+    assert_eq!(events(&mut client), vec![Event::Writable { stream }]);
+    feed(&mut server, &[ack(port)], now);
+    let [Event::Accepted {
+        stream: accepted, ..
+    }, Event::Writable { .. }] = events(&mut server)[..]
+    else {
+        panic!("the server accepts");
+    };
+    feed(&mut client, &transmit(&mut server, now), now);
+    assert!(events(&mut client).is_empty(), "SYN_ACK changes nothing");
+
+    let up: Vec<u8> = (0..150_000u32).map(|i| i as u8).collect();
+    let down: Vec<u8> = up.iter().rev().copied().collect();
+    assert_eq!(
+        transfer((&mut client, stream), (&mut server, accepted), &up, now),
+        up
+    );
+    assert_eq!(
+        transfer((&mut server, accepted), (&mut client, stream), &down, now),
+        down
+    );
+
+    client.finish(stream, now).unwrap();
+    server.finish(accepted, now).unwrap();
+    pump(&mut client, &mut server, now);
+    assert_eq!(server.recv(accepted), Ok(Recv::Finished));
+    assert_eq!(client.recv(stream), Ok(Recv::Finished));
+    assert_eq!(*client.stats(), LinkStats::default());
+    assert_eq!(*server.stats(), LinkStats::default());
+}
+
+#[test]
+fn a_client_link_answers_ping_and_sends_its_own() {
+    let now = Instant::now();
+    let (mut client, _) = client_and_server(now);
+    feed(&mut client, &[link_op(Opcode::Ping)], now);
+    assert_eq!(transmit(&mut client, now), vec![link_op(Opcode::Pong)]);
+    let t5 = now + Duration::from_secs(5);
+    client.handle_timeout(t5);
+    assert_eq!(transmit(&mut client, t5), vec![link_op(Opcode::Ping)]);
+}
+
+#[test]
+fn a_stream_finished_before_the_syn_sends_fin2_after_the_ack() {
+    let now = Instant::now();
+    let (mut client, mut server) = client_and_server(now);
+    let stream = client.dial(svc()).unwrap();
+    client.finish(stream, now).unwrap();
+    let port = SERVICE_PORT + 1;
+    assert_eq!(transmit(&mut client, now), vec![dial(port)]);
+    feed(&mut server, &[dial(port)], now);
+    feed(&mut client, &transmit(&mut server, now), now);
+    assert_eq!(
+        transmit(&mut client, now),
+        vec![ack(port), Op::empty(Opcode::Fin2, svc(), cl(port))]
+    );
+    assert!(
+        events(&mut client).is_empty(),
+        "a finished stream does not turn writable"
+    );
+}
+
+#[test]
+fn only_a_client_dials_and_a_client_accepts_no_dial() {
+    let now = Instant::now();
+    let mut server = connected(now);
+    assert_eq!(server.dial(cl(1)), Err(DialError::NotClient));
+    let (mut client, _) = client_and_server(now);
+    feed(
+        &mut client,
+        &[Op::empty(Opcode::Dial, cl(SERVICE_PORT), svc())],
+        now,
+    );
+    assert_quiet(&mut client, now);
+    assert_eq!(client.stats().unknown_port_dials, 1);
+    client.handle_eof();
+    assert_eq!(client.dial(svc()), Err(DialError::LinkClosed));
+}
