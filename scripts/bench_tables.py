@@ -77,6 +77,13 @@ def main(out):
         lat = lambda x: " / ".join(ms(x["latency_us"][k]) for k in ("p50", "p99", "p99_9"))
         print(f"| {pair_name(p, s)} | {lat(g)} | {lat(n)} | {r['ratio']['p99']:.2f} | {g['lost']} / {n['lost']} |")
     print()
+    print("| fan-out, 1 → 10,000 subscribers, 100 B, 20 msg/s | deliveries made | lost | p50 / p99 / p99.9 (ms) |")
+    print("|---|---|---|---|")
+    for p in ("messageloop", "goomerang"):
+        g = load(f"fanout-{p}.json")["gatewayd"]
+        lat = " / ".join(ms(g["latency_us"][k]) for k in ("p50", "p99", "p99_9"))
+        print(f"| {NAMES[p]} | {g['received']:,} of {g['sent'] * 10000:,} | {g['lost']} | {lat} |")
+    print()
     print("| connections | 1,000 | 10,000 |")
     print("|---|---|---|")
     for kind, label in (("stomp", "STOMP TCP"), ("stomp-ws", "STOMP over WebSocket"),
