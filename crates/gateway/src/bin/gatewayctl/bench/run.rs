@@ -1,5 +1,6 @@
-//! One benchmark run against one server: connect the subscribers, probe until each of them receives, publish
-//! for the duration (fixed-rate or all-out), drain, and add up counts and latencies.
+//! One benchmark run against one server: connect the subscribers, probe until each of them receives and the
+//! probes queued for them are drained, publish for the duration (fixed-rate or all-out), drain, and add up counts
+//! and latencies.
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -14,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::side::{Endpoint, Publisher, Subscriber};
 use super::stats::{self, RunResult, Stamp};
 
-/// How long subscribers may take to receive their first probe.
+/// How long subscribers may take to receive their first probe, and then the last.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often probes go out while waiting.
 const PROBE_EVERY: Duration = Duration::from_millis(20);
@@ -43,6 +44,10 @@ struct Shared {
     sent: AtomicU64,
     received: AtomicU64,
     ready: AtomicUsize,
+    /// Subscribers that received the last probe, the one sent at `last_probe_ns`.
+    settled: AtomicUsize,
+    /// Nanoseconds after `epoch` when the last probe was stamped (`u64::MAX` until then).
+    last_probe_ns: AtomicU64,
     /// Nanoseconds after `epoch` of the latest data message received.
     last_received_ns: AtomicU64,
     /// Nanoseconds after `epoch` when the last publisher had written its last message.
@@ -69,6 +74,8 @@ pub async fn run(
         sent: AtomicU64::new(0),
         received: AtomicU64::new(0),
         ready: AtomicUsize::new(0),
+        settled: AtomicUsize::new(0),
+        last_probe_ns: AtomicU64::new(u64::MAX),
         last_received_ns: AtomicU64::new(0),
         sending_done_ns: AtomicU64::new(0),
         measure_from_ns: AtomicU64::new(0),
@@ -88,7 +95,7 @@ pub async fn run(
     for _ in 0..shape.publishers {
         conns.push(publishers.publisher().await?);
     }
-    probe(&mut conns[0], shape, &shared).await?;
+    probe(&mut conns[0], shape, subscribers.is_fanout(), &shared).await?;
 
     let start = Instant::now();
     let deadline = start + shape.duration;
@@ -168,23 +175,56 @@ pub async fn run(
     Ok(result)
 }
 
-/// Sends probes from one publisher until every subscriber has received one.
-async fn probe(publisher: &mut Publisher, shape: &Shape, shared: &Shared) -> anyhow::Result<()> {
+/// Sends probes from one publisher until every subscriber has received one. Fan-out subscribers then get one
+/// last probe, and measuring starts once every one of them has it: with many subscribers the probes queue up
+/// faster than they are delivered, and that backlog is not part of the measured load.
+async fn probe(
+    publisher: &mut Publisher,
+    shape: &Shape,
+    fanout: bool,
+    shared: &Shared,
+) -> anyhow::Result<()> {
     let until = Instant::now() + READY_TIMEOUT;
     while shared.ready.load(Ordering::Acquire) < shape.subscribers {
-        anyhow::ensure!(
-            Instant::now() < until,
-            "only {} of {} subscribers received a probe within {READY_TIMEOUT:?}",
-            shared.ready.load(Ordering::Acquire),
-            shape.subscribers
-        );
-        if let Some(error) = shared.errors.lock().first() {
-            anyhow::bail!("a subscriber failed: {error}");
-        }
+        ensure_within(until, "a probe", &shared.ready, shape, shared)?;
         let payload = stats::stamp(shape.size, shared.now_ns(), 0, true);
         publisher.publish(&shape.topic, payload).await?;
         publisher.flush().await?;
         tokio::time::sleep(PROBE_EVERY).await;
+    }
+    if !fanout {
+        return Ok(());
+    }
+    let last = shared.now_ns();
+    shared.last_probe_ns.store(last, Ordering::Release);
+    publisher
+        .publish(&shape.topic, stats::stamp(shape.size, last, 0, true))
+        .await?;
+    publisher.flush().await?;
+    while shared.settled.load(Ordering::Acquire) < shape.subscribers {
+        ensure_within(until, "the last probe", &shared.settled, shape, shared)?;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+/// Fails once `until` has passed with fewer than every subscriber counted in `count`, or once a subscriber
+/// failed.
+fn ensure_within(
+    until: Instant,
+    what: &str,
+    count: &AtomicUsize,
+    shape: &Shape,
+    shared: &Shared,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        Instant::now() < until,
+        "only {} of {} subscribers received {what} within {READY_TIMEOUT:?}",
+        count.load(Ordering::Acquire),
+        shape.subscribers
+    );
+    if let Some(error) = shared.errors.lock().first() {
+        anyhow::bail!("a subscriber failed: {error}");
     }
     Ok(())
 }
@@ -258,7 +298,7 @@ async fn receive(
     stop: CancellationToken,
 ) -> hdrhistogram::Histogram<u64> {
     let mut histogram = stats::histogram();
-    let mut ready = false;
+    let (mut ready, mut settled) = (false, false);
     loop {
         let payload = tokio::select! {
             _ = stop.cancelled() => break,
@@ -266,9 +306,15 @@ async fn receive(
         };
         match payload {
             Ok(payload) => match stats::read(&payload) {
-                Some(Stamp::Probe) if !ready => {
-                    ready = true;
-                    shared.ready.fetch_add(1, Ordering::AcqRel);
+                Some(Stamp::Probe { sent_ns }) => {
+                    if !ready {
+                        ready = true;
+                        shared.ready.fetch_add(1, Ordering::AcqRel);
+                    }
+                    if !settled && sent_ns >= shared.last_probe_ns.load(Ordering::Acquire) {
+                        settled = true;
+                        shared.settled.fetch_add(1, Ordering::AcqRel);
+                    }
                 }
                 Some(Stamp::Data { sent_ns }) => {
                     let now = shared.now_ns();

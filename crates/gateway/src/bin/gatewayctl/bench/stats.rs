@@ -17,8 +17,8 @@ const KIND_PROBE: u32 = 1;
 pub enum Stamp {
     /// A measured message sent (or scheduled, in fixed-rate mode) `sent_ns` after the run's epoch.
     Data { sent_ns: u64 },
-    /// A readiness probe; not counted.
-    Probe,
+    /// A readiness probe sent `sent_ns` after the run's epoch; not counted.
+    Probe { sent_ns: u64 },
 }
 
 /// A payload of `size` bytes (at least [`MIN_PAYLOAD`]) stamped with `sent_ns`.
@@ -37,7 +37,7 @@ pub fn read(payload: &[u8]) -> Option<Stamp> {
     let kind = u32::from_le_bytes(payload.get(12..16)?.try_into().ok()?);
     match kind {
         KIND_DATA => Some(Stamp::Data { sent_ns }),
-        KIND_PROBE => Some(Stamp::Probe),
+        KIND_PROBE => Some(Stamp::Probe { sent_ns }),
         _ => None,
     }
 }
@@ -228,7 +228,10 @@ mod tests {
         assert_eq!(data.len(), 16);
         assert_eq!(read(&data), Some(Stamp::Data { sent_ns: 12_345 }));
         assert_eq!(stamp(1024, 1, 0, false).len(), 1024);
-        assert_eq!(read(&stamp(20, 9, 1, true)), Some(Stamp::Probe));
+        assert_eq!(
+            read(&stamp(20, 9, 1, true)),
+            Some(Stamp::Probe { sent_ns: 9 })
+        );
         assert_eq!(read(b"short"), None);
         assert_eq!(read(b"0123456789abcdefgh"), None);
     }
