@@ -97,6 +97,32 @@ async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> 
         .unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
+/// The next whole message on `consumer`, within [`WAIT`].
+async fn next_msg(consumer: &mut Stream, what: &str) -> Msg {
+    within(what, consumer.next()).await.unwrap().unwrap()
+}
+
+/// Asserts that nothing arrives on `consumer` for [`QUIET`]; `what` names what would have been wrong.
+async fn assert_silent(consumer: &mut Stream, what: &str) {
+    assert!(timeout(QUIET, consumer.next()).await.is_err(), "{what}");
+}
+
+/// `gatewayd_drops_total` for messages too large for `protocol`.
+fn too_large_drops(gateway: &Gatewayd, protocol: &str) -> f64 {
+    gateway.metric(
+        "gatewayd_drops_total",
+        &[("reason", "too_large"), ("protocol", protocol)],
+    )
+}
+
+/// `gatewayd_loom_streamed_messages_total` for cut-through messages with `outcome`.
+fn streamed(gateway: &Gatewayd, outcome: &str) -> f64 {
+    gateway.metric(
+        "gatewayd_loom_streamed_messages_total",
+        &[("outcome", outcome)],
+    )
+}
+
 /// Consumers that ack every message and report (consumer index, message).
 async fn acking_consumers(
     addr: SocketAddr,
@@ -208,33 +234,18 @@ fn acks_gate_delivery(transport: Transport) {
                 .unwrap();
         }
         stream.finish().await;
-        let first = within("first message", consumer.next())
-            .await
-            .unwrap()
-            .unwrap();
+        let first = next_msg(&mut consumer, "first message").await;
         assert_eq!((first.id, first.body.as_slice()), (1, &b"m1"[..]));
-        assert!(
-            timeout(QUIET, consumer.next()).await.is_err(),
-            "second message before the ack"
-        );
+        assert_silent(&mut consumer, "second message before the ack").await;
         // An ack for another id and a frame of another type release nothing.
         consumer.write(&ack(7)).await.unwrap();
         consumer.write(&[0x02, 0x01]).await.unwrap();
-        assert!(
-            timeout(QUIET, consumer.next()).await.is_err(),
-            "released by a wrong ack"
-        );
+        assert_silent(&mut consumer, "released by a wrong ack").await;
         consumer.write(&ack(1)).await.unwrap();
-        let second = within("second message", consumer.next())
-            .await
-            .unwrap()
-            .unwrap();
+        let second = next_msg(&mut consumer, "second message").await;
         assert_eq!((second.id, second.body.as_slice()), (2, &b"m2"[..]));
         consumer.write(&ack(2)).await.unwrap();
-        let third = within("third message", consumer.next())
-            .await
-            .unwrap()
-            .unwrap();
+        let third = next_msg(&mut consumer, "third message").await;
         assert_eq!(third.id, 3);
     });
 }
@@ -294,7 +305,7 @@ fn full_room_stops_reading_the_producer() {
     assert!(group_stat(&gateway, room, "retained") <= 3);
     rt.block_on(async {
         for i in 0..N {
-            let msg = within("delivery", consumer.next()).await.unwrap().unwrap();
+            let msg = next_msg(&mut consumer, "delivery").await;
             assert_eq!(msg.body, format!("m{i}").into_bytes(), "order of one key");
             consumer.write(&ack(msg.id)).await.unwrap();
         }
@@ -363,17 +374,12 @@ fn auth_denial() {
             .unwrap();
         producer.finish().await;
         assert_eq!(within("status", producer.status()).await, Some(200));
-        let msg = within("delivery", consumer.next()).await.unwrap().unwrap();
+        let msg = next_msg(&mut consumer, "delivery").await;
         assert_eq!(msg.body, b"allowed");
     });
-    let identities: Vec<String> = gateway
-        .get_json("/api/connections")
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["identity"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    assert!(identities.iter().any(|i| i == "svc"), "{identities:?}");
+    let connections = gateway.get_json("/api/connections");
+    let names = sorted_identities(&connections);
+    assert!(names.contains(&"svc"), "{connections}");
 }
 
 #[test]
@@ -462,15 +468,10 @@ fn oversized_fields_and_messages() {
         let mut producer = producer_into(&quic, room).await;
         producer.write(&message(b"k", b"small", 64)).await.unwrap();
         producer.finish().await;
-        let msg = within("delivery", consumer.next()).await.unwrap().unwrap();
+        let msg = next_msg(&mut consumer, "delivery").await;
         assert_eq!((msg.id, msg.body.as_slice()), (1, &b"small"[..]));
     });
-    assert!(
-        gateway.metric(
-            "gatewayd_drops_total",
-            &[("reason", "too_large"), ("protocol", "loom")]
-        ) >= 1.0
-    );
+    assert!(too_large_drops(&gateway, "loom") >= 1.0);
 }
 
 fn large_message_streams_in_chunks(transport: Transport) {
@@ -487,10 +488,7 @@ fn large_message_streams_in_chunks(transport: Transport) {
             within("producer write", stream.write(part)).await.unwrap();
         }
         stream.finish().await;
-        let msg = within("large delivery", consumer.next())
-            .await
-            .unwrap()
-            .unwrap();
+        let msg = next_msg(&mut consumer, "large delivery").await;
         assert_eq!(msg.key, b"big");
         assert_eq!(msg.declared_size, body.len() as u64);
         assert!(msg.largest_chunk <= 65536);
@@ -554,34 +552,21 @@ fn large_messages_are_cut_through(transport: Transport, extra: &str, size: u32) 
         .unwrap();
         assert!(!sending.is_finished());
         go.send(()).unwrap();
-        let msg = within("cut-through delivery", consumer.next())
-            .await
-            .unwrap()
-            .unwrap();
+        let msg = next_msg(&mut consumer, "cut-through delivery").await;
         assert_eq!((msg.id, msg.key.as_slice()), (1, &b"big"[..]));
         assert_eq!(msg.declared_size, u64::from(size));
         assert!(msg.largest_chunk <= 65536);
         assert_eq!(msg.body.len(), body.len());
         assert!(msg.body == body, "body differs");
         // Stop-and-wait: the next message only after the ack.
-        let early = timeout(QUIET, consumer.next()).await;
-        assert!(early.is_err(), "a message before the ack");
+        assert_silent(&mut consumer, "a message before the ack").await;
         consumer.write(&ack(msg.id)).await.unwrap();
-        let next = within("next delivery", consumer.next())
-            .await
-            .unwrap()
-            .unwrap();
+        let next = next_msg(&mut consumer, "next delivery").await;
         assert_eq!((next.id, next.body.as_slice()), (2, &b"after"[..]));
         drop(within("producer", sending).await.unwrap());
         drop(producer);
     });
-    assert_eq!(
-        gateway.metric(
-            "gatewayd_loom_streamed_messages_total",
-            &[("outcome", "delivered")]
-        ),
-        1.0
-    );
+    assert_eq!(streamed(&gateway, "delivered"), 1.0);
 }
 
 #[test]
@@ -664,23 +649,11 @@ fn failed_cut_through_resets_the_consumer_and_tells_the_producer() {
         let mut producer = producer_into(&quic, room).await;
         producer.write(&message(b"k", b"small", 64)).await.unwrap();
         producer.finish().await;
-        let msg = within("delivery", consumer.next()).await.unwrap().unwrap();
+        let msg = next_msg(&mut consumer, "delivery").await;
         assert_eq!(msg.body, b"small");
     });
-    assert_eq!(
-        gateway.metric(
-            "gatewayd_loom_streamed_messages_total",
-            &[("outcome", "failed")]
-        ),
-        3.0
-    );
-    assert_eq!(
-        gateway.metric(
-            "gatewayd_drops_total",
-            &[("reason", "too_large"), ("protocol", "loom")]
-        ),
-        3.0
-    );
+    assert_eq!(streamed(&gateway, "failed"), 3.0);
+    assert_eq!(too_large_drops(&gateway, "loom"), 3.0);
 }
 
 /// Over HTTP/3 alike: the producer of a body past `max_streamed_message_bytes` gets 413, and the consumer's
@@ -730,15 +703,14 @@ fn other_protocols_do_not_get_cut_through_messages() {
         let mut bytes = message(b"k", &body, 65536);
         bytes.extend(message(b"k", b"after", 64));
         let (written, got) = tokio::join!(producer.write(&bytes), async {
-            let msg = within("cut-through delivery", consumer.next()).await;
-            let msg = msg.unwrap().unwrap();
+            let msg = next_msg(&mut consumer, "cut-through delivery").await;
             consumer.write(&ack(msg.id)).await.unwrap();
             msg
         });
         written.unwrap();
         producer.finish().await;
         assert!(got.body == body, "body differs");
-        let after = within("delivery", consumer.next()).await.unwrap().unwrap();
+        let after = next_msg(&mut consumer, "delivery").await;
         assert_eq!(after.body, b"after");
     });
     // The STOMP subscriber's first message is the one after: the cut-through one never reached it.
@@ -747,13 +719,7 @@ fn other_protocols_do_not_get_cut_through_messages() {
         (frame.command.as_str(), frame.body.as_slice()),
         ("MESSAGE", &b"after"[..])
     );
-    assert_eq!(
-        gateway.metric(
-            "gatewayd_drops_total",
-            &[("reason", "too_large"), ("protocol", "stomp")]
-        ),
-        1.0
-    );
+    assert_eq!(too_large_drops(&gateway, "stomp"), 1.0);
 }
 
 #[test]
@@ -823,19 +789,14 @@ fn reload_applies_new_tokens_to_new_streams_and_keeps_open_ones() {
             .write(&message(b"k", b"after reload", 64))
             .await
             .unwrap();
-        let msg = within("delivery", consumer.next()).await.unwrap().unwrap();
+        let msg = next_msg(&mut consumer, "delivery").await;
         assert_eq!(msg.body, b"after reload");
         producer.finish().await;
         fresh
     });
-    let identities: Vec<String> = gateway
-        .get_json("/api/connections")
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["identity"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    assert!(identities.iter().any(|i| i == "svc2"), "{identities:?}");
+    let connections = gateway.get_json("/api/connections");
+    let names = sorted_identities(&connections);
+    assert!(names.contains(&"svc2"), "{connections}");
 
     let report = reload("127.0.0.1:1");
     assert_reload(&report, &["loom.quic"], &["loom.address"]);
@@ -882,16 +843,10 @@ fn client_certificates_name_the_identity_alone_or_with_a_token() {
         producer.write(&message(b"k", b"mtls", 64)).await.unwrap();
         producer.finish().await;
         assert_eq!(within("status", producer.status()).await, Some(200));
-        let msg = within("delivery", consumer.next()).await.unwrap().unwrap();
+        let msg = next_msg(&mut consumer, "delivery").await;
         assert_eq!(msg.body, b"mtls");
     });
-    let identities = gateway.get_json("/api/connections");
-    assert!(
-        identities
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["identity"] == "billing"),
-        "{identities}"
-    );
+    let connections = gateway.get_json("/api/connections");
+    let names = sorted_identities(&connections);
+    assert!(names.contains(&"billing"), "{connections}");
 }
