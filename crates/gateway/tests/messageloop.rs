@@ -14,8 +14,20 @@ use std::net::SocketAddr;
 
 use base64::Engine as _;
 use messageloop_client::{g2 as pw, grpc, Ws};
+use protocols::messageloop::pb::io::cloudevents::v1::cloud_event::Data as CeData;
+use protocols::messageloop::pb::messageloop::shared::v2 as shared;
 use serde_json::{json, Value};
 use support::*;
+
+/// Asserts that the next message on the gRPC `stream` has an envelope matching `pattern`.
+macro_rules! expect_envelope {
+    ($stream:expr, $pattern:pat) => {
+        assert!(matches!(
+            $stream.next().await.unwrap().envelope,
+            Some($pattern)
+        ))
+    };
+}
 
 const JSON: &[&str] = &["messageloop+json"];
 
@@ -470,10 +482,7 @@ async fn grpc_g2_session_rpc_and_disconnect() {
     use grpc::g2::outbound_message::Envelope as Out;
     let mut stream = grpc::open_g2(addr).await;
     stream.send(g2_connect("good")).await;
-    assert!(matches!(
-        stream.next().await.unwrap().envelope,
-        Some(Out::Connected(_))
-    ));
+    expect_envelope!(stream, Out::Connected(_));
     stream
         .send(grpc::g2_inbound(
             "s",
@@ -486,22 +495,13 @@ async fn grpc_g2_session_rpc_and_disconnect() {
             }),
         ))
         .await;
-    assert!(matches!(
-        stream.next().await.unwrap().envelope,
-        Some(Out::SubscribeAck(_))
-    ));
+    expect_envelope!(stream, Out::SubscribeAck(_));
     let payload = grpc::g2::Publish {
         channel: "grpc.room".into(),
-        payload: Some(
-            protocols::messageloop::pb::messageloop::shared::v2::Payload {
-                content_type: "text/plain".into(),
-                data: Some(
-                    protocols::messageloop::pb::messageloop::shared::v2::payload::Data::Text(
-                        "hello".into(),
-                    ),
-                ),
-            },
-        ),
+        payload: Some(shared::Payload {
+            content_type: "text/plain".into(),
+            data: Some(shared::payload::Data::Text("hello".into())),
+        }),
         ..Default::default()
     };
     stream
@@ -588,10 +588,7 @@ async fn grpc_g1_and_g0_paths() {
                 }),
             ))
             .await;
-        assert!(matches!(
-            stream.next().await.unwrap().envelope,
-            Some(Out::Connected(_))
-        ));
+        expect_envelope!(stream, Out::Connected(_));
         stream.send(inbound("p", In::Ping(grpc::g1::Ping {}))).await;
         let pong = stream.next().await.unwrap();
         assert_eq!(pong.id, "p");
@@ -617,10 +614,7 @@ async fn grpc_g1_and_g0_paths() {
                 }),
             ))
             .await;
-        assert!(matches!(
-            stream.next().await.unwrap().envelope,
-            Some(Out::Connected(_))
-        ));
+        expect_envelope!(stream, Out::Connected(_));
         stream
             .send(inbound(
                 "s",
@@ -633,20 +627,13 @@ async fn grpc_g1_and_g0_paths() {
                 }),
             ))
             .await;
-        assert!(matches!(
-            stream.next().await.unwrap().envelope,
-            Some(Out::SubscribeAck(_))
-        ));
+        expect_envelope!(stream, Out::SubscribeAck(_));
         let event = protocols::messageloop::bridge::cloudevent::CloudEvent {
             id: "e1".into(),
             source: "test".into(),
             spec_version: "1.0".into(),
             r#type: "demo".into(),
-            data: Some(
-                protocols::messageloop::pb::io::cloudevents::v1::cloud_event::Data::TextData(
-                    "hey".into(),
-                ),
-            ),
+            data: Some(CeData::TextData("hey".into())),
             ..Default::default()
         };
         stream
@@ -662,11 +649,7 @@ async fn grpc_g1_and_g0_paths() {
         assert_eq!(event.source, "g0.room");
         assert_eq!(
             event.data,
-            Some(
-                protocols::messageloop::pb::io::cloudevents::v1::cloud_event::Data::BinaryData(
-                    bytes::Bytes::from_static(b"hey")
-                )
-            )
+            Some(CeData::BinaryData(bytes::Bytes::from_static(b"hey")))
         );
     }
     drop(gateway);
