@@ -87,14 +87,8 @@ fn drops(gateway: &Gatewayd, reason: &str) -> f64 {
 #[test]
 fn subscribe_publish_receive_and_unsubscribe() {
     let (gateway, addr, rt) = start("");
-    let (mut alice, mut bob) = rt.block_on(async {
-        let mut alice = GoomerangClient::connect(addr).await;
-        let mut bob = GoomerangClient::connect(addr).await;
-        alice.subscribe("news.eu").await;
-        bob.subscribe("news.eu").await;
-        bob.subscribe("marker").await;
-        (alice, bob)
-    });
+    let mut alice = subscribed_client(&rt, addr, &["news.eu"]);
+    let mut bob = subscribed_client(&rt, addr, &["news.eu", "marker"]);
     wait_subscribers(&gateway, "news.eu", 2);
     wait_subscribers(&gateway, "marker", 1);
     let connections = gateway.get_json("/api/connections");
@@ -138,17 +132,13 @@ fn subscribe_publish_receive_and_unsubscribe() {
 #[test]
 fn large_message_in_continuation_frames_is_reassembled() {
     let (gateway, addr, rt) = start("");
-    let mut subscriber = rt.block_on(async {
-        let mut subscriber = GoomerangClient::connect(addr).await;
-        subscriber.subscribe("big").await;
-        subscriber
-    });
+    let mut subscriber = subscribed_client(&rt, addr, &["big"]);
     wait_subscribers(&gateway, "big", 1);
     rt.block_on(async {
         let mut publisher = GoomerangClient::connect(addr).await;
         let text = "0123456789".repeat(1000);
         let frame = protocols::goomerang::encode_command(
-            &protocols::goomerang::Command::Publish {
+            &Command::Publish {
                 topic: "big".into(),
                 kind: KIND.into(),
                 message: message_v1(&text),
@@ -228,7 +218,7 @@ fn garbage_unknown_kinds_and_text_are_dropped_and_counted() {
         client.send_text("not a frame").await;
         // A direct send of a kind nobody handles.
         client
-            .send(&protocols::goomerang::Command::Send {
+            .send(&Command::Send {
                 kind: "acme.Unknown".into(),
                 payload: message_v1("x"),
                 headers: Default::default(),
@@ -348,10 +338,10 @@ fn tls_listener_serves_wss() {
             .expect("upgrade over TLS");
         let now = std::time::SystemTime::now();
         for command in [
-            protocols::goomerang::Command::Subscribe {
+            Command::Subscribe {
                 topic: "secure".into(),
             },
-            protocols::goomerang::Command::Publish {
+            Command::Publish {
                 topic: "secure".into(),
                 kind: KIND.into(),
                 message: message_v1("tls"),
@@ -434,9 +424,7 @@ fn reload_gives_new_connections_the_new_acl_and_keeps_open_ones() {
     );
 
     // The open connection was not dropped and still works under the identity it started with.
-    rt.block_on(async {
-        open.subscribe("open.c").await;
-    });
+    rt.block_on(open.subscribe("open.c"));
     wait_subscribers(&gateway, "open.c", 1);
     rt.block_on(async {
         new.publish("open.a", KIND, message_v1("still here"), &[])
@@ -584,13 +572,7 @@ fn a_quiet_client_is_pinged_and_one_that_never_answers_is_closed() {
         let ignoring = async {
             // Reads nothing (so answers no ping) until well past the timeout.
             tokio::time::sleep(Duration::from_millis(2600)).await;
-            match silent.receive().await {
-                Received::Close(Some(frame)) => {
-                    assert_eq!(frame.code, CloseCode::Normal);
-                    assert_eq!(frame.reason.as_str(), "idle timeout");
-                }
-                other => panic!("expected close 1000 idle timeout, got {other:?}"),
-            }
+            assert_close_1000(silent.receive().await, "idle timeout");
         };
         tokio::join!(answering, ignoring);
         // The answering client is still served.
