@@ -120,6 +120,12 @@ fn to_client(opcode: Opcode, port: u32) -> Op {
     Op::empty(opcode, cl(port), svc())
 }
 
+/// Asserts that the link's one event is that it closed for `reason`.
+#[track_caller]
+fn assert_closed(link: &mut Link, reason: CloseReason) {
+    assert_eq!(events(link), vec![Event::Closed(reason)]);
+}
+
 /// Asserts that the link has nothing to write and no event.
 fn assert_quiet(link: &mut Link, now: Instant) {
     assert!(transmit(link, now).is_empty());
@@ -228,10 +234,7 @@ fn handshake_timeout_closes_the_link() {
     assert!(!link.is_closed());
     link.handle_timeout(now + Duration::from_secs(10));
     assert!(link.is_closed());
-    assert_eq!(
-        events(&mut link),
-        vec![Event::Closed(CloseReason::HandshakeTimeout)]
-    );
+    assert_closed(&mut link, CloseReason::HandshakeTimeout);
     assert_eq!(link.poll_transmit(now), None);
     assert_eq!(link.poll_timeout(), None);
 }
@@ -506,10 +509,7 @@ fn ping_pong_keepalive_and_idle_close() {
         transmit(&mut link, t);
     }
     assert_eq!(t, now + Duration::from_secs(100));
-    assert_eq!(
-        events(&mut link),
-        vec![Event::Closed(CloseReason::IdleTimeout)]
-    );
+    assert_closed(&mut link, CloseReason::IdleTimeout);
 }
 
 #[test]
@@ -533,7 +533,7 @@ fn an_op_stuck_half_way_closes_the_link() {
     assert_eq!(link.poll_timeout(), Some(now + Duration::from_secs(5)));
     link.handle_input(&bytes[20..30], now + Duration::from_secs(4));
     link.handle_timeout(now + Duration::from_secs(10));
-    assert_eq!(events(&mut link), vec![Event::Closed(CloseReason::Stalled)]);
+    assert_closed(&mut link, CloseReason::Stalled);
 }
 
 #[test]
@@ -549,11 +549,9 @@ fn oversized_op_closes_but_unknown_opcode_does_not() {
     let mut oversized = bytes_of(&[Op::empty(Opcode::Data, svc(), cl(1))]);
     oversized[25..29].copy_from_slice(&65_537u32.to_be_bytes());
     link.handle_input(&oversized, now);
-    assert_eq!(
-        events(&mut link),
-        vec![Event::Closed(CloseReason::Op(OpError::Oversized {
-            len: 65_537
-        }))]
+    assert_closed(
+        &mut link,
+        CloseReason::Op(OpError::Oversized { len: 65_537 }),
     );
     // Nothing comes out of a closed link, whatever goes in.
     link.handle_input(&bytes_of(&[link_op(Opcode::Ping)]), now);
@@ -567,19 +565,13 @@ fn eof_inside_an_op_is_truncation() {
     let mut link = connected(now);
     link.handle_input(&bytes_of(&[data(CL_PORT, b"abc")])[..31], now);
     link.handle_eof();
-    assert_eq!(
-        events(&mut link),
-        vec![Event::Closed(CloseReason::Op(OpError::Truncated {
-            have: 31,
-            need: 32
-        }))]
+    assert_closed(
+        &mut link,
+        CloseReason::Op(OpError::Truncated { have: 31, need: 32 }),
     );
     let mut link = connected(now);
     link.handle_eof();
-    assert_eq!(
-        events(&mut link),
-        vec![Event::Closed(CloseReason::PeerClosed)]
-    );
+    assert_closed(&mut link, CloseReason::PeerClosed);
 }
 
 #[test]
