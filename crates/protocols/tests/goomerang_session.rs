@@ -40,6 +40,13 @@ fn session(bus: &Bus) -> Session {
     session_as(bus, Identity::trusted("anonymous"), settings())
 }
 
+/// An anonymous session with the default settings as `change` leaves them.
+fn session_with(bus: &Bus, change: impl FnOnce(&mut SessionSettings)) -> Session {
+    let mut settings = settings();
+    change(&mut settings);
+    session_as(bus, Identity::trusted("anonymous"), settings)
+}
+
 fn session_as(bus: &Bus, identity: Identity, settings: SessionSettings) -> Session {
     Session::new(bus, origin(Protocol::Goomerang), identity, settings).unwrap()
 }
@@ -392,14 +399,9 @@ fn foreign_kinds_deliver_matching_bodies_as_their_kind() {
         topic: "orders.#".into(),
         kind: KIND.into(),
     }];
-    let mut client = session_as(
-        &bus,
-        Identity::trusted("anonymous"),
-        SessionSettings {
-            foreign_kinds: ForeignKinds::new(&rules).unwrap(),
-            ..settings()
-        },
-    );
+    let mut client = session_with(&bus, |s| {
+        s.foreign_kinds = ForeignKinds::new(&rules).unwrap()
+    });
     subscribe(&mut client, "orders.eu");
     subscribe(&mut client, "other");
     for topic in ["orders.eu", "other"] {
@@ -458,14 +460,7 @@ fn acl_refusals_drop_the_command() {
 #[test]
 fn subscription_limit_is_enforced() {
     let bus = Bus::new(BusConfig::default());
-    let mut client = session_as(
-        &bus,
-        Identity::trusted("anonymous"),
-        SessionSettings {
-            max_subscriptions: 2,
-            ..settings()
-        },
-    );
+    let mut client = session_with(&bus, |s| s.max_subscriptions = 2);
     for topic in ["a", "b", "c"] {
         subscribe(&mut client, topic);
     }
@@ -477,14 +472,9 @@ fn subscription_limit_is_enforced() {
 #[test]
 fn foreign_messages_are_wrapped_with_the_configured_kind() {
     let bus = Bus::new(BusConfig::default());
-    let mut client = session_as(
-        &bus,
-        Identity::trusted("anonymous"),
-        SessionSettings {
-            wrapper_kind: WrapperKind::new("acme.Blob").unwrap(),
-            ..settings()
-        },
-    );
+    let mut client = session_with(&bus, |s| {
+        s.wrapper_kind = WrapperKind::new("acme.Blob").unwrap()
+    });
     subscribe(&mut client, "orders.eu");
     let mut envelope = Envelope::new(
         Topic::from_dotted(b"orders.eu"),
@@ -507,14 +497,7 @@ fn foreign_messages_are_wrapped_with_the_configured_kind() {
 #[test]
 fn size_limits_drop_deliveries_and_close_on_huge_messages() {
     let bus = Bus::new(BusConfig::default());
-    let small = SessionSettings {
-        limits: Limits {
-            max_message_size: 128,
-            ..Limits::default()
-        },
-        ..settings()
-    };
-    let mut client = session_as(&bus, Identity::trusted("anonymous"), small);
+    let mut client = session_with(&bus, |s| s.limits.max_message_size = 128);
     subscribe(&mut client, "big");
     let mut sender = session(&bus);
     publish(&mut sender, "big", &"x".repeat(100), &[]);
