@@ -374,11 +374,10 @@ fn out_of_file_descriptors_backs_off_instead_of_spinning() {
     );
 }
 
-/// Opens `count` WebSocket connections to `url` on `addr` that read until gatewayd closes them, then go.
+/// Opens `count` WebSocket connections to `/ws` on `addr` that read until gatewayd closes them, then go.
 fn websocket_clients(
     runtime: &tokio::runtime::Runtime,
     addr: SocketAddr,
-    path: &str,
     subprotocol: Option<&str>,
     count: usize,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -386,7 +385,7 @@ fn websocket_clients(
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     (0..count)
         .map(|_| {
-            let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
+            let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
             if let Some(protocol) = subprotocol {
                 request
                     .headers_mut()
@@ -435,40 +434,20 @@ fn shutdown_ends_once_the_clients_told_to_go_have_gone() {
     );
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let per_listener = 50;
-    let mut clients = Vec::new();
-    clients.extend(tcp_clients(
-        &runtime,
-        gateway.listener("stomp.tcp"),
-        b"CONNECT\naccept-version:1.2\n\n\0",
-        per_listener,
-    ));
-    clients.extend(tcp_clients(
-        &runtime,
-        gateway.listener("chanserv.tcp"),
-        b"",
-        per_listener,
-    ));
-    clients.extend(websocket_clients(
-        &runtime,
-        gateway.listener("stomp.ws"),
-        "/ws",
-        Some("v12.stomp"),
-        per_listener,
-    ));
-    clients.extend(websocket_clients(
-        &runtime,
-        gateway.listener("messageloop.ws"),
-        "/ws",
-        Some("messageloop+json"),
-        per_listener,
-    ));
-    clients.extend(websocket_clients(
-        &runtime,
-        gateway.listener("goomerang.ws"),
-        "/ws",
-        None,
-        per_listener,
-    ));
+    let tcp = |name, hello| tcp_clients(&runtime, gateway.listener(name), hello, per_listener);
+    let ws = |name, protocol| {
+        websocket_clients(&runtime, gateway.listener(name), protocol, per_listener)
+    };
+    let clients: Vec<_> = [
+        tcp("stomp.tcp", b"CONNECT\naccept-version:1.2\n\n\0"),
+        tcp("chanserv.tcp", b""),
+        ws("stomp.ws", Some("v12.stomp")),
+        ws("messageloop.ws", Some("messageloop+json")),
+        ws("goomerang.ws", None),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     gateway.wait_for("/api/connections", "every client connected", |all| {
         all.as_array()
             .is_some_and(|all| all.len() == 5 * per_listener)
