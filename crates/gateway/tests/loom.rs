@@ -335,7 +335,7 @@ async fn h3_status(client: &Client, method: &str, path: &str, body: &[u8]) -> Op
 #[test]
 fn auth_denial() {
     let (gateway, addr, rt) = start(AUTH);
-    let good = rt.block_on(async {
+    let quic = rt.block_on(async {
         let quic = Client::connect(addr, Transport::Quic).await;
         for (role, room, token) in [
             (PRODUCER, "ok.r", "bad"),
@@ -359,12 +359,11 @@ fn auth_denial() {
             let hello = hello(role, b"x", room.as_bytes(), token.as_bytes());
             assert_eq!(h3_status(&h3, "POST", "/stream", &hello).await, Some(401));
         }
-        // The same connection still serves an authorized consumer.
-        let good = quic.open(&hello(CONSUMER, b"c", b"ok.r", b"good")).await;
-        (quic, good)
+        quic
     });
+    // The same connection still serves an authorized consumer.
+    let mut consumer = rt.block_on(quic.open(&hello(CONSUMER, b"c", b"ok.r", b"good")));
     wait_room_consumers(&gateway, "ok.r", 1);
-    let (_quic, mut consumer) = good;
     rt.block_on(async {
         let h3 = Client::connect(addr, Transport::H3).await;
         let mut producer = h3.open(&hello(PRODUCER, b"p", b"ok.r", b"good")).await;
@@ -756,11 +755,8 @@ fn aioquic_producer_and_consumer() {
 #[test]
 fn reload_applies_new_tokens_to_new_streams_and_keeps_open_ones() {
     let (gateway, addr, rt) = start(AUTH);
-    let (quic, mut consumer) = rt.block_on(async {
-        let quic = Client::connect(addr, Transport::Quic).await;
-        let consumer = quic.open(&hello(CONSUMER, b"c", b"ok.r", b"good")).await;
-        (quic, consumer)
-    });
+    let quic = rt.block_on(Client::connect(addr, Transport::Quic));
+    let mut consumer = rt.block_on(quic.open(&hello(CONSUMER, b"c", b"ok.r", b"good")));
     wait_room_consumers(&gateway, "ok.r", 1);
 
     let reload = |address: &str| -> serde_json::Value {
@@ -829,13 +825,12 @@ fn client_certificates_name_the_identity_alone_or_with_a_token() {
         let refused = hello(PRODUCER, b"x", b"no.r", b"");
         assert_eq!(h3_status(&h3, "POST", "/stream", &refused).await, Some(401));
     });
-    let consumer = rt.block_on(async {
-        let quic = Client::connect_as(addr, Transport::Quic, Some(copy(&listed))).await;
-        let consumer = quic.open(&hello(CONSUMER, b"c", b"ok.r", b"")).await;
-        (quic, consumer)
-    });
-    wait_room_consumers(&gateway, "ok.r", 1);
-    let (_quic, mut consumer) = consumer;
+    let quic = rt.block_on(Client::connect_as(
+        addr,
+        Transport::Quic,
+        Some(copy(&listed)),
+    ));
+    let mut consumer = sole_consumer(&gateway, &rt, &quic, "ok.r");
     rt.block_on(async {
         // Certificate and a good token together (loomd's `both`), over HTTP/3.
         let h3 = Client::connect_as(addr, Transport::H3, Some(listed)).await;
