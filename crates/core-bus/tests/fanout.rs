@@ -11,16 +11,9 @@ use proptest::prelude::*;
 #[test]
 fn every_matching_subscriber_gets_a_copy() {
     let bus = bus();
-    let mut exact = bus.mailbox(origin());
-    let mut wild = bus.mailbox(origin());
-    let mut other = bus.mailbox(origin());
-    exact
-        .subscribe(Pattern::parse("orders.eu").unwrap())
-        .unwrap();
-    wild.subscribe(Pattern::parse("orders.*").unwrap()).unwrap();
-    other
-        .subscribe(Pattern::parse("invoices.#").unwrap())
-        .unwrap();
+    let mut exact = subscriber(&bus, "orders.eu");
+    let mut wild = subscriber(&bus, "orders.*");
+    let mut other = subscriber(&bus, "invoices.#");
     let outcome = bus.publish(envelope("orders.eu", "o1"));
     assert_eq!(outcome.delivered, 2);
     assert_eq!(payloads(&drain(&mut exact)), ["o1"]);
@@ -36,15 +29,11 @@ fn fanout_protocols_name_each_matching_subscription() {
         connection: core_bus::ConnectionId::next(),
     };
     let mut exact = bus.mailbox(stomp);
-    let mut wild = bus.mailbox(origin());
-    let mut other = bus.mailbox(origin());
     exact
         .subscribe(Pattern::parse("orders.eu").unwrap())
         .unwrap();
-    wild.subscribe(Pattern::parse("orders.>").unwrap()).unwrap();
-    other
-        .subscribe(Pattern::parse("invoices").unwrap())
-        .unwrap();
+    let _wild = subscriber(&bus, "orders.>");
+    let _other = subscriber(&bus, "invoices");
     let topic = core_bus::Topic::parse("orders.eu").unwrap();
     let mut protocols = bus.fanout_protocols(&topic);
     protocols.sort_by_key(|p| p.as_str());
@@ -60,10 +49,8 @@ fn fanout_protocols_name_each_matching_subscription() {
 #[test]
 fn payload_is_shared_not_copied() {
     let bus = bus();
-    let mut a = bus.mailbox(origin());
-    let mut b = bus.mailbox(origin());
-    a.subscribe(Pattern::parse("t").unwrap()).unwrap();
-    b.subscribe(Pattern::parse("t").unwrap()).unwrap();
+    let mut a = subscriber(&bus, "t");
+    let mut b = subscriber(&bus, "t");
     bus.publish(envelope("t", "shared"));
     let (da, db) = (drain(&mut a), drain(&mut b));
     assert_eq!(
@@ -144,9 +131,8 @@ fn drop_oldest_keeps_the_last_messages() {
 fn disconnect_closes_only_the_slow_subscriber() {
     let bus = unstalled_bus();
     let mut slow = bus.mailbox_with(origin(), small(SlowConsumerPolicy::Disconnect));
-    let mut fast = bus.mailbox(origin());
     slow.subscribe(Pattern::parse("t").unwrap()).unwrap();
-    fast.subscribe(Pattern::parse("t").unwrap()).unwrap();
+    let mut fast = subscriber(&bus, "t");
     let dropped: usize = ["1", "2", "3"]
         .iter()
         .map(|p| bus.publish(envelope("t", p)).dropped)

@@ -1,7 +1,8 @@
 //! Helpers shared by the bus integration tests.
 #![allow(dead_code)]
 
-use core_bus::{Bus, ConnectionId, Delivery, Envelope, Mailbox, Origin, Protocol, Topic};
+use core_bus::config::{BusConfig, HistoryPolicy, HistoryRule};
+use core_bus::{Bus, ConnectionId, Delivery, Envelope, Mailbox, Origin, Pattern, Protocol, Topic};
 
 pub fn origin() -> Origin {
     Origin {
@@ -51,5 +52,29 @@ pub fn unstalled_bus() -> Bus {
     Bus::new(core_bus::config::BusConfig {
         max_publisher_stall: std::time::Duration::ZERO,
         ..Default::default()
+    })
+}
+
+/// A mailbox on `bus` subscribed to `pattern`.
+pub fn subscriber(bus: &Bus, pattern: &str) -> Mailbox {
+    let mut mailbox = bus.mailbox(origin());
+    mailbox
+        .subscribe(Pattern::parse(pattern).expect("valid pattern"))
+        .expect("subscribed");
+    mailbox
+}
+
+/// A bus that keeps the history of `h.#`, up to `max_messages` and `max_bytes` a topic.
+pub fn history_bus(max_messages: usize, max_bytes: usize) -> Bus {
+    Bus::new(BusConfig {
+        history: vec![HistoryRule {
+            topics: Pattern::parse("h.#").unwrap(),
+            policy: HistoryPolicy {
+                max_messages,
+                max_bytes,
+                ttl: std::time::Duration::ZERO,
+            },
+        }],
+        ..BusConfig::default()
     })
 }
