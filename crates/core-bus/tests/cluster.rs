@@ -100,7 +100,7 @@ fn a_backend_that_owns_groups_delivers_each_named_group_on_its_own() {
         ..Recorder::default()
     });
     bus.set_cluster(Box::new(Shared(recorder.clone())));
-    let wild = Pattern::parse("q.*").unwrap();
+    let wild = pattern("q.*");
     let join = |name: &str, pattern: &Pattern| {
         let mut member = bus.mailbox(origin());
         member
@@ -177,8 +177,8 @@ fn a_sequencing_backend_numbers_history_topics_and_the_bus_delivers_what_comes_b
     let bus = history_bus(100, 1 << 20);
     let recorder = sequencing_backend(&bus, Sequencing::Cluster { epoch: 9 });
     let mut m = bus.mailbox(origin());
-    m.subscribe(Pattern::parse("h.x").unwrap()).unwrap();
-    m.subscribe(Pattern::parse("plain").unwrap()).unwrap();
+    m.subscribe(pattern("h.x")).unwrap();
+    m.subscribe(pattern("plain")).unwrap();
 
     let outcome = bus.publish(envelope("h.x", "a"));
     assert_eq!(outcome.position, None, "the log has not numbered it yet");

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use common::*;
 use core_bus::history::Since;
-use core_bus::{Bus, Pattern};
+use core_bus::Bus;
 
 type Published = Arc<parking_lot::Mutex<HashSet<u64>>>;
 
@@ -67,7 +67,7 @@ fn subscribe_and_unsubscribe_take_effect_when_they_return() {
     for _ in 0..50 {
         run_during();
         let mut m = bus.mailbox(origin());
-        let id = m.subscribe(Pattern::parse("t").unwrap()).unwrap();
+        let id = m.subscribe(pattern("t")).unwrap();
         // Numbers taken after subscribe returned are published after it returned: all must arrive.
         let subscribed_at = counter.load(Ordering::SeqCst);
         publish_more(200);

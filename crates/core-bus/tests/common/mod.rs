@@ -55,12 +55,14 @@ pub fn unstalled_bus() -> Bus {
     })
 }
 
-/// A mailbox on `bus` subscribed to `pattern`.
-pub fn subscriber(bus: &Bus, pattern: &str) -> Mailbox {
+pub fn pattern(text: &str) -> Pattern {
+    Pattern::parse(text).expect("valid pattern")
+}
+
+/// A mailbox on `bus` subscribed to `filter`.
+pub fn subscriber(bus: &Bus, filter: &str) -> Mailbox {
     let mut mailbox = bus.mailbox(origin());
-    mailbox
-        .subscribe(Pattern::parse(pattern).expect("valid pattern"))
-        .expect("subscribed");
+    mailbox.subscribe(pattern(filter)).expect("subscribed");
     mailbox
 }
 
@@ -68,7 +70,7 @@ pub fn subscriber(bus: &Bus, pattern: &str) -> Mailbox {
 pub fn history_bus(max_messages: usize, max_bytes: usize) -> Bus {
     Bus::new(BusConfig {
         history: vec![HistoryRule {
-            topics: Pattern::parse("h.#").unwrap(),
+            topics: pattern("h.#"),
             policy: HistoryPolicy {
                 max_messages,
                 max_bytes,
