@@ -432,12 +432,7 @@ fn rpc_is_answered_by_a_bus_responder() {
     let topic = core_bus::names::rpc_topic("messageloop", ["svc.math", "double"]);
     responder.subscribe(Pattern::exact(&topic)).unwrap();
     let mut session = world.connected(Generation::G2);
-    let request = InboundBody::Rpc(RpcRequest {
-        channel: "svc.math".into(),
-        method: "double".into(),
-        payload: Payload::text("text/plain", "21"),
-        ..RpcRequest::default()
-    });
+    let request = rpc("svc.math", "double");
     send(&mut session, "rpc-1", request, world.at(1));
     assert!(session.poll_transmit().is_empty());
     let mut got = Vec::new();
@@ -462,11 +457,7 @@ fn rpc_is_answered_by_a_bus_responder() {
     );
     assert!(matches!(&reply.payload.data, Some(PayloadData::Json(o)) if o["answer"] == 42));
 
-    let request = InboundBody::Rpc(RpcRequest {
-        channel: "svc.math".into(),
-        method: "double".into(),
-        ..RpcRequest::default()
-    });
+    let request = rpc("svc.math", "double");
     send(&mut session, "rpc-2", request, world.at(3));
     assert_eq!(
         session.poll_timeout(),
@@ -475,12 +466,7 @@ fn rpc_is_answered_by_a_bus_responder() {
     session.handle_timeout(world.at(40));
     assert_first_error(&mut session, "rpc-2", "RPC_TIMEOUT");
 
-    let nobody = InboundBody::Rpc(RpcRequest {
-        channel: "svc.none".into(),
-        method: "x".into(),
-        ..RpcRequest::default()
-    });
-    send(&mut session, "rpc-3", nobody, world.at(41));
+    send(&mut session, "rpc-3", rpc("svc.none", "x"), world.at(41));
     assert_eq!(error_code(&session.poll_transmit()[0]), Some("NO_PROXY"));
 }
 
