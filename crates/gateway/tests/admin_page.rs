@@ -33,11 +33,7 @@ fn rendered(url: &str) -> String {
         .arg(url)
         .output()
         .expect("run chromium (Debian package chromium; scripts/test.sh installs it)");
-    assert!(
-        output.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(&output, "chromium");
     String::from_utf8(output.stdout).expect("utf-8 DOM")
 }
 

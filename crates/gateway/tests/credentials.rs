@@ -66,10 +66,7 @@ fn answer(client: &mut chanserv_client::Client, body: &[u8]) -> String {
 fn goomerang_and_chanserv_require_credentials_when_configured() {
     let gateway = Gatewayd::start(&format!("{}{REQUIRED}", base_config()));
     let goomerang = gateway.listener("goomerang.ws");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread_runtime();
 
     let mut subscriber = rt.block_on(async {
         match GoomerangClient::connect_path(goomerang, "/ws").await {
@@ -205,10 +202,7 @@ identity = {{ name = "billing", publish = ["billing.>"], subscribe = ["billing.>
     );
     let gateway = Gatewayd::start(&config);
     let addr = gateway.listener("goomerang.ws");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread_runtime();
     let unlisted = client_certificate(&ca, "someone-else", &[]);
     match rt.block_on(goomerang_over_mtls(addr, unlisted, &[])) {
         Err(WsError::Http(response)) => assert_eq!(response.status(), 401),

@@ -47,12 +47,7 @@ fn stomp_subscriber(gateway: &Gatewayd, topic: &str) -> stomp_client::Peer {
 fn start(extra: &str) -> (Gatewayd, SocketAddr, Runtime) {
     let gateway = Gatewayd::start(&(config_enabling(&["goomerang"]) + extra));
     let addr = gateway.listener(LISTENER);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    (gateway, addr, runtime)
+    (gateway, addr, multi_thread_runtime(1))
 }
 
 /// A Goomerang client at `addr` that has subscribed to each of `topics`, in order.

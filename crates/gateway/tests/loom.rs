@@ -38,19 +38,11 @@ fn config(extra: &str) -> String {
     )
 }
 
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn start(extra: &str) -> (Gatewayd, SocketAddr, Runtime) {
     let gateway = Gatewayd::start(&config(extra));
     let addr = gateway.listener("loom.quic");
     let addr = SocketAddr::from(([127, 0, 0, 1], addr.port()));
-    (gateway, addr, runtime())
+    (gateway, addr, multi_thread_runtime(2))
 }
 
 /// Polls `/api/topics` until an entry of room `topic` has `n` group members (consumers).

@@ -713,10 +713,7 @@ fn reload_applies_new_tokens_to_new_connections_and_keeps_open_ones() {
 
     // gRPC streams opened after the reload see the new tokens too.
     let grpc_addr = gateway.listener("messageloop.grpc");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = current_thread_runtime();
     runtime.block_on(async {
         use grpc::g2::outbound_message::Envelope as Out;
         for (token, connected) in [("good", false), ("fresh", true)] {

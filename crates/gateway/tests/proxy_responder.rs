@@ -125,10 +125,7 @@ fn stomp_send_with_reply_to_a_claimed_topic_gets_the_backend_answer() {
 #[test]
 fn goomerang_send_sync_gets_the_backend_answer_and_its_error() {
     let (backend, gateway) = start();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = current_thread_runtime();
     let mut client = rt.block_on(GoomerangClient::connect(gateway.listener("goomerang.ws")));
     let send_sync = |uuid: &str, kind: &str| {
         let mut user = FrameHeaders::new();
