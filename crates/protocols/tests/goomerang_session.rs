@@ -1,11 +1,14 @@
 //! Goomerang sessions against an in-process bus: pub/sub, broadcast, the sync-request bridge (the test
 //! plays the responder on `$rpc.goomerang.<kind>`), ACLs, foreign messages and size limits.
 
+mod common;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use common::*;
 use core_bus::config::BusConfig;
-use core_bus::{Bus, ConnectionId, Envelope, Mailbox, Origin, Pattern, Protocol, Topic};
+use core_bus::{Bus, Envelope, Mailbox, Pattern, Protocol, Topic};
 use proptest::prelude::*;
 use prost::Message;
 use protocols::auth::{Allowed, Identity};
@@ -26,13 +29,6 @@ fn settings() -> SessionSettings {
         max_subscriptions: 8,
         send_routes: SendRoutes::default(),
         foreign_kinds: ForeignKinds::default(),
-    }
-}
-
-fn origin(protocol: Protocol) -> Origin {
-    Origin {
-        protocol,
-        connection: ConnectionId::next(),
     }
 }
 

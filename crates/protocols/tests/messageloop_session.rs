@@ -3,12 +3,15 @@
 //! test acting as responder, RPC and Connect tokens routed to a backend proxy (the test answering the
 //! queued calls), idle disconnect, and messages from other protocols.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::*;
 use core_bus::config::{BusConfig, HistoryPolicy, HistoryRule};
-use core_bus::{Bus, ConnectionId, Envelope, Origin, Pattern, Protocol, Topic};
+use core_bus::{Bus, ConnectionId, Envelope, Pattern, Protocol, Topic};
 use protocols::auth::{AuthConfig, Authenticator, Identity, StaticToken};
 use protocols::messageloop::message::{
     Connect, Error, Inbound, InboundBody, Outbound, OutboundBody, Payload, PayloadData, Position,
@@ -152,14 +155,6 @@ fn pump(session: &mut Session, now: Now) -> Vec<Outbound> {
         .unwrap();
     session.handle_deliveries(deliveries, now);
     session.poll_transmit()
-}
-
-/// The origin of a message from a new connection of `protocol`.
-fn origin(protocol: Protocol) -> Origin {
-    Origin {
-        protocol,
-        connection: ConnectionId::next(),
-    }
 }
 
 fn error_code(out: &Outbound) -> Option<&str> {

@@ -1,8 +1,9 @@
-//! Helpers shared by the integration tests that replay the recorded wire transcripts.
+//! Helpers shared by the integration tests: the recorded wire transcripts, and origins on the bus.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 
+use core_bus::{ConnectionId, Origin, Protocol};
 use serde_json::Value;
 
 /// The recorded transcripts, inside this crate.
@@ -27,4 +28,12 @@ pub fn unhex(text: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex digit"))
         .collect()
+}
+
+/// The origin of a message from a new connection of `protocol`.
+pub fn origin(protocol: Protocol) -> Origin {
+    Origin {
+        protocol,
+        connection: ConnectionId::next(),
+    }
 }
