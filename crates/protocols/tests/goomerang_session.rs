@@ -89,6 +89,25 @@ fn publish(session: &mut Session, topic: &str, text: &str, user: &[(&str, &str)]
     );
 }
 
+/// A SendSync of `goomerang.example.MessageV1 { "ping" }` with request id `uuid` and the `user` headers.
+fn send_sync(uuid: &str, user: &[(&str, &str)]) -> Command {
+    Command::SendSync {
+        uuid: uuid.into(),
+        kind: KIND.into(),
+        payload: message_v1("ping"),
+        headers: headers(user),
+    }
+}
+
+/// A direct Send of `goomerang.example.MessageV1 { text }` with the `user` headers.
+fn direct(text: &str, user: &[(&str, &str)]) -> Command {
+    Command::Send {
+        kind: KIND.into(),
+        payload: message_v1(text),
+        headers: headers(user),
+    }
+}
+
 /// Every frame the session would write now.
 fn frames(session: &mut Session) -> Vec<Frame> {
     let mut deliveries = Vec::new();
@@ -224,15 +243,7 @@ fn sync_request_is_bridged_and_the_first_reply_comes_back() {
     responder.subscribe(Pattern::exact(&rpc)).unwrap();
 
     let uuid = "0f8fad5b-d9cb-469f-a165-70867728950e";
-    send(
-        &mut client,
-        Command::SendSync {
-            uuid: uuid.into(),
-            kind: KIND.into(),
-            payload: message_v1("ping"),
-            headers: headers(&[("trace", "7")]),
-        },
-    );
+    send(&mut client, send_sync(uuid, &[("trace", "7")]));
     let request = responder.try_recv_one();
     assert_eq!(request.payload, message_v1("ping"));
     assert_eq!(request.correlation_id.as_deref(), Some(uuid));
@@ -267,15 +278,7 @@ fn sync_request_is_bridged_and_the_first_reply_comes_back() {
     assert_eq!(frame.payload_size, 6);
 
     // A foreign reply (no kind header) comes back wrapped, with its content type.
-    send(
-        &mut client,
-        Command::SendSync {
-            uuid: "second".into(),
-            kind: KIND.into(),
-            payload: message_v1("ping"),
-            headers: FrameHeaders::new(),
-        },
-    );
+    send(&mut client, send_sync("second", &[]));
     let request = responder.try_recv_one();
     let mut foreign = Envelope::new(
         request.reply_to.clone().unwrap(),
@@ -303,15 +306,7 @@ fn sync_request_is_bridged_and_the_first_reply_comes_back() {
 fn sync_request_without_responder_gets_nothing() {
     let bus = Bus::new(BusConfig::default());
     let mut client = session(&bus);
-    send(
-        &mut client,
-        Command::SendSync {
-            uuid: "u1".into(),
-            kind: KIND.into(),
-            payload: message_v1("ping"),
-            headers: FrameHeaders::new(),
-        },
-    );
+    send(&mut client, send_sync("u1", &[]));
     // Nothing waits for u1, so even a reply sent to the inbox by guesswork is dropped.
     let inbox = client.reply_inbox().clone();
     let mut reply = Envelope::new(inbox, message_v1("pong"), origin(Protocol::Internal));
@@ -320,14 +315,7 @@ fn sync_request_without_responder_gets_nothing() {
     assert!(frames(&mut client).is_empty());
 
     // A plain direct send nobody handles: dropped (unroutable), the session goes on.
-    send(
-        &mut client,
-        Command::Send {
-            kind: KIND.into(),
-            payload: message_v1("x"),
-            headers: FrameHeaders::new(),
-        },
-    );
+    send(&mut client, direct("x", &[]));
     assert!(frames(&mut client).is_empty());
 }
 
@@ -341,11 +329,7 @@ fn direct_send_goes_to_the_kind_topic_with_the_sender_identity() {
         .unwrap();
     send(
         &mut client,
-        Command::Send {
-            kind: KIND.into(),
-            payload: message_v1("do it"),
-            headers: headers(&[("trace", "7"), ("goomerang-sender", "mallory")]),
-        },
+        direct("do it", &[("trace", "7"), ("goomerang-sender", "mallory")]),
     );
     let request = handler.try_recv_one();
     assert_eq!(
@@ -375,14 +359,7 @@ fn direct_send_goes_to_the_kind_topic_with_the_sender_identity() {
     handler
         .subscribe(Pattern::parse("orders.commands").unwrap())
         .unwrap();
-    send(
-        &mut routed,
-        Command::Send {
-            kind: KIND.into(),
-            payload: message_v1("x"),
-            headers: FrameHeaders::new(),
-        },
-    );
+    send(&mut routed, direct("x", &[]));
     let request = handler.try_recv_one();
     assert_eq!(request.topic.as_str(), "orders.commands");
     assert_eq!(request.headers.get_str("goomerang-sender"), Some("bob"));
