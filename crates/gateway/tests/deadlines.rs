@@ -260,15 +260,14 @@ fn messageloop_grpc_message_over_the_limit_ends_with_resource_exhausted() {
         use grpc::g2::inbound_message::Envelope as In;
         let mut stream = grpc::open_g2(addr).await;
         stream
-            .send(grpc::g2::InboundMessage {
-                id: "c".into(),
-                time: 0,
-                envelope: Some(In::Connect(grpc::g2::Connect {
+            .send(grpc::g2_inbound(
+                "c",
+                In::Connect(grpc::g2::Connect {
                     version: "2.0.0".into(),
                     token: "x".repeat(4096),
                     ..Default::default()
-                })),
-            })
+                }),
+            ))
             .await;
         let ended = tokio::time::timeout(WAIT, stream.rx.message())
             .await

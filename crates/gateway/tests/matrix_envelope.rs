@@ -218,11 +218,10 @@ fn equivalent_messages_make_the_same_envelope_on_every_listener() {
             ..Default::default()
         };
         stream
-            .send(grpc::g2::InboundMessage {
-                id: "p".into(),
-                time: 0,
-                envelope: Some(grpc::g2::inbound_message::Envelope::Publish(publish)),
-            })
+            .send(grpc::g2_inbound(
+                "p",
+                grpc::g2::inbound_message::Envelope::Publish(publish),
+            ))
             .await;
         stream
     });

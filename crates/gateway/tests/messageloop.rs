@@ -56,17 +56,12 @@ fn client(addr: SocketAddr, version: &str) -> Ws {
 
 /// The G2 gRPC Connect message with id `c`, version 2.0.0 and `token`.
 fn g2_connect(token: &str) -> grpc::g2::InboundMessage {
-    grpc::g2::InboundMessage {
-        id: "c".into(),
-        time: 0,
-        envelope: Some(grpc::g2::inbound_message::Envelope::Connect(
-            grpc::g2::Connect {
-                version: "2.0.0".into(),
-                token: token.into(),
-                ..Default::default()
-            },
-        )),
-    }
+    let connect = grpc::g2::Connect {
+        version: "2.0.0".into(),
+        token: token.into(),
+        ..Default::default()
+    };
+    grpc::g2_inbound("c", grpc::g2::inbound_message::Envelope::Connect(connect))
 }
 
 /// The bytes of a CloudEvent's base64 `binary_data`.

@@ -439,11 +439,6 @@ fn grpc_clients_reach_the_backend_too() {
         start("[messageloop.grpc]\nenabled = true\naddress = \"127.0.0.1:0\"\n");
     let addr = gateway.listener("messageloop.grpc");
     let runtime = current_thread_runtime();
-    let inbound = |id: &str, envelope: In| grpc::g2::InboundMessage {
-        id: id.into(),
-        time: 0,
-        envelope: Some(envelope),
-    };
     let (connected, reply) = runtime.block_on(async {
         let mut stream = grpc::open_g2(addr).await;
         let connect = grpc::g2::Connect {
@@ -451,7 +446,9 @@ fn grpc_clients_reach_the_backend_too() {
             token: "good-token".into(),
             ..Default::default()
         };
-        stream.send(inbound("c", In::Connect(connect))).await;
+        stream
+            .send(grpc::g2_inbound("c", In::Connect(connect)))
+            .await;
         let connected = stream.next().await.expect("connected");
         let request = grpc::g2::RpcRequest {
             channel: "orders.eu".into(),
@@ -470,7 +467,9 @@ fn grpc_clients_reach_the_backend_too() {
             }),
             metadata: None,
         };
-        stream.send(inbound("r1", In::RpcRequest(request))).await;
+        stream
+            .send(grpc::g2_inbound("r1", In::RpcRequest(request)))
+            .await;
         loop {
             let out = stream.next().await.expect("stream open");
             if out.id == "r1" {
