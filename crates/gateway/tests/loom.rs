@@ -45,21 +45,6 @@ fn start(extra: &str) -> (Gatewayd, SocketAddr, Runtime) {
     (gateway, addr, multi_thread_runtime(2))
 }
 
-/// Polls `/api/topics` until an entry of room `topic` has `n` group members (consumers).
-fn wait_room_consumers(gateway: &Gatewayd, topic: &str, n: u64) {
-    gateway.wait_for(
-        "/api/topics",
-        &format!("{n} consumers on {topic}"),
-        |topics| {
-            topics
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|t| t["topic"] == topic && t["group"]["members"].as_u64() == Some(n))
-        },
-    );
-}
-
 /// Opens an anonymous producer stream (`p`) on `client` into `room`.
 async fn producer_into(client: &Client, room: &str) -> Stream {
     client
@@ -70,7 +55,7 @@ async fn producer_into(client: &Client, room: &str) -> Stream {
 /// Opens an anonymous consumer stream (`c`) on `client` in `room` and waits until the room has that one member.
 fn sole_consumer(gateway: &Gatewayd, rt: &Runtime, client: &Client, room: &str) -> Stream {
     let consumer = rt.block_on(client.open(&hello(CONSUMER, b"c", room.as_bytes(), b"")));
-    wait_room_consumers(gateway, room, 1);
+    wait_members(gateway, room, 1);
     consumer
 }
 
@@ -151,7 +136,7 @@ fn keyed_messages_are_delivered_once_with_key_affinity(transport: Transport) {
     let (gateway, addr, rt) = start("");
     let room = format!("orders.{transport:?}");
     let (_consumers, mut delivered) = rt.block_on(acking_consumers(addr, transport, &room, 3));
-    wait_room_consumers(&gateway, &room, 3);
+    wait_members(&gateway, &room, 3);
     const N: usize = 90;
     let got = rt.block_on(async {
         let producer = Client::connect(addr, transport).await;
@@ -355,7 +340,7 @@ fn auth_denial() {
     });
     // The same connection still serves an authorized consumer.
     let mut consumer = rt.block_on(quic.open(&hello(CONSUMER, b"c", b"ok.r", b"good")));
-    wait_room_consumers(&gateway, "ok.r", 1);
+    wait_members(&gateway, "ok.r", 1);
     rt.block_on(async {
         let h3 = Client::connect(addr, Transport::H3).await;
         let mut producer = h3.open(&hello(PRODUCER, b"p", b"ok.r", b"good")).await;
@@ -657,7 +642,7 @@ fn h3_failed_cut_through_resets_the_consumer_response() {
     let h3 = rt.block_on(Client::connect(addr, Transport::H3));
     let mut consumer = rt.block_on(h3.open(&hello(CONSUMER, b"c", room.as_bytes(), b"")));
     let h3_producer = rt.block_on(Client::connect(addr, Transport::H3));
-    wait_room_consumers(&gateway, room, 1);
+    wait_members(&gateway, room, 1);
     rt.block_on(async {
         let mut producer = producer_into(&h3_producer, room).await;
         let bytes = message_declaring(b"k", 0, &vec![5u8; 3 << 20], 65536);
@@ -718,7 +703,7 @@ fn shutdown_closes_connections_with_an_application_code() {
     let (gateway, addr, rt) = start("");
     let client = rt.block_on(Client::connect(addr, Transport::Quic));
     let _consumer = rt.block_on(client.open(&hello(CONSUMER, b"c", b"bye", b"")));
-    wait_room_consumers(&gateway, "bye", 1);
+    wait_members(&gateway, "bye", 1);
     let status = gateway.terminate(Duration::from_secs(6));
     assert_eq!(status.code(), Some(0));
     let closed = rt.block_on(within("close", client.conn.closed()));
@@ -749,7 +734,7 @@ fn reload_applies_new_tokens_to_new_streams_and_keeps_open_ones() {
     let (gateway, addr, rt) = start(AUTH);
     let quic = rt.block_on(Client::connect(addr, Transport::Quic));
     let mut consumer = rt.block_on(quic.open(&hello(CONSUMER, b"c", b"ok.r", b"good")));
-    wait_room_consumers(&gateway, "ok.r", 1);
+    wait_members(&gateway, "ok.r", 1);
 
     let reload = |address: &str| -> serde_json::Value {
         let text = config(

@@ -202,12 +202,7 @@ fn an_unclaimed_topic_is_answered_by_a_bus_responder_not_the_proxy() {
     // which the glob does not match: not claimed.
     let mut responder = Peer::connect(stomp);
     responder.send(&frames::subscribe("/queue/orders.get", "auto", "svc"));
-    gateway.wait_for("/api/topics", "a member on orders.get", |topics| {
-        topics.as_array().is_some_and(|all| {
-            all.iter()
-                .any(|t| t["topic"] == "orders.get" && t["group"]["members"] == 1)
-        })
-    });
+    wait_members(&gateway, "orders.get", 1);
     let mut peer = Peer::connect(stomp);
     peer.send(
         &frames::send_string("/queue/orders.get", "invoice?")
