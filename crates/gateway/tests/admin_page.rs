@@ -57,9 +57,7 @@ fn the_page_shows_what_the_api_says() {
         &["sub", "-p", "stomp", "page.orders", "--count", "1"],
     );
     ctl::wait_subscribed(&gateway, "page.orders", 1, 0);
-    gateway.wait_for("/api/connections", "three connections", |c| {
-        c.as_array().is_some_and(|all| all.len() == 3)
-    });
+    wait_connection_count(&gateway, 3);
 
     let dom = rendered(&gateway.url("/"));
     assert!(

@@ -447,10 +447,7 @@ fn shutdown_ends_once_the_clients_told_to_go_have_gone() {
     .into_iter()
     .flatten()
     .collect();
-    gateway.wait_for("/api/connections", "every client connected", |all| {
-        all.as_array()
-            .is_some_and(|all| all.len() == 5 * per_listener)
-    });
+    wait_connection_count(&gateway, 5 * per_listener);
     // The drain timeout is 30 s; clients that leave when told let gatewayd exit long before.
     let status = gateway.terminate(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0));

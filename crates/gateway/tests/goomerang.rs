@@ -175,18 +175,14 @@ fn broadcast_reaches_three_clients_including_the_sender() {
 fn client_close_is_echoed_with_1000_then_tcp_closes() {
     let (gateway, addr, rt) = start("");
     let client = rt.block_on(GoomerangClient::connect(addr));
-    gateway.wait_for("/api/connections", "the connection", |c| {
-        c.as_array().is_some_and(|all| all.len() == 1)
-    });
+    wait_connection_count(&gateway, 1);
     let echo = rt
         .block_on(client.close())
         .expect("close frame with a code");
     // `88 02 03 e8`: code 1000, empty reason.
     assert_eq!(echo.code, CloseCode::Normal);
     assert!(echo.reason.is_empty());
-    gateway.wait_for("/api/connections", "the connection to go", |c| {
-        c.as_array().is_some_and(|all| all.is_empty())
-    });
+    wait_connection_count(&gateway, 0);
 }
 
 #[test]
@@ -284,9 +280,7 @@ fn upgrades_on_ws_and_wss_paths_only() {
 fn shutdown_closes_connections_with_1000() {
     let (gateway, addr, rt) = start("");
     let mut client = rt.block_on(GoomerangClient::connect(addr));
-    gateway.wait_for("/api/connections", "the connection", |c| {
-        c.as_array().is_some_and(|all| all.len() == 1)
-    });
+    wait_connection_count(&gateway, 1);
     let closed = rt.spawn(async move { client.receive().await });
     let status = gateway.terminate(Duration::from_secs(8));
     assert_eq!(status.code(), Some(0));

@@ -424,6 +424,13 @@ pub fn assert_succeeded(output: &std::process::Output, what: &str) {
     assert!(output.status.success(), "{what} failed: {stderr}");
 }
 
+/// Polls `/api/connections` until it lists `n` connections.
+pub fn wait_connection_count(gateway: &Gatewayd, n: usize) {
+    gateway.wait_for("/api/connections", &format!("{n} connections"), |all| {
+        all.as_array().is_some_and(|all| all.len() == n)
+    });
+}
+
 /// A loopback port nothing listens on (bound once, then released).
 pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
