@@ -72,13 +72,6 @@ fn assert_close_1000(received: Received, reason: &str) {
     }
 }
 
-fn drops(gateway: &Gatewayd, reason: &str) -> f64 {
-    gateway.metric(
-        "gatewayd_drops_total",
-        &[("reason", reason), ("protocol", "goomerang")],
-    )
-}
-
 #[test]
 fn subscribe_publish_receive_and_unsubscribe() {
     let (gateway, addr, rt) = start("");
@@ -201,8 +194,8 @@ fn pings_are_answered_with_the_same_payload() {
 #[test]
 fn garbage_unknown_kinds_and_text_are_dropped_and_counted() {
     let (gateway, addr, rt) = start("");
-    let malformed = drops(&gateway, "malformed");
-    let unroutable = drops(&gateway, "unroutable");
+    let malformed = dropped(&gateway, "malformed", "goomerang");
+    let unroutable = dropped(&gateway, "unroutable", "goomerang");
     let mut client = rt.block_on(async {
         let mut client = GoomerangClient::connect(addr).await;
         client.send_raw(&b"\xff\xff\xff\xff"[..]).await;
@@ -219,8 +212,8 @@ fn garbage_unknown_kinds_and_text_are_dropped_and_counted() {
         client
     });
     wait_subscribers(&gateway, "alive", 1);
-    assert!(drops(&gateway, "malformed") >= malformed + 2.0);
-    assert!(drops(&gateway, "unroutable") > unroutable);
+    assert!(dropped(&gateway, "malformed", "goomerang") >= malformed + 2.0);
+    assert!(dropped(&gateway, "unroutable", "goomerang") > unroutable);
     rt.block_on(async {
         client.publish("alive", KIND, message_v1("yes"), &[]).await;
         assert_eq!(client.recv_frame().await.payload, message_v1("yes"));
@@ -232,11 +225,11 @@ fn acl_refusals_are_dropped_and_counted() {
     let (gateway, addr, rt) = start(
         "[goomerang.auth.anonymous]\nname = \"goomer\"\npublish = [\"open.#\"]\nsubscribe = [\"open.#\"]\n",
     );
-    let denied = drops(&gateway, "acl_denied");
+    let denied = dropped(&gateway, "acl_denied", "goomerang");
     let mut client = subscribed_client(&rt, addr, &["closed", "open.a"]);
     wait_subscribers(&gateway, "open.a", 1);
     assert_eq!(subscribers(&gateway.get_json("/api/topics"), "closed"), 0);
-    assert!(drops(&gateway, "acl_denied") >= denied + 1.0);
+    assert!(dropped(&gateway, "acl_denied", "goomerang") >= denied + 1.0);
     let connections = gateway.get_json("/api/connections");
     assert_eq!(connections[0]["identity"], "goomer", "{connections}");
     rt.block_on(async {
@@ -246,7 +239,7 @@ fn acl_refusals_are_dropped_and_counted() {
         // Neither the refused publish nor the refused broadcast came back.
         assert_eq!(client.recv_frame().await.payload, message_v1("yes"));
     });
-    assert!(drops(&gateway, "acl_denied") >= denied + 3.0);
+    assert!(dropped(&gateway, "acl_denied", "goomerang") >= denied + 3.0);
 }
 
 #[test]
@@ -400,11 +393,11 @@ fn reload_gives_new_connections_the_new_acl_and_keeps_open_ones() {
     assert!(report["error"].is_null(), "{report}");
 
     // A new connection is "after": `open.#` is refused, `other.#` allowed.
-    let denied = drops(&gateway, "acl_denied");
+    let denied = dropped(&gateway, "acl_denied", "goomerang");
     let mut new = subscribed_client(&rt, addr, &["open.b", "other.x"]);
     wait_subscribers(&gateway, "other.x", 1);
     assert_eq!(subscribers(&gateway.get_json("/api/topics"), "open.b"), 0);
-    assert!(drops(&gateway, "acl_denied") >= denied + 1.0);
+    assert!(dropped(&gateway, "acl_denied", "goomerang") >= denied + 1.0);
     let connections = gateway.get_json("/api/connections");
     assert_eq!(
         sorted_identities(&connections),
@@ -437,7 +430,7 @@ fn direct_send_reaches_a_handler_of_another_protocol_with_the_sender_identity() 
     ));
     let mut handler = stomp_subscriber(&gateway, "goomerang.send.goomerang.example.MessageV1");
     let mut orders = stomp_subscriber(&gateway, "orders.commands");
-    let unroutable = drops(&gateway, "unroutable");
+    let unroutable = dropped(&gateway, "unroutable", "goomerang");
     rt.block_on(async {
         let mut client = GoomerangClient::connect(addr).await;
         let mut user = FrameHeaders::new();
@@ -468,7 +461,7 @@ fn direct_send_reaches_a_handler_of_another_protocol_with_the_sender_identity() 
     let order = orders.expect_frame(WAIT);
     assert_eq!(order.body, b"\x0a\x01x");
     assert_eq!(order.get("goomerang-kind"), Some("acme.v1.Order"));
-    assert_eq!(drops(&gateway, "unroutable"), unroutable);
+    assert_eq!(dropped(&gateway, "unroutable", "goomerang"), unroutable);
 }
 
 #[test]

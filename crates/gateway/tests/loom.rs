@@ -84,14 +84,6 @@ async fn assert_silent(consumer: &mut Stream, what: &str) {
     assert!(timeout(QUIET, consumer.next()).await.is_err(), "{what}");
 }
 
-/// `gatewayd_drops_total` for messages too large for `protocol`.
-fn too_large_drops(gateway: &Gatewayd, protocol: &str) -> f64 {
-    gateway.metric(
-        "gatewayd_drops_total",
-        &[("reason", "too_large"), ("protocol", protocol)],
-    )
-}
-
 /// `gatewayd_loom_streamed_messages_total` for cut-through messages with `outcome`.
 fn streamed(gateway: &Gatewayd, outcome: &str) -> f64 {
     gateway.metric(
@@ -447,7 +439,7 @@ fn oversized_fields_and_messages() {
         let msg = next_msg(&mut consumer, "delivery").await;
         assert_eq!((msg.id, msg.body.as_slice()), (1, &b"small"[..]));
     });
-    assert!(too_large_drops(&gateway, "loom") >= 1.0);
+    assert!(dropped(&gateway, "too_large", "loom") >= 1.0);
 }
 
 fn large_message_streams_in_chunks(transport: Transport) {
@@ -629,7 +621,7 @@ fn failed_cut_through_resets_the_consumer_and_tells_the_producer() {
         assert_eq!(msg.body, b"small");
     });
     assert_eq!(streamed(&gateway, "failed"), 3.0);
-    assert_eq!(too_large_drops(&gateway, "loom"), 3.0);
+    assert_eq!(dropped(&gateway, "too_large", "loom"), 3.0);
 }
 
 /// Over HTTP/3 alike: the producer of a body past `max_streamed_message_bytes` gets 413, and the consumer's
@@ -695,7 +687,7 @@ fn other_protocols_do_not_get_cut_through_messages() {
         (frame.command.as_str(), frame.body.as_slice()),
         ("MESSAGE", &b"after"[..])
     );
-    assert_eq!(too_large_drops(&gateway, "stomp"), 1.0);
+    assert_eq!(dropped(&gateway, "too_large", "stomp"), 1.0);
 }
 
 #[test]

@@ -424,6 +424,14 @@ pub fn assert_succeeded(output: &std::process::Output, what: &str) {
     assert!(output.status.success(), "{what} failed: {stderr}");
 }
 
+/// `gatewayd_drops_total` for `reason` on `protocol`.
+pub fn dropped(gateway: &Gatewayd, reason: &str, protocol: &str) -> f64 {
+    gateway.metric(
+        "gatewayd_drops_total",
+        &[("reason", reason), ("protocol", protocol)],
+    )
+}
+
 /// Polls `/api/connections` until it lists `n` connections.
 pub fn wait_connection_count(gateway: &Gatewayd, n: usize) {
     gateway.wait_for("/api/connections", &format!("{n} connections"), |all| {
