@@ -204,10 +204,7 @@ fn expiring(name: &str, payload: &str, expires_at_ms: u64) -> core_bus::Envelope
 #[test]
 fn an_expired_message_is_dropped_from_queues_and_a_live_one_delivered() {
     let bus = bus();
-    let mut subscriber = bus.mailbox(origin());
-    subscriber
-        .subscribe(core_bus::Pattern::parse("t").unwrap())
-        .unwrap();
+    let mut subscriber = subscriber(&bus, "t");
     let now = core_bus::now_ms();
     bus.publish(expiring("t", "stale", now - 1));
     bus.publish(expiring("t", "live", now + 60_000));

@@ -5,10 +5,9 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use std::time::Duration;
 
 use core_bus::cluster::{ClusterBackend, ClusterState, Sequencing};
-use core_bus::config::{BusConfig, GroupPolicy, HistoryPolicy, HistoryRule};
+use core_bus::config::GroupPolicy;
 use core_bus::events::{BusEvent, Interested};
 use core_bus::history::Since;
 use core_bus::{Bus, ClusterDelivery, Credit, Envelope, Pattern, Position};
@@ -50,8 +49,7 @@ fn local_publishes_and_interest_reach_the_backend_and_remote_ones_are_not_forwar
     let bus = bus();
     let recorder = Arc::new(Recorder::default());
     bus.set_cluster(Box::new(Shared(recorder.clone())));
-    let mut m = bus.mailbox(origin());
-    m.subscribe(Pattern::parse("t.*").unwrap()).unwrap();
+    let mut m = subscriber(&bus, "t.*");
     assert_eq!(recorder.interest.lock().len(), 1);
     bus.publish(envelope("t.local", "l"));
     bus.publish_from_cluster(envelope("t.remote", "r"), &ClusterDelivery::Fanout);
@@ -73,8 +71,7 @@ fn a_backend_that_owns_groups_takes_group_delivery_away_from_the_publishing_node
     member
         .join_group(&topic("q"), Credit::AutoAck, GroupPolicy::QUEUE)
         .unwrap();
-    let mut fan = bus.mailbox(origin());
-    fan.subscribe(Pattern::parse("q").unwrap()).unwrap();
+    let mut fan = subscriber(&bus, "q");
     bus.publish(envelope("q", "1"));
     assert!(
         drain(&mut member).is_empty(),
@@ -103,7 +100,7 @@ fn a_backend_that_owns_groups_delivers_each_named_group_on_its_own() {
         ..Recorder::default()
     });
     bus.set_cluster(Box::new(Shared(recorder.clone())));
-    let wild = Pattern::parse("q.*").unwrap();
+    let wild = pattern("q.*");
     let join = |name: &str, pattern: &Pattern| {
         let mut member = bus.mailbox(origin());
         member
@@ -152,20 +149,6 @@ fn a_backend_that_owns_groups_delivers_each_named_group_on_its_own() {
     );
 }
 
-fn history_bus(max_messages: usize) -> Bus {
-    Bus::new(BusConfig {
-        history: vec![HistoryRule {
-            topics: Pattern::parse("h.#").unwrap(),
-            policy: HistoryPolicy {
-                max_messages,
-                max_bytes: 1 << 20,
-                ttl: Duration::ZERO,
-            },
-        }],
-        ..BusConfig::default()
-    })
-}
-
 fn sequencing_backend(bus: &Bus, sequencing: Sequencing) -> Arc<Recorder> {
     let recorder = Arc::new(Recorder {
         owns_groups: true,
@@ -191,11 +174,11 @@ fn offsets(deliveries: &[core_bus::Delivery]) -> Vec<u64> {
 
 #[test]
 fn a_sequencing_backend_numbers_history_topics_and_the_bus_delivers_what_comes_back() {
-    let bus = history_bus(100);
+    let bus = history_bus(100, 1 << 20);
     let recorder = sequencing_backend(&bus, Sequencing::Cluster { epoch: 9 });
     let mut m = bus.mailbox(origin());
-    m.subscribe(Pattern::parse("h.x").unwrap()).unwrap();
-    m.subscribe(Pattern::parse("plain").unwrap()).unwrap();
+    m.subscribe(pattern("h.x")).unwrap();
+    m.subscribe(pattern("plain")).unwrap();
 
     let outcome = bus.publish(envelope("h.x", "a"));
     assert_eq!(outcome.position, None, "the log has not numbered it yet");
@@ -259,7 +242,7 @@ fn a_sequencing_backend_numbers_history_topics_and_the_bus_delivers_what_comes_b
 
 #[test]
 fn sparse_offsets_judge_completeness_by_what_was_evicted_and_by_the_floor() {
-    let bus = history_bus(2);
+    let bus = history_bus(2, 1 << 20);
     sequencing_backend(&bus, Sequencing::Cluster { epoch: 1 });
     // The node started reading the log at offset 5: anything of this topic up to 4 may be gone.
     for offset in [6, 10, 15] {
@@ -286,7 +269,7 @@ fn sparse_offsets_judge_completeness_by_what_was_evicted_and_by_the_floor() {
             .complete
     );
 
-    let fresh = history_bus(10);
+    let fresh = history_bus(10, 1 << 20);
     let log = sequencing_backend(&fresh, Sequencing::Cluster { epoch: 1 });
     fresh.publish_sequenced(at(1, 20, "x"), 4);
     let mut n = fresh.mailbox(origin());
@@ -314,10 +297,9 @@ fn payloads_of(envelopes: &[Arc<Envelope>]) -> Vec<String> {
 
 #[test]
 fn while_the_log_is_unavailable_history_topics_are_delivered_locally_without_positions() {
-    let bus = history_bus(10);
+    let bus = history_bus(10, 1 << 20);
     let recorder = sequencing_backend(&bus, Sequencing::Unavailable);
-    let mut m = bus.mailbox(origin());
-    m.subscribe(Pattern::parse("h.x").unwrap()).unwrap();
+    let mut m = subscriber(&bus, "h.x");
     let outcome = bus.publish(envelope("h.x", "local"));
     assert_eq!(outcome.position, None);
     let got = drain(&mut m);

@@ -6,8 +6,7 @@ mod common;
 use common::*;
 use core_bus::config::GroupPolicy;
 use core_bus::{
-    Bus, Credit, DurableError, DurableOwner, NotOwner, Pattern, Protocol, Topic,
-    SOURCE_TOPIC_HEADER,
+    Bus, Credit, DurableError, DurableOwner, NotOwner, Protocol, Topic, SOURCE_TOPIC_HEADER,
 };
 
 fn owner(identity: &str) -> DurableOwner {
@@ -19,10 +18,6 @@ fn owner(identity: &str) -> DurableOwner {
 
 fn queue(owner: &str, name: &str) -> Topic {
     Topic::from_tokens(["$durable", owner, name])
-}
-
-fn pattern(text: &str) -> Pattern {
-    Pattern::parse(text).expect("valid pattern")
 }
 
 fn publish(bus: &Bus, topic: &str, body: &'static str) {

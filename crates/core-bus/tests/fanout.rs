@@ -11,16 +11,9 @@ use proptest::prelude::*;
 #[test]
 fn every_matching_subscriber_gets_a_copy() {
     let bus = bus();
-    let mut exact = bus.mailbox(origin());
-    let mut wild = bus.mailbox(origin());
-    let mut other = bus.mailbox(origin());
-    exact
-        .subscribe(Pattern::parse("orders.eu").unwrap())
-        .unwrap();
-    wild.subscribe(Pattern::parse("orders.*").unwrap()).unwrap();
-    other
-        .subscribe(Pattern::parse("invoices.#").unwrap())
-        .unwrap();
+    let mut exact = subscriber(&bus, "orders.eu");
+    let mut wild = subscriber(&bus, "orders.*");
+    let mut other = subscriber(&bus, "invoices.#");
     let outcome = bus.publish(envelope("orders.eu", "o1"));
     assert_eq!(outcome.delivered, 2);
     assert_eq!(payloads(&drain(&mut exact)), ["o1"]);
@@ -36,15 +29,9 @@ fn fanout_protocols_name_each_matching_subscription() {
         connection: core_bus::ConnectionId::next(),
     };
     let mut exact = bus.mailbox(stomp);
-    let mut wild = bus.mailbox(origin());
-    let mut other = bus.mailbox(origin());
-    exact
-        .subscribe(Pattern::parse("orders.eu").unwrap())
-        .unwrap();
-    wild.subscribe(Pattern::parse("orders.>").unwrap()).unwrap();
-    other
-        .subscribe(Pattern::parse("invoices").unwrap())
-        .unwrap();
+    exact.subscribe(pattern("orders.eu")).unwrap();
+    let _wild = subscriber(&bus, "orders.>");
+    let _other = subscriber(&bus, "invoices");
     let topic = core_bus::Topic::parse("orders.eu").unwrap();
     let mut protocols = bus.fanout_protocols(&topic);
     protocols.sort_by_key(|p| p.as_str());
@@ -60,10 +47,8 @@ fn fanout_protocols_name_each_matching_subscription() {
 #[test]
 fn payload_is_shared_not_copied() {
     let bus = bus();
-    let mut a = bus.mailbox(origin());
-    let mut b = bus.mailbox(origin());
-    a.subscribe(Pattern::parse("t").unwrap()).unwrap();
-    b.subscribe(Pattern::parse("t").unwrap()).unwrap();
+    let mut a = subscriber(&bus, "t");
+    let mut b = subscriber(&bus, "t");
     bus.publish(envelope("t", "shared"));
     let (da, db) = (drain(&mut a), drain(&mut b));
     assert_eq!(
@@ -76,8 +61,8 @@ fn payload_is_shared_not_copied() {
 fn wildcards_never_match_internal_topics() {
     let bus = bus();
     let mut all = bus.mailbox(origin());
-    all.subscribe(Pattern::parse("#").unwrap()).unwrap();
-    all.subscribe(Pattern::parse(">").unwrap()).unwrap();
+    all.subscribe(pattern("#")).unwrap();
+    all.subscribe(pattern(">")).unwrap();
     bus.publish(envelope("$rpc.messageloop.chat.echo", "req"));
     bus.publish(envelope("normal", "n"));
     assert_eq!(payloads(&drain(&mut all)), ["n", "n"]);
@@ -94,12 +79,10 @@ fn internal_topics_by_exact_name_and_inboxes_by_owner_only() {
         Err(SubscribeError::NotInboxOwner(_))
     ));
     assert_eq!(
-        stranger.subscribe(Pattern::parse("$rpc.*").unwrap()),
+        stranger.subscribe(pattern("$rpc.*")),
         Err(SubscribeError::InternalWildcard)
     );
-    stranger
-        .subscribe(Pattern::parse("$rpc.goomerang.kind").unwrap())
-        .unwrap();
+    stranger.subscribe(pattern("$rpc.goomerang.kind")).unwrap();
     owner.subscribe(Pattern::exact(&inbox)).unwrap();
     bus.publish(core_bus::Envelope::new(inbox, "r", origin()));
     assert_eq!(payloads(&drain(&mut owner)), ["r"]);
@@ -120,7 +103,7 @@ fn small(policy: SlowConsumerPolicy) -> MailboxOptions {
 fn drop_newest_keeps_the_first_messages() {
     let bus = unstalled_bus();
     let mut slow = bus.mailbox_with(origin(), small(SlowConsumerPolicy::DropNewest));
-    slow.subscribe(Pattern::parse("t").unwrap()).unwrap();
+    slow.subscribe(pattern("t")).unwrap();
     let dropped: usize = ["1", "2", "3", "4"]
         .iter()
         .map(|p| bus.publish(envelope("t", p)).dropped)
@@ -133,7 +116,7 @@ fn drop_newest_keeps_the_first_messages() {
 fn drop_oldest_keeps_the_last_messages() {
     let bus = unstalled_bus();
     let mut slow = bus.mailbox_with(origin(), small(SlowConsumerPolicy::DropOldest));
-    slow.subscribe(Pattern::parse("t").unwrap()).unwrap();
+    slow.subscribe(pattern("t")).unwrap();
     for p in ["1", "2", "3", "4"] {
         bus.publish(envelope("t", p));
     }
@@ -144,9 +127,8 @@ fn drop_oldest_keeps_the_last_messages() {
 fn disconnect_closes_only_the_slow_subscriber() {
     let bus = unstalled_bus();
     let mut slow = bus.mailbox_with(origin(), small(SlowConsumerPolicy::Disconnect));
-    let mut fast = bus.mailbox(origin());
-    slow.subscribe(Pattern::parse("t").unwrap()).unwrap();
-    fast.subscribe(Pattern::parse("t").unwrap()).unwrap();
+    slow.subscribe(pattern("t")).unwrap();
+    let mut fast = subscriber(&bus, "t");
     let dropped: usize = ["1", "2", "3"]
         .iter()
         .map(|p| bus.publish(envelope("t", p)).dropped)
@@ -164,7 +146,7 @@ fn drops_are_counted_by_reason() {
     metrics::with_local_recorder(&recorder, || {
         let bus = unstalled_bus();
         let mut slow = bus.mailbox_with(origin(), small(SlowConsumerPolicy::DropNewest));
-        slow.subscribe(Pattern::parse("t").unwrap()).unwrap();
+        slow.subscribe(pattern("t")).unwrap();
         for p in ["1", "2", "3"] {
             bus.publish(envelope("t", p));
         }
@@ -214,7 +196,7 @@ proptest! {
         for (tokens, gt) in patterns {
             let mut text = tokens.join(".");
             if gt { text.push_str(".>"); }
-            let pattern = Pattern::parse(&text).unwrap();
+            let pattern = pattern(&text);
             let mut mailbox = bus.mailbox(origin());
             if mailbox.subscribe(pattern.clone()).is_ok() {
                 subscribers.push((pattern, mailbox));

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use core_bus::config::SlowConsumerPolicy;
 use core_bus::config::{BusConfig, GroupOverflow, GroupPolicy, NoMemberPolicy, QueueLimits};
-use core_bus::{Bus, Closed, ClusterDelivery, Credit, Mailbox, MailboxOptions, Pattern};
+use core_bus::{Bus, Closed, ClusterDelivery, Credit, Mailbox, MailboxOptions};
 
 /// Far longer than any test takes: a stall ends only because the queue drained.
 const FOREVER: Duration = Duration::from_secs(3600);
@@ -35,7 +35,7 @@ fn bounded(bus: &Bus, max_messages: usize, topic: &str) -> Mailbox {
             stall_publishers: true,
         },
     );
-    mailbox.subscribe(Pattern::parse(topic).unwrap()).unwrap();
+    mailbox.subscribe(pattern(topic)).unwrap();
     mailbox
 }
 
@@ -43,6 +43,11 @@ fn take(mailbox: &mut Mailbox, n: usize) -> Vec<String> {
     let mut out = Vec::new();
     mailbox.try_recv_batch(&mut out, n).expect("mailbox open");
     payloads(&out)
+}
+
+/// Waits at most [`PATIENCE`] for `task` and returns its output.
+async fn joined<T>(task: tokio::task::JoinHandle<T>) -> T {
+    tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap()
 }
 
 async fn settle() {
@@ -68,10 +73,7 @@ async fn stalls_at_the_high_water_mark_and_resumes_at_the_low_water_mark() {
     settle().await;
     assert!(!stall.is_finished(), "resumed above the low-water mark");
     assert_eq!(take(&mut sub, 1), ["3"]);
-    tokio::time::timeout(PATIENCE, stall)
-        .await
-        .unwrap()
-        .unwrap();
+    joined(stall).await;
     assert_eq!(take(&mut sub, 10), ["4", "5"]);
     assert!(bus.publish(envelope("t", "6")).backpressure.is_none());
 }
@@ -126,10 +128,7 @@ async fn a_stuck_subscriber_is_cut_while_the_others_get_every_message_in_order()
             .expect("the reader is never cut");
         got.push(String::from_utf8_lossy(&delivery.envelope.payload).into_owned());
     }
-    tokio::time::timeout(PATIENCE, publisher)
-        .await
-        .unwrap()
-        .unwrap();
+    joined(publisher).await;
     let expected: Vec<String> = (0..200).map(|n| n.to_string()).collect();
     assert_eq!(got, expected);
     let mut out = Vec::new();
@@ -185,10 +184,7 @@ async fn the_admin_view_names_the_stalled_publisher_and_the_stalling_subscriber(
     assert!(status[&publisher.connection].stalled_ms.is_some());
     assert!(status[&sub.owner().connection].stalling_ms.is_some());
     take(&mut sub, 10);
-    tokio::time::timeout(PATIENCE, stalled)
-        .await
-        .unwrap()
-        .unwrap();
+    joined(stalled).await;
     assert!(bus.flow_status().is_empty());
 }
 
@@ -269,10 +265,7 @@ async fn a_block_group_stalls_until_it_drains_to_half_its_bound() {
         .join_group(&topic("q"), Credit::Window(3), policy)
         .unwrap();
     // Three taken by the member, two retained: at the low-water mark.
-    tokio::time::timeout(PATIENCE, stalled)
-        .await
-        .unwrap()
-        .unwrap();
+    joined(stalled).await;
     assert_eq!(payloads(&drain(&mut member)), ["0", "1", "2"]);
 }
 

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use core_bus::{Pattern, Topic, MAX_TOPIC_SEGMENTS};
+use core_bus::{Topic, MAX_TOPIC_SEGMENTS};
 
 #[test]
 fn deepest_pattern_and_many_hashes_match_and_unsubscribe() {
@@ -13,9 +13,9 @@ fn deepest_pattern_and_many_hashes_match_and_unsubscribe() {
     let mut deep = bus.mailbox(origin());
     let mut hashes = bus.mailbox(origin());
     let deep_text = vec!["*"; MAX_TOPIC_SEGMENTS].join(".");
-    let deep_id = deep.subscribe(Pattern::parse(&deep_text).unwrap()).unwrap();
+    let deep_id = deep.subscribe(pattern(&deep_text)).unwrap();
     let hashes_id = hashes
-        .subscribe(Pattern::parse("#.a.#.a.#.a.#.a.#.a.#.b").unwrap())
+        .subscribe(pattern("#.a.#.a.#.a.#.a.#.a.#.b"))
         .unwrap();
 
     let long = Topic::parse(&vec!["a"; MAX_TOPIC_SEGMENTS].join(".")).unwrap();

@@ -5,12 +5,10 @@ mod common;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::*;
-use core_bus::config::{BusConfig, HistoryPolicy, HistoryRule};
 use core_bus::history::Since;
-use core_bus::{Bus, Pattern};
+use core_bus::Bus;
 
 type Published = Arc<parking_lot::Mutex<HashSet<u64>>>;
 
@@ -69,7 +67,7 @@ fn subscribe_and_unsubscribe_take_effect_when_they_return() {
     for _ in 0..50 {
         run_during();
         let mut m = bus.mailbox(origin());
-        let id = m.subscribe(Pattern::parse("t").unwrap()).unwrap();
+        let id = m.subscribe(pattern("t")).unwrap();
         // Numbers taken after subscribe returned are published after it returned: all must arrive.
         let subscribed_at = counter.load(Ordering::SeqCst);
         publish_more(200);
@@ -107,20 +105,8 @@ fn subscribe_and_unsubscribe_take_effect_when_they_return() {
 
 #[test]
 fn history_offsets_are_dense_and_ordered_under_concurrent_publishers() {
-    let config = BusConfig {
-        history: vec![HistoryRule {
-            topics: Pattern::parse("h.#").unwrap(),
-            policy: HistoryPolicy {
-                max_messages: 100_000,
-                max_bytes: 1 << 30,
-                ttl: Duration::ZERO,
-            },
-        }],
-        ..BusConfig::default()
-    };
-    let bus = Bus::new(config);
-    let mut m = bus.mailbox(origin());
-    m.subscribe(Pattern::parse("h.x").unwrap()).unwrap();
+    let bus = history_bus(100_000, 1 << 30);
+    let mut m = subscriber(&bus, "h.x");
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let bus = bus.clone();
@@ -142,18 +128,7 @@ fn history_offsets_are_dense_and_ordered_under_concurrent_publishers() {
 
 #[test]
 fn recovery_returns_what_was_missed_without_gaps() {
-    let config = BusConfig {
-        history: vec![HistoryRule {
-            topics: Pattern::parse("h.#").unwrap(),
-            policy: HistoryPolicy {
-                max_messages: 3,
-                max_bytes: 1 << 20,
-                ttl: Duration::ZERO,
-            },
-        }],
-        ..BusConfig::default()
-    };
-    let bus = Bus::new(config);
+    let bus = history_bus(3, 1 << 20);
     let first = bus.publish(envelope("h.x", "1")).position.unwrap();
     bus.publish(envelope("h.x", "2"));
     bus.publish(envelope("h.x", "3"));

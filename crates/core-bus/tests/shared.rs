@@ -7,11 +7,7 @@ use std::collections::HashMap;
 
 use common::*;
 use core_bus::config::GroupPolicy;
-use core_bus::{Bus, Credit, Mailbox, Pattern, SubscribeError};
-
-fn pattern(text: &str) -> Pattern {
-    Pattern::parse(text).expect("valid pattern")
-}
+use core_bus::{Bus, Credit, Mailbox, SubscribeError};
 
 fn shared(bus: &Bus, name: &str, filter: &str) -> Mailbox {
     let mut mailbox = bus.mailbox(origin());

@@ -33,11 +33,7 @@ fn rendered(url: &str) -> String {
         .arg(url)
         .output()
         .expect("run chromium (Debian package chromium; scripts/test.sh installs it)");
-    assert!(
-        output.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(&output, "chromium");
     String::from_utf8(output.stdout).expect("utf-8 DOM")
 }
 
@@ -61,9 +57,7 @@ fn the_page_shows_what_the_api_says() {
         &["sub", "-p", "stomp", "page.orders", "--count", "1"],
     );
     ctl::wait_subscribed(&gateway, "page.orders", 1, 0);
-    gateway.wait_for("/api/connections", "three connections", |c| {
-        c.as_array().is_some_and(|all| all.len() == 3)
-    });
+    wait_connection_count(&gateway, 3);
 
     let dom = rendered(&gateway.url("/"));
     assert!(

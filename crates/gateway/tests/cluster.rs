@@ -436,16 +436,10 @@ fn a_killed_node_does_not_affect_the_other(backend: Backend) {
 
 /// A node with MessageLoop, JetStream-backed history on `hist.#` and KV presence, ready once its stream is.
 fn jetstream_node(nats: &NatsServer) -> Gatewayd {
-    let config = format!(
-        "{}[cluster]\nbackend = \"nats\"\nurls = [\"{}\"]\nhistory = \"jetstream\"\npresence = \"kv\"\n\
-         [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
-         [[bus.history]]\ntopics = \"hist.#\"\nmax_messages = 100\nmax_bytes = 1048576\nttl = 0\n",
-        base_config(),
+    node_with_history(&format!(
+        "[cluster]\nbackend = \"nats\"\nurls = [\"{}\"]\nhistory = \"jetstream\"\npresence = \"kv\"\n",
         nats.url()
-    );
-    let gateway = Gatewayd::start(&config);
-    wait_streams_ready(&gateway, "history stream ready");
-    gateway
+    ))
 }
 
 fn ml_client(gateway: &Gatewayd) -> Ws {
@@ -502,12 +496,15 @@ fn publication(frame: &Value) -> Publication {
 
 /// A node with cluster-wide history, `cluster` adding keys to its `[cluster]` section.
 fn history_node(server: &Server, cluster: &str) -> Gatewayd {
+    node_with_history(&format!("{}{cluster}", server.history_cluster_config()))
+}
+
+/// A node with the `[cluster]` section `cluster`, MessageLoop and history on `hist.#`, ready once its stream is.
+fn node_with_history(cluster: &str) -> Gatewayd {
     let config = format!(
-        "{}{}{cluster}\
-         [messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
+        "{}{cluster}[messageloop.ws]\nenabled = true\naddress = \"127.0.0.1:0\"\n\
          [[bus.history]]\ntopics = \"hist.#\"\nmax_messages = 100\nmax_bytes = 1048576\nttl = 0\n",
-        base_config(),
-        server.history_cluster_config()
+        base_config()
     );
     let gateway = Gatewayd::start(&config);
     wait_streams_ready(&gateway, "history stream ready");

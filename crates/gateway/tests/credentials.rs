@@ -46,14 +46,6 @@ token = "c-good"
 identity = { name = "feed", publish = ["orders.>"], subscribe = ["orders.>"] }
 "#;
 
-/// Goomerang messages dropped by an ACL so far.
-fn goomerang_acl_drops(gateway: &Gatewayd) -> f64 {
-    gateway.metric(
-        "gatewayd_drops_total",
-        &[("reason", "acl_denied"), ("protocol", "goomerang")],
-    )
-}
-
 /// The header of the one answer source of a chanserv request.
 fn answer(client: &mut chanserv_client::Client, body: &[u8]) -> String {
     let master = client.post(body);
@@ -66,10 +58,7 @@ fn answer(client: &mut chanserv_client::Client, body: &[u8]) -> String {
 fn goomerang_and_chanserv_require_credentials_when_configured() {
     let gateway = Gatewayd::start(&format!("{}{REQUIRED}", base_config()));
     let goomerang = gateway.listener("goomerang.ws");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread_runtime();
 
     let mut subscriber = rt.block_on(async {
         match GoomerangClient::connect_path(goomerang, "/ws").await {
@@ -89,7 +78,7 @@ fn goomerang_and_chanserv_require_credentials_when_configured() {
     });
     wait_subscribers(&gateway, "orders.eu", 1);
     assert_eq!(
-        goomerang_acl_drops(&gateway),
+        dropped(&gateway, "acl_denied", "goomerang"),
         1.0,
         "the token's identity and ACL apply"
     );
@@ -205,10 +194,7 @@ identity = {{ name = "billing", publish = ["billing.>"], subscribe = ["billing.>
     );
     let gateway = Gatewayd::start(&config);
     let addr = gateway.listener("goomerang.ws");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread_runtime();
     let unlisted = client_certificate(&ca, "someone-else", &[]);
     match rt.block_on(goomerang_over_mtls(addr, unlisted, &[])) {
         Err(WsError::Http(response)) => assert_eq!(response.status(), 401),
@@ -221,7 +207,7 @@ identity = {{ name = "billing", publish = ["billing.>"], subscribe = ["billing.>
         .expect("a listed certificate");
     wait_subscribers(&gateway, "billing.x", 1);
     assert_eq!(
-        goomerang_acl_drops(&gateway),
+        dropped(&gateway, "acl_denied", "goomerang"),
         1.0,
         "the certificate's identity and ACL apply"
     );

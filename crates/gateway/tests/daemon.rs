@@ -76,11 +76,7 @@ fn reload_applies_the_log_level_and_reports_what_needs_a_restart() {
         .args(["--admin", &gateway.url(""), "reload"])
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(&output, "gatewayd reload");
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_reload(&report, &["log.level"], &["goomerang"]);
     assert!(report["error"].is_null(), "{report}");

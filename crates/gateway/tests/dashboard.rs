@@ -129,23 +129,13 @@ fn every_dashboard_metric_is_exported_after_traffic_on_every_protocol() {
         &[("reason", "malformed")],
         1.0,
     );
-    wait_metric(
-        &gateway,
-        "gatewayd_connections",
-        &[("protocol", "goomerang")],
-        1.0,
-    );
+    wait_connections(&gateway, "goomerang", 1.0);
 
     // Goomerang's limit is 3: a fourth connection is refused and counted.
     let held: Vec<TcpStream> = (0..2)
         .map(|_| TcpStream::connect(goomerang).expect("connect"))
         .collect();
-    wait_metric(
-        &gateway,
-        "gatewayd_connections",
-        &[("protocol", "goomerang")],
-        3.0,
-    );
+    wait_connections(&gateway, "goomerang", 3.0);
     let _refused = TcpStream::connect(goomerang).expect("connect");
     wait_metric(
         &gateway,
@@ -162,6 +152,16 @@ fn every_dashboard_metric_is_exported_after_traffic_on_every_protocol() {
     assert!(
         missing.is_empty(),
         "the dashboard names metrics /metrics lacks: {missing:?}"
+    );
+}
+
+/// Polls `/metrics` until `gatewayd_connections` of `protocol` reaches `at_least`.
+fn wait_connections(gateway: &Gatewayd, protocol: &str, at_least: f64) {
+    wait_metric(
+        gateway,
+        "gatewayd_connections",
+        &[("protocol", protocol)],
+        at_least,
     );
 }
 
@@ -184,12 +184,7 @@ fn open_connections_go_up_and_down() {
     let held: Vec<TcpStream> = (0..3)
         .map(|_| TcpStream::connect(address).expect("connect"))
         .collect();
-    wait_metric(
-        &gateway,
-        "gatewayd_connections",
-        &[("protocol", "chanserv")],
-        3.0,
-    );
+    wait_connections(&gateway, "chanserv", 3.0);
     drop(held);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while gateway.metric("gatewayd_connections", &[("protocol", "chanserv")]) > 0.0 {

@@ -260,15 +260,14 @@ fn messageloop_grpc_message_over_the_limit_ends_with_resource_exhausted() {
         use grpc::g2::inbound_message::Envelope as In;
         let mut stream = grpc::open_g2(addr).await;
         stream
-            .send(grpc::g2::InboundMessage {
-                id: "c".into(),
-                time: 0,
-                envelope: Some(In::Connect(grpc::g2::Connect {
+            .send(grpc::g2_inbound(
+                "c",
+                In::Connect(grpc::g2::Connect {
                     version: "2.0.0".into(),
                     token: "x".repeat(4096),
                     ..Default::default()
-                })),
-            })
+                }),
+            ))
             .await;
         let ended = tokio::time::timeout(WAIT, stream.rx.message())
             .await
@@ -374,11 +373,10 @@ fn out_of_file_descriptors_backs_off_instead_of_spinning() {
     );
 }
 
-/// Opens `count` WebSocket connections to `url` on `addr` that read until gatewayd closes them, then go.
+/// Opens `count` WebSocket connections to `/ws` on `addr` that read until gatewayd closes them, then go.
 fn websocket_clients(
     runtime: &tokio::runtime::Runtime,
     addr: SocketAddr,
-    path: &str,
     subprotocol: Option<&str>,
     count: usize,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -386,7 +384,7 @@ fn websocket_clients(
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     (0..count)
         .map(|_| {
-            let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
+            let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
             if let Some(protocol) = subprotocol {
                 request
                     .headers_mut()
@@ -435,44 +433,21 @@ fn shutdown_ends_once_the_clients_told_to_go_have_gone() {
     );
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let per_listener = 50;
-    let mut clients = Vec::new();
-    clients.extend(tcp_clients(
-        &runtime,
-        gateway.listener("stomp.tcp"),
-        b"CONNECT\naccept-version:1.2\n\n\0",
-        per_listener,
-    ));
-    clients.extend(tcp_clients(
-        &runtime,
-        gateway.listener("chanserv.tcp"),
-        b"",
-        per_listener,
-    ));
-    clients.extend(websocket_clients(
-        &runtime,
-        gateway.listener("stomp.ws"),
-        "/ws",
-        Some("v12.stomp"),
-        per_listener,
-    ));
-    clients.extend(websocket_clients(
-        &runtime,
-        gateway.listener("messageloop.ws"),
-        "/ws",
-        Some("messageloop+json"),
-        per_listener,
-    ));
-    clients.extend(websocket_clients(
-        &runtime,
-        gateway.listener("goomerang.ws"),
-        "/ws",
-        None,
-        per_listener,
-    ));
-    gateway.wait_for("/api/connections", "every client connected", |all| {
-        all.as_array()
-            .is_some_and(|all| all.len() == 5 * per_listener)
-    });
+    let tcp = |name, hello| tcp_clients(&runtime, gateway.listener(name), hello, per_listener);
+    let ws = |name, protocol| {
+        websocket_clients(&runtime, gateway.listener(name), protocol, per_listener)
+    };
+    let clients: Vec<_> = [
+        tcp("stomp.tcp", b"CONNECT\naccept-version:1.2\n\n\0"),
+        tcp("chanserv.tcp", b""),
+        ws("stomp.ws", Some("v12.stomp")),
+        ws("messageloop.ws", Some("messageloop+json")),
+        ws("goomerang.ws", None),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    wait_connection_count(&gateway, 5 * per_listener);
     // The drain timeout is 30 s; clients that leave when told let gatewayd exit long before.
     let status = gateway.terminate(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0));

@@ -48,11 +48,7 @@ fn round_trip(gateway: &Gatewayd, pub_protocol: &str, sub_protocol: &str, topic:
         &["pub", "-p", pub_protocol, topic, &payload, "-H", "trace=t1"],
     );
     let output = finish(sub);
-    assert!(
-        output.status.success(),
-        "sub failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(&output, "sub");
     let received: Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
     assert_eq!(received["payload"], payload.as_str(), "{received}");
     received
@@ -294,11 +290,7 @@ fn tap_follows_messages_of_every_protocol_on_a_pattern() {
         &["pub", "-p", "messageloop", "orders.us", "from messageloop"],
     );
     let output = finish(tap);
-    assert!(
-        output.status.success(),
-        "tap failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(&output, "tap");
     let tapped: Vec<Value> = String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(|line| serde_json::from_str(line).expect("one JSON object per line"))

@@ -47,12 +47,7 @@ fn stomp_subscriber(gateway: &Gatewayd, topic: &str) -> stomp_client::Peer {
 fn start(extra: &str) -> (Gatewayd, SocketAddr, Runtime) {
     let gateway = Gatewayd::start(&(config_enabling(&["goomerang"]) + extra));
     let addr = gateway.listener(LISTENER);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    (gateway, addr, runtime)
+    (gateway, addr, multi_thread_runtime(1))
 }
 
 /// A Goomerang client at `addr` that has subscribed to each of `topics`, in order.
@@ -77,24 +72,11 @@ fn assert_close_1000(received: Received, reason: &str) {
     }
 }
 
-fn drops(gateway: &Gatewayd, reason: &str) -> f64 {
-    gateway.metric(
-        "gatewayd_drops_total",
-        &[("reason", reason), ("protocol", "goomerang")],
-    )
-}
-
 #[test]
 fn subscribe_publish_receive_and_unsubscribe() {
     let (gateway, addr, rt) = start("");
-    let (mut alice, mut bob) = rt.block_on(async {
-        let mut alice = GoomerangClient::connect(addr).await;
-        let mut bob = GoomerangClient::connect(addr).await;
-        alice.subscribe("news.eu").await;
-        bob.subscribe("news.eu").await;
-        bob.subscribe("marker").await;
-        (alice, bob)
-    });
+    let mut alice = subscribed_client(&rt, addr, &["news.eu"]);
+    let mut bob = subscribed_client(&rt, addr, &["news.eu", "marker"]);
     wait_subscribers(&gateway, "news.eu", 2);
     wait_subscribers(&gateway, "marker", 1);
     let connections = gateway.get_json("/api/connections");
@@ -138,17 +120,13 @@ fn subscribe_publish_receive_and_unsubscribe() {
 #[test]
 fn large_message_in_continuation_frames_is_reassembled() {
     let (gateway, addr, rt) = start("");
-    let mut subscriber = rt.block_on(async {
-        let mut subscriber = GoomerangClient::connect(addr).await;
-        subscriber.subscribe("big").await;
-        subscriber
-    });
+    let mut subscriber = subscribed_client(&rt, addr, &["big"]);
     wait_subscribers(&gateway, "big", 1);
     rt.block_on(async {
         let mut publisher = GoomerangClient::connect(addr).await;
         let text = "0123456789".repeat(1000);
         let frame = protocols::goomerang::encode_command(
-            &protocols::goomerang::Command::Publish {
+            &Command::Publish {
                 topic: "big".into(),
                 kind: KIND.into(),
                 message: message_v1(&text),
@@ -190,18 +168,14 @@ fn broadcast_reaches_three_clients_including_the_sender() {
 fn client_close_is_echoed_with_1000_then_tcp_closes() {
     let (gateway, addr, rt) = start("");
     let client = rt.block_on(GoomerangClient::connect(addr));
-    gateway.wait_for("/api/connections", "the connection", |c| {
-        c.as_array().is_some_and(|all| all.len() == 1)
-    });
+    wait_connection_count(&gateway, 1);
     let echo = rt
         .block_on(client.close())
         .expect("close frame with a code");
     // `88 02 03 e8`: code 1000, empty reason.
     assert_eq!(echo.code, CloseCode::Normal);
     assert!(echo.reason.is_empty());
-    gateway.wait_for("/api/connections", "the connection to go", |c| {
-        c.as_array().is_some_and(|all| all.is_empty())
-    });
+    wait_connection_count(&gateway, 0);
 }
 
 #[test]
@@ -220,15 +194,15 @@ fn pings_are_answered_with_the_same_payload() {
 #[test]
 fn garbage_unknown_kinds_and_text_are_dropped_and_counted() {
     let (gateway, addr, rt) = start("");
-    let malformed = drops(&gateway, "malformed");
-    let unroutable = drops(&gateway, "unroutable");
+    let malformed = dropped(&gateway, "malformed", "goomerang");
+    let unroutable = dropped(&gateway, "unroutable", "goomerang");
     let mut client = rt.block_on(async {
         let mut client = GoomerangClient::connect(addr).await;
         client.send_raw(&b"\xff\xff\xff\xff"[..]).await;
         client.send_text("not a frame").await;
         // A direct send of a kind nobody handles.
         client
-            .send(&protocols::goomerang::Command::Send {
+            .send(&Command::Send {
                 kind: "acme.Unknown".into(),
                 payload: message_v1("x"),
                 headers: Default::default(),
@@ -238,8 +212,8 @@ fn garbage_unknown_kinds_and_text_are_dropped_and_counted() {
         client
     });
     wait_subscribers(&gateway, "alive", 1);
-    assert!(drops(&gateway, "malformed") >= malformed + 2.0);
-    assert!(drops(&gateway, "unroutable") > unroutable);
+    assert!(dropped(&gateway, "malformed", "goomerang") >= malformed + 2.0);
+    assert!(dropped(&gateway, "unroutable", "goomerang") > unroutable);
     rt.block_on(async {
         client.publish("alive", KIND, message_v1("yes"), &[]).await;
         assert_eq!(client.recv_frame().await.payload, message_v1("yes"));
@@ -251,11 +225,11 @@ fn acl_refusals_are_dropped_and_counted() {
     let (gateway, addr, rt) = start(
         "[goomerang.auth.anonymous]\nname = \"goomer\"\npublish = [\"open.#\"]\nsubscribe = [\"open.#\"]\n",
     );
-    let denied = drops(&gateway, "acl_denied");
+    let denied = dropped(&gateway, "acl_denied", "goomerang");
     let mut client = subscribed_client(&rt, addr, &["closed", "open.a"]);
     wait_subscribers(&gateway, "open.a", 1);
     assert_eq!(subscribers(&gateway.get_json("/api/topics"), "closed"), 0);
-    assert!(drops(&gateway, "acl_denied") >= denied + 1.0);
+    assert!(dropped(&gateway, "acl_denied", "goomerang") >= denied + 1.0);
     let connections = gateway.get_json("/api/connections");
     assert_eq!(connections[0]["identity"], "goomer", "{connections}");
     rt.block_on(async {
@@ -265,7 +239,7 @@ fn acl_refusals_are_dropped_and_counted() {
         // Neither the refused publish nor the refused broadcast came back.
         assert_eq!(client.recv_frame().await.payload, message_v1("yes"));
     });
-    assert!(drops(&gateway, "acl_denied") >= denied + 3.0);
+    assert!(dropped(&gateway, "acl_denied", "goomerang") >= denied + 3.0);
 }
 
 #[test]
@@ -299,9 +273,7 @@ fn upgrades_on_ws_and_wss_paths_only() {
 fn shutdown_closes_connections_with_1000() {
     let (gateway, addr, rt) = start("");
     let mut client = rt.block_on(GoomerangClient::connect(addr));
-    gateway.wait_for("/api/connections", "the connection", |c| {
-        c.as_array().is_some_and(|all| all.len() == 1)
-    });
+    wait_connection_count(&gateway, 1);
     let closed = rt.spawn(async move { client.receive().await });
     let status = gateway.terminate(Duration::from_secs(8));
     assert_eq!(status.code(), Some(0));
@@ -348,10 +320,10 @@ fn tls_listener_serves_wss() {
             .expect("upgrade over TLS");
         let now = std::time::SystemTime::now();
         for command in [
-            protocols::goomerang::Command::Subscribe {
+            Command::Subscribe {
                 topic: "secure".into(),
             },
-            protocols::goomerang::Command::Publish {
+            Command::Publish {
                 topic: "secure".into(),
                 kind: KIND.into(),
                 message: message_v1("tls"),
@@ -421,11 +393,11 @@ fn reload_gives_new_connections_the_new_acl_and_keeps_open_ones() {
     assert!(report["error"].is_null(), "{report}");
 
     // A new connection is "after": `open.#` is refused, `other.#` allowed.
-    let denied = drops(&gateway, "acl_denied");
+    let denied = dropped(&gateway, "acl_denied", "goomerang");
     let mut new = subscribed_client(&rt, addr, &["open.b", "other.x"]);
     wait_subscribers(&gateway, "other.x", 1);
     assert_eq!(subscribers(&gateway.get_json("/api/topics"), "open.b"), 0);
-    assert!(drops(&gateway, "acl_denied") >= denied + 1.0);
+    assert!(dropped(&gateway, "acl_denied", "goomerang") >= denied + 1.0);
     let connections = gateway.get_json("/api/connections");
     assert_eq!(
         sorted_identities(&connections),
@@ -434,9 +406,7 @@ fn reload_gives_new_connections_the_new_acl_and_keeps_open_ones() {
     );
 
     // The open connection was not dropped and still works under the identity it started with.
-    rt.block_on(async {
-        open.subscribe("open.c").await;
-    });
+    rt.block_on(open.subscribe("open.c"));
     wait_subscribers(&gateway, "open.c", 1);
     rt.block_on(async {
         new.publish("open.a", KIND, message_v1("still here"), &[])
@@ -460,7 +430,7 @@ fn direct_send_reaches_a_handler_of_another_protocol_with_the_sender_identity() 
     ));
     let mut handler = stomp_subscriber(&gateway, "goomerang.send.goomerang.example.MessageV1");
     let mut orders = stomp_subscriber(&gateway, "orders.commands");
-    let unroutable = drops(&gateway, "unroutable");
+    let unroutable = dropped(&gateway, "unroutable", "goomerang");
     rt.block_on(async {
         let mut client = GoomerangClient::connect(addr).await;
         let mut user = FrameHeaders::new();
@@ -491,7 +461,7 @@ fn direct_send_reaches_a_handler_of_another_protocol_with_the_sender_identity() 
     let order = orders.expect_frame(WAIT);
     assert_eq!(order.body, b"\x0a\x01x");
     assert_eq!(order.get("goomerang-kind"), Some("acme.v1.Order"));
-    assert_eq!(drops(&gateway, "unroutable"), unroutable);
+    assert_eq!(dropped(&gateway, "unroutable", "goomerang"), unroutable);
 }
 
 #[test]
@@ -584,13 +554,7 @@ fn a_quiet_client_is_pinged_and_one_that_never_answers_is_closed() {
         let ignoring = async {
             // Reads nothing (so answers no ping) until well past the timeout.
             tokio::time::sleep(Duration::from_millis(2600)).await;
-            match silent.receive().await {
-                Received::Close(Some(frame)) => {
-                    assert_eq!(frame.code, CloseCode::Normal);
-                    assert_eq!(frame.reason.as_str(), "idle timeout");
-                }
-                other => panic!("expected close 1000 idle timeout, got {other:?}"),
-            }
+            assert_close_1000(silent.receive().await, "idle timeout");
         };
         tokio::join!(answering, ignoring);
         // The answering client is still served.

@@ -38,34 +38,11 @@ fn config(extra: &str) -> String {
     )
 }
 
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn start(extra: &str) -> (Gatewayd, SocketAddr, Runtime) {
     let gateway = Gatewayd::start(&config(extra));
     let addr = gateway.listener("loom.quic");
     let addr = SocketAddr::from(([127, 0, 0, 1], addr.port()));
-    (gateway, addr, runtime())
-}
-
-/// Polls `/api/topics` until an entry of room `topic` has `n` group members (consumers).
-fn wait_room_consumers(gateway: &Gatewayd, topic: &str, n: u64) {
-    gateway.wait_for(
-        "/api/topics",
-        &format!("{n} consumers on {topic}"),
-        |topics| {
-            topics
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|t| t["topic"] == topic && t["group"]["members"].as_u64() == Some(n))
-        },
-    );
+    (gateway, addr, multi_thread_runtime(2))
 }
 
 /// Opens an anonymous producer stream (`p`) on `client` into `room`.
@@ -78,7 +55,7 @@ async fn producer_into(client: &Client, room: &str) -> Stream {
 /// Opens an anonymous consumer stream (`c`) on `client` in `room` and waits until the room has that one member.
 fn sole_consumer(gateway: &Gatewayd, rt: &Runtime, client: &Client, room: &str) -> Stream {
     let consumer = rt.block_on(client.open(&hello(CONSUMER, b"c", room.as_bytes(), b"")));
-    wait_room_consumers(gateway, room, 1);
+    wait_members(gateway, room, 1);
     consumer
 }
 
@@ -95,6 +72,24 @@ async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> 
     timeout(WAIT, future)
         .await
         .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+/// The next whole message on `consumer`, within [`WAIT`].
+async fn next_msg(consumer: &mut Stream, what: &str) -> Msg {
+    within(what, consumer.next()).await.unwrap().unwrap()
+}
+
+/// Asserts that nothing arrives on `consumer` for [`QUIET`]; `what` names what would have been wrong.
+async fn assert_silent(consumer: &mut Stream, what: &str) {
+    assert!(timeout(QUIET, consumer.next()).await.is_err(), "{what}");
+}
+
+/// `gatewayd_loom_streamed_messages_total` for cut-through messages with `outcome`.
+fn streamed(gateway: &Gatewayd, outcome: &str) -> f64 {
+    gateway.metric(
+        "gatewayd_loom_streamed_messages_total",
+        &[("outcome", outcome)],
+    )
 }
 
 /// Consumers that ack every message and report (consumer index, message).
@@ -133,7 +128,7 @@ fn keyed_messages_are_delivered_once_with_key_affinity(transport: Transport) {
     let (gateway, addr, rt) = start("");
     let room = format!("orders.{transport:?}");
     let (_consumers, mut delivered) = rt.block_on(acking_consumers(addr, transport, &room, 3));
-    wait_room_consumers(&gateway, &room, 3);
+    wait_members(&gateway, &room, 3);
     const N: usize = 90;
     let got = rt.block_on(async {
         let producer = Client::connect(addr, transport).await;
@@ -208,33 +203,18 @@ fn acks_gate_delivery(transport: Transport) {
                 .unwrap();
         }
         stream.finish().await;
-        let first = within("first message", consumer.next())
-            .await
-            .unwrap()
-            .unwrap();
+        let first = next_msg(&mut consumer, "first message").await;
         assert_eq!((first.id, first.body.as_slice()), (1, &b"m1"[..]));
-        assert!(
-            timeout(QUIET, consumer.next()).await.is_err(),
-            "second message before the ack"
-        );
+        assert_silent(&mut consumer, "second message before the ack").await;
         // An ack for another id and a frame of another type release nothing.
         consumer.write(&ack(7)).await.unwrap();
         consumer.write(&[0x02, 0x01]).await.unwrap();
-        assert!(
-            timeout(QUIET, consumer.next()).await.is_err(),
-            "released by a wrong ack"
-        );
+        assert_silent(&mut consumer, "released by a wrong ack").await;
         consumer.write(&ack(1)).await.unwrap();
-        let second = within("second message", consumer.next())
-            .await
-            .unwrap()
-            .unwrap();
+        let second = next_msg(&mut consumer, "second message").await;
         assert_eq!((second.id, second.body.as_slice()), (2, &b"m2"[..]));
         consumer.write(&ack(2)).await.unwrap();
-        let third = within("third message", consumer.next())
-            .await
-            .unwrap()
-            .unwrap();
+        let third = next_msg(&mut consumer, "third message").await;
         assert_eq!(third.id, 3);
     });
 }
@@ -294,7 +274,7 @@ fn full_room_stops_reading_the_producer() {
     assert!(group_stat(&gateway, room, "retained") <= 3);
     rt.block_on(async {
         for i in 0..N {
-            let msg = within("delivery", consumer.next()).await.unwrap().unwrap();
+            let msg = next_msg(&mut consumer, "delivery").await;
             assert_eq!(msg.body, format!("m{i}").into_bytes(), "order of one key");
             consumer.write(&ack(msg.id)).await.unwrap();
         }
@@ -324,7 +304,7 @@ async fn h3_status(client: &Client, method: &str, path: &str, body: &[u8]) -> Op
 #[test]
 fn auth_denial() {
     let (gateway, addr, rt) = start(AUTH);
-    let good = rt.block_on(async {
+    let quic = rt.block_on(async {
         let quic = Client::connect(addr, Transport::Quic).await;
         for (role, room, token) in [
             (PRODUCER, "ok.r", "bad"),
@@ -348,12 +328,11 @@ fn auth_denial() {
             let hello = hello(role, b"x", room.as_bytes(), token.as_bytes());
             assert_eq!(h3_status(&h3, "POST", "/stream", &hello).await, Some(401));
         }
-        // The same connection still serves an authorized consumer.
-        let good = quic.open(&hello(CONSUMER, b"c", b"ok.r", b"good")).await;
-        (quic, good)
+        quic
     });
-    wait_room_consumers(&gateway, "ok.r", 1);
-    let (_quic, mut consumer) = good;
+    // The same connection still serves an authorized consumer.
+    let mut consumer = rt.block_on(quic.open(&hello(CONSUMER, b"c", b"ok.r", b"good")));
+    wait_members(&gateway, "ok.r", 1);
     rt.block_on(async {
         let h3 = Client::connect(addr, Transport::H3).await;
         let mut producer = h3.open(&hello(PRODUCER, b"p", b"ok.r", b"good")).await;
@@ -363,17 +342,12 @@ fn auth_denial() {
             .unwrap();
         producer.finish().await;
         assert_eq!(within("status", producer.status()).await, Some(200));
-        let msg = within("delivery", consumer.next()).await.unwrap().unwrap();
+        let msg = next_msg(&mut consumer, "delivery").await;
         assert_eq!(msg.body, b"allowed");
     });
-    let identities: Vec<String> = gateway
-        .get_json("/api/connections")
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["identity"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    assert!(identities.iter().any(|i| i == "svc"), "{identities:?}");
+    let connections = gateway.get_json("/api/connections");
+    let names = sorted_identities(&connections);
+    assert!(names.contains(&"svc"), "{connections}");
 }
 
 #[test]
@@ -462,15 +436,10 @@ fn oversized_fields_and_messages() {
         let mut producer = producer_into(&quic, room).await;
         producer.write(&message(b"k", b"small", 64)).await.unwrap();
         producer.finish().await;
-        let msg = within("delivery", consumer.next()).await.unwrap().unwrap();
+        let msg = next_msg(&mut consumer, "delivery").await;
         assert_eq!((msg.id, msg.body.as_slice()), (1, &b"small"[..]));
     });
-    assert!(
-        gateway.metric(
-            "gatewayd_drops_total",
-            &[("reason", "too_large"), ("protocol", "loom")]
-        ) >= 1.0
-    );
+    assert!(dropped(&gateway, "too_large", "loom") >= 1.0);
 }
 
 fn large_message_streams_in_chunks(transport: Transport) {
@@ -487,10 +456,7 @@ fn large_message_streams_in_chunks(transport: Transport) {
             within("producer write", stream.write(part)).await.unwrap();
         }
         stream.finish().await;
-        let msg = within("large delivery", consumer.next())
-            .await
-            .unwrap()
-            .unwrap();
+        let msg = next_msg(&mut consumer, "large delivery").await;
         assert_eq!(msg.key, b"big");
         assert_eq!(msg.declared_size, body.len() as u64);
         assert!(msg.largest_chunk <= 65536);
@@ -554,34 +520,21 @@ fn large_messages_are_cut_through(transport: Transport, extra: &str, size: u32) 
         .unwrap();
         assert!(!sending.is_finished());
         go.send(()).unwrap();
-        let msg = within("cut-through delivery", consumer.next())
-            .await
-            .unwrap()
-            .unwrap();
+        let msg = next_msg(&mut consumer, "cut-through delivery").await;
         assert_eq!((msg.id, msg.key.as_slice()), (1, &b"big"[..]));
         assert_eq!(msg.declared_size, u64::from(size));
         assert!(msg.largest_chunk <= 65536);
         assert_eq!(msg.body.len(), body.len());
         assert!(msg.body == body, "body differs");
         // Stop-and-wait: the next message only after the ack.
-        let early = timeout(QUIET, consumer.next()).await;
-        assert!(early.is_err(), "a message before the ack");
+        assert_silent(&mut consumer, "a message before the ack").await;
         consumer.write(&ack(msg.id)).await.unwrap();
-        let next = within("next delivery", consumer.next())
-            .await
-            .unwrap()
-            .unwrap();
+        let next = next_msg(&mut consumer, "next delivery").await;
         assert_eq!((next.id, next.body.as_slice()), (2, &b"after"[..]));
         drop(within("producer", sending).await.unwrap());
         drop(producer);
     });
-    assert_eq!(
-        gateway.metric(
-            "gatewayd_loom_streamed_messages_total",
-            &[("outcome", "delivered")]
-        ),
-        1.0
-    );
+    assert_eq!(streamed(&gateway, "delivered"), 1.0);
 }
 
 #[test]
@@ -664,23 +617,11 @@ fn failed_cut_through_resets_the_consumer_and_tells_the_producer() {
         let mut producer = producer_into(&quic, room).await;
         producer.write(&message(b"k", b"small", 64)).await.unwrap();
         producer.finish().await;
-        let msg = within("delivery", consumer.next()).await.unwrap().unwrap();
+        let msg = next_msg(&mut consumer, "delivery").await;
         assert_eq!(msg.body, b"small");
     });
-    assert_eq!(
-        gateway.metric(
-            "gatewayd_loom_streamed_messages_total",
-            &[("outcome", "failed")]
-        ),
-        3.0
-    );
-    assert_eq!(
-        gateway.metric(
-            "gatewayd_drops_total",
-            &[("reason", "too_large"), ("protocol", "loom")]
-        ),
-        3.0
-    );
+    assert_eq!(streamed(&gateway, "failed"), 3.0);
+    assert_eq!(dropped(&gateway, "too_large", "loom"), 3.0);
 }
 
 /// Over HTTP/3 alike: the producer of a body past `max_streamed_message_bytes` gets 413, and the consumer's
@@ -693,7 +634,7 @@ fn h3_failed_cut_through_resets_the_consumer_response() {
     let h3 = rt.block_on(Client::connect(addr, Transport::H3));
     let mut consumer = rt.block_on(h3.open(&hello(CONSUMER, b"c", room.as_bytes(), b"")));
     let h3_producer = rt.block_on(Client::connect(addr, Transport::H3));
-    wait_room_consumers(&gateway, room, 1);
+    wait_members(&gateway, room, 1);
     rt.block_on(async {
         let mut producer = producer_into(&h3_producer, room).await;
         let bytes = message_declaring(b"k", 0, &vec![5u8; 3 << 20], 65536);
@@ -730,15 +671,14 @@ fn other_protocols_do_not_get_cut_through_messages() {
         let mut bytes = message(b"k", &body, 65536);
         bytes.extend(message(b"k", b"after", 64));
         let (written, got) = tokio::join!(producer.write(&bytes), async {
-            let msg = within("cut-through delivery", consumer.next()).await;
-            let msg = msg.unwrap().unwrap();
+            let msg = next_msg(&mut consumer, "cut-through delivery").await;
             consumer.write(&ack(msg.id)).await.unwrap();
             msg
         });
         written.unwrap();
         producer.finish().await;
         assert!(got.body == body, "body differs");
-        let after = within("delivery", consumer.next()).await.unwrap().unwrap();
+        let after = next_msg(&mut consumer, "delivery").await;
         assert_eq!(after.body, b"after");
     });
     // The STOMP subscriber's first message is the one after: the cut-through one never reached it.
@@ -747,13 +687,7 @@ fn other_protocols_do_not_get_cut_through_messages() {
         (frame.command.as_str(), frame.body.as_slice()),
         ("MESSAGE", &b"after"[..])
     );
-    assert_eq!(
-        gateway.metric(
-            "gatewayd_drops_total",
-            &[("reason", "too_large"), ("protocol", "stomp")]
-        ),
-        1.0
-    );
+    assert_eq!(dropped(&gateway, "too_large", "stomp"), 1.0);
 }
 
 #[test]
@@ -761,7 +695,7 @@ fn shutdown_closes_connections_with_an_application_code() {
     let (gateway, addr, rt) = start("");
     let client = rt.block_on(Client::connect(addr, Transport::Quic));
     let _consumer = rt.block_on(client.open(&hello(CONSUMER, b"c", b"bye", b"")));
-    wait_room_consumers(&gateway, "bye", 1);
+    wait_members(&gateway, "bye", 1);
     let status = gateway.terminate(Duration::from_secs(6));
     assert_eq!(status.code(), Some(0));
     let closed = rt.block_on(within("close", client.conn.closed()));
@@ -790,12 +724,9 @@ fn aioquic_producer_and_consumer() {
 #[test]
 fn reload_applies_new_tokens_to_new_streams_and_keeps_open_ones() {
     let (gateway, addr, rt) = start(AUTH);
-    let (quic, mut consumer) = rt.block_on(async {
-        let quic = Client::connect(addr, Transport::Quic).await;
-        let consumer = quic.open(&hello(CONSUMER, b"c", b"ok.r", b"good")).await;
-        (quic, consumer)
-    });
-    wait_room_consumers(&gateway, "ok.r", 1);
+    let quic = rt.block_on(Client::connect(addr, Transport::Quic));
+    let mut consumer = rt.block_on(quic.open(&hello(CONSUMER, b"c", b"ok.r", b"good")));
+    wait_members(&gateway, "ok.r", 1);
 
     let reload = |address: &str| -> serde_json::Value {
         let text = config(
@@ -823,19 +754,14 @@ fn reload_applies_new_tokens_to_new_streams_and_keeps_open_ones() {
             .write(&message(b"k", b"after reload", 64))
             .await
             .unwrap();
-        let msg = within("delivery", consumer.next()).await.unwrap().unwrap();
+        let msg = next_msg(&mut consumer, "delivery").await;
         assert_eq!(msg.body, b"after reload");
         producer.finish().await;
         fresh
     });
-    let identities: Vec<String> = gateway
-        .get_json("/api/connections")
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["identity"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    assert!(identities.iter().any(|i| i == "svc2"), "{identities:?}");
+    let connections = gateway.get_json("/api/connections");
+    let names = sorted_identities(&connections);
+    assert!(names.contains(&"svc2"), "{connections}");
 
     let report = reload("127.0.0.1:1");
     assert_reload(&report, &["loom.quic"], &["loom.address"]);
@@ -868,13 +794,12 @@ fn client_certificates_name_the_identity_alone_or_with_a_token() {
         let refused = hello(PRODUCER, b"x", b"no.r", b"");
         assert_eq!(h3_status(&h3, "POST", "/stream", &refused).await, Some(401));
     });
-    let consumer = rt.block_on(async {
-        let quic = Client::connect_as(addr, Transport::Quic, Some(copy(&listed))).await;
-        let consumer = quic.open(&hello(CONSUMER, b"c", b"ok.r", b"")).await;
-        (quic, consumer)
-    });
-    wait_room_consumers(&gateway, "ok.r", 1);
-    let (_quic, mut consumer) = consumer;
+    let quic = rt.block_on(Client::connect_as(
+        addr,
+        Transport::Quic,
+        Some(copy(&listed)),
+    ));
+    let mut consumer = sole_consumer(&gateway, &rt, &quic, "ok.r");
     rt.block_on(async {
         // Certificate and a good token together (loomd's `both`), over HTTP/3.
         let h3 = Client::connect_as(addr, Transport::H3, Some(listed)).await;
@@ -882,16 +807,10 @@ fn client_certificates_name_the_identity_alone_or_with_a_token() {
         producer.write(&message(b"k", b"mtls", 64)).await.unwrap();
         producer.finish().await;
         assert_eq!(within("status", producer.status()).await, Some(200));
-        let msg = within("delivery", consumer.next()).await.unwrap().unwrap();
+        let msg = next_msg(&mut consumer, "delivery").await;
         assert_eq!(msg.body, b"mtls");
     });
-    let identities = gateway.get_json("/api/connections");
-    assert!(
-        identities
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["identity"] == "billing"),
-        "{identities}"
-    );
+    let connections = gateway.get_json("/api/connections");
+    let names = sorted_identities(&connections);
+    assert!(names.contains(&"billing"), "{connections}");
 }

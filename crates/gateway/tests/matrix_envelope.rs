@@ -63,6 +63,14 @@ struct InProcess {
     capture: Mailbox,
 }
 
+/// The listeners a protocol's `start` brought up (`name` says which one failed, should it fail).
+fn listeners<C>(
+    started: anyhow::Result<protocols::Started<C>>,
+    name: &str,
+) -> Vec<RunningListener> {
+    started.expect(name).listeners
+}
+
 impl InProcess {
     fn start() -> InProcess {
         let rt = runtime();
@@ -92,44 +100,26 @@ impl InProcess {
             let chanserv: protocols::chanserv::Config = toml::from_str(listen).expect("chanserv");
             let mqtt: protocols::mqtt::Config =
                 toml::from_str(&format!("[tcp]\n{listen}")).expect("mqtt");
-            let mut all = Vec::new();
-            all.extend(
-                protocols::stomp::start(&stomp, &services)
-                    .await
-                    .expect("stomp")
-                    .listeners,
-            );
-            all.extend(
-                protocols::messageloop::start(&messageloop, &services)
-                    .await
-                    .expect("messageloop")
-                    .listeners,
-            );
-            all.extend(
-                protocols::goomerang::start(&goomerang, &services)
-                    .await
-                    .expect("goomerang")
-                    .listeners,
-            );
-            all.extend(
-                protocols::loom::start(&loom, &services)
-                    .await
-                    .expect("loom")
-                    .listeners,
-            );
-            all.extend(
-                protocols::chanserv::start(&chanserv, &services)
-                    .await
-                    .expect("chanserv")
-                    .listeners,
-            );
-            all.extend(
-                protocols::mqtt::start(&mqtt, &services)
-                    .await
-                    .expect("mqtt")
-                    .listeners,
-            );
-            all
+            [
+                listeners(protocols::stomp::start(&stomp, &services).await, "stomp"),
+                listeners(
+                    protocols::messageloop::start(&messageloop, &services).await,
+                    "messageloop",
+                ),
+                listeners(
+                    protocols::goomerang::start(&goomerang, &services).await,
+                    "goomerang",
+                ),
+                listeners(protocols::loom::start(&loom, &services).await, "loom"),
+                listeners(
+                    protocols::chanserv::start(&chanserv, &services).await,
+                    "chanserv",
+                ),
+                listeners(protocols::mqtt::start(&mqtt, &services).await, "mqtt"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect()
         });
         InProcess {
             rt,
@@ -228,11 +218,10 @@ fn equivalent_messages_make_the_same_envelope_on_every_listener() {
             ..Default::default()
         };
         stream
-            .send(grpc::g2::InboundMessage {
-                id: "p".into(),
-                time: 0,
-                envelope: Some(grpc::g2::inbound_message::Envelope::Publish(publish)),
-            })
+            .send(grpc::g2_inbound(
+                "p",
+                grpc::g2::inbound_message::Envelope::Publish(publish),
+            ))
             .await;
         stream
     });

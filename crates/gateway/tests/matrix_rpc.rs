@@ -68,14 +68,13 @@ fn messageloop_rpc_is_answered_by_a_stomp_client() {
     let mut requester = rt.block_on(async {
         let stream = grpc::open_g2(addrs.messageloop_grpc).await;
         stream
-            .send(grpc::g2::InboundMessage {
-                id: "c".into(),
-                time: 0,
-                envelope: Some(MlIn::Connect(grpc::g2::Connect {
+            .send(grpc::g2_inbound(
+                "c",
+                MlIn::Connect(grpc::g2::Connect {
                     version: "2.0.0".into(),
                     ..Default::default()
-                })),
-            })
+                }),
+            ))
             .await;
         let mut stream = stream;
         assert!(matches!(
@@ -83,10 +82,9 @@ fn messageloop_rpc_is_answered_by_a_stomp_client() {
             Some(MlOut::Connected(_))
         ));
         stream
-            .send(grpc::g2::InboundMessage {
-                id: "r1".into(),
-                time: 0,
-                envelope: Some(MlIn::RpcRequest(grpc::g2::RpcRequest {
+            .send(grpc::g2_inbound(
+                "r1",
+                MlIn::RpcRequest(grpc::g2::RpcRequest {
                     channel: "orders".into(),
                     method: "get".into(),
                     payload: Some(ml_shared::Payload {
@@ -96,8 +94,8 @@ fn messageloop_rpc_is_answered_by_a_stomp_client() {
                     metadata: Some(ml_shared::Metadata {
                         entries: [("x-request".to_owned(), "1".to_owned())].into(),
                     }),
-                })),
-            })
+                }),
+            ))
             .await;
         stream
     });

@@ -57,9 +57,7 @@ fn closed_grpc_connections_give_their_memory_back() {
     // Closes every connection: the streams and then the runtime their HTTP/2 connections run on.
     drop(streams);
     drop(runtime);
-    gateway.wait_for("/api/connections", "every connection to end", |all| {
-        all.as_array().is_some_and(|all| all.is_empty())
-    });
+    wait_connection_count(&gateway, 0);
     let goal = before + (open - before) / 4;
     let until = Instant::now() + Duration::from_secs(30);
     loop {

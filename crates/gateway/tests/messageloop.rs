@@ -14,8 +14,20 @@ use std::net::SocketAddr;
 
 use base64::Engine as _;
 use messageloop_client::{g2 as pw, grpc, Ws};
+use protocols::messageloop::pb::io::cloudevents::v1::cloud_event::Data as CeData;
+use protocols::messageloop::pb::messageloop::shared::v2 as shared;
 use serde_json::{json, Value};
 use support::*;
+
+/// Asserts that the next message on the gRPC `stream` has an envelope matching `pattern`.
+macro_rules! expect_envelope {
+    ($stream:expr, $pattern:pat) => {
+        assert!(matches!(
+            $stream.next().await.unwrap().envelope,
+            Some($pattern)
+        ))
+    };
+}
 
 const JSON: &[&str] = &["messageloop+json"];
 
@@ -44,17 +56,12 @@ fn client(addr: SocketAddr, version: &str) -> Ws {
 
 /// The G2 gRPC Connect message with id `c`, version 2.0.0 and `token`.
 fn g2_connect(token: &str) -> grpc::g2::InboundMessage {
-    grpc::g2::InboundMessage {
-        id: "c".into(),
-        time: 0,
-        envelope: Some(grpc::g2::inbound_message::Envelope::Connect(
-            grpc::g2::Connect {
-                version: "2.0.0".into(),
-                token: token.into(),
-                ..Default::default()
-            },
-        )),
-    }
+    let connect = grpc::g2::Connect {
+        version: "2.0.0".into(),
+        token: token.into(),
+        ..Default::default()
+    };
+    grpc::g2_inbound("c", grpc::g2::inbound_message::Envelope::Connect(connect))
 }
 
 /// The bytes of a CloudEvent's base64 `binary_data`.
@@ -470,10 +477,7 @@ async fn grpc_g2_session_rpc_and_disconnect() {
     use grpc::g2::outbound_message::Envelope as Out;
     let mut stream = grpc::open_g2(addr).await;
     stream.send(g2_connect("good")).await;
-    assert!(matches!(
-        stream.next().await.unwrap().envelope,
-        Some(Out::Connected(_))
-    ));
+    expect_envelope!(stream, Out::Connected(_));
     stream
         .send(grpc::g2_inbound(
             "s",
@@ -486,22 +490,13 @@ async fn grpc_g2_session_rpc_and_disconnect() {
             }),
         ))
         .await;
-    assert!(matches!(
-        stream.next().await.unwrap().envelope,
-        Some(Out::SubscribeAck(_))
-    ));
+    expect_envelope!(stream, Out::SubscribeAck(_));
     let payload = grpc::g2::Publish {
         channel: "grpc.room".into(),
-        payload: Some(
-            protocols::messageloop::pb::messageloop::shared::v2::Payload {
-                content_type: "text/plain".into(),
-                data: Some(
-                    protocols::messageloop::pb::messageloop::shared::v2::payload::Data::Text(
-                        "hello".into(),
-                    ),
-                ),
-            },
-        ),
+        payload: Some(shared::Payload {
+            content_type: "text/plain".into(),
+            data: Some(shared::payload::Data::Text("hello".into())),
+        }),
         ..Default::default()
     };
     stream
@@ -588,10 +583,7 @@ async fn grpc_g1_and_g0_paths() {
                 }),
             ))
             .await;
-        assert!(matches!(
-            stream.next().await.unwrap().envelope,
-            Some(Out::Connected(_))
-        ));
+        expect_envelope!(stream, Out::Connected(_));
         stream.send(inbound("p", In::Ping(grpc::g1::Ping {}))).await;
         let pong = stream.next().await.unwrap();
         assert_eq!(pong.id, "p");
@@ -617,10 +609,7 @@ async fn grpc_g1_and_g0_paths() {
                 }),
             ))
             .await;
-        assert!(matches!(
-            stream.next().await.unwrap().envelope,
-            Some(Out::Connected(_))
-        ));
+        expect_envelope!(stream, Out::Connected(_));
         stream
             .send(inbound(
                 "s",
@@ -633,20 +622,13 @@ async fn grpc_g1_and_g0_paths() {
                 }),
             ))
             .await;
-        assert!(matches!(
-            stream.next().await.unwrap().envelope,
-            Some(Out::SubscribeAck(_))
-        ));
+        expect_envelope!(stream, Out::SubscribeAck(_));
         let event = protocols::messageloop::bridge::cloudevent::CloudEvent {
             id: "e1".into(),
             source: "test".into(),
             spec_version: "1.0".into(),
             r#type: "demo".into(),
-            data: Some(
-                protocols::messageloop::pb::io::cloudevents::v1::cloud_event::Data::TextData(
-                    "hey".into(),
-                ),
-            ),
+            data: Some(CeData::TextData("hey".into())),
             ..Default::default()
         };
         stream
@@ -662,11 +644,7 @@ async fn grpc_g1_and_g0_paths() {
         assert_eq!(event.source, "g0.room");
         assert_eq!(
             event.data,
-            Some(
-                protocols::messageloop::pb::io::cloudevents::v1::cloud_event::Data::BinaryData(
-                    bytes::Bytes::from_static(b"hey")
-                )
-            )
+            Some(CeData::BinaryData(bytes::Bytes::from_static(b"hey")))
         );
     }
     drop(gateway);
@@ -730,10 +708,7 @@ fn reload_applies_new_tokens_to_new_connections_and_keeps_open_ones() {
 
     // gRPC streams opened after the reload see the new tokens too.
     let grpc_addr = gateway.listener("messageloop.grpc");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = current_thread_runtime();
     runtime.block_on(async {
         use grpc::g2::outbound_message::Envelope as Out;
         for (token, connected) in [("good", false), ("fresh", true)] {

@@ -233,15 +233,6 @@ fn wait_connection(gateway: &Gatewayd, what: &str, check: impl Fn(&Value) -> boo
     });
 }
 
-/// A one-worker multi-thread runtime for a backend served here.
-fn backend_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 /// A STOMP client subscribed as the bus responder of `$rpc.messageloop.svc.get`, once the bus has it.
 fn bus_responder(gateway: &Gatewayd) -> Peer {
     let mut responder = Peer::connect(gateway.listener("stomp.tcp"));
@@ -447,15 +438,7 @@ fn grpc_clients_reach_the_backend_too() {
     let (backend, gateway, _) =
         start("[messageloop.grpc]\nenabled = true\naddress = \"127.0.0.1:0\"\n");
     let addr = gateway.listener("messageloop.grpc");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let inbound = |id: &str, envelope: In| grpc::g2::InboundMessage {
-        id: id.into(),
-        time: 0,
-        envelope: Some(envelope),
-    };
+    let runtime = current_thread_runtime();
     let (connected, reply) = runtime.block_on(async {
         let mut stream = grpc::open_g2(addr).await;
         let connect = grpc::g2::Connect {
@@ -463,7 +446,9 @@ fn grpc_clients_reach_the_backend_too() {
             token: "good-token".into(),
             ..Default::default()
         };
-        stream.send(inbound("c", In::Connect(connect))).await;
+        stream
+            .send(grpc::g2_inbound("c", In::Connect(connect)))
+            .await;
         let connected = stream.next().await.expect("connected");
         let request = grpc::g2::RpcRequest {
             channel: "orders.eu".into(),
@@ -482,7 +467,9 @@ fn grpc_clients_reach_the_backend_too() {
             }),
             metadata: None,
         };
-        stream.send(inbound("r1", In::RpcRequest(request))).await;
+        stream
+            .send(grpc::g2_inbound("r1", In::RpcRequest(request)))
+            .await;
         loop {
             let out = stream.next().await.expect("stream open");
             if out.id == "r1" {
@@ -886,7 +873,7 @@ mod grpc_backend {
 
 #[test]
 fn a_grpc_backend_answers_rpcs_and_checks_connect_tokens() {
-    let runtime = backend_runtime();
+    let runtime = multi_thread_runtime(1);
     let service = grpc_backend::Service::default();
     let addr = grpc_backend::serve(&runtime, service.clone());
     let settings = format!(
@@ -989,7 +976,7 @@ fn reload_applies_proxies_to_new_connections_and_refuses_a_bad_entry() {
 
 #[test]
 fn a_grpc_backend_checks_acls_and_hears_every_hook() {
-    let runtime = backend_runtime();
+    let runtime = multi_thread_runtime(1);
     let service = grpc_backend::Service::default();
     let addr = grpc_backend::serve(&runtime, service.clone());
     let gateway = Gatewayd::start(&config(&acl_settings(&format!("grpc://{addr}"))));
@@ -1071,7 +1058,7 @@ fn https_and_grpcs_backends_are_checked_against_the_configured_ca() {
 
     let backend = Backend::start();
     let https = tls_front(&backend.runtime, backend.addr, &ca);
-    let runtime = backend_runtime();
+    let runtime = multi_thread_runtime(1);
     let service = grpc_backend::Service::default();
     let grpcs = tls_front(
         &runtime,

@@ -125,10 +125,7 @@ fn stomp_send_with_reply_to_a_claimed_topic_gets_the_backend_answer() {
 #[test]
 fn goomerang_send_sync_gets_the_backend_answer_and_its_error() {
     let (backend, gateway) = start();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = current_thread_runtime();
     let mut client = rt.block_on(GoomerangClient::connect(gateway.listener("goomerang.ws")));
     let send_sync = |uuid: &str, kind: &str| {
         let mut user = FrameHeaders::new();
@@ -205,12 +202,7 @@ fn an_unclaimed_topic_is_answered_by_a_bus_responder_not_the_proxy() {
     // which the glob does not match: not claimed.
     let mut responder = Peer::connect(stomp);
     responder.send(&frames::subscribe("/queue/orders.get", "auto", "svc"));
-    gateway.wait_for("/api/topics", "a member on orders.get", |topics| {
-        topics.as_array().is_some_and(|all| {
-            all.iter()
-                .any(|t| t["topic"] == "orders.get" && t["group"]["members"] == 1)
-        })
-    });
+    wait_members(&gateway, "orders.get", 1);
     let mut peer = Peer::connect(stomp);
     peer.send(
         &frames::send_string("/queue/orders.get", "invoice?")

@@ -404,6 +404,26 @@ fn connect_frame(version: &str, login: &str, passcode: &str) -> Vec<u8> {
     )
 }
 
+/// A bad-input case sent after a STOMP 1.2 CONNECT, answered with the ERROR `error`.
+fn connected(name: &'static str, input: impl Into<Vec<u8>>, error: &'static str) -> Bad {
+    Bad {
+        name,
+        connect: Some("1.2"),
+        input: input.into(),
+        error: Some(error),
+    }
+}
+
+/// A bad-input case sent without a CONNECT first, answered with the ERROR `error`.
+fn unconnected(name: &'static str, input: impl Into<Vec<u8>>, error: &'static str) -> Bad {
+    Bad {
+        name,
+        connect: None,
+        input: input.into(),
+        error: Some(error),
+    }
+}
+
 fn bad_cases() -> Vec<Bad> {
     let send = |headers: &[(&str, &str)]| raw_frame("SEND", headers, b"x");
     let many_headers: Vec<(String, String)> =
@@ -420,129 +440,101 @@ fn bad_cases() -> Vec<Bad> {
         error,
     };
     vec![
-        case(
+        unconnected(
             "frame before CONNECT",
-            None,
             send(&[("destination", "/topic/a")]),
-            Some("Must CONNECT first"),
+            "Must CONNECT first",
         ),
-        case(
-            "unknown command",
-            Some("1.2"),
-            b"BOGUS\n\n\0".to_vec(),
-            Some("Bad command"),
-        ),
-        case(
+        connected("unknown command", b"BOGUS\n\n\0", "Bad command"),
+        connected(
             "lower-case command",
-            Some("1.2"),
-            b"send\ndestination:/topic/a\n\n\0".to_vec(),
-            Some("Bad command"),
+            b"send\ndestination:/topic/a\n\n\0",
+            "Bad command",
         ),
-        case(
+        connected(
             "server command from the client",
-            Some("1.2"),
             raw_frame("MESSAGE", &[], b""),
-            Some("Bad command"),
+            "Bad command",
         ),
-        case(
+        connected(
             "second CONNECT",
-            Some("1.2"),
             connect_frame("1.2", "guest", "guest"),
-            Some("Already connected"),
+            "Already connected",
         ),
-        case(
+        unconnected(
             "no common version",
-            None,
             connect_frame("2.0", "guest", "guest"),
-            Some("Version mismatch"),
+            "Version mismatch",
         ),
-        case(
+        unconnected(
             "bad credentials",
-            None,
             connect_frame("1.2", "guest", "wrong"),
-            Some("Bad CONNECT"),
+            "Bad CONNECT",
         ),
-        case(
+        unconnected(
             "malformed heart-beat",
-            None,
             raw_frame(
                 "CONNECT",
                 &[("accept-version", "1.2"), ("heart-beat", "soon")],
                 b"",
             ),
-            Some("Invalid heart-beat"),
+            "Invalid heart-beat",
         ),
-        case(
+        connected(
             "negative content-length",
-            Some("1.2"),
-            b"SEND\ndestination:/topic/a\ncontent-length:-1\n\nx\0".to_vec(),
-            Some("Invalid content-length"),
+            b"SEND\ndestination:/topic/a\ncontent-length:-1\n\nx\0",
+            "Invalid content-length",
         ),
-        case(
+        connected(
             "non-numeric content-length",
-            Some("1.2"),
-            b"SEND\ndestination:/topic/a\ncontent-length:ten\n\nx\0".to_vec(),
-            Some("Invalid content-length"),
+            b"SEND\ndestination:/topic/a\ncontent-length:ten\n\nx\0",
+            "Invalid content-length",
         ),
-        case(
+        connected(
             "content-length beyond the body cap",
-            Some("1.2"),
-            b"SEND\ndestination:/topic/a\ncontent-length:99999999999\n\n".to_vec(),
-            Some("Body too large"),
+            b"SEND\ndestination:/topic/a\ncontent-length:99999999999\n\n",
+            "Body too large",
         ),
-        case(
+        connected(
             "no NUL after the content-length body",
-            Some("1.2"),
-            b"SEND\ndestination:/topic/a\ncontent-length:1\n\nxy\0".to_vec(),
-            Some("Missing NUL after body"),
+            b"SEND\ndestination:/topic/a\ncontent-length:1\n\nxy\0",
+            "Missing NUL after body",
         ),
-        case(
+        connected(
             "too many headers",
-            Some("1.2"),
             raw_frame("SEND", &many, b""),
-            Some("Too many headers"),
+            "Too many headers",
         ),
-        case(
+        connected(
             "header line too long",
-            Some("1.2"),
             send(&[("destination", "/topic/a"), ("x", &long_value)]),
-            Some("Header too long"),
+            "Header too long",
         ),
-        case(
+        unconnected(
             "no NUL before the pre-CONNECT frame cap",
-            None,
             [b"CONNECT\nx:".as_slice(), &vec![b'a'; 70_000]].concat(),
-            Some("Frame too large"),
+            "Frame too large",
         ),
-        case(
+        connected(
             "invalid escape in 1.2",
-            Some("1.2"),
-            b"SEND\ndestination:/topic/a\nx:\\t\n\nx\0".to_vec(),
-            Some("Invalid escape"),
+            b"SEND\ndestination:/topic/a\nx:\\t\n\nx\0",
+            "Invalid escape",
         ),
-        case(
+        connected(
             "CR without LF",
-            Some("1.2"),
-            b"SEND\rdestination:/topic/a\n\nx\0".to_vec(),
-            Some("Malformed frame"),
+            b"SEND\rdestination:/topic/a\n\nx\0",
+            "Malformed frame",
         ),
-        case(
+        connected(
             "header without colon",
-            Some("1.2"),
-            b"SEND\ndestination\n\nx\0".to_vec(),
-            Some("Invalid header"),
+            b"SEND\ndestination\n\nx\0",
+            "Invalid header",
         ),
-        case(
-            "empty header name",
-            Some("1.2"),
-            b"SEND\n:v\n\nx\0".to_vec(),
-            Some("Invalid header"),
-        ),
-        case(
+        connected("empty header name", b"SEND\n:v\n\nx\0", "Invalid header"),
+        connected(
             "SEND without destination",
-            Some("1.2"),
             send(&[("x", "y")]),
-            Some("Missing destination"),
+            "Missing destination",
         ),
         case(
             "SUBSCRIBE without id in 1.1",
@@ -550,15 +542,13 @@ fn bad_cases() -> Vec<Bad> {
             raw_frame("SUBSCRIBE", &[("destination", "/topic/a")], b""),
             Some("Missing id"),
         ),
-        case(
+        connected(
             "unknown destination prefix",
-            Some("1.2"),
             send(&[("destination", "/bogus/a")]),
-            Some("Unknown destination"),
+            "Unknown destination",
         ),
-        case(
+        connected(
             "duplicate subscription id",
-            Some("1.2"),
             [
                 raw_frame(
                     "SUBSCRIBE",
@@ -572,11 +562,10 @@ fn bad_cases() -> Vec<Bad> {
                 ),
             ]
             .concat(),
-            Some("Duplicated subscription identifier"),
+            "Duplicated subscription identifier",
         ),
-        case(
+        connected(
             "selector",
-            Some("1.2"),
             raw_frame(
                 "SUBSCRIBE",
                 &[
@@ -586,29 +575,26 @@ fn bad_cases() -> Vec<Bad> {
                 ],
                 b"",
             ),
-            Some("Selector not supported"),
+            "Selector not supported",
         ),
-        case(
+        connected(
             "ACK of an id never issued",
-            Some("1.2"),
             raw_frame("ACK", &[("id", "nope")], b""),
-            Some("Message not found"),
+            "Message not found",
         ),
-        case(
+        connected(
             "duplicate BEGIN",
-            Some("1.2"),
             [
                 raw_frame("BEGIN", &[("transaction", "t")], b""),
                 raw_frame("BEGIN", &[("transaction", "t")], b""),
             ]
             .concat(),
-            Some("Bad transaction"),
+            "Bad transaction",
         ),
-        case(
+        connected(
             "COMMIT of an unknown transaction",
-            Some("1.2"),
             raw_frame("COMMIT", &[("transaction", "t")], b""),
-            Some("Bad transaction"),
+            "Bad transaction",
         ),
         case(
             "SEND the ACL refuses",

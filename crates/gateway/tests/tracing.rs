@@ -53,11 +53,7 @@ fn publish_to_both(gateway: &Gatewayd, topic: &str, extra: &[&str]) -> [Value; 2
     run(gateway, &args);
     subscribers.map(|subscriber| {
         let output = finish(subscriber);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert_succeeded(&output, "gatewayctl sub");
         serde_json::from_slice(&output.stdout).expect("one JSON message")
     })
 }

@@ -8,11 +8,13 @@
 //! stream addresses (and the source addresses inside the master's frames) come out identical. Differences that are
 //! expected: gatewayd sends no FOLLOW and has no `ipc.<id>` debug service; it may coalesce DATA ops and REWINDs.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use common::*;
 use protocols::chanserv::astranet::{
     op, Addr, Event, HostId, Link, LinkConfig, Op, Opcode, PortCounter, Recv, ServiceName,
     StreamId, SERVICE_PORT,
@@ -22,20 +24,7 @@ use protocols::chanserv::codec::frame::{Compression, FrameDecoder};
 use serde_json::Value;
 
 fn fixture() -> Vec<Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/wire/chanserv/chanserv-sub-pub.jsonl");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    transcript_lines("chanserv/chanserv-sub-pub.jsonl")
 }
 
 /// An op as the transcript's decoded line states it.

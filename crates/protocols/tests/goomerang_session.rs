@@ -1,11 +1,14 @@
 //! Goomerang sessions against an in-process bus: pub/sub, broadcast, the sync-request bridge (the test
 //! plays the responder on `$rpc.goomerang.<kind>`), ACLs, foreign messages and size limits.
 
+mod common;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use common::*;
 use core_bus::config::BusConfig;
-use core_bus::{Bus, ConnectionId, Envelope, Mailbox, Origin, Pattern, Protocol, Topic};
+use core_bus::{Bus, Envelope, Mailbox, Pattern, Protocol, Topic};
 use proptest::prelude::*;
 use prost::Message;
 use protocols::auth::{Allowed, Identity};
@@ -29,15 +32,15 @@ fn settings() -> SessionSettings {
     }
 }
 
-fn origin(protocol: Protocol) -> Origin {
-    Origin {
-        protocol,
-        connection: ConnectionId::next(),
-    }
-}
-
 fn session(bus: &Bus) -> Session {
     session_as(bus, Identity::trusted("anonymous"), settings())
+}
+
+/// An anonymous session with the default settings as `change` leaves them.
+fn session_with(bus: &Bus, change: impl FnOnce(&mut SessionSettings)) -> Session {
+    let mut settings = settings();
+    change(&mut settings);
+    session_as(bus, Identity::trusted("anonymous"), settings)
 }
 
 fn session_as(bus: &Bus, identity: Identity, settings: SessionSettings) -> Session {
@@ -84,6 +87,25 @@ fn publish(session: &mut Session, topic: &str, text: &str, user: &[(&str, &str)]
             headers: command_headers(&headers(user)),
         },
     );
+}
+
+/// A SendSync of `goomerang.example.MessageV1 { "ping" }` with request id `uuid` and the `user` headers.
+fn send_sync(uuid: &str, user: &[(&str, &str)]) -> Command {
+    Command::SendSync {
+        uuid: uuid.into(),
+        kind: KIND.into(),
+        payload: message_v1("ping"),
+        headers: headers(user),
+    }
+}
+
+/// A direct Send of `goomerang.example.MessageV1 { text }` with the `user` headers.
+fn direct(text: &str, user: &[(&str, &str)]) -> Command {
+    Command::Send {
+        kind: KIND.into(),
+        payload: message_v1(text),
+        headers: headers(user),
+    }
 }
 
 /// Every frame the session would write now.
@@ -221,15 +243,7 @@ fn sync_request_is_bridged_and_the_first_reply_comes_back() {
     responder.subscribe(Pattern::exact(&rpc)).unwrap();
 
     let uuid = "0f8fad5b-d9cb-469f-a165-70867728950e";
-    send(
-        &mut client,
-        Command::SendSync {
-            uuid: uuid.into(),
-            kind: KIND.into(),
-            payload: message_v1("ping"),
-            headers: headers(&[("trace", "7")]),
-        },
-    );
+    send(&mut client, send_sync(uuid, &[("trace", "7")]));
     let request = responder.try_recv_one();
     assert_eq!(request.payload, message_v1("ping"));
     assert_eq!(request.correlation_id.as_deref(), Some(uuid));
@@ -264,15 +278,7 @@ fn sync_request_is_bridged_and_the_first_reply_comes_back() {
     assert_eq!(frame.payload_size, 6);
 
     // A foreign reply (no kind header) comes back wrapped, with its content type.
-    send(
-        &mut client,
-        Command::SendSync {
-            uuid: "second".into(),
-            kind: KIND.into(),
-            payload: message_v1("ping"),
-            headers: FrameHeaders::new(),
-        },
-    );
+    send(&mut client, send_sync("second", &[]));
     let request = responder.try_recv_one();
     let mut foreign = Envelope::new(
         request.reply_to.clone().unwrap(),
@@ -300,15 +306,7 @@ fn sync_request_is_bridged_and_the_first_reply_comes_back() {
 fn sync_request_without_responder_gets_nothing() {
     let bus = Bus::new(BusConfig::default());
     let mut client = session(&bus);
-    send(
-        &mut client,
-        Command::SendSync {
-            uuid: "u1".into(),
-            kind: KIND.into(),
-            payload: message_v1("ping"),
-            headers: FrameHeaders::new(),
-        },
-    );
+    send(&mut client, send_sync("u1", &[]));
     // Nothing waits for u1, so even a reply sent to the inbox by guesswork is dropped.
     let inbox = client.reply_inbox().clone();
     let mut reply = Envelope::new(inbox, message_v1("pong"), origin(Protocol::Internal));
@@ -317,14 +315,7 @@ fn sync_request_without_responder_gets_nothing() {
     assert!(frames(&mut client).is_empty());
 
     // A plain direct send nobody handles: dropped (unroutable), the session goes on.
-    send(
-        &mut client,
-        Command::Send {
-            kind: KIND.into(),
-            payload: message_v1("x"),
-            headers: FrameHeaders::new(),
-        },
-    );
+    send(&mut client, direct("x", &[]));
     assert!(frames(&mut client).is_empty());
 }
 
@@ -338,11 +329,7 @@ fn direct_send_goes_to_the_kind_topic_with_the_sender_identity() {
         .unwrap();
     send(
         &mut client,
-        Command::Send {
-            kind: KIND.into(),
-            payload: message_v1("do it"),
-            headers: headers(&[("trace", "7"), ("goomerang-sender", "mallory")]),
-        },
+        direct("do it", &[("trace", "7"), ("goomerang-sender", "mallory")]),
     );
     let request = handler.try_recv_one();
     assert_eq!(
@@ -372,14 +359,7 @@ fn direct_send_goes_to_the_kind_topic_with_the_sender_identity() {
     handler
         .subscribe(Pattern::parse("orders.commands").unwrap())
         .unwrap();
-    send(
-        &mut routed,
-        Command::Send {
-            kind: KIND.into(),
-            payload: message_v1("x"),
-            headers: FrameHeaders::new(),
-        },
-    );
+    send(&mut routed, direct("x", &[]));
     let request = handler.try_recv_one();
     assert_eq!(request.topic.as_str(), "orders.commands");
     assert_eq!(request.headers.get_str("goomerang-sender"), Some("bob"));
@@ -392,14 +372,9 @@ fn foreign_kinds_deliver_matching_bodies_as_their_kind() {
         topic: "orders.#".into(),
         kind: KIND.into(),
     }];
-    let mut client = session_as(
-        &bus,
-        Identity::trusted("anonymous"),
-        SessionSettings {
-            foreign_kinds: ForeignKinds::new(&rules).unwrap(),
-            ..settings()
-        },
-    );
+    let mut client = session_with(&bus, |s| {
+        s.foreign_kinds = ForeignKinds::new(&rules).unwrap()
+    });
     subscribe(&mut client, "orders.eu");
     subscribe(&mut client, "other");
     for topic in ["orders.eu", "other"] {
@@ -458,14 +433,7 @@ fn acl_refusals_drop_the_command() {
 #[test]
 fn subscription_limit_is_enforced() {
     let bus = Bus::new(BusConfig::default());
-    let mut client = session_as(
-        &bus,
-        Identity::trusted("anonymous"),
-        SessionSettings {
-            max_subscriptions: 2,
-            ..settings()
-        },
-    );
+    let mut client = session_with(&bus, |s| s.max_subscriptions = 2);
     for topic in ["a", "b", "c"] {
         subscribe(&mut client, topic);
     }
@@ -477,14 +445,9 @@ fn subscription_limit_is_enforced() {
 #[test]
 fn foreign_messages_are_wrapped_with_the_configured_kind() {
     let bus = Bus::new(BusConfig::default());
-    let mut client = session_as(
-        &bus,
-        Identity::trusted("anonymous"),
-        SessionSettings {
-            wrapper_kind: WrapperKind::new("acme.Blob").unwrap(),
-            ..settings()
-        },
-    );
+    let mut client = session_with(&bus, |s| {
+        s.wrapper_kind = WrapperKind::new("acme.Blob").unwrap()
+    });
     subscribe(&mut client, "orders.eu");
     let mut envelope = Envelope::new(
         Topic::from_dotted(b"orders.eu"),
@@ -507,14 +470,7 @@ fn foreign_messages_are_wrapped_with_the_configured_kind() {
 #[test]
 fn size_limits_drop_deliveries_and_close_on_huge_messages() {
     let bus = Bus::new(BusConfig::default());
-    let small = SessionSettings {
-        limits: Limits {
-            max_message_size: 128,
-            ..Limits::default()
-        },
-        ..settings()
-    };
-    let mut client = session_as(&bus, Identity::trusted("anonymous"), small);
+    let mut client = session_with(&bus, |s| s.limits.max_message_size = 128);
     subscribe(&mut client, "big");
     let mut sender = session(&bus);
     publish(&mut sender, "big", &"x".repeat(100), &[]);

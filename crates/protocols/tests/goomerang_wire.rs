@@ -3,10 +3,13 @@
 //! match the reference server's frames field by field (timestamps aside), and close frames get the echo
 //! the reference server sent.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use common::*;
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 use protocols::goomerang::bridge::{delivery_from_bus, to_bus_headers, user_headers};
@@ -15,12 +18,6 @@ use protocols::goomerang::{
     decode, encode_delivery, CloseHandshake, Command, FrameHeaders, Limits, PeerClose, WrapperKind,
 };
 use protox::file::{ChainFileResolver, GoogleFileResolver, IncludeFileResolver};
-use serde_json::Value;
-
-/// The recorded transcripts, inside this crate.
-fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wire")
-}
 
 /// One WebSocket message of the transcript.
 struct WsMessage {
@@ -30,31 +27,17 @@ struct WsMessage {
     payload: Vec<u8>,
 }
 
-fn hex(text: &str) -> Vec<u8> {
-    let pairs = text.as_bytes().chunks_exact(2);
-    assert!(pairs.remainder().is_empty(), "odd hex length");
-    pairs
-        .map(|pair| {
-            let pair = std::str::from_utf8(pair).expect("ASCII hex");
-            u8::from_str_radix(pair, 16).expect("hex digit")
-        })
-        .collect()
-}
-
 fn transcript() -> Vec<WsMessage> {
-    let path = fixtures_dir().join("goomerang/goomerang-sub-pub.jsonl");
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
-    text.lines()
+    transcript_lines("goomerang/goomerang-sub-pub.jsonl")
+        .into_iter()
         .skip(1)
-        .map(|line| serde_json::from_str::<Value>(line).expect("JSON line"))
         .filter_map(|line| {
             let opcode = line.get("ws_opcode")?.as_u64()?;
             Some(WsMessage {
                 conn: line["conn"].as_u64().expect("conn"),
                 client_to_server: line["dir"] == "c2s",
                 opcode,
-                payload: hex(line["payload_hex"].as_str().expect("payload_hex")),
+                payload: unhex(line["payload_hex"].as_str().expect("payload_hex")),
             })
         })
         .collect()

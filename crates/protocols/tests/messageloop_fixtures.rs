@@ -5,10 +5,12 @@
 //! times, session ids, epochs and offsets masked. Every message we render must also read strictly as the
 //! recording's generation (unknown fields rejected, types checked, as the G0 SDK's protojson reads).
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use bytes::Bytes;
+use common::*;
 use prost::Message as _;
 use protocols::messageloop::codes::DisconnectCode;
 use protocols::messageloop::conformance::{check_json, check_protobuf, outbound_name, UnknownKeys};
@@ -22,28 +24,6 @@ use protocols::messageloop::subprotocol::negotiate;
 use protocols::messageloop::wire::{G2Wire, Wire};
 use protocols::messageloop::{json, Frame, WsCodec};
 use serde_json::Value;
-
-/// The recorded transcripts, inside this crate.
-fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wire")
-}
-
-fn transcript(name: &str) -> Vec<Value> {
-    let path = fixtures_dir().join("messageloop").join(name);
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
-    text.lines()
-        .map(|line| serde_json::from_str(line).expect("JSONL line"))
-        .collect()
-}
-
-fn unhex(text: &str) -> Vec<u8> {
-    assert_eq!(text.len() % 2, 0, "odd hex length");
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
-        .collect()
-}
 
 /// Renders a server → client protobuf message as protojson for comparison.
 fn outbound_json(generation: Generation, bytes: &[u8]) -> Value {
@@ -277,7 +257,10 @@ impl ScriptedServer {
 fn replay(name: &str) -> BTreeMap<u64, Conn> {
     let mut conns: BTreeMap<u64, Conn> = BTreeMap::new();
     let mut server = ScriptedServer::default();
-    for line in transcript(name).iter().skip(1) {
+    for line in transcript_lines(&format!("messageloop/{name}"))
+        .iter()
+        .skip(1)
+    {
         let conn = line["conn"].as_u64().expect("conn");
         let dir = line["dir"].as_str().unwrap_or("");
         if line["event"] == "open" {

@@ -3,12 +3,15 @@
 //! test acting as responder, RPC and Connect tokens routed to a backend proxy (the test answering the
 //! queued calls), idle disconnect, and messages from other protocols.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::*;
 use core_bus::config::{BusConfig, HistoryPolicy, HistoryRule};
-use core_bus::{Bus, ConnectionId, Envelope, Origin, Pattern, Protocol, Topic};
+use core_bus::{Bus, ConnectionId, Envelope, Pattern, Protocol, Topic};
 use protocols::auth::{AuthConfig, Authenticator, Identity, StaticToken};
 use protocols::messageloop::message::{
     Connect, Error, Inbound, InboundBody, Outbound, OutboundBody, Payload, PayloadData, Position,
@@ -152,14 +155,6 @@ fn pump(session: &mut Session, now: Now) -> Vec<Outbound> {
         .unwrap();
     session.handle_deliveries(deliveries, now);
     session.poll_transmit()
-}
-
-/// The origin of a message from a new connection of `protocol`.
-fn origin(protocol: Protocol) -> Origin {
-    Origin {
-        protocol,
-        connection: ConnectionId::next(),
-    }
 }
 
 fn error_code(out: &Outbound) -> Option<&str> {
@@ -432,12 +427,7 @@ fn rpc_is_answered_by_a_bus_responder() {
     let topic = core_bus::names::rpc_topic("messageloop", ["svc.math", "double"]);
     responder.subscribe(Pattern::exact(&topic)).unwrap();
     let mut session = world.connected(Generation::G2);
-    let request = InboundBody::Rpc(RpcRequest {
-        channel: "svc.math".into(),
-        method: "double".into(),
-        payload: Payload::text("text/plain", "21"),
-        ..RpcRequest::default()
-    });
+    let request = rpc("svc.math", "double");
     send(&mut session, "rpc-1", request, world.at(1));
     assert!(session.poll_transmit().is_empty());
     let mut got = Vec::new();
@@ -462,11 +452,7 @@ fn rpc_is_answered_by_a_bus_responder() {
     );
     assert!(matches!(&reply.payload.data, Some(PayloadData::Json(o)) if o["answer"] == 42));
 
-    let request = InboundBody::Rpc(RpcRequest {
-        channel: "svc.math".into(),
-        method: "double".into(),
-        ..RpcRequest::default()
-    });
+    let request = rpc("svc.math", "double");
     send(&mut session, "rpc-2", request, world.at(3));
     assert_eq!(
         session.poll_timeout(),
@@ -475,12 +461,7 @@ fn rpc_is_answered_by_a_bus_responder() {
     session.handle_timeout(world.at(40));
     assert_first_error(&mut session, "rpc-2", "RPC_TIMEOUT");
 
-    let nobody = InboundBody::Rpc(RpcRequest {
-        channel: "svc.none".into(),
-        method: "x".into(),
-        ..RpcRequest::default()
-    });
-    send(&mut session, "rpc-3", nobody, world.at(41));
+    send(&mut session, "rpc-3", rpc("svc.none", "x"), world.at(41));
     assert_eq!(error_code(&session.poll_transmit()[0]), Some("NO_PROXY"));
 }
 

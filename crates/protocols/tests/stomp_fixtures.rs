@@ -6,30 +6,17 @@
 //! the negotiated version. The other way, our encoder must write each recorded server frame as the
 //! reference server did, with that version's header escaping.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use bytes::BytesMut;
+use common::*;
 use protocols::stomp::{
     encode, negotiate, Command, Decoded, Decoder, Frame, HeartBeatPolicy, Limits, Version,
 };
 use serde_json::Value;
-
-/// The recorded transcripts, inside this crate.
-fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wire")
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    s.as_bytes()
-        .chunks(2)
-        .map(|pair| {
-            let digits = std::str::from_utf8(pair).expect("ASCII hex");
-            assert_eq!(digits.len(), 2, "odd hex length");
-            u8::from_str_radix(digits, 16).expect("hex digit")
-        })
-        .collect()
-}
 
 /// A frame as the transcript lists it.
 #[derive(Debug, PartialEq, Eq)]
@@ -70,7 +57,7 @@ fn load(path: &PathBuf) -> BTreeMap<(u64, String), Stream> {
         };
         let stream = streams.entry((conn, dir.to_owned())).or_default();
         if let Some(h) = v["hex"].as_str() {
-            stream.chunks.push(hex(h));
+            stream.chunks.push(unhex(h));
         } else if let Some(command) = v["stomp_command"].as_str() {
             let headers = v["stomp_headers"]
                 .as_array()
@@ -83,7 +70,7 @@ fn load(path: &PathBuf) -> BTreeMap<(u64, String), Stream> {
                 .collect();
             let body = match (v["body_text"].as_str(), v["body_hex"].as_str()) {
                 (Some(t), _) => t.as_bytes().to_vec(),
-                (None, Some(h)) => hex(h),
+                (None, Some(h)) => unhex(h),
                 (None, None) => panic!("frame without body in {}", path.display()),
             };
             stream.frames.push(Listed {

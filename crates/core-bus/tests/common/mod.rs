@@ -1,7 +1,8 @@
 //! Helpers shared by the bus integration tests.
 #![allow(dead_code)]
 
-use core_bus::{Bus, ConnectionId, Delivery, Envelope, Mailbox, Origin, Protocol, Topic};
+use core_bus::config::{BusConfig, HistoryPolicy, HistoryRule};
+use core_bus::{Bus, ConnectionId, Delivery, Envelope, Mailbox, Origin, Pattern, Protocol, Topic};
 
 pub fn origin() -> Origin {
     Origin {
@@ -51,5 +52,31 @@ pub fn unstalled_bus() -> Bus {
     Bus::new(core_bus::config::BusConfig {
         max_publisher_stall: std::time::Duration::ZERO,
         ..Default::default()
+    })
+}
+
+pub fn pattern(text: &str) -> Pattern {
+    Pattern::parse(text).expect("valid pattern")
+}
+
+/// A mailbox on `bus` subscribed to `filter`.
+pub fn subscriber(bus: &Bus, filter: &str) -> Mailbox {
+    let mut mailbox = bus.mailbox(origin());
+    mailbox.subscribe(pattern(filter)).expect("subscribed");
+    mailbox
+}
+
+/// A bus that keeps the history of `h.#`, up to `max_messages` and `max_bytes` a topic.
+pub fn history_bus(max_messages: usize, max_bytes: usize) -> Bus {
+    Bus::new(BusConfig {
+        history: vec![HistoryRule {
+            topics: pattern("h.#"),
+            policy: HistoryPolicy {
+                max_messages,
+                max_bytes,
+                ttl: std::time::Duration::ZERO,
+            },
+        }],
+        ..BusConfig::default()
     })
 }

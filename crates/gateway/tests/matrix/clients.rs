@@ -46,11 +46,7 @@ pub fn config(extra: &str) -> String {
 }
 
 pub fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
+    crate::support::multi_thread_runtime(2)
 }
 
 /// The listener addresses of one gatewayd.

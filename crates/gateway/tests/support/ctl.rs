@@ -75,11 +75,7 @@ pub fn finish(mut child: Child) -> Output {
 /// Runs gatewayctl to completion and returns its stdout; panics when it fails.
 pub fn run(gateway: &Gatewayd, args: &[&str]) -> String {
     let output = finish(spawn(gateway, args));
-    assert!(
-        output.status.success(),
-        "gatewayctl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    super::assert_succeeded(&output, &format!("gatewayctl {args:?}"));
     String::from_utf8(output.stdout).expect("utf-8 output")
 }
 

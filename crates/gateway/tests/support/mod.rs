@@ -401,6 +401,44 @@ pub fn wait_members(gateway: &Gatewayd, topic: &str, members: u64) {
     );
 }
 
+/// A multi-thread tokio runtime with `workers` worker threads.
+pub fn multi_thread_runtime(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// A current-thread tokio runtime.
+pub fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Asserts that the process `what` exited with success; the failure message holds its stderr.
+pub fn assert_succeeded(output: &std::process::Output, what: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{what} failed: {stderr}");
+}
+
+/// `gatewayd_drops_total` for `reason` on `protocol`.
+pub fn dropped(gateway: &Gatewayd, reason: &str, protocol: &str) -> f64 {
+    gateway.metric(
+        "gatewayd_drops_total",
+        &[("reason", reason), ("protocol", protocol)],
+    )
+}
+
+/// Polls `/api/connections` until it lists `n` connections.
+pub fn wait_connection_count(gateway: &Gatewayd, n: usize) {
+    gateway.wait_for("/api/connections", &format!("{n} connections"), |all| {
+        all.as_array().is_some_and(|all| all.len() == n)
+    });
+}
+
 /// A loopback port nothing listens on (bound once, then released).
 pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -58,11 +58,7 @@ impl ProxyBackend {
 /// Serves `app` on 127.0.0.1 (a free port) from a runtime of its own; the server stops when the runtime is
 /// dropped.
 pub fn serve_on_loopback(app: axum::Router) -> (SocketAddr, tokio::runtime::Runtime) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = crate::support::multi_thread_runtime(1);
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind backend");

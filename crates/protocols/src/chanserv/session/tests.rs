@@ -204,6 +204,14 @@ impl Harness {
         master
     }
 
+    /// Posts the request `body` and dials the first source it announces. Returns the master's and the frame
+    /// channel's client ports.
+    fn post_and_dial(&mut self, body: &[u8]) -> (u32, u32) {
+        let master = self.post(body);
+        let (_, port) = self.source(master).unwrap();
+        (master, self.dial(port))
+    }
+
     fn frame(&mut self, port: u32) -> Option<Bytes> {
         let s = self.streams.get_mut(&port).unwrap();
         FrameDecoder::new(PEER_FRAME_LIMIT)
@@ -383,9 +391,7 @@ fn compression_applies_to_frame_channels_only() {
         ..SessionConfig::default()
     };
     let mut h = Harness::with_config(config);
-    let master = h.post(b"z");
-    let (_, port) = h.source(master).unwrap();
-    let channel = h.dial(port);
+    let (_, channel) = h.post_and_dial(b"z");
     h.publish("z", &[b'a'; 64]);
     h.publish("z", b"0123456789abcdefXYZ");
     let raw = h.streams[&channel].rx.clone();
@@ -513,9 +519,7 @@ fn an_oversized_or_truncated_request_closes_only_its_master() {
         ..SessionConfig::default()
     };
     let mut h = Harness::with_config(config);
-    let live = h.post(b"keep");
-    let (_, port) = h.source(live).unwrap();
-    let channel = h.dial(port);
+    let (_, channel) = h.post_and_dial(b"keep");
     let big = h.post(&[b'x'; 17]);
     assert_eq!(
         &h.streams[&big].rx[..],
@@ -576,9 +580,7 @@ fn undialed_sources_expire_after_the_accept_timeout() {
 #[test]
 fn shutdown_closes_every_stream() {
     let mut h = Harness::default();
-    let master = h.post(b"a");
-    let (_, port) = h.source(master).unwrap();
-    let channel = h.dial(port);
+    let (master, channel) = h.post_and_dial(b"a");
     h.session.shutdown(h.now);
     h.pump();
     assert!(h.finished(master) && h.finished(channel));
@@ -595,12 +597,8 @@ fn a_subscriber_too_slow_for_the_bus_queue_loses_only_that_request() {
         ..BusConfig::default()
     });
     let mut h = Harness::new(bus, SessionConfig::default(), Identity::trusted("t"));
-    let slow = h.post(b"slow");
-    let (_, port) = h.source(slow).unwrap();
-    let slow_channel = h.dial(port);
-    let other = h.post(b"other");
-    let (_, port) = h.source(other).unwrap();
-    let other_channel = h.dial(port);
+    let (slow, slow_channel) = h.post_and_dial(b"slow");
+    let (_, other_channel) = h.post_and_dial(b"other");
     h.rewind = false;
     // 200 KiB: one window reaches the client, one more waits in the source, 10 fit the bus queue, the rest
     // overflows it.
@@ -756,9 +754,7 @@ fn master_read_and_sourcing_timeouts_close_the_master_only() {
         ..TimeoutsConfig::default()
     });
     let silent = h.dial(SERVICE_PORT);
-    let master = h.post(b"s.one\ns.>");
-    let (_, port) = h.source(master).unwrap();
-    let channel = h.dial(port);
+    let (master, channel) = h.post_and_dial(b"s.one\ns.>");
     advance(&mut h, 3);
     assert!(h.finished(silent), "no request within master_read");
     assert!(!h.finished(master));

@@ -133,58 +133,37 @@ fn publishes_round_trip_at_both_levels() {
     }
 }
 
+/// What gatewayd writes for `packet` at `version`.
+fn encoded(packet: &Outbound, version: Version) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    encode(packet, version, &mut out).unwrap();
+    out.to_vec()
+}
+
 #[test]
 fn acks_and_refusals_in_each_level() {
-    let mut out = BytesMut::new();
-    encode(
-        &Outbound::SubAck {
-            pkid: 1,
-            reasons: vec![1, reason::NOT_AUTHORIZED],
-            reason_string: None,
-        },
-        Version::V311,
-        &mut out,
-    )
-    .unwrap();
-    assert_eq!(&out[..], &[0x90, 4, 0, 1, 1, 0x80]);
-    out.clear();
-    encode(
-        &Outbound::SubAck {
-            pkid: 1,
-            reasons: vec![1, reason::NOT_AUTHORIZED],
-            reason_string: None,
-        },
-        Version::V5,
-        &mut out,
-    )
-    .unwrap();
-    assert_eq!(&out[..], &[0x90, 5, 0, 1, 0, 1, 0x87]);
-    out.clear();
+    let suback = Outbound::SubAck {
+        pkid: 1,
+        reasons: vec![1, reason::NOT_AUTHORIZED],
+        reason_string: None,
+    };
+    assert_eq!(encoded(&suback, Version::V311), [0x90, 4, 0, 1, 1, 0x80]);
+    assert_eq!(encoded(&suback, Version::V5), [0x90, 5, 0, 1, 0, 1, 0x87]);
     let refusal = ConnAck::new(ConnectReturnCode::BadUserNamePassword, false);
-    encode(
-        &Outbound::ConnAck(Box::new(refusal)),
-        Version::V311,
-        &mut out,
-    )
-    .unwrap();
-    assert_eq!(&out[..], &[0x20, 2, 0, 4]);
-    out.clear();
-    encode(
-        &Outbound::Disconnect {
-            reason: reason::PACKET_TOO_LARGE,
-            reason_string: None,
-        },
-        Version::V311,
-        &mut out,
-    )
-    .unwrap();
-    assert!(out.is_empty(), "3.1.1 has no server DISCONNECT");
+    let refusal = Outbound::ConnAck(Box::new(refusal));
+    assert_eq!(encoded(&refusal, Version::V311), [0x20, 2, 0, 4]);
+    let too_large = Outbound::Disconnect {
+        reason: reason::PACKET_TOO_LARGE,
+        reason_string: None,
+    };
+    let disconnect = encoded(&too_large, Version::V311);
+    assert!(disconnect.is_empty(), "3.1.1 has no server DISCONNECT");
     let refused = Ack {
         reason_string: None,
         ..Ack::failure(3, reason::NOT_AUTHORIZED, "")
     };
-    encode(&Outbound::PubAck(refused), Version::V5, &mut out).unwrap();
-    assert_eq!(&out[..], &[0x40, 3, 0, 3, 0x87]);
+    let refused = encoded(&Outbound::PubAck(refused), Version::V5);
+    assert_eq!(refused, [0x40, 3, 0, 3, 0x87]);
 }
 
 /// Reads back what gatewayd wrote with mqttbytes' own 5.0 reader.
@@ -252,12 +231,8 @@ fn failure_acks_carry_a_reason_string_mqttbytes_reads() {
         other => panic!("{other:?}"),
     }
     // 3.1.1: never a reason string.
-    let mut out = BytesMut::new();
-    encode(&suback, Version::V311, &mut out).unwrap();
-    assert_eq!(&out[..], &[0x90, 4, 0, 7, 1, 0x80]);
-    out.clear();
-    encode(&refused, Version::V311, &mut out).unwrap();
-    assert_eq!(&out[..], &[0x40, 2, 0, 3]);
+    assert_eq!(encoded(&suback, Version::V311), [0x90, 4, 0, 7, 1, 0x80]);
+    assert_eq!(encoded(&refused, Version::V311), [0x40, 2, 0, 3]);
 }
 
 #[test]

@@ -79,6 +79,12 @@ fn connected(now: Instant) -> Link {
     connected_with(config(), peer_addr(), now)
 }
 
+/// A link past the handshake at a new `now`, and that `now`.
+fn fresh_link() -> (Instant, Link) {
+    let now = Instant::now();
+    (now, connected(now))
+}
+
 /// A link with `cfg` past the handshake, its output and events drained.
 fn connected_with(cfg: LinkConfig, peer: Option<SocketAddr>, now: Instant) -> Link {
     let mut link = Link::new(cfg, peer, now);
@@ -118,6 +124,12 @@ fn link_op(opcode: Opcode) -> Op {
 /// An op without payload from the service to client port `port`.
 fn to_client(opcode: Opcode, port: u32) -> Op {
     Op::empty(opcode, cl(port), svc())
+}
+
+/// Asserts that the link's one event is that it closed for `reason`.
+#[track_caller]
+fn assert_closed(link: &mut Link, reason: CloseReason) {
+    assert_eq!(events(link), vec![Event::Closed(reason)]);
 }
 
 /// Asserts that the link has nothing to write and no event.
@@ -228,10 +240,7 @@ fn handshake_timeout_closes_the_link() {
     assert!(!link.is_closed());
     link.handle_timeout(now + Duration::from_secs(10));
     assert!(link.is_closed());
-    assert_eq!(
-        events(&mut link),
-        vec![Event::Closed(CloseReason::HandshakeTimeout)]
-    );
+    assert_closed(&mut link, CloseReason::HandshakeTimeout);
     assert_eq!(link.poll_transmit(now), None);
     assert_eq!(link.poll_timeout(), None);
 }
@@ -257,8 +266,7 @@ fn malformed_handshake_closes_the_link() {
 
 #[test]
 fn dial_syn_ack_syn_ack_opens_a_writable_stream() {
-    let now = Instant::now();
-    let mut link = connected(now);
+    let (now, mut link) = fresh_link();
     feed(&mut link, &[dial(CL_PORT)], now);
     assert_eq!(
         transmit(&mut link, now),
@@ -287,8 +295,7 @@ fn dial_syn_ack_syn_ack_opens_a_writable_stream() {
 
 #[test]
 fn dial_to_an_unknown_port_is_dropped_silently() {
-    let now = Instant::now();
-    let mut link = connected(now);
+    let (now, mut link) = fresh_link();
     feed(
         &mut link,
         &[Op::empty(Opcode::Dial, Addr::new(GW, 7), cl(CL_PORT))],
@@ -314,8 +321,7 @@ fn dial_to_an_unknown_port_is_dropped_silently() {
 
 #[test]
 fn request_data_is_delivered_and_credited_as_in_example_d() {
-    let now = Instant::now();
-    let mut link = connected(now);
+    let (now, mut link) = fresh_link();
     let stream = open(&mut link, CL_PORT, now);
     feed(
         &mut link,
@@ -350,8 +356,7 @@ fn request_data_is_delivered_and_credited_as_in_example_d() {
 
 #[test]
 fn send_never_exceeds_the_window_and_resumes_on_rewind() {
-    let now = Instant::now();
-    let mut link = connected(now);
+    let (now, mut link) = fresh_link();
     let stream = open(&mut link, CL_PORT, now);
     let big = vec![7u8; 70_000];
     assert_eq!(link.send(stream, &big), Ok(65_536));
@@ -380,8 +385,7 @@ fn send_never_exceeds_the_window_and_resumes_on_rewind() {
 
 #[test]
 fn finish_sends_fin2_after_data_and_forgets_after_linger() {
-    let now = Instant::now();
-    let mut link = connected(now);
+    let (now, mut link) = fresh_link();
     let stream = open(&mut link, CL_PORT, now);
     link.send(stream, b"bye").unwrap();
     link.finish(stream, now).unwrap();
@@ -413,8 +417,7 @@ fn finish_sends_fin2_after_data_and_forgets_after_linger() {
 
 #[test]
 fn finish_before_the_ack_sends_fin2_after_syn_ack() {
-    let now = Instant::now();
-    let mut link = connected(now);
+    let (now, mut link) = fresh_link();
     feed(&mut link, &[dial(CL_PORT)], now);
     let [Event::Accepted { stream, .. }] = events(&mut link)[..] else {
         panic!("expected Accepted");
@@ -441,8 +444,7 @@ fn finish_before_the_ack_sends_fin2_after_syn_ack() {
 
 #[test]
 fn peer_fin2_ends_the_stream_after_buffered_data() {
-    let now = Instant::now();
-    let mut link = connected(now);
+    let (now, mut link) = fresh_link();
     let stream = open(&mut link, CL_PORT, now);
     feed(
         &mut link,
@@ -464,8 +466,7 @@ fn peer_fin2_ends_the_stream_after_buffered_data() {
 
 #[test]
 fn window_overrun_aborts_only_that_stream() {
-    let now = Instant::now();
-    let mut link = connected(now);
+    let (now, mut link) = fresh_link();
     let bad = open(&mut link, CL_PORT, now);
     let good = open(&mut link, CL_PORT + 1, now);
     feed(
@@ -490,8 +491,7 @@ fn window_overrun_aborts_only_that_stream() {
 
 #[test]
 fn ping_pong_keepalive_and_idle_close() {
-    let now = Instant::now();
-    let mut link = connected(now);
+    let (now, mut link) = fresh_link();
     feed(&mut link, &[link_op(Opcode::Ping)], now);
     assert_eq!(transmit(&mut link, now), vec![link_op(Opcode::Pong)]);
     let t5 = now + Duration::from_secs(5);
@@ -506,16 +506,12 @@ fn ping_pong_keepalive_and_idle_close() {
         transmit(&mut link, t);
     }
     assert_eq!(t, now + Duration::from_secs(100));
-    assert_eq!(
-        events(&mut link),
-        vec![Event::Closed(CloseReason::IdleTimeout)]
-    );
+    assert_closed(&mut link, CloseReason::IdleTimeout);
 }
 
 #[test]
 fn inbound_ops_reset_the_idle_timer() {
-    let now = Instant::now();
-    let mut link = connected(now);
+    let (now, mut link) = fresh_link();
     let later = now + Duration::from_secs(90);
     feed(&mut link, &[link_op(Opcode::Pong)], later);
     link.handle_timeout(now + Duration::from_secs(100));
@@ -526,20 +522,18 @@ fn inbound_ops_reset_the_idle_timer() {
 
 #[test]
 fn an_op_stuck_half_way_closes_the_link() {
-    let now = Instant::now();
-    let mut link = connected(now);
+    let (now, mut link) = fresh_link();
     let bytes = bytes_of(&[data(CL_PORT, b"abcdef")]);
     link.handle_input(&bytes[..20], now);
     assert_eq!(link.poll_timeout(), Some(now + Duration::from_secs(5)));
     link.handle_input(&bytes[20..30], now + Duration::from_secs(4));
     link.handle_timeout(now + Duration::from_secs(10));
-    assert_eq!(events(&mut link), vec![Event::Closed(CloseReason::Stalled)]);
+    assert_closed(&mut link, CloseReason::Stalled);
 }
 
 #[test]
 fn oversized_op_closes_but_unknown_opcode_does_not() {
-    let now = Instant::now();
-    let mut link = connected(now);
+    let (now, mut link) = fresh_link();
     let mut unknown =
         bytes_of(&[Op::new(Opcode::Data, svc(), cl(1), Bytes::from_static(b"zz")).unwrap()]);
     unknown[0] = 0x55;
@@ -549,11 +543,9 @@ fn oversized_op_closes_but_unknown_opcode_does_not() {
     let mut oversized = bytes_of(&[Op::empty(Opcode::Data, svc(), cl(1))]);
     oversized[25..29].copy_from_slice(&65_537u32.to_be_bytes());
     link.handle_input(&oversized, now);
-    assert_eq!(
-        events(&mut link),
-        vec![Event::Closed(CloseReason::Op(OpError::Oversized {
-            len: 65_537
-        }))]
+    assert_closed(
+        &mut link,
+        CloseReason::Op(OpError::Oversized { len: 65_537 }),
     );
     // Nothing comes out of a closed link, whatever goes in.
     link.handle_input(&bytes_of(&[link_op(Opcode::Ping)]), now);
@@ -563,29 +555,21 @@ fn oversized_op_closes_but_unknown_opcode_does_not() {
 
 #[test]
 fn eof_inside_an_op_is_truncation() {
-    let now = Instant::now();
-    let mut link = connected(now);
+    let (now, mut link) = fresh_link();
     link.handle_input(&bytes_of(&[data(CL_PORT, b"abc")])[..31], now);
     link.handle_eof();
-    assert_eq!(
-        events(&mut link),
-        vec![Event::Closed(CloseReason::Op(OpError::Truncated {
-            have: 31,
-            need: 32
-        }))]
+    assert_closed(
+        &mut link,
+        CloseReason::Op(OpError::Truncated { have: 31, need: 32 }),
     );
     let mut link = connected(now);
     link.handle_eof();
-    assert_eq!(
-        events(&mut link),
-        vec![Event::Closed(CloseReason::PeerClosed)]
-    );
+    assert_closed(&mut link, CloseReason::PeerClosed);
 }
 
 #[test]
 fn bind_once_accepts_one_dial_and_expires() {
-    let now = Instant::now();
-    let mut link = connected(now);
+    let (now, mut link) = fresh_link();
     let deadline = now + Duration::from_secs(30);
     let a = link.bind_once(deadline).unwrap();
     let b = link.bind_once(deadline).unwrap();
