@@ -7,7 +7,8 @@
 //!   G1 reads alike.
 //! * [`wire`]: generation-neutral messages from and to each generation's envelopes (and the proxy calls).
 //! * [`ws`]: the per-connection WebSocket codec, one WebSocket message ↔ one envelope; [`shared`]: a delivered
-//!   publication encoded once for all its subscribers.
+//!   publication encoded once for all its subscribers; [`publication_json`]: the JSON of a G1/G2 publication,
+//!   written directly.
 //! * [`conformance`]: strict reading of server messages as the SDKs read them.
 
 pub mod conformance;
@@ -16,6 +17,7 @@ pub mod generation;
 pub mod grpc_codec;
 pub mod json;
 pub mod pb;
+pub mod publication_json;
 pub mod shared;
 pub mod subprotocol;
 pub mod wire;

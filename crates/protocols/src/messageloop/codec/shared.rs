@@ -56,6 +56,8 @@ impl Form {
 /// An envelope encoded by the codec before it becomes a frame.
 pub enum Encoded {
     Json(Value),
+    /// JSON written directly: the members other than `id` and `time`, each as `"key":value`, in key order.
+    JsonMembers(Vec<(String, String)>),
     Protobuf(Vec<u8>),
 }
 
@@ -123,6 +125,7 @@ impl SharedPublication {
                         .collect(),
                 )),
                 Encoded::Json(_) => None,
+                Encoded::JsonMembers(members) => Some(Body::Json(members)),
                 Encoded::Protobuf(bytes) => Some(Body::Protobuf(Bytes::from(bytes))),
             }
         });
@@ -142,7 +145,7 @@ impl SharedPublication {
 }
 
 /// `{…}` with `id` and `time` (left out when empty or zero, as protojson does) among the shared members.
-fn json_frame(members: &[(String, String)], id: &str, time_ms: u64) -> String {
+pub(super) fn json_frame(members: &[(String, String)], id: &str, time_ms: u64) -> String {
     let own = [
         (!id.is_empty()).then(|| ("id", format!("\"id\":{}", Value::from(id)))),
         (time_ms != 0).then(|| ("time", format!("\"time\":\"{time_ms}\""))),

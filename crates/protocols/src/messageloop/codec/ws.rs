@@ -16,7 +16,8 @@ use super::generation::{
     detect_json, detect_protobuf, legacy_shape, Detected, Encoding, Generation, GenerationSetting,
 };
 use super::json::{self, JsonError};
-use super::shared::{Encoded, Form};
+use super::publication_json;
+use super::shared::{json_frame, Encoded, Form};
 use super::wire::{DecodeError, G0Wire, G1Wire, G2Wire, Unrepresentable, Wire};
 use crate::messageloop::message::{Inbound, Outbound, OutboundBody};
 
@@ -140,6 +141,9 @@ impl WsCodec {
         }
         Ok(match self.encode_parts(message)? {
             Encoded::Json(value) => Frame::Text(value.to_string()),
+            Encoded::JsonMembers(members) => {
+                Frame::Text(json_frame(&members, &message.id, message.time_ms))
+            }
             Encoded::Protobuf(bytes) => Frame::Binary(Bytes::from(bytes)),
         })
     }
@@ -160,10 +164,24 @@ impl WsCodec {
         };
         match self.encoding {
             Encoding::Protobuf => by_generation!(generation, encode_protobuf(message)),
-            Encoding::Json => Ok(Encoded::Json(by_generation!(
-                generation,
-                encode_json(message)
-            )?)),
+            Encoding::Json => {
+                // A G1/G2 publication is written directly, not through the dynamic protojson rendering.
+                let direct = message
+                    .body
+                    .messages()
+                    .and_then(|messages| publication_json::publication(generation, messages));
+                if let Some(publication) = direct {
+                    let member = format!("\"publication\":{publication}");
+                    return Ok(Encoded::JsonMembers(vec![(
+                        "publication".to_owned(),
+                        member,
+                    )]));
+                }
+                Ok(Encoded::Json(by_generation!(
+                    generation,
+                    encode_json(message)
+                )?))
+            }
         }
     }
 }
