@@ -164,8 +164,9 @@ pub struct Session {
     backpressure: Option<Backpressure>,
 }
 
-/// A fresh random UUIDv4 string, lowercase and hyphenated, built in one allocation: every delivery takes one or
-/// two, so this is on the fan-out hot path.
+/// A fresh random UUIDv4 string, lowercase and hyphenated, built in one allocation: every delivery takes one (its
+/// envelope id; a message without an offset takes one more, shared by its subscribers), so this is on the fan-out
+/// hot path.
 pub fn uuid4() -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut bytes: [u8; 16] = rand::random();
