@@ -10,7 +10,7 @@
 //! number order, so they come first, then the shared body. Both left out of the shared body by encoding it with
 //! their default values (proto3 and protojson leave defaults out).
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::Value;
@@ -99,9 +99,10 @@ impl SharedPublication {
     }
 
     /// The frame of the envelope `id`/`time_ms` carrying this publication in `form`. The shared body is encoded
-    /// with `encode` the first time a form is asked for. `None` when that failed.
+    /// with `encode` (given the envelope with neither, carrying this publication) the first time a form is asked
+    /// for. `None` when that failed.
     pub fn frame(
-        &self,
+        self: &Arc<Self>,
         form: Form,
         id: &str,
         time_ms: u64,
@@ -111,7 +112,7 @@ impl SharedPublication {
             let template = Outbound {
                 id: String::new(),
                 time_ms: 0,
-                body: OutboundBody::Publication(vec![self.message.clone()]),
+                body: OutboundBody::Delivered(self.clone()),
             };
             match encode(&template).ok()? {
                 Encoded::Json(Value::Object(members)) => Some(Body::Json(
@@ -192,7 +193,6 @@ fn protobuf_frame(body: &Bytes, time_field: u32, id: &str, time_ms: u64) -> Byte
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;
-    use std::sync::Arc;
 
     use super::*;
     use crate::messageloop::codec::generation::GenerationSetting;
@@ -274,7 +274,7 @@ mod tests {
     /// Subscribers of one form share one encoded body: it is encoded for the first only.
     #[test]
     fn a_form_is_encoded_once_for_all_subscribers() {
-        let shared = SharedPublication::new(messages().remove(0));
+        let shared = Arc::new(SharedPublication::new(messages().remove(0)));
         let codec = WsCodec::new(Encoding::Json, GenerationSetting::Fixed(Generation::G2));
         let encodings = Cell::new(0);
         let frames: Vec<Frame> = ["a", "b", "c"]
