@@ -13,6 +13,7 @@ use common::*;
 use core_bus::config::{BusConfig, HistoryPolicy, HistoryRule};
 use core_bus::{Bus, ConnectionId, Envelope, Pattern, Protocol, Topic};
 use protocols::auth::{AuthConfig, Authenticator, Identity, StaticToken};
+use protocols::messageloop::bridge::deliveries::Deliveries;
 use protocols::messageloop::message::{
     Connect, Error, Inbound, InboundBody, Outbound, OutboundBody, Payload, PayloadData, Position,
     PresenceAction, Publish, RecoverState, RpcRequest, Subscription,
@@ -70,6 +71,7 @@ impl World {
             }),
             router: Arc::new(Router::new(proxies)),
             hooks: Arc::new(Hooks::none()),
+            deliveries: Deliveries::default(),
         };
         World {
             bus,
@@ -268,7 +270,7 @@ fn publish_reaches_every_subscriber_once_including_the_publisher() {
     assert_eq!(ack.position.offset, None);
     let delivered = pump(&mut alice, world.at(1));
     assert_eq!(delivered.len(), 1, "{delivered:?}");
-    let OutboundBody::Publication(messages) = &delivered[0].body else {
+    let Some(messages) = delivered[0].body.messages() else {
         panic!("{delivered:?}")
     };
     assert_eq!(messages[0].channel, "chat.room");
@@ -278,7 +280,7 @@ fn publish_reaches_every_subscriber_once_including_the_publisher() {
     send(&mut alice, "p2", publish("chat.other", "own"), world.at(2));
     let own = pump(&mut alice, world.at(2));
     assert!(matches!(own[0].body, OutboundBody::PublishAck(_)));
-    assert!(matches!(own[1].body, OutboundBody::Publication(_)));
+    assert!(own[1].body.messages().is_some());
     assert_eq!(own.len(), 2);
 
     send(&mut bob, "w", publish("chat.*", "x"), world.at(2));
@@ -792,9 +794,9 @@ fn messages_from_other_protocols_become_publications() {
     let out = pump(&mut session, world.at(2));
     let messages: Vec<_> = out
         .iter()
-        .map(|o| match &o.body {
-            OutboundBody::Publication(m) => m[0].clone(),
-            other => panic!("{other:?}"),
+        .map(|o| match o.body.messages() {
+            Some(m) => m[0].clone(),
+            None => panic!("{:?}", o.body),
         })
         .collect();
     assert!(matches!(&messages[0].payload.data, Some(PayloadData::Json(o)) if o["n"] == 1));
@@ -835,10 +837,7 @@ fn sequenced(offset: u64, text: &str) -> Envelope {
 
 fn offsets(out: &[Outbound]) -> Vec<Option<u64>> {
     out.iter()
-        .filter_map(|o| match &o.body {
-            OutboundBody::Publication(m) => Some(m[0].position.offset),
-            _ => None,
-        })
+        .filter_map(|o| o.body.messages().map(|m| m[0].position.offset))
         .collect()
 }
 

@@ -2,8 +2,11 @@
 //! to it ([`Outbound`]), whichever wire generation (G0, G1, G2) and encoding carried them. The `wire`
 //! module converts these to and from each generation's protobuf types.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
+use super::codec::shared::SharedPublication;
 use super::codes::{DisconnectCode, ErrorCode};
 
 /// A JSON object (a `google.protobuf.Struct` on the wire). Keys are kept sorted.
@@ -185,6 +188,8 @@ pub enum OutboundBody {
     UnsubscribeAck(Vec<Subscription>),
     PublishAck(PublishAck),
     Publication(Vec<Message>),
+    /// A live delivery: one message built (and encoded) once for all its subscribers.
+    Delivered(Arc<SharedPublication>),
     RecoverComplete(RecoverComplete),
     RpcReply(RpcReply),
     SubRefreshAck,
@@ -195,6 +200,17 @@ pub enum OutboundBody {
     Ping,
     Pong,
     GapNotice(GapNotice),
+}
+
+impl OutboundBody {
+    /// The messages of a publication, live or replayed.
+    pub fn messages(&self) -> Option<&[Message]> {
+        match self {
+            OutboundBody::Publication(messages) => Some(messages),
+            OutboundBody::Delivered(shared) => Some(std::slice::from_ref(shared.message())),
+            _ => None,
+        }
+    }
 }
 
 /// A soft error (the connection stays open).

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use core_bus::Bus;
 
+use super::bridge::deliveries::Deliveries;
 use super::config::{Config, Limits};
 use super::generation::GenerationSetting;
 use super::presence::PresenceTable;
@@ -46,6 +47,7 @@ impl Settings {
                 presence,
                 router: proxies.router(),
                 hooks: proxies.hooks(),
+                deliveries: Deliveries::default(),
                 settings: Arc::new(SessionSettings {
                     max_subscriptions: config.limits.max_subscriptions_per_connection,
                     idle_timeout: config.heartbeat.idle_timeout(),

@@ -1,9 +1,11 @@
 //! How a MessageLoop message looks on the bus and back (docs/protocols/messageloop.md): client data → bus
 //! [`Envelope`] ([`to_envelope`], for publishes and RPC requests), [`Envelope`] → delivered [`Message`]
 //! ([`from_envelope`], for deliveries and recovery), the payload variant a content type gives
-//! ([`payload_from`]), and the CloudEvents mapping of G0 payloads ([`cloudevent`]).
+//! ([`payload_from`]), the CloudEvents mapping of G0 payloads ([`cloudevent`]), and the delivered messages shared
+//! by all subscribers of a message ([`deliveries`]).
 
 pub mod cloudevent;
+pub mod deliveries;
 
 use bytes::Bytes;
 use core_bus::{Bus, Envelope, Origin, Topic};

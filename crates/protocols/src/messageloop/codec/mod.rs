@@ -6,7 +6,9 @@
 //!   [`subprotocol`]: WebSocket subprotocol negotiation; [`g0_or_g1`]: the replies a JSON client that is G0 or
 //!   G1 reads alike.
 //! * [`wire`]: generation-neutral messages from and to each generation's envelopes (and the proxy calls).
-//! * [`ws`]: the per-connection WebSocket codec, one WebSocket message ↔ one envelope.
+//! * [`ws`]: the per-connection WebSocket codec, one WebSocket message ↔ one envelope; [`shared`]: a delivered
+//!   publication encoded once for all its subscribers; [`publication_json`]: the JSON of a G1/G2 publication,
+//!   written directly.
 //! * [`conformance`]: strict reading of server messages as the SDKs read them.
 
 pub mod conformance;
@@ -15,6 +17,8 @@ pub mod generation;
 pub mod grpc_codec;
 pub mod json;
 pub mod pb;
+pub mod publication_json;
+pub mod shared;
 pub mod subprotocol;
 pub mod wire;
 pub mod ws;

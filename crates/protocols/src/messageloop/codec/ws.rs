@@ -16,8 +16,10 @@ use super::generation::{
     detect_json, detect_protobuf, legacy_shape, Detected, Encoding, Generation, GenerationSetting,
 };
 use super::json::{self, JsonError};
+use super::publication_json;
+use super::shared::{json_frame, Encoded, Form};
 use super::wire::{DecodeError, G0Wire, G1Wire, G2Wire, Unrepresentable, Wire};
-use crate::messageloop::message::{Inbound, Outbound};
+use crate::messageloop::message::{Inbound, Outbound, OutboundBody};
 
 /// One WebSocket data message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,18 +128,60 @@ impl WsCodec {
         decoded
     }
 
-    /// Encodes one envelope for this connection. Before the generation is known it is written as G2.
+    /// Encodes one envelope for this connection. Before the generation is known it is written as G2. A shared
+    /// publication's body is encoded once per form for all its subscribers.
     pub fn encode(&self, message: &Outbound) -> Result<Frame, EncodeError> {
+        if let OutboundBody::Delivered(shared) = &message.body {
+            let frame = shared.frame(self.form(), &message.id, message.time_ms, |template| {
+                self.encode_parts(template)
+            });
+            if let Some(frame) = frame {
+                return Ok(frame);
+            }
+        }
+        Ok(match self.encode_parts(message)? {
+            Encoded::Json(value) => Frame::Text(value.to_string()),
+            Encoded::JsonMembers(members) => {
+                Frame::Text(json_frame(&members, &message.id, message.time_ms))
+            }
+            Encoded::Protobuf(bytes) => Frame::Binary(Bytes::from(bytes)),
+        })
+    }
+
+    fn form(&self) -> Form {
+        match self.state {
+            State::Known(generation) => Form::of(self.encoding, generation),
+            State::Undetected => Form::of(self.encoding, Generation::G2),
+            State::G0OrG1 => Form::Json(None),
+        }
+    }
+
+    pub(super) fn encode_parts(&self, message: &Outbound) -> Result<Encoded, EncodeError> {
         let generation = match self.state {
             State::Known(generation) => generation,
             State::Undetected => Generation::G2,
-            State::G0OrG1 => return Ok(Frame::Text(encode_g0_or_g1(message)?.to_string())),
+            State::G0OrG1 => return Ok(Encoded::Json(encode_g0_or_g1(message)?)),
         };
         match self.encoding {
             Encoding::Protobuf => by_generation!(generation, encode_protobuf(message)),
-            Encoding::Json => Ok(Frame::Text(
-                by_generation!(generation, encode_json(message))?.to_string(),
-            )),
+            Encoding::Json => {
+                // A G1/G2 publication is written directly, not through the dynamic protojson rendering.
+                let direct = message
+                    .body
+                    .messages()
+                    .and_then(|messages| publication_json::publication(generation, messages));
+                if let Some(publication) = direct {
+                    let member = format!("\"publication\":{publication}");
+                    return Ok(Encoded::JsonMembers(vec![(
+                        "publication".to_owned(),
+                        member,
+                    )]));
+                }
+                Ok(Encoded::Json(by_generation!(
+                    generation,
+                    encode_json(message)
+                )?))
+            }
         }
     }
 }
@@ -154,10 +198,8 @@ fn decode_json<W: Wire>(value: Value) -> Result<Inbound, DecodeError> {
     W::inbound(json::from_value::<W::Inbound>(value).map_err(malformed)?)
 }
 
-fn encode_protobuf<W: Wire>(message: &Outbound) -> Result<Frame, EncodeError> {
-    Ok(Frame::Binary(Bytes::from(
-        W::outbound(message)?.encode_to_vec(),
-    )))
+fn encode_protobuf<W: Wire>(message: &Outbound) -> Result<Encoded, EncodeError> {
+    Ok(Encoded::Protobuf(W::outbound(message)?.encode_to_vec()))
 }
 
 fn encode_json<W: Wire>(message: &Outbound) -> Result<Value, EncodeError> {

@@ -7,7 +7,7 @@
 pub(super) mod grpc;
 pub(super) mod ws;
 
-use super::message::{Outbound, OutboundBody};
+use super::message::Outbound;
 use super::session::Session;
 use crate::accept::waits::Stall;
 use crate::ConnectionGuard;
@@ -41,12 +41,13 @@ fn drop_too_large(listener: &str, outbound: &Outbound, size: usize, max: usize) 
         core_bus::metrics::DropReason::TooLarge,
         core_bus::Protocol::MessageLoop,
     );
-    let channels: Vec<&str> = match &outbound.body {
-        OutboundBody::Publication(messages) => {
-            messages.iter().map(|m| m.channel.as_str()).collect()
-        }
-        _ => Vec::new(),
-    };
+    let channels: Vec<&str> = outbound
+        .body
+        .messages()
+        .unwrap_or_default()
+        .iter()
+        .map(|m| m.channel.as_str())
+        .collect();
     tracing::debug!(
         listener,
         size,

@@ -19,6 +19,7 @@ use core_bus::{
     Pattern, Protocol, SubscriptionId, Topic,
 };
 
+use super::bridge::deliveries::Deliveries;
 use super::bridge::{self, payload_from};
 use super::channel;
 use super::codes::{DisconnectCode, ErrorCode};
@@ -94,6 +95,8 @@ pub struct SessionContext {
     pub router: Arc<Router>,
     /// Where the lifecycle hooks go.
     pub hooks: Arc<Hooks>,
+    /// Each message's delivered publication, built once for all subscribers.
+    pub deliveries: Deliveries,
 }
 
 /// What a bus subscription of this session is for.
@@ -161,8 +164,9 @@ pub struct Session {
     backpressure: Option<Backpressure>,
 }
 
-/// A fresh random UUIDv4 string, lowercase and hyphenated, built in one allocation: every delivery takes one or
-/// two, so this is on the fan-out hot path.
+/// A fresh random UUIDv4 string, lowercase and hyphenated, built in one allocation: every delivery takes one (its
+/// envelope id; a message without an offset takes one more, shared by its subscribers), so this is on the fan-out
+/// hot path.
 pub fn uuid4() -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut bytes: [u8; 16] = rand::random();
@@ -386,13 +390,16 @@ impl Session {
                         continue;
                     }
                     self.last_delivery = Some(delivery.envelope.id);
-                    let message = bridge::from_envelope(
-                        &delivery.envelope,
-                        false,
-                        &self.context.bus,
-                        &self.context.settings.epoch,
-                    );
-                    self.reply(uuid4(), now, OutboundBody::Publication(vec![message]));
+                    let context = &self.context;
+                    let publication = context.deliveries.get_or_build(&delivery.envelope, || {
+                        bridge::from_envelope(
+                            &delivery.envelope,
+                            false,
+                            &context.bus,
+                            &context.settings.epoch,
+                        )
+                    });
+                    self.reply(uuid4(), now, OutboundBody::Delivered(publication));
                 }
                 Some(Route::Presence(channel)) => {
                     if delivery.envelope.origin.connection == self.mailbox.owner().connection {

@@ -129,17 +129,22 @@ impl Wire for G0Wire {
                 })
             }
             OutboundBody::PublishAck(_) => Envelope::PublishAck(pb::PublishAck { offset: 0 }),
-            OutboundBody::Publication(messages) => Envelope::Publication(pb::Publication {
-                messages: messages
-                    .iter()
-                    .map(|delivered| pb::Message {
-                        id: delivered.id.clone(),
-                        channel: delivered.channel.clone(),
-                        offset: delivered.position.offset.unwrap_or(0),
-                        payload: Some(cloudevent::delivery_event(delivered)),
-                    })
-                    .collect(),
-            }),
+            OutboundBody::Publication(_) | OutboundBody::Delivered(_) => {
+                Envelope::Publication(pb::Publication {
+                    messages: message
+                        .body
+                        .messages()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|delivered| pb::Message {
+                            id: delivered.id.clone(),
+                            channel: delivered.channel.clone(),
+                            offset: delivered.position.offset.unwrap_or(0),
+                            payload: Some(cloudevent::delivery_event(delivered)),
+                        })
+                        .collect(),
+                })
+            }
             OutboundBody::RpcReply(reply) => match &reply.error {
                 Some(error) => Envelope::Error(error_out(error)),
                 None => Envelope::RpcReply(cloudevent::from_binary(

@@ -73,6 +73,9 @@ impl Wire for G1Wire {
             OutboundBody::Publication(messages) => Envelope::Publication(pb::Publication {
                 messages: messages.iter().map(message_out).collect(),
             }),
+            OutboundBody::Delivered(shared) => Envelope::Publication(pb::Publication {
+                messages: vec![message_out(shared.message())],
+            }),
             OutboundBody::RecoverComplete(_) => return Err(missing("recover_complete")),
             OutboundBody::GapNotice(_) => return Err(missing("gap_notice")),
             OutboundBody::RpcReply(reply) => Envelope::RpcReply(rpc_reply_out(reply)),

@@ -50,6 +50,9 @@ impl Wire for G2Wire {
             OutboundBody::Publication(messages) => Envelope::Publication(pb::Publication {
                 messages: messages.iter().map(message_out).collect(),
             }),
+            OutboundBody::Delivered(shared) => Envelope::Publication(pb::Publication {
+                messages: vec![message_out(shared.message())],
+            }),
             OutboundBody::RecoverComplete(complete) => {
                 Envelope::RecoverComplete(pb::RecoverComplete {
                     channel: complete.channel.clone(),

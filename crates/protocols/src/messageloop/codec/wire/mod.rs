@@ -68,7 +68,7 @@ fn entries_to_headers(entries: HashMap<String, String>) -> Headers {
 }
 
 /// Headers as metadata entries: values that are not UTF-8 are left out, the first of equal names wins.
-fn headers_to_entries(headers: &[(String, Bytes)]) -> HashMap<String, String> {
+pub(crate) fn headers_to_entries(headers: &[(String, Bytes)]) -> HashMap<String, String> {
     let mut entries = HashMap::new();
     for (name, value) in headers {
         if let Ok(text) = std::str::from_utf8(value) {

@@ -1,0 +1,123 @@
+//! The listeners' [`Deliveries`]: the delivered publication of each recent bus message, built once and shared by
+//! every subscriber's session (with its encodings, see [`SharedPublication`]), so a message fanned out to many
+//! connections is turned into a MessageLoop message, given its id and encoded once per wire form instead of once
+//! per subscriber.
+//!
+//! A small direct-mapped table keyed by the envelope's id: a message takes the slot its id picks; a later one
+//! picking the same slot replaces it. A subscriber that comes to a message after its slot was taken builds its own
+//! copy (the same message, except for a fresh UUID id when the topic keeps no history).
+
+use std::sync::Arc;
+
+use core_bus::{Envelope, MessageId, Position};
+use parking_lot::Mutex;
+
+use crate::messageloop::codec::shared::SharedPublication;
+use crate::messageloop::message::Message;
+
+/// Slots in the table: the messages that can be in flight to slower subscribers and still be shared.
+const SLOTS: usize = 256;
+
+/// One message's shared publication.
+struct Slot {
+    id: MessageId,
+    position: Option<Position>,
+    publication: Arc<SharedPublication>,
+}
+
+/// Delivered publications of recent messages, shared by the sessions of the listeners (cheap to clone).
+#[derive(Clone)]
+pub struct Deliveries {
+    slots: Arc<[Mutex<Option<Slot>>]>,
+}
+
+impl Default for Deliveries {
+    fn default() -> Deliveries {
+        Deliveries {
+            slots: (0..SLOTS).map(|_| Mutex::new(None)).collect(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Deliveries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deliveries").field("slots", &SLOTS).finish()
+    }
+}
+
+impl Deliveries {
+    /// The publication of `envelope`: the one already built for it, or `build`'s, kept for the next subscriber.
+    pub fn get_or_build(
+        &self,
+        envelope: &Envelope,
+        build: impl FnOnce() -> Message,
+    ) -> Arc<SharedPublication> {
+        // The low bits of a message id are a counter: consecutive messages take consecutive slots.
+        let slot = &self.slots[(envelope.id.0 % SLOTS as u128) as usize];
+        if let Some(found) = slot.lock().as_ref() {
+            if found.id == envelope.id && found.position == envelope.position {
+                return found.publication.clone();
+            }
+        }
+        let publication = Arc::new(SharedPublication::new(build()));
+        *slot.lock() = Some(Slot {
+            id: envelope.id,
+            position: envelope.position,
+            publication: publication.clone(),
+        });
+        publication
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use bytes::Bytes;
+    use core_bus::{Bus, ConnectionId, Origin, Protocol, Topic};
+
+    use super::*;
+    use crate::messageloop::bridge::from_envelope;
+
+    fn envelope() -> Envelope {
+        let origin = Origin {
+            protocol: Protocol::Internal,
+            connection: ConnectionId::next(),
+        };
+        Envelope::new(
+            Topic::parse("chat.room").unwrap(),
+            Bytes::from_static(b"hi"),
+            origin,
+        )
+    }
+
+    /// Subscribers of one message share its publication, built once (one UUID id for all when the topic keeps no
+    /// history); another message gets its own.
+    #[test]
+    fn a_message_is_built_once_for_all_subscribers() {
+        let bus = Bus::new(Default::default());
+        let deliveries = Deliveries::default();
+        let builds = Cell::new(0);
+        let build = |envelope: &Envelope| {
+            builds.set(builds.get() + 1);
+            from_envelope(envelope, false, &bus, "epoch")
+        };
+        let first = envelope();
+        let a = deliveries.get_or_build(&first, || build(&first));
+        let b = deliveries.get_or_build(&first, || build(&first));
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(builds.get(), 1);
+        assert_eq!(a.message().id.len(), 36, "a UUID: {:?}", a.message());
+        let second = envelope();
+        let c = deliveries.get_or_build(&second, || build(&second));
+        assert_eq!(builds.get(), 2);
+        assert_ne!(a.message().id, c.message().id);
+        // A message whose slot another took is built again.
+        let mut later = envelope();
+        later.id = MessageId(first.id.0 + SLOTS as u128);
+        deliveries.get_or_build(&later, || build(&later));
+        let again = deliveries.get_or_build(&first, || build(&first));
+        assert_eq!(builds.get(), 4);
+        assert!(!Arc::ptr_eq(&a, &again));
+    }
+}

@@ -1,0 +1,336 @@
+//! The JSON of a G1 or G2 `publication`, written straight from the delivered [`Message`]s: the bytes
+//! [`super::json`]'s protojson rendering gives (proto names, defaults left out, set oneof members and `optional`
+//! fields kept, 64-bit integers as strings, bytes as padded base64, a `Struct`'s numbers as doubles written without
+//! a fraction when whole, every object's keys in order), without building the protobuf message, its dynamic copy
+//! and a `serde_json::Value` of the whole envelope for each delivery.
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use super::generation::Generation;
+use super::wire::headers_to_entries;
+use crate::messageloop::message::{Message, Payload, PayloadData};
+
+/// Largest integer a double holds exactly.
+const MAX_EXACT: f64 = 9_007_199_254_740_992.0;
+
+/// The value of the envelope's `publication` member; `None` for G0, whose messages carry CloudEvents and are
+/// rendered the general way.
+pub fn publication(generation: Generation, messages: &[Message]) -> Option<String> {
+    if generation == Generation::G0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(messages.iter().map(size_hint).sum::<usize>() + 16);
+    let mut object = Object::start(&mut out);
+    if !messages.is_empty() {
+        object.key("messages");
+        object.out.push(b'[');
+        for (index, message) in messages.iter().enumerate() {
+            if index > 0 {
+                object.out.push(b',');
+            }
+            write_message(object.out, generation, message).ok()?;
+        }
+        object.out.push(b']');
+    }
+    object.end();
+    String::from_utf8(out).ok()
+}
+
+fn size_hint(message: &Message) -> usize {
+    let data = match &message.payload.data {
+        Some(PayloadData::Binary(bytes)) => bytes.len() * 4 / 3,
+        Some(PayloadData::Text(text)) => text.len(),
+        Some(PayloadData::Json(_)) | None => 64,
+    };
+    128 + message.id.len() + message.channel.len() + data
+}
+
+/// A JSON object being written: members in the order given (the caller gives them in key order).
+struct Object<'a> {
+    out: &'a mut Vec<u8>,
+    empty: bool,
+}
+
+impl<'a> Object<'a> {
+    fn start(out: &'a mut Vec<u8>) -> Object<'a> {
+        out.push(b'{');
+        Object { out, empty: true }
+    }
+
+    fn key(&mut self, key: &str) {
+        if !self.empty {
+            self.out.push(b',');
+        }
+        self.empty = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    /// A string member, left out when empty.
+    fn string(&mut self, key: &str, value: &str) -> serde_json::Result<()> {
+        if value.is_empty() {
+            return Ok(());
+        }
+        self.key(key);
+        serde_json::to_writer(&mut *self.out, value)
+    }
+
+    /// A 64-bit integer member (a decimal string).
+    fn uint64(&mut self, key: &str, value: u64) {
+        self.key(key);
+        self.out.push(b'"');
+        self.out.extend_from_slice(value.to_string().as_bytes());
+        self.out.push(b'"');
+    }
+
+    fn end(self) {
+        self.out.push(b'}');
+    }
+}
+
+fn write_message(
+    out: &mut Vec<u8>,
+    generation: Generation,
+    message: &Message,
+) -> serde_json::Result<()> {
+    let mut object = Object::start(out);
+    object.string("channel", &message.channel)?;
+    object.string("id", &message.id)?;
+    let mut entries: Vec<(String, String)> =
+        headers_to_entries(&message.headers).into_iter().collect();
+    if !entries.is_empty() {
+        entries.sort_unstable();
+        object.key("metadata");
+        let mut metadata = Object::start(object.out);
+        metadata.key("entries");
+        let mut map = Object::start(metadata.out);
+        for (name, value) in &entries {
+            map.key_escaped(name)?;
+            serde_json::to_writer(&mut *map.out, value)?;
+        }
+        map.end();
+        metadata.end();
+    }
+    let offset = message.position.offset;
+    if generation == Generation::G1 && offset.unwrap_or(0) != 0 {
+        object.uint64("offset", offset.unwrap_or(0));
+    }
+    if message.payload != Payload::default() {
+        object.key("payload");
+        write_payload(object.out, &message.payload)?;
+    }
+    if generation == Generation::G2 {
+        object.key("position");
+        let mut position = Object::start(object.out);
+        if let Some(offset) = offset {
+            position.uint64("offset", offset);
+        }
+        position.string("stream_epoch", &message.position.stream_epoch)?;
+        position.end();
+        if message.replay {
+            object.key("replay");
+            object.out.extend_from_slice(b"true");
+        }
+    }
+    object.end();
+    Ok(())
+}
+
+impl Object<'_> {
+    /// A key that may need escaping (a metadata entry's or a `Struct` field's name).
+    fn key_escaped(&mut self, key: &str) -> serde_json::Result<()> {
+        if !self.empty {
+            self.out.push(b',');
+        }
+        self.empty = false;
+        serde_json::to_writer(&mut *self.out, key)?;
+        self.out.push(b':');
+        Ok(())
+    }
+}
+
+/// `{"binary"|"content_type"|"json"|"text"}` in key order: a set data member is written even when empty.
+fn write_payload(out: &mut Vec<u8>, payload: &Payload) -> serde_json::Result<()> {
+    let mut object = Object::start(out);
+    if let Some(PayloadData::Binary(bytes)) = &payload.data {
+        object.key("binary");
+        object.out.push(b'"');
+        let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+        object.out.extend_from_slice(encoded.as_bytes());
+        object.out.push(b'"');
+    }
+    object.string("content_type", &payload.content_type)?;
+    match &payload.data {
+        Some(PayloadData::Json(fields)) => {
+            object.key("json");
+            write_struct(object.out, fields)?;
+        }
+        Some(PayloadData::Text(text)) => {
+            object.key("text");
+            serde_json::to_writer(&mut *object.out, text)?;
+        }
+        Some(PayloadData::Binary(_)) | None => {}
+    }
+    object.end();
+    Ok(())
+}
+
+/// A `google.protobuf.Struct` made from a JSON object, as protojson writes it.
+fn write_struct(
+    out: &mut Vec<u8>,
+    fields: &serde_json::Map<String, Value>,
+) -> serde_json::Result<()> {
+    let mut object = Object::start(out);
+    for (name, value) in fields {
+        object.key_escaped(name)?;
+        write_value(object.out, value)?;
+    }
+    object.end();
+    Ok(())
+}
+
+fn write_value(out: &mut Vec<u8>, value: &Value) -> serde_json::Result<()> {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(flag) => out.extend_from_slice(if *flag { &b"true"[..] } else { b"false" }),
+        Value::Number(number) => {
+            // A Struct holds doubles; whole ones are written as integers, as Go does.
+            let float = number.as_f64().unwrap_or(0.0);
+            if float.fract() == 0.0 && float.abs() <= MAX_EXACT {
+                // Exact: |float| is at most 2^53 and has no fraction.
+                out.extend_from_slice((float as i64).to_string().as_bytes());
+            } else {
+                serde_json::to_writer(&mut *out, &float)?;
+            }
+        }
+        Value::String(text) => serde_json::to_writer(&mut *out, text)?,
+        Value::Array(items) => {
+            out.push(b'[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item)?;
+            }
+            out.push(b']');
+        }
+        Value::Object(fields) => write_struct(out, fields)?,
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::messageloop::codec::generation::{Encoding, GenerationSetting};
+    use crate::messageloop::codec::json;
+    use crate::messageloop::codec::ws::{Frame, WsCodec};
+    use crate::messageloop::message::{Outbound, OutboundBody, Position};
+    use crate::messageloop::wire::{G1Wire, G2Wire, Wire};
+
+    fn message(payload: Payload, offset: Option<u64>, replay: bool) -> Message {
+        Message {
+            id: "chat.room-7".into(),
+            channel: "chat.room".into(),
+            position: Position {
+                stream_epoch: "epoch\u{1}\"".into(),
+                offset,
+            },
+            payload,
+            headers: vec![
+                ("b".into(), Bytes::from_static(b"2")),
+                ("a\"\n".into(), Bytes::from_static("é".as_bytes())),
+                ("b".into(), Bytes::from_static(b"dup")),
+                ("bad".into(), Bytes::from_static(b"\xff")),
+            ],
+            replay,
+        }
+    }
+
+    fn object() -> serde_json::Map<String, Value> {
+        let value: Value = serde_json::from_str(
+            r#"{"n":1,"neg":-3,"zero":-0.0,"f":1.5,"tiny":1e-7,"big":1e300,"huge":12345678901234567890,
+                "exact":9007199254740993,"s":"é\"\u0001\\","t":true,"nil":null,"list":[2,{"m":[]},"x"],
+                "o":{},"k\"ey":{"z":1,"a":2}}"#,
+        )
+        .unwrap();
+        let Value::Object(object) = value else {
+            unreachable!()
+        };
+        object
+    }
+
+    fn messages() -> Vec<Vec<Message>> {
+        let mut bare = message(Payload::default(), None, false);
+        bare.id.clear();
+        bare.channel.clear();
+        bare.headers.clear();
+        bare.position.stream_epoch.clear();
+        vec![
+            vec![message(
+                Payload::json("application/json", object()),
+                Some(7),
+                false,
+            )],
+            vec![message(
+                Payload::text("text/plain", "hi \u{2028}"),
+                Some(0),
+                true,
+            )],
+            vec![message(Payload::text("", ""), None, false)],
+            vec![message(
+                Payload::binary("application/octet-stream", &b"\x00\xffab"[..]),
+                Some(1),
+                false,
+            )],
+            vec![message(Payload::binary("", Bytes::new()), Some(2), false)],
+            vec![message(
+                Payload {
+                    content_type: "text/plain".into(),
+                    data: None,
+                },
+                None,
+                false,
+            )],
+            vec![
+                bare.clone(),
+                message(Payload::text("text/plain", "x"), Some(3), false),
+            ],
+            vec![],
+        ]
+    }
+
+    /// The directly written JSON is byte for byte what the protojson rendering of the whole envelope gives.
+    #[test]
+    fn direct_json_is_the_protojson_rendering() {
+        for generation in [Generation::G1, Generation::G2] {
+            let codec = WsCodec::new(Encoding::Json, GenerationSetting::Fixed(generation));
+            for messages in messages() {
+                for (id, time_ms) in [("u-1", 1_763_800_000_000), ("", 0)] {
+                    let outbound = Outbound {
+                        id: id.into(),
+                        time_ms,
+                        body: OutboundBody::Publication(messages.clone()),
+                    };
+                    let rendered = match generation {
+                        Generation::G1 => json::to_value(&G1Wire::outbound(&outbound).unwrap()),
+                        _ => json::to_value(&G2Wire::outbound(&outbound).unwrap()),
+                    };
+                    let Ok(Frame::Text(direct)) = codec.encode(&outbound) else {
+                        panic!("{generation} {messages:?}")
+                    };
+                    assert_eq!(
+                        direct,
+                        rendered.unwrap().to_string(),
+                        "{generation} {messages:?}"
+                    );
+                }
+            }
+        }
+        assert_eq!(publication(Generation::G0, &messages()[0]), None);
+    }
+}
