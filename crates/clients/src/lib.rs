@@ -193,6 +193,8 @@ pub enum ClientError {
     Refused(String),
     #[error("unexpected data from the server: {0}")]
     Protocol(String),
+    #[error("cannot encode a message: {0}")]
+    Encode(String),
     #[error("the connection closed")]
     Closed,
     #[error("no answer within {0:?}")]
@@ -368,7 +370,12 @@ impl Client {
                 Client::Stomp(stomp::StompClient::connect(address, credentials).await?)
             }
             Protocol::MessageLoop => Client::MessageLoop(
-                messageloop::MessageLoopClient::connect(address, credentials).await?,
+                messageloop::MessageLoopClient::connect(
+                    address,
+                    credentials,
+                    messageloop::Encoding::Protobuf,
+                )
+                .await?,
             ),
             Protocol::Goomerang => {
                 Client::Goomerang(goomerang::GoomerangClient::connect(address, credentials).await?)

@@ -1,7 +1,8 @@
-//! MessageLoop G2 client over WebSocket with protobuf frames (subprotocol `messageloop+proto`), using the
-//! generated `messageloop.client.v2` messages: Connect/Connected, Subscribe/SubscribeAck, Publish (acks are
-//! drained by the reader), Publication, RpcRequest/RpcReply, and a Ping while waiting so the server's idle
-//! timeout never fires. Payloads are sent as `binary`; `json` and `text` deliveries become bytes.
+//! MessageLoop G2 client over WebSocket, in either [`Encoding`]: protobuf in binary frames (subprotocol
+//! `messageloop+proto`) or the proto3 JSON mapping in text frames (`messageloop+json`), one envelope per frame. It
+//! uses the generated `messageloop.client.v2` messages: Connect/Connected, Subscribe/SubscribeAck, Publish (acks
+//! are drained by the reader), Publication, RpcRequest/RpcReply, and a Ping while waiting so the server's idle
+//! timeout never fires. Payloads are sent as `binary` (base64 in JSON); `json` and `text` deliveries become bytes.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::SinkExt;
 use prost::Message as _;
+use protocols::messageloop::codec::json;
 use protocols::messageloop::pb::messageloop::client::v2 as pb;
 use protocols::messageloop::pb::messageloop::shared::v2 as shared;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -27,25 +29,56 @@ const PING_EVERY: Duration = Duration::from_secs(60);
 /// Frames fed before a flush is forced.
 const FEED_HIGH_WATER: usize = 64;
 
+/// How envelopes travel on the WebSocket; the server answers in the same encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Protobuf in binary frames (subprotocol `messageloop+proto`).
+    Protobuf,
+    /// The proto3 JSON mapping in text frames (subprotocol `messageloop+json`).
+    Json,
+}
+
+impl Encoding {
+    fn subprotocol(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => "messageloop+proto",
+            Encoding::Json => "messageloop+json",
+        }
+    }
+
+    /// One envelope as one frame.
+    fn frame(self, message: &pb::InboundMessage) -> Result<WsMessage, ClientError> {
+        Ok(match self {
+            Encoding::Protobuf => WsMessage::Binary(message.encode_to_vec().into()),
+            Encoding::Json => WsMessage::text(
+                json::to_string(message).map_err(|error| ClientError::Encode(error.to_string()))?,
+            ),
+        })
+    }
+}
+
 pub struct MessageLoopClient {
     sink: Sink,
+    encoding: Encoding,
     inbox: Inbox,
     next_id: u64,
     pending: usize,
 }
 
 impl MessageLoopClient {
-    /// Connects and sends Connect with `credentials.token` as its `token` (the login is not carried: gatewayd
-    /// passes `client_id` as the login).
+    /// Connects in `encoding` and sends Connect with `credentials.token` as its `token` (the login is not
+    /// carried: gatewayd passes `client_id` as the login).
     pub async fn connect(
         address: &str,
         credentials: &Credentials,
+        encoding: Encoding,
     ) -> Result<MessageLoopClient, ClientError> {
-        let (sink, stream) = ws::dial(address, "/ws", Some("messageloop+proto"), None).await?;
+        let (sink, stream) = ws::dial(address, "/ws", Some(encoding.subprotocol()), None).await?;
         let (tx, inbox) = Inbox::new();
         tokio::spawn(read_loop(stream, tx));
         let mut client = MessageLoopClient {
             sink,
+            encoding,
             inbox,
             next_id: 0,
             pending: 0,
@@ -73,9 +106,7 @@ impl MessageLoopClient {
             time: 0,
             envelope: Some(envelope),
         };
-        self.sink
-            .feed(WsMessage::Binary(message.encode_to_vec().into()))
-            .await?;
+        self.sink.feed(self.encoding.frame(&message)?).await?;
         self.pending += 1;
         if self.pending >= FEED_HIGH_WATER {
             self.flush().await?;
@@ -190,17 +221,7 @@ async fn read_loop(mut stream: ws::Stream, tx: InboxSender) {
         let mut events = Vec::with_capacity(batch.len());
         for next in batch {
             match next {
-                Ok(WsMessage::Binary(bytes)) => match pb::OutboundMessage::decode(bytes) {
-                    Ok(message) => events.extend(to_incoming(message).into_iter().map(Ok)),
-                    Err(error) => {
-                        events.push(Err(ClientError::Protocol(format!("bad envelope: {error}"))))
-                    }
-                },
-                Ok(WsMessage::Close(close)) => events
-                    .push(Err(close.map_or(ClientError::Closed, |c| {
-                        ClientError::Refused(format!("closed {}: {}", u16::from(c.code), c.reason))
-                    }))),
-                Ok(_) => {}
+                Ok(frame) => events.extend(frame_events(frame)),
                 Err(error) => events.push(Err(error.into())),
             }
         }
@@ -209,6 +230,24 @@ async fn read_loop(mut stream: ws::Stream, tx: InboxSender) {
         }
     }
     let _ = tx.send(Err(ClientError::Closed)).await;
+}
+
+/// What one frame from the server says: an envelope in protobuf (binary frame) or JSON (text frame), or the close.
+fn frame_events(frame: WsMessage) -> Vec<Result<Incoming, ClientError>> {
+    let decoded = match frame {
+        WsMessage::Binary(bytes) => pb::OutboundMessage::decode(bytes).map_err(|e| e.to_string()),
+        WsMessage::Text(text) => json::from_slice(text.as_bytes()).map_err(|e| e.to_string()),
+        WsMessage::Close(close) => {
+            return vec![Err(close.map_or(ClientError::Closed, |c| {
+                ClientError::Refused(format!("closed {}: {}", u16::from(c.code), c.reason))
+            }))]
+        }
+        _ => return Vec::new(),
+    };
+    match decoded {
+        Ok(message) => to_incoming(message).into_iter().map(Ok).collect(),
+        Err(error) => vec![Err(ClientError::Protocol(format!("bad envelope: {error}")))],
+    }
 }
 
 fn to_incoming(message: pb::OutboundMessage) -> Vec<Incoming> {
@@ -336,6 +375,58 @@ mod tests {
             to_incoming(error).as_slice(),
             [Incoming::Refused(text)] if text.starts_with("NO_PROXY")
         ));
+    }
+
+    #[test]
+    fn json_frames_are_text_with_binary_payloads_in_base64() {
+        let publish = pb::InboundMessage {
+            id: "1".into(),
+            time: 0,
+            envelope: Some(In::Publish(pb::Publish {
+                channel: "a.b".into(),
+                payload: Some(binary_payload(Bytes::from_static(b"\0\xffhi"), None)),
+                ..Default::default()
+            })),
+        };
+        let frame = Encoding::Json.frame(&publish).unwrap();
+        let WsMessage::Text(text) = &frame else {
+            panic!("{frame:?}")
+        };
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(value["publish"]["payload"]["binary"], "AP9oaQ==");
+        assert_eq!(
+            json::from_slice::<pb::InboundMessage>(text.as_bytes()).unwrap(),
+            publish
+        );
+
+        let delivery = r#"{"id":"x","publication":{"messages":[{"channel":"a.b","payload":{"binary":"AP9oaQ=="}}]}}"#;
+        match frame_events(WsMessage::text(delivery)).as_slice() {
+            [Ok(Incoming::Message(m))] => {
+                assert_eq!(m.topic.as_deref(), Some("a.b"));
+                assert_eq!(&m.payload[..], b"\0\xffhi");
+                assert_eq!(m.payload_form, Some("binary"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            frame_events(WsMessage::text("{")).as_slice(),
+            [Err(ClientError::Protocol(_))]
+        ));
+    }
+
+    #[test]
+    fn protobuf_frames_are_binary() {
+        let ping = pb::InboundMessage {
+            id: "2".into(),
+            time: 0,
+            envelope: Some(In::Ping(pb::Ping {})),
+        };
+        match Encoding::Protobuf.frame(&ping).unwrap() {
+            WsMessage::Binary(bytes) => {
+                assert_eq!(pb::InboundMessage::decode(bytes).unwrap(), ping)
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
