@@ -1,6 +1,6 @@
 //! `gatewayctl` against the real gatewayd: `pub`/`sub` round trips over every protocol and across protocols,
-//! `req`/`reply` between two gatewayctl processes, and short `bench` runs whose JSON is checked for its fields
-//! and for zero loss (never for speed).
+//! `req`/`reply` between two gatewayctl processes, and short `bench` runs (MessageLoop in protobuf and JSON) whose
+//! JSON is checked for its fields and for zero loss (never for speed).
 
 mod support;
 
@@ -244,6 +244,48 @@ fn bench_smoke_fixed_rate_reports_every_field_and_no_loss() {
         ],
     );
     assert_complete_run(&report["gatewayd"], "goomerang");
+}
+
+#[test]
+fn bench_ml_json_runs_messageloop_sides_in_json() {
+    let gateway = start();
+    let report = bench_json(
+        &gateway,
+        &[
+            "--protocol",
+            "messageloop",
+            "--ml-json",
+            "-m",
+            "2",
+            "--rate",
+            "500",
+        ],
+    );
+    let run = &report["gatewayd"];
+    assert_complete_run(run, "messageloop-json");
+    assert_eq!(run["pub_protocol"], "messageloop-json");
+
+    let report = bench_json(
+        &gateway,
+        &[
+            "--pub-protocol",
+            "stomp",
+            "--sub-protocol",
+            "messageloop",
+            "--ml-json",
+            "--rate",
+            "500",
+        ],
+    );
+    assert_complete_run(&report["gatewayd"], "messageloop-json");
+    assert_eq!(report["gatewayd"]["pub_protocol"], "stomp");
+
+    let output = finish(spawn(
+        &gateway,
+        &["bench", "--protocol", "stomp", "--ml-json"],
+    ));
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--ml-json needs a MessageLoop side"));
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! `gatewayctl bench`: N publishers × M subscribers on one topic, fixed-rate (send times scheduled ahead, and
 //! latency measured from the scheduled time so a stalled server cannot hide its stalls) or all-out, with
-//! msg/s in and out, loss and latency percentiles; optionally the same shape against nats-server and against
-//! another MQTT broker (MQTT on both sides) in the same run. `bench conns` measures gatewayd's memory per idle
-//! connection instead.
+//! msg/s in and out, loss and latency percentiles (MessageLoop sides in protobuf, or JSON with `--ml-json`);
+//! optionally the same shape against nats-server and against another MQTT broker (MQTT on both sides) in the
+//! same run. `bench conns` measures gatewayd's memory per idle connection instead.
 
 mod conns;
 mod run;
@@ -12,6 +12,7 @@ mod stats;
 use std::io::IsTerminal as _;
 
 use clap::{Args, Subcommand};
+use clients::messageloop::Encoding;
 use clients::Protocol;
 
 use crate::admin::Admin;
@@ -78,6 +79,10 @@ pub struct RunArgs {
     /// NATS core stays at most once.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
     qos: u8,
+    /// MessageLoop sides speak JSON (subprotocol `messageloop+json`, text frames) instead of protobuf; their
+    /// protocol is then named `messageloop-json` in the results.
+    #[arg(long)]
+    ml_json: bool,
     /// Also run the same shape against this NATS server (`nats://127.0.0.1:4222`) and print the ratio.
     #[arg(long)]
     compare_nats: Option<String>,
@@ -110,6 +115,15 @@ async fn throughput(admin: &Admin, args: RunArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.rate != Some(0), "--rate must be at least 1 msg/s");
     let pub_protocol = args.pub_protocol.unwrap_or(args.protocol);
     let sub_protocol = args.sub_protocol.unwrap_or(args.protocol);
+    anyhow::ensure!(
+        !args.ml_json || [pub_protocol, sub_protocol].contains(&Protocol::MessageLoop),
+        "--ml-json needs a MessageLoop side"
+    );
+    let encoding = if args.ml_json {
+        Encoding::Json
+    } else {
+        Encoding::Protobuf
+    };
     let topic = args
         .topic
         .clone()
@@ -133,6 +147,7 @@ async fn throughput(admin: &Admin, args: RunArgs) -> anyhow::Result<()> {
             .address(pub_protocol, args.pub_address.as_deref())
             .await,
         at_least_once,
+        encoding,
     };
     let subscribers = Endpoint::Gateway {
         protocol: sub_protocol,
@@ -141,6 +156,7 @@ async fn throughput(admin: &Admin, args: RunArgs) -> anyhow::Result<()> {
             .address(sub_protocol, args.sub_address.as_deref())
             .await,
         at_least_once,
+        encoding,
     };
     let mut gateway = run::run("gatewayd", &publishers, &subscribers, &shape).await?;
     gateway.qos = args.qos;
@@ -158,6 +174,7 @@ async fn throughput(admin: &Admin, args: RunArgs) -> anyhow::Result<()> {
                 address: address.clone(),
                 credentials: Default::default(),
                 at_least_once,
+                encoding,
             };
             let mut result = run::run("mqtt-peer", &peer, &peer, &shape).await?;
             result.qos = args.qos;

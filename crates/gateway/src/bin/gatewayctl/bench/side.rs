@@ -1,9 +1,11 @@
-//! The two ends of a benchmark run, over gatewayd (any protocol; MQTT at QoS 0 or 1), over another MQTT broker
+//! The two ends of a benchmark run, over gatewayd (any protocol; MQTT at QoS 0 or 1, MessageLoop in protobuf or
+//! JSON), over another MQTT broker
 //! (gatewayd's MQTT client, for the same-run comparison) or over NATS core (likewise): publishers that write
 //! stamped payloads and subscribers that read them.
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use clients::messageloop::{Encoding, MessageLoopClient};
 use clients::mqtt::MqttClient;
 use clients::{Client, ClientError, Credentials, Outgoing, Protocol};
 use futures::StreamExt;
@@ -18,6 +20,8 @@ pub enum Endpoint {
         credentials: Credentials,
         /// MQTT only: publish and subscribe at QoS 1.
         at_least_once: bool,
+        /// MessageLoop only: how envelopes are encoded.
+        encoding: Encoding,
     },
     Nats {
         url: String,
@@ -25,8 +29,14 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// The protocol's name; `messageloop-json` for MessageLoop in JSON.
     pub fn name(&self) -> String {
         match self {
+            Endpoint::Gateway {
+                protocol: Protocol::MessageLoop,
+                encoding: Encoding::Json,
+                ..
+            } => "messageloop-json".to_owned(),
             Endpoint::Gateway { protocol, .. } => protocol.to_string(),
             Endpoint::Nats { .. } => "nats".to_owned(),
         }
@@ -47,8 +57,9 @@ impl Endpoint {
                 address,
                 credentials,
                 at_least_once,
+                encoding,
             } => Publisher::Gateway(
-                connect(*protocol, address, credentials, *at_least_once)
+                connect(*protocol, address, credentials, *at_least_once, *encoding)
                     .await
                     .with_context(|| format!("{protocol} publisher at {address}"))?,
             ),
@@ -63,10 +74,12 @@ impl Endpoint {
                 address,
                 credentials,
                 at_least_once,
+                encoding,
             } => {
-                let mut client = connect(*protocol, address, credentials, *at_least_once)
-                    .await
-                    .with_context(|| format!("{protocol} subscriber at {address}"))?;
+                let mut client =
+                    connect(*protocol, address, credentials, *at_least_once, *encoding)
+                        .await
+                        .with_context(|| format!("{protocol} subscriber at {address}"))?;
                 client.subscribe(topic).await?;
                 Subscriber::Gateway(client)
             }
@@ -83,18 +96,24 @@ impl Endpoint {
     }
 }
 
-/// A client of `protocol`; an MQTT one at QoS 1 when `at_least_once`.
+/// A client of `protocol`; an MQTT one at QoS 1 when `at_least_once`, a MessageLoop one in `encoding`.
 async fn connect(
     protocol: Protocol,
     address: &str,
     credentials: &Credentials,
     at_least_once: bool,
+    encoding: Encoding,
 ) -> Result<Client, ClientError> {
-    if protocol == Protocol::Mqtt && at_least_once {
-        let client = MqttClient::connect(address, credentials).await?;
-        return Ok(Client::Mqtt(client.at_least_once()));
+    match protocol {
+        Protocol::Mqtt if at_least_once => {
+            let client = MqttClient::connect(address, credentials).await?;
+            Ok(Client::Mqtt(client.at_least_once()))
+        }
+        Protocol::MessageLoop => Ok(Client::MessageLoop(
+            MessageLoopClient::connect(address, credentials, encoding).await?,
+        )),
+        _ => Client::connect(protocol, address, credentials).await,
     }
-    Client::connect(protocol, address, credentials).await
 }
 
 /// Messages async-nats buffers for one subscription before it drops them (in the client, not the server). The

@@ -166,7 +166,7 @@ impl Ratio {
 /// Prints the summary table of `runs` and gatewayd's ratio to each other server named in `ratios`.
 pub fn print_table(runs: &[RunResult], ratios: &[(&str, Ratio)]) {
     println!(
-        "{:<10} {:>5}→{:<11} {:>4}x{:<4} {:>6} {:>12} {:>12} {:>10} {:>8} {:>9} {:>9} {:>9} {:>9}",
+        "{:<10} {:>5}→{:<16} {:>4}x{:<4} {:>6} {:>12} {:>12} {:>10} {:>8} {:>9} {:>9} {:>9} {:>9}",
         "server",
         "pub",
         "sub",
@@ -184,7 +184,7 @@ pub fn print_table(runs: &[RunResult], ratios: &[(&str, Ratio)]) {
     );
     for run in runs {
         println!(
-            "{:<10} {:>5}→{:<11} {:>4}x{:<4} {:>6} {:>12.0} {:>12.0} {:>10} {:>8.3} {:>9.0} {:>9.0} {:>9.0} {:>9.0}",
+            "{:<10} {:>5}→{:<16} {:>4}x{:<4} {:>6} {:>12.0} {:>12.0} {:>10} {:>8.3} {:>9.0} {:>9.0} {:>9.0} {:>9.0}",
             run.server,
             short(&run.pub_protocol),
             run.sub_protocol,
@@ -212,6 +212,7 @@ pub fn print_table(runs: &[RunResult], ratios: &[(&str, Ratio)]) {
 fn short(protocol: &str) -> &str {
     match protocol {
         "messageloop" => "mloop",
+        "messageloop-json" => "mljs",
         "goomerang" => "goom",
         "chanserv" => "chans",
         other => other,
