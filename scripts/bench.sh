@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every end-to-end benchmark docs/benchmarks.md reports, each next to nats-server measured in the same run
-# (the MQTT rows also next to mosquitto), and prints the tables as Markdown. Long (about 21 minutes); not part of
+# (the MQTT rows also next to mosquitto), and prints the tables as Markdown. Long (about 22 minutes); not part of
 # the test suite.
 #
 #   [BENCH_ROWS=all|mqtt] scripts/bench.sh [OUT_DIR]   # JSON results are kept in OUT_DIR (default: a temporary
@@ -75,13 +75,20 @@ for pair in "${pairs[@]}"; do
   "${ctl[@]}" bench --pub-protocol "$p" --sub-protocol "$s" --rate 10000 --duration 10 --json \
     --compare-nats "nats://127.0.0.1:$nats_port" > "$out/rate-$p-$s.json"
 done
+# MessageLoop in JSON (subprotocol messageloop+json, issue 18) beside its protobuf rows: all-out only.
+for size in 16 1024; do
+  "${ctl[@]}" bench --protocol messageloop --ml-json --size "$size" --duration 5 --json \
+    --compare-nats "nats://127.0.0.1:$nats_port" > "$out/allout-messageloop-json-messageloop-json-$size.json"
+done
 # Publisher stalls during the runs above (flow control), for the notes under the tables.
 curl -sf "http://127.0.0.1:$admin_port/metrics" | grep -E '^gatewayd_(publisher_stall|drops_total)' \
   > "$out/flow-metrics.txt" || true
 # Fan-out (issue 18): one publisher, 10,000 WebSocket subscribers on the same machine, 100 B at 20 msg/s, so
 # 200,000 deliveries/s. No nats-server row: its 10,000 client sockets would not fit beside gatewayd's in the fd limit.
-for p in messageloop goomerang; do
-  "${ctl[@]}" bench --protocol "$p" -m 10000 --rate 20 --size 100 --duration 10 --json > "$out/fanout-$p.json"
+for kind in "messageloop" "messageloop --ml-json" "goomerang"; do
+  # shellcheck disable=SC2086
+  "${ctl[@]}" bench --protocol $kind -m 10000 --rate 20 --size 100 --duration 10 --json \
+    > "$out/fanout-${kind// --ml-/-}.json"
 done
 fi
 stop_gatewayd

@@ -4,11 +4,13 @@ import json
 import pathlib
 import sys
 
-NAMES = {"stomp": "STOMP", "messageloop": "MessageLoop WS", "goomerang": "Goomerang", "loom": "Loom QUIC",
-         "chanserv": "chanserv", "mqtt": "MQTT"}
+NAMES = {"stomp": "STOMP", "messageloop": "MessageLoop WS", "messageloop-json": "MessageLoop WS JSON",
+         "goomerang": "Goomerang", "loom": "Loom QUIC", "chanserv": "chanserv", "mqtt": "MQTT"}
 MQTT_PAIRS = [("mqtt", "mqtt"), ("mqtt", "messageloop")]
 PAIRS = [("stomp", "stomp"), ("messageloop", "messageloop"), ("goomerang", "goomerang"), ("loom", "loom"),
          ("chanserv", "chanserv"), ("stomp", "messageloop"), ("loom", "goomerang")]
+# MessageLoop in JSON (`bench --ml-json`) has all-out rows, next to its protobuf ones, but no fixed-rate row.
+ALLOUT_PAIRS = PAIRS[:2] + [("messageloop-json", "messageloop-json")] + PAIRS[2:]
 
 
 def rate(value):
@@ -61,7 +63,7 @@ def main(out):
         return
     print("| pair | payload | gatewayd in msg/s | nats-server in msg/s | ratio | gatewayd loss | nats loss |")
     print("|---|---|---|---|---|---|---|")
-    for p, s in PAIRS:
+    for p, s in ALLOUT_PAIRS:
         for size in (16, 1024):
             r = load(f"allout-{p}-{s}-{size}.json")
             g, n = r["gatewayd"], r["nats"]
@@ -79,7 +81,7 @@ def main(out):
     print()
     print("| fan-out, 1 → 10,000 subscribers, 100 B, 20 msg/s | deliveries made | lost | p50 / p99 / p99.9 (ms) |")
     print("|---|---|---|---|")
-    for p in ("messageloop", "goomerang"):
+    for p in ("messageloop", "messageloop-json", "goomerang"):
         g = load(f"fanout-{p}.json")["gatewayd"]
         lat = " / ".join(ms(g["latency_us"][k]) for k in ("p50", "p99", "p99_9"))
         print(f"| {NAMES[p]} | {g['received']:,} of {g['sent'] * 10000:,} | {g['lost']} | {lat} |")
