@@ -68,6 +68,17 @@ impl<'a> Object<'a> {
         self.out.extend_from_slice(b"\":");
     }
 
+    /// A key that may need escaping (a metadata entry's or a `Struct` field's name).
+    fn key_escaped(&mut self, key: &str) -> serde_json::Result<()> {
+        if !self.empty {
+            self.out.push(b',');
+        }
+        self.empty = false;
+        serde_json::to_writer(&mut *self.out, key)?;
+        self.out.push(b':');
+        Ok(())
+    }
+
     /// A string member, left out when empty.
     fn string(&mut self, key: &str, value: &str) -> serde_json::Result<()> {
         if value.is_empty() {
@@ -136,19 +147,6 @@ fn write_message(
     }
     object.end();
     Ok(())
-}
-
-impl Object<'_> {
-    /// A key that may need escaping (a metadata entry's or a `Struct` field's name).
-    fn key_escaped(&mut self, key: &str) -> serde_json::Result<()> {
-        if !self.empty {
-            self.out.push(b',');
-        }
-        self.empty = false;
-        serde_json::to_writer(&mut *self.out, key)?;
-        self.out.push(b':');
-        Ok(())
-    }
 }
 
 /// `{"binary"|"content_type"|"json"|"text"}` in key order: a set data member is written even when empty.

@@ -148,6 +148,7 @@ impl WsCodec {
         })
     }
 
+    /// The form this connection's envelopes take now (G2 until the generation is known).
     fn form(&self) -> Form {
         match self.state {
             State::Known(generation) => Form::of(self.encoding, generation),
@@ -157,10 +158,9 @@ impl WsCodec {
     }
 
     pub(super) fn encode_parts(&self, message: &Outbound) -> Result<Encoded, EncodeError> {
-        let generation = match self.state {
-            State::Known(generation) => generation,
-            State::Undetected => Generation::G2,
-            State::G0OrG1 => return Ok(Encoded::Json(encode_g0_or_g1(message)?)),
+        let generation = match self.form() {
+            Form::Protobuf(generation) | Form::Json(Some(generation)) => generation,
+            Form::Json(None) => return Ok(Encoded::Json(encode_g0_or_g1(message)?)),
         };
         match self.encoding {
             Encoding::Protobuf => by_generation!(generation, encode_protobuf(message)),
