@@ -1,6 +1,6 @@
-//! `gatewayctl` against the real gatewayd: `pub`/`sub` round trips over every protocol and across protocols,
-//! `req`/`reply` between two gatewayctl processes, and short `bench` runs (MessageLoop in protobuf and JSON) whose
-//! JSON is checked for its fields and for zero loss (never for speed).
+//! `gatewayctl` against the real gatewayd: `pub`/`sub` round trips over every protocol and across protocols, `sub`
+//! ending quietly when its reader closes the pipe, `req`/`reply` between two gatewayctl processes, and short `bench`
+//! runs (MessageLoop in protobuf and JSON) whose JSON is checked for its fields and for zero loss (never for speed).
 
 mod support;
 
@@ -118,6 +118,27 @@ fn pub_reads_the_payload_from_stdin_and_publishes_count_times() {
         String::from_utf8_lossy(&output.stdout),
         "from stdin\nfrom stdin\nfrom stdin\n"
     );
+}
+
+/// `sub` whose reader closes the pipe after the first line (`gatewayctl sub … | head -1`) ends on the next message
+/// it would print, with success and no panic.
+#[test]
+fn sub_ends_quietly_when_its_reader_closes_the_pipe() {
+    use std::io::BufRead as _;
+    let gateway = start();
+    let mut sub = spawn(&gateway, &["sub", "-p", "stomp", "ctl.pipe"]);
+    wait_subscribed(&gateway, "ctl.pipe", 1, 0);
+    run(&gateway, &["pub", "-p", "stomp", "ctl.pipe", "first"]);
+    let mut first = String::new();
+    std::io::BufReader::new(sub.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first, "first\n");
+    run(&gateway, &["pub", "-p", "stomp", "ctl.pipe", "second"]);
+    let output = finish(sub);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 /// A STOMP responder (`reply`) answers requests from STOMP, MessageLoop, Goomerang and MQTT (`req`), and an MQTT

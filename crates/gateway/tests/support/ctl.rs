@@ -35,19 +35,17 @@ pub fn spawn_with_env(gateway: &Gatewayd, args: &[&str], env: &[(&str, &str)]) -
         .expect("spawn gatewayctl")
 }
 
-/// Waits for `child` within [`DEADLINE`] (killing it if it overruns) and returns its output.
+/// Waits for `child` within [`DEADLINE`] (killing it if it overruns) and returns its output (stdout empty when the
+/// caller took it).
 pub fn finish(mut child: Child) -> Output {
     let until = Instant::now() + DEADLINE;
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
             let mut stdout = Vec::new();
             let mut stderr = Vec::new();
-            child
-                .stdout
-                .take()
-                .unwrap()
-                .read_to_end(&mut stdout)
-                .unwrap();
+            if let Some(mut out) = child.stdout.take() {
+                out.read_to_end(&mut stdout).unwrap();
+            }
             child
                 .stderr
                 .take()

@@ -5,6 +5,7 @@
 mod admin;
 mod bench;
 mod credentials;
+mod out;
 mod pubsub;
 mod tap;
 
@@ -96,6 +97,7 @@ fn main() -> std::process::ExitCode {
     runtime.shutdown_background();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) if error.is::<out::Closed>() => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("gatewayctl: {error:#}");
             std::process::ExitCode::FAILURE

@@ -13,6 +13,7 @@ use futures::StreamExt as _;
 
 use crate::admin::Admin;
 use crate::credentials::CredentialArgs;
+use crate::out;
 
 #[derive(Args)]
 pub struct Target {
@@ -142,7 +143,7 @@ pub async fn subscribe(admin: &Admin, args: SubArgs) -> anyhow::Result<()> {
     let mut seen = 0;
     while args.count.is_none_or(|count| seen < count) {
         let message = messages.next().await.ok_or(ClientError::Closed)??;
-        print_message(&message, args.json);
+        print_message(&message, args.json)?;
         seen += 1;
     }
     Ok(())
@@ -160,8 +161,7 @@ pub async fn request(admin: &Admin, args: ReqArgs) -> anyhow::Result<()> {
     let reply = client
         .request(&args.target_name, body, Duration::from_secs(args.timeout))
         .await?;
-    print_message(&reply, args.json);
-    Ok(())
+    print_message(&reply, args.json)
 }
 
 pub async fn reply(admin: &Admin, args: ReplyArgs) -> anyhow::Result<()> {
@@ -184,10 +184,9 @@ pub async fn reply(admin: &Admin, args: ReplyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_message(message: &Message, json: bool) {
+fn print_message(message: &Message, json: bool) -> anyhow::Result<()> {
     if !json {
-        println!("{}", String::from_utf8_lossy(&message.payload));
-        return;
+        return out::line(String::from_utf8_lossy(&message.payload));
     }
     let text = std::str::from_utf8(&message.payload).ok();
     let value = serde_json::json!({
@@ -200,5 +199,5 @@ fn print_message(message: &Message, json: bool) {
         "reply_to": message.reply_to,
         "correlation_id": message.correlation_id,
     });
-    println!("{value}");
+    out::line(value)
 }

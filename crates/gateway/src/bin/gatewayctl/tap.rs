@@ -5,6 +5,7 @@ use clap::Args;
 use serde_json::Value;
 
 use crate::admin::Admin;
+use crate::out;
 
 #[derive(Args)]
 pub struct TapArgs {
@@ -25,9 +26,9 @@ pub async fn run(admin: &Admin, args: TapArgs) -> anyhow::Result<()> {
         .stream(&path, |data| {
             let message: Value = serde_json::from_str(data)?;
             if args.json {
-                println!("{message}");
+                out::line(&message)?;
             } else {
-                println!("{}", summary(&message));
+                out::line(summary(&message))?;
             }
             seen += 1;
             Ok(args.count.is_none_or(|count| seen < count))
