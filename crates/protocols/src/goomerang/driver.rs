@@ -186,6 +186,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// that pipelines publishes costs one turn of the loop per batch; stops after one that stalled a publish or
     /// ends the connection.
     async fn on_client_batch(&mut self, first: Option<Result<Message, WsError>>) -> Step {
+        // The batch arrived together: the client is heard from once, at its first message.
+        if let (Some(Ok(_)), Some(idle)) = (&first, self.idle.as_mut()) {
+            idle.heard = Instant::now();
+            idle.pinged = false;
+        }
         let mut message = first;
         let mut taken = 0;
         loop {
@@ -206,10 +211,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             None => return Step::Done,
             Some(Ok(message)) => {
                 self.ws.get_mut().frame_finished(false);
-                if let Some(idle) = self.idle.as_mut() {
-                    idle.heard = Instant::now();
-                    idle.pinged = false;
-                }
                 message
             }
             Some(Err(WsError::Capacity(error))) => {
