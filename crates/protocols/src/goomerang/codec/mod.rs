@@ -8,8 +8,9 @@
 //! either), except those whose [`DecodeError::close_reason`] is `Some`.
 //!
 //! The encoders build what gatewayd sends: plain deliveries and sync replies. [`encode_command`] builds
-//! what a client sends, for test clients and round trips. Nothing here reads a clock: the caller passes
-//! the `creation` time.
+//! what a client sends, for test clients and round trips, and [`encode_publish`] a publish from borrowed parts
+//! (gatewayctl's client). Every frame is written straight into one buffer, byte for byte what prost encodes.
+//! Nothing here reads a clock: the caller passes the `creation` time.
 
 pub mod headers;
 pub mod limits;
