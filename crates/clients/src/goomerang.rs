@@ -13,7 +13,7 @@ use prost::Message as _;
 use protocols::goomerang::bridge::{command_headers, WrapperKind, CONTENT_TYPE_HEADER};
 use protocols::goomerang::codec::headers::FrameHeaders;
 use protocols::goomerang::codec::proto::Frame;
-use protocols::goomerang::{encode_command, Command};
+use protocols::goomerang::{encode_command, encode_publish, Command};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::ws::{self, Sink};
@@ -54,7 +54,11 @@ impl GoomerangClient {
     }
 
     async fn send(&mut self, command: &Command) -> Result<(), ClientError> {
-        let bytes = encode_command(command, SystemTime::now());
+        self.feed(encode_command(command, SystemTime::now())).await
+    }
+
+    /// Feeds one encoded frame, flushing every [`FEED_HIGH_WATER`] frames.
+    async fn feed(&mut self, bytes: Bytes) -> Result<(), ClientError> {
         self.sink.feed(WsMessage::Binary(bytes)).await?;
         self.pending += 1;
         if self.pending >= FEED_HIGH_WATER {
@@ -69,12 +73,13 @@ impl GoomerangClient {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        self.send(&Command::Publish {
-            topic: message.topic.clone(),
-            kind: RAW_KIND.into(),
-            message: message.payload.clone(),
-            headers: command_headers(&user),
-        })
+        self.feed(encode_publish(
+            &message.topic,
+            RAW_KIND,
+            &message.payload,
+            &command_headers(&user),
+            SystemTime::now(),
+        ))
         .await
     }
 

@@ -223,6 +223,18 @@ impl Topic {
         Ok(topic)
     }
 
+    /// Whether [`Topic::try_from_dotted`] accepts `name` (its error if not), without building the topic when
+    /// the name is too short for its canonical form to pass the bounds: escaping turns one byte into at most
+    /// three, and an empty token into two.
+    pub fn check_dotted(name: &[u8]) -> Result<(), TopicError> {
+        let dots = name.iter().filter(|&&b| b == b'.').count();
+        let widest = name.len() * 3 + (dots + 1) * EMPTY_TOKEN.len();
+        if dots < MAX_TOPIC_SEGMENTS && widest <= MAX_TOPIC_BYTES {
+            return Ok(());
+        }
+        Topic::try_from_dotted(name).map(drop)
+    }
+
     /// The literal protocol name this topic came from: the inverse of [`Topic::from_dotted`].
     pub fn to_dotted_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.0.len());
@@ -507,6 +519,18 @@ mod tests {
         ));
         let widest = vec!["a"; MAX_TOPIC_SEGMENTS].join(".");
         assert!(Topic::try_from_dotted(widest.as_bytes()).is_ok());
+        let empties = ".".repeat(MAX_TOPIC_SEGMENTS - 1);
+        let at_limit = "%".repeat((MAX_TOPIC_BYTES - 2) / 3);
+        let over = "%".repeat((MAX_TOPIC_BYTES - 2) / 3 + 1);
+        for name in [
+            &many, &escaped, &widest, &empties, &at_limit, &over, "", "a..b",
+        ] {
+            assert_eq!(
+                Topic::check_dotted(name.as_bytes()),
+                Topic::try_from_dotted(name.as_bytes()).map(drop),
+                "{name:?}"
+            );
+        }
         assert!(Pattern::parse(&widest).is_ok());
         assert!(Topic::parse(&"a".repeat(MAX_TOPIC_BYTES)).is_ok());
         assert!(matches!(

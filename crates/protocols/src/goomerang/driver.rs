@@ -1,6 +1,6 @@
 //! The tokio loop of one Goomerang connection, from the end of the WebSocket upgrade: [`run`] sets up the
-//! connection's [`Session`], feeds it the client's binary messages in order and writes the session's deliveries
-//! back, a batch per flush.
+//! connection's [`Session`], feeds it the client's binary messages in order (every message already received, up
+//! to [`BATCH`], per turn of the loop) and writes the session's deliveries back, a batch per flush.
 //!
 //! Text messages are ignored (and counted as malformed), pings are answered by tungstenite, and with an idle
 //! timeout a quiet client is pinged once at half of it and closed at the end of it. Every close gatewayd starts
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use core_bus::metrics::{record_drop, DropReason};
 use core_bus::{Closed, Delivery, Origin, Protocol};
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame as WsCloseFrame;
@@ -29,6 +29,7 @@ use crate::accept::Watched;
 use crate::auth::Identity;
 use crate::{CloseCause, ConnectionGuard, Services};
 
+/// Most client messages handled, and most deliveries written, per turn of the connection loop.
 const BATCH: usize = 64;
 
 /// Runs one upgraded connection of `identity` until it ends: the client leaves, the close handshake is over,
@@ -135,7 +136,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     stall = None;
                     Step::Continue
                 }
-                message = self.ws.next(), if stall.is_none() => self.on_client(message).await,
+                message = self.ws.next(), if stall.is_none() => self.on_client_batch(message).await,
                 received = self.session.mailbox().recv_batch(&mut self.batch, BATCH) => {
                     self.on_deliveries(received).await
                 }
@@ -181,15 +182,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
+    /// Handles `first`, then the messages already received without waiting (up to [`BATCH`] in all), so a client
+    /// that pipelines publishes costs one turn of the loop per batch; stops after one that stalled a publish or
+    /// ends the connection.
+    async fn on_client_batch(&mut self, first: Option<Result<Message, WsError>>) -> Step {
+        // The batch arrived together: the client is heard from once, at its first message.
+        if let (Some(Ok(_)), Some(idle)) = (&first, self.idle.as_mut()) {
+            idle.heard = Instant::now();
+            idle.pinged = false;
+        }
+        let mut message = first;
+        let mut taken = 0;
+        loop {
+            let step = self.on_client(message).await;
+            taken += 1;
+            if taken == BATCH || self.stalled.is_some() || !matches!(step, Step::Continue) {
+                return step;
+            }
+            match self.ws.next().now_or_never() {
+                Some(next) => message = next,
+                None => return Step::Continue,
+            }
+        }
+    }
+
     async fn on_client(&mut self, message: Option<Result<Message, WsError>>) -> Step {
         let message = match message {
             None => return Step::Done,
             Some(Ok(message)) => {
                 self.ws.get_mut().frame_finished(false);
-                if let Some(idle) = self.idle.as_mut() {
-                    idle.heard = Instant::now();
-                    idle.pinged = false;
-                }
                 message
             }
             Some(Err(WsError::Capacity(error))) => {

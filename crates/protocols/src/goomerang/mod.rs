@@ -34,7 +34,8 @@ pub use close::{CloseFrame, CloseHandshake, CloseReason, PeerClose};
 pub use codec::headers::FrameHeaders;
 pub use codec::limits::{LimitExceeded, Limits};
 pub use codec::{
-    decode, encode_command, encode_delivery, encode_sync_reply, Command, DecodeError, Delivery,
+    decode, encode_command, encode_delivery, encode_publish, encode_sync_reply, Command,
+    DecodeError, Delivery,
 };
 pub use config::Config;
 pub use listener::start;

@@ -71,6 +71,9 @@ pub struct Session {
     inbox: Topic,
     inbox_subscription: SubscriptionId,
     pending: PendingSync,
+    /// The topic name last published to and its topic: a publisher usually keeps to one, and building a topic
+    /// allocates.
+    last_published: Option<(String, Topic)>,
 }
 
 impl Session {
@@ -95,6 +98,7 @@ impl Session {
             inbox,
             inbox_subscription,
             pending: PendingSync::default(),
+            last_published: None,
         })
     }
 
@@ -143,7 +147,7 @@ impl Session {
                 message,
                 headers,
             } => {
-                let target = topic(&name);
+                let target = self.published_topic(name);
                 return self.publish(
                     target,
                     &kind,
@@ -181,6 +185,18 @@ impl Session {
             } => return self.send_sync(uuid, &kind, payload, &headers),
         }
         Inbound::Continue
+    }
+
+    /// The topic of `name`, a topic name published to.
+    fn published_topic(&mut self, name: String) -> Topic {
+        match &self.last_published {
+            Some((last, target)) if *last == name => target.clone(),
+            _ => {
+                let target = topic(&name);
+                self.last_published = Some((name, target.clone()));
+                target
+            }
+        }
     }
 
     fn subscribe(&mut self, name: &str) {

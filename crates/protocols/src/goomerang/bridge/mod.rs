@@ -16,7 +16,7 @@
 pub mod routing;
 
 use bytes::Bytes;
-use core_bus::{names, Envelope, Headers, Origin, Topic};
+use core_bus::{names, Envelope, Headers, Origin, Topic, TRACEPARENT_HEADER, TRACESTATE_HEADER};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -133,31 +133,36 @@ pub fn from_envelope(
     wrapper: &WrapperKind,
     foreign: &ForeignKinds,
 ) -> Delivery {
-    let mut headers: Vec<(String, Bytes)> = Vec::with_capacity(envelope.headers.len() + 2);
+    // Borrowed from the envelope: building the delivery copies only what it keeps.
+    let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(envelope.headers.len() + 4);
     let native = envelope
         .headers
         .get_str(KIND_HEADER)
         .is_some_and(|kind| !kind.is_empty());
     if !native {
         if let Some(kind) = foreign.kind_of(&envelope.topic) {
-            headers.push((
-                KIND_HEADER.to_owned(),
-                Bytes::copy_from_slice(kind.as_bytes()),
-            ));
+            headers.push((KIND_HEADER, kind.as_bytes()));
         }
     }
     if let Some(content_type) = &envelope.content_type {
-        headers.push((
-            CONTENT_TYPE_HEADER.to_owned(),
-            Bytes::copy_from_slice(content_type.as_bytes()),
-        ));
+        headers.push((CONTENT_TYPE_HEADER, content_type.as_bytes()));
     }
     headers.extend(
         envelope
-            .headers_with_trace()
-            .map(|(name, value)| (name.to_owned(), value)),
+            .headers
+            .iter()
+            .map(|(name, value)| (name, &value[..])),
     );
-    delivery_from_bus(envelope.payload.clone(), &headers, wrapper)
+    let trace = [
+        (TRACEPARENT_HEADER, &envelope.traceparent),
+        (TRACESTATE_HEADER, &envelope.tracestate),
+    ];
+    headers.extend(
+        trace
+            .into_iter()
+            .filter_map(|(name, value)| Some((name, value.as_deref()?.as_bytes()))),
+    );
+    delivery_from_headers(envelope.payload.clone(), &headers, wrapper)
 }
 
 /// What a Goomerang client receives for a bus message with `body` and `headers`.
@@ -171,11 +176,20 @@ pub fn delivery_from_bus(
     headers: &[(String, Bytes)],
     wrapper: &WrapperKind,
 ) -> Delivery {
+    delivery_from_headers(body, headers, wrapper)
+}
+
+/// [`delivery_from_bus`] over headers owned or borrowed.
+fn delivery_from_headers<N: AsRef<str>, V: AsRef<[u8]>>(
+    body: Bytes,
+    headers: &[(N, V)],
+    wrapper: &WrapperKind,
+) -> Delivery {
     let header = |name: &str| {
         headers
             .iter()
-            .find(|(key, _)| key == name)
-            .and_then(|(_, value)| std::str::from_utf8(value).ok())
+            .find(|(key, _)| key.as_ref() == name)
+            .and_then(|(_, value)| std::str::from_utf8(value.as_ref()).ok())
     };
     let mut out = FrameHeaders::new();
     let (kind, payload) = match header(KIND_HEADER).filter(|kind| !kind.is_empty()) {
@@ -191,11 +205,12 @@ pub fn delivery_from_bus(
         }
     };
     for (name, value) in headers {
+        let name = name.as_ref();
         if is_reserved_header(name) || out.get(name).is_some() {
             continue;
         }
-        if let Ok(value) = std::str::from_utf8(value) {
-            out.insert(name.as_str(), value);
+        if let Ok(value) = std::str::from_utf8(value.as_ref()) {
+            out.insert(name, value);
         }
     }
     Delivery {

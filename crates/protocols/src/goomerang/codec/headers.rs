@@ -56,6 +56,7 @@ impl FrameHeaders {
             .collect()
     }
 
+    #[cfg(test)]
     pub(crate) fn to_entries(&self) -> Vec<HeaderEntry> {
         self.0
             .iter()

@@ -95,9 +95,7 @@ impl Limits {
                 limit: self.max_topic_len,
             });
         }
-        core_bus::Topic::try_from_dotted(topic.as_bytes())
-            .map(drop)
-            .map_err(LimitExceeded::TopicOutOfBounds)
+        core_bus::Topic::check_dotted(topic.as_bytes()).map_err(LimitExceeded::TopicOutOfBounds)
     }
 
     fn scan_fields(&self, mut buf: &[u8]) -> Result<(), LimitExceeded> {

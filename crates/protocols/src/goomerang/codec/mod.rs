@@ -8,8 +8,9 @@
 //! either), except those whose [`DecodeError::close_reason`] is `Some`.
 //!
 //! The encoders build what gatewayd sends: plain deliveries and sync replies. [`encode_command`] builds
-//! what a client sends, for test clients and round trips. Nothing here reads a clock: the caller passes
-//! the `creation` time.
+//! what a client sends, for test clients and round trips, and [`encode_publish`] a publish from borrowed parts
+//! (gatewayctl's client). Every frame is written straight into one buffer, byte for byte what prost encodes.
+//! Nothing here reads a clock: the caller passes the `creation` time.
 
 pub mod headers;
 pub mod limits;
@@ -18,6 +19,7 @@ pub mod proto;
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use prost::encoding::{self, WireType};
 use prost::Message;
 use thiserror::Error;
 
@@ -207,7 +209,7 @@ pub fn encode_delivery(delivery: &Delivery, creation: SystemTime) -> Bytes {
         "",
         false,
         &delivery.kind,
-        delivery.payload.clone(),
+        &delivery.payload,
         &delivery.headers,
         creation,
     )
@@ -220,10 +222,30 @@ pub fn encode_sync_reply(uuid: &str, reply: &Delivery, creation: SystemTime) -> 
         uuid,
         true,
         &reply.kind,
-        reply.payload.clone(),
+        &reply.payload,
         &reply.headers,
         creation,
     )
+}
+
+/// Encodes a `PublishCmd` of `message` (the protobuf encoding of a `kind`) on `topic` with the frame headers
+/// `headers` (user headers carry the `message-` prefix): [`encode_command`] of a [`Command::Publish`], from
+/// borrowed parts.
+pub fn encode_publish(
+    topic: &str,
+    kind: &str,
+    message: &[u8],
+    headers: &FrameHeaders,
+    creation: SystemTime,
+) -> Bytes {
+    let cmd_len = len_field_len(1, topic.len())
+        + len_field_len(2, kind.len())
+        + len_field_len(3, message.len());
+    encode_frame_with("", false, PUBLISH_CMD, cmd_len, headers, creation, |buf| {
+        put_len_field(1, topic.as_bytes(), buf);
+        put_len_field(2, kind.as_bytes(), buf);
+        put_len_field(3, message, buf);
+    })
 }
 
 /// Encodes `command` the way the Go client does: the inverse of [`decode`].
@@ -247,14 +269,7 @@ pub fn encode_command(command: &Command, creation: SystemTime) -> Bytes {
             kind,
             message,
             headers,
-        } => {
-            let cmd = PublishCmd {
-                topic: topic.clone(),
-                kind: kind.clone(),
-                message: message.clone(),
-            };
-            ("", PUBLISH_CMD, Bytes::from(cmd.encode_to_vec()), headers)
-        }
+        } => return encode_publish(topic, kind, message, headers, creation),
         Command::Broadcast {
             kind,
             message,
@@ -279,27 +294,107 @@ pub fn encode_command(command: &Command, creation: SystemTime) -> Bytes {
         } => (uuid.as_str(), kind.as_str(), payload.clone(), headers),
     };
     let is_sync = matches!(command, Command::SendSync { .. });
-    encode_frame(uuid, is_sync, kind, payload, headers, creation)
+    encode_frame(uuid, is_sync, kind, &payload, headers, creation)
 }
 
 fn encode_frame(
     uuid: &str,
     is_sync: bool,
     kind: &str,
-    payload: Bytes,
+    payload: &[u8],
     headers: &FrameHeaders,
     creation: SystemTime,
 ) -> Bytes {
-    let frame = Frame {
-        uuid: uuid.to_owned(),
-        kind: kind.to_owned(),
-        payload_size: i64::try_from(payload.len()).unwrap_or(i64::MAX),
+    encode_frame_with(
+        uuid,
         is_sync,
-        creation: Some(creation.into()),
-        headers: headers.to_entries(),
-        payload,
-    };
-    Bytes::from(frame.encode_to_vec())
+        kind,
+        payload.len(),
+        headers,
+        creation,
+        |buf| buf.extend_from_slice(payload),
+    )
+}
+
+/// The bytes prost encodes for the `Frame` of these parts (fields in number order, proto3 defaults left out),
+/// written straight from borrowed parts into one buffer of the exact size: `put_payload` writes the
+/// `payload_len` bytes of `Frame.payload`.
+fn encode_frame_with(
+    uuid: &str,
+    is_sync: bool,
+    kind: &str,
+    payload_len: usize,
+    headers: &FrameHeaders,
+    creation: SystemTime,
+    put_payload: impl FnOnce(&mut Vec<u8>),
+) -> Bytes {
+    let payload_size = i64::try_from(payload_len).unwrap_or(i64::MAX);
+    let creation = prost_types::Timestamp::from(creation);
+    let entry_len =
+        |key: &str, value: &str| len_field_len(1, key.len()) + len_field_len(2, value.len());
+    let headers_len: usize = headers
+        .iter()
+        .map(|(key, value)| {
+            let len = entry_len(key, value);
+            1 + encoding::encoded_len_varint(len as u64) + len
+        })
+        .sum();
+    let creation_len = creation.encoded_len();
+    let len = len_field_len(1, uuid.len())
+        + len_field_len(2, kind.len())
+        + if payload_size != 0 {
+            1 + encoding::encoded_len_varint(payload_size as u64)
+        } else {
+            0
+        }
+        + if is_sync { 2 } else { 0 }
+        + 1
+        + encoding::encoded_len_varint(creation_len as u64)
+        + creation_len
+        + headers_len
+        + len_field_len(7, payload_len);
+    let mut buf = Vec::with_capacity(len);
+    put_len_field(1, uuid.as_bytes(), &mut buf);
+    put_len_field(2, kind.as_bytes(), &mut buf);
+    if payload_size != 0 {
+        encoding::encode_key(3, WireType::Varint, &mut buf);
+        encoding::encode_varint(payload_size as u64, &mut buf);
+    }
+    if is_sync {
+        encoding::encode_key(4, WireType::Varint, &mut buf);
+        encoding::encode_varint(1, &mut buf);
+    }
+    encoding::message::encode(5, &creation, &mut buf);
+    for (key, value) in headers.iter() {
+        encoding::encode_key(6, WireType::LengthDelimited, &mut buf);
+        encoding::encode_varint(entry_len(key, value) as u64, &mut buf);
+        put_len_field(1, key.as_bytes(), &mut buf);
+        put_len_field(2, value.as_bytes(), &mut buf);
+    }
+    if payload_len != 0 {
+        encoding::encode_key(7, WireType::LengthDelimited, &mut buf);
+        encoding::encode_varint(payload_len as u64, &mut buf);
+        put_payload(&mut buf);
+    }
+    Bytes::from(buf)
+}
+
+/// Encoded length of a length-delimited field `tag` of `len` bytes; 0 when empty (a proto3 default).
+fn len_field_len(tag: u32, len: usize) -> usize {
+    if len == 0 {
+        return 0;
+    }
+    encoding::key_len(tag) + encoding::encoded_len_varint(len as u64) + len
+}
+
+/// Writes a length-delimited field `tag` of `bytes`; nothing when empty (a proto3 default).
+fn put_len_field(tag: u32, bytes: &[u8], buf: &mut Vec<u8>) {
+    if bytes.is_empty() {
+        return;
+    }
+    encoding::encode_key(tag, WireType::LengthDelimited, buf);
+    encoding::encode_varint(bytes.len() as u64, buf);
+    buf.extend_from_slice(bytes);
 }
 
 #[cfg(test)]

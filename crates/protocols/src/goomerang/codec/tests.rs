@@ -466,6 +466,30 @@ proptest! {
     }
 
     #[test]
+    fn frames_are_encoded_as_prost_encodes_them(
+        uuid in ".{0,8}", is_sync in any::<bool>(), kind in ".{0,12}", payload in bytes(),
+        headers in frame_headers(), creation in creation(), topic in ".{0,8}",
+    ) {
+        let prost = |uuid: &str, is_sync: bool, kind: &str, payload: Bytes| {
+            Frame {
+                uuid: uuid.to_owned(),
+                kind: kind.to_owned(),
+                payload_size: payload.len() as i64,
+                is_sync,
+                creation: Some(creation.into()),
+                headers: headers.to_entries(),
+                payload,
+            }
+            .encode_to_vec()
+        };
+        let wire = encode_frame(&uuid, is_sync, &kind, &payload, &headers, creation);
+        prop_assert_eq!(&wire[..], &prost(&uuid, is_sync, &kind, payload.clone())[..]);
+        let cmd = PublishCmd { topic: topic.clone(), kind: kind.clone(), message: payload.clone() };
+        let wire = encode_publish(&topic, &kind, &payload, &headers, creation);
+        prop_assert_eq!(&wire[..], &prost("", false, PUBLISH_CMD, cmd.encode_to_vec().into())[..]);
+    }
+
+    #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         let _ = decode(Bytes::from(bytes), &Limits::default());
     }
