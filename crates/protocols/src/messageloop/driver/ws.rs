@@ -58,7 +58,7 @@ pub(crate) async fn run<S>(
     let mut batch = Vec::new();
     let mut identified = false;
     let mut stalled: Option<Stall> = None;
-    let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();
+    let mut answers = super::Answers::default();
     loop {
         if write_outbox(&mut ws, &codec, &mut session, max)
             .await
@@ -72,7 +72,7 @@ pub(crate) async fn run<S>(
             return;
         }
         for call in session.take_proxy_calls() {
-            settings.proxies.spawn(call, Some(peer), answers.clone());
+            settings.proxies.spawn(call, Some(peer), answers.sender());
         }
         // A stalled publish: read nothing more until the subscribers drained, deliveries go on.
         super::track(&mut session, &guard, &mut identified, &mut stalled);
@@ -91,7 +91,7 @@ pub(crate) async fn run<S>(
                 close(&mut ws, code.ws_close_code(), code.reason()).await;
                 return;
             }
-            Some(answer) = answered.recv() => session.on_proxy_answer(answer, Now::current()),
+            Some(answer) = answers.next() => session.on_proxy_answer(answer, Now::current()),
             message = ws.next(), if stalled.is_none() && !session.waiting_for_backend() => {
                 let mut message = message;
                 let mut taken = 0;
