@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -196,13 +197,23 @@ async fn serve(accepted: Accepted, upgrade: Upgrade, connection: Connection, nam
             Box::pin(over_tls(acceptor, stream, peer, connection, name)).await
         }
         Upgrade::WebSocket(options) => {
-            if let Some(socket) =
-                Box::pin(upgrade_websocket(&options, stream, &connection, name)).await
-            {
-                Box::pin(connection.run(WsTransport::new(socket))).await
+            // The upgrade hands back the connection's boxed loop: nothing of it stays while the loop runs.
+            if let Some(run) = Box::pin(over_websocket(options, stream, connection, name)).await {
+                run.await
             }
         }
     }
+}
+
+/// The WebSocket upgrade, then the connection's loop (boxed) to run; `None` when the upgrade failed.
+async fn over_websocket(
+    options: Arc<WsAcceptOptions>,
+    stream: TcpStream,
+    connection: Connection,
+    name: &'static str,
+) -> Option<Pin<Box<impl Future<Output = ()>>>> {
+    let socket = upgrade_websocket(&options, stream, &connection, name).await?;
+    Some(Box::pin(connection.run(WsTransport::new(socket))))
 }
 
 /// The TLS handshake under the pre-auth deadline (the client certificate's names go to the session), then the
