@@ -6,6 +6,7 @@
 //! its session kept when it has an expiry. [`Transport`] hides whether packets travel on a byte stream or in
 //! WebSocket binary messages.
 
+use std::future::Future;
 use std::io;
 use std::time::Duration;
 
@@ -155,8 +156,9 @@ fn receive<T: Transport>(session: &mut Session, buf: &mut BytesMut, transport: &
 }
 
 impl Connection {
-    /// Runs the connection until it closes.
-    pub(crate) async fn run<T: Transport>(self, mut transport: T) {
+    /// Runs the connection until it closes. Not an `async fn`: one keeps its arguments in the future beside the
+    /// locals they are moved into (rust-lang/rust#62958), which would hold the connection twice for its whole life.
+    pub(crate) fn run<T: Transport>(self, mut transport: T) -> impl Future<Output = ()> {
         let Connection {
             mut session,
             guard,
@@ -169,123 +171,126 @@ impl Connection {
             retained,
             sessions,
         } = self;
-        let write_timeout = deadlines.write();
-        let mut last_read = Instant::now();
-        let mut buf = BytesMut::new();
-        let mut batch = Vec::new();
-        let mut flow = Flow::Continue;
-        let mut identified = false;
-        let mut paused: Option<Stall> = None;
-        // Set while a CONNECT waits for the previous holder of its client id to end.
-        let mut handover: Option<Stall> = None;
-        let mut lost = false;
-        loop {
-            if !session.poll_transmit().is_empty() {
-                let written = timeout(write_timeout, transport.send(session.poll_transmit())).await;
-                if !matches!(written, Ok(Ok(()))) {
-                    if written.is_err() {
-                        guard.closing(CloseCause::Deadline);
-                    }
-                    lost = true;
-                    break;
-                }
-                session.poll_transmit().clear();
-            }
-            if !identified {
-                if let Some(identity) = session.identity() {
-                    guard.set_identity(&identity.name);
-                    identified = true;
-                }
-            }
-            guard.set_subscriptions(session.subscription_count());
-            if flow == Flow::Close {
-                break;
-            }
-            if paused.is_none() {
-                paused = session
-                    .take_backpressure()
-                    .map(|b| Box::pin(b.ready()) as _);
-            }
-            if handover.is_none() {
-                handover = session.handover().map(|released| {
-                    Box::pin(async move {
-                        let _ = timeout(HANDOVER_WAIT, released.cancelled_owned()).await;
-                    }) as _
-                });
-            }
-            // While paused nothing is read, so the client's silence proves nothing.
-            let dead_at = if paused.is_some() {
-                None
-            } else if session.is_connected() {
-                session.keep_alive().map(|grace| last_read + grace)
-            } else {
-                Some(login_by)
-            };
-            let deliveries = session.wants_deliveries();
-            tokio::select! {
-                () = shutdown.cancelled() => {
-                    guard.closing(CloseCause::Shutdown);
-                    flow = session.shutdown();
-                }
-                () = kick.cancelled(), if session.is_connected() => flow = session.taken_over(),
-                () = room(handover.as_mut()), if handover.is_some() => {
-                    handover = None;
-                    flow = session.handed_over();
-                    if flow == Flow::Continue {
-                        flow = receive(&mut session, &mut buf, &mut transport);
-                    }
-                }
-                () = room(paused.as_mut()), if paused.is_some() => {
-                    paused = None;
-                    last_read = Instant::now();
-                    flow = receive(&mut session, &mut buf, &mut transport);
-                }
-                read = transport.read(&mut buf), if paused.is_none() && handover.is_none() => match read {
-                    Ok(n) if n > 0 => {
-                        last_read = Instant::now();
-                        flow = receive(&mut session, &mut buf, &mut transport);
-                    }
-                    Ok(_) => {
-                        lost = true;
-                        break;
-                    }
-                    Err(error) => {
-                        if error.kind() == io::ErrorKind::TimedOut {
+        async move {
+            let write_timeout = deadlines.write();
+            let mut last_read = Instant::now();
+            let mut buf = BytesMut::new();
+            let mut batch = Vec::new();
+            let mut flow = Flow::Continue;
+            let mut identified = false;
+            let mut paused: Option<Stall> = None;
+            // Set while a CONNECT waits for the previous holder of its client id to end.
+            let mut handover: Option<Stall> = None;
+            let mut lost = false;
+            loop {
+                if !session.poll_transmit().is_empty() {
+                    let written =
+                        timeout(write_timeout, transport.send(session.poll_transmit())).await;
+                    if !matches!(written, Ok(Ok(()))) {
+                        if written.is_err() {
                             guard.closing(CloseCause::Deadline);
                         }
                         lost = true;
                         break;
                     }
-                },
-                received = next_batch(session.mailbox_mut(), &mut batch, write_batch), if deliveries => {
-                    match received {
-                        Ok(_) => {
-                            session.handle_deliveries(batch.drain(..));
-                        }
-                        Err(closed) => {
-                            if closed == Closed::SlowConsumer {
-                                guard.closing(CloseCause::SlowConsumer);
-                            }
-                            flow = session.mailbox_closed(closed);
-                        }
+                    session.poll_transmit().clear();
+                }
+                if !identified {
+                    if let Some(identity) = session.identity() {
+                        guard.set_identity(&identity.name);
+                        identified = true;
                     }
                 }
-                () = until(dead_at) => {
-                    guard.closing(CloseCause::Deadline);
-                    if session.is_connected() {
-                        flow = session.handle_timeout();
-                    } else {
-                        tracing::debug!("mqtt: no CONNECT before the pre-auth deadline");
-                        break;
+                guard.set_subscriptions(session.subscription_count());
+                if flow == Flow::Close {
+                    break;
+                }
+                if paused.is_none() {
+                    paused = session
+                        .take_backpressure()
+                        .map(|b| Box::pin(b.ready()) as _);
+                }
+                if handover.is_none() {
+                    handover = session.handover().map(|released| {
+                        Box::pin(async move {
+                            let _ = timeout(HANDOVER_WAIT, released.cancelled_owned()).await;
+                        }) as _
+                    });
+                }
+                // While paused nothing is read, so the client's silence proves nothing.
+                let dead_at = if paused.is_some() {
+                    None
+                } else if session.is_connected() {
+                    session.keep_alive().map(|grace| last_read + grace)
+                } else {
+                    Some(login_by)
+                };
+                let deliveries = session.wants_deliveries();
+                tokio::select! {
+                    () = shutdown.cancelled() => {
+                        guard.closing(CloseCause::Shutdown);
+                        flow = session.shutdown();
+                    }
+                    () = kick.cancelled(), if session.is_connected() => flow = session.taken_over(),
+                    () = room(handover.as_mut()), if handover.is_some() => {
+                        handover = None;
+                        flow = session.handed_over();
+                        if flow == Flow::Continue {
+                            flow = receive(&mut session, &mut buf, &mut transport);
+                        }
+                    }
+                    () = room(paused.as_mut()), if paused.is_some() => {
+                        paused = None;
+                        last_read = Instant::now();
+                        flow = receive(&mut session, &mut buf, &mut transport);
+                    }
+                    read = transport.read(&mut buf), if paused.is_none() && handover.is_none() => match read {
+                        Ok(n) if n > 0 => {
+                            last_read = Instant::now();
+                            flow = receive(&mut session, &mut buf, &mut transport);
+                        }
+                        Ok(_) => {
+                            lost = true;
+                            break;
+                        }
+                        Err(error) => {
+                            if error.kind() == io::ErrorKind::TimedOut {
+                                guard.closing(CloseCause::Deadline);
+                            }
+                            lost = true;
+                            break;
+                        }
+                    },
+                    received = next_batch(session.mailbox_mut(), &mut batch, write_batch), if deliveries => {
+                        match received {
+                            Ok(_) => {
+                                session.handle_deliveries(batch.drain(..));
+                            }
+                            Err(closed) => {
+                                if closed == Closed::SlowConsumer {
+                                    guard.closing(CloseCause::SlowConsumer);
+                                }
+                                flow = session.mailbox_closed(closed);
+                            }
+                        }
+                    }
+                    () = until(dead_at) => {
+                        guard.closing(CloseCause::Deadline);
+                        if session.is_connected() {
+                            flow = session.handle_timeout();
+                        } else {
+                            tracing::debug!("mqtt: no CONNECT before the pre-auth deadline");
+                            break;
+                        }
                     }
                 }
             }
+            tracing::debug!(lost, "mqtt: connection closing");
+            if let Some(will) = session.finish() {
+                publish_will(will, bus, retained, sessions, shutdown);
+            }
+            Box::pin(transport.close()).await;
         }
-        tracing::debug!(lost, "mqtt: connection closing");
-        if let Some(will) = session.finish() {
-            publish_will(will, bus, retained, sessions, shutdown);
-        }
-        Box::pin(transport.close()).await;
     }
 }
 

@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -185,37 +186,60 @@ fn admit(accepted: Accepted, listener: &Listener) -> Option<impl Future<Output =
     ))
 }
 
-/// `name`: the listener's, for the handshake metrics.
+/// `name`: the listener's, for the handshake metrics. Handshakes are boxed, and so is the connection's loop, so a
+/// connection task holds only its own transport's state, and none of a TLS handshake's.
 async fn serve(accepted: Accepted, upgrade: Upgrade, connection: Connection, name: &'static str) {
     let Accepted { stream, peer, .. } = accepted;
     let deadlines = connection.deadlines;
     match upgrade {
         Upgrade::Plain => Box::pin(connection.run(StreamTransport::new(stream, &deadlines))).await,
         Upgrade::Tls(acceptor) => {
-            let handshake = accept::handshake(
-                name,
-                acceptor.accept(stream),
-                connection.login_by,
-                &connection.shutdown,
-            );
-            match handshake.await {
-                Ok(tls) => {
-                    let mut connection = connection;
-                    if let Some(names) = crate::tls::peer_names(tls.get_ref().1) {
-                        connection.session.set_certificate(names);
-                    }
-                    Box::pin(connection.run(StreamTransport::new(tls, &deadlines))).await
-                }
-                Err(error) => tracing::debug!(%peer, %error, "mqtt: TLS handshake"),
-            }
+            Box::pin(over_tls(acceptor, stream, peer, connection, name)).await
         }
         Upgrade::WebSocket(options) => {
-            if let Some(socket) =
-                Box::pin(upgrade_websocket(&options, stream, &connection, name)).await
-            {
-                Box::pin(connection.run(WsTransport::new(socket))).await
+            // The upgrade hands back the connection's boxed loop: nothing of it stays while the loop runs.
+            if let Some(run) = Box::pin(over_websocket(options, stream, connection, name)).await {
+                run.await
             }
         }
+    }
+}
+
+/// The WebSocket upgrade, then the connection's loop (boxed) to run; `None` when the upgrade failed.
+async fn over_websocket(
+    options: Arc<WsAcceptOptions>,
+    stream: TcpStream,
+    connection: Connection,
+    name: &'static str,
+) -> Option<Pin<Box<impl Future<Output = ()>>>> {
+    let socket = upgrade_websocket(&options, stream, &connection, name).await?;
+    Some(Box::pin(connection.run(WsTransport::new(socket))))
+}
+
+/// The TLS handshake under the pre-auth deadline (the client certificate's names go to the session), then the
+/// connection.
+async fn over_tls(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut connection: Connection,
+    name: &'static str,
+) {
+    let handshake = accept::handshake(
+        name,
+        acceptor.accept(stream),
+        connection.login_by,
+        &connection.shutdown,
+    );
+    match handshake.await {
+        Ok(tls) => {
+            if let Some(names) = crate::tls::peer_names(tls.get_ref().1) {
+                connection.session.set_certificate(names);
+            }
+            let deadlines = connection.deadlines;
+            Box::pin(connection.run(StreamTransport::new(tls, &deadlines))).await
+        }
+        Err(error) => tracing::debug!(%peer, %error, "mqtt: TLS handshake"),
     }
 }
 

@@ -177,19 +177,121 @@ fn cause_of(error: &io::Error) -> CloseCause {
 }
 
 /// Runs one connection until it closes. Boxed, so a connection task is only as large as its own transport
-/// needs, whichever listener spawned it.
+/// needs, whichever listener spawned it; an async block rather than an `async fn`, which would keep its arguments
+/// in the future beside the locals they are moved into (rust-lang/rust#62958), holding the session and the
+/// transport twice for the connection's life.
 /// `login_by` is the connection's pre-auth deadline, counted from accept.
 pub(crate) fn run<T: Transport>(
-    transport: T,
-    session: Session,
+    mut transport: T,
+    mut session: Session,
     guard: ConnectionGuard,
     shutdown: CancellationToken,
     timing: Timing,
     login_by: Instant,
 ) -> Pin<Box<impl Future<Output = ()>>> {
-    Box::pin(run_connection(
-        transport, session, guard, shutdown, timing, login_by,
-    ))
+    Box::pin(async move {
+        let write_timeout = timing.deadlines.write();
+        let started = Instant::now();
+        let mut last_read = started;
+        let mut last_write = started;
+        let mut buf = BytesMut::new();
+        // Grows on the first delivery: an idle connection keeps no room for a batch.
+        let mut batch = Vec::new();
+        let mut flow = Flow::Continue;
+        let mut identified = false;
+        // Set while a publish is stalled (a subscriber queue or a `block` group over its bound): deliveries and
+        // heart-beats go on, reading stops. One future per stall, so its bound counts from the publish.
+        let mut paused: Option<Stall> = None;
+        loop {
+            if let Some(frames) = session.poll_transmit() {
+                match timeout(write_timeout, transport.send(frames)).await {
+                    Ok(Ok(())) => last_write = Instant::now(),
+                    Ok(Err(error)) => return guard.closing(cause_of(&error)),
+                    Err(_) => return guard.closing(CloseCause::Deadline),
+                }
+                frames.clear();
+            }
+            if !identified {
+                if let Some(identity) = session.identity() {
+                    guard.set_identity(&identity.name);
+                    identified = true;
+                }
+            }
+            guard.set_subscriptions(session.subscription_count());
+            if flow == Flow::Close {
+                if session.failed() {
+                    guard.closing(CloseCause::ProtocolError);
+                }
+                break;
+            }
+            if paused.is_none() {
+                paused = session
+                    .take_backpressure()
+                    .map(|b| Box::pin(b.ready()) as _);
+            }
+            let plan = session.heart_beat();
+            let beat_at = plan.send_every.map(|period| last_write + period);
+            // While paused we do not read, so the client's silence proves nothing.
+            let dead_at = if paused.is_some() {
+                None
+            } else if session.is_connected() {
+                plan.receive_timeout.map(|grace| last_read + grace)
+            } else {
+                Some(login_by)
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    guard.closing(CloseCause::Shutdown);
+                    flow = session.shutdown();
+                }
+                () = room(paused.as_mut()), if paused.is_some() => {
+                    paused = None;
+                    last_read = Instant::now();
+                    flow = feed(&mut session, &mut buf, &mut transport);
+                }
+                read = transport.read(&mut buf), if paused.is_none() => match read {
+                    Ok(n) if n > 0 => {
+                        last_read = Instant::now();
+                        flow = feed(&mut session, &mut buf, &mut transport);
+                        if n >= BUSY_READ {
+                            // More is probably waiting, and the subscribers these publishes woke
+                            // are queued behind this task on this worker (tokio runs a woken task
+                            // there once this one returns, which a busy socket would put off for
+                            // 128 reads): let them run first.
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                    Ok(_) => return,
+                    Err(error) => return guard.closing(cause_of(&error)),
+                },
+                received = next_batch(session.mailbox_mut(), &mut batch, timing.write_batch) => {
+                    match received {
+                        Ok(_) => session.handle_deliveries(batch.drain(..)),
+                        Err(closed) => {
+                            if closed == Closed::SlowConsumer {
+                                guard.closing(CloseCause::SlowConsumer);
+                            }
+                            flow = session.mailbox_closed(closed);
+                        }
+                    }
+                }
+                () = until(beat_at) => {
+                    match timeout(write_timeout, transport.heart_beat()).await {
+                        Ok(Ok(())) => last_write = Instant::now(),
+                        Ok(Err(error)) => return guard.closing(cause_of(&error)),
+                        Err(_) => return guard.closing(CloseCause::Deadline),
+                    }
+                }
+                () = until(dead_at) => {
+                    tracing::debug!(connected = session.is_connected(), "stomp: peer silent, closing");
+                    return guard.closing(CloseCause::Deadline);
+                }
+            }
+        }
+        drop(session);
+        // Boxed: it runs once, so its linger buffer need not enlarge the connection task for its whole life.
+        Box::pin(transport.close()).await;
+    })
 }
 
 /// Hands `buf` to the session and tells the transport whether frames were finished.
@@ -200,115 +302,4 @@ fn feed<T: Transport>(session: &mut Session, buf: &mut BytesMut, transport: &mut
         transport.frames_finished(!buf.is_empty());
     }
     flow
-}
-
-async fn run_connection<T: Transport>(
-    mut transport: T,
-    mut session: Session,
-    guard: ConnectionGuard,
-    shutdown: CancellationToken,
-    timing: Timing,
-    login_by: Instant,
-) {
-    let write_timeout = timing.deadlines.write();
-    let started = Instant::now();
-    let mut last_read = started;
-    let mut last_write = started;
-    let mut buf = BytesMut::new();
-    // Grows on the first delivery: an idle connection keeps no room for a batch.
-    let mut batch = Vec::new();
-    let mut flow = Flow::Continue;
-    let mut identified = false;
-    // Set while a publish is stalled (a subscriber queue or a `block` group over its bound): deliveries and
-    // heart-beats go on, reading stops. One future per stall, so its bound counts from the publish.
-    let mut paused: Option<Stall> = None;
-    loop {
-        if let Some(frames) = session.poll_transmit() {
-            match timeout(write_timeout, transport.send(frames)).await {
-                Ok(Ok(())) => last_write = Instant::now(),
-                Ok(Err(error)) => return guard.closing(cause_of(&error)),
-                Err(_) => return guard.closing(CloseCause::Deadline),
-            }
-            frames.clear();
-        }
-        if !identified {
-            if let Some(identity) = session.identity() {
-                guard.set_identity(&identity.name);
-                identified = true;
-            }
-        }
-        guard.set_subscriptions(session.subscription_count());
-        if flow == Flow::Close {
-            if session.failed() {
-                guard.closing(CloseCause::ProtocolError);
-            }
-            break;
-        }
-        if paused.is_none() {
-            paused = session
-                .take_backpressure()
-                .map(|b| Box::pin(b.ready()) as _);
-        }
-        let plan = session.heart_beat();
-        let beat_at = plan.send_every.map(|period| last_write + period);
-        // While paused we do not read, so the client's silence proves nothing.
-        let dead_at = if paused.is_some() {
-            None
-        } else if session.is_connected() {
-            plan.receive_timeout.map(|grace| last_read + grace)
-        } else {
-            Some(login_by)
-        };
-        tokio::select! {
-            () = shutdown.cancelled() => {
-                guard.closing(CloseCause::Shutdown);
-                flow = session.shutdown();
-            }
-            () = room(paused.as_mut()), if paused.is_some() => {
-                paused = None;
-                last_read = Instant::now();
-                flow = feed(&mut session, &mut buf, &mut transport);
-            }
-            read = transport.read(&mut buf), if paused.is_none() => match read {
-                Ok(n) if n > 0 => {
-                    last_read = Instant::now();
-                    flow = feed(&mut session, &mut buf, &mut transport);
-                    if n >= BUSY_READ {
-                        // More is probably waiting, and the subscribers these publishes woke
-                        // are queued behind this task on this worker (tokio runs a woken task
-                        // there once this one returns, which a busy socket would put off for
-                        // 128 reads): let them run first.
-                        tokio::task::yield_now().await;
-                    }
-                }
-                Ok(_) => return,
-                Err(error) => return guard.closing(cause_of(&error)),
-            },
-            received = next_batch(session.mailbox_mut(), &mut batch, timing.write_batch) => {
-                match received {
-                    Ok(_) => session.handle_deliveries(batch.drain(..)),
-                    Err(closed) => {
-                        if closed == Closed::SlowConsumer {
-                            guard.closing(CloseCause::SlowConsumer);
-                        }
-                        flow = session.mailbox_closed(closed);
-                    }
-                }
-            }
-            () = until(beat_at) => {
-                match timeout(write_timeout, transport.heart_beat()).await {
-                    Ok(Ok(())) => last_write = Instant::now(),
-                    Ok(Err(error)) => return guard.closing(cause_of(&error)),
-                    Err(_) => return guard.closing(CloseCause::Deadline),
-                }
-            }
-            () = until(dead_at) => {
-                tracing::debug!(connected = session.is_connected(), "stomp: peer silent, closing");
-                return guard.closing(CloseCause::Deadline);
-            }
-        }
-    }
-    drop(session);
-    // Boxed: it runs once, so its linger buffer need not enlarge the connection task for its whole life.
-    Box::pin(transport.close()).await;
 }

@@ -183,9 +183,9 @@ async fn serve(accepted: Accepted, upgrade: Upgrade, connection: Connection) {
         }
         Upgrade::Tls(acceptor) => Box::pin(over_tls(acceptor, stream, peer, connection)).await,
         Upgrade::WebSocket(options, None) => {
-            let upgrade = upgrade_websocket(options, stream, peer, &connection);
-            if let Some(socket) = Box::pin(upgrade).await {
-                connection.run(WsTransport::new(socket)).await
+            // The upgrade hands back the connection's boxed loop: nothing of it stays while the loop runs.
+            if let Some(run) = Box::pin(over_websocket(options, stream, peer, connection)).await {
+                run.await
             }
         }
         Upgrade::WebSocket(options, Some(acceptor)) => {
@@ -233,6 +233,17 @@ async fn over_tls(
         let deadlines = connection.timing.deadlines;
         connection.run(StreamTransport::new(tls, &deadlines)).await
     }
+}
+
+/// `ws://`: the WebSocket upgrade, then the connection's loop (boxed) to run; `None` when the upgrade failed.
+async fn over_websocket(
+    options: &WsAcceptOptions,
+    stream: TcpStream,
+    peer: SocketAddr,
+    connection: Connection,
+) -> Option<impl Future<Output = ()>> {
+    let socket = upgrade_websocket(options, stream, peer, &connection).await?;
+    Some(connection.run(WsTransport::new(socket)))
 }
 
 /// `wss://`: the TLS handshake, then the WebSocket upgrade, both under the pre-auth deadline.

@@ -97,7 +97,7 @@ async fn session_loop<W: Wire>(
     let mut batch = Vec::with_capacity(BATCH);
     let mut identified = false;
     let mut stalled: Option<Stall> = None;
-    let (answers, mut answered) = mpsc::unbounded_channel();
+    let mut answers = super::Answers::default();
     loop {
         for outbound in session.poll_transmit() {
             let Ok(message) = W::outbound(&outbound) else {
@@ -131,7 +131,7 @@ async fn session_loop<W: Wire>(
         for call in session.take_proxy_calls() {
             backends
                 .proxies
-                .spawn(call, Some(backends.peer), answers.clone());
+                .spawn(call, Some(backends.peer), answers.sender());
         }
         // A stalled publish: read nothing more until the subscribers drained, deliveries go on.
         super::track(session, guard, &mut identified, &mut stalled);
@@ -147,7 +147,7 @@ async fn session_loop<W: Wire>(
                 session.close_with(DisconnectCode::Stale);
                 return guard.closing(CloseCause::Deadline);
             }
-            Some(answer) = answered.recv() => session.on_proxy_answer(answer, Now::current()),
+            Some(answer) = answers.next() => session.on_proxy_answer(answer, Now::current()),
             message = inbound.message(), if stalled.is_none() && !session.waiting_for_backend() => {
                 let now = Now::current();
                 match message {

@@ -7,10 +7,34 @@
 pub(super) mod grpc;
 pub(super) mod ws;
 
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
 use super::message::Outbound;
+use super::proxy::ProxyAnswer;
 use super::session::Session;
 use crate::accept::waits::Stall;
 use crate::ConnectionGuard;
+
+/// Where the backends' answers to one session's proxy calls come back. The channel is made at the first call:
+/// a tokio channel allocates room for 32 answers (several KiB) when it is made, and most sessions never call a
+/// backend.
+#[derive(Default)]
+struct Answers(Option<(UnboundedSender<ProxyAnswer>, UnboundedReceiver<ProxyAnswer>)>);
+
+impl Answers {
+    /// Where the next call's answer goes.
+    fn sender(&mut self) -> UnboundedSender<ProxyAnswer> {
+        self.0.get_or_insert_with(unbounded_channel).0.clone()
+    }
+
+    /// The next answer; pends forever before the first call.
+    async fn next(&mut self) -> Option<ProxyAnswer> {
+        match &mut self.0 {
+            Some((_, answered)) => answered.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+}
 
 /// After each write: names the connection's identity once it is known, counts its subscriptions, and takes the
 /// publish the session stalled on, if there is one and none is held yet (nothing more is read until it has room).

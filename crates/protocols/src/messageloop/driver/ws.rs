@@ -38,94 +38,99 @@ pub(crate) struct Connection {
 }
 
 /// Runs the session of one upgraded connection until the session, the client or shutdown ends it. `max` is
-/// `limits.max_message_size`, the cap on each envelope written.
-pub(crate) async fn run<S>(
+/// `limits.max_message_size`, the cap on each envelope written. Not an `async fn`: one keeps its arguments in the
+/// future beside the locals they are moved into (rust-lang/rust#62958), which would hold the WebSocket twice for
+/// the connection's life.
+pub(crate) fn run<'a, S>(
     mut ws: WebSocketStream<Watched<S>>,
     mut codec: WsCodec,
     connection: Connection,
-    settings: &Settings,
+    settings: &'a Settings,
     shutdown: CancellationToken,
     max: usize,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
+) -> impl Future<Output = ()> + 'a
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'a,
 {
     let Connection {
         peer,
         guard,
         login_by,
     } = connection;
-    let mut session = Session::new(settings.context.clone(), guard.id(), Now::current());
-    let mut batch = Vec::new();
-    let mut identified = false;
-    let mut stalled: Option<Stall> = None;
-    let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();
-    loop {
-        if write_outbox(&mut ws, &codec, &mut session, max)
-            .await
-            .is_err()
-        {
-            return;
-        }
-        if let Some(code) = session.disconnect() {
-            guard.closing(code.cause());
-            close(&mut ws, code.ws_close_code(), code.reason()).await;
-            return;
-        }
-        for call in session.take_proxy_calls() {
-            settings.proxies.spawn(call, Some(peer), answers.clone());
-        }
-        // A stalled publish: read nothing more until the subscribers drained, deliveries go on.
-        super::track(&mut session, &guard, &mut identified, &mut stalled);
-        let deadline = session.poll_timeout();
-        tokio::select! {
-            _ = shutdown.cancelled() => {
-                let code = DisconnectCode::ForceDisconnect;
+    async move {
+        let mut session = Session::new(settings.context.clone(), guard.id(), Now::current());
+        let mut batch = Vec::new();
+        let mut identified = false;
+        let mut stalled: Option<Stall> = None;
+        let mut answers = super::Answers::default();
+        loop {
+            if write_outbox(&mut ws, &codec, &mut session, max)
+                .await
+                .is_err()
+            {
+                return;
+            }
+            if let Some(code) = session.disconnect() {
                 guard.closing(code.cause());
                 close(&mut ws, code.ws_close_code(), code.reason()).await;
                 return;
             }
-            () = room(stalled.as_mut()), if stalled.is_some() => stalled = None,
-            () = tokio::time::sleep_until(login_by), if !identified => {
-                let code = DisconnectCode::Stale;
-                guard.closing(code.cause());
-                close(&mut ws, code.ws_close_code(), code.reason()).await;
-                return;
+            for call in session.take_proxy_calls() {
+                settings.proxies.spawn(call, Some(peer), answers.sender());
             }
-            Some(answer) = answered.recv() => session.on_proxy_answer(answer, Now::current()),
-            message = ws.next(), if stalled.is_none() && !session.waiting_for_backend() => {
-                let mut message = message;
-                let mut taken = 0;
-                loop {
-                    if let Read::End = on_message(&mut ws, &mut codec, &mut session, &guard, peer, message).await {
-                        return;
-                    }
-                    taken += 1;
-                    // Messages already received reach the session before its replies are flushed (one write for
-                    // all of them), but not past one that stalled a publish, ended the session or waits for the
-                    // backend.
-                    if taken == BATCH
-                        || session.is_stalled()
-                        || session.disconnect().is_some()
-                        || session.waiting_for_backend()
-                    {
-                        break;
-                    }
-                    match ws.next().now_or_never() {
-                        Some(next) => message = next,
-                        None => break,
-                    }
-                }
-            },
-            received = session.mailbox().recv_batch(&mut batch, BATCH) => match received {
-                Ok(_) => session.handle_deliveries(batch.drain(..), Now::current()),
-                Err(_) => {
-                    let code = DisconnectCode::SlowConsumer;
+            // A stalled publish: read nothing more until the subscribers drained, deliveries go on.
+            super::track(&mut session, &guard, &mut identified, &mut stalled);
+            let deadline = session.poll_timeout();
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    let code = DisconnectCode::ForceDisconnect;
                     guard.closing(code.cause());
-                close(&mut ws, code.ws_close_code(), code.reason()).await;
+                    close(&mut ws, code.ws_close_code(), code.reason()).await;
                     return;
                 }
-            },
-            () = until(deadline.map(Into::into)), if deadline.is_some() => session.handle_timeout(Now::current()),
+                () = room(stalled.as_mut()), if stalled.is_some() => stalled = None,
+                () = tokio::time::sleep_until(login_by), if !identified => {
+                    let code = DisconnectCode::Stale;
+                    guard.closing(code.cause());
+                    close(&mut ws, code.ws_close_code(), code.reason()).await;
+                    return;
+                }
+                Some(answer) = answers.next() => session.on_proxy_answer(answer, Now::current()),
+                message = ws.next(), if stalled.is_none() && !session.waiting_for_backend() => {
+                    let mut message = message;
+                    let mut taken = 0;
+                    loop {
+                        if let Read::End = on_message(&mut ws, &mut codec, &mut session, &guard, peer, message).await {
+                            return;
+                        }
+                        taken += 1;
+                        // Messages already received reach the session before its replies are flushed (one write for
+                        // all of them), but not past one that stalled a publish, ended the session or waits for the
+                        // backend.
+                        if taken == BATCH
+                            || session.is_stalled()
+                            || session.disconnect().is_some()
+                            || session.waiting_for_backend()
+                        {
+                            break;
+                        }
+                        match ws.next().now_or_never() {
+                            Some(next) => message = next,
+                            None => break,
+                        }
+                    }
+                },
+                received = session.mailbox().recv_batch(&mut batch, BATCH) => match received {
+                    Ok(_) => session.handle_deliveries(batch.drain(..), Now::current()),
+                    Err(_) => {
+                        let code = DisconnectCode::SlowConsumer;
+                        guard.closing(code.cause());
+                    close(&mut ws, code.ws_close_code(), code.reason()).await;
+                        return;
+                    }
+                },
+                () = until(deadline.map(Into::into)), if deadline.is_some() => session.handle_timeout(Now::current()),
+            }
         }
     }
 }

@@ -5,6 +5,7 @@
 //! Each accepted connection takes the [`Settings`] in effect at that moment (`messageloop::reload` swaps them).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -120,10 +121,28 @@ fn admit(accepted: Accepted, shared: &Arc<Shared>) -> Option<impl Future<Output 
     })
 }
 
-/// Upgrades the connection and runs its session.
+/// Upgrades the connection and runs its session. The upgrade is boxed and hands back the session's loop, boxed
+/// too, so nothing of the upgrade stays in the connection's task while the loop runs (and the loop is not held
+/// twice, once as the upgrade's result and once as the future awaited).
 async fn serve<S>(stream: S, connection: Connection, shared: &Shared, settings: &Settings)
 where
     S: AsyncRead + AsyncWrite + Unpin,
+{
+    if let Some(run) = Box::pin(upgrade(stream, connection, shared, settings)).await {
+        run.await;
+    }
+}
+
+/// The WebSocket upgrade under the pre-auth deadline: the session's loop to run, or `None` (logged) when the
+/// upgrade failed.
+async fn upgrade<'a, S>(
+    stream: S,
+    connection: Connection,
+    shared: &Shared,
+    settings: &'a Settings,
+) -> Option<Pin<Box<impl Future<Output = ()> + 'a>>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'a,
 {
     let Connection { peer, login_by, .. } = connection;
     let setting = settings.generation;
@@ -141,7 +160,7 @@ where
         Ok(upgraded) => upgraded,
         Err(error) => {
             tracing::debug!(%peer, %error, "websocket upgrade");
-            return;
+            return None;
         }
     };
     // The upgrade request was not a MessageLoop frame.
@@ -149,5 +168,7 @@ where
     let encoding = negotiate(accepted.offered.iter().map(String::as_str), setting).encoding;
     let codec = WsCodec::new(encoding, setting);
     let max = options.max_message_bytes;
-    driver::ws::run(ws, codec, connection, settings, shutdown, max).await;
+    Some(Box::pin(driver::ws::run(
+        ws, codec, connection, settings, shutdown, max,
+    )))
 }

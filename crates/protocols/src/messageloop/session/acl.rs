@@ -107,12 +107,12 @@ impl Session {
                     id: id.to_owned(),
                     entries,
                 };
-                self.pending_acl = Some(PendingAcl {
+                self.pending_acl = Some(Box::new(PendingAcl {
                     request,
                     calls,
                     refused: Refusals::new(),
                     deadline,
-                });
+                }));
             }
         }
     }
@@ -122,12 +122,12 @@ impl Session {
         match self.subscribe_checks(&connect.subscriptions, now) {
             None => self.finish_connect(id, connect, &Refusals::new(), now),
             Some((calls, deadline)) => {
-                self.pending_acl = Some(PendingAcl {
+                self.pending_acl = Some(Box::new(PendingAcl {
                     request: Deferred::Connect { id, connect },
                     calls,
                     refused: Refusals::new(),
                     deadline,
-                });
+                }));
             }
         }
     }
@@ -139,12 +139,12 @@ impl Session {
         };
         let request = ProxyRequest::PublishAcl(self.acl_fields(&publish.channel, &publish.token));
         let call = self.acl_call(request, target);
-        self.pending_acl = Some(PendingAcl {
+        self.pending_acl = Some(Box::new(PendingAcl {
             request: Deferred::Publish { id, publish, topic },
             calls: HashMap::from([(call, 0)]),
             refused: Refusals::new(),
             deadline: now.at + target.timeout,
-        });
+        }));
     }
 
     /// `sub_refresh`: each listed channel a `(channel, "subscribe")` route names is checked again (with no
@@ -163,12 +163,12 @@ impl Session {
         if calls.is_empty() {
             return self.reply(id, now, OutboundBody::SubRefreshAck);
         }
-        self.pending_acl = Some(PendingAcl {
+        self.pending_acl = Some(Box::new(PendingAcl {
             request: Deferred::SubRefresh { id, channels },
             calls,
             refused: Refusals::new(),
             deadline,
-        });
+        }));
     }
 
     /// Whether `call` is an ACL check still out.

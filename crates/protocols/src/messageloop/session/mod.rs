@@ -156,7 +156,8 @@ pub struct Session {
     rpcs: HashMap<String, PendingRpc>,
     next_rpc: u64,
     proxy_calls: Vec<ProxyCall>,
-    pending_acl: Option<acl::PendingAcl>,
+    /// Boxed: a backend ACL check is seldom out, and the session is held by value in its connection's future.
+    pending_acl: Option<Box<acl::PendingAcl>>,
     last_activity: Instant,
     last_delivery: Option<MessageId>,
     outbox: Vec<Outbound>,

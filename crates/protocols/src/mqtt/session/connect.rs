@@ -187,7 +187,7 @@ impl Session {
         match previous {
             // The connection that held the client id is told to go; its session is taken once it has.
             Some(released) => {
-                self.handover = Some((accepted, released));
+                self.handover = Some(Box::new((accepted, released)));
                 Flow::Continue
             }
             None => self.establish(accepted),
@@ -235,7 +235,7 @@ impl Session {
         } = saved;
         outgoing.set_max_in_flight(max_in_flight);
         let resend = outgoing.resend();
-        self.connected = Some(Connected {
+        self.connected = Some(Box::new(Connected {
             identity,
             client_id,
             mailbox,
@@ -249,7 +249,7 @@ impl Session {
             request_problem_information,
             session_expiry,
             earlier_connections,
-        });
+        }));
         let mut connack = ConnAck::new(ConnectReturnCode::Success, session_present);
         if version == Version::V5 {
             let mut properties = ConnAckProperties::new();

@@ -115,7 +115,9 @@ pub struct Session {
     shared: Shared,
     origin: Origin,
     version: Option<Version>,
-    connected: Option<Connected>,
+    /// Boxed, as is `handover`: the connection's futures hold the session by value and stay small when its large
+    /// parts are on the heap (a connected session pays for `Connected` once, a connecting one not at all).
+    connected: Option<Box<Connected>>,
     out: BytesMut,
     backpressure: Option<Backpressure>,
     closed: bool,
@@ -124,7 +126,7 @@ pub struct Session {
     /// Cancelled when this session has ended (see [`SessionStore::claim`]).
     released: CancellationToken,
     /// A CONNECT waiting for the previous holder of its client id to end, and the token that says it has.
-    handover: Option<(Accepted, CancellationToken)>,
+    handover: Option<Box<(Accepted, CancellationToken)>>,
     /// The names of the client certificate the TLS handshake verified (listeners with `tls.client_ca_file`).
     certificate: Option<Vec<String>>,
     /// The client's 5.0 Maximum Packet Size, from its CONNECT on: no packet gatewayd sends may be larger.
@@ -372,13 +374,13 @@ impl Session {
     /// has. Then call [`Session::handed_over`] (also after a deadline: the session left behind is then not
     /// resumed), and [`Session::handle_input`] again.
     pub fn handover(&self) -> Option<CancellationToken> {
-        self.handover.as_ref().map(|(_, released)| released.clone())
+        self.handover.as_ref().map(|handover| handover.1.clone())
     }
 
     /// Answers the CONNECT that waited for [`Session::handover`].
     pub fn handed_over(&mut self) -> Flow {
         match self.handover.take() {
-            Some((accepted, _)) => self.establish(accepted),
+            Some(handover) => self.establish(handover.0),
             None => Flow::Continue,
         }
     }
@@ -416,7 +418,7 @@ impl Session {
         if !expiry.is_zero() {
             let kept = self.shared.sessions.save(
                 connected.client_id.clone(),
-                SavedSession::from_connected(connected),
+                SavedSession::from_connected(*connected),
                 expiry,
             );
             if !kept {
