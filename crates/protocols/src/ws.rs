@@ -1,6 +1,7 @@
-//! The WebSocket accept helper every WebSocket listener uses: path check, subprotocol choice, size limits, a
-//! small read buffer, and write coalescing in tungstenite's own lazily grown buffer (`feed` many messages, then
-//! one `flush` writes them with one syscall), so idle connections stay cheap.
+//! The WebSocket accept helper every WebSocket listener uses: the client socket under its deadlines and read
+//! ahead of tungstenite while busy ([`watched`]), path check, subprotocol choice, size limits, a small read
+//! buffer, and write coalescing in tungstenite's own lazily grown buffer (`feed` many messages, then one `flush`
+//! writes them with one syscall), so idle connections stay cheap.
 
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -9,6 +10,18 @@ use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
+use crate::accept::{Deadlines, ReadAhead, Watched};
+
+/// How much a WebSocket connection reads per system call while input keeps coming (tungstenite itself reads
+/// [`WsAcceptOptions::read_buffer_bytes`] at a time, from this read-ahead).
+const READ_AHEAD_BYTES: usize = 16 << 10;
+
+/// A client socket ready for [`accept`]: under the connection's `deadlines`, and read ahead of tungstenite's
+/// small buffer while busy, so a burst of messages costs one read system call, not one per buffer.
+pub fn watched<S>(stream: S, deadlines: &Deadlines) -> Watched<ReadAhead<S>> {
+    Watched::new(ReadAhead::new(stream, READ_AHEAD_BYTES), deadlines)
+}
+
 /// What a listener accepts.
 #[derive(Debug, Clone)]
 pub struct WsAcceptOptions {
@@ -16,7 +29,8 @@ pub struct WsAcceptOptions {
     pub paths: Vec<String>,
     /// Largest message and frame accepted from the client.
     pub max_message_bytes: usize,
-    /// Read buffer per connection.
+    /// tungstenite's read buffer per connection, kept while idle; bursts are read from the socket
+    /// [`READ_AHEAD_BYTES`] at a time ([`watched`]), and a frame longer than this buffer is still read whole.
     pub read_buffer_bytes: usize,
     /// Fed messages are written once this many bytes wait, or on `flush`; the buffer grows only when written to.
     pub write_coalesce_bytes: usize,
@@ -27,7 +41,7 @@ impl Default for WsAcceptOptions {
         WsAcceptOptions {
             paths: vec!["/ws".into()],
             max_message_bytes: 64 << 10,
-            read_buffer_bytes: 2 << 10,
+            read_buffer_bytes: 512,
             write_coalesce_bytes: 64 << 10,
         }
     }

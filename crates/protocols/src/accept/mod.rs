@@ -11,6 +11,7 @@
 pub mod budget;
 mod deadlines;
 mod linger;
+mod read_ahead;
 mod read_size;
 pub mod waits;
 mod watched;
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use deadlines::Deadlines;
 pub use linger::{linger, LINGER};
+pub use read_ahead::ReadAhead;
 pub use read_size::ReadSize;
 pub use watched::Watched;
 

@@ -32,13 +32,23 @@ impl ReadSize {
     ) -> io::Result<usize> {
         let room = self.prepare(buf);
         let read = stream.read_buf(buf).await?;
-        self.busy = read == room;
+        self.record(read, room);
         Ok(read)
+    }
+
+    /// Whether the last read filled its room.
+    pub(super) fn busy(&self) -> bool {
+        self.busy
+    }
+
+    /// Notes that a read given `room` bytes of room returned `read`.
+    pub(super) fn record(&mut self, read: usize, room: usize) {
+        self.busy = read == room;
     }
 
     /// Makes room in `buf` for the next read (an empty buffer grown by a burst is given back first when not
     /// busy). Returns the room made.
-    fn prepare(&self, buf: &mut BytesMut) -> usize {
+    pub(super) fn prepare(&self, buf: &mut BytesMut) -> usize {
         if !self.busy && buf.is_empty() && buf.capacity() > IDLE_READ {
             *buf = BytesMut::new();
         }

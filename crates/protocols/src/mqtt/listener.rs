@@ -23,7 +23,7 @@ use super::retained::Retained;
 use super::session::{Session, Shared};
 use super::settings::{Live, Transport};
 use super::store::SessionStore;
-use crate::accept::{self, Accepted, Watched};
+use crate::accept::{self, Accepted, ReadAhead, Watched};
 use crate::ws::{self, WsAcceptOptions};
 use crate::{RunningListener, Services, Started};
 
@@ -250,14 +250,14 @@ async fn upgrade_websocket(
     stream: TcpStream,
     connection: &Connection,
     name: &'static str,
-) -> Option<tokio_tungstenite::WebSocketStream<Watched<TcpStream>>> {
+) -> Option<tokio_tungstenite::WebSocketStream<Watched<ReadAhead<TcpStream>>>> {
     let choose = |offered: &[String]| {
         offered
             .iter()
             .any(|p| p == SUBPROTOCOL)
             .then(|| SUBPROTOCOL.to_owned())
     };
-    let stream = Watched::new(stream, &connection.deadlines);
+    let stream = ws::watched(stream, &connection.deadlines);
     let upgrade = ws::accept(stream, options, choose);
     match accept::handshake(name, upgrade, connection.login_by, &connection.shutdown).await {
         Ok((mut socket, _)) => {

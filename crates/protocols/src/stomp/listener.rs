@@ -25,7 +25,7 @@ use super::driver::{self, StreamTransport, Timing, WsTransport};
 use super::reload::Reloader;
 use super::session::Session;
 use super::settings::{self, Live, Transport};
-use crate::accept::{self, Accepted, Watched};
+use crate::accept::{self, Accepted, ReadAhead, Watched};
 use crate::ws::{self, WsAcceptOptions};
 use crate::{ConnectionGuard, RunningListener, Services, Started};
 
@@ -295,14 +295,14 @@ async fn upgrade_websocket<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     peer: SocketAddr,
     connection: &Connection,
-) -> Option<WebSocketStream<Watched<S>>> {
+) -> Option<WebSocketStream<Watched<ReadAhead<S>>>> {
     let choose = |offered: &[String]| {
         SUBPROTOCOLS
             .iter()
             .find(|p| offered.iter().any(|o| o == *p))
             .map(|p| (*p).to_owned())
     };
-    let stream = Watched::new(stream, &connection.timing.deadlines);
+    let stream = ws::watched(stream, &connection.timing.deadlines);
     let upgrade = ws::accept(stream, options, choose);
     match accept::handshake(
         connection.listener,

@@ -14,13 +14,13 @@ use core_bus::Protocol;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
-use crate::accept::{self, Accepted, Watched};
+use crate::accept::{self, Accepted};
 use crate::messageloop::codec::WsCodec;
 use crate::messageloop::config::Config;
 use crate::messageloop::driver::{self, ws::Connection};
 use crate::messageloop::settings::Settings;
 use crate::messageloop::subprotocol::negotiate;
-use crate::ws::{accept, WsAcceptOptions};
+use crate::ws::{accept, watched, WsAcceptOptions};
 use crate::{RunningListener, Services};
 
 pub const NAME: &str = "messageloop.ws";
@@ -152,7 +152,7 @@ where
         ..WsAcceptOptions::default()
     };
     let shutdown = shared.services.shutdown.clone();
-    let stream = Watched::new(stream, &settings.deadlines);
+    let stream = watched(stream, &settings.deadlines);
     let upgrade = accept(stream, &options, |offered| {
         negotiate(offered.iter().map(String::as_str), setting).subprotocol
     });
