@@ -8,7 +8,9 @@
 //! over the size limit, a slow consumer or an idle client, gatewayd sends close 1000 with a reason and waits at
 //! most [`ECHO_TIMEOUT`](super::close::ECHO_TIMEOUT) for the echo.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::{Duration, Instant, SystemTime};
 
 use core_bus::metrics::{record_drop, DropReason};
@@ -34,14 +36,18 @@ const BATCH: usize = 64;
 
 /// Runs one upgraded connection of `identity` until it ends: the client leaves, the close handshake is over,
 /// IO fails or gatewayd closes it.
-pub(super) async fn run<S>(
+/// The connection's loop, boxed, or `None` when its session cannot be set up. A plain function handing back the
+/// loop rather than an `async fn` awaiting it: an `async fn` keeps its arguments (the WebSocket among them) beside
+/// the connection they are moved into for the connection's whole life.
+pub(super) fn run<S>(
     mut ws: WebSocketStream<Watched<S>>,
     identity: Identity,
     peer: SocketAddr,
     guard: ConnectionGuard,
     services: &Services,
     settings: &Settings,
-) where
+) -> Option<Pin<Box<impl Future<Output = ()>>>>
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     // The upgrade request was not a Goomerang frame.
@@ -55,11 +61,11 @@ pub(super) async fn run<S>(
         Ok(session) => session,
         Err(error) => {
             tracing::warn!(%peer, %error, "goomerang: cannot set up the session");
-            return;
+            return None;
         }
     };
     tracing::debug!(%peer, connection = %guard.id(), "goomerang: connected");
-    Connection {
+    let connection = Connection {
         ws,
         session,
         guard,
@@ -69,10 +75,8 @@ pub(super) async fn run<S>(
         stalled: None,
         write_deadline: settings.deadlines.write(),
         idle: settings.idle_timeout.map(Idle::new),
-    }
-    .run()
-    .await;
-    tracing::debug!(%peer, "goomerang: disconnected");
+    };
+    Some(Box::pin(connection.run()))
 }
 
 /// What the connection loop does next.

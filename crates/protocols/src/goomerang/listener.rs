@@ -22,7 +22,7 @@ use super::config::Config;
 use super::driver;
 use super::reload;
 use super::settings::Settings;
-use crate::accept::{self, Accepted, Watched};
+use crate::accept::{self, Accepted};
 use crate::ws;
 use crate::{tls, ConnectionGuard, RunningListener, Services, Started};
 
@@ -165,7 +165,7 @@ async fn upgrade<S>(
         peer,
         pre_auth_deadline,
     } = accepted;
-    let stream = Watched::new(stream, &settings.deadlines);
+    let stream = ws::watched(stream, &settings.deadlines);
     let upgrade = ws::accept_authorized(
         stream,
         &settings.ws,
@@ -180,12 +180,13 @@ async fn upgrade<S>(
                 })
         },
     );
-    let (ws, identity) = match accept::handshake(
+    // Boxed, so the handshake's state is freed when it is done instead of sizing the task for its whole life.
+    let (ws, identity) = match Box::pin(accept::handshake(
         LISTENER_NAME,
         upgrade,
         pre_auth_deadline,
         &services.shutdown,
-    )
+    ))
     .await
     {
         Ok((ws, _, identity)) => (ws, identity),
@@ -194,5 +195,8 @@ async fn upgrade<S>(
             return;
         }
     };
-    driver::run(ws, identity, peer, guard, services, settings).await;
+    if let Some(connection) = driver::run(ws, identity, peer, guard, services, settings) {
+        connection.await;
+        tracing::debug!(%peer, "goomerang: disconnected");
+    }
 }
