@@ -94,7 +94,7 @@ async fn session_loop<W: Wire>(
     let deadlines = handover.deadlines;
     let write_deadline = deadlines.write();
     let login_by = tokio::time::Instant::now() + deadlines.pre_auth();
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut batch = Vec::new();
     let mut identified = false;
     let mut stalled: Option<Stall> = None;
     let mut answers = super::Answers::default();
