@@ -34,14 +34,6 @@ impl<S> ReadAhead<S> {
         }
     }
 
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
     /// Moves what waits in `ahead` into `out`, giving the buffer back once it is drained.
     fn serve(&mut self, out: &mut ReadBuf<'_>) {
         let n = self.ahead.len().min(out.remaining());
