@@ -34,11 +34,10 @@ use crate::{CloseCause, ConnectionGuard, Services};
 /// Most client messages handled, and most deliveries written, per turn of the connection loop.
 const BATCH: usize = 64;
 
-/// Runs one upgraded connection of `identity` until it ends: the client leaves, the close handshake is over,
-/// IO fails or gatewayd closes it.
-/// The connection's loop, boxed, or `None` when its session cannot be set up. A plain function handing back the
-/// loop rather than an `async fn` awaiting it: an `async fn` keeps its arguments (the WebSocket among them) beside
-/// the connection they are moved into for the connection's whole life.
+/// Sets up one upgraded connection of `identity` and hands back its loop, boxed, which runs until the connection
+/// ends: the client leaves, the close handshake is over, IO fails or gatewayd closes it; `None` when its session
+/// cannot be set up. A plain function rather than an `async fn` awaiting the loop: an `async fn` keeps its
+/// arguments (the WebSocket among them) beside the connection they are moved into for the connection's whole life.
 pub(super) fn run<S>(
     mut ws: WebSocketStream<Watched<S>>,
     identity: Identity,
