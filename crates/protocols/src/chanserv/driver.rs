@@ -10,14 +10,18 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use core_bus::{Origin, Protocol};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use super::session::Session;
 use super::settings::Settings;
 use crate::accept::waits::{room, until, Stall};
+use crate::accept::ReadSize;
 use crate::{CloseCause, ConnectionGuard, Services};
+
+/// Read size while input keeps coming ([`ReadSize`]: a quiet connection reads into, and holds, a small buffer).
+const READ_CHUNK: usize = 64 << 10;
 
 /// Drives one connection until the link closes, the peer goes away, or the daemon shuts down.
 pub(super) async fn run(
@@ -43,7 +47,8 @@ pub(super) async fn run(
     );
     let write_deadline = settings.deadlines.write();
     let (mut reader, mut writer) = socket.into_split();
-    let mut input = BytesMut::with_capacity(64 * 1024);
+    let mut input = BytesMut::new();
+    let mut read_size = ReadSize::new(READ_CHUNK);
     let mut blocked: Option<Stall> = None;
     loop {
         if let Some(bytes) = session.poll_transmit(Instant::now()) {
@@ -78,7 +83,7 @@ pub(super) async fn run(
                 let _ = timeout(write_deadline, writer.shutdown()).await;
                 break;
             }
-            read = reader.read_buf(&mut input), if blocked.is_none() => match read {
+            read = read_size.read(&mut reader, &mut input), if blocked.is_none() => match read {
                 Ok(0) => session.handle_eof(Instant::now()),
                 Ok(_) => {
                     session.handle_input(&input, Instant::now());
