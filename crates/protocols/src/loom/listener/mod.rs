@@ -30,6 +30,11 @@ use crate::{tls, RunningListener, Services, Started};
 /// Listener name in the admin API.
 pub const LISTENER: &str = "loom.quic";
 
+/// Unidirectional streams a client may have open at once. `loom/1` uses none; an HTTP/3 client opens its control
+/// stream and its two QPACK streams, and may add a grease stream. quinn keeps a map entry per stream a peer may
+/// open from the start, so its default of 100 costs every connection about 3 KiB for nothing.
+const PEER_UNI_STREAMS: u32 = 8;
+
 /// How long shutdown waits for closed connections to be acknowledged by their peers.
 const DRAIN: Duration = Duration::from_secs(2);
 
@@ -78,6 +83,7 @@ fn transport(quic: &QuicConfig) -> anyhow::Result<quinn::TransportConfig> {
     };
     transport.max_idle_timeout(idle);
     transport.max_concurrent_bidi_streams(VarInt::from_u32(quic.max_concurrent_bidi_streams));
+    transport.max_concurrent_uni_streams(VarInt::from_u32(PEER_UNI_STREAMS));
     transport.stream_receive_window(VarInt::from_u32(quic.stream_receive_window));
     transport.receive_window(VarInt::from_u32(quic.receive_window));
     Ok(transport)
@@ -110,10 +116,18 @@ async fn accept(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
     let _ = tokio::time::timeout(DRAIN, endpoint.wait_idle()).await;
 }
 
+/// One connection's task: the handshake and the protocol's serving loop are boxed, so the task holds only what the
+/// stage it is in needs (a future keeps room for its largest stage for its whole life).
 async fn connection(incoming: quinn::Incoming, mut conn: Conn, shared: Arc<Shared>) {
     let shutdown = &shared.services.shutdown;
     let deadline = tokio::time::Instant::now() + shared.settings.load().deadlines.pre_auth();
-    let quic = match accept::handshake(LISTENER, incoming.into_future(), deadline, shutdown).await {
+    let handshake = Box::pin(accept::handshake(
+        LISTENER,
+        incoming.into_future(),
+        deadline,
+        shutdown,
+    ));
+    let quic = match handshake.await {
         Ok(quic) => quic,
         Err(error) => {
             tracing::debug!(%error, "loom handshake");
@@ -129,8 +143,8 @@ async fn connection(incoming: quinn::Incoming, mut conn: Conn, shared: Arc<Share
         .and_then(|data| data.downcast::<HandshakeData>().ok())
         .and_then(|data| data.protocol);
     match alpn.as_deref() {
-        Some(ALPN_H3) => h3::serve(quic, Arc::new(conn), shared).await,
-        Some(ALPN | ALPN_LEGACY) => quic::serve(quic, Arc::new(conn), shared).await,
+        Some(ALPN_H3) => Box::pin(h3::serve(quic, Arc::new(conn), shared)).await,
+        Some(ALPN | ALPN_LEGACY) => Box::pin(quic::serve(quic, Arc::new(conn), shared)).await,
         _ => quic.close(VarInt::from_u32(QUIC_REJECTED), b"no ALPN"),
     }
 }
