@@ -193,11 +193,13 @@ async fn serve(accepted: Accepted, upgrade: Upgrade, connection: Connection, nam
     let deadlines = connection.deadlines;
     match upgrade {
         Upgrade::Plain => Box::pin(connection.run(StreamTransport::new(stream, &deadlines))).await,
+        // Each upgrade hands back the connection's boxed loop: nothing of the upgrade stays while the loop runs.
         Upgrade::Tls(acceptor) => {
-            Box::pin(over_tls(acceptor, stream, peer, connection, name)).await
+            if let Some(run) = Box::pin(over_tls(acceptor, stream, peer, connection, name)).await {
+                run.await
+            }
         }
         Upgrade::WebSocket(options) => {
-            // The upgrade hands back the connection's boxed loop: nothing of it stays while the loop runs.
             if let Some(run) = Box::pin(over_websocket(options, stream, connection, name)).await {
                 run.await
             }
@@ -217,14 +219,14 @@ async fn over_websocket(
 }
 
 /// The TLS handshake under the pre-auth deadline (the client certificate's names go to the session), then the
-/// connection.
+/// connection's loop (boxed) to run; `None` when the handshake failed.
 async fn over_tls(
     acceptor: TlsAcceptor,
     stream: TcpStream,
     peer: SocketAddr,
     mut connection: Connection,
     name: &'static str,
-) {
+) -> Option<Pin<Box<impl Future<Output = ()>>>> {
     let handshake = accept::handshake(
         name,
         acceptor.accept(stream),
@@ -237,9 +239,14 @@ async fn over_tls(
                 connection.session.set_certificate(names);
             }
             let deadlines = connection.deadlines;
-            Box::pin(connection.run(StreamTransport::new(tls, &deadlines))).await
+            Some(Box::pin(
+                connection.run(StreamTransport::new(tls, &deadlines)),
+            ))
         }
-        Err(error) => tracing::debug!(%peer, %error, "mqtt: TLS handshake"),
+        Err(error) => {
+            tracing::debug!(%peer, %error, "mqtt: TLS handshake");
+            None
+        }
     }
 }
 

@@ -181,18 +181,22 @@ async fn serve(accepted: Accepted, upgrade: Upgrade, connection: Connection) {
                 .run(StreamTransport::new(stream, &deadlines))
                 .await
         }
-        Upgrade::Tls(acceptor) => Box::pin(over_tls(acceptor, stream, peer, connection)).await,
+        // Each upgrade hands back the connection's boxed loop: nothing of the upgrade stays while the loop runs.
+        Upgrade::Tls(acceptor) => {
+            if let Some(run) = Box::pin(over_tls(acceptor, stream, peer, connection)).await {
+                run.await
+            }
+        }
         Upgrade::WebSocket(options, None) => {
-            // The upgrade hands back the connection's boxed loop: nothing of it stays while the loop runs.
             if let Some(run) = Box::pin(over_websocket(options, stream, peer, connection)).await {
                 run.await
             }
         }
         Upgrade::WebSocket(options, Some(acceptor)) => {
-            Box::pin(websocket_over_tls(
-                options, acceptor, stream, peer, connection,
-            ))
-            .await
+            let upgrade = websocket_over_tls(options, acceptor, stream, peer, connection);
+            if let Some(run) = Box::pin(upgrade).await {
+                run.await
+            }
         }
     }
 }
@@ -228,11 +232,10 @@ async fn over_tls(
     stream: TcpStream,
     peer: SocketAddr,
     mut connection: Connection,
-) {
-    if let Some(tls) = tls_handshake(acceptor, stream, peer, &mut connection).await {
-        let deadlines = connection.timing.deadlines;
-        connection.run(StreamTransport::new(tls, &deadlines)).await
-    }
+) -> Option<impl Future<Output = ()>> {
+    let tls = tls_handshake(acceptor, stream, peer, &mut connection).await?;
+    let deadlines = connection.timing.deadlines;
+    Some(connection.run(StreamTransport::new(tls, &deadlines)))
 }
 
 /// `ws://`: the WebSocket upgrade, then the connection's loop (boxed) to run; `None` when the upgrade failed.
@@ -246,19 +249,18 @@ async fn over_websocket(
     Some(connection.run(WsTransport::new(socket)))
 }
 
-/// `wss://`: the TLS handshake, then the WebSocket upgrade, both under the pre-auth deadline.
+/// `wss://`: the TLS handshake, then the WebSocket upgrade, both under the pre-auth deadline, then the connection's
+/// loop (boxed) to run; `None` when either failed.
 async fn websocket_over_tls(
     options: &WsAcceptOptions,
     acceptor: &TlsAcceptor,
     stream: TcpStream,
     peer: SocketAddr,
     mut connection: Connection,
-) {
-    if let Some(tls) = tls_handshake(acceptor, stream, peer, &mut connection).await {
-        if let Some(socket) = upgrade_websocket(options, tls, peer, &connection).await {
-            connection.run(WsTransport::new(socket)).await
-        }
-    }
+) -> Option<impl Future<Output = ()>> {
+    let tls = tls_handshake(acceptor, stream, peer, &mut connection).await?;
+    let socket = upgrade_websocket(options, tls, peer, &connection).await?;
+    Some(connection.run(WsTransport::new(socket)))
 }
 
 /// The TLS handshake under the pre-auth deadline; the client certificate's names go to the session. `None`
