@@ -21,7 +21,7 @@ use protocols::loom::{
     ConsumerFrame, ConsumerKey, Delivery, Hello, Limits, MessageDecoder, MessageEvent, Role,
 };
 
-use super::tls::AnyCertificate;
+use super::tls;
 use super::{
     resolve, ClientError, Credentials, Inbox, InboxSender, Incoming, Message, Outgoing,
     HANDSHAKE_TIMEOUT,
@@ -97,13 +97,7 @@ impl LoomClient {
         credentials: &Credentials,
     ) -> Result<LoomClient, ClientError> {
         let addr = resolve(address).await?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(quic_error)?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate::new(provider)))
-            .with_no_client_auth();
+        let mut tls = tls::trust_any(&[&rustls::version::TLS13]).map_err(quic_error)?;
         tls.alpn_protocols = vec![b"loom/1".to_vec()];
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(quic_error)?;
         let local: SocketAddr = if addr.is_ipv4() {

@@ -78,6 +78,23 @@ fn mqtt_filter(pattern: &str) -> String {
         .join("/")
 }
 
+/// The MQTT 5 CONNECT packet [`MqttClient::connect`] sends: a client id unique to this process and connection,
+/// no keep-alive, `credentials.login` as user name and the token as password.
+pub fn connect_packet(credentials: &Credentials) -> Result<BytesMut, ClientError> {
+    let mut connect = v5::Connect::new(format!(
+        "gatewayctl-{}-{}",
+        std::process::id(),
+        CONNECTIONS.fetch_add(1, Ordering::Relaxed)
+    ));
+    connect.keep_alive = 0;
+    if let Some(token) = &credentials.token {
+        connect.set_login(credentials.login.clone().unwrap_or_default(), token.clone());
+    }
+    let mut out = BytesMut::new();
+    connect.write(&mut out).map_err(wire)?;
+    Ok(out)
+}
+
 impl MqttClient {
     /// Connects; `credentials.token` is the CONNECT password and `credentials.login` its user name.
     pub async fn connect(
@@ -87,17 +104,7 @@ impl MqttClient {
         let stream = TcpStream::connect(resolve(address).await?).await?;
         stream.set_nodelay(true)?;
         let (mut reader, mut writer) = stream.into_split();
-        let mut connect = v5::Connect::new(format!(
-            "gatewayctl-{}-{}",
-            std::process::id(),
-            CONNECTIONS.fetch_add(1, Ordering::Relaxed)
-        ));
-        connect.keep_alive = 0;
-        if let Some(token) = &credentials.token {
-            connect.set_login(credentials.login.clone().unwrap_or_default(), token.clone());
-        }
-        let mut out = BytesMut::new();
-        connect.write(&mut out).map_err(wire)?;
+        let mut out = connect_packet(credentials)?;
         writer.write_all(&out).await?;
         out.clear();
         let mut buf = BytesMut::new();

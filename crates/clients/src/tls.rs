@@ -1,5 +1,5 @@
 //! TLS for the clients: [`AnyCertificate`], the verifier that trusts whatever certificate gatewayd presents (its
-//! development certificate is self-signed).
+//! development certificate is self-signed), and [`trust_any`], a client configuration built on it.
 
 use std::sync::Arc;
 
@@ -24,6 +24,21 @@ impl Default for AnyCertificate {
     fn default() -> AnyCertificate {
         AnyCertificate::new(Arc::new(rustls::crypto::ring::default_provider()))
     }
+}
+
+/// A client configuration with the ring provider that offers `versions`, trusts any server certificate
+/// ([`AnyCertificate`]) and presents none.
+pub fn trust_any(
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<rustls::ClientConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(
+        rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(versions)?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate::new(provider)))
+            .with_no_client_auth(),
+    )
 }
 
 impl ServerCertVerifier for AnyCertificate {

@@ -2,13 +2,19 @@
 //! gatewayd's resident memory grew per connection. The RSS comes from `/proc/<pid>/status` (`--pid`, gatewayd
 //! on this machine) or from the admin API's `/api/process`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
 use clients::{Client, Credentials, Protocol};
 use futures::{SinkExt, StreamExt};
+use rustls::pki_types::ServerName;
 use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -35,6 +41,9 @@ pub struct ConnsArgs {
     /// WebSocket connections.
     #[arg(long)]
     grpc: bool,
+    /// STOMP and MQTT only: connect to the TLS listener (`stomp.tls`, `mqtt.tls`) instead of the TCP one.
+    #[arg(long)]
+    tls: bool,
     /// Listener `host:port`; by default from the admin API.
     #[arg(long)]
     address: Option<String>,
@@ -65,6 +74,8 @@ struct ConnsResult {
 enum Idle {
     Client(Box<Client>),
     StompWs(Box<StompWs>),
+    /// A STOMP or MQTT connection over TLS.
+    Tls(Box<TlsStream<TcpStream>>),
     /// The request side (kept open) and the response side of a gRPC stream.
     Grpc(
         tokio::sync::mpsc::Sender<g2::InboundMessage>,
@@ -72,17 +83,26 @@ enum Idle {
     ),
 }
 
-type StompWs = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+type StompWs = tokio_tungstenite::WebSocketStream<TcpStream>;
 
 pub async fn run(admin: &Admin, args: ConnsArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         !args.grpc || args.protocol == Protocol::MessageLoop,
         "--grpc is for --protocol messageloop"
     );
+    anyhow::ensure!(
+        !args.tls || matches!(args.protocol, Protocol::Stomp | Protocol::Mqtt) && !args.ws,
+        "--tls is for --protocol stomp or mqtt, without --ws"
+    );
     let listener = if args.ws && args.protocol == Protocol::Stomp {
         "stomp.ws"
     } else if args.grpc {
         "messageloop.grpc"
+    } else if args.tls {
+        match args.protocol {
+            Protocol::Mqtt => "mqtt.tls",
+            _ => "stomp.tls",
+        }
     } else {
         args.protocol.listener()
     };
@@ -91,12 +111,13 @@ pub async fn run(admin: &Admin, args: ConnsArgs) -> anyhow::Result<()> {
         .await
         .context(format!("no address for {listener}: give --address"))?;
     let credentials = args.credentials.credentials();
+    let tls = TlsConnector::from(Arc::new(clients::tls::trust_any(rustls::DEFAULT_VERSIONS)?));
     tokio::time::sleep(SETTLE).await;
     let before = rss(admin, args.pid).await?;
     let mut open: Vec<Idle> = Vec::with_capacity(args.count);
     while open.len() < args.count {
         let batch = CONCURRENCY.min(args.count - open.len());
-        let dials = (0..batch).map(|_| dial(&args, &address, &credentials));
+        let dials = (0..batch).map(|_| dial(&args, &address, &credentials, &tls));
         for idle in futures::future::join_all(dials).await {
             open.push(idle.with_context(|| format!("connection {} to {address}", open.len() + 1))?);
         }
@@ -107,6 +128,8 @@ pub async fn run(admin: &Admin, args: ConnsArgs) -> anyhow::Result<()> {
         protocol: args.protocol.to_string(),
         transport: if args.grpc {
             "grpc"
+        } else if args.tls {
+            "tls"
         } else if args.ws || matches!(args.protocol, Protocol::MessageLoop | Protocol::Goomerang) {
             "websocket"
         } else if args.protocol == Protocol::Loom {
@@ -137,6 +160,7 @@ pub async fn run(admin: &Admin, args: ConnsArgs) -> anyhow::Result<()> {
         match idle {
             Idle::Client(client) => drop(client.close().await),
             Idle::StompWs(mut ws) => drop(SinkExt::close(&mut ws).await),
+            Idle::Tls(mut tls) => drop(tls.shutdown().await),
             Idle::Grpc(requests, responses) => drop((requests, responses)),
         }
     });
@@ -147,10 +171,20 @@ pub async fn run(admin: &Admin, args: ConnsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn dial(args: &ConnsArgs, address: &str, credentials: &Credentials) -> anyhow::Result<Idle> {
+async fn dial(
+    args: &ConnsArgs,
+    address: &str,
+    credentials: &Credentials,
+    tls: &TlsConnector,
+) -> anyhow::Result<Idle> {
     let (protocol, ws) = (args.protocol, args.ws);
     if args.grpc {
         return grpc(address, credentials).await;
+    }
+    if args.tls {
+        return Ok(Idle::Tls(Box::new(
+            over_tls(protocol, address, credentials, tls).await?,
+        )));
     }
     if ws && protocol == Protocol::Stomp {
         return Ok(Idle::StompWs(Box::new(
@@ -186,6 +220,51 @@ async fn stomp_ws(address: &str, credentials: &Credentials) -> anyhow::Result<St
         String::from_utf8_lossy(&text)
     );
     Ok(ws)
+}
+
+/// STOMP or MQTT over TLS: the TLS handshake, then CONNECT, then wait for an accepting CONNECTED or CONNACK.
+async fn over_tls(
+    protocol: Protocol,
+    address: &str,
+    credentials: &Credentials,
+    tls: &TlsConnector,
+) -> anyhow::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(clients::resolve(address).await?).await?;
+    let mut stream = tls.connect(ServerName::try_from("localhost")?, tcp).await?;
+    let connect = match protocol {
+        Protocol::Mqtt => clients::mqtt::connect_packet(credentials)?.to_vec(),
+        _ => clients::stomp_connect::connect_frame(credentials)?.into_bytes(),
+    };
+    stream.write_all(&connect).await?;
+    stream.flush().await?;
+    let mut answer = Vec::new();
+    let complete = |answer: &[u8]| match protocol {
+        // CONNACK: type, remaining length, flags, reason code.
+        Protocol::Mqtt => answer.len() >= 4,
+        _ => answer.contains(&0),
+    };
+    let read = async {
+        while !complete(&answer) {
+            anyhow::ensure!(
+                stream.read_buf(&mut answer).await? > 0,
+                "closed before the answer to CONNECT"
+            );
+        }
+        Ok(())
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .context("no answer to CONNECT within 10 s")??;
+    let accepted = match protocol {
+        Protocol::Mqtt => answer[0] == 0x20 && answer[3] == 0,
+        _ => answer.starts_with(b"CONNECTED"),
+    };
+    anyhow::ensure!(
+        accepted,
+        "CONNECT refused: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    Ok(stream)
 }
 
 /// A MessageLoop G2 gRPC stream on its own HTTP/2 connection: Connect, wait for the reply.
