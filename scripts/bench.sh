@@ -94,8 +94,11 @@ fi
 stop_gatewayd
 
 # Idle connections: a fresh gatewayd per row.
-kinds=("stomp" "stomp --ws" "messageloop" "messageloop --grpc" "goomerang" "mqtt")
-[ "$rows" = mqtt ] && kinds=("mqtt")
+kinds=("stomp" "stomp --ws" "stomp --tls" "messageloop" "messageloop --grpc" "goomerang" "loom" "chanserv" "mqtt"
+  "mqtt --tls")
+[ "$rows" = mqtt ] && kinds=("mqtt" "mqtt --tls")
+# The example config leaves mqtt.tls off; the TLS row needs it.
+export GATEWAYD_MQTT__TLS__ENABLED=true
 for kind in "${kinds[@]}"; do
   for count in 1000 10000; do
     start_gatewayd

@@ -13,6 +13,8 @@ PAIRS = [("stomp", "stomp"), ("messageloop", "messageloop"), ("goomerang", "goom
 ALLOUT_PAIRS = PAIRS[:2] + [("messageloop-json", "messageloop-json")] + PAIRS[2:]
 # Rows that result directories from before they were added (2026-12-03) lack: left out when missing.
 NEWER = "messageloop-json"
+# Idle-connection rows added on 2026-12-03 (session 13), left out of older result directories the same way.
+NEWER_CONNS = ("stomp-tls", "loom", "chanserv", "mqtt-tls")
 
 
 def rate(value):
@@ -43,10 +45,13 @@ def mqtt_tables(out, load):
                 print(f"| {pair_name(p, s)} | {qos} | {size} B | {cell(g)} | {cell(n)} | "
                       f"{r['ratio']['msgs_per_sec_in']:.2f} | {peer} | {loss(g)} / {loss(n)} / {loss(m)} |")
     print()
-    print("| idle MQTT TCP connections | 1,000 | 10,000 |")
+    print("| idle MQTT connections | 1,000 | 10,000 |")
     print("|---|---|---|")
-    cells = conns_cells(load, "mqtt")
-    print(f"| gatewayd | {cells[0]} | {cells[1]} |")
+    for kind, label in (("mqtt", "gatewayd, TCP"), ("mqtt-tls", "gatewayd, TLS")):
+        if kind in NEWER_CONNS and not (out / f"conns-{kind}-1000.json").exists():
+            continue
+        cells = conns_cells(load, kind)
+        print(f"| {label} | {cells[0]} | {cells[1]} |")
 
 
 def conns_cells(load, kind):
@@ -95,9 +100,12 @@ def main(out):
     print()
     print("| connections | 1,000 | 10,000 |")
     print("|---|---|---|")
-    for kind, label in (("stomp", "STOMP TCP"), ("stomp-ws", "STOMP over WebSocket"),
+    for kind, label in (("stomp", "STOMP TCP"), ("stomp-ws", "STOMP over WebSocket"), ("stomp-tls", "STOMP TLS"),
                         ("messageloop", "MessageLoop WS"), ("messageloop-grpc", "MessageLoop gRPC"),
-                        ("goomerang", "Goomerang WS"), ("mqtt", "MQTT TCP")):
+                        ("goomerang", "Goomerang WS"), ("loom", "Loom QUIC"), ("chanserv", "chanserv TCP"),
+                        ("mqtt", "MQTT TCP"), ("mqtt-tls", "MQTT TLS")):
+        if kind in NEWER_CONNS and not (out / f"conns-{kind}-1000.json").exists():
+            continue
         cells = conns_cells(load, kind)
         print(f"| {label} | {cells[0]} | {cells[1]} |")
     print()
