@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -171,35 +172,34 @@ fn admit(accepted: Accepted, shared: &Shared) -> Option<impl Future<Output = ()>
     Some(serve(accepted, shared.upgrade.clone(), connection))
 }
 
-async fn serve(accepted: Accepted, upgrade: Upgrade, connection: Connection) {
+/// The connection's task, boxed: a plain connection's is its loop itself; the others' is a boxed upgrade that
+/// hands back the loop, so nothing of the upgrade stays while the loop runs. The task itself holds one pointer.
+fn serve(accepted: Accepted, upgrade: Upgrade, connection: Connection) -> Task {
     let Accepted { stream, peer, .. } = accepted;
     let deadlines = connection.timing.deadlines;
-    // Handshakes are boxed, so a connection task holds only what its own transport needs once it is up.
-    match &upgrade {
-        Upgrade::Plain => {
-            connection
-                .run(StreamTransport::new(stream, &deadlines))
-                .await
-        }
-        // Each upgrade hands back the connection's boxed loop: nothing of the upgrade stays while the loop runs.
-        Upgrade::Tls(acceptor) => {
-            if let Some(run) = Box::pin(over_tls(acceptor, stream, peer, connection)).await {
+    match upgrade {
+        Upgrade::Plain => connection.run(StreamTransport::new(stream, &deadlines)),
+        Upgrade::Tls(acceptor) => Box::pin(async move {
+            if let Some(run) = Box::pin(over_tls(&acceptor, stream, peer, connection)).await {
                 run.await
             }
-        }
-        Upgrade::WebSocket(options, None) => {
-            if let Some(run) = Box::pin(over_websocket(options, stream, peer, connection)).await {
+        }),
+        Upgrade::WebSocket(options, None) => Box::pin(async move {
+            if let Some(run) = Box::pin(over_websocket(&options, stream, peer, connection)).await {
                 run.await
             }
-        }
-        Upgrade::WebSocket(options, Some(acceptor)) => {
-            let upgrade = websocket_over_tls(options, acceptor, stream, peer, connection);
+        }),
+        Upgrade::WebSocket(options, Some(acceptor)) => Box::pin(async move {
+            let upgrade = websocket_over_tls(&options, &acceptor, stream, peer, connection);
             if let Some(run) = Box::pin(upgrade).await {
                 run.await
             }
-        }
+        }),
     }
 }
+
+/// A connection's task.
+type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// What a connection runs with once its transport is up.
 struct Connection {
@@ -215,7 +215,7 @@ struct Connection {
 
 impl Connection {
     /// The connection's loop, boxed (see [`driver::run`]): awaiting it adds only a pointer to the caller.
-    fn run(self, transport: impl driver::Transport) -> impl Future<Output = ()> {
+    fn run<T: driver::Transport>(self, transport: T) -> Pin<Box<impl Future<Output = ()>>> {
         driver::run(
             transport,
             self.session,
