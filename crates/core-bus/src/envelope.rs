@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::Serialize;
+use smallvec::SmallVec;
 
 use crate::topic::Topic;
 
@@ -117,18 +118,19 @@ pub struct Position {
 }
 
 /// Ordered user headers: names are text, values are bytes, duplicates are kept and the first one wins on lookup.
-/// A name that is a constant ([`Headers::push_static`]) is kept by reference, not copied.
+/// A name that is a constant ([`Headers::push_static`]) is kept by reference, not copied. The first header is
+/// kept inline: an envelope with one header makes no allocation for the list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(Vec<(Cow<'static, str>, Bytes)>);
+pub struct Headers(SmallVec<[(Cow<'static, str>, Bytes); 1]>);
 
 impl Headers {
     pub fn new() -> Headers {
-        Headers(Vec::new())
+        Headers(SmallVec::new())
     }
 
     /// No headers, with room for `capacity` of them.
     pub fn with_capacity(capacity: usize) -> Headers {
-        Headers(Vec::with_capacity(capacity))
+        Headers(SmallVec::with_capacity(capacity))
     }
 
     pub fn push(&mut self, name: impl Into<String>, value: impl Into<Bytes>) {
@@ -170,7 +172,7 @@ impl Headers {
     /// Removes every header named `name` and returns the first one's value.
     pub fn take(&mut self, name: &str) -> Option<Bytes> {
         let first = self.get(name).cloned();
-        self.0.retain(|(n, _)| n != name);
+        self.0.retain(|(n, _)| *n != name);
         first
     }
 }
