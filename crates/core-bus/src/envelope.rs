@@ -1,5 +1,6 @@
 //! The one message type every protocol converts to and from.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -7,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::Serialize;
+use smallvec::SmallVec;
 
 use crate::topic::Topic;
 
@@ -116,16 +118,28 @@ pub struct Position {
 }
 
 /// Ordered user headers: names are text, values are bytes, duplicates are kept and the first one wins on lookup.
+/// A name that is a constant ([`Headers::push_static`]) is kept by reference, not copied. The first header is
+/// kept inline: an envelope with one header makes no allocation for the list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(Vec<(String, Bytes)>);
+pub struct Headers(SmallVec<[(Cow<'static, str>, Bytes); 1]>);
 
 impl Headers {
     pub fn new() -> Headers {
-        Headers(Vec::new())
+        Headers(SmallVec::new())
+    }
+
+    /// No headers, with room for `capacity` of them.
+    pub fn with_capacity(capacity: usize) -> Headers {
+        Headers(SmallVec::with_capacity(capacity))
     }
 
     pub fn push(&mut self, name: impl Into<String>, value: impl Into<Bytes>) {
-        self.0.push((name.into(), value.into()));
+        self.0.push((Cow::Owned(name.into()), value.into()));
+    }
+
+    /// [`Headers::push`] of a constant name, which is not copied.
+    pub fn push_static(&mut self, name: &'static str, value: impl Into<Bytes>) {
+        self.0.push((Cow::Borrowed(name), value.into()));
     }
 
     /// The first value of `name` (names compare exactly).
@@ -138,8 +152,8 @@ impl Headers {
         self.get(name).and_then(|v| std::str::from_utf8(v).ok())
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Bytes)> {
-        self.0.iter().map(|(n, v)| (n.as_str(), v))
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Bytes)> + Clone {
+        self.0.iter().map(|(n, v)| (n.as_ref(), v))
     }
 
     pub fn len(&self) -> usize {
@@ -158,7 +172,7 @@ impl Headers {
     /// Removes every header named `name` and returns the first one's value.
     pub fn take(&mut self, name: &str) -> Option<Bytes> {
         let first = self.get(name).cloned();
-        self.0.retain(|(n, _)| n != name);
+        self.0.retain(|(n, _)| *n != name);
         first
     }
 }
@@ -167,7 +181,7 @@ impl<N: Into<String>, V: Into<Bytes>> FromIterator<(N, V)> for Headers {
     fn from_iter<I: IntoIterator<Item = (N, V)>>(iter: I) -> Self {
         Headers(
             iter.into_iter()
-                .map(|(n, v)| (n.into(), v.into()))
+                .map(|(n, v)| (Cow::Owned(n.into()), v.into()))
                 .collect(),
         )
     }

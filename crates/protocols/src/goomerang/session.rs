@@ -150,7 +150,7 @@ impl Session {
                 let target = self.published_topic(name);
                 return self.publish(
                     target,
-                    &kind,
+                    kind,
                     message,
                     &user_headers(&headers),
                     Outgoing::Publish,
@@ -163,7 +163,7 @@ impl Session {
             } => {
                 return self.publish(
                     broadcast_topic(),
-                    &kind,
+                    kind,
                     message,
                     &user_headers(&headers),
                     Outgoing::Publish,
@@ -175,14 +175,14 @@ impl Session {
                 headers,
             } => {
                 let target = self.settings.send_routes.topic(&kind);
-                return self.publish(target, &kind, payload, &headers, Outgoing::Direct);
+                return self.publish(target, kind, payload, &headers, Outgoing::Direct);
             }
             Command::SendSync {
                 uuid,
                 kind,
                 payload,
                 headers,
-            } => return self.send_sync(uuid, &kind, payload, &headers),
+            } => return self.send_sync(uuid, kind, payload, &headers),
         }
         Inbound::Continue
     }
@@ -234,10 +234,11 @@ impl Session {
         }
     }
 
+    /// Publishes `kind` (moved into the envelope of a plain publish, which needs no copy of it).
     fn publish(
         &mut self,
         target: Topic,
-        kind: &str,
+        kind: String,
         body: Bytes,
         headers: &FrameHeaders,
         outgoing: Outgoing,
@@ -250,11 +251,12 @@ impl Session {
             return Inbound::Continue;
         }
         let origin = self.mailbox.owner();
-        let mut envelope = match &outgoing {
-            Outgoing::Publish => to_envelope(target, kind, body, headers, origin),
-            Outgoing::Direct | Outgoing::Sync(_) => {
-                to_send_envelope(target, kind, body, headers, origin, &self.identity.name)
-            }
+        let (mut envelope, kind) = match &outgoing {
+            Outgoing::Publish => (to_envelope(target, kind, body, headers, origin), None),
+            Outgoing::Direct | Outgoing::Sync(_) => (
+                to_send_envelope(target, &kind, body, headers, origin, &self.identity.name),
+                Some(kind),
+            ),
         };
         if let Outgoing::Sync(uuid) = &outgoing {
             envelope.reply_to = Some(self.inbox.clone());
@@ -265,12 +267,18 @@ impl Session {
         match outgoing {
             Outgoing::Sync(uuid) if unrouted => drop_frame(
                 DropReason::Unroutable,
-                &format_args!("sync request {uuid} of {kind}: no responder"),
+                &format_args!(
+                    "sync request {uuid} of {}: no responder",
+                    kind.unwrap_or_default()
+                ),
             ),
             Outgoing::Sync(uuid) => self.pending.insert(uuid),
             Outgoing::Direct if unrouted => drop_frame(
                 DropReason::Unroutable,
-                &format_args!("direct send of {kind}: nobody subscribes to its topic"),
+                &format_args!(
+                    "direct send of {}: nobody subscribes to its topic",
+                    kind.unwrap_or_default()
+                ),
             ),
             Outgoing::Direct | Outgoing::Publish => {}
         }
@@ -283,7 +291,7 @@ impl Session {
     fn send_sync(
         &mut self,
         uuid: String,
-        kind: &str,
+        kind: String,
         payload: Bytes,
         headers: &FrameHeaders,
     ) -> Inbound {
@@ -295,7 +303,7 @@ impl Session {
             return Inbound::Continue;
         }
         self.publish(
-            rpc_topic(kind),
+            rpc_topic(&kind),
             kind,
             payload,
             headers,

@@ -84,23 +84,34 @@ pub fn command_headers(user: &FrameHeaders) -> FrameHeaders {
 /// Bus headers for a Goomerang message of `kind` with `user` headers: [`KIND_HEADER`], then the user
 /// headers except [`KIND_HEADER`] and [`CONTENT_TYPE_HEADER`] (the content type is the envelope's own).
 pub fn to_bus_headers(kind: &str, user: &FrameHeaders) -> Vec<(String, Bytes)> {
-    std::iter::once((KIND_HEADER, kind))
-        .chain(user.iter().filter(|(key, _)| !is_reserved_header(key)))
-        .map(|(key, value)| (key.to_owned(), Bytes::copy_from_slice(value.as_bytes())))
+    bus_headers(Bytes::copy_from_slice(kind.as_bytes()), user)
+        .iter()
+        .map(|(name, value)| (name.to_owned(), value.clone()))
         .collect()
 }
 
+/// [`to_bus_headers`] as the envelope keeps them: the constant names are not copied, nor is `kind`.
+fn bus_headers(kind: Bytes, user: &FrameHeaders) -> Headers {
+    let mut headers = Headers::with_capacity(1 + user.len());
+    headers.push_static(KIND_HEADER, kind);
+    for (key, value) in user.iter().filter(|(key, _)| !is_reserved_header(key)) {
+        headers.push(key, Bytes::copy_from_slice(value.as_bytes()));
+    }
+    headers
+}
+
 /// The bus envelope for a Goomerang message of `kind` with `user` headers, published on `topic`: the body
-/// verbatim, [`to_bus_headers`], content type [`PROTOBUF_CONTENT_TYPE`].
+/// verbatim, [`to_bus_headers`], content type [`PROTOBUF_CONTENT_TYPE`]. `kind` becomes the header's value
+/// without a copy.
 pub fn to_envelope(
     topic: Topic,
-    kind: &str,
+    kind: String,
     body: Bytes,
     user: &FrameHeaders,
     origin: Origin,
 ) -> Envelope {
     let mut envelope = Envelope::new(topic, body, origin);
-    envelope.headers = to_bus_headers(kind, user).into_iter().collect::<Headers>();
+    envelope.headers = bus_headers(Bytes::from(kind), user);
     envelope.adopt_trace_headers();
     envelope.content_type = Some(PROTOBUF_CONTENT_TYPE.to_owned());
     envelope
@@ -120,8 +131,10 @@ pub fn to_send_envelope(
         .iter()
         .filter(|(key, _)| *key != SENDER_HEADER)
         .collect();
-    let mut envelope = to_envelope(topic, kind, body, &user, origin);
-    envelope.headers.push(SENDER_HEADER, sender.to_owned());
+    let mut envelope = to_envelope(topic, kind.to_owned(), body, &user, origin);
+    envelope
+        .headers
+        .push_static(SENDER_HEADER, sender.to_owned());
     envelope
 }
 
@@ -133,36 +146,36 @@ pub fn from_envelope(
     wrapper: &WrapperKind,
     foreign: &ForeignKinds,
 ) -> Delivery {
-    // Borrowed from the envelope: building the delivery copies only what it keeps.
-    let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(envelope.headers.len() + 4);
+    // Borrowed from the envelope, and not collected: building the delivery copies only what it keeps.
     let native = envelope
         .headers
         .get_str(KIND_HEADER)
         .is_some_and(|kind| !kind.is_empty());
-    if !native {
-        if let Some(kind) = foreign.kind_of(&envelope.topic) {
-            headers.push((KIND_HEADER, kind.as_bytes()));
-        }
-    }
-    if let Some(content_type) = &envelope.content_type {
-        headers.push((CONTENT_TYPE_HEADER, content_type.as_bytes()));
-    }
-    headers.extend(
-        envelope
-            .headers
-            .iter()
-            .map(|(name, value)| (name, &value[..])),
-    );
+    let foreign_kind = (!native)
+        .then(|| foreign.kind_of(&envelope.topic))
+        .flatten()
+        .map(|kind| (KIND_HEADER, kind.as_bytes()));
+    let content_type = envelope
+        .content_type
+        .as_deref()
+        .map(|content_type| (CONTENT_TYPE_HEADER, content_type.as_bytes()));
     let trace = [
         (TRACEPARENT_HEADER, &envelope.traceparent),
         (TRACESTATE_HEADER, &envelope.tracestate),
-    ];
-    headers.extend(
-        trace
-            .into_iter()
-            .filter_map(|(name, value)| Some((name, value.as_deref()?.as_bytes()))),
-    );
-    delivery_from_headers(envelope.payload.clone(), &headers, wrapper)
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some((name, value.as_deref()?.as_bytes())));
+    let headers = foreign_kind
+        .into_iter()
+        .chain(content_type)
+        .chain(
+            envelope
+                .headers
+                .iter()
+                .map(|(name, value)| (name, &value[..])),
+        )
+        .chain(trace);
+    delivery_from_headers(envelope.payload.clone(), headers, wrapper)
 }
 
 /// What a Goomerang client receives for a bus message with `body` and `headers`.
@@ -176,20 +189,23 @@ pub fn delivery_from_bus(
     headers: &[(String, Bytes)],
     wrapper: &WrapperKind,
 ) -> Delivery {
+    let headers = headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), &value[..]));
     delivery_from_headers(body, headers, wrapper)
 }
 
-/// [`delivery_from_bus`] over headers owned or borrowed.
-fn delivery_from_headers<N: AsRef<str>, V: AsRef<[u8]>>(
+/// [`delivery_from_bus`] over borrowed headers.
+fn delivery_from_headers<'a>(
     body: Bytes,
-    headers: &[(N, V)],
+    headers: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
     wrapper: &WrapperKind,
 ) -> Delivery {
     let header = |name: &str| {
         headers
-            .iter()
-            .find(|(key, _)| key.as_ref() == name)
-            .and_then(|(_, value)| std::str::from_utf8(value.as_ref()).ok())
+            .clone()
+            .find(|(key, _)| *key == name)
+            .and_then(|(_, value)| std::str::from_utf8(value).ok())
     };
     let mut out = FrameHeaders::new();
     let (kind, payload) = match header(KIND_HEADER).filter(|kind| !kind.is_empty()) {
@@ -205,11 +221,10 @@ fn delivery_from_headers<N: AsRef<str>, V: AsRef<[u8]>>(
         }
     };
     for (name, value) in headers {
-        let name = name.as_ref();
         if is_reserved_header(name) || out.get(name).is_some() {
             continue;
         }
-        if let Ok(value) = std::str::from_utf8(value.as_ref()) {
+        if let Ok(value) = std::str::from_utf8(value) {
             out.insert(name, value);
         }
     }
@@ -349,7 +364,7 @@ mod tests {
         };
         let envelope = to_envelope(
             topic("news"),
-            "a.B",
+            "a.B".to_owned(),
             Bytes::from_static(b"\x0a\x02hi"),
             &user,
             origin,
