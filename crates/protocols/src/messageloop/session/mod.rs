@@ -158,6 +158,9 @@ pub struct Session {
     proxy_calls: Vec<ProxyCall>,
     /// Boxed: a backend ACL check is seldom out, and the session is held by value in its connection's future.
     pending_acl: Option<Box<acl::PendingAcl>>,
+    /// The channel last published to and its topic: a client publishing to one channel has it parsed once.
+    /// Boxed: an idle or subscribe-only connection keeps one word for it.
+    last_publish: Option<Box<(String, Topic)>>,
     last_activity: Instant,
     last_delivery: Option<MessageId>,
     outbox: Vec<Outbound>,
@@ -204,6 +207,7 @@ impl Session {
             next_rpc: 1,
             proxy_calls: Vec::new(),
             pending_acl: None,
+            last_publish: None,
             last_activity: now.at,
             last_delivery: None,
             outbox: Vec::new(),
