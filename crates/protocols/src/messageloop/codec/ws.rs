@@ -11,6 +11,7 @@ use bytes::Bytes;
 use prost::Message as _;
 use serde_json::Value;
 
+use super::direct_pb;
 use super::g0_or_g1;
 use super::generation::{
     detect_json, detect_protobuf, legacy_shape, Detected, Encoding, Generation, GenerationSetting,
@@ -163,6 +164,21 @@ impl WsCodec {
             Form::Json(None) => return Ok(Encoded::Json(encode_g0_or_g1(message)?)),
         };
         match self.encoding {
+            Encoding::Protobuf if generation == Generation::G2 => {
+                // A G2 publication or publish ack is written directly, not through the generated messages.
+                let direct = match &message.body {
+                    OutboundBody::PublishAck(ack) => {
+                        Some(direct_pb::publish_ack(&message.id, message.time_ms, ack))
+                    }
+                    body => body.messages().and_then(|messages| {
+                        direct_pb::publication(&message.id, message.time_ms, messages)
+                    }),
+                };
+                match direct {
+                    Some(bytes) => Ok(Encoded::Protobuf(bytes)),
+                    None => encode_protobuf::<G2Wire>(message),
+                }
+            }
             Encoding::Protobuf => by_generation!(generation, encode_protobuf(message)),
             Encoding::Json => {
                 // A G1/G2 publication is written directly, not through the dynamic protojson rendering.
