@@ -1,4 +1,5 @@
-//! The JSON of a G1 or G2 `publication`, written straight from the delivered [`Message`]s: the bytes
+//! The JSON of a G1 or G2 `publication`, written straight from the delivered [`Message`]s, and of a G2
+//! `publish_ack`: the bytes
 //! [`super::json`]'s protojson rendering gives (proto names, defaults left out, set oneof members and `optional`
 //! fields kept, 64-bit integers as strings, bytes as padded base64, a `Struct`'s numbers as doubles written without
 //! a fraction when whole, every object's keys in order), without building the protobuf message, its dynamic copy
@@ -9,7 +10,7 @@ use serde_json::Value;
 
 use super::generation::Generation;
 use super::wire::headers_to_entries;
-use crate::messageloop::message::{Message, Payload, PayloadData};
+use crate::messageloop::message::{Message, Payload, PayloadData, PublishAck};
 
 /// Largest integer a double holds exactly.
 const MAX_EXACT: f64 = 9_007_199_254_740_992.0;
@@ -33,6 +34,28 @@ pub fn publication(generation: Generation, messages: &[Message]) -> Option<Strin
         }
         object.out.push(b']');
     }
+    object.end();
+    String::from_utf8(out).ok()
+}
+
+/// The value of a G2 envelope's `publish_ack` member; `None` for G0 and G1, whose acks are rendered the general
+/// way.
+pub fn publish_ack(generation: Generation, ack: &PublishAck) -> Option<String> {
+    if generation != Generation::G2 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(64 + ack.id.len() + ack.position.stream_epoch.len());
+    let mut object = Object::start(&mut out);
+    object.string("id", &ack.id).ok()?;
+    object.key("position");
+    let mut position = Object::start(object.out);
+    if let Some(offset) = ack.position.offset {
+        position.uint64("offset", offset);
+    }
+    position
+        .string("stream_epoch", &ack.position.stream_epoch)
+        .ok()?;
+    position.end();
     object.end();
     String::from_utf8(out).ok()
 }
@@ -330,5 +353,37 @@ mod tests {
             }
         }
         assert_eq!(publication(Generation::G0, &messages()[0]), None);
+    }
+
+    /// The directly written G2 publish ack is byte for byte the protojson rendering of the whole envelope.
+    #[test]
+    fn direct_publish_ack_is_the_protojson_rendering() {
+        let codec = WsCodec::new(Encoding::Json, GenerationSetting::Fixed(Generation::G2));
+        for ack_id in ["", "17", "a\"\u{1}é"] {
+            for epoch in ["", "epoch-1", "e\u{2028}\""] {
+                for offset in [None, Some(0), Some(u64::MAX)] {
+                    for time_ms in [0, 1_763_800_000_000] {
+                        let ack = PublishAck {
+                            id: ack_id.into(),
+                            position: Position {
+                                stream_epoch: epoch.into(),
+                                offset,
+                            },
+                        };
+                        let outbound = Outbound {
+                            id: ack_id.into(),
+                            time_ms,
+                            body: OutboundBody::PublishAck(ack.clone()),
+                        };
+                        let rendered = json::to_value(&G2Wire::outbound(&outbound).unwrap());
+                        let Ok(Frame::Text(direct)) = codec.encode(&outbound) else {
+                            panic!("{outbound:?}")
+                        };
+                        assert_eq!(direct, rendered.unwrap().to_string(), "{outbound:?}");
+                        assert_eq!(publish_ack(Generation::G1, &ack), None);
+                    }
+                }
+            }
+        }
     }
 }

@@ -181,17 +181,19 @@ impl WsCodec {
             }
             Encoding::Protobuf => by_generation!(generation, encode_protobuf(message)),
             Encoding::Json => {
-                // A G1/G2 publication is written directly, not through the dynamic protojson rendering.
-                let direct = message
-                    .body
-                    .messages()
-                    .and_then(|messages| publication_json::publication(generation, messages));
-                if let Some(publication) = direct {
-                    let member = format!("\"publication\":{publication}");
-                    return Ok(Encoded::JsonMembers(vec![(
-                        "publication".to_owned(),
-                        member,
-                    )]));
+                // A G1/G2 publication and a G2 publish ack are written directly, not through the dynamic protojson
+                // rendering.
+                let direct = match &message.body {
+                    OutboundBody::PublishAck(ack) => publication_json::publish_ack(generation, ack)
+                        .map(|ack| ("publish_ack", ack)),
+                    body => body
+                        .messages()
+                        .and_then(|messages| publication_json::publication(generation, messages))
+                        .map(|publication| ("publication", publication)),
+                };
+                if let Some((key, value)) = direct {
+                    let member = format!("\"{key}\":{value}");
+                    return Ok(Encoded::JsonMembers(vec![(key.to_owned(), member)]));
                 }
                 Ok(Encoded::Json(by_generation!(
                     generation,
