@@ -18,6 +18,7 @@ use super::generation::{
 };
 use super::json::{self, JsonError};
 use super::publication_json;
+use super::publish_json;
 use super::shared::{json_frame, Encoded, Form};
 use super::wire::{DecodeError, G0Wire, G1Wire, G2Wire, Unrepresentable, Wire};
 use crate::messageloop::message::{Inbound, Outbound, OutboundBody};
@@ -107,6 +108,11 @@ impl WsCodec {
                 (decoded, State::Known(generation))
             }
             Encoding::Json => {
+                if self.state == State::Known(Generation::G2) {
+                    if let Some(inbound) = publish_json::publish(frame) {
+                        return Ok(inbound);
+                    }
+                }
                 let value: Value = serde_json::from_slice(frame).map_err(malformed)?;
                 let next = match self.state {
                     State::Known(generation) => State::Known(generation),
