@@ -3,7 +3,8 @@
 //! without escapes, padded base64) becomes the neutral [`Inbound`] without a `serde_json::Value` and the dynamic
 //! protojson mapping ([`super::json`]). Anything else (another key or spelling, an escape, a null where a string
 //! goes, a duplicate key, unpadded base64, …) gives `None` and takes the general path, which stays the reference:
-//! what is read here is what it reads.
+//! what is read here is what it reads. For clients (gatewayctl), [`write`] writes a binary publish command
+//! directly, as the protojson rendering would.
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -66,6 +67,34 @@ pub fn publish(frame: &[u8]) -> Option<Inbound> {
             ..Publish::default()
         }),
     })
+}
+
+/// The JSON of the G2 envelope `id` publishing `binary` (typed `content_type`, empty for none) to `channel`,
+/// without metadata: the bytes the protojson rendering of that `InboundMessage` gives.
+pub fn write(id: &str, channel: &str, content_type: &str, binary: &[u8]) -> String {
+    let mut out = String::with_capacity(64 + id.len() + channel.len() + binary.len() * 4 / 3);
+    let quoted = |text: &str| serde_json::Value::from(text).to_string();
+    out.push('{');
+    if !id.is_empty() {
+        out.push_str("\"id\":");
+        out.push_str(&quoted(id));
+        out.push(',');
+    }
+    out.push_str("\"publish\":{");
+    if !channel.is_empty() {
+        out.push_str("\"channel\":");
+        out.push_str(&quoted(channel));
+        out.push(',');
+    }
+    out.push_str("\"payload\":{\"binary\":\"");
+    base64::engine::general_purpose::STANDARD.encode_string(binary, &mut out);
+    out.push('"');
+    if !content_type.is_empty() {
+        out.push_str(",\"content_type\":");
+        out.push_str(&quoted(content_type));
+    }
+    out.push_str("}}}");
+    out
 }
 
 #[cfg(test)]
@@ -141,6 +170,40 @@ mod tests {
         ];
         for frame in other {
             assert_eq!(publish(frame.as_bytes()), None, "{frame}");
+        }
+    }
+
+    /// The directly written command is the protojson rendering of the same `InboundMessage`, and reads back.
+    #[test]
+    fn written_commands_are_the_protojson_rendering() {
+        use crate::messageloop::pb::messageloop::shared::v2 as shared;
+        for id in ["", "12", "q\"\u{1}"] {
+            for channel in ["", "chat.room", "é\\"] {
+                for content_type in ["", "application/octet-stream", "a\"b"] {
+                    for binary in [&b""[..], b"\0\xffhi", &[7u8; 1024]] {
+                        let message = pb::InboundMessage {
+                            id: id.into(),
+                            time: 0,
+                            envelope: Some(pb::inbound_message::Envelope::Publish(pb::Publish {
+                                channel: channel.into(),
+                                payload: Some(shared::Payload {
+                                    content_type: content_type.into(),
+                                    data: Some(shared::payload::Data::Binary(
+                                        Bytes::copy_from_slice(binary),
+                                    )),
+                                }),
+                                ..Default::default()
+                            })),
+                        };
+                        let direct = write(id, channel, content_type, binary);
+                        assert_eq!(direct, json::to_string(&message).unwrap());
+                        assert_eq!(
+                            json::from_slice::<pb::InboundMessage>(direct.as_bytes()).unwrap(),
+                            message
+                        );
+                    }
+                }
+            }
         }
     }
 
