@@ -249,9 +249,11 @@ impl Session {
         self.disconnect
     }
 
-    /// Takes what should be written, in order.
+    /// Takes what should be written, in order. The outbox starts again with room for as many (a busy connection's
+    /// turns are alike), so it is not grown anew, step by step, every turn; after a turn with nothing it keeps none.
     pub fn poll_transmit(&mut self) -> Vec<Outbound> {
-        std::mem::take(&mut self.outbox)
+        let room = Vec::with_capacity(self.outbox.len());
+        std::mem::replace(&mut self.outbox, room)
     }
 
     /// Whether a publish stalled: nothing more may be read from this client until its backpressure is waited on.
