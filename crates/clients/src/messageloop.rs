@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::SinkExt;
 use prost::Message as _;
-use protocols::messageloop::codec::json;
+use protocols::messageloop::codec::{json, publication_json, publish_json};
 use protocols::messageloop::pb::messageloop::client::v2 as pb;
 use protocols::messageloop::pb::messageloop::shared::v2 as shared;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -97,24 +97,42 @@ impl MessageLoopClient {
         Ok(client)
     }
 
+    /// The id of the next envelope.
+    fn take_id(&mut self) -> String {
+        self.next_id += 1;
+        self.next_id.to_string()
+    }
+
+    /// Feeds one frame, flushing every [`FEED_HIGH_WATER`] frames.
+    async fn feed(&mut self, frame: WsMessage) -> Result<(), ClientError> {
+        self.sink.feed(frame).await?;
+        self.pending += 1;
+        if self.pending >= FEED_HIGH_WATER {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
     /// Feeds one envelope and returns its id.
     async fn send(&mut self, envelope: In) -> Result<String, ClientError> {
-        self.next_id += 1;
-        let id = self.next_id.to_string();
+        let id = self.take_id();
         let message = pb::InboundMessage {
             id: id.clone(),
             time: 0,
             envelope: Some(envelope),
         };
-        self.sink.feed(self.encoding.frame(&message)?).await?;
-        self.pending += 1;
-        if self.pending >= FEED_HIGH_WATER {
-            self.flush().await?;
-        }
+        self.feed(self.encoding.frame(&message)?).await?;
         Ok(id)
     }
 
     pub async fn publish(&mut self, message: &Outgoing) -> Result<(), ClientError> {
+        if self.encoding == Encoding::Json && message.headers.is_empty() {
+            // Written directly: the bytes the JSON mapping gives for the envelope built below.
+            let id = self.take_id();
+            let content_type = message.content_type.as_deref().unwrap_or("");
+            let text = publish_json::write(&id, &message.topic, content_type, &message.payload);
+            return self.feed(WsMessage::text(text)).await;
+        }
         self.send(In::Publish(pb::Publish {
             channel: message.topic.clone(),
             payload: Some(binary_payload(
@@ -236,7 +254,11 @@ async fn read_loop(mut stream: ws::Stream, tx: InboxSender) {
 fn frame_events(frame: WsMessage) -> Vec<Result<Incoming, ClientError>> {
     let decoded = match frame {
         WsMessage::Binary(bytes) => pb::OutboundMessage::decode(bytes).map_err(|e| e.to_string()),
-        WsMessage::Text(text) => json::from_slice(text.as_bytes()).map_err(|e| e.to_string()),
+        // A plain publication is read directly; whatever else the server sends, through the JSON mapping.
+        WsMessage::Text(text) => match publication_json::read(text.as_bytes()) {
+            Some(message) => Ok(message),
+            None => json::from_slice(text.as_bytes()).map_err(|e| e.to_string()),
+        },
         WsMessage::Close(close) => {
             return vec![Err(close.map_or(ClientError::Closed, |c| {
                 ClientError::Refused(format!("closed {}: {}", u16::from(c.code), c.reason))

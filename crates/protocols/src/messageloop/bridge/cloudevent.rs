@@ -177,13 +177,14 @@ pub fn delivery_event(message: &Message) -> CloudEvent {
 
 /// Whether a content type names JSON (`application/json`, `text/json`, `…+json`; parameters ignored).
 pub fn is_json_content_type(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    let suffix = essence
+        .len()
+        .checked_sub(5)
+        .and_then(|start| essence.get(start..));
+    essence.eq_ignore_ascii_case("application/json")
+        || essence.eq_ignore_ascii_case("text/json")
+        || suffix.is_some_and(|suffix| suffix.eq_ignore_ascii_case("+json"))
 }
 
 fn json_object(content_type: &str, data: &[u8]) -> Option<crate::messageloop::message::JsonObject> {

@@ -81,8 +81,8 @@ pub fn payload_from(content_type: Option<&str>, data: &Bytes) -> Payload {
             return Payload::json(content_type, object);
         }
     }
-    let essence = content_type.trim().to_ascii_lowercase();
-    if essence.starts_with("text/") {
+    let essence = content_type.trim().as_bytes();
+    if essence.len() >= 5 && essence[..5].eq_ignore_ascii_case(b"text/") {
         if let Ok(text) = std::str::from_utf8(data) {
             return Payload::text(content_type, text);
         }

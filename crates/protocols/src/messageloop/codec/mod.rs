@@ -8,16 +8,19 @@
 //! * [`wire`]: generation-neutral messages from and to each generation's envelopes (and the proxy calls).
 //! * [`ws`]: the per-connection WebSocket codec, one WebSocket message ↔ one envelope; [`shared`]: a delivered
 //!   publication encoded once for all its subscribers; [`publication_json`]: the JSON of a G1/G2 publication,
-//!   written directly.
+//!   written directly; [`direct_pb`]: the protobuf of a G2 publication and publish ack, written directly;
+//!   [`publish_json`]: a G2 client's JSON publish command, read directly.
 //! * [`conformance`]: strict reading of server messages as the SDKs read them.
 
 pub mod conformance;
+pub mod direct_pb;
 pub mod g0_or_g1;
 pub mod generation;
 pub mod grpc_codec;
 pub mod json;
 pub mod pb;
 pub mod publication_json;
+pub mod publish_json;
 pub mod shared;
 pub mod subprotocol;
 pub mod wire;

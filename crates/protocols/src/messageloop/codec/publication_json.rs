@@ -1,15 +1,23 @@
-//! The JSON of a G1 or G2 `publication`, written straight from the delivered [`Message`]s: the bytes
+//! The JSON of a G1 or G2 `publication`, written straight from the delivered [`Message`]s, and of a G2
+//! `publish_ack`: the bytes
 //! [`super::json`]'s protojson rendering gives (proto names, defaults left out, set oneof members and `optional`
 //! fields kept, 64-bit integers as strings, bytes as padded base64, a `Struct`'s numbers as doubles written without
 //! a fraction when whole, every object's keys in order), without building the protobuf message, its dynamic copy
 //! and a `serde_json::Value` of the whole envelope for each delivery.
+//!
+//! For clients (gatewayctl), [`read`] reads a G2 publication envelope in the plain shape written here (no metadata,
+//! no JSON payload, strings without escapes, padded base64) straight into the generated `OutboundMessage`: what
+//! the general reading ([`super::json`]) gives, or `None` for any other shape, which is then read that way.
 
 use base64::Engine as _;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::generation::Generation;
 use super::wire::headers_to_entries;
-use crate::messageloop::message::{Message, Payload, PayloadData};
+use crate::messageloop::message::{Message, Payload, PayloadData, PublishAck};
+use crate::messageloop::pb::messageloop::client::v2 as pb;
+use crate::messageloop::pb::messageloop::shared::v2 as shared;
 
 /// Largest integer a double holds exactly.
 const MAX_EXACT: f64 = 9_007_199_254_740_992.0;
@@ -35,6 +43,140 @@ pub fn publication(generation: Generation, messages: &[Message]) -> Option<Strin
     }
     object.end();
     String::from_utf8(out).ok()
+}
+
+/// The value of a G2 envelope's `publish_ack` member; `None` for G0 and G1, whose acks are rendered the general
+/// way.
+pub fn publish_ack(generation: Generation, ack: &PublishAck) -> Option<String> {
+    if generation != Generation::G2 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(64 + ack.id.len() + ack.position.stream_epoch.len());
+    let mut object = Object::start(&mut out);
+    object.string("id", &ack.id).ok()?;
+    object.key("position");
+    let mut position = Object::start(object.out);
+    if let Some(offset) = ack.position.offset {
+        position.uint64("offset", offset);
+    }
+    position
+        .string("stream_epoch", &ack.position.stream_epoch)
+        .ok()?;
+    position.end();
+    object.end();
+    String::from_utf8(out).ok()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainEnvelope<'a> {
+    #[serde(default)]
+    id: &'a str,
+    #[serde(default)]
+    time: Option<&'a str>,
+    publication: PlainPublication<'a>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainPublication<'a> {
+    #[serde(borrow, default)]
+    messages: Vec<PlainMessage<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainMessage<'a> {
+    #[serde(default)]
+    channel: &'a str,
+    #[serde(default)]
+    id: &'a str,
+    #[serde(borrow, default)]
+    payload: Option<PlainPayload<'a>>,
+    #[serde(borrow, default)]
+    position: Option<PlainPosition<'a>>,
+    #[serde(default)]
+    replay: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainPayload<'a> {
+    #[serde(default)]
+    binary: Option<&'a str>,
+    #[serde(default)]
+    content_type: &'a str,
+    #[serde(default)]
+    text: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainPosition<'a> {
+    #[serde(default)]
+    offset: Option<&'a str>,
+    #[serde(default)]
+    stream_epoch: &'a str,
+}
+
+/// A decimal written as protojson writes a 64-bit integer (no sign, no leading zero).
+fn uint64(text: &str) -> Option<u64> {
+    let canonical =
+        text == "0" || (!text.starts_with('0') && text.bytes().all(|b| b.is_ascii_digit()));
+    canonical.then(|| text.parse().ok()).flatten()
+}
+
+/// A G2 publication envelope in the plain shape, read without the dynamic mapping; `None` for any other shape.
+pub fn read(frame: &[u8]) -> Option<pb::OutboundMessage> {
+    let envelope: PlainEnvelope<'_> = serde_json::from_slice(frame).ok()?;
+    let mut messages = Vec::with_capacity(envelope.publication.messages.len());
+    for message in envelope.publication.messages {
+        let payload = match message.payload {
+            None => None,
+            Some(payload) => Some(shared::Payload {
+                content_type: payload.content_type.to_owned(),
+                data: match (payload.binary, payload.text) {
+                    (Some(_), Some(_)) => return None,
+                    (Some(binary), None) => Some(shared::payload::Data::Binary(
+                        base64::engine::general_purpose::STANDARD
+                            .decode(binary)
+                            .ok()?
+                            .into(),
+                    )),
+                    (None, Some(text)) => Some(shared::payload::Data::Text(text.to_owned())),
+                    (None, None) => None,
+                },
+            }),
+        };
+        let position = match message.position {
+            None => None,
+            Some(position) => Some(shared::Position {
+                stream_epoch: position.stream_epoch.to_owned(),
+                offset: match position.offset {
+                    None => None,
+                    Some(offset) => Some(uint64(offset)?),
+                },
+            }),
+        };
+        messages.push(pb::Message {
+            id: message.id.to_owned(),
+            channel: message.channel.to_owned(),
+            position,
+            payload,
+            metadata: None,
+            replay: message.replay.unwrap_or(false),
+        });
+    }
+    Some(pb::OutboundMessage {
+        id: envelope.id.to_owned(),
+        time: match envelope.time {
+            None => 0,
+            Some(time) => uint64(time)?,
+        },
+        envelope: Some(pb::outbound_message::Envelope::Publication(
+            pb::Publication { messages },
+        )),
+    })
 }
 
 fn size_hint(message: &Message) -> usize {
@@ -330,5 +472,90 @@ mod tests {
             }
         }
         assert_eq!(publication(Generation::G0, &messages()[0]), None);
+    }
+
+    /// A plain G2 publication reads as the general reading reads it; other shapes are left to that reading.
+    #[test]
+    fn plain_publications_read_as_the_general_reading_reads_them() {
+        let codec = WsCodec::new(Encoding::Json, GenerationSetting::Fixed(Generation::G2));
+        let mut plain = 0;
+        for mut messages in messages() {
+            for message in &mut messages {
+                message.headers.clear();
+                if !message.position.stream_epoch.is_empty() {
+                    message.position.stream_epoch = "epoch-1".into();
+                }
+            }
+            for (id, time_ms) in [("u-1", 1_763_800_000_000), ("", 0)] {
+                let outbound = Outbound {
+                    id: id.into(),
+                    time_ms,
+                    body: OutboundBody::Publication(messages.clone()),
+                };
+                let Ok(Frame::Text(text)) = codec.encode(&outbound) else {
+                    panic!("{messages:?}")
+                };
+                let general = json::from_slice::<pb::OutboundMessage>(text.as_bytes()).unwrap();
+                if let Some(direct) = read(text.as_bytes()) {
+                    plain += 1;
+                    assert_eq!(direct, general, "{text}");
+                }
+            }
+        }
+        assert!(plain >= 12, "{plain}");
+        let other = [
+            r#"{"id":"1","publication":{"messages":[{"channel":"a","metadata":{"entries":{"k":"v"}}}]}}"#,
+            r#"{"id":"1","publication":{"messages":[{"payload":{"json":{}}}]}}"#,
+            r#"{"id":"1","publication":{"messages":[{"payload":{"binary":"YQ","text":"x"}}]}}"#,
+            r#"{"id":"1","publication":{"messages":[{"payload":{"binary":"YQ"}}]}}"#,
+            r#"{"id":"1","publication":{"messages":[{"position":{"offset":"01"}}]}}"#,
+            r#"{"id":"1","publication":{"messages":[{"position":{"offset":1}}]}}"#,
+            r#"{"id":"1","publication":{"messages":[{"channel":"a\u002e"}]}}"#,
+            r#"{"id":"1","publication":{},"time":"-1"}"#,
+            r#"{"id":"1","publication":{},"time":5}"#,
+            r#"{"id":"1","publish_ack":{}}"#,
+            r#"{"id":"1","publication":{},"error":{}}"#,
+            r#"{"id":"1","publication":{"messages":[]}"#,
+        ];
+        for frame in other {
+            assert_eq!(read(frame.as_bytes()), None, "{frame}");
+        }
+        let odd = r#"{"publication":{"messages":[{"payload":null,"position":{"offset":null},"replay":null}]},"time":"0"}"#;
+        assert_eq!(
+            read(odd.as_bytes()),
+            Some(json::from_slice::<pb::OutboundMessage>(odd.as_bytes()).unwrap())
+        );
+    }
+
+    /// The directly written G2 publish ack is byte for byte the protojson rendering of the whole envelope.
+    #[test]
+    fn direct_publish_ack_is_the_protojson_rendering() {
+        let codec = WsCodec::new(Encoding::Json, GenerationSetting::Fixed(Generation::G2));
+        for ack_id in ["", "17", "a\"\u{1}é"] {
+            for epoch in ["", "epoch-1", "e\u{2028}\""] {
+                for offset in [None, Some(0), Some(u64::MAX)] {
+                    for time_ms in [0, 1_763_800_000_000] {
+                        let ack = PublishAck {
+                            id: ack_id.into(),
+                            position: Position {
+                                stream_epoch: epoch.into(),
+                                offset,
+                            },
+                        };
+                        let outbound = Outbound {
+                            id: ack_id.into(),
+                            time_ms,
+                            body: OutboundBody::PublishAck(ack.clone()),
+                        };
+                        let rendered = json::to_value(&G2Wire::outbound(&outbound).unwrap());
+                        let Ok(Frame::Text(direct)) = codec.encode(&outbound) else {
+                            panic!("{outbound:?}")
+                        };
+                        assert_eq!(direct, rendered.unwrap().to_string(), "{outbound:?}");
+                        assert_eq!(publish_ack(Generation::G1, &ack), None);
+                    }
+                }
+            }
+        }
     }
 }

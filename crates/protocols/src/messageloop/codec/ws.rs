@@ -11,12 +11,14 @@ use bytes::Bytes;
 use prost::Message as _;
 use serde_json::Value;
 
+use super::direct_pb;
 use super::g0_or_g1;
 use super::generation::{
     detect_json, detect_protobuf, legacy_shape, Detected, Encoding, Generation, GenerationSetting,
 };
 use super::json::{self, JsonError};
 use super::publication_json;
+use super::publish_json;
 use super::shared::{json_frame, Encoded, Form};
 use super::wire::{DecodeError, G0Wire, G1Wire, G2Wire, Unrepresentable, Wire};
 use crate::messageloop::message::{Inbound, Outbound, OutboundBody};
@@ -106,6 +108,11 @@ impl WsCodec {
                 (decoded, State::Known(generation))
             }
             Encoding::Json => {
+                if self.state == State::Known(Generation::G2) {
+                    if let Some(inbound) = publish_json::publish(frame) {
+                        return Ok(inbound);
+                    }
+                }
                 let value: Value = serde_json::from_slice(frame).map_err(malformed)?;
                 let next = match self.state {
                     State::Known(generation) => State::Known(generation),
@@ -163,19 +170,36 @@ impl WsCodec {
             Form::Json(None) => return Ok(Encoded::Json(encode_g0_or_g1(message)?)),
         };
         match self.encoding {
+            Encoding::Protobuf if generation == Generation::G2 => {
+                // A G2 publication or publish ack is written directly, not through the generated messages.
+                let direct = match &message.body {
+                    OutboundBody::PublishAck(ack) => {
+                        Some(direct_pb::publish_ack(&message.id, message.time_ms, ack))
+                    }
+                    body => body.messages().and_then(|messages| {
+                        direct_pb::publication(&message.id, message.time_ms, messages)
+                    }),
+                };
+                match direct {
+                    Some(bytes) => Ok(Encoded::Protobuf(bytes)),
+                    None => encode_protobuf::<G2Wire>(message),
+                }
+            }
             Encoding::Protobuf => by_generation!(generation, encode_protobuf(message)),
             Encoding::Json => {
-                // A G1/G2 publication is written directly, not through the dynamic protojson rendering.
-                let direct = message
-                    .body
-                    .messages()
-                    .and_then(|messages| publication_json::publication(generation, messages));
-                if let Some(publication) = direct {
-                    let member = format!("\"publication\":{publication}");
-                    return Ok(Encoded::JsonMembers(vec![(
-                        "publication".to_owned(),
-                        member,
-                    )]));
+                // A G1/G2 publication and a G2 publish ack are written directly, not through the dynamic protojson
+                // rendering.
+                let direct = match &message.body {
+                    OutboundBody::PublishAck(ack) => publication_json::publish_ack(generation, ack)
+                        .map(|ack| ("publish_ack", ack)),
+                    body => body
+                        .messages()
+                        .and_then(|messages| publication_json::publication(generation, messages))
+                        .map(|publication| ("publication", publication)),
+                };
+                if let Some((key, value)) = direct {
+                    let member = format!("\"{key}\":{value}");
+                    return Ok(Encoded::JsonMembers(vec![(key.to_owned(), member)]));
                 }
                 Ok(Encoded::Json(by_generation!(
                     generation,

@@ -99,8 +99,11 @@ where
                 message = ws.next(), if stalled.is_none() && !session.waiting_for_backend() => {
                     let mut message = message;
                     let mut taken = 0;
+                    // The batch arrived together: one reading of the clock for all of it.
+                    let now = Now::current();
                     loop {
-                        if let Read::End = on_message(&mut ws, &mut codec, &mut session, &guard, peer, message).await {
+                        let read = on_message(&mut ws, &mut codec, &mut session, &guard, peer, message, now);
+                        if let Read::End = read.await {
                             return;
                         }
                         taken += 1;
@@ -150,6 +153,7 @@ async fn on_message<S>(
     guard: &ConnectionGuard,
     peer: SocketAddr,
     message: Option<Result<WsMessage, WsError>>,
+    now: Now,
 ) -> Read
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -158,8 +162,8 @@ where
         ws.get_mut().frame_finished(false);
     }
     match message {
-        Some(Ok(WsMessage::Text(text))) => on_frame(codec, session, text.as_bytes()),
-        Some(Ok(WsMessage::Binary(bytes))) => on_frame(codec, session, &bytes),
+        Some(Ok(WsMessage::Text(text))) => on_frame(codec, session, text.as_bytes(), now),
+        Some(Ok(WsMessage::Binary(bytes))) => on_frame(codec, session, &bytes, now),
         Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
         Some(Ok(WsMessage::Close(_))) | None => return Read::End,
         Some(Err(WsError::Capacity(error))) => {
@@ -179,8 +183,7 @@ where
     Read::Continue
 }
 
-fn on_frame(codec: &mut WsCodec, session: &mut Session, frame: &[u8]) {
-    let now = Now::current();
+fn on_frame(codec: &mut WsCodec, session: &mut Session, frame: &[u8], now: Now) {
     match codec.decode(frame) {
         Ok(inbound) => {
             session.set_generation(codec.generation());

@@ -158,6 +158,9 @@ pub struct Session {
     proxy_calls: Vec<ProxyCall>,
     /// Boxed: a backend ACL check is seldom out, and the session is held by value in its connection's future.
     pending_acl: Option<Box<acl::PendingAcl>>,
+    /// The channel last published to and its topic: a client publishing to one channel has it parsed once.
+    /// Boxed: an idle or subscribe-only connection keeps one word for it.
+    last_publish: Option<Box<(String, Topic)>>,
     last_activity: Instant,
     last_delivery: Option<MessageId>,
     outbox: Vec<Outbound>,
@@ -204,6 +207,7 @@ impl Session {
             next_rpc: 1,
             proxy_calls: Vec::new(),
             pending_acl: None,
+            last_publish: None,
             last_activity: now.at,
             last_delivery: None,
             outbox: Vec::new(),
@@ -245,9 +249,11 @@ impl Session {
         self.disconnect
     }
 
-    /// Takes what should be written, in order.
+    /// Takes what should be written, in order. The outbox starts again with room for as many (a busy connection's
+    /// turns are alike), so it is not grown anew, step by step, every turn; after a turn with nothing it keeps none.
     pub fn poll_transmit(&mut self) -> Vec<Outbound> {
-        std::mem::take(&mut self.outbox)
+        let room = Vec::with_capacity(self.outbox.len());
+        std::mem::replace(&mut self.outbox, room)
     }
 
     /// Whether a publish stalled: nothing more may be read from this client until its backpressure is waited on.

@@ -9,7 +9,7 @@ impl Session {
     }
 
     pub(super) fn publish(&mut self, id: String, publish: Publish, now: Now) {
-        let topic = match channel::publish_topic(&publish.channel) {
+        let topic = match self.publish_topic(&publish.channel) {
             Ok(topic) => topic,
             Err(error) => return self.reply(id, now, OutboundBody::Error(error)),
         };
@@ -21,6 +21,18 @@ impl Session {
             return self.reply(id, now, OutboundBody::Error(error));
         }
         self.publish_check(id, publish, topic, now);
+    }
+
+    /// The topic `channel` publishes to ([`channel::publish_topic`]), parsed again only when the channel changed.
+    fn publish_topic(&mut self, channel: &str) -> Result<Topic, Error> {
+        if let Some(last) = &self.last_publish {
+            if last.0 == channel {
+                return Ok(last.1.clone());
+            }
+        }
+        let topic = channel::publish_topic(channel)?;
+        self.last_publish = Some(Box::new((channel.to_owned(), topic.clone())));
+        Ok(topic)
     }
 
     /// Publish once every ACL allowed it: the bus envelope and the ack.

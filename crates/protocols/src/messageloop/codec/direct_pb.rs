@@ -1,0 +1,270 @@
+//! The G2 protobuf envelopes of the publish hot path, a `publication` and a `publish_ack`, written straight from
+//! the neutral messages: the bytes prost gives for the generated `OutboundMessage` (fields in number order, proto3
+//! defaults left out, a set oneof member and a set `optional` field kept even when default), without building the
+//! protobuf messages (a copy of every string) for each one. A message with metadata or a JSON payload is left to
+//! the general path.
+
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+
+use crate::messageloop::message::{Message, Payload, PayloadData, Position, PublishAck};
+
+/// `OutboundMessage` fields.
+const ID: u32 = 1;
+const TIME: u32 = 2;
+const PUBLISH_ACK: u32 = 7;
+const PUBLICATION: u32 = 8;
+
+/// The envelope `id`/`time_ms` carrying `messages` as its publication; `None` when one of them has metadata or a
+/// JSON payload.
+pub fn publication(id: &str, time_ms: u64, messages: &[Message]) -> Option<Vec<u8>> {
+    let simple = |message: &Message| {
+        message.headers.is_empty() && !matches!(message.payload.data, Some(PayloadData::Json(_)))
+    };
+    if !messages.iter().all(simple) {
+        return None;
+    }
+    let body: usize = messages
+        .iter()
+        .map(|message| nested_len(message_len(message)))
+        .sum();
+    let mut out = Vec::with_capacity(envelope_len(id, time_ms) + nested_len(body));
+    envelope_start(id, time_ms, &mut out);
+    encode_key(PUBLICATION, WireType::LengthDelimited, &mut out);
+    encode_varint(body as u64, &mut out);
+    for message in messages {
+        encode_key(1, WireType::LengthDelimited, &mut out);
+        encode_varint(message_len(message) as u64, &mut out);
+        write_message(message, &mut out);
+    }
+    Some(out)
+}
+
+/// The envelope `id`/`time_ms` carrying `ack`.
+pub fn publish_ack(id: &str, time_ms: u64, ack: &PublishAck) -> Vec<u8> {
+    let position = position_len(&ack.position);
+    let body = string_len(&ack.id) + nested_len(position);
+    let mut out = Vec::with_capacity(envelope_len(id, time_ms) + nested_len(body));
+    envelope_start(id, time_ms, &mut out);
+    encode_key(PUBLISH_ACK, WireType::LengthDelimited, &mut out);
+    encode_varint(body as u64, &mut out);
+    string(1, &ack.id, &mut out);
+    encode_key(2, WireType::LengthDelimited, &mut out);
+    encode_varint(position as u64, &mut out);
+    write_position(&ack.position, &mut out);
+    out
+}
+
+fn envelope_len(id: &str, time_ms: u64) -> usize {
+    string_len(id)
+        + if time_ms == 0 {
+            0
+        } else {
+            1 + encoded_len_varint(time_ms)
+        }
+}
+
+fn envelope_start(id: &str, time_ms: u64, out: &mut Vec<u8>) {
+    string(ID, id, out);
+    if time_ms != 0 {
+        encode_key(TIME, WireType::Varint, out);
+        encode_varint(time_ms, out);
+    }
+}
+
+/// Bytes of a `Message` without its own key and length.
+fn message_len(message: &Message) -> usize {
+    string_len(&message.id)
+        + string_len(&message.channel)
+        + nested_len(position_len(&message.position))
+        + if message.payload == Payload::default() {
+            0
+        } else {
+            nested_len(payload_len(&message.payload))
+        }
+        + if message.replay { 2 } else { 0 }
+}
+
+fn write_message(message: &Message, out: &mut Vec<u8>) {
+    string(1, &message.id, out);
+    string(2, &message.channel, out);
+    encode_key(3, WireType::LengthDelimited, out);
+    encode_varint(position_len(&message.position) as u64, out);
+    write_position(&message.position, out);
+    if message.payload != Payload::default() {
+        encode_key(4, WireType::LengthDelimited, out);
+        encode_varint(payload_len(&message.payload) as u64, out);
+        string(1, &message.payload.content_type, out);
+        match &message.payload.data {
+            Some(PayloadData::Binary(bytes)) => field(3, bytes, out),
+            Some(PayloadData::Text(text)) => field(4, text.as_bytes(), out),
+            Some(PayloadData::Json(_)) | None => {}
+        }
+    }
+    if message.replay {
+        encode_key(6, WireType::Varint, out);
+        encode_varint(1, out);
+    }
+}
+
+fn position_len(position: &Position) -> usize {
+    string_len(&position.stream_epoch) + position.offset.map_or(0, |o| 1 + encoded_len_varint(o))
+}
+
+fn write_position(position: &Position, out: &mut Vec<u8>) {
+    string(1, &position.stream_epoch, out);
+    if let Some(offset) = position.offset {
+        encode_key(2, WireType::Varint, out);
+        encode_varint(offset, out);
+    }
+}
+
+/// `Payload` without its key and length: a set oneof member is written even when empty.
+fn payload_len(payload: &Payload) -> usize {
+    string_len(&payload.content_type)
+        + match &payload.data {
+            Some(PayloadData::Binary(bytes)) => nested_len(bytes.len()),
+            Some(PayloadData::Text(text)) => nested_len(text.len()),
+            Some(PayloadData::Json(_)) | None => 0,
+        }
+}
+
+/// A length-delimited field of `len` bytes, with its (one-byte) key and its length.
+fn nested_len(len: usize) -> usize {
+    1 + encoded_len_varint(len as u64) + len
+}
+
+/// A proto3 string: nothing when empty.
+fn string_len(text: &str) -> usize {
+    if text.is_empty() {
+        0
+    } else {
+        nested_len(text.len())
+    }
+}
+
+fn string(tag: u32, text: &str, out: &mut Vec<u8>) {
+    if !text.is_empty() {
+        field(tag, text.as_bytes(), out);
+    }
+}
+
+fn field(tag: u32, bytes: &[u8], out: &mut Vec<u8>) {
+    encode_key(tag, WireType::LengthDelimited, out);
+    encode_varint(bytes.len() as u64, out);
+    out.extend_from_slice(bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use prost::Message as _;
+
+    use super::*;
+    use crate::messageloop::codec::wire::{G2Wire, Wire};
+    use crate::messageloop::message::{Outbound, OutboundBody};
+
+    fn prost_bytes(message: &Outbound) -> Vec<u8> {
+        G2Wire::outbound(message).unwrap().encode_to_vec()
+    }
+
+    fn message(payload: Payload, offset: Option<u64>, replay: bool) -> Message {
+        Message {
+            id: "chat.room-7".into(),
+            channel: "chat.room".into(),
+            position: Position {
+                stream_epoch: "ep".into(),
+                offset,
+            },
+            payload,
+            headers: Vec::new(),
+            replay,
+        }
+    }
+
+    /// Every shape the direct writer takes gives prost's bytes, byte for byte.
+    #[test]
+    fn publications_are_prosts_bytes() {
+        let long = "x".repeat(300);
+        let payloads = [
+            Payload::default(),
+            Payload::binary("", Bytes::new()),
+            Payload::binary("", Bytes::from_static(b"\0\x01\xff")),
+            Payload::binary("application/octet-stream", Bytes::from(vec![7u8; 1024])),
+            Payload::text("text/plain", ""),
+            Payload::text("", long.clone()),
+            Payload {
+                content_type: "text/plain".into(),
+                data: None,
+            },
+        ];
+        let ids = ["", "4b0c6a53-2d4e-4a44-9a53-0d41e2b5f2a1", long.as_str()];
+        for payload in &payloads {
+            for offset in [None, Some(0), Some(1), Some(u64::MAX)] {
+                for replay in [false, true] {
+                    for id in ids {
+                        for time_ms in [0, 1, 1_764_000_000_000] {
+                            let mut second = message(payload.clone(), offset, replay);
+                            second.id.clear();
+                            second.channel.clear();
+                            second.position.stream_epoch.clear();
+                            for messages in [
+                                Vec::new(),
+                                vec![message(payload.clone(), offset, replay)],
+                                vec![message(payload.clone(), offset, replay), second],
+                            ] {
+                                let direct = publication(id, time_ms, &messages).unwrap();
+                                let outbound = Outbound {
+                                    id: id.into(),
+                                    time_ms,
+                                    body: OutboundBody::Publication(messages),
+                                };
+                                assert_eq!(direct, prost_bytes(&outbound), "{outbound:?}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn metadata_and_json_payloads_take_the_general_path() {
+        let mut with_headers = message(Payload::text("text/plain", "hi"), Some(1), false);
+        with_headers
+            .headers
+            .push(("k".into(), Bytes::from_static(b"v")));
+        assert_eq!(publication("", 0, &[with_headers]), None);
+        let json = message(
+            Payload::json("application/json", Default::default()),
+            None,
+            false,
+        );
+        assert_eq!(publication("", 0, &[json]), None);
+    }
+
+    #[test]
+    fn publish_acks_are_prosts_bytes() {
+        for ack_id in ["", "17", "x".repeat(200).as_str()] {
+            for epoch in ["", "epoch-1"] {
+                for offset in [None, Some(0), Some(300)] {
+                    for time_ms in [0, 1_764_000_000_000] {
+                        let ack = PublishAck {
+                            id: ack_id.into(),
+                            position: Position {
+                                stream_epoch: epoch.into(),
+                                offset,
+                            },
+                        };
+                        let direct = publish_ack(ack_id, time_ms, &ack);
+                        let outbound = Outbound {
+                            id: ack_id.into(),
+                            time_ms,
+                            body: OutboundBody::PublishAck(ack),
+                        };
+                        assert_eq!(direct, prost_bytes(&outbound), "{outbound:?}");
+                    }
+                }
+            }
+        }
+    }
+}
