@@ -8,6 +8,7 @@
 //! Each accepted connection takes the `Settings` in effect at that moment (`reload` swaps them).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -98,32 +99,39 @@ fn admit(accepted: Accepted, shared: &Arc<Shared>) -> Option<impl Future<Output 
         }
     };
     let shared = shared.clone();
+    let peer = accepted.peer;
+    // The upgrade (and the TLS handshake before it) is boxed and hands back the connection's boxed loop, so the
+    // task holds nothing of the upgrade while the loop runs.
     Some(async move {
+        let services = &shared.services;
         match &shared.tls {
-            None => upgrade(accepted, None, guard, &shared.services, &settings).await,
-            // Boxed so that plain connections, the common case, do not carry the size of a TLS connection's
-            // state in their task.
+            None => {
+                if let Some(run) =
+                    Box::pin(upgrade(accepted, None, guard, services, &settings)).await
+                {
+                    run.await;
+                    tracing::debug!(%peer, "goomerang: disconnected");
+                }
+            }
             Some(acceptor) => {
-                Box::pin(upgrade_tls(
-                    acceptor,
-                    accepted,
-                    guard,
-                    &shared.services,
-                    &settings,
-                ))
-                .await
+                let upgrade = upgrade_tls(acceptor, accepted, guard, services, &settings);
+                if let Some(run) = Box::pin(upgrade).await {
+                    run.await;
+                    tracing::debug!(%peer, "goomerang: disconnected");
+                }
             }
         }
     })
 }
 
+/// The TLS handshake, then [`upgrade`]; `None` when either failed.
 async fn upgrade_tls(
     acceptor: &TlsAcceptor,
     accepted: Accepted,
     guard: ConnectionGuard,
     services: &Services,
     settings: &Settings,
-) {
+) -> Option<Pin<Box<impl Future<Output = ()>>>> {
     let Accepted {
         stream,
         peer,
@@ -145,19 +153,24 @@ async fn upgrade_tls(
             };
             upgrade(accepted, certificate, guard, services, settings).await
         }
-        Err(error) => tracing::debug!(%peer, %error, "goomerang: TLS handshake"),
+        Err(error) => {
+            tracing::debug!(%peer, %error, "goomerang: TLS handshake");
+            None
+        }
     }
 }
 
 /// The WebSocket upgrade, refused with 401 when the client's token or certificate (`certificate`: the
-/// common name of a verified TLS client certificate) does not authenticate it; then the connection's driver.
+/// common name of a verified TLS client certificate) does not authenticate it; then the connection's loop (boxed)
+/// to run, `None` when the upgrade failed.
 async fn upgrade<S>(
     accepted: Accepted<S>,
     certificate: Option<Vec<String>>,
     guard: ConnectionGuard,
     services: &Services,
     settings: &Settings,
-) where
+) -> Option<Pin<Box<impl Future<Output = ()>>>>
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let Accepted {
@@ -180,23 +193,18 @@ async fn upgrade<S>(
                 })
         },
     );
-    // Boxed, so the handshake's state is freed when it is done instead of sizing the task for its whole life.
-    let (ws, identity) = match Box::pin(accept::handshake(
+    match accept::handshake(
         LISTENER_NAME,
         upgrade,
         pre_auth_deadline,
         &services.shutdown,
-    ))
+    )
     .await
     {
-        Ok((ws, _, identity)) => (ws, identity),
+        Ok((ws, _, identity)) => driver::run(ws, identity, peer, guard, services, settings),
         Err(error) => {
             tracing::debug!(%peer, %error, "goomerang: upgrade");
-            return;
+            None
         }
-    };
-    if let Some(connection) = driver::run(ws, identity, peer, guard, services, settings) {
-        connection.await;
-        tracing::debug!(%peer, "goomerang: disconnected");
     }
 }
