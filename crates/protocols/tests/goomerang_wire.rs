@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use common::*;
+use core_bus::Headers;
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 use protocols::goomerang::bridge::{delivery_from_bus, to_bus_headers, user_headers};
@@ -102,7 +103,7 @@ fn deliveries_match_the_reference_server() {
             else {
                 panic!("expected a publish");
             };
-            let bus_headers = to_bus_headers(&kind, &user_headers(&headers));
+            let bus_headers = to_bus_headers(Bytes::from(kind), &user_headers(&headers));
             let delivery = delivery_from_bus(message, &bus_headers, &WrapperKind::default());
             without_creation(&encode_delivery(&delivery, SystemTime::now()))
         })
@@ -151,7 +152,7 @@ fn deliveries_read_strictly_as_registered_kinds() {
     let recorded = binary(&messages, 1, false);
     let foreign = delivery_from_bus(
         Bytes::from_static(b"from stomp"),
-        &[],
+        &Headers::new(),
         &WrapperKind::default(),
     );
     let foreign = encode_delivery(&foreign, SystemTime::now());

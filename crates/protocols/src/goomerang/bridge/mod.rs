@@ -82,16 +82,9 @@ pub fn command_headers(user: &FrameHeaders) -> FrameHeaders {
 }
 
 /// Bus headers for a Goomerang message of `kind` with `user` headers: [`KIND_HEADER`], then the user
-/// headers except [`KIND_HEADER`] and [`CONTENT_TYPE_HEADER`] (the content type is the envelope's own).
-pub fn to_bus_headers(kind: &str, user: &FrameHeaders) -> Vec<(String, Bytes)> {
-    bus_headers(Bytes::copy_from_slice(kind.as_bytes()), user)
-        .iter()
-        .map(|(name, value)| (name.to_owned(), value.clone()))
-        .collect()
-}
-
-/// [`to_bus_headers`] as the envelope keeps them: the constant names are not copied, nor is `kind`.
-fn bus_headers(kind: Bytes, user: &FrameHeaders) -> Headers {
+/// headers except [`KIND_HEADER`] and [`CONTENT_TYPE_HEADER`] (the content type is the envelope's own). The
+/// constant names are not copied, nor is `kind`.
+pub fn to_bus_headers(kind: Bytes, user: &FrameHeaders) -> Headers {
     let mut headers = Headers::with_capacity(1 + user.len());
     headers.push_static(KIND_HEADER, kind);
     for (key, value) in user.iter().filter(|(key, _)| !is_reserved_header(key)) {
@@ -111,7 +104,7 @@ pub fn to_envelope(
     origin: Origin,
 ) -> Envelope {
     let mut envelope = Envelope::new(topic, body, origin);
-    envelope.headers = bus_headers(Bytes::from(kind), user);
+    envelope.headers = to_bus_headers(Bytes::from(kind), user);
     envelope.adopt_trace_headers();
     envelope.content_type = Some(PROTOBUF_CONTENT_TYPE.to_owned());
     envelope
@@ -184,14 +177,8 @@ pub fn from_envelope(
 /// `wrapper` and the bus `content-type`, if any, is kept. The other headers follow in order; a
 /// repeated name keeps its first value, and a header whose name or value is not UTF-8 is left out
 /// (a protobuf string must be UTF-8).
-pub fn delivery_from_bus(
-    body: Bytes,
-    headers: &[(String, Bytes)],
-    wrapper: &WrapperKind,
-) -> Delivery {
-    let headers = headers
-        .iter()
-        .map(|(name, value)| (name.as_str(), &value[..]));
+pub fn delivery_from_bus(body: Bytes, headers: &Headers, wrapper: &WrapperKind) -> Delivery {
+    let headers = headers.iter().map(|(name, value)| (name, &value[..]));
     delivery_from_headers(body, headers, wrapper)
 }
 
@@ -306,7 +293,7 @@ mod tests {
     use super::*;
     use crate::goomerang::codec::encode_delivery;
 
-    fn bus(pairs: &[(&str, &[u8])]) -> Vec<(String, Bytes)> {
+    fn bus(pairs: &[(&str, &[u8])]) -> Headers {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), Bytes::copy_from_slice(v)))
@@ -355,7 +342,7 @@ mod tests {
             ("goomerang-kind", "x"),
         ]);
         assert_eq!(
-            to_bus_headers("a.B", &user),
+            to_bus_headers(Bytes::from_static(b"a.B"), &user),
             bus(&[("goomerang-kind", b"a.B"), ("trace", b"1")])
         );
         let origin = Origin {
@@ -506,7 +493,7 @@ mod tests {
         ) {
             let user: FrameHeaders = user.into_iter().collect();
             let sent = command_headers(&user);
-            let bus_headers = to_bus_headers(&kind, &user_headers(&sent));
+            let bus_headers = to_bus_headers(Bytes::from(kind.clone()), &user_headers(&sent));
             let delivery = delivery_from_bus(Bytes::from(body.clone()), &bus_headers, &WrapperKind::default());
             let expected: FrameHeaders = user.iter().filter(|(k, _)| !is_reserved_header(k)).collect();
             prop_assert_eq!(delivery, Delivery { kind, payload: Bytes::from(body), headers: expected });
@@ -515,7 +502,7 @@ mod tests {
         /// A foreign body comes back out of the wrapper unchanged.
         #[test]
         fn wrapped_bodies_decode_as_bytes_value(body in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let delivery = delivery_from_bus(Bytes::from(body.clone()), &[], &WrapperKind::default());
+            let delivery = delivery_from_bus(Bytes::from(body.clone()), &Headers::new(), &WrapperKind::default());
             prop_assert_eq!(Bytes::decode(delivery.payload).unwrap(), Bytes::from(body));
         }
     }
