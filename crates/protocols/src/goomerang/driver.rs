@@ -75,7 +75,10 @@ where
         write_deadline: settings.deadlines.write(),
         idle: settings.idle_timeout.map(Idle::new),
     };
-    Some(Box::pin(connection.run()))
+    Some(Box::pin(async move {
+        connection.run().await;
+        tracing::debug!(%peer, "goomerang: disconnected");
+    }))
 }
 
 /// What the connection loop does next.
