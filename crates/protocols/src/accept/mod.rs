@@ -7,7 +7,6 @@
 //! settings every protocol shares. Every accepted socket gets TCP keep-alive ([`keep_alive`]), so a peer that
 //! vanished without a FIN (a pulled cable, a dead NAT entry) is found even on a connection that never writes.
 //! [`waits`] holds what the connection loops await in `select!` arms that may have nothing to wait for.
-//! [`upgraded`] is the task of a connection whose transport is set up first (TLS, a WebSocket upgrade).
 
 pub mod budget;
 mod deadlines;
@@ -19,7 +18,6 @@ mod watched;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::time::Duration;
 
 use metrics::counter;
@@ -121,25 +119,6 @@ pub enum HandshakeError<E> {
     TimedOut,
     #[error("shutting down")]
     Shutdown,
-}
-
-/// A connection's task, boxed.
-pub type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// The task of a connection whose transport is set up first (a TLS handshake, a WebSocket upgrade): `setup` runs
-/// boxed and hands back the connection's boxed loop, or `None` when it failed. The setup's state is freed before
-/// the loop runs, so the task does not keep it for the connection's life (a future keeps room for its largest
-/// stage for its whole life).
-pub fn upgraded<S, L>(setup: S) -> Task
-where
-    S: Future<Output = Option<L>> + Send + 'static,
-    L: Future<Output = ()> + Send + 'static,
-{
-    Box::pin(async move {
-        if let Some(run) = Box::pin(setup).await {
-            run.await
-        }
-    })
 }
 
 /// Runs one handshake step until `deadline`, giving up at shutdown.

@@ -75,10 +75,7 @@ where
         write_deadline: settings.deadlines.write(),
         idle: settings.idle_timeout.map(Idle::new),
     };
-    Some(Box::pin(async move {
-        connection.run().await;
-        tracing::debug!(%peer, "goomerang: disconnected");
-    }))
+    Some(Box::pin(connection.run()))
 }
 
 /// What the connection loop does next.

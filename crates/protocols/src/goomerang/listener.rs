@@ -84,7 +84,7 @@ pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Start
 }
 
 /// Registers a socket just accepted, or refuses it when the listener is full.
-fn admit(accepted: Accepted, shared: &Arc<Shared>) -> Option<accept::Task> {
+fn admit(accepted: Accepted, shared: &Arc<Shared>) -> Option<impl Future<Output = ()>> {
     let settings = shared.settings.load_full();
     let guard = match shared.services.connections.register(
         Protocol::Goomerang,
@@ -99,14 +99,28 @@ fn admit(accepted: Accepted, shared: &Arc<Shared>) -> Option<accept::Task> {
         }
     };
     let shared = shared.clone();
-    // The upgrade (and the TLS handshake before it) hands back the connection's boxed loop.
-    Some(match shared.tls.clone() {
-        None => accept::upgraded(async move {
-            upgrade(accepted, None, guard, &shared.services, &settings).await
-        }),
-        Some(acceptor) => accept::upgraded(async move {
-            upgrade_tls(&acceptor, accepted, guard, &shared.services, &settings).await
-        }),
+    let peer = accepted.peer;
+    // The upgrade (and the TLS handshake before it) is boxed and hands back the connection's boxed loop, so the
+    // task holds nothing of the upgrade while the loop runs.
+    Some(async move {
+        let services = &shared.services;
+        match &shared.tls {
+            None => {
+                if let Some(run) =
+                    Box::pin(upgrade(accepted, None, guard, services, &settings)).await
+                {
+                    run.await;
+                    tracing::debug!(%peer, "goomerang: disconnected");
+                }
+            }
+            Some(acceptor) => {
+                let upgrade = upgrade_tls(acceptor, accepted, guard, services, &settings);
+                if let Some(run) = Box::pin(upgrade).await {
+                    run.await;
+                    tracing::debug!(%peer, "goomerang: disconnected");
+                }
+            }
+        }
     })
 }
 

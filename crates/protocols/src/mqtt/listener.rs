@@ -186,26 +186,29 @@ fn admit(accepted: Accepted, listener: &Listener) -> Option<impl Future<Output =
     ))
 }
 
-/// The connection's task (`name`: the listener's, for the handshake metrics): a plain connection's is its boxed
-/// loop itself; the others' set their transport up first ([`accept::upgraded`]).
-fn serve(
-    accepted: Accepted,
-    upgrade: Upgrade,
-    connection: Connection,
-    name: &'static str,
-) -> accept::Task {
+/// The connection's task, boxed (`name`: the listener's, for the handshake metrics): a plain connection's is its
+/// loop itself; the others' is a boxed handshake that hands back the loop, so nothing of the handshake stays while
+/// the loop runs. The task itself holds one pointer.
+fn serve(accepted: Accepted, upgrade: Upgrade, connection: Connection, name: &'static str) -> Task {
     let Accepted { stream, peer, .. } = accepted;
     let deadlines = connection.deadlines;
     match upgrade {
         Upgrade::Plain => Box::pin(connection.run(StreamTransport::new(stream, &deadlines))),
-        Upgrade::Tls(acceptor) => {
-            accept::upgraded(over_tls(acceptor, stream, peer, connection, name))
-        }
-        Upgrade::WebSocket(options) => {
-            accept::upgraded(over_websocket(options, stream, connection, name))
-        }
+        Upgrade::Tls(acceptor) => Box::pin(async move {
+            if let Some(run) = Box::pin(over_tls(acceptor, stream, peer, connection, name)).await {
+                run.await
+            }
+        }),
+        Upgrade::WebSocket(options) => Box::pin(async move {
+            if let Some(run) = Box::pin(over_websocket(options, stream, connection, name)).await {
+                run.await
+            }
+        }),
     }
 }
+
+/// A connection's task.
+type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The WebSocket upgrade, then the connection's loop (boxed) to run; `None` when the upgrade failed.
 async fn over_websocket(

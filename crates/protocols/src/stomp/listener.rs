@@ -172,22 +172,34 @@ fn admit(accepted: Accepted, shared: &Shared) -> Option<impl Future<Output = ()>
     Some(serve(accepted, shared.upgrade.clone(), connection))
 }
 
-/// The connection's task: a plain connection's is its boxed loop itself; the others' set their transport up
-/// first ([`accept::upgraded`]).
-fn serve(accepted: Accepted, upgrade: Upgrade, connection: Connection) -> accept::Task {
+/// The connection's task, boxed: a plain connection's is its loop itself; the others' is a boxed upgrade that
+/// hands back the loop, so nothing of the upgrade stays while the loop runs. The task itself holds one pointer.
+fn serve(accepted: Accepted, upgrade: Upgrade, connection: Connection) -> Task {
     let Accepted { stream, peer, .. } = accepted;
     let deadlines = connection.timing.deadlines;
     match upgrade {
         Upgrade::Plain => connection.run(StreamTransport::new(stream, &deadlines)),
-        Upgrade::Tls(acceptor) => accept::upgraded(over_tls(acceptor, stream, peer, connection)),
-        Upgrade::WebSocket(options, None) => {
-            accept::upgraded(over_websocket(options, stream, peer, connection))
-        }
-        Upgrade::WebSocket(options, Some(acceptor)) => accept::upgraded(websocket_over_tls(
-            options, acceptor, stream, peer, connection,
-        )),
+        Upgrade::Tls(acceptor) => Box::pin(async move {
+            if let Some(run) = Box::pin(over_tls(&acceptor, stream, peer, connection)).await {
+                run.await
+            }
+        }),
+        Upgrade::WebSocket(options, None) => Box::pin(async move {
+            if let Some(run) = Box::pin(over_websocket(&options, stream, peer, connection)).await {
+                run.await
+            }
+        }),
+        Upgrade::WebSocket(options, Some(acceptor)) => Box::pin(async move {
+            let upgrade = websocket_over_tls(&options, &acceptor, stream, peer, connection);
+            if let Some(run) = Box::pin(upgrade).await {
+                run.await
+            }
+        }),
     }
 }
+
+/// A connection's task.
+type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// What a connection runs with once its transport is up.
 struct Connection {
@@ -216,38 +228,38 @@ impl Connection {
 }
 
 async fn over_tls(
-    acceptor: TlsAcceptor,
+    acceptor: &TlsAcceptor,
     stream: TcpStream,
     peer: SocketAddr,
     mut connection: Connection,
 ) -> Option<impl Future<Output = ()>> {
-    let tls = tls_handshake(&acceptor, stream, peer, &mut connection).await?;
+    let tls = tls_handshake(acceptor, stream, peer, &mut connection).await?;
     let deadlines = connection.timing.deadlines;
     Some(connection.run(StreamTransport::new(tls, &deadlines)))
 }
 
 /// `ws://`: the WebSocket upgrade, then the connection's loop (boxed) to run; `None` when the upgrade failed.
 async fn over_websocket(
-    options: Arc<WsAcceptOptions>,
+    options: &WsAcceptOptions,
     stream: TcpStream,
     peer: SocketAddr,
     connection: Connection,
 ) -> Option<impl Future<Output = ()>> {
-    let socket = upgrade_websocket(&options, stream, peer, &connection).await?;
+    let socket = upgrade_websocket(options, stream, peer, &connection).await?;
     Some(connection.run(WsTransport::new(socket)))
 }
 
 /// `wss://`: the TLS handshake, then the WebSocket upgrade, both under the pre-auth deadline, then the connection's
 /// loop (boxed) to run; `None` when either failed.
 async fn websocket_over_tls(
-    options: Arc<WsAcceptOptions>,
-    acceptor: TlsAcceptor,
+    options: &WsAcceptOptions,
+    acceptor: &TlsAcceptor,
     stream: TcpStream,
     peer: SocketAddr,
     mut connection: Connection,
 ) -> Option<impl Future<Output = ()>> {
-    let tls = tls_handshake(&acceptor, stream, peer, &mut connection).await?;
-    let socket = upgrade_websocket(&options, tls, peer, &connection).await?;
+    let tls = tls_handshake(acceptor, stream, peer, &mut connection).await?;
+    let socket = upgrade_websocket(options, tls, peer, &connection).await?;
     Some(connection.run(WsTransport::new(socket)))
 }
 
