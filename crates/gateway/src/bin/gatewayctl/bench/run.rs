@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +26,11 @@ const DRAIN_IDLE: Duration = Duration::from_secs(2);
 const DRAIN_MAX: Duration = Duration::from_secs(15);
 /// All-out publishers look at the clock once per this many messages.
 const CLOCK_EVERY: u64 = 64;
+/// Latency histograms a run's subscribers share (subscriber `i` records into `i % HISTOGRAMS`). One histogram
+/// is over 300 KiB; one each for 10,000 subscribers made every record a cache miss.
+const HISTOGRAMS: usize = 16;
+/// Latencies a subscriber holds before it records them into its shared histogram.
+const RECORD_EVERY: usize = 64;
 
 pub struct Shape {
     pub publishers: usize,
@@ -54,6 +60,8 @@ struct Shared {
     sending_done_ns: AtomicU64,
     /// Nanoseconds after `epoch` from which a message's send time puts it in the latency histogram.
     measure_from_ns: AtomicU64,
+    /// Latencies in nanoseconds, [`HISTOGRAMS`] of them.
+    histograms: Vec<Mutex<Histogram<u64>>>,
     errors: Mutex<Vec<String>>,
 }
 
@@ -79,17 +87,17 @@ pub async fn run(
         last_received_ns: AtomicU64::new(0),
         sending_done_ns: AtomicU64::new(0),
         measure_from_ns: AtomicU64::new(0),
+        histograms: (0..HISTOGRAMS)
+            .map(|_| Mutex::new(stats::histogram()))
+            .collect(),
         errors: Mutex::new(Vec::new()),
     });
     let stop = CancellationToken::new();
     let mut sub_tasks = Vec::with_capacity(shape.subscribers);
-    for _ in 0..shape.subscribers {
+    for index in 0..shape.subscribers {
         let subscriber = subscribers.subscriber(&shape.topic).await?;
-        sub_tasks.push(tokio::spawn(receive(
-            subscriber,
-            shared.clone(),
-            stop.clone(),
-        )));
+        let latencies = Latencies::new(shared.clone(), index % HISTOGRAMS);
+        sub_tasks.push(tokio::spawn(receive(subscriber, latencies, stop.clone())));
     }
     let mut conns = Vec::with_capacity(shape.publishers);
     for _ in 0..shape.publishers {
@@ -144,10 +152,14 @@ pub async fn run(
     if let Some(progress) = progress {
         let _ = progress.await;
     }
-    let mut histogram = stats::histogram();
     for task in sub_tasks {
-        let part = task.await.context("subscriber task")?;
-        histogram.add(&part).context("merging latency histograms")?;
+        task.await.context("subscriber task")?;
+    }
+    let mut histogram = stats::histogram();
+    for part in &shared.histograms {
+        histogram
+            .add(&*part.lock())
+            .context("merging latency histograms")?;
     }
     let received = shared.received.load(Ordering::Relaxed);
     let receive_elapsed = Duration::from_nanos(
@@ -291,13 +303,40 @@ impl Publish {
     }
 }
 
-/// Counts what one subscriber receives until `stop`; returns its latency histogram.
-async fn receive(
-    mut subscriber: Subscriber,
+/// One subscriber's latencies on their way to its shared histogram, [`RECORD_EVERY`] at a time.
+struct Latencies {
     shared: Arc<Shared>,
-    stop: CancellationToken,
-) -> hdrhistogram::Histogram<u64> {
-    let mut histogram = stats::histogram();
+    histogram: usize,
+    pending: Vec<u64>,
+}
+
+impl Latencies {
+    fn new(shared: Arc<Shared>, histogram: usize) -> Latencies {
+        Latencies {
+            shared,
+            histogram,
+            pending: Vec::with_capacity(RECORD_EVERY),
+        }
+    }
+
+    fn record(&mut self, nanos: u64) {
+        self.pending.push(nanos);
+        if self.pending.len() >= RECORD_EVERY {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        let mut histogram = self.shared.histograms[self.histogram].lock();
+        for nanos in self.pending.drain(..) {
+            histogram.saturating_record(nanos);
+        }
+    }
+}
+
+/// Counts what one subscriber receives until `stop`, and records its latencies.
+async fn receive(mut subscriber: Subscriber, mut latencies: Latencies, stop: CancellationToken) {
+    let shared = latencies.shared.clone();
     let (mut ready, mut settled) = (false, false);
     loop {
         let payload = tokio::select! {
@@ -319,7 +358,7 @@ async fn receive(
                 Some(Stamp::Data { sent_ns }) => {
                     let now = shared.now_ns();
                     if sent_ns >= shared.measure_from_ns.load(Ordering::Acquire) {
-                        histogram.saturating_record(now.saturating_sub(sent_ns).max(1));
+                        latencies.record(now.saturating_sub(sent_ns).max(1));
                     }
                     shared.received.fetch_add(1, Ordering::Relaxed);
                     shared.last_received_ns.fetch_max(now, Ordering::Relaxed);
@@ -332,7 +371,8 @@ async fn receive(
             }
         }
     }
-    histogram
+    latencies.flush();
+    subscriber.close().await;
 }
 
 /// Waits until `expected` messages arrived, or nothing arrived for [`DRAIN_IDLE`], or [`DRAIN_MAX`].

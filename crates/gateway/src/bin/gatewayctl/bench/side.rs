@@ -190,4 +190,12 @@ impl Subscriber {
                 .payload),
         }
     }
+
+    /// Says goodbye, so the connection ends now rather than when the server closes it (the client's reader task
+    /// would otherwise keep the socket open, and a run against another server would find no file descriptors).
+    pub async fn close(self) {
+        if let Subscriber::Gateway(client) = self {
+            let _ = client.close().await;
+        }
+    }
 }
