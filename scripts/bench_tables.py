@@ -89,14 +89,19 @@ def main(out):
         lat = lambda x: " / ".join(ms(x["latency_us"][k]) for k in ("p50", "p99", "p99_9"))
         print(f"| {pair_name(p, s)} | {lat(g)} | {lat(n)} | {r['ratio']['p99']:.2f} | {g['lost']} / {n['lost']} |")
     print()
-    print("| fan-out, 1 → 10,000 subscribers, 100 B, 20 msg/s | deliveries made | lost | p50 / p99 / p99.9 (ms) |")
-    print("|---|---|---|---|")
+    print("| fan-out, 1 → 10,000 subscribers, 100 B, 20 msg/s | deliveries made | lost | p50 / p99 / p99.9 (ms) "
+          "| nats-server p50 / p99 / p99.9 (ms), lost | p99 ratio |")
+    print("|---|---|---|---|---|---|")
     for p in ("messageloop", "messageloop-json", "goomerang"):
         if p == NEWER and not (out / f"fanout-{p}.json").exists():
             continue
-        g = load(f"fanout-{p}.json")["gatewayd"]
-        lat = " / ".join(ms(g["latency_us"][k]) for k in ("p50", "p99", "p99_9"))
-        print(f"| {NAMES[p]} | {g['received']:,} of {g['sent'] * 10000:,} | {g['lost']} | {lat} |")
+        r = load(f"fanout-{p}.json")
+        g, n = r["gatewayd"], r.get("nats")
+        lat = lambda x: " / ".join(ms(x["latency_us"][k]) for k in ("p50", "p99", "p99_9"))
+        # Result directories from before 2026-12-03 (session 14) have no nats-server run in their fan-out rows.
+        peer = f"{lat(n)}, {n['lost']}" if n else "—"
+        ratio = f"{r['ratio']['p99']:.2f}" if n else "—"
+        print(f"| {NAMES[p]} | {g['received']:,} of {g['sent'] * 10000:,} | {g['lost']} | {lat(g)} | {peer} | {ratio} |")
     print()
     print("| connections | 1,000 | 10,000 |")
     print("|---|---|---|")
