@@ -357,4 +357,11 @@ impl Bus {
             .collect();
         crate::metrics::set_gauges(subscriptions, groups, retained, &depths);
     }
+
+    /// Appends the histograms the bus keeps itself (`gatewayd_message_size_bytes`,
+    /// `gatewayd_delivery_latency_seconds`) to `out`, in the Prometheus text format: /metrics is the exporter's
+    /// rendering followed by this.
+    pub fn render_histograms(&self, out: &mut String) {
+        self.inner.metrics.render_histograms(out);
+    }
 }

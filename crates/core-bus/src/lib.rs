@@ -5,6 +5,7 @@
 
 mod ack;
 mod anycast;
+mod buckets;
 mod bus;
 pub mod cluster;
 pub mod config;

@@ -13,9 +13,10 @@
 
 use std::sync::OnceLock;
 
-use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+use metrics::{counter, gauge, Counter, Gauge};
 use serde::Serialize;
 
+use crate::buckets::{Buckets, Family};
 use crate::envelope::{now_ms, Envelope, Protocol};
 use crate::topic::{Pattern, Topic};
 
@@ -38,6 +39,15 @@ pub const SUBSCRIPTIONS: &str = "gatewayd_subscriptions";
 pub const GROUPS: &str = "gatewayd_groups";
 pub const RETAINED: &str = "gatewayd_retained_messages";
 pub const QUEUE_DEPTH: &str = "gatewayd_queue_depth";
+/// Bucket bounds of [`DELIVERY_LATENCY`], in microseconds (exported in seconds: 0.5 ms … 10 s).
+const LATENCY_MICROS: [u64; 14] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 5_000_000, 10_000_000,
+];
+/// Bucket bounds of [`MESSAGE_SIZE`], in bytes (16 B … 16 MiB, ×4).
+const SIZE_BYTES: [u64; 11] = [
+    16, 64, 256, 1_024, 4_096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304, 16_777_216,
+];
 
 /// Why a message was not delivered to someone. Every drop is counted under one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -124,9 +134,9 @@ pub(crate) struct BusMetrics {
     messages_out: Vec<Counter>,
     bytes_in: Vec<Counter>,
     bytes_out: Vec<Counter>,
-    sizes: Vec<Histogram>,
+    sizes: Vec<Buckets>,
     /// By publisher protocol, then subscriber protocol.
-    latency: Vec<Histogram>,
+    latency: Vec<Buckets>,
     /// By reason, then protocol.
     drops: Vec<OnceLock<Counter>>,
     stalls: Vec<Counter>,
@@ -167,16 +177,10 @@ impl BusMetrics {
                 .collect(),
             sizes: Protocol::ALL
                 .iter()
-                .map(|p| histogram!(MESSAGE_SIZE, "protocol" => p.as_str()))
+                .map(|_| Buckets::new(&SIZE_BYTES))
                 .collect(),
-            latency: Protocol::ALL
-                .iter()
-                .flat_map(|publisher| {
-                    Protocol::ALL.iter().map(move |subscriber| {
-                        histogram!(DELIVERY_LATENCY, "publisher" => publisher.as_str(),
-                            "subscriber" => subscriber.as_str())
-                    })
-                })
+            latency: (0..Protocol::ALL.len() * Protocol::ALL.len())
+                .map(|_| Buckets::new(&LATENCY_MICROS))
                 .collect(),
             drops: (0..DropReason::COUNT * Protocol::ALL.len())
                 .map(|_| OnceLock::new())
@@ -215,7 +219,7 @@ impl BusMetrics {
         }
         self.messages_in[protocol.index()].increment(1);
         self.bytes_in[protocol.index()].increment(payload_bytes as u64);
-        self.sizes[protocol.index()].record(payload_bytes as f64);
+        self.sizes[protocol.index()].record(payload_bytes as u64);
     }
 
     /// Counts the `envelopes` of deliveries just taken from a queue of a `subscriber` connection.
@@ -235,13 +239,55 @@ impl BusMetrics {
                 }
             }
             bytes += envelope.payload.len() as u64;
-            let waited = now.saturating_sub(envelope.timestamp_ms) as f64 / 1000.0;
+            let waited_micros = now
+                .saturating_sub(envelope.timestamp_ms)
+                .saturating_mul(1_000);
             self.latency
                 [envelope.origin.protocol.index() * Protocol::ALL.len() + subscriber.index()]
-            .record(waited);
+            .record(waited_micros);
         }
         self.messages_out[subscriber.index()].increment(count);
         self.bytes_out[subscriber.index()].increment(bytes);
+    }
+
+    /// Appends [`MESSAGE_SIZE`] and [`DELIVERY_LATENCY`] in the Prometheus text format (every series, as the
+    /// exporter writes the metrics it holds).
+    pub(crate) fn render_histograms(&self, out: &mut String) {
+        let sizes = Family {
+            name: MESSAGE_SIZE,
+            per_unit: 1.0,
+        };
+        sizes.render(
+            out,
+            Protocol::ALL
+                .iter()
+                .zip(&self.sizes)
+                .map(|(protocol, buckets)| {
+                    (format!("protocol=\"{}\"", protocol.as_str()), buckets)
+                }),
+        );
+        let latency = Family {
+            name: DELIVERY_LATENCY,
+            per_unit: 1_000_000.0,
+        };
+        let pairs = Protocol::ALL.iter().flat_map(|publisher| {
+            Protocol::ALL
+                .iter()
+                .map(move |subscriber| (publisher, subscriber))
+        });
+        latency.render(
+            out,
+            pairs
+                .zip(&self.latency)
+                .map(|((publisher, subscriber), buckets)| {
+                    let labels = format!(
+                        "publisher=\"{}\",subscriber=\"{}\"",
+                        publisher.as_str(),
+                        subscriber.as_str()
+                    );
+                    (labels, buckets)
+                }),
+        );
     }
 }
 

@@ -99,7 +99,9 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     state.bus.refresh_gauges();
     process::ProcessStats::read().export();
-    state.prometheus.render()
+    let mut text = state.prometheus.render();
+    state.bus.render_histograms(&mut text);
+    text
 }
 
 async fn listeners(State(state): State<AdminState>) -> impl IntoResponse {

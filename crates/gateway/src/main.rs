@@ -6,7 +6,6 @@ mod listeners;
 mod memory;
 mod reload;
 mod shutdown;
-mod upkeep;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -205,10 +204,6 @@ async fn run(
         services.connections.clone(),
         shutdown.clone(),
     ));
-    tokio::spawn(upkeep::fold_histograms(
-        state.prometheus.clone(),
-        shutdown.clone(),
-    ));
     ready.store(true, Ordering::Release);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "gatewayd ready");
 
@@ -235,25 +230,8 @@ async fn run(
     Ok(())
 }
 
-/// The Prometheus recorder, with bucket bounds for the histograms (seconds for latency, bytes for sizes), so that
-/// quantiles can be aggregated across pods.
+/// The Prometheus recorder. The bus keeps its two histograms itself (`core_bus::Bus::render_histograms`), so
+/// every metric the exporter holds is a counter or a gauge.
 fn metrics_recorder() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
-    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-    const LATENCY_SECONDS: &[f64] = &[
-        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-    ];
-    const SIZE_BYTES: &[f64] = &[
-        16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
-        16777216.0,
-    ];
-    Ok(PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            Matcher::Full(core_bus::metrics::DELIVERY_LATENCY.into()),
-            LATENCY_SECONDS,
-        )?
-        .set_buckets_for_metric(
-            Matcher::Full(core_bus::metrics::MESSAGE_SIZE.into()),
-            SIZE_BYTES,
-        )?
-        .install_recorder()?)
+    Ok(metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?)
 }
