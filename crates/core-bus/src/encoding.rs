@@ -1,5 +1,7 @@
 //! Versioned binary encoding of an [`Envelope`], used between cluster nodes. Layout: `docs/envelope.md`.
 
+use std::borrow::Cow;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::envelope::{ConnectionId, Envelope, Headers, MessageId, Origin, Position, Protocol};
@@ -126,7 +128,7 @@ pub fn decode(mut input: Bytes) -> Result<Envelope, DecodeError> {
         topic,
         payload,
         headers,
-        content_type,
+        content_type: content_type.map(Cow::Owned),
         key,
         reply_to,
         correlation_id,

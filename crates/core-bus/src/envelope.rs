@@ -193,7 +193,8 @@ pub struct Envelope {
     pub topic: Topic,
     pub payload: Bytes,
     pub headers: Headers,
-    pub content_type: Option<String>,
+    /// A constant (a protocol's own content type) is held without a copy.
+    pub content_type: Option<Cow<'static, str>>,
     /// Partitioning / affinity key (STOMP `JMSXGroupID`, Loom key).
     pub key: Option<Bytes>,
     pub reply_to: Option<Topic>,

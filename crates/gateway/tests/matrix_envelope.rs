@@ -45,7 +45,7 @@ impl Seen {
         Seen {
             topic: envelope.topic.clone(),
             payload: envelope.payload.clone(),
-            content_type: envelope.content_type.clone(),
+            content_type: envelope.content_type.as_deref().map(str::to_owned),
             key: envelope.key.clone(),
             headers: envelope
                 .headers

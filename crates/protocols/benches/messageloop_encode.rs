@@ -42,7 +42,7 @@ fn envelope(json: bool, size: usize) -> Envelope {
         Bytes::from(payload),
         origin,
     );
-    envelope.content_type = Some(content_type.to_owned());
+    envelope.content_type = Some(content_type.to_owned().into());
     envelope
 }
 

@@ -89,7 +89,11 @@ impl Data {
             p: Some(base64::engine::general_purpose::STANDARD.encode(&envelope.payload)),
             is_text: false,
             kind,
-            ct: envelope.content_type.clone().unwrap_or_default(),
+            ct: envelope
+                .content_type
+                .as_deref()
+                .unwrap_or_default()
+                .to_owned(),
             id: format!("{node:016x}{}", envelope.id),
             md,
             ts: i64::try_from(envelope.timestamp_ms).unwrap_or(i64::MAX),
@@ -157,9 +161,9 @@ impl Data {
         let mut envelope = Envelope::new(topic, Bytes::from(payload), origin);
         envelope.id = id;
         envelope.content_type = match (self.ct.is_empty(), kind) {
-            (false, _) => Some(self.ct),
-            (true, JSON) => Some("application/json".to_owned()),
-            (true, TEXT) => Some("text/plain".to_owned()),
+            (false, _) => Some(self.ct.into()),
+            (true, JSON) => Some("application/json".into()),
+            (true, TEXT) => Some("text/plain".into()),
             (true, _) => None,
         };
         for (name, value) in self.md {
@@ -195,7 +199,7 @@ mod tests {
             connection: ConnectionId(1),
         };
         let mut envelope = Envelope::new(Topic::from_dotted(b"chat.room"), payload, origin);
-        envelope.content_type = content_type.map(str::to_owned);
+        envelope.content_type = content_type.map(|ct| ct.to_owned().into());
         envelope.headers.push("x-user", "ann");
         envelope.headers.push("raw", Bytes::from_static(b"\xff"));
         envelope

@@ -56,7 +56,7 @@ pub fn to_envelope(publish: &Publish, topic: Topic, origin: Origin) -> Result<En
                 .saturating_add(u64::from(expiry).saturating_mul(1000)),
         );
     }
-    envelope.content_type = properties.content_type.clone();
+    envelope.content_type = properties.content_type.clone().map(Into::into);
     if let Some(response) = &properties.response_topic {
         envelope.reply_to =
             Some(topic_from_mqtt(response).map_err(|_| reason::TOPIC_NAME_INVALID)?);
@@ -143,7 +143,7 @@ pub fn to_publish(envelope: &Envelope, qos: QoS, properties: bool) -> Option<Pub
                 })
                 .collect(),
             subscription_identifiers: Vec::new(),
-            content_type: envelope.content_type.clone(),
+            content_type: envelope.content_type.as_deref().map(str::to_owned),
         })
         .filter(|p| *p != empty_properties());
     }

@@ -106,7 +106,7 @@ pub fn to_envelope(
     let mut envelope = Envelope::new(topic, body, origin);
     envelope.headers = to_bus_headers(Bytes::from(kind), user);
     envelope.adopt_trace_headers();
-    envelope.content_type = Some(PROTOBUF_CONTENT_TYPE.to_owned());
+    envelope.content_type = Some(PROTOBUF_CONTENT_TYPE.into());
     envelope
 }
 

@@ -7,6 +7,8 @@
 pub mod cloudevent;
 pub mod deliveries;
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use core_bus::{Bus, Envelope, Origin, Topic};
 
@@ -23,17 +25,23 @@ pub fn to_envelope(
     origin: Origin,
 ) -> Envelope {
     let mut envelope = Envelope::new(topic, payload.to_bytes(), origin);
-    envelope.content_type = match (&payload.data, payload.content_type.is_empty()) {
-        (_, false) => Some(payload.content_type.clone()),
-        (Some(PayloadData::Json(_)), true) => Some("application/json".to_owned()),
-        (Some(PayloadData::Text(_)), true) => Some("text/plain".to_owned()),
-        (Some(PayloadData::Binary(_)) | None, true) => None,
-    };
+    envelope.content_type = content_type(payload);
     for (name, value) in headers {
         envelope.headers.push(name.clone(), value.clone());
     }
     envelope.adopt_trace_headers();
     envelope
+}
+
+/// The envelope content type of `payload`: its own, or a default by variant when the client gave none
+/// (`application/json`, `text/plain`; binary stays untyped). The defaults are not copied.
+pub fn content_type(payload: &Payload) -> Option<Cow<'static, str>> {
+    match (&payload.data, payload.content_type.is_empty()) {
+        (_, false) => Some(Cow::Owned(payload.content_type.clone())),
+        (Some(PayloadData::Json(_)), true) => Some(Cow::Borrowed("application/json")),
+        (Some(PayloadData::Text(_)), true) => Some(Cow::Borrowed("text/plain")),
+        (Some(PayloadData::Binary(_)) | None, true) => None,
+    }
 }
 
 /// One delivered message: the bus position (offset 0 and the listener's `epoch` when the topic keeps no

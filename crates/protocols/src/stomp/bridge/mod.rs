@@ -76,7 +76,7 @@ pub fn to_envelope(
             .and_then(|v| std::str::from_utf8(v).ok())
             .map(str::to_owned)
     };
-    envelope.content_type = text(header::CONTENT_TYPE);
+    envelope.content_type = text(header::CONTENT_TYPE).map(Into::into);
     envelope.correlation_id = text(CORRELATION_ID);
     envelope.traceparent = text(TRACEPARENT);
     envelope.tracestate = text(TRACESTATE);

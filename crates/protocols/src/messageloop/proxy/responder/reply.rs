@@ -7,9 +7,9 @@ use bytes::Bytes;
 use core_bus::{Envelope, Origin, Topic};
 
 use super::super::call::{ProxyFailure, ProxyReply, RpcCall};
-use crate::messageloop::bridge::payload_from;
+use crate::messageloop::bridge::{content_type, payload_from};
 use crate::messageloop::codes::ErrorCode;
-use crate::messageloop::message::{Error, Payload, PayloadData};
+use crate::messageloop::message::Error;
 
 /// The reply header that marks an error reply and carries its code (`PROXY_ERROR`, `RPC_TIMEOUT`, the
 /// backend's own code, …).
@@ -71,7 +71,7 @@ pub fn error_reply(
     origin: Origin,
 ) -> Envelope {
     let mut envelope = Envelope::new(reply_to, error.message.clone(), origin);
-    envelope.content_type = Some("text/plain".to_owned());
+    envelope.content_type = Some("text/plain".into());
     envelope.headers.push(
         ERROR_HEADER,
         Bytes::copy_from_slice(error.code.as_str().as_bytes()),
@@ -81,18 +81,10 @@ pub fn error_reply(
 }
 
 /// The envelope content type of a backend payload; an unnamed JSON or text payload says what it is.
-fn content_type(payload: &Payload) -> Option<String> {
-    match (&payload.data, payload.content_type.is_empty()) {
-        (_, false) => Some(payload.content_type.clone()),
-        (Some(PayloadData::Json(_)), true) => Some("application/json".to_owned()),
-        (Some(PayloadData::Text(_)), true) => Some("text/plain".to_owned()),
-        (Some(PayloadData::Binary(_)) | None, true) => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::messageloop::message::Payload;
     use core_bus::{ConnectionId, Protocol};
 
     fn origin() -> Origin {
