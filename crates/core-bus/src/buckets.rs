@@ -25,9 +25,15 @@ impl Buckets {
 
     /// Counts `value` in the first bucket whose bound is at least `value` (`+Inf` past the last).
     pub(crate) fn record(&self, value: u64) {
+        self.record_n(value, 1);
+    }
+
+    /// Counts `value` `n` times.
+    pub(crate) fn record_n(&self, value: u64, n: u64) {
         let bucket = self.bounds.partition_point(|&bound| bound < value);
-        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum.fetch_add(value, Ordering::Relaxed);
+        self.counts[bucket].fetch_add(n, Ordering::Relaxed);
+        self.sum
+            .fetch_add(value.saturating_mul(n), Ordering::Relaxed);
     }
 }
 
@@ -78,9 +84,12 @@ mod tests {
     fn buckets_are_inclusive_cumulative_and_scaled() {
         static BOUNDS: [u64; 3] = [500, 1_000, 2_500];
         let series = Buckets::new(&BOUNDS);
-        for value in [0, 500, 501, 1_000, 2_501, 9_000] {
+        for value in [0, 500, 501, 2_501] {
             series.record(value);
         }
+        series.record_n(1_000, 1);
+        series.record_n(9_000, 1);
+        series.record_n(7, 0);
         let mut out = String::new();
         let family = Family {
             name: "x_seconds",

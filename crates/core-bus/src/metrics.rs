@@ -231,6 +231,9 @@ impl BusMetrics {
         let now = now_ms();
         let mut bytes = 0;
         let mut count = 0;
+        // Consecutive envelopes of one publisher protocol and millisecond (most of a busy batch) are one sample
+        // counted `n` times: (series, waited microseconds, n).
+        let mut run: Option<(usize, u64, u64)> = None;
         for envelope in envelopes {
             count += 1;
             for (pattern, _, messages_out) in &self.topics {
@@ -239,12 +242,22 @@ impl BusMetrics {
                 }
             }
             bytes += envelope.payload.len() as u64;
+            let series =
+                envelope.origin.protocol.index() * Protocol::ALL.len() + subscriber.index();
             let waited_micros = now
                 .saturating_sub(envelope.timestamp_ms)
                 .saturating_mul(1_000);
-            self.latency
-                [envelope.origin.protocol.index() * Protocol::ALL.len() + subscriber.index()]
-            .record(waited_micros);
+            match &mut run {
+                Some((s, w, n)) if *s == series && *w == waited_micros => *n += 1,
+                _ => {
+                    if let Some((s, w, n)) = run.replace((series, waited_micros, 1)) {
+                        self.latency[s].record_n(w, n);
+                    }
+                }
+            }
+        }
+        if let Some((series, waited_micros, n)) = run {
+            self.latency[series].record_n(waited_micros, n);
         }
         self.messages_out[subscriber.index()].increment(count);
         self.bytes_out[subscriber.index()].increment(bytes);

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use core_bus::{Bus, Envelope, Origin, Topic};
 
 use super::message::{Message, Payload, PayloadData, Position};
-use super::session::uuid4;
+use super::session::frame_uuid;
 use cloudevent::is_json_content_type;
 
 /// A bus envelope for client data: payload bytes with a content type (a default by variant when the
@@ -63,7 +63,7 @@ pub fn from_envelope(envelope: &Envelope, replay: bool, bus: &Bus, epoch: &str) 
     };
     let id = match position.offset {
         Some(offset) if offset > 0 => format!("{channel}-{offset}"),
-        _ => uuid4(),
+        _ => frame_uuid(),
     };
     Message {
         id,
