@@ -25,6 +25,11 @@ def ms(us):
     return f"{us / 1000:.2f}"
 
 
+def latencies(run):
+    """A run's p50 / p99 / p99.9 in milliseconds."""
+    return " / ".join(ms(run["latency_us"][k]) for k in ("p50", "p99", "p99_9"))
+
+
 def pair_name(p, s):
     return f"{NAMES[p]} → {NAMES[s]}"
 
@@ -86,8 +91,7 @@ def main(out):
     for p, s in PAIRS:
         r = load(f"rate-{p}-{s}.json")
         g, n = r["gatewayd"], r["nats"]
-        lat = lambda x: " / ".join(ms(x["latency_us"][k]) for k in ("p50", "p99", "p99_9"))
-        print(f"| {pair_name(p, s)} | {lat(g)} | {lat(n)} | {r['ratio']['p99']:.2f} | {g['lost']} / {n['lost']} |")
+        print(f"| {pair_name(p, s)} | {latencies(g)} | {latencies(n)} | {r['ratio']['p99']:.2f} | {g['lost']} / {n['lost']} |")
     print()
     print("| fan-out, 1 → 10,000 subscribers, 100 B, 20 msg/s | deliveries made | lost | p50 / p99 / p99.9 (ms) "
           "| nats-server p50 / p99 / p99.9 (ms), lost | p99 ratio |")
@@ -97,11 +101,10 @@ def main(out):
             continue
         r = load(f"fanout-{p}.json")
         g, n = r["gatewayd"], r.get("nats")
-        lat = lambda x: " / ".join(ms(x["latency_us"][k]) for k in ("p50", "p99", "p99_9"))
         # Result directories from before 2026-12-03 (session 14) have no nats-server run in their fan-out rows.
-        peer = f"{lat(n)}, {n['lost']}" if n else "—"
+        peer = f"{latencies(n)}, {n['lost']}" if n else "—"
         ratio = f"{r['ratio']['p99']:.2f}" if n else "—"
-        print(f"| {NAMES[p]} | {g['received']:,} of {g['sent'] * 10000:,} | {g['lost']} | {lat(g)} | {peer} | {ratio} |")
+        print(f"| {NAMES[p]} | {g['received']:,} of {g['sent'] * 10000:,} | {g['lost']} | {latencies(g)} | {peer} | {ratio} |")
     print()
     print("| connections | 1,000 | 10,000 |")
     print("|---|---|---|")

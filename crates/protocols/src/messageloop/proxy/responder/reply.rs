@@ -80,7 +80,6 @@ pub fn error_reply(
     envelope
 }
 
-/// The envelope content type of a backend payload; an unnamed JSON or text payload says what it is.
 #[cfg(test)]
 mod tests {
     use super::*;
