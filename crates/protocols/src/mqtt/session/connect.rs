@@ -240,7 +240,7 @@ impl Session {
             client_id,
             mailbox,
             keep_alive: (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive))),
-            will,
+            will: will.map(Box::new),
             subscriptions,
             aliases: HashMap::new(),
             outbound_aliases: OutboundAliases::new(outbound_aliases),

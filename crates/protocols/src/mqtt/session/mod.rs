@@ -70,7 +70,8 @@ pub(crate) struct Connected {
     pub(crate) client_id: String,
     pub(crate) mailbox: Mailbox,
     pub(crate) keep_alive: Option<Duration>,
-    pub(crate) will: Option<Will>,
+    /// Boxed: most connections have none, and an envelope is large.
+    pub(crate) will: Option<Box<Will>>,
     pub(crate) subscriptions: Subscriptions,
     /// Inbound topic aliases (5.0).
     pub(crate) aliases: HashMap<u16, Topic>,
@@ -414,7 +415,7 @@ impl Session {
         // A normal DISCONNECT cleared the will already. The will goes when its delay has passed or the session
         // ends, whichever is first (5.0 §3.1.3.2.2).
         let mut expiry = Duration::from_secs(u64::from(connected.session_expiry));
-        let mut will = connected.will.clone();
+        let mut will = connected.will.as_deref().cloned();
         if !expiry.is_zero() {
             let kept = self.shared.sessions.save(
                 connected.client_id.clone(),
