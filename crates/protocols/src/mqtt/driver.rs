@@ -52,10 +52,19 @@ pub(crate) struct StreamTransport<S> {
 }
 
 impl<S> StreamTransport<S> {
-    pub(crate) fn new(stream: S, deadlines: &Deadlines) -> Self {
+    /// Straight on the socket.
+    pub(crate) fn plain(stream: S, deadlines: &Deadlines) -> Self {
         StreamTransport {
             stream: Watched::new(stream, deadlines),
             read_size: ReadSize::new(READ_CHUNK),
+        }
+    }
+
+    /// On a TLS stream (see [`ReadSize::behind_tls`]).
+    pub(crate) fn tls(stream: S, deadlines: &Deadlines) -> Self {
+        StreamTransport {
+            stream: Watched::new(stream, deadlines),
+            read_size: ReadSize::behind_tls(READ_CHUNK),
         }
     }
 }

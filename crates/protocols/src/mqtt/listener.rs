@@ -193,7 +193,7 @@ fn serve(accepted: Accepted, upgrade: Upgrade, connection: Connection, name: &'s
     let Accepted { stream, peer, .. } = accepted;
     let deadlines = connection.deadlines;
     match upgrade {
-        Upgrade::Plain => Box::pin(connection.run(StreamTransport::new(stream, &deadlines))),
+        Upgrade::Plain => Box::pin(connection.run(StreamTransport::plain(stream, &deadlines))),
         Upgrade::Tls(acceptor) => Box::pin(async move {
             if let Some(run) = Box::pin(over_tls(acceptor, stream, peer, connection, name)).await {
                 run.await
@@ -243,7 +243,7 @@ async fn over_tls(
             }
             let deadlines = connection.deadlines;
             Some(Box::pin(
-                connection.run(StreamTransport::new(tls, &deadlines)),
+                connection.run(StreamTransport::tls(tls, &deadlines)),
             ))
         }
         Err(error) => {

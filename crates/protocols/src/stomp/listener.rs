@@ -178,7 +178,7 @@ fn serve(accepted: Accepted, upgrade: Upgrade, connection: Connection) -> Task {
     let Accepted { stream, peer, .. } = accepted;
     let deadlines = connection.timing.deadlines;
     match upgrade {
-        Upgrade::Plain => connection.run(StreamTransport::new(stream, &deadlines)),
+        Upgrade::Plain => connection.run(StreamTransport::plain(stream, &deadlines)),
         Upgrade::Tls(acceptor) => Box::pin(async move {
             if let Some(run) = Box::pin(over_tls(&acceptor, stream, peer, connection)).await {
                 run.await
@@ -235,7 +235,7 @@ async fn over_tls(
 ) -> Option<impl Future<Output = ()>> {
     let tls = tls_handshake(acceptor, stream, peer, &mut connection).await?;
     let deadlines = connection.timing.deadlines;
-    Some(connection.run(StreamTransport::new(tls, &deadlines)))
+    Some(connection.run(StreamTransport::tls(tls, &deadlines)))
 }
 
 /// `ws://`: the WebSocket upgrade, then the connection's loop (boxed) to run; `None` when the upgrade failed.
