@@ -128,41 +128,45 @@ impl Idle {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
-    async fn run(mut self) {
-        let reason = loop {
-            let mut stall = self.stalled.take();
-            let check = self.idle.as_ref().map(Idle::next_check);
-            let step = tokio::select! {
-                _ = self.shutdown.cancelled() => Step::Close(CloseReason::Shutdown),
-                () = until(check.map(Into::into)) => self.on_quiet().await,
-                () = room(stall.as_mut()), if stall.is_some() => {
-                    stall = None;
-                    Step::Continue
+    /// The connection's loop. Not an `async fn`: one keeps `self` in the future beside the local it is moved
+    /// into (rust-lang/rust#62958), which would hold the connection twice for its whole life.
+    fn run(mut self) -> impl Future<Output = ()> {
+        async move {
+            let reason = loop {
+                let mut stall = self.stalled.take();
+                let check = self.idle.as_ref().map(Idle::next_check);
+                let step = tokio::select! {
+                    _ = self.shutdown.cancelled() => Step::Close(CloseReason::Shutdown),
+                    () = until(check.map(Into::into)) => self.on_quiet().await,
+                    () = room(stall.as_mut()), if stall.is_some() => {
+                        stall = None;
+                        Step::Continue
+                    }
+                    message = self.ws.next(), if stall.is_none() => self.on_client_batch(message).await,
+                    received = self.session.mailbox().recv_batch(&mut self.batch, BATCH) => {
+                        self.on_deliveries(received).await
+                    }
+                };
+                if stall.is_some() {
+                    self.stalled = stall;
                 }
-                message = self.ws.next(), if stall.is_none() => self.on_client_batch(message).await,
-                received = self.session.mailbox().recv_batch(&mut self.batch, BATCH) => {
-                    self.on_deliveries(received).await
+                match step {
+                    Step::Continue => {}
+                    Step::Close(reason) => {
+                        self.guard.closing(match reason {
+                            CloseReason::MessageTooBig => CloseCause::ProtocolError,
+                            CloseReason::Shutdown => CloseCause::Shutdown,
+                            CloseReason::SlowConsumer => CloseCause::SlowConsumer,
+                            CloseReason::IdleTimeout => CloseCause::Deadline,
+                        });
+                        break reason;
+                    }
+                    Step::Done => return,
                 }
             };
-            if stall.is_some() {
-                self.stalled = stall;
-            }
-            match step {
-                Step::Continue => {}
-                Step::Close(reason) => {
-                    self.guard.closing(match reason {
-                        CloseReason::MessageTooBig => CloseCause::ProtocolError,
-                        CloseReason::Shutdown => CloseCause::Shutdown,
-                        CloseReason::SlowConsumer => CloseCause::SlowConsumer,
-                        CloseReason::IdleTimeout => CloseCause::Deadline,
-                    });
-                    break reason;
-                }
-                Step::Done => return,
-            }
-        };
-        // Boxed: it runs once, so its state need not enlarge the connection task for its whole life.
-        Box::pin(self.close(reason)).await;
+            // Boxed: it runs once, so its state need not enlarge the connection task for its whole life.
+            Box::pin(self.close(reason)).await;
+        }
     }
 
     /// The client has been quiet until the idle check: ping it once, then close.
