@@ -7,6 +7,7 @@
 //! settings every protocol shares. Every accepted socket gets TCP keep-alive ([`keep_alive`]), so a peer that
 //! vanished without a FIN (a pulled cable, a dead NAT entry) is found even on a connection that never writes.
 //! [`waits`] holds what the connection loops await in `select!` arms that may have nothing to wait for.
+//! [`upgrade_then_run`] is the task of a connection whose loop starts after an upgrade (TLS, WebSocket).
 
 pub mod budget;
 mod deadlines;
@@ -18,8 +19,11 @@ mod watched;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Duration;
 
+use futures::future::OptionFuture;
+use futures::FutureExt;
 use metrics::counter;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -31,6 +35,20 @@ pub use linger::{linger, LINGER};
 pub use read_ahead::ReadAhead;
 pub use read_size::ReadSize;
 pub use watched::Watched;
+
+/// A connection's loop, handed back by its upgrade.
+pub type Run = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A connection's task: its `upgrade`, boxed, then the loop the upgrade hands back (`None`: the upgrade failed,
+/// and said why). The task holds one box at a time and nothing else. An `async` block awaiting the two would keep
+/// everything the upgrade was given beside the loop for the connection's whole life, since a future keeps every
+/// value it captured.
+pub fn upgrade_then_run<U>(upgrade: U) -> impl Future<Output = ()> + Send
+where
+    U: Future<Output = Option<Run>> + Send + 'static,
+{
+    Box::pin(upgrade).then(OptionFuture::from).map(drop)
+}
 
 /// First pause after a failed `accept()`; it doubles while failures go on.
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
@@ -148,3 +166,30 @@ pub async fn handshake<T, E>(
 /// Handshake steps (TLS, WebSocket upgrade, HTTP/2 preface, QUIC) that failed or ran past the pre-auth deadline,
 /// by listener and reason (`failed`, `timeout`).
 pub const HANDSHAKE_FAILURES: &str = "gatewayd_handshake_failures_total";
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_upgraded_connections_task_runs_its_loop_and_keeps_nothing_the_upgrade_held() {
+        let ran = Arc::new(AtomicBool::new(false));
+        let held = [7u8; 4096];
+        let flag = ran.clone();
+        let task = upgrade_then_run(async move {
+            let run: Run = Box::pin(async move { flag.store(held[0] == 7, Ordering::SeqCst) });
+            Some(run)
+        });
+        assert!(
+            std::mem::size_of_val(&task) <= 64,
+            "the task holds {} bytes",
+            std::mem::size_of_val(&task)
+        );
+        task.await;
+        assert!(ran.load(Ordering::SeqCst), "the loop ran");
+        upgrade_then_run(async { None }).await;
+    }
+}

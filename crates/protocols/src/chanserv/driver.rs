@@ -23,9 +23,9 @@ use crate::{CloseCause, ConnectionGuard, Services};
 /// Read size while input keeps coming ([`ReadSize`]: a quiet connection reads into, and holds, a small buffer).
 const READ_CHUNK: usize = 64 << 10;
 
-/// Drives one connection until the link closes, the peer goes away, or the daemon shuts down. Not an `async fn`:
-/// one keeps its arguments in the future beside the locals they are moved into (rust-lang/rust#62958), which would
-/// hold them twice for the connection's whole life.
+/// Sets up the session of one connection, then drives it until the link closes, the peer goes away, or the daemon
+/// shuts down. Not an `async fn`: one keeps its arguments in the future beside the locals they are moved into
+/// (rust-lang/rust#62958), which would hold them twice for the connection's whole life.
 pub(super) fn run(
     socket: TcpStream,
     peer: SocketAddr,
@@ -33,23 +33,23 @@ pub(super) fn run(
     settings: Arc<Settings>,
     services: Services,
 ) -> impl Future<Output = ()> {
+    guard.set_identity(&settings.identity.name);
+    let origin = Origin {
+        protocol: Protocol::Chanserv,
+        connection: guard.id(),
+    };
+    let mut session = Session::new(
+        settings.link.clone(),
+        settings.session.clone(),
+        services.bus.clone(),
+        origin,
+        settings.identity.clone(),
+        Some(peer),
+        Instant::now(),
+    );
+    let write_deadline = settings.deadlines.write();
+    let (mut reader, mut writer) = socket.into_split();
     async move {
-        guard.set_identity(&settings.identity.name);
-        let origin = Origin {
-            protocol: Protocol::Chanserv,
-            connection: guard.id(),
-        };
-        let mut session = Session::new(
-            settings.link.clone(),
-            settings.session.clone(),
-            services.bus.clone(),
-            origin,
-            settings.identity.clone(),
-            Some(peer),
-            Instant::now(),
-        );
-        let write_deadline = settings.deadlines.write();
-        let (mut reader, mut writer) = socket.into_split();
         let mut input = BytesMut::new();
         let mut read_size = ReadSize::new(READ_CHUNK);
         let mut blocked: Option<Stall> = None;

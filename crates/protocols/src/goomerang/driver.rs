@@ -75,7 +75,9 @@ where
         write_deadline: settings.deadlines.write(),
         idle: settings.idle_timeout.map(Idle::new),
     };
-    Some(Box::pin(connection.run()))
+    Some(Box::pin(connection.run().map(move |()| {
+        tracing::debug!(%peer, "goomerang: disconnected");
+    })))
 }
 
 /// What the connection loop does next.
@@ -130,6 +132,7 @@ impl Idle {
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// The connection's loop. Not an `async fn`: one keeps `self` in the future beside the local it is moved
     /// into (rust-lang/rust#62958), which would hold the connection twice for its whole life.
+    #[allow(clippy::manual_async_fn)]
     fn run(mut self) -> impl Future<Output = ()> {
         async move {
             let reason = loop {

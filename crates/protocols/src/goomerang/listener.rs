@@ -23,7 +23,7 @@ use super::config::Config;
 use super::driver;
 use super::reload;
 use super::settings::Settings;
-use crate::accept::{self, Accepted};
+use crate::accept::{self, Accepted, Run};
 use crate::ws;
 use crate::{tls, ConnectionGuard, RunningListener, Services, Started};
 
@@ -99,29 +99,19 @@ fn admit(accepted: Accepted, shared: &Arc<Shared>) -> Option<impl Future<Output 
         }
     };
     let shared = shared.clone();
-    let peer = accepted.peer;
-    // The upgrade (and the TLS handshake before it) is boxed and hands back the connection's boxed loop, so the
-    // task holds nothing of the upgrade while the loop runs.
-    Some(async move {
+    // The TLS handshake and the upgrade, then the connection's loop: the task holds nothing of the upgrade while
+    // the loop runs.
+    Some(accept::upgrade_then_run(async move {
         let services = &shared.services;
         match &shared.tls {
-            None => {
-                if let Some(run) =
-                    Box::pin(upgrade(accepted, None, guard, services, &settings)).await
-                {
-                    run.await;
-                    tracing::debug!(%peer, "goomerang: disconnected");
-                }
-            }
-            Some(acceptor) => {
-                let upgrade = upgrade_tls(acceptor, accepted, guard, services, &settings);
-                if let Some(run) = Box::pin(upgrade).await {
-                    run.await;
-                    tracing::debug!(%peer, "goomerang: disconnected");
-                }
-            }
+            None => upgrade(accepted, None, guard, services, &settings)
+                .await
+                .map(|run| run as Run),
+            Some(acceptor) => upgrade_tls(acceptor, accepted, guard, services, &settings)
+                .await
+                .map(|run| run as Run),
         }
-    })
+    }))
 }
 
 /// The TLS handshake, then [`upgrade`]; `None` when either failed.

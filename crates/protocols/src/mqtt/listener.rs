@@ -5,7 +5,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +22,7 @@ use super::retained::Retained;
 use super::session::{Session, Shared};
 use super::settings::{Live, Transport};
 use super::store::SessionStore;
-use crate::accept::{self, Accepted, ReadAhead, Watched};
+use crate::accept::{self, Accepted, ReadAhead, Run, Watched};
 use crate::ws::{self, WsAcceptOptions};
 use crate::{RunningListener, Services, Started};
 
@@ -187,28 +186,20 @@ fn admit(accepted: Accepted, listener: &Listener) -> Option<impl Future<Output =
 }
 
 /// The connection's task, boxed (`name`: the listener's, for the handshake metrics): a plain connection's is its
-/// loop itself; the others' is a boxed handshake that hands back the loop, so nothing of the handshake stays while
-/// the loop runs. The task itself holds one pointer.
-fn serve(accepted: Accepted, upgrade: Upgrade, connection: Connection, name: &'static str) -> Task {
+/// loop itself; the others' is their handshake, then the loop it hands back ([`accept::upgrade_then_run`]).
+fn serve(accepted: Accepted, upgrade: Upgrade, connection: Connection, name: &'static str) -> Run {
     let Accepted { stream, peer, .. } = accepted;
     let deadlines = connection.deadlines;
     match upgrade {
         Upgrade::Plain => Box::pin(connection.run(StreamTransport::plain(stream, &deadlines))),
-        Upgrade::Tls(acceptor) => Box::pin(async move {
-            if let Some(run) = Box::pin(over_tls(acceptor, stream, peer, connection, name)).await {
-                run.await
-            }
-        }),
-        Upgrade::WebSocket(options) => Box::pin(async move {
-            if let Some(run) = Box::pin(over_websocket(options, stream, connection, name)).await {
-                run.await
-            }
-        }),
+        Upgrade::Tls(acceptor) => Box::pin(accept::upgrade_then_run(over_tls(
+            acceptor, stream, peer, connection, name,
+        ))),
+        Upgrade::WebSocket(options) => Box::pin(accept::upgrade_then_run(over_websocket(
+            options, stream, connection, name,
+        ))),
     }
 }
-
-/// A connection's task.
-type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The WebSocket upgrade, then the connection's loop (boxed) to run; `None` when the upgrade failed.
 async fn over_websocket(
@@ -216,7 +207,7 @@ async fn over_websocket(
     stream: TcpStream,
     connection: Connection,
     name: &'static str,
-) -> Option<Pin<Box<impl Future<Output = ()>>>> {
+) -> Option<Run> {
     let socket = upgrade_websocket(&options, stream, &connection, name).await?;
     Some(Box::pin(connection.run(WsTransport::new(socket))))
 }
@@ -229,7 +220,7 @@ async fn over_tls(
     peer: SocketAddr,
     mut connection: Connection,
     name: &'static str,
-) -> Option<Pin<Box<impl Future<Output = ()>>>> {
+) -> Option<Run> {
     let handshake = accept::handshake(
         name,
         acceptor.accept(stream),

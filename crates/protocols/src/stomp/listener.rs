@@ -26,7 +26,7 @@ use super::driver::{self, StreamTransport, Timing, WsTransport};
 use super::reload::Reloader;
 use super::session::Session;
 use super::settings::{self, Live, Transport};
-use crate::accept::{self, Accepted, ReadAhead, Watched};
+use crate::accept::{self, Accepted, ReadAhead, Run, Watched};
 use crate::ws::{self, WsAcceptOptions};
 use crate::{ConnectionGuard, RunningListener, Services, Started};
 
@@ -172,34 +172,26 @@ fn admit(accepted: Accepted, shared: &Shared) -> Option<impl Future<Output = ()>
     Some(serve(accepted, shared.upgrade.clone(), connection))
 }
 
-/// The connection's task, boxed: a plain connection's is its loop itself; the others' is a boxed upgrade that
-/// hands back the loop, so nothing of the upgrade stays while the loop runs. The task itself holds one pointer.
-fn serve(accepted: Accepted, upgrade: Upgrade, connection: Connection) -> Task {
+/// The connection's task, boxed: a plain connection's is its loop itself; the others' is their upgrade, then the
+/// loop it hands back ([`accept::upgrade_then_run`]).
+fn serve(accepted: Accepted, upgrade: Upgrade, connection: Connection) -> Run {
     let Accepted { stream, peer, .. } = accepted;
     let deadlines = connection.timing.deadlines;
     match upgrade {
         Upgrade::Plain => connection.run(StreamTransport::plain(stream, &deadlines)),
-        Upgrade::Tls(acceptor) => Box::pin(async move {
-            if let Some(run) = Box::pin(over_tls(&acceptor, stream, peer, connection)).await {
-                run.await
-            }
-        }),
-        Upgrade::WebSocket(options, None) => Box::pin(async move {
-            if let Some(run) = Box::pin(over_websocket(&options, stream, peer, connection)).await {
-                run.await
-            }
-        }),
-        Upgrade::WebSocket(options, Some(acceptor)) => Box::pin(async move {
-            let upgrade = websocket_over_tls(&options, &acceptor, stream, peer, connection);
-            if let Some(run) = Box::pin(upgrade).await {
-                run.await
-            }
-        }),
+        Upgrade::Tls(acceptor) => Box::pin(accept::upgrade_then_run(async move {
+            over_tls(&acceptor, stream, peer, connection).await
+        })),
+        Upgrade::WebSocket(options, None) => Box::pin(accept::upgrade_then_run(async move {
+            over_websocket(&options, stream, peer, connection).await
+        })),
+        Upgrade::WebSocket(options, Some(acceptor)) => {
+            Box::pin(accept::upgrade_then_run(async move {
+                websocket_over_tls(&options, &acceptor, stream, peer, connection).await
+            }))
+        }
     }
 }
-
-/// A connection's task.
-type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// What a connection runs with once its transport is up.
 struct Connection {
@@ -232,7 +224,7 @@ async fn over_tls(
     stream: TcpStream,
     peer: SocketAddr,
     mut connection: Connection,
-) -> Option<impl Future<Output = ()>> {
+) -> Option<Run> {
     let tls = tls_handshake(acceptor, stream, peer, &mut connection).await?;
     let deadlines = connection.timing.deadlines;
     Some(connection.run(StreamTransport::tls(tls, &deadlines)))
@@ -244,7 +236,7 @@ async fn over_websocket(
     stream: TcpStream,
     peer: SocketAddr,
     connection: Connection,
-) -> Option<impl Future<Output = ()>> {
+) -> Option<Run> {
     let socket = upgrade_websocket(options, stream, peer, &connection).await?;
     Some(connection.run(WsTransport::new(socket)))
 }
@@ -257,7 +249,7 @@ async fn websocket_over_tls(
     stream: TcpStream,
     peer: SocketAddr,
     mut connection: Connection,
-) -> Option<impl Future<Output = ()>> {
+) -> Option<Run> {
     let tls = tls_handshake(acceptor, stream, peer, &mut connection).await?;
     let socket = upgrade_websocket(options, tls, peer, &connection).await?;
     Some(connection.run(WsTransport::new(socket)))

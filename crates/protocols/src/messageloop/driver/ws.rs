@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use core_bus::metrics::{record_drop, DropReason};
 use core_bus::Protocol;
@@ -41,16 +42,16 @@ pub(crate) struct Connection {
 /// `limits.max_message_size`, the cap on each envelope written. Not an `async fn`: one keeps its arguments in the
 /// future beside the locals they are moved into (rust-lang/rust#62958), which would hold the WebSocket twice for
 /// the connection's life.
-pub(crate) fn run<'a, S>(
+pub(crate) fn run<S>(
     mut ws: WebSocketStream<Watched<S>>,
     mut codec: WsCodec,
     connection: Connection,
-    settings: &'a Settings,
+    settings: Arc<Settings>,
     shutdown: CancellationToken,
     max: usize,
-) -> impl Future<Output = ()> + 'a
+) -> impl Future<Output = ()>
 where
-    S: AsyncRead + AsyncWrite + Unpin + 'a,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
     let Connection {
         peer,

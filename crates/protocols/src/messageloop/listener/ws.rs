@@ -5,7 +5,6 @@
 //! Each accepted connection takes the [`Settings`] in effect at that moment (`messageloop::reload` swaps them).
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -14,7 +13,7 @@ use core_bus::Protocol;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
-use crate::accept::{self, Accepted};
+use crate::accept::{self, Accepted, Run};
 use crate::messageloop::codec::WsCodec;
 use crate::messageloop::config::Config;
 use crate::messageloop::driver::{self, ws::Connection};
@@ -86,63 +85,43 @@ fn admit(accepted: Accepted, shared: &Arc<Shared>) -> Option<impl Future<Output 
         return None;
     };
     let shared = shared.clone();
-    Some(async move {
-        let Accepted {
-            stream,
-            peer,
-            pre_auth_deadline,
-        } = accepted;
-        let shutdown = &shared.services.shutdown;
-        let connection = Connection {
-            peer,
-            guard,
-            login_by: pre_auth_deadline,
+    let Accepted {
+        stream,
+        peer,
+        pre_auth_deadline,
+    } = accepted;
+    let connection = Connection {
+        peer,
+        guard,
+        login_by: pre_auth_deadline,
+    };
+    // The TLS handshake and the upgrade, then the session's loop: the task holds nothing of the upgrade while the
+    // loop runs.
+    Some(accept::upgrade_then_run(async move {
+        let Some(acceptor) = &shared.tls else {
+            return upgrade(stream, connection, &shared, settings).await;
         };
-        match &shared.tls {
-            // Boxed so that plain connections, the common case, do not carry the size of a TLS
-            // connection's state in their task.
-            Some(acceptor) => {
-                Box::pin(async {
-                    let handshake = accept::handshake(
-                        NAME,
-                        acceptor.accept(stream),
-                        pre_auth_deadline,
-                        shutdown,
-                    );
-                    match handshake.await {
-                        Ok(stream) => serve(stream, connection, &shared, &settings).await,
-                        Err(error) => tracing::debug!(%peer, %error, "tls handshake"),
-                    }
-                })
-                .await
+        let shutdown = &shared.services.shutdown;
+        match accept::handshake(NAME, acceptor.accept(stream), pre_auth_deadline, shutdown).await {
+            Ok(stream) => upgrade(stream, connection, &shared, settings).await,
+            Err(error) => {
+                tracing::debug!(%peer, %error, "tls handshake");
+                None
             }
-            None => serve(stream, connection, &shared, &settings).await,
         }
-    })
-}
-
-/// Upgrades the connection and runs its session. The upgrade is boxed and hands back the session's loop, boxed
-/// too, so nothing of the upgrade stays in the connection's task while the loop runs (and the loop is not held
-/// twice, once as the upgrade's result and once as the future awaited).
-async fn serve<S>(stream: S, connection: Connection, shared: &Shared, settings: &Settings)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    if let Some(run) = Box::pin(upgrade(stream, connection, shared, settings)).await {
-        run.await;
-    }
+    }))
 }
 
 /// The WebSocket upgrade under the pre-auth deadline: the session's loop to run, or `None` (logged) when the
 /// upgrade failed.
-async fn upgrade<'a, S>(
+async fn upgrade<S>(
     stream: S,
     connection: Connection,
     shared: &Shared,
-    settings: &'a Settings,
-) -> Option<Pin<Box<impl Future<Output = ()> + 'a>>>
+    settings: Arc<Settings>,
+) -> Option<Run>
 where
-    S: AsyncRead + AsyncWrite + Unpin + 'a,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let Connection { peer, login_by, .. } = connection;
     let setting = settings.generation;
