@@ -94,12 +94,18 @@ fi
 stop_gatewayd
 
 # Idle connections: a fresh gatewayd per row.
-kinds=("stomp" "stomp --ws" "stomp --tls" "messageloop" "messageloop --grpc" "goomerang" "loom" "chanserv" "mqtt"
-  "mqtt --tls")
+kinds=("stomp" "stomp --ws" "stomp --tls" "messageloop" "messageloop --tls" "messageloop --grpc" "goomerang"
+  "goomerang --tls" "loom" "chanserv" "mqtt" "mqtt --tls")
 [ "$rows" = mqtt ] && kinds=("mqtt" "mqtt --tls")
 # The example config leaves mqtt.tls off; the TLS row needs it.
 export GATEWAYD_MQTT__TLS__ENABLED=true
 for kind in "${kinds[@]}"; do
+  # MessageLoop and Goomerang have one WebSocket listener each: their TLS rows turn its TLS on (self-signed).
+  unset GATEWAYD_MESSAGELOOP__WS__TLS__SELF_SIGNED GATEWAYD_GOOMERANG__TLS__SELF_SIGNED
+  case "$kind" in
+    "messageloop --tls") export GATEWAYD_MESSAGELOOP__WS__TLS__SELF_SIGNED=true ;;
+    "goomerang --tls") export GATEWAYD_GOOMERANG__TLS__SELF_SIGNED=true ;;
+  esac
   for count in 1000 10000; do
     start_gatewayd
     name="conns-${kind// --/-}-$count"

@@ -13,8 +13,9 @@ PAIRS = [("stomp", "stomp"), ("messageloop", "messageloop"), ("goomerang", "goom
 ALLOUT_PAIRS = PAIRS[:2] + [("messageloop-json", "messageloop-json")] + PAIRS[2:]
 # Rows that result directories from before they were added (2026-12-03) lack: left out when missing.
 NEWER = "messageloop-json"
-# Idle-connection rows added on 2026-12-03 (session 13), left out of older result directories the same way.
-NEWER_CONNS = ("stomp-tls", "loom", "chanserv", "mqtt-tls")
+# Idle-connection rows added on 2026-12-03 (session 13) and 2026-12-04 (session 15: MessageLoop and Goomerang over
+# TLS), left out of older result directories the same way.
+NEWER_CONNS = ("stomp-tls", "loom", "chanserv", "mqtt-tls", "messageloop-tls", "goomerang-tls")
 
 
 def rate(value):
@@ -109,8 +110,9 @@ def main(out):
     print("| connections | 1,000 | 10,000 |")
     print("|---|---|---|")
     for kind, label in (("stomp", "STOMP TCP"), ("stomp-ws", "STOMP over WebSocket"), ("stomp-tls", "STOMP TLS"),
-                        ("messageloop", "MessageLoop WS"), ("messageloop-grpc", "MessageLoop gRPC"),
-                        ("goomerang", "Goomerang WS"), ("loom", "Loom QUIC"), ("chanserv", "chanserv TCP"),
+                        ("messageloop", "MessageLoop WS"), ("messageloop-tls", "MessageLoop WS over TLS"),
+                        ("messageloop-grpc", "MessageLoop gRPC"), ("goomerang", "Goomerang WS"),
+                        ("goomerang-tls", "Goomerang WS over TLS"), ("loom", "Loom QUIC"), ("chanserv", "chanserv TCP"),
                         ("mqtt", "MQTT TCP"), ("mqtt-tls", "MQTT TLS")):
         if kind in NEWER_CONNS and not (out / f"conns-{kind}-1000.json").exists():
             continue

@@ -14,6 +14,7 @@ use protocols::goomerang::bridge::{command_headers, WrapperKind, CONTENT_TYPE_HE
 use protocols::goomerang::codec::headers::FrameHeaders;
 use protocols::goomerang::codec::proto::Frame;
 use protocols::goomerang::{encode_command, encode_publish, Command};
+use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::ws::{self, Sink};
@@ -37,13 +38,15 @@ pub struct GoomerangClient {
 const FEED_HIGH_WATER: usize = 64;
 
 impl GoomerangClient {
-    /// Connects; `credentials.token` goes on the upgrade as `Authorization: Bearer` (Goomerang has no login).
+    /// Connects (over TLS with `tls`); `credentials.token` goes on the upgrade as `Authorization: Bearer`
+    /// (Goomerang has no login).
     pub async fn connect(
         address: &str,
         credentials: &Credentials,
+        tls: Option<&TlsConnector>,
     ) -> Result<GoomerangClient, ClientError> {
         let bearer = credentials.token.as_deref();
-        let (sink, stream) = ws::dial(address, "/ws", None, bearer).await?;
+        let (sink, stream) = ws::dial(address, "/ws", None, bearer, tls).await?;
         let (tx, inbox) = Inbox::new();
         tokio::spawn(read_loop(stream, tx));
         Ok(GoomerangClient {

@@ -374,12 +374,13 @@ impl Client {
                     address,
                     credentials,
                     messageloop::Encoding::Protobuf,
+                    None,
                 )
                 .await?,
             ),
-            Protocol::Goomerang => {
-                Client::Goomerang(goomerang::GoomerangClient::connect(address, credentials).await?)
-            }
+            Protocol::Goomerang => Client::Goomerang(
+                goomerang::GoomerangClient::connect(address, credentials, None).await?,
+            ),
             Protocol::Loom => Client::Loom(loom::LoomClient::connect(address, credentials).await?),
             Protocol::Chanserv => {
                 Client::Chanserv(chanserv::ChanservClient::connect(address, credentials).await?)

@@ -13,6 +13,7 @@ use prost::Message as _;
 use protocols::messageloop::codec::{json, publication_json, publish_json};
 use protocols::messageloop::pb::messageloop::client::v2 as pb;
 use protocols::messageloop::pb::messageloop::shared::v2 as shared;
+use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::ws::{self, Sink};
@@ -66,14 +67,16 @@ pub struct MessageLoopClient {
 }
 
 impl MessageLoopClient {
-    /// Connects in `encoding` and sends Connect with `credentials.token` as its `token` (the login is not
-    /// carried: gatewayd passes `client_id` as the login).
+    /// Connects in `encoding` (over TLS with `tls`) and sends Connect with `credentials.token` as its `token`
+    /// (the login is not carried: gatewayd passes `client_id` as the login).
     pub async fn connect(
         address: &str,
         credentials: &Credentials,
         encoding: Encoding,
+        tls: Option<&TlsConnector>,
     ) -> Result<MessageLoopClient, ClientError> {
-        let (sink, stream) = ws::dial(address, "/ws", Some(encoding.subprotocol()), None).await?;
+        let subprotocol = Some(encoding.subprotocol());
+        let (sink, stream) = ws::dial(address, "/ws", subprotocol, None, tls).await?;
         let (tx, inbox) = Inbox::new();
         tokio::spawn(read_loop(stream, tx));
         let mut client = MessageLoopClient {

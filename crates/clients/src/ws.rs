@@ -1,20 +1,26 @@
-//! The WebSocket dial shared by the MessageLoop and Goomerang clients: TCP with `TCP_NODELAY`, the upgrade
-//! to `ws://<address><path>` offering an optional subprotocol and bearer token, and the split into a sink and a
-//! stream.
+//! The WebSocket dial shared by the MessageLoop and Goomerang clients: TCP with `TCP_NODELAY`, TLS on it when
+//! given a connector, the upgrade to `ws://<address><path>` (or `wss://`) offering an optional subprotocol and
+//! bearer token, and the split into a sink and a stream.
 
 use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt, StreamExt};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::WebSocketStream;
+use tokio_util::either::Either;
 
 use super::{resolve, ClientError, HANDSHAKE_TIMEOUT};
 
-pub type Sink = SplitSink<WebSocketStream<TcpStream>, WsMessage>;
-pub type Stream = SplitStream<WebSocketStream<TcpStream>>;
+/// The socket under a client's WebSocket: TCP, or TLS on TCP (boxed: it is large, and most clients are plain).
+pub type Socket = Either<TcpStream, Box<TlsStream<TcpStream>>>;
+pub type Sink = SplitSink<WebSocketStream<Socket>, WsMessage>;
+pub type Stream = SplitStream<WebSocketStream<Socket>>;
 
 /// Most WebSocket messages one wake-up of a reader takes.
 const BATCH: usize = 256;
@@ -40,17 +46,35 @@ pub async fn next_batch(stream: &mut Stream) -> Vec<Result<WsMessage, tungstenit
     batch
 }
 
-/// Opens `ws://<address><path>`, offering `subprotocol` and sending `Authorization: Bearer <bearer>` when given.
+/// Opens `ws://<address><path>`, or `wss://` over `tls`, offering `subprotocol` and sending
+/// `Authorization: Bearer <bearer>` when given.
 pub async fn dial(
     address: &str,
     path: &str,
     subprotocol: Option<&str>,
     bearer: Option<&str>,
+    tls: Option<&TlsConnector>,
 ) -> Result<(Sink, Stream), ClientError> {
     let addr = resolve(address).await?;
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
-    let mut request = format!("ws://{address}{path}").into_client_request()?;
+    let (socket, scheme) = match tls {
+        None => (Either::Left(tcp), "ws"),
+        Some(connector) => {
+            let host = address
+                .rsplit_once(':')
+                .map_or(address, |(host, _)| host)
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            let name = ServerName::try_from(host.to_owned())
+                .map_err(|_| ClientError::Protocol(format!("bad server name {host:?}")))?;
+            let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, tcp))
+                .await
+                .map_err(|_| ClientError::Timeout(HANDSHAKE_TIMEOUT))??;
+            (Either::Right(Box::new(tls)), "wss")
+        }
+    };
+    let mut request = format!("{scheme}://{address}{path}").into_client_request()?;
     if let Some(subprotocol) = subprotocol {
         let value = HeaderValue::from_str(subprotocol)
             .map_err(|_| ClientError::Protocol(format!("bad subprotocol {subprotocol:?}")))?;
@@ -68,7 +92,7 @@ pub async fn dial(
         HANDSHAKE_TIMEOUT,
         tokio_tungstenite::client_async_with_config(
             request,
-            tcp,
+            socket,
             Some(WebSocketConfig::default().read_buffer_size(READ_BUFFER)),
         ),
     )

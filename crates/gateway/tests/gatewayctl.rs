@@ -327,6 +327,38 @@ fn bench_conns_reports_memory_per_connection() {
 }
 
 #[test]
+fn bench_conns_opens_messageloop_and_goomerang_websockets_over_tls() {
+    let gateway = Gatewayd::start_with_env(
+        &config_enabling(&["messageloop.ws", "goomerang"]),
+        &[
+            ("GATEWAYD_MESSAGELOOP__WS__TLS__SELF_SIGNED", "true"),
+            ("GATEWAYD_GOOMERANG__TLS__SELF_SIGNED", "true"),
+        ],
+    );
+    for protocol in ["messageloop", "goomerang"] {
+        let plain = [
+            "bench",
+            "conns",
+            "--json",
+            "--count",
+            "3",
+            "--protocol",
+            protocol,
+        ];
+        let tls = [&plain[..], &["--tls"]].concat();
+        let report: Value = serde_json::from_str(&run(&gateway, &tls)).expect("JSON");
+        assert_eq!(report["connections"], 3, "{report}");
+        assert_eq!(report["transport"], "websocket+tls", "{report}");
+        // Without --tls the client speaks plain WebSocket to the TLS listener: the upgrade fails.
+        let refused = finish(spawn(&gateway, &plain));
+        assert!(
+            !refused.status.success(),
+            "{protocol} over ws:// reached a TLS listener"
+        );
+    }
+}
+
+#[test]
 fn process_endpoint_names_gatewayd() {
     let gateway = start();
     let process = gateway.get_json("/api/process");

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
+use clients::goomerang::GoomerangClient;
+use clients::messageloop::{self, MessageLoopClient};
 use clients::{Client, Credentials, Protocol};
 use futures::{SinkExt, StreamExt};
 use rustls::pki_types::ServerName;
@@ -41,7 +43,8 @@ pub struct ConnsArgs {
     /// WebSocket connections.
     #[arg(long)]
     grpc: bool,
-    /// STOMP and MQTT only: connect to the TLS listener (`stomp.tls`, `mqtt.tls`) instead of the TCP one.
+    /// STOMP and MQTT: connect to the TLS listener (`stomp.tls`, `mqtt.tls`) instead of the TCP one.
+    /// MessageLoop and Goomerang: WebSocket over TLS (`wss://`) on their listener, which must have `tls` set.
     #[arg(long)]
     tls: bool,
     /// Listener `host:port`; by default from the admin API.
@@ -91,14 +94,17 @@ pub async fn run(admin: &Admin, args: ConnsArgs) -> anyhow::Result<()> {
         "--grpc is for --protocol messageloop"
     );
     anyhow::ensure!(
-        !args.tls || matches!(args.protocol, Protocol::Stomp | Protocol::Mqtt) && !args.ws,
-        "--tls is for --protocol stomp or mqtt, without --ws"
+        !args.tls
+            || matches!(args.protocol, Protocol::Stomp | Protocol::Mqtt) && !args.ws
+            || args.protocol == Protocol::Goomerang
+            || args.protocol == Protocol::MessageLoop && !args.grpc,
+        "--tls is for --protocol stomp or mqtt without --ws, messageloop without --grpc, or goomerang"
     );
     let listener = if args.ws && args.protocol == Protocol::Stomp {
         "stomp.ws"
     } else if args.grpc {
         "messageloop.grpc"
-    } else if args.tls {
+    } else if args.tls && matches!(args.protocol, Protocol::Stomp | Protocol::Mqtt) {
         match args.protocol {
             Protocol::Mqtt => "mqtt.tls",
             _ => "stomp.tls",
@@ -128,6 +134,8 @@ pub async fn run(admin: &Admin, args: ConnsArgs) -> anyhow::Result<()> {
         protocol: args.protocol.to_string(),
         transport: if args.grpc {
             "grpc"
+        } else if args.tls && matches!(args.protocol, Protocol::MessageLoop | Protocol::Goomerang) {
+            "websocket+tls"
         } else if args.tls {
             "tls"
         } else if args.ws || matches!(args.protocol, Protocol::MessageLoop | Protocol::Goomerang) {
@@ -181,10 +189,22 @@ async fn dial(
     if args.grpc {
         return grpc(address, credentials).await;
     }
-    if args.tls {
-        return Ok(Idle::Tls(Box::new(
-            over_tls(protocol, address, credentials, tls).await?,
-        )));
+    match protocol {
+        Protocol::MessageLoop if args.tls => {
+            let encoding = messageloop::Encoding::Protobuf;
+            let client = MessageLoopClient::connect(address, credentials, encoding, Some(tls));
+            return Ok(Idle::Client(Box::new(Client::MessageLoop(client.await?))));
+        }
+        Protocol::Goomerang if args.tls => {
+            let client = GoomerangClient::connect(address, credentials, Some(tls));
+            return Ok(Idle::Client(Box::new(Client::Goomerang(client.await?))));
+        }
+        _ if args.tls => {
+            return Ok(Idle::Tls(Box::new(
+                over_tls(protocol, address, credentials, tls).await?,
+            )));
+        }
+        _ => {}
     }
     if ws && protocol == Protocol::Stomp {
         return Ok(Idle::StompWs(Box::new(

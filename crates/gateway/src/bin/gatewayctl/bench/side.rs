@@ -109,7 +109,7 @@ async fn connect(
             Ok(Client::Mqtt(client.at_least_once()))
         }
         Protocol::MessageLoop => Ok(Client::MessageLoop(
-            MessageLoopClient::connect(address, credentials, encoding).await?,
+            MessageLoopClient::connect(address, credentials, encoding, None).await?,
         )),
         _ => Client::connect(protocol, address, credentials).await,
     }
