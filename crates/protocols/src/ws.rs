@@ -47,6 +47,21 @@ impl Default for WsAcceptOptions {
     }
 }
 
+/// tungstenite's read buffer on TLS ([`WsAcceptOptions::behind_tls`]).
+const READ_BUFFER_BEHIND_TLS: usize = 256;
+
+impl WsAcceptOptions {
+    /// The options on TLS: a smaller read buffer, kept by every idle connection. Its reads copy from the TLS
+    /// library's decrypted buffer, which reads the socket in its own size, so a smaller one costs copies, never
+    /// system calls.
+    pub fn behind_tls(self) -> WsAcceptOptions {
+        WsAcceptOptions {
+            read_buffer_bytes: self.read_buffer_bytes.min(READ_BUFFER_BEHIND_TLS),
+            ..self
+        }
+    }
+}
+
 /// The result of a successful upgrade.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
