@@ -24,7 +24,7 @@ use super::reject::{ALPN, ALPN_H3, ALPN_LEGACY, QUIC_REJECTED};
 use super::reload;
 use super::session::MsgIds;
 use super::settings::Settings;
-use crate::accept;
+use crate::accept::{self, Run};
 use crate::{tls, RunningListener, Services, Started};
 
 /// Listener name in the admin API.
@@ -102,7 +102,8 @@ async fn accept(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
                 let max_connections = shared.settings.load().max_connections;
                 match shared.services.connections.register(Protocol::Loom, LISTENER, peer, max_connections) {
                     Ok(guard) => {
-                        connections.spawn(connection(incoming, Conn::new(guard), shared.clone()));
+                        let handshake = handshake(incoming, Conn::new(guard), shared.clone());
+                        connections.spawn(accept::upgrade_then_run(handshake));
                     }
                     Err(full) => {
                         tracing::warn!(%peer, %full, "loom connection refused");
@@ -116,9 +117,9 @@ async fn accept(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
     let _ = tokio::time::timeout(DRAIN, endpoint.wait_idle()).await;
 }
 
-/// One connection's task: the handshake and the protocol's serving loop are boxed, so the task holds only what the
-/// stage it is in needs (a future keeps room for its largest stage for its whole life).
-async fn connection(incoming: quinn::Incoming, mut conn: Conn, shared: Arc<Shared>) {
+/// The QUIC handshake under the pre-auth deadline, then the serving loop of the protocol its ALPN names, to run
+/// as the connection's task ([`accept::upgrade_then_run`]); `None` when the handshake failed or named no protocol.
+async fn handshake(incoming: quinn::Incoming, mut conn: Conn, shared: Arc<Shared>) -> Option<Run> {
     let shutdown = &shared.services.shutdown;
     let deadline = tokio::time::Instant::now() + shared.settings.load().deadlines.pre_auth();
     let handshake = Box::pin(accept::handshake(
@@ -131,7 +132,7 @@ async fn connection(incoming: quinn::Incoming, mut conn: Conn, shared: Arc<Share
         Ok(quic) => quic,
         Err(error) => {
             tracing::debug!(%error, "loom handshake");
-            return;
+            return None;
         }
     };
     conn.certificate = quic
@@ -143,8 +144,11 @@ async fn connection(incoming: quinn::Incoming, mut conn: Conn, shared: Arc<Share
         .and_then(|data| data.downcast::<HandshakeData>().ok())
         .and_then(|data| data.protocol);
     match alpn.as_deref() {
-        Some(ALPN_H3) => Box::pin(h3::serve(quic, Arc::new(conn), shared)).await,
-        Some(ALPN | ALPN_LEGACY) => Box::pin(quic::serve(quic, Arc::new(conn), shared)).await,
-        _ => quic.close(VarInt::from_u32(QUIC_REJECTED), b"no ALPN"),
+        Some(ALPN_H3) => Some(Box::pin(h3::serve(quic, Arc::new(conn), shared))),
+        Some(ALPN | ALPN_LEGACY) => Some(Box::pin(quic::serve(quic, Arc::new(conn), shared))),
+        _ => {
+            quic.close(VarInt::from_u32(QUIC_REJECTED), b"no ALPN");
+            None
+        }
     }
 }
