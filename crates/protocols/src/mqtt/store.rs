@@ -4,7 +4,7 @@
 //! A kept session holds its mailbox, so its subscriptions stay on the bus and messages queue for the client
 //! (within the bus's queue bounds) until it returns or the session expires.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ pub struct SavedSession {
     pub(crate) mailbox: Mailbox,
     pub(crate) subscriptions: Subscriptions,
     pub(crate) outgoing: Outgoing,
-    pub(crate) awaiting_release: HashSet<u16>,
+    pub(crate) awaiting_release: BTreeSet<u16>,
     pub(crate) earlier_connections: EarlierConnections,
 }
 

@@ -3,7 +3,7 @@
 //! empty), keep-alive, the will, and the session: a new one, or the one kept for this client id (clean start
 //! 0). 5.0 enhanced authentication (an Authentication Method) is refused with 0x8C.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::mqtt::names::topic_from_mqtt;
@@ -223,7 +223,7 @@ impl Session {
             mailbox: self.shared.bus.mailbox(self.origin),
             subscriptions: Subscriptions::default(),
             outgoing: Outgoing::new(max_in_flight),
-            awaiting_release: HashSet::new(),
+            awaiting_release: BTreeSet::new(),
             earlier_connections: EarlierConnections::default(),
         });
         let SavedSession {
@@ -242,7 +242,7 @@ impl Session {
             keep_alive: (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive))),
             will: will.map(Box::new),
             subscriptions,
-            aliases: HashMap::new(),
+            aliases: BTreeMap::new(),
             outbound_aliases: OutboundAliases::new(outbound_aliases),
             awaiting_release,
             outgoing,

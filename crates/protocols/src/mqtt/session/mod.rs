@@ -12,7 +12,7 @@ pub(crate) mod subscribe;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,12 +73,13 @@ pub(crate) struct Connected {
     /// Boxed: most connections have none, and an envelope is large.
     pub(crate) will: Option<Box<Will>>,
     pub(crate) subscriptions: Subscriptions,
-    /// Inbound topic aliases (5.0).
-    pub(crate) aliases: HashMap<u16, Topic>,
+    /// Inbound topic aliases (5.0). B-trees, as `awaiting_release`: empty on most connections, and smaller than an
+    /// empty hash map with its hasher's keys.
+    pub(crate) aliases: BTreeMap<u16, Topic>,
     /// Topic aliases gatewayd sends (5.0).
     pub(crate) outbound_aliases: OutboundAliases,
     /// QoS 2 packet ids received and answered with PUBREC, waiting for PUBREL.
-    pub(crate) awaiting_release: HashSet<u16>,
+    pub(crate) awaiting_release: BTreeSet<u16>,
     pub(crate) outgoing: Outgoing,
     /// 5.0 Request Problem Information (1 unless the client's CONNECT says 0): when false, reason strings go only
     /// on CONNACK, PUBLISH and DISCONNECT (§3.1.2.11.7).
