@@ -37,9 +37,8 @@ impl ReadSize {
     /// Reads from a TLS stream, which buffers what it decrypted.
     pub fn behind_tls(chunk: usize) -> ReadSize {
         ReadSize {
-            chunk,
             idle: IDLE_READ_TLS,
-            busy: false,
+            ..ReadSize::new(chunk)
         }
     }
 

@@ -8,7 +8,6 @@
 //! Each accepted connection takes the `Settings` in effect at that moment (`reload` swaps them).
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -104,12 +103,8 @@ fn admit(accepted: Accepted, shared: &Arc<Shared>) -> Option<impl Future<Output 
     Some(accept::upgrade_then_run(async move {
         let services = &shared.services;
         match &shared.tls {
-            None => upgrade(accepted, None, guard, services, &settings)
-                .await
-                .map(|run| run as Run),
-            Some(acceptor) => upgrade_tls(acceptor, accepted, guard, services, &settings)
-                .await
-                .map(|run| run as Run),
+            None => upgrade(accepted, None, guard, services, &settings).await,
+            Some(acceptor) => upgrade_tls(acceptor, accepted, guard, services, &settings).await,
         }
     }))
 }
@@ -121,7 +116,7 @@ async fn upgrade_tls(
     guard: ConnectionGuard,
     services: &Services,
     settings: &Settings,
-) -> Option<Pin<Box<impl Future<Output = ()>>>> {
+) -> Option<Run> {
     let Accepted {
         stream,
         peer,
@@ -159,9 +154,9 @@ async fn upgrade<S>(
     guard: ConnectionGuard,
     services: &Services,
     settings: &Settings,
-) -> Option<Pin<Box<impl Future<Output = ()>>>>
+) -> Option<Run>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let Accepted {
         stream,
@@ -191,7 +186,9 @@ where
     )
     .await
     {
-        Ok((ws, _, identity)) => driver::run(ws, identity, peer, guard, services, settings),
+        Ok((ws, _, identity)) => {
+            driver::run(ws, identity, peer, guard, services, settings).map(|run| run as Run)
+        }
         Err(error) => {
             tracing::debug!(%peer, %error, "goomerang: upgrade");
             None

@@ -189,22 +189,21 @@ async fn dial(
     if args.grpc {
         return grpc(address, credentials).await;
     }
-    match protocol {
-        Protocol::MessageLoop if args.tls => {
-            let encoding = messageloop::Encoding::Protobuf;
-            let client = MessageLoopClient::connect(address, credentials, encoding, Some(tls));
-            return Ok(Idle::Client(Box::new(Client::MessageLoop(client.await?))));
-        }
-        Protocol::Goomerang if args.tls => {
-            let client = GoomerangClient::connect(address, credentials, Some(tls));
-            return Ok(Idle::Client(Box::new(Client::Goomerang(client.await?))));
-        }
-        _ if args.tls => {
-            return Ok(Idle::Tls(Box::new(
+    if args.tls {
+        return Ok(match protocol {
+            Protocol::MessageLoop => {
+                let encoding = messageloop::Encoding::Protobuf;
+                let client = MessageLoopClient::connect(address, credentials, encoding, Some(tls));
+                Idle::Client(Box::new(Client::MessageLoop(client.await?)))
+            }
+            Protocol::Goomerang => {
+                let client = GoomerangClient::connect(address, credentials, Some(tls));
+                Idle::Client(Box::new(Client::Goomerang(client.await?)))
+            }
+            _ => Idle::Tls(Box::new(
                 over_tls(protocol, address, credentials, tls).await?,
-            )));
-        }
-        _ => {}
+            )),
+        });
     }
     if ws && protocol == Protocol::Stomp {
         return Ok(Idle::StompWs(Box::new(
