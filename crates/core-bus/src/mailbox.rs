@@ -1,9 +1,7 @@
 //! A connection's handle on the bus: its subscriptions and group memberships, and the receive side of its one
 //! bounded [`Queue`] (`queue`: the bound, the stalls and the slow-consumer policy).
 
-use std::collections::HashMap;
 use std::future::poll_fn;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -16,29 +14,58 @@ use crate::queue::{Closed, Delivery, MailboxOptions, Queue, SubscriptionId};
 use crate::router::BusInner;
 use crate::topic::{Pattern, Topic};
 
-/// Hashes subscription ids (unique counters) with one multiplication; receive checks every delivery's id.
-#[derive(Default)]
-struct IdHasher(u64);
+enum Membership {
+    /// A fanout subscription to one topic, kept as the topic: an exact pattern's segments would be a copy of it
+    /// held for the subscription's whole life.
+    Topic(Topic),
+    /// A fanout subscription to a wildcard pattern.
+    Pattern(Pattern),
+    Member {
+        group: Arc<Group>,
+        member: MemberId,
+    },
+}
 
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+impl Membership {
+    fn fanout(pattern: Pattern) -> Membership {
+        match pattern.as_topic() {
+            Some(topic) => Membership::Topic(topic),
+            None => Membership::Pattern(pattern),
         }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
 
-enum Membership {
-    Fanout(Pattern),
-    Member { group: Arc<Group>, member: MemberId },
+/// A mailbox's subscriptions and memberships, in the order of their ids (ids only grow, so each new one goes at
+/// the end): receive looks every delivery's id up by binary search, and most connections have one or two, which
+/// a vector holds in a fraction of an empty hash map's first allocation.
+#[derive(Default)]
+struct Memberships(Vec<(SubscriptionId, Membership)>);
+
+impl Memberships {
+    fn insert(&mut self, id: SubscriptionId, membership: Membership) {
+        debug_assert!(self.0.last().is_none_or(|(last, _)| *last < id));
+        if self.0.len() == self.0.capacity() {
+            // Doubling from one, where `Vec` starts at four.
+            self.0.reserve_exact(self.0.len().max(1));
+        }
+        self.0.push((id, membership));
+    }
+
+    fn position(&self, id: SubscriptionId) -> Option<usize> {
+        self.0.binary_search_by_key(&id, |(id, _)| *id).ok()
+    }
+
+    fn get(&self, id: SubscriptionId) -> Option<&Membership> {
+        self.position(id).map(|at| &self.0[at].1)
+    }
+
+    fn contains(&self, id: SubscriptionId) -> bool {
+        self.position(id).is_some()
+    }
+
+    fn remove(&mut self, id: SubscriptionId) -> Option<Membership> {
+        self.position(id).map(|at| self.0.remove(at).1)
+    }
 }
 
 /// A connection's handle on the bus: subscribe, join groups, receive deliveries. Dropping it removes every
@@ -46,7 +73,7 @@ enum Membership {
 pub struct Mailbox {
     queue: Arc<Queue>,
     bus: Arc<BusInner>,
-    memberships: HashMap<SubscriptionId, Membership, BuildHasherDefault<IdHasher>>,
+    memberships: Memberships,
     id: u64,
 }
 
@@ -62,7 +89,7 @@ impl Mailbox {
         Mailbox {
             queue,
             bus,
-            memberships: HashMap::default(),
+            memberships: Memberships::default(),
             id,
         }
     }
@@ -81,7 +108,7 @@ impl Mailbox {
         self.check_internal(&pattern)?;
         let id = SubscriptionId::next();
         self.bus.add_fanout(&pattern, self.queue.clone(), id);
-        self.memberships.insert(id, Membership::Fanout(pattern));
+        self.memberships.insert(id, Membership::fanout(pattern));
         Ok(id)
     }
 
@@ -92,13 +119,13 @@ impl Mailbox {
         topic: &Topic,
         after: crate::history::Since,
     ) -> Result<(SubscriptionId, Option<crate::history::Recovery>), SubscribeError> {
-        let pattern = Pattern::exact(topic);
-        self.check_internal(&pattern)?;
+        self.check_internal(&Pattern::exact(topic))?;
         let id = SubscriptionId::next();
         let recovery = self
             .bus
             .add_fanout_with_history(topic, self.queue.clone(), id, after);
-        self.memberships.insert(id, Membership::Fanout(pattern));
+        self.memberships
+            .insert(id, Membership::Topic(topic.clone()));
         Ok((id, recovery))
     }
 
@@ -148,7 +175,7 @@ impl Mailbox {
 
     /// Changes the credit of a group membership (for example a new STOMP prefetch window).
     pub fn set_credit(&self, id: SubscriptionId, credit: Credit) {
-        if let Some(Membership::Member { group, member }) = self.memberships.get(&id) {
+        if let Some(Membership::Member { group, member }) = self.memberships.get(id) {
             group.set_credit(*member, credit);
         }
     }
@@ -156,7 +183,7 @@ impl Mailbox {
     /// Ends a subscription or membership. No message published after this returns is delivered for it, and
     /// deliveries still queued for it are discarded on receive (group messages are requeued by the group).
     pub fn unsubscribe(&mut self, id: SubscriptionId) -> bool {
-        match self.memberships.remove(&id) {
+        match self.memberships.remove(id) {
             Some(membership) => {
                 self.end(id, membership);
                 true
@@ -167,7 +194,8 @@ impl Mailbox {
 
     fn end(&self, id: SubscriptionId, membership: Membership) {
         match membership {
-            Membership::Fanout(pattern) => self.bus.remove_fanout(&pattern, id),
+            Membership::Topic(topic) => self.bus.remove_fanout(&Pattern::exact(&topic), id),
+            Membership::Pattern(pattern) => self.bus.remove_fanout(&pattern, id),
             Membership::Member { group, member } => {
                 group.leave(member);
                 if let GroupKey::Topic(topic) = group.key() {
@@ -180,7 +208,7 @@ impl Mailbox {
     }
 
     pub fn subscription_count(&self) -> usize {
-        self.memberships.len()
+        self.memberships.0.len()
     }
 
     fn check_internal(&self, pattern: &Pattern) -> Result<(), SubscribeError> {
@@ -211,7 +239,7 @@ impl Mailbox {
     pub fn try_recv_batch(&mut self, out: &mut Vec<Delivery>, max: usize) -> Result<usize, Closed> {
         let added = self
             .queue
-            .pop_batch(out, max, |id| self.memberships.contains_key(&id))?;
+            .pop_batch(out, max, |id| self.memberships.contains(id))?;
         if added > 0 {
             let taken = &out[out.len() - added..];
             let protocol = self.queue.owner.protocol;
@@ -242,7 +270,7 @@ impl Mailbox {
 
 impl Drop for Mailbox {
     fn drop(&mut self) {
-        for (id, membership) in std::mem::take(&mut self.memberships) {
+        for (id, membership) in std::mem::take(&mut self.memberships.0) {
             self.end(id, membership);
         }
         self.bus.unregister_mailbox(self.id);

@@ -58,6 +58,48 @@ fn payload_is_shared_not_copied() {
 }
 
 #[test]
+fn one_mailbox_keeps_each_subscription_apart_through_unsubscribes() {
+    let bus = bus();
+    let mut mailbox = bus.mailbox(origin());
+    let first = mailbox.subscribe(pattern("a")).unwrap();
+    let wild = mailbox.subscribe(pattern("a.*")).unwrap();
+    let exact = mailbox.subscribe(pattern("a.b")).unwrap();
+    let last = mailbox.subscribe(pattern("c.>")).unwrap();
+    assert_eq!(mailbox.subscription_count(), 4);
+    // Queued for a subscription that then ends: discarded on receive.
+    bus.publish(envelope("a.b", "queued"));
+    assert!(mailbox.unsubscribe(exact));
+    assert!(!mailbox.unsubscribe(exact));
+    bus.publish(envelope("a.b", "after"));
+    bus.publish(envelope("a", "first"));
+    bus.publish(envelope("c.d.e", "last"));
+    let deliveries = drain(&mut mailbox);
+    let got: Vec<_> = deliveries
+        .iter()
+        .map(|d| {
+            (
+                d.subscription,
+                String::from_utf8_lossy(&d.envelope.payload).into_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (wild, "queued".to_owned()),
+            (wild, "after".to_owned()),
+            (first, "first".to_owned()),
+            (last, "last".to_owned()),
+        ]
+    );
+    assert!(mailbox.unsubscribe(first));
+    assert!(mailbox.unsubscribe(last));
+    assert!(mailbox.unsubscribe(wild));
+    assert_eq!(mailbox.subscription_count(), 0);
+    assert_eq!(bus.publish(envelope("a.b", "nobody")).delivered, 0);
+}
+
+#[test]
 fn wildcards_never_match_internal_topics() {
     let bus = bus();
     let mut all = bus.mailbox(origin());

@@ -29,8 +29,9 @@ pub struct WsAcceptOptions {
     pub paths: Vec<String>,
     /// Largest message and frame accepted from the client.
     pub max_message_bytes: usize,
-    /// tungstenite's read buffer per connection, kept while idle; bursts are read from the socket
-    /// [`READ_AHEAD_BYTES`] at a time ([`watched`]), and a frame longer than this buffer is still read whole.
+    /// tungstenite's read buffer per connection, kept while idle. Bursts are read from the socket
+    /// [`READ_AHEAD_BYTES`] at a time ([`watched`]) or by the TLS library in its own size, so tungstenite's reads
+    /// are copies from those buffers, never system calls, and a frame longer than this buffer is still read whole.
     pub read_buffer_bytes: usize,
     /// Fed messages are written once this many bytes wait, or on `flush`; the buffer grows only when written to.
     pub write_coalesce_bytes: usize,
@@ -41,23 +42,8 @@ impl Default for WsAcceptOptions {
         WsAcceptOptions {
             paths: vec!["/ws".into()],
             max_message_bytes: 64 << 10,
-            read_buffer_bytes: 512,
+            read_buffer_bytes: 256,
             write_coalesce_bytes: 64 << 10,
-        }
-    }
-}
-
-/// tungstenite's read buffer on TLS ([`WsAcceptOptions::behind_tls`]).
-const READ_BUFFER_BEHIND_TLS: usize = 256;
-
-impl WsAcceptOptions {
-    /// The options on TLS: a smaller read buffer, kept by every idle connection. Its reads copy from the TLS
-    /// library's decrypted buffer, which reads the socket in its own size, so a smaller one costs copies, never
-    /// system calls.
-    pub fn behind_tls(self) -> WsAcceptOptions {
-        WsAcceptOptions {
-            read_buffer_bytes: self.read_buffer_bytes.min(READ_BUFFER_BEHIND_TLS),
-            ..self
         }
     }
 }

@@ -42,17 +42,10 @@ impl Settings {
                 send_routes: config.send_routes()?,
                 foreign_kinds: config.foreign_kinds()?,
             },
-            ws: {
-                let ws = WsAcceptOptions {
-                    paths: PATHS.iter().map(|path| (*path).to_owned()).collect(),
-                    max_message_bytes: config.frame_limits.max_message_size,
-                    ..WsAcceptOptions::default()
-                };
-                if config.tls.is_some() {
-                    ws.behind_tls()
-                } else {
-                    ws
-                }
+            ws: WsAcceptOptions {
+                paths: PATHS.iter().map(|path| (*path).to_owned()).collect(),
+                max_message_bytes: config.frame_limits.max_message_size,
+                ..WsAcceptOptions::default()
             },
             max_connections: config.limits.max_connections,
             deadlines: config.deadlines,

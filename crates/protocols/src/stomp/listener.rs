@@ -82,15 +82,11 @@ pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Start
                     max_message_bytes: config.ws.max_message_bytes,
                     ..WsAcceptOptions::default()
                 };
-                let (options, tls) = match &config.ws.tls {
-                    Some(tls) => (
-                        options.behind_tls(),
-                        Some(TlsAcceptor::from(
-                            crate::tls::server_config(tls, &[b"http/1.1"])
-                                .context("stomp.ws.tls")?,
-                        )),
-                    ),
-                    None => (options, None),
+                let tls = match &config.ws.tls {
+                    Some(tls) => Some(TlsAcceptor::from(
+                        crate::tls::server_config(tls, &[b"http/1.1"]).context("stomp.ws.tls")?,
+                    )),
+                    None => None,
                 };
                 let kind = if tls.is_some() { "wss" } else { "ws" };
                 (

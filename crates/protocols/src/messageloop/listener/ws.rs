@@ -125,14 +125,11 @@ where
 {
     let Connection { peer, login_by, .. } = connection;
     let setting = settings.generation;
-    let mut options = WsAcceptOptions {
+    let options = WsAcceptOptions {
         paths: vec![shared.path.clone()],
         max_message_bytes: settings.limits.max_message_size,
         ..WsAcceptOptions::default()
     };
-    if shared.tls.is_some() {
-        options = options.behind_tls();
-    }
     let shutdown = shared.services.shutdown.clone();
     let stream = watched(stream, &settings.deadlines);
     let upgrade = accept(stream, &options, |offered| {
