@@ -24,8 +24,14 @@ pub struct ConnectionInfo {
     pub subscriptions: usize,
 }
 
+/// One live connection as the registry keeps it: nothing in it is allocated but its identity (a connection's
+/// [`ConnectionInfo`] is made when the admin API lists it).
 struct Entry {
-    info: ConnectionInfo,
+    protocol: Protocol,
+    listener: &'static str,
+    peer: SocketAddr,
+    identity: Box<str>,
+    since_ms: u64,
     subscriptions: Arc<AtomicUsize>,
 }
 
@@ -33,7 +39,7 @@ struct Entry {
 #[derive(Clone, Default)]
 pub struct ConnectionRegistry {
     entries: Arc<DashMap<ConnectionId, Entry>>,
-    per_listener: Arc<DashMap<String, usize>>,
+    per_listener: Arc<DashMap<&'static str, usize>>,
     /// Connections (and gRPC streams) ended since the process started.
     closed: Arc<AtomicU64>,
 }
@@ -46,7 +52,7 @@ pub struct AtCapacity(pub usize);
 /// One of a listener's `max_connections` places, taken at accept; dropping it frees the place.
 pub struct Slot {
     registry: ConnectionRegistry,
-    listener: String,
+    listener: &'static str,
 }
 
 /// Keeps a connection registered; dropping it unregisters and counts it in
@@ -122,10 +128,10 @@ impl ConnectionRegistry {
     pub fn reserve(
         &self,
         protocol: Protocol,
-        listener: &str,
+        listener: &'static str,
         max: usize,
     ) -> Result<Slot, AtCapacity> {
-        let mut count = self.per_listener.entry(listener.to_owned()).or_insert(0);
+        let mut count = self.per_listener.entry(listener).or_insert(0);
         if *count >= max {
             counter!(CONNECTIONS_REFUSED, "protocol" => protocol.as_str(), "listener" => listener.to_owned(),
                 "reason" => "at_capacity")
@@ -137,7 +143,7 @@ impl ConnectionRegistry {
             .increment(1);
         Ok(Slot {
             registry: self.clone(),
-            listener: listener.to_owned(),
+            listener,
         })
     }
 
@@ -166,19 +172,14 @@ impl ConnectionRegistry {
         let since_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let info = ConnectionInfo {
-            id,
-            protocol,
-            listener: listener.to_owned(),
-            peer: peer.to_string(),
-            identity: String::new(),
-            since_ms,
-            subscriptions: 0,
-        };
         self.entries.insert(
             id,
             Entry {
-                info,
+                protocol,
+                listener,
+                peer,
+                identity: Box::default(),
+                since_ms,
                 subscriptions: subscriptions.clone(),
             },
         );
@@ -199,8 +200,13 @@ impl ConnectionRegistry {
             .entries
             .iter()
             .map(|e| ConnectionInfo {
+                id: *e.key(),
+                protocol: e.protocol,
+                listener: e.listener.to_owned(),
+                peer: e.peer.to_string(),
+                identity: e.identity.to_string(),
+                since_ms: e.since_ms,
                 subscriptions: e.subscriptions.load(Ordering::Relaxed),
-                ..e.info.clone()
             })
             .collect();
         all.sort_by_key(|c| c.id);
@@ -225,7 +231,7 @@ impl ConnectionGuard {
     /// Records who the connection authenticated as.
     pub fn set_identity(&self, identity: &str) {
         if let Some(mut entry) = self.registry.entries.get_mut(&self.id) {
-            entry.info.identity = identity.to_owned();
+            entry.identity = identity.into();
         }
     }
 
@@ -263,7 +269,7 @@ impl Drop for ConnectionGuard {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Some(mut count) = self.registry.per_listener.get_mut(&self.listener) {
+        if let Some(mut count) = self.registry.per_listener.get_mut(self.listener) {
             *count = count.saturating_sub(1);
         }
     }
@@ -290,8 +296,13 @@ mod tests {
         a.set_subscriptions(3);
         let listed = registry.list();
         assert_eq!(
-            (listed[0].identity.as_str(), listed[0].subscriptions),
-            ("alice", 3)
+            (
+                listed[0].listener.as_str(),
+                listed[0].peer.as_str(),
+                listed[0].identity.as_str(),
+                listed[0].subscriptions
+            ),
+            ("stomp.tcp", "127.0.0.1:1", "alice", 3)
         );
         drop(a);
         assert_eq!(registry.count(), 0);

@@ -15,6 +15,15 @@ pub async fn until(deadline: Option<Instant>) {
     }
 }
 
+/// The earlier of two optional deadlines: one timer for both (a sleep is 112 bytes of the connection task for
+/// its whole life), whose arm then tells which one came.
+pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Waits until the stalled publish has room, or forever when nothing is stalled.
 pub async fn room(stall: Option<&mut Stall>) {
     match stall {
@@ -32,5 +41,23 @@ pub async fn next_batch(
     match mailbox {
         Some(mailbox) => mailbox.recv_batch(batch, max).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn earliest_of_two_deadlines_is_the_first_one_given() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(1);
+        assert_eq!(earliest(Some(now), Some(later)), Some(now));
+        assert_eq!(earliest(Some(later), Some(now)), Some(now));
+        assert_eq!(earliest(None, Some(later)), Some(later));
+        assert_eq!(earliest(Some(later), None), Some(later));
+        assert_eq!(earliest(None, None), None);
     }
 }

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::outbox::Outbox;
 use super::session::{Flow, Session};
-use crate::accept::waits::{next_batch, room, until, Stall};
+use crate::accept::waits::{earliest, next_batch, room, until, Stall};
 use crate::accept::{self, Deadlines, ReadSize, Watched};
 use crate::ws;
 use crate::{CloseCause, ConnectionGuard};
@@ -284,16 +284,16 @@ pub(crate) fn run<T: Transport>(
                         }
                     }
                 }
-                () = until(beat_at) => {
+                () = until(earliest(beat_at, dead_at)) => {
+                    if dead_at.is_some_and(|at| at <= Instant::now()) {
+                        tracing::debug!(connected = session.is_connected(), "stomp: peer silent, closing");
+                        return guard.closing(CloseCause::Deadline);
+                    }
                     match timeout(write_timeout, transport.heart_beat()).await {
                         Ok(Ok(())) => last_write = Instant::now(),
                         Ok(Err(error)) => return guard.closing(cause_of(&error)),
                         Err(_) => return guard.closing(CloseCause::Deadline),
                     }
-                }
-                () = until(dead_at) => {
-                    tracing::debug!(connected = session.is_connected(), "stomp: peer silent, closing");
-                    return guard.closing(CloseCause::Deadline);
                 }
             }
         }

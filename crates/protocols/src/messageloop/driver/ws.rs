@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::accept::waits::{room, until, Stall};
+use crate::accept::waits::{earliest, room, until, Stall};
 use crate::accept::Watched;
 use crate::messageloop::codec::{EncodeError, Frame, WsCodec};
 use crate::messageloop::codes::DisconnectCode;
@@ -81,7 +81,8 @@ where
             }
             // A stalled publish: read nothing more until the subscribers drained, deliveries go on.
             super::track(&mut session, &guard, &mut identified, &mut stalled);
-            let deadline = session.poll_timeout();
+            let deadline = session.poll_timeout().map(Instant::from);
+            let login = (!identified).then_some(login_by);
             tokio::select! {
                 _ = shutdown.cancelled() => {
                     let code = DisconnectCode::ForceDisconnect;
@@ -90,12 +91,6 @@ where
                     return;
                 }
                 () = room(stalled.as_mut()), if stalled.is_some() => stalled = None,
-                () = tokio::time::sleep_until(login_by), if !identified => {
-                    let code = DisconnectCode::Stale;
-                    guard.closing(code.cause());
-                    close(&mut ws, code.ws_close_code(), code.reason()).await;
-                    return;
-                }
                 Some(answer) = answers.next() => session.on_proxy_answer(answer, Now::current()),
                 message = ws.next(), if stalled.is_none() && !session.waiting_for_backend() => {
                     let mut message = message;
@@ -133,7 +128,16 @@ where
                         return;
                     }
                 },
-                () = until(deadline.map(Into::into)), if deadline.is_some() => session.handle_timeout(Now::current()),
+                () = until(earliest(login, deadline)) => {
+                    if login.is_some_and(|at| at <= Instant::now()) {
+                        let code = DisconnectCode::Stale;
+                        guard.closing(code.cause());
+                        close(&mut ws, code.ws_close_code(), code.reason()).await;
+                        return;
+                    }
+                    // The session looks at each of its own deadlines.
+                    session.handle_timeout(Now::current());
+                }
             }
         }
     }
