@@ -32,7 +32,7 @@ struct Entry {
     peer: SocketAddr,
     identity: Box<str>,
     since_ms: u64,
-    subscriptions: Arc<AtomicUsize>,
+    subscriptions: usize,
 }
 
 /// All live connections of the process.
@@ -62,7 +62,8 @@ pub struct ConnectionGuard {
     id: ConnectionId,
     /// `None` for a stream inside a connection that holds the slot (gRPC).
     _slot: Option<Slot>,
-    subscriptions: Arc<AtomicUsize>,
+    /// The subscription count last recorded: the registry's entry is written only when it changes.
+    subscriptions: AtomicUsize,
     open: Gauge,
     protocol: Protocol,
     listener: &'static str,
@@ -168,7 +169,6 @@ impl ConnectionRegistry {
             gauge!(CONNECTIONS, "protocol" => protocol.as_str(), "listener" => listener.to_owned());
         open.increment(1.0);
         let id = ConnectionId::next();
-        let subscriptions = Arc::new(AtomicUsize::new(0));
         let since_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -180,14 +180,14 @@ impl ConnectionRegistry {
                 peer,
                 identity: Box::default(),
                 since_ms,
-                subscriptions: subscriptions.clone(),
+                subscriptions: 0,
             },
         );
         ConnectionGuard {
             registry: self.clone(),
             id,
             _slot: slot,
-            subscriptions,
+            subscriptions: AtomicUsize::new(0),
             open,
             protocol,
             listener,
@@ -206,7 +206,7 @@ impl ConnectionRegistry {
                 peer: e.peer.to_string(),
                 identity: e.identity.to_string(),
                 since_ms: e.since_ms,
-                subscriptions: e.subscriptions.load(Ordering::Relaxed),
+                subscriptions: e.subscriptions,
             })
             .collect();
         all.sort_by_key(|c| c.id);
@@ -237,7 +237,11 @@ impl ConnectionGuard {
 
     /// Records the connection's current number of subscriptions.
     pub fn set_subscriptions(&self, n: usize) {
-        self.subscriptions.store(n, Ordering::Relaxed);
+        if self.subscriptions.swap(n, Ordering::Relaxed) != n {
+            if let Some(mut entry) = self.registry.entries.get_mut(&self.id) {
+                entry.subscriptions = n;
+            }
+        }
     }
 
     /// Records why the connection is ending; the first cause recorded is the one counted.
