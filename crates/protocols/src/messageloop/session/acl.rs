@@ -5,6 +5,8 @@
 //! failed or timed-out call refuses with PROXY_ERROR. `sub_refresh` asks again, without a token, for the listed
 //! channels and quietly ends the subscriptions the backend no longer allows.
 
+use std::collections::HashMap;
+
 use super::*;
 use crate::messageloop::proxy::call::{AclCall, ProxyFailure, ProxyReply, ProxyRequest};
 use crate::messageloop::proxy::route::Target;

@@ -9,7 +9,7 @@
 //! ends the connection after that.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -133,17 +133,21 @@ struct PendingRpc {
 enum State {
     /// Waiting for Connect.
     Connecting,
-    /// Connect received; its token is with the `$authenticate` backend (call `call`).
-    Authenticating {
-        id: String,
-        connect: Connect,
-        call: String,
-        deadline: Instant,
-    },
+    /// Connect received; its token is with the `$authenticate` backend. Boxed: the session is held by value in
+    /// its connection's future, and this state is seldom and short.
+    Authenticating(Box<Authenticating>),
     Connected {
         identity: Identity,
         info: PresenceInfo,
     },
+}
+
+/// A Connect whose token is with the `$authenticate` backend (call `call`).
+struct Authenticating {
+    id: String,
+    connect: Connect,
+    call: String,
+    deadline: Instant,
 }
 
 /// One MessageLoop connection's state.
@@ -154,9 +158,9 @@ pub struct Session {
     generation: Option<Generation>,
     state: State,
     subscriptions: BTreeMap<String, ChannelSubscription>,
-    routes: HashMap<SubscriptionId, Route>,
+    routes: BTreeMap<SubscriptionId, Route>,
     inbox: Option<Topic>,
-    rpcs: HashMap<String, PendingRpc>,
+    rpcs: BTreeMap<String, PendingRpc>,
     next_rpc: u64,
     proxy_calls: Vec<ProxyCall>,
     /// Boxed: a backend ACL check is seldom out, and the session is held by value in its connection's future.
@@ -168,7 +172,8 @@ pub struct Session {
     last_delivery: Option<MessageId>,
     outbox: Vec<Outbound>,
     disconnect: Option<DisconnectCode>,
-    backpressure: Option<Backpressure>,
+    /// Boxed: a stalled publish is seldom, and the session is held by value in its connection's future.
+    backpressure: Option<Box<Backpressure>>,
 }
 
 /// A fresh random UUIDv4 string, lowercase and hyphenated, from the thread's cryptographic generator: for ids a
@@ -219,9 +224,9 @@ impl Session {
             generation: None,
             state: State::Connecting,
             subscriptions: BTreeMap::new(),
-            routes: HashMap::new(),
+            routes: BTreeMap::new(),
             inbox: None,
-            rpcs: HashMap::new(),
+            rpcs: BTreeMap::new(),
             next_rpc: 1,
             proxy_calls: Vec::new(),
             pending_acl: None,
@@ -253,7 +258,7 @@ impl Session {
     pub fn identity(&self) -> Option<&Identity> {
         match &self.state {
             State::Connected { identity, .. } => Some(identity),
-            State::Connecting | State::Authenticating { .. } => None,
+            State::Connecting | State::Authenticating(_) => None,
         }
     }
 
@@ -267,10 +272,12 @@ impl Session {
         self.disconnect
     }
 
-    /// Takes what should be written, in order. The outbox starts again with room for as many (a busy connection's
-    /// turns are alike), so it is not grown anew, step by step, every turn; after a turn with nothing it keeps none.
+    /// Takes what should be written, in order. After a turn of several, the outbox starts again with room for as
+    /// many (a busy connection's turns are alike), so it is not grown anew, step by step, every turn; after a turn
+    /// of one or none it keeps none, so a connection that goes quiet after a reply holds no room for the next.
     pub fn poll_transmit(&mut self) -> Vec<Outbound> {
-        let room = Vec::with_capacity(self.outbox.len());
+        let taken = self.outbox.len();
+        let room = Vec::with_capacity(if taken > 1 { taken } else { 0 });
         std::mem::replace(&mut self.outbox, room)
     }
 
@@ -281,7 +288,7 @@ impl Session {
 
     /// Backpressure from the last publish: wait on it before reading more from this client.
     pub fn take_backpressure(&mut self) -> Option<Backpressure> {
-        self.backpressure.take()
+        self.backpressure.take().map(|backpressure| *backpressure)
     }
 
     /// When [`Session::handle_timeout`] next has something to do.
@@ -292,7 +299,7 @@ impl Session {
             .idle_timeout
             .map(|timeout| self.last_activity + timeout);
         let auth = match &self.state {
-            State::Authenticating { deadline, .. } => Some(*deadline),
+            State::Authenticating(authenticating) => Some(authenticating.deadline),
             _ => None,
         };
         [idle, auth, self.acl_deadline()]
@@ -313,7 +320,8 @@ impl Session {
                 return;
             }
         }
-        if matches!(&self.state, State::Authenticating { deadline, .. } if *deadline <= now.at) {
+        if matches!(&self.state, State::Authenticating(authenticating) if authenticating.deadline <= now.at)
+        {
             return self.authentication_timed_out(now);
         }
         if self
@@ -350,7 +358,7 @@ impl Session {
         self.last_activity = now.at;
         match self.state {
             State::Connecting => self.close(DisconnectCode::InvalidToken),
-            State::Authenticating { .. } | State::Connected { .. } => {
+            State::Authenticating(_) | State::Connected { .. } => {
                 self.close(DisconnectCode::BadRequest)
             }
         }

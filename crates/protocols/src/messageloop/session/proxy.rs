@@ -16,7 +16,7 @@ impl Session {
 
     /// A Connect token is with the backend: read nothing more from the client until it answered.
     pub fn authenticating(&self) -> bool {
-        matches!(self.state, State::Authenticating { .. })
+        matches!(self.state, State::Authenticating(_))
     }
 
     pub(super) fn next_call_id(&mut self) -> String {
@@ -69,12 +69,12 @@ impl Session {
                 session_id: self.session_id.clone(),
             }),
         });
-        self.state = State::Authenticating {
+        self.state = State::Authenticating(Box::new(Authenticating {
             id,
             connect,
             call,
             deadline: now.at + target.timeout,
-        };
+        }));
     }
 
     /// What a backend answered (or why it did not).
@@ -82,7 +82,8 @@ impl Session {
         if self.disconnect.is_some() {
             return;
         }
-        if matches!(&self.state, State::Authenticating { call, .. } if *call == answer.id) {
+        if matches!(&self.state, State::Authenticating(authenticating) if authenticating.call == answer.id)
+        {
             return self.authenticated(answer.outcome, now);
         }
         if self.awaits_acl(&answer.id) {
@@ -120,11 +121,12 @@ impl Session {
     }
 
     fn authenticated(&mut self, outcome: Result<ProxyReply, ProxyFailure>, now: Now) {
-        let State::Authenticating { id, connect, .. } =
+        let State::Authenticating(authenticating) =
             std::mem::replace(&mut self.state, State::Connecting)
         else {
             return;
         };
+        let Authenticating { id, connect, .. } = *authenticating;
         let refusal = match outcome {
             Ok(ProxyReply::Authenticate {
                 user_id,

@@ -46,7 +46,7 @@ impl Session {
         envelope.timestamp_ms = now.unix_ms;
         let outcome = self.context.bus.publish(envelope);
         if let Some(backpressure) = outcome.backpressure {
-            self.backpressure = Some(backpressure);
+            self.backpressure = Some(Box::new(backpressure));
         }
         let position = match outcome.position {
             Some(position) => Position {

@@ -77,7 +77,7 @@ impl Session {
         envelope.correlation_id = Some(correlation.clone());
         let outcome = self.context.bus.publish(envelope);
         if let Some(backpressure) = outcome.backpressure {
-            self.backpressure = Some(backpressure);
+            self.backpressure = Some(Box::new(backpressure));
         }
         if outcome.delivered == 0 {
             let error = Error::new(
