@@ -121,6 +121,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsTransport<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Transport for WsTransport<S> {
     async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        if buf.is_empty() {
+            // Given back while waiting, so a quiet connection keeps no room from its last message.
+            *buf = BytesMut::new();
+        }
         loop {
             let data = match self.ws.next().await {
                 None | Some(Ok(Message::Close(_))) => return Ok(0),

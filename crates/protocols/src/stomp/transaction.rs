@@ -7,7 +7,7 @@
 //! held frames of the connection, which RabbitMQ does not have: without it 16 × 1024
 //! frames of 4 MiB could be held per connection.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 
 use super::codec::frame::{header, Command, Frame};
@@ -65,7 +65,7 @@ pub fn held_size(frame: &Frame) -> usize {
 #[derive(Debug, Default)]
 pub struct Transactions {
     limits: TxLimits,
-    open: HashMap<String, Vec<Frame>>,
+    open: BTreeMap<String, Vec<Frame>>,
     held_bytes: usize,
 }
 
@@ -73,7 +73,7 @@ impl Transactions {
     pub fn new(limits: TxLimits) -> Self {
         Transactions {
             limits,
-            open: HashMap::new(),
+            open: BTreeMap::new(),
             held_bytes: 0,
         }
     }

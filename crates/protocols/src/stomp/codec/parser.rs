@@ -68,7 +68,7 @@ pub struct Decoder {
     version: Option<Version>,
     partial: Option<Partial>,
     failed: Option<DecodeError>,
-    /// The line list of the last frame, emptied, for the next one.
+    /// The line list of the last frame, emptied, for the next one when it was already in the buffer.
     spare_lines: Vec<Line>,
 }
 
@@ -442,8 +442,11 @@ impl Decoder {
             headers.push(Header { name, value });
         }
         let body_start = p.body.map_or(nul, |b| b.start);
-        p.lines.clear();
-        self.spare_lines = p.lines;
+        // Kept while frames follow in the buffer; a connection that went quiet keeps none.
+        if !buf.is_empty() {
+            p.lines.clear();
+            self.spare_lines = p.lines;
+        }
         Ok(Frame {
             command: p.command,
             headers: Headers::from(headers),

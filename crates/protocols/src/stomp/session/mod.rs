@@ -8,7 +8,7 @@
 //! Every failure is answered with ERROR and a close (docs/protocols/stomp.md, "Errors"); the receipt of the
 //! culprit frame goes on the ERROR. Frames that follow DISCONNECT or an error are ignored.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::names::{self, pattern_from_name, WildcardSyntax};
@@ -103,14 +103,16 @@ struct Connected {
     identity: Identity,
     /// CONNECT `client-id` (names ActiveMQ-style durable subscriptions).
     client_id: Option<String>,
-    subscriptions: HashMap<String, Subscription>,
-    by_bus: HashMap<SubscriptionId, String>,
+    /// B-trees: 24 bytes each where a hash map is 48, in a box every connected client keeps; a client has few.
+    subscriptions: BTreeMap<String, Subscription>,
+    by_bus: BTreeMap<SubscriptionId, String>,
     /// `/temp-queue/` names and the inboxes they stand for.
-    temp_queues: HashMap<String, Topic>,
+    temp_queues: BTreeMap<String, Topic>,
     acks: AckTable<AckHandle>,
     transactions: Transactions,
-    /// The `destination` of the last SEND to a `/topic/` and its topic.
-    last_topic: Option<(Bytes, Topic)>,
+    /// The `destination` of the last SEND to a `/topic/` and its topic. Boxed: a connection that never sends keeps
+    /// one word for it.
+    last_topic: Option<Box<(Bytes, Topic)>>,
 }
 
 enum Phase {
@@ -251,9 +253,9 @@ impl Session {
                 .and_then(|v| std::str::from_utf8(v).ok())
                 .filter(|v| !v.is_empty())
                 .map(str::to_owned),
-            subscriptions: HashMap::new(),
-            by_bus: HashMap::new(),
-            temp_queues: HashMap::new(),
+            subscriptions: BTreeMap::new(),
+            by_bus: BTreeMap::new(),
+            temp_queues: BTreeMap::new(),
             acks: AckTable::new(format!("{}-", self.origin.connection)),
             transactions: Transactions::new(self.settings.transactions),
             last_topic: None,

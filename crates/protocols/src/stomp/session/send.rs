@@ -6,7 +6,7 @@ use super::*;
 impl Connected {
     pub(super) fn send(&mut self, frame: &Frame) -> Result<Option<Backpressure>, StompError> {
         let topic = match (&self.last_topic, frame.header(header::DESTINATION)) {
-            (Some((last, topic)), Some(name)) if last == name => topic.clone(),
+            (Some(last), Some(name)) if last.0 == name => last.1.clone(),
             _ => self.send_topic(frame)?,
         };
         let reply_to = match frame.header_str(header::REPLY_TO)? {
@@ -24,7 +24,10 @@ impl Connected {
         Ok(match Destination::parse(name)? {
             Destination::Topic(n) => {
                 let topic = self.publishable(name, names::topic_from_name(n.as_bytes()))?;
-                self.last_topic = Some((Bytes::copy_from_slice(name.as_bytes()), topic.clone()));
+                self.last_topic = Some(Box::new((
+                    Bytes::copy_from_slice(name.as_bytes()),
+                    topic.clone(),
+                )));
                 topic
             }
             Destination::Queue(n) => {
