@@ -16,7 +16,7 @@ use core_bus::Protocol;
 use quinn::crypto::rustls::{HandshakeData, QuicServerConfig};
 use quinn::{IdleTimeout, VarInt};
 use rustls::pki_types::CertificateDer;
-use tokio::task::JoinSet;
+use tokio_util::task::TaskTracker;
 
 use super::config::{Config, QuicConfig};
 use super::driver::{Conn, Shared};
@@ -91,11 +91,11 @@ fn transport(quic: &QuicConfig) -> anyhow::Result<quinn::TransportConfig> {
 
 async fn accept(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
     let shutdown = shared.services.shutdown.clone();
-    let mut connections = JoinSet::new();
+    // Counts the connection tasks without keeping an entry per task (a join set's is 56 bytes).
+    let connections = TaskTracker::new();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
                 let peer = incoming.remote_address();
@@ -113,7 +113,8 @@ async fn accept(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
             }
         }
     }
-    while connections.join_next().await.is_some() {}
+    connections.close();
+    connections.wait().await;
     let _ = tokio::time::timeout(DRAIN, endpoint.wait_idle()).await;
 }
 

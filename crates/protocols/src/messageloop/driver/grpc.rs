@@ -12,7 +12,7 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
 
-use crate::accept::waits::{room, until, Stall};
+use crate::accept::waits::{earliest, room, until, Stall};
 use crate::accept::Deadlines;
 use crate::messageloop::codes::DisconnectCode;
 use crate::messageloop::listener::grpc::NAME;
@@ -135,7 +135,8 @@ async fn session_loop<W: Wire>(
         }
         // A stalled publish: read nothing more until the subscribers drained, deliveries go on.
         super::track(session, guard, &mut identified, &mut stalled);
-        let deadline = session.poll_timeout();
+        let deadline = session.poll_timeout().map(tokio::time::Instant::from);
+        let login = (!identified).then_some(login_by);
         tokio::select! {
             _ = shutdown.cancelled() => {
                 session.close_with(DisconnectCode::ForceDisconnect);
@@ -143,10 +144,6 @@ async fn session_loop<W: Wire>(
             }
             _ = tx.closed() => return,
             () = room(stalled.as_mut()), if stalled.is_some() => stalled = None,
-            () = tokio::time::sleep_until(login_by), if !identified => {
-                session.close_with(DisconnectCode::Stale);
-                return guard.closing(CloseCause::Deadline);
-            }
             Some(answer) = answers.next() => session.on_proxy_answer(answer, Now::current()),
             message = inbound.message(), if stalled.is_none() && !session.waiting_for_backend() => {
                 let now = Now::current();
@@ -171,7 +168,14 @@ async fn session_loop<W: Wire>(
                 Ok(_) => session.handle_deliveries(batch.drain(..), Now::current()),
                 Err(_) => session.close_with(DisconnectCode::SlowConsumer),
             },
-            () = until(deadline.map(Into::into)), if deadline.is_some() => session.handle_timeout(Now::current()),
+            () = until(earliest(login, deadline)) => {
+                if login.is_some_and(|at| at <= tokio::time::Instant::now()) {
+                    session.close_with(DisconnectCode::Stale);
+                    return guard.closing(CloseCause::Deadline);
+                }
+                // The session looks at each of its own deadlines.
+                session.handle_timeout(Now::current());
+            }
         }
     }
 }
