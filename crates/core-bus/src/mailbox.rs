@@ -37,34 +37,53 @@ impl Membership {
 
 /// A mailbox's subscriptions and memberships, in the order of their ids (ids only grow, so each new one goes at
 /// the end): receive looks every delivery's id up by binary search, and most connections have one or two, which
-/// a vector holds in a fraction of an empty hash map's first allocation.
+/// a vector holds in a fraction of an empty hash map's first allocation. An ended one leaves a hole, and the holes
+/// are swept out once they are half the vector, so ending each of n costs O(1) amortized, not O(n).
 #[derive(Default)]
-struct Memberships(Vec<(SubscriptionId, Membership)>);
+struct Memberships {
+    entries: Vec<(SubscriptionId, Option<Membership>)>,
+    live: usize,
+}
 
 impl Memberships {
     fn insert(&mut self, id: SubscriptionId, membership: Membership) {
-        debug_assert!(self.0.last().is_none_or(|(last, _)| *last < id));
-        if self.0.len() == self.0.capacity() {
+        debug_assert!(self.entries.last().is_none_or(|(last, _)| *last < id));
+        if self.entries.len() == self.entries.capacity() {
             // Doubling from one, where `Vec` starts at four.
-            self.0.reserve_exact(self.0.len().max(1));
+            self.entries.reserve_exact(self.entries.len().max(1));
         }
-        self.0.push((id, membership));
-    }
-
-    fn position(&self, id: SubscriptionId) -> Option<usize> {
-        self.0.binary_search_by_key(&id, |(id, _)| *id).ok()
+        self.entries.push((id, Some(membership)));
+        self.live += 1;
     }
 
     fn get(&self, id: SubscriptionId) -> Option<&Membership> {
-        self.position(id).map(|at| &self.0[at].1)
+        let at = self.entries.binary_search_by_key(&id, |(id, _)| *id).ok()?;
+        self.entries[at].1.as_ref()
     }
 
     fn contains(&self, id: SubscriptionId) -> bool {
-        self.position(id).is_some()
+        self.get(id).is_some()
     }
 
     fn remove(&mut self, id: SubscriptionId) -> Option<Membership> {
-        self.position(id).map(|at| self.0.remove(at).1)
+        let at = self.entries.binary_search_by_key(&id, |(id, _)| *id).ok()?;
+        let membership = self.entries[at].1.take()?;
+        self.live -= 1;
+        if self.live * 2 < self.entries.len() {
+            self.entries.retain(|(_, membership)| membership.is_some());
+        }
+        Some(membership)
+    }
+
+    fn len(&self) -> usize {
+        self.live
+    }
+
+    fn take_all(&mut self) -> impl Iterator<Item = (SubscriptionId, Membership)> {
+        self.live = 0;
+        std::mem::take(&mut self.entries)
+            .into_iter()
+            .filter_map(|(id, membership)| Some((id, membership?)))
     }
 }
 
@@ -208,7 +227,7 @@ impl Mailbox {
     }
 
     pub fn subscription_count(&self) -> usize {
-        self.memberships.0.len()
+        self.memberships.len()
     }
 
     fn check_internal(&self, pattern: &Pattern) -> Result<(), SubscribeError> {
@@ -270,7 +289,7 @@ impl Mailbox {
 
 impl Drop for Mailbox {
     fn drop(&mut self) {
-        for (id, membership) in std::mem::take(&mut self.memberships.0) {
+        for (id, membership) in self.memberships.take_all() {
             self.end(id, membership);
         }
         self.bus.unregister_mailbox(self.id);

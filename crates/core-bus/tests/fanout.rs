@@ -100,6 +100,25 @@ fn one_mailbox_keeps_each_subscription_apart_through_unsubscribes() {
 }
 
 #[test]
+fn a_mailbox_of_many_subscriptions_keeps_the_ones_left_after_ending_every_other_one() {
+    let bus = bus();
+    let mut mailbox = bus.mailbox(origin());
+    let ids: Vec<_> = (0..100)
+        .map(|n| mailbox.subscribe(pattern(&format!("t.{n}"))).unwrap())
+        .collect();
+    for id in ids.iter().step_by(2) {
+        assert!(mailbox.unsubscribe(*id));
+    }
+    assert_eq!(mailbox.subscription_count(), 50);
+    for n in 0..100 {
+        bus.publish(envelope(&format!("t.{n}"), &n.to_string()));
+    }
+    let got: Vec<_> = drain(&mut mailbox).iter().map(|d| d.subscription).collect();
+    let left: Vec<_> = ids.iter().copied().skip(1).step_by(2).collect();
+    assert_eq!(got, left);
+}
+
+#[test]
 fn wildcards_never_match_internal_topics() {
     let bus = bus();
     let mut all = bus.mailbox(origin());
