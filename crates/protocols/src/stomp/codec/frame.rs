@@ -35,6 +35,38 @@ pub mod header {
     pub const SUBSCRIPTION: &str = "subscription";
     pub const TRANSACTION: &str = "transaction";
     pub const VERSION: &str = "version";
+
+    /// The names above, those a client sends most often first.
+    const ALL: [&str; 22] = [
+        DESTINATION,
+        CONTENT_LENGTH,
+        CONTENT_TYPE,
+        RECEIPT,
+        ID,
+        ACK,
+        SUBSCRIPTION,
+        TRANSACTION,
+        REPLY_TO,
+        MESSAGE_ID,
+        ACCEPT_VERSION,
+        HEART_BEAT,
+        HOST,
+        LOGIN,
+        PASSCODE,
+        SELECTOR,
+        MESSAGE,
+        RECEIPT_ID,
+        REDELIVERED,
+        SERVER,
+        SESSION,
+        VERSION,
+    ];
+
+    /// `name` as one of the names above, so a decoded header of that name needs no reference into its frame's
+    /// buffer (a reference count taken and released per header).
+    pub fn known(name: &[u8]) -> Option<&'static str> {
+        ALL.into_iter().find(|known| known.as_bytes() == name)
+    }
 }
 
 /// A STOMP protocol version. Ordered, so the highest common version is a `max`.
@@ -329,6 +361,16 @@ impl Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_header_names_are_found_whole_and_case_sensitively() {
+        assert_eq!(header::known(b"destination"), Some(header::DESTINATION));
+        assert_eq!(header::known(b"version"), Some(header::VERSION));
+        assert_eq!(header::known(b"destinatio"), None);
+        assert_eq!(header::known(b"Destination"), None);
+        assert_eq!(header::known(b"x-custom"), None);
+        assert_eq!(header::known(b""), None);
+    }
 
     #[test]
     fn command_names_round_trip_and_are_case_sensitive() {

@@ -21,7 +21,7 @@
 //! the version set with [`Decoder::set_version`] (none before that, and never for
 //! CONNECT/STOMP/CONNECTED); in 1.0 leading spaces and tabs of values are trimmed.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::escape::Escaping;
 use super::frame::{header, Command, Frame, Header, Headers, Version};
@@ -433,9 +433,12 @@ impl Decoder {
                     .take_while(|b| is_blank(b))
                     .count();
             }
-            let name = escaping
-                .unescape(raw.slice(line.start..line.colon))
-                .map_err(|_| DecodeError::InvalidEscape)?;
+            let name = match header::known(&raw[line.start..line.colon]) {
+                Some(name) => Bytes::from_static(name.as_bytes()),
+                None => escaping
+                    .unescape(raw.slice(line.start..line.colon))
+                    .map_err(|_| DecodeError::InvalidEscape)?,
+            };
             let value = escaping
                 .unescape(raw.slice(value_start..line.end))
                 .map_err(|_| DecodeError::InvalidEscape)?;
