@@ -134,13 +134,13 @@ impl ConnectionRegistry {
     ) -> Result<Slot, AtCapacity> {
         let mut count = self.per_listener.entry(listener).or_insert(0);
         if *count >= max {
-            counter!(CONNECTIONS_REFUSED, "protocol" => protocol.as_str(), "listener" => listener.to_owned(),
+            counter!(CONNECTIONS_REFUSED, "protocol" => protocol.as_str(), "listener" => listener,
                 "reason" => "at_capacity")
             .increment(1);
             return Err(AtCapacity(max));
         }
         *count += 1;
-        counter!(CONNECTIONS_ACCEPTED, "protocol" => protocol.as_str(), "listener" => listener.to_owned())
+        counter!(CONNECTIONS_ACCEPTED, "protocol" => protocol.as_str(), "listener" => listener)
             .increment(1);
         Ok(Slot {
             registry: self.clone(),
@@ -165,8 +165,7 @@ impl ConnectionRegistry {
         peer: SocketAddr,
         slot: Option<Slot>,
     ) -> ConnectionGuard {
-        let open =
-            gauge!(CONNECTIONS, "protocol" => protocol.as_str(), "listener" => listener.to_owned());
+        let open = gauge!(CONNECTIONS, "protocol" => protocol.as_str(), "listener" => listener);
         open.increment(1.0);
         let id = ConnectionId::next();
         let since_ms = std::time::SystemTime::now()
