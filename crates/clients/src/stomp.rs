@@ -233,8 +233,10 @@ async fn read_loop(
     mut buf: BytesMut,
     tx: InboxSender,
 ) {
+    // Sized as the last batch was, so a steady stream does not grow each batch from empty.
+    let mut batch = 0;
     loop {
-        let mut events = Vec::new();
+        let mut events = Vec::with_capacity(batch);
         loop {
             match next_frame(&mut decoder, &mut buf) {
                 Ok(Some(frame)) => events.extend(to_incoming(frame).map(Ok)),
@@ -245,6 +247,7 @@ async fn read_loop(
                 }
             }
         }
+        batch = events.len();
         if send_until_error(&tx, events).await.is_break() {
             return;
         }
@@ -281,27 +284,27 @@ fn to_message(frame: Frame) -> (Message, bool) {
     let mut message = Message::default();
     let mut to_temp_queue = None;
     for header in frame.headers.iter() {
-        let name = String::from_utf8_lossy(&header.name);
-        let value = String::from_utf8_lossy(&header.value);
+        let value = &header.value;
         let first = |field: &mut Option<String>| {
-            field.get_or_insert_with(|| value.clone().into_owned());
+            field.get_or_insert_with(|| String::from_utf8_lossy(value).into_owned());
         };
-        match name.as_ref() {
-            "subscription" => {
-                to_temp_queue.get_or_insert(value.starts_with(TEMP_QUEUE));
+        match &header.name[..] {
+            b"subscription" => {
+                to_temp_queue.get_or_insert(value.starts_with(TEMP_QUEUE.as_bytes()));
             }
-            "destination" => first(&mut message.topic),
-            "content-type" => first(&mut message.content_type),
-            "reply-to" => first(&mut message.reply_to),
-            "correlation-id" => first(&mut message.correlation_id),
-            "JMSXGroupID" => {
-                message.key.get_or_insert_with(|| header.value.clone());
+            b"destination" => first(&mut message.topic),
+            b"content-type" => first(&mut message.content_type),
+            b"reply-to" => first(&mut message.reply_to),
+            b"correlation-id" => first(&mut message.correlation_id),
+            b"JMSXGroupID" => {
+                message.key.get_or_insert_with(|| value.clone());
             }
-            "message-id" => first(&mut message.id),
-            "ack" | "redelivered" | "content-length" | "receipt-id" => {}
-            _ => message
-                .headers
-                .push((name.into_owned(), value.into_owned())),
+            b"message-id" => first(&mut message.id),
+            b"ack" | b"redelivered" | b"content-length" | b"receipt-id" => {}
+            name => message.headers.push((
+                String::from_utf8_lossy(name).into_owned(),
+                String::from_utf8_lossy(value).into_owned(),
+            )),
         }
     }
     message.payload = frame.body;

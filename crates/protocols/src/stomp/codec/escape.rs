@@ -37,7 +37,7 @@ impl Escaping {
     /// Decode `raw`, a slice of the received frame. Text without a backslash is returned as
     /// is, without copying.
     pub(super) fn unescape(self, raw: Bytes) -> Result<Bytes, InvalidEscape> {
-        if self == Escaping::Raw || !raw.contains(&b'\\') {
+        if self == Escaping::Raw || memchr::memchr(b'\\', &raw).is_none() {
             return Ok(raw);
         }
         let mut out = Vec::with_capacity(raw.len());

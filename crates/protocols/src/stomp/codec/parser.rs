@@ -287,7 +287,7 @@ impl Decoder {
                 let bound = cap.min(body_bound);
                 let window_end = buf.len().min(bound);
                 let from = p.scan.min(window_end);
-                if let Some(i) = buf[from..window_end].iter().position(|&b| b == 0) {
+                if let Some(i) = memchr::memchr(0, &buf[from..window_end]) {
                     return Ok(Some(from + i));
                 }
                 p.scan = window_end;
@@ -312,9 +312,7 @@ impl Decoder {
                 // every check below.
                 let end = buf.len().min(cap).min(p.pos.saturating_add(max_line));
                 if p.scan < end {
-                    let eol = buf[p.scan..end]
-                        .iter()
-                        .position(|&b| b == b'\n' || b == b'\r');
+                    let eol = memchr::memchr2(b'\n', b'\r', &buf[p.scan..end]);
                     p.scan = eol.map_or(end, |i| p.scan + i);
                 }
                 let offset = p.scan;
@@ -353,9 +351,7 @@ impl Decoder {
                 p.body = Some(body);
                 return Ok(Some(body));
             }
-            let colon = buf[start..line_end]
-                .iter()
-                .position(|&b| b == b':')
+            let colon = memchr::memchr(b':', &buf[start..line_end])
                 .ok_or(DecodeError::HeaderWithoutColon)?;
             if colon == 0 {
                 return Err(DecodeError::EmptyHeaderName);
@@ -420,7 +416,7 @@ impl Decoder {
             (Some(first), Some(last)) => &raw[first.start..last.end],
             _ => &[],
         };
-        if !block.contains(&b'\\') {
+        if memchr::memchr(b'\\', block).is_none() {
             escaping = Escaping::Raw;
         }
         let trim = self.version == Some(Version::V1_0);
