@@ -358,10 +358,10 @@ impl Bus {
         crate::metrics::set_gauges(subscriptions, groups, retained, &depths);
     }
 
-    /// Appends the histograms the bus keeps itself (`gatewayd_message_size_bytes`,
-    /// `gatewayd_delivery_latency_seconds`) to `out`, in the Prometheus text format: /metrics is the exporter's
-    /// rendering followed by this.
-    pub fn render_histograms(&self, out: &mut String) {
-        self.inner.metrics.render_histograms(out);
+    /// Appends the metrics the bus keeps itself (`gatewayd_messages_in_total`, `gatewayd_message_bytes_in_total`,
+    /// `gatewayd_message_size_bytes`, `gatewayd_delivery_latency_seconds`) to `out`, in the Prometheus text
+    /// format: /metrics is the exporter's rendering followed by this.
+    pub fn render_metrics(&self, out: &mut String) {
+        self.inner.metrics.render(out);
     }
 }

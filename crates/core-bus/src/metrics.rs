@@ -11,6 +11,7 @@
 //! `gatewayd_retained_messages`, `gatewayd_queue_depth` refreshed by [`crate::Bus::refresh_gauges`]. Every label
 //! is a protocol name or a drop reason, so each name has at most 6 × 6 series.
 
+use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use metrics::{counter, gauge, Counter, Gauge};
@@ -130,10 +131,9 @@ pub fn record_drop(reason: DropReason, protocol: Protocol) {
 /// Pre-resolved per-protocol counters; drop counters are resolved on first use, so that only
 /// reasons that happened are exported.
 pub(crate) struct BusMetrics {
-    messages_in: Vec<Counter>,
     messages_out: Vec<Counter>,
-    bytes_in: Vec<Counter>,
     bytes_out: Vec<Counter>,
+    /// Also [`MESSAGES_IN`] (their counts) and [`BYTES_IN`] (their sums): a publish is two atomic additions.
     sizes: Vec<Buckets>,
     /// By publisher protocol, then subscriber protocol.
     latency: Vec<Buckets>,
@@ -159,17 +159,9 @@ impl BusMetrics {
                     )
                 })
                 .collect(),
-            messages_in: Protocol::ALL
-                .iter()
-                .map(|p| counter!(MESSAGES_IN, "protocol" => p.as_str()))
-                .collect(),
             messages_out: Protocol::ALL
                 .iter()
                 .map(|p| counter!(MESSAGES_OUT, "protocol" => p.as_str()))
-                .collect(),
-            bytes_in: Protocol::ALL
-                .iter()
-                .map(|p| counter!(BYTES_IN, "protocol" => p.as_str()))
                 .collect(),
             bytes_out: Protocol::ALL
                 .iter()
@@ -217,8 +209,6 @@ impl BusMetrics {
                 messages_in.increment(1);
             }
         }
-        self.messages_in[protocol.index()].increment(1);
-        self.bytes_in[protocol.index()].increment(payload_bytes as u64);
         self.sizes[protocol.index()].record(payload_bytes as u64);
     }
 
@@ -263,9 +253,20 @@ impl BusMetrics {
         self.bytes_out[subscriber.index()].increment(bytes);
     }
 
-    /// Appends [`MESSAGE_SIZE`] and [`DELIVERY_LATENCY`] in the Prometheus text format (every series, as the
-    /// exporter writes the metrics it holds).
-    pub(crate) fn render_histograms(&self, out: &mut String) {
+    /// Appends [`MESSAGES_IN`], [`BYTES_IN`], [`MESSAGE_SIZE`] and [`DELIVERY_LATENCY`] in the Prometheus text
+    /// format (every series, as the exporter writes the metrics it holds).
+    pub(crate) fn render(&self, out: &mut String) {
+        for (name, value) in [
+            (MESSAGES_IN, Buckets::count as fn(&Buckets) -> u64),
+            (BYTES_IN, Buckets::sum),
+        ] {
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for (protocol, sizes) in Protocol::ALL.iter().zip(&self.sizes) {
+                let protocol = protocol.as_str();
+                let _ = writeln!(out, "{name}{{protocol=\"{protocol}\"}} {}", value(sizes));
+            }
+            out.push('\n');
+        }
         let sizes = Family {
             name: MESSAGE_SIZE,
             per_unit: 1.0,
@@ -315,4 +316,35 @@ pub(crate) fn set_gauges(subscriptions: usize, groups: usize, retained: usize, d
         gauge!(SUBSCRIBER_QUEUES, "depth_le" => bound.to_string()).set(within as f64);
     }
     gauge!(SUBSCRIBER_QUEUES, "depth_le" => "+Inf").set(depths.len() as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbound_counters_are_the_size_histograms_counts_and_sums() {
+        let metrics = BusMetrics::new(&[]);
+        let topic = Topic::parse("a.b").expect("topic");
+        metrics.message_in(Protocol::Stomp, &topic, 3);
+        metrics.message_in(Protocol::Stomp, &topic, 100);
+        metrics.message_in(Protocol::Mqtt, &topic, 0);
+        let mut out = String::new();
+        metrics.render(&mut out);
+        for line in [
+            "gatewayd_messages_in_total{protocol=\"stomp\"} 2\n",
+            "gatewayd_messages_in_total{protocol=\"mqtt\"} 1\n",
+            "gatewayd_messages_in_total{protocol=\"loom\"} 0\n",
+            "gatewayd_message_bytes_in_total{protocol=\"stomp\"} 103\n",
+            "gatewayd_message_bytes_in_total{protocol=\"mqtt\"} 0\n",
+            "gatewayd_message_size_bytes_count{protocol=\"stomp\"} 2\n",
+        ] {
+            assert!(out.contains(line), "{line:?} missing from:\n{out}");
+        }
+        assert_eq!(
+            out.matches("# TYPE gatewayd_messages_in_total counter\n")
+                .count(),
+            1
+        );
+    }
 }

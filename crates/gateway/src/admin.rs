@@ -100,7 +100,7 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     state.bus.refresh_gauges();
     process::ProcessStats::read().export();
     let mut text = state.prometheus.render();
-    state.bus.render_histograms(&mut text);
+    state.bus.render_metrics(&mut text);
     text
 }
 

@@ -230,8 +230,8 @@ async fn run(
     Ok(())
 }
 
-/// The Prometheus recorder. The bus keeps its two histograms itself (`core_bus::Bus::render_histograms`), so
-/// every metric the exporter holds is a counter or a gauge.
+/// The Prometheus recorder. The bus keeps its two histograms and the two inbound counters itself
+/// (`core_bus::Bus::render_metrics`), so every metric the exporter holds is a counter or a gauge.
 fn metrics_recorder() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
     Ok(metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?)
 }
