@@ -237,6 +237,9 @@ impl Topic {
 
     /// The literal protocol name this topic came from: the inverse of [`Topic::from_dotted`].
     pub fn to_dotted_bytes(&self) -> Vec<u8> {
+        if self.is_plain() {
+            return self.0.as_bytes().to_vec();
+        }
         let mut out = Vec::with_capacity(self.0.len());
         for (i, token) in self.tokens().enumerate() {
             if i > 0 {
@@ -250,7 +253,16 @@ impl Topic {
 
     /// [`Topic::to_dotted_bytes`] as text, for protocols whose names are UTF-8; `None` if it is not UTF-8.
     pub fn to_dotted(&self) -> Option<String> {
+        if self.is_plain() {
+            return Some(self.0.to_string());
+        }
         String::from_utf8(self.to_dotted_bytes()).ok()
+    }
+
+    /// No token is escaped: every escape (the empty token's included) starts with `%`, so the canonical text is
+    /// the dotted name itself.
+    fn is_plain(&self) -> bool {
+        !self.0.contains('%')
     }
 
     /// Escaped tokens of the canonical text.
