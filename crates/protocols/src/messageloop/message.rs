@@ -120,6 +120,15 @@ impl Payload {
         }
     }
 
+    /// [`Payload::to_bytes`] of a payload no longer needed: binary data is moved, not shared.
+    pub fn into_bytes(self) -> Bytes {
+        match self.data {
+            Some(PayloadData::Binary(bytes)) => bytes,
+            Some(PayloadData::Text(text)) => Bytes::from(text.into_bytes()),
+            _ => self.to_bytes(),
+        }
+    }
+
     /// The data as bytes (JSON serialized compactly with sorted keys; empty when there is none).
     pub fn to_bytes(&self) -> Bytes {
         match &self.data {

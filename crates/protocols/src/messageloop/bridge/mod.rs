@@ -20,12 +20,13 @@ use cloudevent::is_json_content_type;
 /// client gave none: `application/json`, `text/plain`; binary stays untyped) and metadata as headers.
 pub fn to_envelope(
     topic: Topic,
-    payload: &Payload,
+    payload: Payload,
     headers: &[(String, Bytes)],
     origin: Origin,
 ) -> Envelope {
-    let mut envelope = Envelope::new(topic, payload.to_bytes(), origin);
-    envelope.content_type = content_type(payload);
+    let content_type = content_type(&payload);
+    let mut envelope = Envelope::new(topic, payload.into_bytes(), origin);
+    envelope.content_type = content_type;
     for (name, value) in headers {
         envelope.headers.push(name.clone(), value.clone());
     }

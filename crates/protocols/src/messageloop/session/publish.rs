@@ -39,7 +39,7 @@ impl Session {
     pub(super) fn publish_checked(&mut self, id: String, publish: Publish, topic: Topic, now: Now) {
         let mut envelope = bridge::to_envelope(
             topic.clone(),
-            &publish.payload,
+            publish.payload,
             &publish.headers,
             self.mailbox.owner(),
         );

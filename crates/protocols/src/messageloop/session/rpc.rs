@@ -68,7 +68,7 @@ impl Session {
         let correlation = self.next_call_id();
         let mut envelope = bridge::to_envelope(
             topic,
-            &request.payload,
+            request.payload,
             &request.headers,
             self.mailbox.owner(),
         );
