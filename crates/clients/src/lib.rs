@@ -229,7 +229,7 @@ pub struct Inbox {
 }
 
 /// One thing a reader task reports.
-type Event = Result<Incoming, ClientError>;
+pub(crate) type Event = Result<Incoming, ClientError>;
 
 /// The sending half handed to a reader task.
 #[derive(Clone)]
