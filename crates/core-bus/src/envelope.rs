@@ -217,6 +217,16 @@ pub struct Envelope {
 impl Envelope {
     /// A new envelope with a fresh id and the current time; fill the optional fields directly.
     pub fn new(topic: Topic, payload: impl Into<Bytes>, origin: Origin) -> Envelope {
+        Envelope::at(topic, payload, origin, now_ms())
+    }
+
+    /// [`Envelope::new`] stamped `timestamp_ms` (Unix milliseconds), for a caller that already read the clock.
+    pub fn at(
+        topic: Topic,
+        payload: impl Into<Bytes>,
+        origin: Origin,
+        timestamp_ms: u64,
+    ) -> Envelope {
         Envelope {
             topic,
             payload: payload.into(),
@@ -229,7 +239,7 @@ impl Envelope {
             tracestate: None,
             origin,
             id: MessageId::next(),
-            timestamp_ms: now_ms(),
+            timestamp_ms,
             position: None,
             expires_at_ms: None,
         }

@@ -17,15 +17,17 @@ use super::session::frame_uuid;
 use cloudevent::is_json_content_type;
 
 /// A bus envelope for client data: payload bytes with a content type (a default by variant when the
-/// client gave none: `application/json`, `text/plain`; binary stays untyped) and metadata as headers.
+/// client gave none: `application/json`, `text/plain`; binary stays untyped) and metadata as headers, stamped
+/// `timestamp_ms` (the session's clock, read once per input).
 pub fn to_envelope(
     topic: Topic,
     payload: Payload,
     headers: &[(String, Bytes)],
     origin: Origin,
+    timestamp_ms: u64,
 ) -> Envelope {
     let content_type = content_type(&payload);
-    let mut envelope = Envelope::new(topic, payload.into_bytes(), origin);
+    let mut envelope = Envelope::at(topic, payload.into_bytes(), origin, timestamp_ms);
     envelope.content_type = content_type;
     for (name, value) in headers {
         envelope.headers.push(name.clone(), value.clone());

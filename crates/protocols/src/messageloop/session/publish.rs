@@ -37,13 +37,13 @@ impl Session {
 
     /// Publish once every ACL allowed it: the bus envelope and the ack.
     pub(super) fn publish_checked(&mut self, id: String, publish: Publish, topic: Topic, now: Now) {
-        let mut envelope = bridge::to_envelope(
+        let envelope = bridge::to_envelope(
             topic.clone(),
             publish.payload,
             &publish.headers,
             self.mailbox.owner(),
+            now.unix_ms,
         );
-        envelope.timestamp_ms = now.unix_ms;
         let outcome = self.context.bus.publish(envelope);
         if let Some(backpressure) = outcome.backpressure {
             self.backpressure = Some(Box::new(backpressure));

@@ -71,8 +71,8 @@ impl Session {
             request.payload,
             &request.headers,
             self.mailbox.owner(),
+            now.unix_ms,
         );
-        envelope.timestamp_ms = now.unix_ms;
         envelope.reply_to = Some(inbox);
         envelope.correlation_id = Some(correlation.clone());
         let outcome = self.context.bus.publish(envelope);
