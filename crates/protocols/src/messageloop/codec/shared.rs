@@ -10,6 +10,7 @@
 //! number order, so they come first, then the shared body. Both left out of the shared body by encoding it with
 //! their default values (proto3 and protojson leave defaults out).
 
+use std::io::Write as _;
 use std::sync::{Arc, OnceLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -145,33 +146,45 @@ impl SharedPublication {
     }
 }
 
-/// `{…}` with `id` and `time` (left out when empty or zero, as protojson does) among the shared members.
+/// `{…}` with `id` and `time` (left out when empty or zero, as protojson does) among the shared members, written
+/// into one buffer.
 pub(super) fn json_frame(members: &[(String, String)], id: &str, time_ms: u64) -> String {
     let own = [
-        (!id.is_empty()).then(|| ("id", format!("\"id\":{}", Value::from(id)))),
-        (time_ms != 0).then(|| ("time", format!("\"time\":\"{time_ms}\""))),
+        (!id.is_empty()).then_some("id"),
+        (time_ms != 0).then_some("time"),
     ];
     let mut own = own.into_iter().flatten().peekable();
-    let size = members.iter().map(|(_, m)| m.len() + 1).sum::<usize>() + id.len() + 40;
-    let mut out = String::with_capacity(size);
-    out.push('{');
-    let mut put = |member: &str| {
+    let size = members.iter().map(|(_, m)| m.len() + 1).sum::<usize>() + id.len() + 48;
+    let mut out = Vec::with_capacity(size);
+    out.push(b'{');
+    let comma = |out: &mut Vec<u8>| {
         if out.len() > 1 {
-            out.push(',');
+            out.push(b',');
         }
-        out.push_str(member);
+    };
+    let put_own = |out: &mut Vec<u8>, name: &str| {
+        comma(out);
+        if name == "id" {
+            out.extend_from_slice(b"\"id\":");
+            // A `&str` always serializes.
+            let _ = serde_json::to_writer(&mut *out, id);
+        } else {
+            let _ = write!(out, "\"time\":\"{time_ms}\"");
+        }
     };
     for (key, member) in members {
-        while let Some((_, first)) = own.next_if(|(name, _)| *name < key.as_str()) {
-            put(&first);
+        while let Some(first) = own.next_if(|name| *name < key.as_str()) {
+            put_own(&mut out, first);
         }
-        put(member);
+        comma(&mut out);
+        out.extend_from_slice(member.as_bytes());
     }
-    for (_, member) in own {
-        put(&member);
+    for name in own {
+        put_own(&mut out, name);
     }
-    out.push('}');
-    out
+    out.push(b'}');
+    // Members are text and the rest is written here as JSON, so this always holds.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// `id` (field 1) and `time` (left out when empty or zero, as proto3 does), then the shared body.
