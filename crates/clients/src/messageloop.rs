@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{FutureExt, SinkExt};
 use prost::Message as _;
-use protocols::messageloop::codec::{json, publication_json, publish_json};
+use protocols::messageloop::codec::{direct_pb, json, publication_json, publish_json};
 use protocols::messageloop::pb::messageloop::client::v2 as pb;
 use protocols::messageloop::pb::messageloop::shared::v2 as shared;
 use tokio_rustls::TlsConnector;
@@ -129,12 +129,20 @@ impl MessageLoopClient {
     }
 
     pub async fn publish(&mut self, message: &Outgoing) -> Result<(), ClientError> {
-        if self.encoding == Encoding::Json && message.headers.is_empty() {
-            // Written directly: the bytes the JSON mapping gives for the envelope built below.
+        if message.headers.is_empty() {
+            // Written directly: the bytes the JSON mapping or prost gives for the envelope built below.
             let id = self.take_id();
             let content_type = message.content_type.as_deref().unwrap_or("");
-            let text = publish_json::write(&id, &message.topic, content_type, &message.payload);
-            return self.feed(WsMessage::text(text)).await;
+            let (topic, payload) = (&message.topic, &message.payload);
+            let frame = match self.encoding {
+                Encoding::Json => {
+                    WsMessage::text(publish_json::write(&id, topic, content_type, payload))
+                }
+                Encoding::Protobuf => {
+                    WsMessage::binary(direct_pb::publish(&id, topic, content_type, payload))
+                }
+            };
+            return self.feed(frame).await;
         }
         self.send(In::Publish(pb::Publish {
             channel: message.topic.clone(),

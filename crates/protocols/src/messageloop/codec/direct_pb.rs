@@ -2,17 +2,37 @@
 //! the neutral messages: the bytes prost gives for the generated `OutboundMessage` (fields in number order, proto3
 //! defaults left out, a set oneof member and a set `optional` field kept even when default), without building the
 //! protobuf messages (a copy of every string) for each one. A message with metadata or a JSON payload is left to
-//! the general path.
+//! the general path. For clients (gatewayctl), [`publish`] writes the `InboundMessage` of a plain binary publish
+//! the same way.
 
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 
 use crate::messageloop::message::{Message, Payload, PayloadData, Position, PublishAck};
 
-/// `OutboundMessage` fields.
+/// `OutboundMessage` fields (`id` and `time` are also `InboundMessage`'s).
 const ID: u32 = 1;
 const TIME: u32 = 2;
 const PUBLISH_ACK: u32 = 7;
 const PUBLICATION: u32 = 8;
+/// `InboundMessage`'s publish.
+const PUBLISH: u32 = 6;
+
+/// The envelope `id` publishing `binary` data of `content_type` to `channel`, without metadata: what prost gives
+/// for the `InboundMessage` a client builds (time 0, a `Payload` whose `binary` member is set).
+pub fn publish(id: &str, channel: &str, content_type: &str, binary: &[u8]) -> Vec<u8> {
+    let payload = string_len(content_type) + nested_len(binary.len());
+    let body = string_len(channel) + nested_len(payload);
+    let mut out = Vec::with_capacity(envelope_len(id, 0) + nested_len(body));
+    envelope_start(id, 0, &mut out);
+    encode_key(PUBLISH, WireType::LengthDelimited, &mut out);
+    encode_varint(body as u64, &mut out);
+    string(1, channel, &mut out);
+    encode_key(2, WireType::LengthDelimited, &mut out);
+    encode_varint(payload as u64, &mut out);
+    string(1, content_type, &mut out);
+    field(3, binary, &mut out);
+    out
+}
 
 /// The envelope `id`/`time_ms` carrying `messages` as its publication; `None` when one of them has metadata or a
 /// JSON payload.
@@ -240,6 +260,40 @@ mod tests {
             false,
         );
         assert_eq!(publication("", 0, &[json]), None);
+    }
+
+    #[test]
+    fn client_publishes_are_prosts_bytes() {
+        use crate::messageloop::pb::messageloop::client::v2 as pb;
+        use crate::messageloop::pb::messageloop::shared::v2 as shared;
+        let long = "x".repeat(300);
+        for id in ["", "17", long.as_str()] {
+            for channel in ["", "bench.1", long.as_str()] {
+                for content_type in ["", "application/octet-stream"] {
+                    for binary in [&b""[..], b"\0\x01\xff", long.as_bytes()] {
+                        let envelope = pb::InboundMessage {
+                            id: id.into(),
+                            time: 0,
+                            envelope: Some(pb::inbound_message::Envelope::Publish(pb::Publish {
+                                channel: channel.into(),
+                                payload: Some(shared::Payload {
+                                    content_type: content_type.into(),
+                                    data: Some(shared::payload::Data::Binary(
+                                        Bytes::copy_from_slice(binary),
+                                    )),
+                                }),
+                                ..Default::default()
+                            })),
+                        };
+                        assert_eq!(
+                            publish(id, channel, content_type, binary),
+                            envelope.encode_to_vec(),
+                            "{id:?} {channel:?} {content_type:?} {binary:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
