@@ -264,27 +264,13 @@ mod tests {
 
     #[test]
     fn client_publishes_are_prosts_bytes() {
-        use crate::messageloop::pb::messageloop::client::v2 as pb;
-        use crate::messageloop::pb::messageloop::shared::v2 as shared;
         let long = "x".repeat(300);
         for id in ["", "17", long.as_str()] {
             for channel in ["", "bench.1", long.as_str()] {
                 for content_type in ["", "application/octet-stream"] {
                     for binary in [&b""[..], b"\0\x01\xff", long.as_bytes()] {
-                        let envelope = pb::InboundMessage {
-                            id: id.into(),
-                            time: 0,
-                            envelope: Some(pb::inbound_message::Envelope::Publish(pb::Publish {
-                                channel: channel.into(),
-                                payload: Some(shared::Payload {
-                                    content_type: content_type.into(),
-                                    data: Some(shared::payload::Data::Binary(
-                                        Bytes::copy_from_slice(binary),
-                                    )),
-                                }),
-                                ..Default::default()
-                            })),
-                        };
+                        let envelope =
+                            super::super::binary_publish(id, channel, content_type, binary);
                         assert_eq!(
                             publish(id, channel, content_type, binary),
                             envelope.encode_to_vec(),

@@ -27,3 +27,32 @@ pub mod wire;
 pub mod ws;
 
 pub use ws::{EncodeError, Frame, WsCodec};
+
+/// The G2 `InboundMessage` a client builds to publish `binary` data without metadata, which the direct writers
+/// ([`direct_pb::publish`], [`publish_json::write`]) are checked against.
+#[cfg(test)]
+fn binary_publish(
+    id: &str,
+    channel: &str,
+    content_type: &str,
+    binary: &[u8],
+) -> pb::messageloop::client::v2::InboundMessage {
+    use pb::messageloop::client::v2 as client;
+    use pb::messageloop::shared::v2 as shared;
+    client::InboundMessage {
+        id: id.into(),
+        time: 0,
+        envelope: Some(client::inbound_message::Envelope::Publish(
+            client::Publish {
+                channel: channel.into(),
+                payload: Some(shared::Payload {
+                    content_type: content_type.into(),
+                    data: Some(shared::payload::Data::Binary(
+                        bytes::Bytes::copy_from_slice(binary),
+                    )),
+                }),
+                ..Default::default()
+            },
+        )),
+    }
+}

@@ -176,25 +176,12 @@ mod tests {
     /// The directly written command is the protojson rendering of the same `InboundMessage`, and reads back.
     #[test]
     fn written_commands_are_the_protojson_rendering() {
-        use crate::messageloop::pb::messageloop::shared::v2 as shared;
         for id in ["", "12", "q\"\u{1}"] {
             for channel in ["", "chat.room", "é\\"] {
                 for content_type in ["", "application/octet-stream", "a\"b"] {
                     for binary in [&b""[..], b"\0\xffhi", &[7u8; 1024]] {
-                        let message = pb::InboundMessage {
-                            id: id.into(),
-                            time: 0,
-                            envelope: Some(pb::inbound_message::Envelope::Publish(pb::Publish {
-                                channel: channel.into(),
-                                payload: Some(shared::Payload {
-                                    content_type: content_type.into(),
-                                    data: Some(shared::payload::Data::Binary(
-                                        Bytes::copy_from_slice(binary),
-                                    )),
-                                }),
-                                ..Default::default()
-                            })),
-                        };
+                        let message =
+                            super::super::binary_publish(id, channel, content_type, binary);
                         let direct = write(id, channel, content_type, binary);
                         assert_eq!(direct, json::to_string(&message).unwrap());
                         assert_eq!(
