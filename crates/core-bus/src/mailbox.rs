@@ -56,9 +56,13 @@ impl Memberships {
         self.live += 1;
     }
 
+    /// Where `id`'s entry is, live or ended.
+    fn position(&self, id: SubscriptionId) -> Option<usize> {
+        self.entries.binary_search_by_key(&id, |(id, _)| *id).ok()
+    }
+
     fn get(&self, id: SubscriptionId) -> Option<&Membership> {
-        let at = self.entries.binary_search_by_key(&id, |(id, _)| *id).ok()?;
-        self.entries[at].1.as_ref()
+        self.entries[self.position(id)?].1.as_ref()
     }
 
     fn contains(&self, id: SubscriptionId) -> bool {
@@ -66,7 +70,7 @@ impl Memberships {
     }
 
     fn remove(&mut self, id: SubscriptionId) -> Option<Membership> {
-        let at = self.entries.binary_search_by_key(&id, |(id, _)| *id).ok()?;
+        let at = self.position(id)?;
         let membership = self.entries[at].1.take()?;
         self.live -= 1;
         if self.live * 2 < self.entries.len() {
