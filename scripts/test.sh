@@ -7,12 +7,14 @@ cd "$(dirname "$0")/.."
 
 missing=()
 # need <Debian package> <check...>: the package is installed when the check fails. One line per program a test
-# starts; add a line when a test starts a new one.
+# (or the build) starts; add a line when a test starts a new one.
 need() {
   local package=$1
   shift
   "$@" >/dev/null 2>&1 || missing+=("$package")
 }
+# Not started by a test: the build runs it for jemalloc, gatewayd's allocator (tikv-jemalloc-sys).
+need make command -v make
 need nats-server command -v nats-server
 need redis-server command -v redis-server
 need procps command -v kill
