@@ -64,7 +64,7 @@ fn headers(pairs: &[(&str, &str)]) -> FrameHeaders {
 
 /// Sends `command` as the client would and expects the session to keep reading.
 fn send(session: &mut Session, command: Command) {
-    let inbound = session.handle_input(encode_command(&command, now()));
+    let inbound = session.handle_input(encode_command(&command, now()), core_bus::now_ms());
     assert!(matches!(inbound, Inbound::Continue), "{inbound:?}");
 }
 
@@ -489,7 +489,7 @@ fn size_limits_drop_deliveries_and_close_on_huge_messages() {
         now(),
     );
     assert!(matches!(
-        client.handle_input(huge),
+        client.handle_input(huge, core_bus::now_ms()),
         Inbound::Close(CloseReason::MessageTooBig)
     ));
 }
@@ -505,7 +505,7 @@ fn garbage_and_unknown_kinds_are_dropped() {
         b"\x12\x1cgoomerang.protocol.RpcCmdXYZ",
     ] {
         assert!(matches!(
-            client.handle_input(Bytes::copy_from_slice(garbage)),
+            client.handle_input(Bytes::copy_from_slice(garbage), core_bus::now_ms()),
             Inbound::Continue
         ));
     }
@@ -522,7 +522,7 @@ proptest! {
     ) {
         let bus = Bus::new(BusConfig::default());
         let mut client = session(&bus);
-        let _ = client.handle_input(Bytes::from(random));
+        let _ = client.handle_input(Bytes::from(random), core_bus::now_ms());
         let mut mutated = encode_command(
             &Command::Publish {
                 topic: "t".into(),
@@ -537,7 +537,7 @@ proptest! {
             let len = mutated.len();
             mutated[at % len] ^= xor;
         }
-        let _ = client.handle_input(Bytes::from(mutated));
+        let _ = client.handle_input(Bytes::from(mutated), core_bus::now_ms());
         let _ = frames(&mut client);
         subscribe(&mut client, "after");
         publish(&mut client, "after", "ok", &[]);

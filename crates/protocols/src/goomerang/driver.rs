@@ -201,10 +201,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             idle.heard = Instant::now();
             idle.pinged = false;
         }
+        // And one clock reading stamps all of its publishes.
+        let now_ms = core_bus::now_ms();
         let mut message = first;
         let mut taken = 0;
         loop {
-            let step = self.on_client(message).await;
+            let step = self.on_client(message, now_ms).await;
             taken += 1;
             if taken == BATCH || self.stalled.is_some() || !matches!(step, Step::Continue) {
                 return step;
@@ -216,7 +218,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
-    async fn on_client(&mut self, message: Option<Result<Message, WsError>>) -> Step {
+    async fn on_client(&mut self, message: Option<Result<Message, WsError>>, now_ms: u64) -> Step {
         let message = match message {
             None => return Step::Done,
             Some(Ok(message)) => {
@@ -237,7 +239,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         };
         match message {
             Message::Binary(bytes) => {
-                let inbound = self.session.handle_input(bytes);
+                let inbound = self.session.handle_input(bytes, now_ms);
                 self.guard
                     .set_subscriptions(self.session.subscription_count());
                 match inbound {

@@ -118,9 +118,9 @@ impl Session {
     }
 
     /// Handles one binary WebSocket message from the client.
-    pub fn handle_input(&mut self, message: Bytes) -> Inbound {
+    pub fn handle_input(&mut self, message: Bytes, now_ms: u64) -> Inbound {
         match decode(message, &self.settings.limits) {
-            Ok(command) => self.on_command(command),
+            Ok(command) => self.on_command(command, now_ms),
             Err(error) => {
                 if let Some(reason) = error.close_reason() {
                     tracing::debug!(%error, "goomerang: closing the connection");
@@ -137,7 +137,7 @@ impl Session {
         }
     }
 
-    fn on_command(&mut self, command: Command) -> Inbound {
+    fn on_command(&mut self, command: Command, now_ms: u64) -> Inbound {
         match command {
             Command::Subscribe { topic: name } => self.subscribe(&name),
             Command::Unsubscribe { topic: name } => self.unsubscribe(&name),
@@ -154,6 +154,7 @@ impl Session {
                     message,
                     &user_headers(&headers),
                     Outgoing::Publish,
+                    now_ms,
                 );
             }
             Command::Broadcast {
@@ -167,6 +168,7 @@ impl Session {
                     message,
                     &user_headers(&headers),
                     Outgoing::Publish,
+                    now_ms,
                 );
             }
             Command::Send {
@@ -175,14 +177,14 @@ impl Session {
                 headers,
             } => {
                 let target = self.settings.send_routes.topic(&kind);
-                return self.publish(target, kind, payload, &headers, Outgoing::Direct);
+                return self.publish(target, kind, payload, &headers, Outgoing::Direct, now_ms);
             }
             Command::SendSync {
                 uuid,
                 kind,
                 payload,
                 headers,
-            } => return self.send_sync(uuid, kind, payload, &headers),
+            } => return self.send_sync(uuid, kind, payload, &headers, now_ms),
         }
         Inbound::Continue
     }
@@ -242,6 +244,7 @@ impl Session {
         body: Bytes,
         headers: &FrameHeaders,
         outgoing: Outgoing,
+        now_ms: u64,
     ) -> Inbound {
         if !self.identity.may_publish(&target) {
             drop_frame(
@@ -252,9 +255,20 @@ impl Session {
         }
         let origin = self.mailbox.owner();
         let (mut envelope, kind) = match &outgoing {
-            Outgoing::Publish => (to_envelope(target, kind, body, headers, origin), None),
+            Outgoing::Publish => (
+                to_envelope(target, kind, body, headers, origin, now_ms),
+                None,
+            ),
             Outgoing::Direct | Outgoing::Sync(_) => (
-                to_send_envelope(target, &kind, body, headers, origin, &self.identity.name),
+                to_send_envelope(
+                    target,
+                    &kind,
+                    body,
+                    headers,
+                    origin,
+                    now_ms,
+                    &self.identity.name,
+                ),
                 Some(kind),
             ),
         };
@@ -294,6 +308,7 @@ impl Session {
         kind: String,
         payload: Bytes,
         headers: &FrameHeaders,
+        now_ms: u64,
     ) -> Inbound {
         if self.pending.contains(&uuid) {
             drop_frame(
@@ -308,6 +323,7 @@ impl Session {
             payload,
             headers,
             Outgoing::Sync(uuid),
+            now_ms,
         )
     }
 

@@ -102,8 +102,9 @@ pub fn to_envelope(
     body: Bytes,
     user: &FrameHeaders,
     origin: Origin,
+    timestamp_ms: u64,
 ) -> Envelope {
-    let mut envelope = Envelope::new(topic, body, origin);
+    let mut envelope = Envelope::at(topic, body, origin, timestamp_ms);
     envelope.headers = to_bus_headers(Bytes::from(kind), user);
     envelope.adopt_trace_headers();
     envelope.content_type = Some(PROTOBUF_CONTENT_TYPE.into());
@@ -118,13 +119,14 @@ pub fn to_send_envelope(
     body: Bytes,
     user: &FrameHeaders,
     origin: Origin,
+    timestamp_ms: u64,
     sender: &str,
 ) -> Envelope {
     let user: FrameHeaders = user
         .iter()
         .filter(|(key, _)| *key != SENDER_HEADER)
         .collect();
-    let mut envelope = to_envelope(topic, kind.to_owned(), body, &user, origin);
+    let mut envelope = to_envelope(topic, kind.to_owned(), body, &user, origin, timestamp_ms);
     envelope
         .headers
         .push_static(SENDER_HEADER, sender.to_owned());
@@ -355,8 +357,10 @@ mod tests {
             Bytes::from_static(b"\x0a\x02hi"),
             &user,
             origin,
+            1_700_000_000_000,
         );
         assert_eq!(envelope.topic.as_str(), "news");
+        assert_eq!(envelope.timestamp_ms, 1_700_000_000_000);
         assert_eq!(&envelope.payload[..], b"\x0a\x02hi");
         assert_eq!(
             envelope.content_type.as_deref(),
