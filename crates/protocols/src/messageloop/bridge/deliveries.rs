@@ -53,18 +53,23 @@ impl Deliveries {
         build: impl FnOnce() -> Message,
     ) -> Arc<SharedPublication> {
         // The low bits of a message id are a counter: consecutive messages take consecutive slots.
-        let slot = &self.slots[(envelope.id.0 % SLOTS as u128) as usize];
-        if let Some(found) = slot.lock().as_ref() {
+        let mut slot = self.slots[(envelope.id.0 % SLOTS as u128) as usize].lock();
+        if let Some(found) = slot.as_ref() {
             if found.id == envelope.id && found.position == envelope.position {
                 return found.publication.clone();
             }
         }
+        // Built under the slot's lock, taken once: a subscriber of the same message on another thread waits for
+        // this publication instead of building its own.
         let publication = Arc::new(SharedPublication::new(build()));
-        *slot.lock() = Some(Slot {
+        let replaced = slot.replace(Slot {
             id: envelope.id,
             position: envelope.position,
             publication: publication.clone(),
         });
+        drop(slot);
+        // The message it replaced is freed after the lock is released.
+        drop(replaced);
         publication
     }
 }
