@@ -1,10 +1,12 @@
 //! The G2 protobuf envelopes of the publish hot path, a `publication` and a `publish_ack`, written straight from
 //! the neutral messages: the bytes prost gives for the generated `OutboundMessage` (fields in number order, proto3
 //! defaults left out, a set oneof member and a set `optional` field kept even when default), without building the
-//! protobuf messages (a copy of every string) for each one. A message with metadata or a JSON payload is left to
-//! the general path. For clients (gatewayctl), [`publish`] writes the `InboundMessage` of a plain binary publish
+//! protobuf messages (a copy of every string) for each one. Metadata entries are written in header order (prost
+//! writes its map in hash order, so only the decoded messages compare equal). A message with a JSON payload, or with
+//! more than [`DIRECT_HEADERS`] headers, is left to the general path. For clients (gatewayctl), [`publish`] writes the `InboundMessage` of a plain binary publish
 //! the same way.
 
+use bytes::Bytes;
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 
 use crate::messageloop::message::{Message, Payload, PayloadData, Position, PublishAck};
@@ -16,6 +18,9 @@ const PUBLISH_ACK: u32 = 7;
 const PUBLICATION: u32 = 8;
 /// `InboundMessage`'s publish.
 const PUBLISH: u32 = 6;
+/// Headers a message may have to be written here. Finding each name's first UTF-8 value compares every header with
+/// the ones before it, which is bounded only while their number is.
+const DIRECT_HEADERS: usize = 8;
 
 /// The envelope `id` publishing `binary` data of `content_type` to `channel`, without metadata: what prost gives
 /// for the `InboundMessage` a client builds (time 0, a `Payload` whose `binary` member is set).
@@ -34,11 +39,12 @@ pub fn publish(id: &str, channel: &str, content_type: &str, binary: &[u8]) -> Ve
     out
 }
 
-/// The envelope `id`/`time_ms` carrying `messages` as its publication; `None` when one of them has metadata or a
-/// JSON payload.
+/// The envelope `id`/`time_ms` carrying `messages` as its publication; `None` when one of them has a JSON payload
+/// or more than [`DIRECT_HEADERS`] headers.
 pub fn publication(id: &str, time_ms: u64, messages: &[Message]) -> Option<Vec<u8>> {
     let simple = |message: &Message| {
-        message.headers.is_empty() && !matches!(message.payload.data, Some(PayloadData::Json(_)))
+        message.headers.len() <= DIRECT_HEADERS
+            && !matches!(message.payload.data, Some(PayloadData::Json(_)))
     };
     if !messages.iter().all(simple) {
         return None;
@@ -101,7 +107,37 @@ fn message_len(message: &Message) -> usize {
         } else {
             nested_len(payload_len(&message.payload))
         }
+        + match metadata_len(&message.headers) {
+            0 => 0,
+            len => nested_len(len),
+        }
         + if message.replay { 2 } else { 0 }
+}
+
+/// The metadata entries of `headers`, as the general path makes them: each name's first UTF-8 value.
+fn entries(headers: &[(String, Bytes)]) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .iter()
+        .enumerate()
+        .filter_map(|(at, (name, value))| {
+            let value = std::str::from_utf8(value).ok()?;
+            let earlier = headers[..at]
+                .iter()
+                .any(|(other, value)| other == name && std::str::from_utf8(value).is_ok());
+            (!earlier).then_some((name.as_str(), value))
+        })
+}
+
+/// A map entry's bytes without its own key and length (an empty name or value is left out, as prost does).
+fn entry_len(name: &str, value: &str) -> usize {
+    string_len(name) + string_len(value)
+}
+
+/// `Metadata` without its key and length: 0 when there are no entries, and then the field is left out.
+fn metadata_len(headers: &[(String, Bytes)]) -> usize {
+    entries(headers)
+        .map(|(name, value)| nested_len(entry_len(name, value)))
+        .sum()
 }
 
 fn write_message(message: &Message, out: &mut Vec<u8>) {
@@ -118,6 +154,17 @@ fn write_message(message: &Message, out: &mut Vec<u8>) {
             Some(PayloadData::Binary(bytes)) => field(3, bytes, out),
             Some(PayloadData::Text(text)) => field(4, text.as_bytes(), out),
             Some(PayloadData::Json(_)) | None => {}
+        }
+    }
+    let metadata = metadata_len(&message.headers);
+    if metadata != 0 {
+        encode_key(5, WireType::LengthDelimited, out);
+        encode_varint(metadata as u64, out);
+        for (name, value) in entries(&message.headers) {
+            encode_key(1, WireType::LengthDelimited, out);
+            encode_varint(entry_len(name, value) as u64, out);
+            string(1, name, out);
+            string(2, value, out);
         }
     }
     if message.replay {
@@ -176,10 +223,10 @@ fn field(tag: u32, bytes: &[u8], out: &mut Vec<u8>) {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
     use prost::Message as _;
 
     use super::*;
+    use crate::messageloop::codec::pb::messageloop::client::v2 as pb;
     use crate::messageloop::codec::wire::{G2Wire, Wire};
     use crate::messageloop::message::{Outbound, OutboundBody};
 
@@ -247,13 +294,70 @@ mod tests {
         }
     }
 
+    fn with_headers(headers: &[(&str, &[u8])]) -> Message {
+        let mut message = message(Payload::text("text/plain", "hi"), Some(1), false);
+        message.headers = headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), Bytes::copy_from_slice(value)))
+            .collect();
+        message
+    }
+
+    fn decoded(bytes: &[u8]) -> pb::OutboundMessage {
+        pb::OutboundMessage::decode(bytes).unwrap()
+    }
+
+    /// Metadata of at most one entry gives prost's bytes; the first UTF-8 value of a name wins, values that are not
+    /// UTF-8 are left out, and an empty name or value is written as prost writes it.
     #[test]
-    fn metadata_and_json_payloads_take_the_general_path() {
-        let mut with_headers = message(Payload::text("text/plain", "hi"), Some(1), false);
-        with_headers
-            .headers
-            .push(("k".into(), Bytes::from_static(b"v")));
-        assert_eq!(publication("", 0, &[with_headers]), None);
+    fn metadata_of_one_entry_is_prosts_bytes() {
+        let cases: [&[(&str, &[u8])]; 7] = [
+            &[("goomerang-kind", b"bench.Payload")],
+            &[("k", b"v"), ("k", b"w")],
+            &[("k", b"\xff"), ("k", b"w")],
+            &[("k", b"\xff")],
+            &[("", b"")],
+            &[("k", b"")],
+            &[("", b"v")],
+        ];
+        for headers in cases {
+            let messages = vec![with_headers(headers)];
+            let direct = publication("id", 1, &messages).unwrap();
+            let outbound = Outbound {
+                id: "id".into(),
+                time_ms: 1,
+                body: OutboundBody::Publication(messages),
+            };
+            assert_eq!(direct, prost_bytes(&outbound), "{headers:?}");
+        }
+    }
+
+    /// Several entries are written in header order, prost's in hash order: the messages decode equal.
+    #[test]
+    fn metadata_of_several_entries_decodes_as_prosts() {
+        let headers: &[(&str, &[u8])] = &[
+            ("a", b"1"),
+            ("b", b"2"),
+            ("a", b"3"),
+            ("c", b"\xfe"),
+            ("d", b""),
+        ];
+        let messages = vec![with_headers(headers), with_headers(&headers[1..])];
+        let direct = publication("id", 1, &messages).unwrap();
+        let outbound = Outbound {
+            id: "id".into(),
+            time_ms: 1,
+            body: OutboundBody::Publication(messages),
+        };
+        assert_eq!(decoded(&direct), decoded(&prost_bytes(&outbound)));
+    }
+
+    #[test]
+    fn many_headers_and_json_payloads_take_the_general_path() {
+        let names: Vec<String> = (0..=DIRECT_HEADERS).map(|n| n.to_string()).collect();
+        let many: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"v"[..])).collect();
+        assert_eq!(publication("", 0, &[with_headers(&many)]), None);
+        assert!(publication("", 0, &[with_headers(&many[1..])]).is_some());
         let json = message(
             Payload::json("application/json", Default::default()),
             None,
