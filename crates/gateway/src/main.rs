@@ -9,8 +9,8 @@ mod shutdown;
 
 /// jemalloc, not glibc's malloc: a delivery allocates and frees a few small objects, often on two worker
 /// threads, and glibc's malloc and free were a quarter of gatewayd's CPU per message. With jemalloc, MessageLoop
-/// protobuf used about a fifth less CPU per delivered message, at the same memory per idle connection within
-/// 100 B (docs/benchmarks.md, "The allocator again").
+/// protobuf used about a fifth less CPU per delivered message, for up to 0.3 KiB more per idle connection
+/// (docs/benchmarks.md, "The allocator again").
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
