@@ -75,10 +75,13 @@ for pair in "${pairs[@]}"; do
   "${ctl[@]}" bench --pub-protocol "$p" --sub-protocol "$s" --rate 10000 --duration 10 --json \
     --compare-nats "nats://127.0.0.1:$nats_port" > "$out/rate-$p-$s.json"
 done
-# MessageLoop in JSON (subprotocol messageloop+json, issue 18) beside its protobuf rows: all-out only.
+# MessageLoop in JSON (subprotocol messageloop+json, issue 18) and over gRPC beside its protobuf rows: all-out only.
 for size in 16 1024; do
   "${ctl[@]}" bench --protocol messageloop --ml-json --size "$size" --duration 5 --json \
     --compare-nats "nats://127.0.0.1:$nats_port" > "$out/allout-messageloop-json-messageloop-json-$size.json"
+  # And over gRPC (one G2 stream per side, listener messageloop.grpc).
+  "${ctl[@]}" bench --protocol messageloop --ml-grpc --size "$size" --duration 5 --json \
+    --compare-nats "nats://127.0.0.1:$nats_port" > "$out/allout-messageloop-grpc-messageloop-grpc-$size.json"
 done
 # Publisher stalls during the runs above (flow control), for the notes under the tables.
 curl -sf "http://127.0.0.1:$admin_port/metrics" | grep -E '^gatewayd_(publisher_stall|drops_total)' \

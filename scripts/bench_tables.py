@@ -5,14 +5,18 @@ import pathlib
 import sys
 
 NAMES = {"stomp": "STOMP", "messageloop": "MessageLoop WS", "messageloop-json": "MessageLoop WS JSON",
+         "messageloop-grpc": "MessageLoop gRPC",
          "goomerang": "Goomerang", "loom": "Loom QUIC", "chanserv": "chanserv", "mqtt": "MQTT"}
 MQTT_PAIRS = [("mqtt", "mqtt"), ("mqtt", "messageloop")]
 PAIRS = [("stomp", "stomp"), ("messageloop", "messageloop"), ("goomerang", "goomerang"), ("loom", "loom"),
          ("chanserv", "chanserv"), ("stomp", "messageloop"), ("loom", "goomerang")]
-# MessageLoop in JSON (`bench --ml-json`) has all-out rows, next to its protobuf ones, but no fixed-rate row.
-ALLOUT_PAIRS = PAIRS[:2] + [("messageloop-json", "messageloop-json")] + PAIRS[2:]
-# Rows that result directories from before they were added (2026-12-03) lack: left out when missing.
-NEWER = "messageloop-json"
+# MessageLoop in JSON (`bench --ml-json`) and over gRPC (`--ml-grpc`) have all-out rows, next to its protobuf
+# ones, but no fixed-rate row.
+ALLOUT_PAIRS = PAIRS[:2] + [("messageloop-json", "messageloop-json"), ("messageloop-grpc", "messageloop-grpc")] \
+    + PAIRS[2:]
+# Rows that result directories from before they were added lack (JSON 2026-12-03, gRPC 2026-12-05): left out when
+# missing.
+NEWER = ("messageloop-json", "messageloop-grpc")
 # Idle-connection rows added on 2026-12-03 (session 13) and 2026-12-04 (session 15: MessageLoop and Goomerang over
 # TLS), left out of older result directories the same way.
 NEWER_CONNS = ("stomp-tls", "loom", "chanserv", "mqtt-tls", "messageloop-tls", "goomerang-tls")
@@ -79,7 +83,7 @@ def main(out):
     for p, s in ALLOUT_PAIRS:
         for size in (16, 1024):
             name = f"allout-{p}-{s}-{size}.json"
-            if p == NEWER and not (out / name).exists():
+            if p in NEWER and not (out / name).exists():
                 continue
             r = load(name)
             g, n = r["gatewayd"], r["nats"]
@@ -98,7 +102,7 @@ def main(out):
           "| nats-server p50 / p99 / p99.9 (ms), lost | p99 ratio |")
     print("|---|---|---|---|---|---|")
     for p in ("messageloop", "messageloop-json", "goomerang"):
-        if p == NEWER and not (out / f"fanout-{p}.json").exists():
+        if p in NEWER and not (out / f"fanout-{p}.json").exists():
             continue
         r = load(f"fanout-{p}.json")
         g, n = r["gatewayd"], r.get("nats")

@@ -12,6 +12,7 @@ mod credentials;
 pub mod goomerang;
 pub mod loom;
 pub mod messageloop;
+pub mod messageloop_grpc;
 pub mod mqtt;
 pub mod stomp;
 pub mod stomp_connect;

@@ -289,7 +289,7 @@ fn frame_events(frame: WsMessage, events: &mut Vec<Event>) {
 }
 
 /// Appends what one envelope from the server means to the client (nothing for acks it does not wait for).
-fn to_incoming(message: pb::OutboundMessage, events: &mut Vec<Event>) {
+pub(crate) fn to_incoming(message: pb::OutboundMessage, events: &mut Vec<Event>) {
     let id = message.id;
     let incoming = match message.envelope {
         Some(Out::Connected(_)) | Some(Out::SubscribeAck(_)) => Incoming::Confirmed(id),

@@ -309,6 +309,57 @@ fn bench_ml_json_runs_messageloop_sides_in_json() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--ml-json needs a MessageLoop side"));
 }
 
+/// `--ml-grpc`: MessageLoop sides open G2 gRPC streams on `messageloop.grpc`, named `messageloop-grpc`.
+#[test]
+fn bench_ml_grpc_runs_messageloop_sides_over_grpc() {
+    let gateway = Gatewayd::start(&config_enabling(&["stomp.tcp", "messageloop.grpc"]));
+    let report = bench_json(
+        &gateway,
+        &[
+            "--protocol",
+            "messageloop",
+            "--ml-grpc",
+            "-m",
+            "2",
+            "--rate",
+            "500",
+        ],
+    );
+    let run = &report["gatewayd"];
+    assert_complete_run(run, "messageloop-grpc");
+    assert_eq!(run["pub_protocol"], "messageloop-grpc");
+    assert_eq!(run["expected"], run["sent"].as_u64().unwrap() * 2);
+
+    let report = bench_json(
+        &gateway,
+        &[
+            "--pub-protocol",
+            "stomp",
+            "--sub-protocol",
+            "messageloop",
+            "--ml-grpc",
+            "--rate",
+            "500",
+        ],
+    );
+    assert_complete_run(&report["gatewayd"], "messageloop-grpc");
+    assert_eq!(report["gatewayd"]["pub_protocol"], "stomp");
+
+    for conflicting in [
+        &["bench", "--protocol", "stomp", "--ml-grpc"][..],
+        &[
+            "bench",
+            "--protocol",
+            "messageloop",
+            "--ml-grpc",
+            "--ml-json",
+        ],
+    ] {
+        let output = finish(spawn(&gateway, conflicting));
+        assert!(!output.status.success(), "{conflicting:?}");
+    }
+}
+
 #[test]
 fn bench_conns_reports_memory_per_connection() {
     let gateway = start();

@@ -13,7 +13,7 @@ use std::io::IsTerminal as _;
 
 use clap::{Args, Subcommand};
 use clients::messageloop::Encoding;
-use clients::Protocol;
+use clients::{Credentials, Protocol};
 
 use crate::admin::Admin;
 use crate::credentials::CredentialArgs;
@@ -83,6 +83,10 @@ pub struct RunArgs {
     /// protocol is then named `messageloop-json` in the results.
     #[arg(long)]
     ml_json: bool,
+    /// MessageLoop sides open G2 gRPC streams (listener `messageloop.grpc`) instead of WebSockets; their protocol
+    /// is then named `messageloop-grpc` in the results.
+    #[arg(long, conflicts_with = "ml_json")]
+    ml_grpc: bool,
     /// Also run the same shape against this NATS server (`nats://127.0.0.1:4222`) and print the ratio.
     #[arg(long)]
     compare_nats: Option<String>,
@@ -119,6 +123,10 @@ async fn throughput(admin: &Admin, args: RunArgs) -> anyhow::Result<()> {
         !args.ml_json || [pub_protocol, sub_protocol].contains(&Protocol::MessageLoop),
         "--ml-json needs a MessageLoop side"
     );
+    anyhow::ensure!(
+        !args.ml_grpc || [pub_protocol, sub_protocol].contains(&Protocol::MessageLoop),
+        "--ml-grpc needs a MessageLoop side"
+    );
     let encoding = if args.ml_json {
         Encoding::Json
     } else {
@@ -140,24 +148,44 @@ async fn throughput(admin: &Admin, args: RunArgs) -> anyhow::Result<()> {
     };
     let credentials = args.credentials.credentials();
     let at_least_once = args.qos == 1;
-    let publishers = Endpoint::Gateway {
-        protocol: pub_protocol,
-        credentials: credentials.clone(),
-        address: admin
-            .address(pub_protocol, args.pub_address.as_deref())
-            .await,
-        at_least_once,
-        encoding,
+    let side = |protocol: Protocol, address: String, credentials: Credentials| {
+        if args.ml_grpc && protocol == Protocol::MessageLoop {
+            Endpoint::MessageLoopGrpc {
+                address,
+                credentials,
+            }
+        } else {
+            Endpoint::Gateway {
+                protocol,
+                address,
+                credentials,
+                at_least_once,
+                encoding,
+            }
+        }
     };
-    let subscribers = Endpoint::Gateway {
-        protocol: sub_protocol,
+    let publishers = side(
+        pub_protocol,
+        address(
+            admin,
+            pub_protocol,
+            args.ml_grpc,
+            args.pub_address.as_deref(),
+        )
+        .await,
+        credentials.clone(),
+    );
+    let subscribers = side(
+        sub_protocol,
+        address(
+            admin,
+            sub_protocol,
+            args.ml_grpc,
+            args.sub_address.as_deref(),
+        )
+        .await,
         credentials,
-        address: admin
-            .address(sub_protocol, args.sub_address.as_deref())
-            .await,
-        at_least_once,
-        encoding,
-    };
+    );
     let mut gateway = run::run("gatewayd", &publishers, &subscribers, &shape).await?;
     gateway.qos = args.qos;
     let nats = match &args.compare_nats {
@@ -183,6 +211,18 @@ async fn throughput(admin: &Admin, args: RunArgs) -> anyhow::Result<()> {
         None => None,
     };
     report(gateway, nats, mqtt_peer, args.json)
+}
+
+/// Where a side of `protocol` connects: `explicit`, or its listener's address from the admin API (MessageLoop's gRPC
+/// listener with `grpc`).
+async fn address(admin: &Admin, protocol: Protocol, grpc: bool, explicit: Option<&str>) -> String {
+    if grpc && protocol == Protocol::MessageLoop {
+        return admin
+            .listener_address("messageloop.grpc", explicit)
+            .await
+            .unwrap_or_else(|| "127.0.0.1:9090".to_owned());
+    }
+    admin.address(protocol, explicit).await
 }
 
 fn report(

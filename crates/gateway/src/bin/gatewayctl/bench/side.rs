@@ -1,10 +1,11 @@
 //! The two ends of a benchmark run, over gatewayd (any protocol; MQTT at QoS 0 or 1, MessageLoop in protobuf or
-//! JSON), over another MQTT broker (gatewayd's MQTT client, for the same-run comparison) or over NATS core
+//! JSON over WebSocket, or over gRPC), over another MQTT broker (gatewayd's MQTT client, for the same-run comparison) or over NATS core
 //! (likewise): publishers that write stamped payloads and subscribers that read them.
 
 use anyhow::Context as _;
 use bytes::Bytes;
 use clients::messageloop::{Encoding, MessageLoopClient};
+use clients::messageloop_grpc::MessageLoopGrpcClient;
 use clients::mqtt::MqttClient;
 use clients::{Client, ClientError, Credentials, Outgoing, Protocol};
 use futures::StreamExt;
@@ -22,6 +23,11 @@ pub enum Endpoint {
         /// MessageLoop only: how envelopes are encoded.
         encoding: Encoding,
     },
+    /// MessageLoop over gRPC: one G2 stream per publisher and subscriber.
+    MessageLoopGrpc {
+        address: String,
+        credentials: Credentials,
+    },
     Nats {
         url: String,
     },
@@ -37,6 +43,7 @@ impl Endpoint {
                 ..
             } => "messageloop-json".to_owned(),
             Endpoint::Gateway { protocol, .. } => protocol.to_string(),
+            Endpoint::MessageLoopGrpc { .. } => "messageloop-grpc".to_owned(),
             Endpoint::Nats { .. } => "nats".to_owned(),
         }
     }
@@ -45,7 +52,7 @@ impl Endpoint {
     pub fn is_fanout(&self) -> bool {
         match self {
             Endpoint::Gateway { protocol, .. } => protocol.is_fanout(),
-            Endpoint::Nats { .. } => true,
+            Endpoint::MessageLoopGrpc { .. } | Endpoint::Nats { .. } => true,
         }
     }
 
@@ -61,6 +68,14 @@ impl Endpoint {
                 connect(*protocol, address, credentials, *at_least_once, *encoding)
                     .await
                     .with_context(|| format!("{protocol} publisher at {address}"))?,
+            ),
+            Endpoint::MessageLoopGrpc {
+                address,
+                credentials,
+            } => Publisher::Grpc(
+                MessageLoopGrpcClient::connect(address, credentials)
+                    .await
+                    .with_context(|| format!("messageloop gRPC publisher at {address}"))?,
             ),
             Endpoint::Nats { url } => Publisher::Nats(nats(url).await?),
         })
@@ -81,6 +96,16 @@ impl Endpoint {
                         .with_context(|| format!("{protocol} subscriber at {address}"))?;
                 client.subscribe(topic).await?;
                 Subscriber::Gateway(client)
+            }
+            Endpoint::MessageLoopGrpc {
+                address,
+                credentials,
+            } => {
+                let mut client = MessageLoopGrpcClient::connect(address, credentials)
+                    .await
+                    .with_context(|| format!("messageloop gRPC subscriber at {address}"))?;
+                client.subscribe(topic).await?;
+                Subscriber::Grpc(client)
             }
             Endpoint::Nats { url } => {
                 let client = nats(url).await?;
@@ -132,21 +157,20 @@ async fn nats(url: &str) -> anyhow::Result<async_nats::Client> {
 
 pub enum Publisher {
     Gateway(Client),
+    Grpc(MessageLoopGrpcClient),
     Nats(async_nats::Client),
 }
 
 impl Publisher {
     pub async fn publish(&mut self, topic: &str, payload: Bytes) -> anyhow::Result<()> {
+        let message = || Outgoing {
+            topic: topic.to_owned(),
+            payload: payload.clone(),
+            ..Outgoing::default()
+        };
         match self {
-            Publisher::Gateway(client) => {
-                client
-                    .publish(&Outgoing {
-                        topic: topic.to_owned(),
-                        payload,
-                        ..Outgoing::default()
-                    })
-                    .await?
-            }
+            Publisher::Gateway(client) => client.publish(&message()).await?,
+            Publisher::Grpc(client) => client.publish(&message()).await?,
             Publisher::Nats(client) => client.publish(topic.to_owned(), payload).await?,
         }
         Ok(())
@@ -155,6 +179,8 @@ impl Publisher {
     pub async fn flush(&mut self) -> anyhow::Result<()> {
         match self {
             Publisher::Gateway(client) => client.flush().await?,
+            // The stream's writer sends what is queued as it comes.
+            Publisher::Grpc(_) => {}
             Publisher::Nats(client) => client.flush().await?,
         }
         Ok(())
@@ -163,6 +189,7 @@ impl Publisher {
     pub async fn close(self) -> anyhow::Result<()> {
         match self {
             Publisher::Gateway(client) => client.close().await?,
+            Publisher::Grpc(client) => client.close().await?,
             Publisher::Nats(client) => client.flush().await?,
         }
         Ok(())
@@ -171,6 +198,7 @@ impl Publisher {
 
 pub enum Subscriber {
     Gateway(Client),
+    Grpc(MessageLoopGrpcClient),
     Nats {
         /// Held so the connection stays open.
         _client: async_nats::Client,
@@ -183,6 +211,7 @@ impl Subscriber {
     pub async fn next(&mut self) -> anyhow::Result<Bytes> {
         match self {
             Subscriber::Gateway(client) => Ok(client.next_message().await?.payload),
+            Subscriber::Grpc(client) => Ok(client.next_message().await?.payload),
             Subscriber::Nats { subscriber, .. } => Ok(subscriber
                 .next()
                 .await
@@ -194,8 +223,14 @@ impl Subscriber {
     /// Says goodbye, so the connection ends now rather than when the server closes it (the client's reader task
     /// would otherwise keep the socket open, and a run against another server would find no file descriptors).
     pub async fn close(self) {
-        if let Subscriber::Gateway(client) = self {
-            let _ = client.close().await;
+        match self {
+            Subscriber::Gateway(client) => {
+                let _ = client.close().await;
+            }
+            Subscriber::Grpc(client) => {
+                let _ = client.close().await;
+            }
+            Subscriber::Nats { .. } => {}
         }
     }
 }
