@@ -1,13 +1,16 @@
-//! One gRPC stream's session loop, from the open stream on: decoded messages in, envelopes out through the
-//! stream's lane (a client that does not read is cut after the write deadline), deliveries drained in batches.
+//! One gRPC stream's session loop, from the open stream on: decoded messages in (up to [`BATCH`] already received
+//! handed to the session before its replies are sent), envelopes out through the stream's lane (a client that does
+//! not read is cut after the write deadline), deliveries drained in batches.
 //! A disconnect is sent as a `DISCONNECT_ERROR` envelope carrying the code, after which the stream ends with
 //! status OK; input that cannot be read ends it with an error status.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use futures::FutureExt;
 use prost::Message as _;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
@@ -23,7 +26,7 @@ use crate::messageloop::settings::Settings;
 use crate::messageloop::wire::{DecodeError, Wire};
 use crate::{CloseCause, ConnectionGuard};
 
-/// Deliveries taken from the mailbox per batch.
+/// Deliveries taken from the mailbox per batch, and most client messages handled before the replies are sent.
 const BATCH: usize = 64;
 
 /// What a stream takes from its listener when it opens.
@@ -112,8 +115,14 @@ async fn session_loop<W: Wire>(
                 );
                 continue;
             }
-            // A client that does not read (flow control shut) is cut after the write deadline.
-            match timeout(write_deadline, tx.send(Ok(Box::new(message)))).await {
+            // A lane with room takes the message at once (no timer); a client that does not read (flow control
+            // shut) is cut after the write deadline.
+            let message = match tx.try_send(Ok(Box::new(message))) {
+                Ok(()) => continue,
+                Err(TrySendError::Closed(_)) => return,
+                Err(TrySendError::Full(message)) => message,
+            };
+            match timeout(write_deadline, tx.send(message)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return,
                 Err(_) => {
@@ -146,21 +155,40 @@ async fn session_loop<W: Wire>(
             () = room(stalled.as_mut()), if stalled.is_some() => stalled = None,
             Some(answer) = answers.next() => session.on_proxy_answer(answer, Now::current()),
             message = inbound.message(), if stalled.is_none() && !session.waiting_for_backend() => {
+                // The batch arrived together: one reading of the clock for all of it.
                 let now = Now::current();
-                match message {
-                    Ok(Some(message)) => match W::inbound(message) {
-                        Ok(message) => session.handle_input(message, now),
-                        Err(DecodeError::Malformed(_)) => session.on_undecodable(now),
-                        Err(DecodeError::Empty { .. }) => session.on_empty(now),
-                    },
-                    Ok(None) => return,
-                    // The client reset the stream or dropped the connection: nothing to answer.
-                    Err(status) if went_away(&status) => return,
-                    Err(status) => {
-                        tracing::debug!(%status, listener = NAME, "stream ended with an error");
-                        let refusal = refusal(&status, handover.max_message_size);
-                        let _ = timeout(write_deadline, tx.send(Err(refusal))).await;
-                        return guard.closing(CloseCause::ProtocolError);
+                let mut message = message;
+                let mut taken = 0;
+                loop {
+                    match message {
+                        Ok(Some(message)) => match W::inbound(message) {
+                            Ok(message) => session.handle_input(message, now),
+                            Err(DecodeError::Malformed(_)) => session.on_undecodable(now),
+                            Err(DecodeError::Empty { .. }) => session.on_empty(now),
+                        },
+                        Ok(None) => return,
+                        // The client reset the stream or dropped the connection: nothing to answer.
+                        Err(status) if went_away(&status) => return,
+                        Err(status) => {
+                            tracing::debug!(%status, listener = NAME, "stream ended with an error");
+                            let refusal = refusal(&status, handover.max_message_size);
+                            let _ = timeout(write_deadline, tx.send(Err(refusal))).await;
+                            return guard.closing(CloseCause::ProtocolError);
+                        }
+                    }
+                    taken += 1;
+                    // Messages already received reach the session before its replies are sent, but not past one
+                    // that stalled a publish, ended the session or waits for the backend.
+                    if taken == BATCH
+                        || session.is_stalled()
+                        || session.disconnect().is_some()
+                        || session.waiting_for_backend()
+                    {
+                        break;
+                    }
+                    match inbound.message().now_or_never() {
+                        Some(next) => message = next,
+                        None => break,
                     }
                 }
             }
