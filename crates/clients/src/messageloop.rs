@@ -86,15 +86,7 @@ impl MessageLoopClient {
             next_id: 0,
             pending: 0,
         };
-        let id = client
-            .send(In::Connect(pb::Connect {
-                client_id: format!("gatewayctl-{}", std::process::id()),
-                client_type: "gatewayctl".into(),
-                version: "2.0.0".into(),
-                token: credentials.token.clone().unwrap_or_default(),
-                ..Default::default()
-            }))
-            .await?;
+        let id = client.send(connect_envelope(credentials)).await?;
         client.flush().await?;
         client.inbox.confirmation(&id, HANDSHAKE_TIMEOUT).await?;
         Ok(client)
@@ -164,15 +156,7 @@ impl MessageLoopClient {
 
     /// Subscribes (ephemeral: no presence tracking) and waits for the SubscribeAck.
     pub async fn subscribe(&mut self, topic: &str) -> Result<(), ClientError> {
-        let id = self
-            .send(In::Subscribe(pb::Subscribe {
-                subscriptions: vec![pb::Subscription {
-                    channel: topic.into(),
-                    ephemeral: true,
-                    ..Default::default()
-                }],
-            }))
-            .await?;
+        let id = self.send(subscribe_envelope(topic)).await?;
         self.flush().await?;
         self.inbox.confirmation(&id, HANDSHAKE_TIMEOUT).await
     }
@@ -230,6 +214,29 @@ impl MessageLoopClient {
             .await
             .map_err(|_| ClientError::Timeout(HANDSHAKE_TIMEOUT))
     }
+}
+
+/// The Connect envelope of a gatewayctl client: `credentials.token` as its `token` (the login is not carried:
+/// gatewayd passes `client_id` as the login).
+pub(crate) fn connect_envelope(credentials: &Credentials) -> In {
+    In::Connect(pb::Connect {
+        client_id: format!("gatewayctl-{}", std::process::id()),
+        client_type: "gatewayctl".into(),
+        version: "2.0.0".into(),
+        token: credentials.token.clone().unwrap_or_default(),
+        ..Default::default()
+    })
+}
+
+/// The Subscribe envelope of one ephemeral subscription (no presence tracking) to `topic`.
+pub(crate) fn subscribe_envelope(topic: &str) -> In {
+    In::Subscribe(pb::Subscribe {
+        subscriptions: vec![pb::Subscription {
+            channel: topic.into(),
+            ephemeral: true,
+            ..Default::default()
+        }],
+    })
 }
 
 fn binary_payload(bytes: Bytes, content_type: Option<String>) -> shared::Payload {

@@ -10,7 +10,7 @@ use protocols::messageloop::pb::messageloop::shared::v2 as shared;
 use tokio::sync::mpsc;
 use tonic::Streaming;
 
-use super::messageloop::to_incoming;
+use super::messageloop::{connect_envelope, subscribe_envelope, to_incoming};
 use super::{
     send_until_error, ClientError, Credentials, Inbox, InboxSender, Message, Outgoing,
     HANDSHAKE_TIMEOUT,
@@ -61,15 +61,7 @@ impl MessageLoopGrpcClient {
             inbox,
             next_id: 0,
         };
-        let id = client
-            .send(In::Connect(pb::Connect {
-                client_id: format!("gatewayctl-{}", std::process::id()),
-                client_type: "gatewayctl".into(),
-                version: "2.0.0".into(),
-                token: credentials.token.clone().unwrap_or_default(),
-                ..Default::default()
-            }))
-            .await?;
+        let id = client.send(connect_envelope(credentials)).await?;
         client.inbox.confirmation(&id, HANDSHAKE_TIMEOUT).await?;
         Ok(client)
     }
@@ -110,15 +102,7 @@ impl MessageLoopGrpcClient {
 
     /// Subscribes (ephemeral) and waits for the SubscribeAck.
     pub async fn subscribe(&mut self, topic: &str) -> Result<(), ClientError> {
-        let id = self
-            .send(In::Subscribe(pb::Subscribe {
-                subscriptions: vec![pb::Subscription {
-                    channel: topic.into(),
-                    ephemeral: true,
-                    ..Default::default()
-                }],
-            }))
-            .await?;
+        let id = self.send(subscribe_envelope(topic)).await?;
         self.inbox.confirmation(&id, HANDSHAKE_TIMEOUT).await
     }
 

@@ -267,15 +267,15 @@ fn bench_smoke_fixed_rate_reports_every_field_and_no_loss() {
     assert_complete_run(&report["gatewayd"], "goomerang");
 }
 
-#[test]
-fn bench_ml_json_runs_messageloop_sides_in_json() {
-    let gateway = start();
+/// Bench runs whose MessageLoop sides `flag` changes report them as `name`: MessageLoop on both sides, and STOMP to
+/// MessageLoop; without a MessageLoop side the flag is refused.
+fn assert_messageloop_sides(gateway: &Gatewayd, flag: &str, name: &str) {
     let report = bench_json(
-        &gateway,
+        gateway,
         &[
             "--protocol",
             "messageloop",
-            "--ml-json",
+            flag,
             "-m",
             "2",
             "--rate",
@@ -283,70 +283,43 @@ fn bench_ml_json_runs_messageloop_sides_in_json() {
         ],
     );
     let run = &report["gatewayd"];
-    assert_complete_run(run, "messageloop-json");
-    assert_eq!(run["pub_protocol"], "messageloop-json");
-
-    let report = bench_json(
-        &gateway,
-        &[
-            "--pub-protocol",
-            "stomp",
-            "--sub-protocol",
-            "messageloop",
-            "--ml-json",
-            "--rate",
-            "500",
-        ],
-    );
-    assert_complete_run(&report["gatewayd"], "messageloop-json");
-    assert_eq!(report["gatewayd"]["pub_protocol"], "stomp");
-
-    let output = finish(spawn(
-        &gateway,
-        &["bench", "--protocol", "stomp", "--ml-json"],
-    ));
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--ml-json needs a MessageLoop side"));
-}
-
-/// `--ml-grpc`: MessageLoop sides open G2 gRPC streams on `messageloop.grpc`, named `messageloop-grpc`.
-#[test]
-fn bench_ml_grpc_runs_messageloop_sides_over_grpc() {
-    let gateway = Gatewayd::start(&config_enabling(&["stomp.tcp", "messageloop.grpc"]));
-    let report = bench_json(
-        &gateway,
-        &[
-            "--protocol",
-            "messageloop",
-            "--ml-grpc",
-            "-m",
-            "2",
-            "--rate",
-            "500",
-        ],
-    );
-    let run = &report["gatewayd"];
-    assert_complete_run(run, "messageloop-grpc");
-    assert_eq!(run["pub_protocol"], "messageloop-grpc");
+    assert_complete_run(run, name);
+    assert_eq!(run["pub_protocol"], name);
     assert_eq!(run["expected"], run["sent"].as_u64().unwrap() * 2);
 
     let report = bench_json(
-        &gateway,
+        gateway,
         &[
             "--pub-protocol",
             "stomp",
             "--sub-protocol",
             "messageloop",
-            "--ml-grpc",
+            flag,
             "--rate",
             "500",
         ],
     );
-    assert_complete_run(&report["gatewayd"], "messageloop-grpc");
+    assert_complete_run(&report["gatewayd"], name);
     assert_eq!(report["gatewayd"]["pub_protocol"], "stomp");
 
-    for conflicting in [
-        &["bench", "--protocol", "stomp", "--ml-grpc"][..],
+    let output = finish(spawn(gateway, &["bench", "--protocol", "stomp", flag]));
+    assert!(!output.status.success());
+    let expected = format!("{flag} needs a MessageLoop side");
+    assert!(String::from_utf8_lossy(&output.stderr).contains(&expected));
+}
+
+#[test]
+fn bench_ml_json_runs_messageloop_sides_in_json() {
+    assert_messageloop_sides(&start(), "--ml-json", "messageloop-json");
+}
+
+/// `--ml-grpc`: MessageLoop sides open G2 gRPC streams on `messageloop.grpc` (the WebSocket listener is off).
+#[test]
+fn bench_ml_grpc_runs_messageloop_sides_over_grpc() {
+    let gateway = Gatewayd::start(&config_enabling(&["stomp.tcp", "messageloop.grpc"]));
+    assert_messageloop_sides(&gateway, "--ml-grpc", "messageloop-grpc");
+    let output = finish(spawn(
+        &gateway,
         &[
             "bench",
             "--protocol",
@@ -354,10 +327,8 @@ fn bench_ml_grpc_runs_messageloop_sides_over_grpc() {
             "--ml-grpc",
             "--ml-json",
         ],
-    ] {
-        let output = finish(spawn(&gateway, conflicting));
-        assert!(!output.status.success(), "{conflicting:?}");
-    }
+    ));
+    assert!(!output.status.success());
 }
 
 #[test]

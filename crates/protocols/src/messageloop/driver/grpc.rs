@@ -177,13 +177,7 @@ async fn session_loop<W: Wire>(
                         }
                     }
                     taken += 1;
-                    // Messages already received reach the session before its replies are sent, but not past one
-                    // that stalled a publish, ended the session or waits for the backend.
-                    if taken == BATCH
-                        || session.is_stalled()
-                        || session.disconnect().is_some()
-                        || session.waiting_for_backend()
-                    {
+                    if super::batch_ends(session, taken, BATCH) {
                         break;
                     }
                     match inbound.message().now_or_never() {

@@ -58,6 +58,16 @@ fn track(
     }
 }
 
+/// Whether a driver stops taking the client's messages already received, after `taken` of them, and sends the
+/// session's replies: messages reach the session before its replies are sent, up to `most` of them, but not past
+/// one that stalled a publish, ended the session or waits for the backend.
+fn batch_ends(session: &Session, taken: usize, most: usize) -> bool {
+    taken == most
+        || session.is_stalled()
+        || session.disconnect().is_some()
+        || session.waiting_for_backend()
+}
+
 /// Counts and logs an envelope left out because its encoding is over `limits.max_message_size`, naming the
 /// receiving listener and, for deliveries, the channels and the publisher's message ids.
 fn drop_too_large(listener: &str, outbound: &Outbound, size: usize, max: usize) {

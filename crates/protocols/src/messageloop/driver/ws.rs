@@ -103,14 +103,8 @@ where
                             return;
                         }
                         taken += 1;
-                        // Messages already received reach the session before its replies are flushed (one write for
-                        // all of them), but not past one that stalled a publish, ended the session or waits for the
-                        // backend.
-                        if taken == BATCH
-                            || session.is_stalled()
-                            || session.disconnect().is_some()
-                            || session.waiting_for_backend()
-                        {
+                        // Replies are flushed once for the whole batch.
+                        if super::batch_ends(&session, taken, BATCH) {
                             break;
                         }
                         match ws.next().now_or_never() {
