@@ -17,7 +17,7 @@ use clients::{Credentials, Protocol};
 
 use crate::admin::Admin;
 use crate::credentials::CredentialArgs;
-use side::Endpoint;
+use side::{Endpoint, Gateway};
 use stats::{Ratio, RunResult};
 
 #[derive(Args)]
@@ -155,13 +155,13 @@ async fn throughput(admin: &Admin, args: RunArgs) -> anyhow::Result<()> {
                 credentials,
             }
         } else {
-            Endpoint::Gateway {
+            Endpoint::Gateway(Gateway {
                 protocol,
                 address,
                 credentials,
                 at_least_once,
                 encoding,
-            }
+            })
         }
     };
     let publishers = side(
@@ -197,13 +197,13 @@ async fn throughput(admin: &Admin, args: RunArgs) -> anyhow::Result<()> {
     };
     let mqtt_peer = match &args.compare_mqtt {
         Some(address) => {
-            let peer = Endpoint::Gateway {
+            let peer = Endpoint::Gateway(Gateway {
                 protocol: Protocol::Mqtt,
                 address: address.clone(),
                 credentials: Default::default(),
                 at_least_once,
                 encoding,
-            };
+            });
             let mut result = run::run("mqtt-peer", &peer, &peer, &shape).await?;
             result.qos = args.qos;
             Some(result)

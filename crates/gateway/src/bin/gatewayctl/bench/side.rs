@@ -14,15 +14,7 @@ use futures::StreamExt;
 /// the same client speaks to both.
 #[derive(Clone, Debug)]
 pub enum Endpoint {
-    Gateway {
-        protocol: Protocol,
-        address: String,
-        credentials: Credentials,
-        /// MQTT only: publish and subscribe at QoS 1.
-        at_least_once: bool,
-        /// MessageLoop only: how envelopes are encoded.
-        encoding: Encoding,
-    },
+    Gateway(Gateway),
     /// MessageLoop over gRPC: one G2 stream per publisher and subscriber.
     MessageLoopGrpc {
         address: String,
@@ -33,16 +25,40 @@ pub enum Endpoint {
     },
 }
 
+/// A gatewayd listener (or another MQTT broker) and how its clients speak.
+#[derive(Clone, Debug)]
+pub struct Gateway {
+    pub protocol: Protocol,
+    pub address: String,
+    pub credentials: Credentials,
+    /// MQTT only: publish and subscribe at QoS 1.
+    pub at_least_once: bool,
+    /// MessageLoop only: how envelopes are encoded.
+    pub encoding: Encoding,
+}
+
+impl Gateway {
+    /// A connected client, for the side's `role` (named in the error).
+    async fn client(&self, role: &str) -> anyhow::Result<Client> {
+        let Gateway {
+            protocol, address, ..
+        } = self;
+        connect(self)
+            .await
+            .with_context(|| format!("{protocol} {role} at {address}"))
+    }
+}
+
 impl Endpoint {
     /// The protocol's name; `messageloop-json` for MessageLoop in JSON.
     pub fn name(&self) -> String {
         match self {
-            Endpoint::Gateway {
+            Endpoint::Gateway(Gateway {
                 protocol: Protocol::MessageLoop,
                 encoding: Encoding::Json,
                 ..
-            } => "messageloop-json".to_owned(),
-            Endpoint::Gateway { protocol, .. } => protocol.to_string(),
+            }) => "messageloop-json".to_owned(),
+            Endpoint::Gateway(gateway) => gateway.protocol.to_string(),
             Endpoint::MessageLoopGrpc { .. } => "messageloop-grpc".to_owned(),
             Endpoint::Nats { .. } => "nats".to_owned(),
         }
@@ -51,49 +67,26 @@ impl Endpoint {
     /// Whether every subscriber gets every message (Loom rooms share them).
     pub fn is_fanout(&self) -> bool {
         match self {
-            Endpoint::Gateway { protocol, .. } => protocol.is_fanout(),
+            Endpoint::Gateway(gateway) => gateway.protocol.is_fanout(),
             Endpoint::MessageLoopGrpc { .. } | Endpoint::Nats { .. } => true,
         }
     }
 
     pub async fn publisher(&self) -> anyhow::Result<Publisher> {
         Ok(match self {
-            Endpoint::Gateway {
-                protocol,
-                address,
-                credentials,
-                at_least_once,
-                encoding,
-            } => Publisher::Gateway(
-                connect(*protocol, address, credentials, *at_least_once, *encoding)
-                    .await
-                    .with_context(|| format!("{protocol} publisher at {address}"))?,
-            ),
+            Endpoint::Gateway(gateway) => Publisher::Gateway(gateway.client("publisher").await?),
             Endpoint::MessageLoopGrpc {
                 address,
                 credentials,
-            } => Publisher::Grpc(
-                MessageLoopGrpcClient::connect(address, credentials)
-                    .await
-                    .with_context(|| format!("messageloop gRPC publisher at {address}"))?,
-            ),
+            } => Publisher::Grpc(grpc(address, credentials, "publisher").await?),
             Endpoint::Nats { url } => Publisher::Nats(nats(url).await?),
         })
     }
 
     pub async fn subscriber(&self, topic: &str) -> anyhow::Result<Subscriber> {
         Ok(match self {
-            Endpoint::Gateway {
-                protocol,
-                address,
-                credentials,
-                at_least_once,
-                encoding,
-            } => {
-                let mut client =
-                    connect(*protocol, address, credentials, *at_least_once, *encoding)
-                        .await
-                        .with_context(|| format!("{protocol} subscriber at {address}"))?;
+            Endpoint::Gateway(gateway) => {
+                let mut client = gateway.client("subscriber").await?;
                 client.subscribe(topic).await?;
                 Subscriber::Gateway(client)
             }
@@ -101,9 +94,7 @@ impl Endpoint {
                 address,
                 credentials,
             } => {
-                let mut client = MessageLoopGrpcClient::connect(address, credentials)
-                    .await
-                    .with_context(|| format!("messageloop gRPC subscriber at {address}"))?;
+                let mut client = grpc(address, credentials, "subscriber").await?;
                 client.subscribe(topic).await?;
                 Subscriber::Grpc(client)
             }
@@ -120,23 +111,29 @@ impl Endpoint {
     }
 }
 
-/// A client of `protocol`; an MQTT one at QoS 1 when `at_least_once`, a MessageLoop one in `encoding`.
-async fn connect(
-    protocol: Protocol,
+/// A MessageLoop gRPC client, for the side's `role` (named in the error).
+async fn grpc(
     address: &str,
     credentials: &Credentials,
-    at_least_once: bool,
-    encoding: Encoding,
-) -> Result<Client, ClientError> {
-    match protocol {
-        Protocol::Mqtt if at_least_once => {
+    role: &str,
+) -> anyhow::Result<MessageLoopGrpcClient> {
+    MessageLoopGrpcClient::connect(address, credentials)
+        .await
+        .with_context(|| format!("messageloop gRPC {role} at {address}"))
+}
+
+/// A client of `gateway.protocol`; an MQTT one at QoS 1 when `at_least_once`, a MessageLoop one in `encoding`.
+async fn connect(gateway: &Gateway) -> Result<Client, ClientError> {
+    let (address, credentials) = (gateway.address.as_str(), &gateway.credentials);
+    match gateway.protocol {
+        Protocol::Mqtt if gateway.at_least_once => {
             let client = MqttClient::connect(address, credentials).await?;
             Ok(Client::Mqtt(client.at_least_once()))
         }
         Protocol::MessageLoop => Ok(Client::MessageLoop(
-            MessageLoopClient::connect(address, credentials, encoding, None).await?,
+            MessageLoopClient::connect(address, credentials, gateway.encoding, None).await?,
         )),
-        _ => Client::connect(protocol, address, credentials).await,
+        protocol => Client::connect(protocol, address, credentials).await,
     }
 }
 
