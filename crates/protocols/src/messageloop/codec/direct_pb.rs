@@ -3,8 +3,8 @@
 //! defaults left out, a set oneof member and a set `optional` field kept even when default), without building the
 //! protobuf messages (a copy of every string) for each one. Metadata entries are written in header order (prost
 //! writes its map in hash order, so only the decoded messages compare equal). A message with a JSON payload, or with
-//! more than [`DIRECT_HEADERS`] headers, is left to the general path. For clients (gatewayctl), [`publish`] writes the `InboundMessage` of a plain binary publish
-//! the same way.
+//! more than [`DIRECT_HEADERS`] headers, is left to the general path. For clients (gatewayctl), [`publish`] writes
+//! the `InboundMessage` of a plain binary publish the same way.
 
 use bytes::Bytes;
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
@@ -51,16 +51,17 @@ pub fn publication(id: &str, time_ms: u64, messages: &[Message]) -> Option<Vec<u
     }
     let body: usize = messages
         .iter()
-        .map(|message| nested_len(message_len(message)))
+        .map(|message| nested_len(message_len(message, metadata_len(&message.headers))))
         .sum();
     let mut out = Vec::with_capacity(envelope_len(id, time_ms) + nested_len(body));
     envelope_start(id, time_ms, &mut out);
     encode_key(PUBLICATION, WireType::LengthDelimited, &mut out);
     encode_varint(body as u64, &mut out);
     for message in messages {
+        let metadata = metadata_len(&message.headers);
         encode_key(1, WireType::LengthDelimited, &mut out);
-        encode_varint(message_len(message) as u64, &mut out);
-        write_message(message, &mut out);
+        encode_varint(message_len(message, metadata) as u64, &mut out);
+        write_message(message, metadata, &mut out);
     }
     Some(out)
 }
@@ -97,8 +98,8 @@ fn envelope_start(id: &str, time_ms: u64, out: &mut Vec<u8>) {
     }
 }
 
-/// Bytes of a `Message` without its own key and length.
-fn message_len(message: &Message) -> usize {
+/// Bytes of a `Message` without its own key and length; `metadata` is [`metadata_len`] of its headers.
+fn message_len(message: &Message, metadata: usize) -> usize {
     string_len(&message.id)
         + string_len(&message.channel)
         + nested_len(position_len(&message.position))
@@ -107,7 +108,7 @@ fn message_len(message: &Message) -> usize {
         } else {
             nested_len(payload_len(&message.payload))
         }
-        + match metadata_len(&message.headers) {
+        + match metadata {
             0 => 0,
             len => nested_len(len),
         }
@@ -140,7 +141,8 @@ fn metadata_len(headers: &[(String, Bytes)]) -> usize {
         .sum()
 }
 
-fn write_message(message: &Message, out: &mut Vec<u8>) {
+/// `metadata` is [`metadata_len`] of the message's headers.
+fn write_message(message: &Message, metadata: usize, out: &mut Vec<u8>) {
     string(1, &message.id, out);
     string(2, &message.channel, out);
     encode_key(3, WireType::LengthDelimited, out);
@@ -156,7 +158,6 @@ fn write_message(message: &Message, out: &mut Vec<u8>) {
             Some(PayloadData::Json(_)) | None => {}
         }
     }
-    let metadata = metadata_len(&message.headers);
     if metadata != 0 {
         encode_key(5, WireType::LengthDelimited, out);
         encode_varint(metadata as u64, out);
