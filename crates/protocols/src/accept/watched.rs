@@ -119,10 +119,11 @@ impl<S> Watched<S> {
     /// The driver finished at least one frame; `unfinished_left` says its decoder already holds the start of
     /// another, whose clock starts now.
     pub fn frame_finished(&mut self, unfinished_left: bool) {
-        self.frame.stop();
-        if unfinished_left {
-            self.frame.start();
-        }
+        self.frame.since = if unfinished_left {
+            Since::Started
+        } else {
+            Since::Stopped
+        };
         if let Some(held) = &mut self.held {
             held.release();
         }

@@ -1,6 +1,6 @@
 //! The two ends of a benchmark run, over gatewayd (any protocol; MQTT at QoS 0 or 1, MessageLoop in protobuf or
-//! JSON over WebSocket, or over gRPC), over another MQTT broker (gatewayd's MQTT client, for the same-run comparison) or over NATS core
-//! (likewise): publishers that write stamped payloads and subscribers that read them.
+//! JSON over WebSocket, or over gRPC), over another MQTT broker (gatewayd's MQTT client, for the same-run
+//! comparison) or over NATS core (likewise): publishers that write stamped payloads and subscribers that read them.
 
 use anyhow::Context as _;
 use bytes::Bytes;
