@@ -15,8 +15,12 @@ fuzz_target!(|data: &[u8]| {
         _ => GenerationSetting::Fixed(Generation::G2),
     };
     let mut codec = WsCodec::new(Encoding::Json, setting);
-    // Frames separated by NUL: a later frame is read with what the earlier ones settled.
+    // Frames separated by NUL: a later frame is read with what the earlier ones settled. A text frame is UTF-8 (the
+    // WebSocket layer checks), anything else arrives as a binary frame.
     for frame in data.split(|&b| b == 0) {
-        let _ = codec.decode(frame);
+        let _ = match std::str::from_utf8(frame) {
+            Ok(text) => codec.decode_text(text),
+            Err(_) => codec.decode(frame),
+        };
     }
 });

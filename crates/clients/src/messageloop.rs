@@ -278,7 +278,7 @@ fn frame_events(frame: WsMessage, events: &mut Vec<Event>) {
     let decoded = match frame {
         WsMessage::Binary(bytes) => pb::OutboundMessage::decode(bytes).map_err(|e| e.to_string()),
         // A plain publication is read directly; whatever else the server sends, through the JSON mapping.
-        WsMessage::Text(text) => match publication_json::read(text.as_bytes()) {
+        WsMessage::Text(text) => match publication_json::read(&text) {
             Some(message) => Ok(message),
             None => json::from_slice(text.as_bytes()).map_err(|e| e.to_string()),
         },

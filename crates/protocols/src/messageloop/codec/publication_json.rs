@@ -10,6 +10,8 @@
 //! `OutboundMessage`: what the general reading ([`super::json`]) gives, or `None` for any other shape, which is
 //! then read that way.
 
+use std::fmt::Write as _;
+
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::Value;
@@ -23,49 +25,61 @@ use crate::messageloop::pb::messageloop::shared::v2 as shared;
 /// Largest integer a double holds exactly.
 const MAX_EXACT: f64 = 9_007_199_254_740_992.0;
 
-/// The value of the envelope's `publication` member; `None` for G0, whose messages carry CloudEvents and are
-/// rendered the general way.
+/// The envelope's `publication` member, `"publication":{…}`; `None` for G0, whose messages carry CloudEvents and
+/// are rendered the general way.
 pub fn publication(generation: Generation, messages: &[Message]) -> Option<String> {
     if generation == Generation::G0 {
         return None;
     }
-    let mut out = Vec::with_capacity(messages.iter().map(size_hint).sum::<usize>() + 16);
+    let mut out = String::with_capacity(messages.iter().map(size_hint).sum::<usize>() + 32);
+    out.push_str("\"publication\":");
     let mut object = Object::start(&mut out);
     if !messages.is_empty() {
         object.key("messages");
-        object.out.push(b'[');
+        object.out.push('[');
         for (index, message) in messages.iter().enumerate() {
             if index > 0 {
-                object.out.push(b',');
+                object.out.push(',');
             }
-            write_message(object.out, generation, message).ok()?;
+            write_message(object.out, generation, message);
         }
-        object.out.push(b']');
+        object.out.push(']');
     }
     object.end();
-    String::from_utf8(out).ok()
+    Some(out)
 }
 
-/// The value of a G2 envelope's `publish_ack` member; `None` for G0 and G1, whose acks are rendered the general
-/// way.
+/// A G2 envelope's `publish_ack` member, `"publish_ack":{…}`; `None` for G0 and G1, whose acks are rendered the
+/// general way.
 pub fn publish_ack(generation: Generation, ack: &PublishAck) -> Option<String> {
     if generation != Generation::G2 {
         return None;
     }
-    let mut out = Vec::with_capacity(64 + ack.id.len() + ack.position.stream_epoch.len());
+    let mut out = String::with_capacity(96 + ack.id.len() + ack.position.stream_epoch.len());
+    out.push_str("\"publish_ack\":");
     let mut object = Object::start(&mut out);
-    object.string("id", &ack.id).ok()?;
+    object.string("id", &ack.id);
     object.key("position");
     let mut position = Object::start(object.out);
     if let Some(offset) = ack.position.offset {
         position.uint64("offset", offset);
     }
-    position
-        .string("stream_epoch", &ack.position.stream_epoch)
-        .ok()?;
+    position.string("stream_epoch", &ack.position.stream_epoch);
     position.end();
     object.end();
-    String::from_utf8(out).ok()
+    Some(out)
+}
+
+/// `text` as a JSON string, escaped as serde_json escapes it (only `"`, `\\` and control characters).
+pub(super) fn push_string(out: &mut String, text: &str) {
+    if text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        // A `&str` always serializes.
+        out.push_str(&serde_json::to_string(text).unwrap_or_default());
+    } else {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    }
 }
 
 #[derive(Deserialize)]
@@ -141,8 +155,8 @@ fn uint64(text: &str) -> Option<u64> {
 
 /// A G2 publication or publish ack envelope in the plain shape, read without the dynamic mapping; `None` for any
 /// other shape.
-pub fn read(frame: &[u8]) -> Option<pb::OutboundMessage> {
-    let envelope: PlainEnvelope<'_> = serde_json::from_slice(frame).ok()?;
+pub fn read(frame: &str) -> Option<pb::OutboundMessage> {
+    let envelope: PlainEnvelope<'_> = serde_json::from_str(frame).ok()?;
     let body = match (envelope.publication, envelope.publish_ack) {
         (Some(publication), None) => {
             pb::outbound_message::Envelope::Publication(read_publication(publication)?)
@@ -223,67 +237,61 @@ fn size_hint(message: &Message) -> usize {
 
 /// A JSON object being written: members in the order given (the caller gives them in key order).
 struct Object<'a> {
-    out: &'a mut Vec<u8>,
+    out: &'a mut String,
     empty: bool,
 }
 
 impl<'a> Object<'a> {
-    fn start(out: &'a mut Vec<u8>) -> Object<'a> {
-        out.push(b'{');
+    fn start(out: &'a mut String) -> Object<'a> {
+        out.push('{');
         Object { out, empty: true }
     }
 
     fn key(&mut self, key: &str) {
         if !self.empty {
-            self.out.push(b',');
+            self.out.push(',');
         }
         self.empty = false;
-        self.out.push(b'"');
-        self.out.extend_from_slice(key.as_bytes());
-        self.out.extend_from_slice(b"\":");
+        self.out.push('"');
+        self.out.push_str(key);
+        self.out.push_str("\":");
     }
 
     /// A key that may need escaping (a metadata entry's or a `Struct` field's name).
-    fn key_escaped(&mut self, key: &str) -> serde_json::Result<()> {
+    fn key_escaped(&mut self, key: &str) {
         if !self.empty {
-            self.out.push(b',');
+            self.out.push(',');
         }
         self.empty = false;
-        serde_json::to_writer(&mut *self.out, key)?;
-        self.out.push(b':');
-        Ok(())
+        push_string(self.out, key);
+        self.out.push(':');
     }
 
     /// A string member, left out when empty.
-    fn string(&mut self, key: &str, value: &str) -> serde_json::Result<()> {
+    fn string(&mut self, key: &str, value: &str) {
         if value.is_empty() {
-            return Ok(());
+            return;
         }
         self.key(key);
-        serde_json::to_writer(&mut *self.out, value)
+        push_string(self.out, value);
     }
 
     /// A 64-bit integer member (a decimal string).
     fn uint64(&mut self, key: &str, value: u64) {
         self.key(key);
-        self.out.push(b'"');
-        self.out.extend_from_slice(value.to_string().as_bytes());
-        self.out.push(b'"');
+        // Writing to a `String` does not fail.
+        let _ = write!(self.out, "\"{value}\"");
     }
 
     fn end(self) {
-        self.out.push(b'}');
+        self.out.push('}');
     }
 }
 
-fn write_message(
-    out: &mut Vec<u8>,
-    generation: Generation,
-    message: &Message,
-) -> serde_json::Result<()> {
+fn write_message(out: &mut String, generation: Generation, message: &Message) {
     let mut object = Object::start(out);
-    object.string("channel", &message.channel)?;
-    object.string("id", &message.id)?;
+    object.string("channel", &message.channel);
+    object.string("id", &message.id);
     let mut entries: Vec<(String, String)> =
         headers_to_entries(&message.headers).into_iter().collect();
     if !entries.is_empty() {
@@ -293,8 +301,8 @@ fn write_message(
         metadata.key("entries");
         let mut map = Object::start(metadata.out);
         for (name, value) in &entries {
-            map.key_escaped(name)?;
-            serde_json::to_writer(&mut *map.out, value)?;
+            map.key_escaped(name);
+            push_string(map.out, value);
         }
         map.end();
         metadata.end();
@@ -305,7 +313,7 @@ fn write_message(
     }
     if message.payload != Payload::default() {
         object.key("payload");
-        write_payload(object.out, &message.payload)?;
+        write_payload(object.out, &message.payload);
     }
     if generation == Generation::G2 {
         object.key("position");
@@ -313,85 +321,77 @@ fn write_message(
         if let Some(offset) = offset {
             position.uint64("offset", offset);
         }
-        position.string("stream_epoch", &message.position.stream_epoch)?;
+        position.string("stream_epoch", &message.position.stream_epoch);
         position.end();
         if message.replay {
             object.key("replay");
-            object.out.extend_from_slice(b"true");
+            object.out.push_str("true");
         }
     }
     object.end();
-    Ok(())
 }
 
 /// `{"binary"|"content_type"|"json"|"text"}` in key order: a set data member is written even when empty.
-fn write_payload(out: &mut Vec<u8>, payload: &Payload) -> serde_json::Result<()> {
+fn write_payload(out: &mut String, payload: &Payload) {
     let mut object = Object::start(out);
     if let Some(PayloadData::Binary(bytes)) = &payload.data {
         object.key("binary");
-        object.out.push(b'"');
-        let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
-        object.out.extend_from_slice(encoded.as_bytes());
-        object.out.push(b'"');
+        object.out.push('"');
+        base64::engine::general_purpose::STANDARD.encode_string(bytes, object.out);
+        object.out.push('"');
     }
-    object.string("content_type", &payload.content_type)?;
+    object.string("content_type", &payload.content_type);
     match &payload.data {
         Some(PayloadData::Json(fields)) => {
             object.key("json");
-            write_struct(object.out, fields)?;
+            write_struct(object.out, fields);
         }
         Some(PayloadData::Text(text)) => {
             object.key("text");
-            serde_json::to_writer(&mut *object.out, text)?;
+            push_string(object.out, text);
         }
         Some(PayloadData::Binary(_)) | None => {}
     }
     object.end();
-    Ok(())
 }
 
 /// A `google.protobuf.Struct` made from a JSON object, as protojson writes it.
-fn write_struct(
-    out: &mut Vec<u8>,
-    fields: &serde_json::Map<String, Value>,
-) -> serde_json::Result<()> {
+fn write_struct(out: &mut String, fields: &serde_json::Map<String, Value>) {
     let mut object = Object::start(out);
     for (name, value) in fields {
-        object.key_escaped(name)?;
-        write_value(object.out, value)?;
+        object.key_escaped(name);
+        write_value(object.out, value);
     }
     object.end();
-    Ok(())
 }
 
-fn write_value(out: &mut Vec<u8>, value: &Value) -> serde_json::Result<()> {
+fn write_value(out: &mut String, value: &Value) {
     match value {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(flag) => out.extend_from_slice(if *flag { &b"true"[..] } else { b"false" }),
+        Value::Null => out.push_str("null"),
+        Value::Bool(flag) => out.push_str(if *flag { "true" } else { "false" }),
         Value::Number(number) => {
             // A Struct holds doubles; whole ones are written as integers, as Go does.
             let float = number.as_f64().unwrap_or(0.0);
             if float.fract() == 0.0 && float.abs() <= MAX_EXACT {
                 // Exact: |float| is at most 2^53 and has no fraction.
-                out.extend_from_slice((float as i64).to_string().as_bytes());
+                let _ = write!(out, "{}", float as i64);
             } else {
-                serde_json::to_writer(&mut *out, &float)?;
+                out.push_str(&Value::from(float).to_string());
             }
         }
-        Value::String(text) => serde_json::to_writer(&mut *out, text)?,
+        Value::String(text) => push_string(out, text),
         Value::Array(items) => {
-            out.push(b'[');
+            out.push('[');
             for (index, item) in items.iter().enumerate() {
                 if index > 0 {
-                    out.push(b',');
+                    out.push(',');
                 }
-                write_value(out, item)?;
+                write_value(out, item);
             }
-            out.push(b']');
+            out.push(']');
         }
-        Value::Object(fields) => write_struct(out, fields)?,
+        Value::Object(fields) => write_struct(out, fields),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -507,6 +507,32 @@ mod tests {
         assert_eq!(publication(Generation::G0, &messages()[0]), None);
     }
 
+    /// Strings are escaped exactly as serde_json escapes them, with or without anything to escape.
+    #[test]
+    fn strings_are_escaped_as_serde_json_does() {
+        let texts = [
+            "",
+            "plain",
+            "é ✓ 𝄞",
+            "a/b",
+            "\u{7f}",
+            "\"",
+            "\\",
+            "\n\t\r",
+            "\u{0}\u{1f}",
+            "x\"y\\z\u{8}",
+        ];
+        for text in texts {
+            let mut out = String::from("[");
+            push_string(&mut out, text);
+            assert_eq!(
+                out,
+                format!("[{}", serde_json::to_string(text).unwrap()),
+                "{text:?}"
+            );
+        }
+    }
+
     /// A plain G2 publication reads as the general reading reads it; other shapes are left to that reading.
     #[test]
     fn plain_publications_read_as_the_general_reading_reads_them() {
@@ -529,7 +555,7 @@ mod tests {
                     panic!("{messages:?}")
                 };
                 let general = json::from_slice::<pb::OutboundMessage>(text.as_bytes()).unwrap();
-                if let Some(direct) = read(text.as_bytes()) {
+                if let Some(direct) = read(&text) {
                     plain += 1;
                     assert_eq!(direct, general, "{text}");
                 }
@@ -554,7 +580,7 @@ mod tests {
             r#"{"id":"1","publication":{"messages":[]}"#,
         ];
         for frame in other {
-            assert_eq!(read(frame.as_bytes()), None, "{frame}");
+            assert_eq!(read(frame), None, "{frame}");
         }
         for odd in [
             r#"{"publication":{"messages":[{"payload":null,"position":{"offset":null},"replay":null}]},"time":"0"}"#,
@@ -562,7 +588,7 @@ mod tests {
             r#"{"publish_ack":{"position":null}}"#,
         ] {
             assert_eq!(
-                read(odd.as_bytes()),
+                read(odd),
                 Some(json::from_slice::<pb::OutboundMessage>(odd.as_bytes()).unwrap()),
                 "{odd}"
             );
@@ -598,7 +624,7 @@ mod tests {
                         assert_eq!(direct, rendered.unwrap().to_string(), "{outbound:?}");
                         assert_eq!(publish_ack(Generation::G1, &ack), None);
                         let general = json::from_slice::<pb::OutboundMessage>(direct.as_bytes());
-                        if let Some(read) = read(direct.as_bytes()) {
+                        if let Some(read) = read(&direct) {
                             plain += 1;
                             assert_eq!(read, general.unwrap(), "{direct}");
                         }

@@ -10,6 +10,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde::Deserialize;
 
+use super::publication_json::push_string;
 use crate::messageloop::message::{Inbound, InboundBody, Payload, PayloadData, Publish};
 
 #[derive(Deserialize)]
@@ -40,9 +41,10 @@ struct Data<'a> {
     text: Option<&'a str>,
 }
 
-/// The publish command in `frame`, or `None` when it is not one in the plain shape.
-pub fn publish(frame: &[u8]) -> Option<Inbound> {
-    let envelope: Envelope<'_> = serde_json::from_slice(frame).ok()?;
+/// The publish command in `frame`, or `None` when it is not one in the plain shape. Text, not bytes: its strings
+/// are not checked for UTF-8 again.
+pub fn publish(frame: &str) -> Option<Inbound> {
+    let envelope: Envelope<'_> = serde_json::from_str(frame).ok()?;
     let payload = match envelope.publish.payload {
         None => Payload::default(),
         Some(data) => Payload {
@@ -73,17 +75,16 @@ pub fn publish(frame: &[u8]) -> Option<Inbound> {
 /// without metadata: the bytes the protojson rendering of that `InboundMessage` gives.
 pub fn write(id: &str, channel: &str, content_type: &str, binary: &[u8]) -> String {
     let mut out = String::with_capacity(64 + id.len() + channel.len() + binary.len() * 4 / 3);
-    let quoted = |text: &str| serde_json::Value::from(text).to_string();
     out.push('{');
     if !id.is_empty() {
         out.push_str("\"id\":");
-        out.push_str(&quoted(id));
+        push_string(&mut out, id);
         out.push(',');
     }
     out.push_str("\"publish\":{");
     if !channel.is_empty() {
         out.push_str("\"channel\":");
-        out.push_str(&quoted(channel));
+        push_string(&mut out, channel);
         out.push(',');
     }
     out.push_str("\"payload\":{\"binary\":\"");
@@ -91,7 +92,7 @@ pub fn write(id: &str, channel: &str, content_type: &str, binary: &[u8]) -> Stri
     out.push('"');
     if !content_type.is_empty() {
         out.push_str(",\"content_type\":");
-        out.push_str(&quoted(content_type));
+        push_string(&mut out, content_type);
     }
     out.push_str("}}}");
     out
@@ -131,7 +132,7 @@ mod tests {
             " {\n\"id\" : \"11\" ,\t\"publish\":{\"channel\":\"a\"} } ",
         ];
         for frame in plain {
-            let direct = publish(frame.as_bytes());
+            let direct = publish(frame);
             assert!(direct.is_some(), "{frame}");
             assert_eq!(direct, general(frame), "{frame}");
         }
@@ -169,7 +170,7 @@ mod tests {
             "",
         ];
         for frame in other {
-            assert_eq!(publish(frame.as_bytes()), None, "{frame}");
+            assert_eq!(publish(frame), None, "{frame}");
         }
     }
 
@@ -199,7 +200,7 @@ mod tests {
     fn the_codec_reads_plain_publishes_directly() {
         let mut codec = WsCodec::new(Encoding::Json, GenerationSetting::Fixed(Generation::G2));
         let frame = r#"{"id":"3","publish":{"channel":"demo","payload":{"binary":"aGk="}}}"#;
-        let inbound = codec.decode(frame.as_bytes()).unwrap();
+        let inbound = codec.decode_text(frame).unwrap();
         assert_eq!(Some(inbound), general(frame));
         assert_eq!(codec.generation(), Some(Generation::G2));
     }

@@ -10,13 +10,15 @@
 //! number order, so they come first, then the shared body. Both left out of the shared body by encoding it with
 //! their default values (proto3 and protojson leave defaults out).
 
-use std::io::Write as _;
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::Value;
 
 use super::generation::{Encoding, Generation};
+use super::publication_json::push_string;
 use super::ws::{EncodeError, Frame};
 use crate::messageloop::message::{Message, Outbound, OutboundBody};
 
@@ -58,7 +60,7 @@ impl Form {
 pub enum Encoded {
     Json(Value),
     /// JSON written directly: the members other than `id` and `time`, each as `"key":value`, in key order.
-    JsonMembers(Vec<(String, String)>),
+    JsonMembers(Vec<(Cow<'static, str>, String)>),
     Protobuf(Vec<u8>),
 }
 
@@ -66,7 +68,7 @@ pub enum Encoded {
 #[derive(Debug)]
 enum Body {
     /// The envelope's JSON members other than `id` and `time`, each rendered as `"key":value`, in key order.
-    Json(Vec<(String, String)>),
+    Json(Vec<(Cow<'static, str>, String)>),
     /// The envelope's fields after `time`, encoded.
     Protobuf(Bytes),
 }
@@ -122,7 +124,7 @@ impl SharedPublication {
                         .filter(|(key, _)| key != "id" && key != "time")
                         .map(|(key, value)| {
                             let member = format!("{}:{value}", Value::String(key.clone()));
-                            (key, member)
+                            (Cow::Owned(key), member)
                         })
                         .collect(),
                 )),
@@ -148,43 +150,46 @@ impl SharedPublication {
 
 /// `{…}` with `id` and `time` (left out when empty or zero, as protojson does) among the shared members, written
 /// into one buffer.
-pub(super) fn json_frame(members: &[(String, String)], id: &str, time_ms: u64) -> String {
+pub(super) fn json_frame(
+    members: &[(Cow<'static, str>, String)],
+    id: &str,
+    time_ms: u64,
+) -> String {
     let own = [
         (!id.is_empty()).then_some("id"),
         (time_ms != 0).then_some("time"),
     ];
     let mut own = own.into_iter().flatten().peekable();
     let size = members.iter().map(|(_, m)| m.len() + 1).sum::<usize>() + id.len() + 48;
-    let mut out = Vec::with_capacity(size);
-    out.push(b'{');
-    let comma = |out: &mut Vec<u8>| {
+    let mut out = String::with_capacity(size);
+    out.push('{');
+    let comma = |out: &mut String| {
         if out.len() > 1 {
-            out.push(b',');
+            out.push(',');
         }
     };
-    let put_own = |out: &mut Vec<u8>, name: &str| {
+    let put_own = |out: &mut String, name: &str| {
         comma(out);
         if name == "id" {
-            out.extend_from_slice(b"\"id\":");
-            // A `&str` always serializes.
-            let _ = serde_json::to_writer(&mut *out, id);
+            out.push_str("\"id\":");
+            push_string(out, id);
         } else {
+            // Writing to a `String` does not fail.
             let _ = write!(out, "\"time\":\"{time_ms}\"");
         }
     };
     for (key, member) in members {
-        while let Some(first) = own.next_if(|name| *name < key.as_str()) {
+        while let Some(first) = own.next_if(|name| *name < key.as_ref()) {
             put_own(&mut out, first);
         }
         comma(&mut out);
-        out.extend_from_slice(member.as_bytes());
+        out.push_str(member);
     }
     for name in own {
         put_own(&mut out, name);
     }
-    out.push(b'}');
-    // Members are text and the rest is written here as JSON, so this always holds.
-    String::from_utf8(out).unwrap_or_default()
+    out.push('}');
+    out
 }
 
 /// `id` (field 1) and `time` (left out when empty or zero, as proto3 does), then the shared body.

@@ -7,6 +7,8 @@
 //! schema (which accepts G0's connect/subscribe/ping shapes) and outbound ones carry only what both
 //! generations define ([`super::g0_or_g1`]). Once the generation is known, replies use exactly its schema.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use prost::Message as _;
 use serde_json::Value;
@@ -108,11 +110,6 @@ impl WsCodec {
                 (decoded, State::Known(generation))
             }
             Encoding::Json => {
-                if self.state == State::Known(Generation::G2) {
-                    if let Some(inbound) = publish_json::publish(frame) {
-                        return Ok(inbound);
-                    }
-                }
                 let value: Value = serde_json::from_slice(frame).map_err(malformed)?;
                 let next = match self.state {
                     State::Known(generation) => State::Known(generation),
@@ -133,6 +130,17 @@ impl WsCodec {
             self.state = next;
         }
         decoded
+    }
+
+    /// Decodes one text frame (WebSocket has checked it is UTF-8) as [`decode`](Self::decode) does, but a G2 JSON
+    /// connection's publish in the plain shape is read directly ([`publish_json`]).
+    pub fn decode_text(&mut self, text: &str) -> Result<Inbound, DecodeError> {
+        if self.encoding == Encoding::Json && self.state == State::Known(Generation::G2) {
+            if let Some(inbound) = publish_json::publish(text) {
+                return Ok(inbound);
+            }
+        }
+        self.decode(text.as_bytes())
     }
 
     /// Encodes one envelope for this connection. Before the generation is known it is written as G2. A shared
@@ -197,9 +205,8 @@ impl WsCodec {
                         .and_then(|messages| publication_json::publication(generation, messages))
                         .map(|publication| ("publication", publication)),
                 };
-                if let Some((key, value)) = direct {
-                    let member = format!("\"{key}\":{value}");
-                    return Ok(Encoded::JsonMembers(vec![(key.to_owned(), member)]));
+                if let Some((key, member)) = direct {
+                    return Ok(Encoded::JsonMembers(vec![(Cow::Borrowed(key), member)]));
                 }
                 Ok(Encoded::Json(by_generation!(
                     generation,

@@ -22,6 +22,7 @@ use crate::accept::waits::{earliest, room, until, Stall};
 use crate::accept::Watched;
 use crate::messageloop::codec::{EncodeError, Frame, WsCodec};
 use crate::messageloop::codes::DisconnectCode;
+use crate::messageloop::message::Inbound;
 use crate::messageloop::session::{Now, Session};
 use crate::messageloop::settings::Settings;
 use crate::messageloop::wire::DecodeError;
@@ -161,8 +162,14 @@ where
         ws.get_mut().frame_finished(false);
     }
     match message {
-        Some(Ok(WsMessage::Text(text))) => on_frame(codec, session, text.as_bytes(), now),
-        Some(Ok(WsMessage::Binary(bytes))) => on_frame(codec, session, &bytes, now),
+        Some(Ok(WsMessage::Text(text))) => {
+            let decoded = codec.decode_text(&text);
+            on_frame(decoded, codec, session, now)
+        }
+        Some(Ok(WsMessage::Binary(bytes))) => {
+            let decoded = codec.decode(&bytes);
+            on_frame(decoded, codec, session, now)
+        }
         Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
         Some(Ok(WsMessage::Close(_))) | None => return Read::End,
         Some(Err(WsError::Capacity(error))) => {
@@ -182,8 +189,14 @@ where
     Read::Continue
 }
 
-fn on_frame(codec: &mut WsCodec, session: &mut Session, frame: &[u8], now: Now) {
-    match codec.decode(frame) {
+/// Hands one decoded frame to the session.
+fn on_frame(
+    decoded: Result<Inbound, DecodeError>,
+    codec: &WsCodec,
+    session: &mut Session,
+    now: Now,
+) {
+    match decoded {
         Ok(inbound) => {
             session.set_generation(codec.generation());
             session.handle_input(inbound, now);
