@@ -72,7 +72,11 @@ pub fn publish_ack(generation: Generation, ack: &PublishAck) -> Option<String> {
 
 /// `text` as a JSON string, escaped as serde_json escapes it (only `"`, `\\` and control characters).
 pub(super) fn push_string(out: &mut String, text: &str) {
-    if text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+    // Every byte is looked at (no early exit), which the compiler turns into a vector loop.
+    let escape = text.bytes().fold(false, |escape, b| {
+        escape | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if escape {
         // A `&str` always serializes.
         out.push_str(&serde_json::to_string(text).unwrap_or_default());
     } else {
