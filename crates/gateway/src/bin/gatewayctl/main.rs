@@ -9,6 +9,12 @@ mod out;
 mod pubsub;
 mod tap;
 
+/// jemalloc, as in gatewayd: a bench client allocates and frees a few small objects per message on several worker
+/// threads, and glibc's malloc and free were about an eighth of its CPU with MessageLoop JSON
+/// (docs/benchmarks.md, "The client's allocator").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
