@@ -29,6 +29,10 @@ use crate::{CloseCause, ConnectionGuard};
 /// Deliveries taken from the mailbox per batch, and most client messages handled before the replies are sent.
 const BATCH: usize = 64;
 
+/// One item of a stream's lane to the client: boxed whole, so a channel slot is a pointer, not an envelope
+/// (280 bytes) or a status (about 180).
+pub(crate) type Reply<T> = Box<Result<T, Status>>;
+
 /// What a stream takes from its listener when it opens.
 pub(crate) struct Handover {
     pub shutdown: CancellationToken,
@@ -40,7 +44,7 @@ pub(crate) struct Handover {
 /// One open stream: the client's messages, the lane to the client, its registration and address.
 pub(crate) struct OpenStream<W: Wire> {
     pub inbound: Streaming<W::Inbound>,
-    pub tx: mpsc::Sender<Result<Box<W::Outbound>, Status>>,
+    pub tx: mpsc::Sender<Reply<W::Outbound>>,
     pub guard: ConnectionGuard,
     pub peer: SocketAddr,
 }
@@ -71,7 +75,7 @@ where
             body: OutboundBody::Error(Error::disconnect(code)),
         };
         if let Ok(message) = W::outbound(&notice) {
-            let _ = tx.send(Ok(Box::new(message))).await;
+            let _ = tx.send(Box::new(Ok(message))).await;
         }
     }
 }
@@ -87,7 +91,7 @@ async fn session_loop<W: Wire>(
     handover: &Handover,
     session: &mut Session,
     mut inbound: Streaming<W::Inbound>,
-    tx: &mpsc::Sender<Result<Box<W::Outbound>, Status>>,
+    tx: &mpsc::Sender<Reply<W::Outbound>>,
     guard: &ConnectionGuard,
     backends: Backends<'_>,
 ) where
@@ -117,7 +121,7 @@ async fn session_loop<W: Wire>(
             }
             // A lane with room takes the message at once (no timer); a client that does not read (flow control
             // shut) is cut after the write deadline.
-            let message = match tx.try_send(Ok(Box::new(message))) {
+            let message = match tx.try_send(Box::new(Ok(message))) {
                 Ok(()) => continue,
                 Err(TrySendError::Closed(_)) => return,
                 Err(TrySendError::Full(message)) => message,
@@ -172,7 +176,7 @@ async fn session_loop<W: Wire>(
                         Err(status) => {
                             tracing::debug!(%status, listener = NAME, "stream ended with an error");
                             let refusal = refusal(&status, handover.max_message_size);
-                            let _ = timeout(write_deadline, tx.send(Err(refusal))).await;
+                            let _ = timeout(write_deadline, tx.send(Box::new(Err(refusal)))).await;
                             return guard.closing(CloseCause::ProtocolError);
                         }
                     }

@@ -25,7 +25,7 @@ use crate::accept::{self, Accepted, Watched};
 use crate::messageloop::config::Config;
 use crate::messageloop::driver::{
     self,
-    grpc::{Handover, OpenStream},
+    grpc::{Handover, OpenStream, Reply},
 };
 use crate::messageloop::pb::messageloop::client::{v1 as g1, v2 as g2};
 use crate::messageloop::pb::messageloop::v1 as g0;
@@ -53,6 +53,17 @@ struct Shared {
 struct MessageLoop(Arc<Shared>);
 
 type OutStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// A stream's replies as tonic takes them, straight from its lane: each is unboxed once, when tonic encodes it.
+struct Lane<T>(mpsc::Receiver<Reply<T>>);
+
+impl<T> Stream for Lane<T> {
+    type Item = Result<T, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|reply| reply.map(|boxed| *boxed))
+    }
+}
 
 #[tonic::async_trait]
 impl g2::message_loop_service_server::MessageLoopService for MessageLoop {
@@ -388,12 +399,5 @@ where
         };
         driver::grpc::run::<W>(handover, settings, stream).await;
     });
-    // Boxed in the lane: a channel holds a block of 32 entries from the start, and an unboxed message is
-    // 280 bytes.
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|message| (message.map(|boxed| *boxed), rx))
-    });
-    Ok(Response::new(Box::pin(stream)))
+    Ok(Response::new(Box::pin(Lane(rx))))
 }
