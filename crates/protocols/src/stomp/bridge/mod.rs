@@ -61,15 +61,16 @@ const NOT_USER_HEADERS: [&str; 14] = [
     TRACESTATE,
 ];
 
-/// The envelope for a SEND to `topic`. `reply_to` is the resolved `reply-to` header; when the
-/// session could not resolve it, the raw header travels as a user header.
+/// The envelope for a SEND to `topic`, stamped `timestamp_ms`. `reply_to` is the resolved `reply-to` header; when
+/// the session could not resolve it, the raw header travels as a user header.
 pub fn to_envelope(
     frame: &Frame,
     topic: Topic,
     reply_to: Option<Topic>,
     origin: Origin,
+    timestamp_ms: u64,
 ) -> Envelope {
-    let mut envelope = Envelope::new(topic, frame.body.clone(), origin);
+    let mut envelope = Envelope::at(topic, frame.body.clone(), origin, timestamp_ms);
     let text = |name: &str| {
         frame
             .header(name)
@@ -157,7 +158,8 @@ mod tests {
             .with_header("reply-to", "/odd/place")
             .with_body(&b"hi\0there"[..]);
         let topic = Topic::from_dotted(b"a");
-        let e = to_envelope(&frame, topic.clone(), None, origin());
+        let e = to_envelope(&frame, topic.clone(), None, origin(), 7);
+        assert_eq!(e.timestamp_ms, 7);
         assert_eq!(e.topic, topic);
         assert_eq!(&e.payload[..], b"hi\0there");
         assert_eq!(e.content_type.as_deref(), Some("text/plain"));
@@ -165,7 +167,7 @@ mod tests {
         assert_eq!(e.correlation_id.as_deref(), Some("c-9"));
         let names: Vec<_> = e.headers.iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["x-user", "reply-to"]);
-        let resolved = to_envelope(&frame, topic, Some(Topic::from_dotted(b"r")), origin());
+        let resolved = to_envelope(&frame, topic, Some(Topic::from_dotted(b"r")), origin(), 7);
         assert_eq!(resolved.headers.len(), 1);
         assert_eq!(resolved.reply_to, Some(Topic::from_dotted(b"r")));
     }

@@ -7,6 +7,7 @@ impl Connected {
         &mut self,
         frame: Frame,
         backpressure: &mut Option<Backpressure>,
+        now_ms: u64,
     ) -> Result<Step, StompError> {
         match frame.command {
             Command::Connect | Command::Stomp => Err(StompError::AlreadyConnected {
@@ -29,7 +30,7 @@ impl Connected {
             Command::Commit => {
                 let id = frame.require_header(header::TRANSACTION)?;
                 for held in self.transactions.commit(id)? {
-                    self.apply(held, backpressure)?;
+                    self.apply(held, backpressure, now_ms)?;
                 }
                 Ok(Step::Continue)
             }
@@ -40,22 +41,23 @@ impl Connected {
                     self.acks.check(ack_id(&frame, self.version)?)?;
                 }
                 if let Some(now) = self.transactions.hold(frame)? {
-                    self.apply(now, backpressure)?;
+                    self.apply(now, backpressure, now_ms)?;
                 }
                 Ok(Step::Continue)
             }
         }
     }
 
-    /// SEND, ACK or NACK, now (outside a transaction, or at COMMIT).
+    /// SEND, ACK or NACK, now (outside a transaction, or at COMMIT); a SEND's message is stamped `now_ms`.
     pub(super) fn apply(
         &mut self,
         frame: Frame,
         backpressure: &mut Option<Backpressure>,
+        now_ms: u64,
     ) -> Result<(), StompError> {
         match frame.command {
             Command::Send => {
-                if let Some(wait) = self.send(&frame)? {
+                if let Some(wait) = self.send(&frame, now_ms)? {
                     *backpressure = Some(wait);
                 }
                 Ok(())

@@ -163,7 +163,7 @@ impl Session {
     /// Decodes and processes every complete frame at the front of `buf`. Stops early, leaving
     /// the rest in `buf`, when a publish asks for backpressure: wait on
     /// [`Session::take_backpressure`], then call again before reading more.
-    pub fn handle_input(&mut self, buf: &mut BytesMut) -> Flow {
+    pub fn handle_input(&mut self, buf: &mut BytesMut, now_ms: u64) -> Flow {
         loop {
             if matches!(self.phase, Phase::Closed) {
                 return Flow::Close;
@@ -175,7 +175,7 @@ impl Session {
                 Ok(None) => return Flow::Continue,
                 Ok(Some(Decoded::HeartBeat)) => {}
                 Ok(Some(Decoded::Frame(frame))) => {
-                    if self.frame(frame) == Flow::Close {
+                    if self.frame(frame, now_ms) == Flow::Close {
                         return Flow::Close;
                     }
                 }
@@ -184,8 +184,8 @@ impl Session {
         }
     }
 
-    /// Processes one decoded frame.
-    pub fn frame(&mut self, frame: Frame) -> Flow {
+    /// Processes one decoded frame; a message it publishes is stamped `now_ms` (Unix milliseconds).
+    pub fn frame(&mut self, frame: Frame, now_ms: u64) -> Flow {
         let receipt = match frame.command {
             Command::Connect | Command::Stomp => None,
             _ => frame.receipt_request().cloned(),
@@ -193,7 +193,7 @@ impl Session {
         let result = match &mut self.phase {
             Phase::Closed => return Flow::Close,
             Phase::AwaitingConnect => self.connect(&frame).map(|()| Step::Continue),
-            Phase::Connected(connected) => connected.command(frame, &mut self.backpressure),
+            Phase::Connected(connected) => connected.command(frame, &mut self.backpressure, now_ms),
         };
         match result {
             Ok(step) => {

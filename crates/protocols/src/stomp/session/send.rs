@@ -4,7 +4,11 @@
 use super::*;
 
 impl Connected {
-    pub(super) fn send(&mut self, frame: &Frame) -> Result<Option<Backpressure>, StompError> {
+    pub(super) fn send(
+        &mut self,
+        frame: &Frame,
+        now_ms: u64,
+    ) -> Result<Option<Backpressure>, StompError> {
         let topic = match (&self.last_topic, frame.header(header::DESTINATION)) {
             (Some(last), Some(name)) if last.0 == name => last.1.clone(),
             _ => self.send_topic(frame)?,
@@ -13,7 +17,7 @@ impl Connected {
             None => None,
             Some(address) => self.reply_to(address)?,
         };
-        let envelope = bridge::to_envelope(frame, topic, reply_to, self.mailbox.owner());
+        let envelope = bridge::to_envelope(frame, topic, reply_to, self.mailbox.owner(), now_ms);
         Ok(self.bus.publish(envelope).backpressure)
     }
 

@@ -36,7 +36,7 @@ fn session(bus: &Bus, settings: &Arc<Settings>) -> Session {
 }
 
 fn feed(session: &mut Session, bytes: &[u8]) -> Flow {
-    session.handle_input(&mut BytesMut::from(bytes))
+    session.handle_input(&mut BytesMut::from(bytes), core_bus::now_ms())
 }
 
 fn connected(bus: &Bus, settings: &Arc<Settings>, version: &str) -> Session {
@@ -320,7 +320,7 @@ fn sending_into_a_full_blocking_group_pauses_decoding() {
         &b"SEND\ndestination:/queue/slow\n\n1\0SEND\ndestination:/queue/slow\n\n2\0\
            SEND\ndestination:/queue/slow\n\n3\0"[..],
     );
-    assert_eq!(s.handle_input(&mut buf), Flow::Continue);
+    assert_eq!(s.handle_input(&mut buf, core_bus::now_ms()), Flow::Continue);
     assert!(s.take_backpressure().is_some());
     assert!(!buf.is_empty(), "frames after the blocked SEND wait");
 }
