@@ -10,8 +10,9 @@ mod pubsub;
 mod tap;
 
 /// jemalloc, as in gatewayd: a bench client allocates and frees a few small objects per message on several worker
-/// threads, and glibc's malloc and free were about an eighth of its CPU with MessageLoop JSON
-/// (docs/benchmarks.md, "The client's allocator").
+/// threads. glibc's malloc and free were about an eighth of its CPU under MessageLoop JSON, and they were what
+/// limited nats-server's side of the 16 B bench rows (docs/benchmarks.md, "MessageLoop JSON, the bench client's
+/// allocator, and the gRPC lane").
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

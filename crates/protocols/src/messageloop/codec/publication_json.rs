@@ -1,9 +1,9 @@
-//! The JSON of a G1 or G2 `publication`, written straight from the delivered [`Message`]s, and of a G2
-//! `publish_ack`: the bytes
-//! [`super::json`]'s protojson rendering gives (proto names, defaults left out, set oneof members and `optional`
-//! fields kept, 64-bit integers as strings, bytes as padded base64, a `Struct`'s numbers as doubles written without
-//! a fraction when whole, every object's keys in order), without building the protobuf message, its dynamic copy
-//! and a `serde_json::Value` of the whole envelope for each delivery.
+//! The JSON of a G1 or G2 envelope's `publication` member, written straight from the delivered [`Message`]s into
+//! one `String`, and of a G2 `publish_ack` member: the bytes [`super::json`]'s protojson rendering gives (proto
+//! names, defaults left out, set oneof members and `optional` fields kept, 64-bit integers as strings, bytes as
+//! padded base64, a `Struct`'s numbers as doubles written without a fraction when whole, every object's keys in
+//! order), without building the protobuf message, its dynamic copy and a `serde_json::Value` of the whole envelope
+//! for each delivery.
 //!
 //! For clients (gatewayctl), [`read`] reads a G2 publication or publish ack envelope in the plain shape written
 //! here (no metadata, no JSON payload, strings without escapes, padded base64) straight into the generated
