@@ -1,11 +1,15 @@
-//! The codec of the generated MessageLoop gRPC services and clients: prost, with small buffers. tonic's default
-//! reserves 8 KiB to decode and 8 KiB to encode on every stream, most of what an idle stream costs; MessageLoop
-//! envelopes are small, and the buffers grow when a larger one comes.
+//! The gRPC codecs of MessageLoop, with small buffers: [`SmallBufferCodec`] (prost both ways) for the generated
+//! clients and services, and [`EncodedReplyCodec`] for gatewayd's own service, whose replies are encoded by the
+//! session's codec before they reach tonic. tonic's default reserves 8 KiB to decode and 8 KiB to encode on every
+//! stream, most of what an idle stream costs; MessageLoop envelopes are small, and the buffers grow when a larger
+//! one comes.
 
 use std::marker::PhantomData;
 
+use bytes::{BufMut, Bytes};
 use prost::Message;
-use tonic::codec::{BufferSettings, Codec};
+use tonic::codec::{BufferSettings, Codec, EncodeBuf, Encoder};
+use tonic::Status;
 use tonic_prost::{ProstDecoder, ProstEncoder};
 
 /// Bytes reserved per stream for each direction until a larger message needs more.
@@ -39,5 +43,51 @@ where
 
     fn decoder(&mut self) -> Self::Decoder {
         ProstDecoder::new(BufferSettings::new(BUFFER, YIELD_THRESHOLD))
+    }
+}
+
+/// Requests decoded with prost into `U`; replies are protobuf bytes already, written as they are.
+#[derive(Debug, Clone, Copy)]
+pub struct EncodedReplyCodec<U>(PhantomData<U>);
+
+impl<U> Default for EncodedReplyCodec<U> {
+    fn default() -> Self {
+        EncodedReplyCodec(PhantomData)
+    }
+}
+
+impl<U> Codec for EncodedReplyCodec<U>
+where
+    U: Message + Default + Send + 'static,
+{
+    type Encode = Bytes;
+    type Decode = U;
+    type Encoder = EncodedReplies;
+    type Decoder = ProstDecoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        EncodedReplies
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ProstDecoder::new(BufferSettings::new(BUFFER, YIELD_THRESHOLD))
+    }
+}
+
+/// Copies each encoded reply into tonic's frame buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct EncodedReplies;
+
+impl Encoder for EncodedReplies {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::new(BUFFER, YIELD_THRESHOLD)
     }
 }

@@ -1,11 +1,15 @@
 //! `messageloop.grpc`: the bidi `MessageLoop` method of each generation's service
 //! (`/messageloop.client.v2.MessageLoopService/MessageLoop`, `…client.v1…`, `/messageloop.v1.MessagingService/…`)
-//! on one HTTP/2 listener, cleartext (h2c) or TLS. One stream is one session, run by [`driver::grpc`].
+//! on one HTTP/2 listener, cleartext (h2c) or TLS. One stream is one session, run by [`driver::grpc`]. The three
+//! services are served here ([`MessageLoop`]) rather than by the generated servers, so that a stream's replies
+//! reach tonic as the bytes the session's codec encoded.
 //!
 //! Each stream takes the [`Settings`] in effect when it opens (`messageloop::reload` swaps them); tonic's decoding
 //! limit is fixed when the server is built, so `limits.max_message_size` needs a restart here.
 
-use std::future::Future;
+use std::convert::Infallible;
+use std::future::{ready, Future, Ready};
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,15 +17,19 @@ use std::task::{Context, Poll};
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
+use bytes::Bytes;
 use core_bus::Protocol;
 use futures::Stream;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tonic::codegen::{http, Body, BoxFuture, StdError};
+use tonic::server::{NamedService, StreamingService};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::accept::{self, Accepted, Watched};
+use crate::messageloop::codec::grpc_codec::EncodedReplyCodec;
 use crate::messageloop::config::Config;
 use crate::messageloop::driver::{
     self,
@@ -48,56 +56,99 @@ struct Shared {
     max_message_size: usize,
 }
 
-/// The service of all three generations; tonic routes by path.
-#[derive(Clone)]
-struct MessageLoop(Arc<Shared>);
+/// A generation's gRPC service, as gatewayd serves it: tonic's `Grpc` runs the one streaming method, with requests
+/// decoded by prost and replies written as the session's codec encoded them ([`EncodedReplyCodec`]), in place of the
+/// generated server, whose replies are prost messages built and encoded for each stream.
+trait GrpcService: Wire<Inbound: prost::Message + Default> + Send + 'static {
+    /// The service's full name, the first segment of its paths.
+    const NAME: &'static str;
+}
 
-type OutStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+impl GrpcService for G2Wire {
+    const NAME: &'static str = g2::message_loop_service_server::SERVICE_NAME;
+}
 
-/// A stream's replies as tonic takes them, straight from its lane: each is unboxed once, when tonic encodes it.
-struct Lane<T>(mpsc::Receiver<Reply<T>>);
+impl GrpcService for G1Wire {
+    const NAME: &'static str = g1::message_loop_service_server::SERVICE_NAME;
+}
 
-impl<T> Stream for Lane<T> {
-    type Item = Result<T, Status>;
+impl GrpcService for G0Wire {
+    const NAME: &'static str = g0::messaging_service_server::SERVICE_NAME;
+}
+
+/// The method every generation's service has: the session's bidirectional stream.
+const METHOD: &str = "MessageLoop";
+
+/// One generation's service on the listener's router (tonic routes by the service's name).
+struct MessageLoop<W>(Arc<Shared>, PhantomData<fn() -> W>);
+
+impl<W> Clone for MessageLoop<W> {
+    fn clone(&self) -> Self {
+        MessageLoop(self.0.clone(), PhantomData)
+    }
+}
+
+impl<W: GrpcService> NamedService for MessageLoop<W> {
+    const NAME: &'static str = W::NAME;
+}
+
+impl<W, B> tower_service::Service<http::Request<B>> for MessageLoop<W>
+where
+    W: GrpcService,
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let path = request.uri().path();
+        let method = path
+            .strip_prefix('/')
+            .and_then(|path| path.strip_prefix(W::NAME))
+            .and_then(|path| path.strip_prefix('/'));
+        let ours = method == Some(METHOD);
+        if !ours {
+            return Box::pin(async { Ok(Status::unimplemented("").into_http()) });
+        }
+        let shared = self.0.clone();
+        Box::pin(async move {
+            let max = Some(shared.max_message_size);
+            let mut grpc = tonic::server::Grpc::new(EncodedReplyCodec::<W::Inbound>::default())
+                .apply_max_message_size_config(max, max);
+            Ok(grpc
+                .streaming(Open::<W>(shared, PhantomData), request)
+                .await)
+        })
+    }
+}
+
+/// Opens a stream's session when tonic has its request.
+struct Open<W>(Arc<Shared>, PhantomData<fn() -> W>);
+
+impl<W: GrpcService> StreamingService<W::Inbound> for Open<W> {
+    type Response = Bytes;
+    type ResponseStream = Replies;
+    type Future = Ready<Result<Response<Replies>, Status>>;
+
+    fn call(&mut self, request: Request<Streaming<W::Inbound>>) -> Self::Future {
+        ready(open::<W>(&self.0, request))
+    }
+}
+
+/// A stream's replies as tonic takes them, straight from its lane.
+struct Replies(mpsc::Receiver<Reply>);
+
+impl Stream for Replies {
+    type Item = Result<Bytes, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.0.poll_recv(cx).map(|reply| reply.map(|boxed| *boxed))
-    }
-}
-
-#[tonic::async_trait]
-impl g2::message_loop_service_server::MessageLoopService for MessageLoop {
-    type MessageLoopStream = OutStream<g2::OutboundMessage>;
-
-    async fn message_loop(
-        &self,
-        request: Request<Streaming<g2::InboundMessage>>,
-    ) -> Result<Response<Self::MessageLoopStream>, Status> {
-        open::<G2Wire>(&self.0, request)
-    }
-}
-
-#[tonic::async_trait]
-impl g1::message_loop_service_server::MessageLoopService for MessageLoop {
-    type MessageLoopStream = OutStream<g1::OutboundMessage>;
-
-    async fn message_loop(
-        &self,
-        request: Request<Streaming<g1::InboundMessage>>,
-    ) -> Result<Response<Self::MessageLoopStream>, Status> {
-        open::<G1Wire>(&self.0, request)
-    }
-}
-
-#[tonic::async_trait]
-impl g0::messaging_service_server::MessagingService for MessageLoop {
-    type MessageLoopStream = OutStream<g0::OutboundMessage>;
-
-    async fn message_loop(
-        &self,
-        request: Request<Streaming<g0::InboundMessage>>,
-    ) -> Result<Response<Self::MessageLoopStream>, Status> {
-        open::<G0Wire>(&self.0, request)
     }
 }
 
@@ -122,28 +173,15 @@ pub(super) async fn start(
         services: services.clone(),
         max_message_size: max,
     });
-    let service = MessageLoop(shared.clone());
     let idle_frame = config.deadlines.idle_frame();
     let router = tonic::transport::Server::builder()
         // A client that leaves a frame unfinished cannot answer the ping either.
         .http2_keepalive_interval(Some(idle_frame))
         .http2_keepalive_timeout(Some(idle_frame))
         .max_concurrent_streams(MAX_STREAMS)
-        .add_service(
-            g2::message_loop_service_server::MessageLoopServiceServer::new(service.clone())
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
-        )
-        .add_service(
-            g1::message_loop_service_server::MessageLoopServiceServer::new(service.clone())
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
-        )
-        .add_service(
-            g0::messaging_service_server::MessagingServiceServer::new(service)
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
-        );
+        .add_service(MessageLoop::<G2Wire>(shared.clone(), PhantomData))
+        .add_service(MessageLoop::<G1Wire>(shared.clone(), PhantomData))
+        .add_service(MessageLoop::<G0Wire>(shared.clone(), PhantomData));
     let shutdown = services.shutdown.clone();
     let (ready, incoming) = mpsc::channel(LANE);
     let accepting = Accepting {
@@ -369,10 +407,7 @@ impl AsyncWrite for Conn {
 fn open<W: Wire>(
     shared: &Arc<Shared>,
     request: Request<Streaming<W::Inbound>>,
-) -> Result<Response<OutStream<W::Outbound>>, Status>
-where
-    W::Outbound: prost::Message,
-{
+) -> Result<Response<Replies>, Status> {
     let peer = request
         .remote_addr()
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -399,5 +434,5 @@ where
         };
         driver::grpc::run::<W>(handover, settings, stream).await;
     });
-    Ok(Response::new(Box::pin(Lane(rx))))
+    Ok(Response::new(Replies(rx)))
 }
