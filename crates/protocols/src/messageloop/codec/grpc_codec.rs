@@ -17,6 +17,11 @@ const BUFFER: usize = 256;
 /// tonic's default: encoded bytes after which a response stream yields.
 const YIELD_THRESHOLD: usize = 32 << 10;
 
+/// Every MessageLoop gRPC encoder's and decoder's buffers: [`BUFFER`] bytes to start with.
+fn small_buffers() -> BufferSettings {
+    BufferSettings::new(BUFFER, YIELD_THRESHOLD)
+}
+
 /// [`tonic_prost::ProstCodec`] with [`BUFFER`]-byte buffers.
 #[derive(Debug, Clone, Copy)]
 pub struct SmallBufferCodec<T, U>(PhantomData<(T, U)>);
@@ -38,11 +43,11 @@ where
     type Decoder = ProstDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
-        ProstEncoder::new(BufferSettings::new(BUFFER, YIELD_THRESHOLD))
+        ProstEncoder::new(small_buffers())
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ProstDecoder::new(BufferSettings::new(BUFFER, YIELD_THRESHOLD))
+        ProstDecoder::new(small_buffers())
     }
 }
 
@@ -70,7 +75,7 @@ where
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ProstDecoder::new(BufferSettings::new(BUFFER, YIELD_THRESHOLD))
+        ProstDecoder::new(small_buffers())
     }
 }
 
@@ -88,6 +93,6 @@ impl Encoder for EncodedReplies {
     }
 
     fn buffer_settings(&self) -> BufferSettings {
-        BufferSettings::new(BUFFER, YIELD_THRESHOLD)
+        small_buffers()
     }
 }

@@ -92,7 +92,6 @@ pub(crate) async fn run<W: Wire>(
 }
 
 /// The way to the client: the codec of the stream's generation and the channel to tonic's response stream.
-#[derive(Clone, Copy)]
 struct Lane<'a> {
     tx: &'a mpsc::Sender<Reply>,
     codec: &'a WsCodec,
