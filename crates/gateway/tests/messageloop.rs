@@ -562,6 +562,27 @@ async fn grpc_g2_session_rpc_and_disconnect() {
     drop(gateway);
 }
 
+/// A method or service the listener does not have is answered UNIMPLEMENTED, and the listener keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_unknown_methods_are_unimplemented() {
+    let (gateway, addr) = start_in_tokio("").await;
+    for path in [
+        "/messageloop.client.v2.MessageLoopService/Publish",
+        "/messageloop.client.v1.MessageLoopService/MessageLoopX",
+        "/messageloop.v1.MessagingService/",
+        "/messageloop.client.v3.MessageLoopService/MessageLoop",
+    ] {
+        let status = grpc::unary_status(addr, path).await;
+        assert_eq!(
+            status.code(),
+            tonic::Code::Unimplemented,
+            "{path}: {status:?}"
+        );
+    }
+    grpc::connected_g2(addr).await;
+    drop(gateway);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_g1_and_g0_paths() {
     let (gateway, addr) = start_in_tokio("").await;

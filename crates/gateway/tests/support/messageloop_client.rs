@@ -506,11 +506,8 @@ pub mod grpc {
         }
     }
 
-    async fn open<In, Out>(addr: SocketAddr, generation: Generation) -> Stream<In, Out>
-    where
-        In: prost::Message + Send + Sync + 'static,
-        Out: prost::Message + Default + Send + 'static,
-    {
+    /// A gRPC client on one new connection to `addr`, ready for a call.
+    async fn client(addr: SocketAddr) -> tonic::client::Grpc<tonic::transport::Channel> {
         let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
             .expect("uri")
             .connect()
@@ -518,6 +515,15 @@ pub mod grpc {
             .expect("grpc connect");
         let mut client = tonic::client::Grpc::new(channel);
         client.ready().await.expect("grpc ready");
+        client
+    }
+
+    async fn open<In, Out>(addr: SocketAddr, generation: Generation) -> Stream<In, Out>
+    where
+        In: prost::Message + Send + Sync + 'static,
+        Out: prost::Message + Default + Send + 'static,
+    {
+        let mut client = client(addr).await;
         let (tx, rx) = mpsc::channel::<In>(16);
         let outbound =
             futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
@@ -532,6 +538,31 @@ pub mod grpc {
             .expect("open stream")
             .into_inner();
         Stream { tx, rx }
+    }
+
+    /// The status of a unary call to `path` (a G2 Connect as its request), as a client sees it.
+    pub async fn unary_status(addr: SocketAddr, path: &'static str) -> Status {
+        let mut client = client(addr).await;
+        let codec: StrictCodec<g2::InboundMessage, g2::OutboundMessage> = StrictCodec {
+            generation: Generation::G2,
+            _types: PhantomData,
+        };
+        let request = g2_inbound(
+            "c",
+            g2::inbound_message::Envelope::Connect(g2::Connect::default()),
+        );
+        let call = client.unary(
+            tonic::Request::new(request),
+            PathAndQuery::from_static(path),
+            codec,
+        );
+        match tokio::time::timeout(super::WAIT, call)
+            .await
+            .expect("answer in time")
+        {
+            Ok(reply) => panic!("{path} answered {:?}", reply.into_inner()),
+            Err(status) => status,
+        }
     }
 
     /// A G2 message with `id` (time 0) carrying `envelope`.
