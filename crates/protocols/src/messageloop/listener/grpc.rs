@@ -13,7 +13,7 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
@@ -42,8 +42,9 @@ use crate::messageloop::wire::{G0Wire, G1Wire, G2Wire, Wire};
 use crate::{RunningListener, Services, Slot};
 
 pub const NAME: &str = "messageloop.grpc";
-/// Outbound envelopes buffered per stream. Small, so that a slow reader fills its bus queue (and stalls its
-/// publishers) instead of this lane: an envelope can be a publication of a whole batch.
+/// Turns of outbound envelopes buffered per stream (a turn: what the session sent after one batch of deliveries or
+/// client messages). Small, so that a slow reader fills its bus queue (and stalls its publishers) instead of
+/// this lane.
 const LANE: usize = 8;
 /// Streams (sessions) open at once on one connection (HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`).
 const MAX_STREAMS: u32 = 100;
@@ -141,14 +142,31 @@ impl<W: GrpcService> StreamingService<W::Inbound> for Open<W> {
     }
 }
 
-/// A stream's replies as tonic takes them, straight from its lane.
-struct Replies(mpsc::Receiver<Reply>);
+/// A stream's replies as tonic takes them: the envelopes of each turn in its lane, one after the other. tonic
+/// encodes what is ready before it writes, so a turn goes out as one frame.
+struct Replies {
+    lane: mpsc::Receiver<Reply>,
+    /// What is left of the turn being taken.
+    turn: std::vec::IntoIter<Bytes>,
+}
 
 impl Stream for Replies {
     type Item = Result<Bytes, Status>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx).map(|reply| reply.map(|boxed| *boxed))
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let replies = self.get_mut();
+        loop {
+            if let Some(bytes) = replies.turn.next() {
+                return Poll::Ready(Some(Ok(bytes)));
+            }
+            let Some(reply) = ready!(replies.lane.poll_recv(cx)) else {
+                return Poll::Ready(None);
+            };
+            match *reply {
+                Ok(turn) => replies.turn = turn.into_iter(),
+                Err(status) => return Poll::Ready(Some(Err(status))),
+            }
+        }
     }
 }
 
@@ -434,5 +452,46 @@ fn open<W: Wire>(
         };
         driver::grpc::run::<W>(handover, settings, stream).await;
     });
-    Ok(Response::new(Replies(rx)))
+    Ok(Response::new(Replies {
+        lane: rx,
+        turn: Vec::new().into_iter(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::*;
+
+    /// The envelopes of a turn reach tonic one by one and in order, then the next turn's, then the status that
+    /// ends the stream; the stream ends when the session drops its lane.
+    #[tokio::test]
+    async fn replies_take_each_turn_in_order() {
+        let (tx, rx) = mpsc::channel(LANE);
+        let mut replies = Replies {
+            lane: rx,
+            turn: Vec::new().into_iter(),
+        };
+        let turns = [
+            vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")],
+            vec![Bytes::from_static(b"c")],
+        ];
+        for turn in turns {
+            tx.try_send(Box::new(Ok(turn))).unwrap();
+        }
+        tx.try_send(Box::new(Err(Status::internal("end")))).unwrap();
+        drop(tx);
+        let mut taken = Vec::new();
+        while let Some(reply) = replies.next().await {
+            taken.push(reply.map_err(|status| status.message().to_owned()));
+        }
+        let expected: Vec<Result<Bytes, String>> = vec![
+            Ok(Bytes::from_static(b"a")),
+            Ok(Bytes::from_static(b"b")),
+            Ok(Bytes::from_static(b"c")),
+            Err("end".to_owned()),
+        ];
+        assert_eq!(taken, expected);
+    }
 }
