@@ -4,6 +4,8 @@
 //! are drained by the reader), Publication, RpcRequest/RpcReply, and a Ping while waiting so the server's idle
 //! timeout never fires. Payloads are sent as `binary` (base64 in JSON); `json` and `text` deliveries become bytes.
 
+mod lean;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -276,7 +278,20 @@ async fn read_loop(mut stream: ws::Stream, tx: InboxSender) {
 /// close.
 fn frame_events(frame: WsMessage, events: &mut Vec<Event>) {
     let decoded = match frame {
-        WsMessage::Binary(bytes) => pb::OutboundMessage::decode(bytes).map_err(|e| e.to_string()),
+        // A publication or a publish ack is read short; whatever else the server sends, in full.
+        WsMessage::Binary(bytes) => match lean::read(&bytes) {
+            lean::Read::Publication(messages) => {
+                return events.extend(messages.into_iter().map(|m| {
+                    Ok(Incoming::Message(received(
+                        Some(m.channel),
+                        m.payload,
+                        m.metadata,
+                    )))
+                }));
+            }
+            lean::Read::PublishAck => return,
+            lean::Read::Other => pb::OutboundMessage::decode(bytes).map_err(|e| e.to_string()),
+        },
         // A plain publication is read directly; whatever else the server sends, through the JSON mapping.
         WsMessage::Text(text) => match publication_json::read(&text) {
             Some(message) => Ok(message),
