@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 use serde_json::Value;
 
 use super::generation::{Encoding, Generation};
@@ -192,20 +192,33 @@ pub(super) fn json_frame(
     out
 }
 
-/// `id` (field 1) and `time` (left out when empty or zero, as proto3 does), then the shared body.
+/// `id` (field 1) and `time` (left out when empty or zero, as proto3 does), then the shared body. The buffer is
+/// allocated at its exact length, so the `Bytes` made of it needs no second allocation to track its references.
 fn protobuf_frame(body: &Bytes, time_field: u32, id: &str, time_ms: u64) -> Bytes {
-    let mut out = BytesMut::with_capacity(id.len() + 16 + body.len());
+    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
+    let id_len = if id.is_empty() {
+        0
+    } else {
+        key_len(1) + encoded_len_varint(id.len() as u64) + id.len()
+    };
+    let time_len = if time_ms == 0 {
+        0
+    } else {
+        key_len(time_field) + encoded_len_varint(time_ms)
+    };
+    let mut out = Vec::with_capacity(id_len + time_len + body.len());
     if !id.is_empty() {
-        prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, &mut out);
-        prost::encoding::encode_varint(id.len() as u64, &mut out);
+        encode_key(1, WireType::LengthDelimited, &mut out);
+        encode_varint(id.len() as u64, &mut out);
         out.put_slice(id.as_bytes());
     }
     if time_ms != 0 {
-        prost::encoding::encode_key(time_field, prost::encoding::WireType::Varint, &mut out);
-        prost::encoding::encode_varint(time_ms, &mut out);
+        encode_key(time_field, WireType::Varint, &mut out);
+        encode_varint(time_ms, &mut out);
     }
     out.put_slice(body);
-    out.freeze()
+    debug_assert_eq!(out.len(), out.capacity());
+    Bytes::from(out)
 }
 
 #[cfg(test)]
