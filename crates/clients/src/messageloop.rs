@@ -2,7 +2,8 @@
 //! `messageloop+proto`) or the proto3 JSON mapping in text frames (`messageloop+json`), one envelope per frame. It
 //! uses the generated `messageloop.client.v2` messages: Connect/Connected, Subscribe/SubscribeAck, Publish (acks
 //! are drained by the reader), Publication, RpcRequest/RpcReply, and a Ping while waiting so the server's idle
-//! timeout never fires. Payloads are sent as `binary` (base64 in JSON); `json` and `text` deliveries become bytes.
+//! timeout never fires. In protobuf, a publication or a publish ack is read short (`lean`). Payloads are sent as
+//! `binary` (base64 in JSON); `json` and `text` deliveries become bytes.
 
 mod lean;
 
