@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every end-to-end benchmark docs/benchmarks.md reports, each next to nats-server measured in the same run
-# (the MQTT rows also next to mosquitto), and prints the tables as Markdown. Long (about 22 minutes); not part of
+# (the MQTT rows also next to mosquitto), and prints the tables as Markdown. Long (about 24 minutes); not part of
 # the test suite.
 #
 #   [BENCH_ROWS=all|mqtt] scripts/bench.sh [OUT_DIR]   # JSON results are kept in OUT_DIR (default: a temporary
@@ -8,7 +8,7 @@
 #
 # Needs release binaries (`cargo build --release -p gateway --bins`, or BENCH_BIN_DIR=<dir with both>),
 # nats-server, mosquitto (the Debian package; its own instance is started here, not the system service) and
-# python3 on PATH.
+# python3 on PATH; the system call rows need perf (Debian's linux-perf) allowed to read tracepoints.
 # Every server listens on 127.0.0.1 only; everything started here is stopped on exit.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -93,6 +93,35 @@ for kind in "messageloop" "messageloop --ml-json" "goomerang"; do
   "${ctl[@]}" bench --protocol $kind -m 10000 --rate 20 --size 100 --duration 10 --json \
     --compare-nats "nats://127.0.0.1:$nats_port" > "$out/fanout-${kind// --ml-/-}.json"
 done
+# System calls per delivery (issue 18's cost per message): perf stat on gatewayd's syscall tracepoints for 3 s in
+# the middle of an 8 s all-out run, divided by the deliveries counted over the same 3 s (tracepoints, not strace,
+# whose ptrace would change how much each write batches). Skipped when perf cannot read the tracepoints.
+events=syscalls:sys_enter_sendto,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_sendmsg
+events+=,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_futex
+delivered() {
+  curl -sf "http://127.0.0.1:$admin_port/metrics" | awk '/^gatewayd_messages_out_total/ {s += $2} END {print s + 0}'
+}
+if perf stat -e syscalls:sys_enter_sendto -- true > /dev/null 2>&1; then
+  shapes=("stomp-16|--protocol stomp --size 16" "stomp-1024|--protocol stomp --size 1024"
+    "messageloop-16|--protocol messageloop --size 16" "messageloop-1024|--protocol messageloop --size 1024"
+    "messageloop-grpc-16|--protocol messageloop --ml-grpc --size 16"
+    "messageloop-grpc-1024|--protocol messageloop --ml-grpc --size 1024"
+    "goomerang-16|--protocol goomerang --size 16"
+    "stomp-messageloop-16|--pub-protocol stomp --sub-protocol messageloop --size 16")
+  for shape in "${shapes[@]}"; do
+    name=${shape%%|*}
+    # shellcheck disable=SC2086
+    "${ctl[@]}" bench ${shape#*|} --duration 8 --json > /dev/null &
+    bench_pid=$!
+    sleep 3
+    before=$(delivered)
+    perf stat -x, -e "$events" -o "$out/syscalls-$name.csv" -p "$gatewayd_pid" -- sleep 3
+    echo "$(($(delivered) - before)),deliveries" >> "$out/syscalls-$name.csv"
+    wait "$bench_pid"
+  done
+else
+  echo "perf cannot read the syscall tracepoints: no system call rows" >&2
+fi
 fi
 stop_gatewayd
 

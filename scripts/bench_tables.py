@@ -73,6 +73,38 @@ def conns_cells(load, kind):
     return cells
 
 
+def syscall_table(out):
+    """Writes and reads per delivery from the perf stat counts (`syscalls-<shape>.csv`), when bench.sh took them."""
+    shapes = (("stomp-16", "STOMP → STOMP"), ("stomp-1024", "STOMP → STOMP, 1 KiB"),
+              ("messageloop-16", "MessageLoop WS → MessageLoop WS"),
+              ("messageloop-1024", "MessageLoop WS → MessageLoop WS, 1 KiB"),
+              ("messageloop-grpc-16", "MessageLoop gRPC → MessageLoop gRPC"),
+              ("messageloop-grpc-1024", "MessageLoop gRPC → MessageLoop gRPC, 1 KiB"),
+              ("goomerang-16", "Goomerang → Goomerang"), ("stomp-messageloop-16", "STOMP → MessageLoop WS"))
+    rows = []
+    for name, label in shapes:
+        path = out / f"syscalls-{name}.csv"
+        if not path.exists():
+            continue
+        counts = {}
+        for line in path.read_text().splitlines():
+            cells = line.split(",")
+            if len(cells) > 2 and cells[0].replace(".", "").isdigit():
+                counts[cells[2].rsplit("sys_enter_", 1)[-1]] = float(cells[0])
+            elif len(cells) == 2 and cells[1] == "deliveries":
+                counts["deliveries"] = float(cells[0])
+        deliveries = counts.get("deliveries") or 1
+        per = lambda *names: sum(counts.get(n, 0) for n in names) / deliveries
+        rows.append(f"| {label} | {rate(deliveries / 3)} | {per('sendto', 'write', 'writev', 'sendmsg'):.3f} "
+                    f"| {per('recvfrom', 'read'):.3f} | {per('epoll_wait'):.3f} | {per('futex'):.3f} |")
+    if rows:
+        print("| shape (16 B unless said) | deliveries/s | writes per delivery | reads per delivery "
+              "| epoll_wait per delivery | futex per delivery |")
+        print("|---|---|---|---|---|---|")
+        print("\n".join(rows))
+        print()
+
+
 def main(out):
     load = lambda name: json.loads((out / name).read_text())
     if not (out / "allout-stomp-stomp-16.json").exists():
@@ -111,6 +143,7 @@ def main(out):
         ratio = f"{r['ratio']['p99']:.2f}" if n else "—"
         print(f"| {NAMES[p]} | {g['received']:,} of {g['sent'] * 10000:,} | {g['lost']} | {latencies(g)} | {peer} | {ratio} |")
     print()
+    syscall_table(out)
     print("| connections | 1,000 | 10,000 |")
     print("|---|---|---|")
     for kind, label in (("stomp", "STOMP TCP"), ("stomp-ws", "STOMP over WebSocket"), ("stomp-tls", "STOMP TLS"),
