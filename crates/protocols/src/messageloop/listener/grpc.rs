@@ -42,10 +42,12 @@ use crate::messageloop::wire::{G0Wire, G1Wire, G2Wire, Wire};
 use crate::{RunningListener, Services, Slot};
 
 pub const NAME: &str = "messageloop.grpc";
-/// Turns of outbound envelopes buffered per stream (a turn: what the session sent after one batch of deliveries or
-/// client messages). Small, so that a slow reader fills its bus queue (and stalls its publishers) instead of
-/// this lane.
-const LANE: usize = 8;
+/// Turns of outbound envelopes buffered per stream (a turn: what the session sent after one batch of up to 64
+/// deliveries or client messages). Small, so that a slow reader fills its bus queue (and stalls its publishers)
+/// instead of this lane: a WebSocket connection holds one turn in its write buffer, a gRPC stream two here.
+const LANE: usize = 2;
+/// Connections whose TLS handshake and HTTP/2 preface are done, waiting for tonic to take them.
+const READY: usize = 8;
 /// Streams (sessions) open at once on one connection (HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`).
 const MAX_STREAMS: u32 = 100;
 
@@ -201,7 +203,7 @@ pub(super) async fn start(
         .add_service(MessageLoop::<G1Wire>(shared.clone(), PhantomData))
         .add_service(MessageLoop::<G0Wire>(shared.clone(), PhantomData));
     let shutdown = services.shutdown.clone();
-    let (ready, incoming) = mpsc::channel(LANE);
+    let (ready, incoming) = mpsc::channel(READY);
     let accepting = Accepting {
         shared: shared.clone(),
         tls: tls.map(Arc::new),
@@ -500,7 +502,7 @@ mod tests {
     /// ends the stream; the stream ends when the session drops its lane.
     #[tokio::test]
     async fn replies_take_each_turn_in_order() {
-        let (tx, rx) = mpsc::channel(LANE);
+        let (tx, rx) = mpsc::channel(3);
         let mut replies = Replies {
             lane: rx,
             turn: Vec::new().into_iter(),
