@@ -4,10 +4,11 @@
 //! protobuf messages (a copy of every string) for each one. Metadata entries are written in header order (prost
 //! writes its map in hash order, so only the decoded messages compare equal). A message with a JSON payload, or with
 //! more than [`DIRECT_HEADERS`] headers, is left to the general path. For clients (gatewayctl), [`publish`] writes
-//! the `InboundMessage` of a plain binary publish the same way.
+//! the `InboundMessage` of a plain binary publish the same way. [`around`] writes the `id` and `time` of each
+//! subscriber's envelope before a shared publication's body, in every generation.
 
 use bytes::Bytes;
-use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 
 use crate::messageloop::message::{Message, Payload, PayloadData, Position, PublishAck};
 
@@ -27,8 +28,8 @@ const DIRECT_HEADERS: usize = 8;
 pub fn publish(id: &str, channel: &str, content_type: &str, binary: &[u8]) -> Vec<u8> {
     let payload = string_len(content_type) + nested_len(binary.len());
     let body = string_len(channel) + nested_len(payload);
-    let mut out = Vec::with_capacity(envelope_len(id, 0) + nested_len(body));
-    envelope_start(id, 0, &mut out);
+    let mut out = Vec::with_capacity(envelope_len(id, TIME, 0) + nested_len(body));
+    envelope_start(id, TIME, 0, &mut out);
     encode_key(PUBLISH, WireType::LengthDelimited, &mut out);
     encode_varint(body as u64, &mut out);
     string(1, channel, &mut out);
@@ -53,8 +54,8 @@ pub fn publication(id: &str, time_ms: u64, messages: &[Message]) -> Option<Vec<u
         .iter()
         .map(|message| nested_len(message_len(message, metadata_len(&message.headers))))
         .sum();
-    let mut out = Vec::with_capacity(envelope_len(id, time_ms) + nested_len(body));
-    envelope_start(id, time_ms, &mut out);
+    let mut out = Vec::with_capacity(envelope_len(id, TIME, time_ms) + nested_len(body));
+    envelope_start(id, TIME, time_ms, &mut out);
     encode_key(PUBLICATION, WireType::LengthDelimited, &mut out);
     encode_varint(body as u64, &mut out);
     for message in messages {
@@ -70,8 +71,8 @@ pub fn publication(id: &str, time_ms: u64, messages: &[Message]) -> Option<Vec<u
 pub fn publish_ack(id: &str, time_ms: u64, ack: &PublishAck) -> Vec<u8> {
     let position = position_len(&ack.position);
     let body = string_len(&ack.id) + nested_len(position);
-    let mut out = Vec::with_capacity(envelope_len(id, time_ms) + nested_len(body));
-    envelope_start(id, time_ms, &mut out);
+    let mut out = Vec::with_capacity(envelope_len(id, TIME, time_ms) + nested_len(body));
+    envelope_start(id, TIME, time_ms, &mut out);
     encode_key(PUBLISH_ACK, WireType::LengthDelimited, &mut out);
     encode_varint(body as u64, &mut out);
     string(1, &ack.id, &mut out);
@@ -81,19 +82,32 @@ pub fn publish_ack(id: &str, time_ms: u64, ack: &PublishAck) -> Vec<u8> {
     out
 }
 
-fn envelope_len(id: &str, time_ms: u64) -> usize {
+/// The envelope `id`/`time_ms` followed by `body`, the rest of an envelope already encoded: the frame each
+/// subscriber of a shared publication gets, in any generation (`time_field` is 2, or 3 in G0, which has `metadata`
+/// before it). Allocated at its exact length, so the `Bytes` made of it needs no second allocation to count its
+/// references.
+pub(super) fn around(body: &[u8], time_field: u32, id: &str, time_ms: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(envelope_len(id, time_field, time_ms) + body.len());
+    envelope_start(id, time_field, time_ms, &mut out);
+    out.extend_from_slice(body);
+    debug_assert_eq!(out.len(), out.capacity());
+    out
+}
+
+/// `id` and `time` (field `time_field`), each left out when empty or zero, as proto3 does.
+fn envelope_len(id: &str, time_field: u32, time_ms: u64) -> usize {
     string_len(id)
         + if time_ms == 0 {
             0
         } else {
-            1 + encoded_len_varint(time_ms)
+            key_len(time_field) + encoded_len_varint(time_ms)
         }
 }
 
-fn envelope_start(id: &str, time_ms: u64, out: &mut Vec<u8>) {
+fn envelope_start(id: &str, time_field: u32, time_ms: u64, out: &mut Vec<u8>) {
     string(ID, id, out);
     if time_ms != 0 {
-        encode_key(TIME, WireType::Varint, out);
+        encode_key(time_field, WireType::Varint, out);
         encode_varint(time_ms, out);
     }
 }

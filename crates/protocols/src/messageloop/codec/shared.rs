@@ -14,9 +14,10 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 
-use bytes::{BufMut, Bytes};
+use bytes::Bytes;
 use serde_json::Value;
 
+use super::direct_pb;
 use super::generation::{Encoding, Generation};
 use super::publication_json::push_string;
 use super::ws::{EncodeError, Frame};
@@ -142,7 +143,9 @@ impl SharedPublication {
                 } else {
                     2
                 };
-                Some(Frame::Binary(protobuf_frame(body, time_field, id, time_ms)))
+                Some(Frame::Binary(Bytes::from(direct_pb::around(
+                    body, time_field, id, time_ms,
+                ))))
             }
         }
     }
@@ -190,35 +193,6 @@ pub(super) fn json_frame(
     }
     out.push('}');
     out
-}
-
-/// `id` (field 1) and `time` (left out when empty or zero, as proto3 does), then the shared body. The buffer is
-/// allocated at its exact length, so the `Bytes` made of it needs no second allocation to track its references.
-fn protobuf_frame(body: &Bytes, time_field: u32, id: &str, time_ms: u64) -> Bytes {
-    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
-    let id_len = if id.is_empty() {
-        0
-    } else {
-        key_len(1) + encoded_len_varint(id.len() as u64) + id.len()
-    };
-    let time_len = if time_ms == 0 {
-        0
-    } else {
-        key_len(time_field) + encoded_len_varint(time_ms)
-    };
-    let mut out = Vec::with_capacity(id_len + time_len + body.len());
-    if !id.is_empty() {
-        encode_key(1, WireType::LengthDelimited, &mut out);
-        encode_varint(id.len() as u64, &mut out);
-        out.put_slice(id.as_bytes());
-    }
-    if time_ms != 0 {
-        encode_key(time_field, WireType::Varint, &mut out);
-        encode_varint(time_ms, &mut out);
-    }
-    out.put_slice(body);
-    debug_assert_eq!(out.len(), out.capacity());
-    Bytes::from(out)
 }
 
 #[cfg(test)]
