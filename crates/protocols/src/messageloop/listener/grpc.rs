@@ -152,6 +152,15 @@ struct Replies {
     turn: std::vec::IntoIter<Bytes>,
 }
 
+impl Replies {
+    fn new(lane: mpsc::Receiver<Reply>) -> Replies {
+        Replies {
+            lane,
+            turn: Vec::new().into_iter(),
+        }
+    }
+}
+
 impl Stream for Replies {
     type Item = Result<Bytes, Status>;
 
@@ -486,10 +495,7 @@ fn open<W: Wire>(
         };
         driver::grpc::run::<W>(handover, settings, stream).await;
     });
-    Ok(Response::new(Replies {
-        lane: rx,
-        turn: Vec::new().into_iter(),
-    }))
+    Ok(Response::new(Replies::new(rx)))
 }
 
 #[cfg(test)]
@@ -503,10 +509,7 @@ mod tests {
     #[tokio::test]
     async fn replies_take_each_turn_in_order() {
         let (tx, rx) = mpsc::channel(3);
-        let mut replies = Replies {
-            lane: rx,
-            turn: Vec::new().into_iter(),
-        };
+        let mut replies = Replies::new(rx);
         let turns = [
             vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")],
             vec![Bytes::from_static(b"c")],
