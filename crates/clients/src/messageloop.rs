@@ -282,13 +282,11 @@ fn frame_events(frame: WsMessage, events: &mut Vec<Event>) {
         // A publication or a publish ack is read short; whatever else the server sends, in full.
         WsMessage::Binary(bytes) => match lean::read(&bytes) {
             lean::Read::Publication(messages) => {
-                return events.extend(messages.into_iter().map(|m| {
-                    Ok(Incoming::Message(received(
-                        Some(m.channel),
-                        m.payload,
-                        m.metadata,
-                    )))
-                }));
+                return events.extend(
+                    messages
+                        .into_iter()
+                        .map(|m| delivered(m.channel, m.payload, m.metadata)),
+                );
             }
             lean::Read::PublishAck => return,
             lean::Read::Other => pb::OutboundMessage::decode(bytes).map_err(|e| e.to_string()),
@@ -318,13 +316,7 @@ pub(crate) fn to_incoming(message: pb::OutboundMessage, events: &mut Vec<Event>)
         Some(Out::Connected(_)) | Some(Out::SubscribeAck(_)) => Incoming::Confirmed(id),
         Some(Out::Publication(publication)) => {
             let messages = publication.messages.into_iter();
-            return events.extend(messages.map(|m| {
-                Ok(Incoming::Message(received(
-                    Some(m.channel),
-                    m.payload,
-                    m.metadata,
-                )))
-            }));
+            return events.extend(messages.map(|m| delivered(m.channel, m.payload, m.metadata)));
         }
         Some(Out::RpcReply(reply)) => match reply.error {
             Some(error) => Incoming::Refused(error_text(&error)),
@@ -341,6 +333,19 @@ pub(crate) fn to_incoming(message: pb::OutboundMessage, events: &mut Vec<Event>)
 
 fn error_text(error: &shared::Error) -> String {
     format!("{} {}", error.code, error.message)
+}
+
+/// The event of one message of a publication.
+fn delivered(
+    channel: String,
+    payload: Option<shared::Payload>,
+    metadata: Option<shared::Metadata>,
+) -> Event {
+    Ok(Incoming::Message(received(
+        Some(channel),
+        payload,
+        metadata,
+    )))
 }
 
 fn received(
