@@ -95,7 +95,9 @@ for kind in "messageloop" "messageloop --ml-json" "goomerang"; do
 done
 # System calls per delivery (issue 18's cost per message): perf stat on gatewayd's syscall tracepoints for 3 s in
 # the middle of an 8 s all-out run, divided by the deliveries counted over the same 3 s (tracepoints, not strace,
-# whose ptrace would change how much each write batches). Skipped when perf cannot read the tracepoints.
+# whose ptrace would change how much each write batches). Each file ends with the deliveries and the seconds
+# counted. Skipped when perf cannot read the tracepoints.
+window=3
 events=syscalls:sys_enter_sendto,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_sendmsg
 events+=,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_futex
 delivered() {
@@ -115,8 +117,8 @@ if perf stat -e syscalls:sys_enter_sendto -- true > /dev/null 2>&1; then
     bench_pid=$!
     sleep 3
     before=$(delivered)
-    perf stat -x, -e "$events" -o "$out/syscalls-$name.csv" -p "$gatewayd_pid" -- sleep 3
-    echo "$(($(delivered) - before)),deliveries" >> "$out/syscalls-$name.csv"
+    perf stat -x, -e "$events" -o "$out/syscalls-$name.csv" -p "$gatewayd_pid" -- sleep "$window"
+    printf '%s\n' "$(($(delivered) - before)),deliveries" "$window,seconds" >> "$out/syscalls-$name.csv"
     wait "$bench_pid"
   done
 else

@@ -91,11 +91,11 @@ def syscall_table(out):
             cells = line.split(",")
             if len(cells) > 2 and cells[0].replace(".", "").isdigit():
                 counts[cells[2].rsplit("sys_enter_", 1)[-1]] = float(cells[0])
-            elif len(cells) == 2 and cells[1] == "deliveries":
-                counts["deliveries"] = float(cells[0])
+            elif len(cells) == 2 and cells[1] in ("deliveries", "seconds"):
+                counts[cells[1]] = float(cells[0])
         deliveries = counts.get("deliveries") or 1
         per = lambda *names: sum(counts.get(n, 0) for n in names) / deliveries
-        rows.append(f"| {label} | {rate(deliveries / 3)} | {per('sendto', 'write', 'writev', 'sendmsg'):.3f} "
+        rows.append(f"| {label} | {rate(deliveries / counts['seconds'])} | {per('sendto', 'write', 'writev', 'sendmsg'):.3f} "
                     f"| {per('recvfrom', 'read'):.3f} | {per('epoll_wait'):.3f} | {per('futex'):.3f} |")
     if rows:
         print("| shape (16 B unless said) | deliveries/s | writes per delivery | reads per delivery "
