@@ -8,7 +8,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::anycast::GroupStats;
-use crate::cluster::{ClusterBackend, ClusterState, Sequencing};
+use crate::cluster::{ClusterBackend, ClusterState, Groups, Sequencing};
 use crate::config::{BusConfig, GroupPolicy};
 use crate::durable::{DurableError, DurableOwner, NotOwner};
 use crate::envelope::{ConnectionId, Envelope, Origin, Position, Protocol};
@@ -149,10 +149,10 @@ impl Bus {
             return self.inner.route(envelope, Scope::All, Record::Sequence).0;
         };
         let owns_groups = cluster.owns_groups();
-        let scope = if owns_groups {
-            Scope::Fanout
+        let (scope, groups) = if owns_groups {
+            (Scope::Fanout, Groups::Cluster)
         } else {
-            Scope::All
+            (Scope::All, Groups::Served)
         };
         let record = match self.inner.history(&envelope.topic) {
             None => Record::Sequence,
@@ -164,7 +164,7 @@ impl Bus {
                     history.lock().enter_epoch(epoch);
                     let envelope = Arc::new(envelope);
                     self.inner.trace_forwarded(&envelope);
-                    cluster.forward(&envelope);
+                    cluster.forward(&envelope, groups);
                     if owns_groups {
                         return PublishOutcome::default();
                     }
@@ -174,7 +174,7 @@ impl Bus {
         };
         let (outcome, envelope) = self.inner.route(envelope, scope, record);
         self.inner.trace_forwarded(&envelope);
-        cluster.forward(&envelope);
+        cluster.forward(&envelope, groups);
         outcome
     }
 

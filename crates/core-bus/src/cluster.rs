@@ -42,8 +42,9 @@ pub enum ClusterState {
 /// A cluster link. The bus calls it for every envelope published locally and for every interest change; the
 /// backend injects envelopes from other nodes with [`crate::Bus::publish_from_cluster`].
 pub trait ClusterBackend: Send + Sync + 'static {
-    /// Sends a locally published envelope to the nodes that have interest in its topic.
-    fn forward(&self, envelope: &Arc<Envelope>);
+    /// Sends a locally published envelope to the nodes that have interest in its topic; `groups` says whether
+    /// the cluster still has its anycast groups to serve.
+    fn forward(&self, envelope: &Arc<Envelope>, groups: Groups);
     /// Local interest changed.
     fn interest(&self, event: &BusEvent);
     /// True while the backend delivers anycast group messages cluster-wide (it picks the node); the publishing
@@ -68,12 +69,22 @@ pub trait ClusterBackend: Send + Sync + 'static {
     }
 }
 
+/// Who delivers a forwarded envelope to anycast groups (the topic's group and named groups).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Groups {
+    /// The backend owned the groups when the envelope was published: one node's group takes it.
+    Cluster,
+    /// The publishing node delivered it to its own groups (the backend did not own them, for example while
+    /// disconnected): other nodes deliver it to their fanout subscribers only, even when it reaches them late.
+    Served,
+}
+
 /// The embedded single-node bus.
 #[derive(Debug, Default)]
 pub struct SingleNode;
 
 impl ClusterBackend for SingleNode {
-    fn forward(&self, _envelope: &Arc<Envelope>) {}
+    fn forward(&self, _envelope: &Arc<Envelope>, _groups: Groups) {}
 
     fn interest(&self, _event: &BusEvent) {}
 

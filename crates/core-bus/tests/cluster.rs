@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use common::*;
 
-use core_bus::cluster::{ClusterBackend, ClusterState, Sequencing};
+use core_bus::cluster::{ClusterBackend, ClusterState, Groups, Sequencing};
 use core_bus::config::GroupPolicy;
 use core_bus::events::{BusEvent, Interested};
 use core_bus::history::Since;
@@ -16,6 +16,8 @@ use parking_lot::Mutex;
 #[derive(Default)]
 struct Recorder {
     forwarded: Mutex<Vec<Arc<Envelope>>>,
+    /// Who serves the anycast groups of each forwarded envelope.
+    groups: Mutex<Vec<Groups>>,
     interest: Mutex<Vec<BusEvent>>,
     owns_groups: bool,
     /// `None`: the bus numbers history topics itself.
@@ -25,8 +27,9 @@ struct Recorder {
 struct Shared(Arc<Recorder>);
 
 impl ClusterBackend for Shared {
-    fn forward(&self, envelope: &Arc<Envelope>) {
+    fn forward(&self, envelope: &Arc<Envelope>, groups: Groups) {
         self.0.forwarded.lock().push(envelope.clone());
+        self.0.groups.lock().push(groups);
     }
     fn interest(&self, event: &BusEvent) {
         self.0.interest.lock().push(event.clone());
@@ -57,6 +60,11 @@ fn local_publishes_and_interest_reach_the_backend_and_remote_ones_are_not_forwar
     let forwarded = recorder.forwarded.lock();
     assert_eq!(forwarded.len(), 1);
     assert_eq!(forwarded[0].topic.as_str(), "t.local");
+    assert_eq!(
+        *recorder.groups.lock(),
+        [Groups::Served],
+        "a backend that does not own groups leaves them to the publishing node"
+    );
 }
 
 #[test]
@@ -77,6 +85,7 @@ fn a_backend_that_owns_groups_takes_group_delivery_away_from_the_publishing_node
         drain(&mut member).is_empty(),
         "group delivery is the backend's job"
     );
+    assert_eq!(*recorder.groups.lock(), [Groups::Cluster]);
     assert_eq!(payloads(&drain(&mut fan)), ["1"]);
     bus.publish_from_cluster(envelope("q", "2"), &ClusterDelivery::Group);
     assert_eq!(payloads(&drain(&mut member)), ["2"]);

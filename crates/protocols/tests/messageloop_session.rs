@@ -812,7 +812,7 @@ fn messages_from_other_protocols_become_publications() {
 struct Log;
 
 impl core_bus::cluster::ClusterBackend for Log {
-    fn forward(&self, _envelope: &Arc<Envelope>) {}
+    fn forward(&self, _envelope: &Arc<Envelope>, _groups: core_bus::cluster::Groups) {}
     fn interest(&self, _event: &core_bus::events::BusEvent) {}
     fn owns_groups(&self) -> bool {
         true

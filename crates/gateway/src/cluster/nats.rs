@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_nats::{Client, ConnectOptions, Event, HeaderMap, ServerAddr};
-use core_bus::cluster::{ClusterBackend, ClusterState, Sequencing};
+use core_bus::cluster::{ClusterBackend, ClusterState, Groups, Sequencing};
 use core_bus::events::BusEvent;
 use core_bus::metrics::{record_drop, DropReason};
 use core_bus::presence::PresenceChange;
@@ -29,6 +29,9 @@ use super::subjects::{pattern_subjects, topic_subject};
 use super::{ClusterConfig, HistoryMode, PresenceMode};
 
 const NODE_HEADER: &str = "Gatewayd-Node";
+/// Present on an envelope whose publishing node delivered it to its own anycast groups (`Groups::Served`, while
+/// it was disconnected): the queue subscriptions of other nodes skip it.
+const SERVED_HEADER: &str = "Gatewayd-Groups-Served";
 /// Every `reason` label of [`FAILED`].
 const FAILURE_REASONS: [&str; 8] = [
     "presence",
@@ -75,7 +78,7 @@ pub struct NatsCluster {
     history: Option<Arc<HistoryStreams>>,
     /// Set with `presence = "kv"`.
     presence: Option<mpsc::UnboundedSender<PresenceChange>>,
-    forward: mpsc::Sender<Arc<Envelope>>,
+    forward: mpsc::Sender<(Arc<Envelope>, Groups)>,
     interest: mpsc::UnboundedSender<BusEvent>,
     connected: Arc<AtomicBool>,
     detail: Arc<Mutex<String>>,
@@ -196,8 +199,8 @@ fn on_event(
 }
 
 impl ClusterBackend for NatsCluster {
-    fn forward(&self, envelope: &Arc<Envelope>) {
-        if self.forward.try_send(envelope.clone()).is_err() {
+    fn forward(&self, envelope: &Arc<Envelope>, groups: Groups) {
+        if self.forward.try_send((envelope.clone(), groups)).is_err() {
             counter!(FAILED, "reason" => "queue_full").increment(1);
             record_drop(DropReason::ClusterForward, envelope.origin.protocol);
         }
@@ -247,8 +250,8 @@ impl ClusterBackend for NatsCluster {
     }
 }
 
-async fn forward_loop(link: Arc<Link>, mut queue: mpsc::Receiver<Arc<Envelope>>) {
-    while let Some(envelope) = queue.recv().await {
+async fn forward_loop(link: Arc<Link>, mut queue: mpsc::Receiver<(Arc<Envelope>, Groups)>) {
+    while let Some((envelope, groups)) = queue.recv().await {
         let bytes = core_bus::encoding::encode(&envelope);
         let max = link.client.server_info().max_payload;
         if max > 0 && bytes.len() > max {
@@ -264,6 +267,10 @@ async fn forward_loop(link: Arc<Link>, mut queue: mpsc::Receiver<Arc<Envelope>>)
         }
         let mut headers = HeaderMap::new();
         headers.insert(NODE_HEADER, link.node.as_str());
+        // async-nats keeps what is published while disconnected and sends it after reconnecting.
+        if groups == Groups::Served {
+            headers.insert(SERVED_HEADER, "1");
+        }
         let subject = topic_subject(&link.prefix, &envelope.topic);
         if let Some(history) = &link.history {
             if let Some(stream) = history.stream(&envelope.topic) {
@@ -393,14 +400,14 @@ async fn subscribe(
     let link = link.clone();
     Ok(tokio::spawn(async move {
         while let Some(message) = subscriber.next().await {
-            let from_self = message
-                .headers
-                .as_ref()
+            let headers = message.headers.as_ref();
+            let from_self = headers
                 .and_then(|h| h.get(NODE_HEADER))
                 .is_some_and(|node| node.as_str() == link.node);
             // This node already did its own fanout; its group deliveries do come back through NATS (a named group
-            // checks that its pattern, wider as subjects, matches the topic).
-            if from_self && !group {
+            // checks that its pattern, wider as subjects, matches the topic) unless the publisher served them.
+            let served = headers.is_some_and(|h| h.get(SERVED_HEADER).is_some());
+            if (from_self && !group) || (served && group) {
                 continue;
             }
             let envelope = match core_bus::encoding::decode(message.payload) {

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use core_bus::cluster::{ClusterBackend, ClusterState, Sequencing};
+use core_bus::cluster::{ClusterBackend, ClusterState, Groups, Sequencing};
 use core_bus::events::BusEvent;
 use core_bus::metrics::{record_drop, DropReason};
 use core_bus::presence::PresenceChange;
@@ -103,7 +103,7 @@ impl Link {
 
 pub struct RedisCluster {
     link: Arc<Link>,
-    forward: mpsc::Sender<Arc<Envelope>>,
+    forward: mpsc::Sender<(Arc<Envelope>, Groups)>,
     interest: mpsc::UnboundedSender<BusEvent>,
 }
 
@@ -202,8 +202,8 @@ impl RedisCluster {
 }
 
 impl ClusterBackend for RedisCluster {
-    fn forward(&self, envelope: &Arc<Envelope>) {
-        if self.forward.try_send(envelope.clone()).is_err() {
+    fn forward(&self, envelope: &Arc<Envelope>, groups: Groups) {
+        if self.forward.try_send((envelope.clone(), groups)).is_err() {
             counter!(FAILED, "reason" => "queue_full").increment(1);
             record_drop(DropReason::ClusterForward, envelope.origin.protocol);
         }
@@ -277,14 +277,16 @@ impl ClusterBackend for RedisCluster {
     }
 }
 
-async fn forward_loop(link: Arc<Link>, mut queue: mpsc::Receiver<Arc<Envelope>>) {
-    while let Some(envelope) = queue.recv().await {
+async fn forward_loop(link: Arc<Link>, mut queue: mpsc::Receiver<(Arc<Envelope>, Groups)>) {
+    while let Some((envelope, groups)) = queue.recv().await {
         let encoded = core_bus::encoding::encode(&envelope);
         let mut payload = Vec::with_capacity(8 + encoded.len());
         payload.extend_from_slice(&link.node.to_be_bytes());
         payload.extend_from_slice(&encoded);
         let connection = link.commands.lock().clone();
-        let Some(mut connection) = connection else {
+        // Published while disconnected (this node served its groups): it stays on this node, also when the
+        // connection came back before it left the queue, so that no other node's group takes it a second time.
+        let Some(mut connection) = connection.filter(|_| groups == Groups::Cluster) else {
             counter!(FAILED, "reason" => "publish").increment(1);
             record_drop(DropReason::ClusterForward, envelope.origin.protocol);
             continue;
