@@ -5,6 +5,8 @@
 //! (`support/nats.rs`, `support/redis.rs`) and `#[macro_use]` on this module.
 #![allow(dead_code)]
 
+use std::time::{Duration, Instant};
+
 use super::nats::NatsServer;
 use super::redis::RedisServer;
 
@@ -102,6 +104,27 @@ impl Server {
             Server::Redis(server) | Server::RedisMl2(server) => {
                 server.wait_subscribed(&format!("gatewayd:topic:{topic}"), n)
             }
+        }
+    }
+
+    /// Polls until the server has at most `n` subscriptions on the exact topic `topic`: nodes have let go of it.
+    pub fn wait_unsubscribed(&self, topic: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let held = match self {
+                Server::Nats(server) => server.subscriptions(&format!("gatewayd.{topic}")),
+                Server::Redis(server) | Server::RedisMl2(server) => {
+                    server.subscriptions(&format!("gatewayd:topic:{topic}"))
+                }
+            };
+            if held <= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{topic} still has {held} subscriptions, expected at most {n}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
