@@ -29,7 +29,7 @@ use crate::ws;
 use crate::{CloseCause, ConnectionGuard};
 
 /// Read size on byte streams while data keeps coming.
-const READ_CHUNK: usize = 16 << 10;
+const READ_CHUNK: usize = 64 << 10;
 /// A read at least this large yields to the other tasks of the worker before the next one.
 const BUSY_READ: usize = 4 << 10;
 
