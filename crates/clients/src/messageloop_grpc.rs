@@ -8,6 +8,7 @@ use protocols::messageloop::pb::messageloop::client::v2 as pb;
 use protocols::messageloop::pb::messageloop::client::v2::message_loop_service_client::MessageLoopServiceClient;
 use protocols::messageloop::pb::messageloop::shared::v2 as shared;
 use tokio::sync::mpsc;
+use tonic::transport::Endpoint;
 use tonic::Streaming;
 
 use super::messageloop::{connect_envelope, subscribe_envelope, to_incoming};
@@ -22,6 +23,9 @@ use pb::inbound_message::Envelope as In;
 const QUEUED: usize = 1024;
 /// Most envelopes one wake-up of the reader takes.
 const BATCH: usize = 256;
+/// The largest HTTP/2 frame the server may send (SETTINGS_MAX_FRAME_SIZE; HTTP/2's default is 16 KiB). h2 writes
+/// each DATA frame in a system call of its own, and tonic makes frames of up to 32 KiB of replies.
+const MAX_FRAME: u32 = 64 << 10;
 
 pub struct MessageLoopGrpcClient {
     /// The request stream; dropping it ends the stream.
@@ -37,9 +41,16 @@ impl MessageLoopGrpcClient {
         credentials: &Credentials,
     ) -> Result<MessageLoopGrpcClient, ClientError> {
         let open = async {
-            let mut service = MessageLoopServiceClient::connect(format!("http://{address}"))
+            let refused = |error: tonic::transport::Error| {
+                ClientError::Refused(format!("gRPC connect: {error}"))
+            };
+            let channel = Endpoint::from_shared(format!("http://{address}"))
+                .map_err(refused)?
+                .max_frame_size(MAX_FRAME)
+                .connect()
                 .await
-                .map_err(|error| ClientError::Refused(format!("gRPC connect: {error}")))?;
+                .map_err(refused)?;
+            let mut service = MessageLoopServiceClient::new(channel);
             let (tx, rx) = mpsc::channel(QUEUED);
             let requests = futures::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|message| (message, rx))
