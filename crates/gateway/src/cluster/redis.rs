@@ -279,10 +279,6 @@ impl ClusterBackend for RedisCluster {
 
 async fn forward_loop(link: Arc<Link>, mut queue: mpsc::Receiver<(Arc<Envelope>, Groups)>) {
     while let Some((envelope, groups)) = queue.recv().await {
-        let encoded = core_bus::encoding::encode(&envelope);
-        let mut payload = Vec::with_capacity(8 + encoded.len());
-        payload.extend_from_slice(&link.node.to_be_bytes());
-        payload.extend_from_slice(&encoded);
         let connection = link.commands.lock().clone();
         // Published while disconnected (this node served its groups): it stays on this node, also when the
         // connection came back before it left the queue, so that no other node's group takes it a second time.
@@ -291,6 +287,10 @@ async fn forward_loop(link: Arc<Link>, mut queue: mpsc::Receiver<(Arc<Envelope>,
             record_drop(DropReason::ClusterForward, envelope.origin.protocol);
             continue;
         };
+        let encoded = core_bus::encoding::encode(&envelope);
+        let mut payload = Vec::with_capacity(8 + encoded.len());
+        payload.extend_from_slice(&link.node.to_be_bytes());
+        payload.extend_from_slice(&encoded);
         if let (Some(ml2), Some(channel)) = (&link.ml2, link.ml2_channel(&envelope.topic)) {
             let history = link
                 .bus
