@@ -96,33 +96,40 @@ impl Server {
         format!("{}history = \"{history}\"\n", self.cluster_config())
     }
 
-    /// Polls until the server has at least `n` subscriptions on the exact topic `topic` (default prefixes).
+    /// The NATS subject or Redis channel of the exact topic `topic` (default prefixes). With the ml2 layout a node
+    /// subscribes to a fanout pattern's ml2 channels before gatewayd's own.
+    fn channel(&self, topic: &str) -> String {
+        match self {
+            Server::Nats(_) => format!("gatewayd.{topic}"),
+            Server::Redis(_) | Server::RedisMl2(_) => format!("gatewayd:topic:{topic}"),
+        }
+    }
+
+    /// Polls until the server has at least `n` subscriptions on the exact topic `topic`.
     pub fn wait_subscribed(&self, topic: &str, n: usize) {
         match self {
-            Server::Nats(server) => server.wait_subscribed(&format!("gatewayd.{topic}"), n),
-            // With the ml2 layout a node subscribes to a fanout pattern's ml2 channels before gatewayd's own.
+            Server::Nats(server) => server.wait_subscribed(&self.channel(topic), n),
             Server::Redis(server) | Server::RedisMl2(server) => {
-                server.wait_subscribed(&format!("gatewayd:topic:{topic}"), n)
+                server.wait_subscribed(&self.channel(topic), n)
             }
         }
     }
 
     /// Polls until the server has at most `n` subscriptions on the exact topic `topic`: nodes have let go of it.
     pub fn wait_unsubscribed(&self, topic: &str, n: usize) {
+        let channel = self.channel(topic);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let held = match self {
-                Server::Nats(server) => server.subscriptions(&format!("gatewayd.{topic}")),
-                Server::Redis(server) | Server::RedisMl2(server) => {
-                    server.subscriptions(&format!("gatewayd:topic:{topic}"))
-                }
+                Server::Nats(server) => server.subscriptions(&channel),
+                Server::Redis(server) | Server::RedisMl2(server) => server.subscriptions(&channel),
             };
             if held <= n {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "{topic} still has {held} subscriptions, expected at most {n}"
+                "{channel} still has {held} subscriptions, expected at most {n}"
             );
             std::thread::sleep(Duration::from_millis(10));
         }
