@@ -12,7 +12,6 @@
 
 use std::fmt::Write as _;
 
-use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -204,10 +203,7 @@ fn read_publication(publication: PlainPublication<'_>) -> Option<pb::Publication
                 data: match (payload.binary, payload.text) {
                     (Some(_), Some(_)) => return None,
                     (Some(binary), None) => Some(shared::payload::Data::Binary(
-                        base64::engine::general_purpose::STANDARD
-                            .decode(binary)
-                            .ok()?
-                            .into(),
+                        base64_simd::STANDARD.decode_to_vec(binary).ok()?.into(),
                     )),
                     (None, Some(text)) => Some(shared::payload::Data::Text(text.to_owned())),
                     (None, None) => None,
@@ -341,7 +337,7 @@ fn write_payload(out: &mut String, payload: &Payload) {
     if let Some(PayloadData::Binary(bytes)) = &payload.data {
         object.key("binary");
         object.out.push('"');
-        base64::engine::general_purpose::STANDARD.encode_string(bytes, object.out);
+        base64_simd::STANDARD.encode_append(bytes, object.out);
         object.out.push('"');
     }
     object.string("content_type", &payload.content_type);

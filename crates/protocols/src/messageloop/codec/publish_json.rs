@@ -6,7 +6,6 @@
 //! what is read here is what it reads. For clients (gatewayctl), [`write`] writes a binary publish command
 //! directly, as the protojson rendering would.
 
-use base64::Engine as _;
 use bytes::Bytes;
 use serde::Deserialize;
 
@@ -52,9 +51,7 @@ pub fn publish(frame: &str) -> Option<Inbound> {
             data: match (data.binary, data.text) {
                 (Some(_), Some(_)) => return None,
                 (Some(binary), None) => Some(PayloadData::Binary(Bytes::from(
-                    base64::engine::general_purpose::STANDARD
-                        .decode(binary)
-                        .ok()?,
+                    base64_simd::STANDARD.decode_to_vec(binary).ok()?,
                 ))),
                 (None, Some(text)) => Some(PayloadData::Text(text.to_owned())),
                 (None, None) => None,
@@ -88,7 +85,7 @@ pub fn write(id: &str, channel: &str, content_type: &str, binary: &[u8]) -> Stri
         out.push(',');
     }
     out.push_str("\"payload\":{\"binary\":\"");
-    base64::engine::general_purpose::STANDARD.encode_string(binary, &mut out);
+    base64_simd::STANDARD.encode_append(binary, &mut out);
     out.push('"');
     if !content_type.is_empty() {
         out.push_str(",\"content_type\":");
