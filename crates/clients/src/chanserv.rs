@@ -116,6 +116,10 @@ impl ChanservClient {
         self.inbox.next_message().await
     }
 
+    pub async fn next_payload(&mut self) -> Result<Bytes, ClientError> {
+        self.inbox.next_with(|message| message.payload).await
+    }
+
     pub async fn close(self) -> Result<(), ClientError> {
         Ok(())
     }

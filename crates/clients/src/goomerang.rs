@@ -104,6 +104,10 @@ impl GoomerangClient {
         self.inbox.next_message().await
     }
 
+    pub async fn next_payload(&mut self) -> Result<Bytes, ClientError> {
+        self.inbox.next_with(|message| message.payload).await
+    }
+
     /// `SendSync` of `payload` as message kind `kind` (the request goes to `$rpc.goomerang.<kind>`).
     pub async fn request(
         &mut self,

@@ -199,9 +199,17 @@ impl LoomClient {
     }
 
     pub async fn next_message(&mut self) -> Result<Message, ClientError> {
+        self.next_with(std::convert::identity).await
+    }
+
+    pub async fn next_payload(&mut self) -> Result<Bytes, ClientError> {
+        self.next_with(|message| message.payload).await
+    }
+
+    async fn next_with<T>(&mut self, pick: fn(Message) -> T) -> Result<T, ClientError> {
         // Only consumer tasks hold senders from here on, so the inbox ends when they all have.
         self.inbox_tx = None;
-        self.inbox.next_message().await
+        self.inbox.next_with(pick).await
     }
 
     /// Finishes the producer streams, waits until gatewayd has read each of them to the end (it answers with

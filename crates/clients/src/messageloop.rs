@@ -165,15 +165,24 @@ impl MessageLoopClient {
     }
 
     pub async fn next_message(&mut self) -> Result<Message, ClientError> {
+        self.next_with(std::convert::identity).await
+    }
+
+    pub async fn next_payload(&mut self) -> Result<Bytes, ClientError> {
+        self.next_with(|message| message.payload).await
+    }
+
+    /// What `pick` takes from the next message, pinging gatewayd while none comes.
+    async fn next_with<T>(&mut self, pick: fn(Message) -> T) -> Result<T, ClientError> {
         // One already received needs no ping timer (setting one up per message was 7 % of a busy subscriber).
-        if let Some(message) = self.inbox.next_message().now_or_never() {
+        if let Some(message) = self.inbox.next_with(pick).now_or_never() {
             return message;
         }
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
         loop {
             tokio::select! {
-                message = self.inbox.next_message() => return message,
+                message = self.inbox.next_with(pick) => return message,
                 _ = ping.tick() => {
                     self.send(In::Ping(pb::Ping {})).await?;
                     self.flush().await?;

@@ -121,6 +121,10 @@ impl MessageLoopGrpcClient {
         self.inbox.next_message().await
     }
 
+    pub async fn next_payload(&mut self) -> Result<bytes::Bytes, ClientError> {
+        self.inbox.next_with(|message| message.payload).await
+    }
+
     /// Ends the request stream and waits (within [`HANDSHAKE_TIMEOUT`]) until the server has ended its own, so it
     /// has read every publish sent before.
     pub async fn close(self) -> Result<(), ClientError> {

@@ -237,6 +237,10 @@ impl MqttClient {
         self.inbox.next_message().await
     }
 
+    pub async fn next_payload(&mut self) -> Result<Bytes, ClientError> {
+        self.inbox.next_with(|message| message.payload).await
+    }
+
     /// Publishes `payload` to `topic` with this connection's response topic and a fresh correlation data, and
     /// waits for the reply.
     pub async fn request(

@@ -149,6 +149,10 @@ impl StompClient {
         self.inbox.confirmation(&receipt, HANDSHAKE_TIMEOUT).await
     }
 
+    pub async fn next_payload(&mut self) -> Result<Bytes, ClientError> {
+        self.inbox.next_with(|message| message.payload).await
+    }
+
     pub async fn next_message(&mut self) -> Result<Message, ClientError> {
         self.inbox.next_message().await
     }

@@ -207,8 +207,8 @@ impl Subscriber {
     /// The next payload; an error when the connection ends.
     pub async fn next(&mut self) -> anyhow::Result<Bytes> {
         match self {
-            Subscriber::Gateway(client) => Ok(client.next_message().await?.payload),
-            Subscriber::Grpc(client) => Ok(client.next_message().await?.payload),
+            Subscriber::Gateway(client) => Ok(client.next_payload().await?),
+            Subscriber::Grpc(client) => Ok(client.next_payload().await?),
             Subscriber::Nats { subscriber, .. } => Ok(subscriber
                 .next()
                 .await
