@@ -288,18 +288,7 @@ async fn read_loop(mut stream: ws::Stream, tx: InboxSender) {
 /// close.
 fn frame_events(frame: WsMessage, events: &mut Vec<Event>) {
     let decoded = match frame {
-        // A publication or a publish ack is read short; whatever else the server sends, in full.
-        WsMessage::Binary(bytes) => match lean::read(&bytes) {
-            lean::Read::Publication(messages) => {
-                return events.extend(
-                    messages
-                        .into_iter()
-                        .map(|m| delivered(m.channel, m.payload, m.metadata)),
-                );
-            }
-            lean::Read::PublishAck => return,
-            lean::Read::Other => pb::OutboundMessage::decode(bytes).map_err(|e| e.to_string()),
-        },
+        WsMessage::Binary(bytes) => return binary_events(bytes, events),
         // A plain publication is read directly; whatever else the server sends, through the JSON mapping.
         WsMessage::Text(text) => match publication_json::read(&text) {
             Some(message) => Ok(message),
@@ -318,8 +307,25 @@ fn frame_events(frame: WsMessage, events: &mut Vec<Event>) {
     }
 }
 
+/// Appends what one envelope from the server in protobuf means: a publication or a publish ack is read short;
+/// whatever else the server sends, in full.
+pub(crate) fn binary_events(bytes: Bytes, events: &mut Vec<Event>) {
+    match lean::read(&bytes) {
+        lean::Read::Publication(messages) => events.extend(
+            messages
+                .into_iter()
+                .map(|m| delivered(m.channel, m.payload, m.metadata)),
+        ),
+        lean::Read::PublishAck => {}
+        lean::Read::Other => match pb::OutboundMessage::decode(bytes) {
+            Ok(message) => to_incoming(message, events),
+            Err(error) => events.push(Err(ClientError::Protocol(format!("bad envelope: {error}")))),
+        },
+    }
+}
+
 /// Appends what one envelope from the server means to the client (nothing for acks it does not wait for).
-pub(crate) fn to_incoming(message: pb::OutboundMessage, events: &mut Vec<Event>) {
+fn to_incoming(message: pb::OutboundMessage, events: &mut Vec<Event>) {
     let id = message.id;
     let incoming = match message.envelope {
         Some(Out::Connected(_)) | Some(Out::SubscribeAck(_)) => Incoming::Confirmed(id),

@@ -1,19 +1,24 @@
-//! MessageLoop G2 client over gRPC: one bidirectional `MessageLoopService/MessageLoop` stream (tonic's generated
-//! client) carrying the same protobuf envelopes as the WebSocket client's binary frames, read into events by
-//! [`messageloop`](super::messageloop)'s own reading of an envelope. Publish, subscribe and receive, for
-//! `gatewayctl bench --ml-grpc`.
+//! MessageLoop G2 client over gRPC: one bidirectional `MessageLoopService/MessageLoop` stream carrying the same
+//! protobuf envelopes as the WebSocket client's binary frames, written and read by [`codec`] as that client writes
+//! and reads them. Publish, subscribe and receive, for `gatewayctl bench --ml-grpc`.
 
+mod codec;
+
+use bytes::Bytes;
 use futures::FutureExt;
+use prost::Message as _;
+use protocols::messageloop::codec::direct_pb;
 use protocols::messageloop::pb::messageloop::client::v2 as pb;
-use protocols::messageloop::pb::messageloop::client::v2::message_loop_service_client::MessageLoopServiceClient;
 use protocols::messageloop::pb::messageloop::shared::v2 as shared;
 use tokio::sync::mpsc;
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Endpoint;
 use tonic::Streaming;
 
-use super::messageloop::{connect_envelope, subscribe_envelope, to_incoming};
+use self::codec::EventsCodec;
+use super::messageloop::{connect_envelope, subscribe_envelope};
 use super::{
-    send_until_error, ClientError, Credentials, Inbox, InboxSender, Message, Outgoing,
+    send_until_error, ClientError, Credentials, Event, Inbox, InboxSender, Message, Outgoing,
     HANDSHAKE_TIMEOUT,
 };
 
@@ -26,10 +31,12 @@ const BATCH: usize = 256;
 /// The largest HTTP/2 frame the server may send (SETTINGS_MAX_FRAME_SIZE; HTTP/2's default is 16 KiB). h2 writes
 /// each DATA frame in a system call of its own, and tonic makes frames of up to 32 KiB of replies.
 const MAX_FRAME: u32 = 64 << 10;
+/// The one method this client calls.
+const METHOD: &str = "/messageloop.client.v2.MessageLoopService/MessageLoop";
 
 pub struct MessageLoopGrpcClient {
-    /// The request stream; dropping it ends the stream.
-    tx: mpsc::Sender<pb::InboundMessage>,
+    /// The request stream of encoded `InboundMessage`s; dropping it ends the stream.
+    tx: mpsc::Sender<Bytes>,
     inbox: Inbox,
     next_id: u64,
 }
@@ -50,13 +57,18 @@ impl MessageLoopGrpcClient {
                 .connect()
                 .await
                 .map_err(refused)?;
-            let mut service = MessageLoopServiceClient::new(channel);
+            let mut grpc = tonic::client::Grpc::new(channel);
+            grpc.ready().await.map_err(refused)?;
             let (tx, rx) = mpsc::channel(QUEUED);
             let requests = futures::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|message| (message, rx))
             });
-            let responses = service
-                .message_loop(requests)
+            let responses = grpc
+                .streaming(
+                    tonic::Request::new(requests),
+                    PathAndQuery::from_static(METHOD),
+                    EventsCodec,
+                )
                 .await
                 .map_err(|status| ClientError::Refused(status.to_string()))?
                 .into_inner();
@@ -79,22 +91,36 @@ impl MessageLoopGrpcClient {
 
     /// Queues one envelope and returns its id.
     async fn send(&mut self, envelope: In) -> Result<String, ClientError> {
-        self.next_id += 1;
-        let id = self.next_id.to_string();
+        let id = self.take_id();
         let message = pb::InboundMessage {
             id: id.clone(),
             time: 0,
             envelope: Some(envelope),
         };
-        self.tx
-            .send(message)
-            .await
-            .map_err(|_| ClientError::Closed)?;
+        self.queue(message.encode_to_vec().into()).await?;
         Ok(id)
+    }
+
+    /// The id of the next envelope.
+    fn take_id(&mut self) -> String {
+        self.next_id += 1;
+        self.next_id.to_string()
+    }
+
+    /// Queues one encoded `InboundMessage` for the request stream.
+    async fn queue(&mut self, encoded: Bytes) -> Result<(), ClientError> {
+        self.tx.send(encoded).await.map_err(|_| ClientError::Closed)
     }
 
     /// Publishes `message.payload` as binary data (headers as metadata); the ack is drained by the reader.
     pub async fn publish(&mut self, message: &Outgoing) -> Result<(), ClientError> {
+        if message.headers.is_empty() {
+            // Written directly: the bytes prost gives for the envelope built below.
+            let id = self.take_id();
+            let content_type = message.content_type.as_deref().unwrap_or("");
+            let encoded = direct_pb::publish(&id, &message.topic, content_type, &message.payload);
+            return self.queue(encoded.into()).await;
+        }
         let metadata = (!message.headers.is_empty()).then(|| shared::Metadata {
             entries: message.headers.iter().cloned().collect(),
         });
@@ -137,13 +163,13 @@ impl MessageLoopGrpcClient {
     }
 }
 
-async fn read_loop(mut responses: Streaming<pb::OutboundMessage>, tx: InboxSender) {
+async fn read_loop(mut responses: Streaming<Vec<Event>>, tx: InboxSender) {
     loop {
         let mut events = Vec::new();
         let mut next = responses.message().await;
         loop {
             match next {
-                Ok(Some(message)) => to_incoming(message, &mut events),
+                Ok(Some(mut more)) => events.append(&mut more),
                 Ok(None) => {
                     let _ = send_until_error(&tx, events).await;
                     let _ = tx.send(Err(ClientError::Closed)).await;

@@ -1,6 +1,7 @@
 //! The gRPC codecs of MessageLoop, with small buffers: [`SmallBufferCodec`] (prost both ways) for the generated
 //! clients and services, and [`EncodedReplyCodec`] for gatewayd's own service, whose replies are encoded by the
-//! session's codec before they reach tonic. tonic's default reserves 8 KiB to decode and 8 KiB to encode on every
+//! session's codec before they reach tonic ([`EncodedReplies`] also writes the requests of gatewayctl's client,
+//! encoded before they reach tonic too). tonic's default reserves 8 KiB to decode and 8 KiB to encode on every
 //! stream, most of what an idle stream costs; MessageLoop envelopes are small, and the buffers grow when a larger
 //! one comes.
 
@@ -18,7 +19,7 @@ const BUFFER: usize = 256;
 const YIELD_THRESHOLD: usize = 32 << 10;
 
 /// Every MessageLoop gRPC encoder's and decoder's buffers: [`BUFFER`] bytes to start with.
-fn small_buffers() -> BufferSettings {
+pub fn small_buffers() -> BufferSettings {
     BufferSettings::new(BUFFER, YIELD_THRESHOLD)
 }
 
@@ -79,7 +80,7 @@ where
     }
 }
 
-/// Copies each encoded reply into tonic's frame buffer.
+/// Copies each encoded message (a reply, or a client's request) into tonic's frame buffer.
 #[derive(Debug, Clone, Copy)]
 pub struct EncodedReplies;
 
