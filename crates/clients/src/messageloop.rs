@@ -251,14 +251,14 @@ pub(crate) fn subscribe_envelope(topic: &str) -> In {
     })
 }
 
-fn binary_payload(bytes: Bytes, content_type: Option<String>) -> shared::Payload {
+pub(crate) fn binary_payload(bytes: Bytes, content_type: Option<String>) -> shared::Payload {
     shared::Payload {
         content_type: content_type.unwrap_or_default(),
         data: Some(shared::payload::Data::Binary(bytes)),
     }
 }
 
-fn metadata(headers: &[(String, String)]) -> Option<shared::Metadata> {
+pub(crate) fn metadata(headers: &[(String, String)]) -> Option<shared::Metadata> {
     (!headers.is_empty()).then(|| shared::Metadata {
         entries: headers.iter().cloned().collect::<HashMap<_, _>>(),
     })

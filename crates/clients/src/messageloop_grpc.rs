@@ -9,14 +9,13 @@ use futures::FutureExt;
 use prost::Message as _;
 use protocols::messageloop::codec::direct_pb;
 use protocols::messageloop::pb::messageloop::client::v2 as pb;
-use protocols::messageloop::pb::messageloop::shared::v2 as shared;
 use tokio::sync::mpsc;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Endpoint;
 use tonic::Streaming;
 
 use self::codec::EventsCodec;
-use super::messageloop::{connect_envelope, subscribe_envelope};
+use super::messageloop::{binary_payload, connect_envelope, metadata, subscribe_envelope};
 use super::{
     send_until_error, ClientError, Credentials, Event, Inbox, InboxSender, Message, Outgoing,
     HANDSHAKE_TIMEOUT,
@@ -121,16 +120,13 @@ impl MessageLoopGrpcClient {
             let encoded = direct_pb::publish(&id, &message.topic, content_type, &message.payload);
             return self.queue(encoded.into()).await;
         }
-        let metadata = (!message.headers.is_empty()).then(|| shared::Metadata {
-            entries: message.headers.iter().cloned().collect(),
-        });
         self.send(In::Publish(pb::Publish {
             channel: message.topic.clone(),
-            payload: Some(shared::Payload {
-                content_type: message.content_type.clone().unwrap_or_default(),
-                data: Some(shared::payload::Data::Binary(message.payload.clone())),
-            }),
-            metadata,
+            payload: Some(binary_payload(
+                message.payload.clone(),
+                message.content_type.clone(),
+            )),
+            metadata: metadata(&message.headers),
             ..Default::default()
         }))
         .await
@@ -147,7 +143,7 @@ impl MessageLoopGrpcClient {
         self.inbox.next_message().await
     }
 
-    pub async fn next_payload(&mut self) -> Result<bytes::Bytes, ClientError> {
+    pub async fn next_payload(&mut self) -> Result<Bytes, ClientError> {
         self.inbox.next_with(|message| message.payload).await
     }
 
