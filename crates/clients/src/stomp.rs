@@ -288,11 +288,11 @@ fn to_message(frame: Frame) -> (Message, bool) {
     let mut message = Message::default();
     let mut to_temp_queue = None;
     for header in frame.headers.iter() {
-        let value = &header.value;
+        let value = header.value;
         let first = |field: &mut Option<String>| {
             field.get_or_insert_with(|| String::from_utf8_lossy(value).into_owned());
         };
-        match &header.name[..] {
+        match header.name {
             b"subscription" => {
                 to_temp_queue.get_or_insert(value.starts_with(TEMP_QUEUE.as_bytes()));
             }
@@ -301,7 +301,9 @@ fn to_message(frame: Frame) -> (Message, bool) {
             b"reply-to" => first(&mut message.reply_to),
             b"correlation-id" => first(&mut message.correlation_id),
             b"JMSXGroupID" => {
-                message.key.get_or_insert_with(|| value.clone());
+                message
+                    .key
+                    .get_or_insert_with(|| Bytes::copy_from_slice(value));
             }
             b"message-id" => first(&mut message.id),
             b"ack" | b"redelivered" | b"content-length" | b"receipt-id" => {}

@@ -213,7 +213,7 @@ fn server_frames_encode_to_the_recorded_bytes() {
                 if frame.command == Command::Connected {
                     version = frame
                         .header("version")
-                        .and_then(|v| Version::from_bytes(v))
+                        .and_then(Version::from_bytes)
                         .unwrap_or(Version::V1_0);
                 }
                 let mut ours = BytesMut::new();

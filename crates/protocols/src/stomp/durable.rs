@@ -42,7 +42,7 @@ pub enum Request<'a> {
     Named(&'a str),
 }
 
-fn is_true(value: Option<&bytes::Bytes>) -> bool {
+fn is_true(value: Option<&[u8]>) -> bool {
     value.is_some_and(|v| v.eq_ignore_ascii_case(b"true"))
 }
 

@@ -171,7 +171,7 @@ mod tests {
     use super::*;
 
     fn value<'a>(frame: &'a Frame, name: &str) -> Option<&'a [u8]> {
-        frame.header(name).map(|v| &v[..])
+        frame.header(name)
     }
 
     #[test]
@@ -181,7 +181,7 @@ mod tests {
         };
         let frame = e.to_frame(Some(Bytes::from_static(b"rcpt-1"))).unwrap();
         assert_eq!(frame.command, Command::Error);
-        let names: Vec<_> = frame.headers.iter().map(|h| &h.name[..]).collect();
+        let names: Vec<_> = frame.headers.iter().map(|h| h.name).collect();
         assert_eq!(names, [&b"message"[..], b"content-type", b"receipt-id"]);
         assert_eq!(value(&frame, "message"), Some(&b"Unknown destination"[..]));
         assert_eq!(value(&frame, "content-type"), Some(&b"text/plain"[..]));

@@ -157,7 +157,7 @@ pub fn negotiate(frame: &Frame, policy: &HeartBeatPolicy) -> Result<Connect, Sto
             command: frame.command,
         });
     }
-    let version = negotiate_version(frame.header(header::ACCEPT_VERSION).map(|v| &v[..]))?;
+    let version = negotiate_version(frame.header(header::ACCEPT_VERSION))?;
     let text = |name: &'static str| -> Result<Option<String>, StompError> {
         let value = frame.header_str(name)?;
         Ok(value.map(|v| match version {
@@ -358,11 +358,7 @@ mod tests {
     #[test]
     fn connected_frame_headers() {
         let frame = connected_frame(Version::V1_0, "s-1", "gatewayd/0.1.0", HeartBeat::NONE);
-        let headers: Vec<_> = frame
-            .headers
-            .iter()
-            .map(|h| (&h.name[..], &h.value[..]))
-            .collect();
+        let headers: Vec<_> = frame.headers.iter().map(|h| (h.name, h.value)).collect();
         assert_eq!(
             headers,
             [

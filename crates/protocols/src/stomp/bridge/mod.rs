@@ -81,17 +81,18 @@ pub fn to_envelope(
     envelope.correlation_id = text(CORRELATION_ID);
     envelope.traceparent = text(TRACEPARENT);
     envelope.tracestate = text(TRACESTATE);
-    envelope.key = frame.header(GROUP_ID).cloned();
+    envelope.key = frame.headers.get_bytes(GROUP_ID);
     envelope.expires_at_ms = expiry(&text, envelope.timestamp_ms);
     let keep_reply_to = reply_to.is_none();
     envelope.reply_to = reply_to;
-    for h in &frame.headers {
-        let consumed = NOT_USER_HEADERS.iter().any(|n| h.name == n.as_bytes());
-        if consumed && !(keep_reply_to && h.name == header::REPLY_TO) {
+    for (name, value) in frame.headers.iter_shared() {
+        let consumed = NOT_USER_HEADERS.iter().any(|n| name == n.as_bytes());
+        if consumed && !(keep_reply_to && name == header::REPLY_TO.as_bytes()) {
             continue;
         }
-        let name = String::from_utf8_lossy(&h.name).into_owned();
-        envelope.headers.push(name, h.value.clone());
+        envelope
+            .headers
+            .push(String::from_utf8_lossy(name).into_owned(), value);
     }
     envelope
 }

@@ -4,6 +4,9 @@
 //! Header names and values are kept as bytes: STOMP allows any octets in them, and a non-UTF-8
 //! header must survive a STOMP-to-STOMP hop unchanged (docs/protocols/stomp.md, "Frames on the
 //! wire"). Use [`Frame::header_str`] / [`Frame::require_header`] where the session needs text.
+//! A decoded frame's header values without escapes are ranges of the frame's bytes, read through
+//! [`Headers::iter`] and [`Headers::get`] as slices; [`Headers::get_bytes`] and
+//! [`Headers::iter_shared`] give a value that outlives the frame.
 
 use std::fmt;
 
@@ -207,45 +210,113 @@ impl fmt::Display for Command {
     }
 }
 
-/// One `name:value` header, unescaped.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
-    pub name: Bytes,
-    pub value: Bytes,
+/// One `name:value` header, unescaped, as [`Headers::iter`] shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header<'a> {
+    pub name: &'a [u8],
+    pub value: &'a [u8],
+}
+
+/// Where a header value is kept: a range of the frame it was decoded from (a decoded value without escapes,
+/// which so takes no reference count of its own), or bytes of its own (an unescaped value, a header pushed by
+/// code).
+#[derive(Clone)]
+enum Value {
+    InFrame(std::ops::Range<usize>),
+    Own(Bytes),
+}
+
+/// A header's name and value.
+#[derive(Clone)]
+pub(crate) struct Entry {
+    name: Bytes,
+    value: Value,
+}
+
+impl Entry {
+    /// A decoded header whose value is `frame[value]` as it is.
+    pub(crate) fn in_frame(name: Bytes, value: std::ops::Range<usize>) -> Entry {
+        Entry {
+            name,
+            value: Value::InFrame(value),
+        }
+    }
+
+    /// A decoded header whose value had to be unescaped.
+    pub(crate) fn owned(name: Bytes, value: Bytes) -> Entry {
+        Entry {
+            name,
+            value: Value::Own(value),
+        }
+    }
 }
 
 /// Headers in wire order. Repeated names are kept; lookups return the first one, which is
 /// the one that counts (STOMP 1.1/1.2 "Repeated Header Entries").
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(Vec<Header>);
+#[derive(Clone, Default)]
+pub struct Headers {
+    /// The decoded frame the [`Value::InFrame`] ranges point into (empty for built headers).
+    frame: Bytes,
+    entries: Vec<Entry>,
+}
 
 impl Headers {
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// The headers decoded from `frame`.
+    pub(crate) fn decoded(frame: Bytes, entries: Vec<Entry>) -> Headers {
+        Headers { frame, entries }
+    }
+
+    fn value<'a>(&'a self, value: &'a Value) -> &'a [u8] {
+        match value {
+            Value::InFrame(range) => &self.frame[range.clone()],
+            Value::Own(bytes) => bytes,
+        }
+    }
+
+    fn shared(&self, value: &Value) -> Bytes {
+        match value {
+            Value::InFrame(range) => self.frame.slice(range.clone()),
+            Value::Own(bytes) => bytes.clone(),
+        }
+    }
+
     /// Append a header (after any existing one of the same name, so it does not win).
     pub fn push(&mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) {
-        self.0.push(Header {
+        self.entries.push(Entry {
             name: name.into(),
-            value: value.into(),
+            value: Value::Own(value.into()),
         });
     }
 
     /// The value of the first header called `name`.
-    pub fn get(&self, name: &str) -> Option<&Bytes> {
-        self.0
-            .iter()
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.iter()
             .find(|h| h.name == name.as_bytes())
-            .map(|h| &h.value)
+            .map(|h| h.value)
+    }
+
+    /// The value of the first header called `name`, as bytes sharing the frame's.
+    pub fn get_bytes(&self, name: &str) -> Option<Bytes> {
+        let entry = self.entries.iter().find(|e| e.name == name.as_bytes())?;
+        Some(self.shared(&entry.value))
+    }
+
+    /// Every header's name, and its value as bytes sharing the frame's, in wire order.
+    pub fn iter_shared(&self) -> impl Iterator<Item = (&[u8], Bytes)> + '_ {
+        self.entries
+            .iter()
+            .map(|e| (&e.name[..], self.shared(&e.value)))
     }
 
     /// Every value of the headers called `name`, in wire order.
-    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Bytes> + 'a {
-        self.0
-            .iter()
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.iter()
             .filter(move |h| h.name == name.as_bytes())
-            .map(|h| &h.value)
+            .map(|h| h.value)
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -254,36 +325,72 @@ impl Headers {
 
     /// Remove every header called `name`; returns how many were removed.
     pub fn remove(&mut self, name: &str) -> usize {
-        let before = self.0.len();
-        self.0.retain(|h| h.name != name.as_bytes());
-        before - self.0.len()
+        let before = self.entries.len();
+        self.entries.retain(|e| e.name != name.as_bytes());
+        before - self.entries.len()
     }
 
-    pub fn iter(&self) -> std::slice::Iter<'_, Header> {
-        self.0.iter()
+    pub fn iter(&self) -> Iter<'_> {
+        Iter {
+            headers: self,
+            entries: self.entries.iter(),
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.entries.is_empty()
+    }
+}
+
+/// The headers of a [`Headers`], in wire order.
+pub struct Iter<'a> {
+    headers: &'a Headers,
+    entries: std::slice::Iter<'a, Entry>,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = Header<'a>;
+
+    fn next(&mut self) -> Option<Header<'a>> {
+        let entry = self.entries.next()?;
+        Some(Header {
+            name: &entry.name,
+            value: self.headers.value(&entry.value),
+        })
     }
 }
 
 impl<'a> IntoIterator for &'a Headers {
-    type Item = &'a Header;
-    type IntoIter = std::slice::Iter<'a, Header>;
+    type Item = Header<'a>;
+    type IntoIter = Iter<'a>;
 
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
     }
 }
 
-impl From<Vec<Header>> for Headers {
-    fn from(headers: Vec<Header>) -> Self {
-        Headers(headers)
+impl PartialEq for Headers {
+    fn eq(&self, other: &Headers) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Headers {}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(|h| {
+                (
+                    String::from_utf8_lossy(h.name),
+                    String::from_utf8_lossy(h.value),
+                )
+            }))
+            .finish()
     }
 }
 
@@ -323,14 +430,14 @@ impl Frame {
     }
 
     /// The first value of header `name`, as bytes.
-    pub fn header(&self, name: &str) -> Option<&Bytes> {
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers.get(name)
     }
 
     /// The client's `receipt` header: the `receipt-id` for a RECEIPT, or for the ERROR this
     /// frame caused.
-    pub fn receipt_request(&self) -> Option<&Bytes> {
-        self.header(header::RECEIPT)
+    pub fn receipt_request(&self) -> Option<Bytes> {
+        self.headers.get_bytes(header::RECEIPT)
     }
 
     /// The first value of header `name` as text; an error naming the header if it is not UTF-8.
@@ -417,8 +524,8 @@ mod tests {
             .with_header("a", "1")
             .with_header("b", "2")
             .with_header("a", "3");
-        assert_eq!(frame.header("a").map(|v| &v[..]), Some(&b"1"[..]));
-        let all: Vec<_> = frame.headers.get_all("a").map(|v| &v[..]).collect();
+        assert_eq!(frame.header("a"), Some(&b"1"[..]));
+        let all: Vec<_> = frame.headers.get_all("a").collect();
         assert_eq!(all, [&b"1"[..], &b"3"[..]]);
         assert_eq!(frame.headers.len(), 3);
         assert!(frame.header("c").is_none());
@@ -460,10 +567,7 @@ mod tests {
         let frame = Frame::receipt(Bytes::from_static(b"r-1"));
         assert_eq!(frame.command, Command::Receipt);
         assert_eq!(frame.headers.len(), 1);
-        assert_eq!(
-            frame.header("receipt-id").map(|v| &v[..]),
-            Some(&b"r-1"[..])
-        );
+        assert_eq!(frame.header("receipt-id"), Some(&b"r-1"[..]));
         assert!(frame.body.is_empty());
     }
 }

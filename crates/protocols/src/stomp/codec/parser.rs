@@ -24,7 +24,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::escape::Escaping;
-use super::frame::{header, Command, Frame, Header, Headers, Version};
+use super::frame::{header, Command, Entry, Frame, Headers, Version};
 use crate::stomp::limits::{Limit, Limits};
 
 /// What one call to [`Decoder::decode`] produced.
@@ -435,10 +435,16 @@ impl Decoder {
                     .unescape(raw.slice(line.start..line.colon))
                     .map_err(|_| DecodeError::InvalidEscape)?,
             };
-            let value = escaping
-                .unescape(raw.slice(value_start..line.end))
-                .map_err(|_| DecodeError::InvalidEscape)?;
-            headers.push(Header { name, value });
+            // Without escapes a value is a range of the frame: no reference count of its own.
+            headers.push(match escaping {
+                Escaping::Raw => Entry::in_frame(name, value_start..line.end),
+                _ => Entry::owned(
+                    name,
+                    escaping
+                        .unescape(raw.slice(value_start..line.end))
+                        .map_err(|_| DecodeError::InvalidEscape)?,
+                ),
+            });
         }
         let body_start = p.body.map_or(nul, |b| b.start);
         // Kept while frames follow in the buffer; a connection that went quiet keeps none.
@@ -446,10 +452,11 @@ impl Decoder {
             p.lines.clear();
             self.spare_lines = p.lines;
         }
+        let body = raw.slice(body_start..nul);
         Ok(Frame {
             command: p.command,
-            headers: Headers::from(headers),
-            body: raw.slice(body_start..nul),
+            headers: Headers::decoded(raw, headers),
+            body,
         })
     }
 }

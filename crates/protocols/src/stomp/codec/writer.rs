@@ -35,14 +35,14 @@ pub fn encode(frame: &Frame, version: Version, dst: &mut BytesMut) -> Written {
     dst.put_slice(frame.command.as_str().as_bytes());
     dst.put_u8(b'\n');
     for h in &frame.headers {
-        if h.name == header::CONTENT_LENGTH {
+        if h.name == header::CONTENT_LENGTH.as_bytes() {
             if needs_length && !length_written {
                 put_content_length(frame, dst);
                 length_written = true;
             }
             continue;
         }
-        if !put_header(escaping, &h.name, &h.value, dst) {
+        if !put_header(escaping, h.name, h.value, dst) {
             written.dropped_headers += 1;
         }
     }

@@ -5,7 +5,7 @@ use super::*;
 impl Connected {
     pub(super) fn settle(&mut self, frame: &Frame, nack: bool) -> Result<(), StompError> {
         let id = ack_id(frame, self.version)?;
-        let requeue = frame.header(bridge::REQUEUE).map(|v| &v[..]) != Some(b"false");
+        let requeue = frame.header(bridge::REQUEUE) != Some(b"false");
         if let Some(settled) = self.acks.settle(id)? {
             for handle in settled.tags {
                 if nack {

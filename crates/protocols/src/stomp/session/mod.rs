@@ -188,7 +188,7 @@ impl Session {
     pub fn frame(&mut self, frame: Frame, now_ms: u64) -> Flow {
         let receipt = match frame.command {
             Command::Connect | Command::Stomp => None,
-            _ => frame.receipt_request().cloned(),
+            _ => frame.receipt_request(),
         };
         let result = match &mut self.phase {
             Phase::Closed => return Flow::Close,

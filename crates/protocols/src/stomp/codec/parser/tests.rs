@@ -40,11 +40,7 @@ fn error(version: Option<Version>, input: &[u8]) -> DecodeError {
 }
 
 fn headers(frame: &Frame) -> Vec<(&[u8], &[u8])> {
-    frame
-        .headers
-        .iter()
-        .map(|h| (&h.name[..], &h.value[..]))
-        .collect()
+    frame.headers.iter().map(|h| (h.name, h.value)).collect()
 }
 
 #[test]
@@ -150,7 +146,7 @@ fn first_content_length_wins() {
 #[test]
 fn repeated_headers_are_kept_in_order() {
     let f = one(Some(Version::V1_2), b"MESSAGE\nfoo:World\nfoo:Hello\n\n\0");
-    assert_eq!(&f.header("foo").unwrap()[..], b"World");
+    assert_eq!(f.header("foo").unwrap(), b"World");
     assert_eq!(f.headers.len(), 2);
 }
 
@@ -171,9 +167,9 @@ fn escaping_per_version() {
 #[test]
 fn connect_frames_are_never_unescaped() {
     let f = one(Some(Version::V1_2), b"STOMP\nlogin:a\\tb\n\n\0");
-    assert_eq!(&f.header("login").unwrap()[..], b"a\\tb");
+    assert_eq!(f.header("login").unwrap(), b"a\\tb");
     let f = one(Some(Version::V1_2), b"CONNECTED\nserver:x\\c\n\n\0");
-    assert_eq!(&f.header("server").unwrap()[..], b"x\\c");
+    assert_eq!(f.header("server").unwrap(), b"x\\c");
 }
 
 #[test]
@@ -205,7 +201,7 @@ fn version_1_0_trims_leading_blanks_and_splits_at_first_colon() {
         ]
     );
     let f = one(Some(Version::V1_2), b"SEND\nlogin: guest\n\n\0");
-    assert_eq!(&f.header("login").unwrap()[..], b" guest");
+    assert_eq!(f.header("login").unwrap(), b" guest");
 }
 
 #[test]
@@ -220,7 +216,7 @@ fn malformed_header_lines() {
     );
     // An empty value is fine.
     let f = one(None, b"SEND\nname:\n\n\0");
-    assert_eq!(&f.header("name").unwrap()[..], b"");
+    assert_eq!(f.header("name").unwrap(), b"");
 }
 
 #[test]
