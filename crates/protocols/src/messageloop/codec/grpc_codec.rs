@@ -1,7 +1,7 @@
 //! The gRPC codecs of MessageLoop, with small buffers: [`SmallBufferCodec`] (prost both ways) for the generated
-//! clients and services, and [`EncodedReplyCodec`] for gatewayd's own service, whose replies are encoded by the
-//! session's codec before they reach tonic ([`EncodedReplies`] also writes the requests of gatewayctl's client,
-//! encoded before they reach tonic too). tonic's default reserves 8 KiB to decode and 8 KiB to encode on every
+//! clients and services, and [`EncodedReplyCodec`] for gatewayd's own service, whose requests are decoded into a
+//! box ([`BoxedRequests`]) and whose replies are encoded by the session's codec before they reach tonic
+//! ([`EncodedReplies`] also writes the requests of gatewayctl's client, encoded before they reach tonic too). tonic's default reserves 8 KiB to decode and 8 KiB to encode on every
 //! stream, most of what an idle stream costs; MessageLoop envelopes are small, and the buffers grow when a larger
 //! one comes.
 
@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 
 use bytes::{BufMut, Bytes};
 use prost::Message;
-use tonic::codec::{BufferSettings, Codec, EncodeBuf, Encoder};
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::Status;
 use tonic_prost::{ProstDecoder, ProstEncoder};
 
@@ -52,7 +52,7 @@ where
     }
 }
 
-/// Requests decoded with prost into `U`; replies are protobuf bytes already, written as they are.
+/// Requests decoded with prost into a boxed `U`; replies are protobuf bytes already, written as they are.
 #[derive(Debug, Clone, Copy)]
 pub struct EncodedReplyCodec<U>(PhantomData<U>);
 
@@ -67,16 +67,42 @@ where
     U: Message + Default + Send + 'static,
 {
     type Encode = Bytes;
-    type Decode = U;
+    type Decode = Box<U>;
     type Encoder = EncodedReplies;
-    type Decoder = ProstDecoder<U>;
+    type Decoder = BoxedRequests<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
         EncodedReplies
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ProstDecoder::new(small_buffers())
+        BoxedRequests(PhantomData)
+    }
+}
+
+/// Decodes each request in place in a box, so that tonic's stream and the session loop pass a pointer along
+/// rather than moving the envelope (272 bytes for G2's `InboundMessage`) at every step.
+#[derive(Debug, Clone, Copy)]
+pub struct BoxedRequests<U>(PhantomData<U>);
+
+impl<U> Decoder for BoxedRequests<U>
+where
+    U: Message + Default + Send + 'static,
+{
+    type Item = Box<U>;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Box<U>>, Status> {
+        let mut request = Box::<U>::default();
+        // As tonic's prost decoder: a message that does not decode is INTERNAL.
+        request
+            .merge(src)
+            .map_err(|error| Status::internal(error.to_string()))?;
+        Ok(Some(request))
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        small_buffers()
     }
 }
 

@@ -48,7 +48,7 @@ pub(crate) struct Handover {
 
 /// One open stream: the client's messages, the lane to the client, its registration and address.
 pub(crate) struct OpenStream<W: Wire> {
-    pub inbound: Streaming<W::Inbound>,
+    pub inbound: Streaming<Box<W::Inbound>>,
     pub tx: mpsc::Sender<Reply>,
     pub guard: ConnectionGuard,
     pub peer: SocketAddr,
@@ -117,7 +117,7 @@ struct Backends<'a> {
 async fn session_loop<W: Wire>(
     handover: &Handover,
     session: &mut Session,
-    mut inbound: Streaming<W::Inbound>,
+    mut inbound: Streaming<Box<W::Inbound>>,
     lane: Lane<'_>,
     guard: &ConnectionGuard,
     backends: Backends<'_>,
@@ -197,7 +197,7 @@ async fn session_loop<W: Wire>(
                 let mut taken = 0;
                 loop {
                     match message {
-                        Ok(Some(message)) => match W::inbound(message) {
+                        Ok(Some(message)) => match W::inbound(*message) {
                             Ok(message) => session.handle_input(message, now),
                             Err(DecodeError::Malformed(_)) => session.on_undecodable(now),
                             Err(DecodeError::Empty { .. }) => session.on_empty(now),

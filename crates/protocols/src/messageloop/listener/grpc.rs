@@ -134,12 +134,12 @@ where
 /// Opens a stream's session when tonic has its request.
 struct Open<W>(Arc<Shared>, PhantomData<fn() -> W>);
 
-impl<W: GrpcService> StreamingService<W::Inbound> for Open<W> {
+impl<W: GrpcService> StreamingService<Box<W::Inbound>> for Open<W> {
     type Response = Bytes;
     type ResponseStream = Replies;
     type Future = Ready<Result<Response<Replies>, Status>>;
 
-    fn call(&mut self, request: Request<Streaming<W::Inbound>>) -> Self::Future {
+    fn call(&mut self, request: Request<Streaming<Box<W::Inbound>>>) -> Self::Future {
         ready(open::<W>(&self.0, request))
     }
 }
@@ -472,7 +472,7 @@ impl AsyncWrite for Conn {
 /// Registers the stream's connection and starts its session task.
 fn open<W: Wire>(
     shared: &Arc<Shared>,
-    request: Request<Streaming<W::Inbound>>,
+    request: Request<Streaming<Box<W::Inbound>>>,
 ) -> Result<Response<Replies>, Status> {
     let peer = request
         .remote_addr()
