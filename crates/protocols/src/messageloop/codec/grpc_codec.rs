@@ -1,9 +1,9 @@
 //! The gRPC codecs of MessageLoop, with small buffers: [`SmallBufferCodec`] (prost both ways) for the generated
 //! clients and services, and [`EncodedReplyCodec`] for gatewayd's own service, whose requests are decoded into a
 //! box ([`BoxedRequests`]) and whose replies are encoded by the session's codec before they reach tonic
-//! ([`EncodedReplies`] also writes the requests of gatewayctl's client, encoded before they reach tonic too). tonic's default reserves 8 KiB to decode and 8 KiB to encode on every
-//! stream, most of what an idle stream costs; MessageLoop envelopes are small, and the buffers grow when a larger
-//! one comes.
+//! ([`EncodedReplies`] also writes the requests of gatewayctl's client, encoded before they reach tonic too).
+//! tonic's default reserves 8 KiB to decode and 8 KiB to encode on every stream, most of what an idle stream
+//! costs; MessageLoop envelopes are small, and the buffers grow when a larger one comes.
 
 use std::marker::PhantomData;
 
