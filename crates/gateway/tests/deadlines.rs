@@ -278,6 +278,29 @@ fn messageloop_grpc_message_over_the_limit_ends_with_resource_exhausted() {
 }
 
 #[test]
+fn messageloop_grpc_message_that_does_not_decode_ends_with_invalid_argument() {
+    let gateway = start("[messageloop.grpc]\nenabled = true\naddress = \"127.0.0.1:0\"\n");
+    let addr = gateway.listener("messageloop.grpc");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let mut stream = grpc::open_g2_raw(addr).await;
+        // `InboundMessage.id` is a string; these bytes are not UTF-8.
+        stream.send(vec![0xff, 0xfe, 0xfd]).await;
+        let ended = tokio::time::timeout(WAIT, stream.rx.message())
+            .await
+            .expect("the stream ends in time");
+        let status = ended.expect_err("a non-OK status");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    });
+    // The listener still serves the next client.
+    runtime.block_on(async {
+        let mut stream = grpc::connected_g2(addr).await;
+        stream.send(grpc::g2_subscribe("s", "after")).await;
+        stream.next().await.expect("subscribe ack");
+    });
+}
+
+#[test]
 fn loom_hello_never_finished_is_cut() {
     let gateway = start(&format!(
         "[loom]\nenabled = true\naddress = \"127.0.0.1:0\"\n{SHORT}"

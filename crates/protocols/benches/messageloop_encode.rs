@@ -6,6 +6,8 @@
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
+mod common;
+
 use core_bus::{Bus, ConnectionId, Envelope, MessageId, Origin, Protocol, Topic};
 use protocols::messageloop::bridge::deliveries::Deliveries;
 use protocols::messageloop::bridge::from_envelope;
@@ -104,16 +106,9 @@ fn fanout(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(20)
-        .warm_up_time(std::time::Duration::from_secs(1))
-        .measurement_time(std::time::Duration::from_secs(2))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = encode, fanout
 }
 criterion_main!(benches);

@@ -592,6 +592,12 @@ pub mod grpc {
         open(addr, Generation::G2).await
     }
 
+    /// A G2 stream whose requests are `google.protobuf.BytesValue`s (prost's `Vec<u8>`): field 1 carries any bytes
+    /// where an `InboundMessage` has its string `id`, so a request of bytes that are not UTF-8 does not decode.
+    pub async fn open_g2_raw(addr: SocketAddr) -> Stream<Vec<u8>, g2::OutboundMessage> {
+        open(addr, Generation::G2).await
+    }
+
     /// A G2 stream that has sent an anonymous Connect (id `c`, version 2.0.0) and read its reply.
     pub async fn connected_g2(addr: SocketAddr) -> Stream<g2::InboundMessage, g2::OutboundMessage> {
         let mut stream = open_g2(addr).await;

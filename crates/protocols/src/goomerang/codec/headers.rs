@@ -4,8 +4,6 @@
 //! keeps the position where the key first appeared, so decoding is deterministic and encoding follows
 //! the order the headers were built in. Keys are case-sensitive and values may be empty.
 
-use super::proto::HeaderEntry;
-
 /// The headers of one frame: unique keys, in insertion order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FrameHeaders(Vec<(String, String)>);
@@ -49,7 +47,8 @@ impl FrameHeaders {
         self.0.is_empty()
     }
 
-    pub(crate) fn from_entries(entries: Vec<HeaderEntry>) -> Self {
+    #[cfg(test)]
+    pub(crate) fn from_entries(entries: Vec<super::proto::HeaderEntry>) -> Self {
         entries
             .into_iter()
             .map(|entry| (entry.key, entry.value))
@@ -57,10 +56,10 @@ impl FrameHeaders {
     }
 
     #[cfg(test)]
-    pub(crate) fn to_entries(&self) -> Vec<HeaderEntry> {
+    pub(crate) fn to_entries(&self) -> Vec<super::proto::HeaderEntry> {
         self.0
             .iter()
-            .map(|(key, value)| HeaderEntry {
+            .map(|(key, value)| super::proto::HeaderEntry {
                 key: key.clone(),
                 value: value.clone(),
             })

@@ -15,6 +15,7 @@
 pub mod headers;
 pub mod limits;
 pub mod proto;
+pub mod wire;
 
 use std::time::SystemTime;
 
@@ -26,9 +27,10 @@ use thiserror::Error;
 use self::headers::FrameHeaders;
 use self::limits::{LimitExceeded, Limits};
 use self::proto::{
-    BroadcastCmd, Frame, PublishCmd, SubscribeCmd, UnsubscribeCmd, BROADCAST_CMD, PACKAGE_PREFIX,
+    BroadcastCmd, HeaderEntry, SubscribeCmd, UnsubscribeCmd, BROADCAST_CMD, PACKAGE_PREFIX,
     PUBLISH_CMD, SUBSCRIBE_CMD, UNSUBSCRIBE_CMD,
 };
+use self::wire::{Fields, WireError};
 use crate::goomerang::bridge::is_reserved_topic;
 use crate::goomerang::close::CloseReason;
 
@@ -75,11 +77,11 @@ pub enum DecodeError {
     #[error(transparent)]
     Limit(#[from] LimitExceeded),
     #[error("protocol decoding err: {0}")]
-    Frame(prost::DecodeError),
+    Frame(#[from] WireError),
     #[error("bad {kind} payload: {source}")]
     CommandPayload {
         kind: &'static str,
-        source: prost::DecodeError,
+        source: WireError,
     },
     #[error("frame without kind")]
     MissingKind,
@@ -114,83 +116,150 @@ impl DecodeError {
 ///
 /// Bytes fields of the result share `message`'s buffer.
 pub fn decode(message: Bytes, limits: &Limits) -> Result<Command, DecodeError> {
-    limits.check_frame(&message)?;
-    let frame = Frame::decode(message).map_err(DecodeError::Frame)?;
-    let headers = FrameHeaders::from_entries(frame.headers);
-    match frame.kind.as_str() {
-        SUBSCRIBE_CMD => {
-            let cmd: SubscribeCmd = command_payload(SUBSCRIBE_CMD, frame.payload)?;
-            Ok(Command::Subscribe {
-                topic: checked_topic(cmd.topic, limits)?,
-            })
-        }
-        UNSUBSCRIBE_CMD => {
-            let cmd: UnsubscribeCmd = command_payload(UNSUBSCRIBE_CMD, frame.payload)?;
-            Ok(Command::Unsubscribe {
-                topic: checked_topic(cmd.topic, limits)?,
-            })
-        }
+    limits.check_message(&message)?;
+    let frame = FrameFields::read(&message, limits)?;
+    let part = |bytes: &[u8]| message.slice_ref(bytes);
+    let command = |kind: &'static str, known: &[u32]| {
+        CommandFields::read(frame.payload, known)
+            .map_err(|source| DecodeError::CommandPayload { kind, source })
+    };
+    match frame.kind {
+        SUBSCRIBE_CMD => Ok(Command::Subscribe {
+            topic: checked_topic(command(SUBSCRIBE_CMD, &[1])?.topic, limits)?,
+        }),
+        UNSUBSCRIBE_CMD => Ok(Command::Unsubscribe {
+            topic: checked_topic(command(UNSUBSCRIBE_CMD, &[1])?.topic, limits)?,
+        }),
         PUBLISH_CMD => {
-            let cmd: PublishCmd = command_payload(PUBLISH_CMD, frame.payload)?;
+            let cmd = command(PUBLISH_CMD, &[1, 2, 3])?;
             Ok(Command::Publish {
                 topic: checked_topic(cmd.topic, limits)?,
                 kind: message_kind(PUBLISH_CMD, cmd.kind, limits)?,
-                message: cmd.message,
-                headers,
+                message: part(cmd.message),
+                headers: frame.headers,
             })
         }
         BROADCAST_CMD => {
-            let cmd: BroadcastCmd = command_payload(BROADCAST_CMD, frame.payload)?;
+            let cmd = command(BROADCAST_CMD, &[2, 3])?;
             Ok(Command::Broadcast {
                 kind: message_kind(BROADCAST_CMD, cmd.kind, limits)?,
-                message: cmd.message,
-                headers,
+                message: part(cmd.message),
+                headers: frame.headers,
             })
         }
         "" => Err(DecodeError::MissingKind),
-        kind if kind.starts_with(PACKAGE_PREFIX) => {
-            Err(DecodeError::UnknownCommand { kind: frame.kind })
-        }
+        kind if kind.starts_with(PACKAGE_PREFIX) => Err(DecodeError::UnknownCommand {
+            kind: kind.to_owned(),
+        }),
         _ if frame.is_sync && frame.uuid.is_empty() => Err(DecodeError::SyncWithoutUuid),
-        _ if frame.is_sync => Ok(Command::SendSync {
-            uuid: frame.uuid,
-            kind: frame.kind,
-            payload: frame.payload,
-            headers,
+        kind if frame.is_sync => Ok(Command::SendSync {
+            uuid: frame.uuid.to_owned(),
+            kind: kind.to_owned(),
+            payload: part(frame.payload),
+            headers: frame.headers,
         }),
-        _ => Ok(Command::Send {
-            kind: frame.kind,
-            payload: frame.payload,
-            headers,
+        kind => Ok(Command::Send {
+            kind: kind.to_owned(),
+            payload: part(frame.payload),
+            headers: frame.headers,
         }),
     }
 }
 
-fn command_payload<M: Message + Default>(
-    kind: &'static str,
-    payload: Bytes,
-) -> Result<M, DecodeError> {
-    M::decode(payload).map_err(|source| DecodeError::CommandPayload { kind, source })
+/// The fields of a `Frame` a command is made of, borrowed from the message but for the headers.
+struct FrameFields<'a> {
+    uuid: &'a str,
+    kind: &'a str,
+    is_sync: bool,
+    headers: FrameHeaders,
+    payload: &'a [u8],
 }
 
-fn checked_topic(topic: String, limits: &Limits) -> Result<String, DecodeError> {
-    limits.check_topic(&topic)?;
-    if is_reserved_topic(&topic) {
-        return Err(DecodeError::ReservedTopic { topic });
+impl<'a> FrameFields<'a> {
+    /// Reads `message` as prost reads a `Frame` (the last of a repeated singular field wins, `creation`
+    /// must be a `Timestamp`), refusing a `kind` over the limit before it is checked for UTF-8 and a header over
+    /// the limit before it is decoded.
+    fn read(message: &'a [u8], limits: &Limits) -> Result<Self, DecodeError> {
+        let mut frame = Self {
+            uuid: "",
+            kind: "",
+            is_sync: false,
+            headers: FrameHeaders::new(),
+            payload: &[],
+        };
+        let mut headers = 0usize;
+        for field in Fields::new(message) {
+            let (tag, value) = field?;
+            match tag {
+                1 => frame.uuid = value.string(tag)?,
+                2 => {
+                    limits.check_kind_len(value.bytes(tag)?.len())?;
+                    frame.kind = value.string(tag)?;
+                }
+                3 => drop(value.varint(tag)?),
+                4 => frame.is_sync = value.varint(tag)? != 0,
+                5 => drop(
+                    prost_types::Timestamp::decode(value.bytes(tag)?).map_err(WireError::from)?,
+                ),
+                6 => {
+                    headers += 1;
+                    limits.check_headers(headers)?;
+                    let entry = HeaderEntry::decode(value.bytes(tag)?).map_err(WireError::from)?;
+                    frame.headers.insert(entry.key, entry.value);
+                }
+                7 => frame.payload = value.bytes(tag)?,
+                _ => {}
+            }
+        }
+        Ok(frame)
     }
-    Ok(topic)
 }
 
-fn message_kind(
-    command: &'static str,
-    kind: String,
-    limits: &Limits,
-) -> Result<String, DecodeError> {
-    limits.check_kind(&kind)?;
+/// The `topic` (1), `kind` (2) and `message` (3) fields of a built-in command's payload.
+struct CommandFields<'a> {
+    topic: &'a str,
+    kind: &'a str,
+    message: &'a [u8],
+}
+
+impl<'a> CommandFields<'a> {
+    /// Reads `payload` as prost reads the command whose fields are `known`; the others it skips.
+    fn read(payload: &'a [u8], known: &[u32]) -> Result<Self, WireError> {
+        let mut command = Self {
+            topic: "",
+            kind: "",
+            message: &[],
+        };
+        for field in Fields::new(payload) {
+            let (tag, value) = field?;
+            match tag {
+                _ if !known.contains(&tag) => {}
+                1 => command.topic = value.string(tag)?,
+                2 => command.kind = value.string(tag)?,
+                3 => command.message = value.bytes(tag)?,
+                _ => {}
+            }
+        }
+        Ok(command)
+    }
+}
+
+fn checked_topic(topic: &str, limits: &Limits) -> Result<String, DecodeError> {
+    limits.check_topic(topic)?;
+    if is_reserved_topic(topic) {
+        return Err(DecodeError::ReservedTopic {
+            topic: topic.to_owned(),
+        });
+    }
+    Ok(topic.to_owned())
+}
+
+fn message_kind(command: &'static str, kind: &str, limits: &Limits) -> Result<String, DecodeError> {
+    limits.check_kind_len(kind.len())?;
     if kind.is_empty() {
         return Err(DecodeError::MissingMessageKind { command });
     }
-    Ok(kind)
+    Ok(kind.to_owned())
 }
 
 /// A message for one client, as it will see it: the message's full name, its protobuf encoding, and

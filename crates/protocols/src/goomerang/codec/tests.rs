@@ -1,10 +1,13 @@
 //! The Goomerang codec against worked byte-level examples (subscribe, publish, delivery and broadcast, sync request
-//! and reply), malformed and over-limit input, and round-trip properties.
+//! and reply), malformed and over-limit input, round-trip properties, and prost's generated decoders (what
+//! [`decode`] reads must be what they read).
 
 use std::time::{Duration, UNIX_EPOCH};
 
 use proptest::prelude::*;
 
+use super::limits::tests::small;
+use super::proto::{Frame, PublishCmd};
 use super::*;
 
 /// Hex digits to bytes; whitespace is ignored.
@@ -328,6 +331,91 @@ fn limits_are_enforced() {
     assert_eq!(err.close_reason(), Some(CloseReason::MessageTooBig));
 }
 
+fn send_a_b() -> Command {
+    Command::Send {
+        kind: "a.B".into(),
+        payload: Bytes::new(),
+        headers: FrameHeaders::new(),
+    }
+}
+
+#[test]
+fn kind_length_is_checked_before_anything_else() {
+    let read = |bytes: &[u8]| decode(Bytes::copy_from_slice(bytes), &small());
+    assert_eq!(read(b"\x12\x03a.B"), Ok(send_a_b()));
+    assert_eq!(
+        read(b"\x12\x04a.BC"),
+        Err(LimitExceeded::KindTooLong { len: 4, limit: 3 }.into())
+    );
+    // Not UTF-8 either: the length is checked first.
+    assert_eq!(
+        read(b"\x12\x04\xff\xff\xff\xff"),
+        Err(LimitExceeded::KindTooLong { len: 4, limit: 3 }.into())
+    );
+    // varint (non-minimal), fixed64, fixed32 fields are skipped, then a kind over the limit.
+    assert_eq!(
+        read(
+            b"\x18\x80\x80\x00\x49\x01\x02\x03\x04\x05\x06\x07\x08\x55\x01\x02\x03\x04\x12\x04abcd"
+        ),
+        Err(LimitExceeded::KindTooLong { len: 4, limit: 3 }.into())
+    );
+}
+
+#[test]
+fn header_entries_are_counted_at_top_level_only() {
+    let read = |bytes: &[u8]| decode(Bytes::copy_from_slice(bytes), &small());
+    let mut two = send_a_b();
+    if let Command::Send { headers, .. } = &mut two {
+        headers.insert("", "");
+    }
+    assert_eq!(read(b"\x32\x00\x32\x00\x12\x03a.B"), Ok(two.clone()));
+    assert_eq!(
+        read(b"\x32\x00\x32\x00\x32\x00\x12\x03a.B"),
+        Err(LimitExceeded::TooManyHeaders { limit: 2 }.into())
+    );
+    // Field 6 inside an unknown group (field 9) is not a header; after the group it is again.
+    assert_eq!(
+        read(b"\x4b\x32\x00\x32\x00\x32\x00\x4c\x32\x00\x12\x03a.B"),
+        Ok(two)
+    );
+    assert_eq!(
+        read(b"\x4b\x4c\x32\x00\x32\x00\x32\x00"),
+        Err(LimitExceeded::TooManyHeaders { limit: 2 }.into())
+    );
+}
+
+#[test]
+fn fields_that_cannot_be_read() {
+    for (input, error) in [
+        (&b"\x12\x7f"[..], WireError::Truncated(2)),
+        (b"\x3a\x05ab", WireError::Truncated(7)),
+        (b"\x0a\x02\xff\xfe", WireError::NotUtf8(1)),
+        (b"\x10\x01", WireError::WireType(2)),
+        (b"\x22\x00", WireError::WireType(4)),
+    ] {
+        assert_eq!(
+            decode_default(input),
+            Err(DecodeError::Frame(error)),
+            "{input:?}"
+        );
+    }
+    for input in [
+        &b"\x80"[..],
+        b"\x18",
+        b"\x4c\x32\x00",
+        b"\x0f",
+        b"\x2a\x01\x08",
+    ] {
+        assert!(
+            matches!(
+                decode_default(input),
+                Err(DecodeError::Frame(WireError::Protobuf(_)))
+            ),
+            "{input:?}"
+        );
+    }
+}
+
 #[test]
 fn decoded_bytes_share_the_message_buffer() {
     let wire = encode_command(
@@ -432,6 +520,54 @@ fn any_frame() -> impl Strategy<Value = Frame> {
         )
 }
 
+/// What prost's generated decoders make of `message`, with [`decode`]'s checks after them: the reference for
+/// [`decode`] (limits aside).
+fn prost_decode(message: Bytes, limits: &Limits) -> Option<Command> {
+    let frame = Frame::decode(message).ok()?;
+    let headers = FrameHeaders::from_entries(frame.headers);
+    let command = match frame.kind.as_str() {
+        SUBSCRIBE_CMD => Command::Subscribe {
+            topic: checked_topic(&SubscribeCmd::decode(frame.payload).ok()?.topic, limits).ok()?,
+        },
+        UNSUBSCRIBE_CMD => Command::Unsubscribe {
+            topic: checked_topic(&UnsubscribeCmd::decode(frame.payload).ok()?.topic, limits)
+                .ok()?,
+        },
+        PUBLISH_CMD => {
+            let cmd = PublishCmd::decode(frame.payload).ok()?;
+            Command::Publish {
+                topic: checked_topic(&cmd.topic, limits).ok()?,
+                kind: message_kind(PUBLISH_CMD, &cmd.kind, limits).ok()?,
+                message: cmd.message,
+                headers,
+            }
+        }
+        BROADCAST_CMD => {
+            let cmd = BroadcastCmd::decode(frame.payload).ok()?;
+            Command::Broadcast {
+                kind: message_kind(BROADCAST_CMD, &cmd.kind, limits).ok()?,
+                message: cmd.message,
+                headers,
+            }
+        }
+        "" => return None,
+        kind if kind.starts_with(PACKAGE_PREFIX) => return None,
+        _ if frame.is_sync && frame.uuid.is_empty() => return None,
+        _ if frame.is_sync => Command::SendSync {
+            uuid: frame.uuid,
+            kind: frame.kind,
+            payload: frame.payload,
+            headers,
+        },
+        _ => Command::Send {
+            kind: frame.kind,
+            payload: frame.payload,
+            headers,
+        },
+    };
+    Some(command)
+}
+
 proptest! {
     #[test]
     fn command_round_trip(command in command(), creation in creation()) {
@@ -490,12 +626,13 @@ proptest! {
     }
 
     #[test]
-    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-        let _ = decode(Bytes::from(bytes), &Limits::default());
+    fn random_bytes_read_as_prost_reads_them(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let limits = Limits::default();
+        prop_assert_eq!(decode(Bytes::from(bytes.clone()), &limits).ok(), prost_decode(Bytes::from(bytes), &limits));
     }
 
     #[test]
-    fn mutated_frames_never_panic(
+    fn mutated_frames_read_as_prost_reads_them(
         command in command(),
         edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
         cut in any::<prop::sample::Index>(),
@@ -506,9 +643,17 @@ proptest! {
             wire[i] = byte;
         }
         let small = Limits { max_message_size: 96, max_topic_len: 4, max_kind_len: 8, max_headers: 2 };
-        let _ = decode(Bytes::from(wire.clone()), &Limits::default());
+        let limits = Limits::default();
+        prop_assert_eq!(decode(Bytes::from(wire.clone()), &limits).ok(), prost_decode(Bytes::from(wire.clone()), &limits));
         let _ = decode(Bytes::from(wire.clone()), &small);
         wire.truncate(cut.index(wire.len() + 1));
-        let _ = decode(Bytes::from(wire), &Limits::default());
+        prop_assert_eq!(decode(Bytes::from(wire.clone()), &limits).ok(), prost_decode(Bytes::from(wire), &limits));
+    }
+
+    #[test]
+    fn frames_read_as_prost_reads_them(frame in any_frame()) {
+        let wire = Bytes::from(frame.encode_to_vec());
+        let limits = Limits::default();
+        prop_assert_eq!(decode(wire.clone(), &limits).ok(), prost_decode(wire, &limits));
     }
 }
