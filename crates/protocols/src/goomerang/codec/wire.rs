@@ -1,5 +1,5 @@
 //! The fields of one protobuf message, read in place: what [`decode`](super::decode) walks a `Frame` and a
-//! command payload with, so that a publish costs no allocation and no copy before the bus.
+//! command payload with, so that a publish is read in one pass and only what its command keeps is copied.
 //!
 //! prost's generated decoders copy every `string` into an owned `String` through its generic buffer
 //! reader; these fields are only compared, checked and sliced. Keys, varints and the skipping of fields a
