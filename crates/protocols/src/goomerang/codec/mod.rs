@@ -1,10 +1,10 @@
 //! One binary WebSocket message ⇄ Goomerang frames (docs/protocols/goomerang.md, "On the wire"), and its
-//! parts: [`proto`], the generated messages; [`headers`], `Frame.headers`; [`limits`], the size limits checked
-//! before anything is decoded.
+//! parts: [`proto`], the generated messages; [`headers`], `Frame.headers`; [`limits`], the size limits;
+//! [`wire`], the in-place field reader decoding walks frames with.
 //!
 //! The WebSocket layer already delimits and reassembles messages, so every call sees one whole `Frame`.
-//! [`decode`] checks the [`Limits`] first, then resolves `Frame.kind` by full protobuf name into a
-//! [`Command`]. Every [`DecodeError`] means "drop this frame and keep reading" (upstream answers nothing
+//! [`decode`] reads the frame and its command's payload in one pass each, checking the [`Limits`] as it goes,
+//! and resolves `Frame.kind` by full protobuf name into a [`Command`]. Every [`DecodeError`] means "drop this frame and keep reading" (upstream answers nothing
 //! either), except those whose [`DecodeError::close_reason`] is `Some`.
 //!
 //! The encoders build what gatewayd sends: plain deliveries and sync replies. [`encode_command`] builds
