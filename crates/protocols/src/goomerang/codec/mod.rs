@@ -4,8 +4,9 @@
 //!
 //! The WebSocket layer already delimits and reassembles messages, so every call sees one whole `Frame`.
 //! [`decode`] reads the frame and its command's payload in one pass each, checking the [`Limits`] as it goes,
-//! and resolves `Frame.kind` by full protobuf name into a [`Command`]. Every [`DecodeError`] means "drop this frame and keep reading" (upstream answers nothing
-//! either), except those whose [`DecodeError::close_reason`] is `Some`.
+//! and resolves `Frame.kind` by full protobuf name into a [`Command`]. Every [`DecodeError`] means "drop this
+//! frame and keep reading" (upstream answers nothing either), except those whose [`DecodeError::close_reason`]
+//! is `Some`.
 //!
 //! The encoders build what gatewayd sends: plain deliveries and sync replies. [`encode_command`] builds
 //! what a client sends, for test clients and round trips, and [`encode_publish`] a publish from borrowed parts

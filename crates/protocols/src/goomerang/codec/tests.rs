@@ -628,7 +628,8 @@ proptest! {
     #[test]
     fn random_bytes_read_as_prost_reads_them(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         let limits = Limits::default();
-        prop_assert_eq!(decode(Bytes::from(bytes.clone()), &limits).ok(), prost_decode(Bytes::from(bytes), &limits));
+        let bytes = Bytes::from(bytes);
+        prop_assert_eq!(decode(bytes.clone(), &limits).ok(), prost_decode(bytes, &limits));
     }
 
     #[test]
@@ -644,10 +645,12 @@ proptest! {
         }
         let small = Limits { max_message_size: 96, max_topic_len: 4, max_kind_len: 8, max_headers: 2 };
         let limits = Limits::default();
-        prop_assert_eq!(decode(Bytes::from(wire.clone()), &limits).ok(), prost_decode(Bytes::from(wire.clone()), &limits));
+        let whole = Bytes::from(wire.clone());
+        prop_assert_eq!(decode(whole.clone(), &limits).ok(), prost_decode(whole, &limits));
         let _ = decode(Bytes::from(wire.clone()), &small);
         wire.truncate(cut.index(wire.len() + 1));
-        prop_assert_eq!(decode(Bytes::from(wire.clone()), &limits).ok(), prost_decode(Bytes::from(wire), &limits));
+        let cut = Bytes::from(wire);
+        prop_assert_eq!(decode(cut.clone(), &limits).ok(), prost_decode(cut, &limits));
     }
 
     #[test]
