@@ -65,7 +65,9 @@ pub fn from_envelope(envelope: &Envelope, replay: bool, bus: &Bus, epoch: &str) 
         },
     };
     let id = match position.offset {
-        Some(offset) if offset > 0 => format!("{channel}-{offset}"),
+        Some(offset) if offset > 0 => {
+            [channel.as_str(), "-", itoa::Buffer::new().format(offset)].concat()
+        }
         _ => frame_uuid(),
     };
     Message {

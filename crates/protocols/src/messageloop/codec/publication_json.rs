@@ -10,8 +10,6 @@
 //! `OutboundMessage`: what the general reading ([`super::json`]) gives, or `None` for any other shape, which is
 //! then read that way.
 
-use std::fmt::Write as _;
-
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -279,8 +277,9 @@ impl<'a> Object<'a> {
     /// A 64-bit integer member (a decimal string).
     fn uint64(&mut self, key: &str, value: u64) {
         self.key(key);
-        // Writing to a `String` does not fail.
-        let _ = write!(self.out, "\"{value}\"");
+        self.out.push('"');
+        self.out.push_str(itoa::Buffer::new().format(value));
+        self.out.push('"');
     }
 
     fn end(self) {
@@ -374,7 +373,7 @@ fn write_value(out: &mut String, value: &Value) {
             let float = number.as_f64().unwrap_or(0.0);
             if float.fract() == 0.0 && float.abs() <= MAX_EXACT {
                 // Exact: |float| is at most 2^53 and has no fraction.
-                let _ = write!(out, "{}", float as i64);
+                out.push_str(itoa::Buffer::new().format(float as i64));
             } else {
                 out.push_str(&Value::from(float).to_string());
             }

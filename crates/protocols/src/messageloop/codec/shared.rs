@@ -11,7 +11,6 @@
 //! their default values (proto3 and protojson leave defaults out).
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -177,8 +176,9 @@ pub(super) fn json_frame(
             out.push_str("\"id\":");
             push_string(out, id);
         } else {
-            // Writing to a `String` does not fail.
-            let _ = write!(out, "\"time\":\"{time_ms}\"");
+            out.push_str("\"time\":\"");
+            out.push_str(itoa::Buffer::new().format(time_ms));
+            out.push('"');
         }
     };
     for (key, member) in members {
