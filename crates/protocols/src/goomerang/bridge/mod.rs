@@ -142,14 +142,13 @@ pub fn from_envelope(
     foreign: &ForeignKinds,
 ) -> Delivery {
     // Borrowed from the envelope, and not collected: building the delivery copies only what it keeps.
-    let native = envelope
+    // The kind is looked up (and its UTF-8 checked) once: the envelope's own, else the one `foreign` names.
+    let kind = envelope
         .headers
         .get_str(KIND_HEADER)
-        .is_some_and(|kind| !kind.is_empty());
-    let foreign_kind = (!native)
-        .then(|| foreign.kind_of(&envelope.topic))
-        .flatten()
-        .map(|kind| (KIND_HEADER, kind.as_bytes()));
+        .filter(|kind| !kind.is_empty())
+        .or_else(|| foreign.kind_of(&envelope.topic))
+        .filter(|kind| !kind.is_empty());
     let content_type = envelope
         .content_type
         .as_deref()
@@ -160,9 +159,8 @@ pub fn from_envelope(
     ]
     .into_iter()
     .filter_map(|(name, value)| Some((name, value.as_deref()?.as_bytes())));
-    let headers = foreign_kind
+    let headers = content_type
         .into_iter()
-        .chain(content_type)
         .chain(
             envelope
                 .headers
@@ -170,7 +168,7 @@ pub fn from_envelope(
                 .map(|(name, value)| (name, &value[..])),
         )
         .chain(trace);
-    delivery_from_headers(envelope.payload.clone(), headers, wrapper)
+    delivery_from_headers(envelope.payload.clone(), kind, headers, wrapper)
 }
 
 /// What a Goomerang client receives for a bus message with `body` and `headers`.
@@ -180,27 +178,28 @@ pub fn from_envelope(
 /// repeated name keeps its first value, and a header whose name or value is not UTF-8 is left out
 /// (a protobuf string must be UTF-8).
 pub fn delivery_from_bus(body: Bytes, headers: &Headers, wrapper: &WrapperKind) -> Delivery {
+    let kind = headers.get_str(KIND_HEADER).filter(|kind| !kind.is_empty());
     let headers = headers.iter().map(|(name, value)| (name, &value[..]));
-    delivery_from_headers(body, headers, wrapper)
+    delivery_from_headers(body, kind, headers, wrapper)
 }
 
-/// [`delivery_from_bus`] over borrowed headers.
+/// [`delivery_from_bus`] over borrowed headers, with the delivery's `kind` (a usable [`KIND_HEADER`]'s value)
+/// already found.
 fn delivery_from_headers<'a>(
     body: Bytes,
+    kind: Option<&str>,
     headers: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
     wrapper: &WrapperKind,
 ) -> Delivery {
-    let header = |name: &str| {
-        headers
-            .clone()
-            .find(|(key, _)| *key == name)
-            .and_then(|(_, value)| std::str::from_utf8(value).ok())
-    };
     let mut out = FrameHeaders::new();
-    let (kind, payload) = match header(KIND_HEADER).filter(|kind| !kind.is_empty()) {
+    let (kind, payload) = match kind {
         Some(kind) => (kind.to_owned(), body),
         None => {
-            if let Some(content_type) = header(CONTENT_TYPE_HEADER) {
+            let content_type = headers
+                .clone()
+                .find(|(key, _)| *key == CONTENT_TYPE_HEADER)
+                .and_then(|(_, value)| std::str::from_utf8(value).ok());
+            if let Some(content_type) = content_type {
                 out.insert(CONTENT_TYPE_HEADER, content_type);
             }
             (
