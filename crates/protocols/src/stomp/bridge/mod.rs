@@ -19,7 +19,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use core_bus::names::INBOX_TOKEN;
 use core_bus::{Envelope, Origin, Topic};
 
-use crate::stomp::codec::frame::{header, Frame};
+use crate::stomp::codec::frame::{header, Frame, SharedHeader};
 
 pub mod message;
 
@@ -43,26 +43,61 @@ pub const PREFETCH_HEADERS: [&str; 2] = ["prefetch-count", "activemq.prefetchSiz
 
 const REPLY_QUEUE: &str = "/reply-queue/";
 
-/// SEND headers that never become user headers.
-const NOT_USER_HEADERS: [&str; 14] = [
-    header::DESTINATION,
-    header::TRANSACTION,
-    header::RECEIPT,
-    header::CONTENT_LENGTH,
-    header::CONTENT_TYPE,
-    header::MESSAGE_ID,
-    header::SUBSCRIPTION,
-    header::ACK,
-    header::REDELIVERED,
-    header::REPLY_TO,
-    GROUP_ID,
-    CORRELATION_ID,
-    TRACEPARENT,
-    TRACESTATE,
-];
+/// What a SEND header is to its envelope.
+#[derive(Clone, Copy)]
+enum Role {
+    ContentType,
+    CorrelationId,
+    Traceparent,
+    Tracestate,
+    GroupId,
+    ReplyTo,
+    /// Consumed by the session or owned by the server: never a user header.
+    Consumed,
+    /// Read for the expiry, and kept as a user header too.
+    Expires,
+    Expiration,
+    User,
+}
+
+impl Role {
+    /// What the header called `name` is: one match against every name the bridge knows.
+    fn of(name: &[u8]) -> Role {
+        const CONTENT_TYPE: &[u8] = header::CONTENT_TYPE.as_bytes();
+        const CORRELATION: &[u8] = CORRELATION_ID.as_bytes();
+        const TRACE_PARENT: &[u8] = TRACEPARENT.as_bytes();
+        const TRACE_STATE: &[u8] = TRACESTATE.as_bytes();
+        const GROUP: &[u8] = GROUP_ID.as_bytes();
+        const REPLY_TO: &[u8] = header::REPLY_TO.as_bytes();
+        const EXPIRES_AT: &[u8] = EXPIRES.as_bytes();
+        const EXPIRATION_MS: &[u8] = EXPIRATION.as_bytes();
+        const DESTINATION: &[u8] = header::DESTINATION.as_bytes();
+        const TRANSACTION: &[u8] = header::TRANSACTION.as_bytes();
+        const RECEIPT: &[u8] = header::RECEIPT.as_bytes();
+        const CONTENT_LENGTH: &[u8] = header::CONTENT_LENGTH.as_bytes();
+        const MESSAGE_ID: &[u8] = header::MESSAGE_ID.as_bytes();
+        const SUBSCRIPTION: &[u8] = header::SUBSCRIPTION.as_bytes();
+        const ACK: &[u8] = header::ACK.as_bytes();
+        const REDELIVERED: &[u8] = header::REDELIVERED.as_bytes();
+        match name {
+            CONTENT_TYPE => Role::ContentType,
+            CORRELATION => Role::CorrelationId,
+            TRACE_PARENT => Role::Traceparent,
+            TRACE_STATE => Role::Tracestate,
+            GROUP => Role::GroupId,
+            REPLY_TO => Role::ReplyTo,
+            EXPIRES_AT => Role::Expires,
+            EXPIRATION_MS => Role::Expiration,
+            DESTINATION | TRANSACTION | RECEIPT | CONTENT_LENGTH | MESSAGE_ID | SUBSCRIPTION
+            | ACK | REDELIVERED => Role::Consumed,
+            _ => Role::User,
+        }
+    }
+}
 
 /// The envelope for a SEND to `topic`, stamped `timestamp_ms`. `reply_to` is the resolved `reply-to` header; when
-/// the session could not resolve it, the raw header travels as a user header.
+/// the session could not resolve it, the raw header travels as a user header. The headers are read in one pass;
+/// of a repeated mapped header the first counts (STOMP's "Repeated Header Entries").
 pub fn to_envelope(
     frame: &Frame,
     topic: Topic,
@@ -71,39 +106,75 @@ pub fn to_envelope(
     timestamp_ms: u64,
 ) -> Envelope {
     let mut envelope = Envelope::at(topic, frame.body.clone(), origin, timestamp_ms);
-    let text = |name: &str| {
-        frame
-            .header(name)
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .map(str::to_owned)
-    };
-    envelope.content_type = text(header::CONTENT_TYPE).map(Into::into);
-    envelope.correlation_id = text(CORRELATION_ID);
-    envelope.traceparent = text(TRACEPARENT);
-    envelope.tracestate = text(TRACESTATE);
-    envelope.key = frame.headers.get_bytes(GROUP_ID);
-    envelope.expires_at_ms = expiry(&text, envelope.timestamp_ms);
     let keep_reply_to = reply_to.is_none();
     envelope.reply_to = reply_to;
-    for (name, value) in frame.headers.iter_shared() {
-        let consumed = NOT_USER_HEADERS.iter().any(|n| name == n.as_bytes());
-        if consumed && !(keep_reply_to && name == header::REPLY_TO.as_bytes()) {
-            continue;
+    let mut mapped = Mapped::default();
+    for header in frame.headers.iter_shared() {
+        let role = Role::of(header.name());
+        let slot = match role {
+            Role::ContentType => Some(&mut mapped.content_type),
+            Role::CorrelationId => Some(&mut mapped.correlation_id),
+            Role::Traceparent => Some(&mut mapped.traceparent),
+            Role::Tracestate => Some(&mut mapped.tracestate),
+            Role::GroupId => Some(&mut mapped.group_id),
+            Role::Expires => Some(&mut mapped.expires),
+            Role::Expiration => Some(&mut mapped.expiration),
+            Role::ReplyTo | Role::Consumed | Role::User => None,
+        };
+        let user = match role {
+            Role::User | Role::Expires | Role::Expiration => true,
+            Role::ReplyTo => keep_reply_to,
+            _ => false,
+        };
+        if user {
+            envelope.headers.push(
+                String::from_utf8_lossy(header.name()).into_owned(),
+                header.shared(),
+            );
         }
-        envelope
-            .headers
-            .push(String::from_utf8_lossy(name).into_owned(), value);
+        if let Some(slot) = slot {
+            slot.get_or_insert(header);
+        }
     }
+    let text = |header: Option<SharedHeader<'_>>| {
+        std::str::from_utf8(header?.value()).ok().map(str::to_owned)
+    };
+    envelope.content_type = text(mapped.content_type).map(Into::into);
+    envelope.correlation_id = text(mapped.correlation_id);
+    envelope.traceparent = text(mapped.traceparent);
+    envelope.tracestate = text(mapped.tracestate);
+    envelope.key = mapped.group_id.map(|header| header.shared());
+    envelope.expires_at_ms = expiry(
+        mapped.expires.map(|header| header.value()),
+        mapped.expiration.map(|header| header.value()),
+        envelope.timestamp_ms,
+    );
     envelope
+}
+
+/// The first of each SEND header [`to_envelope`] maps to a field of the envelope.
+#[derive(Default)]
+struct Mapped<'a> {
+    content_type: Option<SharedHeader<'a>>,
+    correlation_id: Option<SharedHeader<'a>>,
+    traceparent: Option<SharedHeader<'a>>,
+    tracestate: Option<SharedHeader<'a>>,
+    group_id: Option<SharedHeader<'a>>,
+    expires: Option<SharedHeader<'a>>,
+    expiration: Option<SharedHeader<'a>>,
 }
 
 /// When a SEND's message expires: ActiveMQ's `expires` (milliseconds since the epoch, 0 = never) or RabbitMQ's
 /// `expiration` (milliseconds from now), the earlier when both are there. Values that are not numbers are ignored,
 /// as those brokers do.
-fn expiry(text: &impl Fn(&str) -> Option<String>, now_ms: u64) -> Option<u64> {
-    let number = |name: &str| text(name).and_then(|v| v.trim().parse::<u64>().ok());
-    let absolute = number(EXPIRES).filter(|&at| at != 0);
-    let relative = number(EXPIRATION).map(|ttl| now_ms.saturating_add(ttl));
+fn expiry(expires: Option<&[u8]>, expiration: Option<&[u8]>, now_ms: u64) -> Option<u64> {
+    let number = |value: Option<&[u8]>| {
+        std::str::from_utf8(value?)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let absolute = number(expires).filter(|&at| at != 0);
+    let relative = number(expiration).map(|ttl| now_ms.saturating_add(ttl));
     match (absolute, relative) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -171,6 +242,54 @@ mod tests {
         let resolved = to_envelope(&frame, topic, Some(Topic::from_dotted(b"r")), origin(), 7);
         assert_eq!(resolved.headers.len(), 1);
         assert_eq!(resolved.reply_to, Some(Topic::from_dotted(b"r")));
+    }
+
+    /// Of a repeated mapped header the first counts, even when it is not UTF-8; user headers keep every
+    /// repeat in order; the expiry headers are read and kept; what the session consumes is stripped.
+    #[test]
+    fn repeated_and_consumed_headers() {
+        let frame = Frame::new(Command::Send)
+            .with_header("destination", "/topic/a")
+            .with_header("content-type", &b"\xff"[..])
+            .with_header("content-type", "text/plain")
+            .with_header("traceparent", "00-a-b-01")
+            .with_header("traceparent", "00-c-d-01")
+            .with_header("tracestate", "k=v")
+            .with_header("JMSXGroupID", "g1")
+            .with_header("JMSXGroupID", "g2")
+            .with_header("x-user", "1")
+            .with_header("expires", "5000")
+            .with_header("expires", "100")
+            .with_header("expiration", "20")
+            .with_header("x-user", "2")
+            .with_header("transaction", "t")
+            .with_header("receipt", "r")
+            .with_header("content-length", "2")
+            .with_header("subscription", "s")
+            .with_header("ack", "a")
+            .with_header("redelivered", "true")
+            .with_body(&b"hi"[..]);
+        let e = to_envelope(&frame, Topic::from_dotted(b"a"), None, origin(), 1_000);
+        assert_eq!(e.content_type, None);
+        assert_eq!(e.traceparent.as_deref(), Some("00-a-b-01"));
+        assert_eq!(e.tracestate.as_deref(), Some("k=v"));
+        assert_eq!(e.key.as_deref(), Some(&b"g1"[..]));
+        assert_eq!(e.expires_at_ms, Some(1_020));
+        let headers: Vec<_> = e
+            .headers
+            .iter()
+            .map(|(n, v)| (n, std::str::from_utf8(v).unwrap()))
+            .collect();
+        assert_eq!(
+            headers,
+            [
+                ("x-user", "1"),
+                ("expires", "5000"),
+                ("expires", "100"),
+                ("expiration", "20"),
+                ("x-user", "2"),
+            ]
+        );
     }
 
     #[test]

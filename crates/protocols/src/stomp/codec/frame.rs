@@ -305,11 +305,13 @@ impl Headers {
         Some(self.shared(&entry.value))
     }
 
-    /// Every header's name, and its value as bytes sharing the frame's, in wire order.
-    pub fn iter_shared(&self) -> impl Iterator<Item = (&[u8], Bytes)> + '_ {
-        self.entries
-            .iter()
-            .map(|e| (&e.name[..], self.shared(&e.value)))
+    /// Every header in wire order, each able to give its value as bytes sharing the frame's (which takes a
+    /// reference on the frame's buffer only for the values taken).
+    pub fn iter_shared(&self) -> impl Iterator<Item = SharedHeader<'_>> + '_ {
+        self.entries.iter().map(|entry| SharedHeader {
+            headers: self,
+            entry,
+        })
     }
 
     /// Every value of the headers called `name`, in wire order.
@@ -343,6 +345,27 @@ impl Headers {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+/// A header of [`Headers::iter_shared`].
+pub struct SharedHeader<'a> {
+    headers: &'a Headers,
+    entry: &'a Entry,
+}
+
+impl<'a> SharedHeader<'a> {
+    pub fn name(&self) -> &'a [u8] {
+        &self.entry.name
+    }
+
+    pub fn value(&self) -> &'a [u8] {
+        self.headers.value(&self.entry.value)
+    }
+
+    /// The value as bytes sharing the frame's.
+    pub fn shared(&self) -> Bytes {
+        self.headers.shared(&self.entry.value)
     }
 }
 
