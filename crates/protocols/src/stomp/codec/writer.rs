@@ -79,19 +79,8 @@ pub(in crate::stomp) fn put_header(
 }
 
 /// Appends `n` in decimal.
-pub fn put_decimal(mut n: u64, dst: &mut BytesMut) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        // `n % 10` is a single digit.
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    dst.put_slice(&digits[at..]);
+pub fn put_decimal(n: u64, dst: &mut BytesMut) {
+    dst.put_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 fn put_content_length(frame: &Frame, dst: &mut BytesMut) {
