@@ -143,10 +143,7 @@ pub fn from_envelope(
 ) -> Delivery {
     // Borrowed from the envelope, and not collected: building the delivery copies only what it keeps.
     // The kind is looked up (and its UTF-8 checked) once: the envelope's own, else the one `foreign` names.
-    let kind = envelope
-        .headers
-        .get_str(KIND_HEADER)
-        .filter(|kind| !kind.is_empty())
+    let kind = own_kind(&envelope.headers)
         .or_else(|| foreign.kind_of(&envelope.topic))
         .filter(|kind| !kind.is_empty());
     let content_type = envelope
@@ -178,9 +175,14 @@ pub fn from_envelope(
 /// repeated name keeps its first value, and a header whose name or value is not UTF-8 is left out
 /// (a protobuf string must be UTF-8).
 pub fn delivery_from_bus(body: Bytes, headers: &Headers, wrapper: &WrapperKind) -> Delivery {
-    let kind = headers.get_str(KIND_HEADER).filter(|kind| !kind.is_empty());
+    let kind = own_kind(headers);
     let headers = headers.iter().map(|(name, value)| (name, &value[..]));
     delivery_from_headers(body, kind, headers, wrapper)
+}
+
+/// The usable [`KIND_HEADER`] of `headers`: its first value, when that is UTF-8 and not empty.
+fn own_kind(headers: &Headers) -> Option<&str> {
+    headers.get_str(KIND_HEADER).filter(|kind| !kind.is_empty())
 }
 
 /// [`delivery_from_bus`] over borrowed headers, with the delivery's `kind` (a usable [`KIND_HEADER`]'s value)

@@ -1,10 +1,10 @@
 //! The fields of one protobuf message, read in place: what [`decode`](super::decode) walks a `Frame` and a
 //! command payload with, so that a publish is read in one pass and only what its command keeps is copied.
 //!
-//! prost's generated decoders copy every `string` into an owned `String` through its generic buffer
-//! reader; here a string is checked for UTF-8 where it lies and copied only where a command keeps it. Keys, varints and the skipping of fields a
-//! message does not know (groups included, nested at most as deep as prost allows) are prost's own
-//! [`encoding`] functions, so a message reads here exactly when prost would read it.
+//! prost's generated decoders copy every `string` into an owned `String` through its generic buffer reader; here
+//! a string is checked for UTF-8 where it lies and copied only where a command keeps it. Keys, varints and the
+//! skipping of fields a message does not know (groups included, nested at most as deep as prost allows) are
+//! prost's own [`encoding`] functions, so a message reads here exactly when prost would read it.
 
 use prost::encoding::{self, DecodeContext, WireType};
 use thiserror::Error;

@@ -110,21 +110,18 @@ pub fn to_envelope(
     envelope.reply_to = reply_to;
     let mut mapped = Mapped::default();
     for header in frame.headers.iter_shared() {
-        let role = Role::of(header.name());
-        let slot = match role {
-            Role::ContentType => Some(&mut mapped.content_type),
-            Role::CorrelationId => Some(&mut mapped.correlation_id),
-            Role::Traceparent => Some(&mut mapped.traceparent),
-            Role::Tracestate => Some(&mut mapped.tracestate),
-            Role::GroupId => Some(&mut mapped.group_id),
-            Role::Expires => Some(&mut mapped.expires),
-            Role::Expiration => Some(&mut mapped.expiration),
-            Role::ReplyTo | Role::Consumed | Role::User => None,
-        };
-        let user = match role {
-            Role::User | Role::Expires | Role::Expiration => true,
-            Role::ReplyTo => keep_reply_to,
-            _ => false,
+        // Which envelope field the header maps to, and whether it is also a user header.
+        let (slot, user) = match Role::of(header.name()) {
+            Role::ContentType => (Some(&mut mapped.content_type), false),
+            Role::CorrelationId => (Some(&mut mapped.correlation_id), false),
+            Role::Traceparent => (Some(&mut mapped.traceparent), false),
+            Role::Tracestate => (Some(&mut mapped.tracestate), false),
+            Role::GroupId => (Some(&mut mapped.group_id), false),
+            Role::Expires => (Some(&mut mapped.expires), true),
+            Role::Expiration => (Some(&mut mapped.expiration), true),
+            Role::ReplyTo => (None, keep_reply_to),
+            Role::Consumed => (None, false),
+            Role::User => (None, true),
         };
         if user {
             envelope.headers.push(
