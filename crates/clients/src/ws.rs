@@ -1,9 +1,11 @@
-//! The WebSocket dial shared by the MessageLoop and Goomerang clients: TCP with `TCP_NODELAY`, TLS on it when
-//! given a connector, the upgrade to `ws://<address><path>` (or `wss://`) offering an optional subprotocol and
-//! bearer token, and the split into a sink and a stream.
+//! The WebSocket dial shared by the MessageLoop and Goomerang clients: TCP with `TCP_NODELAY` (read ahead of
+//! tungstenite's small buffer, as gatewayd's listeners read), TLS on it when given a connector, the upgrade to
+//! `ws://<address><path>` (or `wss://`) offering an optional subprotocol and bearer token, and the split into a
+//! sink and a stream.
 
 use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt, StreamExt};
+use protocols::accept::ReadAhead;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -17,18 +19,25 @@ use tokio_util::either::Either;
 
 use super::{resolve, ClientError, HANDSHAKE_TIMEOUT};
 
-/// The socket under a client's WebSocket: TCP, or TLS on TCP (boxed: it is large, and most clients are plain).
-pub type Socket = Either<TcpStream, Box<TlsStream<TcpStream>>>;
+/// The socket under a client's WebSocket: TCP read ahead, or TLS on TCP (boxed: it is large, and most clients
+/// are plain).
+pub type Socket = Either<ReadAhead<TcpStream>, Box<TlsStream<TcpStream>>>;
 pub type Sink = SplitSink<WebSocketStream<Socket>, WsMessage>;
 pub type Stream = SplitStream<WebSocketStream<Socket>>;
 
 /// Most WebSocket messages one wake-up of a reader takes.
 const BATCH: usize = 256;
 
-/// Bytes one socket read asks for. tungstenite zero-fills that much of its buffer before every read, so its
-/// default (128 KiB) costs a 128 KiB memset for every small message a mostly idle subscriber receives: with
-/// 10,000 subscribers that was most of this process's CPU.
-const READ_BUFFER: usize = 16 * 1024;
+/// Bytes one tungstenite read asks for. tungstenite zero-fills that much of its buffer before every read, and a
+/// reader woken for one small message reads twice (the message, then the read that finds nothing more), so a
+/// large size costs two large memsets per message a mostly idle subscriber receives: at 16 KiB that was 13 % of
+/// this process's CPU with 10,000 subscribers. Its reads come from [`READ_AHEAD`]'s buffer while the socket is
+/// busy, or from rustls's, so a small size costs copies, not system calls; a frame longer than it is still read
+/// whole.
+const READ_BUFFER: usize = 256;
+
+/// Bytes one socket read asks for while the socket is busy ([`ReadAhead`]).
+const READ_AHEAD: usize = 16 * 1024;
 
 /// The next messages of `stream`: waits for one, then takes those already received without waiting (up to
 /// [`BATCH`]), so a busy reader hands its inbox one batch per wake-up. Empty once the stream has ended.
@@ -59,7 +68,7 @@ pub async fn dial(
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let (socket, scheme) = match tls {
-        None => (Either::Left(tcp), "ws"),
+        None => (Either::Left(ReadAhead::new(tcp, READ_AHEAD)), "ws"),
         Some(connector) => {
             let host = address
                 .rsplit_once(':')
