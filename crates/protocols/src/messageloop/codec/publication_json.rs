@@ -130,8 +130,9 @@ struct PlainMessage<'a> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PlainPayload<'a> {
-    #[serde(default)]
-    binary: Option<&'a str>,
+    /// Bytes, not text, as in [`super::publish_json`]: the string's end found with a vector search.
+    #[serde(borrow, default)]
+    binary: Option<&'a [u8]>,
     #[serde(default)]
     content_type: &'a str,
     #[serde(default)]
@@ -566,6 +567,9 @@ mod tests {
             r#"{"id":"1","publication":{"messages":[{"payload":{"json":{}}}]}}"#,
             r#"{"id":"1","publication":{"messages":[{"payload":{"binary":"YQ","text":"x"}}]}}"#,
             r#"{"id":"1","publication":{"messages":[{"payload":{"binary":"YQ"}}]}}"#,
+            r#"{"id":"1","publication":{"messages":[{"payload":{"binary":"YQ\u003d="}}]}}"#,
+            "{\"id\":\"1\",\"publication\":{\"messages\":[{\"payload\":{\"binary\":\"YQ\u{1}=\"}}]}}",
+            r#"{"id":"1","publication":{"messages":[{"payload":{"binary":[89,81,61,61]}}]}}"#,
             r#"{"id":"1","publication":{"messages":[{"position":{"offset":"01"}}]}}"#,
             r#"{"id":"1","publication":{"messages":[{"position":{"offset":1}}]}}"#,
             r#"{"id":"1","publication":{"messages":[{"channel":"a\u002e"}]}}"#,
