@@ -4,8 +4,9 @@
 //! messages. Once a read leaves room unfilled the buffer is given back and reads go straight into the
 //! reader's buffer again, so an idle connection holds nothing here.
 //!
-//! It sits under [`Watched`](super::Watched), which sees the bytes as the reader takes them, so its frame clock
-//! and budget count what the reader holds; what waits here is at most one chunk per connection.
+//! In gatewayd it sits under [`Watched`](super::Watched), which sees the bytes as the reader takes them, so its
+//! frame clock and budget count what the reader holds; what waits here is at most one chunk per connection. The
+//! WebSocket clients (`crates/clients`) put it straight under tungstenite.
 
 use std::io;
 use std::pin::Pin;
