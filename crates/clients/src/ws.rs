@@ -6,6 +6,7 @@
 use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt, StreamExt};
 use protocols::accept::ReadAhead;
+use protocols::ws::read_ahead;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -31,13 +32,10 @@ const BATCH: usize = 256;
 /// Bytes one tungstenite read asks for. tungstenite zero-fills that much of its buffer before every read, and a
 /// reader woken for one small message reads twice (the message, then the read that finds nothing more), so a
 /// large size costs two large memsets per message a mostly idle subscriber receives: at 16 KiB that was 13 % of
-/// this process's CPU with 10,000 subscribers. Its reads come from [`READ_AHEAD`]'s buffer while the socket is
+/// this process's CPU with 10,000 subscribers. Its reads come from [`read_ahead`]'s buffer while the socket is
 /// busy, or from rustls's, so a small size costs copies, not system calls; a frame longer than it is still read
 /// whole.
 const READ_BUFFER: usize = 256;
-
-/// Bytes one socket read asks for while the socket is busy ([`ReadAhead`]).
-const READ_AHEAD: usize = 16 * 1024;
 
 /// The next messages of `stream`: waits for one, then takes those already received without waiting (up to
 /// [`BATCH`]), so a busy reader hands its inbox one batch per wake-up. Empty once the stream has ended.
@@ -68,7 +66,7 @@ pub async fn dial(
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let (socket, scheme) = match tls {
-        None => (Either::Left(ReadAhead::new(tcp, READ_AHEAD)), "ws"),
+        None => (Either::Left(read_ahead(tcp)), "ws"),
         Some(connector) => {
             let host = address
                 .rsplit_once(':')

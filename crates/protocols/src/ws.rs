@@ -17,9 +17,15 @@ use crate::accept::{Deadlines, ReadAhead, Watched};
 const READ_AHEAD_BYTES: usize = 16 << 10;
 
 /// A client socket ready for [`accept`]: under the connection's `deadlines`, and read ahead of tungstenite's
-/// small buffer while busy, so a burst of messages costs one read system call, not one per buffer.
+/// small buffer while busy ([`read_ahead`]).
 pub fn watched<S>(stream: S, deadlines: &Deadlines) -> Watched<ReadAhead<S>> {
-    Watched::new(ReadAhead::new(stream, READ_AHEAD_BYTES), deadlines)
+    Watched::new(read_ahead(stream), deadlines)
+}
+
+/// `stream` read [`READ_AHEAD_BYTES`] at a time while busy, so that a burst of messages costs tungstenite's small
+/// buffer one read system call, not one per buffer; the WebSocket clients (`crates/clients`) read this way too.
+pub fn read_ahead<S>(stream: S) -> ReadAhead<S> {
+    ReadAhead::new(stream, READ_AHEAD_BYTES)
 }
 
 /// What a listener accepts.
