@@ -28,8 +28,9 @@ use crate::messageloop::settings::Settings;
 use crate::messageloop::wire::DecodeError;
 use crate::{CloseCause, ConnectionGuard};
 
-/// Deliveries taken from the mailbox per write batch.
-const BATCH: usize = 64;
+/// Deliveries taken from the mailbox per write batch. Each batch costs one write and one wake of the connection:
+/// at 16 B, batches of 256 took 8 % less CPU per delivery than batches of 64 (docs/benchmarks.md, session 27).
+const BATCH: usize = 256;
 
 /// One accepted connection before its session starts.
 pub(crate) struct Connection {

@@ -43,7 +43,7 @@ use crate::messageloop::wire::{G0Wire, G1Wire, G2Wire, Wire};
 use crate::{RunningListener, Services, Slot};
 
 pub const NAME: &str = "messageloop.grpc";
-/// Turns of outbound envelopes buffered per stream (a turn: what the session sent after one batch of up to 64
+/// Turns of outbound envelopes buffered per stream (a turn: what the session sent after one batch of up to 256
 /// deliveries or client messages). Small, so that a slow reader fills its bus queue (and stalls its publishers)
 /// instead of this lane: a WebSocket connection holds one turn in its write buffer, a gRPC stream two here.
 const LANE: usize = 2;
