@@ -1,6 +1,6 @@
-//! One gRPC stream's session loop, from the open stream on: decoded messages in (up to [`BATCH`] already received
-//! handed to the session before its replies are sent), envelopes out through the stream's lane (a client that does
-//! not read is cut after the write deadline), deliveries drained in batches.
+//! One gRPC stream's session loop, from the open stream on: decoded messages in (up to [`BATCH`](super::BATCH)
+//! already received handed to the session before its replies are sent), envelopes out through the stream's lane (a
+//! client that does not read is cut after the write deadline), deliveries drained in batches.
 //! A disconnect is sent as a `DISCONNECT_ERROR` envelope carrying the code, after which the stream ends with
 //! status OK; input that cannot be read ends it with an error status.
 
@@ -28,15 +28,10 @@ use crate::messageloop::settings::Settings;
 use crate::messageloop::wire::{DecodeError, Wire};
 use crate::{CloseCause, ConnectionGuard};
 
-/// Deliveries taken from the mailbox per batch, and most client messages handled before the replies are sent. Each
-/// batch is one turn through the lane, written together: at 16 B, batches of 256 took a fifth less CPU per
-/// delivery than batches of 64 (docs/benchmarks.md, session 27).
-const BATCH: usize = 256;
-
 /// One item of a stream's lane to the client: the envelopes one turn of the session loop sends, each encoded, or
 /// the status that ends the stream. A turn's envelopes travel together so that tonic takes them in one go and
-/// writes them as one HTTP/2 DATA frame, waking the connection's writer once per turn rather than once per
-/// envelope. Boxed, so that a channel slot is a pointer: a channel allocates a block of 32 slots when it is made,
+/// writes them together (one HTTP/2 DATA frame while they fit the frame size), waking the connection's writer once
+/// per turn rather than once per envelope. Boxed, so that a channel slot is a pointer: a channel allocates a block of 32 slots when it is made,
 /// which unboxed (32 bytes a slot) costs every idle stream 0.75 KiB more.
 pub(crate) type Reply = Box<Result<Vec<Bytes>, Status>>;
 
@@ -215,7 +210,7 @@ async fn session_loop<W: Wire>(
                         }
                     }
                     taken += 1;
-                    if super::batch_ends(session, taken, BATCH) {
+                    if super::batch_ends(session, taken) {
                         break;
                     }
                     match inbound.message().now_or_never() {
@@ -224,7 +219,7 @@ async fn session_loop<W: Wire>(
                     }
                 }
             }
-            received = session.mailbox().recv_batch(&mut batch, BATCH) => match received {
+            received = session.mailbox().recv_batch(&mut batch, super::BATCH) => match received {
                 Ok(_) => session.handle_deliveries(batch.drain(..), Now::current()),
                 Err(_) => session.close_with(DisconnectCode::SlowConsumer),
             },

@@ -1,6 +1,7 @@
 //! One WebSocket connection's session loop, from the upgrade on: JSON in text frames, protobuf in binary frames,
-//! up to [`BATCH`] messages already received handed to the session before its replies are written, deliveries
-//! drained in batches and written with one flush, disconnects as close frames whose status is the MessageLoop code.
+//! up to [`BATCH`](super::BATCH) messages already received handed to the session before its replies are written,
+//! deliveries drained in batches and written with one flush, disconnects as close frames whose status is the
+//! MessageLoop code.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,10 +28,6 @@ use crate::messageloop::session::{Now, Session};
 use crate::messageloop::settings::Settings;
 use crate::messageloop::wire::DecodeError;
 use crate::{CloseCause, ConnectionGuard};
-
-/// Deliveries taken from the mailbox per write batch. Each batch costs one write and one wake of the connection:
-/// at 16 B, batches of 256 took 8 % less CPU per delivery than batches of 64 (docs/benchmarks.md, session 27).
-const BATCH: usize = 256;
 
 /// One accepted connection before its session starts.
 pub(crate) struct Connection {
@@ -106,7 +103,7 @@ where
                         }
                         taken += 1;
                         // Replies are flushed once for the whole batch.
-                        if super::batch_ends(&session, taken, BATCH) {
+                        if super::batch_ends(&session, taken) {
                             break;
                         }
                         match ws.next().now_or_never() {
@@ -115,7 +112,7 @@ where
                         }
                     }
                 },
-                received = session.mailbox().recv_batch(&mut batch, BATCH) => match received {
+                received = session.mailbox().recv_batch(&mut batch, super::BATCH) => match received {
                     Ok(_) => session.handle_deliveries(batch.drain(..), Now::current()),
                     Err(_) => {
                         let code = DisconnectCode::SlowConsumer;

@@ -43,8 +43,8 @@ use crate::messageloop::wire::{G0Wire, G1Wire, G2Wire, Wire};
 use crate::{RunningListener, Services, Slot};
 
 pub const NAME: &str = "messageloop.grpc";
-/// Turns of outbound envelopes buffered per stream (a turn: what the session sent after one batch of up to 256
-/// deliveries or client messages). Small, so that a slow reader fills its bus queue (and stalls its publishers)
+/// Turns of outbound envelopes buffered per stream (a turn: what the session sent after one batch of deliveries or
+/// client messages, at most [`driver::BATCH`]). Small, so that a slow reader fills its bus queue (and stalls its publishers)
 /// instead of this lane: a WebSocket connection holds one turn in its write buffer, a gRPC stream two here.
 const LANE: usize = 2;
 /// Connections whose TLS handshake and HTTP/2 preface are done, waiting to be served.
