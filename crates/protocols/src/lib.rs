@@ -15,6 +15,7 @@ pub mod loom;
 pub mod messageloop;
 pub mod mqtt;
 pub mod names;
+pub mod protobuf;
 pub mod stomp;
 pub mod tls;
 pub mod ws;

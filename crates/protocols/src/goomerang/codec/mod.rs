@@ -1,6 +1,6 @@
 //! One binary WebSocket message ⇄ Goomerang frames (docs/protocols/goomerang.md, "On the wire"), and its
-//! parts: [`proto`], the generated messages; [`headers`], `Frame.headers`; [`limits`], the size limits;
-//! [`wire`], the in-place field reader decoding walks frames with.
+//! parts: [`proto`], the generated messages; [`headers`], `Frame.headers`; [`limits`], the size limits. Frames
+//! are walked with the crate's in-place field reader ([`crate::protobuf`]).
 //!
 //! The WebSocket layer already delimits and reassembles messages, so every call sees one whole `Frame`.
 //! [`decode`] reads the frame and its command's payload in one pass each, checking the [`Limits`] as it goes,
@@ -16,7 +16,6 @@
 pub mod headers;
 pub mod limits;
 pub mod proto;
-pub mod wire;
 
 use std::time::SystemTime;
 
@@ -31,9 +30,9 @@ use self::proto::{
     BroadcastCmd, HeaderEntry, SubscribeCmd, UnsubscribeCmd, BROADCAST_CMD, PACKAGE_PREFIX,
     PUBLISH_CMD, SUBSCRIBE_CMD, UNSUBSCRIBE_CMD,
 };
-use self::wire::{Fields, WireError};
 use crate::goomerang::bridge::is_reserved_topic;
 use crate::goomerang::close::CloseReason;
+use crate::protobuf::{Fields, WireError};
 
 /// What a client asked for with one frame.
 #[derive(Debug, Clone, PartialEq, Eq)]

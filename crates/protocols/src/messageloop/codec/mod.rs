@@ -9,7 +9,7 @@
 //! * [`ws`]: the per-connection WebSocket codec, one WebSocket message ↔ one envelope; [`shared`]: a delivered
 //!   publication encoded once for all its subscribers; [`publication_json`]: the JSON of a G1/G2 publication,
 //!   written directly; [`direct_pb`]: the protobuf of a G2 publication and publish ack, written directly;
-//!   [`publish_json`]: a G2 client's JSON publish command, read directly.
+//!   [`publish_json`] and [`publish_pb`]: a G2 client's publish command, read directly (JSON, protobuf).
 //! * [`conformance`]: strict reading of server messages as the SDKs read them.
 
 pub mod conformance;
@@ -21,6 +21,7 @@ pub mod json;
 pub mod pb;
 pub mod publication_json;
 pub mod publish_json;
+pub mod publish_pb;
 pub mod shared;
 pub mod subprotocol;
 pub mod wire;

@@ -21,6 +21,7 @@ use super::generation::{
 use super::json::{self, JsonError};
 use super::publication_json;
 use super::publish_json;
+use super::publish_pb;
 use super::shared::{json_frame, Encoded, Form};
 use super::wire::{DecodeError, G0Wire, G1Wire, G2Wire, Unrepresentable, Wire};
 use crate::messageloop::message::{Inbound, Outbound, OutboundBody};
@@ -98,10 +99,16 @@ impl WsCodec {
     }
 
     /// Decodes one received WS message (whatever its opcode, as upstream). The generation is settled by
-    /// the first message that decodes; a malformed message settles nothing.
+    /// the first message that decodes; a malformed message settles nothing. A G2 connection's protobuf publish in
+    /// the plain shape is read directly ([`publish_pb`]).
     pub fn decode(&mut self, frame: &[u8]) -> Result<Inbound, DecodeError> {
         let (decoded, next) = match self.encoding {
             Encoding::Protobuf => {
+                if self.state == State::Known(Generation::G2) {
+                    if let Some(inbound) = publish_pb::publish(frame) {
+                        return Ok(inbound);
+                    }
+                }
                 let generation = match self.state {
                     State::Known(generation) => generation,
                     State::Undetected | State::G0OrG1 => detect_protobuf(frame),

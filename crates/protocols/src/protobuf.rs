@@ -1,5 +1,6 @@
-//! The fields of one protobuf message, read in place: what [`decode`](super::decode) walks a `Frame` and a
-//! command payload with, so that a publish is read in one pass and only what its command keeps is copied.
+//! The fields of one protobuf message, read in place: what Goomerang's decoder walks a frame and its command
+//! with, and what MessageLoop's reads a G2 publish with, so that a publish is read in one pass and only what the
+//! command keeps is copied.
 //!
 //! prost's generated decoders copy every `string` into an owned `String` through its generic buffer reader; here
 //! a string is checked for UTF-8 where it lies and copied only where a command keeps it. Keys, varints and the
