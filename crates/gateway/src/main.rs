@@ -14,6 +14,15 @@ mod shutdown;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options, read before `main` (its `malloc_conf`, under the prefix tikv-jemalloc-sys builds it with):
+/// each thread's cache keeps up to eight slabs' worth of each small size class, at most 1,024 objects (jemalloc's
+/// defaults: two slabs' worth, at most 200). A connection's turn holds up to 256 deliveries at once, each with a few
+/// small objects of the same sizes; with the default caches every turn sent some back to the arena and fetched them
+/// again, a few percent of gatewayd's CPU per message (docs/benchmarks.md, "jemalloc's thread caches"). `MALLOC_CONF`
+/// in the environment (`_RJEM_MALLOC_CONF`) is read after this and overrides it.
+#[export_name = "_rjem_malloc_conf"]
+static MALLOC_CONF: &u8 = &b"lg_tcache_nslots_mul:3,tcache_nslots_small_max:1024\0"[0];
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
