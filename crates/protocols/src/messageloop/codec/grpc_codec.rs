@@ -1,17 +1,23 @@
 //! The gRPC codecs of MessageLoop, with small buffers: [`SmallBufferCodec`] (prost both ways) for the generated
-//! clients and services, and [`EncodedReplyCodec`] for gatewayd's own service, whose requests are decoded into a
-//! box ([`BoxedRequests`]) and whose replies are encoded by the session's codec before they reach tonic
-//! ([`EncodedReplies`] also writes the requests of gatewayctl's client, encoded before they reach tonic too).
+//! clients and services, and [`EncodedReplyCodec`] for gatewayd's own service, whose requests are decoded into the
+//! neutral message in a box ([`BoxedRequests`]) and whose replies are encoded by the session's codec before they
+//! reach tonic ([`EncodedReplies`] also writes the requests of gatewayctl's client, encoded before they reach tonic
+//! too).
 //! tonic's default reserves 8 KiB to decode and 8 KiB to encode on every stream, most of what an idle stream
 //! costs; MessageLoop envelopes are small, and the buffers grow when a larger one comes.
 
 use std::marker::PhantomData;
 
-use bytes::{BufMut, Bytes};
+use bytes::{Buf, BufMut, Bytes};
 use prost::Message;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::Status;
 use tonic_prost::{ProstDecoder, ProstEncoder};
+
+use super::generation::Generation;
+use super::publish_pb;
+use super::wire::{DecodeError, Wire};
+use crate::messageloop::message::Inbound;
 
 /// Bytes reserved per stream for each direction until a larger message needs more.
 const BUFFER: usize = 256;
@@ -52,24 +58,25 @@ where
     }
 }
 
-/// Requests decoded with prost into a boxed `U`; replies are protobuf bytes already, written as they are.
+/// Requests of generation `W` decoded into boxed neutral messages; replies are protobuf bytes already, written as
+/// they are.
 #[derive(Debug, Clone, Copy)]
-pub struct EncodedReplyCodec<U>(PhantomData<U>);
+pub struct EncodedReplyCodec<W>(PhantomData<W>);
 
-impl<U> Default for EncodedReplyCodec<U> {
+impl<W> Default for EncodedReplyCodec<W> {
     fn default() -> Self {
         EncodedReplyCodec(PhantomData)
     }
 }
 
-impl<U> Codec for EncodedReplyCodec<U>
+impl<W> Codec for EncodedReplyCodec<W>
 where
-    U: Message + Default + Send + 'static,
+    W: Wire<Inbound: Message + Default> + Send + 'static,
 {
     type Encode = Bytes;
-    type Decode = Box<U>;
+    type Decode = Request;
     type Encoder = EncodedReplies;
-    type Decoder = BoxedRequests<U>;
+    type Decoder = BoxedRequests<W>;
 
     fn encoder(&mut self) -> Self::Encoder {
         EncodedReplies
@@ -80,25 +87,36 @@ where
     }
 }
 
-/// Decodes each request in place in a box, so that tonic's stream and the session loop pass a pointer along
-/// rather than moving the envelope (272 bytes for G2's `InboundMessage`) at every step.
-#[derive(Debug, Clone, Copy)]
-pub struct BoxedRequests<U>(PhantomData<U>);
+/// One request as the session takes it: the neutral message, or why the envelope has none. Boxed, so that
+/// tonic's stream and the session loop pass a pointer along rather than moving the message at every step.
+pub type Request = Box<Result<Inbound, DecodeError>>;
 
-impl<U> Decoder for BoxedRequests<U>
+/// Decodes each request of generation `W`: a G2 publish in the plain shape directly ([`publish_pb`]), anything
+/// else with prost, in place in a box, and then into the neutral message.
+#[derive(Debug, Clone, Copy)]
+pub struct BoxedRequests<W>(PhantomData<W>);
+
+impl<W> Decoder for BoxedRequests<W>
 where
-    U: Message + Default + Send + 'static,
+    W: Wire<Inbound: Message + Default> + Send + 'static,
 {
-    type Item = Box<U>;
+    type Item = Request;
     type Error = Status;
 
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Box<U>>, Status> {
-        let mut request = Box::<U>::default();
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Request>, Status> {
+        let whole = src.remaining();
+        if W::GENERATION == Generation::G2 && src.chunk().len() == whole {
+            if let Some(inbound) = publish_pb::publish(src.chunk()) {
+                src.advance(whole);
+                return Ok(Some(Box::new(Ok(inbound))));
+            }
+        }
+        let mut request = Box::<W::Inbound>::default();
         // As tonic's prost decoder: a message that does not decode is INTERNAL.
         request
             .merge(src)
             .map_err(|error| Status::internal(error.to_string()))?;
-        Ok(Some(request))
+        Ok(Some(Box::new(W::inbound(*request))))
     }
 
     fn buffer_settings(&self) -> BufferSettings {

@@ -18,6 +18,7 @@ use tonic::{Status, Streaming};
 use crate::accept::waits::{earliest, room, until, Stall};
 use crate::accept::Deadlines;
 use crate::messageloop::codec::generation::{Encoding, GenerationSetting};
+use crate::messageloop::codec::grpc_codec::Request;
 use crate::messageloop::codec::{Frame, WsCodec};
 use crate::messageloop::codes::DisconnectCode;
 use crate::messageloop::listener::grpc::NAME;
@@ -44,8 +45,8 @@ pub(crate) struct Handover {
 }
 
 /// One open stream: the client's messages, the lane to the client, its registration and address.
-pub(crate) struct OpenStream<W: Wire> {
-    pub inbound: Streaming<Box<W::Inbound>>,
+pub(crate) struct OpenStream {
+    pub inbound: Streaming<Request>,
     pub tx: mpsc::Sender<Reply>,
     pub guard: ConnectionGuard,
     pub peer: SocketAddr,
@@ -53,11 +54,7 @@ pub(crate) struct OpenStream<W: Wire> {
 
 /// Runs the session of one stream until the session, the client or shutdown ends it, then sends the
 /// disconnect notice when the session set a code.
-pub(crate) async fn run<W: Wire>(
-    handover: Handover,
-    settings: Arc<Settings>,
-    stream: OpenStream<W>,
-) {
+pub(crate) async fn run<W: Wire>(handover: Handover, settings: Arc<Settings>, stream: OpenStream) {
     let OpenStream {
         inbound,
         tx,
@@ -77,7 +74,7 @@ pub(crate) async fn run<W: Wire>(
         tx: &tx,
         codec: &codec,
     };
-    session_loop::<W>(&handover, &mut session, inbound, lane, &guard, backends).await;
+    session_loop(&handover, &mut session, inbound, lane, &guard, backends).await;
     if let Some(code) = session.disconnect() {
         let notice = Outbound {
             id: uuid4(),
@@ -111,10 +108,10 @@ struct Backends<'a> {
 }
 
 /// The session loop of one stream; returns when the session or the client ends it.
-async fn session_loop<W: Wire>(
+async fn session_loop(
     handover: &Handover,
     session: &mut Session,
-    mut inbound: Streaming<Box<W::Inbound>>,
+    mut inbound: Streaming<Request>,
     lane: Lane<'_>,
     guard: &ConnectionGuard,
     backends: Backends<'_>,
@@ -194,7 +191,7 @@ async fn session_loop<W: Wire>(
                 let mut taken = 0;
                 loop {
                     match message {
-                        Ok(Some(message)) => match W::inbound(*message) {
+                        Ok(Some(message)) => match *message {
                             Ok(message) => session.handle_input(message, now),
                             Err(DecodeError::Malformed(_)) => session.on_undecodable(now),
                             Err(DecodeError::Empty { .. }) => session.on_empty(now),

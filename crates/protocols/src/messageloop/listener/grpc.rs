@@ -30,7 +30,7 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::accept::{self, Accepted, ReadAhead, Watched};
-use crate::messageloop::codec::grpc_codec::EncodedReplyCodec;
+use crate::messageloop::codec::grpc_codec::{EncodedReplyCodec, Request as Decoded};
 use crate::messageloop::config::Config;
 use crate::messageloop::driver::{
     self,
@@ -61,8 +61,8 @@ struct Shared {
 }
 
 /// A generation's gRPC service, as gatewayd serves it: tonic's `Grpc` runs the one streaming method, with requests
-/// decoded by prost and replies written as the session's codec encoded them ([`EncodedReplyCodec`]), in place of the
-/// generated server, whose replies are prost messages built and encoded for each stream.
+/// decoded into neutral messages and replies written as the session's codec encoded them ([`EncodedReplyCodec`]),
+/// in place of the generated server, whose replies are prost messages built and encoded for each stream.
 trait GrpcService: Wire<Inbound: prost::Message + Default> + Send + 'static {
     /// The service's full name, the first segment of its paths.
     const NAME: &'static str;
@@ -123,7 +123,7 @@ where
         let shared = self.0.clone();
         Box::pin(async move {
             let max = Some(shared.max_message_size);
-            let mut grpc = tonic::server::Grpc::new(EncodedReplyCodec::<W::Inbound>::default())
+            let mut grpc = tonic::server::Grpc::new(EncodedReplyCodec::<W>::default())
                 .apply_max_message_size_config(max, max);
             Ok(grpc
                 .streaming(Open::<W>(shared, PhantomData), request)
@@ -135,12 +135,12 @@ where
 /// Opens a stream's session when tonic has its request.
 struct Open<W>(Arc<Shared>, PhantomData<fn() -> W>);
 
-impl<W: GrpcService> StreamingService<Box<W::Inbound>> for Open<W> {
+impl<W: GrpcService> StreamingService<Decoded> for Open<W> {
     type Response = Bytes;
     type ResponseStream = Replies;
     type Future = Ready<Result<Response<Replies>, Status>>;
 
-    fn call(&mut self, request: Request<Streaming<Box<W::Inbound>>>) -> Self::Future {
+    fn call(&mut self, request: Request<Streaming<Decoded>>) -> Self::Future {
         ready(open::<W>(&self.0, request))
     }
 }
@@ -556,7 +556,7 @@ impl AsyncWrite for Conn {
 /// Registers the stream's connection and starts its session task.
 fn open<W: Wire>(
     shared: &Arc<Shared>,
-    request: Request<Streaming<Box<W::Inbound>>>,
+    request: Request<Streaming<Decoded>>,
 ) -> Result<Response<Replies>, Status> {
     let peer = request
         .remote_addr()
