@@ -74,7 +74,7 @@ where
     W: Wire<Inbound: Message + Default> + Send + 'static,
 {
     type Encode = Bytes;
-    type Decode = Request;
+    type Decode = Decoded;
     type Encoder = EncodedReplies;
     type Decoder = BoxedRequests<W>;
 
@@ -89,7 +89,7 @@ where
 
 /// One request as the session takes it: the neutral message, or why the envelope has none. Boxed, so that
 /// tonic's stream and the session loop pass a pointer along rather than moving the message at every step.
-pub type Request = Box<Result<Inbound, DecodeError>>;
+pub type Decoded = Box<Result<Inbound, DecodeError>>;
 
 /// Decodes each request of generation `W`: a G2 publish in the plain shape directly ([`publish_pb`]), anything
 /// else with prost, in place in a box, and then into the neutral message.
@@ -100,10 +100,10 @@ impl<W> Decoder for BoxedRequests<W>
 where
     W: Wire<Inbound: Message + Default> + Send + 'static,
 {
-    type Item = Request;
+    type Item = Decoded;
     type Error = Status;
 
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Request>, Status> {
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Decoded>, Status> {
         let whole = src.remaining();
         if W::GENERATION == Generation::G2 && src.chunk().len() == whole {
             if let Some(inbound) = publish_pb::publish(src.chunk()) {

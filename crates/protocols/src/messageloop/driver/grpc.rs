@@ -18,7 +18,7 @@ use tonic::{Status, Streaming};
 use crate::accept::waits::{earliest, room, until, Stall};
 use crate::accept::Deadlines;
 use crate::messageloop::codec::generation::{Encoding, GenerationSetting};
-use crate::messageloop::codec::grpc_codec::Request;
+use crate::messageloop::codec::grpc_codec::Decoded;
 use crate::messageloop::codec::{Frame, WsCodec};
 use crate::messageloop::codes::DisconnectCode;
 use crate::messageloop::listener::grpc::NAME;
@@ -46,7 +46,7 @@ pub(crate) struct Handover {
 
 /// One open stream: the client's messages, the lane to the client, its registration and address.
 pub(crate) struct OpenStream {
-    pub inbound: Streaming<Request>,
+    pub inbound: Streaming<Decoded>,
     pub tx: mpsc::Sender<Reply>,
     pub guard: ConnectionGuard,
     pub peer: SocketAddr,
@@ -111,7 +111,7 @@ struct Backends<'a> {
 async fn session_loop(
     handover: &Handover,
     session: &mut Session,
-    mut inbound: Streaming<Request>,
+    mut inbound: Streaming<Decoded>,
     lane: Lane<'_>,
     guard: &ConnectionGuard,
     backends: Backends<'_>,

@@ -30,7 +30,7 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::accept::{self, Accepted, ReadAhead, Watched};
-use crate::messageloop::codec::grpc_codec::{EncodedReplyCodec, Request as Decoded};
+use crate::messageloop::codec::grpc_codec::{Decoded, EncodedReplyCodec};
 use crate::messageloop::config::Config;
 use crate::messageloop::driver::{
     self,
