@@ -32,8 +32,8 @@ use crate::{CloseCause, ConnectionGuard};
 /// One item of a stream's lane to the client: the envelopes one turn of the session loop sends, each encoded, or
 /// the status that ends the stream. A turn's envelopes travel together so that tonic takes them in one go and
 /// writes them together (one HTTP/2 DATA frame while they fit the frame size), waking the connection's writer once
-/// per turn rather than once per envelope. Boxed, so that a channel slot is a pointer: a channel allocates a block of 32 slots when it is made,
-/// which unboxed (32 bytes a slot) costs every idle stream 0.75 KiB more.
+/// per turn rather than once per envelope. Boxed, so that a channel slot is a pointer: a channel allocates a block
+/// of 32 slots when it is made, which unboxed (32 bytes a slot) costs every idle stream 0.75 KiB more.
 pub(crate) type Reply = Box<Result<Vec<Bytes>, Status>>;
 
 /// What a stream takes from its listener when it opens.

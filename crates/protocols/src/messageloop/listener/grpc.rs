@@ -146,7 +146,8 @@ impl<W: GrpcService> StreamingService<Decoded> for Open<W> {
 }
 
 /// A stream's replies as tonic takes them: the envelopes of each turn in its lane, one after the other. tonic
-/// encodes what is ready before it writes, so a turn goes out as one frame.
+/// encodes what is ready before it writes, so a turn goes out together (one DATA frame while it fits the frame
+/// size).
 struct Replies {
     lane: mpsc::Receiver<Reply>,
     /// What is left of the turn being taken.
