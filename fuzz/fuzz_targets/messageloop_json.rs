@@ -1,10 +1,14 @@
-//! MessageLoop JSON (protojson) decoder for G0, G1, G2 and auto-detection: any text frames never panic, and a
-//! connection's generation settles as it would on the wire.
+//! MessageLoop JSON (protojson) decoder for G0, G1, G2 and auto-detection: any text frames never panic, a
+//! connection's generation settles as it would on the wire, and whatever the direct readers of the plain shape
+//! read (a G2 publish in gatewayd, a G2 publication or publish ack in the client) is what the protojson mapping
+//! reads.
 #![no_main]
 
 use gatewayd_fuzz::pick;
 use libfuzzer_sys::fuzz_target;
-use protocols::messageloop::{Encoding, Generation, GenerationSetting, WsCodec};
+use protocols::messageloop::codec::pb::messageloop::client::v2::{InboundMessage, OutboundMessage};
+use protocols::messageloop::codec::{json, publication_json, publish_json};
+use protocols::messageloop::{Encoding, G2Wire, Generation, GenerationSetting, Wire, WsCodec};
 
 fuzz_target!(|data: &[u8]| {
     let (setting, data) = pick(data, 4);
@@ -19,7 +23,16 @@ fuzz_target!(|data: &[u8]| {
     // WebSocket layer checks), anything else arrives as a binary frame.
     for frame in data.split(|&b| b == 0) {
         let _ = match std::str::from_utf8(frame) {
-            Ok(text) => codec.decode_text(text),
+            Ok(text) => {
+                if let Some(direct) = publish_json::publish(text) {
+                    let general = json::from_slice::<InboundMessage>(frame).map(G2Wire::inbound);
+                    assert_eq!(general.ok(), Some(Ok(direct)));
+                }
+                if let Some(direct) = publication_json::read(text) {
+                    assert_eq!(json::from_slice::<OutboundMessage>(frame).ok(), Some(direct));
+                }
+                codec.decode_text(text)
+            }
             Err(_) => codec.decode(frame),
         };
     }

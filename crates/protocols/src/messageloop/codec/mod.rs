@@ -9,7 +9,8 @@
 //! * [`ws`]: the per-connection WebSocket codec, one WebSocket message ↔ one envelope; [`shared`]: a delivered
 //!   publication encoded once for all its subscribers; [`publication_json`]: the JSON of a G1/G2 publication,
 //!   written directly; [`direct_pb`]: the protobuf of a G2 publication and publish ack, written directly;
-//!   [`publish_json`] and [`publish_pb`]: a G2 client's publish command, read directly (JSON, protobuf).
+//!   [`publish_json`] and [`publish_pb`]: a G2 client's publish command, read directly (JSON, protobuf);
+//!   [`plain_json`]: the reader of the plain JSON shape both JSON readers take.
 //! * [`conformance`]: strict reading of server messages as the SDKs read them.
 
 pub mod conformance;
@@ -19,6 +20,7 @@ pub mod generation;
 pub mod grpc_codec;
 pub mod json;
 pub mod pb;
+mod plain_json;
 pub mod publication_json;
 pub mod publish_json;
 pub mod publish_pb;

@@ -6,14 +6,14 @@
 //! for each delivery.
 //!
 //! For clients (gatewayctl), [`read`] reads a G2 publication or publish ack envelope in the plain shape written
-//! here (no metadata, no JSON payload, strings without escapes, padded base64) straight into the generated
-//! `OutboundMessage`: what the general reading ([`super::json`]) gives, or `None` for any other shape, which is
-//! then read that way.
+//! here (no metadata, no JSON payload, strings without escapes, padded base64) with [`super::plain_json`] into the
+//! generated `OutboundMessage`: what the general reading ([`super::json`]) gives, or `None` for any other shape,
+//! which is then read that way.
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::generation::Generation;
+use super::plain_json::{optional, Reader};
 use super::wire::headers_to_entries;
 use crate::messageloop::message::{Message, Payload, PayloadData, PublishAck};
 use crate::messageloop::pb::messageloop::client::v2 as pb;
@@ -83,71 +83,6 @@ pub(super) fn push_string(out: &mut String, text: &str) {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PlainEnvelope<'a> {
-    #[serde(default)]
-    id: &'a str,
-    #[serde(default)]
-    time: Option<&'a str>,
-    #[serde(borrow, default)]
-    publication: Option<PlainPublication<'a>>,
-    #[serde(borrow, default)]
-    publish_ack: Option<PlainAck<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PlainAck<'a> {
-    #[serde(default)]
-    id: &'a str,
-    #[serde(borrow, default)]
-    position: Option<PlainPosition<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PlainPublication<'a> {
-    #[serde(borrow, default)]
-    messages: Vec<PlainMessage<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PlainMessage<'a> {
-    #[serde(default)]
-    channel: &'a str,
-    #[serde(default)]
-    id: &'a str,
-    #[serde(borrow, default)]
-    payload: Option<PlainPayload<'a>>,
-    #[serde(borrow, default)]
-    position: Option<PlainPosition<'a>>,
-    #[serde(default)]
-    replay: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PlainPayload<'a> {
-    /// Bytes, not text, as in [`super::publish_json`]: the string's end found with a vector search.
-    #[serde(borrow, default)]
-    binary: Option<&'a [u8]>,
-    #[serde(default)]
-    content_type: &'a str,
-    #[serde(default)]
-    text: Option<&'a str>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PlainPosition<'a> {
-    #[serde(default)]
-    offset: Option<&'a str>,
-    #[serde(default)]
-    stream_epoch: &'a str,
-}
-
 /// A decimal written as protojson writes a 64-bit integer (no sign, no leading zero).
 fn uint64(text: &str) -> Option<u64> {
     let canonical =
@@ -158,23 +93,30 @@ fn uint64(text: &str) -> Option<u64> {
 /// A G2 publication or publish ack envelope in the plain shape, read without the dynamic mapping; `None` for any
 /// other shape.
 pub fn read(frame: &str) -> Option<pb::OutboundMessage> {
-    let envelope: PlainEnvelope<'_> = serde_json::from_str(frame).ok()?;
-    let body = match (envelope.publication, envelope.publish_ack) {
-        (Some(publication), None) => {
-            pb::outbound_message::Envelope::Publication(read_publication(publication)?)
+    let mut reader = Reader::new(frame);
+    let mut id = "";
+    let mut time = None;
+    let mut publication = None;
+    let mut publish_ack = None;
+    let keys = ["id", "publication", "publish_ack", "time"];
+    reader.object(&keys, |reader, key| {
+        match key {
+            0 => id = reader.string()?,
+            1 => publication = optional(reader, read_publication)?,
+            2 => publish_ack = optional(reader, read_ack)?,
+            _ => time = optional(reader, Reader::string)?,
         }
-        (None, Some(ack)) => pb::outbound_message::Envelope::PublishAck(pb::PublishAck {
-            id: ack.id.to_owned(),
-            position: match ack.position {
-                None => None,
-                Some(position) => Some(read_position(position)?),
-            },
-        }),
+        Some(())
+    })?;
+    reader.end()?;
+    let body = match (publication, publish_ack) {
+        (Some(publication), None) => pb::outbound_message::Envelope::Publication(publication),
+        (None, Some(ack)) => pb::outbound_message::Envelope::PublishAck(ack),
         _ => return None,
     };
     Some(pb::OutboundMessage {
-        id: envelope.id.to_owned(),
-        time: match envelope.time {
+        id: id.to_owned(),
+        time: match time {
             None => 0,
             Some(time) => uint64(time)?,
         },
@@ -182,47 +124,86 @@ pub fn read(frame: &str) -> Option<pb::OutboundMessage> {
     })
 }
 
-fn read_position(position: PlainPosition<'_>) -> Option<shared::Position> {
-    Some(shared::Position {
-        stream_epoch: position.stream_epoch.to_owned(),
-        offset: match position.offset {
-            None => None,
-            Some(offset) => Some(uint64(offset)?),
-        },
-    })
+/// `{"id":…,"position":…}`.
+fn read_ack(reader: &mut Reader<'_>) -> Option<pb::PublishAck> {
+    let mut ack = pb::PublishAck::default();
+    reader.object(&["id", "position"], |reader, key| {
+        match key {
+            0 => ack.id = reader.string()?.to_owned(),
+            _ => ack.position = optional(reader, read_position)?,
+        }
+        Some(())
+    })?;
+    Some(ack)
 }
 
-fn read_publication(publication: PlainPublication<'_>) -> Option<pb::Publication> {
-    let mut messages = Vec::with_capacity(publication.messages.len());
-    for message in publication.messages {
-        let payload = match message.payload {
-            None => None,
-            Some(payload) => Some(shared::Payload {
-                content_type: payload.content_type.to_owned(),
-                data: match (payload.binary, payload.text) {
-                    (Some(_), Some(_)) => return None,
-                    (Some(binary), None) => Some(shared::payload::Data::Binary(
-                        base64_simd::STANDARD.decode_to_vec(binary).ok()?.into(),
-                    )),
-                    (None, Some(text)) => Some(shared::payload::Data::Text(text.to_owned())),
-                    (None, None) => None,
-                },
-            }),
-        };
-        let position = match message.position {
-            None => None,
-            Some(position) => Some(read_position(position)?),
-        };
-        messages.push(pb::Message {
-            id: message.id.to_owned(),
-            channel: message.channel.to_owned(),
-            position,
-            payload,
-            metadata: None,
-            replay: message.replay.unwrap_or(false),
-        });
-    }
+/// `{"offset":…,"stream_epoch":…}`.
+fn read_position(reader: &mut Reader<'_>) -> Option<shared::Position> {
+    let mut position = shared::Position::default();
+    reader.object(&["offset", "stream_epoch"], |reader, key| {
+        match key {
+            0 => position.offset = optional(reader, |r| uint64(r.string()?))?,
+            _ => position.stream_epoch = reader.string()?.to_owned(),
+        }
+        Some(())
+    })?;
+    Some(position)
+}
+
+/// `{"messages":[…]}`.
+fn read_publication(reader: &mut Reader<'_>) -> Option<pb::Publication> {
+    let mut messages = Vec::new();
+    reader.object(&["messages"], |reader, _| {
+        reader.array(|reader| {
+            messages.push(read_message(reader)?);
+            Some(())
+        })
+    })?;
     Some(pb::Publication { messages })
+}
+
+/// One message without metadata.
+fn read_message(reader: &mut Reader<'_>) -> Option<pb::Message> {
+    let mut message = pb::Message::default();
+    let keys = ["channel", "id", "payload", "position", "replay"];
+    reader.object(&keys, |reader, key| {
+        match key {
+            0 => message.channel = reader.string()?.to_owned(),
+            1 => message.id = reader.string()?.to_owned(),
+            2 => message.payload = optional(reader, read_payload)?,
+            3 => message.position = optional(reader, read_position)?,
+            _ => message.replay = optional(reader, Reader::boolean)?.unwrap_or(false),
+        }
+        Some(())
+    })?;
+    Some(message)
+}
+
+/// `{"binary"|"content_type"|"text"}`, with at most one of `binary` and `text` set.
+fn read_payload(reader: &mut Reader<'_>) -> Option<shared::Payload> {
+    let mut content_type = "";
+    let mut binary = None;
+    let mut text = None;
+    reader.object(&["binary", "content_type", "text"], |reader, key| {
+        match key {
+            0 => binary = optional(reader, Reader::raw_string)?,
+            1 => content_type = reader.string()?,
+            _ => text = optional(reader, Reader::string)?,
+        }
+        Some(())
+    })?;
+    let data = match (binary, text) {
+        (Some(_), Some(_)) => return None,
+        (Some(binary), None) => Some(shared::payload::Data::Binary(
+            base64_simd::STANDARD.decode_to_vec(binary).ok()?.into(),
+        )),
+        (None, Some(text)) => Some(shared::payload::Data::Text(text.to_owned())),
+        (None, None) => None,
+    };
+    Some(shared::Payload {
+        content_type: content_type.to_owned(),
+        data,
+    })
 }
 
 fn size_hint(message: &Message) -> usize {
@@ -581,6 +562,10 @@ mod tests {
             r#"{"id":"1","publish_ack":{"position":{"offset":"01"}}}"#,
             r#"{"id":"1","publish_ack":{"id":"a\"b"}}"#,
             r#"{"id":"1","publication":{"messages":[]}"#,
+            r#"{"id":"1","publication":{"messages":[["a"]]}}"#,
+            r#"{"id":"1","publication":[[]]}"#,
+            r#"["1",{"messages":[]}]"#,
+            r#"{"id":"1","publication":{"messages":[{"replay":"true"}]}}"#,
         ];
         for frame in other {
             assert_eq!(read(frame), None, "{frame}");

@@ -1,72 +1,80 @@
 //! A G2 client's JSON publish command read directly: the plain shape SDKs send
 //! (`{"id":…,"publish":{"channel":…,"payload":{"content_type":…,"binary"|"text":…}}}`, snake_case keys, strings
-//! without escapes, padded base64) becomes the neutral [`Inbound`] without a `serde_json::Value` and the dynamic
-//! protojson mapping ([`super::json`]). Anything else (another key or spelling, an escape, a null where a string
+//! without escapes, padded base64) is read by [`super::plain_json`] into the neutral [`Inbound`], without a
+//! `serde_json::Value` and the dynamic protojson mapping ([`super::json`]). Anything else (another key or spelling, an escape, a null where a string
 //! goes, a duplicate key, unpadded base64, …) gives `None` and takes the general path, which stays the reference:
 //! what is read here is what it reads. For clients (gatewayctl), [`write`] writes a binary publish command
 //! directly, as the protojson rendering would.
 
 use bytes::Bytes;
-use serde::Deserialize;
 
+use super::plain_json::{optional, Reader};
 use super::publication_json::push_string;
 use crate::messageloop::message::{Inbound, InboundBody, Payload, PayloadData, Publish};
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Envelope<'a> {
-    #[serde(default)]
-    id: &'a str,
-    publish: Command<'a>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Command<'a> {
-    #[serde(default)]
-    channel: &'a str,
-    #[serde(borrow, default)]
-    payload: Option<Data<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Data<'a> {
-    #[serde(default)]
-    content_type: &'a str,
-    /// Bytes, not text: serde_json then finds the string's end with a vector search instead of checking each byte
-    /// for a control character, which the base64 decoding rejects anyway.
-    #[serde(borrow, default)]
-    binary: Option<&'a [u8]>,
-    #[serde(default)]
-    text: Option<&'a str>,
-}
 
 /// The publish command in `frame`, or `None` when it is not one in the plain shape. Text, not bytes: its strings
 /// are not checked for UTF-8 again.
 pub fn publish(frame: &str) -> Option<Inbound> {
-    let envelope: Envelope<'_> = serde_json::from_str(frame).ok()?;
-    let payload = match envelope.publish.payload {
-        None => Payload::default(),
-        Some(data) => Payload {
-            content_type: data.content_type.to_owned(),
-            data: match (data.binary, data.text) {
-                (Some(_), Some(_)) => return None,
-                (Some(binary), None) => Some(PayloadData::Binary(Bytes::from(
-                    base64_simd::STANDARD.decode_to_vec(binary).ok()?,
-                ))),
-                (None, Some(text)) => Some(PayloadData::Text(text.to_owned())),
-                (None, None) => None,
-            },
-        },
-    };
+    let mut reader = Reader::new(frame);
+    let mut id = "";
+    let mut command = None;
+    reader.object(&["id", "publish"], |reader, key| {
+        match key {
+            0 => id = reader.string()?,
+            _ => command = Some(read_command(reader)?),
+        }
+        Some(())
+    })?;
+    reader.end()?;
+    let (channel, payload) = command?;
     Some(Inbound {
-        id: envelope.id.to_owned(),
+        id: id.to_owned(),
         body: InboundBody::Publish(Publish {
-            channel: envelope.publish.channel.to_owned(),
+            channel: channel.to_owned(),
             payload,
             ..Publish::default()
         }),
+    })
+}
+
+/// `{"channel":…,"payload":…}`.
+fn read_command<'a>(reader: &mut Reader<'a>) -> Option<(&'a str, Payload)> {
+    let mut channel = "";
+    let mut payload = Payload::default();
+    reader.object(&["channel", "payload"], |reader, key| {
+        match key {
+            0 => channel = reader.string()?,
+            _ => payload = optional(reader, read_payload)?.unwrap_or_default(),
+        }
+        Some(())
+    })?;
+    Some((channel, payload))
+}
+
+/// `{"binary"|"content_type"|"text"}`, with at most one of `binary` and `text` set.
+fn read_payload(reader: &mut Reader<'_>) -> Option<Payload> {
+    let mut content_type = "";
+    let mut binary = None;
+    let mut text = None;
+    reader.object(&["binary", "content_type", "text"], |reader, key| {
+        match key {
+            0 => binary = optional(reader, Reader::raw_string)?,
+            1 => content_type = reader.string()?,
+            _ => text = optional(reader, Reader::string)?,
+        }
+        Some(())
+    })?;
+    let data = match (binary, text) {
+        (Some(_), Some(_)) => return None,
+        (Some(binary), None) => Some(PayloadData::Binary(Bytes::from(
+            base64_simd::STANDARD.decode_to_vec(binary).ok()?,
+        ))),
+        (None, Some(text)) => Some(PayloadData::Text(text.to_owned())),
+        (None, None) => None,
+    };
+    Some(Payload {
+        content_type: content_type.to_owned(),
+        data,
     })
 }
 
@@ -169,6 +177,8 @@ mod tests {
             r#"{"id":"1"}"#,
             r#"[]"#,
             r#"{"id":"1","publish":{"channel":"a"}} x"#,
+            r#"["1",{"channel":"a"}]"#,
+            r#"{"id":"1","publish":["a"]}"#,
             r#"{"id":"1","publish":{"channel":"a""#,
             "",
         ];
