@@ -311,11 +311,10 @@ fn frame_events(frame: WsMessage, events: &mut Vec<Event>) {
 /// whatever else the server sends, in full.
 pub(crate) fn binary_events(bytes: Bytes, events: &mut Vec<Event>) {
     match lean::read(&bytes) {
-        lean::Read::Publication(messages) => events.extend(
-            messages
-                .into_iter()
-                .map(|m| delivered(m.channel, m.payload, m.metadata)),
-        ),
+        lean::Read::Publication(messages) => events.extend(messages.into_iter().map(|m| {
+            let (channel, payload, headers) = m.into_parts();
+            delivered(channel, payload, headers)
+        })),
         lean::Read::PublishAck => {}
         lean::Read::Other => match pb::OutboundMessage::decode(bytes) {
             Ok(message) => to_incoming(message, events),
@@ -331,13 +330,15 @@ fn to_incoming(message: pb::OutboundMessage, events: &mut Vec<Event>) {
         Some(Out::Connected(_)) | Some(Out::SubscribeAck(_)) => Incoming::Confirmed(id),
         Some(Out::Publication(publication)) => {
             let messages = publication.messages.into_iter();
-            return events.extend(messages.map(|m| delivered(m.channel, m.payload, m.metadata)));
+            return events.extend(
+                messages.map(|m| delivered(m.channel, m.payload, metadata_headers(m.metadata))),
+            );
         }
         Some(Out::RpcReply(reply)) => match reply.error {
             Some(error) => Incoming::Refused(error_text(&error)),
             None => Incoming::Reply {
                 correlation: reply.request_id,
-                message: received(None, reply.payload, reply.metadata),
+                message: received(None, reply.payload, metadata_headers(reply.metadata)),
             },
         },
         Some(Out::Error(error)) => Incoming::Refused(error_text(&error)),
@@ -354,19 +355,25 @@ fn error_text(error: &shared::Error) -> String {
 fn delivered(
     channel: String,
     payload: Option<shared::Payload>,
-    metadata: Option<shared::Metadata>,
+    headers: Vec<(String, String)>,
 ) -> Event {
-    Ok(Incoming::Message(received(
-        Some(channel),
-        payload,
-        metadata,
-    )))
+    Ok(Incoming::Message(received(Some(channel), payload, headers)))
 }
 
+/// A message's metadata entries as headers, sorted by name.
+fn metadata_headers(metadata: Option<shared::Metadata>) -> Vec<(String, String)> {
+    let mut headers: Vec<(String, String)> = metadata
+        .map(|m| m.entries.into_iter().collect())
+        .unwrap_or_default();
+    headers.sort();
+    headers
+}
+
+/// `headers` sorted by name.
 fn received(
     channel: Option<String>,
     payload: Option<shared::Payload>,
-    metadata: Option<shared::Metadata>,
+    headers: Vec<(String, String)>,
 ) -> Message {
     let (content_type, form, bytes) = match payload {
         Some(payload) => {
@@ -384,10 +391,6 @@ fn received(
         }
         None => (None, None, Bytes::new()),
     };
-    let mut headers: Vec<(String, String)> = metadata
-        .map(|m| m.entries.into_iter().collect())
-        .unwrap_or_default();
-    headers.sort();
     Message {
         topic: channel,
         payload: bytes,

@@ -1,8 +1,9 @@
 //! The client's short reading of the two server envelopes a busy connection gets most: a publication, read for
 //! what a received message keeps (each message's channel, payload and metadata; not the envelope's and messages'
 //! ids, positions and replay flags), and a publish ack, which nothing waits for. The field numbers are G2's
-//! `OutboundMessage`; prost steps over the fields left out without building them. Every other envelope, and one
-//! that is neither or both, is for the full decoding.
+//! `OutboundMessage`; prost steps over the fields left out without building them, and reads the metadata map's
+//! entries as a list, without a hash map. Every other envelope, and one that is neither or both, is for the full
+//! decoding.
 
 use bytes::Bytes;
 use prost::Message as _;
@@ -43,7 +44,40 @@ pub(super) struct Published {
     #[prost(message, optional, tag = "4")]
     pub payload: Option<shared::Payload>,
     #[prost(message, optional, tag = "5")]
-    pub metadata: Option<shared::Metadata>,
+    metadata: Option<Metadata>,
+}
+
+/// `Metadata`: its `map<string, string> entries` (1) on the wire, a list of key (1) and value (2) messages.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Metadata {
+    #[prost(message, repeated, tag = "1")]
+    entries: Vec<Entry>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Entry {
+    #[prost(string, tag = "1")]
+    key: String,
+    #[prost(string, tag = "2")]
+    value: String,
+}
+
+impl Published {
+    /// The channel, the payload and the metadata entries as headers sorted by name, the last of a repeated name
+    /// kept, as a map keeps it.
+    pub fn into_parts(self) -> (String, Option<shared::Payload>, Vec<(String, String)>) {
+        let mut entries = self.metadata.map(|m| m.entries).unwrap_or_default();
+        // Stable: entries of one name stay in the order they came.
+        entries.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut headers: Vec<(String, String)> = Vec::with_capacity(entries.len());
+        for Entry { key, value } in entries {
+            match headers.last_mut() {
+                Some(last) if last.0 == key => last.1 = value,
+                _ => headers.push((key, value)),
+            }
+        }
+        (self.channel, self.payload, headers)
+    }
 }
 
 /// Reads `frame` as a publication or a publish ack when it is one of them.
@@ -93,7 +127,9 @@ mod tests {
                 data: Some(shared::payload::Data::Binary(Bytes::from_static(data))),
             }),
             metadata: Some(shared::Metadata {
-                entries: [("k".to_owned(), "v".to_owned())].into(),
+                entries: [("k", "v"), ("a", ""), ("z", "26")]
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .into(),
             }),
             replay: true,
         };
@@ -106,13 +142,63 @@ mod tests {
         };
         let kept: Vec<_> = sent
             .into_iter()
-            .map(|m| (m.channel, m.payload, m.metadata))
+            .map(|m| (m.channel, m.payload, sorted(m.metadata)))
             .collect();
-        let read: Vec<_> = read
-            .into_iter()
-            .map(|m| (m.channel, m.payload, m.metadata))
-            .collect();
+        let read: Vec<_> = read.into_iter().map(Published::into_parts).collect();
         assert_eq!(read, kept);
+    }
+
+    fn sorted(metadata: Option<shared::Metadata>) -> Vec<(String, String)> {
+        let mut headers: Vec<_> = metadata
+            .map(|m| m.entries)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        headers.sort();
+        headers
+    }
+
+    /// A name repeated on the wire keeps its last value, as the map of the full decoding does.
+    #[test]
+    fn a_repeated_metadata_name_keeps_its_last_value() {
+        let entry = |key: &str, value: &str| Entry {
+            key: key.into(),
+            value: value.into(),
+        };
+        let sent = Envelope {
+            publish_ack: None,
+            publication: Some(Publication {
+                messages: vec![Published {
+                    channel: "a".into(),
+                    payload: None,
+                    metadata: Some(Metadata {
+                        entries: vec![
+                            entry("k", "1"),
+                            entry("b", "x"),
+                            entry("k", "2"),
+                            entry("k", "3"),
+                        ],
+                    }),
+                }],
+            }),
+        };
+        let bytes = Bytes::from(sent.encode_to_vec());
+        let Ok(pb::OutboundMessage {
+            envelope: Some(Out::Publication(full)),
+            ..
+        }) = pb::OutboundMessage::decode(bytes.clone())
+        else {
+            panic!("not a publication");
+        };
+        let Read::Publication(mut read) = read(&bytes) else {
+            panic!("not read as a publication");
+        };
+        let (_, _, headers) = read.remove(0).into_parts();
+        assert_eq!(headers, sorted(full.messages[0].metadata.clone()));
+        assert_eq!(
+            headers,
+            [("b".into(), "x".into()), ("k".into(), "3".into())]
+        );
     }
 
     #[test]
