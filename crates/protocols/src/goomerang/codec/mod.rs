@@ -193,14 +193,17 @@ impl<'a> FrameFields<'a> {
             match tag {
                 1 => frame.uuid = value.string(tag)?,
                 2 => {
-                    limits.check_kind_len(value.bytes(tag)?.len())?;
-                    frame.kind = value.string(tag)?;
+                    let kind = value.bytes(tag)?;
+                    limits.check_kind_len(kind.len())?;
+                    // A command's own kind is known text: no UTF-8 check.
+                    frame.kind = match COMMANDS.into_iter().find(|c| c.as_bytes() == kind) {
+                        Some(command) => command,
+                        None => value.string(tag)?,
+                    };
                 }
                 3 => drop(value.varint(tag)?),
                 4 => frame.is_sync = value.varint(tag)? != 0,
-                5 => drop(
-                    prost_types::Timestamp::decode(value.bytes(tag)?).map_err(WireError::from)?,
-                ),
+                5 => check_timestamp(value.bytes(tag)?)?,
                 6 => {
                     headers += 1;
                     limits.check_headers(headers)?;
@@ -213,6 +216,21 @@ impl<'a> FrameFields<'a> {
         }
         Ok(frame)
     }
+}
+
+/// The kinds of the built-in commands.
+const COMMANDS: [&str; 4] = [PUBLISH_CMD, SUBSCRIBE_CMD, UNSUBSCRIBE_CMD, BROADCAST_CMD];
+
+/// `creation` read as prost reads a `google.protobuf.Timestamp`, whose `seconds` (1) and `nanos` (2) are varints;
+/// its values are not used.
+fn check_timestamp(timestamp: &[u8]) -> Result<(), WireError> {
+    for field in Fields::new(timestamp) {
+        let (tag, value) = field?;
+        if tag == 1 || tag == 2 {
+            value.varint(tag)?;
+        }
+    }
+    Ok(())
 }
 
 /// The `topic` (1), `kind` (2) and `message` (3) fields of a built-in command's payload.
