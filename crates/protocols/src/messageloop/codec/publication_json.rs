@@ -13,7 +13,7 @@
 use serde_json::Value;
 
 use super::generation::Generation;
-use super::plain_json::{optional, Reader};
+use super::plain_json::{self, optional, PlainData, PlainPayload, Reader};
 use super::wire::headers_to_entries;
 use crate::messageloop::message::{Message, Payload, PayloadData, PublishAck};
 use crate::messageloop::pb::messageloop::client::v2 as pb;
@@ -170,7 +170,7 @@ fn read_message(reader: &mut Reader<'_>) -> Option<pb::Message> {
         match key {
             0 => message.channel = reader.string()?.to_owned(),
             1 => message.id = reader.string()?.to_owned(),
-            2 => message.payload = optional(reader, read_payload)?,
+            2 => message.payload = optional(reader, plain_json::payload)?.map(generated),
             3 => message.position = optional(reader, read_position)?,
             _ => message.replay = optional(reader, Reader::boolean)?.unwrap_or(false),
         }
@@ -179,31 +179,15 @@ fn read_message(reader: &mut Reader<'_>) -> Option<pb::Message> {
     Some(message)
 }
 
-/// `{"binary"|"content_type"|"text"}`, with at most one of `binary` and `text` set.
-fn read_payload(reader: &mut Reader<'_>) -> Option<shared::Payload> {
-    let mut content_type = "";
-    let mut binary = None;
-    let mut text = None;
-    reader.object(&["binary", "content_type", "text"], |reader, key| {
-        match key {
-            0 => binary = optional(reader, Reader::raw_string)?,
-            1 => content_type = reader.string()?,
-            _ => text = optional(reader, Reader::string)?,
-        }
-        Some(())
-    })?;
-    let data = match (binary, text) {
-        (Some(_), Some(_)) => return None,
-        (Some(binary), None) => Some(shared::payload::Data::Binary(
-            base64_simd::STANDARD.decode_to_vec(binary).ok()?.into(),
-        )),
-        (None, Some(text)) => Some(shared::payload::Data::Text(text.to_owned())),
-        (None, None) => None,
-    };
-    Some(shared::Payload {
-        content_type: content_type.to_owned(),
-        data,
-    })
+/// The generated payload of a plain one.
+fn generated(payload: PlainPayload<'_>) -> shared::Payload {
+    shared::Payload {
+        content_type: payload.content_type.to_owned(),
+        data: payload.data.map(|data| match data {
+            PlainData::Binary(bytes) => shared::payload::Data::Binary(bytes.into()),
+            PlainData::Text(text) => shared::payload::Data::Text(text.to_owned()),
+        }),
+    }
 }
 
 fn size_hint(message: &Message) -> usize {

@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 
-use super::plain_json::{optional, Reader};
+use super::plain_json::{self, optional, PlainData, PlainPayload, Reader};
 use super::publication_json::push_string;
 use crate::messageloop::message::{Inbound, InboundBody, Payload, PayloadData, Publish};
 
@@ -44,38 +44,25 @@ fn read_command<'a>(reader: &mut Reader<'a>) -> Option<(&'a str, Payload)> {
     reader.object(&["channel", "payload"], |reader, key| {
         match key {
             0 => channel = reader.string()?,
-            _ => payload = optional(reader, read_payload)?.unwrap_or_default(),
+            _ => {
+                payload =
+                    optional(reader, plain_json::payload)?.map_or_else(Payload::default, neutral)
+            }
         }
         Some(())
     })?;
     Some((channel, payload))
 }
 
-/// `{"binary"|"content_type"|"text"}`, with at most one of `binary` and `text` set.
-fn read_payload(reader: &mut Reader<'_>) -> Option<Payload> {
-    let mut content_type = "";
-    let mut binary = None;
-    let mut text = None;
-    reader.object(&["binary", "content_type", "text"], |reader, key| {
-        match key {
-            0 => binary = optional(reader, Reader::raw_string)?,
-            1 => content_type = reader.string()?,
-            _ => text = optional(reader, Reader::string)?,
-        }
-        Some(())
-    })?;
-    let data = match (binary, text) {
-        (Some(_), Some(_)) => return None,
-        (Some(binary), None) => Some(PayloadData::Binary(Bytes::from(
-            base64_simd::STANDARD.decode_to_vec(binary).ok()?,
-        ))),
-        (None, Some(text)) => Some(PayloadData::Text(text.to_owned())),
-        (None, None) => None,
-    };
-    Some(Payload {
-        content_type: content_type.to_owned(),
-        data,
-    })
+/// The neutral payload of a plain one.
+fn neutral(payload: PlainPayload<'_>) -> Payload {
+    Payload {
+        content_type: payload.content_type.to_owned(),
+        data: payload.data.map(|data| match data {
+            PlainData::Binary(bytes) => PayloadData::Binary(Bytes::from(bytes)),
+            PlainData::Text(text) => PayloadData::Text(text.to_owned()),
+        }),
+    }
 }
 
 /// The JSON of the G2 envelope `id` publishing `binary` (typed `content_type`, empty for none) to `channel`,
