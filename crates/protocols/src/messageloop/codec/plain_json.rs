@@ -175,6 +175,7 @@ pub(super) enum PlainData<'a> {
     Text(&'a str),
 }
 
+/// Reads a [`PlainPayload`]; `None` for both data members set or base64 that does not decode.
 pub(super) fn payload<'a>(reader: &mut Reader<'a>) -> Option<PlainPayload<'a>> {
     let mut content_type = "";
     let mut binary = None;

@@ -1,10 +1,10 @@
 //! A G2 client's JSON publish command read directly: the plain shape SDKs send
 //! (`{"id":…,"publish":{"channel":…,"payload":{"content_type":…,"binary"|"text":…}}}`, snake_case keys, strings
 //! without escapes, padded base64) is read by [`super::plain_json`] into the neutral [`Inbound`], without a
-//! `serde_json::Value` and the dynamic protojson mapping ([`super::json`]). Anything else (another key or spelling, an escape, a null where a string
-//! goes, a duplicate key, unpadded base64, …) gives `None` and takes the general path, which stays the reference:
-//! what is read here is what it reads. For clients (gatewayctl), [`write`] writes a binary publish command
-//! directly, as the protojson rendering would.
+//! `serde_json::Value` and the dynamic protojson mapping ([`super::json`]). Anything else (another key or spelling,
+//! an escape, a null where a string goes, a duplicate key, unpadded base64, an array where an object goes, …) gives
+//! `None` and takes the general path, which stays the reference: what is read here is what it reads. For clients
+//! (gatewayctl), [`write`] writes a binary publish command directly, as the protojson rendering would.
 
 use bytes::Bytes;
 
