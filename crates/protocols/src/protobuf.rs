@@ -64,7 +64,16 @@ impl<'a> Fields<'a> {
         Self { rest: message }
     }
 
+    #[inline]
     fn read(&mut self) -> Result<(u32, Value<'a>), WireError> {
+        match self.read_short() {
+            Some(field) => Ok(field),
+            None => self.read_general(),
+        }
+    }
+
+    /// Any field, with prost's decoders.
+    fn read_general(&mut self) -> Result<(u32, Value<'a>), WireError> {
         let (tag, wire_type) = encoding::decode_key(&mut self.rest)?;
         let value = match wire_type {
             WireType::Varint => Value::Varint(encoding::decode_varint(&mut self.rest)?),
@@ -87,9 +96,39 @@ impl<'a> Fields<'a> {
     }
 }
 
+impl<'a> Fields<'a> {
+    /// The common field, read without prost's general decoders: a one-byte key (a field number up to 15) of a
+    /// varint under 128 or of bytes shorter than 128 that fit. `None` leaves the bytes for [`Fields::read`], which
+    /// reads every other field, and every malformed one, as prost does.
+    #[inline]
+    fn read_short(&mut self) -> Option<(u32, Value<'a>)> {
+        let [key, first, ..] = *self.rest else {
+            return None;
+        };
+        if key >= 0x80 || first >= 0x80 || key >> 3 == 0 {
+            return None;
+        }
+        let tag = u32::from(key >> 3);
+        match key & 7 {
+            0 => {
+                self.rest = &self.rest[2..];
+                Some((tag, Value::Varint(u64::from(first))))
+            }
+            2 => {
+                let end = 2 + usize::from(first);
+                let bytes = self.rest.get(2..end)?;
+                self.rest = &self.rest[end..];
+                Some((tag, Value::Bytes(bytes)))
+            }
+            _ => None,
+        }
+    }
+}
+
 impl<'a> Iterator for Fields<'a> {
     type Item = Result<(u32, Value<'a>), WireError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.rest.is_empty() {
             return None;
@@ -100,5 +139,73 @@ impl<'a> Iterator for Fields<'a> {
             self.rest = &[];
         }
         Some(field)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Every field read with prost's decoders alone, up to the first that cannot be read.
+    fn general(message: &[u8]) -> Vec<Result<(u32, Value<'_>), WireError>> {
+        let mut fields = Fields::new(message);
+        let mut out = Vec::new();
+        while !fields.rest.is_empty() {
+            let field = fields.read_general();
+            let failed = field.is_err();
+            out.push(field);
+            if failed {
+                break;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn short_fields_read_as_prost_reads_them() {
+        let message = [
+            0x08, 0x05, 0x12, 0x02, b'h', b'i', 0x1a, 0x00, 0x08, 0x96, 0x01,
+        ];
+        let fields: Vec<_> = Fields::new(&message).collect();
+        assert_eq!(fields, general(&message));
+        assert_eq!(
+            fields,
+            [
+                Ok((1, Value::Varint(5))),
+                Ok((2, Value::Bytes(b"hi"))),
+                Ok((3, Value::Bytes(b""))),
+                Ok((1, Value::Varint(150))),
+            ]
+        );
+        // Field number 0, bytes running past the end: prost's errors.
+        for bad in [&[0x02, 0x00][..], &[0x12, 0x03, b'a']] {
+            let fields: Vec<_> = Fields::new(bad).collect();
+            assert_eq!(fields, general(bad));
+            assert!(fields[0].is_err());
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_read_as_prost_reads_them(message in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let fields: Vec<_> = Fields::new(&message).collect();
+            prop_assert_eq!(fields, general(&message));
+        }
+
+        #[test]
+        fn short_fields_of_any_kind_read_as_prost_reads_them(
+            fields in proptest::collection::vec((1u8..16, 0u8..6, any::<u8>(), proptest::collection::vec(any::<u8>(), 0..8)), 0..8)
+        ) {
+            let mut message = Vec::new();
+            for (tag, wire_type, first, rest) in fields {
+                message.push(tag << 3 | wire_type);
+                message.push(first);
+                message.extend(rest);
+            }
+            let read: Vec<_> = Fields::new(&message).collect();
+            prop_assert_eq!(read, general(&message));
+        }
     }
 }
