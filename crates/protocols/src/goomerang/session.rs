@@ -19,6 +19,7 @@ use core_bus::{
     Backpressure, Bus, Delivery, Mailbox, Origin, Pattern, Protocol, SubscribeError,
     SubscriptionId, Topic,
 };
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::bridge::routing::{ForeignKinds, SendRoutes};
 use super::bridge::{
@@ -147,7 +148,7 @@ impl Session {
                 message,
                 headers,
             } => {
-                let target = self.published_topic(name);
+                let target = self.published_topic(&name);
                 return self.publish(
                     target,
                     kind,
@@ -177,7 +178,14 @@ impl Session {
                 headers,
             } => {
                 let target = self.settings.send_routes.topic(&kind);
-                return self.publish(target, kind, payload, &headers, Outgoing::Direct, now_ms);
+                return self.publish(
+                    target,
+                    kind.into(),
+                    payload,
+                    &headers,
+                    Outgoing::Direct,
+                    now_ms,
+                );
             }
             Command::SendSync {
                 uuid,
@@ -189,13 +197,14 @@ impl Session {
         Inbound::Continue
     }
 
-    /// The topic of `name`, a topic name published to.
-    fn published_topic(&mut self, name: String) -> Topic {
+    /// The topic of `name`, a topic name published to (copied when it is not the last one's: a frame's buffer is
+    /// not kept for it).
+    fn published_topic(&mut self, name: &str) -> Topic {
         match &self.last_published {
-            Some((last, target)) if *last == name => target.clone(),
+            Some((last, target)) if last == name => target.clone(),
             _ => {
-                let target = topic(&name);
-                self.last_published = Some((name, target.clone()));
+                let target = topic(name);
+                self.last_published = Some((name.to_owned(), target.clone()));
                 target
             }
         }
@@ -240,7 +249,7 @@ impl Session {
     fn publish(
         &mut self,
         target: Topic,
-        kind: String,
+        kind: Utf8Bytes,
         body: Bytes,
         headers: &FrameHeaders,
         outgoing: Outgoing,
@@ -319,7 +328,7 @@ impl Session {
         }
         self.publish(
             rpc_topic(&kind),
-            kind,
+            kind.into(),
             payload,
             headers,
             Outgoing::Sync(uuid),

@@ -20,6 +20,7 @@ use core_bus::{names, Envelope, Headers, Origin, Topic, TRACEPARENT_HEADER, TRAC
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use self::routing::ForeignKinds;
 use crate::goomerang::codec::headers::FrameHeaders;
@@ -98,7 +99,7 @@ pub fn to_bus_headers(kind: Bytes, user: &FrameHeaders) -> Headers {
 /// without a copy.
 pub fn to_envelope(
     topic: Topic,
-    kind: String,
+    kind: Utf8Bytes,
     body: Bytes,
     user: &FrameHeaders,
     origin: Origin,
@@ -126,7 +127,7 @@ pub fn to_send_envelope(
         .iter()
         .filter(|(key, _)| *key != SENDER_HEADER)
         .collect();
-    let mut envelope = to_envelope(topic, kind.to_owned(), body, &user, origin, timestamp_ms);
+    let mut envelope = to_envelope(topic, kind.into(), body, &user, origin, timestamp_ms);
     envelope
         .headers
         .push_static(SENDER_HEADER, sender.to_owned());
@@ -354,7 +355,7 @@ mod tests {
         };
         let envelope = to_envelope(
             topic("news"),
-            "a.B".to_owned(),
+            "a.B".into(),
             Bytes::from_static(b"\x0a\x02hi"),
             &user,
             origin,

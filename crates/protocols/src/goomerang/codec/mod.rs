@@ -23,6 +23,7 @@ use bytes::Bytes;
 use prost::encoding::{self, WireType};
 use prost::Message;
 use thiserror::Error;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use self::headers::FrameHeaders;
 use self::limits::{LimitExceeded, Limits};
@@ -44,15 +45,17 @@ pub enum Command {
     /// `PublishCmd`: deliver `message` (the protobuf encoding of a `kind`) to the subscribers of `topic`.
     /// `headers` are the frame's headers as sent: user headers carry the `message-` prefix
     /// (see [`bridge::user_headers`](crate::goomerang::bridge::user_headers)).
+    ///
+    /// Its topic and kind share the message's buffer, as its `message` does.
     Publish {
-        topic: String,
-        kind: String,
+        topic: Utf8Bytes,
+        kind: Utf8Bytes,
         message: Bytes,
         headers: FrameHeaders,
     },
     /// `BroadcastCmd`: deliver `message` to every connected client; `headers` as for `Publish`.
     Broadcast {
-        kind: String,
+        kind: Utf8Bytes,
         message: Bytes,
         headers: FrameHeaders,
     },
@@ -120,22 +123,23 @@ pub fn decode(message: Bytes, limits: &Limits) -> Result<Command, DecodeError> {
     let frame = FrameFields::read(&message, limits)?;
     let part = |bytes: &[u8]| message.slice_ref(bytes);
     let command = |kind: &'static str, known: &[u32]| {
-        CommandFields::read(frame.payload, known)
+        CommandFields::read(&message, frame.payload, known)
             .map_err(|source| DecodeError::CommandPayload { kind, source })
     };
     match frame.kind {
         SUBSCRIBE_CMD => Ok(Command::Subscribe {
-            topic: checked_topic(command(SUBSCRIBE_CMD, &[1])?.topic, limits)?,
+            topic: checked_topic(&command(SUBSCRIBE_CMD, &[1])?.topic, limits)?.to_owned(),
         }),
         UNSUBSCRIBE_CMD => Ok(Command::Unsubscribe {
-            topic: checked_topic(command(UNSUBSCRIBE_CMD, &[1])?.topic, limits)?,
+            topic: checked_topic(&command(UNSUBSCRIBE_CMD, &[1])?.topic, limits)?.to_owned(),
         }),
         PUBLISH_CMD => {
             let cmd = command(PUBLISH_CMD, &[1, 2, 3])?;
+            checked_topic(&cmd.topic, limits)?;
             Ok(Command::Publish {
-                topic: checked_topic(cmd.topic, limits)?,
+                topic: cmd.topic,
                 kind: message_kind(PUBLISH_CMD, cmd.kind, limits)?,
-                message: part(cmd.message),
+                message: cmd.message,
                 headers: frame.headers,
             })
         }
@@ -143,7 +147,7 @@ pub fn decode(message: Bytes, limits: &Limits) -> Result<Command, DecodeError> {
             let cmd = command(BROADCAST_CMD, &[2, 3])?;
             Ok(Command::Broadcast {
                 kind: message_kind(BROADCAST_CMD, cmd.kind, limits)?,
-                message: part(cmd.message),
+                message: cmd.message,
                 headers: frame.headers,
             })
         }
@@ -233,28 +237,33 @@ fn check_timestamp(timestamp: &[u8]) -> Result<(), WireError> {
     Ok(())
 }
 
-/// The `topic` (1), `kind` (2) and `message` (3) fields of a built-in command's payload.
-struct CommandFields<'a> {
-    topic: &'a str,
-    kind: &'a str,
-    message: &'a [u8],
+/// The `topic` (1), `kind` (2) and `message` (3) fields of a built-in command's payload, sharing the buffer of
+/// the message they came in.
+struct CommandFields {
+    topic: Utf8Bytes,
+    kind: Utf8Bytes,
+    message: Bytes,
 }
 
-impl<'a> CommandFields<'a> {
-    /// Reads `payload` as prost reads the command whose fields are `known`; the others it skips.
-    fn read(payload: &'a [u8], known: &[u32]) -> Result<Self, WireError> {
+impl CommandFields {
+    /// Reads `payload`, a part of `message`, as prost reads the command whose fields are `known`; the others it
+    /// skips.
+    fn read(message: &Bytes, payload: &[u8], known: &[u32]) -> Result<Self, WireError> {
+        let text = |tag, bytes| {
+            Utf8Bytes::try_from(message.slice_ref(bytes)).map_err(|_| WireError::NotUtf8(tag))
+        };
         let mut command = Self {
-            topic: "",
-            kind: "",
-            message: &[],
+            topic: Utf8Bytes::default(),
+            kind: Utf8Bytes::default(),
+            message: Bytes::new(),
         };
         for field in Fields::new(payload) {
             let (tag, value) = field?;
             match tag {
                 _ if !known.contains(&tag) => {}
-                1 => command.topic = value.string(tag)?,
-                2 => command.kind = value.string(tag)?,
-                3 => command.message = value.bytes(tag)?,
+                1 => command.topic = text(tag, value.bytes(tag)?)?,
+                2 => command.kind = text(tag, value.bytes(tag)?)?,
+                3 => command.message = message.slice_ref(value.bytes(tag)?),
                 _ => {}
             }
         }
@@ -262,22 +271,27 @@ impl<'a> CommandFields<'a> {
     }
 }
 
-fn checked_topic(topic: &str, limits: &Limits) -> Result<String, DecodeError> {
+/// `topic`, when a client may name it.
+fn checked_topic<'a>(topic: &'a str, limits: &Limits) -> Result<&'a str, DecodeError> {
     limits.check_topic(topic)?;
     if is_reserved_topic(topic) {
         return Err(DecodeError::ReservedTopic {
             topic: topic.to_owned(),
         });
     }
-    Ok(topic.to_owned())
+    Ok(topic)
 }
 
-fn message_kind(command: &'static str, kind: &str, limits: &Limits) -> Result<String, DecodeError> {
+fn message_kind(
+    command: &'static str,
+    kind: Utf8Bytes,
+    limits: &Limits,
+) -> Result<Utf8Bytes, DecodeError> {
     limits.check_kind_len(kind.len())?;
     if kind.is_empty() {
         return Err(DecodeError::MissingMessageKind { command });
     }
-    Ok(kind.to_owned())
+    Ok(kind)
 }
 
 /// A message for one client, as it will see it: the message's full name, its protobuf encoding, and
@@ -363,7 +377,7 @@ pub fn encode_command(command: &Command, creation: SystemTime) -> Bytes {
             headers,
         } => {
             let cmd = BroadcastCmd {
-                kind: kind.clone(),
+                kind: kind.to_string(),
                 message: message.clone(),
             };
             ("", BROADCAST_CMD, Bytes::from(cmd.encode_to_vec()), headers)

@@ -457,15 +457,15 @@ fn command() -> impl Strategy<Value = Command> {
         topic().prop_map(|topic| Command::Unsubscribe { topic }),
         (topic(), kind(), bytes(), frame_headers()).prop_map(|(topic, kind, message, headers)| {
             Command::Publish {
-                topic,
-                kind,
+                topic: topic.into(),
+                kind: kind.into(),
                 message,
                 headers,
             }
         }),
         (kind(), bytes(), frame_headers()).prop_map(|(kind, message, headers)| {
             Command::Broadcast {
-                kind,
+                kind: kind.into(),
                 message,
                 headers,
             }
@@ -527,17 +527,20 @@ fn prost_decode(message: Bytes, limits: &Limits) -> Option<Command> {
     let headers = FrameHeaders::from_entries(frame.headers);
     let command = match frame.kind.as_str() {
         SUBSCRIBE_CMD => Command::Subscribe {
-            topic: checked_topic(&SubscribeCmd::decode(frame.payload).ok()?.topic, limits).ok()?,
+            topic: checked_topic(&SubscribeCmd::decode(frame.payload).ok()?.topic, limits)
+                .ok()?
+                .to_owned(),
         },
         UNSUBSCRIBE_CMD => Command::Unsubscribe {
             topic: checked_topic(&UnsubscribeCmd::decode(frame.payload).ok()?.topic, limits)
-                .ok()?,
+                .ok()?
+                .to_owned(),
         },
         PUBLISH_CMD => {
             let cmd = PublishCmd::decode(frame.payload).ok()?;
             Command::Publish {
-                topic: checked_topic(&cmd.topic, limits).ok()?,
-                kind: message_kind(PUBLISH_CMD, &cmd.kind, limits).ok()?,
+                topic: checked_topic(&cmd.topic, limits).ok()?.into(),
+                kind: message_kind(PUBLISH_CMD, cmd.kind.into(), limits).ok()?,
                 message: cmd.message,
                 headers,
             }
@@ -545,7 +548,7 @@ fn prost_decode(message: Bytes, limits: &Limits) -> Option<Command> {
         BROADCAST_CMD => {
             let cmd = BroadcastCmd::decode(frame.payload).ok()?;
             Command::Broadcast {
-                kind: message_kind(BROADCAST_CMD, &cmd.kind, limits).ok()?,
+                kind: message_kind(BROADCAST_CMD, cmd.kind.into(), limits).ok()?,
                 message: cmd.message,
                 headers,
             }
