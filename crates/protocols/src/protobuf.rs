@@ -6,9 +6,29 @@
 //! a string is checked for UTF-8 where it lies and copied only where a command keeps it. Keys, varints and the
 //! skipping of fields a message does not know (groups included, nested at most as deep as prost allows) are
 //! prost's own [`encoding`] functions, so a message reads here exactly when prost would read it.
+//!
+//! The writing side is the two primitives the direct encoders (Goomerang's frames, MessageLoop's publications)
+//! write every field with, [`put_key`] and [`put_varint`], into a `Vec` sized beforehand: prost's own go through
+//! `BufMut`, which checks for room and copies a slice for every byte.
 
 use prost::encoding::{self, DecodeContext, WireType};
 use thiserror::Error;
+
+/// Writes the key of field `tag` of `wire_type`.
+#[inline]
+pub fn put_key(tag: u32, wire_type: WireType, out: &mut Vec<u8>) {
+    put_varint(u64::from(tag << 3 | wire_type as u32), out);
+}
+
+/// Writes `value` as a varint (LEB128, as prost writes it).
+#[inline]
+pub fn put_varint(mut value: u64, out: &mut Vec<u8>) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
 
 /// Why bytes are not the message they should be.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -188,6 +208,18 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn keys_and_varints_are_written_as_prost_writes_them(tag in 1u32..(1 << 29), value: u64) {
+            for wire_type in [WireType::Varint, WireType::LengthDelimited] {
+                let (mut ours, mut prosts) = (Vec::new(), Vec::new());
+                put_key(tag, wire_type, &mut ours);
+                put_varint(value, &mut ours);
+                encoding::encode_key(tag, wire_type, &mut prosts);
+                encoding::encode_varint(value, &mut prosts);
+                prop_assert_eq!(ours, prosts);
+            }
+        }
+
         #[test]
         fn any_bytes_read_as_prost_reads_them(message in proptest::collection::vec(any::<u8>(), 0..64)) {
             let fields: Vec<_> = Fields::new(&message).collect();

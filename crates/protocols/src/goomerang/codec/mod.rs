@@ -33,7 +33,7 @@ use self::proto::{
 };
 use crate::goomerang::bridge::is_reserved_topic;
 use crate::goomerang::close::CloseReason;
-use crate::protobuf::{Fields, WireError};
+use crate::protobuf::{put_key, put_varint, Fields, WireError};
 
 /// What a client asked for with one frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -458,23 +458,32 @@ fn encode_frame_with(
     put_len_field(1, uuid.as_bytes(), &mut buf);
     put_len_field(2, kind.as_bytes(), &mut buf);
     if payload_size != 0 {
-        encoding::encode_key(3, WireType::Varint, &mut buf);
-        encoding::encode_varint(payload_size as u64, &mut buf);
+        put_key(3, WireType::Varint, &mut buf);
+        put_varint(payload_size as u64, &mut buf);
     }
     if is_sync {
-        encoding::encode_key(4, WireType::Varint, &mut buf);
-        encoding::encode_varint(1, &mut buf);
+        put_key(4, WireType::Varint, &mut buf);
+        put_varint(1, &mut buf);
     }
-    encoding::message::encode(5, &creation, &mut buf);
+    put_key(5, WireType::LengthDelimited, &mut buf);
+    put_varint(creation_len as u64, &mut buf);
+    // `Timestamp`'s `seconds` (int64) and `nanos` (int32), written as prost writes them: a negative value as its
+    // ten-byte two's complement.
+    for (tag, value) in [(1, creation.seconds), (2, i64::from(creation.nanos))] {
+        if value != 0 {
+            put_key(tag, WireType::Varint, &mut buf);
+            put_varint(value as u64, &mut buf);
+        }
+    }
     for (key, value) in headers.iter() {
-        encoding::encode_key(6, WireType::LengthDelimited, &mut buf);
-        encoding::encode_varint(entry_len(key, value) as u64, &mut buf);
+        put_key(6, WireType::LengthDelimited, &mut buf);
+        put_varint(entry_len(key, value) as u64, &mut buf);
         put_len_field(1, key.as_bytes(), &mut buf);
         put_len_field(2, value.as_bytes(), &mut buf);
     }
     if payload_len != 0 {
-        encoding::encode_key(7, WireType::LengthDelimited, &mut buf);
-        encoding::encode_varint(payload_len as u64, &mut buf);
+        put_key(7, WireType::LengthDelimited, &mut buf);
+        put_varint(payload_len as u64, &mut buf);
         put_payload(&mut buf);
     }
     Bytes::from(buf)
@@ -493,8 +502,8 @@ fn put_len_field(tag: u32, bytes: &[u8], buf: &mut Vec<u8>) {
     if bytes.is_empty() {
         return;
     }
-    encoding::encode_key(tag, WireType::LengthDelimited, buf);
-    encoding::encode_varint(bytes.len() as u64, buf);
+    put_key(tag, WireType::LengthDelimited, buf);
+    put_varint(bytes.len() as u64, buf);
     buf.extend_from_slice(bytes);
 }
 

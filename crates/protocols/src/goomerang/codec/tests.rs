@@ -488,9 +488,21 @@ fn command() -> impl Strategy<Value = Command> {
     ]
 }
 
+/// Times after the Unix epoch and before it (a negative `seconds`), whole seconds among them.
 fn creation() -> impl Strategy<Value = SystemTime> {
-    (0u64..4_000_000_000, 0u32..1_000_000_000)
-        .prop_map(|(secs, nanos)| UNIX_EPOCH + Duration::new(secs, nanos))
+    (
+        any::<bool>(),
+        0u64..4_000_000_000,
+        prop_oneof![Just(0u32), 0u32..1_000_000_000],
+    )
+        .prop_map(|(before, secs, nanos)| {
+            let since = Duration::new(secs, nanos);
+            if before {
+                UNIX_EPOCH - since
+            } else {
+                UNIX_EPOCH + since
+            }
+        })
 }
 
 fn any_frame() -> impl Strategy<Value = Frame> {

@@ -8,7 +8,9 @@
 //! subscriber's envelope before a shared publication's body, in every generation.
 
 use bytes::Bytes;
-use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
+use prost::encoding::{encoded_len_varint, key_len, WireType};
+
+use crate::protobuf::{put_key, put_varint};
 
 use crate::messageloop::message::{Message, Payload, PayloadData, Position, PublishAck};
 
@@ -30,11 +32,11 @@ pub fn publish(id: &str, channel: &str, content_type: &str, binary: &[u8]) -> Ve
     let body = string_len(channel) + nested_len(payload);
     let mut out = Vec::with_capacity(envelope_len(id, TIME, 0) + nested_len(body));
     envelope_start(id, TIME, 0, &mut out);
-    encode_key(PUBLISH, WireType::LengthDelimited, &mut out);
-    encode_varint(body as u64, &mut out);
+    put_key(PUBLISH, WireType::LengthDelimited, &mut out);
+    put_varint(body as u64, &mut out);
     string(1, channel, &mut out);
-    encode_key(2, WireType::LengthDelimited, &mut out);
-    encode_varint(payload as u64, &mut out);
+    put_key(2, WireType::LengthDelimited, &mut out);
+    put_varint(payload as u64, &mut out);
     string(1, content_type, &mut out);
     field(3, binary, &mut out);
     out
@@ -56,12 +58,12 @@ pub fn publication(id: &str, time_ms: u64, messages: &[Message]) -> Option<Vec<u
         .sum();
     let mut out = Vec::with_capacity(envelope_len(id, TIME, time_ms) + nested_len(body));
     envelope_start(id, TIME, time_ms, &mut out);
-    encode_key(PUBLICATION, WireType::LengthDelimited, &mut out);
-    encode_varint(body as u64, &mut out);
+    put_key(PUBLICATION, WireType::LengthDelimited, &mut out);
+    put_varint(body as u64, &mut out);
     for message in messages {
         let metadata = metadata_len(&message.headers);
-        encode_key(1, WireType::LengthDelimited, &mut out);
-        encode_varint(message_len(message, metadata) as u64, &mut out);
+        put_key(1, WireType::LengthDelimited, &mut out);
+        put_varint(message_len(message, metadata) as u64, &mut out);
         write_message(message, metadata, &mut out);
     }
     Some(out)
@@ -73,11 +75,11 @@ pub fn publish_ack(id: &str, time_ms: u64, ack: &PublishAck) -> Vec<u8> {
     let body = string_len(&ack.id) + nested_len(position);
     let mut out = Vec::with_capacity(envelope_len(id, TIME, time_ms) + nested_len(body));
     envelope_start(id, TIME, time_ms, &mut out);
-    encode_key(PUBLISH_ACK, WireType::LengthDelimited, &mut out);
-    encode_varint(body as u64, &mut out);
+    put_key(PUBLISH_ACK, WireType::LengthDelimited, &mut out);
+    put_varint(body as u64, &mut out);
     string(1, &ack.id, &mut out);
-    encode_key(2, WireType::LengthDelimited, &mut out);
-    encode_varint(position as u64, &mut out);
+    put_key(2, WireType::LengthDelimited, &mut out);
+    put_varint(position as u64, &mut out);
     write_position(&ack.position, &mut out);
     out
 }
@@ -107,8 +109,8 @@ fn envelope_len(id: &str, time_field: u32, time_ms: u64) -> usize {
 fn envelope_start(id: &str, time_field: u32, time_ms: u64, out: &mut Vec<u8>) {
     string(ID, id, out);
     if time_ms != 0 {
-        encode_key(time_field, WireType::Varint, out);
-        encode_varint(time_ms, out);
+        put_key(time_field, WireType::Varint, out);
+        put_varint(time_ms, out);
     }
 }
 
@@ -159,12 +161,12 @@ fn metadata_len(headers: &[(String, Bytes)]) -> usize {
 fn write_message(message: &Message, metadata: usize, out: &mut Vec<u8>) {
     string(1, &message.id, out);
     string(2, &message.channel, out);
-    encode_key(3, WireType::LengthDelimited, out);
-    encode_varint(position_len(&message.position) as u64, out);
+    put_key(3, WireType::LengthDelimited, out);
+    put_varint(position_len(&message.position) as u64, out);
     write_position(&message.position, out);
     if message.payload != Payload::default() {
-        encode_key(4, WireType::LengthDelimited, out);
-        encode_varint(payload_len(&message.payload) as u64, out);
+        put_key(4, WireType::LengthDelimited, out);
+        put_varint(payload_len(&message.payload) as u64, out);
         string(1, &message.payload.content_type, out);
         match &message.payload.data {
             Some(PayloadData::Binary(bytes)) => field(3, bytes, out),
@@ -173,18 +175,18 @@ fn write_message(message: &Message, metadata: usize, out: &mut Vec<u8>) {
         }
     }
     if metadata != 0 {
-        encode_key(5, WireType::LengthDelimited, out);
-        encode_varint(metadata as u64, out);
+        put_key(5, WireType::LengthDelimited, out);
+        put_varint(metadata as u64, out);
         for (name, value) in entries(&message.headers) {
-            encode_key(1, WireType::LengthDelimited, out);
-            encode_varint(entry_len(name, value) as u64, out);
+            put_key(1, WireType::LengthDelimited, out);
+            put_varint(entry_len(name, value) as u64, out);
             string(1, name, out);
             string(2, value, out);
         }
     }
     if message.replay {
-        encode_key(6, WireType::Varint, out);
-        encode_varint(1, out);
+        put_key(6, WireType::Varint, out);
+        put_varint(1, out);
     }
 }
 
@@ -195,8 +197,8 @@ fn position_len(position: &Position) -> usize {
 fn write_position(position: &Position, out: &mut Vec<u8>) {
     string(1, &position.stream_epoch, out);
     if let Some(offset) = position.offset {
-        encode_key(2, WireType::Varint, out);
-        encode_varint(offset, out);
+        put_key(2, WireType::Varint, out);
+        put_varint(offset, out);
     }
 }
 
@@ -231,8 +233,8 @@ fn string(tag: u32, text: &str, out: &mut Vec<u8>) {
 }
 
 fn field(tag: u32, bytes: &[u8], out: &mut Vec<u8>) {
-    encode_key(tag, WireType::LengthDelimited, out);
-    encode_varint(bytes.len() as u64, out);
+    put_key(tag, WireType::LengthDelimited, out);
+    put_varint(bytes.len() as u64, out);
     out.extend_from_slice(bytes);
 }
 
