@@ -144,6 +144,8 @@ impl Bus {
             &envelope.topic,
             envelope.payload.len(),
         );
+        // On the heap from here: the bus passes it on by pointer.
+        let envelope = Arc::new(envelope);
         let cluster = self.inner.cluster.load();
         let Some(cluster) = cluster.as_ref() else {
             return self.inner.route(envelope, Scope::All, Record::Sequence).0;
@@ -162,7 +164,6 @@ impl Bus {
                 Sequencing::Cluster { epoch } => {
                     // Acks and recoveries on this node name the log's epoch before its first message is back.
                     history.lock().enter_epoch(epoch);
-                    let envelope = Arc::new(envelope);
                     self.inner.trace_forwarded(&envelope);
                     cluster.forward(&envelope, groups);
                     if owns_groups {
@@ -188,7 +189,7 @@ impl Bus {
             hook.arrived(&envelope);
         }
         self.inner
-            .route(envelope, Scope::Fanout, Record::Preset { floor })
+            .route(Arc::new(envelope), Scope::Fanout, Record::Preset { floor })
             .0
     }
 
@@ -207,7 +208,9 @@ impl Bus {
             ClusterDelivery::Group => Scope::Group,
             ClusterDelivery::Shared { name, pattern } => Scope::Shared { name, pattern },
         };
-        self.inner.route(envelope, scope, Record::Sequence).0
+        self.inner
+            .route(Arc::new(envelope), scope, Record::Sequence)
+            .0
     }
 
     /// Reports a presence change of this node to the cluster backend (nothing happens on a single node).

@@ -152,7 +152,7 @@ impl BusInner {
 
     pub(crate) fn route(
         self: &Arc<Self>,
-        mut envelope: Envelope,
+        mut envelope: Arc<Envelope>,
         scope: Scope<'_>,
         record: Record,
     ) -> (PublishOutcome, Arc<Envelope>) {
@@ -171,24 +171,20 @@ impl BusInner {
         match (history, record, envelope.position) {
             (Some(history), Record::Sequence, _) => {
                 let mut state = history.lock();
-                state.sequence(&mut envelope);
-                let envelope = Arc::new(envelope);
+                // Not shared yet, so this is not a copy.
+                state.sequence(Arc::make_mut(&mut envelope));
                 state.append(envelope.clone());
                 (self.dispatch(&envelope, scope), envelope)
             }
             (Some(history), Record::Preset { floor }, Some(position)) => {
                 let mut state = history.lock();
-                let envelope = Arc::new(envelope);
                 if !state.adopt(position, floor) {
                     return (PublishOutcome::default(), envelope);
                 }
                 state.append(envelope.clone());
                 (self.dispatch(&envelope, scope), envelope)
             }
-            _ => {
-                let envelope = Arc::new(envelope);
-                (self.dispatch(&envelope, scope), envelope)
-            }
+            _ => (self.dispatch(&envelope, scope), envelope),
         }
     }
 
