@@ -263,13 +263,15 @@ impl Session {
             return Inbound::Continue;
         }
         let origin = self.mailbox.owner();
-        let (mut envelope, kind) = match &outgoing {
+        // The envelope goes straight to the bus from where it is built (not through a tuple beside the kind).
+        let (outcome, kind) = match &outgoing {
             Outgoing::Publish => (
-                to_envelope(target, kind, body, headers, origin, now_ms),
+                self.bus
+                    .publish(to_envelope(target, kind, body, headers, origin, now_ms)),
                 None,
             ),
-            Outgoing::Direct | Outgoing::Sync(_) => (
-                to_send_envelope(
+            Outgoing::Direct | Outgoing::Sync(_) => {
+                let mut envelope = to_send_envelope(
                     target,
                     &kind,
                     body,
@@ -277,15 +279,14 @@ impl Session {
                     origin,
                     now_ms,
                     &self.identity.name,
-                ),
-                Some(kind),
-            ),
+                );
+                if let Outgoing::Sync(uuid) = &outgoing {
+                    envelope.reply_to = Some(self.inbox.clone());
+                    envelope.correlation_id = Some(uuid.clone());
+                }
+                (self.bus.publish(envelope), Some(kind))
+            }
         };
-        if let Outgoing::Sync(uuid) = &outgoing {
-            envelope.reply_to = Some(self.inbox.clone());
-            envelope.correlation_id = Some(uuid.clone());
-        }
-        let outcome = self.bus.publish(envelope);
         let unrouted = outcome.delivered == 0 && outcome.retained == 0;
         match outgoing {
             Outgoing::Sync(uuid) if unrouted => drop_frame(
