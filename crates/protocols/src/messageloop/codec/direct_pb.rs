@@ -9,6 +9,7 @@
 
 use bytes::Bytes;
 use prost::encoding::{encoded_len_varint, key_len, WireType};
+use smallvec::SmallVec;
 
 use crate::protobuf::{put_key, put_varint};
 
@@ -52,18 +53,22 @@ pub fn publication(id: &str, time_ms: u64, messages: &[Message]) -> Option<Vec<u
     if !messages.iter().all(simple) {
         return None;
     }
+    // Each message's metadata is found (its values checked for UTF-8) once, for its length and its bytes.
+    let messages: SmallVec<[_; 1]> = messages
+        .iter()
+        .map(|message| (message, Metadata::of(&message.headers)))
+        .collect();
     let body: usize = messages
         .iter()
-        .map(|message| nested_len(message_len(message, metadata_len(&message.headers))))
+        .map(|(message, metadata)| nested_len(message_len(message, metadata.len)))
         .sum();
     let mut out = Vec::with_capacity(envelope_len(id, TIME, time_ms) + nested_len(body));
     envelope_start(id, TIME, time_ms, &mut out);
     put_key(PUBLICATION, WireType::LengthDelimited, &mut out);
     put_varint(body as u64, &mut out);
-    for message in messages {
-        let metadata = metadata_len(&message.headers);
+    for (message, metadata) in &messages {
         put_key(1, WireType::LengthDelimited, &mut out);
-        put_varint(message_len(message, metadata) as u64, &mut out);
+        put_varint(message_len(message, metadata.len) as u64, &mut out);
         write_message(message, metadata, &mut out);
     }
     Some(out)
@@ -114,7 +119,7 @@ fn envelope_start(id: &str, time_field: u32, time_ms: u64, out: &mut Vec<u8>) {
     }
 }
 
-/// Bytes of a `Message` without its own key and length; `metadata` is [`metadata_len`] of its headers.
+/// Bytes of a `Message` without its own key and length; `metadata` is the length of its [`Metadata`].
 fn message_len(message: &Message, metadata: usize) -> usize {
     string_len(&message.id)
         + string_len(&message.channel)
@@ -150,15 +155,26 @@ fn entry_len(name: &str, value: &str) -> usize {
     string_len(name) + string_len(value)
 }
 
+/// A message's metadata entries ([`entries`] of its headers, at most [`DIRECT_HEADERS`]) and the length of
 /// `Metadata` without its key and length: 0 when there are no entries, and then the field is left out.
-fn metadata_len(headers: &[(String, Bytes)]) -> usize {
-    entries(headers)
-        .map(|(name, value)| nested_len(entry_len(name, value)))
-        .sum()
+struct Metadata<'a> {
+    entries: SmallVec<[(&'a str, &'a str); DIRECT_HEADERS]>,
+    len: usize,
 }
 
-/// `metadata` is [`metadata_len`] of the message's headers.
-fn write_message(message: &Message, metadata: usize, out: &mut Vec<u8>) {
+impl<'a> Metadata<'a> {
+    fn of(headers: &'a [(String, Bytes)]) -> Metadata<'a> {
+        let entries: SmallVec<[_; DIRECT_HEADERS]> = entries(headers).collect();
+        let len = entries
+            .iter()
+            .map(|(name, value)| nested_len(entry_len(name, value)))
+            .sum();
+        Metadata { entries, len }
+    }
+}
+
+/// `metadata` is the message's [`Metadata`].
+fn write_message(message: &Message, metadata: &Metadata<'_>, out: &mut Vec<u8>) {
     string(1, &message.id, out);
     string(2, &message.channel, out);
     put_key(3, WireType::LengthDelimited, out);
@@ -174,10 +190,10 @@ fn write_message(message: &Message, metadata: usize, out: &mut Vec<u8>) {
             Some(PayloadData::Json(_)) | None => {}
         }
     }
-    if metadata != 0 {
+    if metadata.len != 0 {
         put_key(5, WireType::LengthDelimited, out);
-        put_varint(metadata as u64, out);
-        for (name, value) in entries(&message.headers) {
+        put_varint(metadata.len as u64, out);
+        for &(name, value) in &metadata.entries {
             put_key(1, WireType::LengthDelimited, out);
             put_varint(entry_len(name, value) as u64, out);
             string(1, name, out);
