@@ -199,6 +199,21 @@ mod tests {
                 Ok((1, Value::Varint(150))),
             ]
         );
+        // A length over 127 and a varint of ten bytes.
+        let mut message = vec![0x12, 0x82, 0x01];
+        message.extend([b'x'; 130]);
+        message.extend([
+            0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ]);
+        let fields: Vec<_> = Fields::new(&message).collect();
+        assert_eq!(fields, general(&message));
+        assert_eq!(
+            fields,
+            [
+                Ok((2, Value::Bytes(&[b'x'; 130]))),
+                Ok((3, Value::Varint(u64::MAX)))
+            ]
+        );
         // Field number 0, bytes running past the end: prost's errors.
         for bad in [&[0x02, 0x00][..], &[0x12, 0x03, b'a']] {
             let fields: Vec<_> = Fields::new(bad).collect();
