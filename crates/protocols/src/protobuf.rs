@@ -114,12 +114,10 @@ impl<'a> Fields<'a> {
         };
         Ok((tag, value))
     }
-}
 
-impl<'a> Fields<'a> {
     /// The common field, read without prost's general decoders: a one-byte key (a field number up to 15) of a
-    /// varint under 128 or of bytes shorter than 128 that fit. `None` leaves the bytes for [`Fields::read`], which
-    /// reads every other field, and every malformed one, as prost does.
+    /// varint under 128 or of bytes shorter than 128 that fit. `None` leaves the bytes for
+    /// [`Fields::read_general`], which reads every other field, and every malformed one, as prost does.
     #[inline]
     fn read_short(&mut self) -> Option<(u32, Value<'a>)> {
         let [key, first, ..] = *self.rest else {

@@ -11,9 +11,8 @@ use bytes::Bytes;
 use prost::encoding::{encoded_len_varint, key_len, WireType};
 use smallvec::SmallVec;
 
-use crate::protobuf::{put_key, put_varint};
-
 use crate::messageloop::message::{Message, Payload, PayloadData, Position, PublishAck};
+use crate::protobuf::{put_key, put_varint};
 
 /// `OutboundMessage` fields (`id` and `time` are also `InboundMessage`'s).
 const ID: u32 = 1;
