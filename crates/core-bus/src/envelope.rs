@@ -149,7 +149,7 @@ impl Headers {
 
     /// The first value of `name` if it is UTF-8.
     pub fn get_str(&self, name: &str) -> Option<&str> {
-        self.get(name).and_then(|v| std::str::from_utf8(v).ok())
+        self.get(name).and_then(|v| crate::text::utf8(v))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Bytes)> + Clone {

@@ -25,6 +25,7 @@ pub mod presence;
 mod queue;
 mod router;
 mod shared;
+pub mod text;
 mod topic;
 pub mod trace;
 

@@ -62,7 +62,7 @@ impl<'a> Value<'a> {
 
     /// This value as a `string` field `tag`.
     pub fn string(self, tag: u32) -> Result<&'a str, WireError> {
-        std::str::from_utf8(self.bytes(tag)?).map_err(|_| WireError::NotUtf8(tag))
+        core_bus::text::utf8(self.bytes(tag)?).ok_or(WireError::NotUtf8(tag))
     }
 
     /// This value as a varint field `tag` (`int64`, `bool`).

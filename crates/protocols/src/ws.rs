@@ -3,11 +3,13 @@
 //! buffer, and write coalescing in tungstenite's own lazily grown buffer (`feed` many messages, then one `flush`
 //! writes them with one syscall), so idle connections stay cheap.
 
+use bytes::Bytes;
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::accept::{Deadlines, ReadAhead, Watched};
@@ -26,6 +28,14 @@ pub fn watched<S>(stream: S, deadlines: &Deadlines) -> Watched<ReadAhead<S>> {
 /// buffer one read system call, not one per buffer; the WebSocket clients (`crates/clients`) read this way too.
 pub fn read_ahead<S>(stream: S) -> ReadAhead<S> {
     ReadAhead::new(stream, READ_AHEAD_BYTES)
+}
+
+/// `bytes` as WebSocket text sharing their buffer, if they are UTF-8 (checked as [`core_bus::text::utf8`] checks,
+/// ASCII a word at a time): the names a protobuf frame carries, read in place.
+pub fn text(bytes: Bytes) -> Option<Utf8Bytes> {
+    core_bus::text::utf8(&bytes)?;
+    // SAFETY: checked as UTF-8 on the line above.
+    Some(unsafe { Utf8Bytes::from_bytes_unchecked(bytes) })
 }
 
 /// What a listener accepts.
@@ -175,4 +185,24 @@ where
         tokio_tungstenite::tungstenite::Error::ConnectionClosed,
     ))?;
     Ok((ws, accepted, authorized))
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::text;
+
+    #[test]
+    fn text_is_the_utf8_part_of_a_frame() {
+        let frame = Bytes::from_static(b"\x0a\x07orders.\x12\x05z\xc3\xbc.a\x1a\x02\xff\xfe");
+        assert_eq!(text(frame.slice(2..9)).as_deref(), Some("orders."));
+        assert_eq!(text(frame.slice(11..16)).as_deref(), Some("zü.a"));
+        assert_eq!(text(frame.slice(18..)), None);
+        assert_eq!(
+            text(frame.slice(11..13)),
+            None,
+            "half of a two-byte character"
+        );
+    }
 }

@@ -249,9 +249,8 @@ impl CommandFields {
     /// Reads `payload`, a part of `message`, as prost reads the command whose fields are `known`; the others it
     /// skips.
     fn read(message: &Bytes, payload: &[u8], known: &[u32]) -> Result<Self, WireError> {
-        let text = |tag, bytes| {
-            Utf8Bytes::try_from(message.slice_ref(bytes)).map_err(|_| WireError::NotUtf8(tag))
-        };
+        let text =
+            |tag, bytes| crate::ws::text(message.slice_ref(bytes)).ok_or(WireError::NotUtf8(tag));
         let mut command = Self {
             topic: Utf8Bytes::default(),
             kind: Utf8Bytes::default(),

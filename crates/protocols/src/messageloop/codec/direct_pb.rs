@@ -141,10 +141,10 @@ fn entries(headers: &[(String, Bytes)]) -> impl Iterator<Item = (&str, &str)> {
         .iter()
         .enumerate()
         .filter_map(|(at, (name, value))| {
-            let value = std::str::from_utf8(value).ok()?;
+            let value = core_bus::text::utf8(value)?;
             let earlier = headers[..at]
                 .iter()
-                .any(|(other, value)| other == name && std::str::from_utf8(value).is_ok());
+                .any(|(other, value)| other == name && core_bus::text::utf8(value).is_some());
             (!earlier).then_some((name.as_str(), value))
         })
 }

@@ -106,7 +106,7 @@ pub fn from_envelope(
         if name == SOURCE_TOPIC_HEADER {
             continue;
         }
-        if std::str::from_utf8(value).is_ok() {
+        if core_bus::text::utf8(value).is_some() {
             header(name, value, dst);
         } else {
             let encoded = base64::engine::general_purpose::STANDARD.encode(value);

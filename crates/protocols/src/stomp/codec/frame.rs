@@ -467,15 +467,13 @@ impl Frame {
     pub fn header_str(&self, name: &'static str) -> Result<Option<&str>, StompError> {
         match self.header(name) {
             None => Ok(None),
-            Some(value) => {
-                std::str::from_utf8(value)
-                    .map(Some)
-                    .map_err(|_| StompError::InvalidHeader {
-                        command: self.command,
-                        header: name,
-                        reason: "not UTF-8",
-                    })
-            }
+            Some(value) => core_bus::text::utf8(value)
+                .map(Some)
+                .ok_or(StompError::InvalidHeader {
+                    command: self.command,
+                    header: name,
+                    reason: "not UTF-8",
+                }),
         }
     }
 

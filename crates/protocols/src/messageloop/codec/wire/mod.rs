@@ -71,7 +71,7 @@ fn entries_to_headers(entries: HashMap<String, String>) -> Headers {
 pub(crate) fn headers_to_entries(headers: &[(String, Bytes)]) -> HashMap<String, String> {
     let mut entries = HashMap::new();
     for (name, value) in headers {
-        if let Ok(text) = std::str::from_utf8(value) {
+        if let Some(text) = core_bus::text::utf8(value) {
             entries
                 .entry(name.clone())
                 .or_insert_with(|| text.to_owned());
