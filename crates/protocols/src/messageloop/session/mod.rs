@@ -211,8 +211,10 @@ fn uuid_text(mut bytes: [u8; 16]) -> String {
         text[at] = HEX[usize::from(byte >> 4)];
         text[at + 1] = HEX[usize::from(byte & 0x0f)];
     }
-    // Hex digits and dashes only, so this always holds.
-    String::from_utf8(text.to_vec()).unwrap_or_default()
+    // Hex digits and dashes only, so this always holds (and is checked as ASCII, a word at a time).
+    core_bus::text::utf8(&text)
+        .map(str::to_owned)
+        .unwrap_or_default()
 }
 
 impl Session {
