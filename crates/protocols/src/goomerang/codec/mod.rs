@@ -115,15 +115,32 @@ impl DecodeError {
     }
 }
 
+/// The longest publish or broadcast command whose topic, kind and message are copied out of their frame rather
+/// than shared with it: tungstenite's read buffer is as long (`ws::WsAcceptOptions::read_buffer_bytes`), and a
+/// frame still shared when the next one is read makes that read allocate a buffer just large enough for it (the
+/// `bytes` crate remembers no smaller original capacity), so a stream of short frames cost two allocations each
+/// and a read per frame. A longer frame gets a buffer of its own anyway, and is shared.
+const COPIED_UP_TO: usize = 256;
+
 /// Decodes one binary WebSocket message from a client.
 ///
-/// Bytes fields of the result share `message`'s buffer.
+/// Bytes fields of the result share `message`'s buffer, but a short publish's or broadcast's ([`COPIED_UP_TO`]).
 pub fn decode(message: Bytes, limits: &Limits) -> Result<Command, DecodeError> {
     limits.check_message(&message)?;
     let frame = FrameFields::read(&message, limits)?;
     let part = |bytes: &[u8]| message.slice_ref(bytes);
     let command = |kind: &'static str, known: &[u32]| {
         CommandFields::read(&message, frame.payload, known)
+            .map_err(|source| DecodeError::CommandPayload { kind, source })
+    };
+    // What a published message keeps: a short command copied out of the frame (see [`COPIED_UP_TO`]).
+    let published = |kind: &'static str, known: &[u32]| {
+        let payload = if frame.payload.len() <= COPIED_UP_TO {
+            Bytes::copy_from_slice(frame.payload)
+        } else {
+            message.slice_ref(frame.payload)
+        };
+        CommandFields::read(&payload, &payload, known)
             .map_err(|source| DecodeError::CommandPayload { kind, source })
     };
     match frame.kind {
@@ -134,7 +151,7 @@ pub fn decode(message: Bytes, limits: &Limits) -> Result<Command, DecodeError> {
             topic: checked_topic(&command(UNSUBSCRIBE_CMD, &[1])?.topic, limits)?.to_owned(),
         }),
         PUBLISH_CMD => {
-            let cmd = command(PUBLISH_CMD, &[1, 2, 3])?;
+            let cmd = published(PUBLISH_CMD, &[1, 2, 3])?;
             checked_topic(&cmd.topic, limits)?;
             Ok(Command::Publish {
                 topic: cmd.topic,
@@ -144,7 +161,7 @@ pub fn decode(message: Bytes, limits: &Limits) -> Result<Command, DecodeError> {
             })
         }
         BROADCAST_CMD => {
-            let cmd = command(BROADCAST_CMD, &[2, 3])?;
+            let cmd = published(BROADCAST_CMD, &[2, 3])?;
             Ok(Command::Broadcast {
                 kind: message_kind(BROADCAST_CMD, cmd.kind, limits)?,
                 message: cmd.message,

@@ -675,3 +675,34 @@ proptest! {
         prop_assert_eq!(decode(wire.clone(), &limits).ok(), prost_decode(wire, &limits));
     }
 }
+
+#[test]
+fn a_short_publish_keeps_nothing_of_its_frame() {
+    let within = |frame: &Bytes, part: &[u8]| frame.as_ptr_range().contains(&part.as_ptr());
+    for (size, shared) in [(16, false), (2048, true)] {
+        let body = vec![7u8; size];
+        let frame = encode_publish(
+            "orders.eu",
+            "shop.Order",
+            &body,
+            &FrameHeaders::new(),
+            ts_time(),
+        );
+        let Ok(Command::Publish {
+            topic,
+            kind,
+            message,
+            ..
+        }) = decode(frame.clone(), &Limits::default())
+        else {
+            panic!("not a publish");
+        };
+        assert_eq!(
+            (&*topic, &*kind, &message[..]),
+            ("orders.eu", "shop.Order", &body[..])
+        );
+        for part in [topic.as_bytes(), kind.as_bytes(), &message[..]] {
+            assert_eq!(within(&frame, part), shared, "{size} B");
+        }
+    }
+}
