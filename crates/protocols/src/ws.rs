@@ -38,6 +38,10 @@ pub fn text(bytes: Bytes) -> Option<Utf8Bytes> {
     Some(unsafe { Utf8Bytes::from_bytes_unchecked(bytes) })
 }
 
+/// tungstenite's read buffer on every WebSocket listener ([`WsAcceptOptions::read_buffer_bytes`]): small, since an
+/// idle connection keeps it.
+pub const READ_BUFFER_BYTES: usize = 256;
+
 /// What a listener accepts.
 #[derive(Debug, Clone)]
 pub struct WsAcceptOptions {
@@ -58,7 +62,7 @@ impl Default for WsAcceptOptions {
         WsAcceptOptions {
             paths: vec!["/ws".into()],
             max_message_bytes: 64 << 10,
-            read_buffer_bytes: 256,
+            read_buffer_bytes: READ_BUFFER_BYTES,
             write_coalesce_bytes: 64 << 10,
         }
     }

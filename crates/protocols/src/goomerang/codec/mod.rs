@@ -116,15 +116,16 @@ impl DecodeError {
 }
 
 /// The longest publish or broadcast command whose topic, kind and message are copied out of their frame rather
-/// than shared with it: tungstenite's read buffer is as long (`ws::WsAcceptOptions::read_buffer_bytes`), and a
-/// frame still shared when the next one is read makes that read allocate a buffer just large enough for it (the
-/// `bytes` crate remembers no smaller original capacity), so a stream of short frames cost two allocations each
-/// and a read per frame. A longer frame gets a buffer of its own anyway, and is shared.
-const COPIED_UP_TO: usize = 256;
+/// than shared with it: tungstenite's read buffer's length. A frame still shared when the next one is read makes
+/// that read allocate a buffer just large enough for it (the `bytes` crate remembers no original capacity under
+/// 1 KiB), so a stream of short frames cost two allocations each and a read per frame. A longer frame gets a
+/// buffer of its own anyway, and is shared.
+const COPIED_UP_TO: usize = crate::ws::READ_BUFFER_BYTES;
 
 /// Decodes one binary WebSocket message from a client.
 ///
-/// Bytes fields of the result share `message`'s buffer, but a short publish's or broadcast's ([`COPIED_UP_TO`]).
+/// Bytes fields of the result share `message`'s buffer, but a short publish's or broadcast's, which share a copy
+/// (`COPIED_UP_TO`).
 pub fn decode(message: Bytes, limits: &Limits) -> Result<Command, DecodeError> {
     limits.check_message(&message)?;
     let frame = FrameFields::read(&message, limits)?;
