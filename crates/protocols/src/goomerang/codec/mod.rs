@@ -115,8 +115,8 @@ impl DecodeError {
     }
 }
 
-/// The longest publish or broadcast command whose topic, kind and message are copied out of their frame rather
-/// than shared with it: tungstenite's read buffer's length. A frame still shared when the next one is read makes
+/// The longest built-in command whose fields (a publish's topic, kind and message) are copied out of their frame
+/// rather than shared with it: tungstenite's read buffer's length. A frame still shared when the next one is read makes
 /// that read allocate a buffer just large enough for it (the `bytes` crate remembers no original capacity under
 /// 1 KiB), so a stream of short frames cost two allocations each and a read per frame. A longer frame gets a
 /// buffer of its own anyway, and is shared.
@@ -124,24 +124,20 @@ const COPIED_UP_TO: usize = crate::ws::READ_BUFFER_BYTES;
 
 /// Decodes one binary WebSocket message from a client.
 ///
-/// Bytes fields of the result share `message`'s buffer, but a short publish's or broadcast's, which share a copy
+/// Bytes fields of the result share `message`'s buffer, but a short built-in command's, which share a copy of it
 /// (`COPIED_UP_TO`).
 pub fn decode(message: Bytes, limits: &Limits) -> Result<Command, DecodeError> {
     limits.check_message(&message)?;
     let frame = FrameFields::read(&message, limits)?;
     let part = |bytes: &[u8]| message.slice_ref(bytes);
     let command = |kind: &'static str, known: &[u32]| {
-        CommandFields::read(&message, frame.payload, known)
-            .map_err(|source| DecodeError::CommandPayload { kind, source })
-    };
-    // What a published message keeps: a short command copied out of the frame (see [`COPIED_UP_TO`]).
-    let published = |kind: &'static str, known: &[u32]| {
+        // A short command is copied out of the frame (see `COPIED_UP_TO`).
         let payload = if frame.payload.len() <= COPIED_UP_TO {
             Bytes::copy_from_slice(frame.payload)
         } else {
             message.slice_ref(frame.payload)
         };
-        CommandFields::read(&payload, &payload, known)
+        CommandFields::read(&payload, known)
             .map_err(|source| DecodeError::CommandPayload { kind, source })
     };
     match frame.kind {
@@ -152,7 +148,7 @@ pub fn decode(message: Bytes, limits: &Limits) -> Result<Command, DecodeError> {
             topic: checked_topic(&command(UNSUBSCRIBE_CMD, &[1])?.topic, limits)?.to_owned(),
         }),
         PUBLISH_CMD => {
-            let cmd = published(PUBLISH_CMD, &[1, 2, 3])?;
+            let cmd = command(PUBLISH_CMD, &[1, 2, 3])?;
             checked_topic(&cmd.topic, limits)?;
             Ok(Command::Publish {
                 topic: cmd.topic,
@@ -162,7 +158,7 @@ pub fn decode(message: Bytes, limits: &Limits) -> Result<Command, DecodeError> {
             })
         }
         BROADCAST_CMD => {
-            let cmd = published(BROADCAST_CMD, &[2, 3])?;
+            let cmd = command(BROADCAST_CMD, &[2, 3])?;
             Ok(Command::Broadcast {
                 kind: message_kind(BROADCAST_CMD, cmd.kind, limits)?,
                 message: cmd.message,
@@ -255,8 +251,8 @@ fn check_timestamp(timestamp: &[u8]) -> Result<(), WireError> {
     Ok(())
 }
 
-/// The `topic` (1), `kind` (2) and `message` (3) fields of a built-in command's payload, sharing the buffer of
-/// the message they came in.
+/// The `topic` (1), `kind` (2) and `message` (3) fields of a built-in command's payload, sharing the payload's
+/// buffer.
 struct CommandFields {
     topic: Utf8Bytes,
     kind: Utf8Bytes,
@@ -264,11 +260,11 @@ struct CommandFields {
 }
 
 impl CommandFields {
-    /// Reads `payload`, a part of `message`, as prost reads the command whose fields are `known`; the others it
-    /// skips.
-    fn read(message: &Bytes, payload: &[u8], known: &[u32]) -> Result<Self, WireError> {
+    /// Reads `payload` as prost reads the command whose fields are `known` (the others it skips); the fields kept
+    /// share its buffer.
+    fn read(payload: &Bytes, known: &[u32]) -> Result<Self, WireError> {
         let text =
-            |tag, bytes| crate::ws::text(message.slice_ref(bytes)).ok_or(WireError::NotUtf8(tag));
+            |tag, bytes| crate::ws::text(payload.slice_ref(bytes)).ok_or(WireError::NotUtf8(tag));
         let mut command = Self {
             topic: Utf8Bytes::default(),
             kind: Utf8Bytes::default(),
@@ -280,7 +276,7 @@ impl CommandFields {
                 _ if !known.contains(&tag) => {}
                 1 => command.topic = text(tag, value.bytes(tag)?)?,
                 2 => command.kind = text(tag, value.bytes(tag)?)?,
-                3 => command.message = message.slice_ref(value.bytes(tag)?),
+                3 => command.message = payload.slice_ref(value.bytes(tag)?),
                 _ => {}
             }
         }

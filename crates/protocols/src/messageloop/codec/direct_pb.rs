@@ -135,35 +135,31 @@ fn message_len(message: &Message, metadata: usize) -> usize {
         + if message.replay { 2 } else { 0 }
 }
 
-/// The metadata entries of `headers`, as the general path makes them: each name's first UTF-8 value.
-fn entries(headers: &[(String, Bytes)]) -> impl Iterator<Item = (&str, &str)> {
-    headers
-        .iter()
-        .enumerate()
-        .filter_map(|(at, (name, value))| {
-            let value = core_bus::text::utf8(value)?;
-            let earlier = headers[..at]
-                .iter()
-                .any(|(other, value)| other == name && core_bus::text::utf8(value).is_some());
-            (!earlier).then_some((name.as_str(), value))
-        })
-}
-
 /// A map entry's bytes without its own key and length (an empty name or value is left out, as prost does).
 fn entry_len(name: &str, value: &str) -> usize {
     string_len(name) + string_len(value)
 }
 
-/// A message's metadata entries ([`entries`] of its headers, at most [`DIRECT_HEADERS`]) and the length of
-/// `Metadata` without its key and length: 0 when there are no entries, and then the field is left out.
+/// A message's metadata entries (at most [`DIRECT_HEADERS`]) and the length of `Metadata` without its key and
+/// length: 0 when there are no entries, and then the field is left out.
 struct Metadata<'a> {
     entries: SmallVec<[(&'a str, &'a str); DIRECT_HEADERS]>,
     len: usize,
 }
 
 impl<'a> Metadata<'a> {
+    /// The entries of `headers` as the general path makes them: each name's first UTF-8 value, each value checked
+    /// once.
     fn of(headers: &'a [(String, Bytes)]) -> Metadata<'a> {
-        let entries: SmallVec<[_; DIRECT_HEADERS]> = entries(headers).collect();
+        let mut entries: SmallVec<[(&str, &str); DIRECT_HEADERS]> = SmallVec::new();
+        for (name, value) in headers {
+            let Some(value) = core_bus::text::utf8(value) else {
+                continue;
+            };
+            if entries.iter().all(|(kept, _)| kept != name) {
+                entries.push((name, value));
+            }
+        }
         let len = entries
             .iter()
             .map(|(name, value)| nested_len(entry_len(name, value)))
