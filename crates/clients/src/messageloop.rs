@@ -13,7 +13,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{FutureExt, SinkExt};
 use prost::Message as _;
-use protocols::messageloop::codec::{direct_pb, json, publication_json, publish_json};
+use protocols::messageloop::codec::publication_json::{
+    self, PlainBody, PlainOutbound, PlainPayload,
+};
+use protocols::messageloop::codec::{direct_pb, json, publish_json};
 use protocols::messageloop::pb::messageloop::client::v2 as pb;
 use protocols::messageloop::pb::messageloop::shared::v2 as shared;
 use tokio_rustls::TlsConnector;
@@ -289,9 +292,25 @@ async fn read_loop(mut stream: ws::Stream, tx: InboxSender) {
 fn frame_events(frame: WsMessage, events: &mut Vec<Event>) {
     let decoded = match frame {
         WsMessage::Binary(bytes) => return binary_events(bytes, events),
-        // A plain publication is read directly; whatever else the server sends, through the JSON mapping.
+        // A plain publication or publish ack is read directly, each message's channel and payload copied out of
+        // the frame; whatever else the server sends, through the JSON mapping.
         WsMessage::Text(text) => match publication_json::read(&text) {
-            Some(message) => Ok(message),
+            Some(PlainOutbound {
+                body: PlainBody::Publication(messages),
+                ..
+            }) => {
+                return events.extend(messages.into_iter().map(|m| {
+                    delivered(
+                        m.channel.to_owned(),
+                        m.payload.map(PlainPayload::generated),
+                        Vec::new(),
+                    )
+                }))
+            }
+            Some(PlainOutbound {
+                body: PlainBody::PublishAck { .. },
+                ..
+            }) => return,
             None => json::from_slice(text.as_bytes()).map_err(|e| e.to_string()),
         },
         WsMessage::Close(close) => {
