@@ -14,6 +14,7 @@ use core_bus::config::{BusConfig, HistoryPolicy, HistoryRule};
 use core_bus::{Bus, ConnectionId, Envelope, Pattern, Protocol, Topic};
 use protocols::auth::{AuthConfig, Authenticator, Identity, StaticToken};
 use protocols::messageloop::bridge::deliveries::Deliveries;
+use protocols::messageloop::codec::shared::SharedPublication;
 use protocols::messageloop::message::{
     Connect, Error, Inbound, InboundBody, Outbound, OutboundBody, Payload, PayloadData, Position,
     PresenceAction, Publish, RecoverState, RpcRequest, Subscription,
@@ -285,6 +286,54 @@ fn publish_reaches_every_subscriber_once_including_the_publisher() {
 
     send(&mut bob, "w", publish("chat.*", "x"), world.at(2));
     assert_eq!(error_code(&bob.poll_transmit()[0]), Some("BAD_REQUEST"));
+}
+
+/// The shared publication of the one message among `out` (presence events aside), or `None` for one built for this
+/// subscriber alone.
+fn shared_of(out: &[Outbound]) -> Option<Arc<SharedPublication>> {
+    let publications: Vec<_> = out.iter().filter(|o| o.body.messages().is_some()).collect();
+    assert_eq!(publications.len(), 1, "{out:?}");
+    match &publications[0].body {
+        OutboundBody::Delivered(shared) => Some(shared.clone()),
+        OutboundBody::Publication(messages) => {
+            assert_eq!(messages.len(), 1);
+            None
+        }
+        _ => panic!("{out:?}"),
+    }
+}
+
+/// A message two subscribers hold is built once and shared, the later subscriber finding the earlier one's build
+/// (one message id for both); a message only its one subscriber holds is built for it alone; one the topic's
+/// history also holds is shared.
+#[test]
+fn a_message_is_shared_while_others_hold_it_and_built_alone_when_only_its_subscriber_does() {
+    let world = World::new(false);
+    let mut alice = world.connected(Generation::G2);
+    let mut bob = world.connected(Generation::G2);
+    for session in [&mut alice, &mut bob] {
+        send(session, "s", subscribe(&["chat.room"]), world.at(1));
+        session.poll_transmit();
+    }
+    send(&mut bob, "p", publish("chat.room", "both"), world.at(1));
+    bob.poll_transmit();
+    let to_alice = shared_of(&pump(&mut alice, world.at(1))).expect("bob still holds it");
+    let to_bob = shared_of(&pump(&mut bob, world.at(1))).expect("alice's build found");
+    assert!(Arc::ptr_eq(&to_alice, &to_bob));
+
+    send(
+        &mut alice,
+        "s",
+        subscribe(&["solo", "hist.room"]),
+        world.at(2),
+    );
+    alice.poll_transmit();
+    send(&mut bob, "p", publish("solo", "one"), world.at(2));
+    bob.poll_transmit();
+    assert!(shared_of(&pump(&mut alice, world.at(2))).is_none());
+    send(&mut bob, "p", publish("hist.room", "kept"), world.at(2));
+    bob.poll_transmit();
+    assert!(shared_of(&pump(&mut alice, world.at(2))).is_some());
 }
 
 #[test]

@@ -46,18 +46,20 @@ impl std::fmt::Debug for Deliveries {
 }
 
 impl Deliveries {
+    /// The publication already built for `envelope`, if its slot still holds it.
+    pub fn get(&self, envelope: &Envelope) -> Option<Arc<SharedPublication>> {
+        Slot::of(&self.slot(envelope).lock(), envelope)
+    }
+
     /// The publication of `envelope`: the one already built for it, or `build`'s, kept for the next subscriber.
     pub fn get_or_build(
         &self,
         envelope: &Envelope,
         build: impl FnOnce() -> Message,
     ) -> Arc<SharedPublication> {
-        // The low bits of a message id are a counter: consecutive messages take consecutive slots.
-        let mut slot = self.slots[(envelope.id.0 % SLOTS as u128) as usize].lock();
-        if let Some(found) = slot.as_ref() {
-            if found.id == envelope.id && found.position == envelope.position {
-                return found.publication.clone();
-            }
+        let mut slot = self.slot(envelope).lock();
+        if let Some(found) = Slot::of(&slot, envelope) {
+            return found;
         }
         // Built under the slot's lock, taken once: a subscriber of the same message on another thread waits for
         // this publication instead of building its own.
@@ -71,6 +73,20 @@ impl Deliveries {
         // The message it replaced is freed after the lock is released.
         drop(replaced);
         publication
+    }
+
+    fn slot(&self, envelope: &Envelope) -> &Mutex<Option<Slot>> {
+        // The low bits of a message id are a counter: consecutive messages take consecutive slots.
+        &self.slots[(envelope.id.0 % SLOTS as u128) as usize]
+    }
+}
+
+impl Slot {
+    /// The publication in `slot` when it is `envelope`'s.
+    fn of(slot: &Option<Slot>, envelope: &Envelope) -> Option<Arc<SharedPublication>> {
+        slot.as_ref()
+            .filter(|found| found.id == envelope.id && found.position == envelope.position)
+            .map(|found| found.publication.clone())
     }
 }
 
@@ -124,5 +140,20 @@ mod tests {
         let again = deliveries.get_or_build(&first, || build(&first));
         assert_eq!(builds.get(), 4);
         assert!(!Arc::ptr_eq(&a, &again));
+    }
+
+    /// `get` finds what `get_or_build` built, and builds nothing.
+    #[test]
+    fn get_finds_only_a_built_publication() {
+        let bus = Bus::new(Default::default());
+        let deliveries = Deliveries::default();
+        let message = envelope();
+        assert!(deliveries.get(&message).is_none());
+        let built = deliveries.get_or_build(&message, || from_envelope(&message, false, &bus, "e"));
+        let found = deliveries.get(&message).expect("built before");
+        assert!(Arc::ptr_eq(&built, &found));
+        let mut later = envelope();
+        later.id = MessageId(message.id.0 + SLOTS as u128);
+        assert!(deliveries.get(&later).is_none());
     }
 }
