@@ -11,62 +11,115 @@
 //! `None` for any other shape, which is then read that way. A client copies what it keeps (a message's channel
 //! and payload), not the ids and positions it steps over.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use super::generation::Generation;
 use super::plain_json::{self, optional, Reader};
 pub use super::plain_json::{PlainData, PlainPayload};
 use super::wire::headers_to_entries;
-use crate::messageloop::message::{Message, Payload, PayloadData, PublishAck};
+use crate::messageloop::message::{Message, OutboundBody, Payload, PayloadData, PublishAck};
 use crate::messageloop::pb::messageloop::client::v2 as pb;
 use crate::messageloop::pb::messageloop::shared::v2 as shared;
 
 /// Largest integer a double holds exactly.
 const MAX_EXACT: f64 = 9_007_199_254_740_992.0;
 
-/// The envelope's `publication` member, `"publication":{…}`; `None` for G0, whose messages carry CloudEvents and
-/// are rendered the general way.
-pub fn publication(generation: Generation, messages: &[Message]) -> Option<String> {
-    if generation == Generation::G0 {
-        return None;
-    }
-    let mut out = String::with_capacity(messages.iter().map(size_hint).sum::<usize>() + 32);
-    out.push_str("\"publication\":");
-    let mut object = Object::start(&mut out);
-    if !messages.is_empty() {
-        object.key("messages");
-        object.out.push('[');
-        for (index, message) in messages.iter().enumerate() {
-            if index > 0 {
-                object.out.push(',');
-            }
-            write_message(object.out, generation, message);
-        }
-        object.out.push(']');
-    }
-    object.end();
-    Some(out)
+/// An envelope member written directly: a G1 or G2 `publication` (G0's messages carry CloudEvents and are
+/// rendered the general way) or a G2 `publish_ack` (G0's and G1's are rendered the general way).
+pub enum Direct<'a> {
+    Publication(Generation, &'a [Message]),
+    PublishAck(&'a PublishAck),
 }
 
-/// A G2 envelope's `publish_ack` member, `"publish_ack":{…}`; `None` for G0 and G1, whose acks are rendered the
-/// general way.
-pub fn publish_ack(generation: Generation, ack: &PublishAck) -> Option<String> {
-    if generation != Generation::G2 {
-        return None;
+impl<'a> Direct<'a> {
+    /// The member `body` is in `generation` when it is written directly.
+    pub fn of(generation: Generation, body: &'a OutboundBody) -> Option<Direct<'a>> {
+        match (generation, body) {
+            (Generation::G2, OutboundBody::PublishAck(ack)) => Some(Direct::PublishAck(ack)),
+            (Generation::G0, _) => None,
+            (_, body) => body
+                .messages()
+                .map(|messages| Direct::Publication(generation, messages)),
+        }
     }
-    let mut out = String::with_capacity(96 + ack.id.len() + ack.position.stream_epoch.len());
-    out.push_str("\"publish_ack\":");
-    let mut object = Object::start(&mut out);
-    object.string("id", &ack.id);
-    object.key("position");
-    let mut position = Object::start(object.out);
-    if let Some(offset) = ack.position.offset {
-        position.uint64("offset", offset);
+
+    fn key(&self) -> &'static str {
+        match self {
+            Direct::Publication(..) => "publication",
+            Direct::PublishAck(_) => "publish_ack",
+        }
     }
-    position.string("stream_epoch", &ack.position.stream_epoch);
-    position.end();
-    object.end();
-    Some(out)
+
+    /// The member alone, `"key":{…}`: what is shared by the envelopes that carry it.
+    pub fn member(&self) -> (Cow<'static, str>, String) {
+        let mut out = String::with_capacity(self.size_hint());
+        self.write(&mut out);
+        (Cow::Borrowed(self.key()), out)
+    }
+
+    /// The whole envelope `{"id":…,"key":{…},"time":…}` in one buffer: the bytes [`super::shared::json_frame`]
+    /// gives around [`Direct::member`] (`id` and `time`, left out when empty or zero, sort before and after both
+    /// keys).
+    pub fn frame(&self, id: &str, time_ms: u64) -> String {
+        let mut out = String::with_capacity(self.size_hint() + id.len() + 48);
+        out.push('{');
+        if !id.is_empty() {
+            out.push_str("\"id\":");
+            push_string(&mut out, id);
+            out.push(',');
+        }
+        self.write(&mut out);
+        if time_ms != 0 {
+            out.push_str(",\"time\":\"");
+            out.push_str(itoa::Buffer::new().format(time_ms));
+            out.push('"');
+        }
+        out.push('}');
+        out
+    }
+
+    fn size_hint(&self) -> usize {
+        match self {
+            Direct::Publication(_, messages) => messages.iter().map(size_hint).sum::<usize>() + 32,
+            Direct::PublishAck(ack) => 96 + ack.id.len() + ack.position.stream_epoch.len(),
+        }
+    }
+
+    /// `"key":{…}`, appended to `out`.
+    fn write(&self, out: &mut String) {
+        out.push('"');
+        out.push_str(self.key());
+        out.push_str("\":");
+        let mut object = Object::start(out);
+        match self {
+            Direct::Publication(generation, messages) => {
+                if !messages.is_empty() {
+                    object.key("messages");
+                    object.out.push('[');
+                    for (index, message) in messages.iter().enumerate() {
+                        if index > 0 {
+                            object.out.push(',');
+                        }
+                        write_message(object.out, *generation, message);
+                    }
+                    object.out.push(']');
+                }
+            }
+            Direct::PublishAck(ack) => {
+                object.string("id", &ack.id);
+                object.key("position");
+                let mut position = Object::start(object.out);
+                if let Some(offset) = ack.position.offset {
+                    position.uint64("offset", offset);
+                }
+                position.string("stream_epoch", &ack.position.stream_epoch);
+                position.end();
+            }
+        }
+        object.end();
+    }
 }
 
 /// `text` as a JSON string, escaped as serde_json escapes it (only `"`, `\\` and control characters).
@@ -555,7 +608,8 @@ mod tests {
                 }
             }
         }
-        assert_eq!(publication(Generation::G0, &messages()[0]), None);
+        let body = OutboundBody::Publication(messages()[0].clone());
+        assert!(Direct::of(Generation::G0, &body).is_none());
     }
 
     /// Strings are escaped exactly as serde_json escapes them, with or without anything to escape.
@@ -680,7 +734,7 @@ mod tests {
                             panic!("{outbound:?}")
                         };
                         assert_eq!(direct, rendered.unwrap().to_string(), "{outbound:?}");
-                        assert_eq!(publish_ack(Generation::G1, &ack), None);
+                        assert!(Direct::of(Generation::G1, &outbound.body).is_none());
                         let general = json::from_slice::<pb::OutboundMessage>(direct.as_bytes());
                         if let Some(read) = read(&direct) {
                             plain += 1;

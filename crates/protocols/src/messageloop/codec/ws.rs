@@ -7,8 +7,6 @@
 //! schema (which accepts G0's connect/subscribe/ping shapes) and outbound ones carry only what both
 //! generations define ([`super::g0_or_g1`]). Once the generation is known, replies use exactly its schema.
 
-use std::borrow::Cow;
-
 use bytes::Bytes;
 use prost::Message as _;
 use serde_json::Value;
@@ -19,7 +17,7 @@ use super::generation::{
     detect_json, detect_protobuf, legacy_shape, Detected, Encoding, Generation, GenerationSetting,
 };
 use super::json::{self, JsonError};
-use super::publication_json;
+use super::publication_json::Direct;
 use super::publish_json;
 use super::publish_pb;
 use super::shared::{json_frame, Encoded, Form};
@@ -161,6 +159,11 @@ impl WsCodec {
                 return Ok(frame);
             }
         }
+        if let Form::Json(Some(generation)) = self.form() {
+            if let Some(direct) = Direct::of(generation, &message.body) {
+                return Ok(Frame::Text(direct.frame(&message.id, message.time_ms)));
+            }
+        }
         Ok(match self.encode_parts(message)? {
             Encoded::Json(value) => Frame::Text(value.to_string()),
             Encoded::JsonMembers(members) => {
@@ -204,16 +207,8 @@ impl WsCodec {
             Encoding::Json => {
                 // A G1/G2 publication and a G2 publish ack are written directly, not through the dynamic protojson
                 // rendering.
-                let direct = match &message.body {
-                    OutboundBody::PublishAck(ack) => publication_json::publish_ack(generation, ack)
-                        .map(|ack| ("publish_ack", ack)),
-                    body => body
-                        .messages()
-                        .and_then(|messages| publication_json::publication(generation, messages))
-                        .map(|publication| ("publication", publication)),
-                };
-                if let Some((key, member)) = direct {
-                    return Ok(Encoded::JsonMembers(vec![(Cow::Borrowed(key), member)]));
+                if let Some(direct) = Direct::of(generation, &message.body) {
+                    return Ok(Encoded::JsonMembers(vec![direct.member()]));
                 }
                 Ok(Encoded::Json(by_generation!(
                     generation,
