@@ -5,7 +5,9 @@
 //!
 //! A small direct-mapped table keyed by the envelope's id: a message takes the slot its id picks; a later one
 //! picking the same slot replaces it. A subscriber that comes to a message after its slot was taken builds its own
-//! copy (the same message, except for a fresh UUID id when the topic keeps no history).
+//! copy (the same message, except for a fresh UUID id when the topic keeps no history). A session holding a
+//! message's last reference only asks whether it was built ([`Deliveries::get`]) and otherwise builds it for
+//! itself, outside the table: no one else will ask for it.
 
 use std::sync::Arc;
 

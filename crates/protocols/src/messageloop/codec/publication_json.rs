@@ -1,5 +1,6 @@
 //! The JSON of a G1 or G2 envelope's `publication` member, written straight from the delivered [`Message`]s into
-//! one `String`, and of a G2 `publish_ack` member: the bytes [`super::json`]'s protojson rendering gives (proto
+//! one `String`, and of a G2 `publish_ack` member ([`Direct`]: the member alone for a publication shared by its
+//! subscribers, or the whole envelope around it): the bytes [`super::json`]'s protojson rendering gives (proto
 //! names, defaults left out, set oneof members and `optional` fields kept, 64-bit integers as strings, bytes as
 //! padded base64, a `Struct`'s numbers as doubles written without a fraction when whole, every object's keys in
 //! order), without building the protobuf message, its dynamic copy and a `serde_json::Value` of the whole envelope
@@ -59,9 +60,8 @@ impl<'a> Direct<'a> {
         (Cow::Borrowed(self.key()), out)
     }
 
-    /// The whole envelope `{"id":…,"key":{…},"time":…}` in one buffer: the bytes [`super::shared::json_frame`]
-    /// gives around [`Direct::member`] (`id` and `time`, left out when empty or zero, sort before and after both
-    /// keys).
+    /// The whole envelope `{"id":…,"key":{…},"time":…}` in one buffer: the bytes `shared::json_frame` gives
+    /// around [`Direct::member`] (`id` and `time`, left out when empty or zero, sort before and after both keys).
     pub fn frame(&self, id: &str, time_ms: u64) -> String {
         let mut out = String::with_capacity(self.size_hint() + id.len() + 48);
         out.push('{');
