@@ -66,15 +66,13 @@ impl<'a> Direct<'a> {
         let mut out = String::with_capacity(self.size_hint() + id.len() + 48);
         out.push('{');
         if !id.is_empty() {
-            out.push_str("\"id\":");
-            push_string(&mut out, id);
+            push_id(&mut out, id);
             out.push(',');
         }
         self.write(&mut out);
         if time_ms != 0 {
-            out.push_str(",\"time\":\"");
-            out.push_str(itoa::Buffer::new().format(time_ms));
-            out.push('"');
+            out.push(',');
+            push_time(&mut out, time_ms);
         }
         out.push('}');
         out
@@ -120,6 +118,19 @@ impl<'a> Direct<'a> {
         }
         object.end();
     }
+}
+
+/// An envelope's `"id":"…"` member.
+pub(super) fn push_id(out: &mut String, id: &str) {
+    out.push_str("\"id\":");
+    push_string(out, id);
+}
+
+/// An envelope's `"time":"…"` member (a 64-bit integer, so a decimal string).
+pub(super) fn push_time(out: &mut String, time_ms: u64) {
+    out.push_str("\"time\":\"");
+    out.push_str(itoa::Buffer::new().format(time_ms));
+    out.push('"');
 }
 
 /// `text` as a JSON string, escaped as serde_json escapes it (only `"`, `\\` and control characters).

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::direct_pb;
 use super::generation::{Encoding, Generation};
-use super::publication_json::push_string;
+use super::publication_json::{push_id, push_time};
 use super::ws::{EncodeError, Frame};
 use crate::messageloop::message::{Message, Outbound, OutboundBody};
 
@@ -173,12 +173,9 @@ pub(super) fn json_frame(
     let put_own = |out: &mut String, name: &str| {
         comma(out);
         if name == "id" {
-            out.push_str("\"id\":");
-            push_string(out, id);
+            push_id(out, id);
         } else {
-            out.push_str("\"time\":\"");
-            out.push_str(itoa::Buffer::new().format(time_ms));
-            out.push('"');
+            push_time(out, time_ms);
         }
     };
     for (key, member) in members {
