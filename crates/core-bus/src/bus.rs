@@ -64,16 +64,16 @@ impl Bus {
         let _ = self.inner.trace.set(hook);
     }
 
-    /// Attaches a cluster backend; from now on local publishes and interest changes go to it.
+    /// Attaches a cluster backend; from now on local publishes and interest changes go to it. A bus has one for
+    /// its life (a second is ignored), so a publish finds it with one load.
     pub fn set_cluster(&self, backend: Box<dyn ClusterBackend>) {
-        self.inner.cluster.store(Some(Arc::new(backend)));
+        let _ = self.inner.cluster.set(backend);
     }
 
     pub fn cluster_state(&self) -> ClusterState {
         self.inner
             .cluster
-            .load()
-            .as_ref()
+            .get()
             .map_or(ClusterState::Standalone, |c| c.state())
     }
 
@@ -146,8 +146,7 @@ impl Bus {
         );
         // On the heap from here: the bus passes it on by pointer.
         let envelope = Arc::new(envelope);
-        let cluster = self.inner.cluster.load();
-        let Some(cluster) = cluster.as_ref() else {
+        let Some(cluster) = self.inner.cluster.get() else {
             return self.inner.route(envelope, Scope::All, Record::Sequence).0;
         };
         let owns_groups = cluster.owns_groups();
@@ -215,7 +214,7 @@ impl Bus {
 
     /// Reports a presence change of this node to the cluster backend (nothing happens on a single node).
     pub fn share_presence(&self, change: PresenceChange) {
-        if let Some(cluster) = self.inner.cluster.load().as_ref() {
+        if let Some(cluster) = self.inner.cluster.get() {
             cluster.presence(&change);
         }
     }
@@ -251,8 +250,7 @@ impl Bus {
     pub fn epoch_text(&self, epoch: u64) -> String {
         self.inner
             .cluster
-            .load()
-            .as_ref()
+            .get()
             .and_then(|cluster| cluster.epoch_name(epoch))
             .unwrap_or_else(|| epoch.to_string())
     }
@@ -262,8 +260,7 @@ impl Bus {
         text.parse::<u64>().ok().or_else(|| {
             self.inner
                 .cluster
-                .load()
-                .as_ref()
+                .get()
                 .and_then(|cluster| cluster.epoch_named(text))
         })
     }

@@ -4,9 +4,9 @@
 //! bound. Publishers read the subscription index through `arc-swap` without locks; updates (subscriptions, groups,
 //! named groups, durable bindings) are serialised under one writer lock and swap in a new index.
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
@@ -109,7 +109,7 @@ pub(crate) struct BusInner {
     known_topics: DashMap<Topic, ()>,
     pub(crate) mailboxes: DashMap<u64, Weak<Queue>>,
     pub(crate) next_mailbox: std::sync::atomic::AtomicU64,
-    pub(crate) cluster: ArcSwapOption<Box<dyn ClusterBackend>>,
+    pub(crate) cluster: OnceLock<Box<dyn ClusterBackend>>,
     pub(crate) remote_presence: RemotePresence,
     /// The named groups on patterns (MQTT shared subscriptions); changed under `writer` only.
     pub(crate) shared_groups: SharedGroups,
@@ -136,7 +136,7 @@ impl BusInner {
             known_topics: DashMap::new(),
             mailboxes: DashMap::new(),
             next_mailbox: std::sync::atomic::AtomicU64::new(1),
-            cluster: ArcSwapOption::empty(),
+            cluster: OnceLock::new(),
             remote_presence: RemotePresence::default(),
             shared_groups: SharedGroups::default(),
             durables: Durables::default(),
@@ -275,7 +275,7 @@ impl BusInner {
 
     /// A topic the cluster's log numbers takes the log's epoch even before its first message reaches this node.
     pub(crate) fn follow_cluster_epoch(&self, topic: &Topic, state: &mut HistoryState) {
-        if let Some(cluster) = self.cluster.load().as_ref() {
+        if let Some(cluster) = self.cluster.get() {
             if let Sequencing::Cluster { epoch } = cluster.sequencing(topic) {
                 state.enter_epoch(epoch);
             }
@@ -472,7 +472,7 @@ impl BusInner {
         } else {
             BusEvent::Unsubscribed { pattern, by }
         };
-        if let Some(cluster) = self.cluster.load().as_ref() {
+        if let Some(cluster) = self.cluster.get() {
             cluster.interest(&event);
         }
         if self
