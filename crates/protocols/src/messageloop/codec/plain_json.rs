@@ -230,6 +230,30 @@ pub(super) fn optional<'a, T>(
 mod tests {
     use super::*;
 
+    /// The first stop at every place in texts of every length around the block size, against a plain search.
+    #[test]
+    fn string_end_finds_the_first_stop_wherever_it_is() {
+        let plain = |bytes: &[u8]| {
+            bytes
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        };
+        for len in 0..50 {
+            let mut text = vec![b'a'; len];
+            assert_eq!(string_end(&text), None, "{len}");
+            for at in 0..len {
+                for stop in [b'"', b'\\', 0, 0x1f, b'\n'] {
+                    text[at] = stop;
+                    assert_eq!(string_end(&text), plain(&text), "{len} {at} {stop}");
+                    text[len - 1] = b'"';
+                    assert_eq!(string_end(&text), plain(&text), "{len} {at} {stop}");
+                    text.fill(b'a');
+                }
+            }
+        }
+        assert_eq!(string_end(&[0x20, 0x7f, 0x80, 0xff, b'"']), Some(4));
+    }
+
     /// `{"a":…,"b":[…]}` as pairs, `None` when the reader refuses it.
     fn pairs(text: &str) -> Option<Vec<(String, String)>> {
         let mut reader = Reader::new(text);
