@@ -6,8 +6,8 @@
 //! A small direct-mapped table keyed by the envelope's id: a message takes the slot its id picks; a later one
 //! picking the same slot replaces it. A subscriber that comes to a message after its slot was taken builds its own
 //! copy (the same message, except for a fresh UUID id when the topic keeps no history). A session holding a
-//! message's last reference only asks whether it was built ([`Deliveries::get`]) and otherwise builds it for
-//! itself, outside the table: no one else will ask for it.
+//! message's last reference only asks whether it was built and otherwise builds it for itself, outside the
+//! table: no one else will ask for it ([`Deliveries::body`] makes that choice).
 
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use core_bus::{Envelope, MessageId, Position};
 use parking_lot::Mutex;
 
 use crate::messageloop::codec::shared::SharedPublication;
-use crate::messageloop::message::Message;
+use crate::messageloop::message::{Message, OutboundBody};
 
 /// Slots in the table: the messages that can be in flight to slower subscribers and still be shared.
 const SLOTS: usize = 256;
@@ -48,8 +48,22 @@ impl std::fmt::Debug for Deliveries {
 }
 
 impl Deliveries {
+    /// What a session delivers for `envelope`, the `Arc` its mailbox handed over: the shared publication while
+    /// anyone else holds the message (built by `build` for all when nobody did yet); when the caller holds its last
+    /// reference, the shared one if an earlier subscriber's build is still at hand, else `build`'s publication for
+    /// the caller alone, kept out of the table since no one else will ask for it.
+    pub fn body(&self, envelope: &Arc<Envelope>, build: impl FnOnce() -> Message) -> OutboundBody {
+        if Arc::strong_count(envelope) > 1 {
+            return OutboundBody::Delivered(self.get_or_build(envelope, build));
+        }
+        match self.get(envelope) {
+            Some(shared) => OutboundBody::Delivered(shared),
+            None => OutboundBody::Publication(vec![build()]),
+        }
+    }
+
     /// The publication already built for `envelope`, if its slot still holds it.
-    pub fn get(&self, envelope: &Envelope) -> Option<Arc<SharedPublication>> {
+    fn get(&self, envelope: &Envelope) -> Option<Arc<SharedPublication>> {
         Slot::of(&self.slot(envelope).lock(), envelope)
     }
 
@@ -157,5 +171,29 @@ mod tests {
         let mut later = envelope();
         later.id = MessageId(message.id.0 + SLOTS as u128);
         assert!(deliveries.get(&later).is_none());
+    }
+
+    /// A message others still hold is shared through the table; one whose last holder asks is built for it alone,
+    /// unless it was built before.
+    #[test]
+    fn body_is_shared_while_others_hold_the_message() {
+        let bus = Bus::new(Default::default());
+        let deliveries = Deliveries::default();
+        let build = |envelope: &Envelope| from_envelope(envelope, false, &bus, "e");
+        let alone = Arc::new(envelope());
+        let body = deliveries.body(&alone, || build(&alone));
+        assert!(matches!(&body, OutboundBody::Publication(messages) if messages.len() == 1));
+        assert!(deliveries.get(&alone).is_none(), "not kept in the table");
+        let shared = Arc::new(envelope());
+        let other_holder = shared.clone();
+        let OutboundBody::Delivered(first) = deliveries.body(&shared, || build(&shared)) else {
+            panic!("a message someone else holds is shared");
+        };
+        drop(other_holder);
+        let OutboundBody::Delivered(last) = deliveries.body(&shared, || panic!("built before"))
+        else {
+            panic!("the last holder finds the earlier build");
+        };
+        assert!(Arc::ptr_eq(&first, &last));
     }
 }

@@ -477,18 +477,7 @@ impl Session {
                             &context.settings.epoch,
                         )
                     };
-                    // A message no one else holds any more (no other subscriber waiting for it, no history) is
-                    // not asked for again: unless an earlier subscriber's build is at hand, it is built and
-                    // encoded for this subscriber alone, outside the shared table.
-                    let deliveries = &context.deliveries;
-                    let body = if Arc::strong_count(&delivery.envelope) == 1 {
-                        match deliveries.get(&delivery.envelope) {
-                            Some(shared) => OutboundBody::Delivered(shared),
-                            None => OutboundBody::Publication(vec![build()]),
-                        }
-                    } else {
-                        OutboundBody::Delivered(deliveries.get_or_build(&delivery.envelope, build))
-                    };
+                    let body = context.deliveries.body(&delivery.envelope, build);
                     self.reply(frame_uuid(), now, body);
                 }
                 Some(Route::Presence(channel)) => {
