@@ -7,7 +7,7 @@
 use gatewayd_fuzz::pick;
 use libfuzzer_sys::fuzz_target;
 use protocols::messageloop::codec::pb::messageloop::client::v2::{InboundMessage, OutboundMessage};
-use protocols::messageloop::codec::{json, publication_json, publish_json};
+use protocols::messageloop::codec::{json, publication_read, publish_json};
 use protocols::messageloop::{Encoding, G2Wire, Generation, GenerationSetting, Wire, WsCodec};
 
 fuzz_target!(|data: &[u8]| {
@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
                     let general = json::from_slice::<InboundMessage>(frame).map(G2Wire::inbound);
                     assert_eq!(general.ok(), Some(Ok(direct)));
                 }
-                if let Some(direct) = publication_json::read(text) {
+                if let Some(direct) = publication_read::read(text) {
                     assert_eq!(
                         json::from_slice::<OutboundMessage>(frame).ok(),
                         Some(direct.generated())

@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{FutureExt, SinkExt};
 use prost::Message as _;
-use protocols::messageloop::codec::publication_json::{
+use protocols::messageloop::codec::publication_read::{
     self, PlainBody, PlainOutbound, PlainPayload,
 };
 use protocols::messageloop::codec::{direct_pb, json, publish_json};
@@ -294,7 +294,7 @@ fn frame_events(frame: WsMessage, events: &mut Vec<Event>) {
         WsMessage::Binary(bytes) => return binary_events(bytes, events),
         // A plain publication or publish ack is read directly, each message's channel and payload copied out of
         // the frame; whatever else the server sends, through the JSON mapping.
-        WsMessage::Text(text) => match publication_json::read(&text) {
+        WsMessage::Text(text) => match publication_read::read(&text) {
             Some(PlainOutbound {
                 body: PlainBody::Publication(messages),
                 ..

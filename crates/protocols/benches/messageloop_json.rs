@@ -1,13 +1,13 @@
 //! MessageLoop JSON's direct readers on the bench's workload, per payload size: gatewayd's read of a G2 publish as
 //! gatewayctl sends it ([`publish_json::publish`]) and the client's read of the publication gatewayd sends for it
-//! ([`publication_json::read`]).
+//! ([`publication_read::read`]).
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 mod common;
 
-use protocols::messageloop::codec::{publication_json, publish_json};
+use protocols::messageloop::codec::{publication_read, publish_json};
 use protocols::messageloop::message::{Message, Outbound, OutboundBody, Payload, Position};
 use protocols::messageloop::{Encoding, Frame, Generation, GenerationSetting, WsCodec};
 
@@ -48,11 +48,11 @@ fn readers(c: &mut Criterion) {
         let Ok(Frame::Text(publication)) = codec.encode(&outbound) else {
             panic!("a G2 JSON codec writes text");
         };
-        assert!(publication_json::read(&publication).is_some());
+        assert!(publication_read::read(&publication).is_some());
         group.bench_with_input(
             BenchmarkId::new("read-publication", size),
             &publication,
-            |b, publication| b.iter(|| publication_json::read(publication)),
+            |b, publication| b.iter(|| publication_read::read(publication)),
         );
     }
     group.finish();

@@ -8,7 +8,7 @@
 //! * [`wire`]: generation-neutral messages from and to each generation's envelopes (and the proxy calls).
 //! * [`ws`]: the per-connection WebSocket codec, one WebSocket message ↔ one envelope; [`shared`]: a delivered
 //!   publication encoded once for all its subscribers; [`publication_json`]: the JSON of a G1/G2 publication,
-//!   written directly; [`direct_pb`]: the protobuf of a G2 publication and publish ack, written directly;
+//!   written directly, and [`publication_read`]: a client's direct reading of it; [`direct_pb`]: the protobuf of a G2 publication and publish ack, written directly;
 //!   [`publish_json`] and [`publish_pb`]: a G2 client's publish command, read directly (JSON, protobuf);
 //!   [`plain_json`]: the reader of the plain JSON shape both JSON readers take.
 //! * [`conformance`]: strict reading of server messages as the SDKs read them.
@@ -22,6 +22,7 @@ pub mod json;
 pub mod pb;
 mod plain_json;
 pub mod publication_json;
+pub mod publication_read;
 pub mod publish_json;
 pub mod publish_pb;
 pub mod shared;
