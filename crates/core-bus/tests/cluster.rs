@@ -68,6 +68,18 @@ fn local_publishes_and_interest_reach_the_backend_and_remote_ones_are_not_forwar
 }
 
 #[test]
+fn a_bus_keeps_the_first_backend_attached() {
+    let bus = bus();
+    let first = Arc::new(Recorder::default());
+    let second = Arc::new(Recorder::default());
+    bus.set_cluster(Box::new(Shared(first.clone())));
+    bus.set_cluster(Box::new(Shared(second.clone())));
+    bus.publish(envelope("t.local", "l"));
+    assert_eq!(first.forwarded.lock().len(), 1);
+    assert!(second.forwarded.lock().is_empty());
+}
+
+#[test]
 fn a_backend_that_owns_groups_takes_group_delivery_away_from_the_publishing_node() {
     let bus = bus();
     let recorder = Arc::new(Recorder {
