@@ -8,9 +8,10 @@
 //! * [`wire`]: generation-neutral messages from and to each generation's envelopes (and the proxy calls).
 //! * [`ws`]: the per-connection WebSocket codec, one WebSocket message ↔ one envelope; [`shared`]: a delivered
 //!   publication encoded once for all its subscribers; [`publication_json`]: the JSON of a G1/G2 publication,
-//!   written directly, and [`publication_read`]: a client's direct reading of it; [`direct_pb`]: the protobuf of a G2 publication and publish ack, written directly;
-//!   [`publish_json`] and [`publish_pb`]: a G2 client's publish command, read directly (JSON, protobuf);
-//!   [`plain_json`]: the reader of the plain JSON shape both JSON readers take.
+//!   written directly, and [`publication_read`]: a client's direct reading of it; [`direct_pb`]: the protobuf of
+//!   a G2 publication and publish ack, written directly; [`publish_json`] and [`publish_pb`]: a G2 client's
+//!   publish command, read directly (JSON, protobuf); [`plain_json`]: the reader of the plain JSON shape both
+//!   direct JSON readers (`publish_json`, `publication_read`) take.
 //! * [`conformance`]: strict reading of server messages as the SDKs read them.
 
 pub mod conformance;
