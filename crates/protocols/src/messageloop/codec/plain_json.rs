@@ -1,4 +1,4 @@
-//! A reader of JSON in the plain shape [`super::publish_json`] and [`super::publication_json`] read directly:
+//! A reader of JSON in the plain shape [`super::publish_json`] and [`super::publication_read`] read directly:
 //! objects whose keys the caller lists, strings without escapes, `null`, `true` and `false`, and arrays of objects,
 //! with JSON whitespace between them. Anything else (an escape, a control character in a string, a number, an
 //! unlisted or repeated key, an array where an object goes, bytes after the value) makes the reading give `None`,
