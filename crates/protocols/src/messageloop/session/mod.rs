@@ -214,10 +214,7 @@ impl FrameIds {
         }
         self.text[28..].copy_from_slice(&hex8(self.next));
         self.next += 1;
-        // Hex digits and dashes only, so this always holds (and is checked as ASCII, a word at a time).
-        core_bus::text::utf8(&self.text)
-            .map(str::to_owned)
-            .unwrap_or_default()
+        uuid_string(&self.text)
     }
 }
 
@@ -235,7 +232,13 @@ fn hex8(n: u32) -> [u8; 8] {
 
 /// `bytes` with the UUIDv4 version and variant bits set, as 36 characters built in one allocation.
 fn uuid_text(bytes: [u8; 16]) -> String {
-    core_bus::text::utf8(&uuid_digits(bytes))
+    uuid_string(&uuid_digits(bytes))
+}
+
+/// The UUID `digits` ([`uuid_digits`]) as a `String`.
+fn uuid_string(digits: &[u8; 36]) -> String {
+    // Hex digits and dashes only, so this always holds (and is checked as ASCII, a word at a time).
+    core_bus::text::utf8(digits)
         .map(str::to_owned)
         .unwrap_or_default()
 }
