@@ -26,18 +26,6 @@ source "$root/scripts/bench_common.sh"
 config="$out/bench.toml"
 bench_config "$config"
 
-start_gatewayd() {
-  "$bin/gatewayd" --config "$config" > "$out/gatewayd.log" 2>&1 &
-  gatewayd_pid=$!
-  pids+=("$gatewayd_pid")
-  wait_ready
-}
-
-stop_gatewayd() {
-  kill "$gatewayd_pid"
-  wait "$gatewayd_pid" 2>/dev/null || true
-}
-
 nats-server -a 127.0.0.1 -p "$nats_port" > "$out/nats.log" 2>&1 &
 pids+=("$!")
 # mosquitto as the MQTT peer: loopback, anonymous, in memory. Its defaults would drop QoS 1 messages past 1,000
@@ -100,9 +88,6 @@ done
 window=3
 events=syscalls:sys_enter_sendto,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_sendmsg
 events+=,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_futex
-delivered() {
-  curl -sf "http://127.0.0.1:$admin_port/metrics" | awk '/^gatewayd_messages_out_total/ {s += $2} END {print s + 0}'
-}
 if perf stat -e syscalls:sys_enter_sendto -- true > /dev/null 2>&1; then
   shapes=("stomp-16|--protocol stomp --size 16" "stomp-1024|--protocol stomp --size 1024"
     "messageloop-16|--protocol messageloop --size 16" "messageloop-1024|--protocol messageloop --size 1024"

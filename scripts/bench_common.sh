@@ -1,5 +1,6 @@
 # Sourced by the benchmark scripts (not run on its own): the processes to stop on exit, gatewayd's example config
-# moved to loopback, and waiting for gatewayd to be ready. Needs `root` (the repository) and `admin_port` set.
+# moved to loopback, starting and stopping gatewayd and waiting for it to be ready, and its count of deliveries.
+# Needs `root` (the repository) and `admin_port` set; starting gatewayd also `bin`, `config` and `out`.
 
 # Everything started is added here and stopped on exit.
 pids=()
@@ -24,4 +25,22 @@ wait_ready() {
   done
   echo "gatewayd did not become ready" >&2
   return 1
+}
+
+# start_gatewayd: gatewayd from $bin with $config (its log in $out), its pid in $gatewayd_pid, once it is ready.
+start_gatewayd() {
+  "$bin/gatewayd" --config "$config" > "$out/gatewayd.log" 2>&1 &
+  gatewayd_pid=$!
+  pids+=("$gatewayd_pid")
+  wait_ready
+}
+
+stop_gatewayd() {
+  kill "$gatewayd_pid"
+  wait "$gatewayd_pid" 2>/dev/null || true
+}
+
+# delivered: the messages gatewayd has delivered so far (`gatewayd_messages_out_total`, every series summed).
+delivered() {
+  curl -sf "http://127.0.0.1:$admin_port/metrics" | awk '/^gatewayd_messages_out_total/ {s += $2} END {print s + 0}'
 }

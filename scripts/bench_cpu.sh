@@ -20,53 +20,51 @@ bin="${BENCH_BIN_DIR:-$root/target/release}"
 admin_port=29393
 # shellcheck source=scripts/bench_common.sh
 source "$root/scripts/bench_common.sh"
-work="$(mktemp -d)"
-trap 'cleanup; rm -rf "$work"' EXIT
-bench_config "$work/gatewayd.toml"
-
-"$bin/gatewayd" --config "$work/gatewayd.toml" > "$work/gatewayd.log" 2>&1 &
-gatewayd=$!
-pids+=("$gatewayd")
-wait_ready
-"$bin/gatewayctl" --admin "http://127.0.0.1:$admin_port" bench "$@" --json > "$work/bench.json" &
+out="$(mktemp -d)"
+trap 'cleanup; rm -rf "$out"' EXIT
+config="$out/gatewayd.toml"
+bench_config "$config"
+start_gatewayd
+"$bin/gatewayctl" --admin "http://127.0.0.1:$admin_port" bench "$@" --json > "$out/bench.json" &
 ctl=$!
 pids+=("$ctl")
 
-python3 - "$gatewayd" "$ctl" "$admin_port" "${WARMUP:-1}" "${WINDOW:-3}" > "$work/cpu.txt" <<'PY'
-import os, re, sys, time, urllib.request
-gatewayd, ctl, port = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-warmup, window = float(sys.argv[4]), float(sys.argv[5])
-tick = os.sysconf("SC_CLK_TCK")
-
-def cpu(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / tick
-
-def delivered():
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return sum(float(v) for v in re.findall(r"^gatewayd_messages_out_total\{[^}]*\} (\S+)", text, re.M))
+# ticks PID: the CPU time (user + system, in clock ticks) of process PID so far, all its threads.
+ticks() {
+  # The fields after the command name, whose parentheses end at the last ") ".
+  awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+}
+# sample: gatewayd's and gatewayctl's CPU ticks, the deliveries so far and the time in seconds.
+sample() {
+  echo "$(ticks "$gatewayd_pid") $(ticks "$ctl") $(delivered) $(date +%s.%N)"
+}
 
 # Deliveries flow once two polls in a row see the count rise.
-last, rising = delivered(), 0
-while rising < 2:
-    time.sleep(0.5)
-    now = delivered()
-    rising = rising + 1 if now > last else 0
-    last = now
-time.sleep(warmup)
-start = (cpu(gatewayd), cpu(ctl), delivered(), time.monotonic())
-time.sleep(window)
-end = (cpu(gatewayd), cpu(ctl), delivered(), time.monotonic())
+last=$(delivered)
+rising=0
+while [ "$rising" -lt 2 ]; do
+  kill -0 "$ctl" 2> /dev/null || { echo "the bench ended before deliveries flowed" >&2; exit 1; }
+  sleep 0.5
+  now=$(delivered)
+  if [ "$now" -gt "$last" ]; then rising=$((rising + 1)); else rising=0; fi
+  last=$now
+done
+sleep "${WARMUP:-1}"
+start=$(sample)
+sleep "${WINDOW:-3}"
+end=$(sample)
+wait "$ctl"
+
+python3 - "$start" "$end" "$(getconf CLK_TCK)" "$out/bench.json" <<'PY'
+import json, sys
+start, end = (list(map(float, sample.split())) for sample in sys.argv[1:3])
+tick, bench = float(sys.argv[3]), json.load(open(sys.argv[4]))["gatewayd"]
 n, seconds = end[2] - start[2], end[3] - start[3]
 if n <= 0:
     sys.exit("no deliveries in the window: lengthen the run (--duration)")
-per = lambda i: f"{1e9 * (end[i] - start[i]) / n:,.0f} ns ({(end[i] - start[i]) / seconds:.2f} cores)"
-print(f"gatewayd {per(0)}  gatewayctl {per(1)}  per delivery; {n / seconds / 1e3:,.0f}k deliveries/s in the window")
-PY
-wait "$ctl"
-python3 - "$work/cpu.txt" "$work/bench.json" <<'PY'
-import json, sys
-bench = json.load(open(sys.argv[2]))["gatewayd"]
-print(f"{open(sys.argv[1]).read().strip()}; the bench: {bench['msgs_per_sec_in'] / 1e3:,.0f}k msg/s in, "
-      f"{bench['lost']} lost")
+def per(i):
+    cpu = (end[i] - start[i]) / tick
+    return f"{1e9 * cpu / n:,.0f} ns ({cpu / seconds:.2f} cores)"
+print(f"gatewayd {per(0)}  gatewayctl {per(1)}  per delivery; {n / seconds / 1e3:,.0f}k deliveries/s in the window; "
+      f"the bench: {bench['msgs_per_sec_in'] / 1e3:,.0f}k msg/s in, {bench['lost']} lost")
 PY
