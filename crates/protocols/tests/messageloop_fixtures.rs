@@ -17,7 +17,7 @@ use protocols::messageloop::conformance::{check_json, check_protobuf, outbound_n
 use protocols::messageloop::generation::{Encoding, Generation, GenerationSetting};
 use protocols::messageloop::message::{
     Connected, Inbound, InboundBody, Message, Outbound, OutboundBody, Payload, Position,
-    PresenceInfo, PresenceSnapshot, Publish, PublishAck, RecoverState, SubscribeAck, Subscription,
+    PresenceInfo, PresenceSnapshot, Publish, RecoverState, SubscribeAck, Subscription,
 };
 use protocols::messageloop::pb;
 use protocols::messageloop::subprotocol::negotiate;
@@ -221,13 +221,7 @@ impl ScriptedServer {
             }
             InboundBody::Publish(publish) => {
                 self.offset += 1;
-                let mut out = vec![(
-                    conn,
-                    reply(OutboundBody::PublishAck(PublishAck {
-                        id: inbound.id.clone(),
-                        position: position(self.offset),
-                    })),
-                )];
+                let mut out = vec![(conn, reply(OutboundBody::PublishAck(position(self.offset))))];
                 for subscriber in &self.subscribers {
                     let message = Message {
                         id: format!("{}-{}", publish.channel, self.offset),

@@ -11,7 +11,7 @@ use protocols::messageloop::codes::ErrorCode;
 use protocols::messageloop::generation::{Encoding, Generation, GenerationSetting};
 use protocols::messageloop::message::{
     Connected, Error, JsonObject, Message, Outbound, OutboundBody, Payload, PayloadData, Position,
-    PresenceAction, PresenceEvent, PresenceInfo, PublishAck, RpcReply,
+    PresenceAction, PresenceEvent, PresenceInfo, RpcReply,
 };
 use protocols::messageloop::pb::messageloop::client::v2 as g2;
 use protocols::messageloop::pb::messageloop::shared::v2 as shared;
@@ -105,8 +105,7 @@ fn outbound() -> impl Strategy<Value = Outbound> {
             },
         );
     let body = prop_oneof![
-        (".{0,12}", position())
-            .prop_map(|(id, position)| OutboundBody::PublishAck(PublishAck { id, position })),
+        position().prop_map(OutboundBody::PublishAck),
         prop::collection::vec(message, 1..3).prop_map(OutboundBody::Publication),
         (
             "[a-f0-9-]{1,12}",

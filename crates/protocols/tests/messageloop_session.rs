@@ -264,11 +264,11 @@ fn publish_reaches_every_subscriber_once_including_the_publisher() {
     assert_eq!(ack.recover, RecoverState::None);
     send(&mut bob, "p", publish("chat.room", "hi"), world.at(1));
     let out = bob.poll_transmit();
-    let OutboundBody::PublishAck(ack) = &out[0].body else {
+    let OutboundBody::PublishAck(position) = &out[0].body else {
         panic!("{out:?}")
     };
-    assert_eq!(ack.id, "p");
-    assert_eq!(ack.position.offset, None);
+    assert_eq!(out[0].id, "p");
+    assert_eq!(position.offset, None);
     let delivered = pump(&mut alice, world.at(1));
     assert_eq!(delivered.len(), 1, "{delivered:?}");
     let Some(messages) = delivered[0].body.messages() else {
@@ -354,11 +354,11 @@ fn recovery_replays_history_after_the_cursor() {
     let mut epoch = String::new();
     for (i, text) in ["one", "two", "three"].iter().enumerate() {
         send(&mut publisher, "p", publish("hist.a", text), world.at(1));
-        let OutboundBody::PublishAck(ack) = &publisher.poll_transmit()[0].body else {
+        let OutboundBody::PublishAck(position) = &publisher.poll_transmit()[0].body else {
             panic!()
         };
-        assert_eq!(ack.position.offset, Some(i as u64 + 1));
-        epoch = ack.position.stream_epoch.clone();
+        assert_eq!(position.offset, Some(i as u64 + 1));
+        epoch = position.stream_epoch.clone();
     }
     let mut reader = world.connected(Generation::G2);
     let entry = Subscription {
@@ -897,11 +897,11 @@ fn cluster_sequenced_topics_ack_without_offset_and_skip_what_a_recovering_client
     let mut publisher = world.connected(Generation::G2);
     send(&mut publisher, "p", publish("hist.a", "one"), world.at(1));
     let out = publisher.poll_transmit();
-    let OutboundBody::PublishAck(ack) = &out[0].body else {
+    let OutboundBody::PublishAck(position) = &out[0].body else {
         panic!("{out:?}")
     };
-    assert_eq!(ack.position.stream_epoch, "77");
-    assert_eq!(ack.position.offset, None, "the log assigns it later");
+    assert_eq!(position.stream_epoch, "77");
+    assert_eq!(position.offset, None, "the log assigns it later");
 
     world.bus.publish_sequenced(sequenced(3, "one"), 0);
     world.bus.publish_sequenced(sequenced(7, "two"), 0);

@@ -195,7 +195,9 @@ pub enum OutboundBody {
     Connected(Connected),
     SubscribeAck(SubscribeAck),
     UnsubscribeAck(Vec<Subscription>),
-    PublishAck(PublishAck),
+    /// A publish's ack: where the message went (the offset left unset for a transient publish). The ack names
+    /// the publish by the envelope's id, which is the publish's.
+    PublishAck(Position),
     Publication(Vec<Message>),
     /// A live delivery: one message built (and encoded) once for all its subscribers.
     Delivered(Arc<SharedPublication>),
@@ -308,14 +310,6 @@ pub enum GapReason {
     EpochReset,
     Middle,
     ReplayTruncated,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublishAck {
-    /// The publish envelope's id.
-    pub id: String,
-    /// Offset left unset for transient publishes.
-    pub position: Position,
 }
 
 /// One delivered publication.

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use prost::encoding::{encoded_len_varint, key_len, WireType};
 use smallvec::SmallVec;
 
-use crate::messageloop::message::{Message, Payload, PayloadData, Position, PublishAck};
+use crate::messageloop::message::{Message, Payload, PayloadData, Position};
 use crate::protobuf::{put_key, put_varint};
 
 /// `OutboundMessage` fields (`id` and `time` are also `InboundMessage`'s).
@@ -73,18 +73,18 @@ pub fn publication(id: &str, time_ms: u64, messages: &[Message]) -> Option<Vec<u
     Some(out)
 }
 
-/// The envelope `id`/`time_ms` carrying `ack`.
-pub fn publish_ack(id: &str, time_ms: u64, ack: &PublishAck) -> Vec<u8> {
-    let position = position_len(&ack.position);
-    let body = string_len(&ack.id) + nested_len(position);
+/// The envelope `id`/`time_ms` acking the publish `id` at `position`.
+pub fn publish_ack(id: &str, time_ms: u64, position: &Position) -> Vec<u8> {
+    let position_len = position_len(position);
+    let body = string_len(id) + nested_len(position_len);
     let mut out = Vec::with_capacity(envelope_len(id, TIME, time_ms) + nested_len(body));
     envelope_start(id, TIME, time_ms, &mut out);
     put_key(PUBLISH_ACK, WireType::LengthDelimited, &mut out);
     put_varint(body as u64, &mut out);
-    string(1, &ack.id, &mut out);
+    string(1, id, &mut out);
     put_key(2, WireType::LengthDelimited, &mut out);
-    put_varint(position as u64, &mut out);
-    write_position(&ack.position, &mut out);
+    put_varint(position_len as u64, &mut out);
+    write_position(position, &mut out);
     out
 }
 
@@ -420,18 +420,15 @@ mod tests {
             for epoch in ["", "epoch-1"] {
                 for offset in [None, Some(0), Some(300)] {
                     for time_ms in [0, 1_764_000_000_000] {
-                        let ack = PublishAck {
-                            id: ack_id.into(),
-                            position: Position {
-                                stream_epoch: epoch.into(),
-                                offset,
-                            },
+                        let position = Position {
+                            stream_epoch: epoch.into(),
+                            offset,
                         };
-                        let direct = publish_ack(ack_id, time_ms, &ack);
+                        let direct = publish_ack(ack_id, time_ms, &position);
                         let outbound = Outbound {
                             id: ack_id.into(),
                             time_ms,
-                            body: OutboundBody::PublishAck(ack),
+                            body: OutboundBody::PublishAck(position),
                         };
                         assert_eq!(direct, prost_bytes(&outbound), "{outbound:?}");
                     }

@@ -12,7 +12,9 @@ use serde_json::Value;
 
 use super::generation::Generation;
 use super::wire::headers_to_entries;
-use crate::messageloop::message::{Message, OutboundBody, Payload, PayloadData, PublishAck};
+use crate::messageloop::message::{
+    Message, Outbound, OutboundBody, Payload, PayloadData, Position,
+};
 
 /// Largest integer a double holds exactly.
 const MAX_EXACT: f64 = 9_007_199_254_740_992.0;
@@ -21,14 +23,21 @@ const MAX_EXACT: f64 = 9_007_199_254_740_992.0;
 /// rendered the general way) or a G2 `publish_ack` (G0's and G1's are rendered the general way).
 pub enum Direct<'a> {
     Publication(Generation, &'a [Message]),
-    PublishAck(&'a PublishAck),
+    /// The ack of the publish `id` (the envelope's id).
+    PublishAck {
+        id: &'a str,
+        position: &'a Position,
+    },
 }
 
 impl<'a> Direct<'a> {
     /// The member `body` is in `generation` when it is written directly.
-    pub fn of(generation: Generation, body: &'a OutboundBody) -> Option<Direct<'a>> {
-        match (generation, body) {
-            (Generation::G2, OutboundBody::PublishAck(ack)) => Some(Direct::PublishAck(ack)),
+    pub fn of(generation: Generation, outbound: &'a Outbound) -> Option<Direct<'a>> {
+        match (generation, &outbound.body) {
+            (Generation::G2, OutboundBody::PublishAck(position)) => Some(Direct::PublishAck {
+                id: &outbound.id,
+                position,
+            }),
             (Generation::G0, _) => None,
             (_, body) => body
                 .messages()
@@ -39,7 +48,7 @@ impl<'a> Direct<'a> {
     fn key(&self) -> &'static str {
         match self {
             Direct::Publication(..) => "publication",
-            Direct::PublishAck(_) => "publish_ack",
+            Direct::PublishAck { .. } => "publish_ack",
         }
     }
 
@@ -71,7 +80,7 @@ impl<'a> Direct<'a> {
     fn size_hint(&self) -> usize {
         match self {
             Direct::Publication(_, messages) => messages.iter().map(size_hint).sum::<usize>() + 32,
-            Direct::PublishAck(ack) => 96 + ack.id.len() + ack.position.stream_epoch.len(),
+            Direct::PublishAck { id, position } => 96 + id.len() + position.stream_epoch.len(),
         }
     }
 
@@ -95,15 +104,15 @@ impl<'a> Direct<'a> {
                     object.out.push(']');
                 }
             }
-            Direct::PublishAck(ack) => {
-                object.string("id", &ack.id);
+            Direct::PublishAck { id, position } => {
+                object.string("id", id);
                 object.key("position");
-                let mut position = Object::start(object.out);
-                if let Some(offset) = ack.position.offset {
-                    position.uint64("offset", offset);
+                let mut member = Object::start(object.out);
+                if let Some(offset) = position.offset {
+                    member.uint64("offset", offset);
                 }
-                position.string("stream_epoch", &ack.position.stream_epoch);
-                position.end();
+                member.string("stream_epoch", &position.stream_epoch);
+                member.end();
             }
         }
         object.end();
@@ -317,7 +326,6 @@ mod tests {
     use crate::messageloop::codec::json;
     use crate::messageloop::codec::publication_read::{read, PlainOutbound};
     use crate::messageloop::codec::ws::{Frame, WsCodec};
-    use crate::messageloop::message::{Outbound, OutboundBody, Position};
     use crate::messageloop::pb::messageloop::client::v2 as pb;
     use crate::messageloop::wire::{G1Wire, G2Wire, Wire};
 
@@ -420,8 +428,12 @@ mod tests {
                 }
             }
         }
-        let body = OutboundBody::Publication(messages()[0].clone());
-        assert!(Direct::of(Generation::G0, &body).is_none());
+        let outbound = Outbound {
+            id: "o".into(),
+            time_ms: 0,
+            body: OutboundBody::Publication(messages()[0].clone()),
+        };
+        assert!(Direct::of(Generation::G0, &outbound).is_none());
     }
 
     /// Strings are escaped exactly as serde_json escapes them, with or without anything to escape.
@@ -529,24 +541,20 @@ mod tests {
             for epoch in ["", "epoch-1", "e\u{2028}\""] {
                 for offset in [None, Some(0), Some(u64::MAX)] {
                     for time_ms in [0, 1_763_800_000_000] {
-                        let ack = PublishAck {
-                            id: ack_id.into(),
-                            position: Position {
-                                stream_epoch: epoch.into(),
-                                offset,
-                            },
-                        };
                         let outbound = Outbound {
                             id: ack_id.into(),
                             time_ms,
-                            body: OutboundBody::PublishAck(ack.clone()),
+                            body: OutboundBody::PublishAck(Position {
+                                stream_epoch: epoch.into(),
+                                offset,
+                            }),
                         };
                         let rendered = json::to_value(&G2Wire::outbound(&outbound).unwrap());
                         let Ok(Frame::Text(direct)) = codec.encode(&outbound) else {
                             panic!("{outbound:?}")
                         };
                         assert_eq!(direct, rendered.unwrap().to_string(), "{outbound:?}");
-                        assert!(Direct::of(Generation::G1, &outbound.body).is_none());
+                        assert!(Direct::of(Generation::G1, &outbound).is_none());
                         let general = json::from_slice::<pb::OutboundMessage>(direct.as_bytes());
                         if let Some(read) = read(&direct) {
                             plain += 1;

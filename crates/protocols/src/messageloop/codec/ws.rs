@@ -160,7 +160,7 @@ impl WsCodec {
             }
         }
         if let Form::Json(Some(generation)) = self.form() {
-            if let Some(direct) = Direct::of(generation, &message.body) {
+            if let Some(direct) = Direct::of(generation, message) {
                 return Ok(Frame::Text(direct.frame(&message.id, message.time_ms)));
             }
         }
@@ -191,9 +191,11 @@ impl WsCodec {
             Encoding::Protobuf if generation == Generation::G2 => {
                 // A G2 publication or publish ack is written directly, not through the generated messages.
                 let direct = match &message.body {
-                    OutboundBody::PublishAck(ack) => {
-                        Some(direct_pb::publish_ack(&message.id, message.time_ms, ack))
-                    }
+                    OutboundBody::PublishAck(position) => Some(direct_pb::publish_ack(
+                        &message.id,
+                        message.time_ms,
+                        position,
+                    )),
                     body => body.messages().and_then(|messages| {
                         direct_pb::publication(&message.id, message.time_ms, messages)
                     }),
@@ -207,7 +209,7 @@ impl WsCodec {
             Encoding::Json => {
                 // A G1/G2 publication and a G2 publish ack are written directly, not through the dynamic protojson
                 // rendering.
-                if let Some(direct) = Direct::of(generation, &message.body) {
+                if let Some(direct) = Direct::of(generation, message) {
                     return Ok(Encoded::JsonMembers(vec![direct.member()]));
                 }
                 Ok(Encoded::Json(by_generation!(
@@ -251,8 +253,8 @@ mod tests {
     use crate::messageloop::conformance::{check_json, check_protobuf, outbound_name, UnknownKeys};
     use crate::messageloop::message::{
         Connected, Error, InboundBody, Message, OutboundBody, Payload, Position, PresenceAction,
-        PresenceEvent, PresenceInfo, PresenceSnapshot, PublishAck, RecoverState, RpcReply,
-        SubscribeAck, Subscription,
+        PresenceEvent, PresenceInfo, PresenceSnapshot, RecoverState, RpcReply, SubscribeAck,
+        Subscription,
     };
     use crate::messageloop::ErrorCode;
 
@@ -436,12 +438,9 @@ mod tests {
                 recover_results: Vec::new(),
             }),
             OutboundBody::UnsubscribeAck(vec![Subscription::channel("demo")]),
-            OutboundBody::PublishAck(PublishAck {
-                id: "p".into(),
-                position: Position {
-                    stream_epoch: "e".into(),
-                    offset: Some(3),
-                },
+            OutboundBody::PublishAck(Position {
+                stream_epoch: "e".into(),
+                offset: Some(3),
             }),
             OutboundBody::Publication(messages),
             OutboundBody::RpcReply(RpcReply {

@@ -27,8 +27,8 @@ use super::codes::{DisconnectCode, ErrorCode};
 use super::generation::{check_g2_version, Generation};
 use super::message::{
     Connect, Connected, Error, GapReason, Inbound, InboundBody, Outbound, OutboundBody, Position,
-    PresenceAction, PresenceInfo, PresenceSnapshot, Publish, PublishAck, RecoverComplete,
-    RecoverState, RpcReply, RpcRequest, SubscribeAck, Subscription,
+    PresenceAction, PresenceInfo, PresenceSnapshot, Publish, RecoverComplete, RecoverState,
+    RpcReply, RpcRequest, SubscribeAck, Subscription,
 };
 use super::presence::{self, PresenceTable};
 use super::proxy::{Hooks, ProxyAnswer, ProxyCall, Router, RpcFallback};

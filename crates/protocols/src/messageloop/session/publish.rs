@@ -63,10 +63,6 @@ impl Session {
                 offset: None,
             },
         };
-        let ack = PublishAck {
-            id: id.clone(),
-            position,
-        };
-        self.reply(id, now, OutboundBody::PublishAck(ack));
+        self.reply(id, now, OutboundBody::PublishAck(position));
     }
 }

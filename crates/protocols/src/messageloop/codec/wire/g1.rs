@@ -66,9 +66,9 @@ impl Wire for G1Wire {
                     subscriptions: subscriptions_out(subscriptions),
                 })
             }
-            OutboundBody::PublishAck(ack) => Envelope::PublishAck(pb::PublishAck {
-                id: ack.id.clone(),
-                offset: ack.position.offset.unwrap_or(0),
+            OutboundBody::PublishAck(position) => Envelope::PublishAck(pb::PublishAck {
+                id: message.id.clone(),
+                offset: position.offset.unwrap_or(0),
             }),
             OutboundBody::Publication(messages) => Envelope::Publication(pb::Publication {
                 messages: messages.iter().map(message_out).collect(),

@@ -43,9 +43,9 @@ impl Wire for G2Wire {
                     subscriptions: subscriptions_out(subscriptions),
                 })
             }
-            OutboundBody::PublishAck(ack) => Envelope::PublishAck(pb::PublishAck {
-                id: ack.id.clone(),
-                position: Some(position_out(&ack.position)),
+            OutboundBody::PublishAck(position) => Envelope::PublishAck(pb::PublishAck {
+                id: message.id.clone(),
+                position: Some(position_out(position)),
             }),
             OutboundBody::Publication(messages) => Envelope::Publication(pb::Publication {
                 messages: messages.iter().map(message_out).collect(),
