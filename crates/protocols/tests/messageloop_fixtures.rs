@@ -185,11 +185,11 @@ impl ScriptedServer {
         match &inbound.body {
             InboundBody::Connect(_) => vec![(
                 conn,
-                reply(OutboundBody::Connected(Connected {
+                reply(OutboundBody::Connected(Box::new(Connected {
                     session_id: format!("session-{conn}"),
                     stream_epoch: Self::EPOCH.into(),
                     ..Connected::default()
-                })),
+                }))),
             )],
             InboundBody::Subscribe(subscriptions) => {
                 self.subscribers.push(conn);
@@ -208,7 +208,7 @@ impl ScriptedServer {
                     .collect();
                 vec![(
                     conn,
-                    reply(OutboundBody::SubscribeAck(SubscribeAck {
+                    reply(OutboundBody::SubscribeAck(Box::new(SubscribeAck {
                         subscriptions: subscriptions.clone(),
                         recover: RecoverState::None,
                         stream_epoch: Self::EPOCH.into(),
@@ -216,7 +216,7 @@ impl ScriptedServer {
                         error: None,
                         replayed: Vec::new(),
                         recover_results: Vec::new(),
-                    })),
+                    }))),
                 )]
             }
             InboundBody::Publish(publish) => {

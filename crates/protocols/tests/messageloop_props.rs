@@ -112,18 +112,18 @@ fn outbound() -> impl Strategy<Value = Outbound> {
             "[a-f0-9-]{0,12}",
             prop::collection::vec("[a-z.]{1,8}", 0..3)
         )
-            .prop_map(
-                |(session_id, stream_epoch, subscriptions)| OutboundBody::Connected(Connected {
+            .prop_map(|(session_id, stream_epoch, subscriptions)| {
+                OutboundBody::Connected(Box::new(Connected {
                     session_id,
                     subscriptions,
                     stream_epoch,
                     ..Connected::default()
-                })
-            ),
-        error().prop_map(OutboundBody::Error),
+                }))
+            }),
+        error().prop_map(|error| OutboundBody::Error(Box::new(error))),
         ("[a-z.]{1,8}", any::<bool>(), any::<i64>(), any::<u64>()).prop_map(
             |(channel, join, at, generation)| {
-                OutboundBody::PresenceEvent(PresenceEvent {
+                OutboundBody::PresenceEvent(Box::new(PresenceEvent {
                     channel,
                     action: if join {
                         PresenceAction::Join
@@ -137,16 +137,16 @@ fn outbound() -> impl Strategy<Value = Outbound> {
                         connected_at_ms: at,
                     },
                     generation,
-                })
+                }))
             }
         ),
         (".{0,8}", payload(), headers()).prop_map(|(request_id, payload, headers)| {
-            OutboundBody::RpcReply(RpcReply {
+            OutboundBody::RpcReply(Box::new(RpcReply {
                 request_id,
                 payload,
                 headers,
                 error: None,
-            })
+            }))
         }),
         Just(OutboundBody::Pong),
     ];

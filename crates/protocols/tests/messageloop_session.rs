@@ -655,7 +655,7 @@ fn connect_tokens_go_to_the_authenticate_route() {
     };
     refused.on_proxy_answer(answered(&id, reply), world.at(1));
     let out = refused.poll_transmit();
-    assert!(matches!(&out[0].body, OutboundBody::Error(e) if *e == error));
+    assert!(matches!(&out[0].body, OutboundBody::Error(e) if **e == error));
     assert_eq!(refused.disconnect(), Some(DisconnectCode::InvalidToken));
 
     // Frames fed while the token is with the backend (the listener reads none): 3501.
@@ -719,7 +719,7 @@ fn subscribe_and_publish_acl_backends_decide_after_gatewayd_and_hold_the_reading
     assert!(!session.waiting_for_backend());
     let out = session.poll_transmit();
     assert!(
-        matches!(&out[0].body, OutboundBody::Error(e) if *e == refusal),
+        matches!(&out[0].body, OutboundBody::Error(e) if **e == refusal),
         "{out:?}"
     );
     let OutboundBody::SubscribeAck(ack) = &out[1].body else {

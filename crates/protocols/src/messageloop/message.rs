@@ -189,11 +189,13 @@ pub struct Outbound {
     pub body: OutboundBody,
 }
 
+/// What a server → client envelope carries. Replies that are rare next to publications and publish acks are boxed,
+/// so an [`Outbound`] moved through a session's outbox is a few words, not the size of the largest reply.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OutboundBody {
-    Error(Error),
-    Connected(Connected),
-    SubscribeAck(SubscribeAck),
+    Error(Box<Error>),
+    Connected(Box<Connected>),
+    SubscribeAck(Box<SubscribeAck>),
     UnsubscribeAck(Vec<Subscription>),
     /// A publish's ack: where the message went (the offset left unset for a transient publish). The ack names
     /// the publish by the envelope's id, which is the publish's.
@@ -201,17 +203,20 @@ pub enum OutboundBody {
     Publication(Vec<Message>),
     /// A live delivery: one message built (and encoded) once for all its subscribers.
     Delivered(Arc<SharedPublication>),
-    RecoverComplete(RecoverComplete),
-    RpcReply(RpcReply),
+    RecoverComplete(Box<RecoverComplete>),
+    RpcReply(Box<RpcReply>),
     SubRefreshAck,
-    SurveyRequest(SurveyRequest),
-    SurveyResult(SurveyResult),
-    Presence(PresenceSnapshot),
-    PresenceEvent(PresenceEvent),
+    SurveyRequest(Box<SurveyRequest>),
+    SurveyResult(Box<SurveyResult>),
+    Presence(Box<PresenceSnapshot>),
+    PresenceEvent(Box<PresenceEvent>),
     Ping,
     Pong,
-    GapNotice(GapNotice),
+    GapNotice(Box<GapNotice>),
 }
+
+// A publication, a publish ack and an envelope's id and time fit in 80 bytes; a larger variant belongs in a box.
+const _: () = assert!(std::mem::size_of::<Outbound>() <= 80);
 
 impl OutboundBody {
     /// The messages of a publication, live or replayed.

@@ -390,11 +390,11 @@ mod tests {
         let connected = Outbound {
             id: "1".into(),
             time_ms: 5,
-            body: OutboundBody::Connected(Connected {
+            body: OutboundBody::Connected(Box::new(Connected {
                 session_id: "s".into(),
                 stream_epoch: "e".into(),
                 ..Connected::default()
-            }),
+            })),
         };
         assert_eq!(
             text(codec.encode(&connected).unwrap()),
@@ -420,15 +420,15 @@ mod tests {
             unreachable!()
         };
         let bodies = vec![
-            OutboundBody::Error(Error::new(ErrorCode::BadRequest, "bad")),
-            OutboundBody::Connected(Connected {
+            OutboundBody::Error(Box::new(Error::new(ErrorCode::BadRequest, "bad"))),
+            OutboundBody::Connected(Box::new(Connected {
                 session_id: "s".into(),
                 subscriptions: vec!["demo".into()],
                 resumed: false,
                 stream_epoch: "e".into(),
                 accepted_caps: Vec::new(),
-            }),
-            OutboundBody::SubscribeAck(SubscribeAck {
+            })),
+            OutboundBody::SubscribeAck(Box::new(SubscribeAck {
                 subscriptions: vec![Subscription::channel("demo")],
                 recover: RecoverState::None,
                 stream_epoch: "e".into(),
@@ -436,33 +436,33 @@ mod tests {
                 error: None,
                 replayed: messages.clone(),
                 recover_results: Vec::new(),
-            }),
+            })),
             OutboundBody::UnsubscribeAck(vec![Subscription::channel("demo")]),
             OutboundBody::PublishAck(Position {
                 stream_epoch: "e".into(),
                 offset: Some(3),
             }),
             OutboundBody::Publication(messages),
-            OutboundBody::RpcReply(RpcReply {
+            OutboundBody::RpcReply(Box::new(RpcReply {
                 request_id: "r".into(),
                 payload: Payload::text("text/plain", "pong"),
                 headers: vec![("k".into(), bytes::Bytes::from_static(b"v"))],
                 error: None,
-            }),
-            OutboundBody::RpcReply(RpcReply {
+            })),
+            OutboundBody::RpcReply(Box::new(RpcReply {
                 request_id: "r".into(),
                 payload: Payload::default(),
                 headers: Vec::new(),
                 error: Some(Error::new(ErrorCode::RpcTimeout, "late")),
-            }),
+            })),
             OutboundBody::SubRefreshAck,
-            OutboundBody::Presence(snapshot),
-            OutboundBody::PresenceEvent(PresenceEvent {
+            OutboundBody::Presence(Box::new(snapshot)),
+            OutboundBody::PresenceEvent(Box::new(PresenceEvent {
                 channel: "demo".into(),
                 action: PresenceAction::Join,
                 info,
                 generation: 2,
-            }),
+            })),
             OutboundBody::Ping,
             OutboundBody::Pong,
         ];

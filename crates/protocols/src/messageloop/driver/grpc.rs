@@ -79,7 +79,7 @@ pub(crate) async fn run<W: Wire>(handover: Handover, settings: Arc<Settings>, st
         let notice = Outbound {
             id: uuid4(),
             time_ms: Now::current().unix_ms,
-            body: OutboundBody::Error(Error::disconnect(code)),
+            body: OutboundBody::Error(Box::new(Error::disconnect(code))),
         };
         if let Some(bytes) = encode(&codec, &notice) {
             let _ = tx.send(Box::new(Ok(vec![bytes]))).await;

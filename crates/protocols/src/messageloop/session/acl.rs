@@ -223,7 +223,7 @@ impl Session {
                 self.finish_connect(id, connect, &pending.refused, now)
             }
             Deferred::Publish { id, publish, topic } => match pending.refused.get(&0) {
-                Some(error) => self.reply(id, now, OutboundBody::Error(error.clone())),
+                Some(error) => self.reply(id, now, OutboundBody::Error(Box::new(error.clone()))),
                 None => self.publish_checked(id, publish, topic, now),
             },
             Deferred::SubRefresh { id, channels } => {

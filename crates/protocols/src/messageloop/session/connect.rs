@@ -12,7 +12,7 @@ impl Session {
                 ErrorCode::VersionUnsupported,
                 format!("unsupported protocol version {:?}", connect.version),
             );
-            self.reply(id, now, OutboundBody::Error(error));
+            self.reply(id, now, OutboundBody::Error(Box::new(error)));
             self.close(DisconnectCode::UnsupportedVersion);
             return;
         }
@@ -35,7 +35,11 @@ impl Session {
                     ),
                     other => (ErrorCode::AuthError, other.to_string()),
                 };
-                self.reply(id, now, OutboundBody::Error(Error::new(code, message)));
+                self.reply(
+                    id,
+                    now,
+                    OutboundBody::Error(Box::new(Error::new(code, message))),
+                );
                 self.close(DisconnectCode::InvalidToken);
                 return;
             }
@@ -79,9 +83,13 @@ impl Session {
             stream_epoch: self.context.settings.epoch.clone(),
             accepted_caps: connect.caps,
         };
-        self.reply(id.clone(), now, OutboundBody::Connected(connected));
+        self.reply(
+            id.clone(),
+            now,
+            OutboundBody::Connected(Box::new(connected)),
+        );
         for snapshot in snapshots {
-            self.reply(id.clone(), now, OutboundBody::Presence(snapshot));
+            self.reply(id.clone(), now, OutboundBody::Presence(Box::new(snapshot)));
         }
         self.outbox.extend(after);
     }

@@ -387,7 +387,7 @@ impl Session {
         for correlation in expired {
             if let Some(rpc) = self.rpcs.remove(&correlation) {
                 let error = Error::new(ErrorCode::RpcTimeout, "rpc timeout");
-                self.reply(rpc.request_id, now, OutboundBody::Error(error));
+                self.reply(rpc.request_id, now, OutboundBody::Error(Box::new(error)));
             }
         }
     }
@@ -397,7 +397,11 @@ impl Session {
     pub fn on_undecodable(&mut self, now: Now) {
         self.last_activity = now.at;
         if self.disconnect.is_none() {
-            self.reply(uuid4(), now, OutboundBody::Error(Error::undecodable()));
+            self.reply(
+                uuid4(),
+                now,
+                OutboundBody::Error(Box::new(Error::undecodable())),
+            );
         }
     }
 
@@ -439,7 +443,7 @@ impl Session {
             InboundBody::SubRefresh(channels) => self.sub_refresh(id, channels, now),
             InboundBody::SurveyRequest(_) => {
                 let error = Error::new(ErrorCode::SurveyDisabled, "survey is not available");
-                self.reply(id, now, OutboundBody::Error(error));
+                self.reply(id, now, OutboundBody::Error(Box::new(error)));
             }
             InboundBody::SurveyReply(_) | InboundBody::Pong => {}
             InboundBody::Ping => self.reply(id, now, OutboundBody::Pong),
@@ -490,7 +494,11 @@ impl Session {
                     if let Some(event) =
                         presence::event_from_headers(&channel, &delivery.envelope.headers)
                     {
-                        self.reply(frame_uuid(), now, OutboundBody::PresenceEvent(event));
+                        self.reply(
+                            frame_uuid(),
+                            now,
+                            OutboundBody::PresenceEvent(Box::new(event)),
+                        );
                     }
                 }
                 Some(Route::Inbox) => self.rpc_reply(&delivery.envelope, now),

@@ -18,18 +18,18 @@ impl Session {
             Ok(pattern) if pattern.is_exact() => pattern,
             Ok(_) => {
                 let error = Error::new(ErrorCode::BadRequest, "presence needs an exact channel");
-                return self.reply(id, now, OutboundBody::Error(error));
+                return self.reply(id, now, OutboundBody::Error(Box::new(error)));
             }
-            Err(error) => return self.reply(id, now, OutboundBody::Error(error)),
+            Err(error) => return self.reply(id, now, OutboundBody::Error(Box::new(error))),
         };
         if !self
             .identity()
             .is_some_and(|identity| identity.may_subscribe(&pattern))
         {
             let error = Error::new(ErrorCode::PermissionDenied, "presence denied");
-            return self.reply(id, now, OutboundBody::Error(error));
+            return self.reply(id, now, OutboundBody::Error(Box::new(error)));
         }
         let snapshot = self.context.presence.snapshot(channel);
-        self.reply(id, now, OutboundBody::Presence(snapshot));
+        self.reply(id, now, OutboundBody::Presence(Box::new(snapshot)));
     }
 }

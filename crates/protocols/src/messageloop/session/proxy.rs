@@ -95,26 +95,26 @@ impl Session {
         let body = match answer.outcome {
             Ok(ProxyReply::Rpc {
                 error: Some(error), ..
-            }) => OutboundBody::Error(error),
+            }) => OutboundBody::Error(Box::new(error)),
             Ok(ProxyReply::Rpc {
                 payload, headers, ..
-            }) => OutboundBody::RpcReply(RpcReply {
+            }) => OutboundBody::RpcReply(Box::new(RpcReply {
                 request_id: rpc.request_id.clone(),
                 payload,
                 headers,
                 error: None,
-            }),
+            })),
             Ok(ProxyReply::Authenticate { .. } | ProxyReply::Acl { .. }) => {
-                OutboundBody::Error(Error::new(
+                OutboundBody::Error(Box::new(Error::new(
                     ErrorCode::ProxyError,
                     "backend answered an rpc with another reply",
-                ))
+                )))
             }
             Err(ProxyFailure::Timeout) => {
-                OutboundBody::Error(Error::new(ErrorCode::RpcTimeout, "rpc timeout"))
+                OutboundBody::Error(Box::new(Error::new(ErrorCode::RpcTimeout, "rpc timeout")))
             }
             Err(ProxyFailure::Failed(reason)) => {
-                OutboundBody::Error(Error::new(ErrorCode::ProxyError, reason))
+                OutboundBody::Error(Box::new(Error::new(ErrorCode::ProxyError, reason)))
             }
         };
         self.reply(rpc.request_id, now, body);
@@ -153,7 +153,7 @@ impl Session {
         };
         metrics::counter!(crate::auth::AUTH_REFUSALS, "protocol" => "messageloop", "reason" => "proxy")
             .increment(1);
-        self.reply(id, now, OutboundBody::Error(refusal));
+        self.reply(id, now, OutboundBody::Error(Box::new(refusal)));
         self.close(DisconnectCode::InvalidToken);
     }
 

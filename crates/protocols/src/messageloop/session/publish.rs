@@ -11,14 +11,14 @@ impl Session {
     pub(super) fn publish(&mut self, id: String, publish: Publish, now: Now) {
         let topic = match self.publish_topic(&publish.channel) {
             Ok(topic) => topic,
-            Err(error) => return self.reply(id, now, OutboundBody::Error(error)),
+            Err(error) => return self.reply(id, now, OutboundBody::Error(Box::new(error))),
         };
         if !self.identity_allows_publish(&topic) {
             let error = Error::new(
                 ErrorCode::PermissionDenied,
                 format!("publish to {:?} denied", publish.channel),
             );
-            return self.reply(id, now, OutboundBody::Error(error));
+            return self.reply(id, now, OutboundBody::Error(Box::new(error)));
         }
         self.publish_check(id, publish, topic, now);
     }

@@ -8,7 +8,7 @@ impl Session {
     pub(super) fn rpc(&mut self, id: String, request: RpcRequest, now: Now) {
         if request.channel.is_empty() {
             let error = Error::new(ErrorCode::BadRequest, "channel is required");
-            return self.reply(id, now, OutboundBody::Error(error));
+            return self.reply(id, now, OutboundBody::Error(Box::new(error)));
         }
         let topic = names::rpc_topic(
             RPC_PROTOCOL,
@@ -19,7 +19,7 @@ impl Session {
             Ok(channel) => channel,
             Err(e) => {
                 let error = Error::new(ErrorCode::BadRequest, format!("invalid channel: {e}"));
-                return self.reply(id, now, OutboundBody::Error(error));
+                return self.reply(id, now, OutboundBody::Error(Box::new(error)));
             }
         };
         if !self.identity_allows_publish(&channel) && !self.identity_allows_publish(&topic) {
@@ -27,11 +27,11 @@ impl Session {
                 ErrorCode::PermissionDenied,
                 format!("rpc {:?} on {:?} denied", request.method, request.channel),
             );
-            return self.reply(id, now, OutboundBody::Error(error));
+            return self.reply(id, now, OutboundBody::Error(Box::new(error)));
         }
         if self.rpcs.len() >= MAX_PENDING_RPCS {
             let error = Error::new(ErrorCode::RateLimited, "too many RPCs waiting for a reply");
-            return self.reply(id, now, OutboundBody::Error(error));
+            return self.reply(id, now, OutboundBody::Error(Box::new(error)));
         }
         if let Some(target) = self.context.router.route(&request.channel, &request.method) {
             return self.proxy_rpc(id, request, target, now);
@@ -44,7 +44,7 @@ impl Session {
                     request.method, request.channel
                 ),
             );
-            return self.reply(id, now, OutboundBody::Error(error));
+            return self.reply(id, now, OutboundBody::Error(Box::new(error)));
         }
         let inbox = match &self.inbox {
             Some(inbox) => inbox.clone(),
@@ -60,7 +60,7 @@ impl Session {
                     }
                     Err(error) => {
                         let error = Error::new(ErrorCode::InternalError, error.to_string());
-                        return self.reply(id, now, OutboundBody::Error(error));
+                        return self.reply(id, now, OutboundBody::Error(Box::new(error)));
                     }
                 }
             }
@@ -87,7 +87,7 @@ impl Session {
                     request.method, request.channel
                 ),
             );
-            return self.reply(id, now, OutboundBody::Error(error));
+            return self.reply(id, now, OutboundBody::Error(Box::new(error)));
         }
         self.rpcs.insert(
             correlation,
@@ -116,6 +116,6 @@ impl Session {
                 .collect(),
             error: None,
         };
-        self.reply(rpc.request_id, now, OutboundBody::RpcReply(reply));
+        self.reply(rpc.request_id, now, OutboundBody::RpcReply(Box::new(reply)));
     }
 }

@@ -26,7 +26,7 @@ impl Session {
                 for outbound in after.drain(..) {
                     match outbound.body {
                         OutboundBody::Publication(messages) => body.replayed.extend(messages),
-                        OutboundBody::RecoverComplete(result) => body.recover_results.push(result),
+                        OutboundBody::RecoverComplete(result) => body.recover_results.push(*result),
                         _ => {}
                     }
                 }
@@ -70,7 +70,7 @@ impl Session {
                     accepted.push(entry);
                 }
                 Err(SubscribeFailure::Refused(error)) => {
-                    self.reply(id.to_owned(), now, OutboundBody::Error(error));
+                    self.reply(id.to_owned(), now, OutboundBody::Error(Box::new(error)));
                 }
                 Err(SubscribeFailure::Limit) => {
                     self.close(DisconnectCode::ChannelLimit);
@@ -94,7 +94,7 @@ impl Session {
         let ack = Outbound {
             id: id.to_owned(),
             time_ms: now.unix_ms,
-            body: OutboundBody::SubscribeAck(ack),
+            body: OutboundBody::SubscribeAck(Box::new(ack)),
         };
         Some(ack)
     }
@@ -359,14 +359,14 @@ impl Session {
         Outbound {
             id: id.to_owned(),
             time_ms: now.unix_ms,
-            body: OutboundBody::RecoverComplete(RecoverComplete {
+            body: OutboundBody::RecoverComplete(Box::new(RecoverComplete {
                 channel: channel.to_owned(),
                 position,
                 truncated: false,
                 gap: false,
                 gap_reason,
                 error,
-            }),
+            })),
         }
     }
 
