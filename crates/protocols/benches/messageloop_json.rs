@@ -1,6 +1,6 @@
 //! MessageLoop JSON's direct readers on the bench's workload, per payload size: gatewayd's read of a G2 publish as
-//! gatewayctl sends it ([`publish_json::publish`]) and the client's read of the publication gatewayd sends for it
-//! ([`publication_read::read`]).
+//! gatewayctl sends it ([`publish_json::publish`]) and the client's read of the publication and the publish ack
+//! gatewayd sends for it ([`publication_read::read`]).
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -55,6 +55,21 @@ fn readers(c: &mut Criterion) {
             |b, publication| b.iter(|| publication_read::read(publication)),
         );
     }
+    let ack = Outbound {
+        id: UUID.to_owned(),
+        time_ms: 1_796_569_260_284,
+        body: OutboundBody::PublishAck(Position {
+            stream_epoch: UUID.to_owned(),
+            offset: None,
+        }),
+    };
+    let Ok(Frame::Text(ack)) = codec.encode(&ack) else {
+        panic!("a G2 JSON codec writes text");
+    };
+    assert!(publication_read::read(&ack).is_some());
+    group.bench_with_input(BenchmarkId::new("read-publish-ack", 0), &ack, |b, ack| {
+        b.iter(|| publication_read::read(ack))
+    });
     group.finish();
 }
 
