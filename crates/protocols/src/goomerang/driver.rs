@@ -209,7 +209,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         loop {
             let step = self.on_client(message, now_ms).await;
             taken += 1;
-            if taken == BATCH || self.stalled.is_some() || !matches!(step, Step::Continue) {
+            if self.stalled.is_some() || !matches!(step, Step::Continue) {
+                return step;
+            }
+            if taken == BATCH {
+                // More is probably waiting, and the subscribers these publishes woke are queued behind this task
+                // on this worker (tokio runs a woken task there once this one returns, which a busy socket would
+                // put off for 128 reads): let them run first, while the messages they take are still in the cache.
+                tokio::task::yield_now().await;
                 return step;
             }
             match self.ws.next().now_or_never() {

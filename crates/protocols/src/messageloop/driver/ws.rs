@@ -63,12 +63,20 @@ where
         let mut identified = false;
         let mut stalled: Option<Stall> = None;
         let mut answers = super::Answers::default();
+        let mut busy = false;
         loop {
             if write_outbox(&mut ws, &codec, &mut session, max)
                 .await
                 .is_err()
             {
                 return;
+            }
+            if std::mem::take(&mut busy) {
+                // A full batch was read, so more is probably waiting, and the subscribers its publishes woke are
+                // queued behind this task on this worker (tokio runs a woken task there once this one returns,
+                // which a busy socket would put off for 128 reads): with the replies written, let them run first,
+                // while the messages they take are still in the cache.
+                tokio::task::yield_now().await;
             }
             if let Some(code) = session.disconnect() {
                 guard.closing(code.cause());
@@ -104,6 +112,7 @@ where
                         taken += 1;
                         // Replies are flushed once for the whole batch.
                         if super::batch_ends(&session, taken) {
+                            busy = taken == super::BATCH;
                             break;
                         }
                         match ws.next().now_or_never() {
