@@ -1,6 +1,7 @@
 //! The tokio loop of one Goomerang connection, from the end of the WebSocket upgrade: [`run`] sets up the
 //! connection's [`Session`], feeds it the client's binary messages in order (every message already received, up
-//! to [`BATCH`], per turn of the loop) and writes the session's deliveries back, a batch per flush.
+//! to [`BATCH`], per turn of the loop; after a full batch it yields to the worker's other tasks) and writes the
+//! session's deliveries back, a batch per flush.
 //!
 //! Text messages are ignored (and counted as malformed), pings are answered by tungstenite, and with an idle
 //! timeout a quiet client is pinged once at half of it and closed at the end of it. Every close gatewayd starts

@@ -1,7 +1,7 @@
 //! One WebSocket connection's session loop, from the upgrade on: JSON in text frames, protobuf in binary frames,
-//! up to [`BATCH`](super::BATCH) messages already received handed to the session before its replies are written,
-//! deliveries drained in batches and written with one flush, disconnects as close frames whose status is the
-//! MessageLoop code.
+//! up to [`BATCH`](super::BATCH) messages already received handed to the session before its replies are written
+//! (after a full batch the loop yields to the worker's other tasks), deliveries drained in batches and written
+//! with one flush, disconnects as close frames whose status is the MessageLoop code.
 
 use std::future::Future;
 use std::net::SocketAddr;
