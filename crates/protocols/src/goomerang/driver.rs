@@ -216,7 +216,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             if taken == BATCH {
                 // More is probably waiting, and the subscribers these publishes woke are queued behind this task
                 // on this worker (tokio runs a woken task there once this one returns, which a busy socket would
-                // put off for 128 reads): let them run first, while the messages they take are still in the cache.
+                // put off for 128 reads): let them run first.
                 tokio::task::yield_now().await;
                 return step;
             }

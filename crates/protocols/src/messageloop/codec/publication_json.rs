@@ -31,7 +31,7 @@ pub enum Direct<'a> {
 }
 
 impl<'a> Direct<'a> {
-    /// The member `body` is in `generation` when it is written directly.
+    /// The member `outbound`'s body is in `generation` when it is written directly.
     pub fn of(generation: Generation, outbound: &'a Outbound) -> Option<Direct<'a>> {
         match (generation, &outbound.body) {
             (Generation::G2, OutboundBody::PublishAck(position)) => Some(Direct::PublishAck {

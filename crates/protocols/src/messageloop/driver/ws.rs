@@ -74,8 +74,7 @@ where
             if std::mem::take(&mut busy) {
                 // A full batch was read, so more is probably waiting, and the subscribers its publishes woke are
                 // queued behind this task on this worker (tokio runs a woken task there once this one returns,
-                // which a busy socket would put off for 128 reads): with the replies written, let them run first,
-                // while the messages they take are still in the cache.
+                // which a busy socket would put off for 128 reads): with the replies written, let them run first.
                 tokio::task::yield_now().await;
             }
             if let Some(code) = session.disconnect() {
