@@ -3,8 +3,11 @@
 # (the MQTT rows also next to mosquitto), and prints the tables as Markdown. Long (about 24 minutes); not part of
 # the test suite.
 #
-#   [BENCH_ROWS=all|mqtt] scripts/bench.sh [OUT_DIR]   # JSON results are kept in OUT_DIR (default: a temporary
-#                                                      # directory); BENCH_ROWS=mqtt runs the MQTT rows only
+#   [BENCH_ROWS=all|mqtt] [FANOUT_SWEEP=1] scripts/bench.sh [OUT_DIR]
+#
+# JSON results are kept in OUT_DIR (default: a temporary directory). BENCH_ROWS=mqtt runs the MQTT rows only.
+# FANOUT_SWEEP=1 adds the MessageLoop and Goomerang fan-out at 2,500, 5,000 and 7,500 subscribers (the latency
+# against the load, about 5 more minutes).
 #
 # Needs release binaries (`cargo build --release -p gateway --bins`, or BENCH_BIN_DIR=<dir with both>),
 # nats-server, mosquitto (the Debian package; its own instance is started here, not the system service) and
@@ -81,6 +84,14 @@ for kind in "messageloop" "messageloop --ml-json" "goomerang"; do
   "${ctl[@]}" bench --protocol $kind -m 10000 --rate 20 --size 100 --duration 10 --json \
     --compare-nats "nats://127.0.0.1:$nats_port" > "$out/fanout-${kind// --ml-/-}.json"
 done
+if [ "${FANOUT_SWEEP:-0}" = 1 ]; then
+  for kind in messageloop goomerang; do
+    for count in 2500 5000 7500; do
+      "${ctl[@]}" bench --protocol "$kind" -m "$count" --rate 20 --size 100 --duration 10 --json \
+        --compare-nats "nats://127.0.0.1:$nats_port" > "$out/fanout-$kind-$count.json"
+    done
+  done
+fi
 # System calls per delivery (issue 18's cost per message): perf stat on gatewayd's syscall tracepoints for 3 s in
 # the middle of an 8 s all-out run, divided by the deliveries counted over the same 3 s (tracepoints, not strace,
 # whose ptrace would change how much each write batches). Each file ends with the deliveries and the seconds

@@ -39,6 +39,22 @@ def pair_name(p, s):
     return f"{NAMES[p]} → {NAMES[s]}"
 
 
+def fanout_sweep(out, load):
+    """The fan-out at 2,500 to 10,000 subscribers (FANOUT_SWEEP=1): p50 / p99 / p99.9 of both servers."""
+    kinds = ("messageloop", "goomerang")
+    if not all((out / f"fanout-{p}-2500.json").exists() for p in kinds):
+        return
+    print("| subscribers (deliveries/s) | " + " | ".join(f"{NAMES[p]} | nats-server, same run" for p in kinds) + " |")
+    print("|---" * (1 + 2 * len(kinds)) + "|")
+    for count in (2500, 5000, 7500, 10000):
+        cells = []
+        for p in kinds:
+            r = load(f"fanout-{p}.json" if count == 10000 else f"fanout-{p}-{count}.json")
+            cells += [latencies(r["gatewayd"]), latencies(r["nats"])]
+        print(f"| {count:,} ({count * 20 // 1000}k) | " + " | ".join(cells) + " |")
+    print()
+
+
 def mqtt_tables(out, load):
     """The MQTT rows (BENCH_ROWS=mqtt or all): all-out next to nats-server and mosquitto, and idle connections."""
     print("| pair | QoS | payload | gatewayd in (out) msg/s | nats-server in (out) | ratio | mosquitto in (out) | ratio "
@@ -143,6 +159,7 @@ def main(out):
         ratio = f"{r['ratio']['p99']:.2f}" if n else "—"
         print(f"| {NAMES[p]} | {g['received']:,} of {g['sent'] * 10000:,} | {g['lost']} | {latencies(g)} | {peer} | {ratio} |")
     print()
+    fanout_sweep(out, load)
     syscall_table(out)
     print("| connections | 1,000 | 10,000 |")
     print("|---|---|---|")
