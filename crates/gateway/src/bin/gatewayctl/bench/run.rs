@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -94,10 +95,16 @@ pub async fn run(
     });
     let stop = CancellationToken::new();
     let mut sub_tasks = Vec::with_capacity(shape.subscribers);
+    // Each subscriber stops when its sender is dropped. A subscriber waits for the next message and its stop at
+    // once every time, and a one-shot channel of its own is an atomic look, where every subscriber polling one
+    // token's future would take the token's lock.
+    let mut sub_stops = Vec::with_capacity(shape.subscribers);
     for index in 0..shape.subscribers {
         let subscriber = subscribers.subscriber(&shape.topic).await?;
         let latencies = Latencies::new(shared.clone(), index % HISTOGRAMS);
-        sub_tasks.push(tokio::spawn(receive(subscriber, latencies, stop.clone())));
+        let (stop_tx, stop_rx) = oneshot::channel();
+        sub_stops.push(stop_tx);
+        sub_tasks.push(tokio::spawn(receive(subscriber, latencies, stop_rx)));
     }
     let mut conns = Vec::with_capacity(shape.publishers);
     for _ in 0..shape.publishers {
@@ -149,6 +156,7 @@ pub async fn run(
     };
     drain(&shared, expected).await;
     stop.cancel();
+    drop(sub_stops);
     if let Some(progress) = progress {
         let _ = progress.await;
     }
@@ -334,13 +342,17 @@ impl Latencies {
     }
 }
 
-/// Counts what one subscriber receives until `stop`, and records its latencies.
-async fn receive(mut subscriber: Subscriber, mut latencies: Latencies, stop: CancellationToken) {
+/// Counts what one subscriber receives until `stop`'s sender is dropped, and records its latencies.
+async fn receive(
+    mut subscriber: Subscriber,
+    mut latencies: Latencies,
+    mut stop: oneshot::Receiver<()>,
+) {
     let shared = latencies.shared.clone();
     let (mut ready, mut settled) = (false, false);
     loop {
         let payload = tokio::select! {
-            _ = stop.cancelled() => break,
+            _ = &mut stop => break,
             payload = subscriber.next() => payload,
         };
         match payload {
