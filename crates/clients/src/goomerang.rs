@@ -15,12 +15,10 @@ use protocols::goomerang::codec::headers::FrameHeaders;
 use protocols::goomerang::codec::proto::Frame;
 use protocols::goomerang::{encode_command, encode_publish, Command};
 use tokio_rustls::TlsConnector;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 
 use super::ws::{self, Sink};
-use super::{
-    send_until_error, ClientError, Credentials, Inbox, InboxSender, Incoming, Message, Outgoing,
-};
+use super::{ClientError, Credentials, Event, Inbox, Incoming, Message, Outgoing, Reading};
 
 /// The message kind gatewayctl publishes and requests with: the payload bytes as they are.
 pub const RAW_KIND: &str = "gatewayctl.Raw";
@@ -39,16 +37,25 @@ const FEED_HIGH_WATER: usize = 64;
 
 impl GoomerangClient {
     /// Connects (over TLS with `tls`); `credentials.token` goes on the upgrade as `Authorization: Bearer`
-    /// (Goomerang has no login).
+    /// (Goomerang has no login). A reader task reads the socket.
     pub async fn connect(
         address: &str,
         credentials: &Credentials,
         tls: Option<&TlsConnector>,
     ) -> Result<GoomerangClient, ClientError> {
+        Self::connect_reading(address, credentials, tls, Reading::Task).await
+    }
+
+    /// [`GoomerangClient::connect`], the socket read as `reading` says.
+    pub async fn connect_reading(
+        address: &str,
+        credentials: &Credentials,
+        tls: Option<&TlsConnector>,
+        reading: Reading,
+    ) -> Result<GoomerangClient, ClientError> {
         let bearer = credentials.token.as_deref();
         let (sink, stream) = ws::dial(address, "/ws", None, bearer, tls).await?;
-        let (tx, inbox) = Inbox::new();
-        tokio::spawn(read_loop(stream, tx));
+        let inbox = Inbox::reading(ws::batches(stream, events), reading);
         Ok(GoomerangClient {
             sink,
             inbox,
@@ -138,33 +145,24 @@ impl GoomerangClient {
     }
 }
 
-async fn read_loop(mut stream: ws::Stream, tx: InboxSender) {
-    loop {
-        let batch = ws::next_batch(&mut stream).await;
-        if batch.is_empty() {
-            break;
-        }
-        let events = batch
-            .into_iter()
-            .filter_map(|next| match next {
-                Ok(WsMessage::Binary(bytes)) => Some(match Frame::decode(bytes) {
-                    Ok(frame) => Ok(to_incoming(frame)),
-                    Err(error) => Err(ClientError::Protocol(format!("bad frame: {error}"))),
-                }),
-                Ok(WsMessage::Close(close)) => Some(Err(close
-                    .filter(|c| !c.reason.is_empty())
-                    .map_or(ClientError::Closed, |c| {
-                        ClientError::Refused(c.reason.to_string())
-                    }))),
-                Ok(_) => None,
-                Err(error) => Some(Err(error.into())),
-            })
-            .collect();
-        if send_until_error(&tx, events).await.is_break() {
-            return;
-        }
-    }
-    let _ = tx.send(Err(ClientError::Closed)).await;
+/// The events of one batch of messages from the server.
+fn events(batch: Vec<Result<WsMessage, WsError>>) -> Vec<Event> {
+    batch
+        .into_iter()
+        .filter_map(|next| match next {
+            Ok(WsMessage::Binary(bytes)) => Some(match Frame::decode(bytes) {
+                Ok(frame) => Ok(to_incoming(frame)),
+                Err(error) => Err(ClientError::Protocol(format!("bad frame: {error}"))),
+            }),
+            Ok(WsMessage::Close(close)) => Some(Err(close
+                .filter(|c| !c.reason.is_empty())
+                .map_or(ClientError::Closed, |c| {
+                    ClientError::Refused(c.reason.to_string())
+                }))),
+            Ok(_) => None,
+            Err(error) => Some(Err(error.into())),
+        })
+        .collect()
 }
 
 fn to_incoming(frame: Frame) -> Incoming {

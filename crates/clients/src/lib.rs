@@ -4,8 +4,10 @@
 //! types ([`Protocol`], [`Credentials`], [`Outgoing`], [`Message`], [`ClientError`]) and [`Client`], which
 //! dispatches to the protocol's client.
 //!
-//! Every client runs one reader task that turns the server's frames into [`Incoming`] events on a bounded
-//! channel, so a publisher keeps draining acknowledgements while it writes and a subscriber receives in order.
+//! A client reads its socket in one of two ways ([`Reading`]): by default one reader task turns the server's frames
+//! into [`Incoming`] events on a bounded channel, so a publisher keeps draining acknowledgements while it writes
+//! and a subscriber receives in order; the MessageLoop and Goomerang clients can instead read in the task that asks
+//! for the next event (a subscriber that only receives, such as each of a benchmark's many subscribers).
 
 pub mod chanserv;
 mod credentials;
@@ -24,6 +26,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use tokio::sync::mpsc;
 
 pub use credentials::Credentials;
@@ -222,11 +225,32 @@ pub enum Incoming {
     Refused(String),
 }
 
-/// The receiving side shared by every client: events from its reader task, which hands them over in batches
-/// (every frame of one read in one channel operation).
+/// How a client reads its socket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Reading {
+    /// A reader task of the client's own reads whatever comes and hands it to the inbox, so acknowledgements are
+    /// read while the client writes.
+    #[default]
+    Task,
+    /// The inbox reads the socket itself, in the task that waits for the next event: no task and no hand-over per
+    /// message, and nothing read while nobody waits (fit for a client that only receives).
+    Direct,
+}
+
+/// The batches of events a connection's frames make, one batch per read, read where the inbox says.
+pub(crate) type Batches = std::pin::Pin<Box<dyn futures::Stream<Item = Vec<Event>> + Send + Sync>>;
+
+/// The receiving side shared by every client: events in batches (every frame of one read together), from a
+/// reader task through a channel or read in place ([`Reading`]).
 pub struct Inbox {
-    rx: mpsc::Receiver<Vec<Event>>,
+    source: Source,
     batch: std::vec::IntoIter<Event>,
+}
+
+enum Source {
+    Task(mpsc::Receiver<Vec<Event>>),
+    /// `None` once a batch ended with an error, as a reader task stops there.
+    Direct(Option<Batches>),
 }
 
 /// One thing a reader task reports.
@@ -257,17 +281,23 @@ impl InboxSender {
     }
 }
 
-/// Hands `events` to the inbox up to and including the first error, which ends the reader: `Break` when the
-/// reader should stop (an error was sent, or the inbox is gone).
-pub(crate) async fn send_until_error(
-    tx: &InboxSender,
-    mut events: Vec<Event>,
-) -> std::ops::ControlFlow<()> {
+/// `events` up to and including the first error, which ends the reading, and whether there was one.
+fn until_error(mut events: Vec<Event>) -> (Vec<Event>, bool) {
     let failed = events.iter().position(Result::is_err);
     if let Some(at) = failed {
         events.truncate(at + 1);
     }
-    if tx.send_all(events).await.is_err() || failed.is_some() {
+    (events, failed.is_some())
+}
+
+/// Hands `events` to the inbox up to and including the first error, which ends the reader: `Break` when the
+/// reader should stop (an error was sent, or the inbox is gone).
+pub(crate) async fn send_until_error(
+    tx: &InboxSender,
+    events: Vec<Event>,
+) -> std::ops::ControlFlow<()> {
+    let (events, failed) = until_error(events);
+    if tx.send_all(events).await.is_err() || failed {
         std::ops::ControlFlow::Break(())
     } else {
         std::ops::ControlFlow::Continue(())
@@ -277,11 +307,47 @@ pub(crate) async fn send_until_error(
 impl Inbox {
     pub fn new() -> (InboxSender, Inbox) {
         let (tx, rx) = mpsc::channel(INCOMING_BATCHES);
-        let inbox = Inbox {
-            rx,
+        (InboxSender { tx }, Inbox::of(Source::Task(rx)))
+    }
+
+    /// The inbox of a connection whose frames `batches` reads: by a reader task spawned here, or in place.
+    pub(crate) fn reading(mut batches: Batches, reading: Reading) -> Inbox {
+        match reading {
+            Reading::Direct => Inbox::of(Source::Direct(Some(batches))),
+            Reading::Task => {
+                let (tx, inbox) = Inbox::new();
+                tokio::spawn(async move {
+                    while let Some(events) = batches.next().await {
+                        if send_until_error(&tx, events).await.is_break() {
+                            return;
+                        }
+                    }
+                    let _ = tx.send(Err(ClientError::Closed)).await;
+                });
+                inbox
+            }
+        }
+    }
+
+    fn of(source: Source) -> Inbox {
+        Inbox {
+            source,
             batch: Vec::new().into_iter(),
-        };
-        (InboxSender { tx }, inbox)
+        }
+    }
+
+    /// The next batch; `None` once the reading has stopped.
+    async fn next_batch(&mut self) -> Option<Vec<Event>> {
+        match &mut self.source {
+            Source::Task(rx) => rx.recv().await,
+            Source::Direct(batches) => {
+                let (events, failed) = until_error(batches.as_mut()?.next().await?);
+                if failed {
+                    *batches = None;
+                }
+                Some(events)
+            }
+        }
     }
 
     /// The next event; `Err(Closed)` once the reader has stopped.
@@ -290,7 +356,7 @@ impl Inbox {
             if let Some(event) = self.batch.next() {
                 return event;
             }
-            match self.rx.recv().await {
+            match self.next_batch().await {
                 Some(batch) => self.batch = batch.into_iter(),
                 None => return Err(ClientError::Closed),
             }
@@ -314,7 +380,7 @@ impl Inbox {
                     Incoming::Reply { .. } | Incoming::Confirmed(_) => continue,
                 }
             }
-            match self.rx.recv().await {
+            match self.next_batch().await {
                 Some(batch) => self.batch = batch.into_iter(),
                 None => return Err(ClientError::Closed),
             }
@@ -539,4 +605,88 @@ pub async fn resolve(address: &str) -> Result<std::net::SocketAddr, ClientError>
         .map_err(|_| ClientError::Address(address.to_owned()))?
         .next()
         .ok_or_else(|| ClientError::Address(address.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn message(payload: &'static str) -> Event {
+        Ok(Incoming::Message(Message {
+            payload: Bytes::from_static(payload.as_bytes()),
+            ..Message::default()
+        }))
+    }
+
+    /// Three batches, the second ending in an error after which its last message must not be seen, and a count of
+    /// the batches taken from the source.
+    fn source() -> (Batches, Arc<AtomicUsize>) {
+        let taken = Arc::new(AtomicUsize::new(0));
+        let counted = taken.clone();
+        let batches = vec![
+            vec![message("a"), message("b")],
+            vec![
+                message("c"),
+                Err(ClientError::Refused("no".into())),
+                message("d"),
+            ],
+            vec![message("e")],
+        ];
+        let stream = futures::stream::iter(batches).inspect(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        (Box::pin(stream), taken)
+    }
+
+    /// What an inbox gives until it says the connection closed.
+    async fn drain(inbox: &mut Inbox) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            match inbox.next().await {
+                Ok(Incoming::Message(m)) => {
+                    seen.push(String::from_utf8_lossy(&m.payload).into_owned())
+                }
+                Ok(other) => seen.push(format!("{other:?}")),
+                Err(ClientError::Closed) => return seen,
+                Err(error) => seen.push(format!("error: {error}")),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn both_readings_give_the_events_in_order_up_to_the_first_error() {
+        for reading in [Reading::Task, Reading::Direct] {
+            let (batches, taken) = source();
+            let mut inbox = Inbox::reading(batches, reading);
+            let seen = drain(&mut inbox).await;
+            assert_eq!(
+                seen,
+                ["a", "b", "c", "error: the server refused: no"],
+                "{reading:?}"
+            );
+            assert_eq!(
+                taken.load(Ordering::SeqCst),
+                2,
+                "{reading:?}: nothing is read after an error"
+            );
+            assert!(matches!(inbox.next().await, Err(ClientError::Closed)));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_direct_inbox_reads_only_when_asked() {
+        let (batches, taken) = source();
+        let mut inbox = Inbox::reading(batches, Reading::Direct);
+        tokio::task::yield_now().await;
+        assert_eq!(taken.load(Ordering::SeqCst), 0, "no reader task runs");
+        assert!(matches!(inbox.next().await, Ok(Incoming::Message(_))));
+        assert_eq!(
+            taken.load(Ordering::SeqCst),
+            1,
+            "one batch for two messages"
+        );
+    }
 }

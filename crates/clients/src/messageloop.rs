@@ -22,12 +22,11 @@ use protocols::messageloop::pb::messageloop::client::v2 as pb;
 use protocols::messageloop::pb::messageloop::shared::v2 as shared;
 use tokio::time::Sleep;
 use tokio_rustls::TlsConnector;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 
 use super::ws::{self, Sink};
 use super::{
-    send_until_error, ClientError, Credentials, Event, Inbox, InboxSender, Incoming, Message,
-    Outgoing, HANDSHAKE_TIMEOUT,
+    ClientError, Credentials, Event, Inbox, Incoming, Message, Outgoing, Reading, HANDSHAKE_TIMEOUT,
 };
 
 use pb::inbound_message::Envelope as In;
@@ -79,17 +78,27 @@ pub struct MessageLoopClient {
 
 impl MessageLoopClient {
     /// Connects in `encoding` (over TLS with `tls`) and sends Connect with `credentials.token` as its `token`
-    /// (the login is not carried: gatewayd passes `client_id` as the login).
+    /// (the login is not carried: gatewayd passes `client_id` as the login). A reader task reads the socket.
     pub async fn connect(
         address: &str,
         credentials: &Credentials,
         encoding: Encoding,
         tls: Option<&TlsConnector>,
     ) -> Result<MessageLoopClient, ClientError> {
+        Self::connect_reading(address, credentials, encoding, tls, Reading::Task).await
+    }
+
+    /// [`MessageLoopClient::connect`], the socket read as `reading` says.
+    pub async fn connect_reading(
+        address: &str,
+        credentials: &Credentials,
+        encoding: Encoding,
+        tls: Option<&TlsConnector>,
+        reading: Reading,
+    ) -> Result<MessageLoopClient, ClientError> {
         let subprotocol = Some(encoding.subprotocol());
         let (sink, stream) = ws::dial(address, "/ws", subprotocol, None, tls).await?;
-        let (tx, inbox) = Inbox::new();
-        tokio::spawn(read_loop(stream, tx));
+        let inbox = Inbox::reading(ws::batches(stream, events), reading);
         let mut client = MessageLoopClient {
             sink,
             encoding,
@@ -274,24 +283,16 @@ pub(crate) fn metadata(headers: &[(String, String)]) -> Option<shared::Metadata>
     })
 }
 
-async fn read_loop(mut stream: ws::Stream, tx: InboxSender) {
-    loop {
-        let batch = ws::next_batch(&mut stream).await;
-        if batch.is_empty() {
-            break;
-        }
-        let mut events = Vec::with_capacity(batch.len());
-        for next in batch {
-            match next {
-                Ok(frame) => frame_events(frame, &mut events),
-                Err(error) => events.push(Err(error.into())),
-            }
-        }
-        if send_until_error(&tx, events).await.is_break() {
-            return;
+/// The events of one batch of messages from the server.
+fn events(batch: Vec<Result<WsMessage, WsError>>) -> Vec<Event> {
+    let mut events = Vec::with_capacity(batch.len());
+    for next in batch {
+        match next {
+            Ok(frame) => frame_events(frame, &mut events),
+            Err(error) => events.push(Err(error.into())),
         }
     }
-    let _ = tx.send(Err(ClientError::Closed)).await;
+    events
 }
 
 /// Appends what one frame from the server says: an envelope in protobuf (binary frame) or JSON (text frame), or the

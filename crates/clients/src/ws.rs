@@ -1,7 +1,7 @@
 //! The WebSocket dial shared by the MessageLoop and Goomerang clients: TCP with `TCP_NODELAY` (read ahead of
 //! tungstenite's small buffer, as gatewayd's listeners read), TLS on it when given a connector, the upgrade to
-//! `ws://<address><path>` (or `wss://`) offering an optional subprotocol and bearer token, and the split into a
-//! sink and a stream.
+//! `ws://<address><path>` (or `wss://`) offering an optional subprotocol and bearer token, the split into a
+//! sink and a stream, and the stream read in batches.
 
 use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt, StreamExt};
@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::either::Either;
 
-use super::{resolve, ClientError, HANDSHAKE_TIMEOUT};
+use super::{resolve, Batches, ClientError, Event, HANDSHAKE_TIMEOUT};
 
 /// The socket under a client's WebSocket: TCP read ahead, or TLS on TCP (boxed: it is large, and most clients
 /// are plain).
@@ -51,6 +51,21 @@ pub async fn next_batch(stream: &mut Stream) -> Vec<Result<WsMessage, tungstenit
         }
     }
     batch
+}
+
+/// What `stream` brings, a batch of events per [`next_batch`] as `events` makes them of its messages; ends with the
+/// stream.
+pub fn batches(
+    stream: Stream,
+    events: fn(Vec<Result<WsMessage, tungstenite::Error>>) -> Vec<Event>,
+) -> Batches {
+    Box::pin(futures::stream::unfold(
+        stream,
+        move |mut stream| async move {
+            let batch = next_batch(&mut stream).await;
+            (!batch.is_empty()).then(|| (events(batch), stream))
+        },
+    ))
 }
 
 /// Opens `ws://<address><path>`, or `wss://` over `tls`, offering `subprotocol` and sending

@@ -4,10 +4,11 @@
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use clients::goomerang::GoomerangClient;
 use clients::messageloop::{Encoding, MessageLoopClient};
 use clients::messageloop_grpc::MessageLoopGrpcClient;
 use clients::mqtt::MqttClient;
-use clients::{Client, ClientError, Credentials, Outgoing, Protocol};
+use clients::{Client, ClientError, Credentials, Outgoing, Protocol, Reading};
 use futures::StreamExt;
 
 /// Where a side connects. An MQTT broker other than gatewayd is a `Gateway` endpoint with the MQTT protocol:
@@ -38,12 +39,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A connected client, for the side's `role` (named in the error).
-    async fn client(&self, role: &str) -> anyhow::Result<Client> {
+    /// A connected client, for the side's `role` (named in the error), reading its socket as `reading` says.
+    async fn client(&self, role: &str, reading: Reading) -> anyhow::Result<Client> {
         let Gateway {
             protocol, address, ..
         } = self;
-        connect(self)
+        connect(self, reading)
             .await
             .with_context(|| format!("{protocol} {role} at {address}"))
     }
@@ -74,7 +75,9 @@ impl Endpoint {
 
     pub async fn publisher(&self) -> anyhow::Result<Publisher> {
         Ok(match self {
-            Endpoint::Gateway(gateway) => Publisher::Gateway(gateway.client("publisher").await?),
+            Endpoint::Gateway(gateway) => {
+                Publisher::Gateway(gateway.client("publisher", Reading::Task).await?)
+            }
             Endpoint::MessageLoopGrpc {
                 address,
                 credentials,
@@ -86,7 +89,8 @@ impl Endpoint {
     pub async fn subscriber(&self, topic: &str) -> anyhow::Result<Subscriber> {
         Ok(match self {
             Endpoint::Gateway(gateway) => {
-                let mut client = gateway.client("subscriber").await?;
+                // A subscriber only receives: the MessageLoop and Goomerang clients read in its task.
+                let mut client = gateway.client("subscriber", Reading::Direct).await?;
                 client.subscribe(topic).await?;
                 Subscriber::Gateway(client)
             }
@@ -123,7 +127,8 @@ async fn grpc(
 }
 
 /// A client of `gateway.protocol`; an MQTT one at QoS 1 when `at_least_once`, a MessageLoop one in `encoding`.
-async fn connect(gateway: &Gateway) -> Result<Client, ClientError> {
+/// `reading` is for the MessageLoop and Goomerang clients; the others read with a task.
+async fn connect(gateway: &Gateway, reading: Reading) -> Result<Client, ClientError> {
     let (address, credentials) = (gateway.address.as_str(), &gateway.credentials);
     match gateway.protocol {
         Protocol::Mqtt if gateway.at_least_once => {
@@ -131,7 +136,17 @@ async fn connect(gateway: &Gateway) -> Result<Client, ClientError> {
             Ok(Client::Mqtt(client.at_least_once()))
         }
         Protocol::MessageLoop => Ok(Client::MessageLoop(
-            MessageLoopClient::connect(address, credentials, gateway.encoding, None).await?,
+            MessageLoopClient::connect_reading(
+                address,
+                credentials,
+                gateway.encoding,
+                None,
+                reading,
+            )
+            .await?,
+        )),
+        Protocol::Goomerang => Ok(Client::Goomerang(
+            GoomerangClient::connect_reading(address, credentials, None, reading).await?,
         )),
         protocol => Client::connect(protocol, address, credentials).await,
     }
