@@ -249,7 +249,8 @@ pub struct Inbox {
 
 enum Source {
     Task(mpsc::Receiver<Vec<Event>>),
-    /// `None` once a batch ended with an error, as a reader task stops there.
+    /// `None` once the reading stopped (the stream ended, or a batch ended with an error, where a reader task
+    /// stops too): an ended stream is not polled again.
     Direct(Option<Batches>),
 }
 
@@ -341,7 +342,11 @@ impl Inbox {
         match &mut self.source {
             Source::Task(rx) => rx.recv().await,
             Source::Direct(batches) => {
-                let (events, failed) = until_error(batches.as_mut()?.next().await?);
+                let Some(events) = batches.as_mut()?.next().await else {
+                    *batches = None;
+                    return None;
+                };
+                let (events, failed) = until_error(events);
                 if failed {
                     *batches = None;
                 }
@@ -673,6 +678,24 @@ mod tests {
                 "{reading:?}: nothing is read after an error"
             );
             assert!(matches!(inbox.next().await, Err(ClientError::Closed)));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_inbox_whose_reading_ended_says_closed_again() {
+        for reading in [Reading::Task, Reading::Direct] {
+            // An unfold stream, as `ws::batches` makes, must not be polled again once it ended.
+            let batches = futures::stream::unfold(false, |done| async move {
+                (!done).then(|| (vec![message("a")], true))
+            });
+            let mut inbox = Inbox::reading(Box::pin(batches), reading);
+            assert!(matches!(inbox.next().await, Ok(Incoming::Message(_))));
+            for _ in 0..2 {
+                assert!(
+                    matches!(inbox.next().await, Err(ClientError::Closed)),
+                    "{reading:?}"
+                );
+            }
         }
     }
 
