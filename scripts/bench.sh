@@ -3,11 +3,13 @@
 # (the MQTT rows also next to mosquitto), and prints the tables as Markdown. Long (about 24 minutes); not part of
 # the test suite.
 #
-#   [BENCH_ROWS=all|mqtt] [FANOUT_SWEEP=1] scripts/bench.sh [OUT_DIR]
+#   [BENCH_ROWS=all|mqtt] [FANOUT_SWEEP=1] [BENCH_WORKERS=N] scripts/bench.sh [OUT_DIR]
 #
 # JSON results are kept in OUT_DIR (default: a temporary directory). BENCH_ROWS=mqtt runs the MQTT rows only.
 # FANOUT_SWEEP=1 adds the MessageLoop and Goomerang fan-out at 2,500, 5,000 and 7,500 subscribers (the latency
-# against the load, about 5 more minutes).
+# against the load, about 5 more minutes). BENCH_WORKERS=N runs gatewayd with N runtime worker threads and
+# nats-server with GOMAXPROCS=N (by default each takes one per CPU): on a machine whose cores the bench client
+# shares, each server sized to the cores left to it.
 #
 # Needs release binaries (`cargo build --release -p gateway --bins`, or BENCH_BIN_DIR=<dir with both>),
 # nats-server, mosquitto (the Debian package; its own instance is started here, not the system service) and
@@ -29,7 +31,9 @@ source "$root/scripts/bench_common.sh"
 config="$out/bench.toml"
 bench_config "$config"
 
-nats-server -a 127.0.0.1 -p "$nats_port" > "$out/nats.log" 2>&1 &
+nats_env=()
+if [ -n "${BENCH_WORKERS:-}" ]; then nats_env=(env "GOMAXPROCS=$BENCH_WORKERS"); fi
+"${nats_env[@]}" nats-server -a 127.0.0.1 -p "$nats_port" > "$out/nats.log" 2>&1 &
 pids+=("$!")
 # mosquitto as the MQTT peer: loopback, anonymous, in memory. Its defaults would drop QoS 1 messages past 1,000
 # queued per subscriber (max_queued_messages), so the queue is unbounded in count and bytes; its in-flight window

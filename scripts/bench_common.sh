@@ -27,9 +27,12 @@ wait_ready() {
   return 1
 }
 
-# start_gatewayd: gatewayd from $bin with $config (its log in $out), its pid in $gatewayd_pid, once it is ready.
+# start_gatewayd: gatewayd from $bin with $config (its log in $out), its pid in $gatewayd_pid, once it is ready;
+# with BENCH_WORKERS set, that many runtime worker threads.
 start_gatewayd() {
-  "$bin/gatewayd" --config "$config" > "$out/gatewayd.log" 2>&1 &
+  local workers=()
+  if [ -n "${BENCH_WORKERS:-}" ]; then workers=(env "GATEWAYD_RUNTIME__WORKER_THREADS=$BENCH_WORKERS"); fi
+  "${workers[@]}" "$bin/gatewayd" --config "$config" > "$out/gatewayd.log" 2>&1 &
   gatewayd_pid=$!
   pids+=("$gatewayd_pid")
   wait_ready

@@ -6,6 +6,7 @@
 mod origin;
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use core_bus::config::BusConfig;
@@ -24,6 +25,7 @@ pub struct Config {
     pub log: LogConfig,
     pub tracing: crate::telemetry::TracingConfig,
     pub shutdown: ShutdownConfig,
+    pub runtime: RuntimeConfig,
     pub limits: LimitsConfig,
     pub bus: BusConfig,
     pub cluster: ClusterConfig,
@@ -154,6 +156,14 @@ impl Default for ShutdownConfig {
             drain_timeout_secs: 10,
         }
     }
+}
+
+/// `[runtime]`: the threads that run every connection.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Worker threads of the runtime; by default one per CPU this process may use (a cgroup quota counts).
+    pub worker_threads: Option<NonZeroUsize>,
 }
 
 /// `[limits]`: limits of the whole process (each listener's own are in its section).
@@ -317,6 +327,17 @@ mod tests {
         let path = dir.path().join("gatewayd.toml");
         std::fs::write(&path, text).unwrap();
         Config::load(&[path])
+    }
+
+    #[test]
+    fn worker_threads_default_to_the_runtime_and_are_never_zero() {
+        assert_eq!(load_text("").unwrap().runtime.worker_threads, None);
+        let one = load_text("[runtime]\nworker_threads = 1\n").unwrap();
+        assert_eq!(one.runtime.worker_threads, NonZeroUsize::new(1));
+        let zero = load_text("[runtime]\nworker_threads = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(zero.contains("runtime.worker_threads"), "{zero}");
     }
 
     #[test]

@@ -108,11 +108,12 @@ fn main() -> ExitCode {
         }
     };
     let (telemetry, trace_hook) = telemetry.unzip();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .on_thread_park(memory::on_park)
-        .build()
-    {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all().on_thread_park(memory::on_park);
+    if let Some(threads) = config.runtime.worker_threads {
+        runtime.worker_threads(threads.get());
+    }
+    let runtime = match runtime.build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("cannot start the runtime: {error}");

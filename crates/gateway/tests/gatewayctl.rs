@@ -386,6 +386,20 @@ fn process_endpoint_names_gatewayd() {
     let process = gateway.get_json("/api/process");
     assert_eq!(process["pid"], gateway.pid());
     assert!(process["rss_bytes"].as_u64().unwrap() > 1 << 20);
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(process["worker_threads"], cpus, "{process}");
+}
+
+#[test]
+fn worker_threads_follow_the_runtime_section() {
+    // One more than the default, so the default cannot pass for it.
+    let wanted = std::thread::available_parallelism().unwrap().get() + 1;
+    let gateway = Gatewayd::start_with_env(
+        &config_enabling(&["stomp.tcp"]),
+        &[("GATEWAYD_RUNTIME__WORKER_THREADS", &wanted.to_string())],
+    );
+    let process = gateway.get_json("/api/process");
+    assert_eq!(process["worker_threads"], wanted, "{process}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! This process as the kernel reports it (`/proc/self`): resident memory, file descriptors, CPU time and start
-//! time, for `/api/process` and for the standard `process_*` Prometheus gauges that `/metrics` renders.
+//! time, for `/api/process` and for the standard `process_*` Prometheus gauges that `/metrics` renders; and, for
+//! `/api/process`, the runtime's worker threads (`[runtime] worker_threads`).
 
 use metrics::gauge;
 use serde::Serialize;
@@ -13,10 +14,12 @@ pub struct ProcessStats {
     pub max_fds: Option<u64>,
     pub cpu_seconds: Option<f64>,
     pub start_time_seconds: Option<f64>,
+    /// Worker threads of the runtime that read this (`None` outside one).
+    pub worker_threads: Option<usize>,
 }
 
 impl ProcessStats {
-    /// Reads `/proc/self/{status,stat,fd,limits}` and `/proc/stat`.
+    /// Reads `/proc/self/{status,stat,fd,limits}` and `/proc/stat`, and the current runtime's worker count.
     pub fn read() -> ProcessStats {
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         let rss_bytes = field(&status, "VmRSS:").map(|kib| kib * 1024);
@@ -37,6 +40,9 @@ impl ProcessStats {
             max_fds,
             cpu_seconds,
             start_time_seconds,
+            worker_threads: tokio::runtime::Handle::try_current()
+                .ok()
+                .map(|runtime| runtime.metrics().num_workers()),
         }
     }
 
