@@ -39,7 +39,7 @@ const READ_BUFFER: usize = 256;
 
 /// The next messages of `stream`: waits for one, then takes those already received without waiting (up to
 /// [`BATCH`]), so a busy reader hands its inbox one batch per wake-up. Empty once the stream has ended.
-pub async fn next_batch(stream: &mut Stream) -> Vec<Result<WsMessage, tungstenite::Error>> {
+async fn next_batch(stream: &mut Stream) -> Vec<Result<WsMessage, tungstenite::Error>> {
     let mut batch = Vec::new();
     if let Some(first) = stream.next().await {
         batch.push(first);

@@ -108,12 +108,12 @@ fn main() -> ExitCode {
         }
     };
     let (telemetry, trace_hook) = telemetry.unzip();
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    runtime.enable_all().on_thread_park(memory::on_park);
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all().on_thread_park(memory::on_park);
     if let Some(threads) = config.runtime.worker_threads {
-        runtime.worker_threads(threads.get());
+        builder.worker_threads(threads.get());
     }
-    let runtime = match runtime.build() {
+    let runtime = match builder.build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("cannot start the runtime: {error}");
