@@ -1,8 +1,9 @@
-//! Gives the memory of ended connections back to the system. jemalloc keeps what a connection freed in two places
-//! that stay resident: each thread's cache of freed objects (one cached object keeps its whole slab), and the
-//! arenas' dirty pages, which it returns only gradually, as the allocator is used again. After connections end, at
-//! most once per [`PERIOD`], every worker empties its cache when it next parks ([`on_park`]) and every arena is
-//! purged, then purged again a period later for what the caches gave back.
+//! Gives back to the system what connections freed: all of an ended connection's memory, and what a new one's
+//! handshake used (the HTTP upgrade, the TLS handshake) and freed once it settled. jemalloc keeps freed memory in two
+//! places that stay resident: each thread's cache of freed objects (one cached object keeps its whole slab), and the
+//! arenas' dirty pages, which it returns only gradually, as the allocator is used again, so never while the server
+//! idles. After connections open or end, at most once per [`PERIOD`], every worker empties its cache when it next
+//! parks ([`on_park`]) and every arena is purged, then purged again a period later for what the caches gave back.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,10 +23,11 @@ thread_local! {
     static FLUSHED: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Runs until `shutdown`: after every period in which a connection ended, asks the workers to empty their caches
-/// and purges the arenas, and purges them again one period later.
+/// Runs until `shutdown`: after every period in which a connection opened or ended, asks the workers to empty their
+/// caches and purges the arenas, and purges them again one period later.
 pub async fn give_back(connections: ConnectionRegistry, shutdown: CancellationToken) {
-    let mut seen = connections.closed();
+    let churn = || connections.opened() + connections.closed();
+    let mut seen = churn();
     let mut again = false;
     let mut every = tokio::time::interval(PERIOD);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -34,17 +36,17 @@ pub async fn give_back(connections: ConnectionRegistry, shutdown: CancellationTo
             _ = shutdown.cancelled() => return,
             _ = every.tick() => {}
         }
-        let closed = connections.closed();
-        let ended = closed != seen;
-        seen = closed;
-        if ended {
+        let now = churn();
+        let changed = now != seen;
+        seen = now;
+        if changed {
             FLUSH_REQUESTS.fetch_add(1, Ordering::Relaxed);
         }
-        if ended || again {
+        if changed || again {
             // It walks every arena under its locks: off the async workers.
             let _ = tokio::task::spawn_blocking(purge).await;
         }
-        again = ended;
+        again = changed;
     }
 }
 

@@ -40,6 +40,8 @@ struct Entry {
 pub struct ConnectionRegistry {
     entries: Arc<DashMap<ConnectionId, Entry>>,
     per_listener: Arc<DashMap<&'static str, usize>>,
+    /// Connections (and gRPC streams) registered since the process started.
+    opened: Arc<AtomicU64>,
     /// Connections (and gRPC streams) ended since the process started.
     closed: Arc<AtomicU64>,
 }
@@ -168,6 +170,7 @@ impl ConnectionRegistry {
         let open = gauge!(CONNECTIONS, "protocol" => protocol.as_str(), "listener" => listener);
         open.increment(1.0);
         let id = ConnectionId::next();
+        self.opened.fetch_add(1, Ordering::Relaxed);
         let since_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -214,6 +217,11 @@ impl ConnectionRegistry {
 
     pub fn count(&self) -> usize {
         self.entries.len()
+    }
+
+    /// How many connections (and gRPC streams) have been registered since the process started.
+    pub fn opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
     }
 
     /// How many connections (and gRPC streams) have ended since the process started.
@@ -309,8 +317,10 @@ mod tests {
         );
         drop(a);
         assert_eq!(registry.count(), 0);
-        assert!(registry
-            .register(Protocol::Stomp, "stomp.tcp", peer, 1)
-            .is_ok());
+        // The refused registration took no place and counts as neither.
+        assert_eq!((registry.opened(), registry.closed()), (1, 1));
+        let b = registry.register(Protocol::Stomp, "stomp.tcp", peer, 1);
+        assert!(b.is_ok());
+        assert_eq!((registry.opened(), registry.closed()), (2, 1));
     }
 }
