@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every end-to-end benchmark docs/benchmarks.md reports, each next to nats-server measured in the same run
-# (the MQTT rows also next to mosquitto), and prints the tables as Markdown. Long (about 24 minutes); not part of
-# the test suite.
+# (the MQTT rows also next to mosquitto), and prints the tables as Markdown, then issue 18's goals against this run.
+# Long (about 30 minutes); not part of the test suite.
 #
 #   [BENCH_ROWS=all|mqtt] [FANOUT_SWEEP=1] [BENCH_WORKERS=N] scripts/bench.sh [OUT_DIR]
 #
@@ -77,6 +77,15 @@ for size in 16 1024; do
   # And over gRPC (one G2 stream per side, listener messageloop.grpc).
   "${ctl[@]}" bench --protocol messageloop --ml-grpc --size "$size" --duration 5 --json \
     --compare-nats "nats://127.0.0.1:$nats_port" > "$out/allout-messageloop-grpc-messageloop-grpc-$size.json"
+done
+# The other cross-protocol pairs among STOMP, MessageLoop WS and Goomerang (issue 18's goal covers all six; STOMP →
+# MessageLoop is in the pairs above): all-out only.
+for pair in "messageloop stomp" "messageloop goomerang" "stomp goomerang" "goomerang stomp" "goomerang messageloop"; do
+  read -r p s <<< "$pair"
+  for size in 16 1024; do
+    "${ctl[@]}" bench --pub-protocol "$p" --sub-protocol "$s" --size "$size" --duration 5 --json \
+      --compare-nats "nats://127.0.0.1:$nats_port" > "$out/allout-$p-$s-$size.json"
+  done
 done
 # Publisher stalls during the runs above (flow control), for the notes under the tables.
 curl -sf "http://127.0.0.1:$admin_port/metrics" | grep -E '^gatewayd_(publisher_stall|drops_total)' \

@@ -14,12 +14,29 @@ PAIRS = [("stomp", "stomp"), ("messageloop", "messageloop"), ("goomerang", "goom
 # ones, but no fixed-rate row.
 ALLOUT_PAIRS = PAIRS[:2] + [("messageloop-json", "messageloop-json"), ("messageloop-grpc", "messageloop-grpc")] \
     + PAIRS[2:]
+# The other cross-protocol pairs among STOMP, MessageLoop WS and Goomerang, all-out only: added on 2026-12-07
+# (session 37) and left out of older result directories when missing.
+CROSS_PAIRS = [("messageloop", "stomp"), ("messageloop", "goomerang"), ("stomp", "goomerang"), ("goomerang", "stomp"),
+               ("goomerang", "messageloop")]
 # Rows that result directories from before they were added lack (JSON 2026-12-03, gRPC 2026-12-05): left out when
 # missing.
 NEWER = ("messageloop-json", "messageloop-grpc")
 # Idle-connection rows added on 2026-12-03 (session 13) and 2026-12-04 (session 15: MessageLoop and Goomerang over
 # TLS), left out of older result directories the same way.
 NEWER_CONNS = ("stomp-tls", "loom", "chanserv", "mqtt-tls", "messageloop-tls", "goomerang-tls")
+CONNS = (("stomp", "STOMP TCP"), ("stomp-ws", "STOMP over WebSocket"), ("stomp-tls", "STOMP TLS"),
+         ("messageloop", "MessageLoop WS"), ("messageloop-tls", "MessageLoop WS over TLS"),
+         ("messageloop-grpc", "MessageLoop gRPC"), ("goomerang", "Goomerang WS"),
+         ("goomerang-tls", "Goomerang WS over TLS"), ("loom", "Loom QUIC"), ("chanserv", "chanserv TCP"),
+         ("mqtt", "MQTT TCP"), ("mqtt-tls", "MQTT TLS"))
+# Idle rows whose connections are TLS (QUIC always is), held to issue 18's 12 KiB instead of 4 KiB.
+TLS_CONNS = ("stomp-tls", "messageloop-tls", "goomerang-tls", "loom", "mqtt-tls")
+SYSCALL_SHAPES = (("stomp-16", "STOMP → STOMP"), ("stomp-1024", "STOMP → STOMP, 1 KiB"),
+                  ("messageloop-16", "MessageLoop WS → MessageLoop WS"),
+                  ("messageloop-1024", "MessageLoop WS → MessageLoop WS, 1 KiB"),
+                  ("messageloop-grpc-16", "MessageLoop gRPC → MessageLoop gRPC"),
+                  ("messageloop-grpc-1024", "MessageLoop gRPC → MessageLoop gRPC, 1 KiB"),
+                  ("goomerang-16", "Goomerang → Goomerang"), ("stomp-messageloop-16", "STOMP → MessageLoop WS"))
 
 
 def rate(value):
@@ -89,16 +106,10 @@ def conns_cells(load, kind):
     return cells
 
 
-def syscall_table(out):
-    """Writes and reads per delivery from the perf stat counts (`syscalls-<shape>.csv`), when bench.sh took them."""
-    shapes = (("stomp-16", "STOMP → STOMP"), ("stomp-1024", "STOMP → STOMP, 1 KiB"),
-              ("messageloop-16", "MessageLoop WS → MessageLoop WS"),
-              ("messageloop-1024", "MessageLoop WS → MessageLoop WS, 1 KiB"),
-              ("messageloop-grpc-16", "MessageLoop gRPC → MessageLoop gRPC"),
-              ("messageloop-grpc-1024", "MessageLoop gRPC → MessageLoop gRPC, 1 KiB"),
-              ("goomerang-16", "Goomerang → Goomerang"), ("stomp-messageloop-16", "STOMP → MessageLoop WS"))
-    rows = []
-    for name, label in shapes:
+def syscall_counts(out):
+    """Each shape's perf stat counts (`syscalls-<shape>.csv`, when bench.sh took them): its label, deliveries per
+    second, and a function giving the calls of the named system calls per delivery."""
+    for name, label in SYSCALL_SHAPES:
         path = out / f"syscalls-{name}.csv"
         if not path.exists():
             continue
@@ -110,8 +121,18 @@ def syscall_table(out):
             elif len(cells) == 2 and cells[1] in ("deliveries", "seconds"):
                 counts[cells[1]] = float(cells[0])
         deliveries = counts.get("deliveries") or 1
-        per = lambda *names: sum(counts.get(n, 0) for n in names) / deliveries
-        rows.append(f"| {label} | {rate(deliveries / counts['seconds'])} | {per('sendto', 'write', 'writev', 'sendmsg'):.3f} "
+        yield label, deliveries / counts["seconds"], \
+            lambda *names, counts=counts, deliveries=deliveries: sum(counts.get(n, 0) for n in names) / deliveries
+
+
+WRITES = ("sendto", "write", "writev", "sendmsg")
+
+
+def syscall_table(out):
+    """Writes and reads per delivery, for each shape perf stat counted."""
+    rows = []
+    for label, per_second, per in syscall_counts(out):
+        rows.append(f"| {label} | {rate(per_second)} | {per(*WRITES):.3f} "
                     f"| {per('recvfrom', 'read'):.3f} | {per('epoll_wait'):.3f} | {per('futex'):.3f} |")
     if rows:
         print("| shape (16 B unless said) | deliveries/s | writes per delivery | reads per delivery "
@@ -128,10 +149,10 @@ def main(out):
         return
     print("| pair | payload | gatewayd in msg/s | nats-server in msg/s | ratio | gatewayd loss | nats loss |")
     print("|---|---|---|---|---|---|---|")
-    for p, s in ALLOUT_PAIRS:
+    for p, s in ALLOUT_PAIRS + CROSS_PAIRS:
         for size in (16, 1024):
             name = f"allout-{p}-{s}-{size}.json"
-            if p in NEWER and not (out / name).exists():
+            if (p in NEWER or (p, s) in CROSS_PAIRS) and not (out / name).exists():
                 continue
             r = load(name)
             g, n = r["gatewayd"], r["nats"]
@@ -163,17 +184,61 @@ def main(out):
     syscall_table(out)
     print("| connections | 1,000 | 10,000 |")
     print("|---|---|---|")
-    for kind, label in (("stomp", "STOMP TCP"), ("stomp-ws", "STOMP over WebSocket"), ("stomp-tls", "STOMP TLS"),
-                        ("messageloop", "MessageLoop WS"), ("messageloop-tls", "MessageLoop WS over TLS"),
-                        ("messageloop-grpc", "MessageLoop gRPC"), ("goomerang", "Goomerang WS"),
-                        ("goomerang-tls", "Goomerang WS over TLS"), ("loom", "Loom QUIC"), ("chanserv", "chanserv TCP"),
-                        ("mqtt", "MQTT TCP"), ("mqtt-tls", "MQTT TLS")):
+    for kind, label in CONNS:
         if kind in NEWER_CONNS and not (out / f"conns-{kind}-1000.json").exists():
             continue
         cells = conns_cells(load, kind)
         print(f"| {label} | {cells[0]} | {cells[1]} |")
     print()
     mqtt_tables(out, load)
+    print()
+    goals(out, load)
+
+
+# Issue 18's throughput goals: the pairs held to each ratio to nats-server, at 16 B and 1 KiB.
+RATIO_GOALS = ((1.0, [("stomp", "stomp")]), (0.8, [("goomerang", "goomerang")]),
+               (0.5, [("messageloop", "messageloop"), ("messageloop-json", "messageloop-json"),
+                      ("messageloop-grpc", "messageloop-grpc"), ("stomp", "messageloop")] + CROSS_PAIRS))
+
+
+def goals(out, load):
+    """Issue 18's goals against this run: each row's figure, its goal, and whether it holds (a throughput row holds
+    only without loss, a fan-out row only with every delivery made)."""
+    rows = []
+    for goal, pairs in RATIO_GOALS:
+        for p, s in pairs:
+            for size in (16, 1024):
+                name = f"allout-{p}-{s}-{size}.json"
+                if not (out / name).exists():
+                    continue
+                r = load(name)
+                value, lost = r["ratio"]["msgs_per_sec_in"], r["gatewayd"]["lost"]
+                rows.append((f"{pair_name(p, s)}, {size} B, all-out: ratio to nats-server", f"{value:.2f}, {lost} lost",
+                             f"≥ {goal}", value >= goal and lost == 0))
+    for p in ("messageloop", "messageloop-json", "goomerang"):
+        if not (out / f"fanout-{p}.json").exists():
+            continue
+        g = load(f"fanout-{p}.json")["gatewayd"]
+        p99 = g["latency_us"]["p99"] / 1000
+        rows.append((f"fan-out, {NAMES[p]}, 1 → 10,000: p99, deliveries made",
+                     f"{p99:.0f} ms, {g['received']:,} of {g['sent'] * 10000:,}", "≤ 100 ms, all",
+                     p99 <= 100 and g["lost"] == 0))
+    for kind, label in CONNS:
+        if not (out / f"conns-{kind}-10000.json").exists():
+            continue
+        kib = load(f"conns-{kind}-10000.json")["bytes_per_connection"] / 1024
+        goal = 12 if kind in TLS_CONNS else 4
+        rows.append((f"idle, {label}, 10,000: RSS per connection", f"{kib:.1f} KiB", f"≤ {goal} KiB", kib <= goal))
+    for label, per_second, per in syscall_counts(out):
+        writes = per(*WRITES)
+        rows.append((f"{label}, all-out: writes per delivery at {rate(per_second)} msg/s", f"{writes:.3f}",
+                     "≤ 0.05 at ≥ 100k msg/s", writes <= 0.05 and per_second >= 100_000))
+    if rows:
+        print("| issue 18 goal | this run | goal | holds |")
+        print("|---|---|---|---|")
+        for label, value, goal, holds in rows:
+            print(f"| {label} | {value} | {goal} | {'yes' if holds else '**no**'} |")
+        print(f"\n{sum(holds for *_, holds in rows)} of {len(rows)} rows hold.")
 
 
 if __name__ == "__main__":
