@@ -26,13 +26,19 @@ pub const RETAIN_HEADER: &str = "mqtt-retain";
 /// refuse it with.
 pub fn to_envelope(publish: &Publish, topic: Topic, origin: Origin) -> Result<Envelope, u8> {
     let mut envelope = Envelope::new(topic, publish.payload.clone(), origin);
+    // The constant names and values are kept by reference: a publish allocates nothing for them.
+    let qos: &'static [u8] = match publish.qos {
+        QoS::AtMostOnce => b"0",
+        QoS::AtLeastOnce => b"1",
+        QoS::ExactlyOnce => b"2",
+    };
     envelope
         .headers
-        .push(QOS_HEADER, Bytes::from(vec![b'0' + publish.qos as u8]));
+        .push_static(QOS_HEADER, Bytes::from_static(qos));
     if publish.retain {
         envelope
             .headers
-            .push(RETAIN_HEADER, Bytes::from_static(b"1"));
+            .push_static(RETAIN_HEADER, Bytes::from_static(b"1"));
     }
     let Some(properties) = &publish.properties else {
         return Ok(envelope);
@@ -43,12 +49,12 @@ pub fn to_envelope(publish: &Publish, topic: Topic, origin: Origin) -> Result<En
         }
         envelope
             .headers
-            .push(FORMAT_HEADER, Bytes::from_static(b"1"));
+            .push_static(FORMAT_HEADER, Bytes::from_static(b"1"));
     }
     if let Some(expiry) = properties.message_expiry_interval {
         envelope
             .headers
-            .push(EXPIRY_HEADER, Bytes::from(expiry.to_string()));
+            .push_static(EXPIRY_HEADER, Bytes::from(expiry.to_string()));
         // Queues of every protocol drop it once it has expired.
         envelope.expires_at_ms = Some(
             envelope
@@ -64,7 +70,9 @@ pub fn to_envelope(publish: &Publish, topic: Topic, origin: Origin) -> Result<En
     if let Some(data) = &properties.correlation_data {
         match std::str::from_utf8(data) {
             Ok(text) => envelope.correlation_id = Some(text.to_owned()),
-            Err(_) => envelope.headers.push(CORRELATION_HEADER, data.clone()),
+            Err(_) => envelope
+                .headers
+                .push_static(CORRELATION_HEADER, data.clone()),
         }
     }
     for (name, value) in &properties.user_properties {
