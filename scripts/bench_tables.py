@@ -213,7 +213,7 @@ def goals(out, load):
                     continue
                 r = load(name)
                 value, lost = r["ratio"]["msgs_per_sec_in"], r["gatewayd"]["lost"]
-                rows.append((f"{pair_name(p, s)}, {size} B, all-out: ratio to nats-server", f"{value:.2f}, {lost} lost",
+                rows.append((f"{pair_name(p, s)}, {size} B, all-out: ratio to nats-server", f"{value:.3f}, {lost} lost",
                              f"≥ {goal}", value >= goal and lost == 0))
     for p in ("messageloop", "messageloop-json", "goomerang"):
         if not (out / f"fanout-{p}.json").exists():
