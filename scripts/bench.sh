@@ -59,14 +59,18 @@ for pair in "mqtt mqtt" "mqtt messageloop"; do
 done
 
 if [ "$rows" = all ]; then
+# allout P S: P → S all-out at 16 B and 1 KiB.
+allout() {
+  for size in 16 1024; do
+    "${ctl[@]}" bench --pub-protocol "$1" --sub-protocol "$2" --size "$size" --duration 5 --json \
+      --compare-nats "nats://127.0.0.1:$nats_port" > "$out/allout-$1-$2-$size.json"
+  done
+}
 pairs=("stomp stomp" "messageloop messageloop" "goomerang goomerang" "loom loom" "chanserv chanserv"
   "stomp messageloop" "loom goomerang")
 for pair in "${pairs[@]}"; do
   read -r p s <<< "$pair"
-  for size in 16 1024; do
-    "${ctl[@]}" bench --pub-protocol "$p" --sub-protocol "$s" --size "$size" --duration 5 --json \
-      --compare-nats "nats://127.0.0.1:$nats_port" > "$out/allout-$p-$s-$size.json"
-  done
+  allout "$p" "$s"
   "${ctl[@]}" bench --pub-protocol "$p" --sub-protocol "$s" --rate 10000 --duration 10 --json \
     --compare-nats "nats://127.0.0.1:$nats_port" > "$out/rate-$p-$s.json"
 done
@@ -82,10 +86,7 @@ done
 # MessageLoop is in the pairs above): all-out only.
 for pair in "messageloop stomp" "messageloop goomerang" "stomp goomerang" "goomerang stomp" "goomerang messageloop"; do
   read -r p s <<< "$pair"
-  for size in 16 1024; do
-    "${ctl[@]}" bench --pub-protocol "$p" --sub-protocol "$s" --size "$size" --duration 5 --json \
-      --compare-nats "nats://127.0.0.1:$nats_port" > "$out/allout-$p-$s-$size.json"
-  done
+  allout "$p" "$s"
 done
 # Publisher stalls during the runs above (flow control), for the notes under the tables.
 curl -sf "http://127.0.0.1:$admin_port/metrics" | grep -E '^gatewayd_(publisher_stall|drops_total)' \

@@ -339,7 +339,7 @@ fn bench_conns_reports_memory_per_connection() {
         vec!["--protocol", "stomp", "--count", "20", "--pid", &pid],
         vec!["--protocol", "messageloop", "--count", "20"],
     ] {
-        let mut all = vec!["bench", "conns", "--json", "--idle-secs", "1"];
+        let mut all = BENCH_CONNS.to_vec();
         all.extend(args);
         let report: Value = serde_json::from_str(&run(&gateway, &all)).expect("JSON");
         assert_eq!(report["connections"], 20, "{report}");
@@ -358,17 +358,7 @@ fn bench_conns_opens_messageloop_and_goomerang_websockets_over_tls() {
         ],
     );
     for protocol in ["messageloop", "goomerang"] {
-        let plain = [
-            "bench",
-            "conns",
-            "--json",
-            "--idle-secs",
-            "1",
-            "--count",
-            "3",
-            "--protocol",
-            protocol,
-        ];
+        let plain = [&BENCH_CONNS[..], &["--count", "3", "--protocol", protocol]].concat();
         let tls = [&plain[..], &["--tls"]].concat();
         let report: Value = serde_json::from_str(&run(&gateway, &tls)).expect("JSON");
         assert_eq!(report["connections"], 3, "{report}");

@@ -259,19 +259,7 @@ fn bench_presents_the_credentials_on_both_sides() {
 fn bench_conns_logs_in_over_stomp_tcp_and_websocket() {
     let gateway = start();
     for transport in [&[][..], &["--ws"]] {
-        let shape = [
-            &[
-                "bench",
-                "conns",
-                "--json",
-                "--idle-secs",
-                "1",
-                "--count",
-                "2",
-            ],
-            transport,
-        ]
-        .concat();
+        let shape = [&BENCH_CONNS[..], &["--count", "2"], transport].concat();
         let mut args = shape.clone();
         args.extend(["--login", STOMP_LOGIN, "--token", STOMP_TOKEN]);
         let report: Value = serde_json::from_str(&run(&gateway, &args)).expect("JSON");

@@ -13,6 +13,10 @@ pub const GATEWAYCTL: &str = env!("CARGO_BIN_EXE_gatewayctl");
 /// Longest any one gatewayctl run may take.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
+/// `gatewayctl bench conns` as the tests run it: a JSON report, read 1 s after the connections opened (they need the
+/// connections, not the idle figure that the default wait of 11 s is for).
+pub const BENCH_CONNS: [&str; 5] = ["bench", "conns", "--json", "--idle-secs", "1"];
+
 /// `gatewayctl --admin <gatewayd> args…`, started with stdout piped.
 pub fn spawn(gateway: &Gatewayd, args: &[&str]) -> Child {
     spawn_with_env(gateway, args, &[])
