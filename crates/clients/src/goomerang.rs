@@ -15,9 +15,9 @@ use protocols::goomerang::codec::headers::FrameHeaders;
 use protocols::goomerang::codec::proto::Frame;
 use protocols::goomerang::{encode_command, encode_publish, Command};
 use tokio_rustls::TlsConnector;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+use tokio_websockets::Message as WsMessage;
 
-use super::ws::{self, Sink};
+use super::ws::{self, Sink, WsError};
 use super::{ClientError, Credentials, Event, Inbox, Incoming, Message, Outgoing, Reading};
 
 /// The message kind gatewayctl publishes and requests with: the payload bytes as they are.
@@ -69,7 +69,7 @@ impl GoomerangClient {
 
     /// Feeds one encoded frame, flushing every [`FEED_HIGH_WATER`] frames.
     async fn feed(&mut self, bytes: Bytes) -> Result<(), ClientError> {
-        self.sink.feed(WsMessage::Binary(bytes)).await?;
+        self.sink.feed(WsMessage::binary(bytes)).await?;
         self.pending += 1;
         if self.pending >= FEED_HIGH_WATER {
             self.flush().await?;
@@ -140,7 +140,7 @@ impl GoomerangClient {
 
     /// A close frame with code 1000, the only code Goomerang uses.
     pub async fn close(mut self) -> Result<(), ClientError> {
-        self.sink.send(WsMessage::Close(None)).await?;
+        self.sink.send(WsMessage::close(None, "")).await?;
         Ok(())
     }
 }
@@ -150,16 +150,19 @@ fn events(batch: Vec<Result<WsMessage, WsError>>) -> Vec<Event> {
     batch
         .into_iter()
         .filter_map(|next| match next {
-            Ok(WsMessage::Binary(bytes)) => Some(match Frame::decode(bytes) {
-                Ok(frame) => Ok(to_incoming(frame)),
-                Err(error) => Err(ClientError::Protocol(format!("bad frame: {error}"))),
+            Ok(message) if message.is_binary() => {
+                Some(match Frame::decode(Bytes::from(message.into_payload())) {
+                    Ok(frame) => Ok(to_incoming(frame)),
+                    Err(error) => Err(ClientError::Protocol(format!("bad frame: {error}"))),
+                })
+            }
+            Ok(message) => message.as_close().map(|(_, reason)| {
+                Err(if reason.is_empty() {
+                    ClientError::Closed
+                } else {
+                    ClientError::Refused(reason.to_owned())
+                })
             }),
-            Ok(WsMessage::Close(close)) => Some(Err(close
-                .filter(|c| !c.reason.is_empty())
-                .map_or(ClientError::Closed, |c| {
-                    ClientError::Refused(c.reason.to_string())
-                }))),
-            Ok(_) => None,
             Err(error) => Some(Err(error.into())),
         })
         .collect()

@@ -186,7 +186,7 @@ pub enum ClientError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("websocket: {0}")]
-    WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
+    WebSocket(#[from] tokio_websockets::Error),
     #[error("quic: {0}")]
     Quic(String),
     #[error("bad address {0:?}")]

@@ -22,9 +22,9 @@ use protocols::messageloop::pb::messageloop::client::v2 as pb;
 use protocols::messageloop::pb::messageloop::shared::v2 as shared;
 use tokio::time::Sleep;
 use tokio_rustls::TlsConnector;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+use tokio_websockets::Message as WsMessage;
 
-use super::ws::{self, Sink};
+use super::ws::{self, Sink, WsError};
 use super::{
     ClientError, Credentials, Event, Inbox, Incoming, Message, Outgoing, Reading, HANDSHAKE_TIMEOUT,
 };
@@ -57,7 +57,7 @@ impl Encoding {
     /// One envelope as one frame.
     fn frame(self, message: &pb::InboundMessage) -> Result<WsMessage, ClientError> {
         Ok(match self {
-            Encoding::Protobuf => WsMessage::Binary(message.encode_to_vec().into()),
+            Encoding::Protobuf => WsMessage::binary(message.encode_to_vec()),
             Encoding::Json => WsMessage::text(
                 json::to_string(message).map_err(|error| ClientError::Encode(error.to_string()))?,
             ),
@@ -239,7 +239,7 @@ impl MessageLoopClient {
     /// read every publish sent before: closing the socket with acknowledgements still unread would reset the
     /// connection and lose what the server had not read yet.
     pub async fn close(mut self) -> Result<(), ClientError> {
-        self.sink.send(WsMessage::Close(None)).await?;
+        self.sink.send(WsMessage::close(None, "")).await?;
         let closed = async { while self.inbox.next().await.is_ok() {} };
         tokio::time::timeout(HANDSHAKE_TIMEOUT, closed)
             .await
@@ -298,35 +298,33 @@ fn events(batch: Vec<Result<WsMessage, WsError>>) -> Vec<Event> {
 /// Appends what one frame from the server says: an envelope in protobuf (binary frame) or JSON (text frame), or the
 /// close.
 fn frame_events(frame: WsMessage, events: &mut Vec<Event>) {
-    let decoded = match frame {
-        WsMessage::Binary(bytes) => return binary_events(bytes, events),
-        // A plain publication or publish ack is read directly, each message's channel and payload copied out of
-        // the frame; whatever else the server sends, through the JSON mapping.
-        WsMessage::Text(text) => match publication_read::read(&text) {
-            Some(PlainOutbound {
-                body: PlainBody::Publication(messages),
-                ..
-            }) => {
-                return events.extend(messages.into_iter().map(|m| {
-                    delivered(
-                        m.channel.to_owned(),
-                        m.payload.map(PlainPayload::generated),
-                        Vec::new(),
-                    )
-                }))
-            }
-            Some(PlainOutbound {
-                body: PlainBody::PublishAck { .. },
-                ..
-            }) => return,
-            None => json::from_slice(text.as_bytes()).map_err(|e| e.to_string()),
-        },
-        WsMessage::Close(close) => {
-            return events.push(Err(close.map_or(ClientError::Closed, |c| {
-                ClientError::Refused(format!("closed {}: {}", u16::from(c.code), c.reason))
-            })))
+    if frame.is_binary() {
+        return binary_events(frame.into_payload().into(), events);
+    }
+    if let Some(closed) = ws::closed(&frame) {
+        return events.push(Err(closed));
+    }
+    let Some(text) = frame.as_text() else { return };
+    // A plain publication or publish ack is read directly, each message's channel and payload copied out of the
+    // frame; whatever else the server sends, through the JSON mapping.
+    let decoded = match publication_read::read(text) {
+        Some(PlainOutbound {
+            body: PlainBody::Publication(messages),
+            ..
+        }) => {
+            return events.extend(messages.into_iter().map(|m| {
+                delivered(
+                    m.channel.to_owned(),
+                    m.payload.map(PlainPayload::generated),
+                    Vec::new(),
+                )
+            }))
         }
-        _ => return,
+        Some(PlainOutbound {
+            body: PlainBody::PublishAck { .. },
+            ..
+        }) => return,
+        None => json::from_slice::<pb::OutboundMessage>(text.as_bytes()).map_err(|e| e.to_string()),
     };
     match decoded {
         Ok(message) => to_incoming(message, events),
@@ -512,7 +510,7 @@ mod tests {
             })),
         };
         let frame = Encoding::Json.frame(&publish).unwrap();
-        let WsMessage::Text(text) = &frame else {
+        let Some(text) = frame.as_text() else {
             panic!("{frame:?}")
         };
         let value: serde_json::Value = serde_json::from_str(text).unwrap();
@@ -549,12 +547,10 @@ mod tests {
             time: 0,
             envelope: Some(In::Ping(pb::Ping {})),
         };
-        match Encoding::Protobuf.frame(&ping).unwrap() {
-            WsMessage::Binary(bytes) => {
-                assert_eq!(pb::InboundMessage::decode(bytes).unwrap(), ping)
-            }
-            other => panic!("{other:?}"),
-        }
+        let frame = Encoding::Protobuf.frame(&ping).unwrap();
+        assert!(frame.is_binary(), "{frame:?}");
+        let bytes = Bytes::from(frame.into_payload());
+        assert_eq!(pb::InboundMessage::decode(bytes).unwrap(), ping);
     }
 
     #[test]

@@ -1,45 +1,36 @@
-//! The WebSocket dial shared by the MessageLoop and Goomerang clients: TCP with `TCP_NODELAY` (read ahead of
-//! tungstenite's small buffer, as gatewayd's listeners read), TLS on it when given a connector, the upgrade to
-//! `ws://<address><path>` (or `wss://`) offering an optional subprotocol and bearer token, the split into a
-//! sink and a stream, and the stream read in batches.
+//! The WebSocket dial shared by the MessageLoop and Goomerang clients: TCP with `TCP_NODELAY`, TLS on it when
+//! given a connector, the upgrade to `ws://<address><path>` (or `wss://`) offering an optional subprotocol and
+//! bearer token (the answer must select the subprotocol offered), the split into a sink and a stream, and the
+//! stream read in batches. The WebSocket itself is tokio-websockets (its frames read from a buffer that grows
+//! without being zeroed, no waker proxy between the runtime and the codec; docs/benchmarks.md, session 38).
 
 use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt, StreamExt};
-use protocols::accept::ReadAhead;
-use protocols::ws::read_ahead;
+use http::{header, HeaderValue};
 use rustls::pki_types::ServerName;
+use tokio::io::BufWriter;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
-use tokio_tungstenite::WebSocketStream;
 use tokio_util::either::Either;
+use tokio_websockets::{ClientBuilder, Message as WsMessage, WebSocketStream};
 
 use super::{resolve, Batches, ClientError, Event, HANDSHAKE_TIMEOUT};
 
-/// The socket under a client's WebSocket: TCP read ahead, or TLS on TCP (boxed: it is large, and most clients
-/// are plain).
-pub type Socket = Either<ReadAhead<TcpStream>, Box<TlsStream<TcpStream>>>;
+/// The socket under a client's WebSocket: TCP, or TLS on TCP (boxed: it is large, and most clients are plain),
+/// its writes gathered in a buffer: tokio-websockets hands over a frame's header and payload as two slices, so a
+/// flush of many small frames would otherwise be a vectored write of twice as many pieces.
+pub type Socket = BufWriter<Either<TcpStream, Box<TlsStream<TcpStream>>>>;
 pub type Sink = SplitSink<WebSocketStream<Socket>, WsMessage>;
 pub type Stream = SplitStream<WebSocketStream<Socket>>;
+pub type WsError = tokio_websockets::Error;
 
 /// Most WebSocket messages one wake-up of a reader takes.
 const BATCH: usize = 256;
 
-/// Bytes one tungstenite read asks for. tungstenite zero-fills that much of its buffer before every read, and a
-/// reader woken for one small message reads twice (the message, then the read that finds nothing more), so a
-/// large size costs two large memsets per message a mostly idle subscriber receives: at 16 KiB that was 13 % of
-/// this process's CPU with 10,000 subscribers. Its reads come from [`read_ahead`]'s buffer while the socket is
-/// busy, or from rustls's, so a small size costs copies, not system calls; a frame longer than it is still read
-/// whole.
-const READ_BUFFER: usize = 256;
-
 /// The next messages of `stream`: waits for one, then takes those already received without waiting (up to
 /// [`BATCH`]), so a busy reader hands its inbox one batch per wake-up. Empty once the stream has ended.
-async fn next_batch(stream: &mut Stream) -> Vec<Result<WsMessage, tungstenite::Error>> {
+async fn next_batch(stream: &mut Stream) -> Vec<Result<WsMessage, WsError>> {
     let mut batch = Vec::new();
     if let Some(first) = stream.next().await {
         batch.push(first);
@@ -57,7 +48,7 @@ async fn next_batch(stream: &mut Stream) -> Vec<Result<WsMessage, tungstenite::E
 /// stream.
 pub fn batches(
     stream: Stream,
-    events: fn(Vec<Result<WsMessage, tungstenite::Error>>) -> Vec<Event>,
+    events: fn(Vec<Result<WsMessage, WsError>>) -> Vec<Event>,
 ) -> Batches {
     Box::pin(futures::stream::unfold(
         stream,
@@ -66,6 +57,18 @@ pub fn batches(
             (!batch.is_empty()).then(|| (events(batch), stream))
         },
     ))
+}
+
+/// The close a server sent as a client error: its code and reason, or [`ClientError::Closed`] for a close
+/// without a code.
+pub fn closed(close: &WsMessage) -> Option<ClientError> {
+    close.as_close().map(|(code, reason)| {
+        if code == tokio_websockets::CloseCode::NO_STATUS_RECEIVED {
+            ClientError::Closed
+        } else {
+            ClientError::Refused(format!("closed {}: {reason}", u16::from(code)))
+        }
+    })
 }
 
 /// Opens `ws://<address><path>`, or `wss://` over `tls`, offering `subprotocol` and sending
@@ -81,7 +84,7 @@ pub async fn dial(
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let (socket, scheme) = match tls {
-        None => (Either::Left(read_ahead(tcp)), "ws"),
+        None => (Either::Left(tcp), "ws"),
         Some(connector) => {
             let host = address
                 .rsplit_once(':')
@@ -96,29 +99,30 @@ pub async fn dial(
             (Either::Right(Box::new(tls)), "wss")
         }
     };
-    let mut request = format!("{scheme}://{address}{path}").into_client_request()?;
+    let uri = format!("{scheme}://{address}{path}");
+    let mut request = ClientBuilder::new()
+        .uri(&uri)
+        .map_err(|error| ClientError::Address(format!("{uri}: {error}")))?;
     if let Some(subprotocol) = subprotocol {
         let value = HeaderValue::from_str(subprotocol)
             .map_err(|_| ClientError::Protocol(format!("bad subprotocol {subprotocol:?}")))?;
-        request
-            .headers_mut()
-            .insert("sec-websocket-protocol", value);
+        request = request.add_header(header::SEC_WEBSOCKET_PROTOCOL, value)?;
     }
     if let Some(token) = bearer {
         let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
             ClientError::Credentials("the token is not a valid header value".into())
         })?;
-        request.headers_mut().insert("authorization", value);
+        request = request.add_header(header::AUTHORIZATION, value)?;
     }
-    let (ws, _) = tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        tokio_tungstenite::client_async_with_config(
-            request,
-            socket,
-            Some(WebSocketConfig::default().read_buffer_size(READ_BUFFER)),
-        ),
-    )
-    .await
-    .map_err(|_| ClientError::Timeout(HANDSHAKE_TIMEOUT))??;
+    let socket = BufWriter::new(socket);
+    let (ws, response) = tokio::time::timeout(HANDSHAKE_TIMEOUT, request.connect_on(socket))
+        .await
+        .map_err(|_| ClientError::Timeout(HANDSHAKE_TIMEOUT))??;
+    let selected = response.headers().get(header::SEC_WEBSOCKET_PROTOCOL);
+    if selected.map(HeaderValue::as_bytes) != subprotocol.map(str::as_bytes) {
+        return Err(ClientError::Protocol(format!(
+            "the server selected subprotocol {selected:?}, not {subprotocol:?}"
+        )));
+    }
     Ok(ws.split())
 }
