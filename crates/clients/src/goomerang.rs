@@ -15,7 +15,7 @@ use protocols::goomerang::codec::headers::FrameHeaders;
 use protocols::goomerang::codec::proto::Frame;
 use protocols::goomerang::{encode_command, encode_publish, Command};
 use tokio_rustls::TlsConnector;
-use tokio_websockets::Message as WsMessage;
+use tokio_websockets::{CloseCode, Message as WsMessage};
 
 use super::ws::{self, Sink, WsError};
 use super::{ClientError, Credentials, Event, Inbox, Incoming, Message, Outgoing, Reading};
@@ -140,7 +140,8 @@ impl GoomerangClient {
 
     /// A close frame with code 1000, the only code Goomerang uses.
     pub async fn close(mut self) -> Result<(), ClientError> {
-        self.sink.send(WsMessage::close(None, "")).await?;
+        let close = WsMessage::close(Some(CloseCode::NORMAL_CLOSURE), "");
+        self.sink.send(close).await?;
         Ok(())
     }
 }

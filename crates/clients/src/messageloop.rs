@@ -22,7 +22,7 @@ use protocols::messageloop::pb::messageloop::client::v2 as pb;
 use protocols::messageloop::pb::messageloop::shared::v2 as shared;
 use tokio::time::Sleep;
 use tokio_rustls::TlsConnector;
-use tokio_websockets::Message as WsMessage;
+use tokio_websockets::{CloseCode, Message as WsMessage};
 
 use super::ws::{self, Sink, WsError};
 use super::{
@@ -301,7 +301,7 @@ fn frame_events(frame: WsMessage, events: &mut Vec<Event>) {
     if frame.is_binary() {
         return binary_events(frame.into_payload().into(), events);
     }
-    if let Some(closed) = ws::closed(&frame) {
+    if let Some(closed) = close_error(&frame) {
         return events.push(Err(closed));
     }
     let Some(text) = frame.as_text() else { return };
@@ -330,6 +330,18 @@ fn frame_events(frame: WsMessage, events: &mut Vec<Event>) {
         Ok(message) => to_incoming(message, events),
         Err(error) => events.push(Err(ClientError::Protocol(format!("bad envelope: {error}")))),
     }
+}
+
+/// The close the server sent, as the client's error: its code and reason, or [`ClientError::Closed`] for a close
+/// without a code.
+fn close_error(frame: &WsMessage) -> Option<ClientError> {
+    frame.as_close().map(|(code, reason)| {
+        if code == CloseCode::NO_STATUS_RECEIVED {
+            ClientError::Closed
+        } else {
+            ClientError::Refused(format!("closed {}: {reason}", u16::from(code)))
+        }
+    })
 }
 
 /// Appends what one envelope from the server in protobuf means: a publication or a publish ack is read short;

@@ -59,18 +59,6 @@ pub fn batches(
     ))
 }
 
-/// The close a server sent as a client error: its code and reason, or [`ClientError::Closed`] for a close
-/// without a code.
-pub fn closed(close: &WsMessage) -> Option<ClientError> {
-    close.as_close().map(|(code, reason)| {
-        if code == tokio_websockets::CloseCode::NO_STATUS_RECEIVED {
-            ClientError::Closed
-        } else {
-            ClientError::Refused(format!("closed {}: {reason}", u16::from(code)))
-        }
-    })
-}
-
 /// Opens `ws://<address><path>`, or `wss://` over `tls`, offering `subprotocol` and sending
 /// `Authorization: Bearer <bearer>` when given.
 pub async fn dial(
