@@ -19,16 +19,11 @@ use crate::accept::{Deadlines, ReadAhead, Watched};
 /// [`WsAcceptOptions::read_buffer_bytes`] at a time, from this read-ahead).
 const READ_AHEAD_BYTES: usize = 16 << 10;
 
-/// A client socket ready for [`accept`]: under the connection's `deadlines`, and read ahead of tungstenite's
-/// small buffer while busy ([`read_ahead`]).
+/// A client socket ready for [`accept`]: under the connection's `deadlines`, and read [`READ_AHEAD_BYTES`] at a
+/// time while busy, so that a burst of messages costs tungstenite's small buffer one read system call, not one per
+/// buffer.
 pub fn watched<S>(stream: S, deadlines: &Deadlines) -> Watched<ReadAhead<S>> {
-    Watched::new(read_ahead(stream), deadlines)
-}
-
-/// `stream` read [`READ_AHEAD_BYTES`] at a time while busy, so that a burst of messages costs tungstenite's small
-/// buffer one read system call, not one per buffer; the WebSocket clients (`crates/clients`) read this way too.
-pub fn read_ahead<S>(stream: S) -> ReadAhead<S> {
-    ReadAhead::new(stream, READ_AHEAD_BYTES)
+    Watched::new(ReadAhead::new(stream, READ_AHEAD_BYTES), deadlines)
 }
 
 /// `bytes` as WebSocket text sharing their buffer, if they are UTF-8 (checked as [`core_bus::text::utf8`] checks,

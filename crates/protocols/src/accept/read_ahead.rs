@@ -5,8 +5,7 @@
 //! reader's buffer again, so an idle connection holds nothing here.
 //!
 //! In gatewayd it sits under [`Watched`](super::Watched), which sees the bytes as the reader takes them, so its
-//! frame clock and budget count what the reader holds; what waits here is at most one chunk per connection. The
-//! WebSocket clients (`crates/clients`) put it straight under tungstenite ([`crate::ws::read_ahead`]).
+//! frame clock and budget count what the reader holds; what waits here is at most one chunk per connection.
 
 use std::io;
 use std::pin::Pin;
