@@ -114,3 +114,66 @@ pub async fn dial(
     }
     Ok(ws.split())
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::net::TcpListener;
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+
+    use super::*;
+
+    /// A WebSocket server on loopback (tungstenite, another implementation) that takes one upgrade and answers
+    /// it selecting `selected`, or no subprotocol.
+    async fn server(selected: Option<&'static str>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        tokio::spawn(async move {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            // The callback's type is tungstenite's, large error and all.
+            #[allow(clippy::result_large_err)]
+            let answer = move |_: &Request, mut response: Response| {
+                if let Some(selected) = selected {
+                    response.headers_mut().insert(
+                        header::SEC_WEBSOCKET_PROTOCOL,
+                        HeaderValue::from_static(selected),
+                    );
+                }
+                Ok(response)
+            };
+            if let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, answer).await {
+                // Held open until the client goes, so an accepted dial is not raced by a close.
+                while let Some(Ok(_)) = ws.next().await {}
+            }
+        });
+        address
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_selects_another_subprotocol_or_none_is_refused() {
+        let cases = [
+            (Some("messageloop+json"), Some("messageloop+proto")),
+            (Some("messageloop+json"), None),
+            (None, Some("messageloop")),
+        ];
+        for (offered, selected) in cases {
+            let address = server(selected).await;
+            let dialed = dial(&address, "/ws", offered, None, None).await;
+            assert!(
+                matches!(dialed, Err(ClientError::Protocol(_))),
+                "offered {offered:?}, selected {selected:?}: {:?}",
+                dialed.err()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_selects_the_subprotocol_offered_is_taken() {
+        for offered in [Some("messageloop+json"), None] {
+            let address = server(offered).await;
+            let dialed = dial(&address, "/ws", offered, None, None).await;
+            assert!(dialed.is_ok(), "{offered:?}: {:?}", dialed.err());
+        }
+    }
+}
