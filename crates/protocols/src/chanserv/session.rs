@@ -2,7 +2,8 @@
 //! and the next wake-up out, as the link itself. On top of the link it runs the chanserv server
 //! (docs/protocols/chanserv.md, "Requests and sources") mapped onto the bus ("What comes back"):
 //!
-//! - a DIAL to the service opens a *master* stream; its first frame is the request ([`selector::parse`]);
+//! - a DIAL to the service opens a *master* stream; its first frame is the request
+//!   ([`parse`](super::codec::selector::parse));
 //! - `PUB <topic>\n<payload>` publishes with the connection's identity and is answered by one source whose
 //!   header is `ok offset=<n>` / `ok` / `err <reason>`, whose channel closes at once; then the master closes;
 //! - a subscribe request gets a [`Subscription`]: one source (header `topic=<name>\n` + address) per exact
@@ -18,7 +19,8 @@
 //! - the server timeouts of [`super::timeouts`] end masters, requests and sources (checked in
 //!   [`Session::handle_timeout`]).
 //!
-//! The bus is the only thing it touches besides the link; the driver feeds it socket bytes and timers.
+//! The bus is the only thing it touches besides the link; the driver feeds it socket bytes and timers. This file
+//! owns the state and the link's events; `request` what a request does, `answer` what goes back on the streams.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -33,16 +35,11 @@ use core_bus::metrics::{record_drop, DropReason};
 use core_bus::{Backpressure, Bus, Delivery, Origin, Protocol, Topic};
 
 use super::astranet::{Event, Link, LinkConfig, Recv, StreamId, SERVICE_PORT};
-use super::bridge::{self, topic_header};
 use super::channel::{Outbox, RequestReader};
-use super::codec::credentials;
 use super::codec::frame::{Compression, FrameDecoder};
-use super::codec::selector::{self, Publish, PublishReply, Request, RequestError, Selector};
-use super::subscription::{
-    cap_header, subscribed_header, Routed, SelectorError, SourceState, Subscription,
-};
+use super::subscription::{SourceState, Subscription};
 use super::timeouts::{Expired, StreamDeadlines, Timeouts};
-use crate::auth::{AuthError, Authenticator, Credentials, Identity};
+use crate::auth::{Authenticator, Identity};
 
 /// Most deliveries taken from one request's mailbox per poll.
 const BATCH: usize = 64;
@@ -476,321 +473,6 @@ impl Session {
             self.deadlines.remove(&stream);
         }
     }
-
-    /// The identity a request acts as: its `AUTH` token's, else the session's unless credentials are required.
-    fn request_identity(&self, token: Option<&str>) -> Result<Identity, AuthError> {
-        let auth = &self.config.auth;
-        match token {
-            None if !auth.required() => Ok(self.identity.clone()),
-            secret => auth.authenticate(Credentials {
-                login: None,
-                secret: secret.or(Some("")),
-            }),
-        }
-    }
-
-    fn on_request(&mut self, master: StreamId, body: Bytes, now: Instant) {
-        let (token, body) = credentials::split_token(body);
-        let identity = match self.request_identity(token.as_deref()) {
-            Ok(identity) => identity,
-            Err(error) => {
-                record_drop(DropReason::AclDenied, Protocol::Chanserv);
-                return self.answer_err(master, &error.to_string(), now);
-            }
-        };
-        match selector::parse(body) {
-            Ok(Request::Publish(publish)) => {
-                let reply = self.publish(publish, &identity);
-                self.answer(master, &reply.encode(), now);
-            }
-            Ok(Request::Subscribe(selectors)) => self.subscribe(master, &selectors, &identity, now),
-            Err(RequestError::Empty) => self.finish(master, now),
-            Err(e) => {
-                record_drop(DropReason::Malformed, Protocol::Chanserv);
-                self.answer_err(master, &e.to_string(), now);
-            }
-        }
-    }
-
-    fn publish(&mut self, publish: Publish, identity: &Identity) -> PublishReply {
-        let topic = match bridge::publish_topic(&publish) {
-            Ok(topic) => topic,
-            Err(e) => {
-                record_drop(DropReason::Malformed, Protocol::Chanserv);
-                return PublishReply::Err {
-                    reason: format!("invalid topic: {e}"),
-                };
-            }
-        };
-        if !identity.may_publish(&topic) {
-            record_drop(DropReason::AclDenied, Protocol::Chanserv);
-            return PublishReply::Err {
-                reason: format!("not allowed to publish to {}", publish.topic),
-            };
-        }
-        let outcome = self
-            .bus
-            .publish(bridge::to_envelope(topic, publish, self.origin));
-        if outcome.backpressure.is_some() {
-            // Kept until the driver takes it: a later publish in the same input does not clear it.
-            self.backpressure = outcome.backpressure;
-        }
-        PublishReply::Ok {
-            offset: outcome.position.map(|p| p.offset),
-        }
-    }
-
-    fn subscribe(
-        &mut self,
-        master: StreamId,
-        selectors: &[Selector],
-        identity: &Identity,
-        now: Instant,
-    ) {
-        let limit = self.config.max_subscriptions;
-        if self.subscriptions.saturating_add(selectors.len()) > limit {
-            return self.answer_err(
-                master,
-                &format!("subscription limit of {limit} per connection reached"),
-                now,
-            );
-        }
-        let bus = &self.bus;
-        let subscription = Subscription::new(
-            master,
-            self.bus.mailbox(self.origin),
-            selectors,
-            |pattern| identity.may_subscribe(pattern),
-            |topic| bus.history_top(topic),
-            self.config.max_sources_per_request,
-            self.config.compression,
-        );
-        let subscription = match subscription {
-            Ok(subscription) => subscription,
-            Err(e) => {
-                if matches!(e, SelectorError::Denied(_)) {
-                    record_drop(DropReason::AclDenied, Protocol::Chanserv);
-                }
-                return self.answer_err(master, &e.to_string(), now);
-            }
-        };
-        let id = RequestId(self.next_request);
-        self.next_request += 1;
-        self.subscriptions += subscription.subscription_count();
-        let exact = subscription.exact_topics();
-        self.requests.insert(id, subscription);
-        if let Some(Role::Master(m)) = self.roles.get_mut(&master) {
-            m.state = MasterState::Serving(id);
-        }
-        if let Some(deadlines) = self.deadlines.get_mut(&master) {
-            deadlines.sourced(&self.config.timeouts, now);
-        }
-        if exact.is_empty() {
-            // Wildcards only: nothing to announce yet, but the Go client waits for a first frame.
-            self.announce_empty(master, &subscribed_header(), now);
-        }
-        for topic in exact {
-            self.announce(id, topic, now);
-        }
-    }
-
-    /// Announces a source for `topic` on the request's master (or reports the cap once).
-    fn announce(&mut self, id: RequestId, topic: Topic, now: Instant) {
-        let Some(request) = self.requests.get_mut(&id) else {
-            return;
-        };
-        if request.has_source(&topic) {
-            return;
-        }
-        let master = request.master;
-        if !self.roles.contains_key(&master) {
-            // The sourcing timeout closed the master: no new sources.
-            return;
-        }
-        if !request.may_announce() {
-            if request.cap_reached() {
-                let header = cap_header(request.max_sources());
-                self.announce_empty(master, &header, now);
-            }
-            return;
-        }
-        let bound = Bound::Source {
-            request: id,
-            topic: topic.clone(),
-        };
-        let Some(port) = self.bind(bound, now) else {
-            return;
-        };
-        let Some(request) = self.requests.get_mut(&id) else {
-            return;
-        };
-        let complete = request.add_source(topic.clone(), port);
-        if let Some(deadlines) = self.deadlines.get_mut(&master) {
-            deadlines.sourced(&self.config.timeouts, now);
-        }
-        self.push_announcement(master, &topic_header(&topic, complete), port, now);
-    }
-
-    fn on_delivery(&mut self, id: RequestId, delivery: &Delivery, now: Instant) {
-        let Some(request) = self.requests.get_mut(&id) else {
-            return;
-        };
-        let routed = match request.deliver(delivery) {
-            Routed::NewTopic(topic) => {
-                self.announce(id, topic, now);
-                match self.requests.get_mut(&id) {
-                    Some(request) => request.deliver(delivery),
-                    None => return,
-                }
-            }
-            routed => routed,
-        };
-        match routed {
-            Routed::Queued(topic) => {
-                let open = self
-                    .requests
-                    .get_mut(&id)
-                    .and_then(|r| r.source_mut(&topic))
-                    .map(|s| s.state);
-                if let Some(SourceState::Open(stream)) = open {
-                    self.flush(stream, now);
-                }
-            }
-            Routed::Duplicate => {}
-            Routed::NewTopic(_) | Routed::Dropped => {
-                record_drop(DropReason::Unroutable, Protocol::Chanserv)
-            }
-            Routed::TooLarge(e) => {
-                record_drop(DropReason::TooLarge, Protocol::Chanserv);
-                tracing::debug!(
-                    error = %e,
-                    topic = %delivery.envelope.topic,
-                    from = %delivery.envelope.origin.protocol,
-                    "chanserv: message too large for a frame, not delivered"
-                );
-            }
-        }
-    }
-
-    /// Ends a subscribe request: its bus subscriptions, every source, and the master.
-    fn end_request(&mut self, id: RequestId, now: Instant) {
-        let Some(request) = self.requests.remove(&id) else {
-            return;
-        };
-        self.subscriptions = self
-            .subscriptions
-            .saturating_sub(request.subscription_count());
-        for (_, state) in request.sources() {
-            match state {
-                SourceState::Announced { port } => {
-                    self.binds.remove(&port);
-                    self.link.unbind(port);
-                }
-                SourceState::Open(stream) => self.finish(stream, now),
-                SourceState::Gone => {}
-            }
-        }
-        if let Some(Role::Master(master)) = self.roles.get_mut(&request.master) {
-            master.state = MasterState::Answered;
-        }
-        self.finish(request.master, now);
-    }
-
-    fn bind(&mut self, bound: Bound, now: Instant) -> Option<u32> {
-        let deadline = now.checked_add(self.config.timeouts.accept).unwrap_or(now);
-        match self.link.bind_once(deadline) {
-            Ok(addr) => {
-                self.binds.insert(addr.port, bound);
-                Some(addr.port)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "chanserv: cannot bind a source port");
-                None
-            }
-        }
-    }
-
-    /// Answers a request with one source carrying `header`, then closes the master.
-    fn answer(&mut self, master: StreamId, header: &[u8], now: Instant) {
-        self.announce_empty(master, header, now);
-        if let Some(Role::Master(m)) = self.roles.get_mut(&master) {
-            m.close_when_flushed = true;
-        }
-        self.flush(master, now);
-    }
-
-    /// Refuses a request in the one way the Go client reports: a first master frame whose length it rejects
-    /// ("wrong frame size"), then the master closes. The rest of the request is still read and credited, so the
-    /// client's write finishes and it gets to read the refusal.
-    fn refuse(&mut self, master: StreamId, now: Instant) {
-        self.set_master_state(master, MasterState::Answered);
-        if let Some(Role::Master(m)) = self.roles.get_mut(&master) {
-            m.outbox.push_refusal();
-            m.close_when_flushed = true;
-        }
-        self.flush(master, now);
-    }
-
-    fn answer_err(&mut self, master: StreamId, reason: &str, now: Instant) {
-        let reply = PublishReply::Err {
-            reason: reason.to_owned(),
-        };
-        self.answer(master, &reply.encode(), now);
-    }
-
-    fn announce_empty(&mut self, master: StreamId, header: &[u8], now: Instant) {
-        if let Some(port) = self.bind(Bound::Empty, now) {
-            self.push_announcement(master, header, port, now);
-        }
-    }
-
-    fn push_announcement(&mut self, master: StreamId, header: &[u8], port: u32, now: Instant) {
-        let addr = super::astranet::Addr::new(self.link.host(), port);
-        if let Some(Role::Master(m)) = self.roles.get_mut(&master) {
-            if let Err(e) = m.outbox.push_source(header, addr) {
-                tracing::debug!(error = %e, "chanserv: source header not sent");
-            }
-        }
-        self.flush(master, now);
-    }
-
-    /// Hands a stream's pending frames to the link as far as its credit goes.
-    fn flush(&mut self, stream: StreamId, now: Instant) {
-        let (done, pending, sent) = match self.roles.get_mut(&stream) {
-            Some(Role::Master(master)) => {
-                let sent = master.outbox.flush(&mut self.link, stream).unwrap_or(0);
-                let pending = !master.outbox.is_empty();
-                (master.close_when_flushed && !pending, pending, sent)
-            }
-            Some(Role::Source { request, topic }) => {
-                match self
-                    .requests
-                    .get_mut(request)
-                    .and_then(|r| r.source_mut(topic))
-                {
-                    Some(source) => {
-                        let sent = source.outbox.flush(&mut self.link, stream).unwrap_or(0);
-                        (false, !source.outbox.is_empty(), sent)
-                    }
-                    None => (false, false, 0),
-                }
-            }
-            None => (false, false, 0),
-        };
-        if let Some(deadlines) = self.deadlines.get_mut(&stream) {
-            deadlines.flushed(pending, sent > 0, now);
-        }
-        if done {
-            self.finish(stream, now);
-        }
-    }
-
-    /// Closes our side of a stream, forgetting its role.
-    fn finish(&mut self, stream: StreamId, now: Instant) {
-        self.roles.remove(&stream);
-        self.deadlines.remove(&stream);
-        let _ = self.link.finish(stream, now);
-    }
 }
 
 impl std::fmt::Debug for Session {
@@ -802,6 +484,9 @@ impl std::fmt::Debug for Session {
             .finish()
     }
 }
+
+mod answer;
+mod request;
 
 #[cfg(test)]
 mod tests;
