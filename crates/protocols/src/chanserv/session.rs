@@ -56,8 +56,8 @@ pub struct SessionConfig {
     /// The server timeouts: serving, sourcing, accept (how long an announced source waits to be dialed),
     /// master read and write, frame write.
     pub timeouts: Timeouts,
-    /// Checks the `AUTH` token of a request ([`credentials`]); a request without one acts as the
-    /// session's identity unless credentials are required.
+    /// Checks the `AUTH` token of a request ([`credentials`](super::codec::credentials)); a request without
+    /// one acts as the session's identity unless credentials are required.
     pub auth: Arc<Authenticator>,
 }
 
