@@ -8,8 +8,8 @@ use tokio::time::Instant;
 pub type Stall = futures::future::BoxFuture<'static, ()>;
 
 /// Sleeps until `deadline`, or forever without one. Made afresh at each turn of a connection loop on purpose: a
-/// timer kept across turns was measured three times (docs/benchmarks.md, sessions 19, 37 and 39) and gave no gain
-/// the first time and a worse fan-out p99 the other two.
+/// timer kept across turns was measured three times and gave no gain the first time and a worse fan-out p99 the
+/// other two (docs/benchmarks.md, "Tried and not kept: an index").
 pub async fn until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
