@@ -21,7 +21,7 @@ use crate::chanserv::subscription::{
 
 impl Session {
     /// The identity a request acts as: its `AUTH` token's, else the session's unless credentials are required.
-    pub(super) fn request_identity(&self, token: Option<&str>) -> Result<Identity, AuthError> {
+    fn request_identity(&self, token: Option<&str>) -> Result<Identity, AuthError> {
         let auth = &self.config.auth;
         match token {
             None if !auth.required() => Ok(self.identity.clone()),
@@ -55,7 +55,7 @@ impl Session {
         }
     }
 
-    pub(super) fn publish(&mut self, publish: Publish, identity: &Identity) -> PublishReply {
+    fn publish(&mut self, publish: Publish, identity: &Identity) -> PublishReply {
         let topic = match bridge::publish_topic(&publish) {
             Ok(topic) => topic,
             Err(e) => {
@@ -83,7 +83,7 @@ impl Session {
         }
     }
 
-    pub(super) fn subscribe(
+    fn subscribe(
         &mut self,
         master: StreamId,
         selectors: &[Selector],
@@ -138,7 +138,7 @@ impl Session {
     }
 
     /// Announces a source for `topic` on the request's master (or reports the cap once).
-    pub(super) fn announce(&mut self, id: RequestId, topic: Topic, now: Instant) {
+    fn announce(&mut self, id: RequestId, topic: Topic, now: Instant) {
         let Some(request) = self.requests.get_mut(&id) else {
             return;
         };

@@ -24,7 +24,7 @@ impl Link {
         }
     }
 
-    pub(super) fn on_handshake(&mut self, op: Op) {
+    fn on_handshake(&mut self, op: Op) {
         let raddr = match handshake::decode(op.payload()) {
             Ok(raddr) => raddr,
             Err(e) => return self.close(CloseReason::BadHandshake(e.to_string())),
@@ -40,7 +40,7 @@ impl Link {
         self.events.push_back(Event::Connected { peer, raddr });
     }
 
-    pub(super) fn on_connected_op(&mut self, op: Op, now: Instant) {
+    fn on_connected_op(&mut self, op: Op, now: Instant) {
         match op.opcode {
             Opcode::Ping => self.queue_empty(Opcode::Pong, Addr::default(), Addr::default()),
             Opcode::Dial => self.on_dial(op),
@@ -93,7 +93,7 @@ impl Link {
         }
     }
 
-    pub(super) fn on_dial(&mut self, op: Op) {
+    fn on_dial(&mut self, op: Op) {
         let port = op.dst.port;
         if op.dst.host != self.config.host || self.by_key.contains_key(&(op.src, port)) {
             self.stats.stray_ops += 1;
@@ -152,7 +152,7 @@ impl Link {
     }
 
     /// The stream a stream op (ACK, SYN, DATA, REWIND, FIN2) belongs to: addressed to us, from a known 4-tuple.
-    pub(super) fn lookup(&mut self, op: &Op) -> Option<StreamId> {
+    fn lookup(&mut self, op: &Op) -> Option<StreamId> {
         let found = match self.by_key.get(&(op.src, op.dst.port)) {
             Some(&stream) if op.dst.host == self.config.host => Some(stream),
             _ => None,
@@ -164,7 +164,7 @@ impl Link {
     }
 
     /// The peer's ACK on a stream we accepted (answered with SYN_ACK) or its SYN on one we dialed (answered with ACK).
-    pub(super) fn on_open(&mut self, stream: StreamId, by: Opcode) {
+    fn on_open(&mut self, stream: StreamId, by: Opcode) {
         let host = self.config.host;
         let Some(s) = self.streams.get_mut(&stream) else {
             return;
@@ -187,7 +187,7 @@ impl Link {
         }
     }
 
-    pub(super) fn on_data(&mut self, stream: StreamId, data: Bytes, now: Instant) {
+    fn on_data(&mut self, stream: StreamId, data: Bytes, now: Instant) {
         let host = self.config.host;
         let forget_at = now.checked_add(self.config.linger);
         let Some(s) = self.streams.get_mut(&stream) else {
@@ -215,7 +215,7 @@ impl Link {
         }
     }
 
-    pub(super) fn on_rewind(&mut self, stream: StreamId, credit: Option<u32>) {
+    fn on_rewind(&mut self, stream: StreamId, credit: Option<u32>) {
         let Some(s) = self.streams.get_mut(&stream) else {
             return;
         };
@@ -228,7 +228,7 @@ impl Link {
         }
     }
 
-    pub(super) fn on_fin(&mut self, stream: StreamId) {
+    fn on_fin(&mut self, stream: StreamId) {
         if self.streams.get_mut(&stream).is_some_and(Stream::on_fin) {
             self.events.push_back(Event::Readable { stream });
         }
