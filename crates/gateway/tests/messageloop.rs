@@ -217,6 +217,46 @@ fn websocket_over_tls() {
     assert_eq!(ws.recv_kind("pong")["id"], "p");
 }
 
+/// gRPC over TLS carries HTTP/2 both ways: the server's SETTINGS come through the TLS session, and so does its
+/// acknowledgement of the client's, which it could only send having read them.
+#[test]
+fn grpc_over_tls_speaks_http2_through_the_tls_session() {
+    use std::io::{Read, Write};
+    let gateway = Gatewayd::start(
+        &(config_enabling(&["messageloop.grpc"]) + "tls = { self_signed = true }\n"),
+    );
+    let mut tcp =
+        std::net::TcpStream::connect(gateway.listener("messageloop.grpc")).expect("connect");
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("read timeout");
+    let mut tls = messageloop_client::trusting_tls_client();
+    let mut stream = rustls::Stream::new(&mut tls, &mut tcp);
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .expect("preface and an empty SETTINGS");
+    let (mut settings, mut acked) = (false, false);
+    for _ in 0..8 {
+        let mut header = [0u8; 9];
+        stream.read_exact(&mut header).expect("a frame header");
+        let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+        let mut payload = vec![0u8; length];
+        stream.read_exact(&mut payload).expect("a frame payload");
+        if header[3] == 4 {
+            // SETTINGS on stream 0; flag 1 is the acknowledgement.
+            assert_eq!(&header[5..9], &[0, 0, 0, 0], "SETTINGS off stream 0");
+            if header[4] & 1 == 1 {
+                acked = true;
+            } else {
+                settings = true;
+            }
+        }
+        if settings && acked {
+            return;
+        }
+    }
+    panic!("no SETTINGS ({settings}) and acknowledgement ({acked}) from the server in its first 8 frames");
+}
+
 #[test]
 fn shutdown_closes_with_3503() {
     let (gateway, addr, _) = start("");
