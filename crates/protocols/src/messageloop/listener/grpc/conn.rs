@@ -11,6 +11,7 @@ use core_bus::Protocol;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_util::either::Either;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use super::{Shared, NAME};
@@ -50,7 +51,7 @@ impl Accepting {
             };
             let deadline = accepted.pre_auth_deadline;
             let io = match tls {
-                None => Io::Plain(accepted.stream),
+                None => Either::Left(accepted.stream),
                 Some(acceptor) => {
                     match accept::handshake(
                         NAME,
@@ -60,7 +61,7 @@ impl Accepting {
                     )
                     .await
                     {
-                        Ok(stream) => Io::Tls(Box::new(stream)),
+                        Ok(stream) => Either::Right(Box::new(stream)),
                         Err(error) => {
                             tracing::debug!(%peer, %error, listener = NAME, "TLS handshake");
                             return;
@@ -107,10 +108,8 @@ async fn read_preface(io: &mut Watched<ReadAhead<Io>>) -> std::io::Result<()> {
     Ok(())
 }
 
-enum Io {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-}
+/// The accepted socket: TCP, or TLS on it (boxed: it is large, and most connections are plain).
+type Io = Either<TcpStream, Box<tokio_rustls::server::TlsStream<TcpStream>>>;
 
 /// One accepted connection with its addresses for `Request::remote_addr`. It holds its listener slot until hyper
 /// drops it.
@@ -127,64 +126,6 @@ impl Connected for Conn {
 
     fn connect_info(&self) -> TcpConnectInfo {
         self.info.clone()
-    }
-}
-
-impl AsyncRead for Io {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
-            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Io {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Io::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
-            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Io::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
-            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Io::Plain(stream) => stream.is_write_vectored(),
-            Io::Tls(stream) => stream.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(stream) => Pin::new(stream).poll_flush(cx),
-            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
-            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
-        }
     }
 }
 
