@@ -531,8 +531,8 @@ fn foreign_messages_arrive_as_a_registered_kind_by_topic_rule_or_header() {
 
 #[test]
 fn a_quiet_client_is_pinged_and_one_that_never_answers_is_closed() {
-    let (_gateway, addr, rt) = start("idle_timeout_secs = 2\n");
-    rt.block_on(async {
+    let (gateway, addr, rt) = start("idle_timeout_secs = 2\n");
+    let mut alive = rt.block_on(async {
         let mut alive = GoomerangClient::connect(addr).await;
         let mut silent = GoomerangClient::connect(addr).await;
         let answering = async {
@@ -559,6 +559,11 @@ fn a_quiet_client_is_pinged_and_one_that_never_answers_is_closed() {
         tokio::join!(answering, ignoring);
         // The answering client is still served.
         alive.subscribe("idle.t").await;
+        alive
+    });
+    // A subscription is not acknowledged: the publisher waits until the bus holds it.
+    wait_subscribers(&gateway, "idle.t", 1);
+    rt.block_on(async {
         let mut publisher = GoomerangClient::connect(addr).await;
         publisher
             .publish("idle.t", KIND, message_v1("still here"), &[])
