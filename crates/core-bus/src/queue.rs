@@ -50,7 +50,7 @@ pub enum Closed {
     SlowConsumer,
 }
 
-/// Options of one mailbox; [`MailboxOptions::from`] a bus config gives the defaults.
+/// Options of one mailbox; [`Bus::mailbox`](crate::Bus::mailbox) takes the bus config's.
 #[derive(Debug, Clone, Copy)]
 pub struct MailboxOptions {
     pub limits: QueueLimits,

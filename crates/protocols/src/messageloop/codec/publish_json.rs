@@ -4,7 +4,7 @@
 //! `serde_json::Value` and the dynamic protojson mapping ([`super::json`]). Anything else (another key or spelling,
 //! an escape, a null where a string goes, a duplicate key, unpadded base64, an array where an object goes, …) gives
 //! `None` and takes the general path, which stays the reference: what is read here is what it reads. For clients
-//! (gatewayctl), [`write`] writes a binary publish command directly, as the protojson rendering would.
+//! (gatewayctl), [`write()`] writes a binary publish command directly, as the protojson rendering would.
 
 use bytes::Bytes;
 

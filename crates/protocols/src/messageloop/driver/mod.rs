@@ -1,4 +1,4 @@
-//! The tokio loops that drive one [`Session`](super::session::Session) each: [`ws`] for a WebSocket
+//! The tokio loops that drive one [`super::session::Session`] each: [`ws`] for a WebSocket
 //! connection, [`grpc`] for one gRPC stream. They take over from the listener once the connection is
 //! upgraded or the stream open, feed the session what the client sends, the mailbox's deliveries, the
 //! backends' answers and its timeouts, write what it has to send (envelopes over `limits.max_message_size`
