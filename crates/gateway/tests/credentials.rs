@@ -265,14 +265,15 @@ fn anonymous_listeners_next_to_required_auth_are_refused_at_start_up() {
 }
 
 /// Sends `frames` (raw bytes of any protocol) over TLS presenting `certificate`, and returns what the server
-/// answered until it closed or went quiet.
+/// answered until it closed or went quiet (for 500 ms after its first answer, which may take up to 10 s, as the
+/// TLS handshake may).
 fn over_mtls(addr: std::net::SocketAddr, certificate: ClientCertificate, frames: &[u8]) -> Vec<u8> {
     use std::io::{Read as _, Write as _};
     let config = mtls_config(certificate);
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
     let tcp = std::net::TcpStream::connect(addr).unwrap();
-    tcp.set_read_timeout(Some(std::time::Duration::from_millis(500)))
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
     let mut tls = rustls::StreamOwned::new(connection, tcp);
     tls.write_all(frames).unwrap();
@@ -283,6 +284,9 @@ fn over_mtls(addr: std::net::SocketAddr, certificate: ClientCertificate, frames:
             break;
         }
         answer.extend_from_slice(&buf[..n]);
+        tls.sock
+            .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+            .unwrap();
     }
     answer
 }

@@ -36,10 +36,10 @@ fn sent(peer: &mut Peer, frame: Frame) {
     assert_eq!(receipt.command, "RECEIPT", "{receipt:?}");
 }
 
-/// Bodies received until the connection has been quiet for [`QUIET`].
+/// Bodies received until the connection has been quiet for [`QUIET`]; the first may take up to [`WAIT`].
 fn bodies(peer: &mut Peer) -> Vec<String> {
     let mut out = Vec::new();
-    while let Received::Frame(frame) = peer.receive(QUIET) {
+    while let Received::Frame(frame) = peer.receive(if out.is_empty() { WAIT } else { QUIET }) {
         assert_eq!(frame.command, "MESSAGE", "{frame:?}");
         out.push(String::from_utf8_lossy(&frame.body).into_owned());
     }

@@ -173,13 +173,13 @@ fn config(extra: &str) -> String {
     )
 }
 
-/// A new backend, and gatewayd with it as the app backend (RPC on `orders.*`, 500 ms timeout, and
-/// `$authenticate`) and a backend that is down (RPC on `down.*`).
+/// A new backend, and gatewayd with it as the app backend (RPC on `orders.*`, a 2 s timeout that only
+/// the `slow` method's 3 s runs into, and `$authenticate`) and a backend that is down (RPC on `down.*`).
 fn start(settings: &str) -> (Backend, Gatewayd, SocketAddr) {
     let backend = Backend::start();
     let proxies = format!(
         "{settings}\n\
-         [[messageloop.proxy]]\nname = \"app\"\nendpoint = \"{}\"\ntimeout_ms = 500\n\
+         [[messageloop.proxy]]\nname = \"app\"\nendpoint = \"{}\"\ntimeout_ms = 2000\n\
          headers = {{ x-api-key = \"secret-1\" }}\n\
          routes = [{{ channel = \"orders.*\", method = \"*\" }}, {{ channel = \"\", method = \"$authenticate\" }}]\n\
          [[messageloop.proxy]]\nname = \"down\"\nendpoint = \"http://127.0.0.1:{}/\"\n\

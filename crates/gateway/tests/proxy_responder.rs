@@ -31,11 +31,11 @@ const KIND: &str = "goomerang.example.MessageV1";
 const RESPONDER_REQUESTS: &str = "gatewayd_proxy_bus_requests_total";
 
 /// The `app` backend claims `orders.*` (any method), the literal routes `svc`/`echo`,
-/// `goomerang.example`/`MessageV1` and `goomerang.example`/`fail`, with a 1 s timeout; the `down` backend
-/// claims `down`.
+/// `goomerang.example`/`MessageV1` and `goomerang.example`/`fail`, with a 2 s timeout (only `slow`'s 3 s runs
+/// into it); the `down` backend claims `down`.
 fn proxies(backend: &ProxyBackend) -> String {
     format!(
-        "[[messageloop.proxy]]\nname = \"app\"\nendpoint = \"{}\"\ntimeout_ms = 1000\n\
+        "[[messageloop.proxy]]\nname = \"app\"\nendpoint = \"{}\"\ntimeout_ms = 2000\n\
          routes = [{{ channel = \"orders.*\", method = \"*\" }}, {{ channel = \"svc\", method = \"echo\" }}, \
          {{ channel = \"goomerang.example\", method = \"MessageV1\" }}, \
          {{ channel = \"goomerang.example\", method = \"fail\" }}]\n\

@@ -172,7 +172,8 @@ fn seed_queue_balances_each_message_to_exactly_one_consumer() {
     let mut seen = Vec::new();
     let mut counts = [0usize; 2];
     for (i, peer) in [&mut a, &mut b].into_iter().enumerate() {
-        while let Received::Frame(m) = peer.receive(QUIET) {
+        // The first may take up to WAIT; QUIET after the last ends the consumer's share.
+        while let Received::Frame(m) = peer.receive(if counts[i] == 0 { WAIT } else { QUIET }) {
             assert_eq!(m.get("destination"), Some("/queue/q"));
             seen.push(String::from_utf8(m.body).unwrap());
             counts[i] += 1;

@@ -305,7 +305,8 @@ def test_competing_consumers_each_message_once():
         n = 0
         while True:
             try:
-                seen.append(got.message(timeout=0.5).body)
+                # The first may take up to WAIT; half a second after the last ends this consumer's share.
+                seen.append(got.message(timeout=0.5 if n else WAIT).body)
                 n += 1
             except queue.Empty:
                 break
