@@ -1,10 +1,10 @@
-//! Cluster-wide presence (`cluster.presence = "kv"`). Every node writes the members that joined on it to the NATS
-//! KV bucket `<prefix>-presence`, key `<node>.<hex topic>.<hex member>`, value the adapter's data, and watches the
-//! whole bucket, reporting other nodes' members to its bus ([`core_bus::Bus::presence_from_cluster`]). A leave deletes the
-//! key at once. Each node rewrites its keys every [`REFRESH`]; a member whose key was not rewritten for [`STALE`]
-//! is dropped by the others, so the members of a node that died disappear within [`STALE`] (without leave
-//! events), and the bucket's `max_age` removes their keys from the server. After a NATS reconnect the bucket is
-//! opened again, this node's keys rewritten and the watch restarted.
+//! Cluster-wide presence (`cluster.presence = "kv"`). Every node writes the members that joined on it to the NATS KV
+//! bucket `<prefix>-presence`, key `<node>.<hex topic>.<hex member>`, value the adapter's data, and watches the whole
+//! bucket, reporting other nodes' members to its bus ([`core_bus::Bus::presence_from_cluster`]). A leave deletes the
+//! key at once. Each node rewrites its keys every [`REFRESH`]; a member whose key was not rewritten for [`STALE`] is
+//! dropped by the others, so the members of a node that died disappear within [`STALE`] (without leave events), and
+//! the bucket's `max_age` removes their keys from the server. After a NATS reconnect the bucket is opened again, this
+//! node's keys rewritten and the watch restarted.
 
 use std::collections::HashMap;
 use std::sync::Arc;

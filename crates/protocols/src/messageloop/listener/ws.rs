@@ -1,6 +1,7 @@
-//! `messageloop.ws`: accepts WebSocket connections (optionally over TLS) on the shared [`accept`](mod@accept) path, with the
-//! upgrade and Connect under the pre-auth deadline and the socket [`Watched`](accept::Watched) (unfinished frames, blocked writes),
-//! negotiates the subprotocol and hands the upgraded connection to its session loop ([`driver::ws`]).
+//! `messageloop.ws`: accepts WebSocket connections (optionally over TLS) on the shared [`accept`](mod@accept) path,
+//! with the upgrade and Connect under the pre-auth deadline and the socket [`Watched`](accept::Watched) (unfinished
+//! frames, blocked writes), negotiates the subprotocol and hands the upgraded connection to its session loop
+//! ([`driver::ws`]).
 //!
 //! Each accepted connection takes the [`Settings`] in effect at that moment (`messageloop::reload` swaps them).
 
