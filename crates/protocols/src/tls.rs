@@ -207,6 +207,11 @@ pub fn certificate_names(certificate: &CertificateDer<'_>) -> Vec<String> {
     names
 }
 
+/// A TLS acceptor for a TCP listener with `config`, offering `alpn` protocols in order.
+pub fn acceptor(config: &TlsConfig, alpn: &[&[u8]]) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+    server_config(config, alpn).map(tokio_rustls::TlsAcceptor::from)
+}
+
 /// A rustls server config for `config`, offering `alpn` protocols in order.
 pub fn server_config(
     config: &TlsConfig,

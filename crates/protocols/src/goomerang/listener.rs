@@ -45,12 +45,12 @@ pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Start
         return Ok(Started::nothing());
     }
     let settings = Settings::new(config)?;
-    let tls = match &config.tls {
-        Some(tls) => Some(TlsAcceptor::from(
-            tls::server_config(tls, &[b"http/1.1"]).context("goomerang.tls")?,
-        )),
-        None => None,
-    };
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|tls| tls::acceptor(tls, &[b"http/1.1"]))
+        .transpose()
+        .context("goomerang.tls")?;
     let listener = TcpListener::bind(config.address)
         .await
         .with_context(|| format!("goomerang: cannot bind {}", config.address))?;

@@ -76,8 +76,8 @@ pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Start
         let (address, upgrade) = match transport {
             Transport::Tcp => (config.tcp.address, Upgrade::Plain),
             Transport::Tls => {
-                let server = crate::tls::server_config(&config.tls.tls, &[]).context("mqtt.tls")?;
-                (config.tls.address, Upgrade::Tls(TlsAcceptor::from(server)))
+                let acceptor = crate::tls::acceptor(&config.tls.tls, &[]).context("mqtt.tls")?;
+                (config.tls.address, Upgrade::Tls(acceptor))
             }
             Transport::Ws => {
                 let options = WsAcceptOptions {

@@ -68,13 +68,8 @@ pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Start
         let (address, upgrade, kind) = match transport {
             Transport::Tcp => (config.tcp.address, Upgrade::Plain, "tcp"),
             Transport::Tls => {
-                let server =
-                    crate::tls::server_config(&config.tls.tls, &[]).context("stomp.tls")?;
-                (
-                    config.tls.address,
-                    Upgrade::Tls(TlsAcceptor::from(server)),
-                    "tls",
-                )
+                let acceptor = crate::tls::acceptor(&config.tls.tls, &[]).context("stomp.tls")?;
+                (config.tls.address, Upgrade::Tls(acceptor), "tls")
             }
             Transport::Ws => {
                 let options = WsAcceptOptions {
@@ -82,12 +77,13 @@ pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Start
                     max_message_bytes: config.ws.max_message_bytes,
                     ..WsAcceptOptions::default()
                 };
-                let tls = match &config.ws.tls {
-                    Some(tls) => Some(TlsAcceptor::from(
-                        crate::tls::server_config(tls, &[b"http/1.1"]).context("stomp.ws.tls")?,
-                    )),
-                    None => None,
-                };
+                let tls = config
+                    .ws
+                    .tls
+                    .as_ref()
+                    .map(|tls| crate::tls::acceptor(tls, &[b"http/1.1"]))
+                    .transpose()
+                    .context("stomp.ws.tls")?;
                 let kind = if tls.is_some() { "wss" } else { "ws" };
                 (
                     config.ws.address,

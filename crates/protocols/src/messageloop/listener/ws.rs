@@ -38,12 +38,13 @@ pub(super) async fn start(
     services: &Services,
     settings: Arc<ArcSwap<Settings>>,
 ) -> anyhow::Result<RunningListener> {
-    let tls = match &config.ws.tls {
-        Some(tls) => Some(tokio_rustls::TlsAcceptor::from(
-            crate::tls::server_config(tls, &[b"http/1.1"]).context("messageloop.ws.tls")?,
-        )),
-        None => None,
-    };
+    let tls = config
+        .ws
+        .tls
+        .as_ref()
+        .map(|tls| crate::tls::acceptor(tls, &[b"http/1.1"]))
+        .transpose()
+        .context("messageloop.ws.tls")?;
     let listener = TcpListener::bind(config.ws.address)
         .await
         .with_context(|| format!("messageloop.ws.address {}", config.ws.address))?;

@@ -57,12 +57,13 @@ pub(super) async fn start(
     services: &Services,
     settings: Arc<ArcSwap<Settings>>,
 ) -> anyhow::Result<RunningListener> {
-    let tls = match &config.grpc.tls {
-        Some(tls) => Some(tokio_rustls::TlsAcceptor::from(
-            crate::tls::server_config(tls, &[b"h2"]).context("messageloop.grpc.tls")?,
-        )),
-        None => None,
-    };
+    let tls = config
+        .grpc
+        .tls
+        .as_ref()
+        .map(|tls| crate::tls::acceptor(tls, &[b"h2"]))
+        .transpose()
+        .context("messageloop.grpc.tls")?;
     let listener = TcpListener::bind(config.grpc.address)
         .await
         .with_context(|| format!("messageloop.grpc.address {}", config.grpc.address))?;
