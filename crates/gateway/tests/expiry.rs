@@ -9,7 +9,7 @@ mod stomp_client;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use stomp_client::{frames, Frame, Peer, Received};
+use stomp_client::{frames, Frame, Peer};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -38,12 +38,10 @@ fn sent(peer: &mut Peer, frame: Frame) {
 
 /// Bodies received until the connection has been quiet for [`QUIET`]; the first may take up to [`WAIT`].
 fn bodies(peer: &mut Peer) -> Vec<String> {
-    let mut out = Vec::new();
-    while let Received::Frame(frame) = peer.receive(if out.is_empty() { WAIT } else { QUIET }) {
-        assert_eq!(frame.command, "MESSAGE", "{frame:?}");
-        out.push(String::from_utf8_lossy(&frame.body).into_owned());
-    }
-    out
+    peer.messages(WAIT, QUIET)
+        .into_iter()
+        .map(|frame| String::from_utf8_lossy(&frame.body).into_owned())
+        .collect()
 }
 
 fn expired(gateway: &Gatewayd) -> f64 {

@@ -139,18 +139,6 @@ fn stomp_subscriber(gateway: &Gatewayd, destination: &str) -> Peer {
     peer
 }
 
-/// The messages `peer` receives until it has been quiet for `quiet`; the first may take up to [`DEADLINE`].
-fn stomp_messages(peer: &mut Peer, quiet: Duration) -> Vec<Frame> {
-    let mut messages = Vec::new();
-    while let Received::Frame(frame) =
-        peer.receive(if messages.is_empty() { DEADLINE } else { quiet })
-    {
-        assert_eq!(frame.command, "MESSAGE", "{frame:?}");
-        messages.push(frame);
-    }
-    messages
-}
-
 fn publication(ws: &mut Ws) -> Value {
     ws.recv_kind("publication")["publication"]["messages"][0].clone()
 }
@@ -208,7 +196,7 @@ fn upstream_messages_reach_stomp_and_messageloop_with_upstream_offsets() {
     assert_eq!(second["payload"]["content_type"], "text/plain");
     assert_eq!(second["position"]["offset"], text_offset.to_string());
 
-    let frames = stomp_messages(&mut stomp, Duration::from_millis(500));
+    let frames = stomp.messages(DEADLINE, Duration::from_millis(500));
     assert_eq!(frames.len(), 2, "each once: {frames:?}");
     assert_eq!(frames[0].body, br#"{"n":1}"#);
     assert_eq!(frames[0].get("content-type"), Some("application/json"));
@@ -380,7 +368,7 @@ fn stomp_publishes_are_written_as_upstream_writes_them() {
     assert_eq!(on_ml["position"]["offset"], offset(id).to_string());
     assert_eq!(on_ml["position"]["stream_epoch"], epoch.as_str());
     for peer in [&mut on_a, &mut on_b] {
-        let frames = stomp_messages(peer, Duration::from_millis(500));
+        let frames = peer.messages(DEADLINE, Duration::from_millis(500));
         assert_eq!(frames.len(), 1, "once: {frames:?}");
         assert_eq!(frames[0].body, b"hello");
         assert_eq!(frames[0].get("x-k"), Some("v"));

@@ -178,6 +178,19 @@ impl Peer {
         }
     }
 
+    /// The MESSAGE frames received until the connection has been quiet for `quiet`, the first within `first`;
+    /// panics on any other frame.
+    pub fn messages(&mut self, first: Duration, quiet: Duration) -> Vec<Frame> {
+        let mut messages = Vec::new();
+        while let Received::Frame(frame) =
+            self.receive(if messages.is_empty() { first } else { quiet })
+        {
+            assert_eq!(frame.command, "MESSAGE", "{frame:?}");
+            messages.push(frame);
+        }
+        messages
+    }
+
     pub fn expect_frame(&mut self, wait: Duration) -> Frame {
         match self.receive(wait) {
             Received::Frame(frame) => frame,
