@@ -212,6 +212,14 @@ pub fn acceptor(config: &TlsConfig, alpn: &[&[u8]]) -> Result<tokio_rustls::TlsA
     server_config(config, alpn).map(tokio_rustls::TlsAcceptor::from)
 }
 
+/// [`acceptor`] for a listener whose TLS is optional: `None` where its `tls` table is not set.
+pub fn optional_acceptor(
+    config: Option<&TlsConfig>,
+    alpn: &[&[u8]],
+) -> Result<Option<tokio_rustls::TlsAcceptor>, TlsError> {
+    config.map(|config| acceptor(config, alpn)).transpose()
+}
+
 /// A rustls server config for `config`, offering `alpn` protocols in order.
 pub fn server_config(
     config: &TlsConfig,

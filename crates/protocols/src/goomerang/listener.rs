@@ -45,12 +45,8 @@ pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Start
         return Ok(Started::nothing());
     }
     let settings = Settings::new(config)?;
-    let tls = config
-        .tls
-        .as_ref()
-        .map(|tls| tls::acceptor(tls, &[b"http/1.1"]))
-        .transpose()
-        .context("goomerang.tls")?;
+    let tls =
+        tls::optional_acceptor(config.tls.as_ref(), &[b"http/1.1"]).context("goomerang.tls")?;
     let listener = TcpListener::bind(config.address)
         .await
         .with_context(|| format!("goomerang: cannot bind {}", config.address))?;

@@ -77,12 +77,7 @@ pub async fn start(config: &Config, services: &Services) -> anyhow::Result<Start
                     max_message_bytes: config.ws.max_message_bytes,
                     ..WsAcceptOptions::default()
                 };
-                let tls = config
-                    .ws
-                    .tls
-                    .as_ref()
-                    .map(|tls| crate::tls::acceptor(tls, &[b"http/1.1"]))
-                    .transpose()
+                let tls = crate::tls::optional_acceptor(config.ws.tls.as_ref(), &[b"http/1.1"])
                     .context("stomp.ws.tls")?;
                 let kind = if tls.is_some() { "wss" } else { "ws" };
                 (

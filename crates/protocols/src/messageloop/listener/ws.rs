@@ -38,12 +38,7 @@ pub(super) async fn start(
     services: &Services,
     settings: Arc<ArcSwap<Settings>>,
 ) -> anyhow::Result<RunningListener> {
-    let tls = config
-        .ws
-        .tls
-        .as_ref()
-        .map(|tls| crate::tls::acceptor(tls, &[b"http/1.1"]))
-        .transpose()
+    let tls = crate::tls::optional_acceptor(config.ws.tls.as_ref(), &[b"http/1.1"])
         .context("messageloop.ws.tls")?;
     let listener = TcpListener::bind(config.ws.address)
         .await

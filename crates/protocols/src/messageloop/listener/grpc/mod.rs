@@ -57,12 +57,7 @@ pub(super) async fn start(
     services: &Services,
     settings: Arc<ArcSwap<Settings>>,
 ) -> anyhow::Result<RunningListener> {
-    let tls = config
-        .grpc
-        .tls
-        .as_ref()
-        .map(|tls| crate::tls::acceptor(tls, &[b"h2"]))
-        .transpose()
+    let tls = crate::tls::optional_acceptor(config.grpc.tls.as_ref(), &[b"h2"])
         .context("messageloop.grpc.tls")?;
     let listener = TcpListener::bind(config.grpc.address)
         .await
